@@ -1,0 +1,1 @@
+"""The read-only FastAPI projection server over an rgstore store."""

@@ -1,0 +1,1 @@
+"""The rgstore command line: thin click shells over rgstore.Store."""

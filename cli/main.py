@@ -1,0 +1,113 @@
+"""The ``rgstore`` root command: global options, lazy sub-command loading, error mapping.
+
+Sub-commands load on first use (``LAZY_COMMANDS``), so ``rgstore --help`` and
+``rgstore getseq`` never import fastapi, uvicorn or unrelated command modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rgstore.errors import RgstoreError
+
+__all__ = ["cli", "main", "LAZY_COMMANDS", "Context"]
+
+LAZY_COMMANDS: dict[str, str] = {
+    # name: "module:attribute" -- one line per command or group
+    "init": "cli.admin:init_cmd",
+    "log": "cli.log:log_group",
+    "replay": "cli.log:replay_cmd",
+    "rebuild": "cli.admin:rebuild_cmd",
+    "verify": "cli.admin:verify_cmd",
+    "gc": "cli.admin:gc_cmd",
+}
+
+
+class Context:
+    """What every command gets: where the store is and who is acting."""
+
+    def __init__(self, store: Path | None, actor: str | None) -> None:
+        self.store_path = store
+        self.actor = actor
+
+    def open(self, *, readonly: bool = False) -> Any:
+        """Open the store this invocation names (see ``rgstore.Store.open``)."""
+        from rgstore.progress import terminal_progress
+        from rgstore.store import Store
+
+        return Store.open(self.store_path, readonly=readonly, actor=self.actor, progress=terminal_progress)
+
+
+class RgstoreGroup(click.Group):
+    """A click group that loads sub-commands lazily and turns RgstoreError into one line."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            cmd: click.Command = getattr(importlib.import_module(module), attr)
+            return cmd
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RgstoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # `rgstore getseq ... | head` closes the pipe early; that is not an error.
+            sys.stderr.close()
+            ctx.exit(0)
+
+
+@click.group(cls=RgstoreGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store", "store", type=click.Path(path_type=Path, file_okay=False), envvar="RGSTORE_HOME",
+    help="Store directory [default: $RGSTORE_HOME, else the user data directory].",
+)
+@click.option("--actor", help="Who is acting, recorded on every event [default: user@host].")
+@click.version_option(package_name="rgstore")
+@click.pass_context
+def cli(ctx: click.Context, store: Path | None, actor: str | None) -> None:
+    """rgstore: reference genomes, refpkgs and FASTA caches on an append-only event log.
+
+    \b
+    Example:
+        rgstore --store ./store genome init --fasta tiny.fa --name tiny
+        rgstore --store ./store getseq tiny chr1:0-60
+    """
+    ctx.obj = Context(store, actor)
+
+
+def store_option(fn: Any) -> Any:
+    """Per-command ``--store`` (same meaning as the global option, for `cmd --store X` order)."""
+
+    def set_store(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            ctx.find_object(Context).store_path = value  # type: ignore[union-attr]
+
+    return click.option(
+        "--store", type=click.Path(path_type=Path, file_okay=False), expose_value=False,
+        callback=set_store, help="Store directory (overrides the global --store).",
+    )(fn)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="rgstore")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Rendering shared by all commands: JSON (lines) for machines, aligned text for people."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+import msgspec
+
+__all__ = ["emit_json", "emit_json_lines", "emit_table", "json_option"]
+
+_JSON = msgspec.json.Encoder()
+
+
+def _to_builtins(obj: Any) -> Any:
+    return msgspec.to_builtins(obj, builtin_types=None, str_keys=True)
+
+
+def emit_json(obj: Any) -> None:
+    """Write one JSON document (Structs, datetimes and bytes handled) and a newline."""
+    sys.stdout.write(_JSON.encode(_to_builtins(obj)).decode() + "\n")
+
+
+def emit_json_lines(objs: Iterable[Any]) -> None:
+    """Write one JSON document per line."""
+    write = sys.stdout.write
+    for obj in objs:
+        write(_JSON.encode(_to_builtins(obj)).decode() + "\n")
+
+
+def emit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -> None:
+    """Write rows as left-aligned, two-space-separated columns."""
+    table = [list(map(str, headers))] if headers else []
+    table += [[str(c) for c in row] for row in rows]
+    if not table:
+        return
+    widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(max(map(len, table)))]
+    for row in table:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(row)]
+        click.echo("  ".join(cells).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

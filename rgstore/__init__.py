@@ -1,0 +1,1 @@
+"""rgstore: an event-sourced store for reference genomes, refpkgs and FASTA caches."""

@@ -1,0 +1,160 @@
+"""Content-addressed files under ``blobs/``: written durably before any event names them, verified on every read.
+
+Layout: ``blobs/<sha256[:2]>/<sha256>``. A write streams into a temp file in the same
+directory while hashing (sha256 + md5), fsyncs it, renames it into place and fsyncs the
+directory. Blobs are only ever deleted by ``rgstore gc`` (nothing any view references).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from .environment import fsync_dir
+from .errors import IntegrityError, NotFoundError
+
+__all__ = ["BlobStore", "BlobInfo", "hash_file"]
+
+_CHUNK = 1 << 20
+
+
+class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored blob's identity: sha256 (its address), md5 and size in bytes."""
+
+    sha256: str
+    md5: str
+    size: int
+
+
+def hash_file(path: Path) -> BlobInfo:
+    """sha256, md5 and size of a file, read in 1 MiB chunks."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+    return BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
+
+
+class BlobStore:
+    """The ``blobs/`` directory of a store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        """Where the blob with this sha256 lives (whether or not it exists)."""
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise NotFoundError(f"not a sha256 digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the blob is present (not whether it is intact)."""
+        return self.path(sha256).is_file()
+
+    def put_file(self, source: Path) -> tuple[BlobInfo, bool]:
+        """Store a copy of ``source``; returns its info and whether a new blob file was created."""
+        with open(source, "rb") as fh:
+            return self._put_stream(fh)
+
+    def put_bytes(self, data: bytes) -> tuple[BlobInfo, bool]:
+        """Store ``data``; returns its info and whether a new blob file was created."""
+        import io
+
+        return self._put_stream(io.BytesIO(data))
+
+    def _put_stream(self, fh: BinaryIO) -> tuple[BlobInfo, bool]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := fh.read(_CHUNK):
+                    sha.update(chunk)
+                    md5.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            info = BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
+            dest = self.path(info.sha256)
+            if dest.is_file():
+                tmp.unlink()
+                return info, False
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(tmp, dest)
+            fsync_dir(dest.parent)
+            return info, True
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def verify(self, sha256: str) -> BlobInfo:
+        """Re-hash a blob; IntegrityError if it is corrupt, NotFoundError if it is missing."""
+        path = self.path(sha256)
+        if not path.is_file():
+            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+        info = hash_file(path)
+        if info.sha256 != sha256:
+            raise IntegrityError(f"blob {sha256} is corrupt: its content hashes to {info.sha256}")
+        return info
+
+    def read_bytes(self, sha256: str) -> bytes:
+        """The blob's bytes, verified against its sha256."""
+        data = self.path(sha256).read_bytes() if self.exists(sha256) else None
+        if data is None:
+            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on read)")
+        return data
+
+    def copy_to(self, sha256: str, dest: Path) -> None:
+        """Copy a blob to ``dest`` atomically, verifying the bytes as they are copied."""
+        src = self.path(sha256)
+        if not src.is_file():
+            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+        tmp = Path(tmp_name)
+        try:
+            sha = hashlib.sha256()
+            with open(src, "rb") as fh, os.fdopen(fd, "wb") as out:
+                while chunk := fh.read(_CHUNK):
+                    sha.update(chunk)
+                    out.write(chunk)
+            if sha.hexdigest() != sha256:
+                raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def all(self) -> Iterator[str]:
+        """sha256 of every blob file present, sorted."""
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir() and len(sub.name) == 2:
+                for f in sorted(sub.iterdir()):
+                    if len(f.name) == 64:
+                        yield f.name
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob file (only gc calls this, after checking nothing references it)."""
+        self.path(sha256).unlink(missing_ok=True)
+
+    def stale_temp_files(self) -> list[Path]:
+        """Leftover ``.tmp-*`` files from killed writers."""
+        return sorted(self.root.glob(".tmp-*")) if self.root.is_dir() else []
+
+
+_ = shutil

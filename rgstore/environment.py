@@ -1,0 +1,140 @@
+"""The store's one LMDB environment: sub-db handles, transactions, and automatic map growth.
+
+Durability defaults are LMDB's (sync + metasync); never ``writemap`` and never ``lock=False``
+(see docs/architecture.md). The map is a large sparse reservation that doubles on
+``MapFullError``: the whole write function is retried, so a command never half-applies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from .errors import ReadOnlyError, RgstoreError
+
+__all__ = ["Environment", "Txn", "INITIAL_MAP_SIZE"]
+
+T = TypeVar("T")
+Txn = lmdb.Transaction
+
+INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; sparse on Linux, so it costs nothing
+MAX_DBS = 64
+MAX_READERS = 1024
+
+
+class Environment:
+    """An open LMDB environment with named sub-dbs created on demand (in write mode)."""
+
+    def __init__(self, path: Path, *, readonly: bool, map_size: int = INITIAL_MAP_SIZE) -> None:
+        self.path = path
+        self.readonly = readonly
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not (path / "data.mdb").exists():
+            raise RgstoreError(f"no store log at {path}; create one with `rgstore init`")
+        self.env = lmdb.open(
+            str(path),
+            map_size=map_size,
+            max_dbs=MAX_DBS,
+            max_readers=MAX_READERS,
+            readonly=readonly,
+            subdir=True,
+            max_spare_txns=0,  # spare read txns leave stale reader slots across fork (py-lmdb #346)
+            metasync=True,
+            sync=True,
+            writemap=False,
+            lock=True,
+        )
+        if not readonly:
+            self.env.reader_check()  # reclaim reader slots leaked by killed processes
+        self._dbs: dict[str, object] = {}
+
+    def close(self) -> None:
+        """Close the environment; handles and transactions become invalid."""
+        self.env.close()
+
+    def open_dbs(self, names: list[str]) -> None:
+        """Open (creating in write mode) every named sub-db once, in one transaction."""
+        missing = [n for n in names if n not in self._dbs]
+        if not missing:
+            return
+        txn = self.env.begin(write=not self.readonly)
+        try:
+            for name in missing:
+                if self.readonly and txn.get(name.encode()) is None:
+                    continue  # created by the first writer; reads of it see nothing yet
+                self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=not self.readonly)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+
+    def db(self, name: str) -> object:
+        """The handle of an opened sub-db (see ``open_dbs``)."""
+        try:
+            return self._dbs[name]
+        except KeyError:
+            raise _MissingDb(f"sub-db {name!r} does not exist in {self.path} (open it writable once)") from None
+
+    def has_db(self, name: str) -> bool:
+        """Whether sub-db ``name`` is open."""
+        return name in self._dbs
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in one write transaction; commit on return, abort on any exception.
+
+        On a full map the transaction is aborted, the map doubled, and ``fn`` re-run from the start.
+        """
+        if self.readonly:
+            raise ReadOnlyError("this store handle is read-only")
+        while True:
+            txn = self.env.begin(write=True)
+            try:
+                result = fn(txn)
+                txn.commit()
+                return result
+            except lmdb.MapFullError:
+                txn.abort()
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except BaseException:
+                txn.abort()
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        """A short read transaction (never blocks on writers)."""
+        try:
+            txn = self.env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            self.env.set_mapsize(0)  # another process grew the map; adopt its size
+            txn = self.env.begin(buffers=False)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    def sync(self) -> None:
+        """Force a flush to disk (after unsynced bulk loads)."""
+        self.env.sync(True)
+
+    def stat_db(self, name: str, txn: Txn) -> dict[str, int]:
+        """LMDB statistics of one sub-db."""
+        return txn.stat(self.db(name))  # type: ignore[no-any-return]
+
+
+class _MissingDb(RgstoreError, LookupError):
+    """A sub-db asked of a read-only environment was never created (the store is older or empty)."""
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it is durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,119 @@
+"""Every error rgstore raises on purpose: one root, one subclass per kind of failure.
+
+Each class carries ``exit_code`` (the CLI's process status) and ``http_status`` (the API's
+response code), so the two shells map errors in one place each and never guess.
+Messages are one line: what failed, on which item, and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RgstoreError",
+    "NotFoundError",
+    "InvalidInputError",
+    "OutOfRangeError",
+    "ConflictError",
+    "ConcurrencyConflictError",
+    "IdempotencyConflictError",
+    "NothingToUndoError",
+    "NothingToRedoError",
+    "IntegrityError",
+    "ChainError",
+    "ReadOnlyError",
+    "RemoteError",
+    "LogMismatchError",
+]
+
+
+class RgstoreError(Exception):
+    """Root of every deliberate rgstore failure; the message is meant for a person."""
+
+    exit_code: int = 1
+    http_status: int = 400
+
+
+class NotFoundError(RgstoreError, LookupError):
+    """A named thing (genome, alias, sequence, refpkg, cache entry, event) does not exist."""
+
+    http_status = 404
+
+    def __str__(self) -> str:  # LookupError would repr-quote the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class InvalidInputError(RgstoreError, ValueError):
+    """The caller's input is malformed: a bad FASTA, locus, key, path or option value."""
+
+    http_status = 400
+
+
+class OutOfRangeError(InvalidInputError):
+    """A region lies outside its sequence."""
+
+    http_status = 416
+
+
+class ConflictError(RgstoreError):
+    """The command contradicts the current state (name taken, stream moved on, ...)."""
+
+    http_status = 409
+
+
+class ConcurrencyConflictError(ConflictError):
+    """A stream's version is not the one the command expected."""
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        self.stream, self.expected, self.actual = stream, expected, actual
+        super().__init__(
+            f"stream {stream!r} is at version {actual}, expected {expected}; "
+            "another writer got there first: re-read and retry"
+        )
+
+
+class IdempotencyConflictError(ConflictError):
+    """An event id was reused with a different payload."""
+
+    def __init__(self, event_id: str, seq: int) -> None:
+        self.event_id, self.seq = event_id, seq
+        super().__init__(
+            f"event id {event_id} was already appended at seq {seq} with a different payload; "
+            "use a fresh id for a new command"
+        )
+
+
+class NothingToUndoError(ConflictError):
+    """An undo was asked of a stream with no earlier step."""
+
+
+class NothingToRedoError(ConflictError):
+    """A redo was asked of a stream with nothing undone."""
+
+
+class IntegrityError(RgstoreError):
+    """Stored bytes do not match their recorded checksum, or a view disagrees with the log."""
+
+    http_status = 500
+
+
+class ChainError(IntegrityError):
+    """The log's hash chain or seq numbering is broken at a given seq."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        self.seq = seq
+        super().__init__(f"log record seq {seq}: {reason}")
+
+
+class LogMismatchError(ConflictError):
+    """Two logs that should be one lineage are not (different log id or diverged history)."""
+
+
+class ReadOnlyError(RgstoreError):
+    """A write was attempted on a read-only handle or a replica."""
+
+    http_status = 405
+
+
+class RemoteError(RgstoreError):
+    """A remote source was unreachable or did not speak the expected protocol."""
+
+    http_status = 502

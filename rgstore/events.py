@@ -1,0 +1,286 @@
+"""Every fact rgstore records: frozen, tagged msgspec Structs, plus the envelope that wraps them.
+
+Rules (see docs/architecture.md): names are past tense; tags are explicit strings that never
+change or get reused; events evolve only by adding fields with defaults; retired classes stay
+so old logs decode. No I/O lives here. The wire codec is in ``rgstore.codec``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Union
+
+import msgspec
+
+__all__ = [
+    "Event",
+    "Envelope",
+    "AnyEvent",
+    "EVENT_TYPES",
+    "FileRef",
+    # engine
+    "Undone",
+    "Redone",
+    "HistoryStripped",
+    "Noted",
+    # aliases
+    "AliasSet",
+    "AliasRemoved",
+    "SequenceAliasSet",
+    "SequenceAliasRemoved",
+    # genomes
+    "GenomeSource",
+    "GenomeAdded",
+    "GenomeRemoved",
+    "FhrSet",
+    # refpkgs
+    "RefpkgCreated",
+    "RefpkgUpdated",
+    # cache
+    "CacheInserted",
+    "CacheTouched",
+    "CachePinned",
+    "CacheUnpinned",
+    "CacheEvicted",
+]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every fact in the log. Never edited once released."""
+
+    undoable: ClassVar[bool] = False
+    """Whether the event is a step of its stream's undo/redo zipper (a class property, not stored)."""
+
+
+class FileRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A content-addressed file: the blob's sha256 plus the md5 and size users compare against."""
+
+    name: str
+    sha256: str
+    md5: str
+    size: int
+
+
+# --- engine: the generic undo/redo zipper -------------------------------------------------------
+
+
+class Undone(Event, tag="undone"):
+    """The latest step of the envelope's stream was undone.
+
+    ``undone_seq`` is the step taken back; ``restored_seq`` the step now current (0: none).
+    The engine fills both at append time so that views fold without consulting shared state.
+    """
+
+    undone_seq: int = 0
+    restored_seq: int = 0
+
+
+class Redone(Event, tag="redone"):
+    """The most recently undone step of the envelope's stream was re-applied (``redone_seq``)."""
+
+    redone_seq: int = 0
+
+
+class HistoryStripped(Event, tag="history-stripped"):
+    """The stream's undo and redo history was dropped; only the current step (``kept_seq``) remains."""
+
+    kept_seq: int = 0
+
+
+class Noted(Event, tag="noted"):
+    """A free-text note on a stream; carries no state. Used by tests, benchmarks and audits."""
+
+    undoable: ClassVar[bool] = True
+
+    text: str = ""
+    data: dict[str, Any] = {}
+
+
+# --- aliases ------------------------------------------------------------------------------------
+
+
+class AliasSet(Event, tag="alias-set"):
+    """A collection alias ``namespace:name`` now points at a genome (seqcol) digest."""
+
+    undoable: ClassVar[bool] = True
+
+    namespace: str
+    name: str
+    digest: str
+
+
+class AliasRemoved(Event, tag="alias-removed"):
+    """A collection alias no longer exists."""
+
+    undoable: ClassVar[bool] = True
+
+    namespace: str
+    name: str
+
+
+class SequenceAliasSet(Event, tag="sequence-alias-set"):
+    """A sequence alias (e.g. ``insdc:BK006935.2``) now points at a sequence digest."""
+
+    undoable: ClassVar[bool] = True
+
+    namespace: str
+    name: str
+    digest: str
+
+
+class SequenceAliasRemoved(Event, tag="sequence-alias-removed"):
+    """A sequence alias no longer exists."""
+
+    undoable: ClassVar[bool] = True
+
+    namespace: str
+    name: str
+
+
+# --- genomes ------------------------------------------------------------------------------------
+
+
+class GenomeSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a genome's content came from: a local FASTA (path, size, md5) or a remote URL."""
+
+    path: str = ""
+    size: int = 0
+    md5: str = ""
+    remote_url: str = ""
+
+
+class GenomeAdded(Event, tag="genome-added"):
+    """A sequence collection was stored: its seqcol digests, level-2 arrays and description."""
+
+    digest: str
+    names: list[str]
+    lengths: list[int]
+    sequences: list[str]
+    level1: dict[str, str] = {}
+    md5s: list[str] = []
+    description: str = ""
+    species: str = ""
+    circular: list[str] = []
+    source: GenomeSource = GenomeSource()
+
+
+class GenomeRemoved(Event, tag="genome-removed"):
+    """A genome was removed from the catalogue (its aliases were removed in the same command)."""
+
+    digest: str
+
+
+class FhrSet(Event, tag="fhr-set"):
+    """A genome's FHR 1.0 provenance document was replaced (unknown keys kept verbatim)."""
+
+    undoable: ClassVar[bool] = True
+
+    digest: str
+    fhr: dict[str, Any]
+
+
+# --- refpkgs ------------------------------------------------------------------------------------
+
+
+class RefpkgCreated(Event, tag="refpkg-created"):
+    """A reference package was created with its first files and metadata."""
+
+    undoable: ClassVar[bool] = True
+
+    name: str
+    files: dict[str, FileRef] = {}
+    metadata: dict[str, str] = {}
+    message: str = ""
+
+
+class RefpkgUpdated(Event, tag="refpkg-updated"):
+    """One update step: files and metadata keys set (a value) or dropped (None)."""
+
+    undoable: ClassVar[bool] = True
+
+    name: str
+    files: dict[str, Union[FileRef, None]] = {}
+    metadata: dict[str, Union[str, None]] = {}
+    message: str = ""
+
+
+# --- cache --------------------------------------------------------------------------------------
+
+
+class CacheInserted(Event, tag="cache-inserted"):
+    """A cache entry (level 1 region FASTAs or level 2 raw assets) landed, with file checksums."""
+
+    key: str
+    level: int
+    path: str
+    files: dict[str, FileRef] = {}
+    request: dict[str, Any] = {}
+
+
+class CacheTouched(Event, tag="cache-touched"):
+    """A cache entry was read (coalesced: at most one per entry per hour)."""
+
+    key: str
+
+
+class CachePinned(Event, tag="cache-pinned"):
+    """A cache entry is exempt from eviction."""
+
+    key: str
+
+
+class CacheUnpinned(Event, tag="cache-unpinned"):
+    """A cache entry may be evicted again."""
+
+    key: str
+
+
+class CacheEvicted(Event, tag="cache-evicted"):
+    """A cache entry was evicted; its files are deleted only after this commits."""
+
+    key: str
+    reason: str = ""
+
+
+AnyEvent = Union[
+    Undone,
+    Redone,
+    HistoryStripped,
+    Noted,
+    AliasSet,
+    AliasRemoved,
+    SequenceAliasSet,
+    SequenceAliasRemoved,
+    GenomeAdded,
+    GenomeRemoved,
+    FhrSet,
+    RefpkgCreated,
+    RefpkgUpdated,
+    CacheInserted,
+    CacheTouched,
+    CachePinned,
+    CacheUnpinned,
+    CacheEvicted,
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+"""Tag -> class, for ``rgstore log --type`` filters and the golden-bytes test."""
+
+SCHEMA_VERSION = 1
+"""Bumped when an envelope or event change needs an upcaster; new optional fields do not."""
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored record: an event plus where and when it happened and who did it."""
+
+    seq: int
+    id: str
+    stream: str
+    stream_version: int
+    time: datetime
+    actor: str
+    event: AnyEvent
+    schema: int = SCHEMA_VERSION

@@ -1,0 +1,51 @@
+"""Progress reporting for long work: a bar on a terminal, silence when piped or asked for JSON."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Protocol
+
+__all__ = ["Progress", "ProgressFactory", "NullProgress", "terminal_progress", "null_progress"]
+
+
+class Progress(Protocol):
+    """A running progress indicator."""
+
+    def update(self, n: int = 1) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+class ProgressFactory(Protocol):
+    """Starts a Progress for a task of ``total`` units (None: unknown)."""
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> Progress: ...
+
+
+class NullProgress:
+    """Does nothing; the default everywhere in the engine."""
+
+    def update(self, n: int = 1) -> None:
+        """Ignore progress."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def null_progress(desc: str, total: int | None = None, unit: str = "it") -> Progress:
+    """A ProgressFactory that reports nothing."""
+    return NullProgress()
+
+
+def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> Progress:
+    """A tqdm bar on stderr when stderr is a terminal; otherwise nothing."""
+    if not sys.stderr.isatty():
+        return NullProgress()
+    from tqdm import tqdm  # imported lazily: only interactive runs pay for it
+
+    scale = unit == "B"
+    bar: Progress = tqdm(
+        desc=desc, total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
+        leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.2,
+    )
+    return bar

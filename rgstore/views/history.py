@@ -1,0 +1,113 @@
+"""The generic undo/redo zipper over each stream's undoable steps.
+
+Per stream, a *done* stack (the current step on top) and an *undone* stack (the next redo on
+top). An ordinary undoable event pushes onto done and clears undone (taxtastic's rule: a new
+step discards the redo side); ``Undone`` moves the top of done onto undone; ``Redone`` moves
+it back; ``HistoryStripped`` keeps only the current step. The append fills the seqs inside
+``Undone``/``Redone``/``HistoryStripped`` from this view, so every other view folds them
+without asking anyone.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import ClassVar
+
+from ..environment import Txn
+from ..events import Envelope, Event, HistoryStripped, Redone, Undone
+from . import FoldContext, View
+
+__all__ = ["HistoryView", "done_stack", "undone_stack"]
+
+_HEAD = struct.Struct(">II")
+_SEQ = struct.Struct(">Q")
+_IDX = struct.Struct(">I")
+
+
+def _key(stream: str, part: bytes, index: int | None = None) -> bytes:
+    base = stream.encode() + b"\x00" + part
+    return base if index is None else base + _IDX.pack(index)
+
+
+def _heads(txn: Txn, db: object, stream: str) -> tuple[int, int]:
+    raw = txn.get(_key(stream, b"H"), db=db)
+    return _HEAD.unpack(raw) if raw is not None else (0, 0)
+
+
+def _stack(txn: Txn, db: object, stream: str, part: bytes, n: int) -> list[int]:
+    return [_SEQ.unpack(txn.get(_key(stream, part, i), db=db))[0] for i in range(n)]
+
+
+def done_stack(txn: Txn, db: object, stream: str) -> list[int]:
+    """Seqs of the stream's done steps, oldest first; the last one is current."""
+    n_done, _ = _heads(txn, db, stream)
+    return _stack(txn, db, stream, b"D", n_done)
+
+
+def undone_stack(txn: Txn, db: object, stream: str) -> list[int]:
+    """Seqs of the stream's undone steps; the last one is the next to redo."""
+    _, n_undone = _heads(txn, db, stream)
+    return _stack(txn, db, stream, b"U", n_undone)
+
+
+class HistoryView(View):
+    """Keeps each stream's zipper: which undoable steps are done and which are undone."""
+
+    name: ClassVar[str] = "history"
+    version: ClassVar[int] = 1
+    dbs: ClassVar[tuple[str, ...]] = ("history",)
+    handles: ClassVar[tuple[type[Event], ...]] = ()
+
+    def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
+        """Move the stream's zipper according to the event."""
+        event = envelope.event
+        if not (event.undoable or isinstance(event, (Undone, Redone, HistoryStripped))):
+            return
+        txn, db, stream = ctx.txn, ctx.db("history"), envelope.stream
+        n_done, n_undone = _heads(txn, db, stream)
+        if isinstance(event, Undone):
+            seq = self._pop(txn, db, stream, b"D", n_done)
+            txn.put(_key(stream, b"U", n_undone), _SEQ.pack(seq), db=db)
+            n_done, n_undone = n_done - 1, n_undone + 1
+        elif isinstance(event, Redone):
+            seq = self._pop(txn, db, stream, b"U", n_undone)
+            txn.put(_key(stream, b"D", n_done), _SEQ.pack(seq), db=db)
+            n_done, n_undone = n_done + 1, n_undone - 1
+        elif isinstance(event, HistoryStripped):
+            if n_done:
+                top = txn.get(_key(stream, b"D", n_done - 1), db=db)
+                for i in range(n_done):
+                    txn.delete(_key(stream, b"D", i), db=db)
+                txn.put(_key(stream, b"D", 0), top, db=db)
+            self._clear(txn, db, stream, b"U", n_undone)
+            n_done, n_undone = min(n_done, 1), 0
+        else:
+            txn.put(_key(stream, b"D", n_done), _SEQ.pack(envelope.seq), db=db)
+            self._clear(txn, db, stream, b"U", n_undone)
+            n_done, n_undone = n_done + 1, 0
+        txn.put(_key(stream, b"H"), _HEAD.pack(n_done, n_undone), db=db)
+
+    @staticmethod
+    def _pop(txn: Txn, db: object, stream: str, part: bytes, n: int) -> int:
+        key = _key(stream, part, n - 1)
+        seq: int = _SEQ.unpack(txn.pop(key, db=db))[0]
+        return seq
+
+    @staticmethod
+    def _clear(txn: Txn, db: object, stream: str, part: bytes, n: int) -> None:
+        for i in range(n):
+            txn.delete(_key(stream, part, i), db=db)
+
+    @staticmethod
+    def top(txn: Txn, db: object, stream: str) -> tuple[int, int]:
+        """(current step's seq, the step below it) of a stream; 0 where there is none."""
+        n_done, _ = _heads(txn, db, stream)
+        cur = _SEQ.unpack(txn.get(_key(stream, b"D", n_done - 1), db=db))[0] if n_done else 0
+        below = _SEQ.unpack(txn.get(_key(stream, b"D", n_done - 2), db=db))[0] if n_done > 1 else 0
+        return cur, below
+
+    @staticmethod
+    def next_redo(txn: Txn, db: object, stream: str) -> int:
+        """Seq of the step a redo would re-apply; 0 if nothing is undone."""
+        _, n_undone = _heads(txn, db, stream)
+        return _SEQ.unpack(txn.get(_key(stream, b"U", n_undone - 1), db=db))[0] if n_undone else 0

@@ -1,0 +1,17 @@
+"""The ordered list of views every store folds; add a domain view here (and nowhere else)."""
+
+from __future__ import annotations
+
+from . import View
+from .history import HistoryView
+from .ids import IdsView
+from .streams import StreamsView
+
+__all__ = ["all_views"]
+
+
+def all_views() -> list[View]:
+    """Fresh instances of every view, core first, in fold order."""
+    views: list[View] = [IdsView(), StreamsView(), HistoryView()]
+    # Domain views register below, one line each.
+    return views

@@ -1,0 +1,48 @@
+"""The stream index: stream name -> (version, last seq), for optimistic concurrency and audit."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import ClassVar
+
+from ..environment import Txn
+from ..events import Envelope, Event
+from . import FoldContext, View, iter_prefix
+
+__all__ = ["StreamsView"]
+
+_VALUE = struct.Struct(">QQ")
+
+
+class StreamsView(View):
+    """Every stream's current version (count of its events) and the seq of its latest event."""
+
+    name: ClassVar[str] = "streams"
+    version: ClassVar[int] = 1
+    dbs: ClassVar[tuple[str, ...]] = ("streams",)
+    handles: ClassVar[tuple[type[Event], ...]] = ()
+
+    def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
+        """Advance the stream to the envelope's version."""
+        ctx.txn.put(
+            envelope.stream.encode(),
+            _VALUE.pack(envelope.stream_version, envelope.seq),
+            db=ctx.db("streams"),
+        )
+
+    @staticmethod
+    def get(txn: Txn, db: object, stream: str) -> tuple[int, int]:
+        """(version, last seq) of a stream; (0, 0) if it has no events."""
+        raw = txn.get(stream.encode(), db=db)
+        if raw is None:
+            return 0, 0
+        version, seq = _VALUE.unpack(raw)
+        return version, seq
+
+    @staticmethod
+    def list(txn: Txn, db: object, prefix: str = "") -> Iterator[tuple[str, int, int]]:
+        """(stream, version, last seq) for streams starting with ``prefix``."""
+        for key, raw in iter_prefix(txn, db, prefix.encode()):
+            version, seq = _VALUE.unpack(raw)
+            yield key.decode(), version, seq
