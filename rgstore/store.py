@@ -134,15 +134,30 @@ class Store:
         events reference) must exist on disk at commit time. Returns the events' seqs.
         """
 
+        types: set[type] = set()
+
         def run(txn: Txn) -> list[int]:
             self._check_writable(txn)
             batch = command(txn)
             for sha in blobs:
                 if not self.blobs.exists(sha):
                     raise ConflictError(f"blob {sha} vanished before commit (concurrent gc?); retry")
+            types.clear()
+            types.update(type(item.event) for item in batch)
             return self.log.append(txn, batch, self.actor)
 
-        return self.environment.write(run)
+        seqs = self.environment.write(run)
+        for view in self.views:
+            if type(view).sync_external is not View.sync_external and (
+                not view.handles or types.intersection(view.handles)
+            ):
+                view.sync_external(self)
+        return seqs
+
+    def sync_external_views(self) -> None:
+        """Refresh every view's copies outside LMDB (after rebuild or replay)."""
+        for view in self.views:
+            view.sync_external(self)
 
     def append(self, batch: Sequence[NewEvent], *, blobs: Sequence[str] = ()) -> list[int]:
         """Append a command's events (see ``transact``)."""
@@ -260,6 +275,8 @@ class Store:
                 done = upto
             if head == 0:
                 self.environment.write(lambda txn: [self.log.set_checkpoint(txn, v, 0) for v in targets])
+            for view in targets:
+                view.sync_external(self)
         finally:
             if was_enabled:
                 _gc.enable()

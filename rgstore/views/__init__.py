@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import lmdb
 
 from ..codec import decode_envelope, unframe
 from ..environment import Environment, Txn
 from ..events import Envelope, Event
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["View", "FoldContext", "seq_key", "SEQ"]
 
@@ -61,6 +64,13 @@ class View:
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Fold one envelope into this view's sub-dbs."""
         raise NotImplementedError
+
+    def sync_external(self, store: "Store") -> None:
+        """Refresh copies of this view kept outside LMDB (e.g. RefgetStore alias TSVs).
+
+        Called after every committed command whose events this view handles, after rebuild and
+        after replay. The default has no external copy.
+        """
 
     def referenced_blobs(self, txn: Txn, environment: Environment) -> Iterable[str]:
         """sha256 digests of blobs this view's current or reachable states still need."""
