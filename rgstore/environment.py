@@ -63,12 +63,17 @@ class Environment:
         missing = [n for n in names if n not in self._dbs]
         if not missing:
             return
-        txn = self.env.begin(write=not self.readonly)
+        if self.readonly:
+            # py-lmdb only keeps handles opened through its own internal read txn valid afterwards.
+            with self.env.begin() as txn:
+                existing = [n for n in missing if txn.get(n.encode()) is not None]
+            for name in existing:  # the rest are created by the first writer; reads see nothing yet
+                self._dbs[name] = self.env.open_db(name.encode(), create=False)
+            return
+        txn = self.env.begin(write=True)
         try:
             for name in missing:
-                if self.readonly and txn.get(name.encode()) is None:
-                    continue  # created by the first writer; reads of it see nothing yet
-                self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=not self.readonly)
+                self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=True)
             txn.commit()
         except BaseException:
             txn.abort()

@@ -1,0 +1,100 @@
+"""Store-wide commands: init, rebuild, verify, gc."""
+
+from __future__ import annotations
+
+import click
+
+from .main import Context, store_option
+from .output import emit_json, json_option
+
+__all__ = ["init_cmd", "rebuild_cmd", "verify_cmd", "gc_cmd"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.command("init")
+@store_option
+@pass_ctx
+def init_cmd(ctx: Context) -> None:
+    """Create the store directory (log, refget, blobs, cache) if it does not exist.
+
+    \b
+    Example:
+        rgstore init --store ./store
+    """
+    with ctx.open() as store:
+        seq, _ = store.head()
+        click.echo(f"store {store.path} (log {store.log_id()}, head {seq})")
+
+
+@click.command("rebuild")
+@store_option
+@json_option
+@pass_ctx
+def rebuild_cmd(ctx: Context, as_json: bool) -> None:
+    """Drop every view and fold the whole log into them again.
+
+    \b
+    Example:
+        rgstore rebuild --store ./store
+    """
+    from rgstore.progress import null_progress, terminal_progress
+
+    with ctx.open() as store:
+        n = store.rebuild(progress=null_progress if as_json else terminal_progress)
+        if as_json:
+            emit_json({"events": n, "views": [v.name for v in store.views]})
+        else:
+            click.echo(f"rebuilt {len(store.views)} views from {n} events")
+
+
+@click.command("verify")
+@store_option
+@json_option
+@pass_ctx
+def verify_cmd(ctx: Context, as_json: bool) -> None:
+    """Check the hash chain, every view against a fresh replay, and every blob; exit 1 on any problem.
+
+    \b
+    Example:
+        rgstore verify --store ./store
+    """
+    from rgstore.progress import null_progress, terminal_progress
+
+    with ctx.open(readonly=True) as store:
+        report = store.verify(progress=null_progress if as_json else terminal_progress)
+    if as_json:
+        emit_json({"ok": report.ok, **{k: getattr(report, k) for k in report.__struct_fields__}})
+    else:
+        for problem in report.problems:
+            click.echo(f"FAIL {problem}", err=True)
+        for sha in report.unreferenced_blobs:
+            click.echo(f"note: unreferenced blob {sha} (freed by `rgstore gc`)")
+        click.echo(f"{'ok' if report.ok else 'FAILED'}: {report.events} events, {report.blobs} blobs checked")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.command("gc")
+@store_option
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--grace", default=600.0, show_default=True, help="Keep unreferenced blobs younger than this many seconds.")
+@json_option
+@pass_ctx
+def gc_cmd(ctx: Context, dry_run: bool, grace: float, as_json: bool) -> None:
+    """Delete blobs no view or retained history references (and stale temp files).
+
+    \b
+    Example:
+        rgstore gc --store ./store --dry-run
+    """
+    from rgstore.gc import collect_garbage
+
+    with ctx.open() as store:
+        report = collect_garbage(store, dry_run=dry_run, grace=grace)
+    if as_json:
+        emit_json(report)
+    else:
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"{verb} {len(report.removed)} blobs ({report.bytes_freed} bytes), "
+                   f"{report.temp_files_removed} temp files; kept {len(report.kept_recent)} recent")

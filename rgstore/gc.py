@@ -1,0 +1,59 @@
+"""`rgstore gc`: delete blobs that no view's reachable state references, and stale temp files.
+
+Deletion happens while holding the LMDB writer lock (inside a write transaction), and every
+command re-checks its blobs exist inside its own write transaction, so a blob cannot vanish
+between a command's check and its commit. Blobs younger than ``grace`` seconds are kept:
+they may belong to a command that has written its files but not yet committed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from .environment import Txn
+from .store import Store
+
+__all__ = ["GcReport", "collect_garbage"]
+
+
+class GcReport(msgspec.Struct, kw_only=True):
+    """What gc removed (or, with dry_run, would remove)."""
+
+    removed: list[str] = []
+    bytes_freed: int = 0
+    kept_recent: list[str] = []
+    temp_files_removed: int = 0
+    dry_run: bool = False
+
+
+def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0) -> GcReport:
+    """Remove unreferenced blobs older than ``grace`` seconds and leftover temp files."""
+    report = GcReport(dry_run=dry_run)
+    now = time.time()
+
+    def sweep(txn: Txn) -> None:
+        refs: set[str] = set()
+        for view in store.views:
+            refs.update(view.referenced_blobs(txn, store.environment))
+        for sha in store.blobs.all():
+            if sha in refs:
+                continue
+            path = store.blobs.path(sha)
+            stat = path.stat()
+            if now - stat.st_mtime < grace:
+                report.kept_recent.append(sha)
+                continue
+            report.removed.append(sha)
+            report.bytes_freed += stat.st_size
+            if not dry_run:
+                store.blobs.delete(sha)
+        for tmp in store.blobs.stale_temp_files():
+            if now - tmp.stat().st_mtime >= grace:
+                report.temp_files_removed += 1
+                if not dry_run:
+                    tmp.unlink(missing_ok=True)
+
+    store.environment.write(sweep)
+    return report

@@ -1,0 +1,125 @@
+"""Exported logs and record streams: the self-describing file behind `rgstore log export` / `replay`.
+
+File layout: the magic line ``RGSTORE-LOG 1\\n``, a 4-byte big-endian length and a msgpack
+header (log id, first and last seq, the chain hash before the first record, the head hash),
+then one zstd stream of *frames*. A frame is ``seq (8 bytes BE) || length (4 bytes BE) ||
+stored record``. The same frame encoding is the binary body of the server's ``/events`` feed
+and of published log segments, so every transport shares one parser.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+import zstandard
+
+from .errors import ChainError, InvalidInputError
+
+__all__ = [
+    "MAGIC",
+    "LogHeader",
+    "encode_frame",
+    "iter_frames",
+    "write_log_file",
+    "read_log_file",
+]
+
+MAGIC = b"RGSTORE-LOG 1\n"
+_FRAME = struct.Struct(">QI")
+_LEN = struct.Struct(">I")
+MAX_RECORD = 1 << 30
+
+
+class LogHeader(msgspec.Struct, frozen=True, kw_only=True):
+    """What an exported log (or segment) covers and how to check it continues a local log."""
+
+    log_id: str
+    first_seq: int
+    last_seq: int
+    prev_hash: str
+    """Hex chain hash of the record before ``first_seq`` (h[0] when first_seq is 1)."""
+    head_hash: str
+    """Hex chain hash of ``last_seq``."""
+    format: int = 1
+
+
+def encode_frame(seq: int, record: bytes) -> bytes:
+    """One frame: seq, length, stored record."""
+    return _FRAME.pack(seq, len(record)) + record
+
+
+def _read_exact(fh: BinaryIO, n: int) -> bytes:
+    buf = fh.read(n)
+    while len(buf) < n:
+        more = fh.read(n - len(buf))
+        if not more:
+            break
+        buf += more
+    return buf
+
+
+def iter_frames(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(seq, record) from a stream of frames; ChainError on a truncated frame."""
+    while True:
+        head = _read_exact(fh, _FRAME.size)
+        if not head:
+            return
+        if len(head) < _FRAME.size:
+            raise ChainError(0, "stream ends inside a frame header (truncated)")
+        seq, length = _FRAME.unpack(head)
+        if length > MAX_RECORD:
+            raise ChainError(seq, f"frame claims {length} bytes")
+        record = _read_exact(fh, length)
+        if len(record) < length:
+            raise ChainError(seq, "stream ends inside a record (truncated)")
+        yield seq, record
+
+
+def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, bytes]]) -> int:
+    """Write an exported log file atomically; returns the number of records written."""
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "wb") as out:
+        raw_header = msgspec.msgpack.encode(header)
+        out.write(MAGIC + _LEN.pack(len(raw_header)) + raw_header)
+        cctx = zstandard.ZstdCompressor(level=3)
+        with cctx.stream_writer(out, closefd=False) as zout:
+            for seq, record in records:
+                zout.write(encode_frame(seq, record))
+                count += 1
+        out.flush()
+        import os
+
+        os.fsync(out.fileno())
+    tmp.replace(path)
+    return count
+
+
+def read_log_file(path: Path) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
+    """Open an exported log: its header, and an iterator over its (seq, record) frames."""
+    fh = open(path, "rb")
+    if fh.read(len(MAGIC)) != MAGIC:
+        fh.close()
+        raise InvalidInputError(f"{path} is not an rgstore log export (bad magic)")
+    try:
+        (n,) = _LEN.unpack(_read_exact(fh, 4))
+        header = msgspec.msgpack.decode(_read_exact(fh, n), type=LogHeader)
+    except (struct.error, msgspec.DecodeError) as exc:
+        fh.close()
+        raise InvalidInputError(f"{path}: unreadable export header ({exc})") from None
+
+    def frames() -> Iterator[tuple[int, bytes]]:
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
+            try:
+                yield from iter_frames(reader)  # type: ignore[arg-type]
+            except zstandard.ZstdError as exc:
+                raise ChainError(0, f"{path}: compressed body is damaged ({exc})") from None
+        finally:
+            fh.close()
+
+    return header, frames()

@@ -1,0 +1,140 @@
+"""Moving stored records between copies of one log: export to a file, replay into a store.
+
+Replay verifies the hash chain record by record, refuses a different log id, and appends only
+what the target lacks, so replaying onto a store that holds a prefix of the same log is safe.
+"""
+
+from __future__ import annotations
+
+import gc as _gc
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+from .codec import genesis_hash
+from .errors import ChainError, LogMismatchError, NotFoundError
+from .logfile import LogHeader, read_log_file, write_log_file
+from .progress import ProgressFactory, null_progress
+from .store import REBUILD_BATCH, Store
+
+__all__ = ["export_log", "replay_file", "apply_records", "ApplyResult"]
+
+
+def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: ProgressFactory = null_progress) -> LogHeader:
+    """Write the records from ``from_seq`` to the head into a self-describing export file."""
+    from_seq = max(from_seq, 1)
+    with store.read() as txn:
+        head, head_hash = store.log.head(txn)
+        log_id = store.log.log_id(txn)
+        if from_seq > head + 1:
+            raise NotFoundError(f"--from {from_seq} is past the head ({head})")
+        if from_seq == 1:
+            prev = genesis_hash(log_id)
+        else:
+            record = store.log.record(txn, from_seq - 1)
+            assert record is not None
+            prev = bytes(record[2:34])
+        header = LogHeader(
+            log_id=log_id, first_seq=from_seq, last_seq=head, prev_hash=prev.hex(), head_hash=head_hash.hex()
+        )
+        bar = progress("export", total=head - from_seq + 1, unit="ev")
+
+        def records() -> Iterator[tuple[int, bytes]]:
+            for seq, raw in store.log.records(txn, after=from_seq - 1, upto=head):
+                bar.update()
+                yield seq, bytes(raw)
+
+        try:
+            write_log_file(path, header, records())
+        finally:
+            bar.close()
+    return header
+
+
+class ApplyResult(tuple[int, int]):
+    """(records applied, new head seq)."""
+
+
+def apply_records(
+    store: Store, log_id: str, records: Iterable[tuple[int, bytes]], *,
+    batch_size: int = REBUILD_BATCH, progress: ProgressFactory = null_progress, total: int | None = None,
+    meta: dict[str, bytes] | None = None,
+) -> tuple[int, int]:
+    """Append records of log ``log_id`` after the store's head, verifying chain and seqs.
+
+    Records at or below the local head are checked against the local copy (same chain hash)
+    and skipped. An empty store adopts ``log_id``. Each batch is one write transaction, which
+    also writes ``meta`` (e.g. a mirror's upstream position). Returns (applied, head).
+    """
+    def adopt(txn: object) -> str:
+        store.log.initialise(txn, log_id)  # no-op unless the log is still empty and unnamed
+        return store.log.log_id(txn)
+
+    with store.read() as txn:
+        local_head, _ = store.log.head(txn)
+        local_id = store.log.log_id(txn)
+    if local_head == 0 and local_id != log_id:
+        # A fresh store got a random id at open; adopt the upstream's before the first record.
+        def reset(txn: object) -> None:
+            store.log.meta_put(txn, "log_id", log_id.encode())  # type: ignore[arg-type]
+            from .log import _HEAD  # the head format is the log's business
+
+            store.log.meta_put(txn, "head", _HEAD.pack(0, genesis_hash(log_id)))  # type: ignore[arg-type]
+
+        store.environment.write(reset)
+        local_id = log_id
+    if local_id != log_id:
+        raise LogMismatchError(
+            f"log id {log_id} differs from this store's {local_id}: these are different logs, refusing to mix them"
+        )
+    bar = progress("replay", total=total, unit="ev")
+    applied = 0
+    it = iter(records)
+    was_enabled = _gc.isenabled()
+    _gc.disable()
+    try:
+        pending: list[tuple[int, bytes]] = []
+        with store.read() as txn:
+            head, _ = store.log.head(txn)
+            for seq, record in it:
+                if seq > head:
+                    pending.append((seq, record))
+                    break
+                local = store.log.record(txn, seq)
+                if local is None or bytes(local[2:34]) != bytes(record[2:34]):
+                    raise LogMismatchError(
+                        f"record seq {seq} differs from the local copy: the logs have diverged"
+                    )
+        while True:
+            pending.extend(islice(it, batch_size - len(pending)))
+            if not pending:
+                break
+            chunk = pending
+
+            def write(txn: object, chunk: list[tuple[int, bytes]] = chunk) -> int:
+                new_head = store.log.append_records(txn, chunk, log_id)  # type: ignore[arg-type]
+                for key, value in (meta or {}).items():
+                    store.log.meta_put(txn, key, value)  # type: ignore[arg-type]
+                return new_head
+
+            head = store.environment.write(write)
+            applied += len(chunk)
+            bar.update(len(chunk))
+            pending = []
+    finally:
+        if was_enabled:
+            _gc.enable()
+        bar.close()
+    if applied:
+        store.sync_external_views()
+    return applied, head
+
+
+def replay_file(store: Store, path: Path, *, progress: ProgressFactory = null_progress) -> tuple[int, int]:
+    """Replay an exported log file into ``store`` (see ``apply_records``)."""
+    header, frames = read_log_file(path)
+    with store.read() as txn:
+        head, _ = store.log.head(txn)
+    if header.first_seq > head + 1:
+        raise ChainError(header.first_seq, f"export starts at seq {header.first_seq} but the store's head is {head}: records are missing in between")
+    return apply_records(store, header.log_id, frames, progress=progress, total=header.last_seq - max(head, header.first_seq - 1))
