@@ -26,6 +26,7 @@ from .views.registry import all_views
 from .views.streams import StreamsView
 
 if TYPE_CHECKING:
+    from .aliases import Aliases
     from .verify import VerifyReport
 
 __all__ = ["Store", "default_store_path", "REBUILD_BATCH"]
@@ -93,7 +94,7 @@ class Store:
             if close is not None:
                 close()
         self._services.clear()
-        self.environment.close()
+        self.environment.close()  # idempotent in py-lmdb
 
     def __enter__(self) -> Store:
         return self
@@ -288,6 +289,14 @@ class Store:
         from .verify import verify_store
 
         return verify_store(self, progress=progress)
+
+    @property
+    def aliases(self) -> Aliases:
+        """Collection and sequence aliases (see ``rgstore.aliases``)."""
+        from .aliases import Aliases
+
+        svc: Aliases = self.service("aliases", Aliases)
+        return svc
 
 
 _ = RgstoreError

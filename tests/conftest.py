@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh store on real LMDB, and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from rgstore.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """Where a test's store lives (not created until opened)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_path: Path) -> Iterator[Store]:
+    """A fresh, writable store; closed after the test."""
+    s = Store.open(store_path, actor="tester@test")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def cli(store_path: Path):  # type: ignore[no-untyped-def]
+    """Invoke the click CLI in-process against the test's store: cli("log", "--json")."""
+    from cli.main import cli as root
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(root, ["--store", str(store_path), "--actor", "tester@test", *args],
+                             input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def run_rgstore(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+                input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the real `rgstore` entry point in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=full_env,
+                          capture_output=True, timeout=timeout, input=input)
+
+
+@pytest.fixture
+def rgstore_proc():  # type: ignore[no-untyped-def]
+    """The `run_rgstore` helper as a fixture."""
+    return run_rgstore

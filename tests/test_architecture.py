@@ -1,0 +1,55 @@
+"""Claims about the layering: the engine never imports the shells, and the CLI starts lean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_the_engine_never_imports_click_fastapi_or_uvicorn() -> None:
+    import pkgutil
+
+    import rgstore
+
+    names = [f"rgstore.{m.name}" for m in pkgutil.walk_packages(rgstore.__path__, "") ]
+    code = "\n".join(f"import {n}" for n in names)
+    loaded = _modules_after(code)
+    assert {"click", "fastapi", "uvicorn", "pydantic", "starlette"}.isdisjoint(loaded)
+
+
+def test_cli_start_up_does_not_import_the_server_stack() -> None:
+    code = "import sys; sys.argv=['rgstore','--help']\nfrom cli.main import cli\ntry:\n cli(prog_name='rgstore')\nexcept SystemExit:\n pass"
+    loaded = _modules_after(code)
+    assert {"fastapi", "uvicorn", "pydantic", "starlette", "httpx"}.isdisjoint(loaded)
+
+
+def test_every_cli_command_has_help_with_an_example() -> None:
+    import click
+
+    from cli.main import LAZY_COMMANDS, cli
+
+    ctx = click.Context(cli)
+    missing = []
+
+    def walk(cmd: click.Command, path: str) -> None:
+        if not cmd.help or "Example:" not in cmd.help:
+            missing.append(path)
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, f"{path} {name}")
+
+    for name in LAZY_COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None, name
+        walk(cmd, name)
+    assert missing == []

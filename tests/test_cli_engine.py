@@ -1,0 +1,77 @@
+"""Claims about the engine's CLI commands: init, log, show, verify, rebuild, gc."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rgstore.events import AliasSet, Noted
+from rgstore.log import NewEvent
+from rgstore.store import Store
+from tests.conftest import run_rgstore
+
+
+def _seed(path: Path) -> None:
+    with Store.open(path, actor="alice@lab") as s:
+        s.append([NewEvent(stream="alias:refgenie/hg38", event=AliasSet(namespace="refgenie", name="hg38", digest="D"))])
+        s.append([NewEvent(stream="refpkg:p", event=Noted(text="hello"))])
+
+
+def test_init_creates_the_store_layout(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("init")
+    assert result.exit_code == 0
+    for sub in ("log", "blobs", "cache"):
+        assert (tmp_path / "store" / sub).is_dir()
+
+
+def test_log_lists_filters_and_prints_json_lines(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _seed(store_path)
+    text = cli("log").output
+    assert "alias-set" in text and "alice@lab" in text and "refpkg:p" in text
+    rows = [json.loads(line) for line in cli("log", "--json", "--stream", "refpkg:*").output.splitlines()]
+    assert [(r["seq"], r["type"], r["stream"]) for r in rows] == [(2, "noted", "refpkg:p")]
+    rows = [json.loads(line) for line in cli("log", "--json", "--type", "alias-set").output.splitlines()]
+    assert [r["seq"] for r in rows] == [1]
+    assert cli("log", "--json", "--since", "1h").output.count("\n") == 2
+
+
+def test_log_show_prints_one_event_in_full(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _seed(store_path)
+    event = json.loads(cli("log", "show", "1").output)
+    assert event["event"] == {"type": "alias-set", "namespace": "refgenie", "name": "hg38", "digest": "D"}
+    assert len(event["chain_hash"]) == 64
+
+
+def test_user_mistakes_get_one_line_and_exit_1_without_traceback(store_path: Path) -> None:
+    _seed(store_path)
+    for args in (["log", "show", "99"], ["log", "--type", "nope"]):
+        proc = run_rgstore("--store", str(store_path), *args)
+        assert proc.returncode == 1
+        err = proc.stderr.decode()
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    proc = run_rgstore("--store", str(store_path / "missing"), "log")
+    assert proc.returncode == 1 and "rgstore init" in proc.stderr.decode()
+
+
+def test_verify_exits_1_and_names_the_bad_seq(store_path: Path) -> None:
+    import lmdb
+
+    _seed(store_path)
+    assert run_rgstore("--store", str(store_path), "verify").returncode == 0
+    env = lmdb.open(str(store_path / "log"), max_dbs=64)
+    db = env.open_db(b"log")
+    with env.begin(write=True) as txn:
+        key = (2).to_bytes(8, "big")
+        rec = bytearray(txn.get(key, db=db))
+        rec[-1] ^= 1
+        txn.put(key, bytes(rec), db=db)
+    env.close()
+    proc = run_rgstore("--store", str(store_path), "verify")
+    assert proc.returncode == 1
+    assert "seq 2" in proc.stderr.decode()
+
+
+def test_rebuild_and_gc_report_in_json(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _seed(store_path)
+    assert json.loads(cli("rebuild", "--json").output)["events"] == 2
+    assert json.loads(cli("gc", "--json", "--dry-run").output)["dry_run"] is True

@@ -1,0 +1,84 @@
+"""Claims about the generic undo/redo zipper (taxtastic's rollback/rollforward semantics)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rgstore.errors import NothingToRedoError, NothingToUndoError
+from rgstore.events import HistoryStripped, Noted, Redone, Undone
+from rgstore.log import NewEvent
+from rgstore.store import Store
+from rgstore.views.history import done_stack, undone_stack
+
+S = "refpkg:zip"
+
+
+def stacks(store: Store) -> tuple[list[int], list[int]]:
+    with store.read() as txn:
+        db = store.environment.db("history")
+        return done_stack(txn, db, S), undone_stack(txn, db, S)
+
+
+def push(store: Store, text: str = "") -> int:
+    return store.append([NewEvent(stream=S, event=Noted(text=text))])[0]
+
+
+def test_undo_then_redo_is_identity(store: Store) -> None:
+    push(store), push(store), push(store)
+    before = stacks(store)
+    store.append([NewEvent(stream=S, event=Undone())])
+    store.append([NewEvent(stream=S, event=Redone())])
+    assert stacks(store) == before
+
+
+def test_a_new_step_discards_the_redo_side(store: Store) -> None:
+    a, b = push(store), push(store)
+    store.append([NewEvent(stream=S, event=Undone())])
+    assert stacks(store) == ([a], [b])
+    c = push(store)
+    assert stacks(store) == ([a, c], [])
+    try:
+        store.append([NewEvent(stream=S, event=Redone())])
+        raise AssertionError("redo after a new step must be refused")
+    except NothingToRedoError:
+        pass
+
+
+def test_strip_keeps_only_the_current_step(store: Store) -> None:
+    push(store), push(store)
+    c = push(store)
+    store.append([NewEvent(stream=S, event=Undone())])
+    store.append([NewEvent(stream=S, event=HistoryStripped())])
+    (kept,), undone = stacks(store)
+    assert undone == [] and kept != c
+    try:
+        store.append([NewEvent(stream=S, event=Undone())]), store.append([NewEvent(stream=S, event=Undone())])
+        raise AssertionError("only one step remains after strip")
+    except NothingToUndoError:
+        pass
+
+
+ops = st.lists(st.sampled_from(["step", "undo", "redo"]), max_size=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=ops)
+def test_zipper_matches_a_list_model(tmp_path_factory: object, ops: list[str]) -> None:
+    from pathlib import Path
+
+    model_done: list[int] = []
+    model_undone: list[int] = []
+    with Store.open(Path(str(tmp_path_factory.mktemp("zip"))) / "s") as store:  # type: ignore[attr-defined]
+        for op in ops:
+            if op == "step":
+                model_done.append(push(store))
+                model_undone.clear()
+            elif op == "undo":
+                if model_done:
+                    store.append([NewEvent(stream=S, event=Undone())])
+                    model_undone.append(model_done.pop())
+            elif model_undone:
+                store.append([NewEvent(stream=S, event=Redone())])
+                model_done.append(model_undone.pop())
+            assert stacks(store) == (model_done, model_undone)

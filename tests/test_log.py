@@ -1,0 +1,175 @@
+"""Claims about the append-only log: seqs, ids, expected versions, atomicity, chain, framing."""
+
+from __future__ import annotations
+
+import hashlib
+
+import lmdb
+import pytest
+
+from rgstore.codec import CODEC_RAW, CODEC_ZSTD, chain_hash, decode_envelope, genesis_hash, unframe
+from rgstore.errors import (
+    ConcurrencyConflictError,
+    IdempotencyConflictError,
+    InvalidInputError,
+    NothingToRedoError,
+    NothingToUndoError,
+)
+from rgstore.events import AliasSet, Noted, Redone, Undone
+from rgstore.log import NewEvent, new_event_id
+from rgstore.store import Store
+
+
+def note(stream: str, text: str = "x", **kw: object) -> NewEvent:
+    return NewEvent(stream=stream, event=Noted(text=text), **kw)  # type: ignore[arg-type]
+
+
+def test_append_assigns_gapless_seqs_from_one(store: Store) -> None:
+    assert store.append([note("a")]) == [1]
+    assert store.append([note("b"), note("a")]) == [2, 3]
+    assert [e.seq for e in store.events()] == [1, 2, 3]
+
+
+def test_envelope_carries_stream_version_actor_and_utc_time(store: Store) -> None:
+    store.append([note("a"), note("b"), note("a")])
+    envs = store.events()
+    assert [(e.stream, e.stream_version) for e in envs] == [("a", 1), ("b", 1), ("a", 2)]
+    assert {e.actor for e in envs} == {"tester@test"}
+    assert all(e.time.utcoffset() is not None and e.time.utcoffset().total_seconds() == 0 for e in envs)
+
+
+def test_event_ids_are_time_ordered_uuid7() -> None:
+    ids = [new_event_id() for _ in range(200)]
+    assert all(i[14] == "7" for i in ids)
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+    assert len(set(ids)) == 200
+
+
+def test_retry_with_same_ids_returns_original_seqs_and_writes_nothing(store: Store) -> None:
+    batch = [note("a", id=new_event_id()), note("b", id=new_event_id())]
+    assert store.append(batch) == [1, 2]
+    assert store.append(batch) == [1, 2]
+    assert store.head()[0] == 2
+
+
+def test_same_id_with_different_payload_is_a_conflict(store: Store) -> None:
+    eid = new_event_id()
+    store.append([note("a", "one", id=eid)])
+    with pytest.raises(IdempotencyConflictError, match="different payload"):
+        store.append([note("a", "two", id=eid)])
+    assert store.head()[0] == 1
+
+
+def test_partially_repeated_batch_is_a_conflict(store: Store) -> None:
+    first = note("a", id=new_event_id())
+    store.append([first])
+    with pytest.raises(IdempotencyConflictError):
+        store.append([first, note("a", id=new_event_id())])
+    assert store.head()[0] == 1
+
+
+def test_expected_version_mismatch_raises_and_appends_nothing(store: Store) -> None:
+    store.append([note("a", expected_version=0)])
+    store.append([note("a", expected_version=1)])
+    with pytest.raises(ConcurrencyConflictError, match="version 2, expected 1"):
+        store.append([note("b"), note("a", expected_version=1)])
+    assert store.head()[0] == 2
+    assert store.stream_version("b") == 0
+
+
+def test_expected_version_zero_means_the_stream_must_not_exist(store: Store) -> None:
+    store.append([note("a")])
+    with pytest.raises(ConcurrencyConflictError):
+        store.append([note("a", expected_version=0)])
+
+
+def test_a_failing_command_leaves_no_event(store: Store) -> None:
+    def command(txn: object) -> list[NewEvent]:
+        raise InvalidInputError("bad input")
+
+    with pytest.raises(InvalidInputError):
+        store.transact(command)
+    assert store.head()[0] == 0
+
+
+def test_stream_names_must_be_printable(store: Store) -> None:
+    with pytest.raises(InvalidInputError):
+        store.append([note("bad\x00stream")])
+
+
+def test_chain_hash_follows_the_documented_formula(store: Store) -> None:
+    store.append([note("a"), note("b")])
+    prev = genesis_hash(store.log_id())
+    assert prev == hashlib.sha256(b"rgstore-v1" + store.log_id().encode()).digest()
+    with store.read() as txn:
+        for seq, record in store.log.records(txn):
+            chain, payload = unframe(record, seq)
+            expected = hashlib.sha256(prev + seq.to_bytes(8, "big") + payload).digest()
+            assert chain == expected == chain_hash(prev, seq, payload)
+            prev = chain
+        assert store.log.head(txn) == (2, prev)
+
+
+def test_large_records_are_zstd_compressed_and_small_ones_raw(store: Store) -> None:
+    store.append([note("a", "x"), note("b", "ACGT" * 2000)])
+    with store.read() as txn:
+        codecs = {seq: bytes(rec[:1])[0] for seq, rec in store.log.records(txn)}
+        assert codecs == {1: CODEC_RAW, 2: CODEC_ZSTD}
+        big = store.log.record(txn, 2)
+        assert big is not None and len(big) < 2000
+        assert decode_envelope(unframe(big, 2)[1]).event == Noted(text="ACGT" * 2000)
+
+
+def test_undo_and_redo_fill_their_target_seqs(store: Store) -> None:
+    stream = "alias:refgenie/x"
+    store.append([NewEvent(stream=stream, event=AliasSet(namespace="refgenie", name="x", digest="d1"))])
+    store.append([NewEvent(stream=stream, event=AliasSet(namespace="refgenie", name="x", digest="d2"))])
+    store.append([NewEvent(stream=stream, event=Undone())])
+    store.append([NewEvent(stream=stream, event=Redone())])
+    events = [e.event for e in store.events()]
+    assert events[2] == Undone(undone_seq=2, restored_seq=1)
+    assert events[3] == Redone(redone_seq=2)
+
+
+def test_undo_of_an_empty_stream_and_redo_without_undo_are_refused(store: Store) -> None:
+    with pytest.raises(NothingToUndoError):
+        store.append([NewEvent(stream="s", event=Undone())])
+    store.append([note("s")])
+    with pytest.raises(NothingToRedoError):
+        store.append([NewEvent(stream="s", event=Redone())])
+    assert store.head()[0] == 1
+
+
+def test_the_map_grows_when_full(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from rgstore.environment import Environment
+
+    root = Path(str(tmp_path)) / "small"
+    (root / "log").mkdir(parents=True)
+    # Pre-create a tiny environment: the store must grow its map instead of failing.
+    env = lmdb.open(str(root / "log"), map_size=256 * 1024, max_dbs=64)
+    env.close()
+    store = Store.__new__(Store)
+    Store.__init__(store, root, Environment(root / "log", readonly=False, map_size=256 * 1024), "t@t")
+    store.environment.write(lambda txn: store.log.initialise(txn))
+    for _ in range(20):
+        store.append([note("a", "y" * 300) for _ in range(100)])
+    assert store.head()[0] == 2000
+    assert store.environment.env.info()["map_size"] > 256 * 1024
+    store.close()
+
+
+def test_readonly_store_refuses_writes(store_path: object, store: Store) -> None:
+    from rgstore.errors import ReadOnlyError
+
+    store.append([note("a")])
+    head = store.head()
+    store.close()  # LMDB allows one open environment per path per process
+    ro = Store.open(store.path, readonly=True)
+    try:
+        with pytest.raises(ReadOnlyError):
+            ro.append([note("a")])
+        assert ro.head() == head
+    finally:
+        ro.close()
