@@ -31,7 +31,7 @@ from .errors import (
 from .events import AnyEvent, Envelope, HistoryStripped, Redone, Undone
 from .views import SEQ, FoldContext, View
 from .views.history import HistoryView
-from .views.ids import IdsView, fingerprint
+from .views.ids import IdsView
 from .views.streams import StreamsView
 
 __all__ = ["EventLog", "NewEvent", "new_event_id", "default_actor", "FORMAT_VERSION"]
@@ -54,11 +54,33 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def new_event_id() -> str:
     """A UUIDv7: 48-bit millisecond timestamp then random bits, so ids sort by time."""
-    ms = _time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    raw = bytearray((_time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _id_source(n: int) -> Iterator[str]:
+    """Fresh UUIDv7s for up to ``n`` events (one urandom call per batch)."""
+    ms = (_time.time_ns() // 1_000_000).to_bytes(6, "big").hex()
+    rand = os.urandom(10 * n).hex()
+    for i in range(0, 20 * n, 20):
+        r = rand[i : i + 20]
+        yield (f"{ms[:8]}-{ms[8:12]}-7{r[1:4]}-{_VARIANT[r[4]]}{r[5:8]}-{r[8:20]}")
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_ZIPPER_EVENTS = frozenset({Undone, Redone, HistoryStripped})
+
+
+def _same_payload(original: Envelope, item: NewEvent) -> bool:
+    """Whether a retried event is the one already stored under its id."""
+    if original.stream != item.stream:
+        return False
+    if type(item.event) in _ZIPPER_EVENTS:
+        return type(original.event) is type(item.event)  # the engine filled the stored one's seqs
+    return original.event == item.event
 
 
 def default_actor() -> str:
@@ -71,7 +93,7 @@ def default_actor() -> str:
 
 
 def _check_stream(stream: str) -> None:
-    if not stream or len(stream) > 512 or any(ord(c) < 32 for c in stream):
+    if not stream or len(stream) > 512 or not stream.isprintable():
         raise InvalidInputError(f"invalid stream name {stream!r}: 1-512 printable characters")
 
 
@@ -83,17 +105,14 @@ class EventLog:
     def __init__(self, environment: Environment, views: Sequence[View]) -> None:
         self.environment = environment
         self.views = list(views)
-        self._dispatch: dict[type, list[View]] = {}
-        self._all_events: list[View] = [v for v in self.views if not v.handles]
-        for view in self.views:
-            for cls in view.handles:
-                self._dispatch.setdefault(cls, []).append(view)
         self._log = environment.db("log")
         self._meta = environment.db("meta")
         self._checkpoints = environment.db("checkpoints")
         self._ids_db = environment.db("ids")
         self._streams_db = environment.db("streams")
         self._history_db = environment.db("history")
+        self._history = next(v for v in self.views if isinstance(v, HistoryView))
+        self._handles = {v.name: frozenset(v.handles) for v in self.views}
 
     @staticmethod
     def db_names(views: Sequence[View]) -> list[str]:
@@ -195,32 +214,41 @@ class EventLog:
         seq, prev = self.head(txn)
         now = datetime.now(timezone.utc)
         ctx = FoldContext(txn, self.environment)
-        seqs: list[int] = []
+        versions: dict[str, int] = {}
+        envelopes: list[Envelope] = []
+        fresh_ids = _id_source(len(batch))
+        history, log_db, put = self._history, self._log, txn.put
         for item in batch:
-            _check_stream(item.stream)
-            version, _ = StreamsView.get(txn, self._streams_db, item.stream)
+            stream = item.stream
+            version = versions.get(stream)
+            if version is None:
+                _check_stream(stream)
+                version = StreamsView.get(txn, self._streams_db, stream)[0]
             if item.expected_version is not None and item.expected_version != version:
-                raise ConcurrencyConflictError(item.stream, item.expected_version, version)
+                raise ConcurrencyConflictError(stream, item.expected_version, version)
             seq += 1
+            event = item.event
+            zipper = type(event) in _ZIPPER_EVENTS
+            if zipper:
+                event = self._fill_zipper(txn, stream, event)
             envelope = Envelope(
-                seq=seq,
-                id=item.id or new_event_id(),
-                stream=item.stream,
-                stream_version=version + 1,
-                time=now,
-                actor=actor,
-                event=self._fill_zipper(txn, item.stream, item.event),
+                seq=seq, id=item.id or next(fresh_ids), stream=stream, stream_version=version + 1,
+                time=now, actor=actor, event=event,
             )
             payload = encode_envelope(envelope)
             prev = chain_hash(prev, seq, payload)
-            if not txn.put(SEQ.pack(seq), frame(payload, prev, compress=compress), db=self._log, append=True):
+            if not put(SEQ.pack(seq), frame(payload, prev, compress=compress), db=log_db, append=True):
                 raise ChainError(seq, "a record already exists at this seq (log and head disagree)")
-            self.fold(ctx, envelope)
-            seqs.append(seq)
+            if zipper or event.undoable:
+                # The zipper is folded per event: a later Undone in this batch must see this step.
+                history.apply(ctx, envelope)
+            versions[stream] = version + 1
+            envelopes.append(envelope)
+        self.fold_batch(ctx, envelopes, skip=history)
         txn.put(b"head", _HEAD.pack(seq, prev), db=self._meta)
         for view in self.views:
             self.set_checkpoint(txn, view, seq)
-        return seqs
+        return [e.seq for e in envelopes]
 
     def append_records(self, txn: Txn, records: Sequence[tuple[int, bytes]], log_id: str) -> int:
         """Append already-framed records from another copy of this log, verifying the chain.
@@ -232,6 +260,7 @@ class EventLog:
             raise ChainError(records[0][0] if records else 0, "records belong to another log")
         seq, prev = self.head(txn)
         ctx = FoldContext(txn, self.environment)
+        envelopes: list[Envelope] = []
         for rseq, record in records:
             if rseq != seq + 1:
                 raise ChainError(rseq, f"expected seq {seq + 1} next (a gap or overlap)")
@@ -246,35 +275,48 @@ class EventLog:
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
             txn.put(SEQ.pack(rseq), bytes(record), db=self._log, append=True)
-            self.fold(ctx, envelope)
+            envelopes.append(envelope)
             seq, prev = rseq, chain
+        self.fold_batch(ctx, envelopes)
         txn.put(b"head", _HEAD.pack(seq, prev), db=self._meta)
         for view in self.views:
             self.set_checkpoint(txn, view, seq)
         return seq
 
+    def fold_batch(
+        self, ctx: FoldContext, envelopes: Sequence[Envelope], views: Sequence[View] | None = None,
+        skip: View | None = None,
+    ) -> None:
+        """Fold envelopes (in seq order) into the given views (default: all).
+
+        Each view sees the batch in order; views are independent, so folding view by view gives
+        the same bytes as folding event by event.
+        """
+        for view in self.views if views is None else views:
+            if view is skip:
+                continue
+            if view.handles:
+                wanted = self._handles[view.name]
+                mine = [e for e in envelopes if type(e.event) in wanted]
+                if mine:
+                    view.apply_batch(ctx, mine)
+            else:
+                view.apply_batch(ctx, envelopes)
+
     def fold(self, ctx: FoldContext, envelope: Envelope, views: Sequence[View] | None = None) -> None:
-        """Apply one envelope to the given views (default: all), in registry order."""
-        if views is None:
-            for view in self._all_events:
-                view.apply(ctx, envelope)
-            for view in self._dispatch.get(type(envelope.event), ()):
-                view.apply(ctx, envelope)
-            return
-        for view in views:
-            if not view.handles or type(envelope.event) in view.handles:
-                view.apply(ctx, envelope)
+        """Fold one envelope (see ``fold_batch``)."""
+        self.fold_batch(ctx, [envelope], views)
 
     def _repeated(self, txn: Txn, batch: Sequence[NewEvent]) -> list[int] | None:
         found: list[int] = []
         for item in batch:
             if item.id is None:
                 continue
-            hit = IdsView.lookup(txn, self._ids_db, item.id)
-            if hit is None:
+            seq = IdsView.lookup(txn, self._ids_db, item.id)
+            if seq is None:
                 continue
-            seq, fp = hit
-            if fp != fingerprint(item.stream, item.event):
+            original = self.get(txn, seq)
+            if original is None or not _same_payload(original, item):
                 raise IdempotencyConflictError(item.id, seq)
             found.append(seq)
         if not found:

@@ -27,6 +27,10 @@ from .views.streams import StreamsView
 
 if TYPE_CHECKING:
     from .aliases import Aliases
+    from .cache import Cache
+    from .genomes import Genomes
+    from .locus import Region
+    from .refpkgs import Refpkgs
     from .verify import VerifyReport
 
 __all__ = ["Store", "default_store_path", "REBUILD_BATCH"]
@@ -57,6 +61,8 @@ class Store:
         self.log = EventLog(environment, self.views)
         self.blobs = BlobStore(path / "blobs")
         self._services: dict[str, Any] = {}
+        self.generation = 0
+        """Bumped by every commit through this handle, so services can drop cached reads."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -148,6 +154,7 @@ class Store:
             return self.log.append(txn, batch, self.actor)
 
         seqs = self.environment.write(run)
+        self.generation += 1
         for view in self.views:
             if type(view).sync_external is not View.sync_external and (
                 not view.handles or types.intersection(view.handles)
@@ -266,8 +273,7 @@ class Store:
 
                 def fold_batch(txn: Txn, lo: int = done, hi: int = upto) -> None:
                     ctx = FoldContext(txn, self.environment)
-                    for env in self.log.envelopes(txn, after=lo, upto=hi):
-                        self.log.fold(ctx, env, targets)
+                    self.log.fold_batch(ctx, list(self.log.envelopes(txn, after=lo, upto=hi)), targets)
                     for view in targets:
                         self.log.set_checkpoint(txn, view, hi)
 
@@ -297,6 +303,42 @@ class Store:
 
         svc: Aliases = self.service("aliases", Aliases)
         return svc
+
+    @property
+    def refpkgs(self) -> Refpkgs:
+        """Reference packages (taxtastic refpkgs; see ``rgstore.refpkgs``)."""
+        from .refpkgs import Refpkgs
+
+        svc: Refpkgs = self.service("refpkgs", Refpkgs)
+        return svc
+
+    @property
+    def cache(self) -> Cache:
+        """The two-level FASTA cache (see ``rgstore.cache``)."""
+        from .cache import Cache
+
+        svc: Cache = self.service("cache", Cache)
+        return svc
+
+    @property
+    def genomes(self) -> Genomes:
+        """Genomes and their sequences (see ``rgstore.genomes``)."""
+        svc = self._services.get("genomes")  # getseq's hot path: skip the import statement
+        if svc is None:
+            from .genomes import Genomes
+
+            svc = self.service("genomes", Genomes)
+        return svc  # type: ignore[no-any-return]
+
+    def getseq(self, name: str, seq: str, start: int | None = None, end: int | None = None) -> str:
+        """Residues ``[start, end)`` (0-based) of sequence ``seq`` of the genome aliased ``name``."""
+        return self.genomes.getseq(name, seq, start, end)
+
+    def getseqs(
+        self, name: str, regions: Sequence[Region | tuple[str, int | None, int | None]], *, revcomp: bool = False
+    ) -> list[str]:
+        """``getseq`` for many ``(seq, start, end)`` regions of one genome, optionally reverse-complemented."""
+        return self.genomes.getseqs(name, regions, revcomp=revcomp)
 
 
 _ = RgstoreError

@@ -119,7 +119,7 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                         ctx = FoldContext(stx, scratch)  # type: ignore[arg-type]
                         for seq, record in batch:
                             stx.put(seq.to_bytes(8, "big"), record, db=scratch.db("log"), append=True)  # type: ignore[attr-defined]
-                            log.fold(ctx, decode_envelope(unframe(record, seq)[1]))
+                        log.fold_batch(ctx, [decode_envelope(unframe(r, s)[1]) for s, r in batch])
 
                     scratch.write(fold)
                     bar.update(len(batch))

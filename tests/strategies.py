@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rgstore.events import EVENT_TYPES, Event, HistoryStripped, Redone, Undone
 
-_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),

@@ -8,7 +8,7 @@ their own sub-dbs and the log, never each other's, so any one of them can be reb
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import lmdb
@@ -42,7 +42,7 @@ class FoldContext:
 
     def db(self, name: str) -> object:
         """Handle of a sub-db (views pass their own names)."""
-        return self.environment.db(name)
+        return self.environment._dbs[name]
 
     def event_at(self, seq: int) -> Envelope:
         """The envelope stored at ``seq`` (already committed or written earlier in this txn)."""
@@ -64,6 +64,12 @@ class View:
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Fold one envelope into this view's sub-dbs."""
         raise NotImplementedError
+
+    def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
+        """Fold envelopes in seq order; override to coalesce writes (the result must be identical)."""
+        apply = self.apply
+        for envelope in envelopes:
+            apply(ctx, envelope)
 
     def sync_external(self, store: "Store") -> None:
         """Refresh copies of this view kept outside LMDB (e.g. RefgetStore alias TSVs).

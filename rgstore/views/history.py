@@ -14,7 +14,7 @@ import struct
 from typing import ClassVar
 
 from ..environment import Txn
-from ..events import Envelope, Event, HistoryStripped, Redone, Undone
+from ..events import EVENT_TYPES, Envelope, Event, HistoryStripped, Redone, Undone
 from . import FoldContext, View
 
 __all__ = ["HistoryView", "done_stack", "undone_stack"]
@@ -56,7 +56,9 @@ class HistoryView(View):
     name: ClassVar[str] = "history"
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = ("history",)
-    handles: ClassVar[tuple[type[Event], ...]] = ()
+    handles: ClassVar[tuple[type[Event], ...]] = tuple(
+        cls for cls in EVENT_TYPES.values() if cls.undoable or cls in (Undone, Redone, HistoryStripped)
+    )
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Move the stream's zipper according to the event."""

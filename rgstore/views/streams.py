@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from ..environment import Txn
@@ -30,6 +30,13 @@ class StreamsView(View):
             _VALUE.pack(envelope.stream_version, envelope.seq),
             db=ctx.db("streams"),
         )
+
+    def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
+        """Advance each stream once, to its last version in the batch."""
+        last = {e.stream: (e.stream_version, e.seq) for e in envelopes}
+        put, db, pack = ctx.txn.put, ctx.db("streams"), _VALUE.pack
+        for stream, (version, seq) in last.items():
+            put(stream.encode(), pack(version, seq), db=db)
 
     @staticmethod
     def get(txn: Txn, db: object, stream: str) -> tuple[int, int]:
