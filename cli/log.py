@@ -148,3 +148,33 @@ def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
         emit_json({"applied": applied, "head_seq": head, "head_hash": head_hash})
     else:
         click.echo(f"applied {applied} events; head {head} ({head_hash[:16]}…)")
+
+
+@log_group.command("publish")
+@store_option
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--segment-size", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Records per new segment.")
+@click.option("--with-blobs", is_flag=True, help="Also copy blobs (refpkg files) into DIRECTORY/blobs/.")
+@json_option
+@pass_ctx
+def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bool, as_json: bool) -> None:
+    """Write immutable zstd log segments and a manifest that any static host can serve to mirrors.
+
+    \b
+    Example:
+        rgstore log publish /srv/published --segment-size 100000
+        rgstore --store ./mirror mirror pull https://cdn.example.org/published
+    """
+    from rgstore.progress import null_progress, terminal_progress
+    from rgstore.segments import publish, publish_blobs
+
+    with ctx.open(readonly=True) as store:
+        manifest = publish(store, directory, segment_size=segment_size,
+                           progress=null_progress if as_json else terminal_progress)
+        copied = publish_blobs(store, directory) if with_blobs else 0
+    if as_json:
+        emit_json({"manifest": manifest, "blobs_copied": copied})
+    else:
+        click.echo(f"published seqs 1-{manifest.head_seq} in {len(manifest.segments)} segments to {directory}"
+                   + (f"; copied {copied} blobs" if with_blobs else ""))

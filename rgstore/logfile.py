@@ -26,6 +26,7 @@ __all__ = [
     "iter_frames",
     "write_log_file",
     "read_log_file",
+    "read_log_stream",
 ]
 
 MAGIC = b"RGSTORE-LOG 1\n"
@@ -101,7 +102,11 @@ def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, b
 
 def read_log_file(path: Path) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
     """Open an exported log: its header, and an iterator over its (seq, record) frames."""
-    fh = open(path, "rb")
+    return read_log_stream(open(path, "rb"), str(path))
+
+
+def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
+    """Like ``read_log_file`` for an open binary stream (closed when the frames are exhausted)."""
     if fh.read(len(MAGIC)) != MAGIC:
         fh.close()
         raise InvalidInputError(f"{path} is not an rgstore log export (bad magic)")

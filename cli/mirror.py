@@ -1,0 +1,96 @@
+"""Replication commands: `rgstore mirror pull | status | promote`."""
+
+from __future__ import annotations
+
+import click
+
+from .main import Context, RgstoreGroup, store_option
+from .output import emit_json, json_option
+
+__all__ = ["mirror_group"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group("mirror", cls=RgstoreGroup)
+def mirror_group() -> None:
+    """Keep a read-only replica of a primary by replaying its log.
+
+    \b
+    Example:
+        rgstore --store ./mirror mirror pull http://primary:8000
+        rgstore --store ./mirror mirror status
+    """
+
+
+@mirror_group.command("pull")
+@store_option
+@click.argument("source")
+@click.option("--with-blobs", is_flag=True, help="Also fetch every referenced blob (refpkg files), verified.")
+@click.option("--with-sequences", is_flag=True, help="Also fetch every genome's sequences now (else on first use).")
+@json_option
+@pass_ctx
+def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, as_json: bool) -> None:
+    """Apply every event after the local head from SOURCE (server URL, segment dir/URL, or export file).
+
+    \b
+    Example:
+        rgstore --store ./mirror mirror pull http://127.0.0.1:8000 --with-blobs
+        rgstore --store ./mirror mirror pull /srv/published
+    """
+    from rgstore.mirror import pull
+    from rgstore.progress import null_progress, terminal_progress
+
+    with ctx.open() as store:
+        result = pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences,
+                      progress=null_progress if as_json else terminal_progress)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"pulled {result.applied} events from {result.source} ({result.kind}); "
+                   f"head {result.head_seq} of {result.upstream_head}"
+                   + (f"; {result.blobs_fetched} blobs" if with_blobs else ""))
+
+
+@mirror_group.command("status")
+@store_option
+@json_option
+@pass_ctx
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """Show the upstream, local head, lag in events and the last pull time.
+
+    \b
+    Example:
+        rgstore --store ./mirror mirror status --json
+    """
+    from rgstore.mirror import status
+
+    with ctx.open(readonly=True) as store:
+        result = status(store)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"upstream:   {result.upstream or '(none: not a mirror)'}{' [promoted]' if result.promoted else ''}")
+    click.echo(f"local head: {result.local_head}")
+    if result.upstream_head is not None:
+        click.echo(f"upstream:   head {result.upstream_head}, lag {result.lag} events")
+    if result.error:
+        click.echo(f"upstream unreachable: {result.error}")
+    click.echo(f"last pull:  {result.last_pull or 'never'}")
+
+
+@mirror_group.command("promote")
+@store_option
+@pass_ctx
+def promote_cmd(ctx: Context) -> None:
+    """Make this mirror a writable store (it stops following its upstream).
+
+    \b
+    Example:
+        rgstore --store ./mirror mirror promote
+    """
+    from rgstore.mirror import promote
+
+    with ctx.open() as store:
+        upstream = promote(store)
+    click.echo(f"promoted: {store.path} no longer follows {upstream} and accepts writes")

@@ -1,0 +1,263 @@
+"""Mirrors: read-only replicas kept current by replaying a primary's log, verified by the hash chain.
+
+A source is an exported log file, a directory or URL of published segments (``manifest.json``),
+or a primary's API server (``/events``). Each batch of records is applied in one write
+transaction together with the head, so a pull killed at any point resumes where it stopped.
+The first pull marks the store as a replica (``meta/replica_of``): its own writes are refused
+until ``promote``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+
+from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
+from .logfile import iter_frames, read_log_file, read_log_stream
+from .progress import ProgressFactory, null_progress
+from .replay import apply_records
+from .segments import MANIFEST, Manifest, read_manifest
+from .store import Store
+
+__all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "FRAMES_MEDIA_TYPE"]
+
+FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
+PAGE = 10_000
+
+
+class PullResult(msgspec.Struct, kw_only=True):
+    """What one pull did."""
+
+    source: str
+    kind: str
+    applied: int
+    head_seq: int
+    head_hash: str
+    upstream_head: int
+    blobs_fetched: int = 0
+
+
+class MirrorStatus(msgspec.Struct, kw_only=True):
+    """Where a mirror stands relative to its upstream."""
+
+    upstream: str | None
+    promoted: bool
+    local_head: int
+    upstream_head: int | None = None
+    lag: int | None = None
+    last_pull: str | None = None
+    error: str | None = None
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _client():  # type: ignore[no-untyped-def]
+    import httpx  # imported lazily: only remote pulls need it
+
+    return httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=True)
+
+
+def _get(client, url: str, **kw) -> bytes:  # type: ignore[no-untyped-def]
+    import httpx
+
+    try:
+        resp = client.get(url, **kw)
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"cannot reach {url}: {exc}") from None
+    if resp.status_code == 404:
+        raise NotFoundError(f"{url}: 404 Not Found")
+    if resp.status_code >= 400:
+        raise RemoteError(f"{url}: HTTP {resp.status_code}")
+    return resp.content  # type: ignore[no-any-return]
+
+
+def _local_head(store: Store) -> int:
+    return store.head()[0]
+
+
+def _segment_records(store: Store, manifest: Manifest, fetch, origin: str) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    head = _local_head(store)
+    for seg in manifest.segments:
+        if seg.last_seq <= head:
+            continue
+        data = fetch(seg.file)
+        if hashlib.sha256(data).hexdigest() != seg.sha256:
+            raise IntegrityError(
+                f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "
+                f"(tampered or truncated); first affected seq {max(seg.first_seq, head + 1)}"
+            )
+        header, frames = read_log_stream(io.BytesIO(data), f"{origin}/{seg.file}")
+        if header.log_id != manifest.log_id or (header.first_seq, header.last_seq) != (seg.first_seq, seg.last_seq):
+            raise ChainError(seg.first_seq, f"{seg.file} header does not match the manifest")
+        yield from frames
+
+
+def _server_records(client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    after = start
+    while after < upstream_head:
+        body = _get(client, f"{base}/events", params={"after": after, "limit": PAGE},
+                    headers={"Accept": FRAMES_MEDIA_TYPE})
+        got = 0
+        for seq, record in iter_frames(io.BytesIO(body)):
+            got += 1
+            after = seq
+            yield seq, record
+        if not got:
+            raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
+
+
+def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences: bool = False,
+         progress: ProgressFactory = null_progress) -> PullResult:
+    """Fetch and apply every record after the local head from ``source``; see the module doc."""
+    source = source.rstrip("/")
+    meta = {"replica_of": source.encode()}
+    with store.read() as txn:
+        current = store.log.meta_get(txn, "replica_of")
+    if current is None and _local_head(store) > 0:
+        raise LogMismatchError(
+            f"{store.path} already has its own events and is not a mirror; pull into a new, empty store"
+        )
+    kind: str
+    if not _is_url(source) and Path(source).is_file():
+        kind = "export"
+        header, frames = read_log_file(Path(source))
+        upstream_head = header.last_seq
+        applied, head = apply_records(store, header.log_id, frames, progress=progress, meta=meta,
+                                      total=max(upstream_head - _local_head(store), 0))
+    elif not _is_url(source):
+        kind = "segments"
+        base = Path(source)
+        if not (base / MANIFEST).is_file():
+            raise NotFoundError(f"{source}: no such export file or segment directory (no {MANIFEST})")
+        manifest = read_manifest((base / MANIFEST).read_bytes(), source)
+        upstream_head = manifest.head_seq
+        records = _segment_records(store, manifest, lambda f: (base / f).read_bytes(), source)
+        applied, head = apply_records(store, manifest.log_id, records, progress=progress, meta=meta,
+                                      total=max(upstream_head - _local_head(store), 0))
+    else:
+        with _client() as client:
+            try:
+                manifest: Manifest | None = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
+                kind = "segments"
+            except NotFoundError:  # no manifest: an API server's event feed
+                manifest = None
+                kind = "server"
+            if manifest is not None:
+                upstream_head = manifest.head_seq
+                records = _segment_records(store, manifest, lambda f: _get(client, f"{source}/{f}"), source)
+                applied, head = apply_records(store, manifest.log_id, records, progress=progress, meta=meta,
+                                              total=max(upstream_head - _local_head(store), 0))
+            else:
+                try:
+                    info = msgspec.json.decode(_get(client, f"{source}/events/head"))
+                    log_id, upstream_head = str(info["log_id"]), int(info["head_seq"])
+                except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                    raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
+                start = _local_head(store)
+                applied, head = apply_records(store, log_id, _server_records(client, source, start, upstream_head),
+                                              progress=progress, meta=meta, total=max(upstream_head - start, 0))
+            fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
+    if kind != "server":
+        fetched = _fetch_blobs(store, None, source, kind) if with_blobs else 0
+    now = datetime.now(timezone.utc).isoformat()
+    store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
+    if with_sequences:
+        _fetch_sequences(store, source, kind)
+    _, head_hash = store.head()
+    return PullResult(source=source, kind=kind, applied=applied, head_seq=head, head_hash=head_hash,
+                      upstream_head=upstream_head, blobs_fetched=fetched)
+
+
+def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: ignore[no-untyped-def]
+    """Fetch every referenced blob the mirror lacks, verified by sha256."""
+    from .verify import referenced_blobs
+
+    missing = sorted(sha for sha in referenced_blobs(store) if not store.blobs.exists(sha))
+    for sha in missing:
+        rel = f"blobs/{sha[:2]}/{sha}"
+        if kind == "server":
+            data = _get(client, f"{source}/blobs/{sha}")
+        elif _is_url(source):
+            data = _get(client, f"{source}/{rel}")
+        else:
+            path = Path(source) / rel
+            if not path.is_file():
+                raise NotFoundError(f"{source} has no blob {sha} (publish with --with-blobs)")
+            data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise IntegrityError(f"blob {sha} from {source} fails its sha256; not stored")
+        store.blobs.put_bytes(data)
+    return len(missing)
+
+
+def _fetch_sequences(store: Store, source: str, kind: str) -> None:
+    """Eagerly copy every genome's sequences from the upstream's RefgetStore."""
+    from .genomes import fetch_all_sequences_from
+
+    fetch_all_sequences_from(store, upstream_refget_url(source, kind))
+
+
+def upstream_refget_url(source: str, kind: str) -> str:
+    """Where the upstream's RefgetStore directory is served: ``/store`` on a server, ``refget/`` beside segments."""
+    return f"{source}/store" if kind == "server" else f"{source}/refget"
+
+
+def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
+    """The mirror's upstream, local head, lag and last pull time (lag needs the upstream reachable)."""
+    with store.read() as txn:
+        upstream = store.log.meta_get(txn, "replica_of")
+        promoted = store.log.meta_get(txn, "promoted_from")
+        last = store.log.meta_get(txn, "last_pull")
+        head, _ = store.log.head(txn)
+    result = MirrorStatus(
+        upstream=upstream.decode() if upstream else (promoted.decode() if promoted else None),
+        promoted=promoted is not None and upstream is None, local_head=head,
+        last_pull=last.decode() if last else None,
+    )
+    if check_upstream and upstream:
+        try:
+            result.upstream_head = _upstream_head(upstream.decode())
+            result.lag = max(result.upstream_head - head, 0)
+        except (RemoteError, NotFoundError, IntegrityError) as exc:
+            result.error = str(exc)
+    return result
+
+
+def _upstream_head(source: str) -> int:
+    if not _is_url(source):
+        path = Path(source)
+        if path.is_file():
+            return read_log_file(path)[0].last_seq
+        return read_manifest((path / MANIFEST).read_bytes(), source).head_seq
+    with _client() as client:
+        try:
+            return read_manifest(_get(client, f"{source}/{MANIFEST}"), source).head_seq
+        except NotFoundError:
+            info = msgspec.json.decode(_get(client, f"{source}/events/head"))
+            return int(info["head_seq"])
+
+
+def promote(store: Store) -> str:
+    """Make a mirror writable (it stops being a replica); returns the upstream it followed."""
+    with store.read() as txn:
+        upstream = store.log.meta_get(txn, "replica_of")
+    if upstream is None:
+        raise NotFoundError(f"{store.path} is not a mirror; nothing to promote")
+
+    def run(txn: object) -> None:
+        store.log.meta_put(txn, "replica_of", None)  # type: ignore[arg-type]
+        store.log.meta_put(txn, "promoted_from", upstream)  # type: ignore[arg-type]
+
+    store.environment.write(run)
+    return upstream.decode()
+
+
+_ = time

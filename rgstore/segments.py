@@ -1,0 +1,122 @@
+"""Published log segments: immutable zstd files of seq ranges plus a manifest, for any static host.
+
+``DIR/manifest.json`` names the log, every segment (file, seq range, sha256, chain hashes at
+both ends) and the head. Segments reuse the export format (``rgstore.logfile``), so a segment
+is also a valid ``rgstore replay`` input. Publishing appends new segments for records past
+the last published one and rewrites only the manifest (atomically): a CDN may cache
+segments forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from .codec import genesis_hash
+from .errors import InvalidInputError, LogMismatchError
+from .logfile import LogHeader, write_log_file
+from .progress import ProgressFactory, null_progress
+from .store import Store
+
+__all__ = ["Manifest", "SegmentInfo", "publish", "publish_blobs", "read_manifest", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+
+
+class SegmentInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One immutable segment file and the seq range and chain hashes it covers."""
+
+    file: str
+    first_seq: int
+    last_seq: int
+    sha256: str
+    size: int
+    prev_hash: str
+    last_hash: str
+
+
+class Manifest(msgspec.Struct, kw_only=True):
+    """The index of a published log."""
+
+    log_id: str
+    head_seq: int = 0
+    head_hash: str = ""
+    segments: list[SegmentInfo] = []
+    format: int = 1
+
+
+def read_manifest(raw: bytes, origin: str) -> Manifest:
+    """Parse manifest bytes; InvalidInputError naming ``origin`` if they are not a manifest."""
+    try:
+        return msgspec.json.decode(raw, type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise InvalidInputError(f"{origin}: not an rgstore segment manifest ({exc})") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
+            progress: ProgressFactory = null_progress) -> Manifest:
+    """Write segments for every record not yet published into ``directory``; return the manifest."""
+    if segment_size < 1:
+        raise InvalidInputError("--segment-size must be at least 1")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "segments").mkdir(exist_ok=True)
+    path = directory / MANIFEST
+    with store.read() as txn:
+        log_id = store.log.log_id(txn)
+        head, head_hash = store.log.head(txn)
+        manifest = read_manifest(path.read_bytes(), str(path)) if path.exists() else Manifest(log_id=log_id)
+        if manifest.log_id != log_id:
+            raise LogMismatchError(f"{directory} publishes log {manifest.log_id}, not this store's {log_id}")
+        done = manifest.segments[-1].last_seq if manifest.segments else 0
+        prev = bytes.fromhex(manifest.segments[-1].last_hash) if manifest.segments else genesis_hash(log_id)
+        if done > head:
+            raise LogMismatchError(f"{directory} already holds seqs up to {done}, past this store's head {head}")
+        if done:
+            local = store.log.record(txn, done)
+            if local is None or bytes(local[2:34]) != prev:
+                raise LogMismatchError(f"{directory} diverges from this log at seq {done}")
+        bar = progress("publish", total=head - done, unit="ev")
+        segments = list(manifest.segments)
+        while done < head:
+            last = min(done + segment_size, head)
+            records = [(seq, bytes(rec)) for seq, rec in store.log.records(txn, after=done, upto=last)]
+            last_hash = records[-1][1][2:34]
+            name = f"segments/{done + 1:012d}-{last:012d}.rgseg"
+            header = LogHeader(log_id=log_id, first_seq=done + 1, last_seq=last, prev_hash=prev.hex(),
+                               head_hash=last_hash.hex())
+            write_log_file(directory / name, header, records)
+            data = (directory / name).read_bytes()
+            segments.append(SegmentInfo(file=name, first_seq=done + 1, last_seq=last,
+                                        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                        prev_hash=prev.hex(), last_hash=last_hash.hex()))
+            bar.update(len(records))
+            done, prev = last, last_hash
+        bar.close()
+    manifest = Manifest(log_id=log_id, head_seq=done, head_hash=prev.hex() if done else head_hash.hex(),
+                        segments=segments)
+    _write_atomic(path, msgspec.json.format(msgspec.json.encode(manifest)))
+    return manifest
+
+
+def publish_blobs(store: Store, directory: Path) -> int:
+    """Copy every blob not yet in ``directory/blobs/`` (verified as copied); returns how many."""
+    copied = 0
+    for sha in store.blobs.all():
+        dest = directory / "blobs" / sha[:2] / sha
+        if not dest.exists():
+            store.blobs.copy_to(sha, dest)
+            copied += 1
+    return copied
