@@ -25,6 +25,14 @@ LAZY_COMMANDS: dict[str, str] = {
     "rebuild": "cli.admin:rebuild_cmd",
     "verify": "cli.admin:verify_cmd",
     "gc": "cli.admin:gc_cmd",
+    "mirror": "cli.mirror:mirror_group",
+    "demo": "cli.demo:demo_cmd",
+    "genome": "cli.genome:genome_group",
+    "getseq": "cli.getseq:getseq_cmd",
+    "alias": "cli.alias:alias_group",
+    "refpkg": "cli.refpkg:refpkg_group",
+    "serve": "cli.serve:serve_cmd",
+    "cache": "cli.cache:cache_group",
 }
 
 

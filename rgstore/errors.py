@@ -22,6 +22,7 @@ __all__ = [
     "ReadOnlyError",
     "RemoteError",
     "LogMismatchError",
+    "ExternalSyncError",
 ]
 
 
@@ -117,3 +118,9 @@ class RemoteError(RgstoreError):
     """A remote source was unreachable or did not speak the expected protocol."""
 
     http_status = 502
+
+
+class ExternalSyncError(RgstoreError):
+    """A change was committed to the log, but a copy kept outside it (e.g. alias TSVs) was not refreshed."""
+
+    http_status = 500

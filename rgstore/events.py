@@ -35,6 +35,7 @@ __all__ = [
     "FhrSet",
     # refpkgs
     "RefpkgCreated",
+    "RefpkgImported",
     "RefpkgUpdated",
     # cache
     "CacheInserted",
@@ -183,18 +184,39 @@ class FhrSet(Event, tag="fhr-set"):
 
 
 class RefpkgCreated(Event, tag="refpkg-created"):
-    """A reference package was created with its first files and metadata."""
+    """A reference package was created with its first files and metadata (taxtastic ``create``).
+
+    It is the first step of the package's undo zipper and cannot itself be rolled back;
+    ``log`` holds the log entries it starts with, newest first.
+    """
 
     undoable: ClassVar[bool] = True
 
     name: str
     files: dict[str, FileRef] = {}
     metadata: dict[str, str] = {}
-    message: str = ""
+    log: list[str] = []
+
+
+class RefpkgImported(Event, tag="refpkg-imported"):
+    """A taxtastic package was imported: this is the oldest state its history records.
+
+    Later states of the imported history follow as ``RefpkgUpdated`` events (and ``Undone``
+    for states that were rolled back) in the same command. ``log`` holds this state's log,
+    newest first; ``source`` is where it was read from.
+    """
+
+    undoable: ClassVar[bool] = True
+
+    name: str
+    files: dict[str, FileRef] = {}
+    metadata: dict[str, str] = {}
+    log: list[str] = []
+    source: str = ""
 
 
 class RefpkgUpdated(Event, tag="refpkg-updated"):
-    """One update step: files and metadata keys set (a value) or dropped (None)."""
+    """One update step: files and metadata keys set (a value) or dropped (None), one log entry."""
 
     undoable: ClassVar[bool] = True
 
@@ -255,6 +277,7 @@ AnyEvent = Union[
     GenomeRemoved,
     FhrSet,
     RefpkgCreated,
+    RefpkgImported,
     RefpkgUpdated,
     CacheInserted,
     CacheTouched,

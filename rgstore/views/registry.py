@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from . import View
+from .aliases import AliasView
+from .cache import CacheView
+from .genomes import GenomesView
 from .history import HistoryView
 from .ids import IdsView
+from .refpkgs import RefpkgsView
 from .streams import StreamsView
 
 __all__ = ["all_views"]
@@ -14,4 +18,8 @@ def all_views() -> list[View]:
     """Fresh instances of every view, core first, in fold order."""
     views: list[View] = [IdsView(), StreamsView(), HistoryView()]
     # Domain views register below, one line each.
+    views.append(AliasView())
+    views.append(CacheView())
+    views.append(GenomesView())
+    views.append(RefpkgsView())
     return views

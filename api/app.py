@@ -1,0 +1,110 @@
+"""The application factory: ``create_app(store_path)`` builds the read-only projection server.
+
+uvicorn runs it as a factory (``api.app:create_app``), once per worker process. The LMDB
+environment is opened read-only in the lifespan, i.e. after any worker fork, and every request
+reads in one short transaction of its own. The store path comes from the argument, else
+``$RGSTORE_SERVE_STORE`` (set by ``rgstore serve`` for its workers), else ``$RGSTORE_HOME`` or
+the user data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from rgstore.store import Store, default_store_path
+
+from . import events, refget, store_files
+from .app_info import app_version
+from .errors import install_error_handlers
+from .schemas import Health
+from .wire import ReadOnlyMethodsMiddleware, json_response, store_of
+
+__all__ = ["create_app", "ENV_STORE", "resolve_store_path"]
+
+ENV_STORE = "RGSTORE_SERVE_STORE"
+
+
+
+def resolve_store_path(store_path: str | os.PathLike[str] | None = None) -> Path:
+    """The store this app serves: the argument, ``$RGSTORE_SERVE_STORE``, then ``default_store_path()``."""
+    if store_path:
+        return Path(store_path).expanduser()
+    env = os.environ.get(ENV_STORE)
+    if env:
+        return Path(env).expanduser()
+    return default_store_path()
+
+
+def _one_line_validation_errors(app: FastAPI) -> None:
+    """Document 422 bodies as ``{"detail": str}``, the shape ``api.errors`` sends."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in components:
+                components["HTTPValidationError"] = {
+                    "title": "HTTPValidationError",
+                    "type": "object",
+                    "properties": {"detail": {"type": "string", "title": "Detail"}},
+                    "required": ["detail"],
+                }
+                components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(store_path: str | None = None) -> FastAPI:
+    """Build the read-only server for the store at ``store_path`` (see module docstring for the default)."""
+    path = resolve_store_path(store_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store.open(path, readonly=True)
+        app.state.store = store
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(
+        title="rgstore",
+        version=app_version(),
+        summary="Read-only projections of an rgstore: GA4GH refget sequences v2 and seqcol, "
+        "refgenie-compatible genomes and aliases, refpkgs, caches and the event feed.",
+        lifespan=lifespan,
+    )
+    app.state.store_path = path
+    install_error_handlers(app)
+    _one_line_validation_errors(app)
+
+    @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness and log position")
+    def healthz(request: Request) -> Response:
+        """``ok`` plus the log id and head seq this worker sees."""
+        store = store_of(request)
+        with store.read() as txn:
+            seq, _ = store.log.head(txn)
+            log_id = store.log.log_id(txn)
+        return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
+
+    app.include_router(refget.router)
+    app.include_router(events.router)
+    app.include_router(store_files.router)
+
+    app.add_middleware(ReadOnlyMethodsMiddleware)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
+        allow_headers=["*"], expose_headers=["*"],
+    )
+    return app

@@ -1,0 +1,86 @@
+"""An in-memory index over the genome view: seqcol list filters, attribute lookups and MD5 sequence ids.
+
+The genome view answers "genome by digest" and "genomes holding sequence S"; seqcol also needs
+"collections whose level-1 ``attr`` digest is D" and refget needs "sequence with MD5 M". This
+index answers those from a snapshot of the view, tagged with the log head it reflects. A request
+brings it up to date by reading the log records since that head: only when one of them is on a
+``genome:`` stream is the snapshot rebuilt from the view (cache touches and alias changes, the
+common events, cost one cheap scan and no rebuild).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import msgspec
+
+from rgstore.codec import decode_envelope, unframe
+from rgstore.environment import Txn
+from rgstore.store import Store
+from rgstore.views.genomes import all_genomes
+
+__all__ = ["GenomeCatalog", "CatalogSnapshot", "REBUILD_GAP"]
+
+REBUILD_GAP = 5_000
+"""Past this many new log records, rebuilding outright is cheaper than scanning them."""
+
+_GENOME_STREAM = "genome:"
+
+
+class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The genome view's genomes as of log head ``head``."""
+
+    head: int
+    digests: list[str]
+    """Every genome digest, sorted."""
+    by_attribute: dict[str, dict[str, list[str]]]
+    """level-1 attribute -> attribute digest -> genome digests (sorted)."""
+    md5: dict[str, str]
+    """lower-case MD5 -> bare sha512t24u of every sequence in some genome."""
+
+
+_EMPTY = CatalogSnapshot(head=-1, digests=[], by_attribute={}, md5={})
+
+
+class GenomeCatalog:
+    """The per-worker index; ``snapshot(txn)`` returns one consistent with ``txn``'s head or newer."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._snapshot = _EMPTY
+        self._lock = threading.Lock()
+
+    def snapshot(self, txn: Txn) -> CatalogSnapshot:
+        """The index for ``txn`` (refreshed from the log and view if genomes changed since)."""
+        head, _ = self.store.log.head(txn)
+        snap = self._snapshot
+        if snap.head >= head:
+            return snap
+        with self._lock:
+            snap = self._snapshot
+            if snap.head >= head:
+                return snap
+            if snap.head < 0 or head - snap.head > REBUILD_GAP or self._genomes_changed(txn, snap.head, head):
+                snap = self._build(txn, head)
+            else:
+                snap = msgspec.structs.replace(snap, head=head)
+            self._snapshot = snap
+            return snap
+
+    def _genomes_changed(self, txn: Txn, after: int, upto: int) -> bool:
+        for seq, record in self.store.log.records(txn, after=after, upto=upto):
+            if decode_envelope(unframe(record, seq)[1]).stream.startswith(_GENOME_STREAM):
+                return True
+        return False
+
+    def _build(self, txn: Txn, head: int) -> CatalogSnapshot:
+        digests: list[str] = []
+        by_attribute: dict[str, dict[str, list[str]]] = {}
+        md5: dict[str, str] = {}
+        for record in all_genomes(txn, self.store.environment):  # ordered by digest
+            digests.append(record.digest)
+            for attr, value in record.level1.items():
+                by_attribute.setdefault(attr, {}).setdefault(value, []).append(record.digest)
+            for sq, checksum in zip(record.sequences, record.md5s):
+                md5[checksum.lower()] = sq[3:] if sq.startswith("SQ.") else sq
+        return CatalogSnapshot(head=head, digests=digests, by_attribute=by_attribute, md5=md5)

@@ -1,0 +1,42 @@
+"""Map rgstore's deliberate failures to HTTP: ``RgstoreError.http_status`` and a one-line ``detail``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rgstore.errors import RgstoreError
+
+from .wire import json_response
+
+__all__ = ["install_error_handlers", "problem"]
+
+
+def problem(status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """An error response: ``{"detail": "..."}`` with the given status."""
+    return json_response({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers: RgstoreError by its http_status; validation errors as 422 in one line."""
+
+    async def rgstore_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RgstoreError)
+        return problem(exc.http_status, str(exc))
+
+    async def validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem(422, _validation_detail(exc))
+
+    app.add_exception_handler(RgstoreError, rgstore_error)
+    app.add_exception_handler(RequestValidationError, validation_error)

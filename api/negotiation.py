@@ -1,0 +1,120 @@
+"""refget request parsing: ``Accept`` negotiation, ``start``/``end`` and the ``Range`` header.
+
+Pure functions over header and query strings; the route module turns their verdicts into
+responses. Status rules follow the refget sequences v2.0.0 text, and, where it defers to
+RFC 7233 for Range, the RFC and the GA4GH compliance suite's v2 cases (see ``parse_range``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rgstore.errors import InvalidInputError, OutOfRangeError
+
+__all__ = [
+    "SEQUENCE_V2",
+    "SEQUENCE_V1",
+    "JSON_V2",
+    "JSON_V1",
+    "SEQUENCE_OFFERS",
+    "JSON_OFFERS",
+    "negotiate",
+    "parse_coordinate",
+    "parse_range",
+    "MAX_COORDINATE",
+]
+
+SEQUENCE_V2 = "text/vnd.ga4gh.refget.v2.0.0+plain; charset=us-ascii"
+SEQUENCE_V1 = "text/vnd.ga4gh.refget.v1.0.0+plain; charset=us-ascii"
+JSON_V2 = "application/vnd.ga4gh.refget.v2.0.0+json; charset=us-ascii"
+JSON_V1 = "application/vnd.ga4gh.refget.v1.0.0+json; charset=us-ascii"
+
+# Accepted media type (lower case, no parameters) -> the fully specified type we answer with.
+# The spec's degradation chain (+plain; charset -> +plain -> text/plain) plus v1 clients' types.
+SEQUENCE_OFFERS: dict[str, str] = {
+    "text/vnd.ga4gh.refget.v2.0.0+plain": SEQUENCE_V2,
+    "text/plain": SEQUENCE_V2,
+    "text/*": SEQUENCE_V2,
+    "*/*": SEQUENCE_V2,
+    "text/vnd.ga4gh.refget.v1.0.0+plain": SEQUENCE_V1,
+    "text/vnd.ga4gh.seq.v1.0.0+plain": SEQUENCE_V1,
+}
+JSON_OFFERS: dict[str, str] = {
+    "application/vnd.ga4gh.refget.v2.0.0+json": JSON_V2,
+    "application/json": JSON_V2,
+    "application/*": JSON_V2,
+    "*/*": JSON_V2,
+    "application/vnd.ga4gh.refget.v1.0.0+json": JSON_V1,
+}
+_CHARSETS = {"us-ascii", "ascii", "utf-8", "utf8"}  # refget bodies are ASCII, a subset of each
+MAX_COORDINATE = 2**32 - 1
+_DIGITS = re.compile(r"[0-9]{1,10}")
+_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
+
+
+def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:
+    """The content type to answer with, or None when nothing acceptable is offered (406).
+
+    No ``Accept`` (or an empty one) gets the first offer, the endpoint's default. Among
+    acceptable entries the highest q wins; on ties the v2 type is preferred over v1.
+    """
+    default = next(iter(offers.values()))
+    if accept is None or not accept.strip():
+        return default
+    best: tuple[float, bool, str] | None = None
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        q = 1.0
+        acceptable = True
+        for param in params:
+            key, _, value = param.partition("=")
+            key, value = key.strip().lower(), value.strip().strip('"').lower()
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    acceptable = False
+            elif key == "charset" and value not in _CHARSETS:
+                acceptable = False
+        answer = offers.get(media.lower())
+        if answer is None or not acceptable or q <= 0:
+            continue
+        rank = (q, answer == default, answer)
+        if best is None or rank[:2] > best[:2]:
+            best = rank
+    return best[2] if best is not None else None
+
+
+def parse_coordinate(name: str, raw: str | None) -> int | None:
+    """A ``start``/``end`` value: a 32-bit unsigned decimal, else InvalidInputError (400)."""
+    if raw is None:
+        return None
+    if not _DIGITS.fullmatch(raw) or int(raw) > MAX_COORDINATE:
+        raise InvalidInputError(f"{name}={raw!r} is not a 32-bit unsigned integer")
+    return int(raw)
+
+
+def parse_range(header: str, length: int) -> tuple[int, int]:
+    """The half-open ``(start, end)`` of a single ``Range: bytes=...`` header on a sequence.
+
+    Malformed headers, other units and multiple ranges are 400. A first byte past the last
+    byte, or beyond the sequence, is 416 (RFC 7233 section 4.4 and the compliance suite's v2
+    cases; the refget text's "out of bounds gives Bad Request" predates both). A last byte
+    beyond the end is clamped to it, as RFC 7233 prescribes.
+    """
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    if match is None:
+        raise InvalidInputError(
+            f"Range {header!r} is not a single byte range (use 'bytes=first-last', 0-based, inclusive)"
+        )
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        size = int(suffix)
+        if size == 0 or length == 0:
+            raise OutOfRangeError(f"Range {header!r} selects no bytes of a {length} bp sequence")
+        return max(0, length - size), length
+    start = int(first)
+    end = int(last) + 1 if last else length
+    if start >= length or end <= start:
+        raise OutOfRangeError(f"Range {header!r} cannot be satisfied on a {length} bp sequence")
+    return start, min(end, length)

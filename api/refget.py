@@ -1,0 +1,185 @@
+"""GA4GH refget sequences v2.0.0: ``/sequence/service-info``, ``/sequence/{id}``, ``/sequence/{id}/metadata``.
+
+Status matrix (refget v2 text; Range per RFC 7233, see ``api.negotiation.parse_range``):
+unsupported ``Accept`` 406; unknown id 404; ``start``/``end`` not 32-bit unsigned, ``start``
+beyond the length, or ``start``/``end`` together with ``Range`` 400; ``end`` beyond the length,
+``start`` at the length, or ``start > end`` on a sequence no genome recorded as circular 416
+(circular ones wrap: ``seq[start:] + seq[:end]``); a satisfiable ``Range`` 206. Every body has a
+Content-Length; bodies above ``INLINE_LIMIT`` are streamed from the file in chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from rgstore.errors import InvalidInputError, OutOfRangeError
+
+from .app_info import app_version, organization
+from .errors import problem
+from .negotiation import (
+    JSON_OFFERS,
+    MAX_COORDINATE,
+    SEQUENCE_OFFERS,
+    negotiate,
+    parse_coordinate,
+    parse_range,
+)
+from .schemas import ErrorBody, RefgetServiceInfo, SequenceMetadataResponse
+from .sequences import SequenceIndex, StoredSequence, iter_bases, read_bases
+from .wire import is_head, store_of
+
+__all__ = ["router", "INLINE_LIMIT", "sequence_index"]
+
+INLINE_LIMIT = 1 << 16
+"""Bodies up to this many bases are read in one call; larger ones are streamed in chunks."""
+
+router = APIRouter(prefix="/sequence", tags=["refget sequences v2"])
+
+_COORDINATE_DOC: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_COORDINATE}
+_SEQUENCE_PARAMS: dict[str, Any] = {
+    "parameters": [
+        {"name": "start", "in": "query", "required": False, "schema": _COORDINATE_DOC,
+         "description": "0-based inclusive start; with start > end a circular sequence wraps the origin"},
+        {"name": "end", "in": "query", "required": False, "schema": _COORDINATE_DOC,
+         "description": "0-based exclusive end"},
+        {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "a single `bytes=first-last` range (0-based, inclusive); not with start/end"},
+    ],
+}
+
+
+def sequence_index(request: Request) -> SequenceIndex:
+    """The worker's identifier resolver for its open store."""
+    index: SequenceIndex = store_of(request).service("api.sequences", SequenceIndex)
+    return index
+
+
+def _json(obj: Any, media_type: str, status_code: int = 200) -> Response:
+    # refget JSON is declared us-ascii: escape anything else.
+    body = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
+    return Response(body, status_code=status_code, media_type=media_type)
+
+
+def _not_acceptable(accept: str | None, offers: dict[str, str]) -> Response:
+    supported = ", ".join(k for k in offers if "*" not in k)
+    return problem(406, f"cannot answer with any of Accept: {accept!r}; supported: {supported}")
+
+
+@router.get(
+    "/service-info", response_model=RefgetServiceInfo, summary="refget service-info",
+    responses={406: {"model": ErrorBody}},
+)
+def service_info(request: Request) -> Response:
+    """GA4GH service-info with the ``refget`` section: circular support, algorithms, identifier types."""
+    media = negotiate(request.headers.get("accept"), JSON_OFFERS)
+    if media is None:
+        return _not_acceptable(request.headers.get("accept"), JSON_OFFERS)
+    namespaces = sequence_index(request).manifest().get("sequence_alias_namespaces", [])
+    return _json({
+        "id": "org.rgstore.refget",
+        "name": "rgstore refget sequences",
+        "type": {"group": "org.ga4gh", "artifact": "refget-sequence", "version": "2.0.0"},
+        "description": "Reference sequences by checksum, served read-only from an rgstore store.",
+        "organization": organization(request),
+        "version": app_version(),
+        "refget": {
+            "circular_supported": True,
+            "algorithms": ["md5", "ga4gh", "trunc512"],
+            "identifier_types": sorted(str(ns) for ns in namespaces) if isinstance(namespaces, list) else [],
+            "subsequence_limit": None,
+        },
+    }, media)
+
+
+@router.get(
+    "/{id}/metadata", response_model=SequenceMetadataResponse, summary="Checksums, length and aliases of a sequence",
+    responses={404: {"model": ErrorBody}, 406: {"model": ErrorBody}},
+)
+def metadata(request: Request, id: str) -> Response:
+    """``{"metadata": {md5, ga4gh, trunc512, length, aliases}}``; aliases are the store's sequence aliases."""
+    media = negotiate(request.headers.get("accept"), JSON_OFFERS)
+    if media is None:
+        return _not_acceptable(request.headers.get("accept"), JSON_OFFERS)
+    index = sequence_index(request)
+    with store_of(request).read() as txn:
+        seq = index.resolve(txn, id)
+        aliases = index.aliases(txn, seq.digest)
+    return _json({"metadata": {
+        "md5": seq.md5,
+        "ga4gh": seq.ga4gh,
+        "trunc512": seq.trunc512,
+        "length": seq.length,
+        "aliases": [{"alias": name, "naming_authority": ns} for ns, name in aliases],
+    }}, media)
+
+
+def _segments(seq: StoredSequence, start: int | None, end: int | None) -> list[tuple[int, int]]:
+    length = seq.length
+    s = 0 if start is None else start
+    e = length if end is None else end
+    if s > length:
+        raise InvalidInputError(f"start={s} is beyond the end of this {length} bp sequence")
+    if e > length:
+        raise OutOfRangeError(f"end={e} is beyond the end of this {length} bp sequence")
+    if s == length and length > 0:
+        raise OutOfRangeError(f"start={s} is not a position of this {length} bp sequence (0-based)")
+    if s <= e:
+        return [(s, e)]
+    if not seq.circular:
+        raise OutOfRangeError(f"start={s} > end={e}, and no genome records this sequence as circular")
+    return [(s, length), (0, e)]
+
+
+@router.get(
+    "/{id}",
+    summary="The bases of a sequence or sub-sequence",
+    response_class=Response,
+    openapi_extra=_SEQUENCE_PARAMS,
+    responses={
+        200: {"description": "The (sub-)sequence, upper-case ASCII, no line breaks",
+              "content": {"text/vnd.ga4gh.refget.v2.0.0+plain": {"schema": {"type": "string"}}}},
+        206: {"description": "The bytes of the requested Range",
+              "content": {"text/vnd.ga4gh.refget.v2.0.0+plain": {"schema": {"type": "string"}}}},
+        400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 406: {"model": ErrorBody},
+        416: {"model": ErrorBody},
+    },
+)
+async def sequence(request: Request, id: str) -> Response:
+    """Bases by any supported id, whole or by ``start``/``end`` (0-based, half-open) or a single ``Range``."""
+    accept = request.headers.get("accept")
+    media = negotiate(accept, SEQUENCE_OFFERS)
+    if media is None:
+        return _not_acceptable(accept, SEQUENCE_OFFERS)
+    start = parse_coordinate("start", request.query_params.get("start"))
+    end = parse_coordinate("end", request.query_params.get("end"))
+    range_header = request.headers.get("range")
+    if range_header is not None and (start is not None or end is not None):
+        raise InvalidInputError("give either a Range header or start/end query parameters, not both")
+    index = sequence_index(request)
+    with store_of(request).read() as txn:
+        seq = index.resolve(txn, id)
+    headers = {"Accept-Ranges": "bytes"}
+    status = 200
+    if range_header is not None:
+        try:
+            first, stop = parse_range(range_header, seq.length)
+        except OutOfRangeError as exc:
+            return problem(416, str(exc), headers={"Content-Range": f"bytes */{seq.length}"})
+        segments = [(first, stop)]
+        status = 206
+        headers["Content-Range"] = f"bytes {first}-{stop - 1}/{seq.length}"
+    else:
+        segments = _segments(seq, start, end)
+        if start is not None or end is not None:
+            headers["Accept-Ranges"] = "none"
+    size = sum(b - a for a, b in segments)
+    headers["Content-Length"] = str(size)
+    if is_head(request):
+        return Response(b"", status_code=status, media_type=media, headers=headers)
+    if size <= INLINE_LIMIT:
+        return Response(read_bases(seq, segments), status_code=status, media_type=media, headers=headers)
+    return StreamingResponse(iter_bases(seq, segments), status_code=status, media_type=media, headers=headers)

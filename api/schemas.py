@@ -1,0 +1,236 @@
+"""Response models: what ``/openapi.json`` documents for each route (the only module importing pydantic).
+
+Routes encode their bodies with msgspec for speed; these models describe the same shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ErrorBody",
+    "Health",
+    "EventsHead",
+    "ServiceType",
+    "RefgetInfo",
+    "RefgetServiceInfo",
+    "SequenceAlias",
+    "SequenceMetadata",
+    "SequenceMetadataResponse",
+    "ComparisonResult",
+    "SeqcolPagination",
+    "SeqcolList",
+    "AttributeList",
+    "SeqcolServiceInfo",
+    "Pagination",
+    "AliasItem",
+    "AliasPage",
+    "AliasRecord",
+    "GenomeItem",
+    "GenomePage",
+    "GenomeRecord",
+    "RefgenieServiceInfo",
+    "RefpkgSummary",
+    "RefpkgList",
+    "RefpkgView",
+    "RefpkgHistory",
+    "CacheEntry",
+    "CacheList",
+]
+
+
+class _Open(BaseModel):
+    """A documented object that may carry further keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    """Every error: one line saying what failed and what to do."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    """Liveness plus the log position this worker sees."""
+
+    status: str
+    log_id: str
+    head_seq: int
+
+
+class EventsHead(BaseModel):
+    """The log's identity and head: what a mirror compares before pulling ``/events``."""
+
+    log_id: str
+    head_seq: int
+    head_hash: str = Field(description="hex sha256 chain hash of the head record")
+
+
+# --- refget sequences ----------------------------------------------------------------------------
+
+
+class ServiceType(BaseModel):
+    group: str
+    artifact: str
+    version: str
+
+
+class RefgetInfo(BaseModel):
+    circular_supported: bool
+    algorithms: list[str]
+    identifier_types: list[str]
+    subsequence_limit: int | None
+
+
+class RefgetServiceInfo(_Open):
+    """GA4GH service-info for refget sequences v2."""
+
+    id: str
+    name: str
+    type: ServiceType
+    version: str
+    refget: RefgetInfo
+
+
+class SequenceAlias(BaseModel):
+    alias: str
+    naming_authority: str
+
+
+class SequenceMetadata(BaseModel):
+    md5: str
+    ga4gh: str
+    trunc512: str
+    length: int
+    aliases: list[SequenceAlias]
+
+
+class SequenceMetadataResponse(BaseModel):
+    metadata: SequenceMetadata
+
+
+# --- seqcol --------------------------------------------------------------------------------------
+
+
+class ComparisonResult(BaseModel):
+    """The seqcol comparison function's output."""
+
+    digests: dict[str, str]
+    attributes: dict[str, list[str]]
+    array_elements: dict[str, dict[str, Any]]
+
+
+class SeqcolPagination(BaseModel):
+    page: int
+    page_size: int
+    total: int
+
+
+class SeqcolList(BaseModel):
+    results: list[str]
+    pagination: SeqcolPagination
+
+
+class AttributeList(BaseModel):
+    results: list[str]
+    pagination: SeqcolPagination
+
+
+class SeqcolServiceInfo(_Open):
+    """GA4GH service-info for the seqcol API, with its JSON schema and the RefgetStore URL."""
+
+    id: str
+    name: str
+    type: ServiceType
+    seqcol: dict[str, Any]
+
+
+# --- refgenie-compatible -------------------------------------------------------------------------
+
+
+class Pagination(BaseModel):
+    offset: int
+    limit: int
+    total: int
+
+
+class AliasItem(BaseModel):
+    name: str
+    namespace: str
+    genome_digest: str
+
+
+class AliasPage(BaseModel):
+    items: list[AliasItem]
+    pagination: Pagination
+
+
+class AliasRecord(BaseModel):
+    """refgenie's flat alias resolution: the digest, level-2 collection and FHR document."""
+
+    alias: str
+    digest: str
+    source: str
+    collection: dict[str, Any]
+    fhr: dict[str, Any] | None
+
+
+class GenomeItem(_Open):
+    digest: str
+    description: str
+    aliases: list[str]
+
+
+class GenomePage(BaseModel):
+    items: list[GenomeItem]
+    pagination: Pagination
+
+
+class GenomeRecord(_Open):
+    digest: str
+    description: str
+    aliases: list[str]
+    fhr: dict[str, Any] | None
+
+
+class RefgenieServiceInfo(_Open):
+    """refgenie's service-info shape, advertising the seqcol API and the RefgetStore URL."""
+
+    id: str
+    name: str
+    type: ServiceType
+    refgenie: dict[str, Any]
+    seqcol: dict[str, Any]
+
+
+# --- refpkgs and cache ---------------------------------------------------------------------------
+
+
+class RefpkgSummary(_Open):
+    name: str
+
+
+class RefpkgList(BaseModel):
+    items: list[RefpkgSummary]
+    pagination: Pagination
+
+
+class RefpkgView(_Open):
+    """A refpkg's CONTENTS.json as of its current step."""
+
+
+class RefpkgHistory(BaseModel):
+    name: str
+    steps: list[dict[str, Any]]
+
+
+class CacheEntry(_Open):
+    key: str
+
+
+class CacheList(BaseModel):
+    items: list[CacheEntry]
+    pagination: Pagination

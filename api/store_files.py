@@ -1,0 +1,76 @@
+"""``/store/...``: the RefgetStore directory as static, read-only files with HTTP Range support.
+
+gtars ``RefgetStore.open_remote`` reads sequence slices with single ``Range: bytes=a-b``
+requests and refuses a 200 answer, so ranged requests get 206 with ``Content-Range``. Only
+regular files under ``STORE/refget`` are served: no listings, no dot-files (locks, temp files),
+and nothing a ``..`` or a symlink would reach outside the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from rgstore.errors import NotFoundError
+
+from .schemas import ErrorBody
+from .wire import HeadAwareFileResponse, store_of
+
+__all__ = ["router", "resolve_store_file", "MEDIA_TYPES"]
+
+MEDIA_TYPES = {
+    ".json": "application/json",
+    ".tsv": "text/tab-separated-values",
+    ".rgsi": "text/tab-separated-values",
+    ".rgci": "text/tab-separated-values",
+    ".seq": "application/octet-stream",
+}
+_IMMUTABLE = "public, max-age=31536000, immutable"  # sequence files are named by their content digest
+_MUTABLE = "no-cache"
+
+router = APIRouter(tags=["store"])
+
+
+def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]:
+    """The regular file ``relative`` names inside ``root``; NotFoundError for anything else."""
+    parts = [p for p in relative.split("/") if p]  # "store//x" from clients joining "store/" + "/x"
+    if (
+        not parts
+        or len(relative) > 1024
+        or any(p in (".", "..") or p.startswith(".") or "\\" in p or "\x00" in p for p in parts)
+    ):
+        raise NotFoundError(f"no such store file: {relative!r}")
+    base = root.resolve()
+    candidate = base.joinpath(*parts)
+    try:
+        real = candidate.resolve(strict=True)
+        real.relative_to(base)
+        st = real.stat()
+    except (OSError, ValueError, RuntimeError):
+        raise NotFoundError(f"no such store file: {relative!r}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotFoundError(f"no such store file: {relative!r}")
+    return real, st
+
+
+@router.get(
+    "/store/{path:path}",
+    summary="A file of the RefgetStore (Range requests answered with 206)",
+    response_class=Response,
+    responses={
+        200: {"description": "The whole file", "content": {"application/octet-stream": {}}},
+        206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
+        404: {"model": ErrorBody},
+        416: {"description": "The range lies outside the file"},
+    },
+)
+def store_file(request: Request, path: str) -> Response:
+    """Serve one RefgetStore file; ``Range: bytes=a-b`` gives 206 (what gtars open_remote needs)."""
+    real, st = resolve_store_file(store_of(request).refget_path, path)
+    media = MEDIA_TYPES.get(real.suffix, "application/octet-stream")
+    cache = _IMMUTABLE if real.suffix == ".seq" else _MUTABLE
+    return HeadAwareFileResponse(real, media_type=media, stat_result=st, headers={"Cache-Control": cache})

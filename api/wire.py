@@ -1,0 +1,121 @@
+"""HTTP plumbing shared by every route module: fast JSON bodies, HEAD/OPTIONS, the per-request store.
+
+Routes build bodies with msgspec (several times faster than pydantic serialisation) and declare
+pydantic models from ``api.schemas`` only to document them in ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rgstore.store import Store
+
+__all__ = [
+    "json_response",
+    "json_bytes",
+    "store_of",
+    "ReadOnlyMethodsMiddleware",
+    "HeadAwareFileResponse",
+    "is_head",
+    "HEAD_FLAG",
+]
+
+HEAD_FLAG = "rgstore.head"
+"""Scope key set on HEAD requests that are routed as GET (the body is then never produced)."""
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Encode plain data, Structs and datetimes as compact JSON."""
+    return _ENCODER.encode(msgspec.to_builtins(obj, builtin_types=None, str_keys=True))
+
+
+def json_response(
+    obj: Any, status_code: int = 200, media_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON response with Content-Length, encoded by msgspec."""
+    return Response(json_bytes(obj), status_code=status_code, media_type=media_type, headers=headers)
+
+
+def store_of(request: Request) -> Store:
+    """The read-only Store this worker opened at startup."""
+    store: Store = request.app.state.store
+    return store
+
+
+def is_head(request: Request) -> bool:
+    """Whether the client sent HEAD (routed as GET): responses may skip producing a body."""
+    return bool(request.scope.get(HEAD_FLAG))
+
+
+def _allowed(path: str) -> str:
+    # The seqcol comparison POST is the one non-GET route; it computes, it never writes.
+    if "/seqcol/comparison/" in path:
+        return "GET, HEAD, OPTIONS, POST"
+    return "GET, HEAD, OPTIONS"
+
+
+class ReadOnlyMethodsMiddleware:
+    """Serve HEAD through the GET routes (body dropped) and answer plain OPTIONS with ``Allow``.
+
+    FastAPI registers GET routes for GET only; the spec-level contract of this server is that
+    every resource answers GET, HEAD and OPTIONS, and nothing else changes state.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method == "OPTIONS":
+            headers = [(b"allow", _allowed(scope["path"]).encode()), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if method == "GET":
+            await self.app(scope, receive, send)
+            return
+        if method != "HEAD":
+            await self.app(scope, receive, _with_allow(send, _allowed(scope["path"])))
+            return
+        routed = {**scope, "method": "GET", HEAD_FLAG: True}
+
+        async def send_headers_only(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app(routed, receive, send_headers_only)  # type: ignore[arg-type]
+
+
+def _with_allow(send: Send, allow: str) -> Send:
+    """Wrap ``send`` so a 405 names every method this server accepts, not just the route's GET."""
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 405:
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message = {**message, "headers": [*headers, (b"allow", allow.encode())]}
+        await send(message)
+
+    return wrapped  # type: ignore[return-value]
+
+
+class HeadAwareFileResponse(FileResponse):
+    """A FileResponse that sends headers only for HEAD requests routed as GET."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get(HEAD_FLAG):
+            scope = {**scope, "method": "HEAD"}
+        await super().__call__(scope, receive, send)

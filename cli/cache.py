@@ -1,0 +1,302 @@
+"""`rgstore cache ...`: the two-level FASTA cache (keys, raw downloads, region FASTAs, gc, pins, inspection)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from .main import Context, RgstoreGroup, store_option
+from .output import emit_json, emit_table, json_option
+
+__all__ = ["cache_group"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], Any]:
+    def wrap(fn: Any) -> Any:
+        opts = [
+            click.option("--source", type=click.Choice(["ncbi", "ensembl"], case_sensitive=False), required=True,
+                         help="Upstream: NCBI genomes/all or the Ensembl FTP tree."),
+            click.option("--species", required=True, help="Species, e.g. homo_sapiens."),
+            click.option("--taxon", help="NCBI directory group under ncbi_raw/ (e.g. 9606) [default: the species]."),
+            click.option("--release", required=True,
+                         help="Annotation release: Ensembl release number, or the NCBI annotation release label."),
+            click.option("--assembly", help="NCBI assembly accession (required for NCBI), or the Ensembl assembly."),
+        ]
+        if with_regions:
+            opts.append(click.option("--regions", default="gene", show_default=True,
+                                     help="Comma-separated: gene, transcript, exon, intron, CDS, UTR."))
+        if with_base_url:
+            opts.append(click.option("--base-url", help="Upstream root URL (a mirror or a test server)."))
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return wrap
+
+
+def _request(source: str, species: str, taxon: str | None, release: str, assembly: str | None,
+             regions: str = "gene") -> Any:
+    from rgstore.cachekeys import make_request
+
+    return make_request(source, species=species, release=release, taxon=taxon, assembly=assembly, regions=regions)
+
+
+def _progress(as_json: bool) -> Any:
+    from rgstore.progress import null_progress, terminal_progress
+
+    return null_progress if as_json else terminal_progress
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+@click.group("cache", cls=RgstoreGroup)
+def cache_group() -> None:
+    """The two-level FASTA cache: verified raw downloads (level 2) and region FASTAs (level 1).
+
+    \b
+    Example:
+        rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions gene,exon,CDS
+        rgstore cache ls --level 2
+        rgstore cache gc --max-age 30d
+    """
+
+
+@cache_group.command("key")
+@store_option
+@_source_options(with_regions=True, with_base_url=False)
+@json_option
+@pass_ctx
+def key_cmd(ctx: Context, source: str, species: str, taxon: str | None, release: str, assembly: str | None,
+            regions: str, as_json: bool) -> None:
+    """Print the level-1 key of each requested region (the raw inputs must be cached: their checksums are in the key).
+
+    \b
+    Example:
+        rgstore cache key --source ncbi --species homo_sapiens --taxon 9606 \\
+            --release RS_2023_10 --assembly GCF_000001405.40 --regions gene,exon
+    """
+    with ctx.open(readonly=True) as store:
+        forms = store.cache.keys(_request(source, species, taxon, release, assembly, regions))
+    if as_json:
+        emit_json([{"region": f.region, "key": f.key, "path": f.path, "form": f.form} for f in forms])
+        return
+    emit_table([(f.region, f.key) for f in forms])
+
+
+@cache_group.command("fetch-raw")
+@store_option
+@_source_options(with_regions=False, with_base_url=True)
+@json_option
+@pass_ctx
+def fetch_raw_cmd(ctx: Context, source: str, species: str, taxon: str | None, release: str, assembly: str | None,
+                  base_url: str | None, as_json: bool) -> None:
+    """Download, verify (md5checksums.txt / CHECKSUMS) and decompress the genome FASTA and GTF into level 2.
+
+    \b
+    Example:
+        rgstore cache fetch-raw --source ensembl --species homo_sapiens --release 110
+        rgstore cache fetch-raw --source ncbi --species homo_sapiens --taxon 9606 \\
+            --release RS_2023_10 --assembly GCF_000001405.40
+    """
+    with ctx.open() as store:
+        result = store.cache.fetch_raw(_request(source, species, taxon, release, assembly),
+                                       base_url=base_url, progress=_progress(as_json))
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{'hit' if result.hit else 'fetched'}  {result.path}")
+    emit_table([(f"  {rel}", _size(ref.size), ref.sha256) for rel, ref in sorted(result.files.items())])
+
+
+@cache_group.command("regions")
+@store_option
+@_source_options(with_regions=True, with_base_url=True)
+@json_option
+@pass_ctx
+def regions_cmd(ctx: Context, source: str, species: str, taxon: str | None, release: str, assembly: str | None,
+                regions: str, base_url: str | None, as_json: bool) -> None:
+    """Region FASTAs for a request: cached ones are reused, missing ones extracted (fetching raw inputs if needed).
+
+    \b
+    Example:
+        rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions gene,exon,CDS
+        rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions CDS --json
+    """
+    with ctx.open() as store:
+        results = store.cache.regions(_request(source, species, taxon, release, assembly, regions),
+                                      base_url=base_url, progress=_progress(as_json))
+    if as_json:
+        emit_json(results)
+        return
+    emit_table([("hit" if r.hit else "miss", r.region, r.path) for r in results])
+
+
+@cache_group.command("gc")
+@store_option
+@click.option("--max-age", default="30d", show_default=True,
+              help="Evict entries not used within this span (s, m, h, d, w); 'none' to skip.")
+@click.option("--max-size", help="Then evict least recently used entries until the cache fits, e.g. 50G.")
+@click.option("--dry-run", is_flag=True, help="Show what would be evicted; change nothing.")
+@json_option
+@pass_ctx
+def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_json: bool) -> None:
+    """Evict unused and least recently used entries (never pinned ones); finish any interrupted gc.
+
+    Each eviction is a CacheEvicted event; files are deleted only after it commits.
+
+    \b
+    Example:
+        rgstore cache gc --max-age 30d --max-size 200G --dry-run
+        0 3 1 * * rgstore --store /srv/rgstore cache gc --max-age 30d >> /var/log/rgstore-cache-gc.log 2>&1
+    """
+    from rgstore.cachegc import parse_duration, parse_size
+
+    age = None if max_age.lower() == "none" else parse_duration(max_age)
+    size = parse_size(max_size) if max_size else None
+    with ctx.open() as store:
+        report = store.cache.gc(max_age=age, max_size=size, dry_run=dry_run)
+    if as_json:
+        emit_json(report)
+        return
+    verb = "would evict" if dry_run else "evicted"
+    for item in report.evicted:
+        click.echo(f"{verb}  {item.key[:12]}  L{item.level}  {_size(item.size):>10}  {item.path}  ({item.reason})")
+    for key in report.completed:
+        click.echo(f"{'would finish' if dry_run else 'finished'}  {key[:12]}  (evicted by an interrupted gc)")
+    click.echo(f"{verb} {len(report.evicted)} entries, {_size(report.bytes_freed)}; "
+               f"{len(report.completed)} interrupted evictions; {report.pinned_kept} pinned kept; "
+               f"{_size(report.live_bytes)} live")
+
+
+def _pin_command(name: str, pinned: bool) -> click.Command:
+    verb = "pinned" if pinned else "unpinned"
+
+    @click.command(name)
+    @store_option
+    @click.argument("ref")
+    @pass_ctx
+    def command(ctx: Context, ref: str) -> None:
+        with ctx.open() as store:
+            key, changed = store.cache.pin(ref) if pinned else store.cache.unpin(ref)
+        click.echo(f"{verb} {key}" if changed else f"{key} was already {verb}")
+
+    command.help = (
+        ("Exempt a cache entry (KEY or its directory) from gc." if pinned
+         else "Let gc evict a pinned cache entry (KEY or its directory) again.")
+        + f"\n\n\b\nExample:\n    rgstore cache {name} cached_genomic_<key>\n"
+        + f"    rgstore cache {name} ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110\n"
+    )
+    return command
+
+
+cache_group.add_command(_pin_command("pin", True))
+cache_group.add_command(_pin_command("unpin", False))
+
+
+@cache_group.command("ls")
+@store_option
+@click.option("--level", type=click.IntRange(1, 2), help="Only level 1 (region FASTAs) or level 2 (raw assets).")
+@json_option
+@pass_ctx
+def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
+    """List live cache entries: key, level, size, last use, pin and directory.
+
+    \b
+    Example:
+        rgstore cache ls --level 2
+        rgstore cache ls --json
+    """
+    with ctx.open(readonly=True) as store:
+        entries = store.cache.ls(level)
+    if as_json:
+        emit_json([{**_entry_json(e)} for e in entries])
+        return
+    emit_table([(e.key[:12], f"L{e.level}", _size(e.size), _when(e.last_access), "pinned" if e.pinned else "",
+                 e.path) for e in entries], headers=["KEY", "LEVEL", "SIZE", "LAST USED", "PIN", "PATH"])
+
+
+def _entry_json(e: Any) -> dict[str, Any]:
+    import msgspec
+
+    return {**msgspec.to_builtins(e), "size": e.size}
+
+
+@cache_group.command("show")
+@store_option
+@click.argument("ref")
+@json_option
+@pass_ctx
+def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
+    """Show one entry (KEY or directory): state, files with checksums, request and events.
+
+    \b
+    Example:
+        rgstore cache show 3f2a...e9 --json
+    """
+    with ctx.open(readonly=True) as store:
+        details = store.cache.show(ref)
+    if as_json:
+        emit_json(details)
+        return
+    click.echo(f"key        {details.key}\nstate      {details.state}\ndirectory  {details.directory}")
+    if details.entry is not None:
+        e = details.entry
+        click.echo(f"level      {e.level}\npinned     {'yes' if e.pinned else 'no'}\n"
+                   f"inserted   {_when(e.inserted_at)}\nlast used  {_when(e.last_access)} ({e.touches} touches)")
+        emit_table([(f"  {rel}", _size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
+    if details.tombstone is not None:
+        click.echo(f"evicted    {_when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
+    for env in details.events:
+        click.echo(f"  {env.seq:>8}  {env.time.isoformat()[:19]}  {env.event.__struct_config__.tag}")
+
+
+@cache_group.command("verify")
+@store_option
+@click.option("--evict", is_flag=True, help="Evict (and delete) entries with a missing or corrupt file.")
+@json_option
+@pass_ctx
+def verify_cmd(ctx: Context, evict: bool, as_json: bool) -> None:
+    """Re-hash every cached file against its recorded sha256; exit 1 if any is missing or corrupt.
+
+    \b
+    Example:
+        rgstore cache verify
+        rgstore cache verify --evict --json
+    """
+    with ctx.open(readonly=not evict) as store:
+        report = store.cache.verify(evict=evict, progress=_progress(as_json))
+    if as_json:
+        emit_json({**_report_json(report), "ok": report.ok})
+    else:
+        for p in report.problems:
+            click.echo(f"BAD  {p.key[:12]}  L{p.level}  {p.file}: {p.problem}")
+        for key in report.evicted:
+            click.echo(f"evicted {key}")
+        click.echo(f"checked {report.entries} entries, {report.files} files, {_size(report.bytes)}: "
+                   + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    if not report.ok:
+        ctx_ = click.get_current_context()
+        ctx_.exit(1)
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    import msgspec
+
+    out: dict[str, Any] = msgspec.to_builtins(report)
+    return out

@@ -1,0 +1,261 @@
+"""``rgstore genome``: add FASTA genomes, list, show, compare, export and remove them, and their FHR."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .main import Context, RgstoreGroup, store_option
+from .output import emit_json, emit_table, json_option
+
+__all__ = ["genome_group"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+_digest_option = click.option(
+    "--digest", "by_digest", is_flag=True, help="NAME is a genome digest rather than an alias."
+)
+
+
+@click.group("genome", cls=RgstoreGroup)
+def genome_group() -> None:
+    """Genomes: sequence collections stored by content digest and named by aliases.
+
+    \b
+    Example:
+        rgstore genome init --fasta hg38.fa.gz --name hg38 --description "Human GRCh38"
+        rgstore genome list
+    """
+
+
+@genome_group.command("init")
+@click.option("--fasta", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="FASTA file: plain, gzip or BGZF.")
+@click.option("--name", "-n", "names", multiple=True, required=True,
+              help="A name (refgenie alias) for the genome; repeatable.")
+@click.option("--description", "-d", default="", help="Free-text description.")
+@click.option("--species", "-s", default="", help="Species, e.g. 'Homo sapiens'.")
+@click.option("--fhr", type=click.Path(path_type=Path, dir_okay=False),
+              help="FHR 1.0 JSON provenance document to attach.")
+@click.option("--circular", multiple=True, metavar="SEQ", help="A circular sequence (e.g. chrM); repeatable.")
+@click.option("--seq-namespace", metavar="NS",
+              help="Record header tokens NS:ID as sequence aliases (e.g. --seq-namespace insdc).")
+@click.option("--force", "-f", is_flag=True, help="Repoint names that already name another genome.")
+@store_option
+@json_option
+@pass_ctx
+def init_cmd(
+    ctx: Context, fasta: Path, names: tuple[str, ...], description: str, species: str, fhr: Path | None,
+    circular: tuple[str, ...], seq_namespace: str | None, force: bool, as_json: bool,
+) -> None:
+    """Validate a FASTA, store its sequences and record it as a genome named by every --name.
+
+    Re-running with the same content is safe: only new names are added. A name that already
+    names another genome is refused unless --force.
+
+    \b
+    Example:
+        rgstore genome init --fasta hg38.fa.gz --name hg38 --name GRCh38 --species "Homo sapiens"
+        rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM --fhr rCRS.fhr.json
+    """
+    from rgstore.progress import terminal_progress
+
+    with ctx.open() as store:
+        result = store.genomes.init(
+            fasta, names, description=description, species=species, fhr=fhr, circular=circular,
+            seq_namespace=seq_namespace, force=force, progress=terminal_progress,
+        )
+    if as_json:
+        emit_json(result)
+        return
+    g = result.genome
+    state = "added" if result.added else "already stored"
+    click.echo(f"{g.digest}  {state}: {g.n_sequences} sequences, {g.total_length:,} bp")
+    for alias in result.aliases_added:
+        click.echo(f"  alias {alias}")
+    if result.sequence_aliases_added:
+        click.echo(f"  {result.sequence_aliases_added} sequence aliases ({seq_namespace})")
+
+
+@genome_group.command("list")
+@store_option
+@json_option
+@pass_ctx
+def list_cmd(ctx: Context, as_json: bool) -> None:
+    """List every genome: names, digest, sequence count, total length, description.
+
+    \b
+    Example:
+        rgstore genome list --json
+    """
+    with ctx.open(readonly=True) as store:
+        genomes = store.genomes.list()
+    if as_json:
+        emit_json([_brief(g) for g in genomes])
+        return
+    emit_table(
+        [[",".join(g.aliases) or "-", g.digest, g.n_sequences, f"{g.total_length:,}", g.description]
+         for g in genomes],
+        headers=["names", "digest", "seqs", "bp", "description"],
+    )
+
+
+@genome_group.command("show")
+@click.argument("name")
+@_digest_option
+@store_option
+@json_option
+@pass_ctx
+def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
+    """Show one genome: digests, aliases, source, FHR and its sequences.
+
+    \b
+    Example:
+        rgstore genome show hg38
+        rgstore genome show --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk --json
+    """
+    with ctx.open(readonly=True) as store:
+        g = store.genomes.show(name, by_digest=by_digest)
+    if as_json:
+        emit_json(g)
+        return
+    click.echo(f"digest       {g.digest}")
+    click.echo(f"names        {', '.join(g.aliases) or '-'}")
+    click.echo(f"description  {g.description}")
+    click.echo(f"species      {g.species}")
+    click.echo(f"sequences    {g.n_sequences} ({g.total_length:,} bp)")
+    if g.source.path or g.source.remote_url:
+        click.echo(f"source       {g.source.path or g.source.remote_url} ({g.source.size:,} bytes, md5 {g.source.md5})")
+    click.echo(f"added        {g.added_at} by {g.added_by} (seq {g.added_seq})")
+    click.echo(f"fhr          {'yes' if g.fhr else 'no'}")
+    for key, value in g.level1.items():
+        click.echo(f"level1 {key:<25} {value}")
+    circular = set(g.circular)
+    emit_table(
+        [[n, f"{length:,}", s, m, "circular" if n in circular else ""]
+         for n, length, s, m in zip(g.names, g.lengths, g.sequences, g.md5s or [""] * len(g.names))],
+        headers=["name", "length", "sequence digest", "md5", ""],
+    )
+
+
+@genome_group.command("remove")
+@click.argument("name")
+@_digest_option
+@store_option
+@pass_ctx
+def remove_cmd(ctx: Context, name: str, by_digest: bool) -> None:
+    """Remove a genome and every alias naming it (its sequences stay in the RefgetStore).
+
+    \b
+    Example:
+        rgstore genome remove hg38
+    """
+    with ctx.open() as store:
+        seqs = store.genomes.remove(name, by_digest=by_digest)
+    click.echo(f"removed {name} ({len(seqs) - 1} aliases removed)")
+
+
+@genome_group.command("compare")
+@click.argument("a")
+@click.argument("b")
+@_digest_option
+@store_option
+@json_option
+@pass_ctx
+def compare_cmd(ctx: Context, a: str, b: str, by_digest: bool, as_json: bool) -> None:
+    """Compare two genomes with the GA4GH seqcol comparison function.
+
+    \b
+    Example:
+        rgstore genome compare hg38 hg38-ucsc --json
+    """
+    with ctx.open(readonly=True) as store:
+        result = store.genomes.compare(a, b, by_digest=by_digest)
+    if as_json:
+        emit_json(result)
+        return
+    elements = result["array_elements"]
+    click.echo(f"a {result['digests']['a']}  b {result['digests']['b']}")
+    emit_table(
+        [[k, elements["a_count"][k], elements["b_count"][k], elements["a_and_b_count"][k],
+          _order(elements["a_and_b_same_order"][k])] for k in result["attributes"]["a_and_b"]],
+        headers=["attribute", "a", "b", "shared", "same order"],
+    )
+
+
+@genome_group.command("export")
+@click.argument("name")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--width", type=click.IntRange(min=1), default=80, show_default=True, help="Residues per line.")
+@_digest_option
+@store_option
+@pass_ctx
+def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) -> None:
+    """Write a genome as FASTA (upper case) to OUT ('-' for stdout).
+
+    \b
+    Example:
+        rgstore genome export hg38 hg38.fa --width 60
+    """
+    from rgstore.progress import terminal_progress
+
+    target: Any = sys.stdout.buffer if str(out) == "-" else out
+    with ctx.open(readonly=True) as store:
+        store.genomes.export(name, target, width=width, by_digest=by_digest, progress=terminal_progress)
+
+
+@genome_group.group("fhr", cls=RgstoreGroup)
+def fhr_group() -> None:
+    """FHR 1.0 provenance metadata of a genome (unknown keys are kept as given).
+
+    \b
+    Example:
+        rgstore genome fhr set hg38 hg38.fhr.json
+        rgstore genome fhr get hg38
+    """
+
+
+@fhr_group.command("set")
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@_digest_option
+@store_option
+@pass_ctx
+def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool) -> None:
+    """Replace the genome's FHR document with FILE (JSON).
+
+    \b
+    Example:
+        rgstore genome fhr set hg38 hg38.fhr.json
+    """
+    with ctx.open() as store:
+        seqs = store.genomes.fhr_set(name, file, by_digest=by_digest)
+    click.echo(f"fhr of {name} {'set' if seqs else 'unchanged'}")
+
+
+@fhr_group.command("get")
+@click.argument("name")
+@_digest_option
+@store_option
+@pass_ctx
+def fhr_get_cmd(ctx: Context, name: str, by_digest: bool) -> None:
+    """Print the genome's FHR document as JSON.
+
+    \b
+    Example:
+        rgstore genome fhr get hg38 > hg38.fhr.json
+    """
+    with ctx.open(readonly=True) as store:
+        emit_json(store.genomes.fhr_get(name, by_digest=by_digest))
+
+
+def _brief(g: Any) -> dict[str, Any]:
+    return {"digest": g.digest, "aliases": g.aliases, "n_sequences": g.n_sequences,
+            "total_length": g.total_length, "description": g.description, "species": g.species}
+
+
+def _order(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")

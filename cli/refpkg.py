@@ -1,0 +1,319 @@
+"""``rgstore refpkg``: taxtastic reference packages with undo/redo on the event log (names follow ``taxit``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .main import Context, store_option
+from .output import emit_json, emit_table, json_option
+
+__all__ = ["refpkg_group"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+_FILE_OPTIONS = (
+    # (key, flags, help) in the order taxtastic adds files
+    ("phylo_model", ("--phylo-model",), "JSON phylogenetic model (pplacer's phylo_model)."),
+    ("aln_fasta", ("-f", "--aln-fasta"), "Multiple alignment in FASTA format."),
+    ("aln_sto", ("-S", "--aln-sto"), "Multiple alignment in Stockholm format."),
+    ("mask", ("-m", "--mask"), "Text file containing a mask."),
+    ("profile", ("-p", "--profile"), "Alignment profile."),
+    ("seq_info", ("-i", "--seq-info"), "CSV describing the sequences (at least seqname, tax_id)."),
+    ("taxonomy", ("-T", "--taxonomy"), "CSV taxonomy (taxit taxtable)."),
+    ("tree", ("-t", "--tree"), "Phylogenetic tree in Newick format."),
+    ("tree_stats", ("-s", "--tree-stats"), "Tree inference log (e.g. RAxML_info.*), stored as is."),
+    ("readme", ("-R", "--readme"), "README describing the package."),
+    ("model", ("-M", "--model-file"), "Model information (e.g. a .bestModel file)."),
+)
+
+
+def _progress(as_json: bool) -> Any:
+    from rgstore.progress import null_progress, terminal_progress
+
+    return null_progress if as_json else terminal_progress
+
+
+def _show(info: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{info.name}: seq {info.seq}, {len(info.files)} files, {len(info.metadata)} metadata keys; "
+               f"can roll back {info.rollbacks}, forward {info.rollforwards}")
+
+
+@click.group("refpkg")
+def refpkg_group() -> None:
+    """Reference packages for pplacer (taxtastic refpkgs), with taxit's undo/redo and safe interchange.
+
+    \b
+    Example:
+        rgstore refpkg create mypkg -l 16S -f seqs.fasta -t tree.nwk
+        rgstore refpkg update mypkg seq_info=seq_info.csv
+        rgstore refpkg export mypkg ./mypkg.refpkg
+    """
+
+
+def _file_options(fn: Any) -> Any:
+    for key, flags, text in reversed(_FILE_OPTIONS):
+        fn = click.option(*flags, key, type=click.Path(dir_okay=False), help=text)(fn)
+    return fn
+
+
+@refpkg_group.command("create")
+@click.argument("name")
+@click.option("-l", "--locus", required=True, help="The locus the package describes.")
+@_file_options
+@click.option("-d", "--description", help="Free-text description.")
+@click.option("-a", "--author", help="Who created the package.")
+@click.option("-r", "--package-version", help="Release version of the package.")
+@store_option
+@json_option
+@pass_ctx
+def create_cmd(ctx: Context, name: str, locus: str, description: str | None, author: str | None,
+               package_version: str | None, as_json: bool, **paths: str | None) -> None:
+    """Create package NAME (like `taxit create`); an existing NAME is refused.
+
+    \b
+    Example:
+        rgstore refpkg create mypkg -l "16S rRNA" -f seqs.fasta -S seqs.sto \\
+            -i seq_info.csv -T taxonomy.csv -t tree.nwk --phylo-model model.json
+    """
+    files = [(key, paths[key]) for key, _flags, _help in _FILE_OPTIONS if paths.get(key)]
+    with ctx.open() as store:
+        info = store.refpkgs.create(name, locus=locus, files=files, description=description, author=author,
+                                    package_version=package_version, progress=_progress(as_json))
+    _show(info, as_json)
+
+
+@refpkg_group.command("update")
+@click.argument("name")
+@click.argument("changes", nargs=-1, required=True)
+@click.option("--metadata", is_flag=True, help="CHANGES are key=value metadata, not key=path files.")
+@store_option
+@json_option
+@pass_ctx
+def update_cmd(ctx: Context, name: str, changes: tuple[str, ...], metadata: bool, as_json: bool) -> None:
+    """Set files (key=PATH) or, with --metadata, metadata (key=value) of NAME in one undo step.
+
+    Every path is checked before anything is stored; a later duplicate key wins.
+
+    \b
+    Example:
+        rgstore refpkg update mypkg tree=tree_v2.nwk seq_info=seq_info.csv
+        rgstore refpkg update mypkg --metadata "author=Jane Doe" package_version=0.2
+    """
+    with ctx.open() as store:
+        if metadata:
+            info = store.refpkgs.update_metadata(name, list(changes))
+        else:
+            info = store.refpkgs.update_files(name, list(changes), progress=_progress(as_json))
+    _show(info, as_json)
+
+
+@refpkg_group.command("rollback")
+@click.argument("name")
+@click.option("-n", "count", type=int, default=1, show_default=True, help="Number of steps to undo.")
+@store_option
+@json_option
+@pass_ctx
+def rollback_cmd(ctx: Context, name: str, count: int, as_json: bool) -> None:
+    """Undo the last N steps of NAME in one command (all or nothing, like `taxit rollback`).
+
+    \b
+    Example:
+        rgstore refpkg rollback mypkg -n 2
+    """
+    with ctx.open() as store:
+        info = store.refpkgs.rollback(name, count)
+    _show(info, as_json)
+
+
+@refpkg_group.command("rollforward")
+@click.argument("name")
+@click.option("-n", "count", type=int, default=1, show_default=True, help="Number of steps to redo.")
+@store_option
+@json_option
+@pass_ctx
+def rollforward_cmd(ctx: Context, name: str, count: int, as_json: bool) -> None:
+    """Redo the last N rolled-back steps of NAME (a new update discards them).
+
+    \b
+    Example:
+        rgstore refpkg rollforward mypkg
+    """
+    with ctx.open() as store:
+        info = store.refpkgs.rollforward(name, count)
+    _show(info, as_json)
+
+
+@refpkg_group.command("strip")
+@click.argument("name")
+@store_option
+@json_option
+@pass_ctx
+def strip_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """Drop NAME's undo/redo history; `rgstore gc` then frees files only that history held.
+
+    \b
+    Example:
+        rgstore refpkg strip mypkg && rgstore gc
+    """
+    with ctx.open() as store:
+        info = store.refpkgs.strip(name)
+    _show(info, as_json)
+
+
+@refpkg_group.command("check")
+@click.argument("name")
+@store_option
+@json_option
+@pass_ctx
+def check_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """Print every reason NAME is not a usable pplacer input (taxit check's rules); exit 1 if any.
+
+    \b
+    Example:
+        rgstore refpkg check mypkg
+    """
+    with ctx.open(readonly=True) as store:
+        problems = store.refpkgs.check(name)
+    if as_json:
+        emit_json({"name": name, "ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(problem)
+    if problems:
+        raise SystemExit(1)
+
+
+@refpkg_group.command("info")
+@click.argument("name")
+@store_option
+@json_option
+@pass_ctx
+def info_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """Show NAME's metadata, files (with MD5 and size) and how far it can roll back or forward.
+
+    \b
+    Example:
+        rgstore refpkg info mypkg
+    """
+    with ctx.open(readonly=True) as store:
+        info = store.refpkgs.info(name)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{info.name}  seq {info.seq}  {info.time.isoformat(timespec='seconds')}  "
+               f"rollbacks {info.rollbacks}  rollforwards {info.rollforwards}")
+    emit_table([(k, v) for k, v in info.metadata.items()], ["metadata", "value"])
+    emit_table([(k, r.name, r.md5, r.size) for k, r in info.files.items()], ["file key", "name", "md5", "bytes"])
+
+
+@refpkg_group.command("list")
+@store_option
+@json_option
+@pass_ctx
+def list_cmd(ctx: Context, as_json: bool) -> None:
+    """List every reference package.
+
+    \b
+    Example:
+        rgstore refpkg list --json
+    """
+    with ctx.open(readonly=True) as store:
+        rows = store.refpkgs.list()
+    if as_json:
+        emit_json(rows)
+        return
+    emit_table([(r.name, r.locus, r.files, r.seq, r.rollbacks, r.rollforwards) for r in rows],
+               ["name", "locus", "files", "seq", "rollbacks", "rollforwards"])
+
+
+@refpkg_group.command("log")
+@click.argument("name")
+@store_option
+@json_option
+@pass_ctx
+def log_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """Show NAME's log, newest first, with the step (seq, time, actor) behind each entry.
+
+    \b
+    Example:
+        rgstore refpkg log mypkg
+    """
+    with ctx.open(readonly=True) as store:
+        entries = store.refpkgs.log(name)
+    if as_json:
+        emit_json(entries)
+        return
+    emit_table([(e.seq, e.time.isoformat(timespec="seconds"), e.actor, e.message) for e in entries],
+               ["seq", "time", "actor", "entry"])
+
+
+@refpkg_group.command("rp")
+@click.argument("name")
+@click.argument("key")
+@store_option
+@pass_ctx
+def rp_cmd(ctx: Context, name: str, key: str) -> None:
+    """Print the path of NAME's file KEY after verifying its checksum (like `taxit rp`).
+
+    \b
+    Example:
+        pplacer -t "$(rgstore refpkg rp mypkg tree)" ...
+    """
+    with ctx.open(readonly=True) as store:
+        click.echo(store.refpkgs.resource_path(name, key))
+
+
+@refpkg_group.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", help="Package name [default: PATH's basename without .refpkg/.tar.gz/.zip].")
+@click.option("--no-history", is_flag=True, help="Import only the current state, not rollback/rollforward.")
+@store_option
+@json_option
+@pass_ctx
+def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_json: bool) -> None:
+    """Import a taxtastic package (directory, .tar.gz or .zip), verifying every MD5.
+
+    \b
+    Example:
+        rgstore refpkg import ./mypkg.refpkg
+        rgstore refpkg import downloaded.zip --name other
+    """
+    with ctx.open() as store:
+        info = store.refpkgs.import_package(path, name=name, history=not no_history, progress=_progress(as_json))
+    _show(info, as_json)
+
+
+@refpkg_group.command("export")
+@click.argument("name")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--tar", "tar_path", type=click.Path(path_type=Path), help="Write one .tar.gz instead.")
+@click.option("--zip", "zip_path", type=click.Path(path_type=Path), help="Write one .zip instead.")
+@click.option("--no-history", is_flag=True, help="Leave out rollback/rollforward states and their files.")
+@store_option
+@json_option
+@pass_ctx
+def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path | None, zip_path: Path | None,
+               no_history: bool, as_json: bool) -> None:
+    """Write NAME as a taxtastic package: a new DIRECTORY, or --tar FILE.tar.gz / --zip FILE.zip.
+
+    \b
+    Example:
+        rgstore refpkg export mypkg ./mypkg.refpkg
+        rgstore refpkg export mypkg --zip mypkg.refpkg.zip --no-history
+    """
+    targets = [(p, f) for p, f in ((directory, "dir"), (tar_path, "tar"), (zip_path, "zip")) if p is not None]
+    if len(targets) != 1:
+        raise click.UsageError("give exactly one of DIRECTORY, --tar FILE or --zip FILE")
+    dest, fmt = targets[0]
+    with ctx.open(readonly=True) as store:
+        report = store.refpkgs.export(name, dest, fmt=fmt, history=not no_history, progress=_progress(as_json))
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"wrote {report.path} ({report.files} files, {report.bytes} bytes)")

@@ -1,0 +1,46 @@
+"""`rgstore serve`: run the read-only HTTP server (uvicorn on ``api.app:create_app``)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .main import Context, store_option
+
+__all__ = ["serve_cmd"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.command("serve")
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes (each opens the store read-only after the fork).")
+@click.option("--root-path", default="", help="URL prefix when served behind a proxy under a sub-path.")
+@pass_ctx
+def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str) -> None:
+    """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
+
+    The server never writes: it opens the log read-only, and only GET, HEAD and OPTIONS exist
+    (plus the computing-only seqcol comparison POST). OpenAPI docs are at /docs.
+
+    \b
+    Example:
+        rgstore --store ./store serve --port 8000 --workers 2
+        curl http://127.0.0.1:8000/sequence/service-info
+    """
+    import uvicorn
+
+    from api.app import ENV_STORE, resolve_store_path
+    from rgstore.store import Store
+
+    path = resolve_store_path(ctx.store_path)
+    Store.open(path, readonly=True).close()  # a missing store is a one-line error here, not a worker crash
+    os.environ[ENV_STORE] = str(path)  # workers are fresh interpreters: they find the store here
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers,
+        root_path=root_path, log_level="warning", access_log=False, proxy_headers=True,
+    )

@@ -1,0 +1,318 @@
+"""The Aliases service: set, resolve, remove, list, audit and undo/redo genome and sequence aliases.
+
+A collection alias ``ns:name`` names a genome (seqcol top-level digest); a sequence alias names
+one sequence digest (refget CURIEs such as ``insdc:BK006935.2``). Each alias is one stream of
+the log (see ``rgstore.views.aliases``). Aliases never move silently: pointing an existing alias
+elsewhere needs ``force=True``, and the old target stays in the alias's history.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from .environment import Txn
+from .errors import ConflictError, InvalidInputError, NotFoundError
+from .events import AliasRemoved, AliasSet, Redone, SequenceAliasRemoved, SequenceAliasSet, Undone
+from .log import NewEvent
+from .views.aliases import (
+    COLLECTION,
+    DEFAULT_NAMESPACE,
+    SEQUENCE,
+    Kind,
+    alias_snapshots,
+    alias_stream,
+    alias_target,
+    aliases_of,
+    check_name,
+    check_namespace,
+    list_aliases,
+    target_at,
+)
+from .views.genomes import genome_record, genomes_with_sequence
+from .views.history import HistoryView, done_stack, undone_stack
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Aliases", "AliasEntry", "AliasChange", "AliasStep", "split_alias", "normalise_digest"]
+
+_DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
+
+
+class AliasEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One alias as it stands: where it points and the seq of the event that made it so."""
+
+    kind: str
+    namespace: str
+    name: str
+    digest: str
+    seq: int
+
+
+class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
+    """What a command did to one alias (``seq`` 0: nothing needed doing)."""
+
+    kind: str
+    namespace: str
+    name: str
+    digest: str | None
+    previous: str | None
+    seq: int
+
+
+class AliasStep(msgspec.Struct, frozen=True, kw_only=True):
+    """One event on an alias's stream and the target it left behind.
+
+    ``state`` is ``current`` (the step in effect), ``done`` (an earlier step undo can return to),
+    ``undone`` (a step redo can re-apply), ``discarded`` (undone, then superseded) or ``""`` for
+    the undo/redo marks themselves.
+    """
+
+    seq: int
+    time: datetime
+    actor: str
+    action: str
+    digest: str | None
+    state: str
+
+
+def split_alias(name: str, namespace: str | None = None) -> tuple[str, str]:
+    """(namespace, name) from ``ns:name`` or a bare name (namespace ``namespace`` or refgenie)."""
+    ns, sep, local = name.partition(":")
+    if sep:
+        if namespace is not None and namespace != ns:
+            raise InvalidInputError(f"alias {name!r} names namespace {ns!r} but --namespace is {namespace!r}")
+        return check_namespace(ns), check_name(local)
+    return check_namespace(namespace or DEFAULT_NAMESPACE), check_name(name)
+
+
+def normalise_digest(digest: str) -> str:
+    """A sha512t24u digest without its ``SQ.``/``SQ:`` prefix; InvalidInputError if malformed."""
+    bare = digest[3:] if digest[:3] in ("SQ.", "SQ:") else digest
+    if not _DIGEST_RE.fullmatch(bare):
+        raise InvalidInputError(
+            f"invalid digest {digest!r}: expected a 32-character GA4GH sha512t24u digest"
+        )
+    return bare
+
+
+def _label(kind: Kind, namespace: str, name: str) -> str:
+    return f"{'sequence alias' if kind == SEQUENCE else 'alias'} {namespace}:{name}"
+
+
+class Aliases:
+    """Commands and queries over the store's collection and sequence aliases."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._history = store.environment.db("history")
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def set(
+        self, name: str, digest: str, *, namespace: str | None = None, force: bool = False,
+        sequence: bool = False,
+    ) -> AliasChange:
+        """Point an alias at a genome (or, with ``sequence``, a sequence) digest that exists.
+
+        Setting an alias to where it already points changes nothing (``seq`` 0). Moving an
+        existing alias needs ``force``; otherwise ConflictError.
+        """
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        ns, local = split_alias(name, namespace)
+        target = normalise_digest(digest)
+        if kind == SEQUENCE:
+            target = self._existing_sequence(target)
+        result: list[AliasChange] = []
+
+        def command(txn: Txn) -> list[NewEvent]:
+            current = alias_target(txn, self.store.environment, kind, ns, local)
+            result.append(AliasChange(kind=kind, namespace=ns, name=local, digest=target, previous=current, seq=0))
+            if current == target:
+                return []
+            if current is not None and not force:
+                raise ConflictError(
+                    f"{_label(kind, ns, local)} already points at {current}; "
+                    f"use --force to repoint it to {target} (the old target stays in its history)"
+                )
+            if kind == COLLECTION:
+                self._require_genome(txn, target)
+            event = (
+                AliasSet(namespace=ns, name=local, digest=target)
+                if kind == COLLECTION
+                else SequenceAliasSet(namespace=ns, name=local, digest=target)
+            )
+            return [NewEvent(stream=alias_stream(kind, ns, local), event=event)]
+
+        seqs = self.store.transact(command)
+        return _with_seq(result[0], seqs)
+
+    def remove(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> AliasChange:
+        """Delete an alias (NotFoundError if it does not exist); its history keeps the old target."""
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        ns, local = split_alias(name, namespace)
+        result: list[AliasChange] = []
+
+        def command(txn: Txn) -> list[NewEvent]:
+            current = alias_target(txn, self.store.environment, kind, ns, local)
+            if current is None:
+                raise NotFoundError(f"no {_label(kind, ns, local)}; see `rgstore alias list`")
+            result.append(AliasChange(kind=kind, namespace=ns, name=local, digest=None, previous=current, seq=0))
+            event = (
+                AliasRemoved(namespace=ns, name=local)
+                if kind == COLLECTION
+                else SequenceAliasRemoved(namespace=ns, name=local)
+            )
+            return [NewEvent(stream=alias_stream(kind, ns, local), event=event)]
+
+        seqs = self.store.transact(command)
+        return _with_seq(result[0], seqs)
+
+    def undo(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> AliasChange:
+        """Take back the alias's latest step (NothingToUndoError if there is none)."""
+        return self._move(name, namespace, sequence, redo=False)
+
+    def redo(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> AliasChange:
+        """Re-apply the alias's most recently undone step (NothingToRedoError if there is none)."""
+        return self._move(name, namespace, sequence, redo=True)
+
+    def _move(self, name: str, namespace: str | None, sequence: bool, *, redo: bool) -> AliasChange:
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        ns, local = split_alias(name, namespace)
+        stream = alias_stream(kind, ns, local)
+        env = self.store.environment
+        result: list[AliasChange] = []
+
+        def command(txn: Txn) -> list[NewEvent]:
+            current = alias_target(txn, env, kind, ns, local)
+            step = HistoryView.next_redo(txn, self._history, stream) if redo else HistoryView.top(
+                txn, self._history, stream
+            )[1]
+            target = target_at(txn, env, kind, ns, local, step)
+            if kind == COLLECTION and target is not None and target != current:
+                self._require_genome(txn, target, why=f"{'redo' if redo else 'undo'} of {ns}:{local}")
+            result.append(AliasChange(kind=kind, namespace=ns, name=local, digest=target, previous=current, seq=0))
+            # The engine fills the zipper seqs and refuses when there is nothing to undo/redo.
+            return [NewEvent(stream=stream, event=Redone() if redo else Undone())]
+
+        seqs = self.store.transact(command)
+        return _with_seq(result[0], seqs)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def get(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> str:
+        """The digest an alias points at; NotFoundError if it does not exist."""
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        ns, local = split_alias(name, namespace)
+        with self.store.read() as txn:
+            digest = alias_target(txn, self.store.environment, kind, ns, local)
+        if digest is None:
+            raise NotFoundError(f"no {_label(kind, ns, local)}; see `rgstore alias list`")
+        return digest
+
+    def list(
+        self, *, namespace: str | None = None, digest: str | None = None, sequence: bool = False
+    ) -> list[AliasEntry]:
+        """Every alias of one kind, optionally only one namespace's or one digest's, sorted."""
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        if namespace is not None:
+            check_namespace(namespace)
+        env = self.store.environment
+        with self.store.read() as txn:
+            if digest is not None:
+                return self._by_digest(txn, kind, normalise_digest(digest), namespace)
+            return [
+                AliasEntry(kind=kind, namespace=ns, name=name, digest=d, seq=seq)
+                for ns, name, d, seq in list_aliases(txn, env, kind, namespace)
+            ]
+
+    def _by_digest(self, txn: Txn, kind: Kind, digest: str, namespace: str | None) -> list[AliasEntry]:
+        env = self.store.environment
+        out = []
+        for ns, name in aliases_of(txn, env, kind, digest):
+            if namespace not in (None, ns):
+                continue
+            current = dict(alias_snapshots(txn, env, kind, ns, name))
+            seq = max((s for s, d in current.items() if d == digest), default=0)
+            out.append(AliasEntry(kind=kind, namespace=ns, name=name, digest=digest, seq=seq))
+        return out
+
+    def history(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> list[AliasStep]:
+        """Every event on the alias's stream, oldest first, with the target each one left."""
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        ns, local = split_alias(name, namespace)
+        stream = alias_stream(kind, ns, local)
+        env = self.store.environment
+        steps: list[AliasStep] = []
+        with self.store.read() as txn:
+            done = done_stack(txn, self._history, stream)
+            undone = set(undone_stack(txn, self._history, stream))
+            for seq, target in alias_snapshots(txn, env, kind, ns, local):
+                envelope = self.store.log.get(txn, seq)
+                assert envelope is not None
+                event = envelope.event
+                if isinstance(event, (Undone, Redone)):
+                    state = ""
+                elif done and seq == done[-1]:
+                    state = "current"
+                elif seq in done:
+                    state = "done"
+                elif seq in undone:
+                    state = "undone"
+                else:
+                    state = "discarded"
+                steps.append(AliasStep(
+                    seq=seq, time=envelope.time, actor=envelope.actor,
+                    action=event.__struct_config__.tag, digest=target, state=state,  # type: ignore[attr-defined]
+                ))
+        if not steps:
+            raise NotFoundError(f"{_label(kind, ns, local)} has no history; see `rgstore alias list`")
+        return steps
+
+    # -- existence checks -----------------------------------------------------------------------
+
+    def _require_genome(self, txn: Txn, digest: str, *, why: str = "") -> None:
+        if not genome_known(self.store, txn, digest):
+            reason = f" ({why})" if why else ""
+            raise NotFoundError(
+                f"no genome with digest {digest} in this store{reason}; add it first with `rgstore genome init`"
+            )
+
+    def _existing_sequence(self, digest: str) -> str:
+        """The canonical sha512t24u of a stored sequence (md5 accepted); NotFoundError otherwise."""
+        canonical = sequence_known(self.store, digest)
+        if canonical is None:
+            raise NotFoundError(f"no sequence with digest {digest} in this store's RefgetStore")
+        return canonical
+
+
+def _with_seq(change: AliasChange, seqs: list[int]) -> AliasChange:
+    return msgspec.structs.replace(change, seq=seqs[-1]) if seqs else change
+
+
+def genome_known(store: Store, txn: Txn, digest: str) -> bool:
+    """Whether ``digest`` is a genome of this store (recorded in the genome view)."""
+    return genome_record(txn, store.environment, digest) is not None
+
+
+def sequence_known(store: Store, digest: str) -> str | None:
+    """The canonical sha512t24u of a sequence of some genome of this store, or None.
+
+    A digest any genome lists is known (remote genomes' sequences included, fetched or not); an
+    md5 or a sequence only the RefgetStore holds is resolved through gtars.
+    """
+    with store.read() as txn:
+        if genomes_with_sequence(txn, store.environment, digest):
+            return digest
+    if not (store.refget_path / "rgstore.json").exists():
+        return None
+    from .refgetstore import open_refget
+
+    try:
+        return str(open_refget(store, write=False).get_sequence(digest).metadata.sha512t24u)
+    except KeyError:
+        return None

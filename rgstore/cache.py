@@ -1,0 +1,404 @@
+"""The two-level FASTA cache service (``store.cache``): raw downloads, region FASTAs, access, pins.
+
+Level 2 (``cache/ncbi_raw/...``, ``cache/ensembl_raw/...``) holds verified upstream downloads and
+their decompressed copies; level 1 (``cache/cached_genomic_<key>/annotation/<region>.fna``) holds
+extracted regions. Every insert, touch, pin and eviction is an event on stream ``cache:<key>``;
+the cache view is their projection. An entry is built in a staging directory under its entry
+lock, renamed into place, then recorded; a level-1 hit needs the file to exist and match the
+sha256 its insert recorded. Hits are recorded as ``CacheTouched`` at most once per entry per hour
+(from the view's last-access time; filesystem atime is never read). Eviction and verification
+live in ``rgstore.cachegc``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .blobs import hash_file
+from .cachekeys import CacheRequest, RegionForm, is_key, raw_identity, region_forms
+from .cachelock import entry_lock, entry_locks
+from .cacheraw import build_raw, staging_dir
+from .cacheupstream import LOCAL_NAMES, resolve
+from .download import http_client
+from .environment import Txn, fsync_dir
+from .errors import IntegrityError, InvalidInputError, NotFoundError
+from .events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
+from .extract import EXTRACTOR_VERSION, extract_regions, plan_region
+from .gtf import parse_gtf
+from .log import NewEvent
+from .progress import ProgressFactory, null_progress
+from .views.cache import CacheEntry, CacheView, Tombstone
+
+if TYPE_CHECKING:
+    from .cachegc import CacheVerifyReport, GcReport
+    from .store import Store
+
+__all__ = ["Cache", "RawResult", "RegionResult", "EntryDetails", "TOUCH_INTERVAL", "stream_of"]
+
+TOUCH_INTERVAL = 3600.0
+"""Seconds between two recorded touches of one entry."""
+
+
+def stream_of(key: str) -> str:
+    """The event stream of a cache entry."""
+    return f"cache:{key}"
+
+
+class RawResult(msgspec.Struct, kw_only=True):
+    """A level-2 entry after ``fetch_raw``: where its files are and whether it was already cached."""
+
+    key: str
+    path: str
+    hit: bool
+    files: dict[str, FileRef]
+
+
+class RegionResult(msgspec.Struct, kw_only=True):
+    """One region of a ``regions`` call: its key, FASTA path and whether it was a hit."""
+
+    region: str
+    key: str
+    path: str
+    hit: bool
+
+
+class EntryDetails(msgspec.Struct, kw_only=True):
+    """``cache show``: a live entry or the tombstone of an evicted one, with the entry's events."""
+
+    key: str
+    state: str
+    directory: str
+    entry: CacheEntry | None = None
+    tombstone: Tombstone | None = None
+    events: list[Envelope] = []
+
+
+class Cache:
+    """Commands and queries of the FASTA cache of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.root = store.cache_path
+        self.clock = time.time
+        """Wall clock for touch coalescing and gc ages (tests substitute a later time)."""
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def _db(self, name: str) -> object:
+        return self.store.environment.db(name)
+
+    def entry(self, key: str) -> CacheEntry | None:
+        """The live entry for ``key``, or None."""
+        with self.store.read() as txn:
+            return CacheView.get(txn, self._db("cache.entries"), key)
+
+    def ls(self, level: int | None = None) -> list[CacheEntry]:
+        """Live entries (optionally of one level), by level then directory."""
+        if level not in (None, 1, 2):
+            raise InvalidInputError(f"cache level must be 1 or 2, got {level}")
+        with self.store.read() as txn:
+            entries = [e for e in CacheView.entries(txn, self.store.environment) if level is None or e.level == level]
+        return sorted(entries, key=lambda e: (e.level, e.path))
+
+    def resolve_ref(self, ref: str) -> str:
+        """A key from a key or a directory (absolute, relative to the cwd, or relative to the cache root)."""
+        if is_key(ref):
+            return ref
+        root = self.root.resolve()
+        rels: list[str] = []
+        for candidate in (Path(ref).expanduser(), root / ref):
+            try:
+                rels.append(candidate.resolve().relative_to(root).as_posix())
+            except ValueError:
+                continue
+        with self.store.read() as txn:
+            known = [*CacheView.entries(txn, self.store.environment), *CacheView.tombstones(txn, self.store.environment)]
+        for rel in rels:
+            for item in known:
+                if rel == item.path or rel.startswith(item.path + "/"):
+                    return item.key
+        raise NotFoundError(f"no cache entry at {ref!r}; see `rgstore cache ls`")
+
+    def show(self, ref: str) -> EntryDetails:
+        """A live entry (or the tombstone of an evicted one) and its events."""
+        key = self.resolve_ref(ref)
+        with self.store.read() as txn:
+            entry = CacheView.get(txn, self._db("cache.entries"), key)
+            tomb = CacheView.tombstone(txn, self._db("cache.evicted"), key)
+        if entry is None and tomb is None:
+            raise NotFoundError(f"no cache entry {key}; see `rgstore cache ls`")
+        path = entry.path if entry is not None else tomb.path  # type: ignore[union-attr]
+        return EntryDetails(
+            key=key, state="live" if entry is not None else "evicted", directory=str(self.root / path),
+            entry=entry, tombstone=tomb, events=self.store.events(stream=stream_of(key)),
+        )
+
+    def keys(self, request: CacheRequest) -> list[RegionForm]:
+        """The level-1 keys of a request; needs its level-2 inputs cached (their checksums are in the keys)."""
+        ident = raw_identity(request)
+        entry = self.entry(ident.key)
+        if entry is None:
+            raise NotFoundError(
+                f"the {request.source} inputs for this request are not cached, and their checksums are part "
+                f"of every key; run `rgstore cache fetch-raw` with the same options first"
+            )
+        self._check_assembly(request, entry)
+        return region_forms(request, _inputs(entry), EXTRACTOR_VERSION)
+
+    # -- level 2 ------------------------------------------------------------------------------
+
+    def fetch_raw(
+        self, request: CacheRequest, *, base_url: str | None = None, progress: ProgressFactory = null_progress,
+    ) -> RawResult:
+        """Make sure the request's raw genome and GTF are cached (downloading and verifying them if not)."""
+        entry, hit = self._ensure_raw(request, base_url, progress)
+        return RawResult(key=entry.key, path=str(self.root / entry.path), hit=hit, files=entry.files)
+
+    def _raw_intact(self, entry: CacheEntry) -> bool:
+        base = self.root / entry.path
+        for rel, ref in entry.files.items():
+            try:
+                if (base / rel).stat().st_size != ref.size:
+                    return False
+            except FileNotFoundError:
+                return False
+        return True
+
+    def _check_assembly(self, request: CacheRequest, entry: CacheEntry) -> None:
+        wanted = request.source_params.assembly
+        have = str(entry.request.get("assembly_name", ""))
+        if request.source == "ensembl" and wanted and wanted != have:
+            raise InvalidInputError(
+                f"cached Ensembl {request.source_params.species} release {request.source_params.annotation_release} "
+                f"is assembly {have}, not {wanted}"
+            )
+
+    def _ensure_raw(
+        self, request: CacheRequest, base_url: str | None, progress: ProgressFactory
+    ) -> tuple[CacheEntry, bool]:
+        ident = raw_identity(request)
+        entry = self.entry(ident.key)
+        if entry is not None and self._raw_intact(entry):
+            self._check_assembly(request, entry)
+            self._touch([entry.key])
+            return entry, True
+        with entry_lock(self.root, ident.key):
+            entry = self.entry(ident.key)
+            if entry is not None and self._raw_intact(entry):  # another process fetched it while we waited
+                self._check_assembly(request, entry)
+                self._touch([entry.key])
+                return entry, True
+            with http_client() as client:
+                plan = resolve(client, ident, base_url=base_url, assembly=request.source_params.assembly)
+                try:
+                    staging, files = build_raw(self.root, ident.key, plan, client, progress=progress)
+                except IntegrityError:
+                    shutil.rmtree(staging_dir(self.root, ident.key), ignore_errors=True)
+                    raise
+            details: dict[str, Any] = {
+                **msgspec.to_builtins(ident),
+                "assembly_name": plan.assembly,
+                "directory": plan.directory,
+                "upstream": {
+                    f"raw/{LOCAL_NAMES[f.role]}.gz": {"url": f.url, "name": f.name, "checksum": str(f.expected)}
+                    for f in plan.files
+                },
+            }
+            self._publish(staging, ident.path)
+            self._commit_inserts([(ident.key, 2, ident.path, files, details)], [])
+        new = self.entry(ident.key)
+        assert new is not None
+        return new, False
+
+    # -- level 1 ------------------------------------------------------------------------------
+
+    def regions(
+        self, request: CacheRequest, *, base_url: str | None = None, progress: ProgressFactory = null_progress,
+    ) -> list[RegionResult]:
+        """The region FASTAs of a request: hits are reused, misses extracted (fetching level 2 if needed)."""
+        raw, _ = self._ensure_raw(request, base_url, progress)
+        forms = region_forms(request, _inputs(raw), EXTRACTOR_VERSION)
+        misses = [f for f in forms if not self._l1_hit(f)]
+        if not misses:
+            self._touch([f.key for f in forms])
+            return [self._result(f, True) for f in forms]
+        built: set[str] = set()
+        with entry_locks(self.root, [f.key for f in misses]):
+            misses = [f for f in misses if not self._l1_hit(f)]  # built by another process meanwhile?
+            if misses:
+                with entry_lock(self.root, raw.key, shared=True):
+                    # A shared hold on level 2 keeps gc (exclusive) from deleting the inputs mid-read.
+                    current = self.entry(raw.key)
+                    if current is None or not self._raw_intact(current):
+                        raise IntegrityError(
+                            f"level-2 entry {raw.key} was evicted or damaged while in use; run the command again"
+                        )
+                    staged = self._extract(current, misses, progress)
+                for form in misses:
+                    self._publish(staged[form.key][0], form.path)
+                    built.add(form.key)
+                self._commit_inserts(
+                    [(f.key, 1, f.path, staged[f.key][1], {**f.form, "level2": raw.key}) for f in misses],
+                    self._touch_events([f.key for f in forms if f.key not in built]),
+                )
+            else:
+                self._touch([f.key for f in forms])
+        return [self._result(f, f.key not in built) for f in forms]
+
+    def _result(self, form: RegionForm, hit: bool) -> RegionResult:
+        return RegionResult(region=form.region, key=form.key, path=str(self.root / form.path / form.file), hit=hit)
+
+    def _l1_hit(self, form: RegionForm) -> bool:
+        entry = self.entry(form.key)
+        if entry is None or form.file not in entry.files:
+            return False
+        path = self.root / entry.path / form.file
+        return path.is_file() and hash_file(path).sha256 == entry.files[form.file].sha256
+
+    def _extract(
+        self, raw: CacheEntry, forms: list[RegionForm], progress: ProgressFactory
+    ) -> dict[str, tuple[Path, dict[str, FileRef]]]:
+        base = self.root / raw.path / "decompressed"
+        annotation = parse_gtf(base / LOCAL_NAMES["annotation"], progress=progress)
+        plans = {f.region: plan_region(annotation, f.region) for f in forms}
+        staged: dict[str, tuple[Path, dict[str, FileRef]]] = {}
+        handles = {}
+        try:
+            for form in forms:
+                staging = staging_dir(self.root, form.key)
+                shutil.rmtree(staging, ignore_errors=True)
+                (staging / "annotation").mkdir(parents=True)
+                handles[form.region] = open(staging / form.file, "wb")  # noqa: SIM115 (closed below)
+            extract_regions(base / LOCAL_NAMES["genome"], plans, handles, progress=progress)
+            for handle in handles.values():
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            for handle in handles.values():
+                handle.close()
+            for form in forms:
+                shutil.rmtree(staging_dir(self.root, form.key), ignore_errors=True)
+            raise
+        for handle in handles.values():
+            handle.close()
+        for form in forms:
+            staging = staging_dir(self.root, form.key)
+            info = hash_file(staging / form.file)
+            ref = FileRef(name=f"{form.region}.fna", sha256=info.sha256, md5=info.md5, size=info.size)
+            staged[form.key] = (staging, {form.file: ref})
+        return staged
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _publish(self, staging: Path, rel: str) -> None:
+        """Rename a finished staging directory to its final place (replacing a stale copy)."""
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)  # not a live, intact entry (checked under the entry lock)
+        os.replace(staging, final)
+        fsync_dir(final.parent)
+
+    def _commit_inserts(
+        self, items: list[tuple[str, int, str, dict[str, FileRef], dict[str, Any]]], extra: list[NewEvent]
+    ) -> None:
+        def command(txn: Txn) -> list[NewEvent]:
+            db = self._db("cache.entries")
+            events: list[NewEvent] = []
+            for key, level, path, files, request in items:
+                if CacheView.get(txn, db, key) is not None:
+                    # The live record points at files we just replaced because they failed their check.
+                    events.append(NewEvent(stream=stream_of(key), event=CacheEvicted(key=key, reason="damaged: rebuilt")))
+                events.append(NewEvent(
+                    stream=stream_of(key),
+                    event=CacheInserted(key=key, level=level, path=path, files=files, request=request),
+                ))
+            return events + extra
+
+        self.store.transact(command)
+
+    def _touch_events(self, keys: list[str]) -> list[NewEvent]:
+        now = self.clock()
+        out: list[NewEvent] = []
+        with self.store.read() as txn:
+            db = self._db("cache.entries")
+            for key in keys:
+                entry = CacheView.get(txn, db, key)
+                if entry is not None and now - entry.last_access >= TOUCH_INTERVAL:
+                    out.append(NewEvent(stream=stream_of(key), event=CacheTouched(key=key)))
+        return out
+
+    def _touch(self, keys: list[str]) -> None:
+        """Record access to entries, at most once per entry per TOUCH_INTERVAL."""
+        if not self._touch_events(keys):
+            return
+        now = self.clock()
+
+        def command(txn: Txn) -> list[NewEvent]:
+            db = self._db("cache.entries")
+            out = []
+            for key in keys:  # re-checked in the write txn: a concurrent hit may have touched it
+                entry = CacheView.get(txn, db, key)
+                if entry is not None and now - entry.last_access >= TOUCH_INTERVAL:
+                    out.append(NewEvent(stream=stream_of(key), event=CacheTouched(key=key)))
+            return out
+
+        self.store.transact(command)
+
+    # -- pins ---------------------------------------------------------------------------------
+
+    def pin(self, ref: str) -> tuple[str, bool]:
+        """Exempt an entry from eviction; returns (key, whether anything changed)."""
+        return self._set_pin(ref, True)
+
+    def unpin(self, ref: str) -> tuple[str, bool]:
+        """Make an entry evictable again; returns (key, whether anything changed)."""
+        return self._set_pin(ref, False)
+
+    def _set_pin(self, ref: str, pinned: bool) -> tuple[str, bool]:
+        key = self.resolve_ref(ref)
+
+        def command(txn: Txn) -> list[NewEvent]:
+            entry = CacheView.get(txn, self._db("cache.entries"), key)
+            if entry is None:
+                raise NotFoundError(f"no live cache entry {key}; see `rgstore cache ls`")
+            if entry.pinned == pinned:
+                return []
+            event = CachePinned(key=key) if pinned else CacheUnpinned(key=key)
+            return [NewEvent(stream=stream_of(key), event=event)]
+
+        return key, bool(self.store.transact(command))
+
+    # -- eviction and verification (rgstore.cachegc) -------------------------------------------
+
+    def gc(
+        self, *, max_age: float | None = 30 * 86400.0, max_size: int | None = None, dry_run: bool = False,
+    ) -> GcReport:
+        """Evict entries unused for ``max_age`` seconds, then least recently used ones beyond ``max_size`` bytes."""
+        from .cachegc import collect
+
+        return collect(self, max_age=max_age, max_size=max_size, dry_run=dry_run)
+
+    def verify(self, *, evict: bool = False, progress: ProgressFactory = null_progress) -> CacheVerifyReport:
+        """Re-hash every cached file against its recorded sha256; optionally evict the entries that fail."""
+        from .cachegc import verify
+
+        return verify(self, evict=evict, progress=progress)
+
+
+def _inputs(raw: CacheEntry) -> dict[str, dict[str, Any]]:
+    """What a level-1 key records about its inputs: the raw downloads' sha256 and size."""
+    out: dict[str, dict[str, Any]] = {}
+    for role, name in LOCAL_NAMES.items():
+        ref = raw.files.get(f"raw/{name}.gz")
+        if ref is None:
+            raise IntegrityError(f"level-2 entry {raw.key} records no raw/{name}.gz")
+        out[role] = {"sha256": ref.sha256, "size": ref.size}
+    return out
+

@@ -1,0 +1,237 @@
+"""Cache eviction and verification: plan from the view, commit ``CacheEvicted``, only then delete files.
+
+``collect`` evicts unpinned entries not accessed within ``max_age`` seconds, then unpinned entries
+in least-recently-used order until the live total fits ``max_size`` (pinned bytes count toward the
+total but are never evicted). The evictions commit in one transaction that re-checks each entry
+(still live, still unpinned, not touched since planning); files are deleted afterwards, one entry
+at a time under its lock. A run killed between the commit and the deletions leaves tombstones
+whose directories still exist; every run first finishes those. ``verify`` re-hashes every file
+against the sha256 its insert recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from .blobs import hash_file
+from .cachelock import entry_lock
+from .environment import Txn
+from .errors import InvalidInputError
+from .events import CacheEvicted
+from .log import NewEvent
+from .progress import ProgressFactory, null_progress
+from .views.cache import CacheEntry, CacheView
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+__all__ = ["GcItem", "GcReport", "CacheProblem", "CacheVerifyReport", "collect", "verify", "plan",
+           "parse_duration", "parse_size"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class GcItem(msgspec.Struct, kw_only=True):
+    """One entry gc evicted (or, in a dry run, would evict)."""
+
+    key: str
+    level: int
+    path: str
+    size: int
+    last_access: float
+    reason: str
+
+
+class GcReport(msgspec.Struct, kw_only=True):
+    """What a gc run evicted, finished from an earlier run, and kept."""
+
+    evicted: list[GcItem] = []
+    completed: list[str] = []
+    """Keys evicted by an earlier, interrupted run whose files this run deleted."""
+    bytes_freed: int = 0
+    pinned_kept: int = 0
+    live_bytes: int = 0
+    """Bytes of live entries after the run (before, for a dry run)."""
+    dry_run: bool = False
+
+
+class CacheProblem(msgspec.Struct, kw_only=True):
+    """A file that is missing or no longer matches its recorded sha256."""
+
+    key: str
+    level: int
+    file: str
+    problem: str
+
+
+class CacheVerifyReport(msgspec.Struct, kw_only=True):
+    """What ``cache verify`` checked and found."""
+
+    entries: int = 0
+    files: int = 0
+    bytes: int = 0
+    problems: list[CacheProblem] = []
+    evicted: list[str] = []
+
+    @property
+    def ok(self) -> bool:
+        """True when every file matched."""
+        return not self.problems
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``2w``, ``3600`` (seconds) -> seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise InvalidInputError(f"invalid duration {text!r}: use a number with s, m, h, d or w, e.g. 30d")
+    return float(match.group(1)) * _SECONDS[match.group(2).lower()]
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``10G``, ``1.5GiB``, ``2048`` (bytes) -> bytes (K/M/G/T/P are powers of 1024)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise InvalidInputError(f"invalid size {text!r}: use a number with K, M, G or T, e.g. 50G")
+    power = " kmgtp".index(match.group(2).lower() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+def plan(
+    entries: list[CacheEntry], *, now: float, max_age: float | None, max_size: int | None
+) -> list[tuple[CacheEntry, str]]:
+    """Entries to evict and why: too old first, then least recently used beyond the size cap."""
+    out: list[tuple[CacheEntry, str]] = []
+    keep: list[CacheEntry] = []
+    for e in entries:
+        if max_age is not None and not e.pinned and now - e.last_access > max_age:
+            out.append((e, f"age: unused for {(now - e.last_access) / 86400:.1f} days"))
+        else:
+            keep.append(e)
+    if max_size is not None:
+        total = sum(e.size for e in keep)
+        for e in sorted((e for e in keep if not e.pinned), key=lambda e: (e.last_access, e.key)):
+            if total <= max_size:
+                break
+            out.append((e, f"size: least recently used beyond {max_size} bytes"))
+            total -= e.size
+    return out
+
+
+def _delete(cache: Cache, key: str) -> bool:
+    """Delete an evicted entry's directory under its lock, unless the key is live again; True if removed."""
+    with entry_lock(cache.root, key):
+        with cache.store.read() as txn:
+            if CacheView.get(txn, cache.store.environment.db("cache.entries"), key) is not None:
+                return False
+            tomb = CacheView.tombstone(txn, cache.store.environment.db("cache.evicted"), key)
+        if tomb is None:
+            return False
+        target = cache.root / tomb.path
+        if not target.exists():
+            return False
+        shutil.rmtree(target)
+        return True
+
+
+def _pending(cache: Cache) -> list[str]:
+    with cache.store.read() as txn:
+        return [t.key for t in CacheView.tombstones(txn, cache.store.environment)
+                if (cache.root / t.path).exists()]
+
+
+def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_run: bool = False) -> GcReport:
+    """Run (or with ``dry_run`` only plan) one gc pass; see the module docstring."""
+    if max_age is not None and max_age < 0:
+        raise InvalidInputError("--max-age must not be negative")
+    if max_size is not None and max_size < 0:
+        raise InvalidInputError("--max-size must not be negative")
+    report = GcReport(dry_run=dry_run)
+    pending = _pending(cache)
+    if dry_run:
+        report.completed = pending
+    else:
+        report.completed = [key for key in pending if _delete(cache, key)]
+    entries = cache.ls()
+    now = cache.clock()
+    chosen = plan(entries, now=now, max_age=max_age, max_size=max_size)
+    report.pinned_kept = sum(1 for e in entries if e.pinned)
+    if dry_run:
+        report.evicted = [_item(e, why) for e, why in chosen]
+        report.bytes_freed = sum(e.size for e, _ in chosen)
+        report.live_bytes = sum(e.size for e in entries)
+        return report
+
+    def command(txn: Txn) -> list[NewEvent]:
+        db = cache.store.environment.db("cache.entries")
+        events: list[NewEvent] = []
+        report.evicted = []
+        for e, why in chosen:
+            current = CacheView.get(txn, db, e.key)
+            if current is None or current.pinned or current.last_access != e.last_access:
+                continue  # pinned, touched or evicted since planning: leave it
+            report.evicted.append(_item(current, why))
+            events.append(NewEvent(stream=f"cache:{e.key}", event=CacheEvicted(key=e.key, reason=why)))
+        return events
+
+    if chosen:
+        cache.store.transact(command)
+    for item in report.evicted:
+        if _delete(cache, item.key):
+            report.bytes_freed += item.size
+    report.live_bytes = sum(e.size for e in cache.ls())
+    return report
+
+
+def _item(e: CacheEntry, why: str) -> GcItem:
+    return GcItem(key=e.key, level=e.level, path=e.path, size=e.size, last_access=e.last_access, reason=why)
+
+
+def verify(cache: Cache, *, evict: bool = False, progress: ProgressFactory = null_progress) -> CacheVerifyReport:
+    """Re-hash every live entry's files; with ``evict``, evict (and delete) entries with a bad file."""
+    entries = cache.ls()
+    report = CacheVerifyReport(entries=len(entries))
+    bar = progress("verify cache", total=sum(e.size for e in entries), unit="B")
+    bad: dict[str, tuple[int, str]] = {}
+    try:
+        for e in entries:
+            for rel, ref in sorted(e.files.items()):
+                path = cache.root / e.path / rel
+                report.files += 1
+                if not path.is_file():
+                    report.problems.append(CacheProblem(key=e.key, level=e.level, file=str(path), problem="missing"))
+                    bad.setdefault(e.key, (e.inserted_seq, f"corrupt: {rel} missing"))
+                    continue
+                sha = hash_file(path).sha256
+                report.bytes += ref.size
+                bar.update(ref.size)
+                if sha != ref.sha256:
+                    report.problems.append(CacheProblem(
+                        key=e.key, level=e.level, file=str(path),
+                        problem=f"sha256 {sha} differs from the recorded {ref.sha256}",
+                    ))
+                    bad.setdefault(e.key, (e.inserted_seq, f"corrupt: {rel} checksum mismatch"))
+    finally:
+        bar.close()
+    if not (evict and bad):
+        return report
+
+    def command(txn: Txn) -> list[NewEvent]:
+        db = cache.store.environment.db("cache.entries")
+        events = []
+        for key, (seq, why) in sorted(bad.items()):
+            current = CacheView.get(txn, db, key)
+            if current is not None and current.inserted_seq == seq:  # not rebuilt meanwhile
+                events.append(NewEvent(stream=f"cache:{key}", event=CacheEvicted(key=key, reason=why)))
+                report.evicted.append(key)
+        return events
+
+    cache.store.transact(command)
+    for key in report.evicted:
+        _delete(cache, key)
+    return report

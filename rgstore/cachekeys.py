@@ -1,0 +1,225 @@
+"""Cache requests and their keys: validated parameters, per-region forms, canonical JSON, SHA-256.
+
+A request names a source (``ncbi`` or ``ensembl``), its parameters and the genomic regions
+wanted. It splits into one *form* per region that is true. A form's key is the SHA-256 of its
+canonical JSON (sorted keys, no whitespace, real booleans) and the JSON also holds the
+extractor's version and the sha256 of each raw input, so a changed input or extractor gives a
+new key instead of serving a stale entry. ``"current"``/``"latest"`` releases are refused: a key
+must name what it was built from (the seed's design hashed ``"current"`` literally).
+
+A level-2 entry (raw downloads) is identified by what determines the download alone: NCBI by
+taxon directory and assembly accession, Ensembl by species and release. Its key is the
+SHA-256 of that identity's canonical JSON and its directory is derived from the same fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import msgspec
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "SOURCES",
+    "REGIONS",
+    "SourceParams",
+    "CacheRequest",
+    "RawIdentity",
+    "RegionForm",
+    "make_request",
+    "parse_regions",
+    "canonical_json",
+    "sha256_key",
+    "raw_identity",
+    "region_forms",
+    "is_key",
+]
+
+SOURCES = ("ncbi", "ensembl")
+REGIONS = ("gene", "transcript", "exon", "intron", "CDS", "UTR")
+"""Region names in canonical spelling; input matching is case-insensitive."""
+
+_BY_LOWER = {r.lower(): r for r in REGIONS}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SPECIES = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+_NCBI_ASSEMBLY = re.compile(r"^(GC[AF]_\d{9}\.\d+)(?:_[A-Za-z0-9_.-]+)?$")
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+_UNRESOLVED = {"current", "latest", "newest"}
+
+
+class SourceParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the inputs come from: species, taxon (NCBI directory group), annotation release, assembly."""
+
+    species: str
+    annotation_release: str
+    taxon: str = ""
+    assembly: str = ""
+
+
+class CacheRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated request: source, its parameters and region name -> wanted."""
+
+    source: str
+    source_params: SourceParams
+    genomic_regions: dict[str, bool]
+
+    def wanted(self) -> list[str]:
+        """Region names set to true, in canonical order."""
+        return [r for r in REGIONS if self.genomic_regions.get(r)]
+
+
+class RawIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """What identifies one level-2 download: source plus the fields that pick the upstream directory."""
+
+    source: str
+    species: str
+    taxon: str = ""
+    assembly: str = ""
+    release: str = ""
+
+    @property
+    def key(self) -> str:
+        """The level-2 entry's key: SHA-256 of its identity's canonical JSON."""
+        return sha256_key({"level": 2, **msgspec.to_builtins(self)})
+
+    @property
+    def path(self) -> str:
+        """The entry's directory relative to the cache root (release or assembly is always in it)."""
+        if self.source == "ncbi":
+            return f"ncbi_raw/{self.taxon}/{self.assembly}"
+        return f"ensembl_raw/{self.species}/{self.release}"
+
+
+class RegionForm(msgspec.Struct, frozen=True, kw_only=True):
+    """One region of a request: its canonical form, key and level-1 directory (relative to the cache root)."""
+
+    region: str
+    key: str
+    form: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        """``cached_genomic_<key>``."""
+        return f"cached_genomic_{self.key}"
+
+    @property
+    def file(self) -> str:
+        """The region FASTA inside the entry directory."""
+        return f"annotation/{self.region}.fna"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8, booleans as JSON booleans: the bytes a key hashes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def sha256_key(obj: Any) -> str:
+    """SHA-256 (hex) of ``obj``'s canonical JSON."""
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def is_key(text: str) -> bool:
+    """Whether ``text`` looks like a cache key (64 lowercase hex digits)."""
+    return bool(_KEY.match(text))
+
+
+def parse_regions(spec: str | list[str] | dict[str, Any]) -> dict[str, bool]:
+    """``"gene,exon"``, a list of names or a ``{name: bool}`` map -> canonical ``{name: True}`` for wanted ones.
+
+    String values ``"true"``/``"false"`` (what the seed's web form sent) are accepted and turned
+    into booleans; anything else is an error, as is a request with no region set.
+    """
+    if isinstance(spec, str):
+        items: dict[str, Any] = {part.strip(): True for part in spec.split(",") if part.strip()}
+    elif isinstance(spec, list):
+        items = {str(part).strip(): True for part in spec}
+    else:
+        items = dict(spec)
+    out: dict[str, bool] = {}
+    for name, value in items.items():
+        canon = _BY_LOWER.get(name.lower())
+        if canon is None:
+            raise InvalidInputError(f"unknown genomic region {name!r}; known: {', '.join(REGIONS)}")
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"genomic region {name!r} must be true or false, got {value!r}")
+        if value:
+            out[canon] = True
+    if not out:
+        raise InvalidInputError(f"no genomic region requested; choose from {', '.join(REGIONS)}")
+    return out
+
+
+def _check(what: str, value: str, pattern: re.Pattern[str], hint: str) -> str:
+    if not pattern.match(value):
+        raise InvalidInputError(f"invalid {what} {value!r}: {hint}")
+    return value
+
+
+def make_request(
+    source: str, *, species: str, release: str, taxon: str | None = None, assembly: str | None = None,
+    regions: str | list[str] | dict[str, Any] = "gene",
+) -> CacheRequest:
+    """Validate and normalise a request; every field that names a directory is checked to be path-safe."""
+    src = source.lower()
+    if src not in SOURCES:
+        raise InvalidInputError(f"unknown source {source!r}; choose ncbi or ensembl")
+    sp = _check("species", species, _SPECIES, "letters, digits and underscores, e.g. homo_sapiens").lower()
+    rel = str(release)
+    if rel.lower() in _UNRESOLVED:
+        raise InvalidInputError(
+            f"release {rel!r} is not a fixed release; name it (e.g. 110), so the cache key says what it holds"
+        )
+    _check("release", rel, _NAME, "letters, digits, '.', '_' or '-', e.g. 110 or RS_2023_10")
+    asm = assembly or ""
+    if src == "ncbi":
+        if not asm:
+            raise InvalidInputError("an NCBI request needs --assembly, e.g. GCF_000001405.40")
+        match = _NCBI_ASSEMBLY.match(asm)
+        if match is None:
+            raise InvalidInputError(f"invalid NCBI assembly {asm!r}: expected an accession like GCF_000001405.40")
+        asm = match.group(1)
+        tax = _check("taxon", taxon or sp, _NAME, "letters, digits, '.', '_' or '-', e.g. 9606")
+    else:
+        if not rel.isdigit():
+            raise InvalidInputError(f"invalid Ensembl release {rel!r}: expected a number, e.g. 110")
+        if asm:
+            _check("assembly", asm, _NAME, "e.g. GRCh38")
+        tax = _check("taxon", taxon, _NAME, "e.g. 9606") if taxon else ""
+    params = SourceParams(species=sp, annotation_release=rel, taxon=tax, assembly=asm)
+    return CacheRequest(source=src, source_params=params, genomic_regions=parse_regions(regions))
+
+
+def raw_identity(request: CacheRequest) -> RawIdentity:
+    """The level-2 download a request needs."""
+    p = request.source_params
+    if request.source == "ncbi":
+        return RawIdentity(source="ncbi", species=p.species, taxon=p.taxon, assembly=p.assembly)
+    return RawIdentity(source="ensembl", species=p.species, release=p.annotation_release)
+
+
+def region_forms(
+    request: CacheRequest, inputs: dict[str, dict[str, Any]], extractor: str
+) -> list[RegionForm]:
+    """One form per wanted region, each keyed by SHA-256 over request, region, inputs and extractor.
+
+    ``inputs`` maps an input role (``genome``, ``annotation``) to facts identifying its bytes
+    (sha256 and size of the raw download).
+    """
+    base = msgspec.to_builtins(request)
+    forms: list[RegionForm] = []
+    for region in request.wanted():
+        form = {
+            "source": base["source"],
+            "source_params": base["source_params"],
+            "genomic_regions": {region: True},
+            "extractor": extractor,
+            "inputs": inputs,
+        }
+        forms.append(RegionForm(region=region, key=sha256_key(form), form=form))
+    return forms

@@ -1,0 +1,108 @@
+"""Building a level-2 entry in its staging directory: verified downloads into ``raw/``, gunzip into ``decompressed/``.
+
+The staging directory ``cache/.tmp-<key>/`` is deterministic, so an interrupted run leaves its
+``.part`` files where the next run (holding the same entry lock) resumes them. Nothing in it is
+trusted until checked: a raw file left complete by an earlier run is re-verified against the
+upstream checksum, and decompressed files are always rebuilt (temp file, then rename). The
+caller renames the whole directory into place and records the entry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import zlib
+from pathlib import Path
+
+import httpx
+
+from .blobs import BlobInfo, hash_file
+from .cacheupstream import LOCAL_NAMES, UpstreamPlan
+from .checksums import verify_file
+from .download import download
+from .environment import fsync_dir
+from .errors import IntegrityError
+from .events import FileRef
+from .progress import ProgressFactory, null_progress
+
+__all__ = ["staging_dir", "build_raw", "gunzip"]
+
+_CHUNK = 1 << 20
+
+
+def staging_dir(cache_root: Path, key: str) -> Path:
+    """Where an entry is assembled before its directory is renamed into place."""
+    return cache_root / f".tmp-{key}"
+
+
+def gunzip(src: Path, dest: Path, *, progress: ProgressFactory = null_progress) -> BlobInfo:
+    """Decompress ``src`` (gzip, multi-member and BGZF included) into ``dest`` via a temp file; returns its checksums."""
+    with open(src, "rb") as probe:
+        if probe.read(2) != b"\x1f\x8b":
+            raise IntegrityError(f"{src.name} is not gzip-compressed; nothing was cached")
+    tmp = dest.with_name(f".tmp-{dest.name}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    bar = progress(f"gunzip {src.name}", total=src.stat().st_size, unit="B")
+    try:
+        with open(src, "rb") as raw, gzip.GzipFile(fileobj=raw) as gz, open(tmp, "wb") as out:
+            seen = 0
+            while chunk := gz.read(_CHUNK):
+                out.write(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+                pos = raw.tell()
+                bar.update(pos - seen)
+                seen = pos
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except (EOFError, OSError, zlib.error) as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile):
+            raise
+        raise IntegrityError(f"{src.name} does not decompress ({exc}); nothing was cached") from None
+    finally:
+        bar.close()
+    return BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
+
+
+def _ref(name: str, info: BlobInfo) -> FileRef:
+    return FileRef(name=name, sha256=info.sha256, md5=info.md5, size=info.size)
+
+
+def build_raw(
+    cache_root: Path, key: str, plan: UpstreamPlan, client: httpx.Client,
+    *, progress: ProgressFactory = null_progress,
+) -> tuple[Path, dict[str, FileRef]]:
+    """Fill the entry's staging directory; returns it and relative path -> FileRef for every file.
+
+    Raises IntegrityError on any checksum mismatch (the caller discards the staging directory)
+    and RemoteError when the network gives up (the caller keeps it, so the next run resumes).
+    """
+    staging = staging_dir(cache_root, key)
+    (staging / "raw").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging / "decompressed", ignore_errors=True)
+    files: dict[str, FileRef] = {}
+    for remote in plan.files:
+        dest = staging / "raw" / f"{LOCAL_NAMES[remote.role]}.gz"
+        info: BlobInfo | None = None
+        if dest.exists():  # finished by an interrupted earlier run; re-check before trusting it
+            info = hash_file(dest)
+            try:
+                verify_file(dest, remote.expected, md5=info.md5, what=remote.url)
+            except IntegrityError:
+                dest.unlink()
+                info = None
+        if info is None:
+            info = download(client, remote.url, dest, expected=remote.expected, progress=progress)
+        files[f"raw/{dest.name}"] = _ref(remote.name, info)
+    for remote in plan.files:
+        name = LOCAL_NAMES[remote.role]
+        info = gunzip(staging / "raw" / f"{name}.gz", staging / "decompressed" / name, progress=progress)
+        files[f"decompressed/{name}"] = _ref(name, info)
+    fsync_dir(staging / "decompressed")
+    return staging, files

@@ -1,0 +1,170 @@
+"""HTTP downloads that resume, verify, and only then publish: ``<dest>.part`` -> checks -> rename to ``dest``.
+
+Bytes are streamed with httpx ``iter_raw()`` and ``Accept-Encoding: identity``, so what lands on disk
+is exactly what the upstream checksum describes. An interrupted transfer keeps ``<dest>.part`` plus
+the server's validator in ``<dest>.part.json``; the next attempt (a retry here, or a later run)
+sends ``Range: bytes=<size>-`` with ``If-Range``. A 206 whose ``Content-Range`` starts elsewhere is
+honoured by seeking there; a 200 means the server ignored the range (or the file changed), so the
+part is truncated; a 416 means the part may already be complete. Without a strong ETag or a
+Last-Modified date, a part is never resumed (it could splice two versions of a file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx
+
+from .blobs import BlobInfo, hash_file
+from .checksums import Expected, verify_file
+from .environment import fsync_dir
+from .errors import NotFoundError, RemoteError
+from .progress import ProgressFactory, null_progress
+
+__all__ = ["http_client", "download", "get_text", "DEFAULT_RETRIES"]
+
+DEFAULT_RETRIES = 3
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
+
+
+class _Incomplete(Exception):
+    """The body ended before the announced length (the server closed early)."""
+
+
+def http_client(timeout: float = 60.0) -> httpx.Client:
+    """The client every cache download uses: redirects followed, identity encoding, an rgstore User-Agent."""
+    return httpx.Client(
+        follow_redirects=True,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        headers={"User-Agent": "rgstore-cache/1", "Accept-Encoding": "identity"},
+    )
+
+
+def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) -> str:
+    """A small upstream file (checksum list, directory listing) as text; NotFoundError on 404."""
+    for attempt in range(retries + 1):
+        try:
+            resp = client.get(url)
+        except httpx.TransportError as exc:
+            if attempt >= retries:
+                raise RemoteError(f"cannot fetch {url}: {exc}") from None
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        if resp.status_code == 404:
+            raise NotFoundError(f"upstream has no {url} (HTTP 404); check the source, species, release and assembly")
+        if resp.status_code != 200:
+            if attempt >= retries or resp.status_code < 500:
+                raise RemoteError(f"cannot fetch {url}: HTTP {resp.status_code}")
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        return resp.text
+    raise AssertionError("unreachable")
+
+
+def _validator(resp: httpx.Response) -> str:
+    etag = resp.headers.get("etag", "")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("last-modified", "")
+
+
+def _load_meta(meta: Path, url: str) -> str:
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("validator", "")) if data.get("url") == url else ""
+
+
+def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: ProgressFactory) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    validator = _load_meta(meta, url) if have else ""
+    if have and not validator:
+        have = 0
+    headers = {"Range": f"bytes={have}-", "If-Range": validator} if have else {}
+    with client.stream("GET", url, headers=headers) as resp:
+        status = resp.status_code
+        if status == 404:
+            raise NotFoundError(f"upstream has no {url} (HTTP 404)")
+        if status == 416:
+            match = _UNSATISFIED.match(resp.headers.get("content-range", ""))
+            if match and int(match.group(1)) == have:
+                return  # the part already holds the whole file
+            part.unlink(missing_ok=True)
+            raise _Incomplete("the server refused the resume range; restarting from zero")
+        if status == 206:
+            match = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+            if match is None or int(match.group(1)) > have:
+                part.unlink(missing_ok=True)
+                raise _Incomplete(f"unusable Content-Range {resp.headers.get('content-range')!r}; restarting")
+            offset = int(match.group(1))
+            total = None if match.group(3) == "*" else int(match.group(3))
+        elif status == 200:
+            offset = 0
+            length = resp.headers.get("content-length")
+            total = int(length) if length and length.isdigit() else None
+        else:
+            raise RemoteError(f"cannot download {url}: HTTP {status}")
+        meta.write_text(json.dumps({"url": url, "validator": _validator(resp)}))
+        bar = progress(f"download {part.name.removesuffix('.part')}", total=total, unit="B")
+        try:
+            bar.update(offset)
+            with open(part, "r+b" if part.exists() else "wb") as out:
+                out.seek(offset)
+                out.truncate()
+                written = offset
+                for chunk in resp.iter_raw():  # no chunk size: a buffered chunk would be lost on a drop
+                    out.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+        finally:
+            bar.close()
+        if total is not None and written != total:
+            raise _Incomplete(f"got {written} of {total} bytes")
+
+
+def download(
+    client: httpx.Client, url: str, dest: Path, *, expected: Expected | None,
+    progress: ProgressFactory = null_progress, retries: int = DEFAULT_RETRIES, backoff: float = 0.3,
+) -> BlobInfo:
+    """Fetch ``url`` to ``dest``: resume a leftover part, retry drops, verify, then rename into place.
+
+    A checksum mismatch deletes the part and raises IntegrityError (nothing is published). After
+    ``retries`` failed attempts RemoteError is raised and the part is kept for the next run.
+    Returns the published file's sha256, md5 and size.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    meta = dest.with_name(dest.name + ".part.json")
+    failures = 0
+    while True:
+        try:
+            _attempt(client, url, part, meta, progress)
+            break
+        except (httpx.TransportError, _Incomplete) as exc:
+            failures += 1
+            if failures > retries:
+                raise RemoteError(
+                    f"download of {url} failed {failures} times (last: {exc}); "
+                    "the partial file is kept and the next run resumes it"
+                ) from None
+            time.sleep(backoff * failures)
+    info = hash_file(part)
+    if expected is not None:
+        try:
+            verify_file(part, expected, md5=info.md5, what=url)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+            raise
+    os.replace(part, dest)
+    meta.unlink(missing_ok=True)
+    fsync_dir(dest.parent)
+    return info

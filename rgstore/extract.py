@@ -1,0 +1,175 @@
+"""Region extraction: GTF features -> strand-aware FASTA records, soft-masking kept, one pass over the genome.
+
+Regions (one record per feature, ``>ID|seq:start-end(strand)``, 1-based closed span):
+
+- ``gene``: the gene's span (ID gene_id); what ``bedtools getfasta -s`` gives for the gene rows.
+- ``transcript``: the spliced exons (ID transcript_id); what ``gffread -w`` gives.
+- ``CDS``: the spliced coding segments including the stop codon (ID transcript_id); ``gffread -x``.
+- ``exon``, ``intron``, ``UTR``: each distinct interval of a gene once (ID gene_id); introns are the
+  gaps between a transcript's exons, UTRs the exon parts outside its coding span (5' and 3').
+
+Minus-strand records are reverse-complemented (IUPAC codes included, case kept). Records are
+written per sequence in the FASTA's order, then by start, end, strand and ID, so the output is a
+deterministic function of the inputs and ``EXTRACTOR_VERSION``. Bump the version whenever any
+output byte could change: it is part of every level-1 cache key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from .errors import InvalidInputError, OutOfRangeError
+from .gtf import Annotation, Interval
+from .progress import Progress, ProgressFactory, null_progress
+
+__all__ = ["EXTRACTOR_VERSION", "Record", "plan_region", "extract_regions", "reverse_complement", "iter_fasta"]
+
+EXTRACTOR_VERSION = "rgstore-extract/1"
+LINE_WIDTH = 60
+
+_COMPLEMENT = bytes.maketrans(
+    b"ACGTURYKMBVDHNSWacgturykmbvdhnsw", b"TGCAAYRMKVBHDNSWtgcaayrmkvbhdnsw"
+)
+_WHITESPACE = b" \t\r\n"
+
+
+class Record(NamedTuple):
+    """One output record: where it lies, its ID, and the segments joined (genomic order)."""
+
+    seqid: str
+    start: int
+    end: int
+    strand: str
+    id: str
+    segments: tuple[Interval, ...]
+
+    def header(self) -> bytes:
+        """``>ID|seq:start-end(strand)``."""
+        return f">{self.id}|{self.seqid}:{self.start}-{self.end}({self.strand})\n".encode()
+
+
+def reverse_complement(seq: bytes) -> bytes:
+    """Reverse complement, keeping case and IUPAC ambiguity codes."""
+    return seq[::-1].translate(_COMPLEMENT)
+
+
+def _intervals(annotation: Annotation, region: str) -> Iterator[Record]:
+    if region == "gene":
+        for g in annotation.genes.values():
+            yield Record(g.seqid, g.start, g.end, g.strand, g.id, ((g.start, g.end),))
+        return
+    if region == "transcript":
+        for t in annotation.transcripts.values():
+            yield Record(t.seqid, t.start, t.end, t.strand, t.id, tuple(t.exons))
+        return
+    if region == "CDS":
+        for t in annotation.transcripts.values():
+            if t.coding:
+                yield Record(t.seqid, t.coding[0][0], t.coding[-1][1], t.strand, t.id, tuple(t.coding))
+        return
+    seen: set[tuple[str, int, int, str, str]] = set()
+    for t in annotation.transcripts.values():
+        if region == "exon":
+            parts = t.exons
+        elif region == "intron":
+            parts = [(a[1] + 1, b[0] - 1) for a, b in zip(t.exons, t.exons[1:]) if b[0] - a[1] > 1]
+        elif region == "UTR":
+            if not t.coding:
+                continue
+            lo, hi = t.coding[0][0], t.coding[-1][1]
+            parts = [(s, min(e, lo - 1)) for s, e in t.exons if s < lo]
+            parts += [(max(s, hi + 1), e) for s, e in t.exons if e > hi]
+        else:
+            raise InvalidInputError(f"unknown region {region!r}")
+        for s, e in parts:
+            ident = (t.seqid, s, e, t.strand, t.gene_id)
+            if ident not in seen:
+                seen.add(ident)
+                yield Record(t.seqid, s, e, t.strand, t.gene_id, ((s, e),))
+
+
+def plan_region(annotation: Annotation, region: str) -> dict[str, list[Record]]:
+    """The region's records grouped by sequence, each group sorted by start, end, strand, ID."""
+    by_seq: dict[str, list[Record]] = {}
+    for rec in _intervals(annotation, region):
+        by_seq.setdefault(rec.seqid, []).append(rec)
+    for recs in by_seq.values():
+        recs.sort(key=lambda r: (r.start, r.end, r.strand, r.id))
+    return by_seq
+
+
+def iter_fasta(path: Path, bar: Progress | None = None, wanted: set[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, sequence) for each record of a plain FASTA; sequences not in ``wanted`` come back empty."""
+    name: str | None = None
+    chunks: list[bytes] = []
+    keep = True
+    with open(path, "rb") as fh:
+        for line in fh:
+            if bar is not None:
+                bar.update(len(line))
+            if line.startswith(b">"):
+                if name is not None:
+                    yield name, b"".join(chunks).translate(None, _WHITESPACE)
+                parts = line[1:].split(None, 1)
+                if not parts:
+                    raise InvalidInputError(f"{path.name}: a FASTA header has no sequence name")
+                name = parts[0].decode("utf-8", "replace")
+                keep = wanted is None or name in wanted
+                chunks = []
+            elif keep:
+                if name is None and line.strip():
+                    raise InvalidInputError(f"{path.name}: sequence data before the first '>' header")
+                chunks.append(line)
+    if name is not None:
+        yield name, b"".join(chunks).translate(None, _WHITESPACE)
+
+
+def _write_record(out: BinaryIO, rec: Record, seq: bytes) -> None:
+    parts = [seq[s - 1:e] for s, e in rec.segments]
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    if rec.strand == "-":
+        body = reverse_complement(body)
+    out.write(rec.header())
+    out.write(b"\n".join(body[i:i + LINE_WIDTH] for i in range(0, len(body), LINE_WIDTH)))
+    out.write(b"\n")
+
+
+def extract_regions(
+    fasta: Path, plans: dict[str, dict[str, list[Record]]], outputs: dict[str, BinaryIO],
+    *, progress: ProgressFactory = null_progress,
+) -> dict[str, int]:
+    """Write every planned region to its output in one pass over ``fasta``; returns records per region.
+
+    A feature past its sequence's end raises OutOfRangeError, a sequence the FASTA lacks
+    InvalidInputError; callers write into temp files, so an error leaves nothing behind.
+    """
+    wanted = {seqid for plan in plans.values() for seqid in plan}
+    counts = {region: 0 for region in plans}
+    done: set[str] = set()
+    bar = progress(f"extract {','.join(plans)}", total=fasta.stat().st_size, unit="B")
+    try:
+        for name, seq in iter_fasta(fasta, bar, wanted):
+            if name not in wanted:
+                continue
+            done.add(name)
+            for region, plan in plans.items():
+                records = plan.get(name, ())
+                out = outputs[region]
+                for rec in records:
+                    if rec.end > len(seq):
+                        raise OutOfRangeError(
+                            f"{region} {rec.id} ends at {name}:{rec.end}, past the sequence's length {len(seq)}"
+                        )
+                    _write_record(out, rec, seq)
+                counts[region] += len(records)
+    finally:
+        bar.close()
+    missing = sorted(wanted - done)
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InvalidInputError(
+            f"the annotation names {len(missing)} sequence(s) the genome FASTA lacks: {shown}"
+        )
+    return counts

@@ -1,0 +1,405 @@
+"""FASTA validation before ingest: one streaming pass over plain, gzip or BGZF input.
+
+gtars accepts garbage (empty files, duplicate or empty names, spaces and digits as residues),
+so nothing reaches the RefgetStore before this pass says the file is sound. The pass works on
+large byte chunks with ``bytes.translate``/``count``/``find`` (C speed, no per-residue Python).
+Only on failure does it re-read the file to turn a byte offset into the line and column.
+
+``start_digest`` runs the same scan with hashing (file md5, per-record sha512t24u of the
+upper-cased residues) in a child process, so ingest can check gtars's digests against an
+independent computation without putting the hashing on its critical path (gtars holds the GIL).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from .errors import IntegrityError, InvalidInputError
+from .progress import ProgressFactory, null_progress
+
+__all__ = [
+    "FastaRecord", "FastaSummary", "DigestJob", "validate_fasta", "digest_fasta", "start_digest",
+    "detect_compression", "RESIDUES",
+]
+
+RESIDUES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*-"
+"""Allowed residue bytes: the IUPAC nucleotide codes (ACGTU RYSWKM BDHV N) and the IUPAC/NCBI
+protein codes (the 20 amino acids plus B J O U X Z), either case, ``*`` (stop) and ``-`` (gap).
+Their union is every ASCII letter plus ``*`` and ``-``."""
+
+_DELETE = RESIDUES + b"\r\n"
+_UPPER = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_BAD = re.compile(rb"[^A-Za-z*\-\r\n]")
+_CR_ALONE = re.compile(rb"\r(?!\n)")
+_CHUNK = 8 << 20
+_GZ_CHUNK = 2 << 20  # compressed; inflates ~3-4x
+_MAX_HEADER = 1 << 20
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+class FastaRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One validated record: its name, residue count and the rest of its header line."""
+
+    name: str
+    length: int
+    description: str = ""
+    digest: str = ""
+    """sha512t24u of the upper-cased residues (only from ``digest_fasta``)."""
+
+
+class FastaSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What validation learnt about a FASTA file: records in file order, size, md5, compression."""
+
+    path: str
+    compression: str
+    """``none``, ``gzip`` or ``bgzf`` (from the magic bytes, never from the file name)."""
+    size: int
+    records: list[FastaRecord]
+    md5: str = ""
+    """md5 of the file's bytes as stored (only from ``digest_fasta``)."""
+
+    @property
+    def names(self) -> list[str]:
+        """Sequence names in file order."""
+        return [r.name for r in self.records]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Residue counts in file order."""
+        return [r.length for r in self.records]
+
+
+class _Fault(Exception):
+    """A problem at a decompressed byte offset; turned into a line number by the caller."""
+
+    def __init__(self, offset: int, reason: str, first: int | None = None) -> None:
+        super().__init__(reason)
+        self.offset, self.reason, self.first = offset, reason, first
+
+
+def detect_compression(head: bytes) -> str:
+    """``bgzf``, ``gzip`` or ``none`` from a file's first 18 bytes."""
+    if head[:2] != b"\x1f\x8b":
+        return "none"
+    if len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC":
+        return "bgzf"
+    return "gzip"
+
+
+class _Inflater:
+    """Multi-member gzip decompression that notices a stream ending inside a member."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.d = zlib.decompressobj(31)
+        self.in_member = False
+
+    def feed(self, raw: bytes) -> bytes:
+        out: list[bytes] = []
+        data = raw
+        while data:
+            try:
+                out.append(self.d.decompress(data))
+            except zlib.error as exc:
+                raise InvalidInputError(f"{self.path}: not a valid gzip stream ({exc})") from None
+            self.in_member = not self.d.eof
+            data = b""
+            if self.d.eof:
+                data = self.d.unused_data
+                self.d = zlib.decompressobj(31)
+        return b"".join(out)
+
+    def finish(self) -> None:
+        if self.in_member:
+            raise InvalidInputError(f"{self.path}: truncated gzip stream (the file ends inside a member)")
+
+
+class _Parser:
+    """The record state machine, fed decompressed chunks of any size."""
+
+    def __init__(self, *, digest: bool = False) -> None:
+        self.digest = digest
+        self.sha = hashlib.sha512()
+        self.offset = 0
+        self.at_line_start = True
+        self.pending_cr = False
+        self.header_carry: bytes | None = None
+        self.header_offset = 0
+        self.records: list[FastaRecord] = []
+        self.seen: dict[str, int] = {}
+        self.name: str | None = None
+        self.description = ""
+        self.length = 0
+
+    def feed(self, buf: bytes) -> None:
+        base, pos, n = self.offset, 0, len(buf)
+        self.offset += n
+        if not n:
+            return
+        if self.pending_cr:
+            if buf[0] != 10:
+                raise _Fault(base - 1, "carriage return inside a sequence line")
+            self.pending_cr = False
+        if self.header_carry is not None:
+            nl = buf.find(b"\n")
+            if nl == -1:
+                self.header_carry += buf
+                if len(self.header_carry) > _MAX_HEADER:
+                    raise _Fault(self.header_offset, "header line longer than 1 MiB")
+                return
+            self._header(self.header_carry + buf[:nl], self.header_offset)
+            self.header_carry, pos, self.at_line_start = None, nl + 1, True
+        while pos < n:
+            gt = buf.find(b">", pos)
+            end = n if gt == -1 else gt
+            if end > pos:
+                self._sequence(buf[pos:end], base + pos, at_end=end == n)
+            if gt == -1:
+                return
+            if not self.at_line_start:
+                raise _Fault(base + gt, "'>' inside a sequence line (a header must start its own line)")
+            nl = buf.find(b"\n", gt)
+            if nl == -1:
+                self.header_carry, self.header_offset = buf[gt:], base + gt
+                return
+            self._header(buf[gt:nl], base + gt)
+            pos, self.at_line_start = nl + 1, True
+
+    def _sequence(self, seg: bytes, at: int, *, at_end: bool) -> None:
+        if seg.translate(None, _DELETE):
+            m = _BAD.search(seg)
+            assert m is not None
+            raise _Fault(at + m.start(), _residue_reason(m.group()))
+        crs = seg.count(b"\r") if b"\r" in seg else 0
+        if crs:
+            trailing = at_end and seg.endswith(b"\r")
+            if crs != seg.count(b"\r\n") + trailing:
+                m = _CR_ALONE.search(seg[:-1] if trailing else seg)
+                assert m is not None
+                raise _Fault(at + m.start(), "carriage return inside a sequence line")
+            self.pending_cr = trailing
+        if self.digest:
+            clean = seg.translate(_UPPER, b"\r\n")
+            self.sha.update(clean)
+            residues = len(clean)
+        else:
+            residues = len(seg) - seg.count(b"\n") - crs
+        if residues:
+            if self.name is None:
+                first = len(seg) - len(seg.lstrip(b"\r\n"))
+                raise _Fault(at + first, "sequence data before the first '>' header")
+            self.length += residues
+        self.at_line_start = seg.endswith(b"\n")
+
+    def _header(self, line: bytes, at: int) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            text = line[1:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Fault(at, "header is not valid UTF-8") from None
+        if not text or text[0].isspace():
+            raise _Fault(at, "record has no name (nothing between '>' and the first whitespace)")
+        parts = text.split(None, 1)
+        name = parts[0]
+        if name in self.seen:
+            raise _Fault(at, f"duplicate sequence name {name!r}", self.seen[name])
+        self._close_record()
+        self.seen[name] = at
+        self.name, self.description, self.length = name, parts[1].strip() if len(parts) > 1 else "", 0
+
+    def _close_record(self) -> None:
+        if self.name is not None:
+            digest = ""
+            if self.digest:
+                digest = base64.urlsafe_b64encode(self.sha.digest()[:24]).decode()
+                self.sha = hashlib.sha512()
+            self.records.append(
+                FastaRecord(name=self.name, length=self.length, description=self.description, digest=digest)
+            )
+
+    def finish(self) -> list[FastaRecord]:
+        if self.pending_cr:
+            raise _Fault(self.offset - 1, "carriage return inside a sequence line")
+        if self.header_carry is not None:
+            self._header(self.header_carry, self.header_offset)
+            self.header_carry = None
+        self._close_record()
+        return self.records
+
+
+def _residue_reason(byte: bytes) -> str:
+    if byte in (b" ", b"\t", b"\v", b"\f"):
+        return f"whitespace {byte!r} inside a sequence line"
+    if 32 < byte[0] < 127:
+        return f"invalid residue {byte.decode()!r}: not in the IUPAC nucleotide or protein alphabet"
+    return f"invalid byte 0x{byte[0]:02x}: not in the IUPAC nucleotide or protein alphabet"
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{path}: is a directory, not a FASTA file") from None
+    except PermissionError:
+        raise InvalidInputError(f"{path}: permission denied") from None
+
+
+def _decompressed(path: Path, compression: str) -> BinaryIO:
+    if compression == "none":
+        return _open(path)
+    import gzip
+
+    return gzip.open(path, "rb")  # type: ignore[return-value]
+
+
+def _line_col(path: Path, compression: str, offsets: list[int]) -> dict[int, tuple[int, int]]:
+    """1-based (line, column) of decompressed byte offsets (slow path, errors only)."""
+    wanted = sorted(set(offsets))
+    found: dict[int, tuple[int, int]] = {}
+    line, line_start, pos = 1, 0, 0
+    with _decompressed(path, compression) as fh:
+        while wanted:
+            try:
+                buf = fh.read(_CHUNK)
+            except (OSError, EOFError):
+                break
+            if not buf:
+                break
+            while wanted and wanted[0] < pos + len(buf):
+                off = wanted.pop(0)
+                rel = off - pos
+                nl_before = buf.count(b"\n", 0, rel)
+                last_nl = buf.rfind(b"\n", 0, rel)
+                start = pos + last_nl + 1 if last_nl != -1 else line_start
+                found[off] = (line + nl_before, off - start + 1)
+            count = buf.count(b"\n")
+            if count:
+                line_start = pos + buf.rfind(b"\n") + 1
+            line += count
+            pos += len(buf)
+    for off in wanted:
+        found[off] = (line, off - line_start + 1)
+    return found
+
+
+def validate_fasta(
+    path: Path | str, *, progress: ProgressFactory = null_progress, chunk_size: int | None = None
+) -> FastaSummary:
+    """Check a FASTA file and summarise it; InvalidInputError naming file, line and reason if unsound.
+
+    Rules: at least one record; every record named (a non-empty token right after ``>``); names
+    unique; sequence lines hold only ``RESIDUES`` (no spaces, tabs, digits; CRLF line ends are
+    fine); no sequence before the first header. Plain, gzip (multi-member) and BGZF input.
+    """
+    return _scan(Path(path), digest=False, progress=progress, chunk_size=chunk_size)
+
+
+def digest_fasta(path: Path | str, *, chunk_size: int | None = None) -> FastaSummary:
+    """``validate_fasta`` plus the file's md5 and each record's sha512t24u (upper-cased residues)."""
+    return _scan(Path(path), digest=True, progress=null_progress, chunk_size=chunk_size)
+
+
+def _scan(path: Path, *, digest: bool, progress: ProgressFactory, chunk_size: int | None) -> FastaSummary:
+    with _open(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        compression = detect_compression(fh.read(18))
+        fh.seek(0)
+        if size == 0:
+            raise InvalidInputError(f"{path}: the file is empty (no FASTA records)")
+        step = chunk_size or (_GZ_CHUNK if compression != "none" else _CHUNK)
+        inflater = _Inflater(path) if compression != "none" else None
+        parser = _Parser(digest=digest)
+        md5 = hashlib.md5() if digest else None
+        bar = progress(f"validate {path.name}", total=size, unit="B")
+        try:
+            while raw := fh.read(step):
+                if md5 is not None:
+                    md5.update(raw)
+                parser.feed(inflater.feed(raw) if inflater is not None else raw)
+                bar.update(len(raw))
+            if inflater is not None:
+                inflater.finish()
+            records = parser.finish()
+        except _Fault as fault:
+            places = _line_col(path, compression, [fault.offset] + ([fault.first] if fault.first is not None else []))
+            line, col = places[fault.offset]
+            extra = f" (first seen on line {places[fault.first][0]})" if fault.first is not None else ""
+            raise InvalidInputError(f"{path}: line {line}, column {col}: {fault.reason}{extra}") from None
+        finally:
+            bar.close()
+    if compression == "bgzf":
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - len(_BGZF_EOF)))
+            if fh.read() != _BGZF_EOF:
+                raise InvalidInputError(f"{path}: truncated BGZF file (the end-of-file marker block is missing)")
+    if not records:
+        raise InvalidInputError(f"{path}: no FASTA records (no line starts with '>')")
+    return FastaSummary(
+        path=str(path), compression=compression, size=size, records=records,
+        md5=md5.hexdigest() if md5 is not None else "",
+    )
+
+
+class DigestJob:
+    """``digest_fasta`` running in a child process; ``result()`` waits, ``cancel()`` stops it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        env = dict(os.environ)
+        # The child must import this very rgstore, even when it is not installed (a source tree).
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rgstore.fasta", str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+
+    def result(self) -> FastaSummary:
+        """The child's summary; the child's InvalidInputError re-raised, anything else IntegrityError."""
+        out, err = self.proc.communicate()
+        if self.proc.returncode == 0:
+            return msgspec.json.decode(out, type=FastaSummary)
+        if self.proc.returncode == 2:
+            raise InvalidInputError(err.decode().strip())
+        raise IntegrityError(
+            f"independent digest of {self.path} failed (exit {self.proc.returncode}): "
+            f"{err.decode(errors='replace').strip()[-300:]}"
+        )
+
+    def cancel(self) -> None:
+        """Stop the child (idempotent)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def start_digest(path: Path | str) -> DigestJob:
+    """Start ``digest_fasta(path)`` in a child process (it overlaps validation and the gtars import)."""
+    return DigestJob(Path(path))
+
+
+def _child_main(argv: list[str]) -> int:
+    try:
+        summary = digest_fasta(argv[0])
+    except InvalidInputError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    sys.stdout.buffer.write(msgspec.json.encode(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

@@ -1,0 +1,491 @@
+"""The Genomes service: add, list, show, remove, compare and export genomes; read their sequences.
+
+A genome is a GA4GH sequence collection stored in the store's RefgetStore and recorded in the log
+(``GenomeAdded`` on ``genome:<digest>``); its names are collection aliases (namespace ``refgenie``
+by default). Reads resolve alias -> digest -> sequence digest from the views and fetch residues
+with gtars ``get_substring``; the resolution is cached per process so a read costs little more
+than the gtars call itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
+
+from . import seqcol
+from .aliases import normalise_digest, split_alias
+from .environment import Txn
+from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
+from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
+from .fasta import FastaSummary
+from .locus import Region
+from .log import NewEvent
+from .progress import ProgressFactory, null_progress
+from .refgetstore import Ingested, ingest_fasta, open_refget, strip_sq, write_fasta
+from .views.aliases import (
+    COLLECTION,
+    DEFAULT_NAMESPACE,
+    SEQUENCE,
+    alias_stream,
+    check_name,
+    check_namespace,
+    collection_alias,
+    collection_aliases_of,
+    sequence_alias,
+)
+from .views.genomes import GenomeRecord, all_genomes, genome_fhr, genome_record, genome_stream
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Genomes", "GenomeInfo", "InitResult", "read_fhr", "check_fhr", "revcomp"]
+
+_RECHECK_S = 0.1
+"""How stale a cached alias resolution may get when another process changes the log."""
+
+_COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDBNtgcaayrmkswvhdbn")
+
+
+def revcomp(seq: str) -> str:
+    """The reverse complement of a nucleotide string (IUPAC codes; other letters kept)."""
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+class GenomeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A genome as ``genome show`` reports it: identity, aliases, level-2 arrays, source, FHR."""
+
+    digest: str
+    aliases: list[str]
+    description: str
+    species: str
+    n_sequences: int
+    total_length: int
+    names: list[str]
+    lengths: list[int]
+    sequences: list[str]
+    md5s: list[str]
+    circular: list[str]
+    level1: dict[str, str]
+    source: GenomeSource
+    added_seq: int
+    added_at: datetime | None
+    added_by: str
+    fhr: dict[str, Any] | None = None
+
+
+class InitResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``genome init`` did: the genome, whether it was new, and which aliases it added."""
+
+    genome: GenomeInfo
+    added: bool
+    aliases_added: list[str]
+    sequence_aliases_added: int
+    seqs: list[int]
+
+
+def read_fhr(path: Path) -> dict[str, Any]:
+    """An FHR JSON document from a file, checked with ``check_fhr``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such FHR file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read the FHR file ({exc})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return check_fhr(doc, where=str(path))
+
+
+def check_fhr(doc: Any, *, where: str = "FHR document") -> dict[str, Any]:
+    """The document unchanged if it is FHR 1.0 JSON (typed fields checked, unknown keys kept)."""
+    from gtars.refget import FhrMetadata
+
+    if not isinstance(doc, dict):
+        raise InvalidInputError(f"{where}: an FHR document must be a JSON object")
+    version = doc.get("schemaVersion")
+    if version is not None and not (isinstance(version, (int, float)) and 1 <= version < 2):
+        raise InvalidInputError(f"{where}: schemaVersion {version!r} is not FHR 1.x")
+    try:
+        FhrMetadata(**doc)  # gtars' typed model: rejects wrong types, keeps extra keys
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{where}: not a valid FHR 1.0 document ({exc})") from None
+    return doc
+
+
+class Genomes:
+    """Commands and queries over the store's genomes and their sequences (``store.genomes``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._reader: Any = None
+        self._hot: dict[tuple[str, str], tuple[str, int, bool]] = {}
+        self._generation = -1
+        self._head = -1
+        self._deadline = 0.0
+
+    def close(self) -> None:
+        """Drop the cached gtars handle and resolutions."""
+        self._reader = None
+        self._hot.clear()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def init(
+        self, fasta: Path | str, names: Sequence[str], *, description: str = "", species: str = "",
+        fhr: dict[str, Any] | Path | None = None, circular: Sequence[str] = (),
+        seq_namespace: str | None = None, force: bool = False, progress: ProgressFactory = null_progress,
+    ) -> InitResult:
+        """Store a FASTA as a genome named by ``names`` (aliases in namespace refgenie).
+
+        Re-initialising identical content only adds the names that are new. A name that already
+        points at another genome is refused (ConflictError) unless ``force``. Nothing is
+        recorded if the FASTA is malformed or any check fails.
+        """
+        aliases = list(dict.fromkeys(check_name(n) for n in names))
+        if not aliases:
+            raise InvalidInputError("a genome needs at least one name (--name)")
+        if seq_namespace is not None:
+            check_namespace(seq_namespace)
+        fhr_doc = read_fhr(fhr) if isinstance(fhr, Path) else (check_fhr(fhr) if fhr is not None else None)
+        env = self.store.environment
+        token_aliases: list[tuple[str, int]] = []
+
+        def precheck(summary: FastaSummary) -> None:
+            # Runs after validation, before gtars imports anything: refuse what we already can.
+            missing = [c for c in circular if c not in set(summary.names)]
+            if missing:
+                raise InvalidInputError(f"--circular {missing[0]}: {summary.path} has no sequence of that name")
+            if seq_namespace is not None:
+                token_aliases.extend(_sequence_tokens(summary, seq_namespace))
+            if force:
+                return
+            with self.store.read() as txn:
+                for name in aliases:
+                    target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
+                    record = genome_record(txn, env, target) if target else None
+                    if target and (record is None or record.names != summary.names
+                                   or record.lengths != summary.lengths):
+                        raise _taken(name, target)
+
+        ingested = ingest_fasta(self.store, fasta, progress=progress, before_import=precheck)
+        seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
+        added: list[str] = []
+        state: dict[str, Any] = {}
+
+        def command(txn: Txn) -> list[NewEvent]:
+            added.clear()
+            events: list[NewEvent] = []
+            existing = genome_record(txn, env, ingested.digest)
+            state["new"] = existing is None
+            if existing is None:
+                events.append(NewEvent(
+                    stream=genome_stream(ingested.digest),
+                    event=_genome_added(ingested, fasta, description, species, list(circular)),
+                ))
+            for name in aliases:
+                target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
+                if target == ingested.digest:
+                    continue
+                if target is not None and not force:
+                    raise _taken(name, target)
+                added.append(name)
+                events.append(NewEvent(
+                    stream=alias_stream(COLLECTION, DEFAULT_NAMESPACE, name),
+                    event=AliasSet(namespace=DEFAULT_NAMESPACE, name=name, digest=ingested.digest),
+                ))
+            if fhr_doc is not None and genome_fhr(txn, env, ingested.digest) != fhr_doc:
+                events.append(NewEvent(stream=genome_stream(ingested.digest),
+                                       event=FhrSet(digest=ingested.digest, fhr=fhr_doc)))
+            state["seq_aliases"] = 0
+            for local, digest in seq_aliases:
+                assert seq_namespace is not None
+                target = sequence_alias(txn, env, seq_namespace, local)
+                if target == digest:
+                    continue
+                if target is not None and not force:
+                    raise ConflictError(
+                        f"sequence alias {seq_namespace}:{local} already points at {target}; "
+                        "use --force to repoint it"
+                    )
+                state["seq_aliases"] += 1
+                events.append(NewEvent(
+                    stream=alias_stream(SEQUENCE, seq_namespace, local),
+                    event=SequenceAliasSet(namespace=seq_namespace, name=local, digest=digest),
+                ))
+            return events
+
+        seqs = self.store.transact(command)
+        self._invalidate()
+        return InitResult(
+            genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
+            aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added],
+            sequence_aliases_added=int(state["seq_aliases"]), seqs=seqs,
+        )
+
+    def remove(self, name: str, *, by_digest: bool = False) -> list[int]:
+        """Remove a genome from the catalogue with every collection alias pointing at it.
+
+        The sequences stay in the RefgetStore (content-addressed, possibly shared); returns seqs.
+        """
+        env = self.store.environment
+
+        def command(txn: Txn) -> list[NewEvent]:
+            digest = self._resolve_in(txn, name, by_digest)
+            events = [NewEvent(stream=genome_stream(digest), event=GenomeRemoved(digest=digest))]
+            for ns, local in collection_aliases_of(txn, env, digest):
+                events.append(NewEvent(stream=alias_stream(COLLECTION, ns, local),
+                                       event=AliasRemoved(namespace=ns, name=local)))
+            return events
+
+        seqs = self.store.transact(command)
+        self._invalidate()
+        return seqs
+
+    def fhr_set(self, name: str, fhr: dict[str, Any] | Path, *, by_digest: bool = False) -> list[int]:
+        """Replace a genome's FHR document (a no-op if identical); returns the seqs appended."""
+        doc = read_fhr(fhr) if isinstance(fhr, Path) else check_fhr(fhr)
+        env = self.store.environment
+
+        def command(txn: Txn) -> list[NewEvent]:
+            digest = self._resolve_in(txn, name, by_digest)
+            if genome_fhr(txn, env, digest) == doc:
+                return []
+            return [NewEvent(stream=genome_stream(digest), event=FhrSet(digest=digest, fhr=doc))]
+
+        return self.store.transact(command)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def resolve(self, name: str, *, by_digest: bool = False) -> str:
+        """The seqcol digest of a genome named by alias (``hg38``, ``ns:name``) or, with ``by_digest``, digest."""
+        with self.store.read() as txn:
+            return self._resolve_in(txn, name, by_digest)
+
+    def _resolve_in(self, txn: Txn, name: str, by_digest: bool) -> str:
+        env = self.store.environment
+        if by_digest:
+            digest = normalise_digest(name)
+            if genome_record(txn, env, digest) is None:
+                raise NotFoundError(f"no genome with digest {digest}; see `rgstore genome list`")
+            return digest
+        ns, local = split_alias(name)
+        digest_or_none = collection_alias(txn, env, ns, local)
+        if digest_or_none is None:
+            raise NotFoundError(f"no genome named {name!r} (alias {ns}:{local}); see `rgstore genome list`")
+        if genome_record(txn, env, digest_or_none) is None:
+            raise NotFoundError(f"alias {ns}:{local} points at {digest_or_none}, which is not a genome in this store")
+        return digest_or_none
+
+    def show(self, name: str, *, by_digest: bool = False) -> GenomeInfo:
+        """Everything recorded about one genome."""
+        env = self.store.environment
+        with self.store.read() as txn:
+            digest = self._resolve_in(txn, name, by_digest)
+            record = genome_record(txn, env, digest)
+            assert record is not None
+            return _info(record, collection_aliases_of(txn, env, digest), genome_fhr(txn, env, digest))
+
+    def list(self) -> list[GenomeInfo]:
+        """Every genome, ordered by first alias (genomes without one last, by digest)."""
+        env = self.store.environment
+        with self.store.read() as txn:
+            out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
+                   for r in all_genomes(txn, env)]
+        return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
+
+    def fhr_get(self, name: str, *, by_digest: bool = False) -> dict[str, Any]:
+        """A genome's FHR document; NotFoundError if it has none."""
+        with self.store.read() as txn:
+            digest = self._resolve_in(txn, name, by_digest)
+            doc = genome_fhr(txn, self.store.environment, digest)
+        if doc is None:
+            raise NotFoundError(f"genome {name} has no FHR metadata; set it with `rgstore genome fhr set`")
+        return doc
+
+    def compare(self, a: str, b: str, *, by_digest: bool = False) -> dict[str, Any]:
+        """The GA4GH seqcol comparison of two genomes."""
+        env = self.store.environment
+        with self.store.read() as txn:
+            ra, rb = (genome_record(txn, env, self._resolve_in(txn, x, by_digest)) for x in (a, b))
+        assert ra is not None and rb is not None
+        return seqcol.compare(
+            ra.digest, seqcol.comparable_level2(ra.names, ra.lengths, ra.sequences),
+            rb.digest, seqcol.comparable_level2(rb.names, rb.lengths, rb.sequences),
+        )
+
+    def export(
+        self, name: str, out: Path | BinaryIO, *, width: int = 80, by_digest: bool = False,
+        progress: ProgressFactory = null_progress,
+    ) -> GenomeInfo:
+        """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically."""
+        genome = self.show(name, by_digest=by_digest)
+        records = list(zip(genome.names, genome.sequences, genome.lengths))
+        reader = self._handle()
+        if not isinstance(out, Path):
+            write_fasta(reader, records, out, width=width, progress=progress)
+            return genome
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write_fasta(reader, records, fh, width=width, progress=progress)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return genome
+
+    # -- sequences ------------------------------------------------------------------------------
+
+    def getseq(
+        self, name: str, seq: str, start: int | None = None, end: int | None = None, *, by_digest: bool = False
+    ) -> str:
+        """Residues ``[start, end)`` (0-based, half-open) of sequence ``seq`` of genome ``name``.
+
+        ``start``/``end`` default to the sequence's ends; ``start > end`` wraps around a sequence
+        declared circular. NotFoundError for an unknown genome or sequence, OutOfRangeError
+        outside the sequence.
+        """
+        if self.store.generation != self._generation or time.monotonic() >= self._deadline:
+            self._revalidate()
+        hit = self._hot.get(("#" + name if by_digest else name, seq))
+        if hit is None:
+            hit = self._locate(name, seq, by_digest)
+        digest, length, circular = hit
+        lo = 0 if start is None else start
+        hi = length if end is None else end
+        if 0 <= lo <= hi <= length:
+            try:
+                return self._reader.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
+            except KeyError:
+                return self._fetch_after_reopen(name, seq, digest, lo, hi)
+        return self._irregular(name, seq, digest, length, circular, lo, hi)
+
+    def getseqs(
+        self, name: str, regions: Iterable[Region | tuple[str, int | None, int | None]], *,
+        by_digest: bool = False, revcomp: bool = False,
+    ) -> list[str]:
+        """``getseq`` for many regions of one genome (resolved once); optionally reverse-complemented."""
+        getseq = self.getseq
+        out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) for r in regions]
+        if revcomp:
+            out = [x.translate(_COMPLEMENT)[::-1] for x in out]
+        return out
+
+    def _irregular(self, name: str, seq: str, digest: str, length: int, circular: bool, lo: int, hi: int) -> str:
+        where = f"{seq}:{lo}-{hi} of genome {name}"
+        if lo < 0 or hi < 0:
+            raise OutOfRangeError(f"{where}: coordinates must not be negative")
+        if lo > length or hi > length:
+            raise OutOfRangeError(f"{where} is outside {seq} (length {length})")
+        if not circular:
+            raise OutOfRangeError(f"{where}: start is after end ({seq} is not circular)")
+        reader = self._handle()  # start > end on a circular sequence: wrap through the origin
+        return reader.get_substring(digest, lo, length) + reader.get_substring(digest, 0, hi)  # type: ignore[no-any-return]
+
+    def _fetch_after_reopen(self, name: str, seq: str, digest: str, lo: int, hi: int) -> str:
+        # The view knows the sequence but this handle predates its import (gtars handles never
+        # refresh themselves): reopen once.
+        self._reader = open_refget(self.store, write=False)
+        try:
+            return self._reader.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
+        except KeyError:
+            raise NotFoundError(
+                f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
+            ) from None
+
+    def _handle(self) -> Any:
+        if self._reader is None:
+            self._reader = open_refget(self.store, write=False)
+        return self._reader
+
+    def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
+        env = self.store.environment
+        with self.store.read() as txn:
+            digest = self._resolve_in(txn, name, by_digest)
+            record = genome_record(txn, env, digest)
+        assert record is not None
+        key = "#" + name if by_digest else name
+        circular = set(record.circular)
+        for n, s, length in zip(record.names, record.sequences, record.lengths):
+            self._hot[(key, n)] = (strip_sq(s), length, n in circular)
+        self._handle()
+        hit = self._hot.get((key, seq))
+        if hit is None:
+            shown = ", ".join(record.names[:5]) + (", ..." if len(record.names) > 5 else "")
+            raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
+        return hit
+
+    def _revalidate(self) -> None:
+        head, _ = self.store.head()
+        if self.store.generation != self._generation or head != self._head:
+            self._hot.clear()
+        self._generation, self._head = self.store.generation, head
+        self._deadline = time.monotonic() + _RECHECK_S
+
+    def _invalidate(self) -> None:
+        self._hot.clear()
+        self._generation = -1
+
+
+def _taken(name: str, target: str) -> ConflictError:
+    return ConflictError(
+        f"alias {DEFAULT_NAMESPACE}:{name} already points at genome {target}; "
+        "use --force to repoint it (the old target stays in its history)"
+    )
+
+
+def _sequence_tokens(summary: FastaSummary, namespace: str) -> list[tuple[str, int]]:
+    """(alias name, record index) for header tokens ``<namespace>:<id>`` (name or description)."""
+    prefix = namespace + ":"
+    seen: dict[str, int] = {}
+    for i, record in enumerate(summary.records):
+        for token in [record.name, *record.description.split()]:
+            if not token.startswith(prefix):
+                continue
+            local = token[len(prefix):]
+            try:
+                check_name(local)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{summary.path}: header token {token!r} of {record.name}: {exc}") from None
+            if seen.get(local, i) != i:
+                raise InvalidInputError(
+                    f"{summary.path}: {token} appears in the headers of two sequences "
+                    f"({summary.records[seen[local]].name} and {record.name})"
+                )
+            seen[local] = i
+    return list(seen.items())
+
+
+def _genome_added(
+    ingested: Ingested, fasta: Path | str, description: str, species: str, circular: list[str]
+) -> GenomeAdded:
+    return GenomeAdded(
+        digest=ingested.digest, names=ingested.names, lengths=ingested.lengths, sequences=ingested.sequences,
+        level1=ingested.level1, md5s=ingested.md5s, description=description, species=species,
+        circular=circular,
+        source=GenomeSource(path=str(Path(fasta).expanduser().resolve()), size=ingested.source.size,
+                            md5=ingested.source.md5),
+    )
+
+
+def _info(record: GenomeRecord, aliases: list[tuple[str, str]], fhr: dict[str, Any] | None) -> GenomeInfo:
+    ordered = sorted(aliases, key=lambda a: (a[0] != DEFAULT_NAMESPACE, a[0], a[1]))
+    return GenomeInfo(
+        digest=record.digest, aliases=[f"{ns}:{n}" if ns != DEFAULT_NAMESPACE else n for ns, n in ordered],
+        description=record.description, species=record.species, n_sequences=len(record.names),
+        total_length=sum(record.lengths), names=record.names, lengths=record.lengths,
+        sequences=record.sequences, md5s=record.md5s, circular=record.circular, level1=record.level1,
+        source=record.source, added_seq=record.added_seq, added_at=record.added_at, added_by=record.added_by,
+        fhr=fhr,
+    )

@@ -1,0 +1,160 @@
+"""GTF parsing into genes and transcripts: just the rows and attributes region extraction needs.
+
+Reads ``gene``, ``transcript``, ``exon``, ``CDS`` and ``stop_codon`` rows (1-based, closed
+coordinates). GTF CDS rows exclude the stop codon; a transcript's coding segments here are
+CDS plus ``stop_codon`` rows merged, which is what ``gffread -x`` outputs. A transcript with CDS
+but no exon rows gets its exons from the coding segments (gffread does the same). NCBI's empty
+``transcript_id ""`` on gene rows and repeated keys (``db_xref``, ``tag``) are fine: only
+``gene_id`` and ``transcript_id`` are read. The same id on two sequences (pseudo-autosomal
+copies) makes two objects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidInputError
+from .progress import ProgressFactory, null_progress
+
+__all__ = ["Gene", "Transcript", "Annotation", "parse_gtf", "merge_intervals"]
+
+_GENE_ID = re.compile(r'(?:^|;)\s*gene_id\s+"([^"]*)"')
+_TRANSCRIPT_ID = re.compile(r'(?:^|;)\s*transcript_id\s+"([^"]*)"')
+_WANTED = frozenset({"gene", "transcript", "exon", "CDS", "stop_codon"})
+_STRANDS = frozenset({"+", "-", "."})
+
+Interval = tuple[int, int]
+
+
+@dataclass(slots=True)
+class Gene:
+    """A gene's span on one sequence."""
+
+    id: str
+    seqid: str
+    strand: str
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class Transcript:
+    """A transcript: exons and coding segments (CDS plus stop codon), both sorted and merged."""
+
+    id: str
+    gene_id: str
+    seqid: str
+    strand: str
+    exons: list[Interval] = field(default_factory=list)
+    coding: list[Interval] = field(default_factory=list)
+
+    @property
+    def start(self) -> int:
+        """First base of the first exon."""
+        return self.exons[0][0]
+
+    @property
+    def end(self) -> int:
+        """Last base of the last exon."""
+        return self.exons[-1][1]
+
+
+@dataclass(slots=True)
+class Annotation:
+    """Genes and transcripts of one GTF, keyed by (id, seqid)."""
+
+    genes: dict[tuple[str, str], Gene]
+    transcripts: dict[tuple[str, str], Transcript]
+
+    def seqids(self) -> set[str]:
+        """Every sequence a gene or transcript lies on."""
+        return {g.seqid for g in self.genes.values()} | {t.seqid for t in self.transcripts.values()}
+
+
+def merge_intervals(intervals: list[Interval]) -> list[Interval]:
+    """Sort closed intervals and merge those that overlap or touch."""
+    out: list[Interval] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1] + 1:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def _bad(path: Path, lineno: int, why: str) -> InvalidInputError:
+    return InvalidInputError(f"{path.name} line {lineno}: {why}")
+
+
+def parse_gtf(path: Path, *, progress: ProgressFactory = null_progress) -> Annotation:
+    """Parse a plain-text GTF; InvalidInputError names the first malformed line."""
+    genes: dict[tuple[str, str], Gene] = {}
+    gene_rows: dict[tuple[str, str], tuple[str, int, int]] = {}
+    exons: dict[tuple[str, str], list[Interval]] = {}
+    coding: dict[tuple[str, str], list[Interval]] = {}
+    meta: dict[tuple[str, str], tuple[str, str]] = {}  # (tid, seqid) -> (gene_id, strand)
+    bar = progress(f"parse {path.name}", total=path.stat().st_size, unit="B")
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                bar.update(len(raw))
+                if raw.startswith(b"#") or not raw.strip():
+                    continue
+                fields = raw.decode("utf-8", "replace").rstrip("\r\n").split("\t")
+                if len(fields) != 9:
+                    raise _bad(path, lineno, f"expected 9 tab-separated columns, found {len(fields)}")
+                kind = fields[2]
+                if kind not in _WANTED:
+                    continue
+                seqid, strand, attrs = fields[0], fields[6], fields[8]
+                try:
+                    start, end = int(fields[3]), int(fields[4])
+                except ValueError:
+                    raise _bad(path, lineno, f"start/end must be integers, got {fields[3]!r}, {fields[4]!r}") from None
+                if start < 1 or end < start:
+                    raise _bad(path, lineno, f"invalid interval {start}-{end} (1-based, start <= end)")
+                if strand not in _STRANDS:
+                    raise _bad(path, lineno, f"strand must be +, - or ., got {strand!r}")
+                gm = _GENE_ID.search(attrs)
+                if gm is None:
+                    raise _bad(path, lineno, "no gene_id attribute")
+                gene_id = gm.group(1)
+                if kind == "gene":
+                    gene_rows[(gene_id, seqid)] = (strand, start, end)
+                    continue
+                tm = _TRANSCRIPT_ID.search(attrs)
+                if tm is None or not tm.group(1):
+                    raise _bad(path, lineno, f"{kind} row without a transcript_id")
+                tkey = (tm.group(1), seqid)
+                meta.setdefault(tkey, (gene_id, strand))
+                if kind == "exon":
+                    exons.setdefault(tkey, []).append((start, end))
+                elif kind in ("CDS", "stop_codon"):
+                    coding.setdefault(tkey, []).append((start, end))
+    finally:
+        bar.close()
+    transcripts: dict[tuple[str, str], Transcript] = {}
+    for tkey, (gene_id, strand) in meta.items():
+        cds = merge_intervals(coding.get(tkey, []))
+        exon_list = merge_intervals(exons.get(tkey, [])) or list(cds)
+        if not exon_list:
+            continue  # a bare transcript row: nothing to extract
+        transcripts[tkey] = Transcript(
+            id=tkey[0], gene_id=gene_id, seqid=tkey[1], strand=strand, exons=exon_list, coding=cds
+        )
+    for (gene_id, seqid), (strand, start, end) in gene_rows.items():
+        genes[(gene_id, seqid)] = Gene(id=gene_id, seqid=seqid, strand=strand, start=start, end=end)
+    for t in transcripts.values():
+        # GTFs without gene rows (allowed by the format) get gene spans from their transcripts.
+        gkey = (t.gene_id, t.seqid)
+        if gkey in gene_rows:
+            continue
+        g = genes.get(gkey)
+        if g is None:
+            genes[gkey] = Gene(id=t.gene_id, seqid=t.seqid, strand=t.strand, start=t.start, end=t.end)
+        else:
+            g.start, g.end = min(g.start, t.start), max(g.end, t.end)
+    return Annotation(genes=genes, transcripts=transcripts)

@@ -1,0 +1,74 @@
+"""Regions of sequences: ``seq``, ``seq:start``, ``seq:start-end`` loci and BED files.
+
+Coordinates are 0-based and half-open, as in refgenie and BED (``chr1:0-10`` is the first ten
+residues); ``None`` means the sequence's own start or end. Names may contain ``:`` (HLA
+alleles do), so only a trailing ``:<digits>[-<digits>]`` is read as coordinates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from .errors import InvalidInputError
+
+__all__ = ["Region", "parse_locus", "read_bed", "format_region"]
+
+_COORDS = re.compile(r"^(?P<seq>.+):(?P<start>[0-9][0-9,]*)(?:-(?P<end>[0-9][0-9,]*))?$")
+
+
+class Region(NamedTuple):
+    """A sequence name and optional 0-based half-open bounds."""
+
+    seq: str
+    start: int | None = None
+    end: int | None = None
+
+
+def parse_locus(text: str) -> Region:
+    """``seq`` | ``seq:start`` | ``seq:start-end`` (commas allowed in numbers) -> Region."""
+    text = text.strip()
+    if not text:
+        raise InvalidInputError("empty locus: expected seq, seq:start or seq:start-end")
+    m = _COORDS.match(text)
+    if m is None:
+        if text.endswith(":") or re.search(r":[0-9,]*-$|:-", text):
+            raise InvalidInputError(f"malformed locus {text!r}: expected seq, seq:start or seq:start-end")
+        return Region(text)
+    start = int(m["start"].replace(",", ""))
+    end = int(m["end"].replace(",", "")) if m["end"] is not None else None
+    return Region(m["seq"], start, end)
+
+
+def read_bed(path: Path | str) -> Iterator[Region]:
+    """Regions of a BED file (first three columns); header, track, browser and blank lines skipped."""
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such BED file") from None
+    with fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) < 3:
+                fields = line.split()
+            if len(fields) < 3:
+                raise InvalidInputError(f"{path}: line {number}: expected chrom, start and end columns")
+            try:
+                start, end = int(fields[1]), int(fields[2])
+            except ValueError:
+                raise InvalidInputError(f"{path}: line {number}: start and end must be integers") from None
+            if start < 0 or end < 0:
+                raise InvalidInputError(f"{path}: line {number}: negative coordinate")
+            yield Region(fields[0], start, end)
+
+
+def format_region(region: Region, length: int | None = None) -> str:
+    """``seq:start-end`` with defaults filled from ``length`` when it is known."""
+    start = region.start if region.start is not None else 0
+    end = region.end if region.end is not None else length
+    return f"{region.seq}:{start}-{end}" if end is not None else f"{region.seq}:{start}-"

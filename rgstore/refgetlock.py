@@ -1,0 +1,129 @@
+"""The RefgetStore's writer lock, taken exactly the way gtars 0.10.0 takes it.
+
+gtars guards each commit with ``<store>/.rgstore.lock``: created with ``O_CREAT|O_EXCL``, holding
+a JSON payload (pid, hostname, timestamps, operation), removed by its owner, broken by others
+when the owner is provably dead (same host, no such pid) or silent for ``STALE_AFTER_S``, by
+renaming it away so exactly one contender wins. gtars' own ``lock_for_batch`` costs ~100 ms to
+release (its heartbeat thread ticks at 100 ms); rgstore holds the lock for milliseconds, so it
+speaks the same protocol directly and needs no heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ConflictError
+
+__all__ = ["refget_write_lock", "LOCK_NAME", "STALE_AFTER_S"]
+
+LOCK_NAME = ".rgstore.lock"
+STALE_AFTER_S = 120.0
+"""gtars' default ``GTARS_STORE_LOCK_STALE_AFTER``."""
+
+
+def _payload(operation: str) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    now = datetime.now(timezone.utc)
+    return {
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "started_at": now.isoformat(),
+        "heartbeat_at": now.isoformat(),
+        "heartbeat_epoch": int(now.timestamp()),
+        "operation": operation,
+        "gtars_version": version("gtars"),
+    }
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _age(path: Path) -> float | None:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(path: Path, holder: dict[str, Any] | None) -> bool:
+    age = _age(path)
+    if holder is None:
+        return age is None or age > STALE_AFTER_S  # unreadable payload: trust the mtime alone
+    if holder.get("hostname") == socket.gethostname() and not _pid_alive(int(holder.get("pid", 0))):
+        return True
+    heartbeat_age = time.time() - float(holder.get("heartbeat_epoch", 0))
+    return heartbeat_age > STALE_AFTER_S and (age is None or age > STALE_AFTER_S)
+
+
+def _steal(path: Path) -> None:
+    stolen = path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}.{time.time_ns()}")
+    try:
+        os.rename(path, stolen)  # only one contender's rename of this exact file succeeds
+    except FileNotFoundError:
+        return
+    stolen.unlink(missing_ok=True)
+
+
+@contextmanager
+def refget_write_lock(root: Path, operation: str, *, timeout: float = STALE_AFTER_S) -> Iterator[None]:
+    """Hold the RefgetStore writer lock of ``root`` for the block; ConflictError after ``timeout`` s."""
+    path = root / LOCK_NAME
+    deadline = time.monotonic() + timeout
+    backoff = 0.005
+    mine = _payload(operation)
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read(path)
+            if _stale(path, holder):
+                _steal(path)
+                continue
+            if time.monotonic() >= deadline:
+                who = (
+                    f"pid {holder.get('pid')} on {holder.get('hostname')} ({holder.get('operation')})"
+                    if holder else "an unknown writer"
+                )
+                raise ConflictError(
+                    f"the RefgetStore at {root} is locked by {who} for more than {timeout:.0f}s; "
+                    "retry when it finishes"
+                ) from None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(json.dumps(mine, indent=2).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        break
+    try:
+        yield
+    finally:
+        holder = _read(path)
+        # Someone may have judged us stale and taken over: never remove their lock.
+        if holder is not None and (holder.get("pid"), holder.get("hostname")) == (mine["pid"], mine["hostname"]):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,188 @@
+"""The store's gtars RefgetStore (``STORE/refget/``): Raw-mode handles, checked ingest, FASTA export.
+
+gtars 0.10.0 traps this module exists to contain (measured, docs in ../shared/notes):
+Encoded mode corrupts IUPAC codes, so every store is created Raw (``disable_encoding`` before
+the first import) and any other mode is refused; on-disk imports trust a ``<stem>.rgsi`` sidecar
+next to the FASTA without checking it, so imports read a private hardlink or copy in a fresh
+temp directory; gtars accepts garbage, so the FASTA is validated first and the digests gtars
+reports are checked against an independent hashlib pass; handles print to stdout unless quiet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
+
+from . import seqcol
+from .errors import IntegrityError, InvalidInputError, NotFoundError
+from .fasta import FastaSummary, start_digest, validate_fasta
+from .progress import ProgressFactory, null_progress
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["open_refget", "ingest_fasta", "Ingested", "write_fasta", "strip_sq"]
+
+_EXPORT_CHUNK = 1 << 22
+
+
+class Ingested(msgspec.Struct, frozen=True, kw_only=True):
+    """A FASTA now in the RefgetStore: its seqcol digests, level-2 arrays and checked source."""
+
+    digest: str
+    names: list[str]
+    lengths: list[int]
+    sequences: list[str]
+    """Level-2 form: ``SQ.``-prefixed sha512t24u digests."""
+    md5s: list[str]
+    level1: dict[str, str]
+    descriptions: list[str]
+    source: FastaSummary
+    was_new: bool
+
+
+def strip_sq(digest: str) -> str:
+    """A sequence digest without its ``SQ.`` prefix (gtars' file names and some calls want it bare)."""
+    return digest[3:] if digest.startswith("SQ.") else digest
+
+
+def open_refget(store: Store, *, write: bool) -> Any:
+    """A quiet gtars handle on ``store.refget_path``: ``write`` creates it (Raw mode) if missing.
+
+    Read handles are ``open_local`` (lazy, 0.3 ms) and raise NotFoundError when no RefgetStore
+    exists yet. Handles never see later commits by other handles: reopen to refresh.
+    """
+    from gtars.refget import RefgetStore, StorageMode
+
+    path = store.refget_path
+    exists = (path / "rgstore.json").exists()
+    if write:
+        handle = RefgetStore.on_disk(str(path))
+        handle.set_quiet(True)
+        if not exists:
+            handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
+    else:
+        if not exists:
+            raise NotFoundError(f"no sequences stored yet in {path}; add a genome with `rgstore genome init`")
+        handle = RefgetStore.open_local(str(path))
+        handle.set_quiet(True)
+    if exists and handle.storage_mode != StorageMode.Raw:
+        raise IntegrityError(
+            f"the RefgetStore at {path} is in {handle.storage_mode} mode; rgstore reads and writes Raw stores only"
+        )
+    return handle
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:  # another filesystem, or links not allowed: a private copy does as well
+        shutil.copyfile(source, dest)
+
+
+def ingest_fasta(
+    store: Store, path: Path | str, *, progress: ProgressFactory = null_progress,
+    before_import: Callable[[FastaSummary], None] | None = None,
+) -> Ingested:
+    """Validate a FASTA and import it into the RefgetStore; digests are checked before returning.
+
+    Steps: an independent digest pass starts in a child process; the file is validated (nothing
+    is imported if it fails) and ``before_import`` may still refuse it; gtars imports a private link to it (named by its real compression,
+    so no sidecar or extension trap applies); then gtars' names, lengths and sequence digests must
+    equal the validator's and the child's, and the collection digest must equal rgstore's own
+    seqcol computation. On a mismatch a newly added collection is removed and IntegrityError raised.
+    """
+    source = Path(path).expanduser()
+    job = start_digest(source)
+    try:
+        summary = validate_fasta(source, progress=progress)
+        if before_import is not None:
+            before_import(summary)
+        scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.path))
+        try:
+            link = scratch / ("input.fa.gz" if summary.compression != "none" else "input.fa")
+            _link_or_copy(source, link)
+            handle = open_refget(store, write=True)
+            bar = progress(f"import {source.name}", total=None, unit="seq")
+            try:
+                meta, was_new = handle.add_sequence_collection_from_fasta(str(link))
+            except OSError as exc:
+                raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
+            finally:
+                bar.close()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        independent = job.result()
+    except BaseException:
+        job.cancel()
+        raise
+    digest = str(meta.digest)
+    try:
+        return _checked(handle, digest, bool(was_new), summary, independent, source)
+    except IntegrityError:
+        if was_new:
+            handle.remove_collection(digest, remove_orphan_sequences=True)
+        raise
+
+
+def _checked(
+    handle: Any, digest: str, was_new: bool, summary: FastaSummary, independent: FastaSummary, source: Path
+) -> Ingested:
+    level2 = handle.get_collection_level2(digest)
+    names, lengths, sequences = list(level2["names"]), list(level2["lengths"]), list(level2["sequences"])
+    expected = ["SQ." + r.digest for r in independent.records]
+    problems = []
+    if names != summary.names or names != independent.names:
+        problems.append("sequence names differ")
+    if lengths != summary.lengths or lengths != independent.lengths:
+        problems.append("sequence lengths differ")
+    if sequences != expected:
+        bad = next(n for n, got, want in zip(names, sequences, expected) if got != want) if len(sequences) == len(
+            expected) else "(count)"
+        problems.append(f"sequence digests differ (first: {bad})")
+    level1 = seqcol.level1(names, lengths, sequences)
+    if seqcol.top_level_digest(level1) != digest:
+        problems.append(f"collection digest {digest} is not the seqcol digest of its level-2 arrays")
+    theirs = handle.get_collection_level1(digest)
+    if any(theirs.get(k) != v for k, v in level1.items()):
+        problems.append("level-1 digests differ")
+    if problems:
+        raise IntegrityError(f"{source}: gtars import disagrees with rgstore's own reading: {'; '.join(problems)}")
+    md5s = [str(handle.get_sequence_metadata(strip_sq(s)).md5) for s in sequences]
+    source_summary = msgspec.structs.replace(summary, md5=independent.md5)
+    return Ingested(
+        digest=digest, names=names, lengths=lengths, sequences=sequences, md5s=md5s, level1=level1,
+        descriptions=[r.description for r in summary.records], source=source_summary, was_new=was_new,
+    )
+
+
+def write_fasta(
+    handle: Any, records: Sequence[tuple[str, str, int]], out: BinaryIO, *, width: int = 80,
+    progress: ProgressFactory = null_progress,
+) -> None:
+    """Write ``(name, sequence digest, length)`` records as FASTA lines of ``width`` residues.
+
+    Streams each sequence in chunks with ``get_substring`` (bounded memory), unlike gtars'
+    ``export_fasta``, which needs every sequence loaded into RAM first.
+    """
+    if width < 1:
+        raise InvalidInputError(f"line width must be at least 1, not {width}")
+    step = max(width, _EXPORT_CHUNK // width * width)
+    bar = progress("export", total=sum(length for _, _, length in records), unit="bp")
+    try:
+        for name, digest, length in records:
+            out.write(b">" + name.encode() + b"\n")
+            bare = strip_sq(digest)
+            for start in range(0, length, step):
+                chunk = handle.get_substring(bare, start, min(length, start + step)).encode()
+                out.write(b"\n".join(chunk[i:i + width] for i in range(0, len(chunk), width)))
+                out.write(b"\n")
+                bar.update(len(chunk))
+    finally:
+        bar.close()

@@ -1,0 +1,426 @@
+"""The Refpkgs service: taxtastic reference packages as event streams (``refpkg:<name>``).
+
+Commands follow ``taxit``: create, update (files or metadata), rollback, rollforward, strip,
+check, import and export. Each command is one ``Store.transact``: one undo step for create
+and update, N ``Undone``/``Redone`` events for ``-n N``, one ``HistoryStripped`` for strip.
+Files are blobs stored before the transaction; if the command then fails, the blobs it newly
+created are deleted again (unless something else references them by then), so a failed
+command leaves no event and no orphan file. State comes from ``rgstore.views.refpkgs``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from .blobs import BlobInfo
+from .environment import Txn
+from .errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    NothingToRedoError,
+    NothingToUndoError,
+)
+from .events import FileRef, HistoryStripped, Redone, RefpkgCreated, RefpkgUpdated, Undone
+from .log import NewEvent
+from .progress import ProgressFactory, null_progress
+from .refpkg_check import check_package
+from .refpkg_manifest import FORMAT_VERSION
+from .refpkg_names import check_key, check_refpkg_name, choose_filename, split_assignments
+from .views.refpkgs import (
+    Head,
+    Step,
+    list_heads,
+    name_owner,
+    refpkg_chain,
+    refpkg_head,
+    refpkg_log,
+    refpkg_step,
+    refpkg_stream,
+)
+
+if TYPE_CHECKING:
+    from .refpkg_io import ExportReport
+    from .store import Store
+
+__all__ = ["Refpkgs", "RefpkgInfo", "RefpkgSummary", "LogEntry", "CREATE_FILE_KEYS", "CREATE_LOG"]
+
+CREATE_FILE_KEYS = (
+    "phylo_model", "aln_fasta", "aln_sto", "mask", "profile", "seq_info", "taxonomy", "tree",
+    "tree_stats", "readme", "model",
+)
+"""File keys ``create`` accepts, in the order taxtastic adds them."""
+
+CREATE_LOG = ["Stripped refpkg (removed 0 files)", "Loaded initial files into empty refpkg"]
+"""The log of a fresh package: taxtastic's create is a load step followed by a strip."""
+
+_RETRIES = 3
+
+
+class RefpkgInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A package's current state and how far it can be rolled back and forward."""
+
+    name: str
+    seq: int
+    time: datetime
+    files: dict[str, FileRef]
+    metadata: dict[str, str]
+    log: list[str]
+    rollbacks: int
+    rollforwards: int
+
+
+class RefpkgSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of ``refpkg list``."""
+
+    name: str
+    seq: int
+    time: datetime
+    locus: str
+    files: int
+    rollbacks: int
+    rollforwards: int
+
+
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One log entry with the step (seq, time, actor) that wrote it; newest first."""
+
+    message: str
+    seq: int
+    time: datetime
+    actor: str
+
+
+class Refpkgs:
+    """Reference packages of one store (obtain as ``store.refpkgs``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.environment = store.environment
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def create(
+        self, name: str, *, locus: str, files: Sequence[tuple[str, str | Path]] = (),
+        description: str | None = None, author: str | None = None,
+        package_version: str | None = None, progress: ProgressFactory = null_progress,
+    ) -> RefpkgInfo:
+        """Create package ``name`` (ConflictError if it exists) as taxtastic's ``create`` does.
+
+        Metadata gets create_date, format_version and locus (then description, author and
+        package_version if given); ``files`` are (key, path) pairs. The log starts with
+        taxtastic's two entries, and a fresh package cannot be rolled back.
+        """
+        check_refpkg_name(name)
+        if not locus:
+            raise InvalidInputError("a refpkg needs a locus (-l LOCUS)")
+        metadata = {"create_date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "format_version": FORMAT_VERSION, "locus": locus}
+        for key, value in (("description", description), ("author", author),
+                           ("package_version", package_version)):
+            if value is not None:
+                metadata[key] = value
+        pairs = self._checked_files(files)
+
+        def command(txn: Txn, refs: dict[str, FileRef]) -> list[NewEvent]:
+            head = refpkg_head(txn, self.environment, name)
+            if head is not None and head.current:
+                raise ConflictError(f"refpkg {name!r} already exists; see `rgstore refpkg info {name}`")
+            event = RefpkgCreated(name=name, files=refs, metadata=metadata, log=list(CREATE_LOG))
+            return [NewEvent(stream=refpkg_stream(name), event=event)]
+
+        self._commit(name, pairs, command, progress)
+        return self.info(name)
+
+    def update_files(
+        self, name: str, changes: Sequence[str | tuple[str, str]], *,
+        progress: ProgressFactory = null_progress,
+    ) -> RefpkgInfo:
+        """Set file keys from ``key=path`` items in one step (a later duplicate key wins).
+
+        Every path is checked before anything is stored. The log entry is taxtastic's
+        ``Updates files: k1=p1, k2=p2`` with the paths as given.
+        """
+        pairs = split_assignments(changes, "path")
+        checked = self._checked_files(pairs)
+        message = "Updates files: " + ", ".join(f"{key}={path}" for key, path in pairs)
+
+        def command(txn: Txn, refs: dict[str, FileRef]) -> list[NewEvent]:
+            self._current(txn, name)
+            event = RefpkgUpdated(name=name, files=dict(refs), message=message)
+            return [NewEvent(stream=refpkg_stream(name), event=event)]
+
+        self._commit(name, checked, command, progress)
+        return self.info(name)
+
+    def update_metadata(self, name: str, changes: Sequence[str | tuple[str, str]]) -> RefpkgInfo:
+        """Set metadata keys from ``key=value`` items in one step (``Updated metadata: ...``)."""
+        pairs = split_assignments(changes, "value")
+        for key, _value in pairs:
+            check_key(key, "metadata")
+        message = "Updated metadata: " + ", ".join(f"{key}={value}" for key, value in pairs)
+        values: dict[str, str | None] = dict(pairs)
+
+        def command(txn: Txn) -> list[NewEvent]:
+            self._current(txn, name)
+            event = RefpkgUpdated(name=name, metadata=values, message=message)
+            return [NewEvent(stream=refpkg_stream(name), event=event)]
+
+        self.store.transact(command)
+        return self.info(name)
+
+    def rollback(self, name: str, n: int = 1) -> RefpkgInfo:
+        """Undo the last ``n`` steps in one command, or none with taxtastic's error text."""
+        self._check_count(n)
+
+        def command(txn: Txn) -> list[NewEvent]:
+            _head, step = self._current(txn, name)
+            if step.depth < n:
+                raise NothingToUndoError(
+                    f"Cannot rollback {n} changes; refpkg only records {step.depth} changes."
+                )
+            return [NewEvent(stream=refpkg_stream(name), event=Undone()) for _ in range(n)]
+
+        try:
+            self.store.transact(command)
+        except NothingToUndoError as exc:
+            raise NothingToUndoError(self._zipper_text(name, n, str(exc), "rollback")) from None
+        return self.info(name)
+
+    def rollforward(self, name: str, n: int = 1) -> RefpkgInfo:
+        """Redo the last ``n`` rolled-back steps in one command, or none with taxtastic's error text."""
+        self._check_count(n)
+
+        def command(txn: Txn) -> list[NewEvent]:
+            head, _step = self._current(txn, name)
+            if len(head.redo) < n:
+                raise NothingToRedoError(
+                    f"Cannot rollforward {n} changes; refpkg only records {len(head.redo)} rolled back changes."
+                )
+            return [NewEvent(stream=refpkg_stream(name), event=Redone()) for _ in range(n)]
+
+        try:
+            self.store.transact(command)
+        except NothingToRedoError as exc:
+            raise NothingToRedoError(self._zipper_text(name, n, str(exc), "rollforward")) from None
+        return self.info(name)
+
+    def strip(self, name: str) -> RefpkgInfo:
+        """Drop the package's undo and redo history; ``rgstore gc`` may then free files only it held."""
+
+        def command(txn: Txn) -> list[NewEvent]:
+            self._current(txn, name)
+            return [NewEvent(stream=refpkg_stream(name), event=HistoryStripped())]
+
+        self.store.transact(command)
+        return self.info(name)
+
+    def import_package(
+        self, source: Path | str, *, name: str | None = None, history: bool = True,
+        progress: ProgressFactory = null_progress,
+    ) -> RefpkgInfo:
+        """Import a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io.import_package``)."""
+        from .refpkg_io import import_package
+
+        return import_package(self, Path(source), name=name, history=history, progress=progress)
+
+    def export(
+        self, name: str, dest: Path | str, *, fmt: str = "dir", history: bool = True,
+        progress: ProgressFactory = null_progress,
+    ) -> ExportReport:
+        """Write the package as a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io``)."""
+        from .refpkg_io import export_package
+
+        return export_package(self, name, Path(dest), fmt=fmt, history=history, progress=progress)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def info(self, name: str) -> RefpkgInfo:
+        """The package's current state; NotFoundError if there is no such package."""
+        with self.store.read() as txn:
+            head, step = self._current(txn, name)
+            log = refpkg_log(txn, self.environment, name, step.seq)
+        return RefpkgInfo(name=name, seq=step.seq, time=step.time, files=step.files,
+                          metadata=step.metadata, log=log, rollbacks=step.depth,
+                          rollforwards=len(head.redo))
+
+    def list(self) -> list[RefpkgSummary]:
+        """Every package that currently exists, by name."""
+        out: list[RefpkgSummary] = []
+        with self.store.read() as txn:
+            for name, head in list_heads(txn, self.environment):
+                if not head.current:
+                    continue
+                step = refpkg_step(txn, self.environment, name, head.current)
+                out.append(RefpkgSummary(
+                    name=name, seq=step.seq, time=step.time, locus=step.metadata.get("locus", ""),
+                    files=len(step.files), rollbacks=step.depth, rollforwards=len(head.redo),
+                ))
+        return out
+
+    def log(self, name: str) -> list[LogEntry]:
+        """The package's log, newest first, each entry with the step that wrote it."""
+        out: list[LogEntry] = []
+        with self.store.read() as txn:
+            _head, current = self._current(txn, name)
+            for step in refpkg_chain(txn, self.environment, name, current.seq):
+                out += [LogEntry(message=m, seq=step.seq, time=step.time, actor=step.actor) for m in step.log]
+        return out
+
+    def resource_path(self, name: str, key: str) -> Path:
+        """Path of the blob holding file ``key``, after verifying its content (IntegrityError if corrupt)."""
+        ref = self.info(name).files.get(key)
+        if ref is None:
+            raise NotFoundError(f"No such resource {key!r} in refpkg {name!r}; see `rgstore refpkg info {name}`")
+        found = self.store.blobs.verify(ref.sha256)
+        if found.md5 != ref.md5:
+            raise IntegrityError(f"File {ref.name} referred to by key {key} did not match its MD5 sum "
+                                 f"(found: {found.md5}, expected {ref.md5})")
+        return self.store.blobs.path(ref.sha256)
+
+    def check(self, name: str) -> list[str]:
+        """Every problem that makes the package unusable by pplacer (taxtastic's rules); [] if none."""
+        return check_package(self.info(name).files, self.store.blobs)
+
+    def state(self, txn: Txn, name: str) -> tuple[Head, Step]:
+        """(head, current step) of an existing package inside ``txn``; NotFoundError otherwise."""
+        return self._current(txn, name)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _current(self, txn: Txn, name: str) -> tuple[Head, Step]:
+        head = refpkg_head(txn, self.environment, name)
+        if head is None or not head.current:
+            raise NotFoundError(f"no refpkg {name!r}; see `rgstore refpkg list`")
+        return head, refpkg_step(txn, self.environment, name, head.current)
+
+    @staticmethod
+    def _check_count(n: int) -> None:
+        if n < 1:
+            raise InvalidInputError(f"-n must be at least 1, got {n}")
+
+    def _zipper_text(self, name: str, n: int, text: str, verb: str) -> str:
+        if text.startswith("Cannot"):
+            return text
+        # The engine's own zipper refused: say it in taxtastic's words, with the view's count.
+        info = self.info(name)
+        if verb == "rollback":
+            return f"Cannot rollback {n} changes; refpkg only records {info.rollbacks} changes."
+        return f"Cannot rollforward {n} changes; refpkg only records {info.rollforwards} rolled back changes."
+
+    @staticmethod
+    def _checked_files(files: Sequence[tuple[str, str | Path]]) -> list[tuple[str, Path]]:
+        """(key, path) pairs with valid keys and existing regular files; the last pair per key wins."""
+        by_key: dict[str, Path] = {}
+        for key, raw in files:
+            check_key(key, "file")
+            path = Path(raw)
+            if not path.is_file():
+                raise NotFoundError(f"No such file: {raw}")
+            by_key.pop(key, None)
+            by_key[key] = path
+        return list(by_key.items())
+
+    def refs_for(
+        self, txn: Txn, name: str, pairs: Sequence[tuple[str, str, BlobInfo]]
+    ) -> dict[str, FileRef]:
+        """FileRefs for (key, basename, blob) triples, naming each file so no name holds two contents."""
+        chosen: dict[str, str] = {}
+
+        def owner(filename: str) -> str | None:
+            return chosen.get(filename) or name_owner(txn, self.environment, name, filename)
+
+        refs: dict[str, FileRef] = {}
+        for key, basename, info in pairs:
+            filename = choose_filename(basename, info.sha256, owner)
+            chosen[filename] = info.sha256
+            refs[key] = FileRef(name=filename, sha256=info.sha256, md5=info.md5, size=info.size)
+        return refs
+
+    def _commit(
+        self, name: str, pairs: Sequence[tuple[str, Path]],
+        build: Callable[[Txn, dict[str, FileRef]], list[NewEvent]], progress: ProgressFactory,
+    ) -> list[int]:
+        with self.staging() as created:
+            bar = progress("store files", total=sum(p.stat().st_size for _k, p in pairs), unit="B")
+            infos: list[BlobInfo] = []
+            try:
+                for _key, path in pairs:
+                    infos.append(self.put(path, created))
+                    bar.update(infos[-1].size)
+            finally:
+                bar.close()
+            triples = [(key, os.path.basename(path), info) for (key, path), info in zip(pairs, infos)]
+
+            def command(txn: Txn) -> list[NewEvent]:
+                return build(txn, self.refs_for(txn, name, triples))
+
+            sources = {info.sha256: path for (_key, path), info in zip(pairs, infos)}
+            return self.transact(command, sources, created)
+
+    # -- blobs of failed commands ---------------------------------------------------------------
+
+    def put(self, path: Path, created: list[str]) -> BlobInfo:
+        """Store ``path`` as a blob, noting it in ``created`` if this call wrote it."""
+        info, new = self.store.blobs.put_file(path)
+        if new:
+            created.append(info.sha256)
+        return info
+
+    @contextmanager
+    def staging(self) -> Iterator[list[str]]:
+        """A list to note newly created blobs in; if the block raises, they are discarded."""
+        created: list[str] = []
+        try:
+            yield created
+        except BaseException:
+            self.discard_blobs(created)
+            raise
+
+    def transact(
+        self, command: Callable[[Txn], list[NewEvent]], sources: Mapping[str, Path], created: list[str]
+    ) -> list[int]:
+        """``store.transact`` with ``sources``' blobs; re-stores a blob another command's cleanup
+        or gc removed between our put and our commit, and retries."""
+        for attempt in range(_RETRIES):
+            try:
+                return self.store.transact(command, blobs=list(sources))
+            except ConflictError:
+                missing = [sha for sha in sources if not self.store.blobs.exists(sha)]
+                if not missing or attempt == _RETRIES - 1:
+                    raise
+                for sha in missing:
+                    self.put(sources[sha], created)
+        raise AssertionError("unreachable")
+
+    def discard_blobs(self, shas: Sequence[str]) -> list[str]:
+        """Delete these blobs unless a view references them; returns the ones deleted.
+
+        Runs inside a write transaction, so no command can commit a reference to one of them
+        while we look; a command that stored the same content meanwhile but has not committed
+        finds its blob gone at commit and retries (see ``transact``).
+        """
+        if not shas:
+            return []
+        deleted: list[str] = []
+
+        def sweep(txn: Txn) -> None:
+            referenced: set[str] = set()
+            for view in self.store.views:
+                referenced.update(view.referenced_blobs(txn, self.environment))
+            for sha in dict.fromkeys(shas):
+                if sha not in referenced:
+                    self.store.blobs.delete(sha)
+                    deleted.append(sha)
+
+        self.environment.write(sweep)
+        return deleted

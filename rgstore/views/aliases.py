@@ -1,0 +1,424 @@
+"""The alias view: collection and sequence aliases, following each alias stream's undo/redo zipper.
+
+Streams are ``alias:<ns>/<name>`` (collection aliases -> seqcol digests) and
+``seqalias:<ns>/<name>`` (sequence aliases -> sequence digests). Per alias the view keeps the
+current target, a by-digest index, and one snapshot per event on the stream (the target after
+that event), so ``Undone``/``Redone`` switch state by reading one snapshot, never replaying.
+
+The view is also projected into the RefgetStore's alias files
+(``refget/aliases/{collections,sequences}/<ns>.tsv``, ``alias<TAB>digest``) and the namespace
+lists of ``refget/rgstore.json``, so gtars opened on ``STORE/refget`` resolves the same names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from ..codec import decode_value, encode_value
+from ..environment import Environment, Txn
+from ..errors import ConflictError, ExternalSyncError, InvalidInputError
+from ..events import (
+    AliasRemoved,
+    AliasSet,
+    Envelope,
+    Event,
+    HistoryStripped,
+    Noted,
+    Redone,
+    SequenceAliasRemoved,
+    SequenceAliasSet,
+    Undone,
+)
+from ..refgetlock import refget_write_lock
+from . import SEQ, FoldContext, View, iter_prefix
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = [
+    "AliasView",
+    "Kind",
+    "COLLECTION",
+    "SEQUENCE",
+    "DEFAULT_NAMESPACE",
+    "alias_stream",
+    "parse_alias_stream",
+    "check_namespace",
+    "check_name",
+    "collection_alias",
+    "sequence_alias",
+    "alias_target",
+    "list_aliases",
+    "aliases_of",
+    "collection_aliases_of",
+    "sequence_aliases_of",
+    "alias_snapshots",
+    "target_at",
+    "write_alias_files",
+]
+
+Kind = Literal["collection", "sequence"]
+COLLECTION: Kind = "collection"
+SEQUENCE: Kind = "sequence"
+DEFAULT_NAMESPACE = "refgenie"
+
+_PREFIX: dict[Kind, str] = {COLLECTION: "alias:", SEQUENCE: "seqalias:"}
+_CURRENT: dict[Kind, str] = {COLLECTION: "aliases.collections", SEQUENCE: "aliases.sequences"}
+_BY_DIGEST: dict[Kind, str] = {
+    COLLECTION: "aliases.collections_by_digest",
+    SEQUENCE: "aliases.sequences_by_digest",
+}
+_SNAPSHOTS = "aliases.snapshots"
+_KIND_BYTE: dict[Kind, bytes] = {COLLECTION: b"c", SEQUENCE: b"s"}
+_TSV_DIR: dict[Kind, str] = {COLLECTION: "collections", SEQUENCE: "sequences"}
+_MANIFEST_KEY: dict[Kind, str] = {
+    COLLECTION: "collection_alias_namespaces",
+    SEQUENCE: "sequence_alias_namespaces",
+}
+
+# Namespaces name files (<ns>.tsv) and CURIE prefixes; names are TSV fields and CURIE locals.
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.][^\s:/\x00-\x1f\x7f]{0,254}")
+_DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
+_SYNC_LOCK_TIMEOUT_S = 120
+
+
+# -- names and streams -----------------------------------------------------------------------
+
+
+def check_namespace(namespace: str) -> str:
+    """The namespace if valid (letters, digits, ``_.-``; 1-64 chars), else InvalidInputError."""
+    if not _NAMESPACE_RE.fullmatch(namespace):
+        raise InvalidInputError(
+            f"invalid alias namespace {namespace!r}: use 1-64 letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit)"
+        )
+    return namespace
+
+
+def check_name(name: str) -> str:
+    """The alias name if valid (1-255 chars, no whitespace, ':' or '/'), else InvalidInputError."""
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid alias name {name!r}: use 1-255 characters without whitespace, ':' or '/', "
+            "starting with a letter, digit, '_' or '.'"
+        )
+    return name
+
+
+def alias_stream(kind: Kind, namespace: str, name: str) -> str:
+    """The stream of one alias: ``alias:<ns>/<name>`` or ``seqalias:<ns>/<name>``."""
+    return f"{_PREFIX[kind]}{namespace}/{name}"
+
+
+def parse_alias_stream(stream: str) -> tuple[Kind, str, str] | None:
+    """(kind, namespace, name) of a well-formed alias stream; None for any other stream."""
+    for kind, prefix in _PREFIX.items():
+        if stream.startswith(prefix):
+            namespace, sep, name = stream[len(prefix):].partition("/")
+            if sep and _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name):
+                return kind, namespace, name
+    return None
+
+
+def _key(namespace: str, name: str) -> bytes:
+    return namespace.encode() + b"\x00" + name.encode()
+
+
+def _split(key: bytes) -> tuple[str, str]:
+    namespace, _, name = bytes(key).partition(b"\x00")
+    return namespace.decode(), name.decode()
+
+
+def _snapshot_prefix(kind: Kind, namespace: str, name: str) -> bytes:
+    return _KIND_BYTE[kind] + _key(namespace, name) + b"\x00"
+
+
+# -- reads (usable inside any transaction, including a command's write txn) ------------------
+
+
+def alias_target(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str) -> str | None:
+    """The digest an alias currently points at, or None if it does not exist."""
+    raw = txn.get(_key(namespace, name), db=environment.db(_CURRENT[kind]))
+    if raw is None:
+        return None
+    value = decode_value(raw)
+    assert isinstance(value, dict)
+    return str(value["digest"])
+
+
+def collection_alias(txn: Txn, environment: Environment, namespace: str, name: str) -> str | None:
+    """The seqcol digest collection alias ``namespace:name`` points at, or None."""
+    return alias_target(txn, environment, COLLECTION, namespace, name)
+
+
+def sequence_alias(txn: Txn, environment: Environment, namespace: str, name: str) -> str | None:
+    """The sequence digest sequence alias ``namespace:name`` points at, or None."""
+    return alias_target(txn, environment, SEQUENCE, namespace, name)
+
+
+def list_aliases(
+    txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None
+) -> Iterator[tuple[str, str, str, int]]:
+    """(namespace, name, digest, seq that made it current), ordered by namespace then name."""
+    prefix = namespace.encode() + b"\x00" if namespace is not None else b""
+    for key, raw in iter_prefix(txn, environment.db(_CURRENT[kind]), prefix):
+        value = decode_value(raw)
+        assert isinstance(value, dict)
+        ns, name = _split(key)
+        yield ns, name, str(value["digest"]), int(value["seq"])
+
+
+def aliases_of(txn: Txn, environment: Environment, kind: Kind, digest: str) -> list[tuple[str, str]]:
+    """(namespace, name) of every alias currently pointing at ``digest``, sorted."""
+    db = environment.db(_BY_DIGEST[kind])
+    return [_split(key[len(digest) + 1:]) for key, _ in iter_prefix(txn, db, digest.encode() + b"\x00")]
+
+
+def collection_aliases_of(txn: Txn, environment: Environment, digest: str) -> list[tuple[str, str]]:
+    """(namespace, name) of the collection aliases of a genome digest."""
+    return aliases_of(txn, environment, COLLECTION, digest)
+
+
+def sequence_aliases_of(txn: Txn, environment: Environment, digest: str) -> list[tuple[str, str]]:
+    """(namespace, name) of the sequence aliases of a sequence digest."""
+    return aliases_of(txn, environment, SEQUENCE, digest)
+
+
+def alias_snapshots(
+    txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str
+) -> Iterator[tuple[int, str | None]]:
+    """(seq, target after that event) for every event on the alias's stream, oldest first."""
+    prefix = _snapshot_prefix(kind, namespace, name)
+    for key, raw in iter_prefix(txn, environment.db(_SNAPSHOTS), prefix):
+        yield SEQ.unpack(key[len(prefix):])[0], (bytes(raw).decode() or None)
+
+
+def target_at(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str, seq: int) -> str | None:
+    """The alias's target right after the event at ``seq`` on its stream (0: before any)."""
+    return _target_at(txn, environment.db(_SNAPSHOTS), _snapshot_prefix(kind, namespace, name), seq)
+
+
+def _target_at(txn: Txn, db: object, prefix: bytes, seq: int) -> str | None:
+    """The alias's target once the event at ``seq`` was applied.
+
+    Other domains' undoable events may sit on an alias stream (the log accepts any event on any
+    stream); they leave the target unchanged and get no snapshot, so the target after them is
+    the latest snapshot before them.
+    """
+    if seq == 0:
+        return None
+    key = prefix + SEQ.pack(seq)
+    raw = txn.get(key, db=db)
+    if raw is None:
+        cur = txn.cursor(db=db)
+        try:
+            # Step to the last key below ``key``: before the next larger key, or the db's last.
+            positioned = cur.prev() if cur.set_range(key) else cur.last()
+            if positioned and bytes(cur.key()).startswith(prefix):
+                raw = cur.value()
+        finally:
+            cur.close()
+    return (bytes(raw).decode() or None) if raw is not None else None
+
+
+# -- the fold -----------------------------------------------------------------------------------
+
+
+class AliasView(View):
+    """Current collection/sequence alias targets, a by-digest index and per-event snapshots."""
+
+    name: ClassVar[str] = "aliases"
+    version: ClassVar[int] = 1
+    dbs: ClassVar[tuple[str, ...]] = (
+        _CURRENT[COLLECTION],
+        _BY_DIGEST[COLLECTION],
+        _CURRENT[SEQUENCE],
+        _BY_DIGEST[SEQUENCE],
+        _SNAPSHOTS,
+    )
+    handles: ClassVar[tuple[type[Event], ...]] = (
+        AliasSet,
+        AliasRemoved,
+        SequenceAliasSet,
+        SequenceAliasRemoved,
+        Undone,
+        Redone,
+        HistoryStripped,
+        Noted,
+    )
+
+    def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
+        """Move the alias named by the envelope's stream to its new target and snapshot it."""
+        parsed = parse_alias_stream(envelope.stream)
+        if parsed is None:
+            return  # other domains' streams, or malformed alias streams only raw appends create
+        kind, namespace, name = parsed
+        event = envelope.event
+        txn, env = ctx.txn, ctx.environment
+        current = alias_target(txn, env, kind, namespace, name)
+        snapshots = env.db(_SNAPSHOTS)
+        prefix = _snapshot_prefix(kind, namespace, name)
+
+        def snapshot(seq: int) -> str | None:
+            return _target_at(txn, snapshots, prefix, seq)
+
+        if isinstance(event, (AliasSet, SequenceAliasSet)):
+            # A sequence-alias event on a collection stream (or vice versa) changes nothing.
+            # So does a malformed digest (the service never writes one; raw appends might).
+            same_kind = (kind == COLLECTION) == isinstance(event, AliasSet)
+            valid = same_kind and _DIGEST_RE.fullmatch(event.digest) is not None
+            target: str | None = event.digest if valid else current
+        elif isinstance(event, (AliasRemoved, SequenceAliasRemoved)):
+            target = None if (kind == COLLECTION) == isinstance(event, AliasRemoved) else current
+        elif isinstance(event, Undone):
+            target = snapshot(event.restored_seq)
+        elif isinstance(event, Redone):
+            target = snapshot(event.redone_seq)
+        else:  # Noted, HistoryStripped: a step or a mark that leaves the target where it is
+            target = current
+        txn.put(prefix + SEQ.pack(envelope.seq), (target or "").encode(), db=snapshots)
+        if target == current:
+            return
+        current_db, by_digest = env.db(_CURRENT[kind]), env.db(_BY_DIGEST[kind])
+        key = _key(namespace, name)
+        if current is not None:
+            txn.delete(current.encode() + b"\x00" + key, db=by_digest)
+        if target is None:
+            txn.delete(key, db=current_db)
+        else:
+            txn.put(key, encode_value({"digest": target, "seq": envelope.seq}), db=current_db)
+            txn.put(target.encode() + b"\x00" + key, b"", db=by_digest)
+
+    def sync_external(self, store: "Store") -> None:
+        """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view."""
+        with store.read() as txn:
+            wanted: dict[Kind, dict[str, bytes]] = {
+                kind: _render_tsvs(list_aliases(txn, store.environment, kind)) for kind in _PREFIX
+            }
+        write_alias_files(store.refget_path, wanted)
+
+
+# -- the RefgetStore projection ------------------------------------------------------------------
+
+
+def _render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
+    out: dict[str, list[str]] = {}
+    for namespace, name, digest, _ in rows:
+        # Raw appends can put anything on an alias stream; only well-formed aliases become
+        # TSV lines, and only safe namespaces become file names.
+        if _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name) and _DIGEST_RE.fullmatch(digest):
+            out.setdefault(namespace, []).append(f"{name}\t{digest}\n")
+    return {ns: "".join(lines).encode() for ns, lines in out.items()}
+
+
+def write_alias_files(refget: Path, wanted: dict[Kind, dict[str, bytes]]) -> None:
+    """Make the RefgetStore's alias TSVs exactly ``wanted`` (kind -> namespace -> file bytes).
+
+    Files are replaced atomically (temp file + rename); a namespace without aliases loses its
+    file. The change happens under the RefgetStore's writer lock (the one gtars commits take);
+    when the store has a manifest, its namespace lists and ``aliases_digest`` are refreshed too,
+    since gtars 0.10.0 loads only the alias namespaces that ``rgstore.json`` lists. Nothing is
+    touched when everything already agrees.
+    """
+    manifest = refget / "rgstore.json"
+    if _files_agree(refget, wanted) and not (manifest.exists() and _manifest_stale(manifest, refget)):
+        return
+    refget.mkdir(parents=True, exist_ok=True)
+    try:
+        with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
+            for kind, files in wanted.items():
+                _sync_dir(refget / "aliases" / _TSV_DIR[kind], files)
+            if manifest.exists() and _manifest_stale(manifest, refget):
+                _rewrite_manifest(manifest, refget)
+    except ConflictError as exc:
+        raise ExternalSyncError(
+            f"alias change recorded, but the RefgetStore alias files were not refreshed ({exc}); "
+            "run `rgstore rebuild` once the RefgetStore is free"
+        ) from None
+
+
+def _files_agree(refget: Path, wanted: dict[Kind, dict[str, bytes]]) -> bool:
+    for kind, files in wanted.items():
+        directory = refget / "aliases" / _TSV_DIR[kind]
+        existing = {p.stem: p for p in directory.glob("*.tsv")} if directory.exists() else {}
+        if existing.keys() != files.keys():
+            return False
+        if any(existing[ns].read_bytes() != content for ns, content in files.items()):
+            return False
+    return True
+
+
+def _sync_dir(directory: Path, files: dict[str, bytes]) -> None:
+    existing = {p.stem: p for p in directory.glob("*.tsv")} if directory.exists() else {}
+    for namespace, content in files.items():
+        path = directory / f"{namespace}.tsv"
+        if namespace in existing and path.read_bytes() == content:
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, content)
+    for namespace, path in existing.items():
+        if namespace not in files:
+            path.unlink()
+
+
+def _atomic_write(path: Path, content: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _alias_state(refget: Path) -> tuple[dict[Kind, list[str]], str | None]:
+    """Namespaces present per kind, and gtars' aliases_digest (sha256 over sorted TSV paths)."""
+    namespaces: dict[Kind, list[str]] = {}
+    paths: list[Path] = []
+    for kind, sub in _TSV_DIR.items():
+        found = sorted((refget / "aliases" / sub).glob("*.tsv"))
+        namespaces[kind] = [p.stem for p in found]
+        paths += found
+    if not paths:
+        return namespaces, None
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.read_bytes())
+    return namespaces, digest.hexdigest()
+
+
+def _manifest_stale(manifest: Path, refget: Path) -> bool:
+    data = json.loads(manifest.read_text())
+    namespaces, digest = _alias_state(refget)
+    return data.get("aliases_digest") != digest or any(
+        sorted(data.get(_MANIFEST_KEY[kind], [])) != names for kind, names in namespaces.items()
+    )
+
+
+def _rewrite_manifest(manifest: Path, refget: Path) -> None:
+    data = json.loads(manifest.read_text())
+    namespaces, digest = _alias_state(refget)
+    for kind, names in namespaces.items():
+        if names:
+            data[_MANIFEST_KEY[kind]] = names
+        else:
+            data.pop(_MANIFEST_KEY[kind], None)  # gtars omits empty lists
+    if digest is None:
+        data.pop("aliases_digest", None)
+    else:
+        data["aliases_digest"] = digest
+    data["modified"] = datetime.now(timezone.utc).isoformat()
+    _atomic_write(manifest, json.dumps(data, indent=2).encode())

@@ -1,0 +1,146 @@
+"""The cache view: every live cache entry (files, checksums, last access, pin) and every eviction tombstone.
+
+Sub-dbs: ``cache.entries`` (key -> ``CacheEntry``) and ``cache.evicted`` (key -> ``Tombstone``).
+An eviction moves the entry to ``cache.evicted``; its files are deleted only after that commits,
+so a tombstone whose directory still exists is an interrupted gc for the next run to finish.
+A later insert of the same key clears the tombstone. Times are the envelopes' times (POSIX
+seconds), so access tracking never depends on filesystem atime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import msgspec
+
+from ..codec import encode_value
+from ..environment import Environment, Txn
+from ..events import (
+    CacheEvicted,
+    CacheInserted,
+    CachePinned,
+    CacheTouched,
+    CacheUnpinned,
+    Envelope,
+    Event,
+    FileRef,
+)
+from . import FoldContext, View
+
+__all__ = ["CacheView", "CacheEntry", "Tombstone"]
+
+
+class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A live cache entry as the log describes it."""
+
+    key: str
+    level: int
+    path: str
+    """Directory relative to the cache root."""
+    files: dict[str, FileRef]
+    """Relative path inside the directory -> checksums recorded at insert."""
+    request: dict[str, Any]
+    inserted_seq: int
+    inserted_at: float
+    last_access: float
+    """Time of the insert or the latest recorded touch."""
+    touches: int = 0
+    pinned: bool = False
+
+    @property
+    def size(self) -> int:
+        """Bytes of all recorded files."""
+        return sum(f.size for f in self.files.values())
+
+
+class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
+    """An evicted entry: where its files were, when and why it went."""
+
+    key: str
+    level: int
+    path: str
+    evicted_seq: int
+    evicted_at: float
+    reason: str = ""
+
+
+_ENTRY = msgspec.msgpack.Decoder(CacheEntry)
+_TOMB = msgspec.msgpack.Decoder(Tombstone)
+
+
+class CacheView(View):
+    """Folds CacheInserted/Touched/Pinned/Unpinned/Evicted into live entries and tombstones."""
+
+    name: ClassVar[str] = "cache"
+    version: ClassVar[int] = 1
+    dbs: ClassVar[tuple[str, ...]] = ("cache.entries", "cache.evicted")
+    handles: ClassVar[tuple[type[Event], ...]] = (
+        CacheInserted, CacheTouched, CachePinned, CacheUnpinned, CacheEvicted,
+    )
+
+    def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
+        """Apply one cache event (events about keys with no live entry are ignored, except inserts)."""
+        event = envelope.event
+        entries, evicted = ctx.db("cache.entries"), ctx.db("cache.evicted")
+        txn = ctx.txn
+        when = envelope.time.timestamp()
+        if isinstance(event, CacheInserted):
+            entry = CacheEntry(
+                key=event.key, level=event.level, path=event.path, files=dict(event.files),
+                request=dict(event.request), inserted_seq=envelope.seq, inserted_at=when, last_access=when,
+            )
+            txn.put(event.key.encode(), encode_value(entry), db=entries)
+            txn.delete(event.key.encode(), db=evicted)
+            return
+        assert isinstance(event, (CacheTouched, CachePinned, CacheUnpinned, CacheEvicted))
+        current = self.get(txn, entries, event.key)
+        if current is None:
+            return
+        if isinstance(event, CacheTouched):
+            current = msgspec.structs.replace(current, last_access=when, touches=current.touches + 1)
+        elif isinstance(event, CachePinned):
+            current = msgspec.structs.replace(current, pinned=True)
+        elif isinstance(event, CacheUnpinned):
+            current = msgspec.structs.replace(current, pinned=False)
+        else:
+            tomb = Tombstone(
+                key=event.key, level=current.level, path=current.path, evicted_seq=envelope.seq,
+                evicted_at=when, reason=event.reason,
+            )
+            txn.delete(event.key.encode(), db=entries)
+            txn.put(event.key.encode(), encode_value(tomb), db=evicted)
+            return
+        txn.put(event.key.encode(), encode_value(current), db=entries)
+
+    # -- queries (used by rgstore.cache with a read or write txn) -------------------------------
+
+    @staticmethod
+    def get(txn: Txn, db: object, key: str) -> CacheEntry | None:
+        """The live entry for ``key``, or None."""
+        raw = txn.get(key.encode(), db=db)
+        return None if raw is None else _ENTRY.decode(raw)
+
+    @staticmethod
+    def entries(txn: Txn, environment: Environment) -> Iterator[CacheEntry]:
+        """Every live entry, in key order."""
+        if not environment.has_db("cache.entries"):
+            return
+        with txn.cursor(db=environment.db("cache.entries")) as cur:
+            for _key, raw in cur:
+                yield _ENTRY.decode(raw)
+
+    @staticmethod
+    def tombstones(txn: Txn, environment: Environment) -> Iterator[Tombstone]:
+        """Every evicted key not inserted again since, in key order."""
+        if not environment.has_db("cache.evicted"):
+            return
+        with txn.cursor(db=environment.db("cache.evicted")) as cur:
+            for _key, raw in cur:
+                yield _TOMB.decode(raw)
+
+    @staticmethod
+    def tombstone(txn: Txn, db: object, key: str) -> Tombstone | None:
+        """The tombstone of an evicted key, or None."""
+        raw = txn.get(key.encode(), db=db)
+        return None if raw is None else _TOMB.decode(raw)

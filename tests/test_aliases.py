@@ -1,0 +1,455 @@
+"""Claims about aliases: no silent repointing, the undo/redo laws, history, sequence aliases,
+and the RefgetStore alias files that gtars itself reads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rgstore.errors import ConflictError, InvalidInputError, NotFoundError, NothingToRedoError, NothingToUndoError
+from rgstore.events import Noted
+from rgstore.log import NewEvent
+from rgstore.refgetstore import ingest_fasta
+from rgstore.store import Store
+from rgstore.verify import view_digests
+
+FASTAS = {
+    "a": ">chr1\nACGTACGTNN\n>chr2\nGGGAAATTTC\n",
+    "b": ">x\nACGTTT\n",
+    "c": ">chrM\nTTTTGGGGCCCCAAAA\n",
+}
+
+
+def add_genome(store: Store, tmp_path: Path, key: str) -> str:
+    """Add one small genome through `genome init`, then drop its name so tests start alias-free."""
+    path = tmp_path / f"{key}.fa"
+    path.write_text(FASTAS[key])
+    digest = store.genomes.init(path, [f"fixture-{key}"]).genome.digest
+    store.aliases.remove(f"fixture-{key}")
+    return digest
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A closed store holding the three genomes, copied by tests that need many fresh stores."""
+    root = tmp_path_factory.mktemp("template")
+    with Store.open(root / "store") as store:
+        digests = {key: add_genome(store, root, key) for key in FASTAS}
+    return root / "store", digests
+
+
+@pytest.fixture
+def store(template: tuple[Path, dict[str, str]], store_path: Path) -> Iterator[Store]:
+    """A fresh copy of the template store (three genomes, no aliases)."""
+    shutil.copytree(template[0], store_path)
+    with Store.open(store_path, actor="tester@test") as s:
+        yield s
+
+
+@pytest.fixture
+def genomes(template: tuple[Path, dict[str, str]]) -> dict[str, str]:
+    return template[1]
+
+
+def tsv(store: Store, kind: str, namespace: str) -> str:
+    return (store.refget_path / "aliases" / kind / f"{namespace}.tsv").read_text()
+
+
+def manifest(store: Store) -> dict[str, object]:
+    data: dict[str, object] = json.loads((store.refget_path / "rgstore.json").read_text())
+    return data
+
+
+def open_gtars(store: Store):  # type: ignore[no-untyped-def]
+    from gtars.refget import RefgetStore
+
+    handle = RefgetStore.open_local(str(store.refget_path))
+    handle.set_quiet(True)
+    return handle
+
+
+# -- set / get / remove ---------------------------------------------------------------------------
+
+
+def test_set_points_an_alias_and_get_resolves_it(store: Store, genomes: dict[str, str]) -> None:
+    change = store.aliases.set("hg38", genomes["a"])
+    assert (change.namespace, change.name, change.digest, change.previous) == ("refgenie", "hg38", genomes["a"], None)
+    assert change.seq > 0
+    assert store.aliases.get("hg38") == genomes["a"]
+    assert store.aliases.get("refgenie:hg38") == genomes["a"]
+    assert store.aliases.get("hg38", namespace="refgenie") == genomes["a"]
+
+
+def test_setting_the_same_target_again_appends_nothing(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    head = store.head()
+    again = store.aliases.set("hg38", genomes["a"])
+    assert again.seq == 0
+    assert store.head() == head
+
+
+def test_repointing_without_force_is_refused_and_writes_nothing(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    head = store.head()
+    with pytest.raises(ConflictError, match="--force"):
+        store.aliases.set("hg38", genomes["b"])
+    assert store.head() == head
+    assert store.aliases.get("hg38") == genomes["a"]
+
+
+def test_force_repoints_and_the_old_target_stays_in_history(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    change = store.aliases.set("hg38", genomes["b"], force=True)
+    assert (change.previous, change.digest) == (genomes["a"], genomes["b"])
+    assert store.aliases.get("hg38") == genomes["b"]
+    steps = store.aliases.history("hg38")
+    assert [(s.action, s.digest, s.state) for s in steps] == [
+        ("alias-set", genomes["a"], "done"),
+        ("alias-set", genomes["b"], "current"),
+    ]
+    assert all(s.actor == "tester@test" for s in steps)
+
+
+def test_an_alias_to_a_digest_that_is_not_a_genome_is_refused(store: Store, genomes: dict[str, str]) -> None:
+    head = store.head()
+    with pytest.raises(NotFoundError, match="no genome"):
+        store.aliases.set("hg38", "A" * 32)
+    assert store.head() == head
+
+
+@pytest.mark.parametrize(
+    ("name", "digest"),
+    [
+        ("bad name", "A" * 32),
+        ("ns:", "A" * 32),
+        ("-x", "A" * 32),
+        ("a/b", "A" * 32),
+        ("bad ns:x", "A" * 32),
+        ("hg38", "tooshort"),
+        ("hg38", "A" * 31 + "!"),
+    ],
+)
+def test_malformed_names_and_digests_are_refused(store: Store, name: str, digest: str) -> None:
+    head = store.head()
+    with pytest.raises(InvalidInputError):
+        store.aliases.set(name, digest)
+    assert store.head() == head
+
+
+def test_a_prefix_and_a_conflicting_namespace_option_are_refused(store: Store, genomes: dict[str, str]) -> None:
+    with pytest.raises(InvalidInputError, match="--namespace"):
+        store.aliases.set("ucsc:hg38", genomes["a"], namespace="ensembl")
+    store.aliases.set("hg38", genomes["a"], namespace="ucsc")
+    assert store.aliases.get("ucsc:hg38") == genomes["a"]
+    with pytest.raises(NotFoundError):
+        store.aliases.get("hg38")
+
+
+def test_remove_deletes_the_alias_and_unknown_aliases_are_not_found(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    change = store.aliases.remove("hg38")
+    assert (change.previous, change.digest) == (genomes["a"], None)
+    with pytest.raises(NotFoundError, match="refgenie:hg38"):
+        store.aliases.get("hg38")
+    with pytest.raises(NotFoundError):
+        store.aliases.remove("hg38")
+    assert store.aliases.list() == []
+
+
+# -- undo / redo ------------------------------------------------------------------------------------
+
+
+def test_undo_returns_to_the_previous_target_and_redo_comes_back(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("hg38", genomes["b"], force=True)
+    assert store.aliases.undo("hg38").digest == genomes["a"]
+    assert store.aliases.get("hg38") == genomes["a"]
+    assert store.aliases.undo("hg38").digest is None
+    with pytest.raises(NotFoundError):
+        store.aliases.get("hg38")
+    with pytest.raises(NothingToUndoError):
+        store.aliases.undo("hg38")
+    assert store.aliases.redo("hg38").digest == genomes["a"]
+    assert store.aliases.redo("hg38").digest == genomes["b"]
+    with pytest.raises(NothingToRedoError):
+        store.aliases.redo("hg38")
+
+
+def test_undo_of_a_remove_brings_the_alias_back(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.remove("hg38")
+    store.aliases.undo("hg38")
+    assert store.aliases.get("hg38") == genomes["a"]
+
+
+def test_a_new_step_after_undo_discards_the_redo(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("hg38", genomes["b"], force=True)
+    store.aliases.undo("hg38")
+    store.aliases.remove("hg38")
+    with pytest.raises(NothingToRedoError):
+        store.aliases.redo("hg38")
+    states = [(s.action, s.state) for s in store.aliases.history("hg38")]
+    assert states == [("alias-set", "done"), ("alias-set", "discarded"), ("undone", ""), ("alias-removed", "current")]
+
+
+def test_undo_refuses_to_bring_back_an_alias_of_a_removed_genome(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.genomes.remove("hg38")  # removes the genome and, in the same command, its aliases
+    assert "hg38\t" not in (store.refget_path / "aliases" / "collections" / "refgenie.tsv").read_text("utf-8") \
+        if (store.refget_path / "aliases" / "collections" / "refgenie.tsv").exists() else True
+    head = store.head()
+    with pytest.raises(NotFoundError, match="undo of refgenie:hg38"):
+        store.aliases.undo("hg38")
+    assert store.head() == head
+
+
+def test_an_unrelated_undoable_event_on_an_alias_stream_keeps_the_target(
+    store: Store, genomes: dict[str, str]
+) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.append([NewEvent(stream="alias:refgenie/hg38", event=Noted(text="audited"))])
+    assert store.aliases.get("hg38") == genomes["a"]
+    store.aliases.undo("hg38")  # takes back the note: the target stays
+    assert store.aliases.get("hg38") == genomes["a"]
+    store.aliases.undo("hg38")
+    with pytest.raises(NotFoundError):
+        store.aliases.get("hg38")
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["set", "force", "remove", "undo", "redo"]), st.sampled_from(["a", "b", "c"])),
+    max_size=14,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_aliases_follow_the_zipper_model_and_rebuild_to_identical_views(
+    tmp_path_factory: pytest.TempPathFactory, template: tuple[Path, dict[str, str]], ops: list[tuple[str, str]]
+) -> None:
+    root = tmp_path_factory.mktemp("zipper")
+    shutil.copytree(template[0], root / "store")
+    digests = template[1]
+    with Store.open(root / "store", actor="tester@test") as store:
+        done: list[str | None] = []  # the model: targets of the done steps, current last
+        undone: list[str | None] = []
+        for op, key in ops:
+            current = done[-1] if done else None
+            try:
+                if op in ("set", "force"):
+                    store.aliases.set("g", digests[key], force=op == "force")
+                    assert op == "force" or current in (None, digests[key])
+                    if current != digests[key]:
+                        done.append(digests[key])
+                        undone.clear()
+                elif op == "remove":
+                    store.aliases.remove("g")
+                    assert current is not None
+                    done.append(None)
+                    undone.clear()
+                elif op == "undo":
+                    store.aliases.undo("g")
+                    undone.append(done.pop())
+                else:
+                    store.aliases.redo("g")
+                    done.append(undone.pop())
+            except (ConflictError, NotFoundError) as exc:
+                expected_refusal = (
+                    (op == "set" and current not in (None, digests[key]))
+                    or (op == "remove" and current is None)
+                    or (op == "undo" and not done)
+                    or (op == "redo" and not undone)
+                )
+                assert expected_refusal, f"{op} {key} refused unexpectedly: {exc}"
+            expected = done[-1] if done else None
+            got = [e.digest for e in store.aliases.list()]
+            assert got == ([expected] if expected else [])
+        before = view_digests(store)
+        files = sorted((p.name, p.read_bytes()) for p in (store.refget_path / "aliases").rglob("*.tsv"))
+        store.rebuild()
+        assert view_digests(store) == before
+        assert sorted((p.name, p.read_bytes()) for p in (store.refget_path / "aliases").rglob("*.tsv")) == files
+
+
+# -- listing and history ------------------------------------------------------------------------------
+
+
+def test_list_filters_by_namespace_and_by_digest(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("ucsc:hg38", genomes["a"])
+    store.aliases.set("ucsc:tiny", genomes["b"])
+    assert [(e.namespace, e.name) for e in store.aliases.list()] == [
+        ("refgenie", "hg38"), ("ucsc", "hg38"), ("ucsc", "tiny"),
+    ]
+    assert [e.name for e in store.aliases.list(namespace="ucsc")] == ["hg38", "tiny"]
+    assert [(e.namespace, e.name) for e in store.aliases.list(digest=genomes["a"])] == [
+        ("refgenie", "hg38"), ("ucsc", "hg38"),
+    ]
+    assert [e.name for e in store.aliases.list(digest=genomes["a"], namespace="ucsc")] == ["hg38"]
+    assert all(e.seq > 0 for e in store.aliases.list(digest=genomes["a"]))
+
+
+def test_history_of_an_alias_that_never_existed_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="no history"):
+        store.aliases.history("nothing")
+
+
+# -- sequence aliases -----------------------------------------------------------------------------------
+
+
+def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genomes: dict[str, str]) -> None:
+    handle = open_gtars(store)
+    level2 = handle.get_collection_level2(genomes["a"])
+    chr1 = level2["sequences"][0]
+    md5 = handle.get_sequence_metadata(chr1[3:]).md5
+    assert store.aliases.set("insdc:CHR1.1", chr1, sequence=True).digest == chr1[3:]
+    assert store.aliases.set("insdc:CHR1.2", md5, sequence=True).digest == chr1[3:]
+    assert store.aliases.get("insdc:CHR1.1", sequence=True) == chr1[3:]
+    assert [e.name for e in store.aliases.list(sequence=True, digest=chr1)] == ["CHR1.1", "CHR1.2"]
+    assert store.aliases.list() == []  # collection aliases are a separate kind
+
+
+def test_a_sequence_alias_to_an_unknown_sequence_is_refused(store: Store, genomes: dict[str, str]) -> None:
+    with pytest.raises(NotFoundError, match="no sequence"):
+        store.aliases.set("insdc:X", "B" * 32, sequence=True)
+    assert store.aliases.list(sequence=True) == []
+
+
+def test_sequence_aliases_undo_like_collection_aliases(store: Store, genomes: dict[str, str]) -> None:
+    chr1, chr2 = open_gtars(store).get_collection_level2(genomes["a"])["sequences"]
+    store.aliases.set("insdc:C", chr1, sequence=True)
+    with pytest.raises(ConflictError):
+        store.aliases.set("insdc:C", chr2, sequence=True)
+    store.aliases.set("insdc:C", chr2, sequence=True, force=True)
+    store.aliases.undo("insdc:C", sequence=True)
+    assert store.aliases.get("insdc:C", sequence=True) == chr1[3:]
+    assert [s.digest for s in store.aliases.history("insdc:C", sequence=True)] == [chr1[3:], chr2[3:], chr1[3:]]
+
+
+# -- the RefgetStore projection -------------------------------------------------------------------------
+
+
+def test_gtars_resolves_the_aliases_rgstore_records(store: Store, genomes: dict[str, str]) -> None:
+    chr1 = open_gtars(store).get_collection_level2(genomes["a"])["sequences"][0][3:]
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("ucsc:tiny", genomes["b"])
+    store.aliases.set("insdc:CHR1.1", chr1, sequence=True)
+    handle = open_gtars(store)
+    assert handle.get_collection_metadata_by_alias("refgenie", "hg38").digest == genomes["a"]
+    assert handle.get_collection_metadata_by_alias("ucsc", "tiny").digest == genomes["b"]
+    assert handle.get_sequence_metadata_by_alias("insdc", "CHR1.1").sha512t24u == chr1
+    assert sorted(handle.list_collection_alias_namespaces()) == ["refgenie", "ucsc"]
+    assert handle.list_sequence_alias_namespaces() == ["insdc"]
+    assert tsv(store, "collections", "refgenie") == f"hg38\t{genomes['a']}\n"
+    assert tsv(store, "sequences", "insdc") == f"CHR1.1\t{chr1}\n"
+
+
+def test_repointing_and_undo_are_visible_to_gtars(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("hg38", genomes["b"], force=True)
+    assert open_gtars(store).get_collection_metadata_by_alias("refgenie", "hg38").digest == genomes["b"]
+    store.aliases.undo("hg38")
+    assert open_gtars(store).get_collection_metadata_by_alias("refgenie", "hg38").digest == genomes["a"]
+
+
+def test_removing_the_last_alias_of_a_namespace_deletes_its_file(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("ucsc:hg38", genomes["a"])
+    assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]
+    store.aliases.remove("ucsc:hg38")
+    assert not (store.refget_path / "aliases" / "collections" / "ucsc.tsv").exists()
+    assert manifest(store)["collection_alias_namespaces"] == ["refgenie"]
+    store.aliases.remove("hg38")
+    assert list((store.refget_path / "aliases" / "collections").iterdir()) == []
+    assert "collection_alias_namespaces" not in manifest(store)
+    assert "aliases_digest" not in manifest(store)
+    assert open_gtars(store).get_collection_metadata_by_alias("refgenie", "hg38") is None
+
+
+def test_the_manifest_aliases_digest_is_the_one_gtars_computes(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    ours = manifest(store)["aliases_digest"]
+    # A gtars commit (this import) recomputes aliases_digest from the same files: it must agree.
+    (store.path / "c.fa").write_text(FASTAS["c"])
+    ingest_fasta(store, store.path / "c.fa")
+    assert manifest(store)["aliases_digest"] == ours
+    assert manifest(store)["collection_alias_namespaces"] == ["refgenie"]
+
+
+def test_rebuild_rewrites_damaged_alias_files(store: Store, genomes: dict[str, str]) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("ucsc:tiny", genomes["b"])
+    aliases_dir = store.refget_path / "aliases"
+    originals = {p: p.read_bytes() for p in aliases_dir.rglob("*.tsv")}
+    (aliases_dir / "collections" / "refgenie.tsv").write_text("hg38\tWRONG\n")
+    (aliases_dir / "collections" / "ucsc.tsv").unlink()
+    (aliases_dir / "collections" / "stray.tsv").write_text(f"x\t{genomes['a']}\n")
+    store.rebuild()
+    assert {p: p.read_bytes() for p in aliases_dir.rglob("*.tsv")} == originals
+    assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]
+
+
+def test_raw_appends_of_malformed_aliases_never_reach_the_files(store: Store, genomes: dict[str, str]) -> None:
+    from rgstore.events import AliasSet
+
+    store.append([
+        NewEvent(stream="alias:../evil/x", event=AliasSet(namespace="../evil", name="x", digest=genomes["a"])),
+        NewEvent(stream="alias:ok/x", event=AliasSet(namespace="ok", name="x", digest="not\ta digest")),
+    ])
+    assert store.aliases.list() == []
+    assert not (store.refget_path / "aliases").exists() or not list((store.refget_path / "aliases").rglob("*.tsv"))
+    assert not (store.path / "evil").exists()
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_set_get_list_history_undo_redo(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, template: tuple[Path, dict[str, str]]
+) -> None:
+    shutil.copytree(template[0], store_path)
+    a, b = template[1]["a"], template[1]["b"]
+    assert cli("alias", "set", "hg38", a).output == f"refgenie:hg38 -> {a}\n"
+    refused = cli("alias", "set", "hg38", b)
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1 and "--force" in refused.output
+    assert cli("alias", "set", "hg38", b, "--force").output == f"refgenie:hg38 -> {b} (was {a})\n"
+    assert cli("alias", "get", "refgenie:hg38").output == f"{b}\n"
+    listed = json.loads(cli("alias", "list", "--json").output)
+    assert [(e["namespace"], e["name"], e["digest"]) for e in listed] == [("refgenie", "hg38", b)]
+    assert cli("alias", "undo", "hg38").output == f"refgenie:hg38 -> {a} (was {b})\n"
+    assert cli("alias", "redo", "hg38").exit_code == 0
+    history = json.loads(cli("alias", "history", "hg38", "--json").output)
+    assert [h["action"] for h in history] == ["alias-set", "alias-set", "undone", "redone"]
+    assert [h["state"] for h in history[:2]] == ["done", "current"]
+    assert cli("alias", "remove", "hg38").output == f"refgenie:hg38 removed (was {b})\n"
+    missing = cli("alias", "get", "hg38")
+    assert missing.exit_code == 1 and "no alias refgenie:hg38" in missing.output
+
+
+def test_cli_sequence_aliases(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, template: tuple[Path, dict[str, str]]
+) -> None:
+    shutil.copytree(template[0], store_path)
+    with Store.open(store_path) as store:
+        chr1 = open_gtars(store).get_collection_level2(template[1]["a"])["sequences"][0]
+    assert cli("alias", "set", "--sequence", "insdc:CHR1.1", chr1).exit_code == 0
+    assert cli("alias", "get", "--sequence", "insdc:CHR1.1").output == f"{chr1[3:]}\n"
+    table = cli("alias", "list", "--sequence").output.splitlines()
+    assert table[0].split() == ["NAMESPACE", "NAME", "DIGEST"]
+    assert table[1].split() == ["insdc", "CHR1.1", chr1[3:]]
+    assert cli("alias", "list").output.splitlines()[1:] == []  # genome aliases: none
+
+
+def test_every_alias_command_has_an_example_in_its_help(cli) -> None:  # type: ignore[no-untyped-def]
+    for command in ("set", "get", "remove", "list", "history", "undo", "redo"):
+        result = cli("alias", command, "--help")
+        assert result.exit_code == 0
+        assert "Example:" in result.output

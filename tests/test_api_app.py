@@ -1,0 +1,140 @@
+"""The app as a whole: health, methods, CORS, `rgstore serve`, and proof that the server cannot write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rgstore.errors import ReadOnlyError
+from rgstore.events import Noted
+from rgstore.log import NewEvent
+from rgstore.store import Store
+from tests.conftest import run_rgstore
+from tests.server_fixture import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    path = tmp_path_factory.mktemp("app") / "store"
+    with Store.open(path, actor="tester@test") as store:
+        store.append([NewEvent(stream="note:a", event=Noted(text="x"))])
+    with running_server(path) as server:
+        yield server, path
+
+
+def test_healthz_reports_the_log_position(served: tuple[Server, Path]) -> None:
+    server, path = served
+    with Store.open(path, readonly=True) as store:
+        log_id = store.log_id()
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok", "log_id": log_id, "head_seq": 1}
+
+
+def test_openapi_and_docs_are_served(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/healthz", "/events", "/events/head", "/store/{path}"} <= set(spec["paths"])
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{path}", "rgstore.json").replace("{", "x").replace("}", "")
+
+
+def test_no_route_accepts_a_writing_method_and_the_log_is_unchanged(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    before = httpx.get(f"{server.url}/events/head").json()
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for method in ("PUT", "PATCH", "DELETE", "POST"):
+            if method.lower() in operations:
+                continue  # the seqcol comparison POST computes; it is checked below
+            r = httpx.request(method, f"{server.url}{_concrete(path)}", content=b"{}")
+            assert r.status_code == 405, (method, path, r.status_code)
+            assert set(r.headers["allow"].split(", ")) >= {"GET", "HEAD", "OPTIONS"}
+    writes = [(m, p) for p, ops in spec["paths"].items() for m in ops if m not in ("get", "head")]
+    assert all(p.startswith("/seqcol/comparison/") and m == "post" for m, p in writes), writes
+    assert httpx.get(f"{server.url}/events/head").json() == before
+
+
+def test_server_maps_the_log_read_only(served: tuple[Server, Path]) -> None:
+    """The kernel's view of the worker: data.mdb is open O_RDONLY and mapped without write permission."""
+    server, path = served
+    pid = server.process.pid
+    data = str((path / "log" / "data.mdb").resolve())
+    maps = [line.split() for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if line.endswith(data)]
+    assert maps, "the server has not mapped the log"
+    assert all("w" not in fields[1] for fields in maps), maps
+    fds = [fd for fd in Path(f"/proc/{pid}/fd").iterdir() if str(fd.resolve()) == data]
+    assert fds
+    for fd in fds:
+        flags = int(Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().split("flags:")[1].split()[0], 8)
+        assert flags & 0o3 == 0, f"data.mdb open with flags {flags:o}"
+
+
+def test_a_write_through_the_apps_store_handle_fails(tmp_path: Path) -> None:
+    from api.app import create_app
+
+    path = tmp_path / "store"
+    Store.open(path).close()
+    app = create_app(str(path))
+
+    async def attempt() -> None:
+        async with app.router.lifespan_context(app):
+            with pytest.raises(ReadOnlyError):
+                app.state.store.append([NewEvent(stream="note:a", event=Noted(text="sneaky"))])
+
+    asyncio.run(attempt())
+    with Store.open(path, readonly=True) as store:
+        assert store.head()[0] == 0
+
+
+def test_head_and_plain_options_work_on_every_get_route(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    r = httpx.head(f"{server.url}/healthz")
+    assert r.status_code == 200 and r.content == b"" and int(r.headers["content-length"]) > 0
+    r = httpx.options(f"{server.url}/healthz")
+    assert r.status_code == 204
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_cors_allows_any_origin_to_read_but_not_to_delete(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    r = httpx.get(f"{server.url}/healthz", headers={"Origin": "https://example.org"})
+    assert r.headers["access-control-allow-origin"] == "*"
+    pre = {"Origin": "https://example.org", "Access-Control-Request-Method": "GET"}
+    r = httpx.options(f"{server.url}/events/head", headers=pre)
+    assert r.status_code == 200 and "GET" in r.headers["access-control-allow-methods"]
+    r = httpx.options(f"{server.url}/events/head", headers={**pre, "Access-Control-Request-Method": "DELETE"})
+    assert r.status_code == 400
+
+
+def test_unknown_route_is_404_json(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    r = httpx.get(f"{server.url}/no/such/route")
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+
+
+def test_serve_on_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = run_rgstore("--store", str(tmp_path / "nope"), "serve", "--port", "1", timeout=60)
+    assert proc.returncode == 1
+    err = proc.stderr.decode().strip()
+    assert err.startswith("error: no rgstore store at") and "\n" not in err
+
+
+def test_serve_help_has_an_example() -> None:
+    proc = run_rgstore("serve", "--help", timeout=60)
+    assert proc.returncode == 0
+    assert "Example:" in proc.stdout.decode() and "--workers" in proc.stdout.decode()
+
+
+def test_two_workers_serve_the_same_store(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path, workers=2) as server:
+        heads = {httpx.get(f"{server.url}/events/head").json()["head_seq"] for _ in range(10)}
+        assert heads == {0}

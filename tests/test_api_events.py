@@ -1,0 +1,130 @@
+"""The /events feed and /events/head against a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rgstore.codec import chain_hash, genesis_hash, unframe
+from rgstore.events import Noted
+from rgstore.log import NewEvent
+from rgstore.logfile import iter_frames
+from rgstore.store import Store
+from tests.server_fixture import Server, running_server
+
+FRAMES = "application/vnd.rgstore.frames"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    root = tmp_path_factory.mktemp("events")
+    path = root / "store"
+    with Store.open(path, actor="tester@test") as store:
+        # A large note gets zstd-compressed on disk: the feed must ship it still compressed.
+        store.append([NewEvent(stream=f"note:{i % 3}", event=Noted(text=f"n{i}" * (1 + 300 * (i == 7))))
+                      for i in range(25)])
+    with running_server(path) as server:
+        yield server, path
+
+
+def stored_records(path: Path, after: int = 0) -> list[tuple[int, bytes]]:
+    with Store.open(path, readonly=True) as store, store.read() as txn:
+        return [(seq, bytes(rec)) for seq, rec in store.log.records(txn, after=after)]
+
+
+def test_frames_are_the_stored_records_byte_for_byte(served: tuple[Server, Path]) -> None:
+    server, path = served
+    r = httpx.get(f"{server.url}/events", headers={"Accept": FRAMES})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == FRAMES
+    assert int(r.headers["content-length"]) == len(r.content)
+    frames = list(iter_frames(io.BytesIO(r.content)))
+    assert frames == stored_records(path)
+    assert any(rec[0] == 1 for _, rec in frames), "the compressed record was re-encoded"
+
+
+def test_frames_verify_against_the_hash_chain_from_genesis(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    head = httpx.get(f"{server.url}/events/head").json()
+    body = httpx.get(f"{server.url}/events", headers={"Accept": FRAMES}).content
+    prev = genesis_hash(head["log_id"])
+    for seq, record in iter_frames(io.BytesIO(body)):
+        chain, payload = unframe(record, seq)
+        prev = chain_hash(prev, seq, payload)
+        assert chain == prev
+    assert prev.hex() == head["head_hash"]
+
+
+def test_json_lines_decode_each_envelope_and_add_its_chain_hash(served: tuple[Server, Path]) -> None:
+    server, path = served
+    r = httpx.get(f"{server.url}/events", params={"after": 20})
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    expected = stored_records(path, after=20)
+    assert [line["seq"] for line in lines] == [seq for seq, _ in expected] == [21, 22, 23, 24, 25]
+    for line, (seq, record) in zip(lines, expected):
+        assert line["chain_hash"] == unframe(record, seq)[0].hex()
+        assert line["event"]["type"] == "noted"
+        assert line["stream"] == f"note:{(seq - 1) % 3}"
+
+
+def test_after_and_limit_page_through_the_whole_log(served: tuple[Server, Path]) -> None:
+    server, path = served
+    got: list[tuple[int, bytes]] = []
+    after = 0
+    while True:
+        r = httpx.get(f"{server.url}/events", params={"after": after, "limit": 7}, headers={"Accept": FRAMES})
+        page = list(iter_frames(io.BytesIO(r.content)))
+        assert len(page) <= 7
+        if not page:
+            assert r.headers["x-rgstore-last-seq"] == str(after)
+            break
+        got += page
+        after = int(r.headers["x-rgstore-last-seq"])
+        assert after == page[-1][0]
+    assert got == stored_records(path)
+    assert int(r.headers["x-rgstore-head-seq"]) == 25
+
+
+def test_head_matches_the_store_head(served: tuple[Server, Path]) -> None:
+    server, path = served
+    with Store.open(path, readonly=True) as store:
+        seq, digest = store.head()
+        log_id = store.log_id()
+    assert httpx.get(f"{server.url}/events/head").json() == {
+        "log_id": log_id, "head_seq": seq, "head_hash": digest,
+    }
+
+
+def test_head_request_sends_length_but_no_body(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    get = httpx.get(f"{server.url}/events", headers={"Accept": FRAMES})
+    head = httpx.head(f"{server.url}/events", headers={"Accept": FRAMES})
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+
+
+@pytest.mark.parametrize("params", [{"after": -1}, {"limit": 0}, {"limit": 10**6}, {"after": "x"}])
+def test_bad_paging_parameters_are_client_errors(served: tuple[Server, Path], params: dict[str, object]) -> None:
+    server, _ = served
+    r = httpx.get(f"{server.url}/events", params=params)
+    assert r.status_code == 422
+    assert isinstance(r.json()["detail"], str)
+
+
+def test_feed_sees_events_appended_after_the_server_started(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    with Store.open(path, actor="tester@test") as store:
+        store.append([NewEvent(stream="note:x", event=Noted(text="before"))])
+        with running_server(path) as server:
+            assert httpx.get(f"{server.url}/events/head").json()["head_seq"] == 1
+            store.append([NewEvent(stream="note:x", event=Noted(text="after"))])
+            lines = httpx.get(f"{server.url}/events", params={"after": 1}).text.splitlines()
+            assert [json.loads(line)["event"]["text"] for line in lines] == ["after"]
+            assert httpx.get(f"{server.url}/events/head").json()["head_seq"] == 2

@@ -1,0 +1,265 @@
+"""GA4GH refget sequences v2 against a real server: every case of the GA4GH compliance suite (v2) and the spec.
+
+The three compliance sequences (yeast I and VI, circular phiX NC_001422.1) are loaded with
+`rgstore genome init` and their `insdc:` accessions with `rgstore alias set --sequence`; the
+cases and expected answers are those of ga4gh/refget-compliance-suite `compliance_suite/tests.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server_fixture import REPO, Server, init_genome, rgstore_cli, running_server
+
+DATA = REPO.parent / "shared" / "data" / "refget-compliance"
+CHECKSUMS = json.loads((DATA / "checksums.json").read_text())
+I_MD5 = CHECKSUMS["I"]["md5"]
+NC_MD5 = CHECKSUMS["NC"]["md5"]
+V1_SEQ = {"Accept": "text/vnd.ga4gh.refget.v1.0.0+plain"}
+V2_SEQ_TYPE = "text/vnd.ga4gh.refget.v2.0.0+plain; charset=us-ascii"
+JSON_ACCEPT = {"Accept": "application/vnd.ga4gh.refget.v1.0.0+json,application/vnd.ga4gh.refget.v2.0.0+json"}
+
+
+def bases(name: str) -> bytes:
+    lines = (DATA / f"{name}.faa").read_bytes().splitlines()
+    return b"".join(line.strip() for line in lines if not line.startswith(b">")).upper()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    store = tmp_path_factory.mktemp("refget") / "store"
+    for name, entry in CHECKSUMS.items():
+        header = (DATA / f"{name}.faa").read_text().split("\n", 1)[0][1:].split()[0]
+        circular = ("--circular", header) if entry["is_circular"] else ()
+        init_genome(store, DATA / f"{name}.faa", f"compliance-{name}", *circular)
+        rgstore_cli(store, "alias", "set", "--sequence", entry["insdc"], entry["ga4gh"].removeprefix("ga4gh:"))
+    with running_server(store) as server:
+        yield server
+
+
+def get(server: Server, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.get(f"{server.url}/{path}", headers=headers or {}, timeout=30)
+
+
+# -- service-info -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, JSON_ACCEPT, {"Accept": "application/json"}])
+def test_service_info_advertises_circular_support_algorithms_and_insdc(served: Server, headers: dict[str, str]) -> None:
+    r = get(served, "sequence/service-info", headers)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.ga4gh.refget.v2.0.0+json; charset=us-ascii"
+    info = r.json()
+    assert info["type"] == {"group": "org.ga4gh", "artifact": "refget-sequence", "version": "2.0.0"}
+    refget = info["refget"]
+    assert refget["circular_supported"] is True
+    assert set(refget["algorithms"]) == {"md5", "ga4gh", "trunc512"}
+    assert "insdc" in refget["identifier_types"]
+    assert refget["subsequence_limit"] is None
+
+
+def test_service_info_refuses_an_unsupported_media_type(served: Server) -> None:
+    assert get(served, "sequence/service-info", {"Accept": "embl/some_json"}).status_code == 406
+
+
+# -- metadata -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ident", [
+    I_MD5, I_MD5.upper(), f"md5:{I_MD5}", CHECKSUMS["I"]["sha512"], f"trunc512:{CHECKSUMS['I']['sha512']}",
+    CHECKSUMS["I"]["ga4gh"], CHECKSUMS["I"]["ga4gh"].removeprefix("ga4gh:"), CHECKSUMS["I"]["insdc"],
+])
+def test_metadata_resolves_every_identifier_form(served: Server, ident: str) -> None:
+    r = get(served, f"sequence/{ident}/metadata", JSON_ACCEPT)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.ga4gh.refget.v2.0.0+json; charset=us-ascii"
+    meta = r.json()["metadata"]
+    assert meta["md5"] == I_MD5
+    assert meta["ga4gh"] == CHECKSUMS["I"]["ga4gh"].removeprefix("ga4gh:")
+    assert meta["trunc512"] == CHECKSUMS["I"]["sha512"]
+    assert meta["length"] == 230218
+    assert {"alias": "BK006935.2", "naming_authority": "insdc"} in meta["aliases"]
+
+
+def test_metadata_of_the_circular_sequence(served: Server) -> None:
+    meta = get(served, f"sequence/{NC_MD5}/metadata").json()["metadata"]
+    assert meta["length"] == len(bases("NC")) == 5386
+    assert meta["aliases"] == [{"alias": "NC_001422.1", "naming_authority": "insdc"}]
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("sequence/Garbagechecksum/metadata", JSON_ACCEPT, 404),
+    ("sequence/insdc:NO_SUCH.1/metadata", JSON_ACCEPT, 404),
+    ("sequence/nosuchns:BK006935.2/metadata", JSON_ACCEPT, 404),
+    (f"sequence/{I_MD5}/metadata", {"Accept": "embl/some_json"}, 406),
+    (f"sequence/{I_MD5}/metadata", {"Accept": "text/plain"}, 406),
+])
+def test_metadata_errors(served: Server, path: str, headers: dict[str, str], status: int) -> None:
+    r = get(served, path, headers)
+    assert r.status_code == status
+    assert r.json()["detail"]
+
+
+# -- whole sequences and media types --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["I", "VI", "NC"])
+def test_whole_sequence_is_the_fasta_bases_and_digests_to_its_id(served: Server, name: str) -> None:
+    r = get(served, f"sequence/{CHECKSUMS[name]['md5']}", V1_SEQ)
+    assert r.status_code == 200
+    assert r.content == bases(name)
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert "transfer-encoding" not in r.headers
+    assert hashlib.md5(r.content).hexdigest() == CHECKSUMS[name]["md5"]
+    sq = base64.urlsafe_b64encode(hashlib.sha512(r.content).digest()[:24]).decode()
+    assert f"ga4gh:SQ.{sq}" == CHECKSUMS[name]["ga4gh"]
+
+
+@pytest.mark.parametrize(("accept", "content_type"), [
+    (None, V2_SEQ_TYPE),
+    ("text/vnd.ga4gh.refget.v2.0.0+plain; charset=us-ascii", V2_SEQ_TYPE),
+    ("text/vnd.ga4gh.refget.v2.0.0+plain", V2_SEQ_TYPE),
+    ("text/plain", V2_SEQ_TYPE),
+    ("*/*", V2_SEQ_TYPE),
+    ("text/vnd.ga4gh.refget.v1.0.0+plain", "text/vnd.ga4gh.refget.v1.0.0+plain; charset=us-ascii"),
+    ("text/vnd.ga4gh.refget.v1.0.0+plain, text/vnd.ga4gh.refget.v2.0.0+plain", V2_SEQ_TYPE),
+    ("application/json;q=0.9, text/plain;q=0.5", V2_SEQ_TYPE),
+])
+def test_accept_degrades_as_the_spec_requires(served: Server, accept: str | None, content_type: str) -> None:
+    r = get(served, f"sequence/{I_MD5}?start=0&end=4", {"Accept": accept} if accept else {})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == content_type
+    assert r.content == bases("I")[:4]
+
+
+@pytest.mark.parametrize("accept", ["embl/some_json", "application/json", "text/plain; charset=latin-1",
+                                    "text/plain;q=0"])
+def test_unsupported_sequence_media_types_are_406(served: Server, accept: str) -> None:
+    assert get(served, f"sequence/{I_MD5}", {"Accept": accept}).status_code == 406
+
+
+def test_unknown_checksum_is_404(served: Server) -> None:
+    assert get(served, "sequence/Garbagechecksum", V1_SEQ).status_code == 404
+    assert get(served, "sequence/" + "0" * 32, V1_SEQ).status_code == 404
+
+
+def test_trunc512_and_insdc_ids_fetch_the_same_bases(served: Server) -> None:
+    whole = bases("I")
+    assert get(served, f"sequence/{CHECKSUMS['I']['sha512']}", V1_SEQ).content == whole
+    assert get(served, f"sequence/{CHECKSUMS['I']['insdc']}?start=10&end=20").content == whole[10:20]
+
+
+# -- start / end ----------------------------------------------------------------------------------
+
+START_END_SUCCESS = [
+    ("?start=10&end=10", 10, 10, 0), ("?start=10&end=20", 10, 20, 10), ("?start=10&end=11", 10, 11, 1),
+    ("?start=230208", 230208, None, 10), ("?end=5", None, 5, 5), ("?start=230217&end=230218", 230217, 230218, 1),
+    ("?start=0", 0, None, 230218), ("?&end=230218", None, 230218, 230218), ("?start=0&end=230218", 0, 230218, 230218),
+    ("?start=1&end=230218", 1, 230218, 230217), ("?start=230217", 230217, None, 1), ("?end=0", None, 0, 0),
+]
+
+
+@pytest.mark.parametrize(("query", "lo", "hi", "length"), START_END_SUCCESS)
+def test_start_end_success_cases(served: Server, query: str, lo: int | None, hi: int | None, length: int) -> None:
+    r = get(served, f"sequence/{I_MD5}{query}", V1_SEQ)
+    assert r.status_code == 200
+    assert r.content == bases("I")[lo:hi]
+    assert int(r.headers["content-length"]) == length
+    assert r.headers["accept-ranges"] == "none"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("?start=5374&end=5", b"ATCCAACCTGCAGAGTT"),
+    ("?start=5374&end=0", b"ATCCAACCTGCA"),
+    ("?start=5380&end=25", b"CCTGCAGAGTTTTATCGCTTCCATGACGCAG"),
+])
+def test_circular_sequence_wraps_the_origin(served: Server, query: str, expected: bytes) -> None:
+    r = get(served, f"sequence/{NC_MD5}{query}", V1_SEQ)
+    assert r.status_code == 200
+    assert r.content == expected
+    assert int(r.headers["content-length"]) == len(expected)
+
+
+@pytest.mark.parametrize(("ident", "query", "status"), [
+    (I_MD5, "?start=abc&end=20", 400),
+    (I_MD5, "?start=-10&end=-29", 400),
+    (I_MD5, "?start=abc", 400),
+    (I_MD5, "?start=", 400),
+    (I_MD5, "?end=4294967296", 400),
+    (I_MD5, "?start=230219", 400),
+    (NC_MD5, "?start=67&end=5387", 416),
+    (NC_MD5, "?start=5386&end=5375", 416),
+    (NC_MD5, "?start=5386&end=5386", 416),
+    (NC_MD5, "?start=5386&end=5", 416),
+    (I_MD5, "?start=220218&end=671", 416),
+])
+def test_start_end_errors(served: Server, ident: str, query: str, status: int) -> None:
+    r = get(served, f"sequence/{ident}{query}", V1_SEQ)
+    assert r.status_code == status
+    assert r.json()["detail"]
+
+
+# -- Range ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "lo", "hi", "length"), [
+    ("bytes=10-19", 10, 19, 10), ("bytes=10-230217", 10, 230217, 230208), ("bytes=10-999999", 10, 999999, 230208),
+    ("bytes=0-230217", 0, 230217, 230218), ("bytes=0-999999", 0, 999999, 230218), ("bytes=0-0", 0, 0, 1),
+    ("bytes=230217-230217", 230217, 230217, 1),
+])
+def test_range_success_cases(served: Server, header: str, lo: int, hi: int, length: int) -> None:
+    r = get(served, f"sequence/{I_MD5}", {**V1_SEQ, "Range": header})
+    assert r.status_code == 206
+    assert r.content == bases("I")[lo:hi + 1]
+    assert int(r.headers["content-length"]) == length
+    assert r.headers["content-range"] == f"bytes {lo}-{lo + length - 1}/230218"
+
+
+@pytest.mark.parametrize(("ident", "header", "status"), [
+    (I_MD5, "units=20-30", 400), (I_MD5, "bytes=ab-19", 400), (I_MD5, "bytes=-10--19", 400),
+    (I_MD5, "bytes=10--19", 400), (I_MD5, "bytes=-10-", 400), (I_MD5, "bytes==10-19", 400),
+    (I_MD5, "bytes=1-2,5-6", 400),
+    (NC_MD5, "bytes=5200-19", 416), (NC_MD5, "bytes=59-50", 416), (NC_MD5, "bytes=5385-5382", 416),
+    (NC_MD5, "bytes=5387-5391", 416), (NC_MD5, "bytes=5386-5387", 416), (NC_MD5, "bytes=9999-99999", 416),
+])
+def test_range_errors(served: Server, ident: str, header: str, status: int) -> None:
+    r = get(served, f"sequence/{ident}", {**V1_SEQ, "Range": header})
+    assert r.status_code == status
+    if status == 416:
+        assert r.headers["content-range"] == "bytes */5386"
+
+
+def test_range_together_with_start_or_end_is_400(served: Server) -> None:
+    assert get(served, f"sequence/{I_MD5}?start=10", {"Range": "bytes=10-19"}).status_code == 400
+    assert get(served, f"sequence/{I_MD5}?end=20", {"Range": "bytes=10-19"}).status_code == 400
+
+
+def test_suffix_range_returns_the_last_bytes(served: Server) -> None:
+    r = get(served, f"sequence/{NC_MD5}", {"Range": "bytes=-12"})
+    assert r.status_code == 206 and r.content == b"ATCCAACCTGCA"
+
+
+# -- large bodies and HEAD ------------------------------------------------------------------------
+
+
+def test_large_range_is_streamed_with_a_content_length(served: Server) -> None:
+    with httpx.stream("GET", f"{served.url}/sequence/{CHECKSUMS['VI']['md5']}?start=1000&end=270000") as r:
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(269000)
+        assert "transfer-encoding" not in r.headers
+        chunks = list(r.iter_raw())
+    assert b"".join(chunks) == bases("VI")[1000:270000]
+
+
+def test_head_of_a_sequence_gives_its_length_without_a_body(served: Server) -> None:
+    r = httpx.head(f"{served.url}/sequence/{CHECKSUMS['VI']['md5']}")
+    assert r.status_code == 200
+    assert r.content == b""
+    assert r.headers["content-length"] == "270161"

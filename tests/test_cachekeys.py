@@ -1,0 +1,117 @@
+"""Claims about cache requests and keys: canonical JSON, per-region forms, what changes a key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from rgstore.cachekeys import (
+    canonical_json,
+    make_request,
+    parse_regions,
+    raw_identity,
+    region_forms,
+    sha256_key,
+)
+from rgstore.errors import InvalidInputError
+
+INPUTS = {"genome": {"sha256": "a" * 64, "size": 10}, "annotation": {"sha256": "b" * 64, "size": 20}}
+
+
+def _ensembl(**kw: str) -> object:
+    return make_request("ensembl", species=kw.get("species", "homo_sapiens"), release=kw.get("release", "110"),
+                        regions=kw.get("regions", "gene,exon"))
+
+
+def test_canonical_json_sorts_keys_drops_whitespace_and_keeps_booleans() -> None:
+    assert canonical_json({"b": True, "a": {"d": False, "c": "x"}}) == b'{"a":{"c":"x","d":false},"b":true}'
+
+
+def test_a_form_key_is_the_sha256_of_its_canonical_json() -> None:
+    form = region_forms(_ensembl(), INPUTS, "x/1")[0]  # type: ignore[arg-type]
+    expected = hashlib.sha256(json.dumps(form.form, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert form.key == expected == sha256_key(form.form)
+    assert form.path == f"cached_genomic_{form.key}"
+
+
+def test_a_request_splits_into_one_form_per_true_region() -> None:
+    forms = region_forms(_ensembl(regions="CDS,gene,exon"), INPUTS, "x/1")  # type: ignore[arg-type]
+    assert [f.region for f in forms] == ["gene", "exon", "CDS"]
+    assert [f.form["genomic_regions"] for f in forms] == [{"gene": True}, {"exon": True}, {"CDS": True}]
+    assert len({f.key for f in forms}) == 3
+
+
+def test_string_booleans_from_web_forms_become_real_booleans() -> None:
+    assert parse_regions({"gene": "true", "exon": "false", "cds": True}) == {"gene": True, "CDS": True}
+    with pytest.raises(InvalidInputError, match="true or false"):
+        parse_regions({"gene": "yes"})
+    with pytest.raises(InvalidInputError, match="no genomic region"):
+        parse_regions({"gene": False})
+    with pytest.raises(InvalidInputError, match="unknown genomic region 'exome'"):
+        parse_regions("gene,exome")
+
+
+def test_keys_change_when_an_input_checksum_changes() -> None:
+    request = _ensembl()
+    before = [f.key for f in region_forms(request, INPUTS, "x/1")]  # type: ignore[arg-type]
+    changed = {**INPUTS, "annotation": {"sha256": "c" * 64, "size": 20}}
+    after = [f.key for f in region_forms(request, changed, "x/1")]  # type: ignore[arg-type]
+    assert set(before).isdisjoint(after)
+
+
+def test_keys_change_when_the_extractor_version_changes() -> None:
+    request = _ensembl()
+    a = [f.key for f in region_forms(request, INPUTS, "rgstore-extract/1")]  # type: ignore[arg-type]
+    b = [f.key for f in region_forms(request, INPUTS, "rgstore-extract/2")]  # type: ignore[arg-type]
+    assert set(a).isdisjoint(b)
+
+
+def test_equivalent_spellings_give_the_same_key() -> None:
+    a = region_forms(_ensembl(species="Homo_sapiens", regions="CDS"), INPUTS, "x/1")  # type: ignore[arg-type]
+    b = region_forms(_ensembl(species="homo_sapiens", regions="cds"), INPUTS, "x/1")  # type: ignore[arg-type]
+    assert a[0].key == b[0].key
+
+
+def test_unresolved_releases_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="not a fixed release"):
+        make_request("ensembl", species="homo_sapiens", release="current")
+
+
+@pytest.mark.parametrize("field,value", [("species", "../etc"), ("species", "a/b"), ("taxon", ".."),
+                                         ("release", "1/2"), ("taxon", "x y")])
+def test_fields_that_name_directories_must_be_path_safe(field: str, value: str) -> None:
+    kw = {"species": "homo_sapiens", "release": "RS_2023_10", "taxon": "9606", "assembly": "GCF_000001405.40"}
+    kw[field] = value
+    with pytest.raises(InvalidInputError, match=f"invalid {field}"):
+        make_request("ncbi", **kw)
+
+
+def test_ncbi_needs_an_accession_and_keeps_only_accession_dot_version() -> None:
+    with pytest.raises(InvalidInputError, match="needs --assembly"):
+        make_request("ncbi", species="homo_sapiens", release="110")
+    request = make_request("ncbi", species="homo_sapiens", release="110", assembly="GCF_000001405.40_GRCh38.p14")
+    ident = raw_identity(request)
+    assert ident.assembly == "GCF_000001405.40"
+    assert ident.path == "ncbi_raw/homo_sapiens/GCF_000001405.40"
+
+
+def test_level2_paths_hold_the_release_or_assembly_so_they_never_collide() -> None:
+    a = raw_identity(_ensembl(release="110"))  # type: ignore[arg-type]
+    b = raw_identity(_ensembl(release="111"))  # type: ignore[arg-type]
+    assert (a.path, b.path) == ("ensembl_raw/homo_sapiens/110", "ensembl_raw/homo_sapiens/111")
+    assert a.key != b.key
+    n1 = raw_identity(make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.39"))
+    n2 = raw_identity(make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.40"))
+    assert n1.path != n2.path and n1.key != n2.key
+
+
+def test_ensembl_releases_are_numbers() -> None:
+    with pytest.raises(InvalidInputError, match="expected a number"):
+        make_request("ensembl", species="homo_sapiens", release="RS_2023_10")
+
+
+def test_an_unknown_source_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="unknown source"):
+        make_request("genbank", species="homo_sapiens", release="1")

@@ -1,0 +1,91 @@
+"""Claims about upstream checksum files and the BSD sum algorithm."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rgstore.checksums import (
+    BsdSum,
+    Expected,
+    bsd_sum,
+    bsd_sum_bytes,
+    parse_ensembl_checksums,
+    parse_md5checksums,
+    verify_file,
+)
+from rgstore.errors import IntegrityError, InvalidInputError
+
+
+def test_md5checksums_names_lose_only_the_leading_dot_slash() -> None:
+    text = (
+        "2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c  ./GCF_000001405.40_GRCh38.p14_genomic.fna.gz\n"
+        "\n"
+        "0123456789abcdef0123456789ABCDEF  ./.hidden.gz\n"
+        "ffffffffffffffffffffffffffffffff  ./Annotation_comparison/sub dir/file.txt\n"
+    )
+    parsed = parse_md5checksums(text)
+    assert parsed["GCF_000001405.40_GRCh38.p14_genomic.fna.gz"] == Expected(
+        algorithm="md5", value="2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c")
+    # The seed's .lstrip("./") would have eaten the dot of ".hidden.gz".
+    assert parsed[".hidden.gz"].value == "0123456789abcdef0123456789abcdef"
+    assert "Annotation_comparison/sub dir/file.txt" in parsed
+
+
+def test_md5checksums_rejects_a_malformed_line_naming_it() -> None:
+    with pytest.raises(InvalidInputError, match="line 2"):
+        parse_md5checksums("2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c  ./a\nnot a checksum line\n")
+
+
+def test_ensembl_checksums_accept_tabs_and_spaces() -> None:
+    text = "55610 198719 Homo_sapiens.GRCh38.dna.alt.fa.gz\n00042\t3\tREADME\n"
+    parsed = parse_ensembl_checksums(text)
+    assert parsed["Homo_sapiens.GRCh38.dna.alt.fa.gz"] == Expected(algorithm="sum", value="55610/198719")
+    assert parsed["README"].value == "42/3"
+
+
+def test_ensembl_checksums_reject_a_line_without_three_fields() -> None:
+    with pytest.raises(InvalidInputError, match="CHECKSUMS line 1"):
+        parse_ensembl_checksums("55610 Homo_sapiens.fa.gz\n")
+
+
+def test_bsd_sum_of_known_inputs() -> None:
+    assert bsd_sum_bytes(b"") == (0, 0)
+    assert bsd_sum_bytes(b"a") == (97, 1)
+    # rotate right, then add: rotr(97) = 48 + 32768 = 32816; + 98 = 32914 (what `printf ab | sum` prints)
+    assert bsd_sum_bytes(b"ab") == (32914, 1)
+    assert bsd_sum_bytes(b"x" * 1025)[1] == 2
+
+
+def test_incremental_bsd_sum_equals_one_shot() -> None:
+    data = os.urandom(10_000)
+    acc = BsdSum()
+    for i in range(0, len(data), 777):
+        acc.update(data[i:i + 777])
+    assert (acc.checksum, acc.blocks) == bsd_sum_bytes(data)
+
+
+@pytest.mark.skipif(shutil.which("sum") is None, reason="coreutils sum is not installed")
+def test_python_bsd_sum_matches_coreutils_sum(tmp_path: Path) -> None:
+    for size in (0, 1, 1023, 1024, 1025, 300_001):
+        path = tmp_path / f"f{size}"
+        path.write_bytes(os.urandom(size))
+        fields = subprocess.run(["sum", "-r", str(path)], capture_output=True, text=True, check=True).stdout.split()
+        assert bsd_sum_bytes(path.read_bytes()) == (int(fields[0]), int(fields[1]))
+        assert bsd_sum(path) == (int(fields[0]), int(fields[1]))
+
+
+def test_verify_file_raises_on_md5_and_sum_mismatches(tmp_path: Path) -> None:
+    path = tmp_path / "x.gz"
+    path.write_bytes(b"hello")
+    verify_file(path, Expected(algorithm="md5", value="5d41402abc4b2a76b9719d911017c592"))
+    checksum, blocks = bsd_sum_bytes(b"hello")
+    verify_file(path, Expected(algorithm="sum", value=f"{checksum}/{blocks}"))
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        verify_file(path, Expected(algorithm="md5", value="0" * 32))
+    with pytest.raises(IntegrityError, match="CHECKSUMS says sum"):
+        verify_file(path, Expected(algorithm="sum", value=f"{checksum ^ 1}/{blocks}"))

@@ -1,0 +1,181 @@
+"""FASTA validation: sound files summarise correctly in any chunking; unsound ones name file, line and reason."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rgstore.errors import InvalidInputError
+from rgstore.fasta import detect_compression, digest_fasta, start_digest, validate_fasta
+
+GOOD = b">chr1 first contig\nACGTN\nacgtn\n>chr2\nRYKMSWBDHVU\n\n>prot1 a protein\nMKVLA*\nGH-XBZJO\n"
+
+
+def _sha512t24u(residues: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha512(residues.upper()).digest()[:24]).decode()
+
+
+def test_valid_fasta_yields_names_lengths_and_descriptions(tmp_path: Path) -> None:
+    path = tmp_path / "good.fa"
+    path.write_bytes(GOOD)
+    summary = validate_fasta(path)
+    assert summary.names == ["chr1", "chr2", "prot1"]
+    assert summary.lengths == [10, 11, 14]
+    assert [r.description for r in summary.records] == ["first contig", "", "a protein"]
+    assert summary.compression == "none" and summary.size == len(GOOD)
+
+
+def test_crlf_line_ends_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.fa"
+    path.write_bytes(GOOD.replace(b"\n", b"\r\n"))
+    assert validate_fasta(path).lengths == [10, 11, 14]
+
+
+def test_gzip_multi_member_and_bgzf_are_read_by_content_not_name(tmp_path: Path) -> None:
+    pysam = pytest.importorskip("pysam")
+    plain = tmp_path / "g.fa"
+    plain.write_bytes(GOOD)
+    multi = tmp_path / "multi.fa"  # gzip bytes under a plain name
+    multi.write_bytes(gzip.compress(GOOD[:30]) + gzip.compress(GOOD[30:]))
+    bgzf = tmp_path / "g.fa.bgz"
+    pysam.tabix_compress(str(plain), str(bgzf))
+    expected = validate_fasta(plain)
+    for path, kind in ((multi, "gzip"), (bgzf, "bgzf")):
+        summary = validate_fasta(path)
+        assert summary.compression == kind
+        assert summary.records == expected.records
+
+
+def test_digest_mode_hashes_upper_cased_residues_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "good.fa.gz"
+    path.write_bytes(gzip.compress(GOOD))
+    summary = digest_fasta(path)
+    assert summary.md5 == hashlib.md5(path.read_bytes()).hexdigest()
+    assert [r.digest for r in summary.records] == [
+        _sha512t24u(b"ACGTNACGTN"), _sha512t24u(b"RYKMSWBDHVU"), _sha512t24u(b"MKVLA*GH-XBZJO"),
+    ]
+
+
+def test_digest_job_in_a_child_process_matches_the_in_process_digest(tmp_path: Path) -> None:
+    path = tmp_path / "good.fa"
+    path.write_bytes(GOOD)
+    assert start_digest(path).result() == digest_fasta(path)
+
+
+def test_digest_job_reports_invalid_input_from_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "bad.fa"
+    path.write_bytes(b">a\nAC GT\n")
+    with pytest.raises(InvalidInputError, match="line 2"):
+        start_digest(path).result()
+
+
+def test_detect_compression_uses_magic_bytes() -> None:
+    assert detect_compression(b">chr1\n") == "none"
+    assert detect_compression(gzip.compress(b"x")[:18]) == "gzip"
+    assert detect_compression(bytes.fromhex("1f8b08040000000000ff0600424302001b00")) == "bgzf"
+
+
+_name = st.text(alphabet="abcXYZ019_.|:", min_size=1, max_size=8)
+_residues = st.text(alphabet="ACGTNacgtnRYKM*-", min_size=0, max_size=200)
+
+
+@st.composite
+def _fasta(draw: st.DrawFn) -> tuple[bytes, list[str], list[bytes]]:
+    names = draw(st.lists(_name, min_size=1, max_size=6, unique=True))
+    eol = draw(st.sampled_from([b"\n", b"\r\n"]))
+    out, seqs = [], []
+    for name in names:
+        seq = draw(_residues).encode()
+        width = draw(st.integers(1, 70))
+        out.append(b">" + name.encode() + draw(st.sampled_from([b"", b" desc", b"\tx y"])) + eol)
+        out += [seq[i:i + width] + eol for i in range(0, len(seq), width)]
+        if draw(st.booleans()):
+            out.append(eol)  # a blank line between records
+        seqs.append(seq)
+    return b"".join(out), names, seqs
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_fasta(), chunk=st.sampled_from([1, 2, 3, 5, 17, 64, 4096]))
+def test_any_chunking_gives_the_same_summary_and_digests(tmp_path: Path, doc: tuple[bytes, list[str], list[bytes]],
+                                                         chunk: int) -> None:
+    data, names, seqs = doc
+    path = tmp_path / "h.fa"
+    path.write_bytes(data)
+    summary = digest_fasta(path, chunk_size=chunk)
+    assert summary.names == names
+    assert summary.lengths == [len(s) for s in seqs]
+    assert [r.digest for r in summary.records] == [_sha512t24u(s) for s in seqs]
+    assert validate_fasta(path, chunk_size=chunk).lengths == summary.lengths
+
+
+BAD_CASES = [
+    ("empty", b"", None, "empty"),
+    ("only-blank", b"\n\n", None, "no FASTA records"),
+    ("no-header", b"ACGT\n>chr1\nACGT\n", 1, "before the first '>' header"),
+    ("unnamed", b">chr1\nAC\n>\nGT\n", 3, "has no name"),
+    ("space-before-name", b">chr1\nAC\n> chr2\nGT\n", 3, "has no name"),
+    ("duplicate", b">chr1\nAC\n>chr2\nGG\n>chr1\nGT\n", 5, "duplicate sequence name 'chr1' (first seen on line 1)"),
+    ("space-in-sequence", b">chr1\nACGT\nAC GT\n", 3, "whitespace b' ' inside a sequence line"),
+    ("tab-in-sequence", b">chr1\nACGT\t\n", 2, "whitespace b'\\t'"),
+    ("digit", b">chr1\nACGT\nAC1T\n", 3, "invalid residue '1'"),
+    ("dot", b">chr1\nAC.T\n", 2, "invalid residue '.'"),
+    ("gt-mid-line", b">chr1\nAC>GT\n", 2, "'>' inside a sequence line"),
+    ("binary", b">chr1\nAC\xffGT\n", 2, "invalid byte 0xff"),
+    ("lone-cr", b">chr1\nAC\rGT\n", 2, "carriage return"),
+    ("bad-utf8-header", b">chr\xff1\nACGT\n", 1, "not valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("label", "data", "line", "reason"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_malformed_fasta_error_names_file_line_and_reason(tmp_path: Path, label: str, data: bytes,
+                                                          line: int | None, reason: str) -> None:
+    path = tmp_path / f"{label}.fa"
+    path.write_bytes(data)
+    with pytest.raises(InvalidInputError) as info:
+        validate_fasta(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert reason in message
+    if line is not None:
+        assert f"line {line}," in message
+    assert "\n" not in message
+
+
+def test_error_column_points_at_the_offending_byte_across_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "late.fa"
+    path.write_bytes(b">chr1\n" + b"ACGT" * 10 + b"\n" + b"ACGTACG7\n")
+    with pytest.raises(InvalidInputError, match=r"line 3, column 8: invalid residue '7'"):
+        validate_fasta(path, chunk_size=3)
+
+
+def test_truncated_gzip_is_refused(tmp_path: Path) -> None:
+    packed = gzip.compress(GOOD * 50)
+    path = tmp_path / "cut.fa.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InvalidInputError, match="truncated gzip"):
+        validate_fasta(path)
+
+
+def test_bgzf_without_its_eof_block_is_refused(tmp_path: Path) -> None:
+    pysam = pytest.importorskip("pysam")
+    plain = tmp_path / "g.fa"
+    plain.write_bytes(GOOD)
+    bgzf = tmp_path / "g.fa.gz"
+    pysam.tabix_compress(str(plain), str(bgzf))
+    bgzf.write_bytes(bgzf.read_bytes()[:-28])
+    with pytest.raises(InvalidInputError, match="BGZF"):
+        validate_fasta(bgzf)
+
+
+def test_missing_file_and_directory_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no such file"):
+        validate_fasta(tmp_path / "absent.fa")
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        validate_fasta(tmp_path)

@@ -1,0 +1,293 @@
+"""Genomes: init records one atomic command, is idempotent, refuses silent repointing, and records nothing on bad input."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import ConflictError, InvalidInputError, NotFoundError
+from rgstore.events import (
+    AliasRemoved,
+    AliasSet,
+    FhrSet,
+    GenomeAdded,
+    GenomeRemoved,
+    SequenceAliasSet,
+    Undone,
+)
+from rgstore.log import NewEvent
+from rgstore.store import Store
+from rgstore.views.genomes import genome_stream, genomes_with_sequence
+
+TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
+FHR = {
+    "schema": "https://raw.githubusercontent.com/FAIR-bioHeaders/FHR-Specification/main/fhr.json",
+    "schemaVersion": 1.0,
+    "genome": "Tinyus testus",
+    "taxon": {"name": "Tinyus testus", "uri": "https://identifiers.org/taxonomy:0"},
+    "version": "1",
+    "vitalStats": {"N50": 3000},
+    "labNotes": "kept verbatim",
+}
+
+
+def _t24u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha512(data).digest()[:24]).decode()
+
+
+def _write(path: Path, records: dict[str, str]) -> Path:
+    path.write_text("".join(f">{n}\n{s}\n" for n, s in records.items()))
+    return path
+
+
+def _collections(store: Store) -> int:
+    manifest = store.refget_path / "collections.rgci"
+    if not manifest.exists():
+        return 0
+    return sum(1 for line in manifest.read_text().splitlines() if line and not line.startswith("#"))
+
+
+def test_init_appends_genome_added_and_one_alias_per_name_in_one_command(store: Store) -> None:
+    result = store.genomes.init(TINY, ["tiny", "tiny-v1"], description="tiny test", species="Tinyus testus",
+                                circular=["chrM"])
+    events = store.events()
+    assert [type(e.event) for e in events] == [GenomeAdded, AliasSet, AliasSet]
+    assert [e.seq for e in events] == result.seqs
+    assert len({e.time for e in events}) == 1  # one transaction
+    added = events[0].event
+    assert isinstance(added, GenomeAdded)
+    assert events[0].stream == genome_stream(added.digest)
+    assert added.names == ["chr1", "chr2", "chrM"] and added.lengths == [3000, 2000, 1000]
+    assert added.circular == ["chrM"] and added.species == "Tinyus testus"
+    assert added.source.md5 == hashlib.md5(TINY.read_bytes()).hexdigest()
+    assert added.source.size == TINY.stat().st_size and added.source.path == str(TINY.resolve())
+    assert len(added.md5s) == 3 and set(added.level1) >= {"names", "lengths", "sequences"}
+    assert [(e.stream, e.event.name) for e in events[1:]] == [  # type: ignore[union-attr]
+        ("alias:refgenie/tiny", "tiny"), ("alias:refgenie/tiny-v1", "tiny-v1"),
+    ]
+    assert result.added and result.aliases_added == ["refgenie:tiny", "refgenie:tiny-v1"]
+
+
+def test_genome_digest_and_sequences_match_an_independent_reading(store: Store) -> None:
+    info = store.genomes.init(TINY, ["tiny"]).genome
+    records: dict[str, str] = {}
+    for block in TINY.read_text().split(">")[1:]:
+        header, *lines = block.splitlines()
+        records[header.split()[0]] = "".join(lines).upper()
+    assert info.sequences == ["SQ." + _t24u(s.encode()) for s in records.values()]
+    assert info.md5s == [hashlib.md5(s.encode()).hexdigest() for s in records.values()]
+
+
+def test_reinit_of_identical_content_only_adds_new_names(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    head = store.head()[0]
+    again = store.genomes.init(TINY, ["tiny"])
+    assert not again.added and again.aliases_added == [] and store.head()[0] == head
+    gz = tmp_path / "tiny.fa.gz"  # same content, other bytes: still the same genome
+    gz.write_bytes(gzip.compress(TINY.read_bytes()))
+    more = store.genomes.init(gz, ["tiny", "tiny2"])
+    assert not more.added and more.aliases_added == ["refgenie:tiny2"]
+    assert [type(e.event) for e in store.events(after=head)] == [AliasSet]
+
+
+def test_name_pointing_at_another_genome_is_refused_before_anything_is_stored(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    head, collections = store.head()[0], _collections(store)
+    other = _write(tmp_path / "other.fa", {"c1": "ACGT"})
+    with pytest.raises(ConflictError, match="refgenie:tiny already points at genome .*--force"):
+        store.genomes.init(other, ["fresh", "tiny"])
+    assert store.head()[0] == head
+    assert _collections(store) == collections  # refused before gtars imported anything
+    with pytest.raises(NotFoundError):
+        store.genomes.resolve("fresh")
+
+
+def test_same_shape_different_sequence_is_refused_inside_the_command(store: Store, tmp_path: Path) -> None:
+    a = store.genomes.init(_write(tmp_path / "a.fa", {"c1": "ACGT"}), ["g"]).genome
+    head = store.head()[0]
+    with pytest.raises(ConflictError):
+        store.genomes.init(_write(tmp_path / "b.fa", {"c1": "TTTT"}), ["g"])
+    assert store.head()[0] == head and store.genomes.resolve("g") == a.digest
+
+
+def test_force_repoints_a_name_and_keeps_the_old_target_in_its_history(store: Store, tmp_path: Path) -> None:
+    first = store.genomes.init(TINY, ["tiny"]).genome
+    second = store.genomes.init(_write(tmp_path / "b.fa", {"c1": "ACGT"}), ["tiny"], force=True)
+    assert second.added and second.aliases_added == ["refgenie:tiny"]
+    assert store.genomes.resolve("tiny") == second.genome.digest
+    targets = [e.event.digest for e in store.events(stream="alias:refgenie/tiny")]  # type: ignore[union-attr]
+    assert targets == [first.digest, second.genome.digest]
+    assert store.getseq("tiny", "c1") == "ACGT"  # the cached resolution followed the repoint
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "empty"), (b">a\nAC GT\n", "whitespace"), (b">a\nAC\n>a\nGT\n", "duplicate"), (b"ACGT\n", "before the first")],
+    ids=["empty", "whitespace", "duplicate", "headerless"],
+)
+def test_malformed_fasta_records_nothing_anywhere(store: Store, tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "bad.fa"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInputError, match=reason):
+        store.genomes.init(path, ["bad"])
+    assert store.head()[0] == 0
+    assert _collections(store) == 0
+    assert not list(store.path.glob(".ingest-*"))  # the private import copy is gone too
+
+
+def test_unknown_circular_name_and_bad_alias_name_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="--circular chrX"):
+        store.genomes.init(TINY, ["tiny"], circular=["chrX"])
+    with pytest.raises(InvalidInputError, match="invalid alias name"):
+        store.genomes.init(TINY, ["has space"])
+    assert store.head()[0] == 0
+
+
+def test_stale_rgsi_sidecar_next_to_the_fasta_cannot_poison_the_import(store: Store, tmp_path: Path) -> None:
+    from gtars.refget import RefgetStore
+
+    fasta = _write(tmp_path / "g.fa", {"c1": "ACGTACGT"})
+    side = RefgetStore.on_disk(str(tmp_path / "elsewhere"))  # a plain gtars import leaves g.rgsi behind
+    side.set_quiet(True)
+    side.disable_encoding()
+    side.add_sequence_collection_from_fasta(str(fasta))
+    assert (tmp_path / "g.rgsi").exists()
+    _write(fasta, {"c1": "TTTTTTTT"})
+    info = store.genomes.init(fasta, ["g"]).genome
+    assert info.sequences == ["SQ." + _t24u(b"TTTTTTTT")]
+    assert store.getseq("g", "c1") == "TTTTTTTT"
+
+
+def test_gzip_content_under_a_plain_name_is_ingested(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "looks-plain.fa"
+    path.write_bytes(gzip.compress(TINY.read_bytes()))
+    info = store.genomes.init(path, ["tiny"]).genome
+    assert info.names == ["chr1", "chr2", "chrM"] and info.source.md5 == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_iupac_codes_round_trip_in_raw_mode(store: Store, tmp_path: Path) -> None:
+    residues = "ACGTURYKMSWBDHVN"
+    store.genomes.init(_write(tmp_path / "iupac.fa", {"s": residues, "p": "MKBUJOZX*-"}), ["iupac"])
+    assert store.getseq("iupac", "s") == residues
+    assert store.getseq("iupac", "p") == "MKBUJOZX*-"
+
+
+def test_seq_namespace_records_header_tokens_as_sequence_aliases(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "ncbi.fa"
+    path.write_text(">chr1 insdc:CM000663.2 other:x\nACGT\n>chr2 insdc:CM000664.2\nGGCC\n>chr3\nTT\n")
+    result = store.genomes.init(path, ["g"], seq_namespace="insdc")
+    assert result.sequence_aliases_added == 2
+    events = [e for e in store.events() if isinstance(e.event, SequenceAliasSet)]
+    assert [(e.stream, e.event.digest) for e in events] == [  # type: ignore[union-attr]
+        ("seqalias:insdc/CM000663.2", _t24u(b"ACGT")), ("seqalias:insdc/CM000664.2", _t24u(b"GGCC")),
+    ]
+
+
+def test_remove_drops_the_genome_and_its_aliases_and_reinit_restores_it(store: Store) -> None:
+    digest = store.genomes.init(TINY, ["tiny", "tiny2"]).genome.digest
+    store.getseq("tiny", "chr1", 0, 10)
+    head = store.head()[0]
+    store.genomes.remove("tiny")
+    assert [type(e.event) for e in store.events(after=head)] == [GenomeRemoved, AliasRemoved, AliasRemoved]
+    assert store.genomes.list() == []
+    with pytest.raises(NotFoundError):
+        store.getseq("tiny", "chr1", 0, 10)
+    with store.read() as txn:
+        assert genomes_with_sequence(txn, store.environment, store.events()[0].event.sequences[0][3:]) == []  # type: ignore[union-attr]
+    again = store.genomes.init(TINY, ["tiny"])
+    assert again.added and again.genome.digest == digest
+    assert store.getseq("tiny", "chr1", 0, 10) == TINY.read_text().splitlines()[1][:10].upper()
+
+
+def test_fhr_keeps_unknown_keys_and_undo_restores_the_previous_document(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.fhr.json"
+    path.write_text(json.dumps(FHR))
+    store.genomes.init(TINY, ["tiny"], fhr=path)
+    assert store.genomes.fhr_get("tiny") == FHR
+    second = {**FHR, "version": "2"}
+    store.genomes.fhr_set("tiny", second)
+    assert store.genomes.fhr_get("tiny")["version"] == "2"
+    digest = store.genomes.resolve("tiny")
+    store.append([NewEvent(stream=genome_stream(digest), event=Undone())])
+    assert store.genomes.fhr_get("tiny") == FHR
+    assert store.genomes.fhr_set("tiny", FHR) == []  # identical: nothing recorded
+    assert [type(e.event) for e in store.events(stream=genome_stream(digest))].count(FhrSet) == 2
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [([1, 2], "JSON object"), ({"genome": 5}, "not a valid FHR"), ({"schemaVersion": 3}, "not FHR 1.x")],
+    ids=["not-object", "wrong-type", "wrong-version"],
+)
+def test_invalid_fhr_is_refused(store: Store, doc: object, reason: str) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    with pytest.raises(InvalidInputError, match=reason):
+        store.genomes.fhr_set("tiny", doc)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError, match="no FHR"):
+        store.genomes.fhr_get("tiny")
+
+
+def test_export_writes_the_upper_cased_genome_atomically(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "out" / "tiny.fa"
+    store.genomes.export("tiny", out, width=60)
+    expected = "".join(line.upper() if not line.startswith(">") else line.split()[0] + "\n"
+                       for line in TINY.read_text().splitlines(keepends=True))
+    assert out.read_text() == expected
+    assert [p.name for p in out.parent.iterdir()] == ["tiny.fa"]
+
+
+def test_list_show_and_compare(store: Store, tmp_path: Path) -> None:
+    tiny = store.genomes.init(TINY, ["tiny"], description="tiny test").genome
+    sub = store.genomes.init(_write(tmp_path / "sub.fa", {"chr1": store.getseq("tiny", "chr1")}), ["sub"]).genome
+    assert [g.aliases for g in store.genomes.list()] == [["sub"], ["tiny"]]
+    shown = store.genomes.show(tiny.digest, by_digest=True)
+    assert shown.aliases == ["tiny"] and shown.description == "tiny test" and shown.total_length == 6000
+    result = store.genomes.compare("tiny", "sub")
+    assert result["digests"] == {"a": tiny.digest, "b": sub.digest}
+    assert result["array_elements"]["a_and_b_count"]["sequences"] == 1
+
+
+def test_rebuild_reproduces_the_genome_view(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"], fhr=FHR)
+    store.genomes.init(_write(tmp_path / "b.fa", {"c1": "ACGT"}), ["b"])
+    store.genomes.remove("b")
+    view = next(v for v in store.views if v.name == "genomes")
+    with store.read() as txn:
+        before = list(view.contents(txn, store.environment))
+    store.rebuild([view])
+    with store.read() as txn:
+        assert list(view.contents(txn, store.environment)) == before
+    assert before  # the view is not trivially empty
+
+
+def test_another_process_imports_and_repoints_are_seen_by_a_long_lived_handle(
+    store: Store, store_path: Path, tmp_path: Path, rgstore_proc  # type: ignore[no-untyped-def]
+) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    assert store.getseq("tiny", "chr1", 0, 5) == TINY.read_text().splitlines()[1][:5].upper()
+    new = _write(tmp_path / "n.fa", {"chr1": "GATTACA"})
+    done = rgstore_proc("--store", str(store_path), "genome", "init", "--fasta", str(new), "--name", "new")
+    assert done.returncode == 0, done.stderr
+    assert store.getseq("new", "chr1", 1, 4) == "ATT"  # this gtars handle predates the import: reopened
+    done = rgstore_proc("--store", str(store_path), "genome", "init", "--fasta", str(new), "--name", "tiny",
+                        "--force")
+    assert done.returncode == 0, done.stderr
+    time.sleep(0.25)  # cached resolutions are re-checked against the log head every 0.1 s
+    assert store.getseq("tiny", "chr1", 0, 5) == "GATTA"
+
+
+def test_store_without_genomes_reports_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="no genome named 'hg38'"):
+        store.getseq("hg38", "chr1")
+    shutil.rmtree(store.refget_path, ignore_errors=True)
+    with pytest.raises(NotFoundError):
+        store.genomes.show("hg38")

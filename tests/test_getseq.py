@@ -1,0 +1,205 @@
+"""getseq: equals samtools faidx on random regions of both strands; loci, BED and CLI behave and fail cleanly."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import InvalidInputError, NotFoundError, OutOfRangeError
+from rgstore.genomes import revcomp
+from rgstore.locus import Region, parse_locus, read_bed
+from rgstore.store import Store
+
+TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
+NUCLEOTIDES = "ACGTNacgtnRYKMSWBDHVU"
+
+
+def _random_fasta(path: Path, rng: random.Random) -> dict[str, int]:
+    sizes = {f"c{i}": rng.randint(1, 5000) for i in range(6)}
+    with open(path, "w") as fh:
+        for name, size in sizes.items():
+            seq = "".join(rng.choice(NUCLEOTIDES) for _ in range(size))
+            width = rng.choice([50, 60, 61, 80])
+            fh.write(f">{name} random\n" + "".join(seq[i:i + width] + "\n" for i in range(0, size, width)))
+    return sizes
+
+
+def _samtools(fasta: Path, regions: list[tuple[str, int, int]], *, reverse: bool) -> list[str]:
+    region_file = fasta.with_suffix(".regions")
+    region_file.write_text("".join(f"{n}:{s + 1}-{e}\n" for n, s, e in regions))  # 1-based, inclusive
+    args = ["samtools", "faidx", str(fasta), "-r", str(region_file)] + (["-i"] if reverse else [])
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return ["".join(block.splitlines()[1:]).upper() for block in out.split(">")[1:]]
+
+
+@pytest.mark.skipif(shutil.which("samtools") is None, reason="samtools is not installed")
+@pytest.mark.parametrize("source", ["tiny", "random"])
+def test_getseq_equals_samtools_faidx_on_random_regions_of_both_strands(store: Store, tmp_path: Path,
+                                                                        source: str) -> None:
+    rng = random.Random(11)
+    fasta = tmp_path / "g.fa"
+    if source == "tiny":
+        shutil.copyfile(TINY, fasta)
+        sizes = dict(zip(*(lambda g: (g.names, g.lengths))(store.genomes.init(fasta, ["g"]).genome)))
+    else:
+        sizes = _random_fasta(fasta, rng)
+        store.genomes.init(fasta, ["g"])
+    regions = []
+    for _ in range(300):
+        name = rng.choice(list(sizes))
+        start = rng.randrange(0, sizes[name])
+        regions.append((name, start, rng.randint(start + 1, min(sizes[name], start + 2000))))
+    for reverse in (False, True):
+        ours = store.getseqs("g", regions, revcomp=reverse)
+        assert ours == _samtools(fasta, regions, reverse=reverse)
+
+
+def test_locus_forms_and_defaults(store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"], circular=["chrM"])
+    chr1 = store.getseq("tiny", "chr1")
+    assert len(chr1) == 3000 and chr1 == chr1.upper()
+    assert store.getseqs("tiny", [parse_locus("chr1:2990"), parse_locus("chr1:0-5"), parse_locus("chr1:5-5")]) == [
+        chr1[2990:], chr1[:5], "",
+    ]
+    chrm = store.getseq("tiny", "chrM")
+    assert store.getseq("tiny", "chrM", 995, 5) == chrm[995:] + chrm[:5]  # circular wrap
+
+
+@pytest.mark.parametrize(
+    ("seq", "start", "end", "error", "message"),
+    [
+        ("chr9", 0, 5, NotFoundError, "has no sequence 'chr9'"),
+        ("chr1", 2990, 3001, OutOfRangeError, "outside chr1 (length 3000)"),
+        ("chr1", 3001, None, OutOfRangeError, "outside chr1"),
+        ("chr1", 10, 5, OutOfRangeError, "not circular"),
+        ("chr1", -1, 5, OutOfRangeError, "negative"),
+    ],
+    ids=["unknown-seq", "end-past", "start-past", "reversed", "negative"],
+)
+def test_bad_regions_raise_clear_errors(store: Store, seq: str, start: int, end: int | None,
+                                        error: type[Exception], message: str) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    with pytest.raises(error, match=message):
+        store.getseq("tiny", seq, start, end)
+
+
+def test_genome_names_resolve_by_namespace_and_digest(store: Store) -> None:
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    assert store.getseq("refgenie:tiny", "chr2", 0, 8) == store.genomes.getseq(digest, "chr2", 0, 8, by_digest=True)
+    with pytest.raises(NotFoundError, match="no genome named 'ucsc:tiny'"):
+        store.getseq("ucsc:tiny", "chr2")
+
+
+def test_parse_locus_keeps_colons_in_names_and_rejects_malformed_loci() -> None:
+    assert parse_locus("chr1") == Region("chr1")
+    assert parse_locus("chr1:1,000-2,000") == Region("chr1", 1000, 2000)
+    assert parse_locus("HLA-A*01:01:01:01") == Region("HLA-A*01:01:01", 1)
+    assert parse_locus("HLA-A*01:01:01:01:5-9") == Region("HLA-A*01:01:01:01", 5, 9)
+    for bad in ("", "chr1:", "chr1:5-", "chr1:-5"):
+        with pytest.raises(InvalidInputError):
+            parse_locus(bad)
+
+
+def test_read_bed_skips_headers_and_reports_bad_lines(tmp_path: Path) -> None:
+    bed = tmp_path / "r.bed"
+    bed.write_text("track name=x\n# c\n\nchr1\t0\t10\tname\nchr2 5 7\n")
+    assert list(read_bed(bed)) == [Region("chr1", 0, 10), Region("chr2", 5, 7)]
+    bed.write_text("chr1\t0\tten\n")
+    with pytest.raises(InvalidInputError, match="line 1"):
+        list(read_bed(bed))
+
+
+def test_revcomp_complements_iupac_codes() -> None:
+    assert revcomp("ACGTURYKMSWBDHVN") == "NBDHVWSKMRYAACGT"
+
+
+def test_cli_prints_bare_lines_or_fasta_from_loci_and_bed(cli, store: Store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    chr2 = store.getseq("tiny", "chr2")
+    store.close()
+    out = cli("getseq", "tiny", "chr2:0-7", "chr2:10-12")
+    assert out.exit_code == 0 and out.output == f"{chr2[:7]}\n{chr2[10:12]}\n"
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr2\t0\t7\n")
+    out = cli("getseq", "--digest", digest, "chr2:5", "--bed", str(bed), "--fasta", "--width", "900", "--revcomp")
+    assert out.exit_code == 0
+    assert out.output == f">chr2:5-2000/rc\n{revcomp(chr2[5:])}\n>chr2:0-7/rc\n{revcomp(chr2[:7])}\n"
+    out = cli("getseq", "tiny", "chr2:0-130", "--fasta")
+    assert out.output.splitlines()[1:] == [chr2[:60], chr2[60:120], chr2[120:130]]
+
+
+def test_cli_genome_commands_round_trip(cli, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fhr = tmp_path / "f.json"
+    fhr.write_text(json.dumps({"genome": "Tinyus testus", "custom": [1]}))
+    out = cli("genome", "init", "--fasta", str(TINY), "--name", "tiny", "-n", "t2", "--fhr", str(fhr), "--json")
+    assert out.exit_code == 0, out.output
+    digest = json.loads(out.output)["genome"]["digest"]
+    listed = json.loads(cli("genome", "list", "--json").output)
+    assert listed == [{"digest": digest, "aliases": ["t2", "tiny"], "n_sequences": 3, "total_length": 6000,
+                       "description": "", "species": ""}]
+    assert json.loads(cli("genome", "fhr", "get", "tiny").output) == {"genome": "Tinyus testus", "custom": [1]}
+    assert json.loads(cli("genome", "show", "tiny", "--json").output)["circular"] == []
+    compared = json.loads(cli("genome", "compare", "tiny", "t2", "--json").output)
+    assert compared["array_elements"]["a_and_b_same_order"]["sequences"] is True
+    out_fa = tmp_path / "x.fa"
+    assert cli("genome", "export", "tiny", str(out_fa), "--width", "70").exit_code == 0
+    assert max(len(line) for line in out_fa.read_text().splitlines()) == 70
+    assert cli("genome", "remove", "tiny").exit_code == 0
+    assert json.loads(cli("genome", "list", "--json").output) == []
+
+
+def test_cli_conflicts_and_bad_input_exit_nonzero_with_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("genome", "init", "--fasta", str(TINY), "--name", "tiny").exit_code == 0
+    other = tmp_path / "o.fa"
+    other.write_text(">x\nACGT\n")
+    taken = cli("genome", "init", "--fasta", str(other), "--name", "tiny")
+    assert taken.exit_code == 1 and "--force" in taken.output
+    assert cli("genome", "init", "--fasta", str(other), "--name", "tiny", "--force").exit_code == 0
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">x\nAC GT\n")
+    failed = cli("genome", "init", "--fasta", str(bad), "--name", "bad")
+    assert failed.exit_code == 1 and f"{bad}: line 2" in failed.output
+    assert cli("getseq", "tiny").exit_code == 2  # usage: no locus
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["getseq", "nope", "chr1"], "no genome named 'nope'"),
+        (["getseq", "tiny", "chr9:0-5"], "has no sequence 'chr9'"),
+        (["getseq", "tiny", "chr1:2990-3005"], "outside chr1"),
+        (["getseq", "tiny", "chr1:5-"], "malformed locus"),
+    ],
+    ids=["unknown-genome", "unknown-sequence", "out-of-range", "malformed"],
+)
+def test_getseq_process_failure_is_one_stderr_line_and_exit_1(rgstore_proc, store: Store, store_path: Path,  # type: ignore[no-untyped-def]
+                                                              args: list[str], message: str) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    done = rgstore_proc("--store", str(store_path), *args)
+    assert done.returncode == 1
+    assert done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_getseq_command_never_imports_the_web_stack(store: Store, store_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    code = (
+        "import sys\n"
+        "from cli.main import cli\n"
+        f"try:\n    cli(['--store', {str(store_path)!r}, 'getseq', 'tiny', 'chr1:0-4'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'pydantic') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -1,0 +1,70 @@
+"""Claims about rgstore's RefgetStore writer lock: gtars 0.10.0 honours it, and it honours gtars'."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import ConflictError
+from rgstore.refgetlock import LOCK_NAME, refget_write_lock
+
+
+@pytest.fixture
+def refget(tmp_path: Path) -> Path:
+    from gtars.refget import RefgetStore
+
+    fasta = tmp_path / "a.fa"
+    fasta.write_text(">chr1\nACGT\n")
+    root = tmp_path / "refget"
+    handle = RefgetStore.on_disk(str(root))
+    handle.set_quiet(True)
+    handle.disable_encoding()
+    handle.add_sequence_collection_from_fasta(str(fasta))
+    return root
+
+
+def test_a_gtars_writer_waits_for_our_lock(refget: Path) -> None:
+    from gtars.refget import RefgetStore, store_lock_status
+
+    handle = RefgetStore.open_local(str(refget))
+    handle.set_quiet(True)
+    handle.set_lock_timeout(1)
+    with refget_write_lock(refget, "test-hold"):
+        status = store_lock_status(str(refget))
+        assert status is not None and status["operation"] == "test-hold"
+        with pytest.raises(OSError, match="timed out waiting for the RefgetStore write lock"):
+            handle.add_collection_alias("ns", "x", "A" * 32)
+    assert not (refget / LOCK_NAME).exists()
+
+
+def test_we_wait_for_a_gtars_batch_lock_and_say_who_holds_it(refget: Path) -> None:
+    from gtars.refget import RefgetStore
+
+    holder = RefgetStore.open_local(str(refget))
+    holder.set_quiet(True)
+    holder.lock_for_batch("gtars-hold")
+    try:
+        with pytest.raises(ConflictError, match="gtars-hold"):
+            with refget_write_lock(refget, "test", timeout=0.3):
+                pass
+    finally:
+        holder.release_batch_lock()
+    with refget_write_lock(refget, "test", timeout=0.3):
+        assert (refget / LOCK_NAME).exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_broken(refget: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    (refget / LOCK_NAME).write_text(json.dumps({
+        "pid": int(dead.stdout), "hostname": socket.gethostname(), "started_at": "", "heartbeat_at": "",
+        "heartbeat_epoch": 0, "operation": "crashed", "gtars_version": "0.10.0",
+    }))
+    with refget_write_lock(refget, "after-crash", timeout=0.5):
+        assert json.loads((refget / LOCK_NAME).read_text())["operation"] == "after-crash"
+    assert not (refget / LOCK_NAME).exists()

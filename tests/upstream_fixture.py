@@ -1,0 +1,194 @@
+"""A loopback HTTP server posing as NCBI and Ensembl: real layouts, checksum files, Range, and fault injection.
+
+``upstream_tree(path)`` writes a small seeded genome and GTF in both layouts (see
+``rgstore.cachesynth``): ``<root>/ncbi/genomes/all/GCF/...`` and ``<root>/ensembl/release-110/...``.
+``UpstreamServer(root)`` serves that tree on 127.0.0.1 with strong ETags, Last-Modified,
+``Range``/``If-Range`` (206, 416) and HTML directory listings, and records every request. Tests can
+tell it to corrupt a file's bytes in transit (the checksum files stay honest), to drop the
+connection after N body bytes, or to send slowly (so two clients overlap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from rgstore.cachesynth import SynthGenome, make_genome, write_ensembl_tree, write_ncbi_tree
+
+__all__ = ["UpstreamServer", "Logged", "upstream_tree"]
+
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def upstream_tree(root: Path, *, total_bp: int = 120_000, genes: int = 30, seed: int = 5) -> SynthGenome:
+    """Write both upstream layouts under ``root`` (``ncbi/`` and ``ensembl/``); returns the genome."""
+    genome = make_genome(total_bp=total_bp, contigs=3, genes=genes, seed=seed)
+    write_ncbi_tree(root / "ncbi", genome)
+    write_ensembl_tree(root / "ensembl", genome, release=110)
+    return genome
+
+
+@dataclass
+class Logged:
+    """One request the server answered."""
+
+    path: str
+    range: str | None
+    status: int
+
+
+class UpstreamServer:
+    """Serves a directory tree over HTTP on loopback; see the module docstring."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[Logged] = []
+        self._lock = threading.Lock()
+        self._corrupt: set[str] = set()
+        self._drops: dict[str, list[int]] = {}
+        self._delay: dict[str, float] = {}
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    # -- control --------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> UpstreamServer:
+        """Start serving in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> UpstreamServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def corrupt(self, suffix: str) -> None:
+        """Flip one byte of every file whose path ends with ``suffix`` as it is sent."""
+        self._corrupt.add(suffix)
+
+    def drop_after(self, suffix: str, nbytes: int, times: int = 1) -> None:
+        """Close the connection after ``nbytes`` body bytes, for the next ``times`` responses of that file."""
+        self._drops[suffix] = [nbytes] * times
+
+    def slow(self, suffix: str, seconds: float) -> None:
+        """Spread each response of that file over about ``seconds``."""
+        self._delay[suffix] = seconds
+
+    def gets(self, suffix: str) -> list[Logged]:
+        """Logged requests whose path ends with ``suffix``."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith(suffix)]
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def _match(self, table: dict[str, Any] | set[str], path: str) -> str | None:
+        return next((s for s in table if path.endswith(s)), None)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+                pass
+
+            def _log(self, status: int) -> None:
+                with server._lock:
+                    server.requests.append(Logged(self.path, self.headers.get("Range"), status))
+
+            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+                rel = unquote(self.path.split("?", 1)[0]).lstrip("/")
+                target = (server.root / rel).resolve()
+                if server.root.resolve() not in (target, *target.parents) or not target.exists():
+                    self._log(404)
+                    self.send_error(404)
+                    return
+                if target.is_dir():
+                    self._listing(target)
+                    return
+                data = target.read_bytes()
+                etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
+                modified = formatdate(target.stat().st_mtime, usegmt=True)
+                if server._match(server._corrupt, self.path):
+                    data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:]
+                start, end, status = 0, len(data), 200
+                wanted = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if wanted and (if_range is None or if_range in (etag, modified)):
+                    m = _RANGE.match(wanted)
+                    if m:
+                        start = int(m.group(1))
+                        end = min(len(data), int(m.group(2)) + 1) if m.group(2) else len(data)
+                        if start >= len(data):
+                            self._log(416)
+                            self.send_response(416)
+                            self.send_header("Content-Range", f"bytes */{len(data)}")
+                            self.send_header("Content-Length", "0")
+                            self.end_headers()
+                            return
+                        status = 206
+                self._log(status)
+                self.send_response(status)
+                self.send_header("Content-Length", str(end - start))
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", modified)
+                self.send_header("Accept-Ranges", "bytes")
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+                self.end_headers()
+                body = data[start:end]
+                limit = None
+                key = server._match(server._drops, self.path)
+                if key is not None and server._drops[key]:
+                    limit = server._drops[key].pop(0)
+                delay = server._delay.get(server._match(server._delay, self.path) or "", 0.0)
+                chunk = max(1, len(body) // 20) if delay else len(body) or 1
+                sent = 0
+                while sent < len(body):
+                    piece = body[sent:sent + chunk]
+                    if limit is not None and sent + len(piece) > limit:
+                        self.wfile.write(piece[:max(0, limit - sent)])
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                    self.wfile.write(piece)
+                    sent += len(piece)
+                    if delay:
+                        time.sleep(delay / 20)
+
+            def _listing(self, directory: Path) -> None:
+                names = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir())
+                body = "<html><body><pre>\n" + "".join(
+                    f'<a href="{html.escape(n)}">{html.escape(n)}</a>\n' for n in names
+                ) + "</pre></body></html>\n"
+                raw = body.encode()
+                self._log(200)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        return Handler
