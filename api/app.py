@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from rgstore.store import Store, default_store_path
 
-from . import events, refget, store_files
+from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
 from .schemas import Health
@@ -99,6 +99,11 @@ def create_app(store_path: str | None = None) -> FastAPI:
         return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
 
     app.include_router(refget.router)
+    app.include_router(seqcol.router)
+    app.include_router(refgenie.service_router)
+    app.include_router(refgenie.router)
+    app.include_router(refpkgs.router)
+    app.include_router(cache.router)
     app.include_router(events.router)
     app.include_router(store_files.router)
 

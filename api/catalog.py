@@ -33,13 +33,14 @@ class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     head: int
     digests: list[str]
     """Every genome digest, sorted."""
+    known: frozenset[str]
     by_attribute: dict[str, dict[str, list[str]]]
     """level-1 attribute -> attribute digest -> genome digests (sorted)."""
     md5: dict[str, str]
     """lower-case MD5 -> bare sha512t24u of every sequence in some genome."""
 
 
-_EMPTY = CatalogSnapshot(head=-1, digests=[], by_attribute={}, md5={})
+_EMPTY = CatalogSnapshot(head=-1, digests=[], known=frozenset(), by_attribute={}, md5={})
 
 
 class GenomeCatalog:
@@ -83,4 +84,4 @@ class GenomeCatalog:
                 by_attribute.setdefault(attr, {}).setdefault(value, []).append(record.digest)
             for sq, checksum in zip(record.sequences, record.md5s):
                 md5[checksum.lower()] = sq[3:] if sq.startswith("SQ.") else sq
-        return CatalogSnapshot(head=head, digests=digests, by_attribute=by_attribute, md5=md5)
+        return CatalogSnapshot(head=head, digests=digests, known=frozenset(digests), by_attribute=by_attribute, md5=md5)

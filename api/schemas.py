@@ -34,9 +34,9 @@ __all__ = [
     "RefgenieServiceInfo",
     "RefpkgSummary",
     "RefpkgList",
-    "RefpkgView",
+    "RefpkgStep",
     "RefpkgHistory",
-    "CacheEntry",
+    "CacheEntryView",
     "CacheList",
 ]
 
@@ -209,8 +209,14 @@ class RefgenieServiceInfo(_Open):
 # --- refpkgs and cache ---------------------------------------------------------------------------
 
 
-class RefpkgSummary(_Open):
+class RefpkgSummary(BaseModel):
     name: str
+    seq: int
+    time: str
+    locus: str
+    files: int
+    rollbacks: int
+    rollforwards: int
 
 
 class RefpkgList(BaseModel):
@@ -218,19 +224,30 @@ class RefpkgList(BaseModel):
     pagination: Pagination
 
 
-class RefpkgView(_Open):
-    """A refpkg's CONTENTS.json as of its current step."""
+class RefpkgStep(BaseModel):
+    seq: int
+    state: str = Field(description="current, done (a rollback reaches it) or undone (a rollforward does)")
+    time: str
+    actor: str
+    log: list[str]
+    files: dict[str, str]
+    metadata: dict[str, str]
 
 
 class RefpkgHistory(BaseModel):
     name: str
-    steps: list[dict[str, Any]]
+    steps: list[RefpkgStep]
 
 
-class CacheEntry(_Open):
+class CacheEntryView(_Open):
+    """A live entry (``state: live``) or the tombstone of an evicted one (``state: evicted``)."""
+
     key: str
+    state: str
+    level: int
+    path: str = Field(description="directory relative to the store's cache root")
 
 
 class CacheList(BaseModel):
-    items: list[CacheEntry]
+    items: list[CacheEntryView]
     pagination: Pagination

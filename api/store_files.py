@@ -1,14 +1,18 @@
-"""``/store/...``: the RefgetStore directory as static, read-only files with HTTP Range support.
+"""Static read-only files: ``/store/...`` (the RefgetStore directory) and ``/blobs/{sha256}``.
 
 gtars ``RefgetStore.open_remote`` reads sequence slices with single ``Range: bytes=a-b``
 requests and refuses a 200 answer, so ranged requests get 206 with ``Content-Range``. Only
 regular files under ``STORE/refget`` are served: no listings, no dot-files (locks, temp files),
 and nothing a ``..`` or a symlink would reach outside the directory.
+
+``/blobs/{sha256}`` serves content-addressed blobs (refpkg files) for mirrors pulling with
+``--with-blobs``; the name is the checksum, so clients verify what they receive.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from .schemas import ErrorBody
 from .wire import HeadAwareFileResponse, store_of
 
 __all__ = ["router", "resolve_store_file", "MEDIA_TYPES"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 MEDIA_TYPES = {
     ".json": "application/json",
@@ -74,3 +80,17 @@ def store_file(request: Request, path: str) -> Response:
     media = MEDIA_TYPES.get(real.suffix, "application/octet-stream")
     cache = _IMMUTABLE if real.suffix == ".seq" else _MUTABLE
     return HeadAwareFileResponse(real, media_type=media, stat_result=st, headers={"Cache-Control": cache})
+
+
+@router.get(
+    "/blobs/{sha256}", summary="A content-addressed blob (refpkg files), for mirrors",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}},
+)
+def blob(request: Request, sha256: str) -> Response:
+    """The blob whose sha256 is ``sha256`` (lower-case hex), byte for byte; Range requests answered with 206."""
+    store = store_of(request)
+    if not _SHA256.fullmatch(sha256) or not store.blobs.exists(sha256):
+        raise NotFoundError(f"no blob {sha256!r} in this store")
+    return HeadAwareFileResponse(store.blobs.path(sha256), media_type="application/octet-stream",
+                                 headers={"Cache-Control": _IMMUTABLE, "ETag": f'"{sha256}"'})

@@ -1,4 +1,4 @@
-"""`rgstore cache ...`: the two-level FASTA cache (keys, raw downloads, region FASTAs, gc, pins, inspection)."""
+"""`rgstore cache ...`: the two-level FASTA cache (keys, raw downloads, region FASTAs, gc, pins)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,34 @@ pass_ctx = click.make_pass_decorator(Context)
 def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], Any]:
     def wrap(fn: Any) -> Any:
         opts = [
-            click.option("--source", type=click.Choice(["ncbi", "ensembl"], case_sensitive=False), required=True,
-                         help="Upstream: NCBI genomes/all or the Ensembl FTP tree."),
+            click.option(
+                "--source",
+                type=click.Choice(["ncbi", "ensembl"], case_sensitive=False),
+                required=True,
+                help="Upstream: NCBI genomes/all or the Ensembl FTP tree.",
+            ),
             click.option("--species", required=True, help="Species, e.g. homo_sapiens."),
-            click.option("--taxon", help="NCBI directory group under ncbi_raw/ (e.g. 9606) [default: the species]."),
-            click.option("--release", required=True,
-                         help="Annotation release: Ensembl release number, or the NCBI annotation release label."),
-            click.option("--assembly", help="NCBI assembly accession (required for NCBI), or the Ensembl assembly."),
+            click.option(
+                "--taxon", help="NCBI directory group under ncbi_raw/ (e.g. 9606) [default: the species]."
+            ),
+            click.option(
+                "--release",
+                required=True,
+                help="Annotation release: Ensembl release number, or the NCBI annotation release label.",
+            ),
+            click.option(
+                "--assembly", help="NCBI assembly accession (required for NCBI), or the Ensembl assembly."
+            ),
         ]
         if with_regions:
-            opts.append(click.option("--regions", default="gene", show_default=True,
-                                     help="Comma-separated: gene, transcript, exon, intron, CDS, UTR."))
+            opts.append(
+                click.option(
+                    "--regions",
+                    default="gene",
+                    show_default=True,
+                    help="Comma-separated: gene, transcript, exon, intron, CDS, UTR.",
+                )
+            )
         if with_base_url:
             opts.append(click.option("--base-url", help="Upstream root URL (a mirror or a test server)."))
         for opt in reversed(opts):
@@ -39,11 +56,14 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
     return wrap
 
 
-def _request(source: str, species: str, taxon: str | None, release: str, assembly: str | None,
-             regions: str = "gene") -> Any:
+def _request(
+    source: str, species: str, taxon: str | None, release: str, assembly: str | None, regions: str = "gene"
+) -> Any:
     from rgstore.cachekeys import make_request
 
-    return make_request(source, species=species, release=release, taxon=taxon, assembly=assembly, regions=regions)
+    return make_request(
+        source, species=species, release=release, taxon=taxon, assembly=assembly, regions=regions
+    )
 
 
 def _progress(as_json: bool) -> Any:
@@ -82,9 +102,17 @@ def cache_group() -> None:
 @_source_options(with_regions=True, with_base_url=False)
 @json_option
 @pass_ctx
-def key_cmd(ctx: Context, source: str, species: str, taxon: str | None, release: str, assembly: str | None,
-            regions: str, as_json: bool) -> None:
-    """Print the level-1 key of each requested region (the raw inputs must be cached: their checksums are in the key).
+def key_cmd(
+    ctx: Context,
+    source: str,
+    species: str,
+    taxon: str | None,
+    release: str,
+    assembly: str | None,
+    regions: str,
+    as_json: bool,
+) -> None:
+    """Print the level-1 key of each requested region (raw inputs must be cached: keys hold their checksums).
 
     \b
     Example:
@@ -104,8 +132,16 @@ def key_cmd(ctx: Context, source: str, species: str, taxon: str | None, release:
 @_source_options(with_regions=False, with_base_url=True)
 @json_option
 @pass_ctx
-def fetch_raw_cmd(ctx: Context, source: str, species: str, taxon: str | None, release: str, assembly: str | None,
-                  base_url: str | None, as_json: bool) -> None:
+def fetch_raw_cmd(
+    ctx: Context,
+    source: str,
+    species: str,
+    taxon: str | None,
+    release: str,
+    assembly: str | None,
+    base_url: str | None,
+    as_json: bool,
+) -> None:
     """Download, verify (md5checksums.txt / CHECKSUMS) and decompress the genome FASTA and GTF into level 2.
 
     \b
@@ -115,8 +151,11 @@ def fetch_raw_cmd(ctx: Context, source: str, species: str, taxon: str | None, re
             --release RS_2023_10 --assembly GCF_000001405.40
     """
     with ctx.open() as store:
-        result = store.cache.fetch_raw(_request(source, species, taxon, release, assembly),
-                                       base_url=base_url, progress=_progress(as_json))
+        result = store.cache.fetch_raw(
+            _request(source, species, taxon, release, assembly),
+            base_url=base_url,
+            progress=_progress(as_json),
+        )
     if as_json:
         emit_json(result)
         return
@@ -129,9 +168,18 @@ def fetch_raw_cmd(ctx: Context, source: str, species: str, taxon: str | None, re
 @_source_options(with_regions=True, with_base_url=True)
 @json_option
 @pass_ctx
-def regions_cmd(ctx: Context, source: str, species: str, taxon: str | None, release: str, assembly: str | None,
-                regions: str, base_url: str | None, as_json: bool) -> None:
-    """Region FASTAs for a request: cached ones are reused, missing ones extracted (fetching raw inputs if needed).
+def regions_cmd(
+    ctx: Context,
+    source: str,
+    species: str,
+    taxon: str | None,
+    release: str,
+    assembly: str | None,
+    regions: str,
+    base_url: str | None,
+    as_json: bool,
+) -> None:
+    """Region FASTAs for a request: hits are reused, misses extracted (fetching raw inputs if needed).
 
     \b
     Example:
@@ -139,8 +187,11 @@ def regions_cmd(ctx: Context, source: str, species: str, taxon: str | None, rele
         rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions CDS --json
     """
     with ctx.open() as store:
-        results = store.cache.regions(_request(source, species, taxon, release, assembly, regions),
-                                      base_url=base_url, progress=_progress(as_json))
+        results = store.cache.regions(
+            _request(source, species, taxon, release, assembly, regions),
+            base_url=base_url,
+            progress=_progress(as_json),
+        )
     if as_json:
         emit_json(results)
         return
@@ -149,8 +200,12 @@ def regions_cmd(ctx: Context, source: str, species: str, taxon: str | None, rele
 
 @cache_group.command("gc")
 @store_option
-@click.option("--max-age", default="30d", show_default=True,
-              help="Evict entries not used within this span (s, m, h, d, w); 'none' to skip.")
+@click.option(
+    "--max-age",
+    default="30d",
+    show_default=True,
+    help="Evict entries not used within this span (s, m, h, d, w); 'none' to skip.",
+)
 @click.option("--max-size", help="Then evict least recently used entries until the cache fits, e.g. 50G.")
 @click.option("--dry-run", is_flag=True, help="Show what would be evicted; change nothing.")
 @json_option
@@ -176,12 +231,16 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
         return
     verb = "would evict" if dry_run else "evicted"
     for item in report.evicted:
-        click.echo(f"{verb}  {item.key[:12]}  L{item.level}  {_size(item.size):>10}  {item.path}  ({item.reason})")
+        click.echo(
+            f"{verb}  {item.key[:12]}  L{item.level}  {_size(item.size):>10}  {item.path}  ({item.reason})"
+        )
     for key in report.completed:
         click.echo(f"{'would finish' if dry_run else 'finished'}  {key[:12]}  (evicted by an interrupted gc)")
-    click.echo(f"{verb} {len(report.evicted)} entries, {_size(report.bytes_freed)}; "
-               f"{len(report.completed)} interrupted evictions; {report.pinned_kept} pinned kept; "
-               f"{_size(report.live_bytes)} live")
+    click.echo(
+        f"{verb} {len(report.evicted)} entries, {_size(report.bytes_freed)}; "
+        f"{len(report.completed)} interrupted evictions; {report.pinned_kept} pinned kept; "
+        f"{_size(report.live_bytes)} live"
+    )
 
 
 def _pin_command(name: str, pinned: bool) -> click.Command:
@@ -197,8 +256,11 @@ def _pin_command(name: str, pinned: bool) -> click.Command:
         click.echo(f"{verb} {key}" if changed else f"{key} was already {verb}")
 
     command.help = (
-        ("Exempt a cache entry (KEY or its directory) from gc." if pinned
-         else "Let gc evict a pinned cache entry (KEY or its directory) again.")
+        (
+            "Exempt a cache entry (KEY or its directory) from gc."
+            if pinned
+            else "Let gc evict a pinned cache entry (KEY or its directory) again."
+        )
         + f"\n\n\b\nExample:\n    rgstore cache {name} cached_genomic_<key>\n"
         + f"    rgstore cache {name} ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110\n"
     )
@@ -211,7 +273,9 @@ cache_group.add_command(_pin_command("unpin", False))
 
 @cache_group.command("ls")
 @store_option
-@click.option("--level", type=click.IntRange(1, 2), help="Only level 1 (region FASTAs) or level 2 (raw assets).")
+@click.option(
+    "--level", type=click.IntRange(1, 2), help="Only level 1 (region FASTAs) or level 2 (raw assets)."
+)
 @json_option
 @pass_ctx
 def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
@@ -225,10 +289,22 @@ def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
     with ctx.open(readonly=True) as store:
         entries = store.cache.ls(level)
     if as_json:
-        emit_json([{**_entry_json(e)} for e in entries])
+        emit_json([_entry_json(e) for e in entries])
         return
-    emit_table([(e.key[:12], f"L{e.level}", _size(e.size), _when(e.last_access), "pinned" if e.pinned else "",
-                 e.path) for e in entries], headers=["KEY", "LEVEL", "SIZE", "LAST USED", "PIN", "PATH"])
+    emit_table(
+        [
+            (
+                e.key[:12],
+                f"L{e.level}",
+                _size(e.size),
+                _when(e.last_access),
+                "pinned" if e.pinned else "",
+                e.path,
+            )
+            for e in entries
+        ],
+        headers=["KEY", "LEVEL", "SIZE", "LAST USED", "PIN", "PATH"],
+    )
 
 
 def _entry_json(e: Any) -> dict[str, Any]:
@@ -247,7 +323,8 @@ def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
 
     \b
     Example:
-        rgstore cache show 3f2a...e9 --json
+        rgstore cache show ensembl_raw/homo_sapiens/110
+        rgstore cache show <key> --json
     """
     with ctx.open(readonly=True) as store:
         details = store.cache.show(ref)
@@ -257,8 +334,10 @@ def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
     click.echo(f"key        {details.key}\nstate      {details.state}\ndirectory  {details.directory}")
     if details.entry is not None:
         e = details.entry
-        click.echo(f"level      {e.level}\npinned     {'yes' if e.pinned else 'no'}\n"
-                   f"inserted   {_when(e.inserted_at)}\nlast used  {_when(e.last_access)} ({e.touches} touches)")
+        click.echo(
+            f"level      {e.level}\npinned     {'yes' if e.pinned else 'no'}\n"
+            f"inserted   {_when(e.inserted_at)}\nlast used  {_when(e.last_access)} ({e.touches} touches)"
+        )
         emit_table([(f"  {rel}", _size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
     if details.tombstone is not None:
         click.echo(f"evicted    {_when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
@@ -288,8 +367,10 @@ def verify_cmd(ctx: Context, evict: bool, as_json: bool) -> None:
             click.echo(f"BAD  {p.key[:12]}  L{p.level}  {p.file}: {p.problem}")
         for key in report.evicted:
             click.echo(f"evicted {key}")
-        click.echo(f"checked {report.entries} entries, {report.files} files, {_size(report.bytes)}: "
-                   + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+        click.echo(
+            f"checked {report.entries} entries, {report.files} files, {_size(report.bytes)}: "
+            + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
+        )
     if not report.ok:
         ctx_ = click.get_current_context()
         ctx_.exit(1)

@@ -96,6 +96,9 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json([_brief(g) for g in genomes])
         return
+    if not genomes:
+        click.echo("no genomes; add one with `rgstore genome init --fasta FILE --name NAME`")
+        return
     emit_table(
         [[",".join(g.aliases) or "-", g.digest, g.n_sequences, f"{g.total_length:,}", g.description]
          for g in genomes],
@@ -155,7 +158,7 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool) -> None:
     """
     with ctx.open() as store:
         seqs = store.genomes.remove(name, by_digest=by_digest)
-    click.echo(f"removed {name} ({len(seqs) - 1} aliases removed)")
+    click.echo(f"removed genome {name} and {len(seqs) - 1} alias(es) naming it")
 
 
 @genome_group.command("compare")

@@ -1,4 +1,4 @@
-"""``rgstore refpkg``: taxtastic reference packages with undo/redo on the event log (names follow ``taxit``)."""
+"""``rgstore refpkg``: taxtastic reference packages with undo/redo on the log (names follow ``taxit``)."""
 
 from __future__ import annotations
 
@@ -209,7 +209,8 @@ def info_cmd(ctx: Context, name: str, as_json: bool) -> None:
     click.echo(f"{info.name}  seq {info.seq}  {info.time.isoformat(timespec='seconds')}  "
                f"rollbacks {info.rollbacks}  rollforwards {info.rollforwards}")
     emit_table([(k, v) for k, v in info.metadata.items()], ["metadata", "value"])
-    emit_table([(k, r.name, r.md5, r.size) for k, r in info.files.items()], ["file key", "name", "md5", "bytes"])
+    emit_table([(k, r.name, r.md5, r.size) for k, r in info.files.items()],
+               ["file key", "name", "md5", "bytes"])
 
 
 @refpkg_group.command("list")
@@ -224,7 +225,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
         rgstore refpkg list --json
     """
     with ctx.open(readonly=True) as store:
-        rows = store.refpkgs.list()
+        rows = store.refpkgs.list_all()
     if as_json:
         emit_json(rows)
         return
@@ -285,7 +286,8 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         rgstore refpkg import downloaded.zip --name other
     """
     with ctx.open() as store:
-        info = store.refpkgs.import_package(path, name=name, history=not no_history, progress=_progress(as_json))
+        info = store.refpkgs.import_package(path, name=name, history=not no_history,
+                                            progress=_progress(as_json))
     _show(info, as_json)
 
 
@@ -312,7 +314,8 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
         raise click.UsageError("give exactly one of DIRECTORY, --tar FILE or --zip FILE")
     dest, fmt = targets[0]
     with ctx.open(readonly=True) as store:
-        report = store.refpkgs.export(name, dest, fmt=fmt, history=not no_history, progress=_progress(as_json))
+        report = store.refpkgs.export(name, dest, fmt=fmt, history=not no_history,
+                                      progress=_progress(as_json))
     if as_json:
         emit_json(report)
     else:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
@@ -25,12 +26,12 @@ from .cachekeys import CacheRequest, RegionForm, is_key, raw_identity, region_fo
 from .cachelock import entry_lock, entry_locks
 from .cacheraw import build_raw, staging_dir
 from .cacheupstream import LOCAL_NAMES, resolve
-from .download import http_client
+from .download import DEFAULT_RETRIES, http_client
 from .environment import Txn, fsync_dir
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
 from .extract import EXTRACTOR_VERSION, extract_regions, plan_region
-from .gtf import parse_gtf
+from .gtf import gc_paused, parse_gtf
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .views.cache import CacheEntry, CacheView, Tombstone
@@ -87,6 +88,8 @@ class Cache:
         self.root = store.cache_path
         self.clock = time.time
         """Wall clock for touch coalescing and gc ages (tests substitute a later time)."""
+        self.retries = DEFAULT_RETRIES
+        """Attempts per download after the first; a run that exhausts them leaves a resumable part."""
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -103,7 +106,9 @@ class Cache:
         if level not in (None, 1, 2):
             raise InvalidInputError(f"cache level must be 1 or 2, got {level}")
         with self.store.read() as txn:
-            entries = [e for e in CacheView.entries(txn, self.store.environment) if level is None or e.level == level]
+            entries = [
+                e for e in CacheView.entries(txn, self.store.environment) if level is None or e.level == level
+            ]
         return sorted(entries, key=lambda e: (e.level, e.path))
 
     def resolve_ref(self, ref: str) -> str:
@@ -118,11 +123,13 @@ class Cache:
             except ValueError:
                 continue
         with self.store.read() as txn:
-            known = [*CacheView.entries(txn, self.store.environment), *CacheView.tombstones(txn, self.store.environment)]
+            env = self.store.environment
+            known = [(e.path, e.key) for e in CacheView.entries(txn, env)]
+            known += [(t.path, t.key) for t in CacheView.tombstones(txn, env)]
         for rel in rels:
-            for item in known:
-                if rel == item.path or rel.startswith(item.path + "/"):
-                    return item.key
+            for path, key in known:
+                if rel == path or rel.startswith(path + "/"):
+                    return key
         raise NotFoundError(f"no cache entry at {ref!r}; see `rgstore cache ls`")
 
     def show(self, ref: str) -> EntryDetails:
@@ -135,12 +142,16 @@ class Cache:
             raise NotFoundError(f"no cache entry {key}; see `rgstore cache ls`")
         path = entry.path if entry is not None else tomb.path  # type: ignore[union-attr]
         return EntryDetails(
-            key=key, state="live" if entry is not None else "evicted", directory=str(self.root / path),
-            entry=entry, tombstone=tomb, events=self.store.events(stream=stream_of(key)),
+            key=key,
+            state="live" if entry is not None else "evicted",
+            directory=str(self.root / path),
+            entry=entry,
+            tombstone=tomb,
+            events=self.store.events(stream=stream_of(key)),
         )
 
     def keys(self, request: CacheRequest) -> list[RegionForm]:
-        """The level-1 keys of a request; needs its level-2 inputs cached (their checksums are in the keys)."""
+        """The level-1 keys of a request; needs its level-2 inputs cached (keys hold their checksums)."""
         ident = raw_identity(request)
         entry = self.entry(ident.key)
         if entry is None:
@@ -154,7 +165,11 @@ class Cache:
     # -- level 2 ------------------------------------------------------------------------------
 
     def fetch_raw(
-        self, request: CacheRequest, *, base_url: str | None = None, progress: ProgressFactory = null_progress,
+        self,
+        request: CacheRequest,
+        *,
+        base_url: str | None = None,
+        progress: ProgressFactory = null_progress,
     ) -> RawResult:
         """Make sure the request's raw genome and GTF are cached (downloading and verifying them if not)."""
         entry, hit = self._ensure_raw(request, base_url, progress)
@@ -175,7 +190,8 @@ class Cache:
         have = str(entry.request.get("assembly_name", ""))
         if request.source == "ensembl" and wanted and wanted != have:
             raise InvalidInputError(
-                f"cached Ensembl {request.source_params.species} release {request.source_params.annotation_release} "
+                f"cached Ensembl {request.source_params.species} "
+                f"release {request.source_params.annotation_release} "
                 f"is assembly {have}, not {wanted}"
             )
 
@@ -197,7 +213,9 @@ class Cache:
             with http_client() as client:
                 plan = resolve(client, ident, base_url=base_url, assembly=request.source_params.assembly)
                 try:
-                    staging, files = build_raw(self.root, ident.key, plan, client, progress=progress)
+                    staging, files = build_raw(
+                        self.root, ident.key, plan, client, progress=progress, retries=self.retries
+                    )
                 except IntegrityError:
                     shutil.rmtree(staging_dir(self.root, ident.key), ignore_errors=True)
                     raise
@@ -206,7 +224,11 @@ class Cache:
                 "assembly_name": plan.assembly,
                 "directory": plan.directory,
                 "upstream": {
-                    f"raw/{LOCAL_NAMES[f.role]}.gz": {"url": f.url, "name": f.name, "checksum": str(f.expected)}
+                    f"raw/{LOCAL_NAMES[f.role]}.gz": {
+                        "url": f.url,
+                        "name": f.name,
+                        "checksum": str(f.expected),
+                    }
                     for f in plan.files
                 },
             }
@@ -219,7 +241,11 @@ class Cache:
     # -- level 1 ------------------------------------------------------------------------------
 
     def regions(
-        self, request: CacheRequest, *, base_url: str | None = None, progress: ProgressFactory = null_progress,
+        self,
+        request: CacheRequest,
+        *,
+        base_url: str | None = None,
+        progress: ProgressFactory = null_progress,
     ) -> list[RegionResult]:
         """The region FASTAs of a request: hits are reused, misses extracted (fetching level 2 if needed)."""
         raw, _ = self._ensure_raw(request, base_url, progress)
@@ -237,7 +263,8 @@ class Cache:
                     current = self.entry(raw.key)
                     if current is None or not self._raw_intact(current):
                         raise IntegrityError(
-                            f"level-2 entry {raw.key} was evicted or damaged while in use; run the command again"
+                            f"level-2 entry {raw.key} was evicted or damaged while in use; "
+                            "run the command again"
                         )
                     staged = self._extract(current, misses, progress)
                 for form in misses:
@@ -252,7 +279,9 @@ class Cache:
         return [self._result(f, f.key not in built) for f in forms]
 
     def _result(self, form: RegionForm, hit: bool) -> RegionResult:
-        return RegionResult(region=form.region, key=form.key, path=str(self.root / form.path / form.file), hit=hit)
+        return RegionResult(
+            region=form.region, key=form.key, path=str(self.root / form.path / form.file), hit=hit
+        )
 
     def _l1_hit(self, form: RegionForm) -> bool:
         entry = self.entry(form.key)
@@ -266,27 +295,25 @@ class Cache:
     ) -> dict[str, tuple[Path, dict[str, FileRef]]]:
         base = self.root / raw.path / "decompressed"
         annotation = parse_gtf(base / LOCAL_NAMES["annotation"], progress=progress)
-        plans = {f.region: plan_region(annotation, f.region) for f in forms}
-        staged: dict[str, tuple[Path, dict[str, FileRef]]] = {}
-        handles = {}
+        with gc_paused():
+            plans = {f.region: plan_region(annotation, f.region) for f in forms}
         try:
-            for form in forms:
-                staging = staging_dir(self.root, form.key)
-                shutil.rmtree(staging, ignore_errors=True)
-                (staging / "annotation").mkdir(parents=True)
-                handles[form.region] = open(staging / form.file, "wb")  # noqa: SIM115 (closed below)
-            extract_regions(base / LOCAL_NAMES["genome"], plans, handles, progress=progress)
-            for handle in handles.values():
-                handle.flush()
-                os.fsync(handle.fileno())
+            with ExitStack() as stack:
+                handles: dict[str, BinaryIO] = {}
+                for form in forms:
+                    staging = staging_dir(self.root, form.key)
+                    shutil.rmtree(staging, ignore_errors=True)
+                    (staging / "annotation").mkdir(parents=True)
+                    handles[form.region] = stack.enter_context(open(staging / form.file, "wb"))
+                extract_regions(base / LOCAL_NAMES["genome"], plans, handles, progress=progress)
+                for handle in handles.values():
+                    handle.flush()
+                    os.fsync(handle.fileno())
         except BaseException:
-            for handle in handles.values():
-                handle.close()
             for form in forms:
                 shutil.rmtree(staging_dir(self.root, form.key), ignore_errors=True)
             raise
-        for handle in handles.values():
-            handle.close()
+        staged: dict[str, tuple[Path, dict[str, FileRef]]] = {}
         for form in forms:
             staging = staging_dir(self.root, form.key)
             info = hash_file(staging / form.file)
@@ -314,11 +341,17 @@ class Cache:
             for key, level, path, files, request in items:
                 if CacheView.get(txn, db, key) is not None:
                     # The live record points at files we just replaced because they failed their check.
-                    events.append(NewEvent(stream=stream_of(key), event=CacheEvicted(key=key, reason="damaged: rebuilt")))
-                events.append(NewEvent(
-                    stream=stream_of(key),
-                    event=CacheInserted(key=key, level=level, path=path, files=files, request=request),
-                ))
+                    events.append(
+                        NewEvent(
+                            stream=stream_of(key), event=CacheEvicted(key=key, reason="damaged: rebuilt")
+                        )
+                    )
+                events.append(
+                    NewEvent(
+                        stream=stream_of(key),
+                        event=CacheInserted(key=key, level=level, path=path, files=files, request=request),
+                    )
+                )
             return events + extra
 
         self.store.transact(command)
@@ -378,9 +411,13 @@ class Cache:
     # -- eviction and verification (rgstore.cachegc) -------------------------------------------
 
     def gc(
-        self, *, max_age: float | None = 30 * 86400.0, max_size: int | None = None, dry_run: bool = False,
+        self,
+        *,
+        max_age: float | None = 30 * 86400.0,
+        max_size: int | None = None,
+        dry_run: bool = False,
     ) -> GcReport:
-        """Evict entries unused for ``max_age`` seconds, then least recently used ones beyond ``max_size`` bytes."""
+        """Evict entries unused for ``max_age`` seconds, then least recently used ones beyond ``max_size``."""
         from .cachegc import collect
 
         return collect(self, max_age=max_age, max_size=max_size, dry_run=dry_run)
@@ -401,4 +438,3 @@ def _inputs(raw: CacheEntry) -> dict[str, dict[str, Any]]:
             raise IntegrityError(f"level-2 entry {raw.key} records no raw/{name}.gz")
         out[role] = {"sha256": ref.sha256, "size": ref.size}
     return out
-

@@ -5,22 +5,25 @@ in least-recently-used order until the live total fits ``max_size`` (pinned byte
 total but are never evicted). The evictions commit in one transaction that re-checks each entry
 (still live, still unpinned, not touched since planning); files are deleted afterwards, one entry
 at a time under its lock. A run killed between the commit and the deletions leaves tombstones
-whose directories still exist; every run first finishes those. ``verify`` re-hashes every file
-against the sha256 its insert recorded.
+whose directories still exist; every run first finishes those, and also removes directories no
+event describes (abandoned staging, a publish whose insert never committed) once they are a day
+old and unlocked. ``verify`` re-hashes every file against the sha256 its insert recorded.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from .blobs import hash_file
+from .cachekeys import RawIdentity, is_key
 from .cachelock import entry_lock
 from .environment import Txn
-from .errors import InvalidInputError
+from .errors import ConflictError, InvalidInputError
 from .events import CacheEvicted
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
@@ -29,12 +32,23 @@ from .views.cache import CacheEntry, CacheView
 if TYPE_CHECKING:
     from .cache import Cache
 
-__all__ = ["GcItem", "GcReport", "CacheProblem", "CacheVerifyReport", "collect", "verify", "plan",
-           "parse_duration", "parse_size"]
+__all__ = [
+    "GcItem",
+    "GcReport",
+    "CacheProblem",
+    "CacheVerifyReport",
+    "collect",
+    "verify",
+    "plan",
+    "parse_duration",
+    "parse_size",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+STRAY_GRACE = 86400.0
+"""Seconds a directory no event describes is left alone: it may belong to a command still running."""
 
 
 class GcItem(msgspec.Struct, kw_only=True):
@@ -58,6 +72,8 @@ class GcReport(msgspec.Struct, kw_only=True):
     pinned_kept: int = 0
     live_bytes: int = 0
     """Bytes of live entries after the run (before, for a dry run)."""
+    strays: list[str] = []
+    """Directories no event describes (abandoned staging, unrecorded publishes) that were removed."""
     dry_run: bool = False
 
 
@@ -136,13 +152,97 @@ def _delete(cache: Cache, key: str) -> bool:
         if not target.exists():
             return False
         shutil.rmtree(target)
+        _prune_empty_parents(cache.root, target)
         return True
+
+
+def _prune_empty_parents(root: Path, target: Path) -> None:
+    """Remove ``ncbi_raw/<taxon>/``-style parents left empty (never the cache root itself)."""
+    for parent in target.parents:
+        if parent == root or root not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+
+
+def _newest_mtime(path: Path) -> float:
+    newest = path.stat().st_mtime
+    for child in path.rglob("*"):
+        try:
+            newest = max(newest, child.stat().st_mtime)
+        except FileNotFoundError:
+            continue
+    return newest
+
+
+def _strays(cache: Cache) -> list[tuple[Path, str]]:
+    """Directories no event describes, with the key whose lock guards each.
+
+    Leftover staging directories (``.tmp-<key>``: a failed or abandoned build, possibly holding a
+    resumable download) and entry directories published by a command that died before its insert
+    committed.
+    """
+    root = cache.root
+    known = _known_paths(cache)
+    out: list[tuple[Path, str]] = []
+    for d in sorted(root.glob(".tmp-*")):
+        key = d.name.removeprefix(".tmp-")
+        if d.is_dir() and is_key(key):
+            out.append((d, key))
+    for d in sorted(root.glob("cached_genomic_*")):
+        key = d.name.removeprefix("cached_genomic_")
+        if d.is_dir() and is_key(key) and d.name not in known:
+            out.append((d, key))
+    for d in sorted([*root.glob("ncbi_raw/*/*"), *root.glob("ensembl_raw/*/*")]):
+        rel = d.relative_to(root).as_posix()
+        ident = RawIdentity.from_path(rel)
+        if d.is_dir() and ident is not None and rel not in known:
+            out.append((d, ident.key))
+    return out
+
+
+def _sweep(cache: Cache, *, now: float, dry_run: bool) -> list[str]:
+    """Remove strays untouched for STRAY_GRACE seconds whose entry lock is free; returns their paths."""
+    removed: list[str] = []
+    for path, key in _strays(cache):
+        rel = path.relative_to(cache.root).as_posix()
+        try:
+            if now - _newest_mtime(path) < STRAY_GRACE:
+                continue
+        except FileNotFoundError:
+            continue
+        if dry_run:
+            removed.append(rel)
+            continue
+        try:
+            with entry_lock(cache.root, key, timeout=0):
+                if path.name.startswith(".tmp-") or rel not in _known_paths(cache):  # re-check under the lock
+                    shutil.rmtree(path, ignore_errors=True)
+                    _prune_empty_parents(cache.root, path)
+                    removed.append(rel)
+        except ConflictError:
+            continue  # a running command holds it
+    return removed
+
+
+def _known_paths(cache: Cache) -> set[str]:
+    """Directories of live entries and of tombstones (whose deletion gc itself finishes)."""
+    with cache.store.read() as txn:
+        env = cache.store.environment
+        return {e.path for e in CacheView.entries(txn, env)} | {
+            t.path for t in CacheView.tombstones(txn, env)
+        }
 
 
 def _pending(cache: Cache) -> list[str]:
     with cache.store.read() as txn:
-        return [t.key for t in CacheView.tombstones(txn, cache.store.environment)
-                if (cache.root / t.path).exists()]
+        return [
+            t.key
+            for t in CacheView.tombstones(txn, cache.store.environment)
+            if (cache.root / t.path).exists()
+        ]
 
 
 def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_run: bool = False) -> GcReport:
@@ -152,6 +252,7 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
     if max_size is not None and max_size < 0:
         raise InvalidInputError("--max-size must not be negative")
     report = GcReport(dry_run=dry_run)
+    report.strays = _sweep(cache, now=cache.clock(), dry_run=dry_run)
     pending = _pending(cache)
     if dry_run:
         report.completed = pending
@@ -192,7 +293,9 @@ def _item(e: CacheEntry, why: str) -> GcItem:
     return GcItem(key=e.key, level=e.level, path=e.path, size=e.size, last_access=e.last_access, reason=why)
 
 
-def verify(cache: Cache, *, evict: bool = False, progress: ProgressFactory = null_progress) -> CacheVerifyReport:
+def verify(
+    cache: Cache, *, evict: bool = False, progress: ProgressFactory = null_progress
+) -> CacheVerifyReport:
     """Re-hash every live entry's files; with ``evict``, evict (and delete) entries with a bad file."""
     entries = cache.ls()
     report = CacheVerifyReport(entries=len(entries))
@@ -204,17 +307,23 @@ def verify(cache: Cache, *, evict: bool = False, progress: ProgressFactory = nul
                 path = cache.root / e.path / rel
                 report.files += 1
                 if not path.is_file():
-                    report.problems.append(CacheProblem(key=e.key, level=e.level, file=str(path), problem="missing"))
+                    report.problems.append(
+                        CacheProblem(key=e.key, level=e.level, file=str(path), problem="missing")
+                    )
                     bad.setdefault(e.key, (e.inserted_seq, f"corrupt: {rel} missing"))
                     continue
                 sha = hash_file(path).sha256
                 report.bytes += ref.size
                 bar.update(ref.size)
                 if sha != ref.sha256:
-                    report.problems.append(CacheProblem(
-                        key=e.key, level=e.level, file=str(path),
-                        problem=f"sha256 {sha} differs from the recorded {ref.sha256}",
-                    ))
+                    report.problems.append(
+                        CacheProblem(
+                            key=e.key,
+                            level=e.level,
+                            file=str(path),
+                            problem=f"sha256 {sha} differs from the recorded {ref.sha256}",
+                        )
+                    )
                     bad.setdefault(e.key, (e.inserted_seq, f"corrupt: {rel} checksum mismatch"))
     finally:
         bar.close()

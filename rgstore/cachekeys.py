@@ -9,7 +9,8 @@ must name what it was built from (the seed's design hashed ``"current"`` literal
 
 A level-2 entry (raw downloads) is identified by what determines the download alone: NCBI by
 taxon directory and assembly accession, Ensembl by species and release. Its key is the
-SHA-256 of that identity's canonical JSON and its directory is derived from the same fields.
+SHA-256 of that identity's canonical JSON and its directory is derived from the same fields, so
+keys and directories correspond one to one (``RawIdentity.from_path`` inverts the mapping).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class RawIdentity(msgspec.Struct, frozen=True, kw_only=True):
     """What identifies one level-2 download: source plus the fields that pick the upstream directory."""
 
     source: str
-    species: str
+    species: str = ""
     taxon: str = ""
     assembly: str = ""
     release: str = ""
@@ -92,6 +93,18 @@ class RawIdentity(msgspec.Struct, frozen=True, kw_only=True):
         if self.source == "ncbi":
             return f"ncbi_raw/{self.taxon}/{self.assembly}"
         return f"ensembl_raw/{self.species}/{self.release}"
+
+    @classmethod
+    def from_path(cls, rel: str) -> RawIdentity | None:
+        """The identity whose ``path`` is ``rel`` (relative to the cache root), or None if it is not one."""
+        parts = rel.split("/")
+        if len(parts) != 3:
+            return None
+        if parts[0] == "ncbi_raw":
+            return cls(source="ncbi", taxon=parts[1], assembly=parts[2])
+        if parts[0] == "ensembl_raw":
+            return cls(source="ensembl", species=parts[1], release=parts[2])
+        return None
 
 
 class RegionForm(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,7 +127,9 @@ class RegionForm(msgspec.Struct, frozen=True, kw_only=True):
 
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8, booleans as JSON booleans: the bytes a key hashes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def sha256_key(obj: Any) -> str:
@@ -128,7 +143,7 @@ def is_key(text: str) -> bool:
 
 
 def parse_regions(spec: str | list[str] | dict[str, Any]) -> dict[str, bool]:
-    """``"gene,exon"``, a list of names or a ``{name: bool}`` map -> canonical ``{name: True}`` for wanted ones.
+    """``"gene,exon"``, a list of names or a ``{name: bool}`` map -> ``{canonical name: True}`` if wanted.
 
     String values ``"true"``/``"false"`` (what the seed's web form sent) are accepted and turned
     into booleans; anything else is an error, as is a request with no region set.
@@ -162,7 +177,12 @@ def _check(what: str, value: str, pattern: re.Pattern[str], hint: str) -> str:
 
 
 def make_request(
-    source: str, *, species: str, release: str, taxon: str | None = None, assembly: str | None = None,
+    source: str,
+    *,
+    species: str,
+    release: str,
+    taxon: str | None = None,
+    assembly: str | None = None,
     regions: str | list[str] | dict[str, Any] = "gene",
 ) -> CacheRequest:
     """Validate and normalise a request; every field that names a directory is checked to be path-safe."""
@@ -182,7 +202,9 @@ def make_request(
             raise InvalidInputError("an NCBI request needs --assembly, e.g. GCF_000001405.40")
         match = _NCBI_ASSEMBLY.match(asm)
         if match is None:
-            raise InvalidInputError(f"invalid NCBI assembly {asm!r}: expected an accession like GCF_000001405.40")
+            raise InvalidInputError(
+                f"invalid NCBI assembly {asm!r}: expected an accession like GCF_000001405.40"
+            )
         asm = match.group(1)
         tax = _check("taxon", taxon or sp, _NAME, "letters, digits, '.', '_' or '-', e.g. 9606")
     else:
@@ -199,7 +221,9 @@ def raw_identity(request: CacheRequest) -> RawIdentity:
     """The level-2 download a request needs."""
     p = request.source_params
     if request.source == "ncbi":
-        return RawIdentity(source="ncbi", species=p.species, taxon=p.taxon, assembly=p.assembly)
+        # Species is not part of an NCBI download's identity: the accession alone picks the directory,
+        # and identity must map one-to-one onto the entry's path.
+        return RawIdentity(source="ncbi", taxon=p.taxon, assembly=p.assembly)
     return RawIdentity(source="ensembl", species=p.species, release=p.annotation_release)
 
 

@@ -27,7 +27,7 @@ LOCK_DIR = ".locks"
 def entry_lock(
     cache_root: Path, key: str, *, shared: bool = False, timeout: float | None = None
 ) -> Iterator[None]:
-    """Hold one cache entry's lock (exclusive, or shared with other readers); ConflictError after ``timeout``."""
+    """Hold one cache entry's lock (exclusive, or shared among readers); ConflictError after ``timeout``."""
     directory = cache_root / LOCK_DIR
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)

@@ -1,4 +1,4 @@
-"""Building a level-2 entry in its staging directory: verified downloads into ``raw/``, gunzip into ``decompressed/``.
+"""A level-2 entry built in its staging directory: checked downloads in ``raw/``, gunzip in ``decompressed/``.
 
 The staging directory ``cache/.tmp-<key>/`` is deterministic, so an interrupted run leaves its
 ``.part`` files where the next run (holding the same entry lock) resumes them. Nothing in it is
@@ -15,17 +15,19 @@ import os
 import shutil
 import zlib
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from .blobs import BlobInfo, hash_file
 from .cacheupstream import LOCAL_NAMES, UpstreamPlan
 from .checksums import verify_file
-from .download import download
+from .download import DEFAULT_RETRIES, download
 from .environment import fsync_dir
 from .errors import IntegrityError
 from .events import FileRef
 from .progress import ProgressFactory, null_progress
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["staging_dir", "build_raw", "gunzip"]
 
@@ -38,7 +40,7 @@ def staging_dir(cache_root: Path, key: str) -> Path:
 
 
 def gunzip(src: Path, dest: Path, *, progress: ProgressFactory = null_progress) -> BlobInfo:
-    """Decompress ``src`` (gzip, multi-member and BGZF included) into ``dest`` via a temp file; returns its checksums."""
+    """Decompress ``src`` (gzip, multi-member, BGZF) into ``dest`` via a temp file; returns its checksums."""
     with open(src, "rb") as probe:
         if probe.read(2) != b"\x1f\x8b":
             raise IntegrityError(f"{src.name} is not gzip-compressed; nothing was cached")
@@ -75,8 +77,13 @@ def _ref(name: str, info: BlobInfo) -> FileRef:
 
 
 def build_raw(
-    cache_root: Path, key: str, plan: UpstreamPlan, client: httpx.Client,
-    *, progress: ProgressFactory = null_progress,
+    cache_root: Path,
+    key: str,
+    plan: UpstreamPlan,
+    client: httpx.Client,
+    *,
+    progress: ProgressFactory = null_progress,
+    retries: int = DEFAULT_RETRIES,
 ) -> tuple[Path, dict[str, FileRef]]:
     """Fill the entry's staging directory; returns it and relative path -> FileRef for every file.
 
@@ -98,7 +105,9 @@ def build_raw(
                 dest.unlink()
                 info = None
         if info is None:
-            info = download(client, remote.url, dest, expected=remote.expected, progress=progress)
+            info = download(
+                client, remote.url, dest, expected=remote.expected, progress=progress, retries=retries
+            )
         files[f"raw/{dest.name}"] = _ref(remote.name, info)
     for remote in plan.files:
         name = LOCAL_NAMES[remote.role]

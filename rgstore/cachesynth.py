@@ -20,8 +20,19 @@ from pathlib import Path
 
 from .checksums import bsd_sum
 
-__all__ = ["SynthGene", "SynthTranscript", "SynthGenome", "make_genome", "write_ncbi_tree", "write_ensembl_tree",
-           "NCBI_ACCESSION", "NCBI_ASSEMBLY_NAME", "ENSEMBL_SPECIES", "ENSEMBL_ASSEMBLY", "ncbi_dir"]
+__all__ = [
+    "SynthGene",
+    "SynthTranscript",
+    "SynthGenome",
+    "make_genome",
+    "write_ncbi_tree",
+    "write_ensembl_tree",
+    "NCBI_ACCESSION",
+    "NCBI_ASSEMBLY_NAME",
+    "ENSEMBL_SPECIES",
+    "ENSEMBL_ASSEMBLY",
+    "ncbi_dir",
+]
 
 NCBI_ACCESSION = "GCF_000001405.40"
 NCBI_ASSEMBLY_NAME = "SYN1"
@@ -80,11 +91,11 @@ def _sequence(rng: random.Random, length: int) -> bytes:
     for _ in range(max(1, length // 20_000)):  # soft-masked repeats cover ~10%
         size = min(rng.randint(200, 4_000), max(1, length // 10))
         at = rng.randrange(0, max(1, length - size))
-        body[at:at + size] = bytes(body[at:at + size]).translate(_LOWER)
+        body[at : at + size] = bytes(body[at : at + size]).translate(_LOWER)
     for _ in range(max(1, length // 200_000)):  # assembly gaps
         size = min(rng.randint(50, 500), max(1, length // 50))
         at = rng.randrange(0, max(1, length - size))
-        body[at:at + size] = b"N" * size
+        body[at : at + size] = b"N" * size
     for _ in range(max(1, length // 50_000)):  # IUPAC ambiguity codes
         at = rng.randrange(0, length)
         body[at] = rng.choice(b"RYKMrykm")
@@ -134,8 +145,9 @@ def _gene(rng: random.Random, number: int, contig: int, length: int, style_id: s
             t.five_utr = _segments(exons, strand, 0, a)
             t.three_utr = _segments(exons, strand, cds_end + 3, total)
         transcripts.append(t)
-    return SynthGene(id=f"{style_id}G{number:07d}", number=number, contig=contig, strand=strand,
-                     transcripts=transcripts)
+    return SynthGene(
+        id=f"{style_id}G{number:07d}", number=number, contig=contig, strand=strand, transcripts=transcripts
+    )
 
 
 def make_genome(total_bp: int = 200_000, contigs: int = 3, genes: int = 40, seed: int = 1) -> SynthGenome:
@@ -156,14 +168,20 @@ def make_genome(total_bp: int = 200_000, contigs: int = 3, genes: int = 40, seed
     return SynthGenome(sequences=sequences, genes=out)
 
 
-def _fasta(path: Path, names: list[str], descriptions: list[str], genome: SynthGenome, width: int,
-           upper: bool = False) -> None:
+def _fasta(
+    path: Path,
+    names: list[str],
+    descriptions: list[str],
+    genome: SynthGenome,
+    width: int,
+    upper: bool = False,
+) -> None:
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as out:
         for name, desc, seq in zip(names, descriptions, genome.sequences):
             if upper:
                 seq = seq.upper()
             out.write(f">{name} {desc}\n".encode())
-            out.write(b"\n".join(seq[i:i + width] for i in range(0, len(seq), width)))
+            out.write(b"\n".join(seq[i : i + width] for i in range(0, len(seq), width)))
             out.write(b"\n")
 
 
@@ -177,14 +195,27 @@ def _gtf_rows(genome: SynthGenome, names: list[str], ncbi: bool) -> list[str]:
         def row(kind: str, s: int, e: int, attrs: str, phase: str = ".", seqid: str = seqid) -> None:
             rows.append(f"{seqid}\t{src}\t{kind}\t{s}\t{e}\t.\t{g.strand}\t{phase}\t{attrs}")
 
-        base = (f'gene_id "{gid}"; ' + (f'db_xref "GeneID:{g.number}"; db_xref "HGNC:{g.number}"; ' if ncbi
-                                       else 'gene_version "1"; '))
-        row("gene", g.start, g.end, base + ('transcript_id ""; gbkey "Gene"; gene_biotype "protein_coding";'
-                                            if ncbi else 'gene_source "ensembl"; gene_biotype "protein_coding";'))
+        base = f'gene_id "{gid}"; ' + (
+            f'db_xref "GeneID:{g.number}"; db_xref "HGNC:{g.number}"; ' if ncbi else 'gene_version "1"; '
+        )
+        row(
+            "gene",
+            g.start,
+            g.end,
+            base
+            + (
+                'transcript_id ""; gbkey "Gene"; gene_biotype "protein_coding";'
+                if ncbi
+                else 'gene_source "ensembl"; gene_biotype "protein_coding";'
+            ),
+        )
         for t in g.transcripts:
             tid = t.id.replace("SYNT", "XM_SYN") if ncbi else t.id.replace("SYNT", "ENSSYNT")
-            tattrs = base + f'transcript_id "{tid}"; ' + ('gbkey "mRNA"; ' if ncbi else
-                                                         'transcript_version "1"; tag "basic"; tag "canonical"; ')
+            tattrs = (
+                base
+                + f'transcript_id "{tid}"; '
+                + ('gbkey "mRNA"; ' if ncbi else 'transcript_version "1"; tag "basic"; tag "canonical"; ')
+            )
             row("transcript", t.exons[0][0], t.exons[-1][1], tattrs.rstrip())
             ordered = t.exons if g.strand == "+" else t.exons[::-1]
             for i, (s, e) in enumerate(ordered, 1):
@@ -219,8 +250,9 @@ def ncbi_dir(accession: str = NCBI_ACCESSION, name: str = NCBI_ASSEMBLY_NAME) ->
     return f"genomes/all/{accession[:3]}/{digits[0:3]}/{digits[3:6]}/{digits[6:9]}/{accession}_{name}"
 
 
-def write_ncbi_tree(root: Path, genome: SynthGenome, accession: str = NCBI_ACCESSION,
-                    name: str = NCBI_ASSEMBLY_NAME) -> Path:
+def write_ncbi_tree(
+    root: Path, genome: SynthGenome, accession: str = NCBI_ACCESSION, name: str = NCBI_ASSEMBLY_NAME
+) -> Path:
     """Write the NCBI assembly directory under ``root``; returns it."""
     directory = root / ncbi_dir(accession, name)
     directory.mkdir(parents=True, exist_ok=True)
@@ -228,8 +260,10 @@ def write_ncbi_tree(root: Path, genome: SynthGenome, accession: str = NCBI_ACCES
     names = [f"NC_{90001 + i:06d}.1" for i in range(len(genome.sequences))]
     descs = [f"Synthetica testii chromosome {i + 1}, {name} Primary Assembly" for i in range(len(names))]
     _fasta(directory / f"{stem}_genomic.fna.gz", names, descs, genome, 80)
-    _gz_text(directory / f"{stem}_genomic.gtf.gz", ["#gtf-version 2.2", f"#!genome-build {name}",
-                                                    *_gtf_rows(genome, names, ncbi=True)])
+    _gz_text(
+        directory / f"{stem}_genomic.gtf.gz",
+        ["#gtf-version 2.2", f"#!genome-build {name}", *_gtf_rows(genome, names, ncbi=True)],
+    )
     _gz_text(directory / f"{stem}_cds_from_genomic.fna.gz", [">decoy_cds", "ATG"])
     (directory / f"{stem}_assembly_report.txt").write_text(
         f"# Assembly name:  {name}\n# RefSeq assembly accession: {accession}\n"
@@ -239,17 +273,24 @@ def write_ncbi_tree(root: Path, genome: SynthGenome, accession: str = NCBI_ACCES
     return directory
 
 
-def write_ensembl_tree(root: Path, genome: SynthGenome, release: int = 110, species: str = ENSEMBL_SPECIES,
-                       assembly: str = ENSEMBL_ASSEMBLY) -> tuple[Path, Path]:
-    """Write ``release-N/fasta/<species>/dna`` and ``release-N/gtf/<species>`` under ``root``; returns both."""
+def write_ensembl_tree(
+    root: Path,
+    genome: SynthGenome,
+    release: int = 110,
+    species: str = ENSEMBL_SPECIES,
+    assembly: str = ENSEMBL_ASSEMBLY,
+) -> tuple[Path, Path]:
+    """Write ``release-N/fasta/<species>/dna`` and ``release-N/gtf/<species>`` under ``root``; return both."""
     prefix = species[0].upper() + species[1:]
     dna = root / f"release-{release}" / "fasta" / species / "dna"
     gtf = root / f"release-{release}" / "gtf" / species
     dna.mkdir(parents=True, exist_ok=True)
     gtf.mkdir(parents=True, exist_ok=True)
     names = [str(i + 1) for i in range(len(genome.sequences))]
-    descs = [f"dna_sm:chromosome chromosome:{assembly}:{n}:1:{len(s)}:1 REF"
-             for n, s in zip(names, genome.sequences)]
+    descs = [
+        f"dna_sm:chromosome chromosome:{assembly}:{n}:1:{len(s)}:1 REF"
+        for n, s in zip(names, genome.sequences)
+    ]
     _fasta(dna / f"{prefix}.{assembly}.dna_sm.toplevel.fa.gz", names, descs, genome, 60)
     _fasta(dna / f"{prefix}.{assembly}.dna.toplevel.fa.gz", names, descs, genome, 60, upper=True)
     (dna / "README").write_text("synthetic Ensembl-style DNA directory\n")

@@ -14,14 +14,17 @@ dna.toplevel, and the GTF is ``<Species>.<assembly>.<release>.gtf.gz`` (not ``.c
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
 from .cachekeys import RawIdentity
 from .checksums import Expected, parse_ensembl_checksums, parse_md5checksums
 from .download import get_text
 from .errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["NCBI_BASE", "ENSEMBL_BASE", "RemoteFile", "UpstreamPlan", "resolve", "LOCAL_NAMES"]
 
@@ -66,7 +69,9 @@ def _resolve_ncbi(client: httpx.Client, ident: RawIdentity, base_url: str | None
         raise InvalidInputError(f"several NCBI directories match {acc}: {', '.join(names)}")
     stem = names[0]
     directory = f"{parent}{stem}/"
-    checksums = parse_md5checksums(get_text(client, directory + "md5checksums.txt"), directory + "md5checksums.txt")
+    checksums = parse_md5checksums(
+        get_text(client, directory + "md5checksums.txt"), directory + "md5checksums.txt"
+    )
     files = []
     for role, name in (("genome", f"{stem}_genomic.fna.gz"), ("annotation", f"{stem}_genomic.gtf.gz")):
         if name not in checksums:
@@ -94,20 +99,26 @@ def _resolve_ensembl(
             break
     if genome is None:
         want = f" for assembly {assembly}" if assembly else ""
-        raise NotFoundError(f"Ensembl {dna_dir} has no genome FASTA{want} (looked for {', '.join(_ENSEMBL_DNA_ORDER)})")
+        raise NotFoundError(
+            f"Ensembl {dna_dir} has no genome FASTA{want} (looked for {', '.join(_ENSEMBL_DNA_ORDER)})"
+        )
     asm, genome_name = genome
     gtf_name = f"{prefix}.{asm}.{ident.release}.gtf.gz"
     match = next((n for n in gtf_sums if n.lower() == gtf_name.lower()), None)
     if match is None:
         raise NotFoundError(f"Ensembl {gtf_dir} has no {gtf_name} in its CHECKSUMS")
     files = [
-        RemoteFile(role="genome", url=dna_dir + genome_name, name=genome_name, expected=dna_sums[genome_name]),
+        RemoteFile(
+            role="genome", url=dna_dir + genome_name, name=genome_name, expected=dna_sums[genome_name]
+        ),
         RemoteFile(role="annotation", url=gtf_dir + match, name=match, expected=gtf_sums[match]),
     ]
     return UpstreamPlan(files=files, directory=root + "/", assembly=asm)
 
 
-def resolve(client: httpx.Client, ident: RawIdentity, *, base_url: str | None = None, assembly: str = "") -> UpstreamPlan:
+def resolve(
+    client: httpx.Client, ident: RawIdentity, *, base_url: str | None = None, assembly: str = ""
+) -> UpstreamPlan:
     """Find the genome FASTA and GTF for ``ident`` upstream and the checksums their directories publish."""
     if ident.source == "ncbi":
         return _resolve_ncbi(client, ident, base_url)

@@ -97,7 +97,7 @@ def bsd_sum(path: Path) -> tuple[int, int]:
 
 
 def parse_md5checksums(text: str, source: str = "md5checksums.txt") -> dict[str, Expected]:
-    """File name (relative path without the leading ``./``) -> expected md5, from NCBI ``md5checksums.txt``."""
+    """File name (relative path, leading ``./`` removed) -> expected md5, from NCBI ``md5checksums.txt``."""
     out: dict[str, Expected] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -132,7 +132,8 @@ def verify_file(path: Path, expected: Expected, *, md5: str | None = None, what:
         actual = md5 if md5 is not None else _md5_file(path)
         if actual != expected.value:
             raise IntegrityError(
-                f"checksum mismatch for {label}: upstream says md5 {expected.value}, got {actual}; nothing was cached"
+                f"checksum mismatch for {label}: upstream says md5 {expected.value}, got {actual}; "
+                "nothing was cached"
             )
     elif expected.algorithm == "sum":
         checksum, blocks = bsd_sum(path)

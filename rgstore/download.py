@@ -16,14 +16,16 @@ import os
 import re
 import time
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from .blobs import BlobInfo, hash_file
 from .checksums import Expected, verify_file
 from .environment import fsync_dir
 from .errors import NotFoundError, RemoteError
 from .progress import ProgressFactory, null_progress
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["http_client", "download", "get_text", "DEFAULT_RETRIES"]
 
@@ -38,6 +40,10 @@ class _Incomplete(Exception):
 
 def http_client(timeout: float = 60.0) -> httpx.Client:
     """The client every cache download uses: redirects followed, identity encoding, an rgstore User-Agent."""
+    # Imported here, not at module level: `import httpx` also imports click when click is installed
+    # (httpx's optional CLI), and importing rgstore must never load the CLI stack.
+    import httpx
+
     return httpx.Client(
         follow_redirects=True,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
@@ -47,6 +53,8 @@ def http_client(timeout: float = 60.0) -> httpx.Client:
 
 def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) -> str:
     """A small upstream file (checksum list, directory listing) as text; NotFoundError on 404."""
+    import httpx
+
     for attempt in range(retries + 1):
         try:
             resp = client.get(url)
@@ -56,7 +64,9 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
             time.sleep(0.2 * (attempt + 1))
             continue
         if resp.status_code == 404:
-            raise NotFoundError(f"upstream has no {url} (HTTP 404); check the source, species, release and assembly")
+            raise NotFoundError(
+                f"upstream has no {url} (HTTP 404); check the source, species, release and assembly"
+            )
         if resp.status_code != 200:
             if attempt >= retries or resp.status_code < 500:
                 raise RemoteError(f"cannot fetch {url}: HTTP {resp.status_code}")
@@ -67,10 +77,10 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
 
 
 def _validator(resp: httpx.Response) -> str:
-    etag = resp.headers.get("etag", "")
+    etag = str(resp.headers.get("etag", ""))
     if etag and not etag.startswith("W/"):
         return etag
-    return resp.headers.get("last-modified", "")
+    return str(resp.headers.get("last-modified", ""))
 
 
 def _load_meta(meta: Path, url: str) -> str:
@@ -108,6 +118,8 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
             offset = 0
             length = resp.headers.get("content-length")
             total = int(length) if length and length.isdigit() else None
+        elif status >= 500:
+            raise _Incomplete(f"HTTP {status}")  # a server-side hiccup: worth a retry
         else:
             raise RemoteError(f"cannot download {url}: HTTP {status}")
         meta.write_text(json.dumps({"url": url, "validator": _validator(resp)}))
@@ -131,8 +143,14 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
 
 
 def download(
-    client: httpx.Client, url: str, dest: Path, *, expected: Expected | None,
-    progress: ProgressFactory = null_progress, retries: int = DEFAULT_RETRIES, backoff: float = 0.3,
+    client: httpx.Client,
+    url: str,
+    dest: Path,
+    *,
+    expected: Expected | None,
+    progress: ProgressFactory = null_progress,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = 0.3,
 ) -> BlobInfo:
     """Fetch ``url`` to ``dest``: resume a leftover part, retry drops, verify, then rename into place.
 
@@ -140,6 +158,8 @@ def download(
     ``retries`` failed attempts RemoteError is raised and the part is kept for the next run.
     Returns the published file's sha256, md5 and size.
     """
+    import httpx
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     meta = dest.with_name(dest.name + ".part.json")

@@ -28,8 +28,14 @@ from .errors import IntegrityError, InvalidInputError
 from .progress import ProgressFactory, null_progress
 
 __all__ = [
-    "FastaRecord", "FastaSummary", "DigestJob", "validate_fasta", "digest_fasta", "start_digest",
-    "detect_compression", "RESIDUES",
+    "RESIDUES",
+    "DigestJob",
+    "FastaRecord",
+    "FastaSummary",
+    "detect_compression",
+    "digest_fasta",
+    "start_digest",
+    "validate_fasta",
 ]
 
 RESIDUES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*-"
@@ -176,6 +182,16 @@ class _Parser:
             pos, self.at_line_start = nl + 1, True
 
     def _sequence(self, seg: bytes, at: int, *, at_end: bool) -> None:
+        if self.digest:
+            # The digest pass runs beside a validating pass (see start_digest), so it skips the
+            # residue check; it still counts residues and hashes them.
+            clean = seg.translate(_UPPER, b"\r\n")
+            self.sha.update(clean)
+            if clean and self.name is None:
+                raise _Fault(at, "sequence data before the first '>' header")
+            self.length += len(clean)
+            self.at_line_start = seg.endswith(b"\n")
+            return
         if seg.translate(None, _DELETE):
             m = _BAD.search(seg)
             assert m is not None
@@ -188,12 +204,7 @@ class _Parser:
                 assert m is not None
                 raise _Fault(at + m.start(), "carriage return inside a sequence line")
             self.pending_cr = trailing
-        if self.digest:
-            clean = seg.translate(_UPPER, b"\r\n")
-            self.sha.update(clean)
-            residues = len(clean)
-        else:
-            residues = len(seg) - seg.count(b"\n") - crs
+        residues = len(seg) - seg.count(b"\n") - crs
         if residues:
             if self.name is None:
                 first = len(seg) - len(seg.lstrip(b"\r\n"))
@@ -308,7 +319,11 @@ def validate_fasta(
 
 
 def digest_fasta(path: Path | str, *, chunk_size: int | None = None) -> FastaSummary:
-    """``validate_fasta`` plus the file's md5 and each record's sha512t24u (upper-cased residues)."""
+    """The file's md5 and each record's name, length and sha512t24u of its upper-cased residues.
+
+    Header rules are checked as in ``validate_fasta`` but residues are not (run it on files that
+    ``validate_fasta`` accepts; ``start_digest`` runs it beside that check).
+    """
     return _scan(Path(path), digest=True, progress=null_progress, chunk_size=chunk_size)
 
 

@@ -2,9 +2,8 @@
 
 A genome is a GA4GH sequence collection stored in the store's RefgetStore and recorded in the log
 (``GenomeAdded`` on ``genome:<digest>``); its names are collection aliases (namespace ``refgenie``
-by default). Reads resolve alias -> digest -> sequence digest from the views and fetch residues
-with gtars ``get_substring``; the resolution is cached per process so a read costs little more
-than the gtars call itself.
+by default). Sequence reads are delegated to ``rgstore.sequences.SequenceReader``
+(``self.sequences``), which caches name resolutions so a read costs little more than gtars.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,16 +18,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from . import seqcol
 from .aliases import normalise_digest, split_alias
 from .environment import Txn
-from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
+from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
-from .fasta import FastaSummary
 from .locus import Region
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
-from .refgetstore import Ingested, ingest_fasta, open_refget, strip_sq, write_fasta
+from .refgetstore import Ingested, ingest_fasta, strip_sq, write_fasta
+from .sequences import SequenceReader, revcomp
 from .views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
@@ -44,20 +41,10 @@ from .views.aliases import (
 from .views.genomes import GenomeRecord, all_genomes, genome_fhr, genome_record, genome_stream
 
 if TYPE_CHECKING:
+    from .fasta import FastaSummary
     from .store import Store
 
-__all__ = ["Genomes", "GenomeInfo", "InitResult", "read_fhr", "check_fhr", "revcomp"]
-
-_RECHECK_S = 0.1
-"""How stale a cached alias resolution may get when another process changes the log."""
-
-_COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDBNtgcaayrmkswvhdbn")
-
-
-def revcomp(seq: str) -> str:
-    """The reverse complement of a nucleotide string (IUPAC codes; other letters kept)."""
-    return seq.translate(_COMPLEMENT)[::-1]
-
+__all__ = ["GenomeInfo", "Genomes", "InitResult", "check_fhr", "read_fhr", "revcomp"]
 
 class GenomeInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A genome as ``genome show`` reports it: identity, aliases, level-2 arrays, source, FHR."""
@@ -108,7 +95,7 @@ def read_fhr(path: Path) -> dict[str, Any]:
 
 def check_fhr(doc: Any, *, where: str = "FHR document") -> dict[str, Any]:
     """The document unchanged if it is FHR 1.0 JSON (typed fields checked, unknown keys kept)."""
-    from gtars.refget import FhrMetadata
+    from gtars.refget import FhrMetadata  # type: ignore[import-untyped]
 
     if not isinstance(doc, dict):
         raise InvalidInputError(f"{where}: an FHR document must be a JSON object")
@@ -127,16 +114,11 @@ class Genomes:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._reader: Any = None
-        self._hot: dict[tuple[str, str], tuple[str, int, bool]] = {}
-        self._generation = -1
-        self._head = -1
-        self._deadline = 0.0
+        self.sequences = SequenceReader(store)
 
     def close(self) -> None:
         """Drop the cached gtars handle and resolutions."""
-        self._reader = None
-        self._hot.clear()
+        self.sequences.close()
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -147,9 +129,10 @@ class Genomes:
     ) -> InitResult:
         """Store a FASTA as a genome named by ``names`` (aliases in namespace refgenie).
 
-        Re-initialising identical content only adds the names that are new. A name that already
-        points at another genome is refused (ConflictError) unless ``force``. Nothing is
-        recorded if the FASTA is malformed or any check fails.
+        Re-initialising identical content only adds the names that are new (the stored
+        description and species are kept; a different ``fhr`` replaces the FHR document). A name
+        that already points at another genome is refused (ConflictError) unless ``force``.
+        Nothing is recorded if the FASTA is malformed or any check fails.
         """
         aliases = list(dict.fromkeys(check_name(n) for n in names))
         if not aliases:
@@ -225,7 +208,7 @@ class Genomes:
             return events
 
         seqs = self.store.transact(command)
-        self._invalidate()
+        self.sequences.drop_cache()
         return InitResult(
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
             aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added],
@@ -240,7 +223,7 @@ class Genomes:
         env = self.store.environment
 
         def command(txn: Txn) -> list[NewEvent]:
-            digest = self._resolve_in(txn, name, by_digest)
+            digest = self.resolve_in(txn, name, by_digest)
             events = [NewEvent(stream=genome_stream(digest), event=GenomeRemoved(digest=digest))]
             for ns, local in collection_aliases_of(txn, env, digest):
                 events.append(NewEvent(stream=alias_stream(COLLECTION, ns, local),
@@ -248,7 +231,7 @@ class Genomes:
             return events
 
         seqs = self.store.transact(command)
-        self._invalidate()
+        self.sequences.drop_cache()
         return seqs
 
     def fhr_set(self, name: str, fhr: dict[str, Any] | Path, *, by_digest: bool = False) -> list[int]:
@@ -257,7 +240,7 @@ class Genomes:
         env = self.store.environment
 
         def command(txn: Txn) -> list[NewEvent]:
-            digest = self._resolve_in(txn, name, by_digest)
+            digest = self.resolve_in(txn, name, by_digest)
             if genome_fhr(txn, env, digest) == doc:
                 return []
             return [NewEvent(stream=genome_stream(digest), event=FhrSet(digest=digest, fhr=doc))]
@@ -269,9 +252,10 @@ class Genomes:
     def resolve(self, name: str, *, by_digest: bool = False) -> str:
         """The seqcol digest of a genome named by alias (``hg38``, ``ns:name``) or, with ``by_digest``, digest."""
         with self.store.read() as txn:
-            return self._resolve_in(txn, name, by_digest)
+            return self.resolve_in(txn, name, by_digest)
 
-    def _resolve_in(self, txn: Txn, name: str, by_digest: bool) -> str:
+    def resolve_in(self, txn: Txn, name: str, by_digest: bool = False) -> str:
+        """``resolve`` inside a caller's transaction (a command's write txn or a read txn)."""
         env = self.store.environment
         if by_digest:
             digest = normalise_digest(name)
@@ -290,23 +274,15 @@ class Genomes:
         """Everything recorded about one genome."""
         env = self.store.environment
         with self.store.read() as txn:
-            digest = self._resolve_in(txn, name, by_digest)
+            digest = self.resolve_in(txn, name, by_digest)
             record = genome_record(txn, env, digest)
             assert record is not None
             return _info(record, collection_aliases_of(txn, env, digest), genome_fhr(txn, env, digest))
 
-    def list(self) -> list[GenomeInfo]:
-        """Every genome, ordered by first alias (genomes without one last, by digest)."""
-        env = self.store.environment
-        with self.store.read() as txn:
-            out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
-                   for r in all_genomes(txn, env)]
-        return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
-
     def fhr_get(self, name: str, *, by_digest: bool = False) -> dict[str, Any]:
         """A genome's FHR document; NotFoundError if it has none."""
         with self.store.read() as txn:
-            digest = self._resolve_in(txn, name, by_digest)
+            digest = self.resolve_in(txn, name, by_digest)
             doc = genome_fhr(txn, self.store.environment, digest)
         if doc is None:
             raise NotFoundError(f"genome {name} has no FHR metadata; set it with `rgstore genome fhr set`")
@@ -314,9 +290,11 @@ class Genomes:
 
     def compare(self, a: str, b: str, *, by_digest: bool = False) -> dict[str, Any]:
         """The GA4GH seqcol comparison of two genomes."""
+        from . import seqcol
+
         env = self.store.environment
         with self.store.read() as txn:
-            ra, rb = (genome_record(txn, env, self._resolve_in(txn, x, by_digest)) for x in (a, b))
+            ra, rb = (genome_record(txn, env, self.resolve_in(txn, x, by_digest)) for x in (a, b))
         assert ra is not None and rb is not None
         return seqcol.compare(
             ra.digest, seqcol.comparable_level2(ra.names, ra.lengths, ra.sequences),
@@ -330,7 +308,7 @@ class Genomes:
         """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically."""
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
-        reader = self._handle()
+        reader = self.sequences.handle()
         if not isinstance(out, Path):
             write_fasta(reader, records, out, width=width, progress=progress)
             return genome
@@ -352,90 +330,24 @@ class Genomes:
     ) -> str:
         """Residues ``[start, end)`` (0-based, half-open) of sequence ``seq`` of genome ``name``.
 
-        ``start``/``end`` default to the sequence's ends; ``start > end`` wraps around a sequence
-        declared circular. NotFoundError for an unknown genome or sequence, OutOfRangeError
-        outside the sequence.
+        See ``SequenceReader.getseq`` (``self.sequences``), which does the work with cached resolutions.
         """
-        if self.store.generation != self._generation or time.monotonic() >= self._deadline:
-            self._revalidate()
-        hit = self._hot.get(("#" + name if by_digest else name, seq))
-        if hit is None:
-            hit = self._locate(name, seq, by_digest)
-        digest, length, circular = hit
-        lo = 0 if start is None else start
-        hi = length if end is None else end
-        if 0 <= lo <= hi <= length:
-            try:
-                return self._reader.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
-            except KeyError:
-                return self._fetch_after_reopen(name, seq, digest, lo, hi)
-        return self._irregular(name, seq, digest, length, circular, lo, hi)
+        return self.sequences.getseq(name, seq, start, end, by_digest=by_digest)
 
     def getseqs(
         self, name: str, regions: Iterable[Region | tuple[str, int | None, int | None]], *,
         by_digest: bool = False, revcomp: bool = False,
     ) -> list[str]:
-        """``getseq`` for many regions of one genome (resolved once); optionally reverse-complemented."""
-        getseq = self.getseq
-        out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) for r in regions]
-        if revcomp:
-            out = [x.translate(_COMPLEMENT)[::-1] for x in out]
-        return out
+        """``getseq`` for many regions of one genome; optionally reverse-complemented."""
+        return self.sequences.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)
 
-    def _irregular(self, name: str, seq: str, digest: str, length: int, circular: bool, lo: int, hi: int) -> str:
-        where = f"{seq}:{lo}-{hi} of genome {name}"
-        if lo < 0 or hi < 0:
-            raise OutOfRangeError(f"{where}: coordinates must not be negative")
-        if lo > length or hi > length:
-            raise OutOfRangeError(f"{where} is outside {seq} (length {length})")
-        if not circular:
-            raise OutOfRangeError(f"{where}: start is after end ({seq} is not circular)")
-        reader = self._handle()  # start > end on a circular sequence: wrap through the origin
-        return reader.get_substring(digest, lo, length) + reader.get_substring(digest, 0, hi)  # type: ignore[no-any-return]
-
-    def _fetch_after_reopen(self, name: str, seq: str, digest: str, lo: int, hi: int) -> str:
-        # The view knows the sequence but this handle predates its import (gtars handles never
-        # refresh themselves): reopen once.
-        self._reader = open_refget(self.store, write=False)
-        try:
-            return self._reader.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
-        except KeyError:
-            raise NotFoundError(
-                f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
-            ) from None
-
-    def _handle(self) -> Any:
-        if self._reader is None:
-            self._reader = open_refget(self.store, write=False)
-        return self._reader
-
-    def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
+    def list(self) -> list[GenomeInfo]:
+        """Every genome, ordered by first alias (genomes without one last, by digest)."""
         env = self.store.environment
         with self.store.read() as txn:
-            digest = self._resolve_in(txn, name, by_digest)
-            record = genome_record(txn, env, digest)
-        assert record is not None
-        key = "#" + name if by_digest else name
-        circular = set(record.circular)
-        for n, s, length in zip(record.names, record.sequences, record.lengths):
-            self._hot[(key, n)] = (strip_sq(s), length, n in circular)
-        self._handle()
-        hit = self._hot.get((key, seq))
-        if hit is None:
-            shown = ", ".join(record.names[:5]) + (", ..." if len(record.names) > 5 else "")
-            raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
-        return hit
-
-    def _revalidate(self) -> None:
-        head, _ = self.store.head()
-        if self.store.generation != self._generation or head != self._head:
-            self._hot.clear()
-        self._generation, self._head = self.store.generation, head
-        self._deadline = time.monotonic() + _RECHECK_S
-
-    def _invalidate(self) -> None:
-        self._hot.clear()
-        self._generation = -1
+            out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
+                   for r in all_genomes(txn, env)]
+        return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
 
 
 def _taken(name: str, target: str) -> ConflictError:
@@ -474,8 +386,8 @@ def _genome_added(
         digest=ingested.digest, names=ingested.names, lengths=ingested.lengths, sequences=ingested.sequences,
         level1=ingested.level1, md5s=ingested.md5s, description=description, species=species,
         circular=circular,
-        source=GenomeSource(path=str(Path(fasta).expanduser().resolve()), size=ingested.source.size,
-                            md5=ingested.source.md5),
+        source=GenomeSource(path=str(Path(fasta).expanduser().resolve()), size=ingested.source_size,
+                            md5=ingested.source_md5),
     )
 
 

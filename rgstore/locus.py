@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .errors import InvalidInputError
 
-__all__ = ["Region", "parse_locus", "read_bed", "format_region"]
+__all__ = ["Region", "format_region", "parse_locus", "read_bed"]
 
 _COORDS = re.compile(r"^(?P<seq>.+):(?P<start>[0-9][0-9,]*)(?:-(?P<end>[0-9][0-9,]*))?$")
 
@@ -45,11 +45,9 @@ def parse_locus(text: str) -> Region:
 def read_bed(path: Path | str) -> Iterator[Region]:
     """Regions of a BED file (first three columns); header, track, browser and blank lines skipped."""
     path = Path(path)
-    try:
-        fh = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError(f"{path}: no such BED file") from None
-    with fh:
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such BED file")
+    with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue

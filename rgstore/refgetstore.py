@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from . import seqcol
 from .errors import IntegrityError, InvalidInputError, NotFoundError
-from .fasta import FastaSummary, start_digest, validate_fasta
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
+    from .fasta import FastaSummary
     from .store import Store
 
-__all__ = ["open_refget", "ingest_fasta", "Ingested", "write_fasta", "strip_sq"]
+__all__ = ["Ingested", "ingest_fasta", "open_refget", "strip_sq", "write_fasta"]
 
 _EXPORT_CHUNK = 1 << 22
 
@@ -43,13 +42,16 @@ class Ingested(msgspec.Struct, frozen=True, kw_only=True):
     md5s: list[str]
     level1: dict[str, str]
     descriptions: list[str]
-    source: FastaSummary
+    source_size: int
+    source_md5: str
+    """md5 of the FASTA file's bytes as given (compressed or not)."""
+    compression: str
     was_new: bool
 
 
 def strip_sq(digest: str) -> str:
     """A sequence digest without its ``SQ.`` prefix (gtars' file names and some calls want it bare)."""
-    return digest[3:] if digest.startswith("SQ.") else digest
+    return digest.removeprefix("SQ.")
 
 
 def open_refget(store: Store, *, write: bool) -> Any:
@@ -58,7 +60,7 @@ def open_refget(store: Store, *, write: bool) -> Any:
     Read handles are ``open_local`` (lazy, 0.3 ms) and raise NotFoundError when no RefgetStore
     exists yet. Handles never see later commits by other handles: reopen to refresh.
     """
-    from gtars.refget import RefgetStore, StorageMode
+    from gtars.refget import RefgetStore, StorageMode  # type: ignore[import-untyped]
 
     path = store.refget_path
     exists = (path / "rgstore.json").exists()
@@ -98,6 +100,8 @@ def ingest_fasta(
     equal the validator's and the child's, and the collection digest must equal rgstore's own
     seqcol computation. On a mismatch a newly added collection is removed and IntegrityError raised.
     """
+    from .fasta import start_digest, validate_fasta  # not needed by readers: keep `rgstore getseq` lean
+
     source = Path(path).expanduser()
     job = start_digest(source)
     try:
@@ -134,6 +138,8 @@ def ingest_fasta(
 def _checked(
     handle: Any, digest: str, was_new: bool, summary: FastaSummary, independent: FastaSummary, source: Path
 ) -> Ingested:
+    from . import seqcol
+
     level2 = handle.get_collection_level2(digest)
     names, lengths, sequences = list(level2["names"]), list(level2["lengths"]), list(level2["sequences"])
     expected = ["SQ." + r.digest for r in independent.records]
@@ -155,10 +161,10 @@ def _checked(
     if problems:
         raise IntegrityError(f"{source}: gtars import disagrees with rgstore's own reading: {'; '.join(problems)}")
     md5s = [str(handle.get_sequence_metadata(strip_sq(s)).md5) for s in sequences]
-    source_summary = msgspec.structs.replace(summary, md5=independent.md5)
     return Ingested(
         digest=digest, names=names, lengths=lengths, sequences=sequences, md5s=md5s, level1=level1,
-        descriptions=[r.description for r in summary.records], source=source_summary, was_new=was_new,
+        descriptions=[r.description for r in summary.records], source_size=summary.size,
+        source_md5=independent.md5, compression=summary.compression, was_new=was_new,
     )
 
 

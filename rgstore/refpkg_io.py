@@ -13,15 +13,8 @@ nothing behind; every blob is verified against its sha256 while it is copied.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-import shutil
-import tarfile
 import tempfile
-import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -34,8 +27,10 @@ from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundEr
 from .events import FileRef, RefpkgImported, RefpkgUpdated, Undone
 from .log import NewEvent
 from .progress import ProgressFactory
+from .refpkg_archive import open_package, strip_archive_suffix, write_package
+from .refpkg_blobs import staged_blobs
 from .refpkg_manifest import MAX_NESTING, Manifest, ManifestState, nesting, parse_manifest, render_manifest
-from .refpkg_names import MANIFEST, check_filename, check_key, check_refpkg_name, is_safe_filename
+from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_filename
 from .views.refpkgs import refpkg_chain, refpkg_head, refpkg_log, refpkg_step, refpkg_stream
 
 if TYPE_CHECKING:
@@ -44,8 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["ExportReport", "import_package", "export_package", "default_name", "FORMATS"]
 
 FORMATS = ("dir", "tar", "zip")
-_CHUNK = 1 << 20
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 
 class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,119 +54,7 @@ class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
 
 def default_name(source: Path) -> str:
     """A package name from its path: the basename without archive suffixes and ``.refpkg``."""
-    base = source.name
-    for suffix in _ARCHIVE_SUFFIXES:
-        if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    return base[: -len(".refpkg")] if base.endswith(".refpkg") else base
-
-
-# --- reading packages -------------------------------------------------------------------------
-
-
-class _Source:
-    """A package being read: its manifest bytes and a way to copy one member to a local file."""
-
-    def __init__(self, manifest: bytes) -> None:
-        self.manifest = manifest
-
-    def copy_member(self, name: str, dest: Path) -> Path | None:
-        """Copy member ``name`` to ``dest`` (or return a path to read it from); None if absent."""
-        raise NotImplementedError
-
-
-class _DirSource(_Source):
-    def __init__(self, root: Path) -> None:
-        manifest = root / MANIFEST
-        if not manifest.is_file():
-            raise NotFoundError(f"couldn't find manifest file {MANIFEST} in {root}")
-        super().__init__(manifest.read_bytes())
-        self.root = root
-
-    def copy_member(self, name: str, dest: Path) -> Path | None:
-        path = self.root / name
-        # A symlink could make us read (and store) any file on the machine.
-        if path.is_symlink() or not path.is_file():
-            return None
-        return path
-
-
-class _TarSource(_Source):
-    def __init__(self, archive: tarfile.TarFile, prefix: str, manifest: bytes) -> None:
-        super().__init__(manifest)
-        self.archive, self.prefix = archive, prefix
-        self.members = {_norm(m.name): m for m in archive.getmembers()}
-
-    def copy_member(self, name: str, dest: Path) -> Path | None:
-        member = self.members.get(self.prefix + name)
-        if member is None or not member.isreg():
-            return None
-        fh = self.archive.extractfile(member)
-        if fh is None:
-            return None
-        with fh, open(dest, "wb") as out:
-            shutil.copyfileobj(fh, out, _CHUNK)
-        return dest
-
-
-class _ZipSource(_Source):
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, manifest: bytes) -> None:
-        super().__init__(manifest)
-        self.archive, self.prefix = archive, prefix
-        self.members = {_norm(i.filename): i for i in archive.infolist()}
-
-    def copy_member(self, name: str, dest: Path) -> Path | None:
-        info = self.members.get(self.prefix + name)
-        if info is None or info.is_dir():
-            return None
-        with self.archive.open(info) as fh, open(dest, "wb") as out:
-            shutil.copyfileobj(fh, out, _CHUNK)
-        return dest
-
-
-def _norm(member: str) -> str:
-    while member.startswith("./"):
-        member = member[2:]
-    return member
-
-
-def _prefix(names: list[str], where: Path) -> str:
-    """The directory holding CONTENTS.json inside an archive: the root or one top-level folder."""
-    hits = [n for n in names if n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST))]
-    if len(hits) != 1:
-        raise InvalidInputError(
-            f"{where}: expected one {MANIFEST} at the top or in one top-level folder, found {len(hits)}"
-        )
-    return hits[0][: -len(MANIFEST)]
-
-
-@contextmanager
-def _open_source(path: Path) -> Iterator[_Source]:
-    if path.is_dir():
-        yield _DirSource(path)
-        return
-    if not path.is_file():
-        raise NotFoundError(f"Reference package {path} does not exist.")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            prefix = _prefix([_norm(i.filename) for i in archive.infolist()], path)
-            manifest = next(i for i in archive.infolist() if _norm(i.filename) == prefix + MANIFEST)
-            yield _ZipSource(archive, prefix, archive.read(manifest))
-        return
-    try:
-        archive = tarfile.open(path, "r:*")
-    except tarfile.TarError:
-        raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
-    with archive:
-        prefix = _prefix([_norm(m.name) for m in archive.getmembers()], path)
-        member = next(m for m in archive.getmembers() if _norm(m.name) == prefix + MANIFEST)
-        fh = archive.extractfile(member) if member.isreg() else None
-        if fh is None:
-            raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
-        with fh:
-            data = fh.read()
-        yield _TarSource(archive, prefix, data)
+    return strip_archive_suffix(source.name).removesuffix(".refpkg")
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -196,7 +77,8 @@ def _needed(states: list[ManifestState]) -> dict[str, tuple[str, str]]:
             seen = needed.setdefault(filename, (md5, key))
             if seen[0] != md5:
                 raise InvalidInputError(
-                    f"file {filename} is recorded with two MD5 sums ({seen[0]} for key {seen[1]}, {md5} for key {key})"
+                    f"file {filename} is recorded with two MD5 sums "
+                    f"({seen[0]} for key {seen[1]}, {md5} for key {key})"
                 )
     return needed
 
@@ -225,24 +107,23 @@ def import_package(
     if head is not None and head.current:  # checked again when committing; this saves the copying
         raise ConflictError(f"refpkg {name!r} already exists; import with --name NEW")
     with ExitStack() as stack:
-        src = stack.enter_context(_open_source(source))
+        src = stack.enter_context(open_package(source))
         manifest = parse_manifest(src.manifest)
         states = _states(manifest, history)
         needed = _needed(states)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rgstore-import-")))
-        created = stack.enter_context(service.staging())
+        staged = stack.enter_context(staged_blobs(service.store))
         blobs: dict[str, BlobInfo] = {}
-        paths: dict[str, Path] = {}
         bar = progress("import files", total=len(needed), unit="file")
         for index, (filename, (md5, key)) in enumerate(needed.items()):
             local = src.copy_member(filename, tmp / str(index))
             if local is None:
                 raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source}")
-            info = service.put(local, created)
+            info = staged.put(local)
             if info.md5 != md5:
                 raise IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "
                                      f"(found: {info.md5}, expected {md5})")
-            blobs[filename], paths[info.sha256] = info, local
+            blobs[filename] = info
             bar.update(1)
         bar.close()
         refs = {fn: FileRef(name=fn, sha256=i.sha256, md5=i.md5, size=i.size) for fn, i in blobs.items()}
@@ -254,9 +135,10 @@ def import_package(
             metadata=floor.metadata, log=manifest.log[depth:], source=str(source),
         )
         events: list[NewEvent] = [NewEvent(stream=stream, event=first)]
-        for old, new in zip(states, later):
+        for old, new in zip(states, later, strict=False):
             events.append(NewEvent(stream=stream, event=_diff(name, old, new, refs)))
-        events += [NewEvent(stream=stream, event=Undone()) for _ in (manifest.rollforwards if history else [])]
+        undo = len(manifest.rollforwards) if history else 0
+        events += [NewEvent(stream=stream, event=Undone()) for _ in range(undo)]
 
         def command(txn: Txn) -> list[NewEvent]:
             head = refpkg_head(txn, service.environment, name)
@@ -264,7 +146,7 @@ def import_package(
                 raise ConflictError(f"refpkg {name!r} already exists; import with --name NEW")
             return events
 
-        service.transact(command, paths, created)
+        staged.commit(command)
     return service.info(name)
 
 
@@ -287,7 +169,7 @@ def _plan(service: Refpkgs, name: str, history: bool) -> _Plan:
     with service.store.read() as txn:
         head, current = service.state(txn, name)
         log = refpkg_log(txn, env, name, current.seq)
-        files = dict((r.name, r) for r in current.files.values())
+        files = {r.name: r for r in current.files.values()}
         rollbacks: list[ManifestState] = []
         rollforwards: list[ManifestState] = []
         if history:
@@ -312,26 +194,6 @@ def _plan(service: Refpkgs, name: str, history: bool) -> _Plan:
     return _Plan(manifest=manifest, files=files, time=current.time)
 
 
-class _Verifying(io.RawIOBase):
-    """Reads a blob, hashing as it goes, so a corrupt blob is caught while it is copied."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-    def check(self, ref: FileRef) -> None:
-        if self.sha.hexdigest() != ref.sha256 or self.size != ref.size:
-            raise IntegrityError(f"blob {ref.sha256} of file {ref.name} is corrupt (checksum mismatch on export)")
-
-
 def _open_blob(service: Refpkgs, ref: FileRef) -> IO[bytes]:
     path = service.store.blobs.path(ref.sha256)
     if not path.is_file():
@@ -342,111 +204,24 @@ def _open_blob(service: Refpkgs, ref: FileRef) -> IO[bytes]:
 def export_package(
     service: Refpkgs, name: str, dest: Path, *, fmt: str, history: bool, progress: ProgressFactory
 ) -> ExportReport:
-    """Write package ``name`` to ``dest`` (a new directory, or a .tar.gz / .zip file) for taxtastic."""
+    """Write package ``name`` to ``dest`` (a new directory, or a .tar.gz / .zip file) for taxtastic.
+
+    With ``history`` the rollback and rollforward states and all their files go along, so
+    ``taxit rollback`` works on the result; histories nesting deeper than taxtastic can read
+    are refused (strip, or export without history).
+    """
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if dest.exists() or dest.is_symlink():
         raise ConflictError(f"{dest} already exists; export to a new path")
     plan = _plan(service, name, history)
-    text = render_manifest(plan.manifest).encode()
     total = sum(r.size for r in plan.files.values())
     dest.parent.mkdir(parents=True, exist_ok=True)
     bar = progress("export", total=total, unit="B")
     try:
-        if fmt == "dir":
-            _write_dir(service, plan, text, dest, bar.update)
-        else:
-            _write_archive(service, plan, text, dest, fmt, bar.update)
+        write_package(dest, fmt, render_manifest(plan.manifest).encode(), plan.files,
+                      lambda ref: _open_blob(service, ref), plan.time, bar.update)
     finally:
         bar.close()
     return ExportReport(name=name, path=str(dest), format=fmt, files=len(plan.files), bytes=total,
                         history=history)
-
-
-def _write_dir(service: Refpkgs, plan: _Plan, text: bytes, dest: Path, advance: Callable[[int], object]) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        for filename, ref in plan.files.items():
-            target = tmp / filename
-            with _open_blob(service, ref) as fh, open(target, "xb") as out:
-                reader = _Verifying(fh)
-                while chunk := reader.read(_CHUNK):
-                    out.write(chunk)
-                    advance(len(chunk))
-                reader.check(ref)
-        (tmp / MANIFEST).write_bytes(text)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _stem(dest: Path) -> str:
-    base = dest.name
-    for suffix in _ARCHIVE_SUFFIXES:
-        if base.lower().endswith(suffix):
-            return base[: -len(suffix)] or "refpkg"
-    return base
-
-
-def _write_archive(service: Refpkgs, plan: _Plan, text: bytes, dest: Path, fmt: str, advance: Callable[[int], object]) -> None:
-    stem, mtime = _stem(dest), plan.time.timestamp()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if fmt == "tar":
-            with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
-                folder = tarfile.TarInfo(stem)
-                folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(mtime)
-                tar.addfile(folder)
-                for filename, ref in plan.files.items():
-                    info = tarfile.TarInfo(f"{stem}/{filename}")
-                    info.size, info.mode, info.mtime = ref.size, 0o644, int(mtime)
-                    with _open_blob(service, ref) as fh:
-                        reader = _Verifying(fh)
-                        try:
-                            tar.addfile(info, _Counting(reader, advance))
-                        except (OSError, tarfile.TarError):
-                            raise IntegrityError(f"blob {ref.sha256} of file {ref.name} is truncated") from None
-                        reader.check(ref)
-                info = tarfile.TarInfo(f"{stem}/{MANIFEST}")
-                info.size, info.mode, info.mtime = len(text), 0o644, int(mtime)
-                tar.addfile(info, io.BytesIO(text))
-        else:
-            stamp = datetime.fromtimestamp(max(mtime, 315532800)).timetuple()[:6]
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-                folder = zipfile.ZipInfo(f"{stem}/", date_time=stamp)
-                folder.external_attr = (0o40755 << 16) | 0x10
-                archive.writestr(folder, b"")
-                for filename, ref in plan.files.items():
-                    info = zipfile.ZipInfo(f"{stem}/{filename}", date_time=stamp)
-                    info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-                    with _open_blob(service, ref) as fh, archive.open(info, "w", force_zip64=ref.size > 1 << 31) as out:
-                        reader = _Verifying(fh)
-                        while chunk := reader.read(_CHUNK):
-                            out.write(chunk)
-                            advance(len(chunk))
-                        reader.check(ref)
-                info = zipfile.ZipInfo(f"{stem}/{MANIFEST}", date_time=stamp)
-                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-                archive.writestr(info, text)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-class _Counting(io.RawIOBase):
-    """Passes reads through, reporting progress."""
-
-    def __init__(self, inner: _Verifying, advance: Callable[[int], object]) -> None:
-        self.inner, self.advance = inner, advance
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)
-        self.advance(len(data))
-        return data

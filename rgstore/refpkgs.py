@@ -3,17 +3,16 @@
 Commands follow ``taxit``: create, update (files or metadata), rollback, rollforward, strip,
 check, import and export. Each command is one ``Store.transact``: one undo step for create
 and update, N ``Undone``/``Redone`` events for ``-n N``, one ``HistoryStripped`` for strip.
-Files are blobs stored before the transaction; if the command then fails, the blobs it newly
-created are deleted again (unless something else references them by then), so a failed
-command leaves no event and no orphan file. State comes from ``rgstore.views.refpkgs``.
+Files are blobs stored before the transaction (``rgstore.refpkg_blobs``): if the command then
+fails, the blobs it newly created are deleted again, so a failed command leaves no event and
+no orphan file. State comes from ``rgstore.views.refpkgs``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ from .errors import (
 from .events import FileRef, HistoryStripped, Redone, RefpkgCreated, RefpkgUpdated, Undone
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
+from .refpkg_blobs import staged_blobs
 from .refpkg_check import check_package
 from .refpkg_manifest import FORMAT_VERSION
 from .refpkg_names import check_key, check_refpkg_name, choose_filename, split_assignments
@@ -62,9 +62,6 @@ CREATE_FILE_KEYS = (
 
 CREATE_LOG = ["Stripped refpkg (removed 0 files)", "Loaded initial files into empty refpkg"]
 """The log of a fresh package: taxtastic's create is a load step followed by a strip."""
-
-_RETRIES = 3
-
 
 class RefpkgInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A package's current state and how far it can be rolled back and forward."""
@@ -204,7 +201,8 @@ class Refpkgs:
             head, _step = self._current(txn, name)
             if len(head.redo) < n:
                 raise NothingToRedoError(
-                    f"Cannot rollforward {n} changes; refpkg only records {len(head.redo)} rolled back changes."
+                    f"Cannot rollforward {n} changes; "
+                    f"refpkg only records {len(head.redo)} rolled back changes."
                 )
             return [NewEvent(stream=refpkg_stream(name), event=Redone()) for _ in range(n)]
 
@@ -253,7 +251,7 @@ class Refpkgs:
                           metadata=step.metadata, log=log, rollbacks=step.depth,
                           rollforwards=len(head.redo))
 
-    def list(self) -> list[RefpkgSummary]:
+    def list_all(self) -> list[RefpkgSummary]:
         """Every package that currently exists, by name."""
         out: list[RefpkgSummary] = []
         with self.store.read() as txn:
@@ -280,7 +278,9 @@ class Refpkgs:
         """Path of the blob holding file ``key``, after verifying its content (IntegrityError if corrupt)."""
         ref = self.info(name).files.get(key)
         if ref is None:
-            raise NotFoundError(f"No such resource {key!r} in refpkg {name!r}; see `rgstore refpkg info {name}`")
+            raise NotFoundError(
+                f"No such resource {key!r} in refpkg {name!r}; see `rgstore refpkg info {name}`"
+            )
         found = self.store.blobs.verify(ref.sha256)
         if found.md5 != ref.md5:
             raise IntegrityError(f"File {ref.name} referred to by key {key} did not match its MD5 sum "
@@ -350,77 +350,15 @@ class Refpkgs:
         self, name: str, pairs: Sequence[tuple[str, Path]],
         build: Callable[[Txn, dict[str, FileRef]], list[NewEvent]], progress: ProgressFactory,
     ) -> list[int]:
-        with self.staging() as created:
+        with staged_blobs(self.store) as staged:
             bar = progress("store files", total=sum(p.stat().st_size for _k, p in pairs), unit="B")
             infos: list[BlobInfo] = []
             try:
                 for _key, path in pairs:
-                    infos.append(self.put(path, created))
+                    infos.append(staged.put(path))
                     bar.update(infos[-1].size)
             finally:
                 bar.close()
-            triples = [(key, os.path.basename(path), info) for (key, path), info in zip(pairs, infos)]
-
-            def command(txn: Txn) -> list[NewEvent]:
-                return build(txn, self.refs_for(txn, name, triples))
-
-            sources = {info.sha256: path for (_key, path), info in zip(pairs, infos)}
-            return self.transact(command, sources, created)
-
-    # -- blobs of failed commands ---------------------------------------------------------------
-
-    def put(self, path: Path, created: list[str]) -> BlobInfo:
-        """Store ``path`` as a blob, noting it in ``created`` if this call wrote it."""
-        info, new = self.store.blobs.put_file(path)
-        if new:
-            created.append(info.sha256)
-        return info
-
-    @contextmanager
-    def staging(self) -> Iterator[list[str]]:
-        """A list to note newly created blobs in; if the block raises, they are discarded."""
-        created: list[str] = []
-        try:
-            yield created
-        except BaseException:
-            self.discard_blobs(created)
-            raise
-
-    def transact(
-        self, command: Callable[[Txn], list[NewEvent]], sources: Mapping[str, Path], created: list[str]
-    ) -> list[int]:
-        """``store.transact`` with ``sources``' blobs; re-stores a blob another command's cleanup
-        or gc removed between our put and our commit, and retries."""
-        for attempt in range(_RETRIES):
-            try:
-                return self.store.transact(command, blobs=list(sources))
-            except ConflictError:
-                missing = [sha for sha in sources if not self.store.blobs.exists(sha)]
-                if not missing or attempt == _RETRIES - 1:
-                    raise
-                for sha in missing:
-                    self.put(sources[sha], created)
-        raise AssertionError("unreachable")
-
-    def discard_blobs(self, shas: Sequence[str]) -> list[str]:
-        """Delete these blobs unless a view references them; returns the ones deleted.
-
-        Runs inside a write transaction, so no command can commit a reference to one of them
-        while we look; a command that stored the same content meanwhile but has not committed
-        finds its blob gone at commit and retries (see ``transact``).
-        """
-        if not shas:
-            return []
-        deleted: list[str] = []
-
-        def sweep(txn: Txn) -> None:
-            referenced: set[str] = set()
-            for view in self.store.views:
-                referenced.update(view.referenced_blobs(txn, self.environment))
-            for sha in dict.fromkeys(shas):
-                if sha not in referenced:
-                    self.store.blobs.delete(sha)
-                    deleted.append(sha)
-
-        self.environment.write(sweep)
-        return deleted
+            triples = [(key, os.path.basename(path), info)
+                       for (key, path), info in zip(pairs, infos, strict=True)]
+            return staged.commit(lambda txn: build(txn, self.refs_for(txn, name, triples)))

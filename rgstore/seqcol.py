@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["sha512t24u", "canonical", "level1", "top_level_digest", "compare", "comparable_level2"]
+__all__ = ["canonical", "comparable_level2", "compare", "level1", "sha512t24u", "top_level_digest"]
 
 INHERENT = ("names", "sequences")
 

@@ -181,7 +181,10 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
     bar.close()
     have = set(present)
     for sha in sorted(refs - have):
-        report.problems.append(f"{store.blobs.path(sha)}: referenced blob is missing")
+        try:
+            report.problems.append(f"{store.blobs.path(sha)}: referenced blob is missing")
+        except NotFoundError:
+            report.problems.append(f"a view references {sha!r}, which is not a sha256 digest")
     report.unreferenced_blobs = sorted(have - refs)
 
 

@@ -128,3 +128,23 @@ def test_feed_sees_events_appended_after_the_server_started(tmp_path: Path) -> N
             lines = httpx.get(f"{server.url}/events", params={"after": 1}).text.splitlines()
             assert [json.loads(line)["event"]["text"] for line in lines] == ["after"]
             assert httpx.get(f"{server.url}/events/head").json()["head_seq"] == 2
+
+
+def test_a_mirror_pulls_the_whole_store_through_the_server(tmp_path: Path) -> None:
+    """`rgstore mirror pull URL --with-blobs` consumes /events/head, /events frames and /blobs end to end."""
+    from tests.server_fixture import init_genome, rgstore_cli
+
+    primary, mirror = tmp_path / "primary", tmp_path / "mirror"
+    (tmp_path / "g.fa").write_text(">chr1\nACGTACGTTTGA\n>chrM\nGATTACA\n")
+    init_genome(primary, tmp_path / "g.fa", "g", "--circular", "chrM")
+    (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    rgstore_cli(primary, "refpkg", "create", "pkg", "-l", "16S", "-t", str(tmp_path / "tree.nwk"))
+    with running_server(primary) as server:
+        rgstore_cli(mirror, "mirror", "pull", server.url, "--with-blobs")
+        head = httpx.get(f"{server.url}/events/head").json()
+    with Store.open(mirror, readonly=True) as store:
+        assert store.head() == (head["head_seq"], head["head_hash"])
+        assert store.log_id() == head["log_id"]
+    assert json.loads(rgstore_cli(mirror, "genome", "show", "g", "--json"))["circular"] == ["chrM"]
+    rp = Path(rgstore_cli(mirror, "refpkg", "rp", "pkg", "tree").strip())
+    assert rp.read_bytes() == b"(a:0.1,b:0.2);\n"

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from rgstore.cachekeys import (
+    RawIdentity,
     canonical_json,
     make_request,
     parse_regions,
@@ -21,8 +22,12 @@ INPUTS = {"genome": {"sha256": "a" * 64, "size": 10}, "annotation": {"sha256": "
 
 
 def _ensembl(**kw: str) -> object:
-    return make_request("ensembl", species=kw.get("species", "homo_sapiens"), release=kw.get("release", "110"),
-                        regions=kw.get("regions", "gene,exon"))
+    return make_request(
+        "ensembl",
+        species=kw.get("species", "homo_sapiens"),
+        release=kw.get("release", "110"),
+        regions=kw.get("regions", "gene,exon"),
+    )
 
 
 def test_canonical_json_sorts_keys_drops_whitespace_and_keeps_booleans() -> None:
@@ -31,7 +36,9 @@ def test_canonical_json_sorts_keys_drops_whitespace_and_keeps_booleans() -> None
 
 def test_a_form_key_is_the_sha256_of_its_canonical_json() -> None:
     form = region_forms(_ensembl(), INPUTS, "x/1")[0]  # type: ignore[arg-type]
-    expected = hashlib.sha256(json.dumps(form.form, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    expected = hashlib.sha256(
+        json.dumps(form.form, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
     assert form.key == expected == sha256_key(form.form)
     assert form.path == f"cached_genomic_{form.key}"
 
@@ -79,8 +86,10 @@ def test_unresolved_releases_are_refused() -> None:
         make_request("ensembl", species="homo_sapiens", release="current")
 
 
-@pytest.mark.parametrize("field,value", [("species", "../etc"), ("species", "a/b"), ("taxon", ".."),
-                                         ("release", "1/2"), ("taxon", "x y")])
+@pytest.mark.parametrize(
+    "field,value",
+    [("species", "../etc"), ("species", "a/b"), ("taxon", ".."), ("release", "1/2"), ("taxon", "x y")],
+)
 def test_fields_that_name_directories_must_be_path_safe(field: str, value: str) -> None:
     kw = {"species": "homo_sapiens", "release": "RS_2023_10", "taxon": "9606", "assembly": "GCF_000001405.40"}
     kw[field] = value
@@ -91,7 +100,9 @@ def test_fields_that_name_directories_must_be_path_safe(field: str, value: str) 
 def test_ncbi_needs_an_accession_and_keeps_only_accession_dot_version() -> None:
     with pytest.raises(InvalidInputError, match="needs --assembly"):
         make_request("ncbi", species="homo_sapiens", release="110")
-    request = make_request("ncbi", species="homo_sapiens", release="110", assembly="GCF_000001405.40_GRCh38.p14")
+    request = make_request(
+        "ncbi", species="homo_sapiens", release="110", assembly="GCF_000001405.40_GRCh38.p14"
+    )
     ident = raw_identity(request)
     assert ident.assembly == "GCF_000001405.40"
     assert ident.path == "ncbi_raw/homo_sapiens/GCF_000001405.40"
@@ -102,9 +113,23 @@ def test_level2_paths_hold_the_release_or_assembly_so_they_never_collide() -> No
     b = raw_identity(_ensembl(release="111"))  # type: ignore[arg-type]
     assert (a.path, b.path) == ("ensembl_raw/homo_sapiens/110", "ensembl_raw/homo_sapiens/111")
     assert a.key != b.key
-    n1 = raw_identity(make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.39"))
-    n2 = raw_identity(make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.40"))
+    n1 = raw_identity(
+        make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.39")
+    )
+    n2 = raw_identity(
+        make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.40")
+    )
     assert n1.path != n2.path and n1.key != n2.key
+
+
+def test_a_level2_key_and_its_directory_determine_each_other() -> None:
+    a = make_request("ncbi", species="homo_sapiens", taxon="9606", release="1", assembly="GCF_000001405.40")
+    b = make_request("ncbi", species="human", taxon="9606", release="2", assembly="GCF_000001405.40")
+    assert raw_identity(a) == raw_identity(b)  # same download, same directory, same key
+    for ident in (raw_identity(a), raw_identity(_ensembl())):  # type: ignore[arg-type]
+        back = RawIdentity.from_path(ident.path)
+        assert back == ident and back.key == ident.key
+    assert RawIdentity.from_path("cached_genomic_x") is None
 
 
 def test_ensembl_releases_are_numbers() -> None:

@@ -30,7 +30,8 @@ def test_md5checksums_names_lose_only_the_leading_dot_slash() -> None:
     )
     parsed = parse_md5checksums(text)
     assert parsed["GCF_000001405.40_GRCh38.p14_genomic.fna.gz"] == Expected(
-        algorithm="md5", value="2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c")
+        algorithm="md5", value="2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c"
+    )
     # The seed's .lstrip("./") would have eaten the dot of ".hidden.gz".
     assert parsed[".hidden.gz"].value == "0123456789abcdef0123456789abcdef"
     assert "Annotation_comparison/sub dir/file.txt" in parsed
@@ -65,7 +66,7 @@ def test_incremental_bsd_sum_equals_one_shot() -> None:
     data = os.urandom(10_000)
     acc = BsdSum()
     for i in range(0, len(data), 777):
-        acc.update(data[i:i + 777])
+        acc.update(data[i : i + 777])
     assert (acc.checksum, acc.blocks) == bsd_sum_bytes(data)
 
 
@@ -74,7 +75,9 @@ def test_python_bsd_sum_matches_coreutils_sum(tmp_path: Path) -> None:
     for size in (0, 1, 1023, 1024, 1025, 300_001):
         path = tmp_path / f"f{size}"
         path.write_bytes(os.urandom(size))
-        fields = subprocess.run(["sum", "-r", str(path)], capture_output=True, text=True, check=True).stdout.split()
+        fields = subprocess.run(
+            ["sum", "-r", str(path)], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert bsd_sum_bytes(path.read_bytes()) == (int(fields[0]), int(fields[1]))
         assert bsd_sum(path) == (int(fields[0]), int(fields[1]))
 

@@ -89,7 +89,9 @@ def test_a_complete_part_is_accepted_on_416(server: UpstreamServer, tmp_path: Pa
         # Pretend a run was killed after the last byte but before the rename.
         os.replace(dest, tmp_path / "big.bin.part")
         etag = client.get(f"{server.url}/big.bin").headers["etag"]
-        (tmp_path / "big.bin.part.json").write_text(json.dumps({"url": f"{server.url}/big.bin", "validator": etag}))
+        (tmp_path / "big.bin.part.json").write_text(
+            json.dumps({"url": f"{server.url}/big.bin", "validator": etag})
+        )
         download(client, f"{server.url}/big.bin", dest, expected=MD5)
     assert dest.read_bytes() == PAYLOAD
     assert server.gets("big.bin")[-1].status == 416

@@ -70,8 +70,8 @@ def test_digest_job_in_a_child_process_matches_the_in_process_digest(tmp_path: P
 
 def test_digest_job_reports_invalid_input_from_the_child(tmp_path: Path) -> None:
     path = tmp_path / "bad.fa"
-    path.write_bytes(b">a\nAC GT\n")
-    with pytest.raises(InvalidInputError, match="line 2"):
+    path.write_bytes(b">a\nAC\n>a\nGT\n")
+    with pytest.raises(InvalidInputError, match="line 3, column 1: duplicate sequence name 'a'"):
         start_digest(path).result()
 
 

@@ -291,3 +291,13 @@ def test_store_without_genomes_reports_not_found(store: Store) -> None:
     shutil.rmtree(store.refget_path, ignore_errors=True)
     with pytest.raises(NotFoundError):
         store.genomes.show("hg38")
+
+
+def test_genome_benchmark_smoke_run_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.bench.genome import main
+
+    assert main(["--size", "300000", "--contigs", "5", "--calls", "200", "--reps", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["size_bp"] > 290_000 and result["contigs"] == 5
+    for key in ("ingest_ratio", "read_ratio_vs_gtars", "read_speedup_vs_pyfaidx", "rgstore_rss_mb"):
+        assert result[key] > 0

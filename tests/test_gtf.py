@@ -17,13 +17,17 @@ def _write(tmp_path: Path, rows: list[str]) -> Path:
 
 
 def test_ncbi_gene_rows_with_an_empty_transcript_id_and_repeated_keys_parse(tmp_path: Path) -> None:
-    path = _write(tmp_path, [
-        'NC_1\tBestRefSeq\tgene\t10\t90\t.\t-\t.\tgene_id "G"; transcript_id ""; db_xref "GeneID:1"; db_xref "HGNC:2";',
-        'NC_1\tBestRefSeq\texon\t60\t90\t.\t-\t.\tgene_id "G"; transcript_id "T"; db_xref "A"; db_xref "B";',
-        'NC_1\tBestRefSeq\texon\t10\t30\t.\t-\t.\tgene_id "G"; transcript_id "T";',
-        'NC_1\tBestRefSeq\tCDS\t70\t85\t.\t-\t0\tgene_id "G"; transcript_id "T";',
-        'NC_1\tBestRefSeq\tstop_codon\t67\t69\t.\t-\t0\tgene_id "G"; transcript_id "T";',
-    ])
+    path = _write(
+        tmp_path,
+        [
+            'NC_1\tBestRefSeq\tgene\t10\t90\t.\t-\t.\tgene_id "G"; transcript_id ""; '
+            'db_xref "GeneID:1"; db_xref "HGNC:2";',
+            'NC_1\tBestRefSeq\texon\t60\t90\t.\t-\t.\tgene_id "G"; transcript_id "T"; db_xref "A"; tag "B";',
+            'NC_1\tBestRefSeq\texon\t10\t30\t.\t-\t.\tgene_id "G"; transcript_id "T";',
+            'NC_1\tBestRefSeq\tCDS\t70\t85\t.\t-\t0\tgene_id "G"; transcript_id "T";',
+            'NC_1\tBestRefSeq\tstop_codon\t67\t69\t.\t-\t0\tgene_id "G"; transcript_id "T";',
+        ],
+    )
     ann = parse_gtf(path)
     gene = ann.genes[("G", "NC_1")]
     assert (gene.start, gene.end, gene.strand) == (10, 90, "-")
@@ -33,10 +37,13 @@ def test_ncbi_gene_rows_with_an_empty_transcript_id_and_repeated_keys_parse(tmp_
 
 
 def test_genes_without_gene_rows_get_their_span_from_transcripts(tmp_path: Path) -> None:
-    path = _write(tmp_path, [
-        'c\tx\texon\t100\t200\t.\t+\t.\tgene_id "G"; transcript_id "T1";',
-        'c\tx\texon\t150\t400\t.\t+\t.\tgene_id "G"; transcript_id "T2";',
-    ])
+    path = _write(
+        tmp_path,
+        [
+            'c\tx\texon\t100\t200\t.\t+\t.\tgene_id "G"; transcript_id "T1";',
+            'c\tx\texon\t150\t400\t.\t+\t.\tgene_id "G"; transcript_id "T2";',
+        ],
+    )
     gene = parse_gtf(path).genes[("G", "c")]
     assert (gene.start, gene.end) == (100, 400)
 
@@ -47,21 +54,27 @@ def test_a_transcript_with_cds_but_no_exons_uses_the_cds_as_exons(tmp_path: Path
 
 
 def test_the_same_id_on_two_sequences_makes_two_transcripts(tmp_path: Path) -> None:
-    path = _write(tmp_path, [
-        'X\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";',
-        'Y\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";',
-    ])
+    path = _write(
+        tmp_path,
+        [
+            'X\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+            'Y\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+        ],
+    )
     assert set(parse_gtf(path).transcripts) == {("T", "X"), ("T", "Y")}
 
 
-@pytest.mark.parametrize("row,message", [
-    ("c\tx\texon\t1\t5\t.\t+\t.", "expected 9 tab-separated columns"),
-    ('c\tx\texon\tone\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";', "start/end must be integers"),
-    ('c\tx\texon\t9\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";', "invalid interval 9-5"),
-    ('c\tx\texon\t1\t5\t.\t*\t.\tgene_id "G"; transcript_id "T";', "strand must be"),
-    ('c\tx\texon\t1\t5\t.\t+\t.\ttranscript_id "T";', "no gene_id"),
-    ('c\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "";', "without a transcript_id"),
-])
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ("c\tx\texon\t1\t5\t.\t+\t.", "expected 9 tab-separated columns"),
+        ('c\tx\texon\tone\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";', "start/end must be integers"),
+        ('c\tx\texon\t9\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";', "invalid interval 9-5"),
+        ('c\tx\texon\t1\t5\t.\t*\t.\tgene_id "G"; transcript_id "T";', "strand must be"),
+        ('c\tx\texon\t1\t5\t.\t+\t.\ttranscript_id "T";', "no gene_id"),
+        ('c\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "";', "exon row without a transcript_id"),
+    ],
+)
 def test_malformed_rows_are_reported_with_their_line_number(tmp_path: Path, row: str, message: str) -> None:
     path = _write(tmp_path, ['c\tx\tgene\t1\t5\t.\t+\t.\tgene_id "G";', row])
     with pytest.raises(InvalidInputError, match=f"a.gtf line 3: {message}"):

@@ -1,4 +1,4 @@
-"""A loopback HTTP server posing as NCBI and Ensembl: real layouts, checksum files, Range, and fault injection.
+"""A loopback HTTP server posing as NCBI and Ensembl: real layouts, checksum files, Range, fault injection.
 
 ``upstream_tree(path)`` writes a small seeded genome and GTF in both layouts (see
 ``rgstore.cachesynth``): ``<root>/ncbi/genomes/all/GCF/...`` and ``<root>/ensembl/release-110/...``.
@@ -23,11 +23,52 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from rgstore.cachekeys import CacheRequest, make_request
 from rgstore.cachesynth import SynthGenome, make_genome, write_ensembl_tree, write_ncbi_tree
+from rgstore.store import Store
 
-__all__ = ["UpstreamServer", "Logged", "upstream_tree"]
+__all__ = [
+    "UpstreamServer",
+    "Logged",
+    "upstream_tree",
+    "NCBI",
+    "ENSEMBL",
+    "GENOME",
+    "req",
+    "base",
+    "cache_events",
+]
+
+NCBI = {
+    "source": "ncbi",
+    "species": "synthetica_testii",
+    "taxon": "9606",
+    "release": "RS_2024_01",
+    "assembly": "GCF_000001405.40",
+}
+"""Request options that match the NCBI tree ``upstream_tree`` writes."""
+ENSEMBL = {"source": "ensembl", "species": "Synthetica_testii", "release": "110"}
+"""Request options that match the Ensembl tree ``upstream_tree`` writes."""
+GENOME = {"ncbi": "_genomic.fna.gz", "ensembl": ".dna_sm.toplevel.fa.gz"}
+"""Suffix of each layout's genome download (for fault injection and request counts)."""
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def req(params: dict[str, str], regions: str = "gene,exon,CDS") -> CacheRequest:
+    """A validated request from NCBI/ENSEMBL-style options."""
+    p = dict(params)
+    return make_request(p.pop("source"), regions=regions, **p)
+
+
+def base(server: UpstreamServer, source: str) -> str:
+    """The ``--base-url`` of one layout on a running server."""
+    return f"{server.url}/{source}"
+
+
+def cache_events(store: Store) -> list[str]:
+    """Tags of every cache event, in log order."""
+    return [e.event.__struct_config__.tag for e in store.events(stream="cache:*")]
 
 
 def upstream_tree(root: Path, *, total_bp: int = 120_000, genes: int = 30, seed: int = 5) -> SynthGenome:
@@ -131,7 +172,11 @@ class UpstreamServer:
                 etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
                 modified = formatdate(target.stat().st_mtime, usegmt=True)
                 if server._match(server._corrupt, self.path):
-                    data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:]
+                    data = (
+                        data[: len(data) // 2]
+                        + bytes([data[len(data) // 2] ^ 0xFF])
+                        + data[len(data) // 2 + 1 :]
+                    )
                 start, end, status = 0, len(data), 200
                 wanted = self.headers.get("Range")
                 if_range = self.headers.get("If-Range")
@@ -166,9 +211,9 @@ class UpstreamServer:
                 chunk = max(1, len(body) // 20) if delay else len(body) or 1
                 sent = 0
                 while sent < len(body):
-                    piece = body[sent:sent + chunk]
+                    piece = body[sent : sent + chunk]
                     if limit is not None and sent + len(piece) > limit:
-                        self.wfile.write(piece[:max(0, limit - sent)])
+                        self.wfile.write(piece[: max(0, limit - sent)])
                         self.wfile.flush()
                         self.connection.shutdown(socket.SHUT_RDWR)
                         self.close_connection = True
@@ -180,9 +225,11 @@ class UpstreamServer:
 
             def _listing(self, directory: Path) -> None:
                 names = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir())
-                body = "<html><body><pre>\n" + "".join(
-                    f'<a href="{html.escape(n)}">{html.escape(n)}</a>\n' for n in names
-                ) + "</pre></body></html>\n"
+                body = (
+                    "<html><body><pre>\n"
+                    + "".join(f'<a href="{html.escape(n)}">{html.escape(n)}</a>\n' for n in names)
+                    + "</pre></body></html>\n"
+                )
                 raw = body.encode()
                 self._log(200)
                 self.send_response(200)

@@ -76,7 +76,11 @@ class CacheView(View):
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = ("cache.entries", "cache.evicted")
     handles: ClassVar[tuple[type[Event], ...]] = (
-        CacheInserted, CacheTouched, CachePinned, CacheUnpinned, CacheEvicted,
+        CacheInserted,
+        CacheTouched,
+        CachePinned,
+        CacheUnpinned,
+        CacheEvicted,
     )
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
@@ -87,8 +91,14 @@ class CacheView(View):
         when = envelope.time.timestamp()
         if isinstance(event, CacheInserted):
             entry = CacheEntry(
-                key=event.key, level=event.level, path=event.path, files=dict(event.files),
-                request=dict(event.request), inserted_seq=envelope.seq, inserted_at=when, last_access=when,
+                key=event.key,
+                level=event.level,
+                path=event.path,
+                files=dict(event.files),
+                request=dict(event.request),
+                inserted_seq=envelope.seq,
+                inserted_at=when,
+                last_access=when,
             )
             txn.put(event.key.encode(), encode_value(entry), db=entries)
             txn.delete(event.key.encode(), db=evicted)
@@ -105,8 +115,12 @@ class CacheView(View):
             current = msgspec.structs.replace(current, pinned=False)
         else:
             tomb = Tombstone(
-                key=event.key, level=current.level, path=current.path, evicted_seq=envelope.seq,
-                evicted_at=when, reason=event.reason,
+                key=event.key,
+                level=current.level,
+                path=current.path,
+                evicted_seq=envelope.seq,
+                evicted_at=when,
+                reason=event.reason,
             )
             txn.delete(event.key.encode(), db=entries)
             txn.put(event.key.encode(), encode_value(tomb), db=evicted)

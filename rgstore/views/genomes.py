@@ -21,12 +21,12 @@ from ..events import Envelope, Event, FhrSet, GenomeAdded, GenomeRemoved, Genome
 from . import FoldContext, View, iter_prefix
 
 __all__ = [
-    "GenomesView",
     "GenomeRecord",
-    "genome_stream",
-    "genome_record",
-    "genome_fhr",
+    "GenomesView",
     "all_genomes",
+    "genome_fhr",
+    "genome_record",
+    "genome_stream",
     "genomes_with_sequence",
 ]
 
@@ -102,7 +102,9 @@ def genomes_with_sequence(txn: Txn, environment: Environment, sequence: str) -> 
     prefix = sequence.encode() + b"\x00"
     out = []
     for key, raw in iter_prefix(txn, db, prefix):
-        name, length, md5 = decode_value(raw)  # type: ignore[misc]
+        value = decode_value(raw)
+        assert isinstance(value, list)
+        name, length, md5 = value
         out.append((bytes(key[len(prefix):]).decode(), str(name), int(length), str(md5)))
     return out
 
@@ -150,8 +152,8 @@ class GenomesView(View):
         elif isinstance(event, FhrSet):
             txn.put(digest.encode(), encode_value(event.fhr), db=fhr)
         elif isinstance(event, (Undone, Redone)):
-            seq = event.restored_seq if isinstance(event, Undone) else event.redone_seq
-            step = ctx.event_at(seq).event if seq else None
+            at = event.restored_seq if isinstance(event, Undone) else event.redone_seq
+            step = ctx.event_at(at).event if at else None
             if isinstance(step, FhrSet):
                 txn.put(digest.encode(), encode_value(step.fhr), db=fhr)
             else:
@@ -164,5 +166,5 @@ class GenomesView(View):
 
 
 def _seq_key(sequence: str, genome: str) -> bytes:
-    bare = sequence[3:] if sequence.startswith("SQ.") else sequence
+    bare = sequence.removeprefix("SQ.")
     return bare.encode() + b"\x00" + genome.encode()

@@ -11,6 +11,7 @@ without asking anyone.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import ClassVar
 
 from ..environment import Txn
@@ -88,6 +89,38 @@ class HistoryView(View):
             self._clear(txn, db, stream, b"U", n_undone)
             n_done, n_undone = n_done + 1, 0
         txn.put(_key(stream, b"H"), _HEAD.pack(n_done, n_undone), db=db)
+
+    def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
+        """Move each stream's zipper through the batch in memory, then write its final stacks once."""
+        txn, db = ctx.txn, ctx.db("history")
+        stacks: dict[str, tuple[list[int], list[int], int, int]] = {}
+        for envelope in envelopes:
+            event, stream = envelope.event, envelope.stream
+            st = stacks.get(stream)
+            if st is None:
+                n_done, n_undone = _heads(txn, db, stream)
+                st = stacks[stream] = (
+                    _stack(txn, db, stream, b"D", n_done), _stack(txn, db, stream, b"U", n_undone), n_done, n_undone,
+                )
+            done, undone = st[0], st[1]
+            if isinstance(event, Undone):
+                undone.append(done.pop())
+            elif isinstance(event, Redone):
+                done.append(undone.pop())
+            elif isinstance(event, HistoryStripped):
+                del done[:-1]
+                undone.clear()
+            else:
+                done.append(envelope.seq)
+                undone.clear()
+        put, delete = txn.put, txn.delete
+        for stream, (done, undone, was_done, was_undone) in stacks.items():
+            for part, items, before in ((b"D", done, was_done), (b"U", undone, was_undone)):
+                for i, seq in enumerate(items):
+                    put(_key(stream, part, i), _SEQ.pack(seq), db=db)
+                for i in range(len(items), before):
+                    delete(_key(stream, part, i), db=db)
+            put(_key(stream, b"H"), _HEAD.pack(len(done), len(undone)), db=db)
 
     @staticmethod
     def _pop(txn: Txn, db: object, stream: str, part: bytes, n: int) -> int:

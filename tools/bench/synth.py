@@ -38,9 +38,10 @@ def write_genome(path: Path, total_bp: int = 200_000_000, contigs: int = 25, see
     """Write a FASTA of ``contigs`` sequences summing to about ``total_bp``; returns name -> length."""
     rng = random.Random(seed)
     fractions = HG38_FRACTIONS[: max(1, contigs - 1)]
-    scale = (total_bp - 16_569) / sum(fractions)
+    chrm = min(16_569, max(1_000, total_bp // 100))
+    scale = (total_bp - chrm) / sum(fractions)
     sizes = {f"chr{i + 1}": max(1_000, int(f * scale)) for i, f in enumerate(fractions)}
-    sizes["chrM"] = min(16_569, max(1_000, total_bp // 100))
+    sizes["chrM"] = chrm
     with open(path, "wb") as out:
         for name, length in sizes.items():
             out.write(f">{name} synthetic contig\n".encode())

@@ -1,0 +1,77 @@
+"""The FASTA cache view: ``/cache/entries`` and ``/cache/entries/{key}``.
+
+Reads only: serving an entry's description records no access (``CacheTouched`` is written by
+the commands that use the files, never by this server). Directories are given relative to the
+store's cache root, so the server does not disclose its filesystem layout.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from rgstore.errors import NotFoundError
+from rgstore.views.cache import CacheEntry, CacheView, Tombstone
+
+from .schemas import CacheEntryView, CacheList, ErrorBody
+from .wire import json_response, store_of
+
+__all__ = ["router", "entry_json"]
+
+router = APIRouter(prefix="/cache", tags=["cache"])
+
+Offset = Annotated[int, Query(ge=0, le=2**31, description="Number of items to skip")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Maximum number of items to return")]
+Level = Annotated[int | None, Query(ge=1, le=2, description="Only entries of this level (1 regions, 2 raw)")]
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def entry_json(entry: CacheEntry) -> dict[str, Any]:
+    """A live entry as the API shows it."""
+    return {
+        "key": entry.key, "state": "live", "level": entry.level, "path": entry.path,
+        "size": entry.size, "files": entry.files, "request": entry.request,
+        "inserted_seq": entry.inserted_seq, "inserted_at": _when(entry.inserted_at),
+        "last_access": _when(entry.last_access), "touches": entry.touches, "pinned": entry.pinned,
+    }
+
+
+def _tombstone_json(tomb: Tombstone) -> dict[str, Any]:
+    return {"key": tomb.key, "state": "evicted", "level": tomb.level, "path": tomb.path,
+            "evicted_seq": tomb.evicted_seq, "evicted_at": _when(tomb.evicted_at), "reason": tomb.reason}
+
+
+@router.get("/entries", response_model=CacheList, summary="Live cache entries, by level then path")
+def list_entries(request: Request, level: Level = None, offset: Offset = 0, limit: Limit = 100) -> Response:
+    """Every live entry (optionally one level's) with its files, checksums, last access and pin."""
+    store = store_of(request)
+    with store.read() as txn:
+        entries = [e for e in CacheView.entries(txn, store.environment) if level is None or e.level == level]
+    entries.sort(key=lambda e: (e.level, e.path))
+    page = [entry_json(e) for e in entries[offset:offset + limit]]
+    return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": len(entries)}})
+
+
+@router.get("/entries/{key}", response_model=CacheEntryView, summary="One cache entry, live or evicted",
+            responses={404: {"model": ErrorBody}})
+def get_entry(request: Request, key: str) -> Response:
+    """The live entry for ``key``, else its eviction tombstone; 404 if the key was never cached."""
+    store = store_of(request)
+    env = store.environment
+    entry = tomb = None
+    with store.read() as txn:
+        if env.has_db("cache.entries"):
+            entry = CacheView.get(txn, env.db("cache.entries"), key)
+        if entry is None and env.has_db("cache.evicted"):
+            tomb = CacheView.tombstone(txn, env.db("cache.evicted"), key)
+    if entry is not None:
+        return json_response(entry_json(entry))
+    if tomb is not None:
+        return json_response(_tombstone_json(tomb))
+    raise NotFoundError(f"no cache entry {key!r} in this store")

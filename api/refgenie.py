@@ -1,0 +1,224 @@
+"""refgenie-compatible routes: ``/service-info`` (client bootstrap) and ``/v4`` genomes and aliases.
+
+Shapes follow refgenie 1.0's server (``refgenie/server/routers/catalog.py``): lists are
+``{"items": [...], "pagination": {"offset", "limit", "total"}}``; ``/v4/aliases/{name}`` answers
+``{alias, digest, source, collection, fhr}`` and keeps refgenie's operationId, which refgenie
+clients look up in ``/openapi.json``; ``/service-info`` advertises ``seqcol.refget_store.url``,
+the field refgenie's ``make_source`` bootstraps from. Flat names are refgenie's: an alias in the
+default ``refgenie`` namespace is its bare name, any other is ``namespace:name``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from rgstore.environment import Txn
+from rgstore.errors import NotFoundError
+from rgstore.store import Store
+from rgstore.views.aliases import COLLECTION, DEFAULT_NAMESPACE, collection_alias, collection_aliases_of, list_aliases
+from rgstore.views.genomes import GenomeRecord, genome_fhr, genome_record
+
+from .app_info import app_version, organization
+from .catalog import GenomeCatalog
+from .schemas import AliasPage, AliasRecord, ErrorBody, GenomePage, GenomeRecord as GenomeRecordModel
+from .schemas import RefgenieServiceInfo
+from .seqcol import store_url
+from .wire import json_response, store_of
+
+__all__ = ["router", "service_router", "flat_name", "DEFAULT_LIMIT", "MAX_LIMIT"]
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_TAXON = re.compile(r"taxonomy[:/](\d+)$")
+
+router = APIRouter(prefix="/v4", tags=["refgenie v4"])
+service_router = APIRouter(tags=["service"])
+
+Offset = Annotated[int, Query(ge=0, le=2**31, description="Number of items to skip")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Maximum number of items to return")]
+Text = Annotated[str | None, Query(max_length=512)]
+
+
+def flat_name(namespace: str, name: str) -> str:
+    """refgenie's flat alias: the bare name in the default namespace, else ``namespace:name``."""
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}:{name}"
+
+
+def _split(flat: str) -> tuple[str, str]:
+    namespace, sep, name = flat.partition(":")
+    return (namespace, name) if sep else (DEFAULT_NAMESPACE, flat)
+
+
+def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    return {"items": items[offset:offset + limit], "pagination": {"offset": offset, "limit": limit, "total": len(items)}}
+
+
+def _has_aliases(store: Store) -> bool:
+    return store.environment.has_db("aliases.collections")
+
+
+def _aliases_of(txn: Txn, store: Store, digest: str) -> list[str]:
+    if not _has_aliases(store):
+        return []
+    return [flat_name(ns, name) for ns, name in collection_aliases_of(txn, store.environment, digest)]
+
+
+def _taxon_id(fhr: dict[str, Any] | None) -> int | None:
+    taxon = fhr.get("taxon") if fhr else None
+    uri = taxon.get("uri") if isinstance(taxon, dict) else None
+    match = _TAXON.search(uri) if isinstance(uri, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _genome_item(record: GenomeRecord, aliases: list[str], fhr: dict[str, Any] | None) -> dict[str, Any]:
+    taxon_id = _taxon_id(fhr)
+    return {
+        "digest": record.digest,
+        "description": record.description,
+        "aliases": aliases,
+        "asset_count": 0,
+        "species_name": record.species or None,
+        "common_name": None,
+        "taxon_id": taxon_id,
+        "assembly_source": None,
+        "assembly_accession": fhr.get("assemblyAccession") if fhr else None,
+        "n_sequences": len(record.names),
+        "total_length": sum(record.lengths),
+        "added_at": record.added_at,
+    }
+
+
+@service_router.get("/service-info", response_model=RefgenieServiceInfo, summary="refgenie-style service-info")
+def service_info(request: Request) -> Response:
+    """refgenie's root service-info: capabilities, the seqcol mount and the RefgetStore URL clients bootstrap from."""
+    mount = {
+        "id": "org.rgstore.seqcol",
+        "name": "rgstore seqcol",
+        "store": "rgstore",
+        "url": "/seqcol",
+        "service_info": "/seqcol/service-info",
+        "refget_store": {"enabled": True, "url": store_url(request)},
+    }
+    return json_response({
+        "id": "org.refgenie.api",
+        "name": "rgstore",
+        "type": {"group": "org.refgenie", "artifact": "refgenie", "version": "4.0.0"},
+        "description": "A read-only rgstore projection: refgenie genomes and aliases, GA4GH seqcol and refget.",
+        "organization": organization(request),
+        "version": app_version(),
+        "refgenie": {
+            "mode": "server",
+            "api_base": "/v4",
+            "root_path": request.scope.get("root_path", ""),
+            "service_name": "rgstore server",
+            "capabilities": {
+                "genomes": True, "aliases": True, "assets": False, "seqcol": True, "sequences": True,
+                "refpkgs": True, "cache": True, "events": True, "writes": False,
+            },
+            "links": {"openapi": "/openapi.json", "refget": "/sequence/service-info", "events": "/events"},
+        },
+        "seqcol": {**mount, "services": [mount]},
+    })
+
+
+@router.get("/aliases", response_model=AliasPage, summary="Genome aliases, filtered and paged")
+def list_aliases_route(
+    request: Request, name: Text = None, genome_digest: Text = None, namespace: Text = None,
+    offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
+) -> Response:
+    """Every genome alias ``{name, namespace, genome_digest}`` (``name`` in refgenie's flat form)."""
+    store = store_of(request)
+    items: list[dict[str, str]] = []
+    if _has_aliases(store):
+        with store.read() as txn:
+            rows = list(list_aliases(txn, store.environment, COLLECTION, namespace))
+        for ns, alias, digest, _ in rows:
+            flat = flat_name(ns, alias)
+            if (name is None or name == flat) and (genome_digest is None or genome_digest == digest):
+                items.append({"name": flat, "namespace": ns, "genome_digest": digest})
+    return json_response(_page(items, offset, limit))
+
+
+@router.get(
+    "/aliases/{name}", response_model=AliasRecord, operation_id="get_alias_v4_aliases__name__get",
+    summary="Resolve a genome alias to its digest, level-2 collection and FHR", responses={404: {"model": ErrorBody}},
+)
+def get_alias(request: Request, name: str) -> Response:
+    """``{alias, digest, source: "server", collection: {names, lengths, sequences}, fhr}``; 404 if unknown."""
+    store = store_of(request)
+    namespace, alias = _split(name)
+    with store.read() as txn:
+        digest = collection_alias(txn, store.environment, namespace, alias) if _has_aliases(store) else None
+        if digest is None:
+            raise NotFoundError(f"Alias '{name}' not found")
+        record = genome_record(txn, store.environment, digest)
+        if record is None:
+            raise NotFoundError(f"Collection data not found for {digest}")
+        fhr = genome_fhr(txn, store.environment, digest)
+    return json_response({
+        "alias": name, "digest": digest, "source": "server",
+        "collection": {"names": record.names, "lengths": record.lengths, "sequences": record.sequences},
+        "fhr": fhr,
+    })
+
+
+@router.get("/genomes", response_model=GenomePage, summary="Genomes, filtered and paged")
+def list_genomes(
+    request: Request, digest: Text = None, alias: Text = None, q: Text = None,
+    offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
+) -> Response:
+    """Genomes with their aliases; ``alias`` and ``digest`` filter exactly (unknown: empty page), ``q`` by substring."""
+    store = store_of(request)
+    catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
+    env = store.environment
+    with store.read() as txn:
+        digests = catalog.snapshot(txn).digests
+        if alias is not None:
+            namespace, local = _split(alias)
+            target = collection_alias(txn, env, namespace, local) if _has_aliases(store) else None
+            digests = [target] if target in catalog.snapshot(txn).known else []
+        if digest is not None:
+            digests = [d for d in digests if d == digest]
+        if q:
+            needle = q.lower()
+            matched = []
+            for d in digests:
+                record = genome_record(txn, env, d)
+                if record is not None and any(needle in field.lower() for field in (
+                        record.digest, record.description, record.species, *_aliases_of(txn, store, d))):
+                    matched.append(d)
+            digests = matched
+        page = digests[offset:offset + limit]
+        items = []
+        for d in page:
+            record = genome_record(txn, env, d)
+            if record is not None:
+                items.append(_genome_item(record, _aliases_of(txn, store, d), genome_fhr(txn, env, d)))
+    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": len(digests)}})
+
+
+@router.get(
+    "/genomes/{digest}", response_model=GenomeRecordModel, operation_id="get_genome_v4_genomes__digest__get",
+    summary="One genome with its FHR document", responses={404: {"model": ErrorBody}},
+)
+def get_genome(request: Request, digest: str) -> Response:
+    """A genome's catalogue fields plus ``taxon_uri``, ``fhr``, names, lengths and sequences; 404 if unknown."""
+    store = store_of(request)
+    with store.read() as txn:
+        record = genome_record(txn, store.environment, digest)
+        if record is None:
+            raise NotFoundError(f"Genome {digest} not found")
+        fhr = genome_fhr(txn, store.environment, digest)
+        item = _genome_item(record, _aliases_of(txn, store, digest), fhr)
+    taxon_id = item["taxon_id"]
+    item.update({
+        "taxon_uri": f"https://identifiers.org/taxonomy:{taxon_id}" if taxon_id is not None else None,
+        "fhr": fhr,
+        "names": record.names, "lengths": record.lengths, "sequences": record.sequences,
+        "circular": record.circular,
+    })
+    return json_response(item)

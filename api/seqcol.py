@@ -1,0 +1,231 @@
+"""GA4GH seqcol 1.0 under ``/seqcol``: service-info, collection, attribute, comparison and list endpoints.
+
+Collections are the genomes of the genome view; digests, level-1 and level-2 values are those
+``rgstore.seqcol`` computed at ingest (and checked against gtars). A genome's level-1 and
+level-2 bodies never change for a digest, so their encoded JSON is kept in a small LRU; whether
+the genome still exists is checked on every request. ``/seqcol/openapi.json`` describes just
+this API, for seqcol clients (and the compliance suite) that look for it under the API root.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from rgstore import seqcol as seqcol_digests
+from rgstore.environment import Txn
+from rgstore.errors import InvalidInputError, NotFoundError
+from rgstore.store import Store
+from rgstore.views.genomes import GenomeRecord, genome_record
+
+from .app_info import app_version, organization
+from .catalog import CatalogSnapshot, GenomeCatalog
+from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
+from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, SEQCOL_SCHEMA, TRANSIENT
+from .wire import json_bytes, json_response, store_of
+
+__all__ = ["router", "level2", "CollectionCache", "MAX_POST_BYTES", "store_url"]
+
+PREFIX = "/seqcol"
+MAX_POST_BYTES = 64 << 20
+MAX_PAGE_SIZE = 10_000
+
+router = APIRouter(prefix=PREFIX, tags=["seqcol"])
+
+Page = Annotated[int, Query(ge=0, le=2**31, description="0-based page number")]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page")]
+Filter = Annotated[str | None, Query(max_length=64, description="A level-1 digest this attribute must have")]
+
+
+def level2(record: GenomeRecord) -> dict[str, list[Any]]:
+    """The non-transient level-2 attributes of a genome, in schema order."""
+    values = seqcol_digests.comparable_level2(record.names, record.lengths, record.sequences)
+    return {attr: values[attr] for attr in LEVEL2_ATTRIBUTES}
+
+
+def store_url(request: Request) -> str:
+    """Absolute URL of this server's RefgetStore mirror (``/store``), as clients must reach it."""
+    return f"{request.base_url}store"
+
+
+class CollectionCache:
+    """Encoded level-1/level-2 bodies by (digest, level); bounded, shared by request threads."""
+
+    SIZE = 512
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
+        self._items: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def body(self, txn: Txn, digest: str, level: int) -> bytes:
+        """The JSON of collection ``digest`` at ``level``; NotFoundError if no such genome."""
+        if digest not in self.catalog.snapshot(txn).known:
+            raise NotFoundError(f"no sequence collection {digest!r} in this store")
+        key = (digest, level)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        record = _record(txn, self.store, digest)
+        body = json_bytes(level2(record) if level == 2 else {a: record.level1[a] for a in LEVEL1_ATTRIBUTES
+                                                              if a in record.level1})
+        with self._lock:
+            self._items[key] = body
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+        return body
+
+
+def _record(txn: Txn, store: Store, digest: str) -> GenomeRecord:
+    record = genome_record(txn, store.environment, digest)
+    if record is None:
+        raise NotFoundError(f"no sequence collection {digest!r} in this store")
+    return record
+
+
+def _catalog(request: Request, txn: Txn) -> CatalogSnapshot:
+    catalog: GenomeCatalog = store_of(request).service("api.catalog", GenomeCatalog)
+    return catalog.snapshot(txn)
+
+
+def _paginate(items: list[str], page: int, page_size: int) -> dict[str, Any]:
+    start = page * page_size
+    return {"results": items[start:start + page_size],
+            "pagination": {"page": page, "page_size": page_size, "total": len(items)}}
+
+
+@router.get("/service-info", response_model=SeqcolServiceInfo, summary="seqcol service-info with its schema")
+def service_info(request: Request) -> Response:
+    """GA4GH service-info: the seqcol schema this server digests with, and the RefgetStore URL."""
+    return json_response({
+        "id": "org.rgstore.seqcol",
+        "name": "rgstore seqcol",
+        "type": {"group": "org.ga4gh", "artifact": "refget-seqcol", "version": "1.0.0"},
+        "description": "Sequence collections of an rgstore store, read-only.",
+        "organization": organization(request),
+        "version": app_version(),
+        "seqcol": {
+            "schema": SEQCOL_SCHEMA,
+            "refget_store": {"enabled": True, "url": store_url(request)},
+        },
+    })
+
+
+@router.get(
+    "/collection/{digest}", summary="A sequence collection at level 1 (digests) or 2 (arrays)",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}, 404: {"model": ErrorBody}},
+    response_class=Response,
+)
+def collection(
+    request: Request, digest: str,
+    level: Annotated[int, Query(ge=1, le=2, description="1: attribute digests; 2: arrays")] = 2,
+) -> Response:
+    """Level 2 (default): names, lengths, sequences and the non-transient ancillary arrays; level 1: their digests."""
+    store = store_of(request)
+    cache: CollectionCache = store.service("api.collections", CollectionCache)
+    with store.read() as txn:
+        body = cache.body(txn, digest, level)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/attribute/collection/{attribute}/{digest}", summary="The level-2 value of one attribute digest",
+    responses={200: {"content": {"application/json": {"schema": {"type": "array", "items": {}}}}},
+               404: {"model": ErrorBody}},
+    response_class=Response,
+)
+def attribute(request: Request, attribute: str, digest: str) -> Response:
+    """The array whose level-1 digest is ``digest``; 404 for unknown or transient attributes."""
+    if attribute not in LEVEL2_ATTRIBUTES:
+        why = "is transient (level 1 only)" if attribute in TRANSIENT else "is not a seqcol attribute here"
+        raise NotFoundError(f"attribute {attribute!r} {why}")
+    store = store_of(request)
+    with store.read() as txn:
+        holders = _catalog(request, txn).by_attribute.get(attribute, {}).get(digest)
+        if not holders:
+            raise NotFoundError(f"no {attribute} with digest {digest!r} in this store")
+        record = _record(txn, store, holders[0])
+    return json_response(level2(record)[attribute])
+
+
+def _compare(request: Request, a: str, b_digest: str, b: dict[str, list[Any]] | None) -> Response:
+    store = store_of(request)
+    with store.read() as txn:
+        left = level2(_record(txn, store, a))
+        right = level2(_record(txn, store, b_digest)) if b is None else b
+    try:
+        result = seqcol_digests.compare(a, left, b_digest, right)
+    except (TypeError, ValueError) as exc:  # e.g. NaN or unhashable values in a POSTed body
+        raise InvalidInputError(f"cannot compare the posted collection: {exc}") from None
+    return json_response(result)
+
+
+@router.get("/comparison/{digest1}/{digest2}", response_model=ComparisonResult,
+            summary="Compare two collections", responses={404: {"model": ErrorBody}})
+def comparison(request: Request, digest1: str, digest2: str) -> Response:
+    """The seqcol comparison of two stored collections (attributes present, element counts, order)."""
+    return _compare(request, digest1, digest2, None)
+
+
+@router.post("/comparison/{digest1}", response_model=ComparisonResult,
+             summary="Compare a stored collection with a posted level-2 collection",
+             responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody}})
+def comparison_post(
+    request: Request, digest1: str,
+    collection: Annotated[dict[str, list[Any]], Body(description="A level-2 sequence collection")],
+) -> Response:
+    """Compare with the posted collection; it is only read, nothing is stored."""
+    if int(request.headers.get("content-length") or 0) > MAX_POST_BYTES:
+        return json_response({"detail": f"posted collection is over {MAX_POST_BYTES} bytes"}, status_code=413)
+    return _compare(request, digest1, "POSTed seqcol", collection)
+
+
+@router.get("/list/collection", response_model=SeqcolList, summary="Collection digests, filtered and paged",
+            responses={400: {"model": ErrorBody}})
+def list_collections(
+    request: Request, page: Page = 0, page_size: PageSize = 100,
+    names: Filter = None, lengths: Filter = None, sequences: Filter = None, name_length_pairs: Filter = None,
+    sorted_name_length_pairs: Filter = None, sorted_sequences: Filter = None,
+) -> Response:
+    """Digests of collections whose level-1 attributes equal every given filter (AND), sorted."""
+    unknown = sorted(set(request.query_params) - {"page", "page_size", *LEVEL1_ATTRIBUTES})
+    if unknown:
+        raise InvalidInputError(f"unknown filter {unknown[0]!r}; filter by {', '.join(LEVEL1_ATTRIBUTES)}")
+    given = {k: v for k, v in zip(LEVEL1_ATTRIBUTES, (names, lengths, sequences, name_length_pairs,
+                                                       sorted_sequences, sorted_name_length_pairs)) if v}
+    with store_of(request).read() as txn:
+        snap = _catalog(request, txn)
+    found: set[str] | None = None
+    for attr, value in given.items():
+        hits = set(snap.by_attribute.get(attr, {}).get(value, ()))
+        found = hits if found is None else found & hits
+    items = snap.digests if found is None else sorted(found)
+    return json_response(_paginate(items, page, page_size))
+
+
+@router.get("/list/attributes/{attribute}", response_model=AttributeList,
+            summary="Distinct level-1 digests of one attribute", responses={404: {"model": ErrorBody}})
+def list_attributes(request: Request, attribute: str, page: Page = 0, page_size: PageSize = 100) -> Response:
+    """Every distinct digest of ``attribute`` across the store's collections, sorted and paged."""
+    if attribute not in LEVEL1_ATTRIBUTES:
+        raise NotFoundError(f"{attribute!r} is not a seqcol attribute; known: {', '.join(LEVEL1_ATTRIBUTES)}")
+    with store_of(request).read() as txn:
+        snap = _catalog(request, txn)
+    return json_response(_paginate(sorted(snap.by_attribute.get(attribute, {})), page, page_size))
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def seqcol_openapi(request: Request) -> Response:
+    """OpenAPI for the seqcol API alone, paths relative to ``/seqcol``."""
+    spec = get_openapi(title="rgstore seqcol", version=app_version(), routes=router.routes)
+    spec["paths"] = {path.removeprefix(PREFIX) or "/": ops for path, ops in spec["paths"].items()}
+    spec["servers"] = [{"url": f"{request.scope.get('root_path', '')}{PREFIX}"}]
+    return json_response(spec)

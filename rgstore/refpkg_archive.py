@@ -1,0 +1,261 @@
+"""Package containers on disk: read a directory, .tar.gz or .zip; write one atomically and verified.
+
+Reading never extracts: a member is looked up by a name that has already been checked to be a
+bare file name, must be a regular file (a symlink could point anywhere on the machine), and is
+streamed into a private temp file. Writing goes to a temp sibling that is renamed into place
+only when complete; every blob is hashed while it is copied, so a corrupt blob fails the write.
+Archives hold one top-level folder (pplacer and taxtastic expect exactly one directory entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from .errors import IntegrityError, InvalidInputError, NotFoundError
+from .events import FileRef
+from .refpkg_names import MANIFEST
+
+__all__ = ["PackageSource", "open_package", "write_package", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+_CHUNK = 1 << 20
+_ZIP_EPOCH = 315532800  # 1980-01-01: the earliest time a zip entry can carry
+
+OpenBlob = Callable[[FileRef], IO[bytes]]
+Advance = Callable[[int], object]
+
+
+def strip_archive_suffix(name: str) -> str:
+    """``name`` without a trailing .tar.gz, .tgz, .tar or .zip (any case)."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class PackageSource:
+    """A package being read: its CONTENTS.json bytes and its members by bare file name."""
+
+    def __init__(self, manifest: bytes) -> None:
+        self.manifest = manifest
+
+    def copy_member(self, name: str, dest: Path) -> Path | None:
+        """A local path holding member ``name`` (copied to ``dest`` if need be); None if it is
+        absent or not a regular file."""
+        raise NotImplementedError
+
+
+class _DirSource(PackageSource):
+    def __init__(self, root: Path) -> None:
+        manifest = root / MANIFEST
+        if not manifest.is_file():
+            raise NotFoundError(f"couldn't find manifest file {MANIFEST} in {root}")
+        super().__init__(manifest.read_bytes())
+        self.root = root
+
+    def copy_member(self, name: str, dest: Path) -> Path | None:
+        path = self.root / name
+        return None if path.is_symlink() or not path.is_file() else path
+
+
+class _TarSource(PackageSource):
+    def __init__(self, archive: tarfile.TarFile, prefix: str, manifest: bytes) -> None:
+        super().__init__(manifest)
+        self.archive, self.prefix = archive, prefix
+        self.members = {_norm(m.name): m for m in archive.getmembers()}
+
+    def copy_member(self, name: str, dest: Path) -> Path | None:
+        member = self.members.get(self.prefix + name)
+        fh = self.archive.extractfile(member) if member is not None and member.isreg() else None
+        if fh is None:
+            return None
+        with fh, open(dest, "wb") as out:
+            shutil.copyfileobj(fh, out, _CHUNK)
+        return dest
+
+
+class _ZipSource(PackageSource):
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, manifest: bytes) -> None:
+        super().__init__(manifest)
+        self.archive, self.prefix = archive, prefix
+        self.members = {_norm(i.filename): i for i in archive.infolist()}
+
+    def copy_member(self, name: str, dest: Path) -> Path | None:
+        info = self.members.get(self.prefix + name)
+        if info is None or info.is_dir() or (info.external_attr >> 16) & 0o170000 == 0o120000:
+            return None  # absent, a folder, or a symlink entry
+        with self.archive.open(info) as fh, open(dest, "wb") as out:
+            shutil.copyfileobj(fh, out, _CHUNK)
+        return dest
+
+
+def _norm(member: str) -> str:
+    while member.startswith("./"):
+        member = member[2:]
+    return member
+
+
+def _prefix(names: list[str], where: Path) -> str:
+    """Where CONTENTS.json sits inside an archive: at the top, or in one top-level folder."""
+    hits = [n for n in names if n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST))]
+    if len(hits) != 1:
+        raise InvalidInputError(
+            f"{where}: expected one {MANIFEST} at the top or in one top-level folder, found {len(hits)}"
+        )
+    return hits[0][: -len(MANIFEST)]
+
+
+@contextmanager
+def open_package(path: Path) -> Iterator[PackageSource]:
+    """Open a package directory, .tar.gz/.tgz/.tar or .zip for reading."""
+    if path.is_dir():
+        yield _DirSource(path)
+    elif not path.is_file():
+        raise NotFoundError(f"Reference package {path} does not exist.")
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zarchive:
+            infos = {_norm(i.filename): i for i in zarchive.infolist()}
+            prefix = _prefix(list(infos), path)
+            yield _ZipSource(zarchive, prefix, zarchive.read(infos[prefix + MANIFEST]))
+    else:
+        with _open_tar(path) as tarchive:
+            members = {_norm(m.name): m for m in tarchive.getmembers()}
+            prefix = _prefix(list(members), path)
+            member = members[prefix + MANIFEST]
+            fh = tarchive.extractfile(member) if member.isreg() else None
+            if fh is None:
+                raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
+            with fh:
+                manifest = fh.read()
+            yield _TarSource(tarchive, prefix, manifest)
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r:*")
+    except tarfile.TarError:
+        raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+class _Verifying(io.RawIOBase):
+    """Reads a blob, hashing as it goes and reporting progress, so corruption is caught mid-copy."""
+
+    def __init__(self, fh: IO[bytes], advance: Advance) -> None:
+        self.fh, self.advance, self.sha, self.size = fh, advance, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self.fh.read(-1 if n is None else n)
+        self.sha.update(data)
+        self.size += len(data)
+        self.advance(len(data))
+        return data
+
+    def check(self, ref: FileRef) -> None:
+        """IntegrityError unless exactly the recorded bytes went through."""
+        if self.sha.hexdigest() != ref.sha256 or self.size != ref.size:
+            raise IntegrityError(
+                f"blob {ref.sha256} of file {ref.name} is corrupt (checksum mismatch on export)"
+            )
+
+
+def write_package(
+    dest: Path, fmt: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+    mtime: datetime, advance: Advance,
+) -> None:
+    """Write a package (``files``: file name -> blob) as a directory, "tar" (.tar.gz) or "zip"."""
+    writer = {"dir": _write_dir, "tar": _write_tar, "zip": _write_zip}[fmt]
+    if fmt == "dir":
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        writer(tmp, strip_archive_suffix(dest.name) or "refpkg", manifest, files, open_blob, mtime, advance)
+        os.rename(tmp, dest)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_dir(tmp: Path, _stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+               _mtime: datetime, advance: Advance) -> None:
+    for filename, ref in files.items():
+        with open_blob(ref) as fh, open(tmp / filename, "xb") as out:
+            reader = _Verifying(fh, advance)
+            while chunk := reader.read(_CHUNK):
+                out.write(chunk)
+            reader.check(ref)
+    (tmp / MANIFEST).write_bytes(manifest)
+
+
+def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+               mtime: datetime, advance: Advance) -> None:
+    stamp = int(mtime.timestamp())
+
+    def entry(name: str, size: int = 0) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o644, stamp
+        return info
+
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        folder = entry(stem)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(folder)
+        for filename, ref in files.items():
+            with open_blob(ref) as fh:
+                reader = _Verifying(fh, advance)
+                try:
+                    tar.addfile(entry(f"{stem}/{filename}", ref.size), reader)
+                except (OSError, tarfile.TarError):
+                    raise IntegrityError(
+                        f"blob {ref.sha256} of file {ref.name} is corrupt (shorter than recorded)"
+                    ) from None
+                reader.check(ref)
+        tar.addfile(entry(f"{stem}/{MANIFEST}", len(manifest)), io.BytesIO(manifest))
+
+
+def _write_zip(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+               mtime: datetime, advance: Advance) -> None:
+    stamp = datetime.fromtimestamp(max(mtime.timestamp(), _ZIP_EPOCH)).timetuple()[:6]
+
+    def entry(name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=stamp)
+        info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        return info
+
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        folder = zipfile.ZipInfo(f"{stem}/", date_time=stamp)
+        folder.external_attr = (0o40755 << 16) | 0x10  # a directory, for unzip and pplacer
+        archive.writestr(folder, b"")
+        for filename, ref in files.items():
+            with open_blob(ref) as fh, archive.open(entry(f"{stem}/{filename}"), "w",
+                                                    force_zip64=ref.size > 1 << 31) as out:
+                reader = _Verifying(fh, advance)
+                while chunk := reader.read(_CHUNK):
+                    out.write(chunk)
+                reader.check(ref)
+        archive.writestr(entry(f"{stem}/{MANIFEST}"), manifest)

@@ -1,0 +1,190 @@
+"""Cached sequence reads: genome alias -> digest -> sequence digest -> gtars ``get_substring``.
+
+The resolution (from the alias and genome views) is cached per process as one ready-to-call
+``partial(get_substring, sequence_digest)`` per (genome name, sequence name), so a read costs
+a dict lookup more than the bare gtars call (measured in tools/bench/genome.py). The cache is
+dropped on every commit through the same ``Store`` (``Store.generation``) and, for commits by
+other processes, by a daemon thread that polls the log head every ``WATCH_INTERVAL_S``: a
+reader sees another process's alias change within that interval.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import lmdb
+
+from .errors import NotFoundError, OutOfRangeError, RgstoreError
+from .locus import Region
+from .refgetstore import open_refget, strip_sq
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["WATCH_INTERVAL_S", "SequenceReader", "revcomp"]
+
+WATCH_INTERVAL_S = 0.1
+
+_COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDBNtgcaayrmkswvhdbn")
+
+
+def revcomp(seq: str) -> str:
+    """The reverse complement of a nucleotide string (IUPAC codes; other letters kept)."""
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+class _HeadWatcher(threading.Thread):
+    """Drops the reader's cache whenever the log head moves (i.e. another process committed)."""
+
+    def __init__(self, reader: SequenceReader) -> None:
+        super().__init__(name="rgstore-sequence-cache", daemon=True)
+        self.reader = reader
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        last = self.reader.head()
+        while not self.stopped.wait(WATCH_INTERVAL_S):
+            try:
+                head = self.reader.head()
+            except (lmdb.Error, RgstoreError):  # the store was closed under us: nothing left to watch
+                return
+            if head != last:
+                self.reader.drop_cache()
+                last = head
+
+
+class SequenceReader:
+    """Reads residues of stored genomes by name; one per Store (``store.genomes.sequences``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._handle: Any = None
+        self._fast: dict[tuple[str, str], Callable[[int, int], str]] = {}
+        self._meta: dict[tuple[str, str], tuple[str, int, bool]] = {}
+        self._generation = store.generation
+        self._lock = threading.Lock()
+        self._watcher: _HeadWatcher | None = None
+
+    def close(self) -> None:
+        """Stop the head watcher and drop the gtars handle and every cached resolution."""
+        if self._watcher is not None:
+            self._watcher.stopped.set()
+            self._watcher.join(timeout=5)
+            self._watcher = None
+        self._handle = None
+        self.drop_cache()
+
+    def head(self) -> int:
+        """The log's head seq (for the watcher)."""
+        return self.store.head()[0]
+
+    def drop_cache(self) -> None:
+        """Forget every resolution (new dicts, so concurrent readers never see a half-cleared one)."""
+        with self._lock:
+            self._fast = {}
+            self._meta = {}
+            self._generation = self.store.generation
+
+    def getseq(
+        self, name: str, seq: str, start: int | None = None, end: int | None = None, *, by_digest: bool = False
+    ) -> str:
+        """Residues ``[start, end)`` (0-based, half-open) of sequence ``seq`` of genome ``name``.
+
+        ``name`` is an alias (``hg38``, ``ns:name``) or, with ``by_digest``, a genome digest.
+        ``start``/``end`` default to the sequence's ends; ``start > end`` wraps around a sequence
+        declared circular. NotFoundError for an unknown genome or sequence, OutOfRangeError
+        outside the sequence.
+        """
+        if self.store.generation != self._generation:
+            self.drop_cache()
+        fetch = self._fast.get((name, seq))
+        if fetch is not None and not by_digest:
+            try:
+                return fetch(start, end)  # type: ignore[arg-type]  # None raises TypeError: slow path
+            except (KeyError, OverflowError, TypeError):
+                # gtars refuses a bad range, a stale handle and a missing bound (None) alike:
+                # the slow path fills defaults and says which it was.
+                pass
+        return self._getseq_slow(name, seq, start, end, by_digest)
+
+    def getseqs(
+        self, name: str, regions: Iterable[Region | tuple[str, int | None, int | None]], *,
+        by_digest: bool = False, revcomp: bool = False,
+    ) -> list[str]:
+        """``getseq`` for many regions of one genome; optionally reverse-complemented."""
+        getseq = self.getseq
+        out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) for r in regions]
+        if revcomp:
+            out = [x.translate(_COMPLEMENT)[::-1] for x in out]
+        return out
+
+    def _getseq_slow(self, name: str, seq: str, start: int | None, end: int | None, by_digest: bool) -> str:
+        digest, length, circular = self._locate(name, seq, by_digest)
+        lo = 0 if start is None else start
+        hi = length if end is None else end
+        where = f"{seq}:{lo}-{hi} of genome {name}"
+        if lo < 0 or hi < 0:
+            raise OutOfRangeError(f"{where}: coordinates must not be negative")
+        if lo > length or hi > length:
+            raise OutOfRangeError(f"{where} is outside {seq} (length {length})")
+        if lo > hi:
+            if not circular:
+                raise OutOfRangeError(f"{where}: start is after end ({seq} is not circular)")
+            return self._substring(name, seq, digest, lo, length) + self._substring(name, seq, digest, 0, hi)
+        return self._substring(name, seq, digest, lo, hi)
+
+    def _substring(self, name: str, seq: str, digest: str, lo: int, hi: int) -> str:
+        try:
+            return self.handle().get_substring(digest, lo, hi)  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        # The views know the sequence but this gtars handle predates its import (handles never
+        # refresh themselves): reopen once, and drop the partials bound to the old handle.
+        self._handle = open_refget(self.store, write=False)
+        self.drop_cache()
+        try:
+            return self._handle.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
+        except KeyError:
+            raise NotFoundError(
+                f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
+            ) from None
+
+    def handle(self) -> Any:
+        """This reader's gtars handle on the store's RefgetStore (opened on first use)."""
+        if self._handle is None:
+            self._handle = open_refget(self.store, write=False)
+        return self._handle
+
+    def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
+        key = ("#" + name if by_digest else name, seq)
+        hit = self._meta.get(key)
+        if hit is not None:
+            return hit
+        from .views.genomes import genome_record
+
+        genomes = self.store.genomes
+        with self._lock:
+            generation = self.store.generation
+            with self.store.read() as txn:
+                digest = genomes.resolve_in(txn, name, by_digest)
+                record = genome_record(txn, self.store.environment, digest)
+            assert record is not None
+            substring = self.handle().get_substring
+            circular = set(record.circular)
+            for n, s, length in zip(record.names, record.sequences, record.lengths):
+                bare = strip_sq(s)
+                self._meta[(key[0], n)] = (bare, length, n in circular)
+                if not by_digest:
+                    self._fast[(name, n)] = partial(substring, bare)
+            self._generation = generation
+            if self._watcher is None:
+                self._watcher = _HeadWatcher(self)
+                self._watcher.start()
+        hit = self._meta.get(key)
+        if hit is None:
+            shown = ", ".join(record.names[:5]) + (", ..." if len(record.names) > 5 else "")
+            raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
+        return hit

@@ -1,0 +1,88 @@
+"""/refpkgs against a real server: CONTENTS.json identical to an export, verified downloads, history."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server_fixture import Server, rgstore_cli, running_server
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("refpkgs")
+    store = root / "store"
+    (root / "seqs.fasta").write_text(">a\nACGU\n>b\nACGA\n")
+    (root / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    (root / "tree2.nwk").write_text("(a:0.3,b:0.4);\n")
+    (root / "tree3.nwk").write_text("(b:0.5,a:0.6);\n")
+    rgstore_cli(store, "refpkg", "create", "pkg", "-l", "16S", "-f", str(root / "seqs.fasta"),
+                "-t", str(root / "tree.nwk"))
+    rgstore_cli(store, "refpkg", "update", "pkg", f"tree={root / 'tree2.nwk'}")
+    rgstore_cli(store, "refpkg", "update", "pkg", f"tree={root / 'tree3.nwk'}")
+    rgstore_cli(store, "refpkg", "rollback", "pkg")  # current: tree2; tree3 can be rolled forward
+    return store
+
+
+@pytest.fixture(scope="module")
+def served(package: Path) -> Iterator[Server]:
+    with running_server(package) as server:
+        yield server
+
+
+def test_list_shows_the_package_and_its_undo_depths(served: Server) -> None:
+    body = httpx.get(f"{served.url}/refpkgs").json()
+    assert body["pagination"]["total"] == 1
+    item = body["items"][0]
+    assert (item["name"], item["locus"], item["files"], item["rollbacks"], item["rollforwards"]) == (
+        "pkg", "16S", 2, 1, 1)
+
+
+def test_contents_json_is_byte_identical_to_an_export(served: Server, package: Path, tmp_path: Path) -> None:
+    rgstore_cli(package, "refpkg", "export", "pkg", str(tmp_path / "pkg.refpkg"))
+    r = httpx.get(f"{served.url}/refpkgs/pkg")
+    assert r.status_code == 200
+    assert r.content == (tmp_path / "pkg.refpkg" / "CONTENTS.json").read_bytes()
+    contents = r.json()
+    assert contents["rollback"] is not None and contents["rollforward"] is not None
+
+
+def test_file_download_is_the_current_version_with_its_checksums(served: Server, package: Path) -> None:
+    r = httpx.get(f"{served.url}/refpkgs/pkg/files/tree")
+    assert r.status_code == 200
+    assert r.content == b"(a:0.3,b:0.4);\n"
+    assert r.headers["x-checksum-md5"] == hashlib.md5(r.content).hexdigest()
+    assert r.headers["x-checksum-sha256"] == hashlib.sha256(r.content).hexdigest()
+    assert "attachment" in r.headers["content-disposition"]
+
+
+def test_history_lists_current_done_and_undone_steps(served: Server) -> None:
+    steps = httpx.get(f"{served.url}/refpkgs/pkg/history").json()["steps"]
+    assert [s["state"] for s in steps] == ["current", "done", "undone"]
+    assert steps[0]["seq"] > steps[1]["seq"]
+    assert steps[2]["seq"] > steps[0]["seq"]
+
+
+@pytest.mark.parametrize("path", ["/refpkgs/nope", "/refpkgs/nope/history", "/refpkgs/nope/files/tree",
+                                  "/refpkgs/pkg/files/nokey"])
+def test_unknown_packages_and_keys_are_404(served: Server, path: str) -> None:
+    r = httpx.get(f"{served.url}{path}")
+    assert r.status_code == 404 and r.json()["detail"]
+
+
+def test_a_corrupted_file_is_refused_not_served(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    rgstore_cli(store, "refpkg", "create", "p", "-l", "16S", "-t", str(tmp_path / "tree.nwk"))
+    sha = hashlib.sha256(b"(a:0.1,b:0.2);\n").hexdigest()
+    blob = next(p for p in (store / "blobs").rglob(f"{sha}*") if p.is_file())
+    blob.chmod(0o644)
+    blob.write_bytes(b"(a:9.9,b:0.2);\n")
+    with running_server(store) as server:
+        r = httpx.get(f"{server.url}/refpkgs/p/files/tree")
+    assert r.status_code == 500
+    assert "corrupt" in r.json()["detail"]

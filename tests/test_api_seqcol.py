@@ -1,0 +1,167 @@
+"""GA4GH seqcol under /seqcol against a real server: refget's compliance suite passes in full, plus edge cases.
+
+The six GA4GH test collections are rebuilt from the PyPI refget package's
+``compliance_data/test_fasta_digests.json`` (their three sequences are TTGGGGAA, GGAA and GCGC)
+and loaded with `rgstore genome init`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import refget.compliance
+from gtars.refget import RefgetStore
+
+from tests.server_fixture import Server, init_genome, rgstore_cli, running_server
+
+DIGESTS = json.loads((Path(refget.compliance.__file__).parent / "compliance_data" / "test_fasta_digests.json")
+                     .read_text())
+BASE = DIGESTS["base.fa"]
+
+
+def sq(bases: str) -> str:
+    return "SQ." + base64.urlsafe_b64encode(hashlib.sha512(bases.encode()).digest()[:24]).decode()
+
+
+SEQUENCES = {sq(b): b for b in ("TTGGGGAA", "GGAA", "GCGC")}
+
+
+def write_test_fastas(folder: Path) -> dict[str, Path]:
+    """The six test FASTAs, written from the level-2 names and sequences the fixtures record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, bundle in DIGESTS.items():
+        level2 = bundle["level2"]
+        path = folder / name
+        path.write_text("".join(f">{n}\n{SEQUENCES[s]}\n" for n, s in zip(level2["names"], level2["sequences"])))
+        out[name] = path
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("seqcol")
+    store = root / "store"
+    for name, fasta in write_test_fastas(root / "fasta").items():
+        genome = init_genome(store, fasta, name.removesuffix(".fa"))
+        assert genome["digest"] == DIGESTS[name]["top_level_digest"]
+    return store
+
+
+@pytest.fixture(scope="module")
+def served(loaded: Path) -> Iterator[Server]:
+    with running_server(loaded) as server:
+        yield server
+
+
+def test_refget_compliance_suite_passes_every_check(served: Server) -> None:
+    report = refget.compliance.run_compliance(f"{served.url}/seqcol")
+    failed = [(r["name"], r["error"]) for r in report["results"] if not r["passed"]]
+    assert failed == []
+    assert report["total"] == report["passed"] >= 60
+
+
+def test_level1_carries_every_attribute_digest_of_the_fixtures(served: Server) -> None:
+    for bundle in DIGESTS.values():
+        level1 = httpx.get(f"{served.url}/seqcol/collection/{bundle['top_level_digest']}", params={"level": 1}).json()
+        assert level1 == bundle["level1"]
+
+
+def test_level2_is_the_default_and_omits_the_transient_attribute(served: Server) -> None:
+    body = httpx.get(f"{served.url}/seqcol/collection/{BASE['top_level_digest']}").json()
+    assert body == BASE["level2"]
+    assert "sorted_name_length_pairs" not in body
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/seqcol/collection/NoSuchDigest", 404),
+    (f"/seqcol/collection/{BASE['top_level_digest']}?level=3", 422),
+    (f"/seqcol/collection/{BASE['top_level_digest']}?level=x", 422),
+    (f"/seqcol/attribute/collection/sorted_name_length_pairs/{BASE['level1']['sorted_name_length_pairs']}", 404),
+    (f"/seqcol/attribute/collection/colours/{BASE['level1']['names']}", 404),
+    ("/seqcol/attribute/collection/names/NoSuchDigest", 404),
+    (f"/seqcol/comparison/{BASE['top_level_digest']}/NoSuchDigest", 404),
+    ("/seqcol/list/collection?colour=red", 400),
+    ("/seqcol/list/collection?page=-1", 422),
+    ("/seqcol/list/collection?page_size=0", 422),
+    ("/seqcol/list/attributes/colours", 404),
+])
+def test_bad_requests_are_client_errors(served: Server, path: str, status: int) -> None:
+    r = httpx.get(f"{served.url}{path}")
+    assert r.status_code == status
+    assert isinstance(r.json()["detail"], str)
+
+
+def test_list_filters_combine_with_and_and_paginate(served: Server) -> None:
+    url = f"{served.url}/seqcol/list/collection"
+    same_lengths = httpx.get(url, params={"lengths": BASE["level1"]["lengths"]}).json()
+    expected = sorted(b["top_level_digest"] for b in DIGESTS.values() if b["level2"]["lengths"] == [8, 4, 4])
+    assert same_lengths["results"] == expected and same_lengths["pagination"]["total"] == len(expected)
+    both = httpx.get(url, params={"lengths": BASE["level1"]["lengths"], "names": BASE["level1"]["names"]}).json()
+    assert both["results"] == [BASE["top_level_digest"]]
+    pages = [httpx.get(url, params={"page": p, "page_size": 4}).json()["results"] for p in range(3)]
+    assert pages[0] + pages[1] == sorted(b["top_level_digest"] for b in DIGESTS.values()) and pages[2] == []
+
+
+def test_list_attributes_gives_distinct_digests(served: Server) -> None:
+    body = httpx.get(f"{served.url}/seqcol/list/attributes/lengths").json()
+    assert body["results"] == sorted({b["level1"]["lengths"] for b in DIGESTS.values()})
+
+
+def test_post_comparison_reads_the_body_and_writes_nothing(served: Server) -> None:
+    before = httpx.get(f"{served.url}/events/head").json()
+    subset = DIGESTS["subset.fa"]["level2"]
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", json=subset)
+    assert r.status_code == 200
+    result = r.json()
+    assert result["digests"] == {"a": BASE["top_level_digest"], "b": "POSTed seqcol"}
+    assert result["array_elements"]["a_and_b_count"]["sequences"] == 2
+    assert httpx.get(f"{served.url}/events/head").json() == before
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"names": "chr1"}', b"not json", b'{"names": [NaN, 1]}'])
+def test_post_comparison_rejects_malformed_collections(served: Server, body: bytes) -> None:
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422)
+
+
+def test_service_info_publishes_the_schema_and_a_store_url_gtars_can_open(served: Server, tmp_path: Path) -> None:
+    info = httpx.get(f"{served.url}/seqcol/service-info").json()
+    assert info["type"]["artifact"] == "refget-seqcol"
+    assert info["seqcol"]["schema"]["ga4gh"]["inherent"] == ["names", "sequences"]
+    store = info["seqcol"]["refget_store"]
+    assert store["enabled"] is True
+    remote = RefgetStore.open_remote(str(tmp_path / "cache"), store["url"])
+    remote.set_quiet(True)
+    level2 = remote.get_collection_level2(BASE["top_level_digest"])
+    assert list(level2["names"]) == BASE["level2"]["names"]
+    assert remote.get_substring(BASE["level2"]["sequences"][0], 2, 6) == "GGGG"
+
+
+def test_seqcol_openapi_lists_its_paths_relative_to_the_mount(served: Server) -> None:
+    spec = httpx.get(f"{served.url}/seqcol/openapi.json").json()
+    assert {"/collection/{digest}", "/list/collection", "/comparison/{digest1}/{digest2}"} <= set(spec["paths"])
+    assert spec["servers"] == [{"url": "/seqcol"}]
+
+
+def test_collections_added_or_removed_while_serving_are_seen(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    fastas = write_test_fastas(tmp_path / "fasta")
+    init_genome(store, fastas["base.fa"], "base")
+    with running_server(store) as server:
+        url = f"{server.url}/seqcol/list/collection"
+        assert httpx.get(url).json()["results"] == [BASE["top_level_digest"]]
+        rgstore_cli(store, "alias", "set", "other", BASE["top_level_digest"])  # not a genome event
+        assert httpx.get(url).json()["results"] == [BASE["top_level_digest"]]
+        subset = init_genome(store, fastas["subset.fa"], "subset")["digest"]
+        assert httpx.get(url).json()["results"] == sorted([BASE["top_level_digest"], subset])
+        rgstore_cli(store, "genome", "remove", "base")
+        assert httpx.get(url).json()["results"] == [subset]
+        assert httpx.get(f"{server.url}/seqcol/collection/{BASE['top_level_digest']}").status_code == 404

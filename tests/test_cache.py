@@ -1,0 +1,273 @@
+"""Claims about the cache service: real downloads from a loopback NCBI/Ensembl, hits, touches, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rgstore.cachesynth import make_genome, write_ensembl_tree
+from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError
+from rgstore.store import Store
+from rgstore.verify import view_digests
+from tests.conftest import REPO
+from tests.upstream_fixture import (
+    ENSEMBL,
+    GENOME,
+    NCBI,
+    UpstreamServer,
+    base,
+    cache_events,
+    req,
+    upstream_tree,
+)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("upstream")
+    upstream_tree(root)
+    return root
+
+
+@pytest.fixture
+def server(tree: Path) -> Iterator[UpstreamServer]:
+    with UpstreamServer(tree) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("params", [NCBI, ENSEMBL], ids=["ncbi", "ensembl"])
+def test_regions_download_verify_and_extract_from_the_real_layout(
+    store: Store, server: UpstreamServer, params: dict[str, str]
+) -> None:
+    source = params["source"]
+    results = store.cache.regions(req(params), base_url=base(server, source))
+    assert [(r.region, r.hit) for r in results] == [("gene", False), ("exon", False), ("CDS", False)]
+    for r in results:
+        assert Path(r.path).is_file() and Path(r.path).read_text().startswith(">")
+        assert Path(r.path).parent.parent.name == f"cached_genomic_{r.key}"
+    raw = store.cache.ls(level=2)
+    assert len(raw) == 1
+    expected_dir = (
+        "ncbi_raw/9606/GCF_000001405.40" if source == "ncbi" else "ensembl_raw/synthetica_testii/110"
+    )
+    assert raw[0].path == expected_dir
+    assert sorted(raw[0].files) == [
+        "decompressed/annotation.gtf",
+        "decompressed/genome.fna",
+        "raw/annotation.gtf.gz",
+        "raw/genome.fna.gz",
+    ]
+    assert cache_events(store) == ["cache-inserted"] * 4
+    fetched = [r.path.rsplit("/", 1)[1] for r in server.requests]
+    checksum_file = "md5checksums.txt" if source == "ncbi" else "CHECKSUMS"
+    assert checksum_file in fetched
+    # Decoys a suffix match would pick are never downloaded.
+    assert not any("cds_from_genomic" in f or ".chr.gtf" in f or ".dna.toplevel" in f for f in fetched)
+
+
+def test_a_repeated_request_is_all_hits_without_downloads_or_events(
+    store: Store, server: UpstreamServer
+) -> None:
+    first = store.cache.regions(req(ENSEMBL), base_url=base(server, "ensembl"))
+    n_requests, head = len(server.requests), store.head()
+    again = store.cache.regions(req(ENSEMBL), base_url=base(server, "ensembl"))
+    assert [r.hit for r in again] == [True, True, True]
+    assert [r.path for r in again] == [r.path for r in first]
+    assert (len(server.requests), store.head()) == (n_requests, head)  # touches coalesce within the hour
+
+
+def test_hits_after_an_hour_record_one_touch_per_entry(store: Store, server: UpstreamServer) -> None:
+    store.cache.regions(req(ENSEMBL, "gene,exon"), base_url=base(server, "ensembl"))
+    store.cache.clock = lambda: time.time() + 7200
+    store.cache.regions(req(ENSEMBL, "gene,exon"), base_url=base(server, "ensembl"))
+    assert cache_events(store).count("cache-touched") == 3  # level 2 and both regions
+    store.cache.clock = time.time
+    store.cache.regions(req(ENSEMBL, "gene,exon"), base_url=base(server, "ensembl"))
+    assert cache_events(store).count("cache-touched") == 3
+    assert all(e.touches == 1 for e in store.cache.ls())
+
+
+@pytest.mark.parametrize("params", [NCBI, ENSEMBL], ids=["ncbi-md5", "ensembl-bsd-sum"])
+def test_a_checksum_mismatch_caches_nothing(
+    store: Store, server: UpstreamServer, params: dict[str, str]
+) -> None:
+    server.corrupt(GENOME[params["source"]])
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        store.cache.regions(req(params), base_url=base(server, params["source"]))
+    assert store.head()[0] == 0
+    assert store.cache.ls() == []
+    assert sorted(p.name for p in store.cache_path.iterdir()) == [".locks"]
+
+
+def test_an_interrupted_download_resumes_with_range_on_the_next_run(
+    store: Store, server: UpstreamServer
+) -> None:
+    server.drop_after("_genomic.fna.gz", 20_000)
+    store.cache.retries = 0
+    with pytest.raises(RemoteError, match="next run resumes"):
+        store.cache.fetch_raw(req(NCBI), base_url=base(server, "ncbi"))
+    assert store.head()[0] == 0
+    result = store.cache.fetch_raw(req(NCBI), base_url=base(server, "ncbi"))
+    assert not result.hit
+    genome_gets = server.gets("_genomic.fna.gz")
+    assert [g.range for g in genome_gets] == [None, "bytes=20000-"]
+    assert genome_gets[-1].status == 206
+    assert store.cache.verify().ok
+
+
+def _fetch_in_subprocess(store_path: Path, url: str) -> subprocess.Popen[bytes]:
+    args = [
+        "--store",
+        str(store_path),
+        "cache",
+        "fetch-raw",
+        "--source",
+        "ensembl",
+        "--species",
+        "synthetica_testii",
+        "--release",
+        "110",
+        "--base-url",
+        url,
+        "--json",
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def test_two_processes_asking_for_the_same_asset_download_it_once(
+    store_path: Path, server: UpstreamServer
+) -> None:
+    Store.open(store_path).close()
+    server.slow(GENOME["ensembl"], 1.0)
+    procs = [_fetch_in_subprocess(store_path, base(server, "ensembl")) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    results = [json.loads(o[0]) for o in outs]
+    assert sorted(r["hit"] for r in results) == [False, True]
+    assert results[0]["path"] == results[1]["path"]
+    assert len(server.gets(GENOME["ensembl"])) == 1
+    with Store.open(store_path) as store:
+        assert cache_events(store) == ["cache-inserted"]
+
+
+def test_a_tampered_region_file_is_rebuilt_not_served(store: Store, server: UpstreamServer) -> None:
+    first = store.cache.regions(req(ENSEMBL, "exon"), base_url=base(server, "ensembl"))[0]
+    original = Path(first.path).read_bytes()
+    Path(first.path).write_bytes(original.replace(b"A", b"C", 1))
+    again = store.cache.regions(req(ENSEMBL, "exon"), base_url=base(server, "ensembl"))[0]
+    assert (again.hit, again.key) == (False, first.key)
+    assert Path(again.path).read_bytes() == original
+    assert cache_events(store)[-2:] == ["cache-evicted", "cache-inserted"]
+
+
+def test_keys_change_when_the_upstream_inputs_change(store: Store, tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    write_ensembl_tree(root, make_genome(total_bp=60_000, genes=10, seed=1))
+    with UpstreamServer(root) as srv:
+        old = store.cache.regions(req(ENSEMBL, "gene"), base_url=srv.url)
+        assert store.cache.keys(req(ENSEMBL, "gene"))[0].key == old[0].key
+        # Upstream re-issues the release (new bytes, new CHECKSUMS); the old raw entry is evicted.
+        write_ensembl_tree(root, make_genome(total_bp=60_000, genes=10, seed=2))
+        store.cache.clock = lambda: time.time() + 86400
+        store.cache.gc(max_age=3600)
+        store.cache.clock = time.time
+        new = store.cache.regions(req(ENSEMBL, "gene"), base_url=srv.url)
+    assert new[0].key != old[0].key and not new[0].hit
+    assert Path(new[0].path).read_bytes() != b""
+
+
+def test_keys_need_the_raw_inputs_cached(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="fetch-raw"):
+        store.cache.keys(req(ENSEMBL))
+
+
+def test_an_ensembl_assembly_that_does_not_match_is_refused(store: Store, server: UpstreamServer) -> None:
+    with pytest.raises(NotFoundError, match="assembly GRCh38"):
+        store.cache.fetch_raw(req({**ENSEMBL, "assembly": "GRCh38"}), base_url=base(server, "ensembl"))
+    store.cache.fetch_raw(req({**ENSEMBL, "assembly": "SYN1"}), base_url=base(server, "ensembl"))
+    with pytest.raises(InvalidInputError, match="is assembly SYN1, not GRCh38"):
+        store.cache.regions(req({**ENSEMBL, "assembly": "GRCh38"}), base_url=base(server, "ensembl"))
+
+
+def test_an_unknown_ncbi_accession_is_not_found(store: Store, server: UpstreamServer) -> None:
+    with pytest.raises(NotFoundError, match="404|no assembly directory"):
+        store.cache.fetch_raw(req({**NCBI, "assembly": "GCF_000009999.1"}), base_url=base(server, "ncbi"))
+    assert store.head()[0] == 0
+
+
+def test_rebuilding_the_views_reproduces_the_cache_view(store: Store, server: UpstreamServer) -> None:
+    store.cache.regions(req(ENSEMBL), base_url=base(server, "ensembl"))
+    store.cache.pin(store.cache.ls(level=2)[0].path)
+    before = view_digests(store)["cache"]
+    store.rebuild()
+    assert view_digests(store)["cache"] == before
+    assert store.verify().ok
+
+
+def test_pins_resolve_keys_and_directories(store: Store, server: UpstreamServer) -> None:
+    result = store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))[0]
+    key, changed = store.cache.pin(str(Path(result.path).parent.parent))
+    assert (key, changed) == (result.key, True)
+    assert store.cache.pin(result.key) == (result.key, False)
+    assert store.cache.unpin(f"cached_genomic_{result.key}") == (result.key, True)
+    assert store.cache.show(result.path).entry.pinned is False  # type: ignore[union-attr]
+    assert [e.event.__struct_config__.tag for e in store.cache.show(result.key).events] == [
+        "cache-inserted",
+        "cache-pinned",
+        "cache-unpinned",
+    ]
+    with pytest.raises(NotFoundError, match="no cache entry"):
+        store.cache.pin(os.fspath(Path("/nonexistent/dir")))
+
+
+def test_a_damaged_raw_entry_is_fetched_again(store: Store, server: UpstreamServer) -> None:
+    store.cache.fetch_raw(req(ENSEMBL), base_url=base(server, "ensembl"))
+    raw = store.cache.ls(level=2)[0]
+    (store.cache_path / raw.path / "decompressed" / "genome.fna").unlink()
+    again = store.cache.fetch_raw(req(ENSEMBL), base_url=base(server, "ensembl"))
+    assert not again.hit and (Path(again.path) / "decompressed" / "genome.fna").is_file()
+    assert len(server.gets(GENOME["ensembl"])) == 2
+    assert cache_events(store) == ["cache-inserted", "cache-evicted", "cache-inserted"]
+    assert store.cache.verify().ok
+
+
+class _Recorder:
+    """A ProgressFactory that records each bar's description, total and the units reported."""
+
+    def __init__(self) -> None:
+        self.bars: list[list[object]] = []
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _Recorder:
+        self.bars.append([desc, total, 0])
+        return self
+
+    def update(self, n: int = 1) -> None:
+        self.bars[-1][2] += n  # type: ignore[operator]
+
+    def close(self) -> None:
+        pass
+
+
+def test_downloads_decompression_and_extraction_report_progress(store: Store, server: UpstreamServer) -> None:
+    recorder = _Recorder()
+    store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"), progress=recorder)
+    descs = [b[0] for b in recorder.bars]
+    assert descs == [
+        "download genome.fna.gz",
+        "download annotation.gtf.gz",
+        "gunzip genome.fna.gz",
+        "gunzip annotation.gtf.gz",
+        "parse annotation.gtf",
+        "extract gene",
+    ]
+    for desc, total, done in recorder.bars:
+        assert total == done and isinstance(total, int) and total > 0, desc  # every bar runs to its total

@@ -1,0 +1,138 @@
+"""Claims about `rgstore cache ...`: thin commands, JSON for machines, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.upstream_fixture import UpstreamServer, upstream_tree
+
+ENS = ["--source", "ensembl", "--species", "synthetica_testii", "--release", "110"]
+NCBI = [
+    "--source",
+    "ncbi",
+    "--species",
+    "synthetica_testii",
+    "--taxon",
+    "9606",
+    "--release",
+    "RS_2024_01",
+    "--assembly",
+    "GCF_000001405.40",
+]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("upstream")
+    upstream_tree(root)
+    return root
+
+
+@pytest.fixture
+def server(tree: Path) -> Iterator[UpstreamServer]:
+    with UpstreamServer(tree) as srv:
+        yield srv
+
+
+def test_regions_json_reports_misses_then_hits(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    args = [
+        "cache",
+        "regions",
+        *ENS,
+        "--regions",
+        "gene,CDS",
+        "--base-url",
+        f"{server.url}/ensembl",
+        "--json",
+    ]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    rows = json.loads(first.stdout)
+    assert [(r["region"], r["hit"]) for r in rows] == [("gene", False), ("CDS", False)]
+    assert all(Path(r["path"]).is_file() for r in rows)
+    again = json.loads(cli(*args).stdout)
+    assert [r["hit"] for r in again] == [True, True]
+    keys = json.loads(cli("cache", "key", *ENS, "--regions", "gene,CDS", "--json").stdout)
+    assert [k["key"] for k in keys] == [r["key"] for r in rows]
+
+
+def test_fetch_raw_then_ls_and_show(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    out = cli("cache", "fetch-raw", *NCBI, "--base-url", f"{server.url}/ncbi")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("fetched  ") and "raw/genome.fna.gz" in out.stdout
+    listed = json.loads(cli("cache", "ls", "--level", "2", "--json").stdout)
+    assert [e["path"] for e in listed] == ["ncbi_raw/9606/GCF_000001405.40"]
+    shown = json.loads(cli("cache", "show", listed[0]["key"], "--json").stdout)
+    assert shown["state"] == "live" and shown["entry"]["request"]["assembly_name"] == "SYN1"
+    assert shown["entry"]["request"]["upstream"]["raw/genome.fna.gz"]["checksum"].startswith("md5:")
+    assert "cache-inserted" in cli("cache", "show", listed[0]["key"]).stdout
+
+
+def test_a_checksum_mismatch_is_a_one_line_error_and_nonzero_exit(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    server.corrupt(".dna_sm.toplevel.fa.gz")
+    out = cli("cache", "regions", *ENS, "--base-url", f"{server.url}/ensembl")
+    assert out.exit_code == 1
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: checksum mismatch")
+    assert json.loads(cli("cache", "ls", "--json").stdout) == []
+
+
+def test_bad_options_are_one_line_errors(cli) -> None:  # type: ignore[no-untyped-def]
+    out = cli("cache", "regions", "--source", "ensembl", "--species", "x", "--release", "current")
+    assert out.exit_code == 1 and out.stderr.startswith("error: release 'current' is not a fixed release")
+    out = cli("cache", "gc", "--max-age", "soon")
+    assert out.exit_code == 1 and "invalid duration" in out.stderr
+    out = cli("cache", "pin", "no-such-entry")
+    assert out.exit_code == 1 and "no cache entry" in out.stderr
+
+
+def test_pin_gc_and_verify_through_the_cli(cli, server: UpstreamServer, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = json.loads(
+        cli(
+            "cache",
+            "regions",
+            *ENS,
+            "--regions",
+            "gene,exon",
+            "--base-url",
+            f"{server.url}/ensembl",
+            "--json",
+        ).stdout
+    )
+    gene_dir = str(Path(rows[0]["path"]).parent.parent)
+    assert cli("cache", "pin", gene_dir).stdout.startswith(f"pinned {rows[0]['key']}")
+    dry = json.loads(cli("cache", "gc", "--max-age", "0s", "--dry-run", "--json").stdout)
+    assert {i["key"] for i in dry["evicted"]} >= {rows[1]["key"]} and rows[0]["key"] not in {
+        i["key"] for i in dry["evicted"]
+    }
+    Path(rows[0]["path"]).write_text(">tampered\nACGT\n")
+    bad = cli("cache", "verify")
+    assert bad.exit_code == 1 and "BAD" in bad.stdout and rows[0]["path"] in bad.stdout
+    fixed = json.loads(cli("cache", "verify", "--evict", "--json").stdout)
+    assert fixed["evicted"] == [rows[0]["key"]] and not fixed["ok"]
+    assert cli("cache", "verify").exit_code == 0
+    done = cli("cache", "gc", "--max-age", "0s")
+    assert done.exit_code == 0 and "evicted" in done.stdout
+    assert json.loads(cli("cache", "ls", "--json").stdout) == []
+
+
+def test_the_real_entry_point_runs_a_cache_command(
+    rgstore_proc, server: UpstreamServer, store_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out = rgstore_proc(
+        "--store",
+        str(store_path),
+        "cache",
+        "regions",
+        *NCBI,
+        "--regions",
+        "exon",
+        "--base-url",
+        f"{server.url}/ncbi",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().startswith("miss  exon  ")
+    assert out.stderr == b""  # progress bars only on a terminal

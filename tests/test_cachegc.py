@@ -1,0 +1,208 @@
+"""Claims about cache eviction and verification: events first, files after, pins respected."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rgstore.cachegc import parse_duration, parse_size, plan
+from rgstore.cachelock import entry_lock
+from rgstore.errors import InvalidInputError
+from rgstore.events import CacheEvicted
+from rgstore.log import NewEvent
+from rgstore.store import Store
+from rgstore.views.cache import CacheEntry
+from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, cache_events, req, upstream_tree
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("upstream")
+    upstream_tree(root)
+    return root
+
+
+@pytest.fixture
+def filled(store: Store, tree: Path) -> Iterator[Store]:
+    """A store whose cache holds Ensembl level 2 plus gene, exon and CDS, inserted in that order."""
+    with UpstreamServer(tree) as srv:
+        for region in ("gene", "exon", "CDS"):
+            store.cache.regions(req(ENSEMBL, region), base_url=base(srv, "ensembl"))
+    yield store
+
+
+def _later(store: Store, seconds: float) -> None:
+    store.cache.clock = lambda: time.time() + seconds
+
+
+def test_gc_by_age_evicts_unused_entries_but_never_pinned_ones(filled: Store) -> None:
+    entries = filled.cache.ls()
+    pinned = {e.key for e in entries if e.level == 2 or e.request["genomic_regions"] == {"gene": True}}
+    for key in pinned:
+        filled.cache.pin(key)
+    _later(filled, 40 * DAY)
+    report = filled.cache.gc(max_age=30 * DAY)
+    assert {i.key for i in report.evicted} == {e.key for e in entries} - pinned
+    assert {e.key for e in filled.cache.ls()} == pinned
+    for e in entries:
+        assert (filled.cache_path / e.path).exists() == (e.key in pinned)
+    assert report.bytes_freed == sum(e.size for e in entries if e.key not in pinned)
+    assert cache_events(filled).count("cache-evicted") == len(entries) - len(pinned)
+
+
+def _region(entry: CacheEntry) -> str:
+    return next(iter(entry.request["genomic_regions"])) if entry.level == 1 else "raw"
+
+
+def test_gc_by_size_evicts_least_recently_used_first(filled: Store) -> None:
+    by_region = {_region(e): e for e in filled.cache.ls()}
+    filled.cache.pin(by_region["raw"].key)
+    _later(filled, 2 * 3600)
+    # All hits (level 2 is cached), so the unreachable base URL is never contacted.
+    filled.cache.regions(req(ENSEMBL, "gene"), base_url="http://127.0.0.1:9")
+    total = sum(e.size for e in filled.cache.ls())
+    report = filled.cache.gc(max_age=None, max_size=total - by_region["exon"].size)
+    # gene was just used; exon is now the least recently used unpinned entry, and evicting it is enough.
+    assert [i.key for i in report.evicted] == [by_region["exon"].key]
+    assert report.live_bytes <= total - by_region["exon"].size
+
+
+def test_a_dry_run_changes_nothing(filled: Store) -> None:
+    head = filled.head()
+    _later(filled, 40 * DAY)
+    report = filled.cache.gc(max_age=30 * DAY, dry_run=True)
+    assert len(report.evicted) == 4 and report.dry_run
+    assert filled.head() == head
+    assert all((filled.cache_path / e.path).exists() for e in filled.cache.ls())
+
+
+def test_an_interrupted_gc_is_completed_by_the_next_run(filled: Store) -> None:
+    victim = next(e for e in filled.cache.ls() if e.level == 1)
+    # The state a gc killed right after its commit leaves: the event is in, the files are still there.
+    filled.append([NewEvent(stream=f"cache:{victim.key}", event=CacheEvicted(key=victim.key, reason="age"))])
+    assert (filled.cache_path / victim.path).exists()
+    assert victim.key not in {e.key for e in filled.cache.ls()}
+    report = filled.cache.gc(max_age=None)
+    assert report.completed == [victim.key] and report.evicted == []
+    assert not (filled.cache_path / victim.path).exists()
+    assert filled.cache.gc(max_age=None).completed == []
+
+
+def test_an_entry_rebuilt_after_eviction_is_not_deleted_by_its_old_tombstone(
+    filled: Store, tree: Path
+) -> None:
+    victim = next(e for e in filled.cache.ls() if e.request.get("genomic_regions") == {"exon": True})
+    filled.append([NewEvent(stream=f"cache:{victim.key}", event=CacheEvicted(key=victim.key, reason="age"))])
+    with UpstreamServer(tree) as srv:
+        rebuilt = filled.cache.regions(req(ENSEMBL, "exon"), base_url=base(srv, "ensembl"))[0]
+    assert (rebuilt.key, rebuilt.hit) == (victim.key, False)
+    assert filled.cache.gc(max_age=None).completed == []
+    assert Path(rebuilt.path).is_file()
+
+
+def test_verify_reports_a_corrupted_file_and_evict_removes_its_entry(filled: Store) -> None:
+    assert filled.cache.verify().ok
+    victim = next(e for e in filled.cache.ls() if e.level == 1)
+    target = filled.cache_path / victim.path / next(iter(victim.files))
+    target.write_bytes(target.read_bytes()[:-10])
+    report = filled.cache.verify()
+    assert not report.ok
+    assert [(p.key, p.file) for p in report.problems] == [(victim.key, str(target))]
+    assert filled.cache.entry(victim.key) is not None  # reporting alone changes nothing
+    report = filled.cache.verify(evict=True)
+    assert report.evicted == [victim.key]
+    assert filled.cache.entry(victim.key) is None and not target.exists()
+    assert filled.cache.verify().ok
+
+
+def test_verify_reports_a_missing_level2_file(filled: Store) -> None:
+    raw = filled.cache.ls(level=2)[0]
+    (filled.cache_path / raw.path / "decompressed" / "genome.fna").unlink()
+    problems = filled.cache.verify().problems
+    assert [(p.key, p.problem) for p in problems] == [(raw.key, "missing")]
+
+
+def test_plan_counts_pinned_bytes_but_never_picks_them(filled: Store) -> None:
+    entries = filled.cache.ls()
+    for e in entries:
+        filled.cache.pin(e.key)
+    pinned = filled.cache.ls()
+    assert plan(pinned, now=time.time() + 1000 * DAY, max_age=1.0, max_size=0) == []
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("30d", 30 * DAY), ("12h", 43200), ("90m", 5400), ("2w", 14 * DAY), ("3600", 3600), ("1.5d", 1.5 * DAY)],
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text,size",
+    [("2048", 2048), ("500M", 500 * 2**20), ("10G", 10 * 2**30), ("1.5GiB", int(1.5 * 2**30)), ("3kb", 3072)],
+)
+def test_sizes_parse(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["30 days", "-1d", "d"])
+def test_bad_durations_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match="invalid duration"):
+        parse_duration(bad)
+
+
+def _age(path: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    for p in [path, *path.rglob("*")]:
+        os.utime(p, (old, old))
+
+
+def test_gc_removes_day_old_directories_no_event_describes(filled: Store) -> None:
+    root = filled.cache_path
+    staging = root / f".tmp-{'a' * 64}"
+    (staging / "raw").mkdir(parents=True)
+    (staging / "raw" / "genome.fna.gz.part").write_bytes(b"partial")
+    unrecorded = root / f"cached_genomic_{'b' * 64}" / "annotation"
+    unrecorded.mkdir(parents=True)
+    (unrecorded / "gene.fna").write_text(">x\nA\n")
+    raw_orphan = root / "ncbi_raw" / "9606" / "GCF_000000001.1" / "raw"
+    raw_orphan.mkdir(parents=True)
+    young = root / f".tmp-{'c' * 64}"
+    young.mkdir()
+    for path in (staging, unrecorded.parent, raw_orphan.parent):
+        _age(path, 2 * DAY)
+    assert sorted(filled.cache.gc(max_age=None, dry_run=True).strays) == sorted(
+        [staging.name, unrecorded.parent.name, "ncbi_raw/9606/GCF_000000001.1"]
+    )
+    assert staging.exists()
+    report = filled.cache.gc(max_age=None)
+    assert len(report.strays) == 3
+    assert not staging.exists() and not unrecorded.parent.exists() and not (root / "ncbi_raw").exists()
+    assert young.exists()  # may belong to a command still running
+    assert all((root / e.path).exists() for e in filled.cache.ls())  # recorded entries untouched
+
+
+def test_gc_leaves_a_locked_stray_alone(filled: Store) -> None:
+    key = "d" * 64
+    staging = filled.cache_path / f".tmp-{key}"
+    staging.mkdir()
+    _age(staging, 2 * DAY)
+    with entry_lock(filled.cache_path, key):
+        assert filled.cache.gc(max_age=None).strays == []
+    assert staging.exists()
+    assert filled.cache.gc(max_age=None).strays == [staging.name]
+
+
+def test_evicting_a_raw_entry_prunes_its_empty_parents(filled: Store) -> None:
+    raw = filled.cache.ls(level=2)[0]
+    _later(filled, 40 * DAY)
+    filled.cache.gc(max_age=30 * DAY)
+    assert not (filled.cache_path / raw.path).exists()
+    assert not (filled.cache_path / "ensembl_raw").exists()

@@ -1,0 +1,212 @@
+"""Claims about region extraction, checked against gffread and bedtools on the same inputs."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rgstore.cachesynth import make_genome, write_ensembl_tree, write_ncbi_tree
+from rgstore.errors import InvalidInputError, OutOfRangeError
+from rgstore.extract import extract_regions, plan_region, reverse_complement
+from rgstore.gtf import parse_gtf
+
+REGIONS = ["gene", "transcript", "exon", "intron", "CDS", "UTR"]
+needs_gffread = pytest.mark.skipif(shutil.which("gffread") is None, reason="gffread is not installed")
+needs_bedtools = pytest.mark.skipif(shutil.which("bedtools") is None, reason="bedtools is not installed")
+
+
+def read_fasta(path: Path) -> dict[str, str]:
+    """Header (up to the first space) -> sequence; asserts headers are unique."""
+    out: dict[str, list[str]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        if line.startswith(">"):
+            name = line[1:].split()[0]
+            assert name not in out, f"duplicate header {name}"
+            out[name] = []
+        else:
+            out[name].append(line.strip())
+    return {k: "".join(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module", params=["ncbi", "ensembl"])
+def extracted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Decompressed genome and GTF of one style, plus our six region FASTAs."""
+    root = tmp_path_factory.mktemp(request.param)
+    genome = make_genome(total_bp=250_000, contigs=3, genes=50, seed=11)
+    if request.param == "ncbi":
+        d = write_ncbi_tree(root / "up", genome)
+        fa_gz, gtf_gz = next(d.glob("*_genomic.fna.gz")), next(d.glob("*_genomic.gtf.gz"))
+    else:
+        dna, gtf = write_ensembl_tree(root / "up", genome)
+        fa_gz, gtf_gz = next(dna.glob("*.dna_sm.toplevel.fa.gz")), next(gtf.glob("*.110.gtf.gz"))
+    paths = {"fasta": root / "genome.fa", "gtf": root / "annotation.gtf"}
+    paths["fasta"].write_bytes(gzip.decompress(fa_gz.read_bytes()))
+    paths["gtf"].write_bytes(gzip.decompress(gtf_gz.read_bytes()))
+    ann = parse_gtf(paths["gtf"])
+    plans = {r: plan_region(ann, r) for r in REGIONS}
+    handles = {r: open(root / f"{r}.fna", "wb") for r in REGIONS}
+    try:
+        extract_regions(paths["fasta"], plans, handles)
+    finally:
+        for h in handles.values():
+            h.close()
+    paths.update({r: root / f"{r}.fna" for r in REGIONS})
+    return paths
+
+
+def _by_id(path: Path) -> dict[str, str]:
+    return {k.split("|")[0]: v for k, v in read_fasta(path).items()}
+
+
+def _by_bed_locus(path: Path) -> dict[str, str]:
+    """Our ``ID|seq:start-end(strand)`` (1-based) -> bedtools' ``seq:start0-end(strand)``."""
+    out = {}
+    for header, seq in read_fasta(path).items():
+        locus = header.split("|", 1)[1]
+        name, rest = locus.rsplit(":", 1)
+        span, strand = rest[:-3], rest[-2]
+        start, end = span.split("-")
+        out[f"{name}:{int(start) - 1}-{end}({strand})"] = seq
+    return out
+
+
+def _gtf_rows(gtf: Path) -> list[list[str]]:
+    return [line.split("\t") for line in gtf.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def _bedtools(fasta: Path, intervals: set[tuple[str, int, int, str]], tmp: Path) -> dict[str, str]:
+    bed = tmp / "q.bed"
+    bed.write_text("".join(f"{c}\t{s - 1}\t{e}\tx\t0\t{st}\n" for c, s, e, st in sorted(intervals)))
+    out = subprocess.run(
+        ["bedtools", "getfasta", "-s", "-fi", str(fasta), "-bed", str(bed)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (tmp / "q.fa").write_text(out)
+    return read_fasta(tmp / "q.fa")
+
+
+def _gffread(paths: dict[str, Path], flag: str, tmp: Path) -> dict[str, str]:
+    # gffread 0.12 rejects NCBI gene rows (transcript_id ""), and -w/-x only use transcript rows anyway.
+    gtf = tmp / "transcripts.gtf"
+    gtf.write_text(
+        "".join(line for line in paths["gtf"].read_text().splitlines(True) if "\tgene\t" not in line)
+    )
+    subprocess.run(
+        ["gffread", flag, str(tmp / "out.fa"), "-g", str(paths["fasta"]), str(gtf)],
+        capture_output=True,
+        check=True,
+    )
+    return read_fasta(tmp / "out.fa")
+
+
+@needs_gffread
+def test_transcripts_equal_gffread_w(extracted: dict[str, Path], tmp_path: Path) -> None:
+    ours = _by_id(extracted["transcript"])
+    assert ours == _gffread(extracted, "-w", tmp_path)
+    assert len(ours) > 50
+
+
+@needs_gffread
+def test_cds_equals_gffread_x_stop_codon_included(extracted: dict[str, Path], tmp_path: Path) -> None:
+    ours = _by_id(extracted["CDS"])
+    assert ours == _gffread(extracted, "-x", tmp_path)
+    assert all(len(seq) % 3 == 0 for seq in ours.values())
+
+
+@needs_bedtools
+def test_genes_equal_bedtools_getfasta_s_on_gene_rows(extracted: dict[str, Path], tmp_path: Path) -> None:
+    rows = _gtf_rows(extracted["gtf"])
+    genes = {(r[0], int(r[3]), int(r[4]), r[6]) for r in rows if r[2] == "gene"}
+    assert _by_bed_locus(extracted["gene"]) == _bedtools(extracted["fasta"], genes, tmp_path)
+
+
+@needs_bedtools
+def test_exons_equal_bedtools_getfasta_s_on_distinct_exon_rows(
+    extracted: dict[str, Path], tmp_path: Path
+) -> None:
+    rows = _gtf_rows(extracted["gtf"])
+    exons = {(r[0], int(r[3]), int(r[4]), r[6]) for r in rows if r[2] == "exon"}
+    assert _by_bed_locus(extracted["exon"]) == _bedtools(extracted["fasta"], exons, tmp_path)
+
+
+@needs_bedtools
+def test_introns_equal_bedtools_getfasta_s_on_exon_gaps(extracted: dict[str, Path], tmp_path: Path) -> None:
+    by_transcript: dict[str, list[tuple[str, int, int, str]]] = {}
+    for r in _gtf_rows(extracted["gtf"]):
+        if r[2] == "exon":
+            tid = r[8].split('transcript_id "')[1].split('"')[0]
+            by_transcript.setdefault(tid, []).append((r[0], int(r[3]), int(r[4]), r[6]))
+    gaps = set()
+    for exons in by_transcript.values():
+        exons.sort()
+        for a, b in zip(exons, exons[1:]):
+            gaps.add((a[0], a[2] + 1, b[1] - 1, a[3]))
+    assert _by_bed_locus(extracted["intron"]) == _bedtools(extracted["fasta"], gaps, tmp_path)
+
+
+@needs_bedtools
+def test_utrs_equal_bedtools_on_the_upstream_utr_rows(extracted: dict[str, Path], tmp_path: Path) -> None:
+    rows = _gtf_rows(extracted["gtf"])
+    utr_rows = {
+        (r[0], int(r[3]), int(r[4]), r[6]) for r in rows if r[2] in ("five_prime_utr", "three_prime_utr")
+    }
+    if not utr_rows:
+        pytest.skip("NCBI-style GTFs carry no UTR rows (ours are derived the same way for both)")
+    assert _by_bed_locus(extracted["UTR"]) == _bedtools(extracted["fasta"], utr_rows, tmp_path)
+
+
+def test_soft_masking_survives_extraction(extracted: dict[str, Path]) -> None:
+    genes = "".join(read_fasta(extracted["gene"]).values())
+    assert any(c.islower() for c in genes) and any(c.isupper() for c in genes)
+
+
+def test_headers_are_id_locus_strand_and_records_are_sorted_by_position(extracted: dict[str, Path]) -> None:
+    headers = [line[1:] for line in extracted["exon"].read_text().splitlines() if line.startswith(">")]
+    loci = []
+    for h in headers:
+        ident, locus = h.split("|")
+        seq, rest = locus.rsplit(":", 1)
+        assert rest[-3:] in ("(+)", "(-)") and ident
+        start, end = map(int, rest[:-3].split("-"))
+        loci.append((seq, start, end))
+    order = {s: i for i, s in enumerate(dict.fromkeys(s for s, _, _ in loci))}
+    assert loci == sorted(loci, key=lambda x: (order[x[0]], x[1], x[2]))
+
+
+def test_extraction_is_deterministic(extracted: dict[str, Path], tmp_path: Path) -> None:
+    ann = parse_gtf(extracted["gtf"])
+    with open(tmp_path / "again.fna", "wb") as out:
+        extract_regions(extracted["fasta"], {"exon": plan_region(ann, "exon")}, {"exon": out})
+    assert (tmp_path / "again.fna").read_bytes() == extracted["exon"].read_bytes()
+
+
+def test_reverse_complement_keeps_case_and_iupac_codes() -> None:
+    assert reverse_complement(b"ACGTNacgtnRYKMrykmSW") == b"WSkmryKMRYnacgtNACGT"
+
+
+def test_a_feature_past_the_sequence_end_is_out_of_range(tmp_path: Path) -> None:
+    (tmp_path / "g.fa").write_text(">c\nACGTACGTAC\n")
+    (tmp_path / "a.gtf").write_text('c\tx\texon\t5\t12\t.\t+\t.\tgene_id "G"; transcript_id "T";\n')
+    with (
+        open(tmp_path / "o.fna", "wb") as out,
+        pytest.raises(OutOfRangeError, match="past the sequence's length 10"),
+    ):
+        extract_regions(
+            tmp_path / "g.fa", {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}, {"exon": out}
+        )
+
+
+def test_a_sequence_missing_from_the_fasta_is_named(tmp_path: Path) -> None:
+    (tmp_path / "g.fa").write_text(">c\nACGTACGTAC\n")
+    (tmp_path / "a.gtf").write_text('chr9\tx\texon\t1\t2\t.\t+\t.\tgene_id "G"; transcript_id "T";\n')
+    with open(tmp_path / "o.fna", "wb") as out, pytest.raises(InvalidInputError, match="lacks: chr9"):
+        extract_regions(
+            tmp_path / "g.fa", {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}, {"exon": out}
+        )

@@ -1,0 +1,135 @@
+"""Claims about `refpkg check`: taxtastic's is_ill_formed rules, every problem reported, exit 1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rgstore.refpkg_check import NewickError, newick_names
+from rgstore.store import Store
+
+from .refpkg_data import taxit, write_inputs
+
+BROKEN: dict[str, tuple[str, str, str]] = {
+    # case: (file key, new content, the problem taxtastic reports)
+    "fasta": ("aln_fasta", "s1 ACGT\n", "aln_fasta file is not valid FASTA."),
+    "seqname": ("seq_info", "name,tax_id\ns1,1\ns2,1\ns3,1\n", "seq_info is missing seqname"),
+    "tax_id": ("seq_info", "seqname,taxon\ns1,1\ns2,1\ns3,1\n", "seq_info is missing tax_id"),
+    "stockholm": ("aln_sto", "# STOCKHOLM 1.0\ns1 ACGT\ns2 ACGT\ns3 ACGT\n",
+                  "aln_sto file is not valid Stockholm."),
+    "newick": ("tree", "((s1,s2),s3;\n", "tree file is not valid Newick."),
+    "sto names": ("aln_sto", "# STOCKHOLM 1.0\ns1 A\ns2 A\ns9 A\n//\n",
+                  "Names in aln_fasta did not match aln_sto.  Mismatches: s3, s9"),
+    "csv names": ("seq_info", "seqname,tax_id\ns1,1\ns2,1\n",
+                  "Names in aln_fasta did not match seq_info.  Mismatches: s3"),
+    "tree names": ("tree", "((s1,s2),(s3,s4));\n",
+                   "Names in aln_fasta did not match nodes in tree.  Mismatches: s4"),
+    "taxonomy": ("taxonomy", "tax_id,parent_id\n1,1\n2,1,extra\n",
+                 "Taxonomy is invalid: not all lines had the same number of fields."),
+    "json": ("phylo_model", "{not json", "phylo_model is not valid JSON."),
+}
+
+
+@pytest.fixture
+def make(store: Store, tmp_path: Path) -> Callable[..., list[str]]:
+    """Create a package from the valid inputs with some files replaced; returns its check problems."""
+
+    def build(name: str, **replace: str) -> list[str]:
+        files = write_inputs(tmp_path / name)
+        for key, text in replace.items():
+            files[key].write_text(text)
+        store.refpkgs.create(name, locus="L", files=list(files.items()))
+        return store.refpkgs.check(name)
+
+    return build
+
+
+def test_a_consistent_package_has_no_problems(make: Callable[..., list[str]]) -> None:
+    assert make("ok") == []
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_each_rule_reports_taxtastics_text(make: Callable[..., list[str]], case: str) -> None:
+    key, text, problem = BROKEN[case]
+    assert make(case.replace(" ", "-"), **{key: text}) == [problem]
+
+
+def test_every_problem_is_reported_not_only_the_first(store: Store, make: Callable[..., list[str]]) -> None:
+    problems = make("many", aln_sto=BROKEN["stockholm"][1], tree=BROKEN["newick"][1],
+                    taxonomy=BROKEN["taxonomy"][1], phylo_model=BROKEN["json"][1])
+    assert problems == [BROKEN[c][2] for c in ("stockholm", "newick", "taxonomy", "json")]
+
+
+def test_missing_required_keys_are_each_reported(store: Store) -> None:
+    store.refpkgs.create("empty", locus="L")
+    assert store.refpkgs.check("empty") == [
+        f"RefPkg has no key {k}"
+        for k in ("aln_fasta", "aln_sto", "seq_info", "tree", "taxonomy", "phylo_model")
+    ]
+
+
+def test_uneven_seq_info_rows_are_reported(make: Callable[..., list[str]]) -> None:
+    assert make("uneven", seq_info="seqname,tax_id\ns1,1\ns2,1,x\ns3,1\n") == [
+        "some lines in seq_info differ in field count"]
+
+
+def test_real_taxit_check_reports_the_same_first_problem(store: Store, make: Callable[..., list[str]],
+                                                         tmp_path: Path) -> None:
+    for case in ("fasta", "newick", "tree names", "json"):
+        key, text, problem = BROKEN[case]
+        name = case.replace(" ", "-")
+        assert make(name, **{key: text}) == [problem]
+        store.refpkgs.export(name, tmp_path / f"{name}.refpkg")
+        proc = taxit("check", tmp_path / f"{name}.refpkg", check=False)
+        assert (proc.returncode, proc.stdout) == (1, problem + "\n")
+
+
+def test_cli_check_prints_each_problem_and_exits_1(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, tmp_path: Path
+) -> None:
+    files = write_inputs(tmp_path / "inputs")
+    with Store.open(store_path) as store:
+        store.refpkgs.create("good", locus="L", files=list(files.items()))
+        files["tree"].write_text(BROKEN["newick"][1])
+        files["phylo_model"].write_text(BROKEN["json"][1])
+        store.refpkgs.create("bad", locus="L", files=list(files.items()))
+    result = cli("refpkg", "check", "bad")
+    assert result.exit_code == 1
+    assert result.output == "tree file is not valid Newick.\nphylo_model is not valid JSON.\n"
+    result = cli("refpkg", "check", "good")
+    assert (result.exit_code, result.output) == (0, "")
+
+
+NEWICK_CASES = [
+    "((a,b),c);", "((a,b)x:0.1,c:0.2)root;", "('a b',b_c,'it''s');", "a;", "((a,b),c);((d,e),f);",
+    "((a[comment],b),c)[&R];", "(a,,b);", "((A,a),c);", "((a:1e-3,b:2),c:.5);",
+    "((a,b),c)", "((a,b),c;", "(a,b));", "", "(a,b),c;", "((a:0.1,b:abc),c);", "(a b,c);", "x(a,b);",
+    "(a,b)c d;", "('unterminated,b);", "((a,b),c)[open;",
+]
+
+
+@pytest.mark.parametrize("text", NEWICK_CASES)
+def test_newick_reading_agrees_with_dendropy(text: str, tmp_path: Path) -> None:
+    dendropy = pytest.importorskip("dendropy")
+    path = tmp_path / "t.nwk"
+    path.write_text(text)
+    try:
+        tree = dendropy.Tree.get(path=str(path), schema="newick", case_sensitive_taxon_labels=True,
+                                 taxon_namespace=dendropy.TaxonNamespace(is_case_sensitive=True),
+                                 preserve_underscores=True)
+        expected: set[str] | None = set(tree.taxon_namespace.labels())
+    except Exception:
+        expected = None
+    try:
+        ours: set[str] | None = newick_names([text])
+    except NewickError:
+        ours = None
+    assert ours == expected
+
+
+def test_deeply_nested_trees_parse_without_recursion() -> None:
+    depth = 20_000
+    text = "(" * depth + "a" + "".join(f",t{i})" for i in range(depth)) + ";"
+    assert len(newick_names([text])) == depth + 1

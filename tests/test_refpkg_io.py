@@ -1,0 +1,348 @@
+"""Claims about interchange with taxtastic: real `taxit` packages in, taxtastic-compatible packages out."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rgstore.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, NothingToUndoError
+from rgstore.refpkg_io import default_name
+from rgstore.refpkg_manifest import MAX_NESTING, Manifest, ManifestState, parse_manifest, render_manifest
+from rgstore.refpkg_names import sanitise_filename
+from rgstore.store import Store
+
+from .refpkg_data import contents, taxit, write_inputs
+
+
+@pytest.fixture(scope="module")
+def taxit_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A package built by the real taxit: create, 3 updates, one rollback (so it has redo history)."""
+    root = tmp_path_factory.mktemp("taxit")
+    files = write_inputs(root / "inputs")
+    pkg = root / "made.refpkg"
+    taxit("create", "-P", pkg, "-l", "16S rRNA", "-a", "Ref Author", "-d", "test package", "--no-reroot",
+          "-f", files["aln_fasta"], "-S", files["aln_sto"], "-i", files["seq_info"], "-T", files["taxonomy"],
+          "-t", files["tree"], "-R", files["readme"])
+    taxit("update", pkg, f"phylo_model={files['phylo_model']}")
+    taxit("update", "--metadata", pkg, "package_version=0.2")
+    tree2 = root / "inputs" / "tree.nwk"
+    tree2.write_text("((s1:0.2,s3:0.2):0.05,s2:0.3);\n")
+    taxit("update", pkg, f"tree={tree2}")
+    taxit("rollback", pkg)
+    return pkg
+
+
+@pytest.fixture
+def package(taxit_package: Path, tmp_path: Path) -> Path:
+    """A private copy of the taxit-built package."""
+    return Path(shutil.copytree(taxit_package, tmp_path / "made.refpkg"))
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def test_exported_package_passes_taxit_check_and_taxit_update_and_rollback_work_on_it(
+    store: Store, tmp_path: Path
+) -> None:
+    files = write_inputs(tmp_path / "inputs")
+    r = store.refpkgs
+    r.create("pkg", locus="16S", files=list(files.items()))
+    r.update_metadata("pkg", ["author=Jane Doe"])
+    before = r.info("pkg")
+    r.update_files("pkg", [f"readme={tmp_path / 'inputs' / 'seqs.fasta'}"])
+    out = tmp_path / "pkg.refpkg"
+    r.export("pkg", out)
+    assert taxit("check", out).stdout == ""
+    # taxit's own rollback reaches our previous state, file for file
+    taxit("rollback", out)
+    back = contents(out)
+    assert back["log"] == before.log
+    assert back["files"] == {k: ref.name for k, ref in before.files.items()}
+    assert back["md5"] == {k: ref.md5 for k, ref in before.files.items()}
+    taxit("rollforward", out)
+    new_readme = tmp_path / "NEWS.txt"
+    new_readme.write_text("news\n")
+    taxit("update", out, f"readme={new_readme}")
+    assert taxit("check", out).stdout == ""
+    assert contents(out)["log"][0] == f"Updates files: readme={new_readme}"
+
+
+def test_export_without_history_writes_only_current_files(store: Store, tmp_path: Path) -> None:
+    files = write_inputs(tmp_path / "inputs")
+    store.refpkgs.create("pkg", locus="L", files=list(files.items()))
+    other = tmp_path / "other.txt"
+    other.write_text("x")
+    store.refpkgs.update_files("pkg", [f"readme={other}"])
+    out = tmp_path / "out"
+    store.refpkgs.export("pkg", out, history=False)
+    doc = contents(out)
+    assert doc["rollback"] is None and doc["rollforward"] is None and len(doc["log"]) == 3
+    assert sorted(p.name for p in out.iterdir()) == sorted([*doc["files"].values(), "CONTENTS.json"])
+    assert taxit("check", out).stdout == ""
+
+
+def test_zip_and_tar_exports_hold_one_top_folder_and_import_back_equal(store: Store, tmp_path: Path) -> None:
+    files = write_inputs(tmp_path / "inputs")
+    store.refpkgs.create("pkg", locus="L", files=list(files.items()))
+    store.refpkgs.update_metadata("pkg", ["a=1"])
+    store.refpkgs.export("pkg", tmp_path / "dir")
+    store.refpkgs.export("pkg", tmp_path / "pkg.refpkg.zip", fmt="zip")
+    store.refpkgs.export("pkg", tmp_path / "pkg.refpkg.tar.gz", fmt="tar")
+    with zipfile.ZipFile(tmp_path / "pkg.refpkg.zip") as archive:
+        assert [i.filename for i in archive.infolist() if i.is_dir()] == ["pkg.refpkg/"]
+    with tarfile.open(tmp_path / "pkg.refpkg.tar.gz") as archive:
+        assert {m.name.split("/")[0] for m in archive.getmembers()} == {"pkg.refpkg"}
+    for name, source in (("z", "pkg.refpkg.zip"), ("t", "pkg.refpkg.tar.gz")):
+        store.refpkgs.import_package(tmp_path / source, name=name)
+        store.refpkgs.export(name, tmp_path / f"{name}.out")
+        assert contents(tmp_path / f"{name}.out") == contents(tmp_path / "dir")
+
+
+def test_export_refuses_an_existing_destination(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ConflictError, match="already exists"):
+        store.refpkgs.export("pkg", tmp_path / "out")
+
+
+def test_export_refuses_a_history_too_deep_for_taxtastic(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L", files=list(write_inputs(tmp_path / "inputs").items()))
+    depth = (MAX_NESTING - 2) // 2 + 1
+    for i in range(depth):
+        store.refpkgs.update_metadata("pkg", [f"k={i}"])
+    store.refpkgs.rollback("pkg", depth)
+    with pytest.raises(InvalidInputError, match="--no-history"):
+        store.refpkgs.export("pkg", tmp_path / "deep")
+    store.refpkgs.export("pkg", tmp_path / "flat", history=False)
+    assert taxit("check", tmp_path / "flat").stdout == ""
+
+
+def test_exported_file_names_are_sanitised(store: Store, tmp_path: Path) -> None:
+    weird = tmp_path / "we\x01ird\tname.txt"
+    weird.write_text("x")
+    info = store.refpkgs.create("pkg", locus="L", files=[("readme", weird)])
+    assert info.files["readme"].name == "we_ird_name.txt"
+    store.refpkgs.export("pkg", tmp_path / "out")
+    assert (tmp_path / "out" / "we_ird_name.txt").read_text() == "x"
+    assert sanitise_filename("..") == "file" and sanitise_filename("a/b\\c") == "a_b_c"
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def test_import_of_a_taxit_package_then_export_round_trips(
+    store: Store, package: Path, tmp_path: Path
+) -> None:
+    info = store.refpkgs.import_package(package)
+    assert info.name == "made"
+    assert (info.rollbacks, info.rollforwards) == (2, 1)
+    store.refpkgs.export("made", tmp_path / "again")
+    assert contents(tmp_path / "again") == contents(package)
+    for name in contents(package)["files"].values():
+        assert (tmp_path / "again" / name).read_bytes() == (package / name).read_bytes()
+
+
+@pytest.mark.parametrize("steps", [("rollback", "2"), ("rollforward", "1"), ("rollback", "1")])
+def test_rollback_after_import_behaves_as_taxit_rollback(
+    store: Store, package: Path, tmp_path: Path, steps: tuple[str, str]
+) -> None:
+    verb, n = steps
+    theirs = Path(shutil.copytree(package, tmp_path / "theirs"))
+    taxit(verb, "-n", n, theirs)
+    store.refpkgs.import_package(package, name="ours")
+    getattr(store.refpkgs, verb)("ours", int(n))
+    store.refpkgs.export("ours", tmp_path / "ours")
+    assert contents(tmp_path / "ours") == contents(theirs)
+
+
+def test_rollback_errors_after_import_match_taxit(store: Store, package: Path) -> None:
+    proc = taxit("rollback", "-n", "9", package, check=False)
+    assert proc.returncode == 1
+    store.refpkgs.import_package(package, name="ours")
+    with pytest.raises(NothingToUndoError) as err:
+        store.refpkgs.rollback("ours", 9)
+    assert str(err.value) in proc.stderr
+
+
+def test_import_accepts_a_minimal_old_style_manifest(store: Store, tmp_path: Path) -> None:
+    files = write_inputs(tmp_path / "old.refpkg")
+    import hashlib
+
+    manifest = {
+        "metadata": {"format_version": "1.1", "locus": "16S"},
+        "files": {k: p.name for k, p in files.items()},
+        "md5": {k: hashlib.md5(p.read_bytes()).hexdigest().upper() for k, p in files.items()},
+    }
+    (tmp_path / "old.refpkg" / "CONTENTS.json").write_text(json.dumps(manifest))
+    info = store.refpkgs.import_package(tmp_path / "old.refpkg")
+    assert (info.name, info.log, info.rollbacks) == ("old", [], 0)
+    store.refpkgs.export("old", tmp_path / "new")
+    doc = contents(tmp_path / "new")
+    assert doc["log"] == [] and doc["rollback"] is None and doc["rollforward"] is None
+    assert doc["md5"] == {k: v.lower() for k, v in manifest["md5"].items()}
+    assert taxit("check", tmp_path / "new").stdout == ""
+
+
+def test_import_verifies_every_md5_and_a_mismatch_leaves_no_trace(store: Store, package: Path) -> None:
+    # a file only the rollback history names is checked too
+    history_only = contents(package)["rollforward"][1]["files"]["tree"]
+    (package / history_only).write_text("((s1,s2),s3);\n")
+    with pytest.raises(IntegrityError, match=f"File {history_only} referred to by key tree did not match"):
+        store.refpkgs.import_package(package)
+    assert store.head()[0] == 0 and list(store.blobs.all()) == []
+    info = store.refpkgs.import_package(package, history=False)
+    assert (info.rollbacks, info.rollforwards) == (0, 0)
+    assert info.log == contents(package)["log"]
+
+
+def test_import_of_a_missing_history_file_is_refused(store: Store, package: Path) -> None:
+    name = contents(package)["rollforward"][1]["files"]["tree"]
+    (package / name).unlink()
+    with pytest.raises(NotFoundError, match=f"File {name} referred to by key tree is missing"):
+        store.refpkgs.import_package(package)
+    assert store.head()[0] == 0 and list(store.blobs.all()) == []
+
+
+@pytest.mark.parametrize("bad", ["../outside.txt", "/etc/passwd", "sub/dir.txt", "a\nb", "..",
+                                 "CONTENTS.json"])
+def test_import_refuses_file_names_that_could_escape_the_package(
+    store: Store, tmp_path: Path, bad: str
+) -> None:
+    pkg = tmp_path / "evil"
+    pkg.mkdir()
+    (tmp_path / "outside.txt").write_text("secret")
+    doc = {"metadata": {}, "files": {"x": bad}, "md5": {"x": "0" * 32}}
+    (pkg / "CONTENTS.json").write_text(json.dumps(doc))
+    with pytest.raises(InvalidInputError, match="refusing file name"):
+        store.refpkgs.import_package(pkg)
+    assert store.head()[0] == 0 and list(store.blobs.all()) == []
+
+
+def test_import_does_not_follow_symlinks_out_of_the_package(store: Store, tmp_path: Path) -> None:
+    import hashlib
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    pkg = tmp_path / "linky"
+    pkg.mkdir()
+    (pkg / "a.txt").symlink_to(secret)
+    doc = {"metadata": {}, "files": {"x": "a.txt"}, "md5": {"x": hashlib.md5(b"secret").hexdigest()}}
+    (pkg / "CONTENTS.json").write_text(json.dumps(doc))
+    with pytest.raises(NotFoundError, match="missing"):
+        store.refpkgs.import_package(pkg)
+    assert list(store.blobs.all()) == []
+
+
+def test_importing_a_hostile_tar_writes_nothing_outside_the_store(store: Store, tmp_path: Path) -> None:
+    import hashlib
+
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in (("../../escaped.txt", b"boom"), ("/tmp/abs-escape.txt", b"boom"),
+                           ("pkg/a.txt", b"fine")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("pkg/link.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+        doc = json.dumps({"metadata": {}, "files": {"a": "a.txt"},
+                          "md5": {"a": hashlib.md5(b"fine").hexdigest()}}).encode()
+        info = tarfile.TarInfo("pkg/CONTENTS.json")
+        info.size = len(doc)
+        tar.addfile(info, io.BytesIO(doc))
+    info = store.refpkgs.import_package(archive, name="ok")
+    assert list(info.files) == ["a"]
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/abs-escape.txt").exists()
+    assert list(work.iterdir()) == []
+    # a manifest naming the symlink member finds no regular file there
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else None)  # type: ignore[union-attr]
+                   for m in tar.getmembers()]
+    doc2 = json.dumps({"metadata": {}, "files": {"a": "link.txt"}, "md5": {"a": "0" * 32}}).encode()
+    with tarfile.open(tmp_path / "linked.tar.gz", "w:gz") as tar:
+        for member, data in members:
+            if member.name.endswith("CONTENTS.json"):
+                member.size, data = len(doc2), doc2
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    with pytest.raises(NotFoundError, match="link.txt referred to by key a is missing"):
+        store.refpkgs.import_package(tmp_path / "linked.tar.gz", name="linked")
+
+
+def test_import_refuses_an_existing_name_and_accepts_a_new_one(store: Store, package: Path) -> None:
+    store.refpkgs.import_package(package)
+    with pytest.raises(ConflictError, match="already exists"):
+        store.refpkgs.import_package(package)
+    assert store.refpkgs.import_package(package, name="copy").name == "copy"
+
+
+@pytest.mark.parametrize("text, why", [
+    (b"{not json", "not JSON"),
+    (b'{"files": {"a": "a"}, "md5": {}, "metadata": {}}', "different keys"),
+    (b'{"files": {}, "md5": {}}', "no key 'metadata'"),
+    (b'{"files": {}, "md5": {}, "metadata": {}, "rollforward": [1, {}]}', "pair"),
+    (b'{"files": {}, "md5": {}, "metadata": {}, "log": [], "rollback": '
+     b'{"files": {}, "md5": {}, "metadata": {}}}', "1 rollback states but only 0 log entries"),
+])
+def test_malformed_manifests_are_refused_with_the_reason(text: bytes, why: str) -> None:
+    with pytest.raises(InvalidInputError, match=why):
+        parse_manifest(text)
+
+
+def test_default_import_names_drop_archive_and_refpkg_suffixes() -> None:
+    assert [default_name(Path(p)) for p in ("a.refpkg", "a.refpkg.tar.gz", "a.zip", "dir/b.tgz", "c")] == [
+        "a", "a", "a", "b", "c"]
+
+
+# -- the manifest text ------------------------------------------------------------------------
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+_states = st.builds(
+    ManifestState,
+    files=st.dictionaries(
+        _text, st.tuples(_text, st.text("0123456789abcdef", min_size=32, max_size=32)), max_size=3
+    ),
+    metadata=st.dictionaries(_text, _text, max_size=3),
+    message=_text,
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(current=_states, rollbacks=st.lists(_states, max_size=4), rollforwards=st.lists(_states, max_size=4),
+       extra_log=st.lists(_text, max_size=3))
+def test_rendered_manifest_is_byte_identical_to_taxtastics_json_dump(
+    current: ManifestState, rollbacks: list[ManifestState], rollforwards: list[ManifestState],
+    extra_log: list[str],
+) -> None:
+    log = [f"entry {i}" for i in range(len(rollbacks))] + extra_log
+    manifest = Manifest(current=current, log=log, rollbacks=rollbacks, rollforwards=rollforwards)
+
+    def plain(s: ManifestState) -> dict:  # type: ignore[type-arg]
+        return {"metadata": s.metadata, "files": {k: n for k, (n, _) in s.files.items()},
+                "md5": {k: d for k, (_, d) in s.files.items()}}
+
+    rollback = None
+    for s in reversed(rollbacks):
+        rollback = {**plain(s), "rollback": rollback}
+    logs, running = [], log
+    for s in rollforwards:
+        running = [s.message, *running]
+        logs.append(running)
+    rollforward = None
+    for s, state_log in reversed(list(zip(rollforwards, logs, strict=True))):
+        rollforward = [s.message, {**plain(s), "log": state_log, "rollforward": rollforward}]
+    doc = {**plain(current), "log": log, "rollback": rollback, "rollforward": rollforward}
+    assert render_manifest(manifest) == json.dumps(doc, indent=4) + "\n"
+    parsed = parse_manifest(render_manifest(manifest).encode())
+    assert (len(parsed.rollbacks), len(parsed.rollforwards)) == (len(rollbacks), len(rollforwards))
+    assert parsed.log == log

@@ -1,0 +1,468 @@
+"""Claims about the Refpkgs service: taxtastic's commands, texts and zipper, and the safety it lacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import re
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    NothingToRedoError,
+    NothingToUndoError,
+)
+from rgstore.events import Noted, Redone, RefpkgCreated, RefpkgUpdated, Undone
+from rgstore.gc import collect_garbage
+from rgstore.log import NewEvent
+from rgstore.refpkgs import CREATE_LOG
+from rgstore.store import Store
+
+from .refpkg_data import write_inputs
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    return write_inputs(tmp_path / "inputs")
+
+
+def text_file(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def blob_count(store: Store) -> int:
+    return len(list(store.blobs.all()))
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+def test_create_records_taxtastic_metadata_files_and_log(store: Store, inputs: dict[str, Path]) -> None:
+    info = store.refpkgs.create("pkg", locus="16S rRNA", files=[("aln_fasta", inputs["aln_fasta"])],
+                                description="d", author="Ref Author", package_version="1.0")
+    assert list(info.metadata) == ["create_date", "format_version", "locus", "description", "author",
+                                   "package_version"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", info.metadata["create_date"])
+    assert info.metadata["format_version"] == "1.1" and info.metadata["locus"] == "16S rRNA"
+    assert info.files["aln_fasta"].name == "seqs.fasta"
+    assert info.files["aln_fasta"].md5 == hashlib.md5(inputs["aln_fasta"].read_bytes()).hexdigest()
+    assert info.log == CREATE_LOG
+    assert CREATE_LOG == ["Stripped refpkg (removed 0 files)", "Loaded initial files into empty refpkg"]
+    assert (info.rollbacks, info.rollforwards) == (0, 0)
+
+
+def test_create_refuses_an_existing_name(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    with pytest.raises(ConflictError, match="already exists"):
+        store.refpkgs.create("pkg", locus="L")
+
+
+def test_create_with_a_missing_file_stores_nothing(
+    store: Store, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(NotFoundError, match="No such file: .*nope.nwk"):
+        store.refpkgs.create("pkg", locus="L", files=[("aln_fasta", inputs["aln_fasta"]),
+                                                       ("tree", tmp_path / "nope.nwk")])
+    assert store.head()[0] == 0 and blob_count(store) == 0
+
+
+def test_fresh_package_cannot_be_rolled_back(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    with pytest.raises(NothingToUndoError,
+                       match=r"^Cannot rollback 1 changes; refpkg only records 0 changes\.$"):
+        store.refpkgs.rollback("pkg")
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "-x", "with space", "x\x00", "é"])
+def test_invalid_package_names_are_refused(store: Store, name: str) -> None:
+    with pytest.raises(InvalidInputError, match="invalid refpkg name"):
+        store.refpkgs.create(name, locus="L")
+
+
+# -- update -----------------------------------------------------------------------------------
+
+
+def test_update_files_is_one_step_logged_with_paths_as_typed(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    a = text_file(tmp_path, "a.txt", "A\n")
+    b = text_file(tmp_path, "b.txt", "B\n")
+    info = store.refpkgs.update_files("pkg", [f"x={a}", f"y={b}", f"x={b}"])
+    assert info.log[0] == f"Updates files: x={a}, y={b}, x={b}"
+    assert info.files["x"].md5 == info.files["y"].md5  # the later duplicate key won
+    assert info.rollbacks == 1
+    assert store.stream_version("refpkg:pkg") == 2
+
+
+def test_update_with_a_missing_path_changes_nothing(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    a = text_file(tmp_path, "a.txt", "A\n")
+    head, blobs = store.head()[0], blob_count(store)
+    with pytest.raises(NotFoundError, match="No such file: missing.txt"):
+        store.refpkgs.update_files("pkg", [f"x={a}", "y=missing.txt"])
+    assert store.head()[0] == head and blob_count(store) == blobs
+
+
+def test_update_metadata_uses_a_namespace_separate_from_files(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    store.refpkgs.update_files("pkg", [("boris", str(text_file(tmp_path, "b.txt", "B")))])
+    info = store.refpkgs.update_metadata("pkg", ["boris=the mad baboon", "eq=a=b"])
+    assert info.metadata["boris"] == "the mad baboon" and info.metadata["eq"] == "a=b"
+    assert info.files["boris"].name == "b.txt"
+    assert info.log[0] == "Updated metadata: boris=the mad baboon, eq=a=b"
+
+
+@pytest.mark.parametrize("change", ["novalue", "=v", "a\x01=v"])
+def test_malformed_metadata_is_refused_with_one_line(store: Store, change: str) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    with pytest.raises(InvalidInputError):
+        store.refpkgs.update_metadata("pkg", [change])
+
+
+@pytest.mark.parametrize("key", ["a/b", "..", "x\ny"])
+def test_file_keys_with_slashes_dots_or_control_characters_are_refused(
+    store: Store, tmp_path: Path, key: str
+) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    with pytest.raises(InvalidInputError, match="invalid file key"):
+        store.refpkgs.update_files("pkg", [(key, str(text_file(tmp_path, "a.txt", "A")))])
+
+
+def test_update_of_a_missing_package_leaves_no_event_and_no_blob(store: Store, tmp_path: Path) -> None:
+    a = text_file(tmp_path, "a.txt", "fresh content\n")
+    with pytest.raises(NotFoundError, match="no refpkg 'ghost'"):
+        store.refpkgs.update_files("ghost", [f"x={a}"])
+    assert store.head()[0] == 0 and blob_count(store) == 0
+
+
+def test_a_failed_command_keeps_blobs_that_another_package_references(store: Store, tmp_path: Path) -> None:
+    a = text_file(tmp_path, "a.txt", "shared\n")
+    store.refpkgs.create("one", locus="L", files=[("x", a)])
+    with pytest.raises(NotFoundError):
+        store.refpkgs.update_files("ghost", [f"x={a}"])
+    assert blob_count(store) == 1
+    assert store.refpkgs.resource_path("one", "x").read_text() == "shared\n"
+
+
+def test_colliding_file_names_get_a_content_suffix_and_equal_content_keeps_its_name(
+    store: Store, tmp_path: Path
+) -> None:
+    first = text_file(tmp_path, "one/seqs.fasta", ">a\nAC\n")
+    second = text_file(tmp_path, "two/seqs.fasta", ">a\nGT\n")
+    store.refpkgs.create("pkg", locus="L", files=[("aln_fasta", first)])
+    info = store.refpkgs.update_files("pkg", [f"aln_fasta={second}"])
+    sha = info.files["aln_fasta"].sha256
+    assert info.files["aln_fasta"].name == f"seqs{sha[:8]}.fasta"
+    info = store.refpkgs.update_files("pkg", [f"other={first}"])
+    assert info.files["other"].name == "seqs.fasta"
+    info = store.refpkgs.update_files("pkg", [f"manifest={text_file(tmp_path, 'CONTENTS.json', '{}')}"])
+    assert info.files["manifest"].name != "CONTENTS.json"
+
+
+# -- rollback / rollforward -------------------------------------------------------------------
+
+
+def test_rollback_and_rollforward_follow_taxtastics_worked_history(store: Store, tmp_path: Path) -> None:
+    # S0 create, S1 metadata, S2 readme, S3 tree+seq_info, S4 tree_v2 (shared notes 1.4)
+    r = store.refpkgs
+    r.create("pkg", locus="locusA", files=[("aln_fasta", text_file(tmp_path, "seqs.fasta", ">a\nAC\n"))])
+    r.update_metadata("pkg", ["author=Jane Doe", "package_version=0.2"])
+    r.update_files("pkg", [f"readme={text_file(tmp_path, 'README.txt', 'hi')}"])
+    r.update_files("pkg", [f"tree={text_file(tmp_path, 'tree.nwk', '(a);')}",
+                           f"seq_info={text_file(tmp_path, 'seq_info.csv', 'seqname,tax_id')}"])
+    s4 = r.update_files("pkg", [f"tree={text_file(tmp_path, 'tree_v2.nwk', '(a,b);')}"])
+    assert len(s4.log) == 6
+    s3 = r.rollback("pkg")
+    assert (len(s3.log), s3.rollforwards) == (5, 1) and s3.files["tree"].name == "tree.nwk"
+    s1 = r.rollback("pkg", 2)
+    assert (len(s1.log), s1.rollforwards) == (3, 3) and "readme" not in s1.files
+    with pytest.raises(NothingToRedoError,
+                       match=r"^Cannot rollforward 4 changes; refpkg only records 3 rolled back changes\.$"):
+        r.rollforward("pkg", 4)
+    s2 = r.rollforward("pkg")
+    assert s2.log[0].startswith("Updates files: readme=") and s2.rollforwards == 2
+    with pytest.raises(NothingToUndoError,
+                       match=r"^Cannot rollback 9 changes; refpkg only records 2 changes\.$"):
+        r.rollback("pkg", 9)
+    after = r.update_metadata("pkg", ["x=y"])
+    assert after.rollforwards == 0
+    with pytest.raises(NothingToRedoError,
+                       match=r"^Cannot rollforward 1 changes; refpkg only records 0 rolled back changes\.$"):
+        r.rollforward("pkg")
+
+
+def test_rollback_n_appends_n_undo_events_in_one_command(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    for i in range(3):
+        store.refpkgs.update_metadata("pkg", [f"k{i}=v"])
+    before = store.head()[0]
+    store.refpkgs.rollback("pkg", 3)
+    events = store.events(stream="refpkg:pkg", after=before)
+    assert [type(e.event) for e in events] == [Undone, Undone, Undone]
+    assert len({e.time for e in events}) == 1  # appended by one transaction
+    assert store.refpkgs.info("pkg").metadata.keys() == {"create_date", "format_version", "locus"}
+
+
+def test_rollback_then_rollforward_restores_the_same_state(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L", files=[("a", text_file(tmp_path, "a", "1"))])
+    store.refpkgs.update_files("pkg", [f"a={text_file(tmp_path, 'b/a', '2')}"])
+    before = store.refpkgs.info("pkg")
+    store.refpkgs.rollback("pkg")
+    after = store.refpkgs.rollforward("pkg")
+    assert (after.files, after.metadata, after.log) == (before.files, before.metadata, before.log)
+    assert (after.rollbacks, after.rollforwards) == (1, 0)
+    assert store.events(stream="refpkg:pkg")[-1].event == Redone(redone_seq=before.seq)
+
+
+def test_rolling_back_reaches_only_states_whose_blobs_are_kept(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L", files=[("a", text_file(tmp_path, "a", "first"))])
+    store.refpkgs.update_files("pkg", [f"a={text_file(tmp_path, 'b/a', 'second')}"])
+    store.refpkgs.rollback("pkg")  # "second" is now only on the redo side
+    assert collect_garbage(store, grace=0).removed == []
+    store.refpkgs.rollforward("pkg")
+    assert store.refpkgs.resource_path("pkg", "a").read_text() == "second"
+    store.refpkgs.rollback("pkg")
+    assert store.refpkgs.resource_path("pkg", "a").read_text() == "first"
+
+
+# -- strip and gc -----------------------------------------------------------------------------
+
+
+def test_strip_drops_history_and_lets_gc_free_only_blobs_that_history_held(
+    store: Store, tmp_path: Path
+) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L", files=[("a", text_file(tmp_path, "a", "v1"))])
+    r.create("other", locus="L", files=[("a", text_file(tmp_path, "o/a", "v2"))])
+    r.update_files("pkg", [f"a={text_file(tmp_path, 'b/a', 'v2')}"])
+    r.update_files("pkg", [f"a={text_file(tmp_path, 'c/a', 'v3')}"])
+    r.rollback("pkg")  # v3 is on the redo side, v1 two steps back
+    info = r.strip("pkg")
+    assert info.log[0] == "Stripped refpkg (removed 2 files)"
+    assert (info.rollbacks, info.rollforwards) == (0, 0)
+    with pytest.raises(NothingToUndoError):
+        r.rollback("pkg")
+    freed = collect_garbage(store, grace=0).removed
+    assert len(freed) == 2  # v1 and v3; v2 is current here and in "other"
+    assert r.resource_path("pkg", "a").read_text() == "v2"
+    assert r.resource_path("other", "a").read_text() == "v2"
+
+
+def test_a_new_update_discards_the_redo_side_and_its_blobs(store: Store, tmp_path: Path) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L")
+    r.update_files("pkg", [f"a={text_file(tmp_path, 'a', 'undone')}"])
+    r.rollback("pkg")
+    r.update_metadata("pkg", ["k=v"])
+    assert r.info("pkg").rollforwards == 0
+    assert len(collect_garbage(store, grace=0).removed) == 1
+
+
+# -- reads: rp, check, corruption -------------------------------------------------------------
+
+
+def test_rp_prints_a_verified_path_and_refuses_unknown_keys(store: Store, inputs: dict[str, Path]) -> None:
+    store.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"])])
+    assert store.refpkgs.resource_path("pkg", "tree").read_bytes() == inputs["tree"].read_bytes()
+    with pytest.raises(NotFoundError, match="No such resource 'nope' in refpkg 'pkg'"):
+        store.refpkgs.resource_path("pkg", "nope")
+
+
+def test_a_corrupted_blob_is_detected_on_read_check_and_export(store: Store, inputs: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    info = store.refpkgs.create("pkg", locus="L", files=list(inputs.items()))
+    ref = info.files["tree"]
+    blob = store.blobs.path(ref.sha256)
+    blob.chmod(0o644)
+    blob.write_text("((s1,s2),s3);\n")
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.refpkgs.resource_path("pkg", "tree")
+    found = hashlib.md5(b"((s1,s2),s3);\n").hexdigest()
+    assert store.refpkgs.check("pkg") == [
+        f"File tree.nwk referred to by key tree did not match its MD5 sum "
+        f"(found: {found}, expected {ref.md5})"
+    ]
+    targets = (("dir", tmp_path / "out"), ("tar", tmp_path / "out.tar.gz"), ("zip", tmp_path / "out.zip"))
+    for fmt, dest in targets:
+        with pytest.raises(IntegrityError, match="corrupt"):
+            store.refpkgs.export("pkg", dest, fmt=fmt)
+        assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_a_missing_blob_is_reported_by_check_not_raised(store: Store, inputs: dict[str, Path]) -> None:
+    info = store.refpkgs.create("pkg", locus="L", files=list(inputs.items()))
+    store.blobs.delete(info.files["aln_sto"].sha256)
+    problems = store.refpkgs.check("pkg")
+    assert problems == [f"File seqs.sto referred to by key aln_sto is missing from the store "
+                        f"(blob {info.files['aln_sto'].sha256})"]
+
+
+def test_a_valid_package_checks_clean(store: Store, inputs: dict[str, Path]) -> None:
+    store.refpkgs.create("pkg", locus="L", files=list(inputs.items()))
+    assert store.refpkgs.check("pkg") == []
+
+
+# -- the view ---------------------------------------------------------------------------------
+
+
+def test_rebuilding_the_view_reproduces_it_byte_for_byte(store: Store, tmp_path: Path) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L", files=[("a", text_file(tmp_path, "a", "1"))])
+    for i in range(4):
+        r.update_files("pkg", [f"a={text_file(tmp_path, f'{i}/a', str(i))}"])
+    r.rollback("pkg", 2)
+    r.rollforward("pkg")
+    r.update_metadata("pkg", ["k=v"])
+    r.rollback("pkg")
+    r.strip("pkg")
+    r.update_metadata("pkg", ["k=w"])
+    view = next(v for v in store.views if v.name == "refpkgs")
+    with store.read() as txn:
+        before = list(view.contents(txn, store.environment))
+    store.rebuild([view])
+    with store.read() as txn:
+        assert list(view.contents(txn, store.environment)) == before
+    assert r.info("pkg").log[:2] == ["Updated metadata: k=w", "Stripped refpkg (removed 2 files)"]
+
+
+def test_list_shows_packages_and_hides_one_whose_creation_was_undone(store: Store) -> None:
+    store.refpkgs.create("b", locus="L2")
+    store.refpkgs.create("a", locus="L1")
+    assert [(s.name, s.locus) for s in store.refpkgs.list_all()] == [("a", "L1"), ("b", "L2")]
+    store.append([NewEvent(stream="refpkg:b", event=Undone())])  # the engine's generic undo
+    assert [s.name for s in store.refpkgs.list_all()] == ["a"]
+    with pytest.raises(NotFoundError):
+        store.refpkgs.info("b")
+
+
+def test_notes_on_a_refpkg_stream_are_steps_the_view_follows(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    store.append([NewEvent(stream="refpkg:pkg", event=Noted(text="audited"))])
+    info = store.refpkgs.info("pkg")
+    assert info.log[0] == "audited" and info.rollbacks == 1
+    assert store.refpkgs.rollback("pkg").log == CREATE_LOG
+
+
+def test_events_are_created_then_updated(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    store.refpkgs.update_metadata("pkg", ["a=b"])
+    assert [type(e.event) for e in store.events(stream="refpkg:pkg")] == [RefpkgCreated, RefpkgUpdated]
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def _writer(store_path: str, worker: int, count: int, directory: str) -> None:
+    with Store.open(store_path, actor=f"w{worker}") as store:
+        for i in range(count):
+            if i % 5 == 0:
+                path = Path(directory) / f"w{worker}_{i}.txt"
+                path.write_text(f"{worker}:{i}\n")
+                store.refpkgs.update_files("pkg", [f"f{worker}_{i}={path}"])
+            else:
+                store.refpkgs.update_metadata("pkg", [f"w{worker}_{i}={i}"])
+
+
+@pytest.mark.slow
+def test_four_processes_with_fifty_updates_each_lose_nothing(store_path: Path, tmp_path: Path) -> None:
+    with Store.open(store_path) as store:
+        store.refpkgs.create("pkg", locus="L")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(store_path), w, 50, str(tmp_path))) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with Store.open(store_path) as store:
+        info = store.refpkgs.info("pkg")
+        assert info.rollbacks == 200 and len(info.log) == 202
+        assert {k for k in info.metadata if k.startswith("w")} == {
+            f"w{w}_{i}" for w in range(4) for i in range(50) if i % 5}
+        assert set(info.files) == {f"f{w}_{i}" for w in range(4) for i in range(0, 50, 5)}
+        for key, ref in info.files.items():
+            w, i = key[1:].split("_")
+            assert store.refpkgs.resource_path("pkg", key).read_text() == f"{w}:{i}\n"
+            assert ref.name == f"w{w}_{i}.txt"
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_runs_taxits_workflow_end_to_end(  # type: ignore[no-untyped-def]
+    cli, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    f = inputs
+    result = cli("refpkg", "create", "pkg", "-l", "16S rRNA", "-f", str(f["aln_fasta"]),
+                 "-S", str(f["aln_sto"]),
+                 "-i", str(f["seq_info"]), "-T", str(f["taxonomy"]), "-t", str(f["tree"]),
+                 "--phylo-model", str(f["phylo_model"]), "-a", "Ref Author")
+    assert result.exit_code == 0, result.output
+    assert cli("refpkg", "update", "pkg", f"readme={f['readme']}").exit_code == 0
+    assert cli("refpkg", "update", "pkg", "--metadata", "package_version=0.2").exit_code == 0
+    result = cli("refpkg", "rollback", "pkg", "-n", "3")
+    assert result.exit_code == 1
+    assert result.stderr == "error: Cannot rollback 3 changes; refpkg only records 2 changes.\n"
+    assert cli("refpkg", "rollback", "pkg", "-n", "2").exit_code == 0
+    assert cli("refpkg", "rollforward", "pkg").exit_code == 0
+    log = json.loads(cli("refpkg", "log", "pkg", "--json").stdout)
+    assert [e["message"] for e in log] == [f"Updates files: readme={f['readme']}", *CREATE_LOG]
+    info = json.loads(cli("refpkg", "info", "pkg", "--json").stdout)
+    assert (info["rollbacks"], info["rollforwards"], info["metadata"]["author"]) == (1, 1, "Ref Author")
+    assert json.loads(cli("refpkg", "list", "--json").stdout)[0]["name"] == "pkg"
+    path = cli("refpkg", "rp", "pkg", "tree").stdout.strip()
+    assert Path(path).read_bytes() == f["tree"].read_bytes()
+    assert cli("refpkg", "check", "pkg").exit_code == 0
+    assert cli("refpkg", "export", "pkg", str(tmp_path / "out.refpkg")).exit_code == 0
+    assert cli("refpkg", "export", "pkg", "--zip", str(tmp_path / "out.zip"), "--no-history").exit_code == 0
+    result = cli("refpkg", "export", "pkg", str(tmp_path / "x"), "--zip", str(tmp_path / "x.zip"))
+    assert result.exit_code == 2 and "exactly one of" in result.output
+    result = cli("refpkg", "import", str(tmp_path / "out.refpkg"), "--name", "copy", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["rollforwards"] == 1
+    assert cli("refpkg", "strip", "pkg").exit_code == 0
+    assert cli("refpkg", "log", "pkg").stdout.splitlines()[1].endswith("Stripped refpkg (removed 0 files)")
+    result = cli("refpkg", "update", "pkg", "x=/no/such/file")
+    assert (result.exit_code, result.stderr) == (1, "error: No such file: /no/such/file\n")
+
+
+def test_cli_in_a_subprocess_maps_errors_to_one_line_and_exit_1(  # type: ignore[no-untyped-def]
+    rgstore_proc, store_path: Path
+) -> None:
+    assert rgstore_proc("--store", str(store_path), "refpkg", "create", "pkg", "-l", "L").returncode == 0
+    proc = rgstore_proc("--store", str(store_path), "refpkg", "rollforward", "pkg")
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        "error: Cannot rollforward 1 changes; refpkg only records 0 rolled back changes.\n")
+    proc = rgstore_proc("--store", str(store_path), "refpkg", "info", "nope")
+    assert proc.returncode == 1 and proc.stderr.decode().count("\n") == 1
+
+
+def test_every_refpkg_command_has_an_example_in_its_help(cli) -> None:  # type: ignore[no-untyped-def]
+    from cli.refpkg import refpkg_group
+
+    for name in refpkg_group.commands:
+        result = cli("refpkg", name, "--help")
+        assert result.exit_code == 0 and "Example:" in result.output, name
+
+
+def test_a_blob_removed_between_put_and_commit_is_stored_again(store: Store, tmp_path: Path) -> None:
+    from rgstore.events import FileRef
+    from rgstore.refpkg_blobs import staged_blobs
+
+    store.refpkgs.create("pkg", locus="L")
+    with staged_blobs(store) as staged:
+        info = staged.put(text_file(tmp_path, "a.txt", "A\n"))
+        store.blobs.delete(info.sha256)  # what a failed concurrent command's cleanup may do
+        ref = FileRef(name="a.txt", sha256=info.sha256, md5=info.md5, size=info.size)
+        staged.commit(lambda txn: [NewEvent(stream="refpkg:pkg", event=RefpkgUpdated(
+            name="pkg", files={"a": ref}, message="Updates files: a=a.txt"))])
+    assert store.refpkgs.resource_path("pkg", "a").read_text() == "A\n"
