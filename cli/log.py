@@ -91,12 +91,14 @@ def show_cmd(ctx: Context, seq: int) -> None:
     Example:
         rgstore log show 42
     """
+    from rgstore.codec import chain_of
+
     with ctx.open(readonly=True) as store:
         env = store.event(seq)
         with store.read() as txn:
             record = store.log.record(txn, seq)
     out = msgspec.to_builtins(env)
-    out["chain_hash"] = bytes(record[2:34]).hex() if record is not None else ""
+    out["chain_hash"] = chain_of(record).hex() if record is not None else ""
     emit_json(out)
 
 

@@ -1,8 +1,11 @@
 """The one msgpack encoder/decoder pair for log records, plus the stored-record framing.
 
-A stored record is ``header || payload-as-stored``. The header is 34 bytes: codec (1 byte),
-dictionary id (1 byte, 0 = none), and the record's chain hash (32 bytes). The chain hash
+A stored record is ``header || payload-as-stored``. The header is 37 bytes: codec (1 byte),
+zstd dictionary id (4 bytes, 0 = none), and the record's chain hash (32 bytes). The chain hash
 is over the *uncompressed* payload, so re-compressing a record never changes the chain.
+
+Dictionaries travel in the log itself (``CodecDictionaryAdded`` events, folded by the codec
+view), so every copy of a log, mirrors included, can decode every record after them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from .events import AnyEvent, Envelope
 __all__ = [
     "CODEC_RAW",
     "CODEC_ZSTD",
+    "CODEC_ZSTD_DICT",
     "HEADER_SIZE",
+    "chain_of",
+    "register_dictionary",
+    "known_dictionary",
+    "train_dictionary",
+    "record_dictionary",
     "encode_envelope",
     "decode_envelope",
     "encode_event",
@@ -35,13 +44,16 @@ __all__ = [
 
 CODEC_RAW: Final = 0
 CODEC_ZSTD: Final = 1
-HEADER_SIZE: Final = 34
-_HEADER = struct.Struct(">BB32s")
+CODEC_ZSTD_DICT: Final = 2
+HEADER_SIZE: Final = 37
+_HEADER = struct.Struct(">BI32s")
 _SEQ = struct.Struct(">Q")
 
-# Compression pays only on larger records (GenomeAdded with many contigs, refpkg manifests):
-# measured in tools/bench/log.py, zstd without a dictionary grows ~200-byte records.
+# Without a dictionary, compression pays only on larger records (GenomeAdded with many contigs):
+# measured in tools/bench/log.py, plain zstd barely shrinks ~200-byte records; with a trained
+# dictionary they shrink by half or more, so small records use the dictionary when one exists.
 COMPRESS_MIN_BYTES: Final = 512
+DICT_MIN_BYTES: Final = 64
 
 _ENCODER = msgspec.msgpack.Encoder()
 _ENVELOPE_DECODER = msgspec.msgpack.Decoder(Envelope)
@@ -91,13 +103,55 @@ def chain_hash(prev: bytes, seq: int, payload: bytes) -> bytes:
     return hashlib.sha256(prev + _SEQ.pack(seq) + payload).digest()
 
 
-def frame(payload: bytes, chain: bytes, *, compress: bool = True) -> bytes:
+_DICTS: dict[int, tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]] = {}
+
+
+def register_dictionary(data: bytes) -> int:
+    """Make a zstd dictionary usable by ``frame``/``unframe`` in this process; returns its id."""
+    zdict = zstandard.ZstdCompressionDict(data)
+    dict_id: int = zdict.dict_id()
+    if dict_id not in _DICTS:
+        _DICTS[dict_id] = (
+            zstandard.ZstdCompressor(level=3, dict_data=zdict, write_content_size=True),
+            zstandard.ZstdDecompressor(dict_data=zdict),
+        )
+    return dict_id
+
+
+def known_dictionary(dict_id: int) -> bool:
+    """Whether ``dict_id`` has been registered in this process."""
+    return dict_id in _DICTS
+
+
+def train_dictionary(samples: list[bytes], size: int = 16384) -> bytes:
+    """A zstd dictionary trained on sample payloads (their common field names and values)."""
+    return zstandard.train_dictionary(size, samples).as_bytes()  # type: ignore[no-any-return]
+
+
+def chain_of(record: bytes | memoryview) -> bytes:
+    """The chain hash stored in a record's header."""
+    return bytes(record[5:HEADER_SIZE])
+
+
+def frame(payload: bytes, chain: bytes, *, compress: bool = True, dict_id: int = 0) -> bytes:
     """Build a stored record: header plus the payload, zstd-compressed when that pays."""
-    if compress and len(payload) >= COMPRESS_MIN_BYTES:
-        packed = _ZC.compress(payload)
-        if len(packed) < len(payload) * 0.9:
-            return _HEADER.pack(CODEC_ZSTD, 0, chain) + packed
+    if compress:
+        n = len(payload)
+        if dict_id and DICT_MIN_BYTES <= n < COMPRESS_MIN_BYTES * 8 and dict_id in _DICTS:
+            packed = _DICTS[dict_id][0].compress(payload)
+            if len(packed) < n * 0.9:
+                return _HEADER.pack(CODEC_ZSTD_DICT, dict_id, chain) + packed
+        elif n >= COMPRESS_MIN_BYTES:
+            packed = _ZC.compress(payload)
+            if len(packed) < n * 0.9:
+                return _HEADER.pack(CODEC_ZSTD, 0, chain) + packed
     return _HEADER.pack(CODEC_RAW, 0, chain) + payload
+
+
+def record_dictionary(record: bytes | memoryview) -> int:
+    """The dictionary id a stored record needs (0: none)."""
+    codec, dict_id, _ = _HEADER.unpack_from(record)
+    return int(dict_id) if codec == CODEC_ZSTD_DICT else 0
 
 
 def unframe(record: bytes | memoryview, seq: int = 0) -> tuple[bytes, bytes]:
@@ -108,9 +162,14 @@ def unframe(record: bytes | memoryview, seq: int = 0) -> tuple[bytes, bytes]:
     body = bytes(record[HEADER_SIZE:])
     if codec == CODEC_RAW:
         return chain, body
-    if codec == CODEC_ZSTD and dict_id == 0:
-        try:
+    try:
+        if codec == CODEC_ZSTD and dict_id == 0:
             return chain, _ZD.decompress(body)
-        except zstandard.ZstdError as exc:
-            raise ChainError(seq, f"zstd payload does not decompress ({exc})") from None
-    raise ChainError(seq, f"unknown codec {codec}/{dict_id} (written by a newer rgstore?)")
+        if codec == CODEC_ZSTD_DICT:
+            pair = _DICTS.get(dict_id)
+            if pair is None:
+                raise ChainError(seq, f"needs zstd dictionary {dict_id}, which is not in this log before it")
+            return chain, pair[1].decompress(body)
+    except zstandard.ZstdError as exc:
+        raise ChainError(seq, f"zstd payload does not decompress ({exc})") from None
+    raise ChainError(seq, f"unknown codec {codec} (written by a newer rgstore?)")

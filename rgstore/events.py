@@ -23,6 +23,7 @@ __all__ = [
     "Redone",
     "HistoryStripped",
     "Noted",
+    "CodecDictionaryAdded",
     # aliases
     "AliasSet",
     "AliasRemoved",
@@ -95,6 +96,17 @@ class Noted(Event, tag="noted"):
 
     text: str = ""
     data: dict[str, Any] = {}
+
+
+class CodecDictionaryAdded(Event, tag="codec-dictionary-added"):
+    """A zstd dictionary for compressing later small records (id = the dictionary's zstd id).
+
+    Records compressed with it always come after this event, so any replay meets it first.
+    """
+
+    dict_id: int
+    data: bytes
+    trained_on: int = 0
 
 
 # --- aliases ------------------------------------------------------------------------------------
@@ -268,6 +280,7 @@ AnyEvent = Union[
     Undone,
     Redone,
     HistoryStripped,
+    CodecDictionaryAdded,
     Noted,
     AliasSet,
     AliasRemoved,

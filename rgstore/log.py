@@ -18,7 +18,17 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from .codec import chain_hash, decode_envelope, encode_envelope, frame, genesis_hash, unframe
+from .codec import (
+    chain_hash,
+    decode_envelope,
+    encode_envelope,
+    frame,
+    genesis_hash,
+    known_dictionary,
+    record_dictionary,
+    register_dictionary,
+    unframe,
+)
 from .environment import Environment, Txn
 from .errors import (
     ChainError,
@@ -28,8 +38,9 @@ from .errors import (
     NothingToRedoError,
     NothingToUndoError,
 )
-from .events import AnyEvent, Envelope, HistoryStripped, Redone, Undone
+from .events import AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
 from .views import SEQ, FoldContext, View
+from .views.codec import current_dictionary, load_dictionaries
 from .views.history import HistoryView
 from .views.ids import IdsView
 from .views.streams import StreamsView
@@ -164,7 +175,10 @@ class EventLog:
     def get(self, txn: Txn, seq: int) -> Envelope | None:
         """The envelope at ``seq``, or None past the head."""
         raw = self.record(txn, seq)
-        return None if raw is None else decode_envelope(unframe(raw, seq)[1])
+        if raw is None:
+            return None
+        self._need_dictionary(txn, raw)
+        return decode_envelope(unframe(raw, seq)[1])
 
     def records(self, txn: Txn, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(seq, stored record) for seqs in (after, upto], in order."""
@@ -176,6 +190,8 @@ class EventLog:
                 seq = SEQ.unpack(key)[0]
                 if upto is not None and seq > upto:
                     return
+                if value[0] == 2:  # CODEC_ZSTD_DICT: make sure this process knows the dictionary
+                    self._need_dictionary(txn, value)
                 yield seq, value
         finally:
             cur.close()
@@ -184,6 +200,11 @@ class EventLog:
         """Decoded envelopes for seqs in (after, upto]."""
         for seq, raw in self.records(txn, after, upto):
             yield decode_envelope(unframe(raw, seq)[1])
+
+    def _need_dictionary(self, txn: Txn, record: bytes) -> None:
+        dict_id = record_dictionary(record)
+        if dict_id and not known_dictionary(dict_id):
+            load_dictionaries(txn, self.environment)  # announced after this process opened the log
 
     def checkpoint(self, txn: Txn, view: View) -> tuple[int, int]:
         """(version, seq) the view was last folded to; (0, 0) if never."""
@@ -218,6 +239,7 @@ class EventLog:
         envelopes: list[Envelope] = []
         fresh_ids = _id_source(len(batch))
         history, log_db, put = self._history, self._log, txn.put
+        dict_id = current_dictionary(txn, self.environment) if compress else 0
         for item in batch:
             stream = item.stream
             version = versions.get(stream)
@@ -237,7 +259,8 @@ class EventLog:
             )
             payload = encode_envelope(envelope)
             prev = chain_hash(prev, seq, payload)
-            if not put(SEQ.pack(seq), frame(payload, prev, compress=compress), db=log_db, append=True):
+            if not put(SEQ.pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id), db=log_db,
+                       append=True):
                 raise ChainError(seq, "a record already exists at this seq (log and head disagree)")
             if zipper or event.undoable:
                 # The zipper is folded per event: a later Undone in this batch must see this step.
@@ -274,6 +297,8 @@ class EventLog:
                 raise ChainError(rseq, f"payload does not decode ({exc})") from None
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
+            if isinstance(envelope.event, CodecDictionaryAdded):
+                register_dictionary(envelope.event.data)  # later records in this batch may need it
             txn.put(SEQ.pack(rseq), bytes(record), db=self._log, append=True)
             envelopes.append(envelope)
             seq, prev = rseq, chain

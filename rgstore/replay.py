@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
-from .codec import genesis_hash
+from .codec import chain_of, genesis_hash
 from .errors import ChainError, LogMismatchError, NotFoundError
 from .logfile import LogHeader, read_log_file, write_log_file
 from .progress import ProgressFactory, null_progress
@@ -33,7 +33,7 @@ def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: Progres
         else:
             record = store.log.record(txn, from_seq - 1)
             assert record is not None
-            prev = bytes(record[2:34])
+            prev = chain_of(record)
         header = LogHeader(
             log_id=log_id, first_seq=from_seq, last_seq=head, prev_hash=prev.hex(), head_hash=head_hash.hex()
         )
@@ -101,7 +101,7 @@ def apply_records(
                     pending.append((seq, record))
                     break
                 local = store.log.record(txn, seq)
-                if local is None or bytes(local[2:34]) != bytes(record[2:34]):
+                if local is None or chain_of(local) != chain_of(record):
                     raise LogMismatchError(
                         f"record seq {seq} differs from the local copy: the logs have diverged"
                     )

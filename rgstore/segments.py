@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from .codec import genesis_hash
+from .codec import chain_of, genesis_hash
 from .errors import InvalidInputError, LogMismatchError
 from .logfile import LogHeader, write_log_file
 from .progress import ProgressFactory, null_progress
@@ -86,14 +86,14 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
             raise LogMismatchError(f"{directory} already holds seqs up to {done}, past this store's head {head}")
         if done:
             local = store.log.record(txn, done)
-            if local is None or bytes(local[2:34]) != prev:
+            if local is None or chain_of(local) != prev:
                 raise LogMismatchError(f"{directory} diverges from this log at seq {done}")
         bar = progress("publish", total=head - done, unit="ev")
         segments = list(manifest.segments)
         while done < head:
             last = min(done + segment_size, head)
             records = [(seq, bytes(rec)) for seq, rec in store.log.records(txn, after=done, upto=last)]
-            last_hash = records[-1][1][2:34]
+            last_hash = chain_of(records[-1][1])
             name = f"segments/{done + 1:012d}-{last:012d}.rgseg"
             header = LogHeader(log_id=log_id, first_seq=done + 1, last_seq=last, prev_hash=prev.hex(),
                                head_hash=last_hash.hex())

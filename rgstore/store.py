@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from .blobs import BlobStore
 from .environment import Environment, Txn
 from .errors import ConflictError, NotFoundError, ReadOnlyError, RgstoreError
-from .events import EVENT_TYPES, Envelope
+from .codec import register_dictionary, train_dictionary, unframe
+from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import EventLog, NewEvent, default_actor
 from .progress import ProgressFactory, null_progress
 from .views import FoldContext, View
+from .views.codec import current_dictionary, load_dictionaries
 from .views.registry import all_views
 from .views.streams import StreamsView
 
@@ -37,6 +39,10 @@ __all__ = ["Store", "default_store_path", "REBUILD_BATCH"]
 
 REBUILD_BATCH = 20_000
 """Events folded per write transaction when rebuilding or replaying."""
+
+DICTIONARY_AFTER = 10_000
+"""Train the log's zstd dictionary once it holds this many events (see tools/bench/log.py)."""
+DICTIONARY_SAMPLES = 20_000
 
 
 def default_store_path() -> Path:
@@ -61,6 +67,9 @@ class Store:
         self.log = EventLog(environment, self.views)
         self.blobs = BlobStore(path / "blobs")
         self._services: dict[str, Any] = {}
+        with environment.read() as txn:
+            load_dictionaries(txn, environment)
+            self._has_dictionary = current_dictionary(txn, environment) != 0
         self.generation = 0
         """Bumped by every commit through this handle, so services can drop cached reads."""
 
@@ -155,12 +164,40 @@ class Store:
 
         seqs = self.environment.write(run)
         self.generation += 1
+        if seqs and seqs[-1] >= DICTIONARY_AFTER and not self._has_dictionary:
+            self._train_dictionary()
         for view in self.views:
             if type(view).sync_external is not View.sync_external and (
                 not view.handles or types.intersection(view.handles)
             ):
                 view.sync_external(self)
         return seqs
+
+    def _train_dictionary(self) -> None:
+        """Train a zstd dictionary on recent small payloads and announce it in the log."""
+
+        def command(txn: Txn) -> list[NewEvent]:
+            if current_dictionary(txn, self.environment):
+                return []  # another process got there first
+            head, _ = self.log.head(txn)
+            samples = [
+                payload for seq, raw in self.log.records(txn, after=max(head - DICTIONARY_SAMPLES, 0))
+                if len(payload := unframe(raw, seq)[1]) < 4096
+            ]
+            if len(samples) < 1000:
+                return []
+            data = train_dictionary(samples)
+            dict_id = register_dictionary(data)
+            return [NewEvent(stream="engine:codec",
+                             event=CodecDictionaryAdded(dict_id=dict_id, data=data, trained_on=len(samples)))]
+
+        try:
+            self.environment.write(lambda txn: self.log.append(txn, command(txn), self.actor))
+        except ReadOnlyError:
+            return
+        except Exception:  # noqa: BLE001 - too few or too uniform samples: keep appending uncompressed
+            return
+        self._has_dictionary = True
 
     def sync_external_views(self) -> None:
         """Refresh every view's copies outside LMDB (after rebuild or replay)."""

@@ -28,6 +28,8 @@ def for_type(tp: Any) -> st.SearchStrategy[Any]:
         return st.integers(0, 2**40)
     if tp is bool:
         return st.booleans()
+    if tp is bytes:
+        return st.binary(max_size=64)
     if tp is Any:
         return _json
     if origin is list:

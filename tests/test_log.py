@@ -173,3 +173,32 @@ def test_readonly_store_refuses_writes(store_path: object, store: Store) -> None
         assert ro.head() == head
     finally:
         ro.close()
+
+
+def test_after_enough_events_small_records_use_a_dictionary_that_travels_in_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from rgstore.codec import CODEC_ZSTD_DICT
+    from rgstore.replay import export_log
+    from rgstore.store import DICTIONARY_AFTER
+    from tests.conftest import REPO
+
+    with Store.open(tmp_path / "p") as store:
+        for k in range(DICTIONARY_AFTER // 1000 + 2):
+            store.append([NewEvent(stream=f"alias:refgenie/g{i % 50}",
+                                   event=AliasSet(namespace="refgenie", name=f"g{i % 50}", digest=f"{k}-{i:030d}"))
+                          for i in range(1000)])
+        (announced,) = store.events(type="codec-dictionary-added")
+        with store.read() as txn:
+            late = [rec for seq, rec in store.log.records(txn, after=announced.seq)]
+        assert late and all(rec[0] == CODEC_ZSTD_DICT for rec in late)
+        assert store.verify().ok
+        export_log(store, tmp_path / "x.rglog")
+        head = store.head()
+    # A fresh process has never seen the dictionary: it learns it from the log while replaying.
+    code = ("from pathlib import Path\nfrom rgstore.store import Store\nfrom rgstore.replay import replay_file\n"
+            f"m = Store.open({str(tmp_path / 'm')!r})\nreplay_file(m, Path({str(tmp_path / 'x.rglog')!r}))\n"
+            "print(m.head()[1], m.verify().ok)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [head[1], "True"]
