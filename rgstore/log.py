@@ -240,6 +240,7 @@ class EventLog:
         fresh_ids = _id_source(len(batch))
         history, log_db, put = self._history, self._log, txn.put
         dict_id = current_dictionary(txn, self.environment) if compress else 0
+        eager_history = any(type(item.event) in _ZIPPER_EVENTS for item in batch)
         for item in batch:
             stream = item.stream
             version = versions.get(stream)
@@ -262,12 +263,12 @@ class EventLog:
             if not put(SEQ.pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id), db=log_db,
                        append=True):
                 raise ChainError(seq, "a record already exists at this seq (log and head disagree)")
-            if zipper or event.undoable:
-                # The zipper is folded per event: a later Undone in this batch must see this step.
+            if eager_history and (zipper or event.undoable):
+                # A later Undone/Redone in this batch must see this step: fold the zipper per event.
                 history.apply(ctx, envelope)
             versions[stream] = version + 1
             envelopes.append(envelope)
-        self.fold_batch(ctx, envelopes, skip=history)
+        self.fold_batch(ctx, envelopes, skip=history if eager_history else None)
         txn.put(b"head", _HEAD.pack(seq, prev), db=self._meta)
         for view in self.views:
             self.set_checkpoint(txn, view, seq)

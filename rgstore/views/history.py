@@ -51,6 +51,49 @@ def undone_stack(txn: Txn, db: object, stream: str) -> list[int]:
     return _stack(txn, db, stream, b"U", n_undone)
 
 
+class _Stack:
+    """One stack of a stream's zipper during a batch: stored entries plus an overlay of changes."""
+
+    __slots__ = ("txn", "db", "stream", "part", "n", "stored", "overlay")
+
+    def __init__(self, txn: Txn, db: object, stream: str, part: bytes, n: int) -> None:
+        self.txn, self.db, self.stream, self.part = txn, db, stream, part
+        self.n = self.stored = n
+        self.overlay: dict[int, int] = {}
+
+    def _get(self, i: int) -> int:
+        if i in self.overlay:
+            return self.overlay[i]
+        return int(_SEQ.unpack(self.txn.get(_key(self.stream, self.part, i), db=self.db))[0])
+
+    def push(self, seq: int) -> None:
+        self.overlay[self.n] = seq
+        self.n += 1
+
+    def pop(self) -> int:
+        self.n -= 1
+        return self._get(self.n)
+
+    def clear(self) -> None:
+        self.n = 0
+        self.overlay.clear()
+
+    def keep_top(self) -> None:
+        if self.n:
+            top = self._get(self.n - 1)
+            self.overlay = {0: top}
+            self.n = 1
+
+    def write(self) -> None:
+        """Store the final stack: changed entries below n, and no stored entries at or above n."""
+        put, delete, pack = self.txn.put, self.txn.delete, _SEQ.pack
+        for i, seq in self.overlay.items():
+            if i < self.n:
+                put(_key(self.stream, self.part, i), pack(seq), db=self.db)
+        for i in range(self.n, self.stored):
+            delete(_key(self.stream, self.part, i), db=self.db)
+
+
 class HistoryView(View):
     """Keeps each stream's zipper: which undoable steps are done and which are undone."""
 
@@ -91,36 +134,30 @@ class HistoryView(View):
         txn.put(_key(stream, b"H"), _HEAD.pack(n_done, n_undone), db=db)
 
     def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
-        """Move each stream's zipper through the batch in memory, then write its final stacks once."""
+        """Move each stream's zipper through the batch in memory, then write only what changed."""
         txn, db = ctx.txn, ctx.db("history")
-        stacks: dict[str, tuple[list[int], list[int], int, int]] = {}
+        stacks: dict[str, tuple[_Stack, _Stack]] = {}
         for envelope in envelopes:
             event, stream = envelope.event, envelope.stream
-            st = stacks.get(stream)
-            if st is None:
+            pair = stacks.get(stream)
+            if pair is None:
                 n_done, n_undone = _heads(txn, db, stream)
-                st = stacks[stream] = (
-                    _stack(txn, db, stream, b"D", n_done), _stack(txn, db, stream, b"U", n_undone), n_done, n_undone,
-                )
-            done, undone = st[0], st[1]
+                pair = stacks[stream] = (_Stack(txn, db, stream, b"D", n_done), _Stack(txn, db, stream, b"U", n_undone))
+            done, undone = pair
             if isinstance(event, Undone):
-                undone.append(done.pop())
+                undone.push(done.pop())
             elif isinstance(event, Redone):
-                done.append(undone.pop())
+                done.push(undone.pop())
             elif isinstance(event, HistoryStripped):
-                del done[:-1]
+                done.keep_top()
                 undone.clear()
             else:
-                done.append(envelope.seq)
+                done.push(envelope.seq)
                 undone.clear()
-        put, delete = txn.put, txn.delete
-        for stream, (done, undone, was_done, was_undone) in stacks.items():
-            for part, items, before in ((b"D", done, was_done), (b"U", undone, was_undone)):
-                for i, seq in enumerate(items):
-                    put(_key(stream, part, i), _SEQ.pack(seq), db=db)
-                for i in range(len(items), before):
-                    delete(_key(stream, part, i), db=db)
-            put(_key(stream, b"H"), _HEAD.pack(len(done), len(undone)), db=db)
+        for stream, (done, undone) in stacks.items():
+            done.write()
+            undone.write()
+            txn.put(_key(stream, b"H"), _HEAD.pack(done.n, undone.n), db=db)
 
     @staticmethod
     def _pop(txn: Txn, db: object, stream: str, part: bytes, n: int) -> int:
