@@ -141,7 +141,8 @@ def list_cmd(ctx: Context, namespace: str | None, digest: str | None, sequence: 
     if as_json:
         emit_json(entries)
     else:
-        emit_table([(e.namespace, e.name, e.digest) for e in entries], headers=("NAMESPACE", "NAME", "DIGEST"))
+        rows = [(e.namespace, e.name, e.digest) for e in entries]
+        emit_table(rows, headers=("NAMESPACE", "NAME", "DIGEST"))
 
 
 @alias_group.command("history")

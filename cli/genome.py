@@ -32,8 +32,12 @@ def genome_group() -> None:
 
 
 @genome_group.command("init")
-@click.option("--fasta", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--fasta", type=click.Path(path_type=Path, dir_okay=False),
               help="FASTA file: plain, gzip or BGZF.")
+@click.option("--remote", metavar="URL",
+              help="Instead of --fasta: a remote RefgetStore or seqcol/refgenie server holding the genome.")
+@click.option("--digest", "remote_digest", metavar="D", help="With --remote: the genome's seqcol digest.")
+@click.option("--alias", "remote_alias", metavar="NS:NAME", help="With --remote: the remote's alias for it.")
 @click.option("--name", "-n", "names", multiple=True, required=True,
               help="A name (refgenie alias) for the genome; repeatable.")
 @click.option("--description", "-d", default="", help="Free-text description.")
@@ -48,26 +52,38 @@ def genome_group() -> None:
 @json_option
 @pass_ctx
 def init_cmd(
-    ctx: Context, fasta: Path, names: tuple[str, ...], description: str, species: str, fhr: Path | None,
+    ctx: Context, fasta: Path | None, remote: str | None, remote_digest: str | None, remote_alias: str | None,
+    names: tuple[str, ...], description: str, species: str, fhr: Path | None,
     circular: tuple[str, ...], seq_namespace: str | None, force: bool, as_json: bool,
 ) -> None:
     """Validate a FASTA, store its sequences and record it as a genome named by every --name.
 
     Re-running with the same content is safe: only new names are added. A name that already
-    names another genome is refused unless --force.
+    names another genome is refused unless --force. With --remote URL (and --digest or --alias)
+    the genome stays on a remote RefgetStore or seqcol server; each sequence is fetched,
+    verified against its digest and cached when first read.
 
     \b
     Example:
         rgstore genome init --fasta hg38.fa.gz --name hg38 --name GRCh38 --species "Homo sapiens"
         rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM --fhr rCRS.fhr.json
+        rgstore genome init --remote https://example.org/refget --alias ucsc:hg38 --name hg38
     """
     from rgstore.progress import terminal_progress
 
     with ctx.open() as store:
-        result = store.genomes.init(
-            fasta, names, description=description, species=species, fhr=fhr, circular=circular,
-            seq_namespace=seq_namespace, force=force, progress=terminal_progress,
-        )
+        if fasta is None or remote is not None or remote_digest is not None or remote_alias is not None:
+            from rgstore.remote import init_remote
+
+            result = init_remote(
+                store, remote, names, digest=remote_digest, alias=remote_alias, description=description,
+                species=species, circular=circular, force=force, fasta=fasta, fhr=fhr, seq_namespace=seq_namespace,
+            )
+        else:
+            result = store.genomes.init(
+                fasta, names, description=description, species=species, fhr=fhr, circular=circular,
+                seq_namespace=seq_namespace, force=force, progress=terminal_progress,
+            )
     if as_json:
         emit_json(result)
         return

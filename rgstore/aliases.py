@@ -8,6 +8,7 @@ elsewhere needs ``force=True``, and the old target stays in the alias's history.
 
 from __future__ import annotations
 
+import builtins
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from .views.aliases import (
     DEFAULT_NAMESPACE,
     SEQUENCE,
     Kind,
+    alias_entry,
     alias_snapshots,
     alias_stream,
     alias_target,
@@ -38,7 +40,7 @@ from .views.history import HistoryView, done_stack, undone_stack
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["Aliases", "AliasEntry", "AliasChange", "AliasStep", "split_alias", "normalise_digest"]
+__all__ = ["AliasChange", "AliasEntry", "AliasStep", "Aliases", "normalise_digest", "split_alias"]
 
 _DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
 
@@ -131,7 +133,7 @@ class Aliases:
 
         def command(txn: Txn) -> list[NewEvent]:
             current = alias_target(txn, self.store.environment, kind, ns, local)
-            result.append(AliasChange(kind=kind, namespace=ns, name=local, digest=target, previous=current, seq=0))
+            result[:] = [_change(kind, ns, local, target, current)]
             if current == target:
                 return []
             if current is not None and not force:
@@ -161,7 +163,7 @@ class Aliases:
             current = alias_target(txn, self.store.environment, kind, ns, local)
             if current is None:
                 raise NotFoundError(f"no {_label(kind, ns, local)}; see `rgstore alias list`")
-            result.append(AliasChange(kind=kind, namespace=ns, name=local, digest=None, previous=current, seq=0))
+            result[:] = [_change(kind, ns, local, None, current)]
             event = (
                 AliasRemoved(namespace=ns, name=local)
                 if kind == COLLECTION
@@ -195,7 +197,7 @@ class Aliases:
             target = target_at(txn, env, kind, ns, local, step)
             if kind == COLLECTION and target is not None and target != current:
                 self._require_genome(txn, target, why=f"{'redo' if redo else 'undo'} of {ns}:{local}")
-            result.append(AliasChange(kind=kind, namespace=ns, name=local, digest=target, previous=current, seq=0))
+            result[:] = [_change(kind, ns, local, target, current)]
             # The engine fills the zipper seqs and refuses when there is nothing to undo/redo.
             return [NewEvent(stream=stream, event=Redone() if redo else Undone())]
 
@@ -216,7 +218,7 @@ class Aliases:
 
     def list(
         self, *, namespace: str | None = None, digest: str | None = None, sequence: bool = False
-    ) -> list[AliasEntry]:
+    ) -> builtins.list[AliasEntry]:
         """Every alias of one kind, optionally only one namespace's or one digest's, sorted."""
         kind: Kind = SEQUENCE if sequence else COLLECTION
         if namespace is not None:
@@ -230,24 +232,26 @@ class Aliases:
                 for ns, name, d, seq in list_aliases(txn, env, kind, namespace)
             ]
 
-    def _by_digest(self, txn: Txn, kind: Kind, digest: str, namespace: str | None) -> list[AliasEntry]:
+    def _by_digest(
+        self, txn: Txn, kind: Kind, digest: str, namespace: str | None
+    ) -> builtins.list[AliasEntry]:
         env = self.store.environment
-        out = []
+        out: builtins.list[AliasEntry] = []
         for ns, name in aliases_of(txn, env, kind, digest):
-            if namespace not in (None, ns):
-                continue
-            current = dict(alias_snapshots(txn, env, kind, ns, name))
-            seq = max((s for s, d in current.items() if d == digest), default=0)
-            out.append(AliasEntry(kind=kind, namespace=ns, name=name, digest=digest, seq=seq))
+            entry = alias_entry(txn, env, kind, ns, name)
+            if entry is not None and namespace in (None, ns):
+                out.append(AliasEntry(kind=kind, namespace=ns, name=name, digest=entry[0], seq=entry[1]))
         return out
 
-    def history(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> list[AliasStep]:
+    def history(
+        self, name: str, *, namespace: str | None = None, sequence: bool = False
+    ) -> builtins.list[AliasStep]:
         """Every event on the alias's stream, oldest first, with the target each one left."""
         kind: Kind = SEQUENCE if sequence else COLLECTION
         ns, local = split_alias(name, namespace)
         stream = alias_stream(kind, ns, local)
         env = self.store.environment
-        steps: list[AliasStep] = []
+        steps: builtins.list[AliasStep] = []
         with self.store.read() as txn:
             done = done_stack(txn, self._history, stream)
             undone = set(undone_stack(txn, self._history, stream))
@@ -265,9 +269,9 @@ class Aliases:
                     state = "undone"
                 else:
                     state = "discarded"
+                tag = str(event.__struct_config__.tag)
                 steps.append(AliasStep(
-                    seq=seq, time=envelope.time, actor=envelope.actor,
-                    action=event.__struct_config__.tag, digest=target, state=state,  # type: ignore[attr-defined]
+                    seq=seq, time=envelope.time, actor=envelope.actor, action=tag, digest=target, state=state,
                 ))
         if not steps:
             raise NotFoundError(f"{_label(kind, ns, local)} has no history; see `rgstore alias list`")
@@ -279,7 +283,8 @@ class Aliases:
         if not genome_known(self.store, txn, digest):
             reason = f" ({why})" if why else ""
             raise NotFoundError(
-                f"no genome with digest {digest} in this store{reason}; add it first with `rgstore genome init`"
+                f"no genome with digest {digest} in this store{reason}; "
+                "add it first with `rgstore genome init`"
             )
 
     def _existing_sequence(self, digest: str) -> str:
@@ -288,6 +293,10 @@ class Aliases:
         if canonical is None:
             raise NotFoundError(f"no sequence with digest {digest} in this store's RefgetStore")
         return canonical
+
+
+def _change(kind: Kind, namespace: str, name: str, digest: str | None, previous: str | None) -> AliasChange:
+    return AliasChange(kind=kind, namespace=namespace, name=name, digest=digest, previous=previous, seq=0)
 
 
 def _with_seq(change: AliasChange, seqs: list[int]) -> AliasChange:

@@ -16,13 +16,13 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError
 
-__all__ = ["refget_write_lock", "LOCK_NAME", "STALE_AFTER_S"]
+__all__ = ["LOCK_NAME", "STALE_AFTER_S", "refget_write_lock"]
 
 LOCK_NAME = ".rgstore.lock"
 STALE_AFTER_S = 120.0
@@ -32,7 +32,7 @@ STALE_AFTER_S = 120.0
 def _payload(operation: str) -> dict[str, Any]:
     from importlib.metadata import version
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
@@ -125,5 +125,6 @@ def refget_write_lock(root: Path, operation: str, *, timeout: float = STALE_AFTE
     finally:
         holder = _read(path)
         # Someone may have judged us stale and taken over: never remove their lock.
-        if holder is not None and (holder.get("pid"), holder.get("hostname")) == (mine["pid"], mine["hostname"]):
+        owner = (holder.get("pid"), holder.get("hostname")) if holder is not None else None
+        if owner == (mine["pid"], mine["hostname"]):
             path.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ reader sees another process's alias change within that interval.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -37,23 +38,32 @@ def revcomp(seq: str) -> str:
 
 
 class _HeadWatcher(threading.Thread):
-    """Drops the reader's cache whenever the log head moves (i.e. another process committed)."""
+    """Drops the reader's cache whenever the log head moves (i.e. another process committed).
 
-    def __init__(self, reader: SequenceReader) -> None:
+    It holds the reader weakly, so a Store dropped without ``close()`` is still collected (and
+    the thread then ends at its next tick).
+    """
+
+    def __init__(self, reader: SequenceReader, head: int) -> None:
         super().__init__(name="rgstore-sequence-cache", daemon=True)
-        self.reader = reader
+        self.reader = weakref.ref(reader)
+        self.head = head
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        last = self.reader.head()
+        last = self.head  # the head the first cached resolutions were read at
         while not self.stopped.wait(WATCH_INTERVAL_S):
+            reader = self.reader()
+            if reader is None:
+                return
             try:
-                head = self.reader.head()
+                head = reader.head()
             except (lmdb.Error, RgstoreError):  # the store was closed under us: nothing left to watch
                 return
             if head != last:
-                self.reader.drop_cache()
-                last = head
+                reader.drop_cache()
+            last = head
+            del reader
 
 
 class SequenceReader:
@@ -169,6 +179,7 @@ class SequenceReader:
         with self._lock:
             generation = self.store.generation
             with self.store.read() as txn:
+                head, _ = self.store.log.head(txn)
                 digest = genomes.resolve_in(txn, name, by_digest)
                 record = genome_record(txn, self.store.environment, digest)
             assert record is not None
@@ -181,7 +192,7 @@ class SequenceReader:
                     self._fast[(name, n)] = partial(substring, bare)
             self._generation = generation
             if self._watcher is None:
-                self._watcher = _HeadWatcher(self)
+                self._watcher = _HeadWatcher(self, head)
                 self._watcher.start()
         hit = self._meta.get(key)
         if hit is None:

@@ -1,14 +1,18 @@
 """A real loopback HTTP server for a directory, honouring ``Range: bytes=a-b`` with 206 replies.
 
 gtars refuses servers that ignore Range (``python -m http.server`` does), so remote-store tests
-need this. Every request is logged (method, path, Range header) for assertions.
+need this. The server runs in a child process: gtars calls hold the GIL while they wait on the
+network, so a server thread in the test process would deadlock with them. Every request is
+logged (method, path, Range header) to a file the test reads back.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import threading
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -22,13 +26,18 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
 class RangeServer:
-    """A running server: ``url`` (no trailing slash) and ``requests`` seen so far."""
+    """A running server: ``url`` (no trailing slash) and the requests it has seen."""
 
-    def __init__(self, httpd: ThreadingHTTPServer, requests: list[tuple[str, str, str]]) -> None:
-        self.httpd = httpd
-        self.requests = requests
-        host, port = httpd.server_address[:2]
-        self.url = f"http://{host}:{port}"
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+
+    @property
+    def requests(self) -> list[tuple[str, str, str]]:
+        """(method, path, Range header) of every request so far, in arrival order."""
+        if not self.log.exists():
+            return []
+        return [tuple(json.loads(line)) for line in self.log.read_text().splitlines()]  # type: ignore[misc]
 
     def paths(self) -> list[str]:
         """Request paths in arrival order."""
@@ -36,13 +45,14 @@ class RangeServer:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    log: list[tuple[str, str, str]]
+    log_path: str
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read ``requests`` instead."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.log.append(("GET", self.path, self.headers.get("Range", "")))
+    def do_GET(self) -> None:
+        with open(self.log_path, "a") as fh:
+            fh.write(json.dumps(["GET", self.path, self.headers.get("Range", "")]) + "\n")
         spec = self.headers.get("Range")
         path = Path(self.translate_path(self.path))
         if not spec or not path.is_file():
@@ -78,16 +88,36 @@ class _Handler(SimpleHTTPRequestHandler):
 
 @contextmanager
 def serve_directory(root: Path | str) -> Iterator[RangeServer]:
-    """Serve ``root`` on 127.0.0.1 (a free port) for the duration of the block."""
-    requests: list[tuple[str, str, str]] = []
-    handler = type("Handler", (_Handler,), {"log": requests})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=os.fspath(root)))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, name="range-server", daemon=True)
-    thread.start()
+    """Serve ``root`` on 127.0.0.1 (a free port) from a child process for the block's duration."""
+    log = Path(root).parent / f".{Path(root).name}.requests.{os.getpid()}.log"
+    log.unlink(missing_ok=True)
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.httpfixture", os.fspath(root), os.fspath(log)],
+        cwd=repo, stdout=subprocess.PIPE, text=True,
+    )
     try:
-        yield RangeServer(httpd, requests)
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the test HTTP server did not start (said {url!r})")
+        yield RangeServer(url, log)
     finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        log.unlink(missing_ok=True)
+
+
+def _main(root: str, log: str) -> None:
+    handler = type("Handler", (_Handler,), {"log_path": log})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=root))
+    httpd.daemon_threads = True
+    host, port = httpd.server_address[:2]
+    print(f"http://{host}:{port}", flush=True)
+    httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1], sys.argv[2])

@@ -12,12 +12,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rgstore.errors import ConflictError, InvalidInputError, NotFoundError, NothingToRedoError, NothingToUndoError
+from rgstore.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    NothingToRedoError,
+    NothingToUndoError,
+)
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.refgetstore import ingest_fasta
 from rgstore.store import Store
 from rgstore.verify import view_digests
+
+Digests = dict[str, str]
+Template = tuple[Path, Digests]
 
 FASTAS = {
     "a": ">chr1\nACGTACGTNN\n>chr2\nGGGAAATTTC\n",
@@ -36,7 +45,7 @@ def add_genome(store: Store, tmp_path: Path, key: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """A closed store holding the three genomes, copied by tests that need many fresh stores."""
     root = tmp_path_factory.mktemp("template")
     with Store.open(root / "store") as store:
@@ -45,7 +54,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 
 @pytest.fixture
-def store(template: tuple[Path, dict[str, str]], store_path: Path) -> Iterator[Store]:
+def store(template: Template, store_path: Path) -> Iterator[Store]:
     """A fresh copy of the template store (three genomes, no aliases)."""
     shutil.copytree(template[0], store_path)
     with Store.open(store_path, actor="tester@test") as s:
@@ -53,12 +62,16 @@ def store(template: tuple[Path, dict[str, str]], store_path: Path) -> Iterator[S
 
 
 @pytest.fixture
-def genomes(template: tuple[Path, dict[str, str]]) -> dict[str, str]:
+def genomes(template: Template) -> dict[str, str]:
     return template[1]
 
 
 def tsv(store: Store, kind: str, namespace: str) -> str:
     return (store.refget_path / "aliases" / kind / f"{namespace}.tsv").read_text()
+
+
+def alias_files(store: Store) -> list[tuple[str, bytes]]:
+    return sorted((str(p), p.read_bytes()) for p in (store.refget_path / "aliases").rglob("*.tsv"))
 
 
 def manifest(store: Store) -> dict[str, object]:
@@ -77,16 +90,17 @@ def open_gtars(store: Store):  # type: ignore[no-untyped-def]
 # -- set / get / remove ---------------------------------------------------------------------------
 
 
-def test_set_points_an_alias_and_get_resolves_it(store: Store, genomes: dict[str, str]) -> None:
+def test_set_points_an_alias_and_get_resolves_it(store: Store, genomes: Digests) -> None:
     change = store.aliases.set("hg38", genomes["a"])
-    assert (change.namespace, change.name, change.digest, change.previous) == ("refgenie", "hg38", genomes["a"], None)
+    assert (change.namespace, change.name, change.previous) == ("refgenie", "hg38", None)
+    assert change.digest == genomes["a"]
     assert change.seq > 0
     assert store.aliases.get("hg38") == genomes["a"]
     assert store.aliases.get("refgenie:hg38") == genomes["a"]
     assert store.aliases.get("hg38", namespace="refgenie") == genomes["a"]
 
 
-def test_setting_the_same_target_again_appends_nothing(store: Store, genomes: dict[str, str]) -> None:
+def test_setting_the_same_target_again_appends_nothing(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     head = store.head()
     again = store.aliases.set("hg38", genomes["a"])
@@ -94,7 +108,7 @@ def test_setting_the_same_target_again_appends_nothing(store: Store, genomes: di
     assert store.head() == head
 
 
-def test_repointing_without_force_is_refused_and_writes_nothing(store: Store, genomes: dict[str, str]) -> None:
+def test_repointing_without_force_is_refused_and_writes_nothing(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     head = store.head()
     with pytest.raises(ConflictError, match="--force"):
@@ -103,7 +117,7 @@ def test_repointing_without_force_is_refused_and_writes_nothing(store: Store, ge
     assert store.aliases.get("hg38") == genomes["a"]
 
 
-def test_force_repoints_and_the_old_target_stays_in_history(store: Store, genomes: dict[str, str]) -> None:
+def test_force_repoints_and_the_old_target_stays_in_history(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     change = store.aliases.set("hg38", genomes["b"], force=True)
     assert (change.previous, change.digest) == (genomes["a"], genomes["b"])
@@ -116,7 +130,7 @@ def test_force_repoints_and_the_old_target_stays_in_history(store: Store, genome
     assert all(s.actor == "tester@test" for s in steps)
 
 
-def test_an_alias_to_a_digest_that_is_not_a_genome_is_refused(store: Store, genomes: dict[str, str]) -> None:
+def test_an_alias_to_a_digest_that_is_not_a_genome_is_refused(store: Store, genomes: Digests) -> None:
     head = store.head()
     with pytest.raises(NotFoundError, match="no genome"):
         store.aliases.set("hg38", "A" * 32)
@@ -142,7 +156,7 @@ def test_malformed_names_and_digests_are_refused(store: Store, name: str, digest
     assert store.head() == head
 
 
-def test_a_prefix_and_a_conflicting_namespace_option_are_refused(store: Store, genomes: dict[str, str]) -> None:
+def test_a_prefix_and_a_conflicting_namespace_option_are_refused(store: Store, genomes: Digests) -> None:
     with pytest.raises(InvalidInputError, match="--namespace"):
         store.aliases.set("ucsc:hg38", genomes["a"], namespace="ensembl")
     store.aliases.set("hg38", genomes["a"], namespace="ucsc")
@@ -151,7 +165,7 @@ def test_a_prefix_and_a_conflicting_namespace_option_are_refused(store: Store, g
         store.aliases.get("hg38")
 
 
-def test_remove_deletes_the_alias_and_unknown_aliases_are_not_found(store: Store, genomes: dict[str, str]) -> None:
+def test_remove_deletes_the_alias_and_unknown_aliases_are_not_found(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     change = store.aliases.remove("hg38")
     assert (change.previous, change.digest) == (genomes["a"], None)
@@ -165,7 +179,7 @@ def test_remove_deletes_the_alias_and_unknown_aliases_are_not_found(store: Store
 # -- undo / redo ------------------------------------------------------------------------------------
 
 
-def test_undo_returns_to_the_previous_target_and_redo_comes_back(store: Store, genomes: dict[str, str]) -> None:
+def test_undo_returns_to_the_previous_target_and_redo_comes_back(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("hg38", genomes["b"], force=True)
     assert store.aliases.undo("hg38").digest == genomes["a"]
@@ -181,14 +195,14 @@ def test_undo_returns_to_the_previous_target_and_redo_comes_back(store: Store, g
         store.aliases.redo("hg38")
 
 
-def test_undo_of_a_remove_brings_the_alias_back(store: Store, genomes: dict[str, str]) -> None:
+def test_undo_of_a_remove_brings_the_alias_back(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.remove("hg38")
     store.aliases.undo("hg38")
     assert store.aliases.get("hg38") == genomes["a"]
 
 
-def test_a_new_step_after_undo_discards_the_redo(store: Store, genomes: dict[str, str]) -> None:
+def test_a_new_step_after_undo_discards_the_redo(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("hg38", genomes["b"], force=True)
     store.aliases.undo("hg38")
@@ -196,10 +210,12 @@ def test_a_new_step_after_undo_discards_the_redo(store: Store, genomes: dict[str
     with pytest.raises(NothingToRedoError):
         store.aliases.redo("hg38")
     states = [(s.action, s.state) for s in store.aliases.history("hg38")]
-    assert states == [("alias-set", "done"), ("alias-set", "discarded"), ("undone", ""), ("alias-removed", "current")]
+    assert states == [
+        ("alias-set", "done"), ("alias-set", "discarded"), ("undone", ""), ("alias-removed", "current"),
+    ]
 
 
-def test_undo_refuses_to_bring_back_an_alias_of_a_removed_genome(store: Store, genomes: dict[str, str]) -> None:
+def test_undo_refuses_to_bring_back_an_alias_of_a_removed_genome(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.genomes.remove("hg38")  # removes the genome and, in the same command, its aliases
     assert not (store.refget_path / "aliases" / "collections" / "refgenie.tsv").exists()
@@ -210,7 +226,7 @@ def test_undo_refuses_to_bring_back_an_alias_of_a_removed_genome(store: Store, g
 
 
 def test_an_unrelated_undoable_event_on_an_alias_stream_keeps_the_target(
-    store: Store, genomes: dict[str, str]
+    store: Store, genomes: Digests
 ) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.append([NewEvent(stream="alias:refgenie/hg38", event=Noted(text="audited"))])
@@ -231,7 +247,7 @@ OPS = st.lists(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_aliases_follow_the_zipper_model_and_rebuild_to_identical_views(
-    tmp_path_factory: pytest.TempPathFactory, template: tuple[Path, dict[str, str]], ops: list[tuple[str, str]]
+    tmp_path_factory: pytest.TempPathFactory, template: Template, ops: list[tuple[str, str]]
 ) -> None:
     root = tmp_path_factory.mktemp("zipper")
     shutil.copytree(template[0], root / "store")
@@ -271,16 +287,16 @@ def test_aliases_follow_the_zipper_model_and_rebuild_to_identical_views(
             got = [e.digest for e in store.aliases.list()]
             assert got == ([expected] if expected else [])
         before = view_digests(store)
-        files = sorted((p.name, p.read_bytes()) for p in (store.refget_path / "aliases").rglob("*.tsv"))
+        files = alias_files(store)
         store.rebuild()
         assert view_digests(store) == before
-        assert sorted((p.name, p.read_bytes()) for p in (store.refget_path / "aliases").rglob("*.tsv")) == files
+        assert alias_files(store) == files
 
 
 # -- listing and history ------------------------------------------------------------------------------
 
 
-def test_list_filters_by_namespace_and_by_digest(store: Store, genomes: dict[str, str]) -> None:
+def test_list_filters_by_namespace_and_by_digest(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("ucsc:hg38", genomes["a"])
     store.aliases.set("ucsc:tiny", genomes["b"])
@@ -303,7 +319,7 @@ def test_history_of_an_alias_that_never_existed_is_not_found(store: Store) -> No
 # -- sequence aliases -----------------------------------------------------------------------------------
 
 
-def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genomes: dict[str, str]) -> None:
+def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genomes: Digests) -> None:
     handle = open_gtars(store)
     level2 = handle.get_collection_level2(genomes["a"])
     chr1 = level2["sequences"][0]
@@ -315,13 +331,13 @@ def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genom
     assert store.aliases.list() == []  # collection aliases are a separate kind
 
 
-def test_a_sequence_alias_to_an_unknown_sequence_is_refused(store: Store, genomes: dict[str, str]) -> None:
+def test_a_sequence_alias_to_an_unknown_sequence_is_refused(store: Store, genomes: Digests) -> None:
     with pytest.raises(NotFoundError, match="no sequence"):
         store.aliases.set("insdc:X", "B" * 32, sequence=True)
     assert store.aliases.list(sequence=True) == []
 
 
-def test_sequence_aliases_undo_like_collection_aliases(store: Store, genomes: dict[str, str]) -> None:
+def test_sequence_aliases_undo_like_collection_aliases(store: Store, genomes: Digests) -> None:
     chr1, chr2 = open_gtars(store).get_collection_level2(genomes["a"])["sequences"]
     store.aliases.set("insdc:C", chr1, sequence=True)
     with pytest.raises(ConflictError):
@@ -329,13 +345,14 @@ def test_sequence_aliases_undo_like_collection_aliases(store: Store, genomes: di
     store.aliases.set("insdc:C", chr2, sequence=True, force=True)
     store.aliases.undo("insdc:C", sequence=True)
     assert store.aliases.get("insdc:C", sequence=True) == chr1[3:]
-    assert [s.digest for s in store.aliases.history("insdc:C", sequence=True)] == [chr1[3:], chr2[3:], chr1[3:]]
+    history = store.aliases.history("insdc:C", sequence=True)
+    assert [s.digest for s in history] == [chr1[3:], chr2[3:], chr1[3:]]
 
 
 # -- the RefgetStore projection -------------------------------------------------------------------------
 
 
-def test_gtars_resolves_the_aliases_rgstore_records(store: Store, genomes: dict[str, str]) -> None:
+def test_gtars_resolves_the_aliases_rgstore_records(store: Store, genomes: Digests) -> None:
     chr1 = open_gtars(store).get_collection_level2(genomes["a"])["sequences"][0][3:]
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("ucsc:tiny", genomes["b"])
@@ -350,7 +367,7 @@ def test_gtars_resolves_the_aliases_rgstore_records(store: Store, genomes: dict[
     assert tsv(store, "sequences", "insdc") == f"CHR1.1\t{chr1}\n"
 
 
-def test_repointing_and_undo_are_visible_to_gtars(store: Store, genomes: dict[str, str]) -> None:
+def test_repointing_and_undo_are_visible_to_gtars(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("hg38", genomes["b"], force=True)
     assert open_gtars(store).get_collection_metadata_by_alias("refgenie", "hg38").digest == genomes["b"]
@@ -358,7 +375,7 @@ def test_repointing_and_undo_are_visible_to_gtars(store: Store, genomes: dict[st
     assert open_gtars(store).get_collection_metadata_by_alias("refgenie", "hg38").digest == genomes["a"]
 
 
-def test_removing_the_last_alias_of_a_namespace_deletes_its_file(store: Store, genomes: dict[str, str]) -> None:
+def test_removing_the_last_alias_of_a_namespace_deletes_its_file(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("ucsc:hg38", genomes["a"])
     assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]
@@ -372,7 +389,7 @@ def test_removing_the_last_alias_of_a_namespace_deletes_its_file(store: Store, g
     assert open_gtars(store).get_collection_metadata_by_alias("refgenie", "hg38") is None
 
 
-def test_the_manifest_aliases_digest_is_the_one_gtars_computes(store: Store, genomes: dict[str, str]) -> None:
+def test_the_manifest_aliases_digest_is_the_one_gtars_computes(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     ours = manifest(store)["aliases_digest"]
     # A gtars commit (this import) recomputes aliases_digest from the same files: it must agree.
@@ -382,7 +399,7 @@ def test_the_manifest_aliases_digest_is_the_one_gtars_computes(store: Store, gen
     assert manifest(store)["collection_alias_namespaces"] == ["refgenie"]
 
 
-def test_rebuild_rewrites_damaged_alias_files(store: Store, genomes: dict[str, str]) -> None:
+def test_rebuild_rewrites_damaged_alias_files(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("ucsc:tiny", genomes["b"])
     aliases_dir = store.refget_path / "aliases"
@@ -395,15 +412,17 @@ def test_rebuild_rewrites_damaged_alias_files(store: Store, genomes: dict[str, s
     assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]
 
 
-def test_raw_appends_of_malformed_aliases_never_reach_the_files(store: Store, genomes: dict[str, str]) -> None:
+def test_raw_appends_of_malformed_aliases_never_reach_the_files(store: Store, genomes: Digests) -> None:
     from rgstore.events import AliasSet
 
     store.append([
-        NewEvent(stream="alias:../evil/x", event=AliasSet(namespace="../evil", name="x", digest=genomes["a"])),
+        NewEvent(
+            stream="alias:../evil/x", event=AliasSet(namespace="../evil", name="x", digest=genomes["a"])
+        ),
         NewEvent(stream="alias:ok/x", event=AliasSet(namespace="ok", name="x", digest="not\ta digest")),
     ])
     assert store.aliases.list() == []
-    assert not (store.refget_path / "aliases").exists() or not list((store.refget_path / "aliases").rglob("*.tsv"))
+    assert alias_files(store) == []
     assert not (store.path / "evil").exists()
 
 
@@ -411,7 +430,7 @@ def test_raw_appends_of_malformed_aliases_never_reach_the_files(store: Store, ge
 
 
 def test_cli_set_get_list_history_undo_redo(  # type: ignore[no-untyped-def]
-    cli, store_path: Path, template: tuple[Path, dict[str, str]]
+    cli, store_path: Path, template: Template
 ) -> None:
     shutil.copytree(template[0], store_path)
     a, b = template[1]["a"], template[1]["b"]
@@ -434,7 +453,7 @@ def test_cli_set_get_list_history_undo_redo(  # type: ignore[no-untyped-def]
 
 
 def test_cli_sequence_aliases(  # type: ignore[no-untyped-def]
-    cli, store_path: Path, template: tuple[Path, dict[str, str]]
+    cli, store_path: Path, template: Template
 ) -> None:
     shutil.copytree(template[0], store_path)
     with Store.open(store_path) as store:
@@ -452,3 +471,30 @@ def test_every_alias_command_has_an_example_in_its_help(cli) -> None:  # type: i
         result = cli("alias", command, "--help")
         assert result.exit_code == 0
         assert "Example:" in result.output
+
+
+def test_concurrent_alias_commands_in_separate_processes_all_reach_the_files(
+    store_path: Path, template: Template
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    shutil.copytree(template[0], store_path)
+    a = template[1]["a"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cli", "--store", str(store_path), "alias", "set", f"ns{i % 2}:n{i}", a],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for i in range(6)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with Store.open(store_path) as store:
+        assert len(store.aliases.list()) == 6
+        handle = open_gtars(store)
+        assert sorted(handle.list_collection_alias_namespaces()) == ["ns0", "ns1"]
+        assert all(handle.get_collection_metadata_by_alias(f"ns{i % 2}", f"n{i}") is not None for i in range(6))

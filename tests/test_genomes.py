@@ -301,3 +301,16 @@ def test_genome_benchmark_smoke_run_at_a_tiny_size(capsys: pytest.CaptureFixture
     assert result["size_bp"] > 290_000 and result["contigs"] == 5
     for key in ("ingest_ratio", "read_ratio_vs_gtars", "read_speedup_vs_pyfaidx", "rgstore_rss_mb"):
         assert result[key] > 0
+
+
+def test_closing_the_store_stops_the_sequence_cache_watcher(store_path: Path) -> None:
+    import threading
+
+    def watchers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "rgstore-sequence-cache"]
+
+    with Store.open(store_path) as s:
+        s.genomes.init(TINY, ["tiny"])
+        s.getseq("tiny", "chr1", 0, 5)
+        assert len(watchers()) == 1
+    assert watchers() == []

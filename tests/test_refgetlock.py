@@ -48,9 +48,8 @@ def test_we_wait_for_a_gtars_batch_lock_and_say_who_holds_it(refget: Path) -> No
     holder.set_quiet(True)
     holder.lock_for_batch("gtars-hold")
     try:
-        with pytest.raises(ConflictError, match="gtars-hold"):
-            with refget_write_lock(refget, "test", timeout=0.3):
-                pass
+        with pytest.raises(ConflictError, match="gtars-hold"), refget_write_lock(refget, "test", timeout=0.3):
+            pass
     finally:
         holder.release_batch_lock()
     with refget_write_lock(refget, "test", timeout=0.3):
@@ -58,7 +57,9 @@ def test_we_wait_for_a_gtars_batch_lock_and_say_who_holds_it(refget: Path) -> No
 
 
 def test_a_lock_left_by_a_dead_process_is_broken(refget: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     import socket
 
     (refget / LOCK_NAME).write_text(json.dumps({

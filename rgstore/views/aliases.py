@@ -17,8 +17,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -44,23 +44,24 @@ if TYPE_CHECKING:
     from ..store import Store
 
 __all__ = [
+    "COLLECTION",
+    "DEFAULT_NAMESPACE",
+    "SEQUENCE",
     "AliasView",
     "Kind",
-    "COLLECTION",
-    "SEQUENCE",
-    "DEFAULT_NAMESPACE",
-    "alias_stream",
-    "parse_alias_stream",
-    "check_namespace",
-    "check_name",
-    "collection_alias",
-    "sequence_alias",
-    "alias_target",
-    "list_aliases",
-    "aliases_of",
-    "collection_aliases_of",
-    "sequence_aliases_of",
+    "alias_entry",
     "alias_snapshots",
+    "alias_stream",
+    "alias_target",
+    "aliases_of",
+    "check_name",
+    "check_namespace",
+    "collection_alias",
+    "collection_aliases_of",
+    "list_aliases",
+    "parse_alias_stream",
+    "sequence_alias",
+    "sequence_aliases_of",
     "target_at",
     "write_alias_files",
 ]
@@ -145,14 +146,28 @@ def _snapshot_prefix(kind: Kind, namespace: str, name: str) -> bytes:
 # -- reads (usable inside any transaction, including a command's write txn) ------------------
 
 
-def alias_target(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str) -> str | None:
-    """The digest an alias currently points at, or None if it does not exist."""
-    raw = txn.get(_key(namespace, name), db=environment.db(_CURRENT[kind]))
+def _db(environment: Environment, name: str) -> object | None:
+    # A read-only handle on a store written before this view existed has no such sub-db yet.
+    return environment.db(name) if environment.has_db(name) else None
+
+
+def alias_entry(
+    txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str
+) -> tuple[str, int] | None:
+    """(digest, seq of the event that made it current) of an alias, or None if it does not exist."""
+    db = _db(environment, _CURRENT[kind])
+    raw = txn.get(_key(namespace, name), db=db) if db is not None else None
     if raw is None:
         return None
     value = decode_value(raw)
     assert isinstance(value, dict)
-    return str(value["digest"])
+    return str(value["digest"]), int(value["seq"])
+
+
+def alias_target(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str) -> str | None:
+    """The digest an alias currently points at, or None if it does not exist."""
+    entry = alias_entry(txn, environment, kind, namespace, name)
+    return entry[0] if entry is not None else None
 
 
 def collection_alias(txn: Txn, environment: Environment, namespace: str, name: str) -> str | None:
@@ -169,8 +184,11 @@ def list_aliases(
     txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None
 ) -> Iterator[tuple[str, str, str, int]]:
     """(namespace, name, digest, seq that made it current), ordered by namespace then name."""
+    db = _db(environment, _CURRENT[kind])
+    if db is None:
+        return
     prefix = namespace.encode() + b"\x00" if namespace is not None else b""
-    for key, raw in iter_prefix(txn, environment.db(_CURRENT[kind]), prefix):
+    for key, raw in iter_prefix(txn, db, prefix):
         value = decode_value(raw)
         assert isinstance(value, dict)
         ns, name = _split(key)
@@ -179,7 +197,9 @@ def list_aliases(
 
 def aliases_of(txn: Txn, environment: Environment, kind: Kind, digest: str) -> list[tuple[str, str]]:
     """(namespace, name) of every alias currently pointing at ``digest``, sorted."""
-    db = environment.db(_BY_DIGEST[kind])
+    db = _db(environment, _BY_DIGEST[kind])
+    if db is None:
+        return []
     return [_split(key[len(digest) + 1:]) for key, _ in iter_prefix(txn, db, digest.encode() + b"\x00")]
 
 
@@ -197,14 +217,20 @@ def alias_snapshots(
     txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str
 ) -> Iterator[tuple[int, str | None]]:
     """(seq, target after that event) for every event on the alias's stream, oldest first."""
+    db = _db(environment, _SNAPSHOTS)
+    if db is None:
+        return
     prefix = _snapshot_prefix(kind, namespace, name)
-    for key, raw in iter_prefix(txn, environment.db(_SNAPSHOTS), prefix):
+    for key, raw in iter_prefix(txn, db, prefix):
         yield SEQ.unpack(key[len(prefix):])[0], (bytes(raw).decode() or None)
 
 
-def target_at(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str, seq: int) -> str | None:
+def target_at(
+    txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str, seq: int
+) -> str | None:
     """The alias's target right after the event at ``seq`` on its stream (0: before any)."""
-    return _target_at(txn, environment.db(_SNAPSHOTS), _snapshot_prefix(kind, namespace, name), seq)
+    db = _db(environment, _SNAPSHOTS)
+    return _target_at(txn, db, _snapshot_prefix(kind, namespace, name), seq) if db is not None else None
 
 
 def _target_at(txn: Txn, db: object, prefix: bytes, seq: int) -> str | None:
@@ -298,12 +324,13 @@ class AliasView(View):
             txn.put(key, encode_value({"digest": target, "seq": envelope.seq}), db=current_db)
             txn.put(target.encode() + b"\x00" + key, b"", db=by_digest)
 
-    def sync_external(self, store: "Store") -> None:
+    def sync_external(self, store: Store) -> None:
         """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view."""
-        with store.read() as txn:
-            wanted: dict[Kind, dict[str, bytes]] = {
-                kind: _render_tsvs(list_aliases(txn, store.environment, kind)) for kind in _PREFIX
-            }
+
+        def wanted() -> dict[Kind, dict[str, bytes]]:
+            with store.read() as txn:
+                return {kind: _render_tsvs(list_aliases(txn, store.environment, kind)) for kind in _PREFIX}
+
         write_alias_files(store.refget_path, wanted)
 
 
@@ -320,22 +347,23 @@ def _render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
     return {ns: "".join(lines).encode() for ns, lines in out.items()}
 
 
-def write_alias_files(refget: Path, wanted: dict[Kind, dict[str, bytes]]) -> None:
-    """Make the RefgetStore's alias TSVs exactly ``wanted`` (kind -> namespace -> file bytes).
+def write_alias_files(refget: Path, wanted: Callable[[], dict[Kind, dict[str, bytes]]]) -> None:
+    """Make the RefgetStore's alias TSVs exactly ``wanted()`` (kind -> namespace -> file bytes).
 
     Files are replaced atomically (temp file + rename); a namespace without aliases loses its
-    file. The change happens under the RefgetStore's writer lock (the one gtars commits take);
-    when the store has a manifest, its namespace lists and ``aliases_digest`` are refreshed too,
-    since gtars 0.10.0 loads only the alias namespaces that ``rgstore.json`` lists. Nothing is
-    touched when everything already agrees.
+    file. The change happens under the RefgetStore's writer lock (the one gtars commits take),
+    and ``wanted`` is re-read under it, so of two processes syncing at once the later one writes
+    the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
+    are refreshed too: gtars 0.10.0 loads only the alias namespaces ``rgstore.json`` lists.
+    Nothing is touched when everything already agrees.
     """
     manifest = refget / "rgstore.json"
-    if _files_agree(refget, wanted) and not (manifest.exists() and _manifest_stale(manifest, refget)):
+    if _files_agree(refget, wanted()) and not (manifest.exists() and _manifest_stale(manifest, refget)):
         return
     refget.mkdir(parents=True, exist_ok=True)
     try:
         with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
-            for kind, files in wanted.items():
+            for kind, files in wanted().items():
                 _sync_dir(refget / "aliases" / _TSV_DIR[kind], files)
             if manifest.exists() and _manifest_stale(manifest, refget):
                 _rewrite_manifest(manifest, refget)
@@ -420,5 +448,5 @@ def _rewrite_manifest(manifest: Path, refget: Path) -> None:
         data.pop("aliases_digest", None)
     else:
         data["aliases_digest"] = digest
-    data["modified"] = datetime.now(timezone.utc).isoformat()
+    data["modified"] = datetime.now(UTC).isoformat()
     _atomic_write(manifest, json.dumps(data, indent=2).encode())

@@ -1,0 +1,456 @@
+"""Remote genomes: record a genome held by a remote RefgetStore or seqcol server, fetch its sequences later.
+
+``init_remote`` finds where a URL keeps its sequences (a static RefgetStore: ``URL/rgstore.json``
+with keys version, mode and seqdata_path_template; else a seqcol or refgenie server whose
+``/service-info`` or ``/seqcol/service-info`` advertises ``seqcol.refget_store.url``), reads the
+genome's level-2 collection, checks that it hashes to the requested digest, and records it
+(``GenomeAdded`` with ``source.remote_url`` plus one ``AliasSet`` per name). No sequence is
+downloaded then. ``fetch_sequence`` downloads one sequence when it is first read, checks its
+sha512t24u, length and md5, and only then caches it in the store's own RefgetStore.
+Anything unreachable or non-conforming raises RemoteError, and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+import msgspec
+
+from . import seqcol
+from .aliases import normalise_digest, split_alias
+from .environment import Txn
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError, RgstoreError
+from .events import AliasSet, GenomeAdded, GenomeSource
+from .log import NewEvent
+from .progress import ProgressFactory, null_progress
+from .views.aliases import COLLECTION, DEFAULT_NAMESPACE, alias_stream, check_name, collection_alias
+from .views.genomes import genome_record, genome_stream
+
+if TYPE_CHECKING:
+    from .genomes import InitResult
+    from .store import Store
+
+__all__ = [
+    "RemoteCollection",
+    "RemoteSource",
+    "detect",
+    "fetch_missing",
+    "fetch_sequence",
+    "init_remote",
+    "remote_collection",
+]
+
+TIMEOUT_S = 30.0
+_MANIFEST_KEYS = ("version", "mode", "seqdata_path_template")
+_WINDOW = 4 << 20
+"""Residues requested per ranged read when fetching a sequence (bounds memory on big chromosomes)."""
+_LINE = 80
+
+
+class RemoteSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a URL keeps its sequences: ``kind`` is ``refget-store`` or ``seqcol-server``."""
+
+    url: str
+    kind: str
+    store_url: str
+    manifest: dict[str, Any]
+    service_url: str = ""
+    """The seqcol API base of a server (empty for a bare store)."""
+
+
+class RemoteCollection(msgspec.Struct, frozen=True, kw_only=True):
+    """A remote genome's level-2 arrays (sequences ``SQ.``-prefixed), md5s and computed level-1 digests."""
+
+    digest: str
+    names: list[str]
+    lengths: list[int]
+    sequences: list[str]
+    md5s: list[str]
+    level1: dict[str, str]
+
+
+# -- HTTP -------------------------------------------------------------------------------------------
+
+
+class _Http:
+    """GETs with one error vocabulary: unreachable or failing servers raise RemoteError."""
+
+    def __init__(self, timeout: float) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self.client = httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "rgstore"})
+
+    def close(self) -> None:
+        self.client.close()
+
+    def get(self, url: str) -> bytes | None:
+        """The body of ``url``; None on 404; RemoteError when unreachable or on another failure."""
+        try:
+            response = self.client.get(url)
+        except self._httpx.InvalidURL as exc:
+            raise InvalidInputError(f"invalid URL {url!r}: {exc}") from None
+        except self._httpx.HTTPError as exc:
+            raise RemoteError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code >= 400:
+            raise RemoteError(f"{url} answered HTTP {response.status_code}")
+        return response.content
+
+    def json(self, url: str) -> Any:
+        """Parsed JSON at ``url``; None on 404 or when the body is not JSON."""
+        body = self.get(url)
+        if body is None:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+
+def _base(url: str) -> str:
+    url = url.strip()
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInputError(f"remote URL {url!r} must start with http:// or https://")
+    return url.rstrip("/")
+
+
+# -- finding the store ---------------------------------------------------------------------------------
+
+
+def _is_manifest(doc: Any) -> bool:
+    return isinstance(doc, dict) and all(key in doc for key in _MANIFEST_KEYS)
+
+
+def _is_seqcol_service(info: Any) -> bool:
+    if not isinstance(info, dict):
+        return False
+    kind = info.get("type")
+    artifact = kind.get("artifact") if isinstance(kind, dict) else None
+    return "seqcol" in info or artifact in ("refget-seqcol", "refgenie")
+
+
+def detect(url: str, *, http: _Http | None = None, timeout: float = TIMEOUT_S) -> RemoteSource:
+    """Find the RefgetStore behind ``url`` (a store itself, or a server advertising one)."""
+    base = _base(url)
+    own = http is None
+    http = http or _Http(timeout)
+    try:
+        manifest = http.json(f"{base}/rgstore.json")
+        if _is_manifest(manifest):
+            return RemoteSource(url=base, kind="refget-store", store_url=base, manifest=manifest)
+        for service in (base, f"{base}/seqcol"):
+            info = http.json(f"{service}/service-info")
+            if not _is_seqcol_service(info):
+                continue  # absent, not JSON, or some other GA4GH service
+            seqcol_info = info.get("seqcol")
+            store = seqcol_info.get("refget_store") if isinstance(seqcol_info, dict) else None
+            if not isinstance(store, dict) or not store.get("enabled") or not store.get("url"):
+                raise RemoteError(
+                    f"{service} is a seqcol/refgenie server but advertises no RefgetStore "
+                    "(service-info seqcol.refget_store); rgstore needs one to fetch sequences"
+                )
+            store_url = urljoin(service + "/", str(store["url"])).rstrip("/")
+            manifest = http.json(f"{store_url}/rgstore.json")
+            if not _is_manifest(manifest):
+                raise RemoteError(
+                    f"{service} advertises the RefgetStore {store_url}, but it has no valid rgstore.json"
+                )
+            return RemoteSource(
+                url=base, kind="seqcol-server", store_url=store_url, manifest=manifest, service_url=service
+            )
+        raise RemoteError(
+            f"{base} is neither a RefgetStore (no rgstore.json with {', '.join(_MANIFEST_KEYS)}) "
+            "nor a seqcol/refgenie server (no /service-info or /seqcol/service-info)"
+        )
+    finally:
+        if own:
+            http.close()
+
+
+def resolve_alias(source: RemoteSource, namespace: str, name: str, http: _Http) -> str:
+    """The digest a remote collection alias names (server API first, then the store's alias file)."""
+    if source.service_url:
+        doc = http.json(f"{source.service_url}/alias/collection/{namespace}/{name}")
+        if isinstance(doc, dict) and isinstance(doc.get("digest"), str):
+            return normalise_digest(doc["digest"])
+    body = http.get(f"{source.store_url}/aliases/collections/{namespace}.tsv")
+    for line in (body or b"").decode("utf-8", "replace").splitlines():
+        alias, _, digest = line.partition("\t")
+        if alias == name and digest:
+            return normalise_digest(digest.strip())
+    raise NotFoundError(f"{source.url} has no collection alias {namespace}:{name}")
+
+
+def remote_collection(source: RemoteSource, digest: str, http: _Http) -> RemoteCollection:
+    """The remote's level-2 collection ``digest``, checked to hash to that digest."""
+    template = str(source.manifest.get("collections_path_template") or "collections/%s.rgsi")
+    if "%s" not in template or template.startswith("/") or ".." in template:
+        raise RemoteError(
+            f"{source.store_url}/rgstore.json has an unusable collections_path_template {template!r}"
+        )
+    body = http.get(f"{source.store_url}/{template.replace('%s', digest)}")
+    if body is None:
+        raise NotFoundError(f"{source.url} has no sequence collection {digest}")
+    names: list[str] = []
+    lengths: list[int] = []
+    sequences: list[str] = []
+    md5s: list[str] = []
+    header: dict[str, str] = {}
+    try:
+        for line in body.decode("utf-8").splitlines():
+            if line.startswith("##"):
+                key, _, value = line[2:].partition("=")
+                header[key] = value
+            elif line and not line.startswith("#"):
+                fields = line.split("\t")
+                names.append(fields[0])
+                lengths.append(int(fields[1]))
+                sequences.append("SQ." + normalise_digest(fields[3]))
+                md5s.append(fields[4] if len(fields) > 4 else "")
+    except (UnicodeDecodeError, ValueError, IndexError, InvalidInputError) as exc:
+        raise RemoteError(
+            f"{source.url}: collection {digest} is not a readable RefgetStore .rgsi file ({exc})"
+        ) from None
+    if not names:
+        raise RemoteError(f"{source.url}: collection {digest} lists no sequences")
+    level1 = seqcol.level1(names, lengths, sequences)
+    actual = seqcol.top_level_digest(level1)
+    if actual != digest:
+        raise IntegrityError(
+            f"{source.url}: collection {digest} hashes to {actual}: the remote data is corrupt"
+        )
+    if header.get("lengths_digest", level1["lengths"]) != level1["lengths"]:
+        raise IntegrityError(
+            f"{source.url}: collection {digest} lists lengths that disagree with its lengths_digest"
+        )
+    return RemoteCollection(
+        digest=digest, names=names, lengths=lengths, sequences=sequences, md5s=md5s, level1=level1
+    )
+
+
+# -- recording a remote genome ----------------------------------------------------------------------------
+
+
+def init_remote(
+    store: Store, url: str | None, names: Sequence[str], *, digest: str | None = None,
+    alias: str | None = None, description: str = "", species: str = "", circular: Sequence[str] = (),
+    force: bool = False, timeout: float = TIMEOUT_S, fasta: object = None, fhr: object = None,
+    seq_namespace: str | None = None,
+) -> InitResult:
+    """Record the genome ``digest`` (or the one remote ``alias`` names) held at ``url``, named ``names``.
+
+    Sequences stay remote until read. Re-running for a recorded genome only adds new names; a
+    name pointing at another genome is refused unless ``force``. Nothing is recorded on error.
+    ``fasta``, ``fhr`` and ``seq_namespace`` exist so `genome init` can hand over every option:
+    they belong to FASTA genomes, and giving any of them here is an error.
+    """
+    from .genomes import InitResult
+
+    if url is None:
+        raise InvalidInputError("genome init needs --fasta PATH or --remote URL")
+    for option, value in (("--fasta", fasta), ("--fhr", fhr), ("--seq-namespace", seq_namespace)):
+        if value is not None:
+            raise InvalidInputError(f"{option} cannot be combined with --remote")
+    if (digest is None) == (alias is None):
+        raise InvalidInputError("name the remote genome with exactly one of --digest or --alias")
+    aliases = list(dict.fromkeys(check_name(n) for n in names))
+    if not aliases:
+        raise InvalidInputError("a genome needs at least one name (--name)")
+    wanted = normalise_digest(digest) if digest is not None else None
+    http = _Http(timeout)
+    try:
+        source = detect(url, http=http)
+        if wanted is None:
+            assert alias is not None
+            namespace, local = split_alias(alias)
+            wanted = resolve_alias(source, namespace, local, http)
+        collection = remote_collection(source, wanted, http)
+    finally:
+        http.close()
+    unknown = [c for c in circular if c not in set(collection.names)]
+    if unknown:
+        raise InvalidInputError(
+            f"--circular {unknown[0]}: genome {collection.digest} has no sequence of that name"
+        )
+    env = store.environment
+    added: list[str] = []
+    state: dict[str, bool] = {}
+
+    def command(txn: Txn) -> list[NewEvent]:
+        added.clear()
+        events: list[NewEvent] = []
+        state["new"] = genome_record(txn, env, collection.digest) is None
+        if state["new"]:
+            events.append(NewEvent(stream=genome_stream(collection.digest), event=GenomeAdded(
+                digest=collection.digest, names=collection.names, lengths=collection.lengths,
+                sequences=collection.sequences, level1=collection.level1, md5s=collection.md5s,
+                description=description, species=species, circular=list(dict.fromkeys(circular)),
+                source=GenomeSource(remote_url=source.store_url),
+            )))
+        for name in aliases:
+            target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
+            if target == collection.digest:
+                continue
+            if target is not None and not force:
+                raise ConflictError(
+                    f"alias {DEFAULT_NAMESPACE}:{name} already points at genome {target}; "
+                    "use --force to repoint it (the old target stays in its history)"
+                )
+            added.append(name)
+            events.append(NewEvent(
+                stream=alias_stream(COLLECTION, DEFAULT_NAMESPACE, name),
+                event=AliasSet(namespace=DEFAULT_NAMESPACE, name=name, digest=collection.digest),
+            ))
+        return events
+
+    seqs = store.transact(command)
+    return InitResult(
+        genome=store.genomes.show(collection.digest, by_digest=True), added=state["new"],
+        aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added], sequence_aliases_added=0, seqs=seqs,
+    )
+
+
+# -- fetching sequences on demand ----------------------------------------------------------------------------
+
+
+def _open_remote(cache: Path, store_url: str) -> Any:
+    from gtars.refget import RefgetStore
+
+    try:
+        handle = RefgetStore.open_remote(str(cache), store_url)
+    except (OSError, ValueError) as exc:
+        raise RemoteError(f"cannot open the RefgetStore at {store_url}: {exc}") from None
+    handle.set_quiet(True)
+    return handle
+
+
+class _FastaWriter:
+    """Writes residues as fixed-width FASTA lines while hashing them."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.carry = b""
+        self.sha512 = hashlib.sha512()
+        self.md5 = hashlib.md5()
+        self.length = 0
+
+    def write(self, residues: bytes) -> None:
+        self.sha512.update(residues)
+        self.md5.update(residues)
+        self.length += len(residues)
+        data = self.carry + residues
+        cut = len(data) - len(data) % _LINE
+        for i in range(0, cut, _LINE):
+            self.out.write(data[i:i + _LINE] + b"\n")
+        self.carry = data[cut:]
+
+    def close(self) -> None:
+        if self.carry:
+            self.out.write(self.carry + b"\n")
+        self.carry = b""
+
+    @property
+    def digest(self) -> str:
+        return base64.urlsafe_b64encode(self.sha512.digest()[:24]).decode()
+
+
+def fetch_sequence(
+    store: Store, remote_url: str, digest: str, length: int, *, md5: str = "",
+    progress: ProgressFactory = null_progress,
+) -> None:
+    """Download sequence ``digest`` (``length`` residues) from the RefgetStore at ``remote_url`` into ours.
+
+    The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
+    before anything is cached; otherwise IntegrityError and the local store is unchanged.
+    """
+    from .refgetstore import ingest_fasta, open_refget, strip_sq
+
+    bare = normalise_digest(strip_sq(digest))
+    scratch = Path(tempfile.mkdtemp(prefix=".remote-", dir=store.path))
+    try:
+        handle = _open_remote(scratch / "cache", remote_url)
+        fasta = scratch / "sequence.fa"
+        bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
+        try:
+            with open(fasta, "wb") as out:
+                out.write(f">SQ_{bare}\n".encode())
+                writer = _FastaWriter(out)
+                for start in range(0, length, _WINDOW):
+                    try:
+                        for chunk in handle.stream_sequence(bare, start, min(length, start + _WINDOW)):
+                            writer.write(chunk.encode())
+                            bar.update(len(chunk))
+                    except (KeyError, OSError) as exc:
+                        raise _fetch_error(remote_url, bare, length, exc) from None
+                writer.close()
+        finally:
+            bar.close()
+        problems = []
+        if writer.digest != bare:
+            problems.append(f"its residues hash to {writer.digest}")
+        if writer.length != length:
+            problems.append(f"{writer.length} residues arrived instead of {length}")
+        if md5 and writer.md5.hexdigest() != md5:
+            problems.append(f"md5 {writer.md5.hexdigest()} instead of {md5}")
+        if problems:
+            raise IntegrityError(
+                f"sequence {bare} from {remote_url} is corrupt ({'; '.join(problems)}); nothing was cached"
+            )
+        ingested = ingest_fasta(store, fasta)
+        if ingested.sequences != [f"SQ.{bare}"]:
+            raise IntegrityError(
+                f"caching sequence {bare} produced {ingested.sequences}; the RefgetStore disagrees"
+            )
+        if ingested.was_new:
+            # The one-sequence carrier collection was only a way in; the sequence itself stays.
+            open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:
+    """gtars reports every read failure as KeyError/OSError; tell the caller which one it was."""
+    text = str(exc)
+    if "Invalid stream range" in text:
+        return IntegrityError(f"{url}: sequence {digest} is shorter than its recorded {length} residues")
+    if "Sequence not found" in text and "Range" not in text:
+        return NotFoundError(f"the RefgetStore at {url} has no sequence {digest}")
+    return RemoteError(f"fetching sequence {digest} from {url} failed: {text}")
+
+
+def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFactory = null_progress) -> bool:
+    """Fetch a sequence the RefgetStore lacks from the remote of a genome that lists it.
+
+    Returns False when no remote genome lists the sequence (the caller's "missing" error
+    stands); raises what ``fetch_sequence`` raises when the fetch itself fails.
+    """
+    from .refgetstore import strip_sq
+    from .views.genomes import genomes_with_sequence
+
+    bare = strip_sq(sequence_digest)
+    with store.read() as txn:
+        candidates = []
+        for genome, _name, length, md5 in genomes_with_sequence(txn, store.environment, bare):
+            record = genome_record(txn, store.environment, genome)
+            if record is not None and record.source.remote_url:
+                candidates.append((record.source.remote_url, length, md5))
+    failure: RgstoreError | None = None
+    for url, length, md5 in dict.fromkeys(candidates):
+        try:
+            fetch_sequence(store, url, bare, length, md5=md5, progress=progress)
+            return True
+        except (RemoteError, NotFoundError) as exc:
+            failure = exc  # another remote genome may list the same sequence: try it too
+    if failure is not None:
+        raise failure
+    return False

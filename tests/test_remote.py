@@ -1,0 +1,290 @@
+"""Claims about remote genomes, against a real RefgetStore served over loopback HTTP with Range."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rgstore import remote
+from rgstore.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
+from rgstore.refgetstore import open_refget
+from rgstore.store import Store
+from tests.httpfixture import RangeServer, serve_directory
+
+Served = tuple[RangeServer, Path, str]
+"""(server, served RefgetStore directory, the genome digest it holds)."""
+
+RNG = random.Random(7)
+LONG = "".join(RNG.choices("ACGT", k=5000))
+FASTA = f">chr1\n{LONG[:60]}\n{LONG[60:]}\n>chr2\nGGGAAATTTCNNRYACGT\n>chrM\nTTTTGGGGCCCCAAAA\n"
+
+
+def build_refget(root: Path, fasta_text: str, *, encoded: bool = False) -> str:
+    """A gtars RefgetStore at ``root`` holding one genome, aliased ucsc:tiny; returns its digest."""
+    from gtars.refget import RefgetStore
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    fasta = root.parent / f"{root.name}.fa"
+    fasta.write_text(fasta_text)
+    handle = RefgetStore.on_disk(str(root))
+    handle.set_quiet(True)
+    if not encoded:
+        handle.disable_encoding()
+    meta, _ = handle.add_sequence_collection_from_fasta(str(fasta))
+    handle.add_collection_alias("ucsc", "tiny", meta.digest)
+    (root.parent / f"{root.name}.rgsi").unlink(missing_ok=True)
+    return str(meta.digest)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A static RefgetStore at URL/ (Raw mode), served for the whole module."""
+    root = tmp_path_factory.mktemp("remote") / "store"
+    digest = build_refget(root, FASTA)
+    with serve_directory(root) as server:
+        yield server, root, digest
+
+
+@pytest.fixture
+def remote_copy(tmp_path: Path) -> Iterator[Served]:
+    """A private served RefgetStore a test may damage."""
+    root = tmp_path / "served" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, FASTA)
+    with serve_directory(root) as server:
+        yield server, root, digest
+
+
+def seq_requests(server: RangeServer) -> list[tuple[str, str, str]]:
+    return [r for r in server.requests if r[1].endswith(".seq")]
+
+
+# -- finding the store ------------------------------------------------------------------------------
+
+
+def test_a_static_refget_store_is_detected_by_its_manifest(served: Served) -> None:
+    server, _, _ = served
+    source = remote.detect(server.url + "/")
+    assert (source.kind, source.store_url) == ("refget-store", server.url)
+    assert source.manifest["mode"] == "Raw"
+
+
+@pytest.mark.parametrize("service_path", ["service-info", "seqcol/service-info"])
+def test_a_seqcol_server_is_followed_to_the_store_it_advertises(tmp_path: Path, service_path: str) -> None:
+    site = tmp_path / "site"
+    digest = build_refget(site / "refget_store", FASTA)
+    info = site / service_path
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(json.dumps({
+        "id": "org.refgenie.seqcol",
+        "type": {"group": "org.ga4gh", "artifact": "refget-seqcol", "version": "1.0.0"},
+        "seqcol": {"refget_store": {"enabled": True, "url": "/refget_store/"}},
+    }))
+    with serve_directory(site) as server, Store.open(tmp_path / "local") as store:
+        source = remote.detect(server.url)
+        assert (source.kind, source.store_url) == ("seqcol-server", server.url + "/refget_store")
+        result = remote.init_remote(store, server.url, ["tiny"], alias="ucsc:tiny")
+        assert result.genome.digest == digest
+        assert result.genome.source.remote_url == server.url + "/refget_store"
+
+
+def test_a_server_that_advertises_no_store_is_refused_clearly(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "service-info").write_text(json.dumps({"seqcol": {"refget_store": {"enabled": False}}}))
+    with serve_directory(site) as server, pytest.raises(RemoteError, match="advertises no RefgetStore"):
+        remote.detect(server.url)
+
+
+def test_a_url_that_is_neither_store_nor_server_is_refused(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rgstore.json").write_text(json.dumps({"version": 1}))  # not a manifest: keys missing
+    with serve_directory(site) as server, pytest.raises(RemoteError, match="neither a RefgetStore"):
+        remote.detect(server.url)
+
+
+# -- recording ----------------------------------------------------------------------------------------
+
+
+def test_init_by_digest_records_the_genome_and_fetches_no_sequence(
+    served: Served, store: Store
+) -> None:
+    server, _, digest = served
+    before = len(server.requests)
+    result = remote.init_remote(store, server.url, ["tiny", "tiny2"], digest=digest, description="remote")
+    assert result.added and result.aliases_added == ["refgenie:tiny", "refgenie:tiny2"]
+    genome = store.genomes.show("tiny")
+    assert genome.digest == digest
+    assert genome.names == ["chr1", "chr2", "chrM"]
+    assert genome.lengths == [5000, 18, 16]
+    assert genome.source.remote_url == server.url
+    assert genome.description == "remote"
+    assert not any(path.endswith(".seq") for path in server.paths()[before:])
+
+
+def test_init_by_remote_alias_resolves_the_stores_alias_file(
+    served: Served, store: Store
+) -> None:
+    server, _, digest = served
+    assert remote.init_remote(store, server.url, ["t"], alias="ucsc:tiny").genome.digest == digest
+    with pytest.raises(NotFoundError, match="ucsc:nothing"):
+        remote.init_remote(store, server.url, ["u"], alias="ucsc:nothing")
+
+
+def test_reinit_only_adds_new_names_and_never_repoints_silently(
+    served: Served, store: Store, tmp_path: Path
+) -> None:
+    server, _, digest = served
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    again = remote.init_remote(store, server.url, ["tiny", "more"], digest=digest)
+    assert not again.added and again.aliases_added == ["refgenie:more"]
+    other = tmp_path / "other.fa"
+    other.write_text(">x\nACGT\n")
+    store.genomes.init(other, ["taken"])
+    with pytest.raises(ConflictError, match="--force"):
+        remote.init_remote(store, server.url, ["taken"], digest=digest)
+    assert store.aliases.get("taken") != digest
+    assert remote.init_remote(store, server.url, ["taken"], digest=digest, force=True).aliases_added == [
+        "refgenie:taken"
+    ]
+
+
+def test_an_unreachable_url_is_a_clear_error_and_records_nothing(store: Store) -> None:
+    head = store.head()
+    with pytest.raises(RemoteError, match="cannot reach http://127.0.0.1:9/rgstore.json"):
+        remote.init_remote(store, "http://127.0.0.1:9", ["x"], digest="A" * 32)
+    assert store.head() == head
+    assert not store.refget_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"digest": "A" * 32, "alias": "ucsc:tiny"}, "exactly one of --digest or --alias"),
+        ({}, "exactly one of --digest or --alias"),
+        ({"digest": "A" * 32, "fhr": "x.json"}, "--fhr cannot be combined"),
+        ({"digest": "short"}, "invalid digest"),
+    ],
+)
+def test_bad_remote_options_are_refused_before_any_request(
+    store: Store, kwargs: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        remote.init_remote(store, "http://127.0.0.1:9", ["x"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_unknown_collection_is_not_found(served: Served, store: Store) -> None:
+    server, _, _ = served
+    with pytest.raises(NotFoundError, match="no sequence collection"):
+        remote.init_remote(store, server.url, ["x"], digest="A" * 32)
+
+
+def test_a_collection_that_does_not_hash_to_its_digest_is_refused(
+    remote_copy: Served, store: Store
+) -> None:
+    server, root, digest = remote_copy
+    rgsi = root / "collections" / f"{digest}.rgsi"
+    rgsi.write_text(rgsi.read_text().replace("chr2\t", "chrX\t"))
+    head = store.head()
+    with pytest.raises(IntegrityError, match="corrupt"):
+        remote.init_remote(store, server.url, ["x"], digest=digest)
+    assert store.head() == head
+
+
+# -- fetching sequences ------------------------------------------------------------------------------------
+
+
+def test_sequences_are_fetched_on_first_read_verified_and_cached(
+    remote_copy: Served, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _, digest = remote_copy
+    monkeypatch.setattr(remote, "_WINDOW", 1024)  # a 5 kb sequence then takes several ranged reads
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    chr1 = store.genomes.show("tiny").sequences[0]
+    assert remote.fetch_missing(store, chr1) is True
+    ranged = [r for r in seq_requests(server) if r[2]]
+    assert len(ranged) == 5 and all(r[2].startswith("bytes=") for r in ranged)
+    assert store.genomes.getseq("tiny", "chr1") == LONG
+    assert store.genomes.getseq("tiny", "chr1", 100, 260) == LONG[100:260]
+    # Cached in our own RefgetStore: readable by gtars alone, and no carrier collection left behind.
+    handle = open_refget(store, write=False)
+    assert handle.get_substring(chr1[3:], 0, 5000) == LONG
+    assert handle.list_collections()["results"] == []
+
+
+def test_fetch_missing_ignores_sequences_of_no_remote_genome(store: Store) -> None:
+    assert remote.fetch_missing(store, "SQ." + "A" * 32) is False
+
+
+def test_a_corrupted_remote_sequence_is_detected_and_not_cached(
+    remote_copy: Served, store: Store
+) -> None:
+    server, root, digest = remote_copy
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    chr2 = store.genomes.show("tiny").sequences[1][3:]
+    seq_file = root / "sequences" / chr2[:2] / f"{chr2}.seq"
+    data = bytearray(seq_file.read_bytes())
+    data[3] = ord("C") if data[3] != ord("C") else ord("G")  # Raw mode: one residue per byte
+    seq_file.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=f"sequence {chr2} from .* is corrupt"):
+        remote.fetch_missing(store, chr2)
+    assert not (store.refget_path / "sequences" / chr2[:2] / f"{chr2}.seq").exists()
+    assert not list(store.path.glob(".remote-*"))
+
+
+def test_a_remote_sequence_shorter_than_recorded_is_detected(
+    remote_copy: Served, store: Store
+) -> None:
+    server, _, digest = remote_copy
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    chrm = store.genomes.show("tiny").sequences[2]
+    with pytest.raises(IntegrityError):
+        remote.fetch_sequence(store, server.url, chrm, 17)
+
+
+def test_an_encoded_mode_remote_is_decoded_and_verified(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "encoded" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, ">a\nACGTACGTAAAACCCC\n>b\nNNNNACGTTT\n", encoded=True)
+    with serve_directory(root) as server:
+        remote.init_remote(store, server.url, ["enc"], digest=digest)
+        for seq in store.genomes.show("enc").sequences:
+            assert remote.fetch_missing(store, seq)
+    assert store.genomes.getseq("enc", "a") == "ACGTACGTAAAACCCC"
+    assert store.genomes.getseq("enc", "b") == "NNNNACGTTT"
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_genome_init_remote(cli, served: Served) -> None:  # type: ignore[no-untyped-def]
+    server, _, digest = served
+    result = cli("genome", "init", "--remote", server.url, "--digest", digest, "--name", "tiny")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{digest}  added: 3 sequences")
+    shown = json.loads(cli("genome", "show", "tiny", "--json").output)
+    assert shown["source"]["remote_url"] == server.url
+
+
+def test_cli_genome_init_remote_errors_are_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    unreachable = cli("genome", "init", "--remote", "http://127.0.0.1:9", "--digest", "A" * 32, "--name", "x")
+    assert unreachable.exit_code == 1
+    assert unreachable.output.startswith("error: cannot reach") and unreachable.output.count("\n") == 1
+    neither = cli("genome", "init", "--name", "x")
+    assert neither.exit_code == 1 and "--fasta PATH or --remote URL" in neither.output
+    both = cli("genome", "init", "--fasta", "x.fa", "--remote", "http://127.0.0.1:9", "--digest", "A" * 32,
+               "--name", "x")
+    assert both.exit_code == 1 and "--fasta cannot be combined with --remote" in both.output
+
+
+def test_another_kind_of_service_is_not_mistaken_for_a_seqcol_server(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "service-info").write_text(json.dumps({"id": "x", "type": {"group": "org.ga4gh", "artifact": "drs"}}))
+    with serve_directory(site) as server, pytest.raises(RemoteError, match="neither a RefgetStore"):
+        remote.detect(server.url)
