@@ -90,7 +90,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
     _one_line_validation_errors(app)
 
     @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness and log position")
-    def healthz(request: Request) -> Response:
+    async def healthz(request: Request) -> Response:
         """``ok`` plus the log id and head seq this worker sees."""
         store = store_of(request)
         with store.read() as txn:

@@ -60,7 +60,7 @@ def list_entries(request: Request, level: Level = None, offset: Offset = 0, limi
 
 @router.get("/entries/{key}", response_model=CacheEntryView, summary="One cache entry, live or evicted",
             responses={404: {"model": ErrorBody}})
-def get_entry(request: Request, key: str) -> Response:
+async def get_entry(request: Request, key: str) -> Response:
     """The live entry for ``key``, else its eviction tombstone; 404 if the key was never cached."""
     store = store_of(request)
     env = store.environment

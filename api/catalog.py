@@ -1,4 +1,4 @@
-"""An in-memory index over the genome view: seqcol list filters, attribute lookups and MD5 sequence ids.
+"""An in-memory index over the genome view: seqcol list filters, attribute lookups, MD5 ids, circularity.
 
 The genome view answers "genome by digest" and "genomes holding sequence S"; seqcol also needs
 "collections whose level-1 ``attr`` digest is D" and refget needs "sequence with MD5 M". This
@@ -38,9 +38,11 @@ class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """level-1 attribute -> attribute digest -> genome digests (sorted)."""
     md5: dict[str, str]
     """lower-case MD5 -> bare sha512t24u of every sequence in some genome."""
+    circular: frozenset[str]
+    """Bare sha512t24u of every sequence some genome recorded as circular."""
 
 
-_EMPTY = CatalogSnapshot(head=-1, digests=[], known=frozenset(), by_attribute={}, md5={})
+_EMPTY = CatalogSnapshot(head=-1, digests=[], known=frozenset(), by_attribute={}, md5={}, circular=frozenset())
 
 
 class GenomeCatalog:
@@ -78,10 +80,14 @@ class GenomeCatalog:
         digests: list[str] = []
         by_attribute: dict[str, dict[str, list[str]]] = {}
         md5: dict[str, str] = {}
+        circular: set[str] = set()
         for record in all_genomes(txn, self.store.environment):  # ordered by digest
             digests.append(record.digest)
             for attr, value in record.level1.items():
                 by_attribute.setdefault(attr, {}).setdefault(value, []).append(record.digest)
             for sq, checksum in zip(record.sequences, record.md5s):
-                md5[checksum.lower()] = sq[3:] if sq.startswith("SQ.") else sq
-        return CatalogSnapshot(head=head, digests=digests, known=frozenset(digests), by_attribute=by_attribute, md5=md5)
+                md5[checksum.lower()] = sq.removeprefix("SQ.")
+            wraps = set(record.circular)
+            circular.update(sq.removeprefix("SQ.") for name, sq in zip(record.names, record.sequences) if name in wraps)
+        return CatalogSnapshot(head=head, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
+                               md5=md5, circular=frozenset(circular))

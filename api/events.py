@@ -92,7 +92,7 @@ def events(
 
 
 @router.get("/events/head", response_model=EventsHead, summary="The log's id, head seq and head hash")
-def events_head(request: Request) -> Response:
+async def events_head(request: Request) -> Response:
     """Log id, head seq and the head's chain hash (hex), read together in one transaction."""
     store = store_of(request)
     with store.read() as txn:

@@ -93,7 +93,7 @@ def _genome_item(record: GenomeRecord, aliases: list[str], fhr: dict[str, Any] |
 
 
 @service_router.get("/service-info", response_model=RefgenieServiceInfo, summary="refgenie-style service-info")
-def service_info(request: Request) -> Response:
+async def service_info(request: Request) -> Response:
     """refgenie's root service-info: capabilities, the seqcol mount and the RefgetStore URL clients bootstrap from."""
     mount = {
         "id": "org.rgstore.seqcol",
@@ -147,7 +147,7 @@ def list_aliases_route(
     "/aliases/{name}", response_model=AliasRecord, operation_id="get_alias_v4_aliases__name__get",
     summary="Resolve a genome alias to its digest, level-2 collection and FHR", responses={404: {"model": ErrorBody}},
 )
-def get_alias(request: Request, name: str) -> Response:
+async def get_alias(request: Request, name: str) -> Response:
     """``{alias, digest, source: "server", collection: {names, lengths, sequences}, fhr}``; 404 if unknown."""
     store = store_of(request)
     namespace, alias = _split(name)
@@ -205,7 +205,7 @@ def list_genomes(
     "/genomes/{digest}", response_model=GenomeRecordModel, operation_id="get_genome_v4_genomes__digest__get",
     summary="One genome with its FHR document", responses={404: {"model": ErrorBody}},
 )
-def get_genome(request: Request, digest: str) -> Response:
+async def get_genome(request: Request, digest: str) -> Response:
     """A genome's catalogue fields plus ``taxon_uri``, ``fhr``, names, lengths and sequences; 404 if unknown."""
     store = store_of(request)
     with store.read() as txn:

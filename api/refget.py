@@ -73,7 +73,7 @@ def _not_acceptable(accept: str | None, offers: dict[str, str]) -> Response:
     "/service-info", response_model=RefgetServiceInfo, summary="refget service-info",
     responses={406: {"model": ErrorBody}},
 )
-def service_info(request: Request) -> Response:
+async def service_info(request: Request) -> Response:
     """GA4GH service-info with the ``refget`` section: circular support, algorithms, identifier types."""
     media = negotiate(request.headers.get("accept"), JSON_OFFERS)
     if media is None:
@@ -99,7 +99,7 @@ def service_info(request: Request) -> Response:
     "/{id}/metadata", response_model=SequenceMetadataResponse, summary="Checksums, length and aliases of a sequence",
     responses={404: {"model": ErrorBody}, 406: {"model": ErrorBody}},
 )
-def metadata(request: Request, id: str) -> Response:
+async def metadata(request: Request, id: str) -> Response:
     """``{"metadata": {md5, ga4gh, trunc512, length, aliases}}``; aliases are the store's sequence aliases."""
     media = negotiate(request.headers.get("accept"), JSON_OFFERS)
     if media is None:

@@ -103,7 +103,7 @@ def _paginate(items: list[str], page: int, page_size: int) -> dict[str, Any]:
 
 
 @router.get("/service-info", response_model=SeqcolServiceInfo, summary="seqcol service-info with its schema")
-def service_info(request: Request) -> Response:
+async def service_info(request: Request) -> Response:
     """GA4GH service-info: the seqcol schema this server digests with, and the RefgetStore URL."""
     return json_response({
         "id": "org.rgstore.seqcol",
@@ -124,7 +124,7 @@ def service_info(request: Request) -> Response:
     responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}, 404: {"model": ErrorBody}},
     response_class=Response,
 )
-def collection(
+async def collection(
     request: Request, digest: str,
     level: Annotated[int, Query(ge=1, le=2, description="1: attribute digests; 2: arrays")] = 2,
 ) -> Response:
@@ -142,7 +142,7 @@ def collection(
                404: {"model": ErrorBody}},
     response_class=Response,
 )
-def attribute(request: Request, attribute: str, digest: str) -> Response:
+async def attribute(request: Request, attribute: str, digest: str) -> Response:
     """The array whose level-1 digest is ``digest``; 404 for unknown or transient attributes."""
     if attribute not in LEVEL2_ATTRIBUTES:
         why = "is transient (level 1 only)" if attribute in TRANSIENT else "is not a seqcol attribute here"

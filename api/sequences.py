@@ -26,7 +26,7 @@ from rgstore.environment import Txn
 from rgstore.errors import IntegrityError, NotFoundError
 from rgstore.store import Store
 from rgstore.views.aliases import SEQUENCE, aliases_of, sequence_alias
-from rgstore.views.genomes import genome_record, genomes_with_sequence
+from rgstore.views.genomes import genomes_with_sequence
 
 from .catalog import GenomeCatalog
 
@@ -46,7 +46,7 @@ class StoredSequence(msgspec.Struct, frozen=True, kw_only=True):
     md5: str
     length: int
     circular: bool
-    path: Path
+    path: str
 
     @property
     def ga4gh(self) -> str:
@@ -70,6 +70,7 @@ class SequenceIndex:
         self.store = store
         self.catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
         self._manifest: tuple[int, dict[str, object]] | None = None
+        self._root = str(store.refget_path)
 
     # -- identifiers --------------------------------------------------------------------------
 
@@ -104,18 +105,12 @@ class SequenceIndex:
 
     def lookup(self, txn: Txn, digest: str) -> StoredSequence | None:
         """The sequence with this bare sha512t24u, if a genome holds it."""
-        env = self.store.environment
-        holders = genomes_with_sequence(txn, env, digest)
+        holders = genomes_with_sequence(txn, self.store.environment, digest)
         if not holders:
             return None
         _, _, length, md5 = holders[0]
-        circular = False
-        for genome, name, _, _ in holders:
-            record = genome_record(txn, env, genome)
-            if record is not None and name in record.circular:
-                circular = True
-                break
-        return StoredSequence(digest=digest, md5=md5, length=length, circular=circular,
+        return StoredSequence(digest=digest, md5=md5, length=length,
+                              circular=digest in self.catalog.snapshot(txn).circular,
                               path=self._sequence_path(digest))
 
     def _by_md5(self, txn: Txn, md5: str) -> str | None:
@@ -131,9 +126,9 @@ class SequenceIndex:
 
     def manifest(self) -> dict[str, object]:
         """``refget/rgstore.json`` (cached until the file changes); {} when there is none."""
-        path = self.store.refget_path / "rgstore.json"
+        path = Path(self._root, "rgstore.json")
         try:
-            mtime = path.stat().st_mtime_ns
+            mtime = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             return {}
         cached = self._manifest
@@ -145,11 +140,9 @@ class SequenceIndex:
             cached = self._manifest = (mtime, data)
         return cached[1]
 
-    def _sequence_path(self, digest: str) -> Path:
+    def _sequence_path(self, digest: str) -> str:
         template = str(self.manifest().get("seqdata_path_template", "sequences/%s2/%s.seq"))
-        relative = template.replace("%s2", digest[:2]).replace("%s", digest)
-        return self.store.refget_path / relative
-
+        return os.path.join(self._root, template.replace("%s2", digest[:2]).replace("%s", digest))
 
 def _open(seq: StoredSequence) -> int:
     try:

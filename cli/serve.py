@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from .main import Context, store_option
@@ -32,15 +30,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str) 
         rgstore --store ./store serve --port 8000 --workers 2
         curl http://127.0.0.1:8000/sequence/service-info
     """
-    import uvicorn
+    from api.app import resolve_store_path
+    from api.server import serve
 
-    from api.app import ENV_STORE, resolve_store_path
-    from rgstore.store import Store
-
-    path = resolve_store_path(ctx.store_path)
-    Store.open(path, readonly=True).close()  # a missing store is a one-line error here, not a worker crash
-    os.environ[ENV_STORE] = str(path)  # workers are fresh interpreters: they find the store here
-    uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers,
-        root_path=root_path, log_level="warning", access_log=False, proxy_headers=True,
-    )
+    serve(resolve_store_path(ctx.store_path), host=host, port=port, workers=workers, root_path=root_path)

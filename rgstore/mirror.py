@@ -210,6 +210,23 @@ def upstream_refget_url(source: str, kind: str) -> str:
     return f"{source}/store" if kind == "server" else f"{source}/refget"
 
 
+def upstream_refget_base(source: str) -> str | None:
+    """The RefgetStore URL of a mirror's upstream: ``/store`` of a server, ``refget/`` beside segments."""
+    if not _is_url(source):
+        path = Path(source)
+        base = path.parent if path.is_file() else path
+        refget = base / "refget"
+        return refget.as_uri() if (refget / "rgstore.json").is_file() else None
+    if source.endswith("/store"):
+        return source
+    try:
+        with _client() as client:
+            _get(client, f"{source}/{MANIFEST}")
+        return f"{source}/refget"
+    except (NotFoundError, RemoteError):
+        return f"{source}/store"
+
+
 def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
     """The mirror's upstream, local head, lag and last pull time (lag needs the upstream reachable)."""
     with store.read() as txn:

@@ -444,6 +444,15 @@ def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFacto
             record = genome_record(txn, store.environment, genome)
             if record is not None and record.source.remote_url:
                 candidates.append((record.source.remote_url, length, md5))
+        upstream = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
+        if upstream and candidates == [] and (found := next(iter(genomes_with_sequence(
+                txn, store.environment, bare)), None)) is not None:
+            # A mirror fetches content from the primary it replays (its /store or published refget/).
+            from .mirror import upstream_refget_base
+
+            base = upstream_refget_base(upstream.decode())
+            if base:
+                candidates.append((base, found[2], found[3]))
     failure: RgstoreError | None = None
     for url, length, md5 in dict.fromkeys(candidates):
         try:

@@ -149,18 +149,30 @@ class SequenceReader:
     def _substring(self, name: str, seq: str, digest: str, lo: int, hi: int) -> str:
         try:
             return self.handle().get_substring(digest, lo, hi)  # type: ignore[no-any-return]
-        except KeyError:
+        except (KeyError, NotFoundError):
             pass
-        # The views know the sequence but this gtars handle predates its import (handles never
-        # refresh themselves): reopen once, and drop the partials bound to the old handle.
-        self._handle = open_refget(self.store, write=False)
-        self.drop_cache()
-        try:
-            return self._handle.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
-        except KeyError:
-            raise NotFoundError(
-                f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
-            ) from None
+        # The views know the sequence, so either this gtars handle predates its import (handles
+        # never refresh themselves: reopen, dropping the partials bound to the old handle) or it
+        # is not stored here at all and a genome recorded from a remote (or a mirror's primary)
+        # supplies it; the fetch checks the residues against the digest before caching them.
+        for fetch in (False, True):
+            if fetch:
+                from .remote import fetch_missing
+
+                if not fetch_missing(self.store, digest):
+                    break
+            try:
+                self._handle = open_refget(self.store, write=False)
+            except NotFoundError:
+                continue
+            self.drop_cache()
+            try:
+                return self._handle.get_substring(digest, lo, hi)  # type: ignore[no-any-return]
+            except KeyError:
+                continue
+        raise NotFoundError(
+            f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
+        )
 
     def handle(self) -> Any:
         """This reader's gtars handle on the store's RefgetStore (opened on first use)."""
@@ -183,12 +195,15 @@ class SequenceReader:
                 digest = genomes.resolve_in(txn, name, by_digest)
                 record = genome_record(txn, self.store.environment, digest)
             assert record is not None
-            substring = self.handle().get_substring
+            try:
+                substring = self.handle().get_substring
+            except NotFoundError:  # no local sequences yet (a remote genome): reads take the slow path
+                substring = None
             circular = set(record.circular)
             for n, s, length in zip(record.names, record.sequences, record.lengths):
                 bare = strip_sq(s)
                 self._meta[(key[0], n)] = (bare, length, n in circular)
-                if not by_digest:
+                if not by_digest and substring is not None:
                     self._fast[(name, n)] = partial(substring, bare)
             self._generation = generation
             if self._watcher is None:

@@ -1,0 +1,53 @@
+"""Run the app under uvicorn: one process, or a supervisor with N worker processes sharing one socket.
+
+Each worker is a fresh interpreter that imports ``api.app:create_app`` as a factory and opens
+the store read-only in its lifespan; the store path reaches it through ``$RGSTORE_SERVE_STORE``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from rgstore.store import Store
+
+from .app import ENV_STORE
+
+__all__ = ["serve", "NoDelayConfig", "APP"]
+
+APP = "api.app:create_app"
+
+
+class NoDelayConfig(uvicorn.Config):
+    """uvicorn's Config, with TCP_NODELAY on the listening socket it shares between workers.
+
+    uvicorn 0.54 creates that socket with protocol 0, so asyncio does not set TCP_NODELAY on
+    accepted connections and each response waits out the peer's delayed ACK (~40 ms: measured
+    180 req/s with 2 workers against 1,300 with one). Linux copies the option from the listening
+    socket to every accepted one.
+    """
+
+    def bind_socket(self) -> socket.socket:
+        """The listening socket, with TCP_NODELAY set for TCP."""
+        sock = super().bind_socket()
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "") -> None:
+    """Serve ``store`` until interrupted; NotFoundError first if there is no store there."""
+    Store.open(store, readonly=True).close()  # fail with one line here, not in every worker
+    os.environ[ENV_STORE] = str(store)
+    config = NoDelayConfig(
+        APP, factory=True, host=host, port=port, workers=workers, root_path=root_path,
+        log_level="warning", access_log=False, proxy_headers=True,
+    )
+    if workers == 1:
+        uvicorn.Server(config).run()
+    else:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
