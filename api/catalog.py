@@ -11,15 +11,22 @@ common events, cost one cheap scan and no rebuild).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from typing import Any, Literal
 
 import msgspec
 
+from rgstore import seqcol
 from rgstore.codec import decode_envelope, unframe
 from rgstore.environment import Txn
+from rgstore.errors import NotFoundError
 from rgstore.store import Store
-from rgstore.views.genomes import all_genomes
+from rgstore.views.genomes import GenomeRecord, all_genomes, genome_record
 
-__all__ = ["GenomeCatalog", "CatalogSnapshot", "REBUILD_GAP"]
+from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES
+from .wire import json_bytes
+
+__all__ = ["GenomeCatalog", "CatalogSnapshot", "CollectionCache", "Form", "level2", "REBUILD_GAP"]
 
 REBUILD_GAP = 5_000
 """Past this many new log records, rebuilding outright is cheaper than scanning them."""
@@ -91,3 +98,57 @@ class GenomeCatalog:
             circular.update(sq.removeprefix("SQ.") for name, sq in zip(record.names, record.sequences) if name in wraps)
         return CatalogSnapshot(head=head, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
                                md5=md5, circular=frozenset(circular))
+
+
+Form = Literal["level1", "level2", "core"]
+"""A collection body: level-1 digests, level-2 arrays, or just names/lengths/sequences (refgenie)."""
+
+
+def level2(record: GenomeRecord) -> dict[str, list[Any]]:
+    """The non-transient level-2 attributes of a genome, in schema order."""
+    values = seqcol.comparable_level2(record.names, record.lengths, record.sequences)
+    return {attr: values[attr] for attr in LEVEL2_ATTRIBUTES}
+
+
+def _render(record: GenomeRecord, form: Form) -> bytes:
+    if form == "level2":
+        return json_bytes(level2(record))
+    if form == "level1":
+        return json_bytes({a: record.level1[a] for a in LEVEL1_ATTRIBUTES if a in record.level1})
+    return json_bytes({"names": record.names, "lengths": record.lengths, "sequences": record.sequences})
+
+
+class CollectionCache:
+    """Encoded collection bodies by (digest, form), bounded and shared by request threads.
+
+    A digest's bodies never change (it is a content digest); only whether the genome still
+    exists does, and that is checked against the catalog on every call.
+    """
+
+    SIZE = 512
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def body(self, txn: Txn, digest: str, form: Form) -> bytes:
+        """The JSON of collection ``digest`` in ``form``; NotFoundError if no such genome."""
+        if digest not in self.catalog.snapshot(txn).known:
+            raise NotFoundError(f"no sequence collection {digest!r} in this store")
+        key = (digest, form)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        record = genome_record(txn, self.store.environment, digest)
+        if record is None:
+            raise NotFoundError(f"no sequence collection {digest!r} in this store")
+        body = _render(record, form)
+        with self._lock:
+            self._items[key] = body
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+        return body

@@ -23,11 +23,11 @@ from rgstore.views.aliases import COLLECTION, DEFAULT_NAMESPACE, collection_alia
 from rgstore.views.genomes import GenomeRecord, genome_fhr, genome_record
 
 from .app_info import app_version, organization
-from .catalog import GenomeCatalog
+from .catalog import CollectionCache, GenomeCatalog
 from .schemas import AliasPage, AliasRecord, ErrorBody, GenomePage, GenomeRecord as GenomeRecordModel
 from .schemas import RefgenieServiceInfo
 from .seqcol import store_url
-from .wire import json_response, store_of
+from .wire import json_bytes, json_response, store_of
 
 __all__ = ["router", "service_router", "flat_name", "DEFAULT_LIMIT", "MAX_LIMIT"]
 
@@ -151,19 +151,20 @@ async def get_alias(request: Request, name: str) -> Response:
     """``{alias, digest, source: "server", collection: {names, lengths, sequences}, fhr}``; 404 if unknown."""
     store = store_of(request)
     namespace, alias = _split(name)
+    cache: CollectionCache = store.service("api.collections", CollectionCache)
     with store.read() as txn:
         digest = collection_alias(txn, store.environment, namespace, alias) if _has_aliases(store) else None
         if digest is None:
             raise NotFoundError(f"Alias '{name}' not found")
-        record = genome_record(txn, store.environment, digest)
-        if record is None:
-            raise NotFoundError(f"Collection data not found for {digest}")
+        try:
+            collection = cache.body(txn, digest, "core")
+        except NotFoundError:
+            raise NotFoundError(f"Collection data not found for {digest}") from None
         fhr = genome_fhr(txn, store.environment, digest)
-    return json_response({
-        "alias": name, "digest": digest, "source": "server",
-        "collection": {"names": record.names, "lengths": record.lengths, "sequences": record.sequences},
-        "fhr": fhr,
-    })
+    # The level-2 part is pre-encoded and cached per digest; splice it in rather than re-encode.
+    body = b"".join((b'{"alias":', json_bytes(name), b',"digest":', json_bytes(digest), b',"source":"server"',
+                     b',"collection":', collection, b',"fhr":', json_bytes(fhr), b"}"))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/genomes", response_model=GenomePage, summary="Genomes, filtered and paged")

@@ -9,8 +9,6 @@ this API, for seqcol clients (and the compliance suite) that look for it under t
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -24,12 +22,12 @@ from rgstore.store import Store
 from rgstore.views.genomes import GenomeRecord, genome_record
 
 from .app_info import app_version, organization
-from .catalog import CatalogSnapshot, GenomeCatalog
+from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, SEQCOL_SCHEMA, TRANSIENT
-from .wire import json_bytes, json_response, store_of
+from .wire import json_response, store_of
 
-__all__ = ["router", "level2", "CollectionCache", "MAX_POST_BYTES", "store_url"]
+__all__ = ["router", "MAX_POST_BYTES", "store_url"]
 
 PREFIX = "/seqcol"
 MAX_POST_BYTES = 64 << 20
@@ -42,46 +40,9 @@ PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per p
 Filter = Annotated[str | None, Query(max_length=64, description="A level-1 digest this attribute must have")]
 
 
-def level2(record: GenomeRecord) -> dict[str, list[Any]]:
-    """The non-transient level-2 attributes of a genome, in schema order."""
-    values = seqcol_digests.comparable_level2(record.names, record.lengths, record.sequences)
-    return {attr: values[attr] for attr in LEVEL2_ATTRIBUTES}
-
-
 def store_url(request: Request) -> str:
     """Absolute URL of this server's RefgetStore mirror (``/store``), as clients must reach it."""
     return f"{request.base_url}store"
-
-
-class CollectionCache:
-    """Encoded level-1/level-2 bodies by (digest, level); bounded, shared by request threads."""
-
-    SIZE = 512
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
-        self._items: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def body(self, txn: Txn, digest: str, level: int) -> bytes:
-        """The JSON of collection ``digest`` at ``level``; NotFoundError if no such genome."""
-        if digest not in self.catalog.snapshot(txn).known:
-            raise NotFoundError(f"no sequence collection {digest!r} in this store")
-        key = (digest, level)
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-        record = _record(txn, self.store, digest)
-        body = json_bytes(level2(record) if level == 2 else {a: record.level1[a] for a in LEVEL1_ATTRIBUTES
-                                                              if a in record.level1})
-        with self._lock:
-            self._items[key] = body
-            while len(self._items) > self.SIZE:
-                self._items.popitem(last=False)
-        return body
 
 
 def _record(txn: Txn, store: Store, digest: str) -> GenomeRecord:
@@ -132,7 +93,7 @@ async def collection(
     store = store_of(request)
     cache: CollectionCache = store.service("api.collections", CollectionCache)
     with store.read() as txn:
-        body = cache.body(txn, digest, level)
+        body = cache.body(txn, digest, "level2" if level == 2 else "level1")
     return Response(body, media_type="application/json")
 
 

@@ -247,6 +247,9 @@ def _write_zip(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
     def entry(name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=stamp)
         info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        # ZipFile's own compresslevel only reaches entries it creates; this is public as
+        # ``compress_level`` from Python 3.13.
+        info._compresslevel = _LEVEL  # type: ignore[attr-defined]
         return info
 
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_LEVEL) as archive:

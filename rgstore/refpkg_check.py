@@ -2,10 +2,10 @@
 
 taxtastic stops at the first problem (and dies on a missing or corrupt file before checking
 anything); here every file is checked against its recorded sha256 and MD5 first, and then
-each rule runs on the files that are intact. The texts follow taxtastic 1.0.1 (see
-docs/architecture.md and shared notes) with two fixes: mismatching names are listed sorted,
-and "field cout" reads "field count". seq_info names come from its ``seqname`` column
-(taxtastic reads column 0 whatever its header says).
+each rule runs on the files that are intact. The texts are taxtastic 1.0.1's, with two fixes:
+mismatching names are listed sorted (taxtastic prints set order), and "field cout" reads
+"field count". seq_info names come from its ``seqname`` column (taxtastic reads column 0
+whatever the header says), and Newick is read without DendroPy, iteratively.
 """
 
 from __future__ import annotations

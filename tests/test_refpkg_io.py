@@ -346,3 +346,20 @@ def test_rendered_manifest_is_byte_identical_to_taxtastics_json_dump(
     parsed = parse_manifest(render_manifest(manifest).encode())
     assert (len(parsed.rollbacks), len(parsed.rollforwards)) == (len(rollbacks), len(rollforwards))
     assert parsed.log == log
+
+
+def test_a_zip_symlink_entry_is_never_read_through(store: Store, tmp_path: Path) -> None:
+    import hashlib
+
+    archive = tmp_path / "linky.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("pkg/"), b"")
+        link = zipfile.ZipInfo("pkg/a.txt")
+        link.external_attr = 0o120777 << 16  # a symlink entry whose target is /etc/passwd
+        zf.writestr(link, b"/etc/passwd")
+        zf.writestr("../escape.txt", b"boom")
+        doc = {"metadata": {}, "files": {"a": "a.txt"}, "md5": {"a": hashlib.md5(b"/etc/passwd").hexdigest()}}
+        zf.writestr("pkg/CONTENTS.json", json.dumps(doc))
+    with pytest.raises(NotFoundError, match="a.txt referred to by key a is missing"):
+        store.refpkgs.import_package(archive)
+    assert not (tmp_path.parent / "escape.txt").exists() and list(store.blobs.all()) == []

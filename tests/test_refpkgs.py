@@ -466,3 +466,14 @@ def test_a_blob_removed_between_put_and_commit_is_stored_again(store: Store, tmp
         staged.commit(lambda txn: [NewEvent(stream="refpkg:pkg", event=RefpkgUpdated(
             name="pkg", files={"a": ref}, message="Updates files: a=a.txt"))])
     assert store.refpkgs.resource_path("pkg", "a").read_text() == "A\n"
+
+
+@pytest.mark.slow
+def test_benchmark_runs_end_to_end_at_a_tiny_size(capsys) -> None:  # type: ignore[no-untyped-def]
+    from tools.bench.refpkg import main
+
+    assert main(["--updates", "3", "--rollbacks", "2", "--export-mb", "1", "--cli-sample", "1",
+                 "--budget", "60", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["updates"]["compared_steps"] == 3 and res["rollbacks"]["compared_steps"] == 2
+    assert res["cli"]["rgstore"] > 0 and res["export"]["rgstore_export_zip_s"] > 0
