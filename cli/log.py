@@ -158,25 +158,30 @@ def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
 @click.option("--segment-size", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Records per new segment.")
 @click.option("--with-blobs", is_flag=True, help="Also copy blobs (refpkg files) into DIRECTORY/blobs/.")
+@click.option("--with-refget", is_flag=True, help="Also copy the RefgetStore into DIRECTORY/refget/ (sequences).")
 @json_option
 @pass_ctx
-def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bool, as_json: bool) -> None:
+def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bool, with_refget: bool,
+                as_json: bool) -> None:
     """Write immutable zstd log segments and a manifest that any static host can serve to mirrors.
 
     \b
     Example:
-        rgstore log publish /srv/published --segment-size 100000
+        rgstore log publish /srv/published --with-blobs --with-refget
         rgstore --store ./mirror mirror pull https://cdn.example.org/published
     """
     from rgstore.progress import null_progress, terminal_progress
-    from rgstore.segments import publish, publish_blobs
+    from rgstore.segments import publish, publish_blobs, publish_refget
 
     with ctx.open(readonly=True) as store:
+        # Content first: a mirror that sees an event can always find what it references.
+        copied = publish_blobs(store, directory) if with_blobs else 0
+        refget = publish_refget(store, directory) if with_refget else 0
         manifest = publish(store, directory, segment_size=segment_size,
                            progress=null_progress if as_json else terminal_progress)
-        copied = publish_blobs(store, directory) if with_blobs else 0
     if as_json:
-        emit_json({"manifest": manifest, "blobs_copied": copied})
+        emit_json({"manifest": manifest, "blobs_copied": copied, "refget_files_written": refget})
     else:
         click.echo(f"published seqs 1-{manifest.head_seq} in {len(manifest.segments)} segments to {directory}"
-                   + (f"; copied {copied} blobs" if with_blobs else ""))
+                   + (f"; copied {copied} blobs" if with_blobs else "")
+                   + (f"; wrote {refget} RefgetStore files" if with_refget else ""))

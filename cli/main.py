@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import lmdb
 
 from rgstore.errors import RgstoreError
 
@@ -74,6 +75,14 @@ class RgstoreGroup(click.Group):
         except RgstoreError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # A path the user gave is missing, unreadable or not a directory: one line, not a traceback.
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
+        except lmdb.Error as exc:
+            click.echo(f"error: the store's LMDB files cannot be used ({exc}); is --store an rgstore store?", err=True)
+            ctx.exit(1)
         except BrokenPipeError:
             # `rgstore getseq ... | head` closes the pipe early; that is not an error.
             sys.stderr.close()

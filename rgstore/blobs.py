@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
 
+from .files import mkstemp
 from .environment import fsync_dir
 from .errors import IntegrityError, NotFoundError
 
@@ -74,7 +73,7 @@ class BlobStore:
     def _put_stream(self, fh: BinaryIO) -> tuple[BlobInfo, bool]:
         self.root.mkdir(parents=True, exist_ok=True)
         sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
+        fd, tmp_name = mkstemp(prefix=".tmp-", dir=self.root)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -123,7 +122,7 @@ class BlobStore:
         if not src.is_file():
             raise NotFoundError(f"blob {sha256} is missing from {self.root}")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+        fd, tmp_name = mkstemp(prefix=".tmp-", dir=dest.parent)
         tmp = Path(tmp_name)
         try:
             sha = hashlib.sha256()
@@ -131,9 +130,12 @@ class BlobStore:
                 while chunk := fh.read(_CHUNK):
                     sha.update(chunk)
                     out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
             if sha.hexdigest() != sha256:
                 raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")
             os.replace(tmp, dest)
+            fsync_dir(dest.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -156,5 +158,3 @@ class BlobStore:
         """Leftover ``.tmp-*`` files from killed writers."""
         return sorted(self.root.glob(".tmp-*")) if self.root.is_dir() else []
 
-
-_ = shutil

@@ -160,7 +160,7 @@ def unframe(record: bytes | memoryview, seq: int = 0) -> tuple[bytes, bytes]:
         raise ChainError(seq, "record shorter than its header")
     codec, dict_id, chain = _HEADER.unpack_from(record)
     body = bytes(record[HEADER_SIZE:])
-    if codec == CODEC_RAW:
+    if codec == CODEC_RAW and dict_id == 0:
         return chain, body
     try:
         if codec == CODEC_ZSTD and dict_id == 0:
@@ -172,4 +172,6 @@ def unframe(record: bytes | memoryview, seq: int = 0) -> tuple[bytes, bytes]:
             return chain, pair[1].decompress(body)
     except zstandard.ZstdError as exc:
         raise ChainError(seq, f"zstd payload does not decompress ({exc})") from None
+    if codec in (CODEC_RAW, CODEC_ZSTD):
+        raise ChainError(seq, f"header names dictionary {dict_id} for codec {codec}, which takes none (altered header)")
     raise ChainError(seq, f"unknown codec {codec} (written by a newer rgstore?)")

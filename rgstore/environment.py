@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import lmdb
 
-from .errors import ReadOnlyError, RgstoreError
+from .errors import MissingSubDbError, ReadOnlyError, RgstoreError
 
 __all__ = ["Environment", "Txn", "INITIAL_MAP_SIZE"]
 
@@ -84,7 +84,7 @@ class Environment:
         try:
             return self._dbs[name]
         except KeyError:
-            raise _MissingDb(f"sub-db {name!r} does not exist in {self.path} (open it writable once)") from None
+            raise MissingSubDbError(f"sub-db {name!r} does not exist in {self.path} (open it writable once)") from None
 
     def has_db(self, name: str) -> bool:
         """Whether sub-db ``name`` is open."""
@@ -98,7 +98,11 @@ class Environment:
         if self.readonly:
             raise ReadOnlyError("this store handle is read-only")
         while True:
-            txn = self.env.begin(write=True)
+            try:
+                txn = self.env.begin(write=True)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map; adopt its size and retry
+                continue
             try:
                 result = fn(txn)
                 txn.commit()
@@ -130,10 +134,6 @@ class Environment:
     def stat_db(self, name: str, txn: Txn) -> dict[str, int]:
         """LMDB statistics of one sub-db."""
         return txn.stat(self.db(name))  # type: ignore[no-any-return]
-
-
-class _MissingDb(RgstoreError, LookupError):
-    """A sub-db asked of a read-only environment was never created (the store is older or empty)."""
 
 
 def fsync_dir(path: Path) -> None:

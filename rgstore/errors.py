@@ -72,14 +72,20 @@ class ConcurrencyConflictError(ConflictError):
 
 
 class IdempotencyConflictError(ConflictError):
-    """An event id was reused with a different payload."""
+    """An event id was reused with a different payload, or a command was only partly a retry."""
 
-    def __init__(self, event_id: str, seq: int) -> None:
+    def __init__(self, event_id: str, seq: int, message: str | None = None) -> None:
         self.event_id, self.seq = event_id, seq
-        super().__init__(
+        super().__init__(message or (
             f"event id {event_id} was already appended at seq {seq} with a different payload; "
             "use a fresh id for a new command"
-        )
+        ))
+
+    @classmethod
+    def partial(cls, repeated: int, total: int, first_seq: int) -> IdempotencyConflictError:
+        """A command whose ids are only partly in the log (``repeated`` of ``total``)."""
+        return cls("", first_seq, f"{repeated} of this command's {total} event ids are already in the log "
+                   f"(from seq {first_seq}); a retry must repeat the whole command with the same ids")
 
 
 class NothingToUndoError(ConflictError):
@@ -124,3 +130,13 @@ class ExternalSyncError(RgstoreError):
     """A change was committed to the log, but a copy kept outside it (e.g. alias TSVs) was not refreshed."""
 
     http_status = 500
+
+
+class StaleViewsError(RgstoreError):
+    """A read-only handle found views folded by a different view version (they need a rebuild)."""
+
+    http_status = 503
+
+
+class MissingSubDbError(RgstoreError, LookupError):
+    """A sub-db asked of a read-only environment was never created (open the store writable once)."""

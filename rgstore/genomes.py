@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
+from .files import mkstemp
 from .aliases import normalise_digest, split_alias
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError
@@ -313,7 +313,7 @@ class Genomes:
             write_fasta(reader, records, out, width=width, progress=progress)
             return genome
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 write_fasta(reader, records, fh, width=width, progress=progress)

@@ -40,7 +40,6 @@ from .errors import (
 )
 from .events import AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
 from .views import SEQ, FoldContext, View
-from .views.codec import current_dictionary, load_dictionaries
 from .views.history import HistoryView
 from .views.ids import IdsView
 from .views.streams import StreamsView
@@ -94,6 +93,14 @@ def _same_payload(original: Envelope, item: NewEvent) -> bool:
     return original.event == item.event
 
 
+def _undecodable(exc: Exception) -> str:
+    """Why a chained (so authentic) payload does not decode: usually a newer writer's event type."""
+    text = str(exc)
+    if "Invalid value" in text and "$.event.type" in text:
+        return f"an event type this rgstore does not know ({text}); upgrade rgstore to read this log"
+    return f"payload does not decode ({text})"
+
+
 def default_actor() -> str:
     """user@host of the calling process."""
     try:
@@ -141,6 +148,13 @@ class EventLog:
         txn.put(b"format", str(FORMAT_VERSION).encode(), db=self._meta)
         txn.put(b"head", _HEAD.pack(0, genesis_hash(log_id)), db=self._meta)
         return True
+
+    def adopt_identity(self, txn: Txn, log_id: str) -> None:
+        """Take another log's id while this one is still empty (a fresh mirror or replay target)."""
+        seq, _ = self.head(txn)
+        if seq == 0 and self.log_id(txn) != log_id:
+            txn.put(b"log_id", log_id.encode(), db=self._meta)
+            txn.put(b"head", _HEAD.pack(0, genesis_hash(log_id)), db=self._meta)
 
     def log_id(self, txn: Txn) -> str:
         """The log's random identity (shared by every mirror of it)."""
@@ -201,10 +215,38 @@ class EventLog:
         for seq, raw in self.records(txn, after, upto):
             yield decode_envelope(unframe(raw, seq)[1])
 
+    # -- zstd dictionaries: kept in meta (never cleared by rebuild), announced by events ---------
+
+    def _keep_dictionary(self, txn: Txn, event: CodecDictionaryAdded) -> None:
+        dict_id = register_dictionary(event.data)  # the id records carry is zstd's, not the event's claim
+        if dict_id:
+            txn.put(b"dict:" + dict_id.to_bytes(4, "big"), event.data, db=self._meta)
+            txn.put(b"dict_current", dict_id.to_bytes(4, "big"), db=self._meta)
+
+    def current_dictionary(self, txn: Txn) -> int:
+        """Id of the zstd dictionary new records use (0: none yet)."""
+        raw = txn.get(b"dict_current", db=self._meta)
+        return int.from_bytes(raw, "big") if raw is not None else 0
+
+    def load_dictionaries(self, txn: Txn) -> int:
+        """Register every dictionary this log has announced in this process; returns how many."""
+        n = 0
+        cur = txn.cursor(db=self._meta)
+        try:
+            if cur.set_range(b"dict:"):
+                for key, value in cur:
+                    if not key.startswith(b"dict:"):
+                        break
+                    register_dictionary(bytes(value))
+                    n += 1
+        finally:
+            cur.close()
+        return n
+
     def _need_dictionary(self, txn: Txn, record: bytes) -> None:
         dict_id = record_dictionary(record)
         if dict_id and not known_dictionary(dict_id):
-            load_dictionaries(txn, self.environment)  # announced after this process opened the log
+            self.load_dictionaries(txn)  # announced after this process opened the log
 
     def checkpoint(self, txn: Txn, view: View) -> tuple[int, int]:
         """(version, seq) the view was last folded to; (0, 0) if never."""
@@ -239,7 +281,7 @@ class EventLog:
         envelopes: list[Envelope] = []
         fresh_ids = _id_source(len(batch))
         history, log_db, put = self._history, self._log, txn.put
-        dict_id = current_dictionary(txn, self.environment) if compress else 0
+        dict_id = self.current_dictionary(txn) if compress else 0
         eager_history = any(type(item.event) in _ZIPPER_EVENTS for item in batch)
         for item in batch:
             stream = item.stream
@@ -263,6 +305,8 @@ class EventLog:
             if not put(SEQ.pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id), db=log_db,
                        append=True):
                 raise ChainError(seq, "a record already exists at this seq (log and head disagree)")
+            if type(event) is CodecDictionaryAdded:
+                self._keep_dictionary(txn, event)
             if eager_history and (zipper or event.undoable):
                 # A later Undone/Redone in this batch must see this step: fold the zipper per event.
                 history.apply(ctx, envelope)
@@ -295,11 +339,11 @@ class EventLog:
             try:
                 envelope = decode_envelope(payload)
             except msgspec.DecodeError as exc:
-                raise ChainError(rseq, f"payload does not decode ({exc})") from None
+                raise ChainError(rseq, _undecodable(exc)) from None
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
             if isinstance(envelope.event, CodecDictionaryAdded):
-                register_dictionary(envelope.event.data)  # later records in this batch may need it
+                self._keep_dictionary(txn, envelope.event)  # later records in this batch may need it
             txn.put(SEQ.pack(rseq), bytes(record), db=self._log, append=True)
             envelopes.append(envelope)
             seq, prev = rseq, chain
@@ -334,6 +378,10 @@ class EventLog:
         self.fold_batch(ctx, [envelope], views)
 
     def _repeated(self, txn: Txn, batch: Sequence[NewEvent]) -> list[int] | None:
+        ids = [item.id for item in batch if item.id is not None]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise InvalidInputError(f"event id {dup} appears twice in one command; every event needs its own id")
         found: list[int] = []
         for item in batch:
             if item.id is None:
@@ -348,9 +396,7 @@ class EventLog:
         if not found:
             return None
         if len(found) != len(batch):
-            raise IdempotencyConflictError(
-                next(i.id for i in batch if i.id is not None) or "", found[0]
-            )
+            raise IdempotencyConflictError.partial(len(found), len(batch), found[0])
         return found
 
     def _fill_zipper(self, txn: Txn, stream: str, event: AnyEvent) -> AnyEvent:

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import msgspec
 import zstandard
 
+from .codec import chain_of
 from .errors import ChainError, InvalidInputError
 
 __all__ = [
@@ -118,13 +119,23 @@ def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[
         raise InvalidInputError(f"{path}: unreadable export header ({exc})") from None
 
     def frames() -> Iterator[tuple[int, bytes]]:
+        last_seq, last_chain = header.first_seq - 1, bytes.fromhex(header.prev_hash)
         try:
             reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
             try:
-                yield from iter_frames(reader)  # type: ignore[arg-type]
+                for seq, record in iter_frames(reader):  # type: ignore[arg-type]
+                    if seq != last_seq + 1:
+                        raise ChainError(seq, f"{path}: expected seq {last_seq + 1} next (frames out of order)")
+                    last_seq, last_chain = seq, chain_of(record)
+                    yield seq, record
             except zstandard.ZstdError as exc:
-                raise ChainError(0, f"{path}: compressed body is damaged ({exc})") from None
+                raise ChainError(last_seq + 1, f"{path}: compressed body is damaged ({exc})") from None
         finally:
             fh.close()
+        # The header promises a range and its last hash: a short or altered file is not "all of it".
+        if last_seq != header.last_seq:
+            raise ChainError(last_seq + 1, f"{path} is truncated: it ends at seq {last_seq}, its header says {header.last_seq}")
+        if last_seq and last_chain.hex() != header.head_hash:
+            raise ChainError(last_seq, f"{path}: the last record's chain hash differs from the header's head hash")
 
     return header, frames()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
 from .segments import MANIFEST, Manifest, read_manifest
+from .environment import Txn
 from .store import Store
 
 __all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "FRAMES_MEDIA_TYPE"]
@@ -41,6 +41,7 @@ class PullResult(msgspec.Struct, kw_only=True):
     head_hash: str
     upstream_head: int
     blobs_fetched: int = 0
+    sequences_fetched: int = 0
 
 
 class MirrorStatus(msgspec.Struct, kw_only=True):
@@ -106,74 +107,110 @@ def _server_records(client, base: str, start: int, upstream_head: int) -> Iterat
         body = _get(client, f"{base}/events", params={"after": after, "limit": PAGE},
                     headers={"Accept": FRAMES_MEDIA_TYPE})
         got = 0
-        for seq, record in iter_frames(io.BytesIO(body)):
-            got += 1
-            after = seq
-            yield seq, record
+        try:
+            for seq, record in iter_frames(io.BytesIO(body)):
+                got += 1
+                after = seq
+                yield seq, record
+        except ChainError as exc:
+            if exc.seq == 0:  # a short body: the connection broke, not the log
+                raise RemoteError(f"{base}/events: truncated response after seq {after}; retry") from None
+            raise
         if not got:
             raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
 
 
+class _Upstream(msgspec.Struct, kw_only=True):
+    """What a mirror records, with each applied batch, about where it stands upstream."""
+
+    source: str
+    log_id: str
+    seq: int
+    hash: str
+
+
+def _check_not_behind(store: Store, source: str, upstream_head: int) -> None:
+    local = _local_head(store)
+    if upstream_head < local:
+        raise LogMismatchError(
+            f"{source} is at seq {upstream_head}, behind this mirror's {local}: the upstream was rolled back "
+            "or replaced; refusing to follow it (re-create the mirror if that is intended)"
+        )
+
+
 def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences: bool = False,
-         progress: ProgressFactory = null_progress) -> PullResult:
+         progress: ProgressFactory = null_progress, batch_size: int = 20_000) -> PullResult:
     """Fetch and apply every record after the local head from ``source``; see the module doc."""
     source = source.rstrip("/")
-    meta = {"replica_of": source.encode()}
+    if not _is_url(source):
+        source = str(Path(source).expanduser().resolve())
     with store.read() as txn:
         current = store.log.meta_get(txn, "replica_of")
     if current is None and _local_head(store) > 0:
         raise LogMismatchError(
             f"{store.path} already has its own events and is not a mirror; pull into a new, empty store"
         )
-    kind: str
-    if not _is_url(source) and Path(source).is_file():
-        kind = "export"
-        header, frames = read_log_file(Path(source))
-        upstream_head = header.last_seq
-        applied, head = apply_records(store, header.log_id, frames, progress=progress, meta=meta,
-                                      total=max(upstream_head - _local_head(store), 0))
-    elif not _is_url(source):
-        kind = "segments"
-        base = Path(source)
-        if not (base / MANIFEST).is_file():
-            raise NotFoundError(f"{source}: no such export file or segment directory (no {MANIFEST})")
-        manifest = read_manifest((base / MANIFEST).read_bytes(), source)
-        upstream_head = manifest.head_seq
-        records = _segment_records(store, manifest, lambda f: (base / f).read_bytes(), source)
-        applied, head = apply_records(store, manifest.log_id, records, progress=progress, meta=meta,
-                                      total=max(upstream_head - _local_head(store), 0))
-    else:
-        with _client() as client:
+
+    def apply(log_id: str, records: Iterator[tuple[int, bytes]], upstream_head: int) -> tuple[int, int]:
+        _check_not_behind(store, source, upstream_head)
+
+        def on_batch(txn: Txn, seq: int, chain: bytes) -> None:
+            store.log.meta_put(txn, "replica_of", source.encode())
+            store.log.meta_put(txn, "upstream", msgspec.msgpack.encode(
+                _Upstream(source=source, log_id=log_id, seq=seq, hash=chain.hex())))
+
+        if current is None:
+            # Mark the store as a replica at once, even when there is nothing to apply yet.
+            store.environment.write(lambda txn: store.log.meta_put(txn, "replica_of", source.encode()))
+        return apply_records(store, log_id, records, progress=progress, on_batch=on_batch, batch_size=batch_size,
+                             total=max(upstream_head - _local_head(store), 0))
+
+    client = None
+    try:
+        if not _is_url(source) and Path(source).is_file():
+            kind = "export"
+            header, frames = read_log_file(Path(source))
+            upstream_head = header.last_seq
+            applied, head = apply(header.log_id, frames, upstream_head)
+        elif not _is_url(source):
+            kind = "segments"
+            base = Path(source)
+            if not (base / MANIFEST).is_file():
+                raise NotFoundError(f"{source}: no such export file or segment directory (no {MANIFEST})")
+            manifest = read_manifest((base / MANIFEST).read_bytes(), source)
+            upstream_head = manifest.head_seq
+            applied, head = apply(manifest.log_id, _segment_records(
+                store, manifest, lambda f: (base / f).read_bytes(), source), upstream_head)
+        else:
+            client = _client()
             try:
-                manifest: Manifest | None = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
-                kind = "segments"
+                remote_manifest: Manifest | None = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
             except NotFoundError:  # no manifest: an API server's event feed
-                manifest = None
-                kind = "server"
-            if manifest is not None:
-                upstream_head = manifest.head_seq
-                records = _segment_records(store, manifest, lambda f: _get(client, f"{source}/{f}"), source)
-                applied, head = apply_records(store, manifest.log_id, records, progress=progress, meta=meta,
-                                              total=max(upstream_head - _local_head(store), 0))
+                remote_manifest = None
+            if remote_manifest is not None:
+                kind = "segments"
+                upstream_head = remote_manifest.head_seq
+                applied, head = apply(remote_manifest.log_id, _segment_records(
+                    store, remote_manifest, lambda f: _get(client, f"{source}/{f}"), source), upstream_head)
             else:
+                kind = "server"
                 try:
                     info = msgspec.json.decode(_get(client, f"{source}/events/head"))
                     log_id, upstream_head = str(info["log_id"]), int(info["head_seq"])
-                except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                except (msgspec.DecodeError, KeyError, TypeError, ValueError, NotFoundError):
                     raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
                 start = _local_head(store)
-                applied, head = apply_records(store, log_id, _server_records(client, source, start, upstream_head),
-                                              progress=progress, meta=meta, total=max(upstream_head - start, 0))
-            fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
-    if kind != "server":
-        fetched = _fetch_blobs(store, None, source, kind) if with_blobs else 0
+                applied, head = apply(log_id, _server_records(client, source, start, upstream_head), upstream_head)
+        fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
+    finally:
+        if client is not None:
+            client.close()
     now = datetime.now(timezone.utc).isoformat()
     store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
-    if with_sequences:
-        _fetch_sequences(store, source, kind)
+    sequences = _fetch_sequences(store, source) if with_sequences else 0
     _, head_hash = store.head()
     return PullResult(source=source, kind=kind, applied=applied, head_seq=head, head_hash=head_hash,
-                      upstream_head=upstream_head, blobs_fetched=fetched)
+                      upstream_head=upstream_head, blobs_fetched=fetched, sequences_fetched=sequences)
 
 
 def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: ignore[no-untyped-def]
@@ -198,16 +235,36 @@ def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: 
     return len(missing)
 
 
-def _fetch_sequences(store: Store, source: str, kind: str) -> None:
-    """Eagerly copy every genome's sequences from the upstream's RefgetStore."""
-    from .genomes import fetch_all_sequences_from
+def _fetch_sequences(store: Store, source: str) -> int:
+    """Eagerly copy every genome sequence the local RefgetStore lacks from the upstream's; verified."""
+    from .refgetstore import open_refget
+    from .remote import fetch_sequence
+    from .views.genomes import all_genomes
 
-    fetch_all_sequences_from(store, upstream_refget_url(source, kind))
-
-
-def upstream_refget_url(source: str, kind: str) -> str:
-    """Where the upstream's RefgetStore directory is served: ``/store`` on a server, ``refget/`` beside segments."""
-    return f"{source}/store" if kind == "server" else f"{source}/refget"
+    base = upstream_refget_base(source)
+    if base is None:
+        raise NotFoundError(f"{source} publishes no RefgetStore (expected {source}/refget/rgstore.json)")
+    with store.read() as txn:
+        wanted = {
+            seq.removeprefix("SQ."): (length, md5)
+            for genome in all_genomes(txn, store.environment)
+            for seq, length, md5 in zip(genome.sequences, genome.lengths, genome.md5s or [""] * len(genome.lengths))
+        }
+    try:
+        local = open_refget(store, write=False)
+    except NotFoundError:
+        local = None
+    fetched = 0
+    for digest, (length, md5) in sorted(wanted.items()):
+        if local is not None:
+            try:
+                local.get_substring(digest, 0, min(length, 1))
+                continue
+            except KeyError:
+                pass
+        fetch_sequence(store, base, digest, length, md5=md5)
+        fetched += 1
+    return fetched
 
 
 def upstream_refget_base(source: str) -> str | None:
@@ -276,5 +333,3 @@ def promote(store: Store) -> str:
     store.environment.write(run)
     return upstream.decode()
 
-
-_ = time

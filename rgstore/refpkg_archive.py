@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from .files import mkstemp
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
 from .refpkg_names import MANIFEST
@@ -189,7 +190,7 @@ def write_package(
     if fmt == "dir":
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+        fd, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
         os.close(fd)
         tmp = Path(name)
     try:

@@ -327,7 +327,10 @@ def _open_remote(cache: Path, store_url: str) -> Any:
     from gtars.refget import RefgetStore
 
     try:
-        handle = RefgetStore.open_remote(str(cache), store_url)
+        if store_url.startswith("file://"):  # a mirror's upstream published on a local filesystem
+            handle = RefgetStore.open_local(store_url[len("file://"):])
+        else:
+            handle = RefgetStore.open_remote(str(cache), store_url)
     except (OSError, ValueError) as exc:
         raise RemoteError(f"cannot open the RefgetStore at {store_url}: {exc}") from None
     handle.set_quiet(True)

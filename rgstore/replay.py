@@ -7,7 +7,7 @@ what the target lacks, so replaying onto a store that holds a prefix of the same
 from __future__ import annotations
 
 import gc as _gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -15,9 +15,10 @@ from .codec import chain_of, genesis_hash
 from .errors import ChainError, LogMismatchError, NotFoundError
 from .logfile import LogHeader, read_log_file, write_log_file
 from .progress import ProgressFactory, null_progress
+from .environment import Txn
 from .store import REBUILD_BATCH, Store
 
-__all__ = ["export_log", "replay_file", "apply_records", "ApplyResult"]
+__all__ = ["export_log", "replay_file", "apply_records", "BatchHook"]
 
 
 def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: ProgressFactory = null_progress) -> LogHeader:
@@ -51,39 +52,26 @@ def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: Progres
     return header
 
 
-class ApplyResult(tuple[int, int]):
-    """(records applied, new head seq)."""
+BatchHook = Callable[[Txn, int, bytes], None]
+"""Called inside each batch's write transaction with the new head seq and chain hash."""
 
 
 def apply_records(
     store: Store, log_id: str, records: Iterable[tuple[int, bytes]], *,
     batch_size: int = REBUILD_BATCH, progress: ProgressFactory = null_progress, total: int | None = None,
-    meta: dict[str, bytes] | None = None,
+    on_batch: BatchHook | None = None,
 ) -> tuple[int, int]:
     """Append records of log ``log_id`` after the store's head, verifying chain and seqs.
 
     Records at or below the local head are checked against the local copy (same chain hash)
-    and skipped. An empty store adopts ``log_id``. Each batch is one write transaction, which
-    also writes ``meta`` (e.g. a mirror's upstream position). Returns (applied, head).
+    and skipped. An empty store adopts ``log_id`` in the transaction of its first batch. Each
+    batch is one write transaction, which also runs ``on_batch`` (e.g. to record a mirror's
+    upstream position with the records). Returns (applied, head).
     """
-    def adopt(txn: object) -> str:
-        store.log.initialise(txn, log_id)  # no-op unless the log is still empty and unnamed
-        return store.log.log_id(txn)
-
     with store.read() as txn:
         local_head, _ = store.log.head(txn)
         local_id = store.log.log_id(txn)
-    if local_head == 0 and local_id != log_id:
-        # A fresh store got a random id at open; adopt the upstream's before the first record.
-        def reset(txn: object) -> None:
-            store.log.meta_put(txn, "log_id", log_id.encode())  # type: ignore[arg-type]
-            from .log import _HEAD  # the head format is the log's business
-
-            store.log.meta_put(txn, "head", _HEAD.pack(0, genesis_hash(log_id)))  # type: ignore[arg-type]
-
-        store.environment.write(reset)
-        local_id = log_id
-    if local_id != log_id:
+    if local_head and local_id != log_id:
         raise LogMismatchError(
             f"log id {log_id} differs from this store's {local_id}: these are different logs, refusing to mix them"
         )
@@ -102,19 +90,18 @@ def apply_records(
                     break
                 local = store.log.record(txn, seq)
                 if local is None or chain_of(local) != chain_of(record):
-                    raise LogMismatchError(
-                        f"record seq {seq} differs from the local copy: the logs have diverged"
-                    )
+                    raise LogMismatchError(f"record seq {seq} differs from the local copy: the logs have diverged")
         while True:
             pending.extend(islice(it, batch_size - len(pending)))
             if not pending:
                 break
             chunk = pending
 
-            def write(txn: object, chunk: list[tuple[int, bytes]] = chunk) -> int:
-                new_head = store.log.append_records(txn, chunk, log_id)  # type: ignore[arg-type]
-                for key, value in (meta or {}).items():
-                    store.log.meta_put(txn, key, value)  # type: ignore[arg-type]
+            def write(txn: Txn, chunk: list[tuple[int, bytes]] = chunk) -> int:
+                store.log.adopt_identity(txn, log_id)
+                new_head = store.log.append_records(txn, chunk, log_id)
+                if on_batch is not None:
+                    on_batch(txn, new_head, store.log.head(txn)[1])
                 return new_head
 
             head = store.environment.write(write)
@@ -126,6 +113,7 @@ def apply_records(
             _gc.enable()
         bar.close()
     if applied:
+        store.generation += 1
         store.sync_external_views()
     return applied, head
 
@@ -136,5 +124,7 @@ def replay_file(store: Store, path: Path, *, progress: ProgressFactory = null_pr
     with store.read() as txn:
         head, _ = store.log.head(txn)
     if header.first_seq > head + 1:
-        raise ChainError(header.first_seq, f"export starts at seq {header.first_seq} but the store's head is {head}: records are missing in between")
-    return apply_records(store, header.log_id, frames, progress=progress, total=header.last_seq - max(head, header.first_seq - 1))
+        raise ChainError(header.first_seq, f"export starts at seq {header.first_seq} but the store's head is "
+                         f"{head}: records are missing in between")
+    return apply_records(store, header.log_id, frames, progress=progress,
+                         total=header.last_seq - max(head, header.first_seq - 1))

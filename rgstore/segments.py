@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import msgspec
 
+from .files import atomic_write_bytes
 from .codec import chain_of, genesis_hash
 from .errors import InvalidInputError, LogMismatchError
 from .logfile import LogHeader, write_log_file
 from .progress import ProgressFactory, null_progress
 from .store import Store
 
-__all__ = ["Manifest", "SegmentInfo", "publish", "publish_blobs", "read_manifest", "MANIFEST"]
+__all__ = ["Manifest", "SegmentInfo", "publish", "publish_blobs", "publish_refget", "read_manifest", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -55,15 +55,6 @@ def read_manifest(raw: bytes, origin: str) -> Manifest:
         return msgspec.json.decode(raw, type=Manifest)
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"{origin}: not an rgstore segment manifest ({exc})") from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
@@ -107,7 +98,7 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
         bar.close()
     manifest = Manifest(log_id=log_id, head_seq=done, head_hash=prev.hex() if done else head_hash.hex(),
                         segments=segments)
-    _write_atomic(path, msgspec.json.format(msgspec.json.encode(manifest)))
+    atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
 
 
@@ -120,3 +111,28 @@ def publish_blobs(store: Store, directory: Path) -> int:
             store.blobs.copy_to(sha, dest)
             copied += 1
     return copied
+
+
+def publish_refget(store: Store, directory: Path) -> int:
+    """Mirror the store's RefgetStore into ``directory/refget/``; returns how many files were written.
+
+    Sequence files are immutable (named by digest) and copied once; the small index, alias and
+    FHR files are replaced atomically whenever their bytes differ, manifest (``rgstore.json``) last.
+    """
+    src_root = store.refget_path
+    if not (src_root / "rgstore.json").is_file():
+        return 0
+    dest_root = directory / "refget"
+    written = 0
+    files = sorted(p for p in src_root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files.sort(key=lambda p: p.name == "rgstore.json")  # the manifest goes last: readers never see it early
+    for src in files:
+        rel = src.relative_to(src_root)
+        dest = dest_root / rel
+        immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
+        if dest.exists() and (immutable or dest.read_bytes() == src.read_bytes()):
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(dest, src.read_bytes())
+        written += 1
+    return written

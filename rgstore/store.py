@@ -15,15 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import zstandard
+
 from .blobs import BlobStore
-from .environment import Environment, Txn
-from .errors import ConflictError, NotFoundError, ReadOnlyError, RgstoreError
 from .codec import register_dictionary, train_dictionary, unframe
+from .environment import Environment, Txn
+from .errors import ConflictError, NotFoundError, ReadOnlyError, RgstoreError, StaleViewsError
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
-from .log import EventLog, NewEvent, default_actor
+from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .progress import ProgressFactory, null_progress
 from .views import FoldContext, View
-from .views.codec import current_dictionary, load_dictionaries
 from .views.registry import all_views
 from .views.streams import StreamsView
 
@@ -68,8 +69,8 @@ class Store:
         self.blobs = BlobStore(path / "blobs")
         self._services: dict[str, Any] = {}
         with environment.read() as txn:
-            load_dictionaries(txn, environment)
-            self._has_dictionary = current_dictionary(txn, environment) != 0
+            self.log.load_dictionaries(txn)
+            self._has_dictionary = self.log.current_dictionary(txn) != 0
         self.generation = 0
         """Bumped by every commit through this handle, so services can drop cached reads."""
 
@@ -96,7 +97,11 @@ class Store:
             store = cls(root, environment, actor or default_actor())
             if not readonly:
                 store.environment.write(lambda txn: store.log.initialise(txn))
+            store._check_format()
+            if not readonly:
                 store._refresh_stale_views(progress)
+            else:
+                store._refuse_stale_views()
         except BaseException:
             environment.close()
             raise
@@ -174,11 +179,12 @@ class Store:
         return seqs
 
     def _train_dictionary(self) -> None:
-        """Train a zstd dictionary on recent small payloads and announce it in the log."""
+        """Train a zstd dictionary on recent small payloads and announce it in the log (once)."""
+        self._has_dictionary = True  # one attempt per process, whatever happens below
 
-        def command(txn: Txn) -> list[NewEvent]:
-            if current_dictionary(txn, self.environment):
-                return []  # another process got there first
+        def command(txn: Txn) -> list[int]:
+            if self.log.current_dictionary(txn) or self.log.meta_get(txn, "replica_of"):
+                return []  # another process got there first, or a mirror (its dictionary comes upstream)
             head, _ = self.log.head(txn)
             samples = [
                 payload for seq, raw in self.log.records(txn, after=max(head - DICTIONARY_SAMPLES, 0))
@@ -186,18 +192,14 @@ class Store:
             ]
             if len(samples) < 1000:
                 return []
-            data = train_dictionary(samples)
-            dict_id = register_dictionary(data)
-            return [NewEvent(stream="engine:codec",
-                             event=CodecDictionaryAdded(dict_id=dict_id, data=data, trained_on=len(samples)))]
+            try:
+                data = train_dictionary(samples)
+            except zstandard.ZstdError:
+                return []  # samples too uniform or too few distinct bytes: stay uncompressed
+            event = CodecDictionaryAdded(dict_id=register_dictionary(data), data=data, trained_on=len(samples))
+            return self.log.append(txn, [NewEvent(stream="engine:codec", event=event)], self.actor)
 
-        try:
-            self.environment.write(lambda txn: self.log.append(txn, command(txn), self.actor))
-        except ReadOnlyError:
-            return
-        except Exception:  # noqa: BLE001 - too few or too uniform samples: keep appending uncompressed
-            return
-        self._has_dictionary = True
+        self.environment.write(command)
 
     def sync_external_views(self) -> None:
         """Refresh every view's copies outside LMDB (after rebuild or replay)."""
@@ -277,6 +279,25 @@ class Store:
 
     # -- views --------------------------------------------------------------------------------
 
+    def _check_format(self) -> None:
+        with self.read() as txn:
+            raw = self.log.meta_get(txn, "format")
+        if raw is not None and int(raw) > FORMAT_VERSION:
+            raise RgstoreError(
+                f"{self.path} was written by a newer rgstore (log format {int(raw)}, this one reads "
+                f"{FORMAT_VERSION}); upgrade rgstore"
+            )
+
+    def _refuse_stale_views(self) -> None:
+        with self.read() as txn:
+            head, _ = self.log.head(txn)
+            stale = [v.name for v in self.views if self.log.checkpoint(txn, v) != (v.version, head)]
+        if stale:
+            raise StaleViewsError(
+                f"views {', '.join(stale)} of {self.path} were built by another rgstore version; open the store "
+                "writable once (e.g. `rgstore rebuild`) to rebuild them"
+            )
+
     def _refresh_stale_views(self, progress: ProgressFactory) -> None:
         with self.read() as txn:
             head, _ = self.log.head(txn)
@@ -287,44 +308,44 @@ class Store:
     def rebuild(self, views: Sequence[View] | None = None, *, progress: ProgressFactory = null_progress) -> int:
         """Drop the given views (default: all) and fold the whole log into them again.
 
-        Returns the number of events folded. The result is byte-identical to incremental folding.
+        The whole rebuild is one write transaction: other writers wait for it (they never see a
+        half-built view, and never append against one), readers keep the old views until it
+        commits, and a rebuild that is killed changes nothing. Returns the number of events
+        folded; the result is byte-identical to incremental folding.
         """
         if self.readonly:
             raise ReadOnlyError("rebuild needs a writable store")
         targets = list(views) if views is not None else list(self.views)
-        with self.read() as txn:
+
+        def run(txn: Txn) -> int:
             head, _ = self.log.head(txn)
-        bar = progress("rebuild", total=head, unit="ev")
+            bar = progress("rebuild", total=head, unit="ev")
+            try:
+                for view in targets:
+                    view.clear(txn, self.environment)
+                ctx = FoldContext(txn, self.environment)
+                done = 0
+                while done < head:
+                    upto = min(done + REBUILD_BATCH, head)
+                    self.log.fold_batch(ctx, list(self.log.envelopes(txn, after=done, upto=upto)), targets)
+                    bar.update(upto - done)
+                    done = upto
+                for view in targets:
+                    self.log.set_checkpoint(txn, view, head)
+            finally:
+                bar.close()
+            return int(head)
+
         was_enabled = _gc.isenabled()
         _gc.disable()  # folds allocate many short-lived objects; GC passes cost ~30% (measured)
         try:
-            def clear(txn: Txn) -> None:
-                for view in targets:
-                    view.clear(txn, self.environment)
-                    self.log.set_checkpoint(txn, view, 0)
-
-            self.environment.write(clear)
-            done = 0
-            while done < head:
-                upto = min(done + REBUILD_BATCH, head)
-
-                def fold_batch(txn: Txn, lo: int = done, hi: int = upto) -> None:
-                    ctx = FoldContext(txn, self.environment)
-                    self.log.fold_batch(ctx, list(self.log.envelopes(txn, after=lo, upto=hi)), targets)
-                    for view in targets:
-                        self.log.set_checkpoint(txn, view, hi)
-
-                self.environment.write(fold_batch)
-                bar.update(upto - done)
-                done = upto
-            if head == 0:
-                self.environment.write(lambda txn: [self.log.set_checkpoint(txn, v, 0) for v in targets])
-            for view in targets:
-                view.sync_external(self)
+            head = self.environment.write(run)
         finally:
             if was_enabled:
                 _gc.enable()
-            bar.close()
+        self.generation += 1
+        for view in targets:
+            view.sync_external(self)
         return head
 
     def verify(self, *, progress: ProgressFactory = null_progress) -> VerifyReport:
@@ -379,4 +400,3 @@ class Store:
         return self.genomes.getseqs(name, regions, revcomp=revcomp)
 
 
-_ = RgstoreError

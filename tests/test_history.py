@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,25 +39,20 @@ def test_a_new_step_discards_the_redo_side(store: Store) -> None:
     assert stacks(store) == ([a], [b])
     c = push(store)
     assert stacks(store) == ([a, c], [])
-    try:
+    with pytest.raises(NothingToRedoError):
         store.append([NewEvent(stream=S, event=Redone())])
-        raise AssertionError("redo after a new step must be refused")
-    except NothingToRedoError:
-        pass
 
 
 def test_strip_keeps_only_the_current_step(store: Store) -> None:
-    push(store), push(store)
-    c = push(store)
+    push(store)
+    b = push(store)
+    push(store)
     store.append([NewEvent(stream=S, event=Undone())])
     store.append([NewEvent(stream=S, event=HistoryStripped())])
-    (kept,), undone = stacks(store)
-    assert undone == [] and kept != c
-    try:
-        store.append([NewEvent(stream=S, event=Undone())]), store.append([NewEvent(stream=S, event=Undone())])
-        raise AssertionError("only one step remains after strip")
-    except NothingToUndoError:
-        pass
+    assert stacks(store) == ([b], [])
+    store.append([NewEvent(stream=S, event=Undone())])
+    with pytest.raises(NothingToUndoError):
+        store.append([NewEvent(stream=S, event=Undone())])
 
 
 ops = st.lists(st.sampled_from(["step", "undo", "redo"]), max_size=30)

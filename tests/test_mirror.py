@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rgstore.errors import IntegrityError, LogMismatchError, ReadOnlyError
+from rgstore.errors import ChainError, IntegrityError, LogMismatchError, ReadOnlyError
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.mirror import promote, pull, status
@@ -111,7 +111,7 @@ def test_a_consistently_forged_segment_fails_the_chain_at_its_seq(tmp_path: Path
     data = (tmp_path / "pub" / seg.file).read_bytes()
     manifest.segments[1] = msgspec.structs.replace(seg, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     (tmp_path / "pub" / MANIFEST).write_bytes(msgspec.json.encode(manifest))
-    with Store.open(tmp_path / "m") as mirror, pytest.raises(Exception, match=f"seq {seq}"):
+    with Store.open(tmp_path / "m") as mirror, pytest.raises(ChainError, match=f"seq {seq}"):
         pull(mirror, str(tmp_path / "pub"))
 
 

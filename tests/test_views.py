@@ -12,27 +12,23 @@ from rgstore.events import Event, HistoryStripped, Redone, Undone
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests
-from tests.strategies import any_event
+from tests.strategies import plausible_event
 
-STREAMS = ["alias:refgenie/a", "refpkg:p", "genome:g", "cache:k", "s"]
-
-step = st.tuples(
-    st.sampled_from(STREAMS),
-    st.one_of(any_event(), st.sampled_from([Undone(), Redone(), HistoryStripped()])),
-)
+step = st.lists(plausible_event(), min_size=1, max_size=4)
+"""One command: up to four events, so multi-event batches (with undos inside them) are folded too."""
 
 
-def _apply_all(store: Store, steps: list[tuple[str, Event]]) -> None:
-    for stream, event in steps:
+def _apply_all(store: Store, steps: list[list[tuple[str, Event]]]) -> None:
+    for command in steps:
         try:
-            store.append([NewEvent(stream=stream, event=event)])  # type: ignore[arg-type]
+            store.append([NewEvent(stream=s, event=e) for s, e in command])  # type: ignore[arg-type]
         except ConflictError:
             pass  # undo with nothing to undo, etc.: refused, and nothing was written
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, max_size=25))
-def test_rebuild_gives_byte_identical_views(tmp_path_factory: object, steps: list[tuple[str, Event]]) -> None:
+def test_rebuild_gives_byte_identical_views(tmp_path_factory: object, steps: list[list[tuple[str, Event]]]) -> None:
     root = Path(str(tmp_path_factory.mktemp("prop")))  # type: ignore[attr-defined]
     with Store.open(root / "s") as store:
         _apply_all(store, steps)
@@ -41,14 +37,13 @@ def test_rebuild_gives_byte_identical_views(tmp_path_factory: object, steps: lis
         assert view_digests(store) == incremental
         report = store.verify()
         # Random FileRefs name blobs that were never stored; everything else must check out.
-        assert [p for p in report.problems if "blob" not in p and "sha256" not in p] == []
+        assert [p for p in report.problems if not p.endswith(("referenced blob is missing", "not a sha256 digest"))] == []
 
 
 def test_a_view_whose_version_changed_is_rebuilt_on_open(store_path: Path) -> None:
     from rgstore.views.streams import StreamsView
 
     with Store.open(store_path) as store:
-        store.append([NewEvent(stream="s", event=e) for e in [Undone.__mro__[1]] * 0])  # nothing
         from rgstore.events import Noted
 
         store.append([NewEvent(stream="s", event=Noted(text="1")), NewEvent(stream="t", event=Noted())])

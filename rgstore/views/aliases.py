@@ -16,12 +16,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from ..files import mkstemp
 from ..codec import decode_value, encode_value
 from ..environment import Environment, Txn
 from ..errors import ConflictError, ExternalSyncError, InvalidInputError
@@ -399,7 +399,7 @@ def _sync_dir(directory: Path, files: dict[str, bytes]) -> None:
 
 
 def _atomic_write(path: Path, content: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from . import View
 from .aliases import AliasView
 from .cache import CacheView
-from .codec import CodecView
 from .genomes import GenomesView
 from .history import HistoryView
 from .ids import IdsView
@@ -17,7 +16,7 @@ __all__ = ["all_views"]
 
 def all_views() -> list[View]:
     """Fresh instances of every view, core first, in fold order."""
-    views: list[View] = [IdsView(), StreamsView(), HistoryView(), CodecView()]
+    views: list[View] = [IdsView(), StreamsView(), HistoryView()]
     # Domain views register below, one line each.
     views.append(AliasView())
     views.append(CacheView())
