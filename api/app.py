@@ -85,7 +85,6 @@ def create_app(store_path: str | None = None) -> FastAPI:
         "refgenie-compatible genomes and aliases, refpkgs, caches and the event feed.",
         lifespan=lifespan,
     )
-    app.state.store_path = path
     install_error_handlers(app)
     _one_line_validation_errors(app)
 
@@ -98,10 +97,11 @@ def create_app(store_path: str | None = None) -> FastAPI:
             log_id = store.log.log_id(txn)
         return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
 
+    # FastAPI matches included routers in order: the hot lookups go first.
     app.include_router(refget.router)
+    app.include_router(refgenie.router)
     app.include_router(seqcol.router)
     app.include_router(refgenie.service_router)
-    app.include_router(refgenie.router)
     app.include_router(refpkgs.router)
     app.include_router(cache.router)
     app.include_router(events.router)

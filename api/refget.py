@@ -6,6 +6,9 @@ beyond the length, or ``start``/``end`` together with ``Range`` 400; ``end`` bey
 ``start`` at the length, or ``start > end`` on a sequence no genome recorded as circular 416
 (circular ones wrap: ``seq[start:] + seq[:end]``); a satisfiable ``Range`` 206. Every body has a
 Content-Length; bodies above ``INLINE_LIMIT`` are streamed from the file in chunks.
+
+A namespaced CURIE resolves through the store's sequence aliases, where ``namespace:name`` names
+exactly one digest by construction, so the spec's 300/409 for ambiguous identifiers cannot arise.
 """
 
 from __future__ import annotations

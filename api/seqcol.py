@@ -137,15 +137,13 @@ def comparison(request: Request, digest1: str, digest2: str) -> Response:
 
 
 @router.post("/comparison/{digest1}", response_model=ComparisonResult,
-             summary="Compare a stored collection with a posted level-2 collection",
+             summary="Compare a stored collection with a posted level-2 collection", max_body_size=MAX_POST_BYTES,
              responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody}})
 def comparison_post(
     request: Request, digest1: str,
     collection: Annotated[dict[str, list[Any]], Body(description="A level-2 sequence collection")],
 ) -> Response:
-    """Compare with the posted collection; it is only read, nothing is stored."""
-    if int(request.headers.get("content-length") or 0) > MAX_POST_BYTES:
-        return json_response({"detail": f"posted collection is over {MAX_POST_BYTES} bytes"}, status_code=413)
+    """Compare with the posted collection (at most ``MAX_POST_BYTES``, else 413); it is only read, never stored."""
     return _compare(request, digest1, "POSTed seqcol", collection)
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 
@@ -71,6 +70,7 @@ class SequenceIndex:
         self.catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
         self._manifest: tuple[int, dict[str, object]] | None = None
         self._root = str(store.refget_path)
+        self._template: str | None = None
 
     # -- identifiers --------------------------------------------------------------------------
 
@@ -126,22 +126,26 @@ class SequenceIndex:
 
     def manifest(self) -> dict[str, object]:
         """``refget/rgstore.json`` (cached until the file changes); {} when there is none."""
-        path = Path(self._root, "rgstore.json")
+        path = os.path.join(self._root, "rgstore.json")
         try:
             mtime = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             return {}
         cached = self._manifest
         if cached is None or cached[0] != mtime:
-            data = json.loads(path.read_bytes())
+            with open(path, "rb") as fh:
+                data = json.loads(fh.read())
             mode = str(data.get("mode", "Raw"))
             if mode.lower() != "raw":
-                raise IntegrityError(f"the RefgetStore at {path.parent} is in {mode} mode; rgstore serves Raw only")
+                raise IntegrityError(f"the RefgetStore at {self._root} is in {mode} mode; rgstore serves Raw only")
             cached = self._manifest = (mtime, data)
         return cached[1]
 
     def _sequence_path(self, digest: str) -> str:
-        template = str(self.manifest().get("seqdata_path_template", "sequences/%s2/%s.seq"))
+        template = self._template
+        if template is None:
+            # Fixed when the RefgetStore is created, so read once (the manifest's mode is checked then).
+            template = self._template = str(self.manifest().get("seqdata_path_template", "sequences/%s2/%s.seq"))
         return os.path.join(self._root, template.replace("%s2", digest[:2]).replace("%s", digest))
 
 def _open(seq: StoredSequence) -> int:

@@ -138,3 +138,14 @@ def test_two_workers_serve_the_same_store(tmp_path: Path) -> None:
     with running_server(path, workers=2) as server:
         heads = {httpx.get(f"{server.url}/events/head").json()["head_seq"] for _ in range(10)}
         assert heads == {0}
+
+
+def test_root_path_prefixes_every_advertised_url(tmp_path: Path) -> None:
+    """Behind a proxy that strips /rg, the routes answer at / while advertised URLs carry /rg."""
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path, extra_args=["--root-path", "/rg"]) as server:
+        info = httpx.get(f"{server.url}/service-info").json()
+        assert info["seqcol"]["refget_store"]["url"] == f"{server.url}/rg/store"
+        assert httpx.get(f"{server.url}/openapi.json").json()["servers"] == [{"url": "/rg"}]
+        assert httpx.get(f"{server.url}/seqcol/openapi.json").json()["servers"] == [{"url": "/rg/seqcol"}]

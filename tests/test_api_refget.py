@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest

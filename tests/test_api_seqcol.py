@@ -165,3 +165,12 @@ def test_collections_added_or_removed_while_serving_are_seen(tmp_path: Path) -> 
         rgstore_cli(store, "genome", "remove", "base")
         assert httpx.get(url).json()["results"] == [subset]
         assert httpx.get(f"{server.url}/seqcol/collection/{BASE['top_level_digest']}").status_code == 404
+
+
+def test_an_oversized_posted_collection_is_refused_before_it_is_read(served: Server) -> None:
+    from api.seqcol import MAX_POST_BYTES
+
+    body = b'{"names": ["' + b"x" * (MAX_POST_BYTES + 1) + b'"]}'
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,
+                   headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 413

@@ -109,6 +109,9 @@ def test_head_of_a_sequence_file_sends_its_length_only(served: tuple[Server, Pat
     "/store/.rgstore.lock",
     "/store/no-such-file",
     "/store/rgstore.json%00.txt",
+    "/blobs/" + "0" * 64,
+    "/blobs/%2e%2e%2flog%2fdata.mdb",
+    "/blobs/ABCDEF",
 ])
 def test_nothing_outside_the_refget_directory_is_reachable(served: tuple[Server, Path, str], target: str) -> None:
     server, _, _ = served
