@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import click
 
 from .main import Context, store_option
@@ -18,8 +22,12 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (each opens the store read-only after the fork).")
 @click.option("--root-path", default="", help="URL prefix when served behind a proxy under a sub-path.")
+@click.option("--follow", "follow_source", metavar="SOURCE",
+              help="Serve a mirror kept current from SOURCE (primary URL, segment dir/URL or export file).")
+@click.option("--interval", default="5s", show_default=True, help="How often --follow pulls (e.g. 5s, 500ms).")
 @pass_ctx
-def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str) -> None:
+def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, follow_source: str | None,
+              interval: str) -> None:
     """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
 
     The server never writes: it opens the log read-only, and only GET, HEAD and OPTIONS exist
@@ -28,9 +36,28 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str) 
     \b
     Example:
         rgstore --store ./store serve --port 8000 --workers 2
+        rgstore --store ./mirror serve --follow http://primary:8000 --interval 5s
         curl http://127.0.0.1:8000/sequence/service-info
     """
     from api.app import resolve_store_path
     from api.server import serve
 
-    serve(resolve_store_path(ctx.store_path), host=host, port=port, workers=workers, root_path=root_path)
+    path = resolve_store_path(ctx.store_path)
+    follower = None
+    if follow_source is not None:
+        from rgstore.follow import parse_interval
+        from rgstore.mirror import pull
+        from rgstore.store import Store
+
+        parse_interval(interval)  # a bad interval is a one-line error before anything starts
+        with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
+            pull(store, follow_source)
+        # One background process is the replica's only writer; the API workers stay read-only.
+        follower = subprocess.Popen([sys.executable, "-m", "rgstore.follow", str(path), follow_source, interval,
+                                     "--parent", str(os.getpid())])
+    try:
+        serve(path, host=host, port=port, workers=workers, root_path=root_path)
+    finally:
+        if follower is not None:
+            follower.terminate()
+            follower.wait(timeout=30)

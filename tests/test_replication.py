@@ -1,0 +1,192 @@
+"""Claims about replication with real processes: mirrors killed at random still converge exactly.
+
+A primary, a real server over it, and two mirrors (one pulling from the server, one from
+published segments) run while a random workload of genome, alias, refpkg and cache commands
+changes the primary and the mirrors' pulls are SIGKILLed at random points.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from rgstore.errors import ChainError
+from rgstore.mirror import pull
+from rgstore.segments import publish, publish_blobs, publish_refget
+from rgstore.store import Store
+from rgstore.verify import view_digests
+from rgstore.views import seq_key
+from tests.conftest import REPO
+from tests.server_fixture import running_server
+from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, req, upstream_tree
+
+
+def _fasta(path: Path, rng: random.Random, n: int) -> Path:
+    with open(path, "w") as out:
+        for c in range(rng.randint(1, 3)):
+            out.write(f">chr{c} workload {n}\n")
+            seq = "".join(rng.choice("ACGT") for _ in range(rng.randint(50, 400)))
+            out.writelines(seq[i:i + 60] + "\n" for i in range(0, len(seq), 60))
+    return path
+
+
+class Workload:
+    """Random commands of every domain on the primary, through the Python API."""
+
+    def __init__(self, root: Path, primary: Store, upstream: str, seed: int = 7) -> None:
+        self.root, self.primary, self.upstream = root, primary, upstream
+        self.rng = random.Random(seed)
+        self.n = 0
+        self.genomes: list[str] = []
+        self.refpkgs: list[str] = []
+        self.cache_keys: list[str] = []
+
+    def step(self) -> None:
+        self.n += 1
+        rng, store = self.rng, self.primary
+        choice = rng.choice(["genome", "alias", "alias", "refpkg", "refpkg", "cache"])
+        if choice == "genome" or not self.genomes:
+            fasta = _fasta(self.root / f"g{self.n}.fa", rng, self.n)
+            store.genomes.init(fasta, [f"g{self.n}"])
+            self.genomes.append(store.genomes.resolve(f"g{self.n}"))
+        elif choice == "alias":
+            name = f"a{rng.randint(0, 3)}"
+            action = rng.choice(["set", "set", "undo", "redo"])
+            try:
+                if action == "set":
+                    store.aliases.set(name, rng.choice(self.genomes), force=True)
+                elif action == "undo":
+                    store.aliases.undo(name)
+                else:
+                    store.aliases.redo(name)
+            except Exception:  # noqa: BLE001 - nothing to undo/redo, unknown alias: refused, nothing written
+                pass
+        elif choice == "refpkg":
+            if not self.refpkgs or rng.random() < 0.2:
+                name = f"pkg{self.n}"
+                (self.root / f"{name}.fa").write_text(f">s1\nACGT{self.n}\n".replace(str(self.n), "A" * (self.n % 7)))
+                store.refpkgs.create(name, locus="16S", files=[("aln_fasta", self.root / f"{name}.fa")])
+                self.refpkgs.append(name)
+                return
+            name = rng.choice(self.refpkgs)
+            try:
+                if rng.random() < 0.6:
+                    f = self.root / f"u{self.n}.txt"
+                    f.write_text(f"update {self.n}\n")
+                    store.refpkgs.update_files(name, [("readme", str(f))])
+                elif rng.random() < 0.5:
+                    store.refpkgs.rollback(name)
+                else:
+                    store.refpkgs.rollforward(name)
+            except Exception:  # noqa: BLE001 - taxtastic-style refusals (nothing to roll back)
+                pass
+        else:
+            if not self.cache_keys:
+                results = store.cache.regions(req(ENSEMBL, "gene,CDS"), base_url=self.upstream)
+                self.cache_keys = [r.key for r in results]
+            key = rng.choice(self.cache_keys)
+            (store.cache.pin if rng.random() < 0.5 else store.cache.unpin)(key)
+
+
+def _pull_proc(mirror: Path, source: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cli", "--store", str(mirror), "mirror", "pull", source,
+                             "--with-blobs", "--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_two_mirrors_killed_at_random_converge_to_the_primary(tmp_path: Path) -> None:
+    primary_path, pub = tmp_path / "primary", tmp_path / "pub"
+    mirrors = {"server": tmp_path / "m-server", "segments": tmp_path / "m-segments"}
+    rng = random.Random(99)
+    upstream_tree(tmp_path / "upstream")
+    with UpstreamServer(tmp_path / "upstream") as upstream:
+        with Store.open(primary_path, actor="primary@test") as primary:
+            work = Workload(tmp_path, primary, base(upstream, "ensembl"))
+            for _ in range(3):
+                work.step()
+            kills = 0
+            with running_server(primary_path) as server:
+                sources = {"server": server.url, "segments": str(pub)}
+                for round_ in range(12):
+                    for _ in range(rng.randint(1, 4)):
+                        work.step()
+                    publish_blobs(primary, pub)
+                    publish_refget(primary, pub)
+                    publish(primary, pub, segment_size=rng.randint(3, 20))
+                    procs = {k: _pull_proc(mirrors[k], sources[k]) for k in mirrors}
+                    time.sleep(rng.uniform(0.2, 0.9))
+                    for proc in procs.values():
+                        if proc.poll() is None:
+                            proc.send_signal(signal.SIGKILL)
+                            kills += 1
+                        proc.communicate()
+                # Final pulls run to completion.
+                for k in mirrors:
+                    proc = _pull_proc(mirrors[k], sources[k])
+                    out, err = proc.communicate(timeout=300)
+                    assert proc.returncode == 0, err.decode()
+            expected_head, expected_views = primary.head(), view_digests(primary)
+    assert kills > 0, "the test must actually kill some pulls"
+    for kind, path in mirrors.items():
+        with Store.open(path) as mirror:
+            assert mirror.head() == expected_head, kind
+            assert view_digests(mirror) == expected_views, kind
+            report = mirror.verify()
+            assert report.ok, (kind, report.problems)
+            assert report.unfetched_blobs == [], kind
+
+
+def test_a_tampered_record_served_by_the_primary_is_refused_with_its_seq(tmp_path: Path) -> None:
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    primary_path = tmp_path / "primary"
+    with Store.open(primary_path) as primary:
+        for i in range(12):
+            primary.append([NewEvent(stream="s", event=Noted(text=f"n{i}"))])
+    # Flip one payload byte of seq 9 behind the primary's back (disk corruption or an attacker).
+    env = lmdb.open(str(primary_path / "log"), max_dbs=64)
+    db = env.open_db(b"log")
+    with env.begin(write=True) as txn:
+        record = bytearray(txn.get(seq_key(9), db=db))
+        record[-2] ^= 0x04
+        txn.put(seq_key(9), bytes(record), db=db)
+    env.close()
+    with running_server(primary_path) as server, Store.open(tmp_path / "mirror") as mirror:
+        with pytest.raises(ChainError, match="seq 9"):
+            pull(mirror, server.url)
+        assert mirror.head()[0] < 9
+        assert mirror.verify().ok
+
+
+def test_serve_follow_keeps_a_read_only_mirror_current(tmp_path: Path) -> None:
+    import httpx
+
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    primary_path = tmp_path / "primary"
+    with Store.open(primary_path) as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="first"))])
+    with running_server(primary_path) as upstream, running_server(
+            tmp_path / "mirror", extra_args=["--follow", upstream.url, "--interval", "200ms"]) as follower:
+        assert httpx.get(f"{follower.url}/events/head").json()["head_seq"] == 1
+        with Store.open(primary_path) as primary:
+            primary.append([NewEvent(stream="s", event=Noted(text=str(i))) for i in range(5)])
+            expected = primary.head()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            head = httpx.get(f"{follower.url}/events/head").json()
+            if head["head_seq"] == expected[0]:
+                break
+            time.sleep(0.1)
+        assert (head["head_seq"], head["head_hash"]) == expected
+        # The follower's API is read-only like any server: no write route exists.
+        assert httpx.post(f"{follower.url}/events").status_code == 405
