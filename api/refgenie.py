@@ -24,8 +24,8 @@ from rgstore.views.genomes import GenomeRecord, genome_fhr, genome_record
 
 from .app_info import app_version, organization
 from .catalog import CollectionCache, GenomeCatalog
-from .schemas import AliasPage, AliasRecord, ErrorBody, GenomePage, GenomeRecord as GenomeRecordModel
-from .schemas import RefgenieServiceInfo
+from .schemas import AliasPage, AliasRecord, ErrorBody, GenomePage, RefgenieServiceInfo
+from .schemas import GenomeRecord as GenomeRecordModel
 from .seqcol import store_url
 from .wire import json_bytes, json_response, store_of
 

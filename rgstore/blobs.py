@@ -15,9 +15,9 @@ from typing import BinaryIO
 
 import msgspec
 
-from .files import mkstemp
 from .environment import fsync_dir
 from .errors import IntegrityError, NotFoundError
+from .files import mkstemp
 
 __all__ = ["BlobStore", "BlobInfo", "hash_file"]
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .files import mkstemp
 from .aliases import normalise_digest, split_alias
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
+from .files import mkstemp
 from .locus import Region
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import msgspec
 
+from .environment import Txn
 from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
 from .segments import MANIFEST, Manifest, read_manifest
-from .environment import Txn
 from .store import Store
 
 __all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "FRAMES_MEDIA_TYPE"]

@@ -22,9 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from .files import mkstemp
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
+from .files import mkstemp
 from .refpkg_names import MANIFEST
 
 __all__ = ["PackageSource", "open_package", "write_package", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]

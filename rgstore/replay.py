@@ -12,10 +12,10 @@ from itertools import islice
 from pathlib import Path
 
 from .codec import chain_of, genesis_hash
+from .environment import Txn
 from .errors import ChainError, LogMismatchError, NotFoundError
 from .logfile import LogHeader, read_log_file, write_log_file
 from .progress import ProgressFactory, null_progress
-from .environment import Txn
 from .store import REBUILD_BATCH, Store
 
 __all__ = ["export_log", "replay_file", "apply_records", "BatchHook"]

@@ -10,14 +10,13 @@ segments forever.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import msgspec
 
-from .files import atomic_write_bytes
 from .codec import chain_of, genesis_hash
 from .errors import InvalidInputError, LogMismatchError
+from .files import atomic_write_bytes
 from .logfile import LogHeader, write_log_file
 from .progress import ProgressFactory, null_progress
 from .store import Store

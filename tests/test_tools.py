@@ -31,3 +31,24 @@ def test_rebuild_mirror_refuses_a_foreign_mirror(tmp_path: Path, capsys) -> None
         other.append([NewEvent(stream="s", event=Noted(text="mine"))])
     assert rebuild_mirror([str(tmp_path / "x.rglog"), str(tmp_path / "m")]) == 1
     assert "different logs" in capsys.readouterr().err
+
+
+def test_log_benchmark_runs_at_a_tiny_size(capsys) -> None:  # type: ignore[no-untyped-def]
+    from tools.bench.log import main as bench_log
+
+    assert bench_log(["--events", "3000", "--durable", "20", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert {r["case"] for r in out["rows"]} >= {"batched appends/s, every view", "rebuild of every view, events/s"}
+    assert all(r["rgstore"] > 0 for r in out["rows"])
+
+
+def test_mirror_benchmark_runs_at_a_tiny_size(capsys) -> None:  # type: ignore[no-untyped-def]
+    from tools.bench.mirror import main as bench_mirror
+
+    assert bench_mirror(["--events", "2000", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["results"]) == {"replay_s", "segments_s", "server_s"}

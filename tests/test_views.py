@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rgstore.errors import ConflictError
-from rgstore.events import Event, HistoryStripped, Redone, Undone
+from rgstore.events import Event
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests

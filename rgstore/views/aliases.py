@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from ..files import mkstemp
 from ..codec import decode_value, encode_value
 from ..environment import Environment, Txn
 from ..errors import ConflictError, ExternalSyncError, InvalidInputError
@@ -37,6 +35,7 @@ from ..events import (
     SequenceAliasSet,
     Undone,
 )
+from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
 from . import SEQ, FoldContext, View, iter_prefix
 
@@ -392,24 +391,10 @@ def _sync_dir(directory: Path, files: dict[str, bytes]) -> None:
         if namespace in existing and path.read_bytes() == content:
             continue
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, content)
+        atomic_write_bytes(path, content)
     for namespace, path in existing.items():
         if namespace not in files:
             path.unlink()
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    fd, tmp = mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _alias_state(refget: Path) -> tuple[dict[Kind, list[str]], str | None]:
@@ -449,4 +434,4 @@ def _rewrite_manifest(manifest: Path, refget: Path) -> None:
     else:
         data["aliases_digest"] = digest
     data["modified"] = datetime.now(UTC).isoformat()
-    _atomic_write(manifest, json.dumps(data, indent=2).encode())
+    atomic_write_bytes(manifest, json.dumps(data, indent=2).encode())
