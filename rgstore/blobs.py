@@ -86,7 +86,9 @@ class BlobStore:
                 os.fsync(out.fileno())
             info = BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
             dest = self.path(info.sha256)
-            if dest.is_file():
+            if dest.is_file() and dest.stat().st_size == info.size:
+                # Refresh the mtime: gc's grace period then protects it until this command commits.
+                os.utime(dest)
                 tmp.unlink()
                 return info, False
             dest.parent.mkdir(exist_ok=True)

@@ -131,6 +131,7 @@ class EventLog:
         self._history_db = environment.db("history")
         self._history = next(v for v in self.views if isinstance(v, HistoryView))
         self._handles = {v.name: frozenset(v.handles) for v in self.views}
+        self._known_dicts: set[bytes] = set()  # 4-byte dictionary ids already registered here
 
     @staticmethod
     def db_names(views: Sequence[View]) -> list[str]:
@@ -204,8 +205,9 @@ class EventLog:
                 seq = SEQ.unpack(key)[0]
                 if upto is not None and seq > upto:
                     return
-                if value[0] == 2:  # CODEC_ZSTD_DICT: make sure this process knows the dictionary
+                if value[0] == 2 and value[1:5] not in self._known_dicts:  # CODEC_ZSTD_DICT
                     self._need_dictionary(txn, value)
+                    self._known_dicts.add(value[1:5])
                 yield seq, value
         finally:
             cur.close()
@@ -365,13 +367,18 @@ class EventLog:
         for view in self.views if views is None else views:
             if view is skip:
                 continue
-            if view.handles:
-                wanted = self._handles[view.name]
+            wanted = self._handles[view.name]
+            prefixes = view.streams
+            if wanted and prefixes:
+                mine = [e for e in envelopes if type(e.event) in wanted and e.stream.startswith(prefixes)]
+            elif wanted:
                 mine = [e for e in envelopes if type(e.event) in wanted]
-                if mine:
-                    view.apply_batch(ctx, mine)
+            elif prefixes:
+                mine = [e for e in envelopes if e.stream.startswith(prefixes)]
             else:
-                view.apply_batch(ctx, envelopes)
+                mine = list(envelopes)
+            if mine:
+                view.apply_batch(ctx, mine)
 
     def fold(self, ctx: FoldContext, envelope: Envelope, views: Sequence[View] | None = None) -> None:
         """Fold one envelope (see ``fold_batch``)."""

@@ -81,6 +81,18 @@ def open_refget(store: Store, *, write: bool) -> Any:
     return handle
 
 
+def create_refget(path: Path) -> None:
+    """Create an empty Raw-mode RefgetStore at ``path`` (with its ``rgstore.json``) if there is none."""
+    if (path / "rgstore.json").exists():
+        return
+    from gtars.refget import RefgetStore
+
+    handle = RefgetStore.on_disk(str(path))
+    handle.set_quiet(True)
+    handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
+    handle.write()
+
+
 def _link_or_copy(source: Path, dest: Path) -> None:
     try:
         os.link(source, dest)

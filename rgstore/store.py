@@ -92,6 +92,10 @@ class Store:
         if not readonly:
             for sub in ("log", "blobs", "cache"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
+            if not (root / "refget" / "rgstore.json").exists():
+                from .refgetstore import create_refget
+
+                create_refget(root / "refget")
         environment = Environment(root / "log", readonly=readonly)
         try:
             store = cls(root, environment, actor or default_actor())

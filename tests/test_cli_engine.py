@@ -22,6 +22,9 @@ def test_init_creates_the_store_layout(tmp_path: Path, cli) -> None:  # type: ig
     assert result.exit_code == 0
     for sub in ("log", "blobs", "cache"):
         assert (tmp_path / "store" / sub).is_dir()
+    from gtars.refget import RefgetStore, StorageMode
+
+    assert RefgetStore.open_local(str(tmp_path / "store" / "refget")).storage_mode == StorageMode.Raw
 
 
 def test_log_lists_filters_and_prints_json_lines(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

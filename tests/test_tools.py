@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from rgstore.errors import ReadOnlyError
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.replay import export_log
@@ -21,6 +24,14 @@ def test_rebuild_mirror_replays_an_export_and_verifies(tmp_path: Path) -> None:
     assert rebuild_mirror([str(tmp_path / "x.rglog"), str(tmp_path / "m"), "--verify"]) == 0
     with Store.open(tmp_path / "m") as mirror:
         assert (view_digests(mirror), mirror.head()) == expected
+        with pytest.raises(ReadOnlyError):  # it is a mirror now: its own writes are refused
+            mirror.append([NewEvent(stream="s", event=Noted())])
+
+
+def test_rebuild_mirror_reports_a_missing_source_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert rebuild_mirror([str(tmp_path / "nope.rglog"), str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_rebuild_mirror_refuses_a_foreign_mirror(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +41,7 @@ def test_rebuild_mirror_refuses_a_foreign_mirror(tmp_path: Path, capsys) -> None
     with Store.open(tmp_path / "m") as other:
         other.append([NewEvent(stream="s", event=Noted(text="mine"))])
     assert rebuild_mirror([str(tmp_path / "x.rglog"), str(tmp_path / "m")]) == 1
-    assert "different logs" in capsys.readouterr().err
+    assert "not a mirror" in capsys.readouterr().err
 
 
 def test_log_benchmark_runs_at_a_tiny_size(capsys) -> None:  # type: ignore[no-untyped-def]

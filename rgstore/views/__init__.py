@@ -60,6 +60,10 @@ class View:
     dbs: ClassVar[tuple[str, ...]]
     handles: ClassVar[tuple[type[Event], ...]]
     """Event classes folded; an empty tuple means every event."""
+    streams: ClassVar[tuple[str, ...]] = ()
+    """Stream-name prefixes folded (e.g. ``("refpkg:",)``); empty means every stream. The fold
+    skips other streams' events before calling ``apply``, which matters for generic events
+    (undo, redo, notes) that every domain's streams carry."""
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Fold one envelope into this view's sub-dbs."""

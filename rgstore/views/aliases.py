@@ -270,6 +270,7 @@ class AliasView(View):
         _BY_DIGEST[SEQUENCE],
         _SNAPSHOTS,
     )
+    streams: ClassVar[tuple[str, ...]] = ("alias:", "seqalias:")
     handles: ClassVar[tuple[type[Event], ...]] = (
         AliasSet,
         AliasRemoved,

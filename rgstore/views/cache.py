@@ -75,6 +75,7 @@ class CacheView(View):
     name: ClassVar[str] = "cache"
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = ("cache.entries", "cache.evicted")
+    streams: ClassVar[tuple[str, ...]] = ("cache:",)
     handles: ClassVar[tuple[type[Event], ...]] = (
         CacheInserted,
         CacheTouched,

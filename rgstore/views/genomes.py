@@ -115,6 +115,7 @@ class GenomesView(View):
     name: ClassVar[str] = "genomes"
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = (_RECORDS, _FHR, _SEQUENCES)
+    streams: ClassVar[tuple[str, ...]] = ("genome:",)
     handles: ClassVar[tuple[type[Event], ...]] = (GenomeAdded, GenomeRemoved, FhrSet, Undone, Redone)
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:

@@ -155,6 +155,7 @@ class RefpkgsView(View):
     name: ClassVar[str] = "refpkgs"
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = (_HEADS, _STEPS, _NAMES)
+    streams: ClassVar[tuple[str, ...]] = ("refpkg:",)
     handles: ClassVar[tuple[type[Event], ...]] = (
         RefpkgCreated, RefpkgImported, RefpkgUpdated, Noted, Undone, Redone, HistoryStripped,
     )

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import lmdb
-import msgspec
 import zstandard
 
 from rgstore.codec import encode_envelope
@@ -137,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         store.rebuild()
         res["rebuild_all_views_s"] = time.perf_counter() - t
+        core_views = [v for v in store.views if isinstance(v, (IdsView, StreamsView, HistoryView))]
+        t = time.perf_counter()
+        store.rebuild(core_views)
+        res["rebuild_core_views_s"] = time.perf_counter() - t
         store.close()
         res["bytes_per_event_rgstore"] = disk_bytes(tmp / "full" / "log") / args.events
         res["bytes_per_event_bare"] = disk_bytes(tmp / "bare") / args.events
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         ("batched appends/s, chain+ids (core views)", n / res["rgstore_batched_core_s"], n / res["bare_batched_s"]),
         ("batched appends/s, every view", n / res["rgstore_batched_all_views_s"], n / res["bare_batched_s"]),
         ("rebuild of every view, events/s", n / res["rebuild_all_views_s"], float("nan")),
+        ("rebuild of the core views (ids, streams, zipper)", n / res["rebuild_core_views_s"], float("nan")),
     ]
     if args.json:
         print(json.dumps({"results": res, "zstd_bytes": gain,
@@ -168,4 +172,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-_ = msgspec
