@@ -75,3 +75,30 @@ async def get_entry(request: Request, key: str) -> Response:
     if tomb is not None:
         return json_response(_tombstone_json(tomb))
     raise NotFoundError(f"no cache entry {key!r} in this store")
+
+
+@router.get("/entries/{key}/files/{path:path}", summary="One file of a live cache entry, checksum-verified",
+            response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody},
+                       500: {"model": ErrorBody}})
+def get_entry_file(request: Request, key: str, path: str) -> Response:
+    """The file's bytes, after checking them against the sha256 its insert event recorded (mirrors fetch these)."""
+    import hashlib
+
+    from rgstore.cachecopy import local_cache_file
+    from rgstore.errors import IntegrityError, InvalidInputError
+
+    store = store_of(request)
+    env = store.environment
+    with store.read() as txn:
+        entry = CacheView.get(txn, env.db("cache.entries"), key) if env.has_db("cache.entries") else None
+    ref = entry.files.get(path) if entry is not None else None
+    if entry is None or ref is None:
+        raise NotFoundError(f"no file {path!r} in live cache entry {key!r}")
+    try:
+        data = local_cache_file(store, entry, path).read_bytes()
+    except (InvalidInputError, OSError):
+        raise NotFoundError(f"cache file {path!r} of entry {key!r} is missing here") from None
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise IntegrityError(f"cache file {path!r} of entry {key!r} fails its recorded sha256; not served")
+    return Response(data, media_type="application/octet-stream", headers={"ETag": f'"{ref.sha256}"'})

@@ -157,7 +157,8 @@ def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--segment-size", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Records per new segment.")
-@click.option("--with-blobs", is_flag=True, help="Also copy blobs (refpkg files) into DIRECTORY/blobs/.")
+@click.option("--with-blobs", is_flag=True,
+              help="Also copy blobs (refpkg files) and cache files into DIRECTORY/blobs/ and DIRECTORY/cache/.")
 @click.option("--with-refget", is_flag=True, help="Also copy the RefgetStore into DIRECTORY/refget/ (sequences).")
 @json_option
 @pass_ctx
@@ -171,11 +172,12 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
         rgstore --store ./mirror mirror pull https://cdn.example.org/published
     """
     from rgstore.progress import null_progress, terminal_progress
+    from rgstore.cachecopy import publish_cache
     from rgstore.segments import publish, publish_blobs, publish_refget
 
     with ctx.open(readonly=True) as store:
         # Content first: a mirror that sees an event can always find what it references.
-        copied = publish_blobs(store, directory) if with_blobs else 0
+        copied = (publish_blobs(store, directory) + publish_cache(store, directory)) if with_blobs else 0
         refget = publish_refget(store, directory) if with_refget else 0
         manifest = publish(store, directory, segment_size=segment_size,
                            progress=null_progress if as_json else terminal_progress)
@@ -183,5 +185,5 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
         emit_json({"manifest": manifest, "blobs_copied": copied, "refget_files_written": refget})
     else:
         click.echo(f"published seqs 1-{manifest.head_seq} in {len(manifest.segments)} segments to {directory}"
-                   + (f"; copied {copied} blobs" if with_blobs else "")
+                   + (f"; copied {copied} blobs and cache files" if with_blobs else "")
                    + (f"; wrote {refget} RefgetStore files" if with_refget else ""))

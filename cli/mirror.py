@@ -26,7 +26,8 @@ def mirror_group() -> None:
 @mirror_group.command("pull")
 @store_option
 @click.argument("source")
-@click.option("--with-blobs", is_flag=True, help="Also fetch every referenced blob (refpkg files), verified.")
+@click.option("--with-blobs", is_flag=True,
+              help="Also fetch every referenced blob (refpkg files) and live cache file, each verified by sha256.")
 @click.option("--with-sequences", is_flag=True, help="Also fetch every genome's sequences now (else on first use).")
 @json_option
 @pass_ctx

@@ -38,6 +38,7 @@ __all__ = [
     "CacheProblem",
     "CacheVerifyReport",
     "collect",
+    "finish_evictions",
     "verify",
     "plan",
     "parse_duration",
@@ -243,6 +244,11 @@ def _pending(cache: Cache) -> list[str]:
             for t in CacheView.tombstones(txn, cache.store.environment)
             if (cache.root / t.path).exists()
         ]
+
+
+def finish_evictions(cache: Cache) -> list[str]:
+    """Delete the files of every evicted entry still on disk (no events: the evictions are logged)."""
+    return [key for key in _pending(cache) if _delete(cache, key)]
 
 
 def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_run: bool = False) -> GcReport:

@@ -42,6 +42,8 @@ class PullResult(msgspec.Struct, kw_only=True):
     upstream_head: int
     blobs_fetched: int = 0
     sequences_fetched: int = 0
+    cache_files_fetched: int = 0
+    cache_entries_removed: int = 0
 
 
 class MirrorStatus(msgspec.Struct, kw_only=True):
@@ -202,15 +204,21 @@ def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences:
                 start = _local_head(store)
                 applied, head = apply(log_id, _server_records(client, source, start, upstream_head), upstream_head)
         fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
+        cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
     finally:
         if client is not None:
             client.close()
     now = datetime.now(timezone.utc).isoformat()
     store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
     sequences = _fetch_sequences(store, source) if with_sequences else 0
+    # Evictions pulled from upstream: their files go now that the events are committed here.
+    from .cachecopy import finish_upstream_evictions
+
+    removed = len(finish_upstream_evictions(store))
     _, head_hash = store.head()
     return PullResult(source=source, kind=kind, applied=applied, head_seq=head, head_hash=head_hash,
-                      upstream_head=upstream_head, blobs_fetched=fetched, sequences_fetched=sequences)
+                      upstream_head=upstream_head, blobs_fetched=fetched, sequences_fetched=sequences,
+                      cache_files_fetched=cache_files, cache_entries_removed=removed)
 
 
 def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: ignore[no-untyped-def]
@@ -233,6 +241,26 @@ def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: 
             raise IntegrityError(f"blob {sha} from {source} fails its sha256; not stored")
         store.blobs.put_bytes(data)
     return len(missing)
+
+
+def _fetch_cache(store: Store, client, source: str, kind: str) -> int:  # type: ignore[no-untyped-def]
+    """Fetch the files of every live cache entry the mirror lacks, verified by their recorded sha256."""
+    from urllib.parse import quote
+
+    from .cachecopy import fetch_cache_files
+    from .views.cache import CacheEntry
+
+    def fetch(entry: CacheEntry, relative: str) -> bytes:
+        if kind == "server":
+            return _get(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
+        if _is_url(source):
+            return _get(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
+        path = Path(source) / "cache" / entry.path / relative
+        if not path.is_file():
+            raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} (publish with --with-blobs)")
+        return path.read_bytes()
+
+    return fetch_cache_files(store, fetch)
 
 
 def _fetch_sequences(store: Store, source: str) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
+from rgstore.cachecopy import cache_files, missing_cache_files, publish_cache
 from rgstore.errors import ChainError
 from rgstore.mirror import pull
 from rgstore.segments import publish, publish_blobs, publish_refget
@@ -118,6 +119,7 @@ def test_two_mirrors_killed_at_random_converge_to_the_primary(tmp_path: Path) ->
                     for _ in range(rng.randint(1, 4)):
                         work.step()
                     publish_blobs(primary, pub)
+                    publish_cache(primary, pub)
                     publish_refget(primary, pub)
                     publish(primary, pub, segment_size=rng.randint(3, 20))
                     procs = {k: _pull_proc(mirrors[k], sources[k]) for k in mirrors}
@@ -141,6 +143,10 @@ def test_two_mirrors_killed_at_random_converge_to_the_primary(tmp_path: Path) ->
             report = mirror.verify()
             assert report.ok, (kind, report.problems)
             assert report.unfetched_blobs == [], kind
+            # Content followed the events: every live cache entry's files are here and intact.
+            assert missing_cache_files(mirror) == [], kind
+            assert len(list(cache_files(mirror))) >= 2, "the workload must have cached region FASTAs"
+            assert mirror.cache.verify().ok, kind
 
 
 def test_a_tampered_record_served_by_the_primary_is_refused_with_its_seq(tmp_path: Path) -> None:

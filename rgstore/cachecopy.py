@@ -1,0 +1,105 @@
+"""Cache files follow their events to mirrors and published directories, verified by sha256.
+
+A cache entry's files are described by its ``CacheInserted`` event (relative path, sha256, size).
+A mirror fetches the files of every live entry it lacks from its upstream, checks each against
+the recorded sha256 before renaming it into place, and deletes the files of entries the
+upstream has evicted (the eviction events arrived with the pull).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import IntegrityError, InvalidInputError
+from .events import FileRef
+from .files import mkstemp
+from .store import Store
+from .views.cache import CacheEntry, CacheView
+
+__all__ = ["cache_files", "local_cache_file", "install_cache_file", "missing_cache_files", "publish_cache",
+           "finish_upstream_evictions"]
+
+Fetch = Callable[[CacheEntry, str], bytes]
+
+
+def local_cache_file(store: Store, entry: CacheEntry, relative: str) -> Path:
+    """Where one of an entry's files lives in this store; refuses paths that leave the cache root."""
+    root = store.cache_path.resolve()
+    path = (root / entry.path / relative).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise InvalidInputError(f"cache entry {entry.key} names a file outside the cache: {entry.path}/{relative}")
+    return path
+
+
+def cache_files(store: Store) -> Iterator[tuple[CacheEntry, str, FileRef]]:
+    """(entry, relative path, recorded checksums) of every file of every live entry."""
+    with store.read() as txn:
+        entries = list(CacheView.entries(txn, store.environment))
+    for entry in entries:
+        for relative, ref in sorted(entry.files.items()):
+            yield entry, relative, ref
+
+
+def missing_cache_files(store: Store) -> list[tuple[CacheEntry, str, FileRef]]:
+    """Files of live entries that are absent here or have the wrong size."""
+    out = []
+    for entry, relative, ref in cache_files(store):
+        path = local_cache_file(store, entry, relative)
+        if not path.is_file() or path.stat().st_size != ref.size:
+            out.append((entry, relative, ref))
+    return out
+
+
+def install_cache_file(store: Store, entry: CacheEntry, relative: str, ref: FileRef, data: bytes) -> None:
+    """Write fetched bytes into place if they hash to the recorded sha256; else IntegrityError."""
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise IntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; not stored")
+    dest = local_cache_file(store, entry, relative)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = mkstemp(dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch_cache_files(store: Store, fetch: Fetch) -> int:
+    """Fetch and install every missing cache file; returns how many were fetched."""
+    missing = missing_cache_files(store)
+    for entry, relative, ref in missing:
+        install_cache_file(store, entry, relative, ref, fetch(entry, relative))
+    return len(missing)
+
+
+def finish_upstream_evictions(store: Store) -> list[str]:
+    """Delete local files of entries evicted upstream (their CacheEvicted events arrived by pull)."""
+    from .cachegc import finish_evictions
+
+    return finish_evictions(store.cache)
+
+
+def publish_cache(store: Store, directory: Path) -> int:
+    """Copy every live entry's files into ``directory/cache/<entry path>/``; returns how many were new."""
+    copied = 0
+    for entry, relative, ref in cache_files(store):
+        src = local_cache_file(store, entry, relative)
+        dest = directory / "cache" / entry.path / relative
+        if dest.is_file() and dest.stat().st_size == ref.size:
+            continue
+        data = src.read_bytes()
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise IntegrityError(f"{src} does not match its recorded sha256; run `rgstore cache verify`")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        from .files import atomic_write_bytes
+
+        atomic_write_bytes(dest, data)
+        copied += 1
+    return copied
