@@ -73,6 +73,16 @@ def create_app(store_path: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.open(path, readonly=True)
         app.state.store = store
+        with store.read() as txn:
+            replica = store.log.meta_get(txn, "replica_of") is not None
+        if replica:
+            # A mirror serves sequences it has not fetched yet by fetching them from its primary on
+            # first request (verified against their digests); the event log stays read-only.
+            from rgstore.remote import fetch_missing
+
+            from .sequences import set_lazy_fetch
+
+            set_lazy_fetch(lambda digest: fetch_missing(store, digest))
         try:
             yield
         finally:

@@ -17,7 +17,7 @@ import binascii
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgspec
 
@@ -148,11 +148,22 @@ class SequenceIndex:
             template = self._template = str(self.manifest().get("seqdata_path_template", "sequences/%s2/%s.seq"))
         return os.path.join(self._root, template.replace("%s2", digest[:2]).replace("%s", digest))
 
+_lazy_fetch: Callable[[str], bool] | None = None
+
+
+def set_lazy_fetch(fetch: Callable[[str], bool] | None) -> None:
+    """On a mirror: how to fetch a catalogued sequence whose file is not here yet (True if fetched)."""
+    global _lazy_fetch
+    _lazy_fetch = fetch
+
+
 def _open(seq: StoredSequence) -> int:
     try:
         fd = os.open(seq.path, os.O_RDONLY)
     except FileNotFoundError:
-        raise IntegrityError(f"sequence SQ.{seq.digest} is catalogued but its file {seq.path} is missing") from None
+        if _lazy_fetch is None or not _lazy_fetch(seq.digest):
+            raise IntegrityError(f"sequence SQ.{seq.digest} is catalogued but its file {seq.path} is missing") from None
+        fd = os.open(seq.path, os.O_RDONLY)
     if os.fstat(fd).st_size != seq.length:
         os.close(fd)
         raise IntegrityError(f"sequence file {seq.path} does not hold {seq.length} bases")

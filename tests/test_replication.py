@@ -196,3 +196,40 @@ def test_serve_follow_keeps_a_read_only_mirror_current(tmp_path: Path) -> None:
         assert (head["head_seq"], head["head_hash"]) == expected
         # The follower's API is read-only like any server: no write route exists.
         assert httpx.post(f"{follower.url}/events").status_code == 405
+
+
+TINY = REPO / "rgstore" / "data" / "tiny.fa"
+
+
+def test_a_mirror_fetches_sequences_lazily_on_getseq_and_eagerly_on_request(tmp_path: Path) -> None:
+    from rgstore.segments import publish as publish_log
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.genomes.init(TINY, ["tiny"], circular=["chrM"])
+        want = {c: primary.getseq("tiny", c, 0, 200) for c in ("chr1", "chr2", "chrM")}
+        publish_log(primary, tmp_path / "pub")
+        publish_refget(primary, tmp_path / "pub")
+    with running_server(tmp_path / "primary") as server:
+        # Lazily, from the server's /store: the first getseq of a mirror fetches and verifies.
+        with Store.open(tmp_path / "lazy") as mirror:
+            assert pull(mirror, server.url).sequences_fetched == 0
+        out = subprocess.run([sys.executable, "-m", "cli", "--store", str(tmp_path / "lazy"), "getseq", "tiny",
+                              "chr2:0-200"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert (out.returncode, out.stdout.strip()) == (0, want["chr2"]), out.stderr
+    # Eagerly, from published segments and their RefgetStore copy (no server involved).
+    with Store.open(tmp_path / "eager") as mirror:
+        assert pull(mirror, str(tmp_path / "pub"), with_sequences=True).sequences_fetched == 3
+        assert {c: mirror.getseq("tiny", c, 0, 200) for c in want} == want
+
+
+def test_a_following_server_serves_sequences_it_has_not_fetched_yet(tmp_path: Path) -> None:
+    import httpx
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.genomes.init(TINY, ["tiny"])
+        digest = primary.genomes.show("tiny").sequences[0]
+        want = primary.getseq("tiny", "chr1", 10, 70)
+    with running_server(tmp_path / "primary") as upstream, running_server(
+            tmp_path / "mirror", extra_args=["--follow", upstream.url, "--interval", "1s"]) as follower:
+        resp = httpx.get(f"{follower.url}/sequence/{digest}", params={"start": 10, "end": 70})
+        assert (resp.status_code, resp.text) == (200, want)
