@@ -92,5 +92,6 @@ def blob(request: Request, sha256: str) -> Response:
     store = store_of(request)
     if not _SHA256.fullmatch(sha256) or not store.blobs.exists(sha256):
         raise NotFoundError(f"no blob {sha256!r} in this store")
+    store.blobs.verify(sha256)  # every blob read is verified: a corrupt blob is a 500, never served
     return HeadAwareFileResponse(store.blobs.path(sha256), media_type="application/octet-stream",
                                  headers={"Cache-Control": _IMMUTABLE, "ETag": f'"{sha256}"'})

@@ -93,7 +93,7 @@ def _same_payload(original: Envelope, item: NewEvent) -> bool:
     return original.event == item.event
 
 
-def _undecodable(exc: Exception) -> str:
+def undecodable(exc: Exception) -> str:
     """Why a chained (so authentic) payload does not decode: usually a newer writer's event type."""
     text = str(exc)
     if "Invalid value" in text and "$.event.type" in text:
@@ -341,7 +341,7 @@ class EventLog:
             try:
                 envelope = decode_envelope(payload)
             except msgspec.DecodeError as exc:
-                raise ChainError(rseq, _undecodable(exc)) from None
+                raise ChainError(rseq, undecodable(exc)) from None
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
             if isinstance(envelope.event, CodecDictionaryAdded):

@@ -17,7 +17,7 @@ import msgspec
 from .codec import chain_hash, decode_envelope, genesis_hash, unframe
 from .environment import Environment
 from .errors import ChainError, IntegrityError, NotFoundError
-from .log import EventLog
+from .log import EventLog, undecodable
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
 from .views import FoldContext, View
@@ -85,7 +85,7 @@ def _check_log(store: Store, report: VerifyReport, progress: ProgressFactory) ->
                 try:
                     envelope = decode_envelope(payload)
                 except msgspec.DecodeError as exc:
-                    raise ChainError(seq, f"payload does not decode ({exc})") from None
+                    raise ChainError(seq, undecodable(exc)) from None
                 if envelope.seq != seq:
                     raise ChainError(seq, f"payload claims seq {envelope.seq}")
                 prev, expected = chain, expected + 1

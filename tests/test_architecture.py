@@ -53,3 +53,27 @@ def test_every_cli_command_has_help_with_an_example() -> None:
         assert cmd is not None, name
         walk(cmd, name)
     assert missing == []
+
+
+def test_every_cli_command_takes_store() -> None:
+    import click
+
+    from cli.main import LAZY_COMMANDS, cli
+
+    ctx = click.Context(cli)
+    missing = []
+
+    def walk(cmd: click.Command, path: str) -> None:
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, f"{path} {name}")
+        elif not any("--store" in p.opts for p in cmd.params):
+            missing.append(path)
+
+    for name in LAZY_COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None
+        walk(cmd, name)
+    assert missing == []

@@ -158,3 +158,37 @@ def test_a_pull_killed_midway_resumes_to_an_identical_mirror(tmp_path: Path) -> 
     with Store.open(mirror) as m:
         pull(m, str(tmp_path / "pub"))
         assert (m.head(), view_digests(m)) == expected
+
+
+def test_pull_from_segments_on_a_plain_static_http_server(tmp_path: Path) -> None:
+    """Any static host serves published segments: here Python's own http.server (no Range needed)."""
+    import socket
+
+    import httpx
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 30)
+        publish(primary, tmp_path / "pub", segment_size=7)
+        expected = primary.head(), view_digests(primary)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    static = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(tmp_path / "pub")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{url}/{MANIFEST}", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        with Store.open(tmp_path / "m") as mirror:
+            result = pull(mirror, url)
+            assert (result.kind, result.applied) == ("segments", 30)
+            assert (mirror.head(), view_digests(mirror)) == expected
+    finally:
+        static.terminate()
+        static.wait(timeout=10)
