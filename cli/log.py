@@ -171,8 +171,8 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
         rgstore log publish /srv/published --with-blobs --with-refget
         rgstore --store ./mirror mirror pull https://cdn.example.org/published
     """
-    from rgstore.progress import null_progress, terminal_progress
     from rgstore.cachecopy import publish_cache
+    from rgstore.progress import null_progress, terminal_progress
     from rgstore.segments import publish, publish_blobs, publish_refget
 
     with ctx.open(readonly=True) as store:

@@ -11,16 +11,20 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import lmdb
 
 from .errors import MissingSubDbError, ReadOnlyError, RgstoreError
 
-__all__ = ["Environment", "Txn", "INITIAL_MAP_SIZE"]
+__all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE"]
 
 T = TypeVar("T")
 Txn = lmdb.Transaction
+if TYPE_CHECKING:
+    from lmdb import _Database as Db
+else:
+    Db = object  # py-lmdb's handle class is private; its stubs name it _Database
 
 INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; sparse on Linux, so it costs nothing
 MAX_DBS = 64
@@ -52,7 +56,7 @@ class Environment:
         )
         if not readonly:
             self.env.reader_check()  # reclaim reader slots leaked by killed processes
-        self._dbs: dict[str, object] = {}
+        self._dbs: dict[str, Db] = {}
 
     def close(self) -> None:
         """Close the environment; handles and transactions become invalid."""
@@ -79,7 +83,7 @@ class Environment:
             txn.abort()
             raise
 
-    def db(self, name: str) -> object:
+    def db(self, name: str) -> Db:
         """The handle of an opened sub-db (see ``open_dbs``)."""
         try:
             return self._dbs[name]
@@ -133,7 +137,8 @@ class Environment:
 
     def stat_db(self, name: str, txn: Txn) -> dict[str, int]:
         """LMDB statistics of one sub-db."""
-        return txn.stat(self.db(name))  # type: ignore[no-any-return]
+        stats = txn.stat(self.db(name))
+        return {key: int(stats[key]) for key in stats}  # type: ignore[literal-required]
 
 
 def fsync_dir(path: Path) -> None:

@@ -66,7 +66,7 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True):
 # --- engine: the generic undo/redo zipper -------------------------------------------------------
 
 
-class Undone(Event, tag="undone"):
+class Undone(Event, frozen=True, tag="undone"):
     """The latest step of the envelope's stream was undone.
 
     ``undone_seq`` is the step taken back; ``restored_seq`` the step now current (0: none).
@@ -77,19 +77,19 @@ class Undone(Event, tag="undone"):
     restored_seq: int = 0
 
 
-class Redone(Event, tag="redone"):
+class Redone(Event, frozen=True, tag="redone"):
     """The most recently undone step of the envelope's stream was re-applied (``redone_seq``)."""
 
     redone_seq: int = 0
 
 
-class HistoryStripped(Event, tag="history-stripped"):
+class HistoryStripped(Event, frozen=True, tag="history-stripped"):
     """The stream's undo and redo history was dropped; only the current step (``kept_seq``) remains."""
 
     kept_seq: int = 0
 
 
-class Noted(Event, tag="noted"):
+class Noted(Event, frozen=True, tag="noted"):
     """A free-text note on a stream; carries no state. Used by tests, benchmarks and audits."""
 
     undoable: ClassVar[bool] = True
@@ -98,7 +98,7 @@ class Noted(Event, tag="noted"):
     data: dict[str, Any] = {}
 
 
-class CodecDictionaryAdded(Event, tag="codec-dictionary-added"):
+class CodecDictionaryAdded(Event, frozen=True, tag="codec-dictionary-added"):
     """A zstd dictionary for compressing later small records (id = the dictionary's zstd id).
 
     Records compressed with it always come after this event, so any replay meets it first.
@@ -112,7 +112,7 @@ class CodecDictionaryAdded(Event, tag="codec-dictionary-added"):
 # --- aliases ------------------------------------------------------------------------------------
 
 
-class AliasSet(Event, tag="alias-set"):
+class AliasSet(Event, frozen=True, tag="alias-set"):
     """A collection alias ``namespace:name`` now points at a genome (seqcol) digest."""
 
     undoable: ClassVar[bool] = True
@@ -122,7 +122,7 @@ class AliasSet(Event, tag="alias-set"):
     digest: str
 
 
-class AliasRemoved(Event, tag="alias-removed"):
+class AliasRemoved(Event, frozen=True, tag="alias-removed"):
     """A collection alias no longer exists."""
 
     undoable: ClassVar[bool] = True
@@ -131,7 +131,7 @@ class AliasRemoved(Event, tag="alias-removed"):
     name: str
 
 
-class SequenceAliasSet(Event, tag="sequence-alias-set"):
+class SequenceAliasSet(Event, frozen=True, tag="sequence-alias-set"):
     """A sequence alias (e.g. ``insdc:BK006935.2``) now points at a sequence digest."""
 
     undoable: ClassVar[bool] = True
@@ -141,7 +141,7 @@ class SequenceAliasSet(Event, tag="sequence-alias-set"):
     digest: str
 
 
-class SequenceAliasRemoved(Event, tag="sequence-alias-removed"):
+class SequenceAliasRemoved(Event, frozen=True, tag="sequence-alias-removed"):
     """A sequence alias no longer exists."""
 
     undoable: ClassVar[bool] = True
@@ -162,7 +162,7 @@ class GenomeSource(msgspec.Struct, frozen=True, kw_only=True):
     remote_url: str = ""
 
 
-class GenomeAdded(Event, tag="genome-added"):
+class GenomeAdded(Event, frozen=True, tag="genome-added"):
     """A sequence collection was stored: its seqcol digests, level-2 arrays and description."""
 
     digest: str
@@ -177,13 +177,13 @@ class GenomeAdded(Event, tag="genome-added"):
     source: GenomeSource = GenomeSource()
 
 
-class GenomeRemoved(Event, tag="genome-removed"):
+class GenomeRemoved(Event, frozen=True, tag="genome-removed"):
     """A genome was removed from the catalogue (its aliases were removed in the same command)."""
 
     digest: str
 
 
-class FhrSet(Event, tag="fhr-set"):
+class FhrSet(Event, frozen=True, tag="fhr-set"):
     """A genome's FHR 1.0 provenance document was replaced (unknown keys kept verbatim)."""
 
     undoable: ClassVar[bool] = True
@@ -195,7 +195,7 @@ class FhrSet(Event, tag="fhr-set"):
 # --- refpkgs ------------------------------------------------------------------------------------
 
 
-class RefpkgCreated(Event, tag="refpkg-created"):
+class RefpkgCreated(Event, frozen=True, tag="refpkg-created"):
     """A reference package was created with its first files and metadata (taxtastic ``create``).
 
     It is the first step of the package's undo zipper and cannot itself be rolled back;
@@ -210,7 +210,7 @@ class RefpkgCreated(Event, tag="refpkg-created"):
     log: list[str] = []
 
 
-class RefpkgImported(Event, tag="refpkg-imported"):
+class RefpkgImported(Event, frozen=True, tag="refpkg-imported"):
     """A taxtastic package was imported: this is the oldest state its history records.
 
     Later states of the imported history follow as ``RefpkgUpdated`` events (and ``Undone``
@@ -227,7 +227,7 @@ class RefpkgImported(Event, tag="refpkg-imported"):
     source: str = ""
 
 
-class RefpkgUpdated(Event, tag="refpkg-updated"):
+class RefpkgUpdated(Event, frozen=True, tag="refpkg-updated"):
     """One update step: files and metadata keys set (a value) or dropped (None), one log entry."""
 
     undoable: ClassVar[bool] = True
@@ -241,7 +241,7 @@ class RefpkgUpdated(Event, tag="refpkg-updated"):
 # --- cache --------------------------------------------------------------------------------------
 
 
-class CacheInserted(Event, tag="cache-inserted"):
+class CacheInserted(Event, frozen=True, tag="cache-inserted"):
     """A cache entry (level 1 region FASTAs or level 2 raw assets) landed, with file checksums."""
 
     key: str
@@ -251,25 +251,25 @@ class CacheInserted(Event, tag="cache-inserted"):
     request: dict[str, Any] = {}
 
 
-class CacheTouched(Event, tag="cache-touched"):
+class CacheTouched(Event, frozen=True, tag="cache-touched"):
     """A cache entry was read (coalesced: at most one per entry per hour)."""
 
     key: str
 
 
-class CachePinned(Event, tag="cache-pinned"):
+class CachePinned(Event, frozen=True, tag="cache-pinned"):
     """A cache entry is exempt from eviction."""
 
     key: str
 
 
-class CacheUnpinned(Event, tag="cache-unpinned"):
+class CacheUnpinned(Event, frozen=True, tag="cache-unpinned"):
     """A cache entry may be evicted again."""
 
     key: str
 
 
-class CacheEvicted(Event, tag="cache-evicted"):
+class CacheEvicted(Event, frozen=True, tag="cache-evicted"):
     """A cache entry was evicted; its files are deleted only after this commits."""
 
     key: str
@@ -300,7 +300,7 @@ AnyEvent = Union[
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    cls.__struct_config__.tag: cls
     for cls in AnyEvent.__args__  # type: ignore[attr-defined]
 }
 """Tag -> class, for ``rgstore log --type`` filters and the golden-bytes test."""

@@ -15,6 +15,7 @@ import time as _time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from typing import cast
 
 import msgspec
 
@@ -159,7 +160,7 @@ class EventLog:
 
     def log_id(self, txn: Txn) -> str:
         """The log's random identity (shared by every mirror of it)."""
-        raw = txn.get(b"log_id", db=self._meta)
+        raw = self.meta_get(txn, "log_id")
         return raw.decode() if raw is not None else ""
 
     def head(self, txn: Txn) -> tuple[int, bytes]:
@@ -172,7 +173,7 @@ class EventLog:
 
     def meta_get(self, txn: Txn, key: str) -> bytes | None:
         """A raw value from ``meta`` (e.g. replica settings)."""
-        return txn.get(key.encode(), db=self._meta)  # type: ignore[no-any-return]
+        return cast("bytes | None", txn.get(key.encode(), db=self._meta))  # buffers=False: bytes
 
     def meta_put(self, txn: Txn, key: str, value: bytes | None) -> None:
         """Set or (with None) delete a raw ``meta`` value inside a write txn."""
@@ -185,7 +186,7 @@ class EventLog:
 
     def record(self, txn: Txn, seq: int) -> bytes | None:
         """The stored record (header + stored payload) at ``seq``."""
-        return txn.get(SEQ.pack(seq), db=self._log)  # type: ignore[no-any-return]
+        return cast("bytes | None", txn.get(SEQ.pack(seq), db=self._log))
 
     def get(self, txn: Txn, seq: int) -> Envelope | None:
         """The envelope at ``seq``, or None past the head."""
@@ -201,10 +202,11 @@ class EventLog:
         try:
             if not cur.set_range(SEQ.pack(after + 1)):
                 return
-            for key, value in cur:
+            for key, raw in cur:
                 seq = SEQ.unpack(key)[0]
                 if upto is not None and seq > upto:
                     return
+                value = cast(bytes, raw)
                 if value[0] == 2 and value[1:5] not in self._known_dicts:  # CODEC_ZSTD_DICT
                     self._need_dictionary(txn, value)
                     self._known_dicts.add(value[1:5])
@@ -237,7 +239,7 @@ class EventLog:
         try:
             if cur.set_range(b"dict:"):
                 for key, value in cur:
-                    if not key.startswith(b"dict:"):
+                    if not bytes(key).startswith(b"dict:"):
                         break
                     register_dictionary(bytes(value))
                     n += 1

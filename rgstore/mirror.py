@@ -14,10 +14,14 @@ import io
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .environment import Txn
+
+if TYPE_CHECKING:
+    import httpx
 from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
@@ -62,13 +66,13 @@ def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client() -> httpx.Client:
     import httpx  # imported lazily: only remote pulls need it
 
     return httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=True)
 
 
-def _get(client, url: str, **kw) -> bytes:  # type: ignore[no-untyped-def]
+def _get(client: httpx.Client, url: str, **kw: Any) -> bytes:
     import httpx
 
     try:
@@ -79,7 +83,7 @@ def _get(client, url: str, **kw) -> bytes:  # type: ignore[no-untyped-def]
         raise NotFoundError(f"{url}: 404 Not Found")
     if resp.status_code >= 400:
         raise RemoteError(f"{url}: HTTP {resp.status_code}")
-    return resp.content  # type: ignore[no-any-return]
+    return resp.content
 
 
 def _local_head(store: Store) -> int:

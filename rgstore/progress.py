@@ -41,7 +41,7 @@ def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> 
     """A tqdm bar on stderr when stderr is a terminal; otherwise nothing."""
     if not sys.stderr.isatty():
         return NullProgress()
-    from tqdm import tqdm  # imported lazily: only interactive runs pay for it
+    from tqdm import tqdm  # type: ignore[import-untyped]  # lazily: only interactive runs pay for it
 
     scale = unit == "B"
     bar: Progress = tqdm(

@@ -395,7 +395,8 @@ class Store:
     def getseq(self, name: str, seq: str, start: int | None = None, end: int | None = None) -> str:
         """Residues ``[start, end)`` (0-based) of sequence ``seq`` of the genome aliased ``name``."""
         # The hot path of sequence reads: skip the property and the Genomes frame (see tools/bench/genome.py).
-        return (self._services.get("genomes") or self.genomes).sequences.getseq(name, seq, start, end)  # type: ignore[no-any-return]
+        text: str = (self._services.get("genomes") or self.genomes).sequences.getseq(name, seq, start, end)
+        return text
 
     def getseqs(
         self, name: str, regions: Sequence[Region | tuple[str, int | None, int | None]], *, revcomp: bool = False

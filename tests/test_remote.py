@@ -159,7 +159,10 @@ def test_an_unreachable_url_is_a_clear_error_and_records_nothing(store: Store) -
     with pytest.raises(RemoteError, match="cannot reach http://127.0.0.1:9/rgstore.json"):
         remote.init_remote(store, "http://127.0.0.1:9", ["x"], digest="A" * 32)
     assert store.head() == head
-    assert not store.refget_path.exists()
+    from gtars.refget import RefgetStore
+
+    # The store's (empty, Raw) RefgetStore exists from the first write; nothing was added to it.
+    assert RefgetStore.open_local(str(store.refget_path)).list_collections()["pagination"]["total"] == 0
 
 
 @pytest.mark.parametrize(
@@ -288,3 +291,42 @@ def test_another_kind_of_service_is_not_mistaken_for_a_seqcol_server(tmp_path: P
     (site / "service-info").write_text(json.dumps({"id": "x", "type": {"group": "org.ga4gh", "artifact": "drs"}}))
     with serve_directory(site) as server, pytest.raises(RemoteError, match="neither a RefgetStore"):
         remote.detect(server.url)
+
+
+# -- export of a remote genome -------------------------------------------------------------------------------
+
+
+def test_export_of_a_remote_genome_fetches_its_sequences_verified(
+    remote_copy: Served, store: Store, store_path: Path, rgstore_proc
+) -> None:  # type: ignore[no-untyped-def]
+    server, _, digest = remote_copy
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    done = rgstore_proc("--store", str(store_path), "genome", "export", "tiny", "-", "--width", "60")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
+    expected = ">chr1\n" + "".join(LONG[i:i + 60] + "\n" for i in range(0, 5000, 60))
+    expected += ">chr2\nGGGAAATTTCNNRYACGT\n>chrM\nTTTTGGGGCCCCAAAA\n"
+    assert done.stdout.decode() == expected
+    fetched = len(seq_requests(server))
+    assert fetched >= 3  # every sequence came from the remote
+    again = rgstore_proc("--store", str(store_path), "genome", "export", "tiny", "-", "--width", "60")
+    assert again.stdout == done.stdout and len(seq_requests(server)) == fetched  # cached: no new fetch
+
+
+def test_export_of_a_remote_genome_whose_remote_is_gone_is_one_line_and_writes_nothing(
+    tmp_path: Path, store: Store, store_path: Path, rgstore_proc
+) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "gone" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, FASTA)
+    with serve_directory(root) as server:
+        remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    out = tmp_path / "tiny.fa"
+    to_file = rgstore_proc("--store", str(store_path), "genome", "export", "tiny", str(out))
+    to_stdout = rgstore_proc("--store", str(store_path), "genome", "export", "tiny", "-")
+    for done in (to_file, to_stdout):
+        assert done.returncode != 0
+        lines = done.stderr.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in lines[0], lines
+    assert to_stdout.stdout == b"" and not out.exists()
+    assert not list(tmp_path.glob(".tiny.fa.*"))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import lmdb
 
 from ..codec import decode_envelope, unframe
-from ..environment import Environment, Txn
+from ..environment import Db, Environment, Txn
 from ..events import Envelope, Event
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class FoldContext:
         self.environment = environment
         self._log = environment.db("log")
 
-    def db(self, name: str) -> object:
+    def db(self, name: str) -> Db:
         """Handle of a sub-db (views pass their own names)."""
         return self.environment._dbs[name]
 
@@ -101,13 +101,14 @@ class View:
             txn.drop(environment.db(name), delete=False)
 
 
-def iter_prefix(txn: Txn, db: object, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+def iter_prefix(txn: Txn, db: Db, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs whose key starts with ``prefix``, in key order."""
     cur = txn.cursor(db=db)
     try:
         if not cur.set_range(prefix):
             return
         for key, value in cur:
+            key, value = cast(bytes, key), cast(bytes, value)  # our transactions use buffers=False
             if not key.startswith(prefix):
                 return
             yield key, value

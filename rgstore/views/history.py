@@ -14,7 +14,7 @@ import struct
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..environment import Txn
+from ..environment import Db, Txn
 from ..events import EVENT_TYPES, Envelope, Event, HistoryStripped, Redone, Undone
 from . import FoldContext, View
 
@@ -30,22 +30,29 @@ def _key(stream: str, part: bytes, index: int | None = None) -> bytes:
     return base if index is None else base + _IDX.pack(index)
 
 
-def _heads(txn: Txn, db: object, stream: str) -> tuple[int, int]:
+def _get(txn: Txn, db: Db, key: bytes) -> bytes:
+    raw = txn.get(key, db=db)
+    if raw is None:
+        raise LookupError(f"history entry {key!r} missing (the zipper view is damaged; run `rgstore rebuild`)")
+    return bytes(raw)
+
+
+def _heads(txn: Txn, db: Db, stream: str) -> tuple[int, int]:
     raw = txn.get(_key(stream, b"H"), db=db)
     return _HEAD.unpack(raw) if raw is not None else (0, 0)
 
 
-def _stack(txn: Txn, db: object, stream: str, part: bytes, n: int) -> list[int]:
-    return [_SEQ.unpack(txn.get(_key(stream, part, i), db=db))[0] for i in range(n)]
+def _stack(txn: Txn, db: Db, stream: str, part: bytes, n: int) -> list[int]:
+    return [_SEQ.unpack(_get(txn, db, _key(stream, part, i)))[0] for i in range(n)]
 
 
-def done_stack(txn: Txn, db: object, stream: str) -> list[int]:
+def done_stack(txn: Txn, db: Db, stream: str) -> list[int]:
     """Seqs of the stream's done steps, oldest first; the last one is current."""
     n_done, _ = _heads(txn, db, stream)
     return _stack(txn, db, stream, b"D", n_done)
 
 
-def undone_stack(txn: Txn, db: object, stream: str) -> list[int]:
+def undone_stack(txn: Txn, db: Db, stream: str) -> list[int]:
     """Seqs of the stream's undone steps; the last one is the next to redo."""
     _, n_undone = _heads(txn, db, stream)
     return _stack(txn, db, stream, b"U", n_undone)
@@ -56,7 +63,7 @@ class _Stack:
 
     __slots__ = ("txn", "db", "stream", "part", "n", "stored", "overlay")
 
-    def __init__(self, txn: Txn, db: object, stream: str, part: bytes, n: int) -> None:
+    def __init__(self, txn: Txn, db: Db, stream: str, part: bytes, n: int) -> None:
         self.txn, self.db, self.stream, self.part = txn, db, stream, part
         self.n = self.stored = n
         self.overlay: dict[int, int] = {}
@@ -64,7 +71,7 @@ class _Stack:
     def _get(self, i: int) -> int:
         if i in self.overlay:
             return self.overlay[i]
-        return int(_SEQ.unpack(self.txn.get(_key(self.stream, self.part, i), db=self.db))[0])
+        return int(_SEQ.unpack(_get(self.txn, self.db, _key(self.stream, self.part, i)))[0])
 
     def push(self, seq: int) -> None:
         self.overlay[self.n] = seq
@@ -121,7 +128,7 @@ class HistoryView(View):
             n_done, n_undone = n_done + 1, n_undone - 1
         elif isinstance(event, HistoryStripped):
             if n_done:
-                top = txn.get(_key(stream, b"D", n_done - 1), db=db)
+                top = _get(txn, db, _key(stream, b"D", n_done - 1))
                 for i in range(n_done):
                     txn.delete(_key(stream, b"D", i), db=db)
                 txn.put(_key(stream, b"D", 0), top, db=db)
@@ -160,26 +167,28 @@ class HistoryView(View):
             txn.put(_key(stream, b"H"), _HEAD.pack(done.n, undone.n), db=db)
 
     @staticmethod
-    def _pop(txn: Txn, db: object, stream: str, part: bytes, n: int) -> int:
+    def _pop(txn: Txn, db: Db, stream: str, part: bytes, n: int) -> int:
         key = _key(stream, part, n - 1)
-        seq: int = _SEQ.unpack(txn.pop(key, db=db))[0]
+        raw = txn.pop(key, db=db)
+        assert raw is not None
+        seq: int = _SEQ.unpack(raw)[0]
         return seq
 
     @staticmethod
-    def _clear(txn: Txn, db: object, stream: str, part: bytes, n: int) -> None:
+    def _clear(txn: Txn, db: Db, stream: str, part: bytes, n: int) -> None:
         for i in range(n):
             txn.delete(_key(stream, part, i), db=db)
 
     @staticmethod
-    def top(txn: Txn, db: object, stream: str) -> tuple[int, int]:
+    def top(txn: Txn, db: Db, stream: str) -> tuple[int, int]:
         """(current step's seq, the step below it) of a stream; 0 where there is none."""
         n_done, _ = _heads(txn, db, stream)
-        cur = _SEQ.unpack(txn.get(_key(stream, b"D", n_done - 1), db=db))[0] if n_done else 0
-        below = _SEQ.unpack(txn.get(_key(stream, b"D", n_done - 2), db=db))[0] if n_done > 1 else 0
+        cur = _SEQ.unpack(_get(txn, db, _key(stream, b"D", n_done - 1)))[0] if n_done else 0
+        below = _SEQ.unpack(_get(txn, db, _key(stream, b"D", n_done - 2)))[0] if n_done > 1 else 0
         return cur, below
 
     @staticmethod
-    def next_redo(txn: Txn, db: object, stream: str) -> int:
+    def next_redo(txn: Txn, db: Db, stream: str) -> int:
         """Seq of the step a redo would re-apply; 0 if nothing is undone."""
         _, n_undone = _heads(txn, db, stream)
-        return _SEQ.unpack(txn.get(_key(stream, b"U", n_undone - 1), db=db))[0] if n_undone else 0
+        return int(_SEQ.unpack(_get(txn, db, _key(stream, b"U", n_undone - 1)))[0]) if n_undone else 0

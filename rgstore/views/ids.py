@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..environment import Txn
+from ..environment import Db, Txn
 from ..events import Envelope, Event
 from . import FoldContext, View
 
@@ -45,7 +45,7 @@ class IdsView(View):
             put(id_key(envelope.id), pack(envelope.seq), db=db)
 
     @staticmethod
-    def lookup(txn: Txn, db: object, event_id: str) -> int | None:
+    def lookup(txn: Txn, db: Db, event_id: str) -> int | None:
         """The seq of an id already in the log, or None.
 
         Retries are rare, so the payload comparison reads the stored event instead of keeping

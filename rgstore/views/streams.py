@@ -6,7 +6,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-from ..environment import Txn
+from ..environment import Db, Txn
 from ..events import Envelope, Event
 from . import FoldContext, View, iter_prefix
 
@@ -39,7 +39,7 @@ class StreamsView(View):
             put(stream.encode(), pack(version, seq), db=db)
 
     @staticmethod
-    def get(txn: Txn, db: object, stream: str) -> tuple[int, int]:
+    def get(txn: Txn, db: Db, stream: str) -> tuple[int, int]:
         """(version, last seq) of a stream; (0, 0) if it has no events."""
         raw = txn.get(stream.encode(), db=db)
         if raw is None:
@@ -48,7 +48,7 @@ class StreamsView(View):
         return version, seq
 
     @staticmethod
-    def list(txn: Txn, db: object, prefix: str = "") -> Iterator[tuple[str, int, int]]:
+    def list(txn: Txn, db: Db, prefix: str = "") -> Iterator[tuple[str, int, int]]:
         """(stream, version, last seq) for streams starting with ``prefix``."""
         for key, raw in iter_prefix(txn, db, prefix.encode()):
             version, seq = _VALUE.unpack(raw)
