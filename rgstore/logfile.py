@@ -123,7 +123,7 @@ def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[
         try:
             reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
             try:
-                for seq, record in iter_frames(reader):  # type: ignore[arg-type]
+                for seq, record in iter_frames(reader):
                     if seq != last_seq + 1:
                         raise ChainError(seq, f"{path}: expected seq {last_seq + 1} next (frames out of order)")
                     last_seq, last_chain = seq, chain_of(record)
