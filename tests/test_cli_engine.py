@@ -78,3 +78,43 @@ def test_rebuild_and_gc_report_in_json(store_path: Path, cli) -> None:  # type: 
     _seed(store_path)
     assert json.loads(cli("rebuild", "--json").output)["events"] == 2
     assert json.loads(cli("gc", "--json", "--dry-run").output)["dry_run"] is True
+
+
+def test_long_work_shows_progress_on_a_terminal_and_is_silent_when_piped(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from rgstore.replay import export_log
+    from tests.conftest import REPO
+
+    with Store.open(tmp_path / "p") as s:
+        s.append([NewEvent(stream=f"s{i % 5}", event=Noted(text=str(i))) for i in range(3000)])
+        export_log(s, tmp_path / "x.rglog")
+    # Piped: nothing but the result line.
+    piped = run_rgstore("replay", str(tmp_path / "x.rglog"), "--store", str(tmp_path / "m1"))
+    assert piped.returncode == 0 and piped.stderr == b""
+    # On a terminal: a progress bar on stderr.
+    import fcntl
+    import struct
+    import termios
+
+    primary, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a size
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "replay", str(tmp_path / "x.rglog"), "--store",
+                             str(tmp_path / "m2")], cwd=REPO, stdout=subprocess.PIPE, stderr=replica)
+    os.close(replica)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=60)
+    os.close(primary)
+    assert proc.returncode == 0
+    assert b"replay" in seen and b"ev" in seen
