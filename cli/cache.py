@@ -25,17 +25,28 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
                 required=True,
                 help="Upstream: NCBI genomes/all or the Ensembl FTP tree.",
             ),
-            click.option("--species", required=True, help="Species, e.g. homo_sapiens."),
             click.option(
-                "--taxon", help="NCBI directory group under ncbi_raw/ (e.g. 9606) [default: the species]."
+                "--species",
+                required=True,
+                help="Species, e.g. homo_sapiens. Ensembl: picks the files. NCBI: a label.",
+            ),
+            click.option(
+                "--taxon",
+                help="A label: for NCBI, the group a first download is stored under in ncbi_raw/ "
+                "(e.g. 9606) [default: the species]; the accession alone identifies the download, so "
+                "another taxon reuses it.",
             ),
             click.option(
                 "--release",
                 required=True,
-                help="Annotation release: Ensembl release number, or the NCBI annotation release label.",
+                help="Ensembl: the release number (picks the files). NCBI: the annotation release "
+                "(110, 105.20220307 or RS_2023_10), checked for form only: a label, since "
+                "genomes/all/<accession> serves the accession's current annotation.",
             ),
             click.option(
-                "--assembly", help="NCBI assembly accession (required for NCBI), or the Ensembl assembly."
+                "--assembly",
+                help="NCBI: the assembly accession (required; it picks the download). Ensembl: the "
+                "assembly name (optional; picks among the release's genomes).",
             ),
         ]
         if with_regions:
@@ -112,7 +123,10 @@ def key_cmd(
     regions: str,
     as_json: bool,
 ) -> None:
-    """Print the level-1 key of each requested region (raw inputs must be cached: keys hold their checksums).
+    """Print the level-1 key of each requested region (raw inputs fetched once: keys hold their checksums).
+
+    Labels (NCBI species, taxon and release; the Ensembl taxon) are blank in keys, so requests
+    for the same download share entries.
 
     \b
     Example:
@@ -257,11 +271,13 @@ def _pin_command(name: str, pinned: bool) -> click.Command:
 
     command.help = (
         (
-            "Exempt a cache entry (KEY or its directory) from gc."
+            "Exempt a cache entry from gc; a rebuild of a damaged entry keeps the pin."
             if pinned
-            else "Let gc evict a pinned cache entry (KEY or its directory) again."
+            else "Let gc evict a pinned cache entry again."
         )
-        + f"\n\n\b\nExample:\n    rgstore cache {name} cached_genomic_<key>\n"
+        + " REF is a key, its first 8+ hex digits (as `cache ls` prints them) or the entry's directory."
+        + f"\n\n\b\nExample:\n    rgstore cache {name} 3f9a1c0b7e2d\n"
+        + f"    rgstore cache {name} cached_genomic_<key>\n"
         + f"    rgstore cache {name} ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110\n"
     )
     return command
@@ -319,12 +335,12 @@ def _entry_json(e: Any) -> dict[str, Any]:
 @json_option
 @pass_ctx
 def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
-    """Show one entry (KEY or directory): state, files with checksums, request and events.
+    """Show one entry (key, 8+ hex digit key prefix, or directory): state, files, request and events.
 
     \b
     Example:
         rgstore cache show ensembl_raw/homo_sapiens/110
-        rgstore cache show <key> --json
+        rgstore cache show 3f9a1c0b7e2d --json
     """
     with ctx.open(readonly=True) as store:
         details = store.cache.show(ref)

@@ -5,9 +5,11 @@ their decompressed copies; level 1 (``cache/cached_genomic_<key>/annotation/<reg
 extracted regions. Every insert, touch, pin and eviction is an event on stream ``cache:<key>``;
 the cache view is their projection. An entry is built in a staging directory under its entry
 lock, renamed into place, then recorded; a level-1 hit needs the file to exist and match the
-sha256 its insert recorded. Hits are recorded as ``CacheTouched`` at most once per entry per hour
-(from the view's last-access time; filesystem atime is never read). Eviction and verification
-live in ``rgstore.cachegc``.
+sha256 its insert recorded. Level-1 keys hold the raw inputs' checksums, which the view keeps
+after level 2 is evicted, so hits need neither level 2 nor the network; only misses do. Hits
+are recorded as ``CacheTouched`` at most once per entry per hour (from the view's last-access
+time; filesystem atime is never read). A rebuilt entry keeps its pin. Eviction and
+verification live in ``rgstore.cachegc``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from .blobs import hash_file
-from .cachekeys import CacheRequest, RegionForm, is_key, raw_identity, region_forms
+from .cachekeys import (
+    KEY_PREFIX_MIN,
+    CacheRequest,
+    RawIdentity,
+    RegionForm,
+    is_key,
+    is_key_prefix,
+    labels,
+    raw_identity,
+    region_forms,
+)
 from .cachelock import entry_lock, entry_locks
-from .cacheraw import build_raw, staging_dir
+from .cacheraw import build_raw, intact, staging_dir
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
-from .environment import Txn, fsync_dir
-from .errors import IntegrityError, InvalidInputError, NotFoundError
+from .environment import Db, Txn, fsync_dir
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from .events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
 from .extract import EXTRACTOR_VERSION, extract_regions, plan_region
 from .gtf import gc_paused, parse_gtf
@@ -44,6 +56,8 @@ __all__ = ["Cache", "RawResult", "RegionResult", "EntryDetails", "TOUCH_INTERVAL
 
 TOUCH_INTERVAL = 3600.0
 """Seconds between two recorded touches of one entry."""
+_ATTEMPTS = 3
+"""Times ``regions`` recomputes its keys when level 2 changes under it before giving up."""
 
 
 def stream_of(key: str) -> str:
@@ -93,7 +107,7 @@ class Cache:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def _db(self, name: str) -> object:
+    def _db(self, name: str) -> Db:
         return self.store.environment.db(name)
 
     def entry(self, key: str) -> CacheEntry | None:
@@ -112,9 +126,20 @@ class Cache:
         return sorted(entries, key=lambda e: (e.level, e.path))
 
     def resolve_ref(self, ref: str) -> str:
-        """A key from a key or a directory (absolute, relative to the cwd, or relative to the cache root)."""
-        if is_key(ref):
-            return ref
+        """A key from a key, a unique key prefix (8+ hex digits) or a directory (absolute or relative)."""
+        if is_key(ref.lower()):
+            return ref.lower()
+        if is_key_prefix(ref.lower()):
+            with self.store.read() as txn:
+                found = CacheView.keys_with_prefix(txn, self.store.environment, ref.lower(), limit=11)
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise InvalidInputError(
+                    f"key prefix {ref!r} is ambiguous: it matches {_abbreviate(found[:10])}"
+                    + (" and more" if len(found) > 10 else "")
+                    + "; give more digits"
+                )
         root = self.root.resolve()
         rels: list[str] = []
         for candidate in (Path(ref).expanduser(), root / ref):
@@ -130,7 +155,10 @@ class Cache:
             for path, key in known:
                 if rel == path or rel.startswith(path + "/"):
                     return key
-        raise NotFoundError(f"no cache entry at {ref!r}; see `rgstore cache ls`")
+        raise NotFoundError(
+            f"no cache entry at {ref!r}; give a key (or its first {KEY_PREFIX_MIN}+ hex digits) or a "
+            "directory from `rgstore cache ls`"
+        )
 
     def show(self, ref: str) -> EntryDetails:
         """A live entry (or the tombstone of an evicted one) and its events."""
@@ -151,16 +179,32 @@ class Cache:
         )
 
     def keys(self, request: CacheRequest) -> list[RegionForm]:
-        """The level-1 keys of a request; needs its level-2 inputs cached (keys hold their checksums)."""
+        """The level-1 keys of a request; needs its level-2 inputs fetched once (keys hold their checksums)."""
         ident = raw_identity(request)
         entry = self.entry(ident.key)
-        if entry is None:
+        if entry is not None:
+            self._check_assembly(request, entry)
+        known = self._known_inputs(ident.key)
+        if known is None:
             raise NotFoundError(
-                f"the {request.source} inputs for this request are not cached, and their checksums are part "
-                f"of every key; run `rgstore cache fetch-raw` with the same options first"
+                f"the {request.source} inputs for this request were never fetched, and their checksums are "
+                f"part of every key; run `rgstore cache fetch-raw` with the same options first"
             )
-        self._check_assembly(request, entry)
-        return region_forms(request, _inputs(entry), EXTRACTOR_VERSION)
+        return region_forms(request, known, EXTRACTOR_VERSION)
+
+    def _known_inputs(self, raw_key: str) -> dict[str, dict[str, Any]] | None:
+        """The raw inputs' checksums of a level-2 entry, live or evicted (None if never fetched)."""
+        with self.store.read() as txn:
+            entry = CacheView.get(txn, self._db("cache.entries"), raw_key)
+            if entry is not None:
+                return _inputs(raw_key, entry.files)
+            tomb = CacheView.tombstone(txn, self._db("cache.evicted"), raw_key)
+        if tomb is None or tomb.level != 2:
+            return None
+        try:
+            return _inputs(raw_key, tomb.files)
+        except IntegrityError:
+            return None  # evicted by an rgstore that did not keep checksums in tombstones
 
     # -- level 2 ------------------------------------------------------------------------------
 
@@ -172,18 +216,8 @@ class Cache:
         progress: ProgressFactory = null_progress,
     ) -> RawResult:
         """Make sure the request's raw genome and GTF are cached (downloading and verifying them if not)."""
-        entry, hit = self._ensure_raw(request, base_url, progress)
+        entry, hit, _ = self._ensure_raw(request, base_url, progress)
         return RawResult(key=entry.key, path=str(self.root / entry.path), hit=hit, files=entry.files)
-
-    def _raw_intact(self, entry: CacheEntry) -> bool:
-        base = self.root / entry.path
-        for rel, ref in entry.files.items():
-            try:
-                if (base / rel).stat().st_size != ref.size:
-                    return False
-            except FileNotFoundError:
-                return False
-        return True
 
     def _check_assembly(self, request: CacheRequest, entry: CacheEntry) -> None:
         wanted = request.source_params.assembly
@@ -196,20 +230,27 @@ class Cache:
             )
 
     def _ensure_raw(
-        self, request: CacheRequest, base_url: str | None, progress: ProgressFactory
-    ) -> tuple[CacheEntry, bool]:
+        self, request: CacheRequest, base_url: str | None, progress: ProgressFactory, *, deep: bool = False
+    ) -> tuple[CacheEntry, bool, bool]:
+        """Level 2 for a request: (entry, whether it was a hit, whether its inputs' sha256 were just checked).
+
+        A hit checks file sizes; ``deep`` also re-hashes the decompressed inputs (under the entry's
+        exclusive lock) and rebuilds the entry if they no longer match.
+        """
         ident = raw_identity(request)
         entry = self.entry(ident.key)
-        if entry is not None and self._raw_intact(entry):
+        if not deep and entry is not None and intact(self.root / entry.path, entry.files):
             self._check_assembly(request, entry)
             self._touch([entry.key])
-            return entry, True
+            return entry, True, False
         with entry_lock(self.root, ident.key):
             entry = self.entry(ident.key)
-            if entry is not None and self._raw_intact(entry):  # another process fetched it while we waited
+            # Another process may have fetched or repaired it while we waited.
+            if entry is not None and intact(self.root / entry.path, entry.files, deep=deep, progress=progress):
                 self._check_assembly(request, entry)
                 self._touch([entry.key])
-                return entry, True
+                return entry, True, deep
+            path = self._raw_path(ident, entry)
             with http_client() as client:
                 plan = resolve(client, ident, base_url=base_url, assembly=request.source_params.assembly)
                 try:
@@ -232,11 +273,23 @@ class Cache:
                     for f in plan.files
                 },
             }
-            self._publish(staging, ident.path)
-            self._commit_inserts([(ident.key, 2, ident.path, files, details)], [])
+            self._publish(staging, path)
+            self._commit_inserts([(ident.key, 2, path, files, details)], [])
         new = self.entry(ident.key)
         assert new is not None
-        return new, False
+        return new, False, True
+
+    def _raw_path(self, ident: RawIdentity, entry: CacheEntry | None) -> str:
+        """Where level 2 goes: where it is (or was, if evicted), else where its first request puts it.
+
+        An NCBI entry's key ignores the taxon, so a request naming another taxon must reuse the
+        existing directory rather than start a second copy.
+        """
+        if entry is not None:
+            return entry.path
+        with self.store.read() as txn:
+            tomb = CacheView.tombstone(txn, self._db("cache.evicted"), ident.key)
+        return tomb.path if tomb is not None else ident.path
 
     # -- level 1 ------------------------------------------------------------------------------
 
@@ -247,36 +300,60 @@ class Cache:
         base_url: str | None = None,
         progress: ProgressFactory = null_progress,
     ) -> list[RegionResult]:
-        """The region FASTAs of a request: hits are reused, misses extracted (fetching level 2 if needed)."""
-        raw, _ = self._ensure_raw(request, base_url, progress)
-        forms = region_forms(request, _inputs(raw), EXTRACTOR_VERSION)
-        misses = [f for f in forms if not self._l1_hit(f)]
-        if not misses:
-            self._touch([f.key for f in forms])
-            return [self._result(f, True) for f in forms]
-        built: set[str] = set()
-        with entry_locks(self.root, [f.key for f in misses]):
-            misses = [f for f in misses if not self._l1_hit(f)]  # built by another process meanwhile?
-            if misses:
+        """The region FASTAs of a request: hits are reused, misses extracted (fetching level 2 if needed).
+
+        The keys come from the raw inputs' checksums the log recorded, so a request whose regions
+        all hit reads neither level 2 nor the network. A miss extracts under a shared hold on level
+        2, after checking that level 2 is still the insert its keys were computed from (else the
+        keys are computed again) and that its decompressed inputs match their recorded sha256
+        (else level 2 is fetched again first).
+        """
+        hits: set[str] = set()  # keys already found intact, so no file is hashed twice
+        known = self._known_inputs(raw_identity(request).key)
+        if known is not None:
+            forms = region_forms(request, known, EXTRACTOR_VERSION)
+            hits = {f.key for f in forms if self._l1_hit(f)}
+            if len(hits) == len(forms):
+                self._touch([f.key for f in forms])
+                return [self._result(f, True) for f in forms]
+        deep = False
+        for _attempt in range(_ATTEMPTS):
+            raw, _hit, verified = self._ensure_raw(request, base_url, progress, deep=deep)
+            inputs = _inputs(raw.key, raw.files)
+            forms = region_forms(request, inputs, EXTRACTOR_VERSION)
+            misses = [f for f in forms if f.key not in hits and not self._l1_hit(f)]
+            if not misses:
+                self._touch([f.key for f in forms])
+                return [self._result(f, True) for f in forms]
+            with entry_locks(self.root, [f.key for f in misses]):
+                misses = [f for f in misses if not self._l1_hit(f)]  # built by another process meanwhile?
+                if not misses:
+                    self._touch([f.key for f in forms])
+                    return [self._result(f, True) for f in forms]
                 with entry_lock(self.root, raw.key, shared=True):
-                    # A shared hold on level 2 keeps gc (exclusive) from deleting the inputs mid-read.
+                    # A shared hold on level 2 keeps gc and rebuilds (exclusive) out while we read it.
                     current = self.entry(raw.key)
-                    if current is None or not self._raw_intact(current):
-                        raise IntegrityError(
-                            f"level-2 entry {raw.key} was evicted or damaged while in use; "
-                            "run the command again"
-                        )
+                    if current is None or _inputs(current.key, current.files) != inputs:
+                        continue  # evicted or replaced since the keys were computed: compute them again
+                    checked = verified and current.inserted_seq == raw.inserted_seq
+                    if not checked and not intact(
+                        self.root / current.path, current.files, deep=True, progress=progress
+                    ):
+                        deep = True
+                        continue  # the decompressed inputs no longer match their checksums: rebuild them
                     staged = self._extract(current, misses, progress)
+                built = {f.key for f in misses}
                 for form in misses:
                     self._publish(staged[form.key][0], form.path)
-                    built.add(form.key)
+                details = {"labels": labels(request), "level2": raw.key}
                 self._commit_inserts(
-                    [(f.key, 1, f.path, staged[f.key][1], {**f.form, "level2": raw.key}) for f in misses],
+                    [(f.key, 1, f.path, staged[f.key][1], {**f.form, **details}) for f in misses],
                     self._touch_events([f.key for f in forms if f.key not in built]),
                 )
-            else:
-                self._touch([f.key for f in forms])
-        return [self._result(f, f.key not in built) for f in forms]
+            return [self._result(f, f.key not in built) for f in forms]
+        raise ConflictError(
+            f"the {request.source} level-2 entry kept changing while this request used it; run it again"
+        )
 
     def _result(self, form: RegionForm, hit: bool) -> RegionResult:
         return RegionResult(
@@ -339,19 +416,37 @@ class Cache:
             db = self._db("cache.entries")
             events: list[NewEvent] = []
             for key, level, path, files, request in items:
-                if CacheView.get(txn, db, key) is not None:
+                current = CacheView.get(txn, db, key)
+                tomb = CacheView.tombstone(txn, self._db("cache.evicted"), key)
+                # A rebuild keeps the pin: the entry's files were replaced, not its owner's wish.
+                pinned = current.pinned if current is not None else tomb is not None and tomb.pinned
+                if current is not None:
                     # The live record points at files we just replaced because they failed their check.
                     events.append(
                         NewEvent(
                             stream=stream_of(key), event=CacheEvicted(key=key, reason="damaged: rebuilt")
                         )
                     )
+                if level == 2:
+                    for other in CacheView.entries(txn, self.store.environment):
+                        if other.path == path and other.key != key:
+                            # Published over a live entry of another key (an NCBI key made before
+                            # the taxon left it): that record no longer describes these files.
+                            pinned = pinned or other.pinned
+                            events.append(
+                                NewEvent(
+                                    stream=stream_of(other.key),
+                                    event=CacheEvicted(key=other.key, reason=f"superseded by {key}"),
+                                )
+                            )
                 events.append(
                     NewEvent(
                         stream=stream_of(key),
                         event=CacheInserted(key=key, level=level, path=path, files=files, request=request),
                     )
                 )
+                if pinned:
+                    events.append(NewEvent(stream=stream_of(key), event=CachePinned(key=key)))
             return events + extra
 
         self.store.transact(command)
@@ -429,12 +524,20 @@ class Cache:
         return verify(self, evict=evict, progress=progress)
 
 
-def _inputs(raw: CacheEntry) -> dict[str, dict[str, Any]]:
+def _inputs(raw_key: str, files: dict[str, FileRef]) -> dict[str, dict[str, Any]]:
     """What a level-1 key records about its inputs: the raw downloads' sha256 and size."""
     out: dict[str, dict[str, Any]] = {}
     for role, name in LOCAL_NAMES.items():
-        ref = raw.files.get(f"raw/{name}.gz")
+        ref = files.get(f"raw/{name}.gz")
         if ref is None:
-            raise IntegrityError(f"level-2 entry {raw.key} records no raw/{name}.gz")
+            raise IntegrityError(f"level-2 entry {raw_key} records no raw/{name}.gz")
         out[role] = {"sha256": ref.sha256, "size": ref.size}
     return out
+
+
+def _abbreviate(keys: list[str]) -> str:
+    """Keys cut to the shortest length (at least 12) that still tells them apart, comma-separated."""
+    width = 12
+    for a, b in zip(keys, keys[1:]):  # sorted, so the longest shared prefix is between neighbours
+        width = max(width, len(os.path.commonprefix([a, b])) + 1)
+    return ", ".join(k[:width] for k in keys)

@@ -5,7 +5,8 @@ in least-recently-used order until the live total fits ``max_size`` (pinned byte
 total but are never evicted). The evictions commit in one transaction that re-checks each entry
 (still live, still unpinned, not touched since planning); files are deleted afterwards, one entry
 at a time under its lock. A run killed between the commit and the deletions leaves tombstones
-whose directories still exist; every run first finishes those, and also removes directories no
+whose directories still exist; every run first finishes those (unless a live entry now owns the
+directory, e.g. an NCBI entry re-keyed without its taxon), and also removes directories no
 event describes (abandoned staging, a publish whose insert never committed) once they are a day
 old and unlocked. ``verify`` re-hashes every file against the sha256 its insert recorded.
 """
@@ -147,8 +148,8 @@ def _delete(cache: Cache, key: str) -> bool:
             if CacheView.get(txn, cache.store.environment.db("cache.entries"), key) is not None:
                 return False
             tomb = CacheView.tombstone(txn, cache.store.environment.db("cache.evicted"), key)
-        if tomb is None:
-            return False
+        if tomb is None or tomb.path in _live_paths(cache):
+            return False  # another live entry was published in its directory since
         target = cache.root / tomb.path
         if not target.exists():
             return False
@@ -237,12 +238,18 @@ def _known_paths(cache: Cache) -> set[str]:
         }
 
 
+def _live_paths(cache: Cache) -> set[str]:
+    with cache.store.read() as txn:
+        return {e.path for e in CacheView.entries(txn, cache.store.environment)}
+
+
 def _pending(cache: Cache) -> list[str]:
+    live = _live_paths(cache)
     with cache.store.read() as txn:
         return [
             t.key
             for t in CacheView.tombstones(txn, cache.store.environment)
-            if (cache.root / t.path).exists()
+            if t.path not in live and (cache.root / t.path).exists()
         ]
 
 

@@ -7,10 +7,18 @@ extractor's version and the sha256 of each raw input, so a changed input or extr
 new key instead of serving a stale entry. ``"current"``/``"latest"`` releases are refused: a key
 must name what it was built from (the seed's design hashed ``"current"`` literally).
 
-A level-2 entry (raw downloads) is identified by what determines the download alone: NCBI by
-taxon directory and assembly accession, Ensembl by species and release. Its key is the
-SHA-256 of that identity's canonical JSON and its directory is derived from the same fields, so
-keys and directories correspond one to one (``RawIdentity.from_path`` inverts the mapping).
+Only what picks the downloaded bytes goes into a key. For NCBI that is the assembly accession
+(``genomes/all/<accession>`` holds the accession's current annotation): species, taxon and
+annotation release are *labels*, recorded with each entry but blanked in keys, so two spellings
+of the same download share its entries. For Ensembl, species, release and assembly pick the
+files and the taxon is the only label. NCBI releases must still look like one (``110``,
+``105.20220307``, ``RS_2023_10``; ``GCF_...-RS_2023_10`` is accepted and shortened).
+
+A level-2 entry (raw downloads) is identified the same way: NCBI by accession, Ensembl by
+species and release. Its key is the SHA-256 of that identity's canonical JSON. Its directory is
+``ncbi_raw/<taxon>/<accession>`` (the taxon of the request that first fetched it; later
+requests with another taxon reuse that entry) or ``ensembl_raw/<species>/<release>``;
+``RawIdentity.from_path`` maps any such directory back to its key.
 """
 
 from __future__ import annotations
@@ -37,7 +45,11 @@ __all__ = [
     "sha256_key",
     "raw_identity",
     "region_forms",
+    "key_params",
+    "labels",
     "is_key",
+    "is_key_prefix",
+    "KEY_PREFIX_MIN",
 ]
 
 SOURCES = ("ncbi", "ensembl")
@@ -48,7 +60,16 @@ _BY_LOWER = {r.lower(): r for r in REGIONS}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SPECIES = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 _NCBI_ASSEMBLY = re.compile(r"^(GC[AF]_\d{9}\.\d+)(?:_[A-Za-z0-9_.-]+)?$")
+_NCBI_RELEASE = re.compile(
+    r"^(?:(?P<acc>GC[AF]_\d{9}\.\d+)-)?(?:(?P<rs>RS_(?P<month>\d{4}_\d{2}))|(?P<num>\d{1,4}(?:\.\d{8})?))$",
+    re.IGNORECASE,
+)
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+KEY_PREFIX_MIN = 8
+"""Shortest key prefix ``cache show/pin/unpin`` accept (``cache ls`` prints 12)."""
+_KEY_PREFIX = re.compile(rf"^[0-9a-f]{{{KEY_PREFIX_MIN},64}}$")
+_LABELS = {"ncbi": ("species", "taxon", "annotation_release"), "ensembl": ("taxon",)}
+"""Request fields that do not choose the downloaded files, per source: recorded, never hashed."""
 _UNRESOLVED = {"current", "latest", "newest"}
 
 
@@ -84,12 +105,19 @@ class RawIdentity(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def key(self) -> str:
-        """The level-2 entry's key: SHA-256 of its identity's canonical JSON."""
-        return sha256_key({"level": 2, **msgspec.to_builtins(self)})
+        """The level-2 entry's key: SHA-256 of the canonical JSON of what picks the download.
+
+        The NCBI taxon only names the directory group, so it is left out: ``--taxon other`` for
+        a cached accession finds the same entry instead of downloading a second copy.
+        """
+        fields = msgspec.to_builtins(self)
+        if self.source == "ncbi":
+            fields["taxon"] = ""
+        return sha256_key({"level": 2, **fields})
 
     @property
     def path(self) -> str:
-        """The entry's directory relative to the cache root (release or assembly is always in it)."""
+        """Where a first fetch puts the entry, relative to the cache root (release or assembly is in it)."""
         if self.source == "ncbi":
             return f"ncbi_raw/{self.taxon}/{self.assembly}"
         return f"ensembl_raw/{self.species}/{self.release}"
@@ -140,6 +168,11 @@ def sha256_key(obj: Any) -> str:
 def is_key(text: str) -> bool:
     """Whether ``text`` looks like a cache key (64 lowercase hex digits)."""
     return bool(_KEY.match(text))
+
+
+def is_key_prefix(text: str) -> bool:
+    """Whether ``text`` could abbreviate a key: 8 to 64 lowercase hex digits."""
+    return bool(_KEY_PREFIX.match(text))
 
 
 def parse_regions(spec: str | list[str] | dict[str, Any]) -> dict[str, bool]:
@@ -206,6 +239,7 @@ def make_request(
                 f"invalid NCBI assembly {asm!r}: expected an accession like GCF_000001405.40"
             )
         asm = match.group(1)
+        rel = _ncbi_release(rel, asm)
         tax = _check("taxon", taxon or sp, _NAME, "letters, digits, '.', '_' or '-', e.g. 9606")
     else:
         if not rel.isdigit():
@@ -215,6 +249,35 @@ def make_request(
         tax = _check("taxon", taxon, _NAME, "e.g. 9606") if taxon else ""
     params = SourceParams(species=sp, annotation_release=rel, taxon=tax, assembly=asm)
     return CacheRequest(source=src, source_params=params, genomic_regions=parse_regions(regions))
+
+
+def _ncbi_release(rel: str, accession: str) -> str:
+    """An NCBI annotation release in canonical spelling: ``110``, ``105.20220307`` or ``RS_2023_10``."""
+    match = _NCBI_RELEASE.match(rel)
+    month = match.group("month") if match else None
+    if match is None or (month is not None and not 1 <= int(month[5:]) <= 12):
+        raise InvalidInputError(
+            f"invalid NCBI release {rel!r}: expected an annotation release number (e.g. 110 or "
+            f"105.20220307) or name (e.g. RS_2023_10)"
+        )
+    acc = match.group("acc")
+    if acc is not None and acc.upper() != accession:
+        raise InvalidInputError(f"release {rel!r} names assembly {acc}, but the request is for {accession}")
+    return f"RS_{month}" if month is not None else str(match.group("num"))
+
+
+def key_params(request: CacheRequest) -> dict[str, Any]:
+    """The request's source parameters as keys hash them: labels blanked (see the module docstring)."""
+    params: dict[str, Any] = msgspec.to_builtins(request.source_params)
+    for name in _LABELS[request.source]:
+        params[name] = ""
+    return params
+
+
+def labels(request: CacheRequest) -> dict[str, Any]:
+    """The request's label fields (recorded with an entry, not part of its key)."""
+    params: dict[str, Any] = msgspec.to_builtins(request.source_params)
+    return {name: params[name] for name in _LABELS[request.source] if params[name]}
 
 
 def raw_identity(request: CacheRequest) -> RawIdentity:
@@ -235,12 +298,12 @@ def region_forms(
     ``inputs`` maps an input role (``genome``, ``annotation``) to facts identifying its bytes
     (sha256 and size of the raw download).
     """
-    base = msgspec.to_builtins(request)
+    params = key_params(request)
     forms: list[RegionForm] = []
     for region in request.wanted():
         form = {
-            "source": base["source"],
-            "source_params": base["source_params"],
+            "source": request.source,
+            "source_params": params,
             "genomic_regions": {region: True},
             "extractor": extractor,
             "inputs": inputs,

@@ -112,11 +112,13 @@ def iter_fasta(
     """(name, sequence) for each record of a plain FASTA; sequences not in ``wanted`` come back empty.
 
     The file is memory-mapped and each record's sequence is cut out and stripped of line breaks in
-    one C-level pass (about 10x faster than iterating lines in Python).
+    one C-level pass (about 10x faster than iterating lines in Python). A name seen twice raises
+    InvalidInputError: which record a feature refers to would be ambiguous.
     """
     size = path.stat().st_size
     if size == 0:
         return
+    seen: set[str] = set()
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         pos = 0
         while pos < size and data[pos : pos + 1] in (b"\n", b"\r", b" "):
@@ -130,6 +132,9 @@ def iter_fasta(
             if not parts:
                 raise InvalidInputError(f"{path.name}: a FASTA header has no sequence name")
             name = parts[0].decode("utf-8", "replace")
+            if name in seen:
+                raise InvalidInputError(f"{path}: duplicate sequence name {name!r}; names must be unique")
+            seen.add(name)
             nxt = data.find(b"\n>", eol)
             end = size if nxt < 0 else nxt + 1
             if wanted is None or name in wanted:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rgstore.events import CacheInserted
+from rgstore.log import NewEvent
+from rgstore.store import Store
 from tests.upstream_fixture import UpstreamServer, upstream_tree
 
 ENS = ["--source", "ensembl", "--species", "synthetica_testii", "--release", "110"]
@@ -87,6 +90,46 @@ def test_bad_options_are_one_line_errors(cli) -> None:  # type: ignore[no-untype
     assert out.exit_code == 1 and "invalid duration" in out.stderr
     out = cli("cache", "pin", "no-such-entry")
     assert out.exit_code == 1 and "no cache entry" in out.stderr
+    out = cli("cache", "key", *NCBI[:7], "v110", *NCBI[8:])
+    assert out.exit_code == 1 and out.stderr.startswith("error: invalid NCBI release 'v110'")
+    assert out.stderr.count("\n") == 1
+
+
+def test_show_pin_and_unpin_take_the_key_prefixes_ls_prints(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    rows = json.loads(
+        cli("cache", "regions", *ENS, "--base-url", f"{server.url}/ensembl", "--json").stdout
+    )
+    key = rows[0]["key"]
+    listed = cli("cache", "ls", "--level", "1").stdout.splitlines()
+    shown = next(line.split()[0] for line in listed[1:] if line.strip())
+    assert key.startswith(shown) and len(shown) == 12
+    assert json.loads(cli("cache", "show", shown, "--json").stdout)["key"] == key
+    assert cli("cache", "pin", shown).stdout.startswith(f"pinned {key}")
+    assert cli("cache", "unpin", key[:8].upper()).stdout.startswith(f"unpinned {key}")
+    out = cli("cache", "show", key[:7])
+    assert out.exit_code == 1 and "no cache entry" in out.stderr and "8+ hex digits" in out.stderr
+
+
+def test_an_ambiguous_key_prefix_is_a_one_line_error_listing_the_candidates(cli, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    keys = ["abcdef01" + "0" * 56, "abcdef01" + "1" * 56, "abcdef02" + "2" * 56]
+    with Store.open(store_path) as store:
+        store.append(
+            [
+                NewEvent(
+                    stream=f"cache:{k}",
+                    event=CacheInserted(key=k, level=1, path=f"cached_genomic_{k}", files={}),
+                )
+                for k in keys
+            ]
+        )
+    for command in ("show", "pin", "unpin"):
+        out = cli("cache", command, "abcdef01")
+        assert out.exit_code == 1 and out.stderr.count("\n") == 1, out.output
+        assert out.stderr == (
+            "error: key prefix 'abcdef01' is ambiguous: it matches abcdef010000, abcdef011111; "
+            "give more digits\n"
+        )
+    assert cli("cache", "pin", "abcdef02").stdout.startswith(f"pinned {keys[2]}")
 
 
 def test_pin_gc_and_verify_through_the_cli(cli, server: UpstreamServer, store_path: Path) -> None:  # type: ignore[no-untyped-def]

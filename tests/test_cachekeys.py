@@ -140,3 +140,60 @@ def test_ensembl_releases_are_numbers() -> None:
 def test_an_unknown_source_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="unknown source"):
         make_request("genbank", species="homo_sapiens", release="1")
+
+
+def _ncbi(release: str = "110", **kw: str) -> object:
+    return make_request(
+        "ncbi",
+        species=kw.get("species", "homo_sapiens"),
+        taxon=kw.get("taxon", "9606"),
+        release=release,
+        assembly=kw.get("assembly", "GCF_000001405.40"),
+        regions="gene,exon",
+    )
+
+
+@pytest.mark.parametrize(
+    "given,canonical",
+    [
+        ("110", "110"),
+        ("105.20220307", "105.20220307"),
+        ("RS_2023_10", "RS_2023_10"),
+        ("rs_2023_10", "RS_2023_10"),
+        ("GCF_000001405.40-RS_2023_10", "RS_2023_10"),
+    ],
+)
+def test_ncbi_releases_are_release_numbers_or_names_in_one_spelling(given: str, canonical: str) -> None:
+    assert _ncbi(given).source_params.annotation_release == canonical  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", ["v110", "RS_2023_13", "RS_23_10", "2023-10", "GRCh38", "110.2022"])
+def test_other_ncbi_releases_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match=f"invalid NCBI release '{bad}'"):
+        _ncbi(bad)
+
+
+def test_an_ncbi_release_naming_another_assembly_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="names assembly GCF_000001405.39"):
+        _ncbi("GCF_000001405.39-RS_2023_10")
+
+
+def test_ncbi_labels_change_neither_the_level2_key_nor_region_keys() -> None:
+    a = _ncbi("110", species="homo_sapiens", taxon="9606")
+    b = _ncbi("RS_2023_10", species="human", taxon="other")
+    ra, rb = raw_identity(a), raw_identity(b)  # type: ignore[arg-type]
+    assert ra.key == rb.key and ra.path != rb.path  # one download; the taxon only names a first directory
+    keys_a = [f.key for f in region_forms(a, INPUTS, "x/1")]  # type: ignore[arg-type]
+    keys_b = [f.key for f in region_forms(b, INPUTS, "x/1")]  # type: ignore[arg-type]
+    assert keys_a == keys_b
+    other = raw_identity(_ncbi("110", assembly="GCF_000001405.39"))  # type: ignore[arg-type]
+    assert other.key != ra.key
+
+
+def test_the_ensembl_taxon_is_a_label_but_species_release_and_assembly_pick_files() -> None:
+    def keys(**kw: str) -> list[str]:
+        request = make_request("ensembl", regions="gene", **{"species": "homo_sapiens", "release": "110", **kw})
+        return [f.key for f in region_forms(request, INPUTS, "x/1")]
+
+    assert keys(taxon="9606") == keys()
+    assert len({keys()[0], keys(release="111")[0], keys(species="mus_musculus")[0], keys(assembly="GRCh37")[0]}) == 4

@@ -210,3 +210,17 @@ def test_a_sequence_missing_from_the_fasta_is_named(tmp_path: Path) -> None:
         extract_regions(
             tmp_path / "g.fa", {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}, {"exon": out}
         )
+
+
+@pytest.mark.parametrize("wanted", ["c", "d"], ids=["annotated", "not-annotated"])
+def test_a_duplicate_sequence_name_is_refused_naming_the_file_and_the_name(tmp_path: Path, wanted: str) -> None:
+    (tmp_path / "g.fa").write_text(">c first\nACGTACGTAC\n>d\nGGGG\n>c second\nTTTTTTTTTT\n")
+    (tmp_path / "a.gtf").write_text(f'{wanted}\tx\texon\t1\t2\t.\t+\t.\tgene_id "G"; transcript_id "T";\n')
+    with (
+        open(tmp_path / "o.fna", "wb") as out,
+        pytest.raises(InvalidInputError, match=r"g\.fa: duplicate sequence name 'c'") as err,
+    ):
+        extract_regions(
+            tmp_path / "g.fa", {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}, {"exon": out}
+        )
+    assert "\n" not in str(err.value)

@@ -10,6 +10,7 @@ connection after N body bytes, or to send slowly (so two clients overlap).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import html
 import re
@@ -25,6 +26,7 @@ from urllib.parse import unquote
 
 from rgstore.cachekeys import CacheRequest, make_request
 from rgstore.cachesynth import SynthGenome, make_genome, write_ensembl_tree, write_ncbi_tree
+from rgstore.checksums import bsd_sum
 from rgstore.store import Store
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "req",
     "base",
     "cache_events",
+    "duplicate_first_sequence",
 ]
 
 NCBI = {
@@ -77,6 +80,22 @@ def upstream_tree(root: Path, *, total_bp: int = 120_000, genes: int = 30, seed:
     write_ncbi_tree(root / "ncbi", genome)
     write_ensembl_tree(root / "ensembl", genome, release=110)
     return genome
+
+
+def duplicate_first_sequence(dna: Path) -> None:
+    """Append a second record named like the first to every genome FASTA of an Ensembl ``dna/`` directory.
+
+    ``CHECKSUMS`` is rewritten to match, so the download verifies and only the content is bad.
+    """
+    for fa in sorted(dna.glob("*.fa.gz")):
+        text = gzip.decompress(fa.read_bytes())
+        first = text[: text.index(b"\n>") + 1]
+        fa.write_bytes(gzip.compress(text + first, mtime=0))
+    lines = []
+    for f in sorted(p.name for p in dna.iterdir() if p.name != "CHECKSUMS"):
+        checksum, blocks = bsd_sum(dna / f)
+        lines.append(f"{checksum}\t{blocks}\t{f}")
+    (dna / "CHECKSUMS").write_text("\n".join(lines) + "\n")
 
 
 @dataclass

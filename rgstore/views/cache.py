@@ -3,8 +3,10 @@
 Sub-dbs: ``cache.entries`` (key -> ``CacheEntry``) and ``cache.evicted`` (key -> ``Tombstone``).
 An eviction moves the entry to ``cache.evicted``; its files are deleted only after that commits,
 so a tombstone whose directory still exists is an interrupted gc for the next run to finish.
-A later insert of the same key clears the tombstone. Times are the envelopes' times (POSIX
-seconds), so access tracking never depends on filesystem atime.
+A tombstone keeps the evicted entry's file checksums (a level-2 entry's raw checksums are part of
+every level-1 key, so hits can be recognised after level 2 is gone) and its pin (so a rebuild of
+a pinned entry is pinned again). A later insert of the same key clears the tombstone. Times are
+the envelopes' times (POSIX seconds), so access tracking never depends on filesystem atime.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..codec import encode_value
-from ..environment import Environment, Txn
+from ..environment import Db, Environment, Txn
 from ..events import (
     CacheEvicted,
     CacheInserted,
@@ -26,7 +28,7 @@ from ..events import (
     Event,
     FileRef,
 )
-from . import FoldContext, View
+from . import FoldContext, View, iter_prefix
 
 __all__ = ["CacheView", "CacheEntry", "Tombstone"]
 
@@ -63,6 +65,10 @@ class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
     evicted_seq: int
     evicted_at: float
     reason: str = ""
+    files: dict[str, FileRef] = {}
+    """The files (and checksums) the entry recorded when it was evicted."""
+    pinned: bool = False
+    """Whether the entry was pinned when it was evicted (only ``cache verify --evict`` evicts pinned ones)."""
 
 
 _ENTRY = msgspec.msgpack.Decoder(CacheEntry)
@@ -73,7 +79,7 @@ class CacheView(View):
     """Folds CacheInserted/Touched/Pinned/Unpinned/Evicted into live entries and tombstones."""
 
     name: ClassVar[str] = "cache"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     dbs: ClassVar[tuple[str, ...]] = ("cache.entries", "cache.evicted")
     streams: ClassVar[tuple[str, ...]] = ("cache:",)
     handles: ClassVar[tuple[type[Event], ...]] = (
@@ -122,6 +128,8 @@ class CacheView(View):
                 evicted_seq=envelope.seq,
                 evicted_at=when,
                 reason=event.reason,
+                files=current.files,
+                pinned=current.pinned,
             )
             txn.delete(event.key.encode(), db=entries)
             txn.put(event.key.encode(), encode_value(tomb), db=evicted)
@@ -131,7 +139,7 @@ class CacheView(View):
     # -- queries (used by rgstore.cache with a read or write txn) -------------------------------
 
     @staticmethod
-    def get(txn: Txn, db: object, key: str) -> CacheEntry | None:
+    def get(txn: Txn, db: Db, key: str) -> CacheEntry | None:
         """The live entry for ``key``, or None."""
         raw = txn.get(key.encode(), db=db)
         return None if raw is None else _ENTRY.decode(raw)
@@ -155,7 +163,20 @@ class CacheView(View):
                 yield _TOMB.decode(raw)
 
     @staticmethod
-    def tombstone(txn: Txn, db: object, key: str) -> Tombstone | None:
+    def tombstone(txn: Txn, db: Db, key: str) -> Tombstone | None:
         """The tombstone of an evicted key, or None."""
         raw = txn.get(key.encode(), db=db)
         return None if raw is None else _TOMB.decode(raw)
+
+    @staticmethod
+    def keys_with_prefix(txn: Txn, environment: Environment, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` keys (live or evicted) starting with ``prefix``, in key order."""
+        found: set[str] = set()
+        for name in ("cache.entries", "cache.evicted"):
+            if not environment.has_db(name):
+                continue
+            for key, _value in iter_prefix(txn, environment.db(name), prefix.encode()):
+                found.add(key.decode())
+                if len(found) > limit:
+                    break
+        return sorted(found)[:limit]
