@@ -24,7 +24,8 @@ _FILE_OPTIONS = (
     ("seq_info", ("-i", "--seq-info"), "CSV describing the sequences (at least seqname, tax_id)."),
     ("taxonomy", ("-T", "--taxonomy"), "CSV taxonomy (taxit taxtable)."),
     ("tree", ("-t", "--tree"), "Phylogenetic tree in Newick format."),
-    ("tree_stats", ("-s", "--tree-stats"), "Tree inference log (e.g. RAxML_info.*), stored as is."),
+    ("tree_stats", ("-s", "--tree-stats"),
+     "Tree inference log (RAxML_info.*, FastTree -log, PhyML *_stats.txt); phylo_model is derived from it."),
     ("readme", ("-R", "--readme"), "README describing the package."),
     ("model", ("-M", "--model-file"), "Model information (e.g. a .bestModel file)."),
 )

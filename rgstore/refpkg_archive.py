@@ -5,17 +5,23 @@ bare file name, must be a regular file (a symlink could point anywhere on the ma
 streamed into a private temp file. Writing goes to a temp sibling that is renamed into place
 only when complete; every blob is hashed while it is copied, so a corrupt blob fails the write.
 Archives hold one top-level folder (pplacer and taxtastic expect exactly one directory entry).
+A damaged archive (truncated, bad CRC, broken compression) is one InvalidInputError, wherever
+the damage is met: listing the members or reading one. An exported directory gets the mode an
+ordinary ``mkdir`` would give it, its files those of an ordinary ``open``.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import lzma
 import os
+import secrets
 import shutil
 import tarfile
-import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,7 +30,7 @@ from typing import IO
 
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
-from .files import mkstemp
+from .files import FILE_MODE, mkstemp
 from .refpkg_names import MANIFEST
 
 __all__ = ["PackageSource", "open_package", "write_package", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
@@ -38,6 +44,12 @@ _LEVEL = 1
 OpenBlob = Callable[[FileRef], IO[bytes]]
 Advance = Callable[[int], object]
 
+_DAMAGE = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError,
+           NotImplementedError, RuntimeError)
+"""What reading a damaged archive raises: a truncated gzip stream is an EOFError, a bad CRC a
+BadZipFile or BadGzipFile, an unknown zip compression NotImplementedError, an encrypted zip
+member RuntimeError."""
+
 
 def strip_archive_suffix(name: str) -> str:
     """``name`` without a trailing .tar.gz, .tgz, .tar or .zip (any case)."""
@@ -48,6 +60,15 @@ def strip_archive_suffix(name: str) -> str:
 
 
 # --- reading ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn the errors of a damaged archive into one InvalidInputError line."""
+    try:
+        yield
+    except _DAMAGE as exc:
+        raise InvalidInputError(f"{path} is damaged (truncated or corrupt): {exc}") from None
 
 
 class PackageSource:
@@ -76,32 +97,35 @@ class _DirSource(PackageSource):
 
 
 class _TarSource(PackageSource):
-    def __init__(self, archive: tarfile.TarFile, prefix: str, manifest: bytes) -> None:
+    def __init__(self, path: Path, archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
+                 prefix: str, manifest: bytes) -> None:
         super().__init__(manifest)
-        self.archive, self.prefix = archive, prefix
-        self.members = {_norm(m.name): m for m in archive.getmembers()}
+        self.path, self.archive, self.members, self.prefix = path, archive, members, prefix
 
     def copy_member(self, name: str, dest: Path) -> Path | None:
         member = self.members.get(self.prefix + name)
-        fh = self.archive.extractfile(member) if member is not None and member.isreg() else None
-        if fh is None:
+        if member is None or not member.isreg():
             return None
-        with fh, open(dest, "wb") as out:
-            shutil.copyfileobj(fh, out, _CHUNK)
+        with _reading(self.path):
+            fh = self.archive.extractfile(member)
+            if fh is None:
+                return None
+            with fh, open(dest, "wb") as out:
+                shutil.copyfileobj(fh, out, _CHUNK)
         return dest
 
 
 class _ZipSource(PackageSource):
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, manifest: bytes) -> None:
+    def __init__(self, path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
+                 prefix: str, manifest: bytes) -> None:
         super().__init__(manifest)
-        self.archive, self.prefix = archive, prefix
-        self.members = {_norm(i.filename): i for i in archive.infolist()}
+        self.path, self.archive, self.members, self.prefix = path, archive, members, prefix
 
     def copy_member(self, name: str, dest: Path) -> Path | None:
         info = self.members.get(self.prefix + name)
         if info is None or info.is_dir() or (info.external_attr >> 16) & 0o170000 == 0o120000:
             return None  # absent, a folder, or a symlink entry
-        with self.archive.open(info) as fh, open(dest, "wb") as out:
+        with _reading(self.path), self.archive.open(info) as fh, open(dest, "wb") as out:
             shutil.copyfileobj(fh, out, _CHUNK)
         return dest
 
@@ -130,21 +154,29 @@ def open_package(path: Path) -> Iterator[PackageSource]:
     elif not path.is_file():
         raise NotFoundError(f"Reference package {path} does not exist.")
     elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zarchive:
+        with _reading(path):
+            zarchive = zipfile.ZipFile(path)
+        with zarchive:
             infos = {_norm(i.filename): i for i in zarchive.infolist()}
             prefix = _prefix(list(infos), path)
-            yield _ZipSource(zarchive, prefix, zarchive.read(infos[prefix + MANIFEST]))
+            with _reading(path):
+                manifest = zarchive.read(infos[prefix + MANIFEST])
+            yield _ZipSource(path, zarchive, infos, prefix, manifest)
     else:
         with _open_tar(path) as tarchive:
-            members = {_norm(m.name): m for m in tarchive.getmembers()}
+            with _reading(path):  # listing reads the whole stream: a truncated one fails here
+                members = {_norm(m.name): m for m in tarchive.getmembers()}
             prefix = _prefix(list(members), path)
             member = members[prefix + MANIFEST]
-            fh = tarchive.extractfile(member) if member.isreg() else None
-            if fh is None:
+            if not member.isreg():
                 raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
-            with fh:
-                manifest = fh.read()
-            yield _TarSource(tarchive, prefix, manifest)
+            with _reading(path):
+                fh = tarchive.extractfile(member)
+                if fh is None:
+                    raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
+                with fh:
+                    manifest = fh.read()
+            yield _TarSource(path, tarchive, members, prefix, manifest)
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
@@ -152,6 +184,8 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         return tarfile.open(path, "r:*")
     except tarfile.TarError:
         raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
+    except _DAMAGE as exc:
+        raise InvalidInputError(f"{path} is damaged (truncated or corrupt): {exc}") from None
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -188,7 +222,7 @@ def write_package(
     """Write a package (``files``: file name -> blob) as a directory, "tar" (.tar.gz) or "zip"."""
     writer = {"dir": _write_dir, "tar": _write_tar, "zip": _write_zip}[fmt]
     if fmt == "dir":
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+        tmp = _mkdir_temp(dest)
     else:
         fd, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
         os.close(fd)
@@ -204,10 +238,23 @@ def write_package(
         raise
 
 
+def _mkdir_temp(dest: Path) -> Path:
+    """A new empty sibling of ``dest`` made by a plain ``mkdir``, so it gets 0777 minus the umask
+    (``tempfile.mkdtemp`` makes 0700, which the rename would carry into the export)."""
+    while True:
+        tmp = dest.parent / f".{dest.name}.tmp-{secrets.token_hex(6)}"
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        return tmp
+
+
 def _write_dir(tmp: Path, _stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
                _mtime: datetime, advance: Advance) -> None:
     for filename, ref in files.items():
         with open_blob(ref) as fh, open(tmp / filename, "xb") as out:
+            os.fchmod(out.fileno(), FILE_MODE)  # the mode every file rgstore publishes has
             reader = _Verifying(fh, advance)
             while chunk := reader.read(_CHUNK):
                 out.write(chunk)

@@ -191,14 +191,20 @@ def _newick_tokens(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
 def newick_names(lines: Iterable[str]) -> set[str]:
     """Leaf labels of every tree in a Newick text (DendroPy's taxon labels); NewickError if malformed.
 
-    Iterative, so trees nested thousands deep (caterpillars) parse without recursion.
+    A label twice among one tree's leaves is malformed too: DendroPy (so ``taxit check``)
+    refuses it, and pplacer could not tell the two leaves apart. Iterative, so trees nested
+    thousands deep (caterpillars) parse without recursion.
     """
     names: set[str] = set()
+    leaves: set[str] = set()  # this tree's
     state, depth, trees = "start", 0, 0
     for kind, text in _newick_tokens(lines):
         if kind == "(" and state in _LEAF_STATES:
             depth, state = depth + 1, "open"
         elif kind == "w" and state in _LEAF_STATES:
+            if text in leaves:
+                raise NewickError(f"leaf {text!r} occurs twice in one tree")
+            leaves.add(text)
             names.add(text)
             state = "leaf"
         elif kind == "w" and state == "close":
@@ -217,6 +223,7 @@ def newick_names(lines: Iterable[str]) -> set[str]:
             depth, state = depth - 1, "close"
         elif kind == ";" and depth == 0 and state in _END_STATES:
             state, trees = "start", trees + 1
+            leaves = set()
         else:
             raise NewickError(f"unexpected {text!r}")
     if state != "start" or trees == 0:

@@ -83,6 +83,13 @@ def _needed(states: list[ManifestState]) -> dict[str, tuple[str, str]]:
     return needed
 
 
+def _check_metadata(states: list[ManifestState]) -> None:
+    """Refuse metadata keys that ``update --metadata`` would refuse (control characters, '=', ...)."""
+    for state in states:
+        for key in state.metadata:
+            check_key(key, "metadata")
+
+
 def _diff(name: str, old: ManifestState, new: ManifestState, refs: dict[str, FileRef]) -> RefpkgUpdated:
     """The update event turning state ``old`` into ``new``."""
     files: dict[str, FileRef | None] = {k: None for k in old.files if k not in new.files}
@@ -110,6 +117,7 @@ def import_package(
         src = stack.enter_context(open_package(source))
         manifest = parse_manifest(src.manifest)
         states = _states(manifest, history)
+        _check_metadata(states)
         needed = _needed(states)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rgstore-import-")))
         staged = stack.enter_context(staged_blobs(service.store))

@@ -4,6 +4,9 @@ Shape (taxtastic 1.0.1): the current state has ``metadata, files, md5, log, roll
 rollforward``; a rollback state has ``metadata, files, md5, rollback`` (no log); a
 rollforward entry is ``[log entry, state]`` whose state has ``metadata, files, md5, log,
 rollforward`` (its full log, no rollback). Text is ``json.dump(indent=4)`` plus a newline.
+Every state written carries ``metadata.format_version``: pplacer rejects a package without it
+as an "older, incompatible format", and minimal old-style manifests lack it, so rendering adds
+"1.1" where it is absent (an existing value is kept).
 
 Histories nest one JSON level per step, so both directions are iterative: rendering builds
 the text from the innermost state outwards, and parsing walks the chains in loops.
@@ -26,6 +29,7 @@ __all__ = [
     "render_manifest",
     "parse_manifest",
     "nesting",
+    "with_format_version",
 ]
 
 FORMAT_VERSION = "1.1"
@@ -62,6 +66,11 @@ def nesting(manifest: Manifest) -> int:
     return 2 + max(len(manifest.rollbacks), 2 * len(manifest.rollforwards))
 
 
+def with_format_version(metadata: dict[str, str]) -> dict[str, str]:
+    """``metadata`` with ``format_version`` set to "1.1" if it has none (pplacer requires one)."""
+    return metadata if "format_version" in metadata else {**metadata, "format_version": FORMAT_VERSION}
+
+
 def _value(value: Any, level: int) -> str:
     return json.dumps(value, indent=4).replace("\n", "\n" + "    " * level)
 
@@ -70,7 +79,7 @@ def _fields(state: ManifestState, level: int, log: list[str] | None) -> str:
     """The opening brace and the plain fields of a state at nesting ``level``, up to the nested key."""
     pad = "    " * (level + 1)
     items: list[tuple[str, Any]] = [
-        ("metadata", state.metadata),
+        ("metadata", with_format_version(state.metadata)),
         ("files", {k: name for k, (name, _md5) in state.files.items()}),
         ("md5", {k: md5 for k, (_name, md5) in state.files.items()}),
     ]
@@ -103,7 +112,8 @@ def _rollforwards(states: list[ManifestState], log: list[str], out: list[str]) -
 
 
 def render_manifest(manifest: Manifest) -> str:
-    """CONTENTS.json text, byte-identical to taxtastic's ``json.dump(contents, indent=4)`` + newline.
+    """CONTENTS.json text, byte-identical to taxtastic's ``json.dump(contents, indent=4)`` + newline
+    (of the states with ``format_version`` filled in where absent).
 
     Linear in the output size (the output itself grows quadratically with history depth:
     each nested level is indented further, and every rollforward state repeats its log).

@@ -36,6 +36,7 @@ from .refpkg_blobs import staged_blobs
 from .refpkg_check import check_package
 from .refpkg_manifest import FORMAT_VERSION
 from .refpkg_names import check_key, check_refpkg_name, choose_filename, split_assignments
+from .refpkg_phylo import with_derived_phylo_model
 from .views.refpkgs import (
     Head,
     Step,
@@ -114,8 +115,10 @@ class Refpkgs:
         """Create package ``name`` (ConflictError if it exists) as taxtastic's ``create`` does.
 
         Metadata gets create_date, format_version and locus (then description, author and
-        package_version if given); ``files`` are (key, path) pairs. The log starts with
-        taxtastic's two entries, and a fresh package cannot be rolled back.
+        package_version if given); ``files`` are (key, path) pairs. A tree_stats file also
+        gives the package its phylo_model, derived as taxtastic does (unless phylo_model is
+        given too). The log starts with taxtastic's two entries, and a fresh package cannot be
+        rolled back.
         """
         check_refpkg_name(name)
         if not locus:
@@ -135,7 +138,8 @@ class Refpkgs:
             event = RefpkgCreated(name=name, files=refs, metadata=metadata, log=list(CREATE_LOG))
             return [NewEvent(stream=refpkg_stream(name), event=event)]
 
-        self._commit(name, pairs, command, progress)
+        with with_derived_phylo_model(pairs) as pairs:
+            self._commit(name, pairs, command, progress)
         return self.info(name)
 
     def update_files(
@@ -144,8 +148,10 @@ class Refpkgs:
     ) -> RefpkgInfo:
         """Set file keys from ``key=path`` items in one step (a later duplicate key wins).
 
-        Every path is checked before anything is stored. The log entry is taxtastic's
-        ``Updates files: k1=p1, k2=p2`` with the paths as given.
+        Every path is checked before anything is stored. Setting tree_stats also sets
+        phylo_model, derived from it in the same step (as ``taxit update`` does), unless
+        phylo_model is set too. The log entry is taxtastic's ``Updates files: k1=p1, k2=p2``
+        with the paths as given.
         """
         pairs = split_assignments(changes, "path")
         checked = self._checked_files(pairs)
@@ -156,7 +162,8 @@ class Refpkgs:
             event = RefpkgUpdated(name=name, files=dict(refs), message=message)
             return [NewEvent(stream=refpkg_stream(name), event=event)]
 
-        self._commit(name, checked, command, progress)
+        with with_derived_phylo_model(checked) as checked:
+            self._commit(name, checked, command, progress)
         return self.info(name)
 
     def update_metadata(self, name: str, changes: Sequence[str | tuple[str, str]]) -> RefpkgInfo:
@@ -271,7 +278,7 @@ class Refpkgs:
         with self.store.read() as txn:
             _head, current = self._current(txn, name)
             for step in refpkg_chain(txn, self.environment, name, current.seq):
-                out += [LogEntry(message=m, seq=step.seq, time=step.time, actor=step.actor) for m in step.log]
+                out += [LogEntry(message=m, seq=c.seq, time=c.time, actor=c.actor) for m, c in step.credited()]
         return out
 
     def resource_path(self, name: str, key: str) -> Path:

@@ -20,6 +20,7 @@ BROKEN: dict[str, tuple[str, str, str]] = {
     "stockholm": ("aln_sto", "# STOCKHOLM 1.0\ns1 ACGT\ns2 ACGT\ns3 ACGT\n",
                   "aln_sto file is not valid Stockholm."),
     "newick": ("tree", "((s1,s2),s3;\n", "tree file is not valid Newick."),
+    "duplicate leaves": ("tree", "((s1,s2),s3,s3);\n", "tree file is not valid Newick."),
     "sto names": ("aln_sto", "# STOCKHOLM 1.0\ns1 A\ns2 A\ns9 A\n//\n",
                   "Names in aln_fasta did not match aln_sto.  Mismatches: s3, s9"),
     "csv names": ("seq_info", "seqname,tax_id\ns1,1\ns2,1\n",
@@ -77,7 +78,7 @@ def test_uneven_seq_info_rows_are_reported(make: Callable[..., list[str]]) -> No
 
 def test_real_taxit_check_reports_the_same_first_problem(store: Store, make: Callable[..., list[str]],
                                                          tmp_path: Path) -> None:
-    for case in ("fasta", "newick", "tree names", "json"):
+    for case in ("fasta", "newick", "duplicate leaves", "tree names", "json"):
         key, text, problem = BROKEN[case]
         name = case.replace(" ", "-")
         assert make(name, **{key: text}) == [problem]
@@ -107,6 +108,8 @@ NEWICK_CASES = [
     "((a[comment],b),c)[&R];", "(a,,b);", "((A,a),c);", "((a:1e-3,b:2),c:.5);",
     "((a,b),c)", "((a,b),c;", "(a,b));", "", "(a,b),c;", "((a:0.1,b:abc),c);", "(a b,c);", "x(a,b);",
     "(a,b)c d;", "('unterminated,b);", "((a,b),c)[open;",
+    "((s1,s2),s3,s3);", "((a,b),c);((a,a),c);", "(((a,b),(c,(a,b))));", "((a,b),c);((a,b),c);",
+    "(('a',a),c);", "((a,A),c);", "((a,b)a,c);",
 ]
 
 

@@ -328,7 +328,9 @@ def test_rendered_manifest_is_byte_identical_to_taxtastics_json_dump(
     manifest = Manifest(current=current, log=log, rollbacks=rollbacks, rollforwards=rollforwards)
 
     def plain(s: ManifestState) -> dict:  # type: ignore[type-arg]
-        return {"metadata": s.metadata, "files": {k: n for k, (n, _) in s.files.items()},
+        metadata = {**s.metadata}
+        metadata.setdefault("format_version", "1.1")  # pplacer's requirement, filled in where absent
+        return {"metadata": metadata, "files": {k: n for k, (n, _) in s.files.items()},
                 "md5": {k: d for k, (_, d) in s.files.items()}}
 
     rollback = None
@@ -363,3 +365,73 @@ def test_a_zip_symlink_entry_is_never_read_through(store: Store, tmp_path: Path)
     with pytest.raises(NotFoundError, match="a.txt referred to by key a is missing"):
         store.refpkgs.import_package(archive)
     assert not (tmp_path.parent / "escape.txt").exists() and list(store.blobs.all()) == []
+
+
+# -- metadata keys and format_version ---------------------------------------------------------
+
+
+def _edit_manifest(package: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    doc = contents(package)
+    edit(doc)
+    (package / "CONTENTS.json").write_text(json.dumps(doc, indent=4) + "\n")
+
+
+@pytest.mark.parametrize("where", ["current", "rollback", "rollforward"])
+@pytest.mark.parametrize("key", ["bad\x1bkey", "two\nlines", "", "a=b"])
+def test_import_refuses_metadata_keys_that_update_metadata_refuses(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, package: Path, where: str, key: str
+) -> None:
+    def edit(doc: dict) -> None:  # type: ignore[type-arg]
+        state = {"current": doc, "rollback": doc["rollback"], "rollforward": doc["rollforward"][1]}[where]
+        state["metadata"][key] = "v"
+
+    _edit_manifest(package, edit)
+    with Store.open(store_path) as store:
+        with pytest.raises(InvalidInputError) as refused:
+            store.refpkgs.update_metadata("nope", [(key, "v")])
+        assert store.head()[0] == 0
+    result = cli("refpkg", "import", str(package))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {refused.value}\n"
+    with Store.open(store_path) as store:
+        assert store.head()[0] == 0 and list(store.blobs.all()) == []
+
+
+def test_a_minimal_manifest_without_format_version_exports_one_that_pplacer_accepts(
+    store: Store, taxit_package: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old.refpkg"
+    old.mkdir()
+    current = contents(taxit_package)
+    for name in current["files"].values():
+        shutil.copy(taxit_package / name, old / name)
+    manifest = {"files": current["files"], "md5": current["md5"], "metadata": {"locus": "16S rRNA"}}
+    (old / "CONTENTS.json").write_text(json.dumps(manifest))
+    store.refpkgs.import_package(old)
+    for fmt, dest in (("dir", tmp_path / "new.refpkg"), ("zip", tmp_path / "new.zip")):
+        store.refpkgs.export("old", dest, fmt=fmt)
+    doc = contents(tmp_path / "new.refpkg")
+    assert doc["metadata"] == {"locus": "16S rRNA", "format_version": "1.1"}
+    assert taxit("check", tmp_path / "new.refpkg").stdout == ""
+    with zipfile.ZipFile(tmp_path / "new.zip") as archive:
+        assert json.loads(archive.read("new/CONTENTS.json"))["metadata"]["format_version"] == "1.1"
+
+
+def test_every_exported_history_state_carries_format_version(
+    store: Store, package: Path, tmp_path: Path
+) -> None:
+    def drop(doc: dict) -> None:  # type: ignore[type-arg]
+        state: dict | None = doc  # type: ignore[type-arg]
+        while state is not None:
+            state["metadata"].pop("format_version")
+            state = state["rollback"]
+        doc["rollforward"][1]["metadata"].pop("format_version")
+
+    _edit_manifest(package, drop)
+    store.refpkgs.import_package(package, name="ours")
+    store.refpkgs.export("ours", tmp_path / "ours")
+    doc = contents(tmp_path / "ours")
+    assert doc["metadata"]["format_version"] == doc["rollforward"][1]["metadata"]["format_version"] == "1.1"
+    assert doc["rollback"]["metadata"]["format_version"] == "1.1"
+    taxit("rollback", "-n", "2", tmp_path / "ours")
+    assert contents(tmp_path / "ours")["metadata"]["format_version"] == "1.1"

@@ -256,6 +256,77 @@ def test_strip_drops_history_and_lets_gc_free_only_blobs_that_history_held(
     assert r.resource_path("other", "a").read_text() == "v2"
 
 
+STRIP_HISTORIES = {
+    # name: taxit operations after `create` (paths relative to the inputs directory)
+    "discarded redo side": [("files", "tree=v2/tree.nwk"), ("files", "seq_info=v2/seq_info.csv"),
+                            ("files", "readme=v2/README.txt"), ("rollback", "3"), ("metadata", "k=v")],
+    "same file again": [("files", "readme=README.txt")],
+    "undo, redo, discard": [*(("files", f"readme=v{i}/README.txt") for i in range(2, 6)), ("rollback", "2"),
+                            ("rollforward", "1"), ("metadata", "k=v"), ("rollback", "1")],
+    "strip, update, strip": [("files", "tree=v2/tree.nwk"), ("strip", ""), ("files", "tree=v3/tree.nwk"),
+                             ("files", "tree=v4/tree.nwk"), ("rollback", "1")],
+}
+
+
+@pytest.mark.parametrize("history", sorted(STRIP_HISTORIES))
+def test_strip_counts_removed_files_as_taxit_strip_does(
+    store: Store, inputs: dict[str, Path], tmp_path: Path, history: str
+) -> None:
+    from .refpkg_data import contents, taxit
+
+    base = inputs["tree"].parent
+    for i in range(2, 6):
+        for key in ("tree", "seq_info", "readme"):
+            text_file(base, f"v{i}/{inputs[key].name}", f"{key} version {i}\n")
+    create = [("aln_fasta", "-f"), ("tree", "-t"), ("seq_info", "-i"), ("readme", "-R")]
+    pkg = tmp_path / "theirs.refpkg"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot", *(a for k, flag in create for a in (flag, inputs[k])))
+    store.refpkgs.create("ours", locus="L", files=[(k, inputs[k]) for k, _flag in create])
+    r = store.refpkgs
+    for verb, arg in [*STRIP_HISTORIES[history], ("strip", "")]:
+        items = [f"{item.split('=')[0]}={base / item.split('=')[1]}" if verb == "files" else item
+                 for item in arg.split()]
+        if verb == "files":
+            taxit("update", pkg, *items)
+            r.update_files("ours", items)
+        elif verb == "metadata":
+            taxit("update", "--metadata", pkg, *items)
+            r.update_metadata("ours", items)
+        elif verb == "strip":
+            taxit("strip", pkg)
+            r.strip("ours")
+        else:
+            taxit(verb, "-n", arg, pkg)
+            getattr(r, verb)("ours", int(arg))
+    assert r.info("ours").log == contents(pkg)["log"]
+
+
+def test_after_strip_each_log_entry_keeps_the_step_that_wrote_it(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, tmp_path: Path
+) -> None:
+    with Store.open(store_path, actor="alice") as store:
+        r = store.refpkgs
+        created = r.create("pkg", locus="L").seq
+        meta = r.update_metadata("pkg", ["k=v"]).seq
+        files = r.update_files("pkg", [f"a={text_file(tmp_path, 'a', 'x')}"]).seq
+    with Store.open(store_path, actor="bob") as store:
+        store.refpkgs.strip("pkg")
+        first_strip = store.head()[0]
+        after = store.refpkgs.update_metadata("pkg", ["k=w"]).seq
+        store.refpkgs.strip("pkg")
+        strip_seq = store.head()[0]
+    log = json.loads(cli("refpkg", "log", "pkg", "--json").stdout)
+    assert [(e["seq"], e["actor"], e["message"]) for e in log] == [
+        (strip_seq, "bob", "Stripped refpkg (removed 0 files)"),
+        (after, "bob", "Updated metadata: k=w"),
+        (first_strip, "bob", "Stripped refpkg (removed 0 files)"),
+        (files, "alice", f"Updates files: a={tmp_path / 'a'}"),
+        (meta, "alice", "Updated metadata: k=v"),
+        (created, "alice", CREATE_LOG[0]),
+        (created, "alice", CREATE_LOG[1]),
+    ]
+
+
 def test_a_new_update_discards_the_redo_side_and_its_blobs(store: Store, tmp_path: Path) -> None:
     r = store.refpkgs
     r.create("pkg", locus="L")
@@ -331,7 +402,8 @@ def test_rebuilding_the_view_reproduces_it_byte_for_byte(store: Store, tmp_path:
     store.rebuild([view])
     with store.read() as txn:
         assert list(view.contents(txn, store.environment)) == before
-    assert r.info("pkg").log[:2] == ["Updated metadata: k=w", "Stripped refpkg (removed 2 files)"]
+    # taxit strip counts 4 here: files a, 1..3 stay on disk after the redo side is discarded
+    assert r.info("pkg").log[:2] == ["Updated metadata: k=w", "Stripped refpkg (removed 4 files)"]
 
 
 def test_list_shows_packages_and_hides_one_whose_creation_was_undone(store: Store) -> None:

@@ -10,7 +10,15 @@ step, everything but the current step after ``HistoryStripped``) are deleted, so
 exactly the set of blobs any reachable state needs.
 
 A state's log is its own entries followed by its parent's log (each update step adds one
-entry, newest first), so storing it costs O(1) per step and reading it costs O(depth).
+entry, newest first), so storing it costs O(1) per step and reading it costs O(depth). A strip
+folds the whole log into the one step it keeps, with a credit per entry naming the step that
+wrote it (the strip's own entry is credited to the strip).
+
+The strip entry counts files as taxtastic does: ``taxit strip`` deletes every file in the
+package directory that the current state does not name, and taxtastic adds one new file per
+file key set (never overwriting or reusing one), keeping it until a strip. So the count is
+the file keys set since the last strip (undone and discarded steps included) minus the
+current state's keys; the head keeps the first term.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ __all__ = [
     "RefpkgsView",
     "Step",
     "Head",
+    "Credit",
     "STREAM_PREFIX",
     "refpkg_stream",
     "refpkg_head",
@@ -55,6 +64,14 @@ __all__ = [
 STREAM_PREFIX = "refpkg:"
 _HEADS, _STEPS, _NAMES = "refpkgs.heads", "refpkgs.steps", "refpkgs.names"
 _SEP = b"\x00"
+
+
+class Credit(msgspec.Struct, frozen=True, array_like=True):
+    """The step that wrote a log entry: its seq, time and actor."""
+
+    seq: int
+    time: datetime
+    actor: str
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -73,6 +90,16 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     log: list[str]
     time: datetime
     actor: str
+    credits: list[Credit] = []
+    """Who wrote each entry of ``log``, when a strip folded other steps' entries into this one;
+    empty: every entry is this step's own."""
+
+    def credited(self) -> list[tuple[str, Credit]]:
+        """(entry, the step that wrote it) for each entry of ``log``, newest first."""
+        if self.credits:
+            return list(zip(self.log, self.credits, strict=True))
+        own = Credit(self.seq, self.time, self.actor)
+        return [(message, own) for message in self.log]
 
 
 class Head(msgspec.Struct, kw_only=True, array_like=True):
@@ -81,6 +108,9 @@ class Head(msgspec.Struct, kw_only=True, array_like=True):
     current: int
     redo: list[int] = []
     """Undone steps a rollforward can re-apply; the next one is last."""
+    added: int = 0
+    """File keys set since the last strip (creation, import or strip counts its current keys):
+    the files a taxtastic directory of this package would hold."""
 
 
 _STEP = msgspec.msgpack.Decoder(Step)
@@ -153,7 +183,7 @@ class RefpkgsView(View):
     """Folds ``refpkg:*`` streams into heads, per-step snapshots and a file-name index."""
 
     name: ClassVar[str] = "refpkgs"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     dbs: ClassVar[tuple[str, ...]] = (_HEADS, _STEPS, _NAMES)
     streams: ClassVar[tuple[str, ...]] = ("refpkg:",)
     handles: ClassVar[tuple[type[Event], ...]] = (
@@ -176,7 +206,7 @@ class RefpkgsView(View):
                 head.redo.remove(event.redone_seq)
             head.current = event.redone_seq
         elif isinstance(event, HistoryStripped):
-            self._strip(txn, env, name, head)
+            self._strip(txn, env, name, head, envelope)
         else:
             self._push(txn, env, name, head, envelope)
         txn.put(name.encode(), encode_value(head), db=env.db(_HEADS))
@@ -191,34 +221,40 @@ class RefpkgsView(View):
         if isinstance(event, (RefpkgCreated, RefpkgImported)):
             parent, depth = 0, 0
             files, metadata, log = dict(event.files), dict(event.metadata), list(event.log)
+            head.added = len(files)
         else:  # an update (or a note); with no base, the creation itself was undone
             parent, depth = (base.seq, base.depth + 1) if base else (0, 0)
             files, metadata = _patched(
                 dict(base.files) if base else {}, dict(base.metadata) if base else {}, event
             )
             log = [_message(event)]
+            if isinstance(event, RefpkgUpdated):
+                head.added += sum(1 for ref in event.files.values() if ref is not None)
         step = Step(seq=envelope.seq, parent=parent, depth=depth, files=files, metadata=metadata,
                     log=log, time=envelope.time, actor=envelope.actor)
         txn.put(_step_key(name, step.seq), encode_value(step), db=env.db(_STEPS))
         self._count(txn, env, name, step, +1)
         head.current = step.seq
 
-    def _strip(self, txn: Txn, env: Environment, name: str, head: Head) -> None:
+    def _strip(self, txn: Txn, env: Environment, name: str, head: Head, envelope: Envelope) -> None:
         steps_db, names_db = env.db(_STEPS), env.db(_NAMES)
         keep = refpkg_step(txn, env, name, head.current) if head.current else None
-        log = refpkg_log(txn, env, name, head.current)
-        kept_names = {ref.name for ref in keep.files.values()} if keep else set()
+        credited = [entry for step in refpkg_chain(txn, env, name, head.current) for entry in step.credited()]
         prefix = name.encode() + _SEP
-        stale_names = [k for k, _ in iter_prefix(txn, names_db, prefix)]
-        removed = sum(1 for k in stale_names if k[len(prefix):].decode() not in kept_names)
-        for key in stale_names:
+        for key in [k for k, _ in iter_prefix(txn, names_db, prefix)]:
             txn.delete(key, db=names_db)
         for key in [k for k, _ in iter_prefix(txn, steps_db, prefix)]:
             txn.delete(key, db=steps_db)
         head.redo = []
         if keep is None:
+            head.added = 0
             return
-        kept = msgspec.structs.replace(keep, parent=0, depth=0, log=[strip_message(removed), *log])
+        removed = max(head.added - len(keep.files), 0)
+        head.added = len(keep.files)
+        stripped = (strip_message(removed), Credit(envelope.seq, envelope.time, envelope.actor))
+        entries = [stripped, *credited]
+        kept = msgspec.structs.replace(keep, parent=0, depth=0, log=[m for m, _c in entries],
+                                       credits=[c for _m, c in entries])
         txn.put(_step_key(name, kept.seq), encode_value(kept), db=steps_db)
         self._count(txn, env, name, kept, +1)
 

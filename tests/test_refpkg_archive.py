@@ -1,0 +1,155 @@
+"""Claims about package containers: damaged archives fail in one line, exports get ordinary modes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import InvalidInputError
+from rgstore.files import FILE_MODE
+from rgstore.store import Store
+
+from .refpkg_data import taxit, write_inputs
+
+
+@pytest.fixture(scope="module")
+def taxit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A package made by the real taxit, with one update so it carries a history file."""
+    root = tmp_path_factory.mktemp("taxit")
+    files = write_inputs(root / "inputs")
+    pkg = root / "made.refpkg"
+    taxit("create", "-P", pkg, "-l", "16S rRNA", "--no-reroot", "-f", files["aln_fasta"],
+          "-S", files["aln_sto"], "-i", files["seq_info"], "-T", files["taxonomy"], "-t", files["tree"])
+    taxit("update", pkg, f"phylo_model={files['phylo_model']}")
+    return pkg
+
+
+def _tar(pkg: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w:gz") as tar:
+        tar.add(pkg, arcname=pkg.name)
+    return dest
+
+
+def _zip(pkg: Path, dest: Path, compression: int) -> Path:
+    with zipfile.ZipFile(dest, "w", compression) as archive:
+        for path in sorted(pkg.iterdir()):
+            archive.write(path, f"{pkg.name}/{path.name}")
+    return dest
+
+
+def _untouched(store: Store) -> bool:
+    return store.head()[0] == 0 and list(store.blobs.all()) == []
+
+
+# -- 1. truncated tar.gz ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.5, 0.75, 0.97])
+def test_a_truncated_tar_gz_is_refused_in_one_line_and_leaves_nothing(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, taxit_dir: Path, tmp_path: Path, keep: float
+) -> None:
+    whole = _tar(taxit_dir, tmp_path / "whole.tar.gz").read_bytes()
+    cut = tmp_path / "made.refpkg.tar.gz"
+    cut.write_bytes(whole[: int(len(whole) * keep)])
+    result = cli("refpkg", "import", str(cut))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {cut} is damaged (truncated or corrupt): ")
+    assert result.stderr.count("\n") == 1 and "Aborted" not in result.output
+    with Store.open(store_path) as store:
+        assert _untouched(store)
+        assert store.refpkgs.list_all() == []
+
+
+def test_a_whole_tar_gz_of_a_taxit_package_still_imports(store: Store, taxit_dir: Path, tmp_path: Path) -> None:
+    info = store.refpkgs.import_package(_tar(taxit_dir, tmp_path / "made.refpkg.tar.gz"))
+    assert (info.name, info.rollbacks) == ("made", 1)
+
+
+def test_a_truncated_member_read_after_others_were_stored_leaves_no_blob(
+    store: Store, taxit_dir: Path, tmp_path: Path
+) -> None:
+    # an uncompressed tar whose last member is cut short: the listing succeeds, reading fails
+    plain = tmp_path / "made.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.add(taxit_dir / "CONTENTS.json", arcname="made.refpkg/CONTENTS.json")
+        for path in sorted(taxit_dir.iterdir()):
+            if path.name != "CONTENTS.json" and path.name != "seqs.fasta":
+                tar.add(path, arcname=f"made.refpkg/{path.name}")
+        tar.add(taxit_dir / "seqs.fasta", arcname="made.refpkg/seqs.fasta")
+    data = plain.read_bytes()
+    member_end = data.rfind(b">s3 sample s3")
+    plain.write_bytes(data[:member_end])
+    with pytest.raises(InvalidInputError, match="is damaged"):
+        store.refpkgs.import_package(plain)
+    assert _untouched(store)
+
+
+# -- 2. zip with a bad CRC --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_zip_member_with_a_bad_crc_is_refused_in_one_line(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, taxit_dir: Path, tmp_path: Path, compression: int
+) -> None:
+    archive = _zip(taxit_dir, tmp_path / "made.refpkg.zip", compression)
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("made.refpkg/tree.nwk")
+    # the member's data starts after its 30-byte local header, name and extra field
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    result = cli("refpkg", "import", str(archive))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {archive} is damaged (truncated or corrupt): ")
+    assert result.stderr.count("\n") == 1
+    with Store.open(store_path) as store:
+        assert _untouched(store)
+
+
+def test_a_zip_whose_manifest_has_a_bad_crc_is_refused(store: Store, taxit_dir: Path, tmp_path: Path) -> None:
+    archive = _zip(taxit_dir, tmp_path / "made.refpkg.zip", zipfile.ZIP_STORED)
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("made.refpkg/CONTENTS.json")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 10] ^= 0x01
+    archive.write_bytes(bytes(data))
+    with pytest.raises(InvalidInputError, match="Bad CRC-32"):
+        store.refpkgs.import_package(archive)
+    assert _untouched(store)
+
+
+# -- 3. exported modes ------------------------------------------------------------------------
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_an_exported_directory_gets_the_modes_of_an_ordinary_mkdir_and_open(
+    store: Store, tmp_path: Path
+) -> None:
+    store.refpkgs.create("pkg", locus="L", files=list(write_inputs(tmp_path / "inputs").items()))
+    store.refpkgs.export("pkg", tmp_path / "out.refpkg")
+    (tmp_path / "plain").mkdir()
+    mode = stat.S_IMODE((tmp_path / "out.refpkg").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o777 & ~_umask()
+    files = list((tmp_path / "out.refpkg").iterdir())
+    assert len(files) == 8
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {FILE_MODE}
+    taxit("check", tmp_path / "out.refpkg")
+
+
+def test_exported_archives_get_an_ordinary_files_mode(store: Store, tmp_path: Path) -> None:
+    store.refpkgs.create("pkg", locus="L", files=list(write_inputs(tmp_path / "inputs").items()))
+    for fmt, name in (("tar", "out.tar.gz"), ("zip", "out.zip")):
+        store.refpkgs.export("pkg", tmp_path / name, fmt=fmt)
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == FILE_MODE

@@ -1,0 +1,129 @@
+"""Claims about phylo_model derived from tree_stats: the same JSON as `taxit create -s` / `taxit update`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rgstore.errors import InvalidInputError
+from rgstore.refpkg_phylo import phylo_model_from_stats
+from rgstore.store import Store
+
+from .refpkg_data import TREE_STATS, contents, taxit, write_inputs, write_tree_stats
+
+
+@pytest.fixture(scope="module")
+def stats(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_tree_stats(tmp_path_factory.mktemp("stats"))
+
+
+@pytest.fixture(scope="module")
+def taxit_updates(
+    tmp_path_factory: pytest.TempPathFactory, stats: dict[str, Path]
+) -> dict[str, tuple[dict[str, Any], str]]:
+    """name -> (phylo_model JSON, newest log entry) after `taxit update P tree_stats=F` for each log."""
+    pkg = tmp_path_factory.mktemp("taxit") / "p.refpkg"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    out = {}
+    for name, path in stats.items():
+        taxit("update", pkg, f"tree_stats={path}")
+        doc = contents(pkg)
+        out[name] = (json.loads((pkg / doc["files"]["phylo_model"]).read_text()), doc["log"][0])
+    return out
+
+
+def _model(store: Store, name: str) -> Any:
+    return json.loads(store.refpkgs.resource_path(name, "phylo_model").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(TREE_STATS))
+def test_update_tree_stats_derives_the_phylo_model_taxit_update_derives(
+    store: Store, stats: dict[str, Path], taxit_updates: dict[str, tuple[dict[str, Any], str]], name: str
+) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    info = store.refpkgs.update_files("pkg", [f"tree_stats={stats[name]}"])
+    theirs, message = taxit_updates[name]
+    assert _model(store, "pkg") == theirs
+    assert info.log[0] == message and info.rollbacks == 1
+    assert store.refpkgs.rollback("pkg").files == {}  # one step: tree_stats and phylo_model together
+
+
+@pytest.mark.parametrize("name", ["RAxML_info.dna", "fasttree_gtr.log", "phyml_stats.txt"])
+def test_create_with_the_issues_options_matches_taxit_create_and_passes_check(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, stats: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    f = write_inputs(tmp_path / "inputs")
+    options = ["-l", "16S", "-f", f["aln_fasta"], "-S", f["aln_sto"], "-i", f["seq_info"],
+               "-T", f["taxonomy"], "-t", f["tree"], "-s", stats[name]]
+    taxit("create", "-P", tmp_path / "theirs", "--no-reroot", *options)
+    result = cli("refpkg", "create", "pkg", *map(str, options))
+    assert result.exit_code == 0, result.output
+    check = cli("refpkg", "check", "pkg")
+    assert (check.exit_code, check.output) == (0, "")
+    theirs = contents(tmp_path / "theirs")
+    with Store.open(store_path) as store:
+        assert _model(store, "pkg") == json.loads(
+            (tmp_path / "theirs" / theirs["files"]["phylo_model"]).read_text())
+        info = store.refpkgs.info("pkg")
+        assert sorted(info.files) == sorted(theirs["files"]) and info.log == theirs["log"]
+        assert info.files["phylo_model"].name == "phylo_model.json"
+        store.refpkgs.export("pkg", tmp_path / "ours")
+    assert taxit("check", tmp_path / "ours").stdout == ""
+
+
+def test_an_explicit_phylo_model_wins_over_the_derived_one(store: Store, stats: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    f = write_inputs(tmp_path / "inputs")
+    store.refpkgs.create("pkg", locus="L", files=[("tree_stats", stats["fasttree_gtr.log"]),
+                                                   ("phylo_model", f["phylo_model"])])
+    assert _model(store, "pkg") == json.loads(f["phylo_model"].read_text())
+    store.refpkgs.update_files("pkg", [f"tree_stats={stats['RAxML_info.dna']}", f"phylo_model={f['phylo_model']}"])
+    assert _model(store, "pkg") == json.loads(f["phylo_model"].read_text())
+
+
+BAD_LOGS = {
+    # name: (text, what our refusal says, whether taxit also refuses it)
+    "garbage": ("hello world\n", "couldn't guess its log type", True),
+    "raxml cat": (TREE_STATS["RAxML_info.dna"].replace("alpha[0]: 0.384677 rates[0] ac ag at cg ct gt: "
+                                                       "0.491059 1.225010 0.913008 0.539137 2.673436 1.000000", ""),
+                  "no GAMMA alpha parameter", False),
+    "raxml no datatype": (TREE_STATS["RAxML_info.dna"].replace("DataType: DNA\n", ""), "names no DataType", True),
+    "fasttree jukes-cantor": (re.sub(r"GTR(Freq|Rates).*\n", "", TREE_STATS["fasttree_gtr.log"]),
+                              "has no GTRRates line", True),
+    "phyml amino acids": (TREE_STATS["phyml_stats.txt"].replace("nucleotides substitution: \tGTR",
+                                                                 "amino acids substitution: \tWAG"),
+                          "do not say whether frequencies were empirical", True),
+    "phyml without gamma": (re.sub(r"Discrete gamma model: \t\tYes\n.*\n.*\n", "Discrete gamma model: \t\tNo\n",
+                                   TREE_STATS["phyml_stats.txt"]), "without a discrete gamma model", False),
+    "raxml-ng": ("\nRAxML-NG v. 1.0.2 released on 22.02.2021 by The Exelixis Lab.\n", "RAxML-NG logs", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LOGS))
+def test_a_log_without_a_usable_model_is_refused_in_one_line_and_stores_nothing(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, tmp_path: Path, case: str
+) -> None:
+    text, why, taxit_refuses = BAD_LOGS[case]
+    log = tmp_path / "stats.txt"
+    log.write_text(text)
+    with pytest.raises(InvalidInputError, match=re.escape(why)):
+        phylo_model_from_stats(log)
+    assert cli("refpkg", "create", "pkg", "-l", "L").exit_code == 0
+    with Store.open(store_path) as store:
+        before = (store.head()[0], list(store.blobs.all()))
+    for args in (["update", "pkg", f"tree_stats={log}"], ["create", "other", "-l", "L", "-s", str(log)]):
+        result = cli("refpkg", *args)
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1
+        assert result.stderr.startswith(f"error: tree stats {log}: ") and why in result.stderr
+    with Store.open(store_path) as store:
+        assert (store.head()[0], list(store.blobs.all())) == before
+    if taxit_refuses:
+        pkg = tmp_path / "theirs"
+        taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+        assert taxit("update", pkg, f"tree_stats={log}", check=False).returncode != 0
+        shutil.rmtree(pkg)
