@@ -9,13 +9,12 @@ upstream has evicted (the eviction events arrived with the pull).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import IntegrityError, InvalidInputError
 from .events import FileRef
-from .files import mkstemp
+from .files import atomic_write_bytes
 from .store import Store
 from .views.cache import CacheEntry, CacheView
 
@@ -59,16 +58,7 @@ def install_cache_file(store: Store, entry: CacheEntry, relative: str, ref: File
         raise IntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; not stored")
     dest = local_cache_file(store, entry, relative)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = mkstemp(dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dest, data)
 
 
 def fetch_cache_files(store: Store, fetch: Fetch) -> int:
@@ -98,8 +88,6 @@ def publish_cache(store: Store, directory: Path) -> int:
         if hashlib.sha256(data).hexdigest() != ref.sha256:
             raise IntegrityError(f"{src} does not match its recorded sha256; run `rgstore cache verify`")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        from .files import atomic_write_bytes
-
         atomic_write_bytes(dest, data)
         copied += 1
     return copied

@@ -58,3 +58,22 @@ def run_rgstore(*args: str, env: dict[str, str] | None = None, timeout: float = 
 def rgstore_proc():  # type: ignore[no-untyped-def]
     """The `run_rgstore` helper as a fixture."""
     return run_rgstore
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both upstream cache layouts (NCBI and Ensembl), written once per test module."""
+    from tests.upstream_fixture import upstream_tree
+
+    root = tmp_path_factory.mktemp("upstream")
+    upstream_tree(root)
+    return root
+
+
+@pytest.fixture
+def server(tree: Path):  # type: ignore[no-untyped-def]
+    """A loopback upstream server over ``tree`` for one test."""
+    from tests.upstream_fixture import UpstreamServer
+
+    with UpstreamServer(tree) as srv:
+        yield srv

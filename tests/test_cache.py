@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, Rem
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
-from tests.upstream_fixture import (
+from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
     ENSEMBL,
     GENOME,
     NCBI,
@@ -27,19 +26,6 @@ from tests.upstream_fixture import (
     req,
     upstream_tree,
 )
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("upstream")
-    upstream_tree(root)
-    return root
-
-
-@pytest.fixture
-def server(tree: Path) -> Iterator[UpstreamServer]:
-    with UpstreamServer(tree) as srv:
-        yield srv
 
 
 @pytest.mark.parametrize("params", [NCBI, ENSEMBL], ids=["ncbi", "ensembl"])

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from rgstore.events import CacheInserted
 from rgstore.log import NewEvent
 from rgstore.store import Store
-from tests.upstream_fixture import UpstreamServer, upstream_tree
+from tests.upstream_fixture import UpstreamServer
 
 ENS = ["--source", "ensembl", "--species", "synthetica_testii", "--release", "110"]
 NCBI = [
@@ -28,17 +25,6 @@ NCBI = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("upstream")
-    upstream_tree(root)
-    return root
-
-
-@pytest.fixture
-def server(tree: Path) -> Iterator[UpstreamServer]:
-    with UpstreamServer(tree) as srv:
-        yield srv
 
 
 def test_regions_json_reports_misses_then_hits(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]

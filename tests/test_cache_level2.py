@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from rgstore.events import CacheEvicted, CacheInserted, CachePinned
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from tests.conftest import REPO
-from tests.upstream_fixture import (
+from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
     ENSEMBL,
     GENOME,
     NCBI,
@@ -41,17 +40,6 @@ OFFLINE = "http://127.0.0.1:9"
 """A base URL nothing listens on: any request to it fails."""
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("upstream")
-    upstream_tree(root)
-    return root
-
-
-@pytest.fixture
-def server(tree: Path) -> Iterator[UpstreamServer]:
-    with UpstreamServer(tree) as srv:
-        yield srv
 
 
 def _evict_level2(store: Store) -> None:

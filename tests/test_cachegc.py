@@ -16,16 +16,9 @@ from rgstore.events import CacheEvicted
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.views.cache import CacheEntry
-from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, cache_events, req, upstream_tree
+from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, cache_events, req
 
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("upstream")
-    upstream_tree(root)
-    return root
 
 
 @pytest.fixture

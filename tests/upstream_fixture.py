@@ -258,3 +258,4 @@ class UpstreamServer:
                 self.wfile.write(raw)
 
         return Handler
+
