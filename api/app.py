@@ -25,6 +25,7 @@ from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
 from .schemas import Health
+from .sequences import fetch_in_child, set_lazy_fetch
 from .wire import ReadOnlyMethodsMiddleware, json_response, store_of
 
 __all__ = ["create_app", "ENV_STORE", "resolve_store_path"]
@@ -73,19 +74,14 @@ def create_app(store_path: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.open(path, readonly=True)
         app.state.store = store
-        with store.read() as txn:
-            replica = store.log.meta_get(txn, "replica_of") is not None
-        if replica:
-            # A mirror serves sequences it has not fetched yet by fetching them from its primary on
-            # first request (verified against their digests); the event log stays read-only.
-            from rgstore.remote import fetch_missing
-
-            from .sequences import set_lazy_fetch
-
-            set_lazy_fetch(lambda digest: fetch_missing(store, digest))
+        # Sequences not fetched yet (a remote genome's, or a mirror's from its primary) are fetched
+        # on first request, in a child process, and verified against their digests; the event log
+        # stays read-only. The fetch answers False when nothing can supply a sequence.
+        set_lazy_fetch(lambda digest: fetch_in_child(store.path, digest))
         try:
             yield
         finally:
+            set_lazy_fetch(None)
             store.close()
 
     app = FastAPI(

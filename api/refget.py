@@ -14,9 +14,11 @@ exactly one digest by construction, so the spec's 300/409 for ambiguous identifi
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from rgstore.errors import InvalidInputError, OutOfRangeError
@@ -32,7 +34,15 @@ from .negotiation import (
     parse_range,
 )
 from .schemas import ErrorBody, RefgetServiceInfo, SequenceMetadataResponse
-from .sequences import SequenceIndex, StoredSequence, iter_bases, read_bases
+from .sequences import (
+    SequenceIndex,
+    StoredSequence,
+    cached_bases,
+    fetch_and_open,
+    iter_bases,
+    open_stored,
+    read_bases,
+)
 from .wire import is_head, store_of
 
 __all__ = ["router", "INLINE_LIMIT", "sequence_index"]
@@ -183,6 +193,16 @@ async def sequence(request: Request, id: str) -> Response:
     headers["Content-Length"] = str(size)
     if is_head(request):
         return Response(b"", status_code=status, media_type=media, headers=headers)
+    fd = open_stored(seq)
+    if fd is None:  # not fetched yet (a remote genome's, a mirror's): download off the event loop
+        fd = await run_in_threadpool(fetch_and_open, seq)
     if size <= INLINE_LIMIT:
-        return Response(read_bases(seq, segments), status_code=status, media_type=media, headers=headers)
-    return StreamingResponse(iter_bases(seq, segments), status_code=status, media_type=media, headers=headers)
+        body = cached_bases(fd, segments)  # from the page cache only: the loop never waits on the disk
+        if body is None:
+            body = await run_in_threadpool(read_bases, seq, segments, fd)  # closes fd
+        else:
+            os.close(fd)
+        return Response(body, status_code=status, media_type=media, headers=headers)
+    # Starlette iterates a sync iterator in its threadpool: the chunked reads stay off the loop.
+    return StreamingResponse(iter_bases(seq, segments, fd=fd), status_code=status, media_type=media,
+                             headers=headers)

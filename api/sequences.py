@@ -7,7 +7,9 @@ view holds it; it is circular when a genome that holds it recorded it as circula
 
 Bases are read straight from the RefgetStore's Raw-mode ``.seq`` files (rgstore creates only
 Raw stores, whose payload is the upper-case sequence itself): ``os.pread`` of exactly the bytes
-asked for, with no gtars call holding the GIL and no whole chromosome in memory.
+asked for, with no gtars call holding the GIL and no whole chromosome in memory. Nothing here
+blocks the event loop: ``cached_bases`` serves only what the page cache holds, and a file not
+fetched yet (a remote genome's, a mirror's) is fetched by ``fetch_in_child``, in a child process.
 """
 
 from __future__ import annotations
@@ -17,19 +19,36 @@ import binascii
 import json
 import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import msgspec
 
+from rgstore import errors
 from rgstore.environment import Txn
-from rgstore.errors import IntegrityError, NotFoundError
+from rgstore.errors import IntegrityError, NotFoundError, RemoteError
 from rgstore.store import Store
 from rgstore.views.aliases import SEQUENCE, aliases_of, sequence_alias
 from rgstore.views.genomes import genomes_with_sequence
 
 from .catalog import GenomeCatalog
 
-__all__ = ["StoredSequence", "SequenceIndex", "read_bases", "iter_bases", "CHUNK"]
+__all__ = [
+    "CHUNK",
+    "FETCH_TIMEOUT_S",
+    "SequenceIndex",
+    "StoredSequence",
+    "cached_bases",
+    "fetch_and_open",
+    "fetch_in_child",
+    "iter_bases",
+    "open_stored",
+    "read_bases",
+    "set_lazy_fetch",
+]
 
 CHUNK = 1 << 18
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
@@ -148,44 +167,143 @@ class SequenceIndex:
             template = self._template = str(self.manifest().get("seqdata_path_template", "sequences/%s2/%s.seq"))
         return os.path.join(self._root, template.replace("%s2", digest[:2]).replace("%s", digest))
 
+
 _lazy_fetch: Callable[[str], bool] | None = None
+_fetch_locks: dict[str, threading.Lock] = {}
+_fetch_locks_guard = threading.Lock()
+
+FETCH_TIMEOUT_S = 1800.0
+"""A child fetching one sequence is killed after this long (a whole chromosome over a slow link fits)."""
+
+_FETCH_CHILD = """
+import json, sys
+from pathlib import Path
+from rgstore.errors import RgstoreError
+from rgstore.remote import fetch_missing
+from rgstore.store import Store
+try:
+    with Store.open(Path(sys.argv[1]), readonly=True) as store:
+        answer = {"fetched": fetch_missing(store, sys.argv[2])}
+except RgstoreError as exc:
+    answer = {"error": type(exc).__name__, "message": str(exc)}
+print(json.dumps(answer))
+"""
+
+
+def fetch_in_child(store_path: Path, digest: str, *, timeout: float = FETCH_TIMEOUT_S) -> bool:
+    """``rgstore.remote.fetch_missing`` run in a child process; True if it fetched the sequence.
+
+    gtars holds the GIL while it waits on the network, so a fetch on one of the server's threads
+    would stall every request of the worker. The child verifies the residues against their
+    digest exactly as an in-process fetch does; its RgstoreError is re-raised here by class name.
+    """
+    command = [sys.executable, "-c", _FETCH_CHILD, os.fspath(store_path), digest]
+    try:
+        done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RemoteError(f"fetching sequence SQ.{digest} took more than {timeout:.0f}s; gave up") from None
+    lines = done.stdout.decode(errors="replace").splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise RemoteError(f"fetching sequence SQ.{digest} failed (child exit {done.returncode}): {tail}") from None
+    if "error" in answer:
+        cls = getattr(errors, str(answer["error"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, errors.RgstoreError)):
+            cls = RemoteError
+        raise cls(str(answer["message"]))
+    return bool(answer["fetched"])
 
 
 def set_lazy_fetch(fetch: Callable[[str], bool] | None) -> None:
-    """On a mirror: how to fetch a catalogued sequence whose file is not here yet (True if fetched)."""
+    """How to fetch a catalogued sequence whose file is not here yet (True if fetched; None: never)."""
     global _lazy_fetch
     _lazy_fetch = fetch
 
 
-def _open(seq: StoredSequence) -> int:
+def open_stored(seq: StoredSequence) -> int | None:
+    """A descriptor on the sequence's file, checked for its length; None when the file is not here yet.
+
+    One ``open`` and one ``fstat``: cheap enough for the event loop.
+    """
     try:
         fd = os.open(seq.path, os.O_RDONLY)
     except FileNotFoundError:
-        if _lazy_fetch is None or not _lazy_fetch(seq.digest):
-            raise IntegrityError(f"sequence SQ.{seq.digest} is catalogued but its file {seq.path} is missing") from None
-        fd = os.open(seq.path, os.O_RDONLY)
+        return None
     if os.fstat(fd).st_size != seq.length:
         os.close(fd)
         raise IntegrityError(f"sequence file {seq.path} does not hold {seq.length} bases")
     return fd
 
 
-def read_bases(seq: StoredSequence, segments: list[tuple[int, int]]) -> bytes:
-    """The bases of the half-open ``segments`` (in order), read in one go."""
-    fd = _open(seq)
+def fetch_and_open(seq: StoredSequence) -> int:
+    """Blocking (run it off the event loop): fetch a missing sequence file with the lazy fetch, then open it.
+
+    Fetches of one sequence are serialised per process, so concurrent requests for it download it
+    once. IntegrityError when nothing can supply it (the catalogue names a file the store lacks);
+    RemoteError (502) when its source fails.
+    """
+    with _fetch_locks_guard:
+        lock = _fetch_locks.setdefault(seq.digest, threading.Lock())
+    with lock:
+        fd = open_stored(seq)  # another request may have fetched it while this one waited
+        try:
+            if fd is None and _lazy_fetch is not None and _lazy_fetch(seq.digest):
+                fd = open_stored(seq)
+        except (NotFoundError, RemoteError) as exc:  # catalogued here, so a failing source is a bad gateway
+            raise RemoteError(f"sequence SQ.{seq.digest} could not be fetched: {exc}") from None
+    if fd is None:
+        raise IntegrityError(f"sequence SQ.{seq.digest} is catalogued but its file {seq.path} is missing")
+    return fd
+
+
+def _open(seq: StoredSequence) -> int:
+    fd = open_stored(seq)
+    return fd if fd is not None else fetch_and_open(seq)
+
+
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def cached_bases(fd: int, segments: list[tuple[int, int]]) -> bytes | None:
+    """The bases of ``segments`` if the page cache holds all of them, else None; never waits on the disk.
+
+    ``preadv(RWF_NOWAIT)`` fails rather than block, so the event loop can serve a hot read itself
+    (a threadpool hop costs more than the read) and hand a cold one to a thread. ``fd`` stays open.
+    """
+    if _NOWAIT is None:
+        return None
+    parts = []
+    for start, end in segments:
+        buf = bytearray(end - start)
+        try:
+            if os.preadv(fd, [buf], start, _NOWAIT) != len(buf):
+                return None  # partly cached (or short): the blocking read decides
+        except OSError:  # EAGAIN (not cached), or a kernel or filesystem without RWF_NOWAIT
+            return None
+        parts.append(buf)
+    return b"".join(parts)
+
+
+def read_bases(seq: StoredSequence, segments: list[tuple[int, int]], fd: int | None = None) -> bytes:
+    """The bases of the half-open ``segments`` (in order), read in one go; closes ``fd`` if given."""
+    fd = _open(seq) if fd is None else fd
     try:
         return b"".join(os.pread(fd, end - start, start) for start, end in segments)
     finally:
         os.close(fd)
 
 
-def iter_bases(seq: StoredSequence, segments: list[tuple[int, int]], chunk: int = CHUNK) -> Iterator[bytes]:
-    """The bases of the half-open ``segments`` in chunks of at most ``chunk`` bytes.
+def iter_bases(
+    seq: StoredSequence, segments: list[tuple[int, int]], chunk: int = CHUNK, fd: int | None = None
+) -> Iterator[bytes]:
+    """The bases of the half-open ``segments`` in chunks of at most ``chunk`` bytes; closes ``fd`` if given.
 
     The file is opened and checked before this returns, so a damaged store fails before any
     response header is sent, not in the middle of a body.
     """
-    return _chunks(_open(seq), seq, segments, chunk)
+    return _chunks(_open(seq) if fd is None else fd, seq, segments, chunk)
 
 
 def _chunks(fd: int, seq: StoredSequence, segments: list[tuple[int, int]], chunk: int) -> Iterator[bytes]:

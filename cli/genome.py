@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +61,10 @@ def init_cmd(
 ) -> None:
     """Validate a FASTA, store its sequences and record it as a genome named by every --name.
 
-    Re-running with the same content is safe: only new names are added. A name that already
-    names another genome is refused unless --force. With --remote URL (and --digest or --alias)
+    Re-running with the same content is safe: only new names are added (a --description,
+    --species or --circular differing from the stored genome is refused; FHR provenance is
+    changed with `rgstore genome fhr set`). A name that already names another genome is
+    refused unless --force. With --remote URL (and --digest or --alias)
     the genome stays on a remote RefgetStore or seqcol server; each sequence is fetched,
     verified against its digest and cached when first read.
 
@@ -71,7 +76,7 @@ def init_cmd(
     """
     from rgstore.progress import terminal_progress
 
-    with ctx.open() as store:
+    with _sigterm_exits(), ctx.open() as store:
         if fasta is None or remote is not None or remote_digest is not None or remote_alias is not None:
             from rgstore.remote import init_remote
 
@@ -215,14 +220,18 @@ def compare_cmd(ctx: Context, a: str, b: str, by_digest: bool, as_json: bool) ->
 def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) -> None:
     """Write a genome as FASTA (upper case) to OUT ('-' for stdout).
 
+    Sequences of a remote genome that were never read are fetched and verified first.
+
     \b
     Example:
         rgstore genome export hg38 hg38.fa --width 60
     """
     from rgstore.progress import terminal_progress
 
+    from .getseq import quiet_broken_pipe
+
     target: Any = sys.stdout.buffer if str(out) == "-" else out
-    with ctx.open(readonly=True) as store:
+    with quiet_broken_pipe(), ctx.open(readonly=True) as store:
         store.genomes.export(name, target, width=width, by_digest=by_digest, progress=terminal_progress)
 
 
@@ -269,6 +278,20 @@ def fhr_get_cmd(ctx: Context, name: str, by_digest: bool) -> None:
     """
     with ctx.open(readonly=True) as store:
         emit_json(store.genomes.fhr_get(name, by_digest=by_digest))
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) inside the block, so its cleanup runs (scratch files, children, imports)."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _brief(g: Any) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .main import Context, store_option
 
-__all__ = ["getseq_cmd"]
+__all__ = ["getseq_cmd", "quiet_broken_pipe"]
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -31,7 +34,8 @@ def getseq_cmd(
 ) -> None:
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
-    Coordinates are 0-based and half-open (chr1:0-10 is the first ten bases). Output is upper
+    Coordinates are 0-based and half-open (chr1:0-10 is the first ten bases). A LOCUS that is
+    exactly a sequence name of the genome (HLA:01) is that whole sequence. Output is upper
     case, one line per region, or FASTA with --fasta.
 
     \b
@@ -40,8 +44,6 @@ def getseq_cmd(
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 --revcomp --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
     """
-    from rgstore.locus import parse_locus, read_bed
-
     if digest is not None:
         loci = ((name,) if name is not None else ()) + loci
         genome, by_digest = digest, True
@@ -49,15 +51,12 @@ def getseq_cmd(
         raise click.UsageError("give a genome NAME (or --digest D) and at least one LOCUS")
     else:
         genome, by_digest = name, False
-    regions = [parse_locus(locus) for locus in loci]
-    if bed is not None:
-        regions += list(read_bed(bed))
-    if not regions:
+    if not loci and bed is None:
         raise click.UsageError("give at least one LOCUS or --bed FILE")
     with ctx.open(readonly=True) as store:
-        seqs = store.genomes.getseqs(genome, regions, by_digest=by_digest, revcomp=revcomp)
+        found = store.genomes.read_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp)
     out: list[str] = []
-    for region, residues in zip(regions, seqs):
+    for region, residues in found:
         if as_fasta:
             start = region.start or 0
             end = region.end if region.end is not None else start + len(residues)
@@ -65,4 +64,22 @@ def getseq_cmd(
             out.extend(residues[i:i + width] + "\n" for i in range(0, len(residues), width))
         else:
             out.append(residues + "\n")
-    sys.stdout.write("".join(out))
+    with quiet_broken_pipe():
+        sys.stdout.write("".join(out))
+
+
+@contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the command quietly with status 0, as `cat` does."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout now leads to /dev/null, so the interpreter's last flush cannot fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no real descriptor behind stdout (an in-process runner)
+            pass
+        raise SystemExit(0) from None

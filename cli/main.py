@@ -75,6 +75,10 @@ class RgstoreGroup(click.Group):
         except RgstoreError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # `rgstore getseq ... | head` closes the pipe early; that is not an error.
+            sys.stderr.close()
+            ctx.exit(0)
         except OSError as exc:
             # A path the user gave is missing, unreadable or not a directory: one line, not a traceback.
             where = f": {exc.filename}" if exc.filename else ""
@@ -83,10 +87,6 @@ class RgstoreGroup(click.Group):
         except lmdb.Error as exc:
             click.echo(f"error: the store's LMDB files cannot be used ({exc}); is --store an rgstore store?", err=True)
             ctx.exit(1)
-        except BrokenPipeError:
-            # `rgstore getseq ... | head` closes the pipe early; that is not an error.
-            sys.stderr.close()
-            ctx.exit(0)
 
 
 @click.group(cls=RgstoreGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

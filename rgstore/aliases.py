@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .environment import Txn
-from .errors import ConflictError, InvalidInputError, NotFoundError
+from .errors import ConflictError, InvalidInputError, NotFoundError, NothingToRedoError, NothingToUndoError
 from .events import AliasRemoved, AliasSet, Redone, SequenceAliasRemoved, SequenceAliasSet, Undone
 from .log import NewEvent
 from .views.aliases import (
@@ -201,7 +201,11 @@ class Aliases:
             # The engine fills the zipper seqs and refuses when there is nothing to undo/redo.
             return [NewEvent(stream=stream, event=Redone() if redo else Undone())]
 
-        seqs = self.store.transact(command)
+        try:
+            seqs = self.store.transact(command)
+        except (NothingToUndoError, NothingToRedoError) as exc:
+            # The engine names the stream (alias:refgenie/base); say it the way the user wrote it.
+            raise type(exc)(f"{_label(kind, ns, local)} has nothing to {'redo' if redo else 'undo'}") from None
         return _with_seq(result[0], seqs)
 
     # -- queries ------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from .environment import Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
 from .files import mkstemp
-from .locus import Region
+from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
-from .refgetstore import Ingested, ingest_fasta, strip_sq, write_fasta
+from .refgetstore import Ingested, discard_import, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import SequenceReader, revcomp
 from .views.aliases import (
     COLLECTION,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .fasta import FastaSummary
     from .store import Store
 
-__all__ = ["GenomeInfo", "Genomes", "InitResult", "check_fhr", "read_fhr", "revcomp"]
+__all__ = ["GenomeInfo", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
 
 class GenomeInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A genome as ``genome show`` reports it: identity, aliases, level-2 arrays, source, FHR."""
@@ -129,14 +129,17 @@ class Genomes:
     ) -> InitResult:
         """Store a FASTA as a genome named by ``names`` (aliases in namespace refgenie).
 
-        Re-initialising identical content only adds the names that are new (the stored
-        description and species are kept; a different ``fhr`` replaces the FHR document). A name
+        Re-initialising identical content only adds the names that are new; a ``description``,
+        ``species`` or ``circular`` that differs from the stored one is refused (ConflictError,
+        see ``check_same_metadata``), and a different ``fhr`` replaces the FHR document. A name
         that already points at another genome is refused (ConflictError) unless ``force``.
-        Nothing is recorded if the FASTA is malformed or any check fails.
+        Nothing is recorded if the FASTA is malformed or any check fails, and a collection the
+        import added to the RefgetStore is removed again when the command is refused.
         """
         aliases = list(dict.fromkeys(check_name(n) for n in names))
         if not aliases:
             raise InvalidInputError("a genome needs at least one name (--name)")
+        sweep_scratch(self.store)  # what killed imports left behind
         if seq_namespace is not None:
             check_namespace(seq_namespace)
         fhr_doc = read_fhr(fhr) if isinstance(fhr, Path) else (check_fhr(fhr) if fhr is not None else None)
@@ -170,7 +173,9 @@ class Genomes:
             events: list[NewEvent] = []
             existing = genome_record(txn, env, ingested.digest)
             state["new"] = existing is None
-            if existing is None:
+            if existing is not None:
+                check_same_metadata(existing, description=description, species=species, circular=circular)
+            else:
                 events.append(NewEvent(
                     stream=genome_stream(ingested.digest),
                     event=_genome_added(ingested, fasta, description, species, list(circular)),
@@ -207,7 +212,12 @@ class Genomes:
                 ))
             return events
 
-        seqs = self.store.transact(command)
+        try:
+            seqs = self.store.transact(command)
+        except BaseException:
+            # Refused (or interrupted) after the import: take back what this import added.
+            discard_import(self.store, ingested.digest, ingested.was_new)
+            raise
         self.sequences.drop_cache()
         return InitResult(
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
@@ -305,10 +315,14 @@ class Genomes:
         self, name: str, out: Path | BinaryIO, *, width: int = 80, by_digest: bool = False,
         progress: ProgressFactory = null_progress,
     ) -> GenomeInfo:
-        """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically."""
+        """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically.
+
+        Sequences not stored yet (a remote genome's, a mirror's) are fetched and verified first,
+        so a failure leaves no partial output.
+        """
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
-        reader = self.sequences.handle()
+        reader = self.sequences.complete_handle(name, list(zip(genome.names, genome.sequences)), progress=progress)
         if not isinstance(out, Path):
             write_fasta(reader, records, out, width=width, progress=progress)
             return genome
@@ -341,6 +355,27 @@ class Genomes:
         """``getseq`` for many regions of one genome; optionally reverse-complemented."""
         return self.sequences.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)
 
+    def read_loci(
+        self, name: str, loci: Sequence[str], *, bed: Path | None = None, by_digest: bool = False,
+        revcomp: bool = False,
+    ) -> list[tuple[Region, str]]:
+        """(region, residues) for locus strings (``seq``, ``seq:start``, ``seq:start-end``) and a BED file.
+
+        A locus that is exactly a sequence name of the genome is that whole sequence before it is
+        read as ``name:start-end`` (``HLA:01``). InvalidInputError when there is no region at all.
+        """
+        env = self.store.environment
+        with self.store.read() as txn:
+            record = genome_record(txn, env, self.resolve_in(txn, name, by_digest))
+        assert record is not None
+        names = frozenset(record.names)
+        regions = [parse_locus(locus, names) for locus in loci]
+        if bed is not None:
+            regions += read_bed(bed)
+        if not regions:
+            raise InvalidInputError("give at least one LOCUS or a --bed FILE with regions")
+        return list(zip(regions, self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)))
+
     def list(self) -> list[GenomeInfo]:
         """Every genome, ordered by first alias (genomes without one last, by digest)."""
         env = self.store.environment
@@ -348,6 +383,28 @@ class Genomes:
             out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
                    for r in all_genomes(txn, env)]
         return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
+
+
+def check_same_metadata(
+    record: GenomeRecord, *, description: str = "", species: str = "", circular: Sequence[str] = ()
+) -> None:
+    """Refuse (ConflictError) a re-init whose given description, species or circular set differ from the record.
+
+    Options left empty are not compared: re-running init to add names need not repeat them.
+    """
+    differs = []
+    if description and description != record.description:
+        differs.append(f"description {record.description!r} (not {description!r})")
+    if species and species != record.species:
+        differs.append(f"species {record.species!r} (not {species!r})")
+    if circular and set(circular) != set(record.circular):
+        differs.append(f"circular {', '.join(record.circular) or 'none'} (not {', '.join(dict.fromkeys(circular))})")
+    if differs:
+        raise ConflictError(
+            f"genome {record.digest} is already stored with {'; '.join(differs)}; init never changes a "
+            "stored genome: drop those options to add names, record provenance with `rgstore genome fhr set`, "
+            "or `rgstore genome remove` it and init it again"
+        )
 
 
 def _taken(name: str, target: str) -> ConflictError:

@@ -8,7 +8,7 @@ alleles do), so only a trailing ``:<digits>[-<digits>]`` is read as coordinates.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,11 +27,17 @@ class Region(NamedTuple):
     end: int | None = None
 
 
-def parse_locus(text: str) -> Region:
-    """``seq`` | ``seq:start`` | ``seq:start-end`` (commas allowed in numbers) -> Region."""
+def parse_locus(text: str, names: Container[str] = ()) -> Region:
+    """``seq`` | ``seq:start`` | ``seq:start-end`` (commas allowed in numbers) -> Region.
+
+    A ``text`` that is exactly one of ``names`` (the genome's sequence names) is that whole
+    sequence, even when it looks like coordinates (an HLA record named ``HLA:01``).
+    """
     text = text.strip()
     if not text:
         raise InvalidInputError("empty locus: expected seq, seq:start or seq:start-end")
+    if text in names:
+        return Region(text)
     m = _COORDS.match(text)
     if m is None:
         if text.endswith(":") or re.search(r":[0-9,]*-$|:-", text):
@@ -47,8 +53,14 @@ def read_bed(path: Path | str) -> Iterator[Region]:
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such BED file")
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(
+                    f"{path}: line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             fields = line.rstrip("\r\n").split("\t")

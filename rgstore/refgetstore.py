@@ -10,25 +10,44 @@ reports are checked against an independent hashlib pass; handles print to stdout
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .errors import IntegrityError, InvalidInputError, NotFoundError
+from .errors import IntegrityError, InvalidInputError, NotFoundError, RgstoreError
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
     from .fasta import FastaSummary
     from .store import Store
 
-__all__ = ["Ingested", "ingest_fasta", "open_refget", "strip_sq", "write_fasta"]
+__all__ = [
+    "SCRATCH_PREFIXES",
+    "STALE_SCRATCH_S",
+    "Ingested",
+    "discard_import",
+    "ingest_fasta",
+    "open_refget",
+    "scratch_dir",
+    "strip_sq",
+    "sweep_scratch",
+    "write_fasta",
+]
 
 _EXPORT_CHUNK = 1 << 22
+_DISCARD_LOCK_TIMEOUT_S = 120
+_IN_USE = ".in-use"
+SCRATCH_PREFIXES = (".ingest-", ".remote-")
+STALE_SCRATCH_S = 300.0
+"""Scratch directories younger than this are never swept, whoever made them."""
 
 
 class Ingested(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,18 +129,20 @@ def ingest_fasta(
     is imported if it fails) and ``before_import`` may still refuse it; gtars imports a private link to it (named by its real compression,
     so no sidecar or extension trap applies); then gtars' names, lengths and sequence digests must
     equal the validator's and the child's, and the collection digest must equal rgstore's own
-    seqcol computation. On a mismatch a newly added collection is removed and IntegrityError raised.
+    seqcol computation. On a mismatch (IntegrityError), any other failure or an interrupt, a
+    collection this import added is removed again (``discard_import``).
     """
     from .fasta import start_digest, validate_fasta  # not needed by readers: keep `rgstore getseq` lean
 
     source = Path(path).expanduser()
     job = start_digest(source)
+    meta: Any = None
+    was_new = False
     try:
         summary = validate_fasta(source, progress=progress)
         if before_import is not None:
             before_import(summary)
-        scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.path))
-        try:
+        with scratch_dir(store, ".ingest-") as scratch:
             link = scratch / ("input.fa.gz" if summary.compression != "none" else "input.fa")
             _link_or_copy(source, link)
             handle = open_refget(store, write=True)
@@ -132,19 +153,98 @@ def ingest_fasta(
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         independent = job.result()
+        return _checked(handle, str(meta.digest), bool(was_new), summary, independent, source)
     except BaseException:
+        # A failed check, an error or an interrupt (SIGTERM raises SystemExit in the CLI): take
+        # back what this import added. ``meta`` is bound right after the import returns, before
+        # any pending signal handler can run.
         job.cancel()
+        if meta is not None:
+            discard_import(store, str(meta.digest), bool(was_new))
         raise
-    digest = str(meta.digest)
+
+
+@contextmanager
+def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
+    """A private directory ``STORE/<prefix>*``, marked in use (flock) while the block runs, then removed.
+
+    An exception or SystemExit (the CLI turns SIGTERM into one) removes it; a process killed
+    outright (SIGKILL, or a signal before the mark exists) leaves it for ``sweep_scratch``.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=store.path))
+    fd = -1
     try:
-        return _checked(handle, digest, bool(was_new), summary, independent, source)
-    except IntegrityError:
-        if was_new:
-            handle.remove_collection(digest, remove_orphan_sequences=True)
-        raise
+        fd = os.open(path / _IN_USE, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def sweep_scratch(store: Store, *, older_than: float = STALE_SCRATCH_S) -> list[Path]:
+    """Remove scratch directories left by killed processes; returns those removed.
+
+    A directory goes only when it is older than ``older_than`` seconds and no live process holds
+    its in-use lock (flock locks die with their process, whatever killed it).
+    """
+    removed = []
+    now = time.time()
+    for path in sorted(p for prefix in SCRATCH_PREFIXES for p in store.path.glob(prefix + "*")):
+        try:
+            if not path.is_dir() or now - path.stat().st_mtime < older_than:
+                continue
+            fd: int | None = os.open(path / _IN_USE, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None  # killed before it was marked: its age alone decides
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live import is using it
+        finally:
+            if fd is not None:
+                os.close(fd)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def discard_import(store: Store, digest: str, was_new: bool) -> None:
+    """Take back an import whose command was refused or interrupted: remove the collection it added.
+
+    Only a collection this import added (``was_new``) and no recorded genome is goes, under
+    the RefgetStore's writer lock (gtars' batch lock: its own commits must run inside it). Its
+    orphaned sequences go too, unless a recorded genome lists one of them (a remote genome's
+    fetched sequence has no collection of its own: gtars would count it as an orphan).
+    Best effort: a RefgetStore that stays locked keeps the collection rather than mask the refusal.
+    """
+    if not was_new:
+        return
+    from .views.genomes import genome_record, genomes_with_sequence
+
+    env = store.environment
+    try:
+        handle = open_refget(store, write=True)
+        handle.set_lock_timeout(_DISCARD_LOCK_TIMEOUT_S)
+        handle.lock_for_batch("rgstore-discard-refused-import")
+    except (OSError, RgstoreError):
+        return
+    try:
+        with store.read() as txn:
+            if genome_record(txn, env, digest) is not None:
+                return  # another process recorded this very collection meanwhile: it stays
+            orphans = handle.plan_orphan_removal(digest)
+            needed = any(genomes_with_sequence(txn, env, strip_sq(str(s))) for s in orphans)
+        handle.remove_collection(digest, remove_orphan_sequences=not needed)
+    except OSError:
+        pass
+    finally:
+        handle.release_batch_lock()
 
 
 def _checked(

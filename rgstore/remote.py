@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,12 +247,13 @@ def init_remote(
 ) -> InitResult:
     """Record the genome ``digest`` (or the one remote ``alias`` names) held at ``url``, named ``names``.
 
-    Sequences stay remote until read. Re-running for a recorded genome only adds new names; a
-    name pointing at another genome is refused unless ``force``. Nothing is recorded on error.
+    Sequences stay remote until read. Re-running for a recorded genome only adds new names (a
+    different description, species or circular set is refused: ``genomes.check_same_metadata``);
+    a name pointing at another genome is refused unless ``force``. Nothing is recorded on error.
     ``fasta``, ``fhr`` and ``seq_namespace`` exist so `genome init` can hand over every option:
     they belong to FASTA genomes, and giving any of them here is an error.
     """
-    from .genomes import InitResult
+    from .genomes import InitResult, check_same_metadata
 
     if url is None:
         raise InvalidInputError("genome init needs --fasta PATH or --remote URL")
@@ -289,8 +288,11 @@ def init_remote(
     def command(txn: Txn) -> list[NewEvent]:
         added.clear()
         events: list[NewEvent] = []
-        state["new"] = genome_record(txn, env, collection.digest) is None
-        if state["new"]:
+        existing = genome_record(txn, env, collection.digest)
+        state["new"] = existing is None
+        if existing is not None:
+            check_same_metadata(existing, description=description, species=species, circular=circular)
+        else:
             events.append(NewEvent(stream=genome_stream(collection.digest), event=GenomeAdded(
                 digest=collection.digest, names=collection.names, lengths=collection.lengths,
                 sequences=collection.sequences, level1=collection.level1, md5s=collection.md5s,
@@ -324,7 +326,7 @@ def init_remote(
 
 
 def _open_remote(cache: Path, store_url: str) -> Any:
-    from gtars.refget import RefgetStore
+    from gtars.refget import RefgetStore  # type: ignore[import-untyped]
 
     try:
         if store_url.startswith("file://"):  # a mirror's upstream published on a local filesystem
@@ -376,11 +378,10 @@ def fetch_sequence(
     The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
     before anything is cached; otherwise IntegrityError and the local store is unchanged.
     """
-    from .refgetstore import ingest_fasta, open_refget, strip_sq
+    from .refgetstore import ingest_fasta, open_refget, scratch_dir, strip_sq
 
     bare = normalise_digest(strip_sq(digest))
-    scratch = Path(tempfile.mkdtemp(prefix=".remote-", dir=store.path))
-    try:
+    with scratch_dir(store, ".remote-") as scratch:
         handle = _open_remote(scratch / "cache", remote_url)
         fasta = scratch / "sequence.fa"
         bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
@@ -417,8 +418,6 @@ def fetch_sequence(
         if ingested.was_new:
             # The one-sequence carrier collection was only a way in; the sequence itself stays.
             open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:

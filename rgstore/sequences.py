@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ import lmdb
 
 from .errors import NotFoundError, OutOfRangeError, RgstoreError
 from .locus import Region
+from .progress import ProgressFactory, null_progress
 from .refgetstore import open_refget, strip_sq
 
 if TYPE_CHECKING:
@@ -135,7 +136,9 @@ class SequenceReader:
         digest, length, circular = self._locate(name, seq, by_digest)
         lo = 0 if start is None else start
         hi = length if end is None else end
-        where = f"{seq}:{lo}-{hi} of genome {name}"
+        # The locus as asked for (seq:9, not seq:9-8 with the default end filled in).
+        asked = seq if start is None and end is None else f"{seq}:{lo}" + ("" if end is None else f"-{end}")
+        where = f"{asked} of genome {name}"
         if lo < 0 or hi < 0:
             raise OutOfRangeError(f"{where}: coordinates must not be negative")
         if lo > length or hi > length:
@@ -173,6 +176,39 @@ class SequenceReader:
         raise NotFoundError(
             f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
         )
+
+    def complete_handle(
+        self, genome: str, records: Sequence[tuple[str, str]], *, progress: ProgressFactory = null_progress
+    ) -> Any:
+        """A fresh gtars handle holding every ``(name, sequence digest)`` of ``genome``.
+
+        Sequences the RefgetStore lacks are fetched first (``remote.fetch_missing``: from the
+        genome's remote, or a mirror's primary, verified against their digests); one that nothing
+        can supply is a NotFoundError before anything is read.
+        """
+        try:
+            handle = open_refget(self.store, write=False)
+        except NotFoundError:
+            handle = None
+        missing: dict[str, str] = {}
+        for name, digest in records:
+            bare = strip_sq(digest)
+            if handle is None or handle.get_sequence_metadata(bare) is None:
+                missing.setdefault(bare, name)
+        if not missing:
+            return handle
+        from .remote import fetch_missing
+
+        for bare, name in missing.items():
+            if not fetch_missing(self.store, bare, progress=progress):
+                raise NotFoundError(
+                    f"sequence {name} ({bare}) of genome {genome} is recorded but missing from "
+                    f"{self.store.refget_path}, and no remote genome or upstream holds it"
+                )
+        # Handles never see later commits: reopen, and drop partials bound to the old handle.
+        self._handle = open_refget(self.store, write=False)
+        self.drop_cache()
+        return self._handle
 
     def handle(self) -> Any:
         """This reader's gtars handle on the store's RefgetStore (opened on first use)."""

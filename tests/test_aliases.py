@@ -498,3 +498,17 @@ def test_concurrent_alias_commands_in_separate_processes_all_reach_the_files(
         handle = open_gtars(store)
         assert sorted(handle.list_collection_alias_namespaces()) == ["ns0", "ns1"]
         assert all(handle.get_collection_metadata_by_alias(f"ns{i % 2}", f"n{i}") is not None for i in range(6))
+
+
+def test_cli_undo_and_redo_with_nothing_to_do_name_the_alias_not_its_stream(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, template: Template
+) -> None:
+    shutil.copytree(template[0], store_path)
+    assert cli("alias", "set", "base", template[1]["a"]).exit_code == 0
+    redo = cli("alias", "redo", "base")
+    assert redo.exit_code == 1 and redo.output == "error: alias refgenie:base has nothing to redo\n"
+    assert cli("alias", "undo", "base").exit_code == 0
+    undo = cli("alias", "undo", "refgenie:base")
+    assert undo.exit_code == 1 and undo.output == "error: alias refgenie:base has nothing to undo\n"
+    never = cli("alias", "undo", "--sequence", "insdc:NEVER.1")
+    assert never.output == "error: sequence alias insdc:NEVER.1 has nothing to undo\n"

@@ -123,3 +123,17 @@ def test_genome_detail_has_fhr_and_taxon_uri(served: Server, genomes: tuple[Path
     assert detail["assembly_accession"] == "GCA_000000001.1"
     assert detail["names"] == ["chr1", "chr2"] and detail["lengths"] == [10, 8]
     assert httpx.get(f"{served.url}/v4/genomes/NoSuchDigest").status_code == 404
+
+
+def test_fhr_is_served_as_a_store_file_that_a_remote_gtars_pulls(
+    served: Server, genomes: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    one, two = genomes[1]["one"], genomes[1]["two"]
+    served_fhr = httpx.get(f"{served.url}/store/fhr/{one}.fhr.json")
+    assert served_fhr.status_code == 200 and served_fhr.json() == FHR
+    assert httpx.get(f"{served.url}/store/fhr/{two}.fhr.json").status_code == 404  # two has no FHR
+    remote = RefgetStore.open_remote(str(tmp_path / "cache"), f"{served.url}/store")
+    remote.set_quiet(True)
+    pulled = remote.pull_fhr()
+    assert pulled["pulled"] == 1 and pulled["not_found"] == 1
+    assert remote.get_fhr_metadata(one).to_dict() == FHR

@@ -10,14 +10,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import random
+import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.httpfixture import serve_directory
 from tests.server_fixture import REPO, Server, init_genome, rgstore_cli, running_server
+from tests.test_remote import FASTA as REMOTE_FASTA
+from tests.test_remote import LONG as REMOTE_LONG
+from tests.test_remote import build_refget
 
-DATA = REPO.parent / "shared" / "data" / "refget-compliance"
+DATA = REPO / "tests" / "data" / "refget-compliance"  # the GA4GH compliance suite's sequences
 CHECKSUMS = json.loads((DATA / "checksums.json").read_text())
 I_MD5 = CHECKSUMS["I"]["md5"]
 NC_MD5 = CHECKSUMS["NC"]["md5"]
@@ -262,3 +271,109 @@ def test_head_of_a_sequence_gives_its_length_without_a_body(served: Server) -> N
     assert r.status_code == 200
     assert r.content == b""
     assert r.headers["content-length"] == "270161"
+
+
+# -- sequences a remote genome has not fetched yet ------------------------------------------------------
+
+
+def test_a_remote_genomes_sequence_is_fetched_verified_and_served_on_first_request(tmp_path: Path) -> None:
+    from rgstore import remote
+    from rgstore.store import Store
+
+    root = tmp_path / "remote" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, REMOTE_FASTA)
+    store_path = tmp_path / "store"
+    with serve_directory(root) as upstream:
+        with Store.open(store_path) as store:
+            chr1 = remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences[0]
+        assert not (store_path / "refget" / "sequences" / chr1[3:5] / f"{chr1[3:]}.seq").exists()
+        with running_server(store_path) as server:
+            part = httpx.get(f"{server.url}/sequence/{chr1}", params={"start": 100, "end": 260}, timeout=30)
+            whole = httpx.get(f"{server.url}/sequence/{chr1}", timeout=30)
+    assert part.status_code == 200, part.text
+    assert part.content == REMOTE_LONG[100:260].encode()
+    assert whole.status_code == 200 and whole.content == REMOTE_LONG.encode()
+    assert (store_path / "refget" / "sequences" / chr1[3:5] / f"{chr1[3:]}.seq").exists()
+
+
+def test_a_remote_that_cannot_supply_a_sequence_is_a_502_with_one_line(tmp_path: Path) -> None:
+    from rgstore import remote
+    from rgstore.store import Store
+
+    root = tmp_path / "remote" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, REMOTE_FASTA)
+    store_path = tmp_path / "store"
+    with serve_directory(root) as upstream, Store.open(store_path) as store:
+        chr2 = remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences[1]
+    with running_server(store_path) as server:  # the remote is gone now
+        r = httpx.get(f"{server.url}/sequence/{chr2}", timeout=60)
+        meta = httpx.get(f"{server.url}/sequence/{chr2}/metadata", timeout=30)
+    assert r.status_code == 502, r.text
+    assert "\n" not in r.json()["detail"] and chr2[3:] in r.json()["detail"]
+    assert meta.status_code == 200 and meta.json()["metadata"]["length"] == 18
+
+
+def test_a_slow_fetch_does_not_block_other_requests(tmp_path: Path) -> None:
+    """While one request waits on a remote that never answers, the server keeps answering others."""
+    from rgstore import remote
+    from rgstore.store import Store
+
+    root = tmp_path / "remote" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, REMOTE_FASTA)
+    store_path = tmp_path / "store"
+    with serve_directory(root) as upstream, Store.open(store_path) as store:
+        chrm = remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences[2]
+        port = int(upstream.url.rsplit(":", 1)[1])
+    # The remote's address now accepts connections and never answers.
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.1", port))
+    hole.listen(16)
+    hole.settimeout(60)
+    try:
+        with running_server(store_path) as server, ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(httpx.get, f"{server.url}/sequence/{chrm}", timeout=120)
+            accepted, _ = hole.accept()  # the fetch has started and is waiting on the remote
+            try:
+                health = httpx.get(f"{server.url}/healthz", timeout=20)
+                assert health.status_code == 200
+                assert not stuck.done()
+            finally:
+                accepted.close()
+                hole.close()  # the fetch fails now
+            assert stuck.result().status_code == 502
+    finally:
+        hole.close()
+
+
+def _filesystem(path: Path) -> str:
+    mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    best = max((m for m in mounts if str(path).startswith(m[0])), key=lambda m: len(m[0]), default=["", ""])
+    return best[1]
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="no preadv(RWF_NOWAIT) on this platform")
+def test_the_event_loop_reads_only_bases_already_in_the_page_cache(tmp_path: Path) -> None:
+    """A cold read is left to a thread (the blocking read), a hot one is served without one."""
+    from api.sequences import StoredSequence, cached_bases, read_bases
+
+    if _filesystem(tmp_path) in ("tmpfs", "ramfs", ""):
+        pytest.skip("pages of a memory filesystem cannot be evicted")
+    data = bytes(random.Random(3).choices(b"ACGT", k=1 << 20))
+    path = tmp_path / "x.seq"
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    seq = StoredSequence(digest="x" * 32, md5="", length=len(data), circular=False, path=str(path))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # as if never read: only the disk has it
+        assert cached_bases(fd, [(500_000, 501_000)]) is None
+        assert read_bases(seq, [(500_000, 501_000)], os.dup(fd)) == data[500_000:501_000]
+        assert cached_bases(fd, [(500_000, 501_000), (7, 7)]) == data[500_000:501_000]
+    finally:
+        os.close(fd)

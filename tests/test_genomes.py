@@ -314,3 +314,169 @@ def test_closing_the_store_stops_the_sequence_cache_watcher(store_path: Path) ->
         s.getseq("tiny", "chr1", 0, 5)
         assert len(watchers()) == 1
     assert watchers() == []
+
+
+def _seq_files(store: Store) -> set[str]:
+    return {p.name for p in (store.refget_path / "sequences").rglob("*.seq")}
+
+
+@pytest.mark.parametrize(("option", "value", "shown"), [
+    ("description", "another description", "description 'tiny test' (not 'another description')"),
+    ("species", "Homo sapiens", "species 'Tinyus testus' (not 'Homo sapiens')"),
+    ("circular", ["chr2"], "circular chrM (not chr2)"),
+])
+def test_reinit_with_different_metadata_is_refused_naming_what_differs(
+    store: Store, option: str, value: object, shown: str
+) -> None:
+    store.genomes.init(TINY, ["tiny"], description="tiny test", species="Tinyus testus", circular=["chrM"])
+    head = store.head()[0]
+    with pytest.raises(ConflictError) as refused:
+        store.genomes.init(TINY, ["tiny", "tiny2"], **{option: value})  # type: ignore[arg-type]
+    message = str(refused.value)
+    assert shown in message and "\n" not in message
+    assert "rgstore genome fhr set" in message and "rgstore genome remove" in message
+    assert store.head()[0] == head  # not even the new name
+    genome = store.genomes.show("tiny")
+    assert (genome.description, genome.species, genome.circular) == ("tiny test", "Tinyus testus", ["chrM"])
+
+
+def test_reinit_repeating_or_omitting_the_stored_metadata_is_accepted(store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"], description="tiny test", species="Tinyus testus", circular=["chrM"])
+    same = store.genomes.init(TINY, ["tiny", "t2"], description="tiny test", species="Tinyus testus",
+                              circular=["chrM"])
+    omitted = store.genomes.init(TINY, ["t3"])
+    assert same.aliases_added == ["refgenie:t2"] and omitted.aliases_added == ["refgenie:t3"]
+
+
+def test_cli_reinit_with_a_different_description_exits_nonzero_with_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("genome", "init", "--fasta", str(TINY), "--name", "tiny", "-d", "old").exit_code == 0
+    refused = cli("genome", "init", "--fasta", str(TINY), "--name", "tiny", "-d", "new")
+    assert refused.exit_code != 0
+    assert refused.output.count("\n") == 1 and refused.output.startswith("error: genome ")
+    assert "description 'old' (not 'new')" in refused.output
+
+
+def test_a_refused_reinit_leaves_no_orphan_collection_or_sequence_files(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(_write(tmp_path / "a.fa", {"c1": "ACGTACGT", "c2": "GGGG"}), ["g"])
+    collections, files = _collections(store), _seq_files(store)
+    with pytest.raises(ConflictError, match="refgenie:g already points"):
+        store.genomes.init(_write(tmp_path / "b.fa", {"c1": "TTTTTTTT", "c2": "GGGG"}), ["g"])
+    assert _collections(store) == collections
+    assert _seq_files(store) == files  # c2's shared file stays, c1's new one is gone
+    assert not (store.refget_path / ".rgstore.lock").exists()
+    from rgstore.refgetstore import open_refget
+
+    assert open_refget(store, write=False).list_collections()["pagination"]["total"] == 1
+
+
+def test_a_refused_reinit_keeps_a_collection_it_did_not_add(store: Store, tmp_path: Path) -> None:
+    b = _write(tmp_path / "b.fa", {"c1": "TTTTTTTT"})
+    kept = store.genomes.init(b, ["b"]).genome
+    store.genomes.remove("b")  # the collection and its sequences stay in the RefgetStore
+    store.genomes.init(_write(tmp_path / "a.fa", {"c1": "ACGTACGT"}), ["g"])
+    collections, files = _collections(store), _seq_files(store)
+    with pytest.raises(ConflictError):
+        store.genomes.init(b, ["g"])  # b's collection was already there: this import added nothing
+    assert _collections(store) == collections and _seq_files(store) == files
+    assert store.genomes.init(b, ["b"]).genome.digest == kept.digest
+
+
+def test_init_sweeps_stale_unused_scratch_dirs_and_keeps_live_or_young_ones(store: Store, tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from rgstore.refgetstore import STALE_SCRATCH_S
+
+    store.genomes.init(TINY, ["tiny"])
+    old = time.time() - STALE_SCRATCH_S - 60
+    dead = store.path / ".ingest-dead"  # killed before it marked itself in use
+    (dead / "input.fa").parent.mkdir()
+    (dead / "input.fa").write_text(">x\nACGT\n")
+    released = store.path / ".remote-released"  # its process died: the flock died with it
+    released.mkdir()
+    (released / ".in-use").touch()
+    live = store.path / ".ingest-live"  # an import still running, for a long time already
+    live.mkdir()
+    fd = os.open(live / ".in-use", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    young = store.path / ".ingest-young"  # just created, not marked yet
+    young.mkdir()
+    for path in (dead, released, live):
+        os.utime(path, (old, old))
+    try:
+        store.genomes.init(_write(tmp_path / "b.fa", {"c1": "ACGT"}), ["b"])
+        assert sorted(p.name for p in store.path.glob(".*-*")) == [".ingest-live", ".ingest-young"]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_sigterm_during_init_removes_its_scratch_dir_and_records_nothing(tmp_path: Path, store_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tools.bench.synth import write_genome
+
+    fasta = tmp_path / "big.fa"
+    write_genome(fasta, 60_000_000, contigs=25, seed=3)
+    Store.open(store_path).close()
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), "genome", "init",
+                             "--fasta", str(fasta), "--name", "big"], cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        # Once the scratch dir is marked in use, the import is under way.
+        while not list(store_path.glob(".ingest-*/.in-use")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert list(store_path.glob(".ingest-*/.in-use")), "the import never started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert list(store_path.glob(".ingest-*")) == []
+    assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")
+    with Store.open(store_path) as store:
+        assert store.head()[0] == 0 and store.genomes.list() == []
+        assert _collections(store) == 0 and _seq_files(store) == set()
+
+
+def _gtars_fhr(store: Store, digest: str) -> dict[str, object] | None:
+    from gtars.refget import RefgetStore
+
+    handle = RefgetStore.open_local(str(store.refget_path))  # a fresh handle: they never refresh
+    handle.set_quiet(True)
+    found = handle.get_fhr_metadata(digest)
+    return None if found is None else found.to_dict()  # type: ignore[no-any-return]
+
+
+def test_fhr_is_projected_where_gtars_reads_it_and_follows_set_undo_and_remove(store: Store) -> None:
+    digest = store.genomes.init(TINY, ["tiny"], fhr=FHR).genome.digest
+    path = store.refget_path / "fhr" / f"{digest}.fhr.json"
+    assert json.loads(path.read_text()) == FHR
+    assert _gtars_fhr(store, digest) == FHR  # unknown keys (labNotes, vitalStats) included
+    second = {**FHR, "version": "2"}
+    store.genomes.fhr_set("tiny", second)
+    assert _gtars_fhr(store, digest) == second
+    store.append([NewEvent(stream=genome_stream(digest), event=Undone())])
+    assert _gtars_fhr(store, digest) == FHR
+    store.append([NewEvent(stream=genome_stream(digest), event=Undone())])  # back before the first FhrSet
+    assert not path.exists() and _gtars_fhr(store, digest) is None
+    store.genomes.fhr_set("tiny", second)
+    store.genomes.remove("tiny")
+    assert list((store.refget_path / "fhr").iterdir()) == []
+    assert not (store.refget_path / ".rgstore.lock").exists()
+
+
+def test_rebuild_rewrites_damaged_fhr_files_and_drops_strays(store: Store, cli, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    digest = store.genomes.init(TINY, ["tiny"], fhr=FHR).genome.digest
+    fhr_dir = store.refget_path / "fhr"
+    (fhr_dir / f"{digest}.fhr.json").write_text('{"genome": "tampered"}')
+    (fhr_dir / f"{'A' * 32}.fhr.json").write_text("{}")  # no such genome has FHR
+    store.close()
+    assert cli("rebuild").exit_code == 0
+    assert [p.name for p in fhr_dir.iterdir()] == [f"{digest}.fhr.json"]
+    with Store.open(store_path) as reopened:
+        assert _gtars_fhr(reopened, digest) == FHR

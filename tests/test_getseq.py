@@ -214,3 +214,62 @@ def test_every_genome_and_getseq_command_documents_an_example() -> None:
     commands = [genome_group, fhr_group, getseq_cmd, *genome_group.commands.values(), *fhr_group.commands.values()]
     for command in commands:
         assert "\b\nExample:" in (command.help or "").replace("    ", ""), command.name
+
+
+def test_a_bed_file_with_non_utf8_bytes_is_one_line_naming_file_and_line(  # type: ignore[no-untyped-def]
+    rgstore_proc, store: Store, store_path: Path, tmp_path: Path
+) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    bed = tmp_path / "latin1.bed"
+    bed.write_bytes(b"chr1\t0\t5\nchr2\t0\t5\tg\xe8ne\n")
+    done = rgstore_proc("--store", str(store_path), "getseq", "tiny", "--bed", str(bed))
+    assert done.returncode == 1 and done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert lines == [f"error: {bed}: line 2: not UTF-8 text (byte 0xe8 at column 11)"]
+
+
+def test_a_locus_past_the_end_is_reported_as_written(store: Store, tmp_path: Path) -> None:
+    fasta = tmp_path / "b2.fa"
+    fasta.write_text(">chrX\nACGTACGT\n")
+    store.genomes.init(fasta, ["b2"])
+    with pytest.raises(OutOfRangeError) as start_only:
+        store.genomes.read_loci("b2", ["chrX:9"])
+    assert str(start_only.value) == "chrX:9 of genome b2 is outside chrX (length 8)"
+    with pytest.raises(OutOfRangeError, match=re.escape("chrX:2-9 of genome b2 is outside chrX (length 8)")):
+        store.genomes.read_loci("b2", ["chrX:2-9"])
+
+
+def test_a_sequence_named_like_a_locus_is_read_whole(cli, store: Store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fasta = tmp_path / "hla.fa"
+    fasta.write_text(">HLA\nAAAACCCC\n>HLA:01\nGGGGTTTTAC\n")
+    store.genomes.init(fasta, ["G"])
+    assert store.genomes.read_loci("G", ["HLA:01", "HLA:02", "HLA:01:2-4"]) == [
+        (Region("HLA:01"), "GGGGTTTTAC"), (Region("HLA", 2), "AACCCC"), (Region("HLA:01", 2, 4), "GG"),
+    ]
+    assert parse_locus("HLA:01", frozenset({"HLA:01"})) == Region("HLA:01")
+    store.close()
+    out = cli("getseq", "G", "HLA:01", "--fasta")
+    assert out.exit_code == 0 and out.output == ">HLA:01:0-10\nGGGGTTTTAC\n"
+
+
+@pytest.mark.parametrize("command", [["genome", "export", "big", "-"], ["getseq", "big", "c1"]],
+                         ids=["export", "getseq"])
+def test_a_reader_closing_the_pipe_early_ends_the_command_quietly(  # type: ignore[no-untyped-def]
+    store: Store, store_path: Path, tmp_path: Path, command: list[str]
+) -> None:
+    from tests.conftest import REPO
+
+    fasta = tmp_path / "big.fa"
+    rng = random.Random(5)
+    fasta.write_text(">c1\n" + "".join(rng.choice("ACGT") for _ in range(1_000_000)) + "\n")
+    store.genomes.init(fasta, ["big"])
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), *command], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(10)  # `| head -c 10`: read a little, then go away
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert len(head) == 10 and proc.stderr.read() == b""
+    proc.stderr.close()

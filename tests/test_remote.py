@@ -330,3 +330,19 @@ def test_export_of_a_remote_genome_whose_remote_is_gone_is_one_line_and_writes_n
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in lines[0], lines
     assert to_stdout.stdout == b"" and not out.exists()
     assert not list(tmp_path.glob(".tiny.fa.*"))
+
+
+def test_remote_reinit_with_different_metadata_is_refused_and_same_metadata_accepted(
+    served: Served, store: Store
+) -> None:
+    server, _, digest = served
+    remote.init_remote(store, server.url, ["tiny"], digest=digest, species="Tinyus testus", circular=["chrM"])
+    head = store.head()
+    with pytest.raises(ConflictError, match=r"species 'Tinyus testus' \(not 'Mus musculus'\).*genome fhr set"):
+        remote.init_remote(store, server.url, ["tiny", "more"], digest=digest, species="Mus musculus")
+    with pytest.raises(ConflictError, match=r"circular chrM \(not chr2\)"):
+        remote.init_remote(store, server.url, ["more"], digest=digest, circular=["chr2"])
+    assert store.head() == head
+    again = remote.init_remote(store, server.url, ["more"], digest=digest, species="Tinyus testus",
+                               circular=["chrM"])
+    assert again.aliases_added == ["refgenie:more"]

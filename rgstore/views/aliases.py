@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from ..codec import decode_value, encode_value
-from ..environment import Environment, Txn
+from ..environment import Db, Environment, Txn
 from ..errors import ConflictError, ExternalSyncError, InvalidInputError
 from ..events import (
     AliasRemoved,
@@ -145,7 +145,7 @@ def _snapshot_prefix(kind: Kind, namespace: str, name: str) -> bytes:
 # -- reads (usable inside any transaction, including a command's write txn) ------------------
 
 
-def _db(environment: Environment, name: str) -> object | None:
+def _db(environment: Environment, name: str) -> Db | None:
     # A read-only handle on a store written before this view existed has no such sub-db yet.
     return environment.db(name) if environment.has_db(name) else None
 
@@ -232,7 +232,7 @@ def target_at(
     return _target_at(txn, db, _snapshot_prefix(kind, namespace, name), seq) if db is not None else None
 
 
-def _target_at(txn: Txn, db: object, prefix: bytes, seq: int) -> str | None:
+def _target_at(txn: Txn, db: Db, prefix: bytes, seq: int) -> str | None:
     """The alias's target once the event at ``seq`` was applied.
 
     Other domains' undoable events may sit on an alias stream (the log accepts any event on any

@@ -5,35 +5,51 @@ stream, following that stream's undo/redo zipper for FHR documents: ``FhrSet`` c
 document, so undo restores the document of the step now current (or none) by reading that one
 event. Sub-dbs: ``genomes.records`` (digest -> GenomeRecord), ``genomes.fhr`` (digest -> FHR
 JSON object) and ``genomes.sequences`` (sequence digest NUL genome digest -> [name, length, md5]).
+
+FHR documents are also projected into the RefgetStore as ``refget/fhr/<digest>.fhr.json`` (the
+file gtars' ``get_fhr_metadata`` and ``pull_fhr`` read), rewritten by ``sync_external``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from ..codec import decode_value, encode_value
-from ..environment import Environment, Txn
+from ..environment import Db, Environment, Txn
+from ..errors import ConflictError, ExternalSyncError
 from ..events import Envelope, Event, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, Redone, Undone
+from ..files import atomic_write_bytes
+from ..refgetlock import refget_write_lock
 from . import FoldContext, View, iter_prefix
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = [
     "GenomeRecord",
     "GenomesView",
+    "all_fhr",
     "all_genomes",
     "genome_fhr",
     "genome_record",
     "genome_stream",
     "genomes_with_sequence",
+    "write_fhr_files",
 ]
 
 _RECORDS = "genomes.records"
 _FHR = "genomes.fhr"
 _SEQUENCES = "genomes.sequences"
 _STREAM_PREFIX = "genome:"
+_FHR_DIR = "fhr"
+_FHR_SUFFIX = ".fhr.json"
+_SYNC_LOCK_TIMEOUT_S = 120
 
 
 class GenomeRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,7 +78,7 @@ def genome_stream(digest: str) -> str:
     return _STREAM_PREFIX + digest
 
 
-def _db(environment: Environment, name: str) -> object | None:
+def _db(environment: Environment, name: str) -> Db | None:
     # A read-only handle on a store no genome was ever added to has no such sub-db yet.
     return environment.db(name) if environment.has_db(name) else None
 
@@ -143,10 +159,10 @@ class GenomesView(View):
                 md5 = event.md5s[i] if i < len(event.md5s) else ""
                 txn.put(_seq_key(seq, digest), encode_value([name, length, md5]), db=sequences)
             return
-        if txn.get(digest.encode(), db=records) is None:
+        old = txn.get(digest.encode(), db=records)
+        if old is None:
             return  # FHR steps of a removed genome stay in the log, not in the view
         if isinstance(event, GenomeRemoved):
-            old = txn.get(digest.encode(), db=records)
             self._drop_sequences(txn, sequences, _RECORD_DECODER.decode(old))
             txn.delete(digest.encode(), db=records)
             txn.delete(digest.encode(), db=fhr)
@@ -161,9 +177,78 @@ class GenomesView(View):
                 txn.delete(digest.encode(), db=fhr)
 
     @staticmethod
-    def _drop_sequences(txn: Txn, db: object, record: GenomeRecord) -> None:
+    def _drop_sequences(txn: Txn, db: Db, record: GenomeRecord) -> None:
         for seq in record.sequences:
             txn.delete(_seq_key(seq, record.digest), db=db)
+
+    def sync_external(self, store: Store) -> None:
+        """Make ``refget/fhr/<digest>.fhr.json`` hold exactly the view's FHR documents (gtars reads them there)."""
+
+        def wanted() -> dict[str, bytes]:
+            with store.read() as txn:
+                return {digest: _render_fhr(doc) for digest, doc in all_fhr(txn, store.environment)}
+
+        write_fhr_files(store.refget_path, wanted)
+
+
+def all_fhr(txn: Txn, environment: Environment) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(genome digest, FHR document) of every genome that has one, ordered by digest."""
+    db = _db(environment, _FHR)
+    if db is None:
+        return
+    for key, raw in iter_prefix(txn, db, b""):
+        doc = decode_value(raw)
+        assert isinstance(doc, dict)
+        yield bytes(key).decode(), doc
+
+
+# -- the RefgetStore projection ------------------------------------------------------------------
+
+
+def _render_fhr(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2).encode()  # the layout gtars' own set_fhr_metadata writes
+
+
+def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> None:
+    """Make ``refget/fhr/*.fhr.json`` exactly ``wanted()`` (genome digest -> file bytes).
+
+    Files are replaced atomically (temp file + rename) and those of genomes without FHR are
+    removed, under the RefgetStore's writer lock with ``wanted`` re-read under it, like the
+    alias files (``views.aliases.write_alias_files``). Nothing is touched when all agree.
+    """
+    directory = refget / _FHR_DIR
+    if _fhr_files_agree(directory, wanted()):
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with refget_write_lock(refget, "rgstore-fhr-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
+            files = wanted()
+            existing = _fhr_files(directory)
+            for digest, content in files.items():
+                path = directory / f"{digest}{_FHR_SUFFIX}"
+                if digest not in existing or path.read_bytes() != content:
+                    atomic_write_bytes(path, content)
+            for digest, path in existing.items():
+                if digest not in files:
+                    path.unlink(missing_ok=True)
+    except ConflictError as exc:
+        raise ExternalSyncError(
+            f"FHR change recorded, but the RefgetStore's fhr/ files were not refreshed ({exc}); "
+            "run `rgstore rebuild` once the RefgetStore is free"
+        ) from None
+
+
+def _fhr_files(directory: Path) -> dict[str, Path]:
+    if not directory.is_dir():
+        return {}
+    return {p.name[: -len(_FHR_SUFFIX)]: p for p in directory.glob(f"*{_FHR_SUFFIX}")}
+
+
+def _fhr_files_agree(directory: Path, files: dict[str, bytes]) -> bool:
+    existing = _fhr_files(directory)
+    if existing.keys() != files.keys():
+        return False
+    return all(existing[d].read_bytes() == content for d, content in files.items())
 
 
 def _seq_key(sequence: str, genome: str) -> bytes:
