@@ -82,7 +82,7 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def gc_cmd(ctx: Context, dry_run: bool, grace: float, as_json: bool) -> None:
-    """Delete blobs no view or retained history references (and stale temp files).
+    """Delete blobs and RefgetStore collections nothing references any more (and stale temp files).
 
     \b
     Example:
@@ -97,4 +97,6 @@ def gc_cmd(ctx: Context, dry_run: bool, grace: float, as_json: bool) -> None:
     else:
         verb = "would remove" if dry_run else "removed"
         click.echo(f"{verb} {len(report.removed)} blobs ({report.bytes_freed} bytes), "
-                   f"{report.temp_files_removed} temp files; kept {len(report.kept_recent)} recent")
+                   f"{len(report.collections_removed)} unreferenced RefgetStore collections, "
+                   f"{report.temp_files_removed} temp files; kept {len(report.kept_recent)} recent blobs and "
+                   f"{len(report.collections_kept_recent)} recent collections")
