@@ -22,7 +22,7 @@ def init_cmd(ctx: Context) -> None:
     Example:
         rgstore init --store ./store
     """
-    with ctx.open() as store:
+    with ctx.open(create=True) as store:
         seq, _ = store.head()
         click.echo(f"store {store.path} (log {store.log_id()}, head {seq})")
 

@@ -28,7 +28,7 @@ def demo_cmd(ctx: Context) -> None:
         rgstore getseq tiny chr1:0-60 --fasta
     """
     fasta = Path(str(resources.files("rgstore").joinpath("data/tiny.fa")))
-    with ctx.open() as store:
+    with ctx.open(create=True) as store:
         store.genomes.init(fasta, ["tiny"], description="rgstore bundled demo genome", circular=["chrM"])
         genome = store.genomes.show("tiny")
         m_len = genome.lengths[genome.names.index("chrM")]

@@ -76,7 +76,7 @@ def init_cmd(
     """
     from rgstore.progress import terminal_progress
 
-    with _sigterm_exits(), ctx.open() as store:
+    with _sigterm_exits(), ctx.open(create=True) as store:
         if fasta is None or remote is not None or remote_digest is not None or remote_alias is not None:
             from rgstore.remote import init_remote
 

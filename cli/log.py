@@ -143,7 +143,7 @@ def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
     from rgstore.progress import null_progress, terminal_progress
     from rgstore.replay import replay_file
 
-    with ctx.open() as store:
+    with ctx.open(create=True) as store:
         applied, head = replay_file(store, file, progress=null_progress if as_json else terminal_progress)
         head_hash = store.head()[1]
     if as_json:

@@ -44,12 +44,20 @@ class Context:
         self.store_path = store
         self.actor = actor
 
-    def open(self, *, readonly: bool = False) -> Any:
-        """Open the store this invocation names (see ``rgstore.Store.open``)."""
-        from rgstore.progress import terminal_progress
-        from rgstore.store import Store
+    def open(self, *, readonly: bool = False, create: bool = False) -> Any:
+        """Open the store this invocation names (see ``rgstore.Store.open``).
 
-        return Store.open(self.store_path, readonly=readonly, actor=self.actor, progress=terminal_progress)
+        Only commands that add content pass ``create``: a command that changes or reads existing
+        content on a store that does not exist (a mistyped --store) fails instead of creating one.
+        """
+        from rgstore.errors import NotFoundError
+        from rgstore.progress import terminal_progress
+        from rgstore.store import Store, default_store_path
+
+        path = self.store_path if self.store_path is not None else default_store_path()
+        if not create and not (path / "log" / "data.mdb").exists():
+            raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
+        return Store.open(path, readonly=readonly, actor=self.actor, progress=terminal_progress)
 
 
 class RgstoreGroup(click.Group):

@@ -42,7 +42,7 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
     from rgstore.mirror import pull
     from rgstore.progress import null_progress, terminal_progress
 
-    with ctx.open() as store:
+    with ctx.open(create=True) as store:
         result = pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences,
                       progress=null_progress if as_json else terminal_progress)
     if as_json:

@@ -83,7 +83,7 @@ def create_cmd(ctx: Context, name: str, locus: str, description: str | None, aut
             -i seq_info.csv -T taxonomy.csv -t tree.nwk --phylo-model model.json
     """
     files = [(key, paths[key]) for key, _flags, _help in _FILE_OPTIONS if paths.get(key)]
-    with ctx.open() as store:
+    with ctx.open(create=True) as store:
         info = store.refpkgs.create(name, locus=locus, files=files, description=description, author=author,
                                     package_version=package_version, progress=_progress(as_json))
     _show(info, as_json)
@@ -286,7 +286,7 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         rgstore refpkg import ./mypkg.refpkg
         rgstore refpkg import downloaded.zip --name other
     """
-    with ctx.open() as store:
+    with ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))
     _show(info, as_json)

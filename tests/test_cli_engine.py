@@ -118,3 +118,15 @@ def test_long_work_shows_progress_on_a_terminal_and_is_silent_when_piped(tmp_pat
     os.close(primary)
     assert proc.returncode == 0
     assert b"replay" in seen and b"ev" in seen
+
+
+def test_a_command_on_a_mistyped_store_fails_without_creating_one(tmp_path: Path) -> None:
+    typo = tmp_path / "stroe"
+    for args in (["alias", "set", "a", "A" * 32], ["refpkg", "rollback", "p"], ["gc"], ["rebuild"]):
+        proc = run_rgstore("--store", str(typo), *args)
+        assert proc.returncode == 1, args
+        assert proc.stderr.decode().startswith(f"error: no rgstore store at {typo}"), proc.stderr
+        assert not typo.exists(), args
+    # Commands that add content create the store on first write.
+    assert run_rgstore("--store", str(typo), "init").returncode == 0
+    assert (typo / "log" / "data.mdb").exists()
