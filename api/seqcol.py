@@ -9,6 +9,8 @@ this API, for seqcol clients (and the compliance suite) that look for it under t
 
 from __future__ import annotations
 
+import os
+
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -41,7 +43,14 @@ Filter = Annotated[str | None, Query(max_length=64, description="A level-1 diges
 
 
 def store_url(request: Request) -> str:
-    """Absolute URL of this server's RefgetStore mirror (``/store``), as clients must reach it."""
+    """Absolute URL of this server's RefgetStore mirror (``/store``), as clients must reach it.
+
+    Behind a proxy or load balancer, ``rgstore serve --public-url`` (``$RGSTORE_PUBLIC_URL``)
+    pins it; otherwise it is derived from the request (its Host header).
+    """
+    public = os.environ.get("RGSTORE_PUBLIC_URL")
+    if public:
+        return f"{public.rstrip('/')}/store"
     return f"{request.base_url}store"
 
 

@@ -25,9 +25,12 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--follow", "follow_source", metavar="SOURCE",
               help="Serve a mirror kept current from SOURCE (primary URL, segment dir/URL or export file).")
 @click.option("--interval", default="5s", show_default=True, help="How often --follow pulls (e.g. 5s, 500ms).")
+@click.option("--public-url", envvar="RGSTORE_PUBLIC_URL",
+              help="The URL clients reach this server at (advertised as the RefgetStore URL); "
+                   "default: taken from each request's Host header.")
 @pass_ctx
 def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, follow_source: str | None,
-              interval: str) -> None:
+              interval: str, public_url: str | None) -> None:
     """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
 
     The server never writes: it opens the log read-only, and only GET, HEAD and OPTIONS exist
@@ -43,6 +46,10 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     from api.server import serve
 
     path = resolve_store_path(ctx.store_path)
+    if public_url:
+        if not public_url.startswith(("http://", "https://")):
+            raise click.BadParameter("must be an http:// or https:// URL", param_hint="--public-url")
+        os.environ["RGSTORE_PUBLIC_URL"] = public_url  # workers are fresh interpreters: they read it here
     follower = None
     if follow_source is not None:
         from rgstore.follow import parse_interval

@@ -174,3 +174,15 @@ def test_an_oversized_posted_collection_is_refused_before_it_is_read(served: Ser
     r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,
                    headers={"Content-Type": "application/json"}, timeout=60)
     assert r.status_code == 413
+
+
+def test_public_url_pins_the_advertised_store_url_whatever_the_host_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from rgstore.store import Store
+    from tests.server_fixture import running_server
+
+    Store.open(tmp_path / "s").close()
+    with running_server(tmp_path / "s", extra_args=["--public-url", "https://refs.example.org/"]) as server:
+        info = httpx.get(f"{server.url}/seqcol/service-info", headers={"Host": "evil:1"}).json()
+        assert info["seqcol"]["refget_store"]["url"] == "https://refs.example.org/store"
