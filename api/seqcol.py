@@ -10,7 +10,6 @@ this API, for seqcol clients (and the compliance suite) that look for it under t
 from __future__ import annotations
 
 import os
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
