@@ -55,7 +55,7 @@ def _row(env: Any) -> dict[str, Any]:
 @click.option("--stream", help="Only this stream (a trailing * matches a prefix, e.g. 'refpkg:*').")
 @click.option("--type", "type_", help="Only this event type tag, e.g. alias-set.")
 @click.option("--since", help="Only events at or after this time (ISO, or a span like 2h, 7d).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many events.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the most recent N matching events (in seq order).")
 @json_option
 @click.pass_context
 def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: str | None,
@@ -71,7 +71,7 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
     if ctx.invoked_subcommand is not None:
         return
     with ctx.find_object(Context).open(readonly=True) as store:  # type: ignore[union-attr]
-        envs = store.events(stream=stream, type=type_, since=_since(since), limit=limit)
+        envs = store.events(stream=stream, type=type_, since=_since(since), last=limit)
     rows = [_row(e) for e in envs]
     if as_json:
         emit_json_lines(rows)

@@ -251,10 +251,10 @@ class Store:
 
     def events(
         self, *, stream: str | None = None, type: str | None = None, since: datetime | None = None,
-        after: int = 0, limit: int | None = None,
+        after: int = 0, limit: int | None = None, last: int | None = None,
     ) -> list[Envelope]:
-        """Envelopes in seq order, filtered by stream (exact, or a prefix ending in ``:``/``*``),
-        event type tag, time and seq."""
+        """Envelopes in seq order, filtered by stream (exact, or a prefix ending in ``*``), event type
+        tag, time and seq; ``limit`` keeps the first N matches, ``last`` the most recent N."""
         if type is not None and type not in EVENT_TYPES:
             raise NotFoundError(f"unknown event type {type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
         prefix = None
@@ -274,7 +274,9 @@ class Store:
                 out.append(env)
                 if limit is not None and len(out) >= limit:
                     break
-        return out
+                if last is not None and len(out) > 2 * last:
+                    del out[:-last]  # keep memory bounded on long logs
+        return out[-last:] if last is not None else out
 
     def stream_version(self, stream: str) -> int:
         """Number of events on a stream (0 if none)."""

@@ -36,6 +36,8 @@ def test_log_lists_filters_and_prints_json_lines(store_path: Path, cli) -> None:
     rows = [json.loads(line) for line in cli("log", "--json", "--type", "alias-set").output.splitlines()]
     assert [r["seq"] for r in rows] == [1]
     assert cli("log", "--json", "--since", "1h").output.count("\n") == 2
+    rows = [json.loads(line) for line in cli("log", "--json", "--limit", "1").output.splitlines()]
+    assert [r["seq"] for r in rows] == [2]  # the most recent event
 
 
 def test_log_show_prints_one_event_in_full(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
