@@ -70,6 +70,9 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
             click.echo(f"FAIL {problem}", err=True)
         for sha in report.unreferenced_blobs:
             click.echo(f"note: unreferenced blob {sha} (freed by `rgstore gc`)")
+        if report.unfetched_blobs:
+            click.echo(f"note: this mirror has not fetched {len(report.unfetched_blobs)} referenced blobs yet "
+                       "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
         click.echo(f"{'ok' if report.ok else 'FAILED'}: {report.events} events, {report.blobs} blobs checked")
     if not report.ok:
         raise SystemExit(1)

@@ -173,9 +173,11 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
     """
     from rgstore.cachecopy import publish_cache
     from rgstore.progress import null_progress, terminal_progress
-    from rgstore.segments import publish, publish_blobs, publish_refget
+    from rgstore.segments import check_publish_target, publish, publish_blobs, publish_refget, published_head
 
     with ctx.open(readonly=True) as store:
+        check_publish_target(store, directory)
+        before = published_head(directory)
         # Content first: a mirror that sees an event can always find what it references.
         copied = (publish_blobs(store, directory) + publish_cache(store, directory)) if with_blobs else 0
         refget = publish_refget(store, directory) if with_refget else 0
@@ -184,6 +186,8 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
     if as_json:
         emit_json({"manifest": manifest, "blobs_copied": copied, "refget_files_written": refget})
     else:
-        click.echo(f"published seqs 1-{manifest.head_seq} in {len(manifest.segments)} segments to {directory}"
+        new = (f"published seqs {before + 1}-{manifest.head_seq}" if manifest.head_seq > before
+               else f"nothing new to publish (head {manifest.head_seq})")
+        click.echo(f"{new}; {directory} holds {len(manifest.segments)} segments"
                    + (f"; copied {copied} blobs and cache files" if with_blobs else "")
                    + (f"; wrote {refget} RefgetStore files" if with_refget else ""))

@@ -56,14 +56,27 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         from rgstore.mirror import pull
         from rgstore.store import Store
 
+        from rgstore.errors import RemoteError
+
         parse_interval(interval)  # a bad interval is a one-line error before anything starts
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
-            pull(store, follow_source)
+            try:
+                pull(store, follow_source, with_blobs=True)
+            except RemoteError as exc:
+                if store.head()[0] == 0:
+                    raise  # nothing to serve yet
+                # A restart during an upstream outage serves what the mirror has; the follower retries.
+                click.echo(f"warning: {exc}; serving the local copy and retrying every {interval}", err=True)
         # One background process is the replica's only writer; the API workers stay read-only.
         follower = subprocess.Popen([sys.executable, "-m", "rgstore.follow", str(path), follow_source, interval,
                                      "--parent", str(os.getpid())])
+    click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{root_path} "
+               f"({workers} worker{'s' if workers > 1 else ''}"
+               f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
     try:
         serve(path, host=host, port=port, workers=workers, root_path=root_path)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a server is meant to stop
     finally:
         if follower is not None:
             follower.terminate()

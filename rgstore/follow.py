@@ -28,12 +28,20 @@ def parse_interval(text: str) -> float:
     text = text.strip().lower()
     for unit in ("ms", "s", "m", "h"):
         if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(text[: -len(unit)]) * _UNITS[unit]
+            return _positive(float(text[: -len(unit)]) * _UNITS[unit], text)
     if text.replace(".", "", 1).isdigit():
-        return float(text)
+        return _positive(float(text), text)
     from .errors import InvalidInputError
 
     raise InvalidInputError(f"invalid interval {text!r}: use e.g. 5s, 500ms, 2m")
+
+
+def _positive(seconds: float, text: str) -> float:
+    if seconds < 0.1:
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(f"interval {text!r} is too short: at least 100ms, so the follower does not spin")
+    return seconds
 
 
 def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | None = None,
@@ -58,7 +66,7 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
             if parent is not None and os.getppid() != parent:
                 break
             try:
-                pull(store, source)
+                pull(store, source, with_blobs=True)
             except (LogMismatchError, ChainError, IntegrityError) as exc:
                 print(f"follow: refusing {source}: {exc}", file=sys.stderr, flush=True)
                 return 1

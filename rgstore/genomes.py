@@ -326,7 +326,8 @@ class Genomes:
         if not isinstance(out, Path):
             write_fasta(reader, records, out, width=width, progress=progress)
             return genome
-        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.parent.is_dir():
+            raise NotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
         fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -83,6 +83,8 @@ def iter_frames(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
 
 def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, bytes]]) -> int:
     """Write an exported log file atomically; returns the number of records written."""
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: directory {path.parent} does not exist")
     tmp = path.with_name(path.name + ".tmp")
     count = 0
     with open(tmp, "wb") as out:

@@ -22,7 +22,7 @@ from .environment import Txn
 
 if TYPE_CHECKING:
     import httpx
-from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
+from .errors import ChainError, InvalidInputError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
@@ -148,6 +148,8 @@ def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences:
          progress: ProgressFactory = null_progress, batch_size: int = 20_000) -> PullResult:
     """Fetch and apply every record after the local head from ``source``; see the module doc."""
     source = source.rstrip("/")
+    if "://" in source and not _is_url(source):
+        raise InvalidInputError(f"{source}: unsupported URL scheme; use http(s)://, a directory or an export file")
     if not _is_url(source):
         source = str(Path(source).expanduser().resolve())
     with store.read() as txn:
@@ -193,6 +195,8 @@ def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences:
                 remote_manifest: Manifest | None = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
             except NotFoundError:  # no manifest: an API server's event feed
                 remote_manifest = None
+            except RemoteError as exc:
+                raise RemoteError(str(exc).replace(f"{source}/{MANIFEST}", source)) from None
             if remote_manifest is not None:
                 kind = "segments"
                 upstream_head = remote_manifest.head_seq

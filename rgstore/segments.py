@@ -21,7 +21,7 @@ from .logfile import LogHeader, write_log_file
 from .progress import ProgressFactory, null_progress
 from .store import Store
 
-__all__ = ["Manifest", "SegmentInfo", "publish", "publish_blobs", "publish_refget", "read_manifest", "MANIFEST"]
+__all__ = ["Manifest", "SegmentInfo", "check_publish_target", "published_head", "publish", "publish_blobs", "publish_refget", "read_manifest", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -56,11 +56,24 @@ def read_manifest(raw: bytes, origin: str) -> Manifest:
         raise InvalidInputError(f"{origin}: not an rgstore segment manifest ({exc})") from None
 
 
+def check_publish_target(store: Store, directory: Path) -> None:
+    """Refuse to publish into the store itself (its log directory is LMDB's, not a web root)."""
+    if directory.resolve().is_relative_to(store.path.resolve()):
+        raise InvalidInputError(f"{directory} is inside the store {store.path}; publish to a directory outside it")
+
+
+def published_head(directory: Path) -> int:
+    """The last seq already published in ``directory`` (0 if nothing is)."""
+    path = directory / MANIFEST
+    return read_manifest(path.read_bytes(), str(path)).head_seq if path.exists() else 0
+
+
 def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
             progress: ProgressFactory = null_progress) -> Manifest:
     """Write segments for every record not yet published into ``directory``; return the manifest."""
     if segment_size < 1:
         raise InvalidInputError("--segment-size must be at least 1")
+    check_publish_target(store, directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "segments").mkdir(exist_ok=True)
     path = directory / MANIFEST

@@ -238,6 +238,9 @@ def test_invalid_fhr_is_refused(store: Store, doc: object, reason: str) -> None:
 def test_export_writes_the_upper_cased_genome_atomically(store: Store, tmp_path: Path) -> None:
     store.genomes.init(TINY, ["tiny"])
     out = tmp_path / "out" / "tiny.fa"
+    with pytest.raises(NotFoundError, match="does not exist"):  # no directories are created on the way
+        store.genomes.export("tiny", out, width=60)
+    out.parent.mkdir()
     store.genomes.export("tiny", out, width=60)
     expected = "".join(line.upper() if not line.startswith(">") else line.split()[0] + "\n"
                        for line in TINY.read_text().splitlines(keepends=True))

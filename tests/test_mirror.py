@@ -192,3 +192,20 @@ def test_pull_from_segments_on_a_plain_static_http_server(tmp_path: Path) -> Non
     finally:
         static.terminate()
         static.wait(timeout=10)
+
+
+def test_publishing_into_the_store_itself_is_refused(tmp_path: Path) -> None:
+    from rgstore.errors import InvalidInputError
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 2)
+        with pytest.raises(InvalidInputError, match="inside the store"):
+            publish(primary, tmp_path / "p" / "log")
+    assert not (tmp_path / "p" / "log" / MANIFEST).exists()
+
+
+def test_an_unsupported_url_scheme_is_one_clear_error(tmp_path: Path) -> None:
+    from rgstore.errors import InvalidInputError
+
+    with Store.open(tmp_path / "m") as mirror, pytest.raises(InvalidInputError, match="unsupported URL scheme"):
+        pull(mirror, "ftp://example.org/pub")

@@ -233,3 +233,20 @@ def test_a_following_server_serves_sequences_it_has_not_fetched_yet(tmp_path: Pa
             tmp_path / "mirror", extra_args=["--follow", upstream.url, "--interval", "1s"]) as follower:
         resp = httpx.get(f"{follower.url}/sequence/{digest}", params={"start": 10, "end": 70})
         assert (resp.status_code, resp.text) == (200, want)
+
+
+def test_a_following_server_restarts_while_its_upstream_is_down_and_fetches_blobs(tmp_path: Path) -> None:
+    import httpx
+
+    primary_path = tmp_path / "primary"
+    with Store.open(primary_path) as primary:
+        (tmp_path / "a.fa").write_text(">s1\nACGT\n")
+        primary.refpkgs.create("pkg", locus="16S", files=[("aln_fasta", tmp_path / "a.fa")])
+    with running_server(primary_path) as upstream:
+        with running_server(tmp_path / "mirror", extra_args=["--follow", upstream.url]) as follower:
+            # Content followed the events: the refpkg file is served by the mirror.
+            resp = httpx.get(f"{follower.url}/refpkgs/pkg/files/aln_fasta")
+            assert (resp.status_code, resp.text) == (200, ">s1\nACGT\n")
+    # The upstream is gone now; a restarted follower serves what it has and keeps retrying.
+    with running_server(tmp_path / "mirror", extra_args=["--follow", upstream.url, "--interval", "200ms"]) as again:
+        assert httpx.get(f"{again.url}/refpkgs/pkg").status_code == 200
