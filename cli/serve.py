@@ -52,11 +52,10 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         os.environ["RGSTORE_PUBLIC_URL"] = public_url  # workers are fresh interpreters: they read it here
     follower = None
     if follow_source is not None:
+        from rgstore.errors import RemoteError
         from rgstore.follow import parse_interval
         from rgstore.mirror import pull
         from rgstore.store import Store
-
-        from rgstore.errors import RemoteError
 
         parse_interval(interval)  # a bad interval is a one-line error before anything starts
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .environment import Txn
-
-if TYPE_CHECKING:
-    import httpx
-from .errors import ChainError, InvalidInputError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
+from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError
 from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
 from .segments import MANIFEST, Manifest, read_manifest
 from .store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "FRAMES_MEDIA_TYPE"]
 
