@@ -44,6 +44,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     """
     from api.app import resolve_store_path
     from api.server import serve
+    from rgstore.store import Store
 
     path = resolve_store_path(ctx.store_path)
     if public_url:
@@ -55,7 +56,6 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         from rgstore.errors import RemoteError
         from rgstore.follow import parse_interval
         from rgstore.mirror import pull
-        from rgstore.store import Store
 
         parse_interval(interval)  # a bad interval is a one-line error before anything starts
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
@@ -69,6 +69,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         # One background process is the replica's only writer; the API workers stay read-only.
         follower = subprocess.Popen([sys.executable, "-m", "rgstore.follow", str(path), follow_source, interval,
                                      "--parent", str(os.getpid())])
+    Store.open(path, readonly=True).close()  # a missing store is one line here, before the start-up line
     click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{root_path} "
                f"({workers} worker{'s' if workers > 1 else ''}"
                f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
