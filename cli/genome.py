@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from rgstore.interrupts import interrupt
+
 from .main import Context, RgstoreGroup, store_option
 from .output import emit_json, emit_table, json_option
 
@@ -285,7 +287,7 @@ def _sigterm_exits() -> Iterator[None]:
     """SIGTERM raises SystemExit(143) inside the block, so its cleanup runs (scratch files, children, imports)."""
 
     def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        interrupt(SystemExit(128 + signum))
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

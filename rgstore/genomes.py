@@ -25,7 +25,7 @@ from .files import mkstemp
 from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
-from .refgetstore import Ingested, discard_import, ingest_fasta, strip_sq, sweep_scratch, write_fasta
+from .refgetstore import Ingested, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import SequenceReader, revcomp
 from .views.aliases import (
     COLLECTION,
@@ -163,12 +163,15 @@ class Genomes:
                                    or record.lengths != summary.lengths):
                         raise _taken(name, target)
 
-        ingested = ingest_fasta(self.store, fasta, progress=progress, before_import=precheck)
-        seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
         added: list[str] = []
         state: dict[str, Any] = {}
 
-        def command(txn: Txn) -> list[NewEvent]:
+        def record(ingested: Ingested) -> None:
+            # Runs inside ingest_fasta's guard: a refusal or an interrupt takes the import back.
+            state["seqs"] = self.store.transact(lambda txn: command(txn, ingested))
+
+        def command(txn: Txn, ingested: Ingested) -> list[NewEvent]:
+            seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
             added.clear()
             events: list[NewEvent] = []
             existing = genome_record(txn, env, ingested.digest)
@@ -212,12 +215,8 @@ class Genomes:
                 ))
             return events
 
-        try:
-            seqs = self.store.transact(command)
-        except BaseException:
-            # Refused (or interrupted) after the import: take back what this import added.
-            discard_import(self.store, ingested.digest, ingested.was_new)
-            raise
+        ingested = ingest_fasta(self.store, fasta, progress=progress, before_import=precheck, then=record)
+        seqs = state["seqs"]
         self.sequences.drop_cache()
         return InitResult(
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),

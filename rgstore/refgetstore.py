@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from .errors import IntegrityError, InvalidInputError, NotFoundError, RgstoreError
+from .interrupts import deferred
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def _link_or_copy(source: Path, dest: Path) -> None:
 def ingest_fasta(
     store: Store, path: Path | str, *, progress: ProgressFactory = null_progress,
     before_import: Callable[[FastaSummary], None] | None = None,
+    then: Callable[[Ingested], None] | None = None,
 ) -> Ingested:
     """Validate a FASTA and import it into the RefgetStore; digests are checked before returning.
 
@@ -130,7 +132,8 @@ def ingest_fasta(
     so no sidecar or extension trap applies); then gtars' names, lengths and sequence digests must
     equal the validator's and the child's, and the collection digest must equal rgstore's own
     seqcol computation. On a mismatch (IntegrityError), any other failure or an interrupt, a
-    collection this import added is removed again (``discard_import``).
+    collection this import added is removed again (``discard_import``). ``then`` (recording the
+    import) runs inside that guard, so an interrupt between the import and the record leaks nothing.
     """
     from .fasta import start_digest, validate_fasta  # not needed by readers: keep `rgstore getseq` lean
 
@@ -148,17 +151,21 @@ def ingest_fasta(
             handle = open_refget(store, write=True)
             bar = progress(f"import {source.name}", total=None, unit="seq")
             try:
-                meta, was_new = handle.add_sequence_collection_from_fasta(str(link))
+                with deferred():  # bind ``meta`` before an interrupt can unwind past it
+                    meta, was_new = handle.add_sequence_collection_from_fasta(str(link))
             except OSError as exc:
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()
         independent = job.result()
-        return _checked(handle, str(meta.digest), bool(was_new), summary, independent, source)
+        ingested = _checked(handle, str(meta.digest), bool(was_new), summary, independent, source)
+        if then is not None:
+            then(ingested)
+        return ingested
     except BaseException:
         # A failed check, an error or an interrupt (SIGTERM raises SystemExit in the CLI): take
-        # back what this import added. ``meta`` is bound right after the import returns, before
-        # any pending signal handler can run.
+        # back what this import added. The CLI's handler goes through ``interrupts.interrupt``,
+        # so ``meta`` is bound even when the signal arrived during the import.
         job.cancel()
         if meta is not None:
             discard_import(store, str(meta.digest), bool(was_new))

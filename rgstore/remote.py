@@ -378,7 +378,7 @@ def fetch_sequence(
     The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
     before anything is cached; otherwise IntegrityError and the local store is unchanged.
     """
-    from .refgetstore import ingest_fasta, open_refget, scratch_dir, strip_sq
+    from .refgetstore import Ingested, ingest_fasta, open_refget, scratch_dir, strip_sq
 
     bare = normalise_digest(strip_sq(digest))
     with scratch_dir(store, ".remote-") as scratch:
@@ -410,14 +410,17 @@ def fetch_sequence(
             raise IntegrityError(
                 f"sequence {bare} from {remote_url} is corrupt ({'; '.join(problems)}); nothing was cached"
             )
-        ingested = ingest_fasta(store, fasta)
-        if ingested.sequences != [f"SQ.{bare}"]:
-            raise IntegrityError(
-                f"caching sequence {bare} produced {ingested.sequences}; the RefgetStore disagrees"
-            )
-        if ingested.was_new:
-            # The one-sequence carrier collection was only a way in; the sequence itself stays.
-            open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
+
+        def drop_carrier(ingested: Ingested) -> None:
+            if ingested.sequences != [f"SQ.{bare}"]:
+                raise IntegrityError(
+                    f"caching sequence {bare} produced {ingested.sequences}; the RefgetStore disagrees"
+                )
+            if ingested.was_new:
+                # The one-sequence carrier collection was only a way in; the sequence itself stays.
+                open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
+
+        ingest_fasta(store, fasta, then=drop_carrier)
 
 
 def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:

@@ -1,0 +1,63 @@
+"""Claims: an interrupt raised through ``interrupt`` waits for the end of a ``deferred`` block, and
+an import interrupted (or refused) while it is being recorded leaves nothing in the RefgetStore."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rgstore.interrupts import deferred, interrupt
+from rgstore.refgetstore import ingest_fasta
+from rgstore.store import Store
+
+
+def test_interrupt_outside_a_deferred_block_raises_at_once() -> None:
+    with pytest.raises(SystemExit) as caught:
+        interrupt(SystemExit(143))
+    assert caught.value.code == 143
+
+
+def test_a_real_signal_during_a_deferred_block_is_raised_after_its_last_statement() -> None:
+    done: list[str] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        interrupt(SystemExit(128 + signum))
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            with deferred():
+                with deferred():  # nested: only the outermost block raises
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    done.append("inner")
+                done.append("outer")
+        assert caught.value.code == 128 + signal.SIGTERM
+        assert done == ["inner", "outer"]
+        with deferred():  # the pending interrupt was consumed
+            done.append("again")
+        assert done[-1] == "again"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("failure", [SystemExit(143), KeyboardInterrupt(), RuntimeError("refused")])
+def test_an_import_whose_recording_fails_is_taken_back(store: Store, tmp_path: Path, failure: BaseException) -> None:
+    fasta = tmp_path / "a.fa"
+    fasta.write_text(">c1\nACGTACGTNN\n>c2\nGGGCCC\n")
+    seen: list[str] = []
+
+    def record(ingested: Any) -> None:
+        seen.append(ingested.digest)
+        assert (store.refget_path / "collections.rgci").read_text().count(ingested.digest) == 1
+        raise failure
+
+    with pytest.raises(type(failure)):
+        ingest_fasta(store, fasta, then=record)
+    assert len(seen) == 1
+    assert seen[0] not in (store.refget_path / "collections.rgci").read_text()
+    assert not list((store.refget_path / "sequences").rglob("*.seq"))
+    assert not list(store.path.glob(".ingest-*"))
