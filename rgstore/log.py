@@ -15,17 +15,20 @@ import time as _time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from itertools import islice
 from typing import cast
 
 import msgspec
 
 from .codec import (
     chain_hash,
+    chain_of,
     decode_envelope,
     encode_envelope,
     frame,
     genesis_hash,
     known_dictionary,
+    payload_of,
     record_dictionary,
     register_dictionary,
     unframe,
@@ -219,6 +222,27 @@ class EventLog:
         for seq, raw in self.records(txn, after, upto):
             yield decode_envelope(unframe(raw, seq)[1])
 
+    def envelope_list(self, txn: Txn, after: int, upto: int) -> list[Envelope]:
+        """``list(envelopes(txn, after, upto))`` for a gapless range, decoded in one tight loop (rebuilds)."""
+        cur = txn.cursor(db=self._log)
+        out: list[Envelope] = []
+        try:
+            if upto <= after or not cur.set_range(SEQ.pack(after + 1)):
+                return out
+            known, decode, append = self._known_dicts, decode_envelope, out.append
+            seq = after
+            for raw in cast("Iterator[bytes]", islice(cur.iternext(keys=False, values=True), upto - after)):
+                seq += 1
+                if raw[0] == 2 and raw[1:5] not in known:  # CODEC_ZSTD_DICT
+                    self._need_dictionary(txn, raw)
+                    known.add(raw[1:5])
+                append(decode(payload_of(raw, seq)))
+        finally:
+            cur.close()
+        if out and (out[0].seq != after + 1 or out[-1].seq != after + len(out)):
+            return list(self.envelopes(txn, after, upto))  # not gapless: the careful reader
+        return out
+
     # -- zstd dictionaries: kept in meta (never cleared by rebuild), announced by events ---------
 
     def _keep_dictionary(self, txn: Txn, event: CodecDictionaryAdded) -> None:
@@ -333,24 +357,29 @@ class EventLog:
         seq, prev = self.head(txn)
         ctx = FoldContext(txn, self.environment)
         envelopes: list[Envelope] = []
+        rows: list[tuple[bytes, bytes]] = []
+        pack, decode = SEQ.pack, decode_envelope
         for rseq, record in records:
             if rseq != seq + 1:
                 raise ChainError(rseq, f"expected seq {seq + 1} next (a gap or overlap)")
-            chain, payload = unframe(record, rseq)
-            expect = chain_hash(prev, rseq, payload)
-            if chain != expect:
+            payload = payload_of(record, rseq)
+            chain = chain_of(record)
+            if chain != chain_hash(prev, rseq, payload):
                 raise ChainError(rseq, "hash chain mismatch: the record was altered or comes from a diverged log")
             try:
-                envelope = decode_envelope(payload)
+                envelope = decode(payload)
             except msgspec.DecodeError as exc:
                 raise ChainError(rseq, undecodable(exc)) from None
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
-            if isinstance(envelope.event, CodecDictionaryAdded):
+            if type(envelope.event) is CodecDictionaryAdded:
                 self._keep_dictionary(txn, envelope.event)  # later records in this batch may need it
-            txn.put(SEQ.pack(rseq), bytes(record), db=self._log, append=True)
+            rows.append((pack(rseq), bytes(record)))
             envelopes.append(envelope)
             seq, prev = rseq, chain
+        with txn.cursor(db=self._log) as cur:
+            if cur.putmulti(rows, append=True)[1] != len(rows):
+                raise ChainError(records[0][0], "records already exist at these seqs (log and head disagree)")
         self.fold_batch(ctx, envelopes)
         txn.put(b"head", _HEAD.pack(seq, prev), db=self._meta)
         for view in self.views:

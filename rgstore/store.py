@@ -333,7 +333,7 @@ class Store:
                 done = 0
                 while done < head:
                     upto = min(done + REBUILD_BATCH, head)
-                    self.log.fold_batch(ctx, list(self.log.envelopes(txn, after=done, upto=upto)), targets)
+                    self.log.fold_batch(ctx, self.log.envelope_list(txn, done, upto), targets)
                     bar.update(upto - done)
                     done = upto
                 for view in targets:

@@ -258,3 +258,26 @@ def test_downloads_decompression_and_extraction_report_progress(store: Store, se
     ]
     for desc, total, done in recorder.bars:
         assert total == done and isinstance(total, int) and total > 0, desc  # every bar runs to its total
+
+
+def test_a_batch_of_cache_events_folds_to_the_bytes_of_one_event_commands(tmp_path: Path) -> None:
+    from rgstore.events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned
+    from rgstore.log import NewEvent
+
+    a, b = "a" * 64, "b" * 64
+    script = [
+        CacheInserted(key=a, level=1, path="l1/a"), CacheTouched(key=a), CachePinned(key=a), CacheTouched(key=a),
+        CacheTouched(key=b),  # no live entry: ignored
+        CacheInserted(key=b, level=2, path="l2/b"), CacheEvicted(key=b, reason="lru"), CacheTouched(key=b),
+        CacheUnpinned(key=a), CacheEvicted(key=a, reason="manual"), CacheInserted(key=a, level=1, path="l1/a2"),
+        CacheTouched(key=a),
+    ]
+    with Store.open(tmp_path / "s") as store:
+        for event in script:  # one command per event: the single-event fold
+            store.append([NewEvent(stream=f"cache:{event.key}", event=event)])
+        one_by_one = view_digests(store)["cache"]
+        store.rebuild()  # the whole log as one batch
+        assert view_digests(store)["cache"] == one_by_one
+        entry = store.cache.entry(a)
+        assert entry is not None and entry.path == "l1/a2" and entry.touches == 1 and not entry.pinned
+        assert store.cache.entry(b) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,3 +59,53 @@ def test_a_view_whose_version_changed_is_rebuilt_on_open(store_path: Path) -> No
         assert view_digests(store) != before
     with Store.open(store_path) as store:
         assert view_digests(store) == before
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step, min_size=10, max_size=60))
+def test_each_views_batch_fold_equals_its_one_event_fold(
+    tmp_path_factory: object, steps: list[list[tuple[str, Event]]]
+) -> None:
+    from rgstore.views import FoldContext, View
+
+    root = Path(str(tmp_path_factory.mktemp("prop")))  # type: ignore[attr-defined]
+    with Store.open(root / "s") as store:
+        _apply_all(store, steps)
+        env = store.environment
+
+        def refold(view: View, how: str) -> list[tuple[str, bytes, bytes]]:
+            def run(txn: Any) -> None:
+                view.clear(txn, env)
+                ctx = FoldContext(txn, env)
+                envelopes = list(store.log.envelopes(txn))
+                if how == "batch":
+                    store.log.fold_batch(ctx, envelopes, [view])
+                elif how == "batches of one":
+                    for envelope in envelopes:
+                        store.log.fold_batch(ctx, [envelope], [view])
+                else:  # the view's own single-event fold, behind the same filter fold_batch applies
+                    for e in envelopes:
+                        if (not view.handles or type(e.event) in view.handles) and e.stream.startswith(
+                            view.streams or ("",)
+                        ):
+                            view.apply(ctx, e)
+                raise _Rollback(list(view.contents(txn, env)))
+
+            try:
+                env.write(run)
+            except _Rollback as done:
+                return done.contents
+            raise AssertionError("unreachable")
+
+        for view in store.views:
+            batched = refold(view, "batch")
+            assert refold(view, "batches of one") == batched, view.name
+            assert refold(view, "apply") == batched, view.name
+
+
+class _Rollback(Exception):
+    """Carries a view's contents out of a write transaction that must not commit."""
+
+    def __init__(self, contents: list[tuple[str, bytes, bytes]]) -> None:
+        super().__init__("rollback")
+        self.contents = contents

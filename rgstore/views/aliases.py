@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -121,11 +122,15 @@ def alias_stream(kind: Kind, namespace: str, name: str) -> str:
 
 def parse_alias_stream(stream: str) -> tuple[Kind, str, str] | None:
     """(kind, namespace, name) of a well-formed alias stream; None for any other stream."""
-    for kind, prefix in _PREFIX.items():
-        if stream.startswith(prefix):
-            namespace, sep, name = stream[len(prefix):].partition("/")
-            if sep and _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name):
-                return kind, namespace, name
+    if stream.startswith("alias:"):
+        kind, rest = COLLECTION, stream[6:]
+    elif stream.startswith("seqalias:"):
+        kind, rest = SEQUENCE, stream[9:]
+    else:
+        return None
+    namespace, sep, name = rest.partition("/")
+    if sep and _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name):
+        return kind, namespace, name
     return None
 
 
@@ -257,6 +262,57 @@ def _target_at(txn: Txn, db: Db, prefix: bytes, seq: int) -> str | None:
 
 # -- the fold -----------------------------------------------------------------------------------
 
+# Event class -> fold action; the fold dispatches on the exact type (one dict lookup per event).
+_SET_C, _SET_S, _REMOVE_C, _REMOVE_S, _UNDO, _REDO, _KEEP = range(7)
+_ACTIONS: dict[type[Event], int] = {
+    AliasSet: _SET_C,
+    SequenceAliasSet: _SET_S,
+    AliasRemoved: _REMOVE_C,
+    SequenceAliasRemoved: _REMOVE_S,
+    Undone: _UNDO,
+    Redone: _REDO,
+}
+_KIND_OFFSET: dict[Kind, int] = {COLLECTION: 0, SEQUENCE: 1}  # _SET_C/_REMOVE_C + offset: own kind
+
+
+def _action(event: Event) -> int:
+    """The fold action of an event whose exact type is not in ``_ACTIONS`` (subclasses, others)."""
+    for cls, action in _ACTIONS.items():
+        if isinstance(event, cls):
+            return action
+    return _KEEP  # Noted, HistoryStripped, anything else: the target stays where it is
+
+
+class _Handles:
+    """The view's sub-db handles in one environment (looked up once, not once per write)."""
+
+    __slots__ = ("environment", "snapshots", "current", "by_digest")
+
+    def __init__(self, ctx: FoldContext) -> None:
+        self.environment = ctx.environment
+        self.snapshots = ctx.db(_SNAPSHOTS)
+        self.current = {kind: ctx.db(name) for kind, name in _CURRENT.items()}
+        self.by_digest = {kind: ctx.db(name) for kind, name in _BY_DIGEST.items()}
+
+
+class _Alias:
+    """One alias while a batch folds: its stored entry, running entry and this batch's snapshots."""
+
+    __slots__ = (
+        "offset", "key", "prefix", "current_db", "by_digest_db", "stored_target", "stored_seq", "target",
+        "seq", "snap_seqs", "snap_targets",
+    )
+
+    def __init__(self, kind: Kind, key: bytes, handles: _Handles, target: str | None, seq: int) -> None:
+        self.offset = _KIND_OFFSET[kind]
+        self.key = key
+        self.prefix = _KIND_BYTE[kind] + key + b"\x00"
+        self.current_db, self.by_digest_db = handles.current[kind], handles.by_digest[kind]
+        self.stored_target, self.stored_seq = target, seq  # as in the current db; (None, 0): absent
+        self.target, self.seq = target, seq
+        self.snap_seqs: list[int] = []  # seqs of this batch's events on the alias, ascending
+        self.snap_targets: list[str | None] = []  # the target right after each of them
+
 
 class AliasView(View):
     """Current collection/sequence alias targets, a by-digest index and per-event snapshots."""
@@ -281,48 +337,65 @@ class AliasView(View):
         HistoryStripped,
         Noted,
     )
+    _bound: _Handles | None = None
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Move the alias named by the envelope's stream to its new target and snapshot it."""
-        parsed = parse_alias_stream(envelope.stream)
-        if parsed is None:
-            return  # other domains' streams, or malformed alias streams only raw appends create
-        kind, namespace, name = parsed
-        event = envelope.event
-        txn, env = ctx.txn, ctx.environment
-        current = alias_target(txn, env, kind, namespace, name)
-        snapshots = env.db(_SNAPSHOTS)
-        prefix = _snapshot_prefix(kind, namespace, name)
+        self.apply_batch(ctx, (envelope,))
 
-        def snapshot(seq: int) -> str | None:
-            return _target_at(txn, snapshots, prefix, seq)
+    def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
+        """Fold envelopes in seq order, writing each touched alias's final state once.
 
-        if isinstance(event, (AliasSet, SequenceAliasSet)):
-            # A sequence-alias event on a collection stream (or vice versa) changes nothing.
-            # So does a malformed digest (the service never writes one; raw appends might).
-            same_kind = (kind == COLLECTION) == isinstance(event, AliasSet)
-            valid = same_kind and _DIGEST_RE.fullmatch(event.digest) is not None
-            target: str | None = event.digest if valid else current
-        elif isinstance(event, (AliasRemoved, SequenceAliasRemoved)):
-            target = None if (kind == COLLECTION) == isinstance(event, AliasRemoved) else current
-        elif isinstance(event, Undone):
-            target = snapshot(event.restored_seq)
-        elif isinstance(event, Redone):
-            target = snapshot(event.redone_seq)
-        else:  # Noted, HistoryStripped: a step or a mark that leaves the target where it is
-            target = current
-        txn.put(prefix + SEQ.pack(envelope.seq), (target or "").encode(), db=snapshots)
-        if target == current:
-            return
-        current_db, by_digest = env.db(_CURRENT[kind]), env.db(_BY_DIGEST[kind])
-        key = _key(namespace, name)
-        if current is not None:
-            txn.delete(current.encode() + b"\x00" + key, db=by_digest)
-        if target is None:
-            txn.delete(key, db=current_db)
-        else:
-            txn.put(key, encode_value({"digest": target, "seq": envelope.seq}), db=current_db)
-            txn.put(target.encode() + b"\x00" + key, b"", db=by_digest)
+        The batch folds in memory (per alias: stored entry, running entry, this batch's
+        snapshots), then is written with the bytes folding event by event gives: one snapshot
+        per event, and the current/by-digest entries as the last change left them.
+        """
+        txn = ctx.txn
+        handles = self._bound
+        if handles is None or handles.environment is not ctx.environment:
+            handles = self._bound = _Handles(ctx)
+        snapshots = handles.snapshots
+        aliases: dict[str, _Alias | None] = {}  # by stream: a stream names exactly one alias
+        actions, digest_re = _ACTIONS, _DIGEST_RE
+        for envelope in envelopes:
+            stream = envelope.stream
+            if stream in aliases:
+                alias = aliases[stream]
+            else:
+                alias = aliases[stream] = _load(txn, handles, stream)
+            if alias is None:
+                continue  # other domains' streams, or malformed alias streams only raw appends create
+            event = envelope.event
+            action = actions.get(type(event))
+            if action is None:
+                action = _action(event)
+            current = alias.target
+            if action <= _SET_S:
+                # A sequence-alias event on a collection stream (or vice versa) changes nothing.
+                # So does a malformed digest (the service never writes one; raw appends might);
+                # an ASCII-alphanumeric digest of the right length is well-formed without the regex.
+                digest: str = event.digest  # type: ignore[union-attr]
+                valid = action == alias.offset and len(digest) == 32 and (
+                    (digest.isascii() and digest.isalnum()) or digest_re.fullmatch(digest) is not None
+                )
+                target = digest if valid else current
+            elif action <= _REMOVE_S:
+                target = None if action - _REMOVE_C == alias.offset else current
+            elif action == _UNDO:
+                target = _target_in_batch(txn, snapshots, alias, event.restored_seq)  # type: ignore[union-attr]
+            elif action == _REDO:
+                target = _target_in_batch(txn, snapshots, alias, event.redone_seq)  # type: ignore[union-attr]
+            else:
+                target = current
+            alias.snap_seqs.append(envelope.seq)
+            alias.snap_targets.append(target)
+            if target != current:
+                alias.target, alias.seq = target, envelope.seq
+        touched = [a for a in aliases.values() if a is not None]
+        if len(touched) == 1:
+            _write_one(txn, snapshots, touched[0])  # most commands touch one alias
+        elif touched:
+            _write_sorted(txn, snapshots, touched)
 
     def sync_external(self, store: Store) -> None:
         """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view."""
@@ -332,6 +405,90 @@ class AliasView(View):
                 return {kind: _render_tsvs(list_aliases(txn, store.environment, kind)) for kind in _PREFIX}
 
         write_alias_files(store.refget_path, wanted)
+
+
+def _load(txn: Txn, handles: _Handles, stream: str) -> _Alias | None:
+    """The fold state of the alias a stream names, as stored (None: not an alias stream)."""
+    parsed = parse_alias_stream(stream)
+    if parsed is None:
+        return None
+    kind, namespace, name = parsed
+    key = _key(namespace, name)
+    raw = txn.get(key, db=handles.current[kind])
+    if raw is None:
+        return _Alias(kind, key, handles, None, 0)
+    value = decode_value(raw)
+    assert isinstance(value, dict)
+    return _Alias(kind, key, handles, str(value["digest"]), int(value["seq"]))
+
+
+def _target_in_batch(txn: Txn, snapshots: Db, alias: _Alias, seq: int) -> str | None:
+    """``_target_at`` over the stored snapshots plus the ones this batch has folded so far."""
+    seqs = alias.snap_seqs
+    if seqs and seq >= seqs[0]:
+        # Stored snapshots all precede this batch, so the latest one at or before ``seq`` is ours.
+        return alias.snap_targets[bisect_right(seqs, seq) - 1]
+    return _target_at(txn, snapshots, alias.prefix, seq)
+
+
+def _write_one(txn: Txn, snapshots: Db, alias: _Alias) -> None:
+    """Store one folded alias with plain puts: its snapshots, then its entry if it changed."""
+    prefix, pack = alias.prefix, SEQ.pack
+    for seq, target in zip(alias.snap_seqs, alias.snap_targets):
+        txn.put(prefix + pack(seq), (target or "").encode(), db=snapshots)
+    key, stored, target = alias.key, alias.stored_target, alias.target
+    if target == stored and alias.seq == alias.stored_seq:
+        return
+    if stored != target:
+        if stored is not None:
+            txn.delete(stored.encode() + b"\x00" + key, db=alias.by_digest_db)
+        if target is not None:
+            txn.put(target.encode() + b"\x00" + key, b"", db=alias.by_digest_db)
+    if target is None:
+        txn.delete(key, db=alias.current_db)
+    else:
+        txn.put(key, encode_value({"digest": target, "seq": alias.seq}), db=alias.current_db)
+
+
+def _write_sorted(txn: Txn, snapshots: Db, aliases: list[_Alias]) -> None:
+    """``_write_one`` for many aliases, with one sorted ``putmulti`` per sub-db."""
+    # Sorted keys make LMDB's page walk sequential. A prefix holds exactly two NULs (names and
+    # namespaces have none), so none is a prefix of another: prefix order, then seq order within
+    # an alias, is key order, without sorting every snapshot key.
+    aliases.sort(key=_prefix_of)
+    pack = SEQ.pack
+    with txn.cursor(db=snapshots) as cur:
+        cur.putmulti([
+            (prefix + pack(seq), (target or "").encode())
+            for alias in aliases
+            for prefix in (alias.prefix,)
+            for seq, target in zip(alias.snap_seqs, alias.snap_targets)
+        ])
+    # Keyed by handle: one list per sub-db, sorted before its putmulti.
+    puts: dict[Db, list[tuple[bytes, bytes]]] = {}
+    for alias in aliases:
+        key, stored, target = alias.key, alias.stored_target, alias.target
+        if target == stored and alias.seq == alias.stored_seq:
+            continue
+        if stored != target:
+            if stored is not None:
+                txn.delete(stored.encode() + b"\x00" + key, db=alias.by_digest_db)
+            if target is not None:
+                puts.setdefault(alias.by_digest_db, []).append((target.encode() + b"\x00" + key, b""))
+        if target is None:
+            txn.delete(key, db=alias.current_db)
+        else:
+            puts.setdefault(alias.current_db, []).append(
+                (key, encode_value({"digest": target, "seq": alias.seq}))
+            )
+    for db, items in puts.items():
+        items.sort()
+        with txn.cursor(db=db) as cur:
+            cur.putmulti(items)
+
+
+def _prefix_of(alias: _Alias) -> bytes:
+    return alias.prefix
 
 
 # -- the RefgetStore projection ------------------------------------------------------------------

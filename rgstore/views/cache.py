@@ -11,7 +11,7 @@ the envelopes' times (POSIX seconds), so access tracking never depends on filesy
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -135,6 +135,60 @@ class CacheView(View):
             txn.put(event.key.encode(), encode_value(tomb), db=evicted)
             return
         txn.put(event.key.encode(), encode_value(current), db=entries)
+
+    def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
+        """Fold the batch over an in-memory overlay of the touched keys, then write each key once."""
+        txn, entries, evicted = ctx.txn, ctx.db("cache.entries"), ctx.db("cache.evicted")
+        live: dict[str, CacheEntry | None] = {}  # read-through: None = no live entry
+        changed: set[str] = set()
+        tombs: dict[str, Tombstone | None] = {}  # None = delete the tombstone
+        replace = msgspec.structs.replace
+        for envelope in envelopes:
+            event = envelope.event
+            key: str = event.key  # type: ignore[union-attr]  # every handled event has one
+            cls = type(event)
+            if cls is CacheInserted:
+                assert isinstance(event, CacheInserted)
+                when = envelope.time.timestamp()
+                live[key] = CacheEntry(
+                    key=key, level=event.level, path=event.path, files=dict(event.files),
+                    request=dict(event.request), inserted_seq=envelope.seq, inserted_at=when, last_access=when,
+                )
+                changed.add(key)
+                tombs[key] = None
+                continue
+            if key in live:
+                current = live[key]
+            else:
+                current = live[key] = self.get(txn, entries, key)
+            if current is None:
+                continue
+            if cls is CacheTouched:
+                live[key] = replace(current, last_access=envelope.time.timestamp(), touches=current.touches + 1)
+            elif cls is CachePinned:
+                live[key] = replace(current, pinned=True)
+            elif cls is CacheUnpinned:
+                live[key] = replace(current, pinned=False)
+            else:
+                assert isinstance(event, CacheEvicted)
+                tombs[key] = Tombstone(
+                    key=key, level=current.level, path=current.path, evicted_seq=envelope.seq,
+                    evicted_at=envelope.time.timestamp(), reason=event.reason, files=current.files,
+                    pinned=current.pinned,
+                )
+                live[key] = None
+            changed.add(key)
+        for key in sorted(changed):
+            entry = live[key]
+            if entry is None:
+                txn.delete(key.encode(), db=entries)
+            else:
+                txn.put(key.encode(), encode_value(entry), db=entries)
+        for key, tomb in sorted(tombs.items(), key=lambda kv: kv[0]):
+            if tomb is None:
+                txn.delete(key.encode(), db=evicted)
+            else:
+                txn.put(key.encode(), encode_value(tomb), db=evicted)
 
     # -- queries (used by rgstore.cache with a read or write txn) -------------------------------
 

@@ -91,14 +91,12 @@ class _Stack:
             self.overlay = {0: top}
             self.n = 1
 
-    def write(self) -> None:
-        """Store the final stack: changed entries below n, and no stored entries at or above n."""
-        put, delete, pack = self.txn.put, self.txn.delete, _SEQ.pack
-        for i, seq in self.overlay.items():
-            if i < self.n:
-                put(_key(self.stream, self.part, i), pack(seq), db=self.db)
-        for i in range(self.n, self.stored):
-            delete(_key(self.stream, self.part, i), db=self.db)
+    def write(self, puts: list[tuple[bytes, bytes]]) -> None:
+        """Store the final stack: changed entries below n go to ``puts``; stored ones at or above n go."""
+        pack, base, n = _SEQ.pack, self.stream.encode() + b"\x00" + self.part, self.n
+        puts.extend([(base + _IDX.pack(i), pack(seq)) for i, seq in self.overlay.items() if i < n])
+        for i in range(n, self.stored):
+            self.txn.delete(base + _IDX.pack(i), db=self.db)
 
 
 class HistoryView(View):
@@ -151,20 +149,27 @@ class HistoryView(View):
                 n_done, n_undone = _heads(txn, db, stream)
                 pair = stacks[stream] = (_Stack(txn, db, stream, b"D", n_done), _Stack(txn, db, stream, b"U", n_undone))
             done, undone = pair
-            if isinstance(event, Undone):
+            cls = type(event)
+            if cls is Undone:
                 undone.push(done.pop())
-            elif isinstance(event, Redone):
+            elif cls is Redone:
                 done.push(undone.pop())
-            elif isinstance(event, HistoryStripped):
+            elif cls is HistoryStripped:
                 done.keep_top()
                 undone.clear()
-            else:
-                done.push(envelope.seq)
-                undone.clear()
+            else:  # the common case, inlined: push onto done, drop the redo side
+                done.overlay[done.n] = envelope.seq
+                done.n += 1
+                if undone.n:
+                    undone.clear()
+        puts: list[tuple[bytes, bytes]] = []
         for stream, (done, undone) in stacks.items():
-            done.write()
-            undone.write()
-            txn.put(_key(stream, b"H"), _HEAD.pack(done.n, undone.n), db=db)
+            done.write(puts)
+            undone.write(puts)
+            puts.append((_key(stream, b"H"), _HEAD.pack(done.n, undone.n)))
+        puts.sort()  # one sorted putmulti: B-tree pages are visited in order, and no Python call per key
+        with txn.cursor(db=db) as cur:
+            cur.putmulti(puts)
 
     @staticmethod
     def _pop(txn: Txn, db: Db, stream: str, part: bytes, n: int) -> int:

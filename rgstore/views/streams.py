@@ -34,9 +34,10 @@ class StreamsView(View):
     def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
         """Advance each stream once, to its last version in the batch."""
         last = {e.stream: (e.stream_version, e.seq) for e in envelopes}
-        put, db, pack = ctx.txn.put, ctx.db("streams"), _VALUE.pack
-        for stream, (version, seq) in last.items():
-            put(stream.encode(), pack(version, seq), db=db)
+        pack = _VALUE.pack
+        items = sorted([(stream.encode(), pack(version, seq)) for stream, (version, seq) in last.items()])
+        with ctx.txn.cursor(db=ctx.db("streams")) as cur:
+            cur.putmulti(items)
 
     @staticmethod
     def get(txn: Txn, db: Db, stream: str) -> tuple[int, int]:
