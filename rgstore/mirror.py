@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -33,6 +33,7 @@ __all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "FRAMES_ME
 
 FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
 PAGE = 10_000
+T = TypeVar("T")
 
 
 class PullResult(msgspec.Struct, kw_only=True):
@@ -92,38 +93,95 @@ def _local_head(store: Store) -> int:
 
 def _segment_records(store: Store, manifest: Manifest, fetch, origin: str) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
     head = _local_head(store)
-    for seg in manifest.segments:
-        if seg.last_seq <= head:
-            continue
-        data = fetch(seg.file)
-        if hashlib.sha256(data).hexdigest() != seg.sha256:
-            raise IntegrityError(
-                f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "
-                f"(tampered or truncated); first affected seq {max(seg.first_seq, head + 1)}"
-            )
+
+    def fetched() -> Iterator[tuple[Any, bytes]]:
+        for seg in manifest.segments:
+            if seg.last_seq <= head:
+                continue
+            data = fetch(seg.file)
+            if hashlib.sha256(data).hexdigest() != seg.sha256:
+                raise IntegrityError(
+                    f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "
+                    f"(tampered or truncated); first affected seq {max(seg.first_seq, head + 1)}"
+                )
+            yield seg, data
+
+    for seg, data in prefetched(fetched(), depth=1):  # the next segment downloads while this one folds
         header, frames = read_log_stream(io.BytesIO(data), f"{origin}/{seg.file}")
         if header.log_id != manifest.log_id or (header.first_seq, header.last_seq) != (seg.first_seq, seg.last_seq):
             raise ChainError(seg.first_seq, f"{seg.file} header does not match the manifest")
         yield from frames
 
 
-def _server_records(client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+def _server_pages(client, base: str, start: int, upstream_head: int) -> Iterator[list[tuple[int, bytes]]]:  # type: ignore[no-untyped-def]
     after = start
     while after < upstream_head:
         body = _get(client, f"{base}/events", params={"after": after, "limit": PAGE},
                     headers={"Accept": FRAMES_MEDIA_TYPE})
-        got = 0
         try:
-            for seq, record in iter_frames(io.BytesIO(body)):
-                got += 1
-                after = seq
-                yield seq, record
+            page = list(iter_frames(io.BytesIO(body)))
         except ChainError as exc:
             if exc.seq == 0:  # a short body: the connection broke, not the log
                 raise RemoteError(f"{base}/events: truncated response after seq {after}; retry") from None
             raise
-        if not got:
+        if not page:
             raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
+        after = page[-1][0]
+        yield page
+
+
+def _server_records(client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    for page in prefetched(_server_pages(client, base, start, upstream_head)):
+        yield from page
+
+
+_DONE = object()
+
+
+def prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run a page producer in a background thread, ``depth`` pages ahead of the consumer.
+
+    Fetching the next page (socket reads release the GIL; the server works on another core)
+    then overlaps with folding this one. The producer's exceptions are re-raised here, in order;
+    closing this generator early stops the producer after its current page.
+    """
+    import queue
+    import threading
+
+    box: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not offer(page):
+                    return
+            offer(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(exc)
+
+    worker = threading.Thread(target=produce, name="rgstore-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()
 
 
 class _Upstream(msgspec.Struct, kw_only=True):

@@ -6,11 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rgstore.errors import ChainError, IntegrityError, LogMismatchError, ReadOnlyError
+from rgstore.errors import ChainError, IntegrityError, LogMismatchError, ReadOnlyError, RemoteError
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.mirror import promote, pull, status
@@ -209,3 +210,36 @@ def test_an_unsupported_url_scheme_is_one_clear_error(tmp_path: Path) -> None:
 
     with Store.open(tmp_path / "m") as mirror, pytest.raises(InvalidInputError, match="unsupported URL scheme"):
         pull(mirror, "ftp://example.org/pub")
+
+
+def test_prefetched_pages_arrive_in_order_with_the_producers_error_last() -> None:
+    from rgstore.mirror import prefetched
+
+    def pages() -> Iterator[int]:
+        yield from range(5)
+        raise RemoteError("page 5 failed")
+
+    got: list[int] = []
+    with pytest.raises(RemoteError, match="page 5 failed"):
+        for page in prefetched(pages()):
+            got.append(page)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_closing_a_prefetch_early_stops_its_producer() -> None:
+    import threading
+
+    from rgstore.mirror import prefetched
+
+    produced: list[int] = []
+
+    def pages() -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    it = prefetched(pages(), depth=2)
+    assert next(it) == 0
+    it.close()  # joins the producer
+    assert not any(t.name == "rgstore-prefetch" for t in threading.enumerate())
+    assert len(produced) <= 5
