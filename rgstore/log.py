@@ -308,7 +308,8 @@ class EventLog:
         versions: dict[str, int] = {}
         envelopes: list[Envelope] = []
         fresh_ids = _id_source(len(batch))
-        history, log_db, put = self._history, self._log, txn.put
+        history, log_db = self._history, self._log
+        rows: list[tuple[bytes, bytes]] = []
         dict_id = self.current_dictionary(txn) if compress else 0
         eager_history = any(type(item.event) in _ZIPPER_EVENTS for item in batch)
         for item in batch:
@@ -330,9 +331,7 @@ class EventLog:
             )
             payload = encode_envelope(envelope)
             prev = chain_hash(prev, seq, payload)
-            if not put(SEQ.pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id), db=log_db,
-                       append=True):
-                raise ChainError(seq, "a record already exists at this seq (log and head disagree)")
+            rows.append((SEQ.pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id)))
             if type(event) is CodecDictionaryAdded:
                 self._keep_dictionary(txn, event)
             if eager_history and (zipper or event.undoable):
@@ -340,6 +339,10 @@ class EventLog:
                 history.apply(ctx, envelope)
             versions[stream] = version + 1
             envelopes.append(envelope)
+        with txn.cursor(db=log_db) as cur:
+            # Views fold after every record of the command is in place (they may read earlier ones).
+            if cur.putmulti(rows, append=True)[1] != len(rows):
+                raise ChainError(seq, "a record already exists at this seq (log and head disagree)")
         self.fold_batch(ctx, envelopes, skip=history if eager_history else None)
         txn.put(b"head", _HEAD.pack(seq, prev), db=self._meta)
         for view in self.views:
