@@ -9,6 +9,7 @@ import pytest
 
 from rgstore.codec import CODEC_RAW, CODEC_ZSTD, chain_hash, decode_envelope, genesis_hash, unframe
 from rgstore.errors import (
+    ChainError,
     ConcurrencyConflictError,
     IdempotencyConflictError,
     InvalidInputError,
@@ -202,3 +203,15 @@ def test_after_enough_events_small_records_use_a_dictionary_that_travels_in_the_
             "print(m.head()[1], m.verify().ok)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [head[1], "True"]
+
+
+def test_an_append_over_a_record_the_head_does_not_know_is_refused_whole(store: Store) -> None:
+    store.append([NewEvent(stream="s", event=Noted(text="one"))])
+    stray = (2).to_bytes(8, "big")
+    store.environment.write(lambda txn: txn.put(stray, b"stray", db=store.environment.db("log")))
+    with pytest.raises(ChainError, match="log and head disagree"):
+        store.append([NewEvent(stream="s", event=Noted(text="two")), NewEvent(stream="s", event=Noted(text="3"))])
+    assert store.head()[0] == 1
+    with store.read() as txn:
+        assert txn.get(stray, db=store.environment.db("log")) == b"stray"
+        assert txn.get((3).to_bytes(8, "big"), db=store.environment.db("log")) is None
