@@ -22,7 +22,8 @@ from rgstore.events import Noted, Redone, RefpkgCreated, RefpkgUpdated, Undone
 from rgstore.gc import collect_garbage
 from rgstore.log import NewEvent
 from rgstore.refpkgs import CREATE_LOG
-from rgstore.store import Store
+from rgstore.store import REBUILD_BATCH, Store
+from rgstore.views.refpkgs import refpkg_step
 
 from .refpkg_data import write_inputs
 
@@ -404,6 +405,46 @@ def test_rebuilding_the_view_reproduces_it_byte_for_byte(store: Store, tmp_path:
         assert list(view.contents(txn, store.environment)) == before
     # taxit strip counts 4 here: files a, 1..3 stay on disk after the redo side is discarded
     assert r.info("pkg").log[:2] == ["Updated metadata: k=w", "Stripped refpkg (removed 4 files)"]
+
+
+def test_one_batch_of_create_update_undo_redo_and_strip_folds_to_the_same_bytes_as_one_at_a_time(
+    store: Store, tmp_path: Path
+) -> None:
+    # Every command below is one event, so the store folds one envelope at a time; the rebuild
+    # then folds the whole log as one batch, where undo/redo/strip read steps made earlier in it.
+    r, files = store.refpkgs, iter(range(100))
+
+    def update(name: str, key: str) -> int:
+        i = next(files)
+        return r.update_files(name, [f"{key}={text_file(tmp_path, f'{i}/{key}.txt', f'{name} {i}')}"]).seq
+
+    r.create("pkg", locus="L", files=[(k, text_file(tmp_path, f"c/{k}.txt", k)) for k in ("a", "b", "c")])
+    r.create("other", locus="L2", files=[("a", text_file(tmp_path, "o/a.txt", "o"))])
+    update("pkg", "a")
+    update("other", "a")
+    update("pkg", "d")
+    r.rollback("pkg")
+    r.strip("pkg")  # drops the undone step and everything below the current one
+    discarded = update("pkg", "b")
+    r.rollback("pkg")
+    r.rollforward("pkg")
+    r.rollback("pkg")
+    r.update_metadata("pkg", ["k=v"])  # drops `discarded`, a step made earlier in the batch
+    update("pkg", "a")
+    r.update_metadata("other", ["k=w"])
+    r.rollback("other")
+    assert {type(e.event).__name__ for e in store.events(stream="refpkg:pkg")} == {
+        "RefpkgCreated", "RefpkgUpdated", "Undone", "Redone", "HistoryStripped"}
+    view = next(v for v in store.views if v.name == "refpkgs")
+    with store.read() as txn:
+        one_at_a_time = list(view.contents(txn, store.environment))
+    assert store.rebuild([view]) == store.head()[0] < REBUILD_BATCH  # the whole log is one batch
+    with store.read() as txn:
+        assert list(view.contents(txn, store.environment)) == one_at_a_time
+        with pytest.raises(LookupError):
+            refpkg_step(txn, store.environment, "pkg", discarded)
+    # five files set since creation (a b c, a, the undone d), three named by the kept state
+    assert "Stripped refpkg (removed 2 files)" in r.info("pkg").log
 
 
 def test_list_shows_packages_and_hides_one_whose_creation_was_undone(store: Store) -> None:
