@@ -97,6 +97,24 @@ def _same_payload(original: Envelope, item: NewEvent) -> bool:
     return original.event == item.event
 
 
+def _families(envelopes: Sequence[Envelope]) -> dict[str, list[Envelope]]:
+    """Envelopes grouped by stream family (the name up to and including its first ':'), in order."""
+    out: dict[str, list[Envelope]] = {}
+    for e in envelopes:
+        stream = e.stream
+        family = stream[: stream.find(":") + 1]
+        group = out.get(family)
+        if group is None:
+            out[family] = [e]
+        else:
+            group.append(e)
+    return out
+
+
+def _by_seq(envelope: Envelope) -> int:
+    return envelope.seq
+
+
 def undecodable(exc: Exception) -> str:
     """Why a chained (so authentic) payload does not decode: usually a newer writer's event type."""
     text = str(exc)
@@ -398,12 +416,23 @@ class EventLog:
         Each view sees the batch in order; views are independent, so folding view by view gives
         the same bytes as folding event by event.
         """
+        families: dict[str, list[Envelope]] | None = None
         for view in self.views if views is None else views:
             if view is skip:
                 continue
             wanted = self._handles[view.name]
             prefixes = view.streams
-            if wanted and prefixes:
+            if prefixes and len(envelopes) > 64 and all(p.index(":") == len(p) - 1 for p in prefixes):
+                # Big batches (rebuilds, replays): sort envelopes into stream families once, so each
+                # domain view scans only its own streams.
+                if families is None:
+                    families = _families(envelopes)
+                mine = [e for p in prefixes for e in families.get(p, ())]
+                if len(prefixes) > 1:
+                    mine.sort(key=_by_seq)
+                if wanted:
+                    mine = [e for e in mine if type(e.event) in wanted]
+            elif wanted and prefixes:
                 mine = [e for e in envelopes if type(e.event) in wanted and e.stream.startswith(prefixes)]
             elif wanted:
                 mine = [e for e in envelopes if type(e.event) in wanted]

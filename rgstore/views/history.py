@@ -93,7 +93,10 @@ class _Stack:
 
     def write(self, puts: list[tuple[bytes, bytes]]) -> None:
         """Store the final stack: changed entries below n go to ``puts``; stored ones at or above n go."""
-        pack, base, n = _SEQ.pack, self.stream.encode() + b"\x00" + self.part, self.n
+        n = self.n
+        if not self.overlay and n >= self.stored:
+            return  # untouched (the usual undone stack): nothing to write
+        pack, base = _SEQ.pack, self.stream.encode() + b"\x00" + self.part
         puts.extend([(base + _IDX.pack(i), pack(seq)) for i, seq in self.overlay.items() if i < n])
         for i in range(n, self.stored):
             self.txn.delete(base + _IDX.pack(i), db=self.db)
@@ -142,11 +145,13 @@ class HistoryView(View):
         """Move each stream's zipper through the batch in memory, then write only what changed."""
         txn, db = ctx.txn, ctx.db("history")
         stacks: dict[str, tuple[_Stack, _Stack]] = {}
+        get, unpack = txn.get, _HEAD.unpack
         for envelope in envelopes:
             event, stream = envelope.event, envelope.stream
             pair = stacks.get(stream)
             if pair is None:
-                n_done, n_undone = _heads(txn, db, stream)
+                raw = get(stream.encode() + b"\x00H", db=db)
+                n_done, n_undone = unpack(raw) if raw is not None else (0, 0)
                 pair = stacks[stream] = (_Stack(txn, db, stream, b"D", n_done), _Stack(txn, db, stream, b"U", n_undone))
             done, undone = pair
             cls = type(event)
@@ -166,7 +171,7 @@ class HistoryView(View):
         for stream, (done, undone) in stacks.items():
             done.write(puts)
             undone.write(puts)
-            puts.append((_key(stream, b"H"), _HEAD.pack(done.n, undone.n)))
+            puts.append((stream.encode() + b"\x00H", _HEAD.pack(done.n, undone.n)))
         puts.sort()  # one sorted putmulti: B-tree pages are visited in order, and no Python call per key
         with txn.cursor(db=db) as cur:
             cur.putmulti(puts)
