@@ -6,6 +6,7 @@ the store read-only in its lifespan; the store path reaches it through ``$RGSTOR
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -13,11 +14,12 @@ from pathlib import Path
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from rgstore.errors import ConflictError, InvalidInputError
 from rgstore.store import Store
 
 from .app import ENV_STORE
 
-__all__ = ["serve", "NoDelayConfig", "APP"]
+__all__ = ["serve", "check_listen", "NoDelayConfig", "APP"]
 
 APP = "api.app:create_app"
 
@@ -39,9 +41,25 @@ class NoDelayConfig(uvicorn.Config):
         return sock
 
 
+def check_listen(host: str, port: int) -> None:
+    """ConflictError unless ``host:port`` can be listened on now (uvicorn would log and exit instead)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        raise InvalidInputError(f"--host {host}: cannot resolve it ({exc})") from None
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind((host, port))
+    except OSError as exc:
+        hint = " (another server is running there? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+
+
 def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "") -> None:
     """Serve ``store`` until interrupted; NotFoundError first if there is no store there."""
     Store.open(store, readonly=True).close()  # fail with one line here, not in every worker
+    check_listen(host, port)
     os.environ[ENV_STORE] = str(store)
     config = NoDelayConfig(
         APP, factory=True, host=host, port=port, workers=workers, root_path=root_path,

@@ -43,7 +43,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         curl http://127.0.0.1:8000/sequence/service-info
     """
     from api.app import resolve_store_path
-    from api.server import serve
+    from api.server import check_listen, serve
     from rgstore.store import Store
 
     path = resolve_store_path(ctx.store_path)
@@ -51,6 +51,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         if not public_url.startswith(("http://", "https://")):
             raise click.BadParameter("must be an http:// or https:// URL", param_hint="--public-url")
         os.environ["RGSTORE_PUBLIC_URL"] = public_url  # workers are fresh interpreters: they read it here
+    check_listen(host, port)  # a busy port is one line, before anything starts
     follower = None
     if follow_source is not None:
         from rgstore.errors import RemoteError

@@ -149,3 +149,17 @@ def test_root_path_prefixes_every_advertised_url(tmp_path: Path) -> None:
         assert info["seqcol"]["refget_store"]["url"] == f"{server.url}/rg/store"
         assert httpx.get(f"{server.url}/openapi.json").json()["servers"] == [{"url": "/rg"}]
         assert httpx.get(f"{server.url}/seqcol/openapi.json").json()["servers"] == [{"url": "/rg/seqcol"}]
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(store_path: Path) -> None:
+    import socket
+
+    Store.open(store_path).close()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_rgstore("--store", str(store_path), "serve", "--port", str(port), timeout=60)
+    err = proc.stderr.decode().strip()
+    assert proc.returncode != 0 and "\n" not in err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "choose another --port" in err
