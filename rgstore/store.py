@@ -159,7 +159,7 @@ class Store:
         events reference) must exist on disk at commit time. Returns the events' seqs.
         """
 
-        types: set[type] = set()
+        touched: set[tuple[type, str]] = set()  # (event class, stream) of the command's events
 
         def run(txn: Txn) -> list[int]:
             self._check_writable(txn)
@@ -167,8 +167,8 @@ class Store:
             for sha in blobs:
                 if not self.blobs.exists(sha):
                     raise ConflictError(f"blob {sha} vanished before commit (concurrent gc?); retry")
-            types.clear()
-            types.update(type(item.event) for item in batch)
+            touched.clear()
+            touched.update((type(item.event), item.stream) for item in batch)
             return self.log.append(txn, batch, self.actor)
 
         seqs = self.environment.write(run)
@@ -176,8 +176,11 @@ class Store:
         if seqs and seqs[-1] >= DICTIONARY_AFTER and not self._has_dictionary:
             self._train_dictionary()
         for view in self.views:
-            if type(view).sync_external is not View.sync_external and (
-                not view.handles or types.intersection(view.handles)
+            # Only views that folded one of these events refresh their outside copies (a note
+            # on an audit stream must not rewrite the alias TSVs).
+            if type(view).sync_external is not View.sync_external and any(
+                (not view.handles or cls in view.handles) and (not view.streams or stream.startswith(view.streams))
+                for cls, stream in touched
             ):
                 view.sync_external(self)
         return seqs
