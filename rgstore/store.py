@@ -176,13 +176,13 @@ class Store:
         if seqs and seqs[-1] >= DICTIONARY_AFTER and not self._has_dictionary:
             self._train_dictionary()
         for view in self.views:
-            # Only views that folded one of these events refresh their outside copies (a note
-            # on an audit stream must not rewrite the alias TSVs).
-            if type(view).sync_external is not View.sync_external and any(
-                (not view.handles or cls in view.handles) and (not view.streams or stream.startswith(view.streams))
-                for cls, stream in touched
-            ):
-                view.sync_external(self)
+            # Only views that folded one of these events refresh their outside copies, and only
+            # for the streams concerned (a note on an audit stream must not rewrite alias TSVs).
+            if type(view).sync_external is not View.sync_external:
+                streams = {stream for cls, stream in touched if (not view.handles or cls in view.handles)
+                           and (not view.streams or stream.startswith(view.streams))}
+                if streams:
+                    view.sync_external(self, streams)
         return seqs
 
     def _train_dictionary(self) -> None:

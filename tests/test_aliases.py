@@ -575,3 +575,21 @@ def test_cli_undo_and_redo_with_nothing_to_do_name_the_alias_not_its_stream(  # 
     assert undo.exit_code == 1 and undo.output == "error: alias refgenie:base has nothing to undo\n"
     never = cli("alias", "undo", "--sequence", "insdc:NEVER.1")
     assert never.output == "error: sequence alias insdc:NEVER.1 has nothing to undo\n"
+
+
+def test_a_command_rewrites_only_the_alias_files_of_its_own_namespaces(store: Store, genomes: Digests) -> None:
+    store.aliases.set("hg38", genomes["a"])
+    store.aliases.set("ucsc:hg19", genomes["b"])
+    ucsc = store.refget_path / "aliases" / "collections" / "ucsc.tsv"
+    refgenie = store.refget_path / "aliases" / "collections" / "refgenie.tsv"
+    assert ucsc.read_text() == f"hg19\t{genomes['b']}\n"
+    ucsc.write_text("stale\tline\n")  # damage outside rgstore, in another namespace
+    store.aliases.set("mm10", genomes["b"])  # a refgenie command: renders refgenie.tsv only
+    assert refgenie.read_text() == f"hg38\t{genomes['a']}\nmm10\t{genomes['b']}\n"
+    assert ucsc.read_text() == "stale\tline\n"
+    store.aliases.set("ucsc:hg38", genomes["a"])  # a ucsc command renders ucsc.tsv from the view
+    assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\n"
+    ucsc.write_text("stale\tline\n")
+    store.rebuild()  # and a rebuild renders every namespace
+    assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\n"
+    assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]

@@ -8,7 +8,7 @@ their own sub-dbs and the log, never each other's, so any one of them can be reb
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import lmdb
@@ -75,11 +75,12 @@ class View:
         for envelope in envelopes:
             apply(ctx, envelope)
 
-    def sync_external(self, store: "Store") -> None:
+    def sync_external(self, store: "Store", streams: Collection[str] | None = None) -> None:
         """Refresh copies of this view kept outside LMDB (e.g. RefgetStore alias TSVs).
 
-        Called after every committed command whose events this view handles, after rebuild and
-        after replay. The default has no external copy.
+        Called after every committed command with events this view folds, passing their
+        ``streams`` (a view may refresh only what those touch), and after rebuild and replay with
+        None (refresh everything). The default has no external copy.
         """
 
     def referenced_blobs(self, txn: Txn, environment: Environment) -> Iterable[str]:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -397,14 +397,39 @@ class AliasView(View):
         elif touched:
             _write_sorted(txn, snapshots, touched)
 
-    def sync_external(self, store: Store) -> None:
-        """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view."""
+    def sync_external(self, store: Store, streams: Collection[str] | None = None) -> None:
+        """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view.
 
-        def wanted() -> dict[Kind, dict[str, bytes]]:
+        With ``streams``, only the TSVs of the namespaces those alias streams name are rendered
+        and compared: a command costs the size of its namespaces, not of every alias.
+        """
+        if streams is None:
+
+            def wanted() -> dict[Kind, dict[str, bytes | None]]:
+                with store.read() as txn:
+                    return {kind: dict(_render_tsvs(list_aliases(txn, store.environment, kind))) for kind in _PREFIX}
+
+            write_alias_files(store.refget_path, wanted)
+            return
+        scope: dict[Kind, set[str]] = {}
+        for stream in streams:
+            parsed = parse_alias_stream(stream)
+            if parsed is not None and _NAMESPACE_RE.fullmatch(parsed[1]):
+                scope.setdefault(parsed[0], set()).add(parsed[1])
+        if not scope:
+            return
+
+        def scoped() -> dict[Kind, dict[str, bytes | None]]:
+            out: dict[Kind, dict[str, bytes | None]] = {}
             with store.read() as txn:
-                return {kind: _render_tsvs(list_aliases(txn, store.environment, kind)) for kind in _PREFIX}
+                for kind, namespaces in scope.items():
+                    files: dict[str, bytes | None] = dict.fromkeys(namespaces)  # None: no aliases, no file
+                    for ns in namespaces:
+                        files.update(_render_tsvs(list_aliases(txn, store.environment, kind, ns)))
+                    out[kind] = files
+            return out
 
-        write_alias_files(store.refget_path, wanted)
+        write_alias_files(store.refget_path, scoped, complete=False)
 
 
 def _load(txn: Txn, handles: _Handles, stream: str) -> _Alias | None:
@@ -504,24 +529,27 @@ def _render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
     return {ns: "".join(lines).encode() for ns, lines in out.items()}
 
 
-def write_alias_files(refget: Path, wanted: Callable[[], dict[Kind, dict[str, bytes]]]) -> None:
+def write_alias_files(
+    refget: Path, wanted: Callable[[], dict[Kind, dict[str, bytes | None]]], *, complete: bool = True
+) -> None:
     """Make the RefgetStore's alias TSVs exactly ``wanted()`` (kind -> namespace -> file bytes).
 
-    Files are replaced atomically (temp file + rename); a namespace without aliases loses its
-    file. The change happens under the RefgetStore's writer lock (the one gtars commits take),
+    Files are replaced atomically (temp file + rename); a namespace without aliases (None, or
+    absent when ``complete``) loses its file; with ``complete=False`` namespaces that ``wanted``
+    does not name are left as they are. The change happens under the RefgetStore's writer lock (the one gtars commits take),
     and ``wanted`` is re-read under it, so of two processes syncing at once the later one writes
     the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
     are refreshed too: gtars 0.10.0 loads only the alias namespaces ``rgstore.json`` lists.
     Nothing is touched when everything already agrees.
     """
     manifest = refget / "rgstore.json"
-    if _files_agree(refget, wanted()) and not (manifest.exists() and _manifest_stale(manifest, refget)):
+    if _files_agree(refget, wanted(), complete) and not (manifest.exists() and _manifest_stale(manifest, refget)):
         return
     refget.mkdir(parents=True, exist_ok=True)
     try:
         with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
             for kind, files in wanted().items():
-                _sync_dir(refget / "aliases" / _TSV_DIR[kind], files)
+                _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
             if manifest.exists() and _manifest_stale(manifest, refget):
                 _rewrite_manifest(manifest, refget)
     except ConflictError as exc:
@@ -531,28 +559,38 @@ def write_alias_files(refget: Path, wanted: Callable[[], dict[Kind, dict[str, by
         ) from None
 
 
-def _files_agree(refget: Path, wanted: dict[Kind, dict[str, bytes]]) -> bool:
+def _files_agree(refget: Path, wanted: dict[Kind, dict[str, bytes | None]], complete: bool = True) -> bool:
     for kind, files in wanted.items():
         directory = refget / "aliases" / _TSV_DIR[kind]
-        existing = {p.stem: p for p in directory.glob("*.tsv")} if directory.exists() else {}
-        if existing.keys() != files.keys():
-            return False
-        if any(existing[ns].read_bytes() != content for ns, content in files.items()):
-            return False
+        if complete:
+            existing = {p.stem for p in directory.glob("*.tsv")} if directory.exists() else set()
+            if existing != {ns for ns, content in files.items() if content is not None}:
+                return False
+        for ns, content in files.items():
+            path = directory / f"{ns}.tsv"
+            if content is None:
+                if path.exists():
+                    return False
+            elif not path.exists() or path.read_bytes() != content:
+                return False
     return True
 
 
-def _sync_dir(directory: Path, files: dict[str, bytes]) -> None:
+def _sync_dir(directory: Path, files: dict[str, bytes | None], complete: bool = True) -> None:
     existing = {p.stem: p for p in directory.glob("*.tsv")} if directory.exists() else {}
     for namespace, content in files.items():
         path = directory / f"{namespace}.tsv"
+        if content is None:
+            path.unlink(missing_ok=True)
+            continue
         if namespace in existing and path.read_bytes() == content:
             continue
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, content)
-    for namespace, path in existing.items():
-        if namespace not in files:
-            path.unlink()
+    if complete:
+        for namespace, path in existing.items():
+            if namespace not in files:
+                path.unlink()
 
 
 def _alias_state(refget: Path) -> tuple[dict[Kind, list[str]], str | None]:

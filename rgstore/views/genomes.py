@@ -13,7 +13,7 @@ file gtars' ``get_fhr_metadata`` and ``pull_fhr`` read), rewritten by ``sync_ext
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -181,7 +181,7 @@ class GenomesView(View):
         for seq in record.sequences:
             txn.delete(_seq_key(seq, record.digest), db=db)
 
-    def sync_external(self, store: Store) -> None:
+    def sync_external(self, store: Store, streams: Collection[str] | None = None) -> None:
         """Make ``refget/fhr/<digest>.fhr.json`` hold exactly the view's FHR documents (gtars reads them there)."""
 
         def wanted() -> dict[str, bytes]:
