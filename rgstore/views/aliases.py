@@ -405,11 +405,13 @@ class AliasView(View):
         """
         if streams is None:
 
-            def wanted() -> dict[Kind, dict[str, bytes | None]]:
+            def wanted() -> tuple[int, dict[Kind, dict[str, bytes | None]]]:
                 with store.read() as txn:
-                    return {kind: dict(_render_tsvs(list_aliases(txn, store.environment, kind))) for kind in _PREFIX}
+                    return store.log.head(txn)[0], {
+                        kind: dict(_render_tsvs(list_aliases(txn, store.environment, kind))) for kind in _PREFIX
+                    }
 
-            write_alias_files(store.refget_path, wanted)
+            write_alias_files(store.refget_path, wanted, lambda: store.head()[0])
             return
         scope: dict[Kind, set[str]] = {}
         for stream in streams:
@@ -419,7 +421,7 @@ class AliasView(View):
         if not scope:
             return
 
-        def scoped() -> dict[Kind, dict[str, bytes | None]]:
+        def scoped() -> tuple[int, dict[Kind, dict[str, bytes | None]]]:
             out: dict[Kind, dict[str, bytes | None]] = {}
             with store.read() as txn:
                 for kind, namespaces in scope.items():
@@ -427,9 +429,9 @@ class AliasView(View):
                     for ns in namespaces:
                         files.update(_render_tsvs(list_aliases(txn, store.environment, kind, ns)))
                     out[kind] = files
-            return out
+                return store.log.head(txn)[0], out
 
-        write_alias_files(store.refget_path, scoped, complete=False)
+        write_alias_files(store.refget_path, scoped, lambda: store.head()[0], complete=False)
 
 
 def _load(txn: Txn, handles: _Handles, stream: str) -> _Alias | None:
@@ -530,25 +532,29 @@ def _render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
 
 
 def write_alias_files(
-    refget: Path, wanted: Callable[[], dict[Kind, dict[str, bytes | None]]], *, complete: bool = True
+    refget: Path, wanted: Callable[[], tuple[int, dict[Kind, dict[str, bytes | None]]]],
+    current_head: Callable[[], int], *, complete: bool = True,
 ) -> None:
-    """Make the RefgetStore's alias TSVs exactly ``wanted()`` (kind -> namespace -> file bytes).
+    """Make the RefgetStore's alias TSVs exactly ``wanted()`` (log head, kind -> namespace -> file bytes).
 
     Files are replaced atomically (temp file + rename); a namespace without aliases (None, or
     absent when ``complete``) loses its file; with ``complete=False`` namespaces that ``wanted``
-    does not name are left as they are. The change happens under the RefgetStore's writer lock (the one gtars commits take),
-    and ``wanted`` is re-read under it, so of two processes syncing at once the later one writes
-    the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
+    does not name are left as they are. The change happens under the RefgetStore's writer lock
+    (the one gtars commits take), and ``wanted`` is re-read under it when ``current_head()`` has
+    moved, so of two processes syncing at once the later one writes the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
     are refreshed too: gtars 0.10.0 loads only the alias namespaces ``rgstore.json`` lists.
     Nothing is touched when everything already agrees.
     """
     manifest = refget / "rgstore.json"
-    if _files_agree(refget, wanted(), complete) and not (manifest.exists() and _manifest_stale(manifest, refget)):
+    head, files_now = wanted()
+    if _files_agree(refget, files_now, complete) and not (manifest.exists() and _manifest_stale(manifest, refget)):
         return
     refget.mkdir(parents=True, exist_ok=True)
     try:
         with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
-            for kind, files in wanted().items():
+            # Re-render only if something was appended since the first rendering (another writer).
+            again = files_now if current_head() == head else wanted()[1]
+            for kind, files in again.items():
                 _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
             if manifest.exists() and _manifest_stale(manifest, refget):
                 _rewrite_manifest(manifest, refget)
