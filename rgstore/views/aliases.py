@@ -7,23 +7,19 @@ that event), so ``Undone``/``Redone`` switch state by reading one snapshot, neve
 
 The view is also projected into the RefgetStore's alias files
 (``refget/aliases/{collections,sequences}/<ns>.tsv``, ``alias<TAB>digest``) and the namespace
-lists of ``refget/rgstore.json``, so gtars opened on ``STORE/refget`` resolves the same names.
+lists of ``refget/rgstore.json`` (``views.aliasfiles``), so gtars opened on ``STORE/refget`` resolves the same names.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from ..codec import decode_value, encode_value
 from ..environment import Db, Environment, Txn
-from ..errors import ConflictError, ExternalSyncError, InvalidInputError
+from ..errors import InvalidInputError
 from ..events import (
     AliasRemoved,
     AliasSet,
@@ -36,8 +32,6 @@ from ..events import (
     SequenceAliasSet,
     Undone,
 )
-from ..files import atomic_write_bytes
-from ..refgetlock import refget_write_lock
 from . import SEQ, FoldContext, View, iter_prefix
 
 if TYPE_CHECKING:
@@ -63,7 +57,6 @@ __all__ = [
     "sequence_alias",
     "sequence_aliases_of",
     "target_at",
-    "write_alias_files",
 ]
 
 Kind = Literal["collection", "sequence"]
@@ -79,17 +72,11 @@ _BY_DIGEST: dict[Kind, str] = {
 }
 _SNAPSHOTS = "aliases.snapshots"
 _KIND_BYTE: dict[Kind, bytes] = {COLLECTION: b"c", SEQUENCE: b"s"}
-_TSV_DIR: dict[Kind, str] = {COLLECTION: "collections", SEQUENCE: "sequences"}
-_MANIFEST_KEY: dict[Kind, str] = {
-    COLLECTION: "collection_alias_namespaces",
-    SEQUENCE: "sequence_alias_namespaces",
-}
 
 # Namespaces name files (<ns>.tsv) and CURIE prefixes; names are TSV fields and CURIE locals.
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.][^\s:/\x00-\x1f\x7f]{0,254}")
 _DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
-_SYNC_LOCK_TIMEOUT_S = 120
 
 
 # -- names and streams -----------------------------------------------------------------------
@@ -403,12 +390,14 @@ class AliasView(View):
         With ``streams``, only the TSVs of the namespaces those alias streams name are rendered
         and compared: a command costs the size of its namespaces, not of every alias.
         """
+        from .aliasfiles import render_tsvs, write_alias_files
+
         if streams is None:
 
             def wanted() -> tuple[int, dict[Kind, dict[str, bytes | None]]]:
                 with store.read() as txn:
                     return store.log.head(txn)[0], {
-                        kind: dict(_render_tsvs(list_aliases(txn, store.environment, kind))) for kind in _PREFIX
+                        kind: dict(render_tsvs(list_aliases(txn, store.environment, kind))) for kind in _PREFIX
                     }
 
             write_alias_files(store.refget_path, wanted, lambda: store.head()[0])
@@ -427,7 +416,7 @@ class AliasView(View):
                 for kind, namespaces in scope.items():
                     files: dict[str, bytes | None] = dict.fromkeys(namespaces)  # None: no aliases, no file
                     for ns in namespaces:
-                        files.update(_render_tsvs(list_aliases(txn, store.environment, kind, ns)))
+                        files.update(render_tsvs(list_aliases(txn, store.environment, kind, ns)))
                     out[kind] = files
                 return store.log.head(txn)[0], out
 
@@ -516,124 +505,3 @@ def _write_sorted(txn: Txn, snapshots: Db, aliases: list[_Alias]) -> None:
 
 def _prefix_of(alias: _Alias) -> bytes:
     return alias.prefix
-
-
-# -- the RefgetStore projection ------------------------------------------------------------------
-
-
-def _render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
-    out: dict[str, list[str]] = {}
-    for namespace, name, digest, _ in rows:
-        # Raw appends can put anything on an alias stream; only well-formed aliases become
-        # TSV lines, and only safe namespaces become file names.
-        if _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name) and _DIGEST_RE.fullmatch(digest):
-            out.setdefault(namespace, []).append(f"{name}\t{digest}\n")
-    return {ns: "".join(lines).encode() for ns, lines in out.items()}
-
-
-def write_alias_files(
-    refget: Path, wanted: Callable[[], tuple[int, dict[Kind, dict[str, bytes | None]]]],
-    current_head: Callable[[], int], *, complete: bool = True,
-) -> None:
-    """Make the RefgetStore's alias TSVs exactly ``wanted()`` (log head, kind -> namespace -> file bytes).
-
-    Files are replaced atomically (temp file + rename); a namespace without aliases (None, or
-    absent when ``complete``) loses its file; with ``complete=False`` namespaces that ``wanted``
-    does not name are left as they are. The change happens under the RefgetStore's writer lock
-    (the one gtars commits take), and ``wanted`` is re-read under it when ``current_head()`` has
-    moved, so of two processes syncing at once the later one writes the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
-    are refreshed too: gtars 0.10.0 loads only the alias namespaces ``rgstore.json`` lists.
-    Nothing is touched when everything already agrees.
-    """
-    manifest = refget / "rgstore.json"
-    head, files_now = wanted()
-    if _files_agree(refget, files_now, complete) and not (manifest.exists() and _manifest_stale(manifest, refget)):
-        return
-    refget.mkdir(parents=True, exist_ok=True)
-    try:
-        with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
-            # Re-render only if something was appended since the first rendering (another writer).
-            again = files_now if current_head() == head else wanted()[1]
-            for kind, files in again.items():
-                _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
-            if manifest.exists() and _manifest_stale(manifest, refget):
-                _rewrite_manifest(manifest, refget)
-    except ConflictError as exc:
-        raise ExternalSyncError(
-            f"alias change recorded, but the RefgetStore alias files were not refreshed ({exc}); "
-            "run `rgstore rebuild` once the RefgetStore is free"
-        ) from None
-
-
-def _files_agree(refget: Path, wanted: dict[Kind, dict[str, bytes | None]], complete: bool = True) -> bool:
-    for kind, files in wanted.items():
-        directory = refget / "aliases" / _TSV_DIR[kind]
-        if complete:
-            existing = {p.stem for p in directory.glob("*.tsv")} if directory.exists() else set()
-            if existing != {ns for ns, content in files.items() if content is not None}:
-                return False
-        for ns, content in files.items():
-            path = directory / f"{ns}.tsv"
-            if content is None:
-                if path.exists():
-                    return False
-            elif not path.exists() or path.read_bytes() != content:
-                return False
-    return True
-
-
-def _sync_dir(directory: Path, files: dict[str, bytes | None], complete: bool = True) -> None:
-    existing = {p.stem: p for p in directory.glob("*.tsv")} if directory.exists() else {}
-    for namespace, content in files.items():
-        path = directory / f"{namespace}.tsv"
-        if content is None:
-            path.unlink(missing_ok=True)
-            continue
-        if namespace in existing and path.read_bytes() == content:
-            continue
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, content)
-    if complete:
-        for namespace, path in existing.items():
-            if namespace not in files:
-                path.unlink()
-
-
-def _alias_state(refget: Path) -> tuple[dict[Kind, list[str]], str | None]:
-    """Namespaces present per kind, and gtars' aliases_digest (sha256 over sorted TSV paths)."""
-    namespaces: dict[Kind, list[str]] = {}
-    paths: list[Path] = []
-    for kind, sub in _TSV_DIR.items():
-        found = sorted((refget / "aliases" / sub).glob("*.tsv"))
-        namespaces[kind] = [p.stem for p in found]
-        paths += found
-    if not paths:
-        return namespaces, None
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.read_bytes())
-    return namespaces, digest.hexdigest()
-
-
-def _manifest_stale(manifest: Path, refget: Path) -> bool:
-    data = json.loads(manifest.read_text())
-    namespaces, digest = _alias_state(refget)
-    return data.get("aliases_digest") != digest or any(
-        sorted(data.get(_MANIFEST_KEY[kind], [])) != names for kind, names in namespaces.items()
-    )
-
-
-def _rewrite_manifest(manifest: Path, refget: Path) -> None:
-    data = json.loads(manifest.read_text())
-    namespaces, digest = _alias_state(refget)
-    for kind, names in namespaces.items():
-        if names:
-            data[_MANIFEST_KEY[kind]] = names
-        else:
-            data.pop(_MANIFEST_KEY[kind], None)  # gtars omits empty lists
-    if digest is None:
-        data.pop("aliases_digest", None)
-    else:
-        data["aliases_digest"] = digest
-    data["modified"] = datetime.now(UTC).isoformat()
-    atomic_write_bytes(manifest, json.dumps(data, indent=2).encode())

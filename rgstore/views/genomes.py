@@ -214,7 +214,7 @@ def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> Non
 
     Files are replaced atomically (temp file + rename) and those of genomes without FHR are
     removed, under the RefgetStore's writer lock with ``wanted`` re-read under it, like the
-    alias files (``views.aliases.write_alias_files``). Nothing is touched when all agree.
+    alias files (``views.aliasfiles.write_alias_files``). Nothing is touched when all agree.
     """
     directory = refget / _FHR_DIR
     if _fhr_files_agree(directory, wanted()):

@@ -1,0 +1,146 @@
+"""The alias view's projection into the RefgetStore: alias TSVs and the manifest's namespace lists.
+
+gtars opened on ``STORE/refget`` resolves aliases from ``aliases/{collections,sequences}/<ns>.tsv``
+(``alias<TAB>digest`` lines) and loads only the namespaces ``rgstore.json`` lists, with an
+``aliases_digest`` over the files. These helpers make those files match the alias view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import ConflictError, ExternalSyncError
+from ..files import atomic_write_bytes
+from ..refgetlock import refget_write_lock
+from .aliases import _DIGEST_RE, _NAME_RE, _NAMESPACE_RE, COLLECTION, SEQUENCE, Kind
+
+__all__ = ["render_tsvs", "write_alias_files"]
+
+_TSV_DIR: dict[Kind, str] = {COLLECTION: "collections", SEQUENCE: "sequences"}
+_MANIFEST_KEY: dict[Kind, str] = {
+    COLLECTION: "collection_alias_namespaces",
+    SEQUENCE: "sequence_alias_namespaces",
+}
+_SYNC_LOCK_TIMEOUT_S = 120
+
+
+def render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
+    out: dict[str, list[str]] = {}
+    for namespace, name, digest, _ in rows:
+        # Raw appends can put anything on an alias stream; only well-formed aliases become
+        # TSV lines, and only safe namespaces become file names.
+        if _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name) and _DIGEST_RE.fullmatch(digest):
+            out.setdefault(namespace, []).append(f"{name}\t{digest}\n")
+    return {ns: "".join(lines).encode() for ns, lines in out.items()}
+
+
+def write_alias_files(
+    refget: Path, wanted: Callable[[], tuple[int, dict[Kind, dict[str, bytes | None]]]],
+    current_head: Callable[[], int], *, complete: bool = True,
+) -> None:
+    """Make the RefgetStore's alias TSVs exactly ``wanted()`` (log head, kind -> namespace -> file bytes).
+
+    Files are replaced atomically (temp file + rename); a namespace without aliases (None, or
+    absent when ``complete``) loses its file; with ``complete=False`` namespaces that ``wanted``
+    does not name are left as they are. The change happens under the RefgetStore's writer lock
+    (the one gtars commits take), and ``wanted`` is re-read under it when ``current_head()`` has
+    moved, so of two processes syncing at once the later one writes the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
+    are refreshed too: gtars 0.10.0 loads only the alias namespaces ``rgstore.json`` lists.
+    Nothing is touched when everything already agrees.
+    """
+    manifest = refget / "rgstore.json"
+    head, files_now = wanted()
+    if _files_agree(refget, files_now, complete) and not (manifest.exists() and _manifest_stale(manifest, refget)):
+        return
+    refget.mkdir(parents=True, exist_ok=True)
+    try:
+        with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
+            # Re-render only if something was appended since the first rendering (another writer).
+            again = files_now if current_head() == head else wanted()[1]
+            for kind, files in again.items():
+                _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
+            if manifest.exists() and _manifest_stale(manifest, refget):
+                _rewrite_manifest(manifest, refget)
+    except ConflictError as exc:
+        raise ExternalSyncError(
+            f"alias change recorded, but the RefgetStore alias files were not refreshed ({exc}); "
+            "run `rgstore rebuild` once the RefgetStore is free"
+        ) from None
+
+
+def _files_agree(refget: Path, wanted: dict[Kind, dict[str, bytes | None]], complete: bool = True) -> bool:
+    for kind, files in wanted.items():
+        directory = refget / "aliases" / _TSV_DIR[kind]
+        if complete:
+            existing = {p.stem for p in directory.glob("*.tsv")} if directory.exists() else set()
+            if existing != {ns for ns, content in files.items() if content is not None}:
+                return False
+        for ns, content in files.items():
+            path = directory / f"{ns}.tsv"
+            if content is None:
+                if path.exists():
+                    return False
+            elif not path.exists() or path.read_bytes() != content:
+                return False
+    return True
+
+
+def _sync_dir(directory: Path, files: dict[str, bytes | None], complete: bool = True) -> None:
+    existing = {p.stem: p for p in directory.glob("*.tsv")} if directory.exists() else {}
+    for namespace, content in files.items():
+        path = directory / f"{namespace}.tsv"
+        if content is None:
+            path.unlink(missing_ok=True)
+            continue
+        if namespace in existing and path.read_bytes() == content:
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, content)
+    if complete:
+        for namespace, path in existing.items():
+            if namespace not in files:
+                path.unlink()
+
+
+def _alias_state(refget: Path) -> tuple[dict[Kind, list[str]], str | None]:
+    """Namespaces present per kind, and gtars' aliases_digest (sha256 over sorted TSV paths)."""
+    namespaces: dict[Kind, list[str]] = {}
+    paths: list[Path] = []
+    for kind, sub in _TSV_DIR.items():
+        found = sorted((refget / "aliases" / sub).glob("*.tsv"))
+        namespaces[kind] = [p.stem for p in found]
+        paths += found
+    if not paths:
+        return namespaces, None
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.read_bytes())
+    return namespaces, digest.hexdigest()
+
+
+def _manifest_stale(manifest: Path, refget: Path) -> bool:
+    data = json.loads(manifest.read_text())
+    namespaces, digest = _alias_state(refget)
+    return data.get("aliases_digest") != digest or any(
+        sorted(data.get(_MANIFEST_KEY[kind], [])) != names for kind, names in namespaces.items()
+    )
+
+
+def _rewrite_manifest(manifest: Path, refget: Path) -> None:
+    data = json.loads(manifest.read_text())
+    namespaces, digest = _alias_state(refget)
+    for kind, names in namespaces.items():
+        if names:
+            data[_MANIFEST_KEY[kind]] = names
+        else:
+            data.pop(_MANIFEST_KEY[kind], None)  # gtars omits empty lists
+    if digest is None:
+        data.pop("aliases_digest", None)
+    else:
+        data["aliases_digest"] = digest
+    data["modified"] = datetime.now(UTC).isoformat()
+    atomic_write_bytes(manifest, json.dumps(data, indent=2).encode())
