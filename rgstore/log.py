@@ -422,7 +422,7 @@ class EventLog:
                 continue
             wanted = self._handles[view.name]
             prefixes = view.streams
-            if prefixes and len(envelopes) > 64 and all(p.index(":") == len(p) - 1 for p in prefixes):
+            if prefixes and len(envelopes) > 64 and all(p.find(":") == len(p) - 1 for p in prefixes):
                 # Big batches (rebuilds, replays): sort envelopes into stream families once, so each
                 # domain view scans only its own streams.
                 if families is None:

@@ -593,3 +593,38 @@ def test_a_command_rewrites_only_the_alias_files_of_its_own_namespaces(store: St
     store.rebuild()  # and a rebuild renders every namespace
     assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\n"
     assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]
+
+
+def test_a_writer_committing_during_another_alias_sync_cannot_leave_an_older_file(store: Store) -> None:
+    import subprocess
+    import sys
+
+    from rgstore.events import AliasSet
+    from rgstore.views.aliases import list_aliases
+    from rgstore.views.aliasfiles import render_tsvs, write_alias_files
+    from tests.conftest import REPO
+
+    d0, d1, stream = "A" * 32, "B" * 32, "alias:n1/a"
+    store.append([NewEvent(stream=stream, event=AliasSet(namespace="n1", name="a", digest=d0))])
+    # Commit a -> d1 without the command's own sync, to run that sync by hand below.
+    store.environment.write(lambda txn: store.log.append(
+        txn, [NewEvent(stream=stream, event=AliasSet(namespace="n1", name="a", digest=d1))], "test"))
+    other = ("from rgstore.store import Store\nfrom rgstore.log import NewEvent\nfrom rgstore.events import Undone\n"
+             f"with Store.open({str(store.path)!r}) as s: s.append([NewEvent(stream={stream!r}, event=Undone())])")
+    calls: list[int] = []
+
+    def head_and_meanwhile_another_writer() -> int:
+        head = store.head()[0]
+        if not calls:  # right after this sync's check, a second process undoes a -> d1; its own sync
+            calls.append(head)  # finds the file already saying d0 and skips the lock
+            subprocess.run([sys.executable, "-c", other], cwd=REPO, check=True)
+        return head
+
+    def wanted() -> tuple[int, dict]:  # type: ignore[type-arg]
+        with store.read() as txn:
+            files = {"n1": None, **render_tsvs(list_aliases(txn, store.environment, "collection", "n1"))}
+            return store.log.head(txn)[0], {"collection": files}
+
+    write_alias_files(store.refget_path, wanted, head_and_meanwhile_another_writer, complete=False)
+    assert calls and store.aliases.get("n1:a") == d0  # the view: the undo won
+    assert (store.refget_path / "aliases" / "collections" / "n1.tsv").read_text() == f"a\t{d0}\n"

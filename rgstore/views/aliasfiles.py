@@ -47,9 +47,11 @@ def write_alias_files(
     Files are replaced atomically (temp file + rename); a namespace without aliases (None, or
     absent when ``complete``) loses its file; with ``complete=False`` namespaces that ``wanted``
     does not name are left as they are. The change happens under the RefgetStore's writer lock
-    (the one gtars commits take), and ``wanted`` is re-read under it when ``current_head()`` has
-    moved, so of two processes syncing at once the later one writes the newer state. When the store has a manifest, its namespace lists and ``aliases_digest``
-    are refreshed too: gtars 0.10.0 loads only the alias namespaces ``rgstore.json`` lists.
+    (the one gtars commits take), and ``wanted`` is re-read under it whenever ``current_head()``
+    has moved, before and after writing, so of two processes syncing at once the newer state is
+    the one left on disk. When the store has a manifest, its namespace lists and
+    ``aliases_digest`` are refreshed too: gtars 0.10.0 loads only the alias namespaces
+    ``rgstore.json`` lists.
     Nothing is touched when everything already agrees.
     """
     manifest = refget / "rgstore.json"
@@ -59,12 +61,17 @@ def write_alias_files(
     refget.mkdir(parents=True, exist_ok=True)
     try:
         with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
-            # Re-render only if something was appended since the first rendering (another writer).
-            again = files_now if current_head() == head else wanted()[1]
-            for kind, files in again.items():
-                _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
-            if manifest.exists() and _manifest_stale(manifest, refget):
-                _rewrite_manifest(manifest, refget)
+            while True:
+                if current_head() != head:  # another writer appended since this rendering
+                    head, files_now = wanted()
+                for kind, files in files_now.items():
+                    _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
+                if manifest.exists() and _manifest_stale(manifest, refget):
+                    _rewrite_manifest(manifest, refget)
+                # A writer that committed while we wrote may have found the old files equal to its
+                # state and skipped the lock: check again after writing, so the newest state wins.
+                if current_head() == head:
+                    break
     except ConflictError as exc:
         raise ExternalSyncError(
             f"alias change recorded, but the RefgetStore alias files were not refreshed ({exc}); "
