@@ -213,8 +213,8 @@ def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> Non
     """Make ``refget/fhr/*.fhr.json`` exactly ``wanted()`` (genome digest -> file bytes).
 
     Files are replaced atomically (temp file + rename) and those of genomes without FHR are
-    removed, under the RefgetStore's writer lock with ``wanted`` re-read under it, like the
-    alias files (``views.aliasfiles.write_alias_files``). Nothing is touched when all agree.
+    removed, under the RefgetStore's writer lock with ``wanted`` re-read under it (and again
+    after writing), like the alias files (``views.aliasfiles.write_alias_files``). Nothing is touched when all agree.
     """
     directory = refget / _FHR_DIR
     if _fhr_files_agree(directory, wanted()):
@@ -223,14 +223,21 @@ def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> Non
         directory.mkdir(parents=True, exist_ok=True)
         with refget_write_lock(refget, "rgstore-fhr-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
             files = wanted()
-            existing = _fhr_files(directory)
-            for digest, content in files.items():
-                path = directory / f"{digest}{_FHR_SUFFIX}"
-                if digest not in existing or path.read_bytes() != content:
-                    atomic_write_bytes(path, content)
-            for digest, path in existing.items():
-                if digest not in files:
-                    path.unlink(missing_ok=True)
+            while True:
+                existing = _fhr_files(directory)
+                for digest, content in files.items():
+                    path = directory / f"{digest}{_FHR_SUFFIX}"
+                    if digest not in existing or path.read_bytes() != content:
+                        atomic_write_bytes(path, content)
+                for digest, path in existing.items():
+                    if digest not in files:
+                        path.unlink(missing_ok=True)
+                # A writer that committed while we wrote may have found the old files equal to its
+                # state and skipped the lock: re-read after writing, so the newest state is left.
+                latest = wanted()
+                if latest == files:
+                    break
+                files = latest
     except ConflictError as exc:
         raise ExternalSyncError(
             f"FHR change recorded, but the RefgetStore's fhr/ files were not refreshed ({exc}); "
