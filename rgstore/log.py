@@ -132,9 +132,16 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_MAX_STREAM_BYTES = 500
+"""Views key state by stream name plus a few bytes; LMDB keys hold at most 511 bytes."""
+
+
 def _check_stream(stream: str) -> None:
-    if not stream or len(stream) > 512 or not stream.isprintable():
-        raise InvalidInputError(f"invalid stream name {stream!r}: 1-512 printable characters")
+    if not stream or not stream.isprintable() or len(stream.encode()) > _MAX_STREAM_BYTES:
+        raise InvalidInputError(
+            f"invalid stream name {stream[:80]!r}{'...' if len(stream) > 80 else ''}: "
+            f"1-{_MAX_STREAM_BYTES} bytes of printable UTF-8"
+        )
 
 
 class EventLog:

@@ -628,3 +628,11 @@ def test_a_writer_committing_during_another_alias_sync_cannot_leave_an_older_fil
     write_alias_files(store.refget_path, wanted, head_and_meanwhile_another_writer, complete=False)
     assert calls and store.aliases.get("n1:a") == d0  # the view: the undo won
     assert (store.refget_path / "aliases" / "collections" / "n1.tsv").read_text() == f"a\t{d0}\n"
+
+
+def test_a_long_non_ascii_alias_name_is_refused_by_its_utf8_size(store: Store, genomes: Digests) -> None:
+    fits = "a" + "é" * 199  # 399 bytes
+    store.aliases.set(fits, genomes["a"])
+    assert store.aliases.get(fits) == genomes["a"]
+    with pytest.raises(InvalidInputError, match="at most 400"):
+        store.aliases.set("a" + "é" * 200, genomes["a"])  # 201 characters (the regex allows 255), 401 bytes

@@ -98,6 +98,13 @@ def test_stream_names_must_be_printable(store: Store) -> None:
         store.append([note("bad\x00stream")])
 
 
+def test_stream_names_are_limited_in_utf8_bytes_not_characters(store: Store) -> None:
+    store.append([note("s" + "é" * 249)])  # 499 bytes: every view key built from it fits LMDB
+    with pytest.raises(InvalidInputError, match="1-500 bytes of printable UTF-8"):
+        store.append([note("s" + "é" * 250)])  # 251 characters, 501 bytes
+    assert store.head()[0] == 1 and store.verify().ok
+
+
 def test_chain_hash_follows_the_documented_formula(store: Store) -> None:
     store.append([note("a"), note("b")])
     prev = genesis_hash(store.log_id())

@@ -92,12 +92,20 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
+_MAX_NAME_BYTES = 400
+"""The by-digest index keys (digest, namespace, name) must fit LMDB's 511-byte keys."""
+
+
 def check_name(name: str) -> str:
-    """The alias name if valid (1-255 chars, no whitespace, ':' or '/'), else InvalidInputError."""
+    """The alias name if valid (1-255 chars, at most 400 UTF-8 bytes, no whitespace, ':' or '/'), else InvalidInputError."""
     if not _NAME_RE.fullmatch(name):
         raise InvalidInputError(
-            f"invalid alias name {name!r}: use 1-255 characters without whitespace, ':' or '/', "
+            f"invalid alias name {name[:80]!r}: use 1-255 characters without whitespace, ':' or '/', "
             "starting with a letter, digit, '_' or '.'"
+        )
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        raise InvalidInputError(
+            f"invalid alias name {name[:40]!r}...: {len(name.encode())} bytes in UTF-8, at most {_MAX_NAME_BYTES}"
         )
     return name
 

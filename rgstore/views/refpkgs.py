@@ -210,6 +210,8 @@ class RefpkgsView(View):
             if not stream.startswith(STREAM_PREFIX):
                 continue
             name = stream[cut:]
+            if not name:
+                continue  # a bare "refpkg:" stream (only raw appends make one) names no package
             package = packages.get(name) or fold.package(name)
             event = envelope.event
             if type(event) is RefpkgUpdated:  # the common case first: skips the isinstance chain
