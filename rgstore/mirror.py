@@ -143,7 +143,7 @@ def prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
 
     Fetching the next page (socket reads release the GIL; the server works on another core)
     then overlaps with folding this one. The producer's exceptions are re-raised here, in order;
-    closing this generator early stops the producer after its current page.
+    closing this generator early stops the producer after its current page (waiting at most 1 s).
     """
     import queue
     import threading
@@ -181,7 +181,9 @@ def prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        worker.join()
+        # A page download in flight may take up to the read timeout: do not make Ctrl-C wait for it.
+        # The producer checks ``stop`` before handing anything over, so it ends on its own.
+        worker.join(timeout=1.0)
 
 
 class _Upstream(msgspec.Struct, kw_only=True):
