@@ -337,6 +337,7 @@ class EventLog:
         rows: list[tuple[bytes, bytes]] = []
         dict_id = self.current_dictionary(txn) if compress else 0
         eager_history = any(type(item.event) in _ZIPPER_EVENTS for item in batch)
+        encode, pack, append_row = encode_envelope, SEQ.pack, rows.append  # the hot loop's lookups
         for item in batch:
             stream = item.stream
             version = versions.get(stream)
@@ -354,9 +355,9 @@ class EventLog:
                 seq=seq, id=item.id or next(fresh_ids), stream=stream, stream_version=version + 1,
                 time=now, actor=actor, event=event,
             )
-            payload = encode_envelope(envelope)
+            payload = encode(envelope)
             prev = chain_hash(prev, seq, payload)
-            rows.append((SEQ.pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id)))
+            append_row((pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id)))
             if type(event) is CodecDictionaryAdded:
                 self._keep_dictionary(txn, event)
             if eager_history and (zipper or event.undoable):
