@@ -44,16 +44,20 @@ class NoDelayConfig(uvicorn.Config):
 def check_listen(host: str, port: int) -> None:
     """ConflictError unless ``host:port`` can be listened on now (uvicorn would log and exit instead)."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        addresses = {info[4][:2]: info[0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except OSError as exc:
         raise InvalidInputError(f"--host {host}: cannot resolve it ({exc})") from None
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            sock.bind((host, port))
-    except OSError as exc:
-        hint = " (another server is running there? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
-        raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    # asyncio's create_server (one worker) binds every address the name resolves to, so check each.
+    for address, family in addresses.items():
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio binds
+                sock.bind(address)
+        except OSError as exc:
+            hint = " (another server is running there? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+            raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
 def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "") -> None:

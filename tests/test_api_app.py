@@ -163,3 +163,19 @@ def test_serve_on_a_busy_port_is_a_one_line_error(store_path: Path) -> None:
     err = proc.stderr.decode().strip()
     assert proc.returncode != 0 and "\n" not in err
     assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "choose another --port" in err
+
+
+def test_a_host_name_is_refused_when_any_of_its_addresses_is_busy() -> None:
+    """One worker binds every address a name resolves to, so a busy one fails the start-up check."""
+    import socket
+
+    from api.server import check_listen
+    from rgstore.errors import ConflictError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConflictError, match=f"cannot listen on localhost:{port}"):
+            check_listen("localhost", port)
+    check_listen("localhost", port)  # free again
