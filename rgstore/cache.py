@@ -29,6 +29,7 @@ from .cachekeys import (
     CacheRequest,
     RawIdentity,
     RegionForm,
+    is_entry_path,
     is_key,
     is_key_prefix,
     labels,
@@ -40,7 +41,7 @@ from .cacheraw import build_raw, intact, staging_dir
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
 from .environment import Db, Txn, fsync_dir
-from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
 from .extract import EXTRACTOR_VERSION, extract_regions, plan_region
 from .gtf import gc_paused, parse_gtf
@@ -142,10 +143,11 @@ class Cache:
                 )
         root = self.root.resolve()
         rels: list[str] = []
-        for candidate in (Path(ref).expanduser(), root / ref):
+        for candidate in (Path(ref), root / ref):
             try:
-                rels.append(candidate.resolve().relative_to(root).as_posix())
-            except ValueError:
+                # An unknown ~user, a symlink loop or an embedded NUL is simply not an entry's directory.
+                rels.append(candidate.expanduser().resolve().relative_to(root).as_posix())
+            except (ValueError, RuntimeError, OSError):
                 continue
         with self.store.read() as txn:
             env = self.store.environment
@@ -239,17 +241,24 @@ class Cache:
         """
         ident = raw_identity(request)
         entry = self.entry(ident.key)
-        if not deep and entry is not None and intact(self.root / entry.path, entry.files):
+        # The path comes from the log (perhaps an upstream's): one that is no entry's shape is never used.
+        usable = entry is not None and is_entry_path(entry.path)
+        if not deep and entry is not None and usable and intact(self.root / entry.path, entry.files):
             self._check_assembly(request, entry)
             self._touch([entry.key])
             return entry, True, False
         with entry_lock(self.root, ident.key):
             entry = self.entry(ident.key)
             # Another process may have fetched or repaired it while we waited.
-            if entry is not None and intact(self.root / entry.path, entry.files, deep=deep, progress=progress):
+            if (
+                entry is not None
+                and is_entry_path(entry.path)
+                and intact(self.root / entry.path, entry.files, deep=deep, progress=progress)
+            ):
                 self._check_assembly(request, entry)
                 self._touch([entry.key])
                 return entry, True, deep
+            self._require_writable("fetching level 2")
             path = self._raw_path(ident, entry)
             with http_client() as client:
                 plan = resolve(client, ident, base_url=base_url, assembly=request.source_params.assembly)
@@ -285,11 +294,12 @@ class Cache:
         An NCBI entry's key ignores the taxon, so a request naming another taxon must reuse the
         existing directory rather than start a second copy.
         """
-        if entry is not None:
+        if entry is not None and is_entry_path(entry.path):
             return entry.path
         with self.store.read() as txn:
             tomb = CacheView.tombstone(txn, self._db("cache.evicted"), ident.key)
-        return tomb.path if tomb is not None else ident.path
+        # A path from the log (perhaps an upstream's) is replaced on publish: it must be an entry's.
+        return tomb.path if tomb is not None and is_entry_path(tomb.path) else ident.path
 
     # -- level 1 ------------------------------------------------------------------------------
 
@@ -325,6 +335,7 @@ class Cache:
             if not misses:
                 self._touch([f.key for f in forms])
                 return [self._result(f, True) for f in forms]
+            self._require_writable(f"extracting {', '.join(f.region for f in misses)}")
             with entry_locks(self.root, [f.key for f in misses]):
                 misses = [f for f in misses if not self._l1_hit(f)]  # built by another process meanwhile?
                 if not misses:
@@ -362,7 +373,7 @@ class Cache:
 
     def _l1_hit(self, form: RegionForm) -> bool:
         entry = self.entry(form.key)
-        if entry is None or form.file not in entry.files:
+        if entry is None or entry.path != form.path or form.file not in entry.files:
             return False
         path = self.root / entry.path / form.file
         return path.is_file() and hash_file(path).sha256 == entry.files[form.file].sha256
@@ -462,9 +473,27 @@ class Cache:
                     out.append(NewEvent(stream=stream_of(key), event=CacheTouched(key=key)))
         return out
 
+    def _replica_of(self) -> str:
+        """The upstream this store mirrors, or "" if it takes its own writes."""
+        with self.store.read() as txn:
+            upstream = self.store.log.meta_get(txn, "replica_of")
+        return upstream.decode() if upstream else ""
+
+    def _require_writable(self, doing: str) -> None:
+        """Refuse work whose result could not be recorded, before any file is written."""
+        upstream = self._replica_of()
+        if upstream:
+            raise ReadOnlyError(
+                f"this store is a read-only mirror of {upstream}: {doing} would add cache entries; "
+                "run the request on the primary and pull, or run `rgstore mirror promote` first"
+            )
+
     def _touch(self, keys: list[str]) -> None:
-        """Record access to entries, at most once per entry per TOUCH_INTERVAL."""
-        if not self._touch_events(keys):
+        """Record access to entries, at most once per entry per TOUCH_INTERVAL.
+
+        A mirror serves hits without recording them: its log takes only the upstream's events.
+        """
+        if not self._touch_events(keys) or self._replica_of():
             return
         now = self.clock()
 

@@ -9,12 +9,14 @@ upstream has evicted (the eviction events arrived with the pull).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .cachekeys import is_entry_path
 from .errors import IntegrityError, InvalidInputError
 from .events import FileRef
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, mkstemp
 from .store import Store
 from .views.cache import CacheEntry, CacheView
 
@@ -22,21 +24,27 @@ __all__ = ["cache_files", "local_cache_file", "install_cache_file", "missing_cac
            "finish_upstream_evictions"]
 
 Fetch = Callable[[CacheEntry, str], bytes]
+_CHUNK = 1 << 20
 
 
 def local_cache_file(store: Store, entry: CacheEntry, relative: str) -> Path:
     """Where one of an entry's files lives in this store; refuses paths that leave the cache root."""
     root = store.cache_path.resolve()
-    path = (root / entry.path / relative).resolve()
-    if not path.is_relative_to(root) or path == root:
+    directory = root / entry.path
+    path = (directory / relative).resolve()
+    if not is_entry_path(entry.path) or not path.is_relative_to(directory) or path == directory:
         raise InvalidInputError(f"cache entry {entry.key} names a file outside the cache: {entry.path}/{relative}")
     return path
 
 
 def cache_files(store: Store) -> Iterator[tuple[CacheEntry, str, FileRef]]:
-    """(entry, relative path, recorded checksums) of every file of every live entry."""
+    """(entry, relative path, recorded checksums) of every file of every live entry.
+
+    Entries whose directory is not an entry's shape (possible only in a hand-made or hostile log)
+    are skipped: they have no place in the cache to copy from or to; ``cache verify`` reports them.
+    """
     with store.read() as txn:
-        entries = list(CacheView.entries(txn, store.environment))
+        entries = [e for e in CacheView.entries(txn, store.environment) if is_entry_path(e.path)]
     for entry in entries:
         for relative, ref in sorted(entry.files.items()):
             yield entry, relative, ref
@@ -84,10 +92,29 @@ def publish_cache(store: Store, directory: Path) -> int:
         dest = directory / "cache" / entry.path / relative
         if dest.is_file() and dest.stat().st_size == ref.size:
             continue
-        data = src.read_bytes()
-        if hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise IntegrityError(f"{src} does not match its recorded sha256; run `rgstore cache verify`")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(dest, data)
+        _copy_verified(src, dest, ref.sha256)
         copied += 1
     return copied
+
+
+def _copy_verified(src: Path, dest: Path, sha256: str) -> None:
+    """Copy ``src`` to ``dest`` in chunks via a temp file, renamed only if the bytes hash to ``sha256``.
+
+    Level-2 genomes are gigabytes: they are never read into memory whole.
+    """
+    fd, tmp = mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        digest = hashlib.sha256()
+        with open(src, "rb") as inp, os.fdopen(fd, "wb") as out:
+            while chunk := inp.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(f"{src} does not match its recorded sha256; run `rgstore cache verify`")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

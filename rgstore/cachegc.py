@@ -13,6 +13,7 @@ old and unlocked. ``verify`` re-hashes every file against the sha256 its insert 
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .blobs import hash_file
-from .cachekeys import RawIdentity, is_key
+from .cachekeys import RawIdentity, is_entry_path, is_key
 from .cachelock import entry_lock
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError
@@ -117,7 +118,10 @@ def parse_size(text: str) -> int:
     if match is None:
         raise InvalidInputError(f"invalid size {text!r}: use a number with K, M, G or T, e.g. 50G")
     power = " kmgtp".index(match.group(2).lower() or " ")
-    return int(float(match.group(1)) * 1024**power)
+    value = float(match.group(1)) * 1024**power
+    if not math.isfinite(value):
+        raise InvalidInputError(f"size {text!r} is too large")
+    return int(value)
 
 
 def plan(
@@ -148,8 +152,8 @@ def _delete(cache: Cache, key: str) -> bool:
             if CacheView.get(txn, cache.store.environment.db("cache.entries"), key) is not None:
                 return False
             tomb = CacheView.tombstone(txn, cache.store.environment.db("cache.evicted"), key)
-        if tomb is None or tomb.path in _live_paths(cache):
-            return False  # another live entry was published in its directory since
+        if tomb is None or not is_entry_path(tomb.path) or tomb.path in _live_paths(cache):
+            return False  # another live entry was published in its directory since, or no entry's shape
         target = cache.root / tomb.path
         if not target.exists():
             return False
@@ -249,7 +253,7 @@ def _pending(cache: Cache) -> list[str]:
         return [
             t.key
             for t in CacheView.tombstones(txn, cache.store.environment)
-            if t.path not in live and (cache.root / t.path).exists()
+            if is_entry_path(t.path) and t.path not in live and (cache.root / t.path).exists()
         ]
 
 
@@ -316,6 +320,12 @@ def verify(
     bad: dict[str, tuple[int, str]] = {}
     try:
         for e in entries:
+            if not is_entry_path(e.path):
+                report.problems.append(
+                    CacheProblem(key=e.key, level=e.level, file=e.path, problem="not a cache entry directory")
+                )
+                bad.setdefault(e.key, (e.inserted_seq, "corrupt: not a cache entry directory"))
+                continue
             for rel, ref in sorted(e.files.items()):
                 path = cache.root / e.path / rel
                 report.files += 1

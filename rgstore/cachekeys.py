@@ -49,6 +49,7 @@ __all__ = [
     "labels",
     "is_key",
     "is_key_prefix",
+    "is_entry_path",
     "KEY_PREFIX_MIN",
 ]
 
@@ -57,14 +58,18 @@ REGIONS = ("gene", "transcript", "exon", "intron", "CDS", "UTR")
 """Region names in canonical spelling; input matching is case-insensitive."""
 
 _BY_LOWER = {r.lower(): r for r in REGIONS}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_SPECIES = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
-_NCBI_ASSEMBLY = re.compile(r"^(GC[AF]_\d{9}\.\d+)(?:_[A-Za-z0-9_.-]+)?$")
+# Matched whole (fullmatch: a "$" alone lets a trailing newline through) and ASCII-only (\d takes
+# any script's digits): these values become directory names.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SPECIES = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
+_NCBI_ASSEMBLY = re.compile(r"(GC[AF]_\d{9}\.\d+)(?:_[A-Za-z0-9_.-]+)?", re.ASCII)
 _NCBI_RELEASE = re.compile(
-    r"^(?:(?P<acc>GC[AF]_\d{9}\.\d+)-)?(?:(?P<rs>RS_(?P<month>\d{4}_\d{2}))|(?P<num>\d{1,4}(?:\.\d{8})?))$",
-    re.IGNORECASE,
+    r"(?:(?P<acc>GC[AF]_\d{9}\.\d+)-)?(?:(?P<rs>RS_(?P<month>\d{4}_\d{2}))|(?P<num>\d{1,4}(?:\.\d{8})?))",
+    re.IGNORECASE | re.ASCII,
 )
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+_ACCESSION = re.compile(r"GC[AF]_[0-9]{9}\.[0-9]+")
+_RELEASE = re.compile(r"[0-9]{1,9}")
 KEY_PREFIX_MIN = 8
 """Shortest key prefix ``cache show/pin/unpin`` accept (``cache ls`` prints 12)."""
 _KEY_PREFIX = re.compile(rf"^[0-9a-f]{{{KEY_PREFIX_MIN},64}}$")
@@ -167,12 +172,31 @@ def sha256_key(obj: Any) -> str:
 
 def is_key(text: str) -> bool:
     """Whether ``text`` looks like a cache key (64 lowercase hex digits)."""
-    return bool(_KEY.match(text))
+    return bool(_KEY.fullmatch(text))
 
 
 def is_key_prefix(text: str) -> bool:
     """Whether ``text`` could abbreviate a key: 8 to 64 lowercase hex digits."""
-    return bool(_KEY_PREFIX.match(text))
+    return bool(_KEY_PREFIX.fullmatch(text))
+
+
+def is_entry_path(rel: str) -> bool:
+    """Whether ``rel`` has the shape of a cache entry directory, so it cannot leave the cache root.
+
+    ``cached_genomic_<key>``, ``ncbi_raw/<taxon>/<accession>`` or ``ensembl_raw/<species>/<release>``
+    with path-safe parts. Paths come from events, and a mirror's events come from its upstream:
+    nothing is read, written or deleted under a path that fails this check.
+    """
+    if rel.startswith("cached_genomic_"):
+        return bool(_KEY.fullmatch(rel.removeprefix("cached_genomic_")))
+    parts = rel.split("/")
+    if len(parts) != 3:
+        return False
+    if parts[0] == "ncbi_raw":
+        return bool(_NAME.fullmatch(parts[1]) and _ACCESSION.fullmatch(parts[2]))
+    if parts[0] == "ensembl_raw":
+        return bool(_SPECIES.fullmatch(parts[1]) and _RELEASE.fullmatch(parts[2]))
+    return False
 
 
 def parse_regions(spec: str | list[str] | dict[str, Any]) -> dict[str, bool]:
@@ -204,7 +228,7 @@ def parse_regions(spec: str | list[str] | dict[str, Any]) -> dict[str, bool]:
 
 
 def _check(what: str, value: str, pattern: re.Pattern[str], hint: str) -> str:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise InvalidInputError(f"invalid {what} {value!r}: {hint}")
     return value
 
@@ -233,7 +257,7 @@ def make_request(
     if src == "ncbi":
         if not asm:
             raise InvalidInputError("an NCBI request needs --assembly, e.g. GCF_000001405.40")
-        match = _NCBI_ASSEMBLY.match(asm)
+        match = _NCBI_ASSEMBLY.fullmatch(asm)
         if match is None:
             raise InvalidInputError(
                 f"invalid NCBI assembly {asm!r}: expected an accession like GCF_000001405.40"
@@ -253,7 +277,7 @@ def make_request(
 
 def _ncbi_release(rel: str, accession: str) -> str:
     """An NCBI annotation release in canonical spelling: ``110``, ``105.20220307`` or ``RS_2023_10``."""
-    match = _NCBI_RELEASE.match(rel)
+    match = _NCBI_RELEASE.fullmatch(rel)
     month = match.group("month") if match else None
     if match is None or (month is not None and not 1 <= int(month[5:]) <= 12):
         raise InvalidInputError(

@@ -123,6 +123,7 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
     bar = progress(f"parse {path.name}", total=path.stat().st_size, unit="B")
     # Work on bytes and decode only the few fields kept: ~2x faster than decoding every line.
     seen = 0
+    lineno = 0
     try:
         with open(path, "rb") as fh:
             for lineno, raw in enumerate(fh, 1):
@@ -171,6 +172,9 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
                 else:
                     coding.setdefault(tkey, []).append((start, end))
             bar.update(fh.tell() - seen)
+    except UnicodeDecodeError:
+        # Ids are matched against FASTA names and written into headers, so they must be text.
+        raise _bad(path, lineno, "not UTF-8 text") from None
     finally:
         bar.close()
     transcripts: dict[tuple[str, str], Transcript] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,26 @@ def test_one_entry_shows_its_pin_and_reading_it_records_nothing(served: Server, 
 def test_unknown_keys_are_404_and_bad_levels_422(served: Server) -> None:
     assert httpx.get(f"{served.url}/cache/entries/nope").status_code == 404
     assert httpx.get(f"{served.url}/cache/entries", params={"level": 3}).status_code == 422
+
+
+def test_an_entry_file_is_served_verified_and_a_tampered_one_is_refused(
+    served: Server, cached: tuple[Path, list]
+) -> None:
+    store, rows = cached
+    key, local = str(rows[0]["key"]), Path(str(rows[0]["path"]))
+    url = f"{served.url}/cache/entries/{key}/files/annotation/{local.name}"
+    original = local.read_bytes()
+    resp = httpx.get(url)
+    assert resp.status_code == 200 and resp.content == original
+    assert resp.headers["x-checksum-sha256"] == hashlib.sha256(original).hexdigest()
+    head = httpx.head(url)
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) == len(original)
+    assert httpx.get(f"{served.url}/cache/entries/{key}/files/annotation/../../../etc/passwd").status_code == 404
+    local.write_bytes(original[:-2] + b"N\n")
+    try:
+        assert httpx.get(url).status_code == 500
+    finally:
+        local.write_bytes(original)
 
 
 def test_an_evicted_entry_shows_its_tombstone(cached: tuple[Path, list], tmp_path: Path) -> None:

@@ -216,6 +216,14 @@ def test_pins_resolve_keys_and_directories(store: Store, server: UpstreamServer)
         store.cache.pin(os.fspath(Path("/nonexistent/dir")))
 
 
+def test_refs_that_name_no_directory_are_not_found_not_crashes(store: Store, tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for ref in ("~no_such_user_rgstore", str(loop / "x"), "a\0b"):
+        with pytest.raises(NotFoundError, match="no cache entry"):
+            store.cache.show(ref)
+
+
 def test_a_damaged_raw_entry_is_fetched_again(store: Store, server: UpstreamServer) -> None:
     store.cache.fetch_raw(req(ENSEMBL), base_url=base(server, "ensembl"))
     raw = store.cache.ls(level=2)[0]

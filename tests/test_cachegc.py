@@ -145,6 +145,11 @@ def test_sizes_parse(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
+def test_a_size_too_large_for_a_number_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="too large"):
+        parse_size("9" * 400 + "P")
+
+
 @pytest.mark.parametrize("bad", ["30 days", "-1d", "d"])
 def test_bad_durations_are_refused(bad: str) -> None:
     with pytest.raises(InvalidInputError, match="invalid duration"):

@@ -10,6 +10,8 @@ import pytest
 from rgstore.cachekeys import (
     RawIdentity,
     canonical_json,
+    is_entry_path,
+    is_key,
     make_request,
     parse_regions,
     raw_identity,
@@ -95,6 +97,19 @@ def test_fields_that_name_directories_must_be_path_safe(field: str, value: str) 
     kw[field] = value
     with pytest.raises(InvalidInputError, match=f"invalid {field}"):
         make_request("ncbi", **kw)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("species", "homo_sapiens\n"), ("taxon", "9606\n"), ("assembly", "GCF_000001405.40\n"),
+     ("assembly", "GCF_\u0660\u0660\u0660\u0660\u0660\u0661\u0664\u0660\u0665.40"), ("release", "110\n")],
+)
+def test_a_trailing_newline_or_non_ascii_digits_never_reach_a_directory_name(field: str, value: str) -> None:
+    kw = {"species": "homo_sapiens", "release": "110", "taxon": "9606", "assembly": "GCF_000001405.40"}
+    kw[field] = value
+    with pytest.raises(InvalidInputError, match="invalid"):
+        make_request("ncbi", **kw)
+    assert not is_key("a" * 64 + "\n")
 
 
 def test_ncbi_needs_an_accession_and_keeps_only_accession_dot_version() -> None:
@@ -197,3 +212,20 @@ def test_the_ensembl_taxon_is_a_label_but_species_release_and_assembly_pick_file
 
     assert keys(taxon="9606") == keys()
     assert len({keys()[0], keys(release="111")[0], keys(species="mus_musculus")[0], keys(assembly="GRCh37")[0]}) == 4
+
+
+def test_every_directory_a_request_makes_is_an_entry_path() -> None:
+    for request in (_ensembl(), make_request("ncbi", species="homo_sapiens", release="110",
+                                             assembly="GCF_000001405.40_GRCh38.p14", taxon="9606")):
+        assert is_entry_path(raw_identity(request).path)  # type: ignore[arg-type]
+        for form in region_forms(request, INPUTS, "x"):  # type: ignore[arg-type]
+            assert is_entry_path(form.path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../victim", "ensembl_raw/homo_sapiens/..", "ncbi_raw/../GCF_000001405.40", "cached_genomic_" + "a" * 63,
+     "cached_genomic_" + "a" * 64 + "/..", "ncbi_raw/9606/GCF_000001405.40_..", "", "/etc", "ensembl_raw/x/1\n"],
+)
+def test_paths_that_could_leave_the_cache_are_not_entry_paths(path: str) -> None:
+    assert not is_entry_path(path)

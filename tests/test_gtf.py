@@ -83,3 +83,18 @@ def test_malformed_rows_are_reported_with_their_line_number(tmp_path: Path, row:
 
 def test_merge_intervals_joins_overlapping_and_touching_ones() -> None:
     assert merge_intervals([(10, 20), (1, 3), (4, 5), (15, 30), (40, 41)]) == [(1, 5), (10, 30), (40, 41)]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        b'c\tx\texon\t1\t5\t.\t+\t.\tgene_id "G\xff"; transcript_id "T";',
+        b'c\xe9\tx\texon\t1\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+        b'c\tx\texon\t\xff\t5\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+    ],
+)
+def test_a_row_that_is_not_utf8_is_reported_with_its_line_number(tmp_path: Path, row: bytes) -> None:
+    path = tmp_path / "a.gtf"
+    path.write_bytes(b'c\tx\tgene\t1\t5\t.\t+\t.\tgene_id "G";\n' + row + b"\n")
+    with pytest.raises(InvalidInputError, match="a.gtf line 2: not UTF-8 text"):
+        parse_gtf(path)

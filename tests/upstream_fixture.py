@@ -71,7 +71,7 @@ def base(server: UpstreamServer, source: str) -> str:
 
 def cache_events(store: Store) -> list[str]:
     """Tags of every cache event, in log order."""
-    return [e.event.__struct_config__.tag for e in store.events(stream="cache:*")]
+    return [str(e.event.__struct_config__.tag) for e in store.events(stream="cache:*")]
 
 
 def upstream_tree(root: Path, *, total_bp: int = 120_000, genes: int = 30, seed: int = 5) -> SynthGenome:

@@ -1,0 +1,92 @@
+"""Claims about cache files in published directories and mirrors: verified, streamed, never half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from rgstore.cachecopy import cache_files, publish_cache
+from rgstore.errors import IntegrityError, ReadOnlyError
+from rgstore.events import CacheEvicted, CacheInserted, FileRef
+from rgstore.log import NewEvent
+from rgstore.mirror import pull
+from rgstore.segments import publish
+from rgstore.store import Store
+from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, req
+
+
+def test_publish_copies_every_live_file_byte_for_byte(store: Store, server: UpstreamServer, tmp_path: Path) -> None:
+    store.cache.regions(req(ENSEMBL, "gene,CDS"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    files = list(cache_files(store))
+    assert publish_cache(store, pub) == len(files) == 6
+    for entry, relative, ref in files:
+        copy = pub / "cache" / entry.path / relative
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == ref.sha256
+    assert publish_cache(store, pub) == 0  # already there
+    assert not list(pub.rglob("*.tmp"))
+
+
+def test_publish_refuses_a_corrupt_file_and_leaves_no_partial_copy(
+    store: Store, server: UpstreamServer, tmp_path: Path
+) -> None:
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    entry = store.cache.ls(level=1)[0]
+    local = store.cache_path / entry.path / "annotation" / "gene.fna"
+    data = local.read_bytes()
+    local.write_bytes(data[:-2] + (b"A" if data[-2:-1] != b"A" else b"C") + b"\n")
+    pub = tmp_path / "pub"
+    with pytest.raises(IntegrityError, match="cache verify"):
+        publish_cache(store, pub)
+    published = pub / "cache" / entry.path / "annotation"
+    assert not published.exists() or list(published.iterdir()) == []
+
+
+def test_a_mirror_serves_hits_unrecorded_and_refuses_misses_before_writing_files(
+    store: Store, server: UpstreamServer, tmp_path: Path
+) -> None:
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    publish(store, pub)
+    publish_cache(store, pub)
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(pub), with_blobs=True)
+        head = mirror.head()
+        mirror.cache.clock = lambda: time.time() + 7200  # past the touch interval: a primary would record it
+        [hit] = mirror.cache.regions(req(ENSEMBL, "gene"))
+        assert hit.hit and Path(hit.path).is_file()
+        with pytest.raises(ReadOnlyError, match="read-only mirror .* extracting exon"):
+            mirror.cache.regions(req(ENSEMBL, "gene,exon"), base_url=base(server, "ensembl"))
+        assert mirror.head() == head
+        assert sorted(p.name for p in mirror.cache_path.iterdir() if not p.name.startswith(".")) == sorted(
+            p.name for p in (pub / "cache").iterdir()
+        )
+
+
+def test_entry_paths_from_an_upstream_log_never_reach_outside_the_cache(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file").write_text("precious")
+    ref = FileRef(name="file", sha256=hashlib.sha256(b"precious").hexdigest(), md5="", size=8)
+    evil = {"a" * 64: "../../victim", "b" * 64: "ensembl_raw/x/../../../victim", "c" * 64: "cached_genomic_/.."}
+    with Store.open(tmp_path / "primary") as primary:
+        for key, path in evil.items():
+            primary.append([NewEvent(stream=f"cache:{key}", event=CacheInserted(
+                key=key, level=1, path=path, files={"file": ref}, request={}))])
+        pub = tmp_path / "pub"
+        publish(primary, pub)
+        report = primary.cache.verify()
+        assert {p.key for p in report.problems} == set(evil)
+        assert all(p.problem == "not a cache entry directory" for p in report.problems)
+        assert publish_cache(primary, pub) == 0
+        for key in sorted(evil)[:2]:
+            primary.append([NewEvent(stream=f"cache:{key}", event=CacheEvicted(key=key, reason="gone"))])
+        publish(primary, pub)
+        primary.cache.gc(max_age=0.0)
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(pub), with_blobs=True)
+        mirror.cache.gc(max_age=None)
+    assert (victim / "file").read_text() == "precious"
