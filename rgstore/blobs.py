@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,11 +17,10 @@ import msgspec
 
 from .environment import fsync_dir
 from .errors import IntegrityError, NotFoundError
-from .files import mkstemp
+from .files import CHUNK, mkstemp, read_chunks, write_verified
 
 __all__ = ["BlobStore", "BlobInfo", "hash_file"]
 
-_CHUNK = 1 << 20
 
 
 class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,7 +35,7 @@ def hash_file(path: Path) -> BlobInfo:
     """sha256, md5 and size of a file, read in 1 MiB chunks."""
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             sha.update(chunk)
             md5.update(chunk)
             size += len(chunk)
@@ -66,18 +65,23 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> tuple[BlobInfo, bool]:
         """Store ``data``; returns its info and whether a new blob file was created."""
-        import io
-
-        return self._put_stream(io.BytesIO(data))
+        return self.put_chunks([data])
 
     def _put_stream(self, fh: BinaryIO) -> tuple[BlobInfo, bool]:
+        return self.put_chunks(iter(lambda: fh.read(CHUNK), b""))
+
+    def put_chunks(self, chunks: Iterable[bytes], *, expected: str | None = None) -> tuple[BlobInfo, bool]:
+        """Store the concatenated ``chunks`` (a stream of any size); returns its info and whether it is new.
+
+        With ``expected``, bytes hashing to anything else are discarded with an IntegrityError.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
         fd, tmp_name = mkstemp(prefix=".tmp-", dir=self.root)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := fh.read(_CHUNK):
+                for chunk in chunks:
                     sha.update(chunk)
                     md5.update(chunk)
                     size += len(chunk)
@@ -85,6 +89,8 @@ class BlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             info = BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
+            if expected is not None and info.sha256 != expected:
+                raise IntegrityError(f"blob {expected} fails its sha256 (got {info.sha256}); not stored")
             dest = self.path(info.sha256)
             if dest.is_file() and dest.stat().st_size == info.size:
                 # Refresh the mtime: gc's grace period then protects it until this command commits.
@@ -124,23 +130,9 @@ class BlobStore:
         if not src.is_file():
             raise NotFoundError(f"blob {sha256} is missing from {self.root}")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = mkstemp(prefix=".tmp-", dir=dest.parent)
-        tmp = Path(tmp_name)
-        try:
-            sha = hashlib.sha256()
-            with open(src, "rb") as fh, os.fdopen(fd, "wb") as out:
-                while chunk := fh.read(_CHUNK):
-                    sha.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if sha.hexdigest() != sha256:
-                raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")
-            os.replace(tmp, dest)
-            fsync_dir(dest.parent)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        if not write_verified(dest, read_chunks(src), sha256):
+            raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")
+        fsync_dir(dest.parent)
 
     def all(self) -> Iterator[str]:
         """sha256 of every blob file present, sorted."""

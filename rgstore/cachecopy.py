@@ -8,23 +8,21 @@ upstream has evicted (the eviction events arrived with the pull).
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .cachekeys import is_entry_path
 from .errors import IntegrityError, InvalidInputError
 from .events import FileRef
-from .files import atomic_write_bytes, mkstemp
+from .files import read_chunks, write_verified
 from .store import Store
 from .views.cache import CacheEntry, CacheView
 
 __all__ = ["cache_files", "local_cache_file", "install_cache_file", "missing_cache_files", "publish_cache",
            "finish_upstream_evictions"]
 
-Fetch = Callable[[CacheEntry, str], bytes]
-_CHUNK = 1 << 20
+Fetch = Callable[[CacheEntry, str], Iterable[bytes]]
+"""The bytes of one of an entry's files from an upstream, streamed in pieces."""
 
 
 def local_cache_file(store: Store, entry: CacheEntry, relative: str) -> Path:
@@ -60,13 +58,12 @@ def missing_cache_files(store: Store) -> list[tuple[CacheEntry, str, FileRef]]:
     return out
 
 
-def install_cache_file(store: Store, entry: CacheEntry, relative: str, ref: FileRef, data: bytes) -> None:
-    """Write fetched bytes into place if they hash to the recorded sha256; else IntegrityError."""
-    if hashlib.sha256(data).hexdigest() != ref.sha256:
-        raise IntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; not stored")
+def install_cache_file(store: Store, entry: CacheEntry, relative: str, ref: FileRef, chunks: Iterable[bytes]) -> None:
+    """Stream fetched bytes into place if they hash to the recorded sha256; else IntegrityError."""
     dest = local_cache_file(store, entry, relative)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(dest, data)
+    if not write_verified(dest, chunks, ref.sha256):
+        raise IntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; not stored")
 
 
 def fetch_cache_files(store: Store, fetch: Fetch) -> int:
@@ -99,22 +96,6 @@ def publish_cache(store: Store, directory: Path) -> int:
 
 
 def _copy_verified(src: Path, dest: Path, sha256: str) -> None:
-    """Copy ``src`` to ``dest`` in chunks via a temp file, renamed only if the bytes hash to ``sha256``.
-
-    Level-2 genomes are gigabytes: they are never read into memory whole.
-    """
-    fd, tmp = mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        digest = hashlib.sha256()
-        with open(src, "rb") as inp, os.fdopen(fd, "wb") as out:
-            while chunk := inp.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
-            raise IntegrityError(f"{src} does not match its recorded sha256; run `rgstore cache verify`")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Copy ``src`` to ``dest`` in chunks, renamed into place only if the bytes hash to ``sha256``."""
+    if not write_verified(dest, read_chunks(src), sha256):
+        raise IntegrityError(f"{src} does not match its recorded sha256; run `rgstore cache verify`")

@@ -7,11 +7,15 @@ ordinary ``open()`` would give (0666 minus the process umask).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes"]
+__all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "CHUNK"]
+
+CHUNK = 1 << 20
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -34,6 +38,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_chunks(path: Path) -> Iterator[bytes]:
+    """The bytes of ``path`` in 1 MiB pieces (files here can be gigabytes)."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
+    """Stream ``chunks`` into ``dest`` via a durable temp file, renamed only if they hash to ``sha256``.
+
+    Returns False (and leaves ``dest`` untouched, no temp file behind) when the hash differs.
+    """
+    fd, tmp = mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            Path(tmp).unlink()
+            return False
+        os.replace(tmp, dest)
+        return True
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -20,6 +20,7 @@ import msgspec
 
 from .environment import Txn
 from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError
+from .files import CHUNK, read_chunks
 from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
@@ -85,6 +86,21 @@ def _get(client: httpx.Client, url: str, **kw: Any) -> bytes:
     if resp.status_code >= 400:
         raise RemoteError(f"{url}: HTTP {resp.status_code}")
     return resp.content
+
+
+def _stream(client: httpx.Client, url: str) -> Iterator[bytes]:
+    """The body of ``url`` in pieces (cache files and blobs can be gigabytes); errors as ``_get``."""
+    import httpx
+
+    try:
+        with client.stream("GET", url) as resp:
+            if resp.status_code == 404:
+                raise NotFoundError(f"{url}: 404 Not Found")
+            if resp.status_code >= 400:
+                raise RemoteError(f"{url}: HTTP {resp.status_code}")
+            yield from resp.iter_bytes(CHUNK)
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"cannot reach {url}: {exc}") from None
 
 
 def _local_head(store: Store) -> int:
@@ -297,17 +313,18 @@ def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: 
     for sha in missing:
         rel = f"blobs/{sha[:2]}/{sha}"
         if kind == "server":
-            data = _get(client, f"{source}/blobs/{sha}")
+            chunks = _stream(client, f"{source}/blobs/{sha}")
         elif _is_url(source):
-            data = _get(client, f"{source}/{rel}")
+            chunks = _stream(client, f"{source}/{rel}")
         else:
             path = Path(source) / rel
             if not path.is_file():
                 raise NotFoundError(f"{source} has no blob {sha} (publish with --with-blobs)")
-            data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise IntegrityError(f"blob {sha} from {source} fails its sha256; not stored")
-        store.blobs.put_bytes(data)
+            chunks = read_chunks(path)
+        try:
+            store.blobs.put_chunks(chunks, expected=sha)
+        except IntegrityError:
+            raise IntegrityError(f"blob {sha} from {source} fails its sha256; not stored") from None
     return len(missing)
 
 
@@ -318,15 +335,15 @@ def _fetch_cache(store: Store, client, source: str, kind: str) -> int:  # type: 
     from .cachecopy import fetch_cache_files
     from .views.cache import CacheEntry
 
-    def fetch(entry: CacheEntry, relative: str) -> bytes:
+    def fetch(entry: CacheEntry, relative: str) -> Iterator[bytes]:
         if kind == "server":
-            return _get(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
+            return _stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
         if _is_url(source):
-            return _get(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
+            return _stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
         path = Path(source) / "cache" / entry.path / relative
         if not path.is_file():
             raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} (publish with --with-blobs)")
-        return path.read_bytes()
+        return read_chunks(path)
 
     return fetch_cache_files(store, fetch)
 

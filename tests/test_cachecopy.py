@@ -90,3 +90,24 @@ def test_entry_paths_from_an_upstream_log_never_reach_outside_the_cache(tmp_path
         pull(mirror, str(pub), with_blobs=True)
         mirror.cache.gc(max_age=None)
     assert (victim / "file").read_text() == "precious"
+
+
+def test_a_mirror_refuses_a_tampered_cache_file_and_keeps_no_partial_copy(
+    store: Store, server: UpstreamServer, tmp_path: Path
+) -> None:
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    publish(store, pub)
+    publish_cache(store, pub)
+    entry = store.cache.ls(level=1)[0]
+    published = pub / "cache" / entry.path / "annotation" / "gene.fna"
+    good = published.read_bytes()
+    published.write_bytes(good[:-2] + (b"A" if good[-2:-1] != b"A" else b"C") + b"\n")
+    with Store.open(tmp_path / "mirror") as mirror:
+        with pytest.raises(IntegrityError, match="gene.fna of entry .* fails its sha256; not stored"):
+            pull(mirror, str(pub), with_blobs=True)
+        local = mirror.cache_path / entry.path / "annotation"
+        assert not local.exists() or not [f for f in local.iterdir() if f.name.endswith(".tmp") or f.name == "gene.fna"]
+        published.write_bytes(good)
+        pull(mirror, str(pub), with_blobs=True)
+        assert (local / "gene.fna").read_bytes() == good

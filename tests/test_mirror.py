@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -161,21 +162,18 @@ def test_a_pull_killed_midway_resumes_to_an_identical_mirror(tmp_path: Path) -> 
         assert (m.head(), view_digests(m)) == expected
 
 
-def test_pull_from_segments_on_a_plain_static_http_server(tmp_path: Path) -> None:
-    """Any static host serves published segments: here Python's own http.server (no Range needed)."""
+@contextmanager
+def _static_server(directory: Path) -> Iterator[str]:
+    """Python's own http.server over ``directory`` on a loopback port; yields its URL."""
     import socket
 
     import httpx
 
-    with Store.open(tmp_path / "p") as primary:
-        _work(primary, 0, 30)
-        publish(primary, tmp_path / "pub", segment_size=7)
-        expected = primary.head(), view_digests(primary)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     static = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(tmp_path / "pub")], stdout=subprocess.DEVNULL,
+                               "--directory", str(directory)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -186,13 +184,47 @@ def test_pull_from_segments_on_a_plain_static_http_server(tmp_path: Path) -> Non
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        with Store.open(tmp_path / "m") as mirror:
-            result = pull(mirror, url)
-            assert (result.kind, result.applied) == ("segments", 30)
-            assert (mirror.head(), view_digests(mirror)) == expected
+        yield url
     finally:
         static.terminate()
         static.wait(timeout=10)
+
+
+def test_pull_from_segments_on_a_plain_static_http_server(tmp_path: Path) -> None:
+    """Any static host serves published segments: here Python's own http.server (no Range needed)."""
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 30)
+        publish(primary, tmp_path / "pub", segment_size=7)
+        expected = primary.head(), view_digests(primary)
+    with _static_server(tmp_path / "pub") as url, Store.open(tmp_path / "m") as mirror:
+        result = pull(mirror, url)
+        assert (result.kind, result.applied) == ("segments", 30)
+        assert (mirror.head(), view_digests(mirror)) == expected
+
+
+def test_a_tampered_blob_on_a_static_host_is_refused_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Blobs stream from the host into a temp file; bytes that fail the sha256 are never stored, even under their own hash."""
+    from rgstore.verify import referenced_blobs
+
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n" * 1000)
+    pub = tmp_path / "pub"
+    with Store.open(tmp_path / "p") as primary:
+        primary.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+        publish(primary, pub)
+        [sha] = referenced_blobs(primary)
+        blob = pub / "blobs" / sha[:2] / sha
+        blob.parent.mkdir(parents=True)
+        primary.blobs.copy_to(sha, blob)
+    good = blob.read_bytes()
+    blob.write_bytes(good.replace(b"a:0.1", b"a:0.9", 1))
+    with _static_server(pub) as url, Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(IntegrityError, match=f"blob {sha} from {url} fails its sha256"):
+            pull(mirror, url, with_blobs=True)
+        assert not [f for f in mirror.blobs.root.rglob("*") if f.is_file()]  # no stray blob, no temp file
+        blob.write_bytes(good)
+        pull(mirror, url, with_blobs=True)
+        assert mirror.blobs.read_bytes(sha) == good
 
 
 def test_publishing_into_the_store_itself_is_refused(tmp_path: Path) -> None:
