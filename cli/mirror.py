@@ -50,7 +50,8 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
     else:
         click.echo(f"pulled {result.applied} events from {result.source} ({result.kind}); "
                    f"head {result.head_seq} of {result.upstream_head}"
-                   + (f"; {result.blobs_fetched} blobs" if with_blobs else ""))
+                   + (f"; fetched {result.blobs_fetched} blobs and {result.cache_files_fetched} cache files" if with_blobs else "")
+                   + (f"; {result.sequences_fetched} sequences" if with_sequences else ""))
 
 
 @mirror_group.command("status")
