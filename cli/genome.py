@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rgstore.interrupts import interrupt
-
+from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, RgstoreGroup, store_option
 from .output import emit_json, emit_table, json_option
 
@@ -78,7 +74,7 @@ def init_cmd(
     """
     from rgstore.progress import terminal_progress
 
-    with _sigterm_exits(), ctx.open(create=True) as store:
+    with signals_unwind(), ctx.open(create=True) as store:
         if fasta is None or remote is not None or remote_digest is not None or remote_alias is not None:
             from rgstore.remote import init_remote
 
@@ -153,8 +149,10 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     click.echo(f"description  {g.description}")
     click.echo(f"species      {g.species}")
     click.echo(f"sequences    {g.n_sequences} ({g.total_length:,} bp)")
-    if g.source.path or g.source.remote_url:
-        click.echo(f"source       {g.source.path or g.source.remote_url} ({g.source.size:,} bytes, md5 {g.source.md5})")
+    if g.source.path:
+        click.echo(f"source       {g.source.path} ({g.source.size:,} bytes, md5 {g.source.md5})")
+    elif g.source.remote_url:
+        click.echo(f"source       {g.source.remote_url} (remote; sequences fetched when first read)")
     click.echo(f"added        {g.added_at} by {g.added_by} (seq {g.added_seq})")
     click.echo(f"fhr          {'yes' if g.fhr else 'no'}")
     for key, value in g.level1.items():
@@ -230,10 +228,8 @@ def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) 
     """
     from rgstore.progress import terminal_progress
 
-    from .getseq import quiet_broken_pipe
-
     target: Any = sys.stdout.buffer if str(out) == "-" else out
-    with quiet_broken_pipe(), ctx.open(readonly=True) as store:
+    with signals_unwind(), quiet_broken_pipe(), ctx.open(readonly=True) as store:
         store.genomes.export(name, target, width=width, by_digest=by_digest, progress=terminal_progress)
 
 
@@ -280,20 +276,6 @@ def fhr_get_cmd(ctx: Context, name: str, by_digest: bool) -> None:
     """
     with ctx.open(readonly=True) as store:
         emit_json(store.genomes.fhr_get(name, by_digest=by_digest))
-
-
-@contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """SIGTERM raises SystemExit(143) inside the block, so its cleanup runs (scratch files, children, imports)."""
-
-    def stop(signum: int, _frame: Any) -> None:
-        interrupt(SystemExit(128 + signum))
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _brief(g: Any) -> dict[str, Any]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .main import Context, store_option
 
-__all__ = ["getseq_cmd", "quiet_broken_pipe"]
+__all__ = ["getseq_cmd", "quiet_broken_pipe", "signals_unwind"]
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -53,7 +55,7 @@ def getseq_cmd(
         genome, by_digest = name, False
     if not loci and bed is None:
         raise click.UsageError("give at least one LOCUS or --bed FILE")
-    with ctx.open(readonly=True) as store:
+    with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read imports
         found = store.genomes.read_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp)
     out: list[str] = []
     for region, residues in found:
@@ -83,3 +85,29 @@ def quiet_broken_pipe() -> Iterator[None]:
         except (OSError, ValueError):  # no real descriptor behind stdout (an in-process runner)
             pass
         raise SystemExit(0) from None
+
+
+@contextmanager
+def signals_unwind() -> Iterator[None]:
+    """SIGTERM (SystemExit 143) and Ctrl-C (KeyboardInterrupt) unwind the block so its cleanup runs.
+
+    Both go through ``rgstore.interrupts.interrupt``: Python's own SIGINT handler would raise the
+    moment a gtars import returns, before the import's result is bound, and the collection it
+    added could then not be taken back. A SIGINT the parent set to be ignored stays ignored.
+    """
+    from rgstore.interrupts import interrupt
+
+    def stop_term(signum: int, _frame: Any) -> None:
+        interrupt(SystemExit(128 + signum))
+
+    def stop_int(_signum: int, _frame: Any) -> None:
+        interrupt(KeyboardInterrupt())
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop_term)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, stop_int)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +44,7 @@ Their union is every ASCII letter plus ``*`` and ``-``."""
 
 _DELETE = RESIDUES + b"\r\n"
 _BAD = re.compile(rb"[^A-Za-z*\-\r\n]")
+_ASCII_SPACE = re.compile(r"[ \t\n\r\x0b\x0c]+")
 _CR_ALONE = re.compile(rb"\r(?!\n)")
 _CHUNK = 8 << 20
 _GZ_CHUNK = 2 << 20  # compressed; inflates ~3-4x
@@ -204,10 +206,16 @@ class _Parser:
             text = line[1:].decode("utf-8")
         except UnicodeDecodeError:
             raise _Fault(at, "header is not valid UTF-8") from None
-        if not text or text[0].isspace():
-            raise _Fault(at, "record has no name (nothing between '>' and the first whitespace)")
-        parts = text.split(None, 1)
+        parts = _ASCII_SPACE.split(text, 1)  # where samtools and fastadigest end the name
         name = parts[0]
+        if not name:
+            raise _Fault(at, "record has no name (nothing between '>' and the first whitespace)")
+        odd = next((c for c in name if c.isspace() or unicodedata.category(c) == "Cc"), None)
+        if odd is not None:
+            # FASTA readers disagree on whether these end the name (gtars splits at U+00A0,
+            # Python at U+001C): refuse rather than let the name depend on the reader.
+            raise _Fault(at, f"sequence name {name[:80]!r} contains U+{ord(odd):04X}, a whitespace or "
+                             "control character; names end at the first space or tab")
         if name in self.seen:
             raise _Fault(at, f"duplicate sequence name {name!r}", self.seen[name])
         self._close_record()

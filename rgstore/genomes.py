@@ -90,6 +90,8 @@ def read_fhr(path: Path) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InvalidInputError(f"{path}: JSON nested too deeply to be an FHR document") from None
     return check_fhr(doc, where=str(path))
 
 
@@ -181,7 +183,7 @@ class Genomes:
             else:
                 events.append(NewEvent(
                     stream=genome_stream(ingested.digest),
-                    event=_genome_added(ingested, fasta, description, species, list(circular)),
+                    event=_genome_added(ingested, fasta, description, species, list(dict.fromkeys(circular))),
                 ))
             for name in aliases:
                 target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
@@ -321,7 +323,7 @@ class Genomes:
         """
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
-        reader = self.sequences.complete_handle(name, list(zip(genome.names, genome.sequences)), progress=progress)
+        reader = self.sequences.complete_handle(name, records, progress=progress)
         if not isinstance(out, Path):
             write_fasta(reader, records, out, width=width, progress=progress)
             return genome

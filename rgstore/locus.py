@@ -16,6 +16,7 @@ from .errors import InvalidInputError
 
 __all__ = ["Region", "format_region", "parse_locus", "read_bed"]
 
+_BED_INT = re.compile(r"[0-9]+")
 _COORDS = re.compile(r"^(?P<seq>.+):(?P<start>[0-9][0-9,]*)(?:-(?P<end>[0-9][0-9,]*))?$")
 
 
@@ -68,13 +69,12 @@ def read_bed(path: Path | str) -> Iterator[Region]:
                 fields = line.split()
             if len(fields) < 3:
                 raise InvalidInputError(f"{path}: line {number}: expected chrom, start and end columns")
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError:
-                raise InvalidInputError(f"{path}: line {number}: start and end must be integers") from None
-            if start < 0 or end < 0:
+            if fields[1].startswith("-") or fields[2].startswith("-"):
                 raise InvalidInputError(f"{path}: line {number}: negative coordinate")
-            yield Region(fields[0], start, end)
+            # int() alone would also take '1_0', '+1' and non-ASCII digits.
+            if not (_BED_INT.fullmatch(fields[1]) and _BED_INT.fullmatch(fields[2])):
+                raise InvalidInputError(f"{path}: line {number}: start and end must be integers")
+            yield Region(fields[0], int(fields[1]), int(fields[2]))
 
 
 def format_region(region: Region, length: int | None = None) -> str:

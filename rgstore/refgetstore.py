@@ -35,9 +35,11 @@ __all__ = [
     "STALE_SCRATCH_S",
     "Ingested",
     "discard_import",
+    "fetch_lock",
     "ingest_fasta",
     "open_refget",
     "scratch_dir",
+    "sequence_readable",
     "strip_sq",
     "sweep_scratch",
     "write_fasta",
@@ -115,7 +117,8 @@ def create_refget(path: Path) -> None:
 
 def _link_or_copy(source: Path, dest: Path) -> None:
     try:
-        os.link(source, dest)
+        # Linux link() does not follow a symlink: linking one would copy its (maybe relative) target text.
+        os.link(source.resolve(), dest)
     except OSError:  # another filesystem, or links not allowed: a private copy does as well
         shutil.copyfile(source, dest)
 
@@ -189,6 +192,32 @@ def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
         if fd >= 0:
             os.close(fd)
+
+
+@contextmanager
+def fetch_lock(store: Store) -> Iterator[None]:
+    """Serialise caching fetched sequences across processes (an flock on ``STORE/.fetch.lock``).
+
+    Every fetch of one sequence imports the same one-record carrier collection and removes it
+    afterwards; two processes doing that at once would remove it under each other's import.
+    """
+    fd = os.open(store.path / ".fetch.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def sequence_readable(handle: Any, bare: str, length: int) -> bool:
+    """Whether the RefgetStore behind ``handle`` indexes sequence ``bare`` and can read its first residue."""
+    if handle.get_sequence_metadata(bare) is None:
+        return False
+    try:
+        handle.get_substring(bare, 0, min(length, 1))  # the index outlives a deleted data file
+    except KeyError:
+        return False
+    return True
 
 
 def sweep_scratch(store: Store, *, older_than: float = STALE_SCRATCH_S) -> list[Path]:
@@ -305,7 +334,10 @@ def write_fasta(
             out.write(b">" + name.encode() + b"\n")
             bare = strip_sq(digest)
             for start in range(0, length, step):
-                chunk = handle.get_substring(bare, start, min(length, start + step)).encode()
+                try:
+                    chunk = handle.get_substring(bare, start, min(length, start + step)).encode()
+                except KeyError:  # gtars' word for a data file gone (or cut short) under the reader
+                    raise NotFoundError(f"sequence {name} ({bare}) cannot be read from the RefgetStore") from None
                 out.write(b"\n".join(chunk[i:i + width] for i in range(0, len(chunk), width)))
                 out.write(b"\n")
                 bar.update(len(chunk))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,6 +222,7 @@ def remote_collection(source: RemoteSource, digest: str, http: _Http) -> RemoteC
         ) from None
     if not names:
         raise RemoteError(f"{source.url}: collection {digest} lists no sequences")
+    _check_records(source.url, digest, names, lengths)
     level1 = seqcol.level1(names, lengths, sequences)
     actual = seqcol.top_level_digest(level1)
     if actual != digest:
@@ -234,6 +236,29 @@ def remote_collection(source: RemoteSource, digest: str, http: _Http) -> RemoteC
     return RemoteCollection(
         digest=digest, names=names, lengths=lengths, sequences=sequences, md5s=md5s, level1=level1
     )
+
+
+def _check_records(url: str, digest: str, names: list[str], lengths: list[int]) -> None:
+    """Hold a remote collection to the rules a local FASTA is validated against (RemoteError if not).
+
+    The top-level digest covers names but not lengths, so a consistent digest proves nothing
+    about either being usable: names must be non-empty, unique and free of whitespace and
+    control characters, lengths non-negative.
+    """
+    seen: set[str] = set()
+    for i, (name, length) in enumerate(zip(names, lengths), 1):
+        problem = ""
+        if not name:
+            problem = "has no name"
+        elif any(c.isspace() or unicodedata.category(c) == "Cc" for c in name):
+            problem = f"name {name[:80]!r} contains whitespace or a control character"
+        elif name in seen:
+            problem = f"name {name[:80]!r} appears twice"
+        elif length < 0:
+            problem = f"{name[:80]!r} has a negative length ({length})"
+        if problem:
+            raise RemoteError(f"{url}: collection {digest} is not usable: sequence {i} {problem}")
+        seen.add(name)
 
 
 # -- recording a remote genome ----------------------------------------------------------------------------
@@ -378,7 +403,7 @@ def fetch_sequence(
     The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
     before anything is cached; otherwise IntegrityError and the local store is unchanged.
     """
-    from .refgetstore import Ingested, ingest_fasta, open_refget, scratch_dir, strip_sq
+    from .refgetstore import Ingested, fetch_lock, ingest_fasta, open_refget, scratch_dir, sequence_readable, strip_sq
 
     bare = normalise_digest(strip_sq(digest))
     with scratch_dir(store, ".remote-") as scratch:
@@ -420,7 +445,13 @@ def fetch_sequence(
                 # The one-sequence carrier collection was only a way in; the sequence itself stays.
                 open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
 
-        ingest_fasta(store, fasta, then=drop_carrier)
+        with fetch_lock(store):
+            try:
+                if sequence_readable(open_refget(store, write=False), bare, length):
+                    return  # another process cached it while this one downloaded
+            except NotFoundError:
+                pass  # no RefgetStore yet: this fetch creates it
+            ingest_fasta(store, fasta, then=drop_carrier)
 
 
 def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:

@@ -21,7 +21,7 @@ import lmdb
 from .errors import NotFoundError, OutOfRangeError, RgstoreError
 from .locus import Region
 from .progress import ProgressFactory, null_progress
-from .refgetstore import open_refget, strip_sq
+from .refgetstore import open_refget, sequence_readable, strip_sq
 
 if TYPE_CHECKING:
     from .store import Store
@@ -178,22 +178,23 @@ class SequenceReader:
         )
 
     def complete_handle(
-        self, genome: str, records: Sequence[tuple[str, str]], *, progress: ProgressFactory = null_progress
+        self, genome: str, records: Sequence[tuple[str, str, int]], *, progress: ProgressFactory = null_progress
     ) -> Any:
-        """A fresh gtars handle holding every ``(name, sequence digest)`` of ``genome``.
+        """A fresh gtars handle holding every ``(name, sequence digest, length)`` of ``genome``.
 
-        Sequences the RefgetStore lacks are fetched first (``remote.fetch_missing``: from the
-        genome's remote, or a mirror's primary, verified against their digests); one that nothing
-        can supply is a NotFoundError before anything is read.
+        Sequences the RefgetStore lacks (not indexed, or indexed with their data file gone) are
+        fetched first (``remote.fetch_missing``: from the genome's remote, or a mirror's primary,
+        verified against their digests); one that nothing can supply is a NotFoundError before
+        anything is read.
         """
         try:
             handle = open_refget(self.store, write=False)
         except NotFoundError:
             handle = None
         missing: dict[str, str] = {}
-        for name, digest in records:
+        for name, digest, length in records:
             bare = strip_sq(digest)
-            if handle is None or handle.get_sequence_metadata(bare) is None:
+            if handle is None or not sequence_readable(handle, bare, length):
                 missing.setdefault(bare, name)
         if not missing:
             return handle
@@ -250,3 +251,4 @@ class SequenceReader:
             shown = ", ".join(record.names[:5]) + (", ..." if len(record.names) > 5 else "")
             raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
         return hit
+

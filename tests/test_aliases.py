@@ -158,6 +158,12 @@ def test_malformed_names_and_digests_are_refused(store: Store, name: str, digest
     assert store.head() == head
 
 
+def test_a_name_starting_with_a_non_ascii_letter_is_refused_saying_ascii(store: Store, genomes: Digests) -> None:
+    with pytest.raises(InvalidInputError, match="starting with an ASCII letter"):
+        store.aliases.set("\u00fcber", genomes["a"])
+    assert store.aliases.set("x\u00fcber", genomes["a"]).digest == genomes["a"]  # non-ASCII later is fine
+
+
 def test_a_prefix_and_a_conflicting_namespace_option_are_refused(store: Store, genomes: Digests) -> None:
     with pytest.raises(InvalidInputError, match="--namespace"):
         store.aliases.set("ucsc:hg38", genomes["a"], namespace="ensembl")

@@ -132,6 +132,10 @@ BAD_CASES = [
     ("binary", b">chr1\nAC\xffGT\n", 2, "invalid byte 0xff"),
     ("lone-cr", b">chr1\nAC\rGT\n", 2, "carriage return"),
     ("bad-utf8-header", b">chr\xff1\nACGT\n", 1, "not valid UTF-8"),
+    # Readers disagree whether these end a name (gtars: U+00A0 does; Python: U+001C does).
+    ("nbsp-in-name", ">chr1\nAC\n>chr2\u00a0x\nGT\n".encode(), 3, "'chr2\\xa0x' contains U+00A0"),
+    ("file-separator-in-name", b">chr1\x1cx\nGT\n", 1, "contains U+001C, a whitespace or control character"),
+    ("nul-in-name", b">chr\x001\nGT\n", 1, "contains U+0000"),
 ]
 
 

@@ -143,6 +143,17 @@ def test_malformed_fasta_records_nothing_anywhere(store: Store, tmp_path: Path, 
     assert not list(store.path.glob(".ingest-*"))  # the private import copy is gone too
 
 
+def test_names_ending_at_any_ascii_whitespace_agree_with_gtars(store: Store, tmp_path: Path) -> None:
+    fasta = tmp_path / "ws.fa"
+    fasta.write_bytes(b">chr1\x0bone\nACGT\n>chr2\x0ctwo\nGGCC\n>chr3\t three\nTTAA\n")
+    assert store.genomes.init(fasta, ["ws"]).genome.names == ["chr1", "chr2", "chr3"]
+
+
+def test_a_circular_sequence_named_twice_is_recorded_once(store: Store) -> None:
+    genome = store.genomes.init(TINY, ["tiny"], circular=["chrM", "chrM"]).genome
+    assert genome.circular == ["chrM"]
+
+
 def test_unknown_circular_name_and_bad_alias_name_are_refused(store: Store) -> None:
     with pytest.raises(InvalidInputError, match="--circular chrX"):
         store.genomes.init(TINY, ["tiny"], circular=["chrX"])
@@ -171,6 +182,18 @@ def test_gzip_content_under_a_plain_name_is_ingested(store: Store, tmp_path: Pat
     path.write_bytes(gzip.compress(TINY.read_bytes()))
     info = store.genomes.init(path, ["tiny"]).genome
     assert info.names == ["chr1", "chr2", "chrM"] and info.source.md5 == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_a_relative_symlink_to_the_fasta_is_ingested(store: Store, tmp_path: Path) -> None:
+    # The private hard link gtars imports must be of the file, not of the symlink (whose
+    # relative target would then point inside the scratch directory).
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tiny.fa.gz").write_bytes(gzip.compress(TINY.read_bytes()))
+    link = tmp_path / "data" / "hg.fa"
+    link.symlink_to("tiny.fa.gz")
+    info = store.genomes.init(link, ["tiny"]).genome
+    assert info.names == ["chr1", "chr2", "chrM"]
+    assert info.source.path == str((tmp_path / "data" / "tiny.fa.gz").resolve())
 
 
 def test_iupac_codes_round_trip_in_raw_mode(store: Store, tmp_path: Path) -> None:
@@ -233,6 +256,36 @@ def test_invalid_fhr_is_refused(store: Store, doc: object, reason: str) -> None:
         store.genomes.fhr_set("tiny", doc)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError, match="no FHR"):
         store.genomes.fhr_get("tiny")
+
+
+def test_an_fhr_file_nested_too_deeply_for_the_json_parser_is_one_line(
+    store: Store, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    result = cli("genome", "fhr", "set", "tiny", str(deep))
+    assert result.exit_code == 1
+    assert result.output == f"error: {deep}: JSON nested too deeply to be an FHR document\n"
+
+
+def test_export_with_a_sequence_file_gone_is_one_line_before_any_output(
+    store: Store, store_path: Path, rgstore_proc, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    genome = store.genomes.init(TINY, ["tiny"]).genome
+    store.close()
+    chr2 = genome.sequences[1].removeprefix("SQ.")
+    next((store_path / "refget" / "sequences").rglob(f"{chr2}.seq")).unlink()
+    done = rgstore_proc("--store", str(store_path), "genome", "export", "tiny", "-")
+    assert done.returncode == 1 and done.stdout == b""  # chr1 is readable, but nothing is written
+    assert done.stderr.decode() == (
+        f"error: sequence chr2 ({chr2}) of genome tiny is recorded but missing from "
+        f"{store_path / 'refget'}, and no remote genome or upstream holds it\n"
+    )
+    out = tmp_path / "tiny.fa"
+    assert rgstore_proc("--store", str(store_path), "genome", "export", "tiny", str(out)).returncode == 1
+    assert list(tmp_path.glob("*tiny.fa*")) == []
 
 
 def test_export_writes_the_upper_cased_genome_atomically(store: Store, tmp_path: Path) -> None:
@@ -414,7 +467,12 @@ def test_init_sweeps_stale_unused_scratch_dirs_and_keeps_live_or_young_ones(stor
 
 
 @pytest.mark.slow
-def test_sigterm_during_init_removes_its_scratch_dir_and_records_nothing(tmp_path: Path, store_path: Path) -> None:
+@pytest.mark.parametrize(("signame", "status"), [("SIGTERM", 143), ("SIGINT", 1)])
+def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records_nothing(
+    tmp_path: Path, store_path: Path, signame: str, status: int
+) -> None:
+    # SIGINT (Ctrl-C) too: Python's own handler raised as the gtars import returned, before its
+    # result was bound, so the collection it had added stayed in the RefgetStore.
     import signal
     import subprocess
     import sys
@@ -429,12 +487,12 @@ def test_sigterm_during_init_removes_its_scratch_dir_and_records_nothing(tmp_pat
                              "--fasta", str(fasta), "--name", "big"], cwd=REPO, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        # Once the scratch dir is marked in use, the import is under way.
-        while not list(store_path.glob(".ingest-*/.in-use")) and proc.poll() is None and time.monotonic() < deadline:
+        # Once gtars writes sequence files, its import is under way (the signal lands inside it).
+        while not _seq_files_on_disk(store_path) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
-        assert list(store_path.glob(".ingest-*/.in-use")), "the import never started"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        assert _seq_files_on_disk(store_path), "the import never started"
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(timeout=120) == status
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -444,6 +502,10 @@ def test_sigterm_during_init_removes_its_scratch_dir_and_records_nothing(tmp_pat
     with Store.open(store_path) as store:
         assert store.head()[0] == 0 and store.genomes.list() == []
         assert _collections(store) == 0 and _seq_files(store) == set()
+
+
+def _seq_files_on_disk(store_path: Path) -> bool:
+    return any((store_path / "refget" / "sequences").glob("*/*.seq"))
 
 
 def _gtars_fhr(store: Store, digest: str) -> dict[str, object] | None:

@@ -118,6 +118,15 @@ def test_read_bed_skips_headers_and_reports_bad_lines(tmp_path: Path) -> None:
         list(read_bed(bed))
 
 
+@pytest.mark.parametrize("start", ["1_0", "+1", "\u0661", "1.0", "-1"])
+def test_a_bed_coordinate_that_is_not_plain_ascii_digits_is_refused(tmp_path: Path, start: str) -> None:
+    # Python's int() reads '1_0' as 10 and Arabic-Indic digits as numbers: no BED tool does.
+    bed = tmp_path / "r.bed"
+    bed.write_text(f"chr1\t0\t5\nchr1\t{start}\t30\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=f"^{bed}: line 2: (start and end must be integers|negative)"):
+        list(read_bed(bed))
+
+
 def test_revcomp_complements_iupac_codes() -> None:
     assert revcomp("ACGTURYKMSWBDHVN") == "NBDHVWSKMRYAACGT"
 

@@ -199,6 +199,32 @@ def test_a_collection_that_does_not_hash_to_its_digest_is_refused(
     assert store.head() == head
 
 
+@pytest.mark.parametrize(("names", "lengths", "reason"), [
+    (["chr1", "chr1"], [8, 8], "appears twice"),
+    (["", "chr2"], [8, 8], "has no name"),
+    (["chr 1"], [8], "contains whitespace"),
+    (["chr\x001"], [8], "control character"),
+    (["chr1"], [-5], "negative length"),
+])
+def test_a_consistently_hashed_collection_with_unusable_records_is_refused(
+    remote_copy: Served, store: Store, names: list[str], lengths: list[int], reason: str
+) -> None:
+    # The digest is computed over the bad records, so only the record rules can catch them.
+    from rgstore import seqcol
+
+    server, root, _ = remote_copy
+    sequence = "SQ.iYtREV555dUFKg2_agSJW6suquUyPpMw"
+    sequences = [sequence] * len(names)
+    digest = seqcol.top_level_digest(seqcol.level1(names, lengths, sequences))
+    (root / "collections" / f"{digest}.rgsi").write_text(
+        "".join(f"{n}\t{n_len}\tdna\t{sequence[3:]}\tmd5\t\n" for n, n_len in zip(names, lengths))
+    )
+    head = store.head()
+    with pytest.raises(RemoteError, match=f"not usable: sequence . .*{reason}"):
+        remote.init_remote(store, server.url, ["bad"], digest=digest)
+    assert store.head() == head
+
+
 # -- fetching sequences ------------------------------------------------------------------------------------
 
 
@@ -218,6 +244,32 @@ def test_sequences_are_fetched_on_first_read_verified_and_cached(
     handle = open_refget(store, write=False)
     assert handle.get_substring(chr1[3:], 0, 5000) == LONG
     assert handle.list_collections()["results"] == []
+
+
+def test_processes_reading_an_unfetched_sequence_at_once_all_get_it(
+    remote_copy: Served, store: Store, store_path: Path
+) -> None:
+    # Each fetch imports, then removes, the same one-record carrier collection: unserialised,
+    # one process removed it under another's import ("File not found locally ...").
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    server, _, digest = remote_copy
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    store.close()
+    procs = [subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), "getseq", "tiny",
+                               "chr2", "chrM"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(6)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [(rc, out, err) for rc, out, err in results] == [(0, b"GGGAAATTTCNNRYACGT\nTTTTGGGGCCCCAAAA\n", b"")] * 6
+    with Store.open(store_path) as again:
+        assert _carrier_collections(again) == 0
+
+
+def _carrier_collections(store: Store) -> int:
+    return sum(1 for _ in (store.refget_path / "collections").glob("*.rgsi"))
 
 
 def test_fetch_missing_ignores_sequences_of_no_remote_genome(store: Store) -> None:
@@ -272,6 +324,8 @@ def test_cli_genome_init_remote(cli, served: Served) -> None:  # type: ignore[no
     assert result.output.startswith(f"{digest}  added: 3 sequences")
     shown = json.loads(cli("genome", "show", "tiny", "--json").output)
     assert shown["source"]["remote_url"] == server.url
+    source_line = [line for line in cli("genome", "show", "tiny").output.splitlines() if line.startswith("source")]
+    assert source_line == [f"source       {server.url} (remote; sequences fetched when first read)"]
 
 
 def test_cli_genome_init_remote_errors_are_one_line(cli) -> None:  # type: ignore[no-untyped-def]

@@ -101,7 +101,7 @@ def check_name(name: str) -> str:
     if not _NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"invalid alias name {name[:80]!r}: use 1-255 characters without whitespace, ':' or '/', "
-            "starting with a letter, digit, '_' or '.'"
+            "starting with an ASCII letter, digit, '_' or '.'"
         )
     if len(name.encode()) > _MAX_NAME_BYTES:
         raise InvalidInputError(
