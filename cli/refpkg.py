@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .getseq import signals_unwind
 from .main import Context, store_option
 from .output import emit_json, emit_table, json_option
 
@@ -29,6 +30,10 @@ _FILE_OPTIONS = (
     ("readme", ("-R", "--readme"), "README describing the package."),
     ("model", ("-M", "--model-file"), "Model information (e.g. a .bestModel file)."),
 )
+
+
+# Commands that copy files (create, update, import, export) run under ``signals_unwind``: SIGTERM
+# then unwinds like Ctrl-C, so blob temp files, staged blobs and export temp siblings are removed.
 
 
 def _progress(as_json: bool) -> Any:
@@ -83,7 +88,7 @@ def create_cmd(ctx: Context, name: str, locus: str, description: str | None, aut
             -i seq_info.csv -T taxonomy.csv -t tree.nwk --phylo-model model.json
     """
     files = [(key, paths[key]) for key, _flags, _help in _FILE_OPTIONS if paths.get(key)]
-    with ctx.open(create=True) as store:
+    with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.create(name, locus=locus, files=files, description=description, author=author,
                                     package_version=package_version, progress=_progress(as_json))
     _show(info, as_json)
@@ -106,7 +111,7 @@ def update_cmd(ctx: Context, name: str, changes: tuple[str, ...], metadata: bool
         rgstore refpkg update mypkg tree=tree_v2.nwk seq_info=seq_info.csv
         rgstore refpkg update mypkg --metadata "author=Jane Doe" package_version=0.2
     """
-    with ctx.open() as store:
+    with signals_unwind(), ctx.open() as store:
         if metadata:
             info = store.refpkgs.update_metadata(name, list(changes))
         else:
@@ -286,7 +291,7 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         rgstore refpkg import ./mypkg.refpkg
         rgstore refpkg import downloaded.zip --name other
     """
-    with ctx.open(create=True) as store:
+    with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))
     _show(info, as_json)
@@ -314,7 +319,7 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
     if len(targets) != 1:
         raise click.UsageError("give exactly one of DIRECTORY, --tar FILE or --zip FILE")
     dest, fmt = targets[0]
-    with ctx.open(readonly=True) as store:
+    with signals_unwind(), ctx.open(readonly=True) as store:
         report = store.refpkgs.export(name, dest, fmt=fmt, history=not no_history,
                                       progress=_progress(as_json))
     if as_json:

@@ -13,6 +13,7 @@ nothing behind; every blob is verified against its sha256 while it is copied.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from contextlib import ExitStack
 from datetime import datetime
@@ -54,7 +55,8 @@ class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
 
 def default_name(source: Path) -> str:
     """A package name from its path: the basename without archive suffixes and ``.refpkg``."""
-    return strip_archive_suffix(source.name).removesuffix(".refpkg")
+    # abspath, not resolve: "." and "dir/.." name their folder, and a symlink keeps its own name
+    return strip_archive_suffix(Path(os.path.abspath(source)).name).removesuffix(".refpkg")
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -108,7 +110,12 @@ def import_package(
     events, else only the current state (with its full log) is imported. A failed import
     leaves no event and no new blob.
     """
-    name = check_refpkg_name(name if name is not None else default_name(source))
+    if name is None:
+        try:
+            name = check_refpkg_name(default_name(source))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{exc}; name the package with --name NAME") from None
+    check_refpkg_name(name)
     with service.store.read() as txn:
         head = refpkg_head(txn, service.environment, name)
     if head is not None and head.current:  # checked again when committing; this saves the copying
@@ -126,7 +133,8 @@ def import_package(
         for index, (filename, (md5, key)) in enumerate(needed.items()):
             local = src.copy_member(filename, tmp / str(index))
             if local is None:
-                raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source}")
+                raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source} "
+                                    "or is not a regular file (symlinks and folders are refused)")
             info = staged.put(local)
             if info.md5 != md5:
                 raise IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "

@@ -68,7 +68,7 @@ def test_history_lists_current_done_and_undone_steps(served: Server) -> None:
 
 
 @pytest.mark.parametrize("path", ["/refpkgs/nope", "/refpkgs/nope/history", "/refpkgs/nope/files/tree",
-                                  "/refpkgs/pkg/files/nokey"])
+                                  "/refpkgs/pkg/files/nokey", "/refpkgs/" + "x" * 600, "/refpkgs/%00"])
 def test_unknown_packages_and_keys_are_404(served: Server, path: str) -> None:
     r = httpx.get(f"{served.url}{path}")
     assert r.status_code == 404 and r.json()["detail"]

@@ -236,7 +236,7 @@ def test_import_does_not_follow_symlinks_out_of_the_package(store: Store, tmp_pa
     (pkg / "a.txt").symlink_to(secret)
     doc = {"metadata": {}, "files": {"x": "a.txt"}, "md5": {"x": hashlib.md5(b"secret").hexdigest()}}
     (pkg / "CONTENTS.json").write_text(json.dumps(doc))
-    with pytest.raises(NotFoundError, match="missing"):
+    with pytest.raises(NotFoundError, match="is not a regular file .symlinks and folders are refused"):
         store.refpkgs.import_package(pkg)
     assert list(store.blobs.all()) == []
 
@@ -302,6 +302,17 @@ def test_malformed_manifests_are_refused_with_the_reason(text: bytes, why: str) 
 def test_default_import_names_drop_archive_and_refpkg_suffixes() -> None:
     assert [default_name(Path(p)) for p in ("a.refpkg", "a.refpkg.tar.gz", "a.zip", "dir/b.tgz", "c")] == [
         "a", "a", "a", "b", "c"]
+
+
+def test_importing_dot_names_the_package_after_its_folder(
+    store: Store, package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(package)
+    assert store.refpkgs.import_package(Path(".")).name == default_name(package) != ""
+    weird = package.parent / "has space.refpkg"
+    package.rename(weird)
+    with pytest.raises(InvalidInputError, match="invalid refpkg name 'has space'.*--name NAME"):
+        store.refpkgs.import_package(weird)
 
 
 # -- the manifest text ------------------------------------------------------------------------

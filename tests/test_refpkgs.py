@@ -441,7 +441,7 @@ def test_one_batch_of_create_update_undo_redo_and_strip_folds_to_the_same_bytes_
     assert store.rebuild([view]) == store.head()[0] < REBUILD_BATCH  # the whole log is one batch
     with store.read() as txn:
         assert list(view.contents(txn, store.environment)) == one_at_a_time
-        with pytest.raises(LookupError):
+        with pytest.raises(IntegrityError):
             refpkg_step(txn, store.environment, "pkg", discarded)
     # five files set since creation (a b c, a, the undone d), three named by the kept state
     assert "Stripped refpkg (removed 2 files)" in r.info("pkg").log
@@ -455,6 +455,14 @@ def test_list_shows_packages_and_hides_one_whose_creation_was_undone(store: Stor
     assert [s.name for s in store.refpkgs.list_all()] == ["a"]
     with pytest.raises(NotFoundError):
         store.refpkgs.info("b")
+
+
+@pytest.mark.parametrize("name", ["", "x" * 600, "\u00e9" * 300])
+def test_a_name_no_package_can_have_is_not_found_not_an_lmdb_error(store: Store, name: str) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    for query in (store.refpkgs.info, store.refpkgs.log, store.refpkgs.strip, store.refpkgs.rollback):
+        with pytest.raises(NotFoundError, match="no refpkg"):
+            query(name)
 
 
 def test_notes_on_a_refpkg_stream_are_steps_the_view_follows(store: Store) -> None:

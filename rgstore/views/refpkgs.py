@@ -9,6 +9,13 @@ step, everything but the current step after ``HistoryStripped``) are deleted, so
 ``refpkgs.names`` index (file name -> blob, reference-counted over retained snapshots) is
 exactly the set of blobs any reachable state needs.
 
+The view runs its own zipper over the same steps as the engine's history view: every
+undoable event on a package's stream is a step (an event of another domain appended there
+through ``Store.append`` is a step that changes nothing), ``Undone`` returns to the current
+step's parent and ``Redone`` re-applies the last undone step. So the fold is total (a zipper
+event with nothing to move is a no-op) and never points the head at a step it dropped, whatever
+the log holds; for every log the engine writes, it moves exactly as the history view does.
+
 A state's log is its own entries followed by its parent's log (each update step adds one
 entry, newest first), so storing it costs O(1) per step and reading it costs O(depth). A strip
 folds the whole log into the one step it keeps, with a credit per entry naming the step that
@@ -31,7 +38,9 @@ import msgspec
 
 from ..codec import encode_value
 from ..environment import Environment, Txn
+from ..errors import IntegrityError
 from ..events import (
+    EVENT_TYPES,
     Envelope,
     Event,
     FileRef,
@@ -64,6 +73,8 @@ __all__ = [
 STREAM_PREFIX = "refpkg:"
 _HEADS, _STEPS, _NAMES = "refpkgs.heads", "refpkgs.steps", "refpkgs.names"
 _SEP = b"\x00"
+_MAX_NAME_BYTES = 500 - len(STREAM_PREFIX)
+"""The longest package name a stream can carry (stream names are limited to 500 UTF-8 bytes)."""
 T = TypeVar("T")
 
 
@@ -79,8 +90,10 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A package's full state after one step (the snapshot ``Undone``/``Redone`` switch to).
 
     ``log`` holds the entries this step puts in front of its parent's log, newest first;
-    ``parent`` is the step a rollback returns to (0: this is the oldest reachable state) and
-    ``depth`` how many rollbacks are possible from here.
+    ``parent`` is the step an undo returns to (0: none) and ``depth`` how many rollbacks
+    ``refpkg rollback`` allows from here. A depth-0 step starts the package's log: its own
+    ``log`` is the whole of it. Only a creation or import appended over a live state (through
+    ``Store.append``) has depth 0 and a parent: the engine's undo may return there.
     """
 
     seq: int
@@ -139,15 +152,23 @@ def _name_key(name: str, filename: str) -> bytes:
 
 def refpkg_head(txn: Txn, environment: Environment, name: str) -> Head | None:
     """The package's head, or None if no such package was ever created."""
-    raw = txn.get(name.encode(), db=environment.db(_HEADS))
+    key = name.encode()
+    if not key or len(key) > _MAX_NAME_BYTES:
+        return None  # no stream names such a package, and LMDB refuses such a key
+    raw = txn.get(key, db=environment.db(_HEADS))
     return None if raw is None else _HEAD.decode(raw)
 
 
+def _not_retained(name: str, seq: int) -> IntegrityError:
+    return IntegrityError(f"the refpkgs view retains no step {seq} of refpkg {name!r} "
+                          "(the view is damaged; run `rgstore rebuild`)")
+
+
 def refpkg_step(txn: Txn, environment: Environment, name: str, seq: int) -> Step:
-    """The retained snapshot of step ``seq`` of package ``name`` (LookupError if not retained)."""
+    """The retained snapshot of step ``seq`` of package ``name`` (IntegrityError if not retained)."""
     raw = txn.get(_step_key(name, seq), db=environment.db(_STEPS))
     if raw is None:
-        raise LookupError(f"refpkg {name!r} retains no step {seq}")
+        raise _not_retained(name, seq)
     return _STEP.decode(raw)
 
 
@@ -156,7 +177,7 @@ def refpkg_chain(txn: Txn, environment: Environment, name: str, seq: int) -> Ite
     while seq:
         step = refpkg_step(txn, environment, name, seq)
         yield step
-        seq = step.parent
+        seq = step.parent if step.depth else 0
 
 
 def refpkg_log(txn: Txn, environment: Environment, name: str, seq: int) -> list[str]:
@@ -184,11 +205,12 @@ class RefpkgsView(View):
     """Folds ``refpkg:*`` streams into heads, per-step snapshots and a file-name index."""
 
     name: ClassVar[str] = "refpkgs"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     dbs: ClassVar[tuple[str, ...]] = (_HEADS, _STEPS, _NAMES)
     streams: ClassVar[tuple[str, ...]] = ("refpkg:",)
-    handles: ClassVar[tuple[type[Event], ...]] = (
-        RefpkgCreated, RefpkgImported, RefpkgUpdated, Noted, Undone, Redone, HistoryStripped,
+    # Every event the history view treats as a step, so both zippers move together.
+    handles: ClassVar[tuple[type[Event], ...]] = tuple(
+        cls for cls in EVENT_TYPES.values() if cls.undoable or cls in (Undone, Redone, HistoryStripped)
     )
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
@@ -217,14 +239,11 @@ class RefpkgsView(View):
             if type(event) is RefpkgUpdated:  # the common case first: skips the isinstance chain
                 fold.push(package, envelope)
             elif isinstance(event, Undone):
-                head = package.head
-                head.current = event.restored_seq
-                head.redo.append(event.undone_seq)
+                fold.undo(package)
             elif isinstance(event, Redone):
                 head = package.head
-                if event.redone_seq in head.redo:
-                    head.redo.remove(event.redone_seq)
-                head.current = event.redone_seq
+                if head.redo:  # else a replayed log redoes nothing: nothing moves
+                    head.current = head.redo.pop()
             elif isinstance(event, HistoryStripped):
                 fold.strip(package, envelope)
             else:
@@ -283,8 +302,20 @@ class _Fold:
         steps = package.steps
         step = steps[seq] if seq in steps else self._load(package, seq)
         if step is None:
-            raise LookupError(f"refpkg {package.prefix[:-1].decode()!r} retains no step {seq}")
+            raise _not_retained(package.prefix[:-1].decode(), seq)
         return step
+
+    def undo(self, package: _Package) -> None:
+        """Return to the current step's parent; the current step becomes the next redo.
+
+        The parent, not ``Undone.restored_seq``: the view's own chain is the one it retains, so
+        the head never lands on a dropped step, even for a log the engine would not write.
+        """
+        head = package.head
+        if not head.current:
+            return  # a replayed log undoes nothing: nothing moves (the engine refuses this append)
+        head.redo.append(head.current)
+        head.current = self.step(package, head.current).parent
 
     def _load(self, package: _Package, seq: int) -> Step | None:
         raw = None if package.wiped else self.txn.get(package.prefix + SEQ.pack(seq), db=self.steps_db)
@@ -309,7 +340,8 @@ class _Fold:
         base = self.step(package, head.current) if head.current else None
         names: dict[str, str] | None = None
         if isinstance(event, (RefpkgCreated, RefpkgImported)):
-            parent, depth = 0, 0
+            # Over a live state (only Store.append does that), the engine's undo returns to it.
+            parent, depth = head.current, 0
             files, metadata, log = dict(event.files), dict(event.metadata), list(event.log)
             head.added = len(files)
         else:  # an update (or a note); with no base, the creation itself was undone
@@ -349,7 +381,7 @@ class _Fold:
         while seq:
             step = self.step(package, seq)
             credited.extend(step.credited())
-            seq = step.parent
+            seq = step.parent if step.depth else 0
         package.wiped = True  # flush deletes every stored key of the package
         package.steps, package.dirty = {}, set()
         package.index = {}
@@ -445,11 +477,10 @@ def _prefix_of(package: _Package) -> bytes:
 
 
 def _message(event: Event) -> str:
-    if isinstance(event, RefpkgUpdated):
-        return event.message
+    """The log entry of a step that is not a refpkg update (one entry per step, as taxtastic)."""
     if isinstance(event, Noted):
         return event.text
-    return ""
+    return f"Recorded {event.__struct_config__.tag} event"
 
 
 def _patched(values: dict[str, T], changes: Mapping[str, T | None]) -> dict[str, T]:
