@@ -53,7 +53,7 @@ def rebuild_cmd(ctx: Context, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def verify_cmd(ctx: Context, as_json: bool) -> None:
-    """Check the hash chain, every view against a fresh replay, and every blob; exit 1 on any problem.
+    """Check the hash chain, every view against a fresh replay, every blob and sequence; exit 1 on any problem.
 
     \b
     Example:
@@ -73,7 +73,11 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
         if report.unfetched_blobs:
             click.echo(f"note: this mirror has not fetched {len(report.unfetched_blobs)} referenced blobs yet "
                        "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
-        click.echo(f"{'ok' if report.ok else 'FAILED'}: {report.events} events, {report.blobs} blobs checked")
+        if report.unfetched_sequences:
+            click.echo(f"note: {report.unfetched_sequences} sequences of remote genomes or of this mirror are not "
+                       "fetched yet (read on first use, or `rgstore mirror pull SOURCE --with-sequences`)")
+        click.echo(f"{'ok' if report.ok else 'FAILED'}: {report.events} events, {report.blobs} blobs, "
+                   f"{report.sequences} sequences checked")
     if not report.ok:
         raise SystemExit(1)
 

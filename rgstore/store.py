@@ -83,8 +83,10 @@ class Store:
     ) -> Store:
         """Open (in write mode: create) the store at ``path`` (default: ``default_store_path()``).
 
-        In write mode, views whose version changed since they were last folded are rebuilt
-        from the log before this returns.
+        Views whose version changed since they were last folded (an upgraded rgstore) are
+        rebuilt from the log before this returns; a read-only open does that too when this
+        process may write the store (views are derived data: no event is added), and otherwise
+        raises StaleViewsError.
         """
         root = Path(path).expanduser() if path is not None else default_store_path()
         if readonly and not (root / "log" / "data.mdb").exists():
@@ -104,7 +106,12 @@ class Store:
             store._check_format()
             if not readonly:
                 store._refresh_stale_views(progress)
-            else:
+            elif store._stale_views() and os.access(root / "log" / "data.mdb", os.W_OK):
+                environment.close()
+                cls.open(root, actor=actor, progress=progress).close()  # rebuilds them, then read-only again
+                environment = Environment(root / "log", readonly=True)
+                store = cls(root, environment, actor or default_actor())
+            if readonly:
                 store._refuse_stale_views()
         except BaseException:
             environment.close()
@@ -297,10 +304,13 @@ class Store:
                 f"{FORMAT_VERSION}); upgrade rgstore"
             )
 
-    def _refuse_stale_views(self) -> None:
+    def _stale_views(self) -> list[str]:
         with self.read() as txn:
             head, _ = self.log.head(txn)
-            stale = [v.name for v in self.views if self.log.checkpoint(txn, v) != (v.version, head)]
+            return [v.name for v in self.views if self.log.checkpoint(txn, v) != (v.version, head)]
+
+    def _refuse_stale_views(self) -> None:
+        stale = self._stale_views()
         if stale:
             raise StaleViewsError(
                 f"views {', '.join(stale)} of {self.path} were built by another rgstore version; open the store "

@@ -1,8 +1,9 @@
-"""`rgstore verify`: the log's seqs and hash chain, every view against a fresh replay, every blob.
+"""`rgstore verify`: the log's seqs and hash chain, every view against a fresh replay, every blob and sequence.
 
 Nothing is trusted: records are re-hashed from h[0], views are refolded into a scratch LMDB
-environment and compared by digest (then key by key to name the first difference), and
-every blob file is re-hashed. The report names the first bad seq, view key or file.
+environment and compared by digest (then key by key to name the first difference), every
+blob file is re-hashed, and every genome sequence file in the RefgetStore is re-hashed against
+its refget digest. The report names the first bad seq, view key or file.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     unreferenced_blobs: list[str] = []
     unfetched_blobs: list[str] = []
     """On a mirror: referenced blobs not pulled yet (`mirror pull --with-blobs`)."""
+    sequences: int = 0
+    unfetched_sequences: int = 0
+    """Sequences of remote genomes (or on a mirror) not fetched yet: read on first use."""
     view_digests: dict[str, str] = {}
 
     @property
@@ -196,6 +200,66 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
     report.unreferenced_blobs = sorted(have - refs)
 
 
+_DEFAULT_SEQ_TEMPLATE = "sequences/%s2/%s.seq"
+
+
+def _sequence_files(store: Store) -> Iterator[tuple[str, int, str, bool]]:
+    """(bare sha512t24u digest, length, "genome/name" naming it, fetched lazily?) of every recorded sequence."""
+    from .views.genomes import all_genomes
+
+    with store.read() as txn:
+        replica = store.log.meta_get(txn, "replica_of") is not None
+        seen: dict[str, tuple[int, str, bool]] = {}
+        for genome in all_genomes(txn, store.environment):
+            lazy = replica or bool(genome.source.remote_url)
+            for name, length, digest in zip(genome.names, genome.lengths, genome.sequences, strict=False):
+                bare = digest.removeprefix("SQ.")
+                known = seen.get(bare)
+                if known is None or (known[2] and not lazy):  # a local genome makes the file required
+                    seen[bare] = (length, f"{genome.digest}/{name}", lazy)
+    for bare, (length, where, lazy) in sorted(seen.items()):
+        yield bare, length, where, lazy
+
+
+def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
+    import base64
+    import json
+
+    refget = store.refget_path
+    try:
+        template = str(json.loads((refget / "rgstore.json").read_bytes()).get("seqdata_path_template")
+                       or _DEFAULT_SEQ_TEMPLATE)
+    except (OSError, ValueError):
+        template = _DEFAULT_SEQ_TEMPLATE
+    wanted = list(_sequence_files(store))
+    bar = progress("verify sequences", total=sum(length for _, length, _, _ in wanted), unit="B")
+    for bare, length, where, lazy in wanted:
+        path = refget / template.replace("%s2", bare[:2]).replace("%s", bare)
+        if not path.is_file():
+            if lazy:
+                report.unfetched_sequences += 1
+            else:
+                report.problems.append(f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
+                                       "`rgstore genome init`, or `rgstore mirror pull SOURCE --with-sequences`)")
+            bar.update(length)
+            continue
+        digest, size = hashlib.sha512(), 0
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
+        except OSError as exc:
+            report.problems.append(f"{path}: sequence {where} is unreadable ({exc.strerror})")
+            continue
+        got = base64.urlsafe_b64encode(digest.digest()[:24]).decode()
+        if size != length or got != bare:
+            report.problems.append(f"{path}: sequence {where} is corrupt (its bytes do not hash to its digest)")
+        report.sequences += 1
+    bar.close()
+
+
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:
     """Run every check; never raises for what it finds (see ``VerifyReport.problems``)."""
     report = VerifyReport()
@@ -203,4 +267,6 @@ def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> 
     if not report.problems:
         _check_views(store, report, progress)
     _check_blobs(store, report, progress)
+    if not report.first_bad_seq:
+        _check_sequences(store, report, progress)
     return report

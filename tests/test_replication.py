@@ -143,6 +143,7 @@ def test_two_mirrors_killed_at_random_converge_to_the_primary(tmp_path: Path) ->
             report = mirror.verify()
             assert report.ok, (kind, report.problems)
             assert report.unfetched_blobs == [], kind
+            assert report.sequences + report.unfetched_sequences > 0, kind  # genome sequences were checked
             # Content followed the events: every live cache entry's files are here and intact.
             assert missing_cache_files(mirror) == [], kind
             assert len(list(cache_files(mirror))) >= 2, "the workload must have cached region FASTAs"

@@ -86,3 +86,21 @@ def test_unreferenced_blobs_are_reported_and_gc_frees_them(store: Store) -> None
     report = collect_garbage(store, grace=0)
     assert report.removed == [info.sha256]
     assert not store.blobs.exists(info.sha256)
+
+
+def test_a_sequence_file_with_altered_bases_or_gone_is_named(store: Store, tmp_path: Path) -> None:
+    """Sequences are content too: each .seq file must hash to its refget digest."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGTACGTTTGA\n>chr2\nGGGCCCAAATTT\n")
+    store.genomes.init(fasta, ["g"])
+    report = store.verify()
+    assert report.ok and report.sequences == 2
+    files = sorted((store.refget_path / "sequences").rglob("*.seq"))
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[:3] + (b"A" if data[3:4] != b"A" else b"C") + data[4:])  # same length
+    files[1].unlink()
+    problems = store.verify().problems
+    assert len(problems) == 2
+    assert any(p.startswith(str(files[0])) and p.endswith("is corrupt (its bytes do not hash to its digest)")
+               for p in problems)
+    assert any(p.startswith(str(files[1])) and "is missing" in p for p in problems)

@@ -61,6 +61,27 @@ def test_a_view_whose_version_changed_is_rebuilt_on_open(store_path: Path) -> No
         assert view_digests(store) == before
 
 
+def test_a_read_only_open_after_an_upgrade_rebuilds_stale_views_without_adding_events(store_path: Path) -> None:
+    """`rgstore verify`, `getseq` or `serve` right after an upgrade work: views are derived data."""
+    from rgstore.events import Noted
+    from rgstore.views.streams import StreamsView
+
+    with Store.open(store_path) as store:
+        store.append([NewEvent(stream="s", event=Noted(text="1"))])
+        before, head = view_digests(store), store.head()
+
+        def older(txn: object) -> None:
+            view = next(v for v in store.views if isinstance(v, StreamsView))
+            view.clear(txn, store.environment)  # type: ignore[arg-type]
+            store.log.set_checkpoint(txn, view, 0)  # type: ignore[arg-type]
+
+        store.environment.write(older)
+    with Store.open(store_path, readonly=True) as store:
+        assert store.readonly
+        assert (view_digests(store), store.head()) == (before, head)
+        assert store.verify().ok
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=10, max_size=60))
 def test_each_views_batch_fold_equals_its_one_event_fold(
