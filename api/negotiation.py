@@ -49,7 +49,9 @@ JSON_OFFERS: dict[str, str] = {
 _CHARSETS = {"us-ascii", "ascii", "utf-8", "utf8"}  # refget bodies are ASCII, a subset of each
 MAX_COORDINATE = 2**32 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
+# Any size of number (a huge last byte is clamped, a huge first byte is 416); the cap only keeps
+# int() within CPython's limit on digits.
+_RANGE = re.compile(r"bytes=(?:([0-9]{1,1000})-([0-9]{0,1000})|-([0-9]{1,1000}))")
 
 
 def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:

@@ -30,10 +30,18 @@ def emit_json_lines(objs: Iterable[Any]) -> None:
         write(_JSON.encode(_to_builtins(obj)).decode() + "\n")
 
 
+def _cell(value: Any) -> str:
+    # One row per line whatever the data holds: newlines, tabs and other controls are shown escaped.
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def emit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -> None:
-    """Write rows as left-aligned, two-space-separated columns."""
+    """Write rows as left-aligned, two-space-separated columns, one line per row."""
     table = [list(map(str, headers))] if headers else []
-    table += [[str(c) for c in row] for row in rows]
+    table += [[_cell(c) for c in row] for row in rows]
     if not table:
         return
     widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(max(map(len, table)))]

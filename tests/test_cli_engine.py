@@ -132,3 +132,14 @@ def test_a_command_on_a_mistyped_store_fails_without_creating_one(tmp_path: Path
     # Commands that add content create the store on first write.
     assert run_rgstore("--store", str(typo), "init").returncode == 0
     assert (typo / "log" / "data.mdb").exists()
+
+
+def test_a_table_row_stays_one_line_whatever_its_cells_hold(tmp_path: Path) -> None:
+    """A description with a newline or tab is shown escaped, so `genome list` keeps one row per genome."""
+    from tests.server_fixture import rgstore_cli
+
+    (tmp_path / "g.fa").write_text(">chr1\nACGT\n")
+    rgstore_cli(tmp_path / "s", "genome", "init", "--fasta", str(tmp_path / "g.fa"), "--name", "g",
+                "--description", "two\nlines\tand ü")
+    lines = rgstore_cli(tmp_path / "s", "genome", "list").splitlines()
+    assert len(lines) == 2 and lines[1].endswith("two\\nlines\\tand ü")
