@@ -9,7 +9,7 @@ sha256 its insert recorded. Level-1 keys hold the raw inputs' checksums, which t
 after level 2 is evicted, so hits need neither level 2 nor the network; only misses do. Hits
 are recorded as ``CacheTouched`` at most once per entry per hour (from the view's last-access
 time; filesystem atime is never read). A rebuilt entry keeps its pin. Eviction and
-verification live in ``rgstore.cachegc``.
+verification live in ``rgstore.cachegc``; staging, publishing and insert events in ``rgstore.cachestage``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -38,13 +37,13 @@ from .cachekeys import (
 )
 from .cachelock import entry_lock, entry_locks
 from .cacheraw import build_raw, intact, staging_dir
+from .cachestage import InsertItem, insert_events, publish_staged, stage_regions, stream_of
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
-from .environment import Db, Txn, fsync_dir
+from .environment import Db, Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
-from .events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
-from .extract import EXTRACTOR_VERSION, extract_regions, plan_region
-from .gtf import gc_paused, parse_gtf
+from .events import CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
+from .extract import EXTRACTOR_VERSION
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .views.cache import CacheEntry, CacheView, Tombstone
@@ -59,11 +58,6 @@ TOUCH_INTERVAL = 3600.0
 """Seconds between two recorded touches of one entry."""
 _ATTEMPTS = 3
 """Times ``regions`` recomputes its keys when level 2 changes under it before giving up."""
-
-
-def stream_of(key: str) -> str:
-    """The event stream of a cache entry."""
-    return f"cache:{key}"
 
 
 class RawResult(msgspec.Struct, kw_only=True):
@@ -282,8 +276,8 @@ class Cache:
                     for f in plan.files
                 },
             }
-            self._publish(staging, path)
-            self._commit_inserts([(ident.key, 2, path, files, details)], [])
+            publish_staged(self.root, staging, path)
+            self._record_inserts([(ident.key, 2, path, files, details)], [])
         new = self.entry(ident.key)
         assert new is not None
         return new, False, True
@@ -352,12 +346,12 @@ class Cache:
                     ):
                         deep = True
                         continue  # the decompressed inputs no longer match their checksums: rebuild them
-                    staged = self._extract(current, misses, progress)
+                    staged = stage_regions(self.root, current, misses, progress)
                 built = {f.key for f in misses}
                 for form in misses:
-                    self._publish(staged[form.key][0], form.path)
+                    publish_staged(self.root, staged[form.key][0], form.path)
                 details = {"labels": labels(request), "level2": raw.key}
-                self._commit_inserts(
+                self._record_inserts(
                     [(f.key, 1, f.path, staged[f.key][1], {**f.form, **details}) for f in misses],
                     self._touch_events([f.key for f in forms if f.key not in built]),
                 )
@@ -378,89 +372,10 @@ class Cache:
         path = self.root / entry.path / form.file
         return path.is_file() and hash_file(path).sha256 == entry.files[form.file].sha256
 
-    def _extract(
-        self, raw: CacheEntry, forms: list[RegionForm], progress: ProgressFactory
-    ) -> dict[str, tuple[Path, dict[str, FileRef]]]:
-        base = self.root / raw.path / "decompressed"
-        annotation = parse_gtf(base / LOCAL_NAMES["annotation"], progress=progress)
-        with gc_paused():
-            plans = {f.region: plan_region(annotation, f.region) for f in forms}
-        try:
-            with ExitStack() as stack:
-                handles: dict[str, BinaryIO] = {}
-                for form in forms:
-                    staging = staging_dir(self.root, form.key)
-                    shutil.rmtree(staging, ignore_errors=True)
-                    (staging / "annotation").mkdir(parents=True)
-                    handles[form.region] = stack.enter_context(open(staging / form.file, "wb"))
-                extract_regions(base / LOCAL_NAMES["genome"], plans, handles, progress=progress)
-                for handle in handles.values():
-                    handle.flush()
-                    os.fsync(handle.fileno())
-        except BaseException:
-            for form in forms:
-                shutil.rmtree(staging_dir(self.root, form.key), ignore_errors=True)
-            raise
-        staged: dict[str, tuple[Path, dict[str, FileRef]]] = {}
-        for form in forms:
-            staging = staging_dir(self.root, form.key)
-            info = hash_file(staging / form.file)
-            ref = FileRef(name=f"{form.region}.fna", sha256=info.sha256, md5=info.md5, size=info.size)
-            staged[form.key] = (staging, {form.file: ref})
-        return staged
-
     # -- recording ----------------------------------------------------------------------------
 
-    def _publish(self, staging: Path, rel: str) -> None:
-        """Rename a finished staging directory to its final place (replacing a stale copy)."""
-        final = self.root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            shutil.rmtree(final)  # not a live, intact entry (checked under the entry lock)
-        os.replace(staging, final)
-        fsync_dir(final.parent)
-
-    def _commit_inserts(
-        self, items: list[tuple[str, int, str, dict[str, FileRef], dict[str, Any]]], extra: list[NewEvent]
-    ) -> None:
-        def command(txn: Txn) -> list[NewEvent]:
-            db = self._db("cache.entries")
-            events: list[NewEvent] = []
-            for key, level, path, files, request in items:
-                current = CacheView.get(txn, db, key)
-                tomb = CacheView.tombstone(txn, self._db("cache.evicted"), key)
-                # A rebuild keeps the pin: the entry's files were replaced, not its owner's wish.
-                pinned = current.pinned if current is not None else tomb is not None and tomb.pinned
-                if current is not None:
-                    # The live record points at files we just replaced because they failed their check.
-                    events.append(
-                        NewEvent(
-                            stream=stream_of(key), event=CacheEvicted(key=key, reason="damaged: rebuilt")
-                        )
-                    )
-                if level == 2:
-                    for other in CacheView.entries(txn, self.store.environment):
-                        if other.path == path and other.key != key:
-                            # Published over a live entry of another key (an NCBI key made before
-                            # the taxon left it): that record no longer describes these files.
-                            pinned = pinned or other.pinned
-                            events.append(
-                                NewEvent(
-                                    stream=stream_of(other.key),
-                                    event=CacheEvicted(key=other.key, reason=f"superseded by {key}"),
-                                )
-                            )
-                events.append(
-                    NewEvent(
-                        stream=stream_of(key),
-                        event=CacheInserted(key=key, level=level, path=path, files=files, request=request),
-                    )
-                )
-                if pinned:
-                    events.append(NewEvent(stream=stream_of(key), event=CachePinned(key=key)))
-            return events + extra
-
-        self.store.transact(command)
+    def _record_inserts(self, items: list[InsertItem], extra: list[NewEvent]) -> None:
+        self.store.transact(lambda txn: insert_events(txn, self.store.environment, items) + extra)
 
     def _touch_events(self, keys: list[str]) -> list[NewEvent]:
         now = self.clock()
