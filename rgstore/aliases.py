@@ -9,7 +9,6 @@ elsewhere needs ``force=True``, and the old target stays in the alias's history.
 from __future__ import annotations
 
 import builtins
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,7 @@ from .views.aliases import (
     list_aliases,
     target_at,
 )
+from .views.aliasnames import DIGEST_RE
 from .views.genomes import genome_record, genomes_with_sequence
 from .views.history import HistoryView, done_stack, undone_stack
 
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["AliasChange", "AliasEntry", "AliasStep", "Aliases", "normalise_digest", "split_alias"]
-
-_DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
-
 
 class AliasEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One alias as it stands: where it points and the seq of the event that made it so."""
@@ -95,7 +92,7 @@ def split_alias(name: str, namespace: str | None = None) -> tuple[str, str]:
 def normalise_digest(digest: str) -> str:
     """A sha512t24u digest without its ``SQ.``/``SQ:`` prefix; InvalidInputError if malformed."""
     bare = digest[3:] if digest[:3] in ("SQ.", "SQ:") else digest
-    if not _DIGEST_RE.fullmatch(bare):
+    if not DIGEST_RE.fullmatch(bare):
         raise InvalidInputError(
             f"invalid digest {digest!r}: expected a 32-character GA4GH sha512t24u digest"
         )

@@ -12,14 +12,12 @@ lists of ``refget/rgstore.json`` (``views.aliasfiles``), so gtars opened on ``ST
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from ..codec import decode_value, encode_value
 from ..environment import Db, Environment, Txn
-from ..errors import InvalidInputError
 from ..events import (
     AliasRemoved,
     AliasSet,
@@ -33,6 +31,18 @@ from ..events import (
     Undone,
 )
 from . import SEQ, FoldContext, View, iter_prefix
+from .aliasnames import (  # re-exported: readers import names and reads from this one module
+    COLLECTION,
+    DEFAULT_NAMESPACE,
+    DIGEST_RE,
+    NAMESPACE_RE,
+    SEQUENCE,
+    Kind,
+    alias_stream,
+    check_name,
+    check_namespace,
+    parse_alias_stream,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -59,12 +69,6 @@ __all__ = [
     "target_at",
 ]
 
-Kind = Literal["collection", "sequence"]
-COLLECTION: Kind = "collection"
-SEQUENCE: Kind = "sequence"
-DEFAULT_NAMESPACE = "refgenie"
-
-_PREFIX: dict[Kind, str] = {COLLECTION: "alias:", SEQUENCE: "seqalias:"}
 _CURRENT: dict[Kind, str] = {COLLECTION: "aliases.collections", SEQUENCE: "aliases.sequences"}
 _BY_DIGEST: dict[Kind, str] = {
     COLLECTION: "aliases.collections_by_digest",
@@ -72,61 +76,6 @@ _BY_DIGEST: dict[Kind, str] = {
 }
 _SNAPSHOTS = "aliases.snapshots"
 _KIND_BYTE: dict[Kind, bytes] = {COLLECTION: b"c", SEQUENCE: b"s"}
-
-# Namespaces name files (<ns>.tsv) and CURIE prefixes; names are TSV fields and CURIE locals.
-_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-_NAME_RE = re.compile(r"[A-Za-z0-9_.][^\s:/\x00-\x1f\x7f]{0,254}")
-_DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
-
-
-# -- names and streams -----------------------------------------------------------------------
-
-
-def check_namespace(namespace: str) -> str:
-    """The namespace if valid (letters, digits, ``_.-``; 1-64 chars), else InvalidInputError."""
-    if not _NAMESPACE_RE.fullmatch(namespace):
-        raise InvalidInputError(
-            f"invalid alias namespace {namespace!r}: use 1-64 letters, digits, '_', '.', '-' "
-            "(starting with a letter or digit)"
-        )
-    return namespace
-
-
-_MAX_NAME_BYTES = 400
-"""The by-digest index keys (digest, namespace, name) must fit LMDB's 511-byte keys."""
-
-
-def check_name(name: str) -> str:
-    """The alias name if valid (1-255 chars, at most 400 UTF-8 bytes, no whitespace, ':' or '/'), else InvalidInputError."""
-    if not _NAME_RE.fullmatch(name):
-        raise InvalidInputError(
-            f"invalid alias name {name[:80]!r}: use 1-255 characters without whitespace, ':' or '/', "
-            "starting with an ASCII letter, digit, '_' or '.'"
-        )
-    if len(name.encode()) > _MAX_NAME_BYTES:
-        raise InvalidInputError(
-            f"invalid alias name {name[:40]!r}...: {len(name.encode())} bytes in UTF-8, at most {_MAX_NAME_BYTES}"
-        )
-    return name
-
-
-def alias_stream(kind: Kind, namespace: str, name: str) -> str:
-    """The stream of one alias: ``alias:<ns>/<name>`` or ``seqalias:<ns>/<name>``."""
-    return f"{_PREFIX[kind]}{namespace}/{name}"
-
-
-def parse_alias_stream(stream: str) -> tuple[Kind, str, str] | None:
-    """(kind, namespace, name) of a well-formed alias stream; None for any other stream."""
-    if stream.startswith("alias:"):
-        kind, rest = COLLECTION, stream[6:]
-    elif stream.startswith("seqalias:"):
-        kind, rest = SEQUENCE, stream[9:]
-    else:
-        return None
-    namespace, sep, name = rest.partition("/")
-    if sep and _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name):
-        return kind, namespace, name
-    return None
 
 
 def _key(namespace: str, name: str) -> bytes:
@@ -351,7 +300,7 @@ class AliasView(View):
             handles = self._bound = _Handles(ctx)
         snapshots = handles.snapshots
         aliases: dict[str, _Alias | None] = {}  # by stream: a stream names exactly one alias
-        actions, digest_re = _ACTIONS, _DIGEST_RE
+        actions, digest_re = _ACTIONS, DIGEST_RE
         for envelope in envelopes:
             stream = envelope.stream
             if stream in aliases:
@@ -405,7 +354,7 @@ class AliasView(View):
             def wanted() -> tuple[int, dict[Kind, dict[str, bytes | None]]]:
                 with store.read() as txn:
                     return store.log.head(txn)[0], {
-                        kind: dict(render_tsvs(list_aliases(txn, store.environment, kind))) for kind in _PREFIX
+                        kind: dict(render_tsvs(list_aliases(txn, store.environment, kind))) for kind in (COLLECTION, SEQUENCE)
                     }
 
             write_alias_files(store.refget_path, wanted, lambda: store.head()[0])
@@ -413,7 +362,7 @@ class AliasView(View):
         scope: dict[Kind, set[str]] = {}
         for stream in streams:
             parsed = parse_alias_stream(stream)
-            if parsed is not None and _NAMESPACE_RE.fullmatch(parsed[1]):
+            if parsed is not None and NAMESPACE_RE.fullmatch(parsed[1]):
                 scope.setdefault(parsed[0], set()).add(parsed[1])
         if not scope:
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConflictError, ExternalSyncError
 from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
-from .aliases import _DIGEST_RE, _NAME_RE, _NAMESPACE_RE, COLLECTION, SEQUENCE, Kind
+from .aliasnames import COLLECTION, DIGEST_RE, NAME_RE, NAMESPACE_RE, SEQUENCE, Kind
 
 __all__ = ["render_tsvs", "write_alias_files"]
 
@@ -33,7 +33,7 @@ def render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
     for namespace, name, digest, _ in rows:
         # Raw appends can put anything on an alias stream; only well-formed aliases become
         # TSV lines, and only safe namespaces become file names.
-        if _NAMESPACE_RE.fullmatch(namespace) and _NAME_RE.fullmatch(name) and _DIGEST_RE.fullmatch(digest):
+        if NAMESPACE_RE.fullmatch(namespace) and NAME_RE.fullmatch(name) and DIGEST_RE.fullmatch(digest):
             out.setdefault(namespace, []).append(f"{name}\t{digest}\n")
     return {ns: "".join(lines).encode() for ns, lines in out.items()}
 

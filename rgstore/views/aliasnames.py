@@ -1,0 +1,83 @@
+"""Alias names, namespaces and streams: what is a valid alias, and which stream holds it.
+
+Namespaces name files (``<ns>.tsv``) and CURIE prefixes; names are TSV fields and CURIE locals,
+so both are restricted here, once, for the commands, the fold and the RefgetStore projection.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from ..errors import InvalidInputError
+
+__all__ = [
+    "COLLECTION",
+    "DEFAULT_NAMESPACE",
+    "DIGEST_RE",
+    "NAMESPACE_RE",
+    "NAME_RE",
+    "SEQUENCE",
+    "Kind",
+    "alias_stream",
+    "check_name",
+    "check_namespace",
+    "parse_alias_stream",
+]
+
+Kind = Literal["collection", "sequence"]
+COLLECTION: Kind = "collection"
+SEQUENCE: Kind = "sequence"
+DEFAULT_NAMESPACE = "refgenie"
+
+_PREFIX: dict[Kind, str] = {COLLECTION: "alias:", SEQUENCE: "seqalias:"}
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+NAME_RE = re.compile(r"[A-Za-z0-9_.][^\s:/\x00-\x1f\x7f]{0,254}")
+DIGEST_RE = re.compile(r"[A-Za-z0-9_\-]{32}")
+
+
+def check_namespace(namespace: str) -> str:
+    """The namespace if valid (letters, digits, ``_.-``; 1-64 chars), else InvalidInputError."""
+    if not NAMESPACE_RE.fullmatch(namespace):
+        raise InvalidInputError(
+            f"invalid alias namespace {namespace!r}: use 1-64 letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit)"
+        )
+    return namespace
+
+
+_MAX_NAME_BYTES = 400
+"""The by-digest index keys (digest, namespace, name) must fit LMDB's 511-byte keys."""
+
+
+def check_name(name: str) -> str:
+    """The alias name if valid (1-255 chars, at most 400 UTF-8 bytes, no whitespace, ':' or '/'), else InvalidInputError."""
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid alias name {name[:80]!r}: use 1-255 characters without whitespace, ':' or '/', "
+            "starting with an ASCII letter, digit, '_' or '.'"
+        )
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        raise InvalidInputError(
+            f"invalid alias name {name[:40]!r}...: {len(name.encode())} bytes in UTF-8, at most {_MAX_NAME_BYTES}"
+        )
+    return name
+
+
+def alias_stream(kind: Kind, namespace: str, name: str) -> str:
+    """The stream of one alias: ``alias:<ns>/<name>`` or ``seqalias:<ns>/<name>``."""
+    return f"{_PREFIX[kind]}{namespace}/{name}"
+
+
+def parse_alias_stream(stream: str) -> tuple[Kind, str, str] | None:
+    """(kind, namespace, name) of a well-formed alias stream; None for any other stream."""
+    if stream.startswith("alias:"):
+        kind, rest = COLLECTION, stream[6:]
+    elif stream.startswith("seqalias:"):
+        kind, rest = SEQUENCE, stream[9:]
+    else:
+        return None
+    namespace, sep, name = rest.partition("/")
+    if sep and NAMESPACE_RE.fullmatch(namespace) and NAME_RE.fullmatch(name):
+        return kind, namespace, name
+    return None
