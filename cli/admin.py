@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .main import Context, store_option
-from .output import emit_json, json_option
+from .output import cell, emit_json, json_option
 
 __all__ = ["init_cmd", "rebuild_cmd", "verify_cmd", "gc_cmd"]
 
@@ -70,6 +70,8 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
             click.echo(f"FAIL {problem}", err=True)
         for sha in report.unreferenced_blobs:
             click.echo(f"note: unreferenced blob {sha} (freed by `rgstore gc`)")
+        for path in report.stray_files:
+            click.echo(f"note: {cell(path)} is not a blob (not named by its sha256 under blobs/<2 hex>/); ignored")
         if report.unfetched_blobs:
             click.echo(f"note: this mirror has not fetched {len(report.unfetched_blobs)} referenced blobs yet "
                        "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")

@@ -28,8 +28,17 @@ def demo_cmd(ctx: Context) -> None:
         rgstore getseq tiny chr1:0-60 --fasta
     """
     fasta = Path(str(resources.files("rgstore").joinpath("data/tiny.fa")))
+    from rgstore.errors import ConflictError
+
     with ctx.open(create=True) as store:
-        store.genomes.init(fasta, ["tiny"], description="rgstore bundled demo genome", circular=["chrM"])
+        try:
+            store.genomes.init(fasta, ["tiny"], description="rgstore bundled demo genome", circular=["chrM"])
+        except ConflictError as exc:
+            if "alias refgenie:tiny " not in str(exc):
+                raise
+            # The generic hint (--force) is not an option of demo: never repoint a user's alias from here.
+            raise ConflictError(f"alias 'tiny' already names another genome in {store.path}; run the demo on "
+                                "a store of its own, e.g. `rgstore --store ./demo-store demo`") from None
         genome = store.genomes.show("tiny")
         m_len = genome.lengths[genome.names.index("chrM")]
         click.echo(f"store:   {store.path} (log head {store.head()[0]})")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import click
 import msgspec
 
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, emit_json_lines, json_option
+from .output import cell, emit_json, emit_json_lines, json_option
 
 __all__ = ["log_group", "replay_cmd", "summary"]
 
@@ -25,11 +27,15 @@ def _since(value: str | None) -> datetime | None:
         return None
     m = _REL.match(value)
     if m:
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return datetime.now(timezone.utc) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except OverflowError:
+            return datetime.min.replace(tzinfo=timezone.utc)  # further back than any clock: everything
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use an ISO date/time or a span like 2h, 3d") from None
+        raise click.BadParameter(f"{value!r}: use an ISO date/time or a span like 30s, 5m, 2h, 7d, 1w",
+                                 param_hint="'--since'") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
@@ -52,7 +58,7 @@ def _row(env: Any) -> dict[str, Any]:
 
 @click.group("log", cls=RgstoreGroup, invoke_without_command=True)
 @store_option
-@click.option("--stream", help="Only this stream (a trailing * matches a prefix, e.g. 'refpkg:*').")
+@click.option("--stream", help="Only this stream, or streams matching a glob (e.g. 'refpkg:*', 'alias:*/hg38').")
 @click.option("--type", "type_", help="Only this event type tag, e.g. alias-set.")
 @click.option("--since", help="Only events at or after this time (ISO, or a span like 2h, 7d).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the most recent N matching events (in seq order).")
@@ -70,22 +76,25 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
     """
     if ctx.invoked_subcommand is not None:
         return
+    since_time = _since(since)  # a malformed --since is a usage error whatever the store
     with ctx.find_object(Context).open(readonly=True) as store:  # type: ignore[union-attr]
-        envs = store.events(stream=stream, type=type_, since=_since(since), last=limit)
+        envs = store.events(stream=stream, type=type_, since=since_time, last=limit)
     rows = [_row(e) for e in envs]
     if as_json:
         emit_json_lines(rows)
         return
     for r in rows:
-        click.echo(f"{r['seq']:>8}  {r['time'][:19]}  {r['actor']}  {r['type']:<22} {r['stream']}  {r['summary']}")
+        click.echo(f"{r['seq']:>8}  {r['time'][:19]}  {cell(r['actor'])}  {r['type']:<22} {cell(r['stream'])}  "
+                   f"{cell(r['summary'])}")
 
 
 @log_group.command("show")
 @store_option
 @click.argument("seq", type=click.IntRange(min=1))
+@json_option
 @pass_ctx
-def show_cmd(ctx: Context, seq: int) -> None:
-    """Print one event in full, as JSON.
+def show_cmd(ctx: Context, seq: int, as_json: bool) -> None:
+    """Print one event in full, as JSON (--json is accepted for symmetry: the output is always JSON).
 
     \b
     Example:
@@ -104,52 +113,82 @@ def show_cmd(ctx: Context, seq: int) -> None:
 
 @log_group.command("export")
 @store_option
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @click.option("--from", "from_seq", type=click.IntRange(min=1), default=1, show_default=True,
               help="First seq to export.")
 @json_option
 @pass_ctx
 def export_cmd(ctx: Context, file: Path, from_seq: int, as_json: bool) -> None:
-    """Write the log (from a seq on) to a self-describing, zstd-compressed file.
+    """Write the log (from a seq on) to a self-describing, zstd-compressed file (- for standard output).
+
+    The export holds the log only: blobs and sequence files travel with `rgstore log publish
+    --with-blobs --with-refget` and `rgstore mirror pull`.
 
     \b
     Example:
         rgstore log export backup.rglog --from 1
+        rgstore log export - | ssh backup rgstore --store /srv/copy replay -
     """
-    from rgstore.progress import null_progress, terminal_progress
+    from rgstore.progress import ProgressFactory, null_progress, terminal_progress
     from rgstore.replay import export_log
 
-    with ctx.open(readonly=True) as store:
-        header = export_log(store, file, from_seq=from_seq,
-                            progress=null_progress if as_json else terminal_progress)
+    from .getseq import signals_unwind
+
+    dash = str(file) == "-"
+    to_stdout = dash or _is_stdout(file)  # then the summary goes to stderr: stdout carries the export
+    progress: ProgressFactory = null_progress if as_json else terminal_progress
+    with signals_unwind(), ctx.open(readonly=True) as store:  # SIGTERM unwinds: no temp file is left behind
+        header = export_log(store, sys.stdout.buffer if dash else file, from_seq=from_seq,
+                            progress=progress)
     if as_json:
-        emit_json(header)
+        click.echo(msgspec.json.encode(header).decode(), err=to_stdout)
     else:
-        click.echo(f"exported seqs {header.first_seq}-{header.last_seq} of log {header.log_id} to {file}")
+        what = (f"seqs {header.first_seq}-{header.last_seq}" if header.last_seq >= header.first_seq
+                else f"no records (head {header.last_seq})")
+        click.echo(f"exported {what} of log {header.log_id} to {'standard output' if to_stdout else file}",
+                   err=to_stdout)
+
+
+def _is_stdout(path: Path) -> bool:
+    try:
+        st, out = os.stat(path), os.fstat(1)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino)
 
 
 @click.command("replay")
 @store_option
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
 @json_option
 @pass_ctx
 def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
-    """Rebuild a store from an exported log, verifying the hash chain; appends only what is missing.
+    """Rebuild a store from an exported log (- for standard input), verifying the hash chain; appends only what is missing.
+
+    The export holds the log only: blobs and sequence files come from `rgstore mirror pull
+    SOURCE --with-blobs --with-sequences` (until then `rgstore verify` names them missing).
 
     \b
     Example:
         rgstore replay backup.rglog --store ./restored
     """
-    from rgstore.progress import null_progress, terminal_progress
-    from rgstore.replay import replay_file
+    from rgstore.progress import ProgressFactory, null_progress, terminal_progress
+    from rgstore.replay import open_export, replay_export
 
-    with ctx.open(create=True) as store:
-        applied, head = replay_file(store, file, progress=null_progress if as_json else terminal_progress)
+    if str(file) == "-" and sys.stdin.isatty():
+        raise click.BadParameter("- reads an export from standard input: pipe one in, e.g. "
+                                 "`rgstore log export - | rgstore replay -`", param_hint="FILE")
+    # The file is checked before the store is created, so a bad file leaves no empty store behind.
+    header, frames = (open_export(sys.stdin.buffer, "<stdin>") if str(file) == "-"
+                      else open_export(file))
+    progress: ProgressFactory = null_progress if as_json else terminal_progress
+    with ctx.open(create=header.first_seq == 1) as store:
+        applied, head = replay_export(store, header, frames, progress=progress)
         head_hash = store.head()[1]
     if as_json:
         emit_json({"applied": applied, "head_seq": head, "head_hash": head_hash})
     else:
-        click.echo(f"applied {applied} events; head {head} ({head_hash[:16]}…)")
+        click.echo(f"applied {applied} event{'' if applied == 1 else 's'}; head {head} ({head_hash[:16]}…)")
 
 
 @log_group.command("publish")

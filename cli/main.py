@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import lmdb
@@ -77,9 +77,18 @@ class RgstoreGroup(click.Group):
             return cmd
         return super().get_command(ctx, name)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            _usage_error(exc)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _usage_error(exc)
         except RgstoreError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -97,15 +106,23 @@ class RgstoreGroup(click.Group):
             ctx.exit(1)
 
 
+def _usage_error(exc: click.UsageError) -> NoReturn:
+    """A mistyped option or argument: one line on stderr and exit 2, like every other error (not click's 4 lines)."""
+    where = exc.ctx.command_path if exc.ctx is not None else "rgstore"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    click.echo(f"error: {message} (see `{where} --help`)", err=True)
+    sys.exit(exc.exit_code)
+
+
 @click.group(cls=RgstoreGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--store", "store", type=click.Path(path_type=Path, file_okay=False), envvar="RGSTORE_HOME",
+    "--store", "store", type=click.Path(file_okay=False), envvar="RGSTORE_HOME",
     help="Store directory [default: $RGSTORE_HOME, else the user data directory].",
 )
 @click.option("--actor", help="Who is acting, recorded on every event [default: user@host].")
 @click.version_option(package_name="rgstore")
 @click.pass_context
-def cli(ctx: click.Context, store: Path | None, actor: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, actor: str | None) -> None:
     """rgstore: reference genomes, refpkgs and FASTA caches on an append-only event log.
 
     \b
@@ -113,18 +130,25 @@ def cli(ctx: click.Context, store: Path | None, actor: str | None) -> None:
         rgstore --store ./store genome init --fasta tiny.fa --name tiny
         rgstore --store ./store getseq tiny chr1:0-60
     """
-    ctx.obj = Context(store, actor)
+    ctx.obj = Context(_store_path(store), actor)
+
+
+def _store_path(value: str | None) -> Path | None:
+    # Path("") is ".": an empty --store (an unset shell variable) must not make the working directory a store.
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; name the store directory", param_hint="'--store'")
+    return Path(value).expanduser() if value is not None else None  # RGSTORE_HOME="~/store" from a unit file
 
 
 def store_option(fn: Any) -> Any:
     """Per-command ``--store`` (same meaning as the global option, for `cmd --store X` order)."""
 
-    def set_store(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    def set_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value is not None:
-            ctx.find_object(Context).store_path = value  # type: ignore[union-attr]
+            ctx.find_object(Context).store_path = _store_path(value)  # type: ignore[union-attr]
 
     return click.option(
-        "--store", type=click.Path(path_type=Path, file_okay=False), expose_value=False,
+        "--store", type=click.Path(file_okay=False), expose_value=False,
         callback=set_store, help="Store directory (overrides the global --store).",
     )(fn)
 

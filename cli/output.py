@@ -9,7 +9,7 @@ from typing import Any
 import click
 import msgspec
 
-__all__ = ["emit_json", "emit_json_lines", "emit_table", "json_option"]
+__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "json_option"]
 
 _JSON = msgspec.json.Encoder()
 
@@ -30,7 +30,8 @@ def emit_json_lines(objs: Iterable[Any]) -> None:
         write(_JSON.encode(_to_builtins(obj)).decode() + "\n")
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """``str(value)`` with newlines, tabs and other control characters shown escaped."""
     # One row per line whatever the data holds: newlines, tabs and other controls are shown escaped.
     text = str(value)
     if text.isprintable():
@@ -41,7 +42,7 @@ def _cell(value: Any) -> str:
 def emit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -> None:
     """Write rows as left-aligned, two-space-separated columns, one line per row."""
     table = [list(map(str, headers))] if headers else []
-    table += [[_cell(c) for c in row] for row in rows]
+    table += [[cell(c) for c in row] for row in rows]
     if not table:
         return
     widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(max(map(len, table)))]

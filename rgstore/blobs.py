@@ -42,6 +42,14 @@ def hash_file(path: Path) -> BlobInfo:
     return BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_blob_path(path: Path) -> bool:
+    name = path.name
+    return len(name) == 64 and _HEX.issuperset(name) and path.parent.name == name[:2] and path.is_file()
+
+
 class BlobStore:
     """The ``blobs/`` directory of a store."""
 
@@ -50,7 +58,7 @@ class BlobStore:
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this sha256 lives (whether or not it exists)."""
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        if len(sha256) != 64 or not _HEX.issuperset(sha256):
             raise NotFoundError(f"not a sha256 digest: {sha256!r}")
         return self.root / sha256[:2] / sha256
 
@@ -135,14 +143,22 @@ class BlobStore:
         fsync_dir(dest.parent)
 
     def all(self) -> Iterator[str]:
-        """sha256 of every blob file present, sorted."""
+        """sha256 of every blob file present, sorted (files that are not blobs are skipped: see ``strays``)."""
+        for path in self._files():
+            if _is_blob_path(path):
+                yield path.name
+
+    def strays(self) -> list[Path]:
+        """Files under ``blobs/`` that are not blobs where they belong (wrong name or folder); never touched."""
+        return [path for path in self._files() if not _is_blob_path(path)]
+
+    def _files(self) -> Iterator[Path]:
         if not self.root.is_dir():
             return
         for sub in sorted(self.root.iterdir()):
-            if sub.is_dir() and len(sub.name) == 2:
+            if sub.is_dir():
                 for f in sorted(sub.iterdir()):
-                    if len(f.name) == 64:
-                        yield f.name
+                    yield f
 
     def delete(self, sha256: str) -> None:
         """Remove a blob file (only gc calls this, after checking nothing references it)."""

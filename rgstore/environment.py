@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import lmdb
 
-from .errors import MissingSubDbError, ReadOnlyError, RgstoreError
+from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreOpenError
 
 __all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE"]
 
@@ -41,12 +41,28 @@ class Environment:
             path.mkdir(parents=True, exist_ok=True)
         elif not (path / "data.mdb").exists():
             raise RgstoreError(f"no store log at {path}; create one with `rgstore init`")
-        self.env = lmdb.open(
+        try:
+            self.env = self._open(path, map_size)
+        except lmdb.Error as exc:
+            text = str(exc)
+            if "already open" in text:
+                hint = "; close the other handle first"
+            elif "Permission denied" in text:
+                hint = "; readers need write access to log/lock.mdb too (ask the store's owner)"
+            else:
+                hint = "; is this an rgstore store?"
+            raise StoreOpenError(f"the store's LMDB files cannot be used ({text}){hint}") from None
+        if not readonly:
+            self.env.reader_check()  # reclaim reader slots leaked by killed processes
+        self._dbs: dict[str, Db] = {}
+
+    def _open(self, path: Path, map_size: int) -> lmdb.Environment:
+        return lmdb.open(
             str(path),
             map_size=map_size,
             max_dbs=MAX_DBS,
             max_readers=MAX_READERS,
-            readonly=readonly,
+            readonly=self.readonly,
             subdir=True,
             max_spare_txns=0,  # spare read txns leave stale reader slots across fork (py-lmdb #346)
             metasync=True,
@@ -54,9 +70,6 @@ class Environment:
             writemap=False,
             lock=True,
         )
-        if not readonly:
-            self.env.reader_check()  # reclaim reader slots leaked by killed processes
-        self._dbs: dict[str, Db] = {}
 
     def close(self) -> None:
         """Close the environment; handles and transactions become invalid."""

@@ -23,6 +23,9 @@ __all__ = [
     "RemoteError",
     "LogMismatchError",
     "ExternalSyncError",
+    "StaleViewsError",
+    "MissingSubDbError",
+    "StoreOpenError",
 ]
 
 
@@ -140,3 +143,9 @@ class StaleViewsError(RgstoreError):
 
 class MissingSubDbError(RgstoreError, LookupError):
     """A sub-db asked of a read-only environment was never created (open the store writable once)."""
+
+
+class StoreOpenError(RgstoreError):
+    """The store's LMDB files cannot be opened (not a store, damaged, no permission, or already open here)."""
+
+    http_status = 503

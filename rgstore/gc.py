@@ -12,11 +12,13 @@ with them unless a recorded genome still lists one.
 
 from __future__ import annotations
 
+import math
 import time
 
 import msgspec
 
 from .environment import Txn
+from .errors import InvalidInputError
 from .store import Store
 
 __all__ = ["GcReport", "collect_garbage"]
@@ -37,6 +39,9 @@ class GcReport(msgspec.Struct, kw_only=True):
 
 def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0) -> GcReport:
     """Remove unreferenced blobs older than ``grace`` seconds and leftover temp files."""
+    if math.isnan(grace) or grace < 0:
+        # NaN compares false with every age: it would delete blobs of commands still running.
+        raise InvalidInputError(f"grace must be a number of seconds >= 0, not {grace}")
     report = GcReport(dry_run=dry_run)
     now = time.time()
 

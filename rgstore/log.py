@@ -42,7 +42,7 @@ from .errors import (
     NothingToRedoError,
     NothingToUndoError,
 )
-from .events import AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
+from .events import EVENT_TYPES, AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
 from .views import SEQ, FoldContext, View
 from .views.history import HistoryView
 from .views.ids import IdsView
@@ -86,6 +86,8 @@ def _id_source(n: int) -> Iterator[str]:
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _ZIPPER_EVENTS = frozenset({Undone, Redone, HistoryStripped})
+_EVENT_CLASSES = frozenset(EVENT_TYPES.values())
+"""Only these decode again: anything else appended would make every later read of the log fail."""
 
 
 def _same_payload(original: Envelope, item: NewEvent) -> bool:
@@ -121,6 +123,14 @@ def undecodable(exc: Exception) -> str:
     if "Invalid value" in text and "$.event.type" in text:
         return f"an event type this rgstore does not know ({text}); upgrade rgstore to read this log"
     return f"payload does not decode ({text})"
+
+
+def _decode(payload: bytes, seq: int) -> Envelope:
+    """``decode_envelope`` whose failure names the seq in one line (a ChainError), not a msgspec trace."""
+    try:
+        return decode_envelope(payload)
+    except msgspec.DecodeError as exc:
+        raise ChainError(seq, undecodable(exc)) from None
 
 
 def default_actor() -> str:
@@ -222,7 +232,7 @@ class EventLog:
         if raw is None:
             return None
         self._need_dictionary(txn, raw)
-        return decode_envelope(unframe(raw, seq)[1])
+        return _decode(unframe(raw, seq)[1], seq)
 
     def records(self, txn: Txn, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(seq, stored record) for seqs in (after, upto], in order."""
@@ -245,7 +255,23 @@ class EventLog:
     def envelopes(self, txn: Txn, after: int = 0, upto: int | None = None) -> Iterator[Envelope]:
         """Decoded envelopes for seqs in (after, upto]."""
         for seq, raw in self.records(txn, after, upto):
-            yield decode_envelope(unframe(raw, seq)[1])
+            yield _decode(unframe(raw, seq)[1], seq)
+
+    def envelopes_backwards(self, txn: Txn, after: int = 0) -> Iterator[Envelope]:
+        """Decoded envelopes for seqs after ``after``, newest first (the most recent N without a full scan)."""
+        cur = txn.cursor(db=self._log)
+        try:
+            if not cur.last():
+                return
+            for key, raw in cur.iterprev():
+                seq = SEQ.unpack(key)[0]
+                if seq <= after:
+                    return
+                value = cast(bytes, raw)
+                self._need_dictionary(txn, value)
+                yield _decode(unframe(value, seq)[1], seq)
+        finally:
+            cur.close()
 
     def envelope_list(self, txn: Txn, after: int, upto: int) -> list[Envelope]:
         """``list(envelopes(txn, after, upto))`` for a gapless range, decoded in one tight loop (rebuilds)."""
@@ -256,12 +282,15 @@ class EventLog:
                 return out
             known, decode, append = self._known_dicts, decode_envelope, out.append
             seq = after
-            for raw in cast("Iterator[bytes]", islice(cur.iternext(keys=False, values=True), upto - after)):
-                seq += 1
-                if raw[0] == 2 and raw[1:5] not in known:  # CODEC_ZSTD_DICT
-                    self._need_dictionary(txn, raw)
-                    known.add(raw[1:5])
-                append(decode(payload_of(raw, seq)))
+            try:
+                for raw in cast("Iterator[bytes]", islice(cur.iternext(keys=False, values=True), upto - after)):
+                    seq += 1
+                    if raw[0] == 2 and raw[1:5] not in known:  # CODEC_ZSTD_DICT
+                        self._need_dictionary(txn, raw)
+                        known.add(raw[1:5])
+                    append(decode(payload_of(raw, seq)))
+            except msgspec.DecodeError as exc:
+                raise ChainError(seq, undecodable(exc)) from None
         finally:
             cur.close()
         if out and (out[0].seq != after + 1 or out[-1].seq != after + len(out)):
@@ -348,6 +377,8 @@ class EventLog:
                 raise ConcurrencyConflictError(stream, item.expected_version, version)
             seq += 1
             event = item.event
+            if type(event) not in _EVENT_CLASSES:
+                raise InvalidInputError(f"{type(event).__name__} is not an event type of rgstore.events (AnyEvent)")
             zipper = type(event) in _ZIPPER_EVENTS
             if zipper:
                 event = self._fill_zipper(txn, stream, event)
@@ -464,7 +495,10 @@ class EventLog:
         for item in batch:
             if item.id is None:
                 continue
-            seq = IdsView.lookup(txn, self._ids_db, item.id)
+            try:
+                seq = IdsView.lookup(txn, self._ids_db, item.id)
+            except ValueError:
+                raise InvalidInputError(f"event id {item.id[:80]!r} is not a UUID (use rgstore.log.new_event_id())") from None
             if seq is None:
                 continue
             original = self.get(txn, seq)

@@ -9,6 +9,8 @@ and of published log segments, so every transport shares one parser.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,7 +20,9 @@ import msgspec
 import zstandard
 
 from .codec import chain_of
+from .environment import fsync_dir
 from .errors import ChainError, InvalidInputError
+from .files import mkstemp
 
 __all__ = [
     "MAGIC",
@@ -26,6 +30,7 @@ __all__ = [
     "encode_frame",
     "iter_frames",
     "write_log_file",
+    "write_log_stream",
     "read_log_file",
     "read_log_stream",
 ]
@@ -92,25 +97,46 @@ def iter_frames(fh: BinaryIO, chunk: int = 1 << 20) -> Iterator[tuple[int, bytes
         pos = end
 
 
-def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, bytes]]) -> int:
-    """Write an exported log file atomically; returns the number of records written."""
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"cannot write {path}: directory {path.parent} does not exist")
-    tmp = path.with_name(path.name + ".tmp")
+def write_log_stream(out: BinaryIO, header: LogHeader, records: Iterable[tuple[int, bytes]]) -> int:
+    """Write an export (magic, header, zstd frames) to an open binary stream; returns the records written."""
     count = 0
-    with open(tmp, "wb") as out:
-        raw_header = msgspec.msgpack.encode(header)
-        out.write(MAGIC + _LEN.pack(len(raw_header)) + raw_header)
-        cctx = zstandard.ZstdCompressor(level=3)
-        with cctx.stream_writer(out, closefd=False) as zout:
-            for seq, record in records:
-                zout.write(encode_frame(seq, record))
-                count += 1
-        out.flush()
-        import os
+    raw_header = msgspec.msgpack.encode(header)
+    out.write(MAGIC + _LEN.pack(len(raw_header)) + raw_header)
+    cctx = zstandard.ZstdCompressor(level=3)
+    with cctx.stream_writer(out, closefd=False) as zout:
+        for seq, record in records:
+            zout.write(encode_frame(seq, record))
+            count += 1
+    out.flush()
+    return count
 
-        os.fsync(out.fileno())
-    tmp.replace(path)
+
+def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, bytes]]) -> int:
+    """Write an exported log file atomically; returns the number of records written.
+
+    A symlink is followed (its target is replaced, the link kept); a FIFO or device (``/dev/stdout``)
+    is written in place, since renaming over it would replace the device node itself.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        with open(path, "wb") as out:
+            return write_log_stream(out, header, records)
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: directory {path.parent} does not exist")
+    fd, tmp = mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            count = write_log_stream(out, header, records)
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # an interrupted export leaves neither a partial file nor a temp file
+        raise
+    fsync_dir(target.parent)
     return count
 
 

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import gc as _gc
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
+from typing import BinaryIO
 
 from .codec import chain_of, genesis_hash
 from .environment import Txn
 from .errors import ChainError, LogMismatchError, NotFoundError
-from .logfile import LogHeader, read_log_file, write_log_file
+from .logfile import LogHeader, read_log_file, read_log_stream, write_log_file, write_log_stream
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
 
-__all__ = ["export_log", "replay_file", "apply_records", "BatchHook"]
+__all__ = ["export_log", "open_export", "replay_export", "replay_file", "apply_records", "BatchHook"]
 
 
-def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: ProgressFactory = null_progress) -> LogHeader:
-    """Write the records from ``from_seq`` to the head into a self-describing export file."""
+def export_log(
+    store: Store, path: Path | BinaryIO, *, from_seq: int = 1, progress: ProgressFactory = null_progress
+) -> LogHeader:
+    """Write the records from ``from_seq`` to the head into a self-describing export file (or open binary stream)."""
     from_seq = max(from_seq, 1)
     with store.read() as txn:
         head, head_hash = store.log.head(txn)
@@ -33,7 +36,8 @@ def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: Progres
             prev = genesis_hash(log_id)
         else:
             record = store.log.record(txn, from_seq - 1)
-            assert record is not None
+            if record is None:
+                raise ChainError(from_seq - 1, "missing from the log (run `rgstore verify`)")
             prev = chain_of(record)
         header = LogHeader(
             log_id=log_id, first_seq=from_seq, last_seq=head, prev_hash=prev.hex(), head_hash=head_hash.hex()
@@ -46,7 +50,10 @@ def export_log(store: Store, path: Path, *, from_seq: int = 1, progress: Progres
                 yield seq, bytes(raw)
 
         try:
-            write_log_file(path, header, records())
+            if isinstance(path, Path):
+                write_log_file(path, header, records())
+            else:
+                write_log_stream(path, header, records())
         finally:
             bar.close()
     return header
@@ -118,13 +125,36 @@ def apply_records(
     return applied, head
 
 
-def replay_file(store: Store, path: Path, *, progress: ProgressFactory = null_progress) -> tuple[int, int]:
-    """Replay an exported log file into ``store`` (see ``apply_records``)."""
-    header, frames = read_log_file(path)
+def open_export(source: Path | BinaryIO, name: str | None = None) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
+    """An export's header and frames, its first frame already read: a file that is not a whole export
+    (bad magic, damaged header or body, an empty range that is short) fails here, before anything is written."""
+    if isinstance(source, Path):
+        header, frames = read_log_file(source)
+    else:
+        header, frames = read_log_stream(source, name or "<stream>")
+    first = next(frames, None)
+    return header, (chain([first], frames) if first is not None else iter(()))
+
+
+def replay_export(
+    store: Store, header: LogHeader, frames: Iterable[tuple[int, bytes]], *, progress: ProgressFactory = null_progress
+) -> tuple[int, int]:
+    """Replay an opened export (see ``open_export``) into ``store`` (see ``apply_records``)."""
     with store.read() as txn:
         head, _ = store.log.head(txn)
+        local_id = store.log.log_id(txn)
+    if head and local_id != header.log_id:
+        raise LogMismatchError(
+            f"the export is of log {header.log_id}, this store holds log {local_id}: different logs, refusing to mix them"
+        )
     if header.first_seq > head + 1:
         raise ChainError(header.first_seq, f"export starts at seq {header.first_seq} but the store's head is "
-                         f"{head}: records are missing in between")
+                         f"{head}: replay seqs {head + 1}-{header.first_seq - 1} first")
     return apply_records(store, header.log_id, frames, progress=progress,
-                         total=header.last_seq - max(head, header.first_seq - 1))
+                         total=max(header.last_seq - max(head, header.first_seq - 1), 0))
+
+
+def replay_file(store: Store, path: Path, *, progress: ProgressFactory = null_progress) -> tuple[int, int]:
+    """Replay an exported log file into ``store`` (see ``apply_records``)."""
+    header, frames = open_export(path)
+    return replay_export(store, header, frames, progress=progress)

@@ -20,7 +20,7 @@ import zstandard
 from .blobs import BlobStore
 from .codec import register_dictionary, train_dictionary, unframe
 from .environment import Environment, Txn
-from .errors import ConflictError, NotFoundError, ReadOnlyError, RgstoreError, StaleViewsError
+from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError, StaleViewsError
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .progress import ProgressFactory, null_progress
@@ -56,6 +56,46 @@ def default_store_path() -> Path:
     return Path(user_data_dir("rgstore", appauthor=False))
 
 
+def _refuse_newer_format(environment: Environment, root: Path) -> None:
+    with environment.env.begin() as txn:
+        if txn.get(b"meta") is None:
+            return  # a fresh log
+    meta = environment.env.open_db(b"meta", create=False)
+    with environment.env.begin(db=meta) as txn:
+        raw = txn.get(b"format")
+    if raw is not None and int(raw) > FORMAT_VERSION:
+        raise RgstoreError(
+            f"{root} was written by a newer rgstore (log format {int(raw)}, this one reads "
+            f"{FORMAT_VERSION}); upgrade rgstore"
+        )
+
+
+MAX_ACTOR_CHARS = 200
+
+
+def _check_actor(actor: str) -> None:
+    """An actor is recorded on every event and printed in audits: a short single line."""
+    if not actor or not actor.isprintable() or len(actor) > MAX_ACTOR_CHARS or actor != actor.strip():
+        raise InvalidInputError(
+            f"invalid actor {actor[:80]!r}{'...' if len(actor) > 80 else ''}: 1-{MAX_ACTOR_CHARS} printable "
+            "characters without leading or trailing spaces, e.g. alice@lab"
+        )
+
+
+def _stream_matcher(pattern: str | None) -> Callable[[str], bool] | None:
+    """A test for stream names: exact, a prefix (``refpkg:*``), or a glob with ``* ? [..]``."""
+    if pattern is None:
+        return None
+    if pattern.endswith("*") and not any(c in pattern[:-1] for c in "*?["):
+        prefix = pattern[:-1]
+        return lambda stream: stream.startswith(prefix)
+    if not any(c in pattern for c in "*?["):
+        return lambda stream: stream == pattern
+    from fnmatch import fnmatchcase
+
+    return lambda stream: stream == pattern or fnmatchcase(stream, pattern)
+
+
 class Store:
     """An open rgstore store. Use ``Store.open``; close it (or use ``with``) when done."""
 
@@ -88,6 +128,10 @@ class Store:
         process may write the store (views are derived data: no event is added), and otherwise
         raises StaleViewsError.
         """
+        if actor is not None:
+            _check_actor(actor)
+        if path is not None and not str(path):
+            raise InvalidInputError("the store path is empty; name a directory (or leave it out for the default store)")
         root = Path(path).expanduser() if path is not None else default_store_path()
         if readonly and not (root / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")
@@ -100,10 +144,10 @@ class Store:
                 create_refget(root / "refget")
         environment = Environment(root / "log", readonly=readonly)
         try:
+            _refuse_newer_format(environment, root)  # before this version creates its sub-dbs in it
             store = cls(root, environment, actor or default_actor())
             if not readonly:
                 store.environment.write(lambda txn: store.log.initialise(txn))
-            store._check_format()
             if not readonly:
                 store._refresh_stale_views(progress)
             elif store._stale_views() and os.access(root / "log" / "data.mdb", os.W_OK):
@@ -253,6 +297,8 @@ class Store:
 
     def event(self, seq: int) -> Envelope:
         """The envelope at ``seq``; NotFoundError if there is none."""
+        if not 1 <= seq < 1 << 64:
+            raise NotFoundError(f"no event at seq {seq}; seqs start at 1 (see `rgstore log`)")
         with self.read() as txn:
             envelope = self.log.get(txn, seq)
         if envelope is None:
@@ -263,19 +309,23 @@ class Store:
         self, *, stream: str | None = None, type: str | None = None, since: datetime | None = None,
         after: int = 0, limit: int | None = None, last: int | None = None,
     ) -> list[Envelope]:
-        """Envelopes in seq order, filtered by stream (exact, or a prefix ending in ``*``), event type
-        tag, time and seq; ``limit`` keeps the first N matches, ``last`` the most recent N."""
+        """Envelopes in seq order, filtered by stream (exact, or a glob: ``alias:*``, ``*/hg38``), event
+        type tag, time and seq; ``limit`` keeps the first N matches, ``last`` the most recent N."""
         if type is not None and type not in EVENT_TYPES:
             raise NotFoundError(f"unknown event type {type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
-        prefix = None
-        if stream is not None and stream.endswith("*"):
-            prefix, stream = stream[:-1], None
+        after = max(after, 0)
+        if (last is not None and last <= 0) or (limit is not None and limit <= 0):
+            return []
+        match = _stream_matcher(stream)
         out: list[Envelope] = []
         with self.read() as txn:
-            for env in self.log.envelopes(txn, after=after):
-                if stream is not None and env.stream != stream:
-                    continue
-                if prefix is not None and not env.stream.startswith(prefix):
+            if last is not None and limit is None:
+                # The most recent N: read from the head down and stop once N match.
+                source = self.log.envelopes_backwards(txn, after=after)
+            else:
+                source = self.log.envelopes(txn, after=after)
+            for env in source:
+                if match is not None and not match(env.stream):
                     continue
                 if type is not None and env.event.__struct_config__.tag != type:
                     continue
@@ -284,8 +334,10 @@ class Store:
                 out.append(env)
                 if limit is not None and len(out) >= limit:
                     break
-                if last is not None and len(out) > 2 * last:
-                    del out[:-last]  # keep memory bounded on long logs
+                if last is not None and limit is None and len(out) >= last:
+                    break
+        if last is not None and limit is None:
+            out.reverse()
         return out[-last:] if last is not None else out
 
     def stream_version(self, stream: str) -> int:
@@ -294,15 +346,6 @@ class Store:
             return StreamsView.get(txn, self.environment.db("streams"), stream)[0]
 
     # -- views --------------------------------------------------------------------------------
-
-    def _check_format(self) -> None:
-        with self.read() as txn:
-            raw = self.log.meta_get(txn, "format")
-        if raw is not None and int(raw) > FORMAT_VERSION:
-            raise RgstoreError(
-                f"{self.path} was written by a newer rgstore (log format {int(raw)}, this one reads "
-                f"{FORMAT_VERSION}); upgrade rgstore"
-            )
 
     def _stale_views(self) -> list[str]:
         with self.read() as txn:

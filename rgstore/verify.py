@@ -17,7 +17,7 @@ import msgspec
 
 from .codec import chain_hash, decode_envelope, genesis_hash, unframe
 from .environment import Environment
-from .errors import ChainError, IntegrityError, NotFoundError
+from .errors import ChainError, IntegrityError, NotFoundError, RgstoreError
 from .log import EventLog, undecodable
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
@@ -35,6 +35,8 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     problems: list[str] = []
     first_bad_seq: int = 0
     unreferenced_blobs: list[str] = []
+    stray_files: list[str] = []
+    """Files under blobs/ that are not blobs (wrong name or folder): reported, never used or deleted."""
     unfetched_blobs: list[str] = []
     """On a mirror: referenced blobs not pulled yet (`mirror pull --with-blobs`)."""
     sequences: int = 0
@@ -174,14 +176,18 @@ def _first_difference(
 
 
 def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
-    present = list(store.blobs.all())
+    # References first, files second: a blob is on disk before any event names it, so a command that
+    # commits while verify runs cannot make a referenced blob look missing.
     refs = referenced_blobs(store)
+    present = list(store.blobs.all())
     bar = progress("verify blobs", total=len(present), unit="blob")
     for sha in present:
         try:
             store.blobs.verify(sha)
         except (IntegrityError, NotFoundError) as exc:
             report.problems.append(f"{store.blobs.path(sha)}: {exc}")
+        except OSError as exc:
+            report.problems.append(f"{store.blobs.path(sha)}: unreadable ({exc.strerror})")
         report.blobs += 1
         bar.update()
     bar.close()
@@ -198,6 +204,7 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
         except NotFoundError:
             report.problems.append(f"a view references {sha!r}, which is not a sha256 digest")
     report.unreferenced_blobs = sorted(have - refs)
+    report.stray_files = [str(path) for path in store.blobs.strays()]
 
 
 _DEFAULT_SEQ_TEMPLATE = "sequences/%s2/%s.seq"
@@ -232,6 +239,7 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
     except (OSError, ValueError):
         template = _DEFAULT_SEQ_TEMPLATE
     wanted = list(_sequence_files(store))
+    indexed: list[tuple[str, str]] = []  # intact local files, to look up in the RefgetStore's index
     bar = progress("verify sequences", total=sum(length for _, length, _, _ in wanted), unit="B")
     for bare, length, where, lazy in wanted:
         path = refget / template.replace("%s2", bare[:2]).replace("%s", bare)
@@ -256,8 +264,36 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
         got = base64.urlsafe_b64encode(digest.digest()[:24]).decode()
         if size != length or got != bare:
             report.problems.append(f"{path}: sequence {where} is corrupt (its bytes do not hash to its digest)")
+        elif not lazy:
+            indexed.append((bare, where))
         report.sequences += 1
     bar.close()
+    _check_refget_index(store, report, indexed)
+
+
+def _check_refget_index(store: Store, report: VerifyReport, wanted: list[tuple[str, str]]) -> None:
+    """Sequence files are read through the RefgetStore's index: each local one must be listed there."""
+    if not wanted:
+        return
+    from .refgetstore import open_refget
+
+    refget = store.refget_path
+    if not (refget / "rgstore.json").is_file():
+        report.problems.append(f"{refget / 'rgstore.json'} is missing: the RefgetStore cannot be opened (a writable "
+                               "open, e.g. `rgstore rebuild`, recreates it)")
+        return
+    try:
+        handle = open_refget(store, write=False)
+    except RgstoreError as exc:
+        report.problems.append(f"{refget}: {exc}")
+        return
+    except Exception as exc:  # gtars refuses a damaged index with its own exception types
+        report.problems.append(f"{refget}: the RefgetStore does not open ({exc})")
+        return
+    for bare, where in wanted:
+        if handle.get_sequence_metadata(bare) is None:
+            report.problems.append(f"{refget}: sequence {where} ({bare}) is not in the RefgetStore's index, so it "
+                                   "cannot be read (re-add the genome's FASTA with `rgstore genome init`)")
 
 
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:

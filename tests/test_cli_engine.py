@@ -143,3 +143,124 @@ def test_a_table_row_stays_one_line_whatever_its_cells_hold(tmp_path: Path) -> N
                 "--description", "two\nlines\tand ü")
     lines = rgstore_cli(tmp_path / "s", "genome", "list").splitlines()
     assert len(lines) == 2 and lines[1].endswith("two\\nlines\\tand ü")
+
+
+def test_odd_store_and_actor_values_get_one_line_errors_and_create_nothing(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--store", "", "init"], 2, "--store"),  # an unset shell variable must not make the cwd a store
+        (["init", "--store", " "], 2, "--store"),
+        (["--store", str(tmp_path / "afile" / "sub"), "init"], 1, "Not a directory"),
+        (["--store", str(tmp_path / "s"), "--actor", "a\nb", "init"], 1, "invalid actor"),
+        (["--store", str(tmp_path / "s"), "--actor", "", "init"], 1, "invalid actor"),
+        (["--store", str(tmp_path / "s"), "--actor", "x" * 10_000, "init"], 1, "invalid actor"),
+    ]
+    for args, code, needle in cases:
+        proc = subprocess_in(tmp_path, *args)
+        err = proc.stderr.decode()
+        assert proc.returncode == code and needle in err and "Traceback" not in err, (args, err)
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+    odd = tmp_path / "with space" / "ünï"
+    assert run_rgstore("--store", str(odd), "--actor", "ünï cødé 🧬@lab", "init").returncode == 0
+    assert (odd / "log" / "data.mdb").exists()
+
+
+def subprocess_in(cwd: Path, *args: str):  # type: ignore[no-untyped-def]
+    """`rgstore ARGS` run with ``cwd`` as the working directory."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, timeout=120)
+
+
+def test_log_since_takes_every_documented_form(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _seed(store_path)
+    day = Store.open(store_path, readonly=True)
+    try:
+        first = day.events()[0].time
+    finally:
+        day.close()
+    iso = first.strftime("%Y-%m-%dT%H:%M:%S")
+    forms = ["30s", "5m", "2h", "7d", "1w", first.date().isoformat(), iso, iso + "Z", iso + "+00:00",
+             first.strftime("%Y-%m-%d %H:%M"), "99999999999d"]
+    for since in forms:
+        result = cli("log", "--json", "--since", since)
+        assert result.exit_code == 0 and result.output.count("\n") == 2, (since, result.output)
+    assert cli("log", "--json", "--since", "2999-01-01").output == ""
+    for bad in ("1y", "-1d", "1.5h", "yesterday", ""):
+        assert cli("log", "--since", bad).exit_code == 2, bad
+
+
+def test_log_rows_stay_one_line_whatever_events_hold(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    with Store.open(store_path, actor="alice@lab") as s:
+        s.append([NewEvent(stream="note:x", event=Noted(text="two\nlines\tand\x1b[31m red"))])
+    lines = cli("log").output.splitlines()
+    assert len(lines) == 1 and "two\\nlines\\tand\\x1b[31m red" in lines[0]
+
+
+def test_log_show_and_filters_refuse_odd_values_in_one_line(store_path: Path) -> None:
+    _seed(store_path)
+    for args in (["log", "show", str(10**30)], ["log", "--type", "nope"]):
+        proc = run_rgstore("--store", str(store_path), *args)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and err.startswith("error: ") and err.count("\n") == 1, (args, err)
+    proc = run_rgstore("--store", str(store_path), "log", "--json", "--stream", "*/hg38")
+    assert [json.loads(line)["seq"] for line in proc.stdout.decode().splitlines()] == [1]
+    shown = run_rgstore("--store", str(store_path), "log", "show", "2", "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["event"]["type"] == "noted"
+
+
+def test_a_newer_rgstore_event_in_the_log_is_one_line_naming_its_seq_and_upgrade(store_path: Path) -> None:
+    from tests.test_log import _append_unknown_event_type
+
+    _seed(store_path)
+    with Store.open(store_path) as s:
+        seq = _append_unknown_event_type(s)
+    for args in (["log"], ["rebuild"], ["log", "show", str(seq)]):
+        proc = run_rgstore("--store", str(store_path), *args)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and err.count("\n") == 1 and f"seq {seq}" in err and "upgrade" in err, (args, err)
+
+
+def test_usage_mistakes_are_one_line_naming_the_help_to_read_and_exit_2(tmp_path: Path) -> None:
+    cases = {
+        ("nonsense",): "`rgstore --help`",
+        ("--bogus", "log"): "`rgstore --help`",
+        ("log", "--since", "1y"): "'--since'",
+        ("log", "show", "abc"): "`rgstore log show --help`",
+        ("replay", str(tmp_path / "nope.rglog")): "does not exist",
+        ("log", "--limit", "0"): "'--limit'",
+    }
+    for args, needle in cases.items():
+        proc = run_rgstore("--store", str(tmp_path / "s"), *args)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, (args, err)
+    assert not (tmp_path / "s").exists()
+    assert run_rgstore("--help").stdout.decode().startswith("Usage: rgstore")
+
+
+def test_demo_is_idempotent_and_never_repoints_a_users_tiny(tmp_path: Path) -> None:
+    first = run_rgstore("--store", str(tmp_path / "d"), "demo")
+    again = run_rgstore("--store", str(tmp_path / "d"), "demo")
+    assert first.returncode == again.returncode == 0
+    assert "(log head 2)" in again.stdout.decode() and "ATTTGCTGCTTAGTGGACGC" in again.stdout.decode()
+    (tmp_path / "o.fa").write_text(">c1\nACGTACGT\n")
+    assert run_rgstore("--store", str(tmp_path / "u"), "genome", "init", "--fasta", str(tmp_path / "o.fa"),
+                       "--name", "tiny").returncode == 0
+    proc = run_rgstore("--store", str(tmp_path / "u"), "demo")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1 and "store of its own" in err and "--force" not in err
+
+
+def test_a_store_path_with_a_quoted_tilde_means_the_home_directory_for_every_command(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "RGSTORE_HOME": "~/st"}
+    assert run_rgstore("init", env=env).returncode == 0
+    assert (tmp_path / "st" / "log" / "data.mdb").exists()
+    for args in (["log"], ["verify"], ["--store", "~/st", "log", "--json"]):
+        proc = run_rgstore(*args, env=env)
+        assert proc.returncode == 0, (args, proc.stderr)

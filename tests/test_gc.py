@@ -49,3 +49,30 @@ def test_gc_keeps_every_collection_a_genome_names(tmp_path: Path, store: Store) 
     store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGT"}), ["a"])
     assert collect_garbage(store, grace=0).collections_removed == []
     assert store.getseq("a", "c1", 0, 8) == "ACGTACGT"
+
+
+def test_a_grace_that_is_not_a_number_of_seconds_is_refused_and_removes_nothing(store: Store) -> None:
+    import pytest
+
+    from rgstore.errors import InvalidInputError
+
+    info, _ = store.blobs.put_bytes(b"written by a command that has not committed yet")
+    for grace in (float("nan"), -1.0):
+        with pytest.raises(InvalidInputError, match="grace"):
+            collect_garbage(store, grace=grace)
+    assert store.blobs.exists(info.sha256)
+    assert collect_garbage(store, grace=float("inf")).kept_recent == [info.sha256]
+
+
+def test_gc_keeps_blobs_only_the_undo_and_redo_history_references(tmp_path: Path, store: Store) -> None:
+    first = _fasta(tmp_path / "a.fa", {"s1": "ACGT"})
+    second = _fasta(tmp_path / "b.fa", {"s1": "GGCC"})
+    store.refpkgs.create("p", locus="16S", files=[("aln_fasta", first)])
+    store.refpkgs.update_files("p", [("aln_fasta", str(second))])
+    store.refpkgs.rollback("p")  # `second` is now only on the redo side
+    assert collect_garbage(store, grace=0).removed == []
+    store.refpkgs.rollforward("p")
+    assert store.refpkgs.resource_path("p", "aln_fasta").read_text() == second.read_text()
+    store.refpkgs.strip("p")  # history dropped: `first` is referenced by nothing
+    removed = collect_garbage(store, grace=0).removed
+    assert len(removed) == 1 and store.verify().ok

@@ -222,3 +222,120 @@ def test_an_append_over_a_record_the_head_does_not_know_is_refused_whole(store: 
     with store.read() as txn:
         assert txn.get(stray, db=store.environment.db("log")) == b"stray"
         assert txn.get((3).to_bytes(8, "big"), db=store.environment.db("log")) is None
+
+
+def test_an_object_that_is_not_a_registered_event_is_refused_and_the_log_stays_readable(store: Store) -> None:
+    import msgspec
+
+    class Foreign(msgspec.Struct, frozen=True, tag="foreign"):
+        text: str = ""
+
+    for bogus in ("hello", {"type": "noted"}, Foreign(text="x")):
+        with pytest.raises(InvalidInputError, match="not an event type"):
+            store.append([note("a"), NewEvent(stream="a", event=bogus)])  # type: ignore[arg-type]
+    assert store.head()[0] == 0
+    store.append([note("a")])
+    assert [e.seq for e in store.events(type="noted")] == [1]
+
+
+def test_an_event_id_that_is_not_a_uuid_is_a_clear_input_error(store: Store) -> None:
+    for bad in ("id1", "", "x" * 600):
+        with pytest.raises(InvalidInputError, match="not a UUID"):
+            store.append([note("a", id=bad)])
+    assert store.head()[0] == 0
+    uid = new_event_id()
+    assert store.append([note("a", id=uid)]) == store.append([note("a", id=uid)]) == [1]
+
+
+def _append_unknown_event_type(store: Store) -> int:
+    """Append, as a newer rgstore would, a chained record of an event type this one does not know."""
+    import msgspec
+
+    from rgstore.codec import frame
+
+    def write(txn: lmdb.Transaction) -> int:
+        seq, prev = store.log.head(txn)
+        payload = msgspec.msgpack.encode({
+            "seq": seq + 1, "id": new_event_id(), "stream": "future:x", "stream_version": 1,
+            "time": store.events()[-1].time, "actor": "new@host", "event": {"type": "from-the-future"}, "schema": 1,
+        })
+        digest = chain_hash(prev, seq + 1, payload)
+        txn.put((seq + 1).to_bytes(8, "big"), frame(payload, digest, compress=False), db=store.environment.db("log"))
+        txn.put(b"head", (seq + 1).to_bytes(8, "big") + digest, db=store.environment.db("meta"))
+        for view in store.views:
+            store.log.set_checkpoint(txn, view, seq + 1)
+        return seq + 1
+
+    return store.environment.write(write)
+
+
+def test_a_record_of_an_unknown_event_type_fails_reads_and_rebuild_naming_its_seq(store: Store) -> None:
+    store.append([note("a")])
+    seq = _append_unknown_event_type(store)
+    for read in (store.events, lambda: store.event(seq), lambda: store.events(last=1), store.rebuild):
+        with pytest.raises(ChainError, match=f"seq {seq}: an event type this rgstore does not know.*upgrade"):
+            read()
+
+
+def test_the_most_recent_matches_are_found_from_the_head_in_seq_order(store: Store) -> None:
+    for i in range(30):
+        store.append([note(f"s{i % 3}", text=str(i))])
+    assert [e.event.text for e in store.events(stream="s1", last=3)] == ["22", "25", "28"]  # type: ignore[union-attr]
+    assert [e.seq for e in store.events(last=2)] == [29, 30]
+    assert [e.seq for e in store.events(stream="s*", limit=2)] == [1, 2]
+    assert store.events(last=0) == [] and store.events(after=-5, limit=1)[0].seq == 1
+
+
+def test_stream_filters_take_globs_anywhere_in_the_name(store: Store) -> None:
+    for stream in ("alias:refgenie/hg38", "alias:ucsc/hg38", "alias:refgenie/mm10", "refpkg:hg38", "a[1]"):
+        store.append([note(stream)])
+    assert [e.stream for e in store.events(stream="alias:*/hg38")] == ["alias:refgenie/hg38", "alias:ucsc/hg38"]
+    assert [e.stream for e in store.events(stream="*hg3?")] == ["alias:refgenie/hg38", "alias:ucsc/hg38", "refpkg:hg38"]
+    assert [e.stream for e in store.events(stream="alias:*")][-1] == "alias:refgenie/mm10"
+    assert [e.stream for e in store.events(stream="a[1]")] == ["a[1]"]  # an exact name wins over its glob reading
+
+
+def test_a_seq_outside_the_log_or_beyond_64_bits_is_not_found(store: Store) -> None:
+    from rgstore.errors import NotFoundError
+
+    store.append([note("a")])
+    for seq in (0, -1, 2, 1 << 64, 10**30):
+        with pytest.raises(NotFoundError, match=f"no event at seq {seq}"):
+            store.event(seq)
+
+
+def test_odd_actors_are_refused_before_anything_is_opened(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for actor in ("", " alice", "a\nb", "x" * 201, "tab\there"):
+        with pytest.raises(InvalidInputError, match="invalid actor"):
+            Store.open(tmp_path / "s", actor=actor)
+    assert not (tmp_path / "s").exists()
+    with Store.open(tmp_path / "s", actor="ünï cødé 🧬@lab") as s:
+        s.append([note("a")])
+        assert s.events()[0].actor == "ünï cødé 🧬@lab"
+
+
+def test_an_empty_store_path_or_a_second_handle_in_one_process_is_a_clear_error(store: Store) -> None:
+    from rgstore.errors import StoreOpenError
+
+    with pytest.raises(InvalidInputError, match="store path is empty"):
+        Store.open("")
+    with pytest.raises(StoreOpenError, match="already open in this process"):
+        Store.open(store.path, readonly=True)
+
+
+def test_a_store_of_a_newer_log_format_is_refused_before_anything_is_written_to_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rgstore.errors import RgstoreError
+
+    Store.open(tmp_path / "s").close()
+    env = lmdb.open(str(tmp_path / "s" / "log"), max_dbs=64)
+    with env.begin(write=True) as txn:
+        txn.put(b"format", b"2", db=env.open_db(b"meta", txn=txn))
+        txn.drop(env.open_db(b"streams", txn=txn), delete=True)  # a sub-db the newer format no longer has
+    env.close()
+    for readonly in (False, True):
+        with pytest.raises(RgstoreError, match=r"newer rgstore \(log format 2, this one reads 1\); upgrade"):
+            Store.open(tmp_path / "s", readonly=readonly)
+    env = lmdb.open(str(tmp_path / "s" / "log"), max_dbs=64, readonly=True)
+    with env.begin() as txn:
+        assert txn.get(b"streams") is None
+    env.close()

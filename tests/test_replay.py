@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,111 @@ def test_cli_export_and_replay_round_trip(tmp_path: Path, cli) -> None:  # type:
     out = runner.invoke(root, ["replay", str(tmp_path / "e.rglog"), "--store", str(tmp_path / "r"), "--json"])
     assert out.exit_code == 0, out.output
     assert '"head_seq":31' in out.output
+
+
+def _run(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
+    from tests.conftest import run_rgstore
+
+    return run_rgstore(*args, input=input)
+
+
+def test_a_file_that_is_not_a_whole_export_is_refused_before_a_store_is_created(tmp_path: Path) -> None:
+    with _primary(tmp_path / "p") as primary:
+        export_log(primary, tmp_path / "x.rglog")
+        export_log(primary, tmp_path / "tail.rglog", from_seq=5)
+    data = (tmp_path / "x.rglog").read_bytes()
+    bad = {"empty": b"", "magic": data[:5], "header": data[:30], "short": data[:-1], "appended": data + b"junk",
+           "twice": data + data}
+    for name, content in bad.items():
+        (tmp_path / f"{name}.rglog").write_bytes(content)
+    for name in [*bad, "tail"]:
+        target = tmp_path / f"new-{name}"
+        proc = _run("replay", str(tmp_path / f"{name}.rglog"), "--store", str(target))
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and err.startswith("error: ") and err.count("\n") == 1, (name, err)
+        assert not target.exists(), name
+
+
+def test_export_follows_symlinks_writes_fifos_in_place_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from rgstore.logfile import LogHeader, write_log_file
+
+    with _primary(tmp_path / "p") as primary:
+        (tmp_path / "link.rglog").symlink_to(tmp_path / "real.rglog")
+        export_log(primary, tmp_path / "link.rglog")
+        assert (tmp_path / "link.rglog").is_symlink() and read_log_file(tmp_path / "real.rglog")[0].last_seq == 31
+        os.mkfifo(tmp_path / "fifo")
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append((tmp_path / "fifo").read_bytes()))
+        reader.start()
+        export_log(primary, tmp_path / "fifo")
+        reader.join(timeout=30)
+        assert got == [(tmp_path / "real.rglog").read_bytes()]
+
+    def failing() -> Iterator[tuple[int, bytes]]:
+        yield 1, b"x" * 40
+        raise KeyboardInterrupt
+
+    header = LogHeader(log_id="x", first_seq=1, last_seq=2, prev_hash="00" * 32, head_hash="00" * 32)
+    with pytest.raises(KeyboardInterrupt):
+        write_log_file(tmp_path / "real.rglog", header, failing())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["link.rglog", "real.rglog"]
+    assert read_log_file(tmp_path / "real.rglog")[0].last_seq == 31  # the old export is untouched
+
+
+def test_export_and_replay_stream_through_a_pipe_with_dash(tmp_path: Path) -> None:
+    with _primary(tmp_path / "p"):
+        pass
+    out = _run("--store", str(tmp_path / "p"), "log", "export", "-", "--from", "1")
+    assert out.returncode == 0 and out.stdout.startswith(b"RGSTORE-LOG 1\n") and b"standard output" in out.stderr
+    back = _run("--store", str(tmp_path / "r"), "replay", "-", "--json", input=out.stdout)
+    assert back.returncode == 0 and b'"head_seq":31' in back.stdout, back.stderr
+    again = _run("--store", str(tmp_path / "r"), "replay", "-", input=out.stdout)
+    assert again.stdout.decode().startswith("applied 0 events; head 31")
+
+
+def test_sigterm_during_export_leaves_neither_a_partial_file_nor_a_temp_file(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    with Store.open(tmp_path / "p") as primary:
+        for b in range(4):
+            primary.append([NewEvent(stream=f"note:{i % 50}", event=Noted(text=f"{b}-{i}" * 8)) for i in range(10_000)])
+    for _attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(tmp_path / "p"), "log", "export",
+                                 str(tmp_path / "x.rglog")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not list(tmp_path.glob(".x.rglog.*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if proc.poll() is not None:
+            continue  # finished before the temp file was seen: try again
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+        return
+    pytest.skip("export always finished before its temp file could be seen")
+
+
+def test_empty_exports_replay_as_nothing_and_a_from_past_the_head_is_refused(tmp_path: Path) -> None:
+    from rgstore.errors import NotFoundError
+
+    with Store.open(tmp_path / "empty") as empty:
+        header = export_log(empty, tmp_path / "empty.rglog")
+        assert (header.first_seq, header.last_seq) == (1, 0)
+    with _primary(tmp_path / "p") as primary:
+        export_log(primary, tmp_path / "none-new.rglog", from_seq=32)  # head + 1: an empty tail
+        with pytest.raises(NotFoundError, match="past the head"):
+            export_log(primary, tmp_path / "x.rglog", from_seq=33)
+        export_log(primary, tmp_path / "all.rglog")
+    assert not (tmp_path / "x.rglog").exists()
+    with Store.open(tmp_path / "m") as mirror:
+        assert replay_file(mirror, tmp_path / "empty.rglog") == (0, 0)
+        assert replay_file(mirror, tmp_path / "all.rglog") == (31, 31)
+        assert replay_file(mirror, tmp_path / "none-new.rglog") == (0, 31)
+        assert mirror.verify().ok

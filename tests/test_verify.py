@@ -104,3 +104,38 @@ def test_a_sequence_file_with_altered_bases_or_gone_is_named(store: Store, tmp_p
     assert any(p.startswith(str(files[0])) and p.endswith("is corrupt (its bytes do not hash to its digest)")
                for p in problems)
     assert any(p.startswith(str(files[1])) and "is missing" in p for p in problems)
+
+
+def test_stray_files_under_blobs_are_named_and_neither_break_verify_nor_get_collected(store: Store) -> None:
+    from rgstore.gc import collect_garbage
+
+    info, _ = store.blobs.put_bytes(b"kept")
+    upper = store.blobs.root / "AB" / ("A" * 64)
+    misplaced = store.blobs.root / "ab" / info.sha256  # a real blob's name in the wrong folder
+    readme = store.blobs.root / info.sha256[:2] / "README"
+    for path in (upper, misplaced, readme):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"kept")
+    report = store.verify()
+    assert report.ok and report.blobs == 1
+    assert report.stray_files == sorted(map(str, (upper, misplaced, readme)))
+    assert collect_garbage(store, grace=0).removed == [info.sha256]
+    assert all(path.exists() for path in (upper, misplaced, readme))
+
+
+def test_sequences_the_refget_index_cannot_reach_are_named_though_their_files_are_intact(
+        store_path: Path, tmp_path: Path) -> None:
+    """getseq reads through the RefgetStore's index: a lost index must fail verify, not only getseq."""
+    import shutil
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGTACGTTTGA\n>chr2\nGGGCCCAAATTT\n")
+    with Store.open(store_path) as s:
+        s.genomes.init(fasta, ["g"])
+    for lost, needle in (("sequences.rgsi", "not in the RefgetStore's index"), ("rgstore.json", "rgstore.json is missing")):
+        copy = tmp_path / f"copy-{lost}"
+        shutil.copytree(store_path, copy)
+        (copy / "refget" / lost).unlink()
+        with Store.open(copy, readonly=True) as s:
+            problems = s.verify().problems
+        assert problems and all(needle in p for p in problems), (lost, problems)
