@@ -77,7 +77,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     if result.upstream_head is not None:
         click.echo(f"upstream:   head {result.upstream_head}, lag {result.lag} events")
     if result.error:
-        click.echo(f"upstream unreachable: {result.error}")
+        click.echo(f"upstream problem: {result.error}")
     click.echo(f"last pull:  {result.last_pull or 'never'}")
 
 

@@ -24,13 +24,16 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--root-path", default="", help="URL prefix when served behind a proxy under a sub-path.")
 @click.option("--follow", "follow_source", metavar="SOURCE",
               help="Serve a mirror kept current from SOURCE (primary URL, segment dir/URL or export file).")
-@click.option("--interval", default="5s", show_default=True, help="How often --follow pulls (e.g. 5s, 500ms).")
+@click.option("--interval", default=None, show_default="5s", help="How often --follow pulls (e.g. 5s, 500ms; 100ms to 24h).")
+@click.option("--with-sequences", is_flag=True,
+              help="With --follow: also fetch every genome sequence as it arrives (else on first request); "
+                   "for a mirror that other mirrors read sequences from.")
 @click.option("--public-url", envvar="RGSTORE_PUBLIC_URL",
               help="The URL clients reach this server at (advertised as the RefgetStore URL); "
                    "default: taken from each request's Host header.")
 @pass_ctx
 def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, follow_source: str | None,
-              interval: str, public_url: str | None) -> None:
+              interval: str | None, with_sequences: bool, public_url: str | None) -> None:
     """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
 
     The server never writes: it opens the log read-only, and only GET, HEAD and OPTIONS exist
@@ -51,25 +54,32 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         if not public_url.startswith(("http://", "https://")):
             raise click.BadParameter("must be an http:// or https:// URL", param_hint="--public-url")
         os.environ["RGSTORE_PUBLIC_URL"] = public_url  # workers are fresh interpreters: they read it here
+    if interval is not None and follow_source is None:
+        raise click.UsageError("--interval needs --follow SOURCE (it is how often a mirror pulls)")
+    if with_sequences and follow_source is None:
+        raise click.UsageError("--with-sequences needs --follow SOURCE")
+    interval = interval or "5s"
     check_listen(host, port)  # a busy port is one line, before anything starts
     follower = None
     if follow_source is not None:
-        from rgstore.errors import RemoteError
+        from rgstore.errors import IntegrityError, LogMismatchError, NotFoundError, RemoteError
         from rgstore.follow import parse_interval
         from rgstore.mirror import pull
 
         parse_interval(interval)  # a bad interval is a one-line error before anything starts
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
             try:
-                pull(store, follow_source, with_blobs=True)
-            except RemoteError as exc:
+                pull(store, follow_source, with_blobs=True, with_sequences=with_sequences)
+            except (LogMismatchError, IntegrityError):
+                raise  # an upstream to refuse: the follower would stop at once
+            except (RemoteError, NotFoundError, OSError) as exc:
                 if store.head()[0] == 0:
                     raise  # nothing to serve yet
                 # A restart during an upstream outage serves what the mirror has; the follower retries.
                 click.echo(f"warning: {exc}; serving the local copy and retrying every {interval}", err=True)
         # One background process is the replica's only writer; the API workers stay read-only.
         follower = subprocess.Popen([sys.executable, "-m", "rgstore.follow", str(path), follow_source, interval,
-                                     "--parent", str(os.getpid())])
+                                     "--parent", str(os.getpid()), *(["--with-sequences"] if with_sequences else [])])
     Store.open(path, readonly=True).close()  # a missing store is one line here, before the start-up line
     click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{root_path} "
                f"({workers} worker{'s' if workers > 1 else ''}"

@@ -8,49 +8,49 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
 
-from .errors import ChainError, IntegrityError, LogMismatchError, RgstoreError
+from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, RgstoreError
 from .mirror import pull
 from .store import Store
 
 __all__ = ["follow", "parse_interval", "main"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# ASCII digits only: str.isdigit() also accepts "²", which float() then rejects with a traceback.
+_INTERVAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?", re.ASCII)
+MIN_INTERVAL = 0.1
+MAX_INTERVAL = 86_400.0
 
 
 def parse_interval(text: str) -> float:
-    """Seconds in an interval such as ``5s``, ``500ms``, ``2m`` or ``10`` (seconds)."""
-    text = text.strip().lower()
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return _positive(float(text[: -len(unit)]) * _UNITS[unit], text)
-    if text.replace(".", "", 1).isdigit():
-        return _positive(float(text), text)
-    from .errors import InvalidInputError
-
-    raise InvalidInputError(f"invalid interval {text!r}: use e.g. 5s, 500ms, 2m")
-
-
-def _positive(seconds: float, text: str) -> float:
-    if seconds < 0.1:
-        from .errors import InvalidInputError
-
+    """Seconds in an interval such as ``5s``, ``500ms``, ``2m`` or ``10`` (seconds); 100ms to 24h."""
+    clean = text.strip().lower()
+    match = _INTERVAL.fullmatch(clean)
+    if match is None:
+        raise InvalidInputError(f"invalid interval {text!r}: use e.g. 5s, 500ms, 2m")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds < MIN_INTERVAL:
         raise InvalidInputError(f"interval {text!r} is too short: at least 100ms, so the follower does not spin")
+    if seconds > MAX_INTERVAL:  # also catches digits long enough to overflow to inf
+        raise InvalidInputError(f"interval {text!r} is too long: at most 24h")
     return seconds
 
 
 def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | None = None,
-           parent: int | None = None) -> int:
+           parent: int | None = None, with_sequences: bool = False) -> int:
     """Pull from ``source`` into the store every ``interval`` seconds until SIGTERM/SIGINT.
 
-    Errors of one round (upstream down, transient HTTP failures) are reported on stderr and
-    retried next round; a refused upstream (foreign log, tampering) stops the loop with exit 1.
-    With ``parent``, the loop also ends when that process is gone (the server was killed).
+    Errors of one round (upstream down, transient HTTP failures) are reported on stderr once (and
+    again when they change or clear) and retried next round; a refused upstream (foreign log,
+    diverged, tampering) stops the loop with exit 1. With ``parent``, the loop also ends when that
+    process is gone (the server was killed). ``with_sequences`` also fetches every genome sequence
+    each round (for a mirror that other mirrors read sequences from).
     """
     stopping = False
 
@@ -61,17 +61,23 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     rounds = 0
+    failing: str | None = None  # the error being retried: an outage is logged once, not every round
     with Store.open(store_path, actor="rgstore-follower") as store:
         while not stopping:
             if parent is not None and os.getppid() != parent:
                 break
             try:
-                pull(store, source, with_blobs=True)
+                pull(store, source, with_blobs=True, with_sequences=with_sequences)
+                if failing is not None:
+                    print(f"follow: {source} is back; caught up to seq {store.head()[0]}", file=sys.stderr, flush=True)
+                    failing = None
             except (LogMismatchError, ChainError, IntegrityError) as exc:
                 print(f"follow: refusing {source}: {exc}", file=sys.stderr, flush=True)
                 return 1
             except (RgstoreError, OSError) as exc:
-                print(f"follow: {exc}; retrying in {interval:g}s", file=sys.stderr, flush=True)
+                if str(exc) != failing:
+                    print(f"follow: {exc}; retrying every {interval:g}s", file=sys.stderr, flush=True)
+                failing = str(exc)
             rounds += 1
             if max_rounds is not None and rounds >= max_rounds:
                 break
@@ -82,14 +88,16 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rgstore.follow STORE SOURCE INTERVAL [--parent PID]``: the follower process."""
+    """``python -m rgstore.follow STORE SOURCE INTERVAL [--parent PID] [--with-sequences]``: the follower process."""
     parser = argparse.ArgumentParser(prog="rgstore-follow")
     parser.add_argument("store", type=Path)
     parser.add_argument("source")
     parser.add_argument("interval")
     parser.add_argument("--parent", type=int)
+    parser.add_argument("--with-sequences", action="store_true")
     args = parser.parse_args(argv)
-    return follow(args.store, args.source, parse_interval(args.interval), parent=args.parent)
+    return follow(args.store, args.source, parse_interval(args.interval), parent=args.parent,
+                  with_sequences=args.with_sequences)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ until ``promote``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,7 +22,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from .environment import Txn
-from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError
+from .errors import (
+    ChainError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    LogMismatchError,
+    NotFoundError,
+    RemoteError,
+    RgstoreError,
+)
 from .files import CHUNK, read_chunks
 from .logfile import iter_frames, read_log_file, read_log_stream
 from .progress import ProgressFactory, null_progress
@@ -30,7 +42,7 @@ from .store import Store
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "FRAMES_MEDIA_TYPE"]
+__all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "missing_sequences", "FRAMES_MEDIA_TYPE"]
 
 FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
 PAGE = 10_000
@@ -118,13 +130,15 @@ def _segment_records(store: Store, manifest: Manifest, fetch, origin: str) -> It
             if hashlib.sha256(data).hexdigest() != seg.sha256:
                 raise IntegrityError(
                     f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "
-                    f"(tampered or truncated); first affected seq {max(seg.first_seq, head + 1)}"
+                    f"(tampered, truncated, or missing and answered with a page); "
+                    f"first affected seq {max(seg.first_seq, head + 1)}"
                 )
             yield seg, data
 
     for seg, data in prefetched(fetched(), depth=1):  # the next segment downloads while this one folds
         header, frames = read_log_stream(io.BytesIO(data), f"{origin}/{seg.file}")
-        if header.log_id != manifest.log_id or (header.first_seq, header.last_seq) != (seg.first_seq, seg.last_seq):
+        if (header.log_id, header.first_seq, header.last_seq, header.prev_hash, header.head_hash) != (
+                manifest.log_id, seg.first_seq, seg.last_seq, seg.prev_hash, seg.last_hash):
             raise ChainError(seg.first_seq, f"{seg.file} header does not match the manifest")
         yield from frames
 
@@ -220,34 +234,110 @@ def _check_not_behind(store: Store, source: str, upstream_head: int) -> None:
         )
 
 
-def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences: bool = False,
-         progress: ProgressFactory = null_progress, batch_size: int = 20_000) -> PullResult:
-    """Fetch and apply every record after the local head from ``source``; see the module doc."""
-    source = source.rstrip("/")
+def _check_same_at_head(store: Store, source: str, known: dict[int, str]) -> None:
+    """Refuse an upstream whose record at the local head differs (``known``: seq -> chain hash upstream).
+
+    Records after the head are chain-checked as they are applied, but an upstream exactly at the
+    mirror's head (or whose segments end there) sends none, so a primary restored from a backup and
+    written to again would otherwise look up to date.
+    """
+    seq, digest = store.head()
+    upstream = known.get(seq)
+    if seq and upstream is not None and upstream != digest:
+        raise LogMismatchError(
+            f"{source} has a different record at seq {seq} (this mirror's head): the upstream diverged "
+            "(restored from an older backup and written to?); refusing to follow it (re-create the mirror if intended)"
+        )
+
+
+def _manifest_hashes(manifest: Manifest) -> dict[int, str]:
+    """Chain hashes a manifest states without fetching anything: at each segment's ends and the head."""
+    known = {seg.first_seq - 1: seg.prev_hash for seg in manifest.segments}
+    known.update({seg.last_seq: seg.last_hash for seg in manifest.segments})
+    if manifest.head_seq:
+        known[manifest.head_seq] = manifest.head_hash
+    return known
+
+
+@contextmanager
+def _pull_lock(store: Store) -> Iterator[None]:
+    """One pull (or promote) at a time per mirror, across processes (an flock on ``STORE/.pull.lock``).
+
+    Two pulls would both fetch from the same head and the second would then fail on the chain
+    (a ``serve --follow`` follower would take that for a bad upstream and stop); the second waits.
+    """
+    fd = os.open(store.path / ".pull.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _check_source(source: str) -> str:
+    """The source, normalised: a URL without trailing slash, or an absolute path; one-line errors."""
+    source = source.strip()
+    if not source:
+        raise InvalidInputError("empty SOURCE: give a server URL, a segment directory or URL, or an export file")
     if "://" in source and not _is_url(source):
         raise InvalidInputError(f"{source}: unsupported URL scheme; use http(s)://, a directory or an export file")
     if not _is_url(source):
-        source = str(Path(source).expanduser().resolve())
+        return str(Path(source).expanduser().resolve())
+    import httpx
+
+    try:
+        host = httpx.URL(source).host
+    except httpx.InvalidURL as exc:
+        raise InvalidInputError(f"{source}: not a valid URL ({exc})") from None
+    if not host:
+        raise InvalidInputError(f"{source}: not a valid URL (no host)")
+    return source.rstrip("/")
+
+
+def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences: bool = False,
+         progress: ProgressFactory = null_progress, batch_size: int = 20_000) -> PullResult:
+    """Fetch and apply every record after the local head from ``source``; see the module doc."""
+    source = _check_source(source)
+    with _pull_lock(store):
+        return _pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress,
+                     batch_size=batch_size)
+
+
+def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, progress: ProgressFactory,
+          batch_size: int) -> PullResult:
     with store.read() as txn:
         current = store.log.meta_get(txn, "replica_of")
+        promoted = store.log.meta_get(txn, "promoted_from")
+    if current is None and promoted is not None:
+        raise LogMismatchError(
+            f"{store.path} was promoted from a mirror of {promoted.decode()} to a primary and no longer pulls; "
+            "to follow an upstream again, pull into a new, empty store"
+        )
     if current is None and _local_head(store) > 0:
         raise LogMismatchError(
             f"{store.path} already has its own events and is not a mirror; pull into a new, empty store"
         )
 
-    def apply(log_id: str, records: Iterator[tuple[int, bytes]], upstream_head: int) -> tuple[int, int]:
+    def apply(log_id: str, records: Iterator[tuple[int, bytes]], upstream_head: int,
+              known: dict[int, str]) -> tuple[int, int]:
         _check_not_behind(store, source, upstream_head)
+        if _local_head(store) and store.log_id() != log_id:
+            raise LogMismatchError(
+                f"{source} serves log {log_id}, not this mirror's {store.log_id()}: refusing to mix different logs"
+            )
+        _check_same_at_head(store, source, known)
 
         def on_batch(txn: Txn, seq: int, chain: bytes) -> None:
             store.log.meta_put(txn, "replica_of", source.encode())
             store.log.meta_put(txn, "upstream", msgspec.msgpack.encode(
                 _Upstream(source=source, log_id=log_id, seq=seq, hash=chain.hex())))
 
-        if current is None:
-            # Mark the store as a replica at once, even when there is nothing to apply yet.
+        result = apply_records(store, log_id, records, progress=progress, on_batch=on_batch, batch_size=batch_size,
+                               total=max(upstream_head - _local_head(store), 0))
+        if current is None and not result[0]:
+            # An upstream with nothing new still makes this store its replica; a refused one does not.
             store.environment.write(lambda txn: store.log.meta_put(txn, "replica_of", source.encode()))
-        return apply_records(store, log_id, records, progress=progress, on_batch=on_batch, batch_size=batch_size,
-                             total=max(upstream_head - _local_head(store), 0))
+        return result
 
     client = None
     try:
@@ -255,7 +345,10 @@ def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences:
             kind = "export"
             header, frames = read_log_file(Path(source))
             upstream_head = header.last_seq
-            applied, head = apply(header.log_id, frames, upstream_head)
+            if header.first_seq > _local_head(store) + 1:
+                raise ChainError(header.first_seq, f"{source} starts at seq {header.first_seq} but this mirror's head "
+                                 f"is {_local_head(store)}: records are missing in between")
+            applied, head = apply(header.log_id, frames, upstream_head, {upstream_head: header.head_hash})
         elif not _is_url(source):
             kind = "segments"
             base = Path(source)
@@ -264,7 +357,7 @@ def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences:
             manifest = read_manifest((base / MANIFEST).read_bytes(), source)
             upstream_head = manifest.head_seq
             applied, head = apply(manifest.log_id, _segment_records(
-                store, manifest, lambda f: (base / f).read_bytes(), source), upstream_head)
+                store, manifest, lambda f: (base / f).read_bytes(), source), upstream_head, _manifest_hashes(manifest))
         else:
             client = _client()
             try:
@@ -277,16 +370,19 @@ def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences:
                 kind = "segments"
                 upstream_head = remote_manifest.head_seq
                 applied, head = apply(remote_manifest.log_id, _segment_records(
-                    store, remote_manifest, lambda f: _get(client, f"{source}/{f}"), source), upstream_head)
+                    store, remote_manifest, lambda f: _get(client, f"{source}/{f}"), source), upstream_head,
+                    _manifest_hashes(remote_manifest))
             else:
                 kind = "server"
                 try:
                     info = msgspec.json.decode(_get(client, f"{source}/events/head"))
                     log_id, upstream_head = str(info["log_id"]), int(info["head_seq"])
+                    known = {upstream_head: str(info["head_hash"])}
                 except (msgspec.DecodeError, KeyError, TypeError, ValueError, NotFoundError):
                     raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
                 start = _local_head(store)
-                applied, head = apply(log_id, _server_records(client, source, start, upstream_head), upstream_head)
+                applied, head = apply(log_id, _server_records(client, source, start, upstream_head), upstream_head,
+                                      known)
         fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
         cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
     finally:
@@ -324,7 +420,13 @@ def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: 
         try:
             store.blobs.put_chunks(chunks, expected=sha)
         except IntegrityError:
-            raise IntegrityError(f"blob {sha} from {source} fails its sha256; not stored") from None
+            hint = "" if kind == "server" else " (or the host answers a missing file with a page: publish with --with-blobs)"
+            raise IntegrityError(f"blob {sha} from {source} fails its sha256{hint}; not stored") from None
+        except (NotFoundError, RemoteError) as exc:
+            if kind == "server":
+                raise
+            # Static hosts such as S3 answer 403, not 404, for a key that is not there.
+            raise type(exc)(f"{exc} (was {source} published with --with-blobs?)") from None
     return len(missing)
 
 
@@ -348,36 +450,44 @@ def _fetch_cache(store: Store, client, source: str, kind: str) -> int:  # type: 
     return fetch_cache_files(store, fetch)
 
 
-def _fetch_sequences(store: Store, source: str) -> int:
-    """Eagerly copy every genome sequence the local RefgetStore lacks from the upstream's; verified."""
-    from .refgetstore import open_refget
-    from .remote import fetch_sequence
+def missing_sequences(store: Store, *, include_remote: bool = True) -> list[str]:
+    """Bare digests of recorded genome sequences the local RefgetStore cannot read yet (sorted).
+
+    Without ``include_remote``, sequences that some remote genome (``genome init --remote``) lists
+    are left out: every copy of the log can fetch those from that remote itself.
+    """
+    from .refgetstore import open_refget, sequence_readable
     from .views.genomes import all_genomes
 
-    base = upstream_refget_base(source)
-    if base is None:
-        raise NotFoundError(f"{source} publishes no RefgetStore (expected {source}/refget/rgstore.json)")
     with store.read() as txn:
-        wanted = {
-            seq.removeprefix("SQ."): (length, md5)
-            for genome in all_genomes(txn, store.environment)
-            for seq, length, md5 in zip(genome.sequences, genome.lengths, genome.md5s or [""] * len(genome.lengths))
-        }
+        wanted: dict[str, tuple[int, bool]] = {}
+        for genome in all_genomes(txn, store.environment):
+            remote = bool(genome.source.remote_url)
+            for seq, length in zip(genome.sequences, genome.lengths, strict=False):
+                bare = seq.removeprefix("SQ.")
+                wanted[bare] = (length, remote or wanted.get(bare, (0, False))[1])
     try:
         local = open_refget(store, write=False)
     except NotFoundError:
         local = None
-    fetched = 0
-    for digest, (length, md5) in sorted(wanted.items()):
-        if local is not None:
-            try:
-                local.get_substring(digest, 0, min(length, 1))
-                continue
-            except KeyError:
-                pass
-        fetch_sequence(store, base, digest, length, md5=md5)
-        fetched += 1
-    return fetched
+    return [bare for bare, (length, remote) in sorted(wanted.items())
+            if (include_remote or not remote) and (local is None or not sequence_readable(local, bare, length))]
+
+
+def _fetch_sequences(store: Store, source: str) -> int:
+    """Eagerly fetch every genome sequence the local RefgetStore lacks; each verified against its digest.
+
+    A sequence comes from the genome's own remote when a remote genome lists it (the primary may
+    not have fetched it either), else from the upstream's RefgetStore (``/store`` or ``refget/``).
+    """
+    from .remote import fetch_missing
+
+    missing = missing_sequences(store)
+    for bare in missing:
+        if not fetch_missing(store, bare):
+            raise NotFoundError(f"{source} publishes no RefgetStore for sequence {bare} "
+                                f"(expected {source}/refget/rgstore.json: publish with --with-refget)")
+    return len(missing)
 
 
 def upstream_refget_base(source: str) -> str | None:
@@ -398,51 +508,72 @@ def upstream_refget_base(source: str) -> str | None:
 
 
 def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
-    """The mirror's upstream, local head, lag and last pull time (lag needs the upstream reachable)."""
+    """The mirror's upstream, local head, lag and last pull time (lag needs the upstream reachable).
+
+    An unreachable, unreadable, rolled-back or diverged upstream is reported in ``error``, never raised.
+    """
     with store.read() as txn:
         upstream = store.log.meta_get(txn, "replica_of")
         promoted = store.log.meta_get(txn, "promoted_from")
         last = store.log.meta_get(txn, "last_pull")
-        head, _ = store.log.head(txn)
+        head, head_hash = store.log.head(txn)
     result = MirrorStatus(
         upstream=upstream.decode() if upstream else (promoted.decode() if promoted else None),
         promoted=promoted is not None and upstream is None, local_head=head,
         last_pull=last.decode() if last else None,
     )
     if check_upstream and upstream:
+        source = upstream.decode()
         try:
-            result.upstream_head = _upstream_head(upstream.decode())
-            result.lag = max(result.upstream_head - head, 0)
-        except (RemoteError, NotFoundError, IntegrityError) as exc:
+            up_seq, up_hash = _upstream_head(source)
+        except (RgstoreError, OSError) as exc:
             result.error = str(exc)
+            return result
+        result.upstream_head = up_seq
+        result.lag = max(up_seq - head, 0)
+        if up_seq < head:
+            result.error = f"{source} is at seq {up_seq}, behind this mirror's {head}: it was rolled back or replaced"
+        elif head and up_seq == head and up_hash != head_hash.hex():
+            result.error = f"{source} has a different record at seq {head}: the upstream diverged"
     return result
 
 
-def _upstream_head(source: str) -> int:
+def _upstream_head(source: str) -> tuple[int, str]:
+    """(head seq, head chain hash hex) the upstream states; RgstoreError/OSError when it cannot say."""
     if not _is_url(source):
         path = Path(source)
         if path.is_file():
-            return read_log_file(path)[0].last_seq
-        return read_manifest((path / MANIFEST).read_bytes(), source).head_seq
+            header = read_log_file(path)[0]
+            return header.last_seq, header.head_hash
+        manifest = read_manifest((path / MANIFEST).read_bytes(), source)
+        return manifest.head_seq, manifest.head_hash
     with _client() as client:
         try:
-            return read_manifest(_get(client, f"{source}/{MANIFEST}"), source).head_seq
+            manifest = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
+            return manifest.head_seq, manifest.head_hash
         except NotFoundError:
-            info = msgspec.json.decode(_get(client, f"{source}/events/head"))
-            return int(info["head_seq"])
+            try:
+                info = msgspec.json.decode(_get(client, f"{source}/events/head"))
+                return int(info["head_seq"]), str(info["head_hash"])
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
 
 
 def promote(store: Store) -> str:
     """Make a mirror writable (it stops being a replica); returns the upstream it followed."""
-    with store.read() as txn:
-        upstream = store.log.meta_get(txn, "replica_of")
-    if upstream is None:
-        raise NotFoundError(f"{store.path} is not a mirror; nothing to promote")
+    with _pull_lock(store):  # a pull in progress would mark the store a replica again with its next batch
+        with store.read() as txn:
+            upstream = store.log.meta_get(txn, "replica_of")
+            promoted = store.log.meta_get(txn, "promoted_from")
+        if upstream is None and promoted is not None:
+            raise ConflictError(f"{store.path} is already promoted (it was a mirror of {promoted.decode()})")
+        if upstream is None:
+            raise NotFoundError(f"{store.path} is not a mirror; nothing to promote")
 
-    def run(txn: object) -> None:
-        store.log.meta_put(txn, "replica_of", None)  # type: ignore[arg-type]
-        store.log.meta_put(txn, "promoted_from", upstream)  # type: ignore[arg-type]
+        def run(txn: object) -> None:
+            store.log.meta_put(txn, "replica_of", None)  # type: ignore[arg-type]
+            store.log.meta_put(txn, "promoted_from", upstream)  # type: ignore[arg-type]
 
-    store.environment.write(run)
+        store.environment.write(run)
     return upstream.decode()
 

@@ -10,13 +10,15 @@ segments forever.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from pathlib import Path
 
 import msgspec
 
 from .codec import chain_of, genesis_hash
-from .errors import InvalidInputError, LogMismatchError
-from .files import atomic_write_bytes
+from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
+from .files import atomic_write_bytes, mkstemp, read_chunks
 from .logfile import LogHeader, write_log_file
 from .progress import ProgressFactory, null_progress
 from .store import Store
@@ -48,12 +50,46 @@ class Manifest(msgspec.Struct, kw_only=True):
     format: int = 1
 
 
+_SEGMENT_FILE = re.compile(r"segments/([0-9]{12,})-([0-9]{12,})\.rgseg", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
 def read_manifest(raw: bytes, origin: str) -> Manifest:
-    """Parse manifest bytes; InvalidInputError naming ``origin`` if they are not a manifest."""
+    """Parse and check manifest bytes: InvalidInputError if they are not a manifest, IntegrityError if inconsistent.
+
+    Consistent means what ``publish`` writes: segments named ``segments/FIRST-LAST.rgseg`` (never a
+    path elsewhere) that cover seqs 1..head with no gap or overlap, each chaining from the one before
+    (the first from the log's genesis), and a head seq and hash equal to the last segment's.
+    """
     try:
-        return msgspec.json.decode(raw, type=Manifest)
+        manifest = msgspec.json.decode(raw, type=Manifest)
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"{origin}: not an rgstore segment manifest ({exc})") from None
+    _check_manifest(manifest, origin)
+    return manifest
+
+
+def _check_manifest(manifest: Manifest, origin: str) -> None:
+    def bad(seq: int, why: str) -> IntegrityError:
+        return IntegrityError(f"{origin}/{MANIFEST} is inconsistent at seq {seq}: {why} (tampered or damaged)")
+
+    seq, chain = 0, genesis_hash(manifest.log_id).hex()
+    for seg in manifest.segments:
+        name = _SEGMENT_FILE.fullmatch(seg.file)
+        if name is None or (int(name.group(1)), int(name.group(2))) != (seg.first_seq, seg.last_seq):
+            raise bad(seg.first_seq, f"segment file {seg.file!r} is not segments/{seg.first_seq:012d}-"
+                                     f"{seg.last_seq:012d}.rgseg")
+        if seg.first_seq != seq + 1 or seg.last_seq < seg.first_seq:
+            raise bad(seq + 1, f"segment {seg.file} covers {seg.first_seq}-{seg.last_seq}, expected one from {seq + 1}")
+        if seg.prev_hash != chain:
+            raise bad(seg.first_seq, f"segment {seg.file} does not chain from the one before it")
+        if not (_SHA256.fullmatch(seg.sha256) and _SHA256.fullmatch(seg.last_hash)):
+            raise bad(seg.first_seq, f"segment {seg.file} has a malformed sha256 or chain hash")
+        seq, chain = seg.last_seq, seg.last_hash
+    if manifest.head_seq != seq:
+        raise bad(min(seq, manifest.head_seq) + 1, f"head seq {manifest.head_seq} but the segments end at {seq}")
+    if seq and manifest.head_hash != chain:
+        raise bad(seq, "the head hash differs from the last segment's")
 
 
 def check_publish_target(store: Store, directory: Path) -> None:
@@ -98,6 +134,7 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
             records = [(seq, bytes(rec)) for seq, rec in store.log.records(txn, after=done, upto=last)]
             last_hash = chain_of(records[-1][1])
             name = f"segments/{done + 1:012d}-{last:012d}.rgseg"
+            _clear_unpublished(directory / name)
             header = LogHeader(log_id=log_id, first_seq=done + 1, last_seq=last, prev_hash=prev.hex(),
                                head_hash=last_hash.hex())
             write_log_file(directory / name, header, records)
@@ -114,12 +151,28 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
     return manifest
 
 
+def _clear_unpublished(path: Path) -> None:
+    """Remove what sits at a segment's path that the manifest does not list (a crashed run or a stray).
+
+    A symlink or FIFO there would otherwise be written through (clobbering a file elsewhere) or
+    block forever; a directory is refused.
+    """
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        raise InvalidInputError(f"{path} is a directory where a new segment goes; remove it")
+
+
 def publish_blobs(store: Store, directory: Path) -> int:
-    """Copy every blob not yet in ``directory/blobs/`` (verified as copied); returns how many."""
+    """Copy every blob not yet in ``directory/blobs/`` (verified as copied); returns how many.
+
+    A file already there of the wrong size (a foreign or damaged file under a blob's name) is
+    replaced; re-hashing every published blob on each run would cost too much for a cron job.
+    """
     copied = 0
     for sha in store.blobs.all():
         dest = directory / "blobs" / sha[:2] / sha
-        if not dest.exists():
+        if not (dest.is_file() and dest.stat().st_size == store.blobs.path(sha).stat().st_size):
             store.blobs.copy_to(sha, dest)
             copied += 1
     return copied
@@ -130,7 +183,21 @@ def publish_refget(store: Store, directory: Path) -> int:
 
     Sequence files are immutable (named by digest) and copied once; the small index, alias and
     FHR files are replaced atomically whenever their bytes differ, manifest (``rgstore.json``) last.
+    A mirror that has not fetched all its sequences is refused (NotFoundError) rather than
+    publishing a RefgetStore with holes.
     """
+    with store.read() as txn:
+        replica = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
+    if replica is not None:
+        from .mirror import missing_sequences
+
+        # A lazy mirror would publish a RefgetStore with holes its own followers could never fill.
+        missing = missing_sequences(store, include_remote=False)
+        if missing:
+            raise NotFoundError(
+                f"{len(missing)} genome sequences of this mirror are not fetched yet (e.g. {missing[0]}); "
+                "run `rgstore mirror pull SOURCE --with-sequences` before publishing --with-refget"
+            )
     src_root = store.refget_path
     if not (src_root / "rgstore.json").is_file():
         return 0
@@ -142,9 +209,25 @@ def publish_refget(store: Store, directory: Path) -> int:
         rel = src.relative_to(src_root)
         dest = dest_root / rel
         immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
-        if dest.exists() and (immutable or dest.read_bytes() == src.read_bytes()):
+        if dest.is_file() and dest.stat().st_size == src.stat().st_size and (
+                immutable or dest.read_bytes() == src.read_bytes()):  # only small index files are compared whole
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(dest, src.read_bytes())
+        _copy_atomic(src, dest)
         written += 1
     return written
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    """Copy ``src`` over ``dest`` in chunks via a durable temp file (a chromosome is not read whole)."""
+    fd, tmp = mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in read_chunks(src):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -275,3 +275,274 @@ def test_closing_a_prefetch_early_stops_its_producer() -> None:
     it.close()  # joins the producer
     assert not any(t.name == "rgstore-prefetch" for t in threading.enumerate())
     assert len(produced) <= 5
+
+
+def _diverge(tmp_path: Path) -> tuple[Path, Path]:
+    """A mirror at seq 8 of a primary that is then restored from a seq-5 backup and written to again, to seq 8."""
+    import shutil
+
+    primary, backup = tmp_path / "p", tmp_path / "backup"
+    with Store.open(primary) as p:
+        _work(p, 0, 5)
+    shutil.copytree(primary, backup)
+    with Store.open(primary) as p:
+        _work(p, 5, 3)
+        publish(p, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+    shutil.rmtree(primary)
+    shutil.copytree(backup, primary)
+    with Store.open(primary) as p:
+        p.append([NewEvent(stream="s", event=Noted(text=f"after restore {i}")) for i in range(3)])
+        assert p.head()[0] == 8
+    return primary, tmp_path / "m"
+
+
+def test_an_upstream_diverged_exactly_at_the_mirrors_head_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    primary_path, mirror_path = _diverge(tmp_path)
+    with Store.open(primary_path) as primary:
+        publish(primary, tmp_path / "pub2")
+        export_log(primary, tmp_path / "x.rglog")
+    with Store.open(mirror_path) as mirror:
+        before = mirror.head(), view_digests(mirror), status(mirror, check_upstream=False)
+        for source in (tmp_path / "pub2", tmp_path / "x.rglog"):
+            with pytest.raises(LogMismatchError, match="different record at seq 8"):
+                pull(mirror, str(source))
+            assert (mirror.head(), view_digests(mirror), status(mirror, check_upstream=False)) == before
+
+
+def test_status_reports_a_diverged_rolled_back_or_vanished_upstream_without_raising(tmp_path: Path) -> None:
+    import shutil
+
+    primary_path, mirror_path = _diverge(tmp_path)
+    with Store.open(primary_path) as primary:
+        shutil.rmtree(tmp_path / "pub")
+        publish(primary, tmp_path / "pub")  # the mirror's own upstream now holds the diverged log
+    with Store.open(mirror_path) as mirror:
+        assert "diverged" in (status(mirror).error or "")
+        with Store.open(primary_path) as primary:
+            primary_head = primary.head()[0]
+        shutil.rmtree(tmp_path / "pub")
+        assert "No such file" in (status(mirror).error or "")
+        assert status(mirror).local_head == 8 and primary_head == 8
+
+
+def _tamper(pub: Path, change) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    doc = json.loads((pub / MANIFEST).read_bytes())
+    change(doc)
+    (pub / MANIFEST).write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m.update(head_seq=999), "at seq 13: head seq 999 but the segments end at 12"),
+    (lambda m: m.update(segments=[]), "at seq 1: head seq 12"),
+    (lambda m: m.update(head_hash="0" * 64), "at seq 12: the head hash differs"),
+    (lambda m: m["segments"][0].update(file="/etc/passwd"), "at seq 1: segment file '/etc/passwd'"),
+    (lambda m: m["segments"][1].update(file="../other/segments/000000000006-000000000010.rgseg"), "at seq 6"),
+    (lambda m: m["segments"].pop(1), "at seq 6: segment segments/000000000011-000000000012.rgseg covers 11-12"),
+    (lambda m: m["segments"][1].update(prev_hash="ab" * 32), "at seq 6: segment .* does not chain"),
+], ids=["head-past-segments", "no-segments", "head-hash", "absolute-file", "dotdot-file", "gap", "broken-chain"])
+def test_a_manifest_that_contradicts_itself_is_refused_naming_the_seq(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 12)
+        publish(primary, tmp_path / "pub", segment_size=5)
+        _tamper(tmp_path / "pub", change)
+        with pytest.raises(IntegrityError, match=message):
+            publish(primary, tmp_path / "pub")  # the publisher will not extend it either
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(IntegrityError, match=message):
+            pull(mirror, str(tmp_path / "pub"))
+        assert mirror.head()[0] == 0
+
+
+def test_promote_twice_or_pull_after_promote_is_refused_clearly(tmp_path: Path) -> None:
+    from rgstore.errors import ConflictError
+
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+        promote(mirror)
+        with pytest.raises(ConflictError, match="already promoted"):
+            promote(mirror)
+        _work(primary, 3, 2)
+        publish(primary, tmp_path / "pub")
+        with pytest.raises(LogMismatchError, match="was promoted from a mirror of .* no longer pulls"):
+            pull(mirror, str(tmp_path / "pub"))
+        assert mirror.head()[0] == 3
+        assert mirror.append([NewEvent(stream="s", event=Noted())]) == [4]
+
+
+def test_two_pulls_into_one_mirror_take_turns_and_both_succeed(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "p") as primary:
+        for b in range(20):
+            primary.append([NewEvent(stream=f"s{i % 7}", event=Noted(text=f"{b}:{i}")) for i in range(1000)])
+        publish(primary, tmp_path / "pub", segment_size=1000)
+        export_log(primary, tmp_path / "x.rglog")
+        expected = primary.head()
+    procs = [subprocess.Popen([sys.executable, "-m", "cli", "--store", str(tmp_path / "m"), "mirror", "pull",
+                               str(tmp_path / source), "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for source in ("pub", "x.rglog")]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
+    with Store.open(tmp_path / "m") as mirror:
+        assert mirror.head() == expected
+        assert mirror.verify().ok
+
+
+@pytest.mark.parametrize("source", ["", "   ", "http://", "https://:80/pub", "http://[::1"])
+def test_an_empty_or_malformed_source_is_one_clear_error(tmp_path: Path, source: str) -> None:
+    from rgstore.errors import InvalidInputError
+
+    with Store.open(tmp_path / "m") as mirror, pytest.raises(InvalidInputError, match="empty SOURCE|not a valid URL"):
+        pull(mirror, source)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0),
+                                                ("10", 10.0), (" 1.5S ", 1.5), (".5s", 0.5), ("24h", 86400.0)])
+def test_intervals_take_ms_s_m_h_units(text: str, seconds: float) -> None:
+    from rgstore.follow import parse_interval
+
+    assert parse_interval(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5s", "5 s", "1e3", "inf", "nan", "5sec", "1d", "²s", "１０s",
+                                  "50ms", "0s", "25h", "9" * 400 + "h"])
+def test_odd_intervals_are_one_line_errors(text: str) -> None:
+    from rgstore.errors import InvalidInputError
+    from rgstore.follow import parse_interval
+
+    with pytest.raises(InvalidInputError, match="interval"):
+        parse_interval(text)
+
+
+def test_serve_refuses_a_bad_interval_or_follow_options_without_follow_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    with Store.open(tmp_path / "m"):
+        pass
+    for args, word in ((["--follow", str(tmp_path / "nowhere"), "--interval", "²s"], "interval"),
+                       (["--interval", "5s"], "--interval needs --follow"),
+                       (["--with-sequences"], "--with-sequences needs --follow")):
+        result = CliRunner().invoke(cli, ["--store", str(tmp_path / "m"), "serve", "--port", "0", *args])
+        assert result.exit_code != 0
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert word in result.output and "Traceback" not in result.output, result.output
+
+
+def test_publish_replaces_a_foreign_file_sitting_where_a_blob_or_sequence_belongs(tmp_path: Path) -> None:
+    from rgstore.segments import publish_blobs, publish_refget
+    from rgstore.verify import referenced_blobs
+
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n")
+    pub = tmp_path / "pub"
+    with Store.open(tmp_path / "p") as primary:
+        primary.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        [sha] = referenced_blobs(primary)
+        seq = primary.genomes.show("tiny").sequences[0].removeprefix("SQ.")
+        foreign = [pub / "blobs" / sha[:2] / sha, pub / "refget" / "sequences" / seq[:2] / f"{seq}.seq"]
+        for path in foreign:
+            path.parent.mkdir(parents=True)
+            path.write_text("<html>not found</html>")
+        (pub / "index.html").write_text("hello")
+        publish_blobs(primary, pub)
+        publish_refget(primary, pub)
+        publish(primary, pub)
+    assert (pub / "index.html").read_text() == "hello"  # files publish does not own are left alone
+    with Store.open(tmp_path / "m") as mirror:
+        result = pull(mirror, str(pub), with_blobs=True, with_sequences=True)
+        assert (result.blobs_fetched, result.sequences_fetched) == (1, 3)
+        assert mirror.verify().ok
+
+
+def test_a_lazy_mirror_will_not_publish_a_refget_store_with_holes(tmp_path: Path) -> None:
+    from rgstore.errors import NotFoundError
+    from rgstore.segments import publish_refget
+
+    with Store.open(tmp_path / "p") as primary:
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        publish(primary, tmp_path / "pub")
+        publish_refget(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        with pytest.raises(NotFoundError, match="3 genome sequences of this mirror are not fetched yet"):
+            publish_refget(mirror, tmp_path / "mpub")
+        pull(mirror, str(tmp_path / "pub"), with_sequences=True)
+        assert publish_refget(mirror, tmp_path / "mpub") > 0
+    with Store.open(tmp_path / "m2") as chained:
+        publish_mirror = tmp_path / "mpub"
+        with Store.open(tmp_path / "m") as mirror:
+            publish(mirror, publish_mirror)
+        pull(chained, str(publish_mirror), with_sequences=True)
+        assert chained.getseq("tiny", "chr1", 0, 30) == Store.open(tmp_path / "p", readonly=True).getseq("tiny", "chr1", 0, 30)
+
+
+def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from rgstore.follow import follow
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+    Store.open(tmp_path / "m").close()
+
+    def come_back() -> None:
+        time.sleep(0.5)  # several failing rounds first
+        with Store.open(tmp_path / "p") as primary:
+            publish(primary, tmp_path / "pub")
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    publisher = threading.Thread(target=come_back)
+    publisher.start()
+    try:
+        assert follow(tmp_path / "m", str(tmp_path / "pub"), 0.1, max_rounds=40) == 0
+    finally:
+        publisher.join()
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    err = capsys.readouterr().err.splitlines()
+    assert len([line for line in err if "no such export file or segment directory" in line]) == 1, err
+    assert any("is back; caught up to seq 3" in line for line in err), err
+    with Store.open(tmp_path / "m") as mirror:
+        assert mirror.head()[0] == 3
+
+
+def test_a_refused_first_pull_leaves_the_new_store_unmarked_but_an_empty_upstream_marks_it(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 6)
+        export_log(primary, tmp_path / "part.rglog", from_seq=4)
+    with Store.open(tmp_path / "empty") as empty:
+        publish(empty, tmp_path / "nothing")
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(ChainError, match="starts at seq 4 but this mirror's head is 0"):
+            pull(mirror, str(tmp_path / "part.rglog"))
+        assert status(mirror, check_upstream=False).upstream is None
+        assert mirror.append([NewEvent(stream="s", event=Noted())]) == [1]  # still an ordinary store
+    with Store.open(tmp_path / "m2") as mirror:
+        assert pull(mirror, str(tmp_path / "nothing")).applied == 0
+        with pytest.raises(ReadOnlyError, match="mirror"):
+            mirror.append([NewEvent(stream="s", event=Noted())])
+
+
+def test_publish_writes_no_segment_through_a_stray_symlink_or_fifo_in_its_place(tmp_path: Path) -> None:
+    import os
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    pub = tmp_path / "pub"
+    (pub / "segments").mkdir(parents=True)
+    (pub / "segments" / "000000000001-000000000003.rgseg").symlink_to(precious)
+    os.mkfifo(pub / "segments" / "000000000004-000000000006.rgseg")  # writing into it would block forever
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 6)
+        manifest = publish(primary, pub, segment_size=3)
+    assert precious.read_text() == "keep me"
+    assert all((pub / seg.file).is_file() and not (pub / seg.file).is_symlink() for seg in manifest.segments)
+    with Store.open(tmp_path / "m") as mirror:
+        assert pull(mirror, str(pub)).applied == 6

@@ -251,3 +251,104 @@ def test_a_following_server_restarts_while_its_upstream_is_down_and_fetches_blob
     # The upstream is gone now; a restarted follower serves what it has and keeps retrying.
     with running_server(tmp_path / "mirror", extra_args=["--follow", upstream.url, "--interval", "200ms"]) as again:
         assert httpx.get(f"{again.url}/refpkgs/pkg").status_code == 200
+
+
+def test_with_sequences_fetches_a_remote_genomes_sequences_from_its_remote_not_the_primary(tmp_path: Path) -> None:
+    from rgstore.remote import init_remote
+    from rgstore.segments import publish as publish_log
+    from tests.httpfixture import serve_directory
+
+    with Store.open(tmp_path / "elsewhere") as other:
+        digest = other.genomes.init(TINY, ["tiny"]).genome.digest
+        want = other.getseq("tiny", "chr2", 0, 100)
+    with serve_directory(tmp_path / "elsewhere" / "refget") as remote:
+        with Store.open(tmp_path / "primary") as primary:
+            init_remote(primary, remote.url, ["far"], digest=digest)  # the primary never reads it
+            publish_log(primary, tmp_path / "pub")
+            publish_refget(primary, tmp_path / "pub")
+        with Store.open(tmp_path / "mirror") as mirror:
+            assert pull(mirror, str(tmp_path / "pub"), with_sequences=True).sequences_fetched == 3
+        with Store.open(tmp_path / "mirror") as mirror:
+            assert mirror.getseq("far", "chr2", 0, 100) == want
+            assert mirror.verify().ok
+
+
+def test_a_primary_restored_from_a_backup_and_written_to_is_refused_by_a_server_mirror(tmp_path: Path) -> None:
+    import shutil
+
+    from rgstore.errors import LogMismatchError
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    primary_path = tmp_path / "primary"
+    with Store.open(primary_path) as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text=f"n{i}")) for i in range(4)])
+    shutil.copytree(primary_path, tmp_path / "backup")
+    with Store.open(primary_path) as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text=f"m{i}")) for i in range(2)])
+    with running_server(primary_path) as server, Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, server.url)
+    shutil.rmtree(primary_path)
+    shutil.copytree(tmp_path / "backup", primary_path)
+    with Store.open(primary_path) as primary:  # as many events as the mirror has, but different ones
+        primary.append([NewEvent(stream="s", event=Noted(text=f"other {i}")) for i in range(2)])
+    with running_server(primary_path) as server, Store.open(tmp_path / "mirror") as mirror:
+        before = mirror.head(), view_digests(mirror)
+        with pytest.raises(LogMismatchError, match="different record at seq 6"):
+            pull(mirror, server.url)
+        with Store.open(primary_path) as primary:
+            primary.append([NewEvent(stream="s", event=Noted(text="one more"))])
+        with pytest.raises(ChainError, match="seq 7: hash chain mismatch"):
+            pull(mirror, server.url)
+        assert (mirror.head(), view_digests(mirror)) == before
+
+
+def test_a_follower_of_a_vanished_segment_directory_serves_its_copy_and_picks_up_when_it_returns(tmp_path: Path) -> None:
+    import httpx
+
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.segments import publish as publish_log
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="first"))])
+        publish_log(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+    (tmp_path / "pub").rename(tmp_path / "pub-away")  # an unmounted share, say
+    with running_server(tmp_path / "mirror", extra_args=["--follow", str(tmp_path / "pub"), "--interval", "200ms"]) \
+            as follower:
+        assert httpx.get(f"{follower.url}/events/head").json()["head_seq"] == 1
+        assert "serving the local copy" in follower.log()
+        with Store.open(tmp_path / "primary") as primary:
+            primary.append([NewEvent(stream="s", event=Noted(text="second"))])
+            publish_log(primary, tmp_path / "pub-away")
+        (tmp_path / "pub-away").rename(tmp_path / "pub")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and httpx.get(f"{follower.url}/events/head").json()["head_seq"] != 2:
+            time.sleep(0.1)
+        assert httpx.get(f"{follower.url}/events/head").json()["head_seq"] == 2
+
+
+@pytest.mark.slow
+def test_a_mirror_of_a_follower_that_fetches_sequences_reads_them_through_it(tmp_path: Path) -> None:
+    from rgstore.errors import RgstoreError
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.genomes.init(TINY, ["tiny"])
+    with running_server(tmp_path / "primary") as upstream, running_server(
+            tmp_path / "middle", extra_args=["--follow", upstream.url, "--interval", "200ms", "--with-sequences"]) \
+            as middle:
+        with Store.open(tmp_path / "primary") as primary:  # a genome that arrives while the follower runs
+            fasta = _fasta(tmp_path / "late.fa", random.Random(3), 1)
+            primary.genomes.init(fasta, ["late"])
+            want = primary.getseq("late", "chr0", 0, 40)
+        deadline, got = time.monotonic() + 60, None
+        while got is None and time.monotonic() < deadline:
+            with Store.open(tmp_path / "leaf") as leaf:  # a lazy mirror of the follower, not of the primary
+                pull(leaf, middle.url)
+                try:
+                    got = leaf.getseq("late", "chr0", 0, 40)
+                except RgstoreError:
+                    time.sleep(0.2)  # the follower has not fetched it yet
+        assert got == want
