@@ -421,6 +421,11 @@ def fetch_sequence(
                             bar.update(len(chunk))
                     except (KeyError, OSError) as exc:
                         raise _fetch_error(remote_url, bare, length, exc) from None
+                    except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
+                        raise IntegrityError(
+                            f"sequence {bare} from {remote_url} is corrupt (bytes that are not residues); "
+                            "nothing was cached"
+                        ) from None
                 writer.close()
         finally:
             bar.close()

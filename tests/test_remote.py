@@ -276,15 +276,18 @@ def test_fetch_missing_ignores_sequences_of_no_remote_genome(store: Store) -> No
     assert remote.fetch_missing(store, "SQ." + "A" * 32) is False
 
 
+@pytest.mark.parametrize("residue", [None, 0xFF], ids=["another-base", "not-utf8"])
 def test_a_corrupted_remote_sequence_is_detected_and_not_cached(
-    remote_copy: Served, store: Store
+    remote_copy: Served, store: Store, residue: int | None
 ) -> None:
     server, root, digest = remote_copy
     remote.init_remote(store, server.url, ["tiny"], digest=digest)
     chr2 = store.genomes.show("tiny").sequences[1][3:]
     seq_file = root / "sequences" / chr2[:2] / f"{chr2}.seq"
     data = bytearray(seq_file.read_bytes())
-    data[3] = ord("C") if data[3] != ord("C") else ord("G")  # Raw mode: one residue per byte
+    if residue is None:
+        residue = ord("C") if data[3] != ord("C") else ord("G")  # Raw mode: one residue per byte
+    data[3] = residue
     seq_file.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=f"sequence {chr2} from .* is corrupt"):
         remote.fetch_missing(store, chr2)
