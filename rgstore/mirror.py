@@ -1,7 +1,7 @@
 """Mirrors: read-only replicas kept current by replaying a primary's log, verified by the hash chain.
 
 A source is an exported log file, a directory or URL of published segments (``manifest.json``),
-or a primary's API server (``/events``). Each batch of records is applied in one write
+or a primary's API server (``/events``), read through ``rgstore.upstream``. Each batch of records is applied in one write
 transaction together with the head, so a pull killed at any point resumes where it stopped.
 The first pull marks the store as a replica (``meta/replica_of``): its own writes are refused
 until ``promote``.
@@ -10,17 +10,16 @@ until ``promote``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from . import upstream
 from .environment import Txn
 from .errors import (
     ChainError,
@@ -32,21 +31,18 @@ from .errors import (
     RemoteError,
     RgstoreError,
 )
-from .files import CHUNK, read_chunks
-from .logfile import iter_frames, read_log_file, read_log_stream
+from .files import read_chunks
+from .logfile import read_log_file
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
 from .segments import MANIFEST, Manifest, read_manifest
 from .store import Store
 
 if TYPE_CHECKING:
-    import httpx
+    pass
 
-__all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "missing_sequences", "FRAMES_MEDIA_TYPE"]
+__all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "missing_sequences"]
 
-FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
-PAGE = 10_000
-T = TypeVar("T")
 
 
 class PullResult(msgspec.Struct, kw_only=True):
@@ -76,144 +72,8 @@ class MirrorStatus(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
-def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def _client() -> httpx.Client:
-    import httpx  # imported lazily: only remote pulls need it
-
-    return httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=True)
-
-
-def _get(client: httpx.Client, url: str, **kw: Any) -> bytes:
-    import httpx
-
-    try:
-        resp = client.get(url, **kw)
-    except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach {url}: {exc}") from None
-    if resp.status_code == 404:
-        raise NotFoundError(f"{url}: 404 Not Found")
-    if resp.status_code >= 400:
-        raise RemoteError(f"{url}: HTTP {resp.status_code}")
-    return resp.content
-
-
-def _stream(client: httpx.Client, url: str) -> Iterator[bytes]:
-    """The body of ``url`` in pieces (cache files and blobs can be gigabytes); errors as ``_get``."""
-    import httpx
-
-    try:
-        with client.stream("GET", url) as resp:
-            if resp.status_code == 404:
-                raise NotFoundError(f"{url}: 404 Not Found")
-            if resp.status_code >= 400:
-                raise RemoteError(f"{url}: HTTP {resp.status_code}")
-            yield from resp.iter_bytes(CHUNK)
-    except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach {url}: {exc}") from None
-
-
 def _local_head(store: Store) -> int:
     return store.head()[0]
-
-
-def _segment_records(store: Store, manifest: Manifest, fetch, origin: str) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
-    head = _local_head(store)
-
-    def fetched() -> Iterator[tuple[Any, bytes]]:
-        for seg in manifest.segments:
-            if seg.last_seq <= head:
-                continue
-            data = fetch(seg.file)
-            if hashlib.sha256(data).hexdigest() != seg.sha256:
-                raise IntegrityError(
-                    f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "
-                    f"(tampered, truncated, or missing and answered with a page); "
-                    f"first affected seq {max(seg.first_seq, head + 1)}"
-                )
-            yield seg, data
-
-    for seg, data in prefetched(fetched(), depth=1):  # the next segment downloads while this one folds
-        header, frames = read_log_stream(io.BytesIO(data), f"{origin}/{seg.file}")
-        if (header.log_id, header.first_seq, header.last_seq, header.prev_hash, header.head_hash) != (
-                manifest.log_id, seg.first_seq, seg.last_seq, seg.prev_hash, seg.last_hash):
-            raise ChainError(seg.first_seq, f"{seg.file} header does not match the manifest")
-        yield from frames
-
-
-def _server_pages(client, base: str, start: int, upstream_head: int) -> Iterator[list[tuple[int, bytes]]]:  # type: ignore[no-untyped-def]
-    after = start
-    while after < upstream_head:
-        body = _get(client, f"{base}/events", params={"after": after, "limit": PAGE},
-                    headers={"Accept": FRAMES_MEDIA_TYPE})
-        try:
-            page = list(iter_frames(io.BytesIO(body)))
-        except ChainError as exc:
-            if exc.seq == 0:  # a short body: the connection broke, not the log
-                raise RemoteError(f"{base}/events: truncated response after seq {after}; retry") from None
-            raise
-        if not page:
-            raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
-        after = page[-1][0]
-        yield page
-
-
-def _server_records(client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
-    for page in prefetched(_server_pages(client, base, start, upstream_head)):
-        yield from page
-
-
-_DONE = object()
-
-
-def prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Run a page producer in a background thread, ``depth`` pages ahead of the consumer.
-
-    Fetching the next page (socket reads release the GIL; the server works on another core)
-    then overlaps with folding this one. The producer's exceptions are re-raised here, in order;
-    closing this generator early stops the producer after its current page (waiting at most 1 s).
-    """
-    import queue
-    import threading
-
-    box: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False  # the consumer has gone
-
-    def produce() -> None:
-        try:
-            for page in pages:
-                if not offer(page):
-                    return
-            offer(_DONE)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            offer(exc)
-
-    worker = threading.Thread(target=produce, name="rgstore-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = box.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        # A page download in flight may take up to the read timeout: do not make Ctrl-C wait for it.
-        # The producer checks ``stop`` before handing anything over, so it ends on its own.
-        worker.join(timeout=1.0)
 
 
 class _Upstream(msgspec.Struct, kw_only=True):
@@ -279,9 +139,9 @@ def _check_source(source: str) -> str:
     source = source.strip()
     if not source:
         raise InvalidInputError("empty SOURCE: give a server URL, a segment directory or URL, or an export file")
-    if "://" in source and not _is_url(source):
+    if "://" in source and not upstream.is_url(source):
         raise InvalidInputError(f"{source}: unsupported URL scheme; use http(s)://, a directory or an export file")
-    if not _is_url(source):
+    if not upstream.is_url(source):
         return str(Path(source).expanduser().resolve())
     import httpx
 
@@ -341,7 +201,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
 
     client = None
     try:
-        if not _is_url(source) and Path(source).is_file():
+        if not upstream.is_url(source) and Path(source).is_file():
             kind = "export"
             header, frames = read_log_file(Path(source))
             upstream_head = header.last_seq
@@ -349,19 +209,19 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                 raise ChainError(header.first_seq, f"{source} starts at seq {header.first_seq} but this mirror's head "
                                  f"is {_local_head(store)}: records are missing in between")
             applied, head = apply(header.log_id, frames, upstream_head, {upstream_head: header.head_hash})
-        elif not _is_url(source):
+        elif not upstream.is_url(source):
             kind = "segments"
             base = Path(source)
             if not (base / MANIFEST).is_file():
                 raise NotFoundError(f"{source}: no such export file or segment directory (no {MANIFEST})")
             manifest = read_manifest((base / MANIFEST).read_bytes(), source)
             upstream_head = manifest.head_seq
-            applied, head = apply(manifest.log_id, _segment_records(
-                store, manifest, lambda f: (base / f).read_bytes(), source), upstream_head, _manifest_hashes(manifest))
+            applied, head = apply(manifest.log_id, upstream.segment_records(
+                _local_head(store), manifest, lambda f: (base / f).read_bytes(), source), upstream_head, _manifest_hashes(manifest))
         else:
-            client = _client()
+            client = upstream.client()
             try:
-                remote_manifest: Manifest | None = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
+                remote_manifest: Manifest | None = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
             except NotFoundError:  # no manifest: an API server's event feed
                 remote_manifest = None
             except RemoteError as exc:
@@ -369,19 +229,19 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             if remote_manifest is not None:
                 kind = "segments"
                 upstream_head = remote_manifest.head_seq
-                applied, head = apply(remote_manifest.log_id, _segment_records(
-                    store, remote_manifest, lambda f: _get(client, f"{source}/{f}"), source), upstream_head,
+                applied, head = apply(remote_manifest.log_id, upstream.segment_records(
+                    _local_head(store), remote_manifest, lambda f: upstream.get(client, f"{source}/{f}"), source), upstream_head,
                     _manifest_hashes(remote_manifest))
             else:
                 kind = "server"
                 try:
-                    info = msgspec.json.decode(_get(client, f"{source}/events/head"))
+                    info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))
                     log_id, upstream_head = str(info["log_id"]), int(info["head_seq"])
                     known = {upstream_head: str(info["head_hash"])}
                 except (msgspec.DecodeError, KeyError, TypeError, ValueError, NotFoundError):
                     raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
                 start = _local_head(store)
-                applied, head = apply(log_id, _server_records(client, source, start, upstream_head), upstream_head,
+                applied, head = apply(log_id, upstream.server_records(client, source, start, upstream_head), upstream_head,
                                       known)
         fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
         cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
@@ -409,9 +269,9 @@ def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: 
     for sha in missing:
         rel = f"blobs/{sha[:2]}/{sha}"
         if kind == "server":
-            chunks = _stream(client, f"{source}/blobs/{sha}")
-        elif _is_url(source):
-            chunks = _stream(client, f"{source}/{rel}")
+            chunks = upstream.stream(client, f"{source}/blobs/{sha}")
+        elif upstream.is_url(source):
+            chunks = upstream.stream(client, f"{source}/{rel}")
         else:
             path = Path(source) / rel
             if not path.is_file():
@@ -439,9 +299,9 @@ def _fetch_cache(store: Store, client, source: str, kind: str) -> int:  # type: 
 
     def fetch(entry: CacheEntry, relative: str) -> Iterator[bytes]:
         if kind == "server":
-            return _stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
-        if _is_url(source):
-            return _stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
+            return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
+        if upstream.is_url(source):
+            return upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
         path = Path(source) / "cache" / entry.path / relative
         if not path.is_file():
             raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} (publish with --with-blobs)")
@@ -492,7 +352,7 @@ def _fetch_sequences(store: Store, source: str) -> int:
 
 def upstream_refget_base(source: str) -> str | None:
     """The RefgetStore URL of a mirror's upstream: ``/store`` of a server, ``refget/`` beside segments."""
-    if not _is_url(source):
+    if not upstream.is_url(source):
         path = Path(source)
         base = path.parent if path.is_file() else path
         refget = base / "refget"
@@ -500,8 +360,8 @@ def upstream_refget_base(source: str) -> str | None:
     if source.endswith("/store"):
         return source
     try:
-        with _client() as client:
-            _get(client, f"{source}/{MANIFEST}")
+        with upstream.client() as client:
+            upstream.get(client, f"{source}/{MANIFEST}")
         return f"{source}/refget"
     except (NotFoundError, RemoteError):
         return f"{source}/store"
@@ -540,20 +400,20 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
 
 def _upstream_head(source: str) -> tuple[int, str]:
     """(head seq, head chain hash hex) the upstream states; RgstoreError/OSError when it cannot say."""
-    if not _is_url(source):
+    if not upstream.is_url(source):
         path = Path(source)
         if path.is_file():
             header = read_log_file(path)[0]
             return header.last_seq, header.head_hash
         manifest = read_manifest((path / MANIFEST).read_bytes(), source)
         return manifest.head_seq, manifest.head_hash
-    with _client() as client:
+    with upstream.client() as client:
         try:
-            manifest = read_manifest(_get(client, f"{source}/{MANIFEST}"), source)
+            manifest = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
             return manifest.head_seq, manifest.head_hash
         except NotFoundError:
             try:
-                info = msgspec.json.decode(_get(client, f"{source}/events/head"))
+                info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))
                 return int(info["head_seq"]), str(info["head_hash"])
             except (msgspec.DecodeError, KeyError, TypeError, ValueError):
                 raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None

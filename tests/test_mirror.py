@@ -245,7 +245,7 @@ def test_an_unsupported_url_scheme_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_prefetched_pages_arrive_in_order_with_the_producers_error_last() -> None:
-    from rgstore.mirror import prefetched
+    from rgstore.upstream import prefetched
 
     def pages() -> Iterator[int]:
         yield from range(5)
@@ -261,7 +261,7 @@ def test_prefetched_pages_arrive_in_order_with_the_producers_error_last() -> Non
 def test_closing_a_prefetch_early_stops_its_producer() -> None:
     import threading
 
-    from rgstore.mirror import prefetched
+    from rgstore.upstream import prefetched
 
     produced: list[int] = []
 

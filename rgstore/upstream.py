@@ -1,0 +1,166 @@
+"""Reading a primary's records: HTTP requests, ``/events`` pages, published segments, prefetching.
+
+The transport half of ``rgstore.mirror``: everything here only fetches and checks framing and
+segment digests; the chain, log id and applying records are the mirror's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import ChainError, IntegrityError, NotFoundError, RemoteError
+from .files import CHUNK
+from .logfile import iter_frames, read_log_stream
+from .segments import Manifest
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["FRAMES_MEDIA_TYPE", "PAGE", "client", "get", "is_url", "prefetched", "segment_records",
+           "server_records", "stream"]
+
+FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
+PAGE = 10_000
+T = TypeVar("T")
+
+
+def is_url(source: str) -> bool:
+    """Whether a source names an HTTP(S) location (else a path)."""
+    return source.startswith(("http://", "https://"))
+
+
+def client() -> httpx.Client:
+    """An HTTP client for an upstream: 30 s reads, 5 s connects, redirects followed."""
+    import httpx  # imported lazily: only remote pulls need it
+
+    return httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=True)
+
+
+def get(client: httpx.Client, url: str, **kw: Any) -> bytes:
+    """The body of ``url``; NotFoundError for 404, RemoteError for other failures."""
+    import httpx
+
+    try:
+        resp = client.get(url, **kw)
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"cannot reach {url}: {exc}") from None
+    if resp.status_code == 404:
+        raise NotFoundError(f"{url}: 404 Not Found")
+    if resp.status_code >= 400:
+        raise RemoteError(f"{url}: HTTP {resp.status_code}")
+    return resp.content
+
+
+def stream(client: httpx.Client, url: str) -> Iterator[bytes]:
+    """The body of ``url`` in pieces (cache files and blobs can be gigabytes); errors as ``get``."""
+    import httpx
+
+    try:
+        with client.stream("GET", url) as resp:
+            if resp.status_code == 404:
+                raise NotFoundError(f"{url}: 404 Not Found")
+            if resp.status_code >= 400:
+                raise RemoteError(f"{url}: HTTP {resp.status_code}")
+            yield from resp.iter_bytes(CHUNK)
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"cannot reach {url}: {exc}") from None
+
+
+def segment_records(head: int, manifest: Manifest, fetch, origin: str) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    """The records after ``head`` from published segments, each segment checked against the manifest."""
+
+    def fetched() -> Iterator[tuple[Any, bytes]]:
+        for seg in manifest.segments:
+            if seg.last_seq <= head:
+                continue
+            data = fetch(seg.file)
+            if hashlib.sha256(data).hexdigest() != seg.sha256:
+                raise IntegrityError(
+                    f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "
+                    f"(tampered, truncated, or missing and answered with a page); "
+                    f"first affected seq {max(seg.first_seq, head + 1)}"
+                )
+            yield seg, data
+
+    for seg, data in prefetched(fetched(), depth=1):  # the next segment downloads while this one folds
+        header, frames = read_log_stream(io.BytesIO(data), f"{origin}/{seg.file}")
+        if (header.log_id, header.first_seq, header.last_seq, header.prev_hash, header.head_hash) != (
+                manifest.log_id, seg.first_seq, seg.last_seq, seg.prev_hash, seg.last_hash):
+            raise ChainError(seg.first_seq, f"{seg.file} header does not match the manifest")
+        yield from frames
+
+
+def server_pages(client, base: str, start: int, upstream_head: int) -> Iterator[list[tuple[int, bytes]]]:  # type: ignore[no-untyped-def]
+    after = start
+    while after < upstream_head:
+        body = get(client, f"{base}/events", params={"after": after, "limit": PAGE},
+                    headers={"Accept": FRAMES_MEDIA_TYPE})
+        try:
+            page = list(iter_frames(io.BytesIO(body)))
+        except ChainError as exc:
+            if exc.seq == 0:  # a short body: the connection broke, not the log
+                raise RemoteError(f"{base}/events: truncated response after seq {after}; retry") from None
+            raise
+        if not page:
+            raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
+        after = page[-1][0]
+        yield page
+
+
+def server_records(client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    for page in prefetched(server_pages(client, base, start, upstream_head)):
+        yield from page
+
+
+_DONE = object()
+
+
+def prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run a page producer in a background thread, ``depth`` pages ahead of the consumer.
+
+    Fetching the next page (socket reads release the GIL; the server works on another core)
+    then overlaps with folding this one. The producer's exceptions are re-raised here, in order;
+    closing this generator early stops the producer after its current page (waiting at most 1 s).
+    """
+    import queue
+    import threading
+
+    box: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not offer(page):
+                    return
+            offer(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(exc)
+
+    worker = threading.Thread(target=produce, name="rgstore-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        # A page download in flight may take up to the read timeout: do not make Ctrl-C wait for it.
+        # The producer checks ``stop`` before handing anything over, so it ends on its own.
+        worker.join(timeout=1.0)
