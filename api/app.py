@@ -26,7 +26,7 @@ from .app_info import app_version
 from .errors import install_error_handlers
 from .schemas import Health
 from .sequences import fetch_in_child, set_lazy_fetch
-from .wire import ReadOnlyMethodsMiddleware, json_response, store_of
+from .wire import ROUTE_METHODS, ReadOnlyMethodsMiddleware, json_response, route_methods, store_of
 
 __all__ = ["create_app", "ENV_STORE", "resolve_store_path"]
 
@@ -104,14 +104,12 @@ def create_app(store_path: str | None = None) -> FastAPI:
         return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
 
     # FastAPI matches included routers in order: the hot lookups go first.
-    app.include_router(refget.router)
-    app.include_router(refgenie.router)
-    app.include_router(seqcol.router)
-    app.include_router(refgenie.service_router)
-    app.include_router(refpkgs.router)
-    app.include_router(cache.router)
-    app.include_router(events.router)
-    app.include_router(store_files.router)
+    routers = [refget.router, refgenie.router, seqcol.router, refgenie.service_router, refpkgs.router, cache.router,
+               events.router, store_files.router]
+    for router in routers:
+        app.include_router(router)
+    setattr(app.state, ROUTE_METHODS,
+            route_methods([*app.router.routes, *(route for router in routers for route in router.routes)]))
 
     app.add_middleware(ReadOnlyMethodsMiddleware)
     app.add_middleware(

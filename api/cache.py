@@ -16,8 +16,9 @@ from starlette.responses import Response
 from rgstore.errors import NotFoundError
 from rgstore.views.cache import CacheEntry, CacheView, Tombstone
 
+from .files import StoredFileResponse, fd_checksums, file_responses
 from .schemas import CacheEntryView, CacheList, ErrorBody
-from .wire import HeadAwareFileResponse, json_response, store_of
+from .wire import json_response, store_of
 
 __all__ = ["router", "entry_json"]
 
@@ -79,11 +80,9 @@ async def get_entry(request: Request, key: str) -> Response:
 
 @router.get("/entries/{key}/files/{path:path}", summary="One file of a live cache entry, checksum-verified",
             response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody},
-                       500: {"model": ErrorBody}})
+            responses=file_responses("application/octet-stream", verified=True))
 def get_entry_file(request: Request, key: str, path: str) -> Response:
     """The file's bytes, after checking them against the sha256 its insert event recorded (mirrors fetch these)."""
-    from rgstore.blobs import hash_file
     from rgstore.cachecopy import local_cache_file
     from rgstore.errors import IntegrityError, InvalidInputError
 
@@ -96,11 +95,12 @@ def get_entry_file(request: Request, key: str, path: str) -> Response:
         raise NotFoundError(f"no file {path!r} in live cache entry {key!r}")
     try:
         local = local_cache_file(store, entry, path)
-        # Hashed in chunks and sent from disk: level-2 genomes are gigabytes, never read whole.
-        info = hash_file(local)
     except (InvalidInputError, OSError):
         raise NotFoundError(f"cache file {path!r} of entry {key!r} is missing here") from None
-    if info.sha256 != ref.sha256:
-        raise IntegrityError(f"cache file {path!r} of entry {key!r} fails its recorded sha256; not served")
-    return HeadAwareFileResponse(local, media_type="application/octet-stream",
-                                 headers={"ETag": f'"{ref.sha256}"', "X-Checksum-Sha256": ref.sha256})
+
+    def verify(fd: int) -> None:  # hashed in chunks from the descriptor the bytes are then sent from
+        if fd_checksums(fd).sha256 != ref.sha256:
+            raise IntegrityError(f"cache file {path!r} of entry {key!r} fails its recorded sha256; not served")
+
+    return StoredFileResponse(local, media_type="application/octet-stream", verify=verify,
+                              headers={"ETag": f'"{ref.sha256}"', "X-Checksum-Sha256": ref.sha256})

@@ -28,7 +28,7 @@ def _validation_detail(exc: RequestValidationError) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers: RgstoreError by its http_status; validation errors as 422 in one line."""
+    """Register the handlers: RgstoreError by its http_status, validation 422, anything else 500; one line each."""
 
     async def rgstore_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RgstoreError)
@@ -38,5 +38,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem(422, _validation_detail(exc))
 
+    async def unexpected_error(_request: Request, exc: Exception) -> Response:
+        # Starlette still logs the traceback; the client gets the same one-line JSON shape as every error.
+        return problem(500, f"internal server error ({type(exc).__name__}); see the server log")
+
     app.add_exception_handler(RgstoreError, rgstore_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -18,6 +18,8 @@ from starlette.responses import Response
 from rgstore.codec import decode_envelope, unframe
 from rgstore.logfile import encode_frame
 
+from .errors import problem
+from .negotiation import negotiate
 from .schemas import ErrorBody, EventsHead
 from .wire import json_bytes, json_response, store_of
 
@@ -32,12 +34,9 @@ MAX_PAGE_BYTES = 16 << 20
 router = APIRouter(tags=["events"])
 
 
-def _wants_frames(accept: str) -> bool:
-    for part in accept.split(","):
-        media, _, params = part.strip().partition(";")
-        if media.strip().lower() == FRAMES_MEDIA_TYPE and "q=0" not in params.replace(" ", "").split(";"):
-            return True
-    return False
+# JSON lines are the default (people, curl); frames only when asked for by name. Highest q wins.
+_OFFERS = {JSONL_MEDIA_TYPE: JSONL_MEDIA_TYPE, "application/jsonl": JSONL_MEDIA_TYPE,
+           "application/*": JSONL_MEDIA_TYPE, "*/*": JSONL_MEDIA_TYPE, FRAMES_MEDIA_TYPE: FRAMES_MEDIA_TYPE}
 
 
 def _json_line(seq: int, record: bytes) -> bytes:
@@ -57,7 +56,7 @@ def _json_line(seq: int, record: bytes) -> bytes:
             f"`Accept: {FRAMES_MEDIA_TYPE}`, else one JSON envelope per line with its `chain_hash`.",
             "content": {FRAMES_MEDIA_TYPE: {}, JSONL_MEDIA_TYPE: {}},
         },
-        400: {"model": ErrorBody},
+        406: {"model": ErrorBody},
     },
 )
 def events(
@@ -66,8 +65,13 @@ def events(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many records")] = 1000,
 ) -> Response:
     """Records with seq in (after, after+limit], byte-exact as stored, in one read transaction."""
+    accept = request.headers.get("accept")
+    media = negotiate(accept, _OFFERS)
+    if media is None:
+        return problem(406, f"cannot answer /events with any of Accept: {accept!r}; supported: "
+                            f"{JSONL_MEDIA_TYPE} (JSON lines), {FRAMES_MEDIA_TYPE} (stored records)")
+    frames = media == FRAMES_MEDIA_TYPE
     store = store_of(request)
-    frames = _wants_frames(request.headers.get("accept", ""))
     chunks: list[bytes] = []
     size = 0
     last = after
@@ -87,7 +91,6 @@ def events(
         "X-Rgstore-Last-Seq": str(last),
         "Vary": "Accept",
     }
-    media = FRAMES_MEDIA_TYPE if frames else JSONL_MEDIA_TYPE
     return Response(b"".join(chunks), media_type=media, headers=headers)
 
 

@@ -96,8 +96,8 @@ def parse_coordinate(name: str, raw: str | None) -> int | None:
     return int(raw)
 
 
-def parse_range(header: str, length: int) -> tuple[int, int]:
-    """The half-open ``(start, end)`` of a single ``Range: bytes=...`` header on a sequence.
+def parse_range(header: str, length: int, unit: str = "bp sequence") -> tuple[int, int]:
+    """The half-open ``(start, end)`` of a single ``Range: bytes=...`` header on a sequence (or a file).
 
     Malformed headers, other units and multiple ranges are 400. A first byte past the last
     byte, or beyond the sequence, is 416 (RFC 7233 section 4.4 and the compliance suite's v2
@@ -113,10 +113,10 @@ def parse_range(header: str, length: int) -> tuple[int, int]:
     if suffix is not None:
         size = int(suffix)
         if size == 0 or length == 0:
-            raise OutOfRangeError(f"Range {header!r} selects no bytes of a {length} bp sequence")
+            raise OutOfRangeError(f"Range {header!r} selects no bytes of a {length} {unit}")
         return max(0, length - size), length
     start = int(first)
     end = int(last) + 1 if last else length
     if start >= length or end <= start:
-        raise OutOfRangeError(f"Range {header!r} cannot be satisfied on a {length} bp sequence")
+        raise OutOfRangeError(f"Range {header!r} cannot be satisfied on a {length} {unit}")
     return start, min(end, length)

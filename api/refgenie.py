@@ -95,12 +95,13 @@ def _genome_item(record: GenomeRecord, aliases: list[str], fhr: dict[str, Any] |
 @service_router.get("/service-info", response_model=RefgenieServiceInfo, summary="refgenie-style service-info")
 async def service_info(request: Request) -> Response:
     """refgenie's root service-info: capabilities, the seqcol mount and the RefgetStore URL clients bootstrap from."""
+    root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy every advertised path carries it
     mount = {
         "id": "org.rgstore.seqcol",
         "name": "rgstore seqcol",
         "store": "rgstore",
-        "url": "/seqcol",
-        "service_info": "/seqcol/service-info",
+        "url": f"{root}/seqcol",
+        "service_info": f"{root}/seqcol/service-info",
         "refget_store": {"enabled": True, "url": store_url(request)},
     }
     return json_response({
@@ -112,14 +113,15 @@ async def service_info(request: Request) -> Response:
         "version": app_version(),
         "refgenie": {
             "mode": "server",
-            "api_base": "/v4",
-            "root_path": request.scope.get("root_path", ""),
+            "api_base": f"{root}/v4",
+            "root_path": root,
             "service_name": "rgstore server",
             "capabilities": {
                 "genomes": True, "aliases": True, "assets": False, "seqcol": True, "sequences": True,
                 "refpkgs": True, "cache": True, "events": True, "writes": False,
             },
-            "links": {"openapi": "/openapi.json", "refget": "/sequence/service-info", "events": "/events"},
+            "links": {"openapi": f"{root}/openapi.json", "refget": f"{root}/sequence/service-info",
+                      "events": f"{root}/events"},
         },
         "seqcol": {**mount, "services": [mount]},
     })

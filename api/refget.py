@@ -65,6 +65,18 @@ _SEQUENCE_PARAMS: dict[str, Any] = {
 }
 
 
+def _refget_json(model: str) -> dict[int | str, dict[str, Any]]:
+    # The body is sent as refget's own JSON media types (v1 ones for v1 clients), not application/json.
+    schema = {"schema": {"$ref": f"#/components/schemas/{model}"}}
+    return {200: {"content": {"application/vnd.ga4gh.refget.v2.0.0+json": schema,
+                              "application/vnd.ga4gh.refget.v1.0.0+json": schema}}}
+
+
+_VARY = {"Vary": "Accept"}  # the media type answered depends on Accept: shared caches must key on it
+_BASES = {"schema": {"type": "string"}}
+_BASES_CONTENT = {"text/vnd.ga4gh.refget.v2.0.0+plain": _BASES, "text/vnd.ga4gh.refget.v1.0.0+plain": _BASES}
+
+
 def sequence_index(request: Request) -> SequenceIndex:
     """The worker's identifier resolver for its open store."""
     index: SequenceIndex = store_of(request).service("api.sequences", SequenceIndex)
@@ -74,7 +86,7 @@ def sequence_index(request: Request) -> SequenceIndex:
 def _json(obj: Any, media_type: str, status_code: int = 200) -> Response:
     # refget JSON is declared us-ascii: escape anything else.
     body = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
-    return Response(body, status_code=status_code, media_type=media_type)
+    return Response(body, status_code=status_code, media_type=media_type, headers=_VARY)
 
 
 def _not_acceptable(accept: str | None, offers: dict[str, str]) -> Response:
@@ -84,7 +96,7 @@ def _not_acceptable(accept: str | None, offers: dict[str, str]) -> Response:
 
 @router.get(
     "/service-info", response_model=RefgetServiceInfo, summary="refget service-info",
-    responses={406: {"model": ErrorBody}},
+    responses={**_refget_json("RefgetServiceInfo"), 406: {"model": ErrorBody}},
 )
 async def service_info(request: Request) -> Response:
     """GA4GH service-info with the ``refget`` section: circular support, algorithms, identifier types."""
@@ -110,7 +122,7 @@ async def service_info(request: Request) -> Response:
 
 @router.get(
     "/{id}/metadata", response_model=SequenceMetadataResponse, summary="Checksums, length and aliases of a sequence",
-    responses={404: {"model": ErrorBody}, 406: {"model": ErrorBody}},
+    responses={**_refget_json("SequenceMetadataResponse"), 404: {"model": ErrorBody}, 406: {"model": ErrorBody}},
 )
 async def metadata(request: Request, id: str) -> Response:
     """``{"metadata": {md5, ga4gh, trunc512, length, aliases}}``; aliases are the store's sequence aliases."""
@@ -153,10 +165,8 @@ def _segments(seq: StoredSequence, start: int | None, end: int | None) -> list[t
     response_class=Response,
     openapi_extra=_SEQUENCE_PARAMS,
     responses={
-        200: {"description": "The (sub-)sequence, upper-case ASCII, no line breaks",
-              "content": {"text/vnd.ga4gh.refget.v2.0.0+plain": {"schema": {"type": "string"}}}},
-        206: {"description": "The bytes of the requested Range",
-              "content": {"text/vnd.ga4gh.refget.v2.0.0+plain": {"schema": {"type": "string"}}}},
+        200: {"description": "The (sub-)sequence, upper-case ASCII, no line breaks", "content": _BASES_CONTENT},
+        206: {"description": "The bytes of the requested Range", "content": _BASES_CONTENT},
         400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 406: {"model": ErrorBody},
         416: {"model": ErrorBody},
     },
@@ -169,13 +179,13 @@ async def sequence(request: Request, id: str) -> Response:
         return _not_acceptable(accept, SEQUENCE_OFFERS)
     start = parse_coordinate("start", request.query_params.get("start"))
     end = parse_coordinate("end", request.query_params.get("end"))
-    range_header = request.headers.get("range")
+    range_header = request.headers.get("range") or None  # an empty Range is no range (RFC 9110 14.2)
     if range_header is not None and (start is not None or end is not None):
         raise InvalidInputError("give either a Range header or start/end query parameters, not both")
     index = sequence_index(request)
     with store_of(request).read() as txn:
         seq = index.resolve(txn, id)
-    headers = {"Accept-Ranges": "bytes"}
+    headers = {"Accept-Ranges": "bytes", **_VARY}
     status = 200
     if range_header is not None:
         try:

@@ -20,8 +20,9 @@ from rgstore.refpkg_manifest import Manifest, ManifestState, render_manifest
 from rgstore.store import Store
 from rgstore.views.refpkgs import Head, Step, list_heads, refpkg_chain, refpkg_log, refpkg_step
 
+from .files import StoredFileResponse, fd_checksums, file_responses
 from .schemas import ErrorBody, RefpkgHistory, RefpkgList
-from .wire import HeadAwareFileResponse, json_response, store_of
+from .wire import json_response, store_of
 
 __all__ = ["router", "contents"]
 
@@ -111,8 +112,7 @@ def _step(step: Step, state: str) -> dict[str, Any]:
 @router.get(
     "/{name}/files/{key}", summary="Download one file of a package, verified against its checksums",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody},
-               500: {"model": ErrorBody, "description": "The stored file no longer matches its checksums"}},
+    responses=file_responses("application/octet-stream", verified=True),
 )
 def refpkg_file(request: Request, name: str, key: str) -> Response:
     """The file under ``key`` in the current state, after re-hashing it (sha256 and md5 must match)."""
@@ -122,14 +122,15 @@ def refpkg_file(request: Request, name: str, key: str) -> Response:
     ref: FileRef | None = current.files.get(key)
     if ref is None:
         raise NotFoundError(f"no file {key!r} in refpkg {name!r}; keys: {', '.join(sorted(current.files))}")
-    try:
-        found = store.blobs.verify(ref.sha256)
-    except NotFoundError:
-        raise IntegrityError(f"refpkg {name!r} file {key!r}: its blob {ref.sha256} is missing") from None
-    if found.md5 != ref.md5 or found.size != ref.size:
-        raise IntegrityError(f"refpkg {name!r} file {key!r} no longer matches its recorded md5/size")
-    return HeadAwareFileResponse(
-        store.blobs.path(ref.sha256), media_type="application/octet-stream", filename=ref.name,
+    if not store.blobs.exists(ref.sha256):
+        raise IntegrityError(f"refpkg {name!r} file {key!r}: its blob {ref.sha256} is missing")
+
+    def verify(fd: int) -> None:  # hashed from the descriptor the bytes are then sent from
+        found = fd_checksums(fd)
+        if found.sha256 != ref.sha256 or found.md5 != ref.md5 or found.size != ref.size:
+            raise IntegrityError(f"refpkg {name!r} file {key!r} is corrupt: it no longer matches its checksums")
+
+    return StoredFileResponse(
+        store.blobs.path(ref.sha256), media_type="application/octet-stream", filename=ref.name, verify=verify,
         headers={"ETag": f'"{ref.sha256}"', "X-Checksum-Sha256": ref.sha256, "X-Checksum-Md5": ref.md5},
     )
-

@@ -19,10 +19,10 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from rgstore.errors import NotFoundError
+from rgstore.errors import IntegrityError, NotFoundError
 
-from .schemas import ErrorBody
-from .wire import HeadAwareFileResponse, store_of
+from .files import StoredFileResponse, fd_checksums, file_responses
+from .wire import store_of
 
 __all__ = ["router", "resolve_store_file", "MEDIA_TYPES"]
 
@@ -67,31 +67,30 @@ def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]
     "/store/{path:path}",
     summary="A file of the RefgetStore (Range requests answered with 206)",
     response_class=Response,
-    responses={
-        200: {"description": "The whole file", "content": {"application/octet-stream": {}}},
-        206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
-        404: {"model": ErrorBody},
-        416: {"description": "The range lies outside the file"},
-    },
+    responses=file_responses(*sorted(set(MEDIA_TYPES.values()))),
 )
 def store_file(request: Request, path: str) -> Response:
     """Serve one RefgetStore file; ``Range: bytes=a-b`` gives 206 (what gtars open_remote needs)."""
     real, st = resolve_store_file(store_of(request).refget_path, path)
     media = MEDIA_TYPES.get(real.suffix, "application/octet-stream")
     cache = _IMMUTABLE if real.suffix == ".seq" else _MUTABLE
-    return HeadAwareFileResponse(real, media_type=media, stat_result=st, headers={"Cache-Control": cache})
+    return StoredFileResponse(real, media_type=media, headers={"Cache-Control": cache})
 
 
 @router.get(
     "/blobs/{sha256}", summary="A content-addressed blob (refpkg files), for mirrors",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}},
+    responses=file_responses("application/octet-stream", verified=True),
 )
 def blob(request: Request, sha256: str) -> Response:
     """The blob whose sha256 is ``sha256`` (lower-case hex), byte for byte; Range requests answered with 206."""
     store = store_of(request)
     if not _SHA256.fullmatch(sha256) or not store.blobs.exists(sha256):
         raise NotFoundError(f"no blob {sha256!r} in this store")
-    store.blobs.verify(sha256)  # every blob read is verified: a corrupt blob is a 500, never served
-    return HeadAwareFileResponse(store.blobs.path(sha256), media_type="application/octet-stream",
-                                 headers={"Cache-Control": _IMMUTABLE, "ETag": f'"{sha256}"'})
+
+    def verify(fd: int) -> None:  # every blob read is verified: a corrupt blob is a 500, never served
+        if fd_checksums(fd).sha256 != sha256:
+            raise IntegrityError(f"blob {sha256} is corrupt; not served")
+
+    return StoredFileResponse(store.blobs.path(sha256), media_type="application/octet-stream", verify=verify,
+                              headers={"Cache-Control": _IMMUTABLE, "ETag": f'"{sha256}"'})

@@ -6,11 +6,14 @@ pydantic models from ``api.schemas`` only to document them in ``/openapi.json``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rgstore.store import Store
@@ -20,9 +23,10 @@ __all__ = [
     "json_bytes",
     "store_of",
     "ReadOnlyMethodsMiddleware",
-    "HeadAwareFileResponse",
     "is_head",
     "HEAD_FLAG",
+    "ROUTE_METHODS",
+    "route_methods",
 ]
 
 HEAD_FLAG = "rgstore.head"
@@ -55,11 +59,34 @@ def is_head(request: Request) -> bool:
     return bool(request.scope.get(HEAD_FLAG))
 
 
-def _allowed(path: str) -> str:
-    # The seqcol comparison POST is the one non-GET route; it computes, it never writes.
-    if "/seqcol/comparison/" in path:
-        return "GET, HEAD, OPTIONS, POST"
-    return "GET, HEAD, OPTIONS"
+ROUTE_METHODS = "route_methods"
+"""``app.state`` attribute: (path regex, methods) of every route, for ``Allow`` (see ``route_methods``)."""
+
+
+def route_methods(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """(path regex, methods) of each plain route; ``create_app`` passes its own and its routers' routes."""
+    table = []
+    for route in routes:
+        regex, methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and methods:
+            table.append((regex, frozenset(methods)))
+    return table
+
+
+def _allowed(scope: Scope) -> str | None:
+    """The methods of the routes serving this path (HEAD with GET, OPTIONS always); None: no route does."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):] or "/"
+    methods: set[str] = set()
+    for regex, accepted in getattr(scope["app"].state, ROUTE_METHODS, ()):
+        if regex.match(path):
+            methods |= accepted
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods | {"OPTIONS"}))
 
 
 class ReadOnlyMethodsMiddleware:
@@ -78,7 +105,11 @@ class ReadOnlyMethodsMiddleware:
             return
         method = scope["method"]
         if method == "OPTIONS":
-            headers = [(b"allow", _allowed(scope["path"]).encode()), (b"content-length", b"0")]
+            allow = _allowed(scope)
+            if allow is None:  # as GET answers for a path no route serves
+                await json_response({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+                return
+            headers = [(b"allow", allow.encode()), (b"content-length", b"0")]
             await send({"type": "http.response.start", "status": 204, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -86,7 +117,7 @@ class ReadOnlyMethodsMiddleware:
             await self.app(scope, receive, send)
             return
         if method != "HEAD":
-            await self.app(scope, receive, _with_allow(send, _allowed(scope["path"])))
+            await self.app(scope, receive, _with_allow(send, _allowed(scope) or "GET, HEAD, OPTIONS"))
             return
         routed = {**scope, "method": "GET", HEAD_FLAG: True}
 
@@ -97,7 +128,8 @@ class ReadOnlyMethodsMiddleware:
                 message = {"type": "http.response.body", "body": b""}
             await send(message)
 
-        await self.app(routed, receive, send_headers_only)  # type: ignore[arg-type]
+        allow = _allowed(scope) or "GET, HEAD, OPTIONS"
+        await self.app(routed, receive, _with_allow(send_headers_only, allow))  # type: ignore[arg-type]
 
 
 def _with_allow(send: Send, allow: str) -> Send:
@@ -110,12 +142,3 @@ def _with_allow(send: Send, allow: str) -> Send:
         await send(message)
 
     return wrapped  # type: ignore[return-value]
-
-
-class HeadAwareFileResponse(FileResponse):
-    """A FileResponse that sends headers only for HEAD requests routed as GET."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get(HEAD_FLAG):
-            scope = {**scope, "method": "HEAD"}
-        await super().__call__(scope, receive, send)

@@ -45,6 +45,22 @@ def _concrete(path: str) -> str:
     return path.replace("{path}", "rgstore.json").replace("{", "x").replace("}", "")
 
 
+def _documented_methods(operations: dict[str, object]) -> set[str]:
+    """What a route's Allow must say: its documented methods, HEAD with GET, and OPTIONS."""
+    methods = {m.upper() for m in operations} | {"OPTIONS"}
+    return methods | {"HEAD"} if "GET" in methods else methods
+
+
+def test_options_allow_names_exactly_each_routes_methods(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "post" in spec["paths"]["/seqcol/comparison/{digest1}"]  # the one POST route, and a GET beside it
+    for path, operations in spec["paths"].items():
+        r = httpx.options(f"{server.url}{_concrete(path)}")
+        assert r.status_code == 204
+        assert set(r.headers["allow"].split(", ")) == _documented_methods(operations), path
+
+
 def test_no_route_accepts_a_writing_method_and_the_log_is_unchanged(served: tuple[Server, Path]) -> None:
     server, _ = served
     before = httpx.get(f"{server.url}/events/head").json()
@@ -55,7 +71,7 @@ def test_no_route_accepts_a_writing_method_and_the_log_is_unchanged(served: tupl
                 continue  # the seqcol comparison POST computes; it is checked below
             r = httpx.request(method, f"{server.url}{_concrete(path)}", content=b"{}")
             assert r.status_code == 405, (method, path, r.status_code)
-            assert set(r.headers["allow"].split(", ")) >= {"GET", "HEAD", "OPTIONS"}
+            assert set(r.headers["allow"].split(", ")) == _documented_methods(operations), (method, path)
     writes = [(m, p) for p, ops in spec["paths"].items() for m in ops if m not in ("get", "head")]
     assert all(p.startswith("/seqcol/comparison/") and m == "post" for m, p in writes), writes
     assert httpx.get(f"{server.url}/events/head").json() == before
@@ -117,6 +133,8 @@ def test_unknown_route_is_404_json(served: tuple[Server, Path]) -> None:
     server, _ = served
     r = httpx.get(f"{server.url}/no/such/route")
     assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    r = httpx.options(f"{server.url}/no/such/route")  # OPTIONS agrees with GET about what exists
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
 
 
 def test_serve_on_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
@@ -147,6 +165,10 @@ def test_root_path_prefixes_every_advertised_url(tmp_path: Path) -> None:
     with running_server(path, extra_args=["--root-path", "/rg"]) as server:
         info = httpx.get(f"{server.url}/service-info").json()
         assert info["seqcol"]["refget_store"]["url"] == f"{server.url}/rg/store"
+        assert info["seqcol"]["url"] == "/rg/seqcol" and info["seqcol"]["service_info"] == "/rg/seqcol/service-info"
+        assert info["refgenie"]["api_base"] == "/rg/v4"
+        links = set(info["refgenie"]["links"].values())
+        assert links == {"/rg/openapi.json", "/rg/sequence/service-info", "/rg/events"}
         assert httpx.get(f"{server.url}/openapi.json").json()["servers"] == [{"url": "/rg"}]
         assert httpx.get(f"{server.url}/seqcol/openapi.json").json()["servers"] == [{"url": "/rg/seqcol"}]
 
@@ -179,3 +201,26 @@ def test_a_host_name_is_refused_when_any_of_its_addresses_is_busy() -> None:
         with pytest.raises(ConflictError, match=f"cannot listen on localhost:{port}"):
             check_listen("localhost", port)
     check_listen("localhost", port)  # free again
+
+
+def test_an_unexpected_failure_is_a_one_line_json_500_like_every_other_error(tmp_path: Path) -> None:
+    """A bug must not change the error shape: {"detail": one line}, no traceback or paths sent to the client."""
+    from api.app import create_app
+
+    path = tmp_path / "store"
+    Store.open(path).close()
+    app = create_app(str(path))
+
+    def broken() -> None:
+        raise RuntimeError(f"bug reading {path}")
+
+    app.add_api_route("/broken", broken)  # a route with a bug in it, through the real app's handlers
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.get("/broken")
+
+    r = asyncio.run(call())
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert r.json() == {"detail": "internal server error (RuntimeError); see the server log"}

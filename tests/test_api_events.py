@@ -110,6 +110,30 @@ def test_head_request_sends_length_but_no_body(served: tuple[Server, Path]) -> N
     assert head.headers["content-length"] == get.headers["content-length"]
 
 
+@pytest.mark.parametrize(("accept", "media"), [
+    (None, "application/x-ndjson"),
+    ("*/*", "application/x-ndjson"),
+    (FRAMES, FRAMES),
+    (f"{FRAMES};q=0.0, */*", "application/x-ndjson"),  # q=0.0 refuses frames, as q=0 does
+    (f"{FRAMES};q=0.2, application/x-ndjson", "application/x-ndjson"),  # the higher q wins
+    (f"application/x-ndjson;q=0.3, {FRAMES};q=0.9", FRAMES),
+    ("APPLICATION/VND.RGSTORE.FRAMES", FRAMES),
+])
+def test_accept_chooses_frames_or_json_lines_by_q_value(served: tuple[Server, Path], accept: str | None,
+                                                        media: str) -> None:
+    server, _ = served
+    r = httpx.get(f"{server.url}/events", params={"limit": 2}, headers={"Accept": accept} if accept else {})
+    assert r.status_code == 200 and r.headers["content-type"] == media
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html", f"{FRAMES};q=0"])
+def test_an_accept_the_feed_cannot_answer_is_406_in_one_line(served: tuple[Server, Path], accept: str) -> None:
+    server, _ = served
+    r = httpx.get(f"{server.url}/events", headers={"Accept": accept})
+    assert r.status_code == 406
+    assert FRAMES in r.json()["detail"] and "\n" not in r.json()["detail"]
+
+
 @pytest.mark.parametrize("params", [{"after": -1}, {"limit": 0}, {"limit": 10**6}, {"after": "x"}])
 def test_bad_paging_parameters_are_client_errors(served: tuple[Server, Path], params: dict[str, object]) -> None:
     server, _ = served

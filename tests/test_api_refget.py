@@ -147,6 +147,11 @@ def test_accept_degrades_as_the_spec_requires(served: Server, accept: str | None
     assert r.content == bases("I")[:4]
 
 
+def test_negotiated_answers_tell_caches_they_vary_by_accept(served: Server) -> None:
+    for path in (f"sequence/{NC_MD5}", f"sequence/{NC_MD5}/metadata", "sequence/service-info"):
+        assert "Accept" in get(served, path).headers["vary"], path
+
+
 @pytest.mark.parametrize("accept", ["embl/some_json", "application/json", "text/plain; charset=latin-1",
                                     "text/plain;q=0"])
 def test_unsupported_sequence_media_types_are_406(served: Server, accept: str) -> None:
@@ -248,6 +253,11 @@ def test_range_errors(served: Server, ident: str, header: str, status: int) -> N
 def test_range_together_with_start_or_end_is_400(served: Server) -> None:
     assert get(served, f"sequence/{I_MD5}?start=10", {"Range": "bytes=10-19"}).status_code == 400
     assert get(served, f"sequence/{I_MD5}?end=20", {"Range": "bytes=10-19"}).status_code == 400
+
+
+def test_an_empty_range_header_is_no_range(served: Server) -> None:
+    r = get(served, f"sequence/{NC_MD5}?start=0&end=12", {"Range": ""})
+    assert r.status_code == 200 and r.content == bases("NC")[:12]
 
 
 def test_suffix_range_returns_the_last_bytes(served: Server) -> None:

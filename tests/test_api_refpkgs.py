@@ -60,6 +60,15 @@ def test_file_download_is_the_current_version_with_its_checksums(served: Server,
     assert "attachment" in r.headers["content-disposition"]
 
 
+def test_file_download_answers_range_and_if_none_match_by_its_sha256(served: Server) -> None:
+    url = f"{served.url}/refpkgs/pkg/files/tree"
+    sha = hashlib.sha256(b"(a:0.3,b:0.4);\n").hexdigest()
+    r = httpx.get(url, headers={"Range": "bytes=1-3"})
+    assert r.status_code == 206 and r.content == b"a:0" and r.headers["x-checksum-sha256"] == sha
+    r = httpx.get(url, headers={"If-None-Match": f'"{sha}"'})
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == f'"{sha}"'
+
+
 def test_history_lists_current_done_and_undone_steps(served: Server) -> None:
     steps = httpx.get(f"{served.url}/refpkgs/pkg/history").json()["steps"]
     assert [s["state"] for s in steps] == ["current", "done", "undone"]
@@ -84,5 +93,9 @@ def test_a_corrupted_file_is_refused_not_served(tmp_path: Path) -> None:
     blob.write_bytes(b"(a:9.9,b:0.2);\n")
     with running_server(store) as server:
         r = httpx.get(f"{server.url}/refpkgs/p/files/tree")
+        ranged = httpx.get(f"{server.url}/refpkgs/p/files/tree", headers={"Range": "bytes=0-3"})
+        head = httpx.head(f"{server.url}/refpkgs/p/files/tree")
+        blob_get = httpx.get(f"{server.url}/blobs/{sha}")
     assert r.status_code == 500
     assert "corrupt" in r.json()["detail"]
+    assert ranged.status_code == head.status_code == blob_get.status_code == 500  # not even a piece of it

@@ -1,4 +1,5 @@
-"""schemathesis against the real server's /openapi.json: generated (and malformed) requests on every route never get a 5xx.
+"""schemathesis against the real server's /openapi.json: generated (and malformed) requests on every route never get
+a 5xx, and every answer (status, media type, body, headers) is one the schema documents.
 
 Bounded: a fixed number of examples per operation, a small store with genomes, aliases,
 sequence aliases and a refpkg so that some generated requests also hit real data.
@@ -6,19 +7,32 @@ sequence aliases and a refpkg so that some generated requests also hit real data
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
+import jsonschema
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.server_fixture import Server, init_genome, rgstore_cli, running_server
 
 EXAMPLES = 30
+# What /openapi.json documents must be what the server sends: statuses, media types, bodies, headers.
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +56,9 @@ def api_schema(served: Server) -> schemathesis.BaseSchema:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_generated_request_gets_a_server_error(api_schema: schemathesis.BaseSchema, mode: GenerationMode) -> None:
+def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
+    api_schema: schemathesis.BaseSchema, mode: GenerationMode
+) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 20
     for operation in operations:
@@ -51,7 +67,7 @@ def test_no_generated_request_gets_a_server_error(api_schema: schemathesis.BaseS
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                   derandomize=True, database=None)
         def call(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=[not_a_server_error], timeout=30)
+            case.call_and_validate(checks=CHECKS, timeout=30)
 
         try:
             call()
@@ -63,3 +79,50 @@ def test_the_schema_covers_every_route(api_schema: schemathesis.BaseSchema, tmp_
     paths = set(api_schema.raw_schema["paths"])
     assert {"/sequence/{id}", "/seqcol/collection/{digest}", "/v4/aliases/{name}", "/store/{path}", "/events",
             "/refpkgs/{name}/files/{key}", "/cache/entries/{key}"} <= paths
+
+
+def _operation(spec: dict[str, Any], path: str) -> dict[str, Any]:
+    """The documented GET operation serving ``path``; literal routes win over templated ones."""
+    for template in sorted(spec["paths"], key=lambda t: t.count("{")):
+        parts = re.split(r"(\{[^}]+\})", template)
+        pattern = "".join((".+" if part == "{path}" else "[^/]+") if part.startswith("{") else re.escape(part)
+                          for part in parts)
+        if "get" in spec["paths"][template] and re.fullmatch(pattern, path):
+            return spec["paths"][template]["get"]  # type: ignore[no-any-return]
+    raise AssertionError(f"{path} matches no documented route")
+
+
+def test_real_answers_on_real_data_have_documented_statuses_media_types_and_bodies(served: Server) -> None:
+    """Generated requests mostly meet 404s; these reach real genomes, refpkg files and store files."""
+    spec = httpx.get(f"{served.url}/openapi.json").json()
+    digest = httpx.get(f"{served.url}/v4/aliases/g").json()["digest"]
+    blob = httpx.head(f"{served.url}/refpkgs/pkg/files/tree").headers["etag"].strip('"')
+    sequence = httpx.get(f"{served.url}/seqcol/collection/{digest}").json()["sequences"][0]
+    names = httpx.get(f"{served.url}/seqcol/collection/{digest}?level=1").json()["names"]
+    requests: list[tuple[str, dict[str, str]]] = [(url, {}) for url in (
+        "/healthz", "/service-info", "/sequence/service-info", f"/sequence/{sequence}", "/sequence/insdc:X1.1/metadata",
+        "/v4/genomes", f"/v4/genomes/{digest}", "/v4/aliases", "/v4/aliases/g", "/v4/aliases/nope",
+        "/seqcol/service-info", f"/seqcol/collection/{digest}", f"/seqcol/collection/{digest}?level=1",
+        f"/seqcol/attribute/collection/names/{names}", f"/seqcol/comparison/{digest}/{digest}",
+        "/seqcol/list/collection", "/seqcol/list/attributes/names", "/refpkgs", "/refpkgs/pkg", "/refpkgs/pkg/history",
+        "/refpkgs/pkg/files/tree", f"/blobs/{blob}", "/cache/entries", "/cache/entries/nope", "/events", "/events/head",
+        "/store/rgstore.json", "/store/sequences.rgsi", f"/store/collections/{digest}.rgsi", "/store/nope",
+    )]
+    requests += [(f"/sequence/{sequence}", {"Accept": "text/vnd.ga4gh.refget.v1.0.0+plain"}),
+                 ("/sequence/service-info", {"Accept": "application/vnd.ga4gh.refget.v1.0.0+json"}),
+                 (f"/sequence/{sequence}", {"Range": "bytes=0-3"}), ("/store/rgstore.json", {"Range": "bytes=0-3"}),
+                 ("/store/rgstore.json", {"Range": "bytes=99999-"}), ("/events", {"Accept": "application/json"}),
+                 ("/events", {"Accept": "application/vnd.rgstore.frames"}),
+                 (f"/blobs/{blob}", {"If-None-Match": f'"{blob}"'})]
+    for url, headers in requests:
+        r = httpx.get(f"{served.url}{url}", headers=headers)
+        documented = _operation(spec, url.split("?")[0])["responses"]
+        assert str(r.status_code) in documented, (url, headers, r.status_code)
+        content = documented[str(r.status_code)].get("content")
+        if r.status_code == 304:
+            continue
+        media = r.headers["content-type"].split(";")[0]
+        assert content and media in content, (url, headers, media)
+        schema = content[media].get("schema")
+        if schema and (media == "application/json" or media.endswith("+json")):
+            jsonschema.validate(r.json(), {**schema, "components": spec["components"]})

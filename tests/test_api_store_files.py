@@ -6,6 +6,7 @@ import http.client
 import os
 import random
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,78 @@ def test_gtars_open_remote_reads_the_same_bases_as_the_local_store(
             # A 200 answer would make gtars raise: these reads exercise 206 end to end.
             assert remote.get_substring(seq_digest, start, end) == local.get_substring(seq_digest, start, end)
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_a_file_replaced_while_it_is_served_is_sent_whole_as_one_version(served: tuple[Server, Path, str]) -> None:
+    """Writers replace index files by rename: each answer is one version, its Content-Length its own."""
+    server, path, _ = served
+    versions = [b"{}\n", b'{"x": "' + b"y" * 300_000 + b'"}\n']  # one under a chunk, one over
+    target = path / "refget" / "swapped.json"
+    target.write_bytes(versions[0])
+    stop = threading.Event()
+
+    def replace_by_rename() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            (path / "refget" / ".swap.tmp").write_bytes(versions[i % 2])
+            os.replace(path / "refget" / ".swap.tmp", target)
+
+    writer = threading.Thread(target=replace_by_rename)
+    writer.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(300):
+                r = client.get("/store/swapped.json")  # a short or long body raises RemoteProtocolError
+                assert r.status_code == 200 and r.content in versions
+                assert int(r.headers["content-length"]) == len(r.content)
+    finally:
+        stop.set()
+        writer.join()
+        target.unlink()
+
+
+@pytest.mark.parametrize("route", ["store", "blob"])
+def test_conditional_requests_are_answered_304_without_a_body(served: tuple[Server, Path, str], route: str) -> None:
+    server, path, _ = served
+    if route == "store":
+        url = f"{server.url}/store/rgstore.json"
+    else:
+        with Store.open(path) as store:
+            info, _ = store.blobs.put_bytes(b"blob bytes\n")
+        url = f"{server.url}/blobs/{info.sha256}"
+    first = httpx.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    if route == "blob":
+        assert etag == f'"{info.sha256}"'
+    for headers in ({"If-None-Match": etag}, {"If-None-Match": f'W/"other", W/{etag}'}, {"If-None-Match": "*"},
+                    {"If-Modified-Since": modified}):
+        for method in ("GET", "HEAD"):
+            r = httpx.request(method, url, headers=headers)
+            assert r.status_code == 304 and r.content == b"", (method, headers)
+            assert r.headers["etag"] == etag
+    for headers in ({"If-None-Match": '"other"'}, {"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"},
+                    {"If-Modified-Since": "not a date"},
+                    {"If-None-Match": '"other"', "If-Modified-Since": modified}):  # If-None-Match decides
+        r = httpx.get(url, headers=headers)
+        assert r.status_code == 200 and r.content == first.content, headers
+
+
+def test_range_errors_are_one_line_json_as_on_the_refget_route(served: tuple[Server, Path, str]) -> None:
+    server, path, _ = served
+    url = f"{server.url}/store/rgstore.json"
+    whole = (path / "refget" / "rgstore.json").read_bytes()
+    size = len(whole)
+    for header, status in (("bytes=abc", 400), ("items=0-3", 400), (f"bytes={size}-", 416), ("bytes=9-2", 416)):
+        r = httpx.get(url, headers={"Range": header})
+        assert r.status_code == status, header
+        assert r.headers["content-type"] == "application/json" and "\n" not in r.json()["detail"]
+        if status == 416:
+            assert r.headers["content-range"] == f"bytes */{size}"
+    # Several ranges, a stale If-Range or an empty Range: the whole file, as RFC 9110 allows.
+    for headers in ({"Range": "bytes=0-1,4-5"}, {"Range": "bytes=0-1", "If-Range": '"stale"'}, {"Range": ""}):
+        r = httpx.get(url, headers=headers)
+        assert r.status_code == 200 and r.content == whole, headers
+    current = httpx.head(url).headers["etag"]
+    r = httpx.get(url, headers={"Range": "bytes=0-1", "If-Range": current})
+    assert r.status_code == 206 and r.content == whole[:2]
