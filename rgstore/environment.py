@@ -3,11 +3,15 @@
 Durability defaults are LMDB's (sync + metasync); never ``writemap`` and never ``lock=False``
 (see docs/architecture.md). The map is a large sparse reservation that doubles on
 ``MapFullError``: the whole write function is retried, so a command never half-applies.
+LMDB allows a map resize only while no transaction of the process is open, and the API server
+reads from many threads, so a resize waits at a gate until every other thread's transaction
+has ended (new transactions wait for the resize).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +59,10 @@ class Environment:
         if not readonly:
             self.env.reader_check()  # reclaim reader slots leaked by killed processes
         self._dbs: dict[str, Db] = {}
+        self._gate = threading.Condition()
+        self._open_txns = 0
+        self._resizing = False
+        self._mine = threading.local()
 
     def _open(self, path: Path, map_size: int) -> lmdb.Environment:
         return lmdb.open(
@@ -115,34 +123,79 @@ class Environment:
         if self.readonly:
             raise ReadOnlyError("this store handle is read-only")
         while True:
+            self._enter()
             try:
-                txn = self.env.begin(write=True)
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)  # another process grew the map; adopt its size and retry
-                continue
-            try:
-                result = fn(txn)
-                txn.commit()
-                return result
-            except lmdb.MapFullError:
-                txn.abort()
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
-            except BaseException:
-                txn.abort()
-                raise
+                try:
+                    txn = self.env.begin(write=True)
+                except lmdb.MapResizedError:
+                    new_size = 0  # another process grew the map: adopt its size and retry
+                else:
+                    try:
+                        result = fn(txn)
+                        txn.commit()
+                        return result
+                    except lmdb.MapFullError:
+                        txn.abort()
+                        new_size = self.env.info()["map_size"] * 2
+                    except BaseException:
+                        txn.abort()
+                        raise
+            finally:
+                self._leave()
+            self._resize(new_size)
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
         """A short read transaction (never blocks on writers)."""
-        try:
-            txn = self.env.begin(buffers=False)
-        except lmdb.MapResizedError:
-            self.env.set_mapsize(0)  # another process grew the map; adopt its size
-            txn = self.env.begin(buffers=False)
+        while True:
+            self._enter()
+            try:
+                txn = self.env.begin(buffers=False)
+                break
+            except lmdb.MapResizedError:
+                self._leave()
+                self._resize(0)  # another process grew the map; adopt its size
+            except BaseException:
+                self._leave()
+                raise
         try:
             yield txn
         finally:
             txn.abort()
+            self._leave()
+
+    def _enter(self) -> None:
+        """Count a transaction about to begin; wait while another thread resizes the map."""
+        mine = getattr(self._mine, "count", 0)
+        with self._gate:
+            # A thread already inside a transaction goes on: making it wait would block the resize.
+            while self._resizing and not mine:
+                self._gate.wait()
+            self._open_txns += 1
+        self._mine.count = mine + 1
+
+    def _leave(self) -> None:
+        self._mine.count -= 1
+        with self._gate:
+            self._open_txns -= 1
+            self._gate.notify_all()
+
+    def _resize(self, size: int) -> None:
+        """``set_mapsize(size)`` (0: adopt the size another process set) once no other thread is in a transaction."""
+        mine = getattr(self._mine, "count", 0)
+        with self._gate:
+            if self._resizing:  # another thread is resizing: its result will do, the caller retries
+                while self._resizing:
+                    self._gate.wait()
+                return
+            self._resizing = True
+            try:
+                while self._open_txns > mine:
+                    self._gate.wait()
+                self.env.set_mapsize(size)
+            finally:
+                self._resizing = False
+                self._gate.notify_all()
 
     def sync(self) -> None:
         """Force a flush to disk (after unsynced bulk loads)."""

@@ -1,0 +1,65 @@
+"""Claims about the LMDB environment wrapper: map growth is safe with several threads reading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from rgstore.environment import Environment
+from tests.conftest import REPO
+
+_SMALL = 256 * 1024
+
+_GROW = """
+import sys
+from pathlib import Path
+from rgstore.environment import Environment
+env = Environment(Path(sys.argv[1]), readonly=False, map_size=%d)
+env.open_dbs(["t"])
+db = env.db("t")
+for i in range(40):
+    env.write(lambda txn, i=i: txn.put(b"k%%04d" %% i, b"x" * 30000, db=db))
+print(env.env.info()["map_size"])
+""" % _SMALL
+
+
+def test_a_map_grown_by_another_process_is_adopted_only_once_no_other_thread_reads(tmp_path: Path) -> None:
+    """LMDB forbids a resize while any transaction of the process is open: the resize waits for them."""
+    env = Environment(tmp_path / "log", readonly=False, map_size=_SMALL)
+    env.open_dbs(["t"])
+    db = env.db("t")
+    env.write(lambda txn: txn.put(b"first", b"1", db=db))
+    holding, release = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with env.read() as txn:
+            assert txn.get(b"first", db=db) == b"1"
+            holding.set()
+            release.wait(60)
+
+    held = threading.Thread(target=reader)
+    held.start()
+    assert holding.wait(30)
+    grown = subprocess.run([sys.executable, "-c", _GROW, str(tmp_path / "log")], cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert int(grown.stdout) > _SMALL  # the other process grew the map past ours
+
+    seen: list[bytes | None] = []
+    late = threading.Thread(target=lambda: seen.append(_read(env, db)))
+    late.start()
+    late.join(1.0)
+    assert late.is_alive() and not seen  # waiting at the gate, not resizing under the open reader
+    release.set()
+    held.join(30)
+    late.join(30)
+    assert seen == [b"x" * 30000]  # adopted the new size and reads what the other process wrote
+    assert env.env.info()["map_size"] >= int(grown.stdout)
+    env.close()
+
+
+def _read(env: Environment, db: object) -> bytes | None:
+    with env.read() as txn:
+        value = txn.get(b"k0039", db=db)  # type: ignore[arg-type]
+    return value if value is None else bytes(value)
