@@ -179,7 +179,7 @@ _FETCH_CHILD = """
 import json, sys
 from pathlib import Path
 from rgstore.errors import RgstoreError
-from rgstore.remote import fetch_missing
+from rgstore.remotefetch import fetch_missing
 from rgstore.store import Store
 try:
     with Store.open(Path(sys.argv[1]), readonly=True) as store:
@@ -191,7 +191,7 @@ print(json.dumps(answer))
 
 
 def fetch_in_child(store_path: Path, digest: str, *, timeout: float = FETCH_TIMEOUT_S) -> bool:
-    """``rgstore.remote.fetch_missing`` run in a child process; True if it fetched the sequence.
+    """``rgstore.remotefetch.fetch_missing`` run in a child process; True if it fetched the sequence.
 
     gtars holds the GIL while it waits on the network, so a fetch on one of the server's threads
     would stall every request of the worker. The child verifies the residues against their

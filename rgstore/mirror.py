@@ -340,7 +340,7 @@ def _fetch_sequences(store: Store, source: str) -> int:
     A sequence comes from the genome's own remote when a remote genome lists it (the primary may
     not have fetched it either), else from the upstream's RefgetStore (``/store`` or ``refget/``).
     """
-    from .remote import fetch_missing
+    from .remotefetch import fetch_missing
 
     missing = missing_sequences(store)
     for bare in missing:

@@ -160,7 +160,7 @@ class SequenceReader:
         # supplies it; the fetch checks the residues against the digest before caching them.
         for fetch in (False, True):
             if fetch:
-                from .remote import fetch_missing
+                from .remotefetch import fetch_missing
 
                 if not fetch_missing(self.store, digest):
                     break
@@ -183,7 +183,7 @@ class SequenceReader:
         """A fresh gtars handle holding every ``(name, sequence digest, length)`` of ``genome``.
 
         Sequences the RefgetStore lacks (not indexed, or indexed with their data file gone) are
-        fetched first (``remote.fetch_missing``: from the genome's remote, or a mirror's primary,
+        fetched first (``remotefetch.fetch_missing``: from the genome's remote, or a mirror's primary,
         verified against their digests); one that nothing can supply is a NotFoundError before
         anything is read.
         """
@@ -198,7 +198,7 @@ class SequenceReader:
                 missing.setdefault(bare, name)
         if not missing:
             return handle
-        from .remote import fetch_missing
+        from .remotefetch import fetch_missing
 
         for bare, name in missing.items():
             if not fetch_missing(self.store, bare, progress=progress):

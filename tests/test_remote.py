@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rgstore import remote
+from rgstore import remote, remotefetch
 from rgstore.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from rgstore.refgetstore import open_refget
 from rgstore.store import Store
@@ -232,10 +232,10 @@ def test_sequences_are_fetched_on_first_read_verified_and_cached(
     remote_copy: Served, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, _, digest = remote_copy
-    monkeypatch.setattr(remote, "_WINDOW", 1024)  # a 5 kb sequence then takes several ranged reads
+    monkeypatch.setattr(remotefetch, "_WINDOW", 1024)  # a 5 kb sequence then takes several ranged reads
     remote.init_remote(store, server.url, ["tiny"], digest=digest)
     chr1 = store.genomes.show("tiny").sequences[0]
-    assert remote.fetch_missing(store, chr1) is True
+    assert remotefetch.fetch_missing(store, chr1) is True
     ranged = [r for r in seq_requests(server) if r[2]]
     assert len(ranged) == 5 and all(r[2].startswith("bytes=") for r in ranged)
     assert store.genomes.getseq("tiny", "chr1") == LONG
@@ -273,7 +273,7 @@ def _carrier_collections(store: Store) -> int:
 
 
 def test_fetch_missing_ignores_sequences_of_no_remote_genome(store: Store) -> None:
-    assert remote.fetch_missing(store, "SQ." + "A" * 32) is False
+    assert remotefetch.fetch_missing(store, "SQ." + "A" * 32) is False
 
 
 @pytest.mark.parametrize("residue", [None, 0xFF], ids=["another-base", "not-utf8"])
@@ -290,7 +290,7 @@ def test_a_corrupted_remote_sequence_is_detected_and_not_cached(
     data[3] = residue
     seq_file.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=f"sequence {chr2} from .* is corrupt"):
-        remote.fetch_missing(store, chr2)
+        remotefetch.fetch_missing(store, chr2)
     assert not (store.refget_path / "sequences" / chr2[:2] / f"{chr2}.seq").exists()
     assert not list(store.path.glob(".remote-*"))
 
@@ -302,7 +302,7 @@ def test_a_remote_sequence_shorter_than_recorded_is_detected(
     remote.init_remote(store, server.url, ["tiny"], digest=digest)
     chrm = store.genomes.show("tiny").sequences[2]
     with pytest.raises(IntegrityError):
-        remote.fetch_sequence(store, server.url, chrm, 17)
+        remotefetch.fetch_sequence(store, server.url, chrm, 17)
 
 
 def test_an_encoded_mode_remote_is_decoded_and_verified(tmp_path: Path, store: Store) -> None:
@@ -312,7 +312,7 @@ def test_an_encoded_mode_remote_is_decoded_and_verified(tmp_path: Path, store: S
     with serve_directory(root) as server:
         remote.init_remote(store, server.url, ["enc"], digest=digest)
         for seq in store.genomes.show("enc").sequences:
-            assert remote.fetch_missing(store, seq)
+            assert remotefetch.fetch_missing(store, seq)
     assert store.genomes.getseq("enc", "a") == "ACGTACGTAAAACCCC"
     assert store.genomes.getseq("enc", "b") == "NNNNACGTTT"
 

@@ -1,0 +1,184 @@
+"""Fetching a remote genome's sequences on first use, verified before anything is cached.
+
+``fetch_sequence`` downloads one sequence from a remote RefgetStore in ranged windows, checks
+its sha512t24u, length and md5, and only then caches it in the store's own RefgetStore;
+``fetch_missing`` finds where a missing sequence can come from (a remote genome listing it, or
+the primary a mirror replays). Anything unreachable or non-conforming raises, and nothing is cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .aliases import normalise_digest
+from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError
+from .progress import ProgressFactory, null_progress
+from .views.genomes import genome_record
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["fetch_missing", "fetch_sequence"]
+
+_WINDOW = 4 << 20
+"""Residues requested per ranged read when fetching a sequence (bounds memory on big chromosomes)."""
+_LINE = 80
+
+
+def _open_remote(cache: Path, store_url: str) -> Any:
+    from gtars.refget import RefgetStore  # type: ignore[import-untyped]
+
+    try:
+        if store_url.startswith("file://"):  # a mirror's upstream published on a local filesystem
+            handle = RefgetStore.open_local(store_url[len("file://"):])
+        else:
+            handle = RefgetStore.open_remote(str(cache), store_url)
+    except (OSError, ValueError) as exc:
+        raise RemoteError(f"cannot open the RefgetStore at {store_url}: {exc}") from None
+    handle.set_quiet(True)
+    return handle
+
+
+class _FastaWriter:
+    """Writes residues as fixed-width FASTA lines while hashing them."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.carry = b""
+        self.sha512 = hashlib.sha512()
+        self.md5 = hashlib.md5()
+        self.length = 0
+
+    def write(self, residues: bytes) -> None:
+        self.sha512.update(residues)
+        self.md5.update(residues)
+        self.length += len(residues)
+        data = self.carry + residues
+        cut = len(data) - len(data) % _LINE
+        for i in range(0, cut, _LINE):
+            self.out.write(data[i:i + _LINE] + b"\n")
+        self.carry = data[cut:]
+
+    def close(self) -> None:
+        if self.carry:
+            self.out.write(self.carry + b"\n")
+        self.carry = b""
+
+    @property
+    def digest(self) -> str:
+        return base64.urlsafe_b64encode(self.sha512.digest()[:24]).decode()
+
+
+def fetch_sequence(
+    store: Store, remote_url: str, digest: str, length: int, *, md5: str = "",
+    progress: ProgressFactory = null_progress,
+) -> None:
+    """Download sequence ``digest`` (``length`` residues) from the RefgetStore at ``remote_url`` into ours.
+
+    The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
+    before anything is cached; otherwise IntegrityError and the local store is unchanged.
+    """
+    from .refgetstore import Ingested, fetch_lock, ingest_fasta, open_refget, scratch_dir, sequence_readable, strip_sq
+
+    bare = normalise_digest(strip_sq(digest))
+    with scratch_dir(store, ".remote-") as scratch:
+        handle = _open_remote(scratch / "cache", remote_url)
+        fasta = scratch / "sequence.fa"
+        bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
+        try:
+            with open(fasta, "wb") as out:
+                out.write(f">SQ_{bare}\n".encode())
+                writer = _FastaWriter(out)
+                for start in range(0, length, _WINDOW):
+                    try:
+                        for chunk in handle.stream_sequence(bare, start, min(length, start + _WINDOW)):
+                            writer.write(chunk.encode())
+                            bar.update(len(chunk))
+                    except (KeyError, OSError) as exc:
+                        raise _fetch_error(remote_url, bare, length, exc) from None
+                    except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
+                        raise IntegrityError(
+                            f"sequence {bare} from {remote_url} is corrupt (bytes that are not residues); "
+                            "nothing was cached"
+                        ) from None
+                writer.close()
+        finally:
+            bar.close()
+        problems = []
+        if writer.digest != bare:
+            problems.append(f"its residues hash to {writer.digest}")
+        if writer.length != length:
+            problems.append(f"{writer.length} residues arrived instead of {length}")
+        if md5 and writer.md5.hexdigest() != md5:
+            problems.append(f"md5 {writer.md5.hexdigest()} instead of {md5}")
+        if problems:
+            raise IntegrityError(
+                f"sequence {bare} from {remote_url} is corrupt ({'; '.join(problems)}); nothing was cached"
+            )
+
+        def drop_carrier(ingested: Ingested) -> None:
+            if ingested.sequences != [f"SQ.{bare}"]:
+                raise IntegrityError(
+                    f"caching sequence {bare} produced {ingested.sequences}; the RefgetStore disagrees"
+                )
+            if ingested.was_new:
+                # The one-sequence carrier collection was only a way in; the sequence itself stays.
+                open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
+
+        with fetch_lock(store):
+            try:
+                if sequence_readable(open_refget(store, write=False), bare, length):
+                    return  # another process cached it while this one downloaded
+            except NotFoundError:
+                pass  # no RefgetStore yet: this fetch creates it
+            ingest_fasta(store, fasta, then=drop_carrier)
+
+
+def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:
+    """gtars reports every read failure as KeyError/OSError; tell the caller which one it was."""
+    text = str(exc)
+    if "Invalid stream range" in text:
+        return IntegrityError(f"{url}: sequence {digest} is shorter than its recorded {length} residues")
+    if "Sequence not found" in text and "Range" not in text:
+        return NotFoundError(f"the RefgetStore at {url} has no sequence {digest}")
+    return RemoteError(f"fetching sequence {digest} from {url} failed: {text}")
+
+
+def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFactory = null_progress) -> bool:
+    """Fetch a sequence the RefgetStore lacks from the remote of a genome that lists it.
+
+    Returns False when no remote genome lists the sequence (the caller's "missing" error
+    stands); raises what ``fetch_sequence`` raises when the fetch itself fails.
+    """
+    from .refgetstore import strip_sq
+    from .views.genomes import genomes_with_sequence
+
+    bare = strip_sq(sequence_digest)
+    with store.read() as txn:
+        candidates = []
+        for genome, _name, length, md5 in genomes_with_sequence(txn, store.environment, bare):
+            record = genome_record(txn, store.environment, genome)
+            if record is not None and record.source.remote_url:
+                candidates.append((record.source.remote_url, length, md5))
+        upstream = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
+        if upstream and candidates == [] and (found := next(iter(genomes_with_sequence(
+                txn, store.environment, bare)), None)) is not None:
+            # A mirror fetches content from the primary it replays (its /store or published refget/).
+            from .mirror import upstream_refget_base
+
+            base = upstream_refget_base(upstream.decode())
+            if base:
+                candidates.append((base, found[2], found[3]))
+    failure: RgstoreError | None = None
+    for url, length, md5 in dict.fromkeys(candidates):
+        try:
+            fetch_sequence(store, url, bare, length, md5=md5, progress=progress)
+            return True
+        except (RemoteError, NotFoundError) as exc:
+            failure = exc  # another remote genome may list the same sequence: try it too
+    if failure is not None:
+        raise failure
+    return False
