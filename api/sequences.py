@@ -47,6 +47,7 @@ __all__ = [
     "iter_bases",
     "open_stored",
     "read_bases",
+    "lazy_fetch_enabled",
     "set_lazy_fetch",
 ]
 
@@ -214,6 +215,11 @@ def fetch_in_child(store_path: Path, digest: str, *, timeout: float = FETCH_TIME
             cls = RemoteError
         raise cls(str(answer["message"]))
     return bool(answer["fetched"])
+
+
+def lazy_fetch_enabled() -> bool:
+    """Whether this worker fetches catalogued sequences it lacks (a mirror, or a store with remote genomes)."""
+    return _lazy_fetch is not None
 
 
 def set_lazy_fetch(fetch: Callable[[str], bool] | None) -> None:

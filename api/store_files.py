@@ -5,6 +5,10 @@ requests and refuses a 200 answer, so ranged requests get 206 with ``Content-Ran
 regular files under ``STORE/refget`` are served: no listings, no dot-files (locks, temp files),
 and nothing a ``..`` or a symlink would reach outside the directory.
 
+On a store that fetches sequences lazily (a mirror, or remote genomes), a sequence file the store
+catalogues but has not fetched yet is fetched and verified first, as ``/sequence`` does, so a
+mirror of a lazy mirror can read every sequence through it.
+
 ``/blobs/{sha256}`` serves content-addressed blobs (refpkg files) for mirrors pulling with
 ``--with-blobs``; the name is the checksum, so clients verify what they receive.
 """
@@ -27,6 +31,7 @@ from .wire import store_of
 __all__ = ["router", "resolve_store_file", "MEDIA_TYPES"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SEQ_FILE = re.compile(r"sequences/([A-Za-z0-9_-]{2})/([A-Za-z0-9_-]{32})\.seq")
 
 MEDIA_TYPES = {
     ".json": "application/json",
@@ -71,10 +76,36 @@ def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]
 )
 def store_file(request: Request, path: str) -> Response:
     """Serve one RefgetStore file; ``Range: bytes=a-b`` gives 206 (what gtars open_remote needs)."""
-    real, st = resolve_store_file(store_of(request).refget_path, path)
+    store = store_of(request)
+    try:
+        real, st = resolve_store_file(store.refget_path, path)
+    except NotFoundError:
+        if not _fetched_lazily(request, path.strip("/")):
+            raise
+        real, st = resolve_store_file(store.refget_path, path)
     media = MEDIA_TYPES.get(real.suffix, "application/octet-stream")
     cache = _IMMUTABLE if real.suffix == ".seq" else _MUTABLE
     return StoredFileResponse(real, media_type=media, headers={"Cache-Control": cache})
+
+
+def _fetched_lazily(request: Request, relative: str) -> bool:
+    """Fetch a catalogued sequence file not here yet (True if it is here now); False for any other path."""
+    from .refget import sequence_index
+    from .sequences import fetch_and_open, lazy_fetch_enabled
+
+    match = _SEQ_FILE.fullmatch(relative)
+    if match is None or not match[2].startswith(match[1]) or not lazy_fetch_enabled():
+        return False
+    index = sequence_index(request)
+    with store_of(request).read() as txn:
+        seq = index.lookup(txn, match[2])
+    if seq is None or os.path.relpath(seq.path, store_of(request).refget_path) != relative:
+        return False
+    try:
+        os.close(fetch_and_open(seq))  # blocking, as this sync route runs on the threadpool
+    except IntegrityError:
+        return False  # nothing can supply it: the file is simply not here (404)
+    return True
 
 
 @router.get(

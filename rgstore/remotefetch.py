@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ __all__ = ["fetch_missing", "fetch_sequence"]
 _WINDOW = 4 << 20
 """Residues requested per ranged read when fetching a sequence (bounds memory on big chromosomes)."""
 _LINE = 80
+_PLAIN = "text/vnd.ga4gh.refget.v2.0.0+plain"
 
 
 def _open_remote(cache: Path, store_url: str) -> Any:
@@ -72,12 +74,48 @@ class _FastaWriter:
         return base64.urlsafe_b64encode(self.sha512.digest()[:24]).decode()
 
 
+def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> Iterator[bytes]:
+    """The residues of ``bare`` read from the RefgetStore at ``remote_url`` (gtars), window by window."""
+    handle = _open_remote(scratch / "cache", remote_url)
+    for start in range(0, length, _WINDOW):
+        try:
+            for chunk in handle.stream_sequence(bare, start, min(length, start + _WINDOW)):
+                yield chunk.encode()
+        except (KeyError, OSError) as exc:
+            raise _fetch_error(remote_url, bare, length, exc) from None
+        except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
+            raise IntegrityError(
+                f"sequence {bare} from {remote_url} is corrupt (bytes that are not residues); nothing was cached"
+            ) from None
+
+
+def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
+    """The residues of ``bare`` from an rgstore server's refget route, which fetches them itself if it must."""
+    import httpx
+
+    url = f"{server}/sequence/SQ.{bare}"
+    with httpx.Client(timeout=httpx.Timeout(1800.0, connect=5.0), follow_redirects=True) as client:
+        for start in range(0, length, _WINDOW):
+            params = {"start": start, "end": min(length, start + _WINDOW)}
+            try:
+                resp = client.get(url, params=params, headers={"Accept": _PLAIN})
+            except httpx.HTTPError as exc:
+                raise RemoteError(f"cannot reach {url}: {exc}") from None
+            if resp.status_code == 404:
+                raise NotFoundError(f"{server} has no sequence {bare}")
+            if resp.status_code != 200:
+                raise RemoteError(f"fetching sequence {bare} from {url} failed: HTTP {resp.status_code}")
+            yield resp.content
+
+
 def fetch_sequence(
     store: Store, remote_url: str, digest: str, length: int, *, md5: str = "",
-    progress: ProgressFactory = null_progress,
+    progress: ProgressFactory = null_progress, via_refget_api: bool = False,
 ) -> None:
     """Download sequence ``digest`` (``length`` residues) from the RefgetStore at ``remote_url`` into ours.
 
+    With ``via_refget_api``, ``remote_url`` is an rgstore server and the residues come from its
+    ``/sequence`` route (a mirror reading through a lazy mirror: that server fetches them first).
     The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
     before anything is cached; otherwise IntegrityError and the local store is unchanged.
     """
@@ -85,25 +123,17 @@ def fetch_sequence(
 
     bare = normalise_digest(strip_sq(digest))
     with scratch_dir(store, ".remote-") as scratch:
-        handle = _open_remote(scratch / "cache", remote_url)
         fasta = scratch / "sequence.fa"
         bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
+        residues = (_api_residues(remote_url, bare, length) if via_refget_api
+                    else _store_residues(remote_url, scratch, bare, length))
         try:
             with open(fasta, "wb") as out:
                 out.write(f">SQ_{bare}\n".encode())
                 writer = _FastaWriter(out)
-                for start in range(0, length, _WINDOW):
-                    try:
-                        for chunk in handle.stream_sequence(bare, start, min(length, start + _WINDOW)):
-                            writer.write(chunk.encode())
-                            bar.update(len(chunk))
-                    except (KeyError, OSError) as exc:
-                        raise _fetch_error(remote_url, bare, length, exc) from None
-                    except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
-                        raise IntegrityError(
-                            f"sequence {bare} from {remote_url} is corrupt (bytes that are not residues); "
-                            "nothing was cached"
-                        ) from None
+                for chunk in residues:
+                    writer.write(chunk)
+                    bar.update(len(chunk))
                 writer.close()
         finally:
             bar.close()
@@ -162,20 +192,23 @@ def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFacto
         for genome, _name, length, md5 in genomes_with_sequence(txn, store.environment, bare):
             record = genome_record(txn, store.environment, genome)
             if record is not None and record.source.remote_url:
-                candidates.append((record.source.remote_url, length, md5))
+                candidates.append((record.source.remote_url, length, md5, False))
         upstream = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
         if upstream and candidates == [] and (found := next(iter(genomes_with_sequence(
                 txn, store.environment, bare)), None)) is not None:
             # A mirror fetches content from the primary it replays (its /store or published refget/).
             from .mirror import upstream_refget_base
 
-            base = upstream_refget_base(upstream.decode())
+            source = upstream.decode()
+            base = upstream_refget_base(source)
             if base:
-                candidates.append((base, found[2], found[3]))
+                # A server is read through its refget route: a lazy mirror serves what it lacks too.
+                via_api = base == f"{source.rstrip('/')}/store"
+                candidates.append((source.rstrip("/") if via_api else base, found[2], found[3], via_api))
     failure: RgstoreError | None = None
-    for url, length, md5 in dict.fromkeys(candidates):
+    for url, length, md5, via_api in dict.fromkeys(candidates):
         try:
-            fetch_sequence(store, url, bare, length, md5=md5, progress=progress)
+            fetch_sequence(store, url, bare, length, md5=md5, progress=progress, via_refget_api=via_api)
             return True
         except (RemoteError, NotFoundError) as exc:
             failure = exc  # another remote genome may list the same sequence: try it too

@@ -352,3 +352,27 @@ def test_a_mirror_of_a_follower_that_fetches_sequences_reads_them_through_it(tmp
                 except RgstoreError:
                     time.sleep(0.2)  # the follower has not fetched it yet
         assert got == want
+
+
+def test_a_mirror_of_a_lazy_mirror_reads_sequences_through_it(tmp_path: Path) -> None:
+    """A lazy mirror's /sequence and /store/ routes fetch what it lacks from its primary first, verified."""
+    import httpx
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.genomes.init(TINY, ["tiny"])
+        want = primary.getseq("tiny", "chr2", 100, 160)
+    with running_server(tmp_path / "primary") as upstream:
+        with Store.open(tmp_path / "middle") as middle:
+            pull(middle, upstream.url)  # lazy: events only
+            assert not list((middle.refget_path / "sequences").rglob("*.seq"))
+        with running_server(tmp_path / "middle") as served, Store.open(tmp_path / "leaf") as leaf:
+            pull(leaf, served.url)
+            assert leaf.getseq("tiny", "chr2", 100, 160) == want  # through the middle's /sequence route
+            chr1 = leaf.genomes.show("tiny").sequences[0][3:]
+            seq_file = httpx.get(f"{served.url}/store/sequences/{chr1[:2]}/{chr1}.seq", timeout=60)
+            assert seq_file.status_code == 200 and seq_file.content[:60] == leaf.getseq("tiny", "chr1", 0, 60).encode()
+            missing = httpx.get(f"{served.url}/store/sequences/{chr1[:2]}/{chr1[:2]}{'A' * 30}.seq", timeout=60)
+            assert missing.status_code == 404
+    with Store.open(tmp_path / "middle") as middle:
+        report = middle.verify()
+        assert report.ok and report.sequences == 2  # both fetched by the middle, both verified
