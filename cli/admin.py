@@ -55,6 +55,8 @@ def rebuild_cmd(ctx: Context, as_json: bool) -> None:
 def verify_cmd(ctx: Context, as_json: bool) -> None:
     """Check the hash chain, every view against a fresh replay, every blob and sequence; exit 1 on any problem.
 
+    Views an rgstore upgrade left stale are rebuilt from the log first (no event is added).
+
     \b
     Example:
         rgstore verify --store ./store

@@ -36,8 +36,10 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
               interval: str | None, with_sequences: bool, public_url: str | None) -> None:
     """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
 
-    The server never writes: it opens the log read-only, and only GET, HEAD and OPTIONS exist
-    (plus the computing-only seqcol comparison POST). OpenAPI docs are at /docs.
+    The server never adds events: its workers open the log read-only, and only GET, HEAD and
+    OPTIONS exist (plus the computing-only seqcol comparison POST). Two things do write: views an
+    rgstore upgrade left stale are rebuilt once at start, and sequences of remote genomes or of a
+    mirror are fetched (verified) into the RefgetStore on first request. OpenAPI docs are at /docs.
 
     \b
     Example:

@@ -266,8 +266,8 @@ def make_request(
         rel = _ncbi_release(rel, asm)
         tax = _check("taxon", taxon or sp, _NAME, "letters, digits, '.', '_' or '-', e.g. 9606")
     else:
-        if not rel.isdigit():
-            raise InvalidInputError(f"invalid Ensembl release {rel!r}: expected a number, e.g. 110")
+        if not _RELEASE.fullmatch(rel):  # the same pattern entry paths are checked with
+            raise InvalidInputError(f"invalid Ensembl release {rel!r}: expected a number of 1-9 digits, e.g. 110")
         if asm:
             _check("assembly", asm, _NAME, "e.g. GRCh38")
         tax = _check("taxon", taxon, _NAME, "e.g. 9606") if taxon else ""

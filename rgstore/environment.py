@@ -172,17 +172,22 @@ class Environment:
             while self._resizing and not mine:
                 self._gate.wait()
             self._open_txns += 1
-        self._mine.count = mine + 1
+            self._mine.count = mine + 1
 
     def _leave(self) -> None:
-        self._mine.count -= 1
         with self._gate:
+            self._mine.count -= 1
             self._open_txns -= 1
             self._gate.notify_all()
 
     def _resize(self, size: int) -> None:
         """``set_mapsize(size)`` (0: adopt the size another process set) once no other thread is in a transaction."""
-        mine = getattr(self._mine, "count", 0)
+        if getattr(self._mine, "count", 0):
+            # LMDB would invalidate this thread's own open transaction, and waiting for it would deadlock.
+            raise RgstoreError(
+                f"the store's map in {self.path} must grow, which cannot happen inside an open transaction; "
+                "finish the outer read before writing"
+            )
         with self._gate:
             if self._resizing:  # another thread is resizing: its result will do, the caller retries
                 while self._resizing:
@@ -190,7 +195,7 @@ class Environment:
                 return
             self._resizing = True
             try:
-                while self._open_txns > mine:
+                while self._open_txns:
                     self._gate.wait()
                 self.env.set_mapsize(size)
             finally:

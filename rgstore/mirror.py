@@ -39,7 +39,7 @@ from .segments import MANIFEST, Manifest, read_manifest
 from .store import Store
 
 if TYPE_CHECKING:
-    pass
+    import httpx
 
 __all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "missing_sequences"]
 
@@ -261,16 +261,16 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                       cache_files_fetched=cache_files, cache_entries_removed=removed)
 
 
-def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: ignore[no-untyped-def]
+def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: str) -> int:
     """Fetch every referenced blob the mirror lacks, verified by sha256."""
     from .verify import referenced_blobs
 
     missing = sorted(sha for sha in referenced_blobs(store) if not store.blobs.exists(sha))
     for sha in missing:
         rel = f"blobs/{sha[:2]}/{sha}"
-        if kind == "server":
+        if client is not None and kind == "server":
             chunks = upstream.stream(client, f"{source}/blobs/{sha}")
-        elif upstream.is_url(source):
+        elif client is not None and upstream.is_url(source):
             chunks = upstream.stream(client, f"{source}/{rel}")
         else:
             path = Path(source) / rel
@@ -290,7 +290,7 @@ def _fetch_blobs(store: Store, client, source: str, kind: str) -> int:  # type: 
     return len(missing)
 
 
-def _fetch_cache(store: Store, client, source: str, kind: str) -> int:  # type: ignore[no-untyped-def]
+def _fetch_cache(store: Store, client: httpx.Client | None, source: str, kind: str) -> int:
     """Fetch the files of every live cache entry the mirror lacks, verified by their recorded sha256."""
     from urllib.parse import quote
 
@@ -298,9 +298,9 @@ def _fetch_cache(store: Store, client, source: str, kind: str) -> int:  # type: 
     from .views.cache import CacheEntry
 
     def fetch(entry: CacheEntry, relative: str) -> Iterator[bytes]:
-        if kind == "server":
+        if client is not None and kind == "server":
             return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
-        if upstream.is_url(source):
+        if client is not None and upstream.is_url(source):
             return upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
         path = Path(source) / "cache" / entry.path / relative
         if not path.is_file():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ChainError, IntegrityError, NotFoundError, RemoteError
@@ -69,7 +69,9 @@ def stream(client: httpx.Client, url: str) -> Iterator[bytes]:
         raise RemoteError(f"cannot reach {url}: {exc}") from None
 
 
-def segment_records(head: int, manifest: Manifest, fetch, origin: str) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+def segment_records(
+    head: int, manifest: Manifest, fetch: Callable[[str], bytes], origin: str
+) -> Iterator[tuple[int, bytes]]:
     """The records after ``head`` from published segments, each segment checked against the manifest."""
 
     def fetched() -> Iterator[tuple[Any, bytes]]:
@@ -93,7 +95,8 @@ def segment_records(head: int, manifest: Manifest, fetch, origin: str) -> Iterat
         yield from frames
 
 
-def server_pages(client, base: str, start: int, upstream_head: int) -> Iterator[list[tuple[int, bytes]]]:  # type: ignore[no-untyped-def]
+def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int) -> Iterator[list[tuple[int, bytes]]]:
+    """Pages of (seq, record) from a server's ``/events`` after ``start`` up to ``upstream_head``, as stored frames."""
     after = start
     while after < upstream_head:
         body = get(client, f"{base}/events", params={"after": after, "limit": PAGE},
@@ -110,7 +113,8 @@ def server_pages(client, base: str, start: int, upstream_head: int) -> Iterator[
         yield page
 
 
-def server_records(client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+def server_records(client: httpx.Client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:
+    """(seq, record) from a server's ``/events``, the next page fetched while this one is used."""
     for page in prefetched(server_pages(client, base, start, upstream_head)):
         yield from page
 

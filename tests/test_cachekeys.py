@@ -152,6 +152,16 @@ def test_ensembl_releases_are_numbers() -> None:
         make_request("ensembl", species="homo_sapiens", release="RS_2023_10")
 
 
+def test_every_accepted_ensembl_release_makes_a_usable_entry_path() -> None:
+    """A release too long for the entry-path check would make an entry that is refetched forever."""
+    from rgstore.cachekeys import is_entry_path, raw_identity
+
+    ok = make_request("ensembl", species="homo_sapiens", release="123456789")
+    assert is_entry_path(raw_identity(ok).path)
+    with pytest.raises(InvalidInputError, match="1-9 digits"):
+        make_request("ensembl", species="homo_sapiens", release="1234567890")
+
+
 def test_an_unknown_source_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="unknown source"):
         make_request("genbank", species="homo_sapiens", release="1")

@@ -63,3 +63,24 @@ def _read(env: Environment, db: object) -> bytes | None:
     with env.read() as txn:
         value = txn.get(b"k0039", db=db)  # type: ignore[arg-type]
     return value if value is None else bytes(value)
+
+
+def test_a_write_that_must_grow_the_map_inside_an_open_read_is_refused_not_hung(tmp_path: Path) -> None:
+    """Growing the map would invalidate the caller's own read (and waiting for it would never end)."""
+    import pytest
+
+    from rgstore.errors import RgstoreError
+
+    env = Environment(tmp_path / "log", readonly=False, map_size=_SMALL)
+    env.open_dbs(["t"])
+    db = env.db("t")
+    env.write(lambda txn: txn.put(b"first", b"1", db=db))
+    with env.read() as outer:
+        with pytest.raises(RgstoreError, match="cannot happen inside an open transaction"):
+            for i in range(40):
+                env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * 30000, db=db))
+        assert outer.get(b"first", db=db) == b"1"  # the outer read is still valid
+    for i in range(40):  # outside any read the map grows as usual
+        env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * 30000, db=db))
+    assert env.env.info()["map_size"] > _SMALL
+    env.close()

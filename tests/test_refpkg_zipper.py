@@ -173,3 +173,21 @@ def test_any_append_sequence_keeps_refpkgs_readable_and_in_step_with_history(
         store.rebuild([_view(store)])
         assert _contents(store) == incremental
 
+
+
+def test_a_raw_event_with_names_too_long_for_an_lmdb_key_still_folds(store: Store) -> None:
+    """The fold is total: a replayed or raw event whose package + file name passes LMDB's key limit folds."""
+    from rgstore.events import FileRef, RefpkgCreated
+    from rgstore.log import NewEvent
+    from rgstore.verify import view_digests
+
+    name, filename = "p" * 493, "t" * 100
+    ref = FileRef(name=filename, sha256="0" * 64, md5="0" * 32, size=1)
+    store.append([NewEvent(stream=f"refpkg:{name}", event=RefpkgCreated(name=name, files={"tree": ref}))])
+    with store.read() as txn:
+        from rgstore.views.refpkgs import name_owner
+
+        assert name_owner(txn, store.environment, name, filename) == "0" * 64
+    before = view_digests(store)
+    store.rebuild()
+    assert view_digests(store) == before

@@ -30,6 +30,7 @@ current state's keys; the head keeps the first term.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
@@ -147,7 +148,24 @@ def _step_key(name: str, seq: int) -> bytes:
 
 
 def _name_key(name: str, filename: str) -> bytes:
-    return name.encode() + _SEP + filename.encode()
+    return _file_key(name.encode() + _SEP, filename)
+
+
+_MAX_KEY = 511
+"""LMDB's key limit."""
+
+
+def _file_key(prefix: bytes, filename: str) -> bytes:
+    """``prefix`` + the file name; a name too long for an LMDB key is replaced by its sha256.
+
+    Package and file names the commands accept always fit; only a raw or replayed event can hold
+    longer ones, and the fold must still take them (it is total).
+    """
+    key = prefix + filename.encode()
+    if len(key) <= _MAX_KEY:
+        return key
+    # 16 digest bytes: the longest package prefix (494 bytes) still fits, and a prefix scan finds it.
+    return prefix + b"\x01" + hashlib.sha256(filename.encode()).digest()[:16]
 
 
 def refpkg_head(txn: Txn, environment: Environment, name: str) -> Head | None:
@@ -416,7 +434,7 @@ class _Fold:
         for filename, sha in names.items():
             entry = index.get(filename)
             if entry is None:  # first touch in this batch: read the stored entry (inlined: hot)
-                key = prefix + filename.encode()
+                key = _file_key(prefix, filename)
                 raw = None if package.wiped else get(key, db=db)
                 if raw is None:
                     index[filename] = [sha, max(delta, 0), None, key]
