@@ -24,7 +24,7 @@ def init_cmd(ctx: Context) -> None:
     """
     with ctx.open(create=True) as store:
         seq, _ = store.head()
-        click.echo(f"store {store.path} (log {store.log_id()}, head {seq})")
+        click.echo(f"store at {store.path}: log {store.log_id()}, head seq {seq}")
 
 
 @click.command("rebuild")
@@ -89,20 +89,23 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
 @click.command("gc")
 @store_option
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
-@click.option("--grace", default=600.0, show_default=True, help="Keep unreferenced blobs younger than this many seconds.")
+@click.option("--grace", default="10m", show_default=True,
+              help="Keep unreferenced blobs younger than this (s, m, h, d, w; a bare number is seconds).")
 @json_option
 @pass_ctx
-def gc_cmd(ctx: Context, dry_run: bool, grace: float, as_json: bool) -> None:
+def gc_cmd(ctx: Context, dry_run: bool, grace: str, as_json: bool) -> None:
     """Delete blobs and RefgetStore collections nothing references any more (and stale temp files).
 
     \b
     Example:
         rgstore gc --store ./store --dry-run
     """
+    from rgstore.cachegc import parse_duration
     from rgstore.gc import collect_garbage
 
+    seconds = parse_duration(grace)  # the same spans as `cache gc --max-age`
     with ctx.open() as store:
-        report = collect_garbage(store, dry_run=dry_run, grace=grace)
+        report = collect_garbage(store, dry_run=dry_run, grace=seconds)
     if as_json:
         emit_json(report)
     else:

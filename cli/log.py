@@ -182,7 +182,19 @@ def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
     header, frames = (open_export(sys.stdin.buffer, "<stdin>") if str(file) == "-"
                       else open_export(file))
     progress: ProgressFactory = null_progress if as_json else terminal_progress
-    with ctx.open(create=header.first_seq == 1) as store:
+    if header.first_seq > 1:
+        from rgstore.errors import NotFoundError
+
+        try:
+            store_cm = ctx.open()
+        except NotFoundError:
+            raise NotFoundError(
+                f"this export starts at seq {header.first_seq}: it continues a store that holds seqs "
+                f"1-{header.first_seq - 1} of log {header.log_id}; replay an export from seq 1 to start one"
+            ) from None
+    else:
+        store_cm = ctx.open(create=True)
+    with store_cm as store:
         applied, head = replay_export(store, header, frames, progress=progress)
         head_hash = store.head()[1]
     if as_json:
@@ -227,6 +239,6 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
     else:
         new = (f"published seqs {before + 1}-{manifest.head_seq}" if manifest.head_seq > before
                else f"nothing new to publish (head {manifest.head_seq})")
-        click.echo(f"{new}; {directory} holds {len(manifest.segments)} segments"
+        click.echo(f"{new}; {directory} holds {len(manifest.segments)} segment{'' if len(manifest.segments) == 1 else 's'}"
                    + (f"; copied {copied} blobs and cache files" if with_blobs else "")
                    + (f"; wrote {refget} RefgetStore files" if with_refget else ""))

@@ -83,9 +83,14 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
 
 @mirror_group.command("promote")
 @store_option
+@click.option("--force", is_flag=True,
+              help="Promote even if sequences, blobs or cache files the mirror never fetched cannot be fetched now.")
 @pass_ctx
-def promote_cmd(ctx: Context) -> None:
+def promote_cmd(ctx: Context, force: bool) -> None:
     """Make this mirror a writable store (it stops following its upstream).
+
+    A mirror that fetched content lazily fetches what it lacks first (a primary has no upstream to
+    fetch from); if the upstream cannot supply it, promotion is refused unless --force.
 
     \b
     Example:
@@ -94,5 +99,5 @@ def promote_cmd(ctx: Context) -> None:
     from rgstore.mirror import promote
 
     with ctx.open() as store:
-        upstream = promote(store)
+        upstream = promote(store, force=force)
     click.echo(f"promoted: {store.path} no longer follows {upstream} and accepts writes")

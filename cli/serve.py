@@ -83,7 +83,8 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         follower = subprocess.Popen([sys.executable, "-m", "rgstore.follow", str(path), follow_source, interval,
                                      "--parent", str(os.getpid()), *(["--with-sequences"] if with_sequences else [])])
     Store.open(path, readonly=True).close()  # a missing store is one line here, before the start-up line
-    click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{root_path} "
+    proxied = f", {root_path} behind the proxy" if root_path else ""  # the proxy strips it; direct URLs have none
+    click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{proxied} "
                f"({workers} worker{'s' if workers > 1 else ''}"
                f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
     try:

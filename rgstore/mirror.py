@@ -180,11 +180,11 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
 
     def apply(log_id: str, records: Iterator[tuple[int, bytes]], upstream_head: int,
               known: dict[int, str]) -> tuple[int, int]:
-        _check_not_behind(store, source, upstream_head)
-        if _local_head(store) and store.log_id() != log_id:
+        if _local_head(store) and store.log_id() != log_id:  # first: a foreign log is the clearer reason
             raise LogMismatchError(
                 f"{source} serves log {log_id}, not this mirror's {store.log_id()}: refusing to mix different logs"
             )
+        _check_not_behind(store, source, upstream_head)
         _check_same_at_head(store, source, known)
 
         def on_batch(txn: Txn, seq: int, chain: bytes) -> None:
@@ -419,8 +419,38 @@ def _upstream_head(source: str) -> tuple[int, str]:
                 raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
 
 
-def promote(store: Store) -> str:
-    """Make a mirror writable (it stops being a replica); returns the upstream it followed."""
+def _content_gaps(store: Store) -> list[str]:
+    """What a promoted copy would lack: sequences (but those remote genomes supply), blobs, cache files."""
+    from .cachecopy import missing_cache_files
+    from .verify import referenced_blobs
+
+    counts = {
+        "sequences": len(missing_sequences(store, include_remote=False)),
+        "blobs": sum(1 for sha in referenced_blobs(store) if not store.blobs.exists(sha)),
+        "cache files": len(missing_cache_files(store)),
+    }
+    return [f"{n} {what}" for what, n in counts.items() if n]
+
+
+def promote(store: Store, *, force: bool = False) -> str:
+    """Make a mirror writable (it stops being a replica); returns the upstream it followed.
+
+    A lazy mirror first fetches what it lacks (sequences, blobs, cache files) from its upstream,
+    since a primary has no one to fetch from; if that fails, it is refused (ConflictError, nothing
+    changed) unless ``force`` accepts the gaps.
+    """
+    with store.read() as txn:
+        source = store.log.meta_get(txn, "replica_of")
+    if source is not None and _content_gaps(store):
+        try:
+            pull(store, source.decode(), with_blobs=True, with_sequences=True)
+        except RgstoreError as exc:
+            gaps = _content_gaps(store)
+            if gaps and not force:
+                raise ConflictError(
+                    f"{store.path} lacks {', '.join(gaps)} and {source.decode()} could not supply them ({exc}); "
+                    "promote when the upstream is back, or with --force to accept the gaps"
+                ) from None
     with _pull_lock(store):  # a pull in progress would mark the store a replica again with its next batch
         with store.read() as txn:
             upstream = store.log.meta_get(txn, "replica_of")

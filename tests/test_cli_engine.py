@@ -82,6 +82,14 @@ def test_rebuild_and_gc_report_in_json(store_path: Path, cli) -> None:  # type: 
     assert json.loads(cli("gc", "--json", "--dry-run").output)["dry_run"] is True
 
 
+def test_gc_grace_takes_the_same_spans_as_cache_gc(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _seed(store_path)
+    for span in ("600", "10m", "1.5h", "2d"):
+        assert json.loads(cli("gc", "--grace", span, "--json", "--dry-run").output)["dry_run"] is True
+    proc = run_rgstore("--store", str(store_path), "gc", "--grace", "soon")
+    assert proc.returncode != 0 and proc.stderr.decode().startswith("error: invalid duration 'soon'")
+
+
 def test_long_work_shows_progress_on_a_terminal_and_is_silent_when_piped(tmp_path: Path) -> None:
     import os
     import pty

@@ -123,11 +123,17 @@ def test_a_foreign_upstream_is_refused_and_changes_nothing(tmp_path: Path) -> No
         _work(other, 0, 5)
         publish(primary, tmp_path / "pub")
         publish(other, tmp_path / "other")
+        publish(other, tmp_path / "behind")  # 5 events: behind the mirror's 10 below
+        _work(other, 5, 10)
+        publish(other, tmp_path / "ahead")  # 15 events: ahead of it
+        _work(primary, 5, 5)
+        publish(primary, tmp_path / "pub")
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(tmp_path / "pub"))
         before = mirror.head()
-        with pytest.raises(LogMismatchError):
-            pull(mirror, str(tmp_path / "other"))
+        for foreign in ("behind", "ahead"):  # either way the reason given is the foreign log
+            with pytest.raises(LogMismatchError, match="serves log .* not this mirror's"):
+                pull(mirror, str(tmp_path / foreign))
         assert mirror.head() == before
 
 
@@ -546,3 +552,31 @@ def test_publish_writes_no_segment_through_a_stray_symlink_or_fifo_in_its_place(
     assert all((pub / seg.file).is_file() and not (pub / seg.file).is_symlink() for seg in manifest.segments)
     with Store.open(tmp_path / "m") as mirror:
         assert pull(mirror, str(pub)).applied == 6
+
+
+def test_promoting_a_lazy_mirror_fetches_what_it_lacks_or_refuses_unless_forced(tmp_path: Path) -> None:
+    """A primary has no upstream to fetch from: promotion completes the content first, or says what is missing."""
+    from rgstore.errors import ConflictError
+
+    tiny = REPO / "rgstore" / "data" / "tiny.fa"
+    with Store.open(tmp_path / "p") as primary:
+        primary.genomes.init(tiny, ["tiny"])
+        publish(primary, tmp_path / "pub")
+        want = primary.getseq("tiny", "chr1", 0, 30)
+    from rgstore.segments import publish_refget
+
+    for name in ("a", "b"):
+        with Store.open(tmp_path / name) as mirror:
+            pull(mirror, str(tmp_path / "pub"))  # no refget/ published yet: sequences cannot come
+    with Store.open(tmp_path / "a") as mirror:
+        with pytest.raises(ConflictError, match="lacks 3 sequences .* --force"):
+            promote(mirror)
+        assert status(mirror, check_upstream=False).upstream  # still a mirror: nothing changed
+        promote(mirror, force=True)
+        assert mirror.verify().problems  # accepted gaps are gaps
+    with Store.open(tmp_path / "p") as primary:
+        publish_refget(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "b") as mirror:
+        promote(mirror)  # fetched the sequences first
+        assert mirror.getseq("tiny", "chr1", 0, 30) == want
+        assert mirror.verify().ok

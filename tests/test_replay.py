@@ -124,6 +124,8 @@ def test_a_file_that_is_not_a_whole_export_is_refused_before_a_store_is_created(
         err = proc.stderr.decode()
         assert proc.returncode == 1 and err.startswith("error: ") and err.count("\n") == 1, (name, err)
         assert not target.exists(), name
+        if name == "tail":  # says what the export needs, not just that there is no store
+            assert "starts at seq 5: it continues a store that holds seqs 1-4" in err
 
 
 def test_export_follows_symlinks_writes_fifos_in_place_and_leaves_no_temp_file(tmp_path: Path) -> None:
