@@ -228,6 +228,17 @@ def remote_collection(source: RemoteSource, digest: str, http: _Http) -> RemoteC
     )
 
 
+def _server_genome(source: RemoteSource, digest: str, http: _Http) -> dict[str, Any]:
+    """The refgenie ``/v4/genomes/{digest}`` record of a server source ({} for a bare store or none there)."""
+    if source.kind != "seqcol-server":
+        return {}
+    try:
+        record = http.json(f"{source.url}/v4/genomes/{digest}")
+    except RemoteError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _check_records(url: str, digest: str, names: list[str], lengths: list[int]) -> None:
     """Hold a remote collection to the rules a local FASTA is validated against (RemoteError if not).
 
@@ -289,8 +300,14 @@ def init_remote(
             namespace, local = split_alias(alias)
             wanted = resolve_alias(source, namespace, local, http)
         collection = remote_collection(source, wanted, http)
+        told = _server_genome(source, wanted, http)
     finally:
         http.close()
+    # What the user does not say, an rgstore/refgenie server may: its record's circular set and species.
+    if not circular:
+        circular = [c for c in told.get("circular", []) if isinstance(c, str) and c in set(collection.names)]
+    if not species and isinstance(told.get("species_name"), str):  # refgenie's field name
+        species = told["species_name"]
     unknown = [c for c in circular if c not in set(collection.names)]
     if unknown:
         raise InvalidInputError(

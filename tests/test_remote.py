@@ -403,3 +403,20 @@ def test_remote_reinit_with_different_metadata_is_refused_and_same_metadata_acce
     again = remote.init_remote(store, server.url, ["more"], digest=digest, species="Tinyus testus",
                                circular=["chrM"])
     assert again.aliases_added == ["refgenie:more"]
+
+
+def test_a_genome_from_an_rgstore_server_keeps_its_circular_set_and_species(store: Store, tmp_path: Path) -> None:
+    """What the user does not say on `genome init --remote`, the server's genome record supplies."""
+    from tests.server_fixture import running_server
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(FASTA)
+    with Store.open(tmp_path / "primary") as primary:
+        digest = primary.genomes.init(fasta, ["g"], species="Homo sapiens", circular=["chrM"]).genome.digest
+        want = primary.getseq("g", "chrM", 12, 4)  # wraps
+    with running_server(tmp_path / "primary") as server:
+        genome = remote.init_remote(store, server.url, ["g"], digest=digest).genome
+        assert (genome.circular, genome.species) == (["chrM"], "Homo sapiens")
+        assert store.getseq("g", "chrM", 12, 4) == want
+        other = remote.init_remote(store, server.url, ["g2"], digest=digest, circular=["chrM"]).genome
+        assert other.digest == digest  # saying the same circular set again is accepted
