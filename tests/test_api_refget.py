@@ -13,6 +13,7 @@ import json
 import os
 import random
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -382,8 +383,13 @@ def test_the_event_loop_reads_only_bases_already_in_the_page_cache(tmp_path: Pat
     seq = StoredSequence(digest="x" * 32, md5="", length=len(data), circular=False, path=str(path))
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # as if never read: only the disk has it
-        assert cached_bases(fd, [(500_000, 501_000)]) is None
+        for _ in range(5):  # as if never read: only the disk has it (the advice is only advice)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if cached_bases(fd, [(500_000, 501_000)]) is None:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.skip("the kernel kept the file's pages cached despite POSIX_FADV_DONTNEED: no cold read to test")
         assert read_bases(seq, [(500_000, 501_000)], os.dup(fd)) == data[500_000:501_000]
         assert cached_bases(fd, [(500_000, 501_000), (7, 7)]) == data[500_000:501_000]
     finally:
