@@ -101,9 +101,13 @@ def gc_cmd(ctx: Context, dry_run: bool, grace: str, as_json: bool) -> None:
         rgstore gc --store ./store --dry-run
     """
     from rgstore.cachegc import parse_duration
+    from rgstore.errors import InvalidInputError
     from rgstore.gc import collect_garbage
 
-    seconds = parse_duration(grace)  # the same spans as `cache gc --max-age`
+    try:
+        seconds = parse_duration(grace)  # the same spans as `cache gc --max-age`
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
     with ctx.open() as store:
         report = collect_garbage(store, dry_run=dry_run, grace=seconds)
     if as_json:

@@ -64,14 +64,21 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     check_listen(host, port)  # a busy port is one line, before anything starts
     follower = None
     if follow_source is not None:
-        from rgstore.errors import IntegrityError, LogMismatchError, NotFoundError, RemoteError
+        from rgstore.errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError
         from rgstore.follow import parse_interval
         from rgstore.mirror import pull
 
-        parse_interval(interval)  # a bad interval is a one-line error before anything starts
+        try:
+            parse_interval(interval)  # a bad interval is a usage error before anything starts
+        except InvalidInputError as exc:
+            raise click.BadParameter(str(exc), param_hint="--interval") from None
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
             try:
-                pull(store, follow_source, with_blobs=True, with_sequences=with_sequences)
+                pull(store, follow_source)  # the log: a diverged or tampered upstream is refused here
+                try:
+                    pull(store, follow_source, with_blobs=True, with_sequences=with_sequences)
+                except IntegrityError as exc:  # content failing its digest: never stored, retried
+                    raise RemoteError(f"content from {follow_source} failed its check, not stored: {exc}") from None
             except (LogMismatchError, IntegrityError):
                 raise  # an upstream to refuse: the follower would stop at once
             except (RemoteError, NotFoundError, OSError) as exc:

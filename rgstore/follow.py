@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, RgstoreError
+from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, RemoteError, RgstoreError
 from .mirror import pull
 from .store import Store
 
@@ -67,7 +67,13 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
             if parent is not None and os.getppid() != parent:
                 break
             try:
-                pull(store, source, with_blobs=True, with_sequences=with_sequences)
+                pull(store, source)  # the log first: a diverged or tampered upstream stops the follower
+                try:
+                    pull(store, source, with_blobs=True, with_sequences=with_sequences)
+                except IntegrityError as exc:
+                    # Content (a blob, cache file or sequence, perhaps a third party's remote genome)
+                    # failing its digest is never stored; the log stays current, and it is retried.
+                    raise RemoteError(f"content from {source} failed its check, not stored: {exc}") from None
                 if failing is not None:
                     print(f"follow: {source} is back; caught up to seq {store.head()[0]}", file=sys.stderr, flush=True)
                     failing = None

@@ -435,7 +435,7 @@ def test_serve_refuses_a_bad_interval_or_follow_options_without_follow_in_one_li
                        (["--interval", "5s"], "--interval needs --follow"),
                        (["--with-sequences"], "--with-sequences needs --follow")):
         result = CliRunner().invoke(cli, ["--store", str(tmp_path / "m"), "serve", "--port", "0", *args])
-        assert result.exit_code != 0
+        assert result.exit_code == 2  # usage mistakes, as everywhere in the CLI
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         assert word in result.output and "Traceback" not in result.output, result.output
 
@@ -580,3 +580,32 @@ def test_promoting_a_lazy_mirror_fetches_what_it_lacks_or_refuses_unless_forced(
         promote(mirror)  # fetched the sequences first
         assert mirror.getseq("tiny", "chr1", 0, 30) == want
         assert mirror.verify().ok
+
+
+def test_a_follower_keeps_the_log_current_past_content_that_fails_its_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A bad blob is never stored and is retried; it does not stop the follower the way a bad log does."""
+    from rgstore.follow import follow
+    from rgstore.segments import publish_blobs
+    from rgstore.verify import referenced_blobs
+
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n")
+    with Store.open(tmp_path / "p") as primary:
+        primary.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+        publish_blobs(primary, tmp_path / "pub")
+        [sha] = referenced_blobs(primary)
+        head = primary.head()
+    blob = tmp_path / "pub" / "blobs" / sha[:2] / sha
+    blob.write_bytes(blob.read_bytes().replace(b"0.1", b"0.9"))
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        assert follow(tmp_path / "m", str(tmp_path / "pub"), 0.1, max_rounds=3) == 0  # kept going
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    err = capsys.readouterr().err
+    assert err.count("failed its check, not stored") == 1, err  # logged once, retried every round
+    with Store.open(tmp_path / "m") as mirror:
+        assert mirror.head() == head and not mirror.blobs.exists(sha)
