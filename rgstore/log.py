@@ -11,7 +11,6 @@ import getpass
 import os
 import socket
 import struct
-import time as _time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -27,12 +26,10 @@ from .codec import (
     encode_envelope,
     frame,
     genesis_hash,
-    known_dictionary,
     payload_of,
-    record_dictionary,
-    register_dictionary,
     unframe,
 )
+from .dictionaries import Dictionaries
 from .environment import Environment, Txn
 from .errors import (
     ChainError,
@@ -42,6 +39,7 @@ from .errors import (
     NothingToRedoError,
     NothingToUndoError,
 )
+from .eventids import id_source, new_event_id
 from .events import EVENT_TYPES, AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
 from .views import SEQ, FoldContext, View
 from .views.history import HistoryView
@@ -66,25 +64,6 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     """The stream's version before this event (0: the stream must not exist); None: any."""
 
 
-def new_event_id() -> str:
-    """A UUIDv7: 48-bit millisecond timestamp then random bits, so ids sort by time."""
-    raw = bytearray((_time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
-    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
-    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _id_source(n: int) -> Iterator[str]:
-    """Fresh UUIDv7s for up to ``n`` events (one urandom call per batch)."""
-    ms = (_time.time_ns() // 1_000_000).to_bytes(6, "big").hex()
-    rand = os.urandom(10 * n).hex()
-    for i in range(0, 20 * n, 20):
-        r = rand[i : i + 20]
-        yield (f"{ms[:8]}-{ms[8:12]}-7{r[1:4]}-{_VARIANT[r[4]]}{r[5:8]}-{r[8:20]}")
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _ZIPPER_EVENTS = frozenset({Undone, Redone, HistoryStripped})
 _EVENT_CLASSES = frozenset(EVENT_TYPES.values())
 """Only these decode again: anything else appended would make every later read of the log fail."""
@@ -170,7 +149,7 @@ class EventLog:
         self._history_db = environment.db("history")
         self._history = next(v for v in self.views if isinstance(v, HistoryView))
         self._handles = {v.name: frozenset(v.handles) for v in self.views}
-        self._known_dicts: set[bytes] = set()  # 4-byte dictionary ids already registered here
+        self.dictionaries = Dictionaries(self._meta)
 
     @staticmethod
     def db_names(views: Sequence[View]) -> list[str]:
@@ -231,12 +210,12 @@ class EventLog:
         raw = self.record(txn, seq)
         if raw is None:
             return None
-        self._need_dictionary(txn, raw)
+        self.dictionaries.need(txn, raw)
         return _decode(unframe(raw, seq)[1], seq)
 
     def records(self, txn: Txn, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(seq, stored record) for seqs in (after, upto], in order."""
-        cur = txn.cursor(db=self._log)
+        cur, note = txn.cursor(db=self._log), self.dictionaries.note
         try:
             if not cur.set_range(SEQ.pack(after + 1)):
                 return
@@ -245,9 +224,7 @@ class EventLog:
                 if upto is not None and seq > upto:
                     return
                 value = cast(bytes, raw)
-                if value[0] == 2 and value[1:5] not in self._known_dicts:  # CODEC_ZSTD_DICT
-                    self._need_dictionary(txn, value)
-                    self._known_dicts.add(value[1:5])
+                note(txn, value)
                 yield seq, value
         finally:
             cur.close()
@@ -268,7 +245,7 @@ class EventLog:
                 if seq <= after:
                     return
                 value = cast(bytes, raw)
-                self._need_dictionary(txn, value)
+                self.dictionaries.need(txn, value)
                 yield _decode(unframe(value, seq)[1], seq)
         finally:
             cur.close()
@@ -280,13 +257,13 @@ class EventLog:
         try:
             if upto <= after or not cur.set_range(SEQ.pack(after + 1)):
                 return out
-            known, decode, append = self._known_dicts, decode_envelope, out.append
+            known, need, decode, append = self.dictionaries.seen, self.dictionaries.need, decode_envelope, out.append
             seq = after
             try:
                 for raw in cast("Iterator[bytes]", islice(cur.iternext(keys=False, values=True), upto - after)):
                     seq += 1
                     if raw[0] == 2 and raw[1:5] not in known:  # CODEC_ZSTD_DICT
-                        self._need_dictionary(txn, raw)
+                        need(txn, raw)
                         known.add(raw[1:5])
                     append(decode(payload_of(raw, seq)))
             except msgspec.DecodeError as exc:
@@ -297,38 +274,15 @@ class EventLog:
             return list(self.envelopes(txn, after, upto))  # not gapless: the careful reader
         return out
 
-    # -- zstd dictionaries: kept in meta (never cleared by rebuild), announced by events ---------
-
-    def _keep_dictionary(self, txn: Txn, event: CodecDictionaryAdded) -> None:
-        dict_id = register_dictionary(event.data)  # the id records carry is zstd's, not the event's claim
-        if dict_id:
-            txn.put(b"dict:" + dict_id.to_bytes(4, "big"), event.data, db=self._meta)
-            txn.put(b"dict_current", dict_id.to_bytes(4, "big"), db=self._meta)
+    # -- zstd dictionaries (rgstore.dictionaries) ---------------------------------------------
 
     def current_dictionary(self, txn: Txn) -> int:
         """Id of the zstd dictionary new records use (0: none yet)."""
-        raw = txn.get(b"dict_current", db=self._meta)
-        return int.from_bytes(raw, "big") if raw is not None else 0
+        return self.dictionaries.current(txn)
 
     def load_dictionaries(self, txn: Txn) -> int:
         """Register every dictionary this log has announced in this process; returns how many."""
-        n = 0
-        cur = txn.cursor(db=self._meta)
-        try:
-            if cur.set_range(b"dict:"):
-                for key, value in cur:
-                    if not bytes(key).startswith(b"dict:"):
-                        break
-                    register_dictionary(bytes(value))
-                    n += 1
-        finally:
-            cur.close()
-        return n
-
-    def _need_dictionary(self, txn: Txn, record: bytes) -> None:
-        dict_id = record_dictionary(record)
-        if dict_id and not known_dictionary(dict_id):
-            self.load_dictionaries(txn)  # announced after this process opened the log
+        return self.dictionaries.load(txn)
 
     def checkpoint(self, txn: Txn, view: View) -> tuple[int, int]:
         """(version, seq) the view was last folded to; (0, 0) if never."""
@@ -361,7 +315,7 @@ class EventLog:
         ctx = FoldContext(txn, self.environment)
         versions: dict[str, int] = {}
         envelopes: list[Envelope] = []
-        fresh_ids = _id_source(len(batch))
+        fresh_ids = id_source(len(batch))
         history, log_db = self._history, self._log
         rows: list[tuple[bytes, bytes]] = []
         dict_id = self.current_dictionary(txn) if compress else 0
@@ -390,7 +344,7 @@ class EventLog:
             prev = chain_hash(prev, seq, payload)
             append_row((pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id)))
             if type(event) is CodecDictionaryAdded:
-                self._keep_dictionary(txn, event)
+                self.dictionaries.keep(txn, event)
             if eager_history and (zipper or event.undoable):
                 # A later Undone/Redone in this batch must see this step: fold the zipper per event.
                 history.apply(ctx, envelope)
@@ -433,7 +387,7 @@ class EventLog:
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
             if type(envelope.event) is CodecDictionaryAdded:
-                self._keep_dictionary(txn, envelope.event)  # later records in this batch may need it
+                self.dictionaries.keep(txn, envelope.event)  # later records in this batch may need it
             rows.append((pack(rseq), bytes(record)))
             envelopes.append(envelope)
             seq, prev = rseq, chain

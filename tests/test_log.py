@@ -39,13 +39,6 @@ def test_envelope_carries_stream_version_actor_and_utc_time(store: Store) -> Non
     assert all(e.time.utcoffset() is not None and e.time.utcoffset().total_seconds() == 0 for e in envs)
 
 
-def test_event_ids_are_time_ordered_uuid7() -> None:
-    ids = [new_event_id() for _ in range(200)]
-    assert all(i[14] == "7" for i in ids)
-    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
-    assert len(set(ids)) == 200
-
-
 def test_retry_with_same_ids_returns_original_seqs_and_writes_nothing(store: Store) -> None:
     batch = [note("a", id=new_event_id()), note("b", id=new_event_id())]
     assert store.append(batch) == [1, 2]

@@ -94,10 +94,10 @@ def python_floor(events: list[NewEvent]) -> float:
     from datetime import datetime, timezone
 
     from rgstore.codec import chain_hash, frame
-    from rgstore.log import _id_source
+    from rgstore.eventids import id_source
 
     now, prev = datetime.now(timezone.utc), b"\x00" * 32
-    ids = _id_source(len(events))
+    ids = id_source(len(events))
     t = time.perf_counter()
     for seq, e in enumerate(events, start=1):
         payload = encode_envelope(Envelope(seq=seq, id=next(ids), stream=e.stream, stream_version=1, time=now,

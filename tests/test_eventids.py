@@ -1,0 +1,32 @@
+"""Event ids are UUIDv7s: valid, unique, and sorted by the time they were drawn."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from rgstore.eventids import id_source, new_event_id
+
+
+def test_event_ids_are_time_ordered_uuid7() -> None:
+    ids = [new_event_id() for _ in range(200)]
+    assert all(i[14] == "7" for i in ids)
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+    assert len(set(ids)) == 200
+
+
+def test_ids_drawn_in_bulk_are_valid_distinct_uuid7s_with_the_rfc_variant() -> None:
+    ids = list(id_source(5000))
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == 5000
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i for u, i in zip(parsed, ids))
+
+
+def test_a_bulk_batch_carries_the_current_millisecond_and_sorts_after_earlier_ids() -> None:
+    before = new_event_id()
+    time.sleep(0.002)
+    batch = list(id_source(3))
+    now_ms = time.time_ns() // 1_000_000
+    stamp = int(batch[0].replace("-", "")[:12], 16)
+    assert now_ms - 1000 <= stamp <= now_ms
+    assert all(before < i for i in batch)
