@@ -30,21 +30,17 @@ current state's keys; the head keeps the first term.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast
 
 import msgspec
 
 from ..codec import encode_value
 from ..environment import Environment, Txn
-from ..errors import IntegrityError
 from ..events import (
     EVENT_TYPES,
     Envelope,
     Event,
-    FileRef,
     HistoryStripped,
     Noted,
     Redone,
@@ -54,6 +50,31 @@ from ..events import (
     Undone,
 )
 from . import SEQ, FoldContext, View, iter_prefix
+from .refpkgstate import (
+    HEAD_DECODER,
+    HEADS_DB,
+    KEY_SEP,
+    NAME_DECODER,
+    NAMES_DB,
+    STEP_DECODER,
+    STEPS_DB,
+    STREAM_PREFIX,
+    Credit,
+    Head,
+    Step,
+    file_key,
+    list_heads,
+    name_owner,
+    not_retained,
+    refpkg_chain,
+    refpkg_head,
+    refpkg_log,
+    refpkg_step,
+    refpkg_stream,
+    strip_message,
+)
+
+T = TypeVar("T")
 
 __all__ = [
     "RefpkgsView",
@@ -71,160 +92,12 @@ __all__ = [
     "strip_message",
 ]
 
-STREAM_PREFIX = "refpkg:"
-_HEADS, _STEPS, _NAMES = "refpkgs.heads", "refpkgs.steps", "refpkgs.names"
-_SEP = b"\x00"
-_MAX_NAME_BYTES = 500 - len(STREAM_PREFIX)
-"""The longest package name a stream can carry (stream names are limited to 500 UTF-8 bytes)."""
-T = TypeVar("T")
-
-
-class Credit(msgspec.Struct, frozen=True, array_like=True):
-    """The step that wrote a log entry: its seq, time and actor."""
-
-    seq: int
-    time: datetime
-    actor: str
-
-
-class Step(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A package's full state after one step (the snapshot ``Undone``/``Redone`` switch to).
-
-    ``log`` holds the entries this step puts in front of its parent's log, newest first;
-    ``parent`` is the step an undo returns to (0: none) and ``depth`` how many rollbacks
-    ``refpkg rollback`` allows from here. A depth-0 step starts the package's log: its own
-    ``log`` is the whole of it. Only a creation or import appended over a live state (through
-    ``Store.append``) has depth 0 and a parent: the engine's undo may return there.
-    """
-
-    seq: int
-    parent: int
-    depth: int
-    files: dict[str, FileRef]
-    metadata: dict[str, str]
-    log: list[str]
-    time: datetime
-    actor: str
-    credits: list[Credit] = []
-    """Who wrote each entry of ``log``, when a strip folded other steps' entries into this one;
-    empty: every entry is this step's own."""
-
-    def credited(self) -> list[tuple[str, Credit]]:
-        """(entry, the step that wrote it) for each entry of ``log``, newest first."""
-        if self.credits:
-            return list(zip(self.log, self.credits, strict=True))
-        own = Credit(self.seq, self.time, self.actor)
-        return [(message, own) for message in self.log]
-
-
-class Head(msgspec.Struct, kw_only=True, array_like=True):
-    """Where a package stands: its current step (0: its creation was undone) and the undone steps."""
-
-    current: int
-    redo: list[int] = []
-    """Undone steps a rollforward can re-apply; the next one is last."""
-    added: int = 0
-    """File keys set since the last strip (creation, import or strip counts its current keys):
-    the files a taxtastic directory of this package would hold."""
-
-
-_STEP = msgspec.msgpack.Decoder(Step)
-_HEAD = msgspec.msgpack.Decoder(Head)
-_NAME = msgspec.msgpack.Decoder(tuple[str, int])
-
-
-def refpkg_stream(name: str) -> str:
-    """The stream of package ``name``."""
-    return STREAM_PREFIX + name
-
-
-def strip_message(removed: int) -> str:
-    """The log entry taxtastic writes when it strips a package."""
-    return f"Stripped refpkg (removed {removed} files)"
-
-
-def _step_key(name: str, seq: int) -> bytes:
-    return name.encode() + _SEP + SEQ.pack(seq)
-
-
-def _name_key(name: str, filename: str) -> bytes:
-    return _file_key(name.encode() + _SEP, filename)
-
-
-_MAX_KEY = 511
-"""LMDB's key limit."""
-
-
-def _file_key(prefix: bytes, filename: str) -> bytes:
-    """``prefix`` + the file name; a name too long for an LMDB key is replaced by its sha256.
-
-    Package and file names the commands accept always fit; only a raw or replayed event can hold
-    longer ones, and the fold must still take them (it is total).
-    """
-    key = prefix + filename.encode()
-    if len(key) <= _MAX_KEY:
-        return key
-    # 16 digest bytes: the longest package prefix (494 bytes) still fits, and a prefix scan finds it.
-    return prefix + b"\x01" + hashlib.sha256(filename.encode()).digest()[:16]
-
-
-def refpkg_head(txn: Txn, environment: Environment, name: str) -> Head | None:
-    """The package's head, or None if no such package was ever created."""
-    key = name.encode()
-    if not key or len(key) > _MAX_NAME_BYTES:
-        return None  # no stream names such a package, and LMDB refuses such a key
-    raw = txn.get(key, db=environment.db(_HEADS))
-    return None if raw is None else _HEAD.decode(raw)
-
-
-def _not_retained(name: str, seq: int) -> IntegrityError:
-    return IntegrityError(f"the refpkgs view retains no step {seq} of refpkg {name!r} "
-                          "(the view is damaged; run `rgstore rebuild`)")
-
-
-def refpkg_step(txn: Txn, environment: Environment, name: str, seq: int) -> Step:
-    """The retained snapshot of step ``seq`` of package ``name`` (IntegrityError if not retained)."""
-    raw = txn.get(_step_key(name, seq), db=environment.db(_STEPS))
-    if raw is None:
-        raise _not_retained(name, seq)
-    return _STEP.decode(raw)
-
-
-def refpkg_chain(txn: Txn, environment: Environment, name: str, seq: int) -> Iterator[Step]:
-    """Step ``seq`` and then every step a rollback reaches from it, newest first."""
-    while seq:
-        step = refpkg_step(txn, environment, name, seq)
-        yield step
-        seq = step.parent if step.depth else 0
-
-
-def refpkg_log(txn: Txn, environment: Environment, name: str, seq: int) -> list[str]:
-    """The full log of the state after step ``seq``, newest first (as taxtastic's ``log``)."""
-    out: list[str] = []
-    for step in refpkg_chain(txn, environment, name, seq):
-        out.extend(step.log)
-    return out
-
-
-def name_owner(txn: Txn, environment: Environment, name: str, filename: str) -> str | None:
-    """sha256 of the blob a retained state of the package stores as ``filename``, if any."""
-    raw = txn.get(_name_key(name, filename), db=environment.db(_NAMES))
-    return None if raw is None else _NAME.decode(raw)[0]
-
-
-def list_heads(txn: Txn, environment: Environment) -> Iterator[tuple[str, Head]]:
-    """(name, head) of every package ever created, by name."""
-    with txn.cursor(db=environment.db(_HEADS)) as cur:
-        for key, raw in cur:
-            yield bytes(key).decode(), _HEAD.decode(raw)
-
-
 class RefpkgsView(View):
     """Folds ``refpkg:*`` streams into heads, per-step snapshots and a file-name index."""
 
     name: ClassVar[str] = "refpkgs"
     version: ClassVar[int] = 3
-    dbs: ClassVar[tuple[str, ...]] = (_HEADS, _STEPS, _NAMES)
+    dbs: ClassVar[tuple[str, ...]] = (HEADS_DB, STEPS_DB, NAMES_DB)
     streams: ClassVar[tuple[str, ...]] = ("refpkg:",)
     # Every event the history view treats as a step, so both zippers move together.
     handles: ClassVar[tuple[type[Event], ...]] = tuple(
@@ -270,9 +143,9 @@ class RefpkgsView(View):
 
     def referenced_blobs(self, txn: Txn, environment: Environment) -> Iterable[str]:
         """Every blob a retained state (done or undone step) of any package names."""
-        with txn.cursor(db=environment.db(_NAMES)) as cur:
+        with txn.cursor(db=environment.db(NAMES_DB)) as cur:
             for _key, raw in cur:
-                yield _NAME.decode(raw)[0]
+                yield NAME_DECODER.decode(raw)[0]
 
 
 class _Package:
@@ -283,7 +156,7 @@ class _Package:
     def __init__(self, prefix: bytes, head_raw: bytes | None) -> None:
         self.prefix = prefix
         self.head_raw = head_raw
-        self.head = Head(current=0) if head_raw is None else _HEAD.decode(head_raw)
+        self.head = Head(current=0) if head_raw is None else HEAD_DECODER.decode(head_raw)
         self.steps: dict[int, Step | None] = {}
         """Every step this batch has read or written (None: not retained)."""
         self.dirty: set[int] = set()
@@ -303,7 +176,7 @@ class _Fold:
 
     def __init__(self, ctx: FoldContext) -> None:
         self.txn = ctx.txn
-        self.heads_db, self.steps_db, self.names_db = ctx.db(_HEADS), ctx.db(_STEPS), ctx.db(_NAMES)
+        self.heads_db, self.steps_db, self.names_db = ctx.db(HEADS_DB), ctx.db(STEPS_DB), ctx.db(NAMES_DB)
         self.packages: dict[str, _Package] = {}
         self.names: dict[int, dict[str, str]] = {}
         """Each known step's file names -> sha256, by seq (unique across packages); steps that
@@ -312,7 +185,7 @@ class _Fold:
     def package(self, name: str) -> _Package:
         key = name.encode()
         raw = cast("bytes | None", self.txn.get(key, db=self.heads_db))  # buffers=False txns
-        package = self.packages[name] = _Package(key + _SEP, raw)
+        package = self.packages[name] = _Package(key + KEY_SEP, raw)
         return package
 
     def step(self, package: _Package, seq: int) -> Step:
@@ -320,7 +193,7 @@ class _Fold:
         steps = package.steps
         step = steps[seq] if seq in steps else self._load(package, seq)
         if step is None:
-            raise _not_retained(package.prefix[:-1].decode(), seq)
+            raise not_retained(package.prefix[:-1].decode(), seq)
         return step
 
     def undo(self, package: _Package) -> None:
@@ -337,7 +210,7 @@ class _Fold:
 
     def _load(self, package: _Package, seq: int) -> Step | None:
         raw = None if package.wiped else self.txn.get(package.prefix + SEQ.pack(seq), db=self.steps_db)
-        step = None if raw is None else _STEP.decode(raw)
+        step = None if raw is None else STEP_DECODER.decode(raw)
         package.steps[seq] = step
         return step
 
@@ -434,12 +307,12 @@ class _Fold:
         for filename, sha in names.items():
             entry = index.get(filename)
             if entry is None:  # first touch in this batch: read the stored entry (inlined: hot)
-                key = _file_key(prefix, filename)
+                key = file_key(prefix, filename)
                 raw = None if package.wiped else get(key, db=db)
                 if raw is None:
                     index[filename] = [sha, max(delta, 0), None, key]
                     continue
-                owner, count = _NAME.decode(raw)
+                owner, count = NAME_DECODER.decode(raw)
                 entry = index[filename] = [owner, count, raw, key]
             count = entry[1]
             if count == 0:  # a new index entry: the first step naming the file owns it
