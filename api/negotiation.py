@@ -45,6 +45,7 @@ JSON_OFFERS: dict[str, str] = {
     "application/*": JSON_V2,
     "*/*": JSON_V2,
     "application/vnd.ga4gh.refget.v1.0.0+json": JSON_V1,
+    "application/vnd.ga4gh.seq.v1.0.0+json": JSON_V1,  # refget v1's draft name, as for the text type
 }
 _CHARSETS = {"us-ascii", "ascii", "utf-8", "utf8"}  # refget bodies are ASCII, a subset of each
 MAX_COORDINATE = 2**32 - 1

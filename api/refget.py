@@ -5,7 +5,8 @@ unsupported ``Accept`` 406; unknown id 404; ``start``/``end`` not 32-bit unsigne
 beyond the length, or ``start``/``end`` together with ``Range`` 400; ``end`` beyond the length,
 ``start`` at the length, or ``start > end`` on a sequence no genome recorded as circular 416
 (circular ones wrap: ``seq[start:] + seq[:end]``); a satisfiable ``Range`` 206. Every body has a
-Content-Length; bodies above ``INLINE_LIMIT`` are streamed from the file in chunks.
+Content-Length; bodies above ``INLINE_LIMIT`` are streamed from the file in chunks. Bases asked
+for by checksum are immutable and say so (``Cache-Control``); by alias they are not.
 
 A namespaced CURIE resolves through the store's sequence aliases, where ``namespace:name`` names
 exactly one digest by construction, so the spec's 300/409 for ambiguous identifiers cannot arise.
@@ -27,6 +28,7 @@ from .app_info import app_version, organization
 from .errors import problem
 from .negotiation import (
     JSON_OFFERS,
+    JSON_V1,
     MAX_COORDINATE,
     SEQUENCE_OFFERS,
     negotiate,
@@ -39,11 +41,12 @@ from .sequences import (
     StoredSequence,
     cached_bases,
     fetch_and_open,
+    is_checksum,
     iter_bases,
     open_stored,
     read_bases,
 )
-from .wire import is_head, store_of
+from .wire import IMMUTABLE, is_head, store_of
 
 __all__ = ["router", "INLINE_LIMIT", "sequence_index"]
 
@@ -99,12 +102,15 @@ def _not_acceptable(accept: str | None, offers: dict[str, str]) -> Response:
     responses={**_refget_json("RefgetServiceInfo"), 406: {"model": ErrorBody}},
 )
 async def service_info(request: Request) -> Response:
-    """GA4GH service-info with the ``refget`` section: circular support, algorithms, identifier types."""
+    """GA4GH service-info with the ``refget`` section: circular support, algorithms, identifier types.
+
+    Answered in a v1 media type, it also carries refget v1's ``service`` section.
+    """
     media = negotiate(request.headers.get("accept"), JSON_OFFERS)
     if media is None:
         return _not_acceptable(request.headers.get("accept"), JSON_OFFERS)
     namespaces = sequence_index(request).manifest().get("sequence_alias_namespaces", [])
-    return _json({
+    info: dict[str, Any] = {
         "id": "org.rgstore.refget",
         "name": "rgstore refget sequences",
         "type": {"group": "org.ga4gh", "artifact": "refget-sequence", "version": "2.0.0"},
@@ -117,7 +123,16 @@ async def service_info(request: Request) -> Response:
             "identifier_types": sorted(str(ns) for ns in namespaces) if isinstance(namespaces, list) else [],
             "subsequence_limit": None,
         },
-    }, media)
+    }
+    if media == JSON_V1:
+        # refget v1 clients (and the v1 compliance suite) read a top-level "service" object.
+        info["service"] = {
+            "circular_supported": True,
+            "algorithms": ["md5", "trunc512", "ga4gh"],
+            "subsequence_limit": None,
+            "supported_api_versions": ["1.0", "2.0.0"],
+        }
+    return _json(info, media)
 
 
 @router.get(
@@ -199,6 +214,10 @@ async def sequence(request: Request, id: str) -> Response:
         segments = _segments(seq, start, end)
         if start is not None or end is not None:
             headers["Accept-Ranges"] = "none"
+    if len(segments) == 1 and is_checksum(id):
+        # The bases of a checksum never change. Not for an alias (it may be repointed) nor a wrap
+        # across the origin (it depends on a genome recording the sequence as circular).
+        headers.update(IMMUTABLE)
     size = sum(b - a for a, b in segments)
     headers["Content-Length"] = str(size)
     if is_head(request):

@@ -15,6 +15,7 @@ __all__ = [
     "EventsHead",
     "ServiceType",
     "RefgetInfo",
+    "RefgetV1Info",
     "RefgetServiceInfo",
     "SequenceAlias",
     "SequenceMetadata",
@@ -85,14 +86,22 @@ class RefgetInfo(BaseModel):
     subsequence_limit: int | None
 
 
+class RefgetV1Info(BaseModel):
+    circular_supported: bool
+    algorithms: list[str]
+    subsequence_limit: int | None
+    supported_api_versions: list[str]
+
+
 class RefgetServiceInfo(_Open):
-    """GA4GH service-info for refget sequences v2."""
+    """GA4GH service-info for refget sequences v2 (plus v1's ``service`` section when answered as v1)."""
 
     id: str
     name: str
     type: ServiceType
     version: str
     refget: RefgetInfo
+    service: RefgetV1Info | None = Field(default=None, description="only in a v1 media type answer")
 
 
 class SequenceAlias(BaseModel):
@@ -118,7 +127,8 @@ class SequenceMetadataResponse(BaseModel):
 class ComparisonResult(BaseModel):
     """The seqcol comparison function's output."""
 
-    digests: dict[str, str]
+    digests: dict[str, str | None] = Field(description="level-0 digests of a and b; b is null for a posted "
+                                                       "collection that is not a well-formed seqcol")
     attributes: dict[str, list[str]]
     array_elements: dict[str, dict[str, Any]]
 

@@ -3,8 +3,10 @@
 Collections are the genomes of the genome view; digests, level-1 and level-2 values are those
 ``rgstore.seqcol`` computed at ingest (and checked against gtars). A genome's level-1 and
 level-2 bodies never change for a digest, so their encoded JSON is kept in a small LRU; whether
-the genome still exists is checked on every request. ``/seqcol/openapi.json`` describes just
-this API, for seqcol clients (and the compliance suite) that look for it under the API root.
+the genome still exists is checked on every request. Answers fixed by the digests in their URL
+(collection, attribute, GET comparison) tell caches they are immutable. ``/seqcol/openapi.json``
+describes just this API, for seqcol clients (and the compliance suite) that look for it under the
+API root.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .app_info import app_version, organization
 from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, SEQCOL_SCHEMA, TRANSIENT
-from .wire import json_response, store_of
+from .wire import IMMUTABLE, json_response, store_of
 
 __all__ = ["router", "MAX_POST_BYTES", "store_url"]
 
@@ -102,7 +104,7 @@ async def collection(
     cache: CollectionCache = store.service("api.collections", CollectionCache)
     with store.read() as txn:
         body = cache.body(txn, digest, "level2" if level == 2 else "level1")
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers=IMMUTABLE)
 
 
 @router.get(
@@ -122,10 +124,26 @@ async def attribute(request: Request, attribute: str, digest: str) -> Response:
         if not holders:
             raise NotFoundError(f"no {attribute} with digest {digest!r} in this store")
         record = _record(txn, store, holders[0])
-    return json_response(level2(record)[attribute])
+    return json_response(level2(record)[attribute], headers=IMMUTABLE)
 
 
-def _compare(request: Request, a: str, b_digest: str, b: dict[str, list[Any]] | None) -> Response:
+def _posted_digest(collection: dict[str, list[Any]]) -> str | None:
+    """The level-0 digest of a posted level-2 collection, or None when it is not a well-formed one.
+
+    The spec lets ``digests.b`` be that digest or null, never another string (seqcol 1.0 section 3.3).
+    """
+    names, lengths, sequences = (collection.get(k) for k in ("names", "lengths", "sequences"))
+    if not (isinstance(names, list) and isinstance(lengths, list) and isinstance(sequences, list)
+            and len(names) == len(lengths) == len(sequences)
+            and all(isinstance(n, str) for n in names) and all(isinstance(s, str) for s in sequences)
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in lengths)):
+        return None
+    # Only the inherent attributes make the digest: skip level1()'s per-pair ancillary digests.
+    return seqcol_digests.top_level_digest(
+        {k: seqcol_digests.sha512t24u(seqcol_digests.canonical(collection[k])) for k in seqcol_digests.INHERENT})
+
+
+def _compare(request: Request, a: str, b_digest: str | None, b: dict[str, list[Any]] | None) -> Response:
     store = store_of(request)
     with store.read() as txn:
         left = level2(_record(txn, store, a))
@@ -134,7 +152,7 @@ def _compare(request: Request, a: str, b_digest: str, b: dict[str, list[Any]] | 
         result = seqcol_digests.compare(a, left, b_digest, right)
     except (TypeError, ValueError) as exc:  # e.g. NaN or unhashable values in a POSTed body
         raise InvalidInputError(f"cannot compare the posted collection: {exc}") from None
-    return json_response(result)
+    return json_response(result, headers=IMMUTABLE if b is None else None)
 
 
 @router.get("/comparison/{digest1}/{digest2}", response_model=ComparisonResult,
@@ -151,8 +169,16 @@ def comparison_post(
     request: Request, digest1: str,
     collection: Annotated[dict[str, list[Any]], Body(description="A level-2 sequence collection")],
 ) -> Response:
-    """Compare with the posted collection (at most ``MAX_POST_BYTES``, else 413); it is only read, never stored."""
-    return _compare(request, digest1, "POSTed seqcol", collection)
+    """Compare with the posted collection (at most ``MAX_POST_BYTES``, else 413); it is only read, never stored.
+
+    ``digests.b`` is the posted collection's level-0 digest, or null when it lacks well-formed
+    ``names``, ``lengths`` and ``sequences`` arrays.
+    """
+    try:
+        posted = _posted_digest(collection)
+    except (TypeError, ValueError):  # e.g. a lone surrogate in a name: no canonical JSON, no digest
+        posted = None
+    return _compare(request, digest1, posted, collection)
 
 
 @router.get("/list/collection", response_model=SeqcolList, summary="Collection digests, filtered and paged",

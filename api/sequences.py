@@ -44,6 +44,7 @@ __all__ = [
     "cached_bases",
     "fetch_and_open",
     "fetch_in_child",
+    "is_checksum",
     "iter_bases",
     "open_stored",
     "read_bases",
@@ -76,6 +77,15 @@ class StoredSequence(msgspec.Struct, frozen=True, kw_only=True):
     def trunc512(self) -> str:
         """The deprecated TRUNC512 form: the same 24 digest bytes as hex."""
         return base64.urlsafe_b64decode(self.digest).hex()
+
+
+def is_checksum(ident: str) -> bool:
+    """Whether ``ident`` is a checksum (MD5, ``SQ.``, TRUNC512, bare or namespaced), not an alias that may move."""
+    namespace, sep, local = ident.partition(":")
+    if not sep:
+        return bool(_MD5.fullmatch(ident) or _TRUNC512.fullmatch(ident) or _SQ.fullmatch(ident))
+    pattern = {"md5": _MD5, "ga4gh": _SQ, "trunc512": _TRUNC512}.get(namespace.lower())
+    return bool(pattern and pattern.fullmatch(local))
 
 
 def _trunc512_to_digest(hex48: str) -> str:

@@ -25,9 +25,13 @@ __all__ = [
     "ReadOnlyMethodsMiddleware",
     "is_head",
     "HEAD_FLAG",
+    "IMMUTABLE",
     "ROUTE_METHODS",
     "route_methods",
 ]
+
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+"""Headers of a success answer fixed by the digests in its URL: caches may keep it for good (a year)."""
 
 HEAD_FLAG = "rgstore.head"
 """Scope key set on HEAD requests that are routed as GET (the body is then never produced)."""

@@ -72,7 +72,9 @@ def _compare_arrays(a: list[Any], b: list[Any]) -> tuple[int, bool | None]:
     return overlap, a_filtered == b_filtered
 
 
-def compare(a_digest: str, a: dict[str, list[Any]], b_digest: str, b: dict[str, list[Any]]) -> dict[str, Any]:
+def compare(
+    a_digest: str | None, a: dict[str, list[Any]], b_digest: str | None, b: dict[str, list[Any]]
+) -> dict[str, Any]:
     """The seqcol comparison object of two level-2 collections (spec section 3.4 semantics)."""
     keys = sorted(set(a) | set(b))
     result: dict[str, Any] = {

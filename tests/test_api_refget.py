@@ -74,6 +74,20 @@ def test_service_info_advertises_circular_support_algorithms_and_insdc(served: S
     assert refget["subsequence_limit"] is None
 
 
+@pytest.mark.parametrize("accept", ["application/vnd.ga4gh.refget.v1.0.0+json", "application/vnd.ga4gh.seq.v1.0.0+json"])
+def test_service_info_answered_as_v1_carries_the_v1_service_section(served: Server, accept: str) -> None:
+    # What refget v1 clients (and the PyPI v1 compliance suite) read: {"service": {...}}.
+    r = get(served, "sequence/service-info", {"Accept": accept})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.ga4gh.refget.v1.0.0+json; charset=us-ascii"
+    service = r.json()["service"]
+    assert service["circular_supported"] is True
+    assert "trunc512" in service["algorithms"] and "md5" in service["algorithms"]
+    assert service["subsequence_limit"] is None
+    assert "1.0" in service["supported_api_versions"]
+    assert "service" not in get(served, "sequence/service-info").json()  # a v2 answer is v2's shape only
+
+
 def test_service_info_refuses_an_unsupported_media_type(served: Server) -> None:
     assert get(served, "sequence/service-info", {"Accept": "embl/some_json"}).status_code == 406
 
@@ -157,6 +171,30 @@ def test_negotiated_answers_tell_caches_they_vary_by_accept(served: Server) -> N
                                     "text/plain;q=0"])
 def test_unsupported_sequence_media_types_are_406(served: Server, accept: str) -> None:
     assert get(served, f"sequence/{I_MD5}", {"Accept": accept}).status_code == 406
+
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@pytest.mark.parametrize(("ident", "extra"), [
+    (I_MD5, ""), (CHECKSUMS["I"]["ga4gh"], "?start=3&end=9"), (CHECKSUMS["I"]["ga4gh"].removeprefix("ga4gh:"), ""),
+    (f"md5:{I_MD5.upper()}", ""), (CHECKSUMS["I"]["sha512"], "?start=1"),
+])
+def test_bases_asked_for_by_checksum_tell_caches_they_never_change(served: Server, ident: str, extra: str) -> None:
+    r = get(served, f"sequence/{ident}{extra}")
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == IMMUTABLE
+    r = get(served, f"sequence/{ident}", {"Range": "bytes=0-9"})
+    assert r.status_code == 206 and r.headers["cache-control"] == IMMUTABLE
+
+
+@pytest.mark.parametrize("path", [
+    f"sequence/{CHECKSUMS['I']['insdc']}?start=0&end=5",  # an alias may be repointed
+    f"sequence/{NC_MD5}?start=5374&end=5",  # the wrap depends on a genome recording the sequence circular
+    f"sequence/{I_MD5}?start=5&end=1", "sequence/Garbagechecksum", f"sequence/{I_MD5}/metadata",
+])
+def test_answers_that_can_change_are_not_marked_immutable(served: Server, path: str) -> None:
+    assert "cache-control" not in get(served, path).headers
 
 
 def test_unknown_checksum_is_404(served: Server) -> None:

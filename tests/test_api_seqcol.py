@@ -120,9 +120,34 @@ def test_post_comparison_reads_the_body_and_writes_nothing(served: Server) -> No
     r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", json=subset)
     assert r.status_code == 200
     result = r.json()
-    assert result["digests"] == {"a": BASE["top_level_digest"], "b": "POSTed seqcol"}
+    assert result["digests"] == {"a": BASE["top_level_digest"], "b": DIGESTS["subset.fa"]["top_level_digest"]}
     assert result["array_elements"]["a_and_b_count"]["sequences"] == 2
     assert httpx.get(f"{served.url}/events/head").json() == before
+
+
+@pytest.mark.parametrize("body", [
+    {"names": ["chrX", "chr1"], "lengths": [8, 4]},  # no sequences
+    {"names": ["chrX"], "lengths": [8, 4], "sequences": ["SQ.a", "SQ.b"]},  # arrays not collated
+    {"names": [1, 2], "lengths": [8, 4], "sequences": ["SQ.a", "SQ.b"]},
+])
+def test_post_comparison_digest_of_a_collection_that_is_no_seqcol_is_null(served: Server, body: dict) -> None:  # type: ignore[type-arg]
+    # seqcol 1.0 section 3.3: digests.b is the posted collection's level-0 digest or null, nothing else.
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", json=body)
+    assert r.status_code == 200
+    assert r.json()["digests"] == {"a": BASE["top_level_digest"], "b": None}
+
+
+def test_digest_addressed_answers_are_immutable_and_the_rest_are_not(served: Server) -> None:
+    immutable = "public, max-age=31536000, immutable"
+    base, subset = BASE["top_level_digest"], DIGESTS["subset.fa"]["top_level_digest"]
+    for path in (f"collection/{base}", f"collection/{base}?level=1", f"comparison/{base}/{subset}",
+                 f"attribute/collection/names/{BASE['level1']['names']}"):
+        r = httpx.get(f"{served.url}/seqcol/{path}")
+        assert r.status_code == 200 and r.headers["cache-control"] == immutable, path
+    for path in ("list/collection", "list/attributes/names", "service-info", "collection/NoSuchDigest"):
+        assert "cache-control" not in httpx.get(f"{served.url}/seqcol/{path}").headers, path
+    r = httpx.post(f"{served.url}/seqcol/comparison/{base}", json=DIGESTS["subset.fa"]["level2"])
+    assert r.status_code == 200 and "cache-control" not in r.headers
 
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b'{"names": "chr1"}', b"not json", b'{"names": [NaN, 1]}'])
