@@ -114,7 +114,7 @@ def gc_cmd(ctx: Context, dry_run: bool, grace: str, as_json: bool) -> None:
         emit_json(report)
     else:
         verb = "would remove" if dry_run else "removed"
-        click.echo(f"{verb} {len(report.removed)} blobs ({report.bytes_freed} bytes), "
+        click.echo(f"{verb} {len(report.removed)} blobs ({report.bytes_freed:,} bytes), "
                    f"{len(report.collections_removed)} unreferenced RefgetStore collections, "
                    f"{report.temp_files_removed} temp files; kept {len(report.kept_recent)} recent blobs and "
                    f"{len(report.collections_kept_recent)} recent collections")

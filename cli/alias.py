@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .main import Context, store_option
-from .output import emit_json, emit_table, json_option
+from .output import emit_json, emit_table, json_option, when
 
 __all__ = ["alias_group"]
 
@@ -94,10 +94,13 @@ def get_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, as_j
         rgstore alias get hg38
         rgstore alias get --sequence insdc:BK006935.2
     """
+    from rgstore.aliases import split_alias
+
     with ctx.open(readonly=True) as store:
         digest = store.aliases.get(name, namespace=namespace, sequence=sequence)
-    if as_json:
-        emit_json({"name": name, "digest": digest})
+    if as_json:  # the fields of an `alias list --json` entry
+        ns, bare = split_alias(name, namespace)
+        emit_json({"kind": "sequence" if sequence else "collection", "namespace": ns, "name": bare, "digest": digest})
     else:
         click.echo(digest)
 
@@ -165,7 +168,7 @@ def history_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, 
         return
     emit_table(
         [
-            (s.seq, s.time.isoformat(timespec="seconds"), s.actor, s.action, s.digest or "-", s.state)
+            (s.seq, when(s.time), s.actor, s.action, s.digest or "-", s.state)
             for s in steps
         ],
         headers=("SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "STATE"),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, emit_table, json_option
+from .output import emit_json, emit_table, json_option, when
 
 __all__ = ["cache_group"]
 
@@ -90,10 +89,6 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 @click.group("cache", cls=RgstoreGroup)
@@ -313,7 +308,7 @@ def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
                 e.key[:12],
                 f"L{e.level}",
                 _size(e.size),
-                _when(e.last_access),
+                when(e.last_access),
                 "pinned" if e.pinned else "",
                 e.path,
             )
@@ -352,13 +347,13 @@ def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
         e = details.entry
         click.echo(
             f"level      {e.level}\npinned     {'yes' if e.pinned else 'no'}\n"
-            f"inserted   {_when(e.inserted_at)}\nlast used  {_when(e.last_access)} ({e.touches} touches)"
+            f"inserted   {when(e.inserted_at)}\nlast used  {when(e.last_access)} ({e.touches} touches)"
         )
         emit_table([(f"  {rel}", _size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
     if details.tombstone is not None:
-        click.echo(f"evicted    {_when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
+        click.echo(f"evicted    {when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
     for env in details.events:
-        click.echo(f"  {env.seq:>8}  {env.time.isoformat()[:19]}  {env.event.__struct_config__.tag}")
+        click.echo(f"  {env.seq:>8}  {when(env.time)}  {env.event.__struct_config__.tag}")
 
 
 @cache_group.command("verify")

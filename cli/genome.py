@@ -10,7 +10,7 @@ import click
 
 from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, emit_table, json_option
+from .output import emit_json, emit_table, json_option, when
 
 __all__ = ["genome_group"]
 
@@ -72,10 +72,18 @@ def init_cmd(
         rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM --fhr rCRS.fhr.json
         rgstore genome init --remote https://example.org/refget --alias ucsc:hg38 --name hg38
     """
+    from rgstore.errors import InvalidInputError
     from rgstore.progress import terminal_progress
 
+    # Checked before the store opens, so a mistaken first command creates no store.
+    if (fasta is None) == (remote is None):
+        raise InvalidInputError("genome init needs --fasta PATH or --remote URL" if fasta is None
+                                else "--fasta cannot be combined with --remote")
+    if remote is None and (remote_digest is not None or remote_alias is not None):
+        raise InvalidInputError("--digest and --alias name a genome on a --remote URL; a --fasta genome's "
+                                "digest is computed from its sequences")
     with signals_unwind(), ctx.open(create=True) as store:
-        if fasta is None or remote is not None or remote_digest is not None or remote_alias is not None:
+        if remote is not None:
             from rgstore.remote import init_remote
 
             result = init_remote(
@@ -121,7 +129,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
     emit_table(
         [[",".join(g.aliases) or "-", g.digest, g.n_sequences, f"{g.total_length:,}", g.description]
          for g in genomes],
-        headers=["names", "digest", "seqs", "bp", "description"],
+        headers=["NAMES", "DIGEST", "SEQS", "BP", "DESCRIPTION"],
     )
 
 
@@ -153,7 +161,7 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
         click.echo(f"source       {g.source.path} ({g.source.size:,} bytes, md5 {g.source.md5})")
     elif g.source.remote_url:
         click.echo(f"source       {g.source.remote_url} (remote; sequences fetched when first read)")
-    click.echo(f"added        {g.added_at} by {g.added_by} (seq {g.added_seq})")
+    click.echo(f"added        {when(g.added_at)} by {g.added_by} (seq {g.added_seq})")
     click.echo(f"fhr          {'yes' if g.fhr else 'no'}")
     for key, value in g.level1.items():
         click.echo(f"level1 {key:<25} {value}")
@@ -161,7 +169,7 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     emit_table(
         [[n, f"{length:,}", s, m, "circular" if n in circular else ""]
          for n, length, s, m in zip(g.names, g.lengths, g.sequences, g.md5s or [""] * len(g.names))],
-        headers=["name", "length", "sequence digest", "md5", ""],
+        headers=["NAME", "LENGTH", "SEQUENCE DIGEST", "MD5", ""],
     )
 
 
@@ -185,7 +193,7 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool) -> None:
 @genome_group.command("compare")
 @click.argument("a")
 @click.argument("b")
-@_digest_option
+@click.option("--digest", "by_digest", is_flag=True, help="A and B are genome digests rather than aliases.")
 @store_option
 @json_option
 @pass_ctx
@@ -206,7 +214,7 @@ def compare_cmd(ctx: Context, a: str, b: str, by_digest: bool, as_json: bool) ->
     emit_table(
         [[k, elements["a_count"][k], elements["b_count"][k], elements["a_and_b_count"][k],
           _order(elements["a_and_b_same_order"][k])] for k in result["attributes"]["a_and_b"]],
-        headers=["attribute", "a", "b", "shared", "same order"],
+        headers=["ATTRIBUTE", "A", "B", "SHARED", "SAME ORDER"],
     )
 
 

@@ -13,7 +13,7 @@ import click
 import msgspec
 
 from .main import Context, RgstoreGroup, store_option
-from .output import cell, emit_json, emit_json_lines, json_option
+from .output import emit_json, emit_json_lines, emit_table, json_option, when
 
 __all__ = ["log_group", "replay_cmd", "summary"]
 
@@ -51,7 +51,7 @@ def summary(event: Any) -> str:
 
 def _row(env: Any) -> dict[str, Any]:
     return {
-        "seq": env.seq, "time": env.time.isoformat(), "actor": env.actor,
+        "seq": env.seq, "time": env.time, "actor": env.actor,
         "type": env.event.__struct_config__.tag, "stream": env.stream, "summary": summary(env.event),
     }
 
@@ -83,9 +83,8 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
     if as_json:
         emit_json_lines(rows)
         return
-    for r in rows:
-        click.echo(f"{r['seq']:>8}  {r['time'][:19]}  {cell(r['actor'])}  {r['type']:<22} {cell(r['stream'])}  "
-                   f"{cell(r['summary'])}")
+    emit_table([(r["seq"], when(r["time"]), r["actor"], r["type"], r["stream"], r["summary"]) for r in rows],
+               headers=["SEQ", "TIME", "ACTOR", "TYPE", "STREAM", "SUMMARY"])
 
 
 @log_group.command("show")

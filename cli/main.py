@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 import lmdb
 
-from rgstore.errors import RgstoreError
+from rgstore.errors import RgstoreError, clip
 
 __all__ = ["cli", "main", "LAZY_COMMANDS", "Context"]
 
@@ -99,17 +99,18 @@ class RgstoreGroup(click.Group):
         except OSError as exc:
             # A path the user gave is missing, unreadable or not a directory: one line, not a traceback.
             where = f": {exc.filename}" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            click.echo(f"error: {clip(f'{exc.strerror or exc}{where}')}", err=True)
             ctx.exit(1)
         except lmdb.Error as exc:
-            click.echo(f"error: the store's LMDB files cannot be used ({exc}); is --store an rgstore store?", err=True)
+            click.echo(f"error: the store's LMDB files cannot be used ({clip(str(exc))}); is --store an rgstore store?",
+                       err=True)
             ctx.exit(1)
 
 
 def _usage_error(exc: click.UsageError) -> NoReturn:
     """A mistyped option or argument: one line on stderr and exit 2, like every other error (not click's 4 lines)."""
     where = exc.ctx.command_path if exc.ctx is not None else "rgstore"
-    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = clip(" ".join(exc.format_message().split()).rstrip("."))
     click.echo(f"error: {message} (see `{where} --help`)", err=True)
     sys.exit(exc.exit_code)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, json_option
+from .output import emit_json, json_option, when
 
 __all__ = ["mirror_group"]
 
@@ -78,7 +78,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         click.echo(f"upstream:   head {result.upstream_head}, lag {result.lag} events")
     if result.error:
         click.echo(f"upstream problem: {result.error}")
-    click.echo(f"last pull:  {result.last_pull or 'never'}")
+    click.echo(f"last pull:  {when(result.last_pull) if result.last_pull else 'never'}")
 
 
 @mirror_group.command("promote")

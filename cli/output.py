@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 import msgspec
 
-__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "json_option"]
+__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "json_option", "when"]
 
 _JSON = msgspec.json.Encoder()
 
@@ -37,6 +38,20 @@ def cell(value: Any) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def when(moment: datetime | float | str) -> str:
+    """A time as every text table prints it: UTC to the second, ISO 8601 with Z (2024-05-01T12:00:00Z).
+
+    Takes a datetime (naive ones are UTC), a POSIX timestamp or an ISO string.
+    """
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    elif not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def emit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -> None:

@@ -9,7 +9,7 @@ import click
 
 from .getseq import signals_unwind
 from .main import Context, store_option
-from .output import emit_json, emit_table, json_option
+from .output import emit_json, emit_table, json_option, when
 
 __all__ = ["refpkg_group"]
 
@@ -78,7 +78,7 @@ def _file_options(fn: Any) -> Any:
 @store_option
 @json_option
 @pass_ctx
-def create_cmd(ctx: Context, name: str, locus: str, description: str | None, author: str | None,
+def create_cmd(ctx: Context, /, name: str, locus: str, description: str | None, author: str | None,
                package_version: str | None, as_json: bool, **paths: str | None) -> None:
     """Create package NAME (like `taxit create`); an existing NAME is refused.
 
@@ -121,7 +121,7 @@ def update_cmd(ctx: Context, name: str, changes: tuple[str, ...], metadata: bool
 
 @refpkg_group.command("rollback")
 @click.argument("name")
-@click.option("-n", "count", type=int, default=1, show_default=True, help="Number of steps to undo.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of steps to undo.")
 @store_option
 @json_option
 @pass_ctx
@@ -139,7 +139,7 @@ def rollback_cmd(ctx: Context, name: str, count: int, as_json: bool) -> None:
 
 @refpkg_group.command("rollforward")
 @click.argument("name")
-@click.option("-n", "count", type=int, default=1, show_default=True, help="Number of steps to redo.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of steps to redo.")
 @store_option
 @json_option
 @pass_ctx
@@ -212,11 +212,11 @@ def info_cmd(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    click.echo(f"{info.name}  seq {info.seq}  {info.time.isoformat(timespec='seconds')}  "
+    click.echo(f"{info.name}  seq {info.seq}  {when(info.time)}  "
                f"rollbacks {info.rollbacks}  rollforwards {info.rollforwards}")
-    emit_table([(k, v) for k, v in info.metadata.items()], ["metadata", "value"])
-    emit_table([(k, r.name, r.md5, r.size) for k, r in info.files.items()],
-               ["file key", "name", "md5", "bytes"])
+    emit_table([(k, v) for k, v in info.metadata.items()], ["METADATA", "VALUE"])
+    emit_table([(k, r.name, r.md5, f"{r.size:,}") for k, r in info.files.items()],
+               ["FILE KEY", "NAME", "MD5", "BYTES"])
 
 
 @refpkg_group.command("list")
@@ -236,7 +236,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
         emit_json(rows)
         return
     emit_table([(r.name, r.locus, r.files, r.seq, r.rollbacks, r.rollforwards) for r in rows],
-               ["name", "locus", "files", "seq", "rollbacks", "rollforwards"])
+               ["NAME", "LOCUS", "FILES", "SEQ", "ROLLBACKS", "ROLLFORWARDS"])
 
 
 @refpkg_group.command("log")
@@ -256,8 +256,8 @@ def log_cmd(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(entries)
         return
-    emit_table([(e.seq, e.time.isoformat(timespec="seconds"), e.actor, e.message) for e in entries],
-               ["seq", "time", "actor", "entry"])
+    emit_table([(e.seq, when(e.time), e.actor, e.message) for e in entries],
+               ["SEQ", "TIME", "ACTOR", "ENTRY"])
 
 
 @refpkg_group.command("rp")
@@ -325,4 +325,4 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
     if as_json:
         emit_json(report)
     else:
-        click.echo(f"wrote {report.path} ({report.files} files, {report.bytes} bytes)")
+        click.echo(f"wrote {report.path} ({report.files} files, {report.bytes:,} bytes)")

@@ -7,7 +7,10 @@ Messages are one line: what failed, on which item, and what to do next.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "clip",
     "RgstoreError",
     "NotFoundError",
     "InvalidInputError",
@@ -29,11 +32,41 @@ __all__ = [
 ]
 
 
+MAX_WORD = 240
+"""Longest run of non-space characters an error message shows whole (a real path fits)."""
+MAX_MESSAGE = 1000
+"""Longest error message shown whole."""
+
+_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD + 1))
+
+
+def _cut(text: str, head: int, tail: int) -> str:
+    return f"{text[:head]}…({len(text) - head - tail:,} characters left out)…{text[len(text) - tail:]}"
+
+
+def clip(text: str) -> str:
+    """``text`` as one short line: control characters escaped, over-long words and messages cut in the middle.
+
+    Errors echo what the user gave (a name, a path, a locus); a 10 kB name or a 3 kB path keeps its
+    start and end, says how much was left out, and the message stays one readable line.
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    if len(text) > MAX_WORD:
+        text = _LONG_WORD.sub(lambda m: _cut(m.group(), 100, 40), text)
+    if len(text) > MAX_MESSAGE:
+        text = _cut(text, 700, 250)
+    return text
+
+
 class RgstoreError(Exception):
-    """Root of every deliberate rgstore failure; the message is meant for a person."""
+    """Root of every deliberate rgstore failure; the message is meant for a person (one line, see ``clip``)."""
 
     exit_code: int = 1
     http_status: int = 400
+
+    def __str__(self) -> str:
+        return clip(super().__str__())
 
 
 class NotFoundError(RgstoreError, LookupError):
@@ -42,7 +75,7 @@ class NotFoundError(RgstoreError, LookupError):
     http_status = 404
 
     def __str__(self) -> str:  # LookupError would repr-quote the message
-        return str(self.args[0]) if self.args else "not found"
+        return clip(str(self.args[0])) if self.args else "not found"
 
 
 class InvalidInputError(RgstoreError, ValueError):

@@ -242,10 +242,17 @@ class Refpkgs:
         self, name: str, dest: Path | str, *, fmt: str = "dir", history: bool = True,
         progress: ProgressFactory = null_progress,
     ) -> ExportReport:
-        """Write the package as a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io``)."""
+        """Write the package as a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io``).
+
+        The parent directory must exist (like `genome export` and `log export`): a mistyped path
+        is an error, not a new directory tree.
+        """
         from .refpkg_io import export_package
 
-        return export_package(self, name, Path(dest), fmt=fmt, history=history, progress=progress)
+        dest = Path(dest)
+        if not dest.absolute().parent.is_dir():
+            raise NotFoundError(f"cannot write {dest}: directory {dest.parent} does not exist")
+        return export_package(self, name, dest, fmt=fmt, history=history, progress=progress)
 
     # -- queries ------------------------------------------------------------------------------
 

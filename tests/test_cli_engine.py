@@ -207,8 +207,9 @@ def test_log_since_takes_every_documented_form(store_path: Path, cli) -> None:  
 def test_log_rows_stay_one_line_whatever_events_hold(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     with Store.open(store_path, actor="alice@lab") as s:
         s.append([NewEvent(stream="note:x", event=Noted(text="two\nlines\tand\x1b[31m red"))])
-    lines = cli("log").output.splitlines()
-    assert len(lines) == 1 and "two\\nlines\\tand\\x1b[31m red" in lines[0]
+    header, *rows = cli("log").output.splitlines()
+    assert header.split()[0] == "SEQ"
+    assert len(rows) == 1 and "two\\nlines\\tand\\x1b[31m red" in rows[0]
 
 
 def test_log_show_and_filters_refuse_odd_values_in_one_line(store_path: Path) -> None:
