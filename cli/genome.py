@@ -72,16 +72,15 @@ def init_cmd(
         rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM --fhr rCRS.fhr.json
         rgstore genome init --remote https://example.org/refget --alias ucsc:hg38 --name hg38
     """
-    from rgstore.errors import InvalidInputError
     from rgstore.progress import terminal_progress
 
     # Checked before the store opens, so a mistaken first command creates no store.
     if (fasta is None) == (remote is None):
-        raise InvalidInputError("genome init needs --fasta PATH or --remote URL" if fasta is None
-                                else "--fasta cannot be combined with --remote")
+        raise click.UsageError("genome init needs --fasta PATH or --remote URL" if fasta is None
+                               else "--fasta cannot be combined with --remote")
     if remote is None and (remote_digest is not None or remote_alias is not None):
-        raise InvalidInputError("--digest and --alias name a genome on a --remote URL; a --fasta genome's "
-                                "digest is computed from its sequences")
+        raise click.UsageError("--digest and --alias name a genome on a --remote URL; a --fasta genome's "
+                               "digest is computed from its sequences")
     with signals_unwind(), ctx.open(create=True) as store:
         if remote is not None:
             from rgstore.remote import init_remote

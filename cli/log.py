@@ -77,6 +77,9 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
     if ctx.invoked_subcommand is not None:
         return
     since_time = _since(since)  # a malformed --since is a usage error whatever the store
+    for value, hint in ((stream, "--stream"), (type_, "--type")):
+        if value is not None and not value.strip():
+            raise click.BadParameter("is empty; name one, or leave the option out for every event", param_hint=hint)
     with ctx.find_object(Context).open(readonly=True) as store:  # type: ignore[union-attr]
         envs = store.events(stream=stream, type=type_, since=since_time, last=limit)
     rows = [_row(e) for e in envs]

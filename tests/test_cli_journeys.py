@@ -73,7 +73,7 @@ def test_a_path_with_a_newline_is_reported_on_one_line(cli, tmp_path: Path) -> N
 
 
 def test_genome_init_with_fasta_and_a_digest_names_the_real_mistake(cli) -> None:  # type: ignore[no-untyped-def]
-    err = _one_line_error(cli("genome", "init", "--fasta", TINY, "--digest", "A" * 32, "--name", "x"))
+    err = _one_line_error(cli("genome", "init", "--fasta", TINY, "--digest", "A" * 32, "--name", "x"), 2)
     assert "--digest and --alias name a genome on a --remote URL" in err
 
 
@@ -178,3 +178,10 @@ def test_json_output_is_clean_json_on_stdout_and_nothing_on_stderr(store_path: P
         proc = run_rgstore("--store", str(store_path), *args, "--json")
         assert proc.returncode == 0 and proc.stderr == b"", args
         assert isinstance(json.loads(proc.stdout), dict), args
+
+
+def test_an_empty_log_filter_is_a_usage_error_not_an_empty_listing(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _seed(cli, tmp_path)
+    for option in ("--stream", "--type"):
+        err = _one_line_error(cli("log", option, ""), 2)
+        assert option in err and "is empty" in err

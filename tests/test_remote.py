@@ -331,15 +331,15 @@ def test_cli_genome_init_remote(cli, served: Served) -> None:  # type: ignore[no
     assert source_line == [f"source       {server.url} (remote; sequences fetched when first read)"]
 
 
-def test_cli_genome_init_remote_errors_are_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_genome_init_remote_errors_are_one_line_and_option_mistakes_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
     unreachable = cli("genome", "init", "--remote", "http://127.0.0.1:9", "--digest", "A" * 32, "--name", "x")
     assert unreachable.exit_code == 1
     assert unreachable.output.startswith("error: cannot reach") and unreachable.output.count("\n") == 1
     neither = cli("genome", "init", "--name", "x")
-    assert neither.exit_code == 1 and "--fasta PATH or --remote URL" in neither.output
+    assert neither.exit_code == 2 and "--fasta PATH or --remote URL" in neither.output
     both = cli("genome", "init", "--fasta", "x.fa", "--remote", "http://127.0.0.1:9", "--digest", "A" * 32,
                "--name", "x")
-    assert both.exit_code == 1 and "--fasta cannot be combined with --remote" in both.output
+    assert both.exit_code == 2 and "--fasta cannot be combined with --remote" in both.output
 
 
 def test_another_kind_of_service_is_not_mistaken_for_a_seqcol_server(tmp_path: Path) -> None:
