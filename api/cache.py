@@ -7,14 +7,13 @@ store's cache root, so the server does not disclose its filesystem layout.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from rgstore.errors import NotFoundError
-from rgstore.views.cache import CacheEntry, CacheView, Tombstone
+from rgstore.views.cache import CacheEntry, CacheView, Tombstone, iso_time
 
 from .files import StoredFileResponse, fd_checksums, file_responses
 from .schemas import CacheEntryView, CacheList, ErrorBody
@@ -29,23 +28,19 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Maximum number of items
 Level = Annotated[int | None, Query(ge=1, le=2, description="Only entries of this level (1 regions, 2 raw)")]
 
 
-def _when(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
-
-
 def entry_json(entry: CacheEntry) -> dict[str, Any]:
     """A live entry as the API shows it."""
     return {
         "key": entry.key, "state": "live", "level": entry.level, "path": entry.path,
         "size": entry.size, "files": entry.files, "request": entry.request,
-        "inserted_seq": entry.inserted_seq, "inserted_at": _when(entry.inserted_at),
-        "last_access": _when(entry.last_access), "touches": entry.touches, "pinned": entry.pinned,
+        "inserted_seq": entry.inserted_seq, "inserted_at": iso_time(entry.inserted_at),
+        "last_access": iso_time(entry.last_access), "touches": entry.touches, "pinned": entry.pinned,
     }
 
 
 def _tombstone_json(tomb: Tombstone) -> dict[str, Any]:
     return {"key": tomb.key, "state": "evicted", "level": tomb.level, "path": tomb.path,
-            "evicted_seq": tomb.evicted_seq, "evicted_at": _when(tomb.evicted_at), "reason": tomb.reason}
+            "evicted_seq": tomb.evicted_seq, "evicted_at": iso_time(tomb.evicted_at), "reason": tomb.reason}
 
 
 @router.get("/entries", response_model=CacheList, summary="Live cache entries, by level then path")

@@ -321,7 +321,10 @@ def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
 def _entry_json(e: Any) -> dict[str, Any]:
     import msgspec
 
-    return {**msgspec.to_builtins(e), "size": e.size}
+    from rgstore.views.cache import iso_time
+
+    return {**msgspec.to_builtins(e), "inserted_at": iso_time(e.inserted_at), "last_access": iso_time(e.last_access),
+            "size": e.size}
 
 
 @cache_group.command("show")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,8 @@ def test_entries_lists_both_levels_with_files_and_checksums(served: Server, cach
         assert entry["state"] == "live" and not entry["path"].startswith("/")
         assert entry["size"] == sum(f["size"] for f in entry["files"].values()) > 0
         assert all(len(f["sha256"]) == 64 and len(f["md5"]) == 32 for f in entry["files"].values())
+        # Times are written as every other JSON time is (the log's envelopes): ISO 8601 UTC with Z.
+        assert entry["inserted_at"].endswith("Z") and datetime.fromisoformat(entry["last_access"]).utcoffset() == timedelta(0)
     only_regions = httpx.get(f"{served.url}/cache/entries", params={"level": 1}).json()["items"]
     assert sorted(e["key"] for e in only_regions) == sorted(str(r["key"]) for r in cached[1])
 

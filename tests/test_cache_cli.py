@@ -55,6 +55,7 @@ def test_fetch_raw_then_ls_and_show(cli, server: UpstreamServer) -> None:  # typ
     assert out.stdout.startswith("fetched  ") and "raw/genome.fna.gz" in out.stdout
     listed = json.loads(cli("cache", "ls", "--level", "2", "--json").stdout)
     assert [e["path"] for e in listed] == ["ncbi_raw/9606/GCF_000001405.40"]
+    assert all(e[t].endswith("Z") and "T" in e[t] for e in listed for t in ("inserted_at", "last_access"))
     shown = json.loads(cli("cache", "show", listed[0]["key"], "--json").stdout)
     assert shown["state"] == "live" and shown["entry"]["request"]["assembly_name"] == "SYN1"
     assert shown["entry"]["request"]["upstream"]["raw/genome.fna.gz"]["checksum"].startswith("md5:")

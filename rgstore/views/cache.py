@@ -12,6 +12,7 @@ the envelopes' times (POSIX seconds), so access tracking never depends on filesy
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import msgspec
@@ -30,7 +31,12 @@ from ..events import (
 )
 from . import FoldContext, View, iter_prefix
 
-__all__ = ["CacheView", "CacheEntry", "Tombstone"]
+__all__ = ["CacheView", "CacheEntry", "Tombstone", "iso_time"]
+
+
+def iso_time(seconds: float) -> str:
+    """A view's POSIX time as JSON shows every time: ISO 8601 UTC ending in Z (as the log's datetimes)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
