@@ -8,7 +8,8 @@ at a time under its lock. A run killed between the commit and the deletions leav
 whose directories still exist; every run first finishes those (unless a live entry now owns the
 directory, e.g. an NCBI entry re-keyed without its taxon), and also removes directories no
 event describes (abandoned staging, a publish whose insert never committed) once they are a day
-old and unlocked. ``verify`` re-hashes every file against the sha256 its insert recorded.
+old and unlocked, and lock files nobody holds of keys without a live entry (see ``cachelock``).
+``verify`` re-hashes every file against the sha256 its insert recorded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import msgspec
 
 from .blobs import hash_file
 from .cachekeys import RawIdentity, is_entry_path, is_key
-from .cachelock import entry_lock
+from .cachelock import entry_lock, sweep_lock_files
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError
 from .events import CacheEvicted
@@ -77,6 +78,8 @@ class GcReport(msgspec.Struct, kw_only=True):
     """Bytes of live entries after the run (before, for a dry run)."""
     strays: list[str] = []
     """Directories no event describes (abandoned staging, unrecorded publishes) that were removed."""
+    lock_files_removed: int = 0
+    """Lock files (``.locks/<key>.lock``) of keys without a live entry that nobody held."""
     dry_run: bool = False
 
 
@@ -302,7 +305,10 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
     for item in report.evicted:
         if _delete(cache, item.key):
             report.bytes_freed += item.size
-    report.live_bytes = sum(e.size for e in cache.ls())
+    live = cache.ls()
+    report.live_bytes = sum(e.size for e in live)
+    # Last: every lock this run took is released, and a key being built right now is held.
+    report.lock_files_removed = len(sweep_lock_files(cache.root, keep={e.key for e in live}))
     return report
 
 

@@ -5,6 +5,12 @@ in the view and counts a hit. Correctness never rests on the lock alone: files a
 rename only after verification, and the insert re-checks the view inside its write transaction,
 so on filesystems where ``flock`` silently does nothing (some NFS, Lustre, GPFS) the worst case is
 a duplicated download, never a corrupt entry.
+
+Lock files are only rendezvous points, so ``cache gc`` removes those nobody holds (one per key
+would otherwise pile up forever). That is race-free because a taker checks, once it holds the
+flock, that its descriptor is still the file at the path (same inode), and starts again if not;
+a remover unlinks only while holding the exclusive flock of the file at the path, so whoever
+waited on the unlinked file sees the mismatch and locks the new one.
 """
 
 from __future__ import annotations
@@ -18,9 +24,18 @@ from pathlib import Path
 
 from .errors import ConflictError
 
-__all__ = ["entry_lock", "entry_locks", "LOCK_DIR"]
+__all__ = ["entry_lock", "entry_locks", "sweep_lock_files", "LOCK_DIR"]
 
 LOCK_DIR = ".locks"
+_SUFFIX = ".lock"
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (a remover may have unlinked it before we locked it)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 @contextmanager
@@ -29,24 +44,33 @@ def entry_lock(
 ) -> Iterator[None]:
     """Hold one cache entry's lock (exclusive, or shared among readers); ConflictError after ``timeout``."""
     directory = cache_root / LOCK_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    path = directory / f"{key}{_SUFFIX}"
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if deadline is None:
+                fcntl.flock(fd, mode)
+            else:
+                while True:
+                    try:
+                        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise ConflictError(
+                                f"cache entry {key} is locked by another process; retry later"
+                            ) from None
+                        time.sleep(0.05)
+            if _is_current(fd, path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # gc removed the file we waited on: lock the one at the path now
     try:
-        if timeout is None:
-            fcntl.flock(fd, mode)
-        else:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise ConflictError(
-                            f"cache entry {key} is locked by another process; retry later"
-                        ) from None
-                    time.sleep(0.05)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
@@ -59,3 +83,34 @@ def entry_locks(cache_root: Path, keys: Iterable[str], *, timeout: float | None 
         for key in sorted(set(keys)):
             stack.enter_context(entry_lock(cache_root, key, timeout=timeout))
         yield
+
+
+def sweep_lock_files(cache_root: Path, keep: Iterable[str] = ()) -> list[str]:
+    """Remove the lock files nobody holds, except those of ``keep`` keys; returns the keys removed.
+
+    Each goes only while this process holds its exclusive flock (never waiting for one), so a
+    process that opened it meanwhile finds it unlinked once it gets the lock and takes a new one.
+    """
+    directory = cache_root / LOCK_DIR
+    if not directory.is_dir():
+        return []
+    kept = set(keep)
+    removed: list[str] = []
+    for path in sorted(directory.glob(f"*{_SUFFIX}")):
+        key = path.name[: -len(_SUFFIX)]
+        if key in kept:
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue  # gone already, or not ours to open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _is_current(fd, path):
+                path.unlink()
+                removed.append(key)
+        except OSError:
+            continue  # held (in use), or not ours to remove
+        finally:
+            os.close(fd)
+    return removed

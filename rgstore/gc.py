@@ -1,27 +1,37 @@
-"""`rgstore gc`: delete blobs and RefgetStore collections nothing references, and stale temp files.
+"""`rgstore gc`: delete blobs and RefgetStore collections nothing references, and what killed commands left.
 
 Deletion happens while holding the LMDB writer lock (inside a write transaction), and every
 command re-checks its blobs exist inside its own write transaction, so a blob cannot vanish
 between a command's check and its commit. Blobs younger than ``grace`` seconds are kept:
 they may belong to a command that has written its files but not yet committed.
 
-RefgetStore collections no genome in the genome view names (left by `genome remove`) go the
-same way, with the same grace period, through gtars under its writer lock; their sequences go
-with them unless a recorded genome still lists one.
+RefgetStore collections no genome in the genome view names (left by `genome remove`, or by an
+import killed before it was recorded) go the same way: chosen and removed inside one write
+transaction, with the same grace period, through gtars under its writer lock; their sequences go
+with them unless a recorded genome still lists one. Scratch directories of killed imports and
+sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go once no process holds them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import time
+from pathlib import Path
 
 import msgspec
 
 from .environment import Txn
-from .errors import InvalidInputError
+from .errors import ConflictError, InvalidInputError
 from .store import Store
 
-__all__ = ["GcReport", "collect_garbage"]
+__all__ = ["GcReport", "collect_garbage", "SCRATCH_FLOOR_S"]
+
+SCRATCH_FLOOR_S = 10.0
+"""Scratch directories younger than this are kept whatever the grace: one is unmarked for a moment after
+it is made (its in-use lock is what protects it afterwards)."""
+_REFGET_LOCK_TIMEOUT_S = 120
 
 
 class GcReport(msgspec.Struct, kw_only=True):
@@ -34,6 +44,8 @@ class GcReport(msgspec.Struct, kw_only=True):
     collections_removed: list[str] = []
     """RefgetStore collections no genome references any more (e.g. after `genome remove`)."""
     collections_kept_recent: list[str] = []
+    scratch_removed: list[str] = []
+    """Scratch directories (``.ingest-*``, ``.remote-*``) that killed commands left behind."""
     dry_run: bool = False
 
 
@@ -69,26 +81,112 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
 
     store.environment.write(sweep)
     _prune_refget(store, report, now=now, grace=grace, dry_run=dry_run)
+    if not dry_run:
+        _break_dead_refget_lock(store)
+    _sweep_scratch(store, report, grace=grace, dry_run=dry_run)
     return report
 
 
 def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, dry_run: bool) -> None:
-    """Remove RefgetStore collections that no genome in the view names and that are older than ``grace``."""
-    from .refgetstore import discard_import
-    from .views.genomes import all_genomes
+    """Remove RefgetStore collections that no genome in the view names and that are older than ``grace``.
+
+    The choice and the removal happen in one write transaction: no genome can be recorded in
+    between, so a command that checks its collection inside its own transaction never records
+    a genome whose sequences this run deleted.
+    """
+    from .refgetstore import open_refget, strip_sq
+    from .views.genomes import all_genomes, genomes_with_sequence
 
     collections = store.refget_path / "collections"
     if not collections.is_dir():
         return
-    with store.read() as txn:
-        wanted = {genome.digest for genome in all_genomes(txn, store.environment)}
-    for index in sorted(collections.glob("*.rgsi")):
-        digest = index.stem
-        if digest in wanted:
-            continue
-        if now - index.stat().st_mtime < grace:
-            report.collections_kept_recent.append(digest)
-            continue
-        report.collections_removed.append(digest)
-        if not dry_run:
-            discard_import(store, digest, was_new=True)
+    env = store.environment
+
+    def unwanted(txn: Txn) -> list[str]:
+        wanted = {genome.digest for genome in all_genomes(txn, env)}
+        report.collections_kept_recent, out = [], []
+        for index in sorted(collections.glob("*.rgsi")):
+            digest = index.stem
+            if digest in wanted:
+                continue
+            try:
+                age = now - index.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age < grace:
+                report.collections_kept_recent.append(digest)
+            else:
+                out.append(digest)
+        return out
+
+    if dry_run:
+        with store.read() as txn:
+            report.collections_removed = unwanted(txn)
+        return
+
+    def remove(txn: Txn) -> None:
+        report.collections_removed = []
+        doomed = unwanted(txn)
+        if not doomed:
+            return
+        handle = open_refget(store, write=True)
+        handle.set_lock_timeout(_REFGET_LOCK_TIMEOUT_S)
+        try:
+            handle.lock_for_batch("rgstore-gc")
+        except OSError as exc:  # gtars' word for a writer lock it could not get
+            raise ConflictError(f"unreferenced RefgetStore collections were kept ({exc}); run `rgstore gc` "
+                                "again later") from None
+        try:
+            for digest in doomed:
+                # Sequences only this collection lists, unless a recorded genome lists one (a remote
+                # genome's fetched sequence has no collection of its own: gtars counts it an orphan).
+                orphans = handle.plan_orphan_removal(digest)
+                needed = any(genomes_with_sequence(txn, env, strip_sq(str(s))) for s in orphans)
+                if handle.remove_collection(digest, remove_orphan_sequences=not needed):
+                    report.collections_removed.append(digest)
+        finally:
+            handle.release_batch_lock()
+
+    store.environment.write(remove)
+
+
+def _break_dead_refget_lock(store: Store) -> None:
+    """Remove a RefgetStore writer lock its dead owner left (a killed gc or import): taking the lock breaks it."""
+    from .refgetlock import LOCK_NAME, refget_write_lock
+
+    if (store.refget_path / LOCK_NAME).exists():
+        try:
+            with refget_write_lock(store.refget_path, "rgstore-gc", timeout=0):
+                pass
+        except ConflictError:
+            pass  # a live writer holds it
+
+
+def _sweep_scratch(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:
+    """Remove scratch directories of killed imports and fetches that no live process holds."""
+    from .refgetstore import SCRATCH_PREFIXES, sweep_scratch
+
+    older_than = max(grace, SCRATCH_FLOOR_S)
+    if dry_run:
+        now = time.time()
+        report.scratch_removed = sorted(
+            p.name for prefix in SCRATCH_PREFIXES for p in store.path.glob(prefix + "*")
+            if p.is_dir() and now - p.stat().st_mtime >= older_than and not _held(p / ".in-use")
+        )
+        return
+    report.scratch_removed = [p.name for p in sweep_scratch(store, older_than=older_than)]
+
+
+def _held(mark: Path) -> bool:
+    """Whether a live process holds a scratch directory's in-use lock (see ``refgetstore.scratch_dir``)."""
+    try:
+        fd = os.open(mark, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

@@ -173,6 +173,12 @@ class Genomes:
             state["seqs"] = self.store.transact(lambda txn: command(txn, ingested))
 
         def command(txn: Txn, ingested: Ingested) -> list[NewEvent]:
+            if not (self.store.refget_path / "collections" / f"{ingested.digest}.rgsi").is_file():
+                # Removed since the import (gc, or an interrupted import of the same FASTA taking its
+                # collection back); both remove inside a write transaction, so this check is final.
+                raise ConflictError(f"the RefgetStore collection {ingested.digest} was removed while this import "
+                                    "ran (by `rgstore gc` or an interrupted import of the same FASTA); run the "
+                                    "command again")
             seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
             added.clear()
             events: list[NewEvent] = []

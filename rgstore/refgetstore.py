@@ -258,29 +258,39 @@ def discard_import(store: Store, digest: str, was_new: bool) -> None:
     orphaned sequences go too, unless a recorded genome lists one of them (a remote genome's
     fetched sequence has no collection of its own: gtars would count it as an orphan).
     Best effort: a RefgetStore that stays locked keeps the collection rather than mask the refusal.
+    The check and the removal run inside one LMDB write transaction (writer lock first, then
+    gtars', as `rgstore gc` takes them): another process importing the same FASTA either recorded
+    it before (it stays) or finds it gone in its own transaction and is refused, never recording a
+    genome without sequences.
     """
     if not was_new:
         return
     from .views.genomes import genome_record, genomes_with_sequence
 
     env = store.environment
-    try:
-        handle = open_refget(store, write=True)
-        handle.set_lock_timeout(_DISCARD_LOCK_TIMEOUT_S)
-        handle.lock_for_batch("rgstore-discard-refused-import")
-    except (OSError, RgstoreError):
-        return
-    try:
-        with store.read() as txn:
+
+    def remove(txn: Any) -> None:
+        try:
+            handle = open_refget(store, write=True)
+            handle.set_lock_timeout(_DISCARD_LOCK_TIMEOUT_S)
+            handle.lock_for_batch("rgstore-discard-refused-import")
+        except (OSError, RgstoreError):
+            return
+        try:
             if genome_record(txn, env, digest) is not None:
                 return  # another process recorded this very collection meanwhile: it stays
             orphans = handle.plan_orphan_removal(digest)
             needed = any(genomes_with_sequence(txn, env, strip_sq(str(s))) for s in orphans)
-        handle.remove_collection(digest, remove_orphan_sequences=not needed)
-    except OSError:
-        pass
-    finally:
-        handle.release_batch_lock()
+            handle.remove_collection(digest, remove_orphan_sequences=not needed)
+        except OSError:
+            pass
+        finally:
+            handle.release_batch_lock()
+
+    try:
+        store.environment.write(remove)
+    except RgstoreError:
+        pass  # e.g. a read-only handle: keep the collection rather than mask the refusal
 
 
 def _checked(

@@ -16,6 +16,7 @@ from .codec import chain_of, genesis_hash
 from .environment import Txn
 from .errors import ChainError, LogMismatchError, NotFoundError
 from .logfile import LogHeader, read_log_file, read_log_stream, write_log_file, write_log_stream
+from .pendingsync import PendingSync
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
 
@@ -85,6 +86,7 @@ def apply_records(
     bar = progress("replay", total=total, unit="ev")
     applied = 0
     it = iter(records)
+    mark: PendingSync | None = None  # outside copies of views stay stale until the refresh at the end
     was_enabled = _gc.isenabled()
     _gc.disable()
     try:
@@ -105,6 +107,9 @@ def apply_records(
             chunk = pending
 
             def write(txn: Txn, chunk: list[tuple[int, bytes]] = chunk) -> int:
+                nonlocal mark
+                if mark is None:
+                    mark = PendingSync(store.path)  # before the first commit (see rgstore.pendingsync)
                 store.log.adopt_identity(txn, log_id)
                 new_head = store.log.append_records(txn, chunk, log_id)
                 if on_batch is not None:
@@ -115,13 +120,21 @@ def apply_records(
             applied += len(chunk)
             bar.update(len(chunk))
             pending = []
+        if applied:
+            store.generation += 1
+            store.sync_external_views()
+    except BaseException:
+        if mark is not None and applied:
+            mark.abandon()  # committed batches: the next writable open refreshes the copies
+        elif mark is not None:
+            mark.done()
+        raise
     finally:
         if was_enabled:
             _gc.enable()
         bar.close()
-    if applied:
-        store.generation += 1
-        store.sync_external_views()
+    if mark is not None:
+        mark.done()
     return applied, head
 
 

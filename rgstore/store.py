@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc as _gc
 import os
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,6 +24,7 @@ from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError, StaleViewsError
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
+from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
 from .views import FoldContext, View
 from .views.registry import all_views
@@ -70,6 +72,16 @@ def _refuse_newer_format(environment: Environment, root: Path) -> None:
         )
 
 
+def _initialised(environment: Environment) -> bool:
+    """Whether the log has its identity (a first command killed before committing leaves an empty environment)."""
+    with environment.env.begin() as txn:
+        if txn.get(b"meta") is None:
+            return False
+    meta = environment.env.open_db(b"meta", create=False)
+    with environment.env.begin(db=meta) as txn:
+        return txn.get(b"log_id") is not None
+
+
 MAX_ACTOR_CHARS = 200
 
 
@@ -113,6 +125,8 @@ class Store:
             self._has_dictionary = self.log.current_dictionary(txn) != 0
         self.generation = 0
         """Bumped by every commit through this handle, so services can drop cached reads."""
+        self.repaired: list[str] = []
+        """Views this open found out of step with the log (damaged or missing checkpoint) and rebuilt."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -145,16 +159,23 @@ class Store:
         environment = Environment(root / "log", readonly=readonly)
         try:
             _refuse_newer_format(environment, root)  # before this version creates its sub-dbs in it
+            if readonly and not _initialised(environment) and os.access(root / "log" / "data.mdb", os.W_OK):
+                environment.close()  # finish creating it, as any writing command would, then read
+                cls.open(root, actor=actor).close()
+                environment = Environment(root / "log", readonly=True)
             store = cls(root, environment, actor or default_actor())
             if not readonly:
                 store.environment.write(lambda txn: store.log.initialise(txn))
             if not readonly:
                 store._refresh_stale_views(progress)
-            elif store._stale_views() and os.access(root / "log" / "data.mdb", os.W_OK):
+                store._finish_abandoned_syncs()
+            elif (store._stale_views() or abandoned_marks(root)) and os.access(root / "log" / "data.mdb", os.W_OK):
                 environment.close()
-                cls.open(root, actor=actor, progress=progress).close()  # rebuilds them, then read-only again
+                with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
+                    repaired = writer.repaired
                 environment = Environment(root / "log", readonly=True)
                 store = cls(root, environment, actor or default_actor())
+                store.repaired = repaired
             if readonly:
                 store._refuse_stale_views()
         except BaseException:
@@ -210,7 +231,8 @@ class Store:
         events reference) must exist on disk at commit time. Returns the events' seqs.
         """
 
-        touched: set[tuple[type, str]] = set()  # (event class, stream) of the command's events
+        syncs: list[tuple[View, set[str]]] = []  # views with outside copies to refresh, and their streams
+        marks: list[PendingSync] = []
 
         def run(txn: Txn) -> list[int]:
             self._check_writable(txn)
@@ -218,14 +240,34 @@ class Store:
             for sha in blobs:
                 if not self.blobs.exists(sha):
                     raise ConflictError(f"blob {sha} vanished before commit (concurrent gc?); retry")
-            touched.clear()
-            touched.update((type(item.event), item.stream) for item in batch)
+            syncs[:] = self._syncs({(type(item.event), item.stream) for item in batch})
+            if syncs and not marks:
+                marks.append(PendingSync(self.path))  # before the commit: a kill after it leaves the mark
             return self.log.append(txn, batch, self.actor)
 
-        seqs = self.environment.write(run)
+        try:
+            seqs = self.environment.write(run)
+        except BaseException:
+            for mark in marks:
+                mark.done()  # nothing committed
+            raise
         self.generation += 1
         if seqs and seqs[-1] >= DICTIONARY_AFTER and not self._has_dictionary:
             self._train_dictionary()
+        try:
+            for view, streams in syncs:
+                view.sync_external(self, streams)
+        except BaseException:
+            for mark in marks:
+                mark.abandon()  # the next writable open refreshes every copy
+            raise
+        for mark in marks:
+            mark.done()
+        return seqs
+
+    def _syncs(self, touched: set[tuple[type, str]]) -> list[tuple[View, set[str]]]:
+        """Views with copies outside LMDB that folded one of these (event class, stream)s, with those streams."""
+        out = []
         for view in self.views:
             # Only views that folded one of these events refresh their outside copies, and only
             # for the streams concerned (a note on an audit stream must not rewrite alias TSVs).
@@ -233,8 +275,8 @@ class Store:
                 streams = {stream for cls, stream in touched if (not view.handles or cls in view.handles)
                            and (not view.streams or stream.startswith(view.streams))}
                 if streams:
-                    view.sync_external(self, streams)
-        return seqs
+                    out.append((view, streams))
+        return out
 
     def _train_dictionary(self) -> None:
         """Train a zstd dictionary on recent small payloads and announce it in the log (once)."""
@@ -263,6 +305,14 @@ class Store:
         """Refresh every view's copies outside LMDB (after rebuild or replay)."""
         for view in self.views:
             view.sync_external(self)
+
+    def _finish_abandoned_syncs(self) -> None:
+        """Refresh every outside copy if a command died between its commit and its refresh (see pendingsync)."""
+        marks = abandoned_marks(self.path)
+        if marks:
+            self.sync_external_views()
+            for mark in marks:
+                mark.unlink(missing_ok=True)
 
     def append(self, batch: Sequence[NewEvent], *, blobs: Sequence[str] = ()) -> list[int]:
         """Append a command's events (see ``transact``)."""
@@ -347,25 +397,58 @@ class Store:
 
     # -- views --------------------------------------------------------------------------------
 
-    def _stale_views(self) -> list[str]:
+    def checkpoint(self, txn: Txn, view: View) -> tuple[int, int] | None:
+        """(version, seq) ``view`` was last folded to, (0, 0) if never, None if the record is malformed."""
+        try:
+            return self.log.checkpoint(txn, view)
+        except struct.error:
+            return None
+
+    def _stale(self) -> list[tuple[View, str]]:
+        """Views not folded to (their version, the head), each with what is wrong if that is damage.
+
+        Every commit moves every checkpoint to the new head in its own transaction, so only an
+        upgrade (another version at the head) or a view new to this store (never folded, no data)
+        is expected ('' marks those); anything else is named.
+        """
+        out: list[tuple[View, str]] = []
         with self.read() as txn:
             head, _ = self.log.head(txn)
-            return [v.name for v in self.views if self.log.checkpoint(txn, v) != (v.version, head)]
+            for view in self.views:
+                checkpoint = self.checkpoint(txn, view)
+                if checkpoint == (view.version, head):
+                    continue
+                if checkpoint is None:
+                    why = "its checkpoint record is malformed"
+                elif checkpoint[1] == 0:
+                    held = next(iter(view.contents(txn, self.environment)), None) is not None
+                    why = "its checkpoint is missing though the view holds data" if held else ""
+                elif checkpoint[1] != head:
+                    why = f"its checkpoint is at seq {checkpoint[1]} but the log's head is {head}"
+                else:
+                    why = ""
+                out.append((view, why))
+        return out
+
+    def _stale_views(self) -> list[str]:
+        return [view.name for view, _ in self._stale()]
 
     def _refuse_stale_views(self) -> None:
-        stale = self._stale_views()
+        stale = self._stale()
         if stale:
+            damage = next((f"view {view.name!r}: {why}" for view, why in stale if why), None)
             raise StaleViewsError(
-                f"views {', '.join(stale)} of {self.path} were built by another rgstore version; open the store "
-                "writable once (e.g. `rgstore rebuild`) to rebuild them"
+                f"views {', '.join(view.name for view, _ in stale)} of {self.path} "
+                f"{f'are out of step with the log ({damage})' if damage else 'were built by another rgstore version'}; "
+                "open the store writable once (e.g. `rgstore rebuild`) to rebuild them"
             )
 
     def _refresh_stale_views(self, progress: ProgressFactory) -> None:
-        with self.read() as txn:
-            head, _ = self.log.head(txn)
-            stale = [v for v in self.views if self.log.checkpoint(txn, v) != (v.version, head)]
+        stale = self._stale()
         if stale:
-            self.rebuild(stale, progress=progress)
+            self.rebuild([view for view, _ in stale], progress=progress)
+            self.repaired.extend(f"view {view.name!r} was out of step with the log ({why}); rebuilt from the log"
+                                 for view, why in stale if why)
 
     def rebuild(self, views: Sequence[View] | None = None, *, progress: ProgressFactory = null_progress) -> int:
         """Drop the given views (default: all) and fold the whole log into them again.

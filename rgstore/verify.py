@@ -43,6 +43,9 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     unfetched_sequences: int = 0
     """Sequences of remote genomes (or on a mirror) not fetched yet: read on first use."""
     view_digests: dict[str, str] = {}
+    repaired: list[str] = []
+    """Views the store's open found out of step with the log (a damaged or missing checkpoint) and rebuilt
+    before these checks ran: the store was inconsistent when verify started, so each is also a problem."""
 
     @property
     def ok(self) -> bool:
@@ -146,10 +149,11 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                         )
                         if mismatch:
                             report.problems.append(f"view {view.name!r} disagrees with a fresh replay: {mismatch}")
-                        cp = store.log.checkpoint(txn, view)
+                        cp = store.checkpoint(txn, view)
                         if cp != (view.version, head):
                             report.problems.append(
-                                f"view {view.name!r} checkpoint is {cp}, expected ({view.version}, {head}); run `rgstore rebuild`"
+                                f"view {view.name!r} checkpoint is {cp if cp is not None else 'malformed'}, expected "
+                                f"({view.version}, {head}); run `rgstore rebuild`"
                             )
         finally:
             scratch.close()
@@ -298,7 +302,13 @@ def _check_refget_index(store: Store, report: VerifyReport, wanted: list[tuple[s
 
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:
     """Run every check; never raises for what it finds (see ``VerifyReport.problems``)."""
-    report = VerifyReport()
+    report = VerifyReport(repaired=list(store.repaired))
+    report.problems.extend(f"{what} when verify opened the store" for what in store.repaired)
+    from .pendingsync import abandoned_marks
+
+    if abandoned_marks(store.path):  # left only when this process may not write the store
+        report.problems.append("a command was killed before refreshing the alias TSVs / FHR files under refget/; "
+                               "they may be stale until a writable open (e.g. `rgstore rebuild`) refreshes them")
     _check_log(store, report, progress)
     if not report.problems:
         _check_views(store, report, progress)

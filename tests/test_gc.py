@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from gtars.refget import RefgetStore
 
 from rgstore.gc import collect_garbage
 from rgstore.store import Store
+from tests.conftest import REPO
 
 
 def _fasta(path: Path, records: dict[str, str]) -> Path:
@@ -76,3 +82,66 @@ def test_gc_keeps_blobs_only_the_undo_and_redo_history_references(tmp_path: Path
     store.refpkgs.strip("p")  # history dropped: `first` is referenced by nothing
     removed = collect_garbage(store, grace=0).removed
     assert len(removed) == 1 and store.verify().ok
+
+
+_SCRATCH_HOLDER = (
+    "import sys, time\nfrom rgstore.store import Store\nfrom rgstore.refgetstore import scratch_dir\n"
+    "store = Store.open(sys.argv[1])\n"
+    "with scratch_dir(store, sys.argv[2]) as path:\n"
+    "    (path / 'input.fa').write_text('>c1\\nACGT\\n')\n"
+    "    print(path, flush=True)\n    time.sleep(120)\n"
+)
+
+
+def _scratch_in(store_path: Path, prefix: str) -> tuple[subprocess.Popen[str], Path]:
+    proc = subprocess.Popen([sys.executable, "-c", _SCRATCH_HOLDER, str(store_path), prefix], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line, proc.communicate()
+    return proc, Path(line)
+
+
+def test_gc_removes_scratch_directories_of_killed_imports_but_not_one_in_use(store_path: Path) -> None:
+    Store.open(store_path).close()
+    killed, left = _scratch_in(store_path, ".ingest-")
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    fetching, live = _scratch_in(store_path, ".remote-")
+    try:
+        old = time.time() - 3600
+        for path in (left, live):
+            os.utime(path, (old, old))
+        with Store.open(store_path) as store:
+            assert collect_garbage(store, dry_run=True).scratch_removed == [left.name]
+            assert left.is_dir()
+            assert collect_garbage(store, grace=0).scratch_removed == [left.name]
+        assert not left.exists() and (live / "input.fa").is_file()  # a live process holds it
+    finally:
+        fetching.kill()
+        fetching.communicate()
+
+
+def test_gc_removes_a_refget_writer_lock_its_killed_owner_left_but_not_a_live_ones(store_path: Path) -> None:
+    from rgstore.refgetlock import LOCK_NAME
+
+    Store.open(store_path).close()
+    holder = (
+        "import sys, time\nfrom pathlib import Path\nfrom rgstore.refgetlock import refget_write_lock\n"
+        "with refget_write_lock(Path(sys.argv[1]), 'test-holder'):\n    print('held', flush=True)\n    time.sleep(120)\n"
+    )
+    lock = store_path / "refget" / LOCK_NAME
+    for kill in (True, False):
+        proc = subprocess.Popen([sys.executable, "-c", holder, str(store_path / "refget")], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        try:
+            if kill:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+            with Store.open(store_path) as store:
+                collect_garbage(store, grace=0)
+            assert lock.exists() is not kill
+        finally:
+            proc.kill()
+            proc.communicate()

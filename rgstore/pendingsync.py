@@ -1,0 +1,67 @@
+"""Marks for outside copies of views (alias TSVs, FHR files) that a committed command has yet to refresh.
+
+A command whose events touch a view with an outside copy creates ``STORE/.sync-pending-*`` inside
+its write transaction (so before it commits) and holds an flock on it until it has refreshed the
+copies, then removes it. A process killed in between (or whose refresh failed) leaves the mark
+unlocked: the next writable open refreshes every copy and removes such marks, and `rgstore
+verify` names them. A mark is made under a temporary name, locked, then renamed, so no other
+process ever sees it unlocked while its owner lives.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from .files import mkstemp
+
+__all__ = ["PendingSync", "abandoned_marks"]
+
+PREFIX = ".sync-pending-"
+_MAKING = ".sync-making-"
+_MAKING_GRACE_S = 60.0
+
+
+class PendingSync:
+    """One command's mark, held until ``done`` (refreshed: removed) or ``abandon`` (left for the next open)."""
+
+    def __init__(self, root: Path) -> None:
+        fd, tmp = mkstemp(dir=root, prefix=_MAKING)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.path = root / (PREFIX + Path(tmp).name.removeprefix(_MAKING))
+        os.rename(tmp, self.path)
+        self._fd = fd
+
+    def done(self) -> None:
+        """The copies are refreshed (or nothing was committed): remove the mark."""
+        self.path.unlink(missing_ok=True)
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Release the mark but keep it: the next writable open refreshes every copy."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def abandoned_marks(root: Path) -> list[Path]:
+    """Marks that no live process holds (and half-made ones a minute old: their command never committed), sorted."""
+    out = []
+    now = time.time()
+    for path in sorted([*root.glob(PREFIX + "*"), *root.glob(_MAKING + "*")]):
+        try:
+            if path.name.startswith(_MAKING) and now - path.stat().st_mtime < _MAKING_GRACE_S:
+                continue  # its maker may not have locked it yet
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            out.append(path)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(fd)
+    return out

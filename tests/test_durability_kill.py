@@ -1,0 +1,134 @@
+"""Claims about SIGKILL in the middle of writing commands: the store verifies, a rerun reaches the state of an
+uninterrupted run, and `gc` leaves nothing behind that the uninterrupted run does not have."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_rgstore
+from tests.refpkg_data import write_inputs
+from tests.upstream_fixture import GENOME, UpstreamServer, base
+
+_VOLATILE = {"seq", "time", "inserted_seq", "inserted_at", "last_access", "touches", "create_date"}
+
+
+def _norm(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
+
+
+def _state(store: Path) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for query in (["genome", "list"], ["alias", "list"], ["refpkg", "list"], ["cache", "ls"]):
+        proc = run_rgstore("--store", str(store), *query, "--json")
+        assert proc.returncode == 0, proc.stderr
+        out[" ".join(query)] = _norm(json.loads(proc.stdout))
+    return out
+
+
+def _collect(store: Path) -> set[str]:
+    """gc (scratch directories aged past gc's floor, as time would), then every path outside the LMDB files."""
+    old = time.time() - 3600
+    for scratch in [*store.glob(".ingest-*"), *store.glob(".remote-*")]:
+        os.utime(scratch, (old, old))
+    assert run_rgstore("--store", str(store), "gc", "--grace", "0").returncode == 0
+    return {p.relative_to(store).as_posix() for p in store.rglob("*") if p.relative_to(store).parts[0] != "log"}
+
+
+def _kill_when(store: Path, args: list[str], ready: Callable[[], bool], delay: float) -> bool:
+    """Start the CLI, wait until ``ready()`` (then ``delay`` s more), SIGKILL it; True if it died mid-run."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    return proc.returncode == -signal.SIGKILL
+
+
+def _big_fasta(path: Path) -> Path:
+    rng = random.Random(11)
+    with open(path, "w") as fh:
+        for n in range(4):
+            seq = "".join(rng.choice("ACGT") for _ in range(500_000))
+            fh.write(f">chr{n}\n" + "\n".join(seq[i:i + 60] for i in range(0, len(seq), 60)) + "\n")
+    return path
+
+
+def _check_kills(tmp_path: Path, args: list[str], ready: Callable[[Path], bool], delays: list[float],
+                 prepare: Callable[[Path], None] = lambda store: None) -> None:
+    reference = tmp_path / "reference"
+    prepare(reference)
+    assert run_rgstore("--store", str(reference), *args).returncode == 0
+    want, want_files = _state(reference), _collect(reference)
+    for n, delay in enumerate(delays):
+        store = tmp_path / f"killed{n}"
+        prepare(store)
+        _kill_when(store, args, lambda: ready(store), delay)
+        if (store / "log" / "data.mdb").exists():  # else killed before it created anything
+            verify = run_rgstore("--store", str(store), "verify")
+            assert verify.returncode == 0, verify.stderr
+        if not (store / "log" / "data.mdb").exists() or _state(store) != want:  # else it finished before the kill
+            rerun = run_rgstore("--store", str(store), *args)
+            assert rerun.returncode == 0, rerun.stderr
+        assert _state(store) == want
+        assert _collect(store) == want_files
+        assert run_rgstore("--store", str(store), "verify").returncode == 0
+        shutil.rmtree(store)
+
+
+@pytest.mark.slow
+def test_genome_init_killed_mid_import_leaves_nothing_a_rerun_and_gc_do_not_finish(tmp_path: Path) -> None:
+    fasta = _big_fasta(tmp_path / "big.fa")
+    _check_kills(tmp_path, ["genome", "init", "--fasta", str(fasta), "--name", "big"],
+                 lambda store: any(store.glob(".ingest-*")), [0.0, 0.15])
+
+
+@pytest.mark.slow
+def test_cache_fetch_raw_killed_mid_download_is_finished_by_a_rerun(tmp_path: Path, tree: Path) -> None:
+    with UpstreamServer(tree) as srv:
+        srv.slow(GENOME["ensembl"], 0.6)
+        args = ["cache", "fetch-raw", "--source", "ensembl", "--species", "synthetica_testii", "--release", "110",
+                "--base-url", base(srv, "ensembl")]
+        _check_kills(tmp_path, args, lambda store: any((store / "cache").glob(".tmp-*")), [0.1, 0.4])
+
+
+@pytest.mark.slow
+def test_refpkg_import_killed_mid_copy_leaves_a_store_a_rerun_finishes(tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path / "inputs")
+    source = tmp_path / "source"
+    assert run_rgstore("--store", str(source), "refpkg", "create", "p", "-l", "16S",
+                       *(arg for key, flag in (("aln_fasta", "-f"), ("seq_info", "-i"), ("taxonomy", "-T"),
+                                               ("tree", "-t")) for arg in (flag, str(inputs[key])))).returncode == 0
+    package = tmp_path / "p.refpkg"
+    assert run_rgstore("--store", str(source), "refpkg", "export", "p", str(package)).returncode == 0
+    _check_kills(tmp_path, ["refpkg", "import", str(package)], lambda store: (store / "log" / "data.mdb").exists(),
+                 [0.0, 0.05])
+
+
+def test_a_store_whose_first_command_was_killed_before_committing_verifies_as_empty(tmp_path: Path) -> None:
+    import lmdb
+
+    store = tmp_path / "store"
+    (store / "log").mkdir(parents=True)
+    lmdb.open(str(store / "log"), max_dbs=64).close()  # what a first command killed inside its open leaves
+    verify = run_rgstore("--store", str(store), "verify")
+    assert verify.returncode == 0, verify.stderr
+    log = run_rgstore("--store", str(store), "log")
+    assert log.returncode == 0, log.stderr

@@ -1,0 +1,92 @@
+"""Claims about outside copies of views (alias TSVs, FHR files): a command killed between its commit and
+their refresh leaves them stale only until the next open that may write; verify never passes over it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rgstore.pendingsync import abandoned_marks
+from rgstore.refgetlock import refget_write_lock
+from rgstore.store import Store
+from tests.conftest import REPO, run_rgstore
+
+TINY = REPO / "rgstore" / "data" / "tiny.fa"
+
+
+def _tsv(store_path: Path) -> str:
+    return (store_path / "refget" / "aliases" / "collections" / "refgenie.tsv").read_text()
+
+
+def _kill_after_commit(store_path: Path, *args: str) -> None:
+    """Run a CLI command and SIGKILL it once it has committed, while its refresh waits for the RefgetStore lock."""
+    with Store.open(store_path, readonly=True) as store:
+        head = store.head()[0]
+    with refget_write_lock(store_path / "refget", "test-holds-the-refresh", timeout=5):
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), *args], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                with Store.open(store_path, readonly=True) as store:
+                    if store.head()[0] > head:
+                        break
+                time.sleep(0.02)
+            else:
+                raise AssertionError("the command never committed")
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+
+
+def test_alias_files_left_stale_by_a_killed_command_are_refreshed_by_the_next_open(store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    _kill_after_commit(store_path, "alias", "set", "other", digest)
+    assert "other" not in _tsv(store_path)  # committed, but the copy gtars serves was never refreshed
+    assert len(abandoned_marks(store_path)) == 1
+    verify = run_rgstore("--store", str(store_path), "verify")  # a read-only open that may write repairs it
+    assert verify.returncode == 0, verify.stderr
+    assert _tsv(store_path) == f"other\t{digest}\ntiny\t{digest}\n"
+    assert abandoned_marks(store_path) == []
+
+
+def test_alias_undo_killed_before_its_refresh_is_completed_by_any_writing_command(store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        store.aliases.set("second", digest)
+    _kill_after_commit(store_path, "alias", "undo", "second")
+    assert "second" in _tsv(store_path)
+    with Store.open(store_path) as store:  # e.g. the next `rgstore log`, or any command
+        assert [a.name for a in store.aliases.list()] == ["tiny"]
+    assert _tsv(store_path) == f"tiny\t{digest}\n"
+
+
+def test_a_command_that_commits_and_refreshes_leaves_no_mark(store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        store.aliases.set("x", digest)
+        assert abandoned_marks(store_path) == []
+        assert sorted(p.name for p in store_path.iterdir() if p.name.startswith(".sync")) == []
+
+
+def test_a_replay_killed_before_its_refresh_leaves_alias_files_that_the_next_open_completes(
+    store_path: Path, tmp_path: Path
+) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        store.aliases.set("other", digest)
+    export = tmp_path / "x.rglog"
+    assert run_rgstore("--store", str(store_path), "log", "export", str(export)).returncode == 0
+    target = tmp_path / "replica"
+    Store.open(target).close()
+    _kill_after_commit(target, "replay", str(export))  # every batch committed, the refresh never ran
+    assert not (target / "refget" / "aliases" / "collections" / "refgenie.tsv").exists()
+    assert len(abandoned_marks(target)) == 1
+    with Store.open(target) as store:
+        assert store.head()[0] > 0
+    assert _tsv(target) == f"other\t{digest}\ntiny\t{digest}\n"
