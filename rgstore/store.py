@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc as _gc
 import os
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from .blobs import BlobStore
+from .checkpoints import out_of_step, stale_views_error
 from .codec import register_dictionary, train_dictionary, unframe
 from .environment import Environment, Txn
-from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError, StaleViewsError
+from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .pendingsync import PendingSync, abandoned_marks
@@ -169,7 +169,7 @@ class Store:
             if not readonly:
                 store._refresh_stale_views(progress)
                 store._finish_abandoned_syncs()
-            elif (store._stale_views() or abandoned_marks(root)) and os.access(root / "log" / "data.mdb", os.W_OK):
+            elif (out_of_step(store) or abandoned_marks(root)) and os.access(root / "log" / "data.mdb", os.W_OK):
                 environment.close()
                 with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
                     repaired = writer.repaired
@@ -397,54 +397,13 @@ class Store:
 
     # -- views --------------------------------------------------------------------------------
 
-    def checkpoint(self, txn: Txn, view: View) -> tuple[int, int] | None:
-        """(version, seq) ``view`` was last folded to, (0, 0) if never, None if the record is malformed."""
-        try:
-            return self.log.checkpoint(txn, view)
-        except struct.error:
-            return None
-
-    def _stale(self) -> list[tuple[View, str]]:
-        """Views not folded to (their version, the head), each with what is wrong if that is damage.
-
-        Every commit moves every checkpoint to the new head in its own transaction, so only an
-        upgrade (another version at the head) or a view new to this store (never folded, no data)
-        is expected ('' marks those); anything else is named.
-        """
-        out: list[tuple[View, str]] = []
-        with self.read() as txn:
-            head, _ = self.log.head(txn)
-            for view in self.views:
-                checkpoint = self.checkpoint(txn, view)
-                if checkpoint == (view.version, head):
-                    continue
-                if checkpoint is None:
-                    why = "its checkpoint record is malformed"
-                elif checkpoint[1] == 0:
-                    held = next(iter(view.contents(txn, self.environment)), None) is not None
-                    why = "its checkpoint is missing though the view holds data" if held else ""
-                elif checkpoint[1] != head:
-                    why = f"its checkpoint is at seq {checkpoint[1]} but the log's head is {head}"
-                else:
-                    why = ""
-                out.append((view, why))
-        return out
-
-    def _stale_views(self) -> list[str]:
-        return [view.name for view, _ in self._stale()]
-
     def _refuse_stale_views(self) -> None:
-        stale = self._stale()
+        stale = out_of_step(self)
         if stale:
-            damage = next((f"view {view.name!r}: {why}" for view, why in stale if why), None)
-            raise StaleViewsError(
-                f"views {', '.join(view.name for view, _ in stale)} of {self.path} "
-                f"{f'are out of step with the log ({damage})' if damage else 'were built by another rgstore version'}; "
-                "open the store writable once (e.g. `rgstore rebuild`) to rebuild them"
-            )
+            raise stale_views_error(self.path, stale)
 
     def _refresh_stale_views(self, progress: ProgressFactory) -> None:
-        stale = self._stale()
+        stale = out_of_step(self)
         if stale:
             self.rebuild([view for view, _ in stale], progress=progress)
             self.repaired.extend(f"view {view.name!r} was out of step with the log ({why}); rebuilt from the log"

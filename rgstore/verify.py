@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from .checkpoints import read_checkpoint
 from .codec import chain_hash, decode_envelope, genesis_hash, unframe
 from .environment import Environment
 from .errors import ChainError, IntegrityError, NotFoundError, RgstoreError
@@ -149,7 +150,7 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                         )
                         if mismatch:
                             report.problems.append(f"view {view.name!r} disagrees with a fresh replay: {mismatch}")
-                        cp = store.checkpoint(txn, view)
+                        cp = read_checkpoint(store.log, txn, view)
                         if cp != (view.version, head):
                             report.problems.append(
                                 f"view {view.name!r} checkpoint is {cp if cp is not None else 'malformed'}, expected "
