@@ -9,40 +9,25 @@ the user data directory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from rgstore.store import Store, default_store_path
+from rgstore.store import Store
 
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
 from .schemas import Health
 from .sequences import fetch_in_child, set_lazy_fetch
+from .storepath import ENV_STORE, resolve_store_path
 from .wire import ROUTE_METHODS, ReadOnlyMethodsMiddleware, json_response, route_methods, store_of
 
 __all__ = ["create_app", "ENV_STORE", "resolve_store_path"]
-
-ENV_STORE = "RGSTORE_SERVE_STORE"
-
-
-
-def resolve_store_path(store_path: str | os.PathLike[str] | None = None) -> Path:
-    """The store this app serves: the argument, ``$RGSTORE_SERVE_STORE``, then ``default_store_path()``."""
-    if store_path:
-        return Path(store_path).expanduser()
-    env = os.environ.get(ENV_STORE)
-    if env:
-        return Path(env).expanduser()
-    return default_store_path()
-
 
 def _one_line_validation_errors(app: FastAPI) -> None:
     """Document 422 bodies as ``{"detail": str}``, the shape ``api.errors`` sends."""

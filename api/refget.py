@@ -58,6 +58,7 @@ router = APIRouter(prefix="/sequence", tags=["refget sequences v2"])
 _COORDINATE_DOC: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_COORDINATE}
 _SEQUENCE_PARAMS: dict[str, Any] = {
     "parameters": [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "title": "Id"}},
         {"name": "start", "in": "query", "required": False, "schema": _COORDINATE_DOC,
          "description": "0-based inclusive start; with start > end a circular sequence wraps the origin"},
         {"name": "end", "in": "query", "required": False, "schema": _COORDINATE_DOC,
@@ -186,8 +187,9 @@ def _segments(seq: StoredSequence, start: int | None, end: int | None) -> list[t
         416: {"model": ErrorBody},
     },
 )
-async def sequence(request: Request, id: str) -> Response:
+async def sequence(request: Request) -> Response:
     """Bases by any supported id, whole or by ``start``/``end`` (0-based, half-open) or a single ``Range``."""
+    id = request.path_params["id"]
     accept = request.headers.get("accept")
     media = negotiate(accept, SEQUENCE_OFFERS)
     if media is None:

@@ -56,6 +56,8 @@ CHUNK = 1 << 18
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 _TRUNC512 = re.compile(r"[0-9a-fA-F]{48}")
 _SQ = re.compile(r"SQ\.[A-Za-z0-9_\-]{32}")
+_FOUND_MAX = 1 << 16
+"""Resolved sequences kept per worker (a few hundred bytes each); the cache restarts when full."""
 
 
 class StoredSequence(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +103,7 @@ class SequenceIndex:
         self._manifest: tuple[int, dict[str, object]] | None = None
         self._root = str(store.refget_path)
         self._template: str | None = None
+        self._found: tuple[list[str], dict[str, StoredSequence]] = ([], {})
 
     # -- identifiers --------------------------------------------------------------------------
 
@@ -135,13 +138,26 @@ class SequenceIndex:
 
     def lookup(self, txn: Txn, digest: str) -> StoredSequence | None:
         """The sequence with this bare sha512t24u, if a genome holds it."""
+        snap = self.catalog.snapshot(txn)
+        genomes, found = self._found
+        if genomes is not snap.digests:
+            # The catalog builds a new snapshot (a new ``digests`` list) whenever a genome event
+            # arrives; only then can an answer change, so the cache starts over.
+            genomes, found = self._found = (snap.digests, {})
+        seq = found.get(digest)
+        if seq is not None:
+            return seq
         holders = genomes_with_sequence(txn, self.store.environment, digest)
         if not holders:
             return None
         _, _, length, md5 = holders[0]
-        return StoredSequence(digest=digest, md5=md5, length=length,
-                              circular=digest in self.catalog.snapshot(txn).circular,
-                              path=self._sequence_path(digest))
+        seq = StoredSequence(digest=digest, md5=md5, length=length, circular=digest in snap.circular,
+                             path=self._sequence_path(digest))
+        if snap.head == self.store.log.head(txn)[0]:  # a snapshot newer than txn must not key an older answer
+            if len(found) >= _FOUND_MAX:
+                found.clear()
+            found[digest] = seq
+        return seq
 
     def _by_md5(self, txn: Txn, md5: str) -> str | None:
         return self.catalog.snapshot(txn).md5.get(md5)

@@ -17,7 +17,7 @@ from uvicorn.supervisors import Multiprocess
 from rgstore.errors import ConflictError, InvalidInputError
 from rgstore.store import Store
 
-from .app import ENV_STORE
+from .storepath import ENV_STORE
 
 __all__ = ["serve", "check_listen", "NoDelayConfig", "APP"]
 

@@ -1,4 +1,4 @@
-"""tools/bench/server.py: its wrk parsing, and a tiny end-to-end run against both servers."""
+"""tools/bench/server.py: its wrk parsing, and a tiny end-to-end run against every server it compares."""
 
 from __future__ import annotations
 
@@ -36,13 +36,21 @@ def test_parse_wrk_refuses_output_it_cannot_read() -> None:
 
 
 @pytest.mark.slow
-def test_smoke_run_measures_every_endpoint_on_both_servers(capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_run_measures_every_endpoint_on_every_server_and_their_start_up(capsys: pytest.CaptureFixture[str]) -> None:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed")
     assert main(["--mbp", "0.2", "--genomes", "2", "--duration", "1", "--connections", "2", "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)["results"]
+    out = json.loads(capsys.readouterr().out)
+    results = out["results"]
     for endpoint in ("sequence", "alias", "collection"):
         for workers in ("rgstore_1w", "rgstore_2w"):
             assert results[endpoint][workers]["rps"] > 0 and results[endpoint][workers]["errors"] == 0
     assert results["collection"]["refget"]["rps"] > 0
     assert results["sequence"]["refget"] == {"status": 404.0}  # `refget store serve` serves no sequences
+    # The plain static file servers answer the same slices as Range requests on the .seq files.
+    statics = ["starlette_static", *(["nginx"] if shutil.which("nginx") else [])]
+    for server in statics:
+        assert results["sequence"][server]["rps"] > 0 and results["sequence"][server]["errors"] == 0
+        assert server not in results["alias"]
+    assert set(out["startup_s"]) == {"rgstore_1w", "rgstore_2w", "refget", *statics}
+    assert all(took > 0 for took in out["startup_s"].values())

@@ -202,6 +202,24 @@ def test_unknown_checksum_is_404(served: Server) -> None:
     assert get(served, "sequence/" + "0" * 32, V1_SEQ).status_code == 404
 
 
+def test_a_running_server_stops_serving_a_removed_genomes_sequence_and_serves_it_again_once_re_added(
+    tmp_path: Path,
+) -> None:
+    # Each worker keeps resolved sequences in memory: a genome removal must still reach a request.
+    store = tmp_path / "store"
+    init_genome(store, DATA / "NC.faa", "phix")
+    path = f"sequence/{CHECKSUMS['NC']['ga4gh'].removeprefix('ga4gh:')}?start=0&end=10"
+    with running_server(store) as server:
+        before = [get(server, path) for _ in range(3)]
+        rgstore_cli(store, "genome", "remove", "phix")
+        gone = get(server, path)
+        init_genome(store, DATA / "NC.faa", "phix")
+        back = get(server, path)
+    assert [r.content for r in before] == [bases("NC")[:10]] * 3
+    assert gone.status_code == 404, gone.text
+    assert back.status_code == 200 and back.content == bases("NC")[:10]
+
+
 def test_trunc512_and_insdc_ids_fetch_the_same_bases(served: Server) -> None:
     whole = bases("I")
     assert get(served, f"sequence/{CHECKSUMS['I']['sha512']}", V1_SEQ).content == whole

@@ -8,7 +8,8 @@ One run measures both sides on the same files:
   current file on load). taxtastic rewrites its whole CONTENTS.json on every step and that file
   grows quadratically with history, so its phases stop at a time budget; ratios compare the same
   first k steps on both sides.
-* A K-call sample of the real command lines (``rgstore refpkg update`` vs ``taxit update``).
+* A K-call sample of the real command lines (``rgstore refpkg update/info/check`` vs ``taxit
+  update/info/check``), bytecode cached as after ``pip install``.
 * Exporting a package holding ``--export-mb`` MB: ``rgstore refpkg export`` (verify + copy; also
   .tar.gz and .zip) against taxtastic's way to get a verified copy of a package directory
   (copy it, then ``taxit check``, which re-hashes every file), with a plain copy as the floor.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rgstore.store import Store
+from tools.bench.procenv import installed_env
 
 __all__ = ["main"]
 
@@ -51,6 +53,15 @@ def _write_trees(directory: Path, n: int) -> list[Path]:
         path.write_text(_tree(i))
         paths.append(path)
     return paths
+
+
+def _write_alignment(directory: Path) -> tuple[Path, Path]:
+    """A 40-sequence alignment of the trees' leaves (s0..s39) and its seq_info.csv."""
+    directory.mkdir(parents=True, exist_ok=True)
+    aln, info = directory / "aln.fasta", directory / "seq_info.csv"
+    aln.write_text("".join(f">s{j}\n{'ACGT'[j % 4] * 60}\n" for j in range(40)))
+    info.write_text("seqname,tax_id\n" + "".join(f"s{j},{j % 5 + 1}\n" for j in range(40)))
+    return aln, info
 
 
 def _write_data(directory: Path, megabytes: int, parts: int = 4) -> list[Path]:
@@ -142,20 +153,35 @@ def _taxtastic_steps(work: Path, trees_dir: Path, updates: int, rollbacks: int, 
 
 
 def _cli_sample(work: Path, trees: list[Path], k: int) -> dict[str, float]:
+    """Median wall time of K real command lines per tool: ``update``, then ``info`` and ``check``.
+
+    Run with bytecode cached (``tools.bench.procenv``), as an installed ``rgstore`` and ``taxit`` are;
+    each tool's untimed ``create`` compiles its modules first. ``check`` of this tree-only package
+    exits 1 on both sides (no Stockholm alignment or taxonomy): it times the command, not a pass.
+    """
+    root = Path(__file__).resolve().parents[2]
+    env = installed_env(work)
     store = work / "cli-store"
+    aln, seq_info = _write_alignment(work / "cli-inputs")
     rg = [sys.executable, "-m", "cli", "--store", str(store), "refpkg"]
-    subprocess.run([*rg, "create", "cli", "-l", "16S", "-t", str(trees[0])], check=True, capture_output=True,
-                   cwd=Path(__file__).resolve().parents[2])
+    subprocess.run([*rg, "create", "cli", "-l", "16S", "-t", str(trees[0]), "-f", str(aln), "-i", str(seq_info)],
+                   check=True, capture_output=True, cwd=root, env=env)
     pkg = work / "cli.refpkg"
-    subprocess.run([_TAXIT, "create", "-P", str(pkg), "-l", "16S", "-t", str(trees[0]), "--no-reroot"],
-                   check=True, capture_output=True)
-    out: dict[str, list[float]] = {"rgstore": [], "taxit": []}
+    subprocess.run([_TAXIT, "create", "-P", str(pkg), "-l", "16S", "-t", str(trees[0]), "-f", str(aln),
+                    "-i", str(seq_info), "--no-reroot"], check=True, capture_output=True, env=env)
+    out: dict[str, list[float]] = {}
     for i in range(1, k + 1):
-        for side, cmd in (("rgstore", [*rg, "update", "cli", f"tree={trees[i]}"]),
-                          ("taxit", [_TAXIT, "update", str(pkg), f"tree={trees[i]}"])):
+        for side, cmd, must_pass in (
+            ("rgstore", [*rg, "update", "cli", f"tree={trees[i]}"], True),
+            ("taxit", [_TAXIT, "update", str(pkg), f"tree={trees[i]}"], True),
+            ("rgstore_info", [*rg, "info", "cli"], True),
+            ("taxit_info", [_TAXIT, "info", str(pkg)], True),
+            ("rgstore_check", [*rg, "check", "cli"], False),
+            ("taxit_check", [_TAXIT, "check", str(pkg)], False),
+        ):
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
-            out[side].append(time.perf_counter() - t0)
+            subprocess.run(cmd, check=must_pass, capture_output=True, cwd=root, env=env)
+            out.setdefault(side, []).append(time.perf_counter() - t0)
     return {side: statistics.median(v) for side, v in out.items()}
 
 
@@ -249,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         c = res["cli"]
         print(f"one command-line update (median of {args.cli_sample}): rgstore {c['rgstore'] * 1000:.0f} ms, "
               f"taxit {c['taxit'] * 1000:.0f} ms, ratio {c['taxit'] / c['rgstore']:.1f}x")
+        for what in ("info", "check"):
+            ours, theirs = c[f"rgstore_{what}"], c[f"taxit_{what}"]
+            print(f"one `refpkg {what}` vs `taxit {what}` (median of {args.cli_sample}): rgstore {ours * 1000:.0f} ms, "
+                  f"taxit {theirs * 1000:.0f} ms, ratio {theirs / ours:.1f}x")
     if "export" in res:
         e = res["export"]
         print(f"export {args.export_mb} MB: rgstore dir {e['rgstore_export_dir_s']:.2f} s, "
