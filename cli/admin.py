@@ -116,5 +116,6 @@ def gc_cmd(ctx: Context, dry_run: bool, grace: str, as_json: bool) -> None:
         verb = "would remove" if dry_run else "removed"
         click.echo(f"{verb} {len(report.removed)} blobs ({report.bytes_freed:,} bytes), "
                    f"{len(report.collections_removed)} unreferenced RefgetStore collections, "
-                   f"{report.temp_files_removed} temp files; kept {len(report.kept_recent)} recent blobs and "
+                   f"{report.temp_files_removed} temp files, {len(report.scratch_removed)} scratch directories of "
+                   f"killed imports; kept {len(report.kept_recent)} recent blobs and "
                    f"{len(report.collections_kept_recent)} recent collections")

@@ -77,3 +77,20 @@ def test_every_cli_command_takes_store() -> None:
         assert cmd is not None
         walk(cmd, name)
     assert missing == []
+
+
+def test_rgstore_help_lists_every_command_with_its_own_one_line_help_without_importing_it() -> None:
+    import click
+
+    from cli.main import LAZY_COMMANDS, SHORT_HELP, cli
+
+    ctx = click.Context(cli)
+    assert set(SHORT_HELP) == set(LAZY_COMMANDS)
+    for name in LAZY_COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None
+        for limit in (45, 60, 10_000):
+            assert click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit) == cmd.get_short_help_str(limit)
+    code = "import sys; sys.argv=['rgstore','--help']\nfrom cli.main import cli\ntry:\n cli(prog_name='rgstore')\nexcept SystemExit:\n pass"
+    loaded = _modules_after(code)
+    assert not {f"cli.{m.split(':')[0].split('.')[1]}" for m in LAZY_COMMANDS.values()} & loaded

@@ -185,3 +185,11 @@ def test_an_empty_log_filter_is_a_usage_error_not_an_empty_listing(cli, tmp_path
     for option in ("--stream", "--type"):
         err = _one_line_error(cli("log", option, ""), 2)
         assert option in err and "is empty" in err
+
+
+def test_gc_summaries_count_every_kind_of_leftover_they_sweep(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _seed(cli, tmp_path)
+    summary = cli("gc", "--dry-run").stdout
+    assert "scratch directories of killed imports" in summary and "temp files" in summary
+    cached = cli("cache", "gc", "--max-age", "30d").stdout
+    assert "idle lock files removed" in cached

@@ -82,3 +82,13 @@ def test_an_upgrade_or_a_new_view_is_rebuilt_without_being_reported(store_path: 
     with Store.open(store_path, readonly=True) as store:
         assert store.repaired == []
         assert store.verify().ok
+
+
+def test_any_command_that_repairs_a_damaged_checkpoint_says_so_once_on_stderr(store_path: Path) -> None:
+    _filled(store_path)
+    _checkpoints(store_path, {b"streams": None})
+    first = run_rgstore("--store", str(store_path), "log", "--json")
+    assert first.returncode == 0 and len(first.stdout.splitlines()) == 5  # stdout stays clean for pipes
+    assert first.stderr.startswith(b"note: view 'streams' was out of step with the log") and first.stderr.count(b"\n") == 1
+    again = run_rgstore("--store", str(store_path), "log", "--json")
+    assert again.returncode == 0 and again.stderr == b""
