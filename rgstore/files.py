@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "CHUNK"]
+__all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK"]
 
 CHUNK = 1 << 20
 
@@ -27,6 +28,17 @@ def mkstemp(*, dir: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tupl
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
     os.fchmod(fd, FILE_MODE)
     return fd, name
+
+
+# ``.<target name>.<tempfile's 8 random characters>.tmp``: what the atomic writers below (and
+# ``logfile.write_log_file``) name a file before it is renamed over its target.
+_TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp", re.ASCII | re.DOTALL)
+
+
+def temp_target(name: str) -> str | None:
+    """The file name ``name`` is an atomic writer's temp file for, or None if it is not named like one."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match.group(1) if match else None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -25,7 +25,7 @@ from .files import mkstemp
 from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
-from .refgetstore import Ingested, ingest_fasta, strip_sq, sweep_scratch, write_fasta
+from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import SequenceReader, revcomp
 from .views.aliases import (
     COLLECTION,
@@ -176,9 +176,7 @@ class Genomes:
             if not (self.store.refget_path / "collections" / f"{ingested.digest}.rgsi").is_file():
                 # Removed since the import (gc, or an interrupted import of the same FASTA taking its
                 # collection back); both remove inside a write transaction, so this check is final.
-                raise ConflictError(f"the RefgetStore collection {ingested.digest} was removed while this import "
-                                    "ran (by `rgstore gc` or an interrupted import of the same FASTA); run the "
-                                    "command again")
+                raise collection_removed(ingested.digest)
             seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
             added.clear()
             events: list[NewEvent] = []

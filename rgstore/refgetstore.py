@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .errors import IntegrityError, InvalidInputError, NotFoundError, RgstoreError
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RgstoreError
 from .interrupts import deferred
 from .progress import ProgressFactory, null_progress
 
@@ -34,9 +35,11 @@ __all__ = [
     "SCRATCH_PREFIXES",
     "STALE_SCRATCH_S",
     "Ingested",
+    "collection_removed",
     "discard_import",
     "fetch_lock",
     "ingest_fasta",
+    "removed_meanwhile",
     "open_refget",
     "scratch_dir",
     "sequence_readable",
@@ -51,6 +54,12 @@ _IN_USE = ".in-use"
 SCRATCH_PREFIXES = (".ingest-", ".remote-")
 STALE_SCRATCH_S = 300.0
 """Scratch directories younger than this are never swept, whoever made them."""
+# gtars 0.10.0's words for a collection whose files are gone from the store: a handle that knew it
+# (or an import that found it already there) reading its .rgsi, and a fresh handle asking for it.
+_GONE = (
+    re.compile(r"File not found locally and no remote source configured: collections/(?P<d>[A-Za-z0-9_-]{32})\.rgsi"),
+    re.compile(r"Collection not found: (?P<d>[A-Za-z0-9_-]{32})"),
+)
 
 
 class Ingested(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +124,28 @@ def create_refget(path: Path) -> None:
     handle.write()
 
 
+def collection_removed(digest: str) -> ConflictError:
+    """The error for an import whose RefgetStore collection another process removed while it ran."""
+    return ConflictError(f"the RefgetStore collection {digest} was removed while this import ran (by `rgstore gc` "
+                         "or an interrupted import of the same FASTA); run the command again")
+
+
+def removed_meanwhile(store: Store, exc: BaseException, digest: str | None = None) -> str | None:
+    """The collection digest if ``exc`` is gtars' error for a collection whose files are gone now, else None.
+
+    Both the message (for ``digest``, when given) and the store must agree: the collection's
+    ``.rgsi`` is absent, so any other gtars failure keeps its own message.
+    """
+    if not isinstance(exc, OSError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return None
+    for pattern in _GONE:
+        match = pattern.fullmatch(exc.args[0])
+        if match and digest in (None, match["d"]):
+            gone = match["d"]
+            return None if (store.refget_path / "collections" / f"{gone}.rgsi").exists() else gone
+    return None
+
+
 def _link_or_copy(source: Path, dest: Path) -> None:
     try:
         # Linux link() does not follow a symlink: linking one would copy its (maybe relative) target text.
@@ -137,6 +168,7 @@ def ingest_fasta(
     seqcol computation. On a mismatch (IntegrityError), any other failure or an interrupt, a
     collection this import added is removed again (``discard_import``). ``then`` (recording the
     import) runs inside that guard, so an interrupt between the import and the record leaks nothing.
+    A collection another process removed while this ran is a ConflictError (``collection_removed``).
     """
     from .fasta import start_digest, validate_fasta  # not needed by readers: keep `rgstore getseq` lean
 
@@ -157,11 +189,21 @@ def ingest_fasta(
                 with deferred():  # bind ``meta`` before an interrupt can unwind past it
                     meta, was_new = handle.add_sequence_collection_from_fasta(str(link))
             except OSError as exc:
+                gone = removed_meanwhile(store, exc)
+                if gone is not None:
+                    raise collection_removed(gone) from None
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()
         independent = job.result()
-        ingested = _checked(handle, str(meta.digest), bool(was_new), summary, independent, source)
+        try:
+            ingested = _checked(handle, str(meta.digest), bool(was_new), summary, independent, source)
+        except OSError as exc:
+            # gc or an interrupted import of the same FASTA (``discard_import``) took the collection
+            # back between gtars' import and this read-back.
+            if removed_meanwhile(store, exc, str(meta.digest)) is None:
+                raise
+            raise collection_removed(str(meta.digest)) from None
         if then is not None:
             then(ingested)
         return ingested

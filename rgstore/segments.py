@@ -4,7 +4,8 @@
 both ends) and the head. Segments reuse the export format (``rgstore.logfile``), so a segment
 is also a valid ``rgstore replay`` input. Publishing appends new segments for records past
 the last published one and rewrites only the manifest (atomically): a CDN may cache
-segments forever.
+segments forever. Every run first sweeps the temp files a killed run left behind (a static host
+would serve them).
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
+import time
 from pathlib import Path
 
 import msgspec
 
 from .codec import chain_of, genesis_hash
 from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
-from .files import atomic_write_bytes, mkstemp, read_chunks
+from .files import atomic_write_bytes, mkstemp, read_chunks, temp_target
 from .logfile import LogHeader, write_log_file
 from .progress import ProgressFactory, null_progress
 from .store import Store
 
-__all__ = ["Manifest", "SegmentInfo", "check_publish_target", "published_head", "publish", "publish_blobs", "publish_refget", "read_manifest", "MANIFEST"]
+__all__ = ["Manifest", "SegmentInfo", "check_publish_target", "published_head", "publish", "publish_blobs", "publish_refget", "read_manifest", "sweep_stale_temps", "MANIFEST", "TEMP_GRACE_S"]
 
 MANIFEST = "manifest.json"
+TEMP_GRACE_S = 600.0
+"""Temp files modified more recently than this are never swept: a concurrent publish may be writing them."""
 
 
 class SegmentInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +57,8 @@ class Manifest(msgspec.Struct, kw_only=True):
 
 _SEGMENT_FILE = re.compile(r"segments/([0-9]{12,})-([0-9]{12,})\.rgseg", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_SEGMENT_NAME = re.compile(r"[0-9]{12,}-[0-9]{12,}\.rgseg", re.ASCII)
+_CONTENT_TREES = ("segments", "blobs", "cache", "refget")
 
 
 def read_manifest(raw: bytes, origin: str) -> Manifest:
@@ -111,6 +118,7 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
         raise InvalidInputError("--segment-size must be at least 1")
     check_publish_target(store, directory)
     directory.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(directory)
     (directory / "segments").mkdir(exist_ok=True)
     path = directory / MANIFEST
     with store.read() as txn:
@@ -149,6 +157,52 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
                         segments=segments)
     atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
+
+
+def sweep_stale_temps(directory: Path, *, grace: float = TEMP_GRACE_S) -> list[Path]:
+    """Delete the temp files killed publish runs left in ``directory``; returns those deleted.
+
+    Publish takes no lock (a second run may be writing right now), so only regular files go that
+    are named exactly as publish's writers name them (``.<target>.<8 random>.tmp`` for a target
+    publish writes in that folder: the manifest, segments, blobs, cache and RefgetStore files) and
+    were last modified more than ``grace`` seconds ago. ``os.fwalk`` opens each folder relative to
+    its parent's descriptor and never follows a symlink, so nothing outside ``directory`` is touched.
+    """
+    root = directory.resolve()  # a symlinked DIR itself is the user's choice; links inside it are not
+    removed: list[Path] = []
+    now = time.time()
+    for top, dirs, files, top_fd in os.fwalk(root, follow_symlinks=False):
+        rel = Path(top).relative_to(root).parts
+        if not rel:
+            dirs[:] = [d for d in dirs if d in _CONTENT_TREES]
+        elif rel[0] == "segments" or (rel[0] == "blobs" and len(rel) == 2):
+            dirs[:] = []
+        for name in files:
+            target = temp_target(name)
+            if target is None or not _published_here(rel, target):
+                continue
+            try:
+                info = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < grace:
+                    continue
+                os.unlink(name, dir_fd=top_fd)
+            except FileNotFoundError:
+                continue  # renamed into place, or swept by another run, since the listing
+            removed.append(Path(top, name))
+    return removed
+
+
+def _published_here(rel: tuple[str, ...], target: str) -> bool:
+    """Whether publish writes a file named ``target`` into folder ``rel`` of its directory."""
+    if not rel:
+        return target == MANIFEST
+    if rel[0] == "segments":
+        return len(rel) == 1 and _SEGMENT_NAME.fullmatch(target) is not None
+    if rel[0] == "blobs":
+        return len(rel) == 2 and _SHA256.fullmatch(target) is not None and target[:2] == rel[1]
+    if rel[0] == "refget":
+        return not target.startswith(".")  # publish_refget copies no dot files
+    return rel[0] == "cache"
 
 
 def _clear_unpublished(path: Path) -> None:

@@ -545,3 +545,74 @@ def test_rebuild_rewrites_damaged_fhr_files_and_drops_strays(store: Store, cli, 
     assert [p.name for p in fhr_dir.iterdir()] == [f"{digest}.fhr.json"]
     with Store.open(store_path) as reopened:
         assert _gtars_fhr(reopened, digest) == FHR
+
+
+class _TakeBackAfterImport:
+    """A progress factory whose import bar, on closing, lets another process's interrupted import
+    of the same FASTA take its collection back (``discard_import``): after gtars' import, before the read-back."""
+
+    def __init__(self, store: Store, digest: str) -> None:
+        self.store, self.digest, self.fired = store, digest, False
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _TakeBackAfterImport:
+        self.desc = desc
+        return self
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        from rgstore.refgetstore import discard_import
+
+        if self.desc.startswith("import ") and not self.fired:
+            self.fired = True
+            discard_import(self.store, self.digest, True)
+
+
+def test_a_collection_taken_back_during_the_import_is_a_one_line_conflict_and_a_rerun_works(
+        store: Store, tmp_path: Path) -> None:
+    from rgstore.refgetstore import open_refget
+
+    other = tmp_path / "other"  # the other process's private copy of the same FASTA
+    other.mkdir()
+    shutil.copy(TINY, other / "tiny.fa")
+    meta, was_new = open_refget(store, write=True).add_sequence_collection_from_fasta(str(other / "tiny.fa"))
+    assert was_new
+    hook = _TakeBackAfterImport(store, str(meta.digest))
+    with pytest.raises(ConflictError) as caught:
+        store.genomes.init(TINY, ["tiny"], progress=hook)
+    assert hook.fired and str(caught.value) == (
+        f"the RefgetStore collection {meta.digest} was removed while this import ran (by `rgstore gc` or an "
+        "interrupted import of the same FASTA); run the command again")
+    assert store.head()[0] == 0 and store.genomes.list() == []
+    assert store.genomes.init(TINY, ["tiny"]).genome.digest == str(meta.digest)
+    assert store.getseq("tiny", "chrM", 0, 4) == TINY.read_text().split(">chrM")[1].splitlines()[1][:4].upper()
+
+
+def test_only_gtars_collection_gone_error_for_an_absent_collection_maps_to_the_conflict(
+        store: Store, tmp_path: Path) -> None:
+    from gtars.refget import RefgetStore
+
+    from rgstore.refgetstore import open_refget, removed_meanwhile
+
+    copy = tmp_path / "tiny.fa"
+    shutil.copy(TINY, copy)
+    digest = str(open_refget(store, write=True).add_sequence_collection_from_fasta(str(copy))[0].digest)
+    stale = RefgetStore.open_local(str(store.refget_path))  # knows the collection, has not read it yet
+    stale.set_quiet(True)
+    rgsi = store.refget_path / "collections" / f"{digest}.rgsi"
+    kept = rgsi.read_bytes()
+    assert open_refget(store, write=True).remove_collection(digest, remove_orphan_sequences=True)
+    errors = []
+    for read in (lambda: stale.get_collection_level2(digest), lambda: RefgetStore.open_local(
+            str(store.refget_path)).get_collection_level1(digest)):
+        with pytest.raises(OSError) as caught:
+            read()
+        errors.append(caught.value)
+    assert [removed_meanwhile(store, e, digest) for e in errors] == [digest, digest]
+    assert removed_meanwhile(store, errors[0], "x" * 32) is None  # another collection's error
+    with pytest.raises(OSError) as unreadable:
+        open_refget(store, write=True).add_sequence_collection_from_fasta(str(tmp_path / "missing.fa"))
+    assert removed_meanwhile(store, unreadable.value) is None
+    rgsi.write_bytes(kept)  # present again: whatever gtars said, it was not removed
+    assert removed_meanwhile(store, errors[0], digest) is None

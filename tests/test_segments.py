@@ -1,0 +1,87 @@
+"""Published directories: a publish run sweeps the temp files killed runs left, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rgstore.mirror import pull
+from rgstore.segments import TEMP_GRACE_S, sweep_stale_temps
+from rgstore.store import Store
+from rgstore.verify import referenced_blobs
+from tests.conftest import REPO
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    old = time.time() - seconds
+    os.utime(path, (old, old), follow_symlinks=False)
+    return path
+
+
+def _leftover(path: Path, *, age: float = TEMP_GRACE_S + 60) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half a file")
+    return _aged(path, age)
+
+
+def test_publish_sweeps_stale_temp_files_it_left_and_keeps_fresh_foreign_or_linked_ones(  # type: ignore[no-untyped-def]
+        tmp_path: Path, store_path: Path, cli) -> None:
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n")
+    pub = tmp_path / "pub"
+    with Store.open(store_path) as primary:
+        primary.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        [sha] = referenced_blobs(primary)
+        seq = primary.genomes.show("tiny").sequences[0].removeprefix("SQ.")
+    assert cli("log", "publish", str(pub), "--with-blobs", "--with-refget").exit_code == 0
+
+    # What publish runs killed mid-write leave: one temp file per kind of file publish writes.
+    stale = [_leftover(p) for p in (
+        pub / ".manifest.json.a1b2c3d4.tmp",
+        pub / "segments" / ".000000000001-000000000009.rgseg.k_9zq0xy.tmp",
+        pub / "blobs" / sha[:2] / f".{sha}.abcdefgh.tmp",
+        pub / "refget" / "sequences" / seq[:2] / f".{seq}.seq.qwertyui.tmp",
+        pub / "refget" / ".rgstore.json.zxcvbnm1.tmp",
+        pub / "cache" / "ensembl" / "x" / ".genome.fa.12345678.tmp",
+    )]
+    # A concurrent publish's file in flight, and files publish did not make, whatever their age.
+    other_sha = ("0" if sha[0] != "0" else "1") * 64
+    fresh = _leftover(pub / "segments" / ".000000000010-000000000011.rgseg.inflight.tmp", age=5)
+    foreign = [_leftover(p) for p in (
+        pub / ".index.html.abcdefgh.tmp",  # publish writes no index.html
+        pub / ".manifest.json.tmp",  # not tempfile's name shape
+        pub / ".manifest.json.ABCDEFGH.tmp",
+        pub / "manifest.json.abcdefgh.tmp",
+        pub / "segments" / ".notes.abcdefgh.tmp",
+        pub / "blobs" / sha[:2] / f".{other_sha}.abcdefgh.tmp",  # that blob never goes in this folder
+        pub / "static" / ".manifest.json.abcdefgh.tmp",  # not a tree publish writes
+    )]
+    outside = tmp_path / "outside"
+    precious = _leftover(outside / ".rgstore.json.abcdefgh.tmp")
+    link = pub / "refget" / ".rgstore.json.linkedup.tmp"
+    link.symlink_to(precious)
+    _aged(link, TEMP_GRACE_S + 60)
+    (pub / "cache" / "elsewhere").symlink_to(outside, target_is_directory=True)
+
+    result = cli("log", "publish", str(pub), "--with-blobs", "--with-refget")
+    assert result.exit_code == 0, result.output
+    assert [p for p in stale if p.exists()] == []
+    assert fresh.is_file() and all(p.is_file() for p in foreign)
+    assert link.is_symlink() and precious.read_bytes() == b"half a file"
+
+    with Store.open(tmp_path / "mirror") as mirror:
+        pulled = pull(mirror, str(pub), with_blobs=True, with_sequences=True)
+        assert (pulled.blobs_fetched, pulled.sequences_fetched) == (1, 3)
+        assert mirror.verify().ok
+
+
+def test_the_sweep_walks_a_symlinked_publish_directory_but_no_link_inside_it(tmp_path: Path) -> None:
+    real = tmp_path / "srv" / "published"
+    stale = _leftover(real / "segments" / ".000000000001-000000000002.rgseg.abcdefgh.tmp")
+    outside = _leftover(tmp_path / "other" / ".rgstore.json.abcdefgh.tmp")  # would match under refget/
+    (tmp_path / "www").symlink_to(real, target_is_directory=True)
+    (real / "refget").symlink_to(tmp_path / "other", target_is_directory=True)
+    removed = sweep_stale_temps(tmp_path / "www")
+    assert removed == [stale.resolve()] and not stale.exists() and outside.is_file()
