@@ -35,7 +35,7 @@ from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_
 from .views.refpkgs import refpkg_chain, refpkg_head, refpkg_log, refpkg_step, refpkg_stream
 
 if TYPE_CHECKING:
-    from .refpkgs import RefpkgInfo, Refpkgs
+    from .refpkgs import Refpkgs, RefpkgState
 
 __all__ = ["ExportReport", "import_package", "export_package", "default_name", "FORMATS"]
 
@@ -103,7 +103,7 @@ def _diff(name: str, old: ManifestState, new: ManifestState, refs: dict[str, Fil
 
 def import_package(
     service: Refpkgs, source: Path, *, name: str | None, history: bool, progress: ProgressFactory
-) -> RefpkgInfo:
+) -> RefpkgState:
     """Import a taxtastic package (directory, .tar.gz, .tgz or .zip) as a new refpkg.
 
     Every MD5 is verified; with ``history`` the rollback/rollforward chain is replayed as
@@ -163,7 +163,7 @@ def import_package(
             return events
 
         staged.commit(command)
-    return service.info(name)
+    return service.current(name)
 
 
 # --- export -----------------------------------------------------------------------------------

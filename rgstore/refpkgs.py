@@ -6,6 +6,11 @@ and update, N ``Undone``/``Redone`` events for ``-n N``, one ``HistoryStripped``
 Files are blobs stored before the transaction (``rgstore.refpkg_blobs``): if the command then
 fails, the blobs it newly created are deleted again, so a failed command leaves no event and
 no orphan file. State comes from ``rgstore.views.refpkgs``.
+
+A command returns a ``RefpkgState``: the current step and its newest log entry, read in O(1)
+whatever the package's depth. Only ``info``, ``log`` and ``export`` read every step a rollback
+reaches (and ``strip``, whose fold gathers the log into one step); ``check`` and
+``resource_path`` read the current step alone.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ if TYPE_CHECKING:
     from .refpkg_io import ExportReport
     from .store import Store
 
-__all__ = ["Refpkgs", "RefpkgInfo", "RefpkgSummary", "LogEntry", "CREATE_FILE_KEYS", "CREATE_LOG"]
+__all__ = ["Refpkgs", "RefpkgInfo", "RefpkgState", "RefpkgSummary", "LogEntry", "CREATE_FILE_KEYS", "CREATE_LOG"]
 
 CREATE_FILE_KEYS = (
     "phylo_model", "aln_fasta", "aln_sto", "mask", "profile", "seq_info", "taxonomy", "tree",
@@ -73,6 +78,24 @@ class RefpkgInfo(msgspec.Struct, frozen=True, kw_only=True):
     files: dict[str, FileRef]
     metadata: dict[str, str]
     log: list[str]
+    rollbacks: int
+    rollforwards: int
+
+
+class RefpkgState(msgspec.Struct, frozen=True, kw_only=True):
+    """What a command leaves: the current step, with the newest log entry rather than the whole log.
+
+    Reading it costs O(1) whatever the package's depth (``RefpkgInfo`` walks every step a
+    rollback reaches to build the log). Fields are ``RefpkgInfo``'s, ``entry`` in place of ``log``.
+    """
+
+    name: str
+    seq: int
+    time: datetime
+    files: dict[str, FileRef]
+    metadata: dict[str, str]
+    entry: str | None
+    """The newest log entry (``info(name).log[0]``); None if the log is empty."""
     rollbacks: int
     rollforwards: int
 
@@ -111,7 +134,7 @@ class Refpkgs:
         self, name: str, *, locus: str, files: Sequence[tuple[str, str | Path]] = (),
         description: str | None = None, author: str | None = None,
         package_version: str | None = None, progress: ProgressFactory = null_progress,
-    ) -> RefpkgInfo:
+    ) -> RefpkgState:
         """Create package ``name`` (ConflictError if it exists) as taxtastic's ``create`` does.
 
         Metadata gets create_date, format_version and locus (then description, author and
@@ -140,12 +163,12 @@ class Refpkgs:
 
         with with_derived_phylo_model(pairs) as pairs:
             self._commit(name, pairs, command, progress)
-        return self.info(name)
+        return self.current(name)
 
     def update_files(
         self, name: str, changes: Sequence[str | tuple[str, str]], *,
         progress: ProgressFactory = null_progress,
-    ) -> RefpkgInfo:
+    ) -> RefpkgState:
         """Set file keys from ``key=path`` items in one step (a later duplicate key wins).
 
         Every path is checked before anything is stored. Setting tree_stats also sets
@@ -164,9 +187,9 @@ class Refpkgs:
 
         with with_derived_phylo_model(checked) as checked:
             self._commit(name, checked, command, progress)
-        return self.info(name)
+        return self.current(name)
 
-    def update_metadata(self, name: str, changes: Sequence[str | tuple[str, str]]) -> RefpkgInfo:
+    def update_metadata(self, name: str, changes: Sequence[str | tuple[str, str]]) -> RefpkgState:
         """Set metadata keys from ``key=value`` items in one step (``Updated metadata: ...``)."""
         pairs = split_assignments(changes, "value")
         for key, _value in pairs:
@@ -180,9 +203,9 @@ class Refpkgs:
             return [NewEvent(stream=refpkg_stream(name), event=event)]
 
         self.store.transact(command)
-        return self.info(name)
+        return self.current(name)
 
-    def rollback(self, name: str, n: int = 1) -> RefpkgInfo:
+    def rollback(self, name: str, n: int = 1) -> RefpkgState:
         """Undo the last ``n`` steps in one command, or none with taxtastic's error text."""
         self._check_count(n)
 
@@ -198,9 +221,9 @@ class Refpkgs:
             self.store.transact(command)
         except NothingToUndoError as exc:
             raise NothingToUndoError(self._zipper_text(name, n, str(exc), "rollback")) from None
-        return self.info(name)
+        return self.current(name)
 
-    def rollforward(self, name: str, n: int = 1) -> RefpkgInfo:
+    def rollforward(self, name: str, n: int = 1) -> RefpkgState:
         """Redo the last ``n`` rolled-back steps in one command, or none with taxtastic's error text."""
         self._check_count(n)
 
@@ -217,9 +240,9 @@ class Refpkgs:
             self.store.transact(command)
         except NothingToRedoError as exc:
             raise NothingToRedoError(self._zipper_text(name, n, str(exc), "rollforward")) from None
-        return self.info(name)
+        return self.current(name)
 
-    def strip(self, name: str) -> RefpkgInfo:
+    def strip(self, name: str) -> RefpkgState:
         """Drop the package's undo and redo history; ``rgstore gc`` may then free files only it held."""
 
         def command(txn: Txn) -> list[NewEvent]:
@@ -227,12 +250,12 @@ class Refpkgs:
             return [NewEvent(stream=refpkg_stream(name), event=HistoryStripped())]
 
         self.store.transact(command)
-        return self.info(name)
+        return self.current(name)
 
     def import_package(
         self, source: Path | str, *, name: str | None = None, history: bool = True,
         progress: ProgressFactory = null_progress,
-    ) -> RefpkgInfo:
+    ) -> RefpkgState:
         """Import a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io.import_package``)."""
         from .refpkg_io import import_package
 
@@ -257,13 +280,21 @@ class Refpkgs:
     # -- queries ------------------------------------------------------------------------------
 
     def info(self, name: str) -> RefpkgInfo:
-        """The package's current state; NotFoundError if there is no such package."""
+        """The package's current state with its whole log (O(depth)); NotFoundError if there is no such package."""
         with self.store.read() as txn:
             head, step = self._current(txn, name)
             log = refpkg_log(txn, self.environment, name, step.seq)
         return RefpkgInfo(name=name, seq=step.seq, time=step.time, files=step.files,
                           metadata=step.metadata, log=log, rollbacks=step.depth,
                           rollforwards=len(head.redo))
+
+    def current(self, name: str) -> RefpkgState:
+        """The package's current state in O(1) steps read; NotFoundError if there is no such package."""
+        with self.store.read() as txn:
+            head, step = self._current(txn, name)
+            entry = self._newest_entry(txn, name, step)
+        return RefpkgState(name=name, seq=step.seq, time=step.time, files=step.files, metadata=step.metadata,
+                           entry=entry, rollbacks=step.depth, rollforwards=len(head.redo))
 
     def list_all(self) -> list[RefpkgSummary]:
         """Every package that currently exists, by name."""
@@ -290,7 +321,7 @@ class Refpkgs:
 
     def resource_path(self, name: str, key: str) -> Path:
         """Path of the blob holding file ``key``, after verifying its content (IntegrityError if corrupt)."""
-        ref = self.info(name).files.get(key)
+        ref = self._files(name).get(key)
         if ref is None:
             raise NotFoundError(
                 f"No such resource {key!r} in refpkg {name!r}; see `rgstore refpkg info {name}`"
@@ -303,7 +334,7 @@ class Refpkgs:
 
     def check(self, name: str) -> list[str]:
         """Every problem that makes the package unusable by pplacer (taxtastic's rules); [] if none."""
-        return check_package(self.info(name).files, self.store.blobs)
+        return check_package(self._files(name), self.store.blobs)
 
     def state(self, txn: Txn, name: str) -> tuple[Head, Step]:
         """(head, current step) of an existing package inside ``txn``; NotFoundError otherwise."""
@@ -317,6 +348,18 @@ class Refpkgs:
             raise NotFoundError(f"no refpkg {name!r}; see `rgstore refpkg list`")
         return head, refpkg_step(txn, self.environment, name, head.current)
 
+    def _files(self, name: str) -> dict[str, FileRef]:
+        with self.store.read() as txn:
+            return self._current(txn, name)[1].files
+
+    def _newest_entry(self, txn: Txn, name: str, step: Step) -> str | None:
+        # Every step the fold makes above depth 0 holds exactly its own entry, so this reads no
+        # further step; walking on past an empty one keeps it right for any Step the view holds.
+        if step.log:
+            return step.log[0]
+        parent = step.parent if step.depth else 0
+        return next((s.log[0] for s in refpkg_chain(txn, self.environment, name, parent) if s.log), None)
+
     @staticmethod
     def _check_count(n: int) -> None:
         if n < 1:
@@ -326,7 +369,7 @@ class Refpkgs:
         if text.startswith("Cannot"):
             return text
         # The engine's own zipper refused: say it in taxtastic's words, with the view's count.
-        info = self.info(name)
+        info = self.current(name)
         if verb == "rollback":
             return f"Cannot rollback {n} changes; refpkg only records {info.rollbacks} changes."
         return f"Cannot rollforward {n} changes; refpkg only records {info.rollforwards} rolled back changes."

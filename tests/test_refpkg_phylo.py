@@ -49,7 +49,7 @@ def test_update_tree_stats_derives_the_phylo_model_taxit_update_derives(
     info = store.refpkgs.update_files("pkg", [f"tree_stats={stats[name]}"])
     theirs, message = taxit_updates[name]
     assert _model(store, "pkg") == theirs
-    assert info.log[0] == message and info.rollbacks == 1
+    assert info.entry == message and info.rollbacks == 1
     assert store.refpkgs.rollback("pkg").files == {}  # one step: tree_stats and phylo_model together
 
 

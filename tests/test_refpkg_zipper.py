@@ -67,7 +67,7 @@ def test_a_foreign_event_on_a_refpkg_stream_is_a_step_rollback_and_rollforward_f
     r.update_metadata("pkg", ["author=x"])
     store.append([NewEvent(stream="refpkg:pkg", event=AliasSet(namespace="n", name="x", digest="d"))])
     assert r.info("pkg").log[0] == "Recorded alias-set event" and r.info("pkg").rollbacks == 2
-    assert r.rollback("pkg").log[0] == "Updated metadata: author=x"
+    assert r.rollback("pkg").entry == "Updated metadata: author=x"
     info = r.rollforward("pkg")  # used to point the head at a step the view never kept
     assert (info.rollbacks, info.rollforwards, info.metadata["author"]) == (2, 0, "x")
     assert [s.name for s in r.list_all()] == ["pkg"] and r.log("pkg")[0].message == "Recorded alias-set event"

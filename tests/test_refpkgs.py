@@ -6,7 +6,9 @@ import hashlib
 import json
 import multiprocessing
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,7 +58,7 @@ def test_create_records_taxtastic_metadata_files_and_log(store: Store, inputs: d
     assert info.metadata["format_version"] == "1.1" and info.metadata["locus"] == "16S rRNA"
     assert info.files["aln_fasta"].name == "seqs.fasta"
     assert info.files["aln_fasta"].md5 == hashlib.md5(inputs["aln_fasta"].read_bytes()).hexdigest()
-    assert info.log == CREATE_LOG
+    assert info.entry == CREATE_LOG[0] and store.refpkgs.info("pkg").log == CREATE_LOG
     assert CREATE_LOG == ["Stripped refpkg (removed 0 files)", "Loaded initial files into empty refpkg"]
     assert (info.rollbacks, info.rollforwards) == (0, 0)
 
@@ -97,7 +99,7 @@ def test_update_files_is_one_step_logged_with_paths_as_typed(store: Store, tmp_p
     a = text_file(tmp_path, "a.txt", "A\n")
     b = text_file(tmp_path, "b.txt", "B\n")
     info = store.refpkgs.update_files("pkg", [f"x={a}", f"y={b}", f"x={b}"])
-    assert info.log[0] == f"Updates files: x={a}, y={b}, x={b}"
+    assert info.entry == f"Updates files: x={a}, y={b}, x={b}"
     assert info.files["x"].md5 == info.files["y"].md5  # the later duplicate key won
     assert info.rollbacks == 1
     assert store.stream_version("refpkg:pkg") == 2
@@ -118,7 +120,7 @@ def test_update_metadata_uses_a_namespace_separate_from_files(store: Store, tmp_
     info = store.refpkgs.update_metadata("pkg", ["boris=the mad baboon", "eq=a=b"])
     assert info.metadata["boris"] == "the mad baboon" and info.metadata["eq"] == "a=b"
     assert info.files["boris"].name == "b.txt"
-    assert info.log[0] == "Updated metadata: boris=the mad baboon, eq=a=b"
+    assert info.entry == "Updated metadata: boris=the mad baboon, eq=a=b"
 
 
 @pytest.mark.parametrize("change", ["novalue", "=v", "a\x01=v"])
@@ -180,16 +182,17 @@ def test_rollback_and_rollforward_follow_taxtastics_worked_history(store: Store,
     r.update_files("pkg", [f"tree={text_file(tmp_path, 'tree.nwk', '(a);')}",
                            f"seq_info={text_file(tmp_path, 'seq_info.csv', 'seqname,tax_id')}"])
     s4 = r.update_files("pkg", [f"tree={text_file(tmp_path, 'tree_v2.nwk', '(a,b);')}"])
-    assert len(s4.log) == 6
+    assert len(r.info("pkg").log) == 6 and s4.entry == r.info("pkg").log[0]
     s3 = r.rollback("pkg")
-    assert (len(s3.log), s3.rollforwards) == (5, 1) and s3.files["tree"].name == "tree.nwk"
+    assert (len(r.info("pkg").log), s3.rollforwards) == (5, 1) and s3.files["tree"].name == "tree.nwk"
     s1 = r.rollback("pkg", 2)
-    assert (len(s1.log), s1.rollforwards) == (3, 3) and "readme" not in s1.files
+    assert (len(r.info("pkg").log), s1.rollforwards) == (3, 3) and "readme" not in s1.files
+    assert s1.entry == "Updated metadata: author=Jane Doe, package_version=0.2"
     with pytest.raises(NothingToRedoError,
                        match=r"^Cannot rollforward 4 changes; refpkg only records 3 rolled back changes\.$"):
         r.rollforward("pkg", 4)
     s2 = r.rollforward("pkg")
-    assert s2.log[0].startswith("Updates files: readme=") and s2.rollforwards == 2
+    assert s2.entry is not None and s2.entry.startswith("Updates files: readme=") and s2.rollforwards == 2
     with pytest.raises(NothingToUndoError,
                        match=r"^Cannot rollback 9 changes; refpkg only records 2 changes\.$"):
         r.rollback("pkg", 9)
@@ -218,7 +221,8 @@ def test_rollback_then_rollforward_restores_the_same_state(store: Store, tmp_pat
     before = store.refpkgs.info("pkg")
     store.refpkgs.rollback("pkg")
     after = store.refpkgs.rollforward("pkg")
-    assert (after.files, after.metadata, after.log) == (before.files, before.metadata, before.log)
+    assert (after.files, after.metadata, after.entry) == (before.files, before.metadata, before.log[0])
+    assert store.refpkgs.info("pkg") == before
     assert (after.rollbacks, after.rollforwards) == (1, 0)
     assert store.events(stream="refpkg:pkg")[-1].event == Redone(redone_seq=before.seq)
 
@@ -247,7 +251,7 @@ def test_strip_drops_history_and_lets_gc_free_only_blobs_that_history_held(
     r.update_files("pkg", [f"a={text_file(tmp_path, 'c/a', 'v3')}"])
     r.rollback("pkg")  # v3 is on the redo side, v1 two steps back
     info = r.strip("pkg")
-    assert info.log[0] == "Stripped refpkg (removed 2 files)"
+    assert info.entry == "Stripped refpkg (removed 2 files)"
     assert (info.rollbacks, info.rollforwards) == (0, 0)
     with pytest.raises(NothingToUndoError):
         r.rollback("pkg")
@@ -470,7 +474,7 @@ def test_notes_on_a_refpkg_stream_are_steps_the_view_follows(store: Store) -> No
     store.append([NewEvent(stream="refpkg:pkg", event=Noted(text="audited"))])
     info = store.refpkgs.info("pkg")
     assert info.log[0] == "audited" and info.rollbacks == 1
-    assert store.refpkgs.rollback("pkg").log == CREATE_LOG
+    assert store.refpkgs.rollback("pkg").entry == CREATE_LOG[0] and store.refpkgs.info("pkg").log == CREATE_LOG
 
 
 def test_events_are_created_then_updated(store: Store) -> None:
@@ -516,6 +520,59 @@ def test_four_processes_with_fifty_updates_each_lose_nothing(store_path: Path, t
             assert ref.name == f"w{w}_{i}.txt"
 
 
+# -- cost in history depth ---------------------------------------------------------------------
+
+
+class _StepReads:
+    """Counts step snapshots decoded from the view (by ``refpkg_step``, its chain and the fold)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import rgstore.views.refpkgs as view
+        import rgstore.views.refpkgstate as state
+
+        self.count, real = 0, state.STEP_DECODER
+        reads = self
+
+        class Counting:
+            def decode(self, raw: bytes) -> Any:
+                reads.count += 1
+                return real.decode(raw)
+
+        for module in (state, view):
+            monkeypatch.setattr(module, "STEP_DECODER", Counting())
+
+    def of(self, call: Callable[[], object]) -> int:
+        before = self.count
+        call()
+        return self.count - before
+
+
+def _package_of_depth(store: Store, name: str, depth: int) -> None:
+    store.refpkgs.create(name, locus="L")
+    store.append([NewEvent(stream=f"refpkg:{name}", event=RefpkgUpdated(
+        name=name, metadata={"k": str(i)}, message=f"Updated metadata: k={i}")) for i in range(depth)])
+
+
+def test_commands_rp_and_check_read_as_few_steps_at_depth_500_as_at_depth_1(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, tree = store.refpkgs, text_file(tmp_path, "t.nwk", "(a,b);")
+    for name, depth in (("shallow", 1), ("deep", 500)):
+        _package_of_depth(store, name, depth)
+
+    def calls(n: str) -> list[Callable[[], object]]:
+        return [lambda: r.update_files(n, [f"tree={tree}"]), lambda: r.update_metadata(n, ["k=v"]),
+                lambda: r.rollback(n), lambda: r.rollforward(n), lambda: r.resource_path(n, "tree"),
+                lambda: r.check(n)]
+
+    reads = _StepReads(monkeypatch)
+    steps = {name: [reads.of(call) for call in calls(name)] for name in ("shallow", "deep")}
+    assert steps["deep"] == steps["shallow"] and max(steps["deep"]) <= 3, steps
+    assert reads.of(lambda: r.info("deep")) > 500  # the log is still the whole chain's: the counter sees it
+    assert r.update_metadata("deep", ["k=w"]).entry == r.info("deep").log[0] == "Updated metadata: k=w"
+    assert r.rollback("deep", 2).entry == r.info("deep").log[0] == f"Updates files: tree={tree}"
+
+
 # -- the CLI ----------------------------------------------------------------------------------
 
 
@@ -553,6 +610,16 @@ def test_cli_runs_taxits_workflow_end_to_end(  # type: ignore[no-untyped-def]
     assert cli("refpkg", "log", "pkg").stdout.splitlines()[1].endswith("Stripped refpkg (removed 0 files)")
     result = cli("refpkg", "update", "pkg", "x=/no/such/file")
     assert (result.exit_code, result.stderr) == (1, "error: No such file: /no/such/file\n")
+
+
+def test_a_commands_json_is_infos_with_the_newest_entry_in_place_of_the_log(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("refpkg", "create", "pkg", "-l", "L").exit_code == 0
+    shown = json.loads(cli("refpkg", "update", "pkg", "--metadata", "k=v", "--json").stdout)
+    info = json.loads(cli("refpkg", "info", "pkg", "--json").stdout)
+    assert list(shown) == ["name", "seq", "time", "files", "metadata", "entry", "rollbacks", "rollforwards"]
+    assert shown == {**{k: v for k, v in info.items() if k != "log"}, "entry": "Updated metadata: k=v"}
+    assert cli("refpkg", "rollback", "pkg").stdout == (
+        "pkg: seq 1, 0 files, 3 metadata keys; can roll back 0, forward 1\n")
 
 
 def test_cli_in_a_subprocess_maps_errors_to_one_line_and_exit_1(  # type: ignore[no-untyped-def]

@@ -216,6 +216,17 @@ def _export(work: Path, data: list[Path]) -> dict[str, float]:
     return res
 
 
+def _depth_cost(marks: list[float]) -> dict[str, float]:
+    """Mean ms per step over the first and the last tenth of the steps (cumulative ``marks``): flat or not."""
+    n = len(marks)
+    w = max(n // 10, 1)
+    if n < 2 * w:
+        return {}
+    first = marks[w - 1] / w
+    last = (marks[-1] - marks[-w - 1]) / w
+    return {"window": w, "first_ms": first * 1000, "last_ms": last * 1000}
+
+
 def _ratio_at(theirs: list[float], ours: list[float]) -> tuple[int, float, float]:
     k = min(len(theirs), len(ours))
     return (k, theirs[k - 1], ours[k - 1]) if k else (0, 0.0, 0.0)
@@ -253,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                           "compared_steps": k, "rgstore_s": t_ours, "taxtastic_s": t_theirs,
                           "ratio": t_theirs / t_ours if t_ours else 0.0,
                           "taxtastic_stopped": theirs[phase]["stopped"],
-                          "taxtastic_manifest_bytes": theirs[phase]["manifest_bytes"]}
+                          "taxtastic_manifest_bytes": theirs[phase]["manifest_bytes"],
+                          "rgstore_depth_cost": _depth_cost(ours[phase])}
         if args.cli_sample:
             res["cli"] = _cli_sample(work, trees, args.cli_sample)
         if args.export_mb:
@@ -271,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
               f"rgstore {p['rgstore_s']:.2f} s, taxtastic {p['taxtastic_s']:.2f} s, ratio {p['ratio']:.1f}x"
               + (f" (taxtastic stopped: {p['taxtastic_stopped']})" if p["taxtastic_stopped"] else "")
               + f"; taxtastic CONTENTS.json {p['taxtastic_manifest_bytes'] / 1e6:.1f} MB")
+        d = p["rgstore_depth_cost"]
+        if d:
+            print(f"  rgstore per step: {d['first_ms']:.2f} ms over the first {d['window']}, "
+                  f"{d['last_ms']:.2f} ms over the last {d['window']}")
     if "cli" in res:
         c = res["cli"]
         print(f"one command-line update (median of {args.cli_sample}): rgstore {c['rgstore'] * 1000:.0f} ms, "
