@@ -21,7 +21,7 @@ from .storepath import ENV_STORE
 
 __all__ = ["serve", "check_listen", "NoDelayConfig", "APP"]
 
-APP = "api.app:create_app"
+APP = "rgstore_api.app:create_app"
 
 
 class NoDelayConfig(uvicorn.Config):

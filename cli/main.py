@@ -20,20 +20,20 @@ __all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "Context"]
 
 LAZY_COMMANDS: dict[str, str] = {
     # name: "module:attribute" -- one line per command or group
-    "init": "cli.admin:init_cmd",
-    "log": "cli.log:log_group",
-    "replay": "cli.log:replay_cmd",
-    "rebuild": "cli.admin:rebuild_cmd",
-    "verify": "cli.admin:verify_cmd",
-    "gc": "cli.admin:gc_cmd",
-    "mirror": "cli.mirror:mirror_group",
-    "demo": "cli.demo:demo_cmd",
-    "genome": "cli.genome:genome_group",
-    "getseq": "cli.getseq:getseq_cmd",
-    "alias": "cli.alias:alias_group",
-    "refpkg": "cli.refpkg:refpkg_group",
-    "serve": "cli.serve:serve_cmd",
-    "cache": "cli.cache:cache_group",
+    "init": "rgstore_cli.admin:init_cmd",
+    "log": "rgstore_cli.log:log_group",
+    "replay": "rgstore_cli.log:replay_cmd",
+    "rebuild": "rgstore_cli.admin:rebuild_cmd",
+    "verify": "rgstore_cli.admin:verify_cmd",
+    "gc": "rgstore_cli.admin:gc_cmd",
+    "mirror": "rgstore_cli.mirror:mirror_group",
+    "demo": "rgstore_cli.demo:demo_cmd",
+    "genome": "rgstore_cli.genome:genome_group",
+    "getseq": "rgstore_cli.getseq:getseq_cmd",
+    "alias": "rgstore_cli.alias:alias_group",
+    "refpkg": "rgstore_cli.refpkg:refpkg_group",
+    "serve": "rgstore_cli.serve:serve_cmd",
+    "cache": "rgstore_cli.cache:cache_group",
 }
 
 SHORT_HELP: dict[str, str] = {

@@ -47,8 +47,9 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         rgstore --store ./mirror serve --follow http://primary:8000 --interval 5s
         curl http://127.0.0.1:8000/sequence/service-info
     """
-    from api.server import check_listen, serve
-    from api.storepath import resolve_store_path
+    from rgstore_api.server import check_listen, serve
+    from rgstore_api.storepath import resolve_store_path
+
     from rgstore.store import Store
 
     path = resolve_store_path(ctx.store_path)

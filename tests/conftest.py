@@ -35,7 +35,7 @@ def store(store_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def cli(store_path: Path):  # type: ignore[no-untyped-def]
     """Invoke the click CLI in-process against the test's store: cli("log", "--json")."""
-    from cli.main import cli as root
+    from rgstore_cli.main import cli as root
 
     runner = CliRunner()
 
@@ -50,7 +50,7 @@ def run_rgstore(*args: str, env: dict[str, str] | None = None, timeout: float = 
                 input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run the real `rgstore` entry point in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, env=full_env,
                           capture_output=True, timeout=timeout, input=input)
 
 

@@ -82,7 +82,7 @@ def running_server(
         log_path = log_dir / f"server-{port}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "--store", str(store), "serve", "--host", "127.0.0.1",
+                [sys.executable, "-m", "rgstore_cli", "--store", str(store), "serve", "--host", "127.0.0.1",
                  "--port", str(port), "--workers", str(workers), *extra_args],
                 cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             )
@@ -104,8 +104,7 @@ def running_server(
 def rgstore_cli(store: Path, *args: str) -> str:
     """Run one real `rgstore` command in-process against ``store``; its stdout, or AssertionError."""
     from click.testing import CliRunner
-
-    from cli.main import cli
+    from rgstore_cli.main import cli
 
     result = CliRunner().invoke(cli, ["--store", str(store), "--actor", "tester@test", *args],
                                 catch_exceptions=False)

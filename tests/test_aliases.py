@@ -554,7 +554,7 @@ def test_concurrent_alias_commands_in_separate_processes_all_reach_the_files(
     a = template[1]["a"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "cli", "--store", str(store_path), "alias", "set", f"ns{i % 2}:n{i}", a],
+            [sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "alias", "set", f"ns{i % 2}:n{i}", a],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         for i in range(6)

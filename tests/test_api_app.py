@@ -93,7 +93,7 @@ def test_server_maps_the_log_read_only(served: tuple[Server, Path]) -> None:
 
 
 def test_a_write_through_the_apps_store_handle_fails(tmp_path: Path) -> None:
-    from api.app import create_app
+    from rgstore_api.app import create_app
 
     path = tmp_path / "store"
     Store.open(path).close()
@@ -191,7 +191,8 @@ def test_a_host_name_is_refused_when_any_of_its_addresses_is_busy() -> None:
     """One worker binds every address a name resolves to, so a busy one fails the start-up check."""
     import socket
 
-    from api.server import check_listen
+    from rgstore_api.server import check_listen
+
     from rgstore.errors import ConflictError
 
     with socket.socket() as busy:
@@ -205,7 +206,7 @@ def test_a_host_name_is_refused_when_any_of_its_addresses_is_busy() -> None:
 
 def test_an_unexpected_failure_is_a_one_line_json_500_like_every_other_error(tmp_path: Path) -> None:
     """A bug must not change the error shape: {"detail": one line}, no traceback or paths sent to the client."""
-    from api.app import create_app
+    from rgstore_api.app import create_app
 
     path = tmp_path / "store"
     Store.open(path).close()

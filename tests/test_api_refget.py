@@ -426,7 +426,7 @@ def _filesystem(path: Path) -> str:
 @pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="no preadv(RWF_NOWAIT) on this platform")
 def test_the_event_loop_reads_only_bases_already_in_the_page_cache(tmp_path: Path) -> None:
     """A cold read is left to a thread (the blocking read), a hot one is served without one."""
-    from api.sequences import StoredSequence, cached_bases, read_bases
+    from rgstore_api.sequences import StoredSequence, cached_bases, read_bases
 
     if _filesystem(tmp_path) in ("tmpfs", "ramfs", ""):
         pytest.skip("pages of a memory filesystem cannot be evicted")

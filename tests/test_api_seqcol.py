@@ -193,7 +193,7 @@ def test_collections_added_or_removed_while_serving_are_seen(tmp_path: Path) -> 
 
 
 def test_an_oversized_posted_collection_is_refused_before_it_is_read(served: Server) -> None:
-    from api.seqcol import MAX_POST_BYTES
+    from rgstore_api.seqcol import MAX_POST_BYTES
 
     body = b'{"names": ["' + b"x" * (MAX_POST_BYTES + 1) + b'"]}'
     r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,

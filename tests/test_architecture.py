@@ -26,15 +26,14 @@ def test_the_engine_never_imports_click_fastapi_or_uvicorn() -> None:
 
 
 def test_cli_start_up_does_not_import_the_server_stack() -> None:
-    code = "import sys; sys.argv=['rgstore','--help']\nfrom cli.main import cli\ntry:\n cli(prog_name='rgstore')\nexcept SystemExit:\n pass"
+    code = "import sys; sys.argv=['rgstore','--help']\nfrom rgstore_cli.main import cli\ntry:\n cli(prog_name='rgstore')\nexcept SystemExit:\n pass"
     loaded = _modules_after(code)
     assert {"fastapi", "uvicorn", "pydantic", "starlette", "httpx"}.isdisjoint(loaded)
 
 
 def test_every_cli_command_has_help_with_an_example() -> None:
     import click
-
-    from cli.main import LAZY_COMMANDS, cli
+    from rgstore_cli.main import LAZY_COMMANDS, cli
 
     ctx = click.Context(cli)
     missing = []
@@ -57,8 +56,7 @@ def test_every_cli_command_has_help_with_an_example() -> None:
 
 def test_every_cli_command_takes_store() -> None:
     import click
-
-    from cli.main import LAZY_COMMANDS, cli
+    from rgstore_cli.main import LAZY_COMMANDS, cli
 
     ctx = click.Context(cli)
     missing = []
@@ -81,8 +79,7 @@ def test_every_cli_command_takes_store() -> None:
 
 def test_rgstore_help_lists_every_command_with_its_own_one_line_help_without_importing_it() -> None:
     import click
-
-    from cli.main import LAZY_COMMANDS, SHORT_HELP, cli
+    from rgstore_cli.main import LAZY_COMMANDS, SHORT_HELP, cli
 
     ctx = click.Context(cli)
     assert set(SHORT_HELP) == set(LAZY_COMMANDS)
@@ -91,6 +88,21 @@ def test_rgstore_help_lists_every_command_with_its_own_one_line_help_without_imp
         assert cmd is not None
         for limit in (45, 60, 10_000):
             assert click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit) == cmd.get_short_help_str(limit)
-    code = "import sys; sys.argv=['rgstore','--help']\nfrom cli.main import cli\ntry:\n cli(prog_name='rgstore')\nexcept SystemExit:\n pass"
+    code = "import sys; sys.argv=['rgstore','--help']\nfrom rgstore_cli.main import cli\ntry:\n cli(prog_name='rgstore')\nexcept SystemExit:\n pass"
     loaded = _modules_after(code)
-    assert not {f"cli.{m.split(':')[0].split('.')[1]}" for m in LAZY_COMMANDS.values()} & loaded
+    assert not {f"rgstore_cli.{m.split(':')[0].split('.')[1]}" for m in LAZY_COMMANDS.values()} & loaded
+
+
+def test_the_distribution_installs_only_rgstore_named_top_level_packages() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = config["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[0] for p in packages} == {"rgstore", "rgstore_cli", "rgstore_api"}
+    assert config["tool"]["setuptools"]["package-dir"] == {"rgstore_cli": "cli", "rgstore_api": "api"}
+    assert config["project"]["scripts"]["rgstore"] == "rgstore_cli.main:main"
+    import rgstore_api.app
+    import rgstore_cli.main
+
+    assert {rgstore_cli.main.__file__, rgstore_api.app.__file__} == {str(REPO / "cli" / "main.py"),
+                                                                   str(REPO / "api" / "app.py")}

@@ -126,7 +126,7 @@ def _fetch_in_subprocess(store_path: Path, url: str) -> subprocess.Popen[bytes]:
         "--json",
     ]
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
 
 

@@ -196,7 +196,7 @@ def test_a_level2_entry_replaced_while_waiting_for_locks_gives_new_keys(
                 [
                     sys.executable,
                     "-m",
-                    "cli",
+                    "rgstore_cli",
                     "--store",
                     str(store_path),
                     "cache",

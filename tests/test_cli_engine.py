@@ -112,7 +112,7 @@ def test_long_work_shows_progress_on_a_terminal_and_is_silent_when_piped(tmp_pat
 
     primary, replica = pty.openpty()
     fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a size
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "replay", str(tmp_path / "x.rglog"), "--store",
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "replay", str(tmp_path / "x.rglog"), "--store",
                              str(tmp_path / "m2")], cwd=REPO, stdout=subprocess.PIPE, stderr=replica)
     os.close(replica)
     seen = b""
@@ -183,7 +183,7 @@ def subprocess_in(cwd: Path, *args: str):  # type: ignore[no-untyped-def]
     from tests.conftest import REPO
 
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=cwd, env=env, capture_output=True, timeout=120)
 
 
 def test_log_since_takes_every_documented_form(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

@@ -133,7 +133,7 @@ def test_sigkill_during_replay_or_rebuild_leaves_whole_batches_and_a_rerun_finis
     for round_ in range(3):
         target = tmp_path / f"r{round_}"
         for command in (["replay", str(tmp_path / "x.rglog")], ["rebuild"]):
-            proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(target), *command], cwd=REPO,
+            proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(target), *command], cwd=REPO,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             deadline = time.monotonic() + 60
             while proc.poll() is None and not (target / "log" / "data.mdb").exists() and time.monotonic() < deadline:
@@ -145,7 +145,7 @@ def test_sigkill_during_replay_or_rebuild_leaves_whole_batches_and_a_rerun_finis
                 landed = s.head()[0]
                 assert landed in (0, head[0]) or landed % 20_000 == 0, landed  # whole replay batches only
                 assert s.verify().ok
-        proc = subprocess.run([sys.executable, "-m", "cli", "--store", str(target), "replay", str(tmp_path / "x.rglog")],
+        proc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(target), "replay", str(tmp_path / "x.rglog")],
                               cwd=REPO, capture_output=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         with Store.open(target, readonly=True) as s:

@@ -62,7 +62,7 @@ def test_an_import_whose_collection_is_taken_back_meanwhile_never_records_a_geno
 
             def take() -> None:
                 discard_import(store, mine.digest, True)
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), "genome", "init",
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "init",
                                  "--fasta", str(fasta), "--name", "b"], cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         def scratch() -> bool:
@@ -94,7 +94,7 @@ def test_an_import_whose_collection_is_taken_back_meanwhile_never_records_a_geno
         else:
             assert proc.returncode != 0 and err.startswith("error:") and "run the command again" in err, err
             assert store.verify().ok
-            rerun = subprocess.run([sys.executable, "-m", "cli", "--store", str(store_path), "genome", "init",
+            rerun = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "init",
                                     "--fasta", str(fasta), "--name", "b"], cwd=REPO, capture_output=True, text=True)
             assert rerun.returncode == 0, rerun.stderr
     with Store.open(store_path, readonly=True) as fresh:

@@ -51,7 +51,7 @@ def _collect(store: Path) -> set[str]:
 
 def _kill_when(store: Path, args: list[str], ready: Callable[[], bool], delay: float) -> bool:
     """Start the CLI, wait until ``ready()`` (then ``delay`` s more), SIGKILL it; True if it died mid-run."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store), *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while proc.poll() is None and not ready() and time.monotonic() < deadline:

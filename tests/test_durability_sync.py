@@ -26,7 +26,7 @@ def _kill_after_commit(store_path: Path, *args: str) -> None:
     with Store.open(store_path, readonly=True) as store:
         head = store.head()[0]
     with refget_write_lock(store_path / "refget", "test-holds-the-refresh", timeout=5):
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), *args], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), *args], cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60

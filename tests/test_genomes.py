@@ -483,7 +483,7 @@ def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records
     fasta = tmp_path / "big.fa"
     write_genome(fasta, 60_000_000, contigs=25, seed=3)
     Store.open(store_path).close()
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), "genome", "init",
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "init",
                              "--fasta", str(fasta), "--name", "big"], cwd=REPO, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

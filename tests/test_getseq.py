@@ -206,7 +206,7 @@ def test_getseq_command_never_imports_the_web_stack(store: Store, store_path: Pa
     store.close()
     code = (
         "import sys\n"
-        "from cli.main import cli\n"
+        "from rgstore_cli.main import cli\n"
         f"try:\n    cli(['--store', {str(store_path)!r}, 'getseq', 'tiny', 'chr1:0-4'])\n"
         "except SystemExit:\n    pass\n"
         "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'pydantic') if m in sys.modules))\n"
@@ -217,8 +217,8 @@ def test_getseq_command_never_imports_the_web_stack(store: Store, store_path: Pa
 
 
 def test_every_genome_and_getseq_command_documents_an_example() -> None:
-    from cli.genome import fhr_group, genome_group
-    from cli.getseq import getseq_cmd
+    from rgstore_cli.genome import fhr_group, genome_group
+    from rgstore_cli.getseq import getseq_cmd
 
     commands = [genome_group, fhr_group, getseq_cmd, *genome_group.commands.values(), *fhr_group.commands.values()]
     for command in commands:
@@ -274,7 +274,7 @@ def test_a_reader_closing_the_pipe_early_ends_the_command_quietly(  # type: igno
     fasta.write_text(">c1\n" + "".join(rng.choice("ACGT") for _ in range(1_000_000)) + "\n")
     store.genomes.init(fasta, ["big"])
     store.close()
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), *command], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), *command], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     head = proc.stdout.read(10)  # `| head -c 10`: read a little, then go away

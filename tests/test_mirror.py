@@ -388,7 +388,7 @@ def test_two_pulls_into_one_mirror_take_turns_and_both_succeed(tmp_path: Path) -
         publish(primary, tmp_path / "pub", segment_size=1000)
         export_log(primary, tmp_path / "x.rglog")
         expected = primary.head()
-    procs = [subprocess.Popen([sys.executable, "-m", "cli", "--store", str(tmp_path / "m"), "mirror", "pull",
+    procs = [subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "m"), "mirror", "pull",
                                str(tmp_path / source), "--json"], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for source in ("pub", "x.rglog")]
     results = [p.communicate(timeout=300) for p in procs]
@@ -426,8 +426,7 @@ def test_odd_intervals_are_one_line_errors(text: str) -> None:
 
 def test_serve_refuses_a_bad_interval_or_follow_options_without_follow_in_one_line(tmp_path: Path) -> None:
     from click.testing import CliRunner
-
-    from cli.main import cli
+    from rgstore_cli.main import cli
 
     with Store.open(tmp_path / "m"):
         pass

@@ -28,7 +28,7 @@ def _big_file(path: Path) -> Path:
 
 def _terminate_once(args: list[str], temp_glob: tuple[Path, str]) -> int:
     """Run ``rgstore ARGS``, send SIGTERM as soon as a temp file matching ``temp_glob`` exists."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     where, pattern = temp_glob
     deadline = time.monotonic() + 120

@@ -635,7 +635,7 @@ def test_cli_in_a_subprocess_maps_errors_to_one_line_and_exit_1(  # type: ignore
 
 
 def test_every_refpkg_command_has_an_example_in_its_help(cli) -> None:  # type: ignore[no-untyped-def]
-    from cli.refpkg import refpkg_group
+    from rgstore_cli.refpkg import refpkg_group
 
     for name in refpkg_group.commands:
         result = cli("refpkg", name, "--help")

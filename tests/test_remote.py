@@ -259,7 +259,7 @@ def test_processes_reading_an_unfetched_sequence_at_once_all_get_it(
     server, _, digest = remote_copy
     remote.init_remote(store, server.url, ["tiny"], digest=digest)
     store.close()
-    procs = [subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store_path), "getseq", "tiny",
+    procs = [subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "getseq", "tiny",
                                "chr2", "chrM"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(6)]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]

@@ -90,8 +90,7 @@ def test_a_tampered_record_is_rejected_with_its_seq(tmp_path: Path) -> None:
 
 def test_cli_export_and_replay_round_trip(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
-
-    from cli.main import cli as root
+    from rgstore_cli.main import cli as root
 
     with _primary(tmp_path / "p"):
         pass
@@ -180,7 +179,7 @@ def test_sigterm_during_export_leaves_neither_a_partial_file_nor_a_temp_file(tmp
         for b in range(4):
             primary.append([NewEvent(stream=f"note:{i % 50}", event=Noted(text=f"{b}-{i}" * 8)) for i in range(10_000)])
     for _attempt in range(5):
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(tmp_path / "p"), "log", "export",
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "p"), "log", "export",
                                  str(tmp_path / "x.rglog")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while proc.poll() is None and not list(tmp_path.glob(".x.rglog.*.tmp")) and time.monotonic() < deadline:

@@ -97,7 +97,7 @@ class Workload:
 
 
 def _pull_proc(mirror: Path, source: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cli", "--store", str(mirror), "mirror", "pull", source,
+    return subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(mirror), "mirror", "pull", source,
                              "--with-blobs", "--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -214,7 +214,7 @@ def test_a_mirror_fetches_sequences_lazily_on_getseq_and_eagerly_on_request(tmp_
         # Lazily, from the server's /store: the first getseq of a mirror fetches and verifies.
         with Store.open(tmp_path / "lazy") as mirror:
             assert pull(mirror, server.url).sequences_fetched == 0
-        out = subprocess.run([sys.executable, "-m", "cli", "--store", str(tmp_path / "lazy"), "getseq", "tiny",
+        out = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "lazy"), "getseq", "tiny",
                               "chr2:0-200"], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert (out.returncode, out.stdout.strip()) == (0, want["chr2"]), out.stderr
     # Eagerly, from published segments and their RefgetStore copy (no server involved).

@@ -72,7 +72,7 @@ def run(work: Path, mbp: float, genes: int, repeat: int) -> dict[str, float]:
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     request = make_request("ensembl", species=ENSEMBL_SPECIES, release="110", regions=REGIONS)
-    cli = [sys.executable, "-m", "cli", "--store", str(work / "store"), "cache", "regions", "--source"]
+    cli = [sys.executable, "-m", "rgstore_cli", "--store", str(work / "store"), "cache", "regions", "--source"]
     cli += ["ensembl", "--species", ENSEMBL_SPECIES, "--release", "110", "--regions", REGIONS]
     cli += ["--base-url", url, "--json"]
     env = installed_env(work)  # bytecode cached, as for an installed rgstore

@@ -181,7 +181,7 @@ def bench_process(fasta: Path, store_dir: Path, chr1: int, reps: int, tmp: Path)
     root = Path(__file__).resolve().parents[2]
     env = installed_env(tmp)
     start = max(0, min(100_000, chr1 - 1000))
-    rgstore = [sys.executable, "-m", "cli"]
+    rgstore = [sys.executable, "-m", "rgstore_cli"]
     reads = {"rgstore": [*rgstore, "--store", str(store_dir), "getseq", "bench", f"chr1:{start}-{start + 1000}"]}
     if shutil.which("samtools"):
         reads["samtools"] = ["samtools", "faidx", str(fasta), f"chr1:{start + 1}-{start + 1000}"]

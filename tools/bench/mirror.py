@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 def _serve(store: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "--store", str(store), "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store), "serve", "--port", str(port)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -163,7 +163,7 @@ def _cli_sample(work: Path, trees: list[Path], k: int) -> dict[str, float]:
     env = installed_env(work)
     store = work / "cli-store"
     aln, seq_info = _write_alignment(work / "cli-inputs")
-    rg = [sys.executable, "-m", "cli", "--store", str(store), "refpkg"]
+    rg = [sys.executable, "-m", "rgstore_cli", "--store", str(store), "refpkg"]
     subprocess.run([*rg, "create", "cli", "-l", "16S", "-t", str(trees[0]), "-f", str(aln), "-i", str(seq_info)],
                    check=True, capture_output=True, cwd=root, env=env)
     pkg = work / "cli.refpkg"

@@ -204,7 +204,7 @@ def _servers(work: Path, store: Path) -> list[tuple[str, list[str], str]]:
     """(label, command without --port, probe path) of every server to measure."""
     refget_cli = str(Path(sys.executable).parent / "refget")
     servers: list[tuple[str, list[str], str]] = [
-        (f"rgstore_{w}w", [sys.executable, "-m", "cli", "--store", str(store), "serve", "--workers", str(w)],
+        (f"rgstore_{w}w", [sys.executable, "-m", "rgstore_cli", "--store", str(store), "serve", "--workers", str(w)],
          "/healthz") for w in (1, 2)
     ]
     servers.append(("refget", [refget_cli, "store", "serve", "--path", str(store / "refget")], "/service-info"))
