@@ -1,6 +1,6 @@
 """The application factory: ``create_app(store_path)`` builds the read-only projection server.
 
-uvicorn runs it as a factory (``api.app:create_app``), once per worker process. The LMDB
+uvicorn runs it as a factory (``rgstore_api.app:create_app``), once per worker process. The LMDB
 environment is opened read-only in the lifespan, i.e. after any worker fork, and every request
 reads in one short transaction of its own. The store path comes from the argument, else
 ``$RGSTORE_SERVE_STORE`` (set by ``rgstore serve`` for its workers), else ``$RGSTORE_HOME`` or

@@ -1,6 +1,6 @@
 """Run the app under uvicorn: one process, or a supervisor with N worker processes sharing one socket.
 
-Each worker is a fresh interpreter that imports ``api.app:create_app`` as a factory and opens
+Each worker is a fresh interpreter that imports ``rgstore_api.app:create_app`` as a factory and opens
 the store read-only in its lifespan; the store path reaches it through ``$RGSTORE_SERVE_STORE``.
 """
 

@@ -248,7 +248,9 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     click.echo(
         f"{verb} {len(report.evicted)} entries, {_size(report.bytes_freed)}; "
         f"{len(report.completed)} interrupted evictions; {report.pinned_kept} pinned kept; "
-        f"{_size(report.live_bytes)} live; {report.lock_files_removed} idle lock files removed"
+        f"{_size(report.live_bytes)} live"
+        # A dry run plans evictions only; lock files are counted by the run that sweeps them.
+        + ("" if dry_run else f"; {report.lock_files_removed} idle lock files removed")
     )
 
 

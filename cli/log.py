@@ -77,7 +77,7 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
     if ctx.invoked_subcommand is not None:
         return
     since_time = _since(since)  # a malformed --since is a usage error whatever the store
-    for value, hint in ((stream, "--stream"), (type_, "--type")):
+    for value, hint in ((stream, "'--stream'"), (type_, "'--type'")):  # quoted as click quotes its own hints
         if value is not None and not value.strip():
             raise click.BadParameter("is empty; name one, or leave the option out for every event", param_hint=hint)
     with ctx.find_object(Context).open(readonly=True) as store:  # type: ignore[union-attr]

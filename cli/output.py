@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import click
 import msgspec
 
-__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "json_option", "when"]
+__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "json_option", "when", "width"]
 
 _JSON = msgspec.json.Encoder()
 
@@ -54,16 +55,24 @@ def when(moment: datetime | float | str) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: wide (CJK) characters two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def emit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -> None:
     """Write rows as left-aligned, two-space-separated columns, one line per row."""
     table = [list(map(str, headers))] if headers else []
     table += [[cell(c) for c in row] for row in rows]
     if not table:
         return
-    widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(max(map(len, table)))]
-    for row in table:
-        cells = [c.ljust(widths[i]) for i, c in enumerate(row)]
-        click.echo("  ".join(cells).rstrip())
+    sized = [[(c, width(c)) for c in row] for row in table]
+    widths = [max(r[i][1] for r in sized if i < len(r)) for i in range(max(map(len, sized)))]
+    for row in sized:
+        # Padded by terminal columns, not characters, so a name in CJK or with accents keeps the rows aligned.
+        click.echo("  ".join(c + " " * (widths[i] - w) for i, (c, w) in enumerate(row)).rstrip())
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

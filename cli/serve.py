@@ -1,4 +1,4 @@
-"""`rgstore serve`: run the read-only HTTP server (uvicorn on ``api.app:create_app``)."""
+"""`rgstore serve`: run the read-only HTTP server (uvicorn on ``rgstore_api.app:create_app``)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ its write transaction (so before it commits) and holds an flock on it until it h
 copies, then removes it. A process killed in between (or whose refresh failed) leaves the mark
 unlocked: the next writable open refreshes every copy and removes such marks, and `rgstore
 verify` names them. A mark is made under a temporary name, locked, then renamed, so no other
-process ever sees it unlocked while its owner lives.
+process ever sees it unlocked while its owner lives. An interrupt (KeyboardInterrupt, or the
+CLI's SIGTERM SystemExit) may surface just after LMDB's commit returned, so a command that ends
+in one keeps its mark (``settle``): at worst the next open refreshes copies that were current.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class PendingSync:
         self.path.unlink(missing_ok=True)
         self.abandon()
 
+    def settle(self, exc: BaseException, *, committed: bool) -> None:
+        """After ``exc`` ended the command: keep the mark if it may have committed, else remove it."""
+        if committed or not isinstance(exc, Exception):
+            self.abandon()  # an interrupt is raised at the first bytecode after the commit's C call
+        else:
+            self.done()
+
     def abandon(self) -> None:
         """Release the mark but keep it: the next writable open refreshes every copy."""
         if self._fd >= 0:
@@ -59,7 +68,8 @@ def abandoned_marks(root: Path) -> list[Path]:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            out.append(path)
+            if os.fstat(fd).st_nlink:  # else its owner removed it (done) between our open and our lock
+                out.append(path)
         except BlockingIOError:
             continue
         finally:

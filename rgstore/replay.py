@@ -123,11 +123,9 @@ def apply_records(
         if applied:
             store.generation += 1
             store.sync_external_views()
-    except BaseException:
-        if mark is not None and applied:
-            mark.abandon()  # committed batches: the next writable open refreshes the copies
-        elif mark is not None:
-            mark.done()
+    except BaseException as exc:
+        if mark is not None:
+            mark.settle(exc, committed=applied > 0)  # kept: the next writable open refreshes the copies
         raise
     finally:
         if was_enabled:

@@ -245,24 +245,22 @@ class Store:
                 marks.append(PendingSync(self.path))  # before the commit: a kill after it leaves the mark
             return self.log.append(txn, batch, self.actor)
 
+        committed = False
         try:
             seqs = self.environment.write(run)
-        except BaseException:
-            for mark in marks:
-                mark.done()  # nothing committed
-            raise
-        self.generation += 1
-        if seqs and seqs[-1] >= DICTIONARY_AFTER and not self._has_dictionary:
-            self._train_dictionary()
-        try:
+            committed = True
+            self.generation += 1
             for view, streams in syncs:
                 view.sync_external(self, streams)
-        except BaseException:
+        except BaseException as exc:
             for mark in marks:
-                mark.abandon()  # the next writable open refreshes every copy
+                mark.settle(exc, committed=committed)  # kept: the next writable open refreshes every copy
             raise
         for mark in marks:
             mark.done()
+        # After the refresh: training takes a while, and a failure in it must not strand the mark.
+        if seqs and seqs[-1] >= DICTIONARY_AFTER and not self._has_dictionary:
+            self._train_dictionary()
         return seqs
 
     def _syncs(self, touched: set[tuple[type, str]]) -> list[tuple[View, set[str]]]:

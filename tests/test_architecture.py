@@ -106,3 +106,17 @@ def test_the_distribution_installs_only_rgstore_named_top_level_packages() -> No
 
     assert {rgstore_cli.main.__file__, rgstore_api.app.__file__} == {str(REPO / "cli" / "main.py"),
                                                                    str(REPO / "api" / "app.py")}
+
+
+def test_every_package_directory_of_the_repo_is_listed_for_the_wheel() -> None:
+    # pyproject names its packages one by one (package-dir renames the shells), so a new sub-package
+    # that is not added there would import in the repo and be missing from the installed wheel.
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join((installed, *init.parent.relative_to(REPO / top).parts))
+        for top, installed in (("rgstore", "rgstore"), ("cli", "rgstore_cli"), ("api", "rgstore_api"))
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)

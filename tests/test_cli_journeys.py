@@ -123,6 +123,28 @@ def test_log_columns_line_up_under_their_headers(cli, tmp_path: Path) -> None:  
         assert line[at - 2:at] == "  " and line[at] != " ", line  # every summary starts in the same column
 
 
+def _columns(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two, combining marks none."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def test_log_columns_line_up_on_a_terminal_when_an_actor_writes_in_cjk_or_with_accents(  # type: ignore[no-untyped-def]
+    cli,
+) -> None:
+    assert cli("genome", "init", "--fasta", TINY, "--name", "tiny").exit_code == 0
+    digest = cli("alias", "get", "tiny").output.strip()
+    for actor, name in (("研究者@実験室", "wide"), ("Jose\u0301", "accented")):
+        assert cli("--actor", actor, "alias", "set", name, digest).exit_code == 0
+    lines = cli("log").output.splitlines()
+    assert any("研究者" in line for line in lines) and len(lines) == 5
+    at = _columns(lines[0][:lines[0].index("SUMMARY")])
+    for line in lines[1:]:
+        last_column = list(re.finditer(r"  (?=\S)", line))[-1]  # the summary: columns are 2+ spaces apart
+        assert _columns(line[:last_column.end()]) == at, line
+
+
 def test_log_json_times_are_written_like_every_other_json_time(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _seed(cli, tmp_path)
     row = json.loads(cli("log", "--json", "--limit", "1").output)
@@ -193,3 +215,11 @@ def test_gc_summaries_count_every_kind_of_leftover_they_sweep(cli, tmp_path: Pat
     assert "scratch directories of killed imports" in summary and "temp files" in summary
     cached = cli("cache", "gc", "--max-age", "30d").stdout
     assert "idle lock files removed" in cached
+
+
+def test_a_cache_gc_dry_run_does_not_claim_a_lock_file_count_it_never_took(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The dry run returns before the lock sweep, so its count is always 0: printing it would say "0 removed"
+    # when the real run removes some.
+    _seed(cli, tmp_path)
+    planned = cli("cache", "gc", "--max-age", "30d", "--dry-run").stdout
+    assert planned.startswith("would evict") and "lock files" not in planned

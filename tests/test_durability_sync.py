@@ -3,15 +3,26 @@ their refresh leaves them stale only until the next open that may write; verify 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from rgstore.pendingsync import abandoned_marks
+import lmdb
+import pytest
+import zstandard
+
+from rgstore.events import Noted
+from rgstore.log import NewEvent
+from rgstore.pendingsync import PendingSync, abandoned_marks
 from rgstore.refgetlock import refget_write_lock
-from rgstore.store import Store
+from rgstore.replay import replay_file
+from rgstore.store import DICTIONARY_AFTER, Store
 from tests.conftest import REPO, run_rgstore
 
 TINY = REPO / "rgstore" / "data" / "tiny.fa"
@@ -90,3 +101,91 @@ def test_a_replay_killed_before_its_refresh_leaves_alias_files_that_the_next_ope
     with Store.open(target) as store:
         assert store.head()[0] > 0
     assert _tsv(target) == f"other\t{digest}\ntiny\t{digest}\n"
+
+
+@contextmanager
+def _on_return(matches: Callable[[Any], bool], action: Callable[[], None]) -> Iterator[None]:
+    """Run ``action`` once, the moment a C function ``matches`` returns: where a signal that arrived during
+    the call is raised (CPython runs Python-level handlers at the next bytecode), or where another process
+    may act between two of our system calls."""
+    fired: list[Any] = []
+
+    def profile(frame: object, event: str, arg: Any) -> None:
+        if event == "c_return" and not fired and matches(arg):
+            fired.append(arg)
+            sys.setprofile(None)
+            action()
+
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(None)
+
+
+def _is_commit(fn: Any) -> bool:
+    return getattr(fn, "__name__", "") == "commit" and isinstance(getattr(fn, "__self__", None), lmdb.Transaction)
+
+
+def _sigint() -> None:
+    signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt
+
+
+def test_a_ctrl_c_during_a_commit_leaves_the_mark_so_the_next_open_refreshes_the_alias_files(
+    store_path: Path,
+) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        aliases = store.aliases
+        with pytest.raises(KeyboardInterrupt), _on_return(_is_commit, _sigint):
+            aliases.set("other", digest)
+        assert [a.name for a in aliases.list()] == ["other", "tiny"]  # the commit had happened
+    assert "other" not in _tsv(store_path)
+    assert len(abandoned_marks(store_path)) == 1
+    Store.open(store_path).close()
+    assert _tsv(store_path) == f"other\t{digest}\ntiny\t{digest}\n"
+    assert abandoned_marks(store_path) == []
+
+
+def test_a_replay_interrupted_just_after_its_first_batch_commits_leaves_the_mark(
+    store_path: Path, tmp_path: Path
+) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    export = tmp_path / "x.rglog"
+    assert run_rgstore("--store", str(store_path), "log", "export", str(export)).returncode == 0
+    target = tmp_path / "replica"
+    with Store.open(target) as replica:
+        with pytest.raises(KeyboardInterrupt), _on_return(_is_commit, _sigint):
+            replay_file(replica, export)
+        assert replica.head()[0] > 0
+    assert len(abandoned_marks(target)) == 1
+    Store.open(target).close()
+    assert _tsv(target) == f"tiny\t{digest}\n"
+
+
+def test_a_command_interrupted_while_the_log_trains_its_dictionary_has_refreshed_its_alias_files(
+    store_path: Path,
+) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        fill = DICTIONARY_AFTER - 1 - store.head()[0]
+        store.append([NewEvent(stream=f"note:{i % 97}", event=Noted(text=f"note {i} of {i * 7919 % 10007}"))
+                      for i in range(fill)])
+        aliases = store.aliases
+        with pytest.raises(KeyboardInterrupt), _on_return(lambda fn: fn is zstandard.train_dictionary, _sigint):
+            aliases.set("other", digest)  # the event that crosses the threshold: this command trains
+        assert _tsv(store_path) == f"other\t{digest}\ntiny\t{digest}\n"
+        assert abandoned_marks(store_path) == []
+        assert sorted(p.name for p in store_path.iterdir() if p.name.startswith(".sync")) == []
+
+
+def test_a_mark_its_owner_removes_while_another_process_checks_it_is_not_taken_for_abandoned(
+    tmp_path: Path,
+) -> None:
+    mark = PendingSync(tmp_path)
+    # The owner finishes between the checker's open of the mark and its flock, which then succeeds.
+    with _on_return(lambda fn: fn is os.open, mark.done):
+        assert abandoned_marks(tmp_path) == []
+    assert not mark.path.exists()
+
