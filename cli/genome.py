@@ -81,6 +81,10 @@ def init_cmd(
     if remote is None and (remote_digest is not None or remote_alias is not None):
         raise click.UsageError("--digest and --alias name a genome on a --remote URL; a --fasta genome's "
                                "digest is computed from its sequences")
+    if fasta is not None:
+        from rgstore.fasta import check_openable
+
+        check_openable(fasta)  # before the store opens: a missing FASTA on a mistyped --store creates nothing
     with signals_unwind(), ctx.open(create=True) as store:
         if remote is not None:
             from rgstore.remote import init_remote

@@ -103,6 +103,11 @@ def _label(kind: Kind, namespace: str, name: str) -> str:
     return f"{'sequence alias' if kind == SEQUENCE else 'alias'} {namespace}:{name}"
 
 
+def _listing(kind: Kind) -> str:
+    """The command that lists aliases of this kind."""
+    return "`rgstore alias list --sequence`" if kind == SEQUENCE else "`rgstore alias list`"
+
+
 class Aliases:
     """Commands and queries over the store's collection and sequence aliases."""
 
@@ -159,7 +164,7 @@ class Aliases:
         def command(txn: Txn) -> list[NewEvent]:
             current = alias_target(txn, self.store.environment, kind, ns, local)
             if current is None:
-                raise NotFoundError(f"no {_label(kind, ns, local)}; see `rgstore alias list`")
+                raise NotFoundError(f"no {_label(kind, ns, local)}; see {_listing(kind)}")
             result[:] = [_change(kind, ns, local, None, current)]
             event = (
                 AliasRemoved(namespace=ns, name=local)
@@ -214,7 +219,7 @@ class Aliases:
         with self.store.read() as txn:
             digest = alias_target(txn, self.store.environment, kind, ns, local)
         if digest is None:
-            raise NotFoundError(f"no {_label(kind, ns, local)}; see `rgstore alias list`")
+            raise NotFoundError(f"no {_label(kind, ns, local)}; see {_listing(kind)}")
         return digest
 
     def list(
@@ -275,7 +280,7 @@ class Aliases:
                     seq=seq, time=envelope.time, actor=envelope.actor, action=tag, digest=target, state=state,
                 ))
         if not steps:
-            raise NotFoundError(f"{_label(kind, ns, local)} has no history; see `rgstore alias list`")
+            raise NotFoundError(f"{_label(kind, ns, local)} has no history; see {_listing(kind)}")
         return steps
 
     # -- existence checks -----------------------------------------------------------------------

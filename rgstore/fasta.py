@@ -31,6 +31,7 @@ __all__ = [
     "DigestJob",
     "FastaRecord",
     "FastaSummary",
+    "check_openable",
     "detect_compression",
     "digest_fasta",
     "start_digest",
@@ -242,6 +243,11 @@ def _residue_reason(byte: bytes) -> str:
     if 32 < byte[0] < 127:
         return f"invalid residue {byte.decode()!r}: not in the IUPAC nucleotide or protein alphabet"
     return f"invalid byte 0x{byte[0]:02x}: not in the IUPAC nucleotide or protein alphabet"
+
+
+def check_openable(path: Path) -> None:
+    """Raise the one-line InvalidInputError a read of ``path`` would (missing, a directory, unreadable)."""
+    _open(path).close()
 
 
 def _open(path: Path) -> BinaryIO:

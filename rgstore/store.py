@@ -169,10 +169,17 @@ class Store:
             if not readonly:
                 store._refresh_stale_views(progress)
                 store._finish_abandoned_syncs()
-            elif (out_of_step(store) or abandoned_marks(root)) and os.access(root / "log" / "data.mdb", os.W_OK):
+            elif os.access(root / "log" / "data.mdb", os.W_OK) and ((stale := out_of_step(store)) or abandoned_marks(root)):
                 environment.close()
-                with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
-                    repaired = writer.repaired
+                try:
+                    with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
+                        repaired = writer.repaired
+                except (RgstoreError, OSError):
+                    if stale:
+                        raise
+                    # Only outside copies (alias TSVs, FHR files) were pending and could not be refreshed now
+                    # (e.g. the RefgetStore stayed locked): the views read here are sound, verify names the marks.
+                    repaired = []
                 environment = Environment(root / "log", readonly=True)
                 store = cls(root, environment, actor or default_actor())
                 store.repaired = repaired

@@ -223,3 +223,16 @@ def test_a_cache_gc_dry_run_does_not_claim_a_lock_file_count_it_never_took(cli, 
     _seed(cli, tmp_path)
     planned = cli("cache", "gc", "--max-age", "30d", "--dry-run").stdout
     assert planned.startswith("would evict") and "lock files" not in planned
+
+
+def test_an_unknown_alias_points_to_the_listing_of_its_own_kind(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").exit_code == 0
+    assert "see `rgstore alias list --sequence`" in _one_line_error(cli("alias", "get", "--sequence", "insdc:nope"))
+    assert "see `rgstore alias list`" in _one_line_error(cli("alias", "get", "nope"))
+
+
+def test_a_missing_fasta_is_a_one_line_error_that_creates_no_store(tmp_path: Path) -> None:
+    store = tmp_path / "typo"
+    out = run_rgstore("--store", str(store), "genome", "init", "--fasta", str(tmp_path / "missing.fa"), "--name", "x")
+    assert out.returncode == 1 and out.stderr.endswith(b"missing.fa: no such file\n") and out.stderr.count(b"\n") == 1
+    assert not store.exists()

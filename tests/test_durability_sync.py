@@ -189,3 +189,19 @@ def test_a_mark_its_owner_removes_while_another_process_checks_it_is_not_taken_f
         assert abandoned_marks(tmp_path) == []
     assert not mark.path.exists()
 
+
+
+def test_a_read_whose_pending_refresh_cannot_run_still_reads_and_verify_names_the_mark(store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    _kill_after_commit(store_path, "alias", "set", "other", digest)
+    tsvs = store_path / "refget" / "aliases" / "collections"
+    for path in tsvs.iterdir():
+        path.unlink()
+    tsvs.rmdir()
+    tsvs.write_text("a file where the refresh needs a directory")  # so the refresh fails, even for root
+    with Store.open(store_path, readonly=True) as store:  # the views are sound: the read goes ahead
+        assert {a.name for a in store.aliases.list()} == {"tiny", "other"}
+        report = store.verify()
+    assert not report.ok and any("killed before refreshing the alias TSVs" in p for p in report.problems)
+    assert len(abandoned_marks(store_path)) == 1
