@@ -143,23 +143,24 @@ def _posted_digest(collection: dict[str, list[Any]]) -> str | None:
         {k: seqcol_digests.sha512t24u(seqcol_digests.canonical(collection[k])) for k in seqcol_digests.INHERENT})
 
 
-def _compare(request: Request, a: str, b_digest: str | None, b: dict[str, list[Any]] | None) -> Response:
+def _compare(request: Request, a: str, b: str | tuple[str | None, dict[str, list[Any]]]) -> Response:
+    """Compare stored collection ``a`` with stored collection ``b`` (a digest) or a posted (digest, collection)."""
     store = store_of(request)
     with store.read() as txn:
         left = level2(_record(txn, store, a))
-        right = level2(_record(txn, store, b_digest)) if b is None else b
+        b_digest, right = (b, level2(_record(txn, store, b))) if isinstance(b, str) else b
     try:
         result = seqcol_digests.compare(a, left, b_digest, right)
     except (TypeError, ValueError) as exc:  # e.g. NaN or unhashable values in a POSTed body
         raise InvalidInputError(f"cannot compare the posted collection: {exc}") from None
-    return json_response(result, headers=IMMUTABLE if b is None else None)
+    return json_response(result, headers=IMMUTABLE if isinstance(b, str) else None)
 
 
 @router.get("/comparison/{digest1}/{digest2}", response_model=ComparisonResult,
             summary="Compare two collections", responses={404: {"model": ErrorBody}})
 def comparison(request: Request, digest1: str, digest2: str) -> Response:
     """The seqcol comparison of two stored collections (attributes present, element counts, order)."""
-    return _compare(request, digest1, digest2, None)
+    return _compare(request, digest1, digest2)
 
 
 @router.post("/comparison/{digest1}", response_model=ComparisonResult,
@@ -178,7 +179,7 @@ def comparison_post(
         posted = _posted_digest(collection)
     except (TypeError, ValueError):  # e.g. a lone surrogate in a name: no canonical JSON, no digest
         posted = None
-    return _compare(request, digest1, posted, collection)
+    return _compare(request, digest1, (posted, collection))
 
 
 @router.get("/list/collection", response_model=SeqcolList, summary="Collection digests, filtered and paged",
