@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from rgstore import seqcol
+from rgstore.checkpoints import rebuild_count
 from rgstore.codec import decode_envelope, unframe
 from rgstore.environment import Txn
 from rgstore.errors import NotFoundError
@@ -38,6 +39,8 @@ class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """The genome view's genomes as of log head ``head``."""
 
     head: int
+    rebuilds: int = 0
+    """The store's rebuild count when built: a rebuild may change the views without moving the head."""
     digests: list[str]
     """Every genome digest, sorted."""
     known: frozenset[str]
@@ -63,15 +66,17 @@ class GenomeCatalog:
     def snapshot(self, txn: Txn) -> CatalogSnapshot:
         """The index for ``txn`` (refreshed from the log and view if genomes changed since)."""
         head, _ = self.store.log.head(txn)
+        rebuilds = rebuild_count(self.store.log, txn)
         snap = self._snapshot
-        if snap.head >= head:
+        if snap.head >= head and snap.rebuilds >= rebuilds:
             return snap
         with self._lock:
             snap = self._snapshot
-            if snap.head >= head:
+            if snap.head >= head and snap.rebuilds >= rebuilds:
                 return snap
-            if snap.head < 0 or head - snap.head > REBUILD_GAP or self._genomes_changed(txn, snap.head, head):
-                snap = self._build(txn, head)
+            if (snap.head < 0 or snap.rebuilds != rebuilds or head - snap.head > REBUILD_GAP
+                    or self._genomes_changed(txn, snap.head, head)):
+                snap = self._build(txn, head, rebuilds)
             else:
                 snap = msgspec.structs.replace(snap, head=head)
             self._snapshot = snap
@@ -83,7 +88,7 @@ class GenomeCatalog:
                 return True
         return False
 
-    def _build(self, txn: Txn, head: int) -> CatalogSnapshot:
+    def _build(self, txn: Txn, head: int, rebuilds: int) -> CatalogSnapshot:
         digests: list[str] = []
         by_attribute: dict[str, dict[str, list[str]]] = {}
         md5: dict[str, str] = {}
@@ -96,7 +101,7 @@ class GenomeCatalog:
                 md5[checksum.lower()] = sq.removeprefix("SQ.")
             wraps = set(record.circular)
             circular.update(sq.removeprefix("SQ.") for name, sq in zip(record.names, record.sequences) if name in wraps)
-        return CatalogSnapshot(head=head, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
+        return CatalogSnapshot(head=head, rebuilds=rebuilds, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
                                md5=md5, circular=frozenset(circular))
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import msgspec
 
 from rgstore import errors
+from rgstore.checkpoints import rebuild_count
 from rgstore.environment import Txn
 from rgstore.errors import IntegrityError, NotFoundError, RemoteError
 from rgstore.store import Store
@@ -153,7 +154,8 @@ class SequenceIndex:
         _, _, length, md5 = holders[0]
         seq = StoredSequence(digest=digest, md5=md5, length=length, circular=digest in snap.circular,
                              path=self._sequence_path(digest))
-        if snap.head == self.store.log.head(txn)[0]:  # a snapshot newer than txn must not key an older answer
+        # A snapshot newer than txn (a later head or rebuild) must not key an older answer.
+        if snap.head == self.store.log.head(txn)[0] and snap.rebuilds == rebuild_count(self.store.log, txn):
             if len(found) >= _FOUND_MAX:
                 found.clear()
             found[digest] = seq

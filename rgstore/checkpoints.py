@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .log import EventLog
     from .store import Store
 
-__all__ = ["read_checkpoint", "out_of_step", "stale_views_error"]
+__all__ = ["read_checkpoint", "out_of_step", "stale_views_error", "rebuild_count", "count_rebuild"]
 
 
 def read_checkpoint(log: EventLog, txn: Txn, view: View) -> tuple[int, int] | None:
@@ -61,3 +61,17 @@ def stale_views_error(path: Path, stale: list[tuple[View, str]]) -> StaleViewsEr
         f"{f'are out of step with the log ({damage})' if damage else 'were built by another rgstore version'}; "
         "open the store writable once (e.g. `rgstore rebuild`) to rebuild them"
     )
+
+
+_REBUILDS = "rebuilds"
+
+
+def rebuild_count(log: EventLog, txn: Txn) -> int:
+    """How many rebuilds this copy of the log has committed: views may change under an unchanged head."""
+    raw = log.meta_get(txn, _REBUILDS)
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+def count_rebuild(log: EventLog, txn: Txn) -> None:
+    """Record one more rebuild, in the rebuild's own write transaction (readers caching views key on it)."""
+    log.meta_put(txn, _REBUILDS, (rebuild_count(log, txn) + 1).to_bytes(8, "big"))

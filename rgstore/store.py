@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from .blobs import BlobStore
-from .checkpoints import out_of_step, stale_views_error
+from .checkpoints import count_rebuild, out_of_step, stale_views_error
 from .codec import register_dictionary, train_dictionary, unframe
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError
@@ -441,6 +441,7 @@ class Store:
                     done = upto
                 for view in targets:
                     self.log.set_checkpoint(txn, view, head)
+                count_rebuild(self.log, txn)
             finally:
                 bar.close()
             return int(head)

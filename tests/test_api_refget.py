@@ -220,6 +220,29 @@ def test_a_running_server_stops_serving_a_removed_genomes_sequence_and_serves_it
     assert back.status_code == 200 and back.content == bases("NC")[:10]
 
 
+def test_a_running_server_sees_views_a_rebuild_repaired_though_the_log_head_did_not_move(tmp_path: Path) -> None:
+    import lmdb
+
+    store = tmp_path / "store"
+    init_genome(store, DATA / "NC.faa", "phix")
+    path = f"sequence/{CHECKSUMS['NC']['md5']}?start=0&end=10"  # MD5s resolve through the server's genome catalog
+    with running_server(store) as server:
+        assert get(server, path).status_code == 200
+        env = lmdb.open(str(store / "log"), max_dbs=64)  # damage the genomes view behind rgstore's back
+        with env.begin(write=True) as txn:
+            for name in (b"genomes.records", b"genomes.sequences"):
+                txn.drop(env.open_db(name, txn=txn), delete=False)
+        env.close()
+        init_genome(store, DATA / "I.faa", "yeast1")  # a genome event: the server re-reads the damaged view
+        damaged = get(server, path)
+        head = rgstore_cli(store, "log", "--json", "--limit", "1")
+        rgstore_cli(store, "rebuild")
+        assert rgstore_cli(store, "log", "--json", "--limit", "1") == head  # the head did not move
+        repaired = get(server, path)
+    assert damaged.status_code == 404
+    assert repaired.status_code == 200 and repaired.content == bases("NC")[:10]
+
+
 def test_trunc512_and_insdc_ids_fetch_the_same_bases(served: Server) -> None:
     whole = bases("I")
     assert get(served, f"sequence/{CHECKSUMS['I']['sha512']}", V1_SEQ).content == whole

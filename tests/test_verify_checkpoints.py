@@ -92,3 +92,18 @@ def test_any_command_that_repairs_a_damaged_checkpoint_says_so_once_on_stderr(st
     assert first.stderr.startswith(b"note: view 'streams' was out of step with the log") and first.stderr.count(b"\n") == 1
     again = run_rgstore("--store", str(store_path), "log", "--json")
     assert again.returncode == 0 and again.stderr == b""
+
+
+def test_every_rebuild_is_counted_in_its_own_transaction_and_the_head_stays(store_path: Path) -> None:
+    from rgstore.checkpoints import rebuild_count
+
+    _filled(store_path)
+    with Store.open(store_path) as store:
+        head = store.head()
+        with store.read() as txn:
+            before = rebuild_count(store.log, txn)
+        store.rebuild()
+        store.rebuild([store.views[0]])
+        with store.read() as txn:
+            assert rebuild_count(store.log, txn) == before + 2
+        assert store.head() == head
