@@ -150,6 +150,10 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                         )
                         if mismatch:
                             report.problems.append(f"view {view.name!r} disagrees with a fresh replay: {mismatch}")
+                        report.problems.extend(
+                            f"{path} disagrees with the {view.name} view (a refresh was lost); run `rgstore rebuild`"
+                            for path in view.external_drift(store)
+                        )
                         cp = read_checkpoint(store.log, txn, view)
                         if cp != (view.version, head):
                             report.problems.append(

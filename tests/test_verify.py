@@ -139,3 +139,26 @@ def test_sequences_the_refget_index_cannot_reach_are_named_though_their_files_ar
         with Store.open(copy, readonly=True) as s:
             problems = s.verify().problems
         assert problems and all(needle in p for p in problems), (lost, problems)
+
+
+def test_verify_names_alias_and_fhr_files_that_disagree_with_their_views_until_a_rebuild(tmp_path: Path) -> None:
+    import json
+
+    from tests.test_genomes import FHR, TINY
+
+    fhr = tmp_path / "tiny.fhr.json"
+    fhr.write_text(json.dumps(FHR))
+    with Store.open(tmp_path / "s") as store:
+        digest = store.genomes.init(TINY, ["tiny"], fhr=fhr).genome.digest
+        assert store.verify().ok
+        tsv = store.refget_path / "aliases" / "collections" / "refgenie.tsv"
+        tsv.write_text("tiny\tSOMETHINGELSE\n")  # a refresh lost (power loss) or a hand edit
+        (tsv.parent / "stray.tsv").write_text("x\ty\n")
+        (store.refget_path / "fhr" / f"{digest}.fhr.json").unlink()
+        problems = store.verify().problems
+        assert sorted(p.split(" ")[0] for p in problems) == [
+            "refget/aliases/collections/refgenie.tsv", "refget/aliases/collections/stray.tsv",
+            f"refget/fhr/{digest}.fhr.json"]
+        assert all("disagrees with the" in p and "rgstore rebuild" in p for p in problems)
+        store.rebuild()
+        assert store.verify().ok

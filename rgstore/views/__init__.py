@@ -83,6 +83,11 @@ class View:
         None (refresh everything). The default has no external copy.
         """
 
+    def external_drift(self, store: "Store") -> list[str]:
+        """Files of this view's outside copy (see ``sync_external``) that disagree with the view, as paths
+        relative to the store; empty when they agree or the view keeps no outside copy."""
+        return []
+
     def referenced_blobs(self, txn: Txn, environment: Environment) -> Iterable[str]:
         """sha256 digests of blobs this view's current or reachable states still need."""
         return ()

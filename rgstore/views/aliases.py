@@ -341,6 +341,16 @@ class AliasView(View):
         elif touched:
             _write_sorted(txn, snapshots, touched)
 
+    def external_drift(self, store: Store) -> list[str]:
+        """Alias TSVs under ``refget/aliases/`` that disagree with the view."""
+        from .aliasfiles import alias_file_drift, render_tsvs
+
+        with store.read() as txn:
+            wanted: dict[Kind, dict[str, bytes | None]] = {
+                kind: dict(render_tsvs(list_aliases(txn, store.environment, kind))) for kind in (COLLECTION, SEQUENCE)
+            }
+        return [str(path.relative_to(store.path)) for path in alias_file_drift(store.refget_path, wanted)]
+
     def sync_external(self, store: Store, streams: Collection[str] | None = None) -> None:
         """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view.
 

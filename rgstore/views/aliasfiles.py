@@ -18,7 +18,7 @@ from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
 from .aliasnames import COLLECTION, DIGEST_RE, NAME_RE, NAMESPACE_RE, SEQUENCE, Kind
 
-__all__ = ["render_tsvs", "write_alias_files"]
+__all__ = ["render_tsvs", "write_alias_files", "alias_file_drift"]
 
 _TSV_DIR: dict[Kind, str] = {COLLECTION: "collections", SEQUENCE: "sequences"}
 _MANIFEST_KEY: dict[Kind, str] = {
@@ -80,20 +80,22 @@ def write_alias_files(
 
 
 def _files_agree(refget: Path, wanted: dict[Kind, dict[str, bytes | None]], complete: bool = True) -> bool:
+    return not alias_file_drift(refget, wanted, complete)
+
+
+def alias_file_drift(refget: Path, wanted: dict[Kind, dict[str, bytes | None]], complete: bool = True) -> list[Path]:
+    """TSV files that differ from ``wanted``: missing, stale, or (when ``complete``) of a namespace without aliases."""
+    out: list[Path] = []
     for kind, files in wanted.items():
         directory = refget / "aliases" / _TSV_DIR[kind]
         if complete:
             existing = {p.stem for p in directory.glob("*.tsv")} if directory.exists() else set()
-            if existing != {ns for ns, content in files.items() if content is not None}:
-                return False
+            out.extend(directory / f"{ns}.tsv" for ns in sorted(existing - {n for n, c in files.items() if c is not None}))
         for ns, content in files.items():
             path = directory / f"{ns}.tsv"
-            if content is None:
-                if path.exists():
-                    return False
-            elif not path.exists() or path.read_bytes() != content:
-                return False
-    return True
+            if (path.exists() if content is None else not path.exists() or path.read_bytes() != content):
+                out.append(path)
+    return out
 
 
 def _sync_dir(directory: Path, files: dict[str, bytes | None], complete: bool = True) -> None:

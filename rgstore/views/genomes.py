@@ -181,6 +181,15 @@ class GenomesView(View):
         for seq in record.sequences:
             txn.delete(_seq_key(seq, record.digest), db=db)
 
+    def external_drift(self, store: Store) -> list[str]:
+        """FHR files under ``refget/fhr/`` that disagree with the view (missing, stale or of no genome's FHR)."""
+        with store.read() as txn:
+            wanted = {digest: _render_fhr(doc) for digest, doc in all_fhr(txn, store.environment)}
+        existing = _fhr_files(store.refget_path / _FHR_DIR)
+        stale = sorted(d for d in wanted.keys() | existing.keys()
+                       if d not in wanted or d not in existing or existing[d].read_bytes() != wanted[d])
+        return [f"refget/{_FHR_DIR}/{d}{_FHR_SUFFIX}" for d in stale]
+
     def sync_external(self, store: Store, streams: Collection[str] | None = None) -> None:
         """Make ``refget/fhr/<digest>.fhr.json`` hold exactly the view's FHR documents (gtars reads them there)."""
 
