@@ -124,30 +124,33 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
             report.collections_removed = unwanted(txn)
         return
 
+    with store.read() as txn:
+        if not unwanted(txn):
+            return
+    # The RefgetStore's writer lock first, then LMDB's (as an import takes them): waiting for a
+    # running import must not hold the LMDB writer, or every other command would stall behind gc.
+    handle = open_refget(store, write=True)
+    handle.set_lock_timeout(_REFGET_LOCK_TIMEOUT_S)
+    try:
+        handle.lock_for_batch("rgstore-gc")
+    except OSError as exc:  # gtars' word for a writer lock it could not get
+        raise ConflictError(f"unreferenced RefgetStore collections were kept ({exc}); run `rgstore gc` "
+                            "again later") from None
+
     def remove(txn: Txn) -> None:
         report.collections_removed = []
-        doomed = unwanted(txn)
-        if not doomed:
-            return
-        handle = open_refget(store, write=True)
-        handle.set_lock_timeout(_REFGET_LOCK_TIMEOUT_S)
-        try:
-            handle.lock_for_batch("rgstore-gc")
-        except OSError as exc:  # gtars' word for a writer lock it could not get
-            raise ConflictError(f"unreferenced RefgetStore collections were kept ({exc}); run `rgstore gc` "
-                                "again later") from None
-        try:
-            for digest in doomed:
-                # Sequences only this collection lists, unless a recorded genome lists one (a remote
-                # genome's fetched sequence has no collection of its own: gtars counts it an orphan).
-                orphans = handle.plan_orphan_removal(digest)
-                needed = any(genomes_with_sequence(txn, env, strip_sq(str(s))) for s in orphans)
-                if handle.remove_collection(digest, remove_orphan_sequences=not needed):
-                    report.collections_removed.append(digest)
-        finally:
-            handle.release_batch_lock()
+        for digest in unwanted(txn):
+            # Sequences only this collection lists, unless a recorded genome lists one (a remote
+            # genome's fetched sequence has no collection of its own: gtars counts it an orphan).
+            orphans = handle.plan_orphan_removal(digest)
+            needed = any(genomes_with_sequence(txn, env, strip_sq(str(s))) for s in orphans)
+            if handle.remove_collection(digest, remove_orphan_sequences=not needed):
+                report.collections_removed.append(digest)
 
-    store.environment.write(remove)
+    try:
+        store.environment.write(remove)
+    finally:
+        handle.release_batch_lock()
 
 
 def _break_dead_refget_lock(store: Store) -> None:

@@ -145,3 +145,29 @@ def test_gc_removes_a_refget_writer_lock_its_killed_owner_left_but_not_a_live_on
         finally:
             proc.kill()
             proc.communicate()
+
+
+def test_gc_waiting_for_a_busy_refget_store_does_not_hold_up_other_commands(tmp_path: Path) -> None:
+    from rgstore.refgetlock import refget_write_lock
+
+    path = tmp_path / "s"
+    with Store.open(path) as store:
+        store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCCGGGG"}), ["a"])
+        store.genomes.init(_fasta(tmp_path / "b.fa", {"x": "GATTACAGATTACA"}), ["b"])
+        b_digest = store.genomes.resolve("b")
+        a_digest = store.genomes.resolve("a")
+        store.genomes.remove("b")
+    rgstore = [sys.executable, "-m", "rgstore_cli", "--store", str(path)]
+    with refget_write_lock(path / "refget", "test-a-long-import", timeout=5):
+        gc = subprocess.Popen([*rgstore, "gc", "--grace", "0"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        time.sleep(2)  # gc is now waiting for the RefgetStore (up to its 120 s lock timeout)
+        assert gc.poll() is None
+        # An unrelated command needs only LMDB's writer: gc must not be holding it while it waits.
+        other = subprocess.run([*rgstore, "refpkg", "create", "pkg", "-l", "16S"], cwd=REPO,
+                               capture_output=True, timeout=60)
+        assert other.returncode == 0, other.stderr
+    out, err = gc.communicate(timeout=60)
+    assert gc.returncode == 0, err
+    with Store.open(path, readonly=True) as store:
+        assert _collections(store) == {a_digest} and b_digest not in _collections(store)
