@@ -33,6 +33,7 @@ from .errors import (
 )
 from .files import read_chunks
 from .logfile import read_log_file
+from .pendingsync import abandoned_marks
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
 from .segments import MANIFEST, Manifest, read_manifest
@@ -248,6 +249,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
     finally:
         if client is not None:
             client.close()
+    _finish_pending_syncs(store)
     now = datetime.now(timezone.utc).isoformat()
     store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
     sequences = _fetch_sequences(store, source) if with_sequences else 0
@@ -259,6 +261,20 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
     return PullResult(source=source, kind=kind, applied=applied, head_seq=head, head_hash=head_hash,
                       upstream_head=upstream_head, blobs_fetched=fetched, sequences_fetched=sequences,
                       cache_files_fetched=cache_files, cache_entries_removed=removed)
+
+
+def _finish_pending_syncs(store: Store) -> None:
+    """Refresh the alias TSVs/FHR files an earlier pull committed but could not refresh (its mark was kept).
+
+    A writable open does this too, but ``serve --follow`` keeps its store open for good: without
+    this, a refresh that failed once (e.g. the RefgetStore locked past the timeout) would leave
+    ``/store/`` stale until the upstream next changed.
+    """
+    marks = abandoned_marks(store.path)
+    if marks:
+        store.sync_external_views()
+        for mark in marks:
+            mark.unlink(missing_ok=True)
 
 
 def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: str) -> int:

@@ -608,3 +608,26 @@ def test_a_follower_keeps_the_log_current_past_content_that_fails_its_check(tmp_
     assert err.count("failed its check, not stored") == 1, err  # logged once, retried every round
     with Store.open(tmp_path / "m") as mirror:
         assert mirror.head() == head and not mirror.blobs.exists(sha)
+
+
+def test_a_pull_finishes_alias_files_an_earlier_pull_left_pending_even_with_nothing_new(tmp_path: Path) -> None:
+    # A follower keeps its store open for days: a refresh that failed after a commit (here: a
+    # directory sits where the TSV goes) must be finished by its next pull, not only by a reopen.
+    from rgstore.pendingsync import abandoned_marks
+
+    with Store.open(tmp_path / "p") as primary:
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        primary.aliases.set("ucsc:small", primary.genomes.resolve("tiny"))
+        publish(primary, tmp_path / "pub")
+        head = primary.head()
+    tsv = tmp_path / "m" / "refget" / "aliases" / "collections" / "ucsc.tsv"
+    with Store.open(tmp_path / "m") as mirror:
+        (tsv / "blocker").mkdir(parents=True)
+        with pytest.raises(OSError):
+            pull(mirror, str(tmp_path / "pub"))
+        assert mirror.head() == head and abandoned_marks(mirror.path)  # committed, refresh pending
+        (tsv / "blocker").rmdir()
+        tsv.rmdir()
+        assert pull(mirror, str(tmp_path / "pub")).applied == 0
+        assert tsv.read_text() == (tmp_path / "p" / "refget" / "aliases" / "collections" / "ucsc.tsv").read_text()
+        assert abandoned_marks(mirror.path) == []
