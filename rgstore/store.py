@@ -446,16 +446,26 @@ class Store:
                 bar.close()
             return int(head)
 
+        # Views with outside copies refresh them after the commit: a mark covers the gap (rgstore.pendingsync).
+        mark = PendingSync(self.path) if any(type(v).sync_external is not View.sync_external for v in targets) else None
+        committed = False
         was_enabled = _gc.isenabled()
         _gc.disable()  # folds allocate many short-lived objects; GC passes cost ~30% (measured)
         try:
             head = self.environment.write(run)
+            committed = True
+            self.generation += 1
+            for view in targets:
+                view.sync_external(self)
+        except BaseException as exc:
+            if mark is not None:
+                mark.settle(exc, committed=committed)
+            raise
         finally:
             if was_enabled:
                 _gc.enable()
-        self.generation += 1
-        for view in targets:
-            view.sync_external(self)
+        if mark is not None:
+            mark.done()
         return head
 
     def verify(self, *, progress: ProgressFactory = null_progress) -> VerifyReport:

@@ -205,3 +205,32 @@ def test_a_read_whose_pending_refresh_cannot_run_still_reads_and_verify_names_th
         report = store.verify()
     assert not report.ok and any("killed before refreshing the alias TSVs" in p for p in report.problems)
     assert len(abandoned_marks(store_path)) == 1
+
+
+def test_a_rebuild_killed_before_its_refresh_leaves_a_mark_the_next_open_completes(store_path: Path) -> None:
+    from rgstore.checkpoints import rebuild_count
+
+    def rebuilds() -> int:
+        with Store.open(store_path, readonly=True) as store, store.read() as txn:
+            return rebuild_count(store.log, txn)
+
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    tsv = store_path / "refget" / "aliases" / "collections" / "refgenie.tsv"
+    tsv.write_text("hand-edited\tX\n")  # what the rebuild's refresh is there to put right
+    before = rebuilds()
+    with refget_write_lock(store_path / "refget", "test-holds-the-refresh", timeout=5):
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "rebuild"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while rebuilds() == before:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+    assert tsv.read_text() == "hand-edited\tX\n" and len(abandoned_marks(store_path)) == 1
+    with Store.open(store_path):
+        pass
+    assert tsv.read_text() == f"tiny\t{digest}\n" and abandoned_marks(store_path) == []
