@@ -206,12 +206,14 @@ def _published_here(rel: tuple[str, ...], target: str) -> bool:
 
 
 def _clear_unpublished(path: Path) -> None:
-    """Remove what sits at a segment's path that the manifest does not list (a crashed run or a stray).
+    """Remove what sits at a segment's path that the manifest does not list, unless a rename can replace it.
 
     A symlink or FIFO there would otherwise be written through (clobbering a file elsewhere) or
-    block forever; a directory is refused.
+    block forever; a directory is refused. A regular file (a crashed run's, or one a concurrent
+    publish just listed) stays until the new segment's atomic rename replaces it, so a mirror
+    reading that run's manifest never finds the path missing.
     """
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.is_symlink() or (path.exists() and not path.is_dir() and not path.is_file()):
         path.unlink()
     elif path.is_dir():
         raise InvalidInputError(f"{path} is a directory where a new segment goes; remove it")

@@ -85,3 +85,31 @@ def test_the_sweep_walks_a_symlinked_publish_directory_but_no_link_inside_it(tmp
     (real / "refget").symlink_to(tmp_path / "other", target_is_directory=True)
     removed = sweep_stale_temps(tmp_path / "www")
     assert removed == [stale.resolve()] and not stale.exists() and outside.is_file()
+
+
+def test_a_regular_file_at_a_new_segments_path_stays_until_the_segment_replaces_it(tmp_path: Path,
+                                                                                    monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import rgstore.segments as segments
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    with Store.open(tmp_path / "p") as store:
+        store.append([NewEvent(stream="s", event=Noted(text=str(i))) for i in range(5)])
+        pub = tmp_path / "pub"
+        segments.publish(store, pub, segment_size=2)
+        store.append([NewEvent(stream="s", event=Noted(text="more"))])
+        # A concurrent publish already wrote (and may have listed) the next segment.
+        (pub / "segments" / f"{6:012d}-{6:012d}.rgseg").write_bytes(b"an earlier run's copy")
+        present: list[bool] = []
+        real_write = segments.write_log_file
+
+        def observed(path: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            present.append(path.exists())  # what a mirror reading that run's manifest would find
+            return real_write(path, *args, **kwargs)
+
+        monkeypatch.setattr(segments, "write_log_file", observed)
+        segments.publish(store, pub, segment_size=2)
+    assert present == [True]
+    with Store.open(tmp_path / "p", readonly=True) as primary, Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(pub))
+        assert mirror.head() == primary.head()
