@@ -227,7 +227,7 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     \b
     Example:
         rgstore cache gc --max-age 30d --max-size 200G --dry-run
-        0 3 1 * * rgstore --store /srv/rgstore cache gc --max-age 30d >> /var/log/rgstore-cache-gc.log 2>&1
+        # crontab line: 0 3 1 * * rgstore --store /srv/rgstore cache gc --max-age 30d >> /var/log/rgstore-cache-gc.log 2>&1
     """
     from rgstore.cachegc import parse_duration, parse_size
 
@@ -260,10 +260,14 @@ def _pin_command(name: str, pinned: bool) -> click.Command:
     @click.command(name)
     @store_option
     @click.argument("ref")
+    @json_option
     @pass_ctx
-    def command(ctx: Context, ref: str) -> None:
+    def command(ctx: Context, ref: str, as_json: bool) -> None:
         with ctx.open() as store:
             key, changed = store.cache.pin(ref) if pinned else store.cache.unpin(ref)
+        if as_json:
+            emit_json({"key": key, "pinned": pinned, "changed": changed})
+            return
         click.echo(f"{verb} {key}" if changed else f"{key} was already {verb}")
 
     command.help = (

@@ -72,7 +72,7 @@ def init_cmd(
         rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM --fhr rCRS.fhr.json
         rgstore genome init --remote https://example.org/refget --alias ucsc:hg38 --name hg38
     """
-    from rgstore.progress import terminal_progress
+    from rgstore.progress import null_progress, terminal_progress
 
     # Checked before the store opens, so a mistaken first command creates no store.
     if (fasta is None) == (remote is None):
@@ -96,7 +96,7 @@ def init_cmd(
         else:
             result = store.genomes.init(
                 fasta, names, description=description, species=species, fhr=fhr, circular=circular,
-                seq_namespace=seq_namespace, force=force, progress=terminal_progress,
+                seq_namespace=seq_namespace, force=force, progress=null_progress if as_json else terminal_progress,
             )
     if as_json:
         emit_json(result)
@@ -180,8 +180,9 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
 @click.argument("name")
 @_digest_option
 @store_option
+@json_option
 @pass_ctx
-def remove_cmd(ctx: Context, name: str, by_digest: bool) -> None:
+def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     """Remove a genome and every alias naming it (its sequences stay in the RefgetStore).
 
     \b
@@ -190,6 +191,9 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool) -> None:
     """
     with ctx.open() as store:
         seqs = store.genomes.remove(name, by_digest=by_digest)
+    if as_json:
+        emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs})
+        return
     click.echo(f"removed genome {name} and {len(seqs) - 1} alias(es) naming it")
 
 
@@ -260,8 +264,9 @@ def fhr_group() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @_digest_option
 @store_option
+@json_option
 @pass_ctx
-def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool) -> None:
+def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool, as_json: bool) -> None:
     """Replace the genome's FHR document with FILE (JSON).
 
     \b
@@ -270,6 +275,9 @@ def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool) -> None:
     """
     with ctx.open() as store:
         seqs = store.genomes.fhr_set(name, file, by_digest=by_digest)
+    if as_json:
+        emit_json({"name": name, "changed": bool(seqs), "seqs": seqs})
+        return
     click.echo(f"fhr of {name} {'set' if seqs else 'unchanged'}")
 
 

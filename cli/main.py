@@ -72,13 +72,17 @@ class Context:
         content on a store that does not exist (a mistyped --store) fails instead of creating one.
         """
         from rgstore.errors import NotFoundError
-        from rgstore.progress import terminal_progress
+        from rgstore.progress import null_progress, terminal_progress
         from rgstore.store import Store, default_store_path
 
         path = self.store_path if self.store_path is not None else default_store_path()
         if not create and not (path / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
-        store = Store.open(path, readonly=readonly, actor=self.actor, progress=terminal_progress)
+        # A view rebuild at open is long work too, but --json asks for silence on the terminal as well.
+        invocation = click.get_current_context(silent=True)
+        as_json = invocation is not None and bool(invocation.params.get("as_json"))
+        store = Store.open(path, readonly=readonly, actor=self.actor,
+                           progress=null_progress if as_json else terminal_progress)
         for repair in store.repaired:  # damage the open found and mended: say so once (verify also reports it)
             click.echo(f"note: {repair}", err=True)
         return store
@@ -155,6 +159,10 @@ class RgstoreGroup(click.Group):
 
 def _usage_error(exc: click.UsageError) -> NoReturn:
     """A mistyped option or argument: one line on stderr and exit 2, like every other error (not click's 4 lines)."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())) and exc.ctx is not None:
+        # A bare `rgstore` or `rgstore genome`: the help itself, readable, not squeezed into one error line.
+        click.echo(exc.ctx.get_help(), err=True)
+        sys.exit(exc.exit_code)
     where = exc.ctx.command_path if exc.ctx is not None else "rgstore"
     message = clip(" ".join(exc.format_message().split()).rstrip("."))
     click.echo(f"error: {message} (see `{where} --help`)", err=True)

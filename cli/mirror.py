@@ -85,8 +85,9 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
 @store_option
 @click.option("--force", is_flag=True,
               help="Promote even if sequences, blobs or cache files the mirror never fetched cannot be fetched now.")
+@json_option
 @pass_ctx
-def promote_cmd(ctx: Context, force: bool) -> None:
+def promote_cmd(ctx: Context, force: bool, as_json: bool) -> None:
     """Make this mirror a writable store (it stops following its upstream).
 
     A mirror that fetched content lazily fetches what it lacks first (a primary has no upstream to
@@ -100,4 +101,7 @@ def promote_cmd(ctx: Context, force: bool) -> None:
 
     with ctx.open() as store:
         upstream = promote(store, force=force)
+    if as_json:
+        emit_json({"store": str(store.path), "promoted_from": upstream})
+        return
     click.echo(f"promoted: {store.path} no longer follows {upstream} and accepts writes")

@@ -24,7 +24,8 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--root-path", default="", help="URL prefix when served behind a proxy under a sub-path.")
 @click.option("--follow", "follow_source", metavar="SOURCE",
               help="Serve a mirror kept current from SOURCE (primary URL, segment dir/URL or export file).")
-@click.option("--interval", default=None, show_default="5s", help="How often --follow pulls (e.g. 5s, 500ms; 100ms to 24h).")
+@click.option("--interval", default=None,  # None: tells an --interval given without --follow apart
+              help="How often --follow pulls (e.g. 5s, 500ms; 100ms to 24h).  [default: 5s]")
 @click.option("--with-sequences", is_flag=True,
               help="With --follow: also fetch every genome sequence as it arrives (else on first request); "
                    "for a mirror that other mirrors read sequences from.")

@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+_SUM_FIELD = re.compile(r"[0-9]{1,20}")
 _CHUNK = 1 << 20
 
 
@@ -117,7 +118,8 @@ def parse_ensembl_checksums(text: str, source: str = "CHECKSUMS") -> dict[str, E
         if not line.strip():
             continue
         fields = line.split()
-        if len(fields) != 3 or not fields[0].isdigit() or not fields[1].isdigit():
+        # str.isdigit() also takes '²' and int() refuses 4,301+ digits: both would be a traceback.
+        if len(fields) != 3 or not _SUM_FIELD.fullmatch(fields[0]) or not _SUM_FIELD.fullmatch(fields[1]):
             raise InvalidInputError(
                 f"{source} line {lineno}: expected '<sum> <blocks> <file>', got {line[:80]!r}"
             )

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -49,6 +50,7 @@ _ASCII_SPACE = re.compile(r"[ \t\n\r\x0b\x0c]+")
 _CR_ALONE = re.compile(rb"\r(?!\n)")
 _CHUNK = 8 << 20
 _GZ_CHUNK = 2 << 20  # compressed; inflates ~3-4x
+_MAX_INFLATE = 16 << 20
 _MAX_HEADER = 1 << 20
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
@@ -110,20 +112,30 @@ class _Inflater:
         self.d = zlib.decompressobj(31)
         self.in_member = False
 
-    def feed(self, raw: bytes) -> bytes:
-        out: list[bytes] = []
+    def feed(self, raw: bytes) -> Iterator[bytes]:
+        """The decompressed bytes of ``raw`` in pieces of at most ``_MAX_INFLATE``.
+
+        Bounded pieces because deflate packs a long run 1000:1: a 2 MiB read of a crafted (or
+        N-heavy) file would otherwise inflate into gigabytes at once.
+        """
         data = raw
-        while data:
+        while True:
             try:
-                out.append(self.d.decompress(data))
+                out = self.d.decompress(data, _MAX_INFLATE)
             except zlib.error as exc:
                 raise InvalidInputError(f"{self.path}: not a valid gzip stream ({exc})") from None
+            if out:
+                yield out
             self.in_member = not self.d.eof
-            data = b""
             if self.d.eof:
                 data = self.d.unused_data
                 self.d = zlib.decompressobj(31)
-        return b"".join(out)
+                if not data:
+                    return
+                continue
+            data = self.d.unconsumed_tail
+            if not data and len(out) < _MAX_INFLATE:
+                return
 
     def finish(self) -> None:
         if self.in_member:
@@ -219,9 +231,18 @@ class _Parser:
                              "control character; names end at the first space or tab")
         if name in self.seen:
             raise _Fault(at, f"duplicate sequence name {name!r}", self.seen[name])
+        description = parts[1].strip() if len(parts) > 1 else ""
+        # gtars indexes sequences in TSV files (name first, description last) and skips '#' lines
+        # when it reloads them: such a record would be stored but unreadable by the next process.
+        if name.startswith("#"):
+            raise _Fault(at, f"sequence name {name[:80]!r} starts with '#', which the RefgetStore index "
+                             "reads as a comment line")
+        if "\t" in description:
+            raise _Fault(at, "tab inside the header's description, which the RefgetStore's tab-separated "
+                             "index cannot hold; replace it with a space (sed '/^>/s/\\t/ /g')")
         self._close_record()
         self.seen[name] = at
-        self.name, self.description, self.length = name, parts[1].strip() if len(parts) > 1 else "", 0
+        self.name, self.description, self.length = name, description, 0
 
     def _close_record(self) -> None:
         if self.name is not None:
@@ -321,7 +342,11 @@ def validate_fasta(
         bar = progress(f"validate {path.name}", total=size, unit="B")
         try:
             while raw := fh.read(step):
-                parser.feed(inflater.feed(raw) if inflater is not None else raw)
+                if inflater is None:
+                    parser.feed(raw)
+                else:
+                    for piece in inflater.feed(raw):
+                        parser.feed(piece)
                 bar.update(len(raw))
             if inflater is not None:
                 inflater.finish()

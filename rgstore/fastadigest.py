@@ -20,6 +20,7 @@ __all__ = ["digest_file"]
 
 _UPPER = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _CHUNK = 8 << 20
+_MAX_INFLATE = 16 << 20
 
 
 class _Records:
@@ -93,12 +94,19 @@ def digest_file(path: str, chunk: int = _CHUNK) -> dict[str, Any]:
             if inflater is None:
                 records.feed(raw)
                 continue
-            while raw:  # multi-member gzip (and BGZF): a fresh inflater per member
-                records.feed(inflater.decompress(raw))
-                raw = b""
+            while True:  # multi-member gzip (and BGZF): a fresh inflater per member
+                # Bounded output: deflate packs a long run ~1000:1 (see fasta._Inflater).
+                out = inflater.decompress(raw, _MAX_INFLATE)
+                records.feed(out)
                 if inflater.eof:
                     raw = inflater.unused_data
                     inflater = zlib.decompressobj(31)
+                    if not raw:
+                        break
+                    continue
+                raw = inflater.unconsumed_tail
+                if not raw and len(out) < _MAX_INFLATE:
+                    break
     return {"md5": md5.hexdigest(), "size": size, "records": records.finish()}
 
 

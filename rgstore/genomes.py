@@ -90,6 +90,8 @@ def read_fhr(path: Path) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError:  # json.loads refuses an integer of 4,301+ digits (CPython's DoS guard)
+        raise InvalidInputError(f"{path}: a number in the JSON has more than 4,300 digits") from None
     except RecursionError:
         raise InvalidInputError(f"{path}: JSON nested too deeply to be an FHR document") from None
     return check_fhr(doc, where=str(path))
@@ -108,6 +110,10 @@ def check_fhr(doc: Any, *, where: str = "FHR document") -> dict[str, Any]:
         FhrMetadata(**doc)  # gtars' typed model: rejects wrong types, keeps extra keys
     except (ValueError, TypeError) as exc:
         raise InvalidInputError(f"{where}: not a valid FHR 1.0 document ({exc})") from None
+    try:
+        msgspec.msgpack.encode(doc)  # what the event will hold: extra keys are kept unchecked by gtars
+    except OverflowError as exc:
+        raise InvalidInputError(f"{where}: a number is too large to store ({exc})") from None
     return doc
 
 

@@ -44,9 +44,22 @@ def parse_locus(text: str, names: Container[str] = ()) -> Region:
         if text.endswith(":") or re.search(r":[0-9,]*-$|:-", text):
             raise InvalidInputError(f"malformed locus {text!r}: expected seq, seq:start or seq:start-end")
         return Region(text)
-    start = int(m["start"].replace(",", ""))
-    end = int(m["end"].replace(",", "")) if m["end"] is not None else None
+    where = f"locus {text!r}"
+    start = _coordinate(m["start"], where)
+    end = _coordinate(m["end"], where) if m["end"] is not None else None
     return Region(m["seq"], start, end)
+
+
+_MAX_DIGITS = 30
+"""More digits than any sequence length needs; int() of 4,301 or more digits raises ValueError."""
+
+
+def _coordinate(digits: str, where: str) -> int:
+    """A plain-digit coordinate (commas allowed) as an int; InvalidInputError when it has absurdly many digits."""
+    significant = digits.replace(",", "").lstrip("0")
+    if len(significant) > _MAX_DIGITS:
+        raise InvalidInputError(f"{where}: a coordinate with {len(significant):,} digits is too large for any sequence")
+    return int(significant or "0")
 
 
 def read_bed(path: Path | str) -> Iterator[Region]:
@@ -74,7 +87,8 @@ def read_bed(path: Path | str) -> Iterator[Region]:
             # int() alone would also take '1_0', '+1' and non-ASCII digits.
             if not (_BED_INT.fullmatch(fields[1]) and _BED_INT.fullmatch(fields[2])):
                 raise InvalidInputError(f"{path}: line {number}: start and end must be integers")
-            yield Region(fields[0], int(fields[1]), int(fields[2]))
+            where = f"{path}: line {number}"
+            yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
 
 
 def format_region(region: Region, length: int | None = None) -> str:

@@ -108,8 +108,22 @@ def _decode(payload: bytes, seq: int) -> Envelope:
     """``decode_envelope`` whose failure names the seq in one line (a ChainError), not a msgspec trace."""
     try:
         return decode_envelope(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: a str that is not UTF-8
         raise ChainError(seq, undecodable(exc)) from None
+
+
+def _not_unicode(event: AnyEvent, exc: UnicodeEncodeError) -> InvalidInputError:
+    """The one-line refusal of an event holding a lone surrogate, which no UTF-8 log can store.
+
+    Python carries bytes that are not UTF-8 (in a command-line argument, a file name, a JSON
+    ``\\udcff`` escape) as lone surrogates; every entry point's text meets the encoder here.
+    """
+    text = exc.object if isinstance(exc.object, str) else ""
+    near = text[max(0, exc.start - 30):exc.end + 30]
+    return InvalidInputError(
+        f"{type(event).__name__}: text {near!r} is not valid Unicode (bytes that are not UTF-8, "
+        "or a lone surrogate escape); nothing was written"
+    )
 
 
 def default_actor() -> str:
@@ -266,7 +280,7 @@ class EventLog:
                         need(txn, raw)
                         known.add(raw[1:5])
                     append(decode(payload_of(raw, seq)))
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise ChainError(seq, undecodable(exc)) from None
         finally:
             cur.close()
@@ -340,7 +354,10 @@ class EventLog:
                 seq=seq, id=item.id or next(fresh_ids), stream=stream, stream_version=version + 1,
                 time=now, actor=actor, event=event,
             )
-            payload = encode(envelope)
+            try:
+                payload = encode(envelope)
+            except UnicodeEncodeError as exc:
+                raise _not_unicode(event, exc) from None
             prev = chain_hash(prev, seq, payload)
             append_row((pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id)))
             if type(event) is CodecDictionaryAdded:
@@ -382,7 +399,7 @@ class EventLog:
                 raise ChainError(rseq, "hash chain mismatch: the record was altered or comes from a diverged log")
             try:
                 envelope = decode(payload)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise ChainError(rseq, undecodable(exc)) from None
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")

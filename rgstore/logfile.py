@@ -10,6 +10,7 @@ and of published log segments, so every transport shares one parser.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from collections.abc import Iterable, Iterator
@@ -38,6 +39,7 @@ __all__ = [
 MAGIC = b"RGSTORE-LOG 1\n"
 _FRAME = struct.Struct(">QI")
 _LEN = struct.Struct(">I")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_RECORD = 1 << 30
 
 
@@ -140,6 +142,18 @@ def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, b
     return count
 
 
+def _header_problem(header: LogHeader) -> str:
+    """Why a decoded header cannot describe a log range ("" if it can): the frames are checked against it."""
+    if header.format != 1:
+        return f"format {header.format}; this rgstore reads format 1"
+    for label, value in (("prev_hash", header.prev_hash), ("head_hash", header.head_hash)):
+        if not _HEX64.fullmatch(value):
+            return f"{label} {value[:80]!r} is not a 64-digit hex hash"
+    if header.first_seq < 1 or header.last_seq < header.first_seq - 1:
+        return f"seq range {header.first_seq}-{header.last_seq}"
+    return ""
+
+
 def read_log_file(path: Path) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
     """Open an exported log: its header, and an iterator over its (seq, record) frames."""
     return read_log_stream(open(path, "rb"), str(path))
@@ -156,6 +170,10 @@ def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[
     except (struct.error, msgspec.DecodeError) as exc:
         fh.close()
         raise InvalidInputError(f"{path}: unreadable export header ({exc})") from None
+    problem = _header_problem(header)
+    if problem:
+        fh.close()
+        raise InvalidInputError(f"{path}: damaged export header ({problem})")
 
     def frames() -> Iterator[tuple[int, bytes]]:
         last_seq, last_chain = header.first_seq - 1, bytes.fromhex(header.prev_hash)

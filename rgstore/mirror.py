@@ -396,7 +396,7 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
     result = MirrorStatus(
         upstream=upstream.decode() if upstream else (promoted.decode() if promoted else None),
         promoted=promoted is not None and upstream is None, local_head=head,
-        last_pull=last.decode() if last else None,
+        last_pull=last.decode().replace("+00:00", "Z") if last else None,  # Z like every other time rgstore prints
     )
     if check_upstream and upstream:
         source = upstream.decode()

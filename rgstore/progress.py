@@ -38,8 +38,9 @@ def null_progress(desc: str, total: int | None = None, unit: str = "it") -> Prog
 
 
 def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> Progress:
-    """A tqdm bar on stderr when stderr is a terminal; otherwise nothing."""
-    if not sys.stderr.isatty():
+    """A tqdm bar on stderr when stderr is a terminal and there is work (``total`` is not 0); otherwise nothing."""
+    # total=0 (a fresh store's view rebuild, an empty log): a bar would only flash "0ev" on screen.
+    if total == 0 or not sys.stderr.isatty():
         return NullProgress()
     from tqdm import tqdm  # type: ignore[import-untyped]  # lazily: only interactive runs pay for it
 

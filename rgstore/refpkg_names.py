@@ -35,6 +35,11 @@ def _has_control(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
+def _unsafe_char(c: str) -> bool:
+    # A lone surrogate is how Python carries a file name byte that is not UTF-8: no UTF-8 name holds it.
+    return ord(c) < 32 or ord(c) == 127 or c in "/\\" or "\ud800" <= c <= "\udfff"
+
+
 def check_refpkg_name(name: str) -> str:
     """``name`` if it is a valid package name, else InvalidInputError."""
     if not _NAME_RE.fullmatch(name):
@@ -70,7 +75,7 @@ def is_safe_filename(name: str) -> bool:
         and name not in (".", "..", MANIFEST)
         and "/" not in name
         and "\\" not in name
-        and not _has_control(name)
+        and not any(_unsafe_char(c) for c in name)
         and len(name.encode()) <= _MAX_NAME_BYTES
     )
 
@@ -80,14 +85,14 @@ def check_filename(name: str, key: str) -> str:
     if not is_safe_filename(name):
         raise InvalidInputError(
             f"refusing file name {name!r} for key {key!r}: file names must be bare names "
-            f"(no '/', '\\', '..', control characters or {MANIFEST})"
+            f"(no '/', '\\', '..', control characters, non-UTF-8 bytes or {MANIFEST})"
         )
     return name
 
 
 def sanitise_filename(basename: str) -> str:
     """A safe file name close to ``basename`` (unsafe characters become ``_``)."""
-    name = "".join("_" if (ord(c) < 32 or ord(c) == 127 or c in "/\\") else c for c in basename)
+    name = "".join("_" if _unsafe_char(c) else c for c in basename)
     if name in ("", ".", ".."):
         name = "file"
     while len(name.encode()) > 200:

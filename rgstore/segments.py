@@ -55,7 +55,8 @@ class Manifest(msgspec.Struct, kw_only=True):
     format: int = 1
 
 
-_SEGMENT_FILE = re.compile(r"segments/([0-9]{12,})-([0-9]{12,})\.rgseg", re.ASCII)
+# At most 20 digits: a seq is a u64, and int() of 4,301+ digits raises ValueError.
+_SEGMENT_FILE = re.compile(r"segments/([0-9]{12,20})-([0-9]{12,20})\.rgseg", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _SEGMENT_NAME = re.compile(r"[0-9]{12,}-[0-9]{12,}\.rgseg", re.ASCII)
 _CONTENT_TREES = ("segments", "blobs", "cache", "refget")
@@ -70,7 +71,7 @@ def read_manifest(raw: bytes, origin: str) -> Manifest:
     """
     try:
         manifest = msgspec.json.decode(raw, type=Manifest)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec lets a bad UTF-8 string through as the latter
         raise InvalidInputError(f"{origin}: not an rgstore segment manifest ({exc})") from None
     _check_manifest(manifest, origin)
     return manifest

@@ -94,7 +94,7 @@ def _check_log(store: Store, report: VerifyReport, progress: ProgressFactory) ->
                     raise ChainError(seq, "hash chain mismatch: the record was altered")
                 try:
                     envelope = decode_envelope(payload)
-                except msgspec.DecodeError as exc:
+                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                     raise ChainError(seq, undecodable(exc)) from None
                 if envelope.seq != seq:
                     raise ChainError(seq, f"payload claims seq {envelope.seq}")

@@ -166,3 +166,10 @@ def test_the_real_entry_point_runs_a_cache_command(
     assert out.returncode == 0, out.stderr
     assert out.stdout.decode().startswith("miss  exon  ")
     assert out.stderr == b""  # progress bars only on a terminal
+
+
+def test_pin_and_unpin_take_json_like_the_rest_of_the_group(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    key = json.loads(cli("cache", "regions", *ENS, "--base-url", f"{server.url}/ensembl", "--json").stdout)[0]["key"]
+    assert json.loads(cli("cache", "pin", key, "--json").stdout) == {"key": key, "pinned": True, "changed": True}
+    assert json.loads(cli("cache", "pin", key, "--json").stdout)["changed"] is False
+    assert json.loads(cli("cache", "unpin", key[:8], "--json").stdout) == {"key": key, "pinned": False, "changed": True}

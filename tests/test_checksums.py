@@ -54,6 +54,13 @@ def test_ensembl_checksums_reject_a_line_without_three_fields() -> None:
         parse_ensembl_checksums("55610 Homo_sapiens.fa.gz\n")
 
 
+@pytest.mark.parametrize("line", ["\u00b2 1 a.fa.gz", "1 \u0661 a.fa.gz", "1 " + "1" * 5000 + " a.fa.gz"])
+def test_ensembl_checksums_with_non_ascii_or_huge_numbers_are_a_one_line_error(line: str) -> None:
+    # str.isdigit() accepts '²' (int() then raises ValueError) and int() refuses 4,301+ digits.
+    with pytest.raises(InvalidInputError, match="CHECKSUMS line 2"):
+        parse_ensembl_checksums("1 2 ok.gz\n" + line + "\n")
+
+
 def test_bsd_sum_of_known_inputs() -> None:
     assert bsd_sum_bytes(b"") == (0, 0)
     assert bsd_sum_bytes(b"a") == (97, 1)

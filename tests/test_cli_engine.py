@@ -273,3 +273,64 @@ def test_a_store_path_with_a_quoted_tilde_means_the_home_directory_for_every_com
     for args in (["log"], ["verify"], ["--store", "~/st", "log", "--json"]):
         proc = run_rgstore(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
+
+
+def _stderr_on_a_terminal(*args: str) -> bytes:
+    """Run `rgstore ARGS` with stderr on a pseudo-terminal (stdout piped) and return what the terminal showed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.conftest import REPO
+
+    primary, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=replica)
+    os.close(replica)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(primary)
+    assert proc.returncode == 0, seen
+    json.loads(out)
+    return seen
+
+
+def test_json_commands_draw_no_progress_bar_even_on_a_terminal(tmp_path: Path) -> None:
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\n" + "ACGT" * 5000 + "\n")
+    seen = _stderr_on_a_terminal("--store", str(tmp_path / "s"), "genome", "init", "--fasta", str(fasta),
+                                 "--name", "g", "--json")
+    assert seen == b""  # not the validate/import bars (nor a "rebuild: 0ev" flash for the new store)
+    # A view rebuilt at open (a damaged checkpoint) is long work too, and just as silent under --json.
+    from tests.test_verify_checkpoints import _checkpoints
+
+    _checkpoints(tmp_path / "s", {b"streams": None})
+    seen = _stderr_on_a_terminal("--store", str(tmp_path / "s"), "genome", "list", "--json")
+    assert b"rebuild" not in seen and seen.startswith(b"note: view 'streams' was out of step")
+
+
+def test_a_bare_group_prints_its_help_not_a_one_line_error() -> None:
+    for args in ([], ["genome"], ["genome", "fhr"]):
+        proc = run_rgstore(*args)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and proc.stdout == b"", args
+        assert err.startswith("Usage: rgstore") and "\nCommands:\n" in err and "Example:" in err, err
+        assert not err.startswith("error:")
+
+
+def test_serve_help_shows_the_interval_default_plainly() -> None:
+    out = run_rgstore("serve", "--help").stdout.decode()
+    assert "[default: 5s]" in " ".join(out.split()) and "(5s)" not in out

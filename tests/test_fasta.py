@@ -136,6 +136,10 @@ BAD_CASES = [
     ("nbsp-in-name", ">chr1\nAC\n>chr2\u00a0x\nGT\n".encode(), 3, "'chr2\\xa0x' contains U+00A0"),
     ("file-separator-in-name", b">chr1\x1cx\nGT\n", 1, "contains U+001C, a whitespace or control character"),
     ("nul-in-name", b">chr\x001\nGT\n", 1, "contains U+0000"),
+    # gtars' TSV index: a '#' line is a comment and a tab adds a column on reload, so the record
+    # would be stored yet unreadable (and `rgstore verify` would fail) in every later process.
+    ("hash-starts-name", b">chr1\nAC\n>#chr2\nGT\n", 3, "sequence name '#chr2' starts with '#'"),
+    ("tab-in-description", b">chr1\tAC:1\tgi:2\nGT\n", 1, "tab inside the header's description"),
 ]
 
 
@@ -159,6 +163,42 @@ def test_error_column_points_at_the_offending_byte_across_chunks(tmp_path: Path)
     path.write_bytes(b">chr1\n" + b"ACGT" * 10 + b"\n" + b"ACGTACG7\n")
     with pytest.raises(InvalidInputError, match=r"line 3, column 8: invalid residue '7'"):
         validate_fasta(path, chunk_size=3)
+
+
+def test_a_gzip_that_inflates_500_to_1_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    # 200 kB of gzip holding 100 MB of N: one read used to inflate whole (peak ~290 MB; a 2 MiB
+    # read of such a file would have asked for 2 GB at once).
+    import tracemalloc
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = (b"N" * 999 + b"\n") * 1000
+    path = tmp_path / "runs.fa.gz"
+    path.write_bytes(packer.compress(b">chr1\n") + b"".join(packer.compress(block) for _ in range(100))
+                     + packer.flush())
+    for read in (validate_fasta, digest_fasta):
+        tracemalloc.start()
+        try:
+            assert read(path).lengths == [99_900_000]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 100 << 20, (read.__name__, peak)
+
+
+def test_inflating_in_small_pieces_gives_the_same_summary_and_digests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgstore import fasta, fastadigest
+
+    data = b"".join(b">c%d some words\nACGTNacgtn\nRYKM\n" % i for i in range(40))
+    path = tmp_path / "multi.fa.gz"
+    path.write_bytes(gzip.compress(data[:333]) + gzip.compress(data[333:]))
+    whole, digests = validate_fasta(path), digest_fasta(path)
+    monkeypatch.setattr(fasta, "_MAX_INFLATE", 7)
+    monkeypatch.setattr(fastadigest, "_MAX_INFLATE", 5)
+    assert validate_fasta(path, chunk_size=11).records == whole.records
+    assert digest_fasta(path, chunk_size=13).records == digests.records
 
 
 def test_truncated_gzip_is_refused(tmp_path: Path) -> None:

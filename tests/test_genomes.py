@@ -110,6 +110,19 @@ def test_name_pointing_at_another_genome_is_refused_before_anything_is_stored(st
         store.genomes.resolve("fresh")
 
 
+@pytest.mark.parametrize("header", [b">c1 AC:1\tgi:2", b">#c1"])
+def test_a_header_the_refget_index_cannot_hold_is_refused_and_the_store_still_verifies(
+    store: Store, tmp_path: Path, header: bytes
+) -> None:
+    # Before: init succeeded, then every later process lost the record (gtars' TSV index read it
+    # back as a comment or with a column too many) and `rgstore verify` failed.
+    fasta = tmp_path / "odd.fa"
+    fasta.write_bytes(header + b"\nACGT\n")
+    with pytest.raises(InvalidInputError, match="line 1, column 1: "):
+        store.genomes.init(fasta, ["odd"])
+    assert store.head()[0] == 0 and _collections(store) == 0 and store.verify().ok
+
+
 def test_same_shape_different_sequence_is_refused_inside_the_command(store: Store, tmp_path: Path) -> None:
     a = store.genomes.init(_write(tmp_path / "a.fa", {"c1": "ACGT"}), ["g"]).genome
     head = store.head()[0]
@@ -247,8 +260,9 @@ def test_fhr_keeps_unknown_keys_and_undo_restores_the_previous_document(store: S
 
 @pytest.mark.parametrize(
     ("doc", "reason"),
-    [([1, 2], "JSON object"), ({"genome": 5}, "not a valid FHR"), ({"schemaVersion": 3}, "not FHR 1.x")],
-    ids=["not-object", "wrong-type", "wrong-version"],
+    [([1, 2], "JSON object"), ({"genome": 5}, "not a valid FHR"), ({"schemaVersion": 3}, "not FHR 1.x"),
+     ({"extra": 2**70}, "a number is too large to store")],  # msgpack: OverflowError when the event was written
+    ids=["not-object", "wrong-type", "wrong-version", "int-beyond-u64"],
 )
 def test_invalid_fhr_is_refused(store: Store, doc: object, reason: str) -> None:
     store.genomes.init(TINY, ["tiny"])
@@ -256,6 +270,16 @@ def test_invalid_fhr_is_refused(store: Store, doc: object, reason: str) -> None:
         store.genomes.fhr_set("tiny", doc)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError, match="no FHR"):
         store.genomes.fhr_get("tiny")
+
+
+def test_an_fhr_file_with_a_5000_digit_number_is_one_line(store: Store, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    doc = tmp_path / "big.json"
+    doc.write_bytes(b'{"extra": ' + b"1" * 5000 + b"}")  # json.loads raised a bare ValueError
+    result = cli("genome", "fhr", "set", "tiny", str(doc))
+    assert result.exit_code == 1
+    assert result.output == f"error: {doc}: a number in the JSON has more than 4,300 digits\n"
 
 
 def test_an_fhr_file_nested_too_deeply_for_the_json_parser_is_one_line(
@@ -616,3 +640,15 @@ def test_only_gtars_collection_gone_error_for_an_absent_collection_maps_to_the_c
     assert removed_meanwhile(store, unreadable.value) is None
     rgsi.write_bytes(kept)  # present again: whatever gtars said, it was not removed
     assert removed_meanwhile(store, errors[0], digest) is None
+
+
+def test_genome_remove_and_fhr_set_take_json_like_the_rest_of_the_group(store: Store, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store.genomes.init(TINY, ["tiny", "small"])
+    store.close()
+    doc = tmp_path / "fhr.json"
+    doc.write_text('{"schema": "https://example.org/fhr.json", "schemaVersion": 1.0, "genome": "tiny"}')
+    first, again = cli("genome", "fhr", "set", "tiny", str(doc), "--json"), cli("genome", "fhr", "set", "tiny", str(doc), "--json")
+    assert json.loads(first.stdout)["changed"] is True and json.loads(again.stdout)["changed"] is False
+    removed = json.loads(cli("genome", "remove", "tiny", "--json").stdout)
+    assert removed["removed"] == "tiny" and removed["aliases_removed"] == 2 and len(removed["seqs"]) == 3
+    assert json.loads(cli("genome", "list", "--json").stdout) == []

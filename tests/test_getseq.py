@@ -127,6 +127,18 @@ def test_a_bed_coordinate_that_is_not_plain_ascii_digits_is_refused(tmp_path: Pa
         list(read_bed(bed))
 
 
+def test_a_coordinate_with_thousands_of_digits_is_a_one_line_error_not_a_valueerror(tmp_path: Path) -> None:
+    # int() refuses strings of more than 4,300 digits with a ValueError (CPython's DoS guard).
+    huge = "1" * 5000
+    with pytest.raises(InvalidInputError, match="5,000 digits is too large"):
+        parse_locus(f"chr1:{huge}-{huge}2")
+    assert parse_locus("chr1:" + "0" * 5000 + "7-9") == Region("chr1", 7, 9)
+    bed = tmp_path / "r.bed"
+    bed.write_bytes(b"chr1\t" + huge.encode() + b"\t" + huge.encode() + b"\n")
+    with pytest.raises(InvalidInputError, match=f"^{bed}: line 1: a coordinate with 5,000 digits"):
+        list(read_bed(bed))
+
+
 def test_revcomp_complements_iupac_codes() -> None:
     assert revcomp("ACGTURYKMSWBDHVN") == "NBDHVWSKMRYAACGT"
 

@@ -91,6 +91,14 @@ def test_stream_names_must_be_printable(store: Store) -> None:
         store.append([note("bad\x00stream")])
 
 
+def test_an_event_holding_a_lone_surrogate_is_refused_in_one_line_and_nothing_is_written(store: Store) -> None:
+    # A command-line argument with a byte that is not UTF-8 reaches events as '\udcff'.
+    store.append([note("a")])
+    with pytest.raises(InvalidInputError, match=r"^Noted: text 'made by \\udcff' is not valid Unicode"):
+        store.append([note("a"), note("a", "made by \udcff")])
+    assert store.head()[0] == 1 and store.verify().ok
+
+
 def test_stream_names_are_limited_in_utf8_bytes_not_characters(store: Store) -> None:
     store.append([note("s" + "é" * 249)])  # 499 bytes: every view key built from it fits LMDB
     with pytest.raises(InvalidInputError, match="1-500 bytes of printable UTF-8"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rgstore.errors import ChainError, IntegrityError, LogMismatchError, ReadOnlyError, RemoteError
+from rgstore.errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, ReadOnlyError, RemoteError
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.mirror import promote, pull, status
@@ -349,7 +349,10 @@ def _tamper(pub: Path, change) -> None:  # type: ignore[no-untyped-def]
     (lambda m: m["segments"][1].update(file="../other/segments/000000000006-000000000010.rgseg"), "at seq 6"),
     (lambda m: m["segments"].pop(1), "at seq 6: segment segments/000000000011-000000000012.rgseg covers 11-12"),
     (lambda m: m["segments"][1].update(prev_hash="ab" * 32), "at seq 6: segment .* does not chain"),
-], ids=["head-past-segments", "no-segments", "head-hash", "absolute-file", "dotdot-file", "gap", "broken-chain"])
+    # int() of 4,301+ digits raised ValueError
+    (lambda m: m["segments"][0].update(file=f"segments/{'0' * 5000}1-000000000005.rgseg"), "at seq 1: segment file"),
+], ids=["head-past-segments", "no-segments", "head-hash", "absolute-file", "dotdot-file", "gap", "broken-chain",
+        "5000-digit-file"])
 def test_a_manifest_that_contradicts_itself_is_refused_naming_the_seq(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
     with Store.open(tmp_path / "p") as primary:
         _work(primary, 0, 12)
@@ -359,6 +362,19 @@ def test_a_manifest_that_contradicts_itself_is_refused_naming_the_seq(tmp_path: 
             publish(primary, tmp_path / "pub")  # the publisher will not extend it either
     with Store.open(tmp_path / "m") as mirror:
         with pytest.raises(IntegrityError, match=message):
+            pull(mirror, str(tmp_path / "pub"))
+        assert mirror.head()[0] == 0
+
+
+def test_a_manifest_with_bytes_that_are_not_utf8_is_a_one_line_refusal(tmp_path: Path) -> None:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    raw = (tmp_path / "pub" / MANIFEST).read_bytes()
+    (tmp_path / "pub" / MANIFEST).write_bytes(raw.replace(b'"log_id": "', b'"log_id": "\xf5', 1))
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(InvalidInputError, match="not an rgstore segment manifest"):
             pull(mirror, str(tmp_path / "pub"))
         assert mirror.head()[0] == 0
 
@@ -631,3 +647,30 @@ def test_a_pull_finishes_alias_files_an_earlier_pull_left_pending_even_with_noth
         assert pull(mirror, str(tmp_path / "pub")).applied == 0
         assert tsv.read_text() == (tmp_path / "p" / "refget" / "aliases" / "collections" / "ucsc.tsv").read_text()
         assert abandoned_marks(mirror.path) == []
+
+
+def test_status_gives_the_last_pull_in_utc_with_z_like_every_other_time(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+        last = status(mirror).last_pull
+    assert last is not None and last.endswith("Z") and "+00:00" not in last
+    assert datetime.fromisoformat(last).tzinfo == timezone.utc
+
+
+def test_promote_takes_json_like_pull_and_status(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import run_rgstore
+
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+    done = run_rgstore("--store", str(tmp_path / "m"), "mirror", "promote", "--json")
+    assert done.returncode == 0 and done.stderr == b""
+    assert json.loads(done.stdout) == {"store": str(tmp_path / "m"), "promoted_from": str(tmp_path / "pub")}
+    assert json.loads(run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json").stdout)["promoted"]

@@ -212,7 +212,7 @@ def test_import_of_a_missing_history_file_is_refused(store: Store, package: Path
 
 
 @pytest.mark.parametrize("bad", ["../outside.txt", "/etc/passwd", "sub/dir.txt", "a\nb", "..",
-                                 "CONTENTS.json"])
+                                 "CONTENTS.json", "\ud800.txt"])
 def test_import_refuses_file_names_that_could_escape_the_package(
     store: Store, tmp_path: Path, bad: str
 ) -> None:
@@ -224,6 +224,30 @@ def test_import_refuses_file_names_that_could_escape_the_package(
     with pytest.raises(InvalidInputError, match="refusing file name"):
         store.refpkgs.import_package(pkg)
     assert store.head()[0] == 0 and list(store.blobs.all()) == []
+
+
+@pytest.mark.parametrize("table", ["metadata", "log"])
+def test_a_lone_surrogate_escape_in_the_manifest_is_a_one_line_error_and_leaves_no_trace(
+    store: Store, tmp_path: Path, table: str
+) -> None:
+    # json.loads turns "\udcff" into a str no UTF-8 log can hold; the encoder used to raise UnicodeEncodeError.
+    pkg = tmp_path / "odd"
+    pkg.mkdir()
+    (pkg / "a.txt").write_bytes(b"x")
+    doc: dict[str, object] = {"metadata": {}, "files": {"tree": "a.txt"}, "md5": {"tree": "9dd4e461268c8034f5c8564e155c67a6"}}
+    if table == "metadata":
+        doc["metadata"] = {"locus": "16S\udcff"}
+    else:
+        doc["log"] = ["made by \udcff"]
+    (pkg / "CONTENTS.json").write_bytes(json.dumps(doc).encode())
+    with pytest.raises(InvalidInputError, match="is not valid Unicode"):
+        store.refpkgs.import_package(pkg)
+    assert store.head()[0] == 0 and list(store.blobs.all()) == [] and store.verify().ok
+
+
+def test_a_file_name_with_bytes_that_are_not_utf8_is_sanitised() -> None:
+    # os.listdir and sys.argv carry such bytes as lone surrogates; len(name.encode()) used to raise.
+    assert sanitise_filename("seqs\udcff.fasta") == "seqs_.fasta"
 
 
 def test_import_does_not_follow_symlinks_out_of_the_package(store: Store, tmp_path: Path) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rgstore.errors import ChainError, LogMismatchError
+from rgstore.errors import ChainError, InvalidInputError, LogMismatchError
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.logfile import read_log_file
@@ -125,6 +126,58 @@ def test_a_file_that_is_not_a_whole_export_is_refused_before_a_store_is_created(
         assert not target.exists(), name
         if name == "tail":  # says what the export needs, not just that there is no store
             assert "starts at seq 5: it continues a store that holds seqs 1-4" in err
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("prev_hash", "zz", "prev_hash 'zz' is not a 64-digit hex hash"),  # bytes.fromhex raised ValueError
+    ("head_hash", "", "head_hash '' is not a 64-digit hex hash"),
+    ("first_seq", 0, "seq range 0-31"),
+    ("format", 2, "format 2; this rgstore reads format 1"),
+])
+def test_an_export_header_with_a_malformed_field_is_refused_in_one_line(
+    tmp_path: Path, field: str, value: object, why: str
+) -> None:
+    import struct
+
+    import msgspec
+
+    from rgstore.logfile import MAGIC
+    from rgstore.replay import open_export
+
+    with _primary(tmp_path / "p") as primary:
+        export_log(primary, tmp_path / "x.rglog")
+    data = (tmp_path / "x.rglog").read_bytes()
+    (n,) = struct.unpack_from(">I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = msgspec.msgpack.decode(data[start:start + n])
+    raw = msgspec.msgpack.encode({**header, field: value})
+    bad = tmp_path / "bad.rglog"
+    bad.write_bytes(MAGIC + struct.pack(">I", len(raw)) + raw + data[start + n:])
+    with pytest.raises(InvalidInputError, match=f"^{bad}: damaged export header \\({re.escape(why)}\\)$"):
+        open_export(bad)
+
+
+def test_a_chained_record_holding_bytes_that_are_not_utf8_is_a_chain_error_naming_its_seq(tmp_path: Path) -> None:
+    # msgspec raises UnicodeDecodeError (not DecodeError) for such a string; a buggy or hostile
+    # publisher can chain the record correctly, so the hash check alone does not stop it.
+    import msgspec
+
+    from rgstore.codec import chain_hash, chain_of, frame, unframe
+    from rgstore.logfile import write_log_file
+
+    with _primary(tmp_path / "p", n=3) as primary:
+        export_log(primary, tmp_path / "x.rglog")
+    header, frames = read_log_file(tmp_path / "x.rglog")
+    records = list(frames)
+    seq, record = records[-1]
+    payload = unframe(record, seq)[1].replace(b"refgenie", b"refg\xf5nie", 1)
+    chain = chain_hash(chain_of(records[-2][1]), seq, payload)
+    records[-1] = (seq, frame(payload, chain, compress=False))
+    write_log_file(tmp_path / "bad.rglog", msgspec.structs.replace(header, head_hash=chain.hex()), records)
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(ChainError, match=f"seq {seq}: payload does not decode"):
+            replay_file(mirror, tmp_path / "bad.rglog")
+        assert mirror.head()[0] < seq and mirror.verify().ok
 
 
 def test_export_follows_symlinks_writes_fifos_in_place_and_leaves_no_temp_file(tmp_path: Path) -> None:
