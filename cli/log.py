@@ -81,13 +81,14 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
         if value is not None and not value.strip():
             raise click.BadParameter("is empty; name one, or leave the option out for every event", param_hint=hint)
     with ctx.find_object(Context).open(readonly=True) as store:  # type: ignore[union-attr]
-        envs = store.events(stream=stream, type=type_, since=since_time, last=limit)
-    rows = [_row(e) for e in envs]
-    if as_json:
-        emit_json_lines(rows)
-        return
-    emit_table([(r["seq"], when(r["time"]), r["actor"], r["type"], r["stream"], r["summary"]) for r in rows],
-               headers=["SEQ", "TIME", "ACTOR", "TYPE", "STREAM", "SUMMARY"])
+        # Without --limit, read page by page: a million-event log is not held in memory as envelopes.
+        envs = (store.events(stream=stream, type=type_, since=since_time, last=limit) if limit is not None
+                else store.iter_events(stream=stream, type=type_, since=since_time))
+        if as_json:
+            emit_json_lines(_row(e) for e in envs)
+            return
+        rows = [(e.seq, when(e.time), e.actor, e.event.__struct_config__.tag, e.stream, summary(e.event)) for e in envs]
+    emit_table(rows, headers=["SEQ", "TIME", "ACTOR", "TYPE", "STREAM", "SUMMARY"])
 
 
 @log_group.command("show")

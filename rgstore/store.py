@@ -395,6 +395,22 @@ class Store:
             out.reverse()
         return out[-last:] if last is not None else out
 
+    def iter_events(
+        self, *, stream: str | None = None, type: str | None = None, since: datetime | None = None,
+        after: int = 0, page: int = 10_000,
+    ) -> Iterator[Envelope]:
+        """``events`` as an iterator over every match, ``page`` at a time, each page in its own short read.
+
+        Memory stays that of one page however long the log (a million-event audit), and no read
+        transaction is held while the caller writes output. Events appended meanwhile may be included.
+        """
+        while True:
+            batch = self.events(stream=stream, type=type, since=since, after=after, limit=page)
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1].seq
+
     def stream_version(self, stream: str) -> int:
         """Number of events on a stream (0 if none)."""
         with self.read() as txn:

@@ -583,22 +583,69 @@ def test_cli_undo_and_redo_with_nothing_to_do_name_the_alias_not_its_stream(  # 
     assert never.output == "error: sequence alias insdc:NEVER.1 has nothing to undo\n"
 
 
-def test_a_command_rewrites_only_the_alias_files_of_its_own_namespaces(store: Store, genomes: Digests) -> None:
+def test_a_command_rewrites_only_the_lines_of_its_own_aliases(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     store.aliases.set("ucsc:hg19", genomes["b"])
     ucsc = store.refget_path / "aliases" / "collections" / "ucsc.tsv"
     refgenie = store.refget_path / "aliases" / "collections" / "refgenie.tsv"
     assert ucsc.read_text() == f"hg19\t{genomes['b']}\n"
-    ucsc.write_text("stale\tline\n")  # damage outside rgstore, in another namespace
-    store.aliases.set("mm10", genomes["b"])  # a refgenie command: renders refgenie.tsv only
+    ucsc.write_text(f"hg19\t{genomes['c']}\n")  # damage outside rgstore, in another namespace
+    store.aliases.set("mm10", genomes["b"])  # a refgenie command: touches refgenie.tsv only
     assert refgenie.read_text() == f"hg38\t{genomes['a']}\nmm10\t{genomes['b']}\n"
-    assert ucsc.read_text() == "stale\tline\n"
-    store.aliases.set("ucsc:hg38", genomes["a"])  # a ucsc command renders ucsc.tsv from the view
-    assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\n"
-    ucsc.write_text("stale\tline\n")
-    store.rebuild()  # and a rebuild renders every namespace
+    assert ucsc.read_text() == f"hg19\t{genomes['c']}\n"
+    # A ucsc command edits its own alias's line in place: no pass over the namespace (which would
+    # cost every alias of it per command), so the damaged line stays for verify and rebuild.
+    store.aliases.set("ucsc:hg38", genomes["a"])
+    assert ucsc.read_text() == f"hg19\t{genomes['c']}\nhg38\t{genomes['a']}\n"
+    assert AliasView().external_drift(store) == ["refget/aliases/collections/ucsc.tsv"]
+    store.rebuild()  # a rebuild renders every namespace
     assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\n"
     assert manifest(store)["collection_alias_namespaces"] == ["refgenie", "ucsc"]
+    ucsc.unlink()  # a missing (or malformed) file is rendered whole from the view
+    store.aliases.set("ucsc:mm10", genomes["c"])
+    assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\nmm10\t{genomes['c']}\n"
+    ucsc.write_text("no tab here\n")
+    store.aliases.remove("ucsc:mm10")
+    assert ucsc.read_text() == f"hg19\t{genomes['b']}\nhg38\t{genomes['a']}\n"
+
+
+# Names that sort next to each other by bytes (prefixes, '.', '_', upper case, non-ASCII).
+PATCH_NAMES = ["a", "a.b", "a_", "ab", "B", "b", "_x", "0", "z\u00e9", "e\u00e9t\u00e9", "ez"]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["set", "remove", "undo", "redo"]), st.sampled_from(PATCH_NAMES),
+                              st.sampled_from(["a", "b", "c"])), min_size=1, max_size=25))
+def test_alias_files_edited_line_by_line_equal_a_full_render_after_every_command(
+    tmp_path_factory: pytest.TempPathFactory, template: Template, ops: list[tuple[str, str, str]]
+) -> None:
+    from rgstore.views.aliases import list_aliases
+    from rgstore.views.aliasfiles import render_tsvs
+
+    root = tmp_path_factory.mktemp("patch")
+    shutil.copytree(template[0], root / "store")
+    digests = template[1]
+    with Store.open(root / "store", actor="tester@test") as store:
+        for op, name, key in ops:
+            try:
+                if op == "set":
+                    store.aliases.set(f"ns:{name}", digests[key], force=True)
+                elif op == "remove":
+                    store.aliases.remove(f"ns:{name}")
+                elif op == "undo":
+                    store.aliases.undo(f"ns:{name}")
+                else:
+                    store.aliases.redo(f"ns:{name}")
+            except (NotFoundError, NothingToUndoError, NothingToRedoError):
+                pass
+            with store.read() as txn:
+                rendered = render_tsvs(list_aliases(txn, store.environment, "collection", "ns")).get("ns")
+            path = store.refget_path / "aliases" / "collections" / "ns.tsv"
+            assert (path.read_bytes() if path.exists() else None) == rendered
+        files = alias_files(store)
+        assert AliasView().external_drift(store) == []
+        store.rebuild()
+        assert alias_files(store) == files
 
 
 def test_a_writer_committing_during_another_alias_sync_cannot_leave_an_older_file(store: Store) -> None:
@@ -642,3 +689,29 @@ def test_a_long_non_ascii_alias_name_is_refused_by_its_utf8_size(store: Store, g
     assert store.aliases.get(fits) == genomes["a"]
     with pytest.raises(InvalidInputError, match="at most 400"):
         store.aliases.set("a" + "é" * 200, genomes["a"])  # 201 characters (the regex allows 255), 401 bytes
+
+
+def test_a_line_edit_reads_the_file_again_under_the_lock_so_another_writers_line_stays(store: Store) -> None:
+    from rgstore.events import AliasSet
+    from rgstore.views.aliases import alias_target
+    from rgstore.views.aliasfiles import patched_tsv, tsv_path, write_alias_files
+
+    d0, d1 = "A" * 32, "B" * 32
+    store.append([NewEvent(stream="alias:n1/z", event=AliasSet(namespace="n1", name="z", digest=d0))])
+    for name, digest in (("b", d1), ("a", d0)):  # b, then a, committed without their syncs
+        store.environment.write(lambda txn, n=name, d=digest: store.log.append(
+            txn, [NewEvent(stream=f"alias:n1/{n}", event=AliasSet(namespace="n1", name=n, digest=d))], "test"))
+    path = tsv_path(store.refget_path, "collection", "n1")
+    calls: list[int] = []
+
+    def wanted() -> tuple[int, dict]:  # type: ignore[type-arg]
+        with store.read() as txn:
+            content = patched_tsv(path, {"a": alias_target(txn, store.environment, "collection", "n1", "a")})
+            head = store.log.head(txn)[0]
+        if not calls:  # a's edit is built on a file without b; b's writer now syncs before a takes the lock
+            calls.append(head)
+            AliasView().sync_external(store, {"alias:n1/b"})
+        return head, {"collection": {"n1": content}}
+
+    write_alias_files(store.refget_path, wanted, lambda: store.head()[0], complete=False, reads_files=True)
+    assert calls and path.read_text() == f"a\t{d0}\nb\t{d1}\nz\t{d0}\n"

@@ -354,10 +354,14 @@ class AliasView(View):
     def sync_external(self, store: Store, streams: Collection[str] | None = None) -> None:
         """Make ``refget/aliases/*/<ns>.tsv`` and the manifest's namespace lists match the view.
 
-        With ``streams``, only the TSVs of the namespaces those alias streams name are rendered
-        and compared: a command costs the size of its namespaces, not of every alias.
+        With ``streams``, only the lines of the aliases those streams name are rewritten, in the
+        TSVs of their namespaces (``patched_tsv``; a namespace whose file is missing, malformed or
+        mostly changed is rendered whole): a command costs its own aliases and a copy of their
+        files, not a pass over every alias of a namespace. The files matched the view before the
+        command (a refresh that did not finish leaves a mark, and the next open renders everything),
+        so they match it after; `verify` names a file changed behind rgstore's back and `rebuild` renders it.
         """
-        from .aliasfiles import render_tsvs, write_alias_files
+        from .aliasfiles import CannotPatch, patched_tsv, render_tsvs, tsv_path, write_alias_files
 
         if streams is None:
 
@@ -369,25 +373,30 @@ class AliasView(View):
 
             write_alias_files(store.refget_path, wanted, lambda: store.head()[0])
             return
-        scope: dict[Kind, set[str]] = {}
+        scope: dict[Kind, dict[str, set[str]]] = {}
         for stream in streams:
             parsed = parse_alias_stream(stream)
             if parsed is not None and NAMESPACE_RE.fullmatch(parsed[1]):
-                scope.setdefault(parsed[0], set()).add(parsed[1])
+                scope.setdefault(parsed[0], {}).setdefault(parsed[1], set()).add(parsed[2])
         if not scope:
             return
 
         def scoped() -> tuple[int, dict[Kind, dict[str, bytes | None]]]:
             out: dict[Kind, dict[str, bytes | None]] = {}
+            env = store.environment
             with store.read() as txn:
                 for kind, namespaces in scope.items():
-                    files: dict[str, bytes | None] = dict.fromkeys(namespaces)  # None: no aliases, no file
-                    for ns in namespaces:
-                        files.update(render_tsvs(list_aliases(txn, store.environment, kind, ns)))
+                    files: dict[str, bytes | None] = {}
                     out[kind] = files
+                    for ns, names in namespaces.items():
+                        targets = {name: alias_target(txn, env, kind, ns, name) for name in names}
+                        try:
+                            files[ns] = patched_tsv(tsv_path(store.refget_path, kind, ns), targets)
+                        except CannotPatch:
+                            files[ns] = render_tsvs(list_aliases(txn, env, kind, ns)).get(ns)  # None: no file
                 return store.log.head(txn)[0], out
 
-        write_alias_files(store.refget_path, scoped, lambda: store.head()[0], complete=False)
+        write_alias_files(store.refget_path, scoped, lambda: store.head()[0], complete=False, reads_files=True)
 
 
 def _load(txn: Txn, handles: _Handles, stream: str) -> _Alias | None:

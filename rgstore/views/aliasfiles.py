@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
 from .aliasnames import COLLECTION, DIGEST_RE, NAME_RE, NAMESPACE_RE, SEQUENCE, Kind
 
-__all__ = ["render_tsvs", "write_alias_files", "alias_file_drift"]
+__all__ = ["CannotPatch", "alias_file_drift", "patched_tsv", "render_tsvs", "tsv_path", "write_alias_files"]
 
 _TSV_DIR: dict[Kind, str] = {COLLECTION: "collections", SEQUENCE: "sequences"}
 _MANIFEST_KEY: dict[Kind, str] = {
@@ -26,6 +26,8 @@ _MANIFEST_KEY: dict[Kind, str] = {
     SEQUENCE: "sequence_alias_namespaces",
 }
 _SYNC_LOCK_TIMEOUT_S = 120
+# A patch costs a binary search per changed alias, a render a pass over every alias of the namespace.
+_PATCH_RATIO, _PATCH_MIN = 8, 64
 
 
 def render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
@@ -38,9 +40,67 @@ def render_tsvs(rows: Iterator[tuple[str, str, str, int]]) -> dict[str, bytes]:
     return {ns: "".join(lines).encode() for ns, lines in out.items()}
 
 
+def tsv_path(refget: Path, kind: Kind, namespace: str) -> Path:
+    """The alias TSV of one namespace of one kind."""
+    return refget / "aliases" / _TSV_DIR[kind] / f"{namespace}.tsv"
+
+
+class CannotPatch(Exception):
+    """``patched_tsv`` cannot edit this file in place: render the namespace from the view instead."""
+
+
+def patched_tsv(path: Path, targets: Mapping[str, str | None]) -> bytes | None:
+    """``path``'s bytes with the lines of ``targets``' aliases set to their digests (None: no line).
+
+    The TSV lists a namespace's aliases sorted by name bytes (``render_tsvs`` order), so each
+    line is found by binary search and the result is what rendering the whole namespace gives,
+    provided the file matched the view except for these aliases: a command pays for the lines it
+    changes and one copy of the file, not a pass over every alias of the namespace. Returns None
+    when no line is left (the file goes). Raises CannotPatch when the file is missing or
+    malformed, or when so many lines change that rendering the namespace is cheaper.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CannotPatch(f"{path} is missing") from None
+    if (data and not data.endswith(b"\n")) or len(targets) * _PATCH_RATIO > data.count(b"\n") + _PATCH_MIN:
+        raise CannotPatch(f"{path}: render instead")
+    pieces: list[bytes] = []
+    done = 0
+    for name, encoded in sorted(((n, n.encode()) for n in targets), key=lambda item: item[1]):
+        if not NAME_RE.fullmatch(name):
+            continue  # never a line (render_tsvs skips it), and not comparable with the file's names
+        start, end = _find_line(data, encoded)
+        digest = targets[name]
+        pieces += (data[done:start], f"{name}\t{digest}\n".encode() if digest and DIGEST_RE.fullmatch(digest) else b"")
+        done = end
+    pieces.append(data[done:])
+    return b"".join(pieces) or None
+
+
+def _find_line(data: bytes, name: bytes) -> tuple[int, int]:
+    """(start, end) of the line of ``name`` in a sorted TSV, or (start, start) where it would go."""
+    lo, hi = 0, len(data)  # line starts: names before lo sort below ``name``, from hi on not
+    while lo < hi:
+        newline = data.rfind(b"\n", lo, (lo + hi) // 2)
+        start = newline + 1 if newline >= 0 else lo
+        end = data.index(b"\n", start) + 1
+        tab = data.find(b"\t", start, end)
+        if tab < 0:
+            raise CannotPatch("a line without a tab")
+        here = data[start:tab]
+        if here == name:
+            return start, end
+        if here < name:
+            lo = end
+        else:
+            hi = start
+    return lo, lo
+
+
 def write_alias_files(
     refget: Path, wanted: Callable[[], tuple[int, dict[Kind, dict[str, bytes | None]]]],
-    current_head: Callable[[], int], *, complete: bool = True,
+    current_head: Callable[[], int], *, complete: bool = True, reads_files: bool = False,
 ) -> None:
     """Make the RefgetStore's alias TSVs exactly ``wanted()`` (log head, kind -> namespace -> file bytes).
 
@@ -52,7 +112,9 @@ def write_alias_files(
     the one left on disk. When the store has a manifest, its namespace lists and
     ``aliases_digest`` are refreshed too: gtars 0.10.0 loads only the alias namespaces
     ``rgstore.json`` lists.
-    Nothing is touched when everything already agrees.
+    Nothing is touched when everything already agrees. ``reads_files``: ``wanted`` builds on the
+    files themselves (``patched_tsv``), so it is read again once the lock is held, when no other
+    writer can be replacing them.
     """
     manifest = refget / "rgstore.json"
     head, files_now = wanted()
@@ -61,8 +123,10 @@ def write_alias_files(
     refget.mkdir(parents=True, exist_ok=True)
     try:
         with refget_write_lock(refget, "rgstore-alias-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
+            fresh = not reads_files
             while True:
-                if current_head() != head:  # another writer appended since this rendering
+                if current_head() != head or not fresh:  # another writer appended since this rendering
+                    fresh = True
                     head, files_now = wanted()
                 for kind, files in files_now.items():
                     _sync_dir(refget / "aliases" / _TSV_DIR[kind], files, complete)
