@@ -38,7 +38,7 @@ from .views.aliases import (
     collection_aliases_of,
     sequence_alias,
 )
-from .views.genomes import GenomeRecord, all_genomes, genome_fhr, genome_record, genome_stream
+from .views.genomes import GenomeRecord, all_genomes, genome_exists, genome_fhr, genome_record, genome_stream
 
 if TYPE_CHECKING:
     from .fasta import FastaSummary
@@ -280,14 +280,14 @@ class Genomes:
         env = self.store.environment
         if by_digest:
             digest = normalise_digest(name)
-            if genome_record(txn, env, digest) is None:
+            if not genome_exists(txn, env, digest):
                 raise NotFoundError(f"no genome with digest {digest}; see `rgstore genome list`")
             return digest
         ns, local = split_alias(name)
         digest_or_none = collection_alias(txn, env, ns, local)
         if digest_or_none is None:
             raise NotFoundError(f"no genome named {name!r} (alias {ns}:{local}); see `rgstore genome list`")
-        if genome_record(txn, env, digest_or_none) is None:
+        if not genome_exists(txn, env, digest_or_none):
             raise NotFoundError(f"alias {ns}:{local} points at {digest_or_none}, which is not a genome in this store")
         return digest_or_none
 
@@ -376,11 +376,7 @@ class Genomes:
         A locus that is exactly a sequence name of the genome is that whole sequence before it is
         read as ``name:start-end`` (``HLA:01``). InvalidInputError when there is no region at all.
         """
-        env = self.store.environment
-        with self.store.read() as txn:
-            record = genome_record(txn, env, self.resolve_in(txn, name, by_digest))
-        assert record is not None
-        names = frozenset(record.names)
+        names = self.sequences.genome_names(name, by_digest=by_digest)
         regions = [parse_locus(locus, names) for locus in loci]
         if bed is not None:
             regions += read_bed(bed)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import lmdb
 
@@ -25,6 +25,7 @@ from .refgetstore import open_refget, sequence_readable, strip_sq
 
 if TYPE_CHECKING:
     from .store import Store
+    from .views.genomes import GenomeRecord
 
 __all__ = ["WATCH_INTERVAL_S", "SequenceReader", "revcomp"]
 
@@ -36,6 +37,15 @@ _COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDB
 def revcomp(seq: str) -> str:
     """The reverse complement of a nucleotide string (IUPAC codes; other letters kept)."""
     return seq.translate(_COMPLEMENT)[::-1]
+
+
+class _GenomeIndex(NamedTuple):
+    """One genome's record as reads need it: sequence name -> position, circular names, gtars reader."""
+
+    record: GenomeRecord
+    position: dict[str, int]
+    circular: frozenset[str]
+    substring: Callable[[str, int, int], str] | None
 
 
 class _HeadWatcher(threading.Thread):
@@ -75,6 +85,7 @@ class SequenceReader:
         self._handle: Any = None
         self._fast: dict[tuple[str, str], Callable[[int, int], str]] = {}
         self._meta: dict[tuple[str, str], tuple[str, int, bool]] = {}
+        self._genomes: dict[str, _GenomeIndex] = {}
         self._generation = store.generation
         self._lock = threading.Lock()
         self._watcher: _HeadWatcher | None = None
@@ -97,6 +108,7 @@ class SequenceReader:
         with self._lock:
             self._fast = {}
             self._meta = {}
+            self._genomes = {}
             self._generation = self.store.generation
 
     def getseq(
@@ -217,38 +229,51 @@ class SequenceReader:
             self._handle = open_refget(self.store, write=False)
         return self._handle
 
-    def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
-        key = ("#" + name if by_digest else name, seq)
-        hit = self._meta.get(key)
-        if hit is not None:
-            return hit
+    def genome_names(self, name: str, *, by_digest: bool = False) -> Container[str]:
+        """The sequence names of genome ``name`` (cached like reads; NotFoundError if unknown)."""
+        key0 = "#" + name if by_digest else name
+        return (self._genomes.get(key0) or self._index(name, by_digest, key0)).position
+
+    def _index(self, name: str, by_digest: bool, key0: str) -> _GenomeIndex:
         from .views.genomes import genome_record
 
-        genomes = self.store.genomes
         with self._lock:
             generation = self.store.generation
             with self.store.read() as txn:
                 head, _ = self.store.log.head(txn)
-                digest = genomes.resolve_in(txn, name, by_digest)
-                record = genome_record(txn, self.store.environment, digest)
+                record = genome_record(txn, self.store.environment, self.store.genomes.resolve_in(txn, name, by_digest))
             assert record is not None
             try:
                 substring = self.handle().get_substring
             except NotFoundError:  # no local sequences yet (a remote genome): reads take the slow path
                 substring = None
-            circular = set(record.circular)
-            for n, s, length in zip(record.names, record.sequences, record.lengths):
-                bare = strip_sq(s)
-                self._meta[(key[0], n)] = (bare, length, n in circular)
-                if not by_digest and substring is not None:
-                    self._fast[(name, n)] = partial(substring, bare)
+            # One dict built in C, not an entry per sequence: a 200k-contig assembly costs ~20 ms
+            # here, and each sequence is resolved on its first read (see _locate).
+            index = _GenomeIndex(record, dict(zip(record.names, range(len(record.names)))),
+                                 frozenset(record.circular), None if by_digest else substring)
+            self._genomes[key0] = index
             self._generation = generation
             if self._watcher is None:
                 self._watcher = _HeadWatcher(self, head)
                 self._watcher.start()
-        hit = self._meta.get(key)
-        if hit is None:
-            shown = ", ".join(record.names[:5]) + (", ..." if len(record.names) > 5 else "")
-            raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
-        return hit
+        return index
 
+    def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
+        key = ("#" + name if by_digest else name, seq)
+        hit = self._meta.get(key)
+        if hit is not None:
+            return hit
+        index = self._genomes.get(key[0]) or self._index(name, by_digest, key[0])
+        position = index.position.get(seq)
+        if position is None:
+            names = index.record.names
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
+        record = index.record
+        hit = (strip_sq(record.sequences[position]), record.lengths[position], seq in index.circular)
+        with self._lock:
+            if self._genomes.get(key[0]) is index:  # not dropped meanwhile: never cache a stale resolution
+                self._meta[key] = hit
+                if index.substring is not None:
+                    self._fast[(name, seq)] = partial(index.substring, hit[0])
+        return hit

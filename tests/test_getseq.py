@@ -99,6 +99,22 @@ def test_genome_names_resolve_by_namespace_and_digest(store: Store) -> None:
         store.getseq("ucsc:tiny", "chr2")
 
 
+def test_a_read_resolves_only_the_sequences_it_reads_so_big_assemblies_stay_cheap(store: Store, tmp_path: Path) -> None:
+    # A scaffold-level assembly has 100k+ sequences; resolving all of them for one read cost seconds.
+    fasta = tmp_path / "many.fa"
+    fasta.write_text("".join(f">s{i}\n{'ACGT' * (i % 7 + 1)}\n" for i in range(2000)))
+    store.genomes.init(fasta, ["many"])
+    reader = store.genomes.sequences
+    assert [r for _, r in store.genomes.read_loci("many", ["s1500:0-4", "s7"])] == ["ACGT", "ACGT" * 1]
+    assert sorted(seq for _, seq in reader._meta) == ["s1500", "s7"]
+    assert store.genomes.getseq("many", "s1999", 2, 6) == "GTAC"
+    assert len(reader._meta) == 3
+    with pytest.raises(NotFoundError, match="genome many has no sequence 's2000'"):
+        store.genomes.getseq("many", "s2000")
+    store.aliases.set("other", store.genomes.resolve("many"), namespace="refgenie")
+    assert store.genomes.getseq("many", "s7") == "ACGT" and len(reader._meta) == 1  # a commit drops the cache
+
+
 def test_parse_locus_keeps_colons_in_names_and_rejects_malformed_loci() -> None:
     assert parse_locus("chr1") == Region("chr1")
     assert parse_locus("chr1:1,000-2,000") == Region("chr1", 1000, 2000)

@@ -36,6 +36,7 @@ __all__ = [
     "GenomesView",
     "all_fhr",
     "all_genomes",
+    "genome_exists",
     "genome_fhr",
     "genome_record",
     "genome_stream",
@@ -88,6 +89,12 @@ def genome_record(txn: Txn, environment: Environment, digest: str) -> GenomeReco
     db = _db(environment, _RECORDS)
     raw = txn.get(digest.encode(), db=db) if db is not None else None
     return _RECORD_DECODER.decode(raw) if raw is not None else None
+
+
+def genome_exists(txn: Txn, environment: Environment, digest: str) -> bool:
+    """Whether a genome with this seqcol digest is stored (no record decoded: big assemblies are MBs)."""
+    db = _db(environment, _RECORDS)
+    return db is not None and txn.get(digest.encode(), db=db) is not None
 
 
 def genome_fhr(txn: Txn, environment: Environment, digest: str) -> dict[str, Any] | None:
