@@ -333,16 +333,16 @@ class Genomes:
         """
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
-        reader = self.sequences.complete_handle(name, records, progress=progress)
+        files = self.sequences.complete_files(name, records, progress=progress)
         if not isinstance(out, Path):
-            write_fasta(reader, records, out, width=width, progress=progress)
+            write_fasta(files, records, out, width=width, progress=progress)
             return genome
         if not out.parent.is_dir():
             raise NotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
         fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                write_fasta(reader, records, fh, width=width, progress=progress)
+                write_fasta(files, records, fh, width=width, progress=progress)
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

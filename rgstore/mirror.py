@@ -332,7 +332,7 @@ def missing_sequences(store: Store, *, include_remote: bool = True) -> list[str]
     Without ``include_remote``, sequences that some remote genome (``genome init --remote``) lists
     are left out: every copy of the log can fetch those from that remote itself.
     """
-    from .refgetstore import open_refget, sequence_readable
+    from .refgetstore import SequenceFiles, open_refget, sequence_readable
     from .views.genomes import all_genomes
 
     with store.read() as txn:
@@ -343,11 +343,11 @@ def missing_sequences(store: Store, *, include_remote: bool = True) -> list[str]
                 bare = seq.removeprefix("SQ.")
                 wanted[bare] = (length, remote or wanted.get(bare, (0, False))[1])
     try:
-        local = open_refget(store, write=False)
+        local, files = open_refget(store, write=False), SequenceFiles(store.refget_path)
     except NotFoundError:
-        local = None
+        return [bare for bare, (_, remote) in sorted(wanted.items()) if include_remote or not remote]
     return [bare for bare, (length, remote) in sorted(wanted.items())
-            if (include_remote or not remote) and (local is None or not sequence_readable(local, bare, length))]
+            if (include_remote or not remote) and not sequence_readable(local, files, bare, length)]
 
 
 def _fetch_sequences(store: Store, source: str) -> int:

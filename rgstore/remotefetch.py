@@ -119,7 +119,16 @@ def fetch_sequence(
     The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
     before anything is cached; otherwise IntegrityError and the local store is unchanged.
     """
-    from .refgetstore import Ingested, fetch_lock, ingest_fasta, open_refget, scratch_dir, sequence_readable, strip_sq
+    from .refgetstore import (
+        Ingested,
+        SequenceFiles,
+        fetch_lock,
+        ingest_fasta,
+        open_refget,
+        scratch_dir,
+        sequence_readable,
+        strip_sq,
+    )
 
     bare = normalise_digest(strip_sq(digest))
     with scratch_dir(store, ".remote-") as scratch:
@@ -160,7 +169,7 @@ def fetch_sequence(
 
         with fetch_lock(store):
             try:
-                if sequence_readable(open_refget(store, write=False), bare, length):
+                if sequence_readable(open_refget(store, write=False), SequenceFiles(store.refget_path), bare, length):
                     return  # another process cached it while this one downloaded
             except NotFoundError:
                 pass  # no RefgetStore yet: this fetch creates it

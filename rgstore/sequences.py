@@ -21,7 +21,7 @@ import lmdb
 from .errors import NotFoundError, OutOfRangeError, RgstoreError
 from .locus import Region
 from .progress import ProgressFactory, null_progress
-from .refgetstore import open_refget, sequence_readable, strip_sq
+from .refgetstore import SequenceFiles, open_refget, sequence_readable, strip_sq
 
 if TYPE_CHECKING:
     from .store import Store
@@ -189,10 +189,10 @@ class SequenceReader:
             f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
         )
 
-    def complete_handle(
+    def complete_files(
         self, genome: str, records: Sequence[tuple[str, str, int]], *, progress: ProgressFactory = null_progress
-    ) -> Any:
-        """A fresh gtars handle holding every ``(name, sequence digest, length)`` of ``genome``.
+    ) -> SequenceFiles:
+        """The store's sequence data files, once every ``(name, sequence digest, length)`` of ``genome`` is there.
 
         Sequences the RefgetStore lacks (not indexed, or indexed with their data file gone) are
         fetched first (``remotefetch.fetch_missing``: from the genome's remote, or a mirror's primary,
@@ -201,15 +201,16 @@ class SequenceReader:
         """
         try:
             handle = open_refget(self.store, write=False)
+            files: SequenceFiles | None = SequenceFiles(self.store.refget_path)
         except NotFoundError:
-            handle = None
+            handle = files = None
         missing: dict[str, str] = {}
         for name, digest, length in records:
             bare = strip_sq(digest)
-            if handle is None or not sequence_readable(handle, bare, length):
+            if handle is None or files is None or not sequence_readable(handle, files, bare, length):
                 missing.setdefault(bare, name)
-        if not missing:
-            return handle
+        if files is not None and not missing:
+            return files
         from .remotefetch import fetch_missing
 
         for bare, name in missing.items():
@@ -218,10 +219,10 @@ class SequenceReader:
                     f"sequence {name} ({bare}) of genome {genome} is recorded but missing from "
                     f"{self.store.refget_path}, and no remote genome or upstream holds it"
                 )
-        # Handles never see later commits: reopen, and drop partials bound to the old handle.
-        self._handle = open_refget(self.store, write=False)
+        # Handles never see later commits: drop partials bound to the old handle.
+        self._handle = None
         self.drop_cache()
-        return self._handle
+        return SequenceFiles(self.store.refget_path)
 
     def handle(self) -> Any:
         """This reader's gtars handle on the store's RefgetStore (opened on first use)."""

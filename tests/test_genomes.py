@@ -294,13 +294,18 @@ def test_an_fhr_file_nested_too_deeply_for_the_json_parser_is_one_line(
     assert result.output == f"error: {deep}: JSON nested too deeply to be an FHR document\n"
 
 
+@pytest.mark.parametrize("damage", ["gone", "cut-short"])
 def test_export_with_a_sequence_file_gone_is_one_line_before_any_output(
-    store: Store, store_path: Path, rgstore_proc, tmp_path: Path
+    store: Store, store_path: Path, rgstore_proc, tmp_path: Path, damage: str
 ) -> None:  # type: ignore[no-untyped-def]
     genome = store.genomes.init(TINY, ["tiny"]).genome
     store.close()
     chr2 = genome.sequences[1].removeprefix("SQ.")
-    next((store_path / "refget" / "sequences").rglob(f"{chr2}.seq")).unlink()
+    data = next((store_path / "refget" / "sequences").rglob(f"{chr2}.seq"))
+    if damage == "gone":
+        data.unlink()
+    else:  # export reads data files directly: a short one must not pass for the sequence
+        data.write_bytes(data.read_bytes()[:-7])
     done = rgstore_proc("--store", str(store_path), "genome", "export", "tiny", "-")
     assert done.returncode == 1 and done.stdout == b""  # chr1 is readable, but nothing is written
     assert done.stderr.decode() == (
