@@ -83,11 +83,24 @@ class PackageSource:
         raise NotImplementedError
 
 
+MAX_MANIFEST_BYTES = 1 << 30
+"""taxtastic's CONTENTS.json grows with every step it can roll back (18.8 MB after 1,000 updates);
+a larger one is an archive built to exhaust memory, not a package."""
+
+
+def _check_manifest_size(size: int, where: Path) -> None:
+    if size > MAX_MANIFEST_BYTES:
+        raise InvalidInputError(
+            f"{where}: {MANIFEST} is {size:,} bytes, over the {MAX_MANIFEST_BYTES:,}-byte limit for a package manifest"
+        )
+
+
 class _DirSource(PackageSource):
     def __init__(self, root: Path) -> None:
         manifest = root / MANIFEST
         if not manifest.is_file():
             raise NotFoundError(f"couldn't find manifest file {MANIFEST} in {root}")
+        _check_manifest_size(manifest.stat().st_size, root)
         super().__init__(manifest.read_bytes())
         self.root = root
 
@@ -159,6 +172,7 @@ def open_package(path: Path) -> Iterator[PackageSource]:
         with zarchive:
             infos = {_norm(i.filename): i for i in zarchive.infolist()}
             prefix = _prefix(list(infos), path)
+            _check_manifest_size(infos[prefix + MANIFEST].file_size, path)
             with _reading(path):
                 manifest = zarchive.read(infos[prefix + MANIFEST])
             yield _ZipSource(path, zarchive, infos, prefix, manifest)
@@ -170,6 +184,7 @@ def open_package(path: Path) -> Iterator[PackageSource]:
             member = members[prefix + MANIFEST]
             if not member.isreg():
                 raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
+            _check_manifest_size(member.size, path)
             with _reading(path):
                 fh = tarchive.extractfile(member)
                 if fh is None:

@@ -125,6 +125,24 @@ def test_a_zip_whose_manifest_has_a_bad_crc_is_refused(store: Store, taxit_dir: 
     assert _untouched(store)
 
 
+@pytest.mark.parametrize("container", ["dir", "tar.gz", "zip"])
+def test_a_manifest_over_the_size_limit_is_refused_before_it_is_read(  # type: ignore[no-untyped-def]
+    store: Store, taxit_dir: Path, tmp_path: Path, monkeypatch, container: str
+) -> None:
+    from rgstore import refpkg_archive
+
+    # An archive can inflate CONTENTS.json to gigabytes; the limit is checked from the declared size.
+    size = (taxit_dir / "CONTENTS.json").stat().st_size
+    monkeypatch.setattr(refpkg_archive, "MAX_MANIFEST_BYTES", size - 1)
+    source = {"dir": lambda: taxit_dir, "tar.gz": lambda: _tar(taxit_dir, tmp_path / "made.refpkg.tar.gz"),
+              "zip": lambda: _zip(taxit_dir, tmp_path / "made.refpkg.zip", zipfile.ZIP_DEFLATED)}[container]()
+    with pytest.raises(InvalidInputError, match=f"CONTENTS.json is {size:,} bytes, over the {size - 1:,}-byte limit"):
+        store.refpkgs.import_package(source)
+    assert _untouched(store)
+    monkeypatch.setattr(refpkg_archive, "MAX_MANIFEST_BYTES", size)
+    store.refpkgs.import_package(source)
+
+
 # -- 3. exported modes ------------------------------------------------------------------------
 
 
