@@ -81,8 +81,7 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
 
     store.environment.write(sweep)
     _prune_refget(store, report, now=now, grace=grace, dry_run=dry_run)
-    if not dry_run:
-        _break_dead_refget_lock(store)
+    _sweep_refget(store, report, dry_run=dry_run)
     _sweep_scratch(store, report, grace=grace, dry_run=dry_run)
     return report
 
@@ -153,16 +152,36 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
         handle.release_batch_lock()
 
 
-def _break_dead_refget_lock(store: Store) -> None:
-    """Remove a RefgetStore writer lock its dead owner left (a killed gc or import): taking the lock breaks it."""
+def _sweep_refget(store: Store, report: GcReport, *, dry_run: bool) -> None:
+    """Break a RefgetStore writer lock its dead owner left, and remove temp files killed refreshes left.
+
+    Taking the lock breaks a dead owner's (a killed gc or import). The alias TSV, FHR and manifest
+    refreshes write their temp files only while holding that lock, so once gc holds it every such
+    file under ``refget/`` belongs to a killed process, whatever its age.
+    """
     from .refgetlock import LOCK_NAME, refget_write_lock
 
-    if (store.refget_path / LOCK_NAME).exists():
-        try:
-            with refget_write_lock(store.refget_path, "rgstore-gc", timeout=0):
-                pass
-        except ConflictError:
-            pass  # a live writer holds it
+    root = store.refget_path
+    if dry_run:
+        report.temp_files_removed += len(_refget_temp_files(root))
+        return
+    if not (root / LOCK_NAME).exists() and not _refget_temp_files(root):
+        return
+    try:
+        with refget_write_lock(root, "rgstore-gc", timeout=0):
+            for tmp in _refget_temp_files(root):
+                tmp.unlink(missing_ok=True)
+                report.temp_files_removed += 1
+    except ConflictError:
+        pass  # a live writer holds it: its temp files may be in use; the next gc gets them
+
+
+def _refget_temp_files(root: Path) -> list[Path]:
+    """Atomic writers' temp files (``.<target>.<8 chars>.tmp``) of the manifest, alias TSVs and FHR files."""
+    from .files import temp_target
+
+    folders = [root, root / "fhr", *(root / "aliases").glob("*")]
+    return [p for folder in folders for p in folder.glob(".*.tmp") if temp_target(p.name) and p.is_file()]
 
 
 def _sweep_scratch(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:

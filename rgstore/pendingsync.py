@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .files import mkstemp
 
-__all__ = ["PendingSync", "abandoned_marks"]
+__all__ = ["PendingSync", "abandoned_marks", "held_marks", "wait_released"]
 
 PREFIX = ".sync-pending-"
 _MAKING = ".sync-making-"
@@ -75,3 +75,40 @@ def abandoned_marks(root: Path) -> list[Path]:
         finally:
             os.close(fd)
     return out
+
+
+def held_marks(root: Path) -> list[Path]:
+    """Marks a live process holds right now: commands that committed and are still refreshing copies."""
+    out = []
+    for path in sorted(root.glob(PREFIX + "*")):
+        if _held(path):
+            out.append(path)
+    return out
+
+
+def wait_released(marks: list[Path], *, timeout: float) -> bool:
+    """Wait until no process holds any of ``marks`` (each refresh takes milliseconds); False on timeout."""
+    deadline = time.monotonic() + timeout
+    pending = list(marks)
+    while pending:
+        pending = [path for path in pending if _held(path)]
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _held(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # removed: its owner is done
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

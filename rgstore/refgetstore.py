@@ -42,6 +42,7 @@ __all__ = [
     "fetch_lock",
     "ingest_fasta",
     "removed_meanwhile",
+    "sequence_removed",
     "open_refget",
     "scratch_dir",
     "sequence_readable",
@@ -64,6 +65,11 @@ _GONE = (
     re.compile(r"File not found locally and no remote source configured: collections/(?P<d>[A-Za-z0-9_-]{32})\.rgsi"),
     re.compile(r"Collection not found: (?P<d>[A-Za-z0-9_-]{32})"),
 )
+# gtars 0.10.0's refusal to commit an import that skipped a sequence the store already held, because
+# another writer (`rgstore gc` after `genome remove`) deleted it meanwhile; its text spans lines.
+_SEQUENCE_GONE = re.compile(
+    r"Error importing FASTA: cannot commit collection [A-Za-z0-9_-]{32}: its sequence (?P<s>[A-Za-z0-9_.-]+) "
+    r"is no longer in the\s+store index\..*", re.DOTALL)
 
 
 class Ingested(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +140,17 @@ def collection_removed(digest: str) -> ConflictError:
                          "or an interrupted import of the same FASTA); run the command again")
 
 
+def sequence_removed(exc: BaseException, source: Path) -> ConflictError | None:
+    """The ConflictError for gtars' refusal of an import whose shared sequence another process removed, else None."""
+    if not isinstance(exc, OSError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return None
+    match = _SEQUENCE_GONE.fullmatch(exc.args[0])
+    if match is None:
+        return None
+    return ConflictError(f"{source}: sequence SQ.{strip_sq(match['s'])} was removed from the RefgetStore while this import ran "
+                         "(by `rgstore gc` after a `genome remove`); run the command again")
+
+
 def removed_meanwhile(store: Store, exc: BaseException, digest: str | None = None) -> str | None:
     """The collection digest if ``exc`` is gtars' error for a collection whose files are gone now, else None.
 
@@ -196,6 +213,9 @@ def ingest_fasta(
                 gone = removed_meanwhile(store, exc)
                 if gone is not None:
                     raise collection_removed(gone) from None
+                conflict = sequence_removed(exc, source)
+                if conflict is not None:
+                    raise conflict from None
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()

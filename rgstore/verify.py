@@ -152,7 +152,7 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                             report.problems.append(f"view {view.name!r} disagrees with a fresh replay: {mismatch}")
                         report.problems.extend(
                             f"{path} disagrees with the {view.name} view (a refresh was lost); run `rgstore rebuild`"
-                            for path in view.external_drift(store)
+                            for path in _settled_drift(view, store)
                         )
                         cp = read_checkpoint(store.log, txn, view)
                         if cp != (view.version, head):
@@ -162,6 +162,30 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                             )
         finally:
             scratch.close()
+
+
+_DRIFT_LOOKS = 5
+_DRIFT_WAIT_S = 30.0
+
+
+def _settled_drift(view: View, store: Store) -> list[str]:
+    """The view's outside-copy drift that no command still refreshing those copies explains.
+
+    A command holds its pending-sync mark from before its commit until its refresh is done, so
+    drift seen while a mark is held, or while the head moved, may be a refresh in flight (another
+    process's `alias set` just committed): wait for those marks and look again.
+    """
+    from .pendingsync import held_marks, wait_released
+
+    drift: list[str] = []
+    for _ in range(_DRIFT_LOOKS):
+        before, head = held_marks(store.path), store.head()[0]
+        drift = view.external_drift(store)
+        after = held_marks(store.path)
+        if not drift or (not before and not after and store.head()[0] == head):
+            return drift
+        wait_released([*before, *after], timeout=_DRIFT_WAIT_S)
+    return drift
 
 
 def _first_difference(
@@ -189,25 +213,35 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
     # commits while verify runs cannot make a referenced blob look missing.
     refs = referenced_blobs(store)
     present = list(store.blobs.all())
+    vanished: set[str] = set()  # deleted since the listing: `rgstore gc` may run beside verify
     bar = progress("verify blobs", total=len(present), unit="blob")
     for sha in present:
         try:
             store.blobs.verify(sha)
-        except (IntegrityError, NotFoundError) as exc:
+        except NotFoundError:
+            vanished.add(sha)
+        except IntegrityError as exc:
             report.problems.append(f"{store.blobs.path(sha)}: {exc}")
         except OSError as exc:
             report.problems.append(f"{store.blobs.path(sha)}: unreadable ({exc.strerror})")
         report.blobs += 1
         bar.update()
     bar.close()
-    have = set(present)
+    have = set(present) - vanished
     with store.read() as txn:
         replica = store.log.meta_get(txn, "replica_of") is not None
     if replica:
         # A mirror fetches blobs on `mirror pull --with-blobs`; until then their absence is expected.
         report.unfetched_blobs = sorted(refs - have)
         refs &= have
-    for sha in sorted(refs - have):
+    missing = refs - have
+    if missing:
+        # A command that committed meanwhile may have dropped the reference, and gc the file: only
+        # blobs the views still reference now are missing.
+        missing &= referenced_blobs(store)
+    for sha in sorted(missing):
+        if store.blobs.exists(sha):
+            continue
         try:
             report.problems.append(f"{store.blobs.path(sha)}: referenced blob is missing")
         except NotFoundError:
@@ -249,6 +283,7 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
         template = _DEFAULT_SEQ_TEMPLATE
     wanted = list(_sequence_files(store))
     indexed: list[tuple[str, str]] = []  # intact local files, to look up in the RefgetStore's index
+    doubtful: list[tuple[str, str]] = []  # (digest, problem): a `genome remove` + gc meanwhile would explain it
     bar = progress("verify sequences", total=sum(length for _, length, _, _ in wanted), unit="B")
     for bare, length, where, lazy in wanted:
         path = refget / template.replace("%s2", bare[:2]).replace("%s", bare)
@@ -256,8 +291,8 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
             if lazy:
                 report.unfetched_sequences += 1
             else:
-                report.problems.append(f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
-                                       "`rgstore genome init`, or `rgstore mirror pull SOURCE --with-sequences`)")
+                doubtful.append((bare, f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
+                                       "`rgstore genome init`, or `rgstore mirror pull SOURCE --with-sequences`)"))
             bar.update(length)
             continue
         digest, size = hashlib.sha512(), 0
@@ -268,7 +303,7 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
                     size += len(chunk)
                     bar.update(len(chunk))
         except OSError as exc:
-            report.problems.append(f"{path}: sequence {where} is unreadable ({exc.strerror})")
+            doubtful.append((bare, f"{path}: sequence {where} is unreadable ({exc.strerror})"))
             continue
         got = base64.urlsafe_b64encode(digest.digest()[:24]).decode()
         if size != length or got != bare:
@@ -277,10 +312,15 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
             indexed.append((bare, where))
         report.sequences += 1
     bar.close()
-    _check_refget_index(store, report, indexed)
+    _check_refget_index(store, report, indexed, doubtful)
+    if doubtful:
+        still = {bare for bare, _, _, lazy in _sequence_files(store) if not lazy}
+        report.problems.extend(problem for bare, problem in doubtful if bare in still)
 
 
-def _check_refget_index(store: Store, report: VerifyReport, wanted: list[tuple[str, str]]) -> None:
+def _check_refget_index(
+    store: Store, report: VerifyReport, wanted: list[tuple[str, str]], doubtful: list[tuple[str, str]],
+) -> None:
     """Sequence files are read through the RefgetStore's index: each local one must be listed there."""
     if not wanted:
         return
@@ -301,8 +341,8 @@ def _check_refget_index(store: Store, report: VerifyReport, wanted: list[tuple[s
         return
     for bare, where in wanted:
         if handle.get_sequence_metadata(bare) is None:
-            report.problems.append(f"{refget}: sequence {where} ({bare}) is not in the RefgetStore's index, so it "
-                                   "cannot be read (re-add the genome's FASTA with `rgstore genome init`)")
+            doubtful.append((bare, f"{refget}: sequence {where} ({bare}) is not in the RefgetStore's index, so it "
+                                   "cannot be read (re-add the genome's FASTA with `rgstore genome init`)"))
 
 
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:

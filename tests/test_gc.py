@@ -171,3 +171,43 @@ def test_gc_waiting_for_a_busy_refget_store_does_not_hold_up_other_commands(tmp_
     assert gc.returncode == 0, err
     with Store.open(path, readonly=True) as store:
         assert _collections(store) == {a_digest} and b_digest not in _collections(store)
+
+
+def test_gc_removes_temp_files_a_killed_alias_refresh_left_under_refget_but_not_a_live_ones(store_path: Path) -> None:
+    from tests.test_genomes import TINY
+
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    # The child stops inside the alias TSV refresh, its temp file written but not yet renamed.
+    child = (
+        "import os, sys, time\nfrom pathlib import Path\nimport rgstore.files as files\nfrom rgstore.store import Store\n"
+        "real = os.replace\n"
+        "def replace(src, dst):\n"
+        "    if str(dst).endswith('.tsv'):\n        print('writing', flush=True)\n        time.sleep(120)\n"
+        "    real(src, dst)\n"
+        "files.os.replace = replace\n"
+        "Store.open(Path(sys.argv[1])).aliases.set(sys.argv[3], sys.argv[2], namespace='chaos')\n"
+    )
+    tsvs = store_path / "refget" / "aliases" / "collections"
+    for kill, name in ((True, "x"), (False, "y")):
+        proc = subprocess.Popen([sys.executable, "-c", child, str(store_path), digest, name], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "writing", proc.communicate()
+            temps = list(tsvs.glob(".chaos.tsv.*.tmp"))
+            assert len(temps) == 1
+            if kill:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+            with Store.open(store_path) as store:
+                report = collect_garbage(store, grace=0)
+            assert temps[0].exists() is not kill
+            assert report.temp_files_removed == (1 if kill else 0)
+        finally:
+            proc.kill()
+            proc.communicate()
+    with Store.open(store_path) as store:  # the live child was killed at last: its temp file goes too
+        assert collect_garbage(store, grace=0).temp_files_removed == 1
+        assert store.verify().ok
+        assert (tsvs / "chaos.tsv").read_text() == f"x\t{digest}\ny\t{digest}\n"
+    assert not list(tsvs.glob(".*.tmp"))

@@ -657,3 +657,47 @@ def test_genome_remove_and_fhr_set_take_json_like_the_rest_of_the_group(store: S
     removed = json.loads(cli("genome", "remove", "tiny", "--json").stdout)
     assert removed["removed"] == "tiny" and removed["aliases_removed"] == 2 and len(removed["seqs"]) == 3
     assert json.loads(cli("genome", "list", "--json").stdout) == []
+
+
+class _GcWhenImportStarts:
+    """A progress factory that runs `rgstore gc --grace 0` (as another process would) once the import's
+    RefgetStore handle is open, before gtars imports: it deletes sequences the handle believes present."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.fired = store, False
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _GcWhenImportStarts:
+        from rgstore.gc import collect_garbage
+
+        if desc.startswith("import ") and not self.fired:
+            self.fired = True
+            assert collect_garbage(self.store, grace=0).collections_removed
+        return self
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_shared_sequence_gc_deletes_during_the_import_is_a_one_line_conflict_and_a_rerun_works(
+        store: Store, tmp_path: Path) -> None:
+    chr1 = TINY.read_text().split(">chr2")[0]  # ">chr1\n..." shared with the removed genome
+    other = tmp_path / "other.fa"
+    other.write_text(chr1 + ">extra\nACGTTGCAACGT\n")
+    store.genomes.init(TINY, ["tiny"])
+    store.genomes.remove("tiny")
+    hook = _GcWhenImportStarts(store)
+    with pytest.raises(ConflictError) as caught:
+        store.genomes.init(other, ["other"], progress=hook)
+    message = str(caught.value)
+    assert hook.fired and "\n" not in message and "  " not in message
+    assert message.startswith(f"{other}: sequence SQ.") and message.endswith(
+        "was removed from the RefgetStore while this import ran (by `rgstore gc` after a `genome remove`); "
+        "run the command again")
+    assert store.genomes.list() == []
+    store.genomes.init(other, ["other"])
+    assert store.getseq("other", "extra", 0, 4) == "ACGT"
+    assert store.getseq("other", "chr1", 0, 10) == "".join(chr1.splitlines()[1:])[:10].upper()
+    assert store.verify().ok

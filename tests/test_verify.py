@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -162,3 +164,75 @@ def test_verify_names_alias_and_fhr_files_that_disagree_with_their_views_until_a
         assert all("disagrees with the" in p and "rgstore rebuild" in p for p in problems)
         store.rebuild()
         assert store.verify().ok
+
+
+def test_verify_waits_for_a_refresh_another_command_is_still_doing_instead_of_calling_it_lost(tmp_path: Path) -> None:
+    import threading
+
+    from rgstore.pendingsync import PendingSync
+    from tests.test_genomes import TINY
+
+    with Store.open(tmp_path / "s") as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        tsv = store.refget_path / "aliases" / "collections" / "chaos.tsv"
+        # Another process's `alias set chaos:x` has committed and holds its mark, but has not yet
+        # rewritten the TSV (the state between its commit and its refresh).
+        mark = PendingSync(store.path)
+        store.aliases.set("x", digest, namespace="chaos")
+        tsv.unlink()
+
+        def finish_refresh() -> None:
+            time.sleep(1.0)
+            store.sync_external_views()
+            mark.done()
+
+        refresher = threading.Thread(target=finish_refresh)
+        refresher.start()
+        try:
+            report = store.verify()
+        finally:
+            refresher.join()
+        assert report.ok, report.problems
+        assert tsv.read_text() == f"x\t{digest}\n"
+
+
+class _OnBar:
+    """A progress factory that runs ``action`` (what another process does meanwhile) when the bar ``desc`` opens."""
+
+    def __init__(self, desc: str, action: Callable[[], object]) -> None:
+        self.desc, self.action, self.fired = desc, action, False
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _OnBar:
+        if desc == self.desc and not self.fired:
+            self.fired = True
+            self.action()
+        return self
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_blobs_and_sequences_a_concurrent_remove_and_gc_deletes_mid_verify_are_not_problems(store: Store) -> None:
+    from rgstore.gc import collect_garbage
+    from rgstore.verify import verify_store
+    from tests.test_genomes import TINY
+
+    orphan, _ = store.blobs.put_bytes(b"an unreferenced blob")
+    hook = _OnBar("verify blobs", lambda: collect_garbage(store, grace=0))
+    report = verify_store(store, progress=hook)
+    assert hook.fired and not store.blobs.exists(orphan.sha256)
+    assert report.ok, report.problems
+
+    store.genomes.init(TINY, ["tiny"])
+
+    def remove_and_collect() -> None:
+        store.genomes.remove("tiny")
+        assert collect_garbage(store, grace=0).collections_removed
+
+    hook = _OnBar("verify sequences", remove_and_collect)
+    report = verify_store(store, progress=hook)
+    assert hook.fired and store.genomes.list() == []
+    assert report.ok, report.problems
