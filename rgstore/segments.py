@@ -29,6 +29,7 @@ from .store import Store
 __all__ = ["Manifest", "SegmentInfo", "check_publish_target", "published_head", "publish", "publish_blobs", "publish_refget", "read_manifest", "sweep_stale_temps", "MANIFEST", "TEMP_GRACE_S"]
 
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
 TEMP_GRACE_S = 600.0
 """Temp files modified more recently than this are never swept: a concurrent publish may be writing them."""
 
@@ -52,7 +53,7 @@ class Manifest(msgspec.Struct, kw_only=True):
     head_seq: int = 0
     head_hash: str = ""
     segments: list[SegmentInfo] = []
-    format: int = 1
+    format: int = MANIFEST_FORMAT
 
 
 # At most 20 digits: a seq is a u64, and int() of 4,301+ digits raises ValueError.
@@ -73,6 +74,12 @@ def read_manifest(raw: bytes, origin: str) -> Manifest:
         manifest = msgspec.json.decode(raw, type=Manifest)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec lets a bad UTF-8 string through as the latter
         raise InvalidInputError(f"{origin}: not an rgstore segment manifest ({exc})") from None
+    if manifest.format != MANIFEST_FORMAT:
+        newer = manifest.format > MANIFEST_FORMAT
+        raise InvalidInputError(
+            f"{origin}/{MANIFEST} has format {manifest.format}; this rgstore reads format {MANIFEST_FORMAT}"
+            + (" (it was published by a newer rgstore: upgrade to pull from it)" if newer else "")
+        )
     _check_manifest(manifest, origin)
     return manifest
 

@@ -366,6 +366,22 @@ def test_a_manifest_that_contradicts_itself_is_refused_naming_the_seq(tmp_path: 
         assert mirror.head()[0] == 0
 
 
+@pytest.mark.parametrize("fmt, hint", [(2, "published by a newer rgstore"), (0, "reads format 1$")])
+def test_a_manifest_of_another_format_is_refused_before_anything_is_pulled(tmp_path: Path, fmt: int, hint: str) -> None:
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    import msgspec
+
+    manifest = msgspec.json.decode((tmp_path / "pub" / MANIFEST).read_bytes())
+    manifest["format"] = fmt
+    (tmp_path / "pub" / MANIFEST).write_bytes(msgspec.json.encode(manifest))
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(InvalidInputError, match=f"manifest.json has format {fmt}; .*{hint}"):
+            pull(mirror, str(tmp_path / "pub"))
+        assert mirror.head()[0] == 0
+
+
 def test_a_manifest_with_bytes_that_are_not_utf8_is_a_one_line_refusal(tmp_path: Path) -> None:
     # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
     with Store.open(tmp_path / "p") as primary:
