@@ -230,9 +230,16 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
         # crontab line: 0 3 1 * * rgstore --store /srv/rgstore cache gc --max-age 30d >> /var/log/rgstore-cache-gc.log 2>&1
     """
     from rgstore.cachegc import parse_duration, parse_size
+    from rgstore.errors import InvalidInputError
 
-    age = None if max_age.lower() == "none" else parse_duration(max_age)
-    size = parse_size(max_size) if max_size else None
+    try:
+        age = None if max_age.lower() == "none" else parse_duration(max_age)
+    except InvalidInputError as exc:  # a malformed option is a usage error (exit 2), as for `gc --grace`
+        raise click.BadParameter(str(exc), param_hint="--max-age") from None
+    try:
+        size = parse_size(max_size) if max_size else None
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-size") from None
     with ctx.open() as store:
         report = store.cache.gc(max_age=age, max_size=size, dry_run=dry_run)
     if as_json:
