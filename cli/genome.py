@@ -157,8 +157,8 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
         return
     click.echo(f"digest       {g.digest}")
     click.echo(f"names        {', '.join(g.aliases) or '-'}")
-    click.echo(f"description  {g.description}")
-    click.echo(f"species      {g.species}")
+    click.echo(f"description  {g.description or '-'}")
+    click.echo(f"species      {g.species or '-'}")
     click.echo(f"sequences    {g.n_sequences} ({g.total_length:,} bp)")
     if g.source.path:
         click.echo(f"source       {g.source.path} ({g.source.size:,} bytes, md5 {g.source.md5})")

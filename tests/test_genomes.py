@@ -701,3 +701,13 @@ def test_a_shared_sequence_gc_deletes_during_the_import_is_a_one_line_conflict_a
     assert store.getseq("other", "extra", 0, 4) == "ACGT"
     assert store.getseq("other", "chr1", 0, 10) == "".join(chr1.splitlines()[1:])[:10].upper()
     assert store.verify().ok
+
+
+def test_genome_show_marks_empty_fields_with_a_dash_and_ends_no_line_in_spaces(cli, store: Store) -> None:  # type: ignore[no-untyped-def]
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    result = cli("genome", "show", "tiny")
+    out = result.stdout
+    assert result.exit_code == 0, result.stderr
+    assert "species      -\n" in out and "description  -\n" in out
+    assert not [line for line in out.splitlines() if line != line.rstrip()]
