@@ -311,22 +311,43 @@ class SequenceFiles:
 
     def path(self, bare: str) -> Path:
         """The data file of sequence ``bare`` (a bare sha512t24u digest)."""
-        return Path(self._file(bare))
+        return Path(self.file(bare))
 
-    def _file(self, bare: str) -> str:
+    def file(self, bare: str) -> str:
+        """``path`` as a str (what the hot paths open)."""
         return self._prefix + self._template.replace("%s2", bare[:2]).replace("%s", bare)
 
     def readable(self, bare: str, length: int) -> bool:
         """Whether the data file of ``bare`` exists and holds ``length`` residues."""
         try:
-            return os.stat(self._file(bare)).st_size == length
+            return os.stat(self.file(bare)).st_size == length
         except OSError:
             return False
+
+    def read(self, bare: str, start: int, end: int) -> str | None:
+        """Residues ``[start, end)`` of ``bare``; None if its file is missing or too short (not fetched, or gone).
+
+        IntegrityError if the file holds bytes that are not ASCII (no Raw sequence does).
+        """
+        try:
+            fd = os.open(self.file(bare), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            data = os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
+        if len(data) != end - start:
+            return None
+        if not data.isascii():
+            raise IntegrityError(f"{self.file(bare)}: sequence {bare} holds bytes that are not residues; "
+                                 "run `rgstore verify`")
+        return data.decode("ascii")
 
     def chunks(self, bare: str, length: int, step: int) -> Iterator[bytes]:
         """The residues of ``bare`` in pieces of ``step`` bytes; NotFoundError if its file is gone or short."""
         try:
-            with open(self._file(bare), "rb") as fh:
+            with open(self.file(bare), "rb") as fh:
                 done = 0
                 while done < length:
                     chunk = fh.read(min(step, length - done))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rgstore.errors import InvalidInputError, NotFoundError, OutOfRangeError
+from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, OutOfRangeError
 from rgstore.genomes import revcomp
 from rgstore.locus import Region, parse_locus, read_bed
 from rgstore.store import Store
@@ -113,6 +114,41 @@ def test_a_read_resolves_only_the_sequences_it_reads_so_big_assemblies_stay_chea
         store.genomes.getseq("many", "s2000")
     store.aliases.set("other", store.genomes.resolve("many"), namespace="refgenie")
     assert store.genomes.getseq("many", "s7") == "ACGT" and len(reader._meta) == 1  # a commit drops the cache
+
+
+def test_reads_keep_a_bounded_number_of_data_files_open(store: Store, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rgstore import sequences
+
+    monkeypatch.setattr(sequences, "MAX_OPEN_FILES", 3)
+    fasta = tmp_path / "five.fa"
+    fasta.write_text("".join(f">s{i}\n{'ACGT'[i] * (i + 5)}ACGT\n" for i in range(4)) + ">s4\nTTTTTTTTTACGT\n")
+    store.genomes.init(fasta, ["five"])
+    refget = str(store.refget_path)
+
+    def open_data_files() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).startswith(refget) and
+                   os.path.realpath(fd).endswith(".seq"))
+
+    for _ in range(2):
+        assert [store.getseq("five", f"s{i}", 0, 4) for i in range(5)] == ["AAAA", "CCCC", "GGGG", "TTTT", "TTTT"]
+    assert open_data_files() <= 3
+    store.aliases.set("again", store.genomes.resolve("five"), namespace="refgenie")  # a commit drops the cache
+    assert store.getseq("five", "s0", 5, 9) == "ACGT" and open_data_files() <= 1
+
+
+def test_a_data_file_cut_short_or_altered_is_a_one_line_error_not_wrong_residues(store: Store) -> None:
+    digest = store.genomes.init(TINY, ["tiny"], circular=["chrM"]).genome.sequences[0].removeprefix("SQ.")
+    data = next(store.refget_path.joinpath("sequences").rglob(f"{digest}.seq"))
+    first = store.getseq("tiny", "chr1", 0, 10)
+    data.write_bytes(data.read_bytes()[:2990])  # 10 residues short of chr1's 3,000
+    assert store.getseq("tiny", "chr1", 0, 10) == first  # still there
+    with pytest.raises(NotFoundError, match="sequence chr1 .* is recorded but missing"):
+        store.getseq("tiny", "chr1", 2980, 3000)
+    data.write_bytes(b"\xff" * 3000)
+    store.genomes.sequences.drop_cache()
+    with pytest.raises(IntegrityError, match="holds bytes that are not residues"):
+        store.getseq("tiny", "chr1", 0, 10)
 
 
 def test_parse_locus_keeps_colons_in_names_and_rejects_malformed_loci() -> None:
