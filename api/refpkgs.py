@@ -8,17 +8,19 @@ package records, else the request fails with 500 rather than serve damaged bytes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from rgstore.environment import Txn
-from rgstore.errors import IntegrityError, NotFoundError
+from rgstore.errors import ConflictError, IntegrityError, NotFoundError
 from rgstore.events import FileRef
-from rgstore.refpkg_manifest import Manifest, ManifestState, render_manifest
+from rgstore.refpkg_manifest import Manifest, ManifestState, iter_manifest, too_deep
 from rgstore.store import Store
 from rgstore.views.refpkgs import Head, Step, list_heads, refpkg_chain, refpkg_log, refpkg_step
+from rgstore.views.refpkgstate import refpkg_log_chain
 
 from .files import StoredFileResponse, fd_checksums, file_responses
 from .schemas import ErrorBody, RefpkgHistory, RefpkgList
@@ -43,10 +45,17 @@ def _manifest_state(step: Step, message: str = "") -> ManifestState:
                          message=message)
 
 
-def contents(store: Store, txn: Txn, name: str) -> str:
-    """The package's CONTENTS.json text with its whole retained history."""
+def contents(store: Store, txn: Txn, name: str) -> Iterator[str]:
+    """The package's CONTENTS.json text with its whole retained history, in pieces of one state at most.
+
+    ConflictError, before any state is read, for a history deeper than taxtastic can read: its
+    text grows with the square of the depth (4,800 steps of 1,000 files: tens of gigabytes).
+    """
     env = store.environment
     head, current = _state(store, txn, name)
+    why = too_deep(name, current.depth, len(head.redo))  # a step's depth is its rollback count
+    if why is not None:
+        raise ConflictError(f"{why}: read /refpkgs/{name}/history instead, or strip the package")
     rollbacks = [_manifest_state(step) for step in list(refpkg_chain(txn, env, name, current.seq))[1:]]
     rollforwards = []
     for seq in reversed(head.redo):
@@ -54,7 +63,7 @@ def contents(store: Store, txn: Txn, name: str) -> str:
         rollforwards.append(_manifest_state(step, step.log[0] if step.log else ""))
     manifest = Manifest(current=_manifest_state(current), log=refpkg_log(txn, env, name, current.seq),
                         rollbacks=rollbacks, rollforwards=rollforwards)
-    return render_manifest(manifest)
+    return iter_manifest(manifest)
 
 
 @router.get("", response_model=RefpkgList, summary="Reference packages, paged")
@@ -62,17 +71,18 @@ def list_refpkgs(request: Request, offset: Offset = 0, limit: Limit = 100) -> Re
     """Every existing package: name, current step, locus, file count, possible rollbacks/rollforwards."""
     store = store_of(request)
     items: list[dict[str, Any]] = []
+    total = 0
     if store.environment.has_db("refpkgs.heads"):
         with store.read() as txn:
-            for name, head in list_heads(txn, store.environment):
-                if not head.current:
-                    continue
+            # Heads are small; only the page's current steps (each a whole file table) are read.
+            live = [(name, head) for name, head in list_heads(txn, store.environment) if head.current]
+            total = len(live)
+            for name, head in live[offset:offset + limit]:
                 step = refpkg_step(txn, store.environment, name, head.current)
                 items.append({"name": name, "seq": step.seq, "time": step.time,
                               "locus": step.metadata.get("locus", ""), "files": len(step.files),
                               "rollbacks": step.depth, "rollforwards": len(head.redo)})
-    return json_response({"items": items[offset:offset + limit],
-                          "pagination": {"offset": offset, "limit": limit, "total": len(items)}})
+    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": total}})
 
 
 @router.get(
@@ -83,25 +93,40 @@ def get_refpkg(request: Request, name: str) -> Response:
     """CONTENTS.json as taxtastic writes it: current files, md5s, metadata, log, rollback and rollforward."""
     store = store_of(request)
     with store.read() as txn:
-        text = contents(store, txn, name)
-    return Response(text.encode(), media_type="application/json")
+        pieces = contents(store, txn, name)
+    return StreamingResponse((piece.encode() for piece in pieces), media_type="application/json")
 
 
 @router.get(
-    "/{name}/history", response_model=RefpkgHistory, summary="Every retained step of a package",
+    "/{name}/history", response_model=RefpkgHistory, summary="A package's retained steps, paged",
     responses={404: {"model": ErrorBody}},
 )
-def refpkg_history(request: Request, name: str) -> Response:
-    """Steps newest first: the current one, those a rollback reaches, then those a rollforward re-applies."""
+def refpkg_history(request: Request, name: str, offset: Offset = 0, limit: Limit = 100) -> Response:
+    """Steps newest first: the current one, those a rollback reaches, then those a rollforward re-applies.
+
+    Only the page's steps are read whole (each carries the package's file table); the ones
+    before it are walked for their links alone.
+    """
     store = store_of(request)
     env = store.environment
+    steps: list[dict[str, Any]] = []
     with store.read() as txn:
         head, current = _state(store, txn, name)
-        chain = list(refpkg_chain(txn, env, name, current.seq))
-        undone = [refpkg_step(txn, env, name, seq) for seq in reversed(head.redo)]
-    steps = [_step(step, "current" if i == 0 else "done") for i, step in enumerate(chain)]
-    steps += [_step(step, "undone") for step in undone]
-    return json_response({"name": name, "steps": steps})
+        undone = list(reversed(head.redo))
+        total = current.depth + 1 + len(undone)
+        end = min(offset + limit, total)
+        if offset <= current.depth:
+            for index, link in enumerate(refpkg_log_chain(txn, env, name, current.seq)):
+                if index >= end:
+                    break
+                if index >= offset:
+                    step = current if index == 0 else refpkg_step(txn, env, name, link.seq)
+                    steps.append(_step(step, "current" if index == 0 else "done"))
+        done = current.depth + 1
+        for seq in undone[max(offset - done, 0):max(end - done, 0)]:
+            steps.append(_step(refpkg_step(txn, env, name, seq), "undone"))
+    return json_response({"name": name, "steps": steps,
+                          "pagination": {"offset": offset, "limit": limit, "total": total}})
 
 
 def _step(step: Step, state: str) -> dict[str, Any]:

@@ -247,6 +247,7 @@ class RefpkgStep(BaseModel):
 class RefpkgHistory(BaseModel):
     name: str
     steps: list[RefpkgStep]
+    pagination: Pagination
 
 
 class CacheEntryView(_Open):

@@ -148,15 +148,37 @@ def plan(
     return out
 
 
-def _delete(cache: Cache, key: str) -> bool:
+class _LivePaths:
+    """Directories of live entries, read again only when the log has moved since the last read.
+
+    A gc deleting thousands of evicted entries checks each against the live ones: one read per
+    log head instead of one per deletion (20,000 entries, 7,500 evicted: 5 minutes otherwise).
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.head = -1
+        self.paths: set[str] = set()
+
+    def holds(self, txn: Txn, path: str) -> bool:
+        """Whether a live entry (as of ``txn``) has directory ``path``."""
+        head = self.cache.store.log.head(txn)[0]
+        if head != self.head:
+            self.paths = {e.path for e in CacheView.entries(txn, self.cache.store.environment)}
+            self.head = head
+        return path in self.paths
+
+
+def _delete(cache: Cache, key: str, live: _LivePaths | None = None) -> bool:
     """Delete an evicted entry's directory under its lock, unless the key is live again; True if removed."""
+    live = live or _LivePaths(cache)
     with entry_lock(cache.root, key):
         with cache.store.read() as txn:
             if CacheView.get(txn, cache.store.environment.db("cache.entries"), key) is not None:
                 return False
             tomb = CacheView.tombstone(txn, cache.store.environment.db("cache.evicted"), key)
-        if tomb is None or not is_entry_path(tomb.path) or tomb.path in _live_paths(cache):
-            return False  # another live entry was published in its directory since, or no entry's shape
+            if tomb is None or not is_entry_path(tomb.path) or live.holds(txn, tomb.path):
+                return False  # another live entry was published in its directory since, or no entry's shape
         target = cache.root / tomb.path
         if not target.exists():
             return False
@@ -262,7 +284,8 @@ def _pending(cache: Cache) -> list[str]:
 
 def finish_evictions(cache: Cache) -> list[str]:
     """Delete the files of every evicted entry still on disk (no events: the evictions are logged)."""
-    return [key for key in _pending(cache) if _delete(cache, key)]
+    live = _LivePaths(cache)
+    return [key for key in _pending(cache) if _delete(cache, key, live)]
 
 
 def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_run: bool = False) -> GcReport:
@@ -277,7 +300,8 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
     if dry_run:
         report.completed = pending
     else:
-        report.completed = [key for key in pending if _delete(cache, key)]
+        live_paths = _LivePaths(cache)
+        report.completed = [key for key in pending if _delete(cache, key, live_paths)]
     entries = cache.ls()
     now = cache.clock()
     chosen = plan(entries, now=now, max_age=max_age, max_size=max_size)
@@ -302,8 +326,9 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
 
     if chosen:
         cache.store.transact(command)
+    live_paths = _LivePaths(cache)
     for item in report.evicted:
-        if _delete(cache, item.key):
+        if _delete(cache, item.key, live_paths):
             report.bytes_freed += item.size
     live = cache.ls()
     report.live_bytes = sum(e.size for e in live)
@@ -370,6 +395,7 @@ def verify(
         return events
 
     cache.store.transact(command)
+    live = _LivePaths(cache)
     for key in report.evicted:
-        _delete(cache, key)
+        _delete(cache, key, live)
     return report

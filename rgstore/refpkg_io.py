@@ -30,7 +30,7 @@ from .log import NewEvent
 from .progress import ProgressFactory
 from .refpkg_archive import open_package, strip_archive_suffix, write_package
 from .refpkg_blobs import staged_blobs
-from .refpkg_manifest import MAX_NESTING, Manifest, ManifestState, nesting, parse_manifest, render_manifest
+from .refpkg_manifest import Manifest, ManifestState, check_nesting, parse_manifest, render_manifest
 from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_filename
 from .views.refpkgs import refpkg_chain, refpkg_head, refpkg_log, refpkg_step, refpkg_stream
 
@@ -184,6 +184,8 @@ def _plan(service: Refpkgs, name: str, history: bool) -> _Plan:
     env = service.environment
     with service.store.read() as txn:
         head, current = service.state(txn, name)
+        if history:  # refuse before reading every state (a step's depth is its rollback count)
+            check_nesting(name, current.depth, len(head.redo))
         log = refpkg_log(txn, env, name, current.seq)
         files = {r.name: r for r in current.files.values()}
         rollbacks: list[ManifestState] = []
@@ -198,12 +200,7 @@ def _plan(service: Refpkgs, name: str, history: bool) -> _Plan:
                 files.update((r.name, r) for r in step.files.values())
     manifest = Manifest(current=_state_of(current.files, current.metadata, ""), log=log,
                         rollbacks=rollbacks, rollforwards=rollforwards)
-    if nesting(manifest) > MAX_NESTING:
-        raise InvalidInputError(
-            f"refpkg {name!r} keeps {len(rollbacks)} rollback and {len(rollforwards)} rollforward states; "
-            f"taxtastic cannot read CONTENTS.json nested more than {MAX_NESTING} deep: "
-            "export with --no-history, or `rgstore refpkg strip` first"
-        )
+    check_nesting(name, len(rollbacks), len(rollforwards))
     for filename in files:
         if not is_safe_filename(filename):
             raise InvalidInputError(f"refusing to export unsafe file name {filename!r}")

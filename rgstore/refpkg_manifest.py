@@ -15,6 +15,7 @@ the text from the innermost state outwards, and parsing walks the chains in loop
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -27,8 +28,12 @@ __all__ = [
     "ManifestState",
     "Manifest",
     "render_manifest",
+    "iter_manifest",
     "parse_manifest",
     "nesting",
+    "check_nesting",
+    "nesting_of",
+    "too_deep",
     "with_format_version",
 ]
 
@@ -63,7 +68,30 @@ class Manifest(msgspec.Struct, kw_only=True):
 
 def nesting(manifest: Manifest) -> int:
     """How deep the JSON of this manifest nests (containers inside containers)."""
-    return 2 + max(len(manifest.rollbacks), 2 * len(manifest.rollforwards))
+    return nesting_of(len(manifest.rollbacks), len(manifest.rollforwards))
+
+
+def nesting_of(rollbacks: int, rollforwards: int) -> int:
+    """How deep CONTENTS.json nests with this many rollback and rollforward states (``nesting`` from counts)."""
+    return 2 + max(rollbacks, 2 * rollforwards)
+
+
+def too_deep(name: str, rollbacks: int, rollforwards: int) -> str | None:
+    """Why package ``name``'s CONTENTS.json with these states is more than taxtastic reads; None if it is not.
+
+    Takes counts, so a caller can refuse before it reads (or renders) any state.
+    """
+    if nesting_of(rollbacks, rollforwards) <= MAX_NESTING:
+        return None
+    return (f"refpkg {name!r} keeps {rollbacks} rollback and {rollforwards} rollforward states; "
+            f"taxtastic cannot read CONTENTS.json nested more than {MAX_NESTING} deep")
+
+
+def check_nesting(name: str, rollbacks: int, rollforwards: int) -> None:
+    """InvalidInputError (with the CLI's remedy) if ``too_deep`` says why."""
+    why = too_deep(name, rollbacks, rollforwards)
+    if why is not None:
+        raise InvalidInputError(f"{why}: export with --no-history, or `rgstore refpkg strip` first")
 
 
 def with_format_version(metadata: dict[str, str]) -> dict[str, str]:
@@ -88,27 +116,40 @@ def _fields(state: ManifestState, level: int, log: list[str] | None) -> str:
     return "{\n" + "".join(f"{pad}{json.dumps(k)}: {_value(v, level + 1)},\n" for k, v in items)
 
 
-def _rollbacks(states: list[ManifestState], out: list[str]) -> None:
+def _rollbacks(states: list[ManifestState]) -> Iterator[str]:
     # Emitted top-down; closing braces are queued and written after the innermost null.
     closing: list[str] = []
     for depth, state in enumerate(states, start=1):
-        out += [_fields(state, depth, None), "    " * (depth + 1), '"rollback": ']
+        yield from (_fields(state, depth, None), "    " * (depth + 1), '"rollback": ')
         closing.append("\n" + "    " * depth + "}")
-    out.append("null")
-    out += reversed(closing)
+    yield "null"
+    yield "".join(reversed(closing))
 
 
-def _rollforwards(states: list[ManifestState], log: list[str], out: list[str]) -> None:
+def _rollforwards(states: list[ManifestState], log: list[str]) -> Iterator[str]:
     closing: list[str] = []
     for index, state in enumerate(states, start=1):
         level = 2 * index
         log = [state.message, *log]
         pad = "    " * level
-        out += ["[\n", pad, json.dumps(state.message), ",\n", pad, _fields(state, level, log),
-                "    " * (level + 1), '"rollforward": ']
+        yield from ("[\n", pad, json.dumps(state.message), ",\n", pad, _fields(state, level, log),
+                    "    " * (level + 1), '"rollforward": ')
         closing.append("\n" + pad + "}\n" + "    " * (level - 1) + "]")
-    out.append("null")
-    out += reversed(closing)
+    yield "null"
+    yield "".join(reversed(closing))
+
+
+def iter_manifest(manifest: Manifest) -> Iterator[str]:
+    """``render_manifest``'s text in pieces of at most one state each, for writing it out without holding it.
+
+    The whole text grows quadratically with history depth (each nested level is indented further,
+    and every rollforward state repeats its log); one piece is one state at its own indentation.
+    """
+    yield from (_fields(manifest.current, 0, manifest.log), '    "rollback": ')
+    yield from _rollbacks(manifest.rollbacks)
+    yield ',\n    "rollforward": '
+    yield from _rollforwards(manifest.rollforwards, manifest.log)
+    yield "\n}\n"
 
 
 def render_manifest(manifest: Manifest) -> str:
@@ -118,12 +159,7 @@ def render_manifest(manifest: Manifest) -> str:
     Linear in the output size (the output itself grows quadratically with history depth:
     each nested level is indented further, and every rollforward state repeats its log).
     """
-    out = [_fields(manifest.current, 0, manifest.log), '    "rollback": ']
-    _rollbacks(manifest.rollbacks, out)
-    out.append(',\n    "rollforward": ')
-    _rollforwards(manifest.rollforwards, manifest.log, out)
-    out.append("\n}\n")
-    return "".join(out)
+    return "".join(iter_manifest(manifest))
 
 
 # --- parsing --------------------------------------------------------------------------------

@@ -47,12 +47,12 @@ from .views.refpkgs import (
     Step,
     list_heads,
     name_owner,
-    refpkg_chain,
     refpkg_head,
     refpkg_log,
     refpkg_step,
     refpkg_stream,
 )
+from .views.refpkgstate import refpkg_log_chain
 
 if TYPE_CHECKING:
     from .refpkg_io import ExportReport
@@ -315,7 +315,7 @@ class Refpkgs:
         out: list[LogEntry] = []
         with self.store.read() as txn:
             _head, current = self._current(txn, name)
-            for step in refpkg_chain(txn, self.environment, name, current.seq):
+            for step in refpkg_log_chain(txn, self.environment, name, current.seq):
                 out += [LogEntry(message=m, seq=c.seq, time=c.time, actor=c.actor) for m, c in step.credited()]
         return out
 
@@ -358,7 +358,7 @@ class Refpkgs:
         if step.log:
             return step.log[0]
         parent = step.parent if step.depth else 0
-        return next((s.log[0] for s in refpkg_chain(txn, self.environment, name, parent) if s.log), None)
+        return next((s.log[0] for s in refpkg_log_chain(txn, self.environment, name, parent) if s.log), None)
 
     @staticmethod
     def _check_count(n: int) -> None:

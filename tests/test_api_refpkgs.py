@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rgstore.refpkg_manifest import MAX_NESTING
+from rgstore.store import Store
 from tests.server_fixture import Server, rgstore_cli, running_server
 
 
@@ -74,6 +76,35 @@ def test_history_lists_current_done_and_undone_steps(served: Server) -> None:
     assert [s["state"] for s in steps] == ["current", "done", "undone"]
     assert steps[0]["seq"] > steps[1]["seq"]
     assert steps[2]["seq"] > steps[0]["seq"]
+
+
+def test_history_pages_across_done_and_undone_steps(served: Server) -> None:
+    everything = httpx.get(f"{served.url}/refpkgs/pkg/history").json()
+    assert everything["pagination"] == {"offset": 0, "limit": 100, "total": 3}
+    pages = [httpx.get(f"{served.url}/refpkgs/pkg/history", params={"offset": i, "limit": 1}).json()
+             for i in range(4)]
+    assert [page["steps"] for page in pages] == [[s] for s in everything["steps"]] + [[]]
+    assert all(page["pagination"]["total"] == 3 for page in pages)
+    two = httpx.get(f"{served.url}/refpkgs/pkg/history", params={"offset": 1, "limit": 2}).json()["steps"]
+    assert [s["state"] for s in two] == ["done", "undone"]
+
+
+def test_contents_of_a_history_too_deep_for_taxtastic_is_refused_not_rendered(tmp_path: Path) -> None:
+    # CONTENTS.json grows with the square of the depth: rendering it whole per request is unbounded.
+    store = Store.open(tmp_path / "store")
+    (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    store.refpkgs.create("deep", locus="16S", files=[("tree", tmp_path / "tree.nwk")])
+    depth = (MAX_NESTING - 2) // 2 + 1
+    for i in range(depth):
+        store.refpkgs.update_metadata("deep", [f"k={i}"])
+    store.refpkgs.rollback("deep", depth)
+    store.close()
+    with running_server(tmp_path / "store") as server:
+        r = httpx.get(f"{server.url}/refpkgs/deep")
+        history = httpx.get(f"{server.url}/refpkgs/deep/history", params={"limit": 5}).json()
+    assert r.status_code == 409
+    assert "/refpkgs/deep/history" in r.json()["detail"] and str(MAX_NESTING) in r.json()["detail"]
+    assert len(history["steps"]) == 5 and history["pagination"]["total"] == depth + 1
 
 
 @pytest.mark.parametrize("path", ["/refpkgs/nope", "/refpkgs/nope/history", "/refpkgs/nope/files/tree",

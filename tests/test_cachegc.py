@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rgstore.cachegc import parse_duration, parse_size, plan
 from rgstore.cachelock import entry_lock
 from rgstore.errors import InvalidInputError
-from rgstore.events import CacheEvicted
+from rgstore.events import CacheEvicted, CacheInserted, FileRef
 from rgstore.log import NewEvent
 from rgstore.store import Store
-from rgstore.views.cache import CacheEntry
+from rgstore.views.cache import CacheEntry, CacheView
 from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, cache_events, req
 
 DAY = 86400.0
@@ -204,3 +206,30 @@ def test_evicting_a_raw_entry_prunes_its_empty_parents(filled: Store) -> None:
     filled.cache.gc(max_age=30 * DAY)
     assert not (filled.cache_path / raw.path).exists()
     assert not (filled.cache_path / "ensembl_raw").exists()
+
+
+def test_gc_reads_the_live_entries_a_few_times_not_once_per_eviction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b">r\nACGT\n"
+    ref = FileRef(name="annotation/gene.fna", sha256=hashlib.sha256(data).hexdigest(),
+                  md5=hashlib.md5(data).hexdigest(), size=len(data))
+    events = []
+    for i in range(40):
+        key = hashlib.sha256(f"k{i}".encode()).hexdigest()
+        (store.cache_path / f"cached_genomic_{key}" / "annotation").mkdir(parents=True)
+        (store.cache_path / f"cached_genomic_{key}" / "annotation" / "gene.fna").write_bytes(data)
+        events.append(NewEvent(stream=f"cache:{key}", event=CacheInserted(
+            key=key, level=1, path=f"cached_genomic_{key}", files={"annotation/gene.fna": ref})))
+    store.append(events)
+    reads, real = [0], CacheView.entries
+
+    def counting(txn: Any, environment: Any) -> Any:
+        reads[0] += 1
+        return real(txn, environment)
+
+    monkeypatch.setattr(CacheView, "entries", staticmethod(counting))
+    report = store.cache.gc(max_age=None, max_size=10 * len(data))
+    assert len(report.evicted) == 30 and report.bytes_freed == 30 * len(data)
+    assert len(store.cache.ls()) == 10 and sum(1 for _ in store.cache_path.glob("cached_genomic_*")) == 10
+    assert reads[0] < 10  # each deletion re-checked the live directories: once per log head, not per entry

@@ -88,7 +88,33 @@ class Head(msgspec.Struct, kw_only=True, array_like=True):
     the files a taxtastic directory of this package would hold."""
 
 
+class StepLog(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A stored ``Step`` read for its log and links only: files and metadata stay undecoded bytes.
+
+    Walking a deep history for its log then costs the log entries, not every step's file table
+    (a package of 1,000 files and 4,800 steps: 0.4 s instead of 5 s).
+    """
+
+    seq: int
+    parent: int
+    depth: int
+    files: msgspec.Raw
+    metadata: msgspec.Raw
+    log: list[str]
+    time: datetime
+    actor: str
+    credits: list[Credit] = []
+
+    def credited(self) -> list[tuple[str, Credit]]:
+        """(entry, the step that wrote it) for each entry of ``log``, newest first (as ``Step.credited``)."""
+        if self.credits:
+            return list(zip(self.log, self.credits, strict=True))
+        own = Credit(self.seq, self.time, self.actor)
+        return [(message, own) for message in self.log]
+
+
 STEP_DECODER = msgspec.msgpack.Decoder(Step)
+STEP_LOG_DECODER = msgspec.msgpack.Decoder(StepLog)
 HEAD_DECODER = msgspec.msgpack.Decoder(Head)
 NAME_DECODER = msgspec.msgpack.Decoder(tuple[str, int])
 
@@ -158,10 +184,22 @@ def refpkg_chain(txn: Txn, environment: Environment, name: str, seq: int) -> Ite
         seq = step.parent if step.depth else 0
 
 
+def refpkg_log_chain(txn: Txn, environment: Environment, name: str, seq: int) -> Iterator[StepLog]:
+    """``refpkg_chain`` without decoding any step's files or metadata (for logs of deep histories)."""
+    db = environment.db(STEPS_DB)
+    while seq:
+        raw = txn.get(_step_key(name, seq), db=db)
+        if raw is None:
+            raise not_retained(name, seq)
+        step = STEP_LOG_DECODER.decode(raw)
+        yield step
+        seq = step.parent if step.depth else 0
+
+
 def refpkg_log(txn: Txn, environment: Environment, name: str, seq: int) -> list[str]:
     """The full log of the state after step ``seq``, newest first (as taxtastic's ``log``)."""
     out: list[str] = []
-    for step in refpkg_chain(txn, environment, name, seq):
+    for step in refpkg_log_chain(txn, environment, name, seq):
         out.extend(step.log)
     return out
 
