@@ -7,6 +7,7 @@ ordinary ``open()`` would give (0666 minus the process umask).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -14,7 +15,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK"]
+__all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
+           "flock_held"]
 
 CHUNK = 1 << 20
 
@@ -84,3 +86,22 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def flock_held(path: Path) -> bool:
+    """Whether a live process holds an exclusive flock on ``path`` (False if it is free or gone).
+
+    Marks and in-use files are held by their owner's flock for its lifetime, so a killed owner's
+    mark reads as free at once: the kernel drops the lock with the process.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # removed: its owner is done
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

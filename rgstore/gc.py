@@ -14,9 +14,7 @@ sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go once no process h
 
 from __future__ import annotations
 
-import fcntl
 import math
-import os
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import msgspec
 
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError
+from .files import flock_held
 from .store import Store
 
 __all__ = ["GcReport", "collect_garbage", "SCRATCH_FLOOR_S"]
@@ -193,22 +192,7 @@ def _sweep_scratch(store: Store, report: GcReport, *, grace: float, dry_run: boo
         now = time.time()
         report.scratch_removed = sorted(
             p.name for prefix in SCRATCH_PREFIXES for p in store.path.glob(prefix + "*")
-            if p.is_dir() and now - p.stat().st_mtime >= older_than and not _held(p / ".in-use")
+            if p.is_dir() and now - p.stat().st_mtime >= older_than and not flock_held(p / ".in-use")
         )
         return
     report.scratch_removed = [p.name for p in sweep_scratch(store, older_than=older_than)]
-
-
-def _held(mark: Path) -> bool:
-    """Whether a live process holds a scratch directory's in-use lock (see ``refgetstore.scratch_dir``)."""
-    try:
-        fd = os.open(mark, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from .files import mkstemp
+from .files import flock_held, mkstemp
 
 __all__ = ["PendingSync", "abandoned_marks", "held_marks", "wait_released"]
 
@@ -81,7 +81,7 @@ def held_marks(root: Path) -> list[Path]:
     """Marks a live process holds right now: commands that committed and are still refreshing copies."""
     out = []
     for path in sorted(root.glob(PREFIX + "*")):
-        if _held(path):
+        if flock_held(path):
             out.append(path)
     return out
 
@@ -91,24 +91,10 @@ def wait_released(marks: list[Path], *, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     pending = list(marks)
     while pending:
-        pending = [path for path in pending if _held(path)]
+        pending = [path for path in pending if flock_held(path)]
         if not pending:
             break
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
     return True
-
-
-def _held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False  # removed: its owner is done
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from rgstore.events import AliasSet, Noted
@@ -91,13 +94,7 @@ def test_gc_grace_takes_the_same_spans_as_cache_gc(store_path: Path, cli) -> Non
 
 
 def test_long_work_shows_progress_on_a_terminal_and_is_silent_when_piped(tmp_path: Path) -> None:
-    import os
-    import pty
-    import subprocess
-    import sys
-
     from rgstore.replay import export_log
-    from tests.conftest import REPO
 
     with Store.open(tmp_path / "p") as s:
         s.append([NewEvent(stream=f"s{i % 5}", event=Noted(text=str(i))) for i in range(3000)])
@@ -106,27 +103,8 @@ def test_long_work_shows_progress_on_a_terminal_and_is_silent_when_piped(tmp_pat
     piped = run_rgstore("replay", str(tmp_path / "x.rglog"), "--store", str(tmp_path / "m1"))
     assert piped.returncode == 0 and piped.stderr == b""
     # On a terminal: a progress bar on stderr.
-    import fcntl
-    import struct
-    import termios
-
-    primary, replica = pty.openpty()
-    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a size
-    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "replay", str(tmp_path / "x.rglog"), "--store",
-                             str(tmp_path / "m2")], cwd=REPO, stdout=subprocess.PIPE, stderr=replica)
-    os.close(replica)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    proc.wait(timeout=60)
-    os.close(primary)
-    assert proc.returncode == 0
+    returncode, _, seen = _on_a_terminal("replay", str(tmp_path / "x.rglog"), "--store", str(tmp_path / "m2"))
+    assert returncode == 0
     assert b"replay" in seen and b"ev" in seen
 
 
@@ -275,20 +253,17 @@ def test_a_store_path_with_a_quoted_tilde_means_the_home_directory_for_every_com
         assert proc.returncode == 0, (args, proc.stderr)
 
 
-def _stderr_on_a_terminal(*args: str) -> bytes:
-    """Run `rgstore ARGS` with stderr on a pseudo-terminal (stdout piped) and return what the terminal showed."""
+def _on_a_terminal(*args: str) -> tuple[int, bytes, bytes]:
+    """Run `rgstore ARGS` with stderr on a pseudo-terminal (stdout piped): (exit code, stdout, what the terminal showed)."""
     import fcntl
-    import os
     import pty
     import struct
-    import subprocess
-    import sys
     import termios
 
     from tests.conftest import REPO
 
     primary, replica = pty.openpty()
-    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a size
     proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=replica)
     os.close(replica)
@@ -303,7 +278,13 @@ def _stderr_on_a_terminal(*args: str) -> bytes:
         seen += chunk
     out, _ = proc.communicate(timeout=60)
     os.close(primary)
-    assert proc.returncode == 0, seen
+    return proc.returncode, out, seen
+
+
+def _stderr_on_a_terminal(*args: str) -> bytes:
+    """What the terminal showed of a `rgstore ARGS --json` run that succeeded with JSON on stdout."""
+    returncode, out, seen = _on_a_terminal(*args)
+    assert returncode == 0, seen
     json.loads(out)
     return seen
 
