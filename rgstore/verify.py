@@ -240,11 +240,11 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
         # blobs the views still reference now are missing.
         missing &= referenced_blobs(store)
     for sha in sorted(missing):
-        if store.blobs.exists(sha):
-            continue
         try:
+            if store.blobs.exists(sha):
+                continue
             report.problems.append(f"{store.blobs.path(sha)}: referenced blob is missing")
-        except NotFoundError:
+        except NotFoundError:  # raised by both for a name that is no sha256 (a raw append can hold one)
             report.problems.append(f"a view references {sha!r}, which is not a sha256 digest")
     report.unreferenced_blobs = sorted(have - refs)
     report.stray_files = [str(path) for path in store.blobs.strays()]

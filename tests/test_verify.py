@@ -236,3 +236,13 @@ def test_blobs_and_sequences_a_concurrent_remove_and_gc_deletes_mid_verify_are_n
     report = verify_store(store, progress=hook)
     assert hook.fired and store.genomes.list() == []
     assert report.ok, report.problems
+
+
+def test_a_view_referencing_a_blob_name_that_is_no_sha256_is_a_problem_not_a_crash(store: Store) -> None:
+    # A raw append (or a foreign log) can name anything as a blob; verify reports it like a missing blob.
+    from rgstore.events import FileRef, RefpkgCreated
+
+    ref = FileRef(name="tree.nwk", sha256="0", md5="0" * 32, size=1)
+    store.append([NewEvent(stream="refpkg:odd", event=RefpkgCreated(name="odd", files={"tree": ref}))])
+    report = store.verify()
+    assert report.problems == ["a view references '0', which is not a sha256 digest"]
