@@ -19,6 +19,7 @@ from typing import cast
 
 import msgspec
 
+from .checkpoints import FIRST_RELEASE_VIEWS
 from .codec import (
     chain_hash,
     chain_of,
@@ -51,6 +52,7 @@ __all__ = ["EventLog", "NewEvent", "new_event_id", "default_actor", "FORMAT_VERS
 FORMAT_VERSION = 1
 _HEAD = struct.Struct(">Q32s")
 _CHECKPOINT = struct.Struct(">IQ")
+_CATCH_UP_BATCH = 20_000
 ANY = None
 
 
@@ -327,6 +329,7 @@ class EventLog:
         seq, prev = self.head(txn)
         now = datetime.now(timezone.utc)
         ctx = FoldContext(txn, self.environment)
+        self._catch_up(ctx, seq)
         versions: dict[str, int] = {}
         envelopes: list[Envelope] = []
         fresh_ids = id_source(len(batch))
@@ -387,6 +390,7 @@ class EventLog:
             raise ChainError(records[0][0] if records else 0, "records belong to another log")
         seq, prev = self.head(txn)
         ctx = FoldContext(txn, self.environment)
+        self._catch_up(ctx, seq)
         envelopes: list[Envelope] = []
         rows: list[tuple[bytes, bytes]] = []
         pack, decode = SEQ.pack, decode_envelope
@@ -416,6 +420,28 @@ class EventLog:
         for view in self.views:
             self.set_checkpoint(txn, view, seq)
         return seq
+
+    def _catch_up(self, ctx: FoldContext, head: int) -> None:
+        """Fold into each view an older rgstore lacks the records that rgstore appended after its checkpoint.
+
+        Every writer of this version moves every view's checkpoint, but a release without a view appends
+        without folding it. A handle opened before such an append (a follower, a long `genome init`)
+        must fold those records before its own: its commit moves the checkpoint to the head regardless,
+        so the view would miss them for good. One checkpoint read per such view per commit.
+        """
+        for view in self.views:  # read each time: a caller may narrow self.views (tools/bench/log.py does)
+            if view.name in FIRST_RELEASE_VIEWS:
+                continue
+            raw = ctx.txn.get(view.name.encode(), db=self._checkpoints)
+            if raw is None or len(raw) != _CHECKPOINT.size:
+                continue  # never folded, or damaged: the next open rebuilds it (rgstore.checkpoints)
+            version, done = _CHECKPOINT.unpack(raw)
+            if version != view.version:
+                continue
+            while done < head:
+                upto = min(done + _CATCH_UP_BATCH, head)
+                self.fold_batch(ctx, self.envelope_list(ctx.txn, done, upto), [view])
+                done = upto
 
     def fold_batch(
         self, ctx: FoldContext, envelopes: Sequence[Envelope], views: Sequence[View] | None = None,

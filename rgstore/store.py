@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import gc as _gc
 import os
-from collections.abc import Callable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +27,10 @@ from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
+from .streamreads import envelopes_at, indexed_seqs
 from .views import FoldContext, View
 from .views.registry import all_views
+from .views.streamindex import GLOB_CHARS, literal_prefix
 from .views.streams import StreamsView
 
 if TYPE_CHECKING:
@@ -374,8 +377,11 @@ class Store:
         match = _stream_matcher(stream)
         out: list[Envelope] = []
         with self.read() as txn:
-            if last is not None and limit is None:
-                # The most recent N: read from the head down and stop once N match.
+            backwards = last is not None and limit is None  # the most recent N: from the head down, stop at N
+            seqs = indexed_seqs(self.log, txn, stream, match, after, backwards=backwards) if stream and match else None
+            if seqs is not None:  # only the named streams' events, found through the stream index
+                source = envelopes_at(self.log, txn, seqs)
+            elif backwards:
                 source = self.log.envelopes_backwards(txn, after=after)
             else:
                 source = self.log.envelopes(txn, after=after)
@@ -404,12 +410,35 @@ class Store:
         Memory stays that of one page however long the log (a million-event audit), and no read
         transaction is held while the caller writes output. Events appended meanwhile may be included.
         """
+        if stream and any(c in stream for c in GLOB_CHARS) and literal_prefix(stream):
+            # A glob over many streams: take its seqs from the index once, then read them page by page
+            # (asking the index again per page would re-walk every matching stream's earlier seqs).
+            after = yield from self._iter_indexed(stream, type, since, after, page)
         while True:
             batch = self.events(stream=stream, type=type, since=since, after=after, limit=page)
             yield from batch
             if len(batch) < page:
                 return
             after = batch[-1].seq
+
+    def _iter_indexed(
+        self, stream: str, type: str | None, since: datetime | None, after: int, page: int,
+    ) -> Generator[Envelope, None, int]:
+        """``iter_events`` for a glob with a literal prefix, up to the head of now; returns that head."""
+        self.events(stream=stream, type=type, limit=0)  # the same refusal of an unknown type, before any output
+        match = _stream_matcher(stream)
+        assert match is not None
+        with self.read() as txn:
+            head = self.log.head(txn)[0]
+            seqs = indexed_seqs(self.log, txn, stream, match, max(after, 0))
+            todo = array("Q", seqs if seqs is not None else ())  # 8 bytes a match, not an envelope
+        for start in range(0, len(todo), page):
+            with self.read() as txn:
+                batch = [env for env in envelopes_at(self.log, txn, todo[start:start + page])
+                         if (type is None or env.event.__struct_config__.tag == type)
+                         and (since is None or env.time >= since)]
+            yield from batch
+        return max(after, head)
 
     def stream_version(self, stream: str) -> int:
         """Number of events on a stream (0 if none)."""

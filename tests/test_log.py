@@ -340,3 +340,52 @@ def test_a_store_of_a_newer_log_format_is_refused_before_anything_is_written_to_
     with env.begin() as txn:
         assert txn.get(b"streams") is None
     env.close()
+
+
+def _older_release_appends(store: Store, texts: list[str]) -> None:
+    """Append as a release without the views added since the first does: it folds and checkpoints only its own."""
+    from rgstore.checkpoints import FIRST_RELEASE_VIEWS
+    from rgstore.log import EventLog
+
+    older = EventLog(store.environment, [view for view in store.views if view.name in FIRST_RELEASE_VIEWS])
+    assert len(older.views) < len(store.views)  # this release has views the first lacked (e.g. 'streamindex')
+    store.environment.write(lambda txn: older.append(txn, [NewEvent(stream="old", event=Noted(text=t)) for t in texts],
+                                                     "old@lab"))
+
+
+def test_a_writer_open_while_an_older_rgstore_appended_folds_those_records_into_the_views_it_lacks(
+    store: Store,
+) -> None:
+    # A long-lived handle (`serve --follow`, a long `genome init`) opened before a lab machine on an
+    # older release wrote: its next commit must not leave the older release's events out of newer views.
+    store.append([NewEvent(stream="new", event=Noted(text="1"))])
+    _older_release_appends(store, ["a", "b"])
+    store.append([NewEvent(stream="new", event=Noted(text="2"))])
+    assert [env.seq for env in store.events(stream="old")] == [2, 3]
+    report = store.verify()
+    assert report.ok, report.problems
+
+
+def test_a_mirror_handle_open_while_an_older_rgstore_pulled_folds_those_records_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rgstore.replay import apply_records
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.append([NewEvent(stream=f"s{i}", event=Noted(text=str(i))) for i in range(4)])
+        with primary.read() as txn:
+            log_id, records = primary.log.log_id(txn), [(s, bytes(r)) for s, r in primary.log.records(txn)]
+    with Store.open(tmp_path / "mirror") as mirror:
+        apply_records(mirror, log_id, records[:1])
+        older = records[1:3]
+
+        def older_pull(txn: object) -> None:
+            from rgstore.checkpoints import FIRST_RELEASE_VIEWS
+            from rgstore.log import EventLog
+
+            EventLog(mirror.environment, [v for v in mirror.views if v.name in FIRST_RELEASE_VIEWS]).append_records(
+                txn, older, log_id)  # type: ignore[arg-type]
+
+        mirror.environment.write(older_pull)
+        apply_records(mirror, log_id, records[3:])
+        assert [env.seq for env in mirror.events(stream="s1")] == [2]
+        report = mirror.verify()
+        assert report.ok, report.problems

@@ -107,3 +107,34 @@ def test_every_rebuild_is_counted_in_its_own_transaction_and_the_head_stays(stor
         with store.read() as txn:
             assert rebuild_count(store.log, txn) == before + 2
         assert store.head() == head
+
+
+def test_views_an_older_rgstore_lacks_catch_up_silently_after_it_appended(store_path: Path) -> None:
+    # A downgrade and back: this rgstore wrote, then a release without the views added since appended
+    # (it folds and checkpoints only its own views), then this rgstore opens the store again.
+    from rgstore.checkpoints import FIRST_RELEASE_VIEWS
+    from rgstore.log import EventLog
+
+    _filled(store_path)
+    with Store.open(store_path) as store:
+        assert any(view.name not in FIRST_RELEASE_VIEWS for view in store.views)  # e.g. 'streamindex'
+        older = EventLog(store.environment, [view for view in store.views if view.name in FIRST_RELEASE_VIEWS])
+        store.environment.write(lambda txn: older.append(txn, [NewEvent(stream="later", event=Noted(text="x"))],
+                                                         "old@lab"))
+    first = run_rgstore("--store", str(store_path), "verify")
+    assert first.returncode == 0, first.stderr
+    assert b"out of step" not in first.stderr
+    with Store.open(store_path, readonly=True) as store:
+        assert [env.seq for env in store.events(stream="later")] == [6]  # the caught-up views hold the old append
+        assert store.verify().ok
+
+
+def test_a_view_of_every_release_behind_the_head_is_still_damage(store_path: Path) -> None:
+    from rgstore.checkpoints import FIRST_RELEASE_VIEWS
+
+    _filled(store_path)
+    for name in sorted(FIRST_RELEASE_VIEWS):
+        _checkpoints(store_path, {name.encode(): (1).to_bytes(4, "big") + (3).to_bytes(8, "big")})
+        with Store.open(store_path, readonly=True) as store:
+            assert store.repaired == [f"view {name!r} was out of step with the log (its checkpoint is at seq 3 "
+                                      "but the log's head is 5); rebuilt from the log"]

@@ -9,6 +9,7 @@ from .genomes import GenomesView
 from .history import HistoryView
 from .ids import IdsView
 from .refpkgs import RefpkgsView
+from .streamindex import StreamIndexView
 from .streams import StreamsView
 
 __all__ = ["all_views"]
@@ -22,4 +23,5 @@ def all_views() -> list[View]:
     views.append(CacheView())
     views.append(GenomesView())
     views.append(RefpkgsView())
+    views.append(StreamIndexView())
     return views

@@ -1,0 +1,42 @@
+"""Stream-filtered reads of the log through the stream index, proportional to the matching streams' events.
+
+``Store.events`` and ``Store.iter_events`` ask here first: an exact stream name, or a glob with a literal
+prefix before its first wildcard (``alias:refgenie/*``, ``refpkg:*``), gives the seqs to read from
+``rgstore.views.streamindex``; a glob that starts with a wildcard (``*/hg38``) has no prefix to seek to
+and gets None, so the caller scans the log as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from .environment import Txn
+from .events import Envelope
+from .log import EventLog
+from .views.streamindex import GLOB_CHARS, StreamIndexView, literal_prefix
+
+__all__ = ["indexed_seqs", "envelopes_at"]
+
+
+def indexed_seqs(
+    log: EventLog, txn: Txn, pattern: str, match: Callable[[str], bool], after: int = 0, *, backwards: bool = False,
+) -> Iterator[int] | None:
+    """Seqs (> ``after``) of events on streams ``pattern`` names (``match`` is its test), in seq order
+    (``backwards``: newest first); None when the pattern starts with a wildcard and only a scan will do."""
+    db = log.environment.db(StreamIndexView.dbs[0])
+    if not any(c in pattern for c in GLOB_CHARS):
+        return StreamIndexView.seqs(txn, db, pattern, after, backwards=backwards)
+    prefix = literal_prefix(pattern)
+    if not prefix:
+        return None
+    seqs = StreamIndexView.matching(txn, db, prefix, match, after)
+    return reversed(seqs) if backwards else iter(seqs)
+
+
+def envelopes_at(log: EventLog, txn: Txn, seqs: Iterator[int] | Sequence[int]) -> Iterator[Envelope]:
+    """The envelopes at ``seqs`` (which the index took from this log, so each is there)."""
+    get = log.get
+    for seq in seqs:
+        envelope = get(txn, seq)
+        if envelope is not None:
+            yield envelope
