@@ -35,6 +35,8 @@ __all__ = ["MAX_OPEN_FILES", "WATCH_INTERVAL_S", "SequenceReader", "revcomp"]
 WATCH_INTERVAL_S = 0.1
 MAX_OPEN_FILES = 256
 """Data files one reader keeps open for its fast path (well under the usual 1,024-descriptor limit)."""
+_BY_DIGEST = "\x00"
+"""Prefixes a genome digest in cache keys: no alias starts with a control character, so none can hit its entries."""
 
 _COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDBNtgcaayrmkswvhdbn")
 
@@ -251,7 +253,9 @@ class SequenceReader:
 
     def genome_names(self, name: str, *, by_digest: bool = False) -> Container[str]:
         """The sequence names of genome ``name`` (cached like reads; NotFoundError if unknown)."""
-        key0 = "#" + name if by_digest else name
+        if self.store.generation != self._generation:  # as getseq: a commit through this Store may move the alias
+            self.drop_cache()
+        key0 = _BY_DIGEST + name if by_digest else name
         return (self._genomes.get(key0) or self._index(name, by_digest, key0)).position
 
     def _index(self, name: str, by_digest: bool, key0: str) -> _GenomeIndex:
@@ -274,7 +278,7 @@ class SequenceReader:
         return index
 
     def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
-        key = ("#" + name if by_digest else name, seq)
+        key = (_BY_DIGEST + name if by_digest else name, seq)
         hit = self._meta.get(key)
         if hit is not None:
             return hit

@@ -431,7 +431,9 @@ class Store:
         with self.read() as txn:
             head = self.log.head(txn)[0]
             seqs = indexed_seqs(self.log, txn, stream, match, max(after, 0))
-            todo = array("Q", seqs if seqs is not None else ())  # 8 bytes a match, not an envelope
+            if seqs is None:  # the index cannot answer now: the caller's pages scan from ``after``
+                return after
+            todo = array("Q", seqs)  # 8 bytes a match, not an envelope
         for start in range(0, len(todo), page):
             with self.read() as txn:
                 batch = [env for env in envelopes_at(self.log, txn, todo[start:start + page])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+from .checkpoints import read_checkpoint
 from .environment import Txn
 from .events import Envelope
 from .log import EventLog
@@ -17,12 +18,21 @@ from .views.streamindex import GLOB_CHARS, StreamIndexView, literal_prefix
 
 __all__ = ["indexed_seqs", "envelopes_at"]
 
+_INDEX = StreamIndexView()
+
 
 def indexed_seqs(
     log: EventLog, txn: Txn, pattern: str, match: Callable[[str], bool], after: int = 0, *, backwards: bool = False,
 ) -> Iterator[int] | None:
     """Seqs (> ``after``) of events on streams ``pattern`` names (``match`` is its test), in seq order
-    (``backwards``: newest first); None when the pattern starts with a wildcard and only a scan will do."""
+    (``backwards``: newest first); None when only a scan will do: the pattern starts with a wildcard, or the
+    index is not folded to the head (a store shared with an older rgstore)."""
+    try:
+        pattern.encode()
+    except UnicodeEncodeError:  # a lone surrogate (an argument byte that is not UTF-8): no stored name holds one
+        return iter(())
+    if read_checkpoint(log, txn, _INDEX) != (_INDEX.version, log.head(txn)[0]):
+        return None  # behind the head: an older rgstore, which lacks the index, appended after this handle opened
     db = log.environment.db(StreamIndexView.dbs[0])
     if not any(c in pattern for c in GLOB_CHARS):
         return StreamIndexView.seqs(txn, db, pattern, after, backwards=backwards)

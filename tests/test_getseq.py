@@ -346,3 +346,30 @@ def test_a_reader_closing_the_pipe_early_ends_the_command_quietly(  # type: igno
     assert proc.wait(timeout=120) == 0
     assert len(head) == 10 and proc.stderr.read() == b""
     proc.stderr.close()
+
+
+def test_loci_are_parsed_against_the_names_of_the_genome_an_alias_points_at_after_a_commit(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The genome's names decide whether 'HLA:01' is a whole sequence or HLA from 1: a commit through
+    # this Store that moves the alias must not leave the old genome's names in the reader's cache.
+    from rgstore import sequences
+
+    monkeypatch.setattr(sequences, "WATCH_INTERVAL_S", 3600.0)  # the head watcher must not mask it
+    first, second = tmp_path / "first.fa", tmp_path / "second.fa"
+    first.write_text(">HLA\nACGTACGTAC\n")
+    second.write_text(">HLA:01\nTTTT\n")
+    store.genomes.init(first, ["g"])
+    other = store.genomes.init(second, ["h"]).genome.digest
+    assert [r for _, r in store.genomes.read_loci("g", ["HLA"])] == ["ACGTACGTAC"]
+    store.aliases.set("g", other, namespace="refgenie", force=True)
+    assert [r for _, r in store.genomes.read_loci("g", ["HLA:01"])] == ["TTTT"]
+
+
+def test_a_name_that_is_not_an_alias_never_reads_through_a_genome_read_by_digest_before(
+    store: Store, tmp_path: Path
+) -> None:
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    assert store.genomes.getseq(digest, "chr1", 0, 4, by_digest=True) == store.getseq("tiny", "chr1", 0, 4)
+    with pytest.raises(InvalidInputError, match="invalid alias name"):
+        store.genomes.getseq("#" + digest, "chr1", 0, 4)  # once the digest's cache key

@@ -148,3 +148,28 @@ def test_rebuild_reproduces_the_index_byte_for_byte(store: Store) -> None:
     before = view_digests(store)["streamindex"]
     store.rebuild()
     assert view_digests(store)["streamindex"] == before
+
+
+def test_a_handle_open_while_an_older_rgstore_appended_still_finds_those_events(store: Store) -> None:
+    # An older release, which lacks the index, appends without folding it; a handle opened before
+    # (`rgstore serve`, a library user) must not answer stream reads from the index that misses them.
+    from rgstore.checkpoints import FIRST_RELEASE_VIEWS
+    from rgstore.log import EventLog
+
+    store.append([NewEvent(stream="old/1", event=Noted(text="new"))])
+    older = EventLog(store.environment, [view for view in store.views if view.name in FIRST_RELEASE_VIEWS])
+    store.environment.write(lambda txn: older.append(
+        txn, [NewEvent(stream=s, event=Noted(text="old")) for s in ("old/1", "old/2")], "old@lab"))
+    assert [e.seq for e in store.events(stream="old/1")] == [1, 2]
+    assert [e.seq for e in store.events(stream="old/1", last=1)] == [2]
+    assert [e.seq for e in store.events(stream="old/*")] == [1, 2, 3]
+    assert [e.seq for e in store.iter_events(stream="old/*", page=2)] == [1, 2, 3]
+    assert [e.seq for e in store.iter_events(stream="old/2")] == [3]
+
+
+def test_a_stream_pattern_holding_bytes_that_are_not_utf8_matches_nothing_instead_of_raising(store: Store) -> None:
+    # A command-line byte that is not UTF-8 arrives as a lone surrogate ('\udcff'), which no stored name holds.
+    store.append([NewEvent(stream=s, event=Noted()) for s in ("a", "a\u00ff")])
+    for pattern in ("\udcff", "a\udcff", "a\udcff*", "a*\udcff"):
+        assert store.events(stream=pattern) == [] and store.events(stream=pattern, last=1) == []
+        assert list(store.iter_events(stream=pattern)) == []
