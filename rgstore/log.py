@@ -25,7 +25,7 @@ from .codec import (
     chain_of,
     decode_envelope,
     encode_envelope,
-    frame,
+    frame_all,
     genesis_hash,
     payload_of,
     unframe,
@@ -334,10 +334,11 @@ class EventLog:
         envelopes: list[Envelope] = []
         fresh_ids = id_source(len(batch))
         history, log_db = self._history, self._log
-        rows: list[tuple[bytes, bytes]] = []
+        payloads: list[bytes] = []
+        chains: list[bytes] = []
         dict_id = self.current_dictionary(txn) if compress else 0
         eager_history = any(type(item.event) in _ZIPPER_EVENTS for item in batch)
-        encode, pack, append_row = encode_envelope, SEQ.pack, rows.append  # the hot loop's lookups
+        encode, add_payload, add_chain = encode_envelope, payloads.append, chains.append  # the hot loop's lookups
         for item in batch:
             stream = item.stream
             version = versions.get(stream)
@@ -362,7 +363,8 @@ class EventLog:
             except UnicodeEncodeError as exc:
                 raise _not_unicode(event, exc) from None
             prev = chain_hash(prev, seq, payload)
-            append_row((pack(seq), frame(payload, prev, compress=compress, dict_id=dict_id)))
+            add_payload(payload)
+            add_chain(prev)
             if type(event) is CodecDictionaryAdded:
                 self.dictionaries.keep(txn, event)
             if eager_history and (zipper or event.undoable):
@@ -370,6 +372,8 @@ class EventLog:
                 history.apply(ctx, envelope)
             versions[stream] = version + 1
             envelopes.append(envelope)
+        first, pack = envelopes[0].seq, SEQ.pack
+        rows = [(pack(s), r) for s, r in enumerate(frame_all(payloads, chains, compress=compress, dict_id=dict_id), first)]
         with txn.cursor(db=log_db) as cur:
             # Views fold after every record of the command is in place (they may read earlier ones).
             if cur.putmulti(rows, append=True)[1] != len(rows):

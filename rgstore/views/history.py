@@ -144,30 +144,51 @@ class HistoryView(View):
     def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
         """Move each stream's zipper through the batch in memory, then write only what changed."""
         txn, db = ctx.txn, ctx.db("history")
+        # Most streams in a batch only push steps: for them, (stored done, stored undone, pushed seqs)
+        # is enough. A stream meeting Undone/Redone/HistoryStripped switches to a pair of _Stacks.
+        pushes: dict[str, tuple[int, int, list[int]]] = {}
         stacks: dict[str, tuple[_Stack, _Stack]] = {}
         get, unpack = txn.get, _HEAD.unpack
         for envelope in envelopes:
             event, stream = envelope.event, envelope.stream
-            pair = stacks.get(stream)
-            if pair is None:
-                raw = get(stream.encode() + b"\x00H", db=db)
-                n_done, n_undone = unpack(raw) if raw is not None else (0, 0)
-                pair = stacks[stream] = (_Stack(txn, db, stream, b"D", n_done), _Stack(txn, db, stream, b"U", n_undone))
-            done, undone = pair
             cls = type(event)
-            if cls is Undone:
-                undone.push(done.pop())
-            elif cls is Redone:
-                done.push(undone.pop())
-            elif cls is HistoryStripped:
-                done.keep_top()
-                undone.clear()
-            else:  # the common case, inlined: push onto done, drop the redo side
+            if cls is not Undone and cls is not Redone and cls is not HistoryStripped:
+                pair = stacks.get(stream)
+                if pair is None:
+                    pushed = pushes.get(stream)
+                    if pushed is None:
+                        raw = get(stream.encode() + b"\x00H", db=db)
+                        n_done, n_undone = unpack(raw) if raw is not None else (0, 0)
+                        pushes[stream] = (n_done, n_undone, [envelope.seq])
+                    else:
+                        pushed[2].append(envelope.seq)
+                    continue
+                done, undone = pair
                 done.overlay[done.n] = envelope.seq
                 done.n += 1
                 if undone.n:
                     undone.clear()
+                continue
+            pair = stacks.get(stream)
+            if pair is None:
+                pair = stacks[stream] = self._stacks(txn, db, stream, pushes.pop(stream, None))
+            done, undone = pair
+            if cls is Undone:
+                undone.push(done.pop())
+            elif cls is Redone:
+                done.push(undone.pop())
+            else:
+                done.keep_top()
+                undone.clear()
         puts: list[tuple[bytes, bytes]] = []
+        pack, index, delete = _SEQ.pack, _IDX.pack, txn.delete
+        for stream, (n_done, n_undone, seqs) in pushes.items():
+            base = stream.encode() + b"\x00"
+            done_base = base + b"D"
+            puts.extend([(done_base + index(i), pack(seq)) for i, seq in enumerate(seqs, n_done)])
+            for i in range(n_undone):  # a new step discards the redo side
+                delete(base + b"U" + index(i), db=db)
+            puts.append((base + b"H", _HEAD.pack(n_done + len(seqs), 0)))
         for stream, (done, undone) in stacks.items():
             done.write(puts)
             undone.write(puts)
@@ -175,6 +196,20 @@ class HistoryView(View):
         puts.sort()  # one sorted putmulti: B-tree pages are visited in order, and no Python call per key
         with txn.cursor(db=db) as cur:
             cur.putmulti(puts)
+
+    @staticmethod
+    def _stacks(txn: Txn, db: Db, stream: str, pushed: tuple[int, int, list[int]] | None) -> tuple[_Stack, _Stack]:
+        """The stream's zipper as two _Stacks, after the steps this batch already pushed."""
+        if pushed is None:
+            raw = txn.get(stream.encode() + b"\x00H", db=db)
+            n_done, n_undone = _HEAD.unpack(raw) if raw is not None else (0, 0)
+            return _Stack(txn, db, stream, b"D", n_done), _Stack(txn, db, stream, b"U", n_undone)
+        n_done, n_undone, seqs = pushed
+        done, undone = _Stack(txn, db, stream, b"D", n_done), _Stack(txn, db, stream, b"U", n_undone)
+        for seq in seqs:
+            done.push(seq)
+        undone.clear()
+        return done, undone
 
     @staticmethod
     def _pop(txn: Txn, db: Db, stream: str, part: bytes, n: int) -> int:
