@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .blobs import BlobInfo, hash_file
 from .checksums import Expected, verify_file
 from .environment import fsync_dir
-from .errors import NotFoundError, RemoteError
+from .errors import InvalidInputError, NotFoundError, RemoteError
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["http_client", "download", "get_text", "DEFAULT_RETRIES"]
 
 DEFAULT_RETRIES = 3
+TEXT_LIMIT = 64 << 20
+"""The most ``get_text`` reads (a human genome's NCBI md5checksums.txt is a few KiB)."""
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 
@@ -44,7 +46,9 @@ def http_client(timeout: float = 60.0) -> httpx.Client:
     # (httpx's optional CLI), and importing rgstore must never load the CLI stack.
     import httpx
 
-    return httpx.Client(
+    from .httpclient import new_client
+
+    return new_client(
         follow_redirects=True,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
         headers={"User-Agent": "rgstore-cache/1", "Accept-Encoding": "identity"},
@@ -52,27 +56,43 @@ def http_client(timeout: float = 60.0) -> httpx.Client:
 
 
 def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) -> str:
-    """A small upstream file (checksum list, directory listing) as text; NotFoundError on 404."""
+    """A small upstream file (checksum list, directory listing) as text; NotFoundError on 404.
+
+    At most ``TEXT_LIMIT`` bytes are read: a URL answering with an endless or huge body (the wrong
+    base URL, a misconfigured mirror) is refused instead of filling memory.
+    """
     import httpx
 
     for attempt in range(retries + 1):
         try:
-            resp = client.get(url)
-        except httpx.TransportError as exc:
-            if attempt >= retries:
-                raise RemoteError(f"cannot fetch {url}: {exc}") from None
+            with client.stream("GET", url) as resp:
+                if resp.status_code == 404:
+                    raise NotFoundError(
+                        f"upstream has no {url} (HTTP 404); check the source, species, release and assembly"
+                    )
+                if resp.status_code != 200:
+                    if attempt >= retries or resp.status_code < 500:
+                        raise RemoteError(f"cannot fetch {url}: HTTP {resp.status_code}")
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > TEXT_LIMIT:
+                        raise RemoteError(
+                            f"cannot fetch {url}: the answer exceeds {TEXT_LIMIT >> 20} MiB, "
+                            "far more than a checksum file or listing; check the base URL"
+                        )
+                return bytes(body).decode(resp.encoding or "utf-8", errors="replace")
+        except httpx.InvalidURL as exc:
+            raise InvalidInputError(f"invalid upstream URL {url!r}: {exc}") from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # A redirect to another scheme, or a body that does not decode, will not change on retry.
+            if attempt >= retries or isinstance(exc, (httpx.UnsupportedProtocol, httpx.DecodingError)):
+                raise RemoteError(f"cannot fetch {url}: {exc or type(exc).__name__}") from None
             time.sleep(0.2 * (attempt + 1))
-            continue
-        if resp.status_code == 404:
-            raise NotFoundError(
-                f"upstream has no {url} (HTTP 404); check the source, species, release and assembly"
-            )
-        if resp.status_code != 200:
-            if attempt >= retries or resp.status_code < 500:
-                raise RemoteError(f"cannot fetch {url}: HTTP {resp.status_code}")
-            time.sleep(0.2 * (attempt + 1))
-            continue
-        return resp.text
+        except httpx.HTTPError as exc:  # e.g. a redirect loop
+            raise RemoteError(f"cannot fetch {url}: {exc or type(exc).__name__}") from None
     raise AssertionError("unreachable")
 
 
@@ -168,14 +188,20 @@ def download(
         try:
             _attempt(client, url, part, meta, progress)
             break
+        except httpx.InvalidURL as exc:
+            raise InvalidInputError(f"invalid upstream URL {url!r}: {exc}") from None
         except (httpx.TransportError, _Incomplete) as exc:
             failures += 1
+            if isinstance(exc, httpx.UnsupportedProtocol):  # e.g. redirected to ftp://: no retry will do
+                raise RemoteError(f"cannot download {url}: {exc}") from None
             if failures > retries:
                 raise RemoteError(
                     f"download of {url} failed {failures} times (last: {exc}); "
                     "the partial file is kept and the next run resumes it"
                 ) from None
             time.sleep(backoff * failures)
+        except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
+            raise RemoteError(f"cannot download {url}: {exc or type(exc).__name__}") from None
     info = hash_file(part)
     if expected is not None:
         try:

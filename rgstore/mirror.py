@@ -230,9 +230,10 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             if remote_manifest is not None:
                 kind = "segments"
                 upstream_head = remote_manifest.head_seq
+                sizes = {seg.file: seg.size for seg in remote_manifest.segments}  # an endless answer stops there
                 applied, head = apply(remote_manifest.log_id, upstream.segment_records(
-                    _local_head(store), remote_manifest, lambda f: upstream.get(client, f"{source}/{f}"), source), upstream_head,
-                    _manifest_hashes(remote_manifest))
+                    _local_head(store), remote_manifest, lambda f: upstream.get(client, f"{source}/{f}", limit=sizes[f]),
+                    source), upstream_head, _manifest_hashes(remote_manifest))
             else:
                 kind = "server"
                 try:

@@ -76,7 +76,9 @@ class _Http:
         import httpx
 
         self._httpx = httpx
-        self.client = httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "rgstore"})
+        from .httpclient import new_client
+
+        self.client = new_client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "rgstore"})
 
     def close(self) -> None:
         self.client.close()

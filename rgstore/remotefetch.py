@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,9 @@ def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
     import httpx
 
     url = f"{server}/sequence/SQ.{bare}"
-    with httpx.Client(timeout=httpx.Timeout(1800.0, connect=5.0), follow_redirects=True) as client:
+    from .httpclient import new_client
+
+    with new_client(timeout=httpx.Timeout(1800.0, connect=5.0), follow_redirects=True) as client:
         for start in range(0, length, _WINDOW):
             params = {"start": start, "end": min(length, start + _WINDOW)}
             try:
@@ -178,12 +181,15 @@ def fetch_sequence(
 
 def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:
     """gtars reports every read failure as KeyError/OSError; tell the caller which one it was."""
-    text = str(exc)
+    text = str(exc).strip("'\"")
     if "Invalid stream range" in text:
         return IntegrityError(f"{url}: sequence {digest} is shorter than its recorded {length} residues")
-    if "Sequence not found" in text and "Range" not in text:
+    # gtars says "Sequence not found: X (<why>)" for every failed read: a 500, a timeout or a server
+    # ignoring Range too. Only an absent file (404/410, or no reason at all) means the remote lacks it.
+    _, _, why = text.partition(" (")
+    if "Sequence not found" in text and (not why or re.search(r"http status: (404|410)\b", why)):
         return NotFoundError(f"the RefgetStore at {url} has no sequence {digest}")
-    return RemoteError(f"fetching sequence {digest} from {url} failed: {text}")
+    return RemoteError(f"fetching sequence {digest} from {url} failed: {why.removesuffix(')') or text}")
 
 
 def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFactory = null_progress) -> bool:

@@ -13,17 +13,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ChainError, IntegrityError, NotFoundError, RemoteError
 from .files import CHUNK
-from .logfile import iter_frames, read_log_stream
+from .logfile import MAX_RECORD, iter_frames, read_log_stream
 from .segments import Manifest
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["FRAMES_MEDIA_TYPE", "PAGE", "client", "get", "is_url", "prefetched", "segment_records",
+__all__ = ["FRAMES_MEDIA_TYPE", "PAGE", "client", "get", "is_url", "prefetched", "fetch", "segment_records",
            "server_records", "stream"]
 
 FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
 PAGE = 10_000
+SMALL_LIMIT = 256 << 20
+"""The most a manifest or ``/events/head`` may be: an endless answer fails instead of filling memory."""
+PAGE_LIMIT = MAX_RECORD + (64 << 20)
+"""The most an ``/events`` page may be: the server stops a page after the record crossing 16 MiB."""
+TIMEOUT_S = 30.0
+"""Seconds an upstream may stay silent (connecting: at most 5) before a request fails."""
 T = TypeVar("T")
 
 
@@ -33,25 +39,39 @@ def is_url(source: str) -> bool:
 
 
 def client() -> httpx.Client:
-    """An HTTP client for an upstream: 30 s reads, 5 s connects, redirects followed."""
+    """An HTTP client for an upstream: ``TIMEOUT_S`` reads (a stalled server fails), 5 s connects, redirects followed."""
     import httpx  # imported lazily: only remote pulls need it
 
-    return httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=True)
+    from .httpclient import new_client
+
+    return new_client(timeout=httpx.Timeout(TIMEOUT_S, connect=min(TIMEOUT_S, 5.0)), follow_redirects=True)
 
 
-def get(client: httpx.Client, url: str, **kw: Any) -> bytes:
-    """The body of ``url``; NotFoundError for 404, RemoteError for other failures."""
+def get(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any) -> bytes:
+    """The body of ``url`` (``SMALL_LIMIT`` bytes at most by default); NotFoundError for 404, RemoteError otherwise."""
+    return fetch(client, url, limit=limit, **kw)[0]
+
+
+def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any) -> tuple[bytes, str]:
+    """(body, media type) of ``url``; a body beyond ``limit`` bytes is refused, never buffered; errors as ``get``."""
     import httpx
 
+    limit = SMALL_LIMIT if limit is None else limit
     try:
-        resp = client.get(url, **kw)
+        with client.stream("GET", url, **kw) as resp:
+            if resp.status_code == 404:
+                raise NotFoundError(f"{url}: 404 Not Found")
+            if resp.status_code >= 400:
+                raise RemoteError(f"{url}: HTTP {resp.status_code}")
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise RemoteError(f"{url}: the answer runs past {limit:,} bytes, more than it can hold; "
+                                      "is this an rgstore upstream?")
+            return bytes(body), resp.headers.get("content-type", "").partition(";")[0].strip()
     except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach {url}: {exc}") from None
-    if resp.status_code == 404:
-        raise NotFoundError(f"{url}: 404 Not Found")
-    if resp.status_code >= 400:
-        raise RemoteError(f"{url}: HTTP {resp.status_code}")
-    return resp.content
+        raise RemoteError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
 
 
 def stream(client: httpx.Client, url: str) -> Iterator[bytes]:
@@ -99,11 +119,15 @@ def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int
     """Pages of (seq, record) from a server's ``/events`` after ``start`` up to ``upstream_head``, as stored frames."""
     after = start
     while after < upstream_head:
-        body = get(client, f"{base}/events", params={"after": after, "limit": PAGE},
-                    headers={"Accept": FRAMES_MEDIA_TYPE})
+        body, media = fetch(client, f"{base}/events", params={"after": after, "limit": PAGE},
+                            headers={"Accept": FRAMES_MEDIA_TYPE}, limit=PAGE_LIMIT)
         try:
             page = list(iter_frames(io.BytesIO(body)))
         except ChainError as exc:
+            if media and media != FRAMES_MEDIA_TYPE:  # a login page or a proxy's error page, not the log
+                raise RemoteError(
+                    f"{base}/events answered {media}, not rgstore records (a proxy or login page in the way?)"
+                ) from None
             if exc.seq == 0:  # a short body: the connection broke, not the log
                 raise RemoteError(f"{base}/events: truncated response after seq {after}; retry") from None
             raise

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from rgstore import download as download_module
 from rgstore.checksums import Expected
 from rgstore.download import download, get_text, http_client
-from rgstore.errors import IntegrityError, NotFoundError, RemoteError
+from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError
+from tests.hostile_http import HostileServer, Reply, endless, fixed, response, stall_after
 from tests.upstream_fixture import UpstreamServer
 
 PAYLOAD = os.urandom(300_000)
@@ -103,3 +105,71 @@ def test_missing_upstream_files_are_not_found(server: UpstreamServer, tmp_path: 
             get_text(client, f"{server.url}/nope.txt")
         with pytest.raises(NotFoundError, match="404"):
             download(client, f"{server.url}/nope.bin", tmp_path / "x", expected=None)
+
+
+# -- a hostile or broken upstream ----------------------------------------------------------------------
+
+
+def _hostile_routes() -> dict[str, Reply]:
+    return {
+        "/loop": fixed("302 Found", headers=("Location: /loop",)),
+        "/to-ftp": fixed("301 Moved Permanently", headers=("Location: ftp://127.0.0.1/x",)),
+        "/badgz": fixed("200 OK", b"not gzip at all", headers=("Content-Encoding: gzip",)),
+    }
+
+
+@pytest.mark.parametrize(("path", "reason"), [
+    ("/loop", "redirects"), ("/to-ftp", "unsupported protocol 'ftp://'"), ("/badgz", "decompressing"),
+])
+def test_redirect_loops_other_schemes_and_undecodable_bodies_are_one_line_remote_errors(
+    tmp_path: Path, path: str, reason: str
+) -> None:
+    with HostileServer(_hostile_routes()) as srv, http_client(timeout=5.0) as client:
+        with pytest.raises(RemoteError, match=f"cannot fetch {srv.url}{path}: .*{reason}"):
+            get_text(client, srv.url + path, retries=3)
+        if path != "/badgz":  # a download keeps the raw bytes (no decoding), so only the others fail
+            with pytest.raises(RemoteError, match=f"cannot download {srv.url}{path}: .*{reason}"):
+                download(client, srv.url + path, tmp_path / "x.gz", expected=None, retries=3, backoff=0.01)
+            assert not (tmp_path / "x.gz").exists()
+    # None of these gets better on a retry, so each was asked once per call (a loop: once per hop).
+    asked = len([line for line in srv.seen if line.startswith(f"GET {path} ")])
+    assert asked == {"/loop": 2 * 21, "/to-ftp": 2, "/badgz": 1}[path]
+
+
+def test_a_malformed_upstream_url_is_invalid_input_not_a_traceback(tmp_path: Path) -> None:
+    with http_client(timeout=5.0) as client:
+        with pytest.raises(InvalidInputError, match="invalid upstream URL"):
+            get_text(client, "http://[::1/CHECKSUMS")
+        with pytest.raises(InvalidInputError, match="invalid upstream URL"):
+            download(client, "http://[::1/x.gz", tmp_path / "x.gz", expected=None)
+
+
+def test_an_endless_answer_to_a_checksum_request_is_refused_not_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download_module, "TEXT_LIMIT", 1 << 20)
+    with HostileServer({"/": endless()}) as srv, http_client(timeout=5.0) as client:
+        with pytest.raises(RemoteError, match=r"CHECKSUMS: the answer exceeds 1 MiB"):
+            get_text(client, f"{srv.url}/CHECKSUMS")
+
+
+def test_a_server_that_stalls_mid_headers_or_mid_body_times_out_and_keeps_the_part(tmp_path: Path) -> None:
+    routes = {
+        "/head": stall_after(b"HTTP/1.1 200 OK\r\nContent-Len", seconds=10),
+        "/body": stall_after(response("200 OK", b"0123456789")[:-4], seconds=10),
+    }
+    with HostileServer(routes) as srv, http_client(timeout=0.3) as client:
+        with pytest.raises(RemoteError, match=f"cannot fetch {srv.url}/head: .*timed out"):
+            get_text(client, f"{srv.url}/head", retries=0)
+        with pytest.raises(RemoteError, match=f"download of {srv.url}/body failed 2 times .*timed out.*resumes"):
+            download(client, f"{srv.url}/body", tmp_path / "b.gz", expected=None, retries=1, backoff=0.01)
+    assert not (tmp_path / "b.gz").exists()
+
+
+def test_cli_fetch_raw_against_a_redirect_loop_is_one_line_and_leaves_no_entry(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with HostileServer({"/": fixed("302 Found", headers=("Location: /",))}) as srv:
+        result = cli("cache", "fetch-raw", "--source", "ensembl", "--species", "homo_sapiens", "--release", "110",
+                     "--base-url", srv.url)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: cannot fetch {srv.url}/release-110/fasta/homo_sapiens/dna/CHECKSUMS: "
+        "Exceeded maximum allowed redirects."]
+    assert cli("cache", "ls", "--json").output.strip() in ("[]", "")

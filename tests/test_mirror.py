@@ -21,6 +21,7 @@ from rgstore.segments import MANIFEST, publish, read_manifest
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
+from tests.hostile_http import HostileServer, Reply, endless, fixed, stall_after
 
 
 def _work(store: Store, start: int, n: int) -> None:
@@ -690,3 +691,65 @@ def test_promote_takes_json_like_pull_and_status(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stderr == b""
     assert json.loads(done.stdout) == {"store": str(tmp_path / "m"), "promoted_from": str(tmp_path / "pub")}
     assert json.loads(run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json").stdout)["promoted"]
+
+
+# -- a hostile or broken upstream over HTTP ------------------------------------------------------------
+
+
+def _published_routes(tmp_path: Path, n: int = 30) -> dict[str, Reply]:
+    """Routes serving, as-is, a primary's ``n`` events published in segments of 10."""
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, n)
+        publish(primary, tmp_path / "pub", segment_size=10)
+    pub = tmp_path / "pub"
+    routes = {f"/{path.relative_to(pub).as_posix()}": fixed("200 OK", path.read_bytes())
+              for path in pub.rglob("*") if path.is_file()}
+    return routes
+
+
+def test_an_events_page_answered_by_a_login_page_is_a_remote_error_not_a_broken_chain(tmp_path: Path) -> None:
+    head = b'{"log_id": "3827b8ad4c7f413c888f77f0c0807a50", "head_seq": 30, "head_hash": "' + b"0" * 64 + b'"}'
+    routes = {"/events/head": fixed("200 OK", head),
+              "/events?": fixed("200 OK", b"<html><body>Please log in</body></html>", ("Content-Type: text/html",))}
+    with HostileServer(routes) as srv, Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(RemoteError, match=rf"^{srv.url}/events answered text/html, not rgstore records"):
+            pull(mirror, srv.url)
+        assert mirror.head()[0] == 0 and status(mirror, check_upstream=False).upstream is None
+
+
+def test_an_endless_answer_where_a_small_document_belongs_is_refused_and_a_retry_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgstore import upstream
+
+    monkeypatch.setattr(upstream, "SMALL_LIMIT", 1 << 20)
+    routes = _published_routes(tmp_path)
+    segment = next(path for path in routes if path.endswith("-000000000030.rgseg"))
+    good = routes[segment]
+    with HostileServer({"/": endless()}) as srv, Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(RemoteError, match=rf"^{srv.url}: the answer runs past 1,048,576 bytes"):
+            pull(mirror, srv.url)  # manifest.json never ends
+        srv.routes = {"/manifest.json": fixed("404 Not Found"), "/events/head": endless()}
+        with pytest.raises(RemoteError, match=rf"^{srv.url}/events/head: the answer runs past"):
+            pull(mirror, srv.url)
+        srv.routes = {**routes, segment: endless()}
+        with pytest.raises(RemoteError, match=rf"{segment}: the answer runs past [0-9,]+ bytes"):
+            pull(mirror, srv.url)  # a segment longer than the manifest says it is
+        assert mirror.head()[0] == 0
+        srv.routes[segment] = good
+        assert pull(mirror, srv.url).applied == 30
+
+
+def test_a_stalled_upstream_times_out_with_the_url_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgstore import upstream
+
+    monkeypatch.setattr(upstream, "TIMEOUT_S", 0.3)
+    routes = _published_routes(tmp_path)
+    segment = next(path for path in routes if path.endswith("-000000000020.rgseg"))
+    with HostileServer({**routes, segment: stall_after(b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\nRGS", 10)}) as srv:
+        with Store.open(tmp_path / "m") as mirror:
+            with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}{segment}: timed out"):
+                pull(mirror, srv.url)
+            assert mirror.head()[0] == 0

@@ -420,3 +420,52 @@ def test_a_genome_from_an_rgstore_server_keeps_its_circular_set_and_species(stor
         assert store.getseq("g", "chrM", 12, 4) == want
         other = remote.init_remote(store, server.url, ["g2"], digest=digest, circular=["chrM"]).genome
         assert other.digest == digest  # saying the same circular set again is accepted
+
+
+_SEQ_FAILS = """
+import sys
+from functools import partial
+from http.server import ThreadingHTTPServer
+from tests.httpfixture import _Handler
+
+class Failing(_Handler):
+    log_path = sys.argv[2]
+
+    def do_GET(self):
+        if self.path.endswith(".seq"):  # the store's index is fine; its sequence files answer an outage
+            self.send_response(int(sys.argv[3]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Failing, directory=sys.argv[1]))
+print(f"http://127.0.0.1:{httpd.server_address[1]}", flush=True)
+httpd.serve_forever()
+"""
+
+
+@pytest.mark.parametrize(("status", "error"), [(500, RemoteError), (503, RemoteError), (404, NotFoundError)])
+def test_a_remote_outage_is_a_remote_error_naming_the_status_and_only_404_means_not_found(
+    remote_copy: Served, store: Store, tmp_path: Path, status: int, error: type[Exception]
+) -> None:
+    import subprocess
+    import sys
+
+    _, root, digest = remote_copy
+    proc = subprocess.Popen([sys.executable, "-c", _SEQ_FAILS, str(root), str(tmp_path / "log"), str(status)],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        chr1 = remote.remote_collection(remote.detect(url), digest, remote._Http(5.0)).sequences[0]
+        with pytest.raises(error) as caught:
+            remotefetch.fetch_sequence(store, url, chr1, 5000)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    message = str(caught.value)
+    assert (f"http status: {status}" in message) if error is RemoteError else ("has no sequence" in message)
+    bare = chr1[3:]
+    assert not (store.refget_path / "sequences" / bare[:2] / f"{bare}.seq").exists()
+    assert not list(store.path.glob(".remote-*"))

@@ -1,0 +1,119 @@
+"""A loopback HTTP server that misbehaves on purpose, written on raw sockets so it can break the protocol.
+
+Each route maps a path prefix to a ``Reply``: a function given the connected socket and the
+request path that writes whatever it likes (a redirect loop, a body cut short, a stall, an
+endless body) and returns whether the connection may serve another request. Requests are
+recorded in ``seen`` (the request line). Used by the network-failure tests of the HTTP clients.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["HostileServer", "Reply", "endless", "fixed", "response", "stall_after"]
+
+Reply = Callable[[socket.socket, str], bool]
+
+
+def response(status: str, body: bytes = b"", headers: tuple[str, ...] = ()) -> bytes:
+    """The bytes of one HTTP/1.1 response with a correct Content-Length."""
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def fixed(status: str, body: bytes = b"", headers: tuple[str, ...] = ()) -> Reply:
+    """Always answer with this response (keep-alive)."""
+    data = response(status, body, headers)
+
+    def reply(conn: socket.socket, path: str) -> bool:
+        conn.sendall(data)
+        return True
+
+    return reply
+
+
+def stall_after(prefix: bytes, seconds: float = 30.0) -> Reply:
+    """Send ``prefix`` (part of the headers or body), then say nothing for ``seconds`` and hang up."""
+
+    def reply(conn: socket.socket, path: str) -> bool:
+        conn.sendall(prefix)
+        time.sleep(seconds)
+        return False
+
+    return reply
+
+
+def endless(headers: tuple[str, ...] = ("Content-Type: text/plain",)) -> Reply:
+    """A chunked 200 whose body never ends (until the client hangs up)."""
+
+    def reply(conn: socket.socket, path: str) -> bool:
+        head = ["HTTP/1.1 200 OK", "Transfer-Encoding: chunked", *headers]
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        chunk = b"%x\r\n%s\r\n" % (1 << 16, b"a" * (1 << 16))
+        while True:
+            conn.sendall(chunk)
+
+    return reply
+
+
+class HostileServer:
+    """Serves ``routes`` (longest matching path prefix wins; else 404) on ``host`` in daemon threads."""
+
+    def __init__(self, routes: dict[str, Reply] | None = None, host: str = "127.0.0.1") -> None:
+        self.routes: dict[str, Reply] = dict(routes or {})
+        self.seen: list[str] = []
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.bind((host, 0))
+        self._sock.listen(32)
+        self.host = host
+        self.port = int(self._sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` (IPv6 hosts bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __enter__(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed by __exit__
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while True:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                line = data.split(b"\r\n", 1)[0].decode("latin-1")
+                self.seen.append(line)
+                path = line.split(" ")[1] if line.count(" ") >= 2 else "/"
+                match = max((p for p in self.routes if path.startswith(p)), key=len, default=None)
+                if match is None:
+                    conn.sendall(response("404 Not Found"))
+                    continue
+                if not self.routes[match](conn, path):
+                    return
+        except OSError:
+            pass  # the client hung up: that is what several tests are about
+        finally:
+            conn.close()
