@@ -147,9 +147,11 @@ class RgstoreGroup(click.Group):
             sys.stderr.close()
             ctx.exit(0)
         except OSError as exc:
-            # A path the user gave is missing, unreadable or not a directory: one line, not a traceback.
-            where = f": {exc.filename}" if exc.filename else ""
-            click.echo(f"error: {clip(f'{exc.strerror or exc}{where}')}", err=True)
+            # A path the user gave is missing, unreadable or not a directory (or a copy's target disk is full,
+            # which names both ends): one line, not a traceback.
+            from rgstore.diskspace import os_error_text
+
+            click.echo(f"error: {clip(os_error_text(exc))}", err=True)
             ctx.exit(1)
         except lmdb.Error as exc:
             click.echo(f"error: the store's LMDB files cannot be used ({clip(str(exc))}); is --store an rgstore store?",

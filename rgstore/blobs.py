@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from .diskspace import refused_write
 from .environment import fsync_dir
 from .errors import IntegrityError, NotFoundError
 from .files import CHUNK, mkstemp, read_chunks, write_verified
@@ -109,8 +110,11 @@ class BlobStore:
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
             return info, True
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            refused = refused_write(exc, self.root, "a blob")
+            if refused is not None:
+                raise refused from None
             raise
 
     def verify(self, sha256: str) -> BlobInfo:

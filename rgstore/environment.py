@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import lmdb
 
+from .diskspace import log_write_failed
 from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreOpenError
 
 __all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE"]
@@ -45,19 +46,27 @@ class Environment:
             path.mkdir(parents=True, exist_ok=True)
         elif not (path / "data.mdb").exists():
             raise RgstoreError(f"no store log at {path}; create one with `rgstore init`")
+        elif (path / "data.mdb").stat().st_size == 0 and os.access(path / "data.mdb", os.W_OK):
+            # A first open stopped (full disk, Ctrl-C) before LMDB wrote its meta pages: a read-only open
+            # would fail with EBADF; a writable one writes them, as it would have.
+            Environment(path, readonly=False, map_size=map_size).close()
         try:
             self.env = self._open(path, map_size)
         except lmdb.Error as exc:
             text = str(exc)
             if "already open" in text:
                 hint = "; close the other handle first"
+            elif not readonly and _refused_by_disk(exc):
+                raise log_write_failed(path, exc) from None
             elif "Permission denied" in text:
                 hint = "; readers need write access to log/lock.mdb too (ask the store's owner)"
             else:
                 hint = "; is this an rgstore store?"
             raise StoreOpenError(f"the store's LMDB files cannot be used ({text}){hint}") from None
-        if not readonly:
-            self.env.reader_check()  # reclaim reader slots leaked by killed processes
+        # Reclaim reader slots leaked by killed processes; read-only opens too: a server worker the
+        # supervisor restarts frees its killed predecessor's, which on a store nobody writes to
+        # would otherwise pile up until every request fails with MDB_READERS_FULL.
+        self.env.reader_check()
         self._dbs: dict[str, Db] = {}
         self._gate = threading.Condition()
         self._open_txns = 0
@@ -100,6 +109,11 @@ class Environment:
             for name in missing:
                 self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=True)
             txn.commit()
+        except lmdb.Error as exc:
+            txn.abort()
+            if _refused_by_disk(exc):
+                raise log_write_failed(self.path, exc) from None
+            raise
         except BaseException:
             txn.abort()
             raise
@@ -123,6 +137,10 @@ class Environment:
         if self.readonly:
             raise ReadOnlyError("this store handle is read-only")
         while True:
+            # A process killed inside a read transaction leaves its reader slot pinning that snapshot:
+            # no page freed since can be reused, so every commit grows the file. Checking only at open
+            # lets a long-lived writer (the follower of `serve --follow`) grow it without bound.
+            self.env.reader_check()
             self._enter()
             try:
                 try:
@@ -137,6 +155,11 @@ class Environment:
                     except lmdb.MapFullError:
                         txn.abort()
                         new_size = self.env.info()["map_size"] * 2
+                    except lmdb.Error as exc:
+                        txn.abort()
+                        if _refused_by_disk(exc):  # a full disk or a size limit, not a broken store
+                            raise log_write_failed(self.path, exc) from None
+                        raise
                     except BaseException:
                         txn.abort()
                         raise
@@ -210,6 +233,12 @@ class Environment:
         """LMDB statistics of one sub-db."""
         stats = txn.stat(self.db(name))
         return {key: int(stats[key]) for key in stats}  # type: ignore[literal-required]
+
+
+def _refused_by_disk(exc: lmdb.Error) -> bool:
+    """Whether LMDB's error is a write the disk refused: ENOSPC/EDQUOT/EFBIG, or EIO (LMDB's word for a short write)."""
+    return isinstance(exc, lmdb.DiskError) or any(
+        words in str(exc) for words in ("No space left", "Disk quota exceeded", "File too large", "Input/output error"))
 
 
 def fsync_dir(path: Path) -> None:

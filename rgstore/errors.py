@@ -29,6 +29,7 @@ __all__ = [
     "StaleViewsError",
     "MissingSubDbError",
     "StoreOpenError",
+    "DiskWriteError",
 ]
 
 
@@ -182,3 +183,9 @@ class StoreOpenError(RgstoreError):
     """The store's LMDB files cannot be opened (not a store, damaged, no permission, or already open here)."""
 
     http_status = 503
+
+
+class DiskWriteError(RgstoreError):
+    """The disk refused a write (full, over a quota or a file size limit, or an I/O error); the message says what was kept."""
+
+    http_status = 507

@@ -21,6 +21,7 @@ import msgspec
 import zstandard
 
 from .codec import chain_of
+from .diskspace import refused_write
 from .environment import fsync_dir
 from .errors import ChainError, InvalidInputError
 from .files import mkstemp
@@ -135,8 +136,11 @@ def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, b
             count = write_log_stream(out, header, records)
             os.fsync(out.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)  # an interrupted export leaves neither a partial file nor a temp file
+        refused = refused_write(exc, target.parent, target.name)
+        if refused is not None:
+            raise refused from None
         raise
     fsync_dir(target.parent)
     return count

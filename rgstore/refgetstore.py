@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RgstoreError
+from .diskspace import short_of_space
+from .errors import ConflictError, DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RgstoreError
 from .interrupts import deferred
 from .progress import ProgressFactory, null_progress
 
@@ -216,6 +217,13 @@ def ingest_fasta(
                 conflict = sequence_removed(exc, source)
                 if conflict is not None:
                     raise conflict from None
+                residues = sum(summary.lengths)  # a Raw RefgetStore keeps one byte per residue
+                free = short_of_space(store.refget_path, residues)
+                if free is not None:  # gtars names no errno: say what the disk has, not that the FASTA is bad
+                    raise DiskWriteError(
+                        f"{source}: the RefgetStore import failed ({exc}); its {residues:,} residues need about as "
+                        f"many bytes and the store's disk has {free:,} free: free space and run the command again"
+                    ) from None
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from .diskspace import refused_write
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
 from .files import FILE_MODE, mkstemp
@@ -245,11 +246,14 @@ def write_package(
     try:
         writer(tmp, strip_archive_suffix(dest.name) or "refpkg", manifest, files, open_blob, mtime, advance)
         os.rename(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        refused = refused_write(exc, dest.parent, dest.name)
+        if refused is not None:
+            raise refused from None
         raise
 
 

@@ -84,3 +84,81 @@ def test_a_write_that_must_grow_the_map_inside_an_open_read_is_refused_not_hung(
         env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * 30000, db=db))
     assert env.env.info()["map_size"] > _SMALL
     env.close()
+
+
+_KILLED_READER = """
+import os, signal, sys
+from pathlib import Path
+from rgstore.environment import Environment
+env = Environment(Path(sys.argv[1]), readonly=True)
+txn = env.env.begin()  # a server worker or CLI reader killed mid-request
+print(os.getpid(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_long_lived_writer_reclaims_the_slot_of_a_reader_killed_mid_transaction(tmp_path: Path) -> None:
+    """The stale slot would pin its snapshot: no freed page reused, the file growing with every commit."""
+    env = Environment(tmp_path / "log", readonly=False)  # opened before the reader dies, as the follower is
+    env.open_dbs(["t"])
+    db = env.db("t")
+    env.write(lambda txn: txn.put(b"k", b"0" * 3000, db=db))
+    killed = subprocess.run([sys.executable, "-c", _KILLED_READER, str(tmp_path / "log")], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    pid = killed.stdout.strip()
+    assert pid and pid in _reader_pids(env)  # the dead process still holds its slot
+    baseline = (tmp_path / "log" / "data.mdb").stat().st_size
+    for i in range(300):
+        env.write(lambda txn, i=i: txn.put(b"k", str(i).encode() * 1000, db=db))
+    assert pid not in _reader_pids(env)
+    # Rewriting one key frees its pages each commit; reused, the file stays within a few pages.
+    assert (tmp_path / "log" / "data.mdb").stat().st_size <= baseline + 64 * 4096
+    env.close()
+
+
+def _reader_pids(env: Environment) -> set[str]:
+    """The pids in LMDB's reader table (``readers()`` lists ``pid thread txnid`` under a header)."""
+    return {line.split()[0] for line in env.env.readers().splitlines()[1:] if line.split()}
+
+
+def test_a_read_only_open_reclaims_the_slots_of_readers_killed_mid_transaction(tmp_path: Path) -> None:
+    """A restarted server worker frees its killed predecessor's slots on a store nobody writes to."""
+    Environment(tmp_path / "log", readonly=False).close()
+    # The other worker keeps the store open throughout (alone, LMDB would reset the whole table at open).
+    other = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "log")], cwd=REPO,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "open"
+        killed = subprocess.run([sys.executable, "-c", _KILLED_READER, str(tmp_path / "log")], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        pid = killed.stdout.strip()
+        env = Environment(tmp_path / "log", readonly=True)
+        assert pid and pid not in _reader_pids(env)
+        env.close()
+    finally:
+        other.communicate("", timeout=60)
+
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from rgstore.environment import Environment
+env = Environment(Path(sys.argv[1]), readonly=True)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_read_only_open_of_a_log_a_first_open_left_empty_finishes_it(tmp_path: Path) -> None:
+    # A full disk or Ctrl-C during `rgstore init` left a 0-byte data.mdb: every reading command then
+    # failed with "Bad file descriptor; is this an rgstore store?" until some command wrote to it.
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "data.mdb").touch()
+    env = Environment(log, readonly=True)
+    try:
+        with env.read() as txn:
+            assert txn.get(b"meta") is None
+    finally:
+        env.close()
+    assert (log / "data.mdb").stat().st_size > 0

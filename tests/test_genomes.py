@@ -576,6 +576,27 @@ def test_rebuild_rewrites_damaged_fhr_files_and_drops_strays(store: Store, cli, 
         assert _gtars_fhr(reopened, digest) == FHR
 
 
+
+def test_an_fhr_file_refresh_the_disk_refuses_after_the_commit_says_the_change_was_recorded(
+    store: Store, store_path: Path
+) -> None:
+    # The bare OSError (e.g. ENOSPC) reached the CLI as "error: No space left on device": a failure, though committed.
+    from rgstore.errors import ExternalSyncError
+
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    fhr_dir = store.refget_path / "fhr"
+    shutil.rmtree(fhr_dir)
+    fhr_dir.write_text("")  # the refresh cannot write there, as on a full disk
+    head = store.head()[0]
+    with pytest.raises(ExternalSyncError, match=r"^FHR change recorded, but .* not refreshed \(.*: .*fhr\); the next"):
+        store.genomes.fhr_set("tiny", FHR)
+    assert store.head()[0] == head + 1 and store.genomes.fhr_get("tiny") == FHR
+    store.close()
+    fhr_dir.unlink()
+    with Store.open(store_path) as reopened:  # its pending mark: the next writable open refreshes the copy
+        assert json.loads((fhr_dir / f"{digest}.fhr.json").read_text()) == FHR
+        assert reopened.verify().ok
+
 class _TakeBackAfterImport:
     """A progress factory whose import bar, on closing, lets another process's interrupted import
     of the same FASTA take its collection back (``discard_import``): after gtars' import, before the read-back."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..diskspace import os_error_text
 from ..errors import ConflictError, ExternalSyncError
 from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
@@ -140,6 +141,11 @@ def write_alias_files(
         raise ExternalSyncError(
             f"alias change recorded, but the RefgetStore alias files were not refreshed ({exc}); "
             "run `rgstore rebuild` once the RefgetStore is free"
+        ) from None
+    except OSError as exc:  # e.g. a full disk: the change is committed, its mark makes the next writable open retry
+        raise ExternalSyncError(
+            f"alias change recorded, but the RefgetStore alias files were not refreshed ({os_error_text(exc)}); "
+            "the next command that writes the store refreshes them once the disk allows (or run `rgstore rebuild`)"
         ) from None
 
 

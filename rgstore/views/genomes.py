@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from ..codec import decode_value, encode_value
+from ..diskspace import os_error_text
 from ..environment import Db, Environment, Txn
 from ..errors import ConflictError, ExternalSyncError
 from ..events import Envelope, Event, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, Redone, Undone
@@ -258,6 +259,11 @@ def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> Non
         raise ExternalSyncError(
             f"FHR change recorded, but the RefgetStore's fhr/ files were not refreshed ({exc}); "
             "run `rgstore rebuild` once the RefgetStore is free"
+        ) from None
+    except OSError as exc:  # e.g. a full disk: the change is committed, its mark makes the next writable open retry
+        raise ExternalSyncError(
+            f"FHR change recorded, but the RefgetStore's fhr/ files were not refreshed ({os_error_text(exc)}); "
+            "the next command that writes the store refreshes them once the disk allows (or run `rgstore rebuild`)"
         ) from None
 
 

@@ -1,0 +1,77 @@
+"""Writes the disk refused (full, a quota, a file size limit): free space and one-line errors that say so.
+
+LMDB reports a short write (the disk filled up mid-commit) as EIO and gtars reports a failed
+import with its own words, so neither names the real cause; these helpers let the caller say
+"the disk is full" when it is, instead of blaming the store or the input.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from .errors import DiskWriteError
+
+__all__ = ["free_bytes", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "FULL_BELOW",
+           "WRITE_ERRNOS"]
+
+FULL_BELOW = 1 << 20
+"""A disk with less free space than this (1 MiB) is called full after a failed write."""
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""The errnos of a write the disk (or a quota, or RLIMIT_FSIZE) refused for want of room."""
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged process may still write on the filesystem holding ``path`` (None if unknown)."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.statvfs(candidate)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize
+    return None
+
+
+def short_of_space(path: Path, needed: int = FULL_BELOW) -> int | None:
+    """The free bytes on ``path``'s filesystem when fewer than ``needed`` (else None: room enough, or unknown)."""
+    free = free_bytes(path)
+    return free if free is not None and free < max(needed, FULL_BELOW) else None
+
+
+def os_error_text(exc: OSError) -> str:
+    """``strerror: file`` (``strerror: source -> destination`` for a copy), as one line."""
+    text = exc.strerror or str(exc)
+    if exc.filename is not None:
+        text += f": {os.fsdecode(exc.filename)}"
+        if exc.filename2 is not None:
+            text += f" -> {os.fsdecode(exc.filename2)}"
+    return text
+
+
+def log_write_failed(log_dir: Path, exc: Exception) -> DiskWriteError:
+    """The error for an LMDB commit the disk refused: nothing was committed, and whether the disk is full."""
+    free = free_bytes(log_dir)
+    if (free is not None and free < FULL_BELOW) or "No space left" in str(exc):
+        cause = f"the disk is full ({free if free is not None else 0:,} bytes free): free space and run the command again"
+    elif "File too large" in str(exc):
+        cause = "a file size limit (ulimit -f) or the filesystem's largest file stopped it: raise it and run the command again"
+    else:
+        cause = "check the disk's free space, quota and health, then run the command again"
+    return DiskWriteError(f"writing the store's log in {log_dir} failed ({exc}); nothing was committed: {cause}")
+
+
+def refused_write(exc: BaseException, where: Path, what: str) -> DiskWriteError | None:
+    """The one-line error for writing ``what`` into directory ``where`` when the disk refused it for want of room.
+
+    None for any other failure. A bare errno from ``write``/``fsync`` names no file, so the caller
+    says which directory's disk is full and that ``what`` was not written.
+    """
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    free = free_bytes(where)
+    return DiskWriteError(
+        f"no room for {what} in {where} ({exc.strerror}; {free or 0:,} bytes free); it was not written: "
+        "free space and run the command again"
+    )

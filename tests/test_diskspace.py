@@ -1,0 +1,163 @@
+"""Claims: a write the disk refuses (full, a file size limit) is one line that says what was kept, and the store stays sound.
+
+A file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored: writes fail with EFBIG) stands in for a
+full disk in a subprocess; a small tmpfs is used too where this machine lets the test mount one.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rgstore.diskspace import os_error_text, short_of_space
+from rgstore.errors import DiskWriteError, ExternalSyncError
+from rgstore.store import Store
+from tests.conftest import REPO
+
+
+def _rgstore(*args: str | Path, fsize: int | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, its files limited to ``fsize`` bytes (writes past it fail with EFBIG)."""
+
+    def limit() -> None:
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-m", "rgstore_cli", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, preexec_fn=limit)
+
+
+def _genome(store_path: Path, tmp_path: Path) -> str:
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">c1\n" + "ACGT" * 50 + "\n>c2\nGGCC\n")
+    with Store.open(store_path, actor="t@x") as store:
+        return store.genomes.init(fasta, ["g"]).genome.digest
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ")
+    return proc.stderr
+
+
+def test_a_log_commit_the_disk_refuses_is_one_line_saying_nothing_was_committed(store_path: Path,
+                                                                                 tmp_path: Path) -> None:
+    # LMDB's commit failed with EIO/ENOSPC/EFBIG and the CLI called the store unusable ("is --store an rgstore store?").
+    digest = _genome(store_path, tmp_path)
+    refused = _rgstore("--store", store_path, "alias", "set", "other", digest, fsize=0)
+    line = _one_error_line(refused)
+    assert "writing the store's log in" in line and "nothing was committed" in line and "ulimit -f" in line
+    assert "is --store an rgstore store" not in line
+    assert _rgstore("--store", store_path, "verify").returncode == 0
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == 2 and [a.name for a in store.aliases.list()] == ["g"]
+    assert _rgstore("--store", store_path, "alias", "set", "other", digest).returncode == 0
+
+
+def test_a_blob_the_disk_refuses_names_the_blob_directory_and_leaves_no_temp_file(store_path: Path,
+                                                                                   tmp_path: Path) -> None:
+    # The write's bare OSError reached the CLI as "error: File too large", naming no file.
+    Store.open(store_path).close()
+    big = tmp_path / "seqs.fasta"
+    big.write_text("".join(f">s{i}\n{'ACGT' * 60}\n" for i in range(400)))
+    refused = _rgstore("--store", store_path, "refpkg", "create", "p", "-l", "16S", "-f", big,
+                       fsize=big.stat().st_size // 2)
+    line = _one_error_line(refused)
+    assert f"no room for a blob in {store_path / 'blobs'}" in line and "was not written" in line
+    assert list((store_path / "blobs").glob(".tmp-*")) == []
+    with Store.open(store_path) as store:
+        assert store.head()[0] == 0 and store.verify().ok
+
+
+def test_exports_the_disk_refuses_name_their_target_and_leave_nothing_behind(store_path: Path,
+                                                                            tmp_path: Path) -> None:
+    # A bare "error: File too large" (no path) reached the user from log export and refpkg export.
+    _genome(store_path, tmp_path)
+    seqs = tmp_path / "seqs.fasta"
+    seqs.write_text("".join(f">s{i}\n{'ACGT' * 60}\n" for i in range(400)))
+    assert _rgstore("--store", store_path, "refpkg", "create", "p", "-l", "16S", "-f", seqs).returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [("log", "export", out / "log.rglog"), ("refpkg", "export", "p", out / "p.tar.gz"),
+             ("refpkg", "export", "p", out / "pdir")]
+    for *command, target in cases:
+        line = _one_error_line(_rgstore("--store", store_path, *command, target, fsize=256))
+        assert f"no room for {target.name} in {out}" in line and "it was not written" in line, line
+    assert list(out.iterdir()) == []
+    assert _rgstore("--store", store_path, "verify").returncode == 0
+
+
+def test_a_copy_that_fails_names_both_of_its_ends() -> None:
+    exc = OSError(28, "No space left on device", "in.fa", None, "store/.ingest-x/input.fa")
+    assert os_error_text(exc) == "No space left on device: in.fa -> store/.ingest-x/input.fa"
+    assert os_error_text(OSError(28, "No space left on device")) == "No space left on device"
+
+
+def test_a_disk_with_room_is_not_short_of_space(tmp_path: Path) -> None:
+    assert short_of_space(tmp_path, 1) is None
+    assert short_of_space(tmp_path, 1 << 62) is not None
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 12 MiB tmpfs with room for 400 files (skipped where this process may not mount one)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,nr_inodes=400", "tmpfs", str(mnt)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_fasta_the_disk_has_no_room_for_is_called_a_full_disk_not_a_bad_fasta(small_disk: Path,
+                                                                                 tmp_path: Path) -> None:
+    # gtars reported "Inserter stopped receiving" and rgstore blamed the FASTA (InvalidInputError).
+    fasta = tmp_path / "big.fa"  # on another filesystem: the import copies it in (~8 MB), then needs ~8 MB more
+    with fasta.open("w") as fh:
+        for name, unit in (("c1", "ACGTTGCAAC"), ("c2", "TTGACCGTAA")):  # distinct: gtars stores each once
+            fh.write(f">{name}\n" + (unit * 6 + "\n") * 66_000)
+    store_path = small_disk / "store"
+    with Store.open(store_path, actor="t@x") as store:
+        with pytest.raises(DiskWriteError, match=r"the store's disk has [\d,]+ free: free space"):
+            store.genomes.init(fasta, ["big"])
+        assert store.head()[0] == 0 and list(store_path.glob(".ingest-*")) == []
+        assert store.verify().ok
+
+
+def test_an_alias_file_refresh_the_full_disk_refuses_after_the_commit_says_the_change_was_recorded(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    # The bare OSError (ENOSPC) reached the CLI as "error: No space left on device": a failure, though committed.
+    store_path = small_disk / "store"
+    digest = _genome(store_path, tmp_path)
+    fillers = small_disk / "fillers"
+    fillers.mkdir()
+    with Store.open(store_path, actor="t@x") as store:
+        head = store.head()[0]
+        try:
+            for i in range(1000):  # use up the inodes: the command's pending mark takes the last one
+                (fillers / str(i)).touch()
+        except OSError:
+            (fillers / "0").unlink()
+        with pytest.raises(ExternalSyncError, match=r"^alias change recorded, but .*No space left on device.*; the next"):
+            store.aliases.set("other", digest)
+        assert store.head()[0] == head + 1 and store.aliases.get("other") == digest
+    shutil.rmtree(fillers)
+    with Store.open(store_path) as reopened:  # its pending mark: the next writable open refreshes the copy
+        tsv = reopened.refget_path / "aliases" / "collections" / "refgenie.tsv"
+        assert f"other\t{digest}\n" in tsv.read_text()
+        assert reopened.verify().ok
