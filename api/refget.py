@@ -18,11 +18,13 @@ import json
 import os
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from rgstore.errors import InvalidInputError, OutOfRangeError
+from rgstore.errors import IntegrityError, InvalidInputError, OutOfRangeError
 
 from .app_info import app_version, organization
 from .errors import problem
@@ -37,18 +39,18 @@ from .negotiation import (
 )
 from .schemas import ErrorBody, RefgetServiceInfo, SequenceMetadataResponse
 from .sequences import (
+    CHUNK,
     SequenceIndex,
     StoredSequence,
     cached_bases,
     fetch_and_open,
     is_checksum,
-    iter_bases,
     open_stored,
     read_bases,
 )
 from .wire import IMMUTABLE, is_head, store_of
 
-__all__ = ["router", "INLINE_LIMIT", "sequence_index"]
+__all__ = ["router", "INLINE_LIMIT", "BasesResponse", "sequence_index"]
 
 INLINE_LIMIT = 1 << 16
 """Bodies up to this many bases are read in one call; larger ones are streamed in chunks."""
@@ -234,6 +236,49 @@ async def sequence(request: Request) -> Response:
         else:
             os.close(fd)
         return Response(body, status_code=status, media_type=media, headers=headers)
-    # Starlette iterates a sync iterator in its threadpool: the chunked reads stay off the loop.
-    return StreamingResponse(iter_bases(seq, segments, fd=fd), status_code=status, media_type=media,
-                             headers=headers)
+    return BasesResponse(fd, seq, segments, status_code=status, media_type=media, headers=headers)
+
+
+class BasesResponse(Response):
+    """The bases of ``segments`` streamed from the open ``fd``, which is closed when the response ends, however it ends.
+
+    A StreamingResponse over a generator that owns the descriptor keeps it open after a client
+    disconnects mid-body until the garbage collector finds the abandoned generator (one descriptor
+    per aborted download of a large sequence), and never closes it if the body had not started.
+    """
+
+    def __init__(self, fd: int, seq: StoredSequence, segments: list[tuple[int, int]], *, status_code: int,
+                 media_type: str, headers: dict[str, str]) -> None:
+        self.fd, self.seq, self.segments = fd, seq, segments
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the headers, then the bases in chunks read off the event loop."""
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async with anyio.create_task_group() as group:
+
+                async def until_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(until_disconnect)
+                await self._send_bases(send)
+                group.cancel_scope.cancel()
+        finally:
+            os.close(self.fd)
+
+    async def _send_bases(self, send: Send) -> None:
+        for start, end in self.segments:
+            pos = start
+            while pos < end:
+                data = await anyio.to_thread.run_sync(os.pread, self.fd, min(CHUNK, end - pos), pos)
+                if not data:
+                    raise IntegrityError(f"sequence file {self.seq.path} ended early at byte {pos}")
+                pos += len(data)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

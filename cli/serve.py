@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import click
 
@@ -55,8 +53,13 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
 
     path = resolve_store_path(ctx.store_path)
     if public_url:
-        if not public_url.startswith(("http://", "https://")):
-            raise click.BadParameter("must be an http:// or https:// URL", param_hint="--public-url")
+        from rgstore.errors import InvalidInputError
+        from rgstore.httpclient import check_url
+
+        try:  # advertised to clients, which record it: any scheme case, never a password
+            public_url = check_url(public_url, "URL")
+        except InvalidInputError as exc:
+            raise click.BadParameter(str(exc), param_hint="--public-url") from None
         os.environ["RGSTORE_PUBLIC_URL"] = public_url  # workers are fresh interpreters: they read it here
     if interval is not None and follow_source is None:
         raise click.UsageError("--interval needs --follow SOURCE (it is how often a mirror pulls)")
@@ -88,9 +91,11 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
                     raise  # nothing to serve yet
                 # A restart during an upstream outage serves what the mirror has; the follower retries.
                 click.echo(f"warning: {exc}; serving the local copy and retrying every {interval}", err=True)
+        from rgstore.follow import FollowerProcess
+
         # One background process is the replica's only writer; the API workers stay read-only.
-        follower = subprocess.Popen([sys.executable, "-m", "rgstore.follow", str(path), follow_source, interval,
-                                     "--parent", str(os.getpid()), *(["--with-sequences"] if with_sequences else [])])
+        follower = FollowerProcess([str(path), follow_source, interval, "--parent", str(os.getpid()),
+                                    *(["--with-sequences"] if with_sequences else [])])
     Store.open(path, readonly=True).close()  # a missing store is one line here, before the start-up line
     proxied = f", {root_path} behind the proxy" if root_path else ""  # the proxy strips it; direct URLs have none
     click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{proxied} "
@@ -102,5 +107,4 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         pass  # Ctrl-C is how a server is meant to stop
     finally:
         if follower is not None:
-            follower.terminate()
-            follower.wait(timeout=30)
+            follower.stop()

@@ -10,7 +10,9 @@ import argparse
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -19,7 +21,7 @@ from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchEr
 from .mirror import pull
 from .store import Store
 
-__all__ = ["follow", "parse_interval", "main"]
+__all__ = ["follow", "parse_interval", "main", "FollowerProcess", "RESTART_DELAY_S"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # ASCII digits only: str.isdigit() also accepts "²", which float() then rejects with a traceback.
@@ -91,6 +93,57 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
             while not stopping and time.monotonic() < deadline:
                 time.sleep(min(0.1, interval))
     return 0
+
+
+RESTART_DELAY_S = 1.0
+"""How long a supervised follower that a signal killed stays down before it is started again."""
+
+
+class FollowerProcess:
+    """``python -m rgstore.follow`` as a child of the server, started again whenever a signal kills it.
+
+    A follower killed by the OOM killer or a stray ``kill -9`` would otherwise leave the server
+    answering from a mirror that silently stopped following. One that exits by itself (stopped,
+    a refused upstream, a crash) stays down: its reason is on stderr, and a restart would repeat it.
+    """
+
+    def __init__(self, args: list[str]) -> None:
+        self._args = args
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self.process = self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="rgstore-follower", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "rgstore.follow", *self._args])
+
+    def _watch(self) -> None:
+        while True:
+            code = self.process.wait()
+            # Ctrl-C reaches the follower too: SIGINT is a stop, not a crash.
+            if self._stopping.is_set() or code >= 0 or code == -signal.SIGINT:
+                if code > 0 and not self._stopping.is_set():
+                    print(f"follow: the follower exited with status {code}; this server no longer follows "
+                          "its source (restart it once the cause above is fixed)", file=sys.stderr, flush=True)
+                return
+            print(f"follow: the follower was killed by signal {-code}; starting it again", file=sys.stderr, flush=True)
+            if self._stopping.wait(RESTART_DELAY_S):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = self._spawn()
+                self.restarts += 1
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the follower (SIGTERM: it finishes its round) and never start it again."""
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        process.terminate()
+        process.wait(timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

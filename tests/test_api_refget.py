@@ -364,6 +364,50 @@ def test_head_of_a_sequence_gives_its_length_without_a_body(served: Server) -> N
     assert r.headers["content-length"] == "270161"
 
 
+def _descriptors_on(pid: int, target: Path) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == str(target)
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts the server's descriptors in /proc")
+def test_clients_that_abort_large_downloads_leave_no_descriptor_open_on_the_sequence_file(tmp_path: Path) -> None:
+    # A StreamingResponse's abandoned generator kept its file open until a garbage collection:
+    # a server up for weeks ran out of descriptors one aborted download at a time.
+    rng = random.Random(7)
+    residues = "".join(rng.choice("ACGT") for _ in range(1 << 16)) * 256  # 16 Mbp: more than loopback buffers hold
+    fasta = tmp_path / "big.fa"
+    fasta.write_text(">big\n" + residues + "\n")
+    store = tmp_path / "store"
+    digest = str(init_genome(store, fasta, "big")["sequences"][0]).removeprefix("SQ.")  # type: ignore[index]
+    seq_file = next((store / "refget").rglob(f"{digest}.seq")).resolve()
+    with running_server(store) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        clients = []
+        for _ in range(8):
+            sock = socket.create_connection((host, int(port)))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # reads nothing: the server stalls
+            sock.sendall(f"GET /sequence/SQ.{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            clients.append(sock)
+        deadline = time.monotonic() + 30
+        while _descriptors_on(server.process.pid, seq_file) < len(clients) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _descriptors_on(server.process.pid, seq_file) == len(clients)  # each response streams from its own
+        for sock in clients:
+            sock.close()
+        deadline = time.monotonic() + 30
+        while _descriptors_on(server.process.pid, seq_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _descriptors_on(server.process.pid, seq_file) == 0
+        body = httpx.get(f"{server.url}/sequence/SQ.{digest}?start=1000&end=300000", timeout=30).content
+        assert body == residues[1000:300000].encode()  # and it goes on serving
+
+
 # -- sequences a remote genome has not fetched yet ------------------------------------------------------
 
 

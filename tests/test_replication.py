@@ -7,6 +7,7 @@ changes the primary and the mirrors' pulls are SIGKILLed at random points.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -301,6 +302,47 @@ def test_a_primary_restored_from_a_backup_and_written_to_is_refused_by_a_server_
         with pytest.raises(ChainError, match="seq 7: hash chain mismatch"):
             pull(mirror, server.url)
         assert (mirror.head(), view_digests(mirror)) == before
+
+
+def _follower_pids(mirror: Path) -> list[int]:
+    """Live `python -m rgstore.follow MIRROR ...` processes (zombies excluded)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"rgstore.follow" in argv and str(mirror).encode() in argv and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the follower process in /proc")
+def test_a_follower_killed_by_a_signal_is_started_again_and_the_mirror_catches_up(tmp_path: Path) -> None:
+    import httpx
+
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    primary_path, mirror = tmp_path / "primary", tmp_path / "mirror"
+    with Store.open(primary_path) as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="first"))])
+    with running_server(primary_path) as upstream, running_server(
+            mirror, extra_args=["--follow", upstream.url, "--interval", "200ms"]) as follower:
+        [killed] = _follower_pids(mirror)
+        os.kill(killed, signal.SIGKILL)  # the OOM killer, say: the server would serve a mirror frozen from now on
+        with Store.open(primary_path) as primary:
+            primary.append([NewEvent(stream="s", event=Noted(text=str(i))) for i in range(3)])
+            expected = primary.head()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and httpx.get(f"{follower.url}/events/head").json()["head_seq"] != 4:
+            time.sleep(0.1)
+        head = httpx.get(f"{follower.url}/events/head").json()
+        assert (head["head_seq"], head["head_hash"]) == expected
+        assert [pid for pid in _follower_pids(mirror) if pid != killed]  # a new follower does the pulling
+        assert "follower was killed by signal 9; starting it again" in follower.log()
+    assert not _follower_pids(mirror)  # stopping the server stops the restarted follower too
 
 
 def test_a_follower_of_a_vanished_segment_directory_serves_its_copy_and_picks_up_when_it_returns(tmp_path: Path) -> None:
