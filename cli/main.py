@@ -142,6 +142,11 @@ class RgstoreGroup(click.Group):
         except RgstoreError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Ctrl-C: one line and the shell's 128 + SIGINT (click's own handler says "Aborted!" and exits 1).
+            # Every command commits whole or not at all, so the line need not say more.
+            click.echo(f"{chr(10) if sys.stderr.isatty() else ''}error: interrupted", err=True)  # after a ^C or bar
+            ctx.exit(130)
         except BrokenPipeError:
             # `rgstore getseq ... | head` closes the pipe early; that is not an error.
             sys.stderr.close()
