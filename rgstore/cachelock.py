@@ -23,6 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from .errors import ConflictError
+from .files import open_lock
 
 __all__ = ["entry_lock", "entry_locks", "sweep_lock_files", "LOCK_DIR"]
 
@@ -49,7 +50,7 @@ def entry_lock(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock(path)  # another user's lock file too (a cache shared by a group)
         try:
             if deadline is None:
                 fcntl.flock(fd, mode)
@@ -101,7 +102,7 @@ def sweep_lock_files(cache_root: Path, keep: Iterable[str] = ()) -> list[str]:
         if key in kept:
             continue
         try:
-            fd = os.open(path, os.O_RDWR)
+            fd = open_lock(path, create=False)
         except OSError:
             continue  # gone already, or not ours to open
         try:

@@ -59,7 +59,11 @@ class Environment:
             elif not readonly and _refused_by_disk(exc):
                 raise log_write_failed(path, exc) from None
             elif "Permission denied" in text:
-                hint = "; readers need write access to log/lock.mdb too (ask the store's owner)"
+                from .sharing import SHARED_DOC, access_hint
+
+                who = access_hint([(path / "lock.mdb", True), (path / "data.mdb", not readonly), (path, not readonly)])
+                hint = (f"{f': {who}' if who else ''}; every user of a store needs read-write access to log/lock.mdb, "
+                        f"writers to log/data.mdb too (ask the store's owner; a store shared by a group: {SHARED_DOC})")
             else:
                 hint = "; is this an rgstore store?"
             raise StoreOpenError(f"the store's LMDB files cannot be used ({text}){hint}") from None
@@ -81,6 +85,7 @@ class Environment:
             max_readers=MAX_READERS,
             readonly=self.readonly,
             subdir=True,
+            mode=0o777,  # LMDB drops the x bits: data.mdb and lock.mdb get 0666 minus the umask, like any file
             max_spare_txns=0,  # spare read txns leave stale reader slots across fork (py-lmdb #346)
             metasync=True,
             sync=True,

@@ -189,3 +189,9 @@ class DiskWriteError(RgstoreError):
     """The disk refused a write (full, over a quota or a file size limit, or an I/O error); the message says what was kept."""
 
     http_status = 507
+
+
+class StorePermissionError(RgstoreError):
+    """This user may not write (or read) a file of the store: its owner or group must grant access."""
+
+    http_status = 403

@@ -2,7 +2,8 @@
 
 ``tempfile.mkstemp`` creates files with mode 0600; published segments, blobs and RefgetStore
 files must be readable by a web server or another user, so temp files get the mode an
-ordinary ``open()`` would give (0666 minus the process umask).
+ordinary ``open()`` would give (0666 minus the process umask, read when the file is made: a
+group-shared store narrows the umask after import, see ``rgstore.sharing``).
 """
 
 from __future__ import annotations
@@ -16,20 +17,50 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
-           "flock_held"]
+           "flock_held", "current_umask", "open_lock"]
 
 CHUNK = 1 << 20
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
+"""An ordinary file's mode under the umask at import (exports outside a store; ``mkstemp`` reads the umask anew)."""
+
+
+def current_umask() -> int:
+    """The process umask now, read without changing it (Linux ``/proc``; else a set-and-restore)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def mkstemp(*, dir: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tuple[int, str]:
     """``tempfile.mkstemp`` in ``dir`` with an ordinary file's permissions."""
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
-    os.fchmod(fd, FILE_MODE)
+    os.fchmod(fd, 0o666 & ~current_umask())
     return fd, name
+
+
+def open_lock(path: Path, *, create: bool = True) -> int:
+    """A descriptor to ``flock`` on ``path``, created (unless not ``create``) as an ordinary file if missing.
+
+    Lock files are shared by every user of a store: one another user made without group write
+    (an older rgstore made them 0644) is opened read-only, which ``flock`` accepts on local disks.
+    """
+    try:
+        return os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+    except PermissionError as exc:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            raise exc from None  # missing, in a directory we may not write: the refusal to create it
 
 
 # ``.<target name>.<tempfile's 8 random characters>.tmp``: what the atomic writers below (and

@@ -24,9 +24,19 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from .diskspace import short_of_space
-from .errors import ConflictError, DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RgstoreError
+from .errors import (
+    ConflictError,
+    DiskWriteError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    RgstoreError,
+    StorePermissionError,
+)
+from .files import current_umask, open_lock
 from .interrupts import deferred
 from .progress import ProgressFactory, null_progress
+from .sharing import SHARED_DOC, access_hint
 
 if TYPE_CHECKING:
     from .fasta import FastaSummary
@@ -224,6 +234,12 @@ def ingest_fasta(
                         f"{source}: the RefgetStore import failed ({exc}); its {residues:,} residues need about as "
                         f"many bytes and the store's disk has {free:,} free: free space and run the command again"
                     ) from None
+                refused = refget_access_hint(store.refget_path)
+                if refused:  # gtars names no errno either: say which of the store's files this user may not write
+                    raise StorePermissionError(
+                        f"{source}: the RefgetStore import failed ({exc}): {refused}; this user may not write the "
+                        f"store's RefgetStore (ask the store's owner; a store shared by a group: {SHARED_DOC})"
+                    ) from None
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()
@@ -249,9 +265,15 @@ def ingest_fasta(
         raise
 
 
+def refget_access_hint(refget: Path) -> str:
+    """The first of the RefgetStore's shared files and directories this user may not write, with mode and owner ('' if none)."""
+    return access_hint([(refget / name, True) for name in (
+        "", "collections", "sequences", "collections.rgci", "sequences.rgsi", "rgstore.json")])
+
+
 @contextmanager
 def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
-    """A private directory ``STORE/<prefix>*``, marked in use (flock) while the block runs, then removed.
+    """A scratch directory ``STORE/<prefix>*``, marked in use (flock) while the block runs, then removed.
 
     An exception or SystemExit (the CLI turns SIGTERM into one) removes it; a process killed
     outright (SIGKILL, or a signal before the mark exists) leaves it for ``sweep_scratch``.
@@ -259,7 +281,9 @@ def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=store.path))
     fd = -1
     try:
-        fd = os.open(path / _IN_USE, os.O_CREAT | os.O_RDWR, 0o600)
+        # An ordinary directory's mode (keeping a setgid bit), not mkdtemp's 0700: another user's gc may sweep it.
+        os.chmod(path, (path.stat().st_mode & 0o2000) | (0o777 & ~current_umask()))
+        fd = open_lock(path / _IN_USE)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield path
     finally:
@@ -275,7 +299,7 @@ def fetch_lock(store: Store) -> Iterator[None]:
     Every fetch of one sequence imports the same one-record carrier collection and removes it
     afterwards; two processes doing that at once would remove it under each other's import.
     """
-    fd = os.open(store.path / ".fetch.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fd = open_lock(store.path / ".fetch.lock")  # shared by every user of the store
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -381,7 +405,7 @@ def sweep_scratch(store: Store, *, older_than: float = STALE_SCRATCH_S) -> list[
         try:
             if not path.is_dir() or now - path.stat().st_mtime < older_than:
                 continue
-            fd: int | None = os.open(path / _IN_USE, os.O_RDWR)
+            fd: int | None = open_lock(path / _IN_USE, create=False)
         except FileNotFoundError:
             fd = None  # killed before it was marked: its age alone decides
         except OSError:

@@ -27,6 +27,7 @@ from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
+from .sharing import adopt_group_sharing
 from .streamreads import envelopes_at, indexed_seqs
 from .views import FoldContext, View
 from .views.registry import all_views
@@ -150,6 +151,7 @@ class Store:
         if path is not None and not str(path):
             raise InvalidInputError("the store path is empty; name a directory (or leave it out for the default store)")
         root = Path(path).expanduser() if path is not None else default_store_path()
+        adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         if readonly and not (root / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")
         if not readonly:

@@ -17,6 +17,7 @@ from ..diskspace import os_error_text
 from ..errors import ConflictError, ExternalSyncError
 from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
+from ..sharing import retry_condition
 from .aliasnames import COLLECTION, DIGEST_RE, NAME_RE, NAMESPACE_RE, SEQUENCE, Kind
 
 __all__ = ["CannotPatch", "alias_file_drift", "patched_tsv", "render_tsvs", "tsv_path", "write_alias_files"]
@@ -145,7 +146,7 @@ def write_alias_files(
     except OSError as exc:  # e.g. a full disk: the change is committed, its mark makes the next writable open retry
         raise ExternalSyncError(
             f"alias change recorded, but the RefgetStore alias files were not refreshed ({os_error_text(exc)}); "
-            "the next command that writes the store refreshes them once the disk allows (or run `rgstore rebuild`)"
+            f"the next command that writes the store refreshes them {retry_condition(exc)} (or run `rgstore rebuild`)"
         ) from None
 
 

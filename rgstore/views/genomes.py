@@ -27,6 +27,7 @@ from ..errors import ConflictError, ExternalSyncError
 from ..events import Envelope, Event, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, Redone, Undone
 from ..files import atomic_write_bytes
 from ..refgetlock import refget_write_lock
+from ..sharing import retry_condition
 from . import FoldContext, View, iter_prefix
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> Non
     except OSError as exc:  # e.g. a full disk: the change is committed, its mark makes the next writable open retry
         raise ExternalSyncError(
             f"FHR change recorded, but the RefgetStore's fhr/ files were not refreshed ({os_error_text(exc)}); "
-            "the next command that writes the store refreshes them once the disk allows (or run `rgstore rebuild`)"
+            f"the next command that writes the store refreshes them {retry_condition(exc)} (or run `rgstore rebuild`)"
         ) from None
 
 

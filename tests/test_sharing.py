@@ -1,0 +1,219 @@
+"""A store shared by a lab's Unix users: group-writable stores stay group-writable, refusals name the file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.refpkg_data import write_inputs
+
+TINY = REPO / "rgstore" / "data" / "tiny.fa"
+
+# Writes every kind of file a store holds: LMDB, gtars' RefgetStore files, alias TSVs, FHR files,
+# blobs, a cache entry's lock file, the fetch lock and a scratch directory's in-use file.
+_WRITE_EVERYTHING = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from rgstore.cachelock import entry_lock
+    from rgstore.refgetstore import fetch_lock, scratch_dir
+    from rgstore.store import Store
+
+    root, tiny, inputs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    with Store.open(root, actor="alice@lab") as store:
+        digest = store.genomes.init(tiny, ["tiny"], fhr={"schema": "1"}).genome.digest
+        store.aliases.set("lab:other", digest)
+        store.refpkgs.create("p1", locus="16S", files=[("tree", inputs / "tree.nwk")])
+        with entry_lock(store.cache_path, "a" * 64), fetch_lock(store), scratch_dir(store, ".ingest-"):
+            pass
+        with entry_lock(store.cache_path, "b" * 64), scratch_dir(store, ".ingest-") as kept:
+            (kept / "x").write_bytes(b"x")
+            print(kept.stat().st_mode)
+""")
+
+
+def _write_everything(root: Path, tmp_path: Path, umask: int) -> subprocess.CompletedProcess[str]:
+    inputs = tmp_path / "inputs"
+    write_inputs(inputs)
+    return subprocess.run([sys.executable, "-c", _WRITE_EVERYTHING, str(root), str(TINY), str(inputs)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, umask=umask)
+
+
+def _modes(root: Path) -> dict[str, int]:
+    out = {}
+    for path in [root, *root.rglob("*")]:
+        out[str(path.relative_to(root))] = path.lstat().st_mode
+    return out
+
+
+def test_every_file_of_a_group_writable_store_is_group_writable_whatever_the_writers_umask(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    os.chmod(root, 0o2770)  # the lab's setup: group-writable, setgid
+    proc = _write_everything(root, tmp_path, 0o077)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) & 0o070 == 0o070  # a scratch directory too (not mkdtemp's 0700)
+    modes = _modes(root)
+    assert {"log/data.mdb", "log/lock.mdb", "refget/collections.rgci", "refget/aliases/collections/lab.tsv",
+            ".fetch.lock", f"cache/.locks/{'a' * 64}.lock"} <= modes.keys()
+    assert any(name.startswith("blobs/") for name in modes) and any(name.startswith("refget/fhr/") for name in modes)
+    for name, mode in modes.items():
+        wanted = 0o070 if stat.S_ISDIR(mode) else 0o060
+        assert mode & 0o070 & wanted == wanted, f"{name} is {stat.filemode(mode)}"
+        assert mode & 0o007 == 0, f"{name} is {stat.filemode(mode)}: others keep what the umask gave them"
+
+
+def test_lmdb_files_take_the_writers_umask_like_every_other_file(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir(mode=0o755)
+    proc = _write_everything(root, tmp_path, 0o002)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("log/data.mdb", "log/lock.mdb", "refget/collections.rgci"):
+        assert stat.S_IMODE((root / name).stat().st_mode) == 0o664, name
+
+
+def test_a_store_that_is_not_group_writable_keeps_the_writers_umask(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir(mode=0o755)
+    proc = _write_everything(root, tmp_path, 0o022)
+    assert proc.returncode == 0, proc.stderr
+    writable = [name for name, mode in _modes(root).items() if name != "." and mode & 0o020]
+    assert writable == []
+
+
+# -- as other Unix users (root only: a forked child drops to another uid, so it needs no interpreter it may run) --
+
+_GROUP, _MEMBER, _OUTSIDER = 47_411, 47_412, 47_413
+
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users")
+
+
+@pytest.fixture
+def lab() -> Iterator[Path]:
+    """A directory other users can reach (pytest's tmp_path sits in root's private 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="rgstore-lab-"))
+    os.chmod(path, 0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _as_user(store: Path, uid: int, groups: list[int], work: Callable[[], str]) -> str:
+    """Run ``work`` in a forked child as ``uid`` (umask 077) with cwd ``store``; its result or its error."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through the pipe)
+        code = 0
+        try:
+            os.close(read)
+            os.chdir(store)
+            os.setgroups(groups)
+            os.setgid(groups[0] if groups else 65534)
+            os.setuid(uid)
+            os.umask(0o077)
+            text = "ok: " + work()
+        except BaseException as exc:
+            text, code = f"{type(exc).__name__}: {exc}", 1
+        os.write(write, text.encode()[:60_000])
+        os._exit(code)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65_536):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+@needs_root
+def test_a_group_member_writes_a_store_another_member_made_with_umask_077(tmp_path: Path, lab: Path) -> None:
+    from rgstore.cachelock import entry_lock
+    from rgstore.refgetstore import fetch_lock
+    from rgstore.store import Store
+
+    root = lab / "store"
+    root.mkdir()
+    os.chown(root, 0, _GROUP)
+    os.chmod(root, 0o2770)
+    proc = _write_everything(root, tmp_path, 0o077)
+    assert proc.returncode == 0, proc.stderr
+    for lock in (root / "cache" / ".locks" / f"{'a' * 64}.lock", root / ".fetch.lock"):
+        os.chmod(lock, 0o640)  # as an older rgstore made them: no group write
+    import rgstore.aliases
+    import rgstore.genomes
+    import rgstore.refpkgs  # noqa: F401  (imported before the fork: the child may not read the tree they live in)
+
+    def member() -> str:
+        with Store.open(".", actor="bob@lab") as store:
+            store.aliases.set("lab:bob", store.genomes.resolve("tiny"))
+            store.refpkgs.update_metadata("p1", [("author", "bob")])
+            store.blobs.put_bytes(b"bob's blob")
+            store.rebuild()
+            with entry_lock(store.cache_path, "a" * 64), fetch_lock(store):
+                pass
+        with Store.open(".", readonly=True) as store:
+            return store.getseq("tiny", store.genomes.show("tiny").names[0], 0, 4)
+
+    result = _as_user(root, _MEMBER, [_GROUP], member)
+    assert result.startswith("ok: "), result
+    assert (root / "refget" / "aliases" / "collections" / "lab.tsv").read_text().count("bob") == 1
+
+
+@needs_root
+def test_a_user_without_write_access_to_lock_mdb_is_told_which_file_and_why(tmp_path: Path, lab: Path) -> None:
+    from rgstore.store import Store
+
+    root = lab / "store"
+    root.mkdir()
+    os.chown(root, 0, _GROUP)
+    os.chmod(root, 0o2775)
+    proc = _write_everything(root, tmp_path, 0o022)  # group-writable store: others may read
+    assert proc.returncode == 0, proc.stderr
+
+    def outsider() -> str:
+        with Store.open(".", readonly=True) as store:
+            return str(store.head())
+
+    result = _as_user(root, _OUTSIDER, [], outsider)
+    assert result.startswith("StoreOpenError: "), result
+    assert "log/lock.mdb is -rw-rw-r-- root:" in result and "docs/deployment.md" in result
+
+
+@needs_root
+def test_a_member_who_may_not_write_the_refget_files_is_told_which_directory_and_why(lab: Path, tmp_path: Path) -> None:
+    from rgstore.errors import ExternalSyncError
+    from rgstore.refgetstore import refget_access_hint
+    from rgstore.store import Store
+
+    root = lab / "store"
+    root.mkdir()
+    os.chown(root, 0, _GROUP)
+    os.chmod(root, 0o2770)
+    proc = _write_everything(root, tmp_path, 0o077)
+    assert proc.returncode == 0, proc.stderr
+    os.chmod(root / "refget", 0o2750)  # a store half set up for sharing: the RefgetStore is not group-writable
+    import rgstore.aliases
+    import rgstore.genomes  # noqa: F401
+
+    def member() -> str:
+        hint = refget_access_hint(Path("refget"))
+        with Store.open(".", actor="bob@lab") as store:
+            try:
+                store.aliases.set("lab:bob", store.genomes.resolve("tiny"))
+            except ExternalSyncError as exc:
+                return f"{hint} | {exc}"
+        return hint
+
+    result = _as_user(root, _MEMBER, [_GROUP], member)
+    assert result.startswith("ok: refget is drwxr-s--- root:"), result
+    assert "once this user may write there (refget is drwxr-s--- root:" in result and "docs/deployment.md" in result
