@@ -54,7 +54,10 @@ class UpstreamPlan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _base(base_url: str | None, default: str) -> str:
-    return (base_url or default).rstrip("/")
+    from .httpclient import check_url
+
+    # Paths are appended to it, and the URLs built are recorded with the entry: no query, no credentials.
+    return check_url(base_url, "--base-url") if base_url else default
 
 
 def _resolve_ncbi(client: httpx.Client, ident: RawIdentity, base_url: str | None) -> UpstreamPlan:

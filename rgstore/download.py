@@ -22,6 +22,7 @@ from .blobs import BlobInfo, hash_file
 from .checksums import Expected, verify_file
 from .environment import fsync_dir
 from .errors import InvalidInputError, NotFoundError, RemoteError
+from .httpclient import redact
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
@@ -68,11 +69,11 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
             with client.stream("GET", url) as resp:
                 if resp.status_code == 404:
                     raise NotFoundError(
-                        f"upstream has no {url} (HTTP 404); check the source, species, release and assembly"
+                        f"upstream has no {redact(url)} (HTTP 404); check the source, species, release and assembly"
                     )
                 if resp.status_code != 200:
                     if attempt >= retries or resp.status_code < 500:
-                        raise RemoteError(f"cannot fetch {url}: HTTP {resp.status_code}")
+                        raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code}")
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 body = bytearray()
@@ -80,19 +81,19 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
                     body += chunk
                     if len(body) > TEXT_LIMIT:
                         raise RemoteError(
-                            f"cannot fetch {url}: the answer exceeds {TEXT_LIMIT >> 20} MiB, "
+                            f"cannot fetch {redact(url)}: the answer exceeds {TEXT_LIMIT >> 20} MiB, "
                             "far more than a checksum file or listing; check the base URL"
                         )
                 return bytes(body).decode(resp.encoding or "utf-8", errors="replace")
         except httpx.InvalidURL as exc:
-            raise InvalidInputError(f"invalid upstream URL {url!r}: {exc}") from None
+            raise InvalidInputError(f"invalid upstream URL {redact(url)!r}: {exc}") from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             # A redirect to another scheme, or a body that does not decode, will not change on retry.
             if attempt >= retries or isinstance(exc, (httpx.UnsupportedProtocol, httpx.DecodingError)):
-                raise RemoteError(f"cannot fetch {url}: {exc or type(exc).__name__}") from None
+                raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}") from None
             time.sleep(0.2 * (attempt + 1))
         except httpx.HTTPError as exc:  # e.g. a redirect loop
-            raise RemoteError(f"cannot fetch {url}: {exc or type(exc).__name__}") from None
+            raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}") from None
     raise AssertionError("unreachable")
 
 
@@ -120,7 +121,7 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
     with client.stream("GET", url, headers=headers) as resp:
         status = resp.status_code
         if status == 404:
-            raise NotFoundError(f"upstream has no {url} (HTTP 404)")
+            raise NotFoundError(f"upstream has no {redact(url)} (HTTP 404)")
         if status == 416:
             match = _UNSATISFIED.match(resp.headers.get("content-range", ""))
             if match and int(match.group(1)) == have:
@@ -141,7 +142,7 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
         elif status >= 500:
             raise _Incomplete(f"HTTP {status}")  # a server-side hiccup: worth a retry
         else:
-            raise RemoteError(f"cannot download {url}: HTTP {status}")
+            raise RemoteError(f"cannot download {redact(url)}: HTTP {status}")
         meta.write_text(json.dumps({"url": url, "validator": _validator(resp)}))
         bar = progress(f"download {part.name.removesuffix('.part')}", total=total, unit="B")
         try:
@@ -189,19 +190,19 @@ def download(
             _attempt(client, url, part, meta, progress)
             break
         except httpx.InvalidURL as exc:
-            raise InvalidInputError(f"invalid upstream URL {url!r}: {exc}") from None
+            raise InvalidInputError(f"invalid upstream URL {redact(url)!r}: {exc}") from None
         except (httpx.TransportError, _Incomplete) as exc:
             failures += 1
             if isinstance(exc, httpx.UnsupportedProtocol):  # e.g. redirected to ftp://: no retry will do
-                raise RemoteError(f"cannot download {url}: {exc}") from None
+                raise RemoteError(f"cannot download {redact(url)}: {exc}") from None
             if failures > retries:
                 raise RemoteError(
-                    f"download of {url} failed {failures} times (last: {exc}); "
+                    f"download of {redact(url)} failed {failures} times (last: {exc}); "
                     "the partial file is kept and the next run resumes it"
                 ) from None
             time.sleep(backoff * failures)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
-            raise RemoteError(f"cannot download {url}: {exc or type(exc).__name__}") from None
+            raise RemoteError(f"cannot download {redact(url)}: {exc or type(exc).__name__}") from None
     info = hash_file(part)
     if expected is not None:
         try:

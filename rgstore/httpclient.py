@@ -5,6 +5,11 @@ raises ValueError (``socks4://``, a typo'd scheme) or InvalidURL there, before a
 traceback from every network command unless translated here. A SOCKS proxy that breaks its
 handshake raises socksio's own error from inside httpcore; clients built here raise httpx.ProxyError
 instead, which every caller already reports.
+
+Credentials never go in a URL: a URL is printed in errors and may be recorded in the log, which is
+replicated and served forever. ``check_url`` refuses them where a URL enters rgstore, ``redact``
+masks them in any message, and clients built here send Basic auth from ``$NETRC`` or ``~/.netrc``
+(httpx itself no longer reads netrc).
 """
 
 from __future__ import annotations
@@ -12,15 +17,72 @@ from __future__ import annotations
 import os
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["new_client"]
+__all__ = ["check_url", "is_http_url", "new_client", "redact"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
+NETRC_HINT = "put credentials in ~/.netrc (or the file $NETRC names) instead"
+
+
+def redact(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def is_http_url(text: str) -> bool:
+    """Whether ``text`` starts with ``http://`` or ``https://`` in any case (schemes are case-insensitive)."""
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
+def check_url(url: str, what: str) -> str:
+    """``url`` (an http(s) base URL) with its scheme lower-cased and no trailing slash; InvalidInputError if unusable.
+
+    Refused: another scheme, no host, ``user:password@`` (it would be printed and recorded; netrc
+    is the place for it) and a query or fragment (paths are appended to the URL, which would land
+    after them).
+    """
+    url = url.strip()
+    if not is_http_url(url):
+        raise InvalidInputError(f"{what} {redact(url)!r} must start with http:// or https://")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} {redact(url)!r} is not a valid URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise InvalidInputError(
+            f"{what} {redact(url)!r} carries credentials, which would be printed and recorded; {NETRC_HINT}")
+    if not host:
+        raise InvalidInputError(f"{what} {url!r} is not a valid URL (no host)")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise InvalidInputError(
+            f"{what} {url!r} has a query string or fragment; give the base URL that paths are appended to")
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest}".rstrip("/")
+
+
+def _netrc_auth(httpx: Any) -> Any:
+    """Basic auth from ``$NETRC`` (else ``~/.netrc``) when that file exists, as curl and requests do; else None."""
+    import netrc
+
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    if not os.path.isfile(path):
+        return None
+    try:
+        return httpx.NetRCAuth(path)
+    except netrc.NetrcParseError as exc:
+        # Never the parser's message: it quotes the offending token, which may be a password.
+        raise InvalidInputError(f"cannot read the netrc file {path} (line {exc.lineno}); fix or remove it") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read the netrc file {path}: {type(exc).__name__}") from None
 
 
 def new_client(**kw: Any) -> httpx.Client:
@@ -37,10 +99,12 @@ def new_client(**kw: Any) -> httpx.Client:
                     raise httpx.ProxyError(f"the SOCKS proxy failed: {exc}", request=request) from None
                 raise
 
+    if "auth" not in kw and kw.get("trust_env", True):
+        kw["auth"] = _netrc_auth(httpx)
     try:
         return Client(**kw)
     except (ValueError, ImportError, httpx.InvalidURL) as exc:
         # A proxy URL may carry a password: never print it.
-        settings = ", ".join(f"{var}={re.sub(r'//[^/@]*@', '//***@', os.environ[var])}"
+        settings = ", ".join(f"{var}={redact(os.environ[var])}"
                              for var in _PROXY_VARS if os.environ.get(var))
         raise InvalidInputError(f"unusable proxy setting ({settings or 'none set'}): {exc}") from None

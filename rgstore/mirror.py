@@ -31,7 +31,7 @@ from .errors import (
     RemoteError,
     RgstoreError,
 )
-from .files import read_chunks
+from .files import open_lock, read_chunks
 from .logfile import read_log_file
 from .pendingsync import abandoned_marks
 from .progress import ProgressFactory, null_progress
@@ -127,7 +127,7 @@ def _pull_lock(store: Store) -> Iterator[None]:
     Two pulls would both fetch from the same head and the second would then fail on the chain
     (a ``serve --follow`` follower would take that for a bad upstream and stop); the second waits.
     """
-    fd = os.open(store.path / ".pull.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fd = open_lock(store.path / ".pull.lock")  # another member's lock file too (a store shared by a group)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -144,15 +144,10 @@ def _check_source(source: str) -> str:
         raise InvalidInputError(f"{source}: unsupported URL scheme; use http(s)://, a directory or an export file")
     if not upstream.is_url(source):
         return str(Path(source).expanduser().resolve())
-    import httpx
+    from .httpclient import check_url
 
-    try:
-        host = httpx.URL(source).host
-    except httpx.InvalidURL as exc:
-        raise InvalidInputError(f"{source}: not a valid URL ({exc})") from None
-    if not host:
-        raise InvalidInputError(f"{source}: not a valid URL (no host)")
-    return source.rstrip("/")
+    # The source is recorded (``replica_of``) and printed: never with credentials (netrc holds those).
+    return check_url(source, "SOURCE")
 
 
 def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences: bool = False,
@@ -236,12 +231,8 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                     source), upstream_head, _manifest_hashes(remote_manifest))
             else:
                 kind = "server"
-                try:
-                    info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))
-                    log_id, upstream_head = str(info["log_id"]), int(info["head_seq"])
-                    known = {upstream_head: str(info["head_hash"])}
-                except (msgspec.DecodeError, KeyError, TypeError, ValueError, NotFoundError):
-                    raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
+                log_id, upstream_head, upstream_hash = _server_head(client, source)
+                known = {upstream_head: upstream_hash}
                 start = _local_head(store)
                 applied, head = apply(log_id, upstream.server_records(client, source, start, upstream_head), upstream_head,
                                       known)
@@ -283,12 +274,13 @@ def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: s
     from .verify import referenced_blobs
 
     missing = sorted(sha for sha in referenced_blobs(store) if not store.blobs.exists(sha))
+    sizes = _blob_sizes(store) if missing and client is not None else {}
     for sha in missing:
         rel = f"blobs/{sha[:2]}/{sha}"
         if client is not None and kind == "server":
-            chunks = upstream.stream(client, f"{source}/blobs/{sha}")
+            chunks = upstream.stream(client, f"{source}/blobs/{sha}", limit=sizes.get(sha))
         elif client is not None and upstream.is_url(source):
-            chunks = upstream.stream(client, f"{source}/{rel}")
+            chunks = upstream.stream(client, f"{source}/{rel}", limit=sizes.get(sha))
         else:
             path = Path(source) / rel
             if not path.is_file():
@@ -307,6 +299,21 @@ def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: s
     return len(missing)
 
 
+def _blob_sizes(store: Store) -> dict[str, int]:
+    """sha256 -> size of every blob a retained refpkg state names (the only views that reference blobs)."""
+    from .views.refpkgstate import STEP_DECODER, STEPS_DB
+
+    sizes: dict[str, int] = {}
+    with store.read() as txn:
+        if not store.environment.has_db(STEPS_DB):
+            return sizes
+        with txn.cursor(db=store.environment.db(STEPS_DB)) as cur:
+            for _key, raw in cur:
+                for ref in STEP_DECODER.decode(raw).files.values():
+                    sizes[ref.sha256] = ref.size
+    return sizes
+
+
 def _fetch_cache(store: Store, client: httpx.Client | None, source: str, kind: str) -> int:
     """Fetch the files of every live cache entry the mirror lacks, verified by their recorded sha256."""
     from urllib.parse import quote
@@ -315,10 +322,11 @@ def _fetch_cache(store: Store, client: httpx.Client | None, source: str, kind: s
     from .views.cache import CacheEntry
 
     def fetch(entry: CacheEntry, relative: str) -> Iterator[bytes]:
+        size = entry.files[relative].size  # an answer running past it stops there, not when the disk fills
         if client is not None and kind == "server":
-            return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}")
+            return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}", limit=size)
         if client is not None and upstream.is_url(source):
-            return upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}")
+            return upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}", limit=size)
         path = Path(source) / "cache" / entry.path / relative
         if not path.is_file():
             raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} (publish with --with-blobs)")
@@ -394,8 +402,11 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         promoted = store.log.meta_get(txn, "promoted_from")
         last = store.log.meta_get(txn, "last_pull")
         head, head_hash = store.log.head(txn)
+    from .httpclient import redact  # a store from before credentials in URLs were refused may hold some
+
+    recorded = upstream or promoted
     result = MirrorStatus(
-        upstream=upstream.decode() if upstream else (promoted.decode() if promoted else None),
+        upstream=redact(recorded.decode()) if recorded else None,
         promoted=promoted is not None and upstream is None, local_head=head,
         last_pull=last.decode().replace("+00:00", "Z") if last else None,  # Z like every other time rgstore prints
     )
@@ -404,8 +415,9 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         try:
             up_seq, up_hash = _upstream_head(source)
         except (RgstoreError, OSError) as exc:
-            result.error = str(exc)
+            result.error = redact(str(exc))
             return result
+        source = redact(source)
         result.upstream_head = up_seq
         result.lag = max(up_seq - head, 0)
         if up_seq < head:
@@ -429,11 +441,19 @@ def _upstream_head(source: str) -> tuple[int, str]:
             manifest = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
             return manifest.head_seq, manifest.head_hash
         except NotFoundError:
-            try:
-                info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))
-                return int(info["head_seq"]), str(info["head_hash"])
-            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
-                raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
+            return _server_head(client, source)[1:]
+
+
+def _server_head(client: httpx.Client, source: str) -> tuple[str, int, str]:
+    """(log id, head seq, head chain hash hex) from a server's ``/events/head``; RemoteError if it is no such answer."""
+    try:
+        info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))
+        log_id, head_seq, head_hash = str(info["log_id"]), int(info["head_seq"]), str(info["head_hash"])
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError, NotFoundError):
+        raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
+    if head_seq < 0:  # else read as a rollback below this mirror's head
+        raise RemoteError(f"{source}/events/head states head_seq {head_seq}: not an rgstore server's answer")
+    return log_id, head_seq, head_hash
 
 
 def _content_gaps(store: Store) -> list[str]:

@@ -15,7 +15,7 @@ import json
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import msgspec
 
@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 TIMEOUT_S = 30.0
+DOC_LIMIT = 256 << 20
+"""The most a manifest, service-info, alias file or ``.rgsi`` index may be (a 200k-contig index is ~30 MB):
+an endless answer fails instead of filling memory."""
 _MANIFEST_KEYS = ("version", "mode", "seqdata_path_template")
 
 
@@ -84,18 +87,27 @@ class _Http:
         self.client.close()
 
     def get(self, url: str) -> bytes | None:
-        """The body of ``url``; None on 404; RemoteError when unreachable or on another failure."""
+        """The body of ``url`` (``DOC_LIMIT`` bytes at most); None on 404; RemoteError when unreachable or on another failure."""
+        from .httpclient import redact
+
+        shown = redact(url)
         try:
-            response = self.client.get(url)
+            with self.client.stream("GET", url) as response:
+                if response.status_code in (404, 410):
+                    return None
+                if response.status_code >= 400:
+                    raise RemoteError(f"{shown} answered HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > DOC_LIMIT:
+                        raise RemoteError(f"{shown}: the answer runs past {DOC_LIMIT:,} bytes, far more than a "
+                                          "RefgetStore index or service document; is this a RefgetStore?")
+                return bytes(body)
         except self._httpx.InvalidURL as exc:
-            raise InvalidInputError(f"invalid URL {url!r}: {exc}") from None
+            raise InvalidInputError(redact(f"invalid URL {url!r}: {exc}")) from None
         except self._httpx.HTTPError as exc:
-            raise RemoteError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
-        if response.status_code in (404, 410):
-            return None
-        if response.status_code >= 400:
-            raise RemoteError(f"{url} answered HTTP {response.status_code}")
-        return response.content
+            raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
 
     def json(self, url: str) -> Any:
         """Parsed JSON at ``url``; None on 404 or when the body is not JSON."""
@@ -109,10 +121,9 @@ class _Http:
 
 
 def _base(url: str) -> str:
-    url = url.strip()
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInputError(f"remote URL {url!r} must start with http:// or https://")
-    return url.rstrip("/")
+    from .httpclient import check_url
+
+    return check_url(url, "remote URL")  # recorded in the log: never with credentials
 
 
 # -- finding the store ---------------------------------------------------------------------------------
@@ -151,6 +162,9 @@ def detect(url: str, *, http: _Http | None = None, timeout: float = TIMEOUT_S) -
                     "(service-info seqcol.refget_store); rgstore needs one to fetch sequences"
                 )
             store_url = urljoin(service + "/", str(store["url"])).rstrip("/")
+            if "@" in urlsplit(store_url).netloc:  # it would be recorded in the log, replicated and served
+                raise RemoteError(f"{service} advertises a RefgetStore URL with credentials in it; "
+                                  "rgstore records that URL, so it refuses one carrying a password")
             manifest = http.json(f"{store_url}/rgstore.json")
             if not _is_manifest(manifest):
                 raise RemoteError(

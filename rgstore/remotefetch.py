@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .aliases import normalise_digest
 from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError
+from .httpclient import redact
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
 
@@ -28,6 +29,10 @@ __all__ = ["fetch_missing", "fetch_sequence"]
 _WINDOW = 4 << 20
 """Residues requested per ranged read when fetching a sequence (bounds memory on big chromosomes)."""
 _LINE = 80
+API_READ_TIMEOUT_S = 600.0
+"""Longest silence accepted from an rgstore server's refget route. A lazy server answers a window
+only once it has fetched the whole sequence itself, which its own fetch deadline (600 s by
+default) bounds; longer is an upstream that stopped answering, and a request waiting on it."""
 _PLAIN = "text/vnd.ga4gh.refget.v2.0.0+plain"
 
 
@@ -40,7 +45,7 @@ def _open_remote(cache: Path, store_url: str) -> Any:
         else:
             handle = RefgetStore.open_remote(str(cache), store_url)
     except (OSError, ValueError) as exc:
-        raise RemoteError(f"cannot open the RefgetStore at {store_url}: {exc}") from None
+        raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {exc}")) from None
     handle.set_quiet(True)
     return handle
 
@@ -86,7 +91,7 @@ def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> I
             raise _fetch_error(remote_url, bare, length, exc) from None
         except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
             raise IntegrityError(
-                f"sequence {bare} from {remote_url} is corrupt (bytes that are not residues); nothing was cached"
+                f"sequence {bare} from {redact(remote_url)} is corrupt (bytes that are not residues); nothing was cached"
             ) from None
 
 
@@ -97,18 +102,25 @@ def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
     url = f"{server}/sequence/SQ.{bare}"
     from .httpclient import new_client
 
-    with new_client(timeout=httpx.Timeout(1800.0, connect=5.0), follow_redirects=True) as client:
+    with new_client(timeout=httpx.Timeout(API_READ_TIMEOUT_S, connect=5.0), follow_redirects=True) as client:
         for start in range(0, length, _WINDOW):
-            params = {"start": start, "end": min(length, start + _WINDOW)}
+            end = min(length, start + _WINDOW)
             try:
-                resp = client.get(url, params=params, headers={"Accept": _PLAIN})
+                with client.stream("GET", url, params={"start": start, "end": end},
+                                   headers={"Accept": _PLAIN}) as resp:
+                    if resp.status_code == 404:
+                        raise NotFoundError(f"{redact(server)} has no sequence {bare}")
+                    if resp.status_code != 200:
+                        raise RemoteError(f"fetching sequence {bare} from {redact(url)} failed: HTTP {resp.status_code}")
+                    window = bytearray()
+                    for chunk in resp.iter_bytes():
+                        window += chunk
+                        if len(window) > end - start:  # an endless answer stops here, not when memory runs out
+                            raise RemoteError(f"{redact(url)} answers more than the {end - start:,} residues "
+                                              f"asked for ({start}-{end}); nothing was cached")
             except httpx.HTTPError as exc:
-                raise RemoteError(f"cannot reach {url}: {exc}") from None
-            if resp.status_code == 404:
-                raise NotFoundError(f"{server} has no sequence {bare}")
-            if resp.status_code != 200:
-                raise RemoteError(f"fetching sequence {bare} from {url} failed: HTTP {resp.status_code}")
-            yield resp.content
+                raise RemoteError(redact(f"cannot reach {url}: {exc}")) from None
+            yield bytes(window)
 
 
 def fetch_sequence(
@@ -158,7 +170,7 @@ def fetch_sequence(
             problems.append(f"md5 {writer.md5.hexdigest()} instead of {md5}")
         if problems:
             raise IntegrityError(
-                f"sequence {bare} from {remote_url} is corrupt ({'; '.join(problems)}); nothing was cached"
+                f"sequence {bare} from {redact(remote_url)} is corrupt ({'; '.join(problems)}); nothing was cached"
             )
 
         def drop_carrier(ingested: Ingested) -> None:
@@ -183,13 +195,13 @@ def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exceptio
     """gtars reports every read failure as KeyError/OSError; tell the caller which one it was."""
     text = str(exc).strip("'\"")
     if "Invalid stream range" in text:
-        return IntegrityError(f"{url}: sequence {digest} is shorter than its recorded {length} residues")
+        return IntegrityError(f"{redact(url)}: sequence {digest} is shorter than its recorded {length} residues")
     # gtars says "Sequence not found: X (<why>)" for every failed read: a 500, a timeout or a server
     # ignoring Range too. Only an absent file (404/410, or no reason at all) means the remote lacks it.
     _, _, why = text.partition(" (")
     if "Sequence not found" in text and (not why or re.search(r"http status: (404|410)\b", why)):
-        return NotFoundError(f"the RefgetStore at {url} has no sequence {digest}")
-    return RemoteError(f"fetching sequence {digest} from {url} failed: {why.removesuffix(')') or text}")
+        return NotFoundError(f"the RefgetStore at {redact(url)} has no sequence {digest}")
+    return RemoteError(redact(f"fetching sequence {digest} from {url} failed: {why.removesuffix(')') or text}"))
 
 
 def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFactory = null_progress) -> bool:

@@ -34,8 +34,10 @@ T = TypeVar("T")
 
 
 def is_url(source: str) -> bool:
-    """Whether a source names an HTTP(S) location (else a path)."""
-    return source.startswith(("http://", "https://"))
+    """Whether a source names an HTTP(S) location (else a path); the scheme in any case, as RFC 3986 says."""
+    from .httpclient import is_http_url
+
+    return is_http_url(source)
 
 
 def client() -> httpx.Client:
@@ -56,37 +58,53 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any
     """(body, media type) of ``url``; a body beyond ``limit`` bytes is refused, never buffered; errors as ``get``."""
     import httpx
 
+    from .httpclient import redact
+
     limit = SMALL_LIMIT if limit is None else limit
+    shown = redact(url)
     try:
         with client.stream("GET", url, **kw) as resp:
             if resp.status_code == 404:
-                raise NotFoundError(f"{url}: 404 Not Found")
+                raise NotFoundError(f"{shown}: 404 Not Found")
             if resp.status_code >= 400:
-                raise RemoteError(f"{url}: HTTP {resp.status_code}")
+                raise RemoteError(f"{shown}: HTTP {resp.status_code}")
             body = bytearray()
             for chunk in resp.iter_bytes():
                 body += chunk
                 if len(body) > limit:
-                    raise RemoteError(f"{url}: the answer runs past {limit:,} bytes, more than it can hold; "
+                    raise RemoteError(f"{shown}: the answer runs past {limit:,} bytes, more than it can hold; "
                                       "is this an rgstore upstream?")
             return bytes(body), resp.headers.get("content-type", "").partition(";")[0].strip()
     except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+        raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
 
 
-def stream(client: httpx.Client, url: str) -> Iterator[bytes]:
-    """The body of ``url`` in pieces (cache files and blobs can be gigabytes); errors as ``get``."""
+def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[bytes]:
+    """The body of ``url`` in pieces (cache files and blobs can be gigabytes); errors as ``get``.
+
+    ``limit`` is the size the caller expects (None: unknown): a longer answer raises RemoteError
+    before its excess is handed over, so an endless one cannot fill the disk.
+    """
     import httpx
 
+    from .httpclient import redact
+
+    shown = redact(url)
     try:
         with client.stream("GET", url) as resp:
             if resp.status_code == 404:
-                raise NotFoundError(f"{url}: 404 Not Found")
+                raise NotFoundError(f"{shown}: 404 Not Found")
             if resp.status_code >= 400:
-                raise RemoteError(f"{url}: HTTP {resp.status_code}")
-            yield from resp.iter_bytes(CHUNK)
+                raise RemoteError(f"{shown}: HTTP {resp.status_code}")
+            got = 0
+            for chunk in resp.iter_bytes(CHUNK):
+                got += len(chunk)
+                if limit is not None and got > limit:
+                    raise RemoteError(f"{shown}: the answer runs past the {limit:,} bytes recorded for it; "
+                                      "is this an rgstore upstream?")
+                yield chunk
     except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot reach {url}: {exc}") from None
+        raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
 
 
 def segment_records(

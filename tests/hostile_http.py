@@ -3,11 +3,13 @@
 Each route maps a path prefix to a ``Reply``: a function given the connected socket and the
 request path that writes whatever it likes (a redirect loop, a body cut short, a stall, an
 endless body) and returns whether the connection may serve another request. Requests are
-recorded in ``seen`` (the request line). Used by the network-failure tests of the HTTP clients.
+recorded in ``seen`` (the request line). With ``basic_auth`` set to (user, password), a request
+without those credentials gets a 401 instead. Used by the network-failure tests of the HTTP clients.
 """
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
@@ -66,6 +68,8 @@ class HostileServer:
     def __init__(self, routes: dict[str, Reply] | None = None, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Reply] = dict(routes or {})
         self.seen: list[str] = []
+        self.basic_auth: tuple[str, str] | None = None
+        self._conns: list[socket.socket] = []
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.bind((host, 0))
@@ -85,7 +89,17 @@ class HostileServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        # close() alone leaves the socket listening inside the blocked accept(), and the kernel may hand
+        # its port to a later test's server: that test's first connection would then meet this one
+        # (an endless answer filled a disk that way). shutdown() wakes accept() and ends the listener.
+        for sock in (self._sock, *self._conns):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # also stops replies still writing (endless, stalls)
+            except OSError:
+                pass
         self._sock.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _accept(self) -> None:
         while True:
@@ -93,6 +107,7 @@ class HostileServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return  # closed by __exit__
+            self._conns.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -107,6 +122,12 @@ class HostileServer:
                 line = data.split(b"\r\n", 1)[0].decode("latin-1")
                 self.seen.append(line)
                 path = line.split(" ")[1] if line.count(" ") >= 2 else "/"
+                if self.basic_auth is not None:
+                    want = b"Basic " + base64.b64encode(":".join(self.basic_auth).encode())
+                    heads = dict(h.split(b":", 1) for h in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:] if b":" in h)
+                    if {k.strip().lower(): v.strip() for k, v in heads.items()}.get(b"authorization") != want:
+                        conn.sendall(response("401 Unauthorized", headers=('WWW-Authenticate: Basic realm="t"',)))
+                        continue
                 match = max((p for p in self.routes if path.startswith(p)), key=len, default=None)
                 if match is None:
                     conn.sendall(response("404 Not Found"))

@@ -225,3 +225,16 @@ def test_an_unexpected_failure_is_a_one_line_json_500_like_every_other_error(tmp
     r = asyncio.run(call())
     assert r.status_code == 500 and r.headers["content-type"] == "application/json"
     assert r.json() == {"detail": "internal server error (RuntimeError); see the server log"}
+
+
+def test_serve_refuses_a_public_url_with_a_password_and_takes_any_scheme_case_before_starting(
+    cli, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """The advertised URL is what other rgstores record for a remote genome: never with credentials."""
+    monkeypatch.setenv("RGSTORE_PUBLIC_URL", "")  # serve exports it for its workers: undone after the test
+    monkeypatch.delenv("RGSTORE_PUBLIC_URL")
+    secret = cli("serve", "--public-url", "https://reader:s3cret@refs.example.org/")
+    assert secret.exit_code == 2 and "s3cret" not in secret.output
+    assert "URL 'https://***@refs.example.org/' carries credentials" in secret.output
+    upper = cli("serve", "--public-url", "HTTPS://refs.example.org/")  # accepted: fails later, on the missing store
+    assert upper.exit_code == 1 and upper.output.startswith("error: no rgstore store at")

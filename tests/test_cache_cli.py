@@ -175,3 +175,30 @@ def test_pin_and_unpin_take_json_like_the_rest_of_the_group(cli, server: Upstrea
     assert json.loads(cli("cache", "pin", key, "--json").stdout) == {"key": key, "pinned": True, "changed": True}
     assert json.loads(cli("cache", "pin", key, "--json").stdout)["changed"] is False
     assert json.loads(cli("cache", "unpin", key[:8], "--json").stdout) == {"key": key, "pinned": False, "changed": True}
+
+
+def test_fetch_raw_refuses_a_base_url_with_a_password_and_records_nothing(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    """The URLs built from --base-url are recorded with the entry, in a log that is replicated and served."""
+    secret = server.url.replace("http://", "http://reader:s3cret@")
+    out = cli("cache", "fetch-raw", *NCBI, "--base-url", f"{secret}/ncbi")
+    assert out.exit_code == 1 and "s3cret" not in out.output
+    assert out.output.strip().splitlines() == [
+        f"error: --base-url '{server.url.replace('http://', 'http://***@')}/ncbi' carries credentials, which would "
+        "be printed and recorded; put credentials in ~/.netrc (or the file $NETRC names) instead"]
+    assert json.loads(cli("cache", "ls", "--json").stdout) == []
+
+
+def test_fetch_raw_refuses_a_base_url_with_a_query_string_instead_of_building_broken_urls(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    out = cli("cache", "fetch-raw", *ENS, "--base-url", f"{server.url}/ensembl?token=abc")
+    assert out.exit_code == 1
+    assert out.output.strip().splitlines() == [
+        f"error: --base-url '{server.url}/ensembl?token=abc' has a query string or fragment; give the base URL "
+        "that paths are appended to"]
+
+
+def test_fetch_raw_takes_an_uppercase_scheme(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    out = cli("cache", "fetch-raw", *ENS, "--base-url", f"{server.url.replace('http://', 'HTTP://')}/ensembl", "--json")
+    assert out.exit_code == 0, out.output
+    [entry] = json.loads(cli("cache", "ls", "--json").stdout)
+    shown = json.loads(cli("cache", "show", entry["key"], "--json").stdout)
+    assert shown["entry"]["request"]["directory"].startswith(f"{server.url}/ensembl/")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rgstore import upstream
 from rgstore.errors import InvalidInputError, RemoteError
-from rgstore.httpclient import new_client
+from rgstore.httpclient import check_url, new_client, redact
+from tests.hostile_http import HostileServer, endless, fixed
 
 
 @pytest.mark.parametrize("setting", ["socks4://127.0.0.1:1", "gopher://proxy", "http://[::1"])
@@ -61,3 +64,78 @@ def test_cli_mirror_pull_under_an_unusable_proxy_setting_fails_in_one_line(
     assert result.output.strip().splitlines() == [
         "error: unusable proxy setting (HTTP_PROXY=socks4://127.0.0.1:1): "
         "Unknown scheme for proxy URL URL('socks4://127.0.0.1:1')"]
+
+
+# -- credentials: never in a URL, from netrc instead --------------------------------------------------
+
+
+def _clients() -> dict[str, Callable[[], httpx.Client]]:
+    from rgstore import download, remote
+
+    return {"upstream": upstream.client, "cache": download.http_client, "remote": lambda: remote._Http(5.0).client}
+
+
+@pytest.mark.parametrize("which", ["upstream", "cache", "remote"])
+def test_every_client_sends_basic_auth_from_the_netrc_file_that_NETRC_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, which: str
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login reader password s3cret\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc of the user running the tests
+    monkeypatch.delenv("NETRC", raising=False)
+    with HostileServer({"/doc": fixed("200 OK", b"members only")}) as srv:
+        srv.basic_auth = ("reader", "s3cret")
+        with _clients()[which]() as client:
+            assert client.get(f"{srv.url}/doc").status_code == 401  # no netrc: no credentials sent
+        monkeypatch.setenv("NETRC", str(netrc))
+        with _clients()[which]() as client:
+            assert client.get(f"{srv.url}/doc").content == b"members only"
+
+
+def test_the_home_netrc_is_used_when_NETRC_is_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1\n  login reader\n  password s3cret\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    with HostileServer({"/doc": fixed("200 OK", b"members only")}) as srv, upstream.client() as client:
+        srv.basic_auth = ("reader", "s3cret")
+        assert upstream.get(client, f"{srv.url}/doc") == b"members only"
+
+
+def test_a_malformed_netrc_is_one_line_that_does_not_quote_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login reader password s3cret\nbogus s3cret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with pytest.raises(InvalidInputError, match=rf"^cannot read the netrc file {re.escape(str(netrc))} \(line 2\)") as caught:
+        new_client()
+    assert "s3cret" not in str(caught.value)
+
+
+def test_redact_masks_the_userinfo_of_every_url_and_nothing_else() -> None:
+    text = "cannot reach http://me:pw@h:1/a@b?q=x@y (via HTTPS://tok@proxy), not mail@example.org"
+    assert redact(text) == "cannot reach http://***@h:1/a@b?q=x@y (via HTTPS://***@proxy), not mail@example.org"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://me:s3cret@host/pub", "carries credentials, which would be printed and recorded; put credentials "
+                                  "in ~/.netrc (or the file $NETRC names) instead"),
+    ("https://host/pub?token=1", "has a query string or fragment"),
+    ("http://host/pub#top", "has a query string or fragment"),
+    ("ftp://host/pub", "must start with http:// or https://"),
+    ("http:///pub", "is not a valid URL (no host)"),
+])
+def test_check_url_refuses_what_cannot_be_recorded_or_appended_to(url: str, problem: str) -> None:
+    with pytest.raises(InvalidInputError, match=re.escape(problem)) as caught:
+        check_url(url, "SOURCE")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_check_url_takes_the_scheme_in_any_case() -> None:
+    assert check_url(" HTTPS://Host:8000/Pub/ ", "SOURCE") == "https://Host:8000/Pub"
+
+
+def test_a_closed_hostile_server_no_longer_answers_on_its_port() -> None:
+    """Left listening, its port could be handed to a later test's server and answer for it (endlessly)."""
+    with HostileServer({"/": endless()}) as srv:
+        port = srv.port
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))

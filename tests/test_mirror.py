@@ -753,3 +753,90 @@ def test_a_stalled_upstream_times_out_with_the_url_and_changes_nothing(
             with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}{segment}: timed out"):
                 pull(mirror, srv.url)
             assert mirror.head()[0] == 0
+
+
+def _all_routes(pub: Path) -> dict[str, Reply]:
+    return {f"/{path.relative_to(pub).as_posix()}": fixed("200 OK", path.read_bytes())
+            for path in pub.rglob("*") if path.is_file()}
+
+
+def test_a_source_with_a_password_in_it_is_refused_and_netrc_supplies_it_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source is recorded (``replica_of``) and printed: a password there would leak for good."""
+    routes = _published_routes(tmp_path)
+    with HostileServer(routes) as srv, Store.open(tmp_path / "m") as mirror:
+        srv.basic_auth = ("reader", "s3cret")
+        secret = srv.url.replace("http://", "http://reader:s3cret@")
+        with pytest.raises(InvalidInputError, match=r"^SOURCE 'http://\*\*\*@127.0.0.1:\d+' carries credentials.*netrc"):
+            pull(mirror, secret)
+        assert status(mirror, check_upstream=False).upstream is None and srv.seen == []
+        (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password s3cret\n")
+        monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+        assert pull(mirror, srv.url).applied == 30
+        assert status(mirror).upstream == srv.url and status(mirror).error is None
+
+
+def test_cli_mirror_pull_with_a_password_in_the_url_prints_one_line_without_it(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("mirror", "pull", "http://reader:s3cret@127.0.0.1:9/pub")
+    assert result.exit_code == 1 and "s3cret" not in result.output
+    assert result.output.strip().splitlines() == [
+        "error: SOURCE 'http://***@127.0.0.1:9/pub' carries credentials, which would be printed and recorded; "
+        "put credentials in ~/.netrc (or the file $NETRC names) instead"]
+
+
+def test_an_uppercase_scheme_is_a_url_like_any_other(tmp_path: Path) -> None:
+    routes = _published_routes(tmp_path)
+    with HostileServer(routes) as srv, Store.open(tmp_path / "m") as mirror:
+        result = pull(mirror, srv.url.replace("http://", "HTTP://"))
+        assert (result.applied, result.source) == (30, srv.url)
+        assert status(mirror).upstream == srv.url
+
+
+def test_a_source_url_with_a_query_string_is_refused_not_mangled(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(InvalidInputError, match=r"has a query string or fragment; give the base URL"):
+            pull(mirror, "http://127.0.0.1:9/pub?token=abc")
+
+
+def test_an_events_head_with_a_negative_head_seq_is_an_invalid_answer_not_a_rollback(tmp_path: Path) -> None:
+    head = b'{"log_id": "3827b8ad4c7f413c888f77f0c0807a50", "head_seq": -1, "head_hash": "' + b"0" * 64 + b'"}'
+    with HostileServer({"/events/head": fixed("200 OK", head)}) as srv, Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(RemoteError, match=rf"^{srv.url}/events/head states head_seq -1: not an rgstore server's"):
+            pull(mirror, srv.url)
+        assert status(mirror, check_upstream=False).upstream is None
+
+
+def test_a_blob_or_cache_file_longer_than_recorded_is_refused_before_it_fills_the_disk(
+    store: Store, server, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    from rgstore.cachecopy import publish_cache
+    from rgstore.segments import publish_blobs
+    from rgstore.verify import referenced_blobs
+    from tests.upstream_fixture import ENSEMBL, base, req
+
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n" * 100)
+    store.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    publish(store, pub)
+    publish_blobs(store, pub)
+    publish_cache(store, pub)
+    [sha] = referenced_blobs(store)
+    routes = _all_routes(pub)
+    blob, cache_file = f"/blobs/{sha[:2]}/{sha}", max((r for r in routes if r.startswith("/cache/")), key=len)
+    good = (pub / cache_file[1:]).read_bytes()
+    with HostileServer({**routes, blob: endless()}) as srv, Store.open(tmp_path / "m") as mirror:
+        local = mirror.cache.root / cache_file.removeprefix("/cache/")
+        with pytest.raises(RemoteError, match=rf"^{srv.url}{blob}: the answer runs past the {tree.stat().st_size:,} "
+                                              "bytes recorded for it"):
+            pull(mirror, srv.url, with_blobs=True)
+        assert not mirror.blobs.exists(sha) and list(mirror.blobs.root.rglob("*")) == []
+        srv.routes = {**routes, cache_file: fixed("200 OK", good + b"\n" * 10)}
+        with pytest.raises(RemoteError, match=rf"^{srv.url}{cache_file}: the answer runs past the {len(good):,} bytes"):
+            pull(mirror, srv.url, with_blobs=True)
+        assert not local.exists() and list(local.parent.glob(f".{local.name}.*")) == []  # no temp file either
+        srv.routes = routes
+        assert pull(mirror, srv.url, with_blobs=True).cache_files_fetched >= 1
+        assert mirror.blobs.read_bytes(sha) == tree.read_bytes() and local.read_bytes() == good

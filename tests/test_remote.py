@@ -13,6 +13,7 @@ from rgstore import remote, remotefetch
 from rgstore.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from rgstore.refgetstore import open_refget
 from rgstore.store import Store
+from tests.hostile_http import HostileServer, Reply, endless, fixed
 from tests.httpfixture import RangeServer, serve_directory
 
 Served = tuple[RangeServer, Path, str]
@@ -468,4 +469,87 @@ def test_a_remote_outage_is_a_remote_error_naming_the_status_and_only_404_means_
     assert (f"http status: {status}" in message) if error is RemoteError else ("has no sequence" in message)
     bare = chr1[3:]
     assert not (store.refget_path / "sequences" / bare[:2] / f"{bare}.seq").exists()
+    assert not list(store.path.glob(".remote-*"))
+
+
+# -- credentials, size caps, scheme case ---------------------------------------------------------------------
+
+
+def _routes_of(root: Path) -> dict[str, Reply]:
+    return {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+def test_cli_genome_init_remote_with_a_password_in_the_url_is_refused_before_anything_is_recorded(
+    cli, served: Served  # type: ignore[no-untyped-def]
+) -> None:
+    server, _, digest = served
+    secret = server.url.replace("http://", "http://reader:s3cret@")
+    result = cli("genome", "init", "--remote", secret, "--digest", digest, "--name", "tiny")
+    assert result.exit_code == 1 and "s3cret" not in result.output
+    assert result.output.strip().splitlines() == [
+        f"error: remote URL {server.url.replace('http://', 'http://***@')!r} carries credentials, which would be "
+        "printed and recorded; put credentials in ~/.netrc (or the file $NETRC names) instead"]
+    assert cli("log", "--json").output.strip() in ("", "[]")
+
+
+def test_a_seqcol_server_advertising_a_store_url_with_a_password_is_refused(
+    served: Served, store: Store, tmp_path: Path
+) -> None:
+    server, _, digest = served
+    site = tmp_path / "site"
+    site.mkdir()
+    advertised = server.url.replace("http://", "http://reader:s3cret@")
+    (site / "service-info").write_text(json.dumps({"seqcol": {"refget_store": {"enabled": True, "url": advertised}}}))
+    with serve_directory(site) as seqcol_server:
+        with pytest.raises(RemoteError, match="advertises a RefgetStore URL with credentials") as caught:
+            remote.init_remote(store, seqcol_server.url, ["tiny"], digest=digest)
+    assert "s3cret" not in str(caught.value) and store.head()[0] == 0
+
+
+def test_a_remote_store_behind_basic_auth_is_read_with_netrc_credentials_and_recorded_without_them(
+    remote_copy: Served, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, root, digest = remote_copy
+    with HostileServer(_routes_of(root)) as srv:
+        srv.basic_auth = ("reader", "s3cret")
+        monkeypatch.delenv("NETRC", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        with pytest.raises(RemoteError):
+            remote.init_remote(store, srv.url, ["tiny"], digest=digest)  # no credentials: 401s
+        (tmp_path / ".netrc").write_text("machine 127.0.0.1 login reader password s3cret\n")
+        genome = remote.init_remote(store, srv.url, ["tiny"], digest=digest).genome
+    assert genome.source.remote_url == srv.url
+
+
+def test_an_uppercase_scheme_is_accepted_and_recorded_lowercase(served: Served, store: Store) -> None:
+    server, _, digest = served
+    genome = remote.init_remote(store, server.url.replace("http://", "HTTP://"), ["tiny"], digest=digest).genome
+    assert genome.source.remote_url == server.url
+
+
+def test_a_remote_url_with_a_query_string_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="has a query string or fragment"):
+        remote.init_remote(store, "http://127.0.0.1:9/store?sig=abc", ["tiny"], digest="A" * 32)
+
+
+@pytest.mark.parametrize("oversized", ["/rgstore.json", "/collections/"])
+def test_an_oversized_manifest_or_index_is_refused_not_buffered(
+    remote_copy: Served, store: Store, monkeypatch: pytest.MonkeyPatch, oversized: str
+) -> None:
+    _, root, digest = remote_copy
+    monkeypatch.setattr(remote, "DOC_LIMIT", 1 << 20)
+    routes = _routes_of(root)
+    if oversized == "/collections/":
+        routes = {path: reply for path, reply in routes.items() if not path.startswith("/collections/")}
+    with HostileServer({**routes, oversized: endless()}) as srv:
+        with pytest.raises(RemoteError, match=rf"^{srv.url}{oversized}.*: the answer runs past 1,048,576 bytes"):
+            remote.init_remote(store, srv.url, ["tiny"], digest=digest)
+    assert store.head()[0] == 0
+
+
+def test_a_sequence_route_answering_more_than_the_window_asked_for_is_refused(store: Store) -> None:
+    bare = "iYtREV555dUFKg2_agSJW6suquUyPpMw"
+    with HostileServer({"/sequence/": fixed("200 OK", b"ACGT" * 1000)}) as srv:
+        with pytest.raises(RemoteError, match=r"answers more than the 16 residues asked for \(0-16\); nothing was cached"):
+            remotefetch.fetch_sequence(store, srv.url, bare, 16, via_refget_api=True)
     assert not list(store.path.glob(".remote-*"))

@@ -147,11 +147,13 @@ def test_a_group_member_writes_a_store_another_member_made_with_umask_077(tmp_pa
     os.chmod(root, 0o2770)
     proc = _write_everything(root, tmp_path, 0o077)
     assert proc.returncode == 0, proc.stderr
-    for lock in (root / "cache" / ".locks" / f"{'a' * 64}.lock", root / ".fetch.lock"):
+    (root / ".pull.lock").touch()  # a mirror pull's lock, made by another member
+    for lock in (root / "cache" / ".locks" / f"{'a' * 64}.lock", root / ".fetch.lock", root / ".pull.lock"):
         os.chmod(lock, 0o640)  # as an older rgstore made them: no group write
     import rgstore.aliases
     import rgstore.genomes
     import rgstore.refpkgs  # noqa: F401  (imported before the fork: the child may not read the tree they live in)
+    from rgstore.mirror import _pull_lock
 
     def member() -> str:
         with Store.open(".", actor="bob@lab") as store:
@@ -159,7 +161,7 @@ def test_a_group_member_writes_a_store_another_member_made_with_umask_077(tmp_pa
             store.refpkgs.update_metadata("p1", [("author", "bob")])
             store.blobs.put_bytes(b"bob's blob")
             store.rebuild()
-            with entry_lock(store.cache_path, "a" * 64), fetch_lock(store):
+            with entry_lock(store.cache_path, "a" * 64), fetch_lock(store), _pull_lock(store):
                 pass
         with Store.open(".", readonly=True) as store:
             return store.getseq("tiny", store.genomes.show("tiny").names[0], 0, 4)
