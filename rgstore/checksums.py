@@ -43,6 +43,13 @@ class Expected(msgspec.Struct, frozen=True, kw_only=True):
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.value}"
 
+    def max_size(self) -> int | None:
+        """The most bytes the promised file can hold (a ``sum``'s 1 KiB blocks, rounded up); None if no size is promised."""
+        if self.algorithm != "sum":
+            return None
+        blocks = self.value.partition("/")[2]
+        return int(blocks) * 1024 if blocks.isascii() and blocks.isdigit() and len(blocks) < 19 else None
+
 
 class BsdSum:
     """An incremental BSD ``sum``: 16-bit rotating checksum plus the size in 1 KiB blocks (rounded up)."""

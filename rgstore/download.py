@@ -20,21 +20,27 @@ from typing import TYPE_CHECKING
 
 from .blobs import BlobInfo, hash_file
 from .checksums import Expected, verify_file
+from .diskspace import free_bytes
 from .environment import fsync_dir
-from .errors import InvalidInputError, NotFoundError, RemoteError
+from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .httpclient import redact
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["http_client", "download", "get_text", "DEFAULT_RETRIES"]
+__all__ = ["http_client", "download", "get_text", "DEFAULT_RETRIES", "DISK_RESERVE"]
 
 DEFAULT_RETRIES = 3
 TEXT_LIMIT = 64 << 20
 """The most ``get_text`` reads (a human genome's NCBI md5checksums.txt is a few KiB)."""
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
+
+
+DISK_RESERVE = 256 << 20
+"""A download stops rather than leave less than this free on its disk (an endless or oversized upstream answer)."""
+_SPACE_CHECK_EVERY = 64 << 20
 
 
 class _Incomplete(Exception):
@@ -112,7 +118,8 @@ def _load_meta(meta: Path, url: str) -> str:
     return str(data.get("validator", "")) if data.get("url") == url else ""
 
 
-def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: ProgressFactory) -> None:
+def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: ProgressFactory,
+             limit: int | None = None) -> None:
     have = part.stat().st_size if part.exists() else 0
     validator = _load_meta(meta, url) if have else ""
     if have and not validator:
@@ -150,10 +157,16 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
             with open(part, "r+b" if part.exists() else "wb") as out:
                 out.seek(offset)
                 out.truncate()
-                written = offset
+                written, next_check = offset, offset
                 for chunk in resp.iter_raw():  # no chunk size: a buffered chunk would be lost on a drop
-                    out.write(chunk)
                     written += len(chunk)
+                    if limit is not None and written > limit:
+                        raise _Oversized(f"upstream sent more than the {limit:,} bytes its checksum file allows "
+                                         f"for {redact(url)}; nothing was kept")
+                    if written >= next_check:
+                        _check_room(part, url)
+                        next_check = written + _SPACE_CHECK_EVERY
+                    out.write(chunk)
                     bar.update(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
@@ -161,6 +174,20 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
             bar.close()
         if total is not None and written != total:
             raise _Incomplete(f"got {written} of {total} bytes")
+
+
+class _Oversized(Exception):
+    """The body grew past the size the upstream checksum file promises."""
+
+
+def _check_room(part: Path, url: str) -> None:
+    """DiskWriteError if the part's disk is down to ``DISK_RESERVE`` free (the part is kept for a resume)."""
+    free = free_bytes(part.parent)
+    if free is not None and free < DISK_RESERVE:
+        raise DiskWriteError(
+            f"stopped downloading {redact(url)}: only {free:,} bytes left free on {part.parent} (rgstore keeps "
+            f"{DISK_RESERVE:,}); free space and run the command again to resume it"
+        )
 
 
 def download(
@@ -185,10 +212,15 @@ def download(
     part = dest.with_name(dest.name + ".part")
     meta = dest.with_name(dest.name + ".part.json")
     failures = 0
+    limit = expected.max_size() if expected is not None else None
     while True:
         try:
-            _attempt(client, url, part, meta, progress)
+            _attempt(client, url, part, meta, progress, limit)
             break
+        except _Oversized as exc:
+            part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+            raise IntegrityError(str(exc)) from None
         except httpx.InvalidURL as exc:
             raise InvalidInputError(f"invalid upstream URL {redact(url)!r}: {exc}") from None
         except (httpx.TransportError, _Incomplete) as exc:

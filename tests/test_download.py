@@ -13,7 +13,7 @@ import pytest
 from rgstore import download as download_module
 from rgstore.checksums import Expected
 from rgstore.download import download, get_text, http_client
-from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError
+from rgstore.errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from tests.hostile_http import HostileServer, Reply, endless, fixed, response, stall_after
 from tests.upstream_fixture import UpstreamServer
 
@@ -173,3 +173,28 @@ def test_cli_fetch_raw_against_a_redirect_loop_is_one_line_and_leaves_no_entry(c
         f"error: cannot fetch {srv.url}/release-110/fasta/homo_sapiens/dna/CHECKSUMS: "
         "Exceeded maximum allowed redirects."]
     assert cli("cache", "ls", "--json").output.strip() in ("[]", "")
+
+
+def test_an_endless_answer_stops_at_the_size_the_checksum_file_promises_and_keeps_nothing(tmp_path: Path) -> None:
+    # A download ran until the disk was full: an Ensembl CHECKSUMS line bounds the file at blocks x 1 KiB.
+    dest = tmp_path / "genome.fa.gz"
+    with HostileServer({"/": endless()}) as srv, http_client(timeout=5.0) as client:
+        with pytest.raises(IntegrityError, match="more than the 10,240 bytes its checksum file allows"):
+            download(client, f"{srv.url}/genome.fa.gz", dest, expected=Expected(algorithm="sum", value="123/10"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_without_a_promised_size_stops_before_the_disk_is_full_and_keeps_its_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NCBI's md5checksums.txt promises no size: the disk's own free space is the bound.
+    from rgstore.diskspace import free_bytes
+
+    free = free_bytes(tmp_path)
+    assert free is not None
+    monkeypatch.setattr(download_module, "DISK_RESERVE", free + (1 << 30))  # as if the disk were nearly full
+    dest = tmp_path / "genome.fa.gz"
+    with HostileServer({"/": endless()}) as srv, http_client(timeout=5.0) as client:
+        with pytest.raises(DiskWriteError, match="stopped downloading .* bytes left free on"):
+            download(client, f"{srv.url}/genome.fa.gz", dest, expected=MD5)
+    assert not dest.exists()
