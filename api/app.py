@@ -22,6 +22,7 @@ from rgstore.store import Store
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
+from .lazyfetch import FetchLimits, LazyFetcher
 from .schemas import Health
 from .sequences import fetch_in_child, set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
@@ -57,12 +58,15 @@ def create_app(store_path: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = FetchLimits.from_environment()  # a bad $RGSTORE_SERVE_FETCH_* fails here, before serving
         store = Store.open(path, readonly=True)
         app.state.store = store
         # Sequences not fetched yet (a remote genome's, or a mirror's from its primary) are fetched
         # on first request, in a child process, and verified against their digests; the event log
-        # stays read-only. The fetch answers False when nothing can supply a sequence.
-        set_lazy_fetch(lambda digest: fetch_in_child(store.path, digest))
+        # stays read-only. The fetch answers False when nothing can supply a sequence. Fetches run
+        # under their own small limits, never on the threadpool the other routes need.
+        set_lazy_fetch(lambda digest: fetch_in_child(store.path, digest, timeout=limits.timeout_s))
+        app.state.lazy_fetcher = LazyFetcher(limits)
         try:
             yield
         finally:

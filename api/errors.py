@@ -32,7 +32,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def rgstore_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RgstoreError)
-        return problem(exc.http_status, str(exc))
+        retry_after = getattr(exc, "retry_after", None)  # a 503 that says when to come back
+        return problem(exc.http_status, str(exc), headers={"Retry-After": str(retry_after)} if retry_after else None)
 
     async def validation_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

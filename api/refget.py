@@ -28,6 +28,7 @@ from rgstore.errors import IntegrityError, InvalidInputError, OutOfRangeError
 
 from .app_info import app_version, organization
 from .errors import problem
+from .lazyfetch import lazy_fetcher
 from .negotiation import (
     JSON_OFFERS,
     JSON_V1,
@@ -43,7 +44,6 @@ from .sequences import (
     SequenceIndex,
     StoredSequence,
     cached_bases,
-    fetch_and_open,
     is_checksum,
     open_stored,
     read_bases,
@@ -227,8 +227,8 @@ async def sequence(request: Request) -> Response:
     if is_head(request):
         return Response(b"", status_code=status, media_type=media, headers=headers)
     fd = open_stored(seq)
-    if fd is None:  # not fetched yet (a remote genome's, a mirror's): download off the event loop
-        fd = await run_in_threadpool(fetch_and_open, seq)
+    if fd is None:  # not fetched yet (a remote genome's, a mirror's): download off the event loop and threadpool
+        fd = await lazy_fetcher(request).open(seq)
     if size <= INLINE_LIMIT:
         body = cached_bases(fd, segments)  # from the page cache only: the loop never waits on the disk
         if body is None:

@@ -51,6 +51,7 @@ __all__ = [
     "read_bases",
     "lazy_fetch_enabled",
     "set_lazy_fetch",
+    "stop_fetch",
 ]
 
 CHUNK = 1 << 18
@@ -200,13 +201,17 @@ class SequenceIndex:
 _lazy_fetch: Callable[[str], bool] | None = None
 _fetch_locks: dict[str, threading.Lock] = {}
 _fetch_locks_guard = threading.Lock()
+_children: dict[str, subprocess.Popen[bytes]] = {}
+_children_guard = threading.Lock()
 
-FETCH_TIMEOUT_S = 1800.0
-"""A child fetching one sequence is killed after this long (a whole chromosome over a slow link fits)."""
+FETCH_TIMEOUT_S = 600.0
+"""A child fetching one sequence is killed after this long (a whole chromosome over a slow link fits,
+and a request path is not held for half an hour by an upstream that stopped answering)."""
 
 _FETCH_CHILD = """
-import json, sys
+import json, signal, sys
 from pathlib import Path
+signal.alarm(int(sys.argv[3]))  # dies on its own if orphaned: gtars waits on a silent server forever
 from rgstore.errors import RgstoreError
 from rgstore.remotefetch import fetch_missing
 from rgstore.store import Store
@@ -225,24 +230,43 @@ def fetch_in_child(store_path: Path, digest: str, *, timeout: float = FETCH_TIME
     gtars holds the GIL while it waits on the network, so a fetch on one of the server's threads
     would stall every request of the worker. The child verifies the residues against their
     digest exactly as an in-process fetch does; its RgstoreError is re-raised here by class name.
+    ``stop_fetch(digest)`` kills it (a server shutting down); it kills itself shortly after ``timeout``.
     """
-    command = [sys.executable, "-c", _FETCH_CHILD, os.fspath(store_path), digest]
-    try:
-        done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RemoteError(f"fetching sequence SQ.{digest} took more than {timeout:.0f}s; gave up") from None
-    lines = done.stdout.decode(errors="replace").splitlines()
+    command = [sys.executable, "-c", _FETCH_CHILD, os.fspath(store_path), digest, str(int(timeout) + 30)]
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as child:
+        with _children_guard:
+            _children[digest] = child
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise RemoteError(f"fetching sequence SQ.{digest} took more than {timeout:.0f}s; gave up") from None
+        finally:
+            with _children_guard:
+                if _children.get(digest) is child:
+                    del _children[digest]
+    lines = out.decode(errors="replace").splitlines()
     try:
         answer = json.loads(lines[-1])
     except (IndexError, ValueError):
-        tail = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-        raise RemoteError(f"fetching sequence SQ.{digest} failed (child exit {done.returncode}): {tail}") from None
+        tail = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise RemoteError(f"fetching sequence SQ.{digest} failed (child exit {child.returncode}): {tail}") from None
     if "error" in answer:
         cls = getattr(errors, str(answer["error"]), None)
         if not (isinstance(cls, type) and issubclass(cls, errors.RgstoreError)):
             cls = RemoteError
         raise cls(str(answer["message"]))
     return bool(answer["fetched"])
+
+
+def stop_fetch(digest: str) -> None:
+    """Kill the child fetching ``digest``, if one is running; its ``fetch_in_child`` then raises RemoteError."""
+    with _children_guard:
+        child = _children.get(digest)
+        if child is not None and child.poll() is None:
+            child.kill()
 
 
 def lazy_fetch_enabled() -> bool:

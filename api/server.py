@@ -17,6 +17,7 @@ from uvicorn.supervisors import Multiprocess
 from rgstore.errors import ConflictError, InvalidInputError
 from rgstore.store import Store
 
+from .lazyfetch import FetchLimits
 from .storepath import ENV_STORE
 
 __all__ = ["serve", "check_listen", "NoDelayConfig", "APP"]
@@ -63,6 +64,7 @@ def check_listen(host: str, port: int) -> None:
 def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "") -> None:
     """Serve ``store`` until interrupted; NotFoundError first if there is no store there."""
     Store.open(store, readonly=True).close()  # fail with one line here, not in every worker
+    FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
     check_listen(host, port)
     os.environ[ENV_STORE] = str(store)
     config = NoDelayConfig(

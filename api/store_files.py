@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from rgstore.errors import IntegrityError, NotFoundError
@@ -74,24 +75,26 @@ def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]
     response_class=Response,
     responses=file_responses(*sorted(set(MEDIA_TYPES.values()))),
 )
-def store_file(request: Request, path: str) -> Response:
+async def store_file(request: Request, path: str) -> Response:
     """Serve one RefgetStore file; ``Range: bytes=a-b`` gives 206 (what gtars open_remote needs)."""
     store = store_of(request)
     try:
-        real, st = resolve_store_file(store.refget_path, path)
+        # Async so that a lazy fetch below waits on the fetch slots, not on a threadpool token.
+        real, st = await run_in_threadpool(resolve_store_file, store.refget_path, path)
     except NotFoundError:
-        if not _fetched_lazily(request, path.strip("/")):
+        if not await _fetched_lazily(request, path.strip("/")):
             raise
-        real, st = resolve_store_file(store.refget_path, path)
+        real, st = await run_in_threadpool(resolve_store_file, store.refget_path, path)
     media = MEDIA_TYPES.get(real.suffix, "application/octet-stream")
     cache = _IMMUTABLE if real.suffix == ".seq" else _MUTABLE
     return StoredFileResponse(real, media_type=media, headers={"Cache-Control": cache})
 
 
-def _fetched_lazily(request: Request, relative: str) -> bool:
+async def _fetched_lazily(request: Request, relative: str) -> bool:
     """Fetch a catalogued sequence file not here yet (True if it is here now); False for any other path."""
+    from .lazyfetch import lazy_fetcher
     from .refget import sequence_index
-    from .sequences import fetch_and_open, lazy_fetch_enabled
+    from .sequences import lazy_fetch_enabled
 
     match = _SEQ_FILE.fullmatch(relative)
     if match is None or not match[2].startswith(match[1]) or not lazy_fetch_enabled():
@@ -102,7 +105,7 @@ def _fetched_lazily(request: Request, relative: str) -> bool:
     if seq is None or os.path.relpath(seq.path, store_of(request).refget_path) != relative:
         return False
     try:
-        os.close(fetch_and_open(seq))  # blocking, as this sync route runs on the threadpool
+        os.close(await lazy_fetcher(request).open(seq))  # under the fetch slots, as /sequence fetches
     except IntegrityError:
         return False  # nothing can supply it: the file is simply not here (404)
     return True

@@ -46,6 +46,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         rgstore --store ./mirror serve --follow http://primary:8000 --interval 5s
         curl http://127.0.0.1:8000/sequence/service-info
     """
+    from rgstore_api.lazyfetch import FetchLimits
     from rgstore_api.server import check_listen, serve
     from rgstore_api.storepath import resolve_store_path
 
@@ -67,6 +68,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         raise click.UsageError("--with-sequences needs --follow SOURCE")
     interval = interval or "5s"
     check_listen(host, port)  # a busy port is one line, before anything starts
+    FetchLimits.from_environment()  # so is a bad $RGSTORE_SERVE_FETCH_*
     follower = None
     if follow_source is not None:
         from rgstore.errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError

@@ -1,0 +1,201 @@
+"""Lazy fetches from an upstream that accepts and never answers cannot starve the server's other routes.
+
+A real uvicorn server runs in-process on loopback with a deliberately small AnyIO threadpool (3
+tokens, set on the default limiter at lifespan startup, as FastAPI's sync routes use it), in front
+of a store whose remote genome's sequences are not fetched yet. The remote's port is then taken by
+a socket that accepts connections and never replies.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from tests.httpfixture import serve_directory
+from tests.test_remote import build_refget
+
+FASTA = "".join(f">s{i}\n{'ACGT'[i % 4] * 40}{'TGCA'[i % 4] * (30 + i)}\n" for i in range(5))
+POOL = 3
+"""Tokens of the server's default threadpool: smaller than the fetches the tests start."""
+
+
+class Hole:
+    """A listener on ``port`` that accepts connections and never answers until ``release``."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        self.accepted: list[socket.socket] = []
+        self.released = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+            if self.released:
+                conn.close()
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.accepted) < count:
+            assert time.monotonic() < deadline, f"only {len(self.accepted)} fetches reached the remote"
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        """Hang up on everyone, now and on arrival: the fetches waiting on the remote fail."""
+        self.released = True
+        for conn in self.accepted:
+            conn.close()
+
+    def close(self) -> None:
+        self.release()
+        self.sock.close()
+
+
+@contextmanager
+def lazy_store_behind_a_hole(tmp_path: Path) -> Iterator[tuple[Path, list[str], Hole]]:
+    """A store with a remote genome of 5 unfetched sequences, its remote replaced by a ``Hole``."""
+    from rgstore import remote
+    from rgstore.store import Store
+
+    root = tmp_path / "remote" / "store"
+    digest = build_refget(root, FASTA)
+    store_path = tmp_path / "store"
+    with serve_directory(root) as upstream, Store.open(store_path) as store:
+        sequences = list(remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences)
+        port = int(upstream.url.rsplit(":", 1)[1])
+    hole = Hole(port)
+    try:
+        yield store_path, sequences, hole
+    finally:
+        hole.close()
+
+
+@contextmanager
+def small_pool_server(store_path: Path) -> Iterator[str]:
+    """The real app under a real uvicorn on a free loopback port, with a ``POOL``-token default threadpool."""
+    from rgstore_api.app import create_app
+
+    app = create_app(str(store_path))
+
+    async def small_pool(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # runs in the server's event loop, before any request
+            anyio.to_thread.current_default_thread_limiter().total_tokens = POOL
+        await app(scope, receive, send)
+
+    server = uvicorn.Server(uvicorn.Config(small_pool, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+@pytest.fixture
+def fetch_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGSTORE_SERVE_FETCH_SLOTS", "2")
+    monkeypatch.setenv("RGSTORE_SERVE_FETCH_WAIT_S", "1")
+
+
+def test_fetches_hanging_on_a_silent_upstream_leave_every_other_route_answering(
+    tmp_path: Path, fetch_limits: None
+) -> None:
+    with lazy_store_behind_a_hole(tmp_path) as (store_path, sequences, hole), \
+            small_pool_server(store_path) as url, ThreadPoolExecutor(len(sequences)) as pool:
+        try:
+            fetches = [pool.submit(httpx.get, f"{url}/sequence/{seq}", timeout=120) for seq in sequences]
+            hole.wait_for(2)  # fetches are now stuck on the remote
+            for path in ("v4/genomes", "events", "refpkgs", "store/rgstore.json", "cache/entries",
+                         f"sequence/{sequences[0]}/metadata", "seqcol/list/collection"):
+                r = httpx.get(f"{url}/{path}", timeout=20)  # the old server never answered these
+                assert r.status_code == 200, (path, r.text)
+            # Fetches beyond the 2 slots waited their bounded second, then were told to come back.
+            deadline = time.monotonic() + 60
+            while sum(f.done() for f in fetches) < len(sequences) - 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            busy = [f.result() for f in fetches if f.done()]
+            stuck = [f for f in fetches if not f.done()]
+            assert len(busy) == len(sequences) - 2 and len(stuck) == 2
+            for r in busy:
+                assert r.status_code == 503 and r.headers["retry-after"].isdigit(), r.text
+                assert "fetch" in r.json()["detail"] and "\n" not in r.json()["detail"]
+            hole.release()
+            assert [f.result().status_code for f in stuck] == [502, 502]
+        finally:
+            hole.release()  # on failure too: the client threads must end before the pool does
+
+
+def test_requests_for_one_unfetched_sequence_share_one_download_and_its_outcome(
+    tmp_path: Path, fetch_limits: None
+) -> None:
+    with lazy_store_behind_a_hole(tmp_path) as (store_path, sequences, hole), \
+            small_pool_server(store_path) as url, ThreadPoolExecutor(4) as pool:
+        try:
+            same: list[Future[httpx.Response]] = [
+                pool.submit(httpx.get, f"{url}/sequence/{sequences[1]}", timeout=120) for _ in range(4)]
+            hole.wait_for(1)
+            assert httpx.get(f"{url}/v4/genomes", timeout=20).status_code == 200
+            hole.release()
+            answers = [f.result() for f in same]
+            assert [r.status_code for r in answers] == [502] * 4, [r.text for r in answers]
+            assert len(hole.accepted) == 1  # one download, whose failure every waiting request reports
+        finally:
+            hole.release()
+
+
+@pytest.mark.parametrize(("name", "value"), [("RGSTORE_SERVE_FETCH_SLOTS", "0"), ("RGSTORE_SERVE_FETCH_SLOTS", "2.5"),
+                                             ("RGSTORE_SERVE_FETCH_WAIT_S", "soon"),
+                                             ("RGSTORE_SERVE_FETCH_TIMEOUT_S", "inf")])
+def test_serve_refuses_a_bad_fetch_limit_in_one_line_before_listening(
+    store: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    from rgstore_api.server import serve
+
+    from rgstore.errors import InvalidInputError
+
+    store.close()
+    monkeypatch.setenv(name, value)
+    with socket.socket() as taken:  # were the limits not checked first, serve would stop here instead
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        with pytest.raises(InvalidInputError, match=rf"^\${name}={value!r}: expected (a whole number|a number)"):
+            serve(store.path, port=taken.getsockname()[1])
+
+
+def test_the_cli_refuses_a_bad_fetch_limit_before_its_serving_line(store: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    store.close()
+    env = {**os.environ, "RGSTORE_SERVE_FETCH_SLOTS": "0"}
+    proc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store.path), "serve", "--port", "0"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines() == ["error: $RGSTORE_SERVE_FETCH_SLOTS='0': expected a whole number >= 1"]
