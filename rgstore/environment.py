@@ -10,8 +10,10 @@ has ended (new transactions wait for the resize).
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import lmdb
 
 from .diskspace import log_write_failed
-from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreOpenError
+from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreClosedError, StoreOpenError
 
 __all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE"]
 
@@ -34,6 +36,32 @@ else:
 INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; sparse on Linux, so it costs nothing
 MAX_DBS = 64
 MAX_READERS = 1024
+
+_LIVE: weakref.WeakSet[Environment] = weakref.WeakSet()
+"""Every open environment of this process, so a forked child can tell which ones it inherited."""
+
+
+def _mark_inherited() -> None:
+    """In a forked child: note which environments came from the parent, and whether any transaction was open."""
+    for environment in list(_LIVE):
+        environment._inherited_idle = environment._open_txns == 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_inherited)
+
+
+def _release_inherited(path: Path) -> None:
+    """Close this child's inherited handles on ``path`` that no thread was using at the fork.
+
+    LMDB forbids using an environment across fork() and py-lmdb refuses a second open of the same
+    files in one process, so a worker opening the store itself (a pool initializer) would fail while
+    the parent's handle lingers here. Closing one with a transaction open at the fork would end that
+    transaction's reader slot, which the parent's thread still relies on, so those stay.
+    """
+    for environment in list(_LIVE):
+        if environment._inherited_idle and environment.path.resolve() == path.resolve():
+            environment.close(why="it was opened before this process forked, and the store was opened again here")
 
 
 class Environment:
@@ -50,12 +78,24 @@ class Environment:
             # A first open stopped (full disk, Ctrl-C) before LMDB wrote its meta pages: a read-only open
             # would fail with EBADF; a writable one writes them, as it would have.
             Environment(path, readonly=False, map_size=map_size).close()
+        self._closed = ""
+        self._inherited_idle = False
         try:
-            self.env = self._open(path, map_size)
+            try:
+                self.env = self._open(path, map_size)
+            except lmdb.Error as exc:
+                if "already open" not in str(exc):
+                    raise
+                # A Store dropped without close() (a notebook's `Store.open(p).getseq(...)`) lingers in a
+                # reference cycle until the collector runs; a forked child holds its parent's handles.
+                gc.collect()
+                _release_inherited(path)
+                self.env = self._open(path, map_size)
         except lmdb.Error as exc:
             text = str(exc)
             if "already open" in text:
-                hint = "; close the other handle first"
+                hint = ("; one process opens a store once: use the Store already open on it (threads may share "
+                        "it), or close() that one first")
             elif not readonly and _refused_by_disk(exc):
                 raise log_write_failed(path, exc) from None
             elif "Permission denied" in text:
@@ -76,6 +116,7 @@ class Environment:
         self._open_txns = 0
         self._resizing = False
         self._mine = threading.local()
+        _LIVE.add(self)
 
     def _open(self, path: Path, map_size: int) -> lmdb.Environment:
         return lmdb.open(
@@ -93,9 +134,18 @@ class Environment:
             lock=True,
         )
 
-    def close(self) -> None:
-        """Close the environment; handles and transactions become invalid."""
+    def close(self, *, why: str = "it was closed") -> None:
+        """Close the environment; handles and transactions become invalid, and later use raises StoreClosedError."""
+        if not self._closed:
+            self._closed = why
+        _LIVE.discard(self)
         self.env.close()
+
+    def _refuse_closed(self) -> None:
+        raise StoreClosedError(
+            f"the store handle on {self.path.parent} cannot be used: {self._closed}; "
+            "open the store again (Store.open) and use that handle"
+        )
 
     def open_dbs(self, names: list[str]) -> None:
         """Open (creating in write mode) every named sub-db once, in one transaction."""
@@ -139,6 +189,8 @@ class Environment:
 
         On a full map the transaction is aborted, the map doubled, and ``fn`` re-run from the start.
         """
+        if self._closed:
+            self._refuse_closed()
         if self.readonly:
             raise ReadOnlyError("this store handle is read-only")
         while True:
@@ -175,6 +227,8 @@ class Environment:
     @contextmanager
     def read(self) -> Iterator[Txn]:
         """A short read transaction (never blocks on writers)."""
+        if self._closed:
+            self._refuse_closed()
         while True:
             self._enter()
             try:

@@ -30,6 +30,7 @@ __all__ = [
     "MissingSubDbError",
     "StoreOpenError",
     "DiskWriteError",
+    "StoreClosedError",
 ]
 
 
@@ -195,3 +196,9 @@ class StorePermissionError(RgstoreError):
     """This user may not write (or read) a file of the store: its owner or group must grant access."""
 
     http_status = 403
+
+
+class StoreClosedError(RgstoreError):
+    """A Store (or a service taken from it) was used after ``close()``: open the store again."""
+
+    http_status = 503

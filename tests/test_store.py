@@ -1,7 +1,15 @@
-"""Claims about Store's read API beyond the log module: paged event iteration."""
+"""Claims about Store's read API beyond the log module: paged event iteration; a handle's lifetime (close, fork)."""
 
 from __future__ import annotations
 
+import gc
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import StoreClosedError
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.store import Store
@@ -23,3 +31,75 @@ def test_iter_events_reads_one_page_at_a_time(store: Store) -> None:
     # Appended after the first page was read: a later page sees it (no snapshot of the whole log is held).
     store.append([NewEvent(stream="audit:x", event=Noted(text="late"))])
     assert first + [e.seq for e in pages] == list(range(1, 12))
+
+
+def test_a_closed_store_says_so_with_an_rgstore_error_on_every_read_and_write(store_path: Path) -> None:
+    store = Store.open(store_path)
+    store.append([NewEvent(stream="audit:x", event=Noted(text="n"))])
+    store.close()
+    uses: list[Callable[[], object]] = [
+        store.head, store.events, lambda: store.event(1), lambda: store.aliases.list(),
+        lambda: store.getseq("hg38", "chr1", 0, 5), lambda: store.append([NewEvent(stream="audit:x", event=Noted(text="m"))]),
+    ]
+    for use in uses:
+        with pytest.raises(StoreClosedError, match=r"it was closed; open the store again"):
+            use()
+
+
+def test_a_store_dropped_without_close_does_not_keep_its_path_from_opening_again(store_path: Path) -> None:
+    Store.open(store_path).append([NewEvent(stream="audit:x", event=Noted(text="n"))])
+    was_enabled = gc.isenabled()
+    gc.disable()  # the collector must not happen to run in between: the open itself has to make room
+    try:
+        assert Store.open(store_path).aliases.list() == []  # a notebook one-liner: no handle is left to close
+        with Store.open(store_path) as again:
+            assert again.head()[0] == 1
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _in_forked_child(work: Callable[[], str]) -> str:
+    """Run ``work`` in a forked child; what it returned, or its error's type and message."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            os.close(read)
+            text = work()
+        except BaseException as exc:
+            text = f"{type(exc).__name__}: {exc}"
+        os.write(write, text.encode()[:60_000])
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65_536):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_opens_the_store_its_parent_holds_open_and_the_parent_keeps_working(store_path: Path) -> None:
+    parent = Store.open(store_path, actor="parent@test")
+    try:
+        parent.append([NewEvent(stream="audit:x", event=Noted(text="before"))])
+
+        def worker() -> str:
+            # What a multiprocessing pool initializer does under the fork start method.
+            with Store.open(store_path, actor="worker@test") as mine:
+                mine.append([NewEvent(stream="audit:x", event=Noted(text="from the worker"))])
+                seq = mine.head()[0]
+            try:
+                parent.head()  # the handle inherited from the parent must not be used here (LMDB)
+            except StoreClosedError as exc:
+                return f"{seq} {exc}"
+            return f"{seq} the inherited handle was still used"
+
+        out = _in_forked_child(worker)
+        assert out.startswith("2 the store handle on ") and "opened before this process forked" in out, out
+        parent.append([NewEvent(stream="audit:x", event=Noted(text="after"))])
+        assert [e.event.text for e in parent.events(stream="audit:x")] == ["before", "from the worker", "after"]  # type: ignore[attr-defined]
+    finally:
+        parent.close()
