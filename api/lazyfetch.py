@@ -112,9 +112,13 @@ class LazyFetcher:
 
     async def _fetch(self, seq: StoredSequence) -> int:
         acquired = False
-        with anyio.move_on_after(self.limits.wait_s):
-            await self._slots.acquire()
+        try:  # a free slot first: under a wait of 0 the scope below is cancelled before it could take one
+            self._slots.acquire_nowait()
             acquired = True
+        except anyio.WouldBlock:
+            with anyio.move_on_after(self.limits.wait_s):
+                await self._slots.acquire()
+                acquired = True
         if not acquired:
             raise FetchSlotsBusyError(
                 f"sequence SQ.{seq.digest} is not fetched yet and all {self.limits.slots} fetch slots stayed "

@@ -18,6 +18,8 @@ import pwd
 import stat
 from pathlib import Path
 
+from .files import current_umask
+
 __all__ = ["group_shared", "adopt_group_sharing", "access_hint"]
 
 SHARED_DOC = "docs/deployment.md, 'A store shared by a group'"
@@ -39,8 +41,9 @@ def adopt_group_sharing(root: Path) -> bool:
     """
     if not group_shared(root):
         return False
-    mask = os.umask(0)
-    os.umask(mask & ~0o070)
+    mask = current_umask()  # read, not set-and-restore: a umask of 0 for an instant is world-writable files
+    if mask & 0o070:
+        os.umask(mask & ~0o070)
     return True
 
 

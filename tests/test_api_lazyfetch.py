@@ -199,3 +199,19 @@ def test_the_cli_refuses_a_bad_fetch_limit_before_its_serving_line(store: Any) -
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == ["error: $RGSTORE_SERVE_FETCH_SLOTS='0': expected a whole number >= 1"]
+
+
+def test_a_zero_fetch_wait_still_fetches_when_a_slot_is_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rgstore import remote
+    from rgstore.store import Store
+
+    monkeypatch.setenv("RGSTORE_SERVE_FETCH_WAIT_S", "0")  # "never queue": a free slot must still be taken
+    root = tmp_path / "remote" / "store"
+    digest = build_refget(root, FASTA)
+    with serve_directory(root) as upstream:
+        with Store.open(tmp_path / "store") as store:
+            sequences = list(remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences)
+        with small_pool_server(tmp_path / "store") as url:
+            r = httpx.get(f"{url}/sequence/{sequences[2]}", timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.text == "ACGT"[2] * 40 + "TGCA"[2] * 32

@@ -219,3 +219,31 @@ def test_a_member_who_may_not_write_the_refget_files_is_told_which_directory_and
     result = _as_user(root, _MEMBER, [_GROUP], member)
     assert result.startswith("ok: refget is drwxr-s--- root:"), result
     assert "once this user may write there (refget is drwxr-s--- root:" in result and "docs/deployment.md" in result
+
+
+def test_adopting_a_shared_store_never_lets_others_write_even_for_an_instant(tmp_path: Path) -> None:
+    # The umask is process-wide: a thread (LMDB, gtars, another request) creating a file while it was
+    # 0 would make that file world-writable. Every value set must keep the user's bits for others.
+    root = tmp_path / "store"
+    root.mkdir()
+    root.chmod(0o2775)
+    script = textwrap.dedent("""
+        import os, sys
+        from pathlib import Path
+        from rgstore.sharing import adopt_group_sharing
+        real, seen = os.umask, []
+        def spy(mask):
+            seen.append(mask)
+            return real(mask)
+        os.umask = spy
+        assert adopt_group_sharing(Path(sys.argv[1]))
+        os.umask = real
+        now = real(0o022)
+        print(" ".join(oct(m) for m in seen), oct(now))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(root)], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, umask=0o022)
+    assert proc.returncode == 0, proc.stderr
+    *seen, final = proc.stdout.split()
+    assert final == "0o2"  # group bits cleared, others' kept
+    assert all(int(mask, 8) & 0o002 for mask in seen), seen
