@@ -18,6 +18,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
+from datetime import timezone
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 def _not_modified_since(header: str, mtime: float) -> bool:
     try:
-        since = parsedate_to_datetime(header).timestamp()
+        date = parsedate_to_datetime(header)
+        # asctime dates carry no zone and parse naive: HTTP dates are all GMT, not the server's local time.
+        since = (date if date.tzinfo else date.replace(tzinfo=timezone.utc)).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return False  # an unparsable date is ignored (RFC 9110 section 13.1.3)
     return int(mtime) <= since

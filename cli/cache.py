@@ -243,7 +243,7 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     with ctx.open() as store:
         report = store.cache.gc(max_age=age, max_size=size, dry_run=dry_run)
     if as_json:
-        emit_json(report)
+        emit_json(_iso_fields(report, evicted=[_iso_fields(i, "last_access") for i in report.evicted]))
         return
     verb = "would evict" if dry_run else "evicted"
     for item in report.evicted:
@@ -331,6 +331,15 @@ def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
     )
 
 
+def _iso_fields(obj: Any, *times: str, **replaced: Any) -> dict[str, Any]:
+    """``obj`` as JSON data with its POSIX-time fields ``times`` in ISO 8601 UTC (as every JSON time is)."""
+    import msgspec
+
+    from rgstore.views.cache import iso_time
+
+    return {**msgspec.to_builtins(obj), **{t: iso_time(getattr(obj, t)) for t in times}, **replaced}
+
+
 def _entry_json(e: Any) -> dict[str, Any]:
     import msgspec
 
@@ -356,7 +365,9 @@ def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
     with ctx.open(readonly=True) as store:
         details = store.cache.show(ref)
     if as_json:
-        emit_json(details)
+        emit_json(_iso_fields(
+            details, entry=details.entry and _iso_fields(details.entry, "inserted_at", "last_access"),
+            tombstone=details.tombstone and _iso_fields(details.tombstone, "evicted_at")))
         return
     click.echo(f"key        {details.key}\nstate      {details.state}\ndirectory  {details.directory}")
     if details.entry is not None:

@@ -60,7 +60,7 @@ def _row(env: Any) -> dict[str, Any]:
 @store_option
 @click.option("--stream", help="Only this stream, or streams matching a glob (e.g. 'refpkg:*', 'alias:*/hg38').")
 @click.option("--type", "type_", help="Only this event type tag, e.g. alias-set.")
-@click.option("--since", help="Only events at or after this time (ISO, or a span like 2h, 7d).")
+@click.option("--since", help="Only events at or after this time (ISO 8601, UTC unless it has an offset; or a span like 2h, 7d).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the most recent N matching events (in seq order).")
 @json_option
 @click.pass_context

@@ -60,6 +60,15 @@ _ATTEMPTS = 3
 """Times ``regions`` recomputes its keys when level 2 changes under it before giving up."""
 
 
+def _touch_due(now: float, last_access: float) -> bool:
+    """Whether a hit at ``now`` is recorded: an interval after the last recorded use, or an interval before it.
+
+    A recorded use in the clock's future means the clock was set back (NTP corrected a fast clock):
+    waiting for the clock to catch up would leave hits unrecorded and "last used" in the future.
+    """
+    return abs(now - last_access) >= TOUCH_INTERVAL
+
+
 class RawResult(msgspec.Struct, kw_only=True):
     """A level-2 entry after ``fetch_raw``: where its files are and whether it was already cached."""
 
@@ -384,7 +393,7 @@ class Cache:
             db = self._db("cache.entries")
             for key in keys:
                 entry = CacheView.get(txn, db, key)
-                if entry is not None and now - entry.last_access >= TOUCH_INTERVAL:
+                if entry is not None and _touch_due(now, entry.last_access):
                     out.append(NewEvent(stream=stream_of(key), event=CacheTouched(key=key)))
         return out
 
@@ -417,7 +426,7 @@ class Cache:
             out = []
             for key in keys:  # re-checked in the write txn: a concurrent hit may have touched it
                 entry = CacheView.get(txn, db, key)
-                if entry is not None and now - entry.last_access >= TOUCH_INTERVAL:
+                if entry is not None and _touch_due(now, entry.last_access):
                     out.append(NewEvent(stream=stream_of(key), event=CacheTouched(key=key)))
             return out
 

@@ -194,6 +194,23 @@ def test_conditional_requests_are_answered_304_without_a_body(served: tuple[Serv
         assert r.status_code == 200 and r.content == first.content, headers
 
 
+def test_an_asctime_if_modified_since_is_gmt_whatever_the_server_time_zone(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    with Store.open(path, actor="tester@test") as store:
+        info, _ = store.blobs.put_bytes(b"blob bytes\n")
+        blob = store.blobs.path(info.sha256)
+    modified = 784116000  # 1994-11-06T10:00:00Z
+    os.utime(blob, (modified, modified))
+    # A POSIX zone five hours west of UTC (no zoneinfo files needed); asctime dates carry no zone.
+    with running_server(path, env={"TZ": "XST5"}) as server:
+        url = f"{server.url}/blobs/{info.sha256}"
+        assert httpx.get(url).headers["last-modified"] == "Sun, 06 Nov 1994 10:00:00 GMT"
+        earlier = httpx.get(url, headers={"If-Modified-Since": "Sun Nov  6 08:49:37 1994"})
+        assert earlier.status_code == 200 and earlier.content == b"blob bytes\n"
+        same = httpx.get(url, headers={"If-Modified-Since": "Sun Nov  6 10:00:00 1994"})
+        assert same.status_code == 304
+
+
 def test_range_errors_are_one_line_json_as_on_the_refget_route(served: tuple[Server, Path, str]) -> None:
     server, path, _ = served
     url = f"{server.url}/store/rgstore.json"

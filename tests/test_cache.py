@@ -81,6 +81,18 @@ def test_hits_after_an_hour_record_one_touch_per_entry_read(store: Store, server
     assert all(e.touches == 1 for e in store.cache.ls(level=1))
 
 
+def test_a_hit_after_the_clock_was_set_back_records_a_touch(store: Store, server: UpstreamServer) -> None:
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    # The clock ran two hours fast when the entry was stamped and has since been corrected: the
+    # recorded last use lies in the clock's future, and hits must not wait two hours to be recorded.
+    store.cache.clock = lambda: time.time() - 7200
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    assert cache_events(store).count("cache-touched") == 1
+    store.cache.clock = time.time  # re-anchored at the corrected time: hits coalesce again
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    assert cache_events(store).count("cache-touched") == 1
+
+
 @pytest.mark.parametrize("params", [NCBI, ENSEMBL], ids=["ncbi-md5", "ensembl-bsd-sum"])
 def test_a_checksum_mismatch_caches_nothing(
     store: Store, server: UpstreamServer, params: dict[str, str]

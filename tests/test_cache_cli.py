@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from rgstore.events import CacheInserted
@@ -60,6 +61,20 @@ def test_fetch_raw_then_ls_and_show(cli, server: UpstreamServer) -> None:  # typ
     assert shown["state"] == "live" and shown["entry"]["request"]["assembly_name"] == "SYN1"
     assert shown["entry"]["request"]["upstream"]["raw/genome.fna.gz"]["checksum"].startswith("md5:")
     assert "cache-inserted" in cli("cache", "show", listed[0]["key"]).stdout
+
+
+def test_show_and_gc_json_print_times_as_iso_utc_like_ls(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    assert cli("cache", "fetch-raw", *ENS, "--base-url", f"{server.url}/ensembl").exit_code == 0
+    [listed] = json.loads(cli("cache", "ls", "--json").stdout)
+    shown = json.loads(cli("cache", "show", listed["key"], "--json").stdout)
+    assert {t: shown["entry"][t] for t in ("inserted_at", "last_access")} == {
+        t: listed[t] for t in ("inserted_at", "last_access")}
+    dry = json.loads(cli("cache", "gc", "--max-age", "0s", "--dry-run", "--json").stdout)
+    assert [i["last_access"] for i in dry["evicted"]] == [listed["last_access"]]
+    done = json.loads(cli("cache", "gc", "--max-age", "0s", "--json").stdout)
+    assert [i["last_access"] for i in done["evicted"]] == [listed["last_access"]]
+    evicted_at = json.loads(cli("cache", "show", listed["key"], "--json").stdout)["tombstone"]["evicted_at"]
+    assert datetime.fromisoformat(evicted_at).tzinfo is not None and evicted_at.endswith("Z")
 
 
 def test_a_checksum_mismatch_is_a_one_line_error_and_nonzero_exit(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
