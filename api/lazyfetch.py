@@ -61,7 +61,7 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: f
         return default
     try:
         value = float(int(raw)) if whole else float(raw)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a whole number too large for a float
         value = float("nan")
     if not value >= minimum or value == float("inf"):
         kind = "a whole number" if whole else "a number of seconds"

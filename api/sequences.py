@@ -52,6 +52,7 @@ __all__ = [
     "lazy_fetch_enabled",
     "set_lazy_fetch",
     "stop_fetch",
+    "child_error",
 ]
 
 CHUNK = 1 << 18
@@ -254,11 +255,19 @@ def fetch_in_child(store_path: Path, digest: str, *, timeout: float = FETCH_TIME
         tail = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         raise RemoteError(f"fetching sequence SQ.{digest} failed (child exit {child.returncode}): {tail}") from None
     if "error" in answer:
-        cls = getattr(errors, str(answer["error"]), None)
-        if not (isinstance(cls, type) and issubclass(cls, errors.RgstoreError)):
-            cls = RemoteError
-        raise cls(str(answer["message"]))
+        raise child_error(str(answer["error"]), str(answer["message"]))
     return bool(answer["fetched"])
+
+
+def child_error(name: str, message: str) -> errors.RgstoreError:
+    """The fetch child's error, re-made here by class name (RemoteError for an unknown name or constructor)."""
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.RgstoreError)):
+        return RemoteError(message)
+    try:
+        return cls(message)
+    except TypeError:  # a constructor taking more than a message (ChainError): keep the words
+        return RemoteError(message)
 
 
 def stop_fetch(digest: str) -> None:

@@ -11,9 +11,14 @@ __all__ = ["new_event_id", "id_source"]
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+def _now_ms() -> int:
+    """Milliseconds since 1970, never negative (a clock set before 1970 must not stop every write)."""
+    return max(_time.time_ns() // 1_000_000, 0)
+
+
 def new_event_id() -> str:
     """A UUIDv7: 48-bit millisecond timestamp then random bits, so ids sort by time."""
-    raw = bytearray((_time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw = bytearray(_now_ms().to_bytes(6, "big") + os.urandom(10))
     raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
     raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
     h = raw.hex()
@@ -22,7 +27,7 @@ def new_event_id() -> str:
 
 def id_source(n: int) -> Iterator[str]:
     """Fresh UUIDv7s for up to ``n`` events (one urandom call per batch: appends draw ids in bulk)."""
-    ms = (_time.time_ns() // 1_000_000).to_bytes(6, "big").hex()
+    ms = _now_ms().to_bytes(6, "big").hex()
     rand = os.urandom(10 * n).hex()
     for i in range(0, 20 * n, 20):
         r = rand[i : i + 20]

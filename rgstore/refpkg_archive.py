@@ -309,7 +309,8 @@ def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
 
 def _write_zip(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
                mtime: datetime, advance: Advance) -> None:
-    stamp = datetime.fromtimestamp(max(mtime.timestamp(), _ZIP_EPOCH)).timetuple()[:6]
+    # ZIP stores local time from 1980 on: clamp after the conversion (west of UTC, 1980-01-01 UTC is 1979 locally).
+    stamp = max(datetime.fromtimestamp(max(mtime.timestamp(), _ZIP_EPOCH)).timetuple()[:6], (1980, 1, 1, 0, 0, 0))
 
     def entry(name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=stamp)

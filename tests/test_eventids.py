@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from rgstore.eventids import id_source, new_event_id
 
 
@@ -30,3 +32,12 @@ def test_a_bulk_batch_carries_the_current_millisecond_and_sorts_after_earlier_id
     stamp = int(batch[0].replace("-", "")[:12], 16)
     assert now_ms - 1000 <= stamp <= now_ms
     assert all(before < i for i in batch)
+
+
+def test_a_clock_set_before_1970_still_draws_valid_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A negative millisecond count made every write fail with OverflowError.
+    from rgstore import eventids
+
+    monkeypatch.setattr(eventids._time, "time_ns", lambda: -3_600 * 10**9)
+    ids = [new_event_id(), *id_source(2)]
+    assert all(uuid.UUID(i).version == 7 and i.startswith("00000000-0000-7") for i in ids)

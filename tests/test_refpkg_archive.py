@@ -171,3 +171,29 @@ def test_exported_archives_get_an_ordinary_files_mode(store: Store, tmp_path: Pa
     for fmt, name in (("tar", "out.tar.gz"), ("zip", "out.zip")):
         store.refpkgs.export("pkg", tmp_path / name, fmt=fmt)
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == FILE_MODE
+
+
+def test_a_zip_of_a_package_dated_before_1980_exports_west_of_utc(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock still at 1970 (no RTC, before NTP) dated the package; in New York 1980-01-01 UTC is 1979 locally.
+    import hashlib
+    import time
+    from datetime import datetime, timezone
+
+    from rgstore.events import FileRef
+    from rgstore.refpkg_archive import write_package
+
+    monkeypatch.setenv("TZ", "XST5")  # 5 h west of UTC; needs no zoneinfo files
+    time.tzset()
+    try:
+        data = b">a\nACGT\n"
+        (tmp_path / "a").write_bytes(data)
+        ref = FileRef(name="a.fa", sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),
+                      size=len(data))
+        write_package(tmp_path / "p.zip", "zip", b"{}", {"a.fa": ref}, lambda _ref: open(tmp_path / "a", "rb"),
+                      datetime(1975, 1, 1, tzinfo=timezone.utc), lambda _n: None)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    with zipfile.ZipFile(tmp_path / "p.zip") as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
