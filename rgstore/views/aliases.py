@@ -381,20 +381,30 @@ class AliasView(View):
         if not scope:
             return
 
+        # A namespace rendered from the view is the same at the same head: ``write_alias_files`` asks
+        # again under its lock (patches build on the files), and a bulk command must not render twice.
+        rendered: dict[tuple[Kind, str], tuple[int, bytes | None]] = {}
+
         def scoped() -> tuple[int, dict[Kind, dict[str, bytes | None]]]:
             out: dict[Kind, dict[str, bytes | None]] = {}
             env = store.environment
             with store.read() as txn:
+                head = store.log.head(txn)[0]
                 for kind, namespaces in scope.items():
                     files: dict[str, bytes | None] = {}
                     out[kind] = files
                     for ns, names in namespaces.items():
+                        earlier = rendered.get((kind, ns))
+                        if earlier is not None and earlier[0] == head:
+                            files[ns] = earlier[1]
+                            continue
                         targets = {name: alias_target(txn, env, kind, ns, name) for name in names}
                         try:
                             files[ns] = patched_tsv(tsv_path(store.refget_path, kind, ns), targets)
                         except CannotPatch:
                             files[ns] = render_tsvs(list_aliases(txn, env, kind, ns)).get(ns)  # None: no file
-                return store.log.head(txn)[0], out
+                            rendered[kind, ns] = head, files[ns]
+                return head, out
 
         write_alias_files(store.refget_path, scoped, lambda: store.head()[0], complete=False, reads_files=True)
 
