@@ -23,7 +23,7 @@ from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
 from .lazyfetch import FetchLimits, LazyFetcher
-from .schemas import Health
+from .schemas import Health, StoreStatusView
 from .sequences import fetch_in_child, set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
 from .wire import ROUTE_METHODS, ReadOnlyMethodsMiddleware, json_response, route_methods, store_of
@@ -91,6 +91,19 @@ def create_app(store_path: str | None = None) -> FastAPI:
             seq, _ = store.log.head(txn)
             log_id = store.log.log_id(txn)
         return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
+
+    @app.get("/status", response_model=StoreStatusView, tags=["service"],
+             summary="What the store holds and whether it is healthy (`rgstore status`)")
+    def status(request: Request) -> Response:
+        """Counts, disk use, replication and view health from the views (no file walk); the store's path is withheld."""
+        from rgstore.status import store_status
+
+        result = store_status(store_of(request))
+        result.path = None  # the server does not disclose its filesystem layout
+        upstream = result.replica.upstream if result.replica is not None else None
+        if upstream is not None and not upstream.lower().startswith(("http://", "https://")):
+            result.replica.upstream = "(a local path)"  # a mirror of a directory or file: the same reason
+        return json_response(result)
 
     # FastAPI matches included routers in order: the hot lookups go first.
     routers = [refget.router, refgenie.router, seqcol.router, refgenie.service_router, refpkgs.router, cache.router,

@@ -39,6 +39,7 @@ __all__ = [
     "RefpkgHistory",
     "CacheEntryView",
     "CacheList",
+    "StoreStatusView",
 ]
 
 
@@ -262,3 +263,20 @@ class CacheEntryView(_Open):
 class CacheList(BaseModel):
     items: list[CacheEntryView]
     pagination: Pagination
+
+
+class StoreStatusView(_Open):
+    """``rgstore status`` for this worker's store (``rgstore.status.StoreStatus``; the path withheld)."""
+
+    log_id: str
+    format_version: int
+    head_seq: int
+    head_time: str | None
+    streams: int
+    counts: dict[str, int]
+    disk: list[dict[str, Any]]
+    views: list[dict[str, Any]]
+    pending_syncs: list[str]
+    replica: dict[str, Any] | None
+    problems: list[str]
+    healthy: bool

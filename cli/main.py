@@ -34,6 +34,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "refpkg": "rgstore_cli.refpkg:refpkg_group",
     "serve": "rgstore_cli.serve:serve_cmd",
     "cache": "rgstore_cli.cache:cache_group",
+    "status": "rgstore_cli.status:status_cmd",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -55,6 +56,7 @@ SHORT_HELP: dict[str, str] = {
     "refpkg": "Reference packages for pplacer (taxtastic refpkgs), with taxit's undo/redo and safe interchange.",
     "serve": "Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.",
     "cache": "The two-level FASTA cache: verified raw downloads (level 2) and region FASTAs (level 1).",
+    "status": "Summarise the store: log position, counts, disk use, replication and view health.",
 }
 
 

@@ -1,0 +1,86 @@
+"""`rgstore status`: what a store holds and whether it is healthy, in one screen."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .main import Context, store_option
+from .output import cell, emit_json, emit_table, json_option, when
+
+if TYPE_CHECKING:
+    from rgstore.status import StoreStatus
+
+__all__ = ["status_cmd"]
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.command("status")
+@store_option
+@json_option
+@pass_ctx
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """Summarise the store: log position, counts, disk use, replication and view health.
+
+    Reads only what the log and views already know (no file walk, no hashing), so it is quick on
+    big stores and works for users who may only read the store. `rgstore verify` checks content.
+
+    \b
+    Example:
+        rgstore --store ./store status
+        rgstore --store ./store status --json
+    """
+    from rgstore.status import store_status
+
+    with ctx.open(readonly=True) as store:
+        result = store_status(store)
+    if as_json:
+        emit_json(result)
+    else:
+        _print(result)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _print(st: StoreStatus) -> None:
+    c = st.counts
+    rows: list[tuple[str, str]] = [
+        ("store:", str(st.path)),
+        ("log:", f"{st.log_id} (format {st.format_version}), {st.streams} streams"),
+        ("head:", f"seq {st.head_seq}" + (f" at {when(st.head_time)}" if st.head_time else " (empty log)")),
+    ]
+    if st.replica is not None:
+        r = st.replica
+        if r.promoted:
+            rows.append(("replica:", f"promoted; was a mirror of {r.upstream}"))
+        else:
+            rows.append(("replica:", f"mirror of {r.upstream}, last pull {when(r.last_pull) if r.last_pull else 'never'}"
+                         " (`rgstore mirror status` asks the upstream for the lag)"))
+    rows += [
+        ("genomes:", str(c.genomes)),
+        ("aliases:", f"{c.collection_aliases} collection, {c.sequence_aliases} sequence"),
+        ("refpkgs:", f"{c.refpkgs} ({c.blobs} blobs)"),
+        ("cache:", f"{c.cache_level1} level-1, {c.cache_level2} level-2 entries ({c.cache_pinned} pinned)"),
+    ]
+    for part in st.disk:
+        text = _size(part.bytes)
+        if part.file_bytes is not None:
+            text += f" used of {_size(part.file_bytes)} (data.mdb)"
+        rows.append((f"disk {part.part}:", text))
+    current = sum(v.state == "current" for v in st.views)
+    rows.append(("views:", f"{current} of {len(st.views)} current"))
+    rows.append(("health:", "ok" if st.healthy else f"{len(st.problems)} problem(s)"))
+    emit_table([(label, cell(value)) for label, value in rows])
+    for problem in st.problems:
+        click.echo(f"  {cell(problem)}")

@@ -1,0 +1,273 @@
+"""What a store holds and whether it is healthy, from what the log and views already know.
+
+``store_status(store)`` answers in one short read transaction plus a few ``stat`` calls: counts
+come from LMDB's own statistics or small view scans, disk use from LMDB's page accounting and
+the sizes views recorded (cache entries, refpkg blobs, the RefgetStore index). It never walks
+the blob, cache or sequence trees and never hashes anything, so it stays fast on big stores;
+what only such a walk could tell (files nothing references any more) is left to ``gc`` and
+``verify``. It works on a read-only handle, a fresh store, and a store without ``refget/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from .checkpoints import out_of_step, read_checkpoint
+from .errors import RgstoreError
+from .events import FileRef
+from .log import FORMAT_VERSION, EventLog
+from .mirror import MirrorStatus
+from .mirror import status as mirror_status
+from .pendingsync import PREFIX, abandoned_marks
+from .views.cache import CacheView
+from .views.refpkgstate import HEADS_DB, NAME_DECODER, NAMES_DB, STEPS_DB, list_heads, refpkg_step
+
+if TYPE_CHECKING:
+    from .environment import Txn
+    from .store import Store
+
+__all__ = ["StoreStatus", "Counts", "DiskPart", "ViewState", "store_status"]
+
+
+class Counts(msgspec.Struct, kw_only=True):
+    """How many of each thing the views hold now."""
+
+    genomes: int = 0
+    collection_aliases: int = 0
+    sequence_aliases: int = 0
+    refpkgs: int = 0
+    cache_level1: int = 0
+    cache_level2: int = 0
+    cache_pinned: int = 0
+    blobs: int = 0
+    """Distinct blobs some retained refpkg state references."""
+
+
+class DiskPart(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Bytes one part of the store takes, and how that figure was obtained (None: only a walk could tell)."""
+
+    part: str
+    bytes: int | None
+    basis: str
+    file_bytes: int | None = None
+    """The log only: the size of ``log/data.mdb`` (LMDB reuses its freed pages before growing it)."""
+
+
+class ViewState(msgspec.Struct, kw_only=True):
+    """One view's checkpoint against the head: ``state`` is current, lagging, stale or damaged."""
+
+    name: str
+    version: int
+    checkpoint_version: int | None
+    checkpoint_seq: int | None
+    state: str
+    detail: str = ""
+
+
+class StoreStatus(msgspec.Struct, kw_only=True):
+    """What ``rgstore status`` reports: identity, position, counts, disk use, replication and view health."""
+
+    path: str | None
+    log_id: str
+    format_version: int
+    head_seq: int
+    head_time: datetime | None
+    streams: int
+    counts: Counts
+    disk: list[DiskPart]
+    views: list[ViewState]
+    pending_syncs: list[str]
+    """Marks of commands that died before refreshing outside copies (the next writable open finishes them)."""
+    replica: MirrorStatus | None
+    """Set when the store is (or was, until promoted) a mirror; the upstream is not contacted."""
+    problems: list[str]
+    healthy: bool
+
+
+class _StepFiles(msgspec.Struct, array_like=True):
+    """A stored refpkg step read for its files only (array-like: the trailing fields are skipped)."""
+
+    seq: int
+    parent: int
+    depth: int
+    files: dict[str, FileRef]
+
+
+_STEP_FILES = msgspec.msgpack.Decoder(_StepFiles)
+
+
+def store_status(store: Store) -> StoreStatus:
+    """Everything ``rgstore status`` shows about ``store``, without walking file trees or hashing."""
+    damage = {view.name: why for view, why in out_of_step(store) if why}
+    with store.read() as txn:
+        head, _ = store.log.head(txn)
+        log_id = store.log.log_id(txn)
+        raw_format = store.log.meta_get(txn, "format")
+        head_time = _head_time(store, txn, head)
+        counts, cache_bytes = _counts(store, txn)
+        blob_count, blob_bytes = _blobs(store, txn)
+        counts.blobs = blob_count
+        log_part = _log_disk(store, txn)
+        views = _views(store, txn, head, damage)
+        streams = _entries(store, txn, "streams")
+    replica = mirror_status(store, check_upstream=False)
+    marks, unreadable = _pending_marks(store)
+    disk = [
+        log_part,
+        _refget_disk(store),
+        DiskPart(part="blobs", bytes=blob_bytes,
+                 basis="sizes recorded for blobs retained refpkg states reference (unreferenced files: see gc)"),
+        DiskPart(part="cache", bytes=cache_bytes, basis="sizes recorded for the live cache entries' files"),
+    ]
+    problems = [f"view {v.name!r} is {v.state}: {v.detail}" for v in views if v.state != "current"]
+    problems += [f"pending sync {name}: a command died before refreshing alias/FHR files; open the store "
+                 "writable (any writing command) to finish it" for name in marks if name not in unreadable]
+    problems += [f"pending sync {name}: another user's mark this user may not open (its command may still be "
+                 "running); a writable open finishes it if not" for name in unreadable]
+    return StoreStatus(
+        path=str(store.path), log_id=log_id, format_version=int(raw_format) if raw_format else FORMAT_VERSION,
+        head_seq=head, head_time=head_time, streams=streams, counts=counts, disk=disk, views=views,
+        pending_syncs=marks, replica=replica if replica.upstream is not None else None,
+        problems=problems, healthy=not problems,
+    )
+
+
+def _pending_marks(store: Store) -> tuple[list[str], list[str]]:
+    """(every pending-sync mark, those this user may not open): abandoned ones, plus any it cannot check."""
+    names = [mark.name for mark in abandoned_marks(store.path)]
+    # abandoned_marks skips a mark it cannot open (another user's, mode 0600): say so rather than stay silent.
+    unreadable = [p.name for p in sorted(store.path.glob(PREFIX + "*")) if not os.access(p, os.R_OK)]
+    return sorted({*names, *unreadable}), unreadable
+
+
+def _entries(store: Store, txn: Txn, name: str) -> int:
+    """Entries in one sub-db by LMDB's own count (0 if a read-only handle finds it not created yet)."""
+    if not store.environment.has_db(name):
+        return 0
+    return store.environment.stat_db(name, txn)["entries"]
+
+
+def _head_time(store: Store, txn: Txn, head: int) -> datetime | None:
+    if not head:
+        return None
+    try:
+        envelope = store.log.get(txn, head)
+    except (RgstoreError, msgspec.DecodeError):
+        return None  # e.g. an event type only a newer rgstore knows: the rest of the status still stands
+    return envelope.time if envelope is not None else None
+
+
+def _counts(store: Store, txn: Txn) -> tuple[Counts, int]:
+    """The views' counts, and the bytes of the live cache entries' recorded files."""
+    counts = Counts(
+        genomes=_entries(store, txn, "genomes.records"),
+        collection_aliases=_entries(store, txn, "aliases.collections"),
+        sequence_aliases=_entries(store, txn, "aliases.sequences"),
+    )
+    if store.environment.has_db(HEADS_DB):
+        counts.refpkgs = sum(1 for _name, h in list_heads(txn, store.environment) if h.current)
+    cache_bytes = 0
+    for entry in CacheView.entries(txn, store.environment):
+        if entry.level == 1:
+            counts.cache_level1 += 1
+        else:
+            counts.cache_level2 += 1
+        counts.cache_pinned += entry.pinned
+        cache_bytes += entry.size
+    return counts, cache_bytes
+
+
+def _blobs(store: Store, txn: Txn) -> tuple[int, int]:
+    """(distinct referenced blobs, their bytes), from the refpkg views: current states first, then older ones."""
+    env = store.environment
+    if not env.has_db(NAMES_DB) or not env.has_db(STEPS_DB) or not env.has_db(HEADS_DB):
+        return 0, 0
+    with txn.cursor(db=env.db(NAMES_DB)) as cur:
+        wanted = {NAME_DECODER.decode(raw)[0] for _key, raw in cur}
+    sizes: dict[str, int] = {}
+    for name, head in list_heads(txn, env):
+        if head.current:
+            sizes.update((ref.sha256, ref.size) for ref in refpkg_step(txn, env, name, head.current).files.values())
+    # Blobs only undone or rolled-back states name: their files' sizes (a stat each) are the recorded sizes,
+    # since a blob is verified on the way in; a lazy mirror lacking one falls back to reading older steps.
+    unknown = []
+    for sha in wanted.difference(sizes):
+        try:
+            sizes[sha] = store.blobs.path(sha).stat().st_size
+        except OSError:
+            unknown.append(sha)
+    if unknown:
+        with txn.cursor(db=env.db(STEPS_DB)) as cur:
+            for _key, raw in cur:
+                sizes.update((ref.sha256, ref.size) for ref in _STEP_FILES.decode(raw).files.values())
+                if all(sha in sizes for sha in unknown):
+                    break
+    return len(wanted), sum(sizes.get(sha, 0) for sha in wanted)
+
+
+def _log_disk(store: Store, txn: Txn) -> DiskPart:
+    """Pages LMDB holds data in (every sub-db's tree and its own bookkeeping) against ``data.mdb``'s size."""
+    env = store.environment
+    lmdb_env = env.env
+    info = lmdb_env.info()
+    main = {key: int(value) for key, value in lmdb_env.stat().items()}  # type: ignore[call-overload]
+    page = main["psize"]
+    pages = 2  # the two meta pages
+    names = [n for n in EventLog.db_names(store.views) if env.has_db(n)]
+    for stats in [main, *(env.stat_db(n, txn) for n in names)]:
+        pages += stats["branch_pages"] + stats["leaf_pages"] + stats["overflow_pages"]
+    high = (int(info["last_pgno"]) + 1) * page
+    try:
+        file_bytes: int | None = os.stat(env.path / "data.mdb").st_size
+    except OSError:
+        file_bytes = None
+    used = min(pages * page, high)
+    return DiskPart(part="log", bytes=used, file_bytes=file_bytes,
+                    basis=f"LMDB pages in use ({high - used} bytes more are free for reuse below the high-water mark)")
+
+
+def _refget_disk(store: Store) -> DiskPart:
+    """The RefgetStore's sequence bytes as its own index states them (Raw mode: one byte a residue)."""
+    index = store.refget_path / "rgstore.json"
+    try:
+        meta = json.loads(index.read_bytes())
+    except FileNotFoundError:
+        return DiskPart(part="refget", bytes=0 if not store.refget_path.exists() else None,
+                        basis="no RefgetStore yet" if not store.refget_path.exists() else "no rgstore.json index")
+    except (OSError, ValueError) as exc:
+        return DiskPart(part="refget", bytes=None, basis=f"index unreadable ({exc.__class__.__name__})")
+    logical = meta.get("logical_sequence_bytes") if isinstance(meta, dict) else None
+    if not isinstance(logical, int):
+        return DiskPart(part="refget", bytes=None, basis="the index states no size (du -s refget/ would tell)")
+    return DiskPart(part="refget", bytes=logical,
+                    basis="sequence bytes the RefgetStore index lists (lazily fetched ones may not be local yet)")
+
+
+def _views(store: Store, txn: Txn, head: int, damage: dict[str, str]) -> list[ViewState]:
+    """Each view's checkpoint against the head, damage named as ``rgstore.checkpoints`` names it."""
+    out: list[ViewState] = []
+    for view in store.views:
+        checkpoint = read_checkpoint(store.log, txn, view)
+        if checkpoint is None:
+            out.append(ViewState(name=view.name, version=view.version, checkpoint_version=None, checkpoint_seq=None,
+                                 state="damaged", detail=damage.get(view.name, "its checkpoint record is malformed")))
+            continue
+        version, seq = checkpoint
+        if view.name in damage:
+            state, detail = "damaged", damage[view.name]
+        elif (version, seq) == (view.version, head) or (seq, head) == (0, 0):
+            state, detail = "current", ""
+        elif version != view.version and seq:
+            state, detail = "stale", f"folded by view version {version}, this rgstore has {view.version}"
+        elif seq < head:
+            state, detail = "lagging", f"checkpoint at seq {seq}, {head - seq} events behind the head"
+        else:
+            state, detail = "damaged", f"checkpoint at seq {seq} but the head is {head}"
+        out.append(ViewState(name=view.name, version=view.version, checkpoint_version=version, checkpoint_seq=seq,
+                             state=state, detail=detail))
+    return out

@@ -1,0 +1,222 @@
+"""Claims about `rgstore status`: one engine call that counts, sizes and checks a store from its views."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from rgstore.events import AliasSet
+from rgstore.log import NewEvent
+from rgstore.mirror import promote, pull
+from rgstore.pendingsync import PendingSync
+from rgstore.segments import publish
+from rgstore.status import StoreStatus, store_status
+from rgstore.store import Store
+from tests.conftest import run_rgstore
+from tests.server_fixture import init_genome, rgstore_cli, running_server
+from tests.test_sharing import _OUTSIDER, _as_user, needs_root
+from tests.upstream_fixture import UpstreamServer
+
+ENS = ["--source", "ensembl", "--species", "synthetica_testii", "--release", "110"]
+FASTA = ">chr1\nACGTACGTACGTNNNN\n>chrM\nGATTACA\n"
+
+
+def _populate(root: Path, store: Path, server: UpstreamServer | None = None) -> dict[str, object]:
+    """A genome with a collection and a sequence alias, a refpkg, and (given a server) a pinned cache entry."""
+    (root / "g.fa").write_text(FASTA)
+    genome = init_genome(store, root / "g.fa", "g")
+    sequences = genome["sequences"]
+    assert isinstance(sequences, list)
+    rgstore_cli(store, "alias", "set", "--sequence", "insdc:X1.1", str(sequences[0]))
+    (root / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    rgstore_cli(store, "refpkg", "create", "pkg", "-l", "16S", "-t", str(root / "tree.nwk"))
+    if server is not None:
+        rows = json.loads(rgstore_cli(store, "cache", "regions", *ENS, "--regions", "gene", "--base-url",
+                                      f"{server.url}/ensembl", "--json"))
+        rgstore_cli(store, "cache", "pin", rows[0]["key"])
+    return genome
+
+
+def _part(status: StoreStatus, name: str) -> tuple[int | None, int | None]:
+    part = next(p for p in status.disk if p.part == name)
+    return part.bytes, part.file_bytes
+
+
+def test_status_counts_and_sizes_a_populated_store_from_its_views(
+    tmp_path: Path, server: UpstreamServer
+) -> None:
+    store_path = tmp_path / "store"
+    _populate(tmp_path, store_path, server)
+    out = rgstore_cli(store_path, "status", "--json")
+    status = msgspec.json.decode(out, type=StoreStatus)  # --json prints the Struct itself
+    c = status.counts
+    assert (c.genomes, c.collection_aliases, c.sequence_aliases, c.refpkgs) == (1, 1, 1, 1)
+    entries = json.loads(rgstore_cli(store_path, "cache", "ls", "--json"))
+    assert (c.cache_level1, c.cache_level2) == (sum(e["level"] == 1 for e in entries), sum(e["level"] == 2 for e in entries))
+    assert c.cache_level1 >= 1 and c.cache_pinned == 1
+    assert _part(status, "cache")[0] == sum(e["size"] for e in entries) > 0
+    # The refpkg's blobs: count and bytes as on disk (the test walks; status only read the views).
+    blob_files = [p for p in (store_path / "blobs").rglob("*") if p.is_file()]
+    assert c.blobs == len(blob_files) >= 1
+    assert _part(status, "blobs")[0] == sum(p.stat().st_size for p in blob_files)
+    assert _part(status, "refget")[0] == len("ACGTACGTACGTNNNN") + len("GATTACA")  # Raw mode: a byte a residue
+    used, file_bytes = _part(status, "log")
+    assert used is not None and file_bytes is not None and 0 < used <= file_bytes
+    with Store.open(store_path, readonly=True) as store:
+        head = store.head()[0]
+        assert status.log_id == store.log_id() and status.head_seq == head
+        assert status.head_time == store.event(head).time
+        assert status.streams == len({e.stream for e in store.events()})
+    assert [v.state for v in status.views] == ["current"] * len(status.views) and status.healthy
+    assert status.replica is None and status.pending_syncs == [] and status.path == str(store_path)
+    text = rgstore_cli(store_path, "status")
+    assert "1 collection, 1 sequence" in text and f"{len(status.views)} of {len(status.views)} current" in text
+    assert f"seq {head}" in text and "health:" in text and text.rstrip().endswith("ok")
+
+
+def test_a_fresh_store_and_one_without_refget_report_zeros(tmp_path: Path) -> None:
+    Store.open(tmp_path / "s").close()
+    with Store.open(tmp_path / "s", readonly=True) as store:
+        status = store_status(store)
+    assert (status.head_seq, status.head_time, status.streams) == (0, None, 0)
+    assert msgspec.structs.asdict(status.counts) == dict.fromkeys(msgspec.structs.asdict(status.counts), 0)
+    assert status.healthy and all(v.state == "current" for v in status.views)
+    # A store copied without refget/ (or created before it existed): the part says so instead of failing.
+    for child in sorted((tmp_path / "s" / "refget").rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    (tmp_path / "s" / "refget").rmdir()
+    with Store.open(tmp_path / "s", readonly=True) as store:
+        part = next(p for p in store_status(store).disk if p.part == "refget")
+    assert (part.bytes, part.basis) == (0, "no RefgetStore yet")
+    assert not (tmp_path / "s" / "refget").exists()  # status created nothing
+
+
+def test_a_read_only_handle_reports_a_pending_sync_mark_as_a_problem(tmp_path: Path) -> None:
+    Store.open(tmp_path / "s").close()
+    with Store.open(tmp_path / "s", readonly=True) as store:
+        PendingSync(store.path).abandon()  # a command killed between its commit and its alias-file refresh
+        status = store_status(store)
+    assert len(status.pending_syncs) == 1 and status.pending_syncs[0].startswith(".sync-pending-")
+    assert not status.healthy and any("pending sync" in p for p in status.problems)
+
+
+@needs_root
+def test_a_user_who_may_only_read_the_store_gets_its_status_and_sees_another_users_mark() -> None:
+    lab = Path(tempfile.mkdtemp(prefix="rgstore-status-"))  # pytest's tmp_path is root's private directory
+    try:
+        os.chmod(lab, 0o711)
+        old = os.umask(0o022)
+        try:
+            with Store.open(lab / "s") as store:
+                store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a",
+                                                                                 digest="D" * 32))])
+            mark = PendingSync(lab / "s")
+            mark.abandon()
+            os.chmod(mark.path, 0o600)  # as made under umask 077: the reader can neither check nor clear it
+        finally:
+            os.umask(old)
+        os.chmod(lab / "s" / "log" / "lock.mdb", 0o666)  # every user of a store needs lock.mdb (docs/deployment.md)
+
+        def reader() -> str:
+            with Store.open(".", readonly=True) as store:
+                return msgspec.json.encode(store_status(store)).decode()
+
+        result = _as_user(lab / "s", _OUTSIDER, [], reader)
+        assert result.startswith("ok: "), result
+        status = msgspec.json.decode(result[4:], type=StoreStatus)
+        assert status.head_seq == 1 and status.counts.collection_aliases == 1
+        assert len(status.pending_syncs) == 1 and "another user's mark" in status.problems[0] and not status.healthy
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
+
+
+def test_a_lagging_and_a_stale_view_are_named(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s") as store:
+        for i in range(3):
+            store.append([NewEvent(stream=f"alias:refgenie/a{i}", event=AliasSet(namespace="refgenie", name=f"a{i}",
+                                                                             digest=f"d{i}"))])
+        views = {v.name: v for v in store.views}
+
+        def rewind(txn: object) -> None:
+            # As an older rgstore without the stream index leaves it, and a view folded by another version.
+            store.log.set_checkpoint(txn, views["streamindex"], 1)  # type: ignore[arg-type]
+            txn.put(b"cache", struct.pack(">IQ", 1, 3), db=store.environment.db("checkpoints"))  # type: ignore[attr-defined]
+
+        store.environment.write(rewind)
+        status = store_status(store)
+    states = {v.name: (v.state, v.detail) for v in status.views}
+    assert states["streamindex"] == ("lagging", "checkpoint at seq 1, 2 events behind the head")
+    assert states["cache"][0] == "stale" and "version 1" in states["cache"][1]
+    assert states["aliases"] == ("current", "")
+    assert not status.healthy and {p.split("'")[1] for p in status.problems} == {"streamindex", "cache"}
+
+
+def test_a_mirror_shows_its_upstream_and_last_pull_then_its_promotion(tmp_path: Path) -> None:
+    primary = tmp_path / "p"
+    _populate(tmp_path, primary)
+    (tmp_path / "new.nwk").write_text("((a:0.1,b:0.2):0.05,c:0.3);\n")
+    rgstore_cli(primary, "refpkg", "update", "pkg", f"tree={tmp_path / 'new.nwk'}")  # the old tree: an older step's
+    blob_files = [p for p in (primary / "blobs").rglob("*") if p.is_file()]
+    with Store.open(primary, readonly=True) as store:
+        publish(store, tmp_path / "pub")
+        at_primary = store_status(store)
+    assert at_primary.counts.blobs == len(blob_files) and _part(at_primary, "blobs")[0] == sum(
+        p.stat().st_size for p in blob_files)
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))  # without --with-blobs: the sizes come from the recorded steps
+        assert not [p for p in (tmp_path / "m" / "blobs").rglob("*") if p.is_file()]
+        status = store_status(mirror)
+        replica = status.replica
+        assert replica is not None and (replica.upstream, replica.promoted, replica.local_head) == (
+            str(tmp_path / "pub"), False, at_primary.head_seq)
+        assert replica.last_pull is not None and replica.upstream_head is None  # the upstream is not contacted
+        assert _part(status, "blobs") == _part(at_primary, "blobs") and status.counts == at_primary.counts
+    assert "mirror of" in rgstore_cli(tmp_path / "m", "status")
+    with Store.open(tmp_path / "m") as mirror:
+        promote(mirror, force=True)
+        after = store_status(mirror)
+    assert after.replica is not None and after.replica.promoted and after.replica.upstream == str(tmp_path / "pub")
+    text = rgstore_cli(tmp_path / "m", "status")
+    assert f"promoted; was a mirror of {tmp_path / 'pub'}" in text
+
+
+def test_a_missing_store_is_a_one_line_error_and_creates_nothing(tmp_path: Path) -> None:
+    result = run_rgstore("--store", str(tmp_path / "nope"), "status")
+    assert result.returncode != 0 and result.stdout == b""
+    assert result.stderr.decode().count("\n") == 1 and "no rgstore store at" in result.stderr.decode()
+    assert not (tmp_path / "nope").exists()
+
+
+def test_the_server_answers_status_without_its_store_path(tmp_path: Path) -> None:
+    store_path = tmp_path / "store"
+    _populate(tmp_path, store_path)
+    with running_server(store_path) as server:
+        answer = httpx.get(f"{server.url}/status", timeout=10)
+        spec = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["path"] is None and str(store_path) not in answer.text
+    assert body["counts"]["genomes"] == 1 and body["counts"]["refpkgs"] == 1 and body["healthy"] is True
+    with Store.open(store_path, readonly=True) as store:
+        assert (body["log_id"], body["head_seq"]) == (store.log_id(), store.head()[0])
+    assert "/status" in spec["paths"]
+
+
+def test_the_server_withholds_a_mirrors_local_upstream_path_too(tmp_path: Path) -> None:
+    primary = tmp_path / "p"
+    _populate(tmp_path, primary)
+    with Store.open(primary, readonly=True) as store:
+        publish(store, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+    with running_server(tmp_path / "m") as server:
+        answer = httpx.get(f"{server.url}/status", timeout=10)
+    assert answer.status_code == 200 and str(tmp_path) not in answer.text
+    assert answer.json()["replica"]["upstream"] == "(a local path)"
