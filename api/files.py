@@ -35,7 +35,7 @@ from rgstore.errors import NotFoundError, OutOfRangeError
 from .errors import problem
 from .negotiation import parse_range
 from .schemas import ErrorBody
-from .wire import HEAD_FLAG
+from .wire import HEAD_FLAG, send_until_disconnect
 
 __all__ = ["StoredFileResponse", "Verify", "fd_checksums", "file_responses", "CHUNK"]
 
@@ -166,17 +166,7 @@ class StoredFileResponse(Response):
         if head or start == end:
             await send({"type": "http.response.body", "body": b""})
             return
-        async with anyio.create_task_group() as group:
-
-            async def until_disconnect() -> None:
-                # A client that goes away stops the reads (uvicorn silently drops sends after it).
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(until_disconnect)
-            await self._send_bytes(fd, start, end, send)
-            group.cancel_scope.cancel()
+        await send_until_disconnect(receive, lambda: self._send_bytes(fd, start, end, send))
 
     @staticmethod
     async def _send_bytes(fd: int, start: int, end: int, send: Send) -> None:

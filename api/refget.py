@@ -48,7 +48,7 @@ from .sequences import (
     open_stored,
     read_bases,
 )
-from .wire import IMMUTABLE, is_head, store_of
+from .wire import IMMUTABLE, is_head, send_until_disconnect, store_of
 
 __all__ = ["router", "INLINE_LIMIT", "BasesResponse", "sequence_index"]
 
@@ -259,16 +259,7 @@ class BasesResponse(Response):
         """Send the headers, then the bases in chunks read off the event loop."""
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async with anyio.create_task_group() as group:
-
-                async def until_disconnect() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    group.cancel_scope.cancel()
-
-                group.start_soon(until_disconnect)
-                await self._send_bases(send)
-                group.cancel_scope.cancel()
+            await send_until_disconnect(receive, lambda: self._send_bases(send))
         finally:
             os.close(self.fd)
 

@@ -7,9 +7,10 @@ pydantic models from ``api.schemas`` only to document them in ``/openapi.json``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +29,7 @@ __all__ = [
     "IMMUTABLE",
     "ROUTE_METHODS",
     "route_methods",
+    "send_until_disconnect",
 ]
 
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -146,3 +148,21 @@ def _with_allow(send: Send, allow: str) -> Send:
         await send(message)
 
     return wrapped  # type: ignore[return-value]
+
+
+async def send_until_disconnect(receive: Receive, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` (which sends a response's chunks) until it ends or the client goes away.
+
+    uvicorn silently drops sends after a disconnect, so without this a streamed body would go on
+    reading its file for nobody; here a disconnect cancels it.
+    """
+    async with anyio.create_task_group() as group:
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(until_disconnect)
+        await body()
+        group.cancel_scope.cancel()

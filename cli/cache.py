@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, emit_table, json_option, when
+from .output import emit_json, emit_table, human_size, json_option, when
 
 __all__ = ["cache_group"]
 
@@ -80,15 +80,6 @@ def _progress(as_json: bool) -> Any:
     from rgstore.progress import null_progress, terminal_progress
 
     return null_progress if as_json else terminal_progress
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 @click.group("cache", cls=RgstoreGroup)
@@ -169,7 +160,7 @@ def fetch_raw_cmd(
         emit_json(result)
         return
     click.echo(f"{'hit' if result.hit else 'fetched'}  {result.path}")
-    emit_table([(f"  {rel}", _size(ref.size), ref.sha256) for rel, ref in sorted(result.files.items())])
+    emit_table([(f"  {rel}", human_size(ref.size), ref.sha256) for rel, ref in sorted(result.files.items())])
 
 
 @cache_group.command("regions")
@@ -248,14 +239,14 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     verb = "would evict" if dry_run else "evicted"
     for item in report.evicted:
         click.echo(
-            f"{verb}  {item.key[:12]}  L{item.level}  {_size(item.size):>10}  {item.path}  ({item.reason})"
+            f"{verb}  {item.key[:12]}  L{item.level}  {human_size(item.size):>10}  {item.path}  ({item.reason})"
         )
     for key in report.completed:
         click.echo(f"{'would finish' if dry_run else 'finished'}  {key[:12]}  (evicted by an interrupted gc)")
     click.echo(
-        f"{verb} {len(report.evicted)} entries, {_size(report.bytes_freed)}; "
+        f"{verb} {len(report.evicted)} entries, {human_size(report.bytes_freed)}; "
         f"{len(report.completed)} interrupted evictions; {report.pinned_kept} pinned kept; "
-        f"{_size(report.live_bytes)} live"
+        f"{human_size(report.live_bytes)} live"
         # A dry run plans evictions only; lock files are counted by the run that sweeps them.
         + ("" if dry_run else f"; {report.lock_files_removed} idle lock files removed")
     )
@@ -320,7 +311,7 @@ def ls_cmd(ctx: Context, level: int | None, as_json: bool) -> None:
             (
                 e.key[:12],
                 f"L{e.level}",
-                _size(e.size),
+                human_size(e.size),
                 when(e.last_access),
                 "pinned" if e.pinned else "",
                 e.path,
@@ -376,7 +367,7 @@ def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
             f"level      {e.level}\npinned     {'yes' if e.pinned else 'no'}\n"
             f"inserted   {when(e.inserted_at)}\nlast used  {when(e.last_access)} ({e.touches} touches)"
         )
-        emit_table([(f"  {rel}", _size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
+        emit_table([(f"  {rel}", human_size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
     if details.tombstone is not None:
         click.echo(f"evicted    {when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
     for env in details.events:
@@ -406,7 +397,7 @@ def verify_cmd(ctx: Context, evict: bool, as_json: bool) -> None:
         for key in report.evicted:
             click.echo(f"evicted {key}")
         click.echo(
-            f"checked {report.entries} entries, {report.files} files, {_size(report.bytes)}: "
+            f"checked {report.entries} entries, {report.files} files, {human_size(report.bytes)}: "
             + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
         )
     if not report.ok:

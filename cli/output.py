@@ -11,7 +11,7 @@ from typing import Any
 import click
 import msgspec
 
-__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "json_option", "when", "width"]
+__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "human_size", "json_option", "when", "width"]
 
 _JSON = msgspec.json.Encoder()
 
@@ -53,6 +53,18 @@ def when(moment: datetime | float | str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_size(n: int | None) -> str:
+    """Bytes in binary units (``1.5 MiB``); "unknown" for None."""
+    if n is None:
+        return "unknown"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
 
 
 def width(text: str) -> int:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .main import Context, store_option
-from .output import cell, emit_json, emit_table, json_option, when
+from .output import cell, emit_json, emit_table, human_size, json_option, when
 
 if TYPE_CHECKING:
     from rgstore.status import StoreStatus
@@ -42,17 +42,6 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         _print(result)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _print(st: StoreStatus) -> None:
     c = st.counts
     rows: list[tuple[str, str]] = [
@@ -74,9 +63,9 @@ def _print(st: StoreStatus) -> None:
         ("cache:", f"{c.cache_level1} level-1, {c.cache_level2} level-2 entries ({c.cache_pinned} pinned)"),
     ]
     for part in st.disk:
-        text = _size(part.bytes)
+        text = human_size(part.bytes)
         if part.file_bytes is not None:
-            text += f" used of {_size(part.file_bytes)} (data.mdb)"
+            text += f" used of {human_size(part.file_bytes)} (data.mdb)"
         rows.append((f"disk {part.part}:", text))
     current = sum(v.state == "current" for v in st.views)
     rows.append(("views:", f"{current} of {len(st.views)} current"))

@@ -23,7 +23,7 @@ from .checksums import Expected, verify_file
 from .diskspace import free_bytes
 from .environment import fsync_dir
 from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
-from .httpclient import redact
+from .httpclient import read_capped, redact
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
@@ -82,15 +82,9 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
                         raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code}")
                     time.sleep(0.2 * (attempt + 1))
                     continue
-                body = bytearray()
-                for chunk in resp.iter_bytes():
-                    body += chunk
-                    if len(body) > TEXT_LIMIT:
-                        raise RemoteError(
-                            f"cannot fetch {redact(url)}: the answer exceeds {TEXT_LIMIT >> 20} MiB, "
-                            "far more than a checksum file or listing; check the base URL"
-                        )
-                return bytes(body).decode(resp.encoding or "utf-8", errors="replace")
+                body = read_capped(resp, TEXT_LIMIT, f"cannot fetch {redact(url)}: the answer exceeds "
+                                   f"{TEXT_LIMIT >> 20} MiB, far more than a checksum file or listing; check the base URL")
+                return body.decode(resp.encoding or "utf-8", errors="replace")
         except httpx.InvalidURL as exc:
             raise InvalidInputError(f"invalid upstream URL {redact(url)!r}: {exc}") from None
         except (httpx.TransportError, httpx.DecodingError) as exc:

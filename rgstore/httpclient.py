@@ -19,12 +19,12 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, RemoteError
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["check_url", "is_http_url", "new_client", "redact"]
+__all__ = ["check_url", "is_http_url", "new_client", "read_capped", "redact"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
@@ -108,3 +108,17 @@ def new_client(**kw: Any) -> httpx.Client:
         settings = ", ".join(f"{var}={redact(os.environ[var])}"
                              for var in _PROXY_VARS if os.environ.get(var))
         raise InvalidInputError(f"unusable proxy setting ({settings or 'none set'}): {exc}") from None
+
+
+def read_capped(response: httpx.Response, limit: int, too_long: str) -> bytes:
+    """A streamed response's whole body; RemoteError(``too_long``) as soon as it runs past ``limit`` bytes.
+
+    An endless or oversized answer (the wrong URL, a misbehaving server) stops there, not when
+    memory runs out.
+    """
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise RemoteError(too_long)
+    return bytes(body)

@@ -88,7 +88,7 @@ class _Http:
 
     def get(self, url: str) -> bytes | None:
         """The body of ``url`` (``DOC_LIMIT`` bytes at most); None on 404; RemoteError when unreachable or on another failure."""
-        from .httpclient import redact
+        from .httpclient import read_capped, redact
 
         shown = redact(url)
         try:
@@ -97,13 +97,8 @@ class _Http:
                     return None
                 if response.status_code >= 400:
                     raise RemoteError(f"{shown} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > DOC_LIMIT:
-                        raise RemoteError(f"{shown}: the answer runs past {DOC_LIMIT:,} bytes, far more than a "
-                                          "RefgetStore index or service document; is this a RefgetStore?")
-                return bytes(body)
+                return read_capped(response, DOC_LIMIT, f"{shown}: the answer runs past {DOC_LIMIT:,} bytes, far more "
+                                   "than a RefgetStore index or service document; is this a RefgetStore?")
         except self._httpx.InvalidURL as exc:
             raise InvalidInputError(redact(f"invalid URL {url!r}: {exc}")) from None
         except self._httpx.HTTPError as exc:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .aliases import normalise_digest
 from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError
-from .httpclient import redact
+from .httpclient import read_capped, redact
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
 
@@ -112,15 +112,11 @@ def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
                         raise NotFoundError(f"{redact(server)} has no sequence {bare}")
                     if resp.status_code != 200:
                         raise RemoteError(f"fetching sequence {bare} from {redact(url)} failed: HTTP {resp.status_code}")
-                    window = bytearray()
-                    for chunk in resp.iter_bytes():
-                        window += chunk
-                        if len(window) > end - start:  # an endless answer stops here, not when memory runs out
-                            raise RemoteError(f"{redact(url)} answers more than the {end - start:,} residues "
-                                              f"asked for ({start}-{end}); nothing was cached")
+                    window = read_capped(resp, end - start, f"{redact(url)} answers more than the {end - start:,} "
+                                         f"residues asked for ({start}-{end}); nothing was cached")
             except httpx.HTTPError as exc:
                 raise RemoteError(redact(f"cannot reach {url}: {exc}")) from None
-            yield bytes(window)
+            yield window
 
 
 def fetch_sequence(

@@ -58,7 +58,7 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any
     """(body, media type) of ``url``; a body beyond ``limit`` bytes is refused, never buffered; errors as ``get``."""
     import httpx
 
-    from .httpclient import redact
+    from .httpclient import read_capped, redact
 
     limit = SMALL_LIMIT if limit is None else limit
     shown = redact(url)
@@ -68,13 +68,9 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any
                 raise NotFoundError(f"{shown}: 404 Not Found")
             if resp.status_code >= 400:
                 raise RemoteError(f"{shown}: HTTP {resp.status_code}")
-            body = bytearray()
-            for chunk in resp.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise RemoteError(f"{shown}: the answer runs past {limit:,} bytes, more than it can hold; "
-                                      "is this an rgstore upstream?")
-            return bytes(body), resp.headers.get("content-type", "").partition(";")[0].strip()
+            body = read_capped(resp, limit, f"{shown}: the answer runs past {limit:,} bytes, more than it can hold; "
+                               "is this an rgstore upstream?")
+            return body, resp.headers.get("content-type", "").partition(";")[0].strip()
     except httpx.HTTPError as exc:
         raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.forked import in_forked_child
 from tests.refpkg_data import write_inputs
 
 TINY = REPO / "rgstore" / "data" / "tiny.fa"
@@ -109,30 +110,16 @@ def lab() -> Iterator[Path]:
 
 
 def _as_user(store: Path, uid: int, groups: list[int], work: Callable[[], str]) -> str:
-    """Run ``work`` in a forked child as ``uid`` (umask 077) with cwd ``store``; its result or its error."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child reports through the pipe)
-        code = 0
-        try:
-            os.close(read)
-            os.chdir(store)
-            os.setgroups(groups)
-            os.setgid(groups[0] if groups else 65534)
-            os.setuid(uid)
-            os.umask(0o077)
-            text = "ok: " + work()
-        except BaseException as exc:
-            text, code = f"{type(exc).__name__}: {exc}", 1
-        os.write(write, text.encode()[:60_000])
-        os._exit(code)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65_536):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return b"".join(chunks).decode()
+    """Run ``work`` in a forked child as ``uid`` (umask 077) with cwd ``store``; "ok: " + its result, or its error."""
+
+    def become() -> None:
+        os.chdir(store)
+        os.setgroups(groups)
+        os.setgid(groups[0] if groups else 65534)
+        os.setuid(uid)
+        os.umask(0o077)
+
+    return in_forked_child(work, setup=become)
 
 
 @needs_root

@@ -13,6 +13,7 @@ from rgstore.errors import StoreClosedError
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.store import Store
+from tests.forked import in_forked_child
 
 
 def test_iter_events_yields_what_events_returns_page_by_page_for_every_filter(store: Store) -> None:
@@ -59,27 +60,6 @@ def test_a_store_dropped_without_close_does_not_keep_its_path_from_opening_again
             gc.enable()
 
 
-def _in_forked_child(work: Callable[[], str]) -> str:
-    """Run ``work`` in a forked child; what it returned, or its error's type and message."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child reports through the pipe)
-        try:
-            os.close(read)
-            text = work()
-        except BaseException as exc:
-            text = f"{type(exc).__name__}: {exc}"
-        os.write(write, text.encode()[:60_000])
-        os._exit(0)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65_536):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return b"".join(chunks).decode()
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_worker_opens_the_store_its_parent_holds_open_and_the_parent_keeps_working(store_path: Path) -> None:
     parent = Store.open(store_path, actor="parent@test")
@@ -97,8 +77,8 @@ def test_a_forked_worker_opens_the_store_its_parent_holds_open_and_the_parent_ke
                 return f"{seq} {exc}"
             return f"{seq} the inherited handle was still used"
 
-        out = _in_forked_child(worker)
-        assert out.startswith("2 the store handle on ") and "opened before this process forked" in out, out
+        out = in_forked_child(worker)
+        assert out.startswith("ok: 2 the store handle on ") and "opened before this process forked" in out, out
         parent.append([NewEvent(stream="audit:x", event=Noted(text="after"))])
         assert [e.event.text for e in parent.events(stream="audit:x")] == ["before", "from the worker", "after"]  # type: ignore[attr-defined]
     finally:
