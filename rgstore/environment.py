@@ -64,6 +64,26 @@ def _release_inherited(path: Path) -> None:
             environment.close(why="it was opened before this process forked, and the store was opened again here")
 
 
+def _refuse_cut_short(env: lmdb.Environment, path: Path) -> None:
+    """StoreOpenError (env closed) if ``data.mdb`` ends before its last committed page.
+
+    LMDB maps the file: reading a page past its end (a copy or restore cut short, a hand truncate)
+    kills the process with SIGBUS and no message. A committed page is always written before the
+    meta page naming it, so a healthy file is never shorter.
+    """
+    need = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+    try:
+        size = os.stat(path / "data.mdb").st_size
+    except OSError:
+        return
+    if size < need:
+        env.close()
+        raise StoreOpenError(
+            f"{path / 'data.mdb'} is cut short ({size:,} bytes; its committed pages need {need:,}): the log cannot "
+            "be read; restore log/ from a backup (`rgstore replay backup.rglog --store NEW`, or a mirror)"
+        )
+
+
 class Environment:
     """An open LMDB environment with named sub-dbs created on demand (in write mode)."""
 
@@ -107,6 +127,7 @@ class Environment:
             else:
                 hint = "; is this an rgstore store?"
             raise StoreOpenError(f"the store's LMDB files cannot be used ({text}){hint}") from None
+        _refuse_cut_short(self.env, path)
         # Reclaim reader slots leaked by killed processes; read-only opens too: a server worker the
         # supervisor restarts frees its killed predecessor's, which on a store nobody writes to
         # would otherwise pile up until every request fails with MDB_READERS_FULL.

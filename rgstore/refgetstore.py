@@ -252,6 +252,13 @@ def ingest_fasta(
             if removed_meanwhile(store, exc, str(meta.digest)) is None:
                 raise
             raise collection_removed(str(meta.digest)) from None
+        from .seqrestore import restore_sequence_files
+
+        # gtars skips sequences its index lists: a data file deleted or damaged since stays so unless
+        # rewritten here (re-adding the FASTA is the repair verify names). A collection already
+        # stored is most likely such a repair, so its files are re-hashed; a new one's only sized.
+        restore_sequence_files(SequenceFiles(store.refget_path), source, summary.compression, ingested,
+                               rehash=not was_new)
         if then is not None:
             then(ingested)
         return ingested

@@ -307,7 +307,8 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
             continue
         got = base64.urlsafe_b64encode(digest.digest()[:24]).decode()
         if size != length or got != bare:
-            report.problems.append(f"{path}: sequence {where} is corrupt (its bytes do not hash to its digest)")
+            report.problems.append(f"{path}: sequence {where} is corrupt (its bytes do not hash to its digest; "
+                                   "re-add the genome's FASTA with `rgstore genome init` to rewrite it)")
         elif not lazy:
             indexed.append((bare, where))
         report.sequences += 1
@@ -337,7 +338,8 @@ def _check_refget_index(
         report.problems.append(f"{refget}: {exc}")
         return
     except Exception as exc:  # gtars refuses a damaged index with its own exception types
-        report.problems.append(f"{refget}: the RefgetStore does not open ({exc})")
+        report.problems.append(f"{refget}: the RefgetStore does not open ({exc}); if {refget / 'rgstore.json'} is "
+                               "damaged, move it aside and a writable open (e.g. `rgstore rebuild`) recreates it")
         return
     for bare, where in wanted:
         if handle.get_sequence_metadata(bare) is None:

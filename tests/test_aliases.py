@@ -715,3 +715,25 @@ def test_a_line_edit_reads_the_file_again_under_the_lock_so_another_writers_line
 
     write_alias_files(store.refget_path, wanted, lambda: store.head()[0], complete=False, reads_files=True)
     assert calls and path.read_text() == f"a\t{d0}\nb\t{d1}\nz\t{d0}\n"
+
+
+def test_a_hand_garbled_rgstore_json_is_left_to_verify_not_a_traceback_on_every_later_open(tmp_path: Path) -> None:
+    """The alias sync refreshes rgstore.json's alias lists; a manifest it cannot parse must not crash every open."""
+    from tests.conftest import run_rgstore
+    from tests.test_genomes import TINY
+
+    store_path = tmp_path / "s"
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    manifest = store_path / "refget" / "rgstore.json"
+    manifest.write_text("{broken")
+    for args in (("alias", "set", "other", digest), ("rebuild",), ("getseq", "tiny", "chr1:0-4")):
+        out = run_rgstore("--store", str(store_path), *args)
+        assert b"Traceback" not in out.stderr, (args, out.stderr)
+    assert (store_path / "refget" / "aliases" / "collections" / "refgenie.tsv").read_text().count(digest) == 2
+    verify = run_rgstore("--store", str(store_path), "verify")
+    assert verify.returncode == 1 and b"move it aside" in verify.stderr + verify.stdout
+    manifest.rename(tmp_path / "damaged.json")  # what the message says; the rebuild recreates the manifest
+    assert run_rgstore("--store", str(store_path), "rebuild").returncode == 0
+    assert run_rgstore("--store", str(store_path), "verify").returncode == 0
+    assert run_rgstore("--store", str(store_path), "getseq", "tiny", "chr1:0-4").stdout.strip()

@@ -162,3 +162,26 @@ def test_a_read_only_open_of_a_log_a_first_open_left_empty_finishes_it(tmp_path:
     finally:
         env.close()
     assert (log / "data.mdb").stat().st_size > 0
+
+
+def test_a_data_mdb_cut_short_is_a_one_line_error_for_readers_and_writers_not_a_sigbus(tmp_path: Path) -> None:
+    """LMDB maps data.mdb: a page past a truncated file's end would kill the process with SIGBUS and no message."""
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.store import Store
+    from tests.conftest import run_rgstore
+
+    store_path = tmp_path / "s"
+    with Store.open(store_path) as store:
+        for i in range(300):
+            store.append([NewEvent(stream=f"s{i % 7}", event=Noted(text=f"event {i} " + "x" * 200))])
+    data = store_path / "log" / "data.mdb"
+    full = data.stat().st_size
+    for size in (8192, full // 2):
+        with open(data, "r+b") as fh:
+            fh.truncate(size)
+        for args in (("log", "--limit", "3"), ("verify",), ("status",)):
+            out = run_rgstore("--store", str(store_path), *args)
+            assert out.returncode == 1, (size, args, out.returncode, out.stderr)
+            assert out.stderr.decode().startswith(f"error: {data} is cut short"), out.stderr
+        assert data.stat().st_size == size  # nothing wrote into the hole either

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..diskspace import os_error_text
 from ..errors import ConflictError, ExternalSyncError
@@ -202,8 +203,19 @@ def _alias_state(refget: Path) -> tuple[dict[Kind, list[str]], str | None]:
     return namespaces, digest.hexdigest()
 
 
+def _manifest_data(manifest: Path) -> dict[str, Any] | None:
+    """``rgstore.json`` as a JSON object; None if it is damaged (verify names it; the alias sync leaves it be)."""
+    try:
+        data = json.loads(manifest.read_bytes())
+    except ValueError:  # bad JSON or bad UTF-8: hand-edited or cut short
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _manifest_stale(manifest: Path, refget: Path) -> bool:
-    data = json.loads(manifest.read_text())
+    data = _manifest_data(manifest)
+    if data is None:
+        return False  # nothing can be refreshed in it: gtars refuses it, and verify says how to recreate it
     namespaces, digest = _alias_state(refget)
     return data.get("aliases_digest") != digest or any(
         sorted(data.get(_MANIFEST_KEY[kind], [])) != names for kind, names in namespaces.items()
@@ -211,7 +223,9 @@ def _manifest_stale(manifest: Path, refget: Path) -> bool:
 
 
 def _rewrite_manifest(manifest: Path, refget: Path) -> None:
-    data = json.loads(manifest.read_text())
+    data = _manifest_data(manifest)
+    if data is None:
+        return
     namespaces, digest = _alias_state(refget)
     for kind, names in namespaces.items():
         if names:
