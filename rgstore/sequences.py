@@ -68,6 +68,8 @@ def _data_file_reader(path: str, length: int) -> Callable[[int, int], str]:
     return read
 
 
+_REPAIR = "adding the genome's FASTA again with `rgstore genome init` rewrites it"
+
 class _GenomeIndex(NamedTuple):
     """One genome's record as reads need it: sequence name -> position, and its circular names."""
 
@@ -207,6 +209,7 @@ class SequenceReader:
                 return data
         raise NotFoundError(
             f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
+            f" (its data file is gone or damaged: {_REPAIR})"
         )
 
     def data_files(self) -> SequenceFiles | None:
@@ -246,7 +249,8 @@ class SequenceReader:
             if not fetch_missing(self.store, bare, progress=progress):
                 raise NotFoundError(
                     f"sequence {name} ({bare}) of genome {genome} is recorded but missing from "
-                    f"{self.store.refget_path}, and no remote genome or upstream holds it"
+                    f"{self.store.refget_path}, and no remote genome or upstream holds it (its data file is gone or "
+                    f"damaged: {_REPAIR})"
                 )
         self.drop_cache()
         return SequenceFiles(self.store.refget_path)

@@ -310,7 +310,8 @@ def test_export_with_a_sequence_file_gone_is_one_line_before_any_output(
     assert done.returncode == 1 and done.stdout == b""  # chr1 is readable, but nothing is written
     assert done.stderr.decode() == (
         f"error: sequence chr2 ({chr2}) of genome tiny is recorded but missing from "
-        f"{store_path / 'refget'}, and no remote genome or upstream holds it\n"
+        f"{store_path / 'refget'}, and no remote genome or upstream holds it (its data file is gone or damaged: "
+        "adding the genome's FASTA again with `rgstore genome init` rewrites it)\n"
     )
     out = tmp_path / "tiny.fa"
     assert rgstore_proc("--store", str(store_path), "genome", "export", "tiny", str(out)).returncode == 1
