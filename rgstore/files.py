@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .interrupts import deferred
+
 __all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
            "flock_held", "current_umask", "open_lock"]
 
@@ -42,10 +44,22 @@ def current_umask() -> int:
 
 
 def mkstemp(*, dir: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tuple[int, str]:
-    """``tempfile.mkstemp`` in ``dir`` with an ordinary file's permissions."""
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
-    os.fchmod(fd, 0o666 & ~current_umask())
-    return fd, name
+    """``tempfile.mkstemp`` in ``dir`` with an ordinary file's permissions.
+
+    A SIGTERM or Ctrl-C (``rgstore.interrupts``) arriving while the file is made is held until it
+    exists with its name bound, then removes it: the caller never learns a name it could clean up.
+    """
+    made: tuple[int, str] | None = None
+    try:
+        with deferred():
+            made = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+            os.fchmod(made[0], 0o666 & ~current_umask())
+    except BaseException:
+        if made is not None:
+            os.close(made[0])
+            os.unlink(made[1])
+        raise
+    return made
 
 
 def open_lock(path: Path, *, create: bool = True) -> int:

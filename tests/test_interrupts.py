@@ -61,3 +61,18 @@ def test_an_import_whose_recording_fails_is_taken_back(store: Store, tmp_path: P
     assert seen[0] not in (store.refget_path / "collections.rgci").read_text()
     assert not list((store.refget_path / "sequences").rglob("*.seq"))
     assert not list(store.path.glob(".ingest-*"))
+
+
+def test_a_signal_while_a_temp_file_is_made_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SIGTERM landed between the temp file's creation and the caller binding its name (a blob left in blobs/).
+    import rgstore.files as files
+    from rgstore.interrupts import interrupt
+
+    def signal_arrives() -> int:  # the handler runs here: right after the file exists
+        interrupt(SystemExit(143))
+        return 0o022
+
+    monkeypatch.setattr(files, "current_umask", signal_arrives)
+    with pytest.raises(SystemExit):
+        files.mkstemp(dir=tmp_path, prefix=".tmp-")
+    assert list(tmp_path.iterdir()) == []
