@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -64,24 +65,53 @@ def _release_inherited(path: Path) -> None:
             environment.close(why="it was opened before this process forked, and the store was opened again here")
 
 
+_MDB_MAGIC = 0xBEEFC0DE
+_P_INVALID = (1 << 64) - 1
+_META_ROOTS = struct.Struct("<16xI60xQ6xH32xQQQ")
+"""A meta page (64-bit LMDB 0.9): magic, free tree root, main tree depth, main root, last page, txnid."""
+
+
 def _refuse_cut_short(env: lmdb.Environment, path: Path) -> None:
-    """StoreOpenError (env closed) if ``data.mdb`` ends before its last committed page.
+    """StoreOpenError (env closed) if ``data.mdb`` ends before a tree root its newest meta page names.
 
     LMDB maps the file: reading a page past its end (a copy or restore cut short, a hand truncate)
-    kills the process with SIGBUS and no message. A committed page is always written before the
-    meta page naming it, so a healthy file is never shorter.
+    kills the process with SIGBUS and no message. A healthy file may end before its last page
+    number (a page one transaction allocates at the end and frees again is never written), so the
+    check is on pages LMDB will read: the free and main trees' roots and, when the main tree is one
+    page, every sub-db's root (its entries are sub-db records: rgstore keeps nothing else there).
     """
-    need = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+    psize = int(env.stat()["psize"])
     try:
-        size = os.stat(path / "data.mdb").st_size
+        with open(path / "data.mdb", "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            metas = [os.pread(fh.fileno(), _META_ROOTS.size, i * psize) for i in (0, 1)]
     except OSError:
         return
+    valid = [_META_ROOTS.unpack(m) for m in metas if len(m) == _META_ROOTS.size]
+    valid = [m for m in valid if m[0] == _MDB_MAGIC]
+    if not valid:
+        return  # LMDB opened it, so this is a layout this check does not know: leave it to LMDB
+    _, free_root, main_depth, main_root, _last, _txnid = max(valid, key=lambda m: m[5])
+    roots = [r for r in (free_root, main_root) if r != _P_INVALID]
+    need = (max(roots, default=1) + 1) * psize
+    if size >= need and main_depth == 1 and main_root != _P_INVALID:
+        try:
+            with env.begin() as txn:
+                roots += [r for (r,) in (_SUBDB_ROOT.unpack_from(v) for _, v in txn.cursor() if len(v) == 48)
+                          if r != _P_INVALID]
+        except lmdb.Error:
+            pass  # a damaged page inside the file: LMDB names it when it is read
+        need = (max(roots, default=1) + 1) * psize
     if size < need:
         env.close()
         raise StoreOpenError(
             f"{path / 'data.mdb'} is cut short ({size:,} bytes; its committed pages need {need:,}): the log cannot "
             "be read; restore log/ from a backup (`rgstore replay backup.rglog --store NEW`, or a mirror)"
         )
+
+
+_SUBDB_ROOT = struct.Struct("<40xQ")
+"""The root page of a sub-db record (LMDB's MDB_db, 48 bytes)."""
 
 
 class Environment:

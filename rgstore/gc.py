@@ -9,7 +9,8 @@ RefgetStore collections no genome in the genome view names (left by `genome remo
 import killed before it was recorded) go the same way: chosen and removed inside one write
 transaction, with the same grace period, through gtars under its writer lock; their sequences go
 with them unless a recorded genome still lists one. Scratch directories of killed imports and
-sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go once no process holds them.
+sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go once no process holds them, and so
+do the temp files of killed sequence-file rewrites (``refget/sequences/*/.tmp-*``, ``seqrestore``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
     store.environment.write(sweep)
     _prune_refget(store, report, now=now, grace=grace, dry_run=dry_run)
     _sweep_refget(store, report, dry_run=dry_run)
+    _sweep_sequence_temps(store, report, grace=grace, dry_run=dry_run)
     _sweep_scratch(store, report, grace=grace, dry_run=dry_run)
     return report
 
@@ -181,6 +183,22 @@ def _refget_temp_files(root: Path) -> list[Path]:
 
     folders = [root, root / "fhr", *(root / "aliases").glob("*")]
     return [p for folder in folders for p in folder.glob(".*.tmp") if temp_target(p.name) and p.is_file()]
+
+
+def _sweep_sequence_temps(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:
+    """Remove the temp files of sequence-file rewrites (re-adding a FASTA) that were killed mid-write."""
+    from .errors import RgstoreError
+    from .refgetstore import SequenceFiles
+    from .seqrestore import leftover_temp_files
+
+    try:
+        files = SequenceFiles(store.refget_path)
+    except RgstoreError:
+        return  # no RefgetStore yet, or a manifest gc's other steps report on
+    for tmp in leftover_temp_files(files, older_than=max(grace, SCRATCH_FLOOR_S)):
+        report.temp_files_removed += 1
+        if not dry_run:
+            tmp.unlink(missing_ok=True)
 
 
 def _sweep_scratch(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:

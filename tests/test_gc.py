@@ -211,3 +211,18 @@ def test_gc_removes_temp_files_a_killed_alias_refresh_left_under_refget_but_not_
         assert store.verify().ok
         assert (tsvs / "chaos.tsv").read_text() == f"x\t{digest}\ny\t{digest}\n"
     assert not list(tsvs.glob(".*.tmp"))
+
+
+def test_gc_removes_the_temp_file_a_killed_sequence_repair_left_but_not_a_live_one(tmp_path: Path, store: Store) -> None:
+    # Re-adding a FASTA rewrites a damaged data file through a temp file beside it; a SIGKILL mid-write left
+    # up to a chromosome's size there that nothing ever removed.
+    store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCC"}), ["a"])
+    folder = next((store.refget_path / "sequences").rglob("*.seq")).parent
+    dead, live = folder / ".tmp-k1ll3d00", folder / ".tmp-w0rk1ng0"
+    dead.write_bytes(b"ACGT" * 1000)
+    live.write_bytes(b"ACGT")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    assert collect_garbage(store, dry_run=True).temp_files_removed == 1 and dead.exists()
+    assert collect_garbage(store).temp_files_removed == 1
+    assert not dead.exists() and live.exists()
+    assert store.verify().ok
