@@ -122,18 +122,24 @@ def _as_user(store: Path, uid: int, groups: list[int], work: Callable[[], str]) 
     return in_forked_child(work, setup=become)
 
 
+def _lab_store(lab: Path, tmp_path: Path, *, mode: int, umask: int) -> Path:
+    """A setgid store of the lab group (directory ``mode``) holding every kind of file, written with ``umask``."""
+    root = lab / "store"
+    root.mkdir()
+    os.chown(root, 0, _GROUP)
+    os.chmod(root, mode)
+    proc = _write_everything(root, tmp_path, umask)
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
 @needs_root
 def test_a_group_member_writes_a_store_another_member_made_with_umask_077(tmp_path: Path, lab: Path) -> None:
     from rgstore.cachelock import entry_lock
     from rgstore.refgetstore import fetch_lock
     from rgstore.store import Store
 
-    root = lab / "store"
-    root.mkdir()
-    os.chown(root, 0, _GROUP)
-    os.chmod(root, 0o2770)
-    proc = _write_everything(root, tmp_path, 0o077)
-    assert proc.returncode == 0, proc.stderr
+    root = _lab_store(lab, tmp_path, mode=0o2770, umask=0o077)
     (root / ".pull.lock").touch()  # a mirror pull's lock, made by another member
     for lock in (root / "cache" / ".locks" / f"{'a' * 64}.lock", root / ".fetch.lock", root / ".pull.lock"):
         os.chmod(lock, 0o640)  # as an older rgstore made them: no group write
@@ -162,12 +168,7 @@ def test_a_group_member_writes_a_store_another_member_made_with_umask_077(tmp_pa
 def test_a_user_without_write_access_to_lock_mdb_is_told_which_file_and_why(tmp_path: Path, lab: Path) -> None:
     from rgstore.store import Store
 
-    root = lab / "store"
-    root.mkdir()
-    os.chown(root, 0, _GROUP)
-    os.chmod(root, 0o2775)
-    proc = _write_everything(root, tmp_path, 0o022)  # group-writable store: others may read
-    assert proc.returncode == 0, proc.stderr
+    root = _lab_store(lab, tmp_path, mode=0o2775, umask=0o022)  # group-writable store: others may read
 
     def outsider() -> str:
         with Store.open(".", readonly=True) as store:
@@ -184,12 +185,7 @@ def test_a_member_who_may_not_write_the_refget_files_is_told_which_directory_and
     from rgstore.refgetstore import refget_access_hint
     from rgstore.store import Store
 
-    root = lab / "store"
-    root.mkdir()
-    os.chown(root, 0, _GROUP)
-    os.chmod(root, 0o2770)
-    proc = _write_everything(root, tmp_path, 0o077)
-    assert proc.returncode == 0, proc.stderr
+    root = _lab_store(lab, tmp_path, mode=0o2770, umask=0o077)
     os.chmod(root / "refget", 0o2750)  # a store half set up for sharing: the RefgetStore is not group-writable
     import rgstore.aliases
     import rgstore.genomes  # noqa: F401
