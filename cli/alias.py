@@ -73,7 +73,8 @@ def set_cmd(
     Example:
         rgstore alias set hg38 iJ9EFsXJZZS5sG3ibEtwYhm8KZPp1pqA
         rgstore alias set ucsc:hg38 iJ9EFsXJZZS5sG3ibEtwYhm8KZPp1pqA --force
-        rgstore alias set --sequence insdc:BK006935.2 SQ.lZyxiD_ByprhOUzrR1o1bq0ezO_1gkrn
+        rgstore alias set --sequence insdc:BK006935.2 \\
+            SQ.lZyxiD_ByprhOUzrR1o1bq0ezO_1gkrn
     """
     with ctx.open() as store:
         change = store.aliases.set(name, digest, namespace=namespace, force=force, sequence=sequence)

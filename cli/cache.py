@@ -88,7 +88,8 @@ def cache_group() -> None:
 
     \b
     Example:
-        rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions gene,exon,CDS
+        rgstore cache regions --source ensembl --species homo_sapiens \\
+            --release 110 --regions gene,exon,CDS
         rgstore cache ls --level 2
         rgstore cache gc --max-age 30d
     """
@@ -146,9 +147,10 @@ def fetch_raw_cmd(
 
     \b
     Example:
-        rgstore cache fetch-raw --source ensembl --species homo_sapiens --release 110
-        rgstore cache fetch-raw --source ncbi --species homo_sapiens --taxon 9606 \\
-            --release RS_2023_10 --assembly GCF_000001405.40
+        rgstore cache fetch-raw --source ensembl --species homo_sapiens \\
+            --release 110
+        rgstore cache fetch-raw --source ncbi --species homo_sapiens \\
+            --taxon 9606 --release RS_2023_10 --assembly GCF_000001405.40
     """
     with ctx.open(create=True) as store:
         result = store.cache.fetch_raw(
@@ -183,8 +185,10 @@ def regions_cmd(
 
     \b
     Example:
-        rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions gene,exon,CDS
-        rgstore cache regions --source ensembl --species homo_sapiens --release 110 --regions CDS --json
+        rgstore cache regions --source ensembl --species homo_sapiens \\
+            --release 110 --regions gene,exon,CDS
+        rgstore cache regions --source ensembl --species homo_sapiens \\
+            --release 110 --regions CDS --json
     """
     with ctx.open(create=True) as store:
         results = store.cache.regions(
@@ -218,7 +222,9 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     \b
     Example:
         rgstore cache gc --max-age 30d --max-size 200G --dry-run
-        # crontab line: 0 3 1 * * rgstore --store /srv/rgstore cache gc --max-age 30d >> /var/log/rgstore-cache-gc.log 2>&1
+        # crontab line (one line there; cron cannot continue it):
+        # 0 3 1 * * rgstore --store /srv/rgstore cache gc --max-age 30d
+        #     >> /var/log/rgstore-cache-gc.log 2>&1
     """
     from rgstore.cachegc import parse_duration, parse_size
     from rgstore.errors import InvalidInputError
@@ -277,7 +283,7 @@ def _pin_command(name: str, pinned: bool) -> click.Command:
         + " REF is a key, its first 8+ hex digits (as `cache ls` prints them) or the entry's directory."
         + f"\n\n\b\nExample:\n    rgstore cache {name} 3f9a1c0b7e2d\n"
         + f"    rgstore cache {name} cached_genomic_<key>\n"
-        + f"    rgstore cache {name} ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110\n"
+        + f"    rgstore cache {name} \\\n        ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110\n"
     )
     return command
 

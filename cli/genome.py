@@ -27,7 +27,8 @@ def genome_group() -> None:
 
     \b
     Example:
-        rgstore genome init --fasta hg38.fa.gz --name hg38 --description "Human GRCh38"
+        rgstore genome init --fasta hg38.fa.gz --name hg38 \\
+            --description "Human GRCh38"
         rgstore genome list
     """
 
@@ -68,9 +69,12 @@ def init_cmd(
 
     \b
     Example:
-        rgstore genome init --fasta hg38.fa.gz --name hg38 --name GRCh38 --species "Homo sapiens"
-        rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM --fhr rCRS.fhr.json
-        rgstore genome init --remote https://example.org/refget --alias ucsc:hg38 --name hg38
+        rgstore genome init --fasta hg38.fa.gz --name hg38 --name GRCh38 \\
+            --species "Homo sapiens"
+        rgstore genome init --fasta rCRS.fa --name rCRS --circular chrM \\
+            --fhr rCRS.fhr.json
+        rgstore genome init --remote https://example.org/refget \\
+            --alias ucsc:hg38 --name hg38
     """
     from rgstore.progress import null_progress, terminal_progress
 
@@ -127,8 +131,8 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
         emit_json([_brief(g) for g in genomes])
         return
     if not genomes:
-        click.echo("no genomes; add one with `rgstore genome init --fasta FILE --name NAME`")
-        return
+        # The hint is a message, not a row: stdout keeps the header alone, like every other empty list.
+        click.echo("no genomes; add one with `rgstore genome init --fasta FILE --name NAME`", err=True)
     emit_table(
         [[",".join(g.aliases) or "-", g.digest, g.n_sequences, f"{g.total_length:,}", g.description]
          for g in genomes],

@@ -43,7 +43,8 @@ def getseq_cmd(
     \b
     Example:
         rgstore getseq hg38 chr1:0-60 chrM
-        rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 --revcomp --fasta
+        rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
+            --revcomp --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
     """
     if digest is not None:

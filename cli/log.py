@@ -68,6 +68,8 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
               limit: int | None, as_json: bool) -> None:
     """List events: seq, time, actor, type, stream and a one-line summary.
 
+    With --json, JSON lines: one object per event, one per line (nothing at all when no event matches).
+
     \b
     Example:
         rgstore log --stream 'alias:*' --since 7d

@@ -7,6 +7,7 @@ Sub-commands load on first use (``LAZY_COMMANDS``), so ``rgstore --help`` and
 from __future__ import annotations
 
 import importlib
+import io
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -149,6 +150,13 @@ class RgstoreGroup(click.Group):
             # Every command commits whole or not at all, so the line need not say more.
             click.echo(f"{chr(10) if sys.stderr.isatty() else ''}error: interrupted", err=True)  # after a ^C or bar
             ctx.exit(130)
+        except UnicodeEncodeError as exc:
+            # An ASCII locale without Python's UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) hands non-ASCII arguments
+            # over as lone surrogates, which no lookup can match: say so in one line, not a traceback.
+            bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+            click.echo(f"error: {bad!a} cannot be encoded as {exc.encoding} ({exc.reason}); "
+                       "run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8", err=True)
+            ctx.exit(1)
         except BrokenPipeError:
             # `rgstore getseq ... | head` closes the pipe early; that is not an error.
             sys.stderr.close()
@@ -219,6 +227,10 @@ def store_option(fn: Any) -> Any:
 
 def main() -> None:
     """Console-script entry point."""
+    if sys.stdout.errors == "strict" and isinstance(sys.stdout, io.TextIOWrapper):
+        # A Latin-1 (or other non-UTF-8) locale cannot print every name a store holds: a table row shows
+        # the rest escaped (\\u30b2) rather than the command dying mid-table. JSON is written as UTF-8 anyway.
+        sys.stdout.reconfigure(errors="backslashreplace")
     cli(prog_name="rgstore")
 
 

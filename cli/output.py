@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,16 +20,26 @@ def _to_builtins(obj: Any) -> Any:
     return msgspec.to_builtins(obj, builtin_types=None, str_keys=True)
 
 
+def _json_writer() -> Callable[[bytes], Any]:
+    # JSON is UTF-8 (RFC 8259) whatever the locale: bytes go to the binary layer, so an alias or file
+    # named in Unicode does not crash an ASCII or Latin-1 stdout; text already buffered goes first.
+    sys.stdout.flush()
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stream (io.StringIO): it takes str, and has no encoding to fail
+        return lambda data: sys.stdout.write(data.decode())
+    return binary.write  # type: ignore[no-any-return]
+
+
 def emit_json(obj: Any) -> None:
-    """Write one JSON document (Structs, datetimes and bytes handled) and a newline."""
-    sys.stdout.write(_JSON.encode(_to_builtins(obj)).decode() + "\n")
+    """Write one JSON document (Structs, datetimes and bytes handled) and a newline, as UTF-8."""
+    _json_writer()(_JSON.encode(_to_builtins(obj)) + b"\n")
 
 
 def emit_json_lines(objs: Iterable[Any]) -> None:
-    """Write one JSON document per line."""
-    write = sys.stdout.write
+    """Write one JSON document per line, as UTF-8."""
+    write = _json_writer()
     for obj in objs:
-        write(_JSON.encode(_to_builtins(obj)).decode() + "\n")
+        write(_JSON.encode(_to_builtins(obj)) + b"\n")
 
 
 def cell(value: Any) -> str:

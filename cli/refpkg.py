@@ -109,7 +109,8 @@ def update_cmd(ctx: Context, name: str, changes: tuple[str, ...], metadata: bool
     \b
     Example:
         rgstore refpkg update mypkg tree=tree_v2.nwk seq_info=seq_info.csv
-        rgstore refpkg update mypkg --metadata "author=Jane Doe" package_version=0.2
+        rgstore refpkg update mypkg --metadata "author=Jane Doe" \\
+            package_version=0.2
     """
     with signals_unwind(), ctx.open() as store:
         if metadata:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from click.testing import CliRunner
 from rgstore_cli.output import emit_table
@@ -30,3 +32,85 @@ def test_a_table_of_many_thousand_rows_prints_each_row_once_in_order_aligned_acr
 def test_an_empty_table_prints_nothing_and_headers_alone_print_one_line() -> None:
     assert _printed([]) == []
     assert _printed([], ["NAME", "DIGEST"]) == ["NAME  DIGEST"]
+
+
+# -- what scripts see: JSON encoding, locales, help width, empty lists ----------------------------------------
+
+
+def test_json_is_written_as_utf8_after_earlier_text_even_when_stdout_is_ascii(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import json
+    import sys
+
+    from rgstore_cli.output import emit_json, emit_json_lines
+
+    raw = io.BytesIO()
+    ascii_stdout = io.TextIOWrapper(raw, encoding="ascii", errors="strict", write_through=False)
+    monkeypatch.setattr(sys, "stdout", ascii_stdout)
+    ascii_stdout.write("first\n")  # buffered text must not end up after the JSON
+    emit_json({"name": "café"})
+    emit_json_lines([{"name": "xゲノム"}, {"n": 2}])
+    ascii_stdout.flush()
+    lines = raw.getvalue().decode("utf-8").splitlines()
+    assert lines[0] == "first"
+    assert [json.loads(line) for line in lines[1:]] == [{"name": "café"}, {"name": "xゲノム"}, {"n": 2}]
+
+
+def test_non_ascii_names_print_in_a_latin1_or_ascii_locale_without_a_traceback(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import run_rgstore
+
+    store = str(tmp_path / "s")
+    fasta = tmp_path / "u.fa"
+    fasta.write_text(">chré1 ünïcode header\nACGTACGTNN\n")
+    assert run_rgstore("--store", store, "genome", "init", "--fasta", str(fasta), "--name", "café").returncode == 0
+    assert run_rgstore("--store", store, "alias", "set", "ns:xゲノム", "--",
+                       json.loads(run_rgstore("--store", store, "genome", "list", "--json").stdout)[0]["digest"]
+                       ).returncode == 0
+    latin1 = {"PYTHONIOENCODING": "latin-1"}
+    table = run_rgstore("--store", store, "alias", "list", env=latin1)
+    assert table.returncode == 0 and table.stderr == b"", table.stderr
+    assert b"x\\u30b2\\u30ce\\u30e0" in table.stdout and "café".encode("latin-1") in table.stdout
+    listed = run_rgstore("--store", store, "alias", "list", "--json", env=latin1)
+    assert listed.returncode == 0 and {a["name"] for a in json.loads(listed.stdout.decode("utf-8"))} == {"café", "xゲノム"}
+    events = run_rgstore("--store", store, "log", "--json", env={"PYTHONUTF8": "0", "LC_ALL": "C"})
+    assert events.returncode == 0 and "chré1" in events.stdout.decode("utf-8")
+    # Without UTF-8 mode an ASCII locale hands `café` over as surrogates: one line and exit 1, not a traceback.
+    show = run_rgstore("--store", store, "genome", "show", "café", env={"PYTHONUTF8": "0", "LC_ALL": "C"})
+    assert show.returncode == 1 and b"Traceback" not in show.stderr
+    assert show.stderr.decode().startswith("error: ") and "UTF-8 locale" in show.stderr.decode()
+
+
+def test_every_commands_help_has_an_example_and_fits_80_columns() -> None:
+    from rgstore_cli.main import cli as root
+
+    ctx = click.Context(root)
+    paths: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        paths.append(path)
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, [*path, name])
+
+    walk(root, [])
+    runner = CliRunner()
+    for path in paths:
+        result = runner.invoke(root, [*path, "--help"], terminal_width=80)
+        assert result.exit_code == 0 and "Example:" in result.output, path
+        wide = [line for line in result.output.splitlines() if len(line) > 80]
+        assert not wide, (path, wide)
+
+
+def test_an_empty_genome_list_prints_the_header_on_stdout_and_the_hint_on_stderr(tmp_path: Path) -> None:
+    from tests.conftest import run_rgstore
+
+    store = str(tmp_path / "s")
+    assert run_rgstore("--store", store, "init").returncode == 0
+    listed = run_rgstore("--store", store, "genome", "list")
+    assert listed.returncode == 0
+    assert listed.stdout.decode().splitlines() == ["NAMES  DIGEST  SEQS  BP  DESCRIPTION"]
+    assert b"rgstore genome init" in listed.stderr
