@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -120,3 +123,47 @@ def test_every_package_directory_of_the_repo_is_listed_for_the_wheel() -> None:
         for init in (REPO / top).rglob("__init__.py")
     }
     assert found <= listed, sorted(found - listed)
+
+
+def test_the_sdist_carries_the_tests_helpers_data_and_the_tools_they_import(tmp_path: Path) -> None:
+    # README command (2) run from an unpacked sdist needs conftest, the helper modules, tests/data and
+    # tools/ too; without MANIFEST.in setuptools ships only tests/test_*.py and 48 of them fail to import.
+    pytest.importorskip("setuptools")
+    import shutil
+    import tarfile
+
+    caches = shutil.ignore_patterns("__pycache__", "*.py[cod]", ".hypothesis", ".pytest_cache")
+    src = tmp_path / "src"
+    for top in ("rgstore", "cli", "api", "tests", "tools", "docs", ".ci"):
+        shutil.copytree(REPO / top, src / top, ignore=caches)
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, src / name)
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist")], cwd=src,
+                         capture_output=True, text=True, check=True)
+    with tarfile.open(tmp_path / "dist" / out.stdout.split()[-1]) as sdist:
+        shipped = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    needed = {str(p.relative_to(src)) for top in ("tests", "tools") for p in (src / top).rglob("*") if p.is_file()}
+    assert needed <= shipped, sorted(needed - shipped)
+    assert {".ci/run", "README.md", "docs/architecture.md"} <= shipped
+    assert not [name for name in shipped if "__pycache__" in name or name.endswith(".pyc")]
+
+
+# Newest releases measured (session 6, fresh venvs at the floors) to break what rgstore documents.
+_BROKEN_RELEASES = {
+    "lmdb": "1.8.1",  # a second open of one environment in a process succeeds: Store.open's refusal and fork release go
+    "click": "8.1.8",  # a bare group exits 0, and CliRunner mixes stderr into stdout
+    "uvicorn": "0.50.2",  # Multiprocess still requires `target`: `rgstore serve --workers 2` dies with a TypeError
+}
+
+
+def test_the_dependency_floors_admit_no_release_the_code_is_known_to_break_on() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    floors = {(req := Requirement(line)).name: req.specifier
+              for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    admitted = {name: version for name, version in _BROKEN_RELEASES.items() if floors[name].contains(version)}
+    assert not admitted, admitted
