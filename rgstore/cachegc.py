@@ -140,7 +140,7 @@ def plan(
             keep.append(e)
     if max_size is not None:
         total = sum(e.size for e in keep)
-        for e in sorted((e for e in keep if not e.pinned), key=lambda e: (e.last_access, e.key)):
+        for e in sorted((e for e in keep if not e.pinned), key=lambda e: (e.access_seq, e.key)):
             if total <= max_size:
                 break
             out.append((e, f"size: least recently used beyond {max_size} bytes"))
@@ -318,7 +318,7 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
         report.evicted = []
         for e, why in chosen:
             current = CacheView.get(txn, db, e.key)
-            if current is None or current.pinned or current.last_access != e.last_access:
+            if current is None or current.pinned or current.access_seq != e.access_seq:
                 continue  # pinned, touched or evicted since planning: leave it
             report.evicted.append(_item(current, why))
             events.append(NewEvent(stream=f"cache:{e.key}", event=CacheEvicted(key=e.key, reason=why)))

@@ -233,3 +233,28 @@ def test_gc_reads_the_live_entries_a_few_times_not_once_per_eviction(
     assert len(report.evicted) == 30 and report.bytes_freed == 30 * len(data)
     assert len(store.cache.ls()) == 10 and sum(1 for _ in store.cache_path.glob("cached_genomic_*")) == 10
     assert reads[0] < 10  # each deletion re-checked the live directories: once per log head, not per entry
+
+
+def test_gc_by_size_follows_the_order_of_use_even_after_the_clock_was_set_back(
+    filled: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as real
+
+    by_region = {_region(e): e for e in filled.cache.ls()}
+    filled.cache.pin(by_region["raw"].key)
+
+    class SetBack(real.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.datetime.now(tz) - real.timedelta(days=1)
+
+    # The clock is corrected a day back, then gene is used: its recorded time is older than
+    # exon's, but it is the most recently used entry and exon must go first.
+    monkeypatch.setattr("rgstore.log.datetime", SetBack)
+    _later(filled, -DAY)
+    filled.cache.regions(req(ENSEMBL, "gene"), base_url="http://127.0.0.1:9")
+    touched = filled.cache.entry(by_region["gene"].key)
+    assert touched is not None and touched.last_access < by_region["exon"].last_access
+    total = sum(e.size for e in filled.cache.ls())
+    report = filled.cache.gc(max_age=None, max_size=total - by_region["exon"].size)
+    assert [i.key for i in report.evicted] == [by_region["exon"].key]

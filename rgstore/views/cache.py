@@ -55,6 +55,8 @@ class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
     """Time of the insert or the latest recorded touch."""
     touches: int = 0
     pinned: bool = False
+    access_seq: int = 0
+    """Seq of the insert or the latest recorded touch: the LRU order, which a clock set back cannot reorder."""
 
     @property
     def size(self) -> int:
@@ -85,7 +87,7 @@ class CacheView(View):
     """Folds CacheInserted/Touched/Pinned/Unpinned/Evicted into live entries and tombstones."""
 
     name: ClassVar[str] = "cache"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     dbs: ClassVar[tuple[str, ...]] = ("cache.entries", "cache.evicted")
     streams: ClassVar[tuple[str, ...]] = ("cache:",)
     handles: ClassVar[tuple[type[Event], ...]] = (
@@ -112,6 +114,7 @@ class CacheView(View):
                 inserted_seq=envelope.seq,
                 inserted_at=when,
                 last_access=when,
+                access_seq=envelope.seq,
             )
             txn.put(event.key.encode(), encode_value(entry), db=entries)
             txn.delete(event.key.encode(), db=evicted)
@@ -121,7 +124,9 @@ class CacheView(View):
         if current is None:
             return
         if isinstance(event, CacheTouched):
-            current = msgspec.structs.replace(current, last_access=when, touches=current.touches + 1)
+            current = msgspec.structs.replace(
+                current, last_access=when, touches=current.touches + 1, access_seq=envelope.seq
+            )
         elif isinstance(event, CachePinned):
             current = msgspec.structs.replace(current, pinned=True)
         elif isinstance(event, CacheUnpinned):
@@ -159,6 +164,7 @@ class CacheView(View):
                 live[key] = CacheEntry(
                     key=key, level=event.level, path=event.path, files=dict(event.files),
                     request=dict(event.request), inserted_seq=envelope.seq, inserted_at=when, last_access=when,
+                    access_seq=envelope.seq,
                 )
                 changed.add(key)
                 tombs[key] = None
@@ -170,7 +176,10 @@ class CacheView(View):
             if current is None:
                 continue
             if cls is CacheTouched:
-                live[key] = replace(current, last_access=envelope.time.timestamp(), touches=current.touches + 1)
+                live[key] = replace(
+                    current, last_access=envelope.time.timestamp(), touches=current.touches + 1,
+                    access_seq=envelope.seq,
+                )
             elif cls is CachePinned:
                 live[key] = replace(current, pinned=True)
             elif cls is CacheUnpinned:
