@@ -20,17 +20,19 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.command("status")
 @store_option
 @json_option
+@click.option("--check", is_flag=True, help="Exit 1 when the store is not healthy (for monitoring).")
 @pass_ctx
-def status_cmd(ctx: Context, as_json: bool) -> None:
+def status_cmd(ctx: Context, as_json: bool, check: bool) -> None:
     """Summarise the store: log position, counts, disk use, replication and view health.
 
     Reads only what the log and views already know (no file walk, no hashing), so it is quick on
     big stores and works for users who may only read the store. `rgstore verify` checks content.
+    With --check the exit status is 1 when any problem is listed (the report is printed either way).
 
     \b
     Example:
         rgstore --store ./store status
-        rgstore --store ./store status --json
+        rgstore --store ./store status --json --check
     """
     from rgstore.status import store_status
 
@@ -40,6 +42,8 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         emit_json(result)
     else:
         _print(result)
+    if check and not result.healthy:
+        click.get_current_context().exit(1)
 
 
 def _print(st: StoreStatus) -> None:

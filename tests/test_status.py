@@ -137,6 +137,38 @@ def test_a_user_who_may_only_read_the_store_gets_its_status_and_sees_another_use
         shutil.rmtree(lab, ignore_errors=True)
 
 
+@needs_root
+def test_status_check_exits_1_for_a_reader_who_meets_a_problem_and_0_once_it_is_cleared() -> None:
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli
+
+    lab = Path(tempfile.mkdtemp(prefix="rgstore-status-"))
+    try:
+        os.chmod(lab, 0o711)
+        old = os.umask(0o022)
+        try:
+            Store.open(lab / "s").close()
+            mark = PendingSync(lab / "s")
+            mark.abandon()  # as a writer killed before its alias-file refresh leaves it
+        finally:
+            os.umask(old)
+        os.chmod(lab / "s" / "log" / "lock.mdb", 0o666)
+
+        def check() -> str:
+            result = CliRunner().invoke(cli, ["--store", ".", "status", "--check"])
+            return f"{result.exit_code} {result.output}"
+
+        # A monitoring user who may only read cannot clear the mark: the report names it and exits 1.
+        assert _as_user(lab / "s", _OUTSIDER, [], check).startswith("ok: 1 "), "a problem must fail --check"
+        plain = _as_user(lab / "s", _OUTSIDER, [], lambda: str(CliRunner().invoke(
+            cli, ["--store", ".", "status"]).exit_code))
+        assert plain == "ok: 0"  # without --check the report alone decides nothing
+        Store.open(lab / "s").close()  # the owner's next open refreshes and clears the mark
+        assert _as_user(lab / "s", _OUTSIDER, [], check).startswith("ok: 0 ")
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
+
+
 def test_a_lagging_and_a_stale_view_are_named(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as store:
         for i in range(3):
