@@ -23,7 +23,8 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.argument("name", required=False)
 @click.argument("loci", nargs=-1)
 @click.option("--digest", metavar="D", help="Read from the genome with this digest (then every argument is a LOCUS).")
-@click.option("--bed", type=click.Path(path_type=Path, dir_okay=False), help="Also read regions from a BED file.")
+@click.option("--bed", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Also read regions from a BED file (- for standard input).")
 @click.option("--revcomp", "-i", is_flag=True, help="Reverse-complement every region.")
 @click.option("--fasta", "as_fasta", is_flag=True, help="FASTA output with >seq:start-end headers.")
 @click.option("--width", type=click.IntRange(min=1), default=60, show_default=True,
@@ -46,6 +47,7 @@ def getseq_cmd(
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
             --revcomp --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
+        bedtools merge -i peaks.bed | rgstore getseq hg38 --bed -
     """
     if digest is not None:
         loci = ((name,) if name is not None else ()) + loci

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -225,8 +226,30 @@ def store_option(fn: Any) -> Any:
     )(fn)
 
 
+def _fill_closed_std_streams() -> None:
+    """Put /dev/null behind a closed stdin, stdout or stderr (`rgstore ... >&-`, a daemon's job), as `>/dev/null` would.
+
+    Python leaves ``sys.stdout`` None then (the first print is a traceback), and the descriptor number
+    free: the next file opened (the store's data.mdb) would take it, and any write to fd 1 would land there.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))
+        else:  # the number went to a file opened since start-up: leave that file alone
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
+
+
 def main() -> None:
     """Console-script entry point."""
+    _fill_closed_std_streams()
     if sys.stdout.errors == "strict" and isinstance(sys.stdout, io.TextIOWrapper):
         # A Latin-1 (or other non-UTF-8) locale cannot print every name a store holds: a table row shows
         # the rest escaped (\\u30b2) rather than the command dying mid-table. JSON is written as UTF-8 anyway.

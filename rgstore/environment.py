@@ -10,10 +10,13 @@ has ended (new transactions wait for the resize).
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
+import random
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 import lmdb
 
 from .diskspace import log_write_failed
-from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreClosedError, StoreOpenError
+from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreBusyError, StoreClosedError, StoreOpenError
 
 __all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE"]
 
@@ -37,6 +40,8 @@ else:
 INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; sparse on Linux, so it costs nothing
 MAX_DBS = 64
 MAX_READERS = 1024
+READER_SLOT_WAIT_S = 60.0
+"""How long an open or a read waits for a free LMDB reader slot when all are taken (a burst of batch jobs)."""
 
 _LIVE: weakref.WeakSet[Environment] = weakref.WeakSet()
 """Every open environment of this process, so a forked child can tell which ones it inherited."""
@@ -114,6 +119,26 @@ _SUBDB_ROOT = struct.Struct("<40xQ")
 """The root page of a sub-db record (LMDB's MDB_db, 48 bytes)."""
 
 
+class _SlotWait:
+    """Back-off while the reader table is full: slots free up as other readers finish, so wait, then refuse."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.deadline = time.monotonic() + READER_SLOT_WAIT_S
+        self.delay = 0.01
+
+    def pause(self) -> None:
+        """Sleep a little longer each time; StoreBusyError once ``READER_SLOT_WAIT_S`` have passed."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise StoreBusyError(
+                f"every LMDB reader slot of {self.path} stayed taken for {READER_SLOT_WAIT_S:g} s: too many processes "
+                "read this store at once; retry, or run fewer jobs on it at a time"
+            )
+        time.sleep(min(left, self.delay * (0.5 + random.random())))  # jitter: a burst of jobs must not retry in step
+        self.delay = min(self.delay * 2, 1.0)
+
+
 class Environment:
     """An open LMDB environment with named sub-dbs created on demand (in write mode)."""
 
@@ -148,6 +173,12 @@ class Environment:
                         "it), or close() that one first")
             elif not readonly and _refused_by_disk(exc):
                 raise log_write_failed(path, exc) from None
+            elif not readonly and os.strerror(errno.EROFS) in text:
+                # A reference store exported read-only to compute nodes (a ro bind mount, a ro NFS export).
+                raise ReadOnlyError(
+                    f"{path.parent} is on a read-only file system: commands that only read the store (getseq, "
+                    "genome list, log, verify, serve, ...) work there; run this one where it is mounted writable"
+                ) from None
             elif "Permission denied" in text:
                 from .sharing import SHARED_DOC, access_hint
 
@@ -170,6 +201,14 @@ class Environment:
         _LIVE.add(self)
 
     def _open(self, path: Path, map_size: int) -> lmdb.Environment:
+        wait = _SlotWait(path)
+        while True:
+            try:
+                return self._open_once(path, map_size)
+            except lmdb.ReadersFullError:  # opening reads the main db in a transaction of its own
+                wait.pause()
+
+    def _open_once(self, path: Path, map_size: int) -> lmdb.Environment:
         return lmdb.open(
             str(path),
             map_size=map_size,
@@ -280,6 +319,7 @@ class Environment:
         """A short read transaction (never blocks on writers)."""
         if self._closed:
             self._refuse_closed()
+        wait: _SlotWait | None = None
         while True:
             self._enter()
             try:
@@ -288,6 +328,11 @@ class Environment:
             except lmdb.MapResizedError:
                 self._leave()
                 self._resize(0)  # another process grew the map; adopt its size
+            except lmdb.ReadersFullError:
+                self._leave()
+                self.env.reader_check()  # slots of killed processes first
+                wait = wait or _SlotWait(self.path)
+                wait.pause()
             except BaseException:
                 self._leave()
                 raise

@@ -31,6 +31,7 @@ __all__ = [
     "StoreOpenError",
     "DiskWriteError",
     "StoreClosedError",
+    "StoreBusyError",
 ]
 
 
@@ -200,5 +201,11 @@ class StorePermissionError(RgstoreError):
 
 class StoreClosedError(RgstoreError):
     """A Store (or a service taken from it) was used after ``close()``: open the store again."""
+
+    http_status = 503
+
+
+class StoreBusyError(StoreOpenError):
+    """Every LMDB reader slot of the store stayed taken while we waited (too many processes reading it at once)."""
 
     http_status = 503

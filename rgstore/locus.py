@@ -8,9 +8,10 @@ alleles do), so only a trailing ``:<digits>[-<digits>]`` is read as coordinates.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Container, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from .errors import InvalidInputError
 
@@ -63,32 +64,50 @@ def _coordinate(digits: str, where: str) -> int:
 
 
 def read_bed(path: Path | str) -> Iterator[Region]:
-    """Regions of a BED file (first three columns); header, track, browser and blank lines skipped."""
+    """Regions of a BED file or ``-`` (standard input): first three columns; header, track, browser, blank lines skipped.
+
+    Pipes are read like files (``--bed <(bedtools merge ...)``, ``/dev/stdin``): workflows stream
+    regions from the tool that computed them.
+    """
+    if str(path) == "-":
+        yield from _bed_lines(sys.stdin.buffer, "<stdin>")
+        return
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: no such BED file")
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path}: line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
-                ) from None
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) < 3:
-                fields = line.split()
-            if len(fields) < 3:
-                raise InvalidInputError(f"{path}: line {number}: expected chrom, start and end columns")
-            if fields[1].startswith("-") or fields[2].startswith("-"):
-                raise InvalidInputError(f"{path}: line {number}: negative coordinate")
-            # int() alone would also take '1_0', '+1' and non-ASCII digits.
-            if not (_BED_INT.fullmatch(fields[1]) and _BED_INT.fullmatch(fields[2])):
-                raise InvalidInputError(f"{path}: line {number}: start and end must be integers")
-            where = f"{path}: line {number}"
-            yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: is a directory, not a BED file")
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such BED file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the BED file ({exc.strerror})") from None
+    with fh:
+        yield from _bed_lines(fh, str(path))
+
+
+def _bed_lines(fh: BinaryIO, path: str) -> Iterator[Region]:
+    """The regions of an open BED stream; errors name ``path`` and the line."""
+    for number, raw in enumerate(fh, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"{path}: line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+            continue
+        fields = line.rstrip("\r\n").split("\t")
+        if len(fields) < 3:
+            fields = line.split()
+        if len(fields) < 3:
+            raise InvalidInputError(f"{path}: line {number}: expected chrom, start and end columns")
+        if fields[1].startswith("-") or fields[2].startswith("-"):
+            raise InvalidInputError(f"{path}: line {number}: negative coordinate")
+        # int() alone would also take '1_0', '+1' and non-ASCII digits.
+        if not (_BED_INT.fullmatch(fields[1]) and _BED_INT.fullmatch(fields[2])):
+            raise InvalidInputError(f"{path}: line {number}: start and end must be integers")
+        where = f"{path}: line {number}"
+        yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
 
 
 def format_region(region: Region, length: int | None = None) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from rgstore.environment import Environment
 from tests.conftest import REPO
@@ -234,3 +238,88 @@ def test_a_healthy_data_mdb_ending_before_its_last_page_number_still_opens(tmp_p
         finally:
             env.close()
     assert os.path.getsize(log / "data.mdb") < need
+
+
+_SLOT_HOLDER = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], max_readers=1, max_dbs=64, readonly=True, max_spare_txns=0)
+txn = env.begin()  # the one reader slot of the table this process sized
+print("holding", flush=True)
+sys.stdin.readline()
+txn.abort()
+env.close()
+"""
+
+
+def _hold_the_only_reader_slot(log: Path) -> subprocess.Popen[str]:
+    """A process that re-creates ``log``'s lock table with one slot (as a tool run first would) and holds it."""
+    (log / "lock.mdb").unlink()
+    holder = subprocess.Popen([sys.executable, "-c", _SLOT_HOLDER, str(log)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    return holder
+
+
+def test_a_full_reader_table_makes_an_open_wait_for_a_slot_then_succeed(tmp_path: Path) -> None:
+    """A burst of batch jobs past the slot count: later ones wait for earlier ones to finish, not fail."""
+    log = tmp_path / "log"
+    Environment(log, readonly=False).close()
+    holder = _hold_the_only_reader_slot(log)
+    try:
+        threading.Timer(0.3, lambda: holder.communicate("go\n", timeout=60)).start()
+        env = Environment(log, readonly=True)  # waits until the holder ends
+        with env.read() as txn:
+            assert txn.get(b"absent") is None
+        env.close()
+    finally:
+        holder.kill()
+        holder.wait(60)
+
+
+def test_a_reader_table_that_stays_full_is_one_busy_error_naming_the_store(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import rgstore.environment as environment
+    from rgstore.errors import StoreBusyError
+
+    monkeypatch.setattr(environment, "READER_SLOT_WAIT_S", 0.2)
+    log = tmp_path / "log"
+    Environment(log, readonly=False).close()
+    holder = _hold_the_only_reader_slot(log)
+    try:
+        with pytest.raises(StoreBusyError, match=f"^every LMDB reader slot of {log} stayed taken for 0.2 s: too many"):
+            Environment(log, readonly=True)
+    finally:
+        holder.communicate("go\n", timeout=60)
+
+
+_READ_ONLY_MOUNT = """
+import sys
+from pathlib import Path
+from rgstore.environment import Environment
+from rgstore.errors import ReadOnlyError
+log = Path(sys.argv[1]) / "log"
+Environment(log, readonly=True).close()  # LMDB reads a read-only file system without its lock file
+try:
+    Environment(log, readonly=False)
+except ReadOnlyError as exc:
+    print(exc)
+"""
+
+
+def test_a_writable_open_on_a_read_only_file_system_says_so_and_reads_still_work(tmp_path: Path) -> None:
+    """A reference store exported read-only to compute nodes: a write command is told why, in one line."""
+    store = tmp_path / "store"
+    Environment(store / "log", readonly=False).close()
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs unshare and mount for a private read-only bind mount")
+    setup = f"mount --make-rprivate / && mount --bind {store} {store} && mount -o remount,bind,ro {store}"
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
+    done = subprocess.run(
+        ["unshare", "--mount", *as_root, "sh", "-c", f'{setup} || exit 77; exec "$0" -c "$1" "$2"',
+         sys.executable, _READ_ONLY_MOUNT, str(store)],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"{store} is on a read-only file system: commands that only read the store (getseq, "
+                           "genome list, log, verify, serve, ...) work there; run this one where it is mounted writable\n")

@@ -302,6 +302,29 @@ def test_a_bed_file_with_non_utf8_bytes_is_one_line_naming_file_and_line(  # typ
     assert lines == [f"error: {bed}: line 2: not UTF-8 text (byte 0xe8 at column 11)"]
 
 
+def test_bed_regions_stream_from_standard_input_and_pipes(  # type: ignore[no-untyped-def]
+    rgstore_proc, store: Store, store_path: Path, tmp_path: Path
+) -> None:
+    """Workflows pipe regions in (`bedtools merge ... | rgstore getseq G --bed -`, `--bed <(...)`)."""
+    store.genomes.init(TINY, ["tiny"])
+    chr2 = store.getseq("tiny", "chr2")
+    store.close()
+    done = rgstore_proc("--store", str(store_path), "getseq", "tiny", "--bed", "-", input=b"chr2\t0\t7\nchr2 3 5\n")
+    assert done.returncode == 0 and done.stdout.decode() == f"{chr2[:7]}\n{chr2[3:5]}\n"
+    done = rgstore_proc("--store", str(store_path), "getseq", "tiny", "--bed", "-", input=b"chr2\t0\n")
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == ["error: <stdin>: line 1: expected chrom, start and end columns"]
+    fifo = tmp_path / "regions.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"printf 'chr2\\t1\\t4\\n' > {fifo}"])
+    try:
+        assert list(read_bed(fifo)) == [Region("chr2", 1, 4)]
+    finally:
+        writer.wait(timeout=30)
+    with pytest.raises(InvalidInputError, match="is a directory, not a BED file"):
+        list(read_bed(tmp_path))
+
+
 def test_a_locus_past_the_end_is_reported_as_written(store: Store, tmp_path: Path) -> None:
     fasta = tmp_path / "b2.fa"
     fasta.write_text(">chrX\nACGTACGT\n")

@@ -114,3 +114,28 @@ def test_an_empty_genome_list_prints_the_header_on_stdout_and_the_hint_on_stderr
     assert listed.returncode == 0
     assert listed.stdout.decode().splitlines() == ["NAMES  DIGEST  SEQS  BP  DESCRIPTION"]
     assert b"rgstore genome init" in listed.stderr
+
+
+def test_a_closed_stdout_is_treated_as_dev_null_not_a_traceback_or_a_reused_descriptor(tmp_path: Path) -> None:
+    """`rgstore ... >&-` (a batch job's closed stdout): the output is dropped, errors still reach stderr."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, run_rgstore
+
+    store = str(tmp_path / "s")
+
+    def closed_stdout(*args: str) -> subprocess.CompletedProcess[bytes]:
+        # sh closes fd 1 before exec: Python then starts with no stdout at all.
+        return subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "rgstore_cli", *args],
+                              cwd=REPO, capture_output=True, timeout=120)
+
+    demo = closed_stdout("--store", store, "demo")  # writes the store and prints while fd 1 is closed
+    assert demo.returncode == 0 and b"Traceback" not in demo.stderr, demo.stderr
+    listed = closed_stdout("--store", store, "genome", "list")
+    assert listed.returncode == 0 and listed.stderr == b""
+    missing = closed_stdout("--store", store, "getseq", "tiny", "nosuchseq")
+    assert missing.returncode == 1 and missing.stderr.decode().startswith("error: ")
+    assert missing.stderr.decode().count("\n") == 1
+    verified = run_rgstore("--store", store, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
