@@ -152,7 +152,7 @@ def fetch_raw_cmd(
         rgstore cache fetch-raw --source ncbi --species homo_sapiens \\
             --taxon 9606 --release RS_2023_10 --assembly GCF_000001405.40
     """
-    with ctx.open(create=True) as store:
+    with ctx.open(create=True, reads_if_unwritable=True) as store:
         result = store.cache.fetch_raw(
             _request(source, species, taxon, release, assembly),
             base_url=base_url,
@@ -190,7 +190,7 @@ def regions_cmd(
         rgstore cache regions --source ensembl --species homo_sapiens \\
             --release 110 --regions CDS --json
     """
-    with ctx.open(create=True) as store:
+    with ctx.open(create=True, reads_if_unwritable=True) as store:
         results = store.cache.regions(
             _request(source, species, taxon, release, assembly, regions),
             base_url=base_url,

@@ -69,11 +69,13 @@ class Context:
         self.store_path = store
         self.actor = actor
 
-    def open(self, *, readonly: bool = False, create: bool = False) -> Any:
+    def open(self, *, readonly: bool = False, create: bool = False, reads_if_unwritable: bool = False) -> Any:
         """Open the store this invocation names (see ``rgstore.Store.open``).
 
         Only commands that add content pass ``create``: a command that changes or reads existing
         content on a store that does not exist (a mistyped --store) fails instead of creating one.
+        ``reads_if_unwritable`` opens an existing store this process may not write (a read-only
+        mount, another user's store) read-only, for commands that can answer from what is there.
         """
         from rgstore.errors import NotFoundError
         from rgstore.progress import null_progress, terminal_progress
@@ -82,6 +84,8 @@ class Context:
         path = self.store_path if self.store_path is not None else default_store_path()
         if not create and not (path / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
+        if reads_if_unwritable and (path / "log" / "data.mdb").exists():
+            readonly = readonly or not os.access(path / "log" / "data.mdb", os.W_OK)
         # A view rebuild at open is long work too, but --json asks for silence on the terminal as well.
         invocation = click.get_current_context(silent=True)
         as_json = invocation is not None and bool(invocation.params.get("as_json"))

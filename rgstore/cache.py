@@ -405,6 +405,11 @@ class Cache:
 
     def _require_writable(self, doing: str) -> None:
         """Refuse work whose result could not be recorded, before any file is written."""
+        if self.store.readonly:
+            raise ReadOnlyError(
+                f"the store is open read-only (a read-only mount, or a user who may not write it): {doing} "
+                "would add cache entries; run the request where the store is writable"
+            )
         upstream = self._replica_of()
         if upstream:
             raise ReadOnlyError(
@@ -415,9 +420,10 @@ class Cache:
     def _touch(self, keys: list[str]) -> None:
         """Record access to entries, at most once per entry per TOUCH_INTERVAL.
 
-        A mirror serves hits without recording them: its log takes only the upstream's events.
+        A mirror, and a store open read-only (a compute node's read-only mount), serve hits without
+        recording them: a mirror's log takes only the upstream's events.
         """
-        if not self._touch_events(keys) or self._replica_of():
+        if self.store.readonly or not self._touch_events(keys) or self._replica_of():
             return
         now = self.clock()
 

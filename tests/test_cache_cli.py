@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from rgstore.events import CacheInserted
 from rgstore.log import NewEvent
 from rgstore.store import Store
+from tests.conftest import REPO
 from tests.upstream_fixture import UpstreamServer
 
 ENS = ["--source", "ensembl", "--species", "synthetica_testii", "--release", "110"]
@@ -217,3 +225,34 @@ def test_fetch_raw_takes_an_uppercase_scheme(cli, server: UpstreamServer) -> Non
     [entry] = json.loads(cli("cache", "ls", "--json").stdout)
     shown = json.loads(cli("cache", "show", entry["key"], "--json").stdout)
     assert shown["entry"]["request"]["directory"].startswith(f"{server.url}/ensembl/")
+
+
+def test_a_store_on_a_read_only_mount_serves_cache_hits_and_refuses_misses_in_one_line(
+    cli, store_path: Path, server: UpstreamServer  # type: ignore[no-untyped-def]
+) -> None:
+    # A lab fills the cache, then exports the store read-only to compute nodes, whose jobs ask for regions.
+    regions = ["cache", "regions", *ENS, "--base-url", f"{server.url}/ensembl", "--regions"]
+    filled = json.loads(cli(*regions, "gene", "--json").stdout)
+    with Store.open(store_path, readonly=True) as store:
+        head = store.head()
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs unshare and mount for a private read-only bind mount")
+    rgstore = shlex.join([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), *regions])
+    mount = (f"mount --make-rprivate / && mount --bind {store_path} {store_path} && "
+             f"mount -o remount,bind,ro {store_path}")
+    script = f"{mount} || exit 77; {rgstore} gene --json; echo rc=$?; {rgstore} gene,CDS 2>&1; echo rc=$?"
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
+    done = subprocess.run(["unshare", "--mount", *as_root, "sh", "-c", script],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+    hits, rc_hits, miss, rc_miss = done.stdout.rstrip("\n").rsplit("\n", 3)
+    assert rc_hits == "rc=0", done.stdout + done.stderr
+    assert [(r["key"], r["path"], r["hit"]) for r in json.loads(hits)] == [
+        (r["key"], r["path"], True) for r in filled
+    ]
+    assert rc_miss == "rc=1"
+    assert miss == ("error: the store is open read-only (a read-only mount, or a user who may not write it): "
+                    "extracting CDS would add cache entries; run the request where the store is writable")
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head() == head  # nothing recorded, not even the hit's use
