@@ -37,6 +37,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "serve": "rgstore_cli.serve:serve_cmd",
     "cache": "rgstore_cli.cache:cache_group",
     "status": "rgstore_cli.status:status_cmd",
+    "backup": "rgstore_cli.backup:backup_cmd",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -59,6 +60,8 @@ SHORT_HELP: dict[str, str] = {
     "serve": "Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.",
     "cache": "The two-level FASTA cache: verified raw downloads (level 2) and region FASTAs (level 1).",
     "status": "Summarise the store: log position, counts, disk use, replication and view health.",
+    "backup": "Copy the store to the new directory DEST as one consistent state, safe while others write; "
+              "then verify it.",
 }
 
 

@@ -39,6 +39,7 @@ from .errors import (
     InvalidInputError,
     NothingToRedoError,
     NothingToUndoError,
+    StoreOpenError,
 )
 from .eventids import id_source, new_event_id
 from .events import EVENT_TYPES, AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
@@ -178,6 +179,14 @@ class EventLog:
         """Give a fresh log its id and genesis head; returns False if it already had them."""
         if txn.get(b"log_id", db=self._meta) is not None:
             return False
+        records = int(txn.stat(self._log)["entries"])
+        if records:
+            # A new identity here would hide the damage: every record would then fail the chain.
+            raise StoreOpenError(
+                f"{self.environment.path} holds {records:,} log records but no log id (its meta table is damaged, "
+                "e.g. a copy of log/ taken while rgstore was writing); restore the store from a consistent backup "
+                "(`rgstore backup`, or `rgstore replay backup.rglog --store NEW`)"
+            )
         log_id = log_id or uuid.uuid4().hex
         txn.put(b"log_id", log_id.encode(), db=self._meta)
         txn.put(b"format", str(FORMAT_VERSION).encode(), db=self._meta)

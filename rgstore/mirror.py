@@ -190,8 +190,9 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
 
         result = apply_records(store, log_id, records, progress=progress, on_batch=on_batch, batch_size=batch_size,
                                total=max(upstream_head - _local_head(store), 0))
-        if current is None and not result[0]:
-            # An upstream with nothing new still makes this store its replica; a refused one does not.
+        if current != source.encode() and not result[0]:
+            # An upstream with nothing new still makes this store its replica (or, moved or renamed, its
+            # upstream from now on, as a pull with new events would); a refused one does not.
             store.environment.write(lambda txn: store.log.meta_put(txn, "replica_of", source.encode()))
         return result
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from .codec import chain_of, genesis_hash
+from .environment import Txn
 from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
 from .files import atomic_write_bytes, mkstemp, read_chunks, temp_target
 from .logfile import LogHeader, write_log_file
@@ -108,9 +109,32 @@ def _check_manifest(manifest: Manifest, origin: str) -> None:
 
 
 def check_publish_target(store: Store, directory: Path) -> None:
-    """Refuse to publish into the store itself (its log directory is LMDB's, not a web root)."""
+    """Refuse a DIR inside the store, or one publishing another log or a diverged copy of this one.
+
+    Called before any content is copied: a refused publish must not leave this store's RefgetStore
+    index, alias TSVs or FHR files beside another log's manifest.
+    """
     if directory.resolve().is_relative_to(store.path.resolve()):
         raise InvalidInputError(f"{directory} is inside the store {store.path}; publish to a directory outside it")
+    path = directory / MANIFEST
+    if path.exists():
+        with store.read() as txn:
+            _check_lineage(store, txn, directory, read_manifest(path.read_bytes(), str(path)))
+
+
+def _check_lineage(store: Store, txn: Txn, directory: Path, manifest: Manifest) -> None:
+    """LogMismatchError unless ``manifest`` publishes a prefix of this store's log."""
+    log_id = store.log.log_id(txn)
+    if manifest.log_id != log_id:
+        raise LogMismatchError(f"{directory} publishes log {manifest.log_id}, not this store's {log_id}")
+    done = manifest.segments[-1].last_seq if manifest.segments else 0
+    head, _ = store.log.head(txn)
+    if done > head:
+        raise LogMismatchError(f"{directory} already holds seqs up to {done}, past this store's head {head}")
+    if done:
+        local = store.log.record(txn, done)
+        if local is None or chain_of(local) != bytes.fromhex(manifest.segments[-1].last_hash):
+            raise LogMismatchError(f"{directory} diverges from this log at seq {done}")
 
 
 def published_head(directory: Path) -> int:
@@ -133,16 +157,9 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
         log_id = store.log.log_id(txn)
         head, head_hash = store.log.head(txn)
         manifest = read_manifest(path.read_bytes(), str(path)) if path.exists() else Manifest(log_id=log_id)
-        if manifest.log_id != log_id:
-            raise LogMismatchError(f"{directory} publishes log {manifest.log_id}, not this store's {log_id}")
+        _check_lineage(store, txn, directory, manifest)
         done = manifest.segments[-1].last_seq if manifest.segments else 0
         prev = bytes.fromhex(manifest.segments[-1].last_hash) if manifest.segments else genesis_hash(log_id)
-        if done > head:
-            raise LogMismatchError(f"{directory} already holds seqs up to {done}, past this store's head {head}")
-        if done:
-            local = store.log.record(txn, done)
-            if local is None or chain_of(local) != prev:
-                raise LogMismatchError(f"{directory} diverges from this log at seq {done}")
         bar = progress("publish", total=head - done, unit="ev")
         segments = list(manifest.segments)
         while done < head:

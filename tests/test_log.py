@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import lmdb
 import pytest
@@ -389,3 +390,24 @@ def test_a_mirror_handle_open_while_an_older_rgstore_pulled_folds_those_records_
         assert [env.seq for env in mirror.events(stream="s1")] == [2]
         report = mirror.verify()
         assert report.ok, report.problems
+
+
+def test_a_log_whose_meta_lost_its_identity_is_refused_not_given_a_new_one(tmp_path: Path) -> None:
+    # What a copy of log/ taken while a writer ran can look like: records present, the meta table emptied.
+    from rgstore.errors import StoreOpenError
+
+    root = tmp_path / "s"
+    with Store.open(root) as store:
+        store.append([note("a"), note("b")])
+    env = lmdb.open(str(root / "log"), max_dbs=64)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.drop(meta, delete=False)
+    env.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreOpenError, match="holds 2 log records but no log id"):
+            Store.open(root, readonly=readonly)
+    env = lmdb.open(str(root / "log"), max_dbs=64, readonly=True)
+    with env.begin(db=env.open_db(b"meta", create=False)) as txn:
+        assert txn.get(b"log_id") is None  # nothing was written over the damage
+    env.close()

@@ -840,3 +840,15 @@ def test_a_blob_or_cache_file_longer_than_recorded_is_refused_before_it_fills_th
         srv.routes = routes
         assert pull(mirror, srv.url, with_blobs=True).cache_files_fetched >= 1
         assert mirror.blobs.read_bytes(sha) == tree.read_bytes() and local.read_bytes() == good
+
+
+def test_a_pull_with_nothing_new_from_a_moved_upstream_makes_it_the_mirrors_upstream(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 6)
+        publish(primary, tmp_path / "pub")
+        assert pull(mirror, str(tmp_path / "pub")).applied == 6
+        (tmp_path / "pub").rename(tmp_path / "moved")  # the published directory moved (a new disk, a new URL)
+        assert pull(mirror, str(tmp_path / "moved")).applied == 0
+        now = status(mirror)
+        assert now.upstream == str(tmp_path / "moved")
+        assert (now.error, now.lag) == (None, 0)

@@ -113,3 +113,33 @@ def test_a_regular_file_at_a_new_segments_path_stays_until_the_segment_replaces_
     with Store.open(tmp_path / "p", readonly=True) as primary, Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(pub))
         assert mirror.head() == primary.head()
+
+
+def test_a_refused_publish_copies_nothing_so_dir_keeps_the_refget_of_the_log_it_publishes(  # type: ignore[no-untyped-def]
+        tmp_path: Path, store_path: Path, cli) -> None:
+    import shutil
+
+    pub = tmp_path / "pub"
+    with Store.open(store_path) as primary:
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+    copy = tmp_path / "copy"
+    shutil.copytree(store_path, copy)  # a copy of the idle store: same log id
+    with Store.open(store_path) as primary:
+        primary.aliases.set("orig", primary.genomes.resolve("tiny"), namespace="ucsc")
+    with Store.open(copy) as diverged:
+        diverged.aliases.set("fork", diverged.genomes.resolve("tiny"), namespace="ucsc")
+    with Store.open(tmp_path / "fresh") as other_log:
+        other_log.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["other"])
+    assert cli("log", "publish", str(pub), "--with-blobs", "--with-refget").exit_code == 0
+    published = {p: p.read_bytes() for p in pub.rglob("*") if p.is_file()}
+    assert b"orig\t" in (pub / "refget" / "aliases" / "collections" / "ucsc.tsv").read_bytes()
+
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli as root
+
+    for other in (copy, tmp_path / "fresh"):  # a diverged copy of this log, then another log
+        result = CliRunner().invoke(root, ["--store", str(other), "log", "publish", str(pub), "--with-blobs",
+                                           "--with-refget"])
+        assert result.exit_code != 0
+        assert "diverges from this log at seq" in result.output or "publishes log" in result.output
+        assert {p: p.read_bytes() for p in pub.rglob("*") if p.is_file()} == published

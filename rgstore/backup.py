@@ -1,0 +1,159 @@
+"""A consistent copy of a live store: one LMDB snapshot, then the content it references, then verify.
+
+Copying a store's directory while a command writes (``cp -a``, rsync) can tear ``log/data.mdb``:
+LMDB reuses freed pages, so a file read over seconds mixes transactions. ``backup`` instead takes
+the log with LMDB's own copy (``mdb_env_copy2``, compacting) inside one read transaction, so the
+copy is exactly one committed state. Content follows that snapshot: the RefgetStore is copied
+under its writer lock after the snapshot (a genome is in the RefgetStore before its event
+commits, so every sequence the snapshot names is there), then the blobs and cache files the
+snapshot references. Files never rewritten in place (blobs, sequence files, cache files) are
+hard-linked when DEST is on the same filesystem, otherwise copied. The copy's alias TSVs and FHR
+files are then rewritten from its own views, and the whole copy is verified before it appears at
+DEST (built beside it under a temporary name and renamed into place, so DEST is never half a
+backup).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import msgspec
+
+from .cachecopy import cache_files
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from .progress import ProgressFactory, null_progress
+from .refgetlock import refget_write_lock
+from .store import Store
+from .verify import referenced_blobs
+
+__all__ = ["BackupResult", "backup"]
+
+
+class BackupResult(msgspec.Struct, kw_only=True):
+    """What ``backup`` wrote at ``path``: the log up to ``head_seq`` and the content it references."""
+
+    path: str
+    log_id: str
+    head_seq: int
+    blobs: int = 0
+    refget_files: int = 0
+    cache_files: int = 0
+    linked: int = 0
+    """Content files hard-linked rather than copied (DEST on the store's filesystem)."""
+    verified: bool = False
+
+
+def _place(src: Path, dest: Path, *, link: bool, result: BackupResult) -> None:
+    """Hard-link (when allowed) or copy one content file; FileNotFoundError if it is gone."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dest)
+            result.linked += 1
+            return
+        except FileNotFoundError:
+            raise
+        except OSError:
+            pass  # another filesystem, or hard links refused (fs.protected_hardlinks): copy instead
+    shutil.copy2(src, dest)
+
+
+def _check_destination(store: Store, dest: Path) -> None:
+    if dest.resolve().is_relative_to(store.path.resolve()):
+        raise InvalidInputError(f"{dest} is inside the store {store.path}; back up to a directory outside it")
+    if store.path.resolve().is_relative_to(dest.resolve()):
+        raise InvalidInputError(f"{dest} contains the store {store.path}; name a new directory for the backup")
+    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+        raise ConflictError(f"{dest} already exists and is not an empty directory; a backup goes into a new one "
+                            "(to restore, open the backup itself with --store, or copy it over a removed store)")
+    if not dest.parent.is_dir():
+        raise NotFoundError(f"{dest.parent} does not exist; create it first")
+
+
+def _copy_refget(store: Store, dest: Path, *, link: bool, result: BackupResult) -> None:
+    """Copy the RefgetStore as one state: under gtars' writer lock, sequence files linked, the rest copied."""
+    src_root = store.refget_path
+    with refget_write_lock(src_root, "rgstore backup"):
+        for src in sorted(src_root.rglob("*")):
+            if src.name.startswith(".") or not src.is_file() or src.is_symlink():
+                continue  # the lock itself, temp files of a killed writer
+            rel = src.relative_to(src_root)
+            immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
+            _place(src, dest / rel, link=link and immutable, result=result)
+            result.refget_files += 1
+
+
+def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
+           progress: ProgressFactory = null_progress) -> BackupResult:
+    """Write a consistent, verified copy of ``store`` to the new directory ``dest`` (see module doc).
+
+    Safe while other processes write the store. Raises ConflictError if ``dest`` is not new (or
+    empty), IntegrityError if the copy does not verify (then nothing is left at ``dest``).
+    """
+    _check_destination(store, dest)
+    work = Path(dest.parent / f".{dest.name}.backup-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "log").mkdir(parents=True)
+    try:
+        with store.read() as txn:  # the snapshot: the copy holds exactly this transaction's state
+            store.environment.env.copy(str(work / "log"), compact=True, txn=txn)
+        with Store.open(work, actor=store.actor) as copy:
+            result = _fill(store, copy, work, link=link, progress=progress)
+            if verify:
+                _verify(copy, progress)
+                result.verified = True
+        if dest.is_dir():
+            dest.rmdir()  # an empty directory made for the backup
+        os.rename(work, dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    result.path = str(dest)
+    return result
+
+
+def _fill(store: Store, copy: Store, work: Path, *, link: bool, progress: ProgressFactory) -> BackupResult:
+    """Copy the content ``copy``'s log references from ``store``, then refresh its outside copies."""
+    with copy.read() as txn:
+        head, _ = copy.log.head(txn)
+        result = BackupResult(path=str(work), log_id=copy.log.log_id(txn), head_seq=head)
+    shutil.rmtree(work / "refget")  # the empty RefgetStore the open created: replaced by the store's
+    _copy_refget(store, work / "refget", link=link, result=result)
+    blobs = sorted(referenced_blobs(copy))
+    files = list(cache_files(copy))
+    bar = progress("backup", total=len(blobs) + len(files), unit="file")
+    try:
+        for sha in blobs:
+            bar.update(1)
+            try:
+                _place(store.blobs.path(sha), copy.blobs.path(sha), link=link, result=result)
+            except FileNotFoundError:
+                continue  # not fetched (a mirror pulled without --with-blobs) or gone: verify judges the copy
+            result.blobs += 1
+        for entry, relative, _ref in files:
+            bar.update(1)
+            try:
+                _place(store.cache_path / entry.path / relative, copy.cache_path / entry.path / relative,
+                       link=link, result=result)
+            except FileNotFoundError:
+                continue  # as for blobs
+            result.cache_files += 1
+    finally:
+        bar.close()
+    copy.sync_external_views()  # alias TSVs and FHR files as of the snapshot, not as copied
+    return result
+
+
+def _verify(copy: Store, progress: ProgressFactory) -> None:
+    """IntegrityError naming the first problem if the copy's log, views, blobs, sequences or cache fail."""
+    report = copy.verify(progress=progress)
+    problems = list(report.problems)
+    cache = copy.cache.verify(progress=progress)
+    problems += [f"cache entry {p.key}: {p.file}: {p.problem}" for p in cache.problems]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"the backup does not verify: {problems[0]}{more}; nothing was written to DEST. The "
+                             "store may have the same problem: run `rgstore verify` and `rgstore cache verify` on "
+                             "it (`rgstore backup --no-verify` copies it as it is)")

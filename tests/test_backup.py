@@ -1,0 +1,137 @@
+"""Claims about `rgstore backup`: a consistent, verified copy of a live store, refused over anything existing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rgstore.backup import backup
+from rgstore.errors import ConflictError, InvalidInputError
+from rgstore.replay import export_log, replay_file
+from rgstore.store import Store
+from tests.conftest import REPO
+from tests.refpkg_data import write_inputs
+from tests.upstream_fixture import ENSEMBL, base
+
+TINY = REPO / "rgstore" / "data" / "tiny.fa"
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from rgstore.store import Store
+    path, fasta = sys.argv[1], Path(sys.argv[2])
+    with Store.open(path, actor="writer@test") as s:
+        digest = s.genomes.resolve("tiny")
+        print("started", flush=True)
+        for i in range(400):
+            s.aliases.set(f"a{i}", digest, namespace=f"ns{i % 13}")
+            if i == 150:  # a genome mid-way: the RefgetStore changes while the backup may be copying it
+                fasta.write_text(">x\\n" + "ACGT" * (50 + i) + "\\n")
+                s.genomes.init(fasta, ["second"])
+    print("done", flush=True)
+""")
+
+
+def _fill(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    store.genomes.fhr_set("tiny", {"schema": "https://w3id.org/fhr", "genome": "tiny", "version": "1"})
+    files = write_inputs(tmp_path / "pkg")
+    store.refpkgs.create("pkg", locus="16S", files=[("tree", files["tree"]), ("aln_fasta", files["aln_fasta"])])
+
+
+def test_a_backup_taken_while_another_process_writes_verifies_and_reads_like_the_store(
+        tmp_path: Path, store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        _fill(store, tmp_path)
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(store_path), str(tmp_path / "second.fa")],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+        dests = []
+        with Store.open(store_path, readonly=True) as store:
+            for k in range(3):
+                dests.append(tmp_path / f"bk{k}")
+                result = backup(store, dests[-1])
+                assert result.verified and result.head_seq > 0
+    finally:
+        assert writer.wait(timeout=120) == 0
+    heads = []
+    for dest in dests:
+        with Store.open(dest) as copy:
+            report = copy.verify()
+            assert report.ok, report.problems
+            heads.append(copy.head()[0])
+            assert copy.getseq("tiny", "chrM", 0, 10)
+            assert copy.refpkgs.info("pkg")
+            assert copy.genomes.fhr_get("tiny")["version"] == "1"
+            names = {a.name for a in copy.aliases.list()}
+            # The alias TSVs hold the snapshot's aliases, not what the writer added after it.
+            tsv = "".join(p.read_text() for p in (dest / "refget" / "aliases" / "collections").glob("*.tsv"))
+            assert {line.split("\t")[0] for line in tsv.splitlines()} == names
+            exported = tmp_path / f"{dest.name}.rglog"
+            export_log(copy, exported)
+        with Store.open(tmp_path / f"{dest.name}-replayed") as replayed:
+            replay_file(replayed, exported)
+            assert replayed.head() == (heads[-1], replayed.head()[1])
+    assert heads == sorted(heads), heads
+    with Store.open(store_path) as store:  # the store itself went on untouched by the backups
+        assert store.verify().ok
+        assert store.head()[0] >= heads[-1]
+
+
+def test_backup_refuses_a_dest_that_exists_or_lies_inside_the_store_and_leaves_nothing(
+        tmp_path: Path, store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "log").mkdir()
+    with pytest.raises(ConflictError, match="not an empty directory"):
+        backup(store, taken)
+    assert sorted(p.name for p in taken.iterdir()) == ["log"]
+    with pytest.raises(InvalidInputError, match="inside the store"):
+        backup(store, store.path / "bk")
+    with pytest.raises(InvalidInputError, match="contains the store"):
+        backup(store, store.path.parent)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert backup(store, empty).verified  # an empty directory made for it is fine
+    assert not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
+
+
+def test_backup_cli_copies_cache_files_and_the_copy_passes_cache_verify(  # type: ignore[no-untyped-def]
+        tmp_path: Path, store_path: Path, cli, server) -> None:
+    assert cli("demo").exit_code == 0
+    assert cli("cache", "regions", "--source", "ensembl", "--species", ENSEMBL["species"], "--release", "110",
+               "--regions", "gene", "--base-url", base(server, "ensembl")).exit_code == 0
+    dest = tmp_path / "bk"
+    result = cli("backup", str(dest), "--no-link")
+    assert result.exit_code == 0, result.output
+    assert "verified" in result.output and "(0 hard-linked)" in result.output
+    with Store.open(dest) as copy:
+        assert copy.cache.verify().ok
+        assert len(copy.cache.ls()) == 2
+        assert copy.verify().ok
+    again = cli("backup", str(dest))
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_a_backup_of_a_mirror_is_a_mirror_and_blobs_it_never_fetched_stay_unfetched(tmp_path: Path) -> None:
+    from rgstore.errors import ReadOnlyError
+    from rgstore.mirror import pull
+    from rgstore.segments import publish
+
+    with Store.open(tmp_path / "p") as primary:
+        _fill(primary, tmp_path)
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))  # without blobs: the refpkg's files are not fetched
+        result = backup(mirror, tmp_path / "bk")
+    assert result.verified and result.blobs == 0
+    with Store.open(tmp_path / "bk") as copy:
+        assert copy.refpkgs.info("pkg")
+        with pytest.raises(ReadOnlyError, match="read-only mirror"):
+            copy.aliases.set("x", copy.genomes.resolve("tiny"))
