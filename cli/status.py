@@ -51,7 +51,8 @@ def _print(st: StoreStatus) -> None:
     rows: list[tuple[str, str]] = [
         ("store:", str(st.path)),
         ("log:", f"{st.log_id} (format {st.format_version}), {st.streams} streams"),
-        ("head:", f"seq {st.head_seq}" + (f" at {when(st.head_time)}" if st.head_time else " (empty log)")),
+        ("head:", f"seq {st.head_seq}" + (f" at {when(st.head_time)}" if st.head_time
+                                         else "" if st.head_seq else " (empty log)")),
     ]
     if st.replica is not None:
         r = st.replica

@@ -115,6 +115,7 @@ def store_status(store: Store) -> StoreStatus:
         log_part = _log_disk(store, txn)
         views = _views(store, txn, head, damage)
         streams = _entries(store, txn, "streams")
+        records = _entries(store, txn, "log")
     replica = mirror_status(store, check_upstream=False)
     marks, unreadable = _pending_marks(store)
     disk = [
@@ -124,7 +125,11 @@ def store_status(store: Store) -> StoreStatus:
                  basis="sizes recorded for blobs retained refpkg states reference (unreferenced files: see gc)"),
         DiskPart(part="cache", bytes=cache_bytes, basis="sizes recorded for the live cache entries' files"),
     ]
-    problems = [f"view {v.name!r} is {v.state}: {v.detail}" for v in views if v.state != "current"]
+    problems = []
+    if records != head:  # gapless from 1: a torn copy or a file cut short, which only verify can place
+        problems.append(f"the log holds {records:,} records but its head is seq {head:,} (a damaged or torn copy "
+                        "of log/); run `rgstore verify`")
+    problems += [f"view {v.name!r} is {v.state}: {v.detail}" for v in views if v.state != "current"]
     problems += [f"pending sync {name}: a command died before refreshing alias/FHR files; open the store "
                  "writable (any writing command) to finish it" for name in marks if name not in unreadable]
     problems += [f"pending sync {name}: another user's mark this user may not open (its command may still be "

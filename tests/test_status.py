@@ -169,6 +169,21 @@ def test_status_check_exits_1_for_a_reader_who_meets_a_problem_and_0_once_it_is_
         shutil.rmtree(lab, ignore_errors=True)
 
 
+def test_a_log_that_ends_before_its_recorded_head_is_a_problem_not_an_empty_log(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s") as store:
+        for i in range(3):
+            store.append([NewEvent(stream=f"alias:refgenie/a{i}", event=AliasSet(namespace="refgenie", name=f"a{i}",
+                                                                             digest=f"d{i}"))])
+        # As a copy of log/ taken while rgstore wrote can be: the meta names seq 3, the records stop at 2.
+        store.environment.write(lambda txn: txn.delete(struct.pack(">Q", 3), db=store.environment.db("log")))
+        status = store_status(store)
+    assert status.head_seq == 3 and not status.healthy
+    assert status.problems[0] == ("the log holds 2 records but its head is seq 3 (a damaged or torn copy of log/); "
+                                  "run `rgstore verify`")
+    shown = run_rgstore("--store", str(tmp_path / "s"), "status", "--check")
+    assert shown.returncode == 1 and b"(empty log)" not in shown.stdout and b"head is seq 3" in shown.stdout
+
+
 def test_a_lagging_and_a_stale_view_are_named(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as store:
         for i in range(3):
