@@ -17,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timezone
 from email.utils import formatdate, parsedate_to_datetime
@@ -46,14 +49,42 @@ Verify = Callable[[int], None]
 _NOT_MODIFIED_KEEP = (b"etag", b"last-modified", b"cache-control", b"vary", b"expires", b"content-location")
 
 
+CHECKSUMS_KEPT_S = 60.0
+"""How long a file version's checksums are reused before it is hashed again (bit rot shows within this)."""
+_CHECKSUMS_SIZE = 1024
+_RACY_S = 2.0
+_checksums: OrderedDict[tuple[int, ...], tuple[float, BlobInfo]] = OrderedDict()
+_checksums_lock = threading.Lock()
+
+
 def fd_checksums(fd: int) -> BlobInfo:
-    """sha256, md5 and size of the open file ``fd``, read with ``pread`` (its offset is left alone)."""
+    """sha256, md5 and size of the open file ``fd``, read with ``pread`` (its offset is left alone).
+
+    Reused for ``CHECKSUMS_KEPT_S`` while the file's inode, size, mtime and ctime are unchanged (any
+    write or rename moves ctime): hashing every request made a HEAD or a one-byte Range of a
+    gigabyte blob hash the gigabyte. A file changed within ``_RACY_S`` of hashing is never reused
+    (a write in the same timestamp tick would not move ctime).
+    """
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _checksums_lock:
+        kept = _checksums.get(key)
+    if kept is not None and time.monotonic() - kept[0] < CHECKSUMS_KEPT_S:
+        return kept[1]
+    hashed_at, wall = time.monotonic(), time.time()
     sha, md5, offset = hashlib.sha256(), hashlib.md5(), 0
     while chunk := os.pread(fd, 1 << 20, offset):
         sha.update(chunk)
         md5.update(chunk)
         offset += len(chunk)
-    return BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=offset)
+    info = BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=offset)
+    if wall - max(st.st_mtime, st.st_ctime) > _RACY_S:
+        with _checksums_lock:
+            _checksums[key] = (hashed_at, info)
+            _checksums.move_to_end(key)
+            while len(_checksums) > _CHECKSUMS_SIZE:
+                _checksums.popitem(last=False)
+    return info
 
 
 def file_responses(*media_types: str, verified: bool = False) -> dict[int | str, dict[str, Any]]:

@@ -11,11 +11,15 @@ API root.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from rgstore import seqcol as seqcol_digests
@@ -30,13 +34,21 @@ from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, Seq
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, SEQCOL_SCHEMA, TRANSIENT
 from .wire import IMMUTABLE, json_response, store_of
 
-__all__ = ["router", "MAX_POST_BYTES", "store_url"]
+__all__ = ["router", "MAX_POST_BYTES", "MAX_POST_VALUES", "store_url"]
 
 PREFIX = "/seqcol"
 MAX_POST_BYTES = 64 << 20
+MAX_POST_VALUES = 4_000_000
+"""JSON values a posted collection may hold: a full level-2 body of ~550k sequences, more than fits in
+``MAX_POST_BYTES`` (parsing costs ~100 bytes of memory per value, however short the value's text)."""
 MAX_PAGE_SIZE = 10_000
 
 router = APIRouter(prefix=PREFIX, tags=["seqcol"])
+
+_COMPARED: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+"""Encoded GET comparisons by (digest1, digest2), most recent last: the same in any store."""
+_COMPARED_SIZE = 256
+_COMPARED_LOCK = threading.Lock()
 
 Page = Annotated[int, Query(ge=0, le=2**31, description="0-based page number")]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page")]
@@ -160,26 +172,86 @@ def _compare(request: Request, a: str, b: str | tuple[str | None, dict[str, list
             summary="Compare two collections", responses={404: {"model": ErrorBody}})
 def comparison(request: Request, digest1: str, digest2: str) -> Response:
     """The seqcol comparison of two stored collections (attributes present, element counts, order)."""
-    return _compare(request, digest1, digest2)
+    # Fixed by the two content digests, so kept: recomputing it reads and compares both collections
+    # whole (~0.4 s for two of 50k sequences) for a few hundred bytes. Existence is checked every time.
+    with store_of(request).read() as txn:
+        known = _catalog(request, txn).known
+    for digest in (digest1, digest2):
+        if digest not in known:
+            raise NotFoundError(f"no sequence collection {digest!r} in this store")
+    key = (digest1, digest2)
+    with _COMPARED_LOCK:
+        body = _COMPARED.get(key)
+        if body is not None:
+            _COMPARED.move_to_end(key)
+    if body is None:
+        body = bytes(_compare(request, digest1, digest2).body)
+        with _COMPARED_LOCK:
+            _COMPARED[key] = body
+            while len(_COMPARED) > _COMPARED_SIZE:
+                _COMPARED.popitem(last=False)
+    return Response(body, media_type="application/json", headers=IMMUTABLE)
+
+
+_POSTED_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": {"type": "array", "items": {}}, "title": "Collection",
+    "description": "A level-2 sequence collection"}}}}}
+
+
+def _posted_collection(body: bytes) -> dict[str, list[Any]]:
+    """The posted level-2 collection: an object of arrays; InvalidInputError (400) or _NotACollection (422)."""
+    # Every array element and object member is its container's first or follows a comma, so this
+    # bounds what parsing makes, before it makes anything (brackets or commas in strings only raise it).
+    if body.count(b",") + body.count(b"[") + body.count(b"{") > MAX_POST_VALUES:
+        raise _TooManyValues(f"the posted collection has more than {MAX_POST_VALUES:,} JSON values; "
+                             "post at most its names, lengths and sequences arrays")
+    try:
+        collection = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        raise InvalidInputError("the posted body is not JSON (post a level-2 collection: an object of arrays)") from None
+    if not isinstance(collection, dict):
+        raise _NotACollection(f"the posted body is a JSON {type(collection).__name__}, not an object of arrays")
+    for key, value in collection.items():
+        if not isinstance(value, list):
+            raise _NotACollection(f"attribute {key!r} of the posted collection is not an array")
+    return collection
+
+
+class _NotACollection(InvalidInputError):
+    """JSON, but not an object of arrays: 422, as a failed body validation answers."""
+
+    http_status = 422
+
+
+class _TooManyValues(InvalidInputError):
+    """More JSON values than any collection within ``MAX_POST_BYTES`` holds: 413."""
+
+    http_status = 413
 
 
 @router.post("/comparison/{digest1}", response_model=ComparisonResult,
              summary="Compare a stored collection with a posted level-2 collection", max_body_size=MAX_POST_BYTES,
-             responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody}})
-def comparison_post(
-    request: Request, digest1: str,
-    collection: Annotated[dict[str, list[Any]], Body(description="A level-2 sequence collection")],
-) -> Response:
-    """Compare with the posted collection (at most ``MAX_POST_BYTES``, else 413); it is only read, never stored.
+             openapi_extra=_POSTED_BODY,
+             responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody},
+                        422: {"model": ErrorBody}})
+async def comparison_post(request: Request, digest1: str) -> Response:
+    """Compare with the posted collection (at most ``MAX_POST_BYTES`` and ``MAX_POST_VALUES``, else 413); never stored.
 
     ``digests.b`` is the posted collection's level-0 digest, or null when it lacks well-formed
-    ``names``, ``lengths`` and ``sequences`` arrays.
+    ``names``, ``lengths`` and ``sequences`` arrays. The body is parsed on a worker thread, not
+    on the event loop, and counted before it is parsed.
     """
-    try:
-        posted = _posted_digest(collection)
-    except (TypeError, ValueError):  # e.g. a lone surrogate in a name: no canonical JSON, no digest
-        posted = None
-    return _compare(request, digest1, (posted, collection))
+    body = await request.body()
+
+    def compare() -> Response:
+        collection = _posted_collection(body)
+        try:
+            posted = _posted_digest(collection)
+        except (TypeError, ValueError):  # e.g. a lone surrogate in a name: no canonical JSON, no digest
+            posted = None
+        return _compare(request, digest1, (posted, collection))
+
+    return await run_in_threadpool(compare)
 
 
 @router.get("/list/collection", response_model=SeqcolList, summary="Collection digests, filtered and paged",

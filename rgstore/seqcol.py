@@ -59,9 +59,32 @@ def comparable_level2(names: Sequence[str], lengths: Sequence[int], sequences: S
     }
 
 
+def _element_key(x: Any) -> Any:
+    """A hashable key equal for two elements exactly when their canonical forms are equal.
+
+    A str or (exact) int is its own key and a name_length_pairs dict of str and int a tuple, none
+    of which equals another's canonical bytes; anything else is canonical bytes (which raises on
+    NaN). One ``json.dumps`` per element made comparing two 50k-contig collections take 1.2 s.
+    """
+    kind = type(x)
+    if kind is str or kind is int:
+        return x
+    if kind is dict and len(x) == 2:
+        length, name = x.get("length"), x.get("name")
+        if type(length) is int and type(name) is str:
+            return (length, name)
+    return canonical(x)
+
+
+def _keys(values: list[Any]) -> list[Any]:
+    if all(type(x) is str for x in values) or all(type(x) is int for x in values):
+        return values  # the common arrays (names, lengths, sequences): their own keys
+    return [_element_key(x) for x in values]
+
+
 def _compare_arrays(a: list[Any], b: list[Any]) -> tuple[int, bool | None]:
-    # Elements are compared by their canonical form so dicts (name_length_pairs) hash.
-    ka, kb = [canonical(x) for x in a], [canonical(x) for x in b]
+    # Elements are compared by their canonical form (via _element_key) so dicts (name_length_pairs) hash.
+    ka, kb = _keys(a), _keys(b)
     sa, sb = set(ka), set(kb)
     a_filtered = [x for x in ka if x in sb]
     b_filtered = [x for x in kb if x in sa]

@@ -211,3 +211,42 @@ def test_public_url_pins_the_advertised_store_url_whatever_the_host_header(tmp_p
     with running_server(tmp_path / "s", extra_args=["--public-url", "https://refs.example.org/"]) as server:
         info = httpx.get(f"{server.url}/seqcol/service-info", headers={"Host": "evil:1"}).json()
         assert info["seqcol"]["refget_store"]["url"] == "https://refs.example.org/store"
+
+
+def test_a_posted_collection_of_more_values_than_the_cap_is_refused_before_it_is_parsed(served: Server) -> None:
+    from rgstore_api.seqcol import MAX_POST_BYTES, MAX_POST_VALUES
+
+    # Well under the byte cap, yet parsing it would make millions of objects (~100 bytes each).
+    body = b'{"names": [' + b",".join([b"[]"] * (MAX_POST_VALUES + 1)) + b"]}"
+    assert len(body) < MAX_POST_BYTES
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,
+                   headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 413
+    assert f"{MAX_POST_VALUES:,}" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("body, status", [
+    (b'{"names": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),  # nested past the parser's depth
+    (b"", 400),
+    (b'{"names": ["chr1"], "lengths": 8}', 422),
+])
+def test_a_posted_body_that_is_no_collection_gets_one_line(served: Server, body: bytes, status: int) -> None:
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == status
+    assert "\n" not in r.json()["detail"] and r.json()["detail"]
+
+
+def test_a_kept_comparison_is_not_answered_once_a_collection_is_removed(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    fastas = write_test_fastas(tmp_path / "fasta")
+    base = init_genome(store, fastas["base.fa"], "base")["digest"]
+    subset = init_genome(store, fastas["subset.fa"], "subset")["digest"]
+    with running_server(store) as server:
+        url = f"{server.url}/seqcol/comparison/{base}/{subset}"
+        first, again = httpx.get(url), httpx.get(url)
+        assert first.status_code == again.status_code == 200 and first.content == again.content
+        assert first.json()["array_elements"]["a_and_b_count"]["sequences"] == 2
+        rgstore_cli(store, "genome", "remove", "subset")
+        assert httpx.get(url).status_code == 404
+        assert httpx.get(f"{server.url}/seqcol/comparison/{subset}/{base}").status_code == 404

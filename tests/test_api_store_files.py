@@ -229,3 +229,38 @@ def test_range_errors_are_one_line_json_as_on_the_refget_route(served: tuple[Ser
     current = httpx.head(url).headers["etag"]
     r = httpx.get(url, headers={"Range": "bytes=0-1", "If-Range": current})
     assert r.status_code == 206 and r.content == whole[:2]
+
+
+def test_an_unchanged_file_is_hashed_once_for_many_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hashing on every request made a HEAD or a one-byte Range of a 1 GB blob hash the gigabyte.
+    from rgstore_api import files
+
+    path = tmp_path / "blob"
+    path.write_bytes(b"ACGT" * 100_000)
+    monkeypatch.setattr(files, "_RACY_S", -1.0)  # the file is brand new: trust its timestamps anyway
+    reads = []
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: reads.append(at) or real_pread(fd, n, at))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        first = files.fd_checksums(fd)
+        hashed = len(reads)
+        assert files.fd_checksums(fd) == first and len(reads) == hashed
+    finally:
+        os.close(fd)
+    assert first.size == 400_000
+
+
+def test_a_file_rewritten_in_place_is_hashed_again(tmp_path: Path) -> None:
+    from rgstore_api import files
+
+    path = tmp_path / "blob"
+    path.write_bytes(b"A" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        before = files.fd_checksums(fd)
+        path.write_bytes(b"C" * 4096)  # same size, likely the same timestamp tick
+        after = files.fd_checksums(fd)
+    finally:
+        os.close(fd)
+    assert before.sha256 != after.sha256 and after.size == 4096
