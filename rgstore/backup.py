@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 
 from .cachecopy import cache_files
-from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .progress import ProgressFactory, null_progress
 from .refgetlock import refget_write_lock
 from .store import Store
@@ -93,6 +93,9 @@ def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
     empty), IntegrityError if the copy does not verify (then nothing is left at ``dest``).
     """
     _check_destination(store, dest)
+    if store.refget_path.is_dir() and not os.access(store.refget_path, os.W_OK):
+        raise ReadOnlyError(f"a backup copies {store.refget_path} under the RefgetStore's writer lock, which needs "
+                            "write access there: run it as a user who may write the store")
     work = Path(dest.parent / f".{dest.name}.backup-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     (work / "log").mkdir(parents=True)
