@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from rgstore.replay import export_log, replay_file
 from rgstore.store import Store
 from tests.conftest import REPO
 from tests.refpkg_data import write_inputs
-from tests.test_sharing import _OUTSIDER, _as_user, needs_root
+from tests.test_sharing import _OUTSIDER, _as_user, needs_root, outsiders_lab, readers_may_lock
 from tests.upstream_fixture import ENSEMBL, base
 
 TINY = REPO / "rgstore" / "data" / "tiny.fa"
@@ -143,17 +141,11 @@ def test_a_backup_of_a_mirror_is_a_mirror_and_blobs_it_never_fetched_stay_unfetc
 
 @needs_root
 def test_a_user_who_may_only_read_the_store_is_told_backup_needs_write_access_and_nothing_is_left() -> None:
-    lab = Path(tempfile.mkdtemp(prefix="rgstore-backup-"))  # pytest's tmp_path is root's private directory
-    try:
-        os.chmod(lab, 0o755)
-        old = os.umask(0o022)
-        try:
-            with Store.open(lab / "s") as store:
-                store.genomes.init(TINY, ["tiny"])
-        finally:
-            os.umask(old)
-        os.chmod(lab / "s" / "log" / "lock.mdb", 0o666)  # every reader needs lock.mdb (docs/deployment.md)
-        (lab / "out").mkdir(mode=0o777)
+    with outsiders_lab("rgstore-backup-") as lab:
+        with Store.open(lab / "s") as store:
+            store.genomes.init(TINY, ["tiny"])
+        readers_may_lock(lab / "s")
+        (lab / "out").mkdir()
         os.chmod(lab / "out", 0o777)
 
         def attempt() -> str:
@@ -164,5 +156,3 @@ def test_a_user_who_may_only_read_the_store_is_told_backup_needs_write_access_an
         result = _as_user(lab / "s", _OUTSIDER, [], attempt)
         assert "needs write access there: run it as a user who may write the store" in result, result
         assert list((lab / "out").iterdir()) == []
-    finally:
-        shutil.rmtree(lab, ignore_errors=True)

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,24 @@ def test_a_store_that_is_not_group_writable_keeps_the_writers_umask(tmp_path: Pa
 _GROUP, _MEMBER, _OUTSIDER = 47_411, 47_412, 47_413
 
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users")
+
+
+@contextmanager
+def outsiders_lab(prefix: str) -> Iterator[Path]:
+    """A scratch directory other users may enter (pytest's tmp_path is root's private one); umask 022 inside."""
+    lab = Path(tempfile.mkdtemp(prefix=prefix))
+    old = os.umask(0o022)
+    try:
+        os.chmod(lab, 0o711)
+        yield lab
+    finally:
+        os.umask(old)
+        shutil.rmtree(lab, ignore_errors=True)
+
+
+def readers_may_lock(store: Path) -> None:
+    """Let every user lock ``store``'s LMDB, as every reader must (docs/deployment.md)."""
+    os.chmod(store / "log" / "lock.mdb", 0o666)
 
 
 @pytest.fixture

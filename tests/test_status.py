@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -21,7 +19,7 @@ from rgstore.status import StoreStatus, store_status
 from rgstore.store import Store
 from tests.conftest import run_rgstore
 from tests.server_fixture import init_genome, rgstore_cli, running_server
-from tests.test_sharing import _OUTSIDER, _as_user, needs_root
+from tests.test_sharing import _OUTSIDER, _as_user, needs_root, outsiders_lab, readers_may_lock
 from tests.upstream_fixture import UpstreamServer
 
 ENS = ["--source", "ensembl", "--species", "synthetica_testii", "--release", "110"]
@@ -109,20 +107,14 @@ def test_a_read_only_handle_reports_a_pending_sync_mark_as_a_problem(tmp_path: P
 
 @needs_root
 def test_a_user_who_may_only_read_the_store_gets_its_status_and_sees_another_users_mark() -> None:
-    lab = Path(tempfile.mkdtemp(prefix="rgstore-status-"))  # pytest's tmp_path is root's private directory
-    try:
-        os.chmod(lab, 0o711)
-        old = os.umask(0o022)
-        try:
-            with Store.open(lab / "s") as store:
-                store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a",
-                                                                                 digest="D" * 32))])
-            mark = PendingSync(lab / "s")
-            mark.abandon()
-            os.chmod(mark.path, 0o600)  # as made under umask 077: the reader can neither check nor clear it
-        finally:
-            os.umask(old)
-        os.chmod(lab / "s" / "log" / "lock.mdb", 0o666)  # every user of a store needs lock.mdb (docs/deployment.md)
+    with outsiders_lab("rgstore-status-") as lab:
+        with Store.open(lab / "s") as store:
+            store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a",
+                                                                             digest="D" * 32))])
+        mark = PendingSync(lab / "s")
+        mark.abandon()
+        os.chmod(mark.path, 0o600)  # as made under umask 077: the reader can neither check nor clear it
+        readers_may_lock(lab / "s")
 
         def reader() -> str:
             with Store.open(".", readonly=True) as store:
@@ -133,8 +125,6 @@ def test_a_user_who_may_only_read_the_store_gets_its_status_and_sees_another_use
         status = msgspec.json.decode(result[4:], type=StoreStatus)
         assert status.head_seq == 1 and status.counts.collection_aliases == 1
         assert len(status.pending_syncs) == 1 and "another user's mark" in status.problems[0] and not status.healthy
-    finally:
-        shutil.rmtree(lab, ignore_errors=True)
 
 
 @needs_root
@@ -142,17 +132,10 @@ def test_status_check_exits_1_for_a_reader_who_meets_a_problem_and_0_once_it_is_
     from click.testing import CliRunner
     from rgstore_cli.main import cli
 
-    lab = Path(tempfile.mkdtemp(prefix="rgstore-status-"))
-    try:
-        os.chmod(lab, 0o711)
-        old = os.umask(0o022)
-        try:
-            Store.open(lab / "s").close()
-            mark = PendingSync(lab / "s")
-            mark.abandon()  # as a writer killed before its alias-file refresh leaves it
-        finally:
-            os.umask(old)
-        os.chmod(lab / "s" / "log" / "lock.mdb", 0o666)
+    with outsiders_lab("rgstore-status-") as lab:
+        Store.open(lab / "s").close()
+        PendingSync(lab / "s").abandon()  # as a writer killed before its alias-file refresh leaves it
+        readers_may_lock(lab / "s")
 
         def check() -> str:
             result = CliRunner().invoke(cli, ["--store", ".", "status", "--check"])
@@ -165,8 +148,6 @@ def test_status_check_exits_1_for_a_reader_who_meets_a_problem_and_0_once_it_is_
         assert plain == "ok: 0"  # without --check the report alone decides nothing
         Store.open(lab / "s").close()  # the owner's next open refreshes and clears the mark
         assert _as_user(lab / "s", _OUTSIDER, [], check).startswith("ok: 0 ")
-    finally:
-        shutil.rmtree(lab, ignore_errors=True)
 
 
 def test_a_log_that_ends_before_its_recorded_head_is_a_problem_not_an_empty_log(tmp_path: Path) -> None:
