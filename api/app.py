@@ -114,8 +114,11 @@ def create_app(store_path: str | None = None) -> FastAPI:
             route_methods([*app.router.routes, *(route for router in routers for route in router.routes)]))
 
     app.add_middleware(ReadOnlyMethodsMiddleware)
+    # Chrome asks a server on a private address or loopback, in the preflight, whether public pages
+    # may read it (Private Network Access): refusing fails those preflights (400), so a lab's
+    # intranet server could not be read by a web tool on the internet, which "any origin" promises.
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
-        allow_headers=["*"], expose_headers=["*"],
+        allow_headers=["*"], expose_headers=["*"], allow_private_network=True,
     )
     return app

@@ -329,7 +329,7 @@ class Genomes:
         """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically.
 
         Sequences not stored yet (a remote genome's, a mirror's) are fetched and verified first,
-        so a failure leaves no partial output.
+        so a failure leaves no partial output. A ``.fai`` index beside the replaced file is removed.
         """
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
@@ -343,6 +343,9 @@ class Genomes:
         try:
             with os.fdopen(fd, "wb") as fh:
                 write_fasta(files, records, fh, width=width, progress=progress)
+            # A .fai of the file being replaced makes samtools and pysam read wrong bases from the new
+            # one (htslib never compares it with the FASTA); without one they index the new file afresh.
+            Path(f"{out}.fai").unlink(missing_ok=True)
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -129,6 +129,20 @@ def test_cors_allows_any_origin_to_read_but_not_to_delete(served: tuple[Server, 
     assert r.status_code == 400
 
 
+@pytest.mark.parametrize(("path", "method"), [("/sequence/service-info", "GET"), ("/seqcol/comparison/x", "POST")])
+def test_a_browser_preflight_asking_for_private_network_access_is_granted(
+    served: tuple[Server, Path], path: str, method: str
+) -> None:
+    # What Chrome sends before a public page reads a server on a private address or loopback.
+    server, _ = served
+    r = httpx.options(f"{server.url}{path}", headers={
+        "Origin": "https://tools.example.org", "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "content-type", "Access-Control-Request-Private-Network": "true"})
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-private-network"] == "true"
+    assert r.headers["access-control-allow-origin"] == "*"
+
+
 def test_unknown_route_is_404_json(served: tuple[Server, Path]) -> None:
     server, _ = served
     r = httpx.get(f"{server.url}/no/such/route")

@@ -331,6 +331,24 @@ def test_export_writes_the_upper_cased_genome_atomically(store: Store, tmp_path:
     assert [p.name for p in out.parent.iterdir()] == ["tiny.fa"]
 
 
+def test_re_exporting_over_an_indexed_fasta_leaves_no_stale_index_for_samtools_to_misread(
+    store: Store, tmp_path: Path
+) -> None:
+    pysam = pytest.importorskip("pysam")
+    store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "tiny.fa"
+    store.genomes.export("tiny", out, width=80)
+    pysam.faidx(str(out))  # `samtools faidx tiny.fa`, as a lab does before using the file
+    assert Path(f"{out}.fai").exists()
+
+    store.genomes.export("tiny", out, width=60)  # new line layout: the old index's offsets are wrong
+
+    assert not Path(f"{out}.fai").exists()
+    with pysam.FastaFile(str(out)) as fasta:  # indexes the new file
+        for name in fasta.references:
+            assert fasta.fetch(name) == store.getseq("tiny", name).upper()
+
+
 def test_list_show_and_compare(store: Store, tmp_path: Path) -> None:
     tiny = store.genomes.init(TINY, ["tiny"], description="tiny test").genome
     sub = store.genomes.init(_write(tmp_path / "sub.fa", {"chr1": store.getseq("tiny", "chr1")}), ["sub"]).genome
