@@ -100,9 +100,10 @@ def create_app(store_path: str | None = None) -> FastAPI:
 
         result = store_status(store_of(request))
         result.path = None  # the server does not disclose its filesystem layout
-        upstream = result.replica.upstream if result.replica is not None else None
-        if upstream is not None and not upstream.lower().startswith(("http://", "https://")):
-            result.replica.upstream = "(a local path)"  # a mirror of a directory or file: the same reason
+        replica = result.replica
+        if replica is not None and replica.upstream is not None \
+                and not replica.upstream.lower().startswith(("http://", "https://")):
+            replica.upstream = "(a local path)"  # a mirror of a directory or file: the same reason
         return json_response(result)
 
     # FastAPI matches included routers in order: the hot lookups go first.

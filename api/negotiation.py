@@ -52,7 +52,7 @@ MAX_COORDINATE = 2**32 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
 # Any size of number (a huge last byte is clamped, a huge first byte is 416); the cap only keeps
 # int() within CPython's limit on digits.
-_RANGE = re.compile(r"bytes=(?:([0-9]{1,1000})-([0-9]{0,1000})|-([0-9]{1,1000}))")
+_RANGE = re.compile(r"(?i:bytes)=(?:([0-9]{1,1000})-([0-9]{0,1000})|-([0-9]{1,1000}))")
 
 
 def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:

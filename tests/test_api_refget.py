@@ -306,6 +306,7 @@ def test_start_end_errors(served: Server, ident: str, query: str, status: int) -
     ("bytes=10-19", 10, 19, 10), ("bytes=10-230217", 10, 230217, 230208), ("bytes=10-999999", 10, 999999, 230208),
     ("bytes=0-230217", 0, 230217, 230218), ("bytes=0-999999", 0, 999999, 230218), ("bytes=0-0", 0, 0, 1),
     ("bytes=230217-230217", 230217, 230217, 1), ("bytes=10-" + "9" * 40, 10, 230217, 230208),
+    ("Bytes=10-19", 10, 19, 10), ("BYTES=10-19", 10, 19, 10),  # range units are case-insensitive (RFC 9110)
 ])
 def test_range_success_cases(served: Server, header: str, lo: int, hi: int, length: int) -> None:
     r = get(served, f"sequence/{I_MD5}", {**V1_SEQ, "Range": header})
