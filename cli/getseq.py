@@ -59,18 +59,26 @@ def getseq_cmd(
     if not loci and bed is None:
         raise click.UsageError("give at least one LOCUS or --bed FILE")
     with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read imports
-        found = store.genomes.read_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp)
-    out: list[str] = []
-    for region, residues in found:
-        if as_fasta:
-            start = region.start or 0
-            end = region.end if region.end is not None else start + len(residues)
-            out.append(f">{region.seq}:{start}-{end}{'/rc' if revcomp else ''}\n")
-            out.extend(residues[i:i + width] + "\n" for i in range(0, len(residues), width))
-        else:
-            out.append(residues + "\n")
-    with quiet_broken_pipe():
-        sys.stdout.write("".join(out))
+        found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp)
+        with quiet_broken_pipe():  # residues are read as they are written: a chromosome never sits in memory
+            write = sys.stdout.write
+            for region, size, pieces in found:
+                if not as_fasta:
+                    for piece in pieces:
+                        write(piece)
+                    write("\n")
+                    continue
+                start = region.start or 0
+                end = region.end if region.end is not None else start + size
+                write(f">{region.seq}:{start}-{end}{'/rc' if revcomp else ''}\n")
+                carry = ""  # a line split across two pieces
+                for piece in pieces:
+                    text = carry + piece
+                    cut = len(text) - len(text) % width
+                    write("".join([text[i:i + width] + "\n" for i in range(0, cut, width)]))
+                    carry = text[cut:]
+                if carry:
+                    write(carry + "\n")
 
 
 @contextmanager

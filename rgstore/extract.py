@@ -39,6 +39,7 @@ LINE_WIDTH = 60
 
 _COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHNSWacgturykmbvdhnsw", b"TGCAAYRMKVBHDNSWtgcaayrmkvbhdnsw")
 _WHITESPACE = b" \t\r\n"
+_PIECE = 8 << 20  # bytes of a FASTA record stripped of line breaks at a time
 
 
 class Record(NamedTuple):
@@ -56,7 +57,7 @@ class Record(NamedTuple):
         return f">{self.id}|{self.seqid}:{self.start}-{self.end}({self.strand})\n".encode()
 
 
-def reverse_complement(seq: bytes) -> bytes:
+def reverse_complement(seq: bytes | bytearray) -> bytes | bytearray:
     """Reverse complement, keeping case and IUPAC ambiguity codes."""
     return seq[::-1].translate(_COMPLEMENT)
 
@@ -108,7 +109,7 @@ def plan_region(annotation: Annotation, region: str) -> dict[str, list[Record]]:
 
 def iter_fasta(
     path: Path, bar: Progress | None = None, wanted: set[str] | None = None
-) -> Iterator[tuple[str, bytes]]:
+) -> Iterator[tuple[str, bytes | bytearray]]:
     """(name, sequence) for each record of a plain FASTA; sequences not in ``wanted`` come back empty.
 
     The file is memory-mapped and each record's sequence is cut out and stripped of line breaks in
@@ -138,7 +139,13 @@ def iter_fasta(
             nxt = data.find(b"\n>", eol)
             end = size if nxt < 0 else nxt + 1
             if wanted is None or name in wanted:
-                yield name, data[eol + 1 : end].translate(None, _WHITESPACE)
+                # Line breaks stripped piece by piece into one buffer: a slice of the whole record
+                # plus its stripped copy would hold a chromosome twice (three times, with the last).
+                seq = bytearray()
+                for at in range(eol + 1, end, _PIECE):
+                    seq += data[at : min(end, at + _PIECE)].translate(None, _WHITESPACE)
+                yield name, seq
+                del seq  # before the next record is read, not after
             else:
                 yield name, b""
             if bar is not None:
@@ -146,7 +153,7 @@ def iter_fasta(
             pos = end
 
 
-def _write_record(out: BinaryIO, rec: Record, seq: bytes) -> None:
+def _write_record(out: BinaryIO, rec: Record, seq: bytes | bytearray) -> None:
     parts = [seq[s - 1 : e] for s, e in rec.segments]
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     if rec.strand == "-":
@@ -196,6 +203,7 @@ def extract_regions(
                         )
                     _write_record(out, rec, seq)
                 counts[region] += len(records)
+            del seq  # the next sequence is read while this name would still hold the last one
     finally:
         bar.close()
     missing = sorted(wanted - done)

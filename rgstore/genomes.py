@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -26,7 +26,7 @@ from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
-from .sequences import SequenceReader, revcomp
+from .sequences import STREAM_CHUNK, SequenceReader, revcomp
 from .views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
@@ -379,13 +379,31 @@ class Genomes:
         A locus that is exactly a sequence name of the genome is that whole sequence before it is
         read as ``name:start-end`` (``HLA:01``). InvalidInputError when there is no region at all.
         """
+        regions = self._loci_regions(name, loci, bed, by_digest)
+        return list(zip(regions, self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)))
+
+    def stream_loci(
+        self, name: str, loci: Sequence[str], *, bed: Path | None = None, by_digest: bool = False,
+        revcomp: bool = False, chunk: int = STREAM_CHUNK,
+    ) -> list[tuple[Region, int, Iterator[str]]]:
+        """``read_loci`` with each region's residues as lazy pieces of at most ``chunk`` (and its length).
+
+        Every region is checked before this returns (see ``SequenceReader.stream``); the residues
+        are read as the pieces are consumed, so printing a whole chromosome or a large BED file
+        holds one piece in memory, not the output.
+        """
+        regions = self._loci_regions(name, loci, bed, by_digest)
+        streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk)
+        return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
+
+    def _loci_regions(self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool) -> list[Region]:
         names = self.sequences.genome_names(name, by_digest=by_digest)
         regions = [parse_locus(locus, names) for locus in loci]
         if bed is not None:
             regions += read_bed(bed)
         if not regions:
             raise InvalidInputError("give at least one LOCUS or a --bed FILE with regions")
-        return list(zip(regions, self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)))
+        return regions
 
     def list(self) -> list[GenomeInfo]:
         """Every genome, ordered by first alias (genomes without one last, by digest)."""

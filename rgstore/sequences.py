@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import lmdb
@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from .store import Store
     from .views.genomes import GenomeRecord
 
-__all__ = ["MAX_OPEN_FILES", "WATCH_INTERVAL_S", "SequenceReader", "revcomp"]
+__all__ = ["MAX_OPEN_FILES", "STREAM_CHUNK", "WATCH_INTERVAL_S", "SequenceReader", "revcomp"]
 
 WATCH_INTERVAL_S = 0.1
 MAX_OPEN_FILES = 256
 """Data files one reader keeps open for its fast path (well under the usual 1,024-descriptor limit)."""
+STREAM_CHUNK = 4 << 20
+"""Residues per piece of a streamed region (``SequenceReader.stream``): a whole chromosome never sits in memory."""
 _BY_DIGEST = "\x00"
 """Prefixes a genome digest in cache keys: no alias starts with a control character, so none can hit its entries."""
 
@@ -174,7 +176,72 @@ class SequenceReader:
             out = [x.translate(_COMPLEMENT)[::-1] for x in out]
         return out
 
+    def stream(
+        self, name: str, regions: Iterable[Region | tuple[str, int | None, int | None]], *,
+        by_digest: bool = False, revcomp: bool = False, chunk: int = STREAM_CHUNK,
+    ) -> list[tuple[int, Iterator[str]]]:
+        """(length, lazy pieces of at most ``chunk`` residues) per region, in output order; memory stays bounded.
+
+        Every region is resolved and range-checked, and each sequence's data file is found (a
+        remote one fetched), before this returns, so a bad region fails before any output. A
+        region up to ``chunk`` long is one read, as ``getseq``; a longer one is read piece by
+        piece from the sequence resolved here (by its digest: an alias repointed meanwhile
+        cannot mix two genomes in one region), reverse-complemented piece by piece from its end.
+        """
+        if chunk < 1:
+            raise ValueError("chunk must be positive")
+        out: list[tuple[int, Iterator[str]]] = []
+        present: set[str] = set()
+        for region in regions:
+            seq, start, end = region[0], region[1], region[2]
+            digest, spans = self._spans(name, seq, start, end, by_digest)
+            size = sum(hi - lo for lo, hi in spans)
+            if size and digest not in present:  # one residue read per sequence: fetches or reports a missing file now
+                lo = next(lo for lo, hi in spans if hi > lo)
+                self._substring(name, seq, digest, lo, lo + 1)
+                present.add(digest)
+            if size <= chunk:
+                out.append((size, self._one_piece(name, seq, start, end, by_digest, revcomp)))
+            else:
+                out.append((size, self._pieces(name, seq, digest, spans, revcomp, chunk)))
+        return out
+
+    def _one_piece(
+        self, name: str, seq: str, start: int | None, end: int | None, by_digest: bool, revcomp: bool
+    ) -> Iterator[str]:
+        residues = self.getseq(name, seq, start, end, by_digest=by_digest)
+        if residues:
+            yield residues.translate(_COMPLEMENT)[::-1] if revcomp else residues
+
+    def _pieces(
+        self, name: str, seq: str, digest: str, spans: list[tuple[int, int]], revcomp: bool, chunk: int
+    ) -> Iterator[str]:
+        total = sum(hi - lo for lo, hi in spans)
+
+        def forward(a: int, b: int) -> str:  # residues [a, b) of the spans laid end to end
+            parts, offset = [], 0
+            for lo, hi in spans:
+                first, last = max(a - offset, 0), min(b - offset, hi - lo)
+                if first < last:
+                    parts.append(self._substring(name, seq, digest, lo + first, lo + last))
+                offset += hi - lo
+            return "".join(parts)
+
+        for at in range(0, total, chunk):
+            stop = min(total, at + chunk)
+            if revcomp:
+                yield forward(total - stop, total - at).translate(_COMPLEMENT)[::-1]
+            else:
+                yield forward(at, stop)
+
     def _getseq_slow(self, name: str, seq: str, start: int | None, end: int | None, by_digest: bool) -> str:
+        digest, spans = self._spans(name, seq, start, end, by_digest)
+        return "".join(self._substring(name, seq, digest, lo, hi) for lo, hi in spans)
+
+    def _spans(
+        self, name: str, seq: str, start: int | None, end: int | None, by_digest: bool
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """The sequence digest and the [lo, hi) spans of its data file a region reads (two for a wrap)."""
         digest, length, circular = self._locate(name, seq, by_digest)
         lo = 0 if start is None else start
         hi = length if end is None else end
@@ -188,8 +255,8 @@ class SequenceReader:
         if lo > hi:
             if not circular:
                 raise OutOfRangeError(f"{where}: start is after end ({seq} is not circular)")
-            return self._substring(name, seq, digest, lo, length) + self._substring(name, seq, digest, 0, hi)
-        return self._substring(name, seq, digest, lo, hi)
+            return digest, [(lo, length), (0, hi)]
+        return digest, [(lo, hi)]
 
     def _substring(self, name: str, seq: str, digest: str, lo: int, hi: int) -> str:
         # A file missing here is a sequence this store has not fetched: a genome recorded from a

@@ -224,3 +224,32 @@ def test_a_duplicate_sequence_name_is_refused_naming_the_file_and_the_name(tmp_p
             tmp_path / "g.fa", {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}, {"exon": out}
         )
     assert "\n" not in str(err.value)
+
+
+def test_extraction_holds_about_one_sequence_in_memory_not_two_or_three(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    from rgstore import extract
+
+    monkeypatch.setattr(extract, "_PIECE", 1 << 16)  # the sequences below are much longer than one piece
+    size = 3_000_000
+    body = (b"ACGTTGCAAC" * (size // 10))
+    lines = b"\n".join(body[i:i + 60] for i in range(0, size, 60)) + b"\n"
+    (tmp_path / "g.fa").write_bytes(b">c1\n" + lines + b">c2\n" + lines)
+    (tmp_path / "a.gtf").write_text(
+        'c1\tx\texon\t1\t10\t.\t-\t.\tgene_id "G1"; transcript_id "T1";\n'
+        f'c2\tx\texon\t{size - 9}\t{size}\t.\t+\t.\tgene_id "G2"; transcript_id "T2";\n'
+    )
+    plans = {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}
+    with open(tmp_path / "o.fna", "wb") as out:
+        tracemalloc.start()
+        try:
+            assert extract_regions(tmp_path / "g.fa", plans, {"exon": out}) == {"exon": 2}
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    # One 3 MB sequence (plus a bytearray's headroom); reading the next while the last was still held,
+    # and slicing a record before stripping it, peaked at ~9 MB.
+    assert peak < 1.6 * size
+    assert (tmp_path / "o.fna").read_bytes().splitlines()[1::2] == [reverse_complement(body[:10]), body[-10:]]

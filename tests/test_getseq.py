@@ -396,3 +396,78 @@ def test_a_name_that_is_not_an_alias_never_reads_through_a_genome_read_by_digest
     assert store.genomes.getseq(digest, "chr1", 0, 4, by_digest=True) == store.getseq("tiny", "chr1", 0, 4)
     with pytest.raises(InvalidInputError, match="invalid alias name"):
         store.genomes.getseq("#" + digest, "chr1", 0, 4)  # once the digest's cache key
+
+
+def test_streamed_regions_come_in_bounded_lazy_pieces_that_join_to_getseq(store: Store) -> None:
+    from collections.abc import Iterator
+
+    store.genomes.init(TINY, ["tiny"], circular=["chrM"])
+    chr1, chrm = store.getseq("tiny", "chr1"), store.getseq("tiny", "chrM")
+    loci = ["chr1", "chr1:5-100", "chrM:995-5", "chrM:1000-3", "chr1:7-7"]
+    for reverse in (False, True):
+        streamed = store.genomes.stream_loci("tiny", loci, revcomp=reverse, chunk=7)
+        expected = [chr1, chr1[5:100], chrm[995:] + chrm[:5], chrm[:3], ""]
+        for (region, size, pieces), want in zip(streamed, expected, strict=True):
+            assert isinstance(pieces, Iterator)  # nothing read before it is consumed
+            got = list(pieces)
+            assert all(1 <= len(p) <= 7 for p in got) and size == len(want)
+            assert "".join(got) == (revcomp(want) if reverse else want)
+
+
+def test_streaming_a_region_checks_every_region_before_reading_any(store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    with pytest.raises(OutOfRangeError):
+        store.genomes.stream_loci("tiny", ["chr1", "chr2:0-999999"], chunk=7)
+    with pytest.raises(NotFoundError):
+        store.genomes.stream_loci("tiny", ["chr1", "nosuch"], chunk=7)
+
+
+def test_streaming_a_long_sequence_holds_one_piece_in_memory_not_the_sequence(store: Store, tmp_path: Path) -> None:
+    import tracemalloc
+
+    fasta = tmp_path / "long.fa"
+    residues = (b"ACGTTGCA" * 1_000_000)[:6_000_000]
+    fasta.write_bytes(b">c1\n" + b"\n".join(residues[i:i + 80] for i in range(0, len(residues), 80)) + b"\n")
+    store.genomes.init(fasta, ["long"])
+    tracemalloc.start()
+    try:
+        total = 0
+        for _region, _size, pieces in store.genomes.stream_loci("long", ["c1"], revcomp=True, chunk=1 << 19):
+            for piece in pieces:
+                total += len(piece)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == len(residues)
+    assert peak < 3_000_000  # a few 512 KiB pieces; the old read held the 6 MB sequence (and its reverse) at once
+
+
+def test_cli_fasta_lines_stay_whole_across_pieces_of_a_long_sequence(store: Store, store_path: Path,
+                                                                     tmp_path: Path) -> None:
+    from rgstore.sequences import STREAM_CHUNK
+    from tests.conftest import run_rgstore
+
+    rng = random.Random(3)
+    size = STREAM_CHUNK + 12_345  # two pieces, split mid-line for width 70
+    seq = "".join(rng.choices("ACGT", k=size))
+    fasta = tmp_path / "long.fa"
+    fasta.write_text(">c1\n" + "".join(seq[i:i + 60] + "\n" for i in range(0, size, 60)))
+    store.genomes.init(fasta, ["long"])
+    store.close()
+    for flags, want in (([], seq), (["--revcomp"], revcomp(seq))):
+        done = run_rgstore("--store", str(store_path), "getseq", "long", "c1", "c1:0-3", "--fasta", "--width", "70",
+                           *flags)
+        assert done.returncode == 0, done.stderr
+        tag = "/rc" if flags else ""
+        short = revcomp(seq[:3]) if flags else seq[:3]
+        assert done.stdout.decode() == (f">c1:0-{size}{tag}\n" + "".join(want[i:i + 70] + "\n" for i in range(0, size, 70))
+                                        + f">c1:0-3{tag}\n{short}\n")
+        bare = run_rgstore("--store", str(store_path), "getseq", "long", "c1", *flags)
+        assert bare.returncode == 0 and bare.stdout.decode() == want + "\n"
+
+
+def test_cli_bad_region_after_good_ones_prints_nothing(cli, store: Store) -> None:  # type: ignore[no-untyped-def]
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    out = cli("getseq", "tiny", "chr1:0-5", "chr2:0-999999")
+    assert out.exit_code != 0 and out.stdout == "" and "outside" in out.stderr
