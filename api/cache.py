@@ -15,6 +15,7 @@ from starlette.responses import Response
 from rgstore.errors import NotFoundError
 from rgstore.views.cache import CacheEntry, CacheView, Tombstone, iso_time
 
+from .cacheorder import CacheOrder
 from .files import StoredFileResponse, fd_checksums, file_responses
 from .schemas import CacheEntryView, CacheList, ErrorBody
 from .wire import json_response, store_of
@@ -45,13 +46,20 @@ def _tombstone_json(tomb: Tombstone) -> dict[str, Any]:
 
 @router.get("/entries", response_model=CacheList, summary="Live cache entries, by level then path")
 def list_entries(request: Request, level: Level = None, offset: Offset = 0, limit: Limit = 100) -> Response:
-    """Every live entry (optionally one level's) with its files, checksums, last access and pin."""
+    """Every live entry (optionally one level's) with its files, checksums, last access and pin.
+
+    Only the page's entries are read: the listing order is kept per log head by ``CacheOrder``.
+    """
     store = store_of(request)
+    env = store.environment
+    order: CacheOrder = store.service("api.cache_order", CacheOrder)
     with store.read() as txn:
-        entries = [e for e in CacheView.entries(txn, store.environment) if level is None or e.level == level]
-    entries.sort(key=lambda e: (e.level, e.path))
-    page = [entry_json(e) for e in entries[offset:offset + limit]]
-    return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": len(entries)}})
+        placement = order.placement(txn)
+        start, end = placement.span(level)
+        rows = placement.rows[min(start + offset, end):min(start + offset + limit, end)]
+        entries = [CacheView.get(txn, env.db("cache.entries"), key) for _, _, key in rows]
+    page = [entry_json(e) for e in entries if e is not None]
+    return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": end - start}})
 
 
 @router.get("/entries/{key}", response_model=CacheEntryView, summary="One cache entry, live or evicted",

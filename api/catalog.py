@@ -5,13 +5,17 @@ The genome view answers "genome by digest" and "genomes holding sequence S"; seq
 index answers those from a snapshot of the view, tagged with the log head it reflects. A request
 brings it up to date by reading the log records since that head: only when one of them is on a
 ``genome:`` stream is the snapshot rebuilt from the view (cache touches and alias changes, the
-common events, cost one cheap scan and no rebuild).
+common events, cost one cheap scan and no rebuild). It also keeps each genome's catalogue fields
+(``GenomeSummary``), so listing and searching genomes decode no genome record: a record holds
+every sequence's name, length, digest and MD5, megabytes for a big assembly.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -27,12 +31,29 @@ from rgstore.views.genomes import GenomeRecord, all_genomes, genome_record
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES
 from .wire import json_bytes
 
-__all__ = ["GenomeCatalog", "CatalogSnapshot", "CollectionCache", "Form", "level2", "REBUILD_GAP"]
+__all__ = ["GenomeCatalog", "CatalogSnapshot", "CollectionCache", "Form", "GenomeSummary", "level2", "REBUILD_GAP"]
 
 REBUILD_GAP = 5_000
 """Past this many new log records, rebuilding outright is cheaper than scanning them."""
 
 _GENOME_STREAM = "genome:"
+
+
+class GenomeSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields genome listings show and search, without the per-sequence arrays."""
+
+    digest: str
+    description: str
+    species: str
+    n_sequences: int
+    total_length: int
+    added_at: datetime | None
+
+    @classmethod
+    def of(cls, record: GenomeRecord) -> GenomeSummary:
+        """The summary of a full record."""
+        return cls(digest=record.digest, description=record.description, species=record.species,
+                   n_sequences=len(record.names), total_length=sum(record.lengths), added_at=record.added_at)
 
 
 class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +71,8 @@ class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """lower-case MD5 -> bare sha512t24u of every sequence in some genome."""
     circular: frozenset[str]
     """Bare sha512t24u of every sequence some genome recorded as circular."""
+    summaries: dict[str, GenomeSummary] = {}
+    """Digest -> catalogue fields of every genome."""
 
 
 _EMPTY = CatalogSnapshot(head=-1, digests=[], known=frozenset(), by_attribute={}, md5={}, circular=frozenset())
@@ -62,6 +85,10 @@ class GenomeCatalog:
         self.store = store
         self._snapshot = _EMPTY
         self._lock = threading.Lock()
+        self.builds = 0
+        """Snapshots built from the view (each decodes every genome record once)."""
+        self.record_reads = 0
+        """Genome records ``summaries`` decoded because the snapshot was newer than the caller's txn."""
 
     def snapshot(self, txn: Txn) -> CatalogSnapshot:
         """The index for ``txn`` (refreshed from the log and view if genomes changed since)."""
@@ -82,6 +109,23 @@ class GenomeCatalog:
             self._snapshot = snap
             return snap
 
+    def summaries(self, txn: Txn, digests: Iterable[str]) -> list[GenomeSummary]:
+        """The summaries of those ``digests`` that are genomes in ``txn``'s view, in the given order.
+
+        From the snapshot when it reflects exactly ``txn``'s head; a snapshot already moved past it
+        (another request saw newer writes) may disagree, so then each record is read from ``txn``.
+        """
+        snap = self.snapshot(txn)
+        if snap.head == self.store.log.head(txn)[0] and snap.rebuilds == rebuild_count(self.store.log, txn):
+            return [snap.summaries[d] for d in digests if d in snap.summaries]
+        out = []
+        for d in digests:
+            record = genome_record(txn, self.store.environment, d)
+            self.record_reads += 1
+            if record is not None:
+                out.append(GenomeSummary.of(record))
+        return out
+
     def _genomes_changed(self, txn: Txn, after: int, upto: int) -> bool:
         for seq, record in self.store.log.records(txn, after=after, upto=upto):
             if decode_envelope(unframe(record, seq)[1]).stream.startswith(_GENOME_STREAM):
@@ -93,8 +137,11 @@ class GenomeCatalog:
         by_attribute: dict[str, dict[str, list[str]]] = {}
         md5: dict[str, str] = {}
         circular: set[str] = set()
+        summaries: dict[str, GenomeSummary] = {}
+        self.builds += 1
         for record in all_genomes(txn, self.store.environment):  # ordered by digest
             digests.append(record.digest)
+            summaries[record.digest] = GenomeSummary.of(record)
             for attr, value in record.level1.items():
                 by_attribute.setdefault(attr, {}).setdefault(value, []).append(record.digest)
             for sq, checksum in zip(record.sequences, record.md5s):
@@ -102,7 +149,7 @@ class GenomeCatalog:
             wraps = set(record.circular)
             circular.update(sq.removeprefix("SQ.") for name, sq in zip(record.names, record.sequences) if name in wraps)
         return CatalogSnapshot(head=head, rebuilds=rebuilds, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
-                               md5=md5, circular=frozenset(circular))
+                               md5=md5, circular=frozenset(circular), summaries=summaries)
 
 
 Form = Literal["level1", "level2", "core"]

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rgstore_api.cache import entry_json
+from rgstore_api.cacheorder import CacheOrder
+from rgstore_api.wire import json_bytes
 
+from rgstore.events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, FileRef
+from rgstore.log import NewEvent
+from rgstore.store import Store
+from rgstore.views.cache import CacheView
 from tests.server_fixture import Server, rgstore_cli, running_server
 from tests.upstream_fixture import UpstreamServer, upstream_tree
 
@@ -91,3 +98,73 @@ def test_an_evicted_entry_shows_its_tombstone(cached: tuple[Path, list], tmp_pat
         assert entry["state"] == "evicted" and entry["reason"]
         pinned = httpx.get(f"{server.url}/cache/entries/{rows[0]['key']}").json()
         assert pinned["state"] == "live"
+
+
+def _insert(key: str, level: int, path: str) -> NewEvent:
+    ref = FileRef(name="a.fna", sha256="0" * 64, md5="0" * 32, size=7)
+    return NewEvent(stream=f"cache:{key}", event=CacheInserted(key=key, level=level, path=path, files={"a.fna": ref}))
+
+
+def _synthetic_keys(n: int) -> list[str]:
+    return [hashlib.sha256(f"k{i}".encode()).hexdigest() for i in range(n)]
+
+
+def _listed(store: Store, level: int | None, offset: int, limit: int) -> bytes:
+    """The page as the route listed it before CacheOrder: every entry read, sorted by (level, path)."""
+    with store.read() as txn:
+        entries = [e for e in CacheView.entries(txn, store.environment) if level is None or e.level == level]
+    entries.sort(key=lambda e: (e.level, e.path))
+    return json_bytes({"items": [entry_json(e) for e in entries[offset:offset + limit]],
+                       "pagination": {"offset": offset, "limit": limit, "total": len(entries)}})
+
+
+def test_a_page_of_entries_reads_only_its_own_entries_once_the_order_is_kept(store_path: Path) -> None:
+    """Each page used to decode and sort every live entry: seconds for a cache of 100k entries."""
+    import asyncio
+
+    from rgstore_api.app import create_app
+
+    keys = _synthetic_keys(300)
+    with Store.open(store_path) as writer:  # paths not in key order, and equal paths tie-broken by key
+        writer.append([_insert(k, 1 + i % 2, f"dir{(i * 7) % 50:03d}") for i, k in enumerate(keys)])
+    pages = [(None, 0, 100), (None, 290, 100), (1, 3, 40), (2, 149, 5), (2, 0, 1000), (1, 10**6, 10)]
+    app = create_app(str(store_path))
+
+    async def run() -> tuple[list[bytes], CacheOrder]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            bodies = []
+            for level, offset, limit in pages:
+                params = {"offset": offset, "limit": limit, **({"level": level} if level else {})}
+                bodies.append((await c.get("/cache/entries", params=params)).content)
+            return bodies, app.state.store.service("api.cache_order", CacheOrder)
+
+    bodies, order = asyncio.run(run())
+    assert order.entry_reads == 300  # one narrow pass to sort; the pages read only their own entries
+    with Store.open(store_path, readonly=True) as reader:
+        assert bodies == [_listed(reader, *page) for page in pages]
+
+
+def test_the_order_follows_new_events_by_rereading_only_the_keys_they_name(store: Store) -> None:
+    keys = _synthetic_keys(200)
+    store.append([_insert(k, 1 + i % 2, f"dir{(i * 7) % 50:03d}") for i, k in enumerate(keys)])
+    order = CacheOrder(store)
+    with store.read() as txn:
+        before = order.placement(txn).rows
+    assert order.entry_reads == 200
+    with store.read() as old:
+        store.append([
+            *(NewEvent(stream=f"cache:{k}", event=CacheTouched(key=k)) for k in keys[:20]),
+            *(NewEvent(stream=f"cache:{k}", event=CacheEvicted(key=k, reason="gc")) for k in keys[20:25]),
+            _insert(keys[30], 2, "aaa/moved"),  # a re-insert may change level and path
+            _insert("f" * 64, 1, "dir000"),
+            NewEvent(stream=f"cache:{keys[40]}", event=CachePinned(key=keys[40])),
+        ])
+        with store.read() as new:
+            rows = order.placement(new).rows
+        assert order.entry_reads == 200 + 20 + 3  # the touched, re-inserted, new and pinned keys (evicted: none left)
+        assert order.placement(old).rows == before  # an older transaction still sees its own entries
+    with store.read() as txn:
+        expected = sorted((e.level, e.path, e.key) for e in CacheView.entries(txn, store.environment))
+    assert rows == expected and len(rows) == 200 - 5 + 1
+    assert (2, "aaa/moved", keys[30]) in rows and not any(r[2] in keys[20:25] for r in rows)

@@ -10,6 +10,9 @@ import httpx
 import pytest
 from gtars.refget import RefgetStore
 
+from rgstore.events import GenomeAdded
+from rgstore.log import NewEvent
+from rgstore.store import Store
 from tests.server_fixture import Server, init_genome, rgstore_cli, running_server
 
 FHR = {
@@ -137,3 +140,54 @@ def test_fhr_is_served_as_a_store_file_that_a_remote_gtars_pulls(
     pulled = remote.pull_fhr()
     assert pulled["pulled"] == 1 and pulled["not_found"] == 1
     assert remote.get_fhr_metadata(one).to_dict() == FHR
+
+
+def test_listing_and_searching_genomes_decode_no_genome_record_once_the_catalog_is_built(
+    genomes: tuple[Path, dict[str, str]]
+) -> None:
+    """Search used to decode every genome record in full per request: megabytes for each big assembly."""
+    import asyncio
+
+    from rgstore_api.app import create_app
+    from rgstore_api.catalog import GenomeCatalog
+
+    one, two = genomes[1]["one"], genomes[1]["two"]
+    app = create_app(str(genomes[0]))
+    queries: list[dict[str, str | int]] = [
+        {"q": "FIRST"}, {"q": "ucsc"}, {"q": "no such"}, {}, {"offset": 1, "limit": 1}, {"q": "the", "limit": 1}]
+
+    async def run() -> tuple[list[dict], GenomeCatalog]:  # type: ignore[type-arg]
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            bodies = [(await c.get("/v4/genomes", params=q)).json() for q in queries]
+            return bodies, app.state.store.service("api.catalog", GenomeCatalog)
+
+    bodies, catalog = asyncio.run(run())
+    assert catalog.builds == 1 and catalog.record_reads == 0
+    assert [[i["digest"] for i in b["items"]] for b in bodies] == [[one], [one], [], sorted([one, two]),
+                                                                    [sorted([one, two])[1]], [sorted([one, two])[0]]]
+    assert [b["pagination"]["total"] for b in bodies] == [1, 1, 0, 2, 2, 2]
+    sizes = {i["digest"]: (i["n_sequences"], i["total_length"]) for i in bodies[3]["items"]}
+    assert sizes == {one: (2, 18), two: (1, 12)}
+
+
+def test_a_catalog_newer_than_a_requests_transaction_answers_from_that_transaction(store: Store) -> None:
+    from rgstore_api.catalog import GenomeCatalog
+
+    def add(digest: str, n: int) -> None:
+        store.append([NewEvent(stream=f"genome:{digest}", event=GenomeAdded(
+            digest=digest, names=[f"c{i}" for i in range(n)], lengths=[10] * n,
+            sequences=[f"SQ.{digest[:24]}{i:08d}" for i in range(n)], description=f"genome {digest[0]}"))])
+
+    a, b = "a" * 32, "b" * 32
+    catalog = GenomeCatalog(store)
+    add(a, 3)
+    with store.read() as old:
+        add(b, 4)
+        with store.read() as new:
+            assert [(s.digest, s.n_sequences, s.total_length) for s in catalog.summaries(new, [a, b])] == [
+                (a, 3, 30), (b, 4, 40)]
+        assert catalog.record_reads == 0
+        # The snapshot now reflects a later head than ``old``: b must not appear, read from old's own view.
+        assert [s.digest for s in catalog.summaries(old, [a, b])] == [a]
+    assert catalog.record_reads == 2 and catalog.builds == 1
