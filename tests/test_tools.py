@@ -63,3 +63,14 @@ def test_mirror_benchmark_runs_at_a_tiny_size(capsys) -> None:  # type: ignore[n
 
     out = json.loads(capsys.readouterr().out)
     assert set(out["results"]) == {"replay_s", "segments_s", "server_s"}
+
+
+def test_backup_benchmark_runs_at_a_tiny_size(capsys) -> None:  # type: ignore[no-untyped-def]
+    from tools.bench.backup import main as bench_backup
+
+    assert bench_backup(["--genome-mb", "1", "--events", "500", "--blobs", "2", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert [r["case"] for r in out["rows"]][0] == "cp -a (idle store only)"
+    assert len(out["rows"]) == 5 and all(r["seconds"] > 0 for r in out["rows"])
