@@ -72,7 +72,8 @@ class Context:
         self.store_path = store
         self.actor = actor
 
-    def open(self, *, readonly: bool = False, create: bool = False, reads_if_unwritable: bool = False) -> Any:
+    def open(self, *, readonly: bool = False, create: bool = False, reads_if_unwritable: bool = False,
+             allow_stale_views: bool = False) -> Any:
         """Open the store this invocation names (see ``rgstore.Store.open``).
 
         Only commands that add content pass ``create``: a command that changes or reads existing
@@ -92,7 +93,7 @@ class Context:
         # A view rebuild at open is long work too, but --json asks for silence on the terminal as well.
         invocation = click.get_current_context(silent=True)
         as_json = invocation is not None and bool(invocation.params.get("as_json"))
-        store = Store.open(path, readonly=readonly, actor=self.actor,
+        store = Store.open(path, readonly=readonly, actor=self.actor, allow_stale_views=allow_stale_views,
                            progress=null_progress if as_json else terminal_progress)
         for repair in store.repaired:  # damage the open found and mended: say so once (verify also reports it)
             click.echo(f"note: {repair}", err=True)

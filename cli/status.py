@@ -36,7 +36,7 @@ def status_cmd(ctx: Context, as_json: bool, check: bool) -> None:
     """
     from rgstore.status import store_status
 
-    with ctx.open(readonly=True) as store:
+    with ctx.open(readonly=True, allow_stale_views=True) as store:  # stale views are reported, not refused
         result = store_status(store)
     if as_json:
         emit_json(result)

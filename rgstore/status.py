@@ -109,11 +109,18 @@ def store_status(store: Store) -> StoreStatus:
         log_id = store.log.log_id(txn)
         raw_format = store.log.meta_get(txn, "format")
         head_time = _head_time(store, txn, head)
-        counts, cache_bytes = _counts(store, txn)
-        blob_count, blob_bytes = _blobs(store, txn)
-        counts.blobs = blob_count
-        log_part = _log_disk(store, txn)
         views = _views(store, txn, head, damage)
+        unreadable_counts = ""
+        try:
+            counts, cache_bytes = _counts(store, txn)
+            counts.blobs, blob_bytes = _blobs(store, txn)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if all(v.state != "stale" for v in views):
+                raise
+            # A view folded by another rgstore version (readable only after its rebuild) may not decode.
+            counts, cache_bytes, blob_bytes = Counts(), 0, 0
+            unreadable_counts = f"counts and sizes are not shown: a stale view does not decode ({exc})"
+        log_part = _log_disk(store, txn)
         streams = _entries(store, txn, "streams")
         records = _entries(store, txn, "log")
     replica = mirror_status(store, check_upstream=False)
@@ -130,6 +137,7 @@ def store_status(store: Store) -> StoreStatus:
         problems.append(f"the log holds {records:,} records but its head is seq {head:,} (a damaged or torn copy "
                         "of log/); run `rgstore verify`")
     problems += [f"view {v.name!r} is {v.state}: {v.detail}" for v in views if v.state != "current"]
+    problems += [unreadable_counts] if unreadable_counts else []
     problems += [f"pending sync {name}: a command died before refreshing alias/FHR files; open the store "
                  "writable (any writing command) to finish it" for name in marks if name not in unreadable]
     problems += [f"pending sync {name}: another user's mark this user may not open (its command may still be "
@@ -268,7 +276,8 @@ def _views(store: Store, txn: Txn, head: int, damage: dict[str, str]) -> list[Vi
         elif (version, seq) == (view.version, head) or (seq, head) == (0, 0):
             state, detail = "current", ""
         elif version != view.version and seq:
-            state, detail = "stale", f"folded by view version {version}, this rgstore has {view.version}"
+            state, detail = "stale", (f"folded by view version {version}, this rgstore has {view.version} "
+                                      "(a writable open rebuilds it, e.g. `rgstore rebuild`)")
         elif seq < head:
             state, detail = "lagging", f"checkpoint at seq {seq}, {head - seq} events behind the head"
         else:

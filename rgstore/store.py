@@ -137,14 +137,15 @@ class Store:
     @classmethod
     def open(
         cls, path: Path | str | None = None, *, readonly: bool = False, actor: str | None = None,
-        progress: ProgressFactory = null_progress,
+        progress: ProgressFactory = null_progress, allow_stale_views: bool = False,
     ) -> Store:
         """Open (in write mode: create) the store at ``path`` (default: ``default_store_path()``).
 
         Views whose version changed since they were last folded (an upgraded rgstore) are
         rebuilt from the log before this returns; a read-only open does that too when this
         process may write the store (views are derived data: no event is added), and otherwise
-        raises StaleViewsError.
+        raises StaleViewsError, unless ``allow_stale_views`` (for diagnosis: ``rgstore status``
+        reports such views instead of reading them).
         """
         if actor is not None:
             _check_actor(actor)
@@ -180,7 +181,7 @@ class Store:
                     with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
                         repaired = writer.repaired
                 except (RgstoreError, OSError):
-                    if stale:
+                    if stale and not allow_stale_views:
                         raise
                     # Only outside copies (alias TSVs, FHR files) were pending and could not be refreshed now
                     # (e.g. the RefgetStore stayed locked): the views read here are sound, verify names the marks.
@@ -188,7 +189,7 @@ class Store:
                 environment = Environment(root / "log", readonly=True)
                 store = cls(root, environment, actor or default_actor())
                 store.repaired = repaired
-            if readonly:
+            if readonly and not allow_stale_views:
                 store._refuse_stale_views()
         except BaseException:
             environment.close()

@@ -150,6 +150,33 @@ def test_status_check_exits_1_for_a_reader_who_meets_a_problem_and_0_once_it_is_
         assert _as_user(lab / "s", _OUTSIDER, [], check).startswith("ok: 0 ")
 
 
+@needs_root
+def test_a_reader_who_cannot_rebuild_a_stale_view_gets_a_status_naming_it_not_a_refusal() -> None:
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli
+
+    with outsiders_lab("rgstore-status-") as lab:
+        with Store.open(lab / "s") as store:
+            store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a",
+                                                                             digest="D" * 32))])
+            # As an upgrade leaves it: the cache view was folded by an older version of itself.
+            store.environment.write(lambda txn: txn.put(b"cache", struct.pack(">IQ", 1, 1),
+                                                        db=store.environment.db("checkpoints")))
+        readers_may_lock(lab / "s")
+
+        def check() -> str:
+            result = CliRunner().invoke(cli, ["--store", ".", "status", "--check"])
+            return f"{result.exit_code} {result.output}"
+
+        result = _as_user(lab / "s", _OUTSIDER, [], check)
+        assert result.startswith("ok: 1 "), result
+        assert "view 'cache' is stale: folded by view version 1" in result and "collection" in result
+        # Commands that read the stale view still refuse: their answers would come from it.
+        refused = _as_user(lab / "s", _OUTSIDER, [],
+                           lambda: CliRunner().invoke(cli, ["--store", ".", "cache", "ls"]).output)
+        assert "built by another rgstore version" in refused
+
+
 def test_a_log_that_ends_before_its_recorded_head_is_a_problem_not_an_empty_log(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as store:
         for i in range(3):
