@@ -36,7 +36,9 @@ def backup_cmd(ctx: Context, dest: Path, no_link: bool, no_verify: bool, as_json
     from rgstore.backup import backup
     from rgstore.progress import null_progress, terminal_progress
 
-    with ctx.open(readonly=True) as store:
+    from .getseq import signals_unwind
+
+    with signals_unwind(), ctx.open(readonly=True) as store:  # SIGTERM unwinds: the work directory is removed
         result = backup(store, dest, link=not no_link, verify=not no_verify,
                         progress=null_progress if as_json else terminal_progress)
     if as_json:

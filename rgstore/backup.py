@@ -4,10 +4,11 @@ Copying a store's directory while a command writes (``cp -a``, rsync) can tear `
 LMDB reuses freed pages, so a file read over seconds mixes transactions. ``backup`` instead takes
 the log with LMDB's own copy (``mdb_env_copy2``, compacting) inside one read transaction, so the
 copy is exactly one committed state. Content follows that snapshot: the RefgetStore is copied
-under its writer lock after the snapshot (a genome is in the RefgetStore before its event
-commits, so every sequence the snapshot names is there), then the blobs and cache files the
-snapshot references. Files never rewritten in place (blobs, sequence files, cache files) are
-hard-linked when DEST is on the same filesystem, otherwise copied. The copy's alias TSVs and FHR
+under its writer lock, taken before the snapshot (a genome is in the RefgetStore before its event
+commits, and gc removes collections only under that lock, so every sequence the snapshot names
+is there), then the blobs and cache files the snapshot references. Files never rewritten in place
+(blobs, sequence files, cache files) are hard-linked when DEST is on the same filesystem, otherwise
+copied. The copy's alias TSVs and FHR
 files are then rewritten from its own views, and the whole copy is verified before it appears at
 DEST (built beside it under a temporary name and renamed into place, so DEST is never half a
 backup).
@@ -16,6 +17,7 @@ backup).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -73,16 +75,15 @@ def _check_destination(store: Store, dest: Path) -> None:
 
 
 def _copy_refget(store: Store, dest: Path, *, link: bool, result: BackupResult) -> None:
-    """Copy the RefgetStore as one state: under gtars' writer lock, sequence files linked, the rest copied."""
+    """Copy the RefgetStore (the caller holds its writer lock): sequence files linked, the rest copied."""
     src_root = store.refget_path
-    with refget_write_lock(src_root, "rgstore backup"):
-        for src in sorted(src_root.rglob("*")):
-            if src.name.startswith(".") or not src.is_file() or src.is_symlink():
-                continue  # the lock itself, temp files of a killed writer
-            rel = src.relative_to(src_root)
-            immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
-            _place(src, dest / rel, link=link and immutable, result=result)
-            result.refget_files += 1
+    for src in sorted(src_root.rglob("*")):
+        if src.name.startswith(".") or not src.is_file() or src.is_symlink():
+            continue  # the lock itself, temp files of a killed writer
+        rel = src.relative_to(src_root)
+        immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
+        _place(src, dest / rel, link=link and immutable, result=result)
+        result.refget_files += 1
 
 
 def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
@@ -96,14 +97,22 @@ def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
     if store.refget_path.is_dir() and not os.access(store.refget_path, os.W_OK):
         raise ReadOnlyError(f"a backup copies {store.refget_path} under the RefgetStore's writer lock, which needs "
                             "write access there: run it as a user who may write the store")
-    work = Path(dest.parent / f".{dest.name}.backup-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "log").mkdir(parents=True)
+    # An unguessable name made with mkdir (never through a symlink another user planted in a shared
+    # parent, never another backup's directory).
+    work = dest.parent / f".{dest.name}.backup-{os.getpid()}-{secrets.token_hex(6)}"
+    work.mkdir()
     try:
-        with store.read() as txn:  # the snapshot: the copy holds exactly this transaction's state
-            store.environment.env.copy(str(work / "log"), compact=True, txn=txn)
+        (work / "log").mkdir()
+        result = BackupResult(path=str(work), log_id="", head_seq=0)
+        # The lock from before the snapshot until the RefgetStore is copied: `gc` removes collections
+        # (a removed genome's) only under it, so none the snapshot names can go before it is copied.
+        with refget_write_lock(store.refget_path, "rgstore backup", heartbeat=True):  # copies may take minutes
+            with store.read() as txn:  # the snapshot: the copy holds exactly this transaction's state
+                store.environment.env.copy(str(work / "log"), compact=True, txn=txn)
+            _copy_refget(store, work / "refget", link=link, result=result)
         with Store.open(work, actor=store.actor) as copy:
-            result = _fill(store, copy, work, link=link, progress=progress)
+            gone = _fill(store, copy, result, link=link, progress=progress)
+            _check_gone(store, gone)
             if verify:
                 _verify(copy, progress)
                 result.verified = True
@@ -117,13 +126,14 @@ def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
     return result
 
 
-def _fill(store: Store, copy: Store, work: Path, *, link: bool, progress: ProgressFactory) -> BackupResult:
-    """Copy the content ``copy``'s log references from ``store``, then refresh its outside copies."""
+def _fill(store: Store, copy: Store, result: BackupResult, *, link: bool,
+          progress: ProgressFactory) -> tuple[list[str], set[str]]:
+    """Copy the blobs and cache files ``copy``'s log references; returns the blobs and cache keys ``store`` lacked."""
+    gone: list[str] = []
+    gone_keys: set[str] = set()
     with copy.read() as txn:
-        head, _ = copy.log.head(txn)
-        result = BackupResult(path=str(work), log_id=copy.log.log_id(txn), head_seq=head)
-    shutil.rmtree(work / "refget")  # the empty RefgetStore the open created: replaced by the store's
-    _copy_refget(store, work / "refget", link=link, result=result)
+        result.head_seq, _ = copy.log.head(txn)
+        result.log_id = copy.log.log_id(txn)
     blobs = sorted(referenced_blobs(copy))
     files = list(cache_files(copy))
     bar = progress("backup", total=len(blobs) + len(files), unit="file")
@@ -133,7 +143,8 @@ def _fill(store: Store, copy: Store, work: Path, *, link: bool, progress: Progre
             try:
                 _place(store.blobs.path(sha), copy.blobs.path(sha), link=link, result=result)
             except FileNotFoundError:
-                continue  # not fetched (a mirror pulled without --with-blobs) or gone: verify judges the copy
+                gone.append(sha)  # not fetched (a mirror pulled without --with-blobs), or gc removed it since
+                continue
             result.blobs += 1
         for entry, relative, _ref in files:
             bar.update(1)
@@ -141,12 +152,26 @@ def _fill(store: Store, copy: Store, work: Path, *, link: bool, progress: Progre
                 _place(store.cache_path / entry.path / relative, copy.cache_path / entry.path / relative,
                        link=link, result=result)
             except FileNotFoundError:
-                continue  # as for blobs
+                gone_keys.add(entry.key)  # as for blobs (cache gc)
+                continue
             result.cache_files += 1
     finally:
         bar.close()
     copy.sync_external_views()  # alias TSVs and FHR files as of the snapshot, not as copied
-    return result
+    return gone, gone_keys
+
+
+def _check_gone(store: Store, gone: tuple[list[str], set[str]]) -> None:
+    """ConflictError if a blob or cache file the snapshot names was removed as the store stopped needing it."""
+    blobs, keys = gone
+    # gc and cache gc delete files in their own write transactions, not under a lock a backup could
+    # hold: a file the snapshot needed can go before it is copied. The store is fine; this copy is stale.
+    removed = sorted(set(blobs) - referenced_blobs(store)) if blobs else []
+    removed += sorted(keys - {e.key for e in store.cache.ls()}) if keys else []
+    if removed:
+        raise ConflictError(f"{len(removed)} blob(s) or cache entries the snapshot references (e.g. {removed[0]}) "
+                            "were removed by `rgstore gc` or `rgstore cache gc` after the backup's snapshot; "
+                            "run the backup again")
 
 
 def _verify(copy: Store, progress: ProgressFactory) -> None:

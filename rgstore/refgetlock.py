@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,9 +89,41 @@ def _steal(path: Path) -> None:
     stolen.unlink(missing_ok=True)
 
 
+HEARTBEAT_S = 20.0
+"""How often a long holder (``heartbeat=True``) refreshes the lock, well inside ``STALE_AFTER_S``."""
+
+
+def _beat(path: Path, mine: dict[str, Any], stop: threading.Event) -> None:
+    """Refresh the lock's heartbeat (payload and mtime) until ``stop``, while the lock is still ours."""
+    while not stop.wait(HEARTBEAT_S):
+        holder = _read(path)
+        if holder is not None and (holder.get("pid"), holder.get("hostname")) != (mine["pid"], mine["hostname"]):
+            return  # judged stale and taken over after all: never write into another holder's lock
+        now = datetime.now(UTC)
+        data = json.dumps({**mine, "heartbeat_at": now.isoformat(), "heartbeat_epoch": int(now.timestamp())},
+                          indent=2).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            # Overwritten in place, then cut to length: a reader meeting a torn payload trusts the
+            # mtime (see _stale), which this write has just moved.
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+
+
 @contextmanager
-def refget_write_lock(root: Path, operation: str, *, timeout: float = STALE_AFTER_S) -> Iterator[None]:
-    """Hold the RefgetStore writer lock of ``root`` for the block; ConflictError after ``timeout`` s."""
+def refget_write_lock(
+    root: Path, operation: str, *, timeout: float = STALE_AFTER_S, heartbeat: bool = False
+) -> Iterator[None]:
+    """Hold the RefgetStore writer lock of ``root`` for the block; ConflictError after ``timeout`` s.
+
+    A block that may outlast ``STALE_AFTER_S`` (a backup copying every sequence file to another
+    disk) passes ``heartbeat``, as gtars' ``lock_for_batch`` does, so no contender breaks the lock.
+    """
     path = root / LOCK_NAME
     deadline = time.monotonic() + timeout
     backoff = 0.005
@@ -120,9 +153,16 @@ def refget_write_lock(root: Path, operation: str, *, timeout: float = STALE_AFTE
             fh.flush()
             os.fsync(fh.fileno())
         break
+    stop = threading.Event()
+    beater = threading.Thread(target=_beat, args=(path, mine, stop), name="refget-lock-heartbeat", daemon=True)
+    if heartbeat:
+        beater.start()
     try:
         yield
     finally:
+        if heartbeat:
+            stop.set()
+            beater.join()
         holder = _read(path)
         # Someone may have judged us stale and taken over: never remove their lock.
         owner = (holder.get("pid"), holder.get("hostname")) if holder is not None else None

@@ -156,3 +156,96 @@ def test_a_user_who_may_only_read_the_store_is_told_backup_needs_write_access_an
         result = _as_user(lab / "s", _OUTSIDER, [], attempt)
         assert "needs write access there: run it as a user who may write the store" in result, result
         assert list((lab / "out").iterdir()) == []
+
+
+def test_a_backup_killed_by_sigterm_leaves_no_hidden_work_directory(tmp_path: Path, store_path: Path) -> None:
+    import signal
+    import time
+
+    from rgstore.refgetlock import refget_write_lock
+
+    with Store.open(store_path) as store:
+        store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "out"
+    out.mkdir()
+    # Holding the RefgetStore lock parks the backup mid-copy, after its work directory exists.
+    with refget_write_lock(store_path / "refget", "test holds the lock"):
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path),
+                                 "backup", str(out / "bk")], cwd=REPO, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [p.name for p in out.iterdir()] and proc.poll() is None, proc.stderr and proc.stderr.read()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 143
+        finally:
+            proc.kill()
+    assert list(out.iterdir()) == []
+
+
+def test_backup_never_builds_through_a_symlink_planted_at_its_work_directory_name(
+        tmp_path: Path, store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # Another user of a shared parent (/tmp, a group's backup directory) can guess a pid-named work dir.
+    (tmp_path / f".bk.backup-{os.getpid()}").symlink_to(elsewhere)
+    assert backup(store, tmp_path / "bk").verified
+    assert not (tmp_path / "bk").is_symlink() and (tmp_path / "bk" / "log" / "data.mdb").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_backup_snapshots_under_the_refgetstore_lock_so_gc_cannot_remove_what_the_snapshot_names(
+        tmp_path: Path, store: Store) -> None:
+    import threading
+    import time
+
+    from rgstore.refgetlock import refget_write_lock
+
+    store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "out"
+    out.mkdir()
+    done: list[object] = []
+    # gc removes a removed genome's collection under this lock: a snapshot taken before the lock
+    # could name a collection gc deletes before the copy reaches it (the backup then fails verify).
+    with refget_write_lock(store.refget_path, "test holds the lock"):
+        worker = threading.Thread(target=lambda: done.append(backup(store, out / "bk")))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not list(out.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The removal commits, then waits for the lock to refresh the alias files.
+        remover = threading.Thread(target=lambda: store.genomes.remove("tiny"))
+        remover.start()
+        while store.genomes.list() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    worker.join(timeout=120)
+    remover.join(timeout=120)
+    assert done and done[0].verified  # type: ignore[attr-defined]
+    with Store.open(out / "bk") as copy:
+        assert copy.genomes.list() == []  # the snapshot is of the state after the removal
+
+
+def test_a_blob_gc_removes_after_the_snapshot_is_a_conflict_to_retry_not_a_damaged_store(
+        tmp_path: Path, store: Store) -> None:
+    from rgstore.gc import collect_garbage
+    from rgstore.progress import null_progress
+
+    files = write_inputs(tmp_path / "pkg")
+    store.refpkgs.create("pkg", locus="16S", files=[("tree", files["tree"])])
+    newer = tmp_path / "newer.tre"
+    newer.write_text("((a:1,b:2):0.5,c:3);\n")
+
+    def progress(name: str, **kwargs: object) -> object:
+        if name == "backup":  # between the snapshot and the blob copy: the old tree stops being referenced
+            store.refpkgs.update_files("pkg", [f"tree={newer}"])
+            store.refpkgs.strip("pkg")
+            assert collect_garbage(store, grace=0).removed
+        return null_progress(name, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.raises(ConflictError, match="removed by `rgstore gc` or `rgstore cache gc` after the backup's snapshot; run the backup again"):
+        backup(store, tmp_path / "bk", progress=progress)  # type: ignore[arg-type]
+    assert not (tmp_path / "bk").exists() and not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
+    assert store.verify().ok  # the store itself is fine: the message must not send the user to repair it
+    assert backup(store, tmp_path / "bk").verified

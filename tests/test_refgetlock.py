@@ -69,3 +69,28 @@ def test_a_lock_left_by_a_dead_process_is_broken(refget: Path) -> None:
     with refget_write_lock(refget, "after-crash", timeout=0.5):
         assert json.loads((refget / LOCK_NAME).read_text())["operation"] == "after-crash"
     assert not (refget / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("heartbeat", [False, True])
+def test_a_long_holder_with_a_heartbeat_is_never_judged_stale(
+    refget: Path, monkeypatch: pytest.MonkeyPatch, heartbeat: bool
+) -> None:
+    import os
+    import time
+
+    from rgstore import refgetlock
+
+    # The same clock ratios as the real 20 s heartbeat against gtars' 120 s staleness, scaled down.
+    monkeypatch.setattr(refgetlock, "STALE_AFTER_S", 1.0)
+    monkeypatch.setattr(refgetlock, "HEARTBEAT_S", 0.2)
+    path = refget / LOCK_NAME
+    with refget_write_lock(refget, "a long backup", heartbeat=heartbeat):
+        past = time.time() - 2  # as if the lock had been taken two seconds ago and never refreshed
+        holder = json.loads(path.read_text())
+        path.write_text(json.dumps({**holder, "heartbeat_epoch": int(past)}))
+        os.utime(path, (past, past))
+        time.sleep(0.6)  # a few heartbeats
+        holder = json.loads(path.read_text())
+        assert refgetlock._stale(path, holder) is not heartbeat
+        assert holder["pid"] == os.getpid() and holder["operation"] == "a long backup"
+    assert not path.exists()
