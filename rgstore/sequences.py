@@ -183,10 +183,10 @@ class SequenceReader:
         """(length, lazy pieces of at most ``chunk`` residues) per region, in output order; memory stays bounded.
 
         Every region is resolved and range-checked, and each sequence's data file is found (a
-        remote one fetched), before this returns, so a bad region fails before any output. A
-        region up to ``chunk`` long is one read, as ``getseq``; a longer one is read piece by
-        piece from the sequence resolved here (by its digest: an alias repointed meanwhile
-        cannot mix two genomes in one region), reverse-complemented piece by piece from its end.
+        remote one fetched), before this returns, so a bad region fails before any output. Each
+        region is read piece by piece from the sequence resolved here (by its digest: an alias
+        repointed meanwhile cannot mix two genomes in one output), reverse-complemented piece by
+        piece from its end.
         """
         if chunk < 1:
             raise ValueError("chunk must be positive")
@@ -200,18 +200,8 @@ class SequenceReader:
                 lo = next(lo for lo, hi in spans if hi > lo)
                 self._substring(name, seq, digest, lo, lo + 1)
                 present.add(digest)
-            if size <= chunk:
-                out.append((size, self._one_piece(name, seq, start, end, by_digest, revcomp)))
-            else:
-                out.append((size, self._pieces(name, seq, digest, spans, revcomp, chunk)))
+            out.append((size, self._pieces(name, seq, digest, spans, revcomp, chunk)))
         return out
-
-    def _one_piece(
-        self, name: str, seq: str, start: int | None, end: int | None, by_digest: bool, revcomp: bool
-    ) -> Iterator[str]:
-        residues = self.getseq(name, seq, start, end, by_digest=by_digest)
-        if residues:
-            yield residues.translate(_COMPLEMENT)[::-1] if revcomp else residues
 
     def _pieces(
         self, name: str, seq: str, digest: str, spans: list[tuple[int, int]], revcomp: bool, chunk: int
