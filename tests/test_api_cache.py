@@ -14,6 +14,7 @@ from rgstore_api.cache import entry_json
 from rgstore_api.cacheorder import CacheOrder
 from rgstore_api.wire import json_bytes
 
+from rgstore.environment import Txn
 from rgstore.events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, FileRef
 from rgstore.log import NewEvent
 from rgstore.store import Store
@@ -168,3 +169,27 @@ def test_the_order_follows_new_events_by_rereading_only_the_keys_they_name(store
         expected = sorted((e.level, e.path, e.key) for e in CacheView.entries(txn, store.environment))
     assert rows == expected and len(rows) == 200 - 5 + 1
     assert (2, "aaa/moved", keys[30]) in rows and not any(r[2] in keys[20:25] for r in rows)
+
+
+def test_a_request_older_than_the_kept_order_advances_earlier_rows_instead_of_sorting_every_entry(store: Store) -> None:
+    """Requests queued on the lock while writes landed each sorted every entry again (p99 0.04 -> 0.7 s)."""
+    keys = _synthetic_keys(200)
+    store.append([_insert(k, 1 + i % 2, f"dir{(i * 7) % 50:03d}") for i, k in enumerate(keys)])
+    order = CacheOrder(store)
+
+    def listed(txn: Txn) -> list[tuple[int, str, str]]:
+        return sorted((e.level, e.path, e.key) for e in CacheView.entries(txn, store.environment))
+
+    with store.read() as first:
+        order.placement(first)
+    store.append([_insert("f" * 64, 1, "dir000")])
+    with store.read() as middle:
+        store.append([_insert("e" * 64, 2, "dir001"),
+                      NewEvent(stream=f"cache:{keys[0]}", event=CacheEvicted(key=keys[0], reason="gc"))])
+        with store.read() as newest:
+            assert order.placement(newest).rows == listed(newest)
+        reads = order.entry_reads
+        rows = order.placement(middle).rows  # a request that waited while the newer one moved the order on
+        assert order.entry_reads == reads + 1  # only the key its own new event names, not all 201 entries
+        assert rows == listed(middle) and (1, "dir000", "f" * 64) in rows and len(rows) == 201
+        assert order.placement(middle).rows is rows and order.entry_reads == reads + 1  # kept for its head too

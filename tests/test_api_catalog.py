@@ -173,3 +173,26 @@ def test_a_log_where_one_md5_names_two_sequences_is_rebuilt_in_full_and_matches_
             snap = catalog.snapshot(txn)
         assert _data(snap) == _data(_fresh(store))
     assert snap.clash and catalog.builds >= 2
+
+
+def test_a_big_catalog_scans_a_gap_past_the_fixed_threshold_instead_of_rebuilding_every_genome(store: Store) -> None:
+    """A follower pulling 5,001 records rebuilt 8 x 50k contigs (~1 s) where scanning them takes ~20 ms."""
+    n = 4 * REBUILD_GAP + 8  # MD5s enough that a quarter of them exceeds the fixed threshold
+    names = [f"chr{i}" for i in range(n)]
+    lengths = [100 + i for i in range(n)]
+    sequences = ["SQ." + hashlib.sha512(b"%d" % i).hexdigest()[:32] for i in range(n)]
+    level1 = seqcol.level1(names, lengths, sequences)
+    big = GenomeAdded(digest=seqcol.top_level_digest(level1), names=names, lengths=lengths, sequences=sequences,
+                      level1=level1, md5s=[hashlib.md5(b"%d" % i).hexdigest() for i in range(n)])
+    store.append([_added(big)])
+    catalog = GenomeCatalog(store)
+    with store.read() as txn:
+        catalog.snapshot(txn)
+    extra = _genome(random.Random(42))
+    store.append([NewEvent(stream=f"alias:refgenie/a{i}", event=AliasSet(namespace="refgenie", name=f"a{i}",
+                                                                          digest=big.digest))
+                  for i in range(REBUILD_GAP)] + [_added(extra)])
+    with store.read() as txn:
+        snap = catalog.snapshot(txn)
+    assert catalog.builds == 1 and catalog.updates == 1  # only the new genome's record decoded
+    assert extra.digest in snap.known and _data(snap) == _data(_fresh(store))
