@@ -389,11 +389,14 @@ class CollectionCache:
     """
 
     SIZE = 512
+    MAX_BYTES = 64 << 20
+    """Bytes of bodies kept (a level-2 body of a 50k-contig genome is ~3 MB: a count alone let a worker keep GBs)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
         self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def body(self, txn: Txn, digest: str, form: Form) -> bytes:
@@ -411,7 +414,10 @@ class CollectionCache:
             raise NotFoundError(f"no sequence collection {digest!r} in this store")
         body = _render(record, form)
         with self._lock:
-            self._items[key] = body
-            while len(self._items) > self.SIZE:
-                self._items.popitem(last=False)
+            if key not in self._items:
+                self._items[key] = body
+                self._bytes += len(body)
+            # The newest body stays even when it alone is over budget: the next request for it is likely.
+            while len(self._items) > 1 and (len(self._items) > self.SIZE or self._bytes > self.MAX_BYTES):
+                self._bytes -= len(self._items.popitem(last=False)[1])
         return body

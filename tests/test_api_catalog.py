@@ -196,3 +196,31 @@ def test_a_big_catalog_scans_a_gap_past_the_fixed_threshold_instead_of_rebuildin
         snap = catalog.snapshot(txn)
     assert catalog.builds == 1 and catalog.updates == 1  # only the new genome's record decoded
     assert extra.digest in snap.known and _data(snap) == _data(_fresh(store))
+
+
+def test_kept_collection_bodies_stay_within_their_byte_budget_and_the_newest_is_always_kept(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgstore_api.catalog import CollectionCache
+
+    rng = random.Random(5)
+    events = {e.digest: e for e in (_genome(rng) for _ in range(12))}
+    store.append([_added(e) for e in events.values()])
+    cache = CollectionCache(store)
+    with store.read() as txn:
+        sizes = {d: len(cache.body(txn, d, "level2")) for d in events}
+    budget = 3 * max(sizes.values())
+    monkeypatch.setattr(CollectionCache, "MAX_BYTES", budget)
+    cache = CollectionCache(store)
+    with store.read() as txn:
+        for digest in events:
+            body = cache.body(txn, digest, "level2")
+            assert len(body) == sizes[digest]
+            kept = sum(len(b) for b in cache._items.values())
+            assert kept == cache._bytes and kept <= budget and (digest, "level2") in cache._items
+    monkeypatch.setattr(CollectionCache, "MAX_BYTES", 1)  # smaller than any body: only the newest stays
+    cache = CollectionCache(store)
+    with store.read() as txn:
+        for digest in events:
+            cache.body(txn, digest, "level1")
+            assert list(cache._items) == [(digest, "level1")]
