@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from rgstore.environment import Txn
-from rgstore.errors import ConflictError, IntegrityError, NotFoundError
+from rgstore.errors import ConflictError, IntegrityError, NotFoundError, RgstoreError
 from rgstore.events import FileRef
 from rgstore.refpkg_manifest import Manifest, ManifestState, iter_manifest, too_deep
 from rgstore.store import Store
@@ -29,6 +29,13 @@ from .wire import json_response, store_of
 __all__ = ["router", "contents"]
 
 router = APIRouter(prefix="/refpkgs", tags=["refpkgs"])
+
+
+class BlobNotFetchedError(RgstoreError):
+    """A mirror holds a package's events but has not fetched the file's blob from its upstream yet (503, retry)."""
+
+    http_status = 503
+    retry_after = 5
 
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Number of items to skip")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Maximum number of items to return")]
@@ -137,17 +144,23 @@ def _step(step: Step, state: str) -> dict[str, Any]:
 @router.get(
     "/{name}/files/{key}", summary="Download one file of a package, verified against its checksums",
     response_class=Response,
-    responses=file_responses("application/octet-stream", verified=True),
+    responses={**file_responses("application/octet-stream", verified=True),
+               503: {"model": ErrorBody, "description": "A mirror has not fetched the file from its upstream yet "
+                     "(`Retry-After`)"}},
 )
 def refpkg_file(request: Request, name: str, key: str) -> Response:
     """The file under ``key`` in the current state, after re-hashing it (sha256 and md5 must match)."""
     store = store_of(request)
     with store.read() as txn:
         _, current = _state(store, txn, name)
+        mirror = store.log.meta_get(txn, "replica_of") is not None
     ref: FileRef | None = current.files.get(key)
     if ref is None:
         raise NotFoundError(f"no file {key!r} in refpkg {name!r}; keys: {', '.join(sorted(current.files))}")
     if not store.blobs.exists(ref.sha256):
+        if mirror:  # a mirror commits the upstream's events first, then fetches the blobs they name
+            raise BlobNotFetchedError(f"refpkg {name!r} file {key!r}: this mirror has not fetched its blob "
+                                      f"{ref.sha256} from its upstream yet; retry shortly")
         raise IntegrityError(f"refpkg {name!r} file {key!r}: its blob {ref.sha256} is missing")
 
     def verify(fd: int) -> None:  # hashed from the descriptor the bytes are then sent from

@@ -144,8 +144,12 @@ def published_head(directory: Path) -> int:
 
 
 def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
-            progress: ProgressFactory = null_progress) -> Manifest:
-    """Write segments for every record not yet published into ``directory``; return the manifest."""
+            progress: ProgressFactory = null_progress, upto: int | None = None) -> Manifest:
+    """Write segments for every record not yet published (up to seq ``upto``) into ``directory``; return the manifest.
+
+    A caller that copies content first (``publish_blobs``, ``publish_refget``) passes the head it
+    read before copying as ``upto``: events a writer commits meanwhile may name content not copied.
+    """
     if segment_size < 1:
         raise InvalidInputError("--segment-size must be at least 1")
     check_publish_target(store, directory)
@@ -156,6 +160,9 @@ def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
     with store.read() as txn:
         log_id = store.log.log_id(txn)
         head, head_hash = store.log.head(txn)
+        if upto is not None and upto < head:
+            # The head hash is only read when nothing is published at all (upto 0: the empty log's).
+            head, head_hash = max(upto, 0), genesis_hash(log_id)
         manifest = read_manifest(path.read_bytes(), str(path)) if path.exists() else Manifest(log_id=log_id)
         _check_lineage(store, txn, directory, manifest)
         done = manifest.segments[-1].last_seq if manifest.segments else 0

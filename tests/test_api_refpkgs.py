@@ -130,3 +130,22 @@ def test_a_corrupted_file_is_refused_not_served(tmp_path: Path) -> None:
     assert r.status_code == 500
     assert "corrupt" in r.json()["detail"]
     assert ranged.status_code == head.status_code == blob_get.status_code == 500  # not even a piece of it
+
+
+def test_a_mirror_that_has_not_fetched_a_blob_yet_answers_503_with_retry_after_not_500(
+        package: Path, tmp_path: Path) -> None:
+    # `serve --follow` commits the upstream's events, then fetches their blobs: in between, a
+    # download is "not here yet" (retry), not a damaged store.
+    from rgstore.mirror import pull
+    from rgstore.segments import publish
+
+    with Store.open(package, readonly=True) as primary:
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "pub"))  # events only: the state between the two steps of a follow
+    with running_server(tmp_path / "mirror") as server:
+        r = httpx.get(f"{server.url}/refpkgs/pkg/files/tree")
+        listed = httpx.get(f"{server.url}/refpkgs/pkg")
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert "not fetched" in r.json()["detail"]
+    assert listed.status_code == 200  # the package itself is readable meanwhile

@@ -143,3 +143,32 @@ def test_a_refused_publish_copies_nothing_so_dir_keeps_the_refget_of_the_log_it_
         assert result.exit_code != 0
         assert "diverges from this log at seq" in result.output or "publishes log" in result.output
         assert {p: p.read_bytes() for p in pub.rglob("*") if p.is_file()} == published
+
+
+def test_publish_never_names_an_event_committed_after_it_copied_the_content(  # type: ignore[no-untyped-def]
+        tmp_path: Path, store_path: Path, cli, monkeypatch) -> None:
+    # A writer that commits a genome while `log publish` copies the RefgetStore must not get its
+    # event into this run's segments: a mirror would see a genome whose sequences were not published.
+    import rgstore.segments as segments
+    from tests.conftest import run_rgstore
+
+    with Store.open(store_path) as primary:
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        before = primary.head()[0]
+    other = tmp_path / "other.fa"
+    other.write_text(">late\n" + "ACGTTGCA" * 50 + "\n")
+    real_copy = segments.publish_refget
+
+    def copy_then_a_writer_commits(store: Store, directory: Path) -> int:
+        written = real_copy(store, directory)
+        proc = run_rgstore("--store", str(store_path), "genome", "init", "--fasta", str(other), "--name", "late")
+        assert proc.returncode == 0, proc.stderr
+        return written
+
+    monkeypatch.setattr(segments, "publish_refget", copy_then_a_writer_commits)
+    pub = tmp_path / "pub"
+    assert cli("log", "publish", str(pub), "--with-blobs", "--with-refget").exit_code == 0
+    assert segments.published_head(pub) == before
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(pub), with_sequences=True)  # every published genome's sequences are there
+        assert mirror.head()[0] == before
