@@ -140,18 +140,29 @@ def test_an_update_decodes_only_the_genomes_the_new_events_name(store: Store) ->
     assert _data(after) == _data(_fresh(store))
 
 
-def test_a_gap_past_the_rebuild_threshold_rebuilds_the_catalog_in_full(store: Store) -> None:
-    rng = random.Random(3)
-    store.append([_added(_genome(rng)) for _ in range(3)])
+def _primed(store: Store) -> GenomeCatalog:
+    """A catalog that has built its first snapshot."""
     catalog = GenomeCatalog(store)
     with store.read() as txn:
         catalog.snapshot(txn)
+    return catalog
+
+
+def _after_a_gap(store: Store, catalog: GenomeCatalog) -> tuple[GenomeAdded, CatalogSnapshot]:
+    """Append ``REBUILD_GAP`` alias events then one new genome; the catalog's next snapshot."""
     extra = _genome(random.Random(42))
     store.append([NewEvent(stream=f"alias:refgenie/a{i}", event=AliasSet(namespace="refgenie", name=f"a{i}",
                                                                           digest=extra.digest))
                   for i in range(REBUILD_GAP)] + [_added(extra)])
     with store.read() as txn:
-        snap = catalog.snapshot(txn)
+        return extra, catalog.snapshot(txn)
+
+
+def test_a_gap_past_the_rebuild_threshold_rebuilds_the_catalog_in_full(store: Store) -> None:
+    rng = random.Random(3)
+    store.append([_added(_genome(rng)) for _ in range(3)])
+    catalog = _primed(store)
+    extra, snap = _after_a_gap(store, catalog)
     assert catalog.builds == 2 and catalog.updates == 0
     assert extra.digest in snap.known and _data(snap) == _data(_fresh(store))
 
@@ -163,9 +174,7 @@ def test_a_log_where_one_md5_names_two_sequences_is_rebuilt_in_full_and_matches_
     holder = GenomeAdded(digest=holder.digest, names=["a"], lengths=[len(_POOL[0])],
                          sequences=["SQ." + seqcol.sha512t24u(_POOL[0])], md5s=[hashlib.md5(_POOL[0]).hexdigest()])
     store.append([_added(holder)])
-    catalog = GenomeCatalog(store)
-    with store.read() as txn:
-        catalog.snapshot(txn)
+    catalog = _primed(store)
     for step in range(3):
         forged = _genome(random.Random(500 + step), wrong_md5=True)
         store.append([_added(forged)])
@@ -185,15 +194,8 @@ def test_a_big_catalog_scans_a_gap_past_the_fixed_threshold_instead_of_rebuildin
     big = GenomeAdded(digest=seqcol.top_level_digest(level1), names=names, lengths=lengths, sequences=sequences,
                       level1=level1, md5s=[hashlib.md5(b"%d" % i).hexdigest() for i in range(n)])
     store.append([_added(big)])
-    catalog = GenomeCatalog(store)
-    with store.read() as txn:
-        catalog.snapshot(txn)
-    extra = _genome(random.Random(42))
-    store.append([NewEvent(stream=f"alias:refgenie/a{i}", event=AliasSet(namespace="refgenie", name=f"a{i}",
-                                                                          digest=big.digest))
-                  for i in range(REBUILD_GAP)] + [_added(extra)])
-    with store.read() as txn:
-        snap = catalog.snapshot(txn)
+    catalog = _primed(store)
+    extra, snap = _after_a_gap(store, catalog)
     assert catalog.builds == 1 and catalog.updates == 1  # only the new genome's record decoded
     assert extra.digest in snap.known and _data(snap) == _data(_fresh(store))
 

@@ -105,12 +105,29 @@ def test_a_read_only_handle_reports_a_pending_sync_mark_as_a_problem(tmp_path: P
     assert not status.healthy and any("pending sync" in p for p in status.problems)
 
 
+def _store_with_an_alias(path: Path) -> Store:
+    """The store at ``path`` (created) holding one collection alias, open for writing."""
+    store = Store.open(path)
+    store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a", digest="D" * 32))])
+    return store
+
+
+def _check_as_outsider(store: Path) -> str:
+    """``rgstore status --check`` run by a user who may only read ``store``: "ok: EXIT OUTPUT"."""
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli
+
+    def check() -> str:
+        result = CliRunner().invoke(cli, ["--store", ".", "status", "--check"])
+        return f"{result.exit_code} {result.output}"
+
+    return _as_user(store, _OUTSIDER, [], check)
+
+
 @needs_root
 def test_a_user_who_may_only_read_the_store_gets_its_status_and_sees_another_users_mark() -> None:
     with outsiders_lab("rgstore-status-") as lab:
-        with Store.open(lab / "s") as store:
-            store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a",
-                                                                             digest="D" * 32))])
+        _store_with_an_alias(lab / "s").close()
         mark = PendingSync(lab / "s")
         mark.abandon()
         os.chmod(mark.path, 0o600)  # as made under umask 077: the reader can neither check nor clear it
@@ -136,18 +153,13 @@ def test_status_check_exits_1_for_a_reader_who_meets_a_problem_and_0_once_it_is_
         Store.open(lab / "s").close()
         PendingSync(lab / "s").abandon()  # as a writer killed before its alias-file refresh leaves it
         readers_may_lock(lab / "s")
-
-        def check() -> str:
-            result = CliRunner().invoke(cli, ["--store", ".", "status", "--check"])
-            return f"{result.exit_code} {result.output}"
-
         # A monitoring user who may only read cannot clear the mark: the report names it and exits 1.
-        assert _as_user(lab / "s", _OUTSIDER, [], check).startswith("ok: 1 "), "a problem must fail --check"
+        assert _check_as_outsider(lab / "s").startswith("ok: 1 "), "a problem must fail --check"
         plain = _as_user(lab / "s", _OUTSIDER, [], lambda: str(CliRunner().invoke(
             cli, ["--store", ".", "status"]).exit_code))
         assert plain == "ok: 0"  # without --check the report alone decides nothing
         Store.open(lab / "s").close()  # the owner's next open refreshes and clears the mark
-        assert _as_user(lab / "s", _OUTSIDER, [], check).startswith("ok: 0 ")
+        assert _check_as_outsider(lab / "s").startswith("ok: 0 ")
 
 
 @needs_root
@@ -156,19 +168,12 @@ def test_a_reader_who_cannot_rebuild_a_stale_view_gets_a_status_naming_it_not_a_
     from rgstore_cli.main import cli
 
     with outsiders_lab("rgstore-status-") as lab:
-        with Store.open(lab / "s") as store:
-            store.append([NewEvent(stream="alias:refgenie/a", event=AliasSet(namespace="refgenie", name="a",
-                                                                             digest="D" * 32))])
+        with _store_with_an_alias(lab / "s") as store:
             # As an upgrade leaves it: the cache view was folded by an older version of itself.
             store.environment.write(lambda txn: txn.put(b"cache", struct.pack(">IQ", 1, 1),
                                                         db=store.environment.db("checkpoints")))
         readers_may_lock(lab / "s")
-
-        def check() -> str:
-            result = CliRunner().invoke(cli, ["--store", ".", "status", "--check"])
-            return f"{result.exit_code} {result.output}"
-
-        result = _as_user(lab / "s", _OUTSIDER, [], check)
+        result = _check_as_outsider(lab / "s")
         assert result.startswith("ok: 1 "), result
         assert "view 'cache' is stale: folded by view version 1" in result and "collection" in result
         # Commands that read the stale view still refuse: their answers would come from it.
