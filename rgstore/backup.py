@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 
 import msgspec
@@ -27,6 +28,7 @@ from .cachecopy import cache_files
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .progress import ProgressFactory, null_progress
 from .refgetlock import refget_write_lock
+from .sharing import group_shared
 from .store import Store
 from .verify import referenced_blobs
 
@@ -74,6 +76,22 @@ def _check_destination(store: Store, dest: Path) -> None:
         raise NotFoundError(f"{dest.parent} does not exist; create it first")
 
 
+def _share_like(store_dir: Path, work: Path) -> None:
+    """Give a group-shared store's copy the store directory's group and mode (setgid), before anything goes in.
+
+    Restored by moving it into place, the copy must let the group go on writing: with the setgid bit
+    everything made under it takes the store's group (see rgstore.sharing).
+    """
+    if not group_shared(store_dir):
+        return
+    st = os.stat(store_dir)
+    try:
+        os.chown(work, -1, st.st_gid)
+    except OSError:
+        pass  # not a member of the store's group: the copy keeps this user's group
+    os.chmod(work, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+
+
 def _copy_refget(store: Store, dest: Path, *, link: bool, result: BackupResult) -> None:
     """Copy the RefgetStore (the caller holds its writer lock): sequence files linked, the rest copied."""
     src_root = store.refget_path
@@ -102,6 +120,7 @@ def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
     work = dest.parent / f".{dest.name}.backup-{os.getpid()}-{secrets.token_hex(6)}"
     work.mkdir()
     try:
+        _share_like(store.path, work)
         (work / "log").mkdir()
         result = BackupResult(path=str(work), log_id="", head_seq=0)
         # The lock from before the snapshot until the RefgetStore is copied: `gc` removes collections

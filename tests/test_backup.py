@@ -249,3 +249,31 @@ def test_a_blob_gc_removes_after_the_snapshot_is_a_conflict_to_retry_not_a_damag
     assert not (tmp_path / "bk").exists() and not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
     assert store.verify().ok  # the store itself is fine: the message must not send the user to repair it
     assert backup(store, tmp_path / "bk").verified
+
+
+def test_a_backup_of_a_group_shared_store_keeps_its_group_and_setgid_so_it_restores_shared(tmp_path: Path) -> None:
+    from tests.conftest import run_rgstore
+    from tests.test_sharing import _GROUP
+
+    if os.geteuid() == 0:
+        gid = _GROUP
+    else:  # a member may give a directory any of its groups
+        others = [g for g in os.getgroups() if g != os.getegid()]
+        if not others:
+            pytest.skip("needs root or a supplementary group")
+        gid = others[0]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, -1, gid)
+    os.chmod(shared, 0o2775)  # as `install -d -m 2775 -g lab` makes it (docs/deployment.md)
+    made = run_rgstore("--store", str(shared), "genome", "init", "--fasta", str(TINY), "--name", "tiny")
+    assert made.returncode == 0, made.stderr
+    for flag in ([], ["--no-link"]):
+        dest = tmp_path / f"bk{len(flag)}"
+        done = run_rgstore("--store", str(shared), "backup", str(dest), *flag)
+        assert done.returncode == 0, done.stderr
+        # Moved into the store's place, the copy must let the group go on writing it.
+        assert dest.stat().st_mode & 0o7777 == 0o2775
+        for path in [dest / "log", dest / "log" / "data.mdb", dest / "refget", dest / "refget" / "rgstore.json",
+                     dest / "blobs", dest / "cache"]:
+            assert path.stat().st_gid == gid, path
