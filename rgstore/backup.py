@@ -3,15 +3,14 @@
 Copying a store's directory while a command writes (``cp -a``, rsync) can tear ``log/data.mdb``:
 LMDB reuses freed pages, so a file read over seconds mixes transactions. ``backup`` instead takes
 the log with LMDB's own copy (``mdb_env_copy2``, compacting) inside one read transaction, so the
-copy is exactly one committed state. Content follows that snapshot: the RefgetStore is copied
-under its writer lock, taken before the snapshot (a genome is in the RefgetStore before its event
-commits, and gc removes collections only under that lock, so every sequence the snapshot names
-is there), then the blobs and cache files the snapshot references. Files never rewritten in place
-(blobs, sequence files, cache files) are hard-linked when DEST is on the same filesystem, otherwise
-copied. The copy's alias TSVs and FHR
-files are then rewritten from its own views, and the whole copy is verified before it appears at
-DEST (built beside it under a temporary name and renamed into place, so DEST is never half a
-backup).
+copy is exactly one committed state. The snapshot and the RefgetStore's index files are taken
+under its writer lock (a genome is in the RefgetStore before its event commits, and gc removes
+collections only under that lock, so they agree); the sequence data files, then the blobs and
+cache files the snapshot references, follow outside it (a file gc removed meanwhile is a retry).
+Files never rewritten in place (blobs, sequence files, cache files) are hard-linked when DEST is
+on the same filesystem, otherwise copied. The copy's alias TSVs and FHR files are then rewritten
+from its own views, and the whole copy is verified before it appears at DEST (built beside it
+under a temporary name and renamed into place, so DEST is never half a backup).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from .cachecopy import cache_files
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .progress import ProgressFactory, null_progress
 from .refgetlock import refget_write_lock
+from .refgetstore import strip_sq
 from .sharing import group_shared
 from .store import Store
 from .verify import referenced_blobs
@@ -92,16 +92,43 @@ def _share_like(store_dir: Path, work: Path) -> None:
     os.chmod(work, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
 
 
-def _copy_refget(store: Store, dest: Path, *, link: bool, result: BackupResult) -> None:
-    """Copy the RefgetStore (the caller holds its writer lock): sequence files linked, the rest copied."""
+def _copy_refget_index(store: Store, dest: Path, *, result: BackupResult) -> list[Path]:
+    """Copy the RefgetStore's index, alias and FHR files (the caller holds its writer lock).
+
+    Returns the sequence data files, relative to the RefgetStore, for ``_copy_sequences`` to place
+    after the lock is released: they are never rewritten in place, so only their removal matters.
+    """
     src_root = store.refget_path
+    sequences: list[Path] = []
     for src in sorted(src_root.rglob("*")):
         if src.name.startswith(".") or not src.is_file() or src.is_symlink():
             continue  # the lock itself, temp files of a killed writer
         rel = src.relative_to(src_root)
-        immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
-        _place(src, dest / rel, link=link and immutable, result=result)
+        if rel.parts[0] == "sequences" and src.suffix == ".seq":
+            sequences.append(rel)
+            continue
+        _place(src, dest / rel, link=False, result=result)
         result.refget_files += 1
+    return sequences
+
+
+def _copy_sequences(store: Store, dest: Path, sequences: list[Path], *, link: bool, result: BackupResult,
+                    progress: ProgressFactory) -> list[str]:
+    """Link or copy the sequence data files listed under the lock; returns those gone meanwhile (gc)."""
+    gone: list[str] = []
+    bar = progress("backup sequences", total=len(sequences), unit="file")
+    try:
+        for rel in sequences:
+            bar.update(1)
+            try:
+                _place(store.refget_path / rel, dest / rel, link=link, result=result)
+            except FileNotFoundError:
+                gone.append(rel.stem)
+                continue
+            result.refget_files += 1
+    finally:
+        bar.close()
+    return gone
 
 
 def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
@@ -123,15 +150,19 @@ def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
         _share_like(store.path, work)
         (work / "log").mkdir()
         result = BackupResult(path=str(work), log_id="", head_seq=0)
-        # The lock from before the snapshot until the RefgetStore is copied: `gc` removes collections
-        # (a removed genome's) only under it, so none the snapshot names can go before it is copied.
-        with refget_write_lock(store.refget_path, "rgstore backup", heartbeat=True):  # copies may take minutes
+        # The lock around the snapshot and the RefgetStore's index, so the two agree (a genome is in the
+        # RefgetStore before its event commits; gc removes collections only under the lock). The
+        # sequence files follow outside it: copying them to another disk can take minutes, and every
+        # genome, alias and gc command would wait that long. One gc removed meanwhile is a retry.
+        with refget_write_lock(store.refget_path, "rgstore backup", heartbeat=True):
             with store.read() as txn:  # the snapshot: the copy holds exactly this transaction's state
                 store.environment.env.copy(str(work / "log"), compact=True, txn=txn)
-            _copy_refget(store, work / "refget", link=link, result=result)
+            sequences = _copy_refget_index(store, work / "refget", result=result)
+        gone_sequences = _copy_sequences(store, work / "refget", sequences, link=link, result=result,
+                                         progress=progress)
         with Store.open(work, actor=store.actor) as copy:
             gone = _fill(store, copy, result, link=link, progress=progress)
-            _check_gone(store, gone)
+            _check_gone(store, copy, gone, gone_sequences)
             if verify:
                 _verify(copy, progress)
                 result.verified = True
@@ -180,17 +211,22 @@ def _fill(store: Store, copy: Store, result: BackupResult, *, link: bool,
     return gone, gone_keys
 
 
-def _check_gone(store: Store, gone: tuple[list[str], set[str]]) -> None:
-    """ConflictError if a blob or cache file the snapshot names was removed as the store stopped needing it."""
+def _check_gone(store: Store, copy: Store, gone: tuple[list[str], set[str]], sequences: list[str]) -> None:
+    """ConflictError if a file the snapshot names was removed as the store stopped needing it."""
     blobs, keys = gone
-    # gc and cache gc delete files in their own write transactions, not under a lock a backup could
-    # hold: a file the snapshot needed can go before it is copied. The store is fine; this copy is stale.
+    # gc and cache gc delete files in their own write transactions, and gc a removed genome's
+    # sequences after the lock was released: a file the snapshot needed can go before it is
+    # copied. The store is fine; this copy is stale. A file gone that the store still needs is
+    # damage, which the verify names.
     removed = sorted(set(blobs) - referenced_blobs(store)) if blobs else []
     removed += sorted(keys - {e.key for e in store.cache.ls()}) if keys else []
+    if sequences:
+        live = {strip_sq(d) for g in store.genomes.list() for d in store.genomes.show(g.digest, by_digest=True).sequences}
+        wanted = {strip_sq(d) for g in copy.genomes.list() for d in copy.genomes.show(g.digest, by_digest=True).sequences}
+        removed += sorted((set(sequences) & wanted) - live)
     if removed:
-        raise ConflictError(f"{len(removed)} blob(s) or cache entries the snapshot references (e.g. {removed[0]}) "
-                            "were removed by `rgstore gc` or `rgstore cache gc` after the backup's snapshot; "
-                            "run the backup again")
+        raise ConflictError(f"{len(removed)} file(s) the snapshot references (e.g. {removed[0]}) were removed by "
+                            "`rgstore gc` or `rgstore cache gc` after the backup's snapshot; run the backup again")
 
 
 def _verify(copy: Store, progress: ProgressFactory) -> None:

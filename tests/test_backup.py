@@ -251,6 +251,34 @@ def test_a_blob_gc_removes_after_the_snapshot_is_a_conflict_to_retry_not_a_damag
     assert backup(store, tmp_path / "bk").verified
 
 
+def test_sequence_files_are_copied_without_the_refgetstore_lock_and_a_gc_meanwhile_is_a_retry(
+        tmp_path: Path, store: Store) -> None:
+    from rgstore.gc import collect_garbage
+    from rgstore.progress import null_progress
+    from rgstore.refgetlock import LOCK_NAME
+
+    store.genomes.init(TINY, ["tiny"])
+    (tmp_path / "other.fa").write_text(">solo\n" + "ACGT" * 300 + "\n")
+    store.genomes.init(tmp_path / "other.fa", ["other"])
+    seen: list[bool] = []
+
+    def progress(name: str, **kwargs: object) -> object:
+        if name == "backup sequences":  # the index is copied; the sequence files are next
+            seen.append((store.refget_path / LOCK_NAME).exists())
+            store.aliases.set("later", store.genomes.resolve("tiny"))  # a writer that needs the lock goes ahead
+            store.genomes.remove("other")
+            assert collect_garbage(store, grace=0).collections_removed  # its sequence file goes before it is copied
+        return null_progress(name, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.raises(ConflictError, match="after the backup's snapshot; run the backup again"):
+        backup(store, tmp_path / "bk", progress=progress)  # type: ignore[arg-type]
+    assert seen == [False]
+    assert not (tmp_path / "bk").exists() and not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
+    assert store.verify().ok
+    copy = backup(store, tmp_path / "bk")
+    assert copy.verified and copy.head_seq == store.head()[0]
+
+
 def test_a_backup_of_a_group_shared_store_keeps_its_group_and_setgid_so_it_restores_shared(tmp_path: Path) -> None:
     from tests.conftest import run_rgstore
     from tests.test_sharing import _GROUP
