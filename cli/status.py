@@ -71,6 +71,8 @@ def _print(st: StoreStatus) -> None:
         text = human_size(part.bytes)
         if part.file_bytes is not None:
             text += f" used of {human_size(part.file_bytes)} (data.mdb)"
+        elif part.basis.startswith("sizes recorded"):  # from the log: a lazy mirror may not hold them locally
+            text += " recorded"
         rows.append((f"disk {part.part}:", text))
     current = sum(v.state == "current" for v in st.views)
     rows.append(("views:", f"{current} of {len(st.views)} current"))

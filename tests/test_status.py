@@ -280,3 +280,12 @@ def test_the_server_withholds_a_mirrors_local_upstream_path_too(tmp_path: Path) 
         answer = httpx.get(f"{server.url}/status", timeout=10)
     assert answer.status_code == 200 and str(tmp_path) not in answer.text
     assert answer.json()["replica"]["upstream"] == "(a local path)"
+
+
+def test_the_text_report_says_blob_and_cache_sizes_are_the_recorded_ones(tmp_path: Path) -> None:
+    # A mirror pulled without --with-blobs holds none of them locally: the sizes come from the log.
+    Store.open(tmp_path / "s").close()
+    shown = run_rgstore("--store", str(tmp_path / "s"), "status")
+    lines = {line.split(":")[0]: line for line in shown.stdout.decode().splitlines()}
+    assert lines["disk blobs"].endswith("0 B recorded") and lines["disk cache"].endswith("0 B recorded")
+    assert "recorded" not in lines["disk log"]
