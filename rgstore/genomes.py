@@ -22,6 +22,7 @@ from .environment import Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
 from .files import mkstemp
+from .gtf import gc_paused
 from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
@@ -392,9 +393,10 @@ class Genomes:
         are read as the pieces are consumed, so printing a whole chromosome or a large BED file
         holds one piece in memory, not the output.
         """
-        regions = self._loci_regions(name, loci, bed, by_digest)
-        streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk)
-        return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
+        with gc_paused():  # a tuple and a generator per region, no cycles (as in SequenceReader.stream)
+            regions = self._loci_regions(name, loci, bed, by_digest)
+            streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk)
+            return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
 
     def _loci_regions(self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool) -> list[Region]:
         names = self.sequences.genome_names(name, by_digest=by_digest)

@@ -414,6 +414,32 @@ def test_streamed_regions_come_in_bounded_lazy_pieces_that_join_to_getseq(store:
             assert "".join(got) == (revcomp(want) if reverse else want)
 
 
+def test_streaming_many_regions_opens_each_data_file_once_not_once_per_region(  # type: ignore[no-untyped-def]
+    store: Store, monkeypatch
+) -> None:
+    """Opening the data file for every region made a 50k-region BED 1.7x slower than before streaming."""
+    from rgstore import sequences
+    from rgstore.refgetstore import SequenceFiles
+
+    store.genomes.init(TINY, ["tiny"], circular=["chrM"])
+    chr1, chr2 = store.getseq("tiny", "chr1"), store.getseq("tiny", "chr2")
+    opened: list[str] = []
+    read = SequenceFiles.read
+    monkeypatch.setattr(SequenceFiles, "read", lambda self, bare, lo, hi: opened.append(bare) or read(self, bare, lo, hi))
+    regions = [("chr1" if i % 2 else "chr2", i, i + 50) for i in range(200)]
+    for limit in (sequences.MAX_OPEN_FILES, 1):  # past the limit the other sequences open per read, still right
+        monkeypatch.setattr(sequences, "MAX_OPEN_FILES", limit)
+        opened.clear()
+        got = ["".join(p) for _, p in store.genomes.sequences.stream("tiny", regions)]
+        assert got == [(chr1 if i % 2 else chr2)[i:i + 50] for i in range(200)]
+        assert len(opened) == (2 if limit > 1 else 2 + 100)  # the check read per sequence (+ chr1's reads)
+    data = next(store.refget_path.joinpath("sequences").rglob(f"{store.genomes.show('tiny').sequences[0][3:]}.seq"))
+    pieces = store.genomes.sequences.stream("tiny", [("chr1", 10, 20), ("chr1", 2980, 3000)])
+    data.write_bytes(data.read_bytes()[:2990])  # cut short after the check: an error, not wrong residues
+    assert "".join(pieces[0][1]) == chr1[10:20]
+    with pytest.raises(NotFoundError, match="is recorded but missing"):
+        "".join(pieces[1][1])
+
 def test_streaming_a_region_checks_every_region_before_reading_any(store: Store) -> None:
     store.genomes.init(TINY, ["tiny"])
     with pytest.raises(OutOfRangeError):
