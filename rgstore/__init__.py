@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import RgstoreError
+if os.name != "posix":
+    # Said once here rather than as a missing-fcntl traceback from whichever module loads first.
+    raise ImportError(
+        "rgstore runs on Linux and macOS only: it needs POSIX file locks (flock) and LMDB's sparse data files"
+    )
+
+from .errors import RgstoreError  # noqa: E402
 
 if TYPE_CHECKING:
     from .log import NewEvent

@@ -167,3 +167,13 @@ def test_the_dependency_floors_admit_no_release_the_code_is_known_to_break_on() 
               for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
     admitted = {name: version for name, version in _BROKEN_RELEASES.items() if floors[name].contains(version)}
     assert not admitted, admitted
+
+
+def test_importing_rgstore_off_posix_says_why_in_one_line() -> None:
+    # Windows has no fcntl: the import names the platforms instead of a missing module deep inside.
+    out = subprocess.run([sys.executable, "-c", "import os; os.name = 'nt'; import rgstore"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == (
+        "ImportError: rgstore runs on Linux and macOS only: it needs POSIX file locks (flock) and LMDB's sparse data files"
+    )
