@@ -26,7 +26,14 @@ from .lazyfetch import FetchLimits, LazyFetcher
 from .schemas import Health, StoreStatusView
 from .sequences import fetch_in_child, set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
-from .wire import ROUTE_METHODS, ReadOnlyMethodsMiddleware, json_response, route_methods, store_of
+from .wire import (
+    ROUTE_METHODS,
+    ReadOnlyMethodsMiddleware,
+    RevalidateByDefaultMiddleware,
+    json_response,
+    route_methods,
+    store_of,
+)
 
 __all__ = ["create_app", "ENV_STORE", "resolve_store_path"]
 
@@ -115,6 +122,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
             route_methods([*app.router.routes, *(route for router in routers for route in router.routes)]))
 
     app.add_middleware(ReadOnlyMethodsMiddleware)
+    app.add_middleware(RevalidateByDefaultMiddleware)  # shared caches must not serve the log's head stale
     # Chrome asks a server on a private address or loopback, in the preflight, whether public pages
     # may read it (Private Network Access): refusing fails those preflights (400), so a lab's
     # intranet server could not be read by a web tool on the internet, which "any origin" promises.

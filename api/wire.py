@@ -24,6 +24,7 @@ __all__ = [
     "json_bytes",
     "store_of",
     "ReadOnlyMethodsMiddleware",
+    "RevalidateByDefaultMiddleware",
     "is_head",
     "HEAD_FLAG",
     "IMMUTABLE",
@@ -136,6 +137,37 @@ class ReadOnlyMethodsMiddleware:
 
         allow = _allowed(scope) or "GET, HEAD, OPTIONS"
         await self.app(routed, receive, _with_allow(send_headers_only, allow))  # type: ignore[arg-type]
+
+
+REVALIDATE = (b"cache-control", b"no-cache")
+
+
+class RevalidateByDefaultMiddleware:
+    """Add ``Cache-Control: no-cache`` to every answer that does not state its own caching.
+
+    Only answers fixed by the digests in their URL say ``IMMUTABLE``; everything else (``/events``,
+    ``/events/head``, aliases, listings, service-info, errors such as a 404 for a sequence not here
+    yet) changes as the log grows. Without a header a shared cache applies its default lifetime
+    (nginx ``proxy_cache_valid``, a CDN's default TTL) and a mirror following through it would read
+    a stale ``/events/head``, lag for that long, or take the primary for rolled back and stop.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_revalidated(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(key.lower() == b"cache-control" for key, _ in headers):
+                    message = {**message, "headers": [*headers, REVALIDATE]}
+            await send(message)
+
+        await self.app(scope, receive, send_revalidated)  # type: ignore[arg-type]
 
 
 def _with_allow(send: Send, allow: str) -> Send:

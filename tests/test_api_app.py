@@ -252,3 +252,84 @@ def test_serve_refuses_a_public_url_with_a_password_and_takes_any_scheme_case_be
     assert "URL 'https://***@refs.example.org/' carries credentials" in secret.output
     upper = cli("serve", "--public-url", "HTTPS://refs.example.org/")  # accepted: fails later, on the missing store
     assert upper.exit_code == 1 and upper.output.startswith("error: no rgstore store at")
+
+
+def test_every_answer_not_fixed_by_digests_tells_shared_caches_to_revalidate(served: tuple[Server, Path]) -> None:
+    """A CDN or nginx proxy_cache keeps an answer without Cache-Control for its default lifetime: a stale
+    /events/head made a mirror following through it take the primary for rolled back and stop."""
+    server, _ = served
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        if "get" not in operations:
+            continue
+        r = httpx.get(f"{server.url}{_concrete(path)}")
+        cache_control = r.headers.get("cache-control", "")
+        assert "immutable" in cache_control or "no-cache" in cache_control, (path, r.status_code, cache_control)
+    for path in ("/events/head", "/events?after=0", "/healthz", "/status", "/service-info", "/no/such/route"):
+        assert httpx.get(f"{server.url}{path}").headers["cache-control"] == "no-cache", path
+    assert httpx.head(f"{server.url}/events/head").headers["cache-control"] == "no-cache"
+
+
+_NGINX_CONF = """\
+{user}worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  proxy_cache_path {dir}/cache keys_zone=rg:1m max_size=10m;
+  server {{
+    listen 127.0.0.1:{port};
+    location /rg/ {{
+      proxy_pass {upstream}/;
+      proxy_set_header Host $host:$server_port;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_cache rg;
+      proxy_cache_valid 200 404 10m;
+    }}
+  }}
+}}
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("nginx") is None, reason="nginx is not installed")
+def test_a_mirror_following_through_an_nginx_cache_under_a_prefix_catches_up(tmp_path: Path) -> None:
+    """nginx with proxy_cache_valid caches whatever does not say otherwise; the mirror must still see new events."""
+    import os
+    import shutil
+    import subprocess
+
+    from rgstore.mirror import pull
+    from tests.server_fixture import free_port
+
+    path, mirror = tmp_path / "store", tmp_path / "mirror"
+    with Store.open(path, actor="tester@test") as store:
+        store.append([NewEvent(stream="note:a", event=Noted(text="one"))])
+    conf_dir = tmp_path / "nginx"
+    conf_dir.mkdir()
+    with running_server(path, extra_args=["--root-path", "/rg"]) as server:
+        port = free_port()
+        user = "user root root;\n" if os.geteuid() == 0 else ""  # workers otherwise run as nobody: tmp_path is 0700
+        (conf_dir / "nginx.conf").write_text(
+            _NGINX_CONF.format(user=user, dir=conf_dir, port=port, upstream=server.url))
+        nginx = shutil.which("nginx")
+        assert nginx is not None
+        subprocess.run([nginx, "-p", str(conf_dir), "-e", str(conf_dir / "error.log"), "-c",
+                        str(conf_dir / "nginx.conf")], check=True, timeout=30)
+        try:
+            proxied = f"http://127.0.0.1:{port}/rg"
+            info = httpx.get(f"{proxied}/seqcol/service-info", timeout=10).json()
+            assert info["seqcol"]["refget_store"]["url"] == f"{proxied}/store"
+            with Store.open(mirror, actor="tester@test") as replica:
+                assert pull(replica, proxied).head_seq == 1
+            with Store.open(path, actor="tester@test") as store:
+                store.append([NewEvent(stream="note:a", event=Noted(text="two"))])
+            with Store.open(mirror, actor="tester@test") as replica:
+                result = pull(replica, proxied)  # a cached /events/head (seq 1) read as "rolled back"
+                assert (result.head_seq, result.applied) == (2, 1)
+            assert httpx.get(f"{proxied}/healthz", timeout=10).json()["head_seq"] == 2
+        finally:
+            subprocess.run([nginx, "-p", str(conf_dir), "-e", str(conf_dir / "error.log"), "-c",
+                            str(conf_dir / "nginx.conf"), "-s", "stop"], timeout=30)
