@@ -52,6 +52,9 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
                    f"head {result.head_seq} of {result.upstream_head}"
                    + (f"; fetched {result.blobs_fetched} blobs and {result.cache_files_fetched} cache files" if with_blobs else "")
                    + (f"; {result.sequences_fetched} sequences" if with_sequences else ""))
+        if result.upstream_head < result.head_seq:
+            click.echo(f"note: {result.source} is behind this mirror on the same history (a lagging replica or "
+                       "cache); nothing to pull from it until it catches up")
 
 
 @mirror_group.command("status")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from . import upstream
+from .codec import chain_of
 from .environment import Txn
 from .errors import (
     ChainError,
@@ -86,13 +87,28 @@ class _Upstream(msgspec.Struct, kw_only=True):
     hash: str
 
 
-def _check_not_behind(store: Store, source: str, upstream_head: int) -> None:
+def _lagging_copy(store: Store, source: str, upstream_head: int, known: dict[int, str]) -> bool:
+    """Whether the upstream is behind this mirror on the same history (nothing to pull); else False.
+
+    A load-balanced pool of mirrors or a CDN's edges answer from copies at different heads, so a
+    follower may meet one behind the copy it last pulled from: its head record equals this mirror's
+    record at that seq, and the next pull moves on. An upstream behind with a different record there
+    was rolled back and written to again (or replaced): refused.
+    """
     local = _local_head(store)
-    if upstream_head < local:
-        raise LogMismatchError(
-            f"{source} is at seq {upstream_head}, behind this mirror's {local}: the upstream was rolled back "
-            "or replaced; refusing to follow it (re-create the mirror if that is intended)"
-        )
+    if upstream_head >= local:
+        return False
+    ours = None
+    if upstream_head > 0:
+        with store.read() as txn:
+            record = store.log.record(txn, upstream_head)
+        ours = chain_of(record).hex() if record is not None else None
+    if ours is not None and known.get(upstream_head) == ours:
+        return True
+    raise LogMismatchError(
+        f"{source} is at seq {upstream_head}, behind this mirror's {local}, with a different record there: the "
+        "upstream was rolled back or replaced; refusing to follow it (re-create the mirror if that is intended)"
+    )
 
 
 def _check_same_at_head(store: Store, source: str, known: dict[int, str]) -> None:
@@ -135,9 +151,9 @@ def _pull_lock(store: Store) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _check_source(source: str) -> str:
+def _check_source(source: str | os.PathLike[str]) -> str:
     """The source, normalised: a URL without trailing slash, or an absolute path; one-line errors."""
-    source = source.strip()
+    source = os.fspath(source).strip()  # a pathlib.Path to an export file or segment directory too
     if not source:
         raise InvalidInputError("empty SOURCE: give a server URL, a segment directory or URL, or an export file")
     if "://" in source and not upstream.is_url(source):
@@ -150,7 +166,7 @@ def _check_source(source: str) -> str:
     return check_url(source, "SOURCE")
 
 
-def pull(store: Store, source: str, *, with_blobs: bool = False, with_sequences: bool = False,
+def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = False, with_sequences: bool = False,
          progress: ProgressFactory = null_progress, batch_size: int = 20_000) -> PullResult:
     """Fetch and apply every record after the local head from ``source``; see the module doc."""
     source = _check_source(source)
@@ -180,16 +196,18 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             raise LogMismatchError(
                 f"{source} serves log {log_id}, not this mirror's {store.log_id()}: refusing to mix different logs"
             )
-        _check_not_behind(store, source, upstream_head)
-        _check_same_at_head(store, source, known)
+        lagging = _lagging_copy(store, source, upstream_head, known)
+        if not lagging:
+            _check_same_at_head(store, source, known)
 
         def on_batch(txn: Txn, seq: int, chain: bytes) -> None:
             store.log.meta_put(txn, "replica_of", source.encode())
             store.log.meta_put(txn, "upstream", msgspec.msgpack.encode(
                 _Upstream(source=source, log_id=log_id, seq=seq, hash=chain.hex())))
 
-        result = apply_records(store, log_id, records, progress=progress, on_batch=on_batch, batch_size=batch_size,
-                               total=max(upstream_head - _local_head(store), 0))
+        result = (0, _local_head(store)) if lagging else apply_records(
+            store, log_id, records, progress=progress, on_batch=on_batch, batch_size=batch_size,
+            total=max(upstream_head - _local_head(store), 0))
         if current != source.encode() and not result[0]:
             # An upstream with nothing new still makes this store its replica (or, moved or renamed, its
             # upstream from now on, as a pull with new events would); a refused one does not.
@@ -422,7 +440,10 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         result.upstream_head = up_seq
         result.lag = max(up_seq - head, 0)
         if up_seq < head:
-            result.error = f"{source} is at seq {up_seq}, behind this mirror's {head}: it was rolled back or replaced"
+            try:
+                _lagging_copy(store, source, up_seq, {up_seq: up_hash})  # same history: only behind, no error
+            except LogMismatchError:
+                result.error = f"{source} is at seq {up_seq}, behind this mirror's {head}: it was rolled back or replaced"
         elif head and up_seq == head and up_hash != head_hash.hex():
             result.error = f"{source} has a different record at seq {head}: the upstream diverged"
     return result

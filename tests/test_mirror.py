@@ -852,3 +852,54 @@ def test_a_pull_with_nothing_new_from_a_moved_upstream_makes_it_the_mirrors_upst
         now = status(mirror)
         assert now.upstream == str(tmp_path / "moved")
         assert (now.error, now.lag) == (None, 0)
+
+
+def test_an_upstream_behind_on_the_same_history_is_a_lagging_copy_and_pulls_nothing(tmp_path: Path) -> None:
+    """A pool of mirrors or CDN edges at different heads: the one behind is skipped, not refused for good."""
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 5)
+        publish(primary, tmp_path / "old")  # an edge still holding 5 events
+        export_log(primary, tmp_path / "old.rglog")
+        _work(primary, 5, 5)
+        publish(primary, tmp_path / "new")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "new"))
+        before = mirror.head(), view_digests(mirror)
+        for lagging in (tmp_path / "old", tmp_path / "old.rglog"):
+            result = pull(mirror, str(lagging))
+            assert (result.applied, result.upstream_head, result.head_seq) == (0, 5, 10)
+            assert (mirror.head(), view_digests(mirror)) == before
+        assert status(mirror).error is None and status(mirror).lag == 0
+        assert pull(mirror, str(tmp_path / "new")).applied == 0
+
+
+def test_an_upstream_behind_with_a_different_record_there_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    import shutil
+
+    primary = tmp_path / "p"
+    with Store.open(primary) as p:
+        _work(p, 0, 5)
+    shutil.copytree(primary, tmp_path / "backup")
+    with Store.open(primary) as p:
+        _work(p, 5, 3)
+        publish(p, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+    shutil.rmtree(primary)
+    shutil.copytree(tmp_path / "backup", primary)
+    with Store.open(primary) as p:  # restored to 5 and written to once: a different seq 6, behind the mirror's 8
+        p.append([NewEvent(stream="s", event=Noted(text="after restore"))])
+        publish(p, tmp_path / "pub6")
+    with Store.open(tmp_path / "m") as mirror:
+        before = mirror.head(), view_digests(mirror)
+        with pytest.raises(LogMismatchError, match="at seq 6, behind this mirror's 8, with a different record there"):
+            pull(mirror, str(tmp_path / "pub6"))
+        assert (mirror.head(), view_digests(mirror)) == before
+
+
+def test_pull_takes_a_pathlib_path_to_an_export_file(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 3)
+        export_log(primary, tmp_path / "x.rglog")
+        assert pull(mirror, tmp_path / "x.rglog").applied == 3
+        _same(primary, mirror)
