@@ -131,13 +131,14 @@ def _copy_sequences(store: Store, dest: Path, sequences: list[Path], *, link: bo
     return gone
 
 
-def backup(store: Store, dest: Path, *, link: bool = True, verify: bool = True,
+def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = True,
            progress: ProgressFactory = null_progress) -> BackupResult:
     """Write a consistent, verified copy of ``store`` to the new directory ``dest`` (see module doc).
 
     Safe while other processes write the store. Raises ConflictError if ``dest`` is not new (or
     empty), IntegrityError if the copy does not verify (then nothing is left at ``dest``).
     """
+    dest = Path(dest)  # a str from a Python caller
     _check_destination(store, dest)
     if store.refget_path.is_dir() and not os.access(store.refget_path, os.W_OK):
         raise ReadOnlyError(f"a backup copies {store.refget_path} under the RefgetStore's writer lock, which needs "

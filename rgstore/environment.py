@@ -76,6 +76,15 @@ _META_ROOTS = struct.Struct("<16xI60xQ6xH32xQQQ")
 """A meta page (64-bit LMDB 0.9): magic, free tree root, main tree depth, main root, last page, txnid."""
 
 
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None if it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _refuse_cut_short(env: lmdb.Environment, path: Path) -> None:
     """StoreOpenError (env closed) if ``data.mdb`` ends before a tree root its newest meta page names.
 
@@ -189,6 +198,8 @@ class Environment:
                 hint = "; is this an rgstore store?"
             raise StoreOpenError(f"the store's LMDB files cannot be used ({text}){hint}") from None
         _refuse_cut_short(self.env, path)
+        self._data_file = os.path.abspath(path / "data.mdb")
+        self._identity = _file_identity(self._data_file)
         # Reclaim reader slots leaked by killed processes; read-only opens too: a server worker the
         # supervisor restarts frees its killed predecessor's, which on a store nobody writes to
         # would otherwise pile up until every request fails with MDB_READERS_FULL.
@@ -237,6 +248,16 @@ class Environment:
             "open the store again (Store.open) and use that handle"
         )
 
+    def check_in_place(self) -> None:
+        """StoreClosedError if ``data.mdb`` is no longer the file this handle opened (deleted, moved or replaced)."""
+        if _file_identity(self._data_file) != self._identity:
+            # LMDB writes on through its open descriptor: a commit into a deleted or replaced file is lost.
+            raise StoreClosedError(
+                f"the store handle on {self.path.parent} cannot be used: the store's directory was deleted, moved "
+                "or replaced since it was opened (a commit through it would be lost); open the store again "
+                "(Store.open) where it is now"
+            )
+
     def open_dbs(self, names: list[str]) -> None:
         """Open (creating in write mode) every named sub-db once, in one transaction."""
         missing = [n for n in names if n not in self._dbs]
@@ -283,6 +304,7 @@ class Environment:
             self._refuse_closed()
         if self.readonly:
             raise ReadOnlyError("this store handle is read-only")
+        self.check_in_place()
         while True:
             # A process killed inside a read transaction leaves its reader slot pinning that snapshot:
             # no page freed since can be reused, so every commit grows the file. Checking only at open

@@ -118,6 +118,11 @@ def check_fhr(doc: Any, *, where: str = "FHR document") -> dict[str, Any]:
     return doc
 
 
+def _fhr_doc(fhr: dict[str, Any] | Path | str) -> dict[str, Any]:
+    """An FHR document given as a dict, or as the path (Path or str) of its JSON file."""
+    return read_fhr(Path(fhr)) if isinstance(fhr, (str, os.PathLike)) else check_fhr(fhr)
+
+
 class Genomes:
     """Commands and queries over the store's genomes and their sequences (``store.genomes``)."""
 
@@ -133,7 +138,7 @@ class Genomes:
 
     def init(
         self, fasta: Path | str, names: Sequence[str], *, description: str = "", species: str = "",
-        fhr: dict[str, Any] | Path | None = None, circular: Sequence[str] = (),
+        fhr: dict[str, Any] | Path | str | None = None, circular: Sequence[str] = (),
         seq_namespace: str | None = None, force: bool = False, progress: ProgressFactory = null_progress,
     ) -> InitResult:
         """Store a FASTA as a genome named by ``names`` (aliases in namespace refgenie).
@@ -145,13 +150,16 @@ class Genomes:
         Nothing is recorded if the FASTA is malformed or any check fails, and a collection the
         import added to the RefgetStore is removed again when the command is refused.
         """
+        # A lone str is one name, not its letters (list("hg38") would record aliases h, g, 3 and 8).
+        names = [names] if isinstance(names, str) else names
+        circular = [circular] if isinstance(circular, str) else circular
         aliases = list(dict.fromkeys(check_name(n) for n in names))
         if not aliases:
             raise InvalidInputError("a genome needs at least one name (--name)")
         sweep_scratch(self.store)  # what killed imports left behind
         if seq_namespace is not None:
             check_namespace(seq_namespace)
-        fhr_doc = read_fhr(fhr) if isinstance(fhr, Path) else (check_fhr(fhr) if fhr is not None else None)
+        fhr_doc = _fhr_doc(fhr) if fhr is not None else None
         env = self.store.environment
         token_aliases: list[tuple[str, int]] = []
 
@@ -256,9 +264,9 @@ class Genomes:
         self.sequences.drop_cache()
         return seqs
 
-    def fhr_set(self, name: str, fhr: dict[str, Any] | Path, *, by_digest: bool = False) -> list[int]:
+    def fhr_set(self, name: str, fhr: dict[str, Any] | Path | str, *, by_digest: bool = False) -> list[int]:
         """Replace a genome's FHR document (a no-op if identical); returns the seqs appended."""
-        doc = read_fhr(fhr) if isinstance(fhr, Path) else check_fhr(fhr)
+        doc = _fhr_doc(fhr)
         env = self.store.environment
 
         def command(txn: Txn) -> list[NewEvent]:
@@ -324,7 +332,7 @@ class Genomes:
         )
 
     def export(
-        self, name: str, out: Path | BinaryIO, *, width: int = 80, by_digest: bool = False,
+        self, name: str, out: Path | str | BinaryIO, *, width: int = 80, by_digest: bool = False,
         progress: ProgressFactory = null_progress,
     ) -> GenomeInfo:
         """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically.
@@ -335,7 +343,9 @@ class Genomes:
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
         files = self.sequences.complete_files(name, records, progress=progress)
-        if not isinstance(out, Path):
+        if isinstance(out, (str, os.PathLike)):
+            out = Path(out)
+        else:
             write_fasta(files, records, out, width=width, progress=progress)
             return genome
         if not out.parent.is_dir():

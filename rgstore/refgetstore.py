@@ -285,6 +285,7 @@ def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
     An exception or SystemExit (the CLI turns SIGTERM into one) removes it; a process killed
     outright (SIGKILL, or a signal before the mark exists) leaves it for ``sweep_scratch``.
     """
+    store.environment.check_in_place()  # a store deleted or moved under an open handle: say so, not ENOENT
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=store.path))
     fd = -1
     try:

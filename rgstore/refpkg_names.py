@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .errors import ConflictError, InvalidInputError
 
@@ -120,8 +120,14 @@ def choose_filename(basename: str, sha256: str, owner: Callable[[str], str | Non
     raise ConflictError(f"no free file name for {basename!r} in this refpkg")
 
 
-def split_assignments(items: Sequence[str | tuple[str, str]], what: str) -> list[tuple[str, str]]:
-    """``key=value`` strings (or ready pairs) as (key, value) pairs, split at the first ``=``."""
+def split_assignments(
+    items: Sequence[str | tuple[str, str]] | Mapping[str, str] | str, what: str
+) -> list[tuple[str, str]]:
+    """``key=value`` strings (or ready pairs, or a mapping) as (key, value) pairs, split at the first ``=``."""
+    if isinstance(items, Mapping):  # the Python caller's natural {key: value}
+        items = list(items.items())
+    elif isinstance(items, str):  # one ``key=value``, not its letters
+        items = [items]
     pairs: list[tuple[str, str]] = []
     for item in items:
         if isinstance(item, tuple):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,7 +131,7 @@ class Refpkgs:
     # -- commands -----------------------------------------------------------------------------
 
     def create(
-        self, name: str, *, locus: str, files: Sequence[tuple[str, str | Path]] = (),
+        self, name: str, *, locus: str, files: Sequence[tuple[str, str | Path]] | Mapping[str, str | Path] = (),
         description: str | None = None, author: str | None = None,
         package_version: str | None = None, progress: ProgressFactory = null_progress,
     ) -> RefpkgState:
@@ -141,7 +141,7 @@ class Refpkgs:
         package_version if given); ``files`` are (key, path) pairs. A tree_stats file also
         gives the package its phylo_model, derived as taxtastic does (unless phylo_model is
         given too). The log starts with taxtastic's two entries, and a fresh package cannot be
-        rolled back.
+        rolled back. ``files`` may also be a ``{key: path}`` mapping.
         """
         check_refpkg_name(name)
         if not locus:
@@ -152,7 +152,7 @@ class Refpkgs:
                            ("package_version", package_version)):
             if value is not None:
                 metadata[key] = value
-        pairs = self._checked_files(files)
+        pairs = self._checked_files(list(files.items()) if isinstance(files, Mapping) else files)
 
         def command(txn: Txn, refs: dict[str, FileRef]) -> list[NewEvent]:
             head = refpkg_head(txn, self.environment, name)
@@ -166,7 +166,7 @@ class Refpkgs:
         return self.current(name)
 
     def update_files(
-        self, name: str, changes: Sequence[str | tuple[str, str]], *,
+        self, name: str, changes: Sequence[str | tuple[str, str]] | Mapping[str, str] | str, *,
         progress: ProgressFactory = null_progress,
     ) -> RefpkgState:
         """Set file keys from ``key=path`` items in one step (a later duplicate key wins).
@@ -189,7 +189,9 @@ class Refpkgs:
             self._commit(name, checked, command, progress)
         return self.current(name)
 
-    def update_metadata(self, name: str, changes: Sequence[str | tuple[str, str]]) -> RefpkgState:
+    def update_metadata(
+        self, name: str, changes: Sequence[str | tuple[str, str]] | Mapping[str, str] | str
+    ) -> RefpkgState:
         """Set metadata keys from ``key=value`` items in one step (``Updated metadata: ...``)."""
         pairs = split_assignments(changes, "value")
         for key, _value in pairs:
@@ -262,17 +264,21 @@ class Refpkgs:
         return import_package(self, Path(source), name=name, history=history, progress=progress)
 
     def export(
-        self, name: str, dest: Path | str, *, fmt: str = "dir", history: bool = True,
+        self, name: str, dest: Path | str, *, fmt: str | None = None, history: bool = True,
         progress: ProgressFactory = null_progress,
     ) -> ExportReport:
         """Write the package as a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io``).
 
-        The parent directory must exist (like `genome export` and `log export`): a mistyped path
-        is an error, not a new directory tree.
+        ``fmt`` is ``dir``, ``tar`` or ``zip``; left out, it follows ``dest``'s name (``.zip``: zip,
+        ``.tar.gz``, ``.tgz``, ``.tar``: tar, else a directory). The parent directory must exist
+        (like `genome export` and `log export`): a mistyped path is an error, not a new directory tree.
         """
         from .refpkg_io import export_package
 
         dest = Path(dest)
+        if fmt is None:  # "pkg.tar.gz" meant an archive, not a directory of that name
+            lowered = dest.name.lower()
+            fmt = "zip" if lowered.endswith(".zip") else "tar" if lowered.endswith((".tar.gz", ".tgz", ".tar")) else "dir"
         if not dest.absolute().parent.is_dir():
             raise NotFoundError(f"cannot write {dest}: directory {dest.parent} does not exist")
         return export_package(self, name, dest, fmt=fmt, history=history, progress=progress)

@@ -7,6 +7,7 @@ what the target lacks, so replaying onto a store that holds a prefix of the same
 from __future__ import annotations
 
 import gc as _gc
+import os
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
 from pathlib import Path
@@ -24,7 +25,7 @@ __all__ = ["export_log", "open_export", "replay_export", "replay_file", "apply_r
 
 
 def export_log(
-    store: Store, path: Path | BinaryIO, *, from_seq: int = 1, progress: ProgressFactory = null_progress
+    store: Store, path: Path | str | BinaryIO, *, from_seq: int = 1, progress: ProgressFactory = null_progress
 ) -> LogHeader:
     """Write the records from ``from_seq`` to the head into a self-describing export file (or open binary stream)."""
     from_seq = max(from_seq, 1)
@@ -51,8 +52,8 @@ def export_log(
                 yield seq, bytes(raw)
 
         try:
-            if isinstance(path, Path):
-                write_log_file(path, header, records())
+            if isinstance(path, (str, os.PathLike)):  # a str is a file name too (the Python caller's habit)
+                write_log_file(Path(path), header, records())
             else:
                 write_log_stream(path, header, records())
         finally:
@@ -136,11 +137,11 @@ def apply_records(
     return applied, head
 
 
-def open_export(source: Path | BinaryIO, name: str | None = None) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
+def open_export(source: Path | str | BinaryIO, name: str | None = None) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
     """An export's header and frames, its first frame already read: a file that is not a whole export
     (bad magic, damaged header or body, an empty range that is short) fails here, before anything is written."""
-    if isinstance(source, Path):
-        header, frames = read_log_file(source)
+    if isinstance(source, (str, os.PathLike)):
+        header, frames = read_log_file(Path(source))
     else:
         header, frames = read_log_stream(source, name or "<stream>")
     first = next(frames, None)
@@ -165,7 +166,7 @@ def replay_export(
                          total=max(header.last_seq - max(head, header.first_seq - 1), 0))
 
 
-def replay_file(store: Store, path: Path, *, progress: ProgressFactory = null_progress) -> tuple[int, int]:
+def replay_file(store: Store, path: Path | str, *, progress: ProgressFactory = null_progress) -> tuple[int, int]:
     """Replay an exported log file into ``store`` (see ``apply_records``)."""
     header, frames = open_export(path)
     return replay_export(store, header, frames, progress=progress)

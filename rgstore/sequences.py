@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import lmdb
 
-from .errors import NotFoundError, OutOfRangeError, RgstoreError
+from .errors import InvalidInputError, NotFoundError, OutOfRangeError, RgstoreError
 from .gtf import gc_paused
 from .locus import Region
 from .progress import ProgressFactory, null_progress
@@ -190,7 +190,7 @@ class SequenceReader:
         piece from its end.
         """
         if chunk < 1:
-            raise ValueError("chunk must be positive")
+            raise InvalidInputError(f"chunk must be a positive number of residues, got {chunk}")
         out: list[tuple[int, Iterator[str]]] = []
         # One open data file per sequence digest (at most MAX_OPEN_FILES; the rest open per read):
         # opening the file for every region made a 50k-region BED 1.7x slower than reading it whole.
@@ -298,6 +298,7 @@ class SequenceReader:
             data = files.read(digest, lo, hi)
             if data is not None:
                 return data
+        self.store.environment.check_in_place()  # the whole store moved or deleted, not this one file
         raise NotFoundError(
             f"sequence {seq} ({digest}) of genome {name} is recorded but missing from {self.store.refget_path}"
             f" (its data file is gone or damaged: {_REPAIR})"

@@ -151,7 +151,8 @@ class Store:
             _check_actor(actor)
         if path is not None and not str(path):
             raise InvalidInputError("the store path is empty; name a directory (or leave it out for the default store)")
-        root = Path(path).expanduser() if path is not None else default_store_path()
+        # Absolute: a notebook's `%cd` (os.chdir) must not send blobs and sequence reads to another directory.
+        root = (Path(path).expanduser() if path is not None else default_store_path()).absolute()
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         if readonly and not (root / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")

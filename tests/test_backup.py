@@ -305,3 +305,10 @@ def test_a_backup_of_a_group_shared_store_keeps_its_group_and_setgid_so_it_resto
         for path in [dest / "log", dest / "log" / "data.mdb", dest / "refget", dest / "refget" / "rgstore.json",
                      dest / "blobs", dest / "cache"]:
             assert path.stat().st_gid == gid, path
+
+
+def test_backup_takes_a_str_destination(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s") as store:
+        store.refpkgs.create("pkg", locus="16S", files=write_inputs(tmp_path / "in"))
+        result = backup(store, str(tmp_path / "bk"))
+    assert result.verified and (tmp_path / "bk" / "log" / "data.mdb").is_file()

@@ -754,3 +754,26 @@ def test_genome_show_marks_empty_fields_with_a_dash_and_ends_no_line_in_spaces(c
     assert result.exit_code == 0, result.stderr
     assert "species      -\n" in out and "description  -\n" in out
     assert not [line for line in out.splitlines() if line != line.rstrip()]
+
+
+# -- Python callers' habits: a str where a list or a Path is expected --------------------------
+
+
+def test_init_takes_a_lone_str_name_and_circular_as_one_name_not_its_letters(store: Store) -> None:
+    result = store.genomes.init(TINY, "tiny", circular="chrM")
+    assert result.aliases_added == ["refgenie:tiny"]
+    assert [a.name for a in store.aliases.list()] == ["tiny"]
+    assert store.genomes.show("tiny").circular == ["chrM"]
+
+
+def test_export_and_fhr_take_str_paths_like_pathlib_paths(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "out.fa"
+    store.genomes.export("tiny", str(out))
+    assert out.read_text().startswith(">chr1\n")
+    doc = tmp_path / "fhr.json"
+    doc.write_text(json.dumps(FHR))
+    store.genomes.fhr_set("tiny", str(doc))
+    assert store.genomes.fhr_get("tiny") == FHR
+    with pytest.raises(InvalidInputError, match="no such FHR file"):
+        store.genomes.init(TINY, ["tiny"], fhr=str(tmp_path / "missing.json"))

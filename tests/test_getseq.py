@@ -497,3 +497,10 @@ def test_cli_bad_region_after_good_ones_prints_nothing(cli, store: Store) -> Non
     store.close()
     out = cli("getseq", "tiny", "chr1:0-5", "chr2:0-999999")
     assert out.exit_code != 0 and out.stdout == "" and "outside" in out.stderr
+
+
+def test_a_non_positive_stream_chunk_is_an_invalid_input_error(store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    for chunk in (0, -1):
+        with pytest.raises(InvalidInputError, match="chunk must be a positive number of residues"):
+            store.genomes.stream_loci("tiny", ["chr1:0-5"], chunk=chunk)

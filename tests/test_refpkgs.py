@@ -667,3 +667,30 @@ def test_benchmark_runs_end_to_end_at_a_tiny_size(capsys) -> None:  # type: igno
     res = json.loads(capsys.readouterr().out)
     assert res["updates"]["compared_steps"] == 3 and res["rollbacks"]["compared_steps"] == 2
     assert res["cli"]["rgstore"] > 0 and res["export"]["rgstore_export_zip_s"] > 0
+
+
+# -- Python callers' habits: mappings and single strings ----------------------------------------
+
+
+def test_create_and_updates_take_a_key_to_path_mapping(store: Store, inputs: dict[str, Path], tmp_path: Path) -> None:
+    state = store.refpkgs.create("pkg", locus="16S", files=inputs)
+    assert set(state.files) == set(inputs)
+    tree = text_file(tmp_path, "new.nwk", "((s1:0.3,s2:0.2):0.05,s3:0.3);\n")
+    assert store.refpkgs.update_files("pkg", {"tree": str(tree)}).entry == f"Updates files: tree={tree}"
+    assert store.refpkgs.update_metadata("pkg", {"author": "alice"}).metadata["author"] == "alice"
+    assert store.refpkgs.update_metadata("pkg", "author=bob").metadata["author"] == "bob"  # one item, not letters
+
+
+def test_export_without_a_format_follows_the_destination_suffix(store: Store, inputs: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    import tarfile
+    import zipfile
+
+    store.refpkgs.create("pkg", locus="16S", files=inputs)
+    assert store.refpkgs.export("pkg", tmp_path / "pkg.tar.gz").format == "tar"
+    assert tarfile.is_tarfile(tmp_path / "pkg.tar.gz")
+    assert store.refpkgs.export("pkg", str(tmp_path / "pkg.zip")).format == "zip"
+    assert zipfile.is_zipfile(tmp_path / "pkg.zip")
+    assert store.refpkgs.export("pkg", tmp_path / "pkg.refpkg").format == "dir"
+    assert (tmp_path / "pkg.refpkg" / "CONTENTS.json").is_file()
+    assert store.refpkgs.import_package(tmp_path / "pkg.tar.gz", name="again").files == store.refpkgs.current("pkg").files

@@ -263,3 +263,11 @@ def test_empty_exports_replay_as_nothing_and_a_from_past_the_head_is_refused(tmp
         assert replay_file(mirror, tmp_path / "all.rglog") == (31, 31)
         assert replay_file(mirror, tmp_path / "none-new.rglog") == (0, 31)
         assert mirror.verify().ok
+
+
+def test_export_and_replay_take_str_paths(tmp_path: Path) -> None:
+    with _primary(tmp_path / "p", n=3) as primary:
+        export_log(primary, str(tmp_path / "x.rglog"))
+        with Store.open(tmp_path / "m") as mirror:
+            assert replay_file(mirror, str(tmp_path / "x.rglog")) == (4, 4)
+            assert mirror.head() == primary.head()

@@ -83,3 +83,45 @@ def test_a_forked_worker_opens_the_store_its_parent_holds_open_and_the_parent_ke
         assert [e.event.text for e in parent.events(stream="audit:x")] == ["before", "from the worker", "after"]  # type: ignore[attr-defined]
     finally:
         parent.close()
+
+
+def test_a_relative_store_path_still_names_the_same_store_after_the_process_changes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import resources
+
+    tiny = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with Store.open("pystore") as store:
+        store.genomes.init(tiny, ["tiny"])
+        os.chdir(tmp_path / "elsewhere")  # a notebook's %cd
+        assert store.getseq("tiny", "chr2", 0, 4) == "CCGT"  # not "recorded but missing"
+        store.genomes.init(tiny, ["tiny2"])
+        info, _ = store.blobs.put_bytes(b"x")
+        assert store.path == tmp_path / "pystore" and store.blobs.exists(info.sha256)
+        assert store.verify().ok
+    assert os.listdir(tmp_path / "elsewhere") == []  # nothing of the store was written beside the new cwd
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+def test_a_store_whose_directory_was_deleted_or_moved_refuses_writes_instead_of_losing_them(
+    tmp_path: Path, how: str
+) -> None:
+    import shutil
+
+    root = tmp_path / "s"
+    store = Store.open(root)
+    try:
+        store.append([NewEvent(stream="audit:x", event=Noted(text="kept"))])
+        if how == "deleted":
+            shutil.rmtree(root)
+        else:
+            root.rename(tmp_path / "moved")
+        with pytest.raises(StoreClosedError, match="deleted, moved or replaced since it was opened"):
+            store.append([NewEvent(stream="audit:x", event=Noted(text="would be lost"))])
+    finally:
+        store.close()
+    if how == "moved":
+        with Store.open(tmp_path / "moved") as moved:
+            assert [e.event.text for e in moved.events(stream="audit:x")] == ["kept"]  # type: ignore[attr-defined]
