@@ -110,6 +110,14 @@ class _HeadWatcher(threading.Thread):
             del reader
 
 
+def _locus_string(region: str) -> str:
+    """InvalidInputError: a locus string where a (seq, start, end) region belongs (its letters would be read as one)."""
+    raise InvalidInputError(
+        f"region {region[:80]!r} is a locus string: getseqs takes (seq, start, end) tuples; "
+        "read_loci and stream_loci take locus strings"
+    )
+
+
 class SequenceReader:
     """Reads residues of stored genomes by name; one per Store (``store.genomes.sequences``)."""
 
@@ -172,7 +180,8 @@ class SequenceReader:
     ) -> list[str]:
         """``getseq`` for many regions of one genome; optionally reverse-complemented."""
         getseq = self.getseq
-        out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) for r in regions]
+        out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) if not isinstance(r, str) else _locus_string(r)
+               for r in regions]
         if revcomp:
             out = [x.translate(_COMPLEMENT)[::-1] for x in out]
         return out
@@ -197,6 +206,8 @@ class SequenceReader:
         readers: dict[str, Callable[[int, int], str] | None] = {}
         with gc_paused():  # a generator per region, and no cycles: the collector's passes over 50k cost twice the reads
             for region in regions:
+                if isinstance(region, str):
+                    _locus_string(region)
                 seq, start, end = region[0], region[1], region[2]
                 digest, spans = self._spans(name, seq, start, end, by_digest)
                 size = spans[0][1] - spans[0][0] if len(spans) == 1 else sum(hi - lo for lo, hi in spans)

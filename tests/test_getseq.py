@@ -504,3 +504,12 @@ def test_a_non_positive_stream_chunk_is_an_invalid_input_error(store: Store) -> 
     for chunk in (0, -1):
         with pytest.raises(InvalidInputError, match="chunk must be a positive number of residues"):
             store.genomes.stream_loci("tiny", ["chr1:0-5"], chunk=chunk)
+
+
+def test_a_locus_string_given_to_getseqs_is_named_not_read_letter_by_letter(store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    for call in (lambda: store.getseqs("tiny", ["chr1:0-5"]),
+                 lambda: store.genomes.sequences.stream("tiny", ["chr1:0-5"])):
+        with pytest.raises(InvalidInputError, match=r"region 'chr1:0-5' is a locus string: .*read_loci"):
+            call()
+    assert store.getseqs("tiny", [("chr1", 0, 5)]) == [store.getseq("tiny", "chr1", 0, 5)]
