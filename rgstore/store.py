@@ -206,6 +206,10 @@ class Store:
         self._services.clear()
         self.environment.close()  # idempotent in py-lmdb
 
+    def __repr__(self) -> str:
+        state = "closed" if self.environment._closed else ("read-only" if self.environment.readonly else "writable")
+        return f"<rgstore.Store {str(self.path)!r} {state}>"
+
     def __enter__(self) -> Store:
         return self
 

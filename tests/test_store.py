@@ -125,3 +125,12 @@ def test_a_store_whose_directory_was_deleted_or_moved_refuses_writes_instead_of_
     if how == "moved":
         with Store.open(tmp_path / "moved") as moved:
             assert [e.event.text for e in moved.events(stream="audit:x")] == ["kept"]  # type: ignore[attr-defined]
+
+
+def test_a_store_shows_its_path_and_state_in_a_notebook(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    assert repr(store) == f"<rgstore.Store {str(tmp_path / 's')!r} writable>"
+    store.close()
+    assert repr(store) == f"<rgstore.Store {str(tmp_path / 's')!r} closed>"
+    with Store.open(tmp_path / "s", readonly=True) as reader:
+        assert repr(reader).endswith(" read-only>")
