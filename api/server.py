@@ -6,12 +6,15 @@ the store read-only in its lifespan; the store path reaches it through ``$RGSTOR
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+import uvicorn.config
 from uvicorn.supervisors import Multiprocess
 
 from rgstore.errors import ConflictError, InvalidInputError
@@ -20,7 +23,7 @@ from rgstore.store import Store
 from .lazyfetch import FetchLimits
 from .storepath import ENV_STORE
 
-__all__ = ["serve", "check_listen", "NoDelayConfig", "APP"]
+__all__ = ["serve", "check_listen", "access_log_config", "NoDelayConfig", "APP"]
 
 APP = "rgstore_api.app:create_app"
 
@@ -61,15 +64,30 @@ def check_listen(host: str, port: int) -> None:
             raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
-def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "") -> None:
-    """Serve ``store`` until interrupted; NotFoundError first if there is no store there."""
+def access_log_config() -> dict[str, Any]:
+    """uvicorn's logging config with only the access log at INFO: one timestamped line per request on stdout."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["access"]["fmt"] = '%(asctime)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    config["loggers"]["uvicorn"]["level"] = "WARNING"  # start-up chatter stays off, as without the log
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    return config
+
+
+def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "",
+          access_log: bool = False) -> None:
+    """Serve ``store`` until interrupted; NotFoundError first if there is no store there.
+
+    ``access_log``: a line per request (client as X-Forwarded-For gives it from a trusted proxy).
+    """
     Store.open(store, readonly=True).close()  # fail with one line here, not in every worker
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
     check_listen(host, port)
     os.environ[ENV_STORE] = str(store)
     config = NoDelayConfig(
         APP, factory=True, host=host, port=port, workers=workers, root_path=root_path,
-        log_level="warning", access_log=False, proxy_headers=True,
+        proxy_headers=True,
+        **({"log_config": access_log_config(), "log_level": None, "access_log": True} if access_log
+           else {"log_level": "warning", "access_log": False}),
     )
     if workers == 1:
         uvicorn.Server(config).run()

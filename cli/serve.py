@@ -30,9 +30,11 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--public-url", envvar="RGSTORE_PUBLIC_URL",
               help="The URL clients reach this server at (advertised as the RefgetStore URL); "
                    "default: taken from each request's Host header.")
+@click.option("--access-log", is_flag=True,
+              help="Print a timestamped line per request (client, request, status) on stdout.")
 @pass_ctx
 def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, follow_source: str | None,
-              interval: str | None, with_sequences: bool, public_url: str | None) -> None:
+              interval: str | None, with_sequences: bool, public_url: str | None, access_log: bool) -> None:
     """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
 
     The server never adds events: its workers open the log read-only, and only GET, HEAD and
@@ -104,7 +106,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
                f"({workers} worker{'s' if workers > 1 else ''}"
                f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
     try:
-        serve(path, host=host, port=port, workers=workers, root_path=root_path)
+        serve(path, host=host, port=port, workers=workers, root_path=root_path, access_log=access_log)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a server is meant to stop
     finally:

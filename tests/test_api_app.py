@@ -187,6 +187,36 @@ def test_root_path_prefixes_every_advertised_url(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/seqcol/openapi.json").json()["servers"] == [{"url": "/rg/seqcol"}]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_access_log_gives_a_timestamped_line_per_request_with_the_forwarded_client(tmp_path: Path, workers: int) -> None:
+    import re
+    import time
+
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path, workers=workers, extra_args=["--access-log"]) as server:
+        assert httpx.get(f"{server.url}/events/head", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+        assert httpx.get(f"{server.url}/sequence/nosuchdigest").status_code == 404
+        deadline = time.monotonic() + 10
+        while server.log().count("GET /") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the worker's stdout reaches the file a moment later
+        log = server.log()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.search(stamp + r' 203\.0\.113\.9:\d+ - "GET /events/head HTTP/1\.1" 200', log), log
+    assert re.search(stamp + r' 127\.0\.0\.1:\d+ - "GET /sequence/nosuchdigest HTTP/1\.1" 404', log), log
+    assert "Uvicorn running" not in log and "Started server process" not in log  # only the access lines
+
+
+def test_without_access_log_the_server_prints_nothing_per_request(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path) as server:
+        for _ in range(3):
+            httpx.get(f"{server.url}/events/head")
+        log = server.log()
+    assert "GET /events/head" not in log
+
+
 def test_serve_on_a_busy_port_is_a_one_line_error(store_path: Path) -> None:
     import socket
 
