@@ -130,7 +130,11 @@ def _check_lineage(store: Store, txn: Txn, directory: Path, manifest: Manifest) 
     done = manifest.segments[-1].last_seq if manifest.segments else 0
     head, _ = store.log.head(txn)
     if done > head:
-        raise LogMismatchError(f"{directory} already holds seqs up to {done}, past this store's head {head}")
+        raise LogMismatchError(
+            f"{directory} already holds seqs up to {done}, past this store's head {head}: it was published from "
+            "a copy of this log that is further along (this store is behind it or diverged from it); publish "
+            "from that copy, or into a new directory"
+        )
     if done:
         local = store.log.record(txn, done)
         if local is None or chain_of(local) != bytes.fromhex(manifest.segments[-1].last_hash):

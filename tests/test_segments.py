@@ -172,3 +172,25 @@ def test_publish_never_names_an_event_committed_after_it_copied_the_content(  # 
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(pub), with_sequences=True)  # every published genome's sequences are there
         assert mirror.head()[0] == before
+
+
+def test_publishing_from_a_copy_behind_the_directory_says_to_publish_from_the_copy_further_along(
+        tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    from rgstore.errors import LogMismatchError
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.segments import publish
+
+    with Store.open(tmp_path / "p") as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="one"))])
+    shutil.copytree(tmp_path / "p", tmp_path / "old")  # a copy that stays at seq 1
+    with Store.open(tmp_path / "p") as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="two"))])
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "old") as old, pytest.raises(
+            LogMismatchError, match=r"holds seqs up to 2, past this store's head 1: .*further along.*publish from that copy"):
+        publish(old, tmp_path / "pub")
