@@ -24,7 +24,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
@@ -290,7 +290,11 @@ def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
         info.size, info.mode, info.mtime = size, 0o644, stamp
         return info
 
-    with tarfile.open(tmp, "w:gz", compresslevel=_LEVEL) as tar:
+    # The gzip header names no file and carries the package's time, not the temp file's name and
+    # the clock: exporting the same package twice gives the same bytes (pipelines hash them).
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_LEVEL,
+                                              mtime=min(max(stamp, 0), 0xFFFFFFFF)) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         folder = entry(stem)
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(folder)
@@ -309,8 +313,10 @@ def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
 
 def _write_zip(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
                mtime: datetime, advance: Advance) -> None:
-    # ZIP stores local time from 1980 on: clamp after the conversion (west of UTC, 1980-01-01 UTC is 1979 locally).
-    stamp = max(datetime.fromtimestamp(max(mtime.timestamp(), _ZIP_EPOCH)).timetuple()[:6], (1980, 1, 1, 0, 0, 0))
+    # ZIP entries carry a wall-clock time from 1980 on with no zone: written in UTC (as wheels and
+    # reproducible-build tools do), so the same package gives the same bytes in every time zone.
+    stamp = max(datetime.fromtimestamp(max(mtime.timestamp(), _ZIP_EPOCH), timezone.utc).timetuple()[:6],
+                (1980, 1, 1, 0, 0, 0))
 
     def entry(name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=stamp)

@@ -197,3 +197,44 @@ def test_a_zip_of_a_package_dated_before_1980_exports_west_of_utc(tmp_path: Path
         time.tzset()
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def _export_bytes(store_path: Path, fmt: str, dest: Path, tz: str, seed: str, umask: int) -> bytes:
+    """Export package "pkg" with the real CLI in a fresh process with this TZ, hash seed and umask."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    dest.parent.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "refpkg", "export", "pkg", f"--{fmt}",
+         str(dest)],
+        cwd=REPO, env={**os.environ, "TZ": tz, "PYTHONHASHSEED": seed}, umask=umask, capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dest.read_bytes()
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("tar", "pkg.tar.gz"), ("zip", "pkg.zip")])
+def test_exporting_a_package_twice_gives_identical_archive_bytes_in_any_time_zone_seed_and_umask(
+    tmp_path: Path, fmt: str, name: str
+) -> None:
+    # A pipeline (Snakemake, Nextflow) hashes its inputs: the gzip header must not carry the temp
+    # file's random name or the clock, nor zip entry times the exporting machine's time zone.
+    with Store.open(tmp_path / "store") as store:
+        store.refpkgs.create("pkg", locus="L", files=list(write_inputs(tmp_path / "inputs").items()))
+    first = _export_bytes(tmp_path / "store", fmt, tmp_path / "a" / name, "UTC0", "1", 0o022)
+    second = _export_bytes(tmp_path / "store", fmt, tmp_path / "b" / name, "XST-13", "2", 0o077)
+    assert first == second
+    if fmt == "tar":
+        assert first[3] & 0x08 == 0  # FLG.FNAME: no file name in the gzip header
+    (tmp_path / "x").mkdir()
+    if fmt == "tar":
+        with tarfile.open(tmp_path / "a" / name) as tar:
+            tar.extractall(tmp_path / "x", filter="data")
+    else:
+        with zipfile.ZipFile(tmp_path / "a" / name) as archive:
+            archive.extractall(tmp_path / "x")
+    taxit("check", tmp_path / "x" / "pkg")
