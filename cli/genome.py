@@ -239,11 +239,13 @@ def compare_cmd(ctx: Context, a: str, b: str, by_digest: bool, as_json: bool) ->
 def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) -> None:
     """Write a genome as FASTA (upper case) to OUT ('-' for stdout).
 
-    Sequences of a remote genome that were never read are fetched and verified first.
+    Sequences of a remote genome that were never read are fetched and verified first. An OUT
+    ending in .gz (or .bgz) is BGZF-compressed: zcat reads it and `samtools faidx` indexes it.
 
     \b
     Example:
         rgstore genome export hg38 hg38.fa --width 60
+        rgstore genome export hg38 hg38.fa.gz && samtools faidx hg38.fa.gz chr1:1-100
     """
     from rgstore.progress import terminal_progress
 

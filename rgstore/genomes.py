@@ -13,11 +13,12 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import msgspec
 
 from .aliases import normalise_digest, split_alias
+from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
@@ -337,6 +338,8 @@ class Genomes:
     ) -> GenomeInfo:
         """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically.
 
+        A path ending in ``.gz``/``.bgz``/``.bgzf`` is written BGZF-compressed (gzip that htslib can index).
+
         Sequences not stored yet (a remote genome's, a mirror's) are fetched and verified first,
         so a failure leaves no partial output. A ``.fai`` index beside the replaced file is removed.
         """
@@ -353,10 +356,16 @@ class Genomes:
         fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                write_fasta(files, records, fh, width=width, progress=progress)
-            # A .fai of the file being replaced makes samtools and pysam read wrong bases from the new
-            # one (htslib never compares it with the FASTA); without one they index the new file afresh.
+                if out.suffix.lower() in BGZF_SUFFIXES:
+                    # Compressed as its name says, and seekable: `samtools faidx hg38.fa.gz` indexes it.
+                    with BgzfWriter(fh) as packed:
+                        write_fasta(files, records, cast(BinaryIO, packed), width=width, progress=progress)
+                else:
+                    write_fasta(files, records, fh, width=width, progress=progress)
+            # A .fai (or .gzi) of the file being replaced makes samtools and pysam read wrong bases from
+            # the new one (htslib never compares it with the FASTA); without one they index it afresh.
             Path(f"{out}.fai").unlink(missing_ok=True)
+            Path(f"{out}.gzi").unlink(missing_ok=True)
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

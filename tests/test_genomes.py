@@ -349,6 +349,27 @@ def test_re_exporting_over_an_indexed_fasta_leaves_no_stale_index_for_samtools_t
             assert fasta.fetch(name) == store.getseq("tiny", name).upper()
 
 
+def test_an_export_named_gz_is_bgzf_that_zcat_reads_and_samtools_indexes(store: Store, tmp_path: Path) -> None:
+    import gzip
+
+    pysam = pytest.importorskip("pysam")
+    store.genomes.init(TINY, ["tiny"])
+    store.genomes.export("tiny", tmp_path / "tiny.fa", width=60)
+    packed = tmp_path / "tiny.fa.gz"
+    store.genomes.export("tiny", packed, width=60)
+    assert gzip.decompress(packed.read_bytes()) == (tmp_path / "tiny.fa").read_bytes()
+    pysam.faidx(str(packed))  # htslib refuses plain gzip: "please use bgzip"
+    assert Path(f"{packed}.gzi").exists()
+    first = packed.read_bytes()
+    store.genomes.export("tiny", packed, width=80)  # a new layout: the old .fai and .gzi would misread it
+    assert not Path(f"{packed}.fai").exists() and not Path(f"{packed}.gzi").exists()
+    with pysam.FastaFile(str(packed)) as fasta:
+        for name in fasta.references:
+            assert fasta.fetch(name, 5, 70) == store.getseq("tiny", name, 5, 70).upper()
+    store.genomes.export("tiny", packed, width=60)
+    assert packed.read_bytes() == first  # no time or name in the headers: the same bytes every time
+
+
 def test_list_show_and_compare(store: Store, tmp_path: Path) -> None:
     tiny = store.genomes.init(TINY, ["tiny"], description="tiny test").genome
     sub = store.genomes.init(_write(tmp_path / "sub.fa", {"chr1": store.getseq("tiny", "chr1")}), ["sub"]).genome
