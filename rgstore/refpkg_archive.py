@@ -32,6 +32,7 @@ from .diskspace import refused_write
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
 from .files import FILE_MODE, mkstemp
+from .interrupts import deferred
 from .refpkg_names import MANIFEST
 
 __all__ = ["PackageSource", "open_package", "write_package", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
@@ -237,16 +238,22 @@ def write_package(
 ) -> None:
     """Write a package (``files``: file name -> blob) as a directory, "tar" (.tar.gz) or "zip"."""
     writer = {"dir": _write_dir, "tar": _write_tar, "zip": _write_zip}[fmt]
-    if fmt == "dir":
-        tmp = _mkdir_temp(dest)
-    else:
-        fd, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-        os.close(fd)
-        tmp = Path(name)
+    tmp: Path | None = None
     try:
+        # A SIGTERM handled the moment the temp exists (CPython runs it right after the call that made it)
+        # waits until its name is bound here, so the cleanup below removes it.
+        with deferred():
+            if fmt == "dir":
+                tmp = _mkdir_temp(dest)
+            else:
+                fd, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+                os.close(fd)
+                tmp = Path(name)
         writer(tmp, strip_archive_suffix(dest.name) or "refpkg", manifest, files, open_blob, mtime, advance)
         os.rename(tmp, dest)
     except BaseException as exc:
+        if tmp is None:
+            raise
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -137,6 +137,32 @@ def test_reads_keep_a_bounded_number_of_data_files_open(store: Store, tmp_path: 
     assert store.getseq("five", "s0", 5, 9) == "ACGT" and open_data_files() <= 1
 
 
+def test_cached_data_files_close_without_a_resource_warning_when_the_cache_drops_and_the_store_closes(
+    tmp_path: Path,
+) -> None:
+    # They closed only when collected, each with a ResourceWarning: a user whose pytest makes warnings errors
+    # (filterwarnings = error) had every test that read a sequence fail.
+    import gc
+    import warnings
+
+    path = tmp_path / "store"
+
+    def open_data_files() -> int:
+        return sum(1 for fd in Path("/proc/self/fd").iterdir() if os.path.realpath(fd).startswith(str(path)))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Store.open(path) as store:
+            store.genomes.init(TINY, ["tiny"])
+            assert store.getseq("tiny", "chr1", 0, 4) == "ATTT" and len(store.getseq("tiny", "chr2", 0, 4)) == 4
+            assert open_data_files() >= 2
+            store.aliases.set("again", store.genomes.resolve("tiny"), namespace="refgenie")  # drops the cache
+            assert store.getseq("tiny", "chr1", 0, 4) == "ATTT"
+        gc.collect()
+    assert open_data_files() == 0
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 def test_a_data_file_cut_short_or_altered_is_a_one_line_error_not_wrong_residues(store: Store) -> None:
     digest = store.genomes.init(TINY, ["tiny"], circular=["chrM"]).genome.sequences[0].removeprefix("SQ.")
     data = next(store.refget_path.joinpath("sequences").rglob(f"{digest}.seq"))

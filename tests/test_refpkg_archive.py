@@ -238,3 +238,32 @@ def test_exporting_a_package_twice_gives_identical_archive_bytes_in_any_time_zon
         with zipfile.ZipFile(tmp_path / "a" / name) as archive:
             archive.extractall(tmp_path / "x")
     taxit("check", tmp_path / "x" / "pkg")
+
+
+@pytest.mark.parametrize(("fmt", "name", "maker"), [("dir", "pkg.refpkg", "_mkdir_temp"),
+                                                     ("tar", "pkg.refpkg.tar.gz", "mkstemp"),
+                                                     ("zip", "pkg.refpkg.zip", "mkstemp")])
+def test_a_sigterm_handled_the_moment_the_export_temp_exists_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, name: str, maker: str
+) -> None:
+    # CPython runs a signal handler right after the call that made the temp returns, before write_package had
+    # bound its name: the CLI's SIGTERM left a hidden .pkg.refpkg.tmp-* beside the export (seen under load).
+    from datetime import datetime, timezone
+
+    from rgstore import refpkg_archive
+    from rgstore.interrupts import interrupt
+
+    make = getattr(refpkg_archive, maker)
+
+    def made_then_signalled(*args: object, **kwargs: object) -> object:
+        made = make(*args, **kwargs)
+        interrupt(SystemExit(143))  # what the CLI's SIGTERM handler does
+        return made
+
+    monkeypatch.setattr(refpkg_archive, maker, made_then_signalled)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SystemExit):
+        refpkg_archive.write_package(out / name, fmt, b"{}", {}, lambda ref: open(os.devnull, "rb"),
+                                     datetime.now(timezone.utc), lambda n: None)
+    assert list(out.iterdir()) == []
