@@ -46,11 +46,17 @@ _LEVEL = 1
 OpenBlob = Callable[[FileRef], IO[bytes]]
 Advance = Callable[[int], object]
 
-_DAMAGE = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError,
+_DAMAGE: tuple[type[BaseException], ...] = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError,
            NotImplementedError, RuntimeError)
 """What reading a damaged archive raises: a truncated gzip stream is an EOFError, a bad CRC a
 BadZipFile or BadGzipFile, an unknown zip compression NotImplementedError, an encrypted zip
 member RuntimeError."""
+try:  # Python 3.14's tarfile "r:*" opens .tar.zst too, and a corrupt one raises compression.zstd's own error
+    from compression.zstd import ZstdError  # type: ignore[import-not-found, unused-ignore]
+
+    _DAMAGE = (*_DAMAGE, ZstdError)
+except ImportError:
+    pass
 
 
 def strip_archive_suffix(name: str) -> str:
