@@ -96,12 +96,8 @@ def _allowed(scope: Scope) -> str | None:
     return ", ".join(sorted(methods | {"OPTIONS"}))
 
 
-class ReadOnlyMethodsMiddleware:
-    """Serve HEAD through the GET routes (body dropped) and answer plain OPTIONS with ``Allow``.
-
-    FastAPI registers GET routes for GET only; the spec-level contract of this server is that
-    every resource answers GET, HEAD and OPTIONS, and nothing else changes state.
-    """
+class _HttpMiddleware:
+    """An ASGI middleware that passes lifespan and websocket scopes through and handles HTTP in ``http``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,6 +106,22 @@ class ReadOnlyMethodsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one HTTP request."""
+        raise NotImplementedError
+
+
+class ReadOnlyMethodsMiddleware(_HttpMiddleware):
+    """Serve HEAD through the GET routes (body dropped) and answer plain OPTIONS with ``Allow``.
+
+    FastAPI registers GET routes for GET only; the spec-level contract of this server is that
+    every resource answers GET, HEAD and OPTIONS, and nothing else changes state.
+    """
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer OPTIONS here, route HEAD as GET without its body, pass the rest on."""
         method = scope["method"]
         if method == "OPTIONS":
             allow = _allowed(scope)
@@ -142,7 +154,7 @@ class ReadOnlyMethodsMiddleware:
 REVALIDATE = (b"cache-control", b"no-cache")
 
 
-class RevalidateByDefaultMiddleware:
+class RevalidateByDefaultMiddleware(_HttpMiddleware):
     """Add ``Cache-Control: no-cache`` to every answer that does not state its own caching.
 
     Only answers fixed by the digests in their URL say ``IMMUTABLE``; everything else (``/events``,
@@ -152,13 +164,8 @@ class RevalidateByDefaultMiddleware:
     a stale ``/events/head``, lag for that long, or take the primary for rolled back and stop.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, adding the header to an answer that has no Cache-Control."""
 
         async def send_revalidated(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":

@@ -284,8 +284,8 @@ def test_closing_a_prefetch_early_stops_its_producer() -> None:
     assert len(produced) <= 5
 
 
-def _diverge(tmp_path: Path) -> tuple[Path, Path]:
-    """A mirror at seq 8 of a primary that is then restored from a seq-5 backup and written to again, to seq 8."""
+def _diverge(tmp_path: Path, after_restore: int = 3) -> tuple[Path, Path]:
+    """A mirror at seq 8 of a primary then restored from a seq-5 backup and written to again (to 8 by default)."""
     import shutil
 
     primary, backup = tmp_path / "p", tmp_path / "backup"
@@ -300,8 +300,8 @@ def _diverge(tmp_path: Path) -> tuple[Path, Path]:
     shutil.rmtree(primary)
     shutil.copytree(backup, primary)
     with Store.open(primary) as p:
-        p.append([NewEvent(stream="s", event=Noted(text=f"after restore {i}")) for i in range(3)])
-        assert p.head()[0] == 8
+        p.append([NewEvent(stream="s", event=Noted(text=f"after restore {i}")) for i in range(after_restore)])
+        assert p.head()[0] == 5 + after_restore
     return primary, tmp_path / "m"
 
 
@@ -874,23 +874,10 @@ def test_an_upstream_behind_on_the_same_history_is_a_lagging_copy_and_pulls_noth
 
 
 def test_an_upstream_behind_with_a_different_record_there_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    import shutil
-
-    primary = tmp_path / "p"
-    with Store.open(primary) as p:
-        _work(p, 0, 5)
-    shutil.copytree(primary, tmp_path / "backup")
-    with Store.open(primary) as p:
-        _work(p, 5, 3)
-        publish(p, tmp_path / "pub")
-    with Store.open(tmp_path / "m") as mirror:
-        pull(mirror, str(tmp_path / "pub"))
-    shutil.rmtree(primary)
-    shutil.copytree(tmp_path / "backup", primary)
-    with Store.open(primary) as p:  # restored to 5 and written to once: a different seq 6, behind the mirror's 8
-        p.append([NewEvent(stream="s", event=Noted(text="after restore"))])
-        publish(p, tmp_path / "pub6")
-    with Store.open(tmp_path / "m") as mirror:
+    primary_path, mirror_path = _diverge(tmp_path, after_restore=1)  # a different seq 6, behind the mirror's 8
+    with Store.open(primary_path) as primary:
+        publish(primary, tmp_path / "pub6")
+    with Store.open(mirror_path) as mirror:
         before = mirror.head(), view_digests(mirror)
         with pytest.raises(LogMismatchError, match="at seq 6, behind this mirror's 8, with a different record there"):
             pull(mirror, str(tmp_path / "pub6"))
