@@ -245,7 +245,7 @@ def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) 
     \b
     Example:
         rgstore genome export hg38 hg38.fa --width 60
-        rgstore genome export hg38 hg38.fa.gz && samtools faidx hg38.fa.gz chr1:1-100
+        rgstore genome export hg38 hg38.fa.gz && samtools faidx hg38.fa.gz
     """
     from rgstore.progress import terminal_progress
 
