@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from .errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, RemoteError, RgstoreError
+from .errors import (
+    ChainError,
+    IntegrityError,
+    InvalidInputError,
+    LogMismatchError,
+    RemoteError,
+    RgstoreError,
+    StoreClosedError,
+)
 from .mirror import pull
 from .store import Store
 
@@ -50,7 +58,8 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
 
     Errors of one round (upstream down, transient HTTP failures) are reported on stderr once (and
     again when they change or clear) and retried next round; a refused upstream (foreign log,
-    diverged, tampering) stops the loop with exit 1. With ``parent``, the loop also ends when that
+    diverged, tampering) stops the loop with exit 1, as does the store's directory moved, deleted or
+    restored over while the loop holds it open. With ``parent``, the loop also ends when that
     process is gone (the server was killed). ``with_sequences`` also fetches every genome sequence
     each round (for a mirror that other mirrors read sequences from).
     """
@@ -81,6 +90,11 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
                     failing = None
             except (LogMismatchError, ChainError, IntegrityError) as exc:
                 print(f"follow: refusing {source}: {exc}", file=sys.stderr, flush=True)
+                return 1
+            except StoreClosedError as exc:
+                # The store was moved, deleted or restored over while this process held it: no round can
+                # write to it again, so stop (the server says so) rather than "retry" for ever.
+                print(f"follow: stopping: {exc}", file=sys.stderr, flush=True)
                 return 1
             except (RgstoreError, OSError) as exc:
                 if str(exc) != failing:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from . import upstream
-from .codec import chain_of
+from .codec import chain_of, genesis_hash
 from .environment import Txn
 from .errors import (
     ChainError,
@@ -103,6 +103,8 @@ def _lagging_copy(store: Store, source: str, upstream_head: int, known: dict[int
         with store.read() as txn:
             record = store.log.record(txn, upstream_head)
         ours = chain_of(record).hex() if record is not None else None
+    else:  # a copy of this log before its first event (published empty): its head hash is the log's genesis
+        ours = genesis_hash(store.log_id()).hex()
     if ours is not None and known.get(upstream_head) == ours:
         return True
     raise LogMismatchError(
@@ -131,7 +133,7 @@ def _manifest_hashes(manifest: Manifest) -> dict[int, str]:
     """Chain hashes a manifest states without fetching anything: at each segment's ends and the head."""
     known = {seg.first_seq - 1: seg.prev_hash for seg in manifest.segments}
     known.update({seg.last_seq: seg.last_hash for seg in manifest.segments})
-    if manifest.head_seq:
+    if manifest.head_seq or manifest.head_hash:  # an empty log's manifest states its genesis hash at seq 0
         known[manifest.head_seq] = manifest.head_hash
     return known
 

@@ -182,6 +182,8 @@ class SequenceReader:
         by_digest: bool = False, revcomp: bool = False,
     ) -> list[str]:
         """``getseq`` for many regions of one genome; optionally reverse-complemented."""
+        if isinstance(regions, str):  # one locus string, not a list: named whole, not as its first letter
+            _locus_string(regions)
         getseq = self.getseq
         out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) if not isinstance(r, str) else _locus_string(r)
                for r in regions]
@@ -203,6 +205,8 @@ class SequenceReader:
         """
         if chunk < 1:
             raise InvalidInputError(f"chunk must be a positive number of residues, got {chunk}")
+        if isinstance(regions, str):  # as in getseqs
+            _locus_string(regions)
         out: list[tuple[int, Iterator[str]]] = []
         # One open data file per sequence digest (at most MAX_OPEN_FILES; the rest open per read):
         # opening the file for every region made a 50k-region BED 1.7x slower than reading it whole.

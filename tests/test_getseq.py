@@ -539,3 +539,12 @@ def test_a_locus_string_given_to_getseqs_is_named_not_read_letter_by_letter(stor
         with pytest.raises(InvalidInputError, match=r"region 'chr1:0-5' is a locus string: .*read_loci"):
             call()
     assert store.getseqs("tiny", [("chr1", 0, 5)]) == [store.getseq("tiny", "chr1", 0, 5)]
+
+
+def test_a_lone_locus_string_given_to_getseqs_is_named_whole_not_as_its_first_letter(store: Store) -> None:
+    # getseqs("tiny", "chr1:0-5") without the list: the error named region 'c' as "a locus string".
+    store.genomes.init(TINY, ["tiny"])
+    for call in (lambda: store.getseqs("tiny", "chr1:0-5"),  # type: ignore[arg-type]
+                 lambda: store.genomes.sequences.stream("tiny", "chr1:0-5")):  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match=r"^region 'chr1:0-5' is a locus string: .*read_loci"):
+            call()

@@ -551,6 +551,41 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
         assert mirror.head()[0] == 3
 
 
+def test_a_follower_whose_store_is_restored_over_by_mv_stops_instead_of_retrying_for_ever(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys
+) -> None:
+    """`serve --follow` then says the follower stopped; its handle on the moved-away store can never write again."""
+    import shutil
+    import threading
+
+    from rgstore.follow import follow
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    Store.open(tmp_path / "m").close()
+
+    def restore_then_publish() -> None:
+        time.sleep(0.5)  # the follower has caught up to seq 3
+        (tmp_path / "m").rename(tmp_path / "m.old")
+        shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # a restore by mv/cp under the running follower
+        with Store.open(tmp_path / "p") as primary:
+            _work(primary, 3, 2)
+            publish(primary, tmp_path / "pub")
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    restorer = threading.Thread(target=restore_then_publish)
+    restorer.start()
+    try:
+        assert follow(tmp_path / "m", str(tmp_path / "pub"), 0.1, max_rounds=60) == 1
+    finally:
+        restorer.join()
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    err = capsys.readouterr().err
+    assert "follow: stopping: the store handle on" in err and "retrying" not in err, err
+
+
 def test_a_refused_first_pull_leaves_the_new_store_unmarked_but_an_empty_upstream_marks_it(tmp_path: Path) -> None:
     with Store.open(tmp_path / "p") as primary:
         _work(primary, 0, 6)
@@ -871,6 +906,32 @@ def test_an_upstream_behind_on_the_same_history_is_a_lagging_copy_and_pulls_noth
             assert (mirror.head(), view_digests(mirror)) == before
         assert status(mirror).error is None and status(mirror).lag == 0
         assert pull(mirror, str(tmp_path / "new")).applied == 0
+
+
+def test_a_copy_of_the_log_published_before_its_first_event_is_a_lagging_copy_too(tmp_path: Path) -> None:
+    """An edge still holding the first, empty publish (seq 0, the log's genesis hash) was refused as
+    "a different record there" and stopped a follower for good."""
+    with Store.open(tmp_path / "p") as primary:
+        publish(primary, tmp_path / "empty")
+        export_log(primary, tmp_path / "empty.rglog")
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "new")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "new"))
+        before = mirror.head(), view_digests(mirror)
+        for lagging in (tmp_path / "empty", tmp_path / "empty.rglog"):
+            result = pull(mirror, str(lagging))
+            assert (result.applied, result.upstream_head, result.head_seq) == (0, 0, 3)
+            assert (mirror.head(), view_digests(mirror)) == before
+            assert status(mirror).error is None
+    with Store.open(tmp_path / "other") as other:  # another log's empty copy is still not this one's
+        publish(other, tmp_path / "foreign")
+    manifest = read_manifest((tmp_path / "foreign" / MANIFEST).read_bytes(), "foreign")
+    (tmp_path / "foreign" / MANIFEST).write_text((tmp_path / "foreign" / MANIFEST).read_text().replace(
+        manifest.log_id, read_manifest((tmp_path / "new" / MANIFEST).read_bytes(), "new").log_id))
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(LogMismatchError, match="at seq 0, behind this mirror's 3"):
+            pull(mirror, str(tmp_path / "foreign"))  # the log id forged, the genesis hash not
 
 
 def test_an_upstream_behind_with_a_different_record_there_is_refused_and_changes_nothing(tmp_path: Path) -> None:
