@@ -10,12 +10,18 @@ from hypothesis import strategies as st
 
 from rgstore.codec import (
     CODEC_RAW,
+    CODEC_ZSTD,
+    CODEC_ZSTD_DICT,
     chain_of,
     decode_envelope,
     decode_event,
     encode_envelope,
     encode_event,
     frame,
+    frame_all,
+    payload_of,
+    register_dictionary,
+    train_dictionary,
     unframe,
 )
 from rgstore.errors import ChainError
@@ -36,9 +42,13 @@ def test_every_envelope_round_trips_through_a_stored_record(event: Event, seq: i
     env = Envelope(seq=seq, id="01a1fd82-65a7-72e8-9bc0-2fdeea98ac5d", stream=stream, stream_version=3,
                    time=datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc), actor="a@b",
                    event=event)  # type: ignore[arg-type]
-    payload = encode_envelope(env) + (b"" if not big else b"")
+    if big:  # past COMPRESS_MIN_BYTES and repetitive: stored zstd-compressed
+        env = Envelope(seq=seq, id=env.id, stream=stream, stream_version=3, time=env.time, actor="a@b" * 300,
+                       event=event)  # type: ignore[arg-type]
+    payload = encode_envelope(env)
     chain = bytes(range(32))
     record = frame(payload, chain, compress=big)
+    assert record[0] == (CODEC_ZSTD if big else CODEC_RAW)
     assert chain_of(record) == chain
     assert unframe(record, seq) == (chain, payload)
     assert decode_envelope(payload) == env
@@ -55,3 +65,46 @@ def test_a_raw_record_with_a_dictionary_id_in_its_header_is_rejected() -> None:
 def test_a_truncated_record_is_rejected_with_its_seq() -> None:
     with pytest.raises(ChainError, match="seq 4"):
         unframe(b"\x00" * 10, 4)
+
+
+BIG = b"refgenie alias hg38 " * 100  # compressible, past COMPRESS_MIN_BYTES
+
+
+def test_a_zstd_record_whose_header_names_a_dictionary_is_rejected() -> None:
+    record = bytearray(frame(BIG, bytes(32)))
+    assert record[0] == CODEC_ZSTD
+    record[4] ^= 1  # the chain covers the payload, not the header: unframe must check it
+    with pytest.raises(ChainError, match="seq 9: header names dictionary 1 for codec 1"):
+        unframe(bytes(record), 9)
+
+
+def test_a_cut_short_compressed_record_is_a_chain_error_naming_its_seq() -> None:
+    samples = [b'{"stream":"alias:refgenie/g%d","digest":"%030d"}' % (i, i * 7919) for i in range(400)]
+    dict_id = register_dictionary(train_dictionary(samples, 4096))
+    for record in (frame(BIG, bytes(32)), frame(samples[3], bytes(32), dict_id=dict_id)):
+        assert record[0] in (CODEC_ZSTD, CODEC_ZSTD_DICT)
+        assert payload_of(record, 5) == (BIG if record[0] == CODEC_ZSTD else samples[3])
+        for read in (unframe, payload_of):
+            with pytest.raises(ChainError, match="seq 5: zstd payload does not decompress"):
+                read(record[:-3], 5)
+
+
+def test_a_record_needing_a_dictionary_this_process_never_saw_is_a_chain_error() -> None:
+    record = bytes([CODEC_ZSTD_DICT]) + (0x7EADBEEF).to_bytes(4, "big") + bytes(32) + b"\x28\xb5\x2f\xfd"
+    for read in (unframe, payload_of):
+        with pytest.raises(ChainError, match=f"seq 3: needs zstd dictionary {0x7EADBEEF}"):
+            read(record, 3)
+
+
+def test_a_record_of_an_unknown_codec_is_refused_not_read_as_raw() -> None:
+    record = bytes([7]) + bytes(4) + bytes(32) + b"\x80"
+    with pytest.raises(ChainError, match="seq 2: unknown codec 7"):
+        unframe(record, 2)
+
+
+def test_uncompressed_framing_of_a_batch_keeps_each_records_own_chain() -> None:
+    payloads = [b"\x80", b"\x81\xa1a\x01", BIG]
+    chains = [bytes([i]) * 32 for i in range(1, 4)]
+    records = frame_all(payloads, chains, compress=False)
+    assert [r[0] for r in records] == [CODEC_RAW] * 3
+    assert [unframe(r) for r in records] == list(zip(chains, payloads))

@@ -78,3 +78,33 @@ def test_zipper_matches_a_list_model(tmp_path_factory: object, ops: list[str]) -
                 store.append([NewEvent(stream=S, event=Redone())])
                 model_done.append(model_undone.pop())
             assert stacks(store) == (model_done, model_undone)
+
+
+def test_a_redo_after_two_undos_redoes_the_step_undone_last(store: Store) -> None:
+    a, b, c = push(store), push(store), push(store)
+    store.append([NewEvent(stream=S, event=Undone())])
+    store.append([NewEvent(stream=S, event=Undone())])
+    (redo,) = store.append([NewEvent(stream=S, event=Redone())])
+    assert store.events(after=redo - 1)[0].event == Redone(redone_seq=b)
+    assert stacks(store) == ([a, b], [c])
+
+
+def test_a_copy_fed_the_log_in_pieces_has_the_primarys_zipper(store: Store, tmp_path: object) -> None:
+    from pathlib import Path
+
+    push(store), push(store)
+    store.append([NewEvent(stream=S, event=Undone())])  # the copy's first piece ends with a redo side
+    push(store)
+    store.append([NewEvent(stream=S, event=Undone())])  # a step, then an undo, in the second piece
+    with store.read() as txn:
+        log_id = store.log.log_id(txn)
+        records = [(seq, bytes(raw)) for seq, raw in store.log.records(txn)]
+    with Store.open(Path(str(tmp_path)) / "copy") as copy:
+        for piece in (records[:3], records[3:]):
+            def write(txn: object, piece: list[tuple[int, bytes]] = piece) -> int:
+                copy.log.adopt_identity(txn, log_id)  # type: ignore[arg-type]
+                return copy.log.append_records(txn, piece, log_id)  # type: ignore[arg-type]
+
+            copy.environment.write(write)
+        assert stacks(copy) == stacks(store) == ([1], [4])
+        assert copy.verify().ok

@@ -411,3 +411,127 @@ def test_a_log_whose_meta_lost_its_identity_is_refused_not_given_a_new_one(tmp_p
     with env.begin(db=env.open_db(b"meta", create=False)) as txn:
         assert txn.get(b"log_id") is None  # nothing was written over the damage
     env.close()
+
+
+def test_a_reused_id_on_another_stream_is_a_conflict_not_a_repeat(store: Store) -> None:
+    eid = new_event_id()
+    store.append([note("a", "one", id=eid)])
+    with pytest.raises(IdempotencyConflictError):
+        store.append([note("b", "one", id=eid)])
+    assert store.head()[0] == 1 and store.stream_version("b") == 0
+
+
+def test_a_retried_undo_is_a_repeat_but_its_id_on_a_redo_is_a_conflict(store: Store) -> None:
+    store.append([note("s"), note("s")])
+    eid = new_event_id()
+    assert store.append([NewEvent(stream="s", event=Undone(), id=eid)]) == [3]
+    assert store.append([NewEvent(stream="s", event=Undone(), id=eid)]) == [3]  # the stored one has its seqs filled
+    with pytest.raises(IdempotencyConflictError):
+        store.append([NewEvent(stream="s", event=Redone(), id=eid)])
+    assert store.head()[0] == 3
+
+
+def test_an_empty_stream_name_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="1-500 bytes"):
+        store.append([note("")])
+    assert store.head()[0] == 0
+
+
+def test_a_stream_name_of_exactly_500_utf8_bytes_is_accepted(store: Store) -> None:
+    assert store.append([note("é" * 250)]) == [1]
+    assert store.stream_version("é" * 250) == 1 and store.verify().ok
+
+
+def test_an_expected_version_ahead_of_the_stream_is_a_conflict(store: Store) -> None:
+    store.append([note("a")])
+    with pytest.raises(ConcurrencyConflictError, match="version 1, expected 3"):
+        store.append([note("a", expected_version=3)])
+    assert store.head()[0] == 1
+
+
+def test_the_most_recent_matches_after_a_seq_leave_that_seq_out(store: Store) -> None:
+    for _ in range(6):
+        store.append([note("s")])
+    assert [e.seq for e in store.events(after=5, last=3)] == [6]
+    assert [e.seq for e in store.events(after=4, last=5)] == [5, 6]
+
+
+def test_an_undo_in_the_same_command_as_a_step_undoes_that_step(store: Store) -> None:
+    store.append([note("s", "one")])
+    assert store.append([note("s", "two"), NewEvent(stream="s", event=Undone())]) == [2, 3]
+    assert store.events()[-1].event == Undone(undone_seq=2, restored_seq=1)
+    assert store.append([NewEvent(stream="s", event=Redone())]) == [4]
+    assert store.events()[-1].event == Redone(redone_seq=2)
+    assert store.verify().ok
+
+
+def _copy_of(tmp_path: Path, n: int) -> tuple[str, list[tuple[int, bytes]]]:
+    """The log id and stored records of a fresh primary holding ``n`` notes."""
+    with Store.open(tmp_path / "primary") as primary:
+        primary.append([note("s", str(i)) for i in range(n)])
+        with primary.read() as txn:
+            return primary.log.log_id(txn), [(seq, bytes(raw)) for seq, raw in primary.log.records(txn)]
+
+
+def test_records_from_a_copy_are_refused_whole_over_a_record_the_head_does_not_know(tmp_path: Path) -> None:
+    log_id, records = _copy_of(tmp_path, 3)
+    with Store.open(tmp_path / "m") as mirror:
+        def first(txn: object) -> int:
+            mirror.log.adopt_identity(txn, log_id)  # type: ignore[arg-type]
+            return mirror.log.append_records(txn, records[:1], log_id)  # type: ignore[arg-type]
+
+        assert mirror.environment.write(first) == 1
+        stray, db = (2).to_bytes(8, "big"), mirror.environment.db("log")
+        mirror.environment.write(lambda txn: txn.put(stray, b"stray", db=db))
+        with pytest.raises(ChainError, match="log and head disagree"):
+            mirror.environment.write(lambda txn: mirror.log.append_records(txn, records[1:], log_id))
+        assert mirror.head()[0] == 1
+        with mirror.read() as txn:
+            assert txn.get(stray, db=db) == b"stray" and txn.get((3).to_bytes(8, "big"), db=db) is None
+
+
+def test_a_chained_record_whose_payload_claims_another_seq_is_refused(tmp_path: Path) -> None:
+    from rgstore.codec import frame
+
+    log_id, records = _copy_of(tmp_path, 2)
+    payload = unframe(records[1][1])[1]  # the envelope of seq 2, chained as if it were seq 1
+    forged = frame(payload, chain_hash(genesis_hash(log_id), 1, payload), compress=False)
+    with Store.open(tmp_path / "m") as mirror:
+        def write(txn: object) -> int:
+            mirror.log.adopt_identity(txn, log_id)  # type: ignore[arg-type]
+            return mirror.log.append_records(txn, [(1, forged)], log_id)  # type: ignore[arg-type]
+
+        with pytest.raises(ChainError, match="seq 1: payload claims seq 2"):
+            mirror.environment.write(write)
+        assert mirror.head()[0] == 0
+
+
+def test_one_id_on_two_events_of_one_command_is_refused(store: Store) -> None:
+    eid = new_event_id()
+    with pytest.raises(InvalidInputError, match=f"event id {eid} appears twice in one command"):
+        store.append([note("a", id=eid), note("b", id=eid)])
+    assert store.head()[0] == 0
+
+
+def test_a_retry_spelling_its_id_in_another_uuid_form_is_the_same_event(store: Store) -> None:
+    eid = new_event_id()
+    assert store.append([note("a", id=eid)]) == [1]
+    for spelling in (eid.upper(), "{" + eid + "}", "urn:uuid:" + eid, eid.replace("-", "")):
+        assert store.append([note("a", id=spelling)]) == [1]
+    assert store.head()[0] == 1
+
+
+def test_a_rebuild_of_more_than_64_events_folds_every_domain_views_streams(store: Store) -> None:
+    from rgstore.verify import view_digests
+
+    # Past 64 envelopes, fold_batch sorts a batch into stream families once: every family must reach its view.
+    store.append([NewEvent(stream=f"alias:refgenie/g{i}", event=AliasSet(namespace="refgenie", name=f"g{i}",
+                                                                        digest=f"d{i}")) for i in range(80)]
+                 + [note(f"s{i}") for i in range(20)])
+    aliases = next(v for v in store.views if v.name == "aliases")
+    with store.read() as txn:  # folded by the append itself, too
+        assert any(b"g79" in key for _, key, _ in aliases.contents(txn, store.environment))
+    incremental = view_digests(store)
+    store.rebuild()
+    assert view_digests(store) == incremental
+    assert store.verify().ok

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lmdb
+import pytest
 
 from rgstore.events import Noted
 from rgstore.log import NewEvent
@@ -270,3 +272,65 @@ def test_re_adding_the_fasta_rewrites_sequence_files_that_were_deleted_cut_short
     assert store.verify().ok
     assert store.genomes.getseq("g", "chr1") == "ACGTACGTTTGANNAC"
     assert not list(files[0].parent.glob(".tmp-*"))
+
+
+def _edit_log(path: Path, edit: Callable[[lmdb.Transaction, Any, Any], None]) -> None:
+    env = lmdb.open(str(path / "log"), max_dbs=64)
+    log, meta = env.open_db(b"log"), env.open_db(b"meta")  # not inside the write txn: open_db takes the writer lock
+    with env.begin(write=True) as txn:
+        edit(txn, log, meta)
+    env.close()
+
+
+def _reheaded(txn: lmdb.Transaction, log: Any, meta: Any) -> None:
+    """Rewrite the head record so its payload claims seq 99, chained correctly, and move the head hash along."""
+    import msgspec
+
+    from rgstore.codec import chain_hash, chain_of, decode_envelope, encode_envelope, frame, unframe
+
+    payload = encode_envelope(msgspec.structs.replace(decode_envelope(unframe(txn.get(seq_key(10), db=log))[1]), seq=99))
+    chain = chain_hash(chain_of(txn.get(seq_key(9), db=log)), 10, payload)
+    txn.put(seq_key(10), frame(payload, chain, compress=False), db=log)
+    txn.put(b"head", (10).to_bytes(8, "big") + chain, db=meta)
+
+
+@pytest.mark.parametrize(
+    ("edit", "bad_seq", "problem"),
+    [
+        (lambda txn, log, meta: txn.delete(seq_key(4), db=log), 4, "log record seq 4: missing (next record is seq 5)"),
+        (lambda txn, log, meta: txn.delete(seq_key(10), db=log), 10, "log ends at seq 9 but the head says 10"),
+        (lambda txn, log, meta: txn.put(b"head", (10).to_bytes(8, "big") + bytes(32), db=meta), 10,
+         "log record seq 10: head hash in meta differs from the chain"),
+        (_reheaded, 10, "log record seq 10: payload claims seq 99"),
+    ],
+    ids=["a deleted record", "a lost last record", "an altered head hash", "a rechained record claiming another seq"],
+)
+def test_log_damage_the_chain_alone_would_miss_or_misplace_is_named_by_seq(
+    store_path: Path, edit: Callable[[lmdb.Transaction, Any, Any], None], bad_seq: int, problem: str
+) -> None:
+    with Store.open(store_path) as store:
+        _fill(store)
+    _edit_log(store_path, edit)
+    with Store.open(store_path, readonly=True) as store:
+        report = store.verify()
+    assert report.first_bad_seq == bad_seq
+    assert problem in report.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (lambda txn, db: txn.put(b"s2", b"\x00" * 16, db=db), "value of key b's2' in streams differs"),
+        (lambda txn, db: txn.put(b"s10", b"\x00" * 16, db=db), "unexpected key b's10' in streams"),
+        (lambda txn, db: txn.delete(b"s1", db=db), "missing key b's1' in streams"),
+    ],
+    ids=["an edited last key", "an extra key", "a deleted key"],
+)
+def test_a_view_edit_past_its_first_key_is_named_by_key(
+    store: Store, tamper: Callable[[object, object], None], problem: str
+) -> None:
+    _fill(store)
+    store.environment.write(lambda txn: tamper(txn, store.environment.db("streams")))
+    report = store.verify()
+    assert not report.ok
+    assert f"view 'streams' disagrees with a fresh replay: {problem}" in report.problems[0]
