@@ -51,6 +51,12 @@ def _is_blob_path(path: Path) -> bool:
     return len(name) == 64 and _HEX.issuperset(name) and path.parent.name == name[:2] and path.is_file()
 
 
+def _sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes as they are now."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 class BlobStore:
     """The ``blobs/`` directory of a store."""
 
@@ -101,8 +107,9 @@ class BlobStore:
             if expected is not None and info.sha256 != expected:
                 raise IntegrityError(f"blob {expected} fails its sha256 (got {info.sha256}); not stored")
             dest = self.path(info.sha256)
-            if dest.is_file() and dest.stat().st_size == info.size:
-                # Refresh the mtime: gc's grace period then protects it until this command commits.
+            if dest.is_file() and dest.stat().st_size == info.size and _sha256_of(dest) == info.sha256:
+                # Intact: keep it (a backup may share it by hard link). Refresh the mtime: gc's grace period
+                # then protects it until this command commits. A copy damaged at the same size is replaced.
                 os.utime(dest)
                 tmp.unlink()
                 return info, False

@@ -221,7 +221,8 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
         except NotFoundError:
             vanished.add(sha)
         except IntegrityError as exc:
-            report.problems.append(f"{store.blobs.path(sha)}: {exc}")
+            report.problems.append(f"{store.blobs.path(sha)}: {exc} (adding the original file again, e.g. "
+                                   "`rgstore refpkg update NAME KEY=FILE`, replaces it)")
         except OSError as exc:
             report.problems.append(f"{store.blobs.path(sha)}: unreadable ({exc.strerror})")
         report.blobs += 1

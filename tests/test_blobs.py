@@ -48,6 +48,18 @@ def test_storing_a_blob_over_a_cut_short_copy_replaces_it(tmp_path: Path) -> Non
     assert new and blobs.verify(info.sha256) == info
 
 
+def test_storing_a_blob_over_a_copy_damaged_at_the_same_size_repairs_it(tmp_path: Path) -> None:
+    """Bit rot keeps the size: re-adding the file must not report success over a blob every read refuses."""
+    blobs = BlobStore(tmp_path / "blobs")
+    info, _ = blobs.put_bytes(DATA)
+    _corrupt(blobs, info.sha256)
+    with pytest.raises(IntegrityError):
+        blobs.verify(info.sha256)
+    again, new = blobs.put_bytes(DATA)
+    assert again == info and new
+    assert blobs.read_bytes(info.sha256) == DATA and blobs.stale_temp_files() == []
+
+
 def test_reading_or_copying_a_corrupt_blob_raises_and_copies_nothing(tmp_path: Path) -> None:
     blobs = BlobStore(tmp_path / "blobs")
     info, _ = blobs.put_bytes(DATA)
