@@ -23,11 +23,12 @@ def _blocks(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("size", [0, 1, 0xFF00 - 1, 0xFF00, 0xFF00 + 1, 300_000])
-def test_every_size_round_trips_through_gzip_in_blocks_that_name_their_size(size: int) -> None:
+def test_every_size_round_trips_through_gzip_in_blocks_that_name_their_size(size: int, threads: int) -> None:
     data = os.urandom(size // 2) + b"ACGT" * (size // 8) + b"N" * (size - size // 2 - 4 * (size // 8))
     raw = io.BytesIO()
-    with BgzfWriter(raw) as out:
+    with BgzfWriter(raw, threads=threads) as out:
         for i in range(0, len(data), 7777):  # writes of any size
             out.write(data[i:i + 7777])
     packed = raw.getvalue()
@@ -39,9 +40,25 @@ def test_every_size_round_trips_through_gzip_in_blocks_that_name_their_size(size
     assert len(blocks) == -(-len(data) // 0xFF00) + 1  # full blocks, then the EOF marker
 
 
-def test_a_writer_left_by_an_exception_does_not_end_the_file() -> None:
+def test_threads_compress_in_parallel_but_write_the_same_bytes_in_order() -> None:
+    data = b"".join(os.urandom(64) + b"ACGTTGCA" * 4000 for _ in range(40))  # ~1.3 MB, ~20 blocks
+    outputs = []
+    for threads in (1, 2, 4):
+        raw = io.BytesIO()
+        with BgzfWriter(raw, threads=threads) as out:
+            for i in range(0, len(data), 100_003):
+                out.write(data[i:i + 100_003])
+        outputs.append(raw.getvalue())
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert gzip.decompress(outputs[0]) == data
+
+
+def test_a_writer_left_by_an_exception_does_not_end_the_file_and_stops_its_threads() -> None:
+    import threading
+
     raw = io.BytesIO()
-    with pytest.raises(RuntimeError), BgzfWriter(raw) as out:
-        out.write(b"ACGT")
+    with pytest.raises(RuntimeError), BgzfWriter(raw, threads=2) as out:
+        out.write(os.urandom(300_000))
         raise RuntimeError("interrupted")
     assert not raw.getvalue().endswith(EOF_BLOCK)  # the caller discards the temp file; no valid-looking half
+    assert not any(t.name.startswith("rgstore-bgzf") for t in threading.enumerate())
