@@ -12,8 +12,10 @@ import os
 import struct
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["BgzfWriter", "BGZF_SUFFIXES", "EOF_BLOCK", "compress_block"]
 
@@ -49,6 +51,10 @@ class BgzfWriter:
         self._raw = raw
         self._level = level
         self._pending = bytearray()
+        # Imported here: concurrent.futures (with logging, queue, traceback) costs ~10 ms of start-up, and
+        # every getseq and genome command imports this module through rgstore.genomes.
+        from concurrent.futures import ThreadPoolExecutor
+
         workers = threads if threads is not None else min(os.cpu_count() or 1, _MAX_THREADS)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rgstore-bgzf") if workers > 1 else None
         self._window = 2 * workers  # blocks in flight: enough to keep every thread busy, bounded memory

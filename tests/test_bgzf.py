@@ -62,3 +62,18 @@ def test_a_writer_left_by_an_exception_does_not_end_the_file_and_stops_its_threa
         raise RuntimeError("interrupted")
     assert not raw.getvalue().endswith(EOF_BLOCK)  # the caller discards the temp file; no valid-looking half
     assert not any(t.name.startswith("rgstore-bgzf") for t in threading.enumerate())
+
+
+def test_importing_the_genome_commands_does_not_load_the_thread_pool_until_a_bgzf_export() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # concurrent.futures drags in logging, queue and traceback: ~10 ms on every getseq and genome command.
+    code = ("import sys, io, rgstore.genomes, rgstore.bgzf\n"
+            "before = 'concurrent.futures' in sys.modules\n"
+            "rgstore.bgzf.BgzfWriter(io.BytesIO(), threads=2).close()\n"
+            "print(before, 'concurrent.futures' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.split() == ["False", "True"]
