@@ -521,11 +521,24 @@ def test_a_lazy_mirror_will_not_publish_a_refget_store_with_holes(tmp_path: Path
         assert chained.getseq("tiny", "chr1", 0, 30) == Store.open(tmp_path / "p", readonly=True).getseq("tiny", "chr1", 0, 30)
 
 
-def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def _follow_beside(store: Path, source: Path, meanwhile, max_rounds: int) -> int:  # type: ignore[no-untyped-def]
+    """``follow`` of ``source`` into ``store`` every 0.1 s while ``meanwhile`` runs in a thread; its exit code."""
     import threading
 
     from rgstore.follow import follow
 
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # follow installs its own
+    side = threading.Thread(target=meanwhile)
+    side.start()
+    try:
+        return follow(store, str(source), 0.1, max_rounds=max_rounds)
+    finally:
+        side.join()
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+
+
+def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     with Store.open(tmp_path / "p") as primary:
         _work(primary, 0, 3)
     Store.open(tmp_path / "m").close()
@@ -535,15 +548,7 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
         with Store.open(tmp_path / "p") as primary:
             publish(primary, tmp_path / "pub")
 
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    publisher = threading.Thread(target=come_back)
-    publisher.start()
-    try:
-        assert follow(tmp_path / "m", str(tmp_path / "pub"), 0.1, max_rounds=40) == 0
-    finally:
-        publisher.join()
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
+    assert _follow_beside(tmp_path / "m", tmp_path / "pub", come_back, max_rounds=40) == 0
     err = capsys.readouterr().err.splitlines()
     assert len([line for line in err if "no such export file or segment directory" in line]) == 1, err
     assert any("is back; caught up to seq 3" in line for line in err), err
@@ -556,9 +561,6 @@ def test_a_follower_whose_store_is_restored_over_by_mv_stops_instead_of_retrying
 ) -> None:
     """`serve --follow` then says the follower stopped; its handle on the moved-away store can never write again."""
     import shutil
-    import threading
-
-    from rgstore.follow import follow
 
     with Store.open(tmp_path / "p") as primary:
         _work(primary, 0, 3)
@@ -573,15 +575,7 @@ def test_a_follower_whose_store_is_restored_over_by_mv_stops_instead_of_retrying
             _work(primary, 3, 2)
             publish(primary, tmp_path / "pub")
 
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    restorer = threading.Thread(target=restore_then_publish)
-    restorer.start()
-    try:
-        assert follow(tmp_path / "m", str(tmp_path / "pub"), 0.1, max_rounds=60) == 1
-    finally:
-        restorer.join()
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
+    assert _follow_beside(tmp_path / "m", tmp_path / "pub", restore_then_publish, max_rounds=60) == 1
     err = capsys.readouterr().err
     assert "follow: stopping: the store handle on" in err and "retrying" not in err, err
 
@@ -889,41 +883,35 @@ def test_a_pull_with_nothing_new_from_a_moved_upstream_makes_it_the_mirrors_upst
         assert (now.error, now.lag) == (None, 0)
 
 
-def test_an_upstream_behind_on_the_same_history_is_a_lagging_copy_and_pulls_nothing(tmp_path: Path) -> None:
-    """A pool of mirrors or CDN edges at different heads: the one behind is skipped, not refused for good."""
+@pytest.mark.parametrize("behind", [5, 0], ids=["edge-at-5", "edge-before-the-first-event"])
+def test_an_upstream_behind_on_the_same_history_is_a_lagging_copy_and_pulls_nothing(tmp_path: Path, behind: int) -> None:
+    """A pool of mirrors or CDN edges at different heads: the one behind is skipped, not refused for good.
+
+    At seq 0 (an edge still holding the first, empty publish) its head hash is the log's genesis hash.
+    """
     with Store.open(tmp_path / "p") as primary:
-        _work(primary, 0, 5)
-        publish(primary, tmp_path / "old")  # an edge still holding 5 events
+        _work(primary, 0, behind)
+        publish(primary, tmp_path / "old")
         export_log(primary, tmp_path / "old.rglog")
-        _work(primary, 5, 5)
+        _work(primary, behind, 5)
         publish(primary, tmp_path / "new")
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(tmp_path / "new"))
         before = mirror.head(), view_digests(mirror)
         for lagging in (tmp_path / "old", tmp_path / "old.rglog"):
             result = pull(mirror, str(lagging))
-            assert (result.applied, result.upstream_head, result.head_seq) == (0, 5, 10)
+            assert (result.applied, result.upstream_head, result.head_seq) == (0, behind, behind + 5)
             assert (mirror.head(), view_digests(mirror)) == before
-        assert status(mirror).error is None and status(mirror).lag == 0
+            assert status(mirror).error is None and status(mirror).lag == 0
         assert pull(mirror, str(tmp_path / "new")).applied == 0
 
 
-def test_a_copy_of_the_log_published_before_its_first_event_is_a_lagging_copy_too(tmp_path: Path) -> None:
-    """An edge still holding the first, empty publish (seq 0, the log's genesis hash) was refused as
-    "a different record there" and stopped a follower for good."""
+def test_another_logs_empty_copy_is_not_taken_for_a_lagging_copy(tmp_path: Path) -> None:
     with Store.open(tmp_path / "p") as primary:
-        publish(primary, tmp_path / "empty")
-        export_log(primary, tmp_path / "empty.rglog")
         _work(primary, 0, 3)
         publish(primary, tmp_path / "new")
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(tmp_path / "new"))
-        before = mirror.head(), view_digests(mirror)
-        for lagging in (tmp_path / "empty", tmp_path / "empty.rglog"):
-            result = pull(mirror, str(lagging))
-            assert (result.applied, result.upstream_head, result.head_seq) == (0, 0, 3)
-            assert (mirror.head(), view_digests(mirror)) == before
-            assert status(mirror).error is None
     with Store.open(tmp_path / "other") as other:  # another log's empty copy is still not this one's
         publish(other, tmp_path / "foreign")
     manifest = read_manifest((tmp_path / "foreign" / MANIFEST).read_bytes(), "foreign")
