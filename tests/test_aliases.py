@@ -737,3 +737,33 @@ def test_a_hand_garbled_rgstore_json_is_left_to_verify_not_a_traceback_on_every_
     assert run_rgstore("--store", str(store_path), "rebuild").returncode == 0
     assert run_rgstore("--store", str(store_path), "verify").returncode == 0
     assert run_rgstore("--store", str(store_path), "getseq", "tiny", "chr1:0-4").stdout.strip()
+
+
+# -- gaps found by mutation testing -------------------------------------------------------------
+
+
+def test_listing_one_namespace_leaves_out_namespaces_that_start_with_its_name(store: Store, genomes: Digests) -> None:
+    store.aliases.set("ucsc:hg38", genomes["a"])
+    store.aliases.set("ucsc2:hg19", genomes["b"])
+    assert [(e.namespace, e.name) for e in store.aliases.list(namespace="ucsc")] == [("ucsc", "hg38")]
+    assert [(e.namespace, e.name) for e in store.aliases.list(namespace="ucsc2")] == [("ucsc2", "hg19")]
+
+
+def test_undo_to_before_an_aliases_first_target_never_resolves_to_another_aliases_target(
+    store: Store, genomes: Digests
+) -> None:
+    """An undo back over a foreign step (no snapshot) must not read the snapshot of the alias sorted before it."""
+    from rgstore.events import FhrSet
+
+    store.aliases.set("a", genomes["a"])
+    store.append([NewEvent(stream="alias:refgenie/b", event=FhrSet(digest=genomes["b"], fhr={}))])
+    store.aliases.set("b", genomes["b"])
+    store.aliases.undo("b")  # back to just after the foreign step: b did not exist yet
+    with pytest.raises(NotFoundError):
+        store.aliases.get("b")
+    assert store.aliases.list(digest=genomes["a"])[0].name == "a" and len(store.aliases.list()) == 1
+
+
+def test_a_sequence_alias_takes_an_sq_colon_prefixed_digest(store: Store, genomes: Digests) -> None:
+    chr1 = open_gtars(store).get_collection_level2(genomes["a"])["sequences"][0]
+    assert store.aliases.set("insdc:CHR1.1", "SQ:" + chr1[3:], sequence=True).digest == chr1[3:]

@@ -258,3 +258,26 @@ def test_gc_by_size_follows_the_order_of_use_even_after_the_clock_was_set_back(
     total = sum(e.size for e in filled.cache.ls())
     report = filled.cache.gc(max_age=None, max_size=total - by_region["exon"].size)
     assert [i.key for i in report.evicted] == [by_region["exon"].key]
+
+
+def test_an_entry_rebuilt_after_eviction_has_no_tombstone_left(filled: Store, tree: Path) -> None:
+    victim = next(e for e in filled.cache.ls() if e.request.get("genomic_regions") == {"exon": True})
+    filled.append([NewEvent(stream=f"cache:{victim.key}", event=CacheEvicted(key=victim.key, reason="age"))])
+    assert filled.cache.show(victim.key).state == "evicted"
+    with UpstreamServer(tree) as srv:
+        filled.cache.regions(req(ENSEMBL, "exon"), base_url=base(srv, "ensembl"))
+    details = filled.cache.show(victim.key)
+    assert (details.state, details.tombstone) == ("live", None)
+    with filled.read() as txn:
+        assert victim.key not in {t.key for t in CacheView.tombstones(txn, filled.environment)}
+
+
+def test_gc_long_after_the_inserts_never_takes_live_entries_for_strays(filled: Store) -> None:
+    """Live level-1 and level-2 directories are a day old too: only directories no event describes are strays."""
+    before = filled.cache.ls()
+    _later(filled, 3 * DAY)
+    report = filled.cache.gc(max_age=None)
+    assert (report.strays, report.evicted, report.completed) == ([], [], [])
+    assert [e.key for e in filled.cache.ls()] == [e.key for e in before]
+    assert all((filled.cache.root / e.path / rel).is_file() for e in before for rel in e.files)
+    assert filled.cache.verify().ok

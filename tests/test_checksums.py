@@ -99,3 +99,13 @@ def test_verify_file_raises_on_md5_and_sum_mismatches(tmp_path: Path) -> None:
         verify_file(path, Expected(algorithm="md5", value="0" * 32))
     with pytest.raises(IntegrityError, match="CHECKSUMS says sum"):
         verify_file(path, Expected(algorithm="sum", value=f"{checksum ^ 1}/{blocks}"))
+
+
+def test_a_sum_promises_at_most_its_blocks_of_1024_bytes_and_an_md5_promises_no_size() -> None:
+    assert Expected(algorithm="sum", value="42/3").max_size() == 3 * 1024
+    assert Expected(algorithm="md5", value="0" * 32).max_size() is None
+
+
+def test_ensembl_checksums_reject_a_line_with_more_than_three_fields() -> None:
+    with pytest.raises(InvalidInputError, match="CHECKSUMS line 1"):
+        parse_ensembl_checksums("55610 198719 Homo sapiens.fa.gz\n")

@@ -352,8 +352,14 @@ def _tamper(pub: Path, change) -> None:  # type: ignore[no-untyped-def]
     (lambda m: m["segments"][1].update(prev_hash="ab" * 32), "at seq 6: segment .* does not chain"),
     # int() of 4,301+ digits raised ValueError
     (lambda m: m["segments"][0].update(file=f"segments/{'0' * 5000}1-000000000005.rgseg"), "at seq 1: segment file"),
+    # a file name whose range is not the entry's (mutation testing found both unchecked by any test)
+    (lambda m: m["segments"][0].update(file="segments/000000000001-000000000004.rgseg"),
+     "at seq 1: segment file 'segments/000000000001-000000000004.rgseg' is not segments/000000000001-000000000005"),
+    (lambda m: m["segments"][1].update(file="segments/000000000006-000000000005.rgseg", last_seq=5),
+     "at seq 6: segment segments/000000000006-000000000005.rgseg covers 6-5"),
+    (lambda m: m["segments"][0].update(sha256="not-a-digest"), "at seq 1: segment .* has a malformed sha256"),
 ], ids=["head-past-segments", "no-segments", "head-hash", "absolute-file", "dotdot-file", "gap", "broken-chain",
-        "5000-digit-file"])
+        "5000-digit-file", "file-names-another-range", "backwards-range", "malformed-sha256"])
 def test_a_manifest_that_contradicts_itself_is_refused_naming_the_seq(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
     with Store.open(tmp_path / "p") as primary:
         _work(primary, 0, 12)

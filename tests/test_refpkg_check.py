@@ -30,6 +30,10 @@ BROKEN: dict[str, tuple[str, str, str]] = {
     "taxonomy": ("taxonomy", "tax_id,parent_id\n1,1\n2,1,extra\n",
                  "Taxonomy is invalid: not all lines had the same number of fields."),
     "json": ("phylo_model", "{not json", "phylo_model is not valid JSON."),
+    "fasta text before the first record": ("aln_fasta", "junk\n>s1\nA\n>s2\nA\n>s3\nA\n",
+                                           "aln_fasta file is not valid FASTA."),
+    "short seq_info row": ("seq_info", "seqname,tax_id\ns1\ns2,1\ns3,1\n",
+                           "some lines in seq_info differ in field count"),
 }
 
 
@@ -136,3 +140,7 @@ def test_deeply_nested_trees_parse_without_recursion() -> None:
     depth = 20_000
     text = "(" * depth + "a" + "".join(f",t{i})" for i in range(depth)) + ";"
     assert len(newick_names([text])) == depth + 1
+
+
+def test_seq_info_names_come_from_the_seqname_column_wherever_it_is(make: Callable[..., list[str]]) -> None:
+    assert make("swapped", seq_info="tax_id,seqname\n1,s1\n1,s2\n1,s3\n") == []

@@ -694,3 +694,112 @@ def test_export_without_a_format_follows_the_destination_suffix(store: Store, in
     assert store.refpkgs.export("pkg", tmp_path / "pkg.refpkg").format == "dir"
     assert (tmp_path / "pkg.refpkg" / "CONTENTS.json").is_file()
     assert store.refpkgs.import_package(tmp_path / "pkg.tar.gz", name="again").files == store.refpkgs.current("pkg").files
+
+
+# -- strip counts: which steps add files (mutation-testing gaps) ---------------------------------
+
+
+def test_a_package_created_again_after_its_creation_was_undone_strips_counting_only_its_own_files(
+    store: Store, inputs: dict[str, Path]
+) -> None:
+    """A creation starts the count of files set afresh: the undone package's files are not this one's."""
+    store.refpkgs.create("pkg", locus="L", files=inputs)
+    store.append([NewEvent(stream="refpkg:pkg", event=Undone())])  # the engine's generic undo
+    store.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"])])
+    assert store.refpkgs.strip("pkg").entry == "Stripped refpkg (removed 0 files)"
+
+
+def test_a_step_that_drops_a_file_key_adds_no_file_to_the_strip_count(store: Store, inputs: dict[str, Path]) -> None:
+    """An imported history's step may drop a key: the file it named is removed at strip, not counted twice."""
+    store.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"]), ("readme", inputs["readme"])])
+    store.append([NewEvent(stream="refpkg:pkg", event=RefpkgUpdated(name="pkg", files={"readme": None},
+                                                                    message="drop readme"))])
+    assert set(store.refpkgs.current("pkg").files) == {"tree"}
+    assert store.refpkgs.strip("pkg").entry == "Stripped refpkg (removed 1 files)"
+
+
+def test_strip_of_a_package_created_over_a_live_one_keeps_only_the_new_packages_log(store: Store) -> None:
+    """A creation starts a log: the strip must not fold in the entries of the package it replaced."""
+    store.refpkgs.create("pkg", locus="old")
+    store.refpkgs.update_metadata("pkg", ["k=v"])
+    store.append([NewEvent(stream="refpkg:pkg", event=RefpkgCreated(name="pkg", metadata={"locus": "new"},
+                                                                    log=["fresh"]))])
+    store.refpkgs.strip("pkg")
+    assert store.refpkgs.info("pkg").log == ["Stripped refpkg (removed 0 files)", "fresh"]
+    assert [e.message for e in store.refpkgs.log("pkg")] == ["Stripped refpkg (removed 0 files)", "fresh"]
+
+
+def test_gc_after_strip_keeps_the_files_only_the_stripped_package_holds(store: Store, tmp_path: Path) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L", files=[("a", text_file(tmp_path, "a", "v1"))])
+    r.update_files("pkg", [f"a={text_file(tmp_path, 'b/a', 'v2')}"])
+    r.strip("pkg")
+    assert len(collect_garbage(store, grace=0).removed) == 1  # v1 only
+    assert r.resource_path("pkg", "a").read_text() == "v2"
+    assert r.check("pkg") == [f"RefPkg has no key {k}" for k in
+                              ("aln_fasta", "aln_sto", "seq_info", "tree", "taxonomy", "phylo_model")]
+
+
+def test_a_file_name_freed_by_a_discarded_step_and_reused_rebuilds_to_its_new_owner(
+    store: Store, tmp_path: Path
+) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L", files=[("a", text_file(tmp_path, "a.txt", "1"))])
+    r.update_files("pkg", [f"a={text_file(tmp_path, 'x/b.txt', 'X')}"])
+    r.rollback("pkg")
+    r.update_metadata("pkg", ["k=v"])  # discards the step naming b.txt (content X)
+    assert r.update_files("pkg", [f"a={text_file(tmp_path, 'y/b.txt', 'Y')}"]).files["a"].name == "b.txt"
+    view = next(v for v in store.views if v.name == "refpkgs")
+    with store.read() as txn:
+        before = list(view.contents(txn, store.environment))
+    store.rebuild([view])  # one batch: b.txt loses its old owner, then gains the new one
+    with store.read() as txn:
+        assert list(view.contents(txn, store.environment)) == before
+    collect_garbage(store, grace=0)
+    assert r.resource_path("pkg", "a").read_text() == "Y"
+
+
+def test_export_of_a_package_created_over_a_live_one_holds_no_rollback_into_the_old_package(
+    store: Store, tmp_path: Path
+) -> None:
+    """``info`` says 0 rollbacks: the exported history must not let taxit roll back into the replaced package."""
+    store.refpkgs.create("pkg", locus="old")
+    store.refpkgs.update_metadata("pkg", ["k=v"])
+    store.append([NewEvent(stream="refpkg:pkg", event=RefpkgCreated(name="pkg", metadata={"locus": "new"},
+                                                                    log=["fresh"]))])
+    assert store.refpkgs.info("pkg").rollbacks == 0
+    store.refpkgs.export("pkg", tmp_path / "out.refpkg")
+    contents = json.loads((tmp_path / "out.refpkg" / "CONTENTS.json").read_text())
+    assert contents.get("rollback") is None and contents["metadata"]["locus"] == "new"
+
+
+def test_the_newest_entry_of_a_package_created_over_a_live_one_with_an_empty_log_is_none(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="old")
+    store.append([NewEvent(stream="refpkg:pkg", event=RefpkgCreated(name="pkg", metadata={"locus": "new"}))])
+    assert store.refpkgs.info("pkg").log == [] and store.refpkgs.current("pkg").entry is None
+
+
+def test_two_files_of_one_command_with_the_same_base_name_get_distinct_names(store: Store, tmp_path: Path) -> None:
+    """Else one name would hold two contents and an export would keep only one of them."""
+    state = store.refpkgs.create("pkg", locus="L", files=[("tree", text_file(tmp_path, "a/x.txt", "tree")),
+                                                         ("readme", text_file(tmp_path, "b/x.txt", "readme"))])
+    assert state.files["tree"].name != state.files["readme"].name
+    state = store.refpkgs.update_files("pkg", [f"seq_info={text_file(tmp_path, 'c/y.csv', 'one')}",
+                                               f"taxonomy={text_file(tmp_path, 'd/y.csv', 'two')}"])
+    assert state.files["seq_info"].name != state.files["taxonomy"].name
+    store.refpkgs.export("pkg", tmp_path / "out.refpkg")
+    assert (tmp_path / "out.refpkg" / state.files["readme"].name).read_text() == "readme"
+    assert (tmp_path / "out.refpkg" / state.files["taxonomy"].name).read_text() == "two"
+
+
+def test_create_without_a_locus_is_refused_and_writes_nothing(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="needs a locus"):
+        store.refpkgs.create("pkg", locus="")
+    assert store.head()[0] == 0
+
+
+@pytest.mark.parametrize("verb", ["rollback", "rollforward"])
+def test_a_zero_count_rollback_or_rollforward_is_refused(store: Store, verb: str) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    with pytest.raises(InvalidInputError, match="-n must be at least 1, got 0"):
+        getattr(store.refpkgs, verb)("pkg", 0)

@@ -194,3 +194,20 @@ def test_publishing_from_a_copy_behind_the_directory_says_to_publish_from_the_co
     with Store.open(tmp_path / "old") as old, pytest.raises(
             LogMismatchError, match=r"holds seqs up to 2, past this store's head 1: .*further along.*publish from that copy"):
         publish(old, tmp_path / "pub")
+
+
+def test_publish_refget_replaces_an_index_file_whose_new_bytes_have_the_same_size(tmp_path: Path, store_path: Path) -> None:
+    """An alias renamed to a name of the same length changes the TSV's bytes, not its size: it is published again."""
+    from rgstore.segments import publish_refget
+
+    tsv = Path("refget", "aliases", "collections", "ucsc.tsv")
+    with Store.open(store_path) as store:
+        store.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        digest = store.genomes.resolve("tiny")
+        store.aliases.set("aaaa", digest, namespace="ucsc")
+        publish_refget(store, tmp_path / "pub")
+        store.aliases.remove("aaaa", namespace="ucsc")
+        store.aliases.set("bbbb", digest, namespace="ucsc")
+        assert publish_refget(store, tmp_path / "pub") >= 1
+        assert (tmp_path / "pub" / tsv).read_bytes() == (store_path / tsv).read_bytes()
+    assert b"bbbb\t" in (tmp_path / "pub" / tsv).read_bytes()

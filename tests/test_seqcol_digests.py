@@ -143,3 +143,15 @@ def test_comparison_elements_match_exactly_when_their_canonical_json_does() -> N
     assert result["array_elements"]["a_and_b_count"] == {"x": 2}
     with pytest.raises(ValueError):
         seqcol.compare(None, {"x": [float("nan")]}, None, {"x": [1]})
+
+
+def test_canonical_form_is_jcs_sorted_keys_and_raw_utf8() -> None:
+    """RFC 8785: keys sorted, no spaces, non-ASCII written as UTF-8 (not \\u escapes), so digests of such names match."""
+    assert seqcol.canonical({"name": "chr\u00c9", "length": 1}) == '{"length":1,"name":"chr\u00c9"}'.encode()
+    assert seqcol.level1(["chr\u00c9"], [1], ["SQ.x"])["names"] == _t24u('["chr\u00c9"]'.encode())
+
+
+def test_compare_tells_a_pair_with_an_extra_key_from_the_pair_without_it() -> None:
+    a = {"name_length_pairs": [{"length": 1, "name": "a", "extra": 0}]}
+    b = {"name_length_pairs": [{"length": 1, "name": "a"}]}
+    assert seqcol.compare("A", a, "B", b)["array_elements"]["a_and_b_count"] == {"name_length_pairs": 0}
