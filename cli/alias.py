@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .complete import genome_names
 from .main import Context, store_option
 from .output import emit_json, emit_table, json_option, when
 
@@ -54,7 +55,7 @@ def alias_group() -> None:
 
 
 @alias_group.command("set")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @click.argument("digest")
 @_alias_options
 @click.option("--force", is_flag=True, help="Repoint an alias that already names another digest.")
@@ -82,7 +83,7 @@ def set_cmd(
 
 
 @alias_group.command("get")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_alias_options
 @store_option
 @json_option
@@ -107,7 +108,7 @@ def get_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, as_j
 
 
 @alias_group.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_alias_options
 @store_option
 @json_option
@@ -150,7 +151,7 @@ def list_cmd(ctx: Context, namespace: str | None, digest: str | None, sequence: 
 
 
 @alias_group.command("history")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_alias_options
 @store_option
 @json_option
@@ -177,7 +178,7 @@ def history_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, 
 
 
 @alias_group.command("undo")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_alias_options
 @store_option
 @json_option
@@ -195,7 +196,7 @@ def undo_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, as_
 
 
 @alias_group.command("redo")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_alias_options
 @store_option
 @json_option

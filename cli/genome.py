@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .complete import genome_names
 from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, RgstoreGroup, store_option
 from .output import emit_json, emit_table, json_option, when
@@ -141,7 +142,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 
 
 @genome_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_digest_option
 @store_option
 @json_option
@@ -181,7 +182,7 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
 
 
 @genome_group.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_digest_option
 @store_option
 @json_option
@@ -202,8 +203,8 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
 
 
 @genome_group.command("compare")
-@click.argument("a")
-@click.argument("b")
+@click.argument("a", shell_complete=genome_names)
+@click.argument("b", shell_complete=genome_names)
 @click.option("--digest", "by_digest", is_flag=True, help="A and B are genome digests rather than aliases.")
 @store_option
 @json_option
@@ -230,7 +231,7 @@ def compare_cmd(ctx: Context, a: str, b: str, by_digest: bool, as_json: bool) ->
 
 
 @genome_group.command("export")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @click.option("--width", type=click.IntRange(min=1), default=80, show_default=True, help="Residues per line.")
 @_digest_option
@@ -266,7 +267,7 @@ def fhr_group() -> None:
 
 
 @fhr_group.command("set")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @_digest_option
 @store_option
@@ -288,7 +289,7 @@ def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool, as_json: b
 
 
 @fhr_group.command("get")
-@click.argument("name")
+@click.argument("name", shell_complete=genome_names)
 @_digest_option
 @store_option
 @pass_ctx

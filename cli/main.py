@@ -139,6 +139,17 @@ class RgstoreGroup(click.Group):
             return cmd
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's lookup, with "did you mean" drawn from the lazy commands too (click only knows the loaded ones)."""
+        name = click.utils.make_str(args[0]) if args else ""
+        if self.lazy and args and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from rgstore.suggest import close_names
+
+            found = close_names(name, self.list_commands(ctx), limit=2)
+            hint = f" Did you mean {' or '.join(repr(f) for f in found)}?" if found else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
         try:
@@ -225,8 +236,13 @@ def store_option(fn: Any) -> Any:
     """Per-command ``--store`` (same meaning as the global option, for `cmd --store X` order)."""
 
     def set_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-        if value is not None:
-            ctx.find_object(Context).store_path = _store_path(value)  # type: ignore[union-attr]
+        if value is None:
+            return
+        obj = ctx.find_object(Context)
+        if obj is None:  # shell completion parses without running the root command (rgstore_cli.complete)
+            ctx.meta["rgstore.store"] = _store_path(value)
+        else:
+            obj.store_path = _store_path(value)
 
     return click.option(
         "--store", type=click.Path(file_okay=False), expose_value=False,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .complete import refpkg_names
 from .getseq import signals_unwind
 from .main import Context, store_option
 from .output import emit_json, emit_table, json_option, when
@@ -95,7 +96,7 @@ def create_cmd(ctx: Context, /, name: str, locus: str, description: str | None, 
 
 
 @refpkg_group.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @click.argument("changes", nargs=-1, required=True)
 @click.option("--metadata", is_flag=True, help="CHANGES are key=value metadata, not key=path files.")
 @store_option
@@ -121,7 +122,7 @@ def update_cmd(ctx: Context, name: str, changes: tuple[str, ...], metadata: bool
 
 
 @refpkg_group.command("rollback")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of steps to undo.")
 @store_option
 @json_option
@@ -139,7 +140,7 @@ def rollback_cmd(ctx: Context, name: str, count: int, as_json: bool) -> None:
 
 
 @refpkg_group.command("rollforward")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of steps to redo.")
 @store_option
 @json_option
@@ -157,7 +158,7 @@ def rollforward_cmd(ctx: Context, name: str, count: int, as_json: bool) -> None:
 
 
 @refpkg_group.command("strip")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @store_option
 @json_option
 @pass_ctx
@@ -174,7 +175,7 @@ def strip_cmd(ctx: Context, name: str, as_json: bool) -> None:
 
 
 @refpkg_group.command("check")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @store_option
 @json_option
 @pass_ctx
@@ -197,7 +198,7 @@ def check_cmd(ctx: Context, name: str, as_json: bool) -> None:
 
 
 @refpkg_group.command("info")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @store_option
 @json_option
 @pass_ctx
@@ -241,7 +242,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 
 
 @refpkg_group.command("log")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @store_option
 @json_option
 @pass_ctx
@@ -262,7 +263,7 @@ def log_cmd(ctx: Context, name: str, as_json: bool) -> None:
 
 
 @refpkg_group.command("rp")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @click.argument("key")
 @store_option
 @pass_ctx
@@ -299,7 +300,7 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
 
 
 @refpkg_group.command("export")
-@click.argument("name")
+@click.argument("name", shell_complete=refpkg_names)
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--tar", "tar_path", type=click.Path(path_type=Path), help="Write one .tar.gz instead.")
 @click.option("--zip", "zip_path", type=click.Path(path_type=Path), help="Write one .zip instead.")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from .environment import Txn
+from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, NothingToRedoError, NothingToUndoError
 from .events import AliasRemoved, AliasSet, Redone, SequenceAliasRemoved, SequenceAliasSet, Undone
 from .log import NewEvent
+from .suggest import SCAN_LIMIT, did_you_mean
 from .views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
@@ -103,6 +105,12 @@ def _label(kind: Kind, namespace: str, name: str) -> str:
     return f"{'sequence alias' if kind == SEQUENCE else 'alias'} {namespace}:{name}"
 
 
+def _no_alias(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str) -> NotFoundError:
+    """The not-found error for an alias, with a close name in its namespace when there is one."""
+    names = (other for _ns, other, _digest, _seq in islice(list_aliases(txn, environment, kind, namespace), SCAN_LIMIT))
+    return NotFoundError(f"no {_label(kind, namespace, name)}; {did_you_mean(name, names) or 'see ' + _listing(kind)}")
+
+
 def _listing(kind: Kind) -> str:
     """The command that lists aliases of this kind."""
     return "`rgstore alias list --sequence`" if kind == SEQUENCE else "`rgstore alias list`"
@@ -164,7 +172,7 @@ class Aliases:
         def command(txn: Txn) -> list[NewEvent]:
             current = alias_target(txn, self.store.environment, kind, ns, local)
             if current is None:
-                raise NotFoundError(f"no {_label(kind, ns, local)}; see {_listing(kind)}")
+                raise _no_alias(txn, self.store.environment, kind, ns, local)
             result[:] = [_change(kind, ns, local, None, current)]
             event = (
                 AliasRemoved(namespace=ns, name=local)
@@ -218,8 +226,8 @@ class Aliases:
         ns, local = split_alias(name, namespace)
         with self.store.read() as txn:
             digest = alias_target(txn, self.store.environment, kind, ns, local)
-        if digest is None:
-            raise NotFoundError(f"no {_label(kind, ns, local)}; see {_listing(kind)}")
+            if digest is None:
+                raise _no_alias(txn, self.store.environment, kind, ns, local)
         return digest
 
     def list(

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -19,7 +20,7 @@ import msgspec
 
 from .aliases import normalise_digest, split_alias
 from .bgzf import BGZF_SUFFIXES, BgzfWriter
-from .environment import Txn
+from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
 from .files import mkstemp
@@ -29,6 +30,7 @@ from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import STREAM_CHUNK, SequenceReader, revcomp
+from .suggest import SCAN_LIMIT, did_you_mean, phrase
 from .views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
@@ -38,6 +40,7 @@ from .views.aliases import (
     check_namespace,
     collection_alias,
     collection_aliases_of,
+    list_aliases,
     sequence_alias,
 )
 from .views.genomes import GenomeRecord, all_genomes, genome_exists, genome_fhr, genome_record, genome_stream
@@ -296,7 +299,8 @@ class Genomes:
         ns, local = split_alias(name)
         digest_or_none = collection_alias(txn, env, ns, local)
         if digest_or_none is None:
-            raise NotFoundError(f"no genome named {name!r} (alias {ns}:{local}); see `rgstore genome list`")
+            hint = _genome_hint(txn, env, name, ns, local) or "see `rgstore genome list`"
+            raise NotFoundError(f"no genome named {name!r} (alias {ns}:{local}); {hint}")
         if not genome_exists(txn, env, digest_or_none):
             raise NotFoundError(f"alias {ns}:{local} points at {digest_or_none}, which is not a genome in this store")
         return digest_or_none
@@ -508,3 +512,16 @@ def _info(record: GenomeRecord, aliases: list[tuple[str, str]], fhr: dict[str, A
         source=record.source, added_seq=record.added_seq, added_at=record.added_at, added_by=record.added_by,
         fhr=fhr,
     )
+
+
+def _genome_hint(txn: Txn, env: Environment, name: str, ns: str, local: str) -> str:
+    """The "did you mean" for an unknown genome name: a close one in its namespace, else the same in another."""
+    qualified = ":" in name
+    same: list[str] = []
+    elsewhere: list[str] = []
+    for alias_ns, alias_name, _digest, _seq in islice(list_aliases(txn, env, COLLECTION), SCAN_LIMIT):
+        if alias_ns == ns:
+            same.append(f"{alias_ns}:{alias_name}" if qualified else alias_name)
+        elif alias_name == local:
+            elsewhere.append(f"{alias_ns}:{alias_name}")
+    return did_you_mean(name, same) or phrase(elsewhere)

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ from .refpkg_check import check_package
 from .refpkg_manifest import FORMAT_VERSION
 from .refpkg_names import check_key, check_refpkg_name, choose_filename, split_assignments
 from .refpkg_phylo import with_derived_phylo_model
+from .suggest import SCAN_LIMIT, did_you_mean
 from .views.refpkgs import (
     Head,
     Step,
@@ -351,7 +353,9 @@ class Refpkgs:
     def _current(self, txn: Txn, name: str) -> tuple[Head, Step]:
         head = refpkg_head(txn, self.environment, name)
         if head is None or not head.current:
-            raise NotFoundError(f"no refpkg {name!r}; see `rgstore refpkg list`")
+            names = (other for other, other_head in islice(list_heads(txn, self.environment), SCAN_LIMIT)
+                     if other_head.current)
+            raise NotFoundError(f"no refpkg {name!r}; {did_you_mean(name, names) or 'see `rgstore refpkg list`'}")
         return head, refpkg_step(txn, self.environment, name, head.current)
 
     def _files(self, name: str) -> dict[str, FileRef]:

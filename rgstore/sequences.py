@@ -26,6 +26,7 @@ from .gtf import gc_paused
 from .locus import Region
 from .progress import ProgressFactory, null_progress
 from .refgetstore import SequenceFiles, strip_sq
+from .suggest import did_you_mean
 
 if TYPE_CHECKING:
     from .store import Store
@@ -405,8 +406,9 @@ class SequenceReader:
         position = index.position.get(seq)
         if position is None:
             names = index.record.names
+            hint = did_you_mean(seq, names)
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise NotFoundError(f"genome {name} has no sequence {seq!r} (it has {shown})")
+            raise NotFoundError(f"genome {name} has no sequence {seq!r} ({hint or f'it has {shown}'})")
         record = index.record
         hit = (strip_sq(record.sequences[position]), record.lengths[position], seq in index.circular)
         files = None if by_digest else self.data_files()

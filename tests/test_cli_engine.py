@@ -217,6 +217,7 @@ def test_a_newer_rgstore_event_in_the_log_is_one_line_naming_its_seq_and_upgrade
 def test_usage_mistakes_are_one_line_naming_the_help_to_read_and_exit_2(tmp_path: Path) -> None:
     cases = {
         ("nonsense",): "`rgstore --help`",
+        ("gnome", "list"): "No such command 'gnome'. Did you mean 'genome'? (see `rgstore --help`)",
         ("--bogus", "log"): "`rgstore --help`",
         ("log", "--since", "1y"): "'--since'",
         ("log", "show", "abc"): "`rgstore log show --help`",

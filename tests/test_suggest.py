@@ -1,0 +1,86 @@
+"""Claims about "did you mean" hints: close names, naming conventions, and the not-found messages that carry them."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from rgstore.errors import NotFoundError
+from rgstore.store import Store
+from rgstore.suggest import FUZZY_LIMIT, close_names, did_you_mean
+
+TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
+
+
+def test_a_typo_suggests_the_close_name() -> None:
+    assert close_names("tiy", ["tiny", "hg38"]) == ["tiny"]
+    assert close_names("hg83", ["hg38", "mm10"]) == ["hg38"]
+
+
+def test_ucsc_and_ensembl_sequence_names_suggest_each_other() -> None:
+    assert close_names("chr1", ["1", "2", "MT"]) == ["1"]
+    assert close_names("1", ["chr1", "chr2"]) == ["chr1"]
+    assert close_names("chrM", ["1", "MT"]) == ["MT"]
+    assert close_names("MT", ["chr1", "chrM"]) == ["chrM"]
+
+
+def test_another_case_is_suggested() -> None:
+    assert close_names("HG38", ["hg38", "hg19"]) == ["hg38"]
+
+
+def test_nothing_close_gives_no_hint() -> None:
+    assert close_names("zzz", ["hg38", "mm10"]) == []
+    assert did_you_mean("zzz", ["hg38"]) == ""
+    assert did_you_mean("hg38", ["hg38"]) == ""  # the name itself is no suggestion
+
+
+def test_the_hint_names_at_most_two() -> None:
+    assert did_you_mean("hg3", ["hg38", "hg37", "hg36"]).count("'") == 4
+
+
+def test_convention_checks_cover_more_names_than_fuzzy_matching() -> None:
+    names = [f"scaffold_{i}" for i in range(FUZZY_LIMIT * 2)] + ["chrX"]
+    assert close_names("X", names) == ["chrX"]
+
+
+@pytest.fixture
+def tiny_store(store: Store) -> Store:
+    store.genomes.init(TINY, ["tiny"])
+    return store
+
+
+def test_an_unknown_genome_name_suggests_the_close_alias(tiny_store: Store) -> None:
+    with pytest.raises(NotFoundError, match=r"no genome named 'tiy' .*did you mean 'tiny'\?"):
+        tiny_store.genomes.resolve("tiy")
+
+
+def test_a_name_in_another_namespace_is_suggested_with_its_namespace(tiny_store: Store) -> None:
+    digest = tiny_store.genomes.resolve("tiny")
+    tiny_store.aliases.set("ucsc:hg38", digest)
+    with pytest.raises(NotFoundError, match=r"did you mean 'ucsc:hg38'\?"):
+        tiny_store.genomes.resolve("hg38")
+
+
+def test_an_unknown_genome_with_nothing_close_points_to_the_listing(tiny_store: Store) -> None:
+    with pytest.raises(NotFoundError, match="see `rgstore genome list`"):
+        tiny_store.genomes.resolve("zzz")
+
+
+def test_an_unknown_sequence_suggests_the_other_naming_convention(tiny_store: Store) -> None:
+    with pytest.raises(NotFoundError, match=r"no sequence '1' \(did you mean 'chr1'\?\)"):
+        tiny_store.getseq("tiny", "1", 0, 5)
+
+
+def test_an_unknown_alias_suggests_the_close_one(tiny_store: Store) -> None:
+    with pytest.raises(NotFoundError, match=r"no alias refgenie:tinny; did you mean 'tiny'\?"):
+        tiny_store.aliases.get("tinny")
+    with pytest.raises(NotFoundError, match=r"did you mean 'tiny'\?"):
+        tiny_store.aliases.remove("tinny")
+
+
+def test_an_unknown_refpkg_suggests_the_close_one(store: Store) -> None:
+    store.refpkgs.create("bacteria16S", locus="16S rRNA")
+    with pytest.raises(NotFoundError, match=r"no refpkg 'bacteria16s'; did you mean 'bacteria16S'\?"):
+        store.refpkgs.info("bacteria16s")
