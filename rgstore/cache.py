@@ -250,6 +250,8 @@ class Cache:
             self._check_assembly(request, entry)
             self._touch([entry.key])
             return entry, True, False
+        # Before the entry's lock file too: a read-only mount or another user's store refuses that in errno words.
+        self._require_writable("fetching level 2")
         with entry_lock(self.root, ident.key):
             entry = self.entry(ident.key)
             # Another process may have fetched or repaired it while we waited.
@@ -261,7 +263,6 @@ class Cache:
                 self._check_assembly(request, entry)
                 self._touch([entry.key])
                 return entry, True, deep
-            self._require_writable("fetching level 2")
             path = self._raw_path(ident, entry)
             with http_client() as client:
                 plan = resolve(client, ident, base_url=base_url, assembly=request.source_params.assembly)

@@ -28,7 +28,7 @@ import lmdb
 from .diskspace import log_write_failed
 from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreBusyError, StoreClosedError, StoreOpenError
 
-__all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE"]
+__all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE", "read_only_mount"]
 
 T = TypeVar("T")
 Txn = lmdb.Transaction
@@ -182,11 +182,24 @@ class Environment:
                         "it), or close() that one first")
             elif not readonly and _refused_by_disk(exc):
                 raise log_write_failed(path, exc) from None
-            elif not readonly and os.strerror(errno.EROFS) in text:
+            elif not readonly and (os.strerror(errno.EROFS) in text
+                                   or ("Permission denied" in text and read_only_mount(path))):
                 # A reference store exported read-only to compute nodes (a ro bind mount, a ro NFS export).
                 raise ReadOnlyError(
                     f"{path.parent} is on a read-only file system: commands that only read the store (getseq, "
                     "genome list, log, verify, serve, ...) work there; run this one where it is mounted writable"
+                ) from None
+            elif "Permission denied" in text and read_only_mount(path):
+                # A bind mount made read-only (docker -v ...:ro, a Kubernetes readOnly volume) checks the
+                # file's mode before the mount: LMDB never sees EROFS, so never reads without its lock file.
+                from .sharing import access_hint
+
+                who = access_hint([(path / "lock.mdb", True)])
+                raise StoreOpenError(
+                    f"{path.parent} is on a read-only mount, and {who or 'log/lock.mdb'}: LMDB reads a read-only "
+                    "mount only for users that file's mode would let write it (it is never written there); where the "
+                    "store is writable, run `chmod a+rw log/lock.mdb` (docs/deployment.md, 'Clusters and network "
+                    "file systems')"
                 ) from None
             elif "Permission denied" in text:
                 from .sharing import SHARED_DOC, access_hint
@@ -410,6 +423,14 @@ class Environment:
         """LMDB statistics of one sub-db."""
         stats = txn.stat(self.db(name))
         return {key: int(stats[key]) for key in stats}  # type: ignore[literal-required]
+
+
+def read_only_mount(path: Path) -> bool:
+    """Whether ``path`` is on a file system, or a bind mount, mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _refused_by_disk(exc: lmdb.Error) -> bool:

@@ -209,3 +209,9 @@ class StoreBusyError(StoreOpenError):
     """Every LMDB reader slot of the store stayed taken while we waited (too many processes reading it at once)."""
 
     http_status = 503
+
+
+class UnfetchableError(ReadOnlyError):
+    """A sequence the store lacks cannot be fetched into it here: a read-only mount, or a user who may not write it."""
+
+    http_status = 503

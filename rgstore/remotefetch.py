@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .aliases import normalise_digest
-from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError
+from .environment import read_only_mount
+from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError
 from .httpclient import read_capped, redact
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
@@ -142,6 +144,7 @@ def fetch_sequence(
     )
 
     bare = normalise_digest(strip_sq(digest))
+    _refuse_unwritable(store, bare)
     with scratch_dir(store, ".remote-") as scratch:
         fasta = scratch / "sequence.fa"
         bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
@@ -185,6 +188,20 @@ def fetch_sequence(
             except NotFoundError:
                 pass  # no RefgetStore yet: this fetch creates it
             ingest_fasta(store, fasta, then=drop_carrier)
+
+
+def _refuse_unwritable(store: Store, bare: str) -> None:
+    """UnfetchableError when this process cannot cache a fetched sequence (a read-only mount, another user's store).
+
+    Said before any download, in words, where the scratch directory would otherwise fail with a bare OSError.
+    """
+    for where, path in (("its directory", store.path), ("its refget/ directory", store.refget_path)):
+        if path.exists() and not os.access(path, os.W_OK | os.X_OK):
+            why = "the store is on a read-only mount" if read_only_mount(path) else f"this user may not write {where}"
+            raise UnfetchableError(
+                f"sequence SQ.{bare} is not in this store yet and cannot be fetched into it: {why}; fetch it where "
+                "the store is writable (a read of it there, or `rgstore mirror pull SOURCE --with-sequences`)"
+            )
 
 
 def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exception:

@@ -323,3 +323,56 @@ def test_a_writable_open_on_a_read_only_file_system_says_so_and_reads_still_work
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"{store} is on a read-only file system: commands that only read the store (getseq, "
                            "genome list, log, verify, serve, ...) work there; run this one where it is mounted writable\n")
+
+
+_READ_ONLY_MOUNT_AS_ANOTHER_USER = """
+import os, sys
+from pathlib import Path
+import rgstore.sharing  # noqa: F401  (loaded as root: the interpreter's own tree may be closed to the reader)
+from rgstore.environment import Environment
+from rgstore.errors import StoreOpenError
+log = Path(sys.argv[1]) / "log"
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+try:
+    Environment(log, readonly=True).close()
+    print("read")
+except StoreOpenError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users")
+def test_another_user_on_a_read_only_bind_mount_is_told_to_make_lock_mdb_writable_and_then_reads() -> None:
+    """A container's :ro volume read as a service uid: the kernel checks lock.mdb's mode before the mount."""
+    import tempfile
+
+    lab = Path(tempfile.mkdtemp(prefix="rgstore-romount-"))
+    try:
+        os.chmod(lab, 0o711)  # the reader (nobody) may reach the store
+        store = lab / "store"
+        Environment(store / "log", readonly=False).close()
+        os.chmod(store / "log" / "lock.mdb", 0o644)  # as a writer with umask 022 leaves it
+        if shutil.which("unshare") is None or shutil.which("mount") is None:
+            pytest.skip("needs unshare and mount for a private read-only bind mount")
+        setup = f"mount --make-rprivate / && mount --bind {store} {store} && mount -o remount,bind,ro {store}"
+
+        def read_as_nobody() -> str:
+            done = subprocess.run(
+                ["unshare", "--mount", "sh", "-c", f'{setup} || exit 77; exec "$0" -c "$1" "$2"',
+                 sys.executable, _READ_ONLY_MOUNT_AS_ANOTHER_USER, str(store)],
+                capture_output=True, text=True, cwd=REPO, timeout=120,
+            )
+            if done.returncode == 77 or "unshare failed" in done.stderr:
+                pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        refused = read_as_nobody()
+        assert refused.startswith(f"{store} is on a read-only mount, and {store}/log/lock.mdb is -rw-r--r-- root:"), refused
+        assert "`chmod a+rw log/lock.mdb`" in refused and refused.count("\n") == 1
+        os.chmod(store / "log" / "lock.mdb", 0o666)  # what the message says, done where the store is writable
+        assert read_as_nobody() == "read\n"
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -553,3 +556,50 @@ def test_a_sequence_route_answering_more_than_the_window_asked_for_is_refused(st
         with pytest.raises(RemoteError, match=r"answers more than the 16 residues asked for \(0-16\); nothing was cached"):
             remotefetch.fetch_sequence(store, srv.url, bare, 16, via_refget_api=True)
     assert not list(store.path.glob(".remote-*"))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to switch users")
+def test_a_reader_who_may_not_write_the_store_is_told_an_unfetched_sequence_cannot_be_fetched_here(
+    remote_copy: Served,
+) -> None:
+    # A store of remote genomes baked read-only into an image, read by a service uid: the lazy fetch
+    # would have to write; say so (and how to fetch it) before any download, not a bare EACCES.
+    import rgstore.refgetstore
+    import rgstore.sharing  # noqa: F401  (loaded before the fork: the reader may not read the interpreter's tree)
+    from tests.forked import in_forked_child
+
+    server, _, digest = remote_copy
+    lab = Path(tempfile.mkdtemp(prefix="rgstore-readonly-"))
+    try:
+        os.chmod(lab, 0o755)
+        root = lab / "store"
+        with Store.open(root) as store:
+            remote.init_remote(store, server.url, ["tiny"], digest=digest)
+            chr1 = store.genomes.show("tiny").sequences[0]
+        os.chmod(root / "log" / "lock.mdb", 0o666)  # every reader must lock (docs/deployment.md)
+        for path in [root, *root.rglob("*")]:
+            if path != root / "log" / "lock.mdb":
+                os.chmod(path, path.stat().st_mode & ~0o222)
+
+        def reader() -> str:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            if os.access(root, os.W_OK):
+                return "permissions not enforced"
+            with Store.open(root, readonly=True) as store:
+                return store.genomes.getseq("tiny", "chr1", 0, 10)
+
+        result = in_forked_child(reader)
+        if result == "ok: permissions not enforced":
+            pytest.skip("file modes are not enforced here")
+        assert result == (
+            f"UnfetchableError: sequence {chr1} is not in this store yet and cannot be fetched into it: this user "
+            "may not write its directory; fetch it where the store is writable (a read of it there, or "
+            "`rgstore mirror pull SOURCE --with-sequences`)"
+        )
+        assert seq_requests(server) == []  # refused before any download
+        with Store.open(root) as store:  # its owner (root) still fetches it
+            assert store.genomes.getseq("tiny", "chr1", 0, 10) == LONG[:10]
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
