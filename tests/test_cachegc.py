@@ -281,3 +281,57 @@ def test_gc_long_after_the_inserts_never_takes_live_entries_for_strays(filled: S
     assert [e.key for e in filled.cache.ls()] == [e.key for e in before]
     assert all((filled.cache.root / e.path / rel).is_file() for e in before for rel in e.files)
     assert filled.cache.verify().ok
+
+
+def _meanwhile(store: Store, action: Any) -> None:
+    """Run ``action`` once, right after gc has read the live entries and before it commits (its second clock read).
+
+    gc reads the clock first for its stray sweep, then right after listing the entries it plans from;
+    the action is another command landing in that window, as a concurrent `rgstore cache` call would.
+    """
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            store.cache.clock = lambda: time.time() + 40 * DAY  # the action's own clock reads
+            action()
+            store.cache.clock = clock
+        return time.time() + 40 * DAY
+
+    store.cache.clock = clock
+
+
+def test_an_entry_pinned_while_gc_plans_is_kept(filled: Store) -> None:
+    victim = next(e for e in filled.cache.ls() if _region(e) == "exon")
+    _meanwhile(filled, lambda: filled.cache.pin(victim.key))
+    report = filled.cache.gc(max_age=30 * DAY)
+    assert victim.key not in {i.key for i in report.evicted} and len(report.evicted) == 3
+    assert [e.key for e in filled.cache.ls()] == [victim.key]
+    assert (filled.cache_path / victim.path).exists() and report.bytes_freed > 0
+
+
+def test_an_entry_used_while_gc_plans_is_kept(filled: Store) -> None:
+    gene = next(e for e in filled.cache.ls() if _region(e) == "gene")
+    # A level-1 hit (the unreachable base URL is never contacted) touches that entry alone.
+    _meanwhile(filled, lambda: filled.cache.regions(req(ENSEMBL, "gene"), base_url="http://127.0.0.1:9"))
+    report = filled.cache.gc(max_age=30 * DAY)
+    assert [e.key for e in filled.cache.ls()] == [gene.key] and len(report.evicted) == 3
+    assert gene.key not in {i.key for i in report.evicted} and (filled.cache_path / gene.path).exists()
+
+
+def test_an_entry_evicted_and_rebuilt_while_gc_plans_is_kept(filled: Store, tree: Path) -> None:
+    exon = next(e for e in filled.cache.ls() if _region(e) == "exon")
+
+    def rebuild() -> None:
+        filled.append([NewEvent(stream=f"cache:{exon.key}", event=CacheEvicted(key=exon.key, reason="age"))])
+        with UpstreamServer(tree) as srv:
+            filled.cache.regions(req(ENSEMBL, "exon"), base_url=base(srv, "ensembl"))
+
+    _meanwhile(filled, rebuild)
+    report = filled.cache.gc(max_age=30 * DAY)
+    assert exon.key not in {i.key for i in report.evicted}
+    rebuilt = filled.cache.entry(exon.key)
+    assert rebuilt is not None and (filled.cache_path / rebuilt.path).exists()
+    assert filled.cache.verify().ok
