@@ -300,7 +300,9 @@ def open_stored(seq: StoredSequence) -> int | None:
         return None
     if os.fstat(fd).st_size != seq.length:
         os.close(fd)
-        raise IntegrityError(f"sequence file {seq.path} does not hold {seq.length} bases")
+        # Clients see this text: the store's own paths stay out of it, as in /status; `verify` names the file.
+        raise IntegrityError(f"the stored file of sequence SQ.{seq.digest} does not hold {seq.length} bases; "
+                             "the store's operator can run `rgstore verify`")
     return fd
 
 
@@ -321,7 +323,8 @@ def fetch_and_open(seq: StoredSequence) -> int:
         except (NotFoundError, RemoteError) as exc:  # catalogued here, so a failing source is a bad gateway
             raise RemoteError(f"sequence SQ.{seq.digest} could not be fetched: {exc}") from None
     if fd is None:
-        raise IntegrityError(f"sequence SQ.{seq.digest} is catalogued but its file {seq.path} is missing")
+        raise IntegrityError(f"sequence SQ.{seq.digest} is catalogued but its file is missing; "
+                             "the store's operator can run `rgstore verify`")
     return fd
 
 

@@ -518,3 +518,18 @@ def test_the_event_loop_reads_only_bases_already_in_the_page_cache(tmp_path: Pat
         assert cached_bases(fd, [(500_000, 501_000), (7, 7)]) == data[500_000:501_000]
     finally:
         os.close(fd)
+
+
+def test_a_catalogued_sequence_whose_file_is_gone_is_a_500_that_keeps_the_servers_paths_private(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    init_genome(store, DATA / "I.faa", "yeast")
+    stored = list((store / "refget").rglob("*.seq"))
+    assert stored
+    for path in stored:
+        path.unlink()
+    with running_server(store) as server:
+        r = get(server, f"sequence/{I_MD5}?start=0&end=10")
+    assert r.status_code == 500 and "is catalogued but its file is missing" in r.text
+    assert "rgstore verify" in r.text and str(tmp_path) not in r.text and ".seq" not in r.text
