@@ -227,6 +227,20 @@ def test_fetch_raw_takes_an_uppercase_scheme(cli, server: UpstreamServer) -> Non
     assert shown["entry"]["request"]["directory"].startswith(f"{server.url}/ensembl/")
 
 
+def _on_a_read_only_mount(store_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run the shell ``script`` with ``store_path`` bind-mounted read-only in a private mount namespace (or skip)."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs unshare and mount for a private read-only bind mount")
+    mount = (f"mount --make-rprivate / && mount --bind {store_path} {store_path} && "
+             f"mount -o remount,bind,ro {store_path}")
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
+    done = subprocess.run(["unshare", "--mount", *as_root, "sh", "-c", f"{mount} || exit 77; {script}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+    return done
+
+
 def test_a_store_on_a_read_only_mount_serves_cache_hits_and_refuses_misses_in_one_line(
     cli, store_path: Path, server: UpstreamServer  # type: ignore[no-untyped-def]
 ) -> None:
@@ -235,17 +249,8 @@ def test_a_store_on_a_read_only_mount_serves_cache_hits_and_refuses_misses_in_on
     filled = json.loads(cli(*regions, "gene", "--json").stdout)
     with Store.open(store_path, readonly=True) as store:
         head = store.head()
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        pytest.skip("needs unshare and mount for a private read-only bind mount")
     rgstore = shlex.join([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), *regions])
-    mount = (f"mount --make-rprivate / && mount --bind {store_path} {store_path} && "
-             f"mount -o remount,bind,ro {store_path}")
-    script = f"{mount} || exit 77; {rgstore} gene --json; echo rc=$?; {rgstore} gene,CDS 2>&1; echo rc=$?"
-    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
-    done = subprocess.run(["unshare", "--mount", *as_root, "sh", "-c", script],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
-    if done.returncode == 77 or "unshare failed" in done.stderr:
-        pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+    done = _on_a_read_only_mount(store_path, f"{rgstore} gene --json; echo rc=$?; {rgstore} gene,CDS 2>&1; echo rc=$?")
     hits, rc_hits, miss, rc_miss = done.stdout.rstrip("\n").rsplit("\n", 3)
     assert rc_hits == "rc=0", done.stdout + done.stderr
     assert [(r["key"], r["path"], r["hit"]) for r in json.loads(hits)] == [
@@ -264,19 +269,10 @@ def test_on_a_read_only_mount_a_request_whose_download_is_not_cached_is_refused_
     # A store baked into an image with level 1 evicted or never filled: the download would need a lock
     # file and an entry; say the store is read-only (not "Read-only file system: .../x.lock").
     cli("init")
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        pytest.skip("needs unshare and mount for a private read-only bind mount")
     base = [sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "cache"]
     fetch = shlex.join([*base, "fetch-raw", *ENS, "--base-url", f"{server.url}/ensembl"])
     regions = shlex.join([*base, "regions", *ENS, "--base-url", f"{server.url}/ensembl", "--regions", "gene"])
-    mount = (f"mount --make-rprivate / && mount --bind {store_path} {store_path} && "
-             f"mount -o remount,bind,ro {store_path}")
-    script = f"{mount} || exit 77; {fetch} 2>&1; echo rc=$?; {regions} 2>&1; echo rc=$?"
-    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
-    done = subprocess.run(["unshare", "--mount", *as_root, "sh", "-c", script],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
-    if done.returncode == 77 or "unshare failed" in done.stderr:
-        pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+    done = _on_a_read_only_mount(store_path, f"{fetch} 2>&1; echo rc=$?; {regions} 2>&1; echo rc=$?")
     refused = ("error: the store is open read-only (a read-only mount, or a user who may not write it): fetching "
                "level 2 would add cache entries; run the request where the store is writable")
     assert done.stdout == f"{refused}\nrc=1\n{refused}\nrc=1\n", done.stdout + done.stderr
