@@ -145,13 +145,16 @@ class StoredFileResponse(Response):
 
     def _open(self) -> tuple[int, os.stat_result]:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: opening a FIFO planted in the store would otherwise block the event loop
+            # (every request of the worker) until something writes to it.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             raise NotFoundError(f"file {self.path.name!r} is missing here") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise NotFoundError(f"{self.path.name!r} is not a file")
+        os.set_blocking(fd, True)
         return fd, st
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

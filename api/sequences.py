@@ -19,6 +19,7 @@ import binascii
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import threading
@@ -186,8 +187,8 @@ class SequenceIndex:
             with open(path, "rb") as fh:
                 data = json.loads(fh.read())
             mode = str(data.get("mode", "Raw"))
-            if mode.lower() != "raw":
-                raise IntegrityError(f"the RefgetStore at {self._root} is in {mode} mode; rgstore serves Raw only")
+            if mode.lower() != "raw":  # clients see this text: no path in it (as in /status)
+                raise IntegrityError(f"the store's RefgetStore is in {mode} mode; rgstore serves Raw only")
             cached = self._manifest = (mtime, data)
         return cached[1]
 
@@ -295,14 +296,17 @@ def open_stored(seq: StoredSequence) -> int | None:
     One ``open`` and one ``fstat``: cheap enough for the event loop.
     """
     try:
-        fd = os.open(seq.path, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO planted in the store must not block the event loop (every request).
+        fd = os.open(seq.path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
-    if os.fstat(fd).st_size != seq.length:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != seq.length:
         os.close(fd)
         # Clients see this text: the store's own paths stay out of it, as in /status; `verify` names the file.
         raise IntegrityError(f"the stored file of sequence SQ.{seq.digest} does not hold {seq.length} bases; "
                              "the store's operator can run `rgstore verify`")
+    os.set_blocking(fd, True)
     return fd
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,6 +89,27 @@ def test_an_entry_file_is_served_verified_and_a_tampered_one_is_refused(
         assert httpx.get(url).status_code == 500
     finally:
         local.write_bytes(original)
+
+
+def test_a_fifo_planted_in_place_of_an_entry_file_is_refused_without_hanging_the_server(
+    served: Server, cached: tuple[Path, list]
+) -> None:
+    # Opening a FIFO for reading blocks until a writer comes: on the event loop, every request would wait.
+    _, rows = cached
+    key, local = str(rows[0]["key"]), Path(str(rows[0]["path"]))
+    original, mode = local.read_bytes(), local.stat().st_mode
+    local.unlink()
+    os.mkfifo(local)
+    try:
+        r = httpx.get(f"{served.url}/cache/entries/{key}/files/annotation/{local.name}", timeout=10)
+        health = httpx.get(f"{served.url}/healthz", timeout=10)
+    finally:
+        os.close(os.open(local, os.O_RDWR | os.O_NONBLOCK))  # releases an open blocked on the old code
+        local.unlink()
+        local.write_bytes(original)
+        local.chmod(mode)
+    assert r.status_code == 404 and "not a file" in r.json()["detail"]
+    assert health.status_code == 200
 
 
 def test_an_evicted_entry_shows_its_tombstone(cached: tuple[Path, list], tmp_path: Path) -> None:

@@ -533,3 +533,32 @@ def test_a_catalogued_sequence_whose_file_is_gone_is_a_500_that_keeps_the_server
         r = get(server, f"sequence/{I_MD5}?start=0&end=10")
     assert r.status_code == 500 and "is catalogued but its file is missing" in r.text
     assert "rgstore verify" in r.text and str(tmp_path) not in r.text and ".seq" not in r.text
+
+
+def test_a_fifo_planted_in_place_of_a_sequence_file_is_refused_without_hanging_the_server(tmp_path: Path) -> None:
+    # Opening a FIFO for reading blocks until a writer comes: on the event loop, every request would wait.
+    store = tmp_path / "store"
+    init_genome(store, DATA / "NC.faa", "phix")
+    (stored,) = (store / "refget").rglob("*.seq")
+    stored.unlink()
+    os.mkfifo(stored)
+    with running_server(store) as server:
+        try:
+            r = httpx.get(f"{server.url}/sequence/{NC_MD5}?start=0&end=10", timeout=10)
+            health = httpx.get(f"{server.url}/healthz", timeout=10)
+        finally:
+            fd = os.open(stored, os.O_RDWR | os.O_NONBLOCK)  # releases an open blocked on the old code
+            os.close(fd)
+    assert r.status_code == 500 and "rgstore verify" in r.text and str(tmp_path) not in r.text
+    assert health.status_code == 200
+
+
+def test_a_refgetstore_in_another_mode_is_a_500_that_keeps_the_servers_paths_private(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    init_genome(store, DATA / "NC.faa", "phix")
+    manifest = store / "refget" / "rgstore.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "mode": "Encoded"}))
+    with running_server(store) as server:
+        r = get(server, "sequence/service-info")
+    assert r.status_code == 500 and "Encoded mode" in r.json()["detail"]
+    assert str(tmp_path) not in r.text
