@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from rgstore.store import Store
 
@@ -122,12 +123,20 @@ def create_app(store_path: str | None = None) -> FastAPI:
             route_methods([*app.router.routes, *(route for router in routers for route in router.routes)]))
 
     app.add_middleware(ReadOnlyMethodsMiddleware)
-    app.add_middleware(RevalidateByDefaultMiddleware)  # shared caches must not serve the log's head stale
     # Chrome asks a server on a private address or loopback, in the preflight, whether public pages
     # may read it (Private Network Access): refusing fails those preflights (400), so a lab's
     # intranet server could not be read by a web tool on the internet, which "any origin" promises.
-    app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
-        allow_headers=["*"], expose_headers=["*"], allow_private_network=True,
-    )
+    # CORS and the revalidation default wrap the whole stack: added with add_middleware they would
+    # sit inside Starlette's ServerErrorMiddleware, and the JSON 500 a bug answers (api.errors) would
+    # lack Access-Control-Allow-Origin (a page on another origin could not read it) and no-cache.
+    build_stack = app.build_middleware_stack
+
+    def build_with_cors() -> ASGIApp:
+        return CORSMiddleware(
+            RevalidateByDefaultMiddleware(build_stack()),  # shared caches must not serve the log's head stale
+            allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
+            allow_headers=["*"], expose_headers=["*"], allow_private_network=True,
+        )
+
+    app.build_middleware_stack = build_with_cors  # type: ignore[method-assign]
     return app

@@ -363,3 +363,27 @@ def test_a_mirror_following_through_an_nginx_cache_under_a_prefix_catches_up(tmp
         finally:
             subprocess.run([nginx, "-p", str(conf_dir), "-e", str(conf_dir / "error.log"), "-c",
                             str(conf_dir / "nginx.conf"), "-s", "stop"], timeout=30)
+
+
+def test_an_unexpected_500_is_readable_by_a_browser_page_on_another_origin_and_not_cached(tmp_path: Path) -> None:
+    """Browsers hide any answer without Access-Control-Allow-Origin: a bug's 500 must carry it like every error."""
+    import lmdb
+
+    from tests.server_fixture import init_genome
+
+    store = tmp_path / "store"
+    init_genome(store, Path(__file__).resolve().parent.parent / "rgstore" / "data" / "tiny.fa", "tiny")
+    env = lmdb.open(str(store / "log"), max_dbs=64)  # a damaged view record: reading it fails undeclared
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"genomes.records", txn=txn)
+        key = next(iter(txn.cursor(db=db).iternext(values=False)))
+        txn.put(key, b"\xc1 not msgpack", db=db)
+    env.close()
+    origin = {"Origin": "https://igv.org"}
+    with running_server(store) as server:
+        r = httpx.get(f"{server.url}/v4/genomes", headers=origin)
+        plain = httpx.get(f"{server.url}/v4/genomes")
+    assert r.status_code == 500 and r.json()["detail"].startswith("internal server error")
+    assert r.headers["access-control-allow-origin"] == "*"  # what fetch() needs to read the detail
+    assert r.headers["cache-control"] == "no-cache"  # like every error: a cache must not keep it after a repair
+    assert "access-control-allow-origin" not in plain.headers and plain.status_code == 500
