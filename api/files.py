@@ -40,7 +40,7 @@ from .negotiation import parse_range
 from .schemas import ErrorBody
 from .wire import HEAD_FLAG, send_until_disconnect
 
-__all__ = ["StoredFileResponse", "Verify", "fd_checksums", "file_responses", "CHUNK"]
+__all__ = ["StoredFileResponse", "Verify", "etag_matches", "fd_checksums", "file_responses", "CHUNK"]
 
 CHUNK = 1 << 18
 Verify = Callable[[int], None]
@@ -106,7 +106,7 @@ def file_responses(*media_types: str, verified: bool = False) -> dict[int | str,
     return responses
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
     """RFC 9110 weak comparison of ``If-None-Match`` against our (strong) ETag."""
     if header.strip() == "*":
         return True
@@ -173,7 +173,7 @@ class StoredFileResponse(Response):
         etag = self.headers["etag"]
         if_none_match = request.get("if-none-match")
         if_modified_since = request.get("if-modified-since")
-        if (if_none_match is not None and _etag_matches(if_none_match, etag)) or (
+        if (if_none_match is not None and etag_matches(if_none_match, etag)) or (
             if_none_match is None and if_modified_since is not None
             and _not_modified_since(if_modified_since, st.st_mtime)
         ):

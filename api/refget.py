@@ -28,12 +28,14 @@ from rgstore.errors import IntegrityError, InvalidInputError, OutOfRangeError
 
 from .app_info import app_version, organization
 from .errors import problem
+from .files import etag_matches
 from .lazyfetch import lazy_fetcher
 from .negotiation import (
     JSON_OFFERS,
     JSON_V1,
     MAX_COORDINATE,
     SEQUENCE_OFFERS,
+    SEQUENCE_V1,
     negotiate,
     parse_coordinate,
     parse_range,
@@ -185,6 +187,7 @@ def _segments(seq: StoredSequence, start: int | None, end: int | None) -> list[t
     responses={
         200: {"description": "The (sub-)sequence, upper-case ASCII, no line breaks", "content": _BASES_CONTENT},
         206: {"description": "The bytes of the requested Range", "content": _BASES_CONTENT},
+        304: {"description": "Not modified: `If-None-Match` matched the ETag (a checksum id's bases never change)"},
         400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 406: {"model": ErrorBody},
         416: {"model": ErrorBody},
     },
@@ -206,6 +209,11 @@ async def sequence(request: Request) -> Response:
         seq = index.resolve(txn, id)
     headers = {"Accept-Ranges": "bytes", **_VARY}
     status = 200
+    # The bases of a checksum never change, so its digest is a strong validator: a browser keeps and
+    # combines Range answers only with one. Not for an alias (it may be repointed).
+    etag = f'"{seq.digest}{"-v1" if media == SEQUENCE_V1 else ""}"' if is_checksum(id) else None
+    if range_header is not None and etag is not None and request.headers.get("if-range", etag) != etag:
+        range_header = None  # If-Range names another representation: the whole sequence (RFC 9110 13.1.5)
     if range_header is not None:
         try:
             first, stop = parse_range(range_header, seq.length)
@@ -222,6 +230,11 @@ async def sequence(request: Request) -> Response:
         # The bases of a checksum never change. Not for an alias (it may be repointed) nor a wrap
         # across the origin (it depends on a genome recording the sequence as circular).
         headers.update(IMMUTABLE)
+        if etag is not None:
+            headers["ETag"] = etag
+            if_none_match = request.headers.get("if-none-match")
+            if if_none_match is not None and etag_matches(if_none_match, etag):
+                return Response(status_code=304, headers=headers)
     size = sum(b - a for a, b in segments)
     headers["Content-Length"] = str(size)
     if is_head(request):

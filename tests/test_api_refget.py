@@ -562,3 +562,25 @@ def test_a_refgetstore_in_another_mode_is_a_500_that_keeps_the_servers_paths_pri
         r = get(server, "sequence/service-info")
     assert r.status_code == 500 and "Encoded mode" in r.json()["detail"]
     assert str(tmp_path) not in r.text
+
+
+def test_a_checksum_ids_bases_carry_a_strong_etag_that_revalidates_and_guards_ranges(served: Server) -> None:
+    ga4gh = CHECKSUMS["I"]["ga4gh"]
+    whole = get(served, f"sequence/{ga4gh}")
+    etag = whole.headers["etag"]
+    assert etag == f'"{ga4gh.removeprefix("ga4gh:SQ.")}"' and get(served, f"sequence/{I_MD5}").headers["etag"] == etag
+    again = get(served, f"sequence/{ga4gh}", {"If-None-Match": f'"other", {etag}'})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert "immutable" in again.headers["cache-control"]
+    # If-Range: the range when the client's copy is this one, else the whole sequence (never a mixed file).
+    part = get(served, f"sequence/{ga4gh}", {"Range": "bytes=10-19", "If-Range": etag})
+    assert part.status_code == 206 and part.content == bases("I")[10:20] and part.headers["etag"] == etag
+    stale = get(served, f"sequence/{ga4gh}", {"Range": "bytes=10-19", "If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == bases("I")
+    # v1's media type is another representation of the same bases: another tag.
+    assert get(served, f"sequence/{ga4gh}", V1_SEQ).headers["etag"] == f'"{ga4gh.removeprefix("ga4gh:SQ.")}-v1"'
+
+
+def test_an_alias_ids_bases_carry_no_etag_because_the_alias_may_be_repointed(served: Server) -> None:
+    r = get(served, f"sequence/{CHECKSUMS['I']['insdc']}?start=0&end=10", {"If-None-Match": "*"})
+    assert r.status_code == 200 and "etag" not in r.headers and r.content == bases("I")[:10]
