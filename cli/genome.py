@@ -11,7 +11,7 @@ import click
 from .complete import genome_names
 from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, emit_table, json_option, when
+from .output import cell, emit_json, emit_table, json_option, when
 
 __all__ = ["genome_group"]
 
@@ -162,13 +162,13 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
         return
     click.echo(f"digest       {g.digest}")
     click.echo(f"names        {', '.join(g.aliases) or '-'}")
-    click.echo(f"description  {g.description or '-'}")
-    click.echo(f"species      {g.species or '-'}")
+    click.echo(f"description  {cell(g.description or '-')}")
+    click.echo(f"species      {cell(g.species or '-')}")
     click.echo(f"sequences    {g.n_sequences} ({g.total_length:,} bp)")
     if g.source.path:
-        click.echo(f"source       {g.source.path} ({g.source.size:,} bytes, md5 {g.source.md5})")
+        click.echo(f"source       {cell(g.source.path)} ({g.source.size:,} bytes, md5 {g.source.md5})")
     elif g.source.remote_url:
-        click.echo(f"source       {g.source.remote_url} (remote; sequences fetched when first read)")
+        click.echo(f"source       {cell(g.source.remote_url)} (remote; sequences fetched when first read)")
     click.echo(f"added        {when(g.added_at)} by {g.added_by} (seq {g.added_seq})")
     click.echo(f"fhr          {'yes' if g.fhr else 'no'}")
     for key, value in g.level1.items():

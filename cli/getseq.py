@@ -28,23 +28,28 @@ pass_ctx = click.make_pass_decorator(Context)
               help="Also read regions from a BED file (- for standard input).")
 @click.option("--revcomp", "-i", is_flag=True, help="Reverse-complement every region.")
 @click.option("--fasta", "as_fasta", is_flag=True, help="FASTA output with >seq:start-end headers.")
+@click.option("--one-based", "-1", "one_based", is_flag=True,
+              help="LOCUS coordinates (and --fasta headers) are 1-based and inclusive, as in samtools faidx, "
+                   "IGV and the UCSC browser: chr1:1-10 is the first ten bases. BED stays 0-based.")
 @click.option("--width", type=click.IntRange(min=1), default=60, show_default=True,
               help="Residues per line with --fasta.")
 @store_option
 @pass_ctx
 def getseq_cmd(
     ctx: Context, name: str | None, loci: tuple[str, ...], digest: str | None, bed: Path | None,
-    revcomp: bool, as_fasta: bool, width: int,
+    revcomp: bool, as_fasta: bool, one_based: bool, width: int,
 ) -> None:
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
-    Coordinates are 0-based and half-open (chr1:0-10 is the first ten bases). A LOCUS that is
-    exactly a sequence name of the genome (HLA:01) is that whole sequence. Output is upper
-    case, one line per region, or FASTA with --fasta.
+    Coordinates are 0-based and half-open (chr1:0-10 is the first ten bases), or with --one-based
+    1-based and inclusive like samtools faidx (chr1:1-10). A LOCUS that is exactly a sequence name
+    of the genome (HLA:01) is that whole sequence. Output is upper case, one line per region, or
+    FASTA with --fasta.
 
     \b
     Example:
         rgstore getseq hg38 chr1:0-60 chrM
+        rgstore getseq hg38 --one-based chr1:11,874-14,409   # pasted from the UCSC browser
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
             --revcomp --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
@@ -60,7 +65,8 @@ def getseq_cmd(
     if not loci and bed is None:
         raise click.UsageError("give at least one LOCUS or --bed FILE")
     with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read imports
-        found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp)
+        found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp,
+                                          one_based=one_based)
         with quiet_broken_pipe():  # residues are read as they are written: a chromosome never sits in memory
             write = sys.stdout.write
             for region, size, pieces in found:
@@ -71,7 +77,7 @@ def getseq_cmd(
                     continue
                 start = region.start or 0
                 end = region.end if region.end is not None else start + size
-                write(f">{region.seq}:{start}-{end}{'/rc' if revcomp else ''}\n")
+                write(f">{region.seq}:{start + one_based}-{end}{'/rc' if revcomp else ''}\n")
                 carry = ""  # a line split across two pieces
                 for piece in pieces:
                     text = carry + piece

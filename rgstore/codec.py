@@ -58,12 +58,18 @@ _SEQ = struct.Struct(">Q")
 COMPRESS_MIN_BYTES: Final = 512
 DICT_MIN_BYTES: Final = 64
 
+MAX_PAYLOAD: Final = 1 << 30
+"""Most bytes a compressed payload may inflate to (the size a frame may hold, ``logfile.MAX_RECORD``):
+zstd writes the size in the frame header and the decompressor allocates it up front, so a record
+from another copy of a log could otherwise claim, or really inflate to, any size."""
+
 _ENCODER = msgspec.msgpack.Encoder()
 _ENVELOPE_DECODER = msgspec.msgpack.Decoder(Envelope)
 _EVENT_DECODER = msgspec.msgpack.Decoder(AnyEvent)
 _VALUE_DECODER = msgspec.msgpack.Decoder()
 _ZC = zstandard.ZstdCompressor(level=3)
 _ZD = zstandard.ZstdDecompressor()
+_content_size = zstandard.frame_content_size
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
@@ -73,7 +79,10 @@ def encode_envelope(envelope: Envelope) -> bytes:
 
 def decode_envelope(payload: bytes | memoryview) -> Envelope:
     """Parse an uncompressed payload into an Envelope; raises msgspec.DecodeError if malformed."""
-    return _ENVELOPE_DECODER.decode(payload)
+    try:
+        return _ENVELOPE_DECODER.decode(payload)
+    except RecursionError:  # msgpack nested past the interpreter's limit inside an ``Any`` field
+        raise msgspec.DecodeError("payload nests too deeply to decode") from None
 
 
 def encode_event(event: AnyEvent) -> bytes:
@@ -180,12 +189,23 @@ def payload_of(record: bytes | memoryview, seq: int = 0) -> bytes:
     if len(record) > HEADER_SIZE and record[0] == CODEC_ZSTD_DICT:
         pair = _DICTS.get(int.from_bytes(record[1:5], "big"))
         if pair is not None:
+            body = record[HEADER_SIZE:]
             try:
-                out: bytes = pair[1].decompress(record[HEADER_SIZE:])
-                return out
+                if _content_size(body) <= MAX_PAYLOAD:  # else unframe refuses it (the size check of _inflate, inline)
+                    out: bytes = pair[1].decompress(body)
+                    return out
             except zstandard.ZstdError:
                 pass  # unframe names the problem
     return unframe(record, seq)[1]
+
+
+def _inflate(decompressor: zstandard.ZstdDecompressor, body: bytes | memoryview, seq: int) -> bytes:
+    """``decompressor.decompress(body)``, refusing a frame that declares more than ``MAX_PAYLOAD`` bytes."""
+    size = _content_size(body)  # -1 (unknown): decompress() refuses such a frame itself
+    if size > MAX_PAYLOAD:
+        raise ChainError(seq, f"zstd payload claims {size:,} bytes, over the {MAX_PAYLOAD:,}-byte limit of a record")
+    out: bytes = decompressor.decompress(body)
+    return out
 
 
 def unframe(record: bytes | memoryview, seq: int = 0) -> tuple[bytes, bytes]:
@@ -198,12 +218,12 @@ def unframe(record: bytes | memoryview, seq: int = 0) -> tuple[bytes, bytes]:
         return chain, body
     try:
         if codec == CODEC_ZSTD and dict_id == 0:
-            return chain, _ZD.decompress(body)
+            return chain, _inflate(_ZD, body, seq)
         if codec == CODEC_ZSTD_DICT:
             pair = _DICTS.get(dict_id)
             if pair is None:
                 raise ChainError(seq, f"needs zstd dictionary {dict_id}, which is not in this log before it")
-            return chain, pair[1].decompress(body)
+            return chain, _inflate(pair[1], body, seq)
     except zstandard.ZstdError as exc:
         raise ChainError(seq, f"zstd payload does not decompress ({exc})") from None
     if codec in (CODEC_RAW, CODEC_ZSTD):

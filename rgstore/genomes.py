@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -21,7 +23,7 @@ import msgspec
 from .aliases import normalise_digest, split_alias
 from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
-from .errors import ConflictError, InvalidInputError, NotFoundError
+from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
 from .files import mkstemp
 from .gtf import gc_paused
@@ -340,7 +342,8 @@ class Genomes:
         self, name: str, out: Path | str | BinaryIO, *, width: int = 80, by_digest: bool = False,
         progress: ProgressFactory = null_progress,
     ) -> GenomeInfo:
-        """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically.
+        """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically
+        (a FIFO or device, such as /dev/stdout, in place).
 
         A path ending in ``.gz``/``.bgz``/``.bgzf`` is written BGZF-compressed (gzip that htslib can index).
 
@@ -355,17 +358,31 @@ class Genomes:
         else:
             write_fasta(files, records, out, width=width, progress=progress)
             return genome
+        packed = out.suffix.lower() in BGZF_SUFFIXES
+
+        def write(fh: BinaryIO) -> None:
+            if packed:  # compressed as its name says, and seekable: `samtools faidx hg38.fa.gz` indexes it
+                with BgzfWriter(fh) as bgzf:
+                    write_fasta(files, records, cast(BinaryIO, bgzf), width=width, progress=progress)
+            else:
+                write_fasta(files, records, fh, width=width, progress=progress)
+
+        try:
+            mode = os.stat(out).st_mode
+        except OSError:
+            mode = 0
+        if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            # A FIFO or device (/dev/null, /dev/stdout, a shell's >(...)) is written in place: renaming
+            # over it would replace the node itself (as root, /dev/null would become a FASTA file).
+            with open(out, "wb") as fh:
+                write(fh)
+            return genome
         if not out.parent.is_dir():
             raise NotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
         fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                if out.suffix.lower() in BGZF_SUFFIXES:
-                    # Compressed as its name says, and seekable: `samtools faidx hg38.fa.gz` indexes it.
-                    with BgzfWriter(fh) as packed:
-                        write_fasta(files, records, cast(BinaryIO, packed), width=width, progress=progress)
-                else:
-                    write_fasta(files, records, fh, width=width, progress=progress)
+                write(fh)
             # A .fai (or .gzi) of the file being replaced makes samtools and pysam read wrong bases from
             # the new one (htslib never compares it with the FASTA); without one they index it afresh.
             Path(f"{out}.fai").unlink(missing_ok=True)
@@ -396,19 +413,22 @@ class Genomes:
 
     def read_loci(
         self, name: str, loci: Sequence[str], *, bed: Path | None = None, by_digest: bool = False,
-        revcomp: bool = False,
+        revcomp: bool = False, one_based: bool = False,
     ) -> list[tuple[Region, str]]:
         """(region, residues) for locus strings (``seq``, ``seq:start``, ``seq:start-end``) and a BED file.
 
         A locus that is exactly a sequence name of the genome is that whole sequence before it is
-        read as ``name:start-end`` (``HLA:01``). InvalidInputError when there is no region at all.
+        read as ``name:start-end`` (``HLA:01``). Loci are 0-based and half-open, or with
+        ``one_based`` 1-based and inclusive (samtools faidx); BED stays 0-based, and the regions
+        returned are 0-based. InvalidInputError when there is no region at all.
         """
-        regions = self._loci_regions(name, loci, bed, by_digest)
-        return list(zip(regions, self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)))
+        regions = self._loci_regions(name, loci, bed, by_digest, one_based)
+        with _zero_based_note(one_based):
+            return list(zip(regions, self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)))
 
     def stream_loci(
         self, name: str, loci: Sequence[str], *, bed: Path | None = None, by_digest: bool = False,
-        revcomp: bool = False, chunk: int = STREAM_CHUNK,
+        revcomp: bool = False, chunk: int = STREAM_CHUNK, one_based: bool = False,
     ) -> list[tuple[Region, int, Iterator[str]]]:
         """``read_loci`` with each region's residues as lazy pieces of at most ``chunk`` (and its length).
 
@@ -416,14 +436,16 @@ class Genomes:
         are read as the pieces are consumed, so printing a whole chromosome or a large BED file
         holds one piece in memory, not the output.
         """
-        with gc_paused():  # a tuple and a generator per region, no cycles (as in SequenceReader.stream)
-            regions = self._loci_regions(name, loci, bed, by_digest)
+        with gc_paused(), _zero_based_note(one_based):  # gc: a tuple and a generator per region, no cycles
+            regions = self._loci_regions(name, loci, bed, by_digest, one_based)
             streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk)
             return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
 
-    def _loci_regions(self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool) -> list[Region]:
+    def _loci_regions(
+        self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool, one_based: bool = False,
+    ) -> list[Region]:
         names = self.sequences.genome_names(name, by_digest=by_digest)
-        regions = [parse_locus(locus, names) for locus in loci]
+        regions = [parse_locus(locus, names, one_based=one_based) for locus in loci]
         if bed is not None:
             regions += read_bed(bed)
         if not regions:
@@ -437,6 +459,17 @@ class Genomes:
             out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
                    for r in all_genomes(txn, env)]
         return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
+
+
+@contextmanager
+def _zero_based_note(one_based: bool) -> Iterator[None]:
+    """Out-of-range errors name regions 0-based: after 1-based loci, say so (chr1:10-5 was asked as chr1:9-5)."""
+    try:
+        yield
+    except OutOfRangeError as exc:
+        if not one_based:
+            raise
+        raise OutOfRangeError(f"{exc} (coordinates here are 0-based and half-open: a 1-based start is one more)") from None
 
 
 def check_same_metadata(

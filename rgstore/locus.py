@@ -29,11 +29,13 @@ class Region(NamedTuple):
     end: int | None = None
 
 
-def parse_locus(text: str, names: Container[str] = ()) -> Region:
-    """``seq`` | ``seq:start`` | ``seq:start-end`` (commas allowed in numbers) -> Region.
+def parse_locus(text: str, names: Container[str] = (), *, one_based: bool = False) -> Region:
+    """``seq`` | ``seq:start`` | ``seq:start-end`` (commas allowed in numbers) -> Region (0-based, half-open).
 
     A ``text`` that is exactly one of ``names`` (the genome's sequence names) is that whole
-    sequence, even when it looks like coordinates (an HLA record named ``HLA:01``).
+    sequence, even when it looks like coordinates (an HLA record named ``HLA:01``). With
+    ``one_based`` the text counts as samtools, IGV and the UCSC browser do (``chr1:1-10`` is the
+    first ten residues, ``chr1:5-5`` one residue).
     """
     text = text.strip()
     if not text:
@@ -48,6 +50,10 @@ def parse_locus(text: str, names: Container[str] = ()) -> Region:
     where = f"locus {text!r}"
     start = _coordinate(m["start"], where)
     end = _coordinate(m["end"], where) if m["end"] is not None else None
+    if one_based:
+        if start == 0:
+            raise InvalidInputError(f"{where}: 1-based coordinates start at 1 (the first residue is {m['seq']}:1)")
+        start -= 1
     return Region(m["seq"], start, end)
 
 

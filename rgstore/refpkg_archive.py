@@ -6,7 +6,9 @@ streamed into a private temp file. Writing goes to a temp sibling that is rename
 only when complete; every blob is hashed while it is copied, so a corrupt blob fails the write.
 Archives hold one top-level folder (pplacer and taxtastic expect exactly one directory entry).
 A damaged archive (truncated, bad CRC, broken compression) is one InvalidInputError, wherever
-the damage is met: listing the members or reading one. An exported directory gets the mode an
+the damage is met: listing the members or reading one. What listing holds in memory is bounded
+(tar metadata headers, member count), since a tiny crafted .tar.gz can declare gigabytes of it;
+zip names Info-ZIP stored as UTF-8 without the flag are read as UTF-8. An exported directory gets the mode an
 ordinary ``mkdir`` would give it, its files those of an ordinary ``open``.
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .diskspace import refused_write
 from .errors import IntegrityError, InvalidInputError, NotFoundError
@@ -75,6 +77,8 @@ def _reading(path: Path) -> Iterator[None]:
     """Turn the errors of a damaged archive into one InvalidInputError line."""
     try:
         yield
+    except _OversizedHeader as exc:
+        raise InvalidInputError(f"{path}: {exc}, which no refpkg needs") from None
     except _DAMAGE as exc:
         raise InvalidInputError(f"{path} is damaged (truncated or corrupt): {exc}") from None
 
@@ -94,6 +98,59 @@ class PackageSource:
 MAX_MANIFEST_BYTES = 1 << 30
 """taxtastic's CONTENTS.json grows with every step it can roll back (18.8 MB after 1,000 updates);
 a larger one is an archive built to exhaust memory, not a package."""
+
+
+MAX_HEADER_BYTES = 1 << 20
+"""Most bytes tarfile may read to parse one member's metadata (GNU long names, pax records, sparse
+maps), which it holds in memory: a header's declared size costs nothing to inflate from a tiny
+.tar.gz, so a hostile one would otherwise take gigabytes of memory before any member is read."""
+MAX_MEMBERS = 100_000
+"""Most members a package archive may list: every member's header is kept in memory while listing
+(~400 bytes each), and a .tar.gz packs millions of empty ones into a few megabytes."""
+
+
+class _OversizedHeader(Exception):
+    """A tar member's metadata is larger than ``MAX_HEADER_BYTES`` (``_reading`` makes it one line)."""
+
+
+class _CappedReader:
+    """``fileobj`` for tarfile while it parses one member's metadata: refuses to read past a budget."""
+
+    def __init__(self, fileobj: Any, budget: int) -> None:
+        self.fileobj, self.left = fileobj, budget
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.left:
+            raise _OversizedHeader(f"a tar member's metadata is over the {MAX_HEADER_BYTES:,}-byte limit")
+        self.left -= size
+        data: bytes = self.fileobj.read(size)
+        return data
+
+    def tell(self) -> int:
+        return int(self.fileobj.tell())
+
+    def seek(self, *args: int) -> int:
+        return int(self.fileobj.seek(*args))
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo whose metadata headers (long names, pax records, sparse maps) are read within a budget."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        # tarfile reads a metadata header whole (or a sparse map block by block) before the member it
+        # describes, trusting its declared size; a nested header shares the budget through the wrapper.
+        if self.type not in _METADATA_TYPES:
+            return super()._proc_member(archive)  # type: ignore[misc, no-any-return]
+        real = archive.fileobj
+        archive.fileobj = _CappedReader(real, MAX_HEADER_BYTES)  # type: ignore[assignment]
+        try:
+            return super()._proc_member(archive)  # type: ignore[misc, no-any-return]
+        finally:
+            archive.fileobj = real
+
+
+_METADATA_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE_SPARSE,
+                   tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
 def _check_manifest_size(size: int, where: Path) -> None:
@@ -157,6 +214,20 @@ def _norm(member: str) -> str:
     return member
 
 
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name as its maker meant it, though zipfile reads one without the UTF-8 flag as cp437.
+
+    Info-ZIP's ``zip`` (how a package folder is usually zipped on Linux) stores a name's UTF-8 bytes
+    without the flag, so ``café.nwk`` would be listed as ``caf├⌐.nwk`` and reported missing.
+    """
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:  # not UTF-8 bytes: a real cp437 name (old DOS and Windows tools)
+        return info.filename
+
+
 def _prefix(names: list[str], where: Path) -> str:
     """Where CONTENTS.json sits inside an archive: at the top, or in one top-level folder."""
     hits = [n for n in names if n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST))]
@@ -178,7 +249,7 @@ def open_package(path: Path) -> Iterator[PackageSource]:
         with _reading(path):
             zarchive = zipfile.ZipFile(path)
         with zarchive:
-            infos = {_norm(i.filename): i for i in zarchive.infolist()}
+            infos = {_norm(_zip_name(i)): i for i in zarchive.infolist()}
             prefix = _prefix(list(infos), path)
             _check_manifest_size(infos[prefix + MANIFEST].file_size, path)
             with _reading(path):
@@ -187,7 +258,7 @@ def open_package(path: Path) -> Iterator[PackageSource]:
     else:
         with _open_tar(path) as tarchive:
             with _reading(path):  # listing reads the whole stream: a truncated one fails here
-                members = {_norm(m.name): m for m in tarchive.getmembers()}
+                members = _tar_members(tarchive, path)
             prefix = _prefix(list(members), path)
             member = members[prefix + MANIFEST]
             if not member.isreg():
@@ -202,9 +273,20 @@ def open_package(path: Path) -> Iterator[PackageSource]:
             yield _TarSource(path, tarchive, members, prefix, manifest)
 
 
+def _tar_members(tarchive: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    members: dict[str, tarfile.TarInfo] = {}
+    for count, member in enumerate(tarchive, start=1):
+        if count > MAX_MEMBERS:
+            raise InvalidInputError(f"{path} lists over {MAX_MEMBERS:,} members, which no refpkg has")
+        members[_norm(member.name)] = member
+    return members
+
+
 def _open_tar(path: Path) -> tarfile.TarFile:
     try:
-        return tarfile.open(path, "r:*")
+        return tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
+    except _OversizedHeader as exc:
+        raise InvalidInputError(f"{path}: {exc}, which no refpkg needs") from None
     except tarfile.TarError:
         raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
     except _DAMAGE as exc:

@@ -25,7 +25,7 @@ from rgstore.codec import (
     unframe,
 )
 from rgstore.errors import ChainError
-from rgstore.events import Envelope, Event
+from rgstore.events import Envelope, Event, Noted
 from tests.strategies import any_event
 
 
@@ -108,3 +108,44 @@ def test_uncompressed_framing_of_a_batch_keeps_each_records_own_chain() -> None:
     records = frame_all(payloads, chains, compress=False)
     assert [r[0] for r in records] == [CODEC_RAW] * 3
     assert [unframe(r) for r in records] == list(zip(chains, payloads))
+
+
+def _zstd_frame_claiming(size: int) -> bytes:
+    """A zstd frame whose header declares ``size`` content bytes, followed by one empty raw block."""
+    return bytes.fromhex("28b52ffd") + bytes([0xE0]) + size.to_bytes(8, "little") + b"\x01\x00\x00"
+
+
+@pytest.mark.parametrize("claimed", [(1 << 30) + 1, 1 << 40])
+def test_a_zstd_record_claiming_more_than_a_gigabyte_is_a_chain_error_before_anything_is_allocated(
+    claimed: int,
+) -> None:
+    # The decompressor allocates the declared size up front: 1 TiB was a MemoryError traceback, and
+    # a real 1.2 GB of zeros fits in a 2 KB log export.
+    from rgstore.codec import _HEADER
+
+    record = _HEADER.pack(CODEC_ZSTD, 0, b"\x11" * 32) + _zstd_frame_claiming(claimed)
+    for read in (lambda: unframe(record, 8), lambda: payload_of(record, 8)):
+        with pytest.raises(ChainError, match=f"seq 8: zstd payload claims {claimed:,} bytes, over the"):
+            read()
+
+
+def test_a_dictionary_record_claiming_more_than_a_gigabyte_is_a_chain_error() -> None:
+    from rgstore.codec import _HEADER
+
+    samples = [encode_event(Noted(text=f"note {i} about chr{i % 23}", data={"k": i})) for i in range(400)]
+    dict_id = register_dictionary(train_dictionary(samples, size=4096))
+    record = _HEADER.pack(CODEC_ZSTD_DICT, dict_id, b"\x11" * 32) + _zstd_frame_claiming(1 << 40)
+    for read in (lambda: unframe(record, 9), lambda: payload_of(record, 9)):
+        with pytest.raises(ChainError, match="seq 9: zstd payload claims 1,099,511,627,776 bytes"):
+            read()
+
+
+def test_a_payload_nested_past_the_recursion_limit_is_a_decode_error_not_a_recursion_error() -> None:
+    import msgspec
+
+    envelope = Envelope(seq=1, id="i", stream="note:x", stream_version=1,
+                        time=datetime(2024, 1, 1, tzinfo=timezone.utc), actor="a",
+                        event=Noted(text="x", data={"k": "PLACEHOLDER"}))
+    payload = encode_envelope(envelope).replace(b"\xabPLACEHOLDER", b"\x91" * 5000 + b"\xc0")
+    with pytest.raises(msgspec.DecodeError, match="nests too deeply"):
+        decode_envelope(payload)

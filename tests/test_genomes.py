@@ -331,6 +331,33 @@ def test_export_writes_the_upper_cased_genome_atomically(store: Store, tmp_path:
     assert [p.name for p in out.parent.iterdir()] == ["tiny.fa"]
 
 
+def test_export_to_a_fifo_or_device_writes_into_it_and_never_replaces_the_node(store: Store, tmp_path: Path) -> None:
+    import os
+    import stat
+    import threading
+
+    store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "out"
+    out.mkdir()
+    expected = out / "tiny.fa"
+    store.genomes.export("tiny", expected)
+    fifo = out / "pipe"  # a shell's >(gzip > x) or /dev/stdout is one of these
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    store.genomes.export("tiny", fifo)
+    reader.join(timeout=60)
+    assert got == [expected.read_bytes()] and stat.S_ISFIFO(fifo.lstat().st_mode)
+    null = out / "null"  # what /dev/null is: `rgstore genome export hg38 /dev/null` as root replaced it
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        return  # not root (CI is): the FIFO above made the claim
+    store.genomes.export("tiny", null)
+    assert stat.S_ISCHR(null.lstat().st_mode) and sorted(p.name for p in out.iterdir()) == ["null", "pipe", "tiny.fa"]
+
+
 def test_re_exporting_over_an_indexed_fasta_leaves_no_stale_index_for_samtools_to_misread(
     store: Store, tmp_path: Path
 ) -> None:
@@ -775,6 +802,22 @@ def test_genome_show_marks_empty_fields_with_a_dash_and_ends_no_line_in_spaces(c
     assert result.exit_code == 0, result.stderr
     assert "species      -\n" in out and "description  -\n" in out
     assert not [line for line in out.splitlines() if line != line.rstrip()]
+
+
+def test_genome_show_escapes_a_newline_in_a_fasta_file_name_so_it_cannot_forge_a_line(  # type: ignore[no-untyped-def]
+    cli, store: Store, tmp_path: Path
+) -> None:
+    # A FASTA from someone else may be named anything: here, a name that would print a fake "added" line.
+    fasta = tmp_path / "x.fa\nadded        2020-01-01T00:00:00Z by admin@lab (seq 1)"
+    shutil.copy(TINY, fasta)
+    store.genomes.init(fasta, ["tiny"], description="line one\nspecies      Mus musculus")
+    store.close()
+    result = cli("genome", "show", "tiny")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:8]] == ["digest", "names", "description", "species", "sequences",
+                                                      "source", "added", "fhr"]
+    assert "x.fa\\nadded" in lines[5] and lines[2] == "description  line one\\nspecies      Mus musculus"
 
 
 # -- Python callers' habits: a str where a list or a Path is expected --------------------------

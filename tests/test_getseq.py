@@ -548,3 +548,36 @@ def test_a_lone_locus_string_given_to_getseqs_is_named_whole_not_as_its_first_le
                  lambda: store.genomes.sequences.stream("tiny", "chr1:0-5")):  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError, match=r"^region 'chr1:0-5' is a locus string: .*read_loci"):
             call()
+
+
+def test_one_based_loci_count_like_samtools_faidx() -> None:
+    assert parse_locus("chr1:1-10", one_based=True) == Region("chr1", 0, 10)
+    assert parse_locus("chr1:11,874-14,409", one_based=True) == Region("chr1", 11873, 14409)
+    assert parse_locus("chr1:5-5", one_based=True) == Region("chr1", 4, 5)
+    assert parse_locus("chr1:5", one_based=True) == Region("chr1", 4)
+    assert parse_locus("HLA:01", {"HLA:01"}, one_based=True) == Region("HLA:01")  # a name, not coordinates
+    with pytest.raises(InvalidInputError, match="1-based coordinates start at 1"):
+        parse_locus("chr1:0-10", one_based=True)
+
+
+@pytest.mark.skipif(shutil.which("samtools") is None, reason="samtools is not installed")
+def test_cli_one_based_fasta_equals_samtools_faidx_on_the_same_loci(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fasta = tmp_path / "g.fa"
+    shutil.copyfile(TINY, fasta)
+    assert cli("genome", "init", "--fasta", str(fasta), "--name", "g").exit_code == 0
+    loci = ["chr1:1-10", "chr1:1,000-1,010", "chr2:1995", "chr1:5-5", "chrM:1-1000"]
+    for flags in ([], ["-i"]):
+        ours = cli("getseq", "g", "--one-based", "--fasta", *flags, *loci)
+        assert ours.exit_code == 0, ours.output
+        theirs = subprocess.run(["samtools", "faidx", str(fasta), *loci, *flags], check=True, capture_output=True,
+                                text=True).stdout
+        # samtools keeps soft-masking and echoes the locus as typed; rgstore writes upper case, plain numbers.
+        assert ours.output.upper() == theirs.upper().replace("1,000-1,010", "1000-1010").replace(
+            ":1995", ":1995-2000")
+
+
+def test_out_of_range_one_based_loci_say_which_coordinates_the_error_uses(store: Store) -> None:
+    store.genomes.init(TINY, ["g"])
+    with pytest.raises(OutOfRangeError, match=r"chr1:9-5 of genome g: start is after end .*0-based"):
+        store.genomes.read_loci("g", ["chr1:10-5"], one_based=True)
+    assert store.genomes.read_loci("g", ["chr1:1-4"], one_based=True) == [(Region("chr1", 0, 4), "ATTT")]

@@ -267,3 +267,113 @@ def test_a_sigterm_handled_the_moment_the_export_temp_exists_leaves_nothing(
         refpkg_archive.write_package(out / name, fmt, b"{}", {}, lambda ref: open(os.devnull, "rb"),
                                      datetime.now(timezone.utc), lambda n: None)
     assert list(out.iterdir()) == []
+
+
+# -- 4. tar bombs in the headers ----------------------------------------------------------------
+
+
+def _tar_gz_of_header_claiming(dest: Path, kind: str, size: int) -> Path:
+    """A .tar.gz whose first member is metadata (GNU long name, pax record, sparse map) of ``size`` bytes.
+
+    The zeros compress ~1000:1, so the file stays tiny whatever the claim; tarfile held it all in memory.
+    """
+    import zlib
+
+    blocks = size // 512
+    if kind == "sparse":
+        info = tarfile.TarInfo("p/x")
+        info.type = tarfile.GNUTYPE_SPARSE
+        header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+        header[482] = 1  # "isextended": a chain of 512-byte blocks of 21 (offset, size) pairs follows
+        header[148:156] = b" " * 8
+        header[148:156] = b"%06o\0 " % sum(header)
+        ext = bytearray(b"00000000001\0" * 42 + bytes(8))
+        ext[504] = 1
+        body = bytes(ext) * (blocks - 1) + bytes(ext[:504]) + bytes(8)
+    else:
+        info = tarfile.TarInfo("././@LongLink")
+        info.type, info.size = {"gnu-longname": tarfile.GNUTYPE_LONGNAME, "pax": tarfile.XHDTYPE}[kind], size
+        header = bytearray(info._create_header(info.get_info(), tarfile.GNU_FORMAT, "utf-8",  # type: ignore[attr-defined]
+                                               "surrogateescape"))
+        body = bytes(blocks * 512)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    dest.write_bytes(packer.compress(bytes(header) + body + bytes(1024)) + packer.flush())
+    return dest
+
+
+@pytest.mark.parametrize("kind", ["gnu-longname", "pax", "sparse"])
+@pytest.mark.parametrize("first", [True, False], ids=["first-member", "after-the-manifest"])
+def test_a_tar_gz_whose_header_metadata_claims_megabytes_is_refused_before_it_is_held(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, taxit_dir: Path, tmp_path: Path, kind: str, first: bool
+) -> None:
+    from rgstore.refpkg_archive import MAX_HEADER_BYTES
+
+    bomb = _tar_gz_of_header_claiming(tmp_path / "bomb.tar.gz", kind, 4 * MAX_HEADER_BYTES)
+    pkg = tmp_path / "made.refpkg.tar.gz"
+    if first:
+        pkg.write_bytes(bomb.read_bytes())
+    else:  # a real package's members, then the bomb (a gzip file may hold several members)
+        import gzip
+
+        with tarfile.open(tmp_path / "plain.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+            tar.add(taxit_dir, arcname=taxit_dir.name)
+        plain = (tmp_path / "plain.tar").read_bytes().rstrip(b"\0")  # drop the end-of-archive blocks
+        plain += bytes(-len(plain) % 512)
+        pkg.write_bytes(gzip.compress(plain) + bomb.read_bytes())
+    assert pkg.stat().st_size < MAX_HEADER_BYTES
+    result = cli("refpkg", "import", str(pkg))
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {pkg}: a tar member's metadata is over the {MAX_HEADER_BYTES:,}-byte limit, "
+                             "which no refpkg needs\n")
+    with Store.open(store_path) as store:
+        assert _untouched(store)
+
+
+def test_a_tar_gz_listing_more_members_than_any_package_is_refused(  # type: ignore[no-untyped-def]
+    store: Store, taxit_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from rgstore import refpkg_archive
+
+    pkg = _tar(taxit_dir, tmp_path / "made.refpkg.tar.gz")
+    with tarfile.open(pkg) as tar:
+        count = len(tar.getmembers())
+    monkeypatch.setattr(refpkg_archive, "MAX_MEMBERS", count - 1)
+    with pytest.raises(InvalidInputError, match=f"^{pkg} lists over {count - 1:,} members, which no refpkg has$"):
+        store.refpkgs.import_package(pkg)
+    assert _untouched(store)
+    monkeypatch.setattr(refpkg_archive, "MAX_MEMBERS", count)
+    store.refpkgs.import_package(pkg)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_a_tar_gz_whose_folder_name_needs_a_long_name_header_still_imports(
+    store: Store, taxit_dir: Path, tmp_path: Path, fmt: int
+) -> None:
+    folder = "p" * 180 + ".refpkg"  # member paths over 100 bytes need a GNU long name or a pax record
+    pkg = tmp_path / "long.tar.gz"
+    with tarfile.open(pkg, "w:gz", format=fmt) as tar:
+        tar.add(taxit_dir, arcname=folder)
+    assert store.refpkgs.import_package(pkg, name="long").files == store.refpkgs.import_package(taxit_dir).files
+
+
+def test_a_zip_made_by_info_zip_with_a_non_ascii_file_name_imports(store: Store, tmp_path: Path) -> None:
+    # `zip -r pkg.zip pkg.refpkg` on Linux stores a name's UTF-8 bytes without the zip UTF-8 flag;
+    # zipfile then reads them as cp437 ('caf├⌐.nwk'), and the package's café.nwk looked missing.
+    import hashlib
+    import json
+
+    tree = b"(a,b);\n"
+    manifest = {"metadata": {"format_version": "1.1"}, "files": {"tree": "café.nwk"},
+                "md5": {"tree": hashlib.md5(tree).hexdigest()}}
+    placeholder = b"cafXX.nwk"  # as long as the UTF-8 bytes of café.nwk, swapped in below
+    assert len(placeholder) == len("café.nwk".encode())
+    pkg = tmp_path / "p.refpkg.zip"
+    with zipfile.ZipFile(pkg, "w") as archive:
+        archive.writestr("p.refpkg/CONTENTS.json", json.dumps(manifest))
+        archive.writestr(f"p.refpkg/{placeholder.decode()}", tree)
+    pkg.write_bytes(pkg.read_bytes().replace(placeholder, "café.nwk".encode()))
+    with zipfile.ZipFile(pkg) as archive:  # what Info-ZIP writes: no flag, so zipfile decodes cp437
+        assert not archive.getinfo("p.refpkg/caf├⌐.nwk").flag_bits & 0x800
+    state = store.refpkgs.import_package(pkg)
+    assert state.files["tree"].name == "café.nwk"
+    assert store.blobs.read_bytes(state.files["tree"].sha256) == tree

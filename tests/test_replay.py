@@ -271,3 +271,71 @@ def test_export_and_replay_take_str_paths(tmp_path: Path) -> None:
         with Store.open(tmp_path / "m") as mirror:
             assert replay_file(mirror, str(tmp_path / "x.rglog")) == (4, 4)
             assert mirror.head() == primary.head()
+
+
+@pytest.mark.parametrize("hostile", ["nested past the recursion limit", "zstd frame claiming a terabyte"])
+def test_a_hostile_chained_record_is_a_chain_error_naming_its_seq_and_nothing_is_replayed(
+    tmp_path: Path, cli, store_path: Path, hostile: str  # type: ignore[no-untyped-def]
+) -> None:
+    # Anyone can chain a record correctly: the export's hashes say nothing about who made it.
+    import msgspec
+
+    from rgstore.codec import (
+        _HEADER,
+        CODEC_ZSTD,
+        chain_hash,
+        chain_of,
+        decode_envelope,
+        encode_envelope,
+        frame,
+        unframe,
+    )
+    from rgstore.logfile import write_log_file
+
+    with _primary(tmp_path / "p", n=3) as primary:
+        primary.append([NewEvent(stream="note:x", event=Noted(text="x", data={"k": "PLACEHOLDER"}))])
+        export_log(primary, tmp_path / "x.rglog")
+    header, frames = read_log_file(tmp_path / "x.rglog")
+    records = list(frames)
+    seq, record = records[-1]
+    if hostile.startswith("nested"):
+        payload = encode_envelope(decode_envelope(unframe(record, seq)[1]))
+        payload = payload.replace(b"\xabPLACEHOLDER", b"\x91" * 5000 + b"\xc0")
+        chain = chain_hash(chain_of(records[-2][1]), seq, payload)
+        records[-1] = (seq, frame(payload, chain, compress=False))
+        why = "payload does not decode (payload nests too deeply to decode)"
+    else:
+        chain = b"\x11" * 32
+        claim = bytes.fromhex("28b52ffd") + bytes([0xE0]) + (1 << 40).to_bytes(8, "little") + b"\x01\x00\x00"
+        records[-1] = (seq, _HEADER.pack(CODEC_ZSTD, 0, chain) + claim)
+        why = "zstd payload claims 1,099,511,627,776 bytes, over the 1,073,741,824-byte limit of a record"
+    write_log_file(tmp_path / "bad.rglog", msgspec.structs.replace(header, head_hash=chain.hex()), records)
+    result = cli("replay", str(tmp_path / "bad.rglog"))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: log record seq {seq}: {why}\n"
+    with Store.open(store_path) as mirror:
+        assert mirror.head()[0] < seq and mirror.verify().ok
+
+
+def test_a_replayed_store_gets_its_content_back_the_way_replay_help_says(tmp_path: Path) -> None:
+    # The help once sent users to `mirror pull SOURCE --with-sequences`, which refuses a replayed store
+    # (it has events of its own and is not a mirror); copying refget/ in and rebuilding works.
+    import shutil
+
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli as root
+
+    runner = CliRunner()
+    primary, restored, export = tmp_path / "p", tmp_path / "r", tmp_path / "e.rglog"
+    assert runner.invoke(root, ["demo", "--store", str(primary)]).exit_code == 0
+    assert runner.invoke(root, ["--store", str(primary), "log", "export", str(export)]).exit_code == 0
+    assert runner.invoke(root, ["replay", str(export), "--store", str(restored)]).exit_code == 0
+    assert runner.invoke(root, ["verify", "--store", str(restored)]).exit_code == 1  # no sequences yet
+    pulled = runner.invoke(root, ["--store", str(restored), "mirror", "pull", str(export), "--with-sequences"])
+    assert pulled.exit_code == 1 and "not a mirror" in pulled.output
+    advice = " ".join(runner.invoke(root, ["replay", "--help"]).output.split())
+    assert "mirror pull" not in advice and "refget/" in advice and "`rgstore rebuild`" in advice
+    shutil.copytree(primary / "refget", restored / "refget", dirs_exist_ok=True)
+    assert runner.invoke(root, ["rebuild", "--store", str(restored)]).exit_code == 0
+    verified = runner.invoke(root, ["verify", "--store", str(restored)])
+    assert verified.exit_code == 0, verified.output
