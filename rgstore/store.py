@@ -153,6 +153,14 @@ class Store:
             raise InvalidInputError("the store path is empty; name a directory (or leave it out for the default store)")
         # Absolute: a notebook's `%cd` (os.chdir) must not send blobs and sequence reads to another directory.
         root = (Path(path).expanduser() if path is not None else default_store_path()).absolute()
+        try:
+            str(root).encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 in a name (a Latin-1 directory): LMDB and gtars take UTF-8 paths only.
+            # Said before anything is created there, whatever the locale.
+            shown = os.fsencode(root).decode("utf-8", "backslashreplace")
+            raise InvalidInputError(f"the store path {shown} is not valid UTF-8, which LMDB and gtars need; "
+                                    "rename the directory or choose another") from None
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         if readonly and not (root / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")

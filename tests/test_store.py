@@ -134,3 +134,12 @@ def test_a_store_shows_its_path_and_state_in_a_notebook(tmp_path: Path) -> None:
     assert repr(store) == f"<rgstore.Store {str(tmp_path / 's')!r} closed>"
     with Store.open(tmp_path / "s", readonly=True) as reader:
         assert repr(reader).endswith(" read-only>")
+
+
+def test_a_store_path_that_is_not_utf8_is_refused_in_words_before_anything_is_created(tmp_path: Path) -> None:
+    from rgstore.errors import InvalidInputError
+
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/st\xe9re"))  # a Latin-1 directory name
+    with pytest.raises(InvalidInputError, match=r"st\\xe9re is not valid UTF-8"):
+        Store.open(path)
+    assert list(tmp_path.iterdir()) == []
