@@ -377,6 +377,9 @@ class Genomes:
             with open(out, "wb") as fh:
                 write(fh)
             return genome
+        asked = out
+        if out.is_symlink():  # replace what the link names, and keep the link (as `log export` does)
+            out = Path(os.path.realpath(out))
         if not out.parent.is_dir():
             raise NotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
         fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -385,8 +388,8 @@ class Genomes:
                 write(fh)
             # A .fai (or .gzi) of the file being replaced makes samtools and pysam read wrong bases from
             # the new one (htslib never compares it with the FASTA); without one they index it afresh.
-            Path(f"{out}.fai").unlink(missing_ok=True)
-            Path(f"{out}.gzi").unlink(missing_ok=True)
+            for index in {f"{asked}.fai", f"{asked}.gzi", f"{out}.fai", f"{out}.gzi"}:
+                Path(index).unlink(missing_ok=True)
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

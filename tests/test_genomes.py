@@ -358,6 +358,21 @@ def test_export_to_a_fifo_or_device_writes_into_it_and_never_replaces_the_node(s
     assert stat.S_ISCHR(null.lstat().st_mode) and sorted(p.name for p in out.iterdir()) == ["null", "pipe", "tiny.fa"]
 
 
+def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(store: Store, tmp_path: Path) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "tiny.fa").write_text(">old\nAC\n")
+    (shared / "tiny.fa.fai").write_text("old\t2\t5\t2\t3\n")
+    link = tmp_path / "tiny.fa"
+    link.symlink_to(shared / "tiny.fa")
+    (tmp_path / "tiny.fa.fai").write_text("old\t2\t5\t2\t3\n")
+    store.genomes.export("tiny", link)
+    assert link.is_symlink() and link.read_text().startswith(">chr1")
+    assert not (shared / "tiny.fa.fai").exists() and not (tmp_path / "tiny.fa.fai").exists()
+    assert sorted(p.name for p in shared.iterdir()) == ["tiny.fa"]
+
+
 def test_re_exporting_over_an_indexed_fasta_leaves_no_stale_index_for_samtools_to_misread(
     store: Store, tmp_path: Path
 ) -> None:
