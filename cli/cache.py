@@ -110,7 +110,7 @@ def key_cmd(
     regions: str,
     as_json: bool,
 ) -> None:
-    """Print the level-1 key of each requested region (raw inputs fetched once: keys hold their checksums).
+    """Print the level-1 key of each requested region (after `cache fetch-raw`: keys hold the raw checksums).
 
     Labels (NCBI species, taxon and release; the Ensembl taxon) are blank in keys, so requests
     for the same download share entries.
@@ -282,7 +282,6 @@ def _pin_command(name: str, pinned: bool) -> click.Command:
         )
         + " REF is a key, its first 8+ hex digits (as `cache ls` prints them) or the entry's directory."
         + f"\n\n\b\nExample:\n    rgstore cache {name} 3f9a1c0b7e2d\n"
-        + f"    rgstore cache {name} cached_genomic_<key>\n"
         + f"    rgstore cache {name} \\\n        ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110\n"
     )
     return command

@@ -49,7 +49,7 @@ def getseq_cmd(
     \b
     Example:
         rgstore getseq hg38 chr1:0-60 chrM
-        rgstore getseq hg38 --one-based chr1:11,874-14,409   # pasted from the UCSC browser
+        rgstore getseq hg38 --one-based chr1:11,874-14,409  # as UCSC shows it
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
             --revcomp --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80

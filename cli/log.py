@@ -170,8 +170,9 @@ def _is_stdout(path: Path) -> bool:
 def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
     """Rebuild a store from an exported log (- for standard input), verifying the hash chain; appends only what is missing.
 
-    The export holds the log only: blobs and sequence files come from `rgstore mirror pull
-    SOURCE --with-blobs --with-sequences` (until then `rgstore verify` names them missing).
+    The export holds the log only: copy the old store's blobs/, refget/ and cache/ into the
+    store before the replay (copied after it, run `rgstore rebuild`); until then `rgstore verify`
+    names what is missing. `rgstore backup` copies a store with its content in one step.
 
     \b
     Example:

@@ -277,3 +277,12 @@ def test_on_a_read_only_mount_a_request_whose_download_is_not_cached_is_refused_
                "level 2 would add cache entries; run the request where the store is writable")
     assert done.stdout == f"{refused}\nrc=1\n{refused}\nrc=1\n", done.stdout + done.stderr
     assert server.requests == []  # refused before any request, not after a download
+
+
+def test_cache_key_help_and_error_both_send_users_to_fetch_raw_first(cli) -> None:  # type: ignore[no-untyped-def]
+    # `cache key` never downloads (it opens the store read-only); its one-line help once read as if it did.
+    cli("init")
+    out = cli("cache", "key", *NCBI)
+    assert out.exit_code == 1 and "`rgstore cache fetch-raw`" in out.stderr
+    summary = " ".join(cli("cache", "key", "--help").stdout.split("\n\n")[1].split())
+    assert "after `cache fetch-raw`" in summary and "fetched once" not in summary
