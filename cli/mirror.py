@@ -75,13 +75,13 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    click.echo(f"upstream:   {result.upstream or '(none: not a mirror)'}{' [promoted]' if result.promoted else ''}")
-    click.echo(f"local head: {result.local_head}")
+    click.echo(f"upstream:      {result.upstream or '(none: not a mirror)'}{' [promoted]' if result.promoted else ''}")
+    click.echo(f"local head:    {result.local_head}")
     if result.upstream_head is not None:
-        click.echo(f"upstream:   head {result.upstream_head}, lag {result.lag} events")
+        click.echo(f"upstream head: {result.upstream_head} (lag {result.lag} events)")
     if result.error:
         click.echo(f"upstream problem: {result.error}")
-    click.echo(f"last pull:  {when(result.last_pull) if result.last_pull else 'never'}")
+    click.echo(f"last pull:     {when(result.last_pull) if result.last_pull else 'never'}")
 
 
 @mirror_group.command("promote")

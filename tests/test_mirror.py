@@ -663,7 +663,7 @@ def test_a_follower_keeps_the_log_current_past_content_that_fails_its_check(tmp_
         publish(primary, tmp_path / "pub")
         publish_blobs(primary, tmp_path / "pub")
         [sha] = referenced_blobs(primary)
-        head = primary.head()
+        head = primary.head()[0]
     blob = tmp_path / "pub" / "blobs" / sha[:2] / sha
     blob.write_bytes(blob.read_bytes().replace(b"0.1", b"0.9"))
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
@@ -687,7 +687,7 @@ def test_a_pull_finishes_alias_files_an_earlier_pull_left_pending_even_with_noth
         primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
         primary.aliases.set("ucsc:small", primary.genomes.resolve("tiny"))
         publish(primary, tmp_path / "pub")
-        head = primary.head()
+        head = primary.head()[0]
     tsv = tmp_path / "m" / "refget" / "aliases" / "collections" / "ucsc.tsv"
     with Store.open(tmp_path / "m") as mirror:
         (tsv / "blocker").mkdir(parents=True)
@@ -945,3 +945,20 @@ def test_pull_takes_a_pathlib_path_to_an_export_file(tmp_path: Path) -> None:
         export_log(primary, tmp_path / "x.rglog")
         assert pull(mirror, tmp_path / "x.rglog").applied == 3
         _same(primary, mirror)
+
+
+def test_status_text_labels_each_head_once_and_lines_up(tmp_path: Path) -> None:
+    from tests.conftest import run_rgstore
+
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+        _work(primary, 3, 5)
+        publish(primary, tmp_path / "pub")
+        head = primary.head()[0]
+    lines = run_rgstore("--store", str(tmp_path / "m"), "mirror", "status").stdout.decode().splitlines()
+    labels = [line.split(":", 1)[0] for line in lines]
+    assert labels == ["upstream", "local head", "upstream head", "last pull"]
+    assert len({line.index(line.split(":", 1)[1].strip()) for line in lines}) == 1  # values start in one column
+    assert lines[2].endswith(f"{head} (lag {head - int(lines[1].split()[-1])} events)")
