@@ -285,6 +285,11 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
     wanted = list(_sequence_files(store))
     indexed: list[tuple[str, str]] = []  # intact local files, to look up in the RefgetStore's index
     doubtful: list[tuple[str, str]] = []  # (digest, problem): a `genome remove` + gc meanwhile would explain it
+    with store.read() as txn:
+        mirrored = bool(store.log.meta_get(txn, "replica_of"))
+    # A mirror gets missing sequences from its upstream; a primary or a replayed copy only from FASTA or a copy.
+    refill = ("`rgstore mirror pull SOURCE --with-sequences`" if mirrored
+              else "`rgstore genome init`, or copy refget/ from the store the log came from")
     bar = progress("verify sequences", total=sum(length for _, length, _, _ in wanted), unit="B")
     for bare, length, where, lazy in wanted:
         path = refget / template.replace("%s2", bare[:2]).replace("%s", bare)
@@ -293,7 +298,8 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
                 report.unfetched_sequences += 1
             else:
                 doubtful.append((bare, f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
-                                       "`rgstore genome init`, or `rgstore mirror pull SOURCE --with-sequences`)"))
+                                       f"{refill})" if not mirrored else
+                                 f"{path}: sequence {where} is missing (fetch it with {refill})"))
             bar.update(length)
             continue
         digest, size = hashlib.sha512(), 0
