@@ -9,6 +9,7 @@ the user data directory.
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -87,8 +88,23 @@ def create_app(store_path: str | None = None) -> FastAPI:
         summary="Read-only projections of an rgstore: GA4GH refget sequences v2 and seqcol, "
         "refgenie-compatible genomes and aliases, refpkgs, caches and the event feed.",
         lifespan=lifespan,
+        docs_url=None,  # served below, with a word for browsers that cannot reach the CDN
     )
     install_error_handlers(app)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        """Swagger UI; it loads from a CDN, so until it renders the page says where the API description is."""
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        openapi_url = html.escape(request.scope.get("root_path", "").rstrip("/") + (app.openapi_url or ""))
+        page = get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI")
+        # Swagger UI renders over this: only a browser that cannot reach cdn.jsdelivr.net (an offline lab) keeps it.
+        waiting = ('<div id="swagger-ui"><p style="font-family: sans-serif; margin: 2em">Swagger UI loads from '
+                   "cdn.jsdelivr.net; if this text stays, this browser cannot reach it. The API is described in "
+                   f'<a href="{openapi_url}">{openapi_url}</a> (OpenAPI 3 JSON).</p>')
+        body = bytes(page.body).decode().replace('<div id="swagger-ui">', waiting, 1)
+        return Response(body, media_type="text/html; charset=utf-8")
     _one_line_validation_errors(app)
 
     @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness and log position")
