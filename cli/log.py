@@ -22,7 +22,7 @@ _REL = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def _since(value: str | None) -> datetime | None:
+def _since(value: str | None, option: str = "--since") -> datetime | None:
     if value is None:
         return None
     m = _REL.match(value)
@@ -35,7 +35,7 @@ def _since(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r}: use an ISO date/time or a span like 30s, 5m, 2h, 7d, 1w",
-                                 param_hint="'--since'") from None
+                                 param_hint=f"'{option}'") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
@@ -61,11 +61,14 @@ def _row(env: Any) -> dict[str, Any]:
 @click.option("--stream", help="Only this stream, or streams matching a glob (e.g. 'refpkg:*', 'alias:*/hg38').")
 @click.option("--type", "type_", help="Only this event type tag, e.g. alias-set.")
 @click.option("--since", help="Only events at or after this time (ISO 8601, UTC unless it has an offset; or a span like 2h, 7d).")
+@click.option("--until", help="Only events before this time (same forms as --since: --since 14d --until 7d is the week "
+                              "before last).")
+@click.option("--actor", help="Only events by this actor, or actors matching a glob (e.g. 'alice@*').")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the most recent N matching events (in seq order).")
 @json_option
 @click.pass_context
-def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: str | None,
-              limit: int | None, as_json: bool) -> None:
+def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: str | None, until: str | None,
+              actor: str | None, limit: int | None, as_json: bool) -> None:
     """List events: seq, time, actor, type, stream and a one-line summary.
 
     With --json, JSON lines: one object per event, one per line (nothing at all when no event matches).
@@ -73,19 +76,21 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
     \b
     Example:
         rgstore log --stream 'alias:*' --since 7d
+        rgstore log --actor 'alice@*' --since 2026-01-01 --until 2026-02-01
         rgstore log show 42
         rgstore log export backup.rglog
     """
     if ctx.invoked_subcommand is not None:
         return
     since_time = _since(since)  # a malformed --since is a usage error whatever the store
-    for value, hint in ((stream, "'--stream'"), (type_, "'--type'")):  # quoted as click quotes its own hints
+    until_time = _since(until, "--until")
+    for value, hint in ((stream, "'--stream'"), (type_, "'--type'"), (actor, "'--actor'")):  # as click quotes hints
         if value is not None and not value.strip():
             raise click.BadParameter("is empty; name one, or leave the option out for every event", param_hint=hint)
     with ctx.find_object(Context).open(readonly=True) as store:  # type: ignore[union-attr]
         # Without --limit, read page by page: a million-event log is not held in memory as envelopes.
-        envs = (store.events(stream=stream, type=type_, since=since_time, last=limit) if limit is not None
-                else store.iter_events(stream=stream, type=type_, since=since_time))
+        query = {"stream": stream, "type": type_, "since": since_time, "until": until_time, "actor": actor}
+        envs = store.events(**query, last=limit) if limit is not None else store.iter_events(**query)
         if as_json:
             emit_json_lines(_row(e) for e in envs)
             return

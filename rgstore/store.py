@@ -112,6 +112,24 @@ def _stream_matcher(pattern: str | None) -> Callable[[str], bool] | None:
     return lambda stream: stream == pattern or fnmatchcase(stream, pattern)
 
 
+def _event_filter(
+    type: str | None, since: datetime | None, until: datetime | None, actor: str | None,
+) -> Callable[[Envelope], bool] | None:
+    """One test for the non-stream filters of ``Store.events``: type tag, [since, until) and actor (exact or glob)."""
+    if type is not None and type not in EVENT_TYPES:
+        raise NotFoundError(f"unknown event type {type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+    if type is None and since is None and until is None and actor is None:
+        return None
+    by_actor = _stream_matcher(actor)  # the same exact-or-glob rules as streams
+
+    def keep(env: Envelope) -> bool:
+        return ((type is None or env.event.__struct_config__.tag == type)
+                and (since is None or env.time >= since) and (until is None or env.time < until)
+                and (by_actor is None or by_actor(env.actor)))
+
+    return keep
+
+
 class Store:
     """An open rgstore store. Use ``Store.open``; close it (or use ``with``) when done."""
 
@@ -381,12 +399,13 @@ class Store:
 
     def events(
         self, *, stream: str | None = None, type: str | None = None, since: datetime | None = None,
-        after: int = 0, limit: int | None = None, last: int | None = None,
+        after: int = 0, limit: int | None = None, last: int | None = None, until: datetime | None = None,
+        actor: str | None = None,
     ) -> list[Envelope]:
         """Envelopes in seq order, filtered by stream (exact, or a glob: ``alias:*``, ``*/hg38``), event
-        type tag, time and seq; ``limit`` keeps the first N matches, ``last`` the most recent N."""
-        if type is not None and type not in EVENT_TYPES:
-            raise NotFoundError(f"unknown event type {type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+        type tag, time (``since`` <= time < ``until``), actor (exact or a glob) and seq; ``limit`` keeps
+        the first N matches, ``last`` the most recent N."""
+        keep = _event_filter(type, since, until, actor)
         after = max(after, 0)
         if (last is not None and last <= 0) or (limit is not None and limit <= 0):
             return []
@@ -404,9 +423,7 @@ class Store:
             for env in source:
                 if match is not None and not match(env.stream):
                     continue
-                if type is not None and env.event.__struct_config__.tag != type:
-                    continue
-                if since is not None and env.time < since:
+                if keep is not None and not keep(env):
                     continue
                 out.append(env)
                 if limit is not None and len(out) >= limit:
@@ -419,7 +436,7 @@ class Store:
 
     def iter_events(
         self, *, stream: str | None = None, type: str | None = None, since: datetime | None = None,
-        after: int = 0, page: int = 10_000,
+        after: int = 0, page: int = 10_000, until: datetime | None = None, actor: str | None = None,
     ) -> Iterator[Envelope]:
         """``events`` as an iterator over every match, ``page`` at a time, each page in its own short read.
 
@@ -429,19 +446,18 @@ class Store:
         if stream and any(c in stream for c in GLOB_CHARS) and literal_prefix(stream):
             # A glob over many streams: take its seqs from the index once, then read them page by page
             # (asking the index again per page would re-walk every matching stream's earlier seqs).
-            after = yield from self._iter_indexed(stream, type, since, after, page)
+            after = yield from self._iter_indexed(stream, _event_filter(type, since, until, actor), after, page)
         while True:
-            batch = self.events(stream=stream, type=type, since=since, after=after, limit=page)
+            batch = self.events(stream=stream, type=type, since=since, after=after, limit=page, until=until, actor=actor)
             yield from batch
             if len(batch) < page:
                 return
             after = batch[-1].seq
 
     def _iter_indexed(
-        self, stream: str, type: str | None, since: datetime | None, after: int, page: int,
+        self, stream: str, keep: Callable[[Envelope], bool] | None, after: int, page: int,
     ) -> Generator[Envelope, None, int]:
         """``iter_events`` for a glob with a literal prefix, up to the head of now; returns that head."""
-        self.events(stream=stream, type=type, limit=0)  # the same refusal of an unknown type, before any output
         match = _stream_matcher(stream)
         assert match is not None
         with self.read() as txn:
@@ -453,8 +469,7 @@ class Store:
         for start in range(0, len(todo), page):
             with self.read() as txn:
                 batch = [env for env in envelopes_at(self.log, txn, todo[start:start + page])
-                         if (type is None or env.event.__struct_config__.tag == type)
-                         and (since is None or env.time >= since)]
+                         if keep is None or keep(env)]
             yield from batch
         return max(after, head)
 

@@ -316,3 +316,25 @@ def test_a_bare_group_prints_its_help_not_a_one_line_error() -> None:
 def test_serve_help_shows_the_interval_default_plainly() -> None:
     out = run_rgstore("serve", "--help").stdout.decode()
     assert "[default: 5s]" in " ".join(out.split()) and "(5s)" not in out
+
+
+def test_log_answers_an_auditors_who_and_when_window(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    for actor, text in (("alice@lab", "one"), ("bob@lab", "two"), ("alice@home", "three")):
+        with Store.open(store_path, actor=actor) as s:
+            s.append([NewEvent(stream="note:x", event=Noted(text=text))])
+    with Store.open(store_path, readonly=True) as s:
+        times = [e.time for e in s.events()]
+
+    def seqs(*args: str) -> list[int]:
+        result = cli("log", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["seq"] for line in result.output.splitlines()]
+
+    assert seqs("--actor", "alice@*") == [1, 3] and seqs("--actor", "bob@lab") == [2]
+    assert seqs("--actor", "*@lab", "--limit", "1") == [2]
+    assert seqs("--until", times[2].isoformat()) == [1, 2]  # before, not at
+    assert seqs("--since", times[1].isoformat(), "--until", times[2].isoformat()) == [2]
+    assert seqs("--until", "1w") == [] and seqs("--until", "2999-01-01", "--actor", "carol@lab") == []
+    for bad in (("--until", "yesterday"), ("--actor", " ")):
+        result = cli("log", *bad)
+        assert result.exit_code == 2 and f"'{bad[0]}'" in result.output, bad

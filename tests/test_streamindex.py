@@ -29,8 +29,13 @@ noted = st.tuples(st.sampled_from(ODD_STREAMS), st.builds(Noted, text=st.text(ma
 command = st.lists(st.one_of(noted, plausible_event()), min_size=1, max_size=4)
 
 
+ACTORS = ("alice@lab", "bob@lab", "alice@home")
+ACTOR_FILTERS = ("alice@lab", "alice@*", "*@lab", "bob@lab", "nobody", "?ob@lab")
+
+
 def _append_all(store: Store, commands: list[list[tuple[str, Event]]]) -> None:
-    for batch in commands:
+    for number, batch in enumerate(commands):
+        store.actor = ACTORS[number % len(ACTORS)]  # who acts varies by command, as in a shared store
         try:
             store.append([NewEvent(stream=s, event=e) for s, e in batch])  # type: ignore[arg-type]
         except ConflictError:
@@ -38,14 +43,16 @@ def _append_all(store: Store, commands: list[list[tuple[str, Event]]]) -> None:
 
 
 def _brute(every: list[Envelope], stream: str | None, type_: str | None, since: datetime | None,
-           after: int, limit: int | None, last: int | None) -> list[int]:
+           after: int, limit: int | None, last: int | None, until: datetime | None = None,
+           actor: str | None = None) -> list[int]:
     """The documented meaning of ``Store.events``, over the whole log."""
     if (limit is not None and limit <= 0) or (last is not None and last <= 0):
         return []
     out = [e.seq for e in every if e.seq > after
            and (stream is None or e.stream == stream or fnmatchcase(e.stream, stream))
            and (type_ is None or e.event.__struct_config__.tag == type_)
-           and (since is None or e.time >= since)]
+           and (since is None or e.time >= since) and (until is None or e.time < until)
+           and (actor is None or fnmatchcase(e.actor, actor))]
     if limit is not None:
         out = out[:limit]
     return out[-last:] if last is not None else out
@@ -72,17 +79,21 @@ def test_index_backed_stream_reads_equal_a_brute_force_scan(
                                          st.sampled_from(GLOBS)))
             type_ = data.draw(st.sampled_from((None,) * len(TAGS) + TAGS))
             since = data.draw(st.sampled_from([None] * 4 + [e.time for e in every][:4]))
+            until = data.draw(st.sampled_from([None] * 4 + [e.time for e in every][-4:]))
+            actor = data.draw(st.sampled_from((None,) * 4 + ACTOR_FILTERS))
             # An event's own seq as `after` puts the boundary on a matching event as often as not.
             after = data.draw(st.sampled_from([0, 0, 0, *(e.seq for e in every)][:12]))
             cut = data.draw(st.sampled_from(("none", "limit", "last", "last", "both")))
             limit = data.draw(st.integers(0, 6)) if cut in ("limit", "both") else None
             last = data.draw(st.integers(0, 6)) if cut in ("last", "both") else None
-            got = store.events(stream=stream, type=type_, since=since, after=after, limit=limit, last=last)
-            assert [e.seq for e in got] == _brute(every, stream, type_, since, after, limit, last)
+            got = store.events(stream=stream, type=type_, since=since, after=after, limit=limit, last=last,
+                               until=until, actor=actor)
+            assert [e.seq for e in got] == _brute(every, stream, type_, since, after, limit, last, until, actor)
             assert got == [every[e.seq - 1] for e in got]  # whole envelopes, not just seqs
             page = data.draw(st.integers(1, 5))
-            paged = [e.seq for e in store.iter_events(stream=stream, type=type_, since=since, after=after, page=page)]
-            assert paged == _brute(every, stream, type_, since, after, None, None)
+            paged = [e.seq for e in store.iter_events(stream=stream, type=type_, since=since, after=after, page=page,
+                                                      until=until, actor=actor)]
+            assert paged == _brute(every, stream, type_, since, after, None, None, until, actor)
 
 
 def test_an_exact_stream_never_picks_up_streams_that_extend_its_name(store: Store) -> None:
