@@ -142,7 +142,9 @@ class RgstoreGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         """click's lookup, with "did you mean" drawn from the lazy commands too (click only knows the loaded ones)."""
         name = click.utils.make_str(args[0]) if args else ""
-        if self.lazy and args and not name.startswith("-") and self.get_command(ctx, name) is None:
+        # Not while completing (resilient parsing): a TAB after a mistyped word must not print a traceback.
+        if (self.lazy and args and not name.startswith("-") and not ctx.resilient_parsing
+                and self.get_command(ctx, name) is None):
             from rgstore.suggest import close_names
 
             found = close_names(name, self.list_commands(ctx), limit=2)

@@ -8,8 +8,10 @@ by default). Sequence reads are delegated to ``rgstore.sequences.SequenceReader`
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -343,7 +345,7 @@ class Genomes:
         progress: ProgressFactory = null_progress,
     ) -> GenomeInfo:
         """Write a genome as FASTA (upper case, ``width`` residues a line); a path is written atomically
-        (a FIFO or device, such as /dev/stdout, in place).
+        (a FIFO, a device or this process's open descriptor, such as /dev/stdout, in place).
 
         A path ending in ``.gz``/``.bgz``/``.bgzf`` is written BGZF-compressed (gzip that htslib can index).
 
@@ -367,6 +369,22 @@ class Genomes:
             else:
                 write_fasta(files, records, fh, width=width, progress=progress)
 
+        descriptor = _descriptor_of(out)
+        if descriptor is not None:
+            # /dev/stdout, /dev/fd/N: the shell's open file, at its offset (`>> all.fa` appends). Reopening
+            # it would truncate that file, and following the link would replace it with this genome alone.
+            try:
+                fh = os.fdopen(os.dup(descriptor), "wb")
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write {out}: descriptor {descriptor} is not open ({exc.strerror})") from None
+            try:
+                with fh:
+                    write(fh)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+                raise InvalidInputError(f"cannot write {out}: descriptor {descriptor} is open for reading only") from None
+            return genome
         try:
             mode = os.stat(out).st_mode
         except OSError:
@@ -462,6 +480,25 @@ class Genomes:
             out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
                    for r in all_genomes(txn, env)]
         return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
+
+
+_FD_LINK = re.compile(r"/proc/(?:self|thread-self|(\d+)(?:/task/\d+)?)/fd/(\d+)|/dev/fd/(\d+)")
+
+
+def _descriptor_of(path: Path) -> int | None:
+    """The open descriptor of this process that ``path`` names through links (``/dev/stdout``, ``/dev/fd/1``), or None."""
+    link = os.path.abspath(path)
+    for _ in range(16):  # a chain of links: out.fa -> /dev/stdout -> /proc/self/fd/1
+        m = _FD_LINK.fullmatch(link)
+        if m is not None:
+            pid, fd, dev_fd = m.groups()
+            return None if pid is not None and int(pid) != os.getpid() else int(fd or dev_fd)
+        try:
+            target = os.readlink(link)
+        except OSError:  # not a link (or none there): an ordinary path
+            return None
+        link = os.path.normpath(os.path.join(os.path.dirname(link), target))
+    return None
 
 
 @contextmanager

@@ -67,3 +67,10 @@ def test_no_store_or_an_unknown_genome_completes_nothing_without_error(tmp_path:
     (tmp_path / "junk" / "log" / "data.mdb").write_bytes(b"not lmdb")
     assert complete(f"rgstore --store {tmp_path / 'junk'} getseq ") == []
 
+
+
+def test_a_tab_after_an_unknown_command_completes_nothing_without_error(tmp_path: Path) -> None:
+    make_store(tmp_path / "s")
+    # click then offers the root's commands again (its own behaviour); what matters is no traceback (exit 0).
+    assert "genome" in complete(f"rgstore --store {tmp_path / 's'} genme ")
+    assert "chr1" not in complete(f"rgstore --store {tmp_path / 's'} nosuch tiny ch")

@@ -373,6 +373,34 @@ def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(store: 
     assert sorted(p.name for p in shared.iterdir()) == ["tiny.fa"]
 
 
+def test_export_to_dev_stdout_appends_to_the_shells_file_instead_of_replacing_it(store: Store, tmp_path: Path) -> None:
+    import os
+
+    store.genomes.init(TINY, ["tiny"])
+    expected = tmp_path / "tiny.fa"
+    store.genomes.export("tiny", expected)
+    combined = tmp_path / "combined.fa"  # `rgstore genome export tiny /dev/stdout >> combined.fa`
+    combined.write_bytes(b">phix\nACGT\n")
+    fd = os.open(combined, os.O_WRONLY | os.O_APPEND)
+    try:
+        store.genomes.export("tiny", f"/dev/fd/{fd}")
+        link = tmp_path / "out.fa"  # a link to the descriptor, as /dev/stdout is
+        link.symlink_to(f"/proc/self/fd/{fd}")
+        store.genomes.export("tiny", link)
+        os.write(fd, b">end\nT\n")  # what the shell writes next lands after the genome, in the same file
+    finally:
+        os.close(fd)
+    assert combined.read_bytes() == b">phix\nACGT\n" + expected.read_bytes() * 2 + b">end\nT\n"
+    assert link.is_symlink()
+    reading = os.open(combined, os.O_RDONLY)  # `export tiny /dev/stdin < combined.fa` replaced the input
+    try:
+        with pytest.raises(InvalidInputError, match="open for reading only"):
+            store.genomes.export("tiny", f"/dev/fd/{reading}")
+    finally:
+        os.close(reading)
+    assert combined.read_bytes().startswith(b">phix\n")
+
+
 def test_re_exporting_over_an_indexed_fasta_leaves_no_stale_index_for_samtools_to_misread(
     store: Store, tmp_path: Path
 ) -> None:
