@@ -8,11 +8,8 @@ by default). Sequence reads are delegated to ``rgstore.sequences.SequenceReader`
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
-import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,10 +24,10 @@ from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
-from .files import mkstemp
 from .gtf import gc_paused
 from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
+from .outputs import output_file
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import STREAM_CHUNK, SequenceReader, revcomp
@@ -369,49 +366,16 @@ class Genomes:
             else:
                 write_fasta(files, records, fh, width=width, progress=progress)
 
-        descriptor = _descriptor_of(out)
-        if descriptor is not None:
-            # /dev/stdout, /dev/fd/N: the shell's open file, at its offset (`>> all.fa` appends). Reopening
-            # it would truncate that file, and following the link would replace it with this genome alone.
-            try:
-                fh = os.fdopen(os.dup(descriptor), "wb")
-            except OSError as exc:
-                raise InvalidInputError(f"cannot write {out}: descriptor {descriptor} is not open ({exc.strerror})") from None
-            try:
-                with fh:
-                    write(fh)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
-                raise InvalidInputError(f"cannot write {out}: descriptor {descriptor} is open for reading only") from None
-            return genome
-        try:
-            mode = os.stat(out).st_mode
-        except OSError:
-            mode = 0
-        if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-            # A FIFO or device (/dev/null, /dev/stdout, a shell's >(...)) is written in place: renaming
-            # over it would replace the node itself (as root, /dev/null would become a FASTA file).
-            with open(out, "wb") as fh:
-                write(fh)
-            return genome
         asked = out
-        if out.is_symlink():  # replace what the link names, and keep the link (as `log export` does)
-            out = Path(os.path.realpath(out))
-        if not out.parent.is_dir():
-            raise NotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
-        fd, tmp = mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
+
+        def drop_indexes(target: Path) -> None:
             # A .fai (or .gzi) of the file being replaced makes samtools and pysam read wrong bases from
             # the new one (htslib never compares it with the FASTA); without one they index it afresh.
-            for index in {f"{asked}.fai", f"{asked}.gzi", f"{out}.fai", f"{out}.gzi"}:
+            for index in {f"{asked}.fai", f"{asked}.gzi", f"{target}.fai", f"{target}.gzi"}:
                 Path(index).unlink(missing_ok=True)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        with output_file(out, before_replace=drop_indexes) as fh:
+            write(fh)
         return genome
 
     # -- sequences ------------------------------------------------------------------------------
@@ -480,25 +444,6 @@ class Genomes:
             out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
                    for r in all_genomes(txn, env)]
         return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
-
-
-_FD_LINK = re.compile(r"/proc/(?:self|thread-self|(\d+)(?:/task/\d+)?)/fd/(\d+)|/dev/fd/(\d+)")
-
-
-def _descriptor_of(path: Path) -> int | None:
-    """The open descriptor of this process that ``path`` names through links (``/dev/stdout``, ``/dev/fd/1``), or None."""
-    link = os.path.abspath(path)
-    for _ in range(16):  # a chain of links: out.fa -> /dev/stdout -> /proc/self/fd/1
-        m = _FD_LINK.fullmatch(link)
-        if m is not None:
-            pid, fd, dev_fd = m.groups()
-            return None if pid is not None and int(pid) != os.getpid() else int(fd or dev_fd)
-        try:
-            target = os.readlink(link)
-        except OSError:  # not a link (or none there): an ordinary path
-            return None
-        link = os.path.normpath(os.path.join(os.path.dirname(link), target))
-    return None
 
 
 @contextmanager

@@ -9,9 +9,7 @@ and of published log segments, so every transport shares one parser.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,10 +19,8 @@ import msgspec
 import zstandard
 
 from .codec import chain_of
-from .diskspace import refused_write
-from .environment import fsync_dir
 from .errors import ChainError, InvalidInputError
-from .files import mkstemp
+from .outputs import output_file
 
 __all__ = [
     "MAGIC",
@@ -115,35 +111,9 @@ def write_log_stream(out: BinaryIO, header: LogHeader, records: Iterable[tuple[i
 
 
 def write_log_file(path: Path, header: LogHeader, records: Iterable[tuple[int, bytes]]) -> int:
-    """Write an exported log file atomically; returns the number of records written.
-
-    A symlink is followed (its target is replaced, the link kept); a FIFO or device (``/dev/stdout``)
-    is written in place, since renaming over it would replace the device node itself.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        mode = 0
-    if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        with open(path, "wb") as out:
-            return write_log_stream(out, header, records)
-    target = Path(os.path.realpath(path))
-    if not target.parent.is_dir():
-        raise InvalidInputError(f"cannot write {path}: directory {path.parent} does not exist")
-    fd, tmp = mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            count = write_log_stream(out, header, records)
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)  # an interrupted export leaves neither a partial file nor a temp file
-        refused = refused_write(exc, target.parent, target.name)
-        if refused is not None:
-            raise refused from None
-        raise
-    fsync_dir(target.parent)
-    return count
+    """Write an exported log durably, whole or not at all (``rgstore.outputs``); returns the number of records."""
+    with output_file(path, durable=True) as out:
+        return write_log_stream(out, header, records)
 
 
 def _header_problem(header: LogHeader) -> str:

@@ -339,3 +339,24 @@ def test_a_replayed_store_gets_its_content_back_the_way_replay_help_says(tmp_pat
     assert runner.invoke(root, ["rebuild", "--store", str(restored)]).exit_code == 0
     verified = runner.invoke(root, ["verify", "--store", str(restored)])
     assert verified.exit_code == 0, verified.output
+
+
+def test_log_export_to_dev_stdout_appends_to_the_shells_file(store: Store, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from rgstore.logfile import read_log_file
+    from tests.conftest import REPO
+
+    store.append([NewEvent(stream="note:a", event=Noted(text="x"))])
+    store.close()
+    out = tmp_path / "both.bin"
+    out.write_bytes(b"KEEP")
+    with open(out, "ab") as fh:  # the shell's `>> both.bin`
+        done = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "store"), "log", "export",
+                               "/dev/stdout"], stdout=fh, stderr=subprocess.PIPE, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes().startswith(b"KEEP") and not out.is_symlink()
+    (tmp_path / "alone.rglog").write_bytes(out.read_bytes()[4:])
+    header, frames = read_log_file(tmp_path / "alone.rglog")
+    assert header.last_seq == 1 and [seq for seq, _ in frames] == [1]

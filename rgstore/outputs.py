@@ -1,0 +1,99 @@
+"""Output paths a user names (``genome export OUT``, ``log export FILE``): written whole, or in place when special.
+
+An ordinary path gets a temp file beside it that replaces it only when complete (a symlink's
+target is replaced and the link kept). A FIFO or device is written in place: renaming over it
+would replace the node itself (as root, ``/dev/null``). A name for one of this process's open
+descriptors (``/dev/stdout``, ``/dev/fd/N``, a link to them) is written through that descriptor,
+at its offset: ``>> all.fa`` appends, where reopening would truncate and following the link would
+replace the shell's file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from .diskspace import refused_write
+from .environment import fsync_dir
+from .errors import InvalidInputError, NotFoundError
+from .files import mkstemp
+
+__all__ = ["descriptor_of", "output_file"]
+
+_FD_LINK = re.compile(r"/proc/(?:self|thread-self|(\d+)(?:/task/\d+)?)/fd/(\d+)|/dev/fd/(\d+)")
+
+
+def descriptor_of(path: Path) -> int | None:
+    """The open descriptor of this process that ``path`` names through links (``/dev/stdout``, ``/dev/fd/1``), or None."""
+    link = os.path.abspath(path)
+    for _ in range(16):  # a chain of links: out.fa -> /dev/stdout -> /proc/self/fd/1
+        m = _FD_LINK.fullmatch(link)
+        if m is not None:
+            pid, fd, dev_fd = m.groups()
+            return None if pid is not None and int(pid) != os.getpid() else int(fd or dev_fd)
+        try:
+            target = os.readlink(link)
+        except OSError:  # not a link (or none there): an ordinary path
+            return None
+        link = os.path.normpath(os.path.join(os.path.dirname(link), target))
+    return None
+
+
+@contextmanager
+def output_file(
+    path: Path, *, durable: bool = False, before_replace: Callable[[Path], None] | None = None,
+) -> Iterator[BinaryIO]:
+    """A binary file whose bytes become ``path`` only if the block completes (see the module docstring).
+
+    ``durable`` fsyncs the file and its directory; ``before_replace(target)`` runs just before the
+    rename (removing an index that would describe the old file). An interrupted or failed block
+    leaves neither a partial file nor a temp file; a full disk is a DiskWriteError naming the target.
+    """
+    descriptor = descriptor_of(path)
+    if descriptor is not None:
+        try:
+            fh = os.fdopen(os.dup(descriptor), "wb")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {path}: descriptor {descriptor} is not open ({exc.strerror})") from None
+        try:
+            with fh:
+                yield fh
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            raise InvalidInputError(f"cannot write {path}: descriptor {descriptor} is open for reading only") from None
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        with open(path, "wb") as fh:
+            yield fh
+        return
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not target.parent.is_dir():
+        raise NotFoundError(f"cannot write {path}: directory {target.parent} does not exist")
+    fd, tmp = mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            if durable:
+                os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace(target)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        refused = refused_write(exc, target.parent, target.name)
+        if refused is not None:
+            raise refused from None
+        raise
+    if durable:
+        fsync_dir(target.parent)
