@@ -17,9 +17,9 @@ import click
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-__all__ = ["STORE_META", "genome_names", "refpkg_names", "sequence_names"]
+from .main import STORE_META
 
-STORE_META = "rgstore.store"  # where a per-command --store leaves its path while click completes
+__all__ = ["genome_names", "refpkg_names", "sequence_names"]
 
 
 def _store_path(ctx: click.Context) -> Path:

@@ -18,7 +18,9 @@ import lmdb
 
 from rgstore.errors import RgstoreError, clip
 
-__all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "Context"]
+__all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "STORE_META", "Context"]
+
+STORE_META = "rgstore.store"  # where a per-command --store leaves its path while click completes (no root Context)
 
 LAZY_COMMANDS: dict[str, str] = {
     # name: "module:attribute" -- one line per command or group
@@ -242,7 +244,7 @@ def store_option(fn: Any) -> Any:
             return
         obj = ctx.find_object(Context)
         if obj is None:  # shell completion parses without running the root command (rgstore_cli.complete)
-            ctx.meta["rgstore.store"] = _store_path(value)
+            ctx.meta[STORE_META] = _store_path(value)
         else:
             obj.store_path = _store_path(value)
 
