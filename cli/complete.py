@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .main import STORE_META
+
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
-
-from .main import STORE_META
 
 __all__ = ["genome_names", "refpkg_names", "sequence_names"]
 
