@@ -212,8 +212,12 @@ async def sequence(request: Request) -> Response:
     # The bases of a checksum never change, so its digest is a strong validator: a browser keeps and
     # combines Range answers only with one. Not for an alias (it may be repointed).
     etag = f'"{seq.digest}{"-v1" if media == SEQUENCE_V1 else ""}"' if is_checksum(id) else None
-    if range_header is not None and etag is not None and request.headers.get("if-range", etag) != etag:
-        range_header = None  # If-Range names another representation: the whole sequence (RFC 9110 13.1.5)
+    if range_header is not None and etag is not None:
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match is not None and etag_matches(if_none_match, etag):  # preconditions before Range (RFC 9110 13.2.2)
+            return Response(status_code=304, headers={**headers, **IMMUTABLE, "ETag": etag})
+        if request.headers.get("if-range", etag) != etag:
+            range_header = None  # If-Range names another representation: the whole sequence (RFC 9110 13.1.5)
     if range_header is not None:
         try:
             first, stop = parse_range(range_header, seq.length)

@@ -575,6 +575,8 @@ def test_a_checksum_ids_bases_carry_a_strong_etag_that_revalidates_and_guards_ra
     # If-Range: the range when the client's copy is this one, else the whole sequence (never a mixed file).
     part = get(served, f"sequence/{ga4gh}", {"Range": "bytes=10-19", "If-Range": etag})
     assert part.status_code == 206 and part.content == bases("I")[10:20] and part.headers["etag"] == etag
+    ranged = get(served, f"sequence/{ga4gh}", {"Range": "bytes=99999999-", "If-None-Match": etag})
+    assert ranged.status_code == 304 and "content-range" not in ranged.headers  # the precondition comes first
     stale = get(served, f"sequence/{ga4gh}", {"Range": "bytes=10-19", "If-Range": '"other"'})
     assert stale.status_code == 200 and stale.content == bases("I")
     # v1's media type is another representation of the same bases: another tag.
