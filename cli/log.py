@@ -243,10 +243,11 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
         # Content first: a mirror that sees an event can always find what it references. Only the
         # events committed before the copy started are published: a writer may commit meanwhile.
         upto = store.head()[0]
-        copied = (publish_blobs(store, directory) + publish_cache(store, directory)) if with_blobs else 0
+        progress = null_progress if as_json else terminal_progress
+        copied = (publish_blobs(store, directory, progress=progress) + publish_cache(store, directory)) if with_blobs else 0
         refget = publish_refget(store, directory) if with_refget else 0
         manifest = publish(store, directory, segment_size=segment_size,
-                           progress=null_progress if as_json else terminal_progress, upto=upto)
+                           progress=progress, upto=upto)
     if as_json:
         emit_json({"manifest": manifest, "blobs_copied": copied, "refget_files_written": refget})
     else:

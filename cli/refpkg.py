@@ -187,7 +187,7 @@ def check_cmd(ctx: Context, name: str, as_json: bool) -> None:
         rgstore refpkg check mypkg
     """
     with ctx.open(readonly=True) as store:
-        problems = store.refpkgs.check(name)
+        problems = store.refpkgs.check(name, progress=_progress(as_json))
     if as_json:
         emit_json({"name": name, "ok": not problems, "problems": problems})
     else:

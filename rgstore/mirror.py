@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -257,7 +257,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                 start = _local_head(store)
                 applied, head = apply(log_id, upstream.server_records(client, source, start, upstream_head), upstream_head,
                                       known)
-        fetched = _fetch_blobs(store, client, source, kind) if with_blobs else 0
+        fetched = _fetch_blobs(store, client, source, kind, progress) if with_blobs else 0
         cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
     finally:
         if client is not None:
@@ -290,34 +290,53 @@ def _finish_pending_syncs(store: Store) -> None:
             mark.unlink(missing_ok=True)
 
 
-def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: str) -> int:
-    """Fetch every referenced blob the mirror lacks, verified by sha256."""
+def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: str,
+                 progress: ProgressFactory = null_progress) -> int:
+    """Fetch every referenced blob the mirror lacks, verified by sha256 (progress in bytes: refpkg
+    alignments run to gigabytes)."""
     from .verify import referenced_blobs
 
     missing = sorted(sha for sha in referenced_blobs(store) if not store.blobs.exists(sha))
-    sizes = _blob_sizes(store) if missing and client is not None else {}
-    for sha in missing:
-        rel = f"blobs/{sha[:2]}/{sha}"
-        if client is not None and kind == "server":
-            chunks = upstream.stream(client, f"{source}/blobs/{sha}", limit=sizes.get(sha))
-        elif client is not None and upstream.is_url(source):
-            chunks = upstream.stream(client, f"{source}/{rel}", limit=sizes.get(sha))
-        else:
-            path = Path(source) / rel
-            if not path.is_file():
-                raise NotFoundError(f"{source} has no blob {sha} (publish with --with-blobs)")
-            chunks = read_chunks(path)
-        try:
-            store.blobs.put_chunks(chunks, expected=sha)
-        except IntegrityError:
-            hint = "" if kind == "server" else " (or the host answers a missing file with a page: publish with --with-blobs)"
-            raise IntegrityError(f"blob {sha} from {source} fails its sha256{hint}; not stored") from None
-        except (NotFoundError, RemoteError) as exc:
-            if kind == "server":
-                raise
-            # Static hosts such as S3 answer 403, not 404, for a key that is not there.
-            raise type(exc)(f"{exc} (was {source} published with --with-blobs?)") from None
+    sizes = _blob_sizes(store) if missing else {}
+    bar = progress("fetch blobs", total=sum(sizes.get(sha, 0) for sha in missing), unit="B")
+    try:
+        for sha in missing:
+            _fetch_blob(store, client, source, kind, sha, sizes.get(sha), bar.update)
+    finally:
+        bar.close()
     return len(missing)
+
+
+def _fetch_blob(store: Store, client: httpx.Client | None, source: str, kind: str, sha: str, size: int | None,
+                advance: Callable[[int], object]) -> None:
+    """Fetch one blob from the upstream into the store, verified by sha256."""
+    rel = f"blobs/{sha[:2]}/{sha}"
+    if client is not None and kind == "server":
+        chunks = upstream.stream(client, f"{source}/blobs/{sha}", limit=size)
+    elif client is not None and upstream.is_url(source):
+        chunks = upstream.stream(client, f"{source}/{rel}", limit=size)
+    else:
+        path = Path(source) / rel
+        if not path.is_file():
+            raise NotFoundError(f"{source} has no blob {sha} (publish with --with-blobs)")
+        chunks = read_chunks(path)
+    try:
+        store.blobs.put_chunks(_advancing(chunks, advance), expected=sha)
+    except IntegrityError:
+        hint = "" if kind == "server" else " (or the host answers a missing file with a page: publish with --with-blobs)"
+        raise IntegrityError(f"blob {sha} from {source} fails its sha256{hint}; not stored") from None
+    except (NotFoundError, RemoteError) as exc:
+        if kind == "server":
+            raise
+        # Static hosts such as S3 answer 403, not 404, for a key that is not there.
+        raise type(exc)(f"{exc} (was {source} published with --with-blobs?)") from None
+
+
+def _advancing(chunks: Iterable[bytes], advance: Callable[[int], object]) -> Iterator[bytes]:
+    """``chunks`` passed through, each one's size reported to ``advance``."""
+    for chunk in chunks:
+        advance(len(chunk))
+        yield chunk
 
 
 def _blob_sizes(store: Store) -> dict[str, int]:

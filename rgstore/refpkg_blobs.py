@@ -10,14 +10,18 @@ and retries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .blobs import BlobInfo
+from .blobs import BlobInfo, hash_file
 from .environment import Txn
 from .errors import ConflictError
+from .events import FileRef
+from .files import read_chunks
 from .log import NewEvent
 
 if TYPE_CHECKING:
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["StagedBlobs", "staged_blobs", "discard_unreferenced"]
 
 _ATTEMPTS = 3
+Reader = Callable[[], Iterable[bytes]]
+"""Reads one source's bytes from the start, in pieces."""
 
 
 class StagedBlobs:
@@ -34,14 +40,46 @@ class StagedBlobs:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.created: list[str] = []
-        self.sources: dict[str, Path] = {}
+        self.sources: dict[str, Reader] = {}
 
-    def put(self, path: Path) -> BlobInfo:
-        """Store ``path`` as a blob (remembering where it came from, to re-store it if need be)."""
-        info, new = self.store.blobs.put_file(path)
+    def put(self, path: Path, *, likely: FileRef | None = None) -> BlobInfo:
+        """Store ``path`` as a blob (remembering where it came from, to re-store it if need be).
+
+        ``likely`` is the file ``path`` replaces: when ``path`` still holds its bytes and the stored
+        copy is intact, nothing is written (an unchanged 1 GB alignment named again in an update
+        was copied and fsynced in full, only to be dropped as a duplicate).
+        """
+        if likely is not None and self._still_stored(path, likely):
+            self.sources.setdefault(likely.sha256, lambda: read_chunks(path))
+            return BlobInfo(sha256=likely.sha256, md5=likely.md5, size=likely.size)
+        return self.put_stream(lambda: read_chunks(path))
+
+    def _still_stored(self, path: Path, ref: FileRef) -> bool:
+        """Whether ``path`` holds ``ref``'s bytes and the store's copy of them is intact (a size check first)."""
+        blobs = self.store.blobs
+        if path.stat().st_size != ref.size or not blobs.exists(ref.sha256):
+            return False
+        found = hash_file(path)
+        if (found.sha256, found.md5, found.size) != (ref.sha256, ref.md5, ref.size):
+            return False
+        try:  # a copy damaged at the same size gets replaced, as put_chunks does
+            with open(blobs.path(ref.sha256), "rb") as fh:
+                if hashlib.file_digest(fh, "sha256").hexdigest() != ref.sha256:
+                    return False
+        except FileNotFoundError:
+            return False
+        # Refresh the mtime, as put_chunks does for a duplicate: gc's grace period then keeps the blob
+        # until this command commits (and a gc that wins anyway makes ``commit`` store it again).
+        os.utime(blobs.path(ref.sha256))
+        return True
+
+    def put_stream(self, read: Reader) -> BlobInfo:
+        """Store the bytes ``read()`` yields (an archive member, say) without a temp copy; ``read`` is
+        kept, and called again should the blob need storing again."""
+        info, new = self.store.blobs.put_chunks(read())
         if new:
             self.created.append(info.sha256)
-        self.sources.setdefault(info.sha256, path)
+        self.sources.setdefault(info.sha256, read)
         return info
 
     def commit(self, command: Callable[[Txn], Sequence[NewEvent]]) -> list[int]:
@@ -54,7 +92,7 @@ class StagedBlobs:
                 if not missing or attempt == _ATTEMPTS - 1:
                     raise
                 for sha in missing:
-                    self.put(self.sources[sha])
+                    self.put_stream(self.sources[sha])
         raise AssertionError("unreachable")
 
 

@@ -14,9 +14,10 @@ nothing behind; every blob is verified against its sha256 while it is copied.
 from __future__ import annotations
 
 import os
-import tempfile
+from collections.abc import Iterable
 from contextlib import ExitStack
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundEr
 from .events import FileRef, RefpkgImported, RefpkgUpdated, Undone
 from .log import NewEvent
 from .progress import ProgressFactory
-from .refpkg_archive import open_package, strip_archive_suffix, write_package
+from .refpkg_archive import PackageSource, open_package, strip_archive_suffix, write_package
 from .refpkg_blobs import staged_blobs
 from .refpkg_manifest import Manifest, ManifestState, check_nesting, parse_manifest, render_manifest
 from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_filename
@@ -101,6 +102,11 @@ def _diff(name: str, old: ManifestState, new: ManifestState, refs: dict[str, Fil
     return RefpkgUpdated(name=name, files=files, metadata=metadata, message=new.message)
 
 
+def _member(src: PackageSource, filename: str) -> Iterable[bytes]:
+    """Member ``filename``'s bytes from the start (it was found present before the first read)."""
+    return src.member_chunks(filename) or ()
+
+
 def import_package(
     service: Refpkgs, source: Path, *, name: str | None, history: bool, progress: ProgressFactory
 ) -> RefpkgState:
@@ -126,16 +132,16 @@ def import_package(
         states = _states(manifest, history)
         _check_metadata(states)
         needed = _needed(states)
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rgstore-import-")))
         staged = stack.enter_context(staged_blobs(service.store))
         blobs: dict[str, BlobInfo] = {}
         bar = progress("import files", total=len(needed), unit="file")
-        for index, (filename, (md5, key)) in enumerate(needed.items()):
-            local = src.copy_member(filename, tmp / str(index))
-            if local is None:
+        for filename in src.read_order(needed):
+            md5, key = needed[filename]
+            if src.member_chunks(filename) is None:
                 raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source} "
                                     "or is not a regular file (symlinks and folders are refused)")
-            info = staged.put(local)
+            # Streamed straight into the blob store: a temp copy would write every byte twice.
+            info = staged.put_stream(partial(_member, src, filename))
             if info.md5 != md5:
                 raise IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "
                                      f"(found: {info.md5}, expected {md5})")

@@ -71,6 +71,10 @@ CREATE_FILE_KEYS = (
 CREATE_LOG = ["Stripped refpkg (removed 0 files)", "Loaded initial files into empty refpkg"]
 """The log of a fresh package: taxtastic's create is a load step followed by a strip."""
 
+_SKIP_COPY_BYTES = 1 << 20
+"""From this size, a file an update names again is hashed in place first and not copied if unchanged
+(re-reading a smaller one costs more than copying it)."""
+
 class RefpkgInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A package's current state and how far it can be rolled back and forward."""
 
@@ -340,9 +344,9 @@ class Refpkgs:
                                  f"(found: {found.md5}, expected {ref.md5})")
         return self.store.blobs.path(ref.sha256)
 
-    def check(self, name: str) -> list[str]:
+    def check(self, name: str, *, progress: ProgressFactory = null_progress) -> list[str]:
         """Every problem that makes the package unusable by pplacer (taxtastic's rules); [] if none."""
-        return check_package(self._files(name), self.store.blobs)
+        return check_package(self._files(name), self.store.blobs, progress)
 
     def state(self, txn: Txn, name: str) -> tuple[Head, Step]:
         """(head, current step) of an existing package inside ``txn``; NotFoundError otherwise."""
@@ -417,12 +421,17 @@ class Refpkgs:
         self, name: str, pairs: Sequence[tuple[str, Path]],
         build: Callable[[Txn, dict[str, FileRef]], list[NewEvent]], progress: ProgressFactory,
     ) -> list[int]:
+        stored: dict[str, FileRef] = {}
+        if any(path.stat().st_size >= _SKIP_COPY_BYTES for _key, path in pairs):
+            with self.store.read() as txn:  # the files these replace: a large one named again unchanged is not copied
+                head = refpkg_head(txn, self.environment, name)
+                stored = refpkg_step(txn, self.environment, name, head.current).files if head and head.current else {}
         with staged_blobs(self.store) as staged:
             bar = progress("store files", total=sum(p.stat().st_size for _k, p in pairs), unit="B")
             infos: list[BlobInfo] = []
             try:
-                for _key, path in pairs:
-                    infos.append(staged.put(path))
+                for key, path in pairs:
+                    infos.append(staged.put(path, likely=stored.get(key)))
                     bar.update(infos[-1].size)
             finally:
                 bar.close()

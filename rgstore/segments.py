@@ -255,19 +255,27 @@ def _clear_unpublished(path: Path) -> None:
         raise InvalidInputError(f"{path} is a directory where a new segment goes; remove it")
 
 
-def publish_blobs(store: Store, directory: Path) -> int:
+def publish_blobs(store: Store, directory: Path, *, progress: ProgressFactory = null_progress) -> int:
     """Copy every blob not yet in ``directory/blobs/`` (verified as copied); returns how many.
 
     A file already there of the wrong size (a foreign or damaged file under a blob's name) is
     replaced; re-hashing every published blob on each run would cost too much for a cron job.
+    ``progress`` counts bytes, a blob at a time (refpkg alignments run to gigabytes).
     """
-    copied = 0
+    todo: list[tuple[str, int]] = []
     for sha in store.blobs.all():
         dest = directory / "blobs" / sha[:2] / sha
-        if not (dest.is_file() and dest.stat().st_size == store.blobs.path(sha).stat().st_size):
-            store.blobs.copy_to(sha, dest)
-            copied += 1
-    return copied
+        size = store.blobs.path(sha).stat().st_size
+        if not (dest.is_file() and dest.stat().st_size == size):
+            todo.append((sha, size))
+    bar = progress("publish blobs", total=sum(size for _sha, size in todo), unit="B")
+    try:
+        for sha, size in todo:
+            store.blobs.copy_to(sha, directory / "blobs" / sha[:2] / sha)
+            bar.update(size)
+    finally:
+        bar.close()
+    return len(todo)
 
 
 def publish_refget(store: Store, directory: Path) -> int:

@@ -663,7 +663,7 @@ def test_a_follower_keeps_the_log_current_past_content_that_fails_its_check(tmp_
         publish(primary, tmp_path / "pub")
         publish_blobs(primary, tmp_path / "pub")
         [sha] = referenced_blobs(primary)
-        head = primary.head()[0]
+        head = primary.head()
     blob = tmp_path / "pub" / "blobs" / sha[:2] / sha
     blob.write_bytes(blob.read_bytes().replace(b"0.1", b"0.9"))
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
@@ -687,7 +687,7 @@ def test_a_pull_finishes_alias_files_an_earlier_pull_left_pending_even_with_noth
         primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
         primary.aliases.set("ucsc:small", primary.genomes.resolve("tiny"))
         publish(primary, tmp_path / "pub")
-        head = primary.head()[0]
+        head = primary.head()
     tsv = tmp_path / "m" / "refget" / "aliases" / "collections" / "ucsc.tsv"
     with Store.open(tmp_path / "m") as mirror:
         (tsv / "blocker").mkdir(parents=True)
@@ -962,3 +962,42 @@ def test_status_text_labels_each_head_once_and_lines_up(tmp_path: Path) -> None:
     assert labels == ["upstream", "local head", "upstream head", "last pull"]
     assert len({line.index(line.split(":", 1)[1].strip()) for line in lines}) == 1  # values start in one column
     assert lines[2].endswith(f"{head} (lag {head - int(lines[1].split()[-1])} events)")
+
+
+class _ByteBars:
+    """A ProgressFactory recording each bar as [description, total, bytes reported]."""
+
+    def __init__(self) -> None:
+        self.bars: list[list[object]] = []
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _ByteBars:
+        self.bars.append([desc, total, 0])
+        return self
+
+    def update(self, n: int = 1) -> None:
+        self.bars[-1][2] += n  # type: ignore[operator]
+
+    def close(self) -> None:
+        pass
+
+
+def test_publishing_and_pulling_refpkg_blobs_report_progress_in_bytes(tmp_path: Path) -> None:
+    # A lab's refpkg versions are gigabytes of alignments: copying them out and pulling them in took
+    # minutes with nothing on the terminal. Each step now has a byte bar run to its total.
+    aln, tree = tmp_path / "seqs.fasta", tmp_path / "tree.nwk"
+    aln.write_text(">a\n" + "ACGT" * 50_000 + "\n>b\n" + "ACGT" * 50_000 + "\n")
+    tree.write_text("(a:0.1,b:0.2);\n")
+    sizes = aln.stat().st_size + tree.stat().st_size
+    pub = tmp_path / "pub"
+    with Store.open(tmp_path / "p") as primary:
+        primary.refpkgs.create("pkg", locus="16S", files=[("aln_fasta", aln), ("tree", tree)])
+        published = _ByteBars()
+        from rgstore.segments import publish_blobs
+
+        assert publish_blobs(primary, pub, progress=published) == 2
+        publish(primary, pub)
+    assert published.bars == [["publish blobs", sizes, sizes]]
+    with Store.open(tmp_path / "m") as mirror:
+        pulled = _ByteBars()
+        assert pull(mirror, str(pub), with_blobs=True, progress=pulled).blobs_fetched == 2
+    assert ["fetch blobs", sizes, sizes] in pulled.bars

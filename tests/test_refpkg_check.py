@@ -107,6 +107,43 @@ def test_cli_check_prints_each_problem_and_exits_1(  # type: ignore[no-untyped-d
     assert (result.exit_code, result.output) == (0, "")
 
 
+class _Bars:
+    """A ProgressFactory recording each bar as [description, total, [updates]]."""
+
+    def __init__(self) -> None:
+        self.bars: list[list[object]] = []
+
+    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _Bars:
+        assert unit == "B"
+        self.bars.append([desc, total, []])
+        return self
+
+    def update(self, n: int = 1) -> None:
+        self.bars[-1][2].append(n)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        pass
+
+
+def test_check_reports_progress_in_bytes_while_it_reads_a_large_alignment(store: Store, tmp_path: Path) -> None:
+    # Checking a 100k-sequence package reads ~300 MB twice (checksums, then the rules): 8 s with no
+    # sign of life on the terminal. Each pass is a bar in bytes, advanced as the alignment is read.
+    files = write_inputs(tmp_path / "inputs")
+    names = [f"s{i}" for i in range(1, 4)]
+    files["aln_fasta"].write_text("".join(f">{n}\n{'ACGT-' * 2000}\n" for n in names)
+                                  + "".join(f">x{i}\n{'A' * 9000}\n" for i in range(400)))
+    store.refpkgs.create("pkg", locus="L", files=list(files.items()))
+    bars = _Bars()
+    problems = store.refpkgs.check("pkg", progress=bars)
+    assert problems and all("Mismatches: x" in p for p in problems)  # the 400 extra records
+    sizes = {key: path.stat().st_size for key, path in files.items()}
+    (verify, verify_total, verify_steps), (rules, rules_total, rules_steps) = bars.bars
+    assert (verify, verify_total, sum(verify_steps)) == ("verify files", sum(sizes.values()), sum(sizes.values()))  # type: ignore[arg-type]
+    parsed = sum(sizes[k] for k in ("aln_fasta", "seq_info", "aln_sto", "tree", "taxonomy"))
+    assert (rules, rules_total, sum(rules_steps)) == ("check rules", parsed, parsed)  # type: ignore[arg-type]
+    assert sizes["aln_fasta"] > 3 << 20 and len(rules_steps) > 3  # type: ignore[arg-type]  # not one jump per file
+
+
 NEWICK_CASES = [
     "((a,b),c);", "((a,b)x:0.1,c:0.2)root;", "('a b',b_c,'it''s');", "a;", "((a,b),c);((d,e),f);",
     "((a[comment],b),c)[&R];", "(a,,b);", "((A,a),c);", "((a:1e-3,b:2),c:.5);",

@@ -803,3 +803,48 @@ def test_a_zero_count_rollback_or_rollforward_is_refused(store: Store, verb: str
     store.refpkgs.create("pkg", locus="L")
     with pytest.raises(InvalidInputError, match="-n must be at least 1, got 0"):
         getattr(store.refpkgs, verb)("pkg", 0)
+
+
+# -- large files: what an update writes ------------------------------------------------------------
+
+
+def _written_by_this_process() -> int:
+    """Bytes this process has passed to write() so far (Linux /proc/self/io ``wchar``)."""
+    text = Path("/proc/self/io").read_text()
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("wchar:")))
+
+
+def test_an_unchanged_file_named_again_in_an_update_is_not_copied_again(store: Store, tmp_path: Path) -> None:
+    # `update pkg aln_fasta=aln.fasta tree=new.nwk` after re-running only the tree: the unchanged
+    # alignment (gigabytes at scale) was copied into a temp file and fsynced, then dropped as a duplicate.
+    if not Path("/proc/self/io").is_file():
+        pytest.skip("needs Linux /proc/self/io to count written bytes")
+    import os
+
+    aln = tmp_path / "aln.fasta"
+    aln.write_bytes(b">s1\n" + os.urandom(2 << 20).hex().encode() + b"\n")
+    store.refpkgs.create("pkg", locus="L", files=[("aln_fasta", aln)])
+    tree = text_file(tmp_path, "tree.nwk", "(s1:0.1,s2:0.2);\n")
+    before = _written_by_this_process()
+    state = store.refpkgs.update_files("pkg", [f"aln_fasta={aln}", f"tree={tree}"])
+    written = _written_by_this_process() - before
+    assert written < aln.stat().st_size // 4, f"{written:,} bytes written"
+    assert state.files["aln_fasta"] == store.refpkgs.info("pkg").files["aln_fasta"] and state.rollbacks == 1
+    assert store.refpkgs.resource_path("pkg", "aln_fasta").read_bytes() == aln.read_bytes()
+
+
+def test_an_unchanged_file_named_again_replaces_a_stored_copy_damaged_at_the_same_size(
+    store: Store, tmp_path: Path
+) -> None:
+    good, other = ">s1\n" + "ACGT" * (1 << 18) + "\n", ">s1\n" + "GGGG" * (1 << 18) + "\n"  # 1 MiB: checked in place
+    aln = text_file(tmp_path, "aln.fasta", good)
+    state = store.refpkgs.create("pkg", locus="L", files=[("aln_fasta", aln)])
+    blob = store.blobs.path(state.files["aln_fasta"].sha256)
+    blob.chmod(0o644)
+    blob.write_text(other)  # damaged in place, same size
+    store.refpkgs.update_files("pkg", [f"aln_fasta={aln}"])
+    assert store.refpkgs.resource_path("pkg", "aln_fasta").read_text() == good
+    aln.write_text(other)  # same size, other bytes: a new blob, not the old one
+    changed = store.refpkgs.update_files("pkg", [f"aln_fasta={aln}"]).files["aln_fasta"]
+    assert changed.sha256 != state.files["aln_fasta"].sha256
+    assert store.refpkgs.resource_path("pkg", "aln_fasta").read_text() == other
