@@ -11,6 +11,7 @@ default ``refgenie`` namespace is its bare name, any other is ``namespace:name``
 from __future__ import annotations
 
 import re
+from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,7 +20,14 @@ from starlette.responses import Response
 from rgstore.environment import Txn
 from rgstore.errors import NotFoundError
 from rgstore.store import Store
-from rgstore.views.aliases import COLLECTION, DEFAULT_NAMESPACE, collection_alias, collection_aliases_of, list_aliases
+from rgstore.views.aliases import (
+    COLLECTION,
+    DEFAULT_NAMESPACE,
+    collection_alias,
+    collection_aliases_of,
+    count_aliases,
+    list_aliases,
+)
 from rgstore.views.genomes import genome_fhr, genome_record
 
 from .app_info import app_version, organization
@@ -132,16 +140,32 @@ def list_aliases_route(
     request: Request, name: Text = None, genome_digest: Text = None, namespace: Text = None,
     offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
 ) -> Response:
-    """Every genome alias ``{name, namespace, genome_digest}`` (``name`` in refgenie's flat form)."""
+    """Every genome alias ``{name, namespace, genome_digest}`` (``name`` in refgenie's flat form).
+
+    Costs the page, not the store: ``name`` is one lookup, ``genome_digest`` reads the by-digest
+    index, and an unfiltered page counts keys and decodes only the aliases it returns.
+    """
     store = store_of(request)
-    items: list[dict[str, str]] = []
-    if _has_aliases(store):
-        with store.read() as txn:
-            rows = list(list_aliases(txn, store.environment, COLLECTION, namespace))
-        for ns, alias, digest, _ in rows:
-            flat = flat_name(ns, alias)
-            if (name is None or name == flat) and (genome_digest is None or genome_digest == digest):
-                items.append({"name": flat, "namespace": ns, "genome_digest": digest})
+    if not _has_aliases(store):
+        return json_response(_page([], offset, limit))
+    env = store.environment
+    with store.read() as txn:
+        if name is None and genome_digest is None:
+            total = count_aliases(txn, env, COLLECTION, namespace)
+            page = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest} for ns, alias, digest, _
+                    in islice(list_aliases(txn, env, COLLECTION, namespace, skip=offset), limit)]
+            return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": total}})
+        if name is not None:
+            ns, alias = _split(name)
+            target = collection_alias(txn, env, ns, alias) if flat_name(ns, alias) == name else None
+            pairs = [(ns, alias, target)] if target is not None else []
+        else:
+            assert genome_digest is not None
+            # A NUL would reach past the digest into the index's namespace part.
+            found = collection_aliases_of(txn, env, genome_digest) if "\x00" not in genome_digest else []
+            pairs = [(ns, alias, genome_digest) for ns, alias in found]
+    items = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest} for ns, alias, digest in pairs
+             if namespace in (None, ns) and genome_digest in (None, digest)]
     return json_response(_page(items, offset, limit))
 
 

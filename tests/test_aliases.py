@@ -767,3 +767,19 @@ def test_undo_to_before_an_aliases_first_target_never_resolves_to_another_aliase
 def test_a_sequence_alias_takes_an_sq_colon_prefixed_digest(store: Store, genomes: Digests) -> None:
     chr1 = open_gtars(store).get_collection_level2(genomes["a"])["sequences"][0]
     assert store.aliases.set("insdc:CHR1.1", "SQ:" + chr1[3:], sequence=True).digest == chr1[3:]
+
+
+def test_listing_with_skip_and_counting_agree_with_the_full_listing_in_every_namespace(store: Store) -> None:
+    from rgstore.views.aliases import COLLECTION, count_aliases, list_aliases
+
+    names = [("a", "x1"), ("a", "x2"), ("ab", "y"), ("b", "z1"), ("b", "z2"), ("b", "z3")]
+    store.append([NewEvent(stream=f"alias:{ns}/{n}", event=AliasSet(namespace=ns, name=n, digest="d" * 32))
+                  for ns, n in names])
+    env = store.environment
+    with store.read() as txn:
+        for namespace in (None, "a", "ab", "b", "c"):
+            full = list(list_aliases(txn, env, COLLECTION, namespace))
+            assert count_aliases(txn, env, COLLECTION, namespace) == len(full)
+            assert [list(list_aliases(txn, env, COLLECTION, namespace, skip=k)) for k in range(8)] == [
+                full[k:] for k in range(8)]
+        assert [(ns, n) for ns, n, _, _ in list_aliases(txn, env, COLLECTION, "a")] == [("a", "x1"), ("a", "x2")]

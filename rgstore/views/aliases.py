@@ -62,6 +62,7 @@ __all__ = [
     "check_namespace",
     "collection_alias",
     "collection_aliases_of",
+    "count_aliases",
     "list_aliases",
     "parse_alias_stream",
     "sequence_alias",
@@ -129,18 +130,57 @@ def sequence_alias(txn: Txn, environment: Environment, namespace: str, name: str
 
 
 def list_aliases(
-    txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None
+    txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None, *, skip: int = 0
 ) -> Iterator[tuple[str, str, str, int]]:
-    """(namespace, name, digest, seq that made it current), ordered by namespace then name."""
+    """(namespace, name, digest, seq that made it current), ordered by namespace then name.
+
+    ``skip``: leave out the first ``skip`` aliases, stepping over their keys without reading
+    their values, so a page deep in a large namespace costs a key walk, not a decode per alias.
+    """
     db = _db(environment, _CURRENT[kind])
     if db is None:
         return
     prefix = namespace.encode() + b"\x00" if namespace is not None else b""
-    for key, raw in iter_prefix(txn, db, prefix):
-        value = decode_value(raw)
-        assert isinstance(value, dict)
-        ns, name = _split(key)
-        yield ns, name, str(value["digest"]), int(value["seq"])
+    cur = txn.cursor(db=db)
+    try:
+        found = cur.set_range(prefix)
+        for _ in range(skip):
+            if not found or not bytes(cur.key()).startswith(prefix):
+                return
+            found = cur.next()
+        while found:
+            key = bytes(cur.key())
+            if not key.startswith(prefix):
+                return
+            value = decode_value(cur.value())
+            assert isinstance(value, dict)
+            ns, name = _split(key)
+            yield ns, name, str(value["digest"]), int(value["seq"])
+            found = cur.next()
+    finally:
+        cur.close()
+
+
+def count_aliases(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> int:
+    """How many aliases of one kind there are (in one namespace), from their keys alone."""
+    db = _db(environment, _CURRENT[kind])
+    if db is None:
+        return 0
+    if namespace is None:
+        return int(txn.stat(db)["entries"])
+    prefix = namespace.encode() + b"\x00"
+    cur = txn.cursor(db=db)
+    try:
+        if not cur.set_range(prefix):
+            return 0
+        count = 0
+        for key in cur.iternext(keys=True, values=False):
+            if not bytes(key).startswith(prefix):
+                break
+            count += 1
+        return count
+    finally:
+        cur.close()
 
 
 def aliases_of(txn: Txn, environment: Environment, kind: Kind, digest: str) -> list[tuple[str, str]]:
