@@ -72,8 +72,8 @@ def genome_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -
                 return []
             from rgstore.views.aliases import DEFAULT_NAMESPACE
 
-            names = [a.name if a.namespace == DEFAULT_NAMESPACE else f"{a.namespace}:{a.name}"
-                     for a in store.aliases.list()]
+            names = [name if namespace == DEFAULT_NAMESPACE else f"{namespace}:{name}"
+                     for namespace, name in store.aliases.names()]
     except Exception:  # noqa: BLE001 - completion answers nothing rather than print a traceback at the prompt
         return []
     return _matching(names, incomplete)

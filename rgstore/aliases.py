@@ -26,6 +26,7 @@ from .views.aliases import (
     SEQUENCE,
     Kind,
     alias_entry,
+    alias_names,
     alias_snapshots,
     alias_stream,
     alias_target,
@@ -107,7 +108,7 @@ def _label(kind: Kind, namespace: str, name: str) -> str:
 
 def _no_alias(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str) -> NotFoundError:
     """The not-found error for an alias, with a close name in its namespace when there is one."""
-    names = (other for _ns, other, _digest, _seq in islice(list_aliases(txn, environment, kind, namespace), SCAN_LIMIT))
+    names = (other for _ns, other in islice(alias_names(txn, environment, kind, namespace), SCAN_LIMIT))
     return NotFoundError(f"no {_label(kind, namespace, name)}; {did_you_mean(name, names) or 'see ' + _listing(kind)}")
 
 
@@ -229,6 +230,14 @@ class Aliases:
             if digest is None:
                 raise _no_alias(txn, self.store.environment, kind, ns, local)
         return digest
+
+    def names(self, *, namespace: str | None = None, sequence: bool = False) -> builtins.list[tuple[str, str]]:
+        """(namespace, name) of every alias of one kind (in one namespace), sorted; keys only, so cheap at any size."""
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        if namespace is not None:
+            check_namespace(namespace)
+        with self.store.read() as txn:
+            return builtins.list(alias_names(txn, self.store.environment, kind, namespace))
 
     def list(
         self, *, namespace: str | None = None, digest: str | None = None, sequence: bool = False

@@ -36,12 +36,12 @@ from .views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
     SEQUENCE,
+    alias_names,
     alias_stream,
     check_name,
     check_namespace,
     collection_alias,
     collection_aliases_of,
-    list_aliases,
     sequence_alias,
 )
 from .views.genomes import GenomeRecord, all_genomes, genome_exists, genome_fhr, genome_record, genome_stream
@@ -537,7 +537,7 @@ def _genome_hint(txn: Txn, env: Environment, name: str, ns: str, local: str) -> 
     qualified = ":" in name
     same: list[str] = []
     elsewhere: list[str] = []
-    for alias_ns, alias_name, _digest, _seq in islice(list_aliases(txn, env, COLLECTION), SCAN_LIMIT):
+    for alias_ns, alias_name in islice(alias_names(txn, env, COLLECTION), SCAN_LIMIT):
         if alias_ns == ns:
             same.append(f"{alias_ns}:{alias_name}" if qualified else alias_name)
         elif alias_name == local:

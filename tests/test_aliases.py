@@ -770,7 +770,7 @@ def test_a_sequence_alias_takes_an_sq_colon_prefixed_digest(store: Store, genome
 
 
 def test_listing_with_skip_and_counting_agree_with_the_full_listing_in_every_namespace(store: Store) -> None:
-    from rgstore.views.aliases import COLLECTION, count_aliases, list_aliases
+    from rgstore.views.aliases import COLLECTION, alias_names, count_aliases, list_aliases
 
     names = [("a", "x1"), ("a", "x2"), ("ab", "y"), ("b", "z1"), ("b", "z2"), ("b", "z3")]
     store.append([NewEvent(stream=f"alias:{ns}/{n}", event=AliasSet(namespace=ns, name=n, digest="d" * 32))
@@ -780,6 +780,8 @@ def test_listing_with_skip_and_counting_agree_with_the_full_listing_in_every_nam
         for namespace in (None, "a", "ab", "b", "c"):
             full = list(list_aliases(txn, env, COLLECTION, namespace))
             assert count_aliases(txn, env, COLLECTION, namespace) == len(full)
+            assert list(alias_names(txn, env, COLLECTION, namespace)) == [(ns, n) for ns, n, _, _ in full]
             assert [list(list_aliases(txn, env, COLLECTION, namespace, skip=k)) for k in range(8)] == [
                 full[k:] for k in range(8)]
         assert [(ns, n) for ns, n, _, _ in list_aliases(txn, env, COLLECTION, "a")] == [("a", "x1"), ("a", "x2")]
+    assert store.aliases.names() == names and store.aliases.names(namespace="b") == names[3:]

@@ -54,6 +54,7 @@ __all__ = [
     "AliasView",
     "Kind",
     "alias_entry",
+    "alias_names",
     "alias_snapshots",
     "alias_stream",
     "alias_target",
@@ -161,6 +162,25 @@ def list_aliases(
         cur.close()
 
 
+def alias_names(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> Iterator[tuple[str, str]]:
+    """(namespace, name) of every alias of one kind (in one namespace), in key order, from the keys alone."""
+    db = _db(environment, _CURRENT[kind])
+    if db is None:
+        return
+    prefix = namespace.encode() + b"\x00" if namespace is not None else b""
+    cur = txn.cursor(db=db)
+    try:
+        if not cur.set_range(prefix):
+            return
+        for key in cur.iternext(keys=True, values=False):
+            raw = bytes(key)
+            if not raw.startswith(prefix):
+                return
+            yield _split(raw)
+    finally:
+        cur.close()
+
+
 def count_aliases(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> int:
     """How many aliases of one kind there are (in one namespace), from their keys alone."""
     db = _db(environment, _CURRENT[kind])
@@ -168,19 +188,7 @@ def count_aliases(txn: Txn, environment: Environment, kind: Kind, namespace: str
         return 0
     if namespace is None:
         return int(txn.stat(db)["entries"])
-    prefix = namespace.encode() + b"\x00"
-    cur = txn.cursor(db=db)
-    try:
-        if not cur.set_range(prefix):
-            return 0
-        count = 0
-        for key in cur.iternext(keys=True, values=False):
-            if not bytes(key).startswith(prefix):
-                break
-            count += 1
-        return count
-    finally:
-        cur.close()
+    return sum(1 for _ in alias_names(txn, environment, kind, namespace))
 
 
 def aliases_of(txn: Txn, environment: Environment, kind: Kind, digest: str) -> list[tuple[str, str]]:
