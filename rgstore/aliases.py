@@ -208,6 +208,13 @@ class Aliases:
             target = target_at(txn, env, kind, ns, local, step)
             if kind == COLLECTION and target is not None and target != current:
                 self._require_genome(txn, target, why=f"{'redo' if redo else 'undo'} of {ns}:{local}")
+            if kind == SEQUENCE and target is not None and target != current and not _sequence_held(
+                    self.store, txn, target):
+                # `gc` may have deleted it since: gtars and /sequence would resolve the alias to nothing.
+                raise NotFoundError(
+                    f"no sequence with digest {target} in this store's RefgetStore "
+                    f"({'redo' if redo else 'undo'} of {ns}:{local}); add a genome holding it first"
+                )
             result[:] = [_change(kind, ns, local, target, current)]
             # The engine fills the zipper seqs and refuses when there is nothing to undo/redo.
             return [NewEvent(stream=stream, event=Redone() if redo else Undone())]
@@ -329,6 +336,21 @@ def _with_seq(change: AliasChange, seqs: list[int]) -> AliasChange:
 def genome_known(store: Store, txn: Txn, digest: str) -> bool:
     """Whether ``digest`` is a genome of this store (recorded in the genome view)."""
     return genome_record(txn, store.environment, digest) is not None
+
+
+def _sequence_held(store: Store, txn: Txn, digest: str) -> bool:
+    """Whether a canonical sequence digest is some genome's (inside ``txn``) or in the RefgetStore."""
+    if genomes_with_sequence(txn, store.environment, digest):
+        return True
+    if not (store.refget_path / "rgstore.json").exists():
+        return False
+    from .refgetstore import open_refget
+
+    try:
+        open_refget(store, write=False).get_sequence(digest)
+    except KeyError:
+        return False
+    return True
 
 
 def sequence_known(store: Store, digest: str) -> str | None:

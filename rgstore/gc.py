@@ -8,9 +8,11 @@ they may belong to a command that has written its files but not yet committed.
 RefgetStore collections no genome in the genome view names (left by `genome remove`, or by an
 import killed before it was recorded) go the same way: chosen and removed inside one write
 transaction, with the same grace period, through gtars under its writer lock; their sequences go
-with them unless a recorded genome still lists one. Scratch directories of killed imports and
-sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go once no process holds them, and so
-do the temp files of killed sequence-file rewrites (``refget/sequences/*/.tmp-*``, ``seqrestore``).
+with them unless a recorded genome still lists one or a sequence alias names one (`alias set
+--sequence` checked it was there: gc must not leave the alias pointing at nothing). Scratch
+directories of killed imports and sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go
+once no process holds them, and so do the temp files of killed sequence-file rewrites
+(``refget/sequences/*/.tmp-*``, ``seqrestore``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
     a genome whose sequences this run deleted.
     """
     from .refgetstore import open_refget, strip_sq
+    from .views.aliases import sequence_aliases_of
     from .views.genomes import all_genomes, genomes_with_sequence
 
     collections = store.refget_path / "collections"
@@ -141,9 +144,11 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
         report.collections_removed = []
         for digest in unwanted(txn):
             # Sequences only this collection lists, unless a recorded genome lists one (a remote
-            # genome's fetched sequence has no collection of its own: gtars counts it an orphan).
+            # genome's fetched sequence has no collection of its own: gtars counts it an orphan)
+            # or a sequence alias names one (gtars and /sequence would resolve it to nothing).
             orphans = handle.plan_orphan_removal(digest)
-            needed = any(genomes_with_sequence(txn, env, strip_sq(str(s))) for s in orphans)
+            needed = any(genomes_with_sequence(txn, env, strip_sq(str(s)))
+                         or sequence_aliases_of(txn, env, strip_sq(str(s))) for s in orphans)
             if handle.remove_collection(digest, remove_orphan_sequences=not needed):
                 report.collections_removed.append(digest)
 

@@ -233,6 +233,22 @@ def test_undo_refuses_to_bring_back_an_alias_of_a_removed_genome(store: Store, g
     assert store.head() == head
 
 
+def test_undo_refuses_to_bring_back_a_sequence_alias_whose_sequence_gc_deleted(store: Store, genomes: Digests) -> None:
+    from rgstore.gc import collect_garbage
+
+    only_b = store.genomes.show(genomes["b"], by_digest=True).sequences[0].removeprefix("SQ.")
+    store.aliases.set("insdc:X1", only_b, sequence=True)
+    store.aliases.remove("insdc:X1", sequence=True)
+    store.genomes.remove(genomes["b"], by_digest=True)
+    collect_garbage(store, grace=0)  # no genome lists it and no alias names it: its file goes
+    head = store.head()
+    with pytest.raises(NotFoundError, match="undo of insdc:X1"):
+        store.aliases.undo("insdc:X1", sequence=True)
+    assert store.head() == head
+    # gtars opened on STORE/refget agrees: no alias name left that resolves to nothing.
+    assert "X1" not in (open_gtars(store).list_sequence_aliases("insdc") or [])
+
+
 def test_an_unrelated_undoable_event_on_an_alias_stream_keeps_the_target(
     store: Store, genomes: Digests
 ) -> None:

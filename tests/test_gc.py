@@ -51,6 +51,22 @@ def test_gc_removes_the_collection_of_a_removed_genome_and_keeps_shared_sequence
     assert store.verify().ok
 
 
+def test_gc_keeps_a_removed_genomes_sequence_that_a_sequence_alias_names_so_gtars_still_resolves_it(
+        tmp_path: Path, store: Store) -> None:
+    store.genomes.init(_fasta(tmp_path / "z.fa", {"z1": "GATTACAGATTACACCCC", "z2": "TTTTGGGG"}), ["z"])
+    z1 = store.genomes.show("z").sequences[0].removeprefix("SQ.")
+    store.aliases.set("insdc:Z1", z1, sequence=True)
+    store.genomes.remove("z")
+    assert len(collect_garbage(store, grace=0).collections_removed) == 1
+    # gtars alone, as any tool opening STORE/refget would: the alias still resolves and reads.
+    handle = RefgetStore.open_local(str(store.refget_path))
+    handle.set_quiet(True)
+    found = handle.get_sequence_metadata_by_alias("insdc", "Z1")
+    assert found is not None and found.sha512t24u == z1
+    assert handle.get_substring(z1, 0, 18) == "GATTACAGATTACACCCC"
+    assert store.verify().ok
+
+
 def test_gc_keeps_every_collection_a_genome_names(tmp_path: Path, store: Store) -> None:
     store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGT"}), ["a"])
     assert collect_garbage(store, grace=0).collections_removed == []
