@@ -476,7 +476,10 @@ def test_another_process_imports_and_repoints_are_seen_by_a_long_lived_handle(
     done = rgstore_proc("--store", str(store_path), "genome", "init", "--fasta", str(new), "--name", "tiny",
                         "--force")
     assert done.returncode == 0, done.stderr
-    time.sleep(0.25)  # cached resolutions are re-checked against the log head every 0.1 s
+    # Cached resolutions are re-checked against the log head every 0.1 s: poll, as a slow CI VM may lag.
+    deadline = time.monotonic() + 30
+    while store.getseq("tiny", "chr1", 0, 5) != "GATTA" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert store.getseq("tiny", "chr1", 0, 5) == "GATTA"
 
 
