@@ -574,7 +574,16 @@ def test_a_follower_whose_store_is_restored_over_by_mv_stops_instead_of_retrying
     Store.open(tmp_path / "m").close()
 
     def restore_then_publish() -> None:
-        time.sleep(0.5)  # the follower has caught up to seq 3
+        import json
+
+        from tests.conftest import run_rgstore
+
+        deadline = time.monotonic() + 60  # until the follower has caught up to seq 3 (another process asks)
+        while time.monotonic() < deadline:
+            done = run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json")
+            if done.returncode == 0 and json.loads(done.stdout)["local_head"] == 3:
+                break
+            time.sleep(0.1)
         (tmp_path / "m").rename(tmp_path / "m.old")
         shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # a restore by mv/cp under the running follower
         with Store.open(tmp_path / "p") as primary:
