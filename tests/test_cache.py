@@ -16,6 +16,7 @@ from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, Rem
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
+from tests.progress_recorder import Bars
 from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
     ENSEMBL,
     GENOME,
@@ -247,27 +248,10 @@ def test_a_damaged_raw_entry_is_fetched_again(store: Store, server: UpstreamServ
     assert store.cache.verify().ok
 
 
-class _Recorder:
-    """A ProgressFactory that records each bar's description, total and the units reported."""
-
-    def __init__(self) -> None:
-        self.bars: list[list[object]] = []
-
-    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _Recorder:
-        self.bars.append([desc, total, 0])
-        return self
-
-    def update(self, n: int = 1) -> None:
-        self.bars[-1][2] += n  # type: ignore[operator]
-
-    def close(self) -> None:
-        pass
-
-
 def test_downloads_decompression_and_extraction_report_progress(store: Store, server: UpstreamServer) -> None:
-    recorder = _Recorder()
+    recorder = Bars()
     store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"), progress=recorder)
-    descs = [b[0] for b in recorder.bars]
+    descs = [b[0] for b in recorder.totals()]
     assert descs == [
         "download genome.fna.gz",
         "download annotation.gtf.gz",
@@ -276,7 +260,7 @@ def test_downloads_decompression_and_extraction_report_progress(store: Store, se
         "parse annotation.gtf",
         "extract gene",
     ]
-    for desc, total, done in recorder.bars:
+    for desc, total, done in recorder.totals():
         assert total == done and isinstance(total, int) and total > 0, desc  # every bar runs to its total
 
 

@@ -22,6 +22,7 @@ from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
 from tests.hostile_http import HostileServer, Reply, endless, fixed, stall_after
+from tests.progress_recorder import Bars
 
 
 def _work(store: Store, start: int, n: int) -> None:
@@ -973,23 +974,6 @@ def test_status_text_labels_each_head_once_and_lines_up(tmp_path: Path) -> None:
     assert lines[2].endswith(f"{head} (lag {head - int(lines[1].split()[-1])} events)")
 
 
-class _ByteBars:
-    """A ProgressFactory recording each bar as [description, total, bytes reported]."""
-
-    def __init__(self) -> None:
-        self.bars: list[list[object]] = []
-
-    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _ByteBars:
-        self.bars.append([desc, total, 0])
-        return self
-
-    def update(self, n: int = 1) -> None:
-        self.bars[-1][2] += n  # type: ignore[operator]
-
-    def close(self) -> None:
-        pass
-
-
 def test_publishing_and_pulling_refpkg_blobs_report_progress_in_bytes(tmp_path: Path) -> None:
     # A lab's refpkg versions are gigabytes of alignments: copying them out and pulling them in took
     # minutes with nothing on the terminal. Each step now has a byte bar run to its total.
@@ -1000,13 +984,13 @@ def test_publishing_and_pulling_refpkg_blobs_report_progress_in_bytes(tmp_path: 
     pub = tmp_path / "pub"
     with Store.open(tmp_path / "p") as primary:
         primary.refpkgs.create("pkg", locus="16S", files=[("aln_fasta", aln), ("tree", tree)])
-        published = _ByteBars()
+        published = Bars()
         from rgstore.segments import publish_blobs
 
         assert publish_blobs(primary, pub, progress=published) == 2
         publish(primary, pub)
-    assert published.bars == [["publish blobs", sizes, sizes]]
+    assert published.totals() == [["publish blobs", sizes, sizes]]
     with Store.open(tmp_path / "m") as mirror:
-        pulled = _ByteBars()
+        pulled = Bars()
         assert pull(mirror, str(pub), with_blobs=True, progress=pulled).blobs_fetched == 2
-    assert ["fetch blobs", sizes, sizes] in pulled.bars
+    assert ["fetch blobs", sizes, sizes] in pulled.totals()

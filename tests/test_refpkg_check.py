@@ -10,6 +10,7 @@ import pytest
 from rgstore.refpkg_check import NewickError, newick_names
 from rgstore.store import Store
 
+from .progress_recorder import Bars
 from .refpkg_data import taxit, write_inputs
 
 BROKEN: dict[str, tuple[str, str, str]] = {
@@ -107,24 +108,6 @@ def test_cli_check_prints_each_problem_and_exits_1(  # type: ignore[no-untyped-d
     assert (result.exit_code, result.output) == (0, "")
 
 
-class _Bars:
-    """A ProgressFactory recording each bar as [description, total, [updates]]."""
-
-    def __init__(self) -> None:
-        self.bars: list[list[object]] = []
-
-    def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _Bars:
-        assert unit == "B"
-        self.bars.append([desc, total, []])
-        return self
-
-    def update(self, n: int = 1) -> None:
-        self.bars[-1][2].append(n)  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        pass
-
-
 def test_check_reports_progress_in_bytes_while_it_reads_a_large_alignment(store: Store, tmp_path: Path) -> None:
     # Checking a 100k-sequence package reads ~300 MB twice (checksums, then the rules): 8 s with no
     # sign of life on the terminal. Each pass is a bar in bytes, advanced as the alignment is read.
@@ -133,10 +116,11 @@ def test_check_reports_progress_in_bytes_while_it_reads_a_large_alignment(store:
     files["aln_fasta"].write_text("".join(f">{n}\n{'ACGT-' * 2000}\n" for n in names)
                                   + "".join(f">x{i}\n{'A' * 9000}\n" for i in range(400)))
     store.refpkgs.create("pkg", locus="L", files=list(files.items()))
-    bars = _Bars()
+    bars = Bars()
     problems = store.refpkgs.check("pkg", progress=bars)
     assert problems and all("Mismatches: x" in p for p in problems)  # the 400 extra records
     sizes = {key: path.stat().st_size for key, path in files.items()}
+    assert bars.units == ["B", "B"]
     (verify, verify_total, verify_steps), (rules, rules_total, rules_steps) = bars.bars
     assert (verify, verify_total, sum(verify_steps)) == ("verify files", sum(sizes.values()), sum(sizes.values()))  # type: ignore[arg-type]
     parsed = sum(sizes[k] for k in ("aln_fasta", "seq_info", "aln_sto", "tree", "taxonomy"))

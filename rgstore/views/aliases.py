@@ -138,6 +138,23 @@ def list_aliases(
     ``skip``: leave out the first ``skip`` aliases, stepping over their keys without reading
     their values, so a page deep in a large namespace costs a key walk, not a decode per alias.
     """
+    for key, raw in _walk(txn, environment, kind, namespace, skip=skip):
+        value = decode_value(raw)
+        assert isinstance(value, dict)
+        ns, name = _split(key)
+        yield ns, name, str(value["digest"]), int(value["seq"])
+
+
+def alias_names(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> Iterator[tuple[str, str]]:
+    """(namespace, name) of every alias of one kind (in one namespace), in key order, from the keys alone."""
+    for key, _ in _walk(txn, environment, kind, namespace, values=False):
+        yield _split(key)
+
+
+def _walk(
+    txn: Txn, environment: Environment, kind: Kind, namespace: str | None, *, skip: int = 0, values: bool = True,
+) -> Iterator[tuple[bytes, bytes | memoryview]]:
+    """(key, stored value or b"") of the current aliases of one kind (in one namespace), after ``skip`` keys."""
     db = _db(environment, _CURRENT[kind])
     if db is None:
         return
@@ -153,30 +170,8 @@ def list_aliases(
             key = bytes(cur.key())
             if not key.startswith(prefix):
                 return
-            value = decode_value(cur.value())
-            assert isinstance(value, dict)
-            ns, name = _split(key)
-            yield ns, name, str(value["digest"]), int(value["seq"])
+            yield key, (cur.value() if values else b"")
             found = cur.next()
-    finally:
-        cur.close()
-
-
-def alias_names(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> Iterator[tuple[str, str]]:
-    """(namespace, name) of every alias of one kind (in one namespace), in key order, from the keys alone."""
-    db = _db(environment, _CURRENT[kind])
-    if db is None:
-        return
-    prefix = namespace.encode() + b"\x00" if namespace is not None else b""
-    cur = txn.cursor(db=db)
-    try:
-        if not cur.set_range(prefix):
-            return
-        for key in cur.iternext(keys=True, values=False):
-            raw = bytes(key)
-            if not raw.startswith(prefix):
-                return
-            yield _split(raw)
     finally:
         cur.close()
 
