@@ -7,9 +7,10 @@ they may belong to a command that has written its files but not yet committed.
 
 RefgetStore collections no genome in the genome view names (left by `genome remove`, or by an
 import killed before it was recorded) go the same way: chosen and removed inside one write
-transaction, with the same grace period, through gtars under its writer lock; their sequences go
-with them unless a recorded genome still lists one or a sequence alias names one (`alias set
---sequence` checked it was there: gc must not leave the alias pointing at nothing). Scratch
+transaction, with the same grace period, through gtars under its writer lock, their sequences with
+them. One is kept whole while a recorded genome lists or a sequence alias names one of the sequences
+only it holds (`alias set --sequence` checked it was there: gc must not leave the alias pointing at
+nothing; gtars removes sequences only with a collection, so a later gc takes them all). Scratch
 directories of killed imports and sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go
 once no process holds them, and so do the temp files of killed sequence-file rewrites
 (``refget/sequences/*/.tmp-*``, ``seqrestore``).
@@ -147,9 +148,12 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
             # genome's fetched sequence has no collection of its own: gtars counts it an orphan)
             # or a sequence alias names one (gtars and /sequence would resolve it to nothing).
             orphans = handle.plan_orphan_removal(digest)
-            needed = any(genomes_with_sequence(txn, env, strip_sq(str(s)))
-                         or sequence_aliases_of(txn, env, strip_sq(str(s))) for s in orphans)
-            if handle.remove_collection(digest, remove_orphan_sequences=not needed):
+            if any(genomes_with_sequence(txn, env, strip_sq(str(s)))
+                   or sequence_aliases_of(txn, env, strip_sq(str(s))) for s in orphans):
+                # Kept whole until nothing needs them: gtars removes sequences only with a collection,
+                # so removing it now kept every other orphan (a whole genome) for good.
+                continue
+            if handle.remove_collection(digest, remove_orphan_sequences=True):
                 report.collections_removed.append(digest)
 
     try:

@@ -265,17 +265,29 @@ def publish_blobs(store: Store, directory: Path, *, progress: ProgressFactory = 
     todo: list[tuple[str, int]] = []
     for sha in store.blobs.all():
         dest = directory / "blobs" / sha[:2] / sha
-        size = store.blobs.path(sha).stat().st_size
+        try:
+            size = store.blobs.path(sha).stat().st_size
+        except FileNotFoundError:
+            continue  # removed by a gc since it was listed
         if not (dest.is_file() and dest.stat().st_size == size):
             todo.append((sha, size))
     bar = progress("publish blobs", total=sum(size for _sha, size in todo), unit="B")
+    copied = 0
     try:
         for sha, size in todo:
-            store.blobs.copy_to(sha, directory / "blobs" / sha[:2] / sha)
+            try:
+                store.blobs.copy_to(sha, directory / "blobs" / sha[:2] / sha)
+            except NotFoundError:
+                # A gc running during a long publish removed it: it was unreferenced, and an absent
+                # blob was never listed anyway. Failing here lost the whole run.
+                if store.blobs.exists(sha):
+                    raise
+                continue
+            copied += 1
             bar.update(size)
     finally:
         bar.close()
-    return len(todo)
+    return copied
 
 
 def publish_refget(store: Store, directory: Path) -> int:

@@ -211,3 +211,30 @@ def test_publish_refget_replaces_an_index_file_whose_new_bytes_have_the_same_siz
         assert publish_refget(store, tmp_path / "pub") >= 1
         assert (tmp_path / "pub" / tsv).read_bytes() == (store_path / tsv).read_bytes()
     assert b"bbbb\t" in (tmp_path / "pub" / tsv).read_bytes()
+
+
+def test_publish_with_blobs_skips_unreferenced_blobs_a_concurrent_gc_removes_after_the_listing(
+        tmp_path: Path, store_path: Path) -> None:
+    # Blobs are listed before the first byte is copied (for byte progress): a gc during a long publish
+    # removing an old unreferenced blob made the whole publish fail with "blob ... is missing".
+    from rgstore.gc import collect_garbage
+    from rgstore.segments import publish_blobs
+
+    class GcOnFirstCopy:
+        def __init__(self, store: Store) -> None:
+            self.store, self.removed = store, 0
+
+        def update(self, n: int = 1) -> None:
+            if not self.removed:
+                self.removed = len(collect_garbage(self.store, grace=600).removed)
+
+        def close(self) -> None:
+            pass
+
+    with Store.open(store_path) as store:
+        shas = [_aged(store.blobs.path(store.blobs.put_bytes(os.urandom(64))[0].sha256), 3600).name
+                for _ in range(6)]
+        bar = GcOnFirstCopy(store)
+        copied = publish_blobs(store, tmp_path / "pub", progress=lambda *_a, **_k: bar)
+    assert (copied, bar.removed) == (1, 6)  # the one copied first goes too: none is referenced
+    assert sorted(p.name for p in (tmp_path / "pub" / "blobs").glob("*/*")) == [min(shas)]
