@@ -12,7 +12,7 @@ import os
 from array import array
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,8 @@ def _event_filter(
         raise NotFoundError(f"unknown event type {type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
     if type is None and since is None and until is None and actor is None:
         return None
+    # Event times are UTC; a naive bound means UTC too (as on the command line), not a TypeError per event.
+    since, until = (t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t for t in (since, until))
     by_actor = _stream_matcher(actor)  # the same exact-or-glob rules as streams
 
     def keep(env: Envelope) -> bool:

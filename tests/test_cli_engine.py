@@ -338,3 +338,15 @@ def test_log_answers_an_auditors_who_and_when_window(store_path: Path, cli) -> N
     for bad in (("--until", "yesterday"), ("--actor", " ")):
         result = cli("log", *bad)
         assert result.exit_code == 2 and f"'{bad[0]}'" in result.output, bad
+
+
+def test_naive_time_bounds_in_the_python_api_mean_utc(store_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    _seed(store_path)
+    with Store.open(store_path, readonly=True) as s:
+        first = s.events()[0].time
+        naive = first.replace(tzinfo=None)
+        assert [e.seq for e in s.events(since=naive)] == [1, 2]
+        assert s.events(until=naive) == [] and len(s.events(until=naive + timedelta(days=1))) == 2
+        assert [e.seq for e in s.iter_events(since=datetime(2000, 1, 1), until=naive + timedelta(days=1))] == [1, 2]
