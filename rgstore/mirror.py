@@ -266,6 +266,10 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
     now = datetime.now(timezone.utc).isoformat()
     store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
     sequences = _fetch_sequences(store, source) if with_sequences else 0
+    if with_sequences:  # every sequence is local now: gtars clients can resolve the genomes too
+        from .mirrorcollections import complete_collections
+
+        complete_collections(store, source)
     # Evictions pulled from upstream: their files go now that the events are committed here.
     from .cachecopy import finish_upstream_evictions
 

@@ -1,0 +1,104 @@
+"""A mirror's RefgetStore collections: copied from its upstream's RefgetStore once every sequence is local.
+
+A mirror replays genomes as events and caches their sequences one at a time (each through a
+carrier collection removed again), so its RefgetStore alone would hold no collection, and gtars
+clients could resolve none of its genomes by digest or alias. Once all of a genome's sequences are
+local, the three index files that describe the collection on the upstream (``rgstore.json``,
+``collections.rgci``, ``collections/<digest>.rgsi``) are fetched into a scratch store, and gtars'
+``import_collection`` copies the collection from there: the bytes the primary's gtars wrote,
+per-sequence FASTA descriptions included (the log does not carry those), and no residues (the
+mirror has them all, so none is read or rewritten). The scratch store has no alias or FHR files:
+those stay the ones the mirror's own views write. The result is checked against the genome record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from . import upstream
+from .errors import IntegrityError, NotFoundError, RemoteError
+from .remote import DOC_LIMIT
+from .views.genomes import GenomeRecord, all_genomes
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .store import Store
+
+__all__ = ["complete_collections"]
+
+
+def _complete(store: Store, genome: GenomeRecord) -> bool:
+    """Whether the RefgetStore lacks the genome's collection but holds every one of its sequences."""
+    from .refgetstore import SequenceFiles, open_refget, sequence_readable, strip_sq
+
+    if (store.refget_path / "collections" / f"{genome.digest}.rgsi").exists():
+        return False
+    handle, files = open_refget(store, write=False), SequenceFiles(store.refget_path)
+    return all(sequence_readable(handle, files, strip_sq(seq), length)
+               for seq, length in zip(genome.sequences, genome.lengths, strict=True))
+
+
+def _fetch_index(client: httpx.Client | None, base: str, relative: str, dest: Path) -> None:
+    """Copy ``relative`` of the upstream RefgetStore at ``base`` (a URL or ``file://`` path) to ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if client is None:
+        dest.write_bytes((Path(unquote(base.removeprefix("file://"))) / relative).read_bytes())
+    else:
+        dest.write_bytes(upstream.get(client, f"{base}/{relative}", limit=DOC_LIMIT))
+
+
+def _import_one(store: Store, client: httpx.Client | None, base: str, genome: GenomeRecord) -> bool:
+    """Copy one genome's collection from the upstream into the mirror's RefgetStore; False if the upstream lacks it."""
+    from gtars.refget import RefgetStore  # type: ignore[import-untyped]
+
+    from .refgetstore import open_refget, scratch_dir
+
+    digest = genome.digest
+    with scratch_dir(store, ".remote-") as scratch:
+        try:
+            for relative in ("rgstore.json", "collections.rgci", f"collections/{digest}.rgsi"):
+                _fetch_index(client, base, relative, scratch / "source" / relative)
+        except (OSError, NotFoundError, RemoteError):
+            return False  # a lazy upstream (or one from before this) has no collection to copy: maybe later
+        source = RefgetStore.open_local(str(scratch / "source"))
+        source.set_quiet(True)
+        try:
+            open_refget(store, write=True).import_collection(source, digest)
+        except OSError:
+            return False
+    level2 = open_refget(store, write=False).get_collection_level2(digest)
+    if (list(level2["names"]), list(level2["lengths"]), list(level2["sequences"])) != (
+            genome.names, genome.lengths, genome.sequences):
+        open_refget(store, write=True).remove_collection(digest, remove_orphan_sequences=False)
+        raise IntegrityError(f"the upstream's RefgetStore collection {digest} disagrees with the genome "
+                             "recorded in the log; it was not kept")
+    return True
+
+
+def complete_collections(store: Store, source: str) -> list[str]:
+    """Copy into the mirror's RefgetStore the collection of every genome whose sequences are all local now.
+
+    Returns the digests copied. A genome still missing a sequence, or whose collection the upstream
+    does not publish (a lazy mirror upstream), is left for a later call. IntegrityError if the
+    upstream's collection disagrees with the recorded genome (nothing of it is kept).
+    """
+    from .mirror import upstream_refget_base
+
+    if not (store.refget_path / "rgstore.json").exists():
+        return []
+    with store.read() as txn:
+        wanted = [genome for genome in all_genomes(txn, store.environment) if _complete(store, genome)]
+    if not wanted:
+        return []
+    base = upstream_refget_base(source)
+    if base is None:
+        return []
+    client = None if base.startswith("file://") else upstream.client()
+    try:
+        return [genome.digest for genome in wanted if _import_one(store, client, base, genome)]
+    finally:
+        if client is not None:
+            client.close()
