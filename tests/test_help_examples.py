@@ -177,3 +177,60 @@ def test_every_rgstore_command_quoted_in_help_prose_names_real_options(paths_as_
             except (click.UsageError, AssertionError) as exc:
                 failures.append(f"{path}: `{ref}`: {exc}")
     assert failures == []
+
+
+def _doc_shell_lines(text: str) -> list[str]:
+    """Command lines of a Markdown page's non-Python fenced blocks (unindented, continuations joined).
+
+    Indented lines are left out: they are diagrams and config files (nginx), not commands to paste.
+    """
+    lines: list[str] = []
+    fence: str | None = None
+    pending = ""
+    for raw in text.splitlines():
+        if raw.startswith("```"):
+            fence = None if fence is not None else raw[3:].strip()
+            continue
+        if fence is None or fence == "python" or (raw[:1].isspace() and not pending):
+            continue
+        line = raw.strip()
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    return lines
+
+
+def test_every_rgstore_command_in_the_readme_and_docs_parses_with_the_current_options(paths_as_written: None) -> None:
+    # README's CLI tour and docs/*.md are what a new user pastes first: a block's line must parse whole,
+    # and a command quoted in prose must name only real sub-commands and options.
+    from tests.conftest import REPO
+
+    failures, parsed = [], 0
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        quoted = [(ref, True) for ref in _PROSE.findall(" ".join(re.sub(r"```.*?```", "", text, flags=re.S).split()))]
+        for line, prose in [*((line, False) for line in _doc_shell_lines(text)), *quoted]:
+            if "_RGSTORE_COMPLETE=" in line:
+                continue  # the completion hook (`eval "$(_RGSTORE_COMPLETE=bash_source rgstore)"`) runs no command
+            try:
+                for argv in _rgstore_argvs(line):
+                    _parse(argv)
+                    parsed += 1
+            except click.exceptions.Exit:
+                pass  # `rgstore --help`: click prints the help while parsing
+            except (click.MissingParameter, click.exceptions.NoArgsIsHelpError, click.BadOptionUsage,
+                    click.BadParameter) as exc:
+                if not prose:  # prose may say "`rgstore log --stream` takes a glob", "`serve --workers N`"
+                    failures.append(f"{page.name}: `{line}`: {exc}")
+            except (ValueError, click.UsageError, AssertionError) as exc:
+                failures.append(f"{page.name}: `{line}`: {exc}")
+    assert failures == []
+    assert parsed > 40
+
+
+def test_doc_command_extraction_joins_continuations_and_skips_python_diagrams_and_configs() -> None:
+    page = ("Text `rgstore x`.\n```sh\nrgstore a \\\n    --b 1\nrgstore c | wc\n```\n```\n  rgstore serve (diagram)\n"
+            "```\n```python\nstore.getseq('g', 'chr1')\n```\n")
+    assert _doc_shell_lines(page) == ["rgstore a --b 1", "rgstore c | wc"]
