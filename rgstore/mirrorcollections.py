@@ -13,6 +13,7 @@ those stay the ones the mirror's own views write. The result is checked against 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -30,15 +31,22 @@ if TYPE_CHECKING:
 __all__ = ["complete_collections"]
 
 
-def _complete(store: Store, genome: GenomeRecord) -> bool:
-    """Whether the RefgetStore lacks the genome's collection but holds every one of its sequences."""
+RETRY_AFTER_S = 600.0
+"""How long a follower waits before asking an upstream again for a collection it did not have."""
+
+_missed: dict[tuple[str, str], float] = {}  # (upstream, digest) -> when the upstream last lacked it
+
+
+def _lacking(store: Store, genomes: list[GenomeRecord]) -> list[GenomeRecord]:
+    """The genomes whose collection the RefgetStore lacks while it holds every one of their sequences."""
     from .refgetstore import SequenceFiles, open_refget, sequence_readable, strip_sq
 
-    if (store.refget_path / "collections" / f"{genome.digest}.rgsi").exists():
-        return False
-    handle, files = open_refget(store, write=False), SequenceFiles(store.refget_path)
-    return all(sequence_readable(handle, files, strip_sq(seq), length)
-               for seq, length in zip(genome.sequences, genome.lengths, strict=True))
+    todo = [g for g in genomes if not (store.refget_path / "collections" / f"{g.digest}.rgsi").exists()]
+    if not todo:
+        return []
+    handle, files = open_refget(store, write=False), SequenceFiles(store.refget_path)  # one gtars open for all
+    return [g for g in todo if all(sequence_readable(handle, files, strip_sq(seq), length)
+                                   for seq, length in zip(g.sequences, g.lengths, strict=True))]
 
 
 def _fetch_index(client: httpx.Client | None, base: str, relative: str, dest: Path) -> None:
@@ -90,15 +98,26 @@ def complete_collections(store: Store, source: str) -> list[str]:
     if not (store.refget_path / "rgstore.json").exists():
         return []
     with store.read() as txn:
-        wanted = [genome for genome in all_genomes(txn, store.environment) if _complete(store, genome)]
+        genomes = list(all_genomes(txn, store.environment))
+    now = time.monotonic()
+    # A follower pulls every few seconds: an upstream that lacked a collection (a lazy mirror) is
+    # asked again only after RETRY_AFTER_S, not once per genome per pull.
+    wanted = [g for g in _lacking(store, genomes) if now - _missed.get((source, g.digest), -RETRY_AFTER_S) >= RETRY_AFTER_S]
     if not wanted:
         return []
     base = upstream_refget_base(source)
     if base is None:
         return []
     client = None if base.startswith("file://") else upstream.client()
+    copied: list[str] = []
     try:
-        return [genome.digest for genome in wanted if _import_one(store, client, base, genome)]
+        for genome in wanted:
+            if _import_one(store, client, base, genome):
+                copied.append(genome.digest)
+                _missed.pop((source, genome.digest), None)
+            else:
+                _missed[(source, genome.digest)] = now
+        return copied
     finally:
         if client is not None:
             client.close()

@@ -86,3 +86,19 @@ def test_an_upstream_collection_disagreeing_with_the_log_is_refused_and_not_kept
     with Store.open(tmp_path / "m") as mirror, pytest.raises(IntegrityError, match="disagrees"):
         pull(mirror, str(tmp_path / "pub"), with_sequences=True)
     assert not (tmp_path / f"m/refget/collections/{digest}.rgsi").exists()
+
+
+def test_a_follower_asks_an_upstream_that_lacks_a_collection_again_only_after_a_while(tmp_path: Path) -> None:
+    import rgstore.mirrorcollections as mirrorcollections
+
+    digest = _primary(tmp_path)
+    (tmp_path / f"pub/refget/collections/{digest}.rgsi").unlink()  # an upstream that publishes none (a lazy mirror)
+    with serve_directory(tmp_path / "pub") as server, Store.open(tmp_path / "m") as mirror:
+        for _ in range(3):  # `serve --follow --with-sequences` pulls every few seconds
+            pull(mirror, server.url, with_sequences=True)
+        asked = [p for p in server.paths() if p.startswith("/refget/collections/")]
+        assert asked == [f"/refget/collections/{digest}.rgsi"]
+        mirrorcollections._missed.clear()  # RETRY_AFTER_S later
+        pull(mirror, server.url, with_sequences=True)
+        assert [p for p in server.paths() if p.startswith("/refget/collections/")] == asked * 2
+    assert not (tmp_path / f"m/refget/collections/{digest}.rgsi").exists()
