@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from . import upstream
 from .errors import IntegrityError, NotFoundError, RemoteError
 from .remote import DOC_LIMIT
-from .views.genomes import GenomeRecord, all_genomes
+from .views.genomes import GenomeRecord, genome_digests, genome_record
 
 if TYPE_CHECKING:
     import httpx
@@ -37,11 +37,15 @@ RETRY_AFTER_S = 600.0
 _missed: dict[tuple[str, str], float] = {}  # (upstream, digest) -> when the upstream last lacked it
 
 
-def _lacking(store: Store, genomes: list[GenomeRecord]) -> list[GenomeRecord]:
+def _lacking(store: Store) -> list[GenomeRecord]:
     """The genomes whose collection the RefgetStore lacks while it holds every one of their sequences."""
     from .refgetstore import SequenceFiles, open_refget, sequence_readable, strip_sq
 
-    todo = [g for g in genomes if not (store.refget_path / "collections" / f"{g.digest}.rgsi").exists()]
+    collections = store.refget_path / "collections"
+    with store.read() as txn:  # records decoded only for genomes without a collection (big assemblies are MBs)
+        env = store.environment
+        todo = [record for digest in genome_digests(txn, env) if not (collections / f"{digest}.rgsi").exists()
+                if (record := genome_record(txn, env, digest)) is not None]
     if not todo:
         return []
     handle, files = open_refget(store, write=False), SequenceFiles(store.refget_path)  # one gtars open for all
@@ -97,12 +101,10 @@ def complete_collections(store: Store, source: str) -> list[str]:
 
     if not (store.refget_path / "rgstore.json").exists():
         return []
-    with store.read() as txn:
-        genomes = list(all_genomes(txn, store.environment))
     now = time.monotonic()
     # A follower pulls every few seconds: an upstream that lacked a collection (a lazy mirror) is
     # asked again only after RETRY_AFTER_S, not once per genome per pull.
-    wanted = [g for g in _lacking(store, genomes) if now - _missed.get((source, g.digest), -RETRY_AFTER_S) >= RETRY_AFTER_S]
+    wanted = [g for g in _lacking(store) if now - _missed.get((source, g.digest), -RETRY_AFTER_S) >= RETRY_AFTER_S]
     if not wanted:
         return []
     base = upstream_refget_base(source)

@@ -38,6 +38,7 @@ __all__ = [
     "GenomesView",
     "all_fhr",
     "all_genomes",
+    "genome_digests",
     "genome_exists",
     "genome_fhr",
     "genome_record",
@@ -117,6 +118,15 @@ def all_genomes(txn: Txn, environment: Environment) -> Iterator[GenomeRecord]:
         return
     for _, raw in iter_prefix(txn, db, b""):
         yield _RECORD_DECODER.decode(raw)
+
+
+def genome_digests(txn: Txn, environment: Environment) -> list[str]:
+    """The seqcol digest of every genome, ordered, from the keys alone (no record decoded)."""
+    db = _db(environment, _RECORDS)
+    if db is None:
+        return []
+    with txn.cursor(db=db) as cur:
+        return [bytes(key).decode() for key in cur.iternext(keys=True, values=False)]
 
 
 def genomes_with_sequence(txn: Txn, environment: Environment, sequence: str) -> list[tuple[str, str, int, str]]:
