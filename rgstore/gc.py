@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -123,9 +124,23 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
                 out.append(digest)
         return out
 
+    def needed(handle: Any, txn: Txn, digest: str) -> bool:
+        """Whether a recorded genome lists, or a sequence alias names, a sequence only this collection holds.
+
+        (A remote genome's fetched sequence has no collection of its own: gtars counts it an orphan.)
+        Such a collection is kept whole until nothing needs them: gtars removes sequences only with a
+        collection, so removing it while keeping its orphans kept every other one (a genome) for good.
+        """
+        return any(genomes_with_sequence(txn, env, strip_sq(str(s))) or sequence_aliases_of(txn, env, strip_sq(str(s)))
+                   for s in handle.plan_orphan_removal(digest))
+
     if dry_run:
         with store.read() as txn:
-            report.collections_removed = unwanted(txn)
+            candidates = unwanted(txn)
+            if candidates:  # what a real run would keep, it is not reported as removed
+                reader = open_refget(store, write=False)
+                candidates = [digest for digest in candidates if not needed(reader, txn, digest)]
+            report.collections_removed = candidates
         return
 
     with store.read() as txn:
@@ -144,14 +159,7 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
     def remove(txn: Txn) -> None:
         report.collections_removed = []
         for digest in unwanted(txn):
-            # Sequences only this collection lists, unless a recorded genome lists one (a remote
-            # genome's fetched sequence has no collection of its own: gtars counts it an orphan)
-            # or a sequence alias names one (gtars and /sequence would resolve it to nothing).
-            orphans = handle.plan_orphan_removal(digest)
-            if any(genomes_with_sequence(txn, env, strip_sq(str(s)))
-                   or sequence_aliases_of(txn, env, strip_sq(str(s))) for s in orphans):
-                # Kept whole until nothing needs them: gtars removes sequences only with a collection,
-                # so removing it now kept every other orphan (a whole genome) for good.
+            if needed(handle, txn, digest):
                 continue
             if handle.remove_collection(digest, remove_orphan_sequences=True):
                 report.collections_removed.append(digest)
