@@ -99,6 +99,10 @@ class PackageSource:
         """``names`` in the order that reads the source fastest (for a tar, the order of its members)."""
         return list(names)
 
+    def member_size(self, name: str) -> int:
+        """Bytes member ``name`` holds, as the source declares them (0 if absent): for progress only."""
+        return 0
+
 
 MAX_MANIFEST_BYTES = 1 << 30
 """taxtastic's CONTENTS.json grows with every step it can roll back (18.8 MB after 1,000 updates);
@@ -178,6 +182,12 @@ class _DirSource(PackageSource):
         path = self.root / name
         return None if path.is_symlink() or not path.is_file() else read_chunks(path)
 
+    def member_size(self, name: str) -> int:
+        try:
+            return (self.root / name).stat().st_size
+        except OSError:
+            return 0
+
 
 class _TarSource(PackageSource):
     def __init__(self, path: Path, archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
@@ -196,6 +206,10 @@ class _TarSource(PackageSource):
         # the stream again from its start (a package with history read in its own order took 5x tar's time).
         rank = {member: index for index, member in enumerate(self.members)}
         return sorted(names, key=lambda name: rank.get(self.prefix + name, len(rank)))
+
+    def member_size(self, name: str) -> int:
+        member = self.members.get(self.prefix + name)
+        return member.size if member is not None else 0
 
     def _chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
         with _reading(self.path):
@@ -218,6 +232,10 @@ class _ZipSource(PackageSource):
         if info is None or info.is_dir() or (info.external_attr >> 16) & 0o170000 == 0o120000:
             return None  # absent, a folder, or a symlink entry
         return self._chunks(info)
+
+    def member_size(self, name: str) -> int:
+        info = self.members.get(self.prefix + name)
+        return info.file_size if info is not None else 0
 
     def _chunks(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
         with _reading(self.path), self.archive.open(info) as fh:  # a bad CRC raises at the member's end

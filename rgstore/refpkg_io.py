@@ -14,7 +14,7 @@ nothing behind; every blob is verified against its sha256 while it is copied.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from functools import partial
@@ -28,7 +28,7 @@ from .environment import Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef, RefpkgImported, RefpkgUpdated, Undone
 from .log import NewEvent
-from .progress import ProgressFactory
+from .progress import Progress, ProgressFactory
 from .refpkg_archive import PackageSource, open_package, strip_archive_suffix, write_package
 from .refpkg_blobs import staged_blobs
 from .refpkg_manifest import Manifest, ManifestState, check_nesting, parse_manifest, render_manifest
@@ -102,9 +102,18 @@ def _diff(name: str, old: ManifestState, new: ManifestState, refs: dict[str, Fil
     return RefpkgUpdated(name=name, files=files, metadata=metadata, message=new.message)
 
 
-def _member(src: PackageSource, filename: str) -> Iterable[bytes]:
-    """Member ``filename``'s bytes from the start (it was found present before the first read)."""
-    return src.member_chunks(filename) or ()
+def _counted(src: PackageSource, filename: str, bar: Progress, counted: list[bool]) -> Iterator[bytes]:
+    """Member ``filename``'s bytes from the start (it was found present), the first read moving ``bar``.
+
+    The blob store may read a member again (its stored copy vanished before the commit): that read
+    is not progress.
+    """
+    first = not counted[0]
+    counted[0] = True
+    for chunk in src.member_chunks(filename) or ():
+        if first:
+            bar.update(len(chunk))
+        yield chunk
 
 
 def import_package(
@@ -134,19 +143,20 @@ def import_package(
         needed = _needed(states)
         staged = stack.enter_context(staged_blobs(service.store))
         blobs: dict[str, BlobInfo] = {}
-        bar = progress("import files", total=len(needed), unit="file")
-        for filename in src.read_order(needed):
+        order = src.read_order(needed)
+        # In bytes, as declared by the source: a package is a few files, one of them often a GB alignment.
+        bar = progress("import files", total=sum(src.member_size(filename) for filename in order), unit="B")
+        for filename in order:
             md5, key = needed[filename]
             if src.member_chunks(filename) is None:
                 raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source} "
                                     "or is not a regular file (symlinks and folders are refused)")
             # Streamed straight into the blob store: a temp copy would write every byte twice.
-            info = staged.put_stream(partial(_member, src, filename))
+            info = staged.put_stream(partial(_counted, src, filename, bar, [False]))
             if info.md5 != md5:
                 raise IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "
                                      f"(found: {info.md5}, expected {md5})")
             blobs[filename] = info
-            bar.update(1)
         bar.close()
         refs = {fn: FileRef(name=fn, sha256=i.sha256, md5=i.md5, size=i.size) for fn, i in blobs.items()}
         stream = refpkg_stream(name)

@@ -528,3 +528,21 @@ def test_every_exported_history_state_carries_format_version(
     assert doc["rollback"]["metadata"]["format_version"] == "1.1"
     taxit("rollback", "-n", "2", tmp_path / "ours")
     assert contents(tmp_path / "ours")["metadata"]["format_version"] == "1.1"
+
+
+@pytest.mark.parametrize("fmt", ["dir", "tar", "zip"])
+def test_import_progress_counts_bytes_so_a_big_alignment_moves_the_bar(store: Store, tmp_path: Path, fmt: str) -> None:
+    # A package is a few files, one often a GB alignment: a bar counting files sat still for minutes.
+    from tests.progress_recorder import Bars
+
+    files = write_inputs(tmp_path / "inputs")
+    big = tmp_path / "inputs" / "big.fasta"
+    big.write_text(">s1\n" + "ACGT" * (3 << 18) + "\n")  # 3 MiB: several chunks
+    store.refpkgs.create("pkg", locus="L", files=[*files.items(), ("aln_fasta", big)])
+    target = tmp_path / {"dir": "pkg.refpkg", "tar": "pkg.tar.gz", "zip": "pkg.zip"}[fmt]
+    store.refpkgs.export("pkg", target, fmt=None if fmt == "dir" else fmt)
+    bars = Bars()
+    state = store.refpkgs.import_package(target, name="again", progress=bars)
+    total = sum(ref.size for ref in state.files.values())
+    assert bars.units == ["B"] and bars.totals() == [["import files", total, total]]
+    assert len(bars.bars[0][2]) > 3  # type: ignore[arg-type]  # moved as the alignment streamed, not once per file
