@@ -328,10 +328,15 @@ def test_a_writable_open_on_a_read_only_file_system_says_so_and_reads_still_work
 _READ_ONLY_MOUNT_AS_ANOTHER_USER = """
 import os, sys
 from pathlib import Path
+import tempfile
 import rgstore.sharing  # noqa: F401  (loaded as root: the interpreter's own tree may be closed to the reader)
 from rgstore.environment import Environment
 from rgstore.errors import StoreOpenError
 log = Path(sys.argv[1]) / "log"
+# One open as root loads whatever py-lmdb imports lazily on open (lmdb 3 imports lmdb._envid there), since
+# the interpreter's own tree may be closed to the reader.
+with tempfile.TemporaryDirectory() as warm:
+    Environment(Path(warm) / "log", readonly=False).close()
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)
