@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["ExportReport", "import_package", "export_package", "default_name", "FORMATS"]
 
 FORMATS = ("dir", "tar", "zip")
+_HISTORY_ONLY_HINT = ("; only the package's rollback/rollforward history names it: "
+                     "import with --no-history to keep just the current state")
 
 
 class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,16 +148,20 @@ def import_package(
         order = src.read_order(needed)
         # In bytes, as declared by the source: a package is a few files, one of them often a GB alignment.
         bar = progress("import files", total=sum(src.member_size(filename) for filename in order), unit="B")
+        current = {fn for fn, _md5 in manifest.current.files.values()}
         for filename in order:
             md5, key = needed[filename]
+            # taxit itself only reads history files on rollback, so a package whose old files were
+            # deleted or edited by hand still works there: say which state needs it and the way out.
+            hint = "" if filename in current else _HISTORY_ONLY_HINT
             if src.member_chunks(filename) is None:
                 raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source} "
-                                    "or is not a regular file (symlinks and folders are refused)")
+                                    f"or is not a regular file (symlinks and folders are refused){hint}")
             # Streamed straight into the blob store: a temp copy would write every byte twice.
             info = staged.put_stream(partial(_counted, src, filename, bar, [False]))
             if info.md5 != md5:
                 raise IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "
-                                     f"(found: {info.md5}, expected {md5})")
+                                     f"(found: {info.md5}, expected {md5}){hint}")
             blobs[filename] = info
         bar.close()
         refs = {fn: FileRef(name=fn, sha256=i.sha256, md5=i.md5, size=i.size) for fn, i in blobs.items()}

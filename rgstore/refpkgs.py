@@ -396,6 +396,8 @@ class Refpkgs:
             check_key(key, "file")
             path = Path(raw)
             if not path.is_file():
+                if path.exists():  # a folder, or a pipe such as bash's tree=<(rppr reroot ...)
+                    raise InvalidInputError(f"Not a regular file: {raw} (write it to a file first)")
                 raise NotFoundError(f"No such file: {raw}")
             by_key.pop(key, None)
             by_key[key] = path

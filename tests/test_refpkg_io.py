@@ -268,6 +268,26 @@ def test_import_of_a_missing_history_file_is_refused(store: Store, package: Path
     assert store.head()[0] == 0 and list(store.blobs.all()) == []
 
 
+def test_a_bad_history_only_file_error_points_at_no_history_and_a_bad_current_file_does_not(
+    store: Store, package: Path
+) -> None:
+    # taxit only reads old files on rollback, so a user who deleted or edited them still has a working
+    # package: the refusal must say it is the history and how to import the current state alone
+    old = contents(package)["rollforward"][1]["files"]["tree"]
+    (package / old).unlink()
+    with pytest.raises(NotFoundError, match="rollback/rollforward history names it: import with --no-history"):
+        store.refpkgs.import_package(package)
+    (package / old).write_text("((s1,s2),s3);\n")
+    with pytest.raises(IntegrityError, match="history names it: import with --no-history"):
+        store.refpkgs.import_package(package)
+    assert store.refpkgs.import_package(package, history=False).rollbacks == 0
+    current = contents(package)["files"]["aln_fasta"]
+    (package / current).write_text(">s1\nA\n")
+    with pytest.raises(IntegrityError, match=f"File {current} referred to by key aln_fasta") as caught:
+        store.refpkgs.import_package(package, name="other")
+    assert "--no-history" not in str(caught.value)
+
+
 @pytest.mark.parametrize("bad", ["../outside.txt", "/etc/passwd", "sub/dir.txt", "a\nb", "..",
                                  "CONTENTS.json", "\ud800.txt"])
 def test_import_refuses_file_names_that_could_escape_the_package(

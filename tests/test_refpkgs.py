@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +113,24 @@ def test_update_with_a_missing_path_changes_nothing(store: Store, tmp_path: Path
     with pytest.raises(NotFoundError, match="No such file: missing.txt"):
         store.refpkgs.update_files("pkg", [f"x={a}", "y=missing.txt"])
     assert store.head()[0] == head and blob_count(store) == blobs
+
+
+def test_update_with_a_folder_or_a_pipe_says_it_is_not_a_regular_file_not_that_it_is_missing(
+    store: Store, tmp_path: Path
+) -> None:
+    # `update my tree=<(rppr reroot ...)` hands over /dev/fd/63: it exists, so "No such file" misleads
+    store.refpkgs.create("pkg", locus="L")
+    head = store.head()[0]
+    with pytest.raises(InvalidInputError, match=f"Not a regular file: {re.escape(str(tmp_path))} "):
+        store.refpkgs.update_files("pkg", [f"tree={tmp_path}"])
+    read_end, write_end = os.pipe()
+    try:
+        with pytest.raises(InvalidInputError, match=f"Not a regular file: /dev/fd/{read_end} "):
+            store.refpkgs.update_files("pkg", [f"tree=/dev/fd/{read_end}"])
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert store.head()[0] == head
 
 
 def test_update_metadata_uses_a_namespace_separate_from_files(store: Store, tmp_path: Path) -> None:
