@@ -174,6 +174,29 @@ def strip_cmd(ctx: Context, name: str, as_json: bool) -> None:
     _show(info, as_json)
 
 
+@refpkg_group.command("remove")
+@click.argument("name", shell_complete=refpkg_names)
+@store_option
+@json_option
+@pass_ctx
+def remove_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """Remove NAME with its whole history (no rollback); the name is free for create or import again.
+
+    `rgstore gc` then frees files no other package holds.
+
+    \b
+    Example:
+        rgstore refpkg remove mypkg && rgstore gc
+    """
+    with ctx.open() as store:
+        removed = store.refpkgs.remove(name)
+    if as_json:
+        emit_json(removed)
+        return
+    click.echo(f"removed refpkg {name} ({removed.files} files, {removed.steps} retained steps); "
+               "`rgstore gc` frees files no other package holds")
+
+
 @refpkg_group.command("check")
 @click.argument("name", shell_complete=refpkg_names)
 @store_option

@@ -38,6 +38,7 @@ __all__ = [
     "RefpkgCreated",
     "RefpkgImported",
     "RefpkgUpdated",
+    "RefpkgRemoved",
     # cache
     "CacheInserted",
     "CacheTouched",
@@ -52,6 +53,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     undoable: ClassVar[bool] = False
     """Whether the event is a step of its stream's undo/redo zipper (a class property, not stored)."""
+    ends_history: ClassVar[bool] = False
+    """Whether the event empties its stream's undo/redo zipper: nothing before it can be undone or
+    redone (a removal that nothing may roll back past; a class property, not stored)."""
 
 
 class FileRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,6 +242,19 @@ class RefpkgUpdated(Event, frozen=True, tag="refpkg-updated"):
     message: str = ""
 
 
+class RefpkgRemoved(Event, frozen=True, tag="refpkg-removed"):
+    """A reference package was removed with its whole undo/redo history; the name is free again.
+
+    It ends the stream's history: no rollback or rollforward reaches past it, so ``rgstore gc``
+    may free every file only the package held. A later creation or import of the same name
+    continues the stream as a new package.
+    """
+
+    ends_history: ClassVar[bool] = True
+
+    name: str
+
+
 # --- cache --------------------------------------------------------------------------------------
 
 
@@ -292,6 +309,7 @@ AnyEvent = Union[
     RefpkgCreated,
     RefpkgImported,
     RefpkgUpdated,
+    RefpkgRemoved,
     CacheInserted,
     CacheTouched,
     CachePinned,

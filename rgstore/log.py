@@ -376,7 +376,7 @@ class EventLog:
             add_chain(prev)
             if type(event) is CodecDictionaryAdded:
                 self.dictionaries.keep(txn, event)
-            if eager_history and (zipper or event.undoable):
+            if eager_history and (zipper or event.undoable or event.ends_history):
                 # A later Undone/Redone in this batch must see this step: fold the zipper per event.
                 history.apply(ctx, envelope)
             versions[stream] = version + 1

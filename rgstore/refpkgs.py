@@ -1,7 +1,7 @@
 """The Refpkgs service: taxtastic reference packages as event streams (``refpkg:<name>``).
 
 Commands follow ``taxit``: create, update (files or metadata), rollback, rollforward, strip,
-check, import and export. Each command is one ``Store.transact``: one undo step for create
+check, import and export; ``remove`` drops a package with its whole history (taxit has none). Each command is one ``Store.transact``: one undo step for create
 and update, N ``Undone``/``Redone`` events for ``-n N``, one ``HistoryStripped`` for strip.
 Files are blobs stored before the transaction (``rgstore.refpkg_blobs``): if the command then
 fails, the blobs it newly created are deleted again, so a failed command leaves no event and
@@ -35,7 +35,7 @@ from .errors import (
     NothingToRedoError,
     NothingToUndoError,
 )
-from .events import FileRef, HistoryStripped, Redone, RefpkgCreated, RefpkgUpdated, Undone
+from .events import FileRef, HistoryStripped, Redone, RefpkgCreated, RefpkgRemoved, RefpkgUpdated, Undone
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .refpkg_blobs import staged_blobs
@@ -60,7 +60,10 @@ if TYPE_CHECKING:
     from .refpkg_io import ExportReport
     from .store import Store
 
-__all__ = ["Refpkgs", "RefpkgInfo", "RefpkgState", "RefpkgSummary", "LogEntry", "CREATE_FILE_KEYS", "CREATE_LOG"]
+__all__ = [
+    "Refpkgs", "RefpkgInfo", "RefpkgState", "RefpkgSummary", "RefpkgRemoval", "LogEntry", "CREATE_FILE_KEYS",
+    "CREATE_LOG",
+]
 
 CREATE_FILE_KEYS = (
     "phylo_model", "aln_fasta", "aln_sto", "mask", "profile", "seq_info", "taxonomy", "tree",
@@ -116,6 +119,17 @@ class RefpkgSummary(msgspec.Struct, frozen=True, kw_only=True):
     files: int
     rollbacks: int
     rollforwards: int
+
+
+class RefpkgRemoval(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``remove`` dropped: the package's files in its current state and every retained step."""
+
+    name: str
+    seq: int
+    """The removal's seq in the log."""
+    files: int
+    steps: int
+    """Retained states dropped: the current one, those a rollback reached and those a rollforward did."""
 
 
 class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,6 +273,23 @@ class Refpkgs:
 
         self.store.transact(command)
         return self.current(name)
+
+    def remove(self, name: str) -> RefpkgRemoval:
+        """Remove package ``name`` with its whole undo/redo history (NotFoundError if there is none).
+
+        Nothing can roll it back: every file only this package held is free for ``rgstore gc``
+        (as after ``genome remove``), and ``create`` or ``import`` may reuse the name. The
+        package's events stay in the log (``rgstore log --stream refpkg:NAME``).
+        """
+        dropped: dict[str, int] = {}
+
+        def command(txn: Txn) -> list[NewEvent]:
+            head, step = self._current(txn, name)
+            dropped.update(files=len(step.files), steps=step.depth + 1 + len(head.redo))
+            return [NewEvent(stream=refpkg_stream(name), event=RefpkgRemoved(name=name))]
+
+        [seq] = self.store.transact(command)
+        return RefpkgRemoval(name=name, seq=seq, files=dropped["files"], steps=dropped["steps"])
 
     def import_package(
         self, source: Path | str, *, name: str | None = None, history: bool = True,

@@ -114,6 +114,20 @@ def test_unknown_packages_and_keys_are_404(served: Server, path: str) -> None:
     assert r.status_code == 404 and r.json()["detail"]
 
 
+def test_a_removed_package_is_404_like_an_unknown_one(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    rgstore_cli(store, "refpkg", "create", "gone", "-l", "16S", "-t", str(tmp_path / "tree.nwk"))
+    rgstore_cli(store, "refpkg", "remove", "gone")
+    with running_server(store) as server:
+        listed = httpx.get(f"{server.url}/refpkgs").json()
+        answers = {path: httpx.get(f"{server.url}{path}")
+                   for path in ("/refpkgs/gone", "/refpkgs/gone/history", "/refpkgs/gone/files/tree")}
+    assert (listed["items"], listed["pagination"]["total"]) == ([], 0)
+    for path, r in answers.items():
+        assert r.status_code == 404 and r.json()["detail"] == "no refpkg 'gone'; see `rgstore refpkg list`", path
+
+
 def test_a_corrupted_file_is_refused_not_served(tmp_path: Path) -> None:
     store = tmp_path / "store"
     (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")

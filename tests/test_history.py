@@ -55,6 +55,25 @@ def test_strip_keeps_only_the_current_step(store: Store) -> None:
         store.append([NewEvent(stream=S, event=Undone())])
 
 
+def test_an_event_that_ends_history_empties_both_stacks_in_one_batch_or_one_at_a_time(store: Store) -> None:
+    from rgstore.events import RefpkgRemoved
+
+    push(store), push(store), push(store)
+    store.append([NewEvent(stream=S, event=Undone())])
+    store.append([NewEvent(stream=S, event=RefpkgRemoved(name="zip"))])
+    assert stacks(store) == ([], [])
+    with pytest.raises(NothingToUndoError):
+        store.append([NewEvent(stream=S, event=Undone())])
+    c = push(store)
+    # In one command: the step pushed, undone and redone before the removal are all gone after it.
+    store.append([NewEvent(stream=S, event=Noted()), NewEvent(stream=S, event=Undone()),
+                  NewEvent(stream=S, event=RefpkgRemoved(name="zip")), NewEvent(stream=S, event=Noted())])
+    after = stacks(store)
+    assert after == ([store.head()[0]], []) and c not in after[0]
+    store.rebuild([next(v for v in store.views if v.name == "history")])
+    assert stacks(store) == after
+
+
 ops = st.lists(st.sampled_from(["step", "undo", "redo"]), max_size=30)
 
 

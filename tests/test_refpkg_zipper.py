@@ -22,6 +22,7 @@ from rgstore.events import (
     Noted,
     Redone,
     RefpkgCreated,
+    RefpkgRemoved,
     RefpkgUpdated,
     Undone,
 )
@@ -123,10 +124,11 @@ _RAW = st.sampled_from([
     FhrSet(digest="d", fhr={}),
     RefpkgCreated(name="raw", metadata={"locus": "raw"}, log=["raw create"]),
     RefpkgUpdated(name="raw", metadata={"raw": "1"}, message="raw update"),
+    RefpkgRemoved(name="raw"),
     Undone(), Redone(), HistoryStripped(),
 ])
 _OP = st.one_of(
-    st.tuples(st.sampled_from(["create", "meta", "strip"]), st.sampled_from(NAMES)),
+    st.tuples(st.sampled_from(["create", "meta", "strip", "remove"]), st.sampled_from(NAMES)),
     st.tuples(st.sampled_from(["rollback", "rollforward"]), st.sampled_from(NAMES), st.integers(1, 3)),
     st.tuples(st.just("raw"), st.sampled_from(NAMES), st.lists(_RAW, min_size=1, max_size=3)),
 )
@@ -140,6 +142,8 @@ def _run(store: Store, op: tuple[Any, ...]) -> None:
         r.update_metadata(name, [f"k{store.head()[0]}=v"])
     elif kind == "strip":
         r.strip(name)
+    elif kind == "remove":
+        r.remove(name)
     elif kind == "rollback":
         r.rollback(name, op[2])
     elif kind == "rollforward":
@@ -191,3 +195,18 @@ def test_a_raw_event_with_names_too_long_for_an_lmdb_key_still_folds(store: Stor
     before = view_digests(store)
     store.rebuild()
     assert view_digests(store) == before
+
+
+def test_a_removal_empties_both_zippers_even_over_a_raw_creation_on_a_live_package(store: Store) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="old")
+    r.update_metadata("pkg", ["k=v"])
+    store.append([NewEvent(stream="refpkg:pkg", event=RefpkgCreated(name="pkg", metadata={"locus": "new"}))])
+    store.append([NewEvent(stream="refpkg:pkg", event=Undone())])  # back to the old package, one redo
+    r.remove("pkg")
+    _assert_view_follows_history(store, "pkg")
+    with store.read() as txn:
+        assert refpkg_head(txn, store.environment, "pkg") == Head(current=0)
+    assert not [row for row in _contents(store) if row[1].startswith(b"pkg\x00")]  # no step, no file name
+    assert r.create("pkg", locus="again").rollbacks == 0
+    _assert_view_follows_history(store, "pkg")

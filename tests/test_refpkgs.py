@@ -867,3 +867,139 @@ def test_an_unchanged_file_named_again_replaces_a_stored_copy_damaged_at_the_sam
     changed = store.refpkgs.update_files("pkg", [f"aln_fasta={aln}"]).files["aln_fasta"]
     assert changed.sha256 != state.files["aln_fasta"].sha256
     assert store.refpkgs.resource_path("pkg", "aln_fasta").read_text() == other
+
+
+# -- remove -----------------------------------------------------------------------------------
+
+
+def test_a_removed_package_is_gone_from_every_read_with_the_unknown_name_error(
+    store: Store, tmp_path: Path
+) -> None:
+    r = store.refpkgs
+    r.create("pkg1", locus="L", files=[("tree", text_file(tmp_path, "t.nwk", "(a:1);"))])
+    r.create("pkg2", locus="L")
+    removal = r.remove("pkg1")
+    assert (removal.name, removal.files, removal.steps) == ("pkg1", 1, 1)
+    assert [s.name for s in r.list_all()] == ["pkg2"]
+    reads: list[Callable[[], object]] = [
+        lambda: r.info("pkg1"), lambda: r.current("pkg1"), lambda: r.log("pkg1"), lambda: r.check("pkg1"),
+        lambda: r.resource_path("pkg1", "tree"), lambda: r.export("pkg1", tmp_path / "out.refpkg"),
+    ]
+    for read in reads:
+        with pytest.raises(NotFoundError, match=r"^no refpkg 'pkg1'; did you mean 'pkg2'") as caught:
+            read()
+        assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out.refpkg").exists()
+    with store.read() as txn, pytest.raises(NotFoundError):
+        r.state(txn, "pkg1")  # what the API reads: a removed package is a 404 like an unknown one
+
+
+def test_remove_lets_gc_free_every_file_only_the_package_and_its_history_held(
+    store: Store, tmp_path: Path
+) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L", files=[("a", text_file(tmp_path, "1/a", "v1"))])
+    r.create("other", locus="L", files=[("a", text_file(tmp_path, "o/a", "shared"))])
+    r.update_files("pkg", [f"a={text_file(tmp_path, '2/a', 'shared')}"])
+    r.update_files("pkg", [f"a={text_file(tmp_path, '3/a', 'v3')}"])
+    r.rollback("pkg")  # v3 on the redo side, v1 a rollback away, "shared" current and in "other"
+    assert r.remove("pkg").steps == 3
+    freed = collect_garbage(store, grace=0).removed
+    assert sorted(freed) == sorted(hashlib.sha256(v).hexdigest() for v in (b"v1", b"v3"))
+    assert r.resource_path("other", "a").read_text() == "shared"
+    assert blob_count(store) == 1
+
+
+def test_a_removed_name_is_created_or_imported_again_as_a_fresh_package(store: Store, tmp_path: Path) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="old", files=[("tree", text_file(tmp_path, "old/tree.nwk", "(old:1);"))])
+    r.update_metadata("pkg", ["k=v"])
+    r.export("pkg", tmp_path / "pkg.refpkg")
+    r.remove("pkg")
+    fresh = r.create("pkg", locus="new", files=[("tree", text_file(tmp_path, "new/tree.nwk", "(new:1);"))])
+    assert fresh.files["tree"].name == "tree.nwk"  # the old package's file names are not taken any more
+    info = r.info("pkg")
+    assert (info.metadata["locus"], info.log, info.rollbacks, info.rollforwards) == ("new", CREATE_LOG, 0, 0)
+    with pytest.raises(NothingToUndoError):
+        r.rollback("pkg")
+    r.remove("pkg")
+    imported = r.import_package(tmp_path / "pkg.refpkg")
+    assert (imported.metadata["locus"], imported.metadata["k"], imported.rollbacks) == ("old", "v", 1)
+    assert r.rollback("pkg").metadata.get("k") is None
+    assert [s.name for s in r.list_all()] == ["pkg"]
+
+
+def test_commands_on_a_removed_package_are_not_found_and_the_engine_has_nothing_to_undo(
+    store: Store, tmp_path: Path
+) -> None:
+    r = store.refpkgs
+    r.create("pkg", locus="L")
+    r.update_metadata("pkg", ["k=v"])
+    r.rollback("pkg")
+    r.remove("pkg")
+    head = store.head()
+    commands: list[Callable[[], object]] = [
+        lambda: r.rollback("pkg"), lambda: r.rollforward("pkg"), lambda: r.strip("pkg"), lambda: r.remove("pkg"),
+        lambda: r.update_metadata("pkg", ["k=w"]),
+        lambda: r.update_files("pkg", [f"a={text_file(tmp_path, 'a', 'x')}"]),
+    ]
+    for command in commands:
+        with pytest.raises(NotFoundError, match="no refpkg 'pkg'"):
+            command()
+    # The removal ends the stream's history: even the engine's generic undo and redo have nothing left.
+    with pytest.raises(NothingToUndoError):
+        store.append([NewEvent(stream="refpkg:pkg", event=Undone())])
+    with pytest.raises(NothingToRedoError):
+        store.append([NewEvent(stream="refpkg:pkg", event=Redone())])
+    assert store.head() == head and blob_count(store) == 0  # the refused update stored no file
+
+
+def test_a_removal_folds_to_the_same_bytes_in_one_batch_on_rebuild_and_on_a_mirror(
+    store: Store, tmp_path: Path
+) -> None:
+    from rgstore.errors import ReadOnlyError
+    from rgstore.mirror import pull
+    from rgstore.replay import export_log
+    from rgstore.verify import view_digests
+
+    r = store.refpkgs
+    r.create("pkg", locus="L", files=[("a", text_file(tmp_path, "1/a", "1"))])
+    r.update_files("pkg", [f"a={text_file(tmp_path, '2/a', '2')}"])
+    r.update_files("pkg", [f"a={text_file(tmp_path, '3/a', '3')}"])
+    r.rollback("pkg")
+    r.remove("pkg")  # a step on the redo side, one below: all dropped in the batch that made them
+    r.create("pkg", locus="L2", files=[("a", text_file(tmp_path, "4/a", "1"))])
+    r.update_metadata("pkg", ["k=v"])
+    r.create("gone", locus="L")
+    r.remove("gone")
+    before = view_digests(store)
+    assert store.rebuild() == store.head()[0] < REBUILD_BATCH  # every view, the whole log as one batch
+    assert view_digests(store) == before
+    assert r.info("pkg").rollbacks == 1 and [s.name for s in r.list_all()] == ["pkg"]
+    export_log(store, tmp_path / "x.rglog")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "x.rglog"))
+        assert view_digests(mirror) == before
+        with pytest.raises(ReadOnlyError, match="mirror"):
+            mirror.refpkgs.remove("pkg")
+
+
+def test_cli_remove_frees_the_name_and_prints_json_like_its_siblings(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    tree = text_file(tmp_path, "tree.nwk", "(a:1);")
+    assert cli("refpkg", "create", "my", "-l", "16S", "-t", str(tree)).exit_code == 0
+    assert cli("refpkg", "update", "my", "--metadata", "k=v").exit_code == 0
+    result = cli("refpkg", "remove", "my", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert (shown["name"], shown["files"], shown["steps"]) == ("my", 1, 2) and shown["seq"] == 3
+    assert json.loads(cli("refpkg", "list", "--json").stdout) == []
+    result = cli("refpkg", "info", "my")
+    assert (result.exit_code, result.stderr) == (1, "error: no refpkg 'my'; see `rgstore refpkg list`\n")
+    assert cli("refpkg", "remove", "my").exit_code == 1
+    assert cli("refpkg", "create", "my", "-l", "16S", "-t", str(tree)).exit_code == 0
+    result = cli("refpkg", "remove", "my")
+    assert result.exit_code == 0 and result.stdout.startswith("removed refpkg my (1 files, 1 retained steps)")
+    result = cli("gc", "--grace", "0", "--json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["removed"]) == 1

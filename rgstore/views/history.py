@@ -3,7 +3,8 @@
 Per stream, a *done* stack (the current step on top) and an *undone* stack (the next redo on
 top). An ordinary undoable event pushes onto done and clears undone (taxtastic's rule: a new
 step discards the redo side); ``Undone`` moves the top of done onto undone; ``Redone`` moves
-it back; ``HistoryStripped`` keeps only the current step. The append fills the seqs inside
+it back; ``HistoryStripped`` keeps only the current step; an event that ``ends_history`` (a
+removal) empties both stacks. The append fills the seqs inside
 ``Undone``/``Redone``/``HistoryStripped`` from this view, so every other view folds them
 without asking anyone.
 """
@@ -109,13 +110,14 @@ class HistoryView(View):
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = ("history",)
     handles: ClassVar[tuple[type[Event], ...]] = tuple(
-        cls for cls in EVENT_TYPES.values() if cls.undoable or cls in (Undone, Redone, HistoryStripped)
+        cls for cls in EVENT_TYPES.values()
+        if cls.undoable or cls.ends_history or cls in (Undone, Redone, HistoryStripped)
     )
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Move the stream's zipper according to the event."""
         event = envelope.event
-        if not (event.undoable or isinstance(event, (Undone, Redone, HistoryStripped))):
+        if not (event.undoable or event.ends_history or isinstance(event, (Undone, Redone, HistoryStripped))):
             return
         txn, db, stream = ctx.txn, ctx.db("history"), envelope.stream
         n_done, n_undone = _heads(txn, db, stream)
@@ -135,6 +137,10 @@ class HistoryView(View):
                 txn.put(_key(stream, b"D", 0), top, db=db)
             self._clear(txn, db, stream, b"U", n_undone)
             n_done, n_undone = min(n_done, 1), 0
+        elif event.ends_history:
+            self._clear(txn, db, stream, b"D", n_done)
+            self._clear(txn, db, stream, b"U", n_undone)
+            n_done, n_undone = 0, 0
         else:
             txn.put(_key(stream, b"D", n_done), _SEQ.pack(envelope.seq), db=db)
             self._clear(txn, db, stream, b"U", n_undone)
@@ -152,7 +158,7 @@ class HistoryView(View):
         for envelope in envelopes:
             event, stream = envelope.event, envelope.stream
             cls = type(event)
-            if cls is not Undone and cls is not Redone and cls is not HistoryStripped:
+            if cls is not Undone and cls is not Redone and cls is not HistoryStripped and not cls.ends_history:
                 pair = stacks.get(stream)
                 if pair is None:
                     pushed = pushes.get(stream)
@@ -177,8 +183,11 @@ class HistoryView(View):
                 undone.push(done.pop())
             elif cls is Redone:
                 done.push(undone.pop())
-            else:
+            elif cls is HistoryStripped:
                 done.keep_top()
+                undone.clear()
+            else:  # ends_history
+                done.clear()
                 undone.clear()
         puts: list[tuple[bytes, bytes]] = []
         pack, index, delete = _SEQ.pack, _IDX.pack, txn.delete

@@ -7,7 +7,10 @@ a rollback can reach, plus the undone steps. ``Undone``/``Redone`` switch the he
 snapshot in O(1). Steps that can never be reached again (the redo side discarded by a new
 step, everything but the current step after ``HistoryStripped``) are deleted, so the
 ``refpkgs.names`` index (file name -> blob, reference-counted over retained snapshots) is
-exactly the set of blobs any reachable state needs.
+exactly the set of blobs any reachable state needs. ``RefpkgRemoved`` drops every step and name
+of the package and leaves its head at no current step (as an undone creation), so the package
+is gone, ``rgstore gc`` may free the files only it held, and a later creation or import starts
+afresh; it ends the stream's history in the engine's zipper too.
 
 The view runs its own zipper over the same steps as the engine's history view: every
 undoable event on a package's stream is a step (an event of another domain appended there
@@ -99,9 +102,10 @@ class RefpkgsView(View):
     version: ClassVar[int] = 3
     dbs: ClassVar[tuple[str, ...]] = (HEADS_DB, STEPS_DB, NAMES_DB)
     streams: ClassVar[tuple[str, ...]] = ("refpkg:",)
-    # Every event the history view treats as a step, so both zippers move together.
+    # Every event the history view moves on, so both zippers move together.
     handles: ClassVar[tuple[type[Event], ...]] = tuple(
-        cls for cls in EVENT_TYPES.values() if cls.undoable or cls in (Undone, Redone, HistoryStripped)
+        cls for cls in EVENT_TYPES.values()
+        if cls.undoable or cls.ends_history or cls in (Undone, Redone, HistoryStripped)
     )
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
@@ -137,6 +141,8 @@ class RefpkgsView(View):
                     head.current = head.redo.pop()
             elif isinstance(event, HistoryStripped):
                 fold.strip(package, envelope)
+            elif event.ends_history:  # RefpkgRemoved; the history view empties the stream's zipper too
+                fold.remove(package)
             else:
                 fold.push(package, envelope)
         fold.flush()
@@ -289,6 +295,13 @@ class _Fold:
         package.steps[kept.seq] = kept
         package.dirty.add(kept.seq)
         self._count(package, self._names(package, keep), +1)
+
+    def remove(self, package: _Package) -> None:
+        """Drop every step and file name of the package: no state remains to return to."""
+        package.head = Head(current=0)
+        package.wiped = True  # flush deletes every stored key of the package
+        package.steps, package.dirty = {}, set()
+        package.index = {}
 
     def _drop(self, package: _Package, seq: int) -> None:
         steps = package.steps
