@@ -28,6 +28,7 @@ from .cachelock import entry_lock, sweep_lock_files
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError
 from .events import CacheEvicted
+from .files import remove_tree
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .views.cache import CacheEntry, CacheView
@@ -182,7 +183,7 @@ def _delete(cache: Cache, key: str, live: _LivePaths | None = None) -> bool:
         target = cache.root / tomb.path
         if not target.exists():
             return False
-        shutil.rmtree(target)
+        remove_tree(target)  # a refusal names the file's full path, not its bare name
         _prune_empty_parents(cache.root, target)
         return True
 

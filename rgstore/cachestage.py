@@ -20,6 +20,7 @@ from .cacheupstream import LOCAL_NAMES
 from .environment import Environment, Txn, fsync_dir
 from .events import CacheEvicted, CacheInserted, CachePinned, FileRef
 from .extract import extract_regions, plan_region
+from .files import remove_tree
 from .gtf import gc_paused, parse_gtf
 from .log import NewEvent
 from .progress import ProgressFactory
@@ -74,7 +75,7 @@ def publish_staged(root: Path, staging: Path, rel: str) -> None:
     final = root / rel
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
-        shutil.rmtree(final)  # not a live, intact entry (checked under the entry lock)
+        remove_tree(final)  # not a live, intact entry (checked under the entry lock)
     os.replace(staging, final)
     fsync_dir(final.parent)
 

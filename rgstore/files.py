@@ -12,6 +12,8 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 from .interrupts import deferred
 
 __all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
-           "flock_held", "current_umask", "open_lock"]
+           "flock_held", "current_umask", "open_lock", "remove_tree"]
 
 CHUNK = 1 << 20
 
@@ -52,7 +54,11 @@ def mkstemp(*, dir: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tupl
     made: tuple[int, str] | None = None
     try:
         with deferred():
-            made = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+            try:
+                made = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+            except PermissionError as exc:
+                # The directory is what this user may not write, not a random temp name they never chose.
+                raise PermissionError(exc.errno, exc.strerror, os.fspath(dir)) from None
             os.fchmod(made[0], 0o666 & ~current_umask())
     except BaseException:
         if made is not None:
@@ -150,3 +156,22 @@ def flock_held(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """``shutil.rmtree(path)``, whose refusal names the full path of the entry it could not remove.
+
+    Python's descriptor-based rmtree raises with the entry's bare name (``Permission denied:
+    gene.fna``), which tells a user whose cache directory another account made read-only nothing
+    about where the file is.
+    """
+
+    def named(where: str, exc: BaseException) -> None:
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
+            raise OSError(exc.errno, exc.strerror, where) from exc  # errno picks the subclass: PermissionError
+        raise exc
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda _func, where, exc: named(where, exc))
+    else:
+        shutil.rmtree(path, onerror=lambda _func, where, info: named(where, info[1]))

@@ -14,7 +14,7 @@ from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from tests.conftest import run_rgstore
-from tests.server_fixture import Server, running_server
+from tests.server_fixture import Server, free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,8 @@ def test_unknown_route_is_404_json(served: tuple[Server, Path]) -> None:
 
 
 def test_serve_on_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
-    proc = run_rgstore("--store", str(tmp_path / "nope"), "serve", "--port", "1", timeout=60)
+    # A port any user may listen on: serve checks the port first, and below 1024 only root may.
+    proc = run_rgstore("--store", str(tmp_path / "nope"), "serve", "--port", str(free_port()), timeout=60)
     assert proc.returncode == 1
     err = proc.stderr.decode().strip()
     assert err.startswith("error: no rgstore store at") and "\n" not in err

@@ -335,3 +335,42 @@ def test_an_entry_evicted_and_rebuilt_while_gc_plans_is_kept(filled: Store, tree
     rebuilt = filled.cache.entry(exon.key)
     assert rebuilt is not None and (filled.cache_path / rebuilt.path).exists()
     assert filled.cache.verify().ok
+
+
+def test_gc_refused_a_deletion_names_the_file_and_the_next_gc_finishes_it(tree: Path) -> None:
+    """A cache directory the gc's user may not change (another account's, a chmod -R a-w): where, not a bare name."""
+    import shutil
+    import tempfile
+
+    from tests.test_files import as_unprivileged
+
+    lab = Path(tempfile.mkdtemp(prefix="rgstore-gc-"))
+    os.chmod(lab, 0o711)  # uid nobody (when the tests run as root) may reach the store
+    try:
+        with Store.open(lab / "store") as store, UpstreamServer(tree) as srv:
+            store.cache.regions(req(ENSEMBL, "gene"), base_url=base(srv, "ensembl"))
+            gene = next(e for e in store.cache.ls() if e.level == 1)
+            store.cache.gc(max_age=0.0, dry_run=True)  # loads what gc imports: the child may not read the venv
+        if os.geteuid() == 0:
+            for d, _, files in os.walk(lab / "store"):
+                for name in [".", *files]:
+                    os.chown(Path(d) / name, 65534, 65534)
+        annotation = lab / "store" / "cache" / gene.path / "annotation"
+        os.chmod(annotation, 0o555)
+
+        def collect() -> str:
+            with Store.open(lab / "store") as child:
+                return repr(child.cache.gc(max_age=0.0))
+
+        said = as_unprivileged(collect)
+        assert said == f"PermissionError: [Errno 13] Permission denied: '{annotation}/gene.fna'"
+        os.chmod(annotation, 0o755)
+        with Store.open(lab / "store") as store:
+            assert store.cache.ls() == []  # the evictions were committed before the files were deleted
+            report = store.cache.gc(max_age=0.0)
+            assert gene.key in report.completed and not (lab / "store" / "cache" / gene.path).exists()
+            assert store.cache.verify().ok
+    finally:
+        for d, _, _ in os.walk(lab):
+            os.chmod(d, 0o755)
+        shutil.rmtree(lab, ignore_errors=True)
