@@ -17,12 +17,14 @@ import msgspec
 
 from .checkpoints import read_checkpoint
 from .codec import chain_hash, decode_envelope, genesis_hash, unframe
-from .environment import Environment
-from .errors import ChainError, IntegrityError, NotFoundError, RgstoreError
+from .diskspace import free_bytes
+from .environment import Db, Environment, Txn
+from .errors import ChainError, DiskWriteError, IntegrityError, NotFoundError, RgstoreError
+from .events import Envelope
 from .log import EventLog, undecodable
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
-from .views import FoldContext, View
+from .views import SEQ, FoldContext, View
 from .views.registry import all_views
 
 __all__ = ["VerifyReport", "verify_store", "view_digests", "referenced_blobs"]
@@ -112,11 +114,59 @@ def _check_log(store: Store, report: VerifyReport, progress: ProgressFactory) ->
             bar.close()
 
 
+class _ReplayContext(FoldContext):
+    """A fold into verify's scratch views that reads earlier records from the store's own log (same read txn).
+
+    The scratch then holds the views alone, not a second copy of the log: its size follows the
+    views, not the store's whole history, which matters once the log outgrows ``$TMPDIR``.
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, txn: Txn, environment: Environment, source: Txn, log: Db) -> None:
+        super().__init__(txn, environment)
+        self._source = source
+        self._log = log
+
+    def event_at(self, seq: int) -> Envelope:
+        """The envelope the store's log holds at ``seq``."""
+        record = self._source.get(SEQ.pack(seq), db=self._log)
+        if record is None:
+            raise LookupError(f"no log record at seq {seq}")
+        return decode_envelope(unframe(record, seq)[1])
+
+
+def _no_scratch_room(store: Store, tmp: str, exc: BaseException) -> DiskWriteError:
+    """The error for a scratch replay ``$TMPDIR`` had no room for: where, how much it needs, how to point it elsewhere."""
+    env = store.environment
+    with store.read() as txn:
+        pages = sum(
+            int(s["branch_pages"]) + int(s["leaf_pages"]) + int(s["overflow_pages"])
+            for s in (env.stat_db(n, txn) for view in store.views for n in view.dbs if env.has_db(n))
+        )
+    need = pages * int(env.env.stat()["psize"])
+    free = free_bytes(Path(tmp))
+    return DiskWriteError(
+        f"verify replays the log into scratch views under {Path(tmp).parent} ($TMPDIR) and ran out of room there "
+        f"({free or 0:,} bytes free; this store's views alone take {need:,}; {_cause(exc)}); the store was not changed: set TMPDIR "
+        "to a directory with room, e.g. `TMPDIR=/var/tmp rgstore verify`"
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    """What the scratch write failed with: LMDB's own words when the failure wrapped them."""
+    inner = exc.__context__ if isinstance(exc, DiskWriteError) and exc.__context__ is not None else exc
+    return str(inner)
+
+
 def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
     live = view_digests(store)
     report.view_digests = live
     with tempfile.TemporaryDirectory(prefix="rgstore-verify-") as tmp:
-        scratch = Environment(Path(tmp), readonly=False)
+        try:
+            scratch = Environment(Path(tmp), readonly=False)
+        except (RgstoreError, OSError) as exc:
+            raise _no_scratch_room(store, tmp, exc) from None
         try:
             views = all_views()
             scratch.open_dbs(EventLog.db_names(views))
@@ -127,13 +177,14 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                 batch: list[tuple[int, bytes]] = []
 
                 def flush() -> None:
-                    def fold(stx: object) -> None:
-                        ctx = FoldContext(stx, scratch)  # type: ignore[arg-type]
-                        for seq, record in batch:
-                            stx.put(seq.to_bytes(8, "big"), record, db=scratch.db("log"), append=True)  # type: ignore[attr-defined]
+                    def fold(stx: Txn) -> None:
+                        ctx = _ReplayContext(stx, scratch, txn, store.environment.db("log"))
                         log.fold_batch(ctx, [decode_envelope(unframe(r, s)[1]) for s, r in batch])
 
-                    scratch.write(fold)
+                    try:
+                        scratch.write(fold)
+                    except DiskWriteError as exc:
+                        raise _no_scratch_room(store, tmp, exc) from None
                     bar.update(len(batch))
                     batch.clear()
 

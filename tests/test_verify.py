@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +20,7 @@ from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.views import seq_key
+from tests.conftest import REPO
 
 
 def _fill(store: Store, n: int = 10) -> None:
@@ -337,3 +344,52 @@ def test_a_view_edit_past_its_first_key_is_named_by_key(
     report = store.verify()
     assert not report.ok
     assert f"view 'streams' disagrees with a fresh replay: {problem}" in report.problems[0]
+
+
+def _verify_with_file_limit(store_path: Path, scratch: Path, fsize: int) -> subprocess.CompletedProcess[str]:
+    """`rgstore verify` in a subprocess whose files may not grow past ``fsize`` bytes, its $TMPDIR ``scratch``."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+    scratch.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "verify"], cwd=REPO,
+                          env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True, text=True, timeout=120,
+                          preexec_fn=limit)
+
+
+def _long_history(store_path: Path) -> int:
+    """A store whose log (40 notes of 48 kB) dwarfs its views; returns the log's data.mdb size."""
+    rnd = random.Random(1)
+    with Store.open(store_path) as store:
+        for i in range(40):
+            store.append([NewEvent(stream=f"audit:n{i}", event=Noted(text=rnd.randbytes(24_000).hex()))])
+    return (store_path / "log" / "data.mdb").stat().st_size
+
+
+def test_verify_needs_scratch_room_for_the_views_not_a_second_copy_of_the_whole_log(store_path: Path,
+                                                                                    tmp_path: Path) -> None:
+    # The scratch replay copied every log record too: a store used for months needed its whole log's size
+    # again in $TMPDIR (often a small tmpfs), and verify failed once the history outgrew it.
+    log_size = _long_history(store_path)
+    assert log_size > 1_000_000
+    done = _verify_with_file_limit(store_path, tmp_path / "scratch", 512 * 1024)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: 40 events")
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_verify_without_scratch_room_says_it_is_tmpdir_and_that_the_store_was_not_changed(store_path: Path,
+                                                                                         tmp_path: Path) -> None:
+    # Out of room in $TMPDIR, verify said "writing the store's log in /tmp/rgstore-verify-... failed; nothing
+    # was committed": it blamed the store and gave no way out.
+    _long_history(store_path)
+    refused = _verify_with_file_limit(store_path, tmp_path / "scratch", 20 * 1024)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    line = refused.stderr
+    assert line.startswith(f"error: verify replays the log into scratch views under {tmp_path / 'scratch'} ($TMPDIR)")
+    assert "the store was not changed" in line and "TMPDIR=/var/tmp rgstore verify" in line
+    assert "writing the store's log" not in line
+    assert list((tmp_path / "scratch").iterdir()) == []
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == 40 and store.verify().ok
