@@ -13,7 +13,7 @@ only it holds (`alias set --sequence` checked it was there: gc must not leave th
 nothing; gtars removes sequences only with a collection, so a later gc takes them all). Scratch
 directories of killed imports and sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go
 once no process holds them, and so do the temp files of killed sequence-file rewrites
-(``refget/sequences/*/.tmp-*``, ``seqrestore``).
+(``refget/sequences/*/.tmp-*``, ``seqrestore``), and gtars' own ``.rgstore.tmp.*`` of killed commits.
 """
 
 from __future__ import annotations
@@ -194,12 +194,21 @@ def _sweep_refget(store: Store, report: GcReport, *, dry_run: bool) -> None:
         pass  # a live writer holds it: its temp files may be in use; the next gc gets them
 
 
+GTARS_TEMP_PREFIX = ".rgstore.tmp."
+"""gtars' own atomic-write temp files (``.rgstore.tmp.<pid>.<nanos>.<n>``), made beside the file they publish."""
+
+
 def _refget_temp_files(root: Path) -> list[Path]:
-    """Atomic writers' temp files (``.<target>.<8 chars>.tmp``) of the manifest, alias TSVs and FHR files."""
+    """Temp files of the manifest, collection, alias TSV and FHR writes: ours and gtars' own.
+
+    Ours are ``.<target>.<8 chars>.tmp``; gtars' commits (under the same writer lock) leave
+    ``.rgstore.tmp.*`` when killed between writing and renaming.
+    """
     from .files import temp_target
 
-    folders = [root, root / "fhr", *(root / "aliases").glob("*")]
-    return [p for folder in folders for p in folder.glob(".*.tmp") if temp_target(p.name) and p.is_file()]
+    folders = [root, root / "fhr", root / "collections", *(root / "aliases").glob("*")]
+    return [p for folder in folders for p in folder.glob(".*") if p.is_file() and (
+        p.name.startswith(GTARS_TEMP_PREFIX) or (p.name.endswith(".tmp") and temp_target(p.name)))]
 
 
 def _sweep_sequence_temps(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:
@@ -212,7 +221,10 @@ def _sweep_sequence_temps(store: Store, report: GcReport, *, grace: float, dry_r
         files = SequenceFiles(store.refget_path)
     except RgstoreError:
         return  # no RefgetStore yet, or a manifest gc's other steps report on
-    for tmp in leftover_temp_files(files, older_than=max(grace, SCRATCH_FLOOR_S)):
+    older_than = max(grace, SCRATCH_FLOOR_S)
+    # gtars writes sequence files outside the writer lock: only age tells a killed writer's temp file.
+    for tmp in [*leftover_temp_files(files, older_than=older_than),
+                *leftover_temp_files(files, older_than=older_than, prefix=GTARS_TEMP_PREFIX)]:
         report.temp_files_removed += 1
         if not dry_run:
             tmp.unlink(missing_ok=True)

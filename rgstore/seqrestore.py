@@ -117,15 +117,18 @@ def restore_sequence_files(
     return list(bad.values())
 
 
-def leftover_temp_files(files: SequenceFiles, older_than: float) -> list[Path]:
-    """Rewrites' temp files not modified for ``older_than`` seconds (a live rewrite touches its own as it writes)."""
+def leftover_temp_files(files: SequenceFiles, older_than: float, prefix: str = TEMP_PREFIX) -> list[Path]:
+    """Temp files named ``prefix*`` in the sequence folders not modified for ``older_than`` seconds.
+
+    By default the rewrites' own (a live rewrite touches its file as it writes).
+    """
     import glob
     import time
 
     root = os.path.join(files.root, "")
     folders = os.path.dirname(files.file("*").removeprefix(root))  # the template's, e.g. sequences/*
     found = []
-    for name in glob.glob(os.path.join(glob.escape(root), folders, TEMP_PREFIX + "*")):
+    for name in glob.glob(os.path.join(glob.escape(root), folders, glob.escape(prefix) + "*")):
         try:
             if time.time() - os.stat(name).st_mtime >= older_than:
                 found.append(Path(name))

@@ -260,3 +260,28 @@ def test_gc_removes_the_temp_file_a_killed_sequence_repair_left_but_not_a_live_o
     assert collect_garbage(store).temp_files_removed == 1
     assert not dead.exists() and live.exists()
     assert store.verify().ok
+
+
+def test_gc_removes_gtars_own_temp_files_a_killed_commit_left_and_sequence_ones_only_once_aged(
+        tmp_path: Path, store: Store) -> None:
+    # gtars publishes the manifest, collections, alias TSVs and FHR files through `.rgstore.tmp.<pid>.<ns>.<n>`
+    # beside the target, under its writer lock; a SIGKILL of `genome init` between write and rename left one
+    # in refget/ that no gc ever removed. Sequence files are written outside that lock: only age tells.
+    store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCC"}), ["a"])
+    refget = store.refget_path
+    seqs = next((refget / "sequences").rglob("*.seq")).parent
+    under_lock = [refget / ".rgstore.tmp.4242.1763790000000000000.0",
+                  *(folder / ".rgstore.tmp.4242.1763790000000000001.0"
+                    for folder in (refget / "collections", refget / "fhr", *(refget / "aliases").glob("*")))]
+    for path in under_lock:
+        path.write_text("{}")
+    old_seq, new_seq = seqs / ".rgstore.tmp.4242.1.0", seqs / ".rgstore.tmp.4343.2.0"
+    old_seq.write_bytes(b"ACGT" * 100)
+    new_seq.write_bytes(b"ACGT")
+    os.utime(old_seq, (time.time() - 3600, time.time() - 3600))
+    wanted = len(under_lock) + 1
+    assert collect_garbage(store, dry_run=True).temp_files_removed == wanted
+    assert all(p.exists() for p in [*under_lock, old_seq])
+    assert collect_garbage(store, grace=0).temp_files_removed == wanted
+    assert not any(p.exists() for p in [*under_lock, old_seq]) and new_seq.exists()
+    assert store.genomes.getseq("a", "c1", 0, 4) == "ACGT" and store.verify().ok
