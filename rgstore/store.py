@@ -28,7 +28,7 @@ from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
 from .sharing import adopt_group_sharing
-from .streamreads import envelopes_at, indexed_seqs
+from .streamreads import envelopes_at, indexed_seqs, since_floor
 from .views import FoldContext, View
 from .views.registry import all_views
 from .views.streamindex import GLOB_CHARS, literal_prefix
@@ -414,6 +414,11 @@ class Store:
         match = _stream_matcher(stream)
         out: list[Envelope] = []
         with self.read() as txn:
+            if since is not None:
+                floor = since_floor(self.log, txn, since if since.tzinfo else since.replace(tzinfo=timezone.utc), after)
+                if floor is None:  # no event is that late
+                    return []
+                after = floor
             backwards = last is not None and limit is None  # the most recent N: from the head down, stop at N
             seqs = indexed_seqs(self.log, txn, stream, match, after, backwards=backwards) if stream and match else None
             if seqs is not None:  # only the named streams' events, found through the stream index

@@ -1,4 +1,4 @@
-"""Stream-filtered reads of the log through the stream index, proportional to the matching streams' events.
+"""Filtered reads of the log through its indexes: streams through the stream index, ``since`` through the time floor.
 
 ``Store.events`` and ``Store.iter_events`` ask here first: an exact stream name, or a glob with a literal
 prefix before its first wildcard (``alias:refgenie/*``, ``refpkg:*``), gives the seqs to read from
@@ -9,16 +9,19 @@ and gets None, so the caller scans the log as before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 
 from .checkpoints import read_checkpoint
 from .environment import Txn
 from .events import Envelope
 from .log import EventLog
 from .views.streamindex import GLOB_CHARS, StreamIndexView, literal_prefix
+from .views.timeindex import TimeIndexView
 
-__all__ = ["indexed_seqs", "envelopes_at"]
+__all__ = ["indexed_seqs", "envelopes_at", "since_floor"]
 
 _INDEX = StreamIndexView()
+_TIMES = TimeIndexView()
 
 
 def indexed_seqs(
@@ -50,3 +53,14 @@ def envelopes_at(log: EventLog, txn: Txn, seqs: Iterator[int] | Sequence[int]) -
         envelope = get(txn, seq)
         if envelope is not None:
             yield envelope
+
+
+def since_floor(log: EventLog, txn: Txn, since: datetime, after: int) -> int | None:
+    """``after`` raised past every event older than ``since`` by the time floor index; None if no event is that late.
+
+    ``after`` itself when the index is not folded to the head (a store shared with an older rgstore).
+    """
+    if read_checkpoint(log, txn, _TIMES) != (_TIMES.version, log.head(txn)[0]):
+        return after
+    floor = TimeIndexView.floor(txn, log.environment.db(TimeIndexView.dbs[0]), since)
+    return None if floor is None else max(after, floor)

@@ -11,6 +11,7 @@ from .ids import IdsView
 from .refpkgs import RefpkgsView
 from .streamindex import StreamIndexView
 from .streams import StreamsView
+from .timeindex import TimeIndexView
 
 __all__ = ["all_views"]
 
@@ -24,4 +25,5 @@ def all_views() -> list[View]:
     views.append(GenomesView())
     views.append(RefpkgsView())
     views.append(StreamIndexView())
+    views.append(TimeIndexView())
     return views
