@@ -219,6 +219,14 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
 
     Each eviction is a CacheEvicted event; files are deleted only after it commits.
 
+    "Used" means inserted, or hit by `cache regions` or `cache fetch-raw` (CLI or Python API) on
+    a writable store, recorded at most once per entry per hour; a level-1 hit does not count as
+    use of its level-2 download. Nothing else records use: reading an entry's files by path,
+    `rgstore serve` (its /cache/entries/KEY/files/ downloads too), a read-only mount or a mirror.
+    So --max-age can evict an entry that is still read that way: pin what servers and jobs rely
+    on (`rgstore cache pin`), or evict by size alone (--max-age none --max-size 200G). `rgstore
+    serve --access-log` logs each cache file it serves as GET /cache/entries/KEY/files/....
+
     \b
     Example:
         rgstore cache gc --max-age 30d --max-size 200G --dry-run
@@ -348,18 +356,23 @@ def _entry_json(e: Any) -> dict[str, Any]:
 @cache_group.command("show")
 @store_option
 @click.argument("ref")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Only the newest N events (0: none); one line counts the older ones.")
 @json_option
 @pass_ctx
-def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
-    """Show one entry (key, 8+ hex digit key prefix, or directory): state, files, request and events.
+def show_cmd(ctx: Context, ref: str, limit: int, as_json: bool) -> None:
+    """Show one entry (key, 8+ hex digit key prefix, or directory): state, files, request and newest events.
+
+    An entry gains up to one event per hour of use; `rgstore log --stream cache:KEY` lists them all.
+    With --json, `older_events` counts the events --limit left out.
 
     \b
     Example:
         rgstore cache show ensembl_raw/homo_sapiens/110
-        rgstore cache show 3f9a1c0b7e2d --json
+        rgstore cache show 3f9a1c0b7e2d --limit 5 --json
     """
     with ctx.open(readonly=True) as store:
-        details = store.cache.show(ref)
+        details = store.cache.show(ref, last=limit)
     if as_json:
         emit_json(_iso_fields(
             details, entry=details.entry and _iso_fields(details.entry, "inserted_at", "last_access"),
@@ -375,6 +388,10 @@ def show_cmd(ctx: Context, ref: str, as_json: bool) -> None:
         emit_table([(f"  {rel}", human_size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
     if details.tombstone is not None:
         click.echo(f"evicted    {when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
+    if details.older_events:
+        n = details.older_events
+        click.echo(f"  ... {n:,} {'older ' if details.events else ''}event{'s' if n != 1 else ''} not shown: "
+                   f"rgstore log --stream cache:{details.key}")
     for env in details.events:
         click.echo(f"  {env.seq:>8}  {when(env.time)}  {env.event.__struct_config__.tag}")
 

@@ -88,7 +88,7 @@ class RegionResult(msgspec.Struct, kw_only=True):
 
 
 class EntryDetails(msgspec.Struct, kw_only=True):
-    """``cache show``: a live entry or the tombstone of an evicted one, with the entry's events."""
+    """``cache show``: a live entry or the tombstone of an evicted one, with the entry's (newest) events."""
 
     key: str
     state: str
@@ -96,6 +96,9 @@ class EntryDetails(msgspec.Struct, kw_only=True):
     entry: CacheEntry | None = None
     tombstone: Tombstone | None = None
     events: list[Envelope] = []
+    """In seq order: every event on the entry's stream, or the newest ``last`` of them."""
+    older_events: int = 0
+    """Events on the stream before ``events[0]`` that ``last`` left out (0 when all are listed)."""
 
 
 class Cache:
@@ -165,8 +168,14 @@ class Cache:
             "directory from `rgstore cache ls`"
         )
 
-    def show(self, ref: str) -> EntryDetails:
-        """A live entry (or the tombstone of an evicted one) and its events."""
+    def show(self, ref: str, *, last: int | None = None) -> EntryDetails:
+        """A live entry (or the tombstone of an evicted one) and its events: all, or only the newest ``last``.
+
+        ``last`` reads the stream index from the head down, so an entry touched hourly for years
+        costs ``last`` records, not its whole history; ``older_events`` counts the ones left out.
+        """
+        if last is not None and last < 0:
+            raise InvalidInputError(f"the number of events to show must be 0 or more, got {last}")
         key = self.resolve_ref(ref)
         with self.store.read() as txn:
             entry = CacheView.get(txn, self._db("cache.entries"), key)
@@ -174,13 +183,18 @@ class Cache:
         if entry is None and tomb is None:
             raise NotFoundError(f"no cache entry {key}; see `rgstore cache ls`")
         path = entry.path if entry is not None else tomb.path  # type: ignore[union-attr]
+        stream = stream_of(key)
+        events = self.store.events(stream=stream, last=last) if last != 0 else []
+        # The first listed event's stream version counts those before it, from the same read as the events.
+        older = events[0].stream_version - 1 if events else (self.store.stream_version(stream) if last == 0 else 0)
         return EntryDetails(
             key=key,
             state="live" if entry is not None else "evicted",
             directory=str(self.root / path),
             entry=entry,
             tombstone=tomb,
-            events=self.store.events(stream=stream_of(key)),
+            events=events,
+            older_events=older,
         )
 
     def keys(self, request: CacheRequest) -> list[RegionForm]:

@@ -285,3 +285,63 @@ def test_a_batch_of_cache_events_folds_to_the_bytes_of_one_event_commands(tmp_pa
         entry = store.cache.entry(a)
         assert entry is not None and entry.path == "l1/a2" and entry.touches == 1 and not entry.pinned
         assert store.cache.entry(b) is None
+
+
+def _much_used_entry(store: Store, touches: int, *, key: str = "ab" * 32) -> str:
+    """An entry touched ``touches`` times (four months of hourly use is ~3,000), amid another entry's events."""
+    from rgstore.events import CacheInserted, CacheTouched
+    from rgstore.log import NewEvent
+
+    other = "cd" * 32
+    store.append([NewEvent(stream=f"cache:{k}", event=CacheInserted(key=k, level=1, path=f"cached_genomic_{k}"))
+                  for k in (key, other)])
+    for start in range(0, touches, 1000):
+        batch = [NewEvent(stream=f"cache:{k}", event=CacheTouched(key=k))
+                 for _ in range(min(1000, touches - start)) for k in (key, other)]
+        store.append(batch)
+    return key
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch, obj: object, *names: str) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("read the event history")
+
+    for name in names:
+        monkeypatch.setattr(obj, name, refuse)
+
+
+def test_show_with_last_reads_only_the_newest_events_from_the_head_down_and_counts_the_rest(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _much_used_entry(store, 3000)
+    everything = store.cache.show(key)
+    assert len(everything.events) == 3001 and everything.older_events == 0
+    read: list[int] = []
+    get = store.log.get
+
+    def counted(txn, seq):  # type: ignore[no-untyped-def]
+        read.append(seq)
+        return get(txn, seq)
+
+    monkeypatch.setattr(store.log, "get", counted)
+    _forbid(monkeypatch, store.log, "envelopes", "envelopes_backwards")  # no scan of the log
+    newest = store.cache.show(key[:8], last=5)
+    assert [e.seq for e in newest.events] == [e.seq for e in everything.events[-5:]]
+    assert newest.older_events == 2996 and len(read) == 5
+    none = store.cache.show(key, last=0)
+    assert (none.events, none.older_events, none.state) == ([], 3001, "live")
+    with pytest.raises(InvalidInputError, match="0 or more"):
+        store.cache.show(key, last=-1)
+
+
+def test_ls_and_gc_plans_read_no_entry_history_however_often_entries_were_touched(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _much_used_entry(store, 3000)
+    _forbid(monkeypatch, store.log, "get", "envelopes", "envelopes_backwards")
+    _forbid(monkeypatch, store, "events", "iter_events")
+    listed = store.cache.ls()
+    assert [e.touches for e in listed] == [3000, 3000] and listed[0].key == key
+    store.cache.clock = lambda: time.time() + 2 * 86400
+    report = store.cache.gc(max_age=86400.0, dry_run=True)
+    assert sorted(i.key for i in report.evicted) == sorted(e.key for e in listed)

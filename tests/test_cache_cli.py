@@ -286,3 +286,70 @@ def test_cache_key_help_and_error_both_send_users_to_fetch_raw_first(cli) -> Non
     assert out.exit_code == 1 and "`rgstore cache fetch-raw`" in out.stderr
     summary = " ".join(cli("cache", "key", "--help").stdout.split("\n\n")[1].split())
     assert "after `cache fetch-raw`" in summary and "fetched once" not in summary
+
+
+def _touched_for_months(store_path: Path, keys: list[str], touches: int = 3089) -> None:
+    """``touches`` recorded uses of each key's entry (inserting any that is not cached): ~4 months hourly."""
+    from rgstore.events import CacheTouched
+
+    with Store.open(store_path) as store:
+        new = [k for k in keys if store.cache.entry(k) is None]
+        store.append([NewEvent(stream=f"cache:{k}", event=CacheInserted(key=k, level=1, path=f"cached_genomic_{k}"))
+                      for k in new])
+        for start in range(0, touches, 1000):
+            store.append([NewEvent(stream=f"cache:{k}", event=CacheTouched(key=k))
+                          for _ in range(min(1000, touches - start)) for k in keys])
+
+
+def test_show_lists_the_newest_events_and_says_in_one_line_how_many_older_ones_it_left_out(
+    cli, store_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    key = "ab" * 32
+    _touched_for_months(store_path, [key])
+    out = cli("cache", "show", key[:12])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    events = [line for line in lines if line.endswith(("cache-touched", "cache-inserted"))]
+    assert len(events) == 20 and all(e.endswith("cache-touched") for e in events)
+    assert len(lines) < 40
+    assert f"  ... 3,070 older events not shown: rgstore log --stream cache:{key}" in lines
+    assert lines.index(f"  ... 3,070 older events not shown: rgstore log --stream cache:{key}") < lines.index(events[0])
+    # --json: the same keys whether or not --limit left events out; older_events counts those it did.
+    limited = json.loads(cli("cache", "show", key, "--limit", "3", "--json").stdout)
+    whole = json.loads(cli("cache", "show", key, "--limit", "5000", "--json").stdout)
+    assert set(limited) == set(whole) and "older_events" in whole
+    assert (len(limited["events"]), limited["older_events"]) == (3, 3087)
+    assert (len(whole["events"]), whole["older_events"]) == (3090, 0)
+    assert [e["seq"] for e in limited["events"]] == [e["seq"] for e in whole["events"][-3:]]
+    bare = cli("cache", "show", key, "--limit", "0").stdout.splitlines()
+    assert bare[-1] == f"  ... 3,090 events not shown: rgstore log --stream cache:{key}"
+    full_history = cli("log", "--stream", f"cache:{key}", "--json").stdout.splitlines()
+    assert len(full_history) == 3090  # where the hint sends the reader: every event is still there
+    out = cli("cache", "show", key, "--limit", "-1")
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+
+
+def test_ls_regions_and_gc_dry_run_stay_one_line_per_entry_for_entries_touched_thousands_of_times(
+    cli, server: UpstreamServer, store_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    args = ["cache", "regions", *ENS, "--regions", "gene,CDS", "--base-url", f"{server.url}/ensembl"]
+    rows = json.loads(cli(*args, "--json").stdout)
+    with Store.open(store_path) as store:
+        raw = store.cache.ls(level=2)[0].key
+    _touched_for_months(store_path, [r["key"] for r in rows] + [raw])
+    hits = cli(*args).stdout.splitlines()
+    assert [line.split()[:2] for line in hits] == [["hit", "gene"], ["hit", "CDS"]]
+    listed = cli("cache", "ls").stdout.splitlines()
+    assert len(listed) == 1 + 3 and listed[0].startswith("KEY")
+    assert json.loads(cli("cache", "show", rows[0]["key"], "--json").stdout)["entry"]["touches"] == 3089
+    planned = cli("cache", "gc", "--max-age", "0s", "--dry-run").stdout.splitlines()
+    assert len(planned) == 3 + 1 and all(line.startswith("would evict  ") for line in planned[:3])
+
+
+def test_gc_help_says_what_counts_as_use_and_how_to_keep_what_a_server_serves(cli) -> None:  # type: ignore[no-untyped-def]
+    from rgstore.cache import TOUCH_INTERVAL
+
+    text = " ".join(cli("cache", "gc", "--help").stdout.split())
+    assert TOUCH_INTERVAL == 3600.0 and "at most once per entry per hour" in text
+    assert "`rgstore serve`" in text and "read-only mount" in text and "reading an entry's files by path" in text
+    assert "`rgstore cache pin`" in text and "--max-age none --max-size" in text
