@@ -126,10 +126,12 @@ def show_cmd(ctx: Context, seq: int, as_json: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @click.option("--from", "from_seq", type=click.IntRange(min=1), default=1, show_default=True,
               help="First seq to export.")
+@click.option("--to", "to_seq", type=click.IntRange(min=1),
+              help="Last seq to export (default: the head); the file's head hash is then the chain hash at that seq.")
 @json_option
 @pass_ctx
-def export_cmd(ctx: Context, file: Path, from_seq: int, as_json: bool) -> None:
-    """Write the log (from a seq on) to a self-describing, zstd-compressed file (- for standard output).
+def export_cmd(ctx: Context, file: Path, from_seq: int, to_seq: int | None, as_json: bool) -> None:
+    """Write the log (from a seq on, up to a seq) to a self-describing, zstd-compressed file (- for standard output).
 
     The export holds the log only: blobs and sequence files travel with `rgstore log publish
     --with-blobs --with-refget` and `rgstore mirror pull`.
@@ -137,6 +139,7 @@ def export_cmd(ctx: Context, file: Path, from_seq: int, as_json: bool) -> None:
     \b
     Example:
         rgstore log export backup.rglog --from 1
+        rgstore log export first-1000.rglog --to 1000
         rgstore log export - | ssh backup rgstore --store /srv/copy replay -
     """
     from rgstore.progress import ProgressFactory, null_progress, terminal_progress
@@ -148,7 +151,7 @@ def export_cmd(ctx: Context, file: Path, from_seq: int, as_json: bool) -> None:
     to_stdout = dash or _is_stdout(file)  # then the summary goes to stderr: stdout carries the export
     progress: ProgressFactory = null_progress if as_json else terminal_progress
     with signals_unwind(), ctx.open(readonly=True) as store:  # SIGTERM unwinds: no temp file is left behind
-        header = export_log(store, sys.stdout.buffer if dash else file, from_seq=from_seq,
+        header = export_log(store, sys.stdout.buffer if dash else file, from_seq=from_seq, to_seq=to_seq,
                             progress=progress)
     if as_json:
         click.echo(msgspec.json.encode(header).decode(), err=to_stdout)
@@ -170,28 +173,46 @@ def _is_stdout(path: Path) -> bool:
 @click.command("replay")
 @store_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
+@click.option("--to", "to_seq", type=click.IntRange(min=1), help="Stop after this seq: the store as it was at that seq.")
+@click.option("--as-of", "as_of", help="Stop before the first event after this time (ISO 8601, UTC unless it has an "
+                                       "offset, or a span like 7d, as `log --since`; a date is its midnight UTC): "
+                                       "the store as it was then.")
 @json_option
 @pass_ctx
-def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
+def replay_cmd(ctx: Context, file: Path, to_seq: int | None, as_of: str | None, as_json: bool) -> None:
     """Rebuild a store from an exported log (- for standard input), verifying the hash chain; appends only what is missing.
 
     The export holds the log only: copy the old store's blobs/, refget/ and cache/ into the
     store before the replay (copied after it, run `rgstore rebuild`); until then `rgstore verify`
     names what is missing. `rgstore backup` copies a store with its content in one step.
 
+    --to SEQ or --as-of TIME replays a prefix: the store as it was at that point, for an audit.
+    --as-of T stops before the first event whose time is after T in the running maximum of event
+    times (a clock that stepped back cannot pull a later event in: the log order is the truth).
+    A time before the first event, a seq outside the file, or a bound below what the store already
+    holds is refused (a replayed store only grows); replaying the file again without a bound
+    continues the store to the head.
+
     \b
     Example:
         rgstore replay backup.rglog --store ./restored
+        rgstore replay backup.rglog --store /tmp/asof --as-of 2026-11-17
+        rgstore --store /tmp/asof alias get hg38
+        rgstore replay backup.rglog --store /tmp/at-seq --to 1000
     """
+    from rgstore.asof import time_reached
     from rgstore.progress import ProgressFactory, null_progress, terminal_progress
     from rgstore.replay import open_export, replay_export
 
+    if to_seq is not None and as_of is not None:
+        raise click.UsageError("--to and --as-of both bound the replay: give one of them")
+    as_of_time = _since(as_of, "--as-of")
     if str(file) == "-" and sys.stdin.isatty():
         raise click.BadParameter("- reads an export from standard input: pipe one in, e.g. "
                                  "`rgstore log export - | rgstore replay -`", param_hint="FILE")
     # The file is checked before the store is created, so a bad file leaves no empty store behind.
-    header, frames = (open_export(sys.stdin.buffer, "<stdin>") if str(file) == "-"
-                      else open_export(file))
+    header, frames = (open_export(sys.stdin.buffer, "<stdin>", to_seq=to_seq, as_of=as_of_time) if str(file) == "-"
+                      else open_export(file, to_seq=to_seq, as_of=as_of_time))
     progress: ProgressFactory = null_progress if as_json else terminal_progress
     if header.first_seq > 1:
         from rgstore.errors import NotFoundError
@@ -206,12 +227,15 @@ def replay_cmd(ctx: Context, file: Path, as_json: bool) -> None:
     else:
         store_cm = ctx.open(create=True)
     with store_cm as store:
-        applied, head = replay_export(store, header, frames, progress=progress)
+        applied, head = replay_export(store, header, frames, to_seq=to_seq, as_of=as_of_time, progress=progress)
         head_hash = store.head()[1]
+        reached = time_reached(store)
     if as_json:
-        emit_json({"applied": applied, "head_seq": head, "head_hash": head_hash})
+        emit_json({"applied": applied, "head_seq": head, "head_hash": head_hash,
+                   "time_reached": reached})
     else:
-        click.echo(f"applied {applied} event{'' if applied == 1 else 's'}; head {head} ({head_hash[:16]}…)")
+        click.echo(f"applied {applied} event{'' if applied == 1 else 's'}; head {head} ({head_hash[:16]}…)"
+                   + (f"; latest event time {when(reached)}" if reached is not None else ""))
 
 
 @log_group.command("publish")

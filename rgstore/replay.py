@@ -9,13 +9,15 @@ from __future__ import annotations
 import gc as _gc
 import os
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, islice
+from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
+from .asof import bounded, check_bounds, check_growth, running_max
 from .codec import chain_of, genesis_hash
 from .environment import Txn
-from .errors import ChainError, LogMismatchError, NotFoundError
+from .errors import ChainError, InvalidInputError, LogMismatchError, NotFoundError
 from .logfile import LogHeader, read_log_file, read_log_stream, write_log_file, write_log_stream
 from .pendingsync import PendingSync
 from .progress import ProgressFactory, null_progress
@@ -25,15 +27,26 @@ __all__ = ["export_log", "open_export", "replay_export", "replay_file", "apply_r
 
 
 def export_log(
-    store: Store, path: Path | str | BinaryIO, *, from_seq: int = 1, progress: ProgressFactory = null_progress
+    store: Store, path: Path | str | BinaryIO, *, from_seq: int = 1, to_seq: int | None = None,
+    progress: ProgressFactory = null_progress,
 ) -> LogHeader:
-    """Write the records from ``from_seq`` to the head into a self-describing export file (or open binary stream)."""
+    """Write the records from ``from_seq`` to ``to_seq`` (default: the head) into a self-describing export file (or open binary stream).
+
+    With ``to_seq`` the header's range and head hash describe that prefix: its head hash is the chain
+    hash at ``to_seq``, so a replay or mirror pull of the file checks it like any other export.
+    """
     from_seq = max(from_seq, 1)
+    if to_seq is not None and to_seq < 1:
+        raise InvalidInputError(f"--to {to_seq}: seqs start at 1")
+    if to_seq is not None and to_seq < from_seq - 1:
+        raise InvalidInputError(f"--to {to_seq} is before --from {from_seq}")
     with store.read() as txn:
         head, head_hash = store.log.head(txn)
         log_id = store.log.log_id(txn)
         if from_seq > head + 1:
             raise NotFoundError(f"--from {from_seq} is past the head ({head})")
+        if to_seq is not None and to_seq > head:
+            raise NotFoundError(f"--to {to_seq} is past the head ({head})")
         if from_seq == 1:
             prev = genesis_hash(log_id)
         else:
@@ -41,6 +54,9 @@ def export_log(
             if record is None:
                 raise ChainError(from_seq - 1, "missing from the log (run `rgstore verify`)")
             prev = chain_of(record)
+        if to_seq is not None and to_seq < head:
+            head = to_seq
+            head_hash = prev if to_seq == from_seq - 1 else _chain_at(store, txn, to_seq)
         header = LogHeader(
             log_id=log_id, first_seq=from_seq, last_seq=head, prev_hash=prev.hex(), head_hash=head_hash.hex()
         )
@@ -59,6 +75,13 @@ def export_log(
         finally:
             bar.close()
     return header
+
+
+def _chain_at(store: Store, txn: Txn, seq: int) -> bytes:
+    record = store.log.record(txn, seq)
+    if record is None:
+        raise ChainError(seq, "missing from the log (run `rgstore verify`)")
+    return chain_of(record)
 
 
 BatchHook = Callable[[Txn, int, bytes], None]
@@ -137,21 +160,53 @@ def apply_records(
     return applied, head
 
 
-def open_export(source: Path | str | BinaryIO, name: str | None = None) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
+def open_export(
+    source: Path | str | BinaryIO, name: str | None = None, *, to_seq: int | None = None, as_of: datetime | None = None,
+) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
     """An export's header and frames, its first frame already read: a file that is not a whole export
-    (bad magic, damaged header or body, an empty range that is short) fails here, before anything is written."""
+    (bad magic, damaged header or body, an empty range that is short), or a bound it cannot meet
+    (``to_seq`` outside it, ``as_of`` before its first event, both at once: ``rgstore.asof.check_bounds``),
+    fails here, before anything is written."""
     if isinstance(source, (str, os.PathLike)):
         header, frames = read_log_file(Path(source))
     else:
         header, frames = read_log_stream(source, name or "<stream>")
-    first = next(frames, None)
-    return header, (chain([first], frames) if first is not None else iter(()))
+    try:
+        first = next(frames, None)
+        check_bounds(header, first, to_seq=to_seq, as_of=as_of)
+    except BaseException:
+        _close(frames)
+        raise
+    return header, (_after(first, frames) if first is not None else iter(()))
+
+
+def _after(first: tuple[int, bytes], rest: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    """``first``, then ``rest``; closing this closes ``rest`` (and so the file), as a bound that stops early does."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        _close(rest)
+
+
+def _close(frames: Iterator[tuple[int, bytes]]) -> None:
+    close = getattr(frames, "close", None)  # the frames of read_log_stream: a generator holding the file
+    if close is not None:
+        close()
 
 
 def replay_export(
-    store: Store, header: LogHeader, frames: Iterable[tuple[int, bytes]], *, progress: ProgressFactory = null_progress
+    store: Store, header: LogHeader, frames: Iterable[tuple[int, bytes]], *, to_seq: int | None = None,
+    as_of: datetime | None = None, progress: ProgressFactory = null_progress,
 ) -> tuple[int, int]:
-    """Replay an opened export (see ``open_export``) into ``store`` (see ``apply_records``)."""
+    """Replay an opened export (see ``open_export``) into ``store`` (see ``apply_records``), up to a bound.
+
+    ``to_seq`` stops after that seq; ``as_of`` before the first event whose time is after it in the
+    running maximum of event times (``rgstore.asof``). A bound below the store's head is refused
+    (ConflictError, nothing written): a replayed store only grows, and an unbounded replay of the
+    same log later continues it to the head.
+    """
+    check_bounds(header, None, to_seq=to_seq, as_of=as_of)
     with store.read() as txn:
         head, _ = store.log.head(txn)
         local_id = store.log.log_id(txn)
@@ -162,11 +217,21 @@ def replay_export(
     if header.first_seq > head + 1:
         raise ChainError(header.first_seq, f"export starts at seq {header.first_seq} but the store's head is "
                          f"{head}: replay seqs {head + 1}-{header.first_seq - 1} first")
-    return apply_records(store, header.log_id, frames, progress=progress,
-                         total=max(header.last_seq - max(head, header.first_seq - 1), 0))
+    seed = None
+    if as_of is not None and header.first_seq > 1:  # the running maximum includes the store's earlier events
+        with store.read() as txn:
+            seed = running_max(store.log, txn, header.first_seq - 1)
+    check_growth(head, to_seq=to_seq, as_of=as_of, seed=seed)
+    last = header.last_seq if to_seq is None else min(to_seq, header.last_seq)
+    records = bounded(frames, head=head, to_seq=to_seq, as_of=as_of, seed=seed)
+    return apply_records(store, header.log_id, records, progress=progress,
+                         total=max(last - max(head, header.first_seq - 1), 0))
 
 
-def replay_file(store: Store, path: Path | str, *, progress: ProgressFactory = null_progress) -> tuple[int, int]:
-    """Replay an exported log file into ``store`` (see ``apply_records``)."""
-    header, frames = open_export(path)
-    return replay_export(store, header, frames, progress=progress)
+def replay_file(
+    store: Store, path: Path | str, *, to_seq: int | None = None, as_of: datetime | None = None,
+    progress: ProgressFactory = null_progress,
+) -> tuple[int, int]:
+    """Replay an exported log file into ``store``, up to a bound (see ``replay_export``)."""
+    header, frames = open_export(path, to_seq=to_seq, as_of=as_of)
+    return replay_export(store, header, frames, to_seq=to_seq, as_of=as_of, progress=progress)

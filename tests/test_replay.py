@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from rgstore.errors import ChainError, InvalidInputError, LogMismatchError
+import rgstore.log
+from rgstore.asof import time_reached
+from rgstore.errors import ChainError, ConflictError, InvalidInputError, LogMismatchError, NotFoundError
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.logfile import read_log_file
@@ -360,3 +364,246 @@ def test_log_export_to_dev_stdout_appends_to_the_shells_file(store: Store, tmp_p
     (tmp_path / "alone.rglog").write_bytes(out.read_bytes()[4:])
     header, frames = read_log_file(tmp_path / "alone.rglog")
     assert header.last_seq == 1 and [seq for seq, _ in frames] == [1]
+
+
+# Point in time: `replay --to SEQ` / `--as-of TIME` and `log export --to SEQ` (rgstore.asof).
+
+_T0 = datetime(2026, 11, 15, tzinfo=timezone.utc)
+
+
+class _Clock:
+    """The log's ``datetime``, reading a time the test sets (a wall clock that steps back, as real ones do)."""
+
+    current = _T0
+
+    @classmethod
+    def now(cls, tz: object = None) -> datetime:
+        return cls.current
+
+
+def _digest(label: str) -> str:
+    """A well-formed genome digest (32 characters) spelling ``label``."""
+    return label.ljust(32, "0")
+
+
+def _history(store: Store, minutes: list[int]) -> list[tuple[int, datetime, dict[str, str]]]:
+    """One command per entry (its clock at ``minutes`` past T0); after each: (head, clock, view digests)."""
+    states = []
+    for k, minute in enumerate(minutes):
+        _Clock.current = _T0 + timedelta(minutes=minute)
+        name = f"a{k % 3}"
+        store.append([NewEvent(stream=f"alias:refgenie/{name}",
+                               event=AliasSet(namespace="refgenie", name=name, digest=_digest(f"d{k}-{j}")))
+                      for j in range(k % 4 + 1)]
+                     + [NewEvent(stream=f"note:{k}", event=Noted(text=str(k)))])
+        if k % 5 == 4:
+            store.append([NewEvent(stream=f"alias:refgenie/{name}", event=Undone())])
+        states.append((store.head()[0], _Clock.current, view_digests(store)))
+    return states
+
+
+def test_a_replay_to_a_seq_or_as_of_a_time_equals_a_store_that_only_ever_had_those_events_however_the_clock_steps_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    minutes = [0, 10, 20, 5, 30, 30, 25, 40, 35, 50]  # steps back at 5, 25 and 35
+    with Store.open(tmp_path / "p") as primary:
+        states = _history(primary, minutes)
+        export_log(primary, tmp_path / "x.rglog")
+    for k, (head, _clock, digests) in enumerate(states):
+        with Store.open(tmp_path / f"to{k}") as copy:
+            assert replay_file(copy, tmp_path / "x.rglog", to_seq=head) == (head, head)
+            assert view_digests(copy) == digests and copy.verify().ok
+    # As of T: every command up to the last one before the running maximum of times first passes T.
+    running = [max(minutes[:k + 1]) for k in range(len(minutes))]
+    for minute in sorted({*minutes, *(m + 1 for m in minutes), *(m - 1 for m in minutes[1:])}):
+        k = max(i for i, r in enumerate(running) if r <= minute)
+        head, _clock, digests = states[k]
+        with Store.open(tmp_path / f"at{minute}") as copy:
+            assert replay_file(copy, tmp_path / "x.rglog", as_of=_T0 + timedelta(minutes=minute))[1] == head
+            assert view_digests(copy) == digests and copy.verify().ok, minute
+            assert time_reached(copy) == _T0 + timedelta(minutes=running[k])
+
+
+def test_a_point_in_time_store_continues_to_the_head_with_a_later_replay_of_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    with Store.open(tmp_path / "p") as primary:
+        states = _history(primary, [0, 10, 20, 5, 30, 40])
+        export_log(primary, tmp_path / "x.rglog")
+        final = view_digests(primary), primary.head()
+    with Store.open(tmp_path / "c") as copy:
+        replay_file(copy, tmp_path / "x.rglog", as_of=_T0 + timedelta(minutes=15))
+        assert copy.head()[0] == states[1][0]
+        assert replay_file(copy, tmp_path / "x.rglog", to_seq=states[4][0])[1] == states[4][0]  # grows by a bound
+        assert view_digests(copy) == states[4][2]
+        assert replay_file(copy, tmp_path / "x.rglog", to_seq=states[4][0]) == (0, states[4][0])  # the same point: a no-op
+        replay_file(copy, tmp_path / "x.rglog")
+        assert (view_digests(copy), copy.head()) == final and copy.verify().ok
+
+
+def test_a_bound_below_what_the_store_holds_is_refused_and_nothing_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    with Store.open(tmp_path / "p") as primary:
+        states = _history(primary, [0, 10, 20, 30])
+        export_log(primary, tmp_path / "x.rglog")
+    with Store.open(tmp_path / "c") as copy:
+        replay_file(copy, tmp_path / "x.rglog", to_seq=states[2][0])
+        before = copy.head(), view_digests(copy)
+        with pytest.raises(ConflictError, match=rf"holds seqs 1-{states[2][0]}, past --to {states[1][0]}: a replayed store only grows"):
+            replay_file(copy, tmp_path / "x.rglog", to_seq=states[1][0])
+        with pytest.raises(ConflictError, match="only grows"):
+            replay_file(copy, tmp_path / "x.rglog", as_of=_T0 + timedelta(minutes=15))
+        with pytest.raises(InvalidInputError, match="before the log's first event"):
+            replay_file(copy, tmp_path / "x.rglog", as_of=_T0 - timedelta(seconds=1))
+        assert (copy.head(), view_digests(copy)) == before
+
+
+def test_as_of_on_an_export_that_continues_the_store_counts_the_stores_earlier_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rgstore.views.timeindex as timeindex
+
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    monkeypatch.setattr(timeindex, "BLOCK", 2)  # the store's earlier times come from whole index blocks and a scan
+    with Store.open(tmp_path / "p") as primary:
+        states = _history(primary, [0, 30, 10, 40])
+        export_log(primary, tmp_path / "x.rglog", to_seq=states[1][0])
+        export_log(primary, tmp_path / "tail.rglog", from_seq=states[1][0] + 1)
+    with Store.open(tmp_path / "c") as copy:
+        replay_file(copy, tmp_path / "x.rglog")
+        # The tail's first event is at minute 10, but the store already reached minute 30.
+        with pytest.raises(ConflictError, match="its events reach 2026-11-15T00:30:00Z"):
+            replay_file(copy, tmp_path / "tail.rglog", as_of=_T0 + timedelta(minutes=20))
+        assert replay_file(copy, tmp_path / "tail.rglog", as_of=_T0 + timedelta(minutes=35))[1] == states[2][0]
+        assert view_digests(copy) == states[2][2]
+        assert time_reached(copy) == _T0 + timedelta(minutes=30)
+
+
+def test_an_export_to_a_seq_describes_that_prefix_and_replays_and_mirror_pulls_as_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rgstore.codec import chain_of
+    from rgstore.mirror import pull
+
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    with Store.open(tmp_path / "p") as primary:
+        states = _history(primary, [0, 10, 20, 30])
+        cut = states[1][0]
+        with primary.read() as txn:
+            chain_at_cut = chain_of(primary.log.record(txn, cut)).hex()  # type: ignore[arg-type]
+        header = export_log(primary, tmp_path / "first.rglog", to_seq=cut)
+        export_log(primary, tmp_path / "middle.rglog", from_seq=cut + 1, to_seq=states[2][0])
+        export_log(primary, tmp_path / "all.rglog")
+        with pytest.raises(NotFoundError, match=rf"--to {states[3][0] + 1} is past the head \({states[3][0]}\)"):
+            export_log(primary, tmp_path / "no.rglog", to_seq=states[3][0] + 1)
+        with pytest.raises(InvalidInputError, match="--to 2 is before --from 4"):
+            export_log(primary, tmp_path / "no.rglog", from_seq=4, to_seq=2)
+        assert not (tmp_path / "no.rglog").exists()
+    assert (header.first_seq, header.last_seq, header.head_hash) == (1, cut, chain_at_cut)
+    assert read_log_file(tmp_path / "first.rglog")[0] == header and len(list(read_log_file(tmp_path / "first.rglog")[1])) == cut
+    with Store.open(tmp_path / "r") as replayed, Store.open(tmp_path / "m") as mirror:
+        assert replay_file(replayed, tmp_path / "first.rglog") == (cut, cut)
+        assert replayed.head() == (cut, chain_at_cut) and view_digests(replayed) == states[1][2]
+        assert replay_file(replayed, tmp_path / "middle.rglog")[1] == states[2][0]
+        assert view_digests(replayed) == states[2][2]
+        result = pull(mirror, str(tmp_path / "first.rglog"))
+        assert (result.applied, result.upstream_head, result.head_seq, result.head_hash) == (cut, cut, cut, chain_at_cut)
+        assert pull(mirror, str(tmp_path / "all.rglog")).head_seq == states[3][0]  # and it continues from there
+        assert mirror.verify().ok
+
+
+def test_cli_replay_as_of_restores_the_store_of_that_day_and_says_the_seq_and_time_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    with Store.open(tmp_path / "p") as primary:
+        # One change of hg38 a day at noon; the fourth comes from a host whose clock is a day behind.
+        for day, digest in [(0, "d0"), (1, "d1"), (2, "d2"), (1, "late"), (3, "d3")]:
+            _Clock.current = _T0 + timedelta(days=day, hours=12)
+            primary.append([NewEvent(stream="alias:refgenie/hg38",
+                                     event=AliasSet(namespace="refgenie", name="hg38", digest=_digest(digest)))])
+        export_log(primary, tmp_path / "backup.rglog")
+    store = str(tmp_path / "asof")
+    proc = _run("replay", str(tmp_path / "backup.rglog"), "--store", store, "--as-of", "2026-11-17", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"applied": 2, "head_seq": 2, "head_hash": json.loads(proc.stdout)["head_hash"],
+                                       "time_reached": "2026-11-16T12:00:00Z"}
+    proc = _run("--store", store, "alias", "get", "hg38")
+    assert (proc.returncode, proc.stdout.decode().strip()) == (0, _digest("d1")), proc.stderr
+    # The clock that stepped back does not pull "late" into the 17th: d2 (the 17th, noon) came first.
+    proc = _run("replay", str(tmp_path / "backup.rglog"), "--store", store, "--as-of", "2026-11-18")
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("applied 2 events; head 4 ("), proc.stderr
+    assert proc.stdout.decode().rstrip().endswith("latest event time 2026-11-17T12:00:00Z")
+    proc = _run("replay", str(tmp_path / "backup.rglog"), "--store", store)
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("applied 1 event; head 5 ("), proc.stderr
+    assert _run("--store", store, "alias", "get", "hg38").stdout.decode().strip() == _digest("d3")
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--to", "0"], 2, "'--to': 0 is not in the range x>=1"),
+    (["--to", "99"], 1, "--to 99 is outside the export: this export holds seqs 1-31 of log "),
+    (["--as-of", "2000-01-01"], 1, "--as-of 2000-01-01T00:00:00Z is before the log's first event (seq 1 at "),
+    (["--to", "3", "--as-of", "2d"], 2, "--to and --as-of both bound the replay: give one of them"),
+    (["--as-of", "yesterday"], 2, "'--as-of': 'yesterday': use an ISO date/time or a span like"),
+])
+def test_a_bound_the_export_cannot_meet_is_refused_in_one_line_before_a_store_is_created(
+    tmp_path: Path, args: list[str], code: int, message: str,
+) -> None:
+    with _primary(tmp_path / "p") as primary:
+        export_log(primary, tmp_path / "x.rglog")
+    proc = _run("replay", str(tmp_path / "x.rglog"), "--store", str(tmp_path / "new"), *args)
+    err = proc.stderr.decode()
+    assert proc.returncode == code and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_export_to_a_seq_writes_that_prefix(tmp_path: Path) -> None:
+    with _primary(tmp_path / "p"):
+        pass
+    proc = _run("--store", str(tmp_path / "p"), "log", "export", str(tmp_path / "x.rglog"), "--from", "3", "--to", "7")
+    assert proc.returncode == 0 and "exported seqs 3-7 of log" in proc.stdout.decode(), proc.stderr
+    header, frames = read_log_file(tmp_path / "x.rglog")
+    assert (header.first_seq, header.last_seq, [seq for seq, _ in frames]) == (3, 7, [3, 4, 5, 6, 7])
+    proc = _run("--store", str(tmp_path / "p"), "log", "export", str(tmp_path / "y.rglog"), "--to", "32")
+    assert proc.returncode == 1 and proc.stderr.decode() == "error: --to 32 is past the head (31)\n"
+    assert not (tmp_path / "y.rglog").exists()
+
+
+def test_as_of_reads_records_compressed_with_a_dictionary_announced_in_the_same_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    from rgstore.store import DICTIONARY_AFTER
+    from tests.conftest import REPO
+
+    monkeypatch.setattr(rgstore.log, "datetime", _Clock)
+    commands = DICTIONARY_AFTER // 1000 + 3
+    with Store.open(tmp_path / "p") as primary:
+        for k in range(commands):
+            _Clock.current = _T0 + timedelta(minutes=k)
+            primary.append([NewEvent(stream=f"alias:refgenie/g{i % 50}",
+                                     event=AliasSet(namespace="refgenie", name=f"g{i % 50}", digest=f"{k}-{i:030d}"))
+                            for i in range(1000)])
+            if k == commands - 2:
+                want = primary.head(), view_digests(primary)
+        assert primary.events(type="codec-dictionary-added")[0].seq < want[0][0]
+        export_log(primary, tmp_path / "x.rglog")
+    # A fresh process has never seen the dictionary: the bound must learn it from the file as it reads.
+    code = ("import json\nfrom datetime import datetime\nfrom rgstore.store import Store\n"
+            "from rgstore.replay import replay_file\nfrom rgstore.verify import view_digests\n"
+            f"m = Store.open({str(tmp_path / 'm')!r})\n"
+            f"replay_file(m, {str(tmp_path / 'x.rglog')!r}, as_of=datetime.fromisoformat("
+            f"{(_T0 + timedelta(minutes=commands - 2, seconds=30)).isoformat()!r}))\n"
+            "print(json.dumps([m.head(), view_digests(m)]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (head, digests) = json.loads(out.stdout)
+    assert (tuple(head), digests) == want

@@ -76,6 +76,12 @@ class TimeIndexView(View):
             cur.putmulti(puts)
 
     @staticmethod
+    def through_block(txn: Txn, db: Db, block: int) -> datetime | None:
+        """The running maximum of event times up to the end of ``block`` (None if the index lacks it)."""
+        value = txn.get(SEQ.pack(block), db=db)
+        return None if value is None else _EPOCH + _US.unpack(value)[0] * _ONE_US
+
+    @staticmethod
     def floor(txn: Txn, db: Db, since: datetime) -> int | None:
         """The largest seq before which no event has a time ``>= since`` (a read's ``after``); None if none is that late."""
         target = _micros(since)
