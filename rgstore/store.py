@@ -210,7 +210,7 @@ class Store:
                     with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
                         repaired = writer.repaired
                 except (RgstoreError, OSError):
-                    if stale and not allow_stale_views:
+                    if any(not view.reads_fall_back for view, _ in stale) and not allow_stale_views:
                         raise
                     # Only outside copies (alias TSVs, FHR files) were pending and could not be refreshed now
                     # (e.g. the RefgetStore stayed locked): the views read here are sound, verify names the marks.
@@ -488,7 +488,8 @@ class Store:
     # -- views --------------------------------------------------------------------------------
 
     def _refuse_stale_views(self) -> None:
-        stale = out_of_step(self)
+        # An index whose readers fall back to the log (an older rgstore lacked it) costs speed, not truth.
+        stale = [(view, why) for view, why in out_of_step(self) if not view.reads_fall_back]
         if stale:
             raise stale_views_error(self.path, stale)
 

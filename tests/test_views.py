@@ -130,3 +130,44 @@ class _Rollback(Exception):
     def __init__(self, contents: list[tuple[str, bytes, bytes]]) -> None:
         super().__init__("rollback")
         self.contents = contents
+
+
+def test_a_reader_who_cannot_rebuild_the_indexes_an_older_rgstore_lacked_reads_the_log_instead_of_refusing(
+    store_path: Path,
+) -> None:
+    """After an upgrade, a server on a read-only copy keeps serving: an index costs speed, not truth."""
+    import os
+    from datetime import datetime, timezone
+
+    from rgstore.events import Noted
+    from tests.test_sharing import _OUTSIDER, _as_user, outsiders_lab, readers_may_lock
+
+    def read(path: Path) -> str:
+        with Store.open(path, readonly=True) as store:
+            since = datetime(2000, 1, 1, tzinfo=timezone.utc)
+            return repr(([e.seq for e in store.events(stream="s")], [e.seq for e in store.events(since=since)]))
+
+    with outsiders_lab("rgstore-views-") as lab:
+        root = lab / "store"
+        with Store.open(root) as store:
+            store.append([NewEvent(stream=s, event=Noted(text=s)) for s in ("s", "t", "s")])
+
+            def older(txn: object) -> None:  # as a store an older rgstore, without these indexes, leaves it
+                for view in store.views:
+                    if view.reads_fall_back:
+                        view.clear(txn, store.environment)  # type: ignore[arg-type]
+                        store.log.set_checkpoint(txn, view, 0)  # type: ignore[arg-type]
+
+            store.environment.write(older)
+        readers_may_lock(root)
+        want = repr(([1, 3], [1, 2, 3]))
+        if os.geteuid() == 0:  # root may write any file: read as a user who may not write the store
+            assert _as_user(root, _OUTSIDER, [], lambda: read(root)) == f"ok: {want}"
+        else:
+            os.chmod(root / "log" / "data.mdb", 0o444)
+            assert read(root) == want
+            os.chmod(root / "log" / "data.mdb", 0o644)
+        with Store.open(root, readonly=True) as store:  # one who may write rebuilds them on a read-only open
+            from rgstore.checkpoints import out_of_step
+
+            assert out_of_step(store) == [] and store.verify().ok

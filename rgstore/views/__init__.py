@@ -60,6 +60,9 @@ class View:
     dbs: ClassVar[tuple[str, ...]]
     handles: ClassVar[tuple[type[Event], ...]]
     """Event classes folded; an empty tuple means every event."""
+    reads_fall_back: ClassVar[bool] = False
+    """Whether every reader of this view checks its checkpoint and reads the log itself when the view is
+    behind (an index): a read-only open that cannot rebuild it then serves from the log, not refuses."""
     streams: ClassVar[tuple[str, ...]] = ()
     """Stream-name prefixes folded (e.g. ``("refpkg:",)``); empty means every stream. The fold
     skips other streams' events before calling ``apply``, which matters for generic events

@@ -42,6 +42,7 @@ class StreamIndexView(View):
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = ("streamindex",)
     handles: ClassVar[tuple[type[Event], ...]] = ()
+    reads_fall_back: ClassVar[bool] = True  # rgstore.streamreads reads the log while it is behind
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Index the envelope under its stream."""

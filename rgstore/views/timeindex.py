@@ -44,6 +44,7 @@ class TimeIndexView(View):
     version: ClassVar[int] = 1
     dbs: ClassVar[tuple[str, ...]] = ("timeindex",)
     handles: ClassVar[tuple[type[Event], ...]] = ()
+    reads_fall_back: ClassVar[bool] = True  # rgstore.streamreads reads the log while it is behind
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
         """Raise the envelope's block to the running maximum including its time."""
