@@ -199,14 +199,15 @@ GTARS_TEMP_PREFIX = ".rgstore.tmp."
 
 
 def _refget_temp_files(root: Path) -> list[Path]:
-    """Temp files of the manifest, collection, alias TSV and FHR writes: ours and gtars' own.
+    """Temp files of the manifest, alias TSV and FHR writes: ours and gtars' own.
 
     Ours are ``.<target>.<8 chars>.tmp``; gtars' commits (under the same writer lock) leave
-    ``.rgstore.tmp.*`` when killed between writing and renaming.
+    ``.rgstore.tmp.*`` when killed between writing and renaming. Not ``collections/``: gtars writes a
+    collection's ``.rgsi`` before it takes the lock (``_sweep_sequence_temps`` goes by age there).
     """
     from .files import temp_target
 
-    folders = [root, root / "fhr", root / "collections", *(root / "aliases").glob("*")]
+    folders = [root, root / "fhr", *(root / "aliases").glob("*")]
     return [p for folder in folders for p in folder.glob(".*") if p.is_file() and (
         p.name.startswith(GTARS_TEMP_PREFIX) or (p.name.endswith(".tmp") and temp_target(p.name)))]
 
@@ -222,12 +223,27 @@ def _sweep_sequence_temps(store: Store, report: GcReport, *, grace: float, dry_r
     except RgstoreError:
         return  # no RefgetStore yet, or a manifest gc's other steps report on
     older_than = max(grace, SCRATCH_FLOOR_S)
-    # gtars writes sequence files outside the writer lock: only age tells a killed writer's temp file.
+    # gtars writes sequence and collection files outside the writer lock (a running `genome init` writes
+    # its collection's .rgsi before it locks to commit): only age tells a killed writer's temp file.
     for tmp in [*leftover_temp_files(files, older_than=older_than),
-                *leftover_temp_files(files, older_than=older_than, prefix=GTARS_TEMP_PREFIX)]:
+                *leftover_temp_files(files, older_than=older_than, prefix=GTARS_TEMP_PREFIX),
+                *_aged(store.refget_path / "collections", GTARS_TEMP_PREFIX, older_than)]:
         report.temp_files_removed += 1
         if not dry_run:
             tmp.unlink(missing_ok=True)
+
+
+def _aged(folder: Path, prefix: str, older_than: float) -> list[Path]:
+    """Files ``prefix*`` in ``folder`` not modified for ``older_than`` seconds (a live writer's file is fresh)."""
+    found = []
+    now = time.time()
+    for path in folder.glob(f"{prefix}*"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime >= older_than:
+                found.append(path)
+        except OSError:
+            pass  # renamed or removed meanwhile: its writer finished
+    return found
 
 
 def _sweep_scratch(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:

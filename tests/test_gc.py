@@ -264,24 +264,39 @@ def test_gc_removes_the_temp_file_a_killed_sequence_repair_left_but_not_a_live_o
 
 def test_gc_removes_gtars_own_temp_files_a_killed_commit_left_and_sequence_ones_only_once_aged(
         tmp_path: Path, store: Store) -> None:
-    # gtars publishes the manifest, collections, alias TSVs and FHR files through `.rgstore.tmp.<pid>.<ns>.<n>`
-    # beside the target, under its writer lock; a SIGKILL of `genome init` between write and rename left one
-    # in refget/ that no gc ever removed. Sequence files are written outside that lock: only age tells.
+    # gtars publishes the manifest, alias TSVs and FHR files through `.rgstore.tmp.<pid>.<ns>.<n>` beside the
+    # target, under its writer lock; a SIGKILL of `genome init` between write and rename left one in refget/
+    # that no gc ever removed. Sequence and collection files are written outside that lock: only age tells.
     store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCC"}), ["a"])
     refget = store.refget_path
     seqs = next((refget / "sequences").rglob("*.seq")).parent
     under_lock = [refget / ".rgstore.tmp.4242.1763790000000000000.0",
                   *(folder / ".rgstore.tmp.4242.1763790000000000001.0"
-                    for folder in (refget / "collections", refget / "fhr", *(refget / "aliases").glob("*")))]
+                    for folder in (refget / "fhr", *(refget / "aliases").glob("*")))]
     for path in under_lock:
         path.write_text("{}")
     old_seq, new_seq = seqs / ".rgstore.tmp.4242.1.0", seqs / ".rgstore.tmp.4343.2.0"
-    old_seq.write_bytes(b"ACGT" * 100)
-    new_seq.write_bytes(b"ACGT")
-    os.utime(old_seq, (time.time() - 3600, time.time() - 3600))
-    wanted = len(under_lock) + 1
+    old_rgsi, new_rgsi = refget / "collections" / ".rgstore.tmp.4242.3.0", refget / "collections" / ".rgstore.tmp.4343.4.0"
+    for path in (old_seq, new_seq, old_rgsi, new_rgsi):
+        path.write_bytes(b"ACGT")
+    for path in (old_seq, old_rgsi):
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    wanted = len(under_lock) + 2
     assert collect_garbage(store, dry_run=True).temp_files_removed == wanted
-    assert all(p.exists() for p in [*under_lock, old_seq])
+    assert all(p.exists() for p in [*under_lock, old_seq, old_rgsi])
     assert collect_garbage(store, grace=0).temp_files_removed == wanted
-    assert not any(p.exists() for p in [*under_lock, old_seq]) and new_seq.exists()
+    assert not any(p.exists() for p in [*under_lock, old_seq, old_rgsi]) and new_seq.exists() and new_rgsi.exists()
     assert store.genomes.getseq("a", "c1", 0, 4) == "ACGT" and store.verify().ok
+
+
+def test_gc_leaves_the_collection_file_a_running_genome_init_is_writing_before_it_takes_the_lock(
+        tmp_path: Path, store: Store) -> None:
+    # gtars writes `collections/<digest>.rgsi` through a `.rgstore.tmp.*` file BEFORE it takes the writer lock
+    # to commit (strace of `genome init`): a gc that held the free lock deleted it, and the import failed with
+    # "atomically publishing ... collections/....rgsi (temp file ...)". A fresh one belongs to a live writer.
+    store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCC"}), ["a"])
+    live = store.refget_path / "collections" / f".rgstore.tmp.{os.getpid()}.1795328375607283919.0"
+    live.write_bytes(b"a collection index being written")
+    report = collect_garbage(store, grace=0)
+    assert report.temp_files_removed == 0 and live.exists()
+    assert not (store.refget_path / ".rgstore.lock").exists()  # gc took and released the lock meanwhile
