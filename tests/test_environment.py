@@ -381,3 +381,38 @@ def test_another_user_on_a_read_only_bind_mount_is_told_to_make_lock_mdb_writabl
         assert read_as_nobody() == "read\n"
     finally:
         shutil.rmtree(lab, ignore_errors=True)
+
+
+def test_a_second_threads_write_waits_for_the_first_to_commit_then_commits_too(tmp_path: Path) -> None:
+    """Threads sharing one store take turns to write (py-lmdb 2.0 refused the second with EBUSY instead)."""
+    env = Environment(tmp_path / "log", readonly=False, map_size=_SMALL)
+    env.open_dbs(["t"])
+    db = env.db("t")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(txn: object) -> None:
+        txn.put(b"first", b"1", db=db)  # type: ignore[attr-defined]
+        holding.set()
+        release.wait(60)
+
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            env.write(lambda txn: txn.put(b"second", b"2", db=db))
+        except BaseException as exc:  # recorded for the main thread: a thread's exception is otherwise lost
+            failures.append(exc)
+
+    first = threading.Thread(target=env.write, args=(hold,))
+    first.start()
+    assert holding.wait(30)
+    waiting = threading.Thread(target=second)
+    waiting.start()
+    waiting.join(0.5)  # gives it time to reach LMDB's writer lock while the first write is open
+    release.set()
+    first.join(30)
+    waiting.join(30)
+    assert failures == []
+    with env.read() as txn:
+        assert (txn.get(b"first", db=db), txn.get(b"second", db=db)) == (b"1", b"2")
+    env.close()
