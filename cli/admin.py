@@ -77,6 +77,10 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
         if report.unfetched_blobs:
             click.echo(f"note: this mirror has not fetched {len(report.unfetched_blobs)} referenced blobs yet "
                        "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
+        if report.lagging_indexes:
+            click.echo(f"note: the audit indexes {', '.join(report.lagging_indexes)} are behind the head (an older "
+                       "rgstore appended); `log --stream/--since` read the log meanwhile, and a writable open (any "
+                       "writing command) catches them up")
         if report.unfetched_sequences:
             click.echo(f"note: {report.unfetched_sequences} sequences of remote genomes or of this mirror are not "
                        "fetched yet (read on first use, or `rgstore mirror pull SOURCE --with-sequences`)")

@@ -136,7 +136,10 @@ def store_status(store: Store) -> StoreStatus:
     if records != head:  # gapless from 1: a torn copy or a file cut short, which only verify can place
         problems.append(f"the log holds {records:,} records but its head is seq {head:,} (a damaged or torn copy "
                         "of log/); run `rgstore verify`")
-    problems += [f"view {v.name!r} is {v.state}: {v.detail}" for v in views if v.state != "current"]
+    # An audit index behind the head costs speed only: its readers check it and read the log instead.
+    falls_back = {view.name for view in store.views if view.reads_fall_back}
+    problems += [f"view {v.name!r} is {v.state}: {v.detail}" for v in views
+                 if v.state != "current" and not (v.state in ("lagging", "stale") and v.name in falls_back)]
     problems += [unreadable_counts] if unreadable_counts else []
     problems += [f"pending sync {name}: a command died before refreshing alias/FHR files; open the store "
                  "writable (any writing command) to finish it" for name in marks if name not in unreadable]
