@@ -83,7 +83,7 @@ def refpkg_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -
     """Every existing refpkg whose name starts with ``incomplete``."""
     try:
         with _store(ctx) as store:
-            names = [] if store is None else [p.name for p in store.refpkgs.list_all()]
+            names = [] if store is None else store.refpkgs.names()
     except Exception:  # noqa: BLE001 - see genome_names
         return []
     return _matching(names, incomplete)

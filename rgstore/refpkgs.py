@@ -353,6 +353,11 @@ class Refpkgs:
                 ))
         return out
 
+    def names(self) -> list[str]:
+        """The name of every package that currently exists, sorted; reads heads alone, no step (for TAB completion)."""
+        with self.store.read() as txn:
+            return [name for name, head in list_heads(txn, self.environment) if head.current]
+
     def log(self, name: str) -> list[LogEntry]:
         """The package's log, newest first, each entry with the step that wrote it."""
         out: list[LogEntry] = []

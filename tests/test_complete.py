@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from rgstore_cli.main import cli as root
 
 from rgstore.store import Store
+from rgstore.views.refpkgstate import STEPS_DB
 
 TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
 
@@ -74,3 +76,18 @@ def test_a_tab_after_an_unknown_command_completes_nothing_without_error(tmp_path
     # click then offers the root's commands again (its own behaviour); what matters is no traceback (exit 0).
     assert "genome" in complete(f"rgstore --store {tmp_path / 's'} genme ")
     assert "chr1" not in complete(f"rgstore --store {tmp_path / 's'} nosuch tiny ch")
+
+
+def test_refpkg_names_complete_from_the_heads_alone_without_reading_any_package_step(tmp_path: Path) -> None:
+    make_store(tmp_path / "s")
+    with Store.open(tmp_path / "s") as store:
+        store.refpkgs.create("gone", locus="L")
+        store.refpkgs.remove("gone")
+        steps = store.environment.db(STEPS_DB)
+
+        def garble(txn: Any) -> None:  # a TAB once decoded every package's current step (its file table)
+            for key in [bytes(k) for k, _v in txn.cursor(db=steps)]:
+                txn.put(key, b"\xc1 not a step", db=steps)
+
+        store.environment.write(garble)
+    assert complete(f"rgstore --store {tmp_path / 's'} refpkg info ") == ["bacteria", "fungi"]

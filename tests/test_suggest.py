@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from rgstore.errors import NotFoundError
+from rgstore.events import RefpkgCreated
+from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.suggest import FUZZY_LIMIT, close_names, did_you_mean
+from rgstore.views.refpkgs import refpkg_stream
 
 TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
 
@@ -84,3 +87,21 @@ def test_an_unknown_refpkg_suggests_the_close_one(store: Store) -> None:
     store.refpkgs.create("bacteria16S", locus="16S rRNA")
     with pytest.raises(NotFoundError, match=r"no refpkg 'bacteria16s'; did you mean 'bacteria16S'\?"):
         store.refpkgs.info("bacteria16s")
+
+
+def test_a_typo_finds_its_name_wherever_it_sorts_among_many() -> None:
+    names = [f"rpoB_taxon{i:05d}" for i in range(FUZZY_LIMIT * 5)]
+    # Far past the first FUZZY_LIMIT names: the hint once came from those alone ('rpoB_taxon00321').
+    assert close_names("rpoB_taxon04321x", names, limit=1) == ["rpoB_taxon04321"]
+    assert close_names("xpoB_taxon04321", names, limit=1) == ["rpoB_taxon04321"]  # a typo in front
+    assert close_names("rpoB_taxn04321", names, limit=1) == ["rpoB_taxon04321"]
+
+
+def test_an_unknown_refpkg_suggests_the_close_one_among_thousands(store: Store) -> None:
+    names = [f"{marker}_taxon{i:04d}" for i in range(FUZZY_LIMIT) for marker in ("16S", "rpoB")]
+    # Thousands of packages in one command (each create would be its own durable commit).
+    store.transact(lambda _txn: [NewEvent(stream=refpkg_stream(n), event=RefpkgCreated(name=n, metadata={"locus": "L"}))
+                                 for n in names])
+    assert store.refpkgs.info("rpoB_taxon0999").name == "rpoB_taxon0999"
+    with pytest.raises(NotFoundError, match=r"no refpkg 'rpoB_taxon0999x'; did you mean 'rpoB_taxon0999'"):
+        store.refpkgs.info("rpoB_taxon0999x")
