@@ -19,7 +19,7 @@ from rgstore.errors import ConflictError, IntegrityError, NotFoundError, Rgstore
 from rgstore.events import FileRef
 from rgstore.refpkg_manifest import Manifest, ManifestState, iter_manifest, too_deep
 from rgstore.store import Store
-from rgstore.views.refpkgs import Head, Step, list_heads, refpkg_chain, refpkg_log, refpkg_step
+from rgstore.views.refpkgs import Head, Step, refpkg_chain, refpkg_log, refpkg_step
 from rgstore.views.refpkgstate import refpkg_log_chain
 
 from .files import StoredFileResponse, fd_checksums, file_responses
@@ -78,17 +78,15 @@ def list_refpkgs(request: Request, offset: Offset = 0, limit: Limit = 100) -> Re
     """Every existing package: name, current step, locus, file count, possible rollbacks/rollforwards."""
     store = store_of(request)
     items: list[dict[str, Any]] = []
-    total = 0
-    if store.environment.has_db("refpkgs.heads"):
-        with store.read() as txn:
-            # Heads are small; only the page's current steps (each a whole file table) are read.
-            live = [(name, head) for name, head in list_heads(txn, store.environment) if head.current]
-            total = len(live)
-            for name, head in live[offset:offset + limit]:
-                step = refpkg_step(txn, store.environment, name, head.current)
-                items.append({"name": name, "seq": step.seq, "time": step.time,
-                              "locus": step.metadata.get("locus", ""), "files": len(step.files),
-                              "rollbacks": step.depth, "rollforwards": len(head.redo)})
+    with store.read() as txn:
+        # Only the page's heads and current steps (each a whole file table) are read, once the
+        # snapshot's index of existing packages is built (one pass of the heads per commit).
+        total, page = store.refpkgs.page(txn, offset, limit)
+        for name, head in page:
+            step = refpkg_step(txn, store.environment, name, head.current)
+            items.append({"name": name, "seq": step.seq, "time": step.time,
+                          "locus": step.metadata.get("locus", ""), "files": len(step.files),
+                          "rollbacks": step.depth, "rollforwards": len(head.redo)})
     return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": total}})
 
 

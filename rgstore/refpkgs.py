@@ -42,6 +42,7 @@ from .refpkg_blobs import staged_blobs
 from .refpkg_check import check_package
 from .refpkg_manifest import FORMAT_VERSION
 from .refpkg_names import check_key, check_refpkg_name, choose_filename, split_assignments
+from .refpkg_pages import HeadPages
 from .refpkg_phylo import with_derived_phylo_model
 from .suggest import SCAN_LIMIT, did_you_mean
 from .views.refpkgs import (
@@ -147,6 +148,7 @@ class Refpkgs:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.environment = store.environment
+        self._pages = HeadPages(store.environment)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -352,6 +354,14 @@ class Refpkgs:
                     files=len(step.files), rollbacks=step.depth, rollforwards=len(head.redo),
                 ))
         return out
+
+    def page(self, txn: Txn, offset: int, limit: int) -> tuple[int, list[tuple[str, Head]]]:
+        """(existing packages, those from the ``offset``-th by name, ``limit`` at most) in read txn ``txn``.
+
+        Costs O(limit) head reads once the snapshot's index is built (one pass of the heads per
+        commit; see ``rgstore.refpkg_pages``).
+        """
+        return self._pages.page(txn, offset, limit)
 
     def names(self) -> list[str]:
         """The name of every package that currently exists, sorted; reads heads alone, no step (for TAB completion)."""

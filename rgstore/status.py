@@ -19,13 +19,12 @@ import msgspec
 
 from .checkpoints import out_of_step, read_checkpoint
 from .errors import RgstoreError
-from .events import FileRef
 from .log import FORMAT_VERSION, EventLog
 from .mirror import MirrorStatus
 from .mirror import status as mirror_status
 from .pendingsync import PREFIX, abandoned_marks
 from .views.cache import CacheView
-from .views.refpkgstate import HEADS_DB, NAME_DECODER, NAMES_DB, STEPS_DB, list_heads, refpkg_step
+from .views.refpkgstate import HEADS_DB, NAME_DECODER, NAMES_DB, STEPS_DB, list_heads
 
 if TYPE_CHECKING:
     from .environment import Txn
@@ -89,13 +88,20 @@ class StoreStatus(msgspec.Struct, kw_only=True):
     healthy: bool
 
 
+class _Size(msgspec.Struct):
+    """A stored ``FileRef`` read for its blob and size alone (the other keys are skipped)."""
+
+    sha256: str
+    size: int
+
+
 class _StepFiles(msgspec.Struct, array_like=True):
     """A stored refpkg step read for its files only (array-like: the trailing fields are skipped)."""
 
     seq: int
     parent: int
     depth: int
-    files: dict[str, FileRef]
+    files: dict[str, _Size]
 
 
 _STEP_FILES = msgspec.msgpack.Decoder(_StepFiles)
@@ -199,31 +205,30 @@ def _counts(store: Store, txn: Txn) -> tuple[Counts, int]:
 
 
 def _blobs(store: Store, txn: Txn) -> tuple[int, int]:
-    """(distinct referenced blobs, their bytes), from the refpkg views: current states first, then older ones."""
+    """(distinct referenced blobs, their bytes): the names index, sized by the retained steps' FileRefs.
+
+    One pass over the steps sub-db reading only each file's sha256 and size (the size recorded
+    when the blob was verified on the way in): no step is decoded whole and no blob is
+    ``stat``-ed, so a lazy mirror without the files sizes them as well as the primary.
+    """
     env = store.environment
-    if not env.has_db(NAMES_DB) or not env.has_db(STEPS_DB) or not env.has_db(HEADS_DB):
+    if not env.has_db(NAMES_DB) or not env.has_db(STEPS_DB):
         return 0, 0
     with txn.cursor(db=env.db(NAMES_DB)) as cur:
         wanted = {NAME_DECODER.decode(raw)[0] for _key, raw in cur}
     sizes: dict[str, int] = {}
-    for name, head in list_heads(txn, env):
-        if head.current:
-            sizes.update((ref.sha256, ref.size) for ref in refpkg_step(txn, env, name, head.current).files.values())
-    # Blobs only undone or rolled-back states name: their files' sizes (a stat each) are the recorded sizes,
-    # since a blob is verified on the way in; a lazy mirror lacking one falls back to reading older steps.
-    unknown = []
+    with txn.cursor(db=env.db(STEPS_DB)) as cur:
+        for raw in cur.iternext(keys=False, values=True):
+            for ref in _STEP_FILES.decode(raw).files.values():
+                sizes[ref.sha256] = ref.size
+    # A file name's index entry keeps the blob that first claimed it, which no retained step may
+    # name any more (commands never reuse a name for other bytes; a raw append may): its file's size, if any.
     for sha in wanted.difference(sizes):
         try:
             sizes[sha] = store.blobs.path(sha).stat().st_size
         except OSError:
-            unknown.append(sha)
-    if unknown:
-        with txn.cursor(db=env.db(STEPS_DB)) as cur:
-            for _key, raw in cur:
-                sizes.update((ref.sha256, ref.size) for ref in _STEP_FILES.decode(raw).files.values())
-                if all(sha in sizes for sha in unknown):
-                    break
-    return len(wanted), sum(sizes.get(sha, 0) for sha in wanted)
+            sizes[sha] = 0
+    return len(wanted), sum(sizes[sha] for sha in wanted)
 
 
 def _log_disk(store: Store, txn: Txn) -> DiskPart:

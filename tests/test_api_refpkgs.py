@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from rgstore.events import FileRef, RefpkgCreated, RefpkgRemoved, Undone
+from rgstore.log import NewEvent
 from rgstore.refpkg_manifest import MAX_NESTING
+from rgstore.refpkgs import CREATE_LOG
 from rgstore.store import Store
+from rgstore.views.refpkgs import refpkg_stream
 from tests.server_fixture import Server, rgstore_cli, running_server
 
 
@@ -163,3 +170,111 @@ def test_a_mirror_that_has_not_fetched_a_blob_yet_answers_503_with_retry_after_n
     assert r.status_code == 503 and r.headers["retry-after"]
     assert "not fetched" in r.json()["detail"]
     assert listed.status_code == 200  # the package itself is readable meanwhile
+
+
+def _many_packages(path: Path, n: int) -> list[str]:
+    """A store of ``n`` one-file packages, every 7th removed and every 11th creation undone; the existing names."""
+    with Store.open(path) as store:
+        info, _ = store.blobs.put_bytes(b"(a:1,b:2);\n")
+        ref = FileRef(name="tree.nwk", sha256=info.sha256, md5=info.md5, size=info.size)
+        names = [f"pkg{i:04d}" for i in range(n)]
+        creations = [NewEvent(stream=refpkg_stream(name), event=RefpkgCreated(
+            name=name, files={"tree": ref}, metadata={"locus": "16S"}, log=list(CREATE_LOG))) for name in names]
+        store.transact(lambda txn: creations)
+        gone = [NewEvent(stream=refpkg_stream(name), event=RefpkgRemoved(name=name)) for name in names[::7]]
+        undone = [NewEvent(stream=refpkg_stream(name), event=Undone()) for name in names[3::11] if name not in names[::7]]
+        store.transact(lambda txn: gone + undone)
+        return [name for name in names if name not in names[::7] and name not in names[3::11]]
+
+
+class _CountingCursor:
+    """A cursor over the heads sub-db that counts every entry it hands out."""
+
+    def __init__(self, cursor: Any, counts: list[int]) -> None:
+        self._cursor, self._counts = cursor, counts
+
+    def __enter__(self) -> _CountingCursor:
+        self._cursor.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cursor.__exit__(*exc)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iternext()
+
+    def iternext(self, keys: bool = True, values: bool = True) -> Iterator[Any]:
+        for entry in self._cursor.iternext(keys=keys, values=values):
+            self._counts[0] += 1
+            yield entry
+
+    def value(self) -> Any:
+        self._counts[0] += 1
+        return self._cursor.value()
+
+    def item(self) -> Any:
+        self._counts[0] += 1
+        return self._cursor.item()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("iter"):  # any other iterator would read uncounted
+            raise AttributeError(name)
+        return getattr(self._cursor, name)
+
+
+class _CountingTxn:
+    """A real read transaction whose reads of the heads sub-db are counted."""
+
+    def __init__(self, txn: Any, heads: Any, counts: list[int]) -> None:
+        self._txn, self._heads, self._counts = txn, heads, counts
+
+    def cursor(self, db: Any = None) -> Any:
+        cursor = self._txn.cursor(db=db)
+        return _CountingCursor(cursor, self._counts) if db is self._heads else cursor
+
+    def get(self, key: bytes, default: Any = None, db: Any = None) -> Any:
+        if db is self._heads:
+            self._counts[0] += 1
+        return self._txn.get(key, default, db=db)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+
+def test_a_page_of_refpkgs_reads_the_page_not_every_package_and_pages_through_all_exactly(tmp_path: Path) -> None:
+    from rgstore_api.app import create_app
+
+    existing = _many_packages(tmp_path / "store", 1200)
+    app = create_app(str(tmp_path / "store"))
+    counts = [0]
+
+    async def pages() -> list[tuple[int, dict[str, Any]]]:
+        out = []
+        async with app.router.lifespan_context(app):
+            env = app.state.store.environment
+            heads, read = env.db("refpkgs.heads"), env.read
+
+            @contextmanager
+            def counting_read() -> Iterator[Any]:
+                with read() as txn:
+                    yield _CountingTxn(txn, heads, counts)
+
+            env.read = counting_read
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                for offset in range(0, len(existing) + 10, 10):
+                    counts[0] = 0
+                    body = (await client.get(f"/refpkgs?offset={offset}&limit=10")).json()
+                    out.append((counts[0], body))
+        return out
+
+    answers = asyncio.run(pages())
+    listed = [item["name"] for _reads, body in answers for item in body["items"]]
+    assert listed == existing  # every existing package once, by name; no removed or undone one
+    assert {body["pagination"]["total"] for _reads, body in answers} == {len(existing)}
+    assert answers[-1][1]["items"] == []
+    # The first page indexes the snapshot (one pass of the heads); every later page reads its own
+    # ten heads plus fewer than 128 existing ones (and the removed among them) skipped from the
+    # nearest mark, never all 1,200.
+    assert answers[0][0] >= 1200
+    assert max(reads for reads, _body in answers[1:]) < 200
