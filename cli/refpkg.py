@@ -291,11 +291,15 @@ def log_cmd(ctx: Context, name: str, as_json: bool) -> None:
 @store_option
 @pass_ctx
 def rp_cmd(ctx: Context, name: str, key: str) -> None:
-    """Print the path of NAME's file KEY after verifying its checksum (like `taxit rp`).
+    """Print the path of NAME's file KEY under its own name, after verifying its checksum (like `taxit rp`).
+
+    The path is STORE/names/<sha256>/<file name>, a link to the stored bytes (never edit them), so tools
+    that go by the extension work; on a store you cannot write it is the blob itself (no extension).
 
     \b
     Example:
         pplacer -t "$(rgstore refpkg rp mypkg tree)" ...
+        seqmagick convert "$(rgstore refpkg rp mypkg aln_fasta)" out.sto
     """
     with ctx.open(readonly=True) as store:
         click.echo(store.refpkgs.resource_path(name, key))

@@ -14,6 +14,7 @@ nothing; gtars removes sequences only with a collection, so a later gc takes the
 directories of killed imports and sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go
 once no process holds them, and so do the temp files of killed sequence-file rewrites
 (``refget/sequences/*/.tmp-*``, ``seqrestore``), and gtars' own ``.rgstore.tmp.*`` of killed commits.
+The ``refpkg rp`` name links of a removed blob go with it (``rgstore.blobnames``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from .blobnames import sweep_names
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError
 from .files import flock_held
@@ -50,6 +52,8 @@ class GcReport(msgspec.Struct, kw_only=True):
     collections_kept_recent: list[str] = []
     scratch_removed: list[str] = []
     """Scratch directories (``.ingest-*``, ``.remote-*``) that killed commands left behind."""
+    name_links_removed: int = 0
+    """``refpkg rp`` name links (``names/``, ``rgstore.blobnames``) to blobs removed or gone, and their temp links."""
     dry_run: bool = False
 
 
@@ -82,6 +86,9 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
                 report.temp_files_removed += 1
                 if not dry_run:
                     tmp.unlink(missing_ok=True)
+        removed = set(report.removed)
+        report.name_links_removed = sweep_names(store.path, removed=removed, blob_exists=store.blobs.exists,
+                                                grace=grace, dry_run=dry_run)
 
     store.environment.write(sweep)
     _prune_refget(store, report, now=now, grace=grace, dry_run=dry_run)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .blobnames import named_path
 from .blobs import BlobInfo
 from .environment import Txn
 from .errors import (
@@ -378,7 +379,12 @@ class Refpkgs:
         return out
 
     def resource_path(self, name: str, key: str) -> Path:
-        """Path of the blob holding file ``key``, after verifying its content (IntegrityError if corrupt)."""
+        """Path of file ``key`` under its own name, after verifying its content (IntegrityError if corrupt).
+
+        The path is ``STORE/names/<sha256>/<filename>``, a symlink to the blob (``rgstore.blobnames``), so a
+        tool that reads the format from the extension sees it; on a store this process cannot write, the
+        blob's own path (no extension).
+        """
         ref = self._files(name).get(key)
         if ref is None:
             raise NotFoundError(
@@ -388,7 +394,7 @@ class Refpkgs:
         if found.md5 != ref.md5:
             raise IntegrityError(f"File {ref.name} referred to by key {key} did not match its MD5 sum "
                                  f"(found: {found.md5}, expected {ref.md5})")
-        return self.store.blobs.path(ref.sha256)
+        return named_path(self.store.path, ref.sha256, ref.name, self.store.blobs.path(ref.sha256))
 
     def check(self, name: str, *, progress: ProgressFactory = null_progress) -> list[str]:
         """Every problem that makes the package unusable by pplacer (taxtastic's rules); [] if none."""

@@ -85,6 +85,21 @@ def test_a_backup_taken_while_another_process_writes_verifies_and_reads_like_the
         assert store.head()[0] >= heads[-1]
 
 
+def test_a_backup_skips_the_rp_name_links_and_rp_on_the_copy_makes_its_own(tmp_path: Path, store_path: Path) -> None:
+    inputs = write_inputs(tmp_path / "inputs")
+    with Store.open(store_path) as store:
+        store.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"])])
+        linked = store.refpkgs.resource_path("pkg", "tree")
+        assert linked.is_symlink()
+        assert backup(store, tmp_path / "bk").verified
+    assert not (tmp_path / "bk" / "names").exists()  # derived: made again on demand
+    with Store.open(tmp_path / "bk") as copy:
+        path = copy.refpkgs.resource_path("pkg", "tree")
+        assert path == tmp_path / "bk" / linked.relative_to(store_path)
+        assert path.read_bytes() == inputs["tree"].read_bytes()
+        assert copy.verify().ok
+
+
 def test_backup_refuses_a_dest_that_exists_or_lies_inside_the_store_and_leaves_nothing(
         tmp_path: Path, store: Store) -> None:
     store.genomes.init(TINY, ["tiny"])

@@ -51,6 +51,40 @@ def test_gc_removes_the_collection_of_a_removed_genome_and_keeps_shared_sequence
     assert store.verify().ok
 
 
+def test_gc_after_refpkg_remove_removes_the_rp_name_link_with_its_blob(tmp_path: Path, store: Store) -> None:
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n")
+    store.refpkgs.create("pkg", locus="L", files=[("tree", tree)])
+    link = store.refpkgs.resource_path("pkg", "tree")
+    assert link.name == "tree.nwk" and link.is_symlink()
+    assert collect_garbage(store, grace=0).name_links_removed == 0 and link.is_symlink()  # still referenced
+    store.refpkgs.remove("pkg")
+    assert collect_garbage(store).name_links_removed == 0 and link.is_symlink()  # the blob is young: kept with it
+    assert collect_garbage(store, grace=0, dry_run=True).name_links_removed == 1 and link.is_symlink()
+    report = collect_garbage(store, grace=0)
+    assert len(report.removed) == 1 and report.name_links_removed == 1
+    assert not link.is_symlink() and not link.parent.exists() and list((store.path / "names").iterdir()) == []
+    assert store.verify().ok
+
+
+def test_gc_removes_a_name_link_whose_blob_is_gone_once_it_is_older_than_the_grace(tmp_path: Path,
+                                                                                   store: Store) -> None:
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n")
+    store.refpkgs.create("pkg", locus="L", files=[("tree", tree)])
+    link = store.refpkgs.resource_path("pkg", "tree")
+    store.refpkgs.remove("pkg")
+    store.blobs.delete(link.parent.name)  # gone by other means than gc
+    killed_rp = store.path / "names" / ".tmp-0123456789abcdef"
+    os.symlink("../blobs/xx/none", killed_rp)
+    assert collect_garbage(store).name_links_removed == 0 and link.is_symlink()  # young: an rp may be at work
+    old = time.time() - 3600
+    for entry in (link, killed_rp):
+        os.utime(entry, (old, old), follow_symlinks=False)
+    assert collect_garbage(store).name_links_removed == 2
+    assert list((store.path / "names").iterdir()) == []
+
+
 def test_gc_keeps_a_removed_genomes_sequence_that_a_sequence_alias_names_so_gtars_still_resolves_it(
         tmp_path: Path, store: Store) -> None:
     store.genomes.init(_fasta(tmp_path / "z.fa", {"z1": "GATTACAGATTACACCCC", "z2": "TTTTGGGG"}), ["z"])

@@ -7,6 +7,10 @@ import json
 import multiprocessing
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from rgstore.refpkgs import CREATE_LOG
 from rgstore.store import REBUILD_BATCH, Store
 from rgstore.views.refpkgs import refpkg_step
 
+from .conftest import REPO
 from .refpkg_data import write_inputs
 
 
@@ -369,6 +374,88 @@ def test_rp_prints_a_verified_path_and_refuses_unknown_keys(store: Store, inputs
     assert store.refpkgs.resource_path("pkg", "tree").read_bytes() == inputs["tree"].read_bytes()
     with pytest.raises(NotFoundError, match="No such resource 'nope' in refpkg 'pkg'"):
         store.refpkgs.resource_path("pkg", "nope")
+
+
+def test_rp_prints_the_file_under_its_own_name_so_tools_that_read_the_extension_work(
+    cli, store_path: Path, inputs: dict[str, Path]  # type: ignore[no-untyped-def]
+) -> None:
+    # `seqmagick convert $(taxit rp my.refpkg aln_fasta) out.sto` picks the input format from the suffix.
+    assert cli("refpkg", "create", "pkg", "-l", "L", "-f", str(inputs["aln_fasta"]),
+               "-t", str(inputs["tree"])).exit_code == 0
+    done = cli("refpkg", "rp", "pkg", "aln_fasta")
+    assert done.exit_code == 0 and done.stderr == ""
+    printed = done.stdout
+    path = Path(printed.removesuffix("\n"))
+    assert printed == f"{path}\n" and path.name == "seqs.fasta" and path.suffix == ".fasta"
+    assert path.read_bytes() == inputs["aln_fasta"].read_bytes()
+    with Store.open(store_path, readonly=True) as store:
+        sha = store.refpkgs.info("pkg").files["aln_fasta"].sha256
+        assert path == store_path / "names" / sha / "seqs.fasta"
+        assert path.is_symlink() and path.resolve() == store.blobs.path(sha).resolve()  # the blob, not a copy
+        assert store.refpkgs.resource_path("pkg", "tree").suffix == ".nwk"
+        report = store.verify()
+        assert report.ok and report.stray_files == [], report
+    assert cli("refpkg", "rp", "pkg", "aln_fasta").stdout == printed  # idempotent
+    assert cli("status").exit_code == 0
+
+
+def test_rp_puts_back_a_name_link_that_was_replaced_and_still_refuses_a_corrupt_blob(
+        store: Store, inputs: dict[str, Path]) -> None:
+    info = store.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"])])
+    path = store.refpkgs.resource_path("pkg", "tree")
+    path.unlink()
+    path.write_text("edited by `sed -i`, which replaces the link with a file\n")
+    assert store.refpkgs.resource_path("pkg", "tree") == path and path.is_symlink()
+    assert path.read_bytes() == inputs["tree"].read_bytes()
+    blob = store.blobs.path(info.files["tree"].sha256)
+    blob.chmod(0o644)
+    blob.write_text("((s1,s2),s3);\n")  # edited through the link: the blob itself
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.refpkgs.resource_path("pkg", "tree")
+
+
+def test_concurrent_rp_calls_all_print_the_same_named_path(store_path: Path, inputs: dict[str, Path]) -> None:
+    with Store.open(store_path) as store:
+        store.refpkgs.create("pkg", locus="L", files=[("aln_fasta", inputs["aln_fasta"])])
+    argv = [sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "refpkg", "rp", "pkg", "aln_fasta"]
+    procs = [subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    assert {out for out, _err in outs} == {outs[0][0]} and all(err == b"" for _out, err in outs)
+    path = Path(outs[0][0].decode().strip())
+    assert path.name == "seqs.fasta" and path.read_bytes() == inputs["aln_fasta"].read_bytes()
+    assert sorted(p.name for p in (store_path / "names").iterdir()) == [path.parent.name]  # no temp links left
+    assert [p.name for p in path.parent.iterdir()] == ["seqs.fasta"]
+
+
+def test_rp_falls_back_to_the_blob_path_where_it_cannot_make_the_name_link(
+        cli, store_path: Path, inputs: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    # Root ignores file modes, so a `names` file in the way stands in for a store this user may not write.
+    assert cli("refpkg", "create", "pkg", "-l", "L", "-t", str(inputs["tree"])).exit_code == 0
+    (store_path / "names").write_text("in the way\n")
+    done = cli("refpkg", "rp", "pkg", "tree")
+    with Store.open(store_path, readonly=True) as store:
+        blob = store.blobs.path(store.refpkgs.info("pkg").files["tree"].sha256)
+    assert (done.exit_code, done.stdout, done.stderr) == (0, f"{blob}\n", "")
+
+
+def test_rp_on_a_read_only_mount_prints_the_blob_path_and_writes_nothing(
+        store_path: Path, inputs: dict[str, Path]) -> None:
+    with Store.open(store_path) as store:
+        info = store.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"])])
+    blob = store_path / "blobs" / info.files["tree"].sha256[:2] / info.files["tree"].sha256
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs unshare and mount for a private read-only bind mount")
+    mount = (f"mount --make-rprivate / && mount --bind {store_path} {store_path} && "
+             f"mount -o remount,bind,ro {store_path}")
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
+    rp = shlex.join([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "refpkg", "rp", "pkg", "tree"])
+    done = subprocess.run(["unshare", "--mount", *as_root, "sh", "-c", f"{mount} || exit 77; {rp}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"no private read-only bind mount here: {done.stderr.strip()[:200]}")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{blob}\n", "")
+    assert not (store_path / "names").exists()
 
 
 def test_a_corrupted_blob_is_detected_on_read_check_and_export(store: Store, inputs: dict[str, Path],
