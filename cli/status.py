@@ -75,7 +75,8 @@ def _print(st: StoreStatus) -> None:
             text += " recorded"
         rows.append((f"disk {part.part}:", text))
     current = sum(v.state == "current" for v in st.views)
-    rows.append(("views:", f"{current} of {len(st.views)} current"))
+    behind = ", ".join(f"{v.name} {v.state}" for v in st.views if v.state != "current")  # which, not just how many
+    rows.append(("views:", f"{current} of {len(st.views)} current" + (f" ({behind})" if behind else "")))
     rows.append(("health:", "ok" if st.healthy else f"{len(st.problems)} problem(s)"))
     emit_table([(label, cell(value)) for label, value in rows])
     for problem in st.problems:

@@ -456,6 +456,29 @@ class EventLog:
                 self.fold_batch(ctx, self.envelope_list(ctx.txn, done, upto), [view])
                 done = upto
 
+    def catch_up_views(self, txn: Txn, views: Sequence[View]) -> list[View]:
+        """Fold into each of ``views`` only the records appended after its checkpoint, then checkpoint it at the head.
+
+        For views added after the first release that an older rgstore left behind: folding its few records
+        costs what it appended, where a rebuild refolds the whole log at every open after each older append.
+        Returns the views this cannot catch up (another version, no checkpoint, a first-release view): rebuild those.
+        """
+        head, _ = self.head(txn)
+        ctx = FoldContext(txn, self.environment)
+        left: list[View] = []
+        for view in views:
+            raw = txn.get(view.name.encode(), db=self._checkpoints)
+            version, done = _CHECKPOINT.unpack(raw) if raw is not None and len(raw) == _CHECKPOINT.size else (0, 0)
+            if view.name in FIRST_RELEASE_VIEWS or version != view.version or not 0 < done <= head:
+                left.append(view)
+                continue
+            while done < head:
+                upto = min(done + _CATCH_UP_BATCH, head)
+                self.fold_batch(ctx, self.envelope_list(txn, done, upto), [view])
+                done = upto
+            self.set_checkpoint(txn, view, head)
+        return left
+
     def fold_batch(
         self, ctx: FoldContext, envelopes: Sequence[Envelope], views: Sequence[View] | None = None,
         skip: View | None = None,

@@ -495,6 +495,10 @@ class Store:
 
     def _refresh_stale_views(self, progress: ProgressFactory) -> None:
         stale = out_of_step(self)
+        # Behind only (an older rgstore appended since): fold what it appended, not the whole log again.
+        behind = [view for view, why in stale if not why and type(view).sync_external is View.sync_external]
+        left = self.environment.write(lambda txn: self.log.catch_up_views(txn, behind)) if behind else []
+        stale = [(view, why) for view, why in stale if view in left or view not in behind]
         if stale:
             self.rebuild([view for view, _ in stale], progress=progress)
             self.repaired.extend(f"view {view.name!r} was out of step with the log ({why}); rebuilt from the log"
