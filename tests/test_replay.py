@@ -19,6 +19,7 @@ from rgstore.logfile import read_log_file
 from rgstore.replay import export_log, replay_file
 from rgstore.store import Store
 from rgstore.verify import view_digests
+from tests.log_clock import LogClock
 
 
 def _primary(path: Path, n: int = 30) -> Store:
@@ -371,14 +372,8 @@ def test_log_export_to_dev_stdout_appends_to_the_shells_file(store: Store, tmp_p
 _T0 = datetime(2026, 11, 15, tzinfo=timezone.utc)
 
 
-class _Clock:
-    """The log's ``datetime``, reading a time the test sets (a wall clock that steps back, as real ones do)."""
-
+class _Clock(LogClock):
     current = _T0
-
-    @classmethod
-    def now(cls, tz: object = None) -> datetime:
-        return cls.current
 
 
 def _digest(label: str) -> str:

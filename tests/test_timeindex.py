@@ -17,18 +17,13 @@ from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from rgstore.views.timeindex import TimeIndexView
+from tests.log_clock import LogClock
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-class _Clock:
-    """The log's ``datetime``, reading a time the test sets (a wall clock that steps back, as real ones do)."""
-
+class _Clock(LogClock):
     current = T0
-
-    @classmethod
-    def now(cls, tz: Any = None) -> datetime:
-        return cls.current
 
 
 def _append(store: Store, commands: list[tuple[int, int]]) -> None:
