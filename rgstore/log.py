@@ -43,6 +43,7 @@ from .errors import (
 )
 from .eventids import id_source, new_event_id
 from .events import EVENT_TYPES, AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
+from .progress import ProgressFactory, null_progress
 from .views import SEQ, FoldContext, View
 from .views.history import HistoryView
 from .views.ids import IdsView
@@ -456,7 +457,7 @@ class EventLog:
                 self.fold_batch(ctx, self.envelope_list(ctx.txn, done, upto), [view])
                 done = upto
 
-    def catch_up_views(self, txn: Txn, views: Sequence[View]) -> list[View]:
+    def catch_up_views(self, txn: Txn, views: Sequence[View], progress: ProgressFactory = null_progress) -> list[View]:
         """Fold into each of ``views`` only the records appended after its checkpoint, then checkpoint it at the head.
 
         For views added after the first release that an older rgstore left behind: folding its few records
@@ -472,10 +473,15 @@ class EventLog:
             if view.name in FIRST_RELEASE_VIEWS or version != view.version or not 0 < done <= head:
                 left.append(view)
                 continue
-            while done < head:
-                upto = min(done + _CATCH_UP_BATCH, head)
-                self.fold_batch(ctx, self.envelope_list(txn, done, upto), [view])
-                done = upto
+            bar = progress(f"catch up {view.name}", total=head - done, unit="ev")  # an old mirror's 1M-event pull
+            try:
+                while done < head:
+                    upto = min(done + _CATCH_UP_BATCH, head)
+                    self.fold_batch(ctx, self.envelope_list(txn, done, upto), [view])
+                    bar.update(upto - done)
+                    done = upto
+            finally:
+                bar.close()
             self.set_checkpoint(txn, view, head)
         return left
 

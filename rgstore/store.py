@@ -497,7 +497,7 @@ class Store:
         stale = out_of_step(self)
         # Behind only (an older rgstore appended since): fold what it appended, not the whole log again.
         behind = [view for view, why in stale if not why and type(view).sync_external is View.sync_external]
-        left = self.environment.write(lambda txn: self.log.catch_up_views(txn, behind)) if behind else []
+        left = self.environment.write(lambda txn: self.log.catch_up_views(txn, behind, progress)) if behind else []
         stale = [(view, why) for view, why in stale if view in left or view not in behind]
         if stale:
             self.rebuild([view for view, _ in stale], progress=progress)
