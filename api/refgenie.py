@@ -5,7 +5,8 @@ Shapes follow refgenie 1.0's server (``refgenie/server/routers/catalog.py``): li
 ``{alias, digest, source, collection, fhr}`` and keeps refgenie's operationId, which refgenie
 clients look up in ``/openapi.json``; ``/service-info`` advertises ``seqcol.refget_store.url``,
 the field refgenie's ``make_source`` bootstraps from. Flat names are refgenie's: an alias in the
-default ``refgenie`` namespace is its bare name, any other is ``namespace:name``.
+default ``refgenie`` namespace is its bare name, any other is ``namespace:name``; a bare name the
+``refgenie`` namespace lacks resolves through the other namespaces (the seed's server order).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from rgstore.environment import Txn
-from rgstore.errors import NotFoundError
+from rgstore.errors import ConflictError, NotFoundError
 from rgstore.store import Store
 from rgstore.views.aliases import (
     COLLECTION,
@@ -67,6 +68,43 @@ def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
 
 def _has_aliases(store: Store) -> bool:
     return store.environment.has_db("aliases.collections")
+
+
+def _namespaces(txn: Txn, store: Store) -> list[str]:
+    """The collection-alias namespaces in use, one cursor seek each (the view's keys are ``namespace NUL name``)."""
+    cur = txn.cursor(db=store.environment.db("aliases.collections"))
+    found: list[str] = []
+    try:
+        ok = cur.first()
+        while ok:
+            namespace = bytes(cur.key()).partition(b"\x00")[0]
+            found.append(namespace.decode())
+            ok = cur.set_range(namespace + b"\x01")  # past every key of this namespace
+    finally:
+        cur.close()
+    return found
+
+
+def _resolve(txn: Txn, store: Store, name: str) -> str | None:
+    """The digest a flat alias names, or None: ``ns:name`` exactly; a bare name in ``refgenie`` first, else elsewhere.
+
+    The seed's server resolution order: the server's own (``refgenie``) aliases win, then any
+    other namespace (ncbi, insdc, ucsc, ...) holding the bare name. ConflictError when those
+    other namespaces name different genomes, rather than picking one silently.
+    """
+    if not _has_aliases(store):
+        return None
+    env = store.environment
+    namespace, alias = _split(name)
+    digest = collection_alias(txn, env, namespace, alias)
+    if digest is not None or namespace != DEFAULT_NAMESPACE:
+        return digest
+    hits = {ns: target for ns in _namespaces(txn, store) if ns != DEFAULT_NAMESPACE
+            and (target := collection_alias(txn, env, ns, alias)) is not None}
+    if len(set(hits.values())) > 1:
+        raise ConflictError(f"Alias '{name}' is ambiguous: " + ", ".join(
+            f"{ns}:{alias} -> {target}" for ns, target in sorted(hits.items())) + "; ask for one of them")
+    return next(iter(hits.values()), None)
 
 
 def _aliases_of(txn: Txn, store: Store, digest: str) -> list[str]:
@@ -171,15 +209,19 @@ def list_aliases_route(
 
 @router.get(
     "/aliases/{name}", response_model=AliasRecord, operation_id="get_alias_v4_aliases__name__get",
-    summary="Resolve a genome alias to its digest, level-2 collection and FHR", responses={404: {"model": ErrorBody}},
+    summary="Resolve a genome alias to its digest, level-2 collection and FHR",
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
 async def get_alias(request: Request, name: str) -> Response:
-    """``{alias, digest, source: "server", collection: {names, lengths, sequences}, fhr}``; 404 if unknown."""
+    """``{alias, digest, source: "server", collection: {names, lengths, sequences}, fhr}``; 404 if unknown.
+
+    A bare name not in the ``refgenie`` namespace is looked up in every other one; 409 when
+    those name different genomes.
+    """
     store = store_of(request)
-    namespace, alias = _split(name)
     cache: CollectionCache = store.service("api.collections", CollectionCache)
     with store.read() as txn:
-        digest = collection_alias(txn, store.environment, namespace, alias) if _has_aliases(store) else None
+        digest = _resolve(txn, store, name)
         if digest is None:
             raise NotFoundError(f"Alias '{name}' not found")
         try:
@@ -193,7 +235,8 @@ async def get_alias(request: Request, name: str) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/genomes", response_model=GenomePage, summary="Genomes, filtered and paged")
+@router.get("/genomes", response_model=GenomePage, summary="Genomes, filtered and paged",
+            responses={409: {"model": ErrorBody}})
 def list_genomes(
     request: Request, digest: Text = None, alias: Text = None, q: Text = None,
     offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
@@ -209,8 +252,7 @@ def list_genomes(
     with store.read() as txn:
         digests = catalog.snapshot(txn).digests
         if alias is not None:
-            namespace, local = _split(alias)
-            target = collection_alias(txn, env, namespace, local) if _has_aliases(store) else None
+            target = _resolve(txn, store, alias)
             digests = [target] if target in catalog.snapshot(txn).known else []
         if digest is not None:
             digests = [d for d in digests if d == digest]

@@ -229,3 +229,27 @@ def test_an_alias_page_reads_only_its_own_aliases_however_many_the_store_holds(s
         store.environment.write(lambda txn: [txn.put(f"{ns}\x00{n}".encode(), b"\xc1", db=db)
                                              for ns, n in names if f"{ns}:{n}" not in returned])
     assert ask() == before
+
+
+def test_a_bare_alias_the_refgenie_namespace_lacks_resolves_through_the_other_namespaces(tmp_path: Path) -> None:
+    """The seed's server order: refgenie's own aliases win, then ncbi/insdc/ucsc/...; disagreement is a 409."""
+    store = tmp_path / "store"
+    (tmp_path / "one.fa").write_text(">chr1\nACGTACGTAC\n>chr2\nGGGGCCCC\n")
+    (tmp_path / "two.fa").write_text(">chrA\nTTTTAAAACCCC\n")
+    one = str(init_genome(store, tmp_path / "one.fa", "one")["digest"])
+    two = str(init_genome(store, tmp_path / "two.fa", "two")["digest"])
+    for flat, digest in [("ncbi:GCA_ONE.1", one), ("ucsc:shared", one), ("ncbi:shared", one),
+                         ("ucsc:clash", one), ("ncbi:clash", two), ("ucsc:two", one)]:
+        rgstore_cli(store, "alias", "set", flat, digest)
+    with running_server(store) as server:
+        body = httpx.get(f"{server.url}/v4/aliases/GCA_ONE.1").json()
+        assert (body["alias"], body["digest"], body["collection"]["names"]) == ("GCA_ONE.1", one, ["chr1", "chr2"])
+        assert httpx.get(f"{server.url}/v4/aliases/shared").json()["digest"] == one
+        assert httpx.get(f"{server.url}/v4/aliases/two").json()["digest"] == two    # refgenie:two wins over ucsc:two
+        clash = httpx.get(f"{server.url}/v4/aliases/clash")
+        assert clash.status_code == 409
+        assert f"ncbi:clash -> {two}" in clash.json()["detail"] and f"ucsc:clash -> {one}" in clash.json()["detail"]
+        assert httpx.get(f"{server.url}/v4/aliases/ucsc:GCA_ONE.1").status_code == 404   # a namespace stays exact
+        assert httpx.get(f"{server.url}/v4/aliases/nope").status_code == 404
+        listed = httpx.get(f"{server.url}/v4/genomes", params={"alias": "GCA_ONE.1"}).json()["items"]
+        assert [item["digest"] for item in listed] == [one]
