@@ -13,6 +13,7 @@ from rgstore.events import Event
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests
+from rgstore.views import View
 from tests.strategies import plausible_event
 
 step = st.lists(plausible_event(), min_size=1, max_size=4)
@@ -87,41 +88,121 @@ def test_a_read_only_open_after_an_upgrade_rebuilds_stale_views_without_adding_e
 def test_each_views_batch_fold_equals_its_one_event_fold(
     tmp_path_factory: object, steps: list[list[tuple[str, Event]]]
 ) -> None:
-    from rgstore.views import FoldContext, View
-
     root = Path(str(tmp_path_factory.mktemp("prop")))  # type: ignore[attr-defined]
     with Store.open(root / "s") as store:
         _apply_all(store, steps)
-        env = store.environment
+        for view in store.views:
+            batched = _refold(store, view, "batch")
+            assert _refold(store, view, "batches of one") == batched, view.name
+            assert _refold(store, view, "apply") == batched, view.name
 
-        def refold(view: View, how: str) -> list[tuple[str, bytes, bytes]]:
-            def run(txn: Any) -> None:
+
+def _refold(store: Store, view: View, how: str) -> list[tuple[str, bytes, bytes]]:
+    """The view's contents after folding the whole log into it again ``how``, in a txn that is rolled back."""
+    from rgstore.views import FoldContext
+
+    env = store.environment
+
+    def run(txn: Any) -> None:
+        view.clear(txn, env)
+        ctx = FoldContext(txn, env)
+        envelopes = list(store.log.envelopes(txn))
+        if how == "batch":
+            store.log.fold_batch(ctx, envelopes, [view])
+        elif how == "batches of one":
+            for envelope in envelopes:
+                store.log.fold_batch(ctx, [envelope], [view])
+        else:  # the view's own single-event fold, behind the same filter fold_batch applies
+            for e in envelopes:
+                if (not view.handles or type(e.event) in view.handles) and e.stream.startswith(
+                    view.streams or ("",)
+                ):
+                    view.apply(ctx, e)
+        raise _Rollback(list(view.contents(txn, env)))
+
+    try:
+        env.write(run)
+    except _Rollback as done:
+        return done.contents
+    raise AssertionError("unreachable")
+
+
+def test_a_big_batch_over_many_stream_families_folds_every_view_as_event_by_event(store_path: Path) -> None:
+    """A rebuild-sized batch (over 64 events: fold_batch sorts it into stream families once) gives the same bytes."""
+    from rgstore.events import AliasRemoved, AliasSet, CacheTouched, Noted, RefpkgUpdated, Undone
+
+    events: list[NewEvent] = []
+    for i in range(240):
+        k = i % 6
+        if k == 0:
+            events.append(NewEvent(stream=f"alias:refgenie/g{i % 7}",
+                                   event=AliasSet(namespace="refgenie", name=f"g{i % 7}", digest=f"{i:032d}")))
+        elif k == 1:
+            events.append(NewEvent(stream=f"refpkg:p{i % 3}",
+                                   event=RefpkgUpdated(name=f"p{i % 3}", metadata={"step": str(i)}, message=f"m{i}")))
+        elif k == 2:
+            events.append(NewEvent(stream=f"cache:{i % 5:064x}", event=CacheTouched(key=f"{i % 5:064x}")))
+        elif k == 3:  # no ':' (family ""), a nested name, and a name that only starts like a domain's
+            events.append(NewEvent(stream=("audit", "audit:x:y", "aliasy")[i % 3], event=Noted(text=f"n{i}")))
+        elif k == 4:
+            events.append(NewEvent(stream=f"alias:refgenie/g{i % 7}", event=Undone()))
+        else:
+            events.append(NewEvent(stream=f"alias:refgenie/g{i % 7}",
+                                   event=AliasRemoved(namespace="refgenie", name=f"g{i % 7}")))
+    with Store.open(store_path) as store:
+        for event in events:
+            try:
+                store.append([event])
+            except ConflictError:
+                pass  # an undo with nothing to undo
+        assert store.head()[0] > 150
+        for view in store.views:
+            batched = _refold(store, view, "batch")
+            if view.name in ("ids", "streams", "history", "aliases", "refpkgs", "streamindex", "timeindex"):
+                assert batched, view.name  # (no cache entry exists to touch, and no genome)
+            assert _refold(store, view, "batches of one") == batched, view.name
+            assert _refold(store, view, "apply") == batched, view.name
+
+
+def test_the_ids_batch_fold_keys_every_id_spelling_as_id_key_does(store_path: Path) -> None:
+    """Ids in random order and in every spelling uuid accepts (a foreign log's) map to id_key's key, with append or not."""
+    import random
+    import uuid
+    from datetime import datetime, timezone
+
+    from rgstore.events import Envelope, Noted
+    from rgstore.views import FoldContext
+    from rgstore.views.ids import _VALUE, IdsView, id_key
+
+    rng = random.Random(7)
+    canonical = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(200)]
+    spelled = [canonical[0].upper(), "{" + canonical[1] + "}", "urn:uuid:" + canonical[2], canonical[3].replace("-", "")]
+    ids = spelled + canonical[4:]
+    rng.shuffle(ids)
+    now = datetime.now(timezone.utc)
+    envelopes = [Envelope(seq=n, id=i, stream="s", stream_version=n, time=now, actor="a", event=Noted())
+                 for n, i in enumerate(ids, start=1)]
+    view = IdsView()
+    with Store.open(store_path) as store:
+        env = store.environment
+        out: list[list[tuple[str, bytes, bytes]]] = []
+        for first in (0, 100):  # 100: half the batch is stored already, so the rest mostly goes in with MDB_APPEND
+
+            def run(txn: Any, first: int = first) -> None:
                 view.clear(txn, env)
                 ctx = FoldContext(txn, env)
-                envelopes = list(store.log.envelopes(txn))
-                if how == "batch":
-                    store.log.fold_batch(ctx, envelopes, [view])
-                elif how == "batches of one":
-                    for envelope in envelopes:
-                        store.log.fold_batch(ctx, [envelope], [view])
-                else:  # the view's own single-event fold, behind the same filter fold_batch applies
-                    for e in envelopes:
-                        if (not view.handles or type(e.event) in view.handles) and e.stream.startswith(
-                            view.streams or ("",)
-                        ):
-                            view.apply(ctx, e)
+                for e in envelopes[:first]:
+                    view.apply(ctx, e)
+                view.apply_batch(ctx, envelopes[first:])
                 raise _Rollback(list(view.contents(txn, env)))
 
             try:
                 env.write(run)
             except _Rollback as done:
-                return done.contents
-            raise AssertionError("unreachable")
-
-        for view in store.views:
-            batched = refold(view, "batch")
-            assert refold(view, "batches of one") == batched, view.name
-            assert refold(view, "apply") == batched, view.name
+                out.append(done.contents)
+        want = sorted(("ids", id_key(e.id), _VALUE.pack(e.seq)) for e in envelopes)
+        assert out == [want, want]
+        assert len({key for _db, key, _value in want}) == len(ids)
 
 
 class _Rollback(Exception):

@@ -41,17 +41,29 @@ class IdsView(View):
 
     def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
         """Record every envelope's id."""
-        pack = _VALUE.pack
-        pairs = sorted([(id_key(e.id), pack(e.seq)) for e in envelopes])
+        pack, fromhex = _VALUE.pack, bytes.fromhex
+        # id_key inlined for the canonical spelling (a call per event costs ~0.2 us); a batch's ids
+        # come from one millisecond in random order, so sort indices by key: bytes compare directly,
+        # where sorting (key, value) tuples costs ~2x. A stable sort keeps a repeated id in seq order,
+        # as the tuple sort did (values are big-endian seqs, ascending within the batch).
+        ids = [e.id for e in envelopes]
+        try:
+            keys = [fromhex(i.replace("-", "")) if len(i) == 36 and i[8] == "-" else id_key(i) for i in ids]
+        except ValueError:  # a 36-character spelling that is not hex: id_key's own fallback decides
+            keys = [id_key(i) for i in ids]
+        values = [pack(e.seq) for e in envelopes]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        keys = [keys[i] for i in order]
+        values = [values[i] for i in order]
         with ctx.txn.cursor(db=ctx.db("ids")) as cur:
             # Time-ordered ids mostly sort after every stored one: those go in with MDB_APPEND
             # (no B-tree search); ids from a slower clock or another writer take the normal path.
             last = bytes(cur.key()) if cur.last() else b""
-            cut = bisect_right(pairs, (last, b"\xff" * 8)) if last else 0
+            cut = bisect_right(keys, last) if last else 0
             if cut:
-                cur.putmulti(pairs[:cut])
-            if cut < len(pairs):
-                cur.putmulti(pairs[cut:], append=True)
+                cur.putmulti(zip(keys[:cut], values[:cut]))
+            if cut < len(keys):
+                cur.putmulti(zip(keys[cut:], values[cut:]), append=True)
 
     @staticmethod
     def lookup(txn: Txn, db: Db, event_id: str) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 from typing import ClassVar
 
 from ..environment import Db, Txn
@@ -13,6 +14,7 @@ from . import FoldContext, View, iter_prefix
 __all__ = ["StreamsView"]
 
 _VALUE = struct.Struct(">QQ")
+_stream = attrgetter("stream")
 
 
 class StreamsView(View):
@@ -33,9 +35,11 @@ class StreamsView(View):
 
     def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
         """Advance each stream once, to its last version in the batch."""
-        last = {e.stream: (e.stream_version, e.seq) for e in envelopes}
+        # dict(zip) keeps each stream's last envelope without a Python step per event; sorting the
+        # names (str compares, same order as their UTF-8) skips comparing (key, value) tuples.
+        last = dict(zip(map(_stream, envelopes), envelopes))
         pack = _VALUE.pack
-        items = sorted([(stream.encode(), pack(version, seq)) for stream, (version, seq) in last.items()])
+        items = [(stream.encode(), pack(e.stream_version, e.seq)) for stream in sorted(last) for e in (last[stream],)]
         with ctx.txn.cursor(db=ctx.db("streams")) as cur:
             cur.putmulti(items)
 
