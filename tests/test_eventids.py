@@ -17,10 +17,11 @@ def test_event_ids_are_time_ordered_uuid7() -> None:
     assert len(set(ids)) == 200
 
 
-def test_ids_drawn_in_bulk_are_valid_distinct_uuid7s_with_the_rfc_variant() -> None:
-    ids = list(id_source(5000))
+@pytest.mark.parametrize("n", [1, 11, 12, 13, 5000])  # both ways of drawing them (one by one below 12)
+def test_ids_drawn_in_bulk_are_valid_distinct_uuid7s_with_the_rfc_variant(n: int) -> None:
+    ids = list(id_source(n))
     parsed = [uuid.UUID(i) for i in ids]
-    assert len(set(ids)) == 5000
+    assert len(set(ids)) == n
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i for u, i in zip(parsed, ids))
 
 
@@ -41,3 +42,11 @@ def test_a_clock_set_before_1970_still_draws_valid_ids(monkeypatch: pytest.Monke
     monkeypatch.setattr(eventids._time, "time_ns", lambda: -3_600 * 10**9)
     ids = [new_event_id(), *id_source(2)]
     assert all(uuid.UUID(i).version == 7 and i.startswith("00000000-0000-7") for i in ids)
+
+
+def test_bulk_ids_keep_every_random_bit_of_uuid7_after_their_shared_millisecond() -> None:
+    ids = list(id_source(5000))
+    assert len({i[:13] for i in ids}) == 1  # the batch shares one millisecond stamp
+    for at in [*range(15, 18), 19, *range(20, 23), *range(24, 36)]:
+        assert len({i[at] for i in ids}) == (4 if at == 19 else 16), at
+    assert list(id_source(0)) == []
