@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, cast
 
 import msgspec
 import zstandard
@@ -39,6 +39,7 @@ __all__ = [
     "frame_all",
     "unframe",
     "payload_of",
+    "payloads",
     "chain_hash",
     "genesis_hash",
     "encode_value",
@@ -50,6 +51,8 @@ CODEC_ZSTD: Final = 1
 CODEC_ZSTD_DICT: Final = 2
 HEADER_SIZE: Final = 37
 _HEADER = struct.Struct(">BI32s")
+_PREFIX = struct.Struct(">BI")
+"""The header up to the chain hash: codec and dictionary id."""
 _SEQ = struct.Struct(">Q")
 
 # Without a dictionary, compression pays only on larger records (GenomeAdded with many contigs):
@@ -166,15 +169,47 @@ def frame(payload: bytes, chain: bytes, *, compress: bool = True, dict_id: int =
 
 def frame_all(payloads: Sequence[bytes], chains: Sequence[bytes], *, compress: bool = True,
               dict_id: int = 0) -> list[bytes]:
-    """``frame`` of each (payload, chain) pair, in order.
+    """``frame`` of each (payload, chain) pair, in order, with the same bytes.
 
-    One tight loop keeps the compressor's tables in the CPU cache: interleaved with the rest of
-    an append, each dictionary compression measured ~4 us instead of ~1.2 us.
+    The records a dictionary compresses go through zstd in one call: ``multi_compress_to_buffer``
+    gives each the frame ``compress`` would (same parameters, a fresh frame each; a test holds the
+    bytes equal), at ~1.0 us a ~220-byte record instead of ~1.5 us plus a Python call (zstandard 0.25).
     """
     if not compress:
         pack = _HEADER.pack
         return [pack(CODEC_RAW, 0, chain) + payload for payload, chain in zip(payloads, chains)]
-    return [frame(payload, chain, compress=True, dict_id=dict_id) for payload, chain in zip(payloads, chains)]
+    pair = _DICTS.get(dict_id) if dict_id else None
+    lo, hi = DICT_MIN_BYTES, COMPRESS_MIN_BYTES * 8
+    small = [p for p in payloads if lo <= len(p) < hi] if pair is not None else []
+    if pair is None or len(small) < 2:
+        return [frame(payload, chain, compress=True, dict_id=dict_id) for payload, chain in zip(payloads, chains)]
+    packed = iter(_compress_many(pair[0], small))
+    join, raw, zdict = b"".join, _PREFIX.pack(CODEC_RAW, 0), _PREFIX.pack(CODEC_ZSTD_DICT, dict_id)
+    if len(small) == len(payloads):  # the usual batch: every record in the dictionary's range
+        return [join((zdict, chain, body)) if len(body) < len(payload) * 0.9 else join((raw, chain, payload))
+                for payload, chain, body in zip(payloads, chains, packed)]
+    out: list[bytes] = []
+    add = out.append
+    for payload, chain in zip(payloads, chains):
+        n = len(payload)
+        if lo <= n < hi:
+            body = next(packed)
+            if len(body) < n * 0.9:
+                add(join((zdict, chain, body)))
+            else:
+                add(join((raw, chain, payload)))
+        else:
+            add(frame(payload, chain, compress=True, dict_id=dict_id))
+    return out
+
+
+def _compress_many(compressor: zstandard.ZstdCompressor, payloads: list[bytes]) -> Iterable[Any]:
+    """``[compressor.compress(p) for p in payloads]`` (as buffers), in one call where the zstandard backend can."""
+    try:
+        batch = compressor.multi_compress_to_buffer(cast("list[bytes | bytearray | memoryview]", payloads), threads=0)
+        return cast("Iterable[Any]", batch)  # a sequence of buffers (its stub lacks __iter__)
+    except NotImplementedError:  # the cffi backend (PyPy) has no batch API
+        return [compressor.compress(p) for p in payloads]
 
 
 def record_dictionary(record: bytes | memoryview) -> int:
@@ -197,6 +232,39 @@ def payload_of(record: bytes | memoryview, seq: int = 0) -> bytes:
             except zstandard.ZstdError:
                 pass  # unframe names the problem
     return unframe(record, seq)[1]
+
+
+_RAW_PREFIX: Final = bytes(5)
+_ZSTD_PREFIX: Final = bytes([CODEC_ZSTD]) + bytes(4)
+_UNREAD: Final = object()
+
+
+def payloads(records: Iterable[tuple[int, bytes]]) -> list[bytes | None]:
+    """Each record's uncompressed payload, or None where only ``payload_of`` can tell (it names the problem).
+
+    ``payload_of`` over a batch (replays, mirrors): one dictionary lookup on the 5-byte codec and
+    dictionary prefix per record instead of a call and a header parse (~0.25 us a record less).
+    The same ``MAX_PAYLOAD`` check comes before anything is inflated; a record compressed with a
+    dictionary registered after this call (announced earlier in the same batch) gets None.
+    """
+    kinds: dict[bytes, zstandard.ZstdDecompressor | None] = {_RAW_PREFIX: None, _ZSTD_PREFIX: _ZD}
+    for dict_id, (_, decompressor) in _DICTS.items():
+        kinds[bytes([CODEC_ZSTD_DICT]) + dict_id.to_bytes(4, "big")] = decompressor
+    out: list[bytes | None] = []
+    add, kind_of, size_of, unread, error = out.append, kinds.get, _content_size, _UNREAD, zstandard.ZstdError
+    for _, record in records:
+        kind = kind_of(record[:5], unread)
+        if kind is unread or len(record) < HEADER_SIZE:
+            add(None)
+        elif kind is None:
+            add(record[HEADER_SIZE:])
+        else:
+            body = record[HEADER_SIZE:]
+            try:
+                add(kind.decompress(body) if size_of(body) <= MAX_PAYLOAD else None)  # type: ignore[attr-defined]
+            except error:
+                add(None)
+    return out
 
 
 def _inflate(decompressor: zstandard.ZstdDecompressor, body: bytes | memoryview, seq: int) -> bytes:

@@ -26,6 +26,7 @@ __all__ = [
     "MAGIC",
     "LogHeader",
     "encode_frame",
+    "frame_list",
     "iter_frames",
     "write_log_file",
     "write_log_stream",
@@ -56,6 +57,26 @@ class LogHeader(msgspec.Struct, frozen=True, kw_only=True):
 def encode_frame(seq: int, record: bytes) -> bytes:
     """One frame: seq, length, stored record."""
     return _FRAME.pack(seq, len(record)) + record
+
+
+def frame_list(body: bytes) -> list[tuple[int, bytes]]:
+    """``list(iter_frames(io.BytesIO(body)))`` for a body already in memory (an ``/events`` page), with the same ChainErrors."""
+    size, unpack, limit, end_of_body = _FRAME.size, _FRAME.unpack_from, MAX_RECORD, len(body)
+    out: list[tuple[int, bytes]] = []
+    add = out.append
+    pos = 0
+    while pos < end_of_body:
+        if end_of_body - pos < size:
+            raise ChainError(0, "stream ends inside a frame header (truncated)")
+        seq, length = unpack(body, pos)
+        if length > limit:
+            raise ChainError(seq, f"frame claims {length} bytes")
+        end = pos + size + length
+        if end > end_of_body:
+            raise ChainError(seq, "stream ends inside a record (truncated)")
+        add((seq, body[pos + size:end]))
+        pos = end
+    return out
 
 
 def _read_exact(fh: BinaryIO, n: int) -> bytes:

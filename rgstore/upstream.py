@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ChainError, IntegrityError, NotFoundError, RemoteError
 from .files import CHUNK
-from .logfile import MAX_RECORD, iter_frames, read_log_stream
+from .logfile import MAX_RECORD, frame_list, read_log_stream
 from .segments import Manifest
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int
         body, media = fetch(client, f"{base}/events", params={"after": after, "limit": PAGE},
                             headers={"Accept": FRAMES_MEDIA_TYPE}, limit=PAGE_LIMIT)
         try:
-            page = list(iter_frames(io.BytesIO(body)))
+            page = frame_list(body)
         except ChainError as exc:
             if media and media != FRAMES_MEDIA_TYPE:  # a login page or a proxy's error page, not the log
                 raise RemoteError(

@@ -173,3 +173,23 @@ def test_a_mirror_pulls_the_whole_store_through_the_server(tmp_path: Path) -> No
     assert json.loads(rgstore_cli(mirror, "genome", "show", "g", "--json"))["circular"] == ["chrM"]
     rp = Path(rgstore_cli(mirror, "refpkg", "rp", "pkg", "tree").strip())
     assert rp.read_bytes() == b"(a:0.1,b:0.2);\n"
+
+
+def test_a_page_parsed_in_memory_gives_the_frames_and_the_errors_a_stream_parse_gives() -> None:
+    # Mirrors parse each /events page in memory (frame_list), the truncation errors included.
+    from rgstore.errors import ChainError
+    from rgstore.logfile import encode_frame, frame_list
+
+    records = [(seq, bytes([seq % 256]) * (seq * 7)) for seq in range(3, 40)]
+    whole = b"".join(encode_frame(seq, rec) for seq, rec in records)
+    assert frame_list(whole) == list(iter_frames(io.BytesIO(whole))) == records
+    assert frame_list(b"") == []
+    for cut in (len(whole) - 1, len(whole) - len(records[-1][1]) - 5, 5):
+        with pytest.raises(ChainError) as streamed:
+            list(iter_frames(io.BytesIO(whole[:cut])))
+        with pytest.raises(ChainError) as in_memory:
+            frame_list(whole[:cut])
+        assert (in_memory.value.seq, str(in_memory.value)) == (streamed.value.seq, str(streamed.value))
+    huge = encode_frame(9, b"")[:8] + (2**31).to_bytes(4, "big")
+    with pytest.raises(ChainError, match="seq 9: frame claims 2147483648 bytes"):
+        frame_list(huge)

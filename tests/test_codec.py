@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone
 
 import pytest
@@ -12,6 +13,7 @@ from rgstore.codec import (
     CODEC_RAW,
     CODEC_ZSTD,
     CODEC_ZSTD_DICT,
+    HEADER_SIZE,
     chain_of,
     decode_envelope,
     decode_event,
@@ -110,6 +112,30 @@ def test_uncompressed_framing_of_a_batch_keeps_each_records_own_chain() -> None:
     assert [unframe(r) for r in records] == list(zip(chains, payloads))
 
 
+def test_framing_a_batch_with_a_dictionary_gives_each_record_the_bytes_framing_it_alone_gives() -> None:
+    # frame_all compresses a batch's dictionary records in one zstd call: the stored bytes must not move.
+    samples = [b'{"stream":"alias:refgenie/g%d","digest":"%030d"}' % (i, i * 7919) for i in range(400)]
+    dict_id = register_dictionary(train_dictionary(samples, 4096))
+    payloads = [
+        samples[5], b"\x80",  # compressible; too small for the dictionary
+        random.Random(7).randbytes(300),  # incompressible: stays raw
+        samples[7] * 20,  # repetitive, still in the dictionary's range
+        BIG * 3,  # past COMPRESS_MIN_BYTES * 8: plain zstd
+        *samples[10:40],
+    ]
+    chains = [bytes([i % 256]) * 32 for i in range(len(payloads))]
+    alone = [frame(p, c, dict_id=dict_id) for p, c in zip(payloads, chains)]
+    assert [alone[i][0] for i in (0, 1, 2, 4)] == [CODEC_ZSTD_DICT, CODEC_RAW, CODEC_RAW, CODEC_ZSTD]
+    assert frame_all(payloads, chains, dict_id=dict_id) == alone
+    assert [type(r) for r in frame_all(payloads, chains, dict_id=dict_id)] == [bytes] * len(payloads)
+    assert frame_all(payloads[:2], chains[:2], dict_id=dict_id) == alone[:2]  # one dictionary record: no batch call
+    in_range = [0, 2, *range(5, len(payloads))]  # every record the dictionary's to try, one of them incompressible
+    assert frame_all([payloads[i] for i in in_range], [chains[i] for i in in_range], dict_id=dict_id) == [
+        alone[i] for i in in_range]
+    assert frame_all(payloads, chains) == [frame(p, c) for p, c in zip(payloads, chains)]
+    assert [unframe(r) for r in alone] == list(zip(chains, payloads))
+
+
 def _zstd_frame_claiming(size: int) -> bytes:
     """A zstd frame whose header declares ``size`` content bytes, followed by one empty raw block."""
     return bytes.fromhex("28b52ffd") + bytes([0xE0]) + size.to_bytes(8, "little") + b"\x01\x00\x00"
@@ -138,6 +164,33 @@ def test_a_dictionary_record_claiming_more_than_a_gigabyte_is_a_chain_error() ->
     for read in (lambda: unframe(record, 9), lambda: payload_of(record, 9)):
         with pytest.raises(ChainError, match="seq 9: zstd payload claims 1,099,511,627,776 bytes"):
             read()
+
+
+def test_payloads_of_a_batch_are_each_records_payload_and_none_exactly_where_payload_of_refuses() -> None:
+    # Replays and mirrors inflate a batch through payloads(): same checks, the refusals left to payload_of.
+    from rgstore.codec import _HEADER, payloads
+
+    samples = [b'{"stream":"alias:refgenie/g%d","digest":"%030d"}' % (i, i * 7919) for i in range(400)]
+    dict_id = register_dictionary(train_dictionary(samples, 4096))
+    chain = b"\x11" * 32
+    good = [frame(b"\x80", chain), frame(BIG, chain), frame(samples[9], chain, dict_id=dict_id),
+            _HEADER.pack(CODEC_RAW, 0, chain)]  # a raw record with an empty payload
+    assert [r[0] for r in good] == [CODEC_RAW, CODEC_ZSTD, CODEC_ZSTD_DICT, CODEC_RAW]
+    altered = bytearray(good[0])
+    altered[2] ^= 1
+    bad = [
+        b"\x00" * 10, b"", bytes(altered), good[1][:-3], good[2][:-3], good[2][:HEADER_SIZE],
+        _HEADER.pack(CODEC_ZSTD, 1, chain) + good[1][HEADER_SIZE:],
+        bytes([CODEC_ZSTD_DICT]) + (0x7EADBEEF).to_bytes(4, "big") + chain + b"\x28\xb5\x2f\xfd",
+        bytes([7]) + bytes(4) + chain + b"\x80",
+        _HEADER.pack(CODEC_ZSTD, 0, chain) + _zstd_frame_claiming((1 << 30) + 1),
+        _HEADER.pack(CODEC_ZSTD_DICT, dict_id, chain) + _zstd_frame_claiming(1 << 40),
+    ]
+    records = [(seq, r) for seq, r in enumerate([*good, *bad, *good], 1)]
+    assert payloads(records) == [payload_of(r) for r in good] + [None] * len(bad) + [payload_of(r) for r in good]
+    for seq, record in records[len(good):-len(good)]:
+        with pytest.raises(ChainError, match=f"seq {seq}: "):
+            payload_of(record, seq)
 
 
 def test_a_payload_nested_past_the_recursion_limit_is_a_decode_error_not_a_recursion_error() -> None:

@@ -4,6 +4,8 @@ Usage: python -m tools.bench.log [--events N] [--durable N] [--json]
 Prints events/s for each case and the ratios the engine issue sets targets for:
 durable one-command-one-event appends, batched appends with chain + ids (>= 200k ev/s,
 <= 2.5x the bare baseline's time), a rebuild of every view (>= 200k ev/s), bytes per event.
+Each append case also reports CPU microseconds per event (this process's CPU time, which a
+busy machine and slow fsyncs disturb far less than the wall clock) and their ratio.
 """
 
 from __future__ import annotations
@@ -58,31 +60,31 @@ def _payloads(events: list[NewEvent]) -> list[bytes]:
                                      actor="bench@host", event=e.event)) for i, e in enumerate(events)]
 
 
-def bare_lmdb(root: Path, payloads: list[bytes], batch: int) -> float:
-    """Seconds for py-lmdb alone to append the payloads, ``batch`` per durable txn."""
+def bare_lmdb(root: Path, payloads: list[bytes], batch: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for py-lmdb alone to append the payloads, ``batch`` per durable txn."""
     env = lmdb.open(str(root), map_size=1 << 36, max_dbs=4)
     db = env.open_db(b"log")
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(payloads), batch):
         with env.begin(write=True) as txn:
             for j, p in enumerate(payloads[i:i + batch], start=i + 1):
                 txn.put(j.to_bytes(8, "big"), p, db=db, append=True)
-    took = time.perf_counter() - t
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
     env.close()
-    return took
+    return took, cpu
 
 
-def rgstore_append(root: Path, events: list[NewEvent], batch: int, core_only: bool) -> tuple[float, Store]:
-    """Seconds for Store.append of the events, ``batch`` per command (one durable txn each)."""
+def rgstore_append(root: Path, events: list[NewEvent], batch: int, core_only: bool) -> tuple[float, float, Store]:
+    """(wall, CPU) seconds for Store.append of the events, ``batch`` per command (one durable txn each)."""
     store = Store.open(root, actor="bench@host")
     if core_only:
         core: list[View] = [v for v in store.views if isinstance(v, (IdsView, StreamsView, HistoryView))]
         store.views[:] = core
         store.log.views[:] = core
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(events), batch):
         store.append(events[i:i + batch])
-    return time.perf_counter() - t, store
+    return time.perf_counter() - t, time.process_time() - cpu, store
 
 
 def python_floor(events: list[NewEvent]) -> float:
@@ -118,7 +120,7 @@ def disk_bytes(path: Path) -> int:
 def zstd_dictionary_gain(payloads: list[bytes]) -> dict[str, float]:
     """Average stored bytes per payload: raw, zstd, zstd with a 16 KiB trained dictionary."""
     sample = payloads[: min(len(payloads), 20000)]
-    d = zstandard.train_dictionary(16384, sample)
+    d = zstandard.train_dictionary(16384, list[bytes | bytearray | memoryview](sample))
     plain, with_dict = zstandard.ZstdCompressor(level=3), zstandard.ZstdCompressor(level=3, dict_data=d)
     test = payloads[-5000:]
     return {
@@ -141,21 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         events = workload(args.events)
         payloads = _payloads(events)
         os.sync()
-        res["bare_batched_s"] = bare_lmdb(tmp / "bare", payloads, BATCH)
+        res["bare_batched_s"], res["bare_batched_cpu_s"] = bare_lmdb(tmp / "bare", payloads, BATCH)
         os.sync()
-        res["bare_durable_s"] = bare_lmdb(tmp / "bare1", payloads[: args.durable], 1)
+        res["bare_durable_s"], res["bare_durable_cpu_s"] = bare_lmdb(tmp / "bare1", payloads[: args.durable], 1)
         res["python_floor_s"] = python_floor(events)
         os.sync()
-        took, store = rgstore_append(tmp / "durable", events[: args.durable], 1, core_only=False)
+        took, cpu, store = rgstore_append(tmp / "durable", events[: args.durable], 1, core_only=False)
         store.close()
-        res["rgstore_durable_s"] = took
+        res["rgstore_durable_s"], res["rgstore_durable_cpu_s"] = took, cpu
         os.sync()
-        took, store = rgstore_append(tmp / "core", events, BATCH, core_only=True)
+        took, cpu, store = rgstore_append(tmp / "core", events, BATCH, core_only=True)
         store.close()
-        res["rgstore_batched_core_s"] = took
+        res["rgstore_batched_core_s"], res["rgstore_batched_core_cpu_s"] = took, cpu
         os.sync()
-        took, store = rgstore_append(tmp / "full", events, BATCH, core_only=False)
-        res["rgstore_batched_all_views_s"] = took
+        took, cpu, store = rgstore_append(tmp / "full", events, BATCH, core_only=False)
+        res["rgstore_batched_all_views_s"], res["rgstore_batched_all_views_cpu_s"] = took, cpu
         t = time.perf_counter()
         store.rebuild()
         res["rebuild_all_views_s"] = time.perf_counter() - t
@@ -194,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         ratio = "" if bare != bare else f"{bare / ours:.2f}x"
         bare_s = "" if bare != bare else f"{bare:,.0f}"
         print(f"{case:<44}{ours:>12,.0f}{bare_s:>12}{ratio:>12}")
+    cpu_rows = [("durable 1-event commands", "rgstore_durable", "bare_durable", d),
+                ("batched appends, chain+ids (core views)", "rgstore_batched_core", "bare_batched", n),
+                ("batched appends, every view", "rgstore_batched_all_views", "bare_batched", n)]
+    print(f"{'CPU us/event':<44}{'rgstore':>12}{'bare lmdb':>12}{'cpu ratio':>12}")
+    for case, ours_key, bare_key, count in cpu_rows:
+        ours_us, bare_us = res[f"{ours_key}_cpu_s"] / count * 1e6, res[f"{bare_key}_cpu_s"] / count * 1e6
+        print(f"{case:<44}{ours_us:>12.1f}{bare_us:>12.1f}{ours_us / bare_us:>11.2f}x")
     per_view = ", ".join(f"{k[len('rebuild_view_'):-2]} {v / n * 1e6:.1f}" for k, v in res.items()
                          if k.startswith("rebuild_view_"))
     print(f"rebuild cost per event, us: read+decode {res['rebuild_read_decode_only_s'] / n * 1e6:.1f}; "
