@@ -18,8 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from rgstore.aliases import find_genome_alias
 from rgstore.environment import Txn
-from rgstore.errors import ConflictError, NotFoundError
+from rgstore.errors import NotFoundError
 from rgstore.store import Store
 from rgstore.views.aliases import (
     COLLECTION,
@@ -70,41 +71,12 @@ def _has_aliases(store: Store) -> bool:
     return store.environment.has_db("aliases.collections")
 
 
-def _namespaces(txn: Txn, store: Store) -> list[str]:
-    """The collection-alias namespaces in use, one cursor seek each (the view's keys are ``namespace NUL name``)."""
-    cur = txn.cursor(db=store.environment.db("aliases.collections"))
-    found: list[str] = []
-    try:
-        ok = cur.first()
-        while ok:
-            namespace = bytes(cur.key()).partition(b"\x00")[0]
-            found.append(namespace.decode())
-            ok = cur.set_range(namespace + b"\x01")  # past every key of this namespace
-    finally:
-        cur.close()
-    return found
-
-
 def _resolve(txn: Txn, store: Store, name: str) -> str | None:
-    """The digest a flat alias names, or None: ``ns:name`` exactly; a bare name in ``refgenie`` first, else elsewhere.
-
-    The seed's server resolution order: the server's own (``refgenie``) aliases win, then any
-    other namespace (ncbi, insdc, ucsc, ...) holding the bare name. ConflictError when those
-    other namespaces name different genomes, rather than picking one silently.
-    """
+    """The digest a flat alias names, or None: ``ns:name`` exactly; a bare name in ``refgenie`` first, else elsewhere."""
     if not _has_aliases(store):
         return None
-    env = store.environment
     namespace, alias = _split(name)
-    digest = collection_alias(txn, env, namespace, alias)
-    if digest is not None or namespace != DEFAULT_NAMESPACE:
-        return digest
-    hits = {ns: target for ns in _namespaces(txn, store) if ns != DEFAULT_NAMESPACE
-            and (target := collection_alias(txn, env, ns, alias)) is not None}
-    if len(set(hits.values())) > 1:
-        raise ConflictError(f"Alias '{name}' is ambiguous: " + ", ".join(
-            f"{ns}:{alias} -> {target}" for ns, target in sorted(hits.items())) + "; ask for one of them")
-    return next(iter(hits.values()), None)
+    return find_genome_alias(txn, store.environment, namespace, alias, bare=":" not in name)[1]
 
 
 def _aliases_of(txn: Txn, store: Store, digest: str) -> list[str]:

@@ -27,6 +27,7 @@ from .views.aliases import (
     Kind,
     alias_entry,
     alias_names,
+    alias_namespaces,
     alias_snapshots,
     alias_stream,
     alias_target,
@@ -90,6 +91,28 @@ def split_alias(name: str, namespace: str | None = None) -> tuple[str, str]:
             raise InvalidInputError(f"alias {name!r} names namespace {ns!r} but --namespace is {namespace!r}")
         return check_namespace(ns), check_name(local)
     return check_namespace(namespace or DEFAULT_NAMESPACE), check_name(name)
+
+
+def find_genome_alias(txn: Txn, environment: Environment, namespace: str, name: str, *, bare: bool) -> tuple[str, str | None]:
+    """(namespace it was found in, digest or None) of the genome alias ``namespace:name``.
+
+    A ``bare`` name (typed without ``ns:``) that its namespace lacks resolves in the other
+    namespaces, the refgenie server's order (its own aliases first, then ncbi, ucsc, ...), so
+    ``getseq hg38`` and ``/v4/aliases/hg38`` agree. ConflictError when those namespaces point the
+    name at different genomes: a silent pick would serve the wrong genome.
+    """
+    digest = alias_target(txn, environment, COLLECTION, namespace, name)
+    if digest is not None or not bare:
+        return namespace, digest
+    hits = {other: target for other in alias_namespaces(txn, environment, COLLECTION)
+            if other != namespace and (target := alias_target(txn, environment, COLLECTION, other, name)) is not None}
+    if len(set(hits.values())) > 1:
+        raise ConflictError(f"genome name {name!r} is ambiguous: " + ", ".join(
+            f"{other}:{name} -> {target}" for other, target in sorted(hits.items())) + "; name one of them as ns:name")
+    if not hits:
+        return namespace, None
+    found = min(hits)
+    return found, hits[found]
 
 
 def normalise_digest(digest: str) -> str:

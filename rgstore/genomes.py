@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import msgspec
 
-from .aliases import normalise_digest, split_alias
+from .aliases import find_genome_alias, normalise_digest, split_alias
 from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
@@ -298,7 +298,7 @@ class Genomes:
                 raise NotFoundError(f"no genome with digest {digest}; see `rgstore genome list`")
             return digest
         ns, local = split_alias(name)
-        digest_or_none = collection_alias(txn, env, ns, local)
+        ns, digest_or_none = find_genome_alias(txn, env, ns, local, bare=":" not in name)
         if digest_or_none is None:
             hint = _genome_hint(txn, env, name, ns, local) or "see `rgstore genome list`"
             raise NotFoundError(f"no genome named {name!r} (alias {ns}:{local}); {hint}")

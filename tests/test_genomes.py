@@ -243,6 +243,41 @@ def test_remove_drops_the_genome_and_its_aliases_and_reinit_restores_it(store: S
     assert store.getseq("tiny", "chr1", 0, 10) == TINY.read_text().splitlines()[1][:10].upper()
 
 
+def test_a_bare_name_its_namespace_lacks_resolves_in_the_one_other_namespace_holding_it(
+    store: Store, tmp_path: Path, cli  # type: ignore[no-untyped-def]
+) -> None:
+    # The refgenie server's order, shared with /v4/aliases: getseq and the server agree on a name.
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    store.aliases.set("ucsc:tinyu", digest)
+    store.aliases.set("ncbi:tinyu", digest)  # the same genome in two namespaces is no ambiguity
+    assert store.genomes.resolve("tinyu") == digest
+    assert store.getseq("tinyu", "chr1", 0, 10) == TINY.read_text().splitlines()[1][:10].upper()
+    store.close()  # the CLI opens the store itself (once per process)
+    result = cli("getseq", "tinyu", "chr1:0-10")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == TINY.read_text().splitlines()[1][:10].upper()
+    result = cli("getseq", "refgenie:tinyu", "chr1:0-10")  # a namespace typed out is taken exactly
+    assert result.exit_code != 0 and "no genome named 'refgenie:tinyu'" in result.stderr
+
+
+def test_a_bare_name_two_other_namespaces_point_at_different_genomes_is_refused_naming_both(
+    store: Store, tmp_path: Path, cli  # type: ignore[no-untyped-def]
+) -> None:
+    first = store.genomes.init(TINY, ["tiny"]).genome.digest
+    second = store.genomes.init(_write(tmp_path / "other.fa", {"x": "ACGT" * 10}), ["other"]).genome.digest
+    store.aliases.set("ucsc:dup", first)
+    store.aliases.set("ncbi:dup", second)
+    assert store.genomes.resolve("ucsc:dup") == first
+    with pytest.raises(ConflictError, match=rf"'dup' is ambiguous: ncbi:dup -> {second}, ucsc:dup -> {first}"):
+        store.genomes.resolve("dup")
+    store.aliases.set("dup", second)  # the default namespace wins outright
+    assert store.genomes.resolve("dup") == second
+    store.aliases.remove("dup")
+    store.close()  # the CLI opens the store itself (once per process)
+    result = cli("getseq", "dup", "chr1:0-10")
+    assert result.exit_code != 0 and "ambiguous" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_fhr_keeps_unknown_keys_and_undo_restores_the_previous_document(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "tiny.fhr.json"
     path.write_text(json.dumps(FHR))

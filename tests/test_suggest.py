@@ -59,11 +59,12 @@ def test_an_unknown_genome_name_suggests_the_close_alias(tiny_store: Store) -> N
         tiny_store.genomes.resolve("tiy")
 
 
-def test_a_name_in_another_namespace_is_suggested_with_its_namespace(tiny_store: Store) -> None:
+def test_a_name_asked_for_in_the_wrong_namespace_is_suggested_with_its_namespace(tiny_store: Store) -> None:
     digest = tiny_store.genomes.resolve("tiny")
     tiny_store.aliases.set("ucsc:hg38", digest)
+    assert tiny_store.genomes.resolve("hg38") == digest  # bare: found in the one namespace holding it
     with pytest.raises(NotFoundError, match=r"did you mean 'ucsc:hg38'\?"):
-        tiny_store.genomes.resolve("hg38")
+        tiny_store.genomes.resolve("refgenie:hg38")
 
 
 def test_an_unknown_genome_with_nothing_close_points_to_the_listing(tiny_store: Store) -> None:

@@ -176,6 +176,24 @@ def _walk(
         cur.close()
 
 
+def alias_namespaces(txn: Txn, environment: Environment, kind: Kind) -> list[str]:
+    """The namespaces holding aliases of one kind, in key order: one cursor seek per namespace, not a walk."""
+    db = _db(environment, _CURRENT[kind])
+    if db is None:
+        return []
+    found: list[str] = []
+    cur = txn.cursor(db=db)
+    try:
+        ok = cur.first()
+        while ok:
+            namespace = bytes(cur.key()).partition(b"\x00")[0]
+            found.append(namespace.decode())
+            ok = cur.set_range(namespace + b"\x01")  # past every key of this namespace
+    finally:
+        cur.close()
+    return found
+
+
 def count_aliases(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> int:
     """How many aliases of one kind there are (in one namespace), from their keys alone."""
     db = _db(environment, _CURRENT[kind])
