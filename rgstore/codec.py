@@ -253,7 +253,10 @@ def payloads(records: Iterable[tuple[int, bytes]]) -> list[bytes | None]:
     out: list[bytes | None] = []
     add, kind_of, size_of, unread, error = out.append, kinds.get, _content_size, _UNREAD, zstandard.ZstdError
     for _, record in records:
-        kind = kind_of(record[:5], unread)
+        try:
+            kind = kind_of(record[:5], unread)
+        except (TypeError, ValueError):  # a bytearray or writable memoryview is unhashable; its prefix as bytes is not
+            kind = kind_of(bytes(record[:5]), unread)
         if kind is unread or len(record) < HEADER_SIZE:
             add(None)
         elif kind is None:

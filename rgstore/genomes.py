@@ -254,11 +254,13 @@ class Genomes:
         """Remove a genome from the catalogue with every collection alias pointing at it.
 
         The sequences stay in the RefgetStore (content-addressed, possibly shared); returns seqs.
+        A bare name is taken from the ``refgenie`` namespace only (``exact``): once its genome is
+        gone, a retried removal must not fall through to the genome another namespace names.
         """
         env = self.store.environment
 
         def command(txn: Txn) -> list[NewEvent]:
-            digest = self.resolve_in(txn, name, by_digest)
+            digest = self.resolve_in(txn, name, by_digest, exact=True)
             events = [NewEvent(stream=genome_stream(digest), event=GenomeRemoved(digest=digest))]
             for ns, local in collection_aliases_of(txn, env, digest):
                 events.append(NewEvent(stream=alias_stream(COLLECTION, ns, local),
@@ -289,8 +291,8 @@ class Genomes:
         with self.store.read() as txn:
             return self.resolve_in(txn, name, by_digest)
 
-    def resolve_in(self, txn: Txn, name: str, by_digest: bool = False) -> str:
-        """``resolve`` inside a caller's transaction (a command's write txn or a read txn)."""
+    def resolve_in(self, txn: Txn, name: str, by_digest: bool = False, *, exact: bool = False) -> str:
+        """``resolve`` inside a caller's transaction (a command's write txn or a read txn); ``exact``: no other namespace."""
         env = self.store.environment
         if by_digest:
             digest = normalise_digest(name)
@@ -298,7 +300,7 @@ class Genomes:
                 raise NotFoundError(f"no genome with digest {digest}; see `rgstore genome list`")
             return digest
         ns, local = split_alias(name)
-        ns, digest_or_none = find_genome_alias(txn, env, ns, local, bare=":" not in name)
+        ns, digest_or_none = find_genome_alias(txn, env, ns, local, bare=":" not in name and not exact)
         if digest_or_none is None:
             hint = _genome_hint(txn, env, name, ns, local) or "see `rgstore genome list`"
             raise NotFoundError(f"no genome named {name!r} (alias {ns}:{local}); {hint}")

@@ -193,6 +193,21 @@ def test_payloads_of_a_batch_are_each_records_payload_and_none_exactly_where_pay
             payload_of(record, seq)
 
 
+def test_payloads_reads_every_buffer_payload_of_reads_writable_memoryviews_and_bytearrays_included() -> None:
+    # The batch read looked each record's 5-byte prefix up in a dict: a writable buffer is unhashable,
+    # so a replay of records held in a bytearray was a TypeError where payload_of reads them.
+    from rgstore.codec import payloads
+
+    samples = [b'{"stream":"alias:refgenie/g%d","digest":"%030d"}' % (i, i * 7919) for i in range(400)]
+    dict_id = register_dictionary(train_dictionary(samples, 4096))
+    chain = b"\x11" * 32
+    records = [frame(b"\x80", chain), frame(BIG, chain), frame(samples[9], chain, dict_id=dict_id), b"\x00" * 10]
+    expected = [payload_of(r) for r in records[:3]] + [None]
+    for buffer in (bytes, memoryview, bytearray, lambda r: memoryview(bytearray(r))):
+        got = payloads([(seq, buffer(r)) for seq, r in enumerate(records, 1)])  # type: ignore[misc]
+        assert [None if p is None else bytes(p) for p in got] == expected
+
+
 def test_a_payload_nested_past_the_recursion_limit_is_a_decode_error_not_a_recursion_error() -> None:
     import msgspec
 

@@ -278,6 +278,27 @@ def test_a_bare_name_two_other_namespaces_point_at_different_genomes_is_refused_
     assert result.exit_code != 0 and "ambiguous" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_repeated_remove_of_a_bare_name_never_removes_the_genome_another_namespace_names(
+    store: Store, tmp_path: Path, cli  # type: ignore[no-untyped-def]
+) -> None:
+    # A retried `genome remove hg38` (a script run twice) found ucsc:hg38 once refgenie:hg38 was gone
+    # and removed that other genome too: a removal takes a bare name from the refgenie namespace only.
+    mine = store.genomes.init(TINY, ["hg38"]).genome.digest
+    theirs = store.genomes.init(_write(tmp_path / "ucsc.fa", {"x": "ACGT" * 10}), ["ucschg38"]).genome.digest
+    store.aliases.set("ucsc:hg38", theirs)
+    assert store.genomes.remove("hg38")
+    assert store.genomes.resolve("hg38") == theirs  # reads still fall through to the other namespace
+    with pytest.raises(NotFoundError, match=r"no genome named 'hg38'.*did you mean 'ucsc:hg38'\?"):
+        store.genomes.remove("hg38")
+    store.close()  # the CLI opens the store itself (once per process)
+    result = cli("genome", "remove", "hg38")
+    assert result.exit_code != 0 and "did you mean 'ucsc:hg38'?" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = cli("genome", "list", "--json")
+    assert result.exit_code == 0 and theirs in result.stdout and mine not in result.stdout
+    assert cli("genome", "remove", "ucsc:hg38").exit_code == 0  # typed out, the namespace is taken exactly
+
+
 def test_fhr_keeps_unknown_keys_and_undo_restores_the_previous_document(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "tiny.fhr.json"
     path.write_text(json.dumps(FHR))
