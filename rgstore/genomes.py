@@ -28,6 +28,7 @@ from .gtf import gc_paused
 from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
 from .outputs import output_file
+from .pathtext import path_text
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import STREAM_CHUNK, SequenceReader, revcomp
@@ -517,7 +518,7 @@ def _genome_added(
         digest=ingested.digest, names=ingested.names, lengths=ingested.lengths, sequences=ingested.sequences,
         level1=ingested.level1, md5s=ingested.md5s, description=description, species=species,
         circular=circular,
-        source=GenomeSource(path=str(Path(fasta).expanduser().resolve()), size=ingested.source_size,
+        source=GenomeSource(path=path_text(Path(fasta).expanduser().resolve()), size=ingested.source_size,
                             md5=ingested.source_md5),
     )
 

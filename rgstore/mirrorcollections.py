@@ -66,7 +66,7 @@ def _import_one(store: Store, client: httpx.Client | None, base: str, genome: Ge
     """Copy one genome's collection from the upstream into the mirror's RefgetStore; False if the upstream lacks it."""
     from gtars.refget import RefgetStore  # type: ignore[import-untyped]
 
-    from .refgetstore import open_refget, scratch_dir
+    from .refgetstore import gtars_path, open_refget, scratch_dir
 
     digest = genome.digest
     with scratch_dir(store, ".remote-") as scratch:
@@ -75,7 +75,7 @@ def _import_one(store: Store, client: httpx.Client | None, base: str, genome: Ge
                 _fetch_index(client, base, relative, scratch / "source" / relative)
         except (OSError, NotFoundError, RemoteError):
             return False  # a lazy upstream (or one from before this) has no collection to copy: maybe later
-        source = RefgetStore.open_local(str(scratch / "source"))
+        source = RefgetStore.open_local(gtars_path(scratch / "source"))
         source.set_quiet(True)
         try:
             open_refget(store, write=True).import_collection(source, digest)

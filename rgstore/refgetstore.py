@@ -51,6 +51,7 @@ __all__ = [
     "collection_removed",
     "discard_import",
     "fetch_lock",
+    "gtars_path",
     "ingest_fasta",
     "removed_meanwhile",
     "sequence_removed",
@@ -106,6 +107,16 @@ def strip_sq(digest: str) -> str:
     return digest.removeprefix("SQ.")
 
 
+def gtars_path(path: Path) -> str:
+    """``path`` as gtars must be handed it: its bytes on disk decoded as UTF-8, whatever the locale.
+
+    gtars takes a path as a Rust String and encodes it as UTF-8; ``str(path)`` holds the name as this
+    locale decoded it, so under a Latin-1 locale (``LANG=de_DE.ISO-8859-1``) a store named ``störe`` in
+    UTF-8 on disk would reach gtars as another directory, which gtars then creates beside it.
+    """
+    return os.fsencode(path).decode("utf-8", "surrogateescape")  # Store.open refuses names that are not UTF-8
+
+
 def open_refget(store: Store, *, write: bool) -> Any:
     """A quiet gtars handle on ``store.refget_path``: ``write`` creates it (Raw mode) if missing.
 
@@ -117,14 +128,14 @@ def open_refget(store: Store, *, write: bool) -> Any:
     path = store.refget_path
     exists = (path / "rgstore.json").exists()
     if write:
-        handle = RefgetStore.on_disk(str(path))
+        handle = RefgetStore.on_disk(gtars_path(path))
         handle.set_quiet(True)
         if not exists:
             handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
     else:
         if not exists:
             raise NotFoundError(f"no sequences stored yet in {path}; add a genome with `rgstore genome init`")
-        handle = RefgetStore.open_local(str(path))
+        handle = RefgetStore.open_local(gtars_path(path))
         handle.set_quiet(True)
     if exists and handle.storage_mode != StorageMode.Raw:
         raise IntegrityError(
@@ -139,7 +150,7 @@ def create_refget(path: Path) -> None:
         return
     from gtars.refget import RefgetStore
 
-    handle = RefgetStore.on_disk(str(path))
+    handle = RefgetStore.on_disk(gtars_path(path))
     handle.set_quiet(True)
     handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
     handle.write()
@@ -219,7 +230,7 @@ def ingest_fasta(
             bar = progress(f"import {source.name}", total=None, unit="seq")
             try:
                 with deferred():  # bind ``meta`` before an interrupt can unwind past it
-                    meta, was_new = handle.add_sequence_collection_from_fasta(str(link))
+                    meta, was_new = handle.add_sequence_collection_from_fasta(gtars_path(link))
             except OSError as exc:
                 gone = removed_meanwhile(store, exc)
                 if gone is not None:

@@ -28,6 +28,7 @@ from .environment import Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef, RefpkgImported, RefpkgUpdated, Undone
 from .log import NewEvent
+from .pathtext import path_text
 from .progress import Progress, ProgressFactory
 from .refpkg_archive import PackageSource, open_package, strip_archive_suffix, write_package
 from .refpkg_blobs import staged_blobs
@@ -170,7 +171,7 @@ def import_package(
         depth = len(manifest.rollbacks) if history else 0
         first = RefpkgImported(
             name=name, files={k: refs[fn] for k, (fn, _md5) in floor.files.items()},
-            metadata=floor.metadata, log=manifest.log[depth:], source=str(source),
+            metadata=floor.metadata, log=manifest.log[depth:], source=path_text(source),
         )
         events: list[NewEvent] = [NewEvent(stream=stream, event=first)]
         for old, new in zip(states, later, strict=False):

@@ -41,11 +41,13 @@ _PLAIN = "text/vnd.ga4gh.refget.v2.0.0+plain"
 def _open_remote(cache: Path, store_url: str) -> Any:
     from gtars.refget import RefgetStore  # type: ignore[import-untyped]
 
+    from .refgetstore import gtars_path
+
     try:
         if store_url.startswith("file://"):  # a mirror's upstream published on a local filesystem
             handle = RefgetStore.open_local(store_url[len("file://"):])
         else:
-            handle = RefgetStore.open_remote(str(cache), store_url)
+            handle = RefgetStore.open_remote(gtars_path(cache), store_url)
     except (OSError, ValueError) as exc:
         raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {exc}")) from None
     handle.set_quiet(True)

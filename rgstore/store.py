@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc as _gc
 import os
+import sys
 from array import array
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -174,13 +175,20 @@ class Store:
         # Absolute: a notebook's `%cd` (os.chdir) must not send blobs and sequence reads to another directory.
         root = (Path(path).expanduser() if path is not None else default_store_path()).absolute()
         try:
-            str(root).encode("utf-8")
-        except UnicodeEncodeError:
+            os.fsencode(root).decode("utf-8")  # the bytes on disk: a Latin-1 locale decodes any name without error
+        except UnicodeDecodeError:
             # Bytes that are not UTF-8 in a name (a Latin-1 directory): LMDB and gtars take UTF-8 paths only.
             # Said before anything is created there, whatever the locale.
             shown = os.fsencode(root).decode("utf-8", "backslashreplace")
             raise InvalidInputError(f"the store path {shown} is not valid UTF-8, which LMDB and gtars need; "
                                     "rename the directory or choose another") from None
+        try:
+            str(root).encode(sys.getfilesystemencoding())  # how LMDB encodes it (strict)
+        except UnicodeEncodeError:
+            # UTF-8 bytes under an ASCII locale without Python's UTF-8 mode (PYTHONUTF8=0 LC_ALL=C): LMDB refuses them.
+            shown = os.fsencode(root).decode("utf-8")
+            raise InvalidInputError(f"the store path {shown} is not {sys.getfilesystemencoding()}, this locale's encoding "
+                                    "of file names, which LMDB needs; run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8") from None
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         if readonly and not (root / "log" / "data.mdb").exists():
             raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")

@@ -152,7 +152,7 @@ def test_a_size_too_large_for_a_number_is_refused() -> None:
         parse_size("9" * 400 + "P")
 
 
-@pytest.mark.parametrize("bad", ["30 days", "-1d", "d"])
+@pytest.mark.parametrize("bad", ["30 days", "-1d", "d", "5\u017f"])  # U+017F, the long s: "s" case-insensitively
 def test_bad_durations_are_refused(bad: str) -> None:
     with pytest.raises(InvalidInputError, match="invalid duration"):
         parse_duration(bad)

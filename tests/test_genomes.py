@@ -943,3 +943,15 @@ def test_export_and_fhr_take_str_paths_like_pathlib_paths(store: Store, tmp_path
     assert store.genomes.fhr_get("tiny") == FHR
     with pytest.raises(InvalidInputError, match="no such FHR file"):
         store.genomes.init(TINY, ["tiny"], fhr=str(tmp_path / "missing.json"))
+
+
+def test_a_fasta_whose_file_name_is_not_utf8_is_added_with_that_byte_escaped_in_its_source(
+    store: Store, tmp_path: Path
+) -> None:
+    import os
+
+    fasta = Path(os.fsdecode(bytes(tmp_path) + b"/tiny\xff.fa"))  # a Latin-1 name: a lone surrogate in Python
+    shutil.copyfile(TINY, fasta)
+    info = store.genomes.init(fasta, ["tiny"]).genome
+    assert info.source.path == os.fsdecode(bytes(tmp_path)) + "/tiny\\xff.fa"  # the same text under every locale
+    assert store.genomes.show("tiny").source.path == info.source.path

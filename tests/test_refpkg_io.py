@@ -566,3 +566,18 @@ def test_import_progress_counts_bytes_so_a_big_alignment_moves_the_bar(store: St
     total = sum(ref.size for ref in state.files.values())
     assert bars.units == ["B"] and bars.totals() == [["import files", total, total]]
     assert len(bars.bars[0][2]) > 3  # type: ignore[arg-type]  # moved as the alignment streamed, not once per file
+
+
+def test_a_package_in_a_directory_whose_name_is_not_utf8_imports_with_that_byte_escaped(
+    store: Store, tmp_path: Path
+) -> None:
+    import os
+
+    files = write_inputs(tmp_path / "inputs")
+    store.refpkgs.create("pkg", locus="L", files=list(files.items()))
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/p\xe9.refpkg"))  # a Latin-1 name: a lone surrogate in Python
+    store.refpkgs.export("pkg", out)
+    store.refpkgs.import_package(out, name="again")
+    with store.read() as txn:
+        imported = [e.event for e in store.log.envelopes(txn) if e.stream == "refpkg:again"][0]
+    assert imported.source == os.fsdecode(bytes(tmp_path)) + "/p\\xe9.refpkg"

@@ -143,3 +143,27 @@ def test_a_store_path_that_is_not_utf8_is_refused_in_words_before_anything_is_cr
     with pytest.raises(InvalidInputError, match=r"st\\xe9re is not valid UTF-8"):
         Store.open(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_path_that_is_not_utf8_is_refused_under_a_latin1_locale_too(tmp_path: Path) -> None:
+    from tests.conftest import run_rgstore
+    from tests.locales import latin1_env
+
+    env = latin1_env(tmp_path)
+    store = os.fsdecode(bytes(tmp_path) + b"/st\xe9re")  # `störe` as a Latin-1 user types it: decodes without error
+    made = run_rgstore("--store", store, "init", env=env)
+    assert made.returncode == 1 and b"st\\xe9re is not valid UTF-8" in made.stderr, made.stderr
+    # Once, LMDB made the store there and gtars a second `refget/` in the UTF-8 spelling beside it.
+    assert sorted(os.listdir(bytes(tmp_path))) == [b"locales"]
+
+
+def test_a_utf8_store_path_under_an_ascii_locale_is_refused_naming_the_locale_not_the_path(tmp_path: Path) -> None:
+    from tests.conftest import run_rgstore
+    from tests.locales import ascii_env
+
+    store = os.fsdecode(bytes(tmp_path) + b"/st\xc3\xb6re")
+    made = run_rgstore("--store", store, "init", env=ascii_env())
+    assert made.returncode == 1, made.stderr
+    assert made.stderr.startswith(b"error: the store path ") and b"run with a UTF-8 locale" in made.stderr, made.stderr
+    assert b"not valid UTF-8" not in made.stderr  # it is: only this locale cannot name it
+    assert list(tmp_path.iterdir()) == []
