@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import errno
 import os
+import signal
 import socket
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -43,6 +45,53 @@ class NoDelayConfig(uvicorn.Config):
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server (one worker), stopping on SIGTERM exactly as on Ctrl-C.
+
+    uvicorn drains, then raises a caught SIGTERM again, which kills the process by the signal:
+    ``rgstore serve``'s own cleanup (stopping a ``--follow`` puller) never ran, the status was 143
+    (0 with ``--workers 2``), and a second SIGTERM did not stop at once as a second Ctrl-C does.
+    Taken as SIGINT, a drained server ends in KeyboardInterrupt, which ``serve`` ends with exit 0.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Record SIGTERM as SIGINT: the first drains requests in flight, a second stops at once."""
+        super().handle_exit(signal.SIGINT if sig == signal.SIGTERM else sig, frame)
+
+
+class _Multiprocess(Multiprocess):
+    """uvicorn's worker supervisor, where a second SIGINT or SIGTERM stops the draining workers at once."""
+
+    _stop_signals = 0
+
+    def handle_int(self) -> None:
+        """Count the stop, then stop as uvicorn does (the workers drain)."""
+        self._stop_signals += 1
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        """Count the stop, then stop as uvicorn does (the workers drain)."""
+        self._stop_signals += 1
+        super().handle_term()
+
+    def join_all(self) -> None:
+        """Wait for the workers; from a second stop signal on, they get SIGINT (their second: a hard stop)."""
+        forced = False
+        for process in self.processes:
+            while process.exitcode is None:
+                process.process.join(0.1)
+                # uvicorn only reads its queue before this wait: a signal arriving now would wait for ever.
+                stops = [sig for sig in self.signal_queue if sig in (signal.SIGINT, signal.SIGTERM)]
+                for sig in stops:
+                    self.signal_queue.remove(sig)
+                self._stop_signals += len(stops)
+                if self._stop_signals > 1 and not forced:
+                    forced = True
+                    for worker in self.processes:
+                        if worker.exitcode is None and worker.pid is not None:
+                            os.kill(worker.pid, signal.SIGINT)
 
 
 def check_listen(host: str, port: int) -> None:
@@ -90,6 +139,6 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
            else {"log_level": "warning", "access_log": False}),
     )
     if workers == 1:
-        uvicorn.Server(config).run()
+        _Server(config).run()
     else:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        _Multiprocess(config, sockets=[config.bind_socket()]).run()

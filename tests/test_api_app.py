@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -391,3 +392,29 @@ def test_an_unexpected_500_is_readable_by_a_browser_page_on_another_origin_and_n
     assert r.headers["access-control-allow-origin"] == "*"  # what fetch() needs to read the detail
     assert r.headers["cache-control"] == "no-cache"  # like every error: a cache must not keep it after a repair
     assert "access-control-allow-origin" not in plain.headers and plain.status_code == 500
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_sigterm_stops_a_server_draining_a_stalled_download_at_once(tmp_path: Path, workers: int) -> None:
+    """The first SIGTERM waits for a download whose client stopped reading; the second ends it, exit 0."""
+    import random
+    import signal
+    import socket
+
+    from tests.server_fixture import init_genome
+
+    fasta = tmp_path / "big.fa"
+    rng = random.Random(7)
+    fasta.write_text(">big\n" + "".join(rng.choices("ACGT", k=16_000_000)) + "\n")  # far more than socket buffers hold
+    path = tmp_path / "store"
+    digest = init_genome(path, fasta, "big")["sequences"][0]  # type: ignore[index]
+    with running_server(path, workers=workers) as server, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        client.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+        client.sendall(f"GET /sequence/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")  # in flight; nothing more is read
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            server.process.wait(timeout=2)  # draining: the stalled download holds it
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0, server.log()

@@ -418,3 +418,20 @@ def test_a_mirror_of_a_lazy_mirror_reads_sequences_through_it(tmp_path: Path) ->
     with Store.open(tmp_path / "middle") as middle:
         report = middle.verify()
         assert report.ok and report.sequences == 2  # both fetched by the middle, both verified
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the follower process in /proc")
+def test_sigterm_stops_a_following_server_with_exit_0_and_its_follower_with_it(tmp_path: Path) -> None:
+    """A supervisor's SIGTERM runs serve's cleanup: no follower left pulling until its next round."""
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    primary_path, mirror = tmp_path / "primary", tmp_path / "mirror"
+    with Store.open(primary_path) as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="first"))])
+    with running_server(primary_path) as upstream, running_server(
+            mirror, extra_args=["--follow", upstream.url, "--interval", "1h"]) as follower:
+        assert _follower_pids(mirror)
+        follower.process.send_signal(signal.SIGTERM)
+        assert follower.process.wait(timeout=60) == 0, follower.log()  # not killed by the signal it was sent
+        assert not _follower_pids(mirror)  # the follower is not orphaned for up to an hour
