@@ -178,8 +178,14 @@ class RgstoreGroup(click.Group):
             # An ASCII locale without Python's UTF-8 mode (PYTHONUTF8=0 LC_ALL=C) hands non-ASCII arguments
             # over as lone surrogates, which no lookup can match: say so in one line, not a traceback.
             bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
-            click.echo(f"error: {bad!a} cannot be encoded as {exc.encoding} ({exc.reason}); "
-                       "run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8", err=True)
+            # Under a UTF-8 locale the argument itself holds bytes that are not UTF-8: no locale would help.
+            fix = ("use text that is valid UTF-8" if sys.getfilesystemencoding().lower().replace("-", "") == "utf8"
+                   else "run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8")
+            try:  # lone surrogates stand for the bytes the argument held: show those bytes
+                shown = "bytes " + "".join(f"\\x{b:02x}" for b in bad.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:
+                shown = ascii(bad)
+            click.echo(f"error: an argument holds {shown}, which cannot be encoded as {exc.encoding}; {fix}", err=True)
             ctx.exit(1)
         except BrokenPipeError:
             # `rgstore getseq ... | head` closes the pipe early; that is not an error.

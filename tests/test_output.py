@@ -82,6 +82,22 @@ def test_non_ascii_names_print_in_a_latin1_or_ascii_locale_without_a_traceback(t
     assert show.stderr.decode().startswith("error: ") and "UTF-8 locale" in show.stderr.decode()
 
 
+def test_an_argument_holding_bytes_that_are_not_utf8_names_those_bytes_and_no_locale_fix(tmp_path: Path) -> None:
+    # Under a UTF-8 locale no other locale helps: the message said "run with a UTF-8 locale" regardless.
+    import os
+
+    from tests.conftest import run_rgstore
+
+    store = str(tmp_path / "s")
+    assert run_rgstore("--store", store, "init").returncode == 0
+    name = os.fsdecode(b"x\xff")  # the byte as a lone surrogate, as a UTF-8 locale hands it over
+    result = run_rgstore("--store", store, "alias", "set", name, "1oW_KyiLfAlkb6jnrBLmsr9ba-v2kxxq",
+                         env={"LC_ALL": "C.UTF-8"})
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "bytes \\xff" in err and "valid UTF-8" in err and "locale" not in err
+
+
 def test_every_commands_help_has_an_example_and_fits_80_columns() -> None:
     from rgstore_cli.main import cli as root
 
