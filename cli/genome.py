@@ -26,6 +26,10 @@ _digest_option = click.option(
 def genome_group() -> None:
     """Genomes: sequence collections stored by content digest and named by aliases.
 
+    A NAME typed as ns:name is that alias exactly. A bare NAME is the refgenie namespace's alias,
+    else the other namespace's holding it (hg38 -> ncbi:hg38); one that several namespaces point at
+    different genomes is refused, naming each. `genome remove` takes a bare NAME from refgenie only.
+
     \b
     Example:
         rgstore genome init --fasta hg38.fa.gz --name hg38 \\
@@ -40,7 +44,9 @@ def genome_group() -> None:
 @click.option("--remote", metavar="URL",
               help="Instead of --fasta: a remote RefgetStore or seqcol/refgenie server holding the genome.")
 @click.option("--digest", "remote_digest", metavar="D", help="With --remote: the genome's seqcol digest.")
-@click.option("--alias", "remote_alias", metavar="NS:NAME", help="With --remote: the remote's alias for it.")
+@click.option("--alias", "remote_alias", metavar="NS:NAME",
+              help="With --remote: the remote's alias for it (a bare NAME its refgenie namespace lacks is "
+                   "looked up in the remote's other namespaces).")
 @click.option("--name", "-n", "names", multiple=True, required=True,
               help="A name (refgenie alias) for the genome; repeatable.")
 @click.option("--description", "-d", default="", help="Free-text description.")
@@ -189,6 +195,9 @@ def show_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
 @pass_ctx
 def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     """Remove a genome and every alias naming it (its sequences stay in the RefgetStore).
+
+    A bare NAME is taken from the refgenie namespace only (a retried removal never reaches the
+    genome another namespace gives that name): remove ncbi:hg38 by that name.
 
     \b
     Example:

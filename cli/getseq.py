@@ -42,7 +42,9 @@ def getseq_cmd(
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
     Coordinates are 0-based and half-open (chr1:0-10 is the first ten bases), or with --one-based
-    1-based and inclusive like samtools faidx (chr1:1-10). A LOCUS that is exactly a sequence name
+    1-based and inclusive like samtools faidx (chr1:1-10). A bare NAME the refgenie namespace lacks
+    is looked up in the other namespaces (hg38 -> ncbi:hg38); if several name different genomes, it is
+    refused: give ns:name. A LOCUS that is exactly a sequence name
     of the genome (HLA:01) is that whole sequence. Output is upper case, one line per region, or
     FASTA with --fasta.
 

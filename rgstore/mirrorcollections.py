@@ -13,10 +13,11 @@ those stay the ones the mirror's own views write. The result is checked against 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from . import upstream
 from .errors import IntegrityError, NotFoundError, RemoteError
@@ -57,7 +58,8 @@ def _fetch_index(client: httpx.Client | None, base: str, relative: str, dest: Pa
     """Copy ``relative`` of the upstream RefgetStore at ``base`` (a URL or ``file://`` path) to ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if client is None:
-        dest.write_bytes((Path(unquote(base.removeprefix("file://"))) / relative).read_bytes())
+        # Path.as_uri() quoted the bytes on disk: unquoted as text, a Latin-1 locale re-encodes them as other bytes.
+        dest.write_bytes((Path(os.fsdecode(unquote_to_bytes(base.removeprefix("file://")))) / relative).read_bytes())
     else:
         dest.write_bytes(upstream.get(client, f"{base}/{relative}", limit=DOC_LIMIT))
 

@@ -26,6 +26,7 @@ from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundEr
 from .events import AliasSet, GenomeAdded, GenomeSource
 from .log import NewEvent
 from .views.aliases import COLLECTION, DEFAULT_NAMESPACE, alias_stream, check_name, collection_alias
+from .views.aliasnames import NAMESPACE_RE
 from .views.genomes import genome_record, genome_stream
 
 if TYPE_CHECKING:
@@ -177,8 +178,29 @@ def detect(url: str, *, http: _Http | None = None, timeout: float = TIMEOUT_S) -
             http.close()
 
 
-def resolve_alias(source: RemoteSource, namespace: str, name: str, http: _Http) -> str:
-    """The digest a remote collection alias names (server API first, then the store's alias file)."""
+def resolve_alias(source: RemoteSource, namespace: str, name: str, http: _Http, *, bare: bool = False) -> str:
+    """The digest a remote collection alias names (server API first, then the store's alias file).
+
+    A ``bare`` name (typed without ``ns:``) that its namespace lacks resolves in the remote's other
+    namespaces (its manifest lists them), the rule local names follow (``aliases.find_genome_alias``);
+    ConflictError when those point it at different genomes.
+    """
+    digest = _remote_alias(source, namespace, name, http)
+    if digest is not None:
+        return digest
+    listed = source.manifest.get("collection_alias_namespaces") if bare else None
+    others = [ns for ns in (listed if isinstance(listed, list) else [])
+              if isinstance(ns, str) and ns != namespace and NAMESPACE_RE.fullmatch(ns)]
+    hits = {ns: found for ns in sorted(set(others)) if (found := _remote_alias(source, ns, name, http)) is not None}
+    if len(set(hits.values())) > 1:
+        raise ConflictError(f"genome name {name!r} is ambiguous on {source.url}: " + ", ".join(
+            f"{ns}:{name} -> {target}" for ns, target in hits.items()) + "; name one of them as --alias ns:name")
+    if hits:
+        return next(iter(hits.values()))
+    raise NotFoundError(f"{source.url} has no collection alias {namespace}:{name}")
+
+
+def _remote_alias(source: RemoteSource, namespace: str, name: str, http: _Http) -> str | None:
     if source.service_url:
         doc = http.json(f"{source.service_url}/alias/collection/{namespace}/{name}")
         if isinstance(doc, dict) and isinstance(doc.get("digest"), str):
@@ -188,7 +210,7 @@ def resolve_alias(source: RemoteSource, namespace: str, name: str, http: _Http) 
         alias, _, digest = line.partition("\t")
         if alias == name and digest:
             return normalise_digest(digest.strip())
-    raise NotFoundError(f"{source.url} has no collection alias {namespace}:{name}")
+    return None
 
 
 def remote_collection(source: RemoteSource, digest: str, http: _Http) -> RemoteCollection:
@@ -309,7 +331,7 @@ def init_remote(
         if wanted is None:
             assert alias is not None
             namespace, local = split_alias(alias)
-            wanted = resolve_alias(source, namespace, local, http)
+            wanted = resolve_alias(source, namespace, local, http, bare=":" not in alias)
         collection = remote_collection(source, wanted, http)
         told = _server_genome(source, wanted, http)
     finally:

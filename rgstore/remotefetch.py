@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from .aliases import normalise_digest
 from .environment import read_only_mount
@@ -45,7 +46,9 @@ def _open_remote(cache: Path, store_url: str) -> Any:
 
     try:
         if store_url.startswith("file://"):  # a mirror's upstream published on a local filesystem
-            handle = RefgetStore.open_local(store_url[len("file://"):])
+            # Path.as_uri() made the URL: its path is percent-encoded bytes (a space is %20), not a path.
+            local = unquote_to_bytes(store_url[len("file://"):]).decode("utf-8", "surrogateescape")
+            handle = RefgetStore.open_local(local)
         else:
             handle = RefgetStore.open_remote(gtars_path(cache), store_url)
     except (OSError, ValueError) as exc:

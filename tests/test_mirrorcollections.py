@@ -102,3 +102,25 @@ def test_a_follower_asks_an_upstream_that_lacks_a_collection_again_only_after_a_
         pull(mirror, server.url, with_sequences=True)
         assert [p for p in server.paths() if p.startswith("/refget/collections/")] == asked * 2
     assert not (tmp_path / f"m/refget/collections/{digest}.rgsi").exists()
+
+
+def test_a_pull_with_sequences_under_a_latin1_locale_copies_the_collection_from_a_utf8_named_directory(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from tests.conftest import run_rgstore
+    from tests.locales import latin1_env
+
+    env = latin1_env(tmp_path)
+    (tmp_path / "g.fa").write_text(_FASTA)
+    published = tmp_path / "pöb"  # UTF-8 bytes on disk; the upstream is recorded as file://.../p%C3%B6b/refget
+    with Store.open(tmp_path / "p") as primary:
+        digest = primary.genomes.init(tmp_path / "g.fa", ["tiny"]).genome.digest
+        publish(primary, published)
+        publish_refget(primary, published)
+    pulled = run_rgstore("--store", str(tmp_path / "m"), "mirror", "pull", os.fsdecode(bytes(published)),
+                         "--with-sequences", env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    # Unquoted as text and re-encoded as Latin-1, the path named p\xf6b: no collection came, silently.
+    _same_collection(tmp_path / "m", tmp_path / "p", digest)

@@ -140,6 +140,31 @@ def test_init_by_remote_alias_resolves_the_stores_alias_file(
         remote.init_remote(store, server.url, ["u"], alias="ucsc:nothing")
 
 
+def test_a_bare_remote_alias_its_refgenie_namespace_lacks_resolves_in_the_one_other_namespace_holding_it(
+    served: Served, store: Store
+) -> None:
+    # The rule `getseq tiny` and the server's /v4/aliases/tiny follow: the remote's only alias is ucsc:tiny.
+    server, _, digest = served
+    assert remote.init_remote(store, server.url, ["t"], alias="tiny").genome.digest == digest
+    with pytest.raises(NotFoundError, match="refgenie:nothing"):
+        remote.init_remote(store, server.url, ["u"], alias="nothing")
+    with pytest.raises(NotFoundError, match="refgenie:tiny"):  # typed with its namespace: taken exactly
+        remote.init_remote(store, server.url, ["u"], alias="refgenie:tiny")
+
+
+def test_a_bare_remote_alias_two_namespaces_point_at_different_genomes_is_refused_naming_both(
+    remote_copy: Served, store: Store
+) -> None:
+    server, root, digest = remote_copy
+    manifest = json.loads((root / "rgstore.json").read_text())
+    manifest["collection_alias_namespaces"] = ["ncbi", "ucsc"]
+    (root / "rgstore.json").write_text(json.dumps(manifest))
+    (root / "aliases/collections/ncbi.tsv").write_text("tiny\t" + "A" * 32 + "\n")
+    with pytest.raises(ConflictError, match=rf"ambiguous.*ncbi:tiny -> {'A' * 32}, ucsc:tiny -> {digest}"):
+        remote.init_remote(store, server.url, ["t"], alias="tiny")
+    assert store.genomes.list() == []
+
+
 def test_reinit_only_adds_new_names_and_never_repoints_silently(
     served: Served, store: Store, tmp_path: Path
 ) -> None:
