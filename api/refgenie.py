@@ -213,7 +213,8 @@ def list_genomes(
     request: Request, digest: Text = None, alias: Text = None, q: Text = None,
     offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
 ) -> Response:
-    """Genomes with their aliases; ``alias`` and ``digest`` filter exactly (unknown: empty page), ``q`` by substring.
+    """Genomes with their aliases; ``alias`` resolves as ``/v4/aliases/{name}`` does, ``digest`` filters exactly
+    (unknown: empty page), ``q`` by substring.
 
     Costs a few dict lookups per genome and no genome record decoded (the catalog keeps each
     genome's listed fields); only the page's aliases and FHR documents are read.

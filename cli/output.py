@@ -30,16 +30,37 @@ def _json_writer() -> Callable[[bytes], Any]:
     return binary.write  # type: ignore[no-any-return]
 
 
+def _surrogates_escaped(value: Any) -> Any:
+    """``value`` with every string's lone surrogates (bytes of a file name that are not UTF-8) shown as ``\\xNN``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_surrogates_escaped(k): _surrogates_escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_surrogates_escaped(v) for v in value]
+    return value
+
+
+def _encode(obj: Any) -> bytes:
+    builtins = _to_builtins(obj)
+    try:
+        return _JSON.encode(builtins) + b"\n"
+    except UnicodeEncodeError:
+        # A path the user gave holds bytes that are not UTF-8 (the command has already done its work):
+        # print it escaped rather than fail after the fact.
+        return _JSON.encode(_surrogates_escaped(builtins)) + b"\n"
+
+
 def emit_json(obj: Any) -> None:
     """Write one JSON document (Structs, datetimes and bytes handled) and a newline, as UTF-8."""
-    _json_writer()(_JSON.encode(_to_builtins(obj)) + b"\n")
+    _json_writer()(_encode(obj))
 
 
 def emit_json_lines(objs: Iterable[Any]) -> None:
     """Write one JSON document per line, as UTF-8."""
     write = _json_writer()
     for obj in objs:
-        write(_JSON.encode(_to_builtins(obj)) + b"\n")
+        write(_encode(obj))
 
 
 def cell(value: Any) -> str:

@@ -98,6 +98,18 @@ def test_an_argument_holding_bytes_that_are_not_utf8_names_those_bytes_and_no_lo
     assert "bytes \\xff" in err and "valid UTF-8" in err and "locale" not in err
 
 
+def test_json_output_naming_a_path_whose_bytes_are_not_utf8_prints_them_escaped(capfdbinary) -> None:  # type: ignore[no-untyped-def]
+    # `refpkg export p DIR --json` wrote the export, then failed printing DIR (`\xff` in its name) with exit 1.
+    import json
+    import os
+
+    from rgstore_cli.output import emit_json
+
+    emit_json({"path": os.fsdecode(b"/tmp/out\xff"), "files": [os.fsdecode(b"a\xe9.nwk")], "n": 1})
+    printed = json.loads(capfdbinary.readouterr().out)
+    assert printed == {"path": "/tmp/out\\xff", "files": ["a\\xe9.nwk"], "n": 1}
+
+
 def test_every_commands_help_has_an_example_and_fits_80_columns() -> None:
     from rgstore_cli.main import cli as root
 
