@@ -10,15 +10,19 @@ the user data directory.
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from rgstore.errors import InvalidInputError
+from rgstore.follow import parse_interval
+from rgstore.readiness import ReadinessProbe
 from rgstore.store import Store
 
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
@@ -37,7 +41,10 @@ from .wire import (
     store_of,
 )
 
-__all__ = ["create_app", "ENV_STORE", "resolve_store_path"]
+__all__ = ["create_app", "ENV_STORE", "ENV_FOLLOW_INTERVAL", "resolve_store_path"]
+
+ENV_FOLLOW_INTERVAL = "RGSTORE_SERVE_FOLLOW_INTERVAL"
+"""Set by ``rgstore serve --follow`` for its workers: the puller's interval, which bounds ``/readyz``'s freshness."""
 
 def _one_line_validation_errors(app: FastAPI) -> None:
     """Document 422 bodies as ``{"detail": str}``, the shape ``api.errors`` sends."""
@@ -70,6 +77,8 @@ def create_app(store_path: str | None = None) -> FastAPI:
         limits = FetchLimits.from_environment()  # a bad $RGSTORE_SERVE_FETCH_* fails here, before serving
         store = Store.open(path, readonly=True)
         app.state.store = store
+        interval = os.environ.get(ENV_FOLLOW_INTERVAL)
+        app.state.readiness = ReadinessProbe(store, follow_interval_s=parse_interval(interval) if interval else None)
         # Sequences not fetched yet (a remote genome's, or a mirror's from its primary) are fetched
         # on first request, in a child process, and verified against their digests; the event log
         # stays read-only. The fetch answers False when nothing can supply a sequence. Fetches run
@@ -116,6 +125,20 @@ def create_app(store_path: str | None = None) -> FastAPI:
             log_id = store.log.log_id(txn)
         return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
 
+    @app.get("/readyz", tags=["service"], summary="Readiness for a load balancer: 200, or 503 and why",
+             responses={503: {"description": "Not ready: `{\"ready\": false, \"detail\": \"...\"}`"}})
+    async def readyz(request: Request, max_age: Annotated[str | None, Query(
+            description="A mirror is not ready when its last successful pull is older than this (e.g. 60s, 10m); "
+                        "default on a `--follow` server: 3 intervals, at least 30s")] = None) -> Response:
+        """Ready when the store can be read and, on a following server, its last successful pull is recent."""
+        probe: ReadinessProbe = request.app.state.readiness
+        try:
+            bound = parse_interval(max_age) if max_age is not None else None
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"max_age: {exc}") from None
+        state = probe.check(max_age_s=bound)
+        return json_response(state, status_code=200 if state.ready else 503)
+
     @app.get("/status", response_model=StoreStatusView, tags=["service"],
              summary="What the store holds and whether it is healthy (`rgstore status`)")
     def status(request: Request) -> Response:
@@ -123,11 +146,15 @@ def create_app(store_path: str | None = None) -> FastAPI:
         from rgstore.status import store_status
 
         result = store_status(store_of(request))
-        result.path = None  # the server does not disclose its filesystem layout
+        here, result.path = result.path, None  # the server does not disclose its filesystem layout
         replica = result.replica
         if replica is not None and replica.upstream is not None \
                 and not replica.upstream.lower().startswith(("http://", "https://")):
+            if replica.error is not None:  # why pulls fail may name the upstream's path
+                replica.error = replica.error.replace(replica.upstream, "(a local path)")
             replica.upstream = "(a local path)"  # a mirror of a directory or file: the same reason
+        if replica is not None and replica.error is not None and here:
+            replica.error = replica.error.replace(here, "(the store)")
         return json_response(result)
 
     # FastAPI matches included routers in order: the hot lookups go first.

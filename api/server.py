@@ -6,11 +6,14 @@ the store read-only in its lifespan; the store path reaches it through ``$RGSTOR
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import errno
+import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,6 +25,7 @@ from uvicorn.supervisors import Multiprocess
 from rgstore.errors import ConflictError, InvalidInputError
 from rgstore.store import Store
 
+from .app import ENV_FOLLOW_INTERVAL
 from .lazyfetch import FetchLimits
 from .storepath import ENV_STORE
 
@@ -47,6 +51,26 @@ class NoDelayConfig(uvicorn.Config):
         return sock
 
 
+FORCED_STOP = "rgstore: stopped at once (a second stop signal): requests still in flight were cut off"
+
+
+class _QuietCancelled(logging.Filter):
+    """Drops uvicorn's tracebacks of the tasks a forced stop cancels: one line (``FORCED_STOP``) says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record carrying a CancelledError, or a traceback's text ending in one (the lifespan's)."""
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            return False
+        text = str(record.msg)
+        return not (text.startswith("Traceback") and text.rstrip().endswith("CancelledError"))
+
+
+def _forced_stop() -> None:
+    """Say once that the server stops at once, and keep uvicorn from logging each cancelled task's traceback."""
+    logging.getLogger("uvicorn.error").addFilter(_QuietCancelled())
+    os.write(sys.stderr.fileno(), f"{FORCED_STOP}\n".encode())  # a signal handler: print() could be re-entered
+
+
 class _Server(uvicorn.Server):
     """uvicorn's Server (one worker), stopping on SIGTERM exactly as on Ctrl-C.
 
@@ -58,7 +82,10 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Record SIGTERM as SIGINT: the first drains requests in flight, a second stops at once."""
-        super().handle_exit(signal.SIGINT if sig == signal.SIGTERM else sig, frame)
+        sig = signal.SIGINT if sig == signal.SIGTERM else sig
+        if sig == signal.SIGINT and self.should_exit and not self.force_exit:
+            _forced_stop()  # the tasks still running get cancelled: ~150 lines of tracebacks otherwise
+        super().handle_exit(sig, frame)
 
 
 class _Multiprocess(Multiprocess):
@@ -89,6 +116,7 @@ class _Multiprocess(Multiprocess):
                 self._stop_signals += len(stops)
                 if self._stop_signals > 1 and not forced:
                     forced = True
+                    _forced_stop()
                     for worker in self.processes:
                         if worker.exitcode is None and worker.pid is not None:
                             os.kill(worker.pid, signal.SIGINT)
@@ -123,15 +151,21 @@ def access_log_config() -> dict[str, Any]:
 
 
 def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "",
-          access_log: bool = False) -> None:
+          access_log: bool = False, follow_interval: str | None = None) -> None:
     """Serve ``store`` until interrupted; NotFoundError first if there is no store there.
 
     ``access_log``: a line per request (client as X-Forwarded-For gives it from a trusted proxy).
+    ``follow_interval``: a puller keeps the store current every so often (``--follow``), which
+    ``/readyz`` holds its last successful pull to.
     """
     Store.open(store, readonly=True).close()  # fail with one line here, not in every worker
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
     check_listen(host, port)
     os.environ[ENV_STORE] = str(store)
+    if follow_interval is not None:
+        os.environ[ENV_FOLLOW_INTERVAL] = follow_interval
+    else:
+        os.environ.pop(ENV_FOLLOW_INTERVAL, None)
     config = NoDelayConfig(
         APP, factory=True, host=host, port=port, workers=workers, root_path=root_path,
         proxy_headers=True,

@@ -106,7 +106,8 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
                f"({workers} worker{'s' if workers > 1 else ''}"
                f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
     try:
-        serve(path, host=host, port=port, workers=workers, root_path=root_path, access_log=access_log)
+        serve(path, host=host, port=port, workers=workers, root_path=root_path, access_log=access_log,
+              follow_interval=interval if follow_source is not None else None)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a server is meant to stop
     finally:

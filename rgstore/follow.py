@@ -26,7 +26,7 @@ from .errors import (
     RgstoreError,
     StoreClosedError,
 )
-from .mirror import pull
+from .mirror import pull, record_pull_error
 from .store import Store
 
 __all__ = ["follow", "parse_interval", "main", "FollowerProcess", "RESTART_DELAY_S"]
@@ -90,6 +90,7 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
                     failing = None
             except (LogMismatchError, ChainError, IntegrityError) as exc:
                 print(f"follow: refusing {source}: {exc}", file=sys.stderr, flush=True)
+                _record(store, f"refusing the upstream, the follower stopped: {exc}")
                 return 1
             except StoreClosedError as exc:
                 # The store was moved, deleted or restored over while this process held it: no round can
@@ -100,6 +101,7 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
                 if str(exc) != failing:
                     print(f"follow: {exc}; retrying every {interval:g}s", file=sys.stderr, flush=True)
                 failing = str(exc)
+                _record(store, failing)
             rounds += 1
             if max_rounds is not None and rounds >= max_rounds:
                 break
@@ -107,6 +109,14 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
             while not stopping and time.monotonic() < deadline:
                 time.sleep(min(0.1, interval))
     return 0
+
+
+def _record(store: Store, message: str) -> None:
+    """Record a failed round for the server's ``/status`` and ``/readyz``; a store that cannot take it changes nothing."""
+    try:
+        record_pull_error(store, message)
+    except (RgstoreError, OSError):
+        pass  # stderr already says why; the next round tries again
 
 
 RESTART_DELAY_S = 1.0

@@ -43,7 +43,8 @@ from .store import Store
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["PullResult", "MirrorStatus", "pull", "status", "promote", "missing_sequences"]
+__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "pull", "record_pull_error", "status", "promote",
+           "missing_sequences"]
 
 
 
@@ -72,6 +73,39 @@ class MirrorStatus(msgspec.Struct, kw_only=True):
     lag: int | None = None
     last_pull: str | None = None
     error: str | None = None
+
+
+PULL_ERROR = "pull_error"
+"""The ``meta`` key of a follower's failing pulls (a ``PullError``); a pull that succeeds deletes it."""
+
+
+class PullError(msgspec.Struct, kw_only=True):
+    """Why a mirror's pulls fail: since when, when last (UTC, ``Z``) and the last error (URLs redacted)."""
+
+    since: str
+    last: str
+    error: str
+
+
+def record_pull_error(store: Store, message: str) -> None:
+    """Record a failed pull (the follower's), so a server's ``/status`` and ``/readyz`` can say pulls are failing."""
+    from .httpclient import redact
+
+    now = _utc_now()
+
+    def run(txn: Txn) -> None:
+        raw = store.log.meta_get(txn, PULL_ERROR)
+        try:
+            since = msgspec.json.decode(raw, type=PullError).since if raw else now
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            since = now
+        store.log.meta_put(txn, PULL_ERROR, msgspec.json.encode(PullError(since=since, last=now, error=redact(message))))
+
+    store.environment.write(run)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _local_head(store: Store) -> int:
@@ -264,7 +298,12 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             client.close()
     _finish_pending_syncs(store)
     now = datetime.now(timezone.utc).isoformat()
-    store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
+
+    def pulled(txn: Txn) -> None:
+        store.log.meta_put(txn, "last_pull", now.encode())
+        store.log.meta_put(txn, PULL_ERROR, None)  # a follower's failing pulls are over
+
+    store.environment.write(pulled)
     sequences = _fetch_sequences(store, source) if with_sequences else 0
     if with_sequences:  # every sequence is local now: gtars clients can resolve the genomes too
         from .mirrorcollections import complete_collections
@@ -439,12 +478,14 @@ def upstream_refget_base(source: str) -> str | None:
 def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
     """The mirror's upstream, local head, lag and last pull time (lag needs the upstream reachable).
 
-    An unreachable, unreadable, rolled-back or diverged upstream is reported in ``error``, never raised.
+    An unreachable, unreadable, rolled-back or diverged upstream is reported in ``error``, never raised;
+    without that check (or when it finds nothing), ``error`` says why a follower's pulls have been failing.
     """
     with store.read() as txn:
         upstream = store.log.meta_get(txn, "replica_of")
         promoted = store.log.meta_get(txn, "promoted_from")
         last = store.log.meta_get(txn, "last_pull")
+        failing = store.log.meta_get(txn, PULL_ERROR)
         head, head_hash = store.log.head(txn)
     from .httpclient import redact  # a store from before credentials in URLs were refused may hold some
 
@@ -454,6 +495,12 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         promoted=promoted is not None and upstream is None, local_head=head,
         last_pull=last.decode().replace("+00:00", "Z") if last else None,  # Z like every other time rgstore prints
     )
+    if upstream and failing:
+        try:
+            why = msgspec.json.decode(failing, type=PullError)
+            result.error = f"pulls have failed since {why.since} (the last at {why.last}): {why.error}"
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            result.error = "pulls have failed (the record of why is unreadable)"
     if check_upstream and upstream:
         source = upstream.decode()
         try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .checkpoints import out_of_step, read_checkpoint
-from .errors import RgstoreError
+from .errors import RgstoreError, StoreClosedError
 from .log import FORMAT_VERSION, EventLog
 from .mirror import MirrorStatus
 from .mirror import status as mirror_status
@@ -139,6 +139,11 @@ def store_status(store: Store) -> StoreStatus:
         DiskPart(part="cache", bytes=cache_bytes, basis="sizes recorded for the live cache entries' files"),
     ]
     problems = []
+    try:
+        store.environment.check_in_place()
+    except StoreClosedError:  # a long-lived handle (a server's) reads on from the old files, which nobody updates
+        problems.append("the store's directory was deleted, moved or replaced since this handle opened it; "
+                        "open it again where it is now (restart a server)")
     if records != head:  # gapless from 1: a torn copy or a file cut short, which only verify can place
         problems.append(f"the log holds {records:,} records but its head is seq {head:,} (a damaged or torn copy "
                         "of log/); run `rgstore verify`")

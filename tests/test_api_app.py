@@ -418,3 +418,38 @@ def test_a_second_sigterm_stops_a_server_draining_a_stalled_download_at_once(tmp
             server.process.wait(timeout=2)  # draining: the stalled download holds it
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=60) == 0, server.log()
+    # One line says so, not uvicorn's traceback of every cancelled task (~150 lines with one worker).
+    from rgstore_api.server import FORCED_STOP
+
+    assert "Traceback" not in server.log() and server.log().count(FORCED_STOP) == 1, server.log()
+
+
+def test_readyz_is_200_on_a_readable_store_and_refuses_a_malformed_max_age(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    ready = httpx.get(f"{server.url}/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"ready": True, "detail": "ok", "head_seq": 1})
+    assert ready.headers["cache-control"] == "no-cache"  # a cache in front must not answer for the server
+    bad = httpx.get(f"{server.url}/readyz", params={"max_age": "soon"})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("max_age: invalid interval 'soon'")
+    assert "/readyz" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+def test_readyz_is_503_with_one_line_once_the_store_directory_is_moved_while_healthz_stays_live(
+        tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "store"
+    with Store.open(path, actor="tester@test") as store:
+        store.append([NewEvent(stream="note:a", event=Noted(text="x"))])
+    with running_server(path, log_dir=tmp_path) as server:
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
+        path.rename(tmp_path / "moved")  # unmounted, deleted or moved under the running server
+        deadline = time.monotonic() + 30  # the answer is cached for about a second
+        while (answer := httpx.get(f"{server.url}/readyz")).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = httpx.get(f"{server.url}/status").json()
+        live = httpx.get(f"{server.url}/healthz")
+    assert answer.status_code == 503 and answer.text.count("\n") == 0 and str(tmp_path) not in answer.text
+    assert answer.json()["ready"] is False and "deleted, moved or replaced" in answer.json()["detail"]
+    assert status["healthy"] is False and any("deleted, moved or replaced" in p for p in status["problems"])
+    assert live.status_code == 200  # liveness: the process answers; a load balancer asks /readyz

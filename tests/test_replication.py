@@ -435,3 +435,51 @@ def test_sigterm_stops_a_following_server_with_exit_0_and_its_follower_with_it(t
         follower.process.send_signal(signal.SIGTERM)
         assert follower.process.wait(timeout=60) == 0, follower.log()  # not killed by the signal it was sent
         assert not _follower_pids(mirror)  # the follower is not orphaned for up to an hour
+
+
+def _poll(url: str, until: object, timeout: float = 30.0) -> dict[str, object]:
+    """GET ``url`` until ``until(status_code, body)`` holds (or the timeout passes): the last (status, body)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(url, timeout=10)
+        answer = {"status": resp.status_code, "body": resp.json()}
+        if until(resp.status_code, answer["body"]) or time.monotonic() > deadline:  # type: ignore[operator]
+            return answer
+        time.sleep(0.1)
+
+
+def test_a_followers_readiness_fails_while_its_upstream_is_down_and_status_says_why(tmp_path: Path) -> None:
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from tests.server_fixture import _stop, _wait_healthy
+
+    primary_path = tmp_path / "primary"
+    with Store.open(primary_path) as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="first"))])
+    with running_server(primary_path) as upstream, running_server(
+            tmp_path / "mirror", extra_args=["--follow", upstream.url, "--interval", "200ms"]) as follower:
+        ready = f"{follower.url}/readyz?max_age=2s"
+        assert _poll(ready, lambda code, _: code == 200)["status"] == 200
+        _stop(upstream.process)  # the outage
+        down = _poll(ready, lambda code, _: code == 503)
+        status = _poll(f"{follower.url}/status", lambda _, body: body["replica"]["error"] is not None)["body"]
+        assert down["status"] == 503, down
+        assert down["body"]["detail"].startswith("this mirror's last successful pull was")  # type: ignore[index]
+        assert "pulls have failed since" in down["body"]["detail"]  # type: ignore[index]
+        assert "cannot reach" in status["replica"]["error"]  # type: ignore[index]
+        assert status["replica"]["last_pull"] == down["body"]["last_pull"]  # type: ignore[index]
+        # The upstream is back on its address: the follower catches up and is ready again.
+        port = upstream.url.rsplit(":", 1)[1]
+        with open(tmp_path / "upstream-again.log", "wb") as log:
+            again = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(primary_path), "serve",
+                                      "--host", "127.0.0.1", "--port", port], cwd=REPO, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(upstream.url, again, tmp_path / "upstream-again.log")
+            back = _poll(ready, lambda code, _: code == 200)
+            status = _poll(f"{follower.url}/status", lambda _, body: body["replica"]["error"] is None)["body"]
+        finally:
+            _stop(again)
+        assert back["status"] == 200 and status["replica"]["error"] is None, (back, status)

@@ -352,3 +352,52 @@ def test_the_text_status_names_the_audit_indexes_a_reader_who_cannot_rebuild_the
             text = "ok: " + rgstore_cli(root, "status")
             os.chmod(root / "log" / "data.mdb", 0o644)
     assert f"{total - 1} of {total} current (timeindex lagging)" in text and text.rstrip().endswith("ok"), text
+
+
+def test_a_store_moved_under_an_open_handle_is_a_problem_not_healthy(tmp_path: Path) -> None:
+    Store.open(tmp_path / "s").close()
+    with Store.open(tmp_path / "s", readonly=True) as store:
+        assert store_status(store).healthy
+        (tmp_path / "s").rename(tmp_path / "moved")  # a server's handle reads on from files nobody updates
+        status = store_status(store)
+    assert not status.healthy and any("deleted, moved or replaced" in p for p in status.problems)
+
+
+def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(tmp_path: Path) -> None:
+    from rgstore.mirror import record_pull_error
+    from rgstore.mirror import status as mirror_status
+
+    Store.open(tmp_path / "p").close()
+    with Store.open(tmp_path / "p", readonly=True) as primary:
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        assert mirror_status(mirror, check_upstream=False).error is None
+        record_pull_error(mirror, "cannot reach http://user:pw@up.example/: refused")
+        first = mirror_status(mirror, check_upstream=False).error
+        record_pull_error(mirror, "cannot reach http://up.example/: refused again")
+        replica = store_status(mirror).replica
+        pull(mirror, str(tmp_path / "pub"))
+        cleared = store_status(mirror).replica
+    assert first is not None and first.startswith("pulls have failed since ") and "pw" not in first
+    since = first.split()[4]
+    assert replica is not None and replica.error is not None and replica.last_pull is not None
+    assert replica.error.startswith(f"pulls have failed since {since} (the last at ")  # since the first failure
+    assert replica.error.endswith(": cannot reach http://up.example/: refused again")
+    assert cleared is not None and cleared.error is None and cleared.last_pull != replica.last_pull
+
+
+def test_the_server_withholds_local_paths_in_a_mirrors_pull_error(tmp_path: Path) -> None:
+    from rgstore.mirror import record_pull_error
+
+    Store.open(tmp_path / "p").close()
+    with Store.open(tmp_path / "p", readonly=True) as primary:
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        record_pull_error(mirror, f"{tmp_path / 'pub'}: no manifest.json; and {tmp_path / 'm' / 'blobs'} is full")
+    with running_server(tmp_path / "m") as server:
+        answer = httpx.get(f"{server.url}/status", timeout=10)
+    error = answer.json()["replica"]["error"]
+    assert str(tmp_path) not in answer.text
+    assert error.endswith(": (a local path): no manifest.json; and (the store)/blobs is full")
