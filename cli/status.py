@@ -61,6 +61,8 @@ def _print(st: StoreStatus) -> None:
         else:
             rows.append(("replica:", f"mirror of {r.upstream}, last pull {when(r.last_pull) if r.last_pull else 'never'}"
                          " (`rgstore mirror status` asks the upstream for the lag)"))
+            if r.error:  # a follower's pulls failing since some time: the one line that explains a stale mirror
+                rows.append(("", r.error))
     rows += [
         ("genomes:", str(c.genomes)),
         ("aliases:", f"{c.collection_aliases} collection, {c.sequence_aliases} sequence"),

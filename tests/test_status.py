@@ -401,3 +401,20 @@ def test_the_server_withholds_local_paths_in_a_mirrors_pull_error(tmp_path: Path
     error = answer.json()["replica"]["error"]
     assert str(tmp_path) not in answer.text
     assert error.endswith(": (a local path): no manifest.json; and (the store)/blobs is full")
+
+
+def test_status_text_says_why_a_followers_pulls_fail(tmp_path: Path) -> None:
+    # `--json` and `mirror status` carried the error; the text a person reads said only "last pull ...".
+    from rgstore.mirror import record_pull_error
+    from tests.conftest import run_rgstore
+
+    Store.open(tmp_path / "p").close()
+    with Store.open(tmp_path / "p", readonly=True) as primary:
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        record_pull_error(mirror, "cannot reach http://up.example/: refused")
+    shown = run_rgstore("--store", str(tmp_path / "m"), "status")
+    assert shown.returncode == 0
+    line = next(x for x in shown.stdout.decode().splitlines() if "pulls have failed since" in x)
+    assert line.rstrip().endswith("cannot reach http://up.example/: refused")
