@@ -29,7 +29,7 @@ from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
 from .lazyfetch import FetchLimits, LazyFetcher
-from .schemas import Health, StoreStatusView
+from .schemas import ErrorBody, Health, StoreStatusView
 from .sequences import fetch_in_child, set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
 from .wire import (
@@ -126,7 +126,8 @@ def create_app(store_path: str | None = None) -> FastAPI:
         return json_response({"status": "ok", "log_id": log_id, "head_seq": seq})
 
     @app.get("/readyz", tags=["service"], summary="Readiness for a load balancer: 200, or 503 and why",
-             responses={503: {"description": "Not ready: `{\"ready\": false, \"detail\": \"...\"}`"}})
+             responses={400: {"model": ErrorBody, "description": "`max_age` is not a duration"},
+                        503: {"description": "Not ready: `{\"ready\": false, \"detail\": \"...\"}`"}})
     async def readyz(request: Request, max_age: Annotated[str | None, Query(
             description="A mirror is not ready when its last successful pull is older than this (e.g. 60s, 10m); "
                         "default on a `--follow` server: 3 intervals, at least 30s")] = None) -> Response:
