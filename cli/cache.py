@@ -375,7 +375,8 @@ def show_cmd(ctx: Context, ref: str, limit: int, as_json: bool) -> None:
         details = store.cache.show(ref, last=limit)
     if as_json:
         emit_json(_iso_fields(
-            details, entry=details.entry and _iso_fields(details.entry, "inserted_at", "last_access"),
+            details, entry=details.entry and _iso_fields(details.entry, "inserted_at", "last_access",
+                                                         size=details.entry.size),  # as `cache ls` and the API
             tombstone=details.tombstone and _iso_fields(details.tombstone, "evicted_at")))
         return
     click.echo(f"key        {details.key}\nstate      {details.state}\ndirectory  {details.directory}")

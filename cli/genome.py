@@ -315,7 +315,8 @@ def fhr_get_cmd(ctx: Context, name: str, by_digest: bool) -> None:
 
 def _brief(g: Any) -> dict[str, Any]:
     return {"digest": g.digest, "aliases": g.aliases, "n_sequences": g.n_sequences,
-            "total_length": g.total_length, "description": g.description, "species": g.species}
+            "total_length": g.total_length, "description": g.description, "species": g.species,
+            "added_at": g.added_at}  # as `genome show --json` and /v4/genomes items give it
 
 
 def _order(value: bool | None) -> str:

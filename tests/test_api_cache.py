@@ -126,6 +126,29 @@ def test_an_evicted_entry_shows_its_tombstone(cached: tuple[Path, list], tmp_pat
         assert pinned["state"] == "live"
 
 
+def test_cache_show_json_and_the_entries_route_give_an_entry_and_a_tombstone_the_same_fields(
+        cached: tuple[Path, list], tmp_path: Path) -> None:
+    # A script moving from `rgstore cache ls/show --json` to /cache/entries (or back) finds every
+    # field the other gives, with the same values: size, LRU order, and what an eviction took.
+    store, rows = tmp_path / "store", cached[1]
+    shutil.copytree(cached[0], store, ignore=shutil.ignore_patterns("lock.mdb"))
+    live_key, gone_key = str(rows[0]["key"]), str(rows[1]["key"])  # the first is pinned: gc keeps it
+    rgstore_cli(store, "cache", "gc", "--max-age", "0s")
+    listed = {e["key"]: e for e in json.loads(rgstore_cli(store, "cache", "ls", "--json"))}
+    live = json.loads(rgstore_cli(store, "cache", "show", live_key, "--json"))
+    gone = json.loads(rgstore_cli(store, "cache", "show", gone_key, "--json"))
+    with running_server(store, log_dir=tmp_path) as server:
+        api_live = httpx.get(f"{server.url}/cache/entries/{live_key}").json()
+        api_gone = httpx.get(f"{server.url}/cache/entries/{gone_key}").json()
+        api_listed = {e["key"]: e for e in httpx.get(f"{server.url}/cache/entries").json()["items"]}
+    assert live["state"] == api_live["state"] == "live" and gone["state"] == api_gone["state"] == "evicted"
+    assert listed.keys() == api_listed.keys()
+    assert {**listed[live_key], "state": "live"} == api_live == api_listed[live_key]
+    assert {**live["entry"], "state": "live"} == api_live
+    assert {**gone["tombstone"], "state": "evicted"} == api_gone
+    assert api_gone["files"] and all(len(f["sha256"]) == 64 for f in api_gone["files"].values())
+
+
 def _insert(key: str, level: int, path: str) -> NewEvent:
     ref = FileRef(name="a.fna", sha256="0" * 64, md5="0" * 32, size=7)
     return NewEvent(stream=f"cache:{key}", event=CacheInserted(key=key, level=level, path=path, files={"a.fna": ref}))

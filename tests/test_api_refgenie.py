@@ -118,6 +118,22 @@ def test_genome_list_with_alias_digest_and_text_filters(served: Server, genomes:
     assert httpx.get(url, params={"limit": 0}).status_code == 422
 
 
+def test_genome_list_json_and_the_v4_genome_items_share_their_own_fields_and_added_at(
+        served: Server, genomes: tuple[Path, dict[str, str]]) -> None:
+    # A script moving from `genome list --json` to /v4/genomes (or back) finds the same facts under the
+    # same names; only the refgenie spec's names differ (species_name for species).
+    cli_rows = {row["digest"]: row for row in json.loads(rgstore_cli(genomes[0], "genome", "list", "--json"))}
+    api_rows = {row["digest"]: row for row in httpx.get(f"{served.url}/v4/genomes").json()["items"]}
+    assert cli_rows.keys() == api_rows.keys() == set(genomes[1].values())
+    for digest, row in cli_rows.items():
+        api = api_rows[digest]
+        for field in ("aliases", "n_sequences", "total_length", "description", "added_at"):
+            assert row[field] == api[field], field
+        assert row["species"] == (api["species_name"] or "")
+        shown = json.loads(rgstore_cli(genomes[0], "genome", "show", "--digest", digest, "--json"))
+        assert row["added_at"] == shown["added_at"] and row["added_at"].endswith("Z")
+
+
 def test_genome_detail_has_fhr_and_taxon_uri(served: Server, genomes: tuple[Path, dict[str, str]]) -> None:
     one = genomes[1]["one"]
     detail = httpx.get(f"{served.url}/v4/genomes/{one}").json()
