@@ -12,8 +12,11 @@ import pytest
 
 
 def _fs_encoding(env: dict[str, str]) -> str:
-    probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
-                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
+                               env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.skip("could not tell this locale's file-name encoding in time (a loaded machine)")
     return probe.stdout.strip()
 
 
@@ -24,8 +27,11 @@ def latin1_env(tmp_path: Path) -> dict[str, str]:
     where = tmp_path / "locales"
     where.mkdir()
     # Exits 1 on mere warnings: whether the locale works is what the probe below checks.
-    subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(where / "en_US.ISO-8859-1")],
-                   capture_output=True, timeout=120)
+    try:
+        subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(where / "en_US.ISO-8859-1")],
+                       capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.skip("localedef did not build an ISO-8859-1 locale in time")
     env = {"LOCPATH": str(where), "LC_ALL": "en_US.ISO-8859-1", "PYTHONUTF8": "0"}
     if _fs_encoding(env) != "iso8859-1":
         pytest.skip("no ISO-8859-1 locale can be built here (Debian: the locales package)")

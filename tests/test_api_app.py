@@ -410,6 +410,7 @@ def test_a_second_sigterm_stops_a_server_draining_a_stalled_download_at_once(tmp
     digest = init_genome(path, fasta, "big")["sequences"][0]  # type: ignore[index]
     with running_server(path, workers=workers) as server, socket.socket() as client:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        client.settimeout(60)  # a server that never answers fails the test instead of hanging the suite
         client.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
         client.sendall(f"GET /sequence/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert client.recv(4096).startswith(b"HTTP/1.1 200")  # in flight; nothing more is read

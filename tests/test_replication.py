@@ -437,7 +437,7 @@ def test_sigterm_stops_a_following_server_with_exit_0_and_its_follower_with_it(t
         assert not _follower_pids(mirror)  # the follower is not orphaned for up to an hour
 
 
-def _poll(url: str, until: object, timeout: float = 30.0) -> dict[str, object]:
+def _poll(url: str, until: object, timeout: float = 60.0) -> dict[str, object]:
     """GET ``url`` until ``until(status_code, body)`` holds (or the timeout passes): the last (status, body)."""
     import httpx
 
@@ -463,7 +463,8 @@ def test_a_followers_readiness_fails_while_its_upstream_is_down_and_status_says_
         ready = f"{follower.url}/readyz?max_age=2s"
         assert _poll(ready, lambda code, _: code == 200)["status"] == 200
         _stop(upstream.process)  # the outage
-        down = _poll(ready, lambda code, _: code == 503)
+        # /readyz caches a look for ~1 s: wait for the answer that has seen the follower's recorded failure.
+        down = _poll(ready, lambda code, body: code == 503 and "pulls have failed since" in str(body.get("detail")))
         status = _poll(f"{follower.url}/status", lambda _, body: body["replica"]["error"] is not None)["body"]
         assert down["status"] == 503, down
         assert down["body"]["detail"].startswith("this mirror's last successful pull was")  # type: ignore[index]
