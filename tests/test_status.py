@@ -363,15 +363,21 @@ def test_a_store_moved_under_an_open_handle_is_a_problem_not_healthy(tmp_path: P
     assert not status.healthy and any("deleted, moved or replaced" in p for p in status.problems)
 
 
-def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(tmp_path: Path) -> None:
-    from rgstore.mirror import record_pull_error
-    from rgstore.mirror import status as mirror_status
-
+def _mirror_of_an_empty_primary(tmp_path: Path) -> Path:
+    """A mirror (``m``) pulled once from the published segments (``pub``) of an empty primary (``p``)."""
     Store.open(tmp_path / "p").close()
     with Store.open(tmp_path / "p", readonly=True) as primary:
         publish(primary, tmp_path / "pub")
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(tmp_path / "pub"))
+    return tmp_path / "m"
+
+
+def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(tmp_path: Path) -> None:
+    from rgstore.mirror import record_pull_error
+    from rgstore.mirror import status as mirror_status
+
+    with Store.open(_mirror_of_an_empty_primary(tmp_path)) as mirror:
         assert mirror_status(mirror, check_upstream=False).error is None
         record_pull_error(mirror, "cannot reach http://user:pw@up.example/: refused")
         first = mirror_status(mirror, check_upstream=False).error
@@ -390,11 +396,7 @@ def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(
 def test_the_server_withholds_local_paths_in_a_mirrors_pull_error(tmp_path: Path) -> None:
     from rgstore.mirror import record_pull_error
 
-    Store.open(tmp_path / "p").close()
-    with Store.open(tmp_path / "p", readonly=True) as primary:
-        publish(primary, tmp_path / "pub")
-    with Store.open(tmp_path / "m") as mirror:
-        pull(mirror, str(tmp_path / "pub"))
+    with Store.open(_mirror_of_an_empty_primary(tmp_path)) as mirror:
         record_pull_error(mirror, f"{tmp_path / 'pub'}: no manifest.json; and {tmp_path / 'm' / 'blobs'} is full")
     with running_server(tmp_path / "m") as server:
         answer = httpx.get(f"{server.url}/status", timeout=10)
@@ -408,11 +410,7 @@ def test_status_text_says_why_a_followers_pulls_fail(tmp_path: Path) -> None:
     from rgstore.mirror import record_pull_error
     from tests.conftest import run_rgstore
 
-    Store.open(tmp_path / "p").close()
-    with Store.open(tmp_path / "p", readonly=True) as primary:
-        publish(primary, tmp_path / "pub")
-    with Store.open(tmp_path / "m") as mirror:
-        pull(mirror, str(tmp_path / "pub"))
+    with Store.open(_mirror_of_an_empty_primary(tmp_path)) as mirror:
         record_pull_error(mirror, "cannot reach http://up.example/: refused")
     shown = run_rgstore("--store", str(tmp_path / "m"), "status")
     assert shown.returncode == 0
