@@ -20,7 +20,7 @@ from tests.conftest import REPO, run_rgstore
 from tests.refpkg_data import write_inputs
 from tests.upstream_fixture import GENOME, UpstreamServer, base
 
-_VOLATILE = {"seq", "time", "inserted_seq", "inserted_at", "last_access", "touches", "create_date"}
+_VOLATILE = {"seq", "time", "inserted_seq", "inserted_at", "last_access", "touches", "create_date", "added_at"}
 
 
 def _norm(value: object) -> object:

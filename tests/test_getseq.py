@@ -243,6 +243,7 @@ def test_cli_genome_commands_round_trip(cli, store_path: Path, tmp_path: Path) -
     assert out.exit_code == 0, out.output
     digest = json.loads(out.output)["genome"]["digest"]
     listed = json.loads(cli("genome", "list", "--json").output)
+    assert listed[0].pop("added_at").endswith("Z")
     assert listed == [{"digest": digest, "aliases": ["t2", "tiny"], "n_sequences": 3, "total_length": 6000,
                        "description": "", "species": ""}]
     assert json.loads(cli("genome", "fhr", "get", "tiny").output) == {"genome": "Tinyus testus", "custom": [1]}
