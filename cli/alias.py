@@ -9,7 +9,7 @@ import click
 
 from .complete import genome_names
 from .main import Context, store_option
-from .output import emit_json, emit_table, json_option, when
+from .output import emit_json, emit_json_array, emit_table, emit_table_stream, json_option, note_shadows, when
 
 __all__ = ["alias_group"]
 
@@ -28,19 +28,27 @@ def _alias_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _shown(digest: str | None, ga4gh: Any) -> str | None:
+    """A digest as text shows it: a sequence's ``SQ.…`` form (its ``ga4gh`` field) as `genome show` does."""
+    return ga4gh if isinstance(ga4gh, str) else digest
+
+
 def _show_change(change: Any, as_json: bool) -> None:
+    if change.digest is not None:
+        note_shadows(change.shadows, change.digest)
     if as_json:
         emit_json(change)
         return
     label = f"{change.namespace}:{change.name}"
+    digest, previous = _shown(change.digest, change.ga4gh), _shown(change.previous, change.previous_ga4gh)
     if change.digest is None:
-        click.echo(f"{label} removed (was {change.previous})")
+        click.echo(f"{label} removed (was {previous})")
     elif change.seq == 0 and change.previous == change.digest:
-        click.echo(f"{label} -> {change.digest} (unchanged)")
+        click.echo(f"{label} -> {digest} (unchanged)")
     elif change.previous is not None and change.previous != change.digest:
-        click.echo(f"{label} -> {change.digest} (was {change.previous})")
+        click.echo(f"{label} -> {digest} (was {previous})")
     else:
-        click.echo(f"{label} -> {change.digest}")
+        click.echo(f"{label} -> {digest}")
 
 
 @click.group("alias")
@@ -68,7 +76,10 @@ def set_cmd(
     """Point NAME (or ns:NAME) at a genome DIGEST that is in the store.
 
     An alias that already points elsewhere is refused unless --force; the old target stays in
-    `rgstore alias history`. A digest starting with '-' goes after `--`.
+    `rgstore alias history`. A digest starting with '-' goes after `--`. A sequence DIGEST may
+    be given with or without SQ. (or as ga4gh:SQ.…); it is shown as SQ.…, as `genome show` lists it.
+    A new refgenie NAME that other namespaces give other genomes is noted on stderr: bare NAME
+    now means this genome.
 
     \b
     Example:
@@ -96,15 +107,13 @@ def get_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, as_j
         rgstore alias get hg38
         rgstore alias get --sequence insdc:BK006935.2
     """
-    from rgstore.aliases import split_alias
-
     with ctx.open(readonly=True) as store:
-        digest = store.aliases.get(name, namespace=namespace, sequence=sequence)
+        entry = store.aliases.entry(name, namespace=namespace, sequence=sequence)
     if as_json:  # the fields of an `alias list --json` entry
-        ns, bare = split_alias(name, namespace)
-        emit_json({"kind": "sequence" if sequence else "collection", "namespace": ns, "name": bare, "digest": digest})
+        fields = {"kind": entry.kind, "namespace": entry.namespace, "name": entry.name, "digest": entry.digest}
+        emit_json(fields if not sequence else {**fields, "ga4gh": entry.ga4gh})
     else:
-        click.echo(digest)
+        click.echo(_shown(entry.digest, entry.ga4gh))
 
 
 @alias_group.command("remove")
@@ -142,12 +151,15 @@ def list_cmd(ctx: Context, namespace: str | None, digest: str | None, sequence: 
         rgstore alias list --sequence --namespace insdc
     """
     with ctx.open(readonly=True) as store:
-        entries = store.aliases.list(namespace=namespace, digest=digest, sequence=sequence)
-    if as_json:
-        emit_json(entries)
-    else:
-        rows = [(e.namespace, e.name, e.digest) for e in entries]
-        emit_table(rows, headers=("NAMESPACE", "NAME", "DIGEST"))
+        # Printed as read, a chunk per read transaction: 200k aliases are never all in memory.
+        if as_json:
+            emit_json_array(store.aliases.stream(namespace=namespace, digest=digest, sequence=sequence))
+        else:
+            emit_table_stream(
+                lambda: ((e.namespace, e.name, _shown(e.digest, e.ga4gh))
+                         for e in store.aliases.stream(namespace=namespace, digest=digest, sequence=sequence)),
+                headers=("NAMESPACE", "NAME", "DIGEST"),
+            )
 
 
 @alias_group.command("history")
@@ -170,7 +182,7 @@ def history_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, 
         return
     emit_table(
         [
-            (s.seq, when(s.time), s.actor, s.action, s.digest or "-", s.state)
+            (s.seq, when(s.time), s.actor, s.action, _shown(s.digest, s.ga4gh) or "-", s.state)
             for s in steps
         ],
         headers=("SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "STATE"),

@@ -11,7 +11,7 @@ import click
 from .complete import genome_names
 from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, RgstoreGroup, store_option
-from .output import cell, emit_json, emit_table, json_option, when
+from .output import cell, emit_json, emit_json_array, emit_table, emit_table_stream, json_option, note_shadows, when
 
 __all__ = ["genome_group"]
 
@@ -109,6 +109,7 @@ def init_cmd(
                 fasta, names, description=description, species=species, fhr=fhr, circular=circular,
                 seq_namespace=seq_namespace, force=force, progress=null_progress if as_json else terminal_progress,
             )
+    note_shadows(result.shadows, result.genome.digest)
     if as_json:
         emit_json(result)
         return
@@ -133,18 +134,18 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
         rgstore genome list --json
     """
     with ctx.open(readonly=True) as store:
-        genomes = store.genomes.list()
-    if as_json:
-        emit_json([_brief(g) for g in genomes])
-        return
-    if not genomes:
-        # The hint is a message, not a row: stdout keeps the header alone, like every other empty list.
-        click.echo("no genomes; add one with `rgstore genome init --fasta FILE --name NAME`", err=True)
-    emit_table(
-        [[",".join(g.aliases) or "-", g.digest, g.n_sequences, f"{g.total_length:,}", g.description]
-         for g in genomes],
-        headers=["NAMES", "DIGEST", "SEQS", "BP", "DESCRIPTION"],
-    )
+        # Printed as read, a few records per read transaction: big assemblies' records are never all in memory.
+        if as_json:
+            emit_json_array(_brief(g) for g in store.genomes.stream())
+            return
+        emit_table_stream(
+            lambda: ([",".join(g.aliases) or "-", g.digest, g.n_sequences, f"{g.total_length:,}", g.description]
+                     for g in store.genomes.stream()),
+            headers=["NAMES", "DIGEST", "SEQS", "BP", "DESCRIPTION"],
+            # The hint is a message, not a row: stdout keeps the header alone, like every other empty list.
+            if_empty=lambda: click.echo("no genomes; add one with `rgstore genome init --fasta FILE --name NAME`",
+                                        err=True),
+        )
 
 
 @genome_group.command("show")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any
 
 import click
 import msgspec
 
-__all__ = ["cell", "emit_json", "emit_json_lines", "emit_table", "human_size", "json_option", "when", "width"]
+__all__ = [
+    "cell", "emit_json", "emit_json_array", "emit_json_lines", "emit_table", "emit_table_stream", "human_size",
+    "json_option", "note_shadows", "when", "width",
+]
 
 _JSON = msgspec.json.Encoder()
 
@@ -42,18 +46,49 @@ def _surrogates_escaped(value: Any) -> Any:
 
 
 def _encode(obj: Any) -> bytes:
+    return _encode_bare(obj) + b"\n"
+
+
+def _encode_bare(obj: Any) -> bytes:
     builtins = _to_builtins(obj)
     try:
-        return _JSON.encode(builtins) + b"\n"
+        return _JSON.encode(builtins)
     except UnicodeEncodeError:
         # A path the user gave holds bytes that are not UTF-8 (the command has already done its work):
         # print it escaped rather than fail after the fact.
-        return _JSON.encode(_surrogates_escaped(builtins)) + b"\n"
+        return _JSON.encode(_surrogates_escaped(builtins))
 
 
 def emit_json(obj: Any) -> None:
     """Write one JSON document (Structs, datetimes and bytes handled) and a newline, as UTF-8."""
     _json_writer()(_encode(obj))
+
+
+def emit_json_array(objs: Iterable[Any]) -> None:
+    """``emit_json(list(objs))``'s bytes, written as ``objs`` yields them: the list is never held."""
+    write = _json_writer()
+    parts = [b"["]
+    separator = b""
+    for obj in objs:
+        parts.append(separator + _encode_bare(obj))
+        separator = b","
+        if len(parts) >= _ROWS_PER_WRITE:  # one write per block, as emit_table does
+            write(b"".join(parts))
+            parts.clear()
+    parts.append(b"]\n")
+    write(b"".join(parts))
+
+
+def note_shadows(shadows: Any, digest: str) -> None:
+    """One stderr line per bare name a new refgenie alias took from other namespaces (``shadows``:
+    ``{"ns:name": their digest}``, or msgspec's UNSET when there are none), JSON output or not."""
+    if not isinstance(shadows, dict):
+        return
+    by_name: dict[str, list[str]] = {}
+    for qualified, target in sorted(shadows.items()):
+        by_name.setdefault(qualified.partition(":")[2], []).append(f"{qualified} still names {target}")
+    for name, others in by_name.items():
+        click.echo(f"note: {name} now names {digest} in refgenie; {'; '.join(others)}", err=True)
 
 
 def emit_json_lines(objs: Iterable[Any]) -> None:
@@ -125,6 +160,41 @@ def emit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = No
             "  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(row)).rstrip()
             for row in table[at:at + _ROWS_PER_WRITE]
         ))
+
+
+def emit_table_stream(
+    rows: Callable[[], Iterable[Sequence[Any]]], headers: Sequence[str], *, if_empty: Callable[[], None] | None = None,
+) -> None:
+    """``emit_table(list(rows()), headers)``'s bytes without holding the rows: ``rows()`` is read twice,
+    once to measure the columns and once to print (``if_empty`` runs between, when there were none)."""
+    head = [str(h) for h in headers]
+    widths = [width(h) for h in head]
+    count = 0
+    for block in _blocks(rows()):
+        count += len(block)
+        # Column by column, a block at a time: a per-cell Python loop would double the listing's time.
+        for i, column in enumerate(zip(*block)):
+            w = max(map(width, column))
+            if i == len(widths):
+                widths.append(w)
+            elif w > widths[i]:
+                widths[i] = w
+    if count == 0 and if_empty is not None:
+        if_empty()
+    click.echo("  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(head)).rstrip())
+    for block in _blocks(rows()):
+        # A row that grew between the passes (the store changed) keeps its text, only less aligned.
+        click.echo("\n".join(
+            "  ".join(c + " " * (widths[i] - width(c) if i < len(widths) else 0) for i, c in enumerate(row)).rstrip()
+            for row in block
+        ))
+
+
+def _blocks(rows: Iterable[Sequence[Any]]) -> Iterator[list[list[str]]]:
+    """Rows as printable cells, ``_ROWS_PER_WRITE`` at a time."""
+    iterator = iter(rows)
+    while block := [[cell(c) for c in row] for row in islice(iterator, _ROWS_PER_WRITE)]:
+        yield block
 
 
 _ROWS_PER_WRITE = 2048

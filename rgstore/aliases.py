@@ -1,7 +1,9 @@
 """The Aliases service: set, resolve, remove, list, audit and undo/redo genome and sequence aliases.
 
 A collection alias ``ns:name`` names a genome (seqcol top-level digest); a sequence alias names
-one sequence digest (refget CURIEs such as ``insdc:BK006935.2``). Each alias is one stream of
+one sequence digest (refget CURIEs such as ``insdc:BK006935.2``). A sequence digest is taken with
+or without ``SQ.`` (or as ``ga4gh:SQ.…``), stored bare in ``digest`` fields, and shown as
+``genome show`` and refget v2 name it, ``SQ.…`` (the ``ga4gh`` fields). Each alias is one stream of
 the log (see ``rgstore.views.aliases``). Aliases never move silently: pointing an existing alias
 elsewhere needs ``force=True``, and the old target stays in the alias's history.
 """
@@ -9,11 +11,13 @@ elsewhere needs ``force=True``, and the old target stays in the alias's history.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, NothingToRedoError, NothingToUndoError
@@ -44,7 +48,12 @@ from .views.history import HistoryView, done_stack, undone_stack
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["AliasChange", "AliasEntry", "AliasStep", "Aliases", "normalise_digest", "split_alias"]
+__all__ = [
+    "AliasChange", "AliasEntry", "AliasStep", "Aliases", "normalise_digest", "sequence_id", "shadowed_by", "split_alias",
+]
+
+LIST_CHUNK = 4096
+"""Aliases read per read transaction by ``Aliases.stream``: a reader slow to print pins no pages for long."""
 
 class AliasEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One alias as it stands: where it points and the seq of the event that made it so."""
@@ -54,6 +63,8 @@ class AliasEntry(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     digest: str
     seq: int
+    ga4gh: str | UnsetType = UNSET
+    """A sequence alias's target as refget v2 and ``genome show`` name it (``SQ.…``); absent for genome aliases."""
 
 
 class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +76,13 @@ class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
     digest: str | None
     previous: str | None
     seq: int
+    ga4gh: str | None | UnsetType = UNSET
+    """``digest`` of a sequence alias as ``SQ.…`` (None when removed); absent for genome aliases."""
+    previous_ga4gh: str | None | UnsetType = UNSET
+    """``previous`` of a sequence alias as ``SQ.…``; absent for genome aliases."""
+    shadows: dict[str, str] | UnsetType = UNSET
+    """Set when a new ``refgenie`` alias took a bare name other namespaces give other genomes:
+    ``{"ncbi:hg38": digest}`` of each (they still hold; the bare name now means this one)."""
 
 
 class AliasStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +99,8 @@ class AliasStep(msgspec.Struct, frozen=True, kw_only=True):
     action: str
     digest: str | None
     state: str
+    ga4gh: str | None | UnsetType = UNSET
+    """``digest`` of a sequence alias's step as ``SQ.…``; absent for genome aliases."""
 
 
 def split_alias(name: str, namespace: str | None = None) -> tuple[str, str]:
@@ -115,14 +135,38 @@ def find_genome_alias(txn: Txn, environment: Environment, namespace: str, name: 
     return found, hits[found]
 
 
+def shadowed_by(txn: Txn, environment: Environment, name: str, digest: str) -> dict[str, str]:
+    """``{"ns:name": target}`` of the other namespaces' genome aliases ``name`` that a new
+    ``refgenie:name`` pointing at ``digest`` takes the bare name from (same target: not listed).
+
+    Call it only when ``refgenie:name`` does not exist yet: a bare name is the refgenie one first
+    (``find_genome_alias``), so until then it meant theirs.
+    """
+    return {f"{other}:{name}": target for other in alias_namespaces(txn, environment, COLLECTION)
+            if other != DEFAULT_NAMESPACE
+            and (target := alias_target(txn, environment, COLLECTION, other, name)) not in (None, digest)}
+
+
+def sequence_id(digest: str) -> str:
+    """A bare sha512t24u sequence digest as refget v2 and ``genome show`` name it: ``SQ.<digest>``."""
+    return "SQ." + digest
+
+
 def normalise_digest(digest: str) -> str:
-    """A sha512t24u digest without its ``SQ.``/``SQ:`` prefix; InvalidInputError if malformed."""
-    bare = digest[3:] if digest[:3] in ("SQ.", "SQ:") else digest
+    """A sha512t24u digest without its ``SQ.``/``SQ:``/``ga4gh:SQ.`` prefix; InvalidInputError if malformed."""
+    # ``ga4gh:`` case-insensitively, as the refget route takes it.
+    stripped = digest[6:] if digest[:6].lower() == "ga4gh:" and digest[6:9] == "SQ." else digest
+    bare = stripped[3:] if stripped[:3] in ("SQ.", "SQ:") else stripped
     if not DIGEST_RE.fullmatch(bare):
         raise InvalidInputError(
             f"invalid digest {digest!r}: expected a 32-character GA4GH sha512t24u digest"
         )
     return bare
+
+
+def _shown(kind: Kind, digest: str | None) -> str:
+    """A digest as messages name it: a sequence's as ``SQ.…`` (``genome show``'s form), a genome's bare."""
+    return sequence_id(digest) if kind == SEQUENCE and digest is not None else str(digest)
 
 
 def _label(kind: Kind, namespace: str, name: str) -> str:
@@ -172,11 +216,15 @@ class Aliases:
                 return []
             if current is not None and not force:
                 raise ConflictError(
-                    f"{_label(kind, ns, local)} already points at {current}; "
-                    f"use --force to repoint it to {target} (the old target stays in its history)"
+                    f"{_label(kind, ns, local)} already points at {_shown(kind, current)}; "
+                    f"use --force to repoint it to {_shown(kind, target)} (the old target stays in its history)"
                 )
             if kind == COLLECTION:
                 self._require_genome(txn, target)
+                if ns == DEFAULT_NAMESPACE and current is None:
+                    shadows = shadowed_by(txn, self.store.environment, local, target)
+                    if shadows:
+                        result[:] = [msgspec.structs.replace(result[0], shadows=shadows)]
             event = (
                 AliasSet(namespace=ns, name=local, digest=target)
                 if kind == COLLECTION
@@ -235,7 +283,7 @@ class Aliases:
                     self.store, txn, target):
                 # `gc` may have deleted it since: gtars and /sequence would resolve the alias to nothing.
                 raise NotFoundError(
-                    f"no sequence with digest {target} in this store's RefgetStore "
+                    f"no sequence with digest {sequence_id(target)} in this store's RefgetStore "
                     f"({'redo' if redo else 'undo'} of {ns}:{local}); add a genome holding it first"
                 )
             result[:] = [_change(kind, ns, local, target, current)]
@@ -261,6 +309,16 @@ class Aliases:
                 raise _no_alias(txn, self.store.environment, kind, ns, local)
         return digest
 
+    def entry(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> AliasEntry:
+        """The alias as ``list`` gives it (with ``ga4gh`` for a sequence alias); NotFoundError if it does not exist."""
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        ns, local = split_alias(name, namespace)
+        with self.store.read() as txn:
+            found = alias_entry(txn, self.store.environment, kind, ns, local)
+            if found is None:
+                raise _no_alias(txn, self.store.environment, kind, ns, local)
+        return _entry(kind, ns, local, *found)
+
     def names(self, *, namespace: str | None = None, sequence: bool = False) -> builtins.list[tuple[str, str]]:
         """(namespace, name) of every alias of one kind (in one namespace), sorted; keys only, so cheap at any size."""
         kind: Kind = SEQUENCE if sequence else COLLECTION
@@ -280,10 +338,33 @@ class Aliases:
         with self.store.read() as txn:
             if digest is not None:
                 return self._by_digest(txn, kind, normalise_digest(digest), namespace)
-            return [
-                AliasEntry(kind=kind, namespace=ns, name=name, digest=d, seq=seq)
-                for ns, name, d, seq in list_aliases(txn, env, kind, namespace)
-            ]
+            return [_entry(kind, ns, name, d, seq) for ns, name, d, seq in list_aliases(txn, env, kind, namespace)]
+
+    def stream(
+        self, *, namespace: str | None = None, digest: str | None = None, sequence: bool = False,
+        chunk: int = LIST_CHUNK,
+    ) -> Iterator[AliasEntry]:
+        """``list``, yielded as read: ``chunk`` aliases per short read transaction, never the whole listing.
+
+        Each chunk is read in its own transaction (a consumer slow to take them, such as a paged
+        terminal, holds no transaction open), so a listing taken while the aliases change shows
+        each alias as one of its states, not the whole store at one instant.
+        """
+        kind: Kind = SEQUENCE if sequence else COLLECTION
+        if namespace is not None:
+            check_namespace(namespace)
+        if digest is not None:
+            yield from self.list(namespace=namespace, digest=digest, sequence=sequence)  # one digest's: few
+            return
+        env = self.store.environment
+        after: tuple[str, str] | None = None
+        while True:
+            with self.store.read() as txn:
+                rows = builtins.list(islice(list_aliases(txn, env, kind, namespace, after=after), chunk))
+            yield from (_entry(kind, ns, name, d, seq) for ns, name, d, seq in rows)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0], rows[-1][1]
 
     def _by_digest(
         self, txn: Txn, kind: Kind, digest: str, namespace: str | None
@@ -293,7 +374,7 @@ class Aliases:
         for ns, name in aliases_of(txn, env, kind, digest):
             entry = alias_entry(txn, env, kind, ns, name)
             if entry is not None and namespace in (None, ns):
-                out.append(AliasEntry(kind=kind, namespace=ns, name=name, digest=entry[0], seq=entry[1]))
+                out.append(_entry(kind, ns, name, *entry))
         return out
 
     def history(
@@ -325,6 +406,7 @@ class Aliases:
                 tag = str(event.__struct_config__.tag)
                 steps.append(AliasStep(
                     seq=seq, time=envelope.time, actor=envelope.actor, action=tag, digest=target, state=state,
+                    ga4gh=_ga4gh(kind, target),
                 ))
         if not steps:
             raise NotFoundError(f"{_label(kind, ns, local)} has no history; see {_listing(kind)}")
@@ -344,16 +426,34 @@ class Aliases:
         """The canonical sha512t24u of a stored sequence (md5 accepted); NotFoundError otherwise."""
         canonical = sequence_known(self.store, digest)
         if canonical is None:
-            raise NotFoundError(f"no sequence with digest {digest} in this store's RefgetStore")
+            raise NotFoundError(f"no sequence with digest {_shown_input(digest)} in this store's RefgetStore")
         return canonical
 
 
+def _ga4gh(kind: Kind, digest: str | None) -> str | None | UnsetType:
+    """The ``ga4gh`` field of a result: ``SQ.…`` (or None) for a sequence alias, absent for a genome alias."""
+    if kind != SEQUENCE:
+        return UNSET
+    return sequence_id(digest) if digest is not None else None
+
+
+def _entry(kind: Kind, namespace: str, name: str, digest: str, seq: int) -> AliasEntry:
+    return AliasEntry(kind=kind, namespace=namespace, name=name, digest=digest, seq=seq,
+                      ga4gh=UNSET if kind != SEQUENCE else sequence_id(digest))
+
+
 def _change(kind: Kind, namespace: str, name: str, digest: str | None, previous: str | None) -> AliasChange:
-    return AliasChange(kind=kind, namespace=namespace, name=name, digest=digest, previous=previous, seq=0)
+    return AliasChange(kind=kind, namespace=namespace, name=name, digest=digest, previous=previous, seq=0,
+                       ga4gh=_ga4gh(kind, digest), previous_ga4gh=_ga4gh(kind, previous))
 
 
 def _with_seq(change: AliasChange, seqs: list[int]) -> AliasChange:
     return msgspec.structs.replace(change, seq=seqs[-1]) if seqs else change
+
+
+def _shown_input(digest: str) -> str:
+    """A sequence digest the user gave, for a message: ``SQ.…`` unless it is an MD5 (32 hex)."""
+    return digest if all(c in "0123456789abcdefABCDEF" for c in digest) else sequence_id(digest)
 
 
 def genome_known(store: Store, txn: Txn, digest: str) -> bool:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
-from .aliases import find_genome_alias, normalise_digest, split_alias
+from .aliases import find_genome_alias, normalise_digest, sequence_id, shadowed_by, split_alias
 from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
@@ -45,13 +46,25 @@ from .views.aliases import (
     collection_aliases_of,
     sequence_alias,
 )
-from .views.genomes import GenomeRecord, all_genomes, genome_exists, genome_fhr, genome_record, genome_stream
+from .views.genomes import (
+    GenomeRecord,
+    all_genomes,
+    genome_digests,
+    genome_exists,
+    genome_fhr,
+    genome_record,
+    genome_stream,
+)
 
 if TYPE_CHECKING:
     from .fasta import FastaSummary
     from .store import Store
 
 __all__ = ["GenomeInfo", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
+
+LIST_CHUNK = 32
+"""Genome records read per read transaction by ``Genomes.stream`` (a big assembly's record is MBs)."""
+
 
 class GenomeInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A genome as ``genome show`` reports it: identity, aliases, level-2 arrays, source, FHR."""
@@ -83,6 +96,9 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     aliases_added: list[str]
     sequence_aliases_added: int
     seqs: list[int]
+    shadows: dict[str, str] | UnsetType = UNSET
+    """Set when a new name took a bare name from other namespaces' aliases of other genomes:
+    ``{"ncbi:hg38": digest}`` of each (see ``aliases.shadowed_by``)."""
 
 
 def read_fhr(path: Path) -> dict[str, Any]:
@@ -200,6 +216,8 @@ class Genomes:
                 raise collection_removed(ingested.digest)
             seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
             added.clear()
+            shadows: dict[str, str] = {}
+            state["shadows"] = shadows
             events: list[NewEvent] = []
             existing = genome_record(txn, env, ingested.digest)
             state["new"] = existing is None
@@ -216,6 +234,8 @@ class Genomes:
                     continue
                 if target is not None and not force:
                     raise _taken(name, target)
+                if target is None:
+                    shadows.update(shadowed_by(txn, env, name, ingested.digest))
                 added.append(name)
                 events.append(NewEvent(
                     stream=alias_stream(COLLECTION, DEFAULT_NAMESPACE, name),
@@ -232,7 +252,7 @@ class Genomes:
                     continue
                 if target is not None and not force:
                     raise ConflictError(
-                        f"sequence alias {seq_namespace}:{local} already points at {target}; "
+                        f"sequence alias {seq_namespace}:{local} already points at {sequence_id(target)}; "
                         "use --force to repoint it"
                     )
                 state["seq_aliases"] += 1
@@ -248,7 +268,7 @@ class Genomes:
         return InitResult(
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
             aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added],
-            sequence_aliases_added=int(state["seq_aliases"]), seqs=seqs,
+            sequence_aliases_added=int(state["seq_aliases"]), seqs=seqs, shadows=state["shadows"] or UNSET,
         )
 
     def remove(self, name: str, *, by_digest: bool = False) -> list[int]:
@@ -446,7 +466,27 @@ class Genomes:
         with self.store.read() as txn:
             out = [_info(r, collection_aliases_of(txn, env, r.digest), genome_fhr(txn, env, r.digest))
                    for r in all_genomes(txn, env)]
-        return sorted(out, key=lambda g: (not g.aliases, g.aliases[0] if g.aliases else g.digest))
+        return sorted(out, key=lambda g: _sort_key(g.aliases, g.digest))
+
+    def stream(self, *, chunk: int = LIST_CHUNK) -> Iterator[GenomeInfo]:
+        """``list``, yielded as read: the order from the keys and alias index, then ``chunk`` genomes per short read.
+
+        No read transaction stays open while the consumer holds a genome (a paged terminal may hold
+        it for long), and at most ``chunk`` records are in memory. A genome removed meanwhile is
+        left out; each genome is shown as it stood when its chunk was read.
+        """
+        env = self.store.environment
+        with self.store.read() as txn:
+            order = sorted((_sort_key(_alias_names(collection_aliases_of(txn, env, digest)), digest), digest)
+                           for digest in genome_digests(txn, env))
+        for at in range(0, len(order), chunk):
+            infos = []
+            with self.store.read() as txn:
+                for _, digest in order[at:at + chunk]:
+                    record = genome_record(txn, env, digest)
+                    if record is not None:
+                        infos.append(_info(record, collection_aliases_of(txn, env, digest), genome_fhr(txn, env, digest)))
+            yield from infos
 
 
 @contextmanager
@@ -523,10 +563,20 @@ def _genome_added(
     )
 
 
-def _info(record: GenomeRecord, aliases: list[tuple[str, str]], fhr: dict[str, Any] | None) -> GenomeInfo:
+def _sort_key(aliases: Sequence[str], digest: str) -> tuple[bool, str]:
+    """Where a genome goes in ``genome list``: by its first name, genomes without one last (by digest)."""
+    return not aliases, aliases[0] if aliases else digest
+
+
+def _alias_names(aliases: Iterable[tuple[str, str]]) -> list[str]:
+    """A genome's aliases as listings name them: refgenie's bare and first, then ``ns:name``."""
     ordered = sorted(aliases, key=lambda a: (a[0] != DEFAULT_NAMESPACE, a[0], a[1]))
+    return [f"{ns}:{n}" if ns != DEFAULT_NAMESPACE else n for ns, n in ordered]
+
+
+def _info(record: GenomeRecord, aliases: list[tuple[str, str]], fhr: dict[str, Any] | None) -> GenomeInfo:
     return GenomeInfo(
-        digest=record.digest, aliases=[f"{ns}:{n}" if ns != DEFAULT_NAMESPACE else n for ns, n in ordered],
+        digest=record.digest, aliases=_alias_names(aliases),
         description=record.description, species=record.species, n_sequences=len(record.names),
         total_length=sum(record.lengths), names=record.names, lengths=record.lengths,
         sequences=record.sequences, md5s=record.md5s, circular=record.circular, level1=record.level1,

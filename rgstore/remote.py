@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import msgspec
+from msgspec import UNSET
 
 from . import seqcol
-from .aliases import normalise_digest, split_alias
+from .aliases import normalise_digest, shadowed_by, split_alias
 from .environment import Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .events import AliasSet, GenomeAdded, GenomeSource
@@ -349,9 +350,11 @@ def init_remote(
     env = store.environment
     added: list[str] = []
     state: dict[str, bool] = {}
+    shadows: dict[str, str] = {}
 
     def command(txn: Txn) -> list[NewEvent]:
         added.clear()
+        shadows.clear()
         events: list[NewEvent] = []
         existing = genome_record(txn, env, collection.digest)
         state["new"] = existing is None
@@ -373,6 +376,8 @@ def init_remote(
                     f"alias {DEFAULT_NAMESPACE}:{name} already points at genome {target}; "
                     "use --force to repoint it (the old target stays in its history)"
                 )
+            if target is None:
+                shadows.update(shadowed_by(txn, env, name, collection.digest))
             added.append(name)
             events.append(NewEvent(
                 stream=alias_stream(COLLECTION, DEFAULT_NAMESPACE, name),
@@ -384,6 +389,7 @@ def init_remote(
     return InitResult(
         genome=store.genomes.show(collection.digest, by_digest=True), added=state["new"],
         aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added], sequence_aliases_added=0, seqs=seqs,
+        shadows=shadows or UNSET,
     )
 
 

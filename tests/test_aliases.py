@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -544,10 +545,10 @@ def test_cli_sequence_aliases(  # type: ignore[no-untyped-def]
     with Store.open(store_path) as store:
         chr1 = open_gtars(store).get_collection_level2(template[1]["a"])["sequences"][0]
     assert cli("alias", "set", "--sequence", "insdc:CHR1.1", chr1).exit_code == 0
-    assert cli("alias", "get", "--sequence", "insdc:CHR1.1").output == f"{chr1[3:]}\n"
+    assert cli("alias", "get", "--sequence", "insdc:CHR1.1").output == f"{chr1}\n"  # SQ., as `genome show`
     table = cli("alias", "list", "--sequence").output.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "DIGEST"]
-    assert table[1].split() == ["insdc", "CHR1.1", chr1[3:]]
+    assert table[1].split() == ["insdc", "CHR1.1", chr1]
     assert cli("alias", "list").output.splitlines()[1:] == []  # genome aliases: none
 
 
@@ -801,3 +802,123 @@ def test_listing_with_skip_and_counting_agree_with_the_full_listing_in_every_nam
                 full[k:] for k in range(8)]
         assert [(ns, n) for ns, n, _, _ in list_aliases(txn, env, COLLECTION, "a")] == [("a", "x1"), ("a", "x2")]
     assert store.aliases.names() == names and store.aliases.names(namespace="b") == names[3:]
+
+
+# -- one vocabulary for sequence digests ---------------------------------------------------------------------
+
+
+def test_sequence_alias_commands_take_every_digest_form_and_name_it_as_genome_show_does(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, template: Template
+) -> None:
+    shutil.copytree(template[0], store_path)
+    shown = json.loads(cli("genome", "show", "--digest", template[1]["a"], "--json").output)["sequences"]
+    chr1, chr2 = shown[0], shown[1]
+    assert chr1.startswith("SQ.")
+    for name, form in (("B", chr1[3:]), ("S", chr1), ("G", "ga4gh:" + chr1), ("L", "GA4GH:" + chr1)):
+        assert cli("alias", "set", "--sequence", f"insdc:{name}", form).output == f"insdc:{name} -> {chr1}\n", form
+        assert cli("alias", "get", "--sequence", f"insdc:{name}").output == f"{chr1}\n"
+    moved = cli("alias", "set", "--sequence", "insdc:B", chr2, "--force")
+    assert moved.output == f"insdc:B -> {chr2} (was {chr1})\n"
+    refused = cli("alias", "set", "--sequence", "insdc:B", chr1)
+    assert refused.exit_code == 1 and f"already points at {chr2}; use --force to repoint it to {chr1}" in refused.output
+    assert [row.split()[2] for row in cli("alias", "list", "--sequence").output.splitlines()[1:]] == [chr2, chr1, chr1, chr1]
+    assert [line.split()[-1] for line in cli("alias", "list", "--sequence", "--digest", "ga4gh:" + chr1).output
+            .splitlines()[1:]] == [chr1, chr1, chr1]
+    history = cli("alias", "history", "--sequence", "insdc:B").output.splitlines()[1:]
+    assert [row.split()[4] for row in history] == [chr1, chr2]
+    assert cli("alias", "remove", "--sequence", "insdc:B").output == f"insdc:B removed (was {chr2})\n"
+    # JSON keeps `digest` as it was (bare, as scripts read it) and adds `ga4gh`, the SQ. form.
+    got = json.loads(cli("alias", "get", "--sequence", "insdc:S", "--json").output)
+    assert got == {"kind": "sequence", "namespace": "insdc", "name": "S", "digest": chr1[3:], "ga4gh": chr1}
+    listed = json.loads(cli("alias", "list", "--sequence", "--json").output)
+    assert [(e["digest"], e["ga4gh"]) for e in listed] == [(chr1[3:], chr1)] * 3
+    change = json.loads(cli("alias", "set", "--sequence", "insdc:S", chr2, "--force", "--json").output)
+    assert (change["digest"], change["ga4gh"], change["previous"], change["previous_ga4gh"]) == (
+        chr2[3:], chr2, chr1[3:], chr1)
+    steps = json.loads(cli("alias", "history", "--sequence", "insdc:S", "--json").output)
+    assert [(s["digest"], s["ga4gh"]) for s in steps] == [(chr1[3:], chr1), (chr2[3:], chr2)]
+
+
+def test_genome_alias_json_gains_no_sequence_fields(store: Store, genomes: Digests) -> None:
+    change = store.aliases.set("hg38", genomes["a"])
+    entry = store.aliases.entry("hg38")
+    assert (entry.digest, entry.seq) == (genomes["a"], change.seq)
+    assert sorted(msgspec.to_builtins(change)) == ["digest", "kind", "name", "namespace", "previous", "seq"]
+    assert sorted(msgspec.to_builtins(entry)) == ["digest", "kind", "name", "namespace", "seq"]
+
+
+# -- a new refgenie name over another namespace's ------------------------------------------------------------
+
+
+def test_a_refgenie_alias_taking_a_bare_name_from_another_namespace_says_so_on_stderr(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, template: Template
+) -> None:
+    shutil.copytree(template[0], store_path)
+    a, b = template[1]["a"], template[1]["b"]
+    assert cli("alias", "set", "ncbi:hg38", a).stderr == ""
+    assert json.loads(cli("genome", "show", "hg38", "--json").output)["digest"] == a  # bare hg38: ncbi's
+    taken = cli("alias", "set", "hg38", b, "--json")
+    assert taken.stderr == f"note: hg38 now names {b} in refgenie; ncbi:hg38 still names {a}\n"
+    assert json.loads(taken.stdout)["shadows"] == {"ncbi:hg38": a}  # stdout: the JSON alone
+    assert json.loads(cli("genome", "show", "hg38", "--json").output)["digest"] == b
+    again = cli("alias", "set", "hg38", a, "--force")  # refgenie:hg38 existed: bare hg38 was already its
+    assert again.exit_code == 0 and again.stderr == ""
+    assert cli("alias", "set", "ncbi:mm10", a).exit_code == 0
+    same = cli("alias", "set", "mm10", a)  # the other namespace names the same genome: nothing changes for mm10
+    assert same.exit_code == 0 and same.stderr == ""
+
+
+def test_genome_init_notes_a_name_other_namespaces_give_another_genome(store: Store, genomes: Digests,
+                                                                       tmp_path: Path) -> None:
+    store.aliases.set("ncbi:hg38", genomes["a"])
+    store.aliases.set("ucsc:hg38", genomes["a"])
+    store.aliases.set("ncbi:tiny", genomes["b"])
+    path = tmp_path / "b.fa"
+    path.write_text(FASTAS["b"])
+    result = store.genomes.init(path, ["hg38", "tiny"])
+    assert result.genome.digest == genomes["b"]
+    assert result.shadows == {"ncbi:hg38": genomes["a"], "ucsc:hg38": genomes["a"]}
+    assert store.genomes.init(path, ["hg38"]).shadows is msgspec.UNSET  # nothing new: nothing taken
+
+
+def test_genome_init_prints_the_note_on_stderr(cli, store_path: Path, template: Template,  # type: ignore[no-untyped-def]
+                                               tmp_path: Path) -> None:
+    shutil.copytree(template[0], store_path)
+    a, b = template[1]["a"], template[1]["b"]
+    assert cli("alias", "set", "ncbi:hg38", a).exit_code == 0
+    path = tmp_path / "b.fa"
+    path.write_text(FASTAS["b"])
+    done = cli("genome", "init", "--fasta", str(path), "--name", "hg38", "--json")
+    assert done.stderr == f"note: hg38 now names {b} in refgenie; ncbi:hg38 still names {a}\n"
+    assert json.loads(done.stdout)["aliases_added"] == ["refgenie:hg38"]
+
+
+# -- listings read in chunks ---------------------------------------------------------------------------------
+
+
+def test_a_streamed_listing_equals_the_list_in_every_namespace_and_chunk_size(store: Store, genomes: Digests) -> None:
+    names = [("a", "x1"), ("a", "x2"), ("ab", "y"), ("b", "z1"), ("b", "z2"), ("b", "z3")]
+    for ns, name in names:
+        store.aliases.set(f"{ns}:{name}", genomes["a"] if name < "z" else genomes["b"])
+    for namespace in (None, "a", "ab", "b", "c"):
+        for chunk in (1, 2, 3, 100):
+            assert list(store.aliases.stream(namespace=namespace, chunk=chunk)) == store.aliases.list(namespace=namespace)
+        assert list(store.aliases.stream(namespace=namespace, digest=genomes["b"])) == store.aliases.list(
+            namespace=namespace, digest=genomes["b"])
+
+
+def test_a_streamed_listing_holds_no_read_transaction_between_chunks(store: Store, genomes: Digests) -> None:
+    for name in ("a1", "a2", "a3"):
+        store.aliases.set(name, genomes["a"])
+    listing = store.aliases.stream(chunk=2)
+    assert [next(listing).name, next(listing).name] == ["a1", "a2"]
+    store.aliases.set("a4", genomes["a"])  # written while the listing is paused: its next chunk is read afresh
+    assert [e.name for e in listing] == ["a3", "a4"]
+
+
+def test_genome_stream_lists_what_genome_list_does(store: Store, genomes: Digests) -> None:
+    store.aliases.set("zz", genomes["a"])
+    store.aliases.set("ncbi:mm", genomes["b"])  # a first alias in another namespace sorts as "ncbi:mm"
+    for chunk in (1, 2, 32):
+        assert list(store.genomes.stream(chunk=chunk)) == store.genomes.list()
+    assert [g.aliases for g in store.genomes.stream()] == [["ncbi:mm"], ["zz"], []]

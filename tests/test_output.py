@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -167,3 +168,45 @@ def test_a_closed_stdout_is_treated_as_dev_null_not_a_traceback_or_a_reused_desc
     assert missing.stderr.decode().count("\n") == 1
     verified = run_rgstore("--store", store, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+# -- streamed listings print what the whole list would --------------------------------------------------------
+
+
+def _bytes_of(emit: Callable[[], None]) -> bytes:
+    @click.command()
+    def show() -> None:
+        emit()
+
+    result = CliRunner().invoke(show)
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def test_a_streamed_table_prints_the_bytes_of_the_whole_table_read_twice_never_held() -> None:
+    from rgstore_cli.output import emit_table_stream
+
+    rows: list[list[object]] = [[f"scaffold_{i}", i, "x"] for i in range(5000)]
+    rows[4999][0] = "名前-wide-and-last"  # the widest cell, in terminal columns, comes last
+    rows[7][2] = "tab\there"  # shown escaped, and measured as shown
+    reads: list[int] = []
+
+    def read() -> Iterator[list[object]]:
+        reads.append(1)
+        yield from rows
+
+    for table in (rows, rows[:1], []):
+        whole = _bytes_of(lambda t=table: emit_table(t, ["NAME", "N", "C"]))  # type: ignore[misc]
+        assert _bytes_of(lambda t=table: emit_table_stream(lambda: iter(t), ["NAME", "N", "C"])) == whole  # type: ignore[misc]
+    _bytes_of(lambda: emit_table_stream(read, ["NAME", "N", "C"]))
+    assert len(reads) == 2
+
+
+def test_a_streamed_json_array_prints_the_bytes_of_the_whole_list() -> None:
+    import os
+
+    from rgstore_cli.output import emit_json, emit_json_array
+
+    items = [{"name": f"n{i}", "path": os.fsdecode(b"a\xff") if i == 3 else "ok", "n": i} for i in range(5000)]
+    for given in (items, items[:1], []):
+        assert _bytes_of(lambda g=given: emit_json_array(iter(g))) == _bytes_of(lambda g=given: emit_json(g))  # type: ignore[misc]

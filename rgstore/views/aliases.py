@@ -131,14 +131,17 @@ def sequence_alias(txn: Txn, environment: Environment, namespace: str, name: str
 
 
 def list_aliases(
-    txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None, *, skip: int = 0
+    txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None, *, skip: int = 0,
+    after: tuple[str, str] | None = None,
 ) -> Iterator[tuple[str, str, str, int]]:
     """(namespace, name, digest, seq that made it current), ordered by namespace then name.
 
     ``skip``: leave out the first ``skip`` aliases, stepping over their keys without reading
     their values, so a page deep in a large namespace costs a key walk, not a decode per alias.
+    ``after``: start past this (namespace, name), so a long listing can be read in chunks, each
+    in its own short transaction.
     """
-    for key, raw in _walk(txn, environment, kind, namespace, skip=skip):
+    for key, raw in _walk(txn, environment, kind, namespace, skip=skip, after=after):
         value = decode_value(raw)
         assert isinstance(value, dict)
         ns, name = _split(key)
@@ -153,15 +156,19 @@ def alias_names(txn: Txn, environment: Environment, kind: Kind, namespace: str |
 
 def _walk(
     txn: Txn, environment: Environment, kind: Kind, namespace: str | None, *, skip: int = 0, values: bool = True,
+    after: tuple[str, str] | None = None,
 ) -> Iterator[tuple[bytes, bytes | memoryview]]:
-    """(key, stored value or b"") of the current aliases of one kind (in one namespace), after ``skip`` keys."""
+    """(key, stored value or b"") of the current aliases of one kind (in one namespace), after ``skip`` keys
+    (and past the alias ``after``)."""
     db = _db(environment, _CURRENT[kind])
     if db is None:
         return
     prefix = namespace.encode() + b"\x00" if namespace is not None else b""
+    # The smallest key above ``after``'s: its own key plus a NUL (names hold no NUL).
+    start = max(prefix, _key(*after) + b"\x00") if after is not None else prefix
     cur = txn.cursor(db=db)
     try:
-        found = cur.set_range(prefix)
+        found = cur.set_range(start)
         for _ in range(skip):
             if not found or not bytes(cur.key()).startswith(prefix):
                 return
