@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp
 
 from rgstore.errors import InvalidInputError
 from rgstore.follow import parse_interval
-from rgstore.readiness import ReadinessProbe
+from rgstore.readiness import ReadinessProbe, ServedStore
 from rgstore.store import Store
 
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
@@ -36,6 +37,7 @@ from .wire import (
     ROUTE_METHODS,
     ReadOnlyMethodsMiddleware,
     RevalidateByDefaultMiddleware,
+    ServedStoreMiddleware,
     json_response,
     route_methods,
     store_of,
@@ -75,21 +77,31 @@ def create_app(store_path: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = FetchLimits.from_environment()  # a bad $RGSTORE_SERVE_FETCH_* fails here, before serving
-        store = Store.open(path, readonly=True)
+        # Views an upgrade left behind are caught up after the port is bound, not before (a load balancer
+        # would see connection refused for that long): meanwhile only /healthz and /readyz (503) answer.
+        store = Store.open(path, readonly=True, catch_up_views=False)
         app.state.store = store
+        # A store directory replaced under the server (a restored backup, a rebuilt mirror renamed into
+        # place) is opened and served from then on by each worker, without a restart (ServedStoreMiddleware).
+        served = app.state.served = ServedStore(store)
+        catching_up = threading.Thread(target=served.catch_up_views, name="rgstore-catch-up", daemon=True) \
+            if served.catching_up else None
         interval = os.environ.get(ENV_FOLLOW_INTERVAL)
-        app.state.readiness = ReadinessProbe(store, follow_interval_s=parse_interval(interval) if interval else None)
+        app.state.readiness = ReadinessProbe(served, follow_interval_s=parse_interval(interval) if interval else None)
         # Sequences not fetched yet (a remote genome's, or a mirror's from its primary) are fetched
         # on first request, in a child process, and verified against their digests; the event log
         # stays read-only. The fetch answers False when nothing can supply a sequence. Fetches run
         # under their own small limits, never on the threadpool the other routes need.
-        set_lazy_fetch(lambda digest: fetch_in_child(store.path, digest, timeout=limits.timeout_s))
+        root = store.path  # the served path: a store replaced there is fetched into as well
+        set_lazy_fetch(lambda digest: fetch_in_child(root, digest, timeout=limits.timeout_s))
         app.state.lazy_fetcher = LazyFetcher(limits)
+        if catching_up is not None:
+            catching_up.start()
         try:
             yield
         finally:
             set_lazy_fetch(None)
-            store.close()
+            served.close()
 
     app = FastAPI(
         title="rgstore",
@@ -166,6 +178,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
     setattr(app.state, ROUTE_METHODS,
             route_methods([*app.router.routes, *(route for router in routers for route in router.routes)]))
 
+    app.add_middleware(ServedStoreMiddleware)
     app.add_middleware(ReadOnlyMethodsMiddleware)
     # Chrome asks a server on a private address or loopback, in the preflight, whether public pages
     # may read it (Private Network Access): refusing fails those preflights (400), so a lab's

@@ -158,7 +158,7 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     ``follow_interval``: a puller keeps the store current every so often (``--follow``), which
     ``/readyz`` holds its last successful pull to.
     """
-    Store.open(store, readonly=True).close()  # fail with one line here, not in every worker
+    Store.open(store, readonly=True, catch_up_views=False).close()  # one line here, not in every worker; views: after binding
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
     check_listen(host, port)
     os.environ[ENV_STORE] = str(store)

@@ -17,12 +17,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rgstore.readiness import ServedStore
 from rgstore.store import Store
 
 __all__ = [
     "json_response",
     "json_bytes",
     "store_of",
+    "ServedStoreMiddleware",
+    "SERVED_STORE",
     "ReadOnlyMethodsMiddleware",
     "RevalidateByDefaultMiddleware",
     "is_head",
@@ -55,10 +58,14 @@ def json_response(
     return Response(json_bytes(obj), status_code=status_code, media_type=media_type, headers=headers)
 
 
+SERVED_STORE = "rgstore.store"
+"""Scope key: the Store handle this request answers from (held until its answer is sent)."""
+
+
 def store_of(request: Request) -> Store:
-    """The read-only Store this worker opened at startup."""
-    store: Store = request.app.state.store
-    return store
+    """The read-only Store this request answers from (the store at the served path when the request began)."""
+    store: Store | None = request.scope.get(SERVED_STORE)
+    return store if store is not None else request.app.state.store
 
 
 def is_head(request: Request) -> bool:
@@ -149,6 +156,41 @@ class ReadOnlyMethodsMiddleware(_HttpMiddleware):
 
         allow = _allowed(scope) or "GET, HEAD, OPTIONS"
         await self.app(routed, receive, _with_allow(send_headers_only, allow))  # type: ignore[arg-type]
+
+
+ANSWERED_WHILE_CATCHING_UP = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
+"""Paths that read no view: they answer while a worker catches up views after an upgrade (the rest: 503)."""
+
+
+class ServedStoreMiddleware(_HttpMiddleware):
+    """Hold the worker's current Store handle for each request, first reopening it if the store directory was replaced.
+
+    The handle stays held until the answer is sent (a streamed sequence included), so a handle
+    replaced meanwhile is closed only after its last request.
+    """
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Reopen if due (off the event loop: an open may catch up views), then pass the request on holding the handle."""
+        state = scope["app"].state
+        served: ServedStore | None = getattr(state, "served", None)
+        if served is None:  # no lifespan ran (an app built without serving)
+            await self.app(scope, receive, send)
+            return
+        if served.catching_up is not None \
+                and scope["path"].removeprefix(scope.get("root_path", "")) not in ANSWERED_WHILE_CATCHING_UP:
+            busy = json_response({"detail": served.problem or served.catching_up}, status_code=503,
+                                 headers={"Retry-After": "5"})
+            await busy(scope, receive, send)
+            return
+        if served.due():
+            await anyio.to_thread.run_sync(served.reopen)
+        store = served.acquire()
+        scope[SERVED_STORE] = store
+        state.store = store  # for code that reads the app's state outside a request
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            served.release(store)
 
 
 REVALIDATE = (b"cache-control", b"no-cache")

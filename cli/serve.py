@@ -39,8 +39,9 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
 
     The server never adds events: its workers open the log read-only, and only GET, HEAD and
     OPTIONS exist (plus the computing-only seqcol comparison POST). Two things do write: views an
-    rgstore upgrade left stale are rebuilt once at start, and sequences of remote genomes or of a
-    mirror are fetched (verified) into the RefgetStore on first request. OpenAPI docs are at /docs.
+    rgstore upgrade left stale are caught up once at start (after the port is bound: /readyz answers
+    503 until then), and sequences of remote genomes or of a mirror are fetched (verified) into the
+    RefgetStore on first request. OpenAPI docs are at /docs.
 
     \b
     Example:
@@ -83,7 +84,9 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
             raise click.BadParameter(str(exc), param_hint="--interval") from None
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
             try:
-                pull(store, follow_source)  # the log: a diverged or tampered upstream is refused here
+                # The log: a diverged or tampered upstream is refused here. Like a follower's round, only the whole
+                # pull ends a run of failing pulls (a restart in an outage keeps when it began).
+                pull(store, follow_source, clears_pull_error=False)
                 try:
                     pull(store, follow_source, with_blobs=True, with_sequences=with_sequences)
                 except IntegrityError as exc:  # content failing its digest: never stored, retried
@@ -100,7 +103,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         # One background process is the replica's only writer; the API workers stay read-only.
         follower = FollowerProcess([str(path), follow_source, interval, "--parent", str(os.getpid()),
                                     *(["--with-sequences"] if with_sequences else [])])
-    Store.open(path, readonly=True).close()  # a missing store is one line here, before the start-up line
+    Store.open(path, readonly=True, catch_up_views=False).close()  # a missing store: one line, before the start-up line
     proxied = f", {root_path} behind the proxy" if root_path else ""  # the proxy strips it; direct URLs have none
     click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{proxied} "
                f"({workers} worker{'s' if workers > 1 else ''}"

@@ -58,10 +58,12 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
 
     Errors of one round (upstream down, transient HTTP failures) are reported on stderr once (and
     again when they change or clear) and retried next round; a refused upstream (foreign log,
-    diverged, tampering) stops the loop with exit 1, as does the store's directory moved, deleted or
-    restored over while the loop holds it open. With ``parent``, the loop also ends when that
-    process is gone (the server was killed). ``with_sequences`` also fetches every genome sequence
-    each round (for a mirror that other mirrors read sequences from).
+    diverged, tampering) stops the loop with exit 1. When the store's directory is moved, deleted or
+    restored over while the loop holds it, the store then at the path is followed into (once one
+    opens there: an empty one is never created). With
+    ``parent``, the loop also ends when that process is gone (the server was killed).
+    ``with_sequences`` also fetches every genome sequence each round (for a mirror that other
+    mirrors read sequences from).
     """
     stopping = False
 
@@ -73,12 +75,16 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
     signal.signal(signal.SIGINT, stop)
     rounds = 0
     failing: str | None = None  # the error being retried: an outage is logged once, not every round
+    replaced = False
     with Store.open(store_path, actor="rgstore-follower") as store:
         while not stopping:
             if parent is not None and os.getppid() != parent:
                 break
             try:
-                pull(store, source)  # the log first: a diverged or tampered upstream stops the follower
+                store.environment.check_in_place()  # a replaced store is told apart from a failing round
+                # The log first: a diverged or tampered upstream stops the follower. Only the whole round's
+                # success ends a run of failing rounds (its content may fail next), so "since" stays put.
+                pull(store, source, clears_pull_error=False)
                 try:
                     pull(store, source, with_blobs=True, with_sequences=with_sequences)
                 except IntegrityError as exc:
@@ -93,10 +99,17 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
                 _record(store, f"refusing the upstream, the follower stopped: {exc}")
                 return 1
             except StoreClosedError as exc:
-                # The store was moved, deleted or restored over while this process held it: no round can
-                # write to it again, so stop (the server says so) rather than "retry" for ever.
-                print(f"follow: stopping: {exc}", file=sys.stderr, flush=True)
-                return 1
+                # The store was moved, deleted or restored over while this process held it: this handle can never
+                # write again. A store now at the path (a restored backup, a rebuilt mirror renamed into place) is
+                # followed into, as the server's workers serve it (its next pull refuses a foreign log); until one
+                # opens there (an operator between two renames), wait for it, never creating one.
+                if _opens(store_path):
+                    replaced = True
+                    break
+                why = f"{exc}; no store opens at {store_path} now"
+                if why != failing:
+                    print(f"follow: {why}; retrying every {interval:g}s", file=sys.stderr, flush=True)
+                failing = why
             except (RgstoreError, OSError) as exc:
                 if str(exc) != failing:
                     print(f"follow: {exc}; retrying every {interval:g}s", file=sys.stderr, flush=True)
@@ -108,7 +121,21 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
             deadline = time.monotonic() + interval
             while not stopping and time.monotonic() < deadline:
                 time.sleep(min(0.1, interval))
+    if replaced:
+        print(f"follow: the store at {store_path} was replaced; following {source} into the store there now",
+              file=sys.stderr, flush=True)
+        return follow(store_path, source, interval, max_rounds=None if max_rounds is None else max_rounds - rounds,
+                      parent=parent, with_sequences=with_sequences)
     return 0
+
+
+def _opens(path: Path) -> bool:
+    """Whether a store opens read-only at ``path`` (never creating one where a store was moved away)."""
+    try:
+        Store.open(path, readonly=True).close()
+    except (RgstoreError, OSError):
+        return False
+    return True
 
 
 def _record(store: Store, message: str) -> None:

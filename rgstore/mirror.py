@@ -64,11 +64,12 @@ class PullResult(msgspec.Struct, kw_only=True):
 
 
 class MirrorStatus(msgspec.Struct, kw_only=True):
-    """Where a mirror stands relative to its upstream."""
+    """Where a mirror stands relative to its upstream (``head_seq`` and ``local_head``: the same local head)."""
 
     upstream: str | None
     promoted: bool
     local_head: int
+    head_seq: int  # ``local_head`` in the word ``rgstore status`` and ``mirror pull`` use (both kept: scripts read either)
     upstream_head: int | None = None
     lag: int | None = None
     last_pull: str | None = None
@@ -203,16 +204,22 @@ def _check_source(source: str | os.PathLike[str]) -> str:
 
 
 def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = False, with_sequences: bool = False,
-         progress: ProgressFactory = null_progress, batch_size: int = 20_000) -> PullResult:
-    """Fetch and apply every record after the local head from ``source``; see the module doc."""
+         progress: ProgressFactory = null_progress, batch_size: int = 20_000,
+         clears_pull_error: bool = True) -> PullResult:
+    """Fetch and apply every record after the local head from ``source``; see the module doc.
+
+    A pull that succeeds ends a follower's record of failing pulls (``PULL_ERROR``) unless
+    ``clears_pull_error`` is False: the follower's log-only first step of a round, which is not yet
+    a successful round (its content fetch may still fail, and the failures' ``since`` must not restart).
+    """
     source = _check_source(source)
     with _pull_lock(store):
         return _pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress,
-                     batch_size=batch_size)
+                     batch_size=batch_size, clears_pull_error=clears_pull_error)
 
 
 def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, progress: ProgressFactory,
-          batch_size: int) -> PullResult:
+          batch_size: int, clears_pull_error: bool) -> PullResult:
     with store.read() as txn:
         current = store.log.meta_get(txn, "replica_of")
         promoted = store.log.meta_get(txn, "promoted_from")
@@ -298,12 +305,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             client.close()
     _finish_pending_syncs(store)
     now = datetime.now(timezone.utc).isoformat()
-
-    def pulled(txn: Txn) -> None:
-        store.log.meta_put(txn, "last_pull", now.encode())
-        store.log.meta_put(txn, PULL_ERROR, None)  # a follower's failing pulls are over
-
-    store.environment.write(pulled)
+    store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
     sequences = _fetch_sequences(store, source) if with_sequences else 0
     if with_sequences:  # every sequence is local now: gtars clients can resolve the genomes too
         from .mirrorcollections import complete_collections
@@ -313,10 +315,20 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
     from .cachecopy import finish_upstream_evictions
 
     removed = len(finish_upstream_evictions(store))
+    if clears_pull_error:  # last: only a pull that fetched all it was asked for ends a run of failing ones
+        _clear_pull_error(store)
     _, head_hash = store.head()
     return PullResult(source=source, kind=kind, applied=applied, head_seq=head, head_hash=head_hash,
                       upstream_head=upstream_head, blobs_fetched=fetched, sequences_fetched=sequences,
                       cache_files_fetched=cache_files, cache_entries_removed=removed)
+
+
+def _clear_pull_error(store: Store) -> None:
+    """Delete a follower's record of failing pulls, if any (no write transaction when there is none)."""
+    with store.read() as txn:
+        if store.log.meta_get(txn, PULL_ERROR) is None:
+            return
+    store.environment.write(lambda txn: store.log.meta_put(txn, PULL_ERROR, None))
 
 
 def _finish_pending_syncs(store: Store) -> None:
@@ -492,7 +504,7 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
     recorded = upstream or promoted
     result = MirrorStatus(
         upstream=redact(recorded.decode()) if recorded else None,
-        promoted=promoted is not None and upstream is None, local_head=head,
+        promoted=promoted is not None and upstream is None, local_head=head, head_seq=head,
         last_pull=last.decode().replace("+00:00", "Z") if last else None,  # Z like every other time rgstore prints
     )
     if upstream and failing:

@@ -5,7 +5,8 @@ its write transaction (so before it commits) and holds an flock on it until it h
 copies, then removes it. A process killed in between (or whose refresh failed) leaves the mark
 unlocked: the next writable open refreshes every copy and removes such marks, and `rgstore
 verify` names them. A mark is made under a temporary name, locked, then renamed, so no other
-process ever sees it unlocked while its owner lives. An interrupt (KeyboardInterrupt, or the
+process ever sees it unlocked while its owner lives; it is fsynced with its directory before the
+commit, so a power cut that keeps the commit keeps the mark too. An interrupt (KeyboardInterrupt, or the
 CLI's SIGTERM SystemExit) may surface just after LMDB's commit returned, so a command that ends
 in one keeps its mark (``settle``): at worst the next open refreshes copies that were current.
 """
@@ -17,6 +18,7 @@ import os
 import time
 from pathlib import Path
 
+from .environment import fsync_dir
 from .files import flock_held, mkstemp
 
 __all__ = ["PendingSync", "abandoned_marks", "held_marks", "wait_released"]
@@ -31,9 +33,19 @@ class PendingSync:
 
     def __init__(self, root: Path) -> None:
         fd, tmp = mkstemp(dir=root, prefix=_MAKING)
-        fcntl.flock(fd, fcntl.LOCK_EX)
         self.path = root / (PREFIX + Path(tmp).name.removeprefix(_MAKING))
-        os.rename(tmp, self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(tmp, self.path)
+            # Durable before the command's commit (a power loss must not keep the commit and lose the
+            # mark): the file under its final name, then its directory entry (one journal commit on ext4).
+            os.fsync(fd)
+            fsync_dir(root)
+        except BaseException:
+            os.close(fd)
+            for path in (Path(tmp), self.path):  # nothing is committed yet: no refresh is owed
+                path.unlink(missing_ok=True)
+            raise
         self._fd = fd
 
     def done(self) -> None:

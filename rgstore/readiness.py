@@ -5,14 +5,21 @@ once per ``CACHE_S``: a ``stat`` of ``log/data.mdb`` (is it still the file this 
 one short read transaction (the head and the mirror's pull records) and a ``stat`` of ``refget/``.
 It never walks or hashes anything: content is ``rgstore verify``'s work. Its one-line answers never
 name a filesystem path (the server withholds its layout).
+
+``ServedStore`` is the handle a server answers from: when the directory at its path is replaced by
+another store (a restored backup, a rebuilt mirror renamed into place), it opens that one and serves
+it from then on, without a restart; the old handle is closed once no request holds it.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -24,7 +31,7 @@ from .errors import RgstoreError, StoreClosedError
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["ReadyState", "ReadinessProbe", "freshness_bound", "CACHE_S", "MIN_BOUND_S"]
+__all__ = ["ReadyState", "ReadinessProbe", "ServedStore", "freshness_bound", "CACHE_S", "MIN_BOUND_S"]
 
 CACHE_S = 1.0
 """How long one look at the store answers readiness checks."""
@@ -58,14 +65,19 @@ class _Look(msgspec.Struct, kw_only=True):
 
 
 class ReadinessProbe:
-    """Readiness of a server over ``store``; ``follow_interval_s`` when a puller keeps it current (``--follow``)."""
+    """Readiness of a server over ``store``; ``follow_interval_s`` when a puller keeps it current (``--follow``).
 
-    def __init__(self, store: Store, *, follow_interval_s: float | None = None, cache_s: float = CACHE_S) -> None:
+    Over a ``ServedStore`` it looks at the handle being served now, and answers why a replaced
+    directory cannot be served yet.
+    """
+
+    def __init__(self, store: Store | ServedStore, *, follow_interval_s: float | None = None,
+                 cache_s: float = CACHE_S) -> None:
         self._store = store
         self._bound = freshness_bound(follow_interval_s) if follow_interval_s is not None else None
         self._cache_s = cache_s
         self._lock = threading.Lock()
-        self._look: tuple[float, _Look] | None = None
+        self._look: tuple[float, Store, _Look] | None = None
 
     def check(self, *, max_age_s: float | None = None) -> ReadyState:
         """Ready when the store is readable and, on a mirror that must be current, its last pull is recent.
@@ -91,25 +103,38 @@ class ReadinessProbe:
         return ReadyState(ready=True, detail="ok", head_seq=look.head, last_pull=last)
 
     def _cached_look(self) -> _Look:
+        if not isinstance(self._store, ServedStore):
+            return self._cached_look_at(self._store)
+        served = self._store
+        if served.problem is not None or served.catching_up is not None:
+            return _Look(problem=served.problem or served.catching_up)
+        store = served.acquire()  # not closed under the look if another store replaces it meanwhile
+        try:
+            return self._cached_look_at(store, reopens=True)
+        finally:
+            served.release(store)
+
+    def _cached_look_at(self, store: Store, *, reopens: bool = False) -> _Look:
         now = time.monotonic()
         with self._lock:
-            if self._look is not None and now - self._look[0] < self._cache_s:
-                return self._look[1]
-        look = _look(self._store)  # outside the lock: a slow disk must not queue every other check behind it
+            if self._look is not None and now - self._look[0] < self._cache_s and self._look[1] is store:
+                return self._look[2]
+        look = _look(store, reopens=reopens)  # outside the lock: a slow disk must not queue every other check
         with self._lock:
-            self._look = (time.monotonic(), look)
+            self._look = (time.monotonic(), store, look)
         return look
 
 
-def _look(store: Store) -> _Look:
+def _look(store: Store, *, reopens: bool = False) -> _Look:
     """One look at the store: can its log and RefgetStore be read, and where does a mirror stand."""
     from .mirror import PULL_ERROR, PullError
 
     try:
         store.environment.check_in_place()
     except StoreClosedError:
-        return _Look(problem="the store's directory was deleted, moved or replaced since this server opened it "
-                             "(restart the server where the store is now)")
+        then = ("this server serves the store there once it opens" if reopens
+                else "restart the server where the store is now")
+        return _Look(problem=f"the store's directory was deleted, moved or replaced since this server opened it ({then})")
     try:
         with store.read() as txn:
             head, _ = store.log.head(txn)
@@ -132,3 +157,192 @@ def _look(store: Store) -> _Look:
     except (ValueError, msgspec.DecodeError):
         return _Look(problem="the mirror's pull records are unreadable (run `rgstore mirror pull` once)")
     return _Look(head=head, replica=replica, last_pull=last_pull, failing_since=failing)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class ServedStore:
+    """The read-only handle a server answers from at ``store.path``, reopened when another store replaces it there.
+
+    ``due()`` says, at most once per ``check_s``, whether the store at the path is no longer the
+    one the current handle opened (``log/data.mdb`` is another file, or gone: what ``/readyz``
+    compares); ``reopen()`` (blocking: run it off the event loop) then opens the store there and
+    serves it from then on, logging one line; if it cannot be opened, the old handle goes on
+    answering and ``problem`` says why (one line, no path). Each request ``acquire``s the handle it
+    uses and ``release``s it when its answer is sent: a replaced handle is closed only once no
+    request holds it. A handle opened with views left to catch up (``Store.stale_views``) is
+    ``catching_up`` until ``catch_up_views`` is done: meanwhile only liveness and readiness answer.
+    """
+
+    def __init__(self, store: Store, *, check_s: float = CACHE_S, log: Callable[[str], None] = _say) -> None:
+        self.path = store.path
+        self._store = store
+        self._log_id = _log_id(store)
+        self._check_s = check_s
+        self._say = log
+        self._lock = threading.Condition(threading.Lock())  # notified as requests release handles (_open_again)
+        self._reopening = threading.Lock()
+        self._next_look = time.monotonic() + check_s
+        self._held: dict[Store, int] = {}
+        self._retired: set[Store] = set()
+        self.problem: str | None = None
+        """Why the store now at the path cannot be served (None while the current handle is the store there)."""
+        self.catching_up: str | None = (f"catching up views {', '.join(store.stale_views)} after an upgrade"
+                                        if store.stale_views else None)
+        """Why requests other than liveness and readiness are refused now (``catch_up_views`` runs)."""
+
+    @property
+    def current(self) -> Store:
+        """The handle new requests answer from."""
+        return self._store
+
+    def due(self) -> bool:
+        """True when the store at the path was replaced and a reopen is due (looked at once per ``check_s``)."""
+        now = time.monotonic()
+        if now < self._next_look:  # every request asks: most answer here, without the lock
+            return False
+        with self._lock:
+            if now < self._next_look:
+                return False
+            self._next_look = now + self._check_s
+        try:
+            self._store.environment.check_in_place()
+        except StoreClosedError:
+            return True
+        self.problem = None  # the old directory came back
+        return False
+
+    def reopen(self) -> Store:
+        """Serve the store now at the path from now on, if it opens read-only; the handle to answer from."""
+        from .store import Store
+
+        with self._reopening:  # one open at a time; requests meanwhile answer from the old handle
+            old = self._store
+            try:
+                old.environment.check_in_place()
+            except StoreClosedError:
+                pass
+            else:
+                self.problem = None
+                return old  # another request's reopen got here first, or the old directory came back
+            try:
+                new = Store.open(self.path, readonly=True)
+                log_id = _log_id(new)
+            except (RgstoreError, OSError, lmdb.Error) as exc:
+                self._cannot_open(exc)
+                return old
+            other = f"; a different log than before ({self._log_id})" if log_id != self._log_id else ""
+            self._serve(new, f"the store at {self.path} was replaced; now serving the one there (log {log_id}, "
+                             f"head seq {new.head()[0]}){other}")
+            self._log_id = log_id
+            return new
+
+    def _serve(self, new: Store, line: str) -> None:
+        """Answer from ``new`` from now on; the old handle is closed by the last request holding it."""
+        with self._lock:
+            old, self._store = self._store, new
+            self.problem = None
+            self.catching_up = None
+            held = bool(self._held.get(old))
+            if held:
+                self._retired.add(old)
+        if not held:
+            old.close()
+        self._say(f"rgstore: worker {os.getpid()}: {line}")
+
+    def catch_up_views(self) -> None:
+        """Catch up the views ``catching_up`` names, then answer from a fresh handle (blocking: run it in a thread).
+
+        The work runs in a child process (an open that may write catches them up), as LMDB refuses a second
+        handle on one store within a process; on failure ``problem`` says why, and the views stay unread.
+        """
+        self._say(f"rgstore: worker {os.getpid()}: catching up views {', '.join(self.current.stale_views)} of "
+                  f"{self.path} (after an upgrade); /readyz says 503 until they are")
+        # A read-only open catches them up through a writer of its own, and never creates a store.
+        code = "import sys; from rgstore.store import Store; Store.open(sys.argv[1], readonly=True).close()"
+        done = subprocess.run([sys.executable, "-c", code, str(self.path)], capture_output=True, text=True,
+                              check=False)
+        try:
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                raise RgstoreError(last)
+            self._open_again()
+        except (RgstoreError, OSError, lmdb.Error) as exc:
+            self._say(f"rgstore: worker {os.getpid()}: the views of {self.path} could not be caught up ({exc}); "
+                      "restart the server once the cause is fixed")
+            self.problem = (f"the store's views could not be caught up after an upgrade "
+                            f"({str(exc).replace(str(self.path), '(the store)')}); see the server log")
+            return
+        self._say(f"rgstore: worker {os.getpid()}: views of {self.path} caught up; answering from them")
+
+    def _open_again(self) -> None:
+        """Replace the current handle by a fresh one on the same files (its views caught up meanwhile).
+
+        LMDB allows one handle on a store per process: the old one is closed first, once no request
+        holds it, and requests wait (the lock) only for the close and the open, never for each other.
+        """
+        from .store import Store
+
+        with self._lock:
+            while self._held.get(self._store):
+                self._lock.wait()
+            self._store.close()
+            try:
+                new = Store.open(self.path, readonly=True, catch_up_views=False)
+            except BaseException:
+                self._store = Store.open(self.path, readonly=True, catch_up_views=False, allow_stale_views=True)
+                raise
+            self._store = new
+            if new.stale_views:
+                raise RgstoreError(f"views {', '.join(new.stale_views)} are still out of step with the log")
+            self.problem = None
+            self.catching_up = None
+
+    def _cannot_open(self, exc: BaseException) -> None:
+        if not (self.path / "log" / "data.mdb").exists():
+            why = "nothing is there now"
+        else:
+            text = str(exc).replace(str(self.path), "(the store)")
+            why = f"the one there now does not open ({exc.__class__.__name__}: {text})"
+        problem = (f"the store's directory was deleted, moved or replaced since this server opened it, and {why}; "
+                   "this server serves the store there once it opens")
+        if problem != self.problem:  # once per reason, not once a second
+            self._say(f"rgstore: worker {os.getpid()}: the store at {self.path} was replaced, and it cannot be served "
+                      f"yet ({exc}); still answering from the old handle, /readyz says 503")
+        self.problem = problem
+
+    def acquire(self) -> Store:
+        """The current handle, held for one request until ``release``."""
+        with self._lock:
+            store = self._store
+            self._held[store] = self._held.get(store, 0) + 1
+        return store
+
+    def release(self, store: Store) -> None:
+        """The request holding ``store`` is done; a replaced handle no request holds any more is closed."""
+        with self._lock:
+            left = self._held[store] - 1
+            if left:
+                self._held[store] = left
+                return
+            del self._held[store]
+            self._lock.notify_all()
+            if store not in self._retired:
+                return
+            self._retired.discard(store)
+        store.close()
+
+    def close(self) -> None:
+        """Close the current handle and every replaced one (the server stops)."""
+        with self._lock:
+            stores = [self._store, *self._retired]
+            self._retired.clear()
+        for store in stores:
+            store.close()
+
+
+def _log_id(store: Store) -> str:
+    with store.read() as txn:
+        return store.log.log_id(txn)

@@ -152,13 +152,15 @@ class Store:
         """Bumped by every commit through this handle, so services can drop cached reads."""
         self.repaired: list[str] = []
         """Views this open found out of step with the log (damaged or missing checkpoint) and rebuilt."""
+        self.stale_views: list[str] = []
+        """Views out of step with the log that this read-only open left to its caller (``catch_up_views=False``)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     @classmethod
     def open(
         cls, path: Path | str | None = None, *, readonly: bool = False, actor: str | None = None,
-        progress: ProgressFactory = null_progress, allow_stale_views: bool = False,
+        progress: ProgressFactory = null_progress, allow_stale_views: bool = False, catch_up_views: bool = True,
     ) -> Store:
         """Open (in write mode: create) the store at ``path`` (default: ``default_store_path()``).
 
@@ -166,7 +168,9 @@ class Store:
         rebuilt from the log before this returns; a read-only open does that too when this
         process may write the store (views are derived data: no event is added), and otherwise
         raises StaleViewsError, unless ``allow_stale_views`` (for diagnosis: ``rgstore status``
-        reports such views instead of reading them).
+        reports such views instead of reading them). A read-only open with ``catch_up_views=False``
+        that could catch them up leaves that to its caller instead (a server answers before the
+        work is done): ``stale_views`` names them, and they must not be read until then.
         """
         if actor is not None:
             _check_actor(actor)
@@ -212,6 +216,10 @@ class Store:
             if not readonly:
                 store._refresh_stale_views(progress)
                 store._finish_abandoned_syncs()
+            elif not catch_up_views and os.access(root / "log" / "data.mdb", os.W_OK) \
+                    and (names := [view.name for view, _ in out_of_step(store)]):
+                store.stale_views = names
+                allow_stale_views = True
             elif os.access(root / "log" / "data.mdb", os.W_OK) and ((stale := out_of_step(store)) or abandoned_marks(root)):
                 environment.close()
                 try:

@@ -85,6 +85,34 @@ def test_a_command_that_commits_and_refreshes_leaves_no_mark(store_path: Path) -
         assert sorted(p.name for p in store_path.iterdir() if p.name.startswith(".sync")) == []
 
 
+def test_a_commands_mark_is_fsynced_with_its_directory_entry_before_the_commit(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LMDB's commit is durable: a mark only in the page cache could be lost to a power cut that keeps the
+    # commit, and the next open would not know the alias files are stale.
+    with Store.open(store_path) as store:
+        digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+        real_fsync, synced, at_commit = os.fsync, [], []
+
+        def fsync(fd: int) -> None:
+            synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+            real_fsync(fd)
+
+        def profile(frame: object, event: str, arg: Any) -> None:
+            if event == "c_call" and _is_commit(arg) and not at_commit:
+                at_commit.append(list(synced))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        sys.setprofile(profile)
+        try:
+            store.aliases.set("other", digest)
+        finally:
+            sys.setprofile(None)
+    [before] = at_commit
+    marks = [i for i, path in enumerate(before) if path.name.startswith(".sync-pending-")]
+    assert marks and store_path.resolve() in before[marks[0]:], before  # the file, then its directory
+
+
 def test_a_replay_killed_before_its_refresh_leaves_alias_files_that_the_next_open_completes(
     store_path: Path, tmp_path: Path
 ) -> None:

@@ -563,10 +563,25 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
         assert mirror.head()[0] == 3
 
 
-def test_a_follower_whose_store_is_restored_over_by_mv_stops_instead_of_retrying_for_ever(  # type: ignore[no-untyped-def]
+def _caught_up_then(tmp_path: Path, then) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the follower of ``m`` has caught up to seq 3 (another process asks), then run ``then``."""
+    import json
+
+    from tests.conftest import run_rgstore
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json")
+        if done.returncode == 0 and json.loads(done.stdout)["local_head"] == 3:
+            break
+        time.sleep(0.1)
+    then()
+
+
+def test_a_follower_whose_store_is_restored_over_by_mv_follows_into_the_restored_store(  # type: ignore[no-untyped-def]
     tmp_path: Path, capsys
 ) -> None:
-    """`serve --follow` then says the follower stopped; its handle on the moved-away store can never write again."""
+    """Its handle on the moved-away store can never write again; the store now at the path (as the server serves it) can."""
     import shutil
 
     with Store.open(tmp_path / "p") as primary:
@@ -575,25 +590,47 @@ def test_a_follower_whose_store_is_restored_over_by_mv_stops_instead_of_retrying
     Store.open(tmp_path / "m").close()
 
     def restore_then_publish() -> None:
-        import json
-
-        from tests.conftest import run_rgstore
-
-        deadline = time.monotonic() + 60  # until the follower has caught up to seq 3 (another process asks)
-        while time.monotonic() < deadline:
-            done = run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json")
-            if done.returncode == 0 and json.loads(done.stdout)["local_head"] == 3:
-                break
-            time.sleep(0.1)
         (tmp_path / "m").rename(tmp_path / "m.old")
         shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # a restore by mv/cp under the running follower
         with Store.open(tmp_path / "p") as primary:
             _work(primary, 3, 2)
             publish(primary, tmp_path / "pub")
 
-    assert _follow_beside(tmp_path / "m", tmp_path / "pub", restore_then_publish, max_rounds=60) == 1
+    code = _follow_beside(tmp_path / "m", tmp_path / "pub", lambda: _caught_up_then(tmp_path, restore_then_publish),
+                          max_rounds=60)
     err = capsys.readouterr().err
-    assert "follow: stopping: the store handle on" in err and "retrying" not in err, err
+    assert code == 0 and "was replaced; following" in err and "stopping" not in err, err
+    with Store.open(tmp_path / "m", readonly=True) as restored, Store.open(tmp_path / "m.old", readonly=True) as old:
+        assert (restored.head()[0], old.head()[0]) == (5, 3)
+
+
+def test_a_follower_whose_store_is_moved_away_waits_for_one_at_its_path_and_never_creates_one(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys
+) -> None:
+    """Between an operator's two renames nothing is there: the follower says so once, then follows the store put back."""
+    import shutil
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    Store.open(tmp_path / "m").close()
+    restored: list[bool] = []
+
+    def move_away_then_restore() -> None:
+        (tmp_path / "m").rename(tmp_path / "m.old")
+        time.sleep(0.5)  # several rounds with nothing at the path
+        shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # fails if the follower had created a store there
+        restored.append(True)
+        with Store.open(tmp_path / "p") as primary:
+            _work(primary, 3, 2)
+            publish(primary, tmp_path / "pub")
+
+    code = _follow_beside(tmp_path / "m", tmp_path / "pub",
+                          lambda: _caught_up_then(tmp_path, move_away_then_restore), max_rounds=80)
+    err = capsys.readouterr().err
+    assert code == 0 and restored and err.count("no store opens at") == 1 and "was replaced; following" in err, err
+    with Store.open(tmp_path / "m", readonly=True) as mirror:
+        assert mirror.head()[0] == 5
 
 
 def test_a_refused_first_pull_leaves_the_new_store_unmarked_but_an_empty_upstream_marks_it(tmp_path: Path) -> None:
@@ -972,6 +1009,23 @@ def test_status_text_labels_each_head_once_and_lines_up(tmp_path: Path) -> None:
     assert labels == ["upstream", "local head", "upstream head", "last pull"]
     assert len({line.index(line.split(":", 1)[1].strip()) for line in lines}) == 1  # values start in one column
     assert lines[2].endswith(f"{head} (lag {head - int(lines[1].split()[-1])} events)")
+
+
+def test_mirror_status_gives_its_head_as_head_seq_like_status_and_pull_and_keeps_local_head(tmp_path: Path) -> None:
+    # `rgstore status` and `mirror pull` say head_seq; `mirror status` said only local_head (scripts read that too).
+    import json
+
+    from tests.conftest import run_rgstore
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    pulled = json.loads(run_rgstore("--store", str(tmp_path / "m"), "mirror", "pull", str(tmp_path / "pub"),
+                                    "--json").stdout)
+    shown = json.loads(run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json").stdout)
+    store = json.loads(run_rgstore("--store", str(tmp_path / "m"), "status", "--json").stdout)
+    assert shown["head_seq"] == shown["local_head"] == pulled["head_seq"] == store["head_seq"] == 3
+    assert store["replica"]["head_seq"] == store["replica"]["local_head"] == 3  # /status answers this replica too
 
 
 def test_publishing_and_pulling_refpkg_blobs_report_progress_in_bytes(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.mirror import pull, record_pull_error
-from rgstore.readiness import MIN_BOUND_S, ReadinessProbe, freshness_bound
+from rgstore.readiness import MIN_BOUND_S, ReadinessProbe, ServedStore, freshness_bound
 from rgstore.segments import publish
 from rgstore.store import Store
 
@@ -91,3 +91,120 @@ def test_a_mirror_on_a_plain_server_is_ready_without_max_age_whatever_its_last_p
     with Store.open(_mirror(tmp_path), readonly=True) as mirror:
         state = ReadinessProbe(mirror, follow_interval_s=follow).check()
     assert state.ready  # pulled a moment ago: within 30 s, and without --follow no bound applies at all
+
+
+def _served_and_replaced(tmp_path: Path) -> tuple[Path, Store]:
+    """A store at ``s`` (one note) opened read-only, then moved to ``s.old`` as an operator makes room for a restore."""
+    path = _primary(tmp_path / "s")
+    store = Store.open(path, readonly=True)
+    path.rename(tmp_path / "s.old")
+    return path, store
+
+
+def test_a_served_store_replaced_by_another_serves_the_new_one_and_closes_the_old_after_its_last_request(
+        tmp_path: Path) -> None:
+    path, store = _served_and_replaced(tmp_path)
+    with Store.open(path, actor="tester@test") as new:  # the restored store: another log, two events
+        new.append([NewEvent(stream="note:b", event=Noted(text=t)) for t in ("y", "z")])
+    lines: list[str] = []
+    served = ServedStore(store, check_s=0, log=lines.append)
+    probe = ReadinessProbe(served)
+    held = served.acquire()  # a request still streaming from the old handle
+    assert served.due()
+    current = served.reopen()
+    assert current is served.current is not store and current.head()[0] == 2 and probe.check().ready
+    assert held.head()[0] == 1  # not closed under the request holding it
+    served.release(held)
+    assert repr(store).endswith("closed>") and not served.due()
+    assert len(lines) == 1 and "was replaced; now serving the one there" in lines[0]
+    assert "a different log than before" in lines[0]  # the operator's choice, said in the log
+    served.close()
+
+
+def test_a_served_store_replaced_by_nothing_or_a_non_store_is_not_ready_says_why_and_recovers_once_one_opens(
+        tmp_path: Path) -> None:
+    path, store = _served_and_replaced(tmp_path)
+    lines: list[str] = []
+    served = ServedStore(store, check_s=0, log=lines.append)
+    probe = ReadinessProbe(served, cache_s=0)
+    assert served.due() and served.reopen() is store
+    gone = probe.check()
+    (path / "log").mkdir(parents=True)
+    (path / "log" / "data.mdb").write_bytes(b"not an LMDB file" * 512)  # a restore gone wrong
+    assert served.due() and served.reopen() is store and served.reopen() is store
+    broken = probe.check()
+    shutil.rmtree(path)
+    shutil.copytree(tmp_path / "s.old", path)  # a good copy at last (another inode: a new store to open)
+    assert served.due() and served.reopen() is not store
+    again = probe.check()
+    served.close()
+    assert not gone.ready and "deleted, moved or replaced" in gone.detail and "nothing is there now" in gone.detail
+    assert not broken.ready and "the one there now does not open (StoreOpenError" in broken.detail
+    assert str(tmp_path) not in gone.detail + broken.detail
+    assert again.ready and again.head_seq == 1
+    assert len(lines) == 3, lines  # each reason logged once, then the swap
+
+
+def test_a_running_server_serves_a_store_renamed_into_its_path_without_a_restart(tmp_path: Path) -> None:
+    """An operator restores a backup (or rebuilds a mirror) into a new directory and renames it into place."""
+    import httpx
+
+    from tests.server_fixture import init_genome, running_server
+
+    path = _primary(tmp_path / "store")
+    genome = init_genome(tmp_path / "restored", Path(__file__).resolve().parent.parent / "rgstore" / "data"
+                         / "tiny.fa", "tiny")
+    with running_server(path, log_dir=tmp_path) as server:
+        assert httpx.get(f"{server.url}/v4/genomes/{genome['digest']}").status_code == 404
+        path.rename(tmp_path / "store.old")
+        (tmp_path / "restored").rename(path)
+        deadline = time.monotonic() + 30  # each worker looks at the path about once a second
+        while (found := httpx.get(f"{server.url}/v4/genomes/{genome['digest']}")).status_code != 200 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sequence = httpx.get(f"{server.url}/sequence/{genome['sequences'][0]}")  # type: ignore[index]
+        ready = httpx.get(f"{server.url}/readyz")
+        log = server.log()
+    assert found.status_code == 200 and found.json()["digest"] == genome["digest"]
+    assert sequence.status_code == 200 and sequence.content
+    assert ready.status_code == 200, ready.text
+    assert log.count("was replaced; now serving the one there") == 1, log
+
+
+def test_a_server_after_an_upgrade_binds_first_and_is_not_ready_until_its_views_are_caught_up(tmp_path: Path) -> None:
+    """Liveness answers at once; everything that reads views answers 503 until the catch-up is done."""
+    import httpx
+    import lmdb
+
+    from rgstore.views.genomes import GenomesView
+    from tests.server_fixture import init_genome, running_server
+
+    path = tmp_path / "store"
+    genome = init_genome(path, Path(__file__).resolve().parent.parent / "rgstore" / "data" / "tiny.fa", "tiny")
+    with Store.open(path) as store:  # as an older rgstore left it: the genomes view to be folded again
+
+        def older(txn: object) -> None:
+            view = next(v for v in store.views if isinstance(v, GenomesView))
+            view.clear(txn, store.environment)  # type: ignore[arg-type]
+            store.log.set_checkpoint(txn, view, 0)  # type: ignore[arg-type]
+
+        store.environment.write(older)
+    env = lmdb.open(str(path / "log"), max_dbs=64)
+    writer = env.begin(write=True)  # another writer's long transaction: the catch-up waits for it
+    try:
+        with running_server(path, log_dir=tmp_path) as server:  # it waits for /healthz: bound and live
+            waiting = httpx.get(f"{server.url}/readyz")
+            refused = httpx.get(f"{server.url}/v4/genomes/{genome['digest']}")
+            writer.abort()
+            deadline = time.monotonic() + 60
+            while (ready := httpx.get(f"{server.url}/readyz")).status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            found = httpx.get(f"{server.url}/v4/genomes/{genome['digest']}")
+            log = server.log()
+    finally:
+        writer.abort()
+        env.close()
+    assert waiting.status_code == 503 and "catching up views genomes after an upgrade" in waiting.json()["detail"]
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"  # never a 404 from a view half built
+    assert ready.status_code == 200 and found.status_code == 200, (ready.text, log)
+    assert "catching up views genomes" in log and "caught up; answering from them" in log, log

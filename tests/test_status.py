@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -363,9 +364,17 @@ def test_a_store_moved_under_an_open_handle_is_a_problem_not_healthy(tmp_path: P
     assert not status.healthy and any("deleted, moved or replaced" in p for p in status.problems)
 
 
-def _mirror_of_an_empty_primary(tmp_path: Path) -> Path:
-    """A mirror (``m``) pulled once from the published segments (``pub``) of an empty primary (``p``)."""
+def _mirror_of_a_primary(tmp_path: Path, *, unpublished_blob: bool = False) -> Path:
+    """A mirror (``m``) pulled once (the log) from the published segments (``pub``) of a primary (``p``).
+
+    The primary is empty, or with ``unpublished_blob`` holds a refpkg whose blob ``pub`` lacks
+    (published without --with-blobs): every pull with blobs from ``pub`` fails, after its log part.
+    """
     Store.open(tmp_path / "p").close()
+    if unpublished_blob:
+        (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+        with Store.open(tmp_path / "p") as primary:
+            primary.refpkgs.create("pkg", locus="16S", files=[("tree", tmp_path / "tree.nwk")])
     with Store.open(tmp_path / "p", readonly=True) as primary:
         publish(primary, tmp_path / "pub")
     with Store.open(tmp_path / "m") as mirror:
@@ -377,7 +386,7 @@ def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(
     from rgstore.mirror import record_pull_error
     from rgstore.mirror import status as mirror_status
 
-    with Store.open(_mirror_of_an_empty_primary(tmp_path)) as mirror:
+    with Store.open(_mirror_of_a_primary(tmp_path)) as mirror:
         assert mirror_status(mirror, check_upstream=False).error is None
         record_pull_error(mirror, "cannot reach http://user:pw@up.example/: refused")
         first = mirror_status(mirror, check_upstream=False).error
@@ -393,10 +402,39 @@ def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(
     assert cleared is not None and cleared.error is None and cleared.last_pull != replica.last_pull
 
 
+def test_a_followers_pull_error_stays_failing_since_its_first_failed_round_while_the_log_part_succeeds(
+        tmp_path: Path) -> None:
+    # Each round's log pull succeeded and cleared the record before its blob fetch failed again, so
+    # "failing since" restarted every round: a mirror failing for days looked as if it had just begun.
+    from rgstore.follow import follow
+    from rgstore.mirror import status as mirror_status
+    from rgstore.segments import publish_blobs
+
+    mirror_path = _mirror_of_a_primary(tmp_path, unpublished_blob=True)
+
+    def rounds(n: int) -> str | None:
+        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # follow installs its own
+        try:
+            assert follow(mirror_path, str(tmp_path / "pub"), 0.1, max_rounds=n) == 0  # kept going
+        finally:
+            signal.signal(signal.SIGINT, handlers[0])
+            signal.signal(signal.SIGTERM, handlers[1])
+        with Store.open(mirror_path, readonly=True) as mirror:
+            return mirror_status(mirror, check_upstream=False).error
+
+    failing = rounds(2)
+    assert failing is not None and "has no blob" in failing, failing
+    since, last = failing.split()[4], failing.split()[8].rstrip("):")
+    assert since < last  # the first failed round, not the last one
+    with Store.open(tmp_path / "p", readonly=True) as primary:
+        publish_blobs(primary, tmp_path / "pub")
+    assert rounds(1) is None  # a round that fully succeeds ends the run
+
+
 def test_the_server_withholds_local_paths_in_a_mirrors_pull_error(tmp_path: Path) -> None:
     from rgstore.mirror import record_pull_error
 
-    with Store.open(_mirror_of_an_empty_primary(tmp_path)) as mirror:
+    with Store.open(_mirror_of_a_primary(tmp_path)) as mirror:
         record_pull_error(mirror, f"{tmp_path / 'pub'}: no manifest.json; and {tmp_path / 'm' / 'blobs'} is full")
     with running_server(tmp_path / "m") as server:
         answer = httpx.get(f"{server.url}/status", timeout=10)
@@ -410,7 +448,7 @@ def test_status_text_says_why_a_followers_pulls_fail(tmp_path: Path) -> None:
     from rgstore.mirror import record_pull_error
     from tests.conftest import run_rgstore
 
-    with Store.open(_mirror_of_an_empty_primary(tmp_path)) as mirror:
+    with Store.open(_mirror_of_a_primary(tmp_path)) as mirror:
         record_pull_error(mirror, "cannot reach http://up.example/: refused")
     shown = run_rgstore("--store", str(tmp_path / "m"), "status")
     assert shown.returncode == 0
