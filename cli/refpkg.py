@@ -313,12 +313,15 @@ def rp_cmd(ctx: Context, name: str, key: str) -> None:
 @json_option
 @pass_ctx
 def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_json: bool) -> None:
-    """Import a taxtastic package (directory, .tar.gz or .zip), verifying every MD5.
+    """Import a taxtastic package (directory, .tar.gz, .tar or .zip), verifying every MD5.
+
+    A tar is read once, front to back, so it may come through a pipe (name the package with --name).
 
     \b
     Example:
         rgstore refpkg import ./mypkg.refpkg
         rgstore refpkg import downloaded.zip --name other
+        curl -sL https://example.org/pkg.tar.gz | rgstore refpkg import /dev/stdin --name pkg
     """
     with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,

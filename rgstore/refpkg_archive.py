@@ -3,7 +3,11 @@
 Reading never extracts: a member is looked up by a name that has already been checked to be a
 bare file name, must be a regular file (a symlink could point anywhere on the machine), and is
 streamed in pieces straight to its reader (the blob store): a package is never copied to a temp
-file first, which would double its disk writes and hold a second copy in $TMPDIR. Writing goes to a temp sibling that is renamed into place
+file first, which would double its disk writes and hold a second copy in $TMPDIR. A tar (compressed
+or not, a file or a pipe) is read once, front to back: its manifest is often its last member, so
+the members that may be the package's files are streamed to the blob store as they pass, and the
+checks run once the whole archive has been read (it was listed, then rewound for the manifest and
+again for the members: a .tar.gz was inflated three times). Writing goes to a temp sibling that is renamed into place
 only when complete; every blob is hashed while it is copied, so a corrupt blob fails the write.
 Archives hold one top-level folder (pplacer and taxtastic expect exactly one directory entry).
 A damaged archive (truncated, bad CRC, broken compression) is one InvalidInputError, wherever
@@ -15,6 +19,7 @@ ordinary ``mkdir`` would give it, its files those of an ordinary ``open``.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
@@ -22,23 +27,26 @@ import lzma
 import os
 import secrets
 import shutil
+import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
+from .blobs import BlobInfo
 from .diskspace import refused_write
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
 from .files import FILE_MODE, mkstemp, read_chunks
 from .interrupts import deferred
-from .refpkg_names import MANIFEST
+from .refpkg_names import MANIFEST, is_safe_filename
 
-__all__ = ["PackageSource", "open_package", "write_package", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
+__all__ = ["PackageSource", "open_package", "package_kind", "read_tar_once", "TarPackage", "write_package",
+           "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 _CHUNK = 1 << 20
@@ -189,38 +197,6 @@ class _DirSource(PackageSource):
             return 0
 
 
-class _TarSource(PackageSource):
-    def __init__(self, path: Path, archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
-                 prefix: str, manifest: bytes) -> None:
-        super().__init__(manifest)
-        self.path, self.archive, self.members, self.prefix = path, archive, members, prefix
-
-    def member_chunks(self, name: str) -> Iterator[bytes] | None:
-        member = self.members.get(self.prefix + name)
-        if member is None or not member.isreg():
-            return None
-        return self._chunks(member)
-
-    def read_order(self, names: Iterable[str]) -> list[str]:
-        # A compressed tar only reads forwards: each member before the last one read means inflating
-        # the stream again from its start (a package with history read in its own order took 5x tar's time).
-        rank = {member: index for index, member in enumerate(self.members)}
-        return sorted(names, key=lambda name: rank.get(self.prefix + name, len(rank)))
-
-    def member_size(self, name: str) -> int:
-        member = self.members.get(self.prefix + name)
-        return member.size if member is not None else 0
-
-    def _chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
-        with _reading(self.path):
-            fh = self.archive.extractfile(member)
-            if fh is None:  # isreg() members always have one
-                raise InvalidInputError(f"{self.path}: {member.name} is not a regular file")
-            with fh:
-                while chunk := fh.read(_CHUNK):
-                    yield chunk
-
-
 class _ZipSource(PackageSource):
     def __init__(self, path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
                  prefix: str, manifest: bytes) -> None:
@@ -275,57 +251,287 @@ def _prefix(names: list[str], where: Path) -> str:
 
 @contextmanager
 def open_package(path: Path) -> Iterator[PackageSource]:
-    """Open a package directory, .tar.gz/.tgz/.tar or .zip for reading."""
-    if path.is_dir():
+    """Open a package directory or .zip for reading (a tar is read once, by ``read_tar_once``)."""
+    kind = package_kind(path)
+    if kind == "dir":
         yield _DirSource(path)
-    elif not path.is_file():
-        raise NotFoundError(f"Reference package {path} does not exist.")
-    elif zipfile.is_zipfile(path):
+        return
+    if kind != "zip":
+        raise AssertionError(f"{path} is a tar: read it with read_tar_once")
+    with _reading(path):
+        zarchive = zipfile.ZipFile(path)
+    with zarchive:
+        infos = {_norm(_zip_name(i)): i for i in zarchive.infolist()}
+        prefix = _prefix(list(infos), path)
+        _check_manifest_size(infos[prefix + MANIFEST].file_size, path)
         with _reading(path):
-            zarchive = zipfile.ZipFile(path)
-        with zarchive:
-            infos = {_norm(_zip_name(i)): i for i in zarchive.infolist()}
-            prefix = _prefix(list(infos), path)
-            _check_manifest_size(infos[prefix + MANIFEST].file_size, path)
-            with _reading(path):
-                manifest = zarchive.read(infos[prefix + MANIFEST])
-            yield _ZipSource(path, zarchive, infos, prefix, manifest)
-    else:
-        with _open_tar(path) as tarchive:
-            with _reading(path):  # listing reads the whole stream: a truncated one fails here
-                members = _tar_members(tarchive, path)
-            prefix = _prefix(list(members), path)
-            member = members[prefix + MANIFEST]
-            if not member.isreg():
-                raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
-            _check_manifest_size(member.size, path)
-            with _reading(path):
-                fh = tarchive.extractfile(member)
-                if fh is None:
-                    raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
-                with fh:
-                    manifest = fh.read()
-            yield _TarSource(path, tarchive, members, prefix, manifest)
+            manifest = zarchive.read(infos[prefix + MANIFEST])
+        yield _ZipSource(path, zarchive, infos, prefix, manifest)
 
 
-def _tar_members(tarchive: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
-    members: dict[str, tarfile.TarInfo] = {}
-    for count, member in enumerate(tarchive, start=1):
-        if count > MAX_MEMBERS:
-            raise InvalidInputError(f"{path} lists over {MAX_MEMBERS:,} members, which no refpkg has")
-        members[_norm(member.name)] = member
-    return members
+def package_kind(path: Path) -> str:
+    """"dir", "zip" or "tar" (any other file, compressed or not, and a pipe); NotFoundError if nothing is there."""
+    if path.is_dir():
+        return "dir"
+    if path.is_file():
+        return "zip" if zipfile.is_zipfile(path) else "tar"
+    if _is_pipe(path):  # `import /dev/stdin`, `import <(curl ...)`: only a tar can be read front to back
+        return "tar"
+    raise NotFoundError(f"Reference package {path} does not exist.")
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
+def _is_pipe(path: Path) -> bool:
     try:
-        return tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
-    except _OversizedHeader as exc:
-        raise InvalidInputError(f"{path}: {exc}, which no refpkg needs") from None
-    except tarfile.TarError:
-        raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
-    except _DAMAGE as exc:
-        raise InvalidInputError(f"{path} is damaged (truncated or corrupt): {exc}") from None
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+# --- reading a tar once -----------------------------------------------------------------------
+
+Reader = Callable[[], Iterable[bytes]]
+"""Reads one member's bytes from the start, in pieces."""
+Stage = Callable[[Reader], BlobInfo]
+"""Stores one member: ``read()`` is called at once (the live stream), and again only should the blob
+need storing again (a re-read of the archive)."""
+Wanted = Callable[[bytes], Collection[str] | None]
+"""The bare file names a CONTENTS.json names (None: it cannot tell, say it does not parse)."""
+
+
+class TarPackage(NamedTuple):
+    """A tar read once: its CONTENTS.json and what became of each file that manifest names."""
+
+    manifest: bytes
+    files: dict[str, BlobInfo | None]
+    """File name -> its staged blob, or None if that member is not a regular file; names the archive
+    lacks are absent. In the archive's order (a name met twice is at its first place, with its last member)."""
+
+
+class _Backwards(tarfile.ReadError):
+    """The archive asked to be read backwards (a header claiming a negative size, say)."""
+
+
+class _Once:
+    """The file under a tar read once, front to back: a seek may only skip ahead; counts the bytes passed."""
+
+    def __init__(self, fh: IO[bytes], advance: Advance) -> None:
+        self.fh, self.advance, self.pos, self.head = fh, advance, 0, b""
+        self.seekable = fh.seekable()
+
+    def magic(self) -> bytes:
+        """The first bytes, read now and handed out again by the next reads."""
+        self.head = self.fh.read(6)
+        return self.head
+
+    def read(self, size: int | None = -1) -> bytes:
+        head, self.head = self.head, b""
+        if size is None or size < 0:
+            data = head + self.fh.read()
+        else:
+            data = head[:size]
+            self.head = head[size:]
+            if len(data) < size:
+                data += self.fh.read(size - len(data))
+        self.pos += len(data)
+        self.advance(len(data))
+        return data
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset if whence == os.SEEK_SET else self.pos + offset if whence == os.SEEK_CUR else -1
+        if target < self.pos:
+            raise _Backwards("the archive asks to be read backwards")
+        if self.seekable and not self.head:  # a plain tar's unwanted member on disk: skipped, not read
+            self.fh.seek(target)
+            self.advance(target - self.pos)
+            self.pos = target
+        while self.pos < target and self.read(min(target - self.pos, _CHUNK)):
+            pass
+        return self.pos
+
+
+class _Plain:
+    """An uncompressed tar's stream as the decompressors give theirs: a context manager that leaves the file open."""
+
+    def __init__(self, once: _Once) -> None:
+        self.read, self.tell, self.seek = once.read, once.tell, once.seek
+
+    def __enter__(self) -> _Plain:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+def _decompressors() -> list[tuple[bytes, Callable[[Any], Any], tuple[type[BaseException], ...]]]:
+    """(magic, opener, what opening a tar through it raises when it is no such stream), as tarfile's "r:*" tries them."""
+    found: list[tuple[bytes, Callable[[Any], Any], tuple[type[BaseException], ...]]] = [
+        (b"\x1f\x8b", lambda fh: gzip.GzipFile(fileobj=fh, mode="rb"), (OSError,)),
+        (b"BZh", lambda fh: bz2.BZ2File(fh, "rb"), (OSError, EOFError)),
+        (b"\xfd7zXZ\x00", lambda fh: lzma.LZMAFile(fh, "rb"), (lzma.LZMAError, EOFError)),
+    ]
+    try:  # Python 3.14's tarfile opens .tar.zst too
+        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+
+        found.append((b"\x28\xb5\x2f\xfd", lambda fh: zstd.ZstdFile(fh, "rb"), (zstd.ZstdError, EOFError)))
+    except ImportError:
+        pass
+    return found
+
+
+@contextmanager
+def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
+    """``path`` (a file or a pipe) open as a tar that may only be read forwards, decompressed as its first bytes say."""
+    with open(path, "rb", buffering=_CHUNK) as raw:
+        once = _Once(raw, advance)
+        magic = once.magic()
+        if magic.startswith(b"PK\x03\x04"):  # a zip on a pipe: its index is at its end
+            raise InvalidInputError(f"{path} is a zip, which cannot be read from a pipe: import it from a file")
+        opener: Callable[[Any], Any] = _Plain
+        not_this: tuple[type[BaseException], ...] = ()
+        for prefix, make, errors in _decompressors():
+            if magic.startswith(prefix):
+                opener, not_this = make, errors
+        not_tar: tuple[type[BaseException], ...] = (tarfile.TarError, *not_this)
+        try:
+            stream = opener(once)
+            tarchive = tarfile.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo)
+        except _OversizedHeader as exc:
+            raise InvalidInputError(f"{path}: {exc}, which no refpkg needs") from None
+        except not_tar:
+            raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
+        except _DAMAGE as exc:
+            raise InvalidInputError(f"{path} is damaged (truncated or corrupt): {exc}") from None
+        with stream, tarchive:
+            yield tarchive
+            # What is left past the end-of-archive blocks is padding: the whole file was read.
+            if once.seekable:
+                advance(max(os.fstat(raw.fileno()).st_size - once.pos, 0))
+
+
+def _listing(path: Path, tarchive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members as they stream past (a damaged archive is one InvalidInputError, wherever it is met)."""
+    with _reading(path):
+        yield from tarchive
+
+
+def _member_chunks(path: Path, tarchive: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
+    """The bytes of ``member``, the one streaming past, in pieces."""
+    with _reading(path):
+        fh = tarchive.extractfile(member)
+        if fh is None:  # isreg() members always have one
+            raise InvalidInputError(f"{path}: {member.name} is not a regular file")
+        with fh:
+            while chunk := fh.read(_CHUNK):
+                yield chunk
+
+
+def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance) -> TarPackage:
+    """Read a tar (.tar, .tar.gz/.tgz, .tar.bz2, .tar.xz; a file or a pipe) front to back once, staging its files.
+
+    Each member that may be one of the package's files (a regular file, bare-named, at the top or
+    in a top-level folder) is handed to ``stage`` as it streams past; once CONTENTS.json has been
+    read, only the files ``wanted`` says it names are. The caller drops what it staged but the
+    result does not name. ``advance`` is told the archive's bytes as they are read. The checks are
+    those of the other containers: the listing's limits, one CONTENTS.json at the top or in one
+    folder, a regular manifest within its size limit, a member named twice counting as its last.
+    """
+    members: dict[str, tarfile.TarInfo] = {}  # as a listing: a name met twice keeps its first place, its last member
+    last: dict[str, int] = {}  # name -> position of its last member
+    staged: dict[str, BlobInfo] = {}
+    hits: set[str] = set()  # names of the CONTENTS.json candidates (of any type): more than one is an error
+    manifest: tuple[str, bytes] | None = None
+    want: tuple[str, Collection[str]] | None = None  # (folder, file names) of the manifest read so far
+    with _tar_once(path, advance) as tarchive:
+        for position, member in enumerate(_listing(path, tarchive)):
+            if position == MAX_MEMBERS:
+                raise InvalidInputError(f"{path} lists over {MAX_MEMBERS:,} members, which no refpkg has")
+            name = _norm(member.name)
+            members[name], last[name] = member, position
+            staged.pop(name, None)
+            folder, _, bare = name.rpartition("/")
+            if bare == MANIFEST and "/" not in folder:
+                hits.add(name)
+            if not member.isreg() or "/" in folder:
+                continue
+            prefix = folder + "/" if folder else ""
+            if bare == MANIFEST:
+                if manifest is not None and manifest[0] == name:
+                    manifest = None
+                if len(hits) == 1 and member.size <= MAX_MANIFEST_BYTES:  # else the checks below refuse it
+                    manifest = (name, b"".join(_member_chunks(path, tarchive, member)))
+                    names = wanted(manifest[1])
+                    want = None if names is None else (prefix, names)
+            elif is_safe_filename(bare) and (want is None or (prefix == want[0] and bare in want[1])):
+                staged[name] = stage(_first_then_again(path, tarchive, member, position))
+        prefix = _prefix(list(members), path)
+        member = members[prefix + MANIFEST]
+        if not member.isreg():
+            raise InvalidInputError(f"{path}: {MANIFEST} is not a regular file")
+        _check_manifest_size(member.size, path)
+        if manifest is None or manifest[0] != prefix + MANIFEST:
+            raise AssertionError("the one regular CONTENTS.json within its limit was not kept")
+    names = wanted(manifest[1])
+    files: dict[str, BlobInfo | None] = {}
+    skipped: dict[int, str] = {}  # position -> name: named by a CONTENTS.json met twice, not by the first one
+    for name, member in members.items():
+        bare = name[len(prefix):]
+        if not name.startswith(prefix) or "/" in bare or bare == MANIFEST or (names is not None and bare not in names):
+            continue
+        files[bare] = None
+        if member.isreg():
+            if name in staged:
+                files[bare] = staged[name]
+            else:
+                skipped[last[name]] = bare
+    files.update(_stage_again(path, skipped, stage) if skipped else {})
+    return TarPackage(manifest=manifest[1], files=files)
+
+
+def _first_then_again(path: Path, tarchive: tarfile.TarFile, member: tarfile.TarInfo, position: int) -> Reader:
+    """The member streaming past on the first call; read anew from the archive's start on a later one."""
+    calls = [0]
+
+    def read() -> Iterable[bytes]:
+        calls[0] += 1
+        if calls[0] == 1:
+            return _member_chunks(path, tarchive, member)
+        return _again(path, position)
+
+    return read
+
+
+def _again(path: Path, position: int) -> Iterator[bytes]:
+    """Member number ``position`` of the tar at ``path``, read from the archive's start (a pipe is read once)."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path} is a pipe, and it cannot be read again for a file stored from it "
+                                "that vanished before the import committed (a concurrent gc?): import it again")
+    with _tar_once(path, lambda _n: None) as tarchive:
+        for index, member in enumerate(_listing(path, tarchive)):
+            if index == position:
+                yield from _member_chunks(path, tarchive, member)
+                return
+    raise InvalidInputError(f"{path} changed while it was imported")
+
+
+def _stage_again(path: Path, wanted: dict[int, str], stage: Stage) -> dict[str, BlobInfo]:
+    """Stage the members at these positions in a second pass (the archive names its CONTENTS.json twice)."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: its {MANIFEST} is met twice, naming files the first one did not; "
+                                "a pipe cannot be read again: import it from a file")
+    out: dict[str, BlobInfo] = {}
+    with _tar_once(path, lambda _n: None) as tarchive:
+        for position, member in enumerate(_listing(path, tarchive)):
+            if position in wanted:
+                out[wanted[position]] = stage(_first_then_again(path, tarchive, member, position))
+            if position >= max(wanted):
+                break
+    if len(out) != len(wanted):
+        raise InvalidInputError(f"{path} changed while it was imported")
+    return out
 
 
 # --- writing ----------------------------------------------------------------------------------

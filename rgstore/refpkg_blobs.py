@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +81,19 @@ class StagedBlobs:
             self.created.append(info.sha256)
         self.sources.setdefault(info.sha256, read)
         return info
+
+    def release(self, keep: Collection[str]) -> None:
+        """Forget the staged blobs not in ``keep``, deleting those this command created (if no view references them).
+
+        For what was stored only in case it was needed (the files of a tar read once, ahead of the
+        manifest that says which it names): left staged, they would stay behind as garbage.
+        """
+        gone = [sha for sha in self.sources if sha not in keep]
+        for sha in gone:
+            del self.sources[sha]
+        created = [sha for sha in self.created if sha not in keep]
+        self.created = [sha for sha in self.created if sha in keep]
+        discard_unreferenced(self.store, created)
 
     def commit(self, command: Callable[[Txn], Sequence[NewEvent]]) -> list[int]:
         """``store.transact(command)`` naming every staged blob; retried if one vanished meanwhile."""

@@ -14,7 +14,7 @@ nothing behind; every blob is verified against its sha256 while it is copied.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from functools import partial
@@ -25,13 +25,20 @@ import msgspec
 
 from .blobs import BlobInfo
 from .environment import Txn
-from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RgstoreError
 from .events import FileRef, RefpkgImported, RefpkgUpdated, Undone
 from .log import NewEvent
 from .pathtext import path_text
 from .progress import Progress, ProgressFactory
-from .refpkg_archive import PackageSource, open_package, strip_archive_suffix, write_package
-from .refpkg_blobs import staged_blobs
+from .refpkg_archive import (
+    PackageSource,
+    open_package,
+    package_kind,
+    read_tar_once,
+    strip_archive_suffix,
+    write_package,
+)
+from .refpkg_blobs import StagedBlobs, staged_blobs
 from .refpkg_manifest import Manifest, ManifestState, check_nesting, parse_manifest, render_manifest
 from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_filename
 from .views.refpkgs import refpkg_chain, refpkg_head, refpkg_log, refpkg_step, refpkg_stream
@@ -119,16 +126,100 @@ def _counted(src: PackageSource, filename: str, bar: Progress, counted: list[boo
         yield chunk
 
 
+def _missing(filename: str, key: str, source: Path, hint: str) -> NotFoundError:
+    return NotFoundError(f"File {filename} referred to by key {key} is missing from {source} "
+                         f"or is not a regular file (symlinks and folders are refused){hint}")
+
+
+def _mismatch(filename: str, key: str, found: str, md5: str, hint: str) -> IntegrityError:
+    return IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "
+                          f"(found: {found}, expected {md5}){hint}")
+
+
+def _hint(manifest: Manifest, filename: str) -> str:
+    """What to say of a bad file: taxit itself only reads history files on rollback, so a package whose
+    old files were deleted or edited by hand still works there: say which state needs it and the way out."""
+    current = {fn for fn, _md5 in manifest.current.files.values()}
+    return "" if filename in current else _HISTORY_ONLY_HINT
+
+
+def _import_files(stack: ExitStack, staged: StagedBlobs, source: Path, history: bool,
+                  progress: ProgressFactory) -> tuple[Manifest, dict[str, BlobInfo]]:
+    """Stage the files of a package directory or .zip, each once its manifest has been checked to name it."""
+    src = stack.enter_context(open_package(source))
+    manifest = parse_manifest(src.manifest)
+    states = _states(manifest, history)
+    _check_metadata(states)
+    needed = _needed(states)
+    blobs: dict[str, BlobInfo] = {}
+    order = src.read_order(needed)
+    # In bytes, as declared by the source: a package is a few files, one of them often a GB alignment.
+    bar = progress("import files", total=sum(src.member_size(filename) for filename in order), unit="B")
+    for filename in order:
+        md5, key = needed[filename]
+        if src.member_chunks(filename) is None:
+            raise _missing(filename, key, source, _hint(manifest, filename))
+        # Streamed straight into the blob store: a temp copy would write every byte twice.
+        info = staged.put_stream(partial(_counted, src, filename, bar, [False]))
+        if info.md5 != md5:
+            raise _mismatch(filename, key, info.md5, md5, _hint(manifest, filename))
+        blobs[filename] = info
+    bar.close()
+    return manifest, blobs
+
+
+def _import_tar(staged: StagedBlobs, source: Path, history: bool,
+                progress: ProgressFactory) -> tuple[Manifest, dict[str, BlobInfo]]:
+    """Stage the files of a tar (a file or a pipe) in one pass over it, then check them as the other containers'.
+
+    The manifest is often the archive's last member: until it is met, every member that may be a
+    file of the package is staged, and what it does not name is dropped again once checked.
+    """
+    parsed: list[tuple[bytes, Collection[str] | None]] = []
+
+    def wanted(raw: bytes) -> Collection[str] | None:
+        if not parsed or parsed[0][0] is not raw:
+            try:
+                names: Collection[str] | None = _needed(_states(parse_manifest(raw), history))
+            except RgstoreError:  # refused again below, once the archive's own checks have run
+                names = None
+            parsed[:] = [(raw, names)]
+        return parsed[0][1]
+
+    # In bytes of the archive as it is read (a pipe's size is not known): one pass, so no file's size is known ahead.
+    bar = progress("import files", total=source.stat().st_size if source.is_file() else None, unit="B")
+    pkg = read_tar_once(source, stage=staged.put_stream, wanted=wanted, advance=bar.update)
+    bar.close()
+    manifest = parse_manifest(pkg.manifest)
+    states = _states(manifest, history)
+    _check_metadata(states)
+    needed = _needed(states)
+    blobs: dict[str, BlobInfo] = {}
+    for filename in [*(fn for fn in pkg.files if fn in needed), *(fn for fn in needed if fn not in pkg.files)]:
+        md5, key = needed[filename]
+        info = pkg.files.get(filename)
+        if info is None:
+            raise _missing(filename, key, source, _hint(manifest, filename))
+        if info.md5 != md5:
+            raise _mismatch(filename, key, info.md5, md5, _hint(manifest, filename))
+        blobs[filename] = info
+    staged.release({info.sha256 for info in blobs.values()})
+    return manifest, blobs
+
+
 def import_package(
     service: Refpkgs, source: Path, *, name: str | None, history: bool, progress: ProgressFactory
 ) -> RefpkgState:
-    """Import a taxtastic package (directory, .tar.gz, .tgz or .zip) as a new refpkg.
+    """Import a taxtastic package (directory, .tar.gz, .tgz, .tar or .zip; a tar may come through a pipe) as a new refpkg.
 
-    Every MD5 is verified; with ``history`` the rollback/rollforward chain is replayed as
+    A tar is read once, front to back. Every MD5 is verified; with ``history`` the rollback/rollforward chain is replayed as
     events, else only the current state (with its full log) is imported. A failed import
     leaves no event and no new blob.
     """
     if name is None:
+        if source.exists() and not source.is_file() and not source.is_dir():
+            raise InvalidInputError(f"{path_text(source)} is a pipe, whose name is not the package's; "
+                                    "name the package with --name NAME")
         try:
             name = check_refpkg_name(default_name(source))
         except InvalidInputError as exc:
@@ -139,32 +230,12 @@ def import_package(
     if head is not None and head.current:  # checked again when committing; this saves the copying
         raise ConflictError(f"refpkg {name!r} already exists; import with --name NEW")
     with ExitStack() as stack:
-        src = stack.enter_context(open_package(source))
-        manifest = parse_manifest(src.manifest)
-        states = _states(manifest, history)
-        _check_metadata(states)
-        needed = _needed(states)
         staged = stack.enter_context(staged_blobs(service.store))
-        blobs: dict[str, BlobInfo] = {}
-        order = src.read_order(needed)
-        # In bytes, as declared by the source: a package is a few files, one of them often a GB alignment.
-        bar = progress("import files", total=sum(src.member_size(filename) for filename in order), unit="B")
-        current = {fn for fn, _md5 in manifest.current.files.values()}
-        for filename in order:
-            md5, key = needed[filename]
-            # taxit itself only reads history files on rollback, so a package whose old files were
-            # deleted or edited by hand still works there: say which state needs it and the way out.
-            hint = "" if filename in current else _HISTORY_ONLY_HINT
-            if src.member_chunks(filename) is None:
-                raise NotFoundError(f"File {filename} referred to by key {key} is missing from {source} "
-                                    f"or is not a regular file (symlinks and folders are refused){hint}")
-            # Streamed straight into the blob store: a temp copy would write every byte twice.
-            info = staged.put_stream(partial(_counted, src, filename, bar, [False]))
-            if info.md5 != md5:
-                raise IntegrityError(f"File {filename} referred to by key {key} did not match its MD5 sum "
-                                     f"(found: {info.md5}, expected {md5}){hint}")
-            blobs[filename] = info
-        bar.close()
+        if package_kind(source) == "tar":
+            manifest, blobs = _import_tar(staged, source, history, progress)
+        else:
+            manifest, blobs = _import_files(stack, staged, source, history, progress)
+        states = _states(manifest, history)
         refs = {fn: FileRef(name=fn, sha256=i.sha256, md5=i.md5, size=i.size) for fn, i in blobs.items()}
         stream = refpkg_stream(name)
         floor, later = states[0], states[1:]

@@ -241,11 +241,11 @@ class _CountingTxn:
         return getattr(self._txn, name)
 
 
-def test_a_page_of_refpkgs_reads_the_page_not_every_package_and_pages_through_all_exactly(tmp_path: Path) -> None:
+def _page_through(store_path: Path, limit: int, until: int) -> list[tuple[int, dict[str, Any]]]:
+    """GET /refpkgs page by page (``limit`` each) up to offset ``until``: each answer with the heads it read."""
     from rgstore_api.app import create_app
 
-    existing = _many_packages(tmp_path / "store", 1200)
-    app = create_app(str(tmp_path / "store"))
+    app = create_app(str(store_path))
     counts = [0]
 
     async def pages() -> list[tuple[int, dict[str, Any]]]:
@@ -262,13 +262,18 @@ def test_a_page_of_refpkgs_reads_the_page_not_every_package_and_pages_through_al
             env.read = counting_read
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                for offset in range(0, len(existing) + 10, 10):
+                for offset in range(0, until + limit, limit):
                     counts[0] = 0
-                    body = (await client.get(f"/refpkgs?offset={offset}&limit=10")).json()
+                    body = (await client.get(f"/refpkgs?offset={offset}&limit={limit}")).json()
                     out.append((counts[0], body))
         return out
 
-    answers = asyncio.run(pages())
+    return asyncio.run(pages())
+
+
+def test_a_page_of_refpkgs_reads_the_page_not_every_package_and_pages_through_all_exactly(tmp_path: Path) -> None:
+    existing = _many_packages(tmp_path / "store", 1200)
+    answers = _page_through(tmp_path / "store", 10, len(existing))
     listed = [item["name"] for _reads, body in answers for item in body["items"]]
     assert listed == existing  # every existing package once, by name; no removed or undone one
     assert {body["pagination"]["total"] for _reads, body in answers} == {len(existing)}
@@ -278,3 +283,25 @@ def test_a_page_of_refpkgs_reads_the_page_not_every_package_and_pages_through_al
     # nearest mark, never all 1,200.
     assert answers[0][0] >= 1200
     assert max(reads for reads, _body in answers[1:]) < 200
+
+
+def test_pages_of_refpkgs_jump_over_long_runs_of_removed_ones_and_list_the_rest_exactly(tmp_path: Path) -> None:
+    # 6,900 packages in blocks of 230: 30 of which every 4th is removed, then 200 removed in a row.
+    # A page read every removed head between its mark and its end (over 1,000 here, 9,000 for the
+    # last of 10 packages left among 10,000 removed); now it jumps over each long run.
+    with Store.open(tmp_path / "store") as store:
+        info, _ = store.blobs.put_bytes(b"(a:1,b:2);\n")
+        ref = FileRef(name="tree.nwk", sha256=info.sha256, md5=info.md5, size=info.size)
+        names = [f"pkg{i:05d}" for i in range(6900)]
+        store.transact(lambda txn: [NewEvent(stream=refpkg_stream(name), event=RefpkgCreated(
+            name=name, files={"tree": ref}, metadata={"locus": "16S"}, log=list(CREATE_LOG))) for name in names])
+        removed = {name for i, name in enumerate(names) if i % 230 >= 30 or i % 4 == 3}
+        store.transact(lambda txn: [NewEvent(stream=refpkg_stream(name), event=RefpkgRemoved(name=name))
+                                    for name in sorted(removed)])
+    existing = [name for name in names if name not in removed]
+    for limit in (7, 128):  # pages across marks, removed runs and both at once
+        answers = _page_through(tmp_path / "store", limit, len(existing))
+        assert [item["name"] for _reads, body in answers for item in body["items"]] == existing
+        assert {body["pagination"]["total"] for _reads, body in answers} == {len(existing)}
+        # fewer than 128 existing heads skipped from the mark, the page's own, a few short runs, one head per long run
+        assert max(reads for reads, _body in answers[1:]) < 2 * (128 + limit)

@@ -378,3 +378,151 @@ def test_a_zip_made_by_info_zip_with_a_non_ascii_file_name_imports(store: Store,
     state = store.refpkgs.import_package(pkg)
     assert state.files["tree"].name == "café.nwk"
     assert store.blobs.read_bytes(state.files["tree"].sha256) == tree
+
+
+# -- 5. a tar is read once, front to back (a file or a pipe) ----------------------------------
+
+
+def _history_tar_gz(store: Store, tmp_path: Path) -> Path:
+    """An exported .tar.gz with a rollback and a rollforward state (its CONTENTS.json is its last member)."""
+    files = write_inputs(tmp_path / "inputs")
+    store.refpkgs.create("pkg", locus="L", files=list(files.items()))
+    for version in range(3):
+        aln = tmp_path / f"v{version}.fasta"
+        aln.write_text(f">s1 v{version}\n" + "ACGT" * (version + 1) + "\n")
+        store.refpkgs.update_files("pkg", [f"aln_fasta={aln}"])
+    store.refpkgs.rollback("pkg")
+    archive = tmp_path / "pkg.tar.gz"
+    store.refpkgs.export("pkg", archive, fmt="tar")
+    return archive
+
+
+class _Feeder:
+    """Writes a file into a FIFO from a thread, as `cat pkg.tar.gz |` would, counting the bytes taken."""
+
+    def __init__(self, source: Path, fifo: Path) -> None:
+        import threading
+
+        self.source, self.fifo, self.written, self.error = source, fifo, 0, None  # type: ignore[var-annotated]
+        os.mkfifo(fifo)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open(self.fifo, "wb") as out, open(self.source, "rb") as src:
+                while chunk := src.read(4096):
+                    out.write(chunk)
+                    self.written += len(chunk)
+        except BrokenPipeError as exc:  # the reader closed early
+            self.error = exc  # type: ignore[assignment]
+
+    def join(self) -> None:
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+
+
+def test_a_tar_gz_through_a_pipe_imports_with_its_history(store: Store, tmp_path: Path) -> None:
+    # `curl .../pkg.tar.gz | rgstore refpkg import /dev/stdin --name pkg`: a pipe cannot seek, so this
+    # only works when the archive is read once, front to back (it was listed, then rewound twice).
+    archive = _history_tar_gz(store, tmp_path)
+    feeder = _Feeder(archive, tmp_path / "pipe")
+    state = store.refpkgs.import_package(feeder.fifo, name="piped")
+    feeder.join()
+    assert feeder.error is None and feeder.written == archive.stat().st_size
+    original = store.refpkgs.current("pkg")
+    assert (state.files, state.metadata, state.rollbacks, state.rollforwards) == (
+        original.files, original.metadata, original.rollbacks, original.rollforwards)
+
+
+def test_a_tar_gz_file_is_read_once(store: Store, tmp_path: Path) -> None:
+    # Listing, then the manifest (its last member), then the members: a .tar.gz was inflated three times.
+    if not Path("/proc/self/io").is_file():
+        pytest.skip("needs Linux /proc/self/io to count read bytes")
+    files = write_inputs(tmp_path / "inputs")
+    big = tmp_path / "big.fasta"
+    big.write_bytes(b">s1\n" + os.urandom(2 << 20).hex().encode() + b"\n")  # 4 MiB, barely compressible
+    store.refpkgs.create("pkg", locus="L", files=[*files.items(), ("aln_fasta", big)])
+    archive = tmp_path / "pkg.tar.gz"
+    store.refpkgs.export("pkg", archive, fmt="tar")
+
+    def rchar() -> int:
+        text = Path("/proc/self/io").read_text()
+        return int(next(line.split()[1] for line in text.splitlines() if line.startswith("rchar:")))
+
+    with Store.open(tmp_path / "other") as other:  # a fresh store: no stored blob to compare on the way
+        before = rchar()
+        other.refpkgs.import_package(archive)
+        read = rchar() - before
+    size = archive.stat().st_size
+    assert size <= read < size * 5 // 4, f"{read:,} bytes read to import a {size:,}-byte archive"
+
+
+def test_a_pipe_needs_a_name_and_cannot_carry_a_zip(store: Store, taxit_dir: Path, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "unnamed")
+    with pytest.raises(InvalidInputError, match="unnamed is a pipe, whose name is not the package's; name the package"):
+        store.refpkgs.import_package(tmp_path / "unnamed")  # refused before the pipe is opened: nothing blocks
+    feeder = _Feeder(_zip(taxit_dir, tmp_path / "made.refpkg.zip", zipfile.ZIP_DEFLATED), tmp_path / "pipe")
+    with pytest.raises(InvalidInputError, match="pipe is a zip, which cannot be read from a pipe: import it from a file"):
+        store.refpkgs.import_package(feeder.fifo, name="z")
+    feeder.join()
+    assert _untouched(store)
+
+
+def test_a_tar_gz_imported_without_history_keeps_no_blob_of_the_files_it_skipped(
+    store: Store, tmp_path: Path
+) -> None:
+    # The manifest comes last, so every member was stored before it was known which the import needs.
+    archive = _history_tar_gz(store, tmp_path)
+    with Store.open(tmp_path / "other") as other:
+        state = other.refpkgs.import_package(archive, history=False)
+        assert sorted(other.blobs.all()) == sorted({ref.sha256 for ref in state.files.values()})
+        assert (state.rollbacks, state.rollforwards) == (0, 0)
+
+
+def test_a_tar_gz_whose_manifest_comes_first_imports_through_a_pipe_storing_only_the_files_it_names(
+    store: Store, tmp_path: Path
+) -> None:
+    archive = _history_tar_gz(store, tmp_path)
+    first = tmp_path / "first.tar.gz"
+    with tarfile.open(archive) as src, tarfile.open(first, "w:gz") as dest:
+        members = sorted(src.getmembers(), key=lambda m: not m.name.endswith("/CONTENTS.json"))
+        for member in members:
+            dest.addfile(member, src.extractfile(member) if member.isreg() else None)
+    feeder = _Feeder(first, tmp_path / "pipe")
+    with Store.open(tmp_path / "other") as other:
+        state = other.refpkgs.import_package(feeder.fifo, name="first", history=False)
+        feeder.join()
+        assert state.files == store.refpkgs.current("pkg").files
+        assert sorted(other.blobs.all()) == sorted({ref.sha256 for ref in state.files.values()})
+
+
+@pytest.mark.parametrize("through", ["file", "pipe"])
+def test_a_contents_json_met_twice_counts_as_its_last_even_for_files_the_first_did_not_name(
+    store: Store, tmp_path: Path, through: str
+) -> None:
+    import hashlib
+    import io
+    import json
+
+    def manifest(name: str, data: bytes) -> bytes:
+        return json.dumps({"metadata": {"format_version": "1.1"}, "files": {"tree": name},
+                           "md5": {"tree": hashlib.md5(data).hexdigest()}}).encode()
+
+    pkg = tmp_path / "twice.tar.gz"
+    with tarfile.open(pkg, "w:gz") as tar:
+        for name, data in (("CONTENTS.json", manifest("a.nwk", b"(a);\n")), ("a.nwk", b"(a);\n"),
+                           ("b.nwk", b"(b);\n"), ("CONTENTS.json", manifest("b.nwk", b"(b);\n"))):
+            info = tarfile.TarInfo(f"twice/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    if through == "file":  # the member the first manifest did not name is read in a second pass
+        state = store.refpkgs.import_package(pkg)
+        assert store.blobs.read_bytes(state.files["tree"].sha256) == b"(b);\n"
+        assert sorted(store.blobs.all()) == [state.files["tree"].sha256]
+        return
+    feeder = _Feeder(pkg, tmp_path / "pipe")
+    with pytest.raises(InvalidInputError, match="CONTENTS.json is met twice, naming files the first one did not"):
+        store.refpkgs.import_package(feeder.fifo, name="twice")
+    feeder.join()
+    assert _untouched(store)
