@@ -301,13 +301,7 @@ class Aliases:
 
     def get(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> str:
         """The digest an alias points at; NotFoundError if it does not exist."""
-        kind: Kind = SEQUENCE if sequence else COLLECTION
-        ns, local = split_alias(name, namespace)
-        with self.store.read() as txn:
-            digest = alias_target(txn, self.store.environment, kind, ns, local)
-            if digest is None:
-                raise _no_alias(txn, self.store.environment, kind, ns, local)
-        return digest
+        return self.entry(name, namespace=namespace, sequence=sequence).digest
 
     def entry(self, name: str, *, namespace: str | None = None, sequence: bool = False) -> AliasEntry:
         """The alias as ``list`` gives it (with ``ga4gh`` for a sequence alias); NotFoundError if it does not exist."""

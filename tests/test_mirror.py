@@ -578,23 +578,33 @@ def _caught_up_then(tmp_path: Path, then) -> None:  # type: ignore[no-untyped-de
     then()
 
 
+def _published_three_and_an_empty_mirror(tmp_path: Path) -> None:
+    """Primary ``p`` with 3 events published to ``pub``, and an empty store ``m`` to follow it."""
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    Store.open(tmp_path / "m").close()
+
+
+def _publish_two_more(tmp_path: Path) -> None:
+    """Two more events on primary ``p``, published to ``pub``."""
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 3, 2)
+        publish(primary, tmp_path / "pub")
+
+
 def test_a_follower_whose_store_is_restored_over_by_mv_follows_into_the_restored_store(  # type: ignore[no-untyped-def]
     tmp_path: Path, capsys
 ) -> None:
     """Its handle on the moved-away store can never write again; the store now at the path (as the server serves it) can."""
     import shutil
 
-    with Store.open(tmp_path / "p") as primary:
-        _work(primary, 0, 3)
-        publish(primary, tmp_path / "pub")
-    Store.open(tmp_path / "m").close()
+    _published_three_and_an_empty_mirror(tmp_path)
 
     def restore_then_publish() -> None:
         (tmp_path / "m").rename(tmp_path / "m.old")
         shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # a restore by mv/cp under the running follower
-        with Store.open(tmp_path / "p") as primary:
-            _work(primary, 3, 2)
-            publish(primary, tmp_path / "pub")
+        _publish_two_more(tmp_path)
 
     code = _follow_beside(tmp_path / "m", tmp_path / "pub", lambda: _caught_up_then(tmp_path, restore_then_publish),
                           max_rounds=60)
@@ -610,10 +620,7 @@ def test_a_follower_whose_store_is_moved_away_waits_for_one_at_its_path_and_neve
     """Between an operator's two renames nothing is there: the follower says so once, then follows the store put back."""
     import shutil
 
-    with Store.open(tmp_path / "p") as primary:
-        _work(primary, 0, 3)
-        publish(primary, tmp_path / "pub")
-    Store.open(tmp_path / "m").close()
+    _published_three_and_an_empty_mirror(tmp_path)
     restored: list[bool] = []
 
     def move_away_then_restore() -> None:
@@ -621,9 +628,7 @@ def test_a_follower_whose_store_is_moved_away_waits_for_one_at_its_path_and_neve
         time.sleep(0.5)  # several rounds with nothing at the path
         shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # fails if the follower had created a store there
         restored.append(True)
-        with Store.open(tmp_path / "p") as primary:
-            _work(primary, 3, 2)
-            publish(primary, tmp_path / "pub")
+        _publish_two_more(tmp_path)
 
     code = _follow_beside(tmp_path / "m", tmp_path / "pub",
                           lambda: _caught_up_then(tmp_path, move_away_then_restore), max_rounds=80)
