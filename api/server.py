@@ -26,6 +26,7 @@ from rgstore.errors import ConflictError, InvalidInputError
 from rgstore.store import Store
 
 from .app import ENV_FOLLOW_INTERVAL
+from .headertimeout import HEADER_TIMEOUT_S, HeaderTimeoutProtocol
 from .lazyfetch import FetchLimits
 from .storepath import ENV_STORE
 
@@ -41,7 +42,16 @@ class NoDelayConfig(uvicorn.Config):
     accepted connections and each response waits out the peer's delayed ACK (~40 ms: measured
     180 req/s with 2 workers against 1,300 with one). Linux copies the option from the listening
     socket to every accepted one.
+
+    It also carries ``header_timeout``, which ``HeaderTimeoutProtocol`` (the default ``http=``
+    here) reads in every worker: seconds a connection may take to deliver a request head.
     """
+
+    def __init__(self, app: Any, *, header_timeout: float = HEADER_TIMEOUT_S, **kwargs: Any) -> None:
+        """uvicorn's Config with ``http=HeaderTimeoutProtocol`` unless ``http`` is given."""
+        kwargs.setdefault("http", HeaderTimeoutProtocol)
+        super().__init__(app, **kwargs)
+        self.header_timeout = header_timeout
 
     def bind_socket(self) -> socket.socket:
         """The listening socket, with TCP_NODELAY set for TCP."""
@@ -151,12 +161,15 @@ def access_log_config() -> dict[str, Any]:
 
 
 def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "",
-          access_log: bool = False, follow_interval: str | None = None) -> None:
+          access_log: bool = False, follow_interval: str | None = None,
+          header_timeout: float = HEADER_TIMEOUT_S) -> None:
     """Serve ``store`` until interrupted; NotFoundError first if there is no store there.
 
     ``access_log``: a line per request (client as X-Forwarded-For gives it from a trusted proxy).
     ``follow_interval``: a puller keeps the store current every so often (``--follow``), which
-    ``/readyz`` holds its last successful pull to.
+    ``/readyz`` holds its last successful pull to. ``header_timeout``: a connection that has not
+    sent a whole request head this many seconds after connecting (or after its last response) is
+    closed, so idle or trickling sockets cannot use up a worker's file descriptors.
     """
     Store.open(store, readonly=True, catch_up_views=False).close()  # one line here, not in every worker; views: after binding
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
@@ -168,7 +181,7 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
         os.environ.pop(ENV_FOLLOW_INTERVAL, None)
     config = NoDelayConfig(
         APP, factory=True, host=host, port=port, workers=workers, root_path=root_path,
-        proxy_headers=True,
+        proxy_headers=True, header_timeout=header_timeout,
         **({"log_config": access_log_config(), "log_level": None, "access_log": True} if access_log
            else {"log_level": "warning", "access_log": False}),
     )

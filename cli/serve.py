@@ -32,9 +32,13 @@ pass_ctx = click.make_pass_decorator(Context)
                    "default: taken from each request's Host header.")
 @click.option("--access-log", is_flag=True,
               help="Print a timestamped line per request (client, request, status) on stdout.")
+@click.option("--header-timeout", default="30s", show_default=True,
+              help="Close a connection that has not sent a whole request head this long after "
+                   "connecting or after its last response (idle or trickling clients; 100ms to 24h).")
 @pass_ctx
 def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, follow_source: str | None,
-              interval: str | None, with_sequences: bool, public_url: str | None, access_log: bool) -> None:
+              interval: str | None, with_sequences: bool, public_url: str | None, access_log: bool,
+              header_timeout: str) -> None:
     """Serve the store read-only: refget sequences v2, seqcol, refgenie /v4, refpkgs, caches, /events.
 
     The server never adds events: its workers open the log read-only, and only GET, HEAD and
@@ -70,6 +74,14 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     if with_sequences and follow_source is None:
         raise click.UsageError("--with-sequences needs --follow SOURCE")
     interval = interval or "5s"
+    from rgstore.errors import InvalidInputError
+    from rgstore.follow import parse_interval
+
+    try:  # a duration as --interval takes; a bad one is a usage error before anything starts
+        header_timeout_s = parse_interval(header_timeout)
+    except InvalidInputError:
+        raise click.BadParameter(f"{header_timeout!r}: use e.g. 30s, 10s, 2m (100ms to 24h)",
+                                 param_hint="--header-timeout") from None
     check_listen(host, port)  # a busy port is one line, before anything starts
     FetchLimits.from_environment()  # so is a bad $RGSTORE_SERVE_FETCH_*
     follower = None
@@ -110,7 +122,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
                f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
     try:
         serve(path, host=host, port=port, workers=workers, root_path=root_path, access_log=access_log,
-              follow_interval=interval if follow_source is not None else None)
+              follow_interval=interval if follow_source is not None else None, header_timeout=header_timeout_s)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a server is meant to stop
     finally:
