@@ -187,6 +187,8 @@ class ServedStore:
         self._next_look = time.monotonic() + check_s
         self._held: dict[Store, int] = {}
         self._retired: set[Store] = set()
+        self._child: subprocess.Popen[str] | None = None  # the catch-up's, while it runs
+        self._closed = False
         self.problem: str | None = None
         """Why the store now at the path cannot be served (None while the current handle is the store there)."""
         self.catching_up: str | None = (f"catching up views {', '.join(store.stale_views)} after an upgrade"
@@ -260,13 +262,22 @@ class ServedStore:
         """
         self._say(f"rgstore: worker {os.getpid()}: catching up views {', '.join(self.current.stale_views)} of "
                   f"{self.path} (after an upgrade); /readyz says 503 until they are")
-        # A read-only open catches them up through a writer of its own, and never creates a store.
-        code = "import sys; from rgstore.store import Store; Store.open(sys.argv[1], readonly=True).close()"
-        done = subprocess.run([sys.executable, "-c", code, str(self.path)], capture_output=True, text=True,
-                              check=False)
+        with self._lock:
+            if self._closed:
+                return
+            # Killed by ``close`` (the worker stops): no writer of a stopped server goes on in the background.
+            child = self._child = subprocess.Popen(
+                [sys.executable, "-c", _CATCH_UP_CHILD, str(self.path), str(os.getpid())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+        _, err = child.communicate()
+        with self._lock:
+            self._child = None
+            if self._closed:
+                return
         try:
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            if child.returncode != 0:
+                last = (err.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
                 raise RgstoreError(last)
             self._open_again()
         except (RgstoreError, OSError, lmdb.Error) as exc:
@@ -288,6 +299,8 @@ class ServedStore:
         with self._lock:
             while self._held.get(self._store):
                 self._lock.wait()
+            if self._closed:  # the server stopped meanwhile: nothing to answer from
+                return
             self._store.close()
             try:
                 new = Store.open(self.path, readonly=True, catch_up_views=False)
@@ -335,12 +348,32 @@ class ServedStore:
         store.close()
 
     def close(self) -> None:
-        """Close the current handle and every replaced one (the server stops)."""
+        """Close the current handle and every replaced one, and kill a catch-up still running (the server stops)."""
         with self._lock:
-            stores = [self._store, *self._retired]
+            self._closed = True
+            child, stores = self._child, [self._store, *self._retired]
             self._retired.clear()
+        if child is not None and child.poll() is None:
+            child.kill()  # its write transaction is aborted, never half-committed; the next start catches up again
+            child.wait()
         for store in stores:
             store.close()
+
+
+_CATCH_UP_CHILD = """\
+import os, sys
+
+if sys.platform.startswith("linux"):
+    # A worker killed outright (SIGKILL, the OOM killer) cannot kill this child: the kernel does. No thread
+    # of its own could, as the open holds the GIL while it waits for the store's write lock.
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(sys.argv[2]):  # the worker died before that took hold
+        sys.exit(1)
+from rgstore.store import Store
+Store.open(sys.argv[1], readonly=True).close()
+"""
+"""The catch-up child: a read-only open catches views up through a writer of its own (and never creates a store)."""
 
 
 def _log_id(store: Store) -> str:

@@ -208,3 +208,58 @@ def test_a_server_after_an_upgrade_binds_first_and_is_not_ready_until_its_views_
     assert refused.status_code == 503 and refused.headers["retry-after"] == "5"  # never a 404 from a view half built
     assert ready.status_code == 200 and found.status_code == 200, (ready.text, log)
     assert "catching up views genomes" in log and "caught up; answering from them" in log, log
+
+
+def _catch_up_children(path: Path) -> list[int]:
+    """Pids of the running catch-up processes on the store at ``path`` (whoever their parent is now)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it has just ended
+            continue
+        if str(path).encode() in argv and any(b"Store.open(sys.argv[1], readonly=True)" in a for a in argv):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_server_stopped_while_it_catches_up_views_leaves_no_catch_up_process_behind(
+        tmp_path: Path, stop: str) -> None:
+    """An orphaned catch-up would go on writing the store after its server is gone (systemd stops the main pid)."""
+    import signal
+
+    import lmdb
+
+    from rgstore.views.genomes import GenomesView
+    from tests.server_fixture import init_genome, running_server
+
+    path = tmp_path / "store"
+    init_genome(path, Path(__file__).resolve().parent.parent / "rgstore" / "data" / "tiny.fa", "tiny")
+    with Store.open(path) as store:  # as an older rgstore left it: the genomes view to be folded again
+
+        def older(txn: object) -> None:
+            view = next(v for v in store.views if isinstance(v, GenomesView))
+            view.clear(txn, store.environment)  # type: ignore[arg-type]
+            store.log.set_checkpoint(txn, view, 0)  # type: ignore[arg-type]
+
+        store.environment.write(older)
+    env = lmdb.open(str(path / "log"), max_dbs=64)
+    writer = env.begin(write=True)  # the catch-up waits for it: still running when the server stops
+    try:
+        with running_server(path, log_dir=tmp_path) as server:
+            deadline = time.monotonic() + 30
+            while not (started := _catch_up_children(path)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.process.send_signal(getattr(signal, stop))
+            server.process.wait(timeout=30)
+            deadline = time.monotonic() + 10  # a killed worker's child notices within a second
+            while (left := _catch_up_children(path)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        writer.abort()
+        env.close()
+    assert started, server.log()
+    assert left == [], server.log()
+    if stop == "SIGTERM":
+        assert server.process.returncode == 0 and "could not be caught up" not in server.log(), server.log()
