@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +307,7 @@ def rp_cmd(ctx: Context, name: str, key: str) -> None:
 
 
 @refpkg_group.command("import")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path, allow_dash=True))
 @click.option("--name", help="Package name [default: PATH's basename without .refpkg/.tar.gz/.zip].")
 @click.option("--no-history", is_flag=True, help="Import only the current state, not rollback/rollforward.")
 @store_option
@@ -315,14 +316,20 @@ def rp_cmd(ctx: Context, name: str, key: str) -> None:
 def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_json: bool) -> None:
     """Import a taxtastic package (directory, .tar.gz, .tar or .zip), verifying every MD5.
 
-    A tar is read once, front to back, so it may come through a pipe (name the package with --name).
+    A tar is read once, front to back, so it may come through a pipe: PATH - reads standard input
+    (name the package with --name).
 
     \b
     Example:
         rgstore refpkg import ./mypkg.refpkg
         rgstore refpkg import downloaded.zip --name other
-        curl -sL https://example.org/pkg.tar.gz | rgstore refpkg import /dev/stdin --name pkg
+        curl -sL https://x.org/p.tar.gz | rgstore refpkg import - --name p
     """
+    if str(path) == "-":
+        if sys.stdin.isatty():
+            raise click.BadParameter("- reads a tar archive from standard input: pipe one in, e.g. "
+                                     "`curl -sL URL | rgstore refpkg import - --name pkg`", param_hint="PATH")
+        path = Path("/dev/stdin")  # the engine reads a pipe by path, once (rgstore.refpkg_archive.read_tar_once)
     with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))

@@ -1090,3 +1090,20 @@ def test_cli_remove_frees_the_name_and_prints_json_like_its_siblings(  # type: i
     assert result.exit_code == 0 and result.stdout.startswith("removed refpkg my (1 files, 1 retained steps)")
     result = cli("gc", "--grace", "0", "--json")
     assert result.exit_code == 0 and len(json.loads(result.stdout)["removed"]) == 1
+
+
+def test_refpkg_import_dash_reads_a_tar_gz_piped_on_standard_input(tmp_path: Path) -> None:
+    from .conftest import run_rgstore
+
+    with Store.open(tmp_path / "a") as store:
+        store.refpkgs.create("pkg", locus="L", files=list(write_inputs(tmp_path / "inputs").items()))
+        store.refpkgs.export("pkg", tmp_path / "pkg.tar.gz", fmt="tar")
+        original = store.refpkgs.current("pkg")
+    # input= is a pipe to the child, as after `curl ... |`: it cannot seek, so the tar is read once.
+    done = run_rgstore("--store", str(tmp_path / "b"), "refpkg", "import", "-", "--name", "piped", "--json",
+                       input=(tmp_path / "pkg.tar.gz").read_bytes())
+    assert done.returncode == 0, done.stderr
+    with Store.open(tmp_path / "b", readonly=True) as copy:
+        assert copy.refpkgs.current("piped").files == original.files
+    unnamed = run_rgstore("--store", str(tmp_path / "b"), "refpkg", "import", "-", input=b"")
+    assert unnamed.returncode != 0 and len(unnamed.stderr.decode().strip().splitlines()) == 1, unnamed.stderr
