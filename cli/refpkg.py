@@ -349,12 +349,16 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
                no_history: bool, as_json: bool) -> None:
     """Write NAME as a taxtastic package: a new DIRECTORY, or --tar FILE.tar.gz / --zip FILE.zip.
 
+    A DIRECTORY named *.tar.gz, *.tgz, *.tar or *.zip means that archive, as in the Python API.
+
     \b
     Example:
         rgstore refpkg export mypkg ./mypkg.refpkg
+        rgstore refpkg export mypkg mypkg.tar.gz
         rgstore refpkg export mypkg --zip mypkg.refpkg.zip --no-history
     """
-    targets = [(p, f) for p, f in ((directory, "dir"), (tar_path, "tar"), (zip_path, "zip")) if p is not None]
+    # fmt None: the engine goes by the name ("pkg.tar.gz" made a directory of that name, unlike export() in Python).
+    targets = [(p, f) for p, f in ((directory, None), (tar_path, "tar"), (zip_path, "zip")) if p is not None]
     if len(targets) != 1:
         raise click.UsageError("give exactly one of DIRECTORY, --tar FILE or --zip FILE")
     dest, fmt = targets[0]

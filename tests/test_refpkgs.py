@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -710,6 +711,8 @@ def test_cli_runs_taxits_workflow_end_to_end(  # type: ignore[no-untyped-def]
     assert cli("refpkg", "check", "pkg").exit_code == 0
     assert cli("refpkg", "export", "pkg", str(tmp_path / "out.refpkg")).exit_code == 0
     assert cli("refpkg", "export", "pkg", "--zip", str(tmp_path / "out.zip"), "--no-history").exit_code == 0
+    assert cli("refpkg", "export", "pkg", str(tmp_path / "named.tar.gz")).exit_code == 0  # an archive by its name
+    assert tarfile.is_tarfile(tmp_path / "named.tar.gz")
     result = cli("refpkg", "export", "pkg", str(tmp_path / "x"), "--zip", str(tmp_path / "x.zip"))
     assert result.exit_code == 2 and "exactly one of" in result.output
     result = cli("refpkg", "import", str(tmp_path / "out.refpkg"), "--name", "copy", "--json")
