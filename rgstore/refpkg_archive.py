@@ -5,7 +5,8 @@ bare file name, must be a regular file (a symlink could point anywhere on the ma
 streamed in pieces straight to its reader (the blob store): a package is never copied to a temp
 file first, which would double its disk writes and hold a second copy in $TMPDIR. A tar (compressed
 or not, a file or a pipe) is read once, front to back: its manifest is often its last member, so
-the members that may be the package's files are streamed to the blob store as they pass, and the
+the members that may be the package's files are streamed to the blob store as they pass (a bounded
+number, none sparse, none that would leave the disk short: a stray may inflate to terabytes), and the
 checks run once the whole archive has been read (it was listed, then rewound for the manifest and
 again for the members: a .tar.gz was inflated three times). Writing goes to a temp sibling that is renamed into place
 only when complete; every blob is hashed while it is copied, so a corrupt blob fails the write.
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from .blobs import BlobInfo
-from .diskspace import refused_write
+from .diskspace import free_bytes, refused_write
 from .errors import IntegrityError, InvalidInputError, NotFoundError
 from .events import FileRef
 from .files import FILE_MODE, mkstemp, read_chunks
@@ -124,6 +125,13 @@ maps), which it holds in memory: a header's declared size costs nothing to infla
 MAX_MEMBERS = 100_000
 """Most members a package archive may list: every member's header is kept in memory while listing
 (~400 bytes each), and a .tar.gz packs millions of empty ones into a few megabytes."""
+MAX_AHEAD = 1_000
+"""Most members of a tar stored ahead of its CONTENTS.json, in case it names them: each is a blob written
+and fsynced, then deleted if it is not named (5,000 tiny members in a 100 KB .tar.gz took 11.6 s where
+skipping them took 0.7 s). Later ones are read again from a file if named; a pipe cannot be."""
+AHEAD_RESERVE = 1 << 30
+"""Free bytes a member stored ahead of CONTENTS.json must leave on the store's disk: it may be a stray the
+manifest never names (a .tar.gz of a few MB inflates a 50 GB member), which must not fill the disk."""
 
 
 class _OversizedHeader(Exception):
@@ -305,7 +313,8 @@ class TarPackage(NamedTuple):
     manifest: bytes
     files: dict[str, BlobInfo | None]
     """File name -> its staged blob, or None if that member is not a regular file; names the archive
-    lacks are absent. In the archive's order (a name met twice is at its first place, with its last member)."""
+    lacks are absent (all are when ``wanted`` cannot tell: the caller refuses that manifest). In the
+    archive's order (a name met twice is at its first place, with its last member)."""
 
 
 class _Backwards(tarfile.ReadError):
@@ -317,11 +326,15 @@ class _Once:
 
     def __init__(self, fh: IO[bytes], advance: Advance) -> None:
         self.fh, self.advance, self.pos, self.head = fh, advance, 0, b""
-        self.seekable = fh.seekable()
+        self.direct = fh.seekable()
+
+    def seekable(self) -> bool:
+        """True: a seek ahead works on a pipe too (bz2 and lzma refuse to seek at all on a stream that says False)."""
+        return True
 
     def magic(self) -> bytes:
-        """The first bytes, read now and handed out again by the next reads."""
-        self.head = self.fh.read(6)
+        """The first block (a plain tar's first header), read now and handed out again by the next reads."""
+        self.head = self.fh.read(512)
         return self.head
 
     def read(self, size: int | None = -1) -> bytes:
@@ -344,7 +357,7 @@ class _Once:
         target = offset if whence == os.SEEK_SET else self.pos + offset if whence == os.SEEK_CUR else -1
         if target < self.pos:
             raise _Backwards("the archive asks to be read backwards")
-        if self.seekable and not self.head:  # a plain tar's unwanted member on disk: skipped, not read
+        if self.direct and not self.head:  # a plain tar's unwanted member on disk: skipped, not read
             self.fh.seek(target)
             self.advance(target - self.pos)
             self.pos = target
@@ -392,7 +405,7 @@ def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
             raise InvalidInputError(f"{path} is a zip, which cannot be read from a pipe: import it from a file")
         opener: Callable[[Any], Any] = _Plain
         not_this: tuple[type[BaseException], ...] = ()
-        for prefix, make, errors in _decompressors():
+        for prefix, make, errors in () if _is_tar_header(magic) else _decompressors():
             if magic.startswith(prefix):
                 opener, not_this = make, errors
         not_tar: tuple[type[BaseException], ...] = (tarfile.TarError, *not_this)
@@ -408,8 +421,18 @@ def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
         with stream, tarchive:
             yield tarchive
             # What is left past the end-of-archive blocks is padding: the whole file was read.
-            if once.seekable:
+            if once.direct:
                 advance(max(os.fstat(raw.fileno()).st_size - once.pos, 0))
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a tar header with a valid checksum: a plain tar whose first member's name
+    starts like a compressed stream ("BZh1.refpkg/...") is still a plain tar, as tarfile's "r:*" finds."""
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _listing(path: Path, tarchive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -429,19 +452,24 @@ def _member_chunks(path: Path, tarchive: tarfile.TarFile, member: tarfile.TarInf
                 yield chunk
 
 
-def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance) -> TarPackage:
+def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance, room: Path) -> TarPackage:
     """Read a tar (.tar, .tar.gz/.tgz, .tar.bz2, .tar.xz; a file or a pipe) front to back once, staging its files.
 
     Each member that may be one of the package's files (a regular file, bare-named, at the top or
     in a top-level folder) is handed to ``stage`` as it streams past; once CONTENTS.json has been
-    read, only the files ``wanted`` says it names are. The caller drops what it staged but the
-    result does not name. ``advance`` is told the archive's bytes as they are read. The checks are
-    those of the other containers: the listing's limits, one CONTENTS.json at the top or in one
-    folder, a regular manifest within its size limit, a member named twice counting as its last.
+    read, only the files ``wanted`` says it names are. Ahead of it, at most ``MAX_AHEAD`` members are,
+    each only if it leaves ``AHEAD_RESERVE`` bytes free on the disk of ``room`` (the blob store); a
+    member held back that the manifest names is read in a second pass (a pipe: InvalidInputError).
+    The caller drops what it staged but the result does not name. ``advance`` is told the archive's
+    bytes as they are read. The checks are those of the other containers: the listing's limits, one
+    CONTENTS.json at the top or in one folder, a regular manifest within its size limit, a member
+    named twice counting as its last.
     """
     members: dict[str, tarfile.TarInfo] = {}  # as a listing: a name met twice keeps its first place, its last member
     last: dict[str, int] = {}  # name -> position of its last member
     staged: dict[str, BlobInfo] = {}
+    held: dict[str, str] = {}  # name -> why its last member was not stored ahead of CONTENTS.json
+    ahead = 0  # members stored before any CONTENTS.json said which it names
     hits: set[str] = set()  # names of the CONTENTS.json candidates (of any type): more than one is an error
     manifest: tuple[str, bytes] | None = None
     want: tuple[str, Collection[str]] | None = None  # (folder, file names) of the manifest read so far
@@ -452,20 +480,27 @@ def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance)
             name = _norm(member.name)
             members[name], last[name] = member, position
             staged.pop(name, None)
+            held.pop(name, None)
             folder, _, bare = name.rpartition("/")
             if bare == MANIFEST and "/" not in folder:
                 hits.add(name)
-            if not member.isreg() or "/" in folder:
+            # Past a second CONTENTS.json candidate the archive is refused below: nothing more is stored.
+            if not member.isreg() or "/" in folder or len(hits) > 1:
                 continue
             prefix = folder + "/" if folder else ""
             if bare == MANIFEST:
                 if manifest is not None and manifest[0] == name:
                     manifest = None
-                if len(hits) == 1 and member.size <= MAX_MANIFEST_BYTES:  # else the checks below refuse it
+                if member.size <= MAX_MANIFEST_BYTES:  # else the checks below refuse it
                     manifest = (name, b"".join(_member_chunks(path, tarchive, member)))
                     names = wanted(manifest[1])
                     want = None if names is None else (prefix, names)
             elif is_safe_filename(bare) and (want is None or (prefix == want[0] and bare in want[1])):
+                why = None if want is not None else _not_ahead(path, bare, member, ahead, room)
+                if why is not None:
+                    held[name] = why
+                    continue
+                ahead += want is None
                 staged[name] = stage(_first_then_again(path, tarchive, member, position))
         prefix = _prefix(list(members), path)
         member = members[prefix + MANIFEST]
@@ -475,11 +510,14 @@ def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance)
         if manifest is None or manifest[0] != prefix + MANIFEST:
             raise AssertionError("the one regular CONTENTS.json within its limit was not kept")
     names = wanted(manifest[1])
+    if names is None:  # the caller refuses this manifest: no file is looked for, nor read again
+        return TarPackage(manifest=manifest[1], files={})
     files: dict[str, BlobInfo | None] = {}
-    skipped: dict[int, str] = {}  # position -> name: named by a CONTENTS.json met twice, not by the first one
+    skipped: dict[int, str] = {}  # position -> name: named, but its member was not stored as it passed
+    why = ""
     for name, member in members.items():
         bare = name[len(prefix):]
-        if not name.startswith(prefix) or "/" in bare or bare == MANIFEST or (names is not None and bare not in names):
+        if not name.startswith(prefix) or "/" in bare or bare == MANIFEST or bare not in names:
             continue
         files[bare] = None
         if member.isreg():
@@ -487,8 +525,24 @@ def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance)
                 files[bare] = staged[name]
             else:
                 skipped[last[name]] = bare
-    files.update(_stage_again(path, skipped, stage) if skipped else {})
+                why = why or held.get(name, f"{path}: its {MANIFEST} is met twice, naming files the first one did not")
+    files.update(_stage_again(path, skipped, stage, why) if skipped else {})
     return TarPackage(manifest=manifest[1], files=files)
+
+
+def _not_ahead(path: Path, bare: str, member: tarfile.TarInfo, ahead: int, room: Path) -> str | None:
+    """Why member ``bare`` is not stored ahead of CONTENTS.json (None: it is)."""
+    size = member.size
+    if member.issparse():  # a few KB of tar can declare terabytes of holes, which reading fills with zeros
+        return (f"{path}: {bare} is a sparse file ({size:,} bytes with its holes) ahead of its {MANIFEST}, "
+                "which is not stored unread")
+    if ahead >= MAX_AHEAD:
+        return f"{path}: {bare} comes after {MAX_AHEAD:,} files ahead of its {MANIFEST}, more than are stored unread"
+    free = free_bytes(room)
+    if free is not None and size > free - AHEAD_RESERVE:
+        return (f"{path}: {bare} ({size:,} bytes) comes ahead of its {MANIFEST}, and storing it unread would leave "
+                f"under {AHEAD_RESERVE:,} bytes free on the store's disk ({free:,} free)")
+    return None
 
 
 def _first_then_again(path: Path, tarchive: tarfile.TarFile, member: tarfile.TarInfo, position: int) -> Reader:
@@ -517,11 +571,10 @@ def _again(path: Path, position: int) -> Iterator[bytes]:
     raise InvalidInputError(f"{path} changed while it was imported")
 
 
-def _stage_again(path: Path, wanted: dict[int, str], stage: Stage) -> dict[str, BlobInfo]:
-    """Stage the members at these positions in a second pass (the archive names its CONTENTS.json twice)."""
+def _stage_again(path: Path, wanted: dict[int, str], stage: Stage, why: str) -> dict[str, BlobInfo]:
+    """Stage the members at these positions in a second pass (``why`` they were not as they passed, for a pipe)."""
     if not path.is_file():
-        raise InvalidInputError(f"{path}: its {MANIFEST} is met twice, naming files the first one did not; "
-                                "a pipe cannot be read again: import it from a file")
+        raise InvalidInputError(f"{why}; a pipe cannot be read again: import it from a file")
     out: dict[str, BlobInfo] = {}
     with _tar_once(path, lambda _n: None) as tarchive:
         for position, member in enumerate(_listing(path, tarchive)):

@@ -91,9 +91,9 @@ class StagedBlobs:
         gone = [sha for sha in self.sources if sha not in keep]
         for sha in gone:
             del self.sources[sha]
-        created = [sha for sha in self.created if sha not in keep]
+        # Forgotten only once deleted: interrupted meanwhile (Ctrl-C), ``staged_blobs`` still discards them.
+        discard_unreferenced(self.store, [sha for sha in self.created if sha not in keep])
         self.created = [sha for sha in self.created if sha in keep]
-        discard_unreferenced(self.store, created)
 
     def commit(self, command: Callable[[Txn], Sequence[NewEvent]]) -> list[int]:
         """``store.transact(command)`` naming every staged blob; retried if one vanished meanwhile."""

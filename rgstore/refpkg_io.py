@@ -188,7 +188,7 @@ def _import_tar(staged: StagedBlobs, source: Path, history: bool,
 
     # In bytes of the archive as it is read (a pipe's size is not known): one pass, so no file's size is known ahead.
     bar = progress("import files", total=source.stat().st_size if source.is_file() else None, unit="B")
-    pkg = read_tar_once(source, stage=staged.put_stream, wanted=wanted, advance=bar.update)
+    pkg = read_tar_once(source, stage=staged.put_stream, wanted=wanted, advance=bar.update, room=staged.store.blobs.root)
     bar.close()
     manifest = parse_manifest(pkg.manifest)
     states = _states(manifest, history)
