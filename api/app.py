@@ -14,8 +14,10 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -149,7 +151,10 @@ def create_app(store_path: str | None = None) -> FastAPI:
             bound = parse_interval(max_age) if max_age is not None else None
         except InvalidInputError as exc:
             raise InvalidInputError(f"max_age: {exc}") from None
-        state = probe.check(max_age_s=bound)
+        if probe.replaced():  # a restore renamed into place: open it off the event loop, and answer from it
+            state = await anyio.to_thread.run_sync(partial(probe.check, max_age_s=bound))
+        else:
+            state = probe.check(max_age_s=bound)
         return json_response(state, status_code=200 if state.ready else 503)
 
     @app.get("/status", response_model=StoreStatusView, tags=["service"],
@@ -158,7 +163,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
         """Counts, disk use, replication and view health from the views (no file walk); the store's path is withheld."""
         from rgstore.status import store_status
 
-        result = store_status(store_of(request))
+        result = store_status(store_of(request), served=getattr(request.app.state, "served", None))
         here, result.path = result.path, None  # the server does not disclose its filesystem layout
         replica = result.replica
         if replica is not None and replica.upstream is not None \

@@ -136,7 +136,7 @@ def remove_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, a
 
 @alias_group.command("list")
 @click.option("--namespace", "-n", default=None, help="Only this namespace.")
-@click.option("--digest", default=None, help="Only aliases of this digest.")
+@click.option("--digest", default=None, help="Only aliases of this digest (with --sequence: any form `set` takes, an MD5 too).")
 @click.option("--sequence", is_flag=True, help="List sequence aliases instead of genome aliases.")
 @store_option
 @json_option

@@ -324,14 +324,22 @@ class Aliases:
     def list(
         self, *, namespace: str | None = None, digest: str | None = None, sequence: bool = False
     ) -> builtins.list[AliasEntry]:
-        """Every alias of one kind, optionally only one namespace's or one digest's, sorted."""
+        """Every alias of one kind, optionally only one namespace's or one digest's, sorted.
+
+        A sequence ``digest`` may be given in any form ``set`` takes, an MD5 included.
+        """
         kind: Kind = SEQUENCE if sequence else COLLECTION
         if namespace is not None:
             check_namespace(namespace)
+        target = None if digest is None else normalise_digest(digest)
+        if target is not None and kind == SEQUENCE:
+            # As ``set`` resolves it: an MD5 names the sha512t24u its aliases point at. A digest no
+            # sequence here has (gc deleted it) may still be pointed at: it is listed as given.
+            target = sequence_known(self.store, target) or target
         env = self.store.environment
         with self.store.read() as txn:
-            if digest is not None:
-                return self._by_digest(txn, kind, normalise_digest(digest), namespace)
+            if target is not None:
+                return self._by_digest(txn, kind, target, namespace)
             return [_entry(kind, ns, name, d, seq) for ns, name, d, seq in list_aliases(txn, env, kind, namespace)]
 
     def stream(

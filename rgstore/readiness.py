@@ -58,6 +58,8 @@ class _Look(msgspec.Struct, kw_only=True):
     """What one look at the store found (``problem``: why it cannot be read)."""
 
     problem: str | None = None
+    moved: bool = False
+    """The store at the handle's path is no longer the one it opened (``problem`` says so)."""
     head: int = 0
     replica: bool = False
     last_pull: datetime | None = None
@@ -67,8 +69,10 @@ class _Look(msgspec.Struct, kw_only=True):
 class ReadinessProbe:
     """Readiness of a server over ``store``; ``follow_interval_s`` when a puller keeps it current (``--follow``).
 
-    Over a ``ServedStore`` it looks at the handle being served now, and answers why a replaced
-    directory cannot be served yet.
+    Over a ``ServedStore`` it looks at the handle being served now; when the store at the path was
+    replaced, it serves the one there (``ServedStore.reopen``, blocking: see ``replaced``) and
+    answers from it, so a routine restore never reads as not ready. Only a replacement that cannot
+    be served yet is not ready, and it says why.
     """
 
     def __init__(self, store: Store | ServedStore, *, follow_interval_s: float | None = None,
@@ -102,22 +106,41 @@ class ReadinessProbe:
                     f"this mirror's last successful pull was {age:.0f}s ago, more than {bound:g}s{failing}"))
         return ReadyState(ready=True, detail="ok", head_seq=look.head, last_pull=last)
 
+    def replaced(self) -> bool:
+        """True when the handle served now was found replaced at its path: ``check`` then opens the one there.
+
+        That open blocks (it may even catch up views): a server runs such a check off its event loop.
+        """
+        return isinstance(self._store, ServedStore) and self._served_look(self._store).moved
+
     def _cached_look(self) -> _Look:
         if not isinstance(self._store, ServedStore):
             return self._cached_look_at(self._store)
         served = self._store
-        if served.problem is not None or served.catching_up is not None:
-            return _Look(problem=served.problem or served.catching_up)
+        look = self._served_look(served)
+        if not look.moved:
+            return look
+        # The store at the path was replaced (a restore renamed into place): serve the one there now, as the
+        # next request would (it looks once a second), rather than call a healthy server not ready meanwhile.
+        served.reopen()
+        return self._served_look(served, again=True)
+
+    def _served_look(self, served: ServedStore, *, again: bool = False) -> _Look:
+        """The look at the handle served now, or why ``served`` cannot answer (``again``: not the cached look)."""
+        why = served.problem or served.catching_up
+        if why is not None:
+            return _Look(problem=why)
         store = served.acquire()  # not closed under the look if another store replaces it meanwhile
         try:
-            return self._cached_look_at(store, reopens=True)
+            return self._cached_look_at(store, reopens=True, fresh=again)
         finally:
             served.release(store)
 
-    def _cached_look_at(self, store: Store, *, reopens: bool = False) -> _Look:
+    def _cached_look_at(self, store: Store, *, reopens: bool = False, fresh: bool = False) -> _Look:
         now = time.monotonic()
         with self._lock:
-            if self._look is not None and now - self._look[0] < self._cache_s and self._look[1] is store:
+            if not fresh and self._look is not None and now - self._look[0] < self._cache_s \
+                    and self._look[1] is store:
                 return self._look[2]
         look = _look(store, reopens=reopens)  # outside the lock: a slow disk must not queue every other check
         with self._lock:
@@ -133,8 +156,9 @@ def _look(store: Store, *, reopens: bool = False) -> _Look:
         store.environment.check_in_place()
     except StoreClosedError:
         then = ("this server serves the store there once it opens" if reopens
-                else "restart the server where the store is now")
-        return _Look(problem=f"the store's directory was deleted, moved or replaced since this server opened it ({then})")
+                else "restart the server where the store is now")  # a plain handle is never reopened
+        return _Look(moved=True, problem=(
+            f"the store's directory was deleted, moved or replaced since this server opened it ({then})"))
     try:
         with store.read() as txn:
             head, _ = store.log.head(txn)
@@ -170,10 +194,12 @@ class ServedStore:
     one the current handle opened (``log/data.mdb`` is another file, or gone: what ``/readyz``
     compares); ``reopen()`` (blocking: run it off the event loop) then opens the store there and
     serves it from then on, logging one line; if it cannot be opened, the old handle goes on
-    answering and ``problem`` says why (one line, no path). Each request ``acquire``s the handle it
-    uses and ``release``s it when its answer is sent: a replaced handle is closed only once no
-    request holds it. A handle opened with views left to catch up (``Store.stale_views``) is
-    ``catching_up`` until ``catch_up_views`` is done: meanwhile only liveness and readiness answer.
+    answering and ``problem`` (and ``unopened``) say why (one line, no path). Each request
+    ``acquire``s the handle it uses and ``release``s it when its answer is sent: a replaced handle is
+    closed only once no request holds it, and if its directory comes back to the path meanwhile, it
+    is served again (LMDB opens those files once per process). A handle opened with views left to
+    catch up (``Store.stale_views``) is ``catching_up`` until ``catch_up_views`` is done: meanwhile
+    only liveness and readiness answer.
     """
 
     def __init__(self, store: Store, *, check_s: float = CACHE_S, log: Callable[[str], None] = _say) -> None:
@@ -190,6 +216,8 @@ class ServedStore:
         self._child: subprocess.Popen[str] | None = None  # the catch-up's, while it runs
         self._closed = False
         self.problem: str | None = None
+        """Why requests cannot be answered as they should (a replaced store that does not open, failed catch-up)."""
+        self.unopened: str | None = None
         """Why the store now at the path cannot be served (None while the current handle is the store there)."""
         self.catching_up: str | None = (f"catching up views {', '.join(store.stale_views)} after an upgrade"
                                         if store.stale_views else None)
@@ -213,7 +241,7 @@ class ServedStore:
             self._store.environment.check_in_place()
         except StoreClosedError:
             return True
-        self.problem = None  # the old directory came back
+        self.problem = self.unopened = None  # the old directory came back
         return False
 
     def reopen(self) -> Store:
@@ -227,8 +255,11 @@ class ServedStore:
             except StoreClosedError:
                 pass
             else:
-                self.problem = None
+                self.problem = self.unopened = None
                 return old  # another request's reopen got here first, or the old directory came back
+            back = self._serve_again()
+            if back is not None:
+                return back
             try:
                 new = Store.open(self.path, readonly=True)
                 log_id = _log_id(new)
@@ -244,15 +275,43 @@ class ServedStore:
     def _serve(self, new: Store, line: str) -> None:
         """Answer from ``new`` from now on; the old handle is closed by the last request holding it."""
         with self._lock:
-            old, self._store = self._store, new
-            self.problem = None
-            self.catching_up = None
-            held = bool(self._held.get(old))
-            if held:
-                self._retired.add(old)
-        if not held:
-            old.close()
+            closing = self._swap(new)
+        if closing is not None:
+            closing.close()
         self._say(f"rgstore: worker {os.getpid()}: {line}")
+
+    def _swap(self, new: Store) -> Store | None:
+        """Make ``new`` the current handle (under ``_lock``); the old one, when no request holds it (to close)."""
+        old, self._store = self._store, new
+        self._retired.discard(new)
+        self.problem = self.unopened = None
+        self.catching_up = None
+        if self._held.get(old):
+            self._retired.add(old)
+            return None
+        return old
+
+    def _serve_again(self) -> Store | None:
+        """Serve again a replaced handle whose directory is back at the path while a request still holds it.
+
+        Swapping back to the previous store while a long download still reads it: LMDB refuses a second
+        open of the same files in one process ("already open") until that request ends, and the handle
+        still open is the store there, so it answers again. None when no held handle is the one there.
+        """
+        with self._lock:  # a request releasing it closes it only while it is retired: decided under the lock
+            back = next((store for store in self._retired if _in_place(store)), None)
+            if back is None:
+                return None
+            closing = self._swap(back)
+        if closing is not None:
+            closing.close()
+        log_id = _log_id(back)
+        other = f"; a different log than before ({self._log_id})" if log_id != self._log_id else ""
+        self._say(f"rgstore: worker {os.getpid()}: the store at {self.path} was replaced by the one this worker "
+                  f"served before, still open for a request; serving it again (log {log_id}, head seq "
+                  f"{back.head()[0]}){other}")
+        self._log_id = log_id
+        return back
 
     def catch_up_views(self) -> None:
         """Catch up the views ``catching_up`` names, then answer from a fresh handle (blocking: run it in a thread).
@@ -324,7 +383,7 @@ class ServedStore:
         if problem != self.problem:  # once per reason, not once a second
             self._say(f"rgstore: worker {os.getpid()}: the store at {self.path} was replaced, and it cannot be served "
                       f"yet ({exc}); still answering from the old handle, /readyz says 503")
-        self.problem = problem
+        self.problem = self.unopened = problem
 
     def acquire(self) -> Store:
         """The current handle, held for one request until ``release``."""
@@ -374,6 +433,15 @@ from rgstore.store import Store
 Store.open(sys.argv[1], readonly=True).close()
 """
 """The catch-up child: a read-only open catches views up through a writer of its own (and never creates a store)."""
+
+
+def _in_place(store: Store) -> bool:
+    """Whether ``store`` is still the store at its path (its ``log/data.mdb`` is the file it opened)."""
+    try:
+        store.environment.check_in_place()
+    except StoreClosedError:
+        return False
+    return True
 
 
 def _log_id(store: Store) -> str:

@@ -28,6 +28,7 @@ from .views.refpkgstate import HEADS_DB, NAME_DECODER, NAMES_DB, STEPS_DB, list_
 
 if TYPE_CHECKING:
     from .environment import Txn
+    from .readiness import ServedStore
     from .store import Store
 
 __all__ = ["StoreStatus", "Counts", "DiskPart", "ViewState", "store_status"]
@@ -107,8 +108,12 @@ class _StepFiles(msgspec.Struct, array_like=True):
 _STEP_FILES = msgspec.msgpack.Decoder(_StepFiles)
 
 
-def store_status(store: Store) -> StoreStatus:
-    """Everything ``rgstore status`` shows about ``store``, without walking file trees or hashing."""
+def store_status(store: Store, *, served: ServedStore | None = None) -> StoreStatus:
+    """Everything ``rgstore status`` shows about ``store``, without walking file trees or hashing.
+
+    ``served``: the server's handle ``store`` was taken from (``/status``), which serves a store that
+    replaces it at its path by itself: a replaced store's problem then says so, not to reopen it.
+    """
     damage = {view.name: why for view, why in out_of_step(store) if why}
     with store.read() as txn:
         head, _ = store.log.head(txn)
@@ -141,9 +146,8 @@ def store_status(store: Store) -> StoreStatus:
     problems = []
     try:
         store.environment.check_in_place()
-    except StoreClosedError:  # a long-lived handle (a server's) reads on from the old files, which nobody updates
-        problems.append("the store's directory was deleted, moved or replaced since this handle opened it; "
-                        "open it again where it is now (restart a server)")
+    except StoreClosedError:  # a long-lived handle reads on from the old files, which nobody updates
+        problems.append(_moved(served))
     if records != head:  # gapless from 1: a torn copy or a file cut short, which only verify can place
         problems.append(f"the log holds {records:,} records but its head is seq {head:,} (a damaged or torn copy "
                         "of log/); run `rgstore verify`")
@@ -162,6 +166,16 @@ def store_status(store: Store) -> StoreStatus:
         pending_syncs=marks, replica=replica if replica.upstream is not None else None,
         problems=problems, healthy=not problems,
     )
+
+
+def _moved(served: ServedStore | None) -> str:
+    """The problem of a handle whose store was deleted, moved or replaced: what happens next, or what to do."""
+    if served is None:
+        return ("the store's directory was deleted, moved or replaced since this handle opened it; open it again "
+                "where it is now (run the command again)")
+    # A server needs no restart: each worker serves the store at its path once one opens there.
+    return served.unopened or ("the store's directory was deleted, moved or replaced since this server opened it; "
+                              "this server serves the store there once it opens (it looks about once a second)")
 
 
 def _pending_marks(store: Store) -> tuple[list[str], list[str]]:

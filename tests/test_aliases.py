@@ -417,6 +417,22 @@ def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genom
     assert store.aliases.list() == []  # collection aliases are a separate kind
 
 
+def test_listing_sequence_aliases_by_an_md5_lists_the_aliases_of_its_sequence(  # type: ignore[no-untyped-def]
+        cli, store_path: Path, template: Template) -> None:
+    """`alias list --sequence --digest` takes what `alias set --sequence` takes: an MD5 silently listed nothing."""
+    shutil.copytree(template[0], store_path)
+    with Store.open(store_path, actor="tester@test") as store:
+        chr1 = open_gtars(store).get_collection_level2(template[1]["a"])["sequences"][0]
+        md5 = open_gtars(store).get_sequence_metadata(chr1[3:]).md5
+        store.aliases.set("insdc:CHR1.1", md5, sequence=True)
+        by_md5 = [e.name for e in store.aliases.list(sequence=True, digest=md5)]
+        by_sq_md5 = [e.name for e in store.aliases.list(sequence=True, digest="SQ." + md5)]
+        unknown = store.aliases.list(sequence=True, digest="0" * 32)
+    listed = cli("alias", "list", "--sequence", "--digest", md5).output.splitlines()[1:]
+    assert by_md5 == by_sq_md5 == ["CHR1.1"] and unknown == []
+    assert [row.split() for row in listed] == [["insdc", "CHR1.1", chr1]]
+
+
 def test_a_sequence_alias_to_an_unknown_sequence_is_refused(store: Store, genomes: Digests) -> None:
     with pytest.raises(NotFoundError, match="no sequence"):
         store.aliases.set("insdc:X", "B" * 32, sequence=True)

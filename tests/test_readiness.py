@@ -145,6 +145,115 @@ def test_a_served_store_replaced_by_nothing_or_a_non_store_is_not_ready_says_why
     assert len(lines) == 3, lines  # each reason logged once, then the swap
 
 
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories in one step (``mv --exchange``, renameat2 RENAME_EXCHANGE): either path always holds one."""
+    import ctypes
+    import errno
+    import os
+
+    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if rename is None:
+        pytest.skip("renameat2 is not available here")
+    if rename(-100, os.fsencode(a), -100, os.fsencode(b), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+        code = ctypes.get_errno()
+        if code in (errno.EINVAL, errno.ENOSYS):
+            pytest.skip(f"this file system cannot exchange directories ({os.strerror(code)})")
+        raise OSError(code, os.strerror(code), str(a))
+
+
+def test_readiness_right_after_a_swap_serves_the_store_swapped_in_rather_than_say_the_old_one_moved(
+        tmp_path: Path) -> None:
+    path = _primary(tmp_path / "s")
+    with Store.open(tmp_path / "restored", actor="tester@test") as new:  # another log, two events
+        new.append([NewEvent(stream="note:b", event=Noted(text=t)) for t in ("y", "z")])
+    lines: list[str] = []
+    served = ServedStore(Store.open(path, readonly=True), check_s=3600, log=lines.append)  # no request looks again
+    probe = ReadinessProbe(served, cache_s=0)
+    try:
+        before = probe.check()
+        _exchange(path, tmp_path / "restored")
+        after = probe.check()
+        assert before.ready and before.head_seq == 1
+        assert after.ready and after.head_seq == 2, after.detail  # answered from the store there now
+        assert not probe.replaced() and len(lines) == 1 and "now serving the one there" in lines[0], lines
+    finally:
+        served.close()
+
+
+def _log_id(server_url: str) -> str:
+    import httpx
+
+    return str(httpx.get(f"{server_url}/healthz").json()["log_id"])
+
+
+def test_readyz_of_a_server_right_after_a_swap_is_ready_and_answers_from_the_store_swapped_in(tmp_path: Path) -> None:
+    """A load balancer must not drain a healthy backend for the second a worker takes to notice a restore."""
+    import httpx
+
+    from tests.server_fixture import running_server
+
+    path = _primary(tmp_path / "store")
+    with Store.open(tmp_path / "other", actor="tester@test") as other:  # another log, two events
+        other.append([NewEvent(stream="note:b", event=Noted(text=t)) for t in ("y", "z")])
+    with running_server(path, log_dir=tmp_path) as server:
+        first = _log_id(server.url)
+        _exchange(path, tmp_path / "other")
+        deadline = time.monotonic() + 30  # the worker looks at the path about once a second
+        while _log_id(server.url) == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The worker has just looked (it serves the other store); it looks again only a second from now.
+        _exchange(path, tmp_path / "other")  # and back: /readyz is asked before that look
+        ready = httpx.get(f"{server.url}/readyz")
+        now = _log_id(server.url)
+        log = server.log()
+    assert ready.status_code == 200 and ready.json()["head_seq"] == 1, ready.text
+    assert now == first and log.count("was replaced; now serving the one there") == 2, log
+
+
+def test_swapping_back_to_a_store_a_download_still_reads_serves_it_again_at_once(tmp_path: Path) -> None:
+    """LMDB refuses to open files already open in the process: the handle the download holds is served again."""
+    import random
+    import socket
+
+    import httpx
+
+    from tests.server_fixture import init_genome, running_server
+
+    bases = "".join(random.Random(5).choices("ACGT", k=8_000_000))  # far more than the socket buffers hold
+    (tmp_path / "big.fa").write_text(f">big\n{bases}\n")
+    path = tmp_path / "store"
+    digest = init_genome(path, tmp_path / "big.fa", "big")["sequences"][0]  # type: ignore[index]
+    _primary(tmp_path / "other")
+    with running_server(path, log_dir=tmp_path) as server:
+        first, head_seq = _log_id(server.url), httpx.get(f"{server.url}/healthz").json()["head_seq"]
+        download = socket.socket()
+        download.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader: the server stalls
+        download.settimeout(30)
+        download.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+        download.sendall(f"GET /sequence/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        received = download.recv(4096)
+        _exchange(path, tmp_path / "other")
+        deadline = time.monotonic() + 30  # the worker looks at the path about once a second
+        while (swapped := _log_id(server.url)) == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _exchange(path, tmp_path / "other")  # back to the store the download still reads
+        deadline = time.monotonic() + 30
+        while (back := _log_id(server.url)) != first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = httpx.get(f"{server.url}/readyz")
+        while chunk := download.recv(1 << 20):  # the download goes on, then ends
+            received += chunk
+        download.close()
+        after = httpx.get(f"{server.url}/sequence/{digest}", params={"start": 10, "end": 20})
+        log = server.log()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert swapped != first and back == first, log
+    assert ready.status_code == 200 and ready.json()["head_seq"] == head_seq, ready.text
+    assert head.startswith(b"HTTP/1.1 200") and body == bases.encode()
+    assert after.status_code == 200 and after.content == bases[10:20].encode()  # its handle stays open: it serves
+    assert "still open for a request; serving it again" in log and "Traceback" not in log, log
+
+
 def test_a_running_server_serves_a_store_renamed_into_its_path_without_a_restart(tmp_path: Path) -> None:
     """An operator restores a backup (or rebuilds a mirror) into a new directory and renames it into place."""
     import httpx

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import struct
+import time
 from pathlib import Path
 
 import httpx
@@ -359,9 +360,32 @@ def test_a_store_moved_under_an_open_handle_is_a_problem_not_healthy(tmp_path: P
     Store.open(tmp_path / "s").close()
     with Store.open(tmp_path / "s", readonly=True) as store:
         assert store_status(store).healthy
-        (tmp_path / "s").rename(tmp_path / "moved")  # a server's handle reads on from files nobody updates
+        (tmp_path / "s").rename(tmp_path / "moved")  # a long-lived handle reads on from files nobody updates
         status = store_status(store)
     assert not status.healthy and any("deleted, moved or replaced" in p for p in status.problems)
+    assert any("open it again where it is now (run the command again)" in p for p in status.problems)
+    assert not any("restart" in p for p in status.problems)  # no server here to restart
+
+
+def test_a_servers_status_over_a_replacement_that_does_not_open_says_it_serves_one_once_it_opens(
+        tmp_path: Path) -> None:
+    """A server reopens a store replaced at its path by itself: a restart is no longer the advice."""
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path, log_dir=tmp_path) as server:
+        path.rename(tmp_path / "store.old")
+        (path / "log").mkdir(parents=True)
+        (path / "log" / "data.mdb").write_bytes(b"not an LMDB file" * 512)  # a restore gone wrong
+        deadline = time.monotonic() + 30  # the worker looks at the path about once a second
+        while "does not open" not in (ready := httpx.get(f"{server.url}/readyz")).text \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = httpx.get(f"{server.url}/status").json()
+    assert ready.status_code == 503, ready.text
+    moved = [p for p in status["problems"] if "deleted, moved or replaced" in p]
+    assert len(moved) == 1 and "the one there now does not open" in moved[0], status["problems"]
+    assert moved[0].endswith("this server serves the store there once it opens"), moved[0]
+    assert not any("restart" in p for p in status["problems"]) and str(tmp_path) not in json.dumps(status)
 
 
 def _mirror_of_a_primary(tmp_path: Path, *, unpublished_blob: bool = False) -> Path:
