@@ -329,7 +329,7 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         if sys.stdin.isatty():
             raise click.BadParameter("- reads a tar archive from standard input: pipe one in, e.g. "
                                      "`curl -sL URL | rgstore refpkg import - --name pkg`", param_hint="PATH")
-        path = Path("/dev/stdin")  # the engine reads a pipe by path, once (rgstore.refpkg_archive.read_tar_once)
+        path = Path("/dev/stdin")  # the engine reads a pipe by path, once (rgstore.refpkg_tar.read_tar_once)
     with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))

@@ -30,17 +30,12 @@ from .events import FileRef, RefpkgImported, RefpkgUpdated, Undone
 from .log import NewEvent
 from .pathtext import path_text
 from .progress import Progress, ProgressFactory
-from .refpkg_archive import (
-    PackageSource,
-    open_package,
-    package_kind,
-    read_tar_once,
-    strip_archive_suffix,
-    write_package,
-)
+from .refpkg_archive import PackageSource, open_package, package_kind, strip_archive_suffix
 from .refpkg_blobs import StagedBlobs, staged_blobs
+from .refpkg_export import write_package
 from .refpkg_manifest import Manifest, ManifestState, check_nesting, parse_manifest, render_manifest
 from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_filename
+from .refpkg_tar import read_tar_once
 from .views.refpkgs import refpkg_chain, refpkg_head, refpkg_log, refpkg_step, refpkg_stream
 
 if TYPE_CHECKING:

@@ -129,17 +129,19 @@ def test_a_zip_whose_manifest_has_a_bad_crc_is_refused(store: Store, taxit_dir: 
 def test_a_manifest_over_the_size_limit_is_refused_before_it_is_read(  # type: ignore[no-untyped-def]
     store: Store, taxit_dir: Path, tmp_path: Path, monkeypatch, container: str
 ) -> None:
-    from rgstore import refpkg_archive
+    from rgstore import refpkg_archive, refpkg_tar
 
     # An archive can inflate CONTENTS.json to gigabytes; the limit is checked from the declared size.
     size = (taxit_dir / "CONTENTS.json").stat().st_size
-    monkeypatch.setattr(refpkg_archive, "MAX_MANIFEST_BYTES", size - 1)
+    for module in (refpkg_archive, refpkg_tar):
+        monkeypatch.setattr(module, "MAX_MANIFEST_BYTES", size - 1)
     source = {"dir": lambda: taxit_dir, "tar.gz": lambda: _tar(taxit_dir, tmp_path / "made.refpkg.tar.gz"),
               "zip": lambda: _zip(taxit_dir, tmp_path / "made.refpkg.zip", zipfile.ZIP_DEFLATED)}[container]()
     with pytest.raises(InvalidInputError, match=f"CONTENTS.json is {size:,} bytes, over the {size - 1:,}-byte limit"):
         store.refpkgs.import_package(source)
     assert _untouched(store)
-    monkeypatch.setattr(refpkg_archive, "MAX_MANIFEST_BYTES", size)
+    for module in (refpkg_archive, refpkg_tar):
+        monkeypatch.setattr(module, "MAX_MANIFEST_BYTES", size)
     store.refpkgs.import_package(source)
 
 
@@ -181,7 +183,7 @@ def test_a_zip_of_a_package_dated_before_1980_exports_west_of_utc(tmp_path: Path
     from datetime import datetime, timezone
 
     from rgstore.events import FileRef
-    from rgstore.refpkg_archive import write_package
+    from rgstore.refpkg_export import write_package
 
     monkeypatch.setenv("TZ", "XST5")  # 5 h west of UTC; needs no zoneinfo files
     time.tzset()
@@ -251,22 +253,22 @@ def test_a_sigterm_handled_the_moment_the_export_temp_exists_leaves_nothing(
     # bound its name: the CLI's SIGTERM left a hidden .pkg.refpkg.tmp-* beside the export (seen under load).
     from datetime import datetime, timezone
 
-    from rgstore import refpkg_archive
+    from rgstore import refpkg_export
     from rgstore.interrupts import interrupt
 
-    make = getattr(refpkg_archive, maker)
+    make = getattr(refpkg_export, maker)
 
     def made_then_signalled(*args: object, **kwargs: object) -> object:
         made = make(*args, **kwargs)
         interrupt(SystemExit(143))  # what the CLI's SIGTERM handler does
         return made
 
-    monkeypatch.setattr(refpkg_archive, maker, made_then_signalled)
+    monkeypatch.setattr(refpkg_export, maker, made_then_signalled)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(SystemExit):
-        refpkg_archive.write_package(out / name, fmt, b"{}", {}, lambda ref: open(os.devnull, "rb"),
-                                     datetime.now(timezone.utc), lambda n: None)
+        refpkg_export.write_package(out / name, fmt, b"{}", {}, lambda ref: open(os.devnull, "rb"),
+                                    datetime.now(timezone.utc), lambda n: None)
     assert list(out.iterdir()) == []
 
 
@@ -307,7 +309,7 @@ def _tar_gz_of_header_claiming(dest: Path, kind: str, size: int) -> Path:
 def test_a_tar_gz_whose_header_metadata_claims_megabytes_is_refused_before_it_is_held(  # type: ignore[no-untyped-def]
     cli, store_path: Path, taxit_dir: Path, tmp_path: Path, kind: str, first: bool
 ) -> None:
-    from rgstore.refpkg_archive import MAX_HEADER_BYTES
+    from rgstore.refpkg_tar import MAX_HEADER_BYTES
 
     bomb = _tar_gz_of_header_claiming(tmp_path / "bomb.tar.gz", kind, 4 * MAX_HEADER_BYTES)
     pkg = tmp_path / "made.refpkg.tar.gz"
@@ -333,16 +335,16 @@ def test_a_tar_gz_whose_header_metadata_claims_megabytes_is_refused_before_it_is
 def test_a_tar_gz_listing_more_members_than_any_package_is_refused(  # type: ignore[no-untyped-def]
     store: Store, taxit_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from rgstore import refpkg_archive
+    from rgstore import refpkg_tar
 
     pkg = _tar(taxit_dir, tmp_path / "made.refpkg.tar.gz")
     with tarfile.open(pkg) as tar:
         count = len(tar.getmembers())
-    monkeypatch.setattr(refpkg_archive, "MAX_MEMBERS", count - 1)
+    monkeypatch.setattr(refpkg_tar, "MAX_MEMBERS", count - 1)
     with pytest.raises(InvalidInputError, match=f"^{pkg} lists over {count - 1:,} members, which no refpkg has$"):
         store.refpkgs.import_package(pkg)
     assert _untouched(store)
-    monkeypatch.setattr(refpkg_archive, "MAX_MEMBERS", count)
+    monkeypatch.setattr(refpkg_tar, "MAX_MEMBERS", count)
     store.refpkgs.import_package(pkg)
 
 
@@ -584,7 +586,7 @@ def test_a_stray_member_ahead_of_the_manifest_is_not_written_when_it_would_leave
 ) -> None:
     # A few-MB .tar.gz inflates a 50 GB member its CONTENTS.json (last) never names: storing it in case it is
     # named filled the disk the old import never wrote to. A disk "short" here: every free byte is reserved.
-    from rgstore import refpkg_archive
+    from rgstore import refpkg_tar
     from rgstore.diskspace import free_bytes
 
     if not Path("/proc/self/io").is_file():
@@ -592,7 +594,7 @@ def test_a_stray_member_ahead_of_the_manifest_is_not_written_when_it_would_leave
     stray = 32 << 20
     pkg = _small_tar(tmp_path / "p.tar.gz", [("p/a.nwk", _TREE), ("p/stray.bin", bytes(stray)),
                                              ("p/CONTENTS.json", _tree_manifest("a.nwk", _TREE))])
-    monkeypatch.setattr(refpkg_archive, "AHEAD_RESERVE", (free_bytes(tmp_path) or 0) + (1 << 40), raising=False)
+    monkeypatch.setattr(refpkg_tar, "AHEAD_RESERVE", (free_bytes(tmp_path) or 0) + (1 << 40), raising=False)
 
     def wchar() -> int:
         text = Path("/proc/self/io").read_text()
@@ -609,10 +611,10 @@ def test_a_stray_member_ahead_of_the_manifest_is_not_written_when_it_would_leave
 def test_a_named_file_held_back_for_want_of_disk_space_through_a_pipe_is_a_one_line_error(  # type: ignore[no-untyped-def]
     cli, store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rgstore import refpkg_archive
+    from rgstore import refpkg_tar
     from rgstore.diskspace import free_bytes
 
-    monkeypatch.setattr(refpkg_archive, "AHEAD_RESERVE", (free_bytes(tmp_path) or 0) + (1 << 40), raising=False)
+    monkeypatch.setattr(refpkg_tar, "AHEAD_RESERVE", (free_bytes(tmp_path) or 0) + (1 << 40), raising=False)
     last = _small_tar(tmp_path / "last.tar.gz", [("p/a.nwk", _TREE), ("p/CONTENTS.json", _tree_manifest("a.nwk", _TREE))])
     feeder = _Feeder(last, tmp_path / "pipe")
     result = cli("refpkg", "import", str(feeder.fifo), "--name", "p")
@@ -635,9 +637,9 @@ def test_members_past_the_limit_stored_ahead_of_the_manifest_are_read_again_only
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through: str
 ) -> None:
     # 5,000 tiny members in a 100 KB .tar.gz, each a blob written, fsynced and deleted: 0.7 s -> 11.6 s (100k: minutes).
-    from rgstore import refpkg_archive
+    from rgstore import refpkg_tar
 
-    monkeypatch.setattr(refpkg_archive, "MAX_AHEAD", 3, raising=False)
+    monkeypatch.setattr(refpkg_tar, "MAX_AHEAD", 3, raising=False)
     strays = [(f"p/stray{i}", b"%d" % i) for i in range(5)]
     pkg = _small_tar(tmp_path / "p.tar.gz", [*strays, ("p/a.nwk", _TREE), ("p/CONTENTS.json", _tree_manifest("a.nwk", _TREE))])
     if through == "pipe":
