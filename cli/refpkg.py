@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -326,7 +328,8 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         curl -sL https://x.org/p.tar.gz | rgstore refpkg import - --name p
     """
     if str(path) == "-":
-        if sys.stdin.isatty():
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)):  # a terminal, /dev/null
             raise click.BadParameter("- reads a tar archive from standard input: pipe one in, e.g. "
                                      "`curl -sL URL | rgstore refpkg import - --name pkg`", param_hint="PATH")
         path = Path("/dev/stdin")  # the engine reads a pipe by path, once (rgstore.refpkg_tar.read_tar_once)

@@ -1110,3 +1110,10 @@ def test_refpkg_import_dash_reads_a_tar_gz_piped_on_standard_input(tmp_path: Pat
         assert copy.refpkgs.current("piped").files == original.files
     unnamed = run_rgstore("--store", str(tmp_path / "b"), "refpkg", "import", "-", input=b"")
     assert unnamed.returncode != 0 and len(unnamed.stderr.decode().strip().splitlines()) == 1, unnamed.stderr
+
+
+def test_refpkg_import_dash_without_a_pipe_or_file_on_standard_input_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "s"), "refpkg", "import",
+                           "-", "--name", "p"], stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert done.returncode == 2 and b"pipe one in" in done.stderr, done.stderr
+    assert not (tmp_path / "s").exists()
