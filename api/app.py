@@ -25,7 +25,8 @@ from starlette.types import ASGIApp
 
 from rgstore.errors import InvalidInputError
 from rgstore.follow import parse_interval
-from rgstore.readiness import ReadinessProbe, ServedStore
+from rgstore.readiness import ReadinessProbe
+from rgstore.servedstore import ServedStore
 from rgstore.store import Store
 
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rgstore.readiness import ServedStore
+from rgstore.servedstore import ServedStore
 from rgstore.store import Store
 
 __all__ = [

@@ -28,7 +28,7 @@ from .views.refpkgstate import HEADS_DB, NAME_DECODER, NAMES_DB, STEPS_DB, list_
 
 if TYPE_CHECKING:
     from .environment import Txn
-    from .readiness import ServedStore
+    from .servedstore import ServedStore
     from .store import Store
 
 __all__ = ["StoreStatus", "Counts", "DiskPart", "ViewState", "store_status"]

@@ -11,8 +11,9 @@ import pytest
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.mirror import pull, record_pull_error
-from rgstore.readiness import MIN_BOUND_S, ReadinessProbe, ServedStore, freshness_bound
+from rgstore.readiness import MIN_BOUND_S, ReadinessProbe, freshness_bound
 from rgstore.segments import publish
+from rgstore.servedstore import ServedStore
 from rgstore.store import Store
 
 
