@@ -281,17 +281,13 @@ def test_a_running_server_serves_a_store_renamed_into_its_path_without_a_restart
     assert log.count("was replaced; now serving the one there") == 1, log
 
 
-def test_a_server_after_an_upgrade_binds_first_and_is_not_ready_until_its_views_are_caught_up(tmp_path: Path) -> None:
-    """Liveness answers at once; everything that reads views answers 503 until the catch-up is done."""
-    import httpx
-    import lmdb
-
+def _genomes_view_left_behind(path: Path) -> dict[str, object]:
+    """A store at ``path`` with the tiny genome, as an older rgstore left it: its genomes view to be folded again."""
     from rgstore.views.genomes import GenomesView
-    from tests.server_fixture import init_genome, running_server
+    from tests.server_fixture import init_genome
 
-    path = tmp_path / "store"
     genome = init_genome(path, Path(__file__).resolve().parent.parent / "rgstore" / "data" / "tiny.fa", "tiny")
-    with Store.open(path) as store:  # as an older rgstore left it: the genomes view to be folded again
+    with Store.open(path) as store:
 
         def older(txn: object) -> None:
             view = next(v for v in store.views if isinstance(v, GenomesView))
@@ -299,6 +295,18 @@ def test_a_server_after_an_upgrade_binds_first_and_is_not_ready_until_its_views_
             store.log.set_checkpoint(txn, view, 0)  # type: ignore[arg-type]
 
         store.environment.write(older)
+    return genome
+
+
+def test_a_server_after_an_upgrade_binds_first_and_is_not_ready_until_its_views_are_caught_up(tmp_path: Path) -> None:
+    """Liveness answers at once; everything that reads views answers 503 until the catch-up is done."""
+    import httpx
+    import lmdb
+
+    from tests.server_fixture import running_server
+
+    path = tmp_path / "store"
+    genome = _genomes_view_left_behind(path)
     env = lmdb.open(str(path / "log"), max_dbs=64)
     writer = env.begin(write=True)  # another writer's long transaction: the catch-up waits for it
     try:
@@ -341,19 +349,10 @@ def test_a_server_stopped_while_it_catches_up_views_leaves_no_catch_up_process_b
 
     import lmdb
 
-    from rgstore.views.genomes import GenomesView
-    from tests.server_fixture import init_genome, running_server
+    from tests.server_fixture import running_server
 
     path = tmp_path / "store"
-    init_genome(path, Path(__file__).resolve().parent.parent / "rgstore" / "data" / "tiny.fa", "tiny")
-    with Store.open(path) as store:  # as an older rgstore left it: the genomes view to be folded again
-
-        def older(txn: object) -> None:
-            view = next(v for v in store.views if isinstance(v, GenomesView))
-            view.clear(txn, store.environment)  # type: ignore[arg-type]
-            store.log.set_checkpoint(txn, view, 0)  # type: ignore[arg-type]
-
-        store.environment.write(older)
+    _genomes_view_left_behind(path)
     env = lmdb.open(str(path / "log"), max_dbs=64)
     writer = env.begin(write=True)  # the catch-up waits for it: still running when the server stops
     try:
