@@ -3,8 +3,10 @@
 The binary body is the concatenation of ``rgstore.logfile.encode_frame(seq, record)`` with the
 records byte-for-byte as stored (header with chain hash, payload as stored), so a mirror can
 verify the chain and append them unchanged. Each page is read in one short transaction and sent
-with a Content-Length; a client pages with ``after=<last seq seen>`` until it reaches
-``X-Rgstore-Head-Seq``.
+with a Content-Length; a client pages with ``after=<X-Rgstore-Last-Seq>`` until it reaches
+``X-Rgstore-Head-Seq``. A seq means something only within one log: a client that also sends
+``log_id=<X-Rgstore-Log-Id>`` gets a 409, not another log's records, once the server serves a
+different log (the store was replaced, or a load balancer sent it to an unrelated store).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from rgstore.codec import decode_envelope, unframe
+from rgstore.errors import LogMismatchError
 from rgstore.logfile import encode_frame
 
 from .errors import problem
@@ -57,14 +60,20 @@ def _json_line(seq: int, record: bytes) -> bytes:
             "content": {FRAMES_MEDIA_TYPE: {}, JSONL_MEDIA_TYPE: {}},
         },
         406: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "`log_id` is not the id of the log this server serves"},
     },
 )
 def events(
     request: Request,
     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="Only records with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many records")] = 1000,
+    log_id: Annotated[str | None, Query(max_length=64, description="The log `after` was read from "
+                                        "(`X-Rgstore-Log-Id`); 409 if this server serves another")] = None,
 ) -> Response:
-    """Records with seq in (after, after+limit], byte-exact as stored, in one read transaction."""
+    """Records with seq in (after, after+limit], byte-exact as stored, in one read transaction.
+
+    A page holding ``MAX_PAGE_BYTES`` stops early: the next page starts after ``X-Rgstore-Last-Seq``.
+    """
     accept = request.headers.get("accept")
     media = negotiate(accept, _OFFERS)
     if media is None:
@@ -77,7 +86,10 @@ def events(
     last = after
     with store.read() as txn:
         head, _ = store.log.head(txn)
-        log_id = store.log.log_id(txn)
+        served = store.log.log_id(txn)
+        if log_id is not None and log_id != served:
+            raise LogMismatchError(f"after={after} is a seq of log {log_id!r}, but this server serves log "
+                                   f"{served!r} (the store was replaced?); page again from after=0")
         for seq, record in store.log.records(txn, after=after, upto=min(head, after + limit)):
             chunk = encode_frame(seq, bytes(record)) if frames else _json_line(seq, bytes(record))
             chunks.append(chunk)
@@ -86,7 +98,7 @@ def events(
             if size >= MAX_PAGE_BYTES:
                 break
     headers = {
-        "X-Rgstore-Log-Id": log_id,
+        "X-Rgstore-Log-Id": served,
         "X-Rgstore-Head-Seq": str(head),
         "X-Rgstore-Last-Seq": str(last),
         "Vary": "Accept",

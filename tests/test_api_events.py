@@ -193,3 +193,51 @@ def test_a_page_parsed_in_memory_gives_the_frames_and_the_errors_a_stream_parse_
     huge = encode_frame(9, b"")[:8] + (2**31).to_bytes(4, "big")
     with pytest.raises(ChainError, match="seq 9: frame claims 2147483648 bytes"):
         frame_list(huge)
+
+
+def test_a_cursor_from_another_log_is_a_409_in_one_line_not_that_logs_records(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    head = httpx.get(f"{server.url}/events/head").json()
+    same = httpx.get(f"{server.url}/events", params={"after": 3, "limit": 2, "log_id": head["log_id"]})
+    assert same.status_code == 200 and [json.loads(line)["seq"] for line in same.text.splitlines()] == [4, 5]
+    for other in ("0" * 32, "x\ny"):
+        r = httpx.get(f"{server.url}/events", params={"after": 3, "log_id": other}, headers={"Accept": FRAMES})
+        assert r.status_code == 409, r.text
+        detail = r.json()["detail"]
+        assert head["log_id"] in detail and "after=0" in detail and "\n" not in detail
+
+
+def test_paging_while_the_primary_appends_returns_every_seq_once_in_order_and_ends(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "store"
+    with Store.open(path, actor="tester@test") as store:
+        store.append([NewEvent(stream="note:x", event=Noted(text="0"))])
+        with running_server(path) as server:
+            stop = threading.Event()
+
+            def write() -> None:
+                for i in range(60):
+                    if stop.is_set():
+                        return
+                    store.append([NewEvent(stream=f"note:{i % 5}", event=Noted(text=str(i)))])
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            seqs: list[int] = []
+            after, log_id = 0, None
+            try:
+                for _ in range(1000):  # a bound, not a timing: each page advances by at least one record
+                    written = not writer.is_alive()  # before the request: that page then sees the last append
+                    r = httpx.get(f"{server.url}/events", params={"after": after, "limit": 3,
+                                                                  **({"log_id": log_id} if log_id else {})})
+                    assert r.status_code == 200, r.text
+                    seqs += [json.loads(line)["seq"] for line in r.text.splitlines()]
+                    log_id, after = r.headers["x-rgstore-log-id"], int(r.headers["x-rgstore-last-seq"])
+                    if written and after >= int(r.headers["x-rgstore-head-seq"]):
+                        break
+            finally:
+                stop.set()
+                writer.join()
+            head = store.head()[0]
+    assert seqs == list(range(1, head + 1))
