@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,9 +23,31 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+@pytest.fixture(scope="session")
+def empty_refget(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty RefgetStore exactly as `Store.open` creates one, made once per session for tests to copy."""
+    from rgstore.refgetstore import create_refget
+
+    path = tmp_path_factory.mktemp("empty-refget") / "refget"
+    create_refget(path)
+    return path
+
+
+def seeded_store_path(empty_refget: Path, root: Path) -> Path:
+    """``root/s`` holding a copy of ``empty_refget``: `Store.open` there creates everything else as usual.
+
+    gtars takes ~0.1 s to write an empty RefgetStore (most of a fresh `Store.open`); copying one takes ~2 ms.
+    Only the RefgetStore is copied: each store still gets its own log, log id and views.
+    """
+    path = root / "s"
+    shutil.copytree(empty_refget, path / "refget")
+    return path
+
+
 @pytest.fixture
-def store(store_path: Path) -> Iterator[Store]:
+def store(store_path: Path, empty_refget: Path) -> Iterator[Store]:
     """A fresh, writable store; closed after the test."""
+    shutil.copytree(empty_refget, store_path / "refget")  # what Store.open would create, without gtars' ~0.1 s
     s = Store.open(store_path, actor="tester@test")
     try:
         yield s

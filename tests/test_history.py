@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from rgstore.events import HistoryStripped, Noted, Redone, Undone
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.views.history import done_stack, undone_stack
+from tests.conftest import seeded_store_path
 
 S = "refpkg:zip"
 
@@ -79,12 +82,10 @@ ops = st.lists(st.sampled_from(["step", "undo", "redo"]), max_size=30)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops)
-def test_zipper_matches_a_list_model(tmp_path_factory: object, ops: list[str]) -> None:
-    from pathlib import Path
-
+def test_zipper_matches_a_list_model(tmp_path_factory: object, empty_refget: Path, ops: list[str]) -> None:
     model_done: list[int] = []
     model_undone: list[int] = []
-    with Store.open(Path(str(tmp_path_factory.mktemp("zip"))) / "s") as store:  # type: ignore[attr-defined]
+    with Store.open(seeded_store_path(empty_refget, tmp_path_factory.mktemp("zip"))) as store:  # type: ignore[attr-defined]
         for op in ops:
             if op == "step":
                 model_done.append(push(store))

@@ -528,14 +528,26 @@ def test_a_lazy_mirror_will_not_publish_a_refget_store_with_holes(tmp_path: Path
         assert chained.getseq("tiny", "chr1", 0, 30) == Store.open(tmp_path / "p", readonly=True).getseq("tiny", "chr1", 0, 30)
 
 
-def _follow_beside(store: Path, source: Path, meanwhile, max_rounds: int) -> int:  # type: ignore[no-untyped-def]
-    """``follow`` of ``source`` into ``store`` every 0.1 s while ``meanwhile`` runs in a thread; its exit code."""
+def _follow_beside(store: Path, source: Path, meanwhile, max_rounds: int,  # type: ignore[no-untyped-def]
+                   until_head: int) -> int:
+    """``follow`` of ``source`` into ``store`` every 0.1 s while ``meanwhile`` runs in a thread; its exit code.
+
+    Once ``meanwhile`` has returned and the store's head (asked by another process) is ``until_head``,
+    the follower is stopped as an operator would, with SIGTERM (it finishes its round); ``max_rounds`` bounds it.
+    """
+    import os
     import threading
 
     from rgstore.follow import follow
 
+    def meanwhile_then_stop() -> None:
+        meanwhile()
+        _wait_for_head(store, until_head)
+        # follow's own handler is in place until the main thread has joined this thread and restored the old one
+        os.kill(os.getpid(), signal.SIGTERM)
+
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # follow installs its own
-    side = threading.Thread(target=meanwhile)
+    side = threading.Thread(target=meanwhile_then_stop)
     side.start()
     try:
         return follow(store, str(source), 0.1, max_rounds=max_rounds)
@@ -555,7 +567,7 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
         with Store.open(tmp_path / "p") as primary:
             publish(primary, tmp_path / "pub")
 
-    assert _follow_beside(tmp_path / "m", tmp_path / "pub", come_back, max_rounds=40) == 0
+    assert _follow_beside(tmp_path / "m", tmp_path / "pub", come_back, max_rounds=40, until_head=3) == 0
     err = capsys.readouterr().err.splitlines()
     assert len([line for line in err if "no such export file or segment directory" in line]) == 1, err
     assert any("is back; caught up to seq 3" in line for line in err), err
@@ -563,18 +575,23 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
         assert mirror.head()[0] == 3
 
 
-def _caught_up_then(tmp_path: Path, then) -> None:  # type: ignore[no-untyped-def]
-    """Wait until the follower of ``m`` has caught up to seq 3 (another process asks), then run ``then``."""
+def _wait_for_head(store: Path, head: int) -> None:
+    """Wait (up to 60 s) until the follower of ``store`` has caught up to seq ``head`` (another process asks)."""
     import json
 
     from tests.conftest import run_rgstore
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json")
-        if done.returncode == 0 and json.loads(done.stdout)["local_head"] == 3:
+        done = run_rgstore("--store", str(store), "mirror", "status", "--json")
+        if done.returncode == 0 and json.loads(done.stdout)["local_head"] == head:
             break
         time.sleep(0.1)
+
+
+def _caught_up_then(tmp_path: Path, then) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the follower of ``m`` has caught up to seq 3 (another process asks), then run ``then``."""
+    _wait_for_head(tmp_path / "m", 3)
     then()
 
 
@@ -607,7 +624,7 @@ def test_a_follower_whose_store_is_restored_over_by_mv_follows_into_the_restored
         _publish_two_more(tmp_path)
 
     code = _follow_beside(tmp_path / "m", tmp_path / "pub", lambda: _caught_up_then(tmp_path, restore_then_publish),
-                          max_rounds=60)
+                          max_rounds=60, until_head=5)
     err = capsys.readouterr().err
     assert code == 0 and "was replaced; following" in err and "stopping" not in err, err
     with Store.open(tmp_path / "m", readonly=True) as restored, Store.open(tmp_path / "m.old", readonly=True) as old:
@@ -631,7 +648,8 @@ def test_a_follower_whose_store_is_moved_away_waits_for_one_at_its_path_and_neve
         _publish_two_more(tmp_path)
 
     code = _follow_beside(tmp_path / "m", tmp_path / "pub",
-                          lambda: _caught_up_then(tmp_path, move_away_then_restore), max_rounds=80)
+                          lambda: _caught_up_then(tmp_path, move_away_then_restore), max_rounds=80,
+                          until_head=5)
     err = capsys.readouterr().err
     assert code == 0 and restored and err.count("no store opens at") == 1 and "was replaced; following" in err, err
     with Store.open(tmp_path / "m", readonly=True) as mirror:

@@ -6,6 +6,7 @@ replayed log) may put other domains' undoable events, raw creations and raw zipp
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from rgstore.store import Store
 from rgstore.views import FoldContext
 from rgstore.views.history import done_stack, undone_stack
 from rgstore.views.refpkgs import Head, refpkg_head, refpkg_step
+from tests.conftest import seeded_store_path
 
 NAMES = ("a", "b")
 
@@ -155,10 +157,10 @@ def _run(store: Store, op: tuple[Any, ...]) -> None:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(_OP, max_size=14))
 def test_any_append_sequence_keeps_refpkgs_readable_and_in_step_with_history(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
+    tmp_path_factory: pytest.TempPathFactory, empty_refget: Path, ops: list[tuple[Any, ...]]
 ) -> None:
     root = tmp_path_factory.mktemp("zipper")
-    with Store.open(root / "s") as store:
+    with Store.open(seeded_store_path(empty_refget, root)) as store:
         for op in ops:
             try:
                 _run(store, op)

@@ -19,6 +19,7 @@ from rgstore.logfile import read_log_file
 from rgstore.replay import export_log, replay_file
 from rgstore.store import Store
 from rgstore.verify import view_digests
+from tests.conftest import seeded_store_path
 from tests.log_clock import LogClock
 
 
@@ -398,7 +399,7 @@ def _history(store: Store, minutes: list[int]) -> list[tuple[int, datetime, dict
 
 
 def test_a_replay_to_a_seq_or_as_of_a_time_equals_a_store_that_only_ever_had_those_events_however_the_clock_steps_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_refget: Path,
 ) -> None:
     monkeypatch.setattr(rgstore.log, "datetime", _Clock)
     minutes = [0, 10, 20, 5, 30, 30, 25, 40, 35, 50]  # steps back at 5, 25 and 35
@@ -406,7 +407,7 @@ def test_a_replay_to_a_seq_or_as_of_a_time_equals_a_store_that_only_ever_had_tho
         states = _history(primary, minutes)
         export_log(primary, tmp_path / "x.rglog")
     for k, (head, _clock, digests) in enumerate(states):
-        with Store.open(tmp_path / f"to{k}") as copy:
+        with Store.open(seeded_store_path(empty_refget, tmp_path / f"to{k}")) as copy:
             assert replay_file(copy, tmp_path / "x.rglog", to_seq=head) == (head, head)
             assert view_digests(copy) == digests and copy.verify().ok
     # As of T: every command up to the last one before the running maximum of times first passes T.
@@ -414,7 +415,7 @@ def test_a_replay_to_a_seq_or_as_of_a_time_equals_a_store_that_only_ever_had_tho
     for minute in sorted({*minutes, *(m + 1 for m in minutes), *(m - 1 for m in minutes[1:])}):
         k = max(i for i, r in enumerate(running) if r <= minute)
         head, _clock, digests = states[k]
-        with Store.open(tmp_path / f"at{minute}") as copy:
+        with Store.open(seeded_store_path(empty_refget, tmp_path / f"at{minute}")) as copy:
             assert replay_file(copy, tmp_path / "x.rglog", as_of=_T0 + timedelta(minutes=minute))[1] == head
             assert view_digests(copy) == digests and copy.verify().ok, minute
             assert time_reached(copy) == _T0 + timedelta(minutes=running[k])

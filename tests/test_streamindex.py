@@ -17,6 +17,7 @@ from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from rgstore.views.streamindex import StreamIndexView, literal_prefix
+from tests.conftest import seeded_store_path
 from tests.strategies import natural_streams, plausible_event
 
 # Names chosen to sit next to each other in key order: a stream, its extensions, glob characters in names.
@@ -61,11 +62,11 @@ def _brute(every: list[Envelope], stream: str | None, type_: str | None, since: 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(command, max_size=30), bulk=st.lists(noted, min_size=8, max_size=40), data=st.data())
 def test_index_backed_stream_reads_equal_a_brute_force_scan(
-    tmp_path_factory: Any, commands: list[list[tuple[str, Event]]], bulk: list[tuple[str, Event]],
+    tmp_path_factory: Any, empty_refget: Path, commands: list[list[tuple[str, Event]]], bulk: list[tuple[str, Event]],
     data: st.DataObject,
 ) -> None:
     root = Path(str(tmp_path_factory.mktemp("idx")))
-    with Store.open(root / "s") as store:
+    with Store.open(seeded_store_path(empty_refget, root)) as store:
         _append_all(store, [bulk, *commands] if bulk else commands)  # bulk: enough events to page and to cut
         with store.read() as txn:
             every = list(store.log.envelopes(txn))

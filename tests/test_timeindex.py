@@ -17,6 +17,7 @@ from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from rgstore.views.timeindex import TimeIndexView
+from tests.conftest import seeded_store_path
 from tests.log_clock import LogClock
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -42,12 +43,12 @@ def _floor(store: Store, since: datetime) -> int | None:
 @given(commands=st.lists(st.tuples(st.integers(1, 9), st.integers(-50, 50)), min_size=1, max_size=25),
        block=st.sampled_from([1, 2, 3, 7]), data=st.data())
 def test_a_since_read_through_the_floor_equals_a_full_scan_however_the_clock_steps_back(
-    tmp_path_factory: Any, monkeypatch: pytest.MonkeyPatch, commands: list[tuple[int, int]], block: int,
-    data: st.DataObject,
+    tmp_path_factory: Any, empty_refget: Path, monkeypatch: pytest.MonkeyPatch, commands: list[tuple[int, int]],
+    block: int, data: st.DataObject,
 ) -> None:
     monkeypatch.setattr(rgstore.log, "datetime", _Clock)
     monkeypatch.setattr(timeindex, "BLOCK", block)  # small blocks: many boundaries in a few events
-    with Store.open(Path(str(tmp_path_factory.mktemp("t"))) / "s") as store:
+    with Store.open(seeded_store_path(empty_refget, Path(str(tmp_path_factory.mktemp("t"))))) as store:
         _append(store, commands)
         with store.read() as txn:
             every = list(store.log.envelopes(txn))

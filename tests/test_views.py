@@ -14,6 +14,7 @@ from rgstore.log import NewEvent
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from rgstore.views import View
+from tests.conftest import seeded_store_path
 from tests.strategies import plausible_event
 
 step = st.lists(plausible_event(), min_size=1, max_size=4)
@@ -30,9 +31,10 @@ def _apply_all(store: Store, steps: list[list[tuple[str, Event]]]) -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, max_size=25))
-def test_rebuild_gives_byte_identical_views(tmp_path_factory: object, steps: list[list[tuple[str, Event]]]) -> None:
+def test_rebuild_gives_byte_identical_views(tmp_path_factory: object, empty_refget: Path,
+                                            steps: list[list[tuple[str, Event]]]) -> None:
     root = Path(str(tmp_path_factory.mktemp("prop")))  # type: ignore[attr-defined]
-    with Store.open(root / "s") as store:
+    with Store.open(seeded_store_path(empty_refget, root)) as store:
         _apply_all(store, steps)
         incremental = view_digests(store)
         store.rebuild()
@@ -86,10 +88,10 @@ def test_a_read_only_open_after_an_upgrade_rebuilds_stale_views_without_adding_e
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=10, max_size=60))
 def test_each_views_batch_fold_equals_its_one_event_fold(
-    tmp_path_factory: object, steps: list[list[tuple[str, Event]]]
+    tmp_path_factory: object, empty_refget: Path, steps: list[list[tuple[str, Event]]]
 ) -> None:
     root = Path(str(tmp_path_factory.mktemp("prop")))  # type: ignore[attr-defined]
-    with Store.open(root / "s") as store:
+    with Store.open(seeded_store_path(empty_refget, root)) as store:
         _apply_all(store, steps)
         for view in store.views:
             batched = _refold(store, view, "batch")
