@@ -13,10 +13,12 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from rgstore.errors import NotFoundError
+from rgstore.pagecursor import decode_row, encode_row, window
 from rgstore.views.cache import CacheEntry, CacheView, Tombstone, iso_time
 
 from .cacheorder import CacheOrder
 from .files import StoredFileResponse, fd_checksums, file_responses
+from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import CacheEntryView, CacheList, ErrorBody
 from .wire import json_response, store_of
 
@@ -47,22 +49,31 @@ def _tombstone_json(tomb: Tombstone) -> dict[str, Any]:
             "files": tomb.files, "pinned": tomb.pinned}
 
 
-@router.get("/entries", response_model=CacheList, summary="Live cache entries, by level then path")
-def list_entries(request: Request, level: Level = None, offset: Offset = 0, limit: Limit = 100) -> Response:
+@router.get("/entries", response_model=CacheList, summary="Live cache entries, by level then path",
+            responses=paged_responses())
+def list_entries(
+    request: Request, level: Level = None, offset: Offset = 0, limit: Limit = 100, after: After = None,
+) -> Response:
     """Every live entry (optionally one level's) with its files, checksums, last access and pin.
 
-    Only the page's entries are read: the listing order is kept per log head by ``CacheOrder``.
+    Ordered by (level, path, key); ``after`` pages by that key (``X-Rgstore-Next-After``), which an
+    entry evicted since still marks. Only the page's entries are read: the listing order is kept
+    per log head by ``CacheOrder``.
     """
+    only_one_start(request, after, "offset")
+    past = decode_row(after, tuple[int, str, str]) if after is not None else None
     store = store_of(request)
     env = store.environment
     order: CacheOrder = store.service("api.cache_order", CacheOrder)
     with store.read() as txn:
         placement = order.placement(txn)
-        start, end = placement.span(level)
-        rows = placement.rows[min(start + offset, end):min(start + offset + limit, end)]
+        lo, hi = placement.span(level)
+        start, end, more = window(placement.rows, offset, limit, past, lo, hi)
+        rows = placement.rows[start:end]
         entries = [CacheView.get(txn, env.db("cache.entries"), key) for _, _, key in rows]
     page = [entry_json(e) for e in entries if e is not None]
-    return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": end - start}})
+    return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": hi - lo}},
+                         headers=next_after(encode_row(rows[-1]) if more else None))
 
 
 @router.get("/entries/{key}", response_model=CacheEntryView, summary="One cache entry, live or evicted",

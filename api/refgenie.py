@@ -12,7 +12,6 @@ default ``refgenie`` namespace is its bare name, any other is ``namespace:name``
 from __future__ import annotations
 
 import re
-from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -21,19 +20,21 @@ from starlette.responses import Response
 from rgstore.aliases import find_genome_alias
 from rgstore.environment import Txn
 from rgstore.errors import NotFoundError
+from rgstore.pagecursor import decode_pair, decode_text, encode_pair, encode_text, window
 from rgstore.store import Store
 from rgstore.views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
+    alias_page,
     collection_alias,
     collection_aliases_of,
     count_aliases,
-    list_aliases,
 )
 from rgstore.views.genomes import genome_fhr, genome_record
 
 from .app_info import app_version, organization
 from .catalog import CollectionCache, GenomeCatalog, GenomeSummary
+from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import AliasPage, AliasRecord, ErrorBody, GenomePage, RefgenieServiceInfo
 from .schemas import GenomeRecord as GenomeRecordModel
 from .seqcol import store_url
@@ -145,16 +146,20 @@ async def service_info(request: Request) -> Response:
     })
 
 
-@router.get("/aliases", response_model=AliasPage, summary="Genome aliases, filtered and paged")
+@router.get("/aliases", response_model=AliasPage, summary="Genome aliases, filtered and paged",
+            responses=paged_responses())
 def list_aliases_route(
     request: Request, name: Text = None, genome_digest: Text = None, namespace: Text = None,
-    offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0, limit: Limit = DEFAULT_LIMIT, after: After = None,
 ) -> Response:
     """Every genome alias ``{name, namespace, genome_digest}`` (``name`` in refgenie's flat form).
 
+    Ordered by namespace, then name; ``after`` pages by that key (``X-Rgstore-Next-After``).
     Costs the page, not the store: ``name`` is one lookup, ``genome_digest`` reads the by-digest
     index, and an unfiltered page counts keys and decodes only the aliases it returns.
     """
+    only_one_start(request, after, "offset")
+    past = decode_pair(after) if after is not None else None
     store = store_of(request)
     if not _has_aliases(store):
         return json_response(_page([], offset, limit))
@@ -162,9 +167,12 @@ def list_aliases_route(
     with store.read() as txn:
         if name is None and genome_digest is None:
             total = count_aliases(txn, env, COLLECTION, namespace)
-            page = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest} for ns, alias, digest, _
-                    in islice(list_aliases(txn, env, COLLECTION, namespace, skip=offset), limit)]
-            return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": total}})
+            rows, more = alias_page(txn, env, COLLECTION, namespace, limit, skip=offset, after=past)
+            page = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest}
+                    for ns, alias, digest, _ in rows]
+            token = encode_pair(*rows[-1][:2]) if more else None
+            return json_response({"items": page, "pagination": {"offset": offset, "limit": limit, "total": total}},
+                                 headers=next_after(token))
         if name is not None:
             ns, alias = _split(name)
             target = collection_alias(txn, env, ns, alias) if flat_name(ns, alias) == name else None
@@ -174,9 +182,14 @@ def list_aliases_route(
             # A NUL would reach past the digest into the index's namespace part.
             found = collection_aliases_of(txn, env, genome_digest) if "\x00" not in genome_digest else []
             pairs = [(ns, alias, genome_digest) for ns, alias in found]
-    items = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest} for ns, alias, digest in pairs
-             if namespace in (None, ns) and genome_digest in (None, digest)]
-    return json_response(_page(items, offset, limit))
+    listed = sorted((ns, alias, digest) for ns, alias, digest in pairs
+                    if namespace in (None, ns) and genome_digest in (None, digest))
+    keys = [(ns, alias) for ns, alias, _ in listed]
+    start, end, more = window(keys, offset, limit, past)
+    items = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest}
+             for ns, alias, digest in listed[start:end]]
+    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": len(keys)}},
+                         headers=next_after(encode_pair(*keys[end - 1]) if more else None))
 
 
 @router.get(
@@ -208,17 +221,20 @@ async def get_alias(request: Request, name: str) -> Response:
 
 
 @router.get("/genomes", response_model=GenomePage, summary="Genomes, filtered and paged",
-            responses={409: {"model": ErrorBody}})
+            responses=paged_responses({409: {"model": ErrorBody}}))
 def list_genomes(
     request: Request, digest: Text = None, alias: Text = None, q: Text = None,
-    offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0, limit: Limit = DEFAULT_LIMIT, after: After = None,
 ) -> Response:
     """Genomes with their aliases; ``alias`` resolves as ``/v4/aliases/{name}`` does, ``digest`` filters exactly
     (unknown: empty page), ``q`` by substring.
 
-    Costs a few dict lookups per genome and no genome record decoded (the catalog keeps each
-    genome's listed fields); only the page's aliases and FHR documents are read.
+    Ordered by digest; ``after`` pages by it (``X-Rgstore-Next-After``). Costs a few dict lookups
+    per genome and no genome record decoded (the catalog keeps each genome's listed fields); only
+    the page's aliases and FHR documents are read.
     """
+    only_one_start(request, after, "offset")
+    past = decode_text(after) if after is not None else None
     store = store_of(request)
     catalog: GenomeCatalog = store.service("api.catalog", GenomeCatalog)
     env = store.environment
@@ -233,9 +249,11 @@ def list_genomes(
             needle = q.lower()
             digests = [s.digest for s in catalog.summaries(txn, digests) if any(needle in field.lower() for field in (
                 s.digest, s.description, s.species, *_aliases_of(txn, store, s.digest)))]
+        start, end, more = window(digests, offset, limit, past)
         items = [_genome_item(s, _aliases_of(txn, store, s.digest), genome_fhr(txn, env, s.digest))
-                 for s in catalog.summaries(txn, digests[offset:offset + limit])]
-    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": len(digests)}})
+                 for s in catalog.summaries(txn, digests[start:end])]
+    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": len(digests)}},
+                         headers=next_after(encode_text(digests[end - 1]) if more else None))
 
 
 @router.get(

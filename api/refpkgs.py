@@ -17,12 +17,14 @@ from starlette.responses import Response, StreamingResponse
 from rgstore.environment import Txn
 from rgstore.errors import ConflictError, IntegrityError, NotFoundError, RgstoreError
 from rgstore.events import FileRef
+from rgstore.pagecursor import decode_text, encode_text
 from rgstore.refpkg_manifest import Manifest, ManifestState, iter_manifest, too_deep
 from rgstore.store import Store
 from rgstore.views.refpkgs import Head, Step, refpkg_chain, refpkg_log, refpkg_step
 from rgstore.views.refpkgstate import refpkg_log_chain
 
 from .files import StoredFileResponse, fd_checksums, file_responses
+from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import ErrorBody, RefpkgHistory, RefpkgList
 from .wire import json_response, store_of
 
@@ -73,21 +75,28 @@ def contents(store: Store, txn: Txn, name: str) -> Iterator[str]:
     return iter_manifest(manifest)
 
 
-@router.get("", response_model=RefpkgList, summary="Reference packages, paged")
-def list_refpkgs(request: Request, offset: Offset = 0, limit: Limit = 100) -> Response:
-    """Every existing package: name, current step, locus, file count, possible rollbacks/rollforwards."""
+@router.get("", response_model=RefpkgList, summary="Reference packages, paged", responses=paged_responses())
+def list_refpkgs(request: Request, offset: Offset = 0, limit: Limit = 100, after: After = None) -> Response:
+    """Every existing package: name, current step, locus, file count, possible rollbacks/rollforwards.
+
+    Ordered by name; ``after`` pages by it (``X-Rgstore-Next-After``), a package removed since included.
+    """
+    only_one_start(request, after, "offset")
+    past = decode_text(after) if after is not None else None
     store = store_of(request)
     items: list[dict[str, Any]] = []
     with store.read() as txn:
         # Only the page's heads and current steps (each a whole file table) are read, once the
         # snapshot's index of existing packages is built (one pass of the heads per commit).
-        total, page = store.refpkgs.page(txn, offset, limit)
-        for name, head in page:
+        # One head more than the page says whether another page follows.
+        total, page = store.refpkgs.page(txn, offset, limit + 1, after=past)
+        for name, head in page[:limit]:
             step = refpkg_step(txn, store.environment, name, head.current)
             items.append({"name": name, "seq": step.seq, "time": step.time,
                           "locus": step.metadata.get("locus", ""), "files": len(step.files),
                           "rollbacks": step.depth, "rollforwards": len(head.redo)})
-    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": total}})
+    return json_response({"items": items, "pagination": {"offset": offset, "limit": limit, "total": total}},
+                         headers=next_after(encode_text(items[-1]["name"]) if len(page) > limit else None))
 
 
 @router.get(

@@ -25,11 +25,13 @@ from starlette.responses import Response
 from rgstore import seqcol as seqcol_digests
 from rgstore.environment import Txn
 from rgstore.errors import InvalidInputError, NotFoundError
+from rgstore.pagecursor import decode_text, encode_text, window
 from rgstore.store import Store
 from rgstore.views.genomes import GenomeRecord, genome_record
 
 from .app_info import app_version, organization
 from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
+from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, SEQCOL_SCHEMA, TRANSIENT
 from .wire import IMMUTABLE, json_response, store_of
@@ -79,10 +81,12 @@ def _catalog(request: Request, txn: Txn) -> CatalogSnapshot:
     return catalog.snapshot(txn)
 
 
-def _paginate(items: list[str], page: int, page_size: int) -> dict[str, Any]:
-    start = page * page_size
-    return {"results": items[start:start + page_size],
-            "pagination": {"page": page, "page_size": page_size, "total": len(items)}}
+def _paginate(items: list[str], page: int, page_size: int, after: str | None) -> Response:
+    """One page of sorted ``items``, from ``page`` or past ``after``, with the next page's cursor as a header."""
+    start, end, more = window(items, page * page_size, page_size, after)
+    return json_response({"results": items[start:end],
+                          "pagination": {"page": page, "page_size": page_size, "total": len(items)}},
+                         headers=next_after(encode_text(items[end - 1]) if more else None))
 
 
 @router.get("/service-info", response_model=SeqcolServiceInfo, summary="seqcol service-info with its schema")
@@ -255,16 +259,19 @@ async def comparison_post(request: Request, digest1: str) -> Response:
 
 
 @router.get("/list/collection", response_model=SeqcolList, summary="Collection digests, filtered and paged",
-            responses={400: {"model": ErrorBody}})
+            responses=paged_responses({400: {"model": ErrorBody}}))
 def list_collections(
     request: Request, page: Page = 0, page_size: PageSize = 100,
     names: Filter = None, lengths: Filter = None, sequences: Filter = None, name_length_pairs: Filter = None,
-    sorted_name_length_pairs: Filter = None, sorted_sequences: Filter = None,
+    sorted_name_length_pairs: Filter = None, sorted_sequences: Filter = None, after: After = None,
 ) -> Response:
-    """Digests of collections whose level-1 attributes equal every given filter (AND), sorted."""
-    unknown = sorted(set(request.query_params) - {"page", "page_size", *LEVEL1_ATTRIBUTES})
+    """Digests of collections whose level-1 attributes equal every given filter (AND), sorted; ``after`` pages
+    by digest (``X-Rgstore-Next-After``)."""
+    unknown = sorted(set(request.query_params) - {"page", "page_size", "after", *LEVEL1_ATTRIBUTES})
     if unknown:
         raise InvalidInputError(f"unknown filter {unknown[0]!r}; filter by {', '.join(LEVEL1_ATTRIBUTES)}")
+    only_one_start(request, after, "page")
+    past = decode_text(after) if after is not None else None
     given = {k: v for k, v in zip(LEVEL1_ATTRIBUTES, (names, lengths, sequences, name_length_pairs,
                                                        sorted_sequences, sorted_name_length_pairs)) if v}
     with store_of(request).read() as txn:
@@ -274,18 +281,22 @@ def list_collections(
         hits = set(snap.by_attribute.get(attr, {}).get(value, ()))
         found = hits if found is None else found & hits
     items = snap.digests if found is None else sorted(found)
-    return json_response(_paginate(items, page, page_size))
+    return _paginate(items, page, page_size, past)
 
 
 @router.get("/list/attributes/{attribute}", response_model=AttributeList,
-            summary="Distinct level-1 digests of one attribute", responses={404: {"model": ErrorBody}})
-def list_attributes(request: Request, attribute: str, page: Page = 0, page_size: PageSize = 100) -> Response:
-    """Every distinct digest of ``attribute`` across the store's collections, sorted and paged."""
+            summary="Distinct level-1 digests of one attribute", responses=paged_responses({404: {"model": ErrorBody}}))
+def list_attributes(
+    request: Request, attribute: str, page: Page = 0, page_size: PageSize = 100, after: After = None,
+) -> Response:
+    """Every distinct digest of ``attribute`` across the store's collections, sorted and paged (``after``: by digest)."""
     if attribute not in LEVEL1_ATTRIBUTES:
         raise NotFoundError(f"{attribute!r} is not a seqcol attribute; known: {', '.join(LEVEL1_ATTRIBUTES)}")
+    only_one_start(request, after, "page")
+    past = decode_text(after) if after is not None else None
     with store_of(request).read() as txn:
         snap = _catalog(request, txn)
-    return json_response(_paginate(sorted(snap.by_attribute.get(attribute, {})), page, page_size))
+    return _paginate(sorted(snap.by_attribute.get(attribute, {})), page, page_size, past)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -15,6 +15,7 @@ for the snapshot it was built in: it is keyed by the LMDB transaction id, which 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -50,6 +51,8 @@ class _Index(NamedTuple):
     """Key of existing package number 0, MARK_EVERY, 2 * MARK_EVERY, ... by name."""
     skips: dict[bytes, bytes | None]
     """First key of each run of at least SKIP_RUN removed heads -> key of the existing package after it (None: none)."""
+    skip_starts: list[bytes]
+    """The keys of ``skips``, sorted: where a seek to an arbitrary name finds the run it lands in."""
 
 
 class HeadPages:
@@ -60,9 +63,11 @@ class HeadPages:
         self._index: _Index | None = None
         self._lock = threading.Lock()  # one index build at a time; readers of a built one never wait
 
-    def page(self, txn: Txn, offset: int, limit: int) -> tuple[int, list[tuple[str, Head]]]:
+    def page(self, txn: Txn, offset: int, limit: int, *, after: str | None = None) -> tuple[int, list[tuple[str, Head]]]:
         """(existing packages, those from the ``offset``-th by name on, ``limit`` at most) in read txn ``txn``.
 
+        With ``after`` (then ``offset`` must be 0): those whose name sorts above ``after``, which need
+        not exist (keyset paging: a package removed since still marks where the next page starts).
         ``txn`` must be a read transaction: inside a write transaction the heads may change
         under the same transaction id. A store without the heads sub-db has no package.
         """
@@ -73,8 +78,20 @@ class HeadPages:
             return index.total, []
         out: list[tuple[str, Head]] = []
         skip = offset % MARK_EVERY
+        start, exact = index.marks[offset // MARK_EVERY], True
+        if after is not None:
+            skip = 0
+            # The smallest key above ``after``'s own (names hold no NUL); inside a long removed run, past it.
+            start, exact = after.encode() + b"\x00", False
+            run = bisect_right(index.skip_starts, start) - 1
+            if run >= 0:
+                past = index.skips[index.skip_starts[run]]
+                if past is None:
+                    return index.total, []  # in the last run: nothing exists after it
+                if past > start:
+                    start, exact = past, True
         with txn.cursor(db=self.environment.db(HEADS_DB)) as cur:
-            for key, raw in _existing(cur, index.marks[offset // MARK_EVERY], index.skips):
+            for key, raw in _existing(cur, start, index.skips, exact=exact):
                 if skip:
                     skip -= 1
                     continue
@@ -110,17 +127,26 @@ class HeadPages:
                     total += 1
             if run >= SKIP_RUN:
                 skips[run_start] = None
-            index = _Index(snapshot, total, marks, skips)
+            index = _Index(snapshot, total, marks, skips, sorted(skips))
             if self._index is None or self._index.snapshot <= snapshot:
                 self._index = index  # an older snapshot's reader does not evict a newer index
             return index
 
 
-def _existing(cur: lmdb.Cursor, start: bytes, skips: dict[bytes, bytes | None]) -> Iterator[tuple[bytes | memoryview, bytes | memoryview]]:
-    """(key, head) of each existing package from key ``start`` on, jumping over the long removed runs in ``skips``."""
+def _existing(
+    cur: lmdb.Cursor, start: bytes, skips: dict[bytes, bytes | None], *, exact: bool = True,
+) -> Iterator[tuple[bytes | memoryview, bytes | memoryview]]:
+    """(key, head) of each existing package from key ``start`` on, jumping over the long removed runs in ``skips``.
+
+    ``exact``: ``start`` is a key of the index's snapshot; else the walk begins at the first key at or above it.
+    """
     at: bytes | None = start
     while at is not None:
-        if not cur.set_key(at):
+        if not exact:
+            exact = True
+            if not cur.set_range(at):
+                return
+        elif not cur.set_key(at):
             raise AssertionError("a key of the page index is not a key of the snapshot it was built in")
         at = None
         for key, raw in cur:

@@ -356,13 +356,16 @@ class Refpkgs:
                 ))
         return out
 
-    def page(self, txn: Txn, offset: int, limit: int) -> tuple[int, list[tuple[str, Head]]]:
+    def page(
+        self, txn: Txn, offset: int, limit: int, *, after: str | None = None,
+    ) -> tuple[int, list[tuple[str, Head]]]:
         """(existing packages, those from the ``offset``-th by name, ``limit`` at most) in read txn ``txn``.
 
+        ``after``: instead, those whose name sorts above it (it need not exist: keyset paging).
         Costs O(limit) head reads once the snapshot's index is built (one pass of the heads per
         commit; see ``rgstore.refpkg_pages``).
         """
-        return self._pages.page(txn, offset, limit)
+        return self._pages.page(txn, offset, limit, after=after)
 
     def names(self) -> list[str]:
         """The name of every package that currently exists, sorted; reads heads alone, no step (for TAB completion)."""

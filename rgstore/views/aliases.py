@@ -55,6 +55,7 @@ __all__ = [
     "Kind",
     "alias_entry",
     "alias_names",
+    "alias_page",
     "alias_snapshots",
     "alias_stream",
     "alias_target",
@@ -146,6 +147,22 @@ def list_aliases(
         assert isinstance(value, dict)
         ns, name = _split(key)
         yield ns, name, str(value["digest"]), int(value["seq"])
+
+
+def alias_page(
+    txn: Txn, environment: Environment, kind: Kind, namespace: str | None, limit: int, *, skip: int = 0,
+    after: tuple[str, str] | None = None,
+) -> tuple[list[tuple[str, str, str, int]], bool]:
+    """(one page of ``list_aliases``, whether any alias follows it): ``limit`` at most, after ``skip`` keys or
+    past ``after`` (which need not exist: keyset paging). Only the page's values are decoded."""
+    page: list[tuple[str, str, str, int]] = []
+    for key, raw in _walk(txn, environment, kind, namespace, skip=skip, after=after):
+        if len(page) == limit:
+            return page, True  # the next alias's value is never decoded
+        value = decode_value(raw)
+        assert isinstance(value, dict)
+        page.append((*_split(key), str(value["digest"]), int(value["seq"])))
+    return page, False
 
 
 def alias_names(txn: Txn, environment: Environment, kind: Kind, namespace: str | None = None) -> Iterator[tuple[str, str]]:
