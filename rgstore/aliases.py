@@ -81,8 +81,9 @@ class AliasChange(msgspec.Struct, frozen=True, kw_only=True):
     previous_ga4gh: str | None | UnsetType = UNSET
     """``previous`` of a sequence alias as ``SQ.…``; absent for genome aliases."""
     shadows: dict[str, str] | UnsetType = UNSET
-    """Set when a new ``refgenie`` alias took a bare name other namespaces give other genomes:
-    ``{"ncbi:hg38": digest}`` of each (they still hold; the bare name now means this one)."""
+    """Set when a new ``refgenie`` alias (or one an undo/redo brought back) took a bare name other
+    namespaces give other genomes: ``{"ncbi:hg38": digest}`` of each (they still hold; the bare
+    name now means this one)."""
 
 
 class AliasStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -287,6 +288,11 @@ class Aliases:
                     f"({'redo' if redo else 'undo'} of {ns}:{local}); add a genome holding it first"
                 )
             result[:] = [_change(kind, ns, local, target, current)]
+            if kind == COLLECTION and ns == DEFAULT_NAMESPACE and current is None and target is not None:
+                # Bringing a refgenie alias back takes the bare name as a new one does: never silently.
+                shadows = shadowed_by(txn, env, local, target)
+                if shadows:
+                    result[:] = [msgspec.structs.replace(result[0], shadows=shadows)]
             # The engine fills the zipper seqs and refuses when there is nothing to undo/redo.
             return [NewEvent(stream=stream, event=Redone() if redo else Undone())]
 
