@@ -25,10 +25,10 @@ from rgstore.store import Store
 from rgstore.views.aliases import (
     COLLECTION,
     DEFAULT_NAMESPACE,
+    AliasCounts,
     alias_page,
     collection_alias,
     collection_aliases_of,
-    count_aliases,
 )
 from rgstore.views.genomes import genome_fhr, genome_record
 
@@ -156,7 +156,8 @@ def list_aliases_route(
 
     Ordered by namespace, then name; ``after`` pages by that key (``X-Rgstore-Next-After``).
     Costs the page, not the store: ``name`` is one lookup, ``genome_digest`` reads the by-digest
-    index, and an unfiltered page counts keys and decodes only the aliases it returns.
+    index, and an unfiltered page counts keys (a namespace's once per commit) and decodes only the
+    aliases it returns.
     """
     only_one_start(request, after, "offset")
     past = decode_pair(after) if after is not None else None
@@ -166,7 +167,8 @@ def list_aliases_route(
     env = store.environment
     with store.read() as txn:
         if name is None and genome_digest is None:
-            total = count_aliases(txn, env, COLLECTION, namespace)
+            counts: AliasCounts = store.service("api.alias_counts", lambda s: AliasCounts(s.environment))
+            total = counts.count(txn, COLLECTION, namespace)
             rows, more = alias_page(txn, env, COLLECTION, namespace, limit, skip=offset, after=past)
             page = [{"name": flat_name(ns, alias), "namespace": ns, "genome_digest": digest}
                     for ns, alias, digest, _ in rows]

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rgstore import seqcol
 from rgstore.events import (
@@ -27,8 +30,20 @@ from rgstore.events import (
     RefpkgRemoved,
 )
 from rgstore.log import NewEvent
-from rgstore.pagecursor import encode_cursor
+from rgstore.pagecursor import (
+    MAX_CURSOR_CHARS,
+    BadCursorError,
+    decode_cursor,
+    decode_pair,
+    decode_row,
+    decode_text,
+    encode_cursor,
+    encode_pair,
+    encode_row,
+    encode_text,
+)
 from rgstore.store import Store
+from rgstore.views.aliases import COLLECTION, AliasCounts
 from rgstore.views.refpkgs import refpkg_stream
 from tests.server_fixture import Server, running_server
 
@@ -235,3 +250,266 @@ def test_refpkg_pages_after_any_name_seek_past_long_removed_runs_to_the_next_exi
                 total, page = store.refpkgs.page(txn, 0, 7, after=after)
                 assert total == len(existing)
                 assert [n for n, _ in page] == [n for n in existing if n > after][:7], after
+
+
+# -- adversarial cursors, filters and boundaries (a second, read-only store served under --root-path) ---------
+
+_NAMESPACES = ("refgenie", "n", "ncbi", "ncbi2", "ucsc")
+_DIGESTS = ("a" * 32, "b" * 32)
+
+
+def _any_key(route: str, token: str) -> Any:
+    """The sort key ``route`` decodes ``token`` to; BadCursorError if it decodes none."""
+    if route == "/v4/aliases":
+        return decode_pair(token)
+    if route == "/cache/entries":
+        return decode_row(token, tuple[int, str, str])
+    return decode_text(token)
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """One listing of the read-only store: its page-size parameter, items field and each item's sort key."""
+
+    size: str
+    items: str
+    key: Callable[[Any], Any]
+    encode: Callable[[Any], str]
+
+
+KEYED = {
+    "/v4/aliases": Keyed("limit", "items", lambda item: (item["namespace"], item["name"].rpartition(":")[2]),
+                         lambda key: encode_pair(*key)),
+    "/v4/genomes": Keyed("limit", "items", lambda item: item["digest"], encode_text),
+    "/seqcol/list/collection": Keyed("page_size", "results", lambda item: item, encode_text),
+    "/seqcol/list/attributes/names": Keyed("page_size", "results", lambda item: item, encode_text),
+    "/cache/entries": Keyed("limit", "items", lambda item: (item["level"], item["path"], item["key"]), encode_row),
+    "/refpkgs": Keyed("limit", "items", lambda item: item["name"], encode_text),
+}
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server (behind ``--root-path /rg``) over a store nothing writes to: aliases in several namespaces
+    (``n`` < ``ncbi`` < ``ncbi2`` as prefixes of each other), two targets, cache entries on both levels."""
+    path = tmp_path_factory.mktemp("keyset-fixed") / "store"
+    with Store.open(path) as store:
+        info, _ = store.blobs.put_bytes(b"(a:1,b:2);\n")
+        ref = FileRef(name="tree.nwk", sha256=info.sha256, md5=info.md5, size=info.size)
+        events: list[NewEvent] = []
+        for i in range(5):
+            events += _ev(f"genome:g{i}", _genome(f"g{i}")) + LISTINGS["refpkgs"].add(f"r{i}", ref)
+            for level in (1, 2):
+                name = f"c{i}-{level}"
+                events += _ev(f"cache:{_cache_key(name)}", CacheInserted(
+                    key=_cache_key(name), level=level, path=f"p{4 - i}", files={"a.fna": _REF}))
+        for j, ns in enumerate(_NAMESPACES):
+            for k, alias in enumerate(("x", "x.1", "y", "Z", "_a")):
+                events += _ev(f"alias:{ns}/{alias}", AliasSet(namespace=ns, name=alias, digest=_DIGESTS[(j + k) % 2]))
+        store.append(events)
+    with running_server(path, extra_args=["--root-path", "/rg"]) as server:
+        yield server
+
+
+def _full(server: Server, route: str, params: dict[str, Any] | None = None) -> list[Any]:
+    keyed = KEYED[route]
+    answer = httpx.get(f"{server.url}{route}", params={**(params or {}), keyed.size: 1000})
+    assert answer.status_code == 200 and "x-rgstore-next-after" not in answer.headers, answer.text
+    items: list[Any] = answer.json()[keyed.items]
+    return items
+
+
+def _page_after(server: Server, route: str, token: str, limit: int, params: dict[str, Any] | None = None,
+                ) -> httpx.Response:
+    return httpx.get(f"{server.url}{route}", params={**(params or {}), KEYED[route].size: limit, "after": token})
+
+
+def _is_one_line_422(answer: httpx.Response) -> bool:
+    detail = answer.json().get("detail")
+    return answer.status_code == 422 and isinstance(detail, str) and "\n" not in detail
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.binary().map(encode_cursor)))
+def test_cursor_decoders_return_a_key_or_raise_a_one_line_bad_cursor_error_for_any_token(token: str) -> None:
+    for decode in (decode_cursor, decode_text, decode_pair, lambda t: decode_row(t, tuple[int, str, str])):
+        try:
+            decode(token)
+        except BadCursorError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("after: ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1))
+def test_every_non_empty_key_survives_its_token_and_no_other_spelling_decodes(key: bytes) -> None:
+    token = encode_cursor(key)
+    assert decode_cursor(token) == key
+    for other in (token + "=", token + "A", token[:-1] + ("B" if token[-1] == "A" else "A")):
+        try:
+            assert decode_cursor(other) != key
+        except BadCursorError:
+            pass
+
+
+def test_a_cursor_over_the_length_bound_is_refused_before_it_is_decoded() -> None:
+    # 4100 "A"s are valid base64 (of NUL bytes): only the length bound refuses them.
+    with pytest.raises(BadCursorError):
+        decode_cursor("A" * (MAX_CURSOR_CHARS + 4))
+    assert decode_cursor("A" * MAX_CURSOR_CHARS) == b"\x00" * (MAX_CURSOR_CHARS * 3 // 4)
+
+
+@pytest.mark.parametrize(("route", "params"), [
+    ("/v4/aliases", {}),
+    ("/v4/aliases", {"namespace": "ncbi"}),
+    ("/v4/aliases", {"namespace": "n"}),
+    ("/v4/aliases", {"namespace": "refgenie"}),
+    ("/v4/aliases", {"genome_digest": "a" * 32}),
+    ("/v4/aliases", {"genome_digest": "b" * 32, "namespace": "ncbi2"}),
+    ("/v4/aliases", {"name": "ucsc:y"}),
+    ("/v4/genomes", {}),
+    ("/v4/genomes", {"q": "g"}),
+    ("/v4/genomes", {"digest": "g3"}),
+    ("/seqcol/list/collection", {}),
+    ("/seqcol/list/attributes/names", {}),
+    ("/cache/entries", {}),
+    ("/cache/entries", {"level": 2}),
+    ("/refpkgs", {}),
+])
+def test_walks_of_limit_1_and_2_with_a_filter_list_exactly_what_one_full_page_lists(
+    fixed: Server, route: str, params: dict[str, Any],
+) -> None:
+    full = _full(fixed, route, params)
+    assert full or params, "the fixture store lists nothing here"
+    for limit in (1, 2):
+        listed: list[Any] = []
+        answer = httpx.get(f"{fixed.url}{route}", params={**params, KEYED[route].size: limit})
+        for _ in range(len(full) + 1):
+            assert answer.status_code == 200, answer.text
+            listed += answer.json()[KEYED[route].items]
+            token = answer.headers.get("x-rgstore-next-after")
+            if token is None:
+                break
+            answer = _page_after(fixed, route, token, limit, params)
+        assert listed == full, (limit, params)
+
+
+@pytest.mark.parametrize("route", sorted(KEYED))
+def test_a_cursor_at_before_between_and_past_the_keys_starts_at_the_first_key_above_it(
+    fixed: Server, route: str,
+) -> None:
+    keyed = KEYED[route]
+    full = _full(fixed, route)
+    keys = [keyed.key(item) for item in full]
+    assert keys == sorted(keys)
+    first, last = keys[0], keys[-1]
+    if isinstance(first, tuple) and isinstance(first[0], int):
+        probes = [*keys, (first[0], "", ""), (-1, "", ""), (last[0], last[1], last[2] + "~"), (last[0] + 1, "", "")]
+    elif isinstance(first, tuple):
+        probes = [*keys, ("", ""), ("n", ""), ("ncbi", "\U0010ffff"), ("ncbi:x", "y"), ("zzz", "")]
+    else:
+        probes = [*keys, "\x00", first[:-1], first + "\x00", last + "\U0010ffff", "\x7f"]
+    for probe in probes:
+        answer = _page_after(fixed, route, keyed.encode(probe), 3)
+        assert answer.status_code == 200, (probe, answer.text)
+        above = [item for item, key in zip(full, keys) if key > probe]
+        assert answer.json()[keyed.items] == above[:3], probe
+        token = answer.headers.get("x-rgstore-next-after")
+        assert (token is not None) == (len(above) > 3), probe
+        if token is not None:
+            assert _any_key(route, token) == keyed.key(above[2])
+
+
+@pytest.mark.parametrize("source", sorted(KEYED))
+def test_a_cursor_handed_out_by_one_listing_is_a_well_defined_seek_or_a_one_line_422_on_every_other(
+    fixed: Server, source: str,
+) -> None:
+    token = httpx.get(f"{fixed.url}{source}", params={KEYED[source].size: 1}).headers["x-rgstore-next-after"]
+    for route, keyed in KEYED.items():
+        answer = _page_after(fixed, route, token, 2)
+        try:
+            key = _any_key(route, token)
+        except BadCursorError:
+            assert _is_one_line_422(answer), (source, route, answer.text)
+            continue
+        assert answer.status_code == 200, (source, route, answer.text)
+        full = _full(fixed, route)
+        try:
+            expected = [item for item in full if keyed.key(item) > key][:2]
+        except TypeError:  # a row's cursor decodes as no key of another shape; shapes never compare
+            pytest.fail(f"{source} cursor decoded as {key!r} on {route}")
+        assert answer.json()[keyed.items] == expected, (source, route)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(token=st.one_of(
+    st.text(max_size=60),
+    st.binary(max_size=48).map(encode_cursor),
+    st.tuples(st.text(max_size=8), st.text(max_size=8)).map(
+        lambda p: encode_cursor(p[0].encode("utf-8", "surrogatepass") + b"\x00" + p[1].encode("utf-8", "surrogatepass"))),
+    st.tuples(st.integers(-(2**63), 2**64 - 1), st.text(max_size=8), st.text(max_size=8)).map(
+        lambda row: encode_cursor(msgspec.msgpack.encode(row))),
+))
+def test_any_after_is_the_page_above_its_key_or_a_one_line_422_never_a_500(
+    fixed: Server, full_listings: dict[str, list[Any]], token: str,
+) -> None:
+    with httpx.Client(base_url=fixed.url) as client:
+        for route, keyed in KEYED.items():
+            answer = client.get(route, params={keyed.size: 2, "after": token})
+            try:
+                key = _any_key(route, token)
+            except BadCursorError:
+                assert _is_one_line_422(answer), (route, token, answer.text)
+                continue
+            assert answer.status_code == 200, (route, token, answer.text)
+            assert answer.json()[keyed.items] == [item for item in full_listings[route] if keyed.key(item) > key][:2]
+
+
+@pytest.fixture(scope="module")
+def full_listings(fixed: Server) -> dict[str, list[Any]]:
+    return {route: _full(fixed, route) for route in KEYED}
+
+
+@pytest.mark.parametrize("route", sorted(KEYED))
+def test_head_answers_carry_the_same_next_cursor_as_get_and_no_validator_makes_a_304(
+    fixed: Server, route: str,
+) -> None:
+    keyed = KEYED[route]
+    first = httpx.get(f"{fixed.url}{route}", params={keyed.size: 1})
+    token = first.headers["x-rgstore-next-after"]
+    cases: list[dict[str, Any]] = [{keyed.size: 1}, {keyed.size: 1, "after": token}, {keyed.size: 1000}]
+    for params in cases:
+        get = httpx.get(f"{fixed.url}{route}", params=params)
+        head = httpx.head(f"{fixed.url}{route}", params=params)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers.get("x-rgstore-next-after") == get.headers.get("x-rgstore-next-after"), params
+        assert "etag" not in get.headers and "last-modified" not in get.headers
+        revalidated = httpx.get(f"{fixed.url}{route}", params=params, headers={"If-None-Match": "*"})
+        assert revalidated.status_code == 200
+        assert revalidated.headers.get("x-rgstore-next-after") == get.headers.get("x-rgstore-next-after")
+
+
+def test_a_namespace_total_is_walked_once_per_commit_and_stays_exact_for_every_snapshot(tmp_path: Path) -> None:
+    """Each page of ``/v4/aliases?namespace=`` counts the namespace: once per snapshot, not once per page."""
+    def aliases(namespace: str, names: range) -> list[NewEvent]:
+        return [e for i in names for e in _ev(f"alias:{namespace}/a{i:04d}",
+                                              AliasSet(namespace=namespace, name=f"a{i:04d}", digest="a" * 32))]
+
+    big = AliasCounts.MEMO_FROM + 44
+    with Store.open(tmp_path / "store") as store:
+        store.append(aliases("ncbi", range(big)) + aliases("ucsc", range(3)))
+        counts = AliasCounts(store.environment)
+        with store.read() as old:
+            for _ in range(3):
+                assert counts.count(old, COLLECTION, "ncbi") == big
+            assert counts.keys_walked == big
+            for _ in range(2):
+                assert counts.count(old, COLLECTION, "ucsc") == 3  # too small to keep: walked each time
+            assert counts.count(old, COLLECTION, "nope") == 0
+            assert counts.keys_walked == big + 6
+            store.append(aliases("ncbi", range(big, big + 1)))
+            with store.read() as new:
+                assert counts.count(new, COLLECTION, "ncbi") == big + 1
+                assert counts.count(new, COLLECTION, "ncbi") == big + 1
+                assert counts.count(new, COLLECTION) == big + 4
+            assert counts.count(old, COLLECTION, "ncbi") == big  # an older snapshot still counts its own
+        assert counts.keys_walked == 3 * big + 7
