@@ -459,7 +459,7 @@ def test_aliases_and_refpkgs_match_the_model_after_any_commands(
     root, digests, seqs = template
     StoreModel.root, StoreModel.digests, StoreModel.initial_seqs = root, digests, seqs
     run_state_machine_as_test(StoreModel, settings=settings(
-        max_examples=50, stateful_step_count=40, deadline=None,
+        max_examples=50, stateful_step_count=40, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
 
 
