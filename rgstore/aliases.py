@@ -11,6 +11,7 @@ elsewhere needs ``force=True``, and the old target stays in the alias's history.
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice
@@ -484,6 +485,9 @@ def _sequence_held(store: Store, txn: Txn, digest: str) -> bool:
     return True
 
 
+_HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
+
+
 def sequence_known(store: Store, digest: str) -> str | None:
     """The canonical sha512t24u of a sequence of some genome of this store, or None.
 
@@ -497,7 +501,11 @@ def sequence_known(store: Store, digest: str) -> str | None:
         return None
     from .refgetstore import open_refget
 
-    try:
-        return str(open_refget(store, write=False).get_sequence(digest).metadata.sha512t24u)
-    except KeyError:
-        return None
+    refget = open_refget(store, write=False)
+    # An MD5 pasted in capitals: tried as given first, since 32 capitals and digits may also be a sha512t24u.
+    for candidate in dict.fromkeys((digest, digest.lower() if _HEX32.fullmatch(digest) else digest)):
+        try:
+            return str(refget.get_sequence(candidate).metadata.sha512t24u)
+        except KeyError:
+            continue
+    return None

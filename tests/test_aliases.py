@@ -412,8 +412,10 @@ def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genom
     md5 = handle.get_sequence_metadata(chr1[3:]).md5
     assert store.aliases.set("insdc:CHR1.1", chr1, sequence=True).digest == chr1[3:]
     assert store.aliases.set("insdc:CHR1.2", md5, sequence=True).digest == chr1[3:]
+    assert store.aliases.set("insdc:CHR1.3", md5.upper(), sequence=True).digest == chr1[3:]  # pasted in capitals
     assert store.aliases.get("insdc:CHR1.1", sequence=True) == chr1[3:]
-    assert [e.name for e in store.aliases.list(sequence=True, digest=chr1)] == ["CHR1.1", "CHR1.2"]
+    assert [e.name for e in store.aliases.list(sequence=True, digest=chr1)] == ["CHR1.1", "CHR1.2", "CHR1.3"]
+    assert [e.name for e in store.aliases.list(sequence=True, digest=md5.upper())] == ["CHR1.1", "CHR1.2", "CHR1.3"]
     assert store.aliases.list() == []  # collection aliases are a separate kind
 
 
