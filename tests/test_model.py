@@ -57,6 +57,40 @@ class AliasModel:
     def target(self) -> str | None:
         return self.events[self.done[-1]][2] if self.done else None
 
+    def history(self) -> list[tuple[int, str, str | None, str]]:
+        """(seq, action, target, state) of each event, as ``Aliases.history`` lists the stream."""
+        expected = []
+        for i, (seq, action, digest) in enumerate(self.events):
+            if action in ("undone", "redone"):
+                state = ""
+            elif self.done and i == self.done[-1]:
+                state = "current"
+            elif i in self.done:
+                state = "done"
+            elif i in self.undone:
+                state = "undone"
+            else:
+                state = "discarded"
+            expected.append((seq, action, digest, state))
+        return expected
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """A state machine over its own store copy at ``path``, counting the seqs its commands should append."""
+
+    store: Store
+    path: Path
+    next_seq: int
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
 
 @dataclass(frozen=True)
 class PkgState:
@@ -101,7 +135,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, l
     yield root, digests, seqs
 
 
-class StoreModel(RuleBasedStateMachine):
+class StoreModel(StoreMachine):
     """Random alias and refpkg commands against the real store and the model, compared after every step."""
 
     root: Path
@@ -124,15 +158,6 @@ class StoreModel(RuleBasedStateMachine):
         self.pkgs: dict[str, PkgModel] = {}
         self.steps = 0
         self.rebuilt = False
-
-    def teardown(self) -> None:
-        self.store.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def _take_seq(self) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
-        return seq
 
     # -- aliases --------------------------------------------------------------------------------
 
@@ -403,20 +428,7 @@ class StoreModel(RuleBasedStateMachine):
                     with pytest.raises(NotFoundError):
                         aliases.history(f"{ns}:{name}")
                     continue
-                expected = []
-                for i, (seq, action, digest) in enumerate(model.events):
-                    if action in ("undone", "redone"):
-                        state = ""
-                    elif model.done and i == model.done[-1]:
-                        state = "current"
-                    elif i in model.done:
-                        state = "done"
-                    elif i in model.undone:
-                        state = "undone"
-                    else:
-                        state = "discarded"
-                    expected.append((seq, action, digest, state))
-                assert [(s.seq, s.action, s.digest, s.state) for s in aliases.history(f"{ns}:{name}")] == expected
+                assert [(s.seq, s.action, s.digest, s.state) for s in aliases.history(f"{ns}:{name}")] == model.history()
         for name in NAMES:
             meaning = self._resolved(name)
             if isinstance(meaning, str):

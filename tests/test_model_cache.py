@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 import rgstore.log
 from rgstore.cache import TOUCH_INTERVAL
@@ -32,7 +32,7 @@ from rgstore.events import CacheEvicted
 from rgstore.log import NewEvent
 from rgstore.store import Store
 from tests.log_clock import LogClock
-from tests.test_model import ACTOR
+from tests.test_model import ACTOR, StoreMachine
 from tests.upstream_fixture import ENSEMBL, NCBI, UpstreamServer, base, req
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -123,7 +123,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, tree: Path, empty_refget:
     yield out
 
 
-class CacheModel(RuleBasedStateMachine):
+class CacheModel(StoreMachine):
     """Random cache commands against the real store and the model, compared after every step."""
 
     template: Template
@@ -148,15 +148,6 @@ class CacheModel(RuleBasedStateMachine):
         store = Store.open(self.path, actor=ACTOR)
         store.cache.clock = lambda: self.now
         return store
-
-    def teardown(self) -> None:
-        self.store.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def _take_seq(self) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
-        return seq
 
     def _event(self, e: Entry) -> int:
         e.events += 1

@@ -21,11 +21,11 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import initialize, invariant, rule, run_state_machine_as_test
 
 from rgstore.errors import ConflictError, NotFoundError, NothingToRedoError, NothingToUndoError
 from rgstore.store import Store
-from tests.test_model import ACTOR, AliasModel
+from tests.test_model import ACTOR, AliasModel, StoreMachine
 
 NAMESPACES = ("refgenie", "ncbi", "ucsc")
 NAMES = ("hg", "mm")
@@ -87,7 +87,7 @@ def _spell(record: tuple[str, str, str, str], form: str) -> str:
             "GA4GH:SQ.": f"GA4GH:SQ.{bare}", "md5": md5}[form]
 
 
-class GenomesModel(RuleBasedStateMachine):
+class GenomesModel(StoreMachine):
     """Random genome and alias commands against the real store and the model, compared after every step."""
 
     root: Path
@@ -109,15 +109,6 @@ class GenomesModel(RuleBasedStateMachine):
         self.seq_aliases: dict[tuple[str, str], AliasModel] = {}
         self.steps = 0
         self.rebuilt = False
-
-    def teardown(self) -> None:
-        self.store.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def _take_seq(self) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
-        return seq
 
     def _records(self) -> list[tuple[str, str, str, str]]:
         """Every distinct sequence of the contents, in a fixed order."""
@@ -469,20 +460,8 @@ class GenomesModel(RuleBasedStateMachine):
                 with pytest.raises(NotFoundError):
                     aliases.history(f"{ns}:{name}", sequence=sequence)
                 continue
-            expected = []
-            for i, (seq, action, digest) in enumerate(model.events):
-                if action in ("undone", "redone"):
-                    state = ""
-                elif model.done and i == model.done[-1]:
-                    state = "current"
-                elif i in model.done:
-                    state = "done"
-                elif i in model.undone:
-                    state = "undone"
-                else:
-                    state = "discarded"
-                expected.append((seq, action, digest, state))
             steps = aliases.history(f"{ns}:{name}", sequence=sequence)
+            expected = model.history()
             assert [(s.seq, s.action, s.digest, s.state) for s in steps] == expected
             if sequence:
                 assert [s.ga4gh for s in steps] == [d and f"SQ.{d}" for _s, _a, d, _t in expected]
