@@ -81,6 +81,17 @@ class StoreMachine(RuleBasedStateMachine):
     store: Store
     path: Path
     next_seq: int
+    runs = 0
+    """Examples started, across machines: each gets its own copy of the template store."""
+
+    def _copy_and_open(self, root: Path) -> None:
+        """Copy ``root/store`` to a fresh ``root/runN`` and open it; the next seq follows its head."""
+        StoreMachine.runs += 1
+        self.path = root / f"run{StoreMachine.runs}"
+        shutil.copytree(root / "store", self.path)
+        self.store = Store.open(self.path, actor=ACTOR)
+        with self.store.read() as txn:
+            self.next_seq = self.store.log.head(txn)[0] + 1
 
     def teardown(self) -> None:
         self.store.close()
@@ -141,17 +152,10 @@ class StoreModel(StoreMachine):
     root: Path
     digests: list[str]
     initial_seqs: list[int]
-    runs = 0
-    """Examples started: each gets its own copy of the template store."""
 
     def __init__(self) -> None:
         super().__init__()
-        StoreModel.runs += 1
-        self.path = self.root / f"run{StoreModel.runs}"
-        shutil.copytree(self.root / "store", self.path)
-        self.store = Store.open(self.path, actor=ACTOR)
-        with self.store.read() as txn:
-            self.next_seq = self.store.log.head(txn)[0] + 1
+        self._copy_and_open(self.root)
         self.aliases: dict[tuple[str, str], AliasModel] = {}
         for i, seq in enumerate(self.initial_seqs):
             self.aliases[("refgenie", f"g{i}")] = AliasModel(events=[(seq, "alias-set", self.digests[i])], done=[0])

@@ -92,16 +92,10 @@ class GenomesModel(StoreMachine):
 
     root: Path
     contents: list[Content]
-    runs = 0
 
     def __init__(self) -> None:
         super().__init__()
-        GenomesModel.runs += 1
-        self.path = self.root / f"run{GenomesModel.runs}"
-        shutil.copytree(self.root / "store", self.path)
-        self.store = Store.open(self.path, actor=ACTOR)
-        with self.store.read() as txn:
-            self.next_seq = self.store.log.head(txn)[0] + 1
+        self._copy_and_open(self.root)
         self.genomes: dict[str, GenomeModel] = {}
         self.stored: set[str] = set()
         """Genome digests whose collection the RefgetStore holds (a removal leaves it there)."""
