@@ -18,6 +18,7 @@ and MD5, megabytes for a big assembly.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
@@ -97,6 +98,9 @@ class CatalogSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     known: frozenset[str]
     by_attribute: dict[str, dict[str, list[str]]]
     """level-1 attribute -> attribute digest -> genome digests (sorted)."""
+    attribute_values: dict[str, list[str]] = {}
+    """level-1 attribute -> its distinct digests (the keys of ``by_attribute[attr]``), sorted: kept with the
+    snapshot so ``/seqcol/list/attributes`` pages by bisection instead of sorting every value per request."""
     md5: LayeredMap[str]
     """lower-case MD5 -> bare sha512t24u of every sequence in some genome."""
     circular: LayeredSet
@@ -229,6 +233,7 @@ class GenomeCatalog:
                 circular[sq] = True
         return CatalogSnapshot(
             head=head, rebuilds=rebuilds, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
+            attribute_values={attr: sorted(values) for attr, values in by_attribute.items()},
             md5=LayeredMap(md5), circular=LayeredSet(circular), summaries=summaries, added=added,
             md5_shared=LayeredMap(md5_shared), circular_shared=LayeredMap(circular_shared), clash=clash)
 
@@ -335,23 +340,33 @@ class _Update:
         md5: dict[str, str | Any] = {k: GONE for k, n in self.md5_count.items() if n == 0}
         md5.update((k, v) for k, v in self.md5.items() if self.md5_count[k] > 0)
         by_attribute = dict(snap.by_attribute)
+        attribute_values = dict(snap.attribute_values)
         for attr in {attr for attr, _ in self.holders}:
             values = dict(by_attribute.get(attr, {}))
+            ordered = list(attribute_values.get(attr, ()))  # a copy: older snapshots keep theirs
             for (a, value), holders in self.holders.items():
                 if a != attr:
                     continue
+                at = bisect_left(ordered, value)
+                listed = at < len(ordered) and ordered[at] == value
                 if holders:
                     values[value] = sorted(holders)
+                    if not listed:
+                        ordered.insert(at, value)
                 else:
                     values.pop(value, None)
+                    if listed:
+                        del ordered[at]
             if values:
                 by_attribute[attr] = values
+                attribute_values[attr] = ordered
             else:
                 by_attribute.pop(attr, None)
+                attribute_values.pop(attr, None)
         digests = sorted(self.summaries)
         return CatalogSnapshot(
             head=head, rebuilds=snap.rebuilds, digests=digests, known=frozenset(digests), by_attribute=by_attribute,
-            md5=snap.md5.updated(md5, held=self.md5_held),
+            attribute_values=attribute_values, md5=snap.md5.updated(md5, held=self.md5_held),
             circular=snap.circular.updated(add=[k for k, n in self.circular_count.items() if n > 0],
                                            remove=[k for k, n in self.circular_count.items() if n == 0]),
             summaries=self.summaries, added=self.added,

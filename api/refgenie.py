@@ -34,6 +34,7 @@ from rgstore.views.genomes import genome_fhr, genome_record
 
 from .app_info import app_version, organization
 from .catalog import CollectionCache, GenomeCatalog, GenomeSummary
+from .genomesearch import GenomeSearch
 from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import AliasPage, AliasRecord, ErrorBody, GenomePage, RefgenieServiceInfo
 from .schemas import GenomeRecord as GenomeRecordModel
@@ -248,9 +249,9 @@ def list_genomes(
         if digest is not None:
             digests = [d for d in digests if d == digest]
         if q:
-            needle = q.lower()
-            digests = [s.digest for s in catalog.summaries(txn, digests) if any(needle in field.lower() for field in (
-                s.digest, s.description, s.species, *_aliases_of(txn, store, s.digest)))]
+            search: GenomeSearch = store.service("api.genomesearch", GenomeSearch)
+            digests = search.matching(txn, catalog.summaries(txn, digests), q.lower(), flat_name,
+                                      lambda d: _aliases_of(txn, store, d))
         start, end, more = window(digests, offset, limit, past)
         items = [_genome_item(s, _aliases_of(txn, store, s.digest), genome_fhr(txn, env, s.digest))
                  for s in catalog.summaries(txn, digests[start:end])]

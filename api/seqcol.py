@@ -296,7 +296,7 @@ def list_attributes(
     past = decode_text(after) if after is not None else None
     with store_of(request).read() as txn:
         snap = _catalog(request, txn)
-    return _paginate(sorted(snap.by_attribute.get(attribute, {})), page, page_size, past)
+    return _paginate(snap.attribute_values.get(attribute, []), page, page_size, past)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -46,7 +46,7 @@ def _fresh(store: Store) -> CatalogSnapshot:
 def _data(snap: CatalogSnapshot) -> dict[str, Any]:
     """Everything a snapshot answers with, as plain values."""
     return {"head": snap.head, "digests": list(snap.digests), "known": set(snap.known),
-            "by_attribute": snap.by_attribute, "md5": dict(snap.md5), "circular": set(snap.circular),
+            "by_attribute": snap.by_attribute, "attribute_values": snap.attribute_values, "md5": dict(snap.md5), "circular": set(snap.circular),
             "sizes": (len(snap.md5), len(snap.circular), len(snap.md5_shared), len(snap.circular_shared)),
             "summaries": dict(snap.summaries), "added": dict(snap.added), "md5_shared": dict(snap.md5_shared),
             "circular_shared": dict(snap.circular_shared), "clash": snap.clash}
@@ -101,6 +101,7 @@ def test_random_genome_add_remove_alias_steps_update_the_catalog_exactly_as_a_fu
             snap = catalog.snapshot(txn)
         assert _data(snap) == _data(_fresh(store))
         assert set(snap.digests) == set(held)
+        assert snap.attribute_values == {attr: sorted(values) for attr, values in snap.by_attribute.items()}
         if rng.random() < 0.3:
             kept.append((snap, _data(snap)))
     assert catalog.builds == 1 and catalog.updates > 20

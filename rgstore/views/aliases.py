@@ -65,12 +65,14 @@ __all__ = [
     "check_name",
     "check_namespace",
     "collection_alias",
+    "collection_alias_keys",
     "collection_aliases_of",
     "count_aliases",
     "list_aliases",
     "parse_alias_stream",
     "sequence_alias",
     "sequence_aliases_of",
+    "split_alias_key",
     "target_at",
 ]
 
@@ -274,6 +276,31 @@ def aliases_of(txn: Txn, environment: Environment, kind: Kind, digest: str) -> l
     if db is None:
         return []
     return [_split(key[len(digest) + 1:]) for key, _ in iter_prefix(txn, db, digest.encode() + b"\x00")]
+
+
+def collection_alias_keys(txn: Txn, environment: Environment) -> list[bytes]:
+    """The reverse index's key of every collection alias, in key order (``split_alias_key`` reads one).
+
+    One cursor pass instead of a seek per genome (a search over every genome's aliases cost ~7 us
+    a genome that way); keys, not names, so a caller can keep what it derived from one between walks.
+    """
+    db = _db(environment, _BY_DIGEST[COLLECTION])
+    if db is None:
+        return []
+    cur = txn.cursor(db=db)
+    try:
+        return [bytes(key) for key in cur.iternext(values=False)]
+    finally:
+        cur.close()
+
+
+def split_alias_key(key: bytes) -> tuple[str, str, str]:
+    """(digest, namespace, name) of a reverse-index key, split at its first NUL.
+
+    For a digest holding a NUL or a non-ASCII character, ``aliases_of`` is the authority.
+    """
+    digest, _, rest = key.partition(b"\x00")
+    return (digest.decode(), *_split(rest))
 
 
 def collection_aliases_of(txn: Txn, environment: Environment, digest: str) -> list[tuple[str, str]]:
