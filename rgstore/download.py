@@ -23,7 +23,7 @@ from .checksums import Expected, verify_file
 from .diskspace import free_bytes
 from .environment import fsync_dir
 from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
-from .httpclient import read_capped, redact
+from .httpclient import iter_body, read_capped, redact
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
                 out.seek(offset)
                 out.truncate()
                 written, next_check = offset, offset
-                for chunk in resp.iter_raw():  # no chunk size: a buffered chunk would be lost on a drop
+                for chunk in iter_body(resp, raw=True):  # no chunk size: a buffered chunk would be lost on a drop
                     written += len(chunk)
                     if limit is not None and written > limit:
                         raise _Oversized(f"upstream sent more than the {limit:,} bytes its checksum file allows "

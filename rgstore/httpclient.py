@@ -10,12 +10,19 @@ Credentials never go in a URL: a URL is printed in errors and may be recorded in
 replicated and served forever. ``check_url`` refuses them where a URL enters rgstore, ``redact``
 masks them in any message, and clients built here send Basic auth from ``$NETRC`` or ``~/.netrc``
 (httpx itself no longer reads netrc).
+
+httpx's timeouts are per read, so an upstream sending a byte every few seconds would keep a
+download alive forever: ``iter_body`` (which every streamed body goes through) gives up, as curl's
+``--speed-limit``/``--speed-time`` do, once a body averages under ``$RGSTORE_LOW_SPEED_LIMIT``
+bytes/s over ``$RGSTORE_LOW_SPEED_TIME_S`` seconds.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -24,11 +31,15 @@ from .errors import InvalidInputError, RemoteError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["check_url", "is_http_url", "new_client", "read_capped", "redact"]
+__all__ = ["check_url", "is_http_url", "iter_body", "low_speed", "new_client", "read_capped", "redact"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 NETRC_HINT = "put credentials in ~/.netrc (or the file $NETRC names) instead"
+LOW_SPEED_LIMIT = 1024
+"""Bytes/s a streamed body must average (``$RGSTORE_LOW_SPEED_LIMIT``; 0 turns the guard off)."""
+LOW_SPEED_TIME_S = 60.0
+"""Over how many seconds of waiting for the body (``$RGSTORE_LOW_SPEED_TIME_S``)."""
 
 
 def redact(text: str) -> str:
@@ -110,14 +121,76 @@ def new_client(**kw: Any) -> httpx.Client:
         raise InvalidInputError(f"unusable proxy setting ({settings or 'none set'}): {exc}") from None
 
 
+def _setting(name: str, default: float, *, minimum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum or value == float("inf"):
+        raise InvalidInputError(f"${name}={raw!r}: expected a number >= {minimum:g}")
+    return value
+
+
+def low_speed() -> tuple[float, float]:
+    """(bytes/s, seconds) of the low-speed guard from the environment; InvalidInputError for an unusable value."""
+    return (_setting("RGSTORE_LOW_SPEED_LIMIT", LOW_SPEED_LIMIT, minimum=0),
+            _setting("RGSTORE_LOW_SPEED_TIME_S", LOW_SPEED_TIME_S, minimum=0.001))
+
+
+def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | None = None) -> Iterator[bytes]:
+    """A streamed response's body (``iter_raw`` if ``raw``, else ``iter_bytes``); httpx.ReadTimeout when too slow.
+
+    Too slow: averaging under ``low_speed()`` bytes/s over its window. Only time spent waiting
+    for bytes counts (a consumer busy writing or hashing is not the upstream's fault), and the clock
+    starts at the first piece (silence before it is the read timeout's business: a server may
+    fetch from its own upstream before answering). A ReadTimeout, like the read timeout's, is a
+    network failure every caller already reports with the URL (and a download retries and resumes).
+    ``chunk_size`` joins pieces up to that size; the guard sees each piece as it arrives.
+    """
+    import httpx
+
+    limit, window = low_speed()
+    pieces = iter(response.iter_raw() if raw else response.iter_bytes())
+    waited, got, started = 0.0, 0, False
+    buffer = bytearray()
+    while True:
+        before = time.monotonic()
+        piece = next(pieces, None)
+        if piece is None:
+            break
+        if started:
+            waited += time.monotonic() - before
+            got += len(piece)
+        started = True
+        if limit and waited >= window:
+            if got < limit * waited:
+                raise httpx.ReadTimeout(
+                    f"the transfer averaged {got / waited:,.0f} bytes/s over {waited:,.1f} s, under the "
+                    f"{limit:,.0f} bytes/s $RGSTORE_LOW_SPEED_LIMIT asks for over $RGSTORE_LOW_SPEED_TIME_S "
+                    f"({window:g} s)", request=response.request)
+            waited, got = 0.0, 0
+        if chunk_size is None:
+            yield piece
+            continue
+        buffer += piece
+        if len(buffer) >= chunk_size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
 def read_capped(response: httpx.Response, limit: int, too_long: str) -> bytes:
     """A streamed response's whole body; RemoteError(``too_long``) as soon as it runs past ``limit`` bytes.
 
     An endless or oversized answer (the wrong URL, a misbehaving server) stops there, not when
-    memory runs out.
+    memory runs out; a trickling one stops as ``iter_body`` says.
     """
     body = bytearray()
-    for chunk in response.iter_bytes():
+    for chunk in iter_body(response):
         body += chunk
         if len(body) > limit:
             raise RemoteError(too_long)

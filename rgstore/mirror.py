@@ -296,8 +296,20 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                 log_id, upstream_head, upstream_hash = _server_head(client, source)
                 known = {upstream_head: upstream_hash}
                 start = _local_head(store)
-                applied, head = apply(log_id, upstream.server_records(client, source, start, upstream_head), upstream_head,
-                                      known)
+                # Pages name the log: a server whose store is replaced mid-pull answers 409, not another log's records.
+                try:
+                    applied, head = apply(log_id, upstream.server_records(client, source, start, upstream_head, log_id),
+                                          upstream_head, known)
+                except upstream.LogReplacedError as exc:
+                    try:
+                        served = _server_head(client, source)[0]
+                    except RemoteError:
+                        raise exc from None
+                    if served == log_id:  # swapped back already (or a balancer's backends disagree)
+                        raise
+                    ours = f"this mirror's {store.log_id()}" if _local_head(store) else f"this pull's {log_id}"
+                    raise LogMismatchError(
+                        f"{source} serves log {served}, not {ours}: refusing to mix different logs") from None
         fetched = _fetch_blobs(store, client, source, kind, progress) if with_blobs else 0
         cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
     finally:

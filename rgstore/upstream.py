@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ChainError, IntegrityError, NotFoundError, RemoteError
+from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .files import CHUNK
 from .logfile import MAX_RECORD, frame_list, read_log_stream
 from .segments import Manifest
@@ -19,7 +19,7 @@ from .segments import Manifest
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["FRAMES_MEDIA_TYPE", "PAGE", "client", "get", "is_url", "prefetched", "fetch", "segment_records",
+__all__ = ["FRAMES_MEDIA_TYPE", "LogReplacedError", "PAGE", "client", "get", "is_url", "prefetched", "fetch", "segment_records",
            "server_records", "stream"]
 
 FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
@@ -31,6 +31,14 @@ PAGE_LIMIT = MAX_RECORD + (64 << 20)
 TIMEOUT_S = 30.0
 """Seconds an upstream may stay silent (connecting: at most 5) before a request fails."""
 T = TypeVar("T")
+
+
+class _Conflict(RemoteError):
+    """A 409: for ``/events`` with ``log_id``, the server serves another log."""
+
+
+class LogReplacedError(LogMismatchError):
+    """A server answered a page of one log with 409: it serves another log now."""
 
 
 def is_url(source: str) -> bool:
@@ -66,6 +74,8 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any
         with client.stream("GET", url, **kw) as resp:
             if resp.status_code == 404:
                 raise NotFoundError(f"{shown}: 404 Not Found")
+            if resp.status_code == 409:
+                raise _Conflict(f"{shown}: HTTP 409")
             if resp.status_code >= 400:
                 raise RemoteError(f"{shown}: HTTP {resp.status_code}")
             body = read_capped(resp, limit, f"{shown}: the answer runs past {limit:,} bytes, more than it can hold; "
@@ -83,7 +93,7 @@ def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[byt
     """
     import httpx
 
-    from .httpclient import redact
+    from .httpclient import iter_body, redact
 
     shown = redact(url)
     try:
@@ -93,7 +103,7 @@ def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[byt
             if resp.status_code >= 400:
                 raise RemoteError(f"{shown}: HTTP {resp.status_code}")
             got = 0
-            for chunk in resp.iter_bytes(CHUNK):
+            for chunk in iter_body(resp, chunk_size=CHUNK):
                 got += len(chunk)
                 if limit is not None and got > limit:
                     raise RemoteError(f"{shown}: the answer runs past the {limit:,} bytes recorded for it; "
@@ -129,12 +139,22 @@ def segment_records(
         yield from frames
 
 
-def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int) -> Iterator[list[tuple[int, bytes]]]:
-    """Pages of (seq, record) from a server's ``/events`` after ``start`` up to ``upstream_head``, as stored frames."""
+def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int,
+                 log_id: str | None = None) -> Iterator[list[tuple[int, bytes]]]:
+    """Pages of (seq, record) from a server's ``/events`` after ``start`` up to ``upstream_head``, as stored frames.
+
+    With ``log_id``, every page asks for records of that log only: a server now serving another
+    (its store replaced, a load balancer's other backend) answers 409, raised as LogMismatchError.
+    """
     after = start
+    cursor = {"log_id": log_id} if log_id else {}
     while after < upstream_head:
-        body, media = fetch(client, f"{base}/events", params={"after": after, "limit": PAGE},
-                            headers={"Accept": FRAMES_MEDIA_TYPE}, limit=PAGE_LIMIT)
+        try:
+            body, media = fetch(client, f"{base}/events", params={"after": after, "limit": PAGE, **cursor},
+                                headers={"Accept": FRAMES_MEDIA_TYPE}, limit=PAGE_LIMIT)
+        except _Conflict:
+            raise LogReplacedError(f"{base} no longer serves log {log_id} (its store was replaced during the pull?): "
+                                   "refusing to mix different logs") from None
         try:
             page = frame_list(body)
         except ChainError as exc:
@@ -151,9 +171,10 @@ def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int
         yield page
 
 
-def server_records(client: httpx.Client, base: str, start: int, upstream_head: int) -> Iterator[tuple[int, bytes]]:
-    """(seq, record) from a server's ``/events``, the next page fetched while this one is used."""
-    for page in prefetched(server_pages(client, base, start, upstream_head)):
+def server_records(client: httpx.Client, base: str, start: int, upstream_head: int,
+                   log_id: str | None = None) -> Iterator[tuple[int, bytes]]:
+    """(seq, record) from a server's ``/events`` (of log ``log_id`` only, if given), the next page fetched while this one is used."""
+    for page in prefetched(server_pages(client, base, start, upstream_head, log_id)):
         yield from page
 
 

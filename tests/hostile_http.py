@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HostileServer", "Reply", "endless", "fixed", "response", "stall_after"]
+__all__ = ["HostileServer", "Reply", "endless", "fixed", "response", "stall_after", "trickle"]
 
 Reply = Callable[[socket.socket, str], bool]
 
@@ -45,6 +45,20 @@ def stall_after(prefix: bytes, seconds: float = 30.0) -> Reply:
         conn.sendall(prefix)
         time.sleep(seconds)
         return False
+
+    return reply
+
+
+def trickle(body: bytes, every: float = 0.05, headers: tuple[str, ...] = ()) -> Reply:
+    """A 200 announcing ``body`` whole, then sending it one byte every ``every`` seconds (until the client hangs up)."""
+
+    def reply(conn: socket.socket, path: str) -> bool:
+        head = ["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", 'ETag: "trickle"', *headers]
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        for i in range(len(body)):
+            conn.sendall(body[i:i + 1])
+            time.sleep(every)
+        return True
 
     return reply
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rgstore import download as download_module
 from rgstore.checksums import Expected
 from rgstore.download import download, get_text, http_client
 from rgstore.errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
-from tests.hostile_http import HostileServer, Reply, endless, fixed, response, stall_after
+from tests.hostile_http import HostileServer, Reply, endless, fixed, response, stall_after, trickle
 from tests.upstream_fixture import UpstreamServer
 
 PAYLOAD = os.urandom(300_000)
@@ -198,3 +199,39 @@ def test_a_download_without_a_promised_size_stops_before_the_disk_is_full_and_ke
         with pytest.raises(DiskWriteError, match="stopped downloading .* bytes left free on"):
             download(client, f"{srv.url}/genome.fa.gz", dest, expected=MD5)
     assert not dest.exists()
+
+
+def test_a_trickling_download_is_given_up_in_one_line_naming_the_url_and_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One byte every 50 ms never trips the 1 s read timeout: only the low-speed guard ends it.
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "1")
+    dest = tmp_path / "genome.fa.gz"
+    with HostileServer({"/": trickle(PAYLOAD[:1000])}) as srv, http_client(timeout=1.0) as client:
+        url = srv.url.replace("http://", "http://me:s3cret@") + "/genome.fa.gz"
+        with pytest.raises(RemoteError) as caught:
+            download(client, url, dest, expected=MD5, retries=0)
+    message = str(caught.value)
+    assert re.match(rf"^download of http://\*\*\*@127\.0\.0\.1:{srv.port}/genome\.fa\.gz failed 1 times \(last: "
+                    r"the transfer averaged \d+ bytes/s over 1\.\d s, under the 1,024 bytes/s "
+                    r"\$RGSTORE_LOW_SPEED_LIMIT asks for", message), message
+    assert "\n" not in message and "s3cret" not in message
+    assert not dest.exists()
+
+
+def test_a_download_given_up_as_too_slow_resumes_from_its_part_when_the_upstream_speeds_up(
+    server: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", str(1 << 20))
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.5")
+    server.slow("big.bin", 20.0)  # 300 kB in 20 pieces over 20 s: 15 kB/s, far under 1 MiB/s
+    dest = tmp_path / "big.bin"
+    with http_client() as client, pytest.raises(RemoteError, match="under the 1,048,576 bytes/s .*next run resumes"):
+        download(client, f"{server.url}/big.bin", dest, expected=MD5, retries=0)
+    kept = (tmp_path / "big.bin.part").stat().st_size
+    assert 0 < kept < len(PAYLOAD) and not dest.exists()
+    server.slow("big.bin", 0.0)
+    with http_client() as client:
+        download(client, f"{server.url}/big.bin", dest, expected=MD5)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.gets("big.bin")[-1].range == f"bytes={kept}-"

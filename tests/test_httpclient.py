@@ -14,7 +14,7 @@ import pytest
 from rgstore import upstream
 from rgstore.errors import InvalidInputError, RemoteError
 from rgstore.httpclient import check_url, new_client, redact
-from tests.hostile_http import HostileServer, endless, fixed
+from tests.hostile_http import HostileServer, endless, fixed, trickle
 
 
 @pytest.mark.parametrize("setting", ["socks4://127.0.0.1:1", "gopher://proxy", "http://[::1"])
@@ -139,3 +139,35 @@ def test_a_closed_hostile_server_no_longer_answers_on_its_port() -> None:
         port = srv.port
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))
+
+
+def test_a_trickling_blob_stream_is_a_one_line_remote_error_naming_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "100")
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.5")
+    with HostileServer({"/blobs/": trickle(b"b" * 400, every=0.05)}) as srv, upstream.client() as client:
+        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}/blobs/ab: the transfer averaged \d+ "
+                           r"bytes/s over 0\.\d s, under the 100 bytes/s"):
+            list(upstream.stream(client, f"{srv.url}/blobs/ab", limit=400))
+
+
+def test_a_body_faster_than_the_low_speed_limit_arrives_whole_in_the_chunks_asked_for(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "10")
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.2")
+    body = bytes(range(256)) * 4
+    with HostileServer({"/f": trickle(body[:30], every=0.02), "/big": fixed("200 OK", body)}) as srv, \
+            upstream.client() as client:
+        assert b"".join(upstream.stream(client, f"{srv.url}/f", limit=None)) == body[:30]  # ~50 bytes/s
+        assert [len(c) for c in upstream.stream(client, f"{srv.url}/big", limit=None)] == [len(body)]
+
+
+@pytest.mark.parametrize(("name", "value"), [("RGSTORE_LOW_SPEED_LIMIT", "-1"), ("RGSTORE_LOW_SPEED_TIME_S", "0"),
+                                             ("RGSTORE_LOW_SPEED_TIME_S", "soon")])
+def test_an_unusable_low_speed_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with HostileServer({"/": fixed("200 OK", b"x")}) as srv, upstream.client() as client:
+        with pytest.raises(InvalidInputError, match=rf"^\${name}='{value}': expected a number >= "):
+            upstream.get(client, f"{srv.url}/x")

@@ -21,7 +21,7 @@ from rgstore.segments import MANIFEST, publish, read_manifest
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
-from tests.hostile_http import HostileServer, Reply, endless, fixed, stall_after
+from tests.hostile_http import HostileServer, Reply, endless, fixed, stall_after, trickle
 from tests.progress_recorder import Bars
 
 
@@ -859,6 +859,20 @@ def test_a_stalled_upstream_times_out_with_the_url_and_changes_nothing(
                 pull(mirror, srv.url)
             assert mirror.head()[0] == 0
 
+
+
+def test_a_trickling_segment_is_given_up_with_its_url_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A byte every 50 ms never trips the read timeout; the low-speed guard ends the pull after ~1 s.
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "1")
+    routes = _published_routes(tmp_path)
+    segment = next(path for path in routes if path.endswith("-000000000020.rgseg"))
+    with HostileServer({**routes, segment: trickle(b"x" * 900)}) as srv, Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}{segment}: the transfer averaged \d+ "
+                           r"bytes/s over 1\.\d s, under the 1,024 bytes/s \$RGSTORE_LOW_SPEED_LIMIT"):
+            pull(mirror, srv.url)
+        assert mirror.head()[0] == 0
 
 def _all_routes(pub: Path) -> dict[str, Reply]:
     return {f"/{path.relative_to(pub).as_posix()}": fixed("200 OK", path.read_bytes())

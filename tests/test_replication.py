@@ -304,6 +304,49 @@ def test_a_primary_restored_from_a_backup_and_written_to_is_refused_by_a_server_
         assert (mirror.head(), view_digests(mirror)) == before
 
 
+def test_a_server_whose_store_becomes_another_logs_mid_pull_is_refused_and_nothing_is_applied(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from rgstore.errors import LogMismatchError
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.upstream import FRAMES_MEDIA_TYPE
+    from tests.hostile_http import HostileServer, response
+
+    with Store.open(tmp_path / "a") as a:
+        a.append([NewEvent(stream="s", event=Noted(text=f"a{i}")) for i in range(3)])
+    with Store.open(tmp_path / "b") as b:
+        b.append([NewEvent(stream="s", event=Noted(text=f"b{i}")) for i in range(9)])
+        other = b.log_id()
+    with running_server(tmp_path / "a") as first, Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, first.url)
+        ours = mirror.log_id()
+    with Store.open(tmp_path / "a") as a:
+        a.append([NewEvent(stream="s", event=Noted(text=f"a{i}")) for i in range(3, 6)])
+    with running_server(tmp_path / "a") as first, running_server(tmp_path / "b") as second:
+        heads: list[str] = []
+
+        def swapped_after_the_head_check(conn: socket.socket, path: str) -> bool:
+            """A proxy whose backend becomes the other log's store once the mirror has read /events/head."""
+            target = second.url if heads or not path.startswith("/events/head") else first.url
+            if path.startswith("/events/head"):
+                heads.append(target)
+            r = httpx.get(target + path, headers={"Accept": FRAMES_MEDIA_TYPE})
+            content_type = r.headers.get("content-type", "text/plain")
+            conn.sendall(response(f"{r.status_code} {r.reason_phrase}", r.content, (f"Content-Type: {content_type}",)))
+            return True
+
+        with HostileServer({"/": swapped_after_the_head_check}) as proxy, Store.open(tmp_path / "mirror") as mirror:
+            before = mirror.head(), view_digests(mirror)
+            with pytest.raises(LogMismatchError, match=rf"^{proxy.url} serves log {other}, not this mirror's {ours}: "
+                               "refusing to mix different logs$"):
+                pull(mirror, proxy.url)
+            assert (mirror.head(), view_digests(mirror)) == before
+    pages = [line for line in proxy.seen if line.startswith("GET /events?")]
+    assert pages and all(f"log_id={ours}" in line for line in pages)
+
 def _follower_pids(mirror: Path) -> list[int]:
     """Live `python -m rgstore.follow MIRROR ...` processes (zombies excluded)."""
     pids = []
