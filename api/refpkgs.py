@@ -18,10 +18,10 @@ from rgstore.environment import Txn
 from rgstore.errors import ConflictError, IntegrityError, NotFoundError, RgstoreError
 from rgstore.events import FileRef
 from rgstore.pagecursor import decode_text, encode_text
+from rgstore.refpkg_history import decode_history_cursor, history_page
 from rgstore.refpkg_manifest import Manifest, ManifestState, iter_manifest, too_deep
 from rgstore.store import Store
 from rgstore.views.refpkgs import Head, Step, refpkg_chain, refpkg_log, refpkg_step
-from rgstore.views.refpkgstate import refpkg_log_chain
 
 from .files import StoredFileResponse, fd_checksums, file_responses
 from .keyset import After, next_after, only_one_start, paged_responses
@@ -113,34 +113,26 @@ def get_refpkg(request: Request, name: str) -> Response:
 
 @router.get(
     "/{name}/history", response_model=RefpkgHistory, summary="A package's retained steps, paged",
-    responses={404: {"model": ErrorBody}},
+    responses=paged_responses({404: {"model": ErrorBody}}),
 )
-def refpkg_history(request: Request, name: str, offset: Offset = 0, limit: Limit = 100) -> Response:
+def refpkg_history(
+    request: Request, name: str, offset: Offset = 0, limit: Limit = 100, after: After = None,
+) -> Response:
     """Steps newest first: the current one, those a rollback reaches, then those a rollforward re-applies.
 
-    Only the page's steps are read whole (each carries the package's file table); the ones
-    before it are walked for their links alone.
+    ``after`` pages by the first page's order (``X-Rgstore-Next-After``): an update, rollback or
+    rollforward between pages neither repeats nor skips a step retained throughout. Only the
+    page's steps are read whole (each carries the package's file table).
     """
+    only_one_start(request, after, "offset")
+    past = decode_history_cursor(after) if after is not None else None
     store = store_of(request)
-    env = store.environment
-    steps: list[dict[str, Any]] = []
     with store.read() as txn:
         head, current = _state(store, txn, name)
-        undone = list(reversed(head.redo))
-        total = current.depth + 1 + len(undone)
-        end = min(offset + limit, total)
-        if offset <= current.depth:
-            for index, link in enumerate(refpkg_log_chain(txn, env, name, current.seq)):
-                if index >= end:
-                    break
-                if index >= offset:
-                    step = current if index == 0 else refpkg_step(txn, env, name, link.seq)
-                    steps.append(_step(step, "current" if index == 0 else "done"))
-        done = current.depth + 1
-        for seq in undone[max(offset - done, 0):max(end - done, 0)]:
-            steps.append(_step(refpkg_step(txn, env, name, seq), "undone"))
-    return json_response({"name": name, "steps": steps,
-                          "pagination": {"offset": offset, "limit": limit, "total": total}})
+        page = history_page(txn, store.environment, name, head, current, offset=offset, limit=limit, after=past)
+    return json_response({"name": name, "steps": [_step(step, state) for step, state in page.steps],
+                          "pagination": {"offset": offset, "limit": limit, "total": page.total}},
+                         headers=next_after(page.next_after))
 
 
 def _step(step: Step, state: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pytest
 
 from rgstore.events import FileRef, RefpkgCreated, RefpkgRemoved, Undone
 from rgstore.log import NewEvent
+from rgstore.pagecursor import encode_cursor, encode_row
 from rgstore.refpkg_manifest import MAX_NESTING
 from rgstore.refpkgs import CREATE_LOG
 from rgstore.store import Store
@@ -94,6 +95,97 @@ def test_history_pages_across_done_and_undone_steps(served: Server) -> None:
     assert all(page["pagination"]["total"] == 3 for page in pages)
     two = httpx.get(f"{served.url}/refpkgs/pkg/history", params={"offset": 1, "limit": 2}).json()["steps"]
     assert [s["state"] for s in two] == ["done", "undone"]
+
+
+@pytest.fixture
+def zipped(tmp_path: Path) -> Path:
+    """A package of 7 retained steps: the current one, 3 a rollback reaches and 3 a rollforward re-applies."""
+    (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    with Store.open(tmp_path / "store") as store:
+        store.refpkgs.create("z", locus="16S", files=[("tree", tmp_path / "tree.nwk")])
+        for i in range(6):
+            store.refpkgs.update_metadata("z", [f"k={i}"])
+        store.refpkgs.rollback("z", 3)
+    return tmp_path / "store"
+
+
+def _history_seqs(server: Server) -> list[int]:
+    return [s["seq"] for s in httpx.get(f"{server.url}/refpkgs/z/history", params={"limit": 1000}).json()["steps"]]
+
+
+def _history_walk(server: Server, limit: int, between: Any = None) -> list[dict[str, Any]]:
+    """Every page of z's history by cursor (the first by offset); ``between(page)`` runs after each page but the last."""
+    pages: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"offset": 0, "limit": limit}
+    for page in range(100):
+        answer = httpx.get(f"{server.url}/refpkgs/z/history", params=params)
+        assert answer.status_code == 200, answer.text
+        pages.append(answer.json())
+        token = answer.headers.get("x-rgstore-next-after")
+        if token is None:
+            return pages
+        if between is not None:
+            between(page)
+        params = {"after": token, "limit": limit}
+    raise AssertionError("the walk did not end")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 6, 7])
+def test_history_walked_by_cursor_is_exactly_the_full_listing(zipped: Path, limit: int) -> None:
+    with running_server(zipped) as server:
+        full = httpx.get(f"{server.url}/refpkgs/z/history", params={"limit": 1000})
+        pages = _history_walk(server, limit)
+    assert "x-rgstore-next-after" not in full.headers
+    assert [s["state"] for s in full.json()["steps"]] == ["current"] + ["done"] * 3 + ["undone"] * 3
+    assert [s for p in pages for s in p["steps"]] == full.json()["steps"]
+    assert len(pages) == -(-7 // limit)
+    assert all(p["pagination"] == {"offset": 0, "limit": limit, "total": 7} for p in pages)
+
+
+WRITES = {
+    "rollback": lambda store: store.refpkgs.rollback("z"),
+    "rollforward": lambda store: store.refpkgs.rollforward("z"),
+    "update": lambda store: store.refpkgs.update_metadata("z", ["k=new"]),
+}
+
+
+@pytest.mark.parametrize("writes", [
+    ["rollback", "rollback", "rollforward"], ["rollforward", "rollforward", "rollback"],
+    ["update", "rollback", "update"], ["rollback", "update", "rollback"],
+])
+def test_writes_between_history_pages_neither_repeat_nor_skip_a_step_retained_throughout(
+    zipped: Path, writes: list[str],
+) -> None:
+    # An offset walk repeats the current step after a rollback (it moves to the undone end) and
+    # skips one after an update (a new step in front); the cursor keeps the first page's order.
+    seen: set[int] = set()
+    with running_server(zipped) as server, Store.open(zipped) as store:
+        before = _history_seqs(server)
+
+        def between(page: int) -> None:
+            if page < len(writes):
+                WRITES[writes[page]](store)
+                seen.update(_history_seqs(server))
+
+        listed = [s["seq"] for p in _history_walk(server, 2, between) for s in p["steps"]]
+        after = _history_seqs(server)
+    fold = before[0]
+    assert len(listed) == len(set(listed)), "a step came twice"
+    assert set(before) & set(after) <= set(listed), "a step retained throughout was skipped"
+    assert set(listed) <= set(before) | seen
+    assert listed == sorted(listed, key=lambda seq: (0, -seq) if seq <= fold else (1, seq))
+
+
+@pytest.mark.parametrize("params", [
+    {"after": "not!base64"}, {"after": "A"}, {"after": encode_cursor(b"k")},
+    {"after": encode_row(("a", "b"))}, {"after": encode_row((1, 2, 3))},
+    {"offset": 0, "after": encode_row((5, 4))},
+])
+def test_a_malformed_history_cursor_or_one_with_offset_is_a_one_line_422(served: Server, params: dict[str, Any]) -> None:
+    answer = httpx.get(f"{served.url}/refpkgs/pkg/history", params=params)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and "after" in detail
 
 
 def test_contents_of_a_history_too_deep_for_taxtastic_is_refused_not_rendered(tmp_path: Path) -> None:
