@@ -243,6 +243,10 @@ class RefpkgUpdated(Event, frozen=True, tag="refpkg-updated"):
     files: dict[str, Union[FileRef, None]] = {}
     metadata: dict[str, Union[str, None]] = {}
     message: str = ""
+    superseded: int = 0
+    """Files the step stored and replaced within itself: ``taxit update`` copies one file per pair
+    it is given, so a key named twice (or a derived phylo_model that an explicit one replaces) leaves
+    a copy that its ``strip`` removes and counts. 0 in events written before this field existed."""
 
 
 class RefpkgRemoved(Event, frozen=True, tag="refpkg-removed"):

@@ -202,10 +202,14 @@ class Refpkgs:
         pairs = split_assignments(changes, "path")
         checked = self._checked_files(pairs)
         message = "Updates files: " + ", ".join(f"{key}={path}" for key, path in pairs)
+        # taxit copies a file per pair, plus a phylo_model per tree_stats pair; its strip counts
+        # each copy a later pair in the same update replaced.
+        copies = len(pairs) + sum(1 for key, _path in pairs if key == "tree_stats")
 
         def command(txn: Txn, refs: dict[str, FileRef]) -> list[NewEvent]:
             self._current(txn, name)
-            event = RefpkgUpdated(name=name, files=dict(refs), message=message)
+            event = RefpkgUpdated(name=name, files=dict(refs), message=message,
+                                  superseded=max(copies - len(refs), 0))
             return [NewEvent(stream=refpkg_stream(name), event=event)]
 
         with with_derived_phylo_model(checked) as checked:

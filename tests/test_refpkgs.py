@@ -295,6 +295,12 @@ STRIP_HISTORIES = {
                             ("rollforward", "1"), ("metadata", "k=v"), ("rollback", "1")],
     "strip, update, strip": [("files", "tree=v2/tree.nwk"), ("strip", ""), ("files", "tree=v3/tree.nwk"),
                              ("files", "tree=v4/tree.nwk"), ("rollback", "1")],
+    # taxit copies one file per pair: a key named twice in one update leaves a copy for strip to count
+    "one key named twice": [("files", "tree=v2/tree.nwk tree=v3/tree.nwk")],
+    "a new key named thrice": [("files", "extra=v2/README.txt extra=v3/README.txt extra=v2/README.txt")],
+    "one path twice": [("files", "readme=v2/README.txt readme=v2/README.txt"), ("rollback", "1")],
+    "tree_stats twice": [("files", "tree_stats=stats/RAxML_info.dna tree_stats=stats/RAxML_info.evaluate")],
+    "tree_stats and phylo_model": [("files", "tree_stats=stats/RAxML_info.dna phylo_model=v2/README.txt")],
 }
 
 
@@ -302,9 +308,10 @@ STRIP_HISTORIES = {
 def test_strip_counts_removed_files_as_taxit_strip_does(
     store: Store, inputs: dict[str, Path], tmp_path: Path, history: str
 ) -> None:
-    from .refpkg_data import contents, taxit
+    from .refpkg_data import contents, taxit, write_tree_stats
 
     base = inputs["tree"].parent
+    write_tree_stats(base / "stats")
     for i in range(2, 6):
         for key in ("tree", "seq_info", "readme"):
             text_file(base, f"v{i}/{inputs[key].name}", f"{key} version {i}\n")

@@ -254,6 +254,7 @@ class _Fold:
                     head.added += sum(1 for ref in event.files.values() if ref is not None)
                 if event.metadata:
                     metadata = _patched(metadata, event.metadata)
+                head.added += event.superseded  # copies taxtastic's directory keeps beyond the keys set
                 log = [event.message]
             else:
                 log = [_message(event)]

@@ -84,8 +84,9 @@ class Head(msgspec.Struct, kw_only=True, array_like=True):
     redo: list[int] = []
     """Undone steps a rollforward can re-apply; the next one is last."""
     added: int = 0
-    """File keys set since the last strip (creation, import or strip counts its current keys):
-    the files a taxtastic directory of this package would hold."""
+    """File keys set since the last strip (creation, import or strip counts its current keys), plus
+    the copies an update replaced within itself (``RefpkgUpdated.superseded``): the files a taxtastic
+    directory of this package would hold."""
 
 
 class StepLog(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
