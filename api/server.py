@@ -23,6 +23,7 @@ import uvicorn.config
 from uvicorn.supervisors import Multiprocess
 
 from rgstore.errors import ConflictError, InvalidInputError
+from rgstore.httpclient import low_speed
 from rgstore.store import Store
 
 from .app import ENV_FOLLOW_INTERVAL
@@ -173,6 +174,7 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     """
     Store.open(store, readonly=True, catch_up_views=False).close()  # one line here, not in every worker; views: after binding
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
+    low_speed()  # and $RGSTORE_LOW_SPEED_*, which lazy fetches would otherwise answer 400 for
     check_listen(host, port)
     os.environ[ENV_STORE] = str(store)
     if follow_interval is not None:

@@ -57,6 +57,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     from rgstore_api.server import check_listen, serve
     from rgstore_api.storepath import resolve_store_path
 
+    from rgstore.httpclient import low_speed
     from rgstore.store import Store
 
     path = resolve_store_path(ctx.store_path)
@@ -84,6 +85,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
                                  param_hint="--header-timeout") from None
     check_listen(host, port)  # a busy port is one line, before anything starts
     FetchLimits.from_environment()  # so is a bad $RGSTORE_SERVE_FETCH_*
+    low_speed()  # and a bad $RGSTORE_LOW_SPEED_* (else lazy fetches answer 400 for it, and follower pulls fail)
     follower = None
     if follow_source is not None:
         from rgstore.errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError

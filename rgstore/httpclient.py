@@ -143,8 +143,9 @@ def low_speed() -> tuple[float, float]:
 def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | None = None) -> Iterator[bytes]:
     """A streamed response's body (``iter_raw`` if ``raw``, else ``iter_bytes``); httpx.ReadTimeout when too slow.
 
-    Too slow: averaging under ``low_speed()`` bytes/s over its window. Only time spent waiting
-    for bytes counts (a consumer busy writing or hashing is not the upstream's fault), and the clock
+    Too slow: averaging under ``low_speed()`` bytes/s (as sent, before any Content-Encoding is
+    decoded) over its window. Only time spent waiting for bytes counts (a consumer busy writing
+    or hashing is not the upstream's fault), and the clock
     starts at the first piece (silence before it is the read timeout's business: a server may
     fetch from its own upstream before answering). A ReadTimeout, like the read timeout's, is a
     network failure every caller already reports with the URL (and a download retries and resumes).
@@ -154,17 +155,18 @@ def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | 
 
     limit, window = low_speed()
     pieces = iter(response.iter_raw() if raw else response.iter_bytes())
-    waited, got, started = 0.0, 0, False
+    waited, got, started, seen = 0.0, 0, False, 0
     buffer = bytearray()
     while True:
         before = time.monotonic()
         piece = next(pieces, None)
         if piece is None:
             break
+        # Bytes off the wire, not decoded ones: a gzip body of zeros trickled at 1 byte/s decodes to ~1 kB/s.
         if started:
             waited += time.monotonic() - before
-            got += len(piece)
-        started = True
+            got += response.num_bytes_downloaded - seen
+        seen, started = response.num_bytes_downloaded, True
         if limit and waited >= window:
             if got < limit * waited:
                 raise httpx.ReadTimeout(

@@ -300,13 +300,17 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                 try:
                     applied, head = apply(log_id, upstream.server_records(client, source, start, upstream_head, log_id),
                                           upstream_head, known)
-                except upstream.LogReplacedError as exc:
+                except upstream.LogReplacedError:
+                    # Refused (a follower stops for good) only once /events/head confirms another log; else the
+                    # 409 (a store swapped back, a proxy's own 409) fails this pull and the next one looks again.
+                    unconfirmed = RemoteError(f"{source}/events answered 409 for log {log_id}, but {source}/events/head "
+                                              "names no other log (swapped back, or a proxy's own 409?); retry")
                     try:
                         served = _server_head(client, source)[0]
                     except RemoteError:
-                        raise exc from None
-                    if served == log_id:  # swapped back already (or a balancer's backends disagree)
-                        raise
+                        raise unconfirmed from None
+                    if served == log_id:
+                        raise unconfirmed from None
                     ours = f"this mirror's {store.log_id()}" if _local_head(store) else f"this pull's {log_id}"
                     raise LogMismatchError(
                         f"{source} serves log {served}, not {ours}: refusing to mix different logs") from None

@@ -171,7 +171,8 @@ def test_requests_for_one_unfetched_sequence_share_one_download_and_its_outcome(
 @pytest.mark.parametrize(("name", "value"), [("RGSTORE_SERVE_FETCH_SLOTS", "0"), ("RGSTORE_SERVE_FETCH_SLOTS", "2.5"),
                                              ("RGSTORE_SERVE_FETCH_WAIT_S", "soon"),
                                              ("RGSTORE_SERVE_FETCH_TIMEOUT_S", "inf"),
-                                             ("RGSTORE_SERVE_FETCH_SLOTS", "9" * 400)])
+                                             ("RGSTORE_SERVE_FETCH_SLOTS", "9" * 400),
+                                             ("RGSTORE_LOW_SPEED_LIMIT", "-5"), ("RGSTORE_LOW_SPEED_TIME_S", "nan")])
 def test_serve_refuses_a_bad_fetch_limit_in_one_line_before_listening(
     store: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
@@ -200,6 +201,21 @@ def test_the_cli_refuses_a_bad_fetch_limit_before_its_serving_line(store: Any) -
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == ["error: $RGSTORE_SERVE_FETCH_SLOTS='0': expected a whole number >= 1"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("RGSTORE_LOW_SPEED_LIMIT", "inf"), ("RGSTORE_LOW_SPEED_TIME_S", "0")])
+def test_the_cli_refuses_a_bad_low_speed_setting_before_its_serving_line(store: Any, name: str, value: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    store.close()
+    env = {**os.environ, name: value}
+    proc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store.path), "serve", "--port", "0"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines() == [f"error: ${name}='{value}': expected a number >= {'0' if 'LIMIT' in name else '0.001'}"]
 
 
 def test_a_zero_fetch_wait_still_fetches_when_a_slot_is_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

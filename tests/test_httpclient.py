@@ -171,3 +171,19 @@ def test_an_unusable_low_speed_setting_is_one_line_naming_it(
     with HostileServer({"/": fixed("200 OK", b"x")}) as srv, upstream.client() as client:
         with pytest.raises(InvalidInputError, match=rf"^\${name}='{value}': expected a number >= "):
             upstream.get(client, f"{srv.url}/x")
+
+
+def test_a_gzip_body_trickled_on_the_wire_is_given_up_however_fast_it_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    # ~50 bytes/s on the wire decode to ~50 kB/s of zeros: the guard measures what the upstream sends.
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "1000")
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.5")
+    packed = gzip.compress(bytes(2_000_000), 9)
+    with HostileServer({"/": trickle(packed, every=0.02, headers=("Content-Encoding: gzip",))}) as srv, \
+            upstream.client() as client:
+        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}/x: the transfer averaged \d+ bytes/s over "
+                           r"0\.\d s, under the 1,000 bytes/s"):
+            upstream.get(client, f"{srv.url}/x")
+        with pytest.raises(RemoteError, match=r"under the 1,000 bytes/s"):
+            list(upstream.stream(client, f"{srv.url}/x", limit=None))

@@ -347,6 +347,42 @@ def test_a_server_whose_store_becomes_another_logs_mid_pull_is_refused_and_nothi
     pages = [line for line in proxy.seen if line.startswith("GET /events?")]
     assert pages and all(f"log_id={ours}" in line for line in pages)
 
+def test_a_409_on_a_page_of_a_server_still_serving_the_log_fails_that_pull_only(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from rgstore.errors import RemoteError
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.upstream import FRAMES_MEDIA_TYPE
+    from tests.hostile_http import HostileServer, response
+
+    with Store.open(tmp_path / "a") as a:
+        a.append([NewEvent(stream="s", event=Noted(text=f"a{i}")) for i in range(3)])
+    with running_server(tmp_path / "a") as server:
+        pages: list[str] = []
+
+        def first_page_conflicts(conn: socket.socket, path: str) -> bool:
+            """A proxy answering the first /events page with a 409 of its own; the server behind it never changes."""
+            if path.startswith("/events?"):
+                pages.append(path)
+                if len(pages) == 1:
+                    conn.sendall(response("409 Conflict", b"busy", ("Content-Type: text/plain",)))
+                    return True
+            r = httpx.get(server.url + path, headers={"Accept": FRAMES_MEDIA_TYPE})
+            content_type = r.headers.get("content-type", "text/plain")
+            conn.sendall(response(f"{r.status_code} {r.reason_phrase}", r.content, (f"Content-Type: {content_type}",)))
+            return True
+
+        with HostileServer({"/": first_page_conflicts}) as proxy, Store.open(tmp_path / "mirror") as mirror:
+            with pytest.raises(RemoteError, match=rf"^{proxy.url}/events answered 409 for log \w+, but {proxy.url}"
+                               r"/events/head names no other log .*; retry$"):
+                pull(mirror, proxy.url)  # not a foreign-log refusal, which would stop a follower for good
+            assert mirror.head()[0] == 0
+            assert pull(mirror, proxy.url).head_seq == 3  # the next pull goes on
+
+
 def _follower_pids(mirror: Path) -> list[int]:
     """Live `python -m rgstore.follow MIRROR ...` processes (zombies excluded)."""
     pids = []
