@@ -220,19 +220,27 @@ def render_phylo_model(model: dict[str, Any]) -> bytes:
 
 
 @contextmanager
-def with_derived_phylo_model(pairs: Sequence[tuple[str, Path]]) -> Iterator[list[tuple[str, Path]]]:
-    """``pairs`` plus ("phylo_model", a temp file derived from the tree_stats pair) while open.
+def with_derived_phylo_model(
+    pairs: Sequence[tuple[str, Path]], *, in_order: bool = False,
+) -> Iterator[list[tuple[str, Path]]]:
+    """``pairs`` (one per key) with phylo_model derived from the tree_stats pair, a temp file, while open.
 
-    Unchanged if there is no tree_stats pair, or if phylo_model is given explicitly (it wins).
-    The log is parsed before anything is stored, so a bad one fails the command cleanly.
+    Unchanged if there is no tree_stats pair, or if phylo_model is given explicitly: then it wins,
+    or with ``in_order`` (``taxit update``'s rule: each tree_stats pair re-derives phylo_model, so
+    the later of the two wins; ``pairs`` ordered by each key's last mention) only if it comes after
+    tree_stats, and a derived one replaces it in place. The log is parsed before anything is
+    stored, so a bad one fails the command cleanly.
     """
-    keys = dict(pairs)
-    stats = keys.get("tree_stats")
-    if stats is None or "phylo_model" in keys:
+    keys = [key for key, _path in pairs]
+    if "tree_stats" not in keys or ("phylo_model" in keys and (
+            not in_order or keys.index("phylo_model") > keys.index("tree_stats"))):
         yield list(pairs)
         return
-    data = render_phylo_model(phylo_model_from_stats(stats))
+    data = render_phylo_model(phylo_model_from_stats(dict(pairs)["tree_stats"]))
     with tempfile.TemporaryDirectory(prefix="rgstore-phylo-") as tmp:
         path = Path(tmp) / PHYLO_MODEL_NAME
         path.write_bytes(data)
-        yield [("phylo_model", path), *pairs]
+        if "phylo_model" in keys:
+            yield [(key, path if key == "phylo_model" else given) for key, given in pairs]
+        else:
+            yield [("phylo_model", path), *pairs]

@@ -196,8 +196,8 @@ class Refpkgs:
 
         Every path is checked before anything is stored. Setting tree_stats also sets
         phylo_model, derived from it in the same step (as ``taxit update`` does), unless
-        phylo_model is set too. The log entry is taxtastic's ``Updates files: k1=p1, k2=p2``
-        with the paths as given.
+        phylo_model is named after tree_stats (taxit's order: the later one wins). The log
+        entry is taxtastic's ``Updates files: k1=p1, k2=p2`` with the paths as given.
         """
         pairs = split_assignments(changes, "path")
         checked = self._checked_files(pairs)
@@ -212,7 +212,7 @@ class Refpkgs:
                                   superseded=max(copies - len(refs), 0))
             return [NewEvent(stream=refpkg_stream(name), event=event)]
 
-        with with_derived_phylo_model(checked) as checked:
+        with with_derived_phylo_model(checked, in_order=True) as checked:
             self._commit(name, checked, command, progress)
         return self.current(name)
 
@@ -449,7 +449,8 @@ class Refpkgs:
 
     @staticmethod
     def _checked_files(files: Sequence[tuple[str, str | Path]]) -> list[tuple[str, Path]]:
-        """(key, path) pairs with valid keys and existing regular files; the last pair per key wins."""
+        """(key, path) pairs with valid keys and existing regular files; the last pair per key wins,
+        at its own place (``taxit update``'s derived phylo_model depends on that order)."""
         by_key: dict[str, Path] = {}
         for key, raw in files:
             check_key(key, "file")

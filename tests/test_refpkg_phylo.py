@@ -86,6 +86,29 @@ def test_an_explicit_phylo_model_wins_over_the_derived_one(store: Store, stats: 
     assert _model(store, "pkg") == json.loads(f["phylo_model"].read_text())
 
 
+
+@pytest.mark.parametrize("order", ["phylo_model first", "between two tree_stats", "phylo_model last"])
+def test_update_keeps_the_phylo_model_taxit_update_keeps_for_the_order_the_pairs_are_named_in(
+    store: Store, stats: dict[str, Path], tmp_path: Path, order: str,
+) -> None:
+    # taxit update re-derives phylo_model at each tree_stats pair, so the later of the two wins.
+    f = write_inputs(tmp_path / "inputs")
+    explicit, first, last = (f"phylo_model={f['phylo_model']}", f"tree_stats={stats['fasttree_gtr.log']}",
+                             f"tree_stats={stats['RAxML_info.dna']}")
+    items = {"phylo_model first": [explicit, last], "between two tree_stats": [first, explicit, last],
+             "phylo_model last": [last, explicit]}[order]
+    pkg = tmp_path / "theirs.refpkg"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    taxit("update", pkg, *items)
+    theirs = contents(pkg)
+    store.refpkgs.create("pkg", locus="L")
+    info = store.refpkgs.update_files("pkg", items)
+    assert _model(store, "pkg") == json.loads((pkg / theirs["files"]["phylo_model"]).read_text())
+    assert sorted(info.files) == sorted(theirs["files"]) and info.entry == theirs["log"][0]
+    taxit("strip", pkg)
+    assert store.refpkgs.strip("pkg").entry == contents(pkg)["log"][0]
+
+
 BAD_LOGS = {
     # name: (text, what our refusal says, whether taxit also refuses it)
     "garbage": ("hello world\n", "couldn't guess its log type", True),
