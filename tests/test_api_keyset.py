@@ -28,6 +28,7 @@ from rgstore.events import (
     GenomeRemoved,
     RefpkgCreated,
     RefpkgRemoved,
+    RefpkgUpdated,
 )
 from rgstore.log import NewEvent
 from rgstore.pagecursor import (
@@ -264,7 +265,24 @@ def _any_key(route: str, token: str) -> Any:
         return decode_pair(token)
     if route == "/cache/entries":
         return decode_row(token, tuple[int, str, str])
+    if route == HISTORY:
+        return decode_row(token, tuple[int, int])  # (fold, last seq): the order depends on the fold
     return decode_text(token)
+
+
+HISTORY = "/refpkgs/r0/history"
+"""A package's history in the fixed store: current and done steps only, so ``_above`` can order it for any fold."""
+
+
+def _above(route: str, full: list[Any], key: Any) -> list[Any]:
+    """The items of ``route``'s full listing a cursor decoded to ``key`` pages after, in that page's order."""
+    if route == HISTORY:
+        fold, last = key
+
+        def order(seq: int) -> tuple[int, int]:  # at or below the fold newest first, above it oldest first
+            return (0, -seq) if seq <= fold else (1, seq)
+        return sorted((item for item in full if order(item["seq"]) > order(last)), key=lambda item: order(item["seq"]))
+    return [item for item in full if KEYED[route].key(item) > key]
 
 
 @dataclass(frozen=True)
@@ -285,6 +303,7 @@ KEYED = {
     "/seqcol/list/attributes/names": Keyed("page_size", "results", lambda item: item, encode_text),
     "/cache/entries": Keyed("limit", "items", lambda item: (item["level"], item["path"], item["key"]), encode_row),
     "/refpkgs": Keyed("limit", "items", lambda item: item["name"], encode_text),
+    HISTORY: Keyed("limit", "steps", lambda item: item["seq"], encode_row),
 }
 
 
@@ -306,6 +325,9 @@ def fixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         for j, ns in enumerate(_NAMESPACES):
             for k, alias in enumerate(("x", "x.1", "y", "Z", "_a")):
                 events += _ev(f"alias:{ns}/{alias}", AliasSet(namespace=ns, name=alias, digest=_DIGESTS[(j + k) % 2]))
+        for j in range(4):  # HISTORY: five steps
+            events += _ev(refpkg_stream("r0"), RefpkgUpdated(name="r0", metadata={"k": str(j)},
+                                                               message=f"Updated metadata: k={j}"))
         store.append(events)
     with running_server(path, extra_args=["--root-path", "/rg"]) as server:
         yield server
@@ -374,6 +396,7 @@ def test_a_cursor_over_the_length_bound_is_refused_before_it_is_decoded() -> Non
     ("/cache/entries", {}),
     ("/cache/entries", {"level": 2}),
     ("/refpkgs", {}),
+    (HISTORY, {}),
 ])
 def test_walks_of_limit_1_and_2_with_a_filter_list_exactly_what_one_full_page_lists(
     fixed: Server, route: str, params: dict[str, Any],
@@ -393,7 +416,7 @@ def test_walks_of_limit_1_and_2_with_a_filter_list_exactly_what_one_full_page_li
         assert listed == full, (limit, params)
 
 
-@pytest.mark.parametrize("route", sorted(KEYED))
+@pytest.mark.parametrize("route", sorted(set(KEYED) - {HISTORY}))  # its (fold, seq) cursors: test_api_refpkgs
 def test_a_cursor_at_before_between_and_past_the_keys_starts_at_the_first_key_above_it(
     fixed: Server, route: str,
 ) -> None:
@@ -434,7 +457,7 @@ def test_a_cursor_handed_out_by_one_listing_is_a_well_defined_seek_or_a_one_line
         assert answer.status_code == 200, (source, route, answer.text)
         full = _full(fixed, route)
         try:
-            expected = [item for item in full if keyed.key(item) > key][:2]
+            expected = _above(route, full, key)[:2]
         except TypeError:  # a row's cursor decodes as no key of another shape; shapes never compare
             pytest.fail(f"{source} cursor decoded as {key!r} on {route}")
         assert answer.json()[keyed.items] == expected, (source, route)
@@ -447,6 +470,8 @@ def test_a_cursor_handed_out_by_one_listing_is_a_well_defined_seek_or_a_one_line
     st.tuples(st.text(max_size=8), st.text(max_size=8)).map(
         lambda p: encode_cursor(p[0].encode("utf-8", "surrogatepass") + b"\x00" + p[1].encode("utf-8", "surrogatepass"))),
     st.tuples(st.integers(-(2**63), 2**64 - 1), st.text(max_size=8), st.text(max_size=8)).map(
+        lambda row: encode_cursor(msgspec.msgpack.encode(row))),
+    st.tuples(st.integers(-(2**63), 2**64 - 1), st.integers(-(2**63), 2**64 - 1)).map(  # HISTORY's shape
         lambda row: encode_cursor(msgspec.msgpack.encode(row))),
 ))
 def test_any_after_is_the_page_above_its_key_or_a_one_line_422_never_a_500(
@@ -461,7 +486,7 @@ def test_any_after_is_the_page_above_its_key_or_a_one_line_422_never_a_500(
                 assert _is_one_line_422(answer), (route, token, answer.text)
                 continue
             assert answer.status_code == 200, (route, token, answer.text)
-            assert answer.json()[keyed.items] == [item for item in full_listings[route] if keyed.key(item) > key][:2]
+            assert answer.json()[keyed.items] == _above(route, full_listings[route], key)[:2]
 
 
 @pytest.fixture(scope="module")
