@@ -62,6 +62,10 @@ _PER_PAIR = ("raxml_rate8", "phyml_rate")
 """Facts kept per nucleotide pair (the first occurrence of each)."""
 
 
+class _UnusableModel(InvalidInputError):
+    """A log taxit reads, but whose model pplacer cannot use (moot when phylo_model is given explicitly)."""
+
+
 class _Log:
     """The facts of one log; ``bad(why)`` builds the error naming the file."""
 
@@ -90,6 +94,9 @@ class _Log:
     def bad(self, why: str) -> InvalidInputError:
         return InvalidInputError(f"tree stats {self.path}: {why}")
 
+    def unusable(self, why: str) -> InvalidInputError:
+        return _UnusableModel(f"tree stats {self.path}: {why}")
+
     def number(self, text: str, what: str) -> float:
         try:
             return float(text)
@@ -109,10 +116,10 @@ class _Log:
         """GTR rates as pplacer's ``subs_rates`` (ac, ag, at, cg, ct, gt)."""
         if isinstance(values, dict):
             if set(values) != set(_PAIRS):
-                raise self.bad(f"no GTR substitution rates found ({what})")
+                raise self.unusable(f"no GTR substitution rates found ({what})")
             return {pair: self.number(values[pair], "GTR rate") for pair in _PAIRS}
         if len(values) != len(_PAIRS):
-            raise self.bad(f"expected 6 GTR rates ({what}), found {len(values)}")
+            raise self.unusable(f"expected 6 GTR rates ({what}), found {len(values)}")
         return dict(zip(_PAIRS, values, strict=True))
 
 
@@ -147,10 +154,10 @@ def _raxml(log: _Log) -> dict[str, Any]:
         "subs_model": log.get("raxml_matrix") or "",
     }
     if not model["subs_model"]:
-        raise log.bad("RAxML log names no Substitution Matrix")
+        raise log.unusable("RAxML log names no Substitution Matrix")
     alpha = log.get("raxml_alpha") or log.get("raxml_alpha8")
     if alpha is None:
-        raise log.bad("no GAMMA alpha parameter found (pplacer needs a GAMMA model; CAT is not enough)")
+        raise log.unusable("no GAMMA alpha parameter found (pplacer needs a GAMMA model; CAT is not enough)")
     if datatype == "DNA":
         rates = log.get("raxml_rates")
         model["subs_rates"] = (log.rates(log.numbers(rates, "GTR rate"), "the alpha[0] line") if rates
@@ -177,7 +184,7 @@ def _fasttree(log: _Log) -> dict[str, Any]:
         model["subs_rates"] = log.rates(log.numbers(rates, "GTR rate"), "the GTRRates line")
     n_cats = log.get("fasttree_ncat")
     if n_cats is None:
-        raise log.bad("no NCategories line: pplacer needs FastTree's CAT rate categories (not -nocat)")
+        raise log.unusable("no NCategories line: pplacer needs FastTree's CAT rate categories (not -nocat)")
     cat: dict[str, Any] = {"n_cats": log.count(n_cats, "NCategories")}
     if (rates := log.get("fasttree_rates")) is not None:
         cat["Rates"] = log.numbers(rates, "CAT rate")
@@ -197,12 +204,12 @@ def _phyml(log: _Log) -> dict[str, Any]:
         raise log.bad("PhyML amino-acid stats do not say whether frequencies were empirical; "
                       "give the package a phylo_model file instead")
     if name != "GTR":
-        raise log.bad(f"PhyML nucleotide model {name}: pplacer reads only GTR")
+        raise log.unusable(f"PhyML nucleotide model {name}: pplacer reads only GTR")
     if log.get("phyml_gamma") != "Yes":
-        raise log.bad("PhyML ran without a discrete gamma model, which pplacer needs")
+        raise log.unusable("PhyML ran without a discrete gamma model, which pplacer needs")
     n_cats, alpha = log.get("phyml_ncat"), log.get("phyml_alpha")
     if n_cats is None or alpha is None:
-        raise log.bad("PhyML gamma model without its number of categories or shape parameter")
+        raise log.unusable("PhyML gamma model without its number of categories or shape parameter")
     return {
         "program": log.get("phyml"),
         "datatype": "DNA",
@@ -229,11 +236,19 @@ def with_derived_phylo_model(
     or with ``in_order`` (``taxit update``'s rule: each tree_stats pair re-derives phylo_model, so
     the later of the two wins; ``pairs`` ordered by each key's last mention) only if it comes after
     tree_stats, and a derived one replaces it in place. The log is parsed before anything is
-    stored, so a bad one fails the command cleanly.
+    stored, so a bad one fails the command cleanly; one taxit cannot read fails it even when the
+    explicit phylo_model wins (as ``taxit update`` does), one it reads but pplacer could not use
+    does not.
     """
     keys = [key for key, _path in pairs]
-    if "tree_stats" not in keys or ("phylo_model" in keys and (
-            not in_order or keys.index("phylo_model") > keys.index("tree_stats"))):
+    if "tree_stats" not in keys:
+        yield list(pairs)
+        return
+    if "phylo_model" in keys and (not in_order or keys.index("phylo_model") > keys.index("tree_stats")):
+        try:
+            phylo_model_from_stats(dict(pairs)["tree_stats"])
+        except _UnusableModel:
+            pass  # the explicit phylo_model replaces the model anyway
         yield list(pairs)
         return
     data = render_phylo_model(phylo_model_from_stats(dict(pairs)["tree_stats"]))

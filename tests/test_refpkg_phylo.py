@@ -86,7 +86,6 @@ def test_an_explicit_phylo_model_wins_over_the_derived_one(store: Store, stats: 
     assert _model(store, "pkg") == json.loads(f["phylo_model"].read_text())
 
 
-
 @pytest.mark.parametrize("order", ["phylo_model first", "between two tree_stats", "phylo_model last"])
 def test_update_keeps_the_phylo_model_taxit_update_keeps_for_the_order_the_pairs_are_named_in(
     store: Store, stats: dict[str, Path], tmp_path: Path, order: str,
@@ -150,3 +149,31 @@ def test_a_log_without_a_usable_model_is_refused_in_one_line_and_stores_nothing(
         taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
         assert taxit("update", pkg, f"tree_stats={log}", check=False).returncode != 0
         shutil.rmtree(pkg)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LOGS))
+def test_a_log_taxit_cannot_read_is_refused_even_before_an_explicit_phylo_model(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, tmp_path: Path, case: str
+) -> None:
+    # taxit update reads each tree_stats log though a later phylo_model replaces what it derives.
+    text, why, _taxit_refuses = BAD_LOGS[case]
+    log = tmp_path / "stats.txt"
+    log.write_text(text)
+    model = write_inputs(tmp_path / "inputs")["phylo_model"]
+    pkg = tmp_path / "theirs"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    refuses = taxit("update", pkg, f"tree_stats={log}", f"phylo_model={model}", check=False).returncode != 0
+    assert cli("refpkg", "create", "pkg", "-l", "L").exit_code == 0
+    with Store.open(store_path) as store:
+        before = (store.head()[0], list(store.blobs.all()))
+    for args in (["update", "pkg", f"tree_stats={log}", f"phylo_model={model}"],
+                 ["create", "other", "-l", "L", "-s", str(log), "--phylo-model", str(model)]):
+        result = cli("refpkg", *args)
+        if refuses:
+            assert result.exit_code == 1 and result.stderr.count("\n") == 1
+            assert result.stderr.startswith(f"error: tree stats {log}: ") and why in result.stderr
+        else:
+            assert result.exit_code == 0, result.stderr
+    if refuses:
+        with Store.open(store_path) as store:
+            assert (store.head()[0], list(store.blobs.all())) == before
