@@ -19,6 +19,7 @@ bytes/s over ``$RGSTORE_LOW_SPEED_TIME_S`` seconds.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -31,7 +32,7 @@ from .errors import InvalidInputError, RemoteError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["check_url", "is_http_url", "iter_body", "low_speed", "new_client", "read_capped", "redact"]
+__all__ = ["check_url", "failure", "is_http_url", "iter_body", "low_speed", "new_client", "read_capped", "redact"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
@@ -135,9 +136,34 @@ def _setting(name: str, default: float, *, minimum: float) -> float:
 
 
 def low_speed() -> tuple[float, float]:
-    """(bytes/s, seconds) of the low-speed guard from the environment; InvalidInputError for an unusable value."""
-    return (_setting("RGSTORE_LOW_SPEED_LIMIT", LOW_SPEED_LIMIT, minimum=0),
-            _setting("RGSTORE_LOW_SPEED_TIME_S", LOW_SPEED_TIME_S, minimum=0.001))
+    """(bytes/s, seconds) of the low-speed guard from the environment; InvalidInputError for an unusable value.
+
+    A limit of 0 turns the guard off; its time then only has to be a number >= 0 (curl likewise
+    ignores --speed-time when --speed-limit is 0).
+    """
+    limit = _setting("RGSTORE_LOW_SPEED_LIMIT", LOW_SPEED_LIMIT, minimum=0)
+    return limit, _setting("RGSTORE_LOW_SPEED_TIME_S", LOW_SPEED_TIME_S, minimum=0.001 if limit else 0)
+
+
+@functools.cache
+def _too_slow() -> type[httpx.ReadTimeout]:
+    import httpx
+
+    class TooSlow(httpx.ReadTimeout):
+        """The low-speed guard gave up a body: a ReadTimeout to every caller, though the server answered."""
+
+    return TooSlow
+
+
+def failure(url: str, exc: Exception) -> str:
+    """The one-line message for ``exc`` (an httpx error) fetching ``url``, credentials redacted.
+
+    "cannot reach URL: ..." except when the low-speed guard gave up the body: that server was
+    reached, so "gave up on URL: the transfer averaged ...".
+    """
+    if isinstance(exc, _too_slow()):
+        return redact(f"gave up on {url}: {exc}")
+    return redact(f"cannot reach {url}: {exc or type(exc).__name__}")
 
 
 def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | None = None) -> Iterator[bytes]:
@@ -151,8 +177,6 @@ def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | 
     network failure every caller already reports with the URL (and a download retries and resumes).
     ``chunk_size`` joins pieces up to that size; the guard sees each piece as it arrives.
     """
-    import httpx
-
     limit, window = low_speed()
     pieces = iter(response.iter_raw() if raw else response.iter_bytes())
     waited, got, started, seen = 0.0, 0, False, 0
@@ -169,7 +193,7 @@ def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | 
         seen, started = response.num_bytes_downloaded, True
         if limit and waited >= window:
             if got < limit * waited:
-                raise httpx.ReadTimeout(
+                raise _too_slow()(
                     f"the transfer averaged {got / waited:,.0f} bytes/s over {waited:,.1f} s, under the "
                     f"{limit:,.0f} bytes/s $RGSTORE_LOW_SPEED_LIMIT asks for over $RGSTORE_LOW_SPEED_TIME_S "
                     f"({window:g} s)", request=response.request)

@@ -571,6 +571,8 @@ def _server_head(client: httpx.Client, source: str) -> tuple[str, int, str]:
     try:
         info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))
         log_id, head_seq, head_hash = str(info["log_id"]), int(info["head_seq"]), str(info["head_hash"])
+    except InvalidInputError:
+        raise  # a bad $RGSTORE_LOW_SPEED_* (a ValueError too) is the user's to fix, not a sign of no server there
     except (msgspec.DecodeError, KeyError, TypeError, ValueError, NotFoundError):
         raise RemoteError(f"{source} is neither a segment directory nor an rgstore server") from None
     if head_seq < 0:  # else read as a rollback below this mirror's head

@@ -90,7 +90,7 @@ class _Http:
 
     def get(self, url: str) -> bytes | None:
         """The body of ``url`` (``DOC_LIMIT`` bytes at most); None on 404; RemoteError when unreachable or on another failure."""
-        from .httpclient import read_capped, redact
+        from .httpclient import failure, read_capped, redact
 
         shown = redact(url)
         try:
@@ -104,7 +104,7 @@ class _Http:
         except self._httpx.InvalidURL as exc:
             raise InvalidInputError(redact(f"invalid URL {url!r}: {exc}")) from None
         except self._httpx.HTTPError as exc:
-            raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
+            raise RemoteError(failure(url, exc)) from None
 
     def json(self, url: str) -> Any:
         """Parsed JSON at ``url``; None on 404 or when the body is not JSON."""

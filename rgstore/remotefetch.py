@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 from .aliases import normalise_digest
 from .environment import read_only_mount
 from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError
-from .httpclient import read_capped, redact
+from .httpclient import failure, read_capped, redact
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
 
@@ -122,7 +122,7 @@ def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
                     window = read_capped(resp, end - start, f"{redact(url)} answers more than the {end - start:,} "
                                          f"residues asked for ({start}-{end}); nothing was cached")
             except httpx.HTTPError as exc:
-                raise RemoteError(redact(f"cannot reach {url}: {exc}")) from None
+                raise RemoteError(failure(url, exc)) from None
             yield window
 
 

@@ -66,7 +66,7 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any
     """(body, media type) of ``url``; a body beyond ``limit`` bytes is refused, never buffered; errors as ``get``."""
     import httpx
 
-    from .httpclient import read_capped, redact
+    from .httpclient import failure, read_capped, redact
 
     limit = SMALL_LIMIT if limit is None else limit
     shown = redact(url)
@@ -82,7 +82,7 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any
                                "is this an rgstore upstream?")
             return body, resp.headers.get("content-type", "").partition(";")[0].strip()
     except httpx.HTTPError as exc:
-        raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
+        raise RemoteError(failure(url, exc)) from None
 
 
 def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[bytes]:
@@ -93,7 +93,7 @@ def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[byt
     """
     import httpx
 
-    from .httpclient import iter_body, redact
+    from .httpclient import failure, iter_body, redact
 
     shown = redact(url)
     try:
@@ -110,7 +110,7 @@ def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[byt
                                       "is this an rgstore upstream?")
                 yield chunk
     except httpx.HTTPError as exc:
-        raise RemoteError(redact(f"cannot reach {url}: {exc or type(exc).__name__}")) from None
+        raise RemoteError(failure(url, exc)) from None
 
 
 def segment_records(

@@ -142,12 +142,14 @@ def test_a_closed_hostile_server_no_longer_answers_on_its_port() -> None:
 
 
 def test_a_trickling_blob_stream_is_a_one_line_remote_error_naming_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server was reached: "gave up on", not "cannot reach"; credentials in the URL never printed.
     monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "100")
     monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.5")
     with HostileServer({"/blobs/": trickle(b"b" * 400, every=0.05)}) as srv, upstream.client() as client:
-        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}/blobs/ab: the transfer averaged \d+ "
-                           r"bytes/s over 0\.\d s, under the 100 bytes/s"):
-            list(upstream.stream(client, f"{srv.url}/blobs/ab", limit=400))
+        url = f"http://u:secret@127.0.0.1:{srv.port}/blobs/ab"
+        with pytest.raises(RemoteError, match=rf"^gave up on http://\*\*\*@127\.0\.0\.1:{srv.port}/blobs/ab: the "
+                           r"transfer averaged \d+ bytes/s over 0\.\d s, under the 100 bytes/s [^\n]*$"):
+            list(upstream.stream(client, url, limit=400))
 
 
 def test_a_body_faster_than_the_low_speed_limit_arrives_whole_in_the_chunks_asked_for(
@@ -173,6 +175,19 @@ def test_an_unusable_low_speed_setting_is_one_line_naming_it(
             upstream.get(client, f"{srv.url}/x")
 
 
+def test_a_low_speed_time_of_0_is_accepted_when_a_limit_of_0_turns_the_guard_off(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As curl ignores --speed-time when --speed-limit is 0; a time that is no number is still a typo.
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "0")
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0")
+    with HostileServer({"/": trickle(b"x" * 10, every=0.02)}) as srv, upstream.client() as client:
+        assert upstream.get(client, f"{srv.url}/x") == b"x" * 10
+        monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "-1")
+        with pytest.raises(InvalidInputError, match=r"^\$RGSTORE_LOW_SPEED_TIME_S='-1': expected a number >= 0$"):
+            upstream.get(client, f"{srv.url}/x")
+
+
 def test_a_gzip_body_trickled_on_the_wire_is_given_up_however_fast_it_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
     import gzip
 
@@ -182,7 +197,7 @@ def test_a_gzip_body_trickled_on_the_wire_is_given_up_however_fast_it_decodes(mo
     packed = gzip.compress(bytes(2_000_000), 9)
     with HostileServer({"/": trickle(packed, every=0.02, headers=("Content-Encoding: gzip",))}) as srv, \
             upstream.client() as client:
-        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}/x: the transfer averaged \d+ bytes/s over "
+        with pytest.raises(RemoteError, match=rf"^gave up on {srv.url}/x: the transfer averaged \d+ bytes/s over "
                            r"0\.\d s, under the 1,000 bytes/s"):
             upstream.get(client, f"{srv.url}/x")
         with pytest.raises(RemoteError, match=r"under the 1,000 bytes/s"):

@@ -860,7 +860,6 @@ def test_a_stalled_upstream_times_out_with_the_url_and_changes_nothing(
             assert mirror.head()[0] == 0
 
 
-
 def test_a_trickling_segment_is_given_up_with_its_url_and_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -869,10 +868,23 @@ def test_a_trickling_segment_is_given_up_with_its_url_and_changes_nothing(
     routes = _published_routes(tmp_path)
     segment = next(path for path in routes if path.endswith("-000000000020.rgseg"))
     with HostileServer({**routes, segment: trickle(b"x" * 900)}) as srv, Store.open(tmp_path / "m") as mirror:
-        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}{segment}: the transfer averaged \d+ "
+        with pytest.raises(RemoteError, match=rf"^gave up on {srv.url}{segment}: the transfer averaged \d+ "
                            r"bytes/s over 1\.\d s, under the 1,024 bytes/s \$RGSTORE_LOW_SPEED_LIMIT"):
             pull(mirror, srv.url)
         assert mirror.head()[0] == 0
+
+
+def test_a_bad_low_speed_setting_is_named_when_pulling_from_a_server_not_taken_for_no_server_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /events/head is the first body read from a server (no manifest.json there): its decode errors meant "no server".
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "fast")
+    head = b'{"log_id": "x", "head_seq": 0, "head_hash": ""}'
+    with HostileServer({"/events/head": fixed("200 OK", head)}) as srv, Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(InvalidInputError, match=r"^\$RGSTORE_LOW_SPEED_LIMIT='fast': expected a number >= 0$"):
+            pull(mirror, srv.url)
+        assert mirror.head()[0] == 0
+
 
 def _all_routes(pub: Path) -> dict[str, Reply]:
     return {f"/{path.relative_to(pub).as_posix()}": fixed("200 OK", path.read_bytes())
