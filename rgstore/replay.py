@@ -17,7 +17,7 @@ from typing import BinaryIO
 from .asof import bounded, check_bounds, check_growth, running_max
 from .codec import chain_of, genesis_hash
 from .environment import Txn
-from .errors import ChainError, InvalidInputError, LogMismatchError, NotFoundError
+from .errors import ChainError, InvalidInputError, LogMismatchError, NotFoundError, ReadOnlyError
 from .logfile import LogHeader, read_log_file, read_log_stream, write_log_file, write_log_stream
 from .pendingsync import PendingSync
 from .progress import ProgressFactory, null_progress
@@ -210,6 +210,14 @@ def replay_export(
     with store.read() as txn:
         head, _ = store.log.head(txn)
         local_id = store.log.log_id(txn)
+        upstream = store.log.meta_get(txn, "replica_of")
+    if upstream:
+        # A replay records no upstream position, and records its upstream never had would make every
+        # later pull refuse the upstream as diverged: a mirror takes an export through `mirror pull`.
+        raise ReadOnlyError(
+            f"this store is a read-only mirror of {upstream.decode()}; continue it from an export with "
+            "`rgstore mirror pull FILE`, or run `rgstore mirror promote` first"
+        )
     if head and local_id != header.log_id:
         raise LogMismatchError(
             f"the export is of log {header.log_id}, this store holds log {local_id}: different logs, refusing to mix them"

@@ -16,7 +16,7 @@ from rgstore.errors import ChainError, IntegrityError, InvalidInputError, LogMis
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.mirror import promote, pull, status
-from rgstore.replay import export_log
+from rgstore.replay import export_log, replay_file
 from rgstore.segments import MANIFEST, publish, read_manifest
 from rgstore.store import Store
 from rgstore.verify import view_digests
@@ -77,6 +77,21 @@ def test_a_mirror_refuses_its_own_writes_until_promoted(tmp_path: Path) -> None:
         assert (st.upstream, st.local_head, st.upstream_head, st.lag) == (str(tmp_path / "pub"), 3, 3, 0)
         assert promote(mirror) == str(tmp_path / "pub")
         assert mirror.append([NewEvent(stream="s", event=Noted())]) == [4]
+
+
+def test_a_mirror_refuses_a_replay_which_would_skip_its_upstream_position(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+        _work(primary, 3, 2)
+        export_log(primary, tmp_path / "x.rglog")
+        before = view_digests(mirror), mirror.head()
+        with pytest.raises(ReadOnlyError, match="mirror pull FILE"):
+            replay_file(mirror, tmp_path / "x.rglog")
+        assert (view_digests(mirror), mirror.head()) == before
+        assert pull(mirror, str(tmp_path / "x.rglog")).applied == 2  # the mirror's way in
+        _same(primary, mirror)
 
 
 def test_a_tampered_segment_is_detected_and_names_the_seq(tmp_path: Path) -> None:
