@@ -4,8 +4,10 @@ A command whose events touch a view with an outside copy creates ``STORE/.sync-p
 its write transaction (so before it commits) and holds an flock on it until it has refreshed the
 copies, then removes it. A process killed in between (or whose refresh failed) leaves the mark
 unlocked: the next writable open refreshes every copy and removes such marks, and `rgstore
-verify` names them. A mark is made under a temporary name, locked, then renamed, so no other
-process ever sees it unlocked while its owner lives; it is fsynced with its directory before the
+verify` names them. A mark is made nameless (O_TMPFILE), locked, then linked under its name, so no
+other process ever sees it unlocked while its owner lives and a kill leaves no half-made file (where
+O_TMPFILE is missing: made under a temporary name, locked, then renamed; the next writable open
+removes a half-made one once it is a minute old); it is fsynced with its directory before the
 commit, so a power cut that keeps the commit keeps the mark too. An interrupt (KeyboardInterrupt, or the
 CLI's SIGTERM SystemExit) may surface just after LMDB's commit returned, so a command that ends
 in one keeps its mark (``settle``): at worst the next open refreshes copies that were current.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -32,6 +35,10 @@ class PendingSync:
     """One command's mark, held until ``done`` (refreshed: removed) or ``abandon`` (left for the next open)."""
 
     def __init__(self, root: Path) -> None:
+        made = _make_locked(root)
+        if made is not None:
+            self._fd, self.path = made
+            return
         fd, tmp = mkstemp(dir=root, prefix=_MAKING)
         self.path = root / (PREFIX + Path(tmp).name.removeprefix(_MAKING))
         try:
@@ -65,6 +72,44 @@ class PendingSync:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _make_locked(root: Path) -> tuple[int, Path] | None:
+    """A new mark, locked and durable before it has a name (O_TMPFILE), so no kill leaves a half-made one.
+
+    None where the filesystem (or OS) has no O_TMPFILE: the caller then makes it under a temporary name.
+    """
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(root, flag | os.O_RDWR, 0o600)
+    except OSError:
+        return None
+    linked: Path | None = None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for _ in range(100):
+            path = root / (PREFIX + secrets.token_hex(6))
+            try:
+                # A dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW); plain link() would not follow /proc's link.
+                os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+            except FileExistsError:
+                continue
+            linked = path
+            break
+        else:
+            raise FileExistsError(f"no free mark name in {root}")
+        os.fsync(fd)  # the file under its name, then that name: durable before the command's commit
+        fsync_dir(root)
+    except BaseException as exc:
+        os.close(fd)
+        if linked is not None:
+            linked.unlink(missing_ok=True)  # nothing is committed yet: no refresh is owed
+        if isinstance(exc, FileNotFoundError) and linked is None:
+            return None  # no /proc to link from: the temporary-name way
+        raise
+    return fd, linked
 
 
 def abandoned_marks(root: Path) -> list[Path]:

@@ -109,7 +109,8 @@ def test_a_commands_mark_is_fsynced_with_its_directory_entry_before_the_commit(
         finally:
             sys.setprofile(None)
     [before] = at_commit
-    marks = [i for i, path in enumerate(before) if path.name.startswith(".sync-pending-")]
+    # A mark made nameless (O_TMPFILE) and linked later still reads back as "#<inode> (deleted)" in /proc.
+    marks = [i for i, path in enumerate(before) if path.name.startswith((".sync-pending-", "#"))]
     assert marks and store_path.resolve() in before[marks[0]:], before  # the file, then its directory
 
 
@@ -262,3 +263,16 @@ def test_a_rebuild_killed_before_its_refresh_leaves_a_mark_the_next_open_complet
     with Store.open(store_path):
         pass
     assert tsv.read_text() == f"tiny\t{digest}\n" and abandoned_marks(store_path) == []
+
+
+def test_a_command_killed_while_making_its_mark_leaves_no_half_made_file(tmp_path: Path) -> None:
+    # Killed between creating the mark and locking it: the mark must not be visible yet (O_TMPFILE),
+    # else a `.sync-making-*` file stays behind until an open a minute later sweeps it.
+    code = ("import fcntl, os, sys\n"
+            "from pathlib import Path\n"
+            "from rgstore.pendingsync import PendingSync\n"
+            "fcntl.flock = lambda fd, op: os._exit(9)\n"
+            "PendingSync(Path(sys.argv[1]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    assert list(tmp_path.iterdir()) == []
