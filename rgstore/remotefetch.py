@@ -2,6 +2,8 @@
 
 ``fetch_sequence`` downloads one sequence from a remote RefgetStore in ranged windows, checks
 its sha512t24u, length and md5, and only then caches it in the store's own RefgetStore;
+an http(s) store in Raw mode is read with rgstore's own HTTP client (its ``.seq`` files are the
+residues: ranged GETs under the low-speed guard, netrc credentials), any other through gtars;
 ``fetch_missing`` finds where a missing sequence can come from (a remote genome listing it, or
 the primary a mirror replays). Anything unreachable or non-conforming raises, and nothing is cached.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -20,11 +23,13 @@ from urllib.parse import unquote_to_bytes
 from .aliases import normalise_digest
 from .environment import read_only_mount
 from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError
-from .httpclient import failure, read_capped, redact
+from .httpclient import failure, is_http_url, iter_body, read_capped, redact
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
 
 if TYPE_CHECKING:
+    import httpx
+
     from .store import Store
 
 __all__ = ["fetch_missing", "fetch_sequence"]
@@ -37,6 +42,11 @@ API_READ_TIMEOUT_S = 600.0
 only once it has fetched the whole sequence itself, which its own fetch deadline (600 s by
 default) bounds; longer is an upstream that stopped answering, and a request waiting on it."""
 _PLAIN = "text/vnd.ga4gh.refget.v2.0.0+plain"
+STORE_READ_TIMEOUT_S = 30.0
+"""Longest silence accepted from a static RefgetStore (a file server answers at once; 5 s to connect)."""
+_TEMPLATE = re.compile(r"(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+(?:/(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+)*")
+"""The ``seqdata_path_template`` forms read without gtars: relative path segments, ``%s2`` and ``%s``."""
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(?:\d+|\*)")
 
 
 def _open_remote(cache: Path, store_url: str) -> Any:
@@ -88,7 +98,22 @@ class _FastaWriter:
 
 
 def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> Iterator[bytes]:
-    """The residues of ``bare`` read from the RefgetStore at ``remote_url`` (gtars), window by window."""
+    """The residues of ``bare`` read from the RefgetStore at ``remote_url``, window by window.
+
+    An http(s) store in Raw mode is read by ``_ranged_residues``; any other (Encoded, a template
+    not understood here, ``file://``) by gtars, whose HTTP requests no low-speed guard watches.
+    """
+    if is_http_url(remote_url):
+        import httpx
+
+        from .httpclient import new_client
+
+        timeout = httpx.Timeout(STORE_READ_TIMEOUT_S, connect=5.0)
+        with new_client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "rgstore"}) as client:
+            seq_url = _raw_sequence_url(client, remote_url, bare)
+            if seq_url is not None:
+                yield from _ranged_residues(client, remote_url, seq_url, bare, length)
+                return
     handle = _open_remote(scratch / "cache", remote_url)
     for start in range(0, length, _WINDOW):
         try:
@@ -100,6 +125,87 @@ def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> I
             raise IntegrityError(
                 f"sequence {bare} from {redact(remote_url)} is corrupt (bytes that are not residues); nothing was cached"
             ) from None
+
+
+def _raw_sequence_url(client: httpx.Client, store_url: str, bare: str) -> str | None:
+    """The URL of ``bare``'s data file if the store's ``rgstore.json`` says Raw mode and a known template; else None.
+
+    RemoteError when the manifest cannot be fetched (unreachable, an error status, too slow).
+    """
+    import httpx
+
+    from .remote import DOC_LIMIT
+
+    url = f"{store_url}/rgstore.json"
+    try:
+        with client.stream("GET", url) as resp:
+            if resp.status_code >= 400:
+                raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {url} answered HTTP "
+                                         f"{resp.status_code}"))
+            body = read_capped(resp, DOC_LIMIT, redact(f"{url}: the answer runs past {DOC_LIMIT:,} bytes, far "
+                                                       "more than a RefgetStore manifest"))
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise RemoteError(failure(url, exc)) from None
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        return None  # gtars reports what is wrong with it
+    if not isinstance(manifest, dict) or manifest.get("mode") != "Raw":
+        return None  # Encoded residues are bit-packed: gtars decodes them
+    template = manifest.get("seqdata_path_template")
+    if not isinstance(template, str) or not _TEMPLATE.fullmatch(template) \
+            or "%s" not in template.replace("%s2", "") or ".." in template.split("/"):
+        return None  # a template not understood here is gtars' to read
+    return f"{store_url}/{template.replace('%s2', bare[:2]).replace('%s', bare)}"
+
+
+def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: str, length: int) -> Iterator[bytes]:
+    """The residues of ``bare`` from its Raw data file ``seq_url``: one ranged GET per window, under the low-speed guard.
+
+    Errors as gtars' are mapped (``_fetch_error``): 404/410 NotFoundError, a file shorter than
+    ``length`` IntegrityError, another failure RemoteError. A server ignoring Range (200) is read
+    whole on the first window, as the sequence (never more than ``length`` bytes); later, refused.
+    """
+    import httpx
+
+    for start in range(0, length, _WINDOW):
+        end = min(length, start + _WINDOW)
+        try:
+            # identity: a Range of a gzip-encoded answer would count compressed bytes.
+            with client.stream("GET", seq_url, headers={"Range": f"bytes={start}-{end - 1}",
+                                                        "Accept-Encoding": "identity"}) as resp:
+                whole = resp.status_code == 200 and start == 0
+                if resp.status_code in (404, 410):
+                    raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
+                if resp.status_code == 416:
+                    raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
+                                         f"{length} residues")
+                if resp.status_code == 200 and not whole:
+                    raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the server ignored "
+                                             f"the Range header (HTTP 200) for bytes {start}-{end - 1}"))
+                if resp.status_code != 206 and not whole:
+                    raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
+                                             f"http status: {resp.status_code}"))
+                shown = _CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
+                if not whole and (shown is None or int(shown.group(1)) != start):
+                    raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: asked for bytes "
+                                             f"{start}-{end - 1}, it answered Content-Range "
+                                             f"{resp.headers.get('content-range')!r}"))
+                want = length if whole else end - start
+                got = 0
+                for piece in iter_body(resp):
+                    got += len(piece)
+                    if got > want:
+                        raise RemoteError(redact(f"{seq_url} answers more than the {want:,} bytes asked for "
+                                                 f"({start}-{start + want}); nothing was cached"))
+                    yield piece
+                if got < want:
+                    raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
+                                         f"{length} residues")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise RemoteError(failure(seq_url, exc)) from None
+        if whole:
+            return
 
 
 def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from rgstore import remotefetch
+from rgstore.errors import IntegrityError, NotFoundError, RemoteError
 from rgstore.mirror import pull
+from rgstore.refgetstore import open_refget
 from rgstore.segments import publish, publish_refget
 from rgstore.store import Store
+from tests.httpfixture import RangeServer
 
 
 def test_a_lazy_mirror_of_a_directory_with_a_space_and_non_ascii_in_its_path_reads_its_sequences(
@@ -24,3 +36,172 @@ def test_a_lazy_mirror_of_a_directory_with_a_space_and_non_ascii_in_its_path_rea
         pull(mirror, str(published))  # lazy: no sequence copied yet
         assert mirror.getseq("tiny", "chr1", 4, 12) == "ACGTAAAA"
         assert mirror.getseq("tiny", "chrM") == "GGGGCCCC"
+
+
+# -- a remote RefgetStore over http(s): Raw through rgstore's guarded client, Encoded through gtars ----------
+
+CHRM = "TTTTGGGGCCCCAAAA"
+
+_SERVER = """
+import sys
+import time
+from functools import partial
+from http.server import ThreadingHTTPServer
+from tests.httpfixture import _Handler
+
+
+class Trickled:
+    def __init__(self, raw, every):
+        self.raw, self.every = raw, every
+
+    def write(self, data):
+        for i in range(len(data)):
+            self.raw.write(data[i:i + 1])
+            self.raw.flush()
+            time.sleep(self.every)
+        return len(data)
+
+    def flush(self):
+        self.raw.flush()
+
+
+class Served(_Handler):
+    log_path = sys.argv[2]
+
+    def do_GET(self):
+        if sys.argv[3] == "auth" and self.headers.get("Authorization") != "Basic cmVhZGVyOnMzY3JldA==":
+            self.send_error(401)  # reader:s3cret only
+            return
+        if self.path.endswith(".seq") and sys.argv[3] == "ignore-range":
+            del self.headers["Range"]  # as python -m http.server does
+        plain = self.wfile
+        try:
+            super().do_GET()
+        finally:
+            self.wfile = plain
+
+    def end_headers(self):
+        super().end_headers()
+        if self.path.endswith(".seq") and sys.argv[3] == "trickle":
+            self.wfile = Trickled(self.wfile, 0.05)  # the body of each data file, one byte every 50 ms
+
+
+httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Served, directory=sys.argv[1]))
+httpd.daemon_threads = True
+print(f"http://127.0.0.1:{httpd.server_address[1]}", flush=True)
+httpd.serve_forever()
+"""
+
+
+@contextmanager
+def _serving(root: Path, how: str = "range") -> Iterator[RangeServer]:
+    """``root`` served from a child process (gtars holds the GIL on the network) with Range, ``how`` it misbehaves."""
+    log = root.parent / f"{root.name}.requests.log"
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(root), str(log), how],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield RangeServer(proc.stdout.readline().strip(), log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _chrm(tmp_path: Path, *, encoded: bool = False) -> tuple[Path, str]:
+    """A RefgetStore holding the test genome (Raw unless ``encoded``) and chrM's bare digest."""
+    from gtars.refget import sha512t24u_digest  # type: ignore[import-untyped]
+
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    build_refget(root, FASTA, encoded=encoded)
+    return root, sha512t24u_digest(CHRM)
+
+
+def _cached(store: Store, bare: str) -> bool:
+    return (store.refget_path / "sequences" / bare[:2] / f"{bare}.seq").exists()
+
+
+def test_a_raw_remote_store_trickling_a_sequence_is_given_up_in_one_line_and_nothing_is_cached(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gtars made its own requests, unguarded: it waited out any trickle (here 16 bytes at 20 bytes/s).
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "100")
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.3")
+    root, bare = _chrm(tmp_path)
+    with _serving(root, "trickle") as server:
+        secret = server.url.replace("http://", "http://u:s3cret@")
+        with pytest.raises(RemoteError) as caught:
+            remotefetch.fetch_sequence(store, secret, bare, len(CHRM), md5=hashlib.md5(CHRM.encode()).hexdigest())
+    shown = server.url.replace("http://", "http://***@")
+    assert re.fullmatch(rf"gave up on {re.escape(shown)}/sequences/{bare[:2]}/{bare}\.seq: the transfer averaged "
+                        r"\d+ bytes/s over 0\.\d s, under the 100 bytes/s \$RGSTORE_LOW_SPEED_LIMIT asks for over "
+                        r"\$RGSTORE_LOW_SPEED_TIME_S \(0\.3 s\)", str(caught.value))
+    assert not _cached(store, bare) and not list(store.path.glob(".remote-*"))
+
+
+def test_a_raw_remote_store_is_read_in_ranged_windows_by_rgstore_and_verified(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remotefetch, "_WINDOW", 6)
+    root, bare = _chrm(tmp_path)
+    with _serving(root) as server:
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM), md5=hashlib.md5(CHRM.encode()).hexdigest())
+        # The manifest, then the data file in windows: none of gtars' index downloads (collections.rgci ...).
+        assert server.requests == [
+            ("GET", "/rgstore.json", ""),
+            *[("GET", f"/sequences/{bare[:2]}/{bare}.seq", f"bytes={s}-{min(s + 6, 16) - 1}") for s in (0, 6, 12)]]
+        with Store.open(tmp_path / "other") as other, pytest.raises(
+                IntegrityError, match=rf"^sequence {bare} from .* is corrupt \(md5 [0-9a-f]+ instead of 0{{32}}\); "
+                "nothing was cached$"):
+            remotefetch.fetch_sequence(other, server.url, bare, len(CHRM), md5="0" * 32)
+        assert not _cached(other, bare)
+    assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
+
+
+def test_a_raw_remote_store_on_a_server_ignoring_range_is_read_whole_and_verified(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gtars refused it ("did not honor Range header"); the whole file is the sequence, capped and hashed.
+    monkeypatch.setattr(remotefetch, "_WINDOW", 6)
+    root, bare = _chrm(tmp_path)
+    with _serving(root, "ignore-range") as server:
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+        assert [path for path in server.paths() if path.endswith(".seq")] == [f"/sequences/{bare[:2]}/{bare}.seq"]
+    assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
+
+
+def test_a_sequence_a_raw_remote_store_lacks_is_the_same_not_found_error_as_through_gtars(
+    tmp_path: Path, store: Store
+) -> None:
+    root, bare = _chrm(tmp_path)
+    (root / "sequences" / bare[:2] / f"{bare}.seq").unlink()
+    with _serving(root) as server:
+        with pytest.raises(NotFoundError, match=rf"^the RefgetStore at {re.escape(server.url)} has no sequence "
+                           rf"{bare}$"):
+            remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+        assert "/collections.rgci" not in server.paths()  # asked by rgstore's client, not gtars
+    assert not _cached(store, bare) and not list(store.path.glob(".remote-*"))
+
+
+def test_a_raw_remote_store_behind_basic_auth_is_read_with_netrc_credentials(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gtars reads no netrc: its requests got 401s.
+    root, bare = _chrm(tmp_path)
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password s3cret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    with _serving(root, "auth") as server:
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+    assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
+
+
+def test_an_encoded_remote_store_is_still_read_through_gtars(tmp_path: Path, store: Store) -> None:
+    root, bare = _chrm(tmp_path, encoded=True)
+    with _serving(root) as server:
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+        paths = server.paths()
+    assert "/collections.rgci" in paths and "/sequences.rgsi" in paths  # gtars' open_remote and first read
+    assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
