@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rgstore.pathtext import user_path
 from rgstore.store import default_store_path
 
 __all__ = ["ENV_STORE", "resolve_store_path"]
@@ -19,8 +20,8 @@ ENV_STORE = "RGSTORE_SERVE_STORE"
 def resolve_store_path(store_path: str | os.PathLike[str] | None = None) -> Path:
     """The store this app serves: the argument, ``$RGSTORE_SERVE_STORE``, then ``default_store_path()``."""
     if store_path:
-        return Path(store_path).expanduser()
+        return user_path(store_path)
     env = os.environ.get(ENV_STORE)
     if env:
-        return Path(env).expanduser()
+        return user_path(env)
     return default_store_path()

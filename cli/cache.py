@@ -242,7 +242,7 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     except InvalidInputError as exc:  # a malformed option is a usage error (exit 2), as for `gc --grace`
         raise click.BadParameter(str(exc), param_hint="--max-age") from None
     try:
-        size = parse_size(max_size) if max_size else None
+        size = parse_size(max_size) if max_size is not None else None  # "" (an unset variable) is no size
     except InvalidInputError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-size") from None
     with ctx.open() as store:

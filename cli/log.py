@@ -12,7 +12,7 @@ from typing import Any
 import click
 import msgspec
 
-from .main import Context, RgstoreGroup, store_option
+from .main import Context, GivenPath, RgstoreGroup, store_option
 from .output import emit_json, emit_json_lines, emit_table, json_option, when
 
 __all__ = ["log_group", "replay_cmd", "summary"]
@@ -240,7 +240,7 @@ def replay_cmd(ctx: Context, file: Path, to_seq: int | None, as_of: str | None, 
 
 @log_group.command("publish")
 @store_option
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("directory", type=GivenPath(path_type=Path, file_okay=False))
 @click.option("--segment-size", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Records per new segment.")
 @click.option("--with-blobs", is_flag=True,

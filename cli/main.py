@@ -18,7 +18,7 @@ import lmdb
 
 from rgstore.errors import RgstoreError, clip
 
-__all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "STORE_META", "Context"]
+__all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "STORE_META", "Context", "GivenPath"]
 
 STORE_META = "rgstore.store"  # where a per-command --store leaves its path while click completes (no root Context)
 
@@ -239,7 +239,28 @@ def _store_path(value: str | None) -> Path | None:
     # Path("") is ".": an empty --store (an unset shell variable) must not make the working directory a store.
     if value is not None and not value.strip():
         raise click.BadParameter("is empty; name the store directory", param_hint="'--store'")
-    return Path(value).expanduser() if value is not None else None  # RGSTORE_HOME="~/store" from a unit file
+    if value is None:
+        return None
+    from rgstore.pathtext import user_path
+
+    try:
+        return user_path(value)  # RGSTORE_HOME="~/store" from a unit file
+    except RgstoreError as exc:  # an unknown ~user: a mistyped option value like any other
+        raise click.BadParameter(str(exc), param_hint="'--store'") from None
+
+
+class GivenPath(click.Path):
+    """``click.Path`` that refuses an empty value (exit 2) instead of reading it as ".", the working directory.
+
+    ``-f "$ALN"`` or ``publish "$DIR"`` with an unset shell variable must not publish into the working
+    directory or create a package without the file.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, bytes)) and not value:
+            self.fail("is empty; name a path" + (" (or leave the option out)" if isinstance(param, click.Option) else ""),
+                      param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def store_option(fn: Any) -> Any:

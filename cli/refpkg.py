@@ -12,7 +12,7 @@ import click
 
 from .complete import refpkg_names
 from .getseq import signals_unwind
-from .main import Context, store_option
+from .main import Context, GivenPath, store_option
 from .output import emit_json, emit_table, json_option, when
 
 __all__ = ["refpkg_group"]
@@ -68,7 +68,7 @@ def refpkg_group() -> None:
 
 def _file_options(fn: Any) -> Any:
     for key, flags, text in reversed(_FILE_OPTIONS):
-        fn = click.option(*flags, key, type=click.Path(dir_okay=False), help=text)(fn)
+        fn = click.option(*flags, key, type=GivenPath(dir_okay=False), help=text)(fn)
     return fn
 
 

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .files import open_lock, read_chunks
 from .logfile import read_log_file
+from .pathtext import user_path
 from .pendingsync import abandoned_marks
 from .progress import ProgressFactory, null_progress
 from .replay import apply_records
@@ -196,7 +197,7 @@ def _check_source(source: str | os.PathLike[str]) -> str:
     if "://" in source and not upstream.is_url(source):
         raise InvalidInputError(f"{source}: unsupported URL scheme; use http(s)://, a directory or an export file")
     if not upstream.is_url(source):
-        return str(Path(source).expanduser().resolve())
+        return str(user_path(source).resolve())
     from .httpclient import check_url
 
     # The source is recorded (``replica_of``) and printed: never with credentials (netrc holds those).

@@ -1,11 +1,13 @@
-"""File names as events record them: the bytes on disk read as UTF-8, the same text under every locale."""
+"""File names as users type them and events record them: ``~`` expanded, the bytes on disk read as UTF-8."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["path_text"]
+from .errors import InvalidInputError
+
+__all__ = ["path_text", "user_path"]
 
 
 def path_text(path: Path | str) -> str:
@@ -16,3 +18,17 @@ def path_text(path: Path | str) -> str:
     whole import), and under a Latin-1 locale another text for the same file than under UTF-8.
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def user_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; InvalidInputError (not RuntimeError) for a home not found.
+
+    ``Path.expanduser`` raises RuntimeError for an unknown ``~user`` (a typo in ``--store ~alcie/refs`` or
+    ``$RGSTORE_HOME``), which would reach the user as a traceback.
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        head = os.fspath(path).split(os.sep, 1)[0]
+        raise InvalidInputError(f"{os.fspath(path)}: cannot expand {head!r}: no such user, or no home directory "
+                                "known for it; give the path without ~") from None

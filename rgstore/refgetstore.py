@@ -35,6 +35,7 @@ from .errors import (
 )
 from .files import current_umask, open_lock
 from .interrupts import deferred
+from .pathtext import user_path
 from .progress import ProgressFactory, null_progress
 from .sharing import SHARED_DOC, access_hint
 
@@ -215,7 +216,7 @@ def ingest_fasta(
     """
     from .fasta import start_digest, validate_fasta  # not needed by readers: keep `rgstore getseq` lean
 
-    source = Path(path).expanduser()
+    source = user_path(path)
     job = start_digest(source)
     meta: Any = None
     was_new = False

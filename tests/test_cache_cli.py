@@ -100,6 +100,8 @@ def test_bad_options_are_one_line_errors(cli) -> None:  # type: ignore[no-untype
     assert out.exit_code == 2 and "invalid duration" in out.stderr and out.stderr.count("\n") == 1
     out = cli("cache", "gc", "--max-size", "lots")
     assert out.exit_code == 2 and "--max-size" in out.stderr and out.stderr.count("\n") == 1
+    out = cli("cache", "gc", "--max-size", "")  # an unset variable: not "no size limit" and exit 0
+    assert out.exit_code == 2 and "invalid size ''" in out.stderr and out.stderr.count("\n") == 1
     out = cli("cache", "pin", "no-such-entry")
     assert out.exit_code == 1 and "no cache entry" in out.stderr
     out = cli("cache", "key", *NCBI[:7], "v110", *NCBI[8:])

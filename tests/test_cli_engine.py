@@ -254,6 +254,24 @@ def test_a_store_path_with_a_quoted_tilde_means_the_home_directory_for_every_com
         assert proc.returncode == 0, (args, proc.stderr)
 
 
+def test_a_tilde_of_an_unknown_user_in_a_store_path_is_a_one_line_error_for_every_way_to_give_it(tmp_path: Path) -> None:
+    # Path.expanduser raises RuntimeError for ~nosuchuser: it was a traceback from --store, $RGSTORE_HOME,
+    # a command's own --store, a mirror SOURCE and $RGSTORE_SERVE_STORE.
+    odd = "~no-such-user-rgstore/st"
+    cases = [
+        (["--store", odd, "log"], {}, 2),
+        (["log"], {"RGSTORE_HOME": odd}, 2),
+        (["log", "--store", odd], {}, 2),
+        (["--store", str(tmp_path / "m"), "mirror", "pull", odd], {}, 1),
+        (["serve", "--port", "0"], {"RGSTORE_SERVE_STORE": odd}, 1),
+    ]
+    for args, env, code in cases:
+        proc = run_rgstore(*args, env=env, timeout=60)
+        err = proc.stderr.decode()
+        assert proc.returncode == code, (args, env, err)
+        assert err.startswith("error: ") and err.count("\n") == 1 and "cannot expand '~no-such-user-rgstore'" in err, err
+
+
 def _on_a_terminal(*args: str) -> tuple[int, bytes, bytes]:
     """Run `rgstore ARGS` with stderr on a pseudo-terminal (stdout piped): (exit code, stdout, what the terminal showed)."""
     import fcntl

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rgstore.pathtext import path_text
+import pytest
+
+from rgstore.errors import InvalidInputError
+from rgstore.pathtext import path_text, user_path
+from rgstore.store import Store
 
 from .locales import latin1_env
 
@@ -24,3 +28,15 @@ def test_the_same_name_gives_the_same_text_under_a_latin1_locale(tmp_path: Path)
     shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.decode("utf-8") == path_text(os.fsdecode(b"/d/g\xc3\xa9n\xff.fa")) == "/d/gén\\xff.fa"
+
+
+def test_a_tilde_expands_to_the_home_directory_and_an_unknown_users_is_invalid_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert user_path("~/st") == tmp_path / "st"
+    assert user_path("/a/~b") == Path("/a/~b")
+    with pytest.raises(InvalidInputError, match=r"^~no-such-user-rgstore/st: cannot expand '~no-such-user-rgstore'"):
+        user_path("~no-such-user-rgstore/st")
+    with pytest.raises(InvalidInputError, match="cannot expand"):  # not RuntimeError from pathlib
+        Store.open("~no-such-user-rgstore/st")

@@ -85,6 +85,16 @@ def test_create_with_a_missing_file_stores_nothing(
     assert store.head()[0] == 0 and blob_count(store) == 0
 
 
+@pytest.mark.parametrize("flag", ["-f", "-S", "-i", "-T", "-t", "-s", "--phylo-model", "-R"])
+def test_create_with_an_empty_file_option_is_a_usage_error_and_creates_nothing(
+    cli, inputs: dict[str, Path], flag: str  # type: ignore[no-untyped-def]
+) -> None:
+    # `-t "$TREE"` with TREE unset: the package was created without the file, exit 0.
+    result = cli("refpkg", "create", "pkg", "-l", "L", "-f", str(inputs["aln_fasta"]), flag, "")
+    assert result.exit_code == 2 and "is empty; name a path" in result.stderr and result.stderr.count("\n") == 1
+    assert "pkg" not in cli("refpkg", "list").output
+
+
 def test_fresh_package_cannot_be_rolled_back(store: Store) -> None:
     store.refpkgs.create("pkg", locus="L")
     with pytest.raises(NothingToUndoError,

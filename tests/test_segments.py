@@ -238,3 +238,16 @@ def test_publish_with_blobs_skips_unreferenced_blobs_a_concurrent_gc_removes_aft
         copied = publish_blobs(store, tmp_path / "pub", progress=lambda *_a, **_k: bar)
     assert (copied, bar.removed) == (1, 6)  # the one copied first goes too: none is referenced
     assert sorted(p.name for p in (tmp_path / "pub" / "blobs").glob("*/*")) == [min(shas)]
+
+
+def test_publish_to_an_empty_directory_name_is_a_usage_error_not_the_working_directory(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch
+) -> None:
+    # Path("") is ".": `rgstore log publish "$DIR"` with DIR unset published into the working directory.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cli("init").exit_code == 0
+    result = cli("log", "publish", "")
+    assert result.exit_code == 2 and "'DIRECTORY': is empty; name a path (see" in result.stderr
+    assert list(work.iterdir()) == []
