@@ -88,9 +88,13 @@ class Context:
         from rgstore.store import Store, default_store_path
 
         path = self.store_path if self.store_path is not None else default_store_path()
-        if not create and not (path / "log" / "data.mdb").exists():
+        try:
+            present = (path / "log" / "data.mdb").exists()
+        except PermissionError:
+            present = True  # behind a directory this user may not enter: Store.open names it, mode and owner
+        if not create and not present:
             raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
-        if reads_if_unwritable and (path / "log" / "data.mdb").exists():
+        if reads_if_unwritable and present:
             readonly = readonly or not os.access(path / "log" / "data.mdb", os.W_OK)
         # A view rebuild at open is long work too, but --json asks for silence on the terminal as well.
         invocation = click.get_current_context(silent=True)

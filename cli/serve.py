@@ -28,7 +28,8 @@ pass_ctx = click.make_pass_decorator(Context)
               help="With --follow: also fetch every genome sequence as it arrives (else on first request); "
                    "for a mirror that other mirrors read sequences from.")
 @click.option("--public-url", envvar="RGSTORE_PUBLIC_URL",
-              help="The URL clients reach this server at (advertised as the RefgetStore URL); "
+              help="The URL clients reach this server at (advertised as the RefgetStore and "
+                   "service-info organization URLs); "
                    "default: taken from each request's Host header.")
 @click.option("--access-log", is_flag=True,
               help="Print a timestamped line per request (client, request, status) on stdout.")
@@ -118,6 +119,8 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         follower = FollowerProcess([str(path), follow_source, interval, "--parent", str(os.getpid()),
                                     *(["--with-sequences"] if with_sequences else [])])
     Store.open(path, readonly=True, catch_up_views=False).close()  # a missing store: one line, before the start-up line
+    # `/rgstore/` (as nginx's location names it) or `rgstore` mean `/rgstore`: else URLs get `//` or go relative
+    root_path = f"/{root_path.strip('/')}" if root_path.strip("/") else ""
     proxied = f", {root_path} behind the proxy" if root_path else ""  # the proxy strips it; direct URLs have none
     click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{proxied} "
                f"({workers} worker{'s' if workers > 1 else ''}"

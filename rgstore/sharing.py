@@ -72,6 +72,18 @@ def access_hint(checks: list[tuple[Path, bool]]) -> str:
     return ""
 
 
+def store_access_refusal(root: Path, *, readonly: bool) -> str:
+    """Why this user cannot reach the store at ``root`` (the first directory or LMDB file it may not use); '' if unseen."""
+    log = root / "log"
+    who = access_hint([(root, not readonly), (log, not readonly), (log / "lock.mdb", True),
+                       (log / "data.mdb", not readonly), (root / "refget", not readonly)])
+    if not who:
+        return ""
+    return (f"the store at {root} cannot be opened: {who}; every user of a store needs read-write access to "
+            f"log/lock.mdb and read access to the rest, writers write access throughout (ask the store's owner; "
+            f"a store shared by a group: {SHARED_DOC})")
+
+
 def retry_condition(exc: OSError) -> str:
     """When a refused write of files outside LMDB can succeed on retry: the disk, or this user's access (named)."""
     if not isinstance(exc, PermissionError) or exc.filename is None:

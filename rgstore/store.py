@@ -23,12 +23,13 @@ from .blobs import BlobStore
 from .checkpoints import count_rebuild, out_of_step, stale_views_error
 from .codec import register_dictionary, train_dictionary, unframe
 from .environment import Environment, Txn
-from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError
+from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError, StoreOpenError
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
+from .pathtext import user_path
 from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
-from .sharing import adopt_group_sharing
+from .sharing import adopt_group_sharing, store_access_refusal
 from .streamreads import envelopes_at, indexed_seqs, since_floor
 from .views import FoldContext, View
 from .views.registry import all_views
@@ -57,7 +58,7 @@ def default_store_path() -> Path:
     """``$RGSTORE_HOME`` if set, else the platform's user data directory for rgstore."""
     env = os.environ.get("RGSTORE_HOME")
     if env:
-        return Path(env).expanduser()
+        return user_path(env)
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("rgstore", appauthor=False))
@@ -177,7 +178,7 @@ class Store:
         if path is not None and not str(path):
             raise InvalidInputError("the store path is empty; name a directory (or leave it out for the default store)")
         # Absolute: a notebook's `%cd` (os.chdir) must not send blobs and sequence reads to another directory.
-        root = (Path(path).expanduser() if path is not None else default_store_path()).absolute()
+        root = (user_path(path) if path is not None else default_store_path()).absolute()
         try:
             os.fsencode(root).decode("utf-8")  # the bytes on disk: a Latin-1 locale decodes any name without error
         except UnicodeDecodeError:
@@ -194,15 +195,23 @@ class Store:
             raise InvalidInputError(f"the store path {shown} is not {sys.getfilesystemencoding()}, this locale's encoding "
                                     "of file names, which LMDB needs; run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8") from None
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
-        if readonly and not (root / "log" / "data.mdb").exists():
-            raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")
-        if not readonly:
-            for sub in ("log", "blobs", "cache"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            if not (root / "refget" / "rgstore.json").exists():
-                from .refgetstore import create_refget
+        try:
+            if readonly and not (root / "log" / "data.mdb").exists():
+                raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")
+            if not readonly:
+                for sub in ("log", "blobs", "cache"):
+                    (root / sub).mkdir(parents=True, exist_ok=True)
+                if not (root / "refget" / "rgstore.json").exists():
+                    from .refgetstore import create_refget
 
-                create_refget(root / "refget")
+                    create_refget(root / "refget")
+        except PermissionError:
+            # A directory this user may not enter (a group's store, opened by a non-member) fails here, before
+            # LMDB's own check could name lock.mdb: name what is in the way, with its mode and owner.
+            refusal = store_access_refusal(root, readonly=readonly)
+            if not refusal:
+                raise
+            raise StoreOpenError(refusal) from None
         environment = Environment(root / "log", readonly=readonly)
         try:
             _refuse_newer_format(environment, root)  # before this version creates its sub-dbs in it

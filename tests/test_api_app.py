@@ -177,11 +177,12 @@ def test_two_workers_serve_the_same_store(tmp_path: Path) -> None:
         assert heads == {0}
 
 
-def test_root_path_prefixes_every_advertised_url(tmp_path: Path) -> None:
+@pytest.mark.parametrize("root", ["/rg", "/rg/", "rg"])  # as nginx's `location /rg/` is written, or bare
+def test_root_path_prefixes_every_advertised_url(tmp_path: Path, root: str) -> None:
     """Behind a proxy that strips /rg, the routes answer at / while advertised URLs carry /rg."""
     path = tmp_path / "store"
     Store.open(path).close()
-    with running_server(path, extra_args=["--root-path", "/rg"]) as server:
+    with running_server(path, extra_args=["--root-path", root]) as server:
         info = httpx.get(f"{server.url}/service-info").json()
         assert info["seqcol"]["refget_store"]["url"] == f"{server.url}/rg/store"
         assert info["seqcol"]["url"] == "/rg/seqcol" and info["seqcol"]["service_info"] == "/rg/seqcol/service-info"
@@ -190,6 +191,8 @@ def test_root_path_prefixes_every_advertised_url(tmp_path: Path) -> None:
         assert links == {"/rg/openapi.json", "/rg/sequence/service-info", "/rg/events"}
         assert httpx.get(f"{server.url}/openapi.json").json()["servers"] == [{"url": "/rg"}]
         assert httpx.get(f"{server.url}/seqcol/openapi.json").json()["servers"] == [{"url": "/rg/seqcol"}]
+        assert httpx.get(f"{server.url}/store").headers["location"] == f"{server.url}/rg/store/"
+        assert "url: '/rg/openapi.json'" in httpx.get(f"{server.url}/docs").text
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -201,7 +201,7 @@ def test_an_oversized_posted_collection_is_refused_before_it_is_read(served: Ser
     assert r.status_code == 413
 
 
-def test_public_url_pins_the_advertised_store_url_whatever_the_host_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_public_url_pins_the_advertised_store_and_organization_urls_whatever_the_host_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
     from rgstore.store import Store
@@ -211,6 +211,9 @@ def test_public_url_pins_the_advertised_store_url_whatever_the_host_header(tmp_p
     with running_server(tmp_path / "s", extra_args=["--public-url", "https://refs.example.org/"]) as server:
         info = httpx.get(f"{server.url}/seqcol/service-info", headers={"Host": "evil:1"}).json()
         assert info["seqcol"]["refget_store"]["url"] == "https://refs.example.org/store"
+        for route in ("/service-info", "/seqcol/service-info", "/sequence/service-info"):  # every absolute URL
+            info = httpx.get(f"{server.url}{route}", headers={"Host": "evil:1"}).json()
+            assert info["organization"]["url"] == "https://refs.example.org/", route
 
 
 def test_a_posted_collection_of_more_values_than_the_cap_is_refused_before_it_is_parsed(served: Server) -> None:

@@ -199,6 +199,37 @@ def test_a_user_without_write_access_to_lock_mdb_is_told_which_file_and_why(tmp_
 
 
 @needs_root
+def test_a_user_who_may_not_enter_the_stores_directories_is_told_which_one_and_why(tmp_path: Path, lab: Path) -> None:
+    import rgstore_cli.status  # noqa: F401  (imported before the fork: the child may not read the tree they live in)
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli
+
+    import rgstore.status  # noqa: F401
+    from rgstore.store import Store
+
+    root = _lab_store(lab, tmp_path, mode=0o2775, umask=0o077)  # others may list the store, not enter log/ or refget/
+
+    def opens(readonly: bool) -> Callable[[], str]:
+        def work() -> str:
+            with Store.open(".", readonly=readonly):
+                return "opened"
+        return work
+
+    def runs_status() -> str:
+        done = CliRunner().invoke(cli, ["--store", ".", "status"])
+        return f"exit {done.exit_code}: {done.output}"
+
+    read = _as_user(root, _OUTSIDER, [], opens(True))
+    assert read.startswith("StoreOpenError: ") and f"{root}/log is drwxrws--- root:" in read, read
+    write = _as_user(root, _OUTSIDER, [], opens(False))
+    assert write.startswith("StoreOpenError: ") and f"{root} is drwxrwsr-x root:" in write, write
+    assert "docs/deployment.md" in read and "docs/deployment.md" in write
+    status = _as_user(root, _OUTSIDER, [], runs_status)
+    assert status.startswith("ok: exit 1: error: the store at ") and f"{root}/log is drwxrws---" in status, status
+    assert status.count("\n") == 1  # one line
+
+
+@needs_root
 def test_a_member_who_may_not_write_the_refget_files_is_told_which_directory_and_why(lab: Path, tmp_path: Path) -> None:
     from rgstore.errors import ExternalSyncError
     from rgstore.refgetstore import refget_access_hint
