@@ -143,33 +143,12 @@ async def attribute(request: Request, attribute: str, digest: str) -> Response:
     return json_response(level2(record)[attribute], headers=IMMUTABLE)
 
 
-def _posted_digest(collection: dict[str, list[Any]]) -> str | None:
-    """The level-0 digest of a posted level-2 collection, or None when it is not a well-formed one.
-
-    The spec lets ``digests.b`` be that digest or null, never another string (seqcol 1.0 section 3.3).
-    """
-    names, lengths, sequences = (collection.get(k) for k in ("names", "lengths", "sequences"))
-    if not (isinstance(names, list) and isinstance(lengths, list) and isinstance(sequences, list)
-            and len(names) == len(lengths) == len(sequences)
-            and all(isinstance(n, str) for n in names) and all(isinstance(s, str) for s in sequences)
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in lengths)):
-        return None
-    # Only the inherent attributes make the digest: skip level1()'s per-pair ancillary digests.
-    return seqcol_digests.top_level_digest(
-        {k: seqcol_digests.sha512t24u(seqcol_digests.canonical(collection[k])) for k in seqcol_digests.INHERENT})
-
-
-def _compare(request: Request, a: str, b: str | tuple[str | None, dict[str, list[Any]]]) -> Response:
-    """Compare stored collection ``a`` with stored collection ``b`` (a digest) or a posted (digest, collection)."""
+def _compare(request: Request, a: str, b: str) -> Response:
+    """Compare stored collections ``a`` and ``b``."""
     store = store_of(request)
     with store.read() as txn:
-        left = level2(_record(txn, store, a))
-        b_digest, right = (b, level2(_record(txn, store, b))) if isinstance(b, str) else b
-    try:
-        result = seqcol_digests.compare(a, left, b_digest, right)
-    except (TypeError, ValueError) as exc:  # e.g. NaN or unhashable values in a POSTed body
-        raise InvalidInputError(f"cannot compare the posted collection: {exc}") from None
-    return json_response(result, headers=IMMUTABLE if isinstance(b, str) else None)
+        left, right = level2(_record(txn, store, a)), level2(_record(txn, store, b))
+    return json_response(seqcol_digests.compare(a, left, b, right), headers=IMMUTABLE)
 
 
 @router.get("/comparison/{digest1}/{digest2}", response_model=ComparisonResult,
@@ -202,29 +181,22 @@ _POSTED_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"a
     "description": "A level-2 sequence collection"}}}}}
 
 
-def _posted_collection(body: bytes) -> dict[str, list[Any]]:
-    """The posted level-2 collection: an object of arrays; InvalidInputError (400) or _NotACollection (422)."""
+def _posted_json(body: bytes) -> Any:
+    """The posted body parsed: InvalidInputError (400) when it is not JSON, _TooManyValues (413) past the value cap."""
     # Every array element and object member is its container's first or follows a comma, so this
     # bounds what parsing makes, before it makes anything (brackets or commas in strings only raise it).
     if body.count(b",") + body.count(b"[") + body.count(b"{") > MAX_POST_VALUES:
         raise _TooManyValues(f"the posted collection has more than {MAX_POST_VALUES:,} JSON values; "
                              "post at most its names, lengths and sequences arrays")
     try:
-        collection = json.loads(body)
+        return json.loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise InvalidInputError("the posted body is not JSON (post a level-2 collection: an object of arrays)") from None
-    if not isinstance(collection, dict):
-        raise _NotACollection(f"the posted body is a JSON {type(collection).__name__}, not an object of arrays")
-    for key, value in collection.items():
-        if not isinstance(value, list):
-            raise _NotACollection(f"attribute {key!r} of the posted collection is not an array")
-    return collection
 
 
-class _NotACollection(InvalidInputError):
-    """JSON, but not an object of arrays: 422, as a failed body validation answers."""
-
-    http_status = 422
+def _not_json(constant: str) -> Any:
+    """Refuse NaN and Infinity, which Python's parser takes but JSON (and JCS) have not."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 class _TooManyValues(InvalidInputError):
@@ -241,19 +213,20 @@ class _TooManyValues(InvalidInputError):
 async def comparison_post(request: Request, digest1: str) -> Response:
     """Compare with the posted collection (at most ``MAX_POST_BYTES`` and ``MAX_POST_VALUES``, else 413); never stored.
 
-    ``digests.b`` is the posted collection's level-0 digest, or null when it lacks well-formed
-    ``names``, ``lengths`` and ``sequences`` arrays. The body is parsed on a worker thread, not
-    on the event loop, and counted before it is parsed.
+    A body that is not JSON gets 400; JSON that is no level-2 collection (not an object of arrays,
+    or a schema attribute holding a wrong element, such as a length of -1, true or 1.5) gets 422.
+    ``digests.b`` is the posted collection's level-0 digest, or null when it lacks ``names``,
+    ``lengths`` or ``sequences``, or they differ in length. The body is parsed on a worker thread,
+    not on the event loop, and counted before it is parsed.
     """
     body = await request.body()
 
     def compare() -> Response:
-        collection = _posted_collection(body)
-        try:
-            posted = _posted_digest(collection)
-        except (TypeError, ValueError):  # e.g. a lone surrogate in a name: no canonical JSON, no digest
-            posted = None
-        return _compare(request, digest1, (posted, collection))
+        posted = _posted_json(body)
+        store = store_of(request)
+        with store.read() as txn:
+            left = level2(_record(txn, store, digest1))
+        return json_response(seqcol_digests.compare_posted(digest1, left, posted))
 
     return await run_in_threadpool(compare)
 

@@ -18,7 +18,7 @@ LEVEL1_ATTRIBUTES = (*LEVEL2_ATTRIBUTES, *TRANSIENT)
 
 _PAIR: dict[str, Any] = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "length": {"type": "integer"}},
+    "properties": {"name": {"type": "string"}, "length": {"type": "integer", "minimum": 0}},
     "required": ["name", "length"],
 }
 
@@ -34,7 +34,7 @@ SEQCOL_SCHEMA: dict[str, Any] = {
         "lengths": {
             "type": "array", "collated": True,
             "description": "Number of elements, such as nucleotides or amino acids, in each sequence.",
-            "items": {"type": "integer"},
+            "items": {"type": "integer", "minimum": 0},
         },
         "sequences": {
             "type": "array", "collated": True,

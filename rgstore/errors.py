@@ -15,6 +15,7 @@ __all__ = [
     "NotFoundError",
     "InvalidInputError",
     "OutOfRangeError",
+    "MalformedCollectionError",
     "ConflictError",
     "ConcurrencyConflictError",
     "IdempotencyConflictError",
@@ -91,6 +92,12 @@ class OutOfRangeError(InvalidInputError):
     """A region lies outside its sequence."""
 
     http_status = 416
+
+
+class MalformedCollectionError(InvalidInputError):
+    """A sequence collection given as data (JSON) breaks the seqcol schema: not an object of arrays, or a bad element."""
+
+    http_status = 422
 
 
 class ConflictError(RgstoreError):

@@ -3,6 +3,7 @@
 This is rgstore's own implementation, independent of gtars: ingest uses it to check the
 collection digest gtars reports, and ``genome compare`` uses it on the genome view. Inherent
 attributes are ``names`` and ``sequences`` (``lengths`` left the inherent set in 2024-10).
+A collection posted as JSON is checked against the schema's element types before it is compared.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["canonical", "comparable_level2", "compare", "level1", "sha512t24u", "top_level_digest"]
+from .errors import MalformedCollectionError
+
+__all__ = ["canonical", "comparable_level2", "compare", "compare_posted", "level1", "posted_collection",
+           "posted_digest", "sha512t24u", "top_level_digest"]
 
 INHERENT = ("names", "sequences")
+MAX_LENGTH = 2**53 - 1
+"""Largest length a posted collection may give: JCS writes numbers as IEEE doubles, exact up to here."""
 
 
 def sha512t24u(data: bytes | str) -> str:
@@ -119,3 +125,114 @@ def compare(
         result["array_elements"]["a_and_b_count"][k] = count
         result["array_elements"]["a_and_b_same_order"][k] = order
     return result
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as an error message names it: scalars as written, containers by kind."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else f"{text[:30]}…{text[-6:]}"
+
+
+def _length(value: Any) -> int | None:
+    """``value`` as a sequence length, or None when it is no integer in 0..MAX_LENGTH (1.0 is 1, as JCS writes it)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 <= value <= MAX_LENGTH else None
+
+
+def _string(value: Any) -> str | None:
+    """``value`` when it is a string JCS can write (no lone surrogate), else None."""
+    if type(value) is not str:
+        return None
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return None
+    return value
+
+
+def _pair(value: Any) -> dict[str, Any] | None:
+    """``value`` when it is a name_length_pairs element (a string name and a length), else None."""
+    if type(value) is not dict:
+        return None
+    name, length = _string(value.get("name")), _length(value.get("length"))
+    return None if name is None or length is None else {**value, "name": name, "length": length}
+
+
+_LENGTHS = "a non-negative integer (at most 2^53 - 1)"
+_ELEMENTS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "names": (_string, "a Unicode string"),
+    "lengths": (_length, _LENGTHS),
+    "sequences": (_string, "a Unicode string"),
+    "name_length_pairs": (_pair, "an object of a Unicode string name and a non-negative integer length"),
+    "sorted_sequences": (_string, "a Unicode string"),
+    "sorted_name_length_pairs": (_string, "a Unicode string"),
+}
+"""The element each schema attribute holds; any other attribute may hold any JSON values."""
+
+
+def _checked(attribute: str, values: list[Any]) -> list[Any]:
+    """``values`` with each element checked (and lengths made integers) when ``attribute`` is in the schema."""
+    if attribute not in _ELEMENTS:
+        return values
+    check, want = _ELEMENTS[attribute]
+    # The common arrays pass whole, checked in C; only a suspect one is walked element by element.
+    if check is _length and all(type(x) is int for x in values) and min(values, default=0) >= 0 \
+            and max(values, default=0) <= MAX_LENGTH:
+        return values
+    if check is _string and all(type(x) is str and x.isascii() for x in values):
+        return values
+    out = []
+    for i, value in enumerate(values):
+        good = check(value)
+        if good is None:
+            raise MalformedCollectionError(f"{attribute}[{i}] of the posted collection is {_shown(value)}, not {want}")
+        out.append(good)
+    return out
+
+
+def posted_collection(value: Any) -> dict[str, list[Any]]:
+    """``value`` (parsed JSON) as a level-2 collection: an object of arrays whose schema attributes hold the
+    elements the seqcol schema gives them; MalformedCollectionError (422) otherwise.
+
+    Attributes may be missing or of unequal lengths (the comparison still counts them) and other
+    attributes may hold anything. An integral float length (``8.0``) becomes the integer JCS writes.
+    """
+    if not isinstance(value, dict):
+        raise MalformedCollectionError(f"the posted collection is {_shown(value)}, not an object of arrays")
+    collection = {}
+    for attribute, values in value.items():
+        if not isinstance(values, list):
+            raise MalformedCollectionError(
+                f"attribute {_shown(attribute)} of the posted collection is {_shown(values)}, not an array")
+        collection[attribute] = _checked(attribute, values)
+    return collection
+
+
+def posted_digest(collection: dict[str, list[Any]]) -> str | None:
+    """The level-0 digest of a checked posted collection, or None unless it has collated names, lengths, sequences.
+
+    The spec lets ``digests.b`` be that digest or null, never another string (seqcol 1.0 section 3.3).
+    """
+    names, lengths, sequences = (collection.get(k) for k in ("names", "lengths", "sequences"))
+    if names is None or lengths is None or sequences is None or not len(names) == len(lengths) == len(sequences):
+        return None
+    # Only the inherent attributes make the digest: skip level1()'s per-pair ancillary digests.
+    return top_level_digest({k: sha512t24u(canonical(collection[k])) for k in INHERENT})
+
+
+def compare_posted(a_digest: str, a: dict[str, list[Any]], posted: Any) -> dict[str, Any]:
+    """The comparison of stored level-2 collection ``a`` with a posted one (parsed JSON), checked first.
+
+    MalformedCollectionError (422) when ``posted`` is no level-2 collection (see ``posted_collection``).
+    """
+    b = posted_collection(posted)
+    try:
+        return compare(a_digest, a, posted_digest(b), b)
+    except (TypeError, ValueError) as exc:  # e.g. NaN inside another attribute, from a caller that allowed it
+        raise MalformedCollectionError(f"cannot compare the posted collection: {exc}") from None
