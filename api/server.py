@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +32,7 @@ from .headertimeout import HEADER_TIMEOUT_S, HeaderTimeoutProtocol
 from .lazyfetch import FetchLimits
 from .storepath import ENV_STORE
 
-__all__ = ["serve", "check_listen", "access_log_config", "NoDelayConfig", "APP"]
+__all__ = ["serve", "check_listen", "url_host", "access_log_config", "NoDelayConfig", "APP"]
 
 APP = "rgstore_api.app:create_app"
 
@@ -91,6 +92,14 @@ class _Server(uvicorn.Server):
     Taken as SIGINT, a drained server ends in KeyboardInterrupt, which ``serve`` ends with exit 0.
     """
 
+    on_listening: Callable[[int], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up, then ``on_listening(port)`` with the port bound (the one ``--port 0`` got)."""
+        await super().startup(sockets=sockets)
+        if self.started and self.on_listening is not None:
+            self.on_listening(_bound_port(self.servers[0].sockets[0]))
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Record SIGTERM as SIGINT: the first drains requests in flight, a second stops at once."""
         sig = signal.SIGINT if sig == signal.SIGTERM else sig
@@ -133,6 +142,16 @@ class _Multiprocess(Multiprocess):
                             os.kill(worker.pid, signal.SIGINT)
 
 
+def _bound_port(sock: Any) -> int:
+    """The port a listening socket got (IPv4 and IPv6 addresses both start (host, port, ...))."""
+    return int(sock.getsockname()[1])
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets (http://[::1]:8000)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def check_listen(host: str, port: int) -> None:
     """ConflictError unless ``host:port`` can be listened on now (uvicorn would log and exit instead)."""
     try:
@@ -163,7 +182,7 @@ def access_log_config() -> dict[str, Any]:
 
 def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, root_path: str = "",
           access_log: bool = False, follow_interval: str | None = None,
-          header_timeout: float = HEADER_TIMEOUT_S) -> None:
+          header_timeout: float = HEADER_TIMEOUT_S, on_listening: Callable[[int], None] | None = None) -> None:
     """Serve ``store`` until interrupted; NotFoundError first if there is no store there.
 
     ``access_log``: a line per request (client as X-Forwarded-For gives it from a trusted proxy).
@@ -171,6 +190,7 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     ``/readyz`` holds its last successful pull to. ``header_timeout``: a connection that has not
     sent a whole request head this many seconds after connecting (or after its last response) is
     closed, so idle or trickling sockets cannot use up a worker's file descriptors.
+    ``on_listening(port)`` is called once the socket is bound, with the port it got (``port`` 0: the kernel's pick).
     """
     Store.open(store, readonly=True, catch_up_views=False).close()  # one line here, not in every worker; views: after binding
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
@@ -188,6 +208,11 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
            else {"log_level": "warning", "access_log": False}),
     )
     if workers == 1:
-        _Server(config).run()
+        server = _Server(config)
+        server.on_listening = on_listening
+        server.run()
     else:
-        _Multiprocess(config, sockets=[config.bind_socket()]).run()
+        sock = config.bind_socket()
+        if on_listening is not None:
+            on_listening(_bound_port(sock))
+        _Multiprocess(config, sockets=[sock]).run()

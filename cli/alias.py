@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .complete import genome_names
-from .main import Context, store_option
+from .main import Context, given_namespace, store_option
 from .output import emit_json, emit_json_array, emit_table, emit_table_stream, json_option, note_shadows, when
 
 __all__ = ["alias_group"]
@@ -18,7 +18,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 def _alias_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
-        "--namespace", "-n", default=None,
+        "--namespace", "-n", default=None, callback=given_namespace,
         help="Alias namespace when NAME has no 'ns:' prefix [default: refgenie].",
     )(fn)
     fn = click.option(
@@ -135,7 +135,7 @@ def remove_cmd(ctx: Context, name: str, namespace: str | None, sequence: bool, a
 
 
 @alias_group.command("list")
-@click.option("--namespace", "-n", default=None, help="Only this namespace.")
+@click.option("--namespace", "-n", default=None, callback=given_namespace, help="Only this namespace.")
 @click.option("--digest", default=None, help="Only aliases of this digest (with --sequence: any form `set` takes, an MD5 too).")
 @click.option("--sequence", is_flag=True, help="List sequence aliases instead of genome aliases.")
 @store_option

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .main import Context, store_option
+from .main import Context, GivenPath, store_option
 from .output import emit_json, json_option
 
 __all__ = ["backup_cmd"]
@@ -15,7 +15,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.command("backup")
-@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("dest", type=GivenPath(path_type=Path, file_okay=False))
 @click.option("--no-link", is_flag=True,
               help="Copy every content file, even on the store's filesystem (default: hard-link blobs, sequence "
                    "and cache files there; they are never rewritten in place).")

@@ -10,7 +10,7 @@ import click
 
 from .complete import genome_names
 from .getseq import quiet_broken_pipe, signals_unwind
-from .main import Context, RgstoreGroup, store_option
+from .main import Context, GivenPath, RgstoreGroup, given_namespace, store_option
 from .output import cell, emit_json, emit_json_array, emit_table, emit_table_stream, json_option, note_shadows, when
 
 __all__ = ["genome_group"]
@@ -39,7 +39,7 @@ def genome_group() -> None:
 
 
 @genome_group.command("init")
-@click.option("--fasta", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--fasta", type=GivenPath(path_type=Path, dir_okay=False),
               help="FASTA file: plain, gzip or BGZF.")
 @click.option("--remote", metavar="URL",
               help="Instead of --fasta: a remote RefgetStore or seqcol/refgenie server holding the genome.")
@@ -51,10 +51,10 @@ def genome_group() -> None:
               help="A name (refgenie alias) for the genome; repeatable.")
 @click.option("--description", "-d", default="", help="Free-text description.")
 @click.option("--species", "-s", default="", help="Species, e.g. 'Homo sapiens'.")
-@click.option("--fhr", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--fhr", type=GivenPath(path_type=Path, dir_okay=False),
               help="FHR 1.0 JSON provenance document to attach.")
 @click.option("--circular", multiple=True, metavar="SEQ", help="A circular sequence (e.g. chrM); repeatable.")
-@click.option("--seq-namespace", metavar="NS",
+@click.option("--seq-namespace", metavar="NS", callback=given_namespace,
               help="Record header tokens NS:ID as sequence aliases (e.g. --seq-namespace insdc).")
 @click.option("--force", "-f", is_flag=True, help="Repoint names that already name another genome.")
 @store_option
@@ -242,7 +242,7 @@ def compare_cmd(ctx: Context, a: str, b: str, by_digest: bool, as_json: bool) ->
 
 @genome_group.command("export")
 @click.argument("name", shell_complete=genome_names)
-@click.argument("out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.argument("out", type=GivenPath(path_type=Path, dir_okay=False, readable=False, allow_dash=True))
 @click.option("--width", type=click.IntRange(min=1), default=80, show_default=True, help="Residues per line.")
 @_digest_option
 @store_option
@@ -278,7 +278,7 @@ def fhr_group() -> None:
 
 @fhr_group.command("set")
 @click.argument("name", shell_complete=genome_names)
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=GivenPath(path_type=Path, dir_okay=False))
 @_digest_option
 @store_option
 @json_option

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .complete import genome_names, sequence_names
-from .main import Context, store_option
+from .main import Context, GivenPath, store_option
 
 __all__ = ["getseq_cmd", "quiet_broken_pipe", "signals_unwind"]
 
@@ -24,7 +24,7 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.argument("name", required=False, shell_complete=genome_names)
 @click.argument("loci", nargs=-1, shell_complete=sequence_names)
 @click.option("--digest", metavar="D", help="Read from the genome with this digest (then every argument is a LOCUS).")
-@click.option("--bed", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+@click.option("--bed", type=GivenPath(path_type=Path, dir_okay=False, allow_dash=True),
               help="Also read regions from a BED file (- for standard input).")
 @click.option("--revcomp", "-i", is_flag=True, help="Reverse-complement every region.")
 @click.option("--fasta", "as_fasta", is_flag=True, help="FASTA output with >seq:start-end headers.")

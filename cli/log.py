@@ -123,7 +123,7 @@ def show_cmd(ctx: Context, seq: int, as_json: bool) -> None:
 
 @log_group.command("export")
 @store_option
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.argument("file", type=GivenPath(path_type=Path, dir_okay=False, readable=False, allow_dash=True))
 @click.option("--from", "from_seq", type=click.IntRange(min=1), default=1, show_default=True,
               help="First seq to export.")
 @click.option("--to", "to_seq", type=click.IntRange(min=1),
@@ -172,7 +172,7 @@ def _is_stdout(path: Path) -> bool:
 
 @click.command("replay")
 @store_option
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
+@click.argument("file", type=GivenPath(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
 @click.option("--to", "to_seq", type=click.IntRange(min=1), help="Stop after this seq: the store as it was at that seq.")
 @click.option("--as-of", "as_of", help="Stop before the first event after this time (ISO 8601, UTC unless it has an "
                                        "offset, or a span like 7d, as `log --since`; a date is its midnight UTC): "

@@ -18,7 +18,7 @@ import lmdb
 
 from rgstore.errors import RgstoreError, clip
 
-__all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "STORE_META", "Context", "GivenPath"]
+__all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "STORE_META", "Context", "GivenPath", "given_namespace"]
 
 STORE_META = "rgstore.store"  # where a per-command --store leaves its path while click completes (no root Context)
 
@@ -74,6 +74,16 @@ class Context:
         self.store_path = store
         self.actor = actor
 
+    def exists(self) -> bool:
+        """Whether the store this invocation names exists (True behind a directory this user may not enter)."""
+        from rgstore.store import default_store_path
+
+        path = self.store_path if self.store_path is not None else default_store_path()
+        try:
+            return (path / "log" / "data.mdb").exists()
+        except PermissionError:
+            return True  # Store.open names the directory, its mode and owner
+
     def open(self, *, readonly: bool = False, create: bool = False, reads_if_unwritable: bool = False,
              allow_stale_views: bool = False) -> Any:
         """Open the store this invocation names (see ``rgstore.Store.open``).
@@ -88,10 +98,7 @@ class Context:
         from rgstore.store import Store, default_store_path
 
         path = self.store_path if self.store_path is not None else default_store_path()
-        try:
-            present = (path / "log" / "data.mdb").exists()
-        except PermissionError:
-            present = True  # behind a directory this user may not enter: Store.open names it, mode and owner
+        present = self.exists()
         if not create and not present:
             raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
         if reads_if_unwritable and present:
@@ -265,6 +272,13 @@ class GivenPath(click.Path):
             self.fail("is empty; name a path" + (" (or leave the option out)" if isinstance(param, click.Option) else ""),
                       param, ctx)
         return super().convert(value, param, ctx)
+
+
+def given_namespace(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A namespace option's callback: an empty value (``-n "$NS"`` with NS unset) is a usage error, not the default."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; name a namespace (or leave the option out)", param=param)
+    return value
 
 
 def store_option(fn: Any) -> Any:

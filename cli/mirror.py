@@ -39,9 +39,11 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
         rgstore --store ./mirror mirror pull http://127.0.0.1:8000 --with-blobs
         rgstore --store ./mirror mirror pull /srv/published
     """
-    from rgstore.mirror import pull
+    from rgstore.mirror import probe_source, pull
     from rgstore.progress import null_progress, terminal_progress
 
+    if not ctx.exists():  # a first pull: a bad SOURCE fails before the store is created, leaving none behind
+        source = probe_source(source)
     with ctx.open(create=True) as store:
         result = pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences,
                       progress=null_progress if as_json else terminal_progress)

@@ -309,7 +309,7 @@ def rp_cmd(ctx: Context, name: str, key: str) -> None:
 
 
 @refpkg_group.command("import")
-@click.argument("path", type=click.Path(exists=True, path_type=Path, allow_dash=True))
+@click.argument("path", type=GivenPath(exists=True, path_type=Path, allow_dash=True))
 @click.option("--name", help="Package name [default: PATH's basename without .refpkg/.tar.gz/.zip].")
 @click.option("--no-history", is_flag=True, help="Import only the current state, not rollback/rollforward.")
 @store_option
@@ -341,9 +341,9 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
 
 @refpkg_group.command("export")
 @click.argument("name", shell_complete=refpkg_names)
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--tar", "tar_path", type=click.Path(path_type=Path), help="Write one .tar.gz instead.")
-@click.option("--zip", "zip_path", type=click.Path(path_type=Path), help="Write one .zip instead.")
+@click.argument("directory", required=False, type=GivenPath(path_type=Path))
+@click.option("--tar", "tar_path", type=GivenPath(path_type=Path), help="Write one .tar.gz instead.")
+@click.option("--zip", "zip_path", type=GivenPath(path_type=Path), help="Write one .zip instead.")
 @click.option("--no-history", is_flag=True, help="Leave out rollback/rollforward states and their files.")
 @store_option
 @json_option

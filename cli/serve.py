@@ -55,7 +55,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         curl http://127.0.0.1:8000/sequence/service-info
     """
     from rgstore_api.lazyfetch import FetchLimits
-    from rgstore_api.server import check_listen, serve
+    from rgstore_api.server import check_listen, serve, url_host
     from rgstore_api.storepath import resolve_store_path
 
     from rgstore.httpclient import low_speed
@@ -91,12 +91,18 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     if follow_source is not None:
         from rgstore.errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError
         from rgstore.follow import parse_interval
-        from rgstore.mirror import pull
+        from rgstore.mirror import probe_source, pull
 
         try:
             parse_interval(interval)  # a bad interval is a usage error before anything starts
         except InvalidInputError as exc:
             raise click.BadParameter(str(exc), param_hint="--interval") from None
+        try:
+            new_store = not (path / "log" / "data.mdb").exists()
+        except PermissionError:
+            new_store = False  # Store.open names the directory this user may not enter
+        if new_store:  # a bad SOURCE fails before the store is created: no empty store left behind
+            probe_source(follow_source)
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
             try:
                 # The log: a diverged or tampered upstream is refused here. Like a follower's round, only the whole
@@ -122,12 +128,16 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     # `/rgstore/` (as nginx's location names it) or `rgstore` mean `/rgstore`: else URLs get `//` or go relative
     root_path = f"/{root_path.strip('/')}" if root_path.strip("/") else ""
     proxied = f", {root_path} behind the proxy" if root_path else ""  # the proxy strips it; direct URLs have none
-    click.echo(f"rgstore: serving {path} read-only at http://{host}:{port}{proxied} "
-               f"({workers} worker{'s' if workers > 1 else ''}"
-               f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
+
+    def announce(bound: int) -> None:  # after the bind: --port 0's real port, an IPv6 host in brackets
+        click.echo(f"rgstore: serving {path} read-only at http://{url_host(host)}:{bound}{proxied} "
+                   f"({workers} worker{'s' if workers > 1 else ''}"
+                   f"{', following ' + follow_source if follow_source else ''}); Ctrl-C stops", err=True)
+
     try:
         serve(path, host=host, port=port, workers=workers, root_path=root_path, access_log=access_log,
-              follow_interval=interval if follow_source is not None else None, header_timeout=header_timeout_s)
+              follow_interval=interval if follow_source is not None else None, header_timeout=header_timeout_s,
+              on_listening=announce)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a server is meant to stop
     finally:

@@ -106,13 +106,18 @@ class AliasStep(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def split_alias(name: str, namespace: str | None = None) -> tuple[str, str]:
-    """(namespace, name) from ``ns:name`` or a bare name (namespace ``namespace`` or refgenie)."""
+    """(namespace, name) from ``ns:name`` or a bare name (namespace ``namespace`` or refgenie).
+
+    InvalidInputError for an invalid ``namespace``, the empty one too: only None means the default.
+    """
+    if namespace is not None:
+        check_namespace(namespace)  # "" (an unset shell variable) must not quietly mean refgenie
     ns, sep, local = name.partition(":")
     if sep:
         if namespace is not None and namespace != ns:
             raise InvalidInputError(f"alias {name!r} names namespace {ns!r} but --namespace is {namespace!r}")
         return check_namespace(ns), check_name(local)
-    return check_namespace(namespace or DEFAULT_NAMESPACE), check_name(name)
+    return check_namespace(DEFAULT_NAMESPACE if namespace is None else namespace), check_name(name)
 
 
 def find_genome_alias(txn: Txn, environment: Environment, namespace: str, name: str, *, bare: bool) -> tuple[str, str | None]:

@@ -44,8 +44,8 @@ from .store import Store
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "pull", "record_pull_error", "status", "promote",
-           "missing_sequences"]
+__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "probe_source", "pull", "record_pull_error", "status",
+           "promote", "missing_sequences"]
 
 
 
@@ -204,6 +204,26 @@ def _check_source(source: str | os.PathLike[str]) -> str:
     return check_url(source, "SOURCE")
 
 
+def probe_source(source: str | os.PathLike[str]) -> str:
+    """``source`` normalised as ``pull`` takes it, once it states a head; else the one-line error ``pull`` would give.
+
+    For a first pull into a store that does not exist yet: checked before the store is created, a
+    bad SOURCE leaves no empty store behind that later commands would take for a real one.
+    """
+    source = _check_source(source)
+    if not upstream.is_url(source) and not Path(source).is_file() and not (Path(source) / MANIFEST).is_file():
+        raise NotFoundError(_no_source(source))
+    try:
+        _upstream_head(source)
+    except RemoteError as exc:  # as ``pull`` says it: the source, not the manifest.json it looked for first
+        raise RemoteError(str(exc).replace(f"{source}/{MANIFEST}", source)) from None
+    return source
+
+
+def _no_source(source: str) -> str:
+    return f"{source}: no such export file or segment directory (no {MANIFEST})"
+
+
 def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = False, with_sequences: bool = False,
          progress: ProgressFactory = null_progress, batch_size: int = 20_000,
          clears_pull_error: bool = True) -> PullResult:
@@ -272,7 +292,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             kind = "segments"
             base = Path(source)
             if not (base / MANIFEST).is_file():
-                raise NotFoundError(f"{source}: no such export file or segment directory (no {MANIFEST})")
+                raise NotFoundError(_no_source(source))
             manifest = read_manifest((base / MANIFEST).read_bytes(), source)
             upstream_head = manifest.head_seq
             applied, head = apply(manifest.log_id, upstream.segment_records(

@@ -80,7 +80,11 @@ def output_file(
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if not target.parent.is_dir():
         raise NotFoundError(f"cannot write {path}: directory {target.parent} does not exist")
-    fd, tmp = mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except PermissionError as exc:  # the complete file is made beside ``path``: say so, not just the directory
+        raise PermissionError(exc.errno, f"cannot write {path}: this user may not create files in {target.parent} "
+                              f"({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -94,6 +98,8 @@ def output_file(
         refused = refused_write(exc, target.parent, target.name)
         if refused is not None:
             raise refused from None
+        if isinstance(exc, PermissionError) and exc.filename2 is not None:  # os.replace: not the temp name they never chose
+            raise PermissionError(exc.errno, f"cannot replace {path}: {exc.strerror}") from None
         raise
     if durable:
         fsync_dir(target.parent)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError, NotFoundError
 from .files import read_chunks
+from .pathtext import path_text
 from .refpkg_names import MANIFEST
 
 __all__ = ["PackageSource", "open_package", "package_kind", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
@@ -204,6 +205,11 @@ def package_kind(path: Path) -> str:
         return "zip" if zipfile.is_zipfile(path) else "tar"
     if _is_pipe(path):  # `import /dev/stdin`, `import <(curl ...)`: only a tar can be read front to back
         return "tar"
+    if path.exists():  # /dev/null and other devices: there, but nothing a package is read from
+        mode = path.stat().st_mode
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "not a file, directory or pipe")
+        raise InvalidInputError(f"{path_text(path)} is {kind}, not a package")
     raise NotFoundError(f"Reference package {path} does not exist.")
 
 

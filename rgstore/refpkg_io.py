@@ -213,6 +213,7 @@ def import_package(
     """
     if name is None:
         if source.exists() and not source.is_file() and not source.is_dir():
+            package_kind(source)  # a device (/dev/null) is refused as that: what passes is a pipe or socket
             raise InvalidInputError(f"{path_text(source)} is a pipe, whose name is not the package's; "
                                     "name the package with --name NAME")
         try:

@@ -103,6 +103,19 @@ def test_set_points_an_alias_and_get_resolves_it(store: Store, genomes: Digests)
     assert store.aliases.get("hg38", namespace="refgenie") == genomes["a"]
 
 
+def test_an_empty_namespace_is_invalid_not_the_default_one(store: Store, genomes: Digests) -> None:
+    # namespace="" (an unset variable passed on) read the refgenie alias, and set wrote one.
+    store.aliases.set("hg38", genomes["a"])
+    head = store.head()
+    for call in (lambda: store.aliases.get("hg38", namespace=""), lambda: store.aliases.get("refgenie:hg38", namespace=""),
+                 lambda: store.aliases.set("hg39", genomes["a"], namespace=""),
+                 lambda: store.aliases.remove("hg38", namespace=""), lambda: store.aliases.history("hg38", namespace=""),
+                 lambda: store.aliases.undo("hg38", namespace="")):
+        with pytest.raises(InvalidInputError, match="invalid alias namespace ''"):
+            call()
+    assert store.head() == head and store.aliases.get("hg38") == genomes["a"]
+
+
 def test_setting_the_same_target_again_appends_nothing(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     head = store.head()

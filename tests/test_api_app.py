@@ -457,3 +457,67 @@ def test_readyz_is_503_with_one_line_once_the_store_directory_is_moved_while_hea
     assert answer.json()["ready"] is False and "deleted, moved or replaced" in answer.json()["detail"]
     assert status["healthy"] is False and any("deleted, moved or replaced" in p for p in status["problems"])
     assert live.status_code == 200  # liveness: the process answers; a load balancer asks /readyz
+
+
+def test_an_ipv6_host_is_bracketed_in_urls_and_other_hosts_are_not() -> None:
+    from rgstore_api.server import url_host
+
+    assert [url_host(h) for h in ("::1", "127.0.0.1", "localhost")] == ["[::1]", "127.0.0.1", "localhost"]
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host, shown", [
+    ("127.0.0.1", "127.0.0.1"),
+    pytest.param("::1", "[::1]", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")),
+])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_start_up_line_gives_a_url_that_reaches_the_server_with_the_port_port_0_got(
+    tmp_path: Path, host: str, shown: str, workers: int
+) -> None:
+    # It said http://::1:0: an IPv6 host without brackets, and the port asked for rather than the one bound.
+    import re
+    import selectors
+    import signal
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    path = tmp_path / "store"
+    Store.open(path).close()
+    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(path), "serve", "--host", host,
+                             "--port", "0", "--workers", str(workers)], cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        line, deadline = b"", time.monotonic() + 60
+        while not line.endswith(b"\n") and time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
+            chunk = proc.stderr.read1(4096)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            line += chunk
+        found = re.search(r"read-only at (http://(\S+):(\d+)) ", line.decode())
+        assert found is not None, line
+        url, printed_host, port = found.groups()
+        assert printed_host == shown and int(port) > 0
+        while True:  # with --workers 2 the line comes once the socket is bound, as the workers start
+            try:
+                assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

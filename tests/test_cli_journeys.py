@@ -236,3 +236,97 @@ def test_a_missing_fasta_is_a_one_line_error_that_creates_no_store(tmp_path: Pat
     out = run_rgstore("--store", str(store), "genome", "init", "--fasta", str(tmp_path / "missing.fa"), "--name", "x")
     assert out.returncode == 1 and out.stderr.endswith(b"missing.fa: no such file\n") and out.stderr.count(b"\n") == 1
     assert not store.exists()
+
+
+_EMPTY_PATHS = [
+    ["genome", "export", "tiny", ""], ["log", "export", ""], ["genome", "fhr", "set", "tiny", ""],
+    ["genome", "init", "--fasta", "", "--name", "x"], ["genome", "init", "--fasta", TINY, "--fhr", "", "--name", "x"],
+    ["getseq", "tiny", "--bed", ""], ["replay", ""], ["refpkg", "import", ""], ["refpkg", "export", "pkg", ""],
+    ["refpkg", "export", "pkg", "--tar", ""], ["refpkg", "export", "pkg", "--zip", ""], ["backup", ""],
+]
+
+
+def test_an_empty_path_argument_is_a_usage_error_that_leaves_the_working_directory_alone(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch
+) -> None:
+    # Path("") is ".": `genome export tiny "$OUT"` with OUT unset failed with "Device or resource busy: ..x.tmp -> ."
+    _seed(cli, tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for args in _EMPTY_PATHS:
+        assert "is empty; name a path" in _one_line_error(cli(*args), 2), args
+    assert list(work.iterdir()) == []
+
+
+def test_an_empty_namespace_is_a_usage_error_not_the_default_namespace(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # `alias get tiny -n "$NS"` with NS unset answered refgenie's alias, exit 0.
+    _seed(cli, tmp_path)
+    digest = cli("alias", "get", "tiny").output.strip()
+    for args in (["alias", "get", "tiny", "-n", ""], ["alias", "set", "other", digest, "-n", ""],
+                 ["alias", "remove", "tiny", "-n", ""], ["alias", "history", "tiny", "--namespace", ""],
+                 ["alias", "undo", "tiny", "-n", ""], ["alias", "redo", "tiny", "-n", ""], ["alias", "list", "-n", ""],
+                 ["genome", "init", "--fasta", TINY, "--name", "again", "--seq-namespace", ""]):
+        assert "is empty; name a namespace" in _one_line_error(cli(*args), 2), args
+    assert cli("alias", "get", "tiny").output.strip() == digest and "other" not in cli("alias", "list").output
+
+
+def test_exporting_over_a_file_this_user_may_not_replace_says_so_not_that_it_is_unreadable() -> None:
+    """A nobody process: click's readability check said OUT "is not readable", though export only writes it."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    import pytest
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli as root
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path's parents are 0700: nobody could not reach a store there
+    try:
+        os.chmod(base, 0o755)
+        store = base / "store"
+
+        def export(out: Path) -> tuple[int, str]:
+            result = CliRunner().invoke(root, ["--store", str(store), "genome", "export", "tiny", str(out)])
+            return result.exit_code, result.stderr
+
+        assert CliRunner().invoke(root, ["--store", str(store), "demo"]).exit_code == 0
+        assert export(base / "warm.fa")[0] == 0  # loads every module the child needs: it may not read the repo
+        for path in store.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.chmod(store / "log" / "lock.mdb", 0o666)  # every reader of a store writes its lock file
+        sticky = base / "sticky"
+        sticky.mkdir()
+        os.chmod(sticky, 0o1777)  # as /tmp: nobody may create files here, not replace root's
+        outs = [base / "out.fa", sticky / "out.fa"]
+        for out in outs:
+            out.write_text("root's\n")
+            os.chmod(out, 0)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                os.close(read)
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                os.write(write, json.dumps([export(out) for out in outs]).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as fh:
+            answers = json.loads(fh.read())
+        os.waitpid(pid, 0)
+        (code1, err1), (code2, err2) = answers
+        assert code1 == 1 and err1 == (f"error: cannot write {outs[0]}: this user may not create files in {base} "
+                                      "(Permission denied)\n")
+        assert code2 == 1 and err2 == f"error: cannot replace {outs[1]}: Operation not permitted\n"
+        assert [out.read_text() for out in outs] == ["root's\n", "root's\n"] and os.listdir(sticky) == ["out.fa"]
+    finally:
+        shutil.rmtree(base)

@@ -1112,3 +1112,27 @@ def test_publishing_and_pulling_refpkg_blobs_report_progress_in_bytes(tmp_path: 
         pulled = Bars()
         assert pull(mirror, str(pub), with_blobs=True, progress=pulled).blobs_fetched == 2
     assert ["fetch blobs", sizes, sizes] in pulled.totals()
+
+
+def test_a_failed_first_pull_leaves_no_store_behind_and_a_good_one_still_creates_it(tmp_path: Path) -> None:
+    # `--store NEW mirror pull BAD` (and `serve --follow BAD`) left an empty store at NEW that later commands took for one.
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli
+
+    from tests.server_fixture import free_port
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "notes.txt").write_text("not a log\n")
+    bad = [str(tmp_path / "nowhere"), str(tmp_path / "plain"), str(tmp_path / "notes.txt"),
+           f"http://127.0.0.1:{free_port()}"]
+    new = tmp_path / "new" / "mirror"
+    for source in bad:
+        for args in (["mirror", "pull", source], ["serve", "--port", "0", "--follow", source]):
+            result = CliRunner().invoke(cli, ["--store", str(new), *args])
+            assert result.exit_code == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, args
+            assert not (tmp_path / "new").exists(), args
+    with Store.open(tmp_path / "p", actor="primary@test") as primary:
+        _work(primary, 0, 3)
+        export_log(primary, tmp_path / "log.rglog")
+    pulled = CliRunner().invoke(cli, ["--store", str(new), "mirror", "pull", str(tmp_path / "log.rglog")])
+    assert pulled.exit_code == 0 and "pulled 3 events" in pulled.stdout

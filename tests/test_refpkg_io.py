@@ -261,6 +261,16 @@ def test_import_verifies_every_md5_and_a_mismatch_leaves_no_trace(store: Store, 
     assert store.refpkgs.info(info.name).log == contents(package)["log"] and info.entry == contents(package)["log"][0]
 
 
+@pytest.mark.parametrize("name", [None, "pkg"])
+def test_importing_dev_null_names_it_a_character_device_not_a_pipe_or_a_missing_package(
+    store: Store, name: str | None
+) -> None:
+    # It was "/dev/null is a pipe, whose name is not the package's" (no --name), else "does not exist".
+    with pytest.raises(InvalidInputError, match="^/dev/null is a character device, not a package$"):
+        store.refpkgs.import_package(Path("/dev/null"), name=name)
+    assert store.head()[0] == 0
+
+
 def test_import_of_a_missing_history_file_is_refused(store: Store, package: Path) -> None:
     name = contents(package)["rollforward"][1]["files"]["tree"]
     (package / name).unlink()
