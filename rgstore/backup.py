@@ -25,6 +25,7 @@ import msgspec
 
 from .cachecopy import cache_files
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
+from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
 from .refgetlock import refget_write_lock
 from .refgetstore import strip_sq
@@ -138,7 +139,7 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
     Safe while other processes write the store. Raises ConflictError if ``dest`` is not new (or
     empty), IntegrityError if the copy does not verify (then nothing is left at ``dest``).
     """
-    dest = Path(dest)  # a str from a Python caller
+    dest = given_path(dest, "backup directory")  # a str from a Python caller
     _check_destination(store, dest)
     if store.refget_path.is_dir() and not os.access(store.refget_path, os.W_OK):
         raise ReadOnlyError(f"a backup copies {store.refget_path} under the RefgetStore's writer lock, which needs "

@@ -15,6 +15,7 @@ from .cachekeys import is_entry_path
 from .errors import IntegrityError, InvalidInputError
 from .events import FileRef
 from .files import read_chunks, write_verified
+from .pathtext import given_path
 from .store import Store
 from .views.cache import CacheEntry, CacheView
 
@@ -81,8 +82,9 @@ def finish_upstream_evictions(store: Store) -> list[str]:
     return finish_evictions(store.cache)
 
 
-def publish_cache(store: Store, directory: Path) -> int:
+def publish_cache(store: Store, directory: Path | str) -> int:
     """Copy every live entry's files into ``directory/cache/<entry path>/``; returns how many were new."""
+    directory = given_path(directory, "publish directory")
     copied = 0
     for entry, relative, ref in cache_files(store):
         src = local_cache_file(store, entry, relative)

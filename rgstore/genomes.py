@@ -28,8 +28,8 @@ from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, 
 from .gtf import gc_paused
 from .locus import Region, parse_locus, read_bed
 from .log import NewEvent
-from .outputs import output_file
-from .pathtext import path_text
+from .outputs import output_file, output_path
+from .pathtext import given_path, path_text
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import STREAM_CHUNK, SequenceReader, revcomp
@@ -142,7 +142,7 @@ def check_fhr(doc: Any, *, where: str = "FHR document") -> dict[str, Any]:
 
 def _fhr_doc(fhr: dict[str, Any] | Path | str) -> dict[str, Any]:
     """An FHR document given as a dict, or as the path (Path or str) of its JSON file."""
-    return read_fhr(Path(fhr)) if isinstance(fhr, (str, os.PathLike)) else check_fhr(fhr)
+    return read_fhr(given_path(fhr, "FHR file")) if isinstance(fhr, (str, os.PathLike)) else check_fhr(fhr)
 
 
 class Genomes:
@@ -174,6 +174,7 @@ class Genomes:
         """
         # A lone str is one name, not its letters (list("hg38") would record aliases h, g, 3 and 8).
         names = [names] if isinstance(names, str) else names
+        fasta = given_path(fasta, "FASTA file")
         circular = [circular] if isinstance(circular, str) else circular
         aliases = list(dict.fromkeys(check_name(n) for n in names))
         if not aliases:
@@ -372,12 +373,12 @@ class Genomes:
         Sequences not stored yet (a remote genome's, a mirror's) are fetched and verified first,
         so a failure leaves no partial output. A ``.fai`` index beside the replaced file is removed.
         """
+        if isinstance(out, (str, os.PathLike)):  # refused before any sequence is fetched
+            out = output_path(out, "FASTA file")
         genome = self.show(name, by_digest=by_digest)
         records = list(zip(genome.names, genome.sequences, genome.lengths))
         files = self.sequences.complete_files(name, records, progress=progress)
-        if isinstance(out, (str, os.PathLike)):
-            out = Path(out)
-        else:
+        if not isinstance(out, Path):
             write_fasta(files, records, out, width=width, progress=progress)
             return genome
         packed = out.suffix.lower() in BGZF_SUFFIXES

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from .errors import InvalidInputError
+from .pathtext import given_path
 
 __all__ = ["Region", "format_region", "parse_locus", "read_bed"]
 
@@ -78,7 +79,7 @@ def read_bed(path: Path | str) -> Iterator[Region]:
     if str(path) == "-":
         yield from _bed_lines(sys.stdin.buffer, "<stdin>")
         return
-    path = Path(path)
+    path = given_path(path, "BED file")
     if path.is_dir():
         raise InvalidInputError(f"{path}: is a directory, not a BED file")
     try:

@@ -23,8 +23,9 @@ from .diskspace import refused_write
 from .environment import fsync_dir
 from .errors import InvalidInputError, NotFoundError
 from .files import mkstemp
+from .pathtext import given_path
 
-__all__ = ["descriptor_of", "output_file"]
+__all__ = ["descriptor_of", "output_file", "output_path"]
 
 _FD_LINK = re.compile(r"/proc/(?:self|thread-self|(\d+)(?:/task/\d+)?)/fd/(\d+)|/dev/fd/(\d+)")
 
@@ -43,6 +44,20 @@ def descriptor_of(path: Path) -> int | None:
             return None
         link = os.path.normpath(os.path.join(os.path.dirname(link), target))
     return None
+
+
+def output_path(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """``path`` as a Path, checked before any work: InvalidInputError if it is empty or names a directory."""
+    path = given_path(path, what)
+    if path.is_dir():
+        raise InvalidInputError(_directory_refusal(path, what))
+    return path
+
+
+def _directory_refusal(path: Path, what: str) -> str:
+    # Path("") is Path("."): say so, since the caller likely passed an empty string, not ".".
+    where = " (the working directory)" if not path.parts else ""
+    return f"cannot write {path}: it is a directory{where}; name the {what}"
 
 
 @contextmanager
@@ -73,7 +88,9 @@ def output_file(
         mode = os.stat(path).st_mode
     except OSError:
         mode = 0
-    if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+    if stat.S_ISDIR(mode):  # os.replace onto it fails obscurely ("Device or resource busy" for ".")
+        raise InvalidInputError(_directory_refusal(path, "file"))
+    if mode and not stat.S_ISREG(mode):
         with open(path, "wb") as fh:
             yield fh
         return

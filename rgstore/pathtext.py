@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
-__all__ = ["path_text", "user_path"]
+__all__ = ["given_path", "path_text", "user_path"]
 
 
 def path_text(path: Path | str) -> str:
@@ -18,6 +18,19 @@ def path_text(path: Path | str) -> str:
     whole import), and under a Latin-1 locale another text for the same file than under UTF-8.
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def given_path(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path; InvalidInputError naming ``what`` (``"FASTA file"``) when it is empty.
+
+    ``Path("")`` is ``Path(".")``, the working directory: an unset variable (``os.environ.get("OUT", "")``)
+    would otherwise write into, read or publish the working directory, or fail obscurely (renaming a temp
+    file onto ``.``: "Device or resource busy"). Once a Path, ``""`` and ``"."`` are the same; a Path of
+    the working directory stays valid where a directory may be (a file's callers refuse a directory).
+    """
+    if not os.fspath(path):
+        raise InvalidInputError(f"empty path for the {what}; name one")
+    return Path(path)
 
 
 def user_path(path: str | os.PathLike[str]) -> Path:

@@ -38,6 +38,7 @@ from .errors import (
 )
 from .events import FileRef, HistoryStripped, Redone, RefpkgCreated, RefpkgRemoved, RefpkgUpdated, Undone
 from .log import NewEvent
+from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
 from .refpkg_blobs import staged_blobs
 from .refpkg_check import check_package
@@ -305,7 +306,7 @@ class Refpkgs:
         """Import a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io.import_package``)."""
         from .refpkg_io import import_package
 
-        return import_package(self, Path(source), name=name, history=history, progress=progress)
+        return import_package(self, given_path(source, "refpkg directory or archive"), name=name, history=history, progress=progress)
 
     def export(
         self, name: str, dest: Path | str, *, fmt: str | None = None, history: bool = True,
@@ -319,7 +320,7 @@ class Refpkgs:
         """
         from .refpkg_io import export_package
 
-        dest = Path(dest)
+        dest = given_path(dest, "refpkg export")
         if fmt is None:  # "pkg.tar.gz" meant an archive, not a directory of that name
             lowered = dest.name.lower()
             fmt = "zip" if lowered.endswith(".zip") else "tar" if lowered.endswith((".tar.gz", ".tgz", ".tar")) else "dir"
@@ -454,7 +455,7 @@ class Refpkgs:
         by_key: dict[str, Path] = {}
         for key, raw in files:
             check_key(key, "file")
-            path = Path(raw)
+            path = given_path(raw, f"{key} file")
             if not path.is_file():
                 if path.exists():  # a folder, or a pipe such as bash's tree=<(rppr reroot ...)
                     raise InvalidInputError(f"Not a regular file: {raw} (write it to a file first)")

@@ -19,6 +19,8 @@ from .codec import chain_of, genesis_hash
 from .environment import Txn
 from .errors import ChainError, InvalidInputError, LogMismatchError, NotFoundError, ReadOnlyError
 from .logfile import LogHeader, read_log_file, read_log_stream, write_log_file, write_log_stream
+from .outputs import output_path
+from .pathtext import given_path
 from .pendingsync import PendingSync
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
@@ -35,6 +37,8 @@ def export_log(
     With ``to_seq`` the header's range and head hash describe that prefix: its head hash is the chain
     hash at ``to_seq``, so a replay or mirror pull of the file checks it like any other export.
     """
+    # A str is a file name too (the Python caller's habit); checked before the log is read.
+    target = output_path(path, "log export file") if isinstance(path, (str, os.PathLike)) else path
     from_seq = max(from_seq, 1)
     if to_seq is not None and to_seq < 1:
         raise InvalidInputError(f"--to {to_seq}: seqs start at 1")
@@ -68,10 +72,10 @@ def export_log(
                 yield seq, bytes(raw)
 
         try:
-            if isinstance(path, (str, os.PathLike)):  # a str is a file name too (the Python caller's habit)
-                write_log_file(Path(path), header, records())
+            if isinstance(target, Path):
+                write_log_file(target, header, records())
             else:
-                write_log_stream(path, header, records())
+                write_log_stream(target, header, records())
         finally:
             bar.close()
     return header
@@ -168,7 +172,10 @@ def open_export(
     (``to_seq`` outside it, ``as_of`` before its first event, both at once: ``rgstore.asof.check_bounds``),
     fails here, before anything is written."""
     if isinstance(source, (str, os.PathLike)):
-        header, frames = read_log_file(Path(source))
+        path = given_path(source, "log export file")
+        if path.is_dir():  # Path("") is "." too: not open()'s bare IsADirectoryError
+            raise InvalidInputError(f"{path}: is a directory, not a log export file")
+        header, frames = read_log_file(path)
     else:
         header, frames = read_log_stream(source, name or "<stream>")
     try:

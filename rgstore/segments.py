@@ -24,6 +24,7 @@ from .environment import Txn
 from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
 from .files import atomic_write_bytes, mkstemp, read_chunks, temp_target
 from .logfile import LogHeader, write_log_file
+from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
 from .store import Store
 
@@ -108,12 +109,13 @@ def _check_manifest(manifest: Manifest, origin: str) -> None:
         raise bad(seq, "the head hash differs from the last segment's")
 
 
-def check_publish_target(store: Store, directory: Path) -> None:
+def check_publish_target(store: Store, directory: Path | str) -> None:
     """Refuse a DIR inside the store, or one publishing another log or a diverged copy of this one.
 
     Called before any content is copied: a refused publish must not leave this store's RefgetStore
     index, alias TSVs or FHR files beside another log's manifest.
     """
+    directory = given_path(directory, "publish directory")
     if directory.resolve().is_relative_to(store.path.resolve()):
         raise InvalidInputError(f"{directory} is inside the store {store.path}; publish to a directory outside it")
     path = directory / MANIFEST
@@ -141,19 +143,21 @@ def _check_lineage(store: Store, txn: Txn, directory: Path, manifest: Manifest) 
             raise LogMismatchError(f"{directory} diverges from this log at seq {done}")
 
 
-def published_head(directory: Path) -> int:
+def published_head(directory: Path | str) -> int:
     """The last seq already published in ``directory`` (0 if nothing is)."""
+    directory = given_path(directory, "publish directory")
     path = directory / MANIFEST
     return read_manifest(path.read_bytes(), str(path)).head_seq if path.exists() else 0
 
 
-def publish(store: Store, directory: Path, *, segment_size: int = 100_000,
+def publish(store: Store, directory: Path | str, *, segment_size: int = 100_000,
             progress: ProgressFactory = null_progress, upto: int | None = None) -> Manifest:
     """Write segments for every record not yet published (up to seq ``upto``) into ``directory``; return the manifest.
 
     A caller that copies content first (``publish_blobs``, ``publish_refget``) passes the head it
     read before copying as ``upto``: events a writer commits meanwhile may name content not copied.
     """
+    directory = given_path(directory, "publish directory")
     if segment_size < 1:
         raise InvalidInputError("--segment-size must be at least 1")
     check_publish_target(store, directory)
@@ -255,13 +259,14 @@ def _clear_unpublished(path: Path) -> None:
         raise InvalidInputError(f"{path} is a directory where a new segment goes; remove it")
 
 
-def publish_blobs(store: Store, directory: Path, *, progress: ProgressFactory = null_progress) -> int:
+def publish_blobs(store: Store, directory: Path | str, *, progress: ProgressFactory = null_progress) -> int:
     """Copy every blob not yet in ``directory/blobs/`` (verified as copied); returns how many.
 
     A file already there of the wrong size (a foreign or damaged file under a blob's name) is
     replaced; re-hashing every published blob on each run would cost too much for a cron job.
     ``progress`` counts bytes, a blob at a time (refpkg alignments run to gigabytes).
     """
+    directory = given_path(directory, "publish directory")
     todo: list[tuple[str, int]] = []
     for sha in store.blobs.all():
         dest = directory / "blobs" / sha[:2] / sha
@@ -290,7 +295,7 @@ def publish_blobs(store: Store, directory: Path, *, progress: ProgressFactory = 
     return copied
 
 
-def publish_refget(store: Store, directory: Path) -> int:
+def publish_refget(store: Store, directory: Path | str) -> int:
     """Mirror the store's RefgetStore into ``directory/refget/``; returns how many files were written.
 
     Sequence files are immutable (named by digest) and copied once; the small index, alias and
@@ -298,6 +303,7 @@ def publish_refget(store: Store, directory: Path) -> int:
     A mirror that has not fetched all its sequences is refused (NotFoundError) rather than
     publishing a RefgetStore with holes.
     """
+    directory = given_path(directory, "publish directory")
     with store.read() as txn:
         replica = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
     if replica is not None:

@@ -45,6 +45,11 @@ def _fill(store: Store, tmp_path: Path) -> None:
     store.refpkgs.create("pkg", locus="16S", files=[("tree", files["tree"]), ("aln_fasta", files["aln_fasta"])])
 
 
+def test_a_backup_to_an_empty_path_is_refused_in_one_line(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="^empty path for the backup directory; name one$"):
+        backup(store, "")
+
+
 def test_a_backup_taken_while_another_process_writes_verifies_and_reads_like_the_store(
         tmp_path: Path, store_path: Path) -> None:
     with Store.open(store_path) as store:

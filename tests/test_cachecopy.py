@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 
 from rgstore.cachecopy import cache_files, publish_cache
-from rgstore.errors import IntegrityError, ReadOnlyError
+from rgstore.errors import IntegrityError, InvalidInputError, ReadOnlyError
 from rgstore.events import CacheEvicted, CacheInserted, FileRef
 from rgstore.log import NewEvent
 from rgstore.mirror import pull
 from rgstore.segments import publish
 from rgstore.store import Store
 from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, req
+
+
+def test_publish_to_an_empty_directory_path_is_refused_in_one_line(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="^empty path for the publish directory; name one$"):
+        publish_cache(store, "")
 
 
 def test_publish_copies_every_live_file_byte_for_byte(store: Store, server: UpstreamServer, tmp_path: Path) -> None:

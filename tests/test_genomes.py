@@ -387,6 +387,32 @@ def test_export_writes_the_upper_cased_genome_atomically(store: Store, tmp_path:
     assert [p.name for p in out.parent.iterdir()] == ["tiny.fa"]
 
 
+@pytest.mark.parametrize("empty", ["", Path("")], ids=["str", "Path"])
+def test_export_to_an_empty_path_or_a_directory_is_one_line_and_writes_nothing(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str | Path,
+) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    work = tmp_path / "work"
+    (work / "d").mkdir(parents=True)
+    monkeypatch.chdir(work)  # Path("") is the working directory: nothing may be written into it
+    with pytest.raises(InvalidInputError, match=r"^(empty path for the FASTA file; name one|cannot write \.: it is a "
+                                                r"directory \(the working directory\); name the FASTA file)$"):
+        store.genomes.export("tiny", empty)
+    with pytest.raises(InvalidInputError, match=r"^cannot write d: it is a directory; name the FASTA file$"):
+        store.genomes.export("tiny", "d")
+    assert sorted(p.name for p in work.rglob("*")) == ["d"]
+
+
+def test_init_fhr_set_and_bed_refuse_an_empty_path_by_name(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="^empty path for the FASTA file; name one$"):
+        store.genomes.init("", ["tiny"])
+    store.genomes.init(TINY, ["tiny"])
+    with pytest.raises(InvalidInputError, match="^empty path for the FHR file; name one$"):
+        store.genomes.fhr_set("tiny", "")
+    with pytest.raises(InvalidInputError, match="^empty path for the BED file; name one$"):
+        store.genomes.read_loci("tiny", [], bed="")  # type: ignore[arg-type]  # a Python caller's str
+
+
 def test_export_to_a_fifo_or_device_writes_into_it_and_never_replaces_the_node(store: Store, tmp_path: Path) -> None:
     import os
     import stat

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rgstore.errors import InvalidInputError
-from rgstore.pathtext import path_text, user_path
+from rgstore.pathtext import given_path, path_text, user_path
 from rgstore.store import Store
 
 from .locales import latin1_env
@@ -40,3 +40,11 @@ def test_a_tilde_expands_to_the_home_directory_and_an_unknown_users_is_invalid_i
         user_path("~no-such-user-rgstore/st")
     with pytest.raises(InvalidInputError, match="cannot expand"):  # not RuntimeError from pathlib
         Store.open("~no-such-user-rgstore/st")
+
+
+def test_given_path_refuses_an_empty_str_by_name_and_keeps_dot_which_a_path_cannot_tell_from_empty() -> None:
+    with pytest.raises(InvalidInputError, match="^empty path for the BED file; name one$"):
+        given_path("", "BED file")
+    assert Path("") == Path(".")  # why only a str can be caught: an output's caller refuses a directory instead
+    assert given_path(Path(""), "publish directory") == Path(".")
+    assert given_path("out.fa", "FASTA file") == Path("out.fa")

@@ -171,6 +171,14 @@ def test_export_refuses_an_existing_destination(store: Store, tmp_path: Path) ->
         store.refpkgs.export("pkg", tmp_path / "out")
 
 
+def test_import_and_export_refuse_an_empty_path_in_one_line(store: Store) -> None:
+    store.refpkgs.create("pkg", locus="L")
+    with pytest.raises(InvalidInputError, match="^empty path for the refpkg directory or archive; name one$"):
+        store.refpkgs.import_package("")
+    with pytest.raises(InvalidInputError, match="^empty path for the refpkg export; name one$"):
+        store.refpkgs.export("pkg", "")
+
+
 def test_export_refuses_a_history_too_deep_for_taxtastic(store: Store, tmp_path: Path) -> None:
     store.refpkgs.create("pkg", locus="L", files=list(write_inputs(tmp_path / "inputs").items()))
     depth = (MAX_NESTING - 2) // 2 + 1

@@ -85,6 +85,12 @@ def test_create_with_a_missing_file_stores_nothing(
     assert store.head()[0] == 0 and blob_count(store) == 0
 
 
+def test_create_with_an_empty_file_path_names_the_key_and_stores_nothing(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="^empty path for the tree file; name one$"):
+        store.refpkgs.create("pkg", locus="L", files={"tree": ""})
+    assert store.head()[0] == 0
+
+
 @pytest.mark.parametrize("flag", ["-f", "-S", "-i", "-T", "-t", "-s", "--phylo-model", "-R"])
 def test_create_with_an_empty_file_option_is_a_usage_error_and_creates_nothing(
     cli, inputs: dict[str, Path], flag: str  # type: ignore[no-untyped-def]

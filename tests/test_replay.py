@@ -43,6 +43,21 @@ def test_replay_rebuilds_an_identical_store(tmp_path: Path) -> None:
             assert mirror.verify().ok
 
 
+@pytest.mark.parametrize("empty", ["", Path("")], ids=["str", "Path"])
+def test_export_and_replay_refuse_an_empty_path_in_one_line_and_write_nothing(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str | Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # Path("") is the working directory: renaming onto it was "Device or resource busy"
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(InvalidInputError, match=r"^(empty path for the log export file; name one|cannot write \.: it "
+                                                r"is a directory \(the working directory\); name the log export file)$"):
+        export_log(store, empty)
+    with pytest.raises(InvalidInputError, match=r"^(empty path for the log export file; name one|"
+                                                r"\.: is a directory, not a log export file)$"):
+        replay_file(store, empty)
+    assert sorted(tmp_path.iterdir()) == before
+
+
 def test_replay_onto_a_prefix_appends_only_the_rest(tmp_path: Path) -> None:
     with _primary(tmp_path / "p", 10) as primary:
         export_log(primary, tmp_path / "first.rglog")

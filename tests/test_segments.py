@@ -6,8 +6,19 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from rgstore.errors import InvalidInputError
 from rgstore.mirror import pull
-from rgstore.segments import TEMP_GRACE_S, sweep_stale_temps
+from rgstore.segments import (
+    TEMP_GRACE_S,
+    check_publish_target,
+    publish,
+    publish_blobs,
+    publish_refget,
+    published_head,
+    sweep_stale_temps,
+)
 from rgstore.store import Store
 from rgstore.verify import referenced_blobs
 from tests.conftest import REPO
@@ -75,6 +86,20 @@ def test_publish_sweeps_stale_temp_files_it_left_and_keeps_fresh_foreign_or_link
         pulled = pull(mirror, str(pub), with_blobs=True, with_sequences=True)
         assert (pulled.blobs_fetched, pulled.sequences_fetched) == (1, 3)
         assert mirror.verify().ok
+
+
+def test_every_publish_step_refuses_an_empty_directory_and_takes_a_str(
+        tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # "" must not publish into the working directory (nor crash on str / str)
+    with Store.open(store_path) as store:
+        store.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+        for step in (lambda d: check_publish_target(store, d), published_head, lambda d: publish_refget(store, d),
+                     lambda d: publish_blobs(store, d), lambda d: publish(store, d)):
+            with pytest.raises(InvalidInputError, match="^empty path for the publish directory; name one$"):
+                step("")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+        assert publish_refget(store, "pub") > 0 and publish(store, "pub").head_seq == store.head()[0]
+        assert published_head("pub") == store.head()[0]
 
 
 def test_the_sweep_walks_a_symlinked_publish_directory_but_no_link_inside_it(tmp_path: Path) -> None:
