@@ -43,7 +43,9 @@ only once it has fetched the whole sequence itself, which its own fetch deadline
 default) bounds; longer is an upstream that stopped answering, and a request waiting on it."""
 _PLAIN = "text/vnd.ga4gh.refget.v2.0.0+plain"
 STORE_READ_TIMEOUT_S = 30.0
-"""Longest silence accepted from a static RefgetStore (a file server answers at once; 5 s to connect)."""
+"""Longest silence accepted from a RefgetStore for its ``rgstore.json`` (a file server answers at once; 5 s to connect).
+Its data files may come from an rgstore server's ``/store``, which fetches a sequence it lacks before
+answering: those reads wait ``API_READ_TIMEOUT_S``, as ``/sequence`` reads do."""
 _TEMPLATE = re.compile(r"(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+(?:/(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+)*")
 """The ``seqdata_path_template`` forms read without gtars: relative path segments, ``%s2`` and ``%s``."""
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(?:\d+|\*)")
@@ -148,7 +150,7 @@ def _raw_sequence_url(client: httpx.Client, store_url: str, bare: str) -> str | 
         raise RemoteError(failure(url, exc)) from None
     try:
         manifest = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None  # gtars reports what is wrong with it
     if not isinstance(manifest, dict) or manifest.get("mode") != "Raw":
         return None  # Encoded residues are bit-packed: gtars decodes them
@@ -173,7 +175,8 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
         try:
             # identity: a Range of a gzip-encoded answer would count compressed bytes.
             with client.stream("GET", seq_url, headers={"Range": f"bytes={start}-{end - 1}",
-                                                        "Accept-Encoding": "identity"}) as resp:
+                                                        "Accept-Encoding": "identity"},
+                               timeout=httpx.Timeout(API_READ_TIMEOUT_S, connect=5.0)) as resp:
                 whole = resp.status_code == 200 and start == 0
                 if resp.status_code in (404, 410):
                     raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")

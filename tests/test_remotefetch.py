@@ -74,6 +74,8 @@ class Served(_Handler):
             return
         if self.path.endswith(".seq") and sys.argv[3] == "ignore-range":
             del self.headers["Range"]  # as python -m http.server does
+        if self.path.endswith(".seq") and sys.argv[3] == "fetch-first":
+            time.sleep(3)  # a lazy rgstore server's /store fetches the sequence before it answers
         plain = self.wfile
         try:
             super().do_GET()
@@ -204,4 +206,28 @@ def test_an_encoded_remote_store_is_still_read_through_gtars(tmp_path: Path, sto
         remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
         paths = server.paths()
     assert "/collections.rgci" in paths and "/sequences.rgsi" in paths  # gtars' open_remote and first read
+    assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
+
+
+def test_a_remote_store_manifest_nested_thousands_deep_is_a_remote_error_not_a_recursion_error(
+    tmp_path: Path, store: Store
+) -> None:
+    # json.loads raises RecursionError (no ValueError) for it: a traceback from every read of that genome.
+    root, bare = _chrm(tmp_path)
+    (root / "rgstore.json").write_text("[" * 100_000)
+    with _serving(root) as server, pytest.raises(RemoteError, match=rf"^cannot open the RefgetStore at "
+                                                 rf"{re.escape(server.url)}: "):
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+    assert not _cached(store, bare) and not list(store.path.glob(".remote-*"))
+
+
+def test_a_remote_store_that_fetches_a_sequence_before_answering_is_waited_for_past_the_manifest_timeout(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An rgstore server's /store (what `genome add-remote http://server` records) answers a data file it
+    # has not fetched yet only once it has: silent for as long as its own fetch, well past a file server's.
+    monkeypatch.setattr(remotefetch, "STORE_READ_TIMEOUT_S", 1.0)
+    root, bare = _chrm(tmp_path)
+    with _serving(root, "fetch-first") as server:
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
     assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
