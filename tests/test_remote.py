@@ -371,6 +371,15 @@ def test_cli_genome_init_remote_errors_are_one_line_and_option_mistakes_exit_2(c
     assert both.exit_code == 2 and "--fasta cannot be combined with --remote" in both.output
 
 
+def test_documents_nested_thousands_deep_are_not_json_to_detect_not_a_recursion_error(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rgstore.json").write_text("[" * 100_000)
+    (site / "service-info").write_text("[" * 100_000)
+    with serve_directory(site) as server, pytest.raises(RemoteError, match="neither a RefgetStore"):
+        remote.detect(server.url)
+
+
 def test_another_kind_of_service_is_not_mistaken_for_a_seqcol_server(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
