@@ -48,7 +48,7 @@ Its data files may come from an rgstore server's ``/store``, which fetches a seq
 answering: those reads wait ``API_READ_TIMEOUT_S``, as ``/sequence`` reads do."""
 _TEMPLATE = re.compile(r"(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+(?:/(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+)*")
 """The ``seqdata_path_template`` forms read without gtars: relative path segments, ``%s2`` and ``%s``."""
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(?:\d+|\*)")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def _open_remote(cache: Path, store_url: str) -> Any:
@@ -167,10 +167,12 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
     Errors as gtars' are mapped (``_fetch_error``): 404/410 NotFoundError, a file shorter than
     ``length`` IntegrityError, another failure RemoteError. A server ignoring Range (200) is read
     whole on the first window, as the sequence (never more than ``length`` bytes); later, refused.
+    A 206 carrying less than its window (a CDN capping ranges) is continued from where it stopped.
     """
     import httpx
 
-    for start in range(0, length, _WINDOW):
+    start = 0
+    while start < length:
         end = min(length, start + _WINDOW)
         try:
             # identity: a Range of a gzip-encoded answer would count compressed bytes.
@@ -189,12 +191,7 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
                 if resp.status_code != 206 and not whole:
                     raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
                                              f"http status: {resp.status_code}"))
-                shown = _CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
-                if not whole and (shown is None or int(shown.group(1)) != start):
-                    raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: asked for bytes "
-                                             f"{start}-{end - 1}, it answered Content-Range "
-                                             f"{resp.headers.get('content-range')!r}"))
-                want = length if whole else end - start
+                want = length if whole else _answered_bytes(resp, seq_url, bare, start, end, length)
                 got = 0
                 for piece in iter_body(resp):
                     got += len(piece)
@@ -202,13 +199,34 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
                         raise RemoteError(redact(f"{seq_url} answers more than the {want:,} bytes asked for "
                                                  f"({start}-{start + want}); nothing was cached"))
                     yield piece
-                if got < want:
+                if got < want and whole:
                     raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
                                          f"{length} residues")
+                if got < want:
+                    raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the answer ended "
+                                             f"after {got:,} of the {want:,} bytes its Content-Range announced"))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise RemoteError(failure(seq_url, exc)) from None
         if whole:
             return
+        start += got  # a server (a CDN) may answer fewer bytes than asked: the next request starts where it stopped
+
+
+def _answered_bytes(resp: httpx.Response, seq_url: str, bare: str, start: int, end: int, length: int) -> int:
+    """How many bytes a 206 to ``bytes=start-(end-1)`` carries, from its Content-Range; refuses one that does not fit.
+
+    IntegrityError when the file's announced size is under ``length``; RemoteError for a range
+    that does not begin at ``start``, runs past ``end``, or cannot be read.
+    """
+    header = resp.headers.get("content-range", "")
+    shown = _CONTENT_RANGE.fullmatch(header.strip())
+    if shown is None or int(shown.group(1)) != start or not start <= int(shown.group(2)) < end:
+        raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: asked for bytes "
+                                 f"{start}-{end - 1}, it answered Content-Range {header!r}"))
+    if shown.group(3) != "*" and int(shown.group(3)) < length:
+        raise IntegrityError(redact(f"{seq_url}: sequence {bare} is shorter than its recorded {length} residues "
+                                    f"(the file holds {int(shown.group(3)):,} bytes)"))
+    return int(shown.group(2)) + 1 - start
 
 
 def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
