@@ -78,7 +78,7 @@ def test_an_import_whose_collection_is_taken_back_meanwhile_never_records_a_geno
 
         writer = threading.Thread(target=store.environment.write, args=(hold,))
         writer.start()
-        holding.wait(10)
+        assert holding.wait(30), "the writer lock was not taken: the race this test sets up did not happen"
         try:
             _wait(lambda: not scratch(), "its import finished", proc)
             taking = threading.Thread(target=take)
