@@ -72,5 +72,6 @@ def test_a_file_refused_in_a_directory_this_user_may_not_write_names_the_directo
             fh.write(b">chr1\nACGT\n")
         return "written"
 
-    assert as_unprivileged(export) == f"PermissionError: [Errno 13] Permission denied: '{out}'"
+    assert as_unprivileged(export) == (f"PermissionError: [Errno 13] cannot write {out}/hg38.fa.gz: this user may not "
+                                       f"create files in {out} (Permission denied)")
     assert os.listdir(out) == []
