@@ -91,6 +91,19 @@ def _initialised(environment: Environment) -> bool:
 MAX_ACTOR_CHARS = 200
 
 
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a directory on the way this user may not enter raises PermissionError.
+
+    Not ``Path.exists``: newer Pythons answer False there, which would call a store this user may not
+    enter "no rgstore store" instead of naming the directory in the way.
+    """
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
 def _check_actor(actor: str) -> None:
     """An actor is recorded on every event and printed in audits: a short single line."""
     if not actor or not actor.isprintable() or len(actor) > MAX_ACTOR_CHARS or actor != actor.strip():
@@ -196,12 +209,12 @@ class Store:
                                     "of file names, which LMDB needs; run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8") from None
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         try:
-            if readonly and not (root / "log" / "data.mdb").exists():
+            if readonly and not _exists(root / "log" / "data.mdb"):
                 raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")
             if not readonly:
                 for sub in ("log", "blobs", "cache"):
                     (root / sub).mkdir(parents=True, exist_ok=True)
-                if not (root / "refget" / "rgstore.json").exists():
+                if not _exists(root / "refget" / "rgstore.json"):
                     from .refgetstore import create_refget
 
                     create_refget(root / "refget")
