@@ -18,7 +18,7 @@ from functools import partial
 from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -33,6 +33,7 @@ from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
 from .lazyfetch import FetchLimits, LazyFetcher
+from .queryparams import checked_query_values
 from .schemas import ErrorBody, Health, StoreStatusView
 from .sequences import fetch_in_child, set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
@@ -113,6 +114,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
         "refgenie-compatible genomes and aliases, refpkgs, caches and the event feed.",
         lifespan=lifespan,
         docs_url=None,  # served below, with a word for browsers that cannot reach the CDN
+        dependencies=[Depends(checked_query_values)],  # blank or repeated query values: 422 on every route
     )
     install_error_handlers(app)
 

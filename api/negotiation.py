@@ -8,6 +8,7 @@ RFC 7233 for Range, the RFC and the GA4GH compliance suite's v2 cases (see ``par
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rgstore.errors import InvalidInputError, OutOfRangeError
 
@@ -88,10 +89,14 @@ def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:
     return best[2] if best is not None else None
 
 
-def parse_coordinate(name: str, raw: str | None) -> int | None:
-    """A ``start``/``end`` value: a 32-bit unsigned decimal, else InvalidInputError (400)."""
-    if raw is None:
+def parse_coordinate(name: str, values: Sequence[str]) -> int | None:
+    """The ``start``/``end`` given (``values``: each time it was given): a 32-bit unsigned decimal, else
+    InvalidInputError (400); None when not given. Given twice is refused too: neither would be the obvious one."""
+    if not values:
         return None
+    if len(values) > 1:
+        raise InvalidInputError(f"{name} is given {len(values)} times; give it once")
+    raw = values[0]
     if not _DIGITS.fullmatch(raw) or int(raw) > MAX_COORDINATE:
         raise InvalidInputError(f"{name}={raw!r} is not a 32-bit unsigned integer")
     return int(raw)

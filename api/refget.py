@@ -199,8 +199,8 @@ async def sequence(request: Request) -> Response:
     media = negotiate(accept, SEQUENCE_OFFERS)
     if media is None:
         return _not_acceptable(accept, SEQUENCE_OFFERS)
-    start = parse_coordinate("start", request.query_params.get("start"))
-    end = parse_coordinate("end", request.query_params.get("end"))
+    start = parse_coordinate("start", request.query_params.getlist("start"))
+    end = parse_coordinate("end", request.query_params.getlist("end"))
     range_header = request.headers.get("range") or None  # an empty Range is no range (RFC 9110 14.2)
     if range_header is not None and (start is not None or end is not None):
         raise InvalidInputError("give either a Range header or start/end query parameters, not both")

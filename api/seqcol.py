@@ -33,7 +33,7 @@ from .app_info import app_version, organization
 from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
 from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
-from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, SEQCOL_SCHEMA, TRANSIENT
+from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, POSTED_COLLECTION, SEQCOL_SCHEMA, TRANSIENT
 from .wire import IMMUTABLE, json_response, store_of
 
 __all__ = ["router", "MAX_POST_BYTES", "MAX_POST_VALUES", "store_url"]
@@ -176,9 +176,8 @@ def comparison(request: Request, digest1: str, digest2: str) -> Response:
     return Response(body, media_type="application/json", headers=IMMUTABLE)
 
 
-_POSTED_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "additionalProperties": {"type": "array", "items": {}}, "title": "Collection",
-    "description": "A level-2 sequence collection"}}}}}
+_POSTED_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": POSTED_COLLECTION}}}}
 
 
 def _posted_json(body: bytes) -> Any:

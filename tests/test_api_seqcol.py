@@ -328,3 +328,24 @@ def test_extra_attributes_and_integral_float_lengths_are_compared_not_refused(se
     assert result["array_elements"]["b_count"]["accessions"] == 3
     # 8.0 is the integer 8 to JCS, so the lengths overlap as if posted as integers.
     assert result["array_elements"]["a_and_b_count"]["lengths"] == 2
+
+
+def test_the_posted_collection_is_documented_as_a_request_body_and_its_example_is_accepted(served: Server) -> None:
+    documented = []
+    for spec_path, path in (("/openapi.json", "/seqcol/comparison/{digest1}"), ("/seqcol/openapi.json",
+                                                                                "/comparison/{digest1}")):
+        body = httpx.get(f"{served.url}{spec_path}").json()["paths"][path]["post"]["requestBody"]
+        assert body["required"] is True
+        documented.append(body["content"]["application/json"]["schema"])
+    schema = documented[0]
+    assert documented[1] == schema  # the seqcol-only description documents it the same way
+    assert schema["type"] == "object" and schema["additionalProperties"]["type"] == "array"
+    properties = schema["properties"]
+    assert {"names", "lengths", "sequences", "name_length_pairs", "sorted_sequences"} <= set(properties)
+    assert properties["names"]["items"] == {"type": "string"} == properties["sequences"]["items"]
+    assert properties["lengths"]["items"]["type"] == "integer" and properties["lengths"]["items"]["minimum"] == 0
+    assert "required" not in schema  # attributes may be missing: the comparison counts what is there
+    example = schema["examples"][0]
+    answer = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", json=example)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["digests"]["b"] is not None  # names, lengths and sequences, equally long: a digest
