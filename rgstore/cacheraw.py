@@ -31,7 +31,7 @@ from .progress import ProgressFactory, null_progress
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["staging_dir", "build_raw", "gunzip", "intact"]
+__all__ = ["staging_dir", "build_raw", "gunzip", "intact", "sha256_matches"]
 
 _CHUNK = 1 << 20
 
@@ -97,21 +97,25 @@ def intact(
     for rel, ref in sorted(files.items()):
         if not rel.startswith("decompressed/"):
             continue
-        path = directory / rel
-        sha = hashlib.sha256()
-        bar = progress(f"verify {path.name}", total=ref.size, unit="B")
-        try:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    sha.update(chunk)
-                    bar.update(len(chunk))
-        except FileNotFoundError:
-            return False
-        finally:
-            bar.close()
-        if sha.hexdigest() != ref.sha256:
+        if not sha256_matches(directory / rel, ref, progress=progress):
             return False
     return True
+
+
+def sha256_matches(path: Path, ref: FileRef, *, progress: ProgressFactory = null_progress) -> bool:
+    """Whether ``path`` exists and hashes to ``ref``'s sha256 (a ``verify <name>`` bar while it reads)."""
+    sha = hashlib.sha256()
+    bar = progress(f"verify {path.name}", total=ref.size, unit="B")
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                sha.update(chunk)
+                bar.update(len(chunk))
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    finally:
+        bar.close()
+    return sha.hexdigest() == ref.sha256
 
 
 def _ref(name: str, info: BlobInfo) -> FileRef:

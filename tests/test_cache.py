@@ -264,6 +264,16 @@ def test_downloads_decompression_and_extraction_report_progress(store: Store, se
         assert total == done and isinstance(total, int) and total > 0, desc  # every bar runs to its total
 
 
+def test_a_level1_hit_reports_its_checksum_reads_as_progress(store: Store, server: UpstreamServer) -> None:
+    # A hit re-hashes every region FASTA (3 GB for human genes: ~10 s that showed nothing on a terminal).
+    store.cache.regions(req(ENSEMBL, "gene,CDS"), base_url=base(server, "ensembl"))
+    recorder = Bars()
+    results = store.cache.regions(req(ENSEMBL, "gene,CDS"), base_url=base(server, "ensembl"), progress=recorder)
+    assert all(r.hit for r in results)
+    sizes = [Path(r.path).stat().st_size for r in results]
+    assert recorder.totals() == [["verify gene.fna", sizes[0], sizes[0]], ["verify CDS.fna", sizes[1], sizes[1]]]
+
+
 def test_a_batch_of_cache_events_folds_to_the_bytes_of_one_event_commands(tmp_path: Path) -> None:
     from rgstore.events import CacheEvicted, CacheInserted, CachePinned, CacheTouched, CacheUnpinned
     from rgstore.log import NewEvent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -253,3 +254,37 @@ def test_extraction_holds_about_one_sequence_in_memory_not_two_or_three(tmp_path
     # and slicing a record before stripping it, peaked at ~9 MB.
     assert peak < 1.6 * size
     assert (tmp_path / "o.fna").read_bytes().splitlines()[1::2] == [reverse_complement(body[:10]), body[-10:]]
+
+
+def _mapped_kib(path: Path) -> int:
+    """KiB of ``path``'s pages resident in this process's mappings (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line ends with its file
+            inside = line.endswith(" " + str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux /proc/self/smaps")
+def test_genome_pages_already_read_leave_the_process_not_the_whole_genome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgstore import extract
+
+    # Scaled down: 1 MiB pieces, pages dropped every 1 MiB read (a human genome: 8 and 64 MiB of 3 GB).
+    monkeypatch.setattr(extract, "_PIECE", 1 << 20)
+    monkeypatch.setattr(extract, "_RELEASE", 1 << 20, raising=False)
+    size = 4 << 20
+    body = b"ACGTTGCAAC" * (size // 10)
+    lines = b"\n".join(body[i:i + 60] for i in range(0, len(body), 60)) + b"\n"
+    fasta = tmp_path / "g.fa"
+    fasta.write_bytes(b"".join(b">c%d\n" % i + lines for i in range(4)))
+    resident = []
+    for name, seq in extract.iter_fasta(fasta):
+        assert seq == body, name
+        resident.append(_mapped_kib(fasta.resolve()))
+    # The mapping held all 16 MiB read so far by the last record (RSS = the whole genome at human scale);
+    # now about the record being read.
+    assert resident[-1] < 6 * 1024, resident
