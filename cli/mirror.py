@@ -39,14 +39,22 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
         rgstore --store ./mirror mirror pull http://127.0.0.1:8000 --with-blobs
         rgstore --store ./mirror mirror pull /srv/published
     """
-    from rgstore.mirror import probe_source, pull
+    from rgstore.firstpull import pull_new_store
+    from rgstore.mirror import pull
     from rgstore.progress import null_progress, terminal_progress
+    from rgstore.store import default_store_path
 
-    if not ctx.exists():  # a first pull: a bad SOURCE fails before the store is created, leaving none behind
-        source = probe_source(source)
-    with ctx.open(create=True) as store:
-        result = pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences,
-                      progress=null_progress if as_json else terminal_progress)
+    from .getseq import signals_unwind
+
+    progress = null_progress if as_json else terminal_progress
+    if not ctx.exists():  # a first pull that fails before applying anything leaves no store behind
+        with signals_unwind():  # SIGTERM unwinds too: the staged store is removed (or, with events, kept)
+            result = pull_new_store(ctx.store_path if ctx.store_path is not None else default_store_path(), source,
+                                    actor=ctx.actor, with_blobs=with_blobs, with_sequences=with_sequences,
+                                    progress=progress)
+    else:
+        with ctx.open(create=True) as store:
+            result = pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress)
     if as_json:
         emit_json(result)
     else:

@@ -90,8 +90,9 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     follower = None
     if follow_source is not None:
         from rgstore.errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError, RemoteError
+        from rgstore.firstpull import pull_new_store
         from rgstore.follow import parse_interval
-        from rgstore.mirror import probe_source, pull
+        from rgstore.mirror import pull
 
         try:
             parse_interval(interval)  # a bad interval is a usage error before anything starts
@@ -101,8 +102,8 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
             new_store = not (path / "log" / "data.mdb").exists()
         except PermissionError:
             new_store = False  # Store.open names the directory this user may not enter
-        if new_store:  # a bad SOURCE fails before the store is created: no empty store left behind
-            probe_source(follow_source)
+        if new_store:  # a first pull that fails before applying anything leaves no empty store behind
+            pull_new_store(path, follow_source, actor=ctx.actor)
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
             try:
                 # The log: a diverged or tampered upstream is refused here. Like a follower's round, only the whole

@@ -6,6 +6,7 @@ an http(s) store in Raw mode is read with rgstore's own HTTP client (its ``.seq`
 residues: ranged GETs under the low-speed guard, netrc credentials), any other through gtars;
 ``fetch_missing`` finds where a missing sequence can come from (a remote genome listing it, or
 the primary a mirror replays). Anything unreachable or non-conforming raises, and nothing is cached.
+A store's ``rgstore.json`` is read once per ``MANIFEST_TTL_S`` per process, not once per sequence.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import hashlib
 import json
 import os
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +53,13 @@ answering: those reads wait ``API_READ_TIMEOUT_S``, as ``/sequence`` reads do.""
 _TEMPLATE = re.compile(r"(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+(?:/(?:[A-Za-z0-9_.-]|%s2?(?![0-9]))+)*")
 """The ``seqdata_path_template`` forms read without gtars: relative path segments, ``%s2`` and ``%s``."""
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+MANIFEST_TTL_S = 300.0
+"""How long a remote RefgetStore's parsed ``rgstore.json`` is reused for its sequence reads in this process."""
+_MANIFESTS_KEPT = 64
+"""Remote RefgetStores whose parsed manifest is kept at once (the least recently read goes first)."""
+_manifests: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+"""Store URL -> (monotonic time read, its Raw data-file template or None: gtars reads it)."""
+_manifests_lock = threading.Lock()  # lazy fetches run on a server's threads
 
 
 def _open_remote(cache: Path, store_url: str) -> Any:
@@ -132,6 +143,47 @@ def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> I
 def _raw_sequence_url(client: httpx.Client, store_url: str, bare: str) -> str | None:
     """The URL of ``bare``'s data file if the store's ``rgstore.json`` says Raw mode and a known template; else None.
 
+    The manifest is read once per store URL and reused for ``MANIFEST_TTL_S`` (a ``getseq`` over
+    hundreds of sequences, a lazy mirror's fetches: one request, not one per sequence); a fetch that
+    fails through a reused manifest forgets it (``fetch_sequence`` retries with a fresh one).
+    RemoteError when the manifest cannot be fetched (unreachable, an error status, too slow): never kept.
+    """
+    now = time.monotonic()
+    with _manifests_lock:
+        kept = _manifests.get(store_url)
+        if kept is not None and now - kept[0] < MANIFEST_TTL_S:
+            _manifests.move_to_end(store_url)
+            template = kept[1]
+        else:
+            kept = None
+    if kept is None:
+        template = _raw_template(client, store_url)
+        with _manifests_lock:
+            _manifests[store_url] = (now, template)
+            _manifests.move_to_end(store_url)
+            while len(_manifests) > _MANIFESTS_KEPT:
+                _manifests.popitem(last=False)
+    if template is None:
+        return None
+    return f"{store_url}/{template.replace('%s2', bare[:2]).replace('%s', bare)}"
+
+
+def _manifest_kept(store_url: str) -> bool:
+    """Whether a read of ``store_url`` would reuse a manifest read earlier (``_raw_sequence_url``)."""
+    with _manifests_lock:
+        kept = _manifests.get(store_url)
+    return kept is not None and time.monotonic() - kept[0] < MANIFEST_TTL_S
+
+
+def _forget_manifest(store_url: str) -> None:
+    """Drop ``store_url``'s kept manifest: its next read fetches ``rgstore.json`` again."""
+    with _manifests_lock:
+        _manifests.pop(store_url, None)
+
+
+def _raw_template(client: httpx.Client, store_url: str) -> str | None:
+    """The data-file template of the store's ``rgstore.json`` if it says Raw mode and a known template; else None.
+
     RemoteError when the manifest cannot be fetched (unreachable, an error status, too slow).
     """
     import httpx
@@ -158,7 +210,7 @@ def _raw_sequence_url(client: httpx.Client, store_url: str, bare: str) -> str | 
     if not isinstance(template, str) or not _TEMPLATE.fullmatch(template) \
             or "%s" not in template.replace("%s2", "") or ".." in template.split("/"):
         return None  # a template not understood here is gtars' to read
-    return f"{store_url}/{template.replace('%s2', bare[:2]).replace('%s', bare)}"
+    return template
 
 
 def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: str, length: int) -> Iterator[bytes]:
@@ -263,6 +315,9 @@ def fetch_sequence(
     ``/sequence`` route (a mirror reading through a lazy mirror: that server fetches them first).
     The residues must hash to ``digest``, number ``length`` and match ``md5`` (when given)
     before anything is cached; otherwise IntegrityError and the local store is unchanged.
+    A RefgetStore's manifest read in the last ``MANIFEST_TTL_S`` is reused; when a sequence read
+    through it is missing or corrupt, the manifest is read again and the sequence once more (a
+    store republished meanwhile, its files moved, is picked up at once, not after the lifetime).
     """
     from .refgetstore import (
         Ingested,
@@ -279,30 +334,18 @@ def fetch_sequence(
     _refuse_unwritable(store, bare)
     with scratch_dir(store, ".remote-") as scratch:
         fasta = scratch / "sequence.fa"
-        bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
-        residues = (_api_residues(remote_url, bare, length) if via_refget_api
-                    else _store_residues(remote_url, scratch, bare, length))
-        try:
-            with open(fasta, "wb") as out:
-                out.write(f">SQ_{bare}\n".encode())
-                writer = _FastaWriter(out)
-                for chunk in residues:
-                    writer.write(chunk)
-                    bar.update(len(chunk))
-                writer.close()
-        finally:
-            bar.close()
-        problems = []
-        if writer.digest != bare:
-            problems.append(f"its residues hash to {writer.digest}")
-        if writer.length != length:
-            problems.append(f"{writer.length} residues arrived instead of {length}")
-        if md5 and writer.md5.hexdigest() != md5:
-            problems.append(f"md5 {writer.md5.hexdigest()} instead of {md5}")
-        if problems:
-            raise IntegrityError(
-                f"sequence {bare} from {redact(remote_url)} is corrupt ({'; '.join(problems)}); nothing was cached"
-            )
+        reused = not via_refget_api and _manifest_kept(remote_url)
+        while True:
+            try:
+                _download(fasta, remote_url, scratch, bare, length, md5, progress, via_refget_api)
+                break
+            except RgstoreError as exc:
+                _forget_manifest(remote_url)  # whatever went wrong, the next read looks at the store afresh
+                if not reused or not isinstance(exc, (NotFoundError, IntegrityError)):
+                    raise
+                # Read through a manifest kept from earlier: the store may have been republished since (its
+                # files moved, Raw turned Encoded). Once more, with its manifest as it is now.
+                reused = False
 
         def drop_carrier(ingested: Ingested) -> None:
             if ingested.sequences != [f"SQ.{bare}"]:
@@ -320,6 +363,35 @@ def fetch_sequence(
             except NotFoundError:
                 pass  # no RefgetStore yet: this fetch creates it
             ingest_fasta(store, fasta, then=drop_carrier)
+
+
+def _download(fasta: Path, remote_url: str, scratch: Path, bare: str, length: int, md5: str,
+              progress: ProgressFactory, via_refget_api: bool) -> None:
+    """Write ``bare``'s residues to ``fasta`` (a one-record FASTA); IntegrityError unless they are the sequence."""
+    bar = progress(f"fetch {bare[:8]}", total=length, unit="bp")
+    residues = (_api_residues(remote_url, bare, length) if via_refget_api
+                else _store_residues(remote_url, scratch, bare, length))
+    try:
+        with open(fasta, "wb") as out:
+            out.write(f">SQ_{bare}\n".encode())
+            writer = _FastaWriter(out)
+            for chunk in residues:
+                writer.write(chunk)
+                bar.update(len(chunk))
+            writer.close()
+    finally:
+        bar.close()
+    problems = []
+    if writer.digest != bare:
+        problems.append(f"its residues hash to {writer.digest}")
+    if writer.length != length:
+        problems.append(f"{writer.length} residues arrived instead of {length}")
+    if md5 and writer.md5.hexdigest() != md5:
+        problems.append(f"md5 {writer.md5.hexdigest()} instead of {md5}")
+    if problems:
+        raise IntegrityError(
+            f"sequence {bare} from {redact(remote_url)} is corrupt ({'; '.join(problems)}); nothing was cached"
+        )
 
 
 def _refuse_unwritable(store: Store, bare: str) -> None:

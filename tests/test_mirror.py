@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from rgstore.errors import ChainError, IntegrityError, InvalidInputError, LogMismatchError, ReadOnlyError, RemoteError
+from rgstore.errors import (
+    ChainError,
+    IntegrityError,
+    InvalidInputError,
+    LogMismatchError,
+    NotFoundError,
+    ReadOnlyError,
+    RemoteError,
+)
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
 from rgstore.mirror import promote, pull, status
@@ -1136,3 +1144,106 @@ def test_a_failed_first_pull_leaves_no_store_behind_and_a_good_one_still_creates
         export_log(primary, tmp_path / "log.rglog")
     pulled = CliRunner().invoke(cli, ["--store", str(new), "mirror", "pull", str(tmp_path / "log.rglog")])
     assert pulled.exit_code == 0 and "pulled 3 events" in pulled.stdout
+
+
+def test_a_first_pull_from_a_source_failing_after_its_probe_leaves_no_store_and_keeps_a_prepared_directory(
+    tmp_path: Path,
+) -> None:
+    # The probe passes (a server's /events/head, a manifest), then the records fail: an empty store was left behind.
+    import os
+
+    from click.testing import CliRunner
+    from rgstore_cli.main import cli
+
+    routes = _published_routes(tmp_path)
+    first = next(path for path in routes if path.endswith("-000000000010.rgseg"))
+    data = bytearray((tmp_path / "pub" / first.lstrip("/")).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped: the same size, another content
+    head = b'{"log_id": "3827b8ad4c7f413c888f77f0c0807a50", "head_seq": 30, "head_hash": "' + b"0" * 64 + b'"}'
+    failing = {"events": {"/events/head": fixed("200 OK", head), "/events?": fixed("500 Internal Server Error")},
+               "missing": {path: reply for path, reply in routes.items() if path != first},
+               "tampered": {**routes, first: fixed("200 OK", bytes(data))}}
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    inode = prepared.stat().st_ino
+    with HostileServer() as srv:
+        for how, served in failing.items():
+            srv.routes = served
+            for args in (["mirror", "pull", srv.url], ["serve", "--port", "0", "--follow", srv.url]):
+                for new in (tmp_path / "new" / "mirror", prepared):
+                    result = CliRunner().invoke(cli, ["--store", str(new), *args])
+                    assert result.exit_code == 1 and result.stderr.startswith("error: "), (how, args, result.stderr)
+                    assert not (tmp_path / "new").exists(), (how, args)
+                    assert os.listdir(prepared) == [] and prepared.stat().st_ino == inode, (how, args)
+        srv.routes = routes
+        pulled = CliRunner().invoke(cli, ["--store", str(prepared), "mirror", "pull", srv.url])
+    assert pulled.exit_code == 0 and "pulled 30 events" in pulled.stdout, pulled.stderr
+    assert prepared.stat().st_ino == inode and not [name for name in os.listdir(prepared) if name.startswith(".rgstore-pull-")]
+    with Store.open(prepared) as mirror:
+        assert mirror.head()[0] == 30 and status(mirror, check_upstream=False).upstream == srv.url
+
+
+def test_a_first_pull_failing_after_applying_events_keeps_them_in_place_and_the_next_pull_resumes(
+    tmp_path: Path,
+) -> None:
+    from rgstore.firstpull import pull_new_store
+
+    routes = _published_routes(tmp_path)
+    second = next(path for path in routes if path.endswith("-000000000020.rgseg"))
+    new = tmp_path / "new" / "mirror"
+    with HostileServer({path: reply for path, reply in routes.items() if path != second}) as srv:
+        with pytest.raises(NotFoundError, match=second):
+            pull_new_store(new, srv.url, batch_size=10)
+        assert [path.name for path in new.iterdir() if path.name.startswith(".rgstore-pull-")] == []
+        with Store.open(new, readonly=True) as mirror:
+            assert mirror.head()[0] == 10 and status(mirror, check_upstream=False).upstream == srv.url
+        srv.routes = routes
+        assert pull_new_store(new, srv.url, batch_size=10).applied == 20
+    with Store.open(new, readonly=True) as mirror:
+        assert mirror.head()[0] == 30 and mirror.verify().ok
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_first_pull_interrupted_before_applying_anything_leaves_no_store(tmp_path: Path, signum: int) -> None:
+    # Ctrl-C or a TERM while the first segment is awaited: the store Store.open had made stayed at NEW, empty.
+    routes = _published_routes(tmp_path)
+    first = next(path for path in routes if path.endswith("-000000000010.rgseg"))
+    new = tmp_path / "new" / "mirror"
+    with HostileServer({**routes, first: stall_after(b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\nRGS", 30)}) as srv:
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(new), "mirror", "pull", srv.url],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not any(first in line for line in srv.seen) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert any(first in line for line in srv.seen), proc.communicate(timeout=30)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and not (tmp_path / "new").exists(), err
+
+
+def test_a_first_pull_removes_the_staging_left_by_a_killed_pull_but_never_a_live_ones(tmp_path: Path) -> None:
+    # A first pull killed by SIGKILL left its hidden staging directory (a partial log) inside NEW for ever.
+    import fcntl
+    import os
+
+    from rgstore.firstpull import STAGING_PREFIX, pull_new_store
+
+    with Store.open(tmp_path / "p", actor="primary@test") as primary:
+        _work(primary, 0, 3)
+        export_log(primary, tmp_path / "log.rglog")
+    new = tmp_path / "new"
+    dead, live, young = (new / f"{STAGING_PREFIX}{name}" for name in ("dead", "live", "young"))
+    for staging in (dead, live, young):
+        (staging / "log").mkdir(parents=True)
+        (staging / "log" / "data.mdb").write_bytes(b"\0" * 4096)
+    for staging in (dead, live):
+        os.utime(staging, (time.time() - 3600, time.time() - 3600))
+    held = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a pull still running, in another process as far as flock is concerned
+        assert pull_new_store(new, tmp_path / "log.rglog").applied == 3
+        assert not dead.exists() and live.exists() and young.exists()
+    finally:
+        os.close(held)
+    with Store.open(new, readonly=True) as mirror:
+        assert mirror.head()[0] == 3 and mirror.verify().ok

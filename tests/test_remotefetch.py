@@ -130,6 +130,14 @@ def _cached(store: Store, bare: str) -> bool:
     return (store.refget_path / "sequences" / bare[:2] / f"{bare}.seq").exists()
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_manifests() -> Iterator[None]:
+    """Each test reads its server's manifest afresh (a loopback port may be reused by an earlier test's server)."""
+    remotefetch._manifests.clear()
+    yield
+    remotefetch._manifests.clear()
+
+
 def test_a_raw_remote_store_trickling_a_sequence_is_given_up_in_one_line_and_nothing_is_cached(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -261,3 +269,71 @@ def test_a_remote_store_that_fetches_a_sequence_before_answering_is_waited_for_p
     with _serving(root, "fetch-first") as server:
         remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
     assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
+
+
+# -- a remote RefgetStore's manifest is read once, not once per sequence ------------------------------------
+
+
+def _remote_genome(store: Store, server: RangeServer, digest: str) -> list[str]:
+    """The test genome recorded in ``store`` as a remote genome at ``server``; its sequence names."""
+    from rgstore import remote
+
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    return ["chr1", "chr2", "chrM"]
+
+
+def test_reads_of_many_sequences_of_a_raw_remote_store_fetch_its_manifest_once(tmp_path: Path, store: Store) -> None:
+    # Each sequence fetch read rgstore.json again first: one extra round trip per sequence.
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root) as server:
+        names = _remote_genome(store, server, digest)
+        before = len(server.requests)
+        for name in names:
+            assert store.getseq("tiny", name, 0, 4)
+        paths = server.paths()[before:]
+    assert paths.count("/rgstore.json") == 1 and sum(path.endswith(".seq") for path in paths) == len(names)
+
+
+def test_a_raw_remote_store_republished_with_its_files_moved_is_read_from_where_they_are_now(
+    tmp_path: Path, store: Store
+) -> None:
+    # The kept manifest names the old place (404 there): the manifest is read again at once, not after its lifetime.
+    import json
+
+    from gtars.refget import sha512t24u_digest  # type: ignore[import-untyped]
+
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    chr2 = sha512t24u_digest("GGGAAATTTCNNRYACGT")
+    with _serving(root) as server:
+        _remote_genome(store, server, digest)
+        assert store.getseq("tiny", "chrM") == CHRM
+        manifest = json.loads((root / "rgstore.json").read_text())
+        (root / "moved").mkdir()
+        for data in (root / "sequences").glob("*/*.seq"):
+            data.rename(root / "moved" / data.name)
+        (root / "rgstore.json").write_text(json.dumps({**manifest, "seqdata_path_template": "moved/%s.seq"}))
+        assert store.getseq("tiny", "chr2") == "GGGAAATTTCNNRYACGT"
+        paths = server.paths()
+    assert paths.count(f"/moved/{chr2}.seq") == 1 and paths[-2:] == ["/rgstore.json", f"/moved/{chr2}.seq"]
+
+
+def test_a_kept_manifest_is_read_again_once_its_lifetime_is_over(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root) as server:
+        _remote_genome(store, server, digest)
+        assert store.getseq("tiny", "chrM") == CHRM
+        kept = server.paths().count("/rgstore.json")
+        monkeypatch.setattr(remotefetch, "MANIFEST_TTL_S", 0.0)  # every manifest kept is past its lifetime now
+        assert store.getseq("tiny", "chr2") == "GGGAAATTTCNNRYACGT"
+        assert server.paths().count("/rgstore.json") == kept + 1

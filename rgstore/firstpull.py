@@ -1,0 +1,188 @@
+"""A mirror's first pull: the new store is built out of sight and appears only once it holds the pulled log.
+
+A first ``mirror pull SOURCE --store NEW`` (or ``serve --follow``) whose SOURCE answers its probe
+and then fails (its ``/events`` erroring, a segment missing or tampered) used to leave an empty
+store at NEW that later commands took for a real one. ``pull_new_store`` instead builds the store
+in a hidden staging directory inside NEW (``NEW/.rgstore-pull-XXXXXXXX``) and moves its entries up
+into NEW, ``log/`` last, once the log pull ends or has applied events: a store is there only from the
+moment ``NEW/log/`` is. A pull that applied nothing deletes only its own staging directory (no other
+process knows its random name, so none can have opened it) and then NEW itself, if this pull made
+it and it is empty (``rmdir``: never anything another process put there).
+
+Why stage inside NEW, not beside it: an administrator may prepare NEW (owned by the service user,
+group-shared and setgid, ``install -d -m 2775 -g lab``) in a parent nobody else may write; staging
+inside needs no write access to the parent, and what is staged takes NEW's group. Why stage at all
+rather than delete NEW after a failure: a second process may open NEW meanwhile (another pull, any
+command), and a store deleted under an open LMDB environment loses that process's writes silently.
+
+A pull holds an exclusive ``flock`` on its staging directory while it lives (the kernel drops it
+when the process dies, however it dies): a later first pull removes any staging directory whose
+lock it can take, the leftovers of a pull killed by SIGKILL, and never a live pull's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .mirror import PullResult, probe_source, pull
+from .pathtext import user_path
+from .progress import ProgressFactory, null_progress
+from .sharing import adopt_group_sharing
+from .store import Store
+
+__all__ = ["STAGING_PREFIX", "pull_new_store"]
+
+STAGING_PREFIX = ".rgstore-pull-"
+"""The name a first pull's staging directory inside the new store starts with."""
+
+ABANDONED_AFTER_S = 60.0
+"""Age after which an unlocked staging directory is a dead pull's leftovers (a live one locks it at once)."""
+
+
+def pull_new_store(
+    path: Path | str, source: str | os.PathLike[str], *, actor: str | None = None, with_blobs: bool = False,
+    with_sequences: bool = False, progress: ProgressFactory = null_progress, batch_size: int = 20_000,
+) -> PullResult:
+    """Pull ``source`` into the store at ``path``; a first pull that fails before applying anything leaves no store.
+
+    A ``path`` that is already a store, or a directory holding anything, is pulled into as ``pull``
+    does. Otherwise (no such directory, or an empty one) the log is pulled into a staging directory
+    and moved into place; content (``with_blobs``, ``with_sequences``) is then fetched into the store
+    in place, whose events stay whatever that fetch does. A log pull that fails or is interrupted
+    (Ctrl-C, SIGTERM) after applying events moves them into place too: the next pull resumes from
+    them, as ever. If another process makes a store at ``path`` meanwhile, this pull drops its own
+    copy and pulls into that store. A bad SOURCE fails before anything is created (``probe_source``).
+    ``batch_size``: records per write transaction, as ``pull`` takes it.
+    """
+    root = user_path(path).absolute()
+    source = probe_source(source)
+    if _occupied(root):
+        return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
+    made = _make_dirs(root)
+    adopt_group_sharing(root)  # the staged files are created as the store's own would be (a group's store)
+    _remove_abandoned_staging(root)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+    held = _hold(staging)
+    placed = has_events = False
+    try:
+        try:
+            with Store.open(staging, actor=actor) as store:
+                try:
+                    first = pull(store, source, progress=progress, batch_size=batch_size)
+                finally:
+                    has_events = store.head()[0] > 0
+        except BaseException:
+            if has_events:  # a replica begun: kept where the next pull resumes it (a racer's store wins)
+                placed = _move_into_place(staging, root)
+            raise
+        placed = _move_into_place(staging, root)
+    finally:
+        if not placed:  # only this pull's own directories: no other process knows the staging's name
+            shutil.rmtree(staging, ignore_errors=True)
+        os.close(held)
+        if not placed:
+            for directory in made:  # deepest first; rmdir refuses one another process has put anything in
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+    if not placed:  # another process made a store at ``root`` meanwhile: pull into that one
+        return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
+    if not (with_blobs or with_sequences):
+        return first
+    result = _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
+    result.applied += first.applied
+    return result
+
+
+def _hold(staging: Path) -> int:
+    """An open descriptor of ``staging`` holding its exclusive flock: the mark of a live pull (see the module)."""
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _remove_abandoned_staging(root: Path, *, min_age_s: float = ABANDONED_AFTER_S) -> None:
+    """Remove the staging directories in ``root`` of first pulls that died (their flock is free).
+
+    One younger than ``min_age_s`` is left alone: a live pull takes its lock just after creating it.
+    """
+    try:
+        entries = [entry for entry in os.scandir(root) if entry.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age_s or not entry.is_dir(
+                    follow_symlinks=False):
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live pull's
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _pull_in_place(root: Path, source: str, actor: str | None, with_blobs: bool, with_sequences: bool,
+                   progress: ProgressFactory, batch_size: int) -> PullResult:
+    with Store.open(root, actor=actor, progress=progress) as store:
+        return pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress,
+                    batch_size=batch_size)
+
+
+def _occupied(root: Path) -> bool:
+    """Whether ``root`` is a store, a directory holding anything but first pulls' staging, or no directory at all."""
+    try:
+        with os.scandir(root) as entries:
+            return any(not entry.name.startswith(STAGING_PREFIX) for entry in entries)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # a file, a directory this user may not read: Store.open says what is wrong
+
+
+def _make_dirs(root: Path) -> list[Path]:
+    """Create ``root`` and any missing parents; the ones this call made, deepest first."""
+    missing = []
+    at = root
+    while not os.path.lexists(at) and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    made = []
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue  # another process made it: not this pull's to remove
+        made.append(directory)
+    return made[::-1]
+
+
+def _move_into_place(staging: Path, root: Path) -> bool:
+    """Move the staged store's entries up into ``root``, ``log/`` last; False if ``root`` has a store's entries already.
+
+    The store is there from the rename of ``log/`` (what ``Store.open`` and the CLI look for).
+    Each entry moves only where ``root`` has nothing by its name, so another process's store
+    made there meanwhile is never overwritten (it wins; this pull's copy is then dropped).
+    """
+    from .environment import fsync_dir
+
+    for name in sorted(os.listdir(staging), key=lambda name: name == "log"):
+        if os.path.lexists(root / name):
+            return False
+        os.rename(staging / name, root / name)
+    fsync_dir(root)
+    staging.rmdir()
+    return True
