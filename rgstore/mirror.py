@@ -343,7 +343,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
     _finish_pending_syncs(store)
     now = datetime.now(timezone.utc).isoformat()
     store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
-    sequences = _fetch_sequences(store, source) if with_sequences else 0
+    sequences = _fetch_sequences(store, source, progress) if with_sequences else 0
     if with_sequences:  # every sequence is local now: gtars clients can resolve the genomes too
         from .mirrorcollections import complete_collections
 
@@ -491,19 +491,26 @@ def missing_sequences(store: Store, *, include_remote: bool = True) -> list[str]
             if (include_remote or not remote) and not sequence_readable(local, files, bare, length)]
 
 
-def _fetch_sequences(store: Store, source: str) -> int:
+def _fetch_sequences(store: Store, source: str, progress: ProgressFactory = null_progress) -> int:
     """Eagerly fetch every genome sequence the local RefgetStore lacks; each verified against its digest.
 
     A sequence comes from the genome's own remote when a remote genome lists it (the primary may
     not have fetched it either), else from the upstream's RefgetStore (``/store`` or ``refget/``).
+    Progress: a bar over the sequences, and each one's download in residues.
     """
     from .remotefetch import fetch_missing
 
     missing = missing_sequences(store)
-    for bare in missing:
-        if not fetch_missing(store, bare):
-            raise NotFoundError(f"{source} publishes no RefgetStore for sequence {bare} "
-                                f"(expected {source}/refget/rgstore.json: publish with --with-refget)")
+    # A human genome's sequences take minutes to fetch: without bars the terminal stayed blank that long.
+    bar = progress("fetch sequences", total=len(missing), unit="seq")
+    try:
+        for bare in missing:
+            if not fetch_missing(store, bare, progress=progress):
+                raise NotFoundError(f"{source} publishes no RefgetStore for sequence {bare} "
+                                    f"(expected {source}/refget/rgstore.json: publish with --with-refget)")
+            bar.update(1)
+    finally:
+        bar.close()
     return len(missing)
 
 

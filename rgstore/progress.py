@@ -44,9 +44,10 @@ def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> 
         return NullProgress()
     from tqdm import tqdm  # type: ignore[import-untyped]  # lazily: only interactive runs pay for it
 
-    scale = unit == "B"
+    # Scaled (2.91G/3.12Gbp), not 3123783722bp: a human genome's residues are unreadable unscaled.
+    scale = unit in ("B", "bp")
     bar: Progress = tqdm(
-        desc=desc, total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
+        desc=desc, total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if unit == "B" else 1000,
         leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.2,
     )
     return bar

@@ -1122,6 +1122,41 @@ def test_publishing_and_pulling_refpkg_blobs_report_progress_in_bytes(tmp_path: 
     assert ["fetch blobs", sizes, sizes] in pulled.totals()
 
 
+def test_pulling_with_sequences_reports_the_sequences_and_each_ones_residues(tmp_path: Path) -> None:
+    # A human genome's 3 Gbp took minutes to fetch with nothing on the terminal (the replay bar had
+    # closed): a bar now counts the sequences, and each download has its own bar in residues.
+    from rgstore.segments import publish_refget
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\n" + "ACGT" * 30 + "\n>chr2\nGGCC\n>chrM\nTTTTA\n")
+    with Store.open(tmp_path / "p") as primary:
+        primary.genomes.init(fasta, ["tiny"])
+        publish_refget(primary, tmp_path / "pub")
+        publish(primary, tmp_path / "pub")
+    bars: list[list[object]] = []  # [description, total, unit, sum of updates], one per bar started
+
+    class _Bar:
+        def __init__(self, record: list[object]) -> None:
+            self.record = record
+
+        def update(self, n: int = 1) -> None:
+            self.record[3] = int(self.record[3]) + n  # type: ignore[call-overload]
+
+        def close(self) -> None:
+            pass
+
+    def recorder(desc: str, total: int | None = None, unit: str = "it") -> _Bar:
+        bars.append([desc, total, unit, 0])
+        return _Bar(bars[-1])
+
+    with Store.open(tmp_path / "m") as mirror:
+        assert pull(mirror, str(tmp_path / "pub"), with_sequences=True, progress=recorder).sequences_fetched == 3
+    assert ["fetch sequences", 3, "seq", 3] in bars
+    downloads = sorted((total, done) for desc, total, unit, done in bars
+                       if str(desc).startswith("fetch ") and desc != "fetch sequences" and unit == "bp")
+    assert downloads == [(4, 4), (5, 5), (120, 120)]
+
+
 def test_a_failed_first_pull_leaves_no_store_behind_and_a_good_one_still_creates_it(tmp_path: Path) -> None:
     # `--store NEW mirror pull BAD` (and `serve --follow BAD`) left an empty store at NEW that later commands took for one.
     from click.testing import CliRunner

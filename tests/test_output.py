@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 from rgstore_cli.output import emit_table
 
@@ -210,3 +211,22 @@ def test_a_streamed_json_array_prints_the_bytes_of_the_whole_list() -> None:
     items = [{"name": f"n{i}", "path": os.fsdecode(b"a\xff") if i == 3 else "ok", "n": i} for i in range(5000)]
     for given in (items, items[:1], []):
         assert _bytes_of(lambda g=given: emit_json_array(iter(g))) == _bytes_of(lambda g=given: emit_json(g))  # type: ignore[misc]
+
+
+def test_a_residue_bar_on_a_terminal_scales_its_counts_as_a_byte_bar_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A human genome's export showed "201323520/3123783722 [.., 5828856.35bp/s]": unreadable at a glance.
+    import io
+    import sys
+
+    from rgstore.progress import terminal_progress
+
+    class _Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = terminal_progress("export", total=3_123_783_722, unit="bp")
+    shown = screen.getvalue()
+    bar.close()
+    assert "/3.12G" in shown and "3123783722" not in shown
