@@ -19,6 +19,7 @@ from .diskspace import refused_write
 from .environment import fsync_dir
 from .errors import IntegrityError, NotFoundError
 from .files import CHUNK, mkstemp, read_chunks, write_verified
+from .progress import Progress
 
 __all__ = ["BlobStore", "BlobInfo", "hash_file"]
 
@@ -32,14 +33,16 @@ class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
     size: int
 
 
-def hash_file(path: Path) -> BlobInfo:
-    """sha256, md5 and size of a file, read in 1 MiB chunks."""
+def hash_file(path: Path, bar: Progress | None = None) -> BlobInfo:
+    """sha256, md5 and size of a file, read in 1 MiB chunks (each one's bytes counted on ``bar``)."""
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             sha.update(chunk)
             md5.update(chunk)
             size += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
     return BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
 
 

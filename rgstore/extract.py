@@ -17,9 +17,9 @@ output byte could change: it is part of every level-1 cache key.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, TypeVar
 
 from .errors import InvalidInputError, OutOfRangeError
 from .gtf import Annotation, Interval
@@ -29,6 +29,7 @@ __all__ = [
     "EXTRACTOR_VERSION",
     "Record",
     "plan_region",
+    "plan_size",
     "extract_regions",
     "reverse_complement",
     "iter_fasta",
@@ -37,11 +38,13 @@ __all__ = [
 EXTRACTOR_VERSION = "rgstore-extract/1"
 LINE_WIDTH = 60
 
+_T = TypeVar("_T")
 _COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHNSWacgturykmbvdhnsw", b"TGCAAYRMKVBHDNSWtgcaayrmkvbhdnsw")
 _WHITESPACE = b" \t\r\n"
 _PIECE = 8 << 20  # bytes of a FASTA record stripped of line breaks at a time
 _RELEASE = 64 << 20  # bytes of the mapping read past before they are dropped from this process
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+_PLAN_STEP = 8192  # features planned between bar updates: a call per feature would cost more than it shows
 
 
 class Record(NamedTuple):
@@ -64,22 +67,36 @@ def reverse_complement(seq: bytes | bytearray) -> bytes | bytearray:
     return seq[::-1].translate(_COMPLEMENT)
 
 
-def _intervals(annotation: Annotation, region: str) -> Iterator[Record]:
+def _counted(items: Iterable[_T], bar: Progress | None) -> Iterator[_T]:
+    """``items``, counted on ``bar`` every ``_PLAN_STEP`` of them (and the rest at the end)."""
+    if bar is None:
+        yield from items
+        return
+    n = 0
+    for n, item in enumerate(items, 1):
+        yield item
+        if n % _PLAN_STEP == 0:
+            bar.update(_PLAN_STEP)
+    if n % _PLAN_STEP:
+        bar.update(n % _PLAN_STEP)
+
+
+def _intervals(annotation: Annotation, region: str, bar: Progress | None = None) -> Iterator[Record]:
     if region == "gene":
-        for g in annotation.genes.values():
+        for g in _counted(annotation.genes.values(), bar):
             yield Record(g.seqid, g.start, g.end, g.strand, g.id, ((g.start, g.end),))
         return
     if region == "transcript":
-        for t in annotation.transcripts.values():
+        for t in _counted(annotation.transcripts.values(), bar):
             yield Record(t.seqid, t.start, t.end, t.strand, t.id, tuple(t.exons))
         return
     if region == "CDS":
-        for t in annotation.transcripts.values():
+        for t in _counted(annotation.transcripts.values(), bar):
             if t.coding:
                 yield Record(t.seqid, t.coding[0][0], t.coding[-1][1], t.strand, t.id, tuple(t.coding))
         return
     seen: set[tuple[str, int, int, str, str]] = set()
-    for t in annotation.transcripts.values():
+    for t in _counted(annotation.transcripts.values(), bar):
         if region == "exon":
             parts = t.exons
         elif region == "intron":
@@ -99,10 +116,18 @@ def _intervals(annotation: Annotation, region: str) -> Iterator[Record]:
                 yield Record(t.seqid, s, e, t.strand, t.gene_id, ((s, e),))
 
 
-def plan_region(annotation: Annotation, region: str) -> dict[str, list[Record]]:
-    """The region's records grouped by sequence, each group sorted by start, end, strand, ID."""
+def plan_size(annotation: Annotation, region: str) -> int:
+    """How many features ``plan_region`` reads for ``region``: genes for ``gene``, else transcripts."""
+    return len(annotation.genes) if region == "gene" else len(annotation.transcripts)
+
+
+def plan_region(annotation: Annotation, region: str, bar: Progress | None = None) -> dict[str, list[Record]]:
+    """The region's records grouped by sequence, each group sorted by start, end, strand, ID.
+
+    Each feature read (``plan_size`` in all) is counted on ``bar``; the sort after them is not.
+    """
     by_seq: dict[str, list[Record]] = {}
-    for rec in _intervals(annotation, region):
+    for rec in _intervals(annotation, region, bar):
         by_seq.setdefault(rec.seqid, []).append(rec)
     for recs in by_seq.values():
         recs.sort(key=lambda r: (r.start, r.end, r.strand, r.id))

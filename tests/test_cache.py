@@ -13,6 +13,7 @@ import pytest
 
 from rgstore.cachesynth import make_genome, write_ensembl_tree
 from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError
+from rgstore.gtf import parse_gtf
 from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
@@ -258,10 +259,31 @@ def test_downloads_decompression_and_extraction_report_progress(store: Store, se
         "gunzip genome.fna.gz",
         "gunzip annotation.gtf.gz",
         "parse annotation.gtf",
+        "plan gene",
         "extract gene",
+        "hash gene.fna",
     ]
     for desc, total, done in recorder.totals():
         assert total == done and isinstance(total, int) and total > 0, desc  # every bar runs to its total
+
+
+def test_a_miss_reports_planning_in_features_and_hashing_in_bytes(store: Store, server: UpstreamServer) -> None:
+    # At human scale planning (~7 s) and hashing + fsyncing the new region files (~13 s) showed nothing.
+    recorder = Bars()
+    results = store.cache.regions(req(ENSEMBL, "gene,exon,CDS"), base_url=base(server, "ensembl"), progress=recorder)
+    inputs = store.cache_path / store.cache.ls(level=2)[0].path / "decompressed"
+    annotation = parse_gtf(inputs / "annotation.gtf")
+    features = len(annotation.genes) + 2 * len(annotation.transcripts)  # gene reads genes; exon and CDS transcripts
+    genome, (gene, exon, cds) = (inputs / "genome.fna").stat().st_size, [Path(r.path).stat().st_size for r in results]
+    first = [desc for desc, _total, _done in recorder.totals()].index("plan gene,exon,CDS")
+    assert recorder.totals()[first:] == [
+        ["plan gene,exon,CDS", features, features],
+        ["extract gene,exon,CDS", genome, genome],
+        ["hash gene.fna", gene, gene],
+        ["hash exon.fna", exon, exon],
+        ["hash CDS.fna", cds, cds],
+    ]
+    assert recorder.units[first:] == ["feature", "B", "B", "B", "B"]
 
 
 def test_a_level1_hit_reports_its_checksum_reads_as_progress(store: Store, server: UpstreamServer) -> None:

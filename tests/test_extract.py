@@ -12,8 +12,9 @@ import pytest
 
 from rgstore.cachesynth import make_genome, write_ensembl_tree, write_ncbi_tree
 from rgstore.errors import InvalidInputError, OutOfRangeError
-from rgstore.extract import extract_regions, plan_region, reverse_complement
-from rgstore.gtf import parse_gtf
+from rgstore.extract import extract_regions, plan_region, plan_size, reverse_complement
+from rgstore.gtf import Annotation, Gene, Transcript, parse_gtf
+from tests.progress_recorder import Bars
 
 REGIONS = ["gene", "transcript", "exon", "intron", "CDS", "UTR"]
 needs_gffread = pytest.mark.skipif(shutil.which("gffread") is None, reason="gffread is not installed")
@@ -288,3 +289,18 @@ def test_genome_pages_already_read_leave_the_process_not_the_whole_genome(
     # The mapping held all 16 MiB read so far by the last record (RSS = the whole genome at human scale);
     # now about the record being read.
     assert resident[-1] < 6 * 1024, resident
+
+
+@pytest.mark.parametrize("region", ["gene", "exon", "CDS"])
+def test_planning_counts_each_feature_once_in_steps_as_it_goes(region: str) -> None:
+    # Not one update at the end: a human GTF's exons take seconds to plan.
+    genes = {(f"g{i}", "chr1"): Gene(f"g{i}", "chr1", "+", 10 * i + 1, 10 * i + 5) for i in range(20_000)}
+    transcripts = {
+        (f"t{i}", "chr1"): Transcript(f"t{i}", f"g{i}", "chr1", "+", [(10 * i + 1, 10 * i + 5)], [(10 * i + 2, 10 * i + 4)])
+        for i in range(20_000)
+    }
+    annotation = Annotation(genes=genes, transcripts=transcripts)
+    recorder = Bars()
+    plan = plan_region(annotation, region, recorder("plan", total=plan_size(annotation, region), unit="feature"))
+    assert len(plan["chr1"]) == 20_000
+    assert recorder.bars == [["plan", 20_000, [8192, 8192, 20_000 - 2 * 8192]]]
