@@ -44,8 +44,9 @@ def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> 
         return NullProgress()
     from tqdm import tqdm  # type: ignore[import-untyped]  # lazily: only interactive runs pay for it
 
-    # Scaled (2.91G/3.12Gbp), not 3123783722bp: a human genome's residues are unreadable unscaled.
-    scale = unit in ("B", "bp")
+    # Scaled (2.91G/3.12Gbp), not 3123783722bp: a human genome's residues are unreadable unscaled, and
+    # so are a human GTF's 2,470,000 features or a million events.
+    scale = unit in ("B", "bp") or (total is not None and total >= 100_000)
     bar: Progress = tqdm(
         desc=desc, total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if unit == "B" else 1000,
         leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.2,
