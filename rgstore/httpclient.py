@@ -15,15 +15,23 @@ httpx's timeouts are per read, so an upstream sending a byte every few seconds w
 download alive forever: ``iter_body`` (which every streamed body goes through) gives up, as curl's
 ``--speed-limit``/``--speed-time`` do, once a body averages under ``$RGSTORE_LOW_SPEED_LIMIT``
 bytes/s over ``$RGSTORE_LOW_SPEED_TIME_S`` seconds.
+
+``kept_client`` hands out one client per origin per process, kept between calls, so reads of many
+sequences from one server reuse its connections (and one TLS context) instead of building a
+client, and connecting, for each.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -32,7 +40,8 @@ from .errors import InvalidInputError, RemoteError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["check_url", "failure", "is_http_url", "iter_body", "low_speed", "new_client", "read_capped", "redact"]
+__all__ = ["check_url", "failure", "is_http_url", "iter_body", "kept_client", "low_speed", "new_client", "read_capped",
+           "redact"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
@@ -121,6 +130,99 @@ def new_client(**kw: Any) -> httpx.Client:
                              for var in _PROXY_VARS if os.environ.get(var))
         raise InvalidInputError(f"unusable proxy setting ({settings or 'none set'}): {exc}") from None
 
+
+_CLIENT_ENVIRONMENT = (*_PROXY_VARS, "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "NETRC")
+"""What a client reads from the environment when it is built: a kept client is rebuilt when any changes."""
+_CLIENTS_KEPT = 16
+"""Clients ``kept_client`` keeps at once (the least recently used goes first, closed once no call uses it)."""
+
+
+class _Kept:
+    """A kept client, how many calls are using it, and whether it has been dropped (closed when they end)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client, self.users, self.dropped = client, 0, False
+
+
+_kept: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
+_kept_lock = threading.Lock()
+_inherited: list[OrderedDict[tuple[Any, ...], _Kept]] = []
+"""A forked child's copies of its parent's clients: never used, never closed (their sockets are the parent's)."""
+
+
+def _client_key(url: str) -> tuple[Any, ...]:
+    """The origin of ``url`` and everything a client reads when built (proxies, CA files, the netrc file's identity)."""
+    parts = urlsplit(url)
+    netrc = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        info = os.stat(netrc)
+        netrc_id: tuple[Any, ...] = (netrc, info.st_ino, info.st_size, info.st_mtime_ns)
+    except OSError:
+        netrc_id = (netrc,)
+    return (parts.scheme.lower(), parts.hostname, parts.port, netrc_id,
+            tuple(os.environ.get(name) for name in _CLIENT_ENVIRONMENT))
+
+
+@contextmanager
+def kept_client(url: str) -> Iterator[httpx.Client]:
+    """A client for ``url``'s origin that this process keeps for later calls (redirects followed, UA ``rgstore``).
+
+    Its connections stay open between calls (httpx keeps an idle one 5 s), so a read of hundreds
+    of sequences from one server makes one connection, not hundreds, and builds one client (a
+    TLS context, the netrc file parsed). Built as ``new_client`` builds one: it is rebuilt when the
+    proxy variables, CA files or netrc file change. Requests pass their own timeouts. Threads may
+    share it; a forked child never uses its parent's (their connections are the parent's sockets).
+    """
+    key = _client_key(url)
+    dropped: list[_Kept] = []
+    with _kept_lock:
+        kept = _kept.get(key)
+        if kept is None:
+            kept = _kept[key] = _Kept(new_client(follow_redirects=True, headers={"User-Agent": "rgstore"}))
+            while len(_kept) > _CLIENTS_KEPT:
+                dropped.append(_kept.popitem(last=False)[1])
+                dropped[-1].dropped = True
+        _kept.move_to_end(key)
+        kept.users += 1
+    _close_unused(dropped)
+    try:
+        yield kept.client
+    finally:
+        with _kept_lock:
+            kept.users -= 1
+        _close_unused([kept])
+
+
+def _close_unused(candidates: list[_Kept]) -> None:
+    """Close each dropped client no call is using any more."""
+    with _kept_lock:
+        done = [kept for kept in candidates if kept.dropped and kept.users == 0]
+        for kept in done:
+            kept.dropped = False  # closed once
+    for kept in done:
+        kept.client.close()
+
+
+@atexit.register
+def _close_kept() -> None:
+    with _kept_lock:
+        for kept in _kept.values():
+            kept.dropped = True
+        candidates = list(_kept.values())
+        _kept.clear()
+    _close_unused(candidates)
+
+
+def _forget_kept_after_fork() -> None:
+    global _kept, _kept_lock
+    # The parent's clients hold the parent's sockets: a request from here would interleave with its own.
+    # A new lock too: another thread may have held the old one at the fork.
+    _inherited.append(_kept)
+    _kept, _kept_lock = OrderedDict(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_kept_after_fork)
 
 def _setting(name: str, default: float, *, minimum: float) -> float:
     raw = os.environ.get(name, "").strip()

@@ -498,19 +498,13 @@ def _fetch_sequences(store: Store, source: str, progress: ProgressFactory = null
     not have fetched it either), else from the upstream's RefgetStore (``/store`` or ``refget/``).
     Progress: a bar over the sequences, and each one's download in residues.
     """
-    from .remotefetch import fetch_missing
+    from .remotefetch import fetch_many
 
     missing = missing_sequences(store)
-    # A human genome's sequences take minutes to fetch: without bars the terminal stayed blank that long.
-    bar = progress("fetch sequences", total=len(missing), unit="seq")
-    try:
-        for bare in missing:
-            if not fetch_missing(store, bare, progress=progress):
-                raise NotFoundError(f"{source} publishes no RefgetStore for sequence {bare} "
-                                    f"(expected {source}/refget/rgstore.json: publish with --with-refget)")
-            bar.update(1)
-    finally:
-        bar.close()
+    unlisted = fetch_many(store, missing, progress=progress)
+    if unlisted:
+        raise NotFoundError(f"{source} publishes no RefgetStore for sequence {unlisted[0]} "
+                            f"(expected {source}/refget/rgstore.json: publish with --with-refget)")
     return len(missing)
 
 

@@ -345,7 +345,7 @@ class SequenceReader:
     ) -> SequenceFiles:
         """The store's sequence data files, once every ``(name, sequence digest, length)`` of ``genome`` is there.
 
-        Sequences whose data file is missing or short (never fetched, or gone) are fetched first (``remotefetch.fetch_missing``: from the genome's remote, or a mirror's primary,
+        Sequences whose data file is missing or short (never fetched, or gone) are fetched first (``remotefetch.fetch_many``: from the genome's remote, or a mirror's primary,
         verified against their digests); one that nothing can supply is a NotFoundError before
         anything is read.
         """
@@ -359,15 +359,17 @@ class SequenceReader:
                 missing.setdefault(bare, name)
         if files is not None and not missing:
             return files
-        from .remotefetch import fetch_missing
+        from .remotefetch import fetch_many
 
-        for bare, name in missing.items():
-            if not fetch_missing(self.store, bare, progress=progress):
-                raise NotFoundError(
-                    f"sequence {name} ({bare}) of genome {genome} is recorded but missing from "
-                    f"{self.store.refget_path}, and no remote genome or upstream holds it (its data file is gone or "
-                    f"damaged: {_REPAIR})"
-                )
+        # In batches: one RefgetStore import per batch, not one per sequence (a genome of many contigs).
+        unlisted = fetch_many(self.store, list(missing), progress=progress)
+        if unlisted:
+            bare = unlisted[0]
+            raise NotFoundError(
+                f"sequence {missing.get(bare, bare)} ({bare}) of genome {genome} is recorded but missing from "
+                f"{self.store.refget_path}, and no remote genome or upstream holds it (its data file is gone or "
+                f"damaged: {_REPAIR})"
+            )
         self.drop_cache()
         return SequenceFiles(self.store.refget_path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -67,8 +68,12 @@ class Trickled:
 
 class Served(_Handler):
     log_path = sys.argv[2]
+    protocol_version = "HTTP/1.1" if sys.argv[3] == "keep-alive" else "HTTP/1.0"  # 1.0: one connection per request
 
     def do_GET(self):
+        if sys.argv[3] == "keep-alive":
+            with open(self.log_path + ".ports", "a") as fh:
+                fh.write(f"{self.client_address[1]}\\n")  # the client's port: which connection each request came on
         if sys.argv[3] == "auth" and self.headers.get("Authorization") != "Basic cmVhZGVyOnMzY3JldA==":
             self.send_error(401)  # reader:s3cret only
             return
@@ -337,3 +342,117 @@ def test_a_kept_manifest_is_read_again_once_its_lifetime_is_over(
         monkeypatch.setattr(remotefetch, "MANIFEST_TTL_S", 0.0)  # every manifest kept is past its lifetime now
         assert store.getseq("tiny", "chr2") == "GGGAAATTTCNNRYACGT"
         assert server.paths().count("/rgstore.json") == kept + 1
+
+
+def _recorded_bars() -> tuple[list[list[object]], object]:
+    """A progress factory recording each bar as [description, total, unit, sum of updates]."""
+    bars: list[list[object]] = []
+
+    class _Bar:
+        def __init__(self, record: list[object]) -> None:
+            self.record = record
+
+        def update(self, n: int = 1) -> None:
+            self.record[3] = int(str(self.record[3])) + n
+
+        def close(self) -> None:
+            pass
+
+    def factory(desc: str, total: int | None = None, unit: str = "it") -> _Bar:
+        bars.append([desc, total, unit, 0])
+        return _Bar(bars[-1])
+
+    return bars, factory
+
+
+@pytest.mark.parametrize(("batch", "imports"), [(1000, 1), (2, 2)])
+def test_many_sequences_of_a_remote_genome_are_imported_in_batches_not_one_by_one(
+    tmp_path: Path, store: Store, batch: int, imports: int,
+) -> None:
+    # Each fetched sequence was its own RefgetStore import and removal (~0.2 s whatever its size):
+    # a mirror of a 200,000-contig assembly would have taken ~17 hours.
+    from rgstore.mirror import missing_sequences
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    bars, progress = _recorded_bars()
+    with _serving(root) as server:
+        _remote_genome(store, server, digest)
+        missing = missing_sequences(store)
+        assert len(missing) == 3
+        assert remotefetch.fetch_many(store, missing, progress=progress, batch_sequences=batch) == []  # type: ignore[arg-type]
+    assert missing_sequences(store) == [] and store.verify().ok
+    assert ["fetch sequences", 3, "seq", 3] in bars
+    assert sum(str(desc).startswith("import ") for desc, *_ in bars) == imports
+    assert all(store.getseq("tiny", name, 0, 4) for name in ("chr1", "chr2", "chrM"))
+
+
+def test_a_sequence_failing_among_many_raises_after_the_ones_before_it_are_kept(tmp_path: Path, store: Store) -> None:
+    from rgstore.mirror import missing_sequences
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root) as server:
+        _remote_genome(store, server, digest)
+        missing = missing_sequences(store)
+        gone = missing[1]
+        (root / "sequences" / gone[:2] / f"{gone}.seq").unlink()
+        with pytest.raises(NotFoundError):
+            remotefetch.fetch_many(store, missing, batch_sequences=1000)
+    assert _cached(store, missing[0]) and not _cached(store, gone) and not _cached(store, missing[2])
+    assert missing_sequences(store) == [gone, missing[2]] and store.verify().ok
+
+
+# -- reads of one remote store share one connection, kept for the process -------------------------------------
+
+
+def _ports(server: RangeServer) -> list[str]:
+    """The client port of each request a ``keep-alive`` server has seen: one port per connection."""
+    ports = Path(f"{server.log}.ports")
+    return ports.read_text().split() if ports.exists() else []
+
+
+def test_reads_of_many_sequences_of_a_raw_remote_store_go_over_one_connection(tmp_path: Path, store: Store) -> None:
+    # A new client per sequence: a new connection (a TCP and TLS handshake, a TLS context built) for each.
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root, "keep-alive") as server:
+        names = _remote_genome(store, server, digest)
+        before = len(_ports(server))
+        for name in names:
+            assert store.getseq("tiny", name, 0, 4)
+        ports = _ports(server)[before:]
+    assert len(ports) == 1 + len(names) and len(set(ports)) == 1  # the manifest, then each sequence
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_reads_a_remote_store_over_its_own_connection_and_the_parent_keeps_its_own(
+    tmp_path: Path, store: Store
+) -> None:
+    # Both using the parent's socket would interleave their requests and answers on one connection.
+    from gtars.refget import sha512t24u_digest  # type: ignore[import-untyped]
+
+    from tests.forked import in_forked_child
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    chr2 = "GGGAAATTTCNNRYACGT"
+    with _serving(root, "keep-alive") as server:
+        _remote_genome(store, server, digest)
+        assert store.getseq("tiny", "chrM") == CHRM
+        parent = _ports(server)[-1]
+
+        def child_reads() -> str:
+            # The residues only: the child stays clear of gtars' ingest (its thread pool is not fork-safe).
+            bare = sha512t24u_digest(chr2)
+            return b"".join(remotefetch._store_residues(server.url, tmp_path, bare, len(chr2))).decode()
+
+        assert in_forked_child(child_reads) == f"ok: {chr2}"
+        child = _ports(server)[-1]
+        assert store.getseq("tiny", "chr2") == chr2
+        assert child != parent and _ports(server)[-1] == parent
