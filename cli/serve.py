@@ -103,7 +103,10 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         except PermissionError:
             new_store = False  # Store.open names the directory this user may not enter
         if new_store:  # a first pull that fails before applying anything leaves no empty store behind
-            pull_new_store(path, follow_source, actor=ctx.actor)
+            from .getseq import signals_unwind
+
+            with signals_unwind():  # SIGTERM (systemd, docker stop) unwinds too: what was pulled is kept
+                pull_new_store(path, follow_source, actor=ctx.actor)
         with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
             try:
                 # The log: a diverged or tampered upstream is refused here. Like a follower's round, only the whole

@@ -22,6 +22,7 @@ lock it can take, the leftovers of a pull killed by SIGKILL, and never a live pu
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -35,7 +36,7 @@ from .progress import ProgressFactory, null_progress
 from .sharing import adopt_group_sharing
 from .store import Store
 
-__all__ = ["STAGING_PREFIX", "pull_new_store"]
+__all__ = ["STAGING_PREFIX", "pull_new_store", "remove_abandoned_staging"]
 
 STAGING_PREFIX = ".rgstore-pull-"
 """The name a first pull's staging directory inside the new store starts with."""
@@ -65,7 +66,8 @@ def pull_new_store(
         return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
     made = _make_dirs(root)
     adopt_group_sharing(root)  # the staged files are created as the store's own would be (a group's store)
-    _remove_abandoned_staging(root)
+    if _sweep_staging(root, adopt=True):  # a first pull killed outright: resumed from what it had pulled
+        return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     held = _hold(staging)
     placed = has_events = False
@@ -107,32 +109,57 @@ def _hold(staging: Path) -> int:
     return fd
 
 
-def _remove_abandoned_staging(root: Path, *, min_age_s: float = ABANDONED_AFTER_S) -> None:
-    """Remove the staging directories in ``root`` of first pulls that died (their flock is free).
+def remove_abandoned_staging(root: Path | str) -> None:
+    """Remove the staging directories in ``root`` of first pulls that died (their flock is free; see the module)."""
+    _sweep_staging(Path(root), adopt=False)
 
-    One younger than ``min_age_s`` is left alone: a live pull takes its lock just after creating it.
+
+def _sweep_staging(root: Path, *, adopt: bool, min_age_s: float = ABANDONED_AFTER_S) -> bool:
+    """Deal with dead first pulls' staging directories in ``root``; True if one was adopted as the store.
+
+    With ``adopt``, one holding pulled events is moved into place (a first pull killed outright,
+    by SIGKILL or the OOM killer, is resumed, not pulled again from nothing). Others are removed,
+    except one younger than ``min_age_s``: a live pull takes its lock just after creating it.
     """
     try:
         entries = [entry for entry in os.scandir(root) if entry.name.startswith(STAGING_PREFIX)]
     except OSError:
-        return
+        return False
+    adopted = False
     for entry in entries:
         try:
-            if time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age_s or not entry.is_dir(
-                    follow_symlinks=False):
+            if not entry.is_dir(follow_symlinks=False):
                 continue
+            young = time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age_s
             fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue  # a live pull's
-        try:
-            shutil.rmtree(entry.path, ignore_errors=True)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live pull's
+            staged = Path(entry.path)
+            if adopt and not adopted and _holds_events(staged):
+                adopted = _move_into_place(staged, root)
+                if adopted:
+                    continue
+            if not young:
+                shutil.rmtree(staged, ignore_errors=True)
         finally:
             os.close(fd)
+    return adopted
+
+
+def _holds_events(staged: Path) -> bool:
+    """Whether a dead pull's staged store has any pulled event (an unreadable one has none worth keeping)."""
+    if not (staged / "log" / "data.mdb").is_file():
+        return False
+    try:
+        with Store.open(staged, readonly=True) as store:
+            return store.head()[0] > 0
+    except Exception:  # noqa: BLE001  # damaged (lmdb.Error, a half-made store): nothing worth resuming
+        return False
 
 
 def _pull_in_place(root: Path, source: str, actor: str | None, with_blobs: bool, with_sequences: bool,
@@ -179,10 +206,21 @@ def _move_into_place(staging: Path, root: Path) -> bool:
     """
     from .environment import fsync_dir
 
-    for name in sorted(os.listdir(staging), key=lambda name: name == "log"):
-        if os.path.lexists(root / name):
+    names = sorted(os.listdir(staging), key=lambda name: (name == "log", name))
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # two first pulls finishing together move one at a time
+        if any(os.path.lexists(root / name) for name in names):
             return False
-        os.rename(staging / name, root / name)
+        try:
+            for name in names:
+                os.rename(staging / name, root / name)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # a process that is no first pull made a store there meanwhile: it wins
+            raise
+    finally:
+        os.close(fd)  # and with it the lock
     fsync_dir(root)
     staging.rmdir()
     return True

@@ -233,8 +233,11 @@ def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = Fal
     ``clears_pull_error`` is False: the follower's log-only first step of a round, which is not yet
     a successful round (its content fetch may still fail, and the failures' ``since`` must not restart).
     """
+    from .firstpull import remove_abandoned_staging
+
     source = _check_source(source)
     with _pull_lock(store):
+        remove_abandoned_staging(store.path)  # a first pull killed here, then overtaken: its copy is no use
         return _pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress,
                      batch_size=batch_size, clears_pull_error=clears_pull_error)
 

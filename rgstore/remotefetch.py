@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -514,7 +515,11 @@ def fetch_many(
             pending: dict[str, int] = {}
             residues = 0
             try:
+                one = scratch / "one"
                 for bare in wanted:
+                    # Each download's own scratch (gtars' cache of an Encoded store): not the whole genome at once.
+                    shutil.rmtree(one, ignore_errors=True)
+                    one.mkdir()
                     candidates = _candidates(store, bare)
                     if not candidates:
                         unlisted.append(bare)
@@ -522,7 +527,7 @@ def fetch_many(
                         continue
                     for i, (url, length, md5, via_api) in enumerate(candidates):
                         try:
-                            _fetch_into(out, url, scratch, bare, length, md5, progress, via_api)
+                            _fetch_into(out, url, one, bare, length, md5, progress, via_api)
                             break
                         except (RemoteError, NotFoundError):
                             if i == len(candidates) - 1:

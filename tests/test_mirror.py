@@ -1282,3 +1282,43 @@ def test_a_first_pull_removes_the_staging_left_by_a_killed_pull_but_never_a_live
         os.close(held)
     with Store.open(new, readonly=True) as mirror:
         assert mirror.head()[0] == 3 and mirror.verify().ok
+
+
+def test_a_first_pull_killed_outright_is_resumed_by_the_next_not_pulled_again(tmp_path: Path) -> None:
+    # SIGKILL (the OOM killer, a pod restarted) left the pulled events only in the hidden staging
+    # directory; the next first pull deleted them and started again from nothing.
+    import os
+
+    from rgstore.firstpull import STAGING_PREFIX, pull_new_store
+
+    with Store.open(tmp_path / "p", actor="primary@test") as primary:
+        _work(primary, 0, 3)
+        export_log(primary, tmp_path / "first.rglog")
+        _work(primary, 3, 5)
+        export_log(primary, tmp_path / "all.rglog")
+    new = tmp_path / "new"
+    with Store.open(new / f"{STAGING_PREFIX}killed") as staged:  # what a killed first pull leaves
+        pull(staged, str(tmp_path / "first.rglog"))
+        pulled_first = staged.head()[0]
+    assert pulled_first > 0
+    result = pull_new_store(new, tmp_path / "all.rglog")
+    with Store.open(tmp_path / "p", readonly=True) as primary, Store.open(new, readonly=True) as mirror:
+        assert result.applied == primary.head()[0] - pulled_first and mirror.head() == primary.head()
+        assert mirror.verify().ok
+    assert not [name for name in os.listdir(new) if name.startswith(STAGING_PREFIX)]
+
+
+def test_a_pull_into_a_mirror_removes_a_dead_first_pulls_leftovers_in_it(tmp_path: Path) -> None:
+    import os
+
+    from rgstore.firstpull import STAGING_PREFIX
+
+    with Store.open(tmp_path / "p", actor="primary@test") as primary:
+        _work(primary, 0, 3)
+        export_log(primary, tmp_path / "log.rglog")
+    leftover = tmp_path / "m" / f"{STAGING_PREFIX}dead"
+    with Store.open(tmp_path / "m") as mirror:
+        (leftover / "log").mkdir(parents=True)
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+        pull(mirror, str(tmp_path / "log.rglog"))
+    assert not leftover.exists()
