@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .interrupts import deferred
 from .mirror import PullResult, probe_source, pull
 from .pathtext import user_path
 from .progress import ProgressFactory, null_progress
@@ -80,9 +81,11 @@ def pull_new_store(
                     has_events = store.head()[0] > 0
         except BaseException:
             if has_events:  # a replica begun: kept where the next pull resumes it (a racer's store wins)
-                placed = _move_into_place(staging, root)
+                with deferred():
+                    placed = _move_into_place(staging, root)
             raise
-        placed = _move_into_place(staging, root)
+        with deferred():  # a Ctrl-C mid-move would leave blobs/ and refget/ in NEW without log/
+            placed = _move_into_place(staging, root)
     finally:
         if not placed:  # only this pull's own directories: no other process knows the staging's name
             shutil.rmtree(staging, ignore_errors=True)
@@ -141,7 +144,8 @@ def _sweep_staging(root: Path, *, adopt: bool, min_age_s: float = ABANDONED_AFTE
                 continue  # a live pull's
             staged = Path(entry.path)
             if adopt and not adopted and _holds_events(staged):
-                adopted = _move_into_place(staged, root)
+                with deferred():
+                    adopted = _move_into_place(staged, root)
                 if adopted:
                     continue
             if not young:

@@ -1322,3 +1322,34 @@ def test_a_pull_into_a_mirror_removes_a_dead_first_pulls_leftovers_in_it(tmp_pat
         os.utime(leftover, (time.time() - 3600, time.time() - 3600))
         pull(mirror, str(tmp_path / "log.rglog"))
     assert not leftover.exists()
+
+
+def test_a_first_pull_interrupted_while_moving_into_place_finishes_the_move_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Ctrl-C between two renames of the move left blobs/ and refget/ in NEW without log/: no store, not empty.
+    import os
+
+    from rgstore import firstpull
+    from rgstore.interrupts import interrupt
+
+    with Store.open(tmp_path / "p", actor="primary@test") as primary:
+        _work(primary, 0, 3)
+        export_log(primary, tmp_path / "log.rglog")
+    moved: list[str] = []
+    rename = os.rename
+
+    def rename_then_signal(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        rename(src, dst)
+        moved.append(os.path.basename(dst))
+        if len(moved) == 1:  # what signals_unwind's handler does when the signal lands here
+            interrupt(KeyboardInterrupt())
+
+    monkeypatch.setattr(firstpull.os, "rename", rename_then_signal)
+    new = tmp_path / "new"
+    with pytest.raises(KeyboardInterrupt):
+        firstpull.pull_new_store(new, tmp_path / "log.rglog")
+    monkeypatch.undo()
+    assert len(moved) > 1 and moved[-1] == "log"
+    with Store.open(tmp_path / "p", readonly=True) as primary, Store.open(new, readonly=True) as mirror:
+        assert mirror.head() == primary.head() and mirror.verify().ok
+    assert not [name for name in os.listdir(new) if name.startswith(firstpull.STAGING_PREFIX)]
