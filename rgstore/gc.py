@@ -13,7 +13,8 @@ only it holds (`alias set --sequence` checked it was there: gc must not leave th
 nothing; gtars removes sequences only with a collection, so a later gc takes them all). Scratch
 directories of killed imports and sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go
 once no process holds them, and so do the temp files of killed sequence-file rewrites
-(``refget/sequences/*/.tmp-*``, ``seqrestore``), and gtars' own ``.rgstore.tmp.*`` of killed commits.
+(``refget/sequences/*/.tmp-*``, ``seqrestore``), gtars' own ``.rgstore.tmp.*`` of killed commits, and
+writer-lock files killed before they were linked into place (``refget/.rgstore.lock.*.new``).
 The ``refpkg rp`` name links of a removed blob go with it (``rgstore.blobnames``).
 """
 
@@ -222,6 +223,7 @@ def _refget_temp_files(root: Path) -> list[Path]:
 def _sweep_sequence_temps(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:
     """Remove the temp files of sequence-file rewrites (re-adding a FASTA) that were killed mid-write."""
     from .errors import RgstoreError
+    from .refgetlock import LOCK_NAME, PENDING_SUFFIX
     from .refgetstore import SequenceFiles
     from .seqrestore import leftover_temp_files
 
@@ -234,7 +236,9 @@ def _sweep_sequence_temps(store: Store, report: GcReport, *, grace: float, dry_r
     # its collection's .rgsi before it locks to commit): only age tells a killed writer's temp file.
     for tmp in [*leftover_temp_files(files, older_than=older_than),
                 *leftover_temp_files(files, older_than=older_than, prefix=GTARS_TEMP_PREFIX),
-                *_aged(store.refget_path / "collections", GTARS_TEMP_PREFIX, older_than)]:
+                *_aged(store.refget_path / "collections", GTARS_TEMP_PREFIX, older_than),
+                *[lock for lock in _aged(store.refget_path, f"{LOCK_NAME}.", older_than)
+                  if lock.name.endswith(PENDING_SUFFIX)]]:
         report.temp_files_removed += 1
         if not dry_run:
             tmp.unlink(missing_ok=True)

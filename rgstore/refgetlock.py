@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import ConflictError
 
-__all__ = ["LOCK_NAME", "STALE_AFTER_S", "refget_write_lock"]
+__all__ = ["LOCK_NAME", "PENDING_SUFFIX", "STALE_AFTER_S", "refget_write_lock"]
 
 LOCK_NAME = ".rgstore.lock"
 STALE_AFTER_S = 120.0
@@ -89,6 +89,41 @@ def _steal(path: Path) -> None:
     stolen.unlink(missing_ok=True)
 
 
+PENDING_SUFFIX = ".new"
+"""A lock file written but not yet linked into place is ``.rgstore.lock.<pid>.<nanos>.new`` (``rgstore gc`` sweeps old ones)."""
+
+
+def _create(path: Path, payload: bytes) -> None:
+    """Create the lock file at ``path`` holding ``payload``; FileExistsError if it exists.
+
+    The payload is written and fsynced under a private name first, then hard-linked to ``path``
+    (``link`` fails if ``path`` exists, as ``O_EXCL`` does), so the lock never exists empty: a
+    writer killed, or out of disk, between creating the lock and writing its owner left an
+    unreadable lock that held every writer off for ``STALE_AFTER_S``. A filesystem without
+    hard links gets gtars' own create-then-write.
+    """
+    pending = path.with_name(f"{LOCK_NAME}.{os.getpid()}.{time.time_ns()}{PENDING_SUFFIX}")
+    try:
+        with open(pending, "xb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(pending, path)
+            return
+        except FileExistsError:
+            raise
+        except OSError:
+            pass  # no hard links here (some network and FUSE filesystems)
+    finally:
+        pending.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 HEARTBEAT_S = 20.0
 """How often a long holder (``heartbeat=True``) refreshes the lock, well inside ``STALE_AFTER_S``."""
 
@@ -130,7 +165,7 @@ def refget_write_lock(
     mine = _payload(operation)
     while True:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _create(path, json.dumps(mine, indent=2).encode())
         except FileExistsError:
             holder = _read(path)
             if _stale(path, holder):
@@ -148,10 +183,6 @@ def refget_write_lock(
             time.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
             continue
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(json.dumps(mine, indent=2).encode())
-            fh.flush()
-            os.fsync(fh.fileno())
         break
     stop = threading.Event()
     beater = threading.Thread(target=_beat, args=(path, mine, stop), name="refget-lock-heartbeat", daemon=True)

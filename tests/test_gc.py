@@ -334,3 +334,17 @@ def test_gc_leaves_the_collection_file_a_running_genome_init_is_writing_before_i
     report = collect_garbage(store, grace=0)
     assert report.temp_files_removed == 0 and live.exists()
     assert not (store.refget_path / ".rgstore.lock").exists()  # gc took and released the lock meanwhile
+
+
+def test_gc_removes_a_writer_lock_file_a_killed_writer_never_linked_into_place_once_aged(
+        tmp_path: Path, store: Store) -> None:
+    # The writer lock is written under a private name and then linked into place; a writer killed in
+    # between leaves that file. A fresh one may be a live contender's, about to be linked.
+    store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCC"}), ["a"])
+    dead = store.refget_path / ".rgstore.lock.4242.1763790000000000000.new"
+    live = store.refget_path / f".rgstore.lock.{os.getpid()}.{time.time_ns()}.new"
+    for path in (dead, live):
+        path.write_text('{"pid": 4242}')
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    assert collect_garbage(store, grace=0).temp_files_removed == 1
+    assert not dead.exists() and live.exists() and store.verify().ok

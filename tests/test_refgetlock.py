@@ -94,3 +94,50 @@ def test_a_long_holder_with_a_heartbeat_is_never_judged_stale(
         assert refgetlock._stale(path, holder) is not heartbeat
         assert holder["pid"] == os.getpid() and holder["operation"] == "a long backup"
     assert not path.exists()
+
+
+def test_a_writer_that_cannot_write_its_owner_leaves_no_lock_behind(refget: Path) -> None:
+    # The lock was created empty, then its owner written: a writer out of disk (here, a file-size limit of 0)
+    # or killed in between left an unreadable lock that kept every writer out for STALE_AFTER_S.
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from rgstore.refgetlock import refget_write_lock\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    with refget_write_lock(Path(sys.argv[1]), 'no-space'):\n"
+        "        sys.exit(3)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(refget)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "27", result.stderr  # EFBIG
+    assert sorted(path.name for path in refget.glob(f"{LOCK_NAME}*")) == []
+    with refget_write_lock(refget, "next", timeout=0.3):
+        assert json.loads((refget / LOCK_NAME).read_text())["operation"] == "next"
+
+
+def test_a_lock_file_is_never_seen_without_its_owner(refget: Path) -> None:
+    # A contender polling while we take and release the lock many times reads a payload every time it sees the file.
+    seen_empty = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, sys, time\n"
+         "path, empty, end = sys.argv[1], 0, time.monotonic() + 30\n"
+         "while not os.path.exists(sys.argv[2]) and time.monotonic() < end:\n"
+         "    try:\n"
+         "        with open(path, 'rb') as fh:\n"
+         "            empty += fh.read() == b''\n"
+         "    except FileNotFoundError:\n"
+         "        pass\n"
+         "print(empty)\n",
+         str(refget / LOCK_NAME), str(refget.parent / "done")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        for i in range(300):
+            with refget_write_lock(refget, f"take {i}"):
+                pass
+    finally:
+        (refget.parent / "done").touch()
+        out, _ = seen_empty.communicate(timeout=60)
+    assert out.strip() == "0"
