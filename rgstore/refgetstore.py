@@ -10,6 +10,7 @@ reports are checked against an independent hashlib pass; handles print to stdout
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import os
 import re
@@ -34,6 +35,7 @@ from .errors import (
     StorePermissionError,
 )
 from .files import current_umask, open_lock
+from .gtarsimport import GtarsImport
 from .interrupts import deferred
 from .pathtext import user_path
 from .progress import ProgressFactory, null_progress
@@ -207,7 +209,8 @@ def ingest_fasta(
 
     Steps: an independent digest pass starts in a child process; the file is validated (nothing
     is imported if it fails) and ``before_import`` may still refuse it; gtars imports a private link to it (named by its real compression,
-    so no sidecar or extension trap applies); then gtars' names, lengths and sequence digests must
+    so no sidecar or extension trap applies) in a child process, while ``progress`` shows the bytes
+    it has read and written (``gtarsimport``); then gtars' names, lengths and sequence digests must
     equal the validator's and the child's, and the collection digest must equal rgstore's own
     seqcol computation. On a mismatch (IntegrityError), any other failure or an interrupt, a
     collection this import added is removed again (``discard_import``). ``then`` (recording the
@@ -218,8 +221,7 @@ def ingest_fasta(
 
     source = user_path(path)
     job = start_digest(source)
-    meta: Any = None
-    was_new = False
+    child: GtarsImport | None = None
     try:
         summary = validate_fasta(source, progress=progress)
         if before_import is not None:
@@ -227,11 +229,20 @@ def ingest_fasta(
         with scratch_dir(store, ".ingest-") as scratch:
             link = scratch / ("input.fa.gz" if summary.compression != "none" else "input.fa")
             _link_or_copy(source, link)
-            handle = open_refget(store, write=True)
-            bar = progress(f"import {source.name}", total=None, unit="seq")
+            open_refget(store, write=True)  # refuses a store that is not Raw before the child writes to it
+            # In a child process: gtars holds the GIL throughout, so only then can this one drive the bar.
+            child = GtarsImport(gtars_path(store.refget_path), gtars_path(link))
+            # gtars reads the file once and writes each residue once (Raw): the bar counts both.
+            work = summary.size + sum(summary.lengths)
+            bar = progress(f"import {source.name} into the RefgetStore", total=work, unit="B")
             try:
-                with deferred():  # bind ``meta`` before an interrupt can unwind past it
-                    meta, was_new = handle.add_sequence_collection_from_fasta(gtars_path(link))
+                with deferred():  # the child's outcome is known before an interrupt can unwind past it
+                    try:
+                        child.start()
+                        child.follow(bar, work)
+                    finally:
+                        child.wait()
+                _raise_failure(child, source)
             except OSError as exc:
                 gone = removed_meanwhile(store, exc)
                 if gone is not None:
@@ -256,14 +267,17 @@ def ingest_fasta(
             finally:
                 bar.close()
         independent = job.result()
+        assert child is not None and child.digest is not None  # _raise_failure raised otherwise
+        digest, was_new = child.digest, child.was_new
         try:
-            ingested = _checked(handle, str(meta.digest), bool(was_new), summary, independent, source)
+            handle = open_refget(store, write=True)  # a handle opened before the child's commit would not see it
+            ingested = _checked(handle, digest, was_new, summary, independent, source)
         except OSError as exc:
             # gc or an interrupted import of the same FASTA (``discard_import``) took the collection
             # back between gtars' import and this read-back.
-            if removed_meanwhile(store, exc, str(meta.digest)) is None:
+            if removed_meanwhile(store, exc, digest) is None:
                 raise
-            raise collection_removed(str(meta.digest)) from None
+            raise collection_removed(digest) from None
         from .seqrestore import restore_sequence_files
 
         # gtars skips sequences its index lists: a data file deleted or damaged since stays so unless
@@ -277,11 +291,30 @@ def ingest_fasta(
     except BaseException:
         # A failed check, an error or an interrupt (SIGTERM raises SystemExit in the CLI): take
         # back what this import added. The CLI's handler goes through ``interrupts.interrupt``,
-        # so ``meta`` is bound even when the signal arrived during the import.
+        # so the child's outcome is known even when the signal arrived during the import.
         job.cancel()
-        if meta is not None:
-            discard_import(store, str(meta.digest), bool(was_new))
+        if child is not None:
+            child.wait()  # a child the bar's start kept from importing ends without importing
+        if child is not None and child.digest is not None:
+            discard_import(store, child.digest, child.was_new)
         raise
+
+
+def _raise_failure(child: GtarsImport, source: Path) -> None:
+    """Raise what the child import raised (a builtin exception type, as gtars raises in-process), if it failed."""
+    if child.error is not None:
+        name, args = child.error
+        kind = getattr(builtins, name, None)
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            try:
+                exc = kind(*args)
+            except TypeError:  # a type whose constructor wants other arguments (UnicodeDecodeError)
+                pass
+            else:
+                raise exc
+        raise IntegrityError(f"{source}: the RefgetStore import failed: {name}: {' '.join(map(str, args))}")
+    if child.digest is None:
+        raise IntegrityError(f"{source}: {child.failure}")
 
 
 def refget_access_hint(refget: Path) -> str:

@@ -691,12 +691,15 @@ def test_init_sweeps_stale_unused_scratch_dirs_and_keeps_live_or_young_ones(stor
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signame", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
+@pytest.mark.parametrize(("signame", "status", "group"),
+                         [("SIGTERM", 143, False), ("SIGINT", 130, False), ("SIGINT", 130, True)])
 def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records_nothing(
-    tmp_path: Path, store_path: Path, signame: str, status: int
+    tmp_path: Path, store_path: Path, signame: str, status: int, group: bool
 ) -> None:
     # SIGINT (Ctrl-C) too: Python's own handler raised as the gtars import returned, before its
-    # result was bound, so the collection it had added stayed in the RefgetStore.
+    # result was bound, so the collection it had added stayed in the RefgetStore. A terminal's
+    # Ctrl-C reaches the whole process group, so the gtars import's child process gets it too.
+    import os
     import signal
     import subprocess
     import sys
@@ -708,14 +711,18 @@ def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records
     write_genome(fasta, 60_000_000, contigs=25, seed=3)
     Store.open(store_path).close()
     proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "init",
-                             "--fasta", str(fasta), "--name", "big"], cwd=REPO, stderr=subprocess.PIPE)
+                             "--fasta", str(fasta), "--name", "big"], cwd=REPO, stderr=subprocess.PIPE,
+                            start_new_session=group)
     try:
         deadline = time.monotonic() + 120
         # Once gtars writes sequence files, its import is under way (the signal lands inside it).
         while not _seq_files_on_disk(store_path) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
         assert _seq_files_on_disk(store_path), "the import never started"
-        proc.send_signal(getattr(signal, signame))
+        if group:
+            os.killpg(proc.pid, getattr(signal, signame))
+        else:
+            proc.send_signal(getattr(signal, signame))
         assert proc.wait(timeout=120) == status
     finally:
         if proc.poll() is None:

@@ -1,4 +1,4 @@
-"""The RefgetStore handoff: gtars is given the store's real directory whatever the locale."""
+"""The RefgetStore handoff: gtars is given the store's real directory whatever the locale, and its import shows progress."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from rgstore.refgetstore import gtars_path
+from rgstore.refgetstore import gtars_path, ingest_fasta
+from rgstore.store import Store
 
 from .conftest import run_rgstore
 from .locales import latin1_env
+from .progress_recorder import Bars
 
 TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
 
@@ -28,3 +30,15 @@ def test_a_store_named_in_utf8_imports_and_reads_genomes_under_a_latin1_locale(t
     assert read.stdout == TINY.read_bytes().splitlines()[1][:8].upper() + b"\n"
     # gtars once received the Latin-1 reading re-encoded as UTF-8 and made that directory beside the store.
     assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"locales", b"st\xc3\xb6re"]
+
+
+def test_the_import_bar_counts_the_bytes_gtars_read_and_wrote_up_to_the_file_size_plus_its_residues(
+        store: Store) -> None:
+    # gtars holds the GIL through its whole import: in-process, its bar (total None) sat at 0 until it ended.
+    bars = Bars()
+    ingested = ingest_fasta(store, TINY, progress=bars)
+    work = TINY.stat().st_size + sum(ingested.lengths)  # gtars read the whole file and wrote each residue (Raw)
+    imports = [bar for bar in bars.totals() if str(bar[0]).startswith("import ")]
+    assert imports == [["import tiny.fa into the RefgetStore", work, work]]
+    assert bars.units[bars.totals().index(imports[0])] == "B"
+    assert ingested.was_new and store.genomes.list() == []  # imported (no genome recorded: that is the caller's)
