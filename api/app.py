@@ -32,10 +32,11 @@ from rgstore.store import Store
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
 from .errors import install_error_handlers
+from .fetchworker import FetchWorkers
 from .lazyfetch import FetchLimits, LazyFetcher
 from .queryparams import checked_query_values
 from .schemas import ErrorBody, Health, StoreStatusView
-from .sequences import fetch_in_child, set_lazy_fetch
+from .sequences import set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
 from .wire import (
     ROUTE_METHODS,
@@ -93,18 +94,21 @@ def create_app(store_path: str | None = None) -> FastAPI:
         interval = os.environ.get(ENV_FOLLOW_INTERVAL)
         app.state.readiness = ReadinessProbe(served, follow_interval_s=parse_interval(interval) if interval else None)
         # Sequences not fetched yet (a remote genome's, or a mirror's from its primary) are fetched
-        # on first request, in a child process, and verified against their digests; the event log
-        # stays read-only. The fetch answers False when nothing can supply a sequence. Fetches run
-        # under their own small limits, never on the threadpool the other routes need.
+        # on first request, in long-lived worker processes (one per fetch slot at most), and verified
+        # against their digests; the event log stays read-only. The fetch answers False when nothing
+        # can supply a sequence. Fetches run under their own small limits, never on the threadpool
+        # the other routes need.
         root = store.path  # the served path: a store replaced there is fetched into as well
-        set_lazy_fetch(lambda digest: fetch_in_child(root, digest, timeout=limits.timeout_s))
-        app.state.lazy_fetcher = LazyFetcher(limits)
+        workers = FetchWorkers(root, slots=limits.slots, timeout=limits.timeout_s)
+        set_lazy_fetch(workers.fetch)
+        app.state.lazy_fetcher = LazyFetcher(limits, workers.stop)
         if catching_up is not None:
             catching_up.start()
         try:
             yield
         finally:
             set_lazy_fetch(None)
+            workers.close()
             served.close()
 
     app = FastAPI(

@@ -13,7 +13,7 @@ fetched wait for that download and share its outcome instead of taking a slot. T
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -21,7 +21,7 @@ from starlette.requests import Request
 
 from rgstore.errors import InvalidInputError, RgstoreError
 
-from .sequences import FETCH_TIMEOUT_S, StoredSequence, fetch_and_open, open_stored, stop_fetch
+from .sequences import FETCH_TIMEOUT_S, StoredSequence, fetch_and_open, open_stored
 
 __all__ = ["FetchLimits", "FetchSlotsBusyError", "LazyFetcher", "RETRY_AFTER_S", "lazy_fetcher"]
 
@@ -80,8 +80,10 @@ class _Flight:
 class LazyFetcher:
     """The fetches of one worker: create it inside the event loop (in the lifespan)."""
 
-    def __init__(self, limits: FetchLimits) -> None:
+    def __init__(self, limits: FetchLimits, stop_fetch: Callable[[str], None]) -> None:
+        """``stop_fetch(digest)`` ends the fetch of ``digest`` under way, if any (its request was cancelled)."""
         self.limits = limits
+        self._stop_fetch = stop_fetch
         self._slots = anyio.Semaphore(limits.slots)
         # The thread hop needs a limiter other than the default one; admission (``_slots``) bounds it.
         self._threads = anyio.CapacityLimiter(limits.slots)
@@ -125,10 +127,10 @@ class LazyFetcher:
                 f"busy for {self.limits.wait_s:g}s; try again in {RETRY_AFTER_S}s"
             )
         try:
-            # Abandoned on cancellation (a server shutting down): the child is killed, so the thread ends too.
+            # Abandoned on cancellation (a server shutting down): the worker is killed, so the thread ends too.
             return await anyio.to_thread.run_sync(fetch_and_open, seq, limiter=self._threads, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
-            stop_fetch(seq.digest)
+            self._stop_fetch(seq.digest)
             raise
         finally:
             self._slots.release()

@@ -9,7 +9,8 @@ Bases are read straight from the RefgetStore's Raw-mode ``.seq`` files (rgstore 
 Raw stores, whose payload is the upper-case sequence itself): ``os.pread`` of exactly the bytes
 asked for, with no gtars call holding the GIL and no whole chromosome in memory. Nothing here
 blocks the event loop: ``cached_bases`` serves only what the page cache holds, and a file not
-fetched yet (a remote genome's, a mirror's) is fetched by ``fetch_in_child``, in a child process.
+fetched yet (a remote genome's, a mirror's) is fetched by the lazy fetch the app sets (``set_lazy_fetch``:
+a worker process of ``fetchworker``).
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import msgspec
 
-from rgstore import errors
 from rgstore.checkpoints import rebuild_count
 from rgstore.environment import Txn
 from rgstore.errors import IntegrityError, NotFoundError, RemoteError
@@ -45,15 +42,12 @@ __all__ = [
     "StoredSequence",
     "cached_bases",
     "fetch_and_open",
-    "fetch_in_child",
     "is_checksum",
     "iter_bases",
     "open_stored",
     "read_bases",
     "lazy_fetch_enabled",
     "set_lazy_fetch",
-    "stop_fetch",
-    "child_error",
 ]
 
 CHUNK = 1 << 18
@@ -203,80 +197,10 @@ class SequenceIndex:
 _lazy_fetch: Callable[[str], bool] | None = None
 _fetch_locks: dict[str, threading.Lock] = {}
 _fetch_locks_guard = threading.Lock()
-_children: dict[str, subprocess.Popen[bytes]] = {}
-_children_guard = threading.Lock()
 
 FETCH_TIMEOUT_S = 600.0
-"""A child fetching one sequence is killed after this long (a whole chromosome over a slow link fits,
+"""A worker fetching one sequence is killed after this long (a whole chromosome over a slow link fits,
 and a request path is not held for half an hour by an upstream that stopped answering)."""
-
-_FETCH_CHILD = """
-import json, signal, sys
-from pathlib import Path
-signal.alarm(int(sys.argv[3]))  # dies on its own if orphaned: gtars waits on a silent server forever
-from rgstore.errors import RgstoreError
-from rgstore.remotefetch import fetch_missing
-from rgstore.store import Store
-try:
-    with Store.open(Path(sys.argv[1]), readonly=True) as store:
-        answer = {"fetched": fetch_missing(store, sys.argv[2])}
-except RgstoreError as exc:
-    answer = {"error": type(exc).__name__, "message": str(exc)}
-print(json.dumps(answer))
-"""
-
-
-def fetch_in_child(store_path: Path, digest: str, *, timeout: float = FETCH_TIMEOUT_S) -> bool:
-    """``rgstore.remotefetch.fetch_missing`` run in a child process; True if it fetched the sequence.
-
-    gtars holds the GIL while it waits on the network, so a fetch on one of the server's threads
-    would stall every request of the worker. The child verifies the residues against their
-    digest exactly as an in-process fetch does; its RgstoreError is re-raised here by class name.
-    ``stop_fetch(digest)`` kills it (a server shutting down); it kills itself shortly after ``timeout``.
-    """
-    command = [sys.executable, "-c", _FETCH_CHILD, os.fspath(store_path), digest, str(int(timeout) + 30)]
-    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as child:
-        with _children_guard:
-            _children[digest] = child
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            raise RemoteError(f"fetching sequence SQ.{digest} took more than {timeout:.0f}s; gave up") from None
-        finally:
-            with _children_guard:
-                if _children.get(digest) is child:
-                    del _children[digest]
-    lines = out.decode(errors="replace").splitlines()
-    try:
-        answer = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        tail = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-        raise RemoteError(f"fetching sequence SQ.{digest} failed (child exit {child.returncode}): {tail}") from None
-    if "error" in answer:
-        raise child_error(str(answer["error"]), str(answer["message"]))
-    return bool(answer["fetched"])
-
-
-def child_error(name: str, message: str) -> errors.RgstoreError:
-    """The fetch child's error, re-made here by class name (RemoteError for an unknown name or constructor)."""
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.RgstoreError)):
-        return RemoteError(message)
-    try:
-        return cls(message)
-    except TypeError:  # a constructor taking more than a message (ChainError): keep the words
-        return RemoteError(message)
-
-
-def stop_fetch(digest: str) -> None:
-    """Kill the child fetching ``digest``, if one is running; its ``fetch_in_child`` then raises RemoteError."""
-    with _children_guard:
-        child = _children.get(digest)
-        if child is not None and child.poll() is None:
-            child.kill()
 
 
 def lazy_fetch_enabled() -> bool:

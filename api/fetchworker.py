@@ -1,0 +1,222 @@
+"""Lazy sequence fetches in long-lived worker processes: at most one per fetch slot, started on first need.
+
+gtars holds the GIL while it waits on the network, so a fetch in the server's own process would
+stall every request of the worker. A fresh child per sequence paid Python's start-up, rgstore's
+imports and gtars' for every fetch (most of a small sequence's cost); a worker here pays them once
+and then fetches one sequence at a time, asked over a pipe with one JSON line and answering with
+one (``{"fetched": bool}`` or ``{"error": class name, "message": ...}``). It verifies the residues
+against their digest exactly as an in-process fetch does (``rgstore.remotefetch.fetch_missing``)
+and opens the store anew per request, so a store replaced at the served path is fetched into.
+
+A worker past its deadline, or stopped (``FetchWorkers.stop``: a request cancelled at shutdown), is
+killed and replaced on the next need. A worker exits when its stdin reaches EOF (the server closed
+it, or died) and, mid-fetch, when its per-request alarm goes off, so none outlives the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rgstore import errors
+from rgstore.errors import RemoteError
+
+__all__ = ["FetchWorkers", "child_error"]
+
+_WORKER = """
+import json, os, signal, sys
+from pathlib import Path
+answers = os.fdopen(os.dup(1), "w")  # the answers' own channel: a library's stray print goes to stderr instead
+os.dup2(2, 1)
+from rgstore.errors import RgstoreError
+from rgstore.remotefetch import fetch_missing
+from rgstore.store import Store
+while True:
+    line = sys.stdin.buffer.readline()
+    if not line:
+        break  # EOF: the server closed the pipe, or is gone
+    request = json.loads(line)
+    signal.alarm(int(request["alarm"]))  # dies on its own if orphaned: gtars waits on a silent server forever
+    retire = False
+    try:
+        with Store.open(Path(request["store"]), readonly=True) as store:
+            answer = {"fetched": fetch_missing(store, request["digest"])}
+    except RgstoreError as exc:
+        answer = {"error": type(exc).__name__, "message": str(exc)}
+    except Exception as exc:  # a bug, not a failing source: say it, then leave (its state is unknown)
+        answer, retire = {"crash": f"{type(exc).__name__}: {exc}"}, True
+    signal.alarm(0)
+    answers.write(json.dumps(answer) + "\\n")
+    answers.flush()
+    if retire:
+        break
+"""
+
+
+class _WorkerDied(Exception):
+    """The worker ended (killed, crashed) before it answered."""
+
+
+class _Worker:
+    """One fetch worker process and what it has sent but not been read yet."""
+
+    def __init__(self) -> None:
+        # bufsize=0: answers are read from the raw descriptor, under select, with a deadline.
+        self.process = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+        self.stopped = False
+        self.used = False
+        self._pending = b""
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one request and read its answer; TimeoutError past ``timeout``, _WorkerDied on EOF."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.used = True
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        except (BrokenPipeError, ValueError):  # ValueError: stdin closed by a shutdown meanwhile
+            raise _WorkerDied from None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise _WorkerDied
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def kill(self) -> None:
+        """Kill the process, if it still runs (reaped by ``end``)."""
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def end(self, grace: float = 0.0) -> int:
+        """Close its stdin (an idle worker exits), kill it after ``grace`` seconds, reap it; its exit code."""
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        try:
+            return self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+        finally:
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+
+
+class FetchWorkers:
+    """The fetch workers of one API worker process: at most ``slots`` busy at once, idle ones kept for the next fetch."""
+
+    def __init__(self, store_path: Path, *, slots: int, timeout: float) -> None:
+        self.store_path = store_path
+        self.slots = slots
+        self.timeout = timeout
+        self._idle: list[_Worker] = []
+        self._busy: dict[str, _Worker] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+
+    def fetch(self, digest: str) -> bool:
+        """Blocking: ``fetch_missing`` of ``digest`` in a worker; True if it fetched the sequence.
+
+        RemoteError past the deadline or when the worker is stopped or dies; the worker's
+        RgstoreError is re-raised by class name (``child_error``). A reused worker found dead
+        before it answered (killed while idle) is replaced and the fetch asked again, once.
+        """
+        for attempt in (0, 1):
+            worker = self._take()
+            with self._guard:
+                closed = self._closed
+                if not closed:
+                    self._busy[digest] = worker
+            if closed:  # closed while this worker started: it fetches nothing after shutdown
+                worker.end()
+                raise RemoteError("the server is shutting down; the sequence was not fetched")
+            reused = worker.used
+            try:
+                answer = worker.ask({"store": os.fspath(self.store_path), "digest": digest,
+                                     "alarm": int(self.timeout) + 30}, self.timeout)
+            except TimeoutError:
+                worker.end()
+                raise RemoteError(f"fetching sequence SQ.{digest} took more than {self.timeout:.0f}s; gave up") from None
+            except _WorkerDied:
+                code = worker.end()
+                if reused and not worker.stopped and attempt == 0:
+                    continue  # it died while idle (killed, out of memory): this fetch never reached it
+                raise RemoteError(f"fetching sequence SQ.{digest} failed (fetch worker exit {code})") from None
+            finally:
+                with self._guard:
+                    if self._busy.get(digest) is worker:
+                        del self._busy[digest]
+            if "crash" in answer:
+                worker.end(grace=5.0)
+                raise RemoteError(f"fetching sequence SQ.{digest} failed: {answer['crash']}")
+            self._give_back(worker)
+            if "error" in answer:
+                raise child_error(str(answer["error"]), str(answer["message"]))
+            return bool(answer["fetched"])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self, digest: str) -> None:
+        """Kill the worker fetching ``digest``, if one is; its ``fetch`` then raises RemoteError."""
+        with self._guard:
+            worker = self._busy.get(digest)
+            if worker is not None:
+                worker.stopped = True
+                worker.kill()
+
+    def close(self) -> None:
+        """Stop every worker: idle ones exit on EOF, busy ones are killed; later fetches fail."""
+        with self._guard:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            for worker in self._busy.values():
+                worker.stopped = True
+                worker.kill()
+        for worker in idle:
+            worker.end(grace=5.0)
+
+    def _take(self) -> _Worker:
+        with self._guard:
+            if self._closed:
+                raise RemoteError("the server is shutting down; the sequence was not fetched")
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.poll() is None:
+                    return worker
+                worker.end()  # died while idle: reaped, replaced below
+        return _Worker()
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._guard:
+            if not self._closed and len(self._idle) < self.slots and worker.process.poll() is None:
+                self._idle.append(worker)
+                return
+        worker.end(grace=5.0)
+
+
+def child_error(name: str, message: str) -> errors.RgstoreError:
+    """The fetch worker's error, re-made here by class name (RemoteError for an unknown name or constructor)."""
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.RgstoreError)):
+        return RemoteError(message)
+    try:
+        return cls(message)
+    except TypeError:  # a constructor taking more than a message (ChainError): keep the words
+        return RemoteError(message)
