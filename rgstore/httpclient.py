@@ -18,7 +18,9 @@ bytes/s over ``$RGSTORE_LOW_SPEED_TIME_S`` seconds.
 
 ``kept_client`` hands out one client per origin per process, kept between calls, so reads of many
 sequences from one server reuse its connections (and one TLS context) instead of building a
-client, and connecting, for each.
+client, and connecting, for each. A server may close such a connection just as a request goes out
+on it: clients built here send a GET/HEAD that met that (no answer at all) once more, on another
+connection.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -111,6 +113,15 @@ def new_client(**kw: Any) -> httpx.Client:
     import httpx
 
     class Client(httpx.Client):
+        # Every transport httpx builds (the direct one, one per proxy mount) retries a GET whose kept connection died.
+        def _init_transport(self, *args: Any, **kw: Any) -> httpx.BaseTransport:
+            given = kw.get("transport")
+            built = super()._init_transport(*args, **kw)
+            return built if given is not None else _retrying()(built)
+
+        def _init_proxy_transport(self, *args: Any, **kw: Any) -> httpx.BaseTransport:
+            return _retrying()(super()._init_proxy_transport(*args, **kw))
+
         def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
             try:
                 return super().send(request, **options)
@@ -129,6 +140,54 @@ def new_client(**kw: Any) -> httpx.Client:
         settings = ", ".join(f"{var}={redact(os.environ[var])}"
                              for var in _PROXY_VARS if os.environ.get(var))
         raise InvalidInputError(f"unusable proxy setting ({settings or 'none set'}): {exc}") from None
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+"""Methods sent once more when the connection died before any answer (the server had nothing to act on twice)."""
+
+
+@functools.cache
+def _retrying() -> Callable[[httpx.BaseTransport], httpx.BaseTransport]:
+    import httpx
+
+    class Retrying(httpx.BaseTransport):
+        """A transport that sends a GET/HEAD once more when its connection died before any response arrived.
+
+        A kept connection may be closed by the server (uvicorn keeps an idle one 5 s, as httpx does)
+        just as a request goes out on it: httpx then raises RemoteProtocolError ("Server disconnected
+        without sending a response") or a ReadError/WriteError (reset), and the request never reached
+        anyone. httpcore has closed that connection, so the retry goes out on another one (an idle
+        connection the server closed too is dropped by the pool before use). Once: a server that always
+        hangs up still fails at once. Never for a timeout, another method, or a failure once the
+        response has started (that is raised when its body is read, outside ``handle_request``).
+        """
+
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self.inner = inner
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                return self.inner.handle_request(request)
+            except httpx.RemoteProtocolError as exc:
+                # Other protocol errors (a malformed status line, headers) mean an answer began.
+                if request.method not in _IDEMPOTENT or "without sending a response" not in str(exc):
+                    raise
+            except (httpx.ReadError, httpx.WriteError):
+                if request.method not in _IDEMPOTENT:
+                    raise
+            return self.inner.handle_request(request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+        def __enter__(self) -> Retrying:
+            self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.inner.__exit__(*exc)
+
+    return Retrying
 
 
 _CLIENT_ENVIRONMENT = (*_PROXY_VARS, "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "NETRC")

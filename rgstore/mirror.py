@@ -520,9 +520,12 @@ def upstream_refget_base(source: str) -> str | None:
         return refget.as_uri() if (refget / "rgstore.json").is_file() else None
     if source.endswith("/store"):
         return source
+    from .httpclient import kept_client
+
     try:
-        with upstream.client() as client:
-            upstream.get(client, f"{source}/{MANIFEST}")
+        # Asked once per sequence a lazy mirror fetches: the process's kept client, not a connection each time.
+        with kept_client(source) as client:
+            upstream.get(client, f"{source}/{MANIFEST}", timeout=upstream.timeout())
         return f"{source}/refget"
     except (NotFoundError, RemoteError):
         return f"{source}/store"

@@ -497,7 +497,8 @@ def fetch_many(
     its own; a batch of up to ``batch_sequences`` sequences or ``batch_residues`` residues is then
     imported in one gtars call, not one per sequence (an import and its removal cost ~0.2 s whatever
     the size: a 200,000-contig assembly took ~17 hours). A failing sequence raises after the ones
-    downloaded before it are imported, so a retry fetches only the rest. Progress: a bar over the
+    downloaded before it are imported, so a retry fetches only the rest (should that import fail too,
+    the download's error is raised, saying so). Progress: a bar over the
     sequences, and one per download in residues.
     """
     from .refgetstore import scratch_dir, strip_sq
@@ -540,10 +541,16 @@ def fetch_many(
                         batch, pending, residues = pending, {}, 0
                         _import_fetched(store, fasta, batch, progress)
                         out = open(fasta, "wb")
-            except RgstoreError:
+            except RgstoreError as exc:
                 if pending:  # what arrived before the failure is kept: a retry fetches only the rest
                     out.close()
-                    _import_fetched(store, fasta, pending, progress)
+                    try:
+                        _import_fetched(store, fasta, pending, progress)
+                    except (RgstoreError, OSError) as late:
+                        # The download's error stays the one raised (its kind decides the exit code or status):
+                        # it names the sequence that failed, which the import's would hide.
+                        count = f"{len(pending)} sequence{'s' if len(pending) != 1 else ''}"
+                        exc.args = (f"{exc}; importing the {count} fetched before it failed too: {late}",)
                 raise
             finally:
                 out.close()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["FRAMES_MEDIA_TYPE", "LogReplacedError", "PAGE", "client", "get", "is_url", "prefetched", "fetch", "segment_records",
-           "server_records", "stream"]
+           "server_records", "stream", "timeout"]
 
 FRAMES_MEDIA_TYPE = "application/vnd.rgstore.frames"
 PAGE = 10_000
@@ -48,13 +48,18 @@ def is_url(source: str) -> bool:
     return is_http_url(source)
 
 
-def client() -> httpx.Client:
-    """An HTTP client for an upstream: ``TIMEOUT_S`` reads (a stalled server fails), 5 s connects, redirects followed."""
+def timeout() -> httpx.Timeout:
+    """An upstream request's timeouts: ``TIMEOUT_S`` reads, 5 s connects (pass it to a ``kept_client``'s requests)."""
     import httpx  # imported lazily: only remote pulls need it
 
+    return httpx.Timeout(TIMEOUT_S, connect=min(TIMEOUT_S, 5.0))
+
+
+def client() -> httpx.Client:
+    """An HTTP client for an upstream: ``TIMEOUT_S`` reads (a stalled server fails), 5 s connects, redirects followed."""
     from .httpclient import new_client
 
-    return new_client(timeout=httpx.Timeout(TIMEOUT_S, connect=min(TIMEOUT_S, 5.0)), follow_redirects=True)
+    return new_client(timeout=timeout(), follow_redirects=True)
 
 
 def get(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any) -> bytes:

@@ -13,8 +13,8 @@ import pytest
 
 from rgstore import upstream
 from rgstore.errors import InvalidInputError, RemoteError
-from rgstore.httpclient import check_url, new_client, redact
-from tests.hostile_http import HostileServer, endless, fixed, trickle
+from rgstore.httpclient import check_url, kept_client, new_client, redact
+from tests.hostile_http import HostileServer, Reply, endless, fixed, response, stall_after, trickle
 
 
 @pytest.mark.parametrize("setting", ["socks4://127.0.0.1:1", "gopher://proxy", "http://[::1"])
@@ -202,3 +202,77 @@ def test_a_gzip_body_trickled_on_the_wire_is_given_up_however_fast_it_decodes(mo
             upstream.get(client, f"{srv.url}/x")
         with pytest.raises(RemoteError, match=r"under the 1,000 bytes/s"):
             list(upstream.stream(client, f"{srv.url}/x", limit=None))
+
+
+# -- a kept connection the server closes as a request goes out ------------------------------------------------------
+
+
+def _hangs_up_on_reuse(connections: list[socket.socket]) -> Reply:
+    """Answer a connection's first request (keep-alive), then hang up without answering its next one.
+
+    What a server closing an idle kept connection just as the client reuses it looks like to the client.
+    """
+
+    def reply(conn: socket.socket, path: str) -> bool:
+        if conn in connections:
+            return False
+        connections.append(conn)
+        conn.sendall(response("200 OK", b"answer"))
+        return True
+
+    return reply
+
+
+def _hangs_up(conn: socket.socket, path: str) -> bool:
+    return False
+
+
+def test_a_get_on_a_kept_connection_the_server_closed_is_sent_again_on_a_new_one() -> None:
+    connections: list[socket.socket] = []
+    with HostileServer({"/": _hangs_up_on_reuse(connections)}) as srv, kept_client(srv.url) as client:
+        assert client.get(f"{srv.url}/a").content == b"answer"
+        with client.stream("GET", f"{srv.url}/b") as resp:
+            assert resp.read() == b"answer"
+        assert client.head(f"{srv.url}/c").status_code == 200
+    assert srv.seen == ["GET /a HTTP/1.1", "GET /b HTTP/1.1", "GET /b HTTP/1.1", "HEAD /c HTTP/1.1",
+                        "HEAD /c HTTP/1.1"]
+    assert len(connections) == 3  # each retry on a connection of its own
+
+
+def test_a_get_through_a_proxy_from_the_environment_is_sent_again_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    connections: list[socket.socket] = []
+    with HostileServer({"http://": _hangs_up_on_reuse(connections)}) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with new_client() as client:
+            assert client.get("http://example.invalid/a").content == b"answer"
+            assert client.get("http://example.invalid/b").content == b"answer"
+    assert proxy.seen == ["GET http://example.invalid/a HTTP/1.1", *["GET http://example.invalid/b HTTP/1.1"] * 2]
+
+
+def test_a_server_that_always_hangs_up_is_asked_twice_then_one_line_error() -> None:
+    with HostileServer({"/": _hangs_up}) as srv, upstream.client() as client:
+        with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}/x: Server disconnected without sending a "
+                           r"response\.$"):
+            upstream.get(client, f"{srv.url}/x")
+    assert srv.seen == ["GET /x HTTP/1.1"] * 2
+
+
+def test_a_post_whose_connection_was_closed_is_not_sent_again() -> None:
+    connections: list[socket.socket] = []
+    with HostileServer({"/": _hangs_up_on_reuse(connections)}) as srv, new_client() as client:
+        assert client.post(f"{srv.url}/a").content == b"answer"
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.post(f"{srv.url}/b")
+    assert srv.seen == ["POST /a HTTP/1.1", "POST /b HTTP/1.1"]
+
+
+def test_a_get_whose_answer_was_cut_midway_or_timed_out_is_not_sent_again() -> None:
+    cut = stall_after(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 0)
+    with HostileServer({"/cut": cut, "/silent": stall_after(b"", 5)}) as srv, new_client() as client:
+        with pytest.raises(httpx.RemoteProtocolError, match=r"received 3 bytes, expected 10"):
+            client.get(f"{srv.url}/cut")
+        with pytest.raises(httpx.ReadTimeout):
+            client.get(f"{srv.url}/silent", timeout=0.3)
+    assert srv.seen == ["GET /cut HTTP/1.1", "GET /silent HTTP/1.1"]

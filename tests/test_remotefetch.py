@@ -10,12 +10,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rgstore import remotefetch
 from rgstore.errors import IntegrityError, NotFoundError, RemoteError
 from rgstore.mirror import pull
+from rgstore.progress import null_progress
 from rgstore.refgetstore import open_refget
 from rgstore.segments import publish, publish_refget
 from rgstore.store import Store
@@ -405,6 +407,38 @@ def test_a_sequence_failing_among_many_raises_after_the_ones_before_it_are_kept(
     assert missing_sequences(store) == [gone, missing[2]] and store.verify().ok
 
 
+def test_a_sequence_failing_among_many_is_named_when_importing_the_ones_before_it_fails_too(
+    tmp_path: Path, store: Store
+) -> None:
+    # The import's error replaced the download's: which sequence could not be fetched went unsaid.
+    import shutil
+
+    from gtars.refget import RefgetStore  # type: ignore[import-untyped]
+
+    from rgstore.mirror import missing_sequences
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    (tmp_path / "other.fa").write_text(">x\nACGT\n")
+
+    def progress(desc: str, total: int | None = None, unit: str = "it") -> Any:
+        if desc == f"fetch {gone[:8]}":
+            # Between the downloads, another tool puts an Encoded RefgetStore where the store's was.
+            shutil.rmtree(store.refget_path, ignore_errors=True)
+            RefgetStore.on_disk(str(store.refget_path)).add_sequence_collection_from_fasta(str(tmp_path / "other.fa"))
+        return null_progress(desc, total, unit)
+
+    with _serving(root) as server:
+        _remote_genome(store, server, digest)
+        missing = missing_sequences(store)
+        gone = missing[1]
+        (root / "sequences" / gone[:2] / f"{gone}.seq").unlink()
+        with pytest.raises(NotFoundError, match=rf"has no sequence {gone}; importing the 1 sequence fetched before "
+                           r"it failed too: the RefgetStore at .* is in .*Encoded mode"):
+            remotefetch.fetch_many(store, missing, progress=progress, batch_sequences=1000)
+
+
 # -- reads of one remote store share one connection, kept for the process -------------------------------------
 
 
@@ -428,6 +462,25 @@ def test_reads_of_many_sequences_of_a_raw_remote_store_go_over_one_connection(tm
         ports = _ports(server)[before:]
     assert len(ports) == 1 + len(names) and len(set(ports)) == 1  # the manifest, then each sequence
 
+
+def test_a_lazy_mirror_fetching_many_sequences_from_an_http_upstream_asks_over_one_connection(tmp_path: Path) -> None:
+    # Where the upstream's RefgetStore lives was asked once per sequence, each time on a new client and connection.
+    from rgstore.mirror import missing_sequences
+
+    (tmp_path / "g.fa").write_text(">chr1\nACGTACGTAAAACCCC\n>chr2\nGGGAAATTTC\n>chrM\nGGGGCCCC\n")
+    published = tmp_path / "pub"
+    with Store.open(tmp_path / "p") as primary:
+        primary.genomes.init(tmp_path / "g.fa", ["tiny"])
+        publish(primary, published)
+        publish_refget(primary, published)
+    with _serving(published, "keep-alive") as server, Store.open(tmp_path / "m") as mirror:
+        pull(mirror, server.url)  # lazy: no sequence copied yet
+        missing = missing_sequences(mirror)
+        before = len(_ports(server))
+        assert len(missing) == 3 and remotefetch.fetch_many(mirror, missing) == []
+        ports = _ports(server)[before:]
+        assert mirror.getseq("tiny", "chr2") == "GGGAAATTTC"
+    assert len(ports) >= 2 * len(missing) and len(set(ports)) == 1  # a probe and a read per sequence, one connection
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_reads_a_remote_store_over_its_own_connection_and_the_parent_keeps_its_own(
