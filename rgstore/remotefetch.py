@@ -435,8 +435,12 @@ def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exceptio
 _Candidate = tuple[str, int, str, bool]  # (url, length, md5, via the refget API)
 
 
-def _candidates(store: Store, bare: str) -> list[_Candidate]:
-    """Where sequence ``bare`` can come from: the remotes of genomes listing it, else a mirror's upstream."""
+def _candidates(store: Store, bare: str, bases: dict[str, str | None] | None = None) -> list[_Candidate]:
+    """Where sequence ``bare`` can come from: the remotes of genomes listing it, else a mirror's upstream.
+
+    ``bases`` keeps each upstream's RefgetStore URL once found, for a caller asking for many
+    sequences (one probe of the upstream per batch, not one per sequence).
+    """
     from .views.genomes import genomes_with_sequence
 
     with store.read() as txn:
@@ -452,7 +456,12 @@ def _candidates(store: Store, bare: str) -> list[_Candidate]:
             from .mirror import upstream_refget_base
 
             source = upstream.decode()
-            base = upstream_refget_base(source)
+            if bases is not None and source in bases:
+                base = bases[source]
+            else:
+                base = upstream_refget_base(source)
+                if bases is not None:
+                    bases[source] = base
             if base:
                 # A server is read through its refget route: a lazy mirror serves what it lacks too.
                 via_api = base == f"{source.rstrip('/')}/store"
@@ -517,11 +526,12 @@ def fetch_many(
             residues = 0
             try:
                 one = scratch / "one"
+                bases: dict[str, str | None] = {}  # a mirror's upstream probed once, not once per sequence
                 for bare in wanted:
                     # Each download's own scratch (gtars' cache of an Encoded store): not the whole genome at once.
                     shutil.rmtree(one, ignore_errors=True)
                     one.mkdir()
-                    candidates = _candidates(store, bare)
+                    candidates = _candidates(store, bare, bases)
                     if not candidates:
                         unlisted.append(bare)
                         bar.update(1)
