@@ -5,7 +5,10 @@ for a human genome) and reports no progress, so in-process no bar can move. Run 
 (``python -I gtarsimport.py``, no rgstore imports: only the standard library and gtars), it reads
 ``{"path": sys.path, "store": ..., "fasta": ...}`` as a line on stdin, opens the Raw RefgetStore
 and answers ``{"ready": true}``, then on a ``go`` line imports the FASTA and answers ``{"digest",
-"was_new"}`` (each answer a JSON line on stdout; ``{"error": type name, "args"}`` on failure). It ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group): the
+"was_new"}`` (each answer a JSON line on the stdout it was started with; ``{"error": type name, "args"}``
+on failure). Its own fd 1 goes to stderr, so nothing gtars or another library prints can pass for
+an answer, and the parent skips any line that is not one regardless. It ignores SIGINT and SIGTERM
+(a terminal's Ctrl-C reaches the whole process group): the
 parent decides, after the import, what to take back; it dies with its parent (PDEATHSIG), as an
 in-process import would.
 """
@@ -18,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .progress import Progress
@@ -39,9 +42,12 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+_answers: IO[str] = sys.stdout  # the answers' own channel once ``run`` has moved fd 1 aside
+
+
 def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+    _answers.write(json.dumps(message) + "\n")
+    _answers.flush()
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -50,6 +56,13 @@ def _error(exc: BaseException) -> dict[str, Any]:
 
 def run() -> None:
     """Open the RefgetStore, say so (``{"ready": true}``), and import the FASTA once told ``go``; reply on stdout."""
+    global _answers
+    # gtars (Rust println!) and Python code print on fd 1: sharing it, a stray line before
+    # ``{"ready": true}`` kept the parent from reading any answer (seen under 4 concurrent lazy fetches).
+    # Answers get their own duplicate of the pipe; fd 1 (so sys.stdout) goes to stderr.
+    _answers = os.fdopen(os.dup(1), "w")
+    sys.stdout.flush()
+    os.dup2(2, 1)
     request = json.loads(sys.stdin.readline())
     sys.path[:] = request["path"]
     from gtars.refget import RefgetStore  # type: ignore[import-untyped]
@@ -58,7 +71,7 @@ def run() -> None:
     exists = os.path.exists(os.path.join(store, "rgstore.json"))
     try:
         handle = RefgetStore.on_disk(store)
-        handle.set_quiet(True)  # gtars prints "Processing …", "Added …", "Imported …" on stdout: our reply channel
+        handle.set_quiet(True)  # gtars prints "Processing …", "Added …", "Imported …" on stdout (stderr here)
         if not exists:  # the parent's ``open_refget`` refused any store that is not Raw
             handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
     except Exception as exc:
@@ -99,7 +112,18 @@ class GtarsImport:
         self.proc.stdin.write(json.dumps({"path": sys.path, "store": store, "fasta": fasta}).encode() + b"\n")
         self.proc.stdin.flush()
         # The child's handle is open once it says so: the import starts from the store as it was then.
-        self.ready = self._read(self.proc.stdout.readline()) == {"ready": True}
+        self.ready = self._first_answer() == {"ready": True}
+
+    def _first_answer(self) -> dict[str, Any] | None:
+        """The child's first answer (None if it ended without one); lines that are none are skipped."""
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                return None
+            reply = self._read(line)
+            if reply is not None:
+                return reply
 
     def start(self) -> None:
         """Let the child import (its handle is open); a child that failed to open the store just ends."""
@@ -160,25 +184,26 @@ class GtarsImport:
             except KeyboardInterrupt as exc:  # Ctrl-C again: its commit must still be known to be undone
                 held = held or exc
         with self.proc.stdout:  # the reply fits the pipe's buffer (messages are capped), so it is all there
-            reply = self._read(self.proc.stdout.read())
+            replies = [r for r in map(self._read, self.proc.stdout.read().splitlines()) if r is not None]
+        reply = replies[-1] if replies else None  # its last answer says how it ended
         self._done = True
         if self.error is None and reply is not None and "digest" in reply:
-            self.digest, self.was_new = str(reply["digest"]), bool(reply["was_new"])
+            self.digest, self.was_new = str(reply["digest"]), bool(reply.get("was_new"))
         elif self.error is None and (reply is None or "cancelled" not in reply):
             self.failure = f"the gtars import process ended with exit status {self.proc.returncode} and no reply"
         if held is not None:
             raise held
 
     def _read(self, line: bytes) -> dict[str, Any] | None:
-        """A reply line as a dict (an error reply is kept in ``error``); None if there is none."""
+        """A reply line as a dict (an error reply is kept in ``error``); None for any other line."""
         try:
             reply = json.loads(line)
         except ValueError:
             return None
-        if not isinstance(reply, dict):
+        if not isinstance(reply, dict) or not reply.keys() & {"ready", "digest", "error", "cancelled"}:
             return None
         if "error" in reply:
-            self.error = (str(reply["error"]), list(reply["args"]))
+            self.error = (str(reply["error"]), list(reply.get("args", [])))
         return reply
 
 

@@ -123,9 +123,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_a_fasta_the_disk_has_no_room_for_is_called_a_full_disk_not_a_bad_fasta(small_disk: Path,
-                                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_child", [False, True])
+def test_a_fasta_the_disk_has_no_room_for_is_called_a_full_disk_not_a_bad_fasta(
+        small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
     # gtars reported "Inserter stopped receiving" and rgstore blamed the FASTA (InvalidInputError).
+    # In a child, gtars' error reaches this process as a reply: it must map the same way.
+    from rgstore import refgetstore
+
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)
     fasta = tmp_path / "big.fa"  # on another filesystem: the import copies it in (~8 MB), then needs ~8 MB more
     with fasta.open("w") as fh:
         for name, unit in (("c1", "ACGTTGCAAC"), ("c2", "TTGACCGTAA")):  # distinct: gtars stores each once

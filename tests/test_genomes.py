@@ -691,14 +691,17 @@ def test_init_sweeps_stale_unused_scratch_dirs_and_keeps_live_or_young_ones(stor
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signame", "status", "group"),
-                         [("SIGTERM", 143, False), ("SIGINT", 130, False), ("SIGINT", 130, True)])
+@pytest.mark.parametrize(("signame", "status", "group", "in_child"), [
+    ("SIGTERM", 143, False, True), ("SIGINT", 130, False, True), ("SIGINT", 130, True, True),
+    ("SIGTERM", 143, False, False), ("SIGINT", 130, False, False)])
 def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records_nothing(
-    tmp_path: Path, store_path: Path, signame: str, status: int, group: bool
+    tmp_path: Path, store_path: Path, signame: str, status: int, group: bool, in_child: bool
 ) -> None:
     # SIGINT (Ctrl-C) too: Python's own handler raised as the gtars import returned, before its
     # result was bound, so the collection it had added stayed in the RefgetStore. A terminal's
     # Ctrl-C reaches the whole process group, so the gtars import's child process gets it too.
+    # This genome's import runs in a child (CHILD_IMPORT_MIN_BYTES); ``in_child`` False raises the
+    # threshold in the CLI's process, so gtars imports in-process as smaller FASTAs do.
     import os
     import signal
     import subprocess
@@ -710,7 +713,10 @@ def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records
     fasta = tmp_path / "big.fa"
     write_genome(fasta, 60_000_000, contigs=25, seed=3)
     Store.open(store_path).close()
-    proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "init",
+    in_process = ("import runpy, rgstore.refgetstore as r; r.CHILD_IMPORT_MIN_BYTES = 1 << 62; "
+                  "runpy.run_module('rgstore_cli', run_name='__main__', alter_sys=True)")
+    launch = ["-m", "rgstore_cli"] if in_child else ["-c", in_process]
+    proc = subprocess.Popen([sys.executable, *launch, "--store", str(store_path), "genome", "init",
                              "--fasta", str(fasta), "--name", "big"], cwd=REPO, stderr=subprocess.PIPE,
                             start_new_session=group)
     try:
@@ -824,10 +830,13 @@ class _TakeBackAfterImport:
             discard_import(self.store, self.digest, True)
 
 
+@pytest.mark.parametrize("in_child", [False, True])
 def test_a_collection_taken_back_during_the_import_is_a_one_line_conflict_and_a_rerun_works(
-        store: Store, tmp_path: Path) -> None:
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
+    from rgstore import refgetstore
     from rgstore.refgetstore import open_refget
 
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)
     other = tmp_path / "other"  # the other process's private copy of the same FASTA
     other.mkdir()
     shutil.copy(TINY, other / "tiny.fa")
@@ -907,8 +916,13 @@ class _GcWhenImportStarts:
         pass
 
 
+@pytest.mark.parametrize("in_child", [False, True])
 def test_a_shared_sequence_gc_deletes_during_the_import_is_a_one_line_conflict_and_a_rerun_works(
-        store: Store, tmp_path: Path) -> None:
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
+    # The import's RefgetStore handle (a child's: once it said ready) is open when gc runs.
+    from rgstore import refgetstore
+
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)
     chr1 = TINY.read_text().split(">chr2")[0]  # ">chr1\n..." shared with the removed genome
     other = tmp_path / "other.fa"
     other.write_text(chr1 + ">extra\nACGTTGCAACGT\n")

@@ -44,8 +44,13 @@ def test_a_real_signal_during_a_deferred_block_is_raised_after_its_last_statemen
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.parametrize("in_child", [False, True])
 @pytest.mark.parametrize("failure", [SystemExit(143), KeyboardInterrupt(), RuntimeError("refused")])
-def test_an_import_whose_recording_fails_is_taken_back(store: Store, tmp_path: Path, failure: BaseException) -> None:
+def test_an_import_whose_recording_fails_is_taken_back(store: Store, tmp_path: Path, failure: BaseException,
+                                                       monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
+    import rgstore.refgetstore as refgetstore
+
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)  # gtars' two ways to run
     fasta = tmp_path / "a.fa"
     fasta.write_text(">c1\nACGTACGTNN\n>c2\nGGGCCC\n")
     seen: list[str] = []

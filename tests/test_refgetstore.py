@@ -6,6 +6,9 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
+from rgstore import refgetstore
 from rgstore.refgetstore import gtars_path, ingest_fasta
 from rgstore.store import Store
 
@@ -33,8 +36,9 @@ def test_a_store_named_in_utf8_imports_and_reads_genomes_under_a_latin1_locale(t
 
 
 def test_the_import_bar_counts_the_bytes_gtars_read_and_wrote_up_to_the_file_size_plus_its_residues(
-        store: Store) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     # gtars holds the GIL through its whole import: in-process, its bar (total None) sat at 0 until it ended.
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0)  # tiny.fa's import, as a genome's: in a child
     bars = Bars()
     ingested = ingest_fasta(store, TINY, progress=bars)
     work = TINY.stat().st_size + sum(ingested.lengths)  # gtars read the whole file and wrote each residue (Raw)
@@ -42,3 +46,27 @@ def test_the_import_bar_counts_the_bytes_gtars_read_and_wrote_up_to_the_file_siz
     assert imports == [["import tiny.fa into the RefgetStore", work, work]]
     assert bars.units[bars.totals().index(imports[0])] == "B"
     assert ingested.was_new and store.genomes.list() == []  # imported (no genome recorded: that is the caller's)
+
+
+def test_the_import_child_answers_though_gtars_prints_on_its_stdout_before_the_store_opens(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child's answers shared fd 1 with gtars' (Rust println!) output: a line printed before
+    # ``{"ready": true}`` made the parent read it as no answer, and the import failed with "the gtars
+    # import process ended with exit status 0 and no reply". Here the real gtars is loaded through a
+    # package that first prints a line on fd 1, as a library in the child may.
+    import gtars  # type: ignore[import-untyped]
+
+    real = Path(gtars.__file__).parent
+    loud = tmp_path / "loud" / "gtars"
+    loud.mkdir(parents=True)
+    loud.joinpath("__init__.py").write_text(
+        "import os\n"
+        "os.write(1, b'Processing something...\\n')\n"
+        f"__path__ = [{str(real)!r}]\n"
+        f"exec(compile(open({str(real / '__init__.py')!r}).read(), __file__, 'exec'))\n"
+    )
+    monkeypatch.syspath_prepend(str(loud.parent))  # the child imports gtars along this process's sys.path
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0)
+    ingested = ingest_fasta(store, TINY)
+    assert ingested.was_new and ingested.names == ["chr1", "chr2", "chrM"]
+    assert store.refget_path.joinpath("collections", f"{ingested.digest}.rgsi").exists()
