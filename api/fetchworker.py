@@ -61,7 +61,11 @@ while True:
 
 
 class _WorkerDied(Exception):
-    """The worker ended (killed, crashed) before it answered."""
+    """The worker ended (killed, crashed) before it answered; ``sent``: whether its pipe took the request."""
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
 
 
 class _Worker:
@@ -82,7 +86,7 @@ class _Worker:
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
         except (BrokenPipeError, ValueError):  # ValueError: stdin closed by a shutdown meanwhile
-            raise _WorkerDied from None
+            raise _WorkerDied(sent=False) from None
         fd = self.process.stdout.fileno()
         deadline = time.monotonic() + timeout
         while b"\n" not in self._pending:
@@ -92,7 +96,7 @@ class _Worker:
             if select.select([fd], [], [], left)[0]:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    raise _WorkerDied
+                    raise _WorkerDied(sent=True)
                 self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
         answer: dict[str, Any] = json.loads(line)
@@ -136,8 +140,10 @@ class FetchWorkers:
         """Blocking: ``fetch_missing`` of ``digest`` in a worker; True if it fetched the sequence.
 
         RemoteError past the deadline or when the worker is stopped or dies; the worker's
-        RgstoreError is re-raised by class name (``child_error``). A reused worker found dead
-        before it answered (killed while idle) is replaced and the fetch asked again, once.
+        RgstoreError is re-raised by class name (``child_error``). A reused worker found gone when
+        the request is sent (killed while idle) is replaced and the fetch asked again, once; not one
+        that died after taking it (killed mid-fetch: OOM, a gtars panic), whose download may have
+        reached the upstream.
         """
         for attempt in (0, 1):
             worker = self._take()
@@ -155,10 +161,10 @@ class FetchWorkers:
             except TimeoutError:
                 worker.end()
                 raise RemoteError(f"fetching sequence SQ.{digest} took more than {self.timeout:.0f}s; gave up") from None
-            except _WorkerDied:
+            except _WorkerDied as died:
                 code = worker.end()
-                if reused and not worker.stopped and attempt == 0:
-                    continue  # it died while idle (killed, out of memory): this fetch never reached it
+                if reused and not died.sent and not worker.stopped and attempt == 0:
+                    continue  # it was gone before the request went out (died while idle): no upstream saw it
                 raise RemoteError(f"fetching sequence SQ.{digest} failed (fetch worker exit {code})") from None
             finally:
                 with self._guard:
@@ -205,7 +211,9 @@ class FetchWorkers:
 
     def _give_back(self, worker: _Worker) -> None:
         with self._guard:
-            if not self._closed and len(self._idle) < self.slots and worker.process.poll() is None:
+            # Not a stopped one: a stop landing just after its answer was read has killed it or is about to.
+            if not self._closed and not worker.stopped and len(self._idle) < self.slots \
+                    and worker.process.poll() is None:
                 self._idle.append(worker)
                 return
         worker.end(grace=5.0)

@@ -315,3 +315,42 @@ def _runs_the_fetch_script(pid: int) -> bool:
         return b"import fetch_missing" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the fetch worker through Linux /proc")
+def test_a_fetch_whose_worker_dies_mid_download_is_not_sent_again_by_another_worker(tmp_path: Path) -> None:
+    # Only a worker already gone when the request goes out is replaced and asked again. One killed while it
+    # fetched (OOM, a gtars panic) may have reached the upstream: a new worker sent the download a second time.
+    import signal
+
+    from rgstore_api.fetchworker import FetchWorkers
+
+    from rgstore import remote
+    from rgstore.errors import RemoteError
+    from rgstore.store import Store
+
+    root = tmp_path / "remote" / "store"
+    digest = build_refget(root, FASTA)
+    workers = FetchWorkers(tmp_path / "store", slots=1, timeout=120)
+    try:
+        with serve_directory(root) as upstream:
+            with Store.open(tmp_path / "store") as store:
+                sequences = list(remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences)
+            assert workers.fetch(sequences[0]) is True  # the next fetch goes to this worker, reused
+            port = int(upstream.url.rsplit(":", 1)[1])
+        hole = Hole(port)
+        pool = ThreadPoolExecutor(1)
+        try:
+            fetch = pool.submit(workers.fetch, sequences[1])
+            hole.wait_for(1)  # the download is under way
+            (worker,) = _fetch_workers(os.getpid())
+            os.kill(worker, signal.SIGKILL)
+            _until(lambda: fetch.done() or len(hole.accepted) > 1)
+            assert len(hole.accepted) == 1  # the old code's retry made a second connection
+            with pytest.raises(RemoteError, match="fetch worker exit"):
+                fetch.result(timeout=60)
+        finally:
+            hole.close()
+            pool.shutdown()
+    finally:
+        workers.close()
