@@ -24,17 +24,23 @@ from rgstore.store import Store
 from tests.httpfixture import RangeServer
 
 
+def _published_primary(tmp_path: Path, fasta: str, name: str) -> Path:
+    """A primary at ``tmp_path/p`` holding genome ``tiny`` (``fasta``), its log and RefgetStore published to ``tmp_path/name``."""
+    (tmp_path / "g.fa").write_text(fasta)
+    published = tmp_path / name
+    with Store.open(tmp_path / "p") as primary:
+        primary.genomes.init(tmp_path / "g.fa", ["tiny"])
+        publish(primary, published)
+        publish_refget(primary, published)
+    return published
+
+
 def test_a_lazy_mirror_of_a_directory_with_a_space_and_non_ascii_in_its_path_reads_its_sequences(
     tmp_path: Path,
 ) -> None:
     # The upstream's RefgetStore is recorded as a file:// URL (Path.as_uri: "pub%20d%C3%AFr"),
     # which gtars must be handed decoded, not as the directory "pub%20d%C3%AFr".
-    (tmp_path / "g.fa").write_text(">chr1\nACGTACGTAAAACCCC\n>chrM\nGGGGCCCC\n")
-    published = tmp_path / "pub dïr"
-    with Store.open(tmp_path / "p") as primary:
-        primary.genomes.init(tmp_path / "g.fa", ["tiny"])
-        publish(primary, published)
-        publish_refget(primary, published)
+    published = _published_primary(tmp_path, ">chr1\nACGTACGTAAAACCCC\n>chrM\nGGGGCCCC\n", "pub dïr")
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(published))  # lazy: no sequence copied yet
         assert mirror.getseq("tiny", "chr1", 4, 12) == "ACGTAAAA"
@@ -467,12 +473,7 @@ def test_a_lazy_mirror_fetching_many_sequences_from_an_http_upstream_asks_over_o
     # Where the upstream's RefgetStore lives was asked once per sequence, each time on a new client and connection.
     from rgstore.mirror import missing_sequences
 
-    (tmp_path / "g.fa").write_text(">chr1\nACGTACGTAAAACCCC\n>chr2\nGGGAAATTTC\n>chrM\nGGGGCCCC\n")
-    published = tmp_path / "pub"
-    with Store.open(tmp_path / "p") as primary:
-        primary.genomes.init(tmp_path / "g.fa", ["tiny"])
-        publish(primary, published)
-        publish_refget(primary, published)
+    published = _published_primary(tmp_path, ">chr1\nACGTACGTAAAACCCC\n>chr2\nGGGAAATTTC\n>chrM\nGGGGCCCC\n", "pub")
     with _serving(published, "keep-alive") as server, Store.open(tmp_path / "m") as mirror:
         pull(mirror, server.url)  # lazy: no sequence copied yet
         missing = missing_sequences(mirror)
