@@ -209,16 +209,36 @@ moving bar; smaller ones in this process, sparing the child's start-up (~0.1 s o
 class _InProcess:
     """gtars' import in this process: its bar jumps to the end when gtars returns (it holds the GIL)."""
 
-    def __init__(self, store: Store, link: Path) -> None:
+    def __init__(self, store: Store, link: Path, *, batch: bool) -> None:
         self.digest: str | None = None
         self.was_new = False
         self._handle = open_refget(store, write=True)  # the import starts from the store as it is now
         self._fasta = gtars_path(link)
+        self._batch = batch
+        self._locked = False
 
     def run(self, bar: Progress, work: int) -> None:
+        if self._batch:
+            # Each gtars commit ends by joining its lock's heartbeat thread (~0.1 s, whatever the size):
+            # one batch lock over the import and the carrier's removal pays that once, not twice.
+            self._handle.lock_for_batch("rgstore-fetch")
+            self._locked = True
         meta, was_new = self._handle.add_sequence_collection_from_fasta(self._fasta)
         self.digest, self.was_new = str(meta.digest), bool(was_new)
         bar.update(work)
+
+    def remove_collection(self, digest: str) -> None:
+        """Remove the collection (not its sequences), inside this import's batch lock when it holds one."""
+        self._handle.remove_collection(digest, remove_orphan_sequences=False)
+
+    def release(self) -> None:
+        """Release the batch lock if this import holds it (idempotent; before anything else takes gtars' lock)."""
+        if self._locked:
+            self._locked = False
+            try:
+                self._handle.release_batch_lock()
+            except OSError:
+                pass  # broken by another process as stale: nothing of ours is left to release
 
     def wait(self) -> None:
         """Nothing runs on after ``run``: gtars returned before any interrupt could unwind (``deferred``)."""
@@ -231,6 +251,7 @@ class _InChild:
         open_refget(store, write=True)  # refuses a store that is not Raw before the child writes to it
         self._child = GtarsImport(gtars_path(store.refget_path), gtars_path(link))
         self._source = source
+        self._store = store
 
     @property
     def digest(self) -> str | None:
@@ -248,6 +269,13 @@ class _InChild:
             self._child.wait()
         _raise_failure(self._child, self._source)
 
+    def remove_collection(self, digest: str) -> None:
+        """Remove the collection (not its sequences): a commit of its own."""
+        open_refget(self._store, write=True).remove_collection(digest, remove_orphan_sequences=False)
+
+    def release(self) -> None:
+        """Nothing to release: the child's commits took and released gtars' lock themselves."""
+
     def wait(self) -> None:
         """Let the child end (one the bar's start kept from importing ends without importing)."""
         self._child.wait()
@@ -256,7 +284,7 @@ class _InChild:
 def ingest_fasta(
     store: Store, path: Path | str, *, progress: ProgressFactory = null_progress,
     before_import: Callable[[FastaSummary], None] | None = None,
-    then: Callable[[Ingested], None] | None = None,
+    then: Callable[[Ingested], None] | None = None, keep_collection: bool = True,
 ) -> Ingested:
     """Validate a FASTA and import it into the RefgetStore; digests are checked before returning.
 
@@ -270,6 +298,8 @@ def ingest_fasta(
     is removed again (``discard_import``). ``then`` (recording the import) runs inside that guard,
     so an interrupt between the import and the record leaks nothing.
     A collection another process removed while this ran is a ConflictError (``collection_removed``).
+    ``keep_collection=False`` imports only the sequences: the collection was a carrier, removed
+    after ``then`` (an in-process import and its removal share one gtars batch lock).
     """
     from .fasta import start_digest, validate_fasta  # not needed by readers: keep `rgstore getseq` lean
 
@@ -286,7 +316,8 @@ def ingest_fasta(
             # gtars reads the file once and writes each residue once (Raw): the bar counts both.
             work = summary.size + sum(summary.lengths)
             # gtars holds the GIL throughout: only from a child process can this one drive the bar.
-            importer = _InChild(store, link, source) if work >= CHILD_IMPORT_MIN_BYTES else _InProcess(store, link)
+            importer = (_InChild(store, link, source) if work >= CHILD_IMPORT_MIN_BYTES
+                        else _InProcess(store, link, batch=not keep_collection))
             bar = progress(f"import {source.name} into the RefgetStore", total=work, unit="B")
             try:
                 with deferred():  # the import's outcome is known before an interrupt can unwind past it
@@ -335,6 +366,9 @@ def ingest_fasta(
                                rehash=not was_new)
         if then is not None:
             then(ingested)
+        if not keep_collection and was_new:
+            importer.remove_collection(digest)
+        importer.release()
         return ingested
     except BaseException:
         # A failed check, an error or an interrupt (SIGTERM raises SystemExit in the CLI): take
@@ -342,6 +376,7 @@ def ingest_fasta(
         # so the import's outcome is known even when the signal arrived during it.
         job.cancel()
         if importer is not None:
+            importer.release()  # before ``discard_import`` asks for gtars' lock: this process would wait on itself
             importer.wait()
         if importer is not None and importer.digest is not None:
             discard_import(store, importer.digest, importer.was_new)

@@ -354,18 +354,16 @@ def _import_fetched(store: Store, fasta: Path, lengths: dict[str, int], progress
     """Import the verified records of ``fasta`` (sequences ``lengths``: bare digest -> length) into the RefgetStore.
 
     They go in as one carrier collection, removed again once imported (the sequences stay): one
-    gtars import and removal per call, which is most of a small sequence's cost (~0.2 s each).
+    gtars import and removal per call under one gtars batch lock, which is most of a small
+    sequence's cost (~0.1 s each: the lock's release).
     """
     from .refgetstore import Ingested, SequenceFiles, fetch_lock, ingest_fasta, open_refget, sequence_readable
 
-    def drop_carrier(ingested: Ingested) -> None:
+    def check(ingested: Ingested) -> None:
         if sorted(ingested.sequences) != sorted(f"SQ.{bare}" for bare in lengths):
             raise IntegrityError(
                 f"caching sequences {', '.join(lengths)} produced {ingested.sequences}; the RefgetStore disagrees"
             )
-        if ingested.was_new:
-            # The carrier collection was only a way in; the sequences themselves stay.
-            open_refget(store, write=True).remove_collection(ingested.digest, remove_orphan_sequences=False)
 
     with fetch_lock(store):
         try:
@@ -374,7 +372,7 @@ def _import_fetched(store: Store, fasta: Path, lengths: dict[str, int], progress
                 return  # another process cached them while this one downloaded
         except NotFoundError:
             pass  # no RefgetStore yet: this fetch creates it
-        ingest_fasta(store, fasta, progress=progress, then=drop_carrier)
+        ingest_fasta(store, fasta, progress=progress, then=check, keep_collection=False)
 
 
 def _download(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length: int, md5: str,

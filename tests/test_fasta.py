@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rgstore import fasta
 from rgstore.errors import InvalidInputError
 from rgstore.fasta import detect_compression, digest_fasta, start_digest, validate_fasta
 
@@ -62,15 +63,23 @@ def test_digest_hashes_upper_cased_residues_and_the_file_bytes(tmp_path: Path) -
     ]
 
 
-def test_digest_job_in_a_child_process_matches_the_in_process_digest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_child", [True, False], ids=["child", "small-file-in-process"])
+def test_digest_job_matches_the_in_process_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 in_child: bool) -> None:
+    monkeypatch.setattr(fasta, "IN_PROCESS_DIGEST_MAX", -1 if in_child else 1 << 20)
     path = tmp_path / "good.fa"
     path.write_bytes(GOOD.replace(b"\n", b"\r\n"))
-    child = start_digest(path).result()
-    assert child == digest_fasta(path)
-    assert child.lengths == validate_fasta(path).lengths
+    job = start_digest(path)
+    assert isinstance(job, fasta.DigestJob) is in_child
+    summary = job.result()
+    assert summary == digest_fasta(path)
+    assert summary.lengths == validate_fasta(path).lengths
 
 
-def test_digest_job_reports_invalid_input_from_the_child(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_child", [True, False], ids=["child", "small-file-in-process"])
+def test_digest_job_reports_invalid_input_as_invalid_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           in_child: bool) -> None:
+    monkeypatch.setattr(fasta, "IN_PROCESS_DIGEST_MAX", -1 if in_child else 1 << 20)
     path = tmp_path / "bad.fa"
     path.write_bytes(b"ACGT\n>a\nAC\n")
     with pytest.raises(InvalidInputError, match="before the first '>' header"):

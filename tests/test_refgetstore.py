@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rgstore import refgetstore
+from rgstore.errors import IntegrityError
 from rgstore.refgetstore import gtars_path, ingest_fasta
 from rgstore.store import Store
 
@@ -70,3 +71,40 @@ def test_the_import_child_answers_though_gtars_prints_on_its_stdout_before_the_s
     ingested = ingest_fasta(store, TINY)
     assert ingested.was_new and ingested.names == ["chr1", "chr2", "chrM"]
     assert store.refget_path.joinpath("collections", f"{ingested.digest}.rgsi").exists()
+
+
+@pytest.mark.parametrize("in_child", [False, True], ids=["in-process", "in-child"])
+def test_a_carrier_import_keeps_the_sequences_drops_the_collection_and_leaves_gtars_lock_free(
+        store: Store, monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
+    import gtars.refget as gr  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)
+    ingested = ingest_fasta(store, TINY, keep_collection=False)
+    assert not store.refget_path.joinpath("collections", f"{ingested.digest}.rgsi").exists()
+    assert gr.store_lock_status(str(store.refget_path)) is None  # the batch lock was released
+    handle = refgetstore.open_refget(store, write=False)
+    first = TINY.read_text().splitlines()[1][:8].upper()
+    assert handle.get_substring(ingested.sequences[0], 0, 8) == first
+
+
+@pytest.mark.parametrize("in_child", [False, True], ids=["in-process", "in-child"])
+def test_a_refused_carrier_import_is_taken_back_though_it_held_gtars_batch_lock(
+        store: Store, monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
+    # The in-process carrier import holds gtars' batch lock from the import to the removal. Taking a
+    # refused import back takes that lock again through another handle: not released first, this
+    # process waited on itself until the take-back gave up and kept the collection and its sequences.
+    import gtars.refget as gr
+
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)
+    monkeypatch.setattr(refgetstore, "_DISCARD_LOCK_TIMEOUT_S", 2)
+    seen: list[str] = []
+
+    def refuse(ingested: refgetstore.Ingested) -> None:
+        seen.append(ingested.digest)
+        raise IntegrityError("refused by the caller")
+
+    with pytest.raises(IntegrityError, match="refused by the caller"):
+        ingest_fasta(store, TINY, then=refuse, keep_collection=False)
+    assert not store.refget_path.joinpath("collections", f"{seen[0]}.rgsi").exists()
+    assert list(store.refget_path.joinpath("sequences").rglob("*.seq")) == []  # no genome lists them: gone too
+    assert gr.store_lock_status(str(store.refget_path)) is None
