@@ -339,6 +339,8 @@ class Environment:
                         new_size = self.env.info()["map_size"] * 2
                     except lmdb.Error as exc:
                         txn.abort()
+                        if self._closed:  # closed by another thread during this write: nothing was committed
+                            self._refuse_closed()
                         if _refused_by_disk(exc):  # a full disk or a size limit, not a broken store
                             raise log_write_failed(self.path, exc) from None
                         raise
@@ -373,6 +375,10 @@ class Environment:
                 raise
         try:
             yield txn
+        except lmdb.Error:
+            if self._closed:  # another thread closed the store during this read: say so, as a read after it does
+                self._refuse_closed()
+            raise
         finally:
             txn.abort()
             self._leave()

@@ -385,6 +385,10 @@ class SequenceReader:
 
         with self._lock:
             generation = self.store.generation
+            if generation != self._generation:
+                # A commit through this Store since the caller checked: the older resolutions go with the
+                # generation they belong to, or a read after that commit would be served from them.
+                self._fast, self._meta, self._genomes = {}, {}, {}
             with self.store.read() as txn:
                 head, _ = self.store.log.head(txn)
                 record = genome_record(txn, self.store.environment, self.store.genomes.resolve_in(txn, name, by_digest))

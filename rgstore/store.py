@@ -218,6 +218,11 @@ class Store:
                     from .refgetstore import create_refget
 
                     create_refget(root / "refget")
+        except (NotADirectoryError, FileExistsError):
+            # `Store.open("hg38.fa")`: a file where the store's directory (or one inside it) belongs.
+            blocker = next((p for p in (root / "log", root, *root.parents) if _exists(p) and not p.is_dir()), root)
+            raise StoreOpenError(f"cannot open a store at {root}: {blocker} is a file, not a directory; "
+                                 "a store is a directory (name a new or existing store directory)") from None
         except PermissionError:
             # A directory this user may not enter (a group's store, opened by a non-member) fails here, before
             # LMDB's own check could name lock.mdb: name what is in the way, with its mode and owner.

@@ -416,3 +416,32 @@ def test_a_second_threads_write_waits_for_the_first_to_commit_then_commits_too(t
     with env.read() as txn:
         assert (txn.get(b"first", db=db), txn.get(b"second", db=db)) == (b"1", b"2")
     env.close()
+
+
+def test_a_read_in_flight_when_another_thread_closes_the_store_raises_store_closed_error(tmp_path: Path) -> None:
+    from rgstore.errors import StoreClosedError
+
+    env = Environment(tmp_path / "log", readonly=False)
+    env.open_dbs(["t"])
+    db = env.db("t")
+    env.write(lambda txn: txn.put(b"k", b"v", db=db))
+    inside, closed = threading.Event(), threading.Event()
+    outcome: list[BaseException | bytes | None] = []
+
+    def reader() -> None:
+        try:
+            with env.read() as txn:
+                inside.set()
+                closed.wait()
+                outcome.append(txn.get(b"k", db=db))  # a pipeline thread's read when the main thread closes
+        except BaseException as exc:  # recorded for the main thread: a thread's exception is otherwise lost
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    inside.wait()
+    env.close()
+    closed.set()
+    thread.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], StoreClosedError), outcome
+    assert "it was closed; open the store again" in str(outcome[0])

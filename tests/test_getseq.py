@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -414,6 +416,44 @@ def test_loci_are_parsed_against_the_names_of_the_genome_an_alias_points_at_afte
     assert [r for _, r in store.genomes.read_loci("g", ["HLA"])] == ["ACGTACGTAC"]
     store.aliases.set("g", other, namespace="refgenie", force=True)
     assert [r for _, r in store.genomes.read_loci("g", ["HLA:01"])] == ["TTTT"]
+
+
+def _wait_until_inside(thread: threading.Thread, function: str) -> None:
+    """Return once ``thread`` is executing ``function`` (some frame of its stack)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return
+            frame = frame.f_back
+        time.sleep(0.001)
+    raise AssertionError(f"{thread.name} never reached {function}")
+
+
+def test_a_read_after_a_commit_through_the_same_store_sees_it_when_another_thread_resolved_a_genome_meanwhile(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pipeline thread's first read of another genome, caught between its cache check and its resolution
+    # while this thread moves an alias, must not mark the cached resolution of the old target as current.
+    from rgstore import sequences
+
+    monkeypatch.setattr(sequences, "WATCH_INTERVAL_S", 3600.0)  # the head watcher must not mask it
+    digests = {}
+    for name, residues in (("a", "AAAA"), ("b", "CCCC"), ("other", "GGGG")):
+        (tmp_path / f"{name}.fa").write_text(f">s\n{residues}\n")
+        digests[name] = store.genomes.init(tmp_path / f"{name}.fa", [name]).genome.digest
+    store.aliases.set("mv", digests["a"])
+    assert store.getseq("mv", "s") == "AAAA"  # resolved and cached
+    seen: list[str] = []
+    other = threading.Thread(target=lambda: seen.append(store.getseq("other", "s")))
+    with store.genomes.sequences._lock:  # holds the other thread inside its resolution, past its cache check
+        other.start()
+        _wait_until_inside(other, "_index")
+        store.aliases.set("mv", digests["b"], force=True)
+    other.join()
+    assert seen == ["GGGG"]
+    assert store.getseq("mv", "s") == "CCCC"
 
 
 def test_a_name_that_is_not_an_alias_never_reads_through_a_genome_read_by_digest_before(

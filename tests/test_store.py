@@ -136,6 +136,20 @@ def test_a_store_shows_its_path_and_state_in_a_notebook(tmp_path: Path) -> None:
         assert repr(reader).endswith(" read-only>")
 
 
+@pytest.mark.parametrize("where", ["store", "parent", "log"])
+def test_a_file_where_the_store_directory_belongs_is_a_store_open_error_naming_it(tmp_path: Path, where: str) -> None:
+    from rgstore.errors import StoreOpenError
+
+    # `Store.open("hg38.fa")` in a notebook: the FASTA path given where the store's belongs.
+    blocker = {"store": tmp_path / "hg38.fa", "parent": tmp_path / "hg38.fa", "log": tmp_path / "s" / "log"}[where]
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text(">chr1\nACGT\n")
+    path = {"store": blocker, "parent": blocker / "store", "log": blocker.parent}[where]
+    with pytest.raises(StoreOpenError, match=f"{blocker} is a file, not a directory"):
+        Store.open(path)
+    assert blocker.read_text() == ">chr1\nACGT\n"
+
+
 def test_a_store_path_that_is_not_utf8_is_refused_in_words_before_anything_is_created(tmp_path: Path) -> None:
     from rgstore.errors import InvalidInputError
 
