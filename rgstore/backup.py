@@ -11,14 +11,22 @@ Files never rewritten in place (blobs, sequence files, cache files) are hard-lin
 on the same filesystem, otherwise copied. The copy's alias TSVs and FHR files are then rewritten
 from its own views, and the whole copy is verified before it appears at DEST (built beside it
 under a temporary name and renamed into place, so DEST is never half a backup).
+
+A backup holds an exclusive ``flock`` on that work directory while it lives (the kernel drops it
+however the process dies): the next backup into the same parent removes this user's work
+directories whose lock it can take, the leftovers of a backup killed by SIGKILL, the OOM killer or
+a reboot (a full copy each, hidden, where a nightly cron job would pile them up), never a live one's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import secrets
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import msgspec
@@ -33,7 +41,13 @@ from .sharing import group_shared
 from .store import Store
 from .verify import referenced_blobs
 
-__all__ = ["BackupResult", "backup"]
+__all__ = ["BackupResult", "backup", "remove_abandoned_work"]
+
+ABANDONED_AFTER_S = 60.0
+"""Age after which an unlocked work directory is a dead backup's leftovers (a live one locks it at once)."""
+
+_WORK_NAME = re.compile(r"\..+\.backup-\d+-[0-9a-f]{12}")
+"""The names ``backup`` gives its work directories (``.DEST.backup-PID-RANDOM``)."""
 
 
 class BackupResult(msgspec.Struct, kw_only=True):
@@ -144,11 +158,19 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
     if store.refget_path.is_dir() and not os.access(store.refget_path, os.W_OK):
         raise ReadOnlyError(f"a backup copies {store.refget_path} under the RefgetStore's writer lock, which needs "
                             "write access there: run it as a user who may write the store")
+    remove_abandoned_work(dest.parent)
     # An unguessable name made with mkdir (never through a symlink another user planted in a shared
     # parent, never another backup's directory).
     work = dest.parent / f".{dest.name}.backup-{os.getpid()}-{secrets.token_hex(6)}"
-    work.mkdir()
     try:
+        work.mkdir()
+    except PermissionError:
+        raise ReadOnlyError(f"cannot write {dest.parent}: a backup is built beside {dest.name} under a hidden "
+                            "name and renamed into place, so it needs write access to the directory "
+                            "holding DEST") from None
+    held = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the mark of a live backup (see the module)
         _share_like(store.path, work)
         (work / "log").mkdir()
         result = BackupResult(path=str(work), log_id="", head_seq=0)
@@ -174,8 +196,44 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        os.close(held)
     result.path = str(dest)
     return result
+
+
+def remove_abandoned_work(parent: Path, *, min_age_s: float | None = None) -> list[Path]:
+    """Remove this user's work directories in ``parent`` of backups that died (flock free); returns those removed.
+
+    One younger than ``min_age_s`` (default ``ABANDONED_AFTER_S``) stays (a live backup locks its
+    directory just after making it),
+    and so does anything another user owns or that is not a directory (see the module).
+    """
+    removed: list[Path] = []
+    try:
+        entries = [entry for entry in os.scandir(parent) if _WORK_NAME.fullmatch(entry.name)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            young = time.time() - st.st_mtime < (ABANDONED_AFTER_S if min_age_s is None else min_age_s)
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live backup's
+            if not young:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _fill(store: Store, copy: Store, result: BackupResult, *, link: bool,

@@ -221,6 +221,9 @@ def probe_source(source: str | os.PathLike[str]) -> str:
 
 
 def _no_source(source: str) -> str:
+    if (Path(source) / "log" / "data.mdb").is_file():  # an operator's natural mistake: the primary's own directory
+        return (f"{source} is a store, not a published directory: pull a directory `rgstore --store {source} "
+                "log publish DIR` wrote, or the URL `rgstore serve` serves it at")
     return f"{source}: no such export file or segment directory (no {MANIFEST})"
 
 

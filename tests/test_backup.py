@@ -204,6 +204,60 @@ def test_a_backup_killed_by_sigterm_leaves_no_hidden_work_directory(tmp_path: Pa
     assert list(out.iterdir()) == []
 
 
+def test_a_backup_killed_by_sigkill_leaves_a_work_directory_the_next_backup_removes_but_never_a_live_ones(
+        tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A nightly cron backup killed by the OOM killer or a reboot left a hidden full copy each night.
+    import signal
+    import time
+
+    from rgstore import backup as backup_module
+    from rgstore.refgetlock import refget_write_lock
+
+    with Store.open(store_path) as store:
+        store.genomes.init(TINY, ["tiny"])
+    out = tmp_path / "out"
+    out.mkdir()
+    with refget_write_lock(store_path / "refget", "test holds the lock"):  # parks the backup mid-copy
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path),
+                                 "backup", str(out / "refs-monday")], cwd=REPO, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            (work,) = out.iterdir()
+            assert proc.poll() is None, proc.stderr and proc.stderr.read()
+            assert backup_module.remove_abandoned_work(out, min_age_s=0) == [] and work.is_dir()  # a live one's
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            proc.kill()
+    assert work.is_dir() and work.name.startswith(".refs-monday.backup-")
+    monkeypatch.setattr(backup_module, "ABANDONED_AFTER_S", 0.0)
+    with Store.open(store_path) as store:
+        assert backup(store, out / "refs-tuesday").verified
+    assert sorted(p.name for p in out.iterdir()) == ["refs-tuesday"]
+
+
+@needs_root
+def test_a_backup_beside_which_it_may_not_write_says_so_in_one_line_naming_the_directory() -> None:
+    with outsiders_lab("rgstore-backup-") as lab:
+        with Store.open(lab / "s") as store:
+            store.genomes.init(TINY, ["tiny"])
+        subprocess.run(["chmod", "-R", "a+rwX", str(lab / "s")], check=True)
+        (lab / "out").mkdir()  # root's: the outsider may not write in it
+        (lab / "out" / "b").mkdir()  # but DEST, prepared for them, is theirs
+        os.chown(lab / "out" / "b", _OUTSIDER, -1)
+
+        def attempt() -> str:
+            with Store.open(".") as store:
+                backup(store, lab / "out" / "b")
+            return "backed up"
+
+        result = _as_user(lab / "s", _OUTSIDER, [], attempt)
+        assert f"cannot write {lab / 'out'}: a backup is built beside b under a hidden name" in result, result
+        assert ".backup-" not in result and list((lab / "out").iterdir()) == [lab / "out" / "b"]
+
+
 def test_backup_never_builds_through_a_symlink_planted_at_its_work_directory_name(
         tmp_path: Path, store: Store) -> None:
     store.genomes.init(TINY, ["tiny"])

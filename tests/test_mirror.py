@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -170,6 +171,20 @@ def test_publishing_into_another_logs_directory_is_refused(tmp_path: Path) -> No
         with pytest.raises(LogMismatchError):
             publish(other, tmp_path / "pub")
     assert read_manifest((tmp_path / "pub" / MANIFEST).read_bytes(), "x").head_seq == 2
+
+
+def test_a_pull_from_the_primarys_store_directory_says_it_is_a_store_and_what_to_pull_instead(
+        tmp_path: Path) -> None:
+    from rgstore.firstpull import pull_new_store
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 2)
+    said = f"{tmp_path / 'p'} is a store, not a published directory: pull a directory `rgstore --store"
+    with pytest.raises(NotFoundError, match=f"^{re.escape(said)}"):
+        pull_new_store(tmp_path / "m", str(tmp_path / "p"))  # a first pull, as serve --follow makes
+    assert not (tmp_path / "m").exists()
+    with Store.open(tmp_path / "m2") as mirror, pytest.raises(NotFoundError, match=f"^{re.escape(said)}"):
+        pull(mirror, str(tmp_path / "p"))
 
 
 def test_a_pull_killed_midway_resumes_to_an_identical_mirror(tmp_path: Path) -> None:
