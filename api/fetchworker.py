@@ -15,6 +15,7 @@ it, or died) and, mid-fetch, when its per-request alarm goes off, so none outliv
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import select
@@ -50,7 +51,9 @@ while True:
             answer = {"fetched": fetch_missing(store, request["digest"])}
     except RgstoreError as exc:
         answer = {"error": type(exc).__name__, "message": str(exc)}
-    except Exception as exc:  # a bug, not a failing source: say it, then leave (its state is unknown)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a bug or a gtars panic (pyo3's PanicException is no Exception): say it, leave
         answer, retire = {"crash": f"{type(exc).__name__}: {exc}"}, True
     signal.alarm(0)
     answers.write(json.dumps(answer) + "\\n")
@@ -68,16 +71,38 @@ class _WorkerDied(Exception):
         self.sent = sent
 
 
+_CHATTER = (b"Processing ", b"Added ", b"Imported ", b"note: run with `RUST_BACKTRACE")
+"""gtars' import reporting itself on stdout (the worker's stderr), and Rust's hint after a panic:
+not last words worth keeping."""
+
+
 class _Worker:
     """One fetch worker process and what it has sent but not been read yet."""
 
     def __init__(self) -> None:
         # bufsize=0: answers are read from the raw descriptor, under select, with a deadline.
         self.process = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self.stopped = False
         self.used = False
         self._pending = b""
+        self._said: collections.deque[bytes] = collections.deque(maxlen=1)
+        # Drained all along (a full pipe would block the worker); only the last line is kept, for a death's reason.
+        self._drain = threading.Thread(target=self._read_stderr, name="fetch-worker-stderr", daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        with self.process.stderr:
+            for line in self.process.stderr:
+                line = line.strip()
+                if line and not line.startswith(_CHATTER):
+                    self._said.append(line[:300])
+
+    def last_words(self) -> str:
+        """The last line the ended worker wrote on stderr (a traceback's last line, a panic), or ''."""
+        self._drain.join(5.0)
+        return self._said[-1].decode(errors="replace") if self._said else ""
 
     def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one request and read its answer; TimeoutError past ``timeout``, _WorkerDied on EOF."""
@@ -165,7 +190,9 @@ class FetchWorkers:
                 code = worker.end()
                 if reused and not died.sent and not worker.stopped and attempt == 0:
                     continue  # it was gone before the request went out (died while idle): no upstream saw it
-                raise RemoteError(f"fetching sequence SQ.{digest} failed (fetch worker exit {code})") from None
+                said = worker.last_words()
+                raise RemoteError(f"fetching sequence SQ.{digest} failed (fetch worker exit {code}"
+                                  f"{': ' + said if said else ''})") from None
             finally:
                 with self._guard:
                     if self._busy.get(digest) is worker:

@@ -354,3 +354,56 @@ def test_a_fetch_whose_worker_dies_mid_download_is_not_sent_again_by_another_wor
             pool.shutdown()
     finally:
         workers.close()
+
+
+def _fetch_with_a_broken_gtars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gtars_init: str) -> str:
+    """The RemoteError message of a worker fetch whose process imports ``gtars_init`` as gtars (the test's own copy)."""
+    from rgstore_api.fetchworker import FetchWorkers
+
+    from rgstore import remote
+    from rgstore.errors import RemoteError
+    from rgstore.store import Store
+
+    root = tmp_path / "remote" / "store"
+    digest = build_refget(root, FASTA)
+    fake = tmp_path / "fake" / "gtars"
+    fake.mkdir(parents=True)
+    fake.joinpath("__init__.py").write_text(gtars_init)
+    # Only the workers see it: they start with this environment; this process has the real gtars loaded.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+    workers = FetchWorkers(tmp_path / "store", slots=1, timeout=120)
+    try:
+        with serve_directory(root) as upstream:
+            with Store.open(tmp_path / "store") as store:
+                sequences = list(remote.init_remote(store, upstream.url, ["tiny"], digest=digest).genome.sequences)
+            with pytest.raises(RemoteError) as failed:
+                workers.fetch(sequences[0].removeprefix("SQ."))
+        return str(failed.value)
+    finally:
+        workers.close()
+
+
+def test_a_gtars_panic_in_a_fetch_worker_is_reported_with_its_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyo3 raises a Rust panic as PanicException, a BaseException: it got past the worker's `except
+    # Exception`, killed it, and the server said only "fetch worker exit 1".
+    message = _fetch_with_a_broken_gtars(tmp_path, monkeypatch, (
+        "class PanicException(BaseException):\n    pass\n"
+        "raise PanicException('index out of bounds: the len is 0 but the index is 3')\n"
+    ))
+    assert message.endswith("failed: PanicException: index out of bounds: the len is 0 but the index is 3"), message
+
+
+def test_a_fetch_worker_that_aborts_is_reported_with_its_last_words_on_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Rust abort (panic=abort, a double panic) ends the process on the spot after a line on stderr;
+    # that stderr went to /dev/null and the server said only "fetch worker exit -6".
+    message = _fetch_with_a_broken_gtars(tmp_path, monkeypatch, (
+        "import os, sys\n"
+        "sys.stderr.write(\"thread '<unnamed>' panicked at src/refget/store.rs:812:9:\\n\"\n"
+        "                 'cannot write sequence index\\n'\n"
+        "                 'note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\\n')\n"
+        "sys.stderr.flush()\n"
+        "os.abort()\n"
+    ))
+    assert message.endswith("(fetch worker exit -6: cannot write sequence index)"), message
