@@ -41,9 +41,12 @@ _FACTS: dict[str, tuple[re.Pattern[str], bool]] = {
     "raxml_datatype": (re.compile(r"^DataType: (\S+)"), False),
     "raxml_matrix": (re.compile(r"^Substitution Matrix: (\S+)"), False),
     "raxml_empirical": (re.compile(r"^Using empirical base frequencies"), False),
-    "raxml_alpha": (re.compile(r"^alpha\[0\]: (\S+)"), False),
-    "raxml_rates": (re.compile(r"^alpha\[0\]: \S+ rates\[0\] ac ag at cg ct gt: (.+)"), False),
-    "raxml_alpha8": (re.compile(r"^alpha: (\S+)"), False),  # RAxML 8 -f e "Model Parameters" block
+    # The alpha value as taxit reads it: the first "alpha[0]: " (a search's line) or "alpha: " (RAxML 8 -f e)
+    # anywhere in a line, followed by digits and dots, and only those ("0.38e-2" is 0.38; "x0.38", "nan",
+    # "-0.5" are no alpha at all, so a later one counts). Digits and dots that are no number ("0.3.8") fail.
+    "raxml_alpha": (re.compile(r"alpha[\[\]0-9]*: ([0-9.]+)"), False),
+    # The rates as taxit reads them: six runs of digits and dots after the first such label, else none.
+    "raxml_rates": (re.compile(r"rates\[0\] ac ag at cg ct gt: ([0-9.]+(?: [0-9.]+){5})"), False),
     "raxml_rate8": (re.compile(r"^rate ([ACGT]) <-> ([ACGT]): (\S+)"), False),
     "fasttree": (re.compile(r"^(FastTree Version .*?)\s*$"), False),
     "fasttree_model": (re.compile(r"^ML Model: ([^,]+)"), False),
@@ -55,7 +58,8 @@ _FACTS: dict[str, tuple[re.Pattern[str], bool]] = {
     "phyml_model": (re.compile(r"^\. Model of (nucleotides|amino acids) substitution:\s+(\S+)"), False),
     "phyml_gamma": (re.compile(r"^\. Discrete gamma model:\s+(\S+)"), False),
     "phyml_ncat": (re.compile(r"^\s+- Number of categories:\s+(\S+)"), False),
-    "phyml_alpha": (re.compile(r"^\s+- Gamma shape parameter:\s+(\S+)"), False),
+    # taxit's reading again: digits, a dot, digits ("1", ".5", "-0.5", "nan" are no shape parameter).
+    "phyml_alpha": (re.compile(r"Gamma shape parameter:\s+([0-9]+\.[0-9]+)"), False),
     "phyml_rate": (re.compile(r"^\s+([ACGT]) <-> ([ACGT])\s+(\S+)"), False),
 }
 _PER_PAIR = ("raxml_rate8", "phyml_rate")
@@ -155,7 +159,7 @@ def _raxml(log: _Log) -> dict[str, Any]:
     }
     if not model["subs_model"]:
         raise log.unusable("RAxML log names no Substitution Matrix")
-    alpha = log.get("raxml_alpha") or log.get("raxml_alpha8")
+    alpha = log.get("raxml_alpha")
     if alpha is None:
         raise log.unusable("no GAMMA alpha parameter found (pplacer needs a GAMMA model; CAT is not enough)")
     if datatype == "DNA":

@@ -177,3 +177,74 @@ def test_a_log_taxit_cannot_read_is_refused_even_before_an_explicit_phylo_model(
     if refuses:
         with Store.open(store_path) as store:
             assert (store.head()[0], list(store.blobs.all())) == before
+
+
+# An alpha value as the program printed it -> the alpha taxit 1.0.1 reads from it: a number, None (it
+# finds no alpha and writes a gamma model without one) or "fails" (taxit update exits with a ValueError).
+ALPHA_FORMS: dict[str, float | str | None] = {
+    "0.38x": 0.38, "0.38e-2": 0.38, "1,5": 1.0, "0.38\t": 0.38,
+    "x0.38": None, "nan": None, "-nan": None, "inf": None, "-0.5": None, "+0.5": None,
+    ".": "fails", "0.3.8": "fails",
+}
+PHYML_ALPHA_FORMS: dict[str, float | str | None] = {
+    "0.38x": 0.38, "0.38e-2": 0.38, "0.3.8": 0.3, "x0.38": None, "nan": None, "1": None, ".5": None, "5.": None,
+    "1e-05": None, "-0.5": None,
+}
+_ALPHA_LINES = {"RAxML_info.dna": "alpha[0]: 0.384677", "RAxML_info.evaluate": "alpha: 0.463812",
+                "phyml_stats.txt": "\t\t0.448"}
+
+
+def _alpha_cases() -> list[tuple[str, str, float | str | None]]:
+    return [(name, form, expected) for name in sorted(_ALPHA_LINES)
+            for form, expected in (PHYML_ALPHA_FORMS if name.startswith("phyml") else ALPHA_FORMS).items()]
+
+
+def _with_alpha(name: str, form: str) -> str:
+    line = _ALPHA_LINES[name]
+    return TREE_STATS[name].replace(line, line.rsplit(maxsplit=1)[0] + " " + form if ":" in line else f"\t\t{form}")
+
+
+@pytest.mark.parametrize(("name", "form", "expected"), _alpha_cases())
+def test_the_alpha_read_from_a_log_is_the_one_taxit_reads(
+    tmp_path: Path, name: str, form: str, expected: float | str | None,
+) -> None:
+    log = tmp_path / "stats.txt"
+    log.write_text(_with_alpha(name, form))
+    if expected == "fails":
+        with pytest.raises(InvalidInputError, match=re.escape(f"alpha {form!r} is not a number")):
+            phylo_model_from_stats(log)
+    elif expected is None:  # taxit writes a model without alpha; pplacer cannot use it, so this is refused
+        with pytest.raises(InvalidInputError, match="alpha parameter found|shape parameter"):
+            phylo_model_from_stats(log)
+    else:
+        assert phylo_model_from_stats(log)["gamma"]["alpha"] == expected
+
+
+@pytest.mark.parametrize(("name", "form", "expected"), _alpha_cases())
+def test_a_log_with_an_odd_alpha_is_accepted_where_taxit_accepts_it_with_the_same_model(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, tmp_path: Path, name: str, form: str, expected: float | str | None,
+) -> None:
+    log = tmp_path / "stats.txt"
+    log.write_text(_with_alpha(name, form))
+    pkg = tmp_path / "theirs"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    theirs = taxit("update", pkg, f"tree_stats={log}", check=False)
+    assert (theirs.returncode != 0) == (expected == "fails"), theirs.stderr
+    model = write_inputs(tmp_path / "inputs")["phylo_model"]
+    assert cli("refpkg", "create", "pkg", "-l", "L").exit_code == 0
+    ours = cli("refpkg", "update", "pkg", f"tree_stats={log}")
+    if expected == "fails":
+        assert ours.exit_code == 1 and ours.stderr.startswith(f"error: tree stats {log}: alpha ")
+        # taxit reads the log though an explicit phylo_model follows: refused then too
+        assert cli("refpkg", "update", "pkg", f"tree_stats={log}", f"phylo_model={model}").exit_code == 1
+        return
+    derived = json.loads((pkg / contents(pkg)["files"]["phylo_model"]).read_text())
+    assert derived["gamma"].get("alpha") == expected
+    if expected is None:  # our one refusal of what taxit accepts: a model without alpha (see the module doc)
+        assert ours.exit_code == 1 and ours.stderr.count("\n") == 1
+        explicit = cli("refpkg", "update", "pkg", f"tree_stats={log}", f"phylo_model={model}")
+        assert explicit.exit_code == 0, explicit.stderr
+        return
+    assert ours.exit_code == 0, ours.stderr
+    with Store.open(store_path) as store:
+        assert _model(store, "pkg") == derived
