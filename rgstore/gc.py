@@ -166,16 +166,39 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
 
     def remove(txn: Txn) -> None:
         report.collections_removed = []
+        listed = _listed_collections(store.refget_path)
         for digest in unwanted(txn):
             if needed(handle, txn, digest):
                 continue
             if handle.remove_collection(digest, remove_orphan_sequences=True):
+                report.collections_removed.append(digest)
+            elif digest not in listed and _unlisted_aged(collections / f"{digest}.rgsi", now, grace):
+                # gtars writes a collection's .rgsi before it locks to commit it: one its index never
+                # listed is an import that failed or was killed (gtars cannot remove it: not listed).
+                (collections / f"{digest}.rgsi").unlink(missing_ok=True)
                 report.collections_removed.append(digest)
 
     try:
         store.environment.write(remove)
     finally:
         handle.release_batch_lock()
+
+
+def _listed_collections(root: Path) -> set[str]:
+    """The collection digests the RefgetStore's index (``collections.rgci``, replaced atomically) lists."""
+    try:
+        lines = (root / "collections.rgci").read_text().splitlines()
+    except OSError:
+        return set()
+    return {line.split("\t", 1)[0] for line in lines if line and not line.startswith("#")}
+
+
+def _unlisted_aged(index: Path, now: float, grace: float) -> bool:
+    """Whether an unlisted ``.rgsi`` is old enough that no live import still means to commit it."""
+    try:
+        return now - index.stat().st_mtime >= max(grace, SCRATCH_FLOOR_S)
+    except OSError:
+        return False
 
 
 def _sweep_refget(store: Store, report: GcReport, *, dry_run: bool) -> None:

@@ -348,3 +348,24 @@ def test_gc_removes_a_writer_lock_file_a_killed_writer_never_linked_into_place_o
     os.utime(dead, (time.time() - 3600, time.time() - 3600))
     assert collect_garbage(store, grace=0).temp_files_removed == 1
     assert not dead.exists() and live.exists() and store.verify().ok
+
+
+def test_gc_removes_a_collection_file_an_import_wrote_but_never_committed_once_aged(
+        tmp_path: Path, store: Store) -> None:
+    # gtars writes `collections/<digest>.rgsi` before it locks to commit; an import that then fails (a
+    # read-only `sequences/`) or is killed leaves that file with no line in `collections.rgci`. gtars
+    # cannot remove a collection its index does not list, so every gc kept it for good.
+    store.genomes.init(_fasta(tmp_path / "a.fa", {"c1": "ACGTACGTAAAACCCC"}), ["a"])
+    elsewhere = tmp_path / "elsewhere"
+    handle = RefgetStore.on_disk(str(elsewhere))
+    meta, _ = handle.add_sequence_collection_from_fasta(str(_fasta(tmp_path / "b.fa", {"c9": "GGGGCCCCAAAT"})))
+    stray = store.refget_path / "collections" / f"{meta.digest}.rgsi"
+    stray.write_bytes((elsewhere / "collections" / f"{meta.digest}.rgsi").read_bytes())
+    listed_before = (store.refget_path / "collections.rgci").read_bytes()
+    assert collect_garbage(store, grace=0).collections_removed == [] and stray.exists()  # fresh: maybe live
+    os.utime(stray, (time.time() - 3600, time.time() - 3600))
+    assert collect_garbage(store, dry_run=True).collections_removed == [meta.digest] and stray.exists()
+    report = collect_garbage(store)
+    assert report.collections_removed == [meta.digest] and not stray.exists()
+    assert (store.refget_path / "collections.rgci").read_bytes() == listed_before
+    assert store.genomes.getseq("a", "c1", 0, 4) == "ACGT" and store.verify().ok
