@@ -20,19 +20,18 @@ a reboot (a full copy each, hidden, where a nightly cron job would pile them up)
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import secrets
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import msgspec
 
 from .cachecopy import cache_files
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
+from .files import dead_work_dirs, hold_dir
 from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
 from .refgetlock import refget_write_lock
@@ -168,9 +167,9 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
         raise ReadOnlyError(f"cannot write {dest.parent}: a backup is built beside {dest.name} under a hidden "
                             "name and renamed into place, so it needs write access to the directory "
                             "holding DEST") from None
-    held = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    held = -1
     try:
-        fcntl.flock(held, fcntl.LOCK_EX)  # the mark of a live backup (see the module)
+        held = hold_dir(work)  # the mark of a live backup (see the module)
         _share_like(store.path, work)
         (work / "log").mkdir()
         result = BackupResult(path=str(work), log_id="", head_seq=0)
@@ -197,7 +196,8 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
-        os.close(held)
+        if held >= 0:
+            os.close(held)
     result.path = str(dest)
     return result
 
@@ -206,33 +206,15 @@ def remove_abandoned_work(parent: Path, *, min_age_s: float | None = None) -> li
     """Remove this user's work directories in ``parent`` of backups that died (flock free); returns those removed.
 
     One younger than ``min_age_s`` (default ``ABANDONED_AFTER_S``) stays (a live backup locks its
-    directory just after making it),
-    and so does anything another user owns or that is not a directory (see the module).
+    directory just after making it), and so does anything another user owns or that is not a
+    directory (see the module).
     """
     removed: list[Path] = []
-    try:
-        entries = [entry for entry in os.scandir(parent) if _WORK_NAME.fullmatch(entry.name)]
-    except OSError:
-        return removed
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-                continue
-            young = time.time() - st.st_mtime < (ABANDONED_AFTER_S if min_age_s is None else min_age_s)
-            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a live backup's
-            if not young:
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed.append(Path(entry.path))
-        finally:
-            os.close(fd)
+    age = ABANDONED_AFTER_S if min_age_s is None else min_age_s
+    for work, young in dead_work_dirs(parent, _WORK_NAME.fullmatch, min_age_s=age, own_only=True):
+        if not young:
+            shutil.rmtree(work, ignore_errors=True)
+            removed.append(work)
     return removed
 
 

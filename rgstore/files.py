@@ -13,9 +13,11 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .interrupts import deferred
@@ -175,3 +177,45 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onexc=lambda _func, where, exc: named(where, exc))
     else:
         shutil.rmtree(path, onerror=lambda _func, where, info: named(where, info[1]))
+
+
+def hold_dir(path: Path) -> int:
+    """An open descriptor of directory ``path`` holding its exclusive flock: the mark of live work in it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def dead_work_dirs(parent: Path, named: Callable[[str], object], *, min_age_s: float,
+                   own_only: bool = False) -> Iterator[tuple[Path, bool]]:
+    """The directories in ``parent`` that ``named`` accepts and no live process holds (``hold_dir``), with whether each is young.
+
+    Each is yielded while this process holds its flock, so no other sweeper acts on it meanwhile;
+    "young" (modified under ``min_age_s`` ago) marks one whose maker may not have locked it yet.
+    ``own_only`` skips directories another user owns. Symlinks and unreadable entries are skipped.
+    """
+    try:
+        entries = [entry for entry in os.scandir(parent) if named(entry.name)]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or (own_only and st.st_uid != os.geteuid()):
+                continue
+            young = time.time() - st.st_mtime < min_age_s
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # live work's
+            yield Path(entry.path), young
+        finally:
+            os.close(fd)

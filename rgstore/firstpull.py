@@ -27,9 +27,9 @@ import fcntl
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
+from .files import dead_work_dirs, hold_dir
 from .interrupts import deferred
 from .mirror import PullResult, probe_source, pull
 from .pathtext import user_path
@@ -70,7 +70,7 @@ def pull_new_store(
     if _sweep_staging(root, adopt=True):  # a first pull killed outright: resumed from what it had pulled
         return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
-    held = _hold(staging)
+    held = hold_dir(staging)
     placed = has_events = False
     try:
         try:
@@ -105,13 +105,6 @@ def pull_new_store(
     return result
 
 
-def _hold(staging: Path) -> int:
-    """An open descriptor of ``staging`` holding its exclusive flock: the mark of a live pull (see the module)."""
-    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
 def remove_abandoned_staging(root: Path | str) -> None:
     """Remove the staging directories in ``root`` of first pulls that died (their flock is free; see the module)."""
     _sweep_staging(Path(root), adopt=False)
@@ -124,34 +117,15 @@ def _sweep_staging(root: Path, *, adopt: bool, min_age_s: float = ABANDONED_AFTE
     by SIGKILL or the OOM killer, is resumed, not pulled again from nothing). Others are removed,
     except one younger than ``min_age_s``: a live pull takes its lock just after creating it.
     """
-    try:
-        entries = [entry for entry in os.scandir(root) if entry.name.startswith(STAGING_PREFIX)]
-    except OSError:
-        return False
     adopted = False
-    for entry in entries:
-        try:
-            if not entry.is_dir(follow_symlinks=False):
+    for staged, young in dead_work_dirs(root, lambda name: name.startswith(STAGING_PREFIX), min_age_s=min_age_s):
+        if adopt and not adopted and _holds_events(staged):
+            with deferred():
+                adopted = _move_into_place(staged, root)
+            if adopted:
                 continue
-            young = time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age_s
-            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a live pull's
-            staged = Path(entry.path)
-            if adopt and not adopted and _holds_events(staged):
-                with deferred():
-                    adopted = _move_into_place(staged, root)
-                if adopted:
-                    continue
-            if not young:
-                shutil.rmtree(staged, ignore_errors=True)
-        finally:
-            os.close(fd)
+        if not young:
+            shutil.rmtree(staged, ignore_errors=True)
     return adopted
 
 
