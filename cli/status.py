@@ -58,6 +58,8 @@ def _print(st: StoreStatus) -> None:
         r = st.replica
         if r.promoted:
             rows.append(("replica:", f"promoted; was a mirror of {r.upstream}"))
+            if r.error:  # a `serve --follow` server's follower that stopped at the promotion
+                rows.append(("", r.error))
         else:
             rows.append(("replica:", f"mirror of {r.upstream}, last pull {when(r.last_pull) if r.last_pull else 'never'}"
                          " (`rgstore mirror status` asks the upstream for the lag)"))

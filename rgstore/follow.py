@@ -27,6 +27,7 @@ from .errors import (
     StoreClosedError,
 )
 from .mirror import pull, record_pull_error
+from .mirror import status as mirror_status
 from .store import Store
 
 __all__ = ["follow", "parse_interval", "main", "FollowerProcess", "RESTART_DELAY_S"]
@@ -58,7 +59,8 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
 
     Errors of one round (upstream down, transient HTTP failures) are reported on stderr once (and
     again when they change or clear) and retried next round; a refused upstream (foreign log,
-    diverged, tampering) stops the loop with exit 1. When the store's directory is moved, deleted or
+    diverged, tampering) stops the loop with exit 1, a store promoted to a primary meanwhile with exit 0
+    (both recorded for ``/status``). When the store's directory is moved, deleted or
     restored over while the loop holds it, the store then at the path is followed into (once one
     opens there: an empty one is never created). With
     ``parent``, the loop also ends when that process is gone (the server was killed).
@@ -95,6 +97,15 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
                     print(f"follow: {source} is back; caught up to seq {store.head()[0]}", file=sys.stderr, flush=True)
                     failing = None
             except (LogMismatchError, ChainError, IntegrityError) as exc:
+                if _promoted(store):
+                    # `mirror promote` from another shell: nothing is wrong upstream, and the server goes on
+                    # serving a primary, always current. A stop, not a failure (exit 0: no "restart it" line).
+                    print(f"follow: {store.path} was promoted to a primary while this server followed {source}; "
+                          "the follower stopped and the server goes on serving it as a primary",
+                          file=sys.stderr, flush=True)
+                    _record(store, f"the store was promoted to a primary (`rgstore mirror promote`) and no longer "
+                                   f"pulls from {source}; a primary is always current")
+                    return 0
                 print(f"follow: refusing {source}: {exc}", file=sys.stderr, flush=True)
                 _record(store, f"refusing the upstream, the follower stopped: {exc}")
                 return 1
@@ -136,6 +147,14 @@ def _opens(path: Path) -> bool:
     except (RgstoreError, OSError):
         return False
     return True
+
+
+def _promoted(store: Store) -> bool:
+    """Whether the store was promoted to a primary (``mirror promote``), which a follower must not pull into."""
+    try:
+        return mirror_status(store, check_upstream=False).promoted
+    except (RgstoreError, OSError):
+        return False  # unreadable now: the refusal itself is then the clearer thing to say
 
 
 def _record(store: Store, message: str) -> None:

@@ -464,13 +464,29 @@ def _fetch_cache(store: Store, client: httpx.Client | None, source: str, kind: s
         if client is not None and kind == "server":
             return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}", limit=size)
         if client is not None and upstream.is_url(source):
-            return upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}", limit=size)
+            return _hinted(upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}",
+                                           limit=size), source)
         path = Path(source) / "cache" / entry.path / relative
         if not path.is_file():
-            raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} (publish with --with-blobs)")
+            raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} ({_CACHE_HINT})")
         return read_chunks(path)
 
     return fetch_cache_files(store, fetch)
+
+
+# An older rgstore's `log publish --with-blobs` copied blobs only (cache files did not follow their
+# events yet): a directory it published is the usual reason, and the remedy is the same command again.
+_CACHE_HINT = "publish with --with-blobs; an older rgstore's publish copied no cache files: run it again"
+
+
+def _hinted(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
+    """``chunks``; a static host's missing file (S3 answers 403) is said with the publish hint."""
+    try:
+        yield from chunks
+    except (NotFoundError, RemoteError) as exc:
+        if isinstance(exc, RemoteError) and not str(exc).endswith(": HTTP 403"):
+            raise
+        raise type(exc)(f"{exc} ({source} lacks it: {_CACHE_HINT})") from None
 
 
 def missing_sequences(store: Store, *, include_remote: bool = True) -> list[str]:
@@ -560,6 +576,12 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
             result.error = f"pulls have failed since {why.since} (the last at {why.last}): {why.error}"
         except (msgspec.DecodeError, msgspec.ValidationError):
             result.error = "pulls have failed (the record of why is unreadable)"
+    elif result.promoted and failing:  # promote clears the record: this one is a follower's stop at the promotion
+        try:
+            why = msgspec.json.decode(failing, type=PullError)
+            result.error = f"the follower stopped at {why.last}: {why.error}"
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            result.error = "the follower stopped (the record of why is unreadable)"
     if check_upstream and upstream:
         source = upstream.decode()
         try:
@@ -655,6 +677,8 @@ def promote(store: Store, *, force: bool = False) -> str:
         def run(txn: object) -> None:
             store.log.meta_put(txn, "replica_of", None)  # type: ignore[arg-type]
             store.log.meta_put(txn, "promoted_from", upstream)  # type: ignore[arg-type]
+            # The mirror's failing pulls are not the primary's problem; a follower still running records its stop.
+            store.log.meta_put(txn, PULL_ERROR, None)  # type: ignore[arg-type]
 
         store.environment.write(run)
     return upstream.decode()

@@ -57,6 +57,8 @@ class _Look(msgspec.Struct, kw_only=True):
     """The store at the handle's path is no longer the one it opened (``problem`` says so)."""
     head: int = 0
     replica: bool = False
+    promoted: bool = False
+    """Promoted from a mirror to a primary (``mirror promote``): current without pulls."""
     last_pull: datetime | None = None
     failing_since: str | None = None
 
@@ -82,13 +84,20 @@ class ReadinessProbe:
         """Ready when the store is readable and, on a mirror that must be current, its last pull is recent.
 
         A mirror must be current on a following server (bound: ``freshness_bound`` of its interval)
-        or when ``max_age_s`` is given (that bound instead); a primary's copy is always current.
+        or when ``max_age_s`` is given (that bound instead); a primary's copy is always current, a
+        mirror promoted under a following server included (its detail says so).
         """
         look = self._cached_look()
         if look.problem is not None:
             return ReadyState(ready=False, detail=look.problem)
         last = look.last_pull.isoformat().replace("+00:00", "Z") if look.last_pull else None
         bound = max_age_s if max_age_s is not None else self._bound
+        if look.promoted and self._bound is not None:
+            # The follower stopped, but the store is a primary now (disaster recovery): a load balancer that
+            # dropped it for stale pulls would drop the new primary. Still ready; the detail says why.
+            return ReadyState(ready=True, head_seq=look.head, last_pull=last, detail=(
+                "ok; this store was promoted to a primary, which is always current, so this server's follower "
+                "stopped (see replica.error in /status)"))
         if bound is not None and (look.replica or self._bound is not None):
             failing = f"; pulls have failed since {look.failing_since} (see replica.error in /status)" \
                 if look.failing_since else ""
@@ -158,6 +167,7 @@ def _look(store: Store, *, reopens: bool = False) -> _Look:
         with store.read() as txn:
             head, _ = store.log.head(txn)
             replica = store.log.meta_get(txn, "replica_of") is not None
+            promoted = not replica and store.log.meta_get(txn, "promoted_from") is not None
             last = store.log.meta_get(txn, "last_pull")
             error = store.log.meta_get(txn, PULL_ERROR)
     except (RgstoreError, lmdb.Error) as exc:
@@ -175,4 +185,4 @@ def _look(store: Store, *, reopens: bool = False) -> _Look:
         failing = msgspec.json.decode(error, type=PullError).since if error and replica else None
     except (ValueError, msgspec.DecodeError):
         return _Look(problem="the mirror's pull records are unreadable (run `rgstore mirror pull` once)")
-    return _Look(head=head, replica=replica, last_pull=last_pull, failing_since=failing)
+    return _Look(head=head, replica=replica, promoted=promoted, last_pull=last_pull, failing_since=failing)

@@ -116,3 +116,29 @@ def test_a_mirror_refuses_a_tampered_cache_file_and_keeps_no_partial_copy(
         published.write_bytes(good)
         pull(mirror, str(pub), with_blobs=True)
         assert (local / "gene.fna").read_bytes() == good
+
+
+def test_a_publish_by_an_older_rgstore_without_cache_files_is_named_with_its_remedy_which_works(
+    store: Store, server: UpstreamServer, tmp_path: Path
+) -> None:
+    """The upgrade path: a directory an older rgstore published with --with-blobs has segments and
+    blobs but no cache/ (cache files did not follow their events yet). Pulls from it as a directory
+    or from a static host say so (the host's was a bare '404 Not Found'); publishing again fixes it."""
+    from rgstore.errors import NotFoundError
+    from tests.httpfixture import serve_directory
+
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    publish(store, pub)  # the old layout: what an older `log publish --with-blobs` left, no cache/
+    assert not (pub / "cache").exists()
+    hint = "an older rgstore's publish copied no cache files: run it again"
+    with Store.open(tmp_path / "mirror") as mirror:
+        with pytest.raises(NotFoundError, match=f"{pub} has no cache file .*{hint}"):
+            pull(mirror, str(pub), with_blobs=True)
+    with serve_directory(pub) as host, Store.open(tmp_path / "mirror-http") as mirror:
+        with pytest.raises(NotFoundError, match=f"404 Not Found \\({host.url} lacks it: publish with --with-blobs; {hint}"):
+            pull(mirror, host.url, with_blobs=True)
+        publish_cache(store, pub)  # the remedy the message names
+        pull(mirror, host.url, with_blobs=True)
+        entry = store.cache.ls(level=1)[0]
+        assert (mirror.cache_path / entry.path / "annotation" / "gene.fna").is_file()

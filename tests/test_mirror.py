@@ -459,6 +459,22 @@ def test_promote_twice_or_pull_after_promote_is_refused_clearly(tmp_path: Path) 
         assert mirror.append([NewEvent(stream="s", event=Noted())]) == [4]
 
 
+def test_a_promoted_store_shows_its_followers_stop_not_the_mirrors_old_failing_pulls(tmp_path: Path) -> None:
+    from rgstore.mirror import record_pull_error
+
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 1)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+        record_pull_error(mirror, "cannot reach http://up.example/: refused")  # why one promotes, often
+        promote(mirror)
+        assert status(mirror, check_upstream=False).error is None  # the primary has no failing pulls
+        record_pull_error(mirror, "the store was promoted to a primary")  # what a running follower records
+        after = status(mirror, check_upstream=False)
+    assert after.promoted and after.error is not None
+    assert after.error.startswith("the follower stopped at 20") and after.error.endswith("promoted to a primary")
+
+
 def test_two_pulls_into_one_mirror_take_turns_and_both_succeed(tmp_path: Path) -> None:
     with Store.open(tmp_path / "p") as primary:
         for b in range(20):

@@ -64,6 +64,20 @@ def test_a_stale_mirror_says_since_when_its_pulls_fail_and_a_good_pull_makes_it_
     assert again.ready and "failed" not in again.detail
 
 
+def test_a_mirror_promoted_under_a_following_server_is_ready_as_a_primary_and_says_so(tmp_path: Path) -> None:
+    from rgstore.mirror import promote
+
+    path = _mirror(tmp_path)
+    with Store.open(path) as mirror:
+        promote(mirror)
+    time.sleep(0.2)
+    with Store.open(path, readonly=True) as store:
+        following = ReadinessProbe(store, follow_interval_s=0.1).check(max_age_s=0.1)  # past any bound
+        plain = ReadinessProbe(store).check(max_age_s=0.1)
+    assert following.ready and "promoted to a primary" in following.detail and "replica.error" in following.detail
+    assert (plain.ready, plain.detail) == (True, "ok")  # no follower to explain: a primary, as ever
+
+
 def test_the_store_moved_under_the_handle_is_not_ready_and_the_answer_names_no_path(tmp_path: Path) -> None:
     path = _primary(tmp_path / "s")
     with Store.open(path, readonly=True) as store:
