@@ -47,14 +47,50 @@ _LIVE: weakref.WeakSet[Environment] = weakref.WeakSet()
 """Every open environment of this process, so a forked child can tell which ones it inherited."""
 
 
-def _mark_inherited() -> None:
-    """In a forked child: note which environments came from the parent, and whether any transaction was open."""
+FORK_DRAIN_WAIT_S = 5.0
+"""How long a fork() waits for other threads' transactions on open stores to end (see ``_hold_for_fork``)."""
+
+_held_for_fork: list[Environment] = []
+
+
+def _hold_for_fork() -> None:
+    """Before fork(): let other threads' transactions end (bounded wait), start no new one, hold every gate.
+
+    A child inherits a transaction open at the fork as a reader slot it must never release (the parent's
+    thread still reads through it), so it can neither close that handle nor open the store itself
+    (py-lmdb refuses a second open while the first is not closed). Reads are short: waiting for them
+    makes every inherited handle idle, and the child closes those (``_release_inherited``). The wait
+    is bounded because a thread could be inside a read waiting for something the forking thread holds.
+    Holding each gate's lock through the fork also leaves the child's copy of it unlocked.
+    """
+    deadline = time.monotonic() + FORK_DRAIN_WAIT_S
     for environment in list(_LIVE):
-        environment._inherited_idle = environment._open_txns == 0
+        environment._gate.acquire()
+        _held_for_fork.append(environment)
+        environment._forking = True
+        environment._gate.notify_all()
+    for environment in _held_for_fork:
+        mine = getattr(environment._mine, "count", 0)  # the forking thread's own: the child inherits them busy
+        while environment._open_txns > mine and (left := deadline - time.monotonic()) > 0:
+            environment._gate.wait(left)
+
+
+def _release_after_fork(*, child: bool) -> None:
+    """After fork(): let transactions start again; in the child, note which handles came idle from the parent."""
+    while _held_for_fork:
+        environment = _held_for_fork.pop()
+        environment._forking = False
+        environment._gate.notify_all()
+        environment._gate.release()
+    if child:
+        for environment in list(_LIVE):
+            environment._inherited = True
+            environment._inherited_idle = environment._open_txns == 0
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_inherited)
+    os.register_at_fork(before=_hold_for_fork, after_in_parent=lambda: _release_after_fork(child=False),
+                        after_in_child=lambda: _release_after_fork(child=True))
 
 
 def _release_inherited(path: Path) -> None:
@@ -68,6 +104,12 @@ def _release_inherited(path: Path) -> None:
     for environment in list(_LIVE):
         if environment._inherited_idle and environment.path.resolve() == path.resolve():
             environment.close(why="it was opened before this process forked, and the store was opened again here")
+
+
+def _inherited_busy(path: Path) -> bool:
+    """Whether a handle on ``path`` came through fork() with a transaction open (so it must stay open here)."""
+    return any(e._inherited and not e._inherited_idle and not e._closed and e.path.resolve() == path.resolve()
+               for e in list(_LIVE))
 
 
 _MDB_MAGIC = 0xBEEFC0DE
@@ -163,7 +205,9 @@ class Environment:
             # would fail with EBADF; a writable one writes them, as it would have.
             Environment(path, readonly=False, map_size=map_size).close()
         self._closed = ""
+        self._inherited = False
         self._inherited_idle = False
+        self._forking = False
         try:
             try:
                 self.env = self._open(path, map_size)
@@ -177,7 +221,12 @@ class Environment:
                 self.env = self._open(path, map_size)
         except lmdb.Error as exc:
             text = str(exc)
-            if "already open" in text:
+            if "already open" in text and _inherited_busy(path):
+                hint = ("; this process was forked while a thread of its parent was inside a read (or a write) of "
+                        "this store, and the handle it inherited cannot be closed here without ending it: start "
+                        "workers with the 'spawn' or 'forkserver' multiprocessing start method, or fork before "
+                        "opening the store")
+            elif "already open" in text:
                 hint = ("; one process opens a store once: use the Store already open on it (threads may share "
                         "it), or close() that one first")
             elif not readonly and _refused_by_disk(exc):
@@ -384,11 +433,11 @@ class Environment:
             self._leave()
 
     def _enter(self) -> None:
-        """Count a transaction about to begin; wait while another thread resizes the map."""
+        """Count a transaction about to begin; wait while another thread resizes the map or forks."""
         mine = getattr(self._mine, "count", 0)
         with self._gate:
-            # A thread already inside a transaction goes on: making it wait would block the resize.
-            while self._resizing and not mine:
+            # A thread already inside a transaction goes on: making it wait would block the resize (or the fork).
+            while (self._resizing or self._forking) and not mine:
                 self._gate.wait()
             self._open_txns += 1
             self._mine.count = mine + 1

@@ -122,6 +122,17 @@ def _locus_string(region: str) -> str:
     )
 
 
+def _malformed_region(region: object) -> None:
+    """InvalidInputError if ``region`` is a locus string or a tuple/list that is not (seq, start, end)."""
+    if isinstance(region, str):
+        _locus_string(region)
+    if isinstance(region, (tuple, list)) and len(region) != 3:
+        raise InvalidInputError(
+            f"region {repr(region)[:80]} is not (seq, start, end): give all three (None for the sequence's own "
+            "start or end), or a rgstore.locus.Region"
+        )
+
+
 class SequenceReader:
     """Reads residues of stored genomes by name; one per Store (``store.genomes.sequences``)."""
 
@@ -185,16 +196,17 @@ class SequenceReader:
         """``getseq`` for many regions of one genome; optionally reverse-complemented."""
         if isinstance(regions, str):  # one locus string, not a list: named whole, not as its first letter
             _locus_string(regions)
+        if not isinstance(regions, (list, tuple)):
+            regions = list(regions)  # a generator: kept, so a failure below can name the region at fault
         getseq = self.getseq
         try:
             out = [getseq(name, r[0], r[1], r[2], by_digest=by_digest) for r in regions]
         except (RgstoreError, TypeError, IndexError):
-            # A locus string where a (seq, start, end) tuple belongs is read as its letters: name it. Checked
-            # only on failure: an isinstance per region cost 5% of a 100k-region call.
-            if isinstance(regions, (list, tuple)):
-                for region in regions:
-                    if isinstance(region, str):
-                        _locus_string(region)
+            # A locus string where a (seq, start, end) tuple belongs is read as its letters, and a tuple short
+            # of its end is an IndexError: name the region. Checked only on failure: an isinstance per region
+            # cost 5% of a 100k-region call.
+            for region in regions:
+                _malformed_region(region)
             raise
         if revcomp:
             out = [x.translate(_COMPLEMENT)[::-1] for x in out]
@@ -222,9 +234,13 @@ class SequenceReader:
         readers: dict[str, Callable[[int, int], str] | None] = {}
         with gc_paused():  # a generator per region, and no cycles: the collector's passes over 50k cost twice the reads
             for region in regions:
+                try:
+                    seq, start, end = region[0], region[1], region[2]
+                except IndexError:
+                    _malformed_region(region)
+                    raise
                 if isinstance(region, str):
                     _locus_string(region)
-                seq, start, end = region[0], region[1], region[2]
                 digest, spans = self._spans(name, seq, start, end, by_digest)
                 size = spans[0][1] - spans[0][0] if len(spans) == 1 else sum(hi - lo for lo, hi in spans)
                 if size and digest not in readers:  # one residue read per sequence: fetches or reports a missing file now

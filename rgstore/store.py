@@ -641,16 +641,20 @@ class Store:
             svc = self.service("genomes", Genomes)
         return svc  # type: ignore[no-any-return]
 
-    def getseq(self, name: str, seq: str, start: int | None = None, end: int | None = None) -> str:
-        """Residues ``[start, end)`` (0-based) of sequence ``seq`` of the genome aliased ``name``."""
+    def getseq(
+        self, name: str, seq: str, start: int | None = None, end: int | None = None, *, by_digest: bool = False
+    ) -> str:
+        """Residues ``[start, end)`` (0-based) of sequence ``seq`` of genome ``name`` (a digest with ``by_digest``)."""
         # The hot path of sequence reads: skip the property and the Genomes frame (see tools/bench/genome.py).
-        text: str = (self._services.get("genomes") or self.genomes).sequences.getseq(name, seq, start, end)
+        text: str = (self._services.get("genomes") or self.genomes).sequences.getseq(
+            name, seq, start, end, by_digest=by_digest)
         return text
 
     def getseqs(
-        self, name: str, regions: Sequence[Region | tuple[str, int | None, int | None]], *, revcomp: bool = False
+        self, name: str, regions: Sequence[Region | tuple[str, int | None, int | None]], *,
+        by_digest: bool = False, revcomp: bool = False,
     ) -> list[str]:
         """``getseq`` for many ``(seq, start, end)`` regions of one genome, optionally reverse-complemented."""
-        return self.genomes.getseqs(name, regions, revcomp=revcomp)
+        return self.genomes.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)
 
 

@@ -622,3 +622,22 @@ def test_out_of_range_one_based_loci_say_which_coordinates_the_error_uses(store:
     with pytest.raises(OutOfRangeError, match=r"chr1:9-5 of genome g: start is after end .*0-based"):
         store.genomes.read_loci("g", ["chr1:10-5"], one_based=True)
     assert store.genomes.read_loci("g", ["chr1:1-4"], one_based=True) == [(Region("chr1", 0, 4), "ATTT")]
+
+
+def test_store_getseq_and_getseqs_take_by_digest_as_the_genomes_service_does(store: Store) -> None:
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    assert store.getseq(digest, "chr1", 0, 5, by_digest=True) == store.getseq("tiny", "chr1", 0, 5) == "ATTTG"
+    assert store.getseqs(digest, [("chr2", 0, 4)], by_digest=True, revcomp=True) == store.getseqs(
+        "tiny", [("chr2", 0, 4)], revcomp=True)
+    with pytest.raises(InvalidInputError, match="invalid digest 'tiny'"):
+        store.getseq("tiny", "chr1", 0, 5, by_digest=True)  # an alias is not a digest
+
+
+def test_a_region_tuple_short_of_its_end_is_an_invalid_input_error_naming_it(store: Store) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    calls = (lambda: store.getseqs("tiny", [("chr1", 0, 5), ("chr1", 0)]),  # type: ignore[list-item]
+             lambda: store.getseqs("tiny", (r for r in [("chr1", 0, 5), ("chr1", 0)])),  # type: ignore[arg-type]
+             lambda: store.genomes.sequences.stream("tiny", [("chr1", 0)]))  # type: ignore[list-item]
+    for call in calls:
+        with pytest.raises(InvalidInputError, match=r"^region \('chr1', 0\) is not \(seq, start, end\): give all three"):
+            call()

@@ -85,6 +85,73 @@ def test_a_forked_worker_opens_the_store_its_parent_holds_open_and_the_parent_ke
         parent.close()
 
 
+_pool_worker: dict[str, Store | str] = {}
+"""What a fork-pool worker's initializer opened (or the error it got), for the task run after it."""
+
+
+def _open_in_pool_worker(path: str) -> None:
+    try:
+        _pool_worker["store"] = Store.open(path, readonly=True)
+    except Exception as exc:  # a failing initializer makes a pool re-fork its worker forever: report it instead
+        _pool_worker["store"] = f"{type(exc).__name__}: {exc}"
+
+
+def _head_in_pool_worker() -> int | str:
+    opened = _pool_worker["store"]
+    return opened if isinstance(opened, str) else opened.head()[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_pool_worker_opens_the_store_while_a_parent_thread_is_inside_a_read_at_the_fork(store_path: Path) -> None:
+    import multiprocessing
+    import threading
+
+    parent = Store.open(store_path, actor="parent@test")
+    environment = parent.environment
+    inside, pool_started = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with environment.read():
+            inside.set()
+            # Stay inside the read until the fork is under way (old code: until the pool has forked).
+            with environment._gate:
+                environment._gate.wait_for(lambda: getattr(environment, "_forking", False) or pool_started.is_set())
+
+    def release() -> None:
+        with environment._gate:
+            pool_started.set()
+            environment._gate.notify_all()
+
+    try:
+        parent.append([NewEvent(stream="audit:x", event=Noted(text="before"))])
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        inside.wait()
+        with multiprocessing.get_context("fork").Pool(1, initializer=_open_in_pool_worker, initargs=(str(store_path),)) as pool:
+            release()
+            thread.join()
+            assert pool.apply(_head_in_pool_worker) == 1
+        parent.append([NewEvent(stream="audit:x", event=Noted(text="after"))])
+        assert parent.head()[0] == 2
+    finally:
+        release()
+        parent.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_inside_a_read_is_told_why_it_cannot_open_the_store_and_what_to_do(store_path: Path) -> None:
+    parent = Store.open(store_path, actor="parent@test")
+    try:
+        parent.append([NewEvent(stream="audit:x", event=Noted(text="before"))])
+        with parent.environment.read():  # the forking thread's own read cannot end before the fork
+            out = in_forked_child(lambda: str(Store.open(store_path, readonly=True).head()[0]))
+        assert out.startswith("StoreOpenError: ") and "forked while a thread of its parent was inside a read (or a write)" in out, out
+        assert "'spawn' or 'forkserver' multiprocessing start method" in out and "\n" not in out
+        assert parent.head()[0] == 1
+    finally:
+        parent.close()
+
+
 def test_a_relative_store_path_still_names_the_same_store_after_the_process_changes_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
