@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -178,29 +180,37 @@ def test_a_user_who_may_only_read_the_store_is_told_backup_needs_write_access_an
         assert list((lab / "out").iterdir()) == []
 
 
-def test_a_backup_killed_by_sigterm_leaves_no_hidden_work_directory(tmp_path: Path, store_path: Path) -> None:
-    import signal
+@contextmanager
+def _parked_backup(store_path: Path, dest: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A `rgstore backup` process parked mid-copy (the RefgetStore lock held), with its hidden work directory."""
     import time
 
     from rgstore.refgetlock import refget_write_lock
 
     with Store.open(store_path) as store:
         store.genomes.init(TINY, ["tiny"])
-    out = tmp_path / "out"
-    out.mkdir()
-    # Holding the RefgetStore lock parks the backup mid-copy, after its work directory exists.
-    with refget_write_lock(store_path / "refget", "test holds the lock"):
+    dest.parent.mkdir()
+    with refget_write_lock(store_path / "refget", "test holds the lock"):  # parks the backup mid-copy
         proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path),
-                                 "backup", str(out / "bk")], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                                 "backup", str(dest)], cwd=REPO, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
-            while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+            while not list(dest.parent.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert [p.name for p in out.iterdir()] and proc.poll() is None, proc.stderr and proc.stderr.read()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 143
+            assert proc.poll() is None, proc.stderr and proc.stderr.read()
+            (work,) = dest.parent.iterdir()
+            yield proc, work
         finally:
             proc.kill()
+
+
+def test_a_backup_killed_by_sigterm_leaves_no_hidden_work_directory(tmp_path: Path, store_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "out"
+    with _parked_backup(store_path, out / "bk") as (proc, _):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
     assert list(out.iterdir()) == []
 
 
@@ -208,29 +218,14 @@ def test_a_backup_killed_by_sigkill_leaves_a_work_directory_the_next_backup_remo
         tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A nightly cron backup killed by the OOM killer or a reboot left a hidden full copy each night.
     import signal
-    import time
 
     from rgstore import backup as backup_module
-    from rgstore.refgetlock import refget_write_lock
 
-    with Store.open(store_path) as store:
-        store.genomes.init(TINY, ["tiny"])
     out = tmp_path / "out"
-    out.mkdir()
-    with refget_write_lock(store_path / "refget", "test holds the lock"):  # parks the backup mid-copy
-        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path),
-                                 "backup", str(out / "refs-monday")], cwd=REPO, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            (work,) = out.iterdir()
-            assert proc.poll() is None, proc.stderr and proc.stderr.read()
-            assert backup_module.remove_abandoned_work(out, min_age_s=0) == [] and work.is_dir()  # a live one's
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(timeout=60) == -signal.SIGKILL
-        finally:
-            proc.kill()
+    with _parked_backup(store_path, out / "refs-monday") as (proc, work):
+        assert backup_module.remove_abandoned_work(out, min_age_s=0) == [] and work.is_dir()  # a live one's
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
     assert work.is_dir() and work.name.startswith(".refs-monday.backup-")
     monkeypatch.setattr(backup_module, "ABANDONED_AFTER_S", 0.0)
     with Store.open(store_path) as store:
