@@ -138,7 +138,7 @@ def test_odd_store_and_actor_values_get_one_line_errors_and_create_nothing(tmp_p
     cases = [
         (["--store", "", "init"], 2, "--store"),  # an unset shell variable must not make the cwd a store
         (["init", "--store", " "], 2, "--store"),
-        (["--store", str(tmp_path / "afile" / "sub"), "init"], 1, "Not a directory"),
+        (["--store", str(tmp_path / "afile" / "sub"), "init"], 1, "afile is a file, not a directory"),
         (["--store", str(tmp_path / "s"), "--actor", "a\nb", "init"], 1, "invalid actor"),
         (["--store", str(tmp_path / "s"), "--actor", "", "init"], 1, "invalid actor"),
         (["--store", str(tmp_path / "s"), "--actor", "x" * 10_000, "init"], 1, "invalid actor"),
