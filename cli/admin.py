@@ -53,7 +53,7 @@ def rebuild_cmd(ctx: Context, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def verify_cmd(ctx: Context, as_json: bool) -> None:
-    """Check the hash chain, every view against a fresh replay, every blob and sequence; exit 1 on any problem.
+    """Check the hash chain, views against a replay, every blob, cache file and sequence; exit 1 on a problem.
 
     Views an rgstore upgrade left stale are rebuilt from the log first (no event is added).
 
@@ -77,6 +77,9 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
         if report.unfetched_blobs:
             click.echo(f"note: this mirror has not fetched {len(report.unfetched_blobs)} referenced blobs yet "
                        "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
+        if report.unfetched_cache_files:
+            click.echo(f"note: this mirror has not fetched {len(report.unfetched_cache_files)} cache files yet "
+                       "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
         if report.lagging_indexes:
             click.echo(f"note: the audit indexes {', '.join(report.lagging_indexes)} are behind the head (an older "
                        "rgstore appended); `log --stream/--since` read the log meanwhile, and a writable open (any "
@@ -85,7 +88,7 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
             click.echo(f"note: {report.unfetched_sequences} sequences of remote genomes or of this mirror are not "
                        "fetched yet (read on first use, or `rgstore mirror pull SOURCE --with-sequences`)")
         click.echo(f"{'ok' if report.ok else 'FAILED'}: {report.events} events, {report.blobs} blobs, "
-                   f"{report.sequences} sequences checked")
+                   f"{report.cache_files} cache files, {report.sequences} sequences checked")
     if not report.ok:
         raise SystemExit(1)
 

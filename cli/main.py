@@ -50,8 +50,8 @@ SHORT_HELP: dict[str, str] = {
     "replay": "Rebuild a store from an exported log (- for standard input), verifying the hash chain; "
               "appends only what is missing.",
     "rebuild": "Drop every view and fold the whole log into them again.",
-    "verify": "Check the hash chain, every view against a fresh replay, every blob and sequence; "
-              "exit 1 on any problem.",
+    "verify": "Check the hash chain, views against a replay, every blob, cache file and sequence; "
+              "exit 1 on a problem.",
     "gc": "Delete blobs and RefgetStore collections nothing references any more (and stale temp files).",
     "mirror": "Keep a read-only replica of a primary by replaying its log.",
     "demo": "Add the bundled tiny genome as 'tiny' (idempotent), then read regions of it back.",

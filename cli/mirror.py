@@ -89,8 +89,8 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     click.echo(f"local head:    {result.local_head}")
     if result.upstream_head is not None:
         click.echo(f"upstream head: {result.upstream_head} (lag {result.lag} events)")
-    if result.error:
-        click.echo(f"upstream problem: {result.error}")
+    if result.error:  # a promoted store's follower stopped at the promotion: nothing is wrong upstream
+        click.echo(f"{'promoted:     ' if result.error_kind == 'promoted' else 'upstream problem:'} {result.error}")
     click.echo(f"last pull:     {when(result.last_pull) if result.last_pull else 'never'}")
 
 

@@ -273,12 +273,10 @@ def _check_gone(store: Store, copy: Store, gone: tuple[list[str], set[str]], seq
 
 def _verify(copy: Store, progress: ProgressFactory) -> None:
     """IntegrityError naming the first problem if the copy's log, views, blobs, sequences or cache fail."""
-    report = copy.verify(progress=progress)
+    report = copy.verify(progress=progress)  # cache files included
     problems = list(report.problems)
-    cache = copy.cache.verify(progress=progress)
-    problems += [f"cache entry {p.key}: {p.file}: {p.problem}" for p in cache.problems]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise IntegrityError(f"the backup does not verify: {problems[0]}{more}; nothing was written to DEST. The "
-                             "store may have the same problem: run `rgstore verify` and `rgstore cache verify` on "
+                             "store may have the same problem: run `rgstore verify` on "
                              "it (`rgstore backup --no-verify` copies it as it is)")

@@ -41,6 +41,7 @@ __all__ = [
     "GcReport",
     "CacheProblem",
     "CacheVerifyReport",
+    "MISSING",
     "collect",
     "finish_evictions",
     "verify",
@@ -53,6 +54,8 @@ __all__ = [
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE | re.ASCII)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE | re.ASCII)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MISSING = "missing"
+"""``CacheProblem.problem`` of a recorded file that is not on disk (a mirror may just not have fetched it)."""
 STRAY_GRACE = 86400.0
 """Seconds a directory no event describes is left alone: it may belong to a command still running."""
 
@@ -364,11 +367,21 @@ def verify(
                 report.files += 1
                 if not path.is_file():
                     report.problems.append(
-                        CacheProblem(key=e.key, level=e.level, file=str(path), problem="missing")
+                        CacheProblem(key=e.key, level=e.level, file=str(path), problem=MISSING)
                     )
                     bad.setdefault(e.key, (e.inserted_seq, f"corrupt: {rel} missing"))
                     continue
-                sha = hash_file(path).sha256
+                try:
+                    sha = hash_file(path).sha256
+                except FileNotFoundError:  # deleted since the is_file() above (a concurrent `cache gc`)
+                    report.problems.append(CacheProblem(key=e.key, level=e.level, file=str(path), problem=MISSING))
+                    bad.setdefault(e.key, (e.inserted_seq, f"corrupt: {rel} missing"))
+                    continue
+                except OSError as exc:  # a permission problem is the operator's to fix, not a reason to evict
+                    report.problems.append(CacheProblem(
+                        key=e.key, level=e.level, file=str(path), problem=f"unreadable ({exc.strerror or exc})"
+                    ))
+                    continue
                 report.bytes += ref.size
                 bar.update(ref.size)
                 if sha != ref.sha256:

@@ -75,6 +75,9 @@ class MirrorStatus(msgspec.Struct, kw_only=True):
     lag: int | None = None
     last_pull: str | None = None
     error: str | None = None
+    error_kind: str | None = None
+    """What ``error`` is about: ``"upstream"`` (the upstream, or pulls from it, fail) or ``"promoted"`` (the store
+    was promoted to a primary and a ``serve --follow`` follower stopped pulling: nothing is wrong upstream)."""
 
 
 PULL_ERROR = "pull_error"
@@ -582,12 +585,14 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
             result.error = f"the follower stopped at {why.last}: {why.error}"
         except (msgspec.DecodeError, msgspec.ValidationError):
             result.error = "the follower stopped (the record of why is unreadable)"
+    if result.error is not None:
+        result.error_kind = "promoted" if result.promoted else "upstream"
     if check_upstream and upstream:
         source = upstream.decode()
         try:
             up_seq, up_hash = _upstream_head(source)
         except (RgstoreError, OSError) as exc:
-            result.error = redact(str(exc))
+            result.error, result.error_kind = redact(str(exc)), "upstream"
             return result
         source = redact(source)
         result.upstream_head = up_seq
@@ -599,6 +604,8 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
                 result.error = f"{source} is at seq {up_seq}, behind this mirror's {head}: it was rolled back or replaced"
         elif head and up_seq == head and up_hash != head_hash.hex():
             result.error = f"{source} has a different record at seq {head}: the upstream diverged"
+        if result.error is not None:
+            result.error_kind = "upstream"
     return result
 
 

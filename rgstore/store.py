@@ -602,7 +602,7 @@ class Store:
         return head
 
     def verify(self, *, progress: ProgressFactory = null_progress) -> VerifyReport:
-        """Check the whole log, every view against a fresh replay, and every blob (see rgstore.verify)."""
+        """Check the log, every view against a replay, every blob, cache file and sequence (see rgstore.verify)."""
         from .verify import verify_store
 
         return verify_store(self, progress=progress)

@@ -1,9 +1,11 @@
-"""`rgstore verify`: the log's seqs and hash chain, every view against a fresh replay, every blob and sequence.
+"""`rgstore verify`: the log's seqs and hash chain, views against a fresh replay, every blob, cache file and sequence.
 
 Nothing is trusted: records are re-hashed from h[0], views are refolded into a scratch LMDB
 environment and compared by digest (then key by key to name the first difference), every
-blob file is re-hashed, and every genome sequence file in the RefgetStore is re-hashed against
-its refget digest. The report names the first bad seq, view key or file.
+blob file is re-hashed, every live cache entry's files are re-hashed against the sha256 their
+insert recorded (a mirror's not-yet-fetched ones are noted, like its blobs), and every genome
+sequence file in the RefgetStore is re-hashed against its refget digest. The report names the
+first bad seq, view key or file.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     sequences: int = 0
     unfetched_sequences: int = 0
     """Sequences of remote genomes (or on a mirror) not fetched yet: read on first use."""
+    cache_files: int = 0
+    """Files of live cache entries checked (each re-hashed against the sha256 its insert recorded)."""
+    unfetched_cache_files: list[str] = []
+    """On a mirror: cache files not pulled yet (`mirror pull --with-blobs`); a damaged one is a problem."""
     view_digests: dict[str, str] = {}
     lagging_indexes: list[str] = []
     """Audit indexes whose readers fall back to the log (``View.reads_fall_back``) that an older rgstore left
@@ -310,6 +316,32 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
     report.stray_files = [str(path) for path in store.blobs.strays()]
 
 
+def _check_cache(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
+    """Every live cache entry's files, re-hashed by ``cache verify``'s own check (which evicts nothing here)."""
+    from .cachegc import MISSING, verify
+
+    found = verify(store.cache, progress=progress)
+    report.cache_files = found.files
+    with store.read() as txn:
+        replica = store.log.meta_get(txn, "replica_of") is not None
+    # A mirror fetches cache files on `mirror pull --with-blobs` (and its upstream holds them); a primary made them.
+    refetch = "move it aside and `rgstore mirror pull SOURCE --with-blobs` fetches it again" if replica else \
+        "`rgstore cache verify --evict` evicts the entry, and the next request that needs it builds it again"
+    live: set[str] | None = None
+    for p in found.problems:
+        if p.problem != MISSING:
+            report.problems.append(f"{p.file}: cache file of entry {p.key} is corrupt ({p.problem}); {refetch}")
+            continue
+        if live is None:  # `cache gc` may have evicted the entry (then deleted its files) since the listing
+            live = {e.key for e in store.cache.ls()}
+        if p.key not in live or Path(p.file).is_file():
+            continue
+        if replica:
+            report.unfetched_cache_files.append(p.file)
+        else:
+            report.problems.append(f"{p.file}: cache file of entry {p.key} is missing; {refetch}")
+
+
 _DEFAULT_SEQ_TEMPLATE = "sequences/%s2/%s.seq"
 
 
@@ -427,6 +459,7 @@ def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> 
     if not report.problems:
         _check_views(store, report, progress)
     _check_blobs(store, report, progress)
+    _check_cache(store, report, progress)
     if not report.first_bad_seq:
         _check_sequences(store, report, progress)
     return report

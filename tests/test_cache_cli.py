@@ -355,3 +355,27 @@ def test_gc_help_says_what_counts_as_use_and_how_to_keep_what_a_server_serves(cl
     assert TOUCH_INTERVAL == 3600.0 and "at most once per entry per hour" in text
     assert "`rgstore serve`" in text and "read-only mount" in text and "reading an entry's files by path" in text
     assert "`rgstore cache pin`" in text and "--max-age none --max-size" in text
+
+
+def test_a_cache_file_this_user_may_not_read_is_reported_by_both_verifies_and_is_not_evicted(
+    cli, server: UpstreamServer, store_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.privileges import modes_bind_prefix
+
+    prefix = modes_bind_prefix()
+    rows = json.loads(cli("cache", "regions", *ENS, "--regions", "gene", "--base-url", f"{server.url}/ensembl",
+                          "--json").stdout)
+    locked = Path(rows[0]["path"])
+    before = json.loads(cli("cache", "ls", "--json").stdout)
+    locked.chmod(0)
+    try:
+        for args in (["cache", "verify"], ["verify"], ["cache", "verify", "--evict"]):
+            out = subprocess.run([*prefix, sys.executable, "-m", "rgstore_cli", "--store", str(store_path), *args],
+                                 capture_output=True, text=True, cwd=REPO)
+            assert out.returncode == 1, (args, out.stdout, out.stderr)
+            assert "Traceback" not in out.stderr and str(locked) in out.stdout + out.stderr, (args, out)
+            assert "unreadable (Permission denied)" in out.stdout + out.stderr, (args, out)
+    finally:
+        locked.chmod(0o644)
+    assert json.loads(cli("cache", "ls", "--json").stdout) == before  # nothing evicted
+    assert cli("cache", "verify").exit_code == 0

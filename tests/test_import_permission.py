@@ -10,8 +10,6 @@ capability dropped: the modes then bind root as they bind anyone else.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -21,8 +19,7 @@ import pytest
 
 from rgstore.store import Store
 from tests.conftest import REPO
-
-_NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+from tests.privileges import modes_bind_prefix
 
 # The CLI, or the Python API, with gtars' import in this process or in a child (CHILD_IMPORT_MIN_BYTES).
 _CLI = ("import runpy, sys, rgstore.refgetstore as r; r.CHILD_IMPORT_MIN_BYTES = int(sys.argv.pop(1)); "
@@ -40,20 +37,6 @@ with Store.open(Path(sys.argv[2]), actor="t@x") as store:
     except RgstoreError as exc:
         print(json.dumps([type(exc).__name__, str(exc)]))
 """
-
-
-def _denied_prefix() -> list[str]:
-    """The command prefix under which this user's writes obey file modes (root's do not by default)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root, where chmod does not stop writes, and setpriv(1) is not here to drop "
-                    "CAP_DAC_OVERRIDE")
-    probe = subprocess.run([*_NO_OVERRIDE, "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"running as root, where chmod does not stop writes, and setpriv cannot drop CAP_DAC_OVERRIDE "
-                    f"here: {probe.stderr.strip()}")
-    return _NO_OVERRIDE
 
 
 def _read_only(path: Path) -> None:
@@ -86,7 +69,7 @@ def _state(store_path: Path) -> tuple[int, list[tuple[str, list[str]]], list[tup
 def test_an_import_into_a_refgetstore_this_user_may_not_write_is_a_permission_error_and_changes_nothing(
     store_path: Path, tmp_path: Path, in_child: bool, read_only: str, via: str,
 ) -> None:
-    prefix = _denied_prefix()
+    prefix = modes_bind_prefix()
     first, second = tmp_path / "a.fa", tmp_path / "b.fa"
     first.write_text(">c1\nACGTACGTAC\n")
     second.write_text(">c9\nGGGGCCCCAAAT\n>c10\nTTTA\n")

@@ -475,6 +475,29 @@ def test_a_promoted_store_shows_its_followers_stop_not_the_mirrors_old_failing_p
     assert after.error.startswith("the follower stopped at 20") and after.error.endswith("promoted to a primary")
 
 
+def test_mirror_status_labels_a_followers_stop_at_promotion_as_promoted_not_an_upstream_problem(
+        tmp_path: Path) -> None:
+    import json
+
+    from rgstore.mirror import record_pull_error
+    from tests.conftest import run_rgstore
+
+    with Store.open(tmp_path / "p") as primary, Store.open(tmp_path / "m") as mirror:
+        _work(primary, 0, 1)
+        publish(primary, tmp_path / "pub")
+        pull(mirror, str(tmp_path / "pub"))
+        record_pull_error(mirror, "cannot reach http://up.example/: refused")
+        assert status(mirror, check_upstream=False).error_kind == "upstream"  # a mirror's failing pulls
+        promote(mirror)
+        record_pull_error(mirror, "the store was promoted to a primary")  # what a running follower records
+    shown = run_rgstore("--store", str(tmp_path / "m"), "mirror", "status")
+    text = shown.stdout.decode()
+    assert shown.returncode == 0 and "upstream problem" not in text, text
+    assert re.search(r"^promoted: +the follower stopped at 20.*promoted to a primary$", text, re.M), text
+    as_json = json.loads(run_rgstore("--store", str(tmp_path / "m"), "mirror", "status", "--json").stdout)
+    assert as_json["error_kind"] == "promoted" and as_json["error"].startswith("the follower stopped at ")
+
+
 def test_two_pulls_into_one_mirror_take_turns_and_both_succeed(tmp_path: Path) -> None:
     with Store.open(tmp_path / "p") as primary:
         for b in range(20):

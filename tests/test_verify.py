@@ -393,3 +393,67 @@ def test_verify_without_scratch_room_says_it_is_tmpdir_and_that_the_store_was_no
     assert list((tmp_path / "scratch").iterdir()) == []
     with Store.open(store_path, readonly=True) as store:
         assert store.head()[0] == 40 and store.verify().ok
+
+
+def _altered(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-2] + (b"A" if data[-2:-1] != b"A" else b"C") + b"\n")  # same size, other bytes
+
+
+def test_cache_files_that_are_altered_or_gone_are_named_and_fail_verify_like_cache_verify(
+        store: Store, server: Any) -> None:
+    from tests.conftest import run_rgstore
+    from tests.upstream_fixture import ENSEMBL, base, req
+
+    store.cache.regions(req(ENSEMBL, "gene,CDS"), base_url=base(server, "ensembl"))
+    clean = store.verify()
+    assert clean.ok and clean.cache_files == 6 and clean.unfetched_cache_files == []
+    level1 = store.cache.ls(level=1)[0]
+    altered = store.cache_path / level1.path / sorted(level1.files)[0]
+    _altered(altered)
+    level2 = store.cache.ls(level=2)[0]
+    gone = store.cache_path / level2.path / sorted(level2.files)[0]
+    gone.unlink()
+    report = store.verify()
+    assert not report.ok and report.cache_files == 6
+    assert {str(p.file) for p in store.cache.verify().problems} == {str(altered), str(gone)}
+    [bad] = [p for p in report.problems if str(altered) in p]
+    assert "corrupt" in bad and level1.key in bad and "cache verify --evict" in bad
+    [missing] = [p for p in report.problems if str(gone) in p]
+    assert "missing" in missing and level2.key in missing
+    done = run_rgstore("--store", str(store.path), "verify")
+    assert done.returncode == 1, done.stdout
+    assert str(altered) in done.stderr.decode() and str(gone) in done.stderr.decode()
+
+
+def test_a_mirror_notes_cache_files_it_has_not_fetched_yet_but_fails_on_one_it_holds_altered(
+        store: Store, server: Any, tmp_path: Path) -> None:
+    from rgstore.cachecopy import publish_cache
+    from rgstore.mirror import pull
+    from rgstore.segments import publish
+    from tests.conftest import run_rgstore
+    from tests.upstream_fixture import ENSEMBL, base, req
+
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    publish(store, pub)
+    publish_cache(store, pub)
+    files = sum(len(e.files) for e in store.cache.ls())
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(pub))  # the log only: cache files come with --with-blobs
+        lazy = mirror.verify()
+        assert lazy.ok and lazy.cache_files == files and len(lazy.unfetched_cache_files) == files
+        assert not mirror.cache.verify().ok  # `cache verify` alone calls them missing
+    shown = run_rgstore("--store", str(tmp_path / "mirror"), "verify")
+    assert shown.returncode == 0 and f"not fetched {files} cache files yet" in shown.stdout.decode(), shown.stdout
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(pub), with_blobs=True)
+        fetched = mirror.verify()
+        assert fetched.ok and fetched.unfetched_cache_files == []
+        entry = mirror.cache.ls(level=1)[0]
+        local = mirror.cache_path / entry.path / "annotation" / "gene.fna"
+        _altered(local)
+        report = mirror.verify()
+    assert not report.ok and len(report.problems) == 1
+    assert str(local) in report.problems[0] and "corrupt" in report.problems[0]
+    assert "mirror pull SOURCE --with-blobs" in report.problems[0]
