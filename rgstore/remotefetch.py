@@ -2,8 +2,9 @@
 
 ``fetch_sequence`` downloads one sequence from a remote RefgetStore in ranged windows, checks
 its sha512t24u, length and md5, and only then caches it in the store's own RefgetStore;
-an http(s) store in Raw mode is read with rgstore's own HTTP client (its ``.seq`` files are the
-residues: ranged GETs under the low-speed guard, netrc credentials), any other through gtars;
+an http(s) store is read with rgstore's own HTTP client (the low-speed guard, netrc credentials):
+in Raw mode its ``.seq`` files are the residues (ranged GETs), in Encoded mode the sequence's data
+file is downloaded whole and gtars decodes it offline (``encodedfetch``); any other through gtars;
 ``fetch_missing`` finds where a missing sequence can come from (a remote genome listing it, or
 the primary a mirror replays). Anything unreachable or non-conforming raises, and nothing is cached.
 A store's ``rgstore.json`` is read once per ``MANIFEST_TTL_S`` per process, not once per sequence.
@@ -20,9 +21,10 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from .aliases import normalise_digest
@@ -35,6 +37,7 @@ from .views.genomes import genome_record
 if TYPE_CHECKING:
     import httpx
 
+    from .refgetstore import Ingested
     from .store import Store
 
 __all__ = ["fetch_many", "fetch_missing", "fetch_sequence"]
@@ -58,8 +61,19 @@ MANIFEST_TTL_S = 300.0
 """How long a remote RefgetStore's parsed ``rgstore.json`` is reused for its sequence reads in this process."""
 _MANIFESTS_KEPT = 64
 """Remote RefgetStores whose parsed manifest is kept at once (the least recently read goes first)."""
-_manifests: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
-"""Store URL -> (monotonic time read, its Raw data-file template or None: gtars reads it)."""
+
+
+class _Layout(NamedTuple):
+    """Where a remote RefgetStore's files are, as its ``rgstore.json`` says, for rgstore's own client to read them."""
+
+    template: str
+    """Its ``seqdata_path_template``."""
+    seq_index: str | None
+    """Its sequence index (``sequence_index``) in Encoded mode, where the alphabet of each sequence is; None: Raw."""
+
+
+_manifests: OrderedDict[str, tuple[float, _Layout | None]] = OrderedDict()
+"""Store URL -> (monotonic time read, where its files are or None: gtars reads it)."""
 _manifests_lock = threading.Lock()  # lazy fetches run on a server's threads
 
 
@@ -114,22 +128,38 @@ class _FastaWriter:
 def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> Iterator[bytes]:
     """The residues of ``bare`` read from the RefgetStore at ``remote_url``, window by window.
 
-    An http(s) store in Raw mode is read by ``_ranged_residues``; any other (Encoded, a template
-    not understood here, ``file://``) by gtars, whose HTTP requests no low-speed guard watches.
+    An http(s) store is read with rgstore's own client (the low-speed guard, netrc credentials): in
+    Raw mode by ``_ranged_residues``; in Encoded mode its data file is downloaded into ``scratch``
+    as a one-sequence local store (``encodedfetch.local_copy``) that gtars decodes without a request.
+    Any other (a template or index path not understood here, ``file://``) is read by gtars, whose
+    HTTP requests no low-speed guard watches and which sends no netrc credentials.
     """
+    handle = None
     if is_http_url(remote_url):
         # One client per server for the process: reads of many sequences share its connections.
         with kept_client(remote_url) as client:
-            seq_url = _raw_sequence_url(client, remote_url, bare)
-            if seq_url is not None:
-                yield from _ranged_residues(client, remote_url, seq_url, bare, length)
+            found = _sequence_file(client, remote_url, bare)
+            if found is not None and found[1].seq_index is None:
+                yield from _ranged_residues(client, remote_url, found[0], bare, length)
                 return
-    handle = _open_remote(scratch / "cache", remote_url)
+            if found is not None:
+                from .encodedfetch import local_copy
+
+                handle = local_copy(client, remote_url, f"{remote_url}/{found[1].seq_index}", found[0], bare, length,
+                                    scratch / "encoded", index_timeout=STORE_READ_TIMEOUT_S,
+                                    data_timeout=API_READ_TIMEOUT_S)
+    local = handle is not None
+    if handle is None:
+        handle = _open_remote(scratch / "cache", remote_url)
     for start in range(0, length, _WINDOW):
         try:
             for chunk in handle.stream_sequence(bare, start, min(length, start + _WINDOW)):
                 yield chunk.encode()
         except (KeyError, OSError) as exc:
+            if local:  # the whole data file is here: it is what does not decode (too short, say)
+                why = str(exc).strip("'\"").partition(" (")[2].removesuffix(")") or str(exc)
+                raise IntegrityError(f"sequence {bare} from {redact(remote_url)} is corrupt (its data file does not "
+                                     f"decode: {why}); nothing was cached") from None
             raise _fetch_error(remote_url, bare, length, exc) from None
         except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
             raise IntegrityError(
@@ -137,8 +167,8 @@ def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> I
             ) from None
 
 
-def _raw_sequence_url(client: httpx.Client, store_url: str, bare: str) -> str | None:
-    """The URL of ``bare``'s data file if the store's ``rgstore.json`` says Raw mode and a known template; else None.
+def _sequence_file(client: httpx.Client, store_url: str, bare: str) -> tuple[str, _Layout] | None:
+    """The URL of ``bare``'s data file and the store's layout if its ``rgstore.json`` is read here (``_layout``); else None.
 
     The manifest is read once per store URL and reused for ``MANIFEST_TTL_S`` (a ``getseq`` over
     hundreds of sequences, a lazy mirror's fetches: one request, not one per sequence); a fetch that
@@ -150,23 +180,23 @@ def _raw_sequence_url(client: httpx.Client, store_url: str, bare: str) -> str | 
         kept = _manifests.get(store_url)
         if kept is not None and now - kept[0] < MANIFEST_TTL_S:
             _manifests.move_to_end(store_url)
-            template = kept[1]
+            layout = kept[1]
         else:
             kept = None
     if kept is None:
-        template = _raw_template(client, store_url)
+        layout = _layout(client, store_url)
         with _manifests_lock:
-            _manifests[store_url] = (now, template)
+            _manifests[store_url] = (now, layout)
             _manifests.move_to_end(store_url)
             while len(_manifests) > _MANIFESTS_KEPT:
                 _manifests.popitem(last=False)
-    if template is None:
+    if layout is None:
         return None
-    return f"{store_url}/{template.replace('%s2', bare[:2]).replace('%s', bare)}"
+    return f"{store_url}/{layout.template.replace('%s2', bare[:2]).replace('%s', bare)}", layout
 
 
 def _manifest_kept(store_url: str) -> bool:
-    """Whether a read of ``store_url`` would reuse a manifest read earlier (``_raw_sequence_url``)."""
+    """Whether a read of ``store_url`` would reuse a manifest read earlier (``_sequence_file``)."""
     with _manifests_lock:
         kept = _manifests.get(store_url)
     return kept is not None and time.monotonic() - kept[0] < MANIFEST_TTL_S
@@ -178,8 +208,8 @@ def _forget_manifest(store_url: str) -> None:
         _manifests.pop(store_url, None)
 
 
-def _raw_template(client: httpx.Client, store_url: str) -> str | None:
-    """The data-file template of the store's ``rgstore.json`` if it says Raw mode and a known template; else None.
+def _layout(client: httpx.Client, store_url: str) -> _Layout | None:
+    """Where the store's files are if its ``rgstore.json`` says Raw or Encoded mode and paths read here; else None.
 
     RemoteError when the manifest cannot be fetched (unreachable, an error status, too slow).
     """
@@ -201,13 +231,18 @@ def _raw_template(client: httpx.Client, store_url: str) -> str | None:
         manifest = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None  # gtars reports what is wrong with it
-    if not isinstance(manifest, dict) or manifest.get("mode") != "Raw":
-        return None  # Encoded residues are bit-packed: gtars decodes them
-    template = manifest.get("seqdata_path_template")
+    if not isinstance(manifest, dict) or manifest.get("mode") not in ("Raw", "Encoded"):
+        return None  # gtars reports what is wrong with it
+    template, index = manifest.get("seqdata_path_template"), manifest.get("sequence_index")
     if not isinstance(template, str) or not _TEMPLATE.fullmatch(template) \
             or "%s" not in template.replace("%s2", "") or ".." in template.split("/"):
         return None  # a template not understood here is gtars' to read
-    return template
+    if manifest["mode"] == "Raw":
+        return _Layout(template, None)
+    # Encoded residues are bit-packed by an alphabet the index names: gtars decodes the downloaded file.
+    if not isinstance(index, str) or not _TEMPLATE.fullmatch(index) or "%" in index or ".." in index.split("/"):
+        return None
+    return _Layout(template, index)
 
 
 def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: str, length: int) -> Iterator[bytes]:
@@ -314,6 +349,7 @@ def fetch_sequence(
     through it is missing or corrupt, the manifest is read again and the sequence once more (a
     store republished meanwhile, its files moved, is picked up at once, not after the lifetime).
     """
+    from .fetchgroup import ready_name
     from .refgetstore import scratch_dir, strip_sq
 
     bare = normalise_digest(strip_sq(digest))
@@ -322,7 +358,10 @@ def fetch_sequence(
         fasta = scratch / "sequence.fa"
         with open(fasta, "wb") as out:
             _fetch_into(out, remote_url, scratch, bare, length, md5, progress, via_refget_api)
-        _import_fetched(store, fasta, {bare: length})
+        # Verified: from now on whichever fetch holds the fetch lock first may import it along with its own.
+        ready = scratch / ready_name(bare, length)
+        os.rename(fasta, ready)
+        _import_fetched(store, ready, {bare: length}, progress, gather=True)
 
 
 def _fetch_into(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length: int, md5: str,
@@ -350,29 +389,47 @@ def _fetch_into(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length
             reused = False
 
 
-def _import_fetched(store: Store, fasta: Path, lengths: dict[str, int], progress: ProgressFactory = null_progress) -> None:
+def _import_fetched(store: Store, fasta: Path, lengths: dict[str, int], progress: ProgressFactory = null_progress,
+                    *, gather: bool = False) -> None:
     """Import the verified records of ``fasta`` (sequences ``lengths``: bare digest -> length) into the RefgetStore.
 
     They go in as one carrier collection, removed again once imported (the sequences stay): one
     gtars import and removal per call under one gtars batch lock, which is most of a small
-    sequence's cost (~0.1 s each: the lock's release).
+    sequence's cost (~0.1 s each: the lock's release). With ``gather``, the ready FASTAs other
+    fetches (threads, processes) left while waiting for the lock go into the same import (a group
+    commit: theirs then find their sequences cached); should that import fail, ``fasta`` is
+    imported alone, so another fetch's file never fails this one (nor its own: it retries alone).
     """
-    from .refgetstore import Ingested, SequenceFiles, fetch_lock, ingest_fasta, open_refget, sequence_readable
+    from .fetchgroup import gathered
+    from .refgetstore import SequenceFiles, fetch_lock, ingest_fasta, open_refget, sequence_readable
 
+    with fetch_lock(store):
+        cached: Callable[[str, int], bool] | None = None
+        try:
+            handle, files = open_refget(store, write=False), SequenceFiles(store.refget_path)
+            if all(sequence_readable(handle, files, bare, length) for bare, length in lengths.items()):
+                return  # another process cached them while this one downloaded
+            cached = partial(sequence_readable, handle, files)
+        except NotFoundError:
+            pass  # no RefgetStore yet: this fetch creates it
+        group = gathered(store, fasta, lengths, cached) if gather else None
+        if group is not None:
+            try:
+                ingest_fasta(store, group[0], progress=progress, then=_expecting(group[1]), keep_collection=False)
+                return
+            except (RgstoreError, OSError):
+                pass  # maybe another fetch's file (``ingest_fasta`` took its import back): this one's alone, below
+        ingest_fasta(store, fasta, progress=progress, then=_expecting(lengths), keep_collection=False)
+
+
+def _expecting(lengths: dict[str, int]) -> Callable[[Ingested], None]:
+    """An ``ingest_fasta`` check: IntegrityError unless the import holds exactly the sequences ``lengths``."""
     def check(ingested: Ingested) -> None:
         if sorted(ingested.sequences) != sorted(f"SQ.{bare}" for bare in lengths):
             raise IntegrityError(
                 f"caching sequences {', '.join(lengths)} produced {ingested.sequences}; the RefgetStore disagrees"
             )
-
-    with fetch_lock(store):
-        try:
-            handle, files = open_refget(store, write=False), SequenceFiles(store.refget_path)
-            if all(sequence_readable(handle, files, bare, length) for bare, length in lengths.items()):
-                return  # another process cached them while this one downloaded
-        except NotFoundError:
-            pass  # no RefgetStore yet: this fetch creates it
-        ingest_fasta(store, fasta, progress=progress, then=check, keep_collection=False)
+    return check
 
 
 def _download(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length: int, md5: str,
@@ -526,7 +583,7 @@ def fetch_many(
                 one = scratch / "one"
                 bases: dict[str, str | None] = {}  # a mirror's upstream probed once, not once per sequence
                 for bare in wanted:
-                    # Each download's own scratch (gtars' cache of an Encoded store): not the whole genome at once.
+                    # Each download's own scratch (an Encoded store's data file, gtars' cache): not the whole genome at once.
                     shutil.rmtree(one, ignore_errors=True)
                     one.mkdir()
                     candidates = _candidates(store, bare, bases)

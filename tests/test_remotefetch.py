@@ -47,7 +47,7 @@ def test_a_lazy_mirror_of_a_directory_with_a_space_and_non_ascii_in_its_path_rea
         assert mirror.getseq("tiny", "chrM") == "GGGGCCCC"
 
 
-# -- a remote RefgetStore over http(s): Raw through rgstore's guarded client, Encoded through gtars ----------
+# -- a remote RefgetStore over http(s): read by rgstore's guarded client (Encoded files decoded by gtars) --
 
 CHRM = "TTTTGGGGCCCCAAAA"
 
@@ -251,13 +251,86 @@ def test_a_raw_remote_store_behind_basic_auth_is_read_with_netrc_credentials(
     assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
 
 
-def test_an_encoded_remote_store_is_still_read_through_gtars(tmp_path: Path, store: Store) -> None:
-    root, bare = _chrm(tmp_path, encoded=True)
+def test_an_encoded_remote_store_is_read_by_rgstore_and_decoded_by_gtars_as_gtars_reads_it(
+    tmp_path: Path, store: Store
+) -> None:
+    # gtars' remote handle read it (collections.rgci, then ranged reads): its own requests, unguarded, no netrc.
+    from gtars.refget import RefgetStore, sha512t24u_digest  # type: ignore[import-untyped]
+
+    from tests.test_remote import LONG
+
+    root, _ = _chrm(tmp_path, encoded=True)
+    served = RefgetStore.open_local(str(root))
+    served.set_quiet(True)
     with _serving(root) as server:
+        for residues in (LONG, "GGGAAATTTCNNRYACGT", CHRM):  # 2-bit and 3-bit (N, R, Y) data files
+            bare = sha512t24u_digest(residues)
+            remotefetch.fetch_sequence(store, server.url, bare, len(residues))
+            assert open_refget(store, write=False).get_substring(bare, 0, len(residues)) \
+                == served.get_substring(bare, 0, len(residues)) == residues
+        chrm = sha512t24u_digest(CHRM)
+        assert server.requests[-2:] == [("GET", "/sequences.rgsi", ""), ("GET", f"/sequences/{chrm[:2]}/{chrm}.seq", "")]
+        assert "/collections.rgci" not in server.paths()  # asked by rgstore's client, not gtars
+
+
+def test_an_encoded_remote_store_behind_basic_auth_is_read_with_netrc_credentials(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gtars reads no netrc: its requests got 401s ("cannot open the RefgetStore at ...").
+    root, bare = _chrm(tmp_path, encoded=True)
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password s3cret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    with _serving(root, "auth") as server:
         remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
-        paths = server.paths()
-    assert "/collections.rgci" in paths and "/sequences.rgsi" in paths  # gtars' open_remote and first read
     assert open_refget(store, write=False).get_substring(bare, 0, 16) == CHRM
+
+
+def test_an_encoded_remote_store_trickling_a_sequence_is_given_up_in_one_line_and_nothing_is_cached(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gtars made its own requests, unguarded: it waited out the trickle (1,250 bytes at 20 bytes/s: a minute).
+    from gtars.refget import sha512t24u_digest  # type: ignore[import-untyped]
+
+    from tests.test_remote import LONG
+
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "100")
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_TIME_S", "0.3")
+    root, _ = _chrm(tmp_path, encoded=True)
+    bare = sha512t24u_digest(LONG)
+    with _serving(root, "trickle") as server:
+        secret = server.url.replace("http://", "http://u:s3cret@")
+        with pytest.raises(RemoteError) as caught:
+            remotefetch.fetch_sequence(store, secret, bare, len(LONG))
+    shown = server.url.replace("http://", "http://***@")
+    assert re.fullmatch(rf"gave up on {re.escape(shown)}/sequences/{bare[:2]}/{bare}\.seq: the transfer averaged "
+                        r"\d+ bytes/s over 0\.\d s, under the 100 bytes/s \$RGSTORE_LOW_SPEED_LIMIT asks for over "
+                        r"\$RGSTORE_LOW_SPEED_TIME_S \(0\.3 s\)", str(caught.value))
+    assert not _cached(store, bare) and not list(store.path.glob(".remote-*"))
+
+
+def test_an_encoded_remote_store_whose_data_file_is_cut_short_is_refused_as_corrupt(
+    tmp_path: Path, store: Store
+) -> None:
+    root, bare = _chrm(tmp_path, encoded=True)
+    data = root / "sequences" / bare[:2] / f"{bare}.seq"
+    data.write_bytes(data.read_bytes()[:2])
+    with _serving(root) as server, pytest.raises(
+            IntegrityError, match=rf"^sequence {bare} from .* is corrupt \(its data file does not decode: .*too short"):
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+    assert not _cached(store, bare) and not list(store.path.glob(".remote-*"))
+
+
+def test_a_sequence_an_encoded_remote_store_does_not_index_is_not_found_not_a_remote_failure(
+    tmp_path: Path, store: Store
+) -> None:
+    # gtars said "fetching sequence ... failed: Sequence not found" (a RemoteError) for it.
+    root, bare = _chrm(tmp_path, encoded=True)
+    index = root / "sequences.rgsi"
+    index.write_text("".join(line for line in index.read_text().splitlines(True) if bare not in line))
+    with _serving(root) as server, pytest.raises(
+            NotFoundError, match=rf"^the RefgetStore at {re.escape(server.url)} has no sequence {bare}$"):
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+    assert not _cached(store, bare)
 
 
 def test_a_remote_store_manifest_nested_thousands_deep_is_a_remote_error_not_a_recursion_error(
