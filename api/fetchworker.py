@@ -7,6 +7,7 @@ and then fetches one sequence at a time, asked over a pipe with one JSON line an
 one (``{"fetched": bool}`` or ``{"error": class name, "message": ...}``). It verifies the residues
 against their digest exactly as an in-process fetch does (``rgstore.remotefetch.fetch_missing``)
 and opens the store anew per request, so a store replaced at the served path is fetched into.
+A mirror's missing refpkg blob is fetched the same way (``fetch_blob``: ``rgstore.blobfetch``).
 
 A worker past its deadline, or stopped (``FetchWorkers.stop``: a request cancelled at shutdown), is
 killed and replaced on the next need. A worker exits when its stdin reaches EOF (the server closed
@@ -36,6 +37,7 @@ import json, os, signal, sys
 from pathlib import Path
 answers = os.fdopen(os.dup(1), "w")  # the answers' own channel: a library's stray print goes to stderr instead
 os.dup2(2, 1)
+from rgstore.blobfetch import fetch_missing_blob
 from rgstore.errors import RgstoreError
 from rgstore.remotefetch import fetch_missing
 from rgstore.store import Store
@@ -48,7 +50,10 @@ while True:
     retire = False
     try:
         with Store.open(Path(request["store"]), readonly=True) as store:
-            answer = {"fetched": fetch_missing(store, request["digest"])}
+            if "blob" in request:  # a mirror's refpkg blob, from its upstream
+                answer = {"fetched": fetch_missing_blob(store, request["blob"], request["size"])}
+            else:
+                answer = {"fetched": fetch_missing(store, request["digest"])}
     except RgstoreError as exc:
         answer = {"error": type(exc).__name__, "message": str(exc)}
     except (KeyboardInterrupt, SystemExit):
@@ -162,7 +167,15 @@ class FetchWorkers:
         self._closed = False
 
     def fetch(self, digest: str) -> bool:
-        """Blocking: ``fetch_missing`` of ``digest`` in a worker; True if it fetched the sequence.
+        """Blocking: ``fetch_missing`` of ``digest`` in a worker; True if it fetched the sequence; see ``_run``."""
+        return self._run(digest, {"digest": digest}, f"sequence SQ.{digest}")
+
+    def fetch_blob(self, sha256: str, size: int | None) -> bool:
+        """Blocking: ``fetch_missing_blob`` of ``sha256`` in a worker; True once the blob is here; see ``_run``."""
+        return self._run(sha256, {"blob": sha256, "size": size}, f"blob {sha256}")
+
+    def _run(self, key: str, fields: dict[str, Any], what: str) -> bool:
+        """Ask a worker to fetch ``what`` (``fields`` say which; ``key`` names it for ``stop``).
 
         RemoteError past the deadline or when the worker is stopped or dies; the worker's
         RgstoreError is re-raised by class name (``child_error``). A reused worker found gone when
@@ -175,31 +188,31 @@ class FetchWorkers:
             with self._guard:
                 closed = self._closed
                 if not closed:
-                    self._busy[digest] = worker
+                    self._busy[key] = worker
             if closed:  # closed while this worker started: it fetches nothing after shutdown
                 worker.end()
-                raise RemoteError("the server is shutting down; the sequence was not fetched")
+                raise RemoteError(f"the server is shutting down; the {what.split()[0]} was not fetched")
             reused = worker.used
             try:
-                answer = worker.ask({"store": os.fspath(self.store_path), "digest": digest,
+                answer = worker.ask({"store": os.fspath(self.store_path), **fields,
                                      "alarm": int(self.timeout) + 30}, self.timeout)
             except TimeoutError:
                 worker.end()
-                raise RemoteError(f"fetching sequence SQ.{digest} took more than {self.timeout:.0f}s; gave up") from None
+                raise RemoteError(f"fetching {what} took more than {self.timeout:.0f}s; gave up") from None
             except _WorkerDied as died:
                 code = worker.end()
                 if reused and not died.sent and not worker.stopped and attempt == 0:
                     continue  # it was gone before the request went out (died while idle): no upstream saw it
                 said = worker.last_words()
-                raise RemoteError(f"fetching sequence SQ.{digest} failed (fetch worker exit {code}"
+                raise RemoteError(f"fetching {what} failed (fetch worker exit {code}"
                                   f"{': ' + said if said else ''})") from None
             finally:
                 with self._guard:
-                    if self._busy.get(digest) is worker:
-                        del self._busy[digest]
+                    if self._busy.get(key) is worker:
+                        del self._busy[key]
             if "crash" in answer:
                 worker.end(grace=5.0)
-                raise RemoteError(f"fetching sequence SQ.{digest} failed: {answer['crash']}")
+                raise RemoteError(f"fetching {what} failed: {answer['crash']}")
             self._give_back(worker)
             if "error" in answer:
                 raise child_error(str(answer["error"]), str(answer["message"]))

@@ -6,7 +6,8 @@ that accepts connections and never answers, take every token and leave ``/events
 pull), ``/v4/genomes``, ``/refpkgs`` and the file routes hanging. Here each fetch holds one of
 ``slots`` fetch slots and runs on a thread of its own limiter; a request that finds every slot busy
 waits ``wait_s`` for one, then gets 503 with ``Retry-After``. Requests for a sequence already being
-fetched wait for that download and share its outcome instead of taking a slot. The limits come from
+fetched wait for that download and share its outcome instead of taking a slot; a mirror's missing
+refpkg blobs (``LazyFetcher.blob``) share the same slots. The limits come from
 ``$RGSTORE_SERVE_FETCH_SLOTS``, ``$RGSTORE_SERVE_FETCH_WAIT_S`` and ``$RGSTORE_SERVE_FETCH_TIMEOUT_S``.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -25,6 +28,7 @@ from .sequences import FETCH_TIMEOUT_S, StoredSequence, fetch_and_open, open_sto
 
 __all__ = ["FetchLimits", "FetchSlotsBusyError", "LazyFetcher", "RETRY_AFTER_S", "lazy_fetcher"]
 
+T = TypeVar("T")
 RETRY_AFTER_S = 30
 """What a 503 for busy fetch slots tells the client to wait before asking again."""
 
@@ -80,10 +84,13 @@ class _Flight:
 class LazyFetcher:
     """The fetches of one worker: create it inside the event loop (in the lifespan)."""
 
-    def __init__(self, limits: FetchLimits, stop_fetch: Callable[[str], None]) -> None:
-        """``stop_fetch(digest)`` ends the fetch of ``digest`` under way, if any (its request was cancelled)."""
+    def __init__(self, limits: FetchLimits, stop_fetch: Callable[[str], None],
+                 fetch_blob: Callable[[str, int | None], bool] | None = None) -> None:
+        """``stop_fetch(key)`` ends the fetch of a sequence digest or blob sha256 under way, if any (its request
+        was cancelled); ``fetch_blob(sha256, size)`` fetches a mirror's missing blob (blocking; True once here)."""
         self.limits = limits
         self._stop_fetch = stop_fetch
+        self._fetch_blob = fetch_blob
         self._slots = anyio.Semaphore(limits.slots)
         # The thread hop needs a limiter other than the default one; admission (``_slots``) bounds it.
         self._threads = anyio.CapacityLimiter(limits.slots)
@@ -104,7 +111,7 @@ class LazyFetcher:
             # It succeeded (the file is here now) or its request was cancelled (fetch it here): look again.
         flight = self._flights[seq.digest] = _Flight()
         try:
-            return await self._fetch(seq)
+            return await self._in_slot(partial(fetch_and_open, seq), seq.digest, f"sequence SQ.{seq.digest}")
         except RgstoreError as exc:
             flight.error = exc
             raise
@@ -112,7 +119,36 @@ class LazyFetcher:
             del self._flights[seq.digest]
             flight.done.set()
 
-    async def _fetch(self, seq: StoredSequence) -> int:
+    async def blob(self, sha256: str, size: int | None, present: Callable[[], bool]) -> bool:
+        """Fetch a mirror's missing blob unless ``present()``, under the fetch slots, one download per blob at once.
+
+        True once the blob is here, False if nothing can supply it (no mirror, or no ``fetch_blob``);
+        raises what ``fetch_blob`` raises, or FetchSlotsBusyError.
+        """
+        if self._fetch_blob is None:
+            return present()
+        fetch_blob = self._fetch_blob
+        while not present():
+            flight = self._flights.get(sha256)  # hex sha256: never a sequence's base64url digest
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.error is not None:
+                raise type(flight.error)(str(flight.error))
+        else:
+            return True
+        flight = self._flights[sha256] = _Flight()
+        try:
+            return await self._in_slot(lambda: fetch_blob(sha256, size), sha256, f"blob {sha256}")
+        except RgstoreError as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[sha256]
+            flight.done.set()
+
+    async def _in_slot(self, fetch: Callable[[], T], key: str, what: str) -> T:
+        """``fetch()`` on a thread of its own once a fetch slot is free; ``key`` is what ``stop_fetch`` is told."""
         acquired = False
         try:  # a free slot first: under a wait of 0 the scope below is cancelled before it could take one
             self._slots.acquire_nowait()
@@ -123,14 +159,14 @@ class LazyFetcher:
                 acquired = True
         if not acquired:
             raise FetchSlotsBusyError(
-                f"sequence SQ.{seq.digest} is not fetched yet and all {self.limits.slots} fetch slots stayed "
+                f"{what} is not fetched yet and all {self.limits.slots} fetch slots stayed "
                 f"busy for {self.limits.wait_s:g}s; try again in {RETRY_AFTER_S}s"
             )
         try:
             # Abandoned on cancellation (a server shutting down): the worker is killed, so the thread ends too.
-            return await anyio.to_thread.run_sync(fetch_and_open, seq, limiter=self._threads, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(fetch, limiter=self._threads, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
-            self._stop_fetch(seq.digest)
+            self._stop_fetch(key)
             raise
         finally:
             self._slots.release()

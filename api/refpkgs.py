@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from rgstore.environment import Txn
-from rgstore.errors import ConflictError, IntegrityError, NotFoundError, RgstoreError
+from rgstore.errors import ConflictError, IntegrityError, NotFoundError, RemoteError
 from rgstore.events import FileRef
 from rgstore.pagecursor import decode_text, encode_text
 from rgstore.refpkg_history import decode_history_cursor, history_page
@@ -25,6 +25,7 @@ from rgstore.views.refpkgs import Head, Step, refpkg_chain, refpkg_log, refpkg_s
 
 from .files import StoredFileResponse, fd_checksums, file_responses
 from .keyset import After, next_after, only_one_start, paged_responses
+from .lazyfetch import lazy_fetcher
 from .schemas import ErrorBody, RefpkgHistory, RefpkgList
 from .wire import json_response, store_of
 
@@ -32,12 +33,6 @@ __all__ = ["router", "contents"]
 
 router = APIRouter(prefix="/refpkgs", tags=["refpkgs"])
 
-
-class BlobNotFetchedError(RgstoreError):
-    """A mirror holds a package's events but has not fetched the file's blob from its upstream yet (503, retry)."""
-
-    http_status = 503
-    retry_after = 5
 
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Number of items to skip")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Maximum number of items to return")]
@@ -144,11 +139,15 @@ def _step(step: Step, state: str) -> dict[str, Any]:
     "/{name}/files/{key}", summary="Download one file of a package, verified against its checksums",
     response_class=Response,
     responses={**file_responses("application/octet-stream", verified=True),
-               503: {"model": ErrorBody, "description": "A mirror has not fetched the file from its upstream yet "
-                     "(`Retry-After`)"}},
+               502: {"model": ErrorBody, "description": "A mirror could not fetch the file from its upstream "
+                     "(the detail says why and what to do)"},
+               503: {"model": ErrorBody, "description": "A mirror's fetch slots stayed busy (`Retry-After`)"}},
 )
-def refpkg_file(request: Request, name: str, key: str) -> Response:
-    """The file under ``key`` in the current state, after re-hashing it (sha256 and md5 must match)."""
+async def refpkg_file(request: Request, name: str, key: str) -> Response:
+    """The file under ``key`` in the current state, after re-hashing it (sha256 and md5 must match).
+
+    A mirror fetches a blob it lacks from its upstream first (verified by sha256, under the fetch slots).
+    """
     store = store_of(request)
     with store.read() as txn:
         _, current = _state(store, txn, name)
@@ -157,10 +156,13 @@ def refpkg_file(request: Request, name: str, key: str) -> Response:
     if ref is None:
         raise NotFoundError(f"no file {key!r} in refpkg {name!r}; keys: {', '.join(sorted(current.files))}")
     if not store.blobs.exists(ref.sha256):
-        if mirror:  # a mirror commits the upstream's events first, then fetches the blobs they name
-            raise BlobNotFetchedError(f"refpkg {name!r} file {key!r}: this mirror has not fetched its blob "
-                                      f"{ref.sha256} from its upstream yet; retry shortly")
-        raise IntegrityError(f"refpkg {name!r} file {key!r}: its blob {ref.sha256} is missing")
+        sha = ref.sha256
+        try:  # a mirror pulled without --with-blobs fetches the blob now, as a pull --with-blobs would
+            fetched = mirror and await lazy_fetcher(request).blob(sha, ref.size, lambda: store.blobs.exists(sha))
+        except (NotFoundError, RemoteError) as exc:  # named by the package, so a failing upstream is a bad gateway
+            raise RemoteError(f"refpkg {name!r} file {key!r} could not be fetched: {exc}") from None
+        if not fetched:
+            raise IntegrityError(f"refpkg {name!r} file {key!r}: its blob {sha} is missing")
 
     def verify(fd: int) -> None:  # hashed from the descriptor the bytes are then sent from
         found = fd_checksums(fd)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,14 +63,26 @@ def _sha256_of(path: Path) -> str:
 class BlobStore:
     """The ``blobs/`` directory of a store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fetch_missing: Callable[[str, int | None], bool] | None = None) -> None:
+        """``fetch_missing(sha256, size)`` fetches a missing blob from elsewhere (a mirror's upstream); False: nowhere."""
         self.root = root
+        self.fetch_missing = fetch_missing
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this sha256 lives (whether or not it exists)."""
         if len(sha256) != 64 or not _HEX.issuperset(sha256):
             raise NotFoundError(f"not a sha256 digest: {sha256!r}")
         return self.root / sha256[:2] / sha256
+
+    def ensure(self, sha256: str, size: int | None = None) -> Path:
+        """The blob's path, fetched first by ``fetch_missing`` if it is not here; NotFoundError if nothing has it.
+
+        Not verified here: readers hash what they read (``verify``, a verified copy or response).
+        """
+        path = self.path(sha256)
+        if not path.is_file() and not (self.fetch_missing is not None and self.fetch_missing(sha256, size)):
+            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+        return path
 
     def exists(self, sha256: str) -> bool:
         """Whether the blob is present (not whether it is intact)."""

@@ -44,7 +44,7 @@ from .store import Store
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "probe_source", "pull", "record_pull_error", "status",
+__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "fetch_blob", "probe_source", "pull", "record_pull_error", "status",
            "promote", "missing_sequences"]
 
 
@@ -412,6 +412,10 @@ def _fetch_blob(store: Store, client: httpx.Client | None, source: str, kind: st
                 advance: Callable[[int], object]) -> None:
     """Fetch one blob from the upstream into the store, verified by sha256."""
     rel = f"blobs/{sha[:2]}/{sha}"
+    if kind == "export":
+        raise NotFoundError(f"blob {sha} is not in this mirror and {source} is an exported log file, which carries "
+                            "no blobs: pull once from a server or published segments that hold them "
+                            "(`rgstore mirror pull SOURCE --with-blobs`)")
     if client is not None and kind == "server":
         chunks = upstream.stream(client, f"{source}/blobs/{sha}", limit=size)
     elif client is not None and upstream.is_url(source):
@@ -431,6 +435,30 @@ def _fetch_blob(store: Store, client: httpx.Client | None, source: str, kind: st
             raise
         # Static hosts such as S3 answer 403, not 404, for a key that is not there.
         raise type(exc)(f"{exc} (was {source} published with --with-blobs?)") from None
+
+
+def fetch_blob(store: Store, source: str, sha: str, size: int | None = None) -> None:
+    """Fetch one blob from ``source`` (the mirror's upstream) into the store, verified by sha256, as a pull does.
+
+    For a blob read before any ``--with-blobs`` pull fetched it (``rgstore.blobfetch``). A URL is
+    told apart as the pull does: published segments have a manifest, a server does not.
+    NotFoundError when the upstream lacks it, RemoteError when it cannot be reached, IntegrityError
+    (nothing stored) when its bytes fail the sha256.
+    """
+    if not upstream.is_url(source):
+        _fetch_blob(store, None, source, "export" if Path(source).is_file() else "segments", sha, size, _ignored)
+        return
+    with upstream.client() as client:
+        try:
+            upstream.get(client, f"{source}/{MANIFEST}")
+            kind = "segments"
+        except NotFoundError:  # no manifest: an API server
+            kind = "server"
+        _fetch_blob(store, client, source, kind, sha, size, _ignored)
+
+
+def _ignored(_count: int) -> None:
+    """Progress nobody watches (one blob read on demand)."""
 
 
 def _advancing(chunks: Iterable[bytes], advance: Callable[[int], object]) -> Iterator[bytes]:

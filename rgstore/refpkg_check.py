@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .blobs import BlobStore, hash_file
+from .errors import NotFoundError
 from .events import FileRef
 from .progress import ProgressFactory, null_progress
 
@@ -58,10 +59,13 @@ def _intact(files: Mapping[str, FileRef], blobs: BlobStore, advance: Advance) ->
     problems: list[str] = []
     intact: dict[str, Path] = {}
     for key, ref in files.items():
-        path = blobs.path(ref.sha256)
-        if not path.is_file():
+        try:  # a mirror's blob not fetched yet comes from its upstream
+            path = blobs.ensure(ref.sha256, ref.size)
+        except NotFoundError as exc:
+            plain = str(exc).endswith(f"is missing from {blobs.root}")  # else the upstream's reason, kept
             problems.append(
                 f"File {ref.name} referred to by key {key} is missing from the store (blob {ref.sha256})"
+                + ("" if plain else f": {exc}")
             )
             continue
         found = hash_file(path)

@@ -298,9 +298,12 @@ def _plan(service: Refpkgs, name: str, history: bool) -> _Plan:
 
 
 def _open_blob(service: Refpkgs, ref: FileRef) -> IO[bytes]:
-    path = service.store.blobs.path(ref.sha256)
-    if not path.is_file():
-        raise NotFoundError(f"blob {ref.sha256} of file {ref.name} is missing from the store")
+    try:  # a mirror's blob not fetched yet comes from its upstream
+        path = service.store.blobs.ensure(ref.sha256, ref.size)
+    except NotFoundError as exc:
+        if not str(exc).endswith(f"is missing from {service.store.blobs.root}"):
+            raise  # the upstream's own reason (and what to do) says more
+        raise NotFoundError(f"blob {ref.sha256} of file {ref.name} is missing from the store") from None
     return open(path, "rb")
 
 

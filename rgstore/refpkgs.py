@@ -398,6 +398,7 @@ class Refpkgs:
             raise NotFoundError(
                 f"No such resource {key!r} in refpkg {name!r}; see `rgstore refpkg info {name}`"
             )
+        self.store.blobs.ensure(ref.sha256, ref.size)  # a mirror's blob not fetched yet comes from its upstream
         found = self.store.blobs.verify(ref.sha256)
         if found.md5 != ref.md5:
             raise IntegrityError(f"File {ref.name} referred to by key {key} did not match its MD5 sum "

@@ -14,11 +14,13 @@ from array import array
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from .blobfetch import fetch_missing_blob
 from .blobs import BlobStore
 from .checkpoints import count_rebuild, out_of_step, stale_views_error
 from .codec import register_dictionary, train_dictionary, unframe
@@ -157,7 +159,8 @@ class Store:
         self.views: list[View] = all_views()
         environment.open_dbs(EventLog.db_names(self.views))
         self.log = EventLog(environment, self.views)
-        self.blobs = BlobStore(path / "blobs")
+        # A mirror pulled without --with-blobs fetches a blob from its upstream when it is first read.
+        self.blobs = BlobStore(path / "blobs", fetch_missing=partial(fetch_missing_blob, self))
         self._services: dict[str, Any] = {}
         with environment.read() as txn:
             self.log.load_dictionaries(txn)

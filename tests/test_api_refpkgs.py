@@ -245,23 +245,29 @@ def test_a_corrupted_file_is_refused_not_served(tmp_path: Path) -> None:
     assert ranged.status_code == head.status_code == blob_get.status_code == 500  # not even a piece of it
 
 
-def test_a_mirror_that_has_not_fetched_a_blob_yet_answers_503_with_retry_after_not_500(
+def test_a_mirror_that_has_not_fetched_a_blob_fetches_it_and_names_the_fix_when_its_upstream_lacks_it(
         package: Path, tmp_path: Path) -> None:
-    # `serve --follow` commits the upstream's events, then fetches their blobs: in between, a
-    # download is "not here yet" (retry), not a damaged store.
+    # A mirror holding the events but not the blob (pulled without --with-blobs, or a `serve --follow`
+    # between its two steps) fetches it from its upstream on request: neither "damaged" (500) nor a
+    # 503 whose retry can never succeed when the upstream has not published the blob.
     from rgstore.mirror import pull
-    from rgstore.segments import publish
+    from rgstore.segments import publish, publish_blobs
 
     with Store.open(package, readonly=True) as primary:
         publish(primary, tmp_path / "pub")
     with Store.open(tmp_path / "mirror") as mirror:
-        pull(mirror, str(tmp_path / "pub"))  # events only: the state between the two steps of a follow
+        pull(mirror, str(tmp_path / "pub"))  # events only
     with running_server(tmp_path / "mirror") as server:
-        r = httpx.get(f"{server.url}/refpkgs/pkg/files/tree")
+        r = httpx.get(f"{server.url}/refpkgs/pkg/files/tree", timeout=120)
         listed = httpx.get(f"{server.url}/refpkgs/pkg")
-    assert r.status_code == 503 and r.headers["retry-after"]
-    assert "not fetched" in r.json()["detail"]
-    assert listed.status_code == 200  # the package itself is readable meanwhile
+        assert r.status_code == 502 and "retry-after" not in r.headers
+        assert "publish with --with-blobs" in r.json()["detail"]
+        assert listed.status_code == 200  # the package itself is readable meanwhile
+        with Store.open(package, readonly=True) as primary:
+            publish_blobs(primary, tmp_path / "pub")
+            want = primary.refpkgs.resource_path("pkg", "tree").read_bytes()
+        again = httpx.get(f"{server.url}/refpkgs/pkg/files/tree", timeout=120)
+    assert (again.status_code, again.content) == (200, want)
 
 
 def _many_packages(path: Path, n: int) -> list[str]:
