@@ -54,8 +54,9 @@ def genome_group() -> None:
 @click.option("--fhr", type=GivenPath(path_type=Path, dir_okay=False),
               help="FHR 1.0 JSON provenance document to attach.")
 @click.option("--circular", multiple=True, metavar="SEQ", help="A circular sequence (e.g. chrM); repeatable.")
-@click.option("--seq-namespace", metavar="NS", callback=given_namespace,
-              help="Record header tokens NS:ID as sequence aliases (e.g. --seq-namespace insdc).")
+@click.option("--seq-namespace", metavar="NS", multiple=True, callback=given_namespace,
+              help="Record header tokens NS:ID as sequence aliases (e.g. --seq-namespace insdc); "
+                   "repeatable.")
 @click.option("--force", "-f", is_flag=True, help="Repoint names that already name another genome.")
 @store_option
 @json_option
@@ -63,7 +64,7 @@ def genome_group() -> None:
 def init_cmd(
     ctx: Context, fasta: Path | None, remote: str | None, remote_digest: str | None, remote_alias: str | None,
     names: tuple[str, ...], description: str, species: str, fhr: Path | None,
-    circular: tuple[str, ...], seq_namespace: str | None, force: bool, as_json: bool,
+    circular: tuple[str, ...], seq_namespace: tuple[str, ...], force: bool, as_json: bool,
 ) -> None:
     """Validate a FASTA, store its sequences and record it as a genome named by every --name.
 
@@ -119,7 +120,7 @@ def init_cmd(
     for alias in result.aliases_added:
         click.echo(f"  alias {alias}")
     if result.sequence_aliases_added:
-        click.echo(f"  {result.sequence_aliases_added} sequence aliases ({seq_namespace})")
+        click.echo(f"  {result.sequence_aliases_added} sequence aliases ({', '.join(dict.fromkeys(seq_namespace))})")
 
 
 @genome_group.command("list")

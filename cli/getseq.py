@@ -27,6 +27,9 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--bed", type=GivenPath(path_type=Path, dir_okay=False, allow_dash=True),
               help="Also read regions from a BED file (- for standard input).")
 @click.option("--revcomp", "-i", is_flag=True, help="Reverse-complement every region.")
+@click.option("--strand", "-s", "stranded", is_flag=True,
+              help="Reverse-complement the --bed rows whose 6th column is - (as bedtools getfasta -s; "
+                   "+, . or none: forward); --fasta headers end in (+), (-), (.) or ().")
 @click.option("--fasta", "as_fasta", is_flag=True, help="FASTA output with >seq:start-end headers.")
 @click.option("--one-based", "-1", "one_based", is_flag=True,
               help="LOCUS coordinates (and --fasta headers) are 1-based and inclusive, as in samtools faidx, "
@@ -37,7 +40,7 @@ pass_ctx = click.make_pass_decorator(Context)
 @pass_ctx
 def getseq_cmd(
     ctx: Context, name: str | None, loci: tuple[str, ...], digest: str | None, bed: Path | None,
-    revcomp: bool, as_fasta: bool, one_based: bool, width: int,
+    revcomp: bool, stranded: bool, as_fasta: bool, one_based: bool, width: int,
 ) -> None:
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
@@ -55,6 +58,7 @@ def getseq_cmd(
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
             --revcomp --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
+        rgstore getseq hg38 --bed genes.bed --strand --fasta
         bedtools merge -i peaks.bed | rgstore getseq hg38 --bed -
     """
     if digest is not None:
@@ -66,9 +70,12 @@ def getseq_cmd(
         genome, by_digest = name, False
     if not loci and bed is None:
         raise click.UsageError("give at least one LOCUS or --bed FILE")
+    if stranded and revcomp:
+        raise click.UsageError("--strand and --revcomp cannot be combined: --revcomp reverse-complements every "
+                               "region, --strand only the --bed rows on the - strand")
     with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read imports
         found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp,
-                                          one_based=one_based)
+                                          one_based=one_based, strand=stranded)
         with quiet_broken_pipe():  # residues are read as they are written: a chromosome never sits in memory
             write = sys.stdout.write
             for region, size, pieces in found:
@@ -79,7 +86,9 @@ def getseq_cmd(
                     continue
                 start = region.start or 0
                 end = region.end if region.end is not None else start + size
-                write(f">{region.seq}:{start + one_based}-{end}{'/rc' if revcomp else ''}\n")
+                # bedtools getfasta -s names: the strand in parentheses, empty for a row without one.
+                tag = "/rc" if revcomp else f"({region.strand or ''})" if stranded else ""
+                write(f">{region.seq}:{start + one_based}-{end}{tag}\n")
                 carry = ""  # a line split across two pieces
                 for piece in pieces:
                     text = carry + piece

@@ -274,10 +274,14 @@ class GivenPath(click.Path):
         return super().convert(value, param, ctx)
 
 
-def given_namespace(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A namespace option's callback: an empty value (``-n "$NS"`` with NS unset) is a usage error, not the default."""
-    if value is not None and not value.strip():
-        raise click.BadParameter("is empty; name a namespace (or leave the option out)", param=param)
+def given_namespace(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A namespace option's callback: an empty value (``-n "$NS"`` with NS unset) is a usage error, not the default.
+
+    ``value`` is a str or None, or a tuple of them for a repeatable (``multiple``) option.
+    """
+    for one in value if isinstance(value, tuple) else (value,):
+        if one is not None and not one.strip():
+            raise click.BadParameter("is empty; name a namespace (or leave the option out)", param=param)
     return value
 
 

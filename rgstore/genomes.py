@@ -32,7 +32,7 @@ from .outputs import output_file, output_path
 from .pathtext import given_path, path_text
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
-from .sequences import STREAM_CHUNK, SequenceReader, revcomp
+from .sequences import STREAM_CHUNK, SequenceReader, check_strand_choice, revcomp
 from .suggest import SCAN_LIMIT, did_you_mean, phrase
 from .views.aliases import (
     COLLECTION,
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["GenomeInfo", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
+
+_reverse_complement = revcomp  # read_loci's ``revcomp`` parameter shadows the function
 
 LIST_CHUNK = 32
 """Genome records read per read transaction by ``Genomes.stream`` (a big assembly's record is MBs)."""
@@ -161,7 +163,8 @@ class Genomes:
     def init(
         self, fasta: Path | str, names: Sequence[str], *, description: str = "", species: str = "",
         fhr: dict[str, Any] | Path | str | None = None, circular: Sequence[str] = (),
-        seq_namespace: str | None = None, force: bool = False, progress: ProgressFactory = null_progress,
+        seq_namespace: str | Sequence[str] | None = None, force: bool = False,
+        progress: ProgressFactory = null_progress,
     ) -> InitResult:
         """Store a FASTA as a genome named by ``names`` (aliases in namespace refgenie).
 
@@ -169,7 +172,8 @@ class Genomes:
         ``species`` or ``circular`` that differs from the stored one is refused (ConflictError,
         see ``check_same_metadata``), and a different ``fhr`` replaces the FHR document. A name
         that already points at another genome is refused (ConflictError) unless ``force``.
-        Nothing is recorded if the FASTA is malformed or any check fails, and a collection the
+        Header tokens ``NS:ID`` of each namespace in ``seq_namespace`` (one, or several) are
+        recorded as sequence aliases. Nothing is recorded if the FASTA is malformed or any check fails, and a collection the
         import added to the RefgetStore is removed again when the command is refused.
         """
         # A lone str is one name, not its letters (list("hg38") would record aliases h, g, 3 and 8).
@@ -180,19 +184,20 @@ class Genomes:
         if not aliases:
             raise InvalidInputError("a genome needs at least one name (--name)")
         sweep_scratch(self.store)  # what killed imports left behind
-        if seq_namespace is not None:
-            check_namespace(seq_namespace)
+        # A lone str is one namespace, not its letters; a repeated one is recorded once.
+        namespaces = [seq_namespace] if isinstance(seq_namespace, str) else list(seq_namespace or ())
+        namespaces = list(dict.fromkeys(check_namespace(ns) for ns in namespaces))
         fhr_doc = _fhr_doc(fhr) if fhr is not None else None
         env = self.store.environment
-        token_aliases: list[tuple[str, int]] = []
+        token_aliases: list[tuple[str, str, int]] = []  # (namespace, alias name, record index)
 
         def precheck(summary: FastaSummary) -> None:
             # Runs after validation, before gtars imports anything: refuse what we already can.
             missing = [c for c in circular if c not in set(summary.names)]
             if missing:
                 raise InvalidInputError(f"--circular {missing[0]}: {summary.path} has no sequence of that name")
-            if seq_namespace is not None:
-                token_aliases.extend(_sequence_tokens(summary, seq_namespace))
+            for namespace in namespaces:
+                token_aliases.extend((namespace, local, i) for local, i in _sequence_tokens(summary, namespace))
             if force:
                 return
             with self.store.read() as txn:
@@ -215,7 +220,7 @@ class Genomes:
                 # Removed since the import (gc, or an interrupted import of the same FASTA taking its
                 # collection back); both remove inside a write transaction, so this check is final.
                 raise collection_removed(ingested.digest)
-            seq_aliases = [(local, strip_sq(ingested.sequences[i])) for local, i in token_aliases]
+            seq_aliases = [(ns, local, strip_sq(ingested.sequences[i])) for ns, local, i in token_aliases]
             added.clear()
             shadows: dict[str, str] = {}
             state["shadows"] = shadows
@@ -246,20 +251,19 @@ class Genomes:
                 events.append(NewEvent(stream=genome_stream(ingested.digest),
                                        event=FhrSet(digest=ingested.digest, fhr=fhr_doc)))
             state["seq_aliases"] = 0
-            for local, digest in seq_aliases:
-                assert seq_namespace is not None
-                target = sequence_alias(txn, env, seq_namespace, local)
+            for ns, local, digest in seq_aliases:
+                target = sequence_alias(txn, env, ns, local)
                 if target == digest:
                     continue
                 if target is not None and not force:
                     raise ConflictError(
-                        f"sequence alias {seq_namespace}:{local} already points at {sequence_id(target)}; "
+                        f"sequence alias {ns}:{local} already points at {sequence_id(target)}; "
                         "use --force to repoint it"
                     )
                 state["seq_aliases"] += 1
                 events.append(NewEvent(
-                    stream=alias_stream(SEQUENCE, seq_namespace, local),
-                    event=SequenceAliasSet(namespace=seq_namespace, name=local, digest=digest),
+                    stream=alias_stream(SEQUENCE, ns, local),
+                    event=SequenceAliasSet(namespace=ns, name=local, digest=digest),
                 ))
             return events
 
@@ -422,22 +426,29 @@ class Genomes:
 
     def read_loci(
         self, name: str, loci: Sequence[str], *, bed: Path | None = None, by_digest: bool = False,
-        revcomp: bool = False, one_based: bool = False,
+        revcomp: bool = False, one_based: bool = False, strand: bool = False,
     ) -> list[tuple[Region, str]]:
         """(region, residues) for locus strings (``seq``, ``seq:start``, ``seq:start-end``) and a BED file.
 
         A locus that is exactly a sequence name of the genome is that whole sequence before it is
         read as ``name:start-end`` (``HLA:01``). Loci are 0-based and half-open, or with
         ``one_based`` 1-based and inclusive (samtools faidx); BED stays 0-based, and the regions
-        returned are 0-based. InvalidInputError when there is no region at all.
+        returned are 0-based. InvalidInputError when there is no region at all. With ``strand``
+        the BED's 6th column is read (``bedtools getfasta -s``): rows on ``-`` come back
+        reverse-complemented, and a strand other than ``+``, ``-``, ``.`` is refused; ``strand``
+        and ``revcomp`` together are refused.
         """
-        regions = self._loci_regions(name, loci, bed, by_digest, one_based)
+        check_strand_choice(strand, revcomp)
+        regions = self._loci_regions(name, loci, bed, by_digest, one_based, strand)
         with _zero_based_note(one_based):
-            return list(zip(regions, self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)))
+            residues = self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)
+        if strand:
+            residues = [_reverse_complement(r) if region.strand == "-" else r for region, r in zip(regions, residues)]
+        return list(zip(regions, residues))
 
     def stream_loci(
         self, name: str, loci: Sequence[str], *, bed: Path | None = None, by_digest: bool = False,
-        revcomp: bool = False, chunk: int = STREAM_CHUNK, one_based: bool = False,
+        revcomp: bool = False, chunk: int = STREAM_CHUNK, one_based: bool = False, strand: bool = False,
     ) -> list[tuple[Region, int, Iterator[str]]]:
         """``read_loci`` with each region's residues as lazy pieces of at most ``chunk`` (and its length).
 
@@ -446,17 +457,20 @@ class Genomes:
         holds one piece in memory, not the output.
         """
         with gc_paused(), _zero_based_note(one_based):  # gc: a tuple and a generator per region, no cycles
-            regions = self._loci_regions(name, loci, bed, by_digest, one_based)
-            streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk)
+            check_strand_choice(strand, revcomp)
+            regions = self._loci_regions(name, loci, bed, by_digest, one_based, strand)
+            streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk,
+                                             strand=strand)
             return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
 
     def _loci_regions(
         self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool, one_based: bool = False,
+        strand: bool = False,
     ) -> list[Region]:
         names = self.sequences.genome_names(name, by_digest=by_digest)
         regions = [parse_locus(locus, names, one_based=one_based) for locus in loci]
         if bed is not None:
-            regions += read_bed(bed)
+            regions += read_bed(bed, strand=strand)
         if not regions:
             raise InvalidInputError("give at least one LOCUS or a --bed FILE with regions")
         return regions

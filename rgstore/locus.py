@@ -23,11 +23,16 @@ _COORDS = re.compile(r"^(?P<seq>.+):(?P<start>[0-9][0-9,]*)(?:-(?P<end>[0-9][0-9
 
 
 class Region(NamedTuple):
-    """A sequence name and optional 0-based half-open bounds."""
+    """A sequence name and optional 0-based half-open bounds; ``strand`` is a BED row's 6th column when read stranded.
+
+    ``strand`` is None unless ``read_bed(..., strand=True)`` read the row: then ``+``, ``-``,
+    ``.`` or ``""`` (no 6th column), and ``-`` means the reverse complement.
+    """
 
     seq: str
     start: int | None = None
     end: int | None = None
+    strand: str | None = None
 
 
 def parse_locus(text: str, names: Container[str] = (), *, one_based: bool = False) -> Region:
@@ -70,14 +75,16 @@ def _coordinate(digits: str, where: str) -> int:
     return int(significant or "0")
 
 
-def read_bed(path: Path | str) -> Iterator[Region]:
+def read_bed(path: Path | str, *, strand: bool = False) -> Iterator[Region]:
     """Regions of a BED file or ``-`` (standard input): first three columns; header, track, browser, blank lines skipped.
 
+    With ``strand`` the 6th column is read too (as ``bedtools getfasta -s`` does): ``+``, ``-``,
+    ``.`` or none, kept in ``Region.strand``; any other value is an InvalidInputError naming the line.
     Pipes are read like files (``--bed <(bedtools merge ...)``, ``/dev/stdin``): workflows stream
     regions from the tool that computed them.
     """
     if str(path) == "-":
-        yield from _bed_lines(sys.stdin.buffer, "<stdin>")
+        yield from _bed_lines(sys.stdin.buffer, "<stdin>", strand)
         return
     path = given_path(path, "BED file")
     if path.is_dir():
@@ -89,10 +96,13 @@ def read_bed(path: Path | str) -> Iterator[Region]:
     except OSError as exc:
         raise InvalidInputError(f"{path}: cannot read the BED file ({exc.strerror})") from None
     with fh:
-        yield from _bed_lines(fh, str(path))
+        yield from _bed_lines(fh, str(path), strand)
 
 
-def _bed_lines(fh: BinaryIO, path: str) -> Iterator[Region]:
+_STRANDS = frozenset({"+", "-", ".", ""})
+
+
+def _bed_lines(fh: BinaryIO, path: str, stranded: bool = False) -> Iterator[Region]:
     """The regions of an open BED stream; errors name ``path`` and the line."""
     for number, raw in enumerate(fh, 1):
         try:
@@ -114,7 +124,13 @@ def _bed_lines(fh: BinaryIO, path: str) -> Iterator[Region]:
         if not (_BED_INT.fullmatch(fields[1]) and _BED_INT.fullmatch(fields[2])):
             raise InvalidInputError(f"{path}: line {number}: start and end must be integers")
         where = f"{path}: line {number}"
-        yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
+        if not stranded:
+            yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
+            continue
+        strand = fields[5].strip() if len(fields) > 5 else ""
+        if strand not in _STRANDS:
+            raise InvalidInputError(f"{where}: strand (6th column) must be +, - or ., not {strand!r}")
+        yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where), strand)
 
 
 def format_region(region: Region, length: int | None = None) -> str:

@@ -303,7 +303,7 @@ def init_remote(
     store: Store, url: str | None, names: Sequence[str], *, digest: str | None = None,
     alias: str | None = None, description: str = "", species: str = "", circular: Sequence[str] = (),
     force: bool = False, timeout: float = TIMEOUT_S, fasta: object = None, fhr: object = None,
-    seq_namespace: str | None = None,
+    seq_namespace: str | Sequence[str] | None = None,
 ) -> InitResult:
     """Record the genome ``digest`` (or the one remote ``alias`` names) held at ``url``, named ``names``.
 
@@ -317,7 +317,9 @@ def init_remote(
 
     if url is None:
         raise InvalidInputError("genome init needs --fasta PATH or --remote URL")
-    for option, value in (("--fasta", fasta), ("--fhr", fhr), ("--seq-namespace", seq_namespace)):
+    # An empty sequence of namespaces is none given (the CLI's repeatable option passes ()).
+    namespaces = seq_namespace if isinstance(seq_namespace, str) or seq_namespace else None
+    for option, value in (("--fasta", fasta), ("--fhr", fhr), ("--seq-namespace", namespaces)):
         if value is not None:
             raise InvalidInputError(f"{option} cannot be combined with --remote")
     if (digest is None) == (alias is None):

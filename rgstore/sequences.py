@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .store import Store
     from .views.genomes import GenomeRecord
 
-__all__ = ["MAX_OPEN_FILES", "STREAM_CHUNK", "WATCH_INTERVAL_S", "SequenceReader", "revcomp"]
+__all__ = ["MAX_OPEN_FILES", "STREAM_CHUNK", "WATCH_INTERVAL_S", "SequenceReader", "check_strand_choice", "revcomp"]
 
 WATCH_INTERVAL_S = 0.1
 MAX_OPEN_FILES = 256
@@ -43,6 +43,13 @@ _BY_DIGEST = "\x00"
 """Prefixes a genome digest in cache keys: no alias starts with a control character, so none can hit its entries."""
 
 _COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDBNtgcaayrmkswvhdbn")
+
+
+def check_strand_choice(strand: bool, revcomp: bool) -> None:
+    """InvalidInputError when both are asked: ``revcomp`` reverses every region, ``strand`` only the ``-`` ones."""
+    if strand and revcomp:
+        raise InvalidInputError("--strand and --revcomp cannot be combined: --revcomp reverse-complements every "
+                                "region, --strand only the BED rows on the - strand")
 
 
 def revcomp(seq: str) -> str:
@@ -126,7 +133,7 @@ def _malformed_region(region: object) -> None:
     """InvalidInputError if ``region`` is a locus string or a tuple/list that is not (seq, start, end)."""
     if isinstance(region, str):
         _locus_string(region)
-    if isinstance(region, (tuple, list)) and len(region) != 3:
+    if isinstance(region, (tuple, list)) and len(region) != 3 and not isinstance(region, Region):  # a Region has a 4th field, its strand
         raise InvalidInputError(
             f"region {repr(region)[:80]} is not (seq, start, end): give all three (None for the sequence's own "
             "start or end), or a rgstore.locus.Region"
@@ -214,7 +221,7 @@ class SequenceReader:
 
     def stream(
         self, name: str, regions: Iterable[Region | tuple[str, int | None, int | None]], *,
-        by_digest: bool = False, revcomp: bool = False, chunk: int = STREAM_CHUNK,
+        by_digest: bool = False, revcomp: bool = False, chunk: int = STREAM_CHUNK, strand: bool = False,
     ) -> list[tuple[int, Iterator[str]]]:
         """(length, lazy pieces of at most ``chunk`` residues) per region, in output order; memory stays bounded.
 
@@ -222,10 +229,12 @@ class SequenceReader:
         remote one fetched), before this returns, so a bad region fails before any output. Each
         region is read piece by piece from the sequence resolved here (by its digest: an alias
         repointed meanwhile cannot mix two genomes in one output), reverse-complemented piece by
-        piece from its end.
+        piece from its end: every region with ``revcomp``, those whose ``Region.strand`` is ``-``
+        with ``strand`` (the two together are refused: InvalidInputError).
         """
         if chunk < 1:
             raise InvalidInputError(f"chunk must be a positive number of residues, got {chunk}")
+        check_strand_choice(strand, revcomp)
         if isinstance(regions, str):  # as in getseqs
             _locus_string(regions)
         out: list[tuple[int, Iterator[str]]] = []
@@ -247,7 +256,8 @@ class SequenceReader:
                     lo = next(lo for lo, hi in spans if hi > lo)
                     self._substring(name, seq, digest, lo, lo + 1)
                     readers[digest] = self._stream_reader(digest, self._locate(name, seq, by_digest)[1], len(readers))
-                out.append((size, self._pieces(name, seq, digest, spans, revcomp, chunk, size, readers.get(digest))))
+                reverse = revcomp or (strand and len(region) > 3 and region[3] == "-")
+                out.append((size, self._pieces(name, seq, digest, spans, reverse, chunk, size, readers.get(digest))))
         return out
 
     def _stream_reader(self, digest: str, length: int, opened: int) -> Callable[[int, int], str] | None:

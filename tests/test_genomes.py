@@ -1002,3 +1002,31 @@ def test_a_fasta_whose_file_name_is_not_utf8_is_added_with_that_byte_escaped_in_
     info = store.genomes.init(fasta, ["tiny"]).genome
     assert info.source.path == os.fsdecode(bytes(tmp_path)) + "/tiny\\xff.fa"  # the same text under every locale
     assert store.genomes.show("tiny").source.path == info.source.path
+
+
+def test_seq_namespace_takes_several_namespaces_and_records_the_tokens_of_each(store: Store, tmp_path: Path) -> None:
+    # One sequence's header holds tokens of both namespaces: both become its aliases; a namespace given twice is one.
+    path = tmp_path / "ns.fa"
+    path.write_text(">insdc:AB123.1 some desc\nACGT\n>chrM refseq:NC_1.1 insdc:J01415.2\nGGCC\n")
+    result = store.genomes.init(path, ["nsg"], seq_namespace=("insdc", "refseq", "insdc"))
+    assert result.sequence_aliases_added == 3
+    events = [e for e in store.events() if isinstance(e.event, SequenceAliasSet)]
+    assert sorted((e.stream, e.event.digest) for e in events) == [  # type: ignore[union-attr]
+        ("seqalias:insdc/AB123.1", _t24u(b"ACGT")), ("seqalias:insdc/J01415.2", _t24u(b"GGCC")),
+        ("seqalias:refseq/NC_1.1", _t24u(b"GGCC")),
+    ]
+
+
+def test_cli_seq_namespace_is_repeatable_and_keeps_every_namespace_given(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, tmp_path: Path,
+) -> None:
+    # Click kept only the last --seq-namespace: insdc's alias was dropped without a word, exit 0.
+    path = tmp_path / "ns.fa"
+    path.write_text(">insdc:AB123.1 some desc\nACGT\n>chrM refseq:NC_1.1\nGGCC\n")
+    out = cli("genome", "init", "--fasta", str(path), "--name", "nsg",
+              "--seq-namespace", "insdc", "--seq-namespace", "refseq")
+    assert out.exit_code == 0, out.output
+    assert "2 sequence aliases (insdc, refseq)" in out.output
+    with Store.open(store_path) as reopened:
+        streams = sorted(e.stream for e in reopened.events() if isinstance(e.event, SequenceAliasSet))
+    assert streams == ["seqalias:insdc/AB123.1", "seqalias:refseq/NC_1.1"]

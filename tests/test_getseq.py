@@ -641,3 +641,54 @@ def test_a_region_tuple_short_of_its_end_is_an_invalid_input_error_naming_it(sto
     for call in calls:
         with pytest.raises(InvalidInputError, match=r"^region \('chr1', 0\) is not \(seq, start, end\): give all three"):
             call()
+
+
+_STRANDED_BED = "chr1\t0\t12\tf\t0\t+\nchr2\t5\t40\tr\t0\t-\nchr1\t100\t130\tu\t0\t.\nchr2\t0\t7\tr2\t0\t-\n"
+
+
+def test_stranded_bed_reverse_complements_only_the_minus_rows(store: Store, tmp_path: Path) -> None:
+    # The 6th column was ignored: a - row came out forward, and only --revcomp (every region) reversed.
+    store.genomes.init(TINY, ["tiny"])
+    chr1, chr2 = store.getseq("tiny", "chr1"), store.getseq("tiny", "chr2")
+    bed = tmp_path / "s.bed"
+    bed.write_text(_STRANDED_BED + "chr1\t3\t9\n")  # no 6th column: forward
+    want = [chr1[:12], revcomp(chr2[5:40]), chr1[100:130], revcomp(chr2[:7]), chr1[3:9]]
+    got = store.genomes.read_loci("tiny", [], bed=bed, strand=True)
+    assert [r for _, r in got] == want
+    assert [region.strand for region, _ in got] == ["+", "-", ".", "-", ""]
+    streamed = store.genomes.stream_loci("tiny", [], bed=bed, strand=True, chunk=4)
+    assert ["".join(pieces) for _, _, pieces in streamed] == want
+    unstranded = store.genomes.read_loci("tiny", [], bed=bed)  # without strand: as before, column 6 unread
+    assert [r for _, r in unstranded] == [chr1[:12], chr2[5:40], chr1[100:130], chr2[:7], chr1[3:9]]
+    with pytest.raises(InvalidInputError, match="cannot be combined"):
+        store.genomes.read_loci("tiny", [], bed=bed, strand=True, revcomp=True)
+
+
+def test_a_stranded_bed_row_with_another_strand_is_a_one_line_error_naming_the_line(  # type: ignore[no-untyped-def]
+    cli, store: Store, tmp_path: Path
+) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    bed = tmp_path / "bad.bed"
+    bed.write_text("chr1\t0\t5\ta\t0\t-\nchr1\t0\t5\tb\t0\tminus\n")
+    with pytest.raises(InvalidInputError, match=r"line 2: strand \(6th column\) must be \+, - or \., not 'minus'"):
+        list(read_bed(bed, strand=True))
+    out = cli("getseq", "tiny", "--bed", str(bed), "--strand")
+    assert out.exit_code == 1 and out.output == f"error: {bed}: line 2: strand (6th column) must be +, - or ., not 'minus'\n"
+    assert cli("getseq", "tiny", "--bed", str(bed)).exit_code == 0  # column 6 is read only with --strand
+    both = cli("getseq", "tiny", "--bed", str(bed), "--strand", "--revcomp")
+    assert both.exit_code == 2 and "--strand and --revcomp cannot be combined" in both.output
+
+
+@pytest.mark.skipif(shutil.which("bedtools") is None, reason="bedtools is not installed")
+def test_cli_strand_fasta_equals_bedtools_getfasta_s(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fasta = tmp_path / "tiny.fa"  # a copy: bedtools writes its .fai next to the FASTA
+    shutil.copyfile(TINY, fasta)
+    assert cli("genome", "init", "--fasta", str(fasta), "--name", "tiny").exit_code == 0
+    bed = tmp_path / "s.bed"
+    bed.write_text(_STRANDED_BED)
+    ours = cli("getseq", "tiny", "--bed", str(bed), "--strand", "--fasta", "--width", "100000")
+    assert ours.exit_code == 0
+    theirs = subprocess.run(["bedtools", "getfasta", "-fi", str(fasta), "-bed", str(bed), "-s"],
+                            check=True, capture_output=True, text=True).stdout
+    assert "(-)" in theirs and ours.output == theirs  # tiny.fa is upper case, as our output always is
