@@ -2,8 +2,11 @@
 
 gtars guards each commit with ``<store>/.rgstore.lock``: created with ``O_CREAT|O_EXCL``, holding
 a JSON payload (pid, hostname, timestamps, operation), removed by its owner, broken by others
-when the owner is provably dead (same host, no such pid) or silent for ``STALE_AFTER_S``, by
-renaming it away so exactly one contender wins. gtars' own ``lock_for_batch`` costs ~100 ms to
+when the owner is provably dead (same host, no such pid) or silent for ``STALE_AFTER_S``. A
+breaker first takes gtars' break claim ``.rgstore.lock.break`` (``O_EXCL``, ``"<pid> <host>"``),
+checks that the lock is still the one it judged stale, and only then renames it away: two
+contenders that judged one dead lock stale at once could otherwise each rename it, the second
+taking away the lock the first had just created in its place. gtars' own ``lock_for_batch`` costs ~100 ms to
 release (its heartbeat thread ticks at 100 ms); rgstore holds the lock for milliseconds, so it
 speaks the same protocol directly and needs no heartbeat.
 """
@@ -23,11 +26,14 @@ from typing import Any
 
 from .errors import ConflictError
 
-__all__ = ["LOCK_NAME", "PENDING_SUFFIX", "STALE_AFTER_S", "refget_write_lock"]
+__all__ = ["BREAK_NAME", "LOCK_NAME", "PENDING_SUFFIX", "STALE_AFTER_S", "refget_write_lock"]
 
 LOCK_NAME = ".rgstore.lock"
 STALE_AFTER_S = 120.0
 """gtars' default ``GTARS_STORE_LOCK_STALE_AFTER``."""
+BREAK_NAME = f"{LOCK_NAME}.break"
+BREAK_STALE_S = 60.0
+"""gtars 0.10.0 takes over a break claim whose mtime is older than this (its breaker died mid-break)."""
 
 
 def _payload(operation: str) -> dict[str, Any]:
@@ -45,12 +51,23 @@ def _payload(operation: str) -> dict[str, Any]:
     }
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _raw(path: Path) -> bytes | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _parse(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return _parse(_raw(path))
 
 
 def _age(path: Path) -> float | None:
@@ -83,10 +100,35 @@ def _stale(path: Path, holder: dict[str, Any] | None) -> bool:
 def _steal(path: Path) -> None:
     stolen = path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}.{time.time_ns()}")
     try:
-        os.rename(path, stolen)  # only one contender's rename of this exact file succeeds
+        os.rename(path, stolen)
     except FileNotFoundError:
         return
     stolen.unlink(missing_ok=True)
+
+
+def _break(path: Path, judged: bytes | None) -> bool:
+    """Break the lock at ``path`` if it still holds ``judged`` (the bytes found stale); False: another is breaking it.
+
+    The break claim makes judging and renaming one step among contenders (rgstore's and gtars'
+    alike): without it, a contender that judged the dead lock stale a moment late renamed away the
+    live lock another had just put in its place, and both went on as holders.
+    """
+    claim = path.with_name(BREAK_NAME)
+    try:
+        fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        age = _age(claim)
+        if age is not None and age > BREAK_STALE_S:
+            _steal(claim)  # its breaker died mid-break, as gtars judges it
+        return False
+    try:
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
+        os.close(fd)
+        if _raw(path) == judged:
+            _steal(path)
+    finally:
+        claim.unlink(missing_ok=True)
+    return True
 
 
 PENDING_SUFFIX = ".new"
@@ -167,9 +209,9 @@ def refget_write_lock(
         try:
             _create(path, json.dumps(mine, indent=2).encode())
         except FileExistsError:
-            holder = _read(path)
-            if _stale(path, holder):
-                _steal(path)
+            raw = _raw(path)
+            holder = _parse(raw)
+            if _stale(path, holder) and _break(path, raw):
                 continue
             if time.monotonic() >= deadline:
                 who = (

@@ -141,3 +141,103 @@ def test_a_lock_file_is_never_seen_without_its_owner(refget: Path) -> None:
         (refget.parent / "done").touch()
         out, _ = seen_empty.communicate(timeout=60)
     assert out.strip() == "0"
+
+
+def _dead_lock(refget: Path, operation: str = "crashed") -> None:
+    """Leave the lock a process on this host held when it died."""
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (refget / LOCK_NAME).write_text(json.dumps({
+        "pid": int(dead.stdout), "hostname": socket.gethostname(), "started_at": "", "heartbeat_at": "",
+        "heartbeat_epoch": 0, "operation": operation, "gtars_version": "0.10.0",
+    }))
+
+
+_CONTENDER = """
+import os, sys, time
+from pathlib import Path
+from rgstore.refgetlock import refget_write_lock
+root, inside, start = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+while time.time() < start:  # every contender meets the dead lock at the same moment
+    pass
+with refget_write_lock(root, f"contender {os.getpid()}", timeout=60):
+    try:
+        fd = os.open(inside, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        print("two holders at once")
+        sys.exit(1)
+    time.sleep(0.02)
+    os.close(fd)
+    os.unlink(inside)
+"""
+
+
+def test_contenders_breaking_one_dead_lock_at_once_never_hold_it_together(refget: Path, tmp_path: Path) -> None:
+    import time
+
+    inside = tmp_path / "inside"
+    for _ in range(5):  # the old bare rename let two contenders through in about half of such runs
+        _dead_lock(refget)
+        start = time.time() + 0.8
+        procs = [subprocess.Popen([sys.executable, "-c", _CONTENDER, str(refget), str(inside), str(start)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(5)]
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+        assert all(code == 0 for code, _, _ in results), results
+        assert not (refget / LOCK_NAME).exists()
+
+
+def test_a_dead_lock_is_not_broken_while_another_contender_holds_the_break_claim(refget: Path) -> None:
+    import os
+    import socket
+
+    from rgstore.refgetlock import BREAK_NAME
+
+    _dead_lock(refget)
+    (refget / BREAK_NAME).write_text(f"{os.getpid()} {socket.gethostname()}")  # as gtars writes its claim
+    with pytest.raises(ConflictError, match="crashed"), refget_write_lock(refget, "waiting", timeout=0.4):
+        pass
+    assert json.loads((refget / LOCK_NAME).read_text())["operation"] == "crashed"  # left to the claim's holder
+
+
+def test_a_break_claim_abandoned_for_over_a_minute_is_taken_over(refget: Path) -> None:
+    import os
+    import time
+
+    from rgstore.refgetlock import BREAK_NAME
+
+    _dead_lock(refget)
+    claim = refget / BREAK_NAME
+    claim.write_text("1 elsewhere")
+    old = time.time() - 200
+    os.utime(claim, (old, old))
+    with refget_write_lock(refget, "after", timeout=5):
+        assert json.loads((refget / LOCK_NAME).read_text())["operation"] == "after"
+    assert sorted(path.name for path in refget.glob(f"{LOCK_NAME}*")) == []
+
+
+def test_gtars_waits_while_we_hold_the_break_claim(refget: Path) -> None:
+    import os
+    import socket
+
+    from gtars.refget import RefgetStore
+
+    from rgstore.refgetlock import BREAK_NAME
+
+    _dead_lock(refget)
+    (refget / BREAK_NAME).write_text(f"{os.getpid()} {socket.gethostname()}")
+    waiter = subprocess.Popen([sys.executable, "-c", (
+        "import sys\n"
+        "from gtars.refget import RefgetStore\n"
+        "h = RefgetStore.open_local(sys.argv[1]); h.set_quiet(True)\n"
+        "h.add_collection_alias('ns', 'after-claim', sys.argv[2])\n"
+    ), str(refget), RefgetStore.open_local(str(refget)).list_collections()["results"][0].digest],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiter.wait(timeout=1.5)
+        assert json.loads((refget / LOCK_NAME).read_text())["operation"] == "crashed"
+    finally:
+        (refget / BREAK_NAME).unlink()
+    assert waiter.wait(timeout=60) == 0
