@@ -234,6 +234,9 @@ class Cache:
         progress: ProgressFactory = null_progress,
     ) -> RawResult:
         """Make sure the request's raw genome and GTF are cached (downloading and verifying them if not)."""
+        recorded = self.entry(raw_identity(request).key)
+        if recorded is not None and is_entry_path(recorded.path):
+            self._fetched(recorded)
         entry, hit, _ = self._ensure_raw(request, base_url, progress)
         return RawResult(key=entry.key, path=str(self.root / entry.path), hit=hit, files=entry.files)
 
@@ -392,10 +395,22 @@ class Cache:
         entry = self.entry(form.key)
         if entry is None or entry.path != form.path or form.file not in entry.files:
             return False
+        self._fetched(entry)
         path = self.root / entry.path / form.file
         # Only the sha256 is compared (hash_file's md5 too was about half of a hit on a 3 GB human
         # gene.fna), with a bar: a hit on human-scale regions reads gigabytes.
         return path.is_file() and sha256_matches(path, entry.files[form.file], progress=progress)
+
+    def _fetched(self, entry: CacheEntry) -> None:
+        """On a mirror, the files of ``entry`` it lacks fetched from its upstream (sha256-verified) before any is read.
+
+        A mirror pulled without ``--with-blobs`` has the entries but not their files; it cannot
+        rebuild them (its log takes only the upstream's events), so it fetches what the upstream
+        recorded. Only entries the log has: a request the upstream never ran stays a miss (refused).
+        """
+        from .cachecopy import fetch_missing_entry_files
+
+        fetch_missing_entry_files(self.store, entry)
 
     # -- recording ----------------------------------------------------------------------------
 

@@ -3,24 +3,32 @@
 A cache entry's files are described by its ``CacheInserted`` event (relative path, sha256, size).
 A mirror fetches the files of every live entry it lacks from its upstream, checks each against
 the recorded sha256 before renaming it into place, and deletes the files of entries the
-upstream has evicted (the eviction events arrived with the pull).
+upstream has evicted (the eviction events arrived with the pull). A mirror pulled without
+``--with-blobs`` fetches an entry's files on first read instead (``fetch_missing_entry_files``),
+as blobs are (``rgstore.blobfetch``): files outside the LMDB log, so no log write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from . import upstream
 from .cachekeys import is_entry_path
-from .errors import IntegrityError, InvalidInputError
+from .errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .events import FileRef
 from .files import read_chunks, write_verified
 from .pathtext import given_path
 from .store import Store
 from .views.cache import CacheEntry, CacheView
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = ["cache_files", "local_cache_file", "install_cache_file", "missing_cache_files", "publish_cache",
-           "finish_upstream_evictions"]
+           "finish_upstream_evictions", "upstream_cache_chunks", "fetch_missing_entry_files"]
 
 Fetch = Callable[[CacheEntry, str], Iterable[bytes]]
 """The bytes of one of an entry's files from an upstream, streamed in pieces."""
@@ -73,6 +81,80 @@ def fetch_cache_files(store: Store, fetch: Fetch) -> int:
     for entry, relative, ref in missing:
         install_cache_file(store, entry, relative, ref, fetch(entry, relative))
     return len(missing)
+
+
+def upstream_cache_chunks(client: httpx.Client | None, source: str, kind: str, entry: CacheEntry,
+                          relative: str) -> Iterator[bytes]:
+    """The bytes of one of ``entry``'s files from upstream ``source`` (of ``kind``, as a pull tells it), streamed."""
+    size = entry.files[relative].size  # an answer running past it stops there, not when the disk fills
+    if client is not None and kind == "server":
+        return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}", limit=size)
+    if client is not None and upstream.is_url(source):
+        return _hinted(upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}",
+                                       limit=size), source)
+    path = Path(source) / "cache" / entry.path / relative
+    if not path.is_file():
+        raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} ({_CACHE_HINT})")
+    return read_chunks(path)
+
+
+# An older rgstore's `log publish --with-blobs` copied blobs only (cache files did not follow their
+# events yet): a directory it published is the usual reason, and the remedy is the same command again.
+_CACHE_HINT = "publish with --with-blobs; an older rgstore's publish copied no cache files: run it again"
+
+
+def _hinted(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
+    """``chunks``; a static host's missing file (S3 answers 403) is said with the publish hint."""
+    try:
+        yield from chunks
+    except (NotFoundError, RemoteError) as exc:
+        if isinstance(exc, RemoteError) and not str(exc).endswith(": HTTP 403"):
+            raise
+        raise type(exc)(f"{exc} ({source} lacks it: {_CACHE_HINT})") from None
+
+
+def fetch_missing_entry_files(store: Store, entry: CacheEntry) -> int:
+    """Fetch the files of live ``entry`` a mirror lacks (absent or the wrong size) from its upstream; how many.
+
+    0 when none is missing or the store is no mirror (a primary's missing file is a miss it rebuilds).
+    Each file is verified by its recorded sha256 before it is renamed into place (IntegrityError,
+    nothing stored); NotFoundError when the upstream lacks it, RemoteError when it cannot be
+    reached, each one line naming the file and what to do.
+    """
+    missing = [(relative, ref) for relative, ref in sorted(entry.files.items())
+               if not _present(local_cache_file(store, entry, relative), ref.size)]
+    if not missing:
+        return 0
+    with store.read() as txn:
+        replica_of = store.log.meta_get(txn, "replica_of")
+    if replica_of is None:
+        return 0
+    from .blobfetch import upstream_client
+
+    source = replica_of.decode()
+    relative = missing[0][0]
+    try:
+        with upstream_client(source) as (client, kind):
+            if kind == "export":
+                raise NotFoundError(f"{source} is an exported log file, which carries no cache files: pull once "
+                                    "from a server or published segments that hold them "
+                                    "(`rgstore mirror pull SOURCE --with-blobs`)")
+            for relative, ref in missing:
+                install_cache_file(store, entry, relative, ref,
+                                   upstream_cache_chunks(client, source, kind, entry, relative))
+    except (NotFoundError, RemoteError) as exc:
+        what = "its upstream lacks it" if isinstance(exc, NotFoundError) else "its upstream could not supply it"
+        raise type(exc)(f"cache file {entry.path}/{relative} of entry {entry.key} is not in this mirror and "
+                        f"{what}: {exc}") from None
+    return len(missing)
+
+
+def _present(path: Path, size: int) -> bool:
+    """Whether ``path`` is a file of ``size`` bytes (what ``missing_cache_files`` counts as there)."""
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def finish_upstream_evictions(store: Store) -> list[str]:

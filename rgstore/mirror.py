@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,19 +20,19 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from . import upstream
+from .blobfetch import fetch_referenced_blobs
 from .codec import chain_of, genesis_hash
 from .environment import Txn
 from .errors import (
     ChainError,
     ConflictError,
-    IntegrityError,
     InvalidInputError,
     LogMismatchError,
     NotFoundError,
     RemoteError,
     RgstoreError,
 )
-from .files import open_lock, read_chunks
+from .files import open_lock
 from .logfile import read_log_file
 from .pathtext import user_path
 from .pendingsync import abandoned_marks
@@ -44,7 +44,7 @@ from .store import Store
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "fetch_blob", "probe_source", "pull", "record_pull_error", "status",
+__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "probe_source", "pull", "record_pull_error", "status",
            "promote", "missing_sequences"]
 
 
@@ -344,7 +344,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                     ours = f"this mirror's {store.log_id()}" if _local_head(store) else f"this pull's {log_id}"
                     raise LogMismatchError(
                         f"{source} serves log {served}, not {ours}: refusing to mix different logs") from None
-        fetched = _fetch_blobs(store, client, source, kind, progress) if with_blobs else 0
+        fetched = fetch_referenced_blobs(store, client, source, kind, progress) if with_blobs else 0
         cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
     finally:
         if client is not None:
@@ -391,133 +391,11 @@ def _finish_pending_syncs(store: Store) -> None:
             mark.unlink(missing_ok=True)
 
 
-def _fetch_blobs(store: Store, client: httpx.Client | None, source: str, kind: str,
-                 progress: ProgressFactory = null_progress) -> int:
-    """Fetch every referenced blob the mirror lacks, verified by sha256 (progress in bytes: refpkg
-    alignments run to gigabytes)."""
-    from .verify import referenced_blobs
-
-    missing = sorted(sha for sha in referenced_blobs(store) if not store.blobs.exists(sha))
-    sizes = _blob_sizes(store) if missing else {}
-    bar = progress("fetch blobs", total=sum(sizes.get(sha, 0) for sha in missing), unit="B")
-    try:
-        for sha in missing:
-            _fetch_blob(store, client, source, kind, sha, sizes.get(sha), bar.update)
-    finally:
-        bar.close()
-    return len(missing)
-
-
-def _fetch_blob(store: Store, client: httpx.Client | None, source: str, kind: str, sha: str, size: int | None,
-                advance: Callable[[int], object]) -> None:
-    """Fetch one blob from the upstream into the store, verified by sha256."""
-    rel = f"blobs/{sha[:2]}/{sha}"
-    if kind == "export":
-        raise NotFoundError(f"blob {sha} is not in this mirror and {source} is an exported log file, which carries "
-                            "no blobs: pull once from a server or published segments that hold them "
-                            "(`rgstore mirror pull SOURCE --with-blobs`)")
-    if client is not None and kind == "server":
-        chunks = upstream.stream(client, f"{source}/blobs/{sha}", limit=size)
-    elif client is not None and upstream.is_url(source):
-        chunks = upstream.stream(client, f"{source}/{rel}", limit=size)
-    else:
-        path = Path(source) / rel
-        if not path.is_file():
-            raise NotFoundError(f"{source} has no blob {sha} (publish with --with-blobs)")
-        chunks = read_chunks(path)
-    try:
-        store.blobs.put_chunks(_advancing(chunks, advance), expected=sha)
-    except IntegrityError:
-        hint = "" if kind == "server" else " (or the host answers a missing file with a page: publish with --with-blobs)"
-        raise IntegrityError(f"blob {sha} from {source} fails its sha256{hint}; not stored") from None
-    except (NotFoundError, RemoteError) as exc:
-        if kind == "server":
-            raise
-        # Static hosts such as S3 answer 403, not 404, for a key that is not there.
-        raise type(exc)(f"{exc} (was {source} published with --with-blobs?)") from None
-
-
-def fetch_blob(store: Store, source: str, sha: str, size: int | None = None) -> None:
-    """Fetch one blob from ``source`` (the mirror's upstream) into the store, verified by sha256, as a pull does.
-
-    For a blob read before any ``--with-blobs`` pull fetched it (``rgstore.blobfetch``). A URL is
-    told apart as the pull does: published segments have a manifest, a server does not.
-    NotFoundError when the upstream lacks it, RemoteError when it cannot be reached, IntegrityError
-    (nothing stored) when its bytes fail the sha256.
-    """
-    if not upstream.is_url(source):
-        _fetch_blob(store, None, source, "export" if Path(source).is_file() else "segments", sha, size, _ignored)
-        return
-    with upstream.client() as client:
-        try:
-            upstream.get(client, f"{source}/{MANIFEST}")
-            kind = "segments"
-        except NotFoundError:  # no manifest: an API server
-            kind = "server"
-        _fetch_blob(store, client, source, kind, sha, size, _ignored)
-
-
-def _ignored(_count: int) -> None:
-    """Progress nobody watches (one blob read on demand)."""
-
-
-def _advancing(chunks: Iterable[bytes], advance: Callable[[int], object]) -> Iterator[bytes]:
-    """``chunks`` passed through, each one's size reported to ``advance``."""
-    for chunk in chunks:
-        advance(len(chunk))
-        yield chunk
-
-
-def _blob_sizes(store: Store) -> dict[str, int]:
-    """sha256 -> size of every blob a retained refpkg state names (the only views that reference blobs)."""
-    from .views.refpkgstate import STEP_DECODER, STEPS_DB
-
-    sizes: dict[str, int] = {}
-    with store.read() as txn:
-        if not store.environment.has_db(STEPS_DB):
-            return sizes
-        with txn.cursor(db=store.environment.db(STEPS_DB)) as cur:
-            for _key, raw in cur:
-                for ref in STEP_DECODER.decode(raw).files.values():
-                    sizes[ref.sha256] = ref.size
-    return sizes
-
-
 def _fetch_cache(store: Store, client: httpx.Client | None, source: str, kind: str) -> int:
     """Fetch the files of every live cache entry the mirror lacks, verified by their recorded sha256."""
-    from urllib.parse import quote
+    from .cachecopy import fetch_cache_files, upstream_cache_chunks
 
-    from .cachecopy import fetch_cache_files
-    from .views.cache import CacheEntry
-
-    def fetch(entry: CacheEntry, relative: str) -> Iterator[bytes]:
-        size = entry.files[relative].size  # an answer running past it stops there, not when the disk fills
-        if client is not None and kind == "server":
-            return upstream.stream(client, f"{source}/cache/entries/{entry.key}/files/{quote(relative)}", limit=size)
-        if client is not None and upstream.is_url(source):
-            return _hinted(upstream.stream(client, f"{source}/cache/{quote(entry.path)}/{quote(relative)}",
-                                           limit=size), source)
-        path = Path(source) / "cache" / entry.path / relative
-        if not path.is_file():
-            raise NotFoundError(f"{source} has no cache file {entry.path}/{relative} ({_CACHE_HINT})")
-        return read_chunks(path)
-
-    return fetch_cache_files(store, fetch)
-
-
-# An older rgstore's `log publish --with-blobs` copied blobs only (cache files did not follow their
-# events yet): a directory it published is the usual reason, and the remedy is the same command again.
-_CACHE_HINT = "publish with --with-blobs; an older rgstore's publish copied no cache files: run it again"
-
-
-def _hinted(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
-    """``chunks``; a static host's missing file (S3 answers 403) is said with the publish hint."""
-    try:
-        yield from chunks
-    except (NotFoundError, RemoteError) as exc:
-        if isinstance(exc, RemoteError) and not str(exc).endswith(": HTTP 403"):
-            raise
-        raise type(exc)(f"{exc} ({source} lacks it: {_CACHE_HINT})") from None
+    return fetch_cache_files(store, lambda entry, relative: upstream_cache_chunks(client, source, kind, entry, relative))
 
 
 def missing_sequences(store: Store, *, include_remote: bool = True) -> list[str]:

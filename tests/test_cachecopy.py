@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from rgstore.cachecopy import cache_files, publish_cache
-from rgstore.errors import IntegrityError, InvalidInputError, ReadOnlyError
+from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from rgstore.events import CacheEvicted, CacheInserted, FileRef
 from rgstore.log import NewEvent
 from rgstore.mirror import pull
+from rgstore.replay import export_log
 from rgstore.segments import publish
 from rgstore.store import Store
+from tests.conftest import REPO
+from tests.server_fixture import running_server
 from tests.upstream_fixture import ENSEMBL, UpstreamServer, base, req
 
 
@@ -142,3 +147,65 @@ def test_a_publish_by_an_older_rgstore_without_cache_files_is_named_with_its_rem
         pull(mirror, host.url, with_blobs=True)
         entry = store.cache.ls(level=1)[0]
         assert (mirror.cache_path / entry.path / "annotation" / "gene.fna").is_file()
+
+
+def _cached_files(store: Path) -> list[Path]:
+    return [f for f in (store / "cache").rglob("*") if f.is_file() and not f.name.startswith(".")]
+
+
+def test_a_mirror_pulled_without_blobs_fetches_a_cached_regions_file_on_first_read_by_cli(
+    server: UpstreamServer, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "primary") as primary:
+        [built] = primary.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    want = Path(built.path).read_bytes()
+    before = len(server.gets(""))
+    with running_server(tmp_path / "primary") as upstream:
+        for args in (("mirror", "pull", upstream.url),
+                     ("cache", "regions", "--source", "ensembl", "--species", "Synthetica_testii",
+                      "--release", "110", "--regions", "gene")):
+            done = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "mirror"), *args],
+                                  cwd=REPO, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            if args[0] == "mirror":
+                assert _cached_files(tmp_path / "mirror") == []  # the events only
+    status, region, path = done.stdout.split()
+    assert (status, region) == ("hit", "gene")
+    assert Path(path).read_bytes() == want
+    assert [f.name for f in _cached_files(tmp_path / "mirror")] == ["gene.fna"]  # level 2 was not fetched
+    assert len(server.gets("")) == before  # from the primary, not rebuilt from NCBI/Ensembl
+
+
+def test_a_mirror_refuses_a_tampered_cache_file_fetched_on_first_read_and_stores_nothing(
+    server: UpstreamServer, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "primary") as primary:
+        [built] = primary.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+        publish(primary, tmp_path / "pub")
+        publish_cache(primary, tmp_path / "pub")
+    published = tmp_path / "pub" / "cache" / Path(built.path).relative_to(tmp_path / "primary" / "cache")
+    good = published.read_bytes()
+    published.write_bytes(good[:-2] + (b"A" if good[-2:-1] != b"A" else b"C") + b"\n")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        with pytest.raises(IntegrityError, match="gene.fna of entry .* fails its sha256; not stored"):
+            mirror.cache.regions(req(ENSEMBL, "gene"))
+        assert _cached_files(tmp_path / "mirror") == []
+        published.write_bytes(good)
+        [hit] = mirror.cache.regions(req(ENSEMBL, "gene"))
+        assert hit.hit and Path(hit.path).read_bytes() == good
+
+
+def test_a_mirror_of_an_export_file_names_the_pull_that_brings_cache_files(
+    server: UpstreamServer, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "primary") as primary:
+        primary.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+        export_log(primary, tmp_path / "log.rglog")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "log.rglog"))
+        with pytest.raises(NotFoundError) as caught:
+            mirror.cache.regions(req(ENSEMBL, "gene"))
+    [line] = str(caught.value).splitlines()
+    assert "gene.fna of entry" in line and "is not in this mirror" in line
+    assert "rgstore mirror pull SOURCE --with-blobs" in line
