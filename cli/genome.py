@@ -48,7 +48,7 @@ def genome_group() -> None:
               help="With --remote: the remote's alias for it (a bare NAME its refgenie namespace lacks is "
                    "looked up in the remote's other namespaces).")
 @click.option("--name", "-n", "names", multiple=True, required=True,
-              help="A name (refgenie alias) for the genome; repeatable.")
+              help="A name (refgenie alias, or NS:NAME) for the genome; repeatable.")
 @click.option("--description", "-d", default="", help="Free-text description.")
 @click.option("--species", "-s", default="", help="Species, e.g. 'Homo sapiens'.")
 @click.option("--fhr", type=GivenPath(path_type=Path, dir_okay=False),

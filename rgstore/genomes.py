@@ -166,7 +166,7 @@ class Genomes:
         seq_namespace: str | Sequence[str] | None = None, force: bool = False,
         progress: ProgressFactory = null_progress,
     ) -> InitResult:
-        """Store a FASTA as a genome named by ``names`` (aliases in namespace refgenie).
+        """Store a FASTA as a genome named by ``names`` (``ns:name``, or a bare name in namespace refgenie).
 
         Re-initialising identical content only adds the names that are new; a ``description``,
         ``species`` or ``circular`` that differs from the stored one is refused (ConflictError,
@@ -180,7 +180,8 @@ class Genomes:
         names = [names] if isinstance(names, str) else names
         fasta = given_path(fasta, "FASTA file")
         circular = [circular] if isinstance(circular, str) else circular
-        aliases = list(dict.fromkeys(check_name(n) for n in names))
+        # (namespace, name) pairs: "hg38" and "refgenie:hg38" are one alias, recorded once.
+        aliases = list(dict.fromkeys(split_alias(n) for n in names))
         if not aliases:
             raise InvalidInputError("a genome needs at least one name (--name)")
         sweep_scratch(self.store)  # what killed imports left behind
@@ -201,14 +202,14 @@ class Genomes:
             if force:
                 return
             with self.store.read() as txn:
-                for name in aliases:
-                    target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
+                for alias_ns, name in aliases:
+                    target = collection_alias(txn, env, alias_ns, name)
                     record = genome_record(txn, env, target) if target else None
                     if target and (record is None or record.names != summary.names
                                    or record.lengths != summary.lengths):
-                        raise _taken(name, target)
+                        raise _taken(alias_ns, name, target)
 
-        added: list[str] = []
+        added: list[str] = []  # "ns:name" of each alias the command sets
         state: dict[str, Any] = {}
 
         def record(ingested: Ingested) -> None:
@@ -234,18 +235,18 @@ class Genomes:
                     stream=genome_stream(ingested.digest),
                     event=_genome_added(ingested, fasta, description, species, list(dict.fromkeys(circular))),
                 ))
-            for name in aliases:
-                target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
+            for alias_ns, name in aliases:
+                target = collection_alias(txn, env, alias_ns, name)
                 if target == ingested.digest:
                     continue
                 if target is not None and not force:
-                    raise _taken(name, target)
-                if target is None:
+                    raise _taken(alias_ns, name, target)
+                if target is None and alias_ns == DEFAULT_NAMESPACE:  # only a refgenie name takes the bare name
                     shadows.update(shadowed_by(txn, env, name, ingested.digest))
-                added.append(name)
+                added.append(f"{alias_ns}:{name}")
                 events.append(NewEvent(
-                    stream=alias_stream(COLLECTION, DEFAULT_NAMESPACE, name),
-                    event=AliasSet(namespace=DEFAULT_NAMESPACE, name=name, digest=ingested.digest),
+                    stream=alias_stream(COLLECTION, alias_ns, name),
+                    event=AliasSet(namespace=alias_ns, name=name, digest=ingested.digest),
                 ))
             if fhr_doc is not None and genome_fhr(txn, env, ingested.digest) != fhr_doc:
                 events.append(NewEvent(stream=genome_stream(ingested.digest),
@@ -272,7 +273,7 @@ class Genomes:
         self.sequences.drop_cache()
         return InitResult(
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
-            aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added],
+            aliases_added=list(added),
             sequence_aliases_added=int(state["seq_aliases"]), seqs=seqs, shadows=state["shadows"] or UNSET,
         )
 
@@ -537,9 +538,9 @@ def check_same_metadata(
         )
 
 
-def _taken(name: str, target: str) -> ConflictError:
+def _taken(namespace: str, name: str, target: str) -> ConflictError:
     return ConflictError(
-        f"alias {DEFAULT_NAMESPACE}:{name} already points at genome {target}; "
+        f"alias {namespace}:{name} already points at genome {target}; "
         "use --force to repoint it (the old target stays in its history)"
     )
 

@@ -26,7 +26,7 @@ from .environment import Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .events import AliasSet, GenomeAdded, GenomeSource
 from .log import NewEvent
-from .views.aliases import COLLECTION, DEFAULT_NAMESPACE, alias_stream, check_name, collection_alias
+from .views.aliases import COLLECTION, DEFAULT_NAMESPACE, alias_stream, collection_alias
 from .views.aliasnames import NAMESPACE_RE
 from .views.genomes import genome_record, genome_stream
 
@@ -307,6 +307,7 @@ def init_remote(
 ) -> InitResult:
     """Record the genome ``digest`` (or the one remote ``alias`` names) held at ``url``, named ``names``.
 
+    ``names`` are ``ns:name`` or bare (refgenie) as ``aliases.split_alias`` reads them.
     Sequences stay remote until read. Re-running for a recorded genome only adds new names (a
     different description, species or circular set is refused: ``genomes.check_same_metadata``);
     a name pointing at another genome is refused unless ``force``. Nothing is recorded on error.
@@ -324,7 +325,7 @@ def init_remote(
             raise InvalidInputError(f"{option} cannot be combined with --remote")
     if (digest is None) == (alias is None):
         raise InvalidInputError("name the remote genome with exactly one of --digest or --alias")
-    aliases = list(dict.fromkeys(check_name(n) for n in names))
+    aliases = list(dict.fromkeys(split_alias(n) for n in names))  # (namespace, name) pairs
     if not aliases:
         raise InvalidInputError("a genome needs at least one name (--name)")
     wanted = normalise_digest(digest) if digest is not None else None
@@ -369,28 +370,28 @@ def init_remote(
                 description=description, species=species, circular=list(dict.fromkeys(circular)),
                 source=GenomeSource(remote_url=source.store_url),
             )))
-        for name in aliases:
-            target = collection_alias(txn, env, DEFAULT_NAMESPACE, name)
+        for alias_ns, name in aliases:
+            target = collection_alias(txn, env, alias_ns, name)
             if target == collection.digest:
                 continue
             if target is not None and not force:
                 raise ConflictError(
-                    f"alias {DEFAULT_NAMESPACE}:{name} already points at genome {target}; "
+                    f"alias {alias_ns}:{name} already points at genome {target}; "
                     "use --force to repoint it (the old target stays in its history)"
                 )
-            if target is None:
+            if target is None and alias_ns == DEFAULT_NAMESPACE:  # only a refgenie name takes the bare name
                 shadows.update(shadowed_by(txn, env, name, collection.digest))
-            added.append(name)
+            added.append(f"{alias_ns}:{name}")
             events.append(NewEvent(
-                stream=alias_stream(COLLECTION, DEFAULT_NAMESPACE, name),
-                event=AliasSet(namespace=DEFAULT_NAMESPACE, name=name, digest=collection.digest),
+                stream=alias_stream(COLLECTION, alias_ns, name),
+                event=AliasSet(namespace=alias_ns, name=name, digest=collection.digest),
             ))
         return events
 
     seqs = store.transact(command)
     return InitResult(
         genome=store.genomes.show(collection.digest, by_digest=True), added=state["new"],
-        aliases_added=[f"{DEFAULT_NAMESPACE}:{n}" for n in added], sequence_aliases_added=0, seqs=seqs,
+        aliases_added=list(added), sequence_aliases_added=0, seqs=seqs,
         shadows=shadows or UNSET,
     )
 

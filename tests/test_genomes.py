@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from msgspec import UNSET
 
 from rgstore.errors import ConflictError, InvalidInputError, NotFoundError
 from rgstore.events import (
@@ -139,6 +140,72 @@ def test_force_repoints_a_name_and_keeps_the_old_target_in_its_history(store: St
     targets = [e.event.digest for e in store.events(stream="alias:refgenie/tiny")]  # type: ignore[union-attr]
     assert targets == [first.digest, second.genome.digest]
     assert store.getseq("tiny", "c1") == "ACGT"  # the cached resolution followed the repoint
+
+
+def test_init_records_an_ns_name_in_its_namespace_beside_a_bare_refgenie_name(store: Store) -> None:
+    # Before: init ran check_name on the whole "ucsc:tiny" and refused it (':'), unlike `alias set`.
+    result = store.genomes.init(TINY, ["ucsc:tiny", "tiny"])
+    aliases = [(e.stream, e.event) for e in store.events() if isinstance(e.event, AliasSet)]
+    assert [(stream, a.namespace, a.name) for stream, a in aliases] == [
+        ("alias:ucsc/tiny", "ucsc", "tiny"), ("alias:refgenie/tiny", "refgenie", "tiny"),
+    ]
+    assert result.aliases_added == ["ucsc:tiny", "refgenie:tiny"]
+    assert store.aliases.get("ucsc:tiny") == store.aliases.get("tiny") == result.genome.digest
+    head = store.head()[0]
+    again = store.genomes.init(TINY, ["ucsc:tiny", "refgenie:tiny", "tiny"])
+    assert not again.added and again.aliases_added == [] and store.head()[0] == head
+    more = store.genomes.init(TINY, ["ucsc:tiny", "ncbi:tiny"])
+    assert more.aliases_added == ["ncbi:tiny"]
+
+
+def test_an_ns_name_naming_another_genome_is_refused_unless_force_which_repoints_it(
+    store: Store, tmp_path: Path
+) -> None:
+    first = store.genomes.init(TINY, ["tiny", "ucsc:hg"]).genome
+    head, collections = store.head()[0], _collections(store)
+    other = _write(tmp_path / "other.fa", {"c1": "ACGT"})
+    with pytest.raises(ConflictError, match="alias ucsc:hg already points at genome .*--force"):
+        store.genomes.init(other, ["fresh", "ucsc:hg"])
+    assert store.head()[0] == head and _collections(store) == collections
+    forced = store.genomes.init(other, ["fresh", "ucsc:hg"], force=True)
+    assert forced.aliases_added == ["refgenie:fresh", "ucsc:hg"]
+    assert store.aliases.get("ucsc:hg") == forced.genome.digest
+    assert store.aliases.get("tiny") == first.digest
+    targets = [e.event.digest for e in store.events(stream="alias:ucsc/hg")]  # type: ignore[union-attr]
+    assert targets == [first.digest, forced.genome.digest]
+
+
+def test_an_ns_name_another_namespace_holds_is_no_conflict_and_takes_no_bare_name(
+    store: Store, tmp_path: Path
+) -> None:
+    # Only a new refgenie name takes the bare name from other namespaces (aliases.shadowed_by).
+    store.genomes.init(TINY, ["ncbi:x"])
+    other = store.genomes.init(_write(tmp_path / "other.fa", {"c1": "ACGT"}), ["ucsc:x"])
+    assert other.aliases_added == ["ucsc:x"] and other.shadows is UNSET
+    assert store.aliases.get("ucsc:x") == other.genome.digest
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("u/c:x", "invalid alias namespace 'u/c'"), ("ucsc:", "invalid alias name ''"), ("ucsc:a:b", "invalid alias name"),
+])
+def test_cli_init_with_an_invalid_ns_name_is_one_line_and_records_nothing(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, name: str, message: str,
+) -> None:
+    out = cli("genome", "init", "--fasta", str(TINY), "--name", name)
+    assert out.exit_code != 0 and out.output.count("\n") == 1
+    assert out.output.startswith(f"error: {message}")
+    with Store.open(store_path) as reopened:
+        assert reopened.head()[0] == 0
+
+
+def test_cli_init_names_a_genome_in_another_namespace_as_alias_set_does(cli) -> None:  # type: ignore[no-untyped-def]
+    out = cli("genome", "init", "--fasta", str(TINY), "--name", "ucsc:hg38", "--name", "hg38")
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines()[1:] == ["  alias ucsc:hg38", "  alias refgenie:hg38"]
+    digest = out.output.split()[0]
+    assert cli("alias", "get", "ucsc:hg38").output.split()[0] == digest
+    again = cli("genome", "init", "--fasta", str(TINY), "--name", "ucsc:hg38")
+    assert again.exit_code == 0 and again.output.splitlines()[1:] == []
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,30 @@ def test_reinit_only_adds_new_names_and_never_repoints_silently(
     ]
 
 
+def test_init_remote_records_ns_names_in_their_namespace_and_repoints_one_only_with_force(
+    served: Served, store: Store, tmp_path: Path
+) -> None:
+    # Before: init_remote ran check_name on the whole "ncbi:t" and refused it (':').
+    server, _, digest = served
+    first = remote.init_remote(store, server.url, ["ncbi:t", "t"], digest=digest)
+    assert first.aliases_added == ["ncbi:t", "refgenie:t"]
+    assert store.aliases.get("ncbi:t") == store.aliases.get("t") == digest
+    again = remote.init_remote(store, server.url, ["ncbi:t", "t"], digest=digest)
+    assert not again.added and again.aliases_added == []
+    other = tmp_path / "other.fa"
+    other.write_text(">x\nACGT\n")
+    store.genomes.init(other, ["ucsc:taken"])
+    with pytest.raises(ConflictError, match="alias ucsc:taken already points at genome .*--force"):
+        remote.init_remote(store, server.url, ["ucsc:taken"], digest=digest)
+    assert store.aliases.get("ucsc:taken") != digest
+    assert remote.init_remote(store, server.url, ["ucsc:taken"], digest=digest, force=True).aliases_added == [
+        "ucsc:taken"
+    ]
+    assert store.aliases.get("ucsc:taken") == digest
+    with pytest.raises(InvalidInputError, match="invalid alias namespace"):
+        remote.init_remote(store, server.url, ["u/c:x"], digest=digest)
+
+
 def test_an_unreachable_url_is_a_clear_error_and_records_nothing(store: Store) -> None:
     head = store.head()
     with pytest.raises(RemoteError, match="cannot reach http://127.0.0.1:9/rgstore.json"):
