@@ -101,8 +101,8 @@ def create_app(store_path: str | None = None) -> FastAPI:
         root = store.path  # the served path: a store replaced there is fetched into as well
         workers = FetchWorkers(root, slots=limits.slots, timeout=limits.timeout_s)
         set_lazy_fetch(workers.fetch)
-        # A mirror's refpkg blobs not fetched yet come from its upstream the same way (verified by sha256).
-        app.state.lazy_fetcher = LazyFetcher(limits, workers.stop, workers.fetch_blob)
+        # A mirror's refpkg blobs and cache files not fetched yet come from its upstream the same way (by sha256).
+        app.state.lazy_fetcher = LazyFetcher(limits, workers.stop, workers.fetch_blob, workers.fetch_cache_file)
         if catching_up is not None:
             catching_up.start()
         try:

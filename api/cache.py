@@ -7,6 +7,7 @@ store's cache root, so the server does not disclose its filesystem layout.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,6 +20,7 @@ from rgstore.views.cache import CacheEntry, CacheView, Tombstone, iso_time
 from .cacheorder import CacheOrder
 from .files import StoredFileResponse, fd_checksums, file_responses
 from .keyset import After, next_after, only_one_start, paged_responses
+from .lazyfetch import lazy_fetcher
 from .schemas import CacheEntryView, CacheList, ErrorBody
 from .wire import json_response, store_of
 
@@ -97,16 +99,24 @@ async def get_entry(request: Request, key: str) -> Response:
 
 @router.get("/entries/{key}/files/{path:path}", summary="One file of a live cache entry, checksum-verified",
             response_class=Response,
-            responses=file_responses("application/octet-stream", verified=True))
-def get_entry_file(request: Request, key: str, path: str) -> Response:
-    """The file's bytes, after checking them against the sha256 its insert event recorded (mirrors fetch these)."""
+            responses={**file_responses("application/octet-stream", verified=True),
+                       502: {"model": ErrorBody, "description": "A mirror could not fetch the file from its "
+                             "upstream (the detail says why and what to do)"},
+                       503: {"model": ErrorBody, "description": "A mirror's fetch slots stayed busy (`Retry-After`)"}})
+async def get_entry_file(request: Request, key: str, path: str) -> Response:
+    """The file's bytes, after checking them against the sha256 its insert event recorded (mirrors fetch these).
+
+    A mirror fetches a file of a live entry it lacks from its upstream first (verified by sha256,
+    under the fetch slots), as it does a refpkg blob.
+    """
     from rgstore.cachecopy import local_cache_file
-    from rgstore.errors import IntegrityError, InvalidInputError
+    from rgstore.errors import IntegrityError, InvalidInputError, RemoteError
 
     store = store_of(request)
     env = store.environment
     with store.read() as txn:
         entry = CacheView.get(txn, env.db("cache.entries"), key) if env.has_db("cache.entries") else None
+        mirror = store.log.meta_get(txn, "replica_of") is not None
     ref = entry.files.get(path) if entry is not None else None
     if entry is None or ref is None:
         raise NotFoundError(f"no file {path!r} in live cache entry {key!r}")
@@ -114,6 +124,12 @@ def get_entry_file(request: Request, key: str, path: str) -> Response:
         local = local_cache_file(store, entry, path)
     except (InvalidInputError, OSError):
         raise NotFoundError(f"cache file {path!r} of entry {key!r} is missing here") from None
+    if mirror and not _has_size(local, ref.size):
+        try:  # a mirror pulled without --with-blobs fetches the file now, as a pull --with-blobs would
+            await lazy_fetcher(request).cache_file(key, path, lambda: _has_size(local, ref.size))
+        except NotFoundError as exc:  # the upstream lacks it: a bad gateway, not a file this route does not know
+            raise RemoteError(str(exc)) from None
+        # Not fetched (nothing upstream can supply it): the response below says it is missing here.
 
     def verify(fd: int) -> None:  # hashed in chunks from the descriptor the bytes are then sent from
         if fd_checksums(fd).sha256 != ref.sha256:
@@ -121,3 +137,11 @@ def get_entry_file(request: Request, key: str, path: str) -> Response:
 
     return StoredFileResponse(local, media_type="application/octet-stream", verify=verify,
                               headers={"ETag": f'"{ref.sha256}"', "X-Checksum-Sha256": ref.sha256})
+
+
+def _has_size(path: Path, size: int) -> bool:
+    """Whether ``path`` is a file of ``size`` bytes: what a mirror counts as fetched."""
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False

@@ -7,7 +7,8 @@ and then fetches one sequence at a time, asked over a pipe with one JSON line an
 one (``{"fetched": bool}`` or ``{"error": class name, "message": ...}``). It verifies the residues
 against their digest exactly as an in-process fetch does (``rgstore.remotefetch.fetch_missing``)
 and opens the store anew per request, so a store replaced at the served path is fetched into.
-A mirror's missing refpkg blob is fetched the same way (``fetch_blob``: ``rgstore.blobfetch``).
+A mirror's missing refpkg blob is fetched the same way (``fetch_blob``: ``rgstore.blobfetch``), and so
+is a live cache entry's missing file (``fetch_cache_file``: ``rgstore.cachecopy``).
 
 A worker past its deadline, or stopped (``FetchWorkers.stop``: a request cancelled at shutdown), is
 killed and replaced on the next need. A worker exits when its stdin reaches EOF (the server closed
@@ -30,14 +31,14 @@ from typing import Any
 from rgstore import errors
 from rgstore.errors import RemoteError
 
-__all__ = ["FetchWorkers", "child_error"]
+__all__ = ["FetchWorkers", "cache_fetch_key", "child_error"]
 
 _WORKER = """
 import json, os, signal, sys
 from pathlib import Path
 answers = os.fdopen(os.dup(1), "w")  # the answers' own channel: a library's stray print goes to stderr instead
 os.dup2(2, 1)
-from rgstore.blobfetch import fetch_missing_blob
+from rgstore.cachecopy import fetch_missing_cache_file
 from rgstore.errors import RgstoreError
 from rgstore.remotefetch import fetch_missing
 from rgstore.store import Store
@@ -51,7 +52,9 @@ while True:
     try:
         with Store.open(Path(request["store"]), readonly=True) as store:
             if "blob" in request:  # a mirror's refpkg blob, from its upstream
-                answer = {"fetched": fetch_missing_blob(store, request["blob"], request["size"])}
+                answer = {"fetched": store.blobs.fetch_missing_here(request["blob"], request["size"])}
+            elif "cache" in request:  # a mirror's cache file, of an entry its log lists
+                answer = {"fetched": fetch_missing_cache_file(store, request["cache"], request["path"])}
             else:
                 answer = {"fetched": fetch_missing(store, request["digest"])}
     except RgstoreError as exc:
@@ -174,6 +177,11 @@ class FetchWorkers:
         """Blocking: ``fetch_missing_blob`` of ``sha256`` in a worker; True once the blob is here; see ``_run``."""
         return self._run(sha256, {"blob": sha256, "size": size}, f"blob {sha256}")
 
+    def fetch_cache_file(self, key: str, relative: str) -> bool:
+        """Blocking: ``fetch_missing_cache_file`` of entry ``key``'s ``relative`` in a worker; True once it is here."""
+        return self._run(cache_fetch_key(key, relative), {"cache": key, "path": relative},
+                         f"cache file {relative!r} of entry {key}")
+
     def _run(self, key: str, fields: dict[str, Any], what: str) -> bool:
         """Ask a worker to fetch ``what`` (``fields`` say which; ``key`` names it for ``stop``).
 
@@ -257,6 +265,11 @@ class FetchWorkers:
                 self._idle.append(worker)
                 return
         worker.end(grace=5.0)
+
+
+def cache_fetch_key(key: str, relative: str) -> str:
+    """What names the fetch of a cache file for ``stop`` and shared downloads: never a digest or a sha256."""
+    return f"cache:{key}/{relative}"
 
 
 def child_error(name: str, message: str) -> errors.RgstoreError:

@@ -7,7 +7,7 @@ pull), ``/v4/genomes``, ``/refpkgs`` and the file routes hanging. Here each fetc
 ``slots`` fetch slots and runs on a thread of its own limiter; a request that finds every slot busy
 waits ``wait_s`` for one, then gets 503 with ``Retry-After``. Requests for a sequence already being
 fetched wait for that download and share its outcome instead of taking a slot; a mirror's missing
-refpkg blobs (``LazyFetcher.blob``) share the same slots. The limits come from
+refpkg blobs (``LazyFetcher.blob``) and cache files (``LazyFetcher.cache_file``) share the same slots. The limits come from
 ``$RGSTORE_SERVE_FETCH_SLOTS``, ``$RGSTORE_SERVE_FETCH_WAIT_S`` and ``$RGSTORE_SERVE_FETCH_TIMEOUT_S``.
 """
 
@@ -24,6 +24,7 @@ from starlette.requests import Request
 
 from rgstore.errors import InvalidInputError, RgstoreError
 
+from .fetchworker import cache_fetch_key
 from .sequences import FETCH_TIMEOUT_S, StoredSequence, fetch_and_open, open_stored
 
 __all__ = ["FetchLimits", "FetchSlotsBusyError", "LazyFetcher", "RETRY_AFTER_S", "lazy_fetcher"]
@@ -85,12 +86,15 @@ class LazyFetcher:
     """The fetches of one worker: create it inside the event loop (in the lifespan)."""
 
     def __init__(self, limits: FetchLimits, stop_fetch: Callable[[str], None],
-                 fetch_blob: Callable[[str, int | None], bool] | None = None) -> None:
-        """``stop_fetch(key)`` ends the fetch of a sequence digest or blob sha256 under way, if any (its request
-        was cancelled); ``fetch_blob(sha256, size)`` fetches a mirror's missing blob (blocking; True once here)."""
+                 fetch_blob: Callable[[str, int | None], bool] | None = None,
+                 fetch_cache_file: Callable[[str, str], bool] | None = None) -> None:
+        """``stop_fetch(key)`` ends the fetch of a sequence digest, blob sha256 or ``cache_fetch_key`` under way, if
+        any (its request was cancelled); ``fetch_blob(sha256, size)`` and ``fetch_cache_file(key, relative)`` fetch
+        a mirror's missing blob or cache file (blocking; True once here)."""
         self.limits = limits
         self._stop_fetch = stop_fetch
         self._fetch_blob = fetch_blob
+        self._fetch_cache_file = fetch_cache_file
         self._slots = anyio.Semaphore(limits.slots)
         # The thread hop needs a limiter other than the default one; admission (``_slots``) bounds it.
         self._threads = anyio.CapacityLimiter(limits.slots)
@@ -128,8 +132,25 @@ class LazyFetcher:
         if self._fetch_blob is None:
             return present()
         fetch_blob = self._fetch_blob
+        # hex sha256: never a sequence's base64url digest
+        return await self._once(sha256, lambda: fetch_blob(sha256, size), present, f"blob {sha256}")
+
+    async def cache_file(self, key: str, relative: str, present: Callable[[], bool]) -> bool:
+        """Fetch a mirror's missing file ``relative`` of cache entry ``key`` unless ``present()``, as ``blob`` does.
+
+        True once the file is here, False if nothing can supply it (no mirror, no such live entry or
+        file in the log, or no ``fetch_cache_file``); raises what it raises, or FetchSlotsBusyError.
+        """
+        if self._fetch_cache_file is None:
+            return present()
+        fetch = self._fetch_cache_file
+        return await self._once(cache_fetch_key(key, relative), lambda: fetch(key, relative), present,
+                                f"cache file {relative!r} of entry {key}")
+
+    async def _once(self, key: str, fetch: Callable[[], bool], present: Callable[[], bool], what: str) -> bool:
+        """``fetch()`` in a slot unless ``present()``; requests for ``key`` meanwhile share this download's outcome."""
         while not present():
-            flight = self._flights.get(sha256)  # hex sha256: never a sequence's base64url digest
+            flight = self._flights.get(key)
             if flight is None:
                 break
             await flight.done.wait()
@@ -137,14 +158,14 @@ class LazyFetcher:
                 raise type(flight.error)(str(flight.error))
         else:
             return True
-        flight = self._flights[sha256] = _Flight()
+        flight = self._flights[key] = _Flight()
         try:
-            return await self._in_slot(lambda: fetch_blob(sha256, size), sha256, f"blob {sha256}")
+            return await self._in_slot(fetch, key, what)
         except RgstoreError as exc:
             flight.error = exc
             raise
         finally:
-            del self._flights[sha256]
+            del self._flights[key]
             flight.done.set()
 
     async def _in_slot(self, fetch: Callable[[], T], key: str, what: str) -> T:

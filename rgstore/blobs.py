@@ -16,8 +16,8 @@ from typing import BinaryIO
 import msgspec
 
 from .diskspace import refused_write
-from .environment import fsync_dir
-from .errors import IntegrityError, NotFoundError
+from .environment import fsync_dir, read_only_mount
+from .errors import IntegrityError, NotFoundError, UnfetchableError
 from .files import CHUNK, mkstemp, read_chunks, write_verified
 from .progress import Progress
 
@@ -80,9 +80,27 @@ class BlobStore:
         Not verified here: readers hash what they read (``verify``, a verified copy or response).
         """
         path = self.path(sha256)
-        if not path.is_file() and not (self.fetch_missing is not None and self.fetch_missing(sha256, size)):
+        if not path.is_file() and not (self.fetch_missing is not None and self.fetch_missing_here(sha256, size)):
             raise NotFoundError(f"blob {sha256} is missing from {self.root}")
         return path
+
+    def fetch_missing_here(self, sha256: str, size: int | None) -> bool:
+        """``fetch_missing(sha256, size)``; UnfetchableError, not a bare OSError, when ``blobs/`` cannot take it here.
+
+        A read-only mount or a user who may not write the store fails creating the blob's temp file.
+        """
+        assert self.fetch_missing is not None
+        try:
+            return self.fetch_missing(sha256, size)
+        except OSError:
+            where = self.root if self.root.exists() else self.root.parent
+            if os.access(where, os.W_OK | os.X_OK):
+                raise  # not this store's directory (an upstream's file this user may not read, say)
+            why = "the store is on a read-only mount" if read_only_mount(where) else f"this user may not write {where}"
+            raise UnfetchableError(
+                f"blob {sha256} is not in this store yet and cannot be fetched into it: {why}; fetch it where the "
+                "store is writable (a read of it there, or `rgstore mirror pull SOURCE --with-blobs`)"
+            ) from None
 
     def exists(self, sha256: str) -> bool:
         """Whether the blob is present (not whether it is intact)."""

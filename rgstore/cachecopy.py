@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["cache_files", "local_cache_file", "install_cache_file", "missing_cache_files", "publish_cache",
-           "finish_upstream_evictions", "upstream_cache_chunks", "fetch_missing_entry_files"]
+           "finish_upstream_evictions", "upstream_cache_chunks", "fetch_missing_entry_files",
+           "fetch_missing_cache_file"]
 
 Fetch = Callable[[CacheEntry, str], Iterable[bytes]]
 """The bytes of one of an entry's files from an upstream, streamed in pieces."""
@@ -113,16 +114,32 @@ def _hinted(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
         raise type(exc)(f"{exc} ({source} lacks it: {_CACHE_HINT})") from None
 
 
-def fetch_missing_entry_files(store: Store, entry: CacheEntry) -> int:
-    """Fetch the files of live ``entry`` a mirror lacks (absent or the wrong size) from its upstream; how many.
+def fetch_missing_cache_file(store: Store, key: str, relative: str) -> bool:
+    """Fetch file ``relative`` of live entry ``key`` from a mirror's upstream unless present; True once it is here.
 
-    0 when none is missing or the store is no mirror (a primary's missing file is a miss it rebuilds).
-    Each file is verified by its recorded sha256 before it is renamed into place (IntegrityError,
-    nothing stored); NotFoundError when the upstream lacks it, RemoteError when it cannot be
-    reached, each one line naming the file and what to do.
+    False when the log lists no such live entry or file (nothing is fetched for a key or path the
+    upstream never recorded), or the store is no mirror. Raises as ``fetch_missing_entry_files``.
+    For the API server's fetch workers: a read-only open writes no log, only the cache file.
+    """
+    with store.read() as txn:
+        entries = store.environment.db("cache.entries") if store.environment.has_db("cache.entries") else None
+        entry = CacheView.get(txn, entries, key) if entries is not None else None
+    if entry is None or relative not in entry.files:
+        return False
+    fetch_missing_entry_files(store, entry, only=relative)
+    return _present(local_cache_file(store, entry, relative), entry.files[relative].size)
+
+
+def fetch_missing_entry_files(store: Store, entry: CacheEntry, *, only: str | None = None) -> int:
+    """Fetch the files of live ``entry`` (all, or just ``only``) a mirror lacks from its upstream; how many.
+
+    A file is lacking when it is absent or the wrong size. 0 when none is missing or the store is no
+    mirror (a primary's missing file is a miss it rebuilds). Each file is verified by its recorded
+    sha256 before it is renamed into place (IntegrityError, nothing stored); NotFoundError when the
+    upstream lacks it, RemoteError when it cannot be reached, each one line naming the file and what to do.
     """
     missing = [(relative, ref) for relative, ref in sorted(entry.files.items())
-               if not _present(local_cache_file(store, entry, relative), ref.size)]
+               if only in (None, relative) and not _present(local_cache_file(store, entry, relative), ref.size)]
     if not missing:
         return 0
     with store.read() as txn:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rgstore.cachecopy import cache_files, publish_cache
@@ -209,3 +210,65 @@ def test_a_mirror_of_an_export_file_names_the_pull_that_brings_cache_files(
     [line] = str(caught.value).splitlines()
     assert "gene.fna of entry" in line and "is not in this mirror" in line
     assert "rgstore mirror pull SOURCE --with-blobs" in line
+
+
+def _entry_file(primary: Path, server: UpstreamServer) -> tuple[str, str, bytes]:
+    """(entry key, relative path, bytes) of the level-1 gene file a primary at ``primary`` builds."""
+    with Store.open(primary) as store:
+        [built] = store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+        [relative] = store.cache.entry(built.key).files  # type: ignore[union-attr]
+    return built.key, relative, Path(built.path).read_bytes()
+
+
+def test_a_mirror_pulled_without_blobs_serves_a_cache_file_fetched_from_its_upstream_on_first_read(
+    server: UpstreamServer, tmp_path: Path
+) -> None:
+    key, relative, want = _entry_file(tmp_path / "primary", server)
+    before = len(server.gets(""))
+    with running_server(tmp_path / "primary") as upstream:
+        with Store.open(tmp_path / "mirror") as mirror:
+            pull(mirror, upstream.url)
+        assert _cached_files(tmp_path / "mirror") == []  # the events only
+        with running_server(tmp_path / "mirror") as served:
+            url = f"{served.url}/cache/entries/{key}/files"
+            # Only what the log lists is fetched: not another path, not a path that leaves the entry.
+            assert httpx.get(f"{url}/annotation/CDS.fna", timeout=120).status_code == 404
+            assert httpx.get(f"{url}/annotation/../../../etc/passwd", timeout=120).status_code == 404
+            assert _cached_files(tmp_path / "mirror") == []
+            got = httpx.get(f"{url}/{relative}", timeout=120)
+    assert (got.status_code, got.content) == (200, want), got.text
+    assert [f.name for f in _cached_files(tmp_path / "mirror")] == ["gene.fna"]  # only the file asked for
+    assert len(server.gets("")) == before  # from the primary, not rebuilt from Ensembl
+
+
+def test_a_served_mirror_of_an_export_file_answers_502_naming_the_pull_with_blobs_and_stores_nothing(
+    server: UpstreamServer, tmp_path: Path
+) -> None:
+    key, relative, _ = _entry_file(tmp_path / "primary", server)
+    with Store.open(tmp_path / "primary") as primary:
+        export_log(primary, tmp_path / "log.rglog")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "log.rglog"))
+    with running_server(tmp_path / "mirror") as served:
+        got = httpx.get(f"{served.url}/cache/entries/{key}/files/{relative}", timeout=120)
+    assert got.status_code == 502 and "Retry-After" not in got.headers, (got.status_code, got.headers)
+    [line] = got.json()["detail"].splitlines()
+    assert "exported log file" in line and "rgstore mirror pull SOURCE --with-blobs" in line, line
+    assert _cached_files(tmp_path / "mirror") == []
+
+
+def test_a_served_mirror_refuses_a_cache_file_its_upstream_has_corrupt_and_stores_nothing(
+    server: UpstreamServer, tmp_path: Path
+) -> None:
+    key, relative, want = _entry_file(tmp_path / "primary", server)
+    with Store.open(tmp_path / "primary") as primary:
+        publish(primary, tmp_path / "pub")
+        publish_cache(primary, tmp_path / "pub")
+        published = tmp_path / "pub" / "cache" / primary.cache.entry(key).path / relative  # type: ignore[union-attr]
+    published.write_bytes(want[:-2] + (b"A" if want[-2:-1] != b"A" else b"C") + b"\n")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+    with running_server(tmp_path / "mirror") as served:
+        got = httpx.get(f"{served.url}/cache/entries/{key}/files/{relative}", timeout=120)
+    assert got.status_code == 500 and "fails its sha256; not stored" in got.json()["detail"], got.text
+    assert _cached_files(tmp_path / "mirror") == []

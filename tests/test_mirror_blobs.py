@@ -16,6 +16,7 @@ from rgstore.replay import export_log
 from rgstore.segments import publish, publish_blobs
 from rgstore.store import Store
 from tests.conftest import REPO
+from tests.privileges import modes_bind_prefix
 from tests.server_fixture import running_server
 
 
@@ -111,3 +112,26 @@ def test_a_primary_missing_a_blob_fetches_nothing_and_says_it_is_missing(tmp_pat
     blob.unlink()
     with Store.open(tmp_path / "primary") as primary, pytest.raises(NotFoundError, match="is missing from"):
         primary.refpkgs.resource_path("pkg", "tree")
+
+
+def test_a_mirror_that_may_not_write_its_blobs_says_in_one_line_the_blob_cannot_be_fetched_here(
+        tmp_path: Path) -> None:
+    prefix = modes_bind_prefix()  # as root, chmod binds only with CAP_DAC_OVERRIDE dropped
+    _primary(tmp_path)
+    with Store.open(tmp_path / "primary") as primary:
+        publish(primary, tmp_path / "pub")
+        publish_blobs(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+    blobs = tmp_path / "mirror" / "blobs"
+    blobs.mkdir(exist_ok=True)
+    blobs.chmod(0o555)
+    try:
+        rp = subprocess.run([*prefix, sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "mirror"),
+                             "refpkg", "rp", "pkg", "tree"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        blobs.chmod(0o755)
+    assert rp.returncode != 0 and rp.stdout == ""
+    [line] = rp.stderr.splitlines()  # not a bare "Permission denied": which blob, why, and where it can be fetched
+    assert "cannot be fetched into it" in line and f"may not write {blobs}" in line and "--with-blobs" in line, line
+    assert _stored_files(tmp_path / "mirror") == []
