@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError, RemoteError
-from .httpclient import failure, iter_body, redact
+from .httpclient import iter_body, redact, streamed
 
 if TYPE_CHECKING:
     import httpx
@@ -67,59 +67,49 @@ def local_copy(client: httpx.Client, store_url: str, index_url: str, seq_url: st
 
 def _alphabet(client: httpx.Client, store_url: str, index_url: str, bare: str, timeout: float) -> str:
     """The alphabet the index at ``index_url`` gives ``bare``, read up to its row; NotFoundError if it has none."""
-    import httpx
-
     columns = {"alphabet": 2, "sha512t24u": 3}  # gtars' order, when the index has no header line
     carry = b""
-    try:
-        with client.stream("GET", index_url, timeout=httpx.Timeout(timeout, connect=5.0)) as resp:
-            if resp.status_code >= 400:
-                raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {index_url} answered HTTP "
-                                         f"{resp.status_code}"))
-            read = 0
-            for piece in iter_body(resp):
-                read += len(piece)
-                if read > INDEX_LIMIT:
-                    raise RemoteError(redact(f"{index_url}: the answer runs past {INDEX_LIMIT:,} bytes, more than "
-                                             f"a sequence index; no sequence {bare} in it"))
-                *lines, carry = (carry + piece).split(b"\n")
-                for line in lines:
-                    fields = line.rstrip(b"\r").decode("utf-8", "replace").split("\t")
-                    if fields[0].startswith("#"):
-                        named = {name: i for i, name in enumerate([fields[0][1:], *fields[1:]])}
-                        if {"alphabet", "sha512t24u"} <= named.keys():
-                            columns = {name: named[name] for name in columns}
-                        continue
-                    if len(fields) > max(columns.values()) and fields[columns["sha512t24u"]] == bare:
-                        alphabet = fields[columns["alphabet"]]
-                        if not _ALPHABET.fullmatch(alphabet):
-                            raise RemoteError(redact(f"cannot read sequence {bare} of the RefgetStore at {store_url}: "
-                                                     f"its index gives it the alphabet {alphabet[:40]!r}"))
-                        return alphabet  # the rest of the index is not read
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise RemoteError(failure(index_url, exc)) from None
+    with streamed(client, index_url, timeout=timeout) as resp:
+        if resp.status_code >= 400:
+            raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {index_url} answered HTTP "
+                                     f"{resp.status_code}"))
+        read = 0
+        for piece in iter_body(resp):
+            read += len(piece)
+            if read > INDEX_LIMIT:
+                raise RemoteError(redact(f"{index_url}: the answer runs past {INDEX_LIMIT:,} bytes, more than "
+                                         f"a sequence index; no sequence {bare} in it"))
+            *lines, carry = (carry + piece).split(b"\n")
+            for line in lines:
+                fields = line.rstrip(b"\r").decode("utf-8", "replace").split("\t")
+                if fields[0].startswith("#"):
+                    named = {name: i for i, name in enumerate([fields[0][1:], *fields[1:]])}
+                    if {"alphabet", "sha512t24u"} <= named.keys():
+                        columns = {name: named[name] for name in columns}
+                    continue
+                if len(fields) > max(columns.values()) and fields[columns["sha512t24u"]] == bare:
+                    alphabet = fields[columns["alphabet"]]
+                    if not _ALPHABET.fullmatch(alphabet):
+                        raise RemoteError(redact(f"cannot read sequence {bare} of the RefgetStore at {store_url}: "
+                                                 f"its index gives it the alphabet {alphabet[:40]!r}"))
+                    return alphabet  # the rest of the index is not read
     raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
 
 
 def _download(client: httpx.Client, store_url: str, seq_url: str, bare: str, dest: Path, length: int,
               timeout: float) -> None:
     """Write the data file ``seq_url`` to ``dest``; no encoding packs ``length`` residues into more than ``length`` bytes."""
-    import httpx
-
-    try:
-        with client.stream("GET", seq_url, headers={"Accept-Encoding": "identity"},
-                           timeout=httpx.Timeout(timeout, connect=5.0)) as resp, open(dest, "wb") as out:
-            if resp.status_code in (404, 410):
-                raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
-            if resp.status_code != 200:
-                raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
-                                         f"http status: {resp.status_code}"))
-            got = 0
-            for piece in iter_body(resp):
-                got += len(piece)
-                if got > length:
-                    raise RemoteError(redact(f"{seq_url} answers more than the {length:,} bytes sequence {bare} "
-                                             "can take in any encoding; nothing was cached"))
-                out.write(piece)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise RemoteError(failure(seq_url, exc)) from None
+    with streamed(client, seq_url, timeout=timeout, headers={"Accept-Encoding": "identity"}) as resp, \
+            open(dest, "wb") as out:
+        if resp.status_code in (404, 410):
+            raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
+        if resp.status_code != 200:
+            raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
+                                     f"http status: {resp.status_code}"))
+        got = 0
+        for piece in iter_body(resp):
+            got += len(piece)
+            if got > length:
+                raise RemoteError(redact(f"{seq_url} answers more than the {length:,} bytes sequence {bare} "
+                                         "can take in any encoding; nothing was cached"))
+            out.write(piece)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["check_url", "failure", "is_http_url", "iter_body", "kept_client", "low_speed", "new_client", "read_capped",
-           "redact"]
+           "redact", "streamed"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
@@ -325,6 +325,20 @@ def failure(url: str, exc: Exception) -> str:
     if isinstance(exc, _too_slow()):
         return redact(f"gave up on {url}: {exc}")
     return redact(f"cannot reach {url}: {exc or type(exc).__name__}")
+
+
+@contextmanager
+def streamed(
+    client: httpx.Client, url: str, *, timeout: float, headers: dict[str, str] | None = None
+) -> Iterator[httpx.Response]:
+    """A streamed GET of ``url`` (connect timeout 5 s); an httpx failure opening or reading it is a RemoteError saying so."""
+    import httpx
+
+    try:
+        with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0)) as resp:
+            yield resp
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise RemoteError(failure(url, exc)) from None
 
 
 def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | None = None) -> Iterator[bytes]:

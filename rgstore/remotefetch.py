@@ -30,7 +30,7 @@ from urllib.parse import unquote_to_bytes
 from .aliases import normalise_digest
 from .environment import read_only_mount
 from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError
-from .httpclient import failure, is_http_url, iter_body, kept_client, read_capped, redact
+from .httpclient import failure, is_http_url, iter_body, kept_client, read_capped, redact, streamed
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
 
@@ -213,20 +213,16 @@ def _layout(client: httpx.Client, store_url: str) -> _Layout | None:
 
     RemoteError when the manifest cannot be fetched (unreachable, an error status, too slow).
     """
-    import httpx
 
     from .remote import DOC_LIMIT
 
     url = f"{store_url}/rgstore.json"
-    try:
-        with client.stream("GET", url, timeout=httpx.Timeout(STORE_READ_TIMEOUT_S, connect=5.0)) as resp:
-            if resp.status_code >= 400:
-                raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {url} answered HTTP "
-                                         f"{resp.status_code}"))
-            body = read_capped(resp, DOC_LIMIT, redact(f"{url}: the answer runs past {DOC_LIMIT:,} bytes, far "
-                                                       "more than a RefgetStore manifest"))
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise RemoteError(failure(url, exc)) from None
+    with streamed(client, url, timeout=STORE_READ_TIMEOUT_S) as resp:
+        if resp.status_code >= 400:
+            raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {url} answered HTTP "
+                                     f"{resp.status_code}"))
+        body = read_capped(resp, DOC_LIMIT, redact(f"{url}: the answer runs past {DOC_LIMIT:,} bytes, far "
+                                                   "more than a RefgetStore manifest"))
     try:
         manifest = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
@@ -253,44 +249,38 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
     whole on the first window, as the sequence (never more than ``length`` bytes); later, refused.
     A 206 carrying less than its window (a CDN capping ranges) is continued from where it stopped.
     """
-    import httpx
-
     start = 0
     while start < length:
         end = min(length, start + _WINDOW)
-        try:
-            # identity: a Range of a gzip-encoded answer would count compressed bytes.
-            with client.stream("GET", seq_url, headers={"Range": f"bytes={start}-{end - 1}",
-                                                        "Accept-Encoding": "identity"},
-                               timeout=httpx.Timeout(API_READ_TIMEOUT_S, connect=5.0)) as resp:
-                whole = resp.status_code == 200 and start == 0
-                if resp.status_code in (404, 410):
-                    raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
-                if resp.status_code == 416:
-                    raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
-                                         f"{length} residues")
-                if resp.status_code == 200 and not whole:
-                    raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the server ignored "
-                                             f"the Range header (HTTP 200) for bytes {start}-{end - 1}"))
-                if resp.status_code != 206 and not whole:
-                    raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
-                                             f"http status: {resp.status_code}"))
-                want = length if whole else _answered_bytes(resp, seq_url, bare, start, end, length)
-                got = 0
-                for piece in iter_body(resp):
-                    got += len(piece)
-                    if got > want:
-                        raise RemoteError(redact(f"{seq_url} answers more than the {want:,} bytes asked for "
-                                                 f"({start}-{start + want}); nothing was cached"))
-                    yield piece
-                if got < want and whole:
-                    raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
-                                         f"{length} residues")
-                if got < want:
-                    raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the answer ended "
-                                             f"after {got:,} of the {want:,} bytes its Content-Range announced"))
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise RemoteError(failure(seq_url, exc)) from None
+        # identity: a Range of a gzip-encoded answer would count compressed bytes.
+        with streamed(client, seq_url, timeout=API_READ_TIMEOUT_S,
+                      headers={"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}) as resp:
+            whole = resp.status_code == 200 and start == 0
+            if resp.status_code in (404, 410):
+                raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
+            if resp.status_code == 416:
+                raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
+                                     f"{length} residues")
+            if resp.status_code == 200 and not whole:
+                raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the server ignored "
+                                         f"the Range header (HTTP 200) for bytes {start}-{end - 1}"))
+            if resp.status_code != 206 and not whole:
+                raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
+                                         f"http status: {resp.status_code}"))
+            want = length if whole else _answered_bytes(resp, seq_url, bare, start, end, length)
+            got = 0
+            for piece in iter_body(resp):
+                got += len(piece)
+                if got > want:
+                    raise RemoteError(redact(f"{seq_url} answers more than the {want:,} bytes asked for "
+                                             f"({start}-{start + want}); nothing was cached"))
+                yield piece
+            if got < want and whole:
+                raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
+                                     f"{length} residues")
+            if got < want:
+                raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the answer ended "
+                                         f"after {got:,} of the {want:,} bytes its Content-Range announced"))
         if whole:
             return
         start += got  # a server (a CDN) may answer fewer bytes than asked: the next request starts where it stopped
