@@ -10,7 +10,10 @@ catalogues but has not fetched yet is fetched and verified first, as ``/sequence
 mirror of a lazy mirror can read every sequence through it.
 
 ``/blobs/{sha256}`` serves content-addressed blobs (refpkg files) for mirrors pulling with
-``--with-blobs``; the name is the checksum, so clients verify what they receive.
+``--with-blobs``; the name is the checksum, so clients verify what they receive. A mirror pulled
+without ``--with-blobs`` fetches a blob it lacks from its upstream first, as ``/refpkgs/.../files``
+does, but only one its log references (``ReferencedBlobs``): any other sha256 is a 404 that asks
+the upstream nothing.
 """
 
 from __future__ import annotations
@@ -18,18 +21,24 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from rgstore.errors import IntegrityError, NotFoundError
+from rgstore.blobfetch import referenced_blob_sizes
+from rgstore.checkpoints import rebuild_count
+from rgstore.environment import Txn
+from rgstore.errors import IntegrityError, NotFoundError, RemoteError
+from rgstore.store import Store
 
 from .files import StoredFileResponse, fd_checksums, file_responses
+from .schemas import ErrorBody
 from .wire import store_of
 
-__all__ = ["router", "resolve_store_file", "MEDIA_TYPES"]
+__all__ = ["router", "resolve_store_file", "MEDIA_TYPES", "ReferencedBlobs"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SEQ_FILE = re.compile(r"sequences/([A-Za-z0-9_-]{2})/([A-Za-z0-9_-]{32})\.seq")
@@ -114,12 +123,19 @@ async def _fetched_lazily(request: Request, relative: str) -> bool:
 @router.get(
     "/blobs/{sha256}", summary="A content-addressed blob (refpkg files), for mirrors",
     response_class=Response,
-    responses=file_responses("application/octet-stream", verified=True),
+    responses={**file_responses("application/octet-stream", verified=True),
+               502: {"model": ErrorBody, "description": "A mirror could not fetch a blob its log references from "
+                     "its upstream (the detail says why and what to do)"},
+               503: {"model": ErrorBody, "description": "A mirror's fetch slots stayed busy (`Retry-After`)"}},
 )
-def blob(request: Request, sha256: str) -> Response:
-    """The blob whose sha256 is ``sha256`` (lower-case hex), byte for byte; Range requests answered with 206."""
+async def blob(request: Request, sha256: str) -> Response:
+    """The blob whose sha256 is ``sha256`` (lower-case hex), byte for byte; Range requests answered with 206.
+
+    A mirror fetches a blob its log references but it lacks from its upstream first (verified by sha256).
+    """
     store = store_of(request)
-    if not _SHA256.fullmatch(sha256) or not store.blobs.exists(sha256):
+    # Async so that a lazy fetch below waits on the fetch slots, not on a threadpool token.
+    if not _SHA256.fullmatch(sha256) or not (store.blobs.exists(sha256) or await _blob_fetched_lazily(request, sha256)):
         raise NotFoundError(f"no blob {sha256!r} in this store")
 
     def verify(fd: int) -> None:  # every blob read is verified: a corrupt blob is a 500, never served
@@ -128,3 +144,48 @@ def blob(request: Request, sha256: str) -> Response:
 
     return StoredFileResponse(store.blobs.path(sha256), media_type="application/octet-stream", verify=verify,
                               headers={"Cache-Control": _IMMUTABLE, "ETag": f'"{sha256}"'})
+
+
+class ReferencedBlobs:
+    """Per-worker: sha256 -> size of the blobs the log references, as of one log head (rebuilt when it moves)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._snapshot: tuple[int, int, dict[str, int | None]] = (-1, -1, {})
+        self._lock = threading.Lock()
+
+    def sizes(self, txn: Txn) -> dict[str, int | None]:
+        """The referenced blobs as of ``txn``'s head: one scan of the views per head, not per request."""
+        head, rebuilds = self.store.log.head(txn)[0], rebuild_count(self.store.log, txn)
+        with self._lock:  # concurrent misses at a new head wait for one scan rather than each making one
+            if self._snapshot[:2] != (head, rebuilds):
+                self._snapshot = (head, rebuilds, referenced_blob_sizes(self.store, txn))
+            return self._snapshot[2]
+
+
+async def _blob_fetched_lazily(request: Request, sha256: str) -> bool:
+    """Fetch a blob the mirror's log references but it lacks (True once here); False if not a mirror or unreferenced.
+
+    RemoteError (502) when the upstream lacks it or cannot supply it, as ``/refpkgs/.../files`` answers;
+    otherwise raises what the fetch raises: IntegrityError (500: the upstream's bytes fail the sha256),
+    FetchSlotsBusyError (503).
+    """
+    from .lazyfetch import lazy_fetcher
+
+    store = store_of(request)
+
+    def referenced() -> tuple[bool, int | None]:
+        with store.read() as txn:
+            if store.log.meta_get(txn, "replica_of") is None:  # a primary: nothing upstream to fetch from
+                return False, None
+            sizes = store.service("api.referenced_blobs", ReferencedBlobs).sizes(txn)
+        return sha256 in sizes, sizes.get(sha256)
+
+    # In the threadpool: the first miss at a new head scans the views.
+    wanted, size = await run_in_threadpool(referenced)
+    if not wanted:
+        return False
+    try:
+        return await lazy_fetcher(request).blob(sha256, size, lambda: store.blobs.exists(sha256))
+    except NotFoundError as exc:  # referenced by the log, so a missing upstream copy is a bad gateway, not a 404
+        raise RemoteError(str(exc)) from None

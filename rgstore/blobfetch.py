@@ -6,6 +6,7 @@ as ``mirror pull --with-blobs`` does (``fetch_blob``, shared with the pull): str
 through a temp file and kept only if its sha256 matches. Blobs live outside the LMDB log, so this
 is no log write: a read-only open (the API server's fetch workers) fetches too.
 ``fetch_referenced_blobs`` is the pull's ``--with-blobs`` step: every referenced blob the mirror lacks.
+``referenced_blob_sizes`` says which blobs the log references at all (a mirror's server fetches only those).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from .progress import ProgressFactory, null_progress
 if TYPE_CHECKING:
     import httpx
 
+    from .environment import Txn
     from .store import Store
 
-__all__ = ["fetch_blob", "fetch_missing_blob", "fetch_referenced_blobs", "upstream_client"]
+__all__ = ["fetch_blob", "fetch_missing_blob", "fetch_referenced_blobs", "referenced_blob_sizes", "upstream_client"]
 
 
 def fetch_missing_blob(store: Store, sha256: str, size: int | None = None) -> bool:
@@ -145,16 +147,30 @@ def _advancing(chunks: Iterable[bytes], advance: Callable[[int], object]) -> Ite
         yield chunk
 
 
+def referenced_blob_sizes(store: Store, txn: Txn) -> dict[str, int | None]:
+    """sha256 -> size (None if unrecorded) of every blob some view's reachable state needs as of ``txn``.
+
+    What a mirror may fetch from its upstream on request: never an arbitrary sha256 a client names.
+    """
+    refs = {sha for view in store.views for sha in view.referenced_blobs(txn, store.environment)}
+    sizes = _txn_blob_sizes(store, txn)
+    return {sha: sizes.get(sha) for sha in refs}
+
+
 def _blob_sizes(store: Store) -> dict[str, int]:
     """sha256 -> size of every blob a retained refpkg state names (the only views that reference blobs)."""
+    with store.read() as txn:
+        return _txn_blob_sizes(store, txn)
+
+
+def _txn_blob_sizes(store: Store, txn: Txn) -> dict[str, int]:
     from .views.refpkgstate import STEP_DECODER, STEPS_DB
 
     sizes: dict[str, int] = {}
-    with store.read() as txn:
-        if not store.environment.has_db(STEPS_DB):
-            return sizes
-        with txn.cursor(db=store.environment.db(STEPS_DB)) as cur:
-            for _key, raw in cur:
-                for ref in STEP_DECODER.decode(raw).files.values():
-                    sizes[ref.sha256] = ref.size
+    if not store.environment.has_db(STEPS_DB):
+        return sizes
+    with txn.cursor(db=store.environment.db(STEPS_DB)) as cur:
+        for _key, raw in cur:
+            for ref in STEP_DECODER.decode(raw).files.values():
+                sizes[ref.sha256] = ref.size
     return sizes

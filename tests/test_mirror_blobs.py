@@ -58,6 +58,27 @@ def test_a_mirror_pulled_without_blobs_fetches_a_refpkg_file_on_first_read_by_cl
         assert verified.returncode == 0 and verified.stdout.startswith("ok"), verified.stdout + verified.stderr
 
 
+def test_a_lazy_mirrors_server_fetches_referenced_blobs_for_a_mirror_of_it_and_never_an_unreferenced_one(
+        tmp_path: Path) -> None:
+    want = _primary(tmp_path)
+    [blob] = _stored_files(tmp_path / "primary")
+    unreferenced = "0" * 63 + "1"
+    with running_server(tmp_path / "primary", extra_args=["--access-log"]) as upstream:
+        pulled = _rgstore(tmp_path / "a", "mirror", "pull", upstream.url)
+        assert pulled.returncode == 0 and _stored_files(tmp_path / "a") == [], pulled.stderr
+        with running_server(tmp_path / "a") as a:  # plain, not --follow
+            # B pulls its blobs from A, which has none yet: A fetches each one its log references.
+            pulled = _rgstore(tmp_path / "b", "mirror", "pull", a.url, "--with-blobs")
+            assert pulled.returncode == 0, pulled.stderr
+            got = httpx.get(f"{a.url}/blobs/{unreferenced}", timeout=120)
+            assert got.status_code == 404, got.text
+    verified = _rgstore(tmp_path / "b", "verify")
+    assert verified.returncode == 0 and verified.stdout.startswith("ok"), verified.stdout + verified.stderr
+    assert [f.read_bytes() for f in _stored_files(tmp_path / "b")] == [want]
+    assert f"GET /blobs/{blob.name} " in upstream.log(), upstream.log()  # A did ask its upstream for that one
+    assert unreferenced not in upstream.log()  # a sha256 the log does not name is never asked upstream
+
+
 def test_a_mirror_of_published_segments_fetches_the_blobs_an_export_reads(tmp_path: Path) -> None:
     want = _primary(tmp_path)
     with Store.open(tmp_path / "primary") as primary:
