@@ -181,7 +181,15 @@ def _label(kind: Kind, namespace: str, name: str) -> str:
 
 
 def _no_alias(txn: Txn, environment: Environment, kind: Kind, namespace: str, name: str) -> NotFoundError:
-    """The not-found error for an alias, with a close name in its namespace when there is one."""
+    """The not-found error for an alias: the other namespaces holding the same name, else a close
+    name in its namespace when there is one."""
+    # Alias commands take a name exactly (unlike getseq's bare-name fallback); say where it does exist.
+    elsewhere = [f"{other}:{name}" for other in alias_namespaces(txn, environment, kind)
+                 if other != namespace and alias_target(txn, environment, kind, other, name) is not None]
+    if elsewhere:
+        shown = ", ".join(elsewhere[:5]) + (f" and {len(elsewhere) - 5} more" if len(elsewhere) > 5 else "")
+        return NotFoundError(f"no {_label(kind, namespace, name)}; other namespaces have it: {shown} "
+                             f"(alias commands take ns:NAME exactly)")
     names = (other for _ns, other in islice(alias_names(txn, environment, kind, namespace), SCAN_LIMIT))
     return NotFoundError(f"no {_label(kind, namespace, name)}; {did_you_mean(name, names) or 'see ' + _listing(kind)}")
 

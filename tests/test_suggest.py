@@ -106,3 +106,16 @@ def test_an_unknown_refpkg_suggests_the_close_one_among_thousands(store: Store) 
     assert store.refpkgs.info("rpoB_taxon0999").name == "rpoB_taxon0999"
     with pytest.raises(NotFoundError, match=r"no refpkg 'rpoB_taxon0999x'; did you mean 'rpoB_taxon0999'"):
         store.refpkgs.info("rpoB_taxon0999x")
+
+
+def test_an_alias_missing_in_its_namespace_names_the_namespaces_that_have_it(tiny_store: Store) -> None:
+    digest = tiny_store.genomes.resolve("tiny")
+    tiny_store.aliases.set("ucsc:hg38", digest)
+    tiny_store.aliases.set("ncbi:hg38", digest)
+    # Alias commands are exact, so a bare name is refgenie's: the error says where the name does exist.
+    for call in (tiny_store.aliases.get, tiny_store.aliases.remove):
+        with pytest.raises(NotFoundError, match=r"no alias refgenie:hg38; other namespaces have it: "
+                                                r"ncbi:hg38, ucsc:hg38 \(alias commands take ns:NAME exactly\)"):
+            call("hg38")
+    with pytest.raises(NotFoundError, match=r"no alias ucsc:tiny; other namespaces have it: refgenie:tiny"):
+        tiny_store.aliases.get("ucsc:tiny")
