@@ -239,7 +239,8 @@ def fetch_and_open(seq: StoredSequence) -> int:
 
     Fetches of one sequence are serialised per process, so concurrent requests for it download it
     once. IntegrityError when nothing can supply it (the catalogue names a file the store lacks);
-    RemoteError (502) when its source fails.
+    RemoteError (502) when its source fails, UpstreamIntegrityError (502) when its source's residues
+    fail the digest (nothing stored).
     """
     with _fetch_locks_guard:
         lock = _fetch_locks.setdefault(seq.digest, threading.Lock())

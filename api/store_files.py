@@ -31,7 +31,7 @@ from starlette.responses import Response
 from rgstore.blobfetch import referenced_blob_sizes
 from rgstore.checkpoints import rebuild_count
 from rgstore.environment import Txn
-from rgstore.errors import IntegrityError, NotFoundError, RemoteError
+from rgstore.errors import IntegrityError, NotFoundError, RemoteError, UpstreamIntegrityError
 from rgstore.store import Store
 
 from .files import StoredFileResponse, fd_checksums, file_responses
@@ -115,6 +115,8 @@ async def _fetched_lazily(request: Request, relative: str) -> bool:
         return False
     try:
         os.close(await lazy_fetcher(request).open(seq))  # under the fetch slots, as /sequence fetches
+    except UpstreamIntegrityError:
+        raise  # the upstream's bytes fail the digest: a bad gateway (502), as /sequence answers
     except IntegrityError:
         return False  # nothing can supply it: the file is simply not here (404)
     return True
@@ -167,8 +169,8 @@ async def _blob_fetched_lazily(request: Request, sha256: str) -> bool:
     """Fetch a blob the mirror's log references but it lacks (True once here); False if not a mirror or unreferenced.
 
     RemoteError (502) when the upstream lacks it or cannot supply it, as ``/refpkgs/.../files`` answers;
-    otherwise raises what the fetch raises: IntegrityError (500: the upstream's bytes fail the sha256),
-    FetchSlotsBusyError (503).
+    otherwise raises what the fetch raises: UpstreamIntegrityError (502: the upstream's bytes fail the
+    sha256, nothing stored), FetchSlotsBusyError (503).
     """
     from .lazyfetch import lazy_fetcher
 

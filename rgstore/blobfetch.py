@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import IntegrityError, NotFoundError, RemoteError
+from .errors import IntegrityError, NotFoundError, RemoteError, UpstreamIntegrityError
 from .files import read_chunks
 from .progress import ProgressFactory, null_progress
 
@@ -33,8 +33,8 @@ def fetch_missing_blob(store: Store, sha256: str, size: int | None = None) -> bo
     """Fetch blob ``sha256`` (``size`` bytes, if known) from the mirror's upstream unless present; False if no mirror.
 
     True once the blob is here. NotFoundError when the upstream lacks it (an exported log file
-    never has blobs), RemoteError when the upstream cannot be reached, IntegrityError when its bytes
-    fail the sha256 (nothing is stored); each one line saying what to do.
+    never has blobs), RemoteError when the upstream cannot be reached, UpstreamIntegrityError (an
+    IntegrityError) when its bytes fail the sha256 (nothing is stored); each one line saying what to do.
     """
     if store.blobs.exists(sha256):
         return True
@@ -94,7 +94,7 @@ def _fetch_blob(store: Store, client: httpx.Client | None, source: str, kind: st
         store.blobs.put_chunks(_advancing(chunks, advance), expected=sha)
     except IntegrityError:
         hint = "" if kind == "server" else " (or the host answers a missing file with a page: publish with --with-blobs)"
-        raise IntegrityError(f"blob {sha} from {source} fails its sha256{hint}; not stored") from None
+        raise UpstreamIntegrityError(f"blob {sha} from {source} fails its sha256{hint}; not stored") from None
     except (NotFoundError, RemoteError) as exc:
         if kind == "server":
             raise
@@ -107,7 +107,7 @@ def fetch_blob(store: Store, source: str, sha: str, size: int | None = None) -> 
 
     For a blob read before any ``--with-blobs`` pull fetched it (``fetch_missing_blob``). A URL is
     told apart as the pull does: published segments have a manifest, a server does not.
-    NotFoundError when the upstream lacks it, RemoteError when it cannot be reached, IntegrityError
+    NotFoundError when the upstream lacks it, RemoteError when it cannot be reached, UpstreamIntegrityError
     (nothing stored) when its bytes fail the sha256.
     """
     with upstream_client(source) as (client, kind):

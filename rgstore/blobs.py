@@ -2,12 +2,13 @@
 
 Layout: ``blobs/<sha256[:2]>/<sha256>``. A write streams into a temp file in the same
 directory while hashing (sha256 + md5), fsyncs it, renames it into place and fsyncs the
-directory. Blobs are only ever deleted by ``rgstore gc`` (nothing any view references).
+directory; it holds the temp file's flock all along, so gc tells a live writer's from a killed
+one's. Blobs are only ever deleted by ``rgstore gc`` (nothing any view references).
 """
 
 from __future__ import annotations
 
-import hashlib
+import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -35,6 +36,8 @@ class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 def hash_file(path: Path, bar: Progress | None = None) -> BlobInfo:
     """sha256, md5 and size of a file, read in 1 MiB chunks (each one's bytes counted on ``bar``)."""
+    import hashlib  # in each hashing function: OpenSSL's ~3 ms import is not every short command's
+
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
@@ -56,6 +59,8 @@ def _is_blob_path(path: Path) -> bool:
 
 def _sha256_of(path: Path) -> str:
     """The sha256 of a file's bytes as they are now."""
+    import hashlib
+
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -123,12 +128,17 @@ class BlobStore:
 
         With ``expected``, bytes hashing to anything else are discarded with an IntegrityError.
         """
+        import hashlib
+
         self.root.mkdir(parents=True, exist_ok=True)
         sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
         fd, tmp_name = mkstemp(prefix=".tmp-", dir=self.root)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
+                # Held until the temp file is renamed or removed (the descriptor closes after both): a download
+                # stalled past gc's grace is live work `gc --grace 0` must leave; a killed writer's lock is gone.
+                fcntl.flock(out.fileno(), fcntl.LOCK_EX)
                 for chunk in chunks:
                     sha.update(chunk)
                     md5.update(chunk)
@@ -136,18 +146,18 @@ class BlobStore:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            info = BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
-            if expected is not None and info.sha256 != expected:
-                raise IntegrityError(f"blob {expected} fails its sha256 (got {info.sha256}); not stored")
-            dest = self.path(info.sha256)
-            if dest.is_file() and dest.stat().st_size == info.size and _sha256_of(dest) == info.sha256:
-                # Intact: keep it (a backup may share it by hard link). Refresh the mtime: gc's grace period
-                # then protects it until this command commits. A copy damaged at the same size is replaced.
-                os.utime(dest)
-                tmp.unlink()
-                return info, False
-            dest.parent.mkdir(exist_ok=True)
-            os.replace(tmp, dest)
+                info = BlobInfo(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)
+                if expected is not None and info.sha256 != expected:
+                    raise IntegrityError(f"blob {expected} fails its sha256 (got {info.sha256}); not stored")
+                dest = self.path(info.sha256)
+                if dest.is_file() and dest.stat().st_size == info.size and _sha256_of(dest) == info.sha256:
+                    # Intact: keep it (a backup may share it by hard link). Refresh the mtime: gc's grace period
+                    # then protects it until this command commits. A copy damaged at the same size is replaced.
+                    os.utime(dest)
+                    tmp.unlink()
+                    return info, False
+                dest.parent.mkdir(exist_ok=True)
+                os.replace(tmp, dest)
             fsync_dir(dest.parent)
             return info, True
         except BaseException as exc:
@@ -169,6 +179,8 @@ class BlobStore:
 
     def read_bytes(self, sha256: str) -> bytes:
         """The blob's bytes, verified against its sha256."""
+        import hashlib
+
         data = self.path(sha256).read_bytes() if self.exists(sha256) else None
         if data is None:
             raise NotFoundError(f"blob {sha256} is missing from {self.root}")
@@ -209,6 +221,6 @@ class BlobStore:
         self.path(sha256).unlink(missing_ok=True)
 
     def stale_temp_files(self) -> list[Path]:
-        """Leftover ``.tmp-*`` files from killed writers."""
+        """The ``.tmp-*`` files here: killed writers' leftovers, and live writers' (each holds its file's flock)."""
         return sorted(self.root.glob(".tmp-*")) if self.root.is_dir() else []
 

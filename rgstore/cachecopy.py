@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from . import upstream
 from .cachekeys import is_entry_path
-from .errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError
+from .errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError, UpstreamIntegrityError
 from .events import FileRef
 from .files import read_chunks, write_verified
 from .pathtext import given_path
@@ -69,11 +69,12 @@ def missing_cache_files(store: Store) -> list[tuple[CacheEntry, str, FileRef]]:
 
 
 def install_cache_file(store: Store, entry: CacheEntry, relative: str, ref: FileRef, chunks: Iterable[bytes]) -> None:
-    """Stream fetched bytes into place if they hash to the recorded sha256; else IntegrityError."""
+    """Stream fetched bytes into place if they hash to the recorded sha256; else UpstreamIntegrityError (nothing stored)."""
     dest = local_cache_file(store, entry, relative)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not write_verified(dest, chunks, ref.sha256):
-        raise IntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; not stored")
+        raise UpstreamIntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; "
+                                     "not stored")
 
 
 def fetch_cache_files(store: Store, fetch: Fetch) -> int:
@@ -135,7 +136,7 @@ def fetch_missing_entry_files(store: Store, entry: CacheEntry, *, only: str | No
 
     A file is lacking when it is absent or the wrong size. 0 when none is missing or the store is no
     mirror (a primary's missing file is a miss it rebuilds). Each file is verified by its recorded
-    sha256 before it is renamed into place (IntegrityError, nothing stored); NotFoundError when the
+    sha256 before it is renamed into place (UpstreamIntegrityError, nothing stored); NotFoundError when the
     upstream lacks it, RemoteError when it cannot be reached, each one line naming the file and what to do.
     """
     missing = [(relative, ref) for relative, ref in sorted(entry.files.items())

@@ -34,6 +34,8 @@ _LOCAL_MANIFEST = {
 _ALPHABET = re.compile(r"[A-Za-z0-9_]{1,32}")
 INDEX_LIMIT = 4 << 30
 """Bytes of a sequence index read at most (millions of rows; an endless answer stops here)."""
+ROW_LIMIT = 1 << 20
+"""Bytes of one line of a sequence index held at most (a row is a few hundred; one without end stops here)."""
 
 
 def local_copy(client: httpx.Client, store_url: str, index_url: str, seq_url: str, bare: str, length: int,
@@ -80,6 +82,10 @@ def _alphabet(client: httpx.Client, store_url: str, index_url: str, bare: str, t
                 raise RemoteError(redact(f"{index_url}: the answer runs past {INDEX_LIMIT:,} bytes, more than "
                                          f"a sequence index; no sequence {bare} in it"))
             *lines, carry = (carry + piece).split(b"\n")
+            # A line is held whole until its end, and copied once a piece: gigabytes, in quadratic time.
+            if len(carry) > ROW_LIMIT or any(len(line) > ROW_LIMIT for line in lines):
+                raise RemoteError(redact(f"{index_url}: a line runs past {ROW_LIMIT:,} bytes, more than a row of "
+                                         f"a sequence index; no sequence {bare} read from it"))
             for line in lines:
                 fields = line.rstrip(b"\r").decode("utf-8", "replace").split("\t")
                 if fields[0].startswith("#"):

@@ -22,6 +22,7 @@ __all__ = [
     "NothingToUndoError",
     "NothingToRedoError",
     "IntegrityError",
+    "UpstreamIntegrityError",
     "ChainError",
     "ReadOnlyError",
     "RemoteError",
@@ -146,6 +147,15 @@ class IntegrityError(RgstoreError):
     """Stored bytes do not match their recorded checksum, or a view disagrees with the log."""
 
     http_status = 500
+
+
+class UpstreamIntegrityError(IntegrityError):
+    """Bytes fetched from an upstream (a mirror's, a remote genome's) fail their recorded checksum; nothing was stored.
+
+    Still an IntegrityError for the CLI; a server answers 502: its upstream, not its own store, gave bad content.
+    """
+
+    http_status = 502
 
 
 class ChainError(IntegrityError):

@@ -66,8 +66,9 @@ def gathered(store: Store, fasta: Path, lengths: dict[str, int],
 
     Called under the fetch lock: a ready file is complete (renamed into place once verified) and its
     owner waits for the lock, so it stays. Sequences already ``cached`` or ``lengths``' own, files
-    that cannot be read (gone, another user's) and those past ``GROUP_RESIDUES`` are left out. The
-    import checks the digests of what it imported against the names (``_expecting``).
+    that cannot be read (gone, another user's) and those past ``GROUP_RESIDUES`` are left out; None
+    when the combined file cannot be written (a full disk), which is then removed. The import checks
+    the digests of what it imported against the names (``_expecting``).
     """
     picked: dict[str, tuple[Path, int]] = {}
     total = 0
@@ -84,18 +85,22 @@ def gathered(store: Store, fasta: Path, lengths: dict[str, int],
     if not picked:
         return None
     group = fasta.parent / "group.fa"
-    with open(group, "wb") as out:
-        with open(fasta, "rb") as own:
-            shutil.copyfileobj(own, out)
-        for bare, (path, _length) in list(picked.items()):
-            start = out.tell()
-            try:
-                with open(path, "rb") as theirs:
-                    shutil.copyfileobj(theirs, out)
-            except OSError:  # its fetch ended meanwhile (killed), or another user's scratch: it fetches its own
-                out.seek(start)
-                out.truncate()
-                del picked[bare]
+    try:
+        with open(group, "wb") as out:
+            with open(fasta, "rb") as own:
+                shutil.copyfileobj(own, out)
+            for bare, (path, _length) in list(picked.items()):
+                start = out.tell()
+                try:
+                    with open(path, "rb") as theirs:
+                        shutil.copyfileobj(theirs, out)
+                except OSError:  # its fetch ended meanwhile (killed), or another user's scratch: it fetches its own
+                    out.seek(start)
+                    out.truncate()
+                    del picked[bare]
+    except OSError:  # no room for the copy of its own (a full disk): the caller imports its own alone
+        picked = {}
     if not picked:
+        group.unlink(missing_ok=True)  # on a full disk, the room its own import needs
         return None
     return group, {**lengths, **{bare: length for bare, (_path, length) in picked.items()}}

@@ -4,6 +4,8 @@ Deletion happens while holding the LMDB writer lock (inside a write transaction)
 command re-checks its blobs exist inside its own write transaction, so a blob cannot vanish
 between a command's check and its commit. Blobs younger than ``grace`` seconds are kept:
 they may belong to a command that has written its files but not yet committed.
+Temp files in ``blobs/`` go once aged past ``grace`` and unlocked: a download in flight holds its
+temp file's flock however long it stalls, so ``--grace 0`` leaves it.
 
 RefgetStore collections no genome in the genome view names (left by `genome remove`, or by an
 import killed before it was recorded) go the same way: chosen and removed inside one write
@@ -83,7 +85,7 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
             if not dry_run:
                 store.blobs.delete(sha)
         for tmp in store.blobs.stale_temp_files():
-            if now - tmp.stat().st_mtime >= grace:
+            if _dead_blob_temp(tmp, now, grace):
                 report.temp_files_removed += 1
                 if not dry_run:
                     tmp.unlink(missing_ok=True)
@@ -97,6 +99,19 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
     _sweep_sequence_temps(store, report, grace=grace, dry_run=dry_run)
     _sweep_scratch(store, report, grace=grace, dry_run=dry_run)
     return report
+
+
+def _dead_blob_temp(tmp: Path, now: float, grace: float) -> bool:
+    """Whether ``tmp`` (a ``blobs/.tmp-*`` file) is a killed writer's: aged past ``grace`` and unlocked.
+
+    A live writer holds its temp file's flock (``BlobStore.put_chunks``) however long its download
+    stalls; ``SCRATCH_FLOOR_S`` covers the moment between the file's creation and that lock.
+    """
+    try:
+        aged = now - tmp.stat().st_mtime >= max(grace, SCRATCH_FLOOR_S)
+    except FileNotFoundError:
+        return False  # its writer renamed or removed it meanwhile
+    return aged and not flock_held(tmp)
 
 
 def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, dry_run: bool) -> None:

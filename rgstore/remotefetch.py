@@ -29,7 +29,7 @@ from urllib.parse import unquote_to_bytes
 
 from .aliases import normalise_digest
 from .environment import read_only_mount
-from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError
+from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError, UpstreamIntegrityError
 from .httpclient import failure, is_http_url, iter_body, kept_client, read_capped, redact, streamed
 from .progress import ProgressFactory, null_progress
 from .views.genomes import genome_record
@@ -158,11 +158,11 @@ def _store_residues(remote_url: str, scratch: Path, bare: str, length: int) -> I
         except (KeyError, OSError) as exc:
             if local:  # the whole data file is here: it is what does not decode (too short, say)
                 why = str(exc).strip("'\"").partition(" (")[2].removesuffix(")") or str(exc)
-                raise IntegrityError(f"sequence {bare} from {redact(remote_url)} is corrupt (its data file does not "
+                raise UpstreamIntegrityError(f"sequence {bare} from {redact(remote_url)} is corrupt (its data file does not "
                                      f"decode: {why}); nothing was cached") from None
             raise _fetch_error(remote_url, bare, length, exc) from None
         except ValueError:  # gtars decodes residues as UTF-8: bytes that are not text at all
-            raise IntegrityError(
+            raise UpstreamIntegrityError(
                 f"sequence {bare} from {redact(remote_url)} is corrupt (bytes that are not residues); nothing was cached"
             ) from None
 
@@ -259,7 +259,7 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
             if resp.status_code in (404, 410):
                 raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
             if resp.status_code == 416:
-                raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
+                raise UpstreamIntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
                                      f"{length} residues")
             if resp.status_code == 200 and not whole:
                 raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the server ignored "
@@ -276,7 +276,7 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
                                              f"({start}-{start + want}); nothing was cached"))
                 yield piece
             if got < want and whole:
-                raise IntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
+                raise UpstreamIntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
                                      f"{length} residues")
             if got < want:
                 raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the answer ended "
@@ -298,7 +298,7 @@ def _answered_bytes(resp: httpx.Response, seq_url: str, bare: str, start: int, e
         raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: asked for bytes "
                                  f"{start}-{end - 1}, it answered Content-Range {header!r}"))
     if shown.group(3) != "*" and int(shown.group(3)) < length:
-        raise IntegrityError(redact(f"{seq_url}: sequence {bare} is shorter than its recorded {length} residues "
+        raise UpstreamIntegrityError(redact(f"{seq_url}: sequence {bare} is shorter than its recorded {length} residues "
                                     f"(the file holds {int(shown.group(3)):,} bytes)"))
     return int(shown.group(2)) + 1 - start
 
@@ -408,7 +408,9 @@ def _import_fetched(store: Store, fasta: Path, lengths: dict[str, int], progress
                 ingest_fasta(store, group[0], progress=progress, then=_expecting(group[1]), keep_collection=False)
                 return
             except (RgstoreError, OSError):
-                pass  # maybe another fetch's file (``ingest_fasta`` took its import back): this one's alone, below
+                # Maybe another fetch's file (``ingest_fasta`` took its import back), or a full disk: this one's
+                # alone, below, without the combined copy of it taking the room its import needs.
+                group[0].unlink(missing_ok=True)
         ingest_fasta(store, fasta, progress=progress, then=_expecting(lengths), keep_collection=False)
 
 
@@ -445,7 +447,7 @@ def _download(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length: 
     if md5 and writer.md5.hexdigest() != md5:
         problems.append(f"md5 {writer.md5.hexdigest()} instead of {md5}")
     if problems:
-        raise IntegrityError(
+        raise UpstreamIntegrityError(
             f"sequence {bare} from {redact(remote_url)} is corrupt ({'; '.join(problems)}); nothing was cached"
         )
 
@@ -468,7 +470,7 @@ def _fetch_error(url: str, digest: str, length: int, exc: Exception) -> Exceptio
     """gtars reports every read failure as KeyError/OSError; tell the caller which one it was."""
     text = str(exc).strip("'\"")
     if "Invalid stream range" in text:
-        return IntegrityError(f"{redact(url)}: sequence {digest} is shorter than its recorded {length} residues")
+        return UpstreamIntegrityError(f"{redact(url)}: sequence {digest} is shorter than its recorded {length} residues")
     # gtars says "Sequence not found: X (<why>)" for every failed read: a 500, a timeout or a server
     # ignoring Range too. Only an absent file (404/410, or no reason at all) means the remote lacks it.
     _, _, why = text.partition(" (")

@@ -270,5 +270,6 @@ def test_a_served_mirror_refuses_a_cache_file_its_upstream_has_corrupt_and_store
         pull(mirror, str(tmp_path / "pub"))
     with running_server(tmp_path / "mirror") as served:
         got = httpx.get(f"{served.url}/cache/entries/{key}/files/{relative}", timeout=120)
-    assert got.status_code == 500 and "fails its sha256; not stored" in got.json()["detail"], got.text
+    assert got.status_code == 502 and "Retry-After" not in got.headers, (got.status_code, got.headers)
+    assert "fails its sha256; not stored" in got.json()["detail"], got.text
     assert _cached_files(tmp_path / "mirror") == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from rgstore import remotefetch
 from rgstore.errors import IntegrityError
 from rgstore.refgetstore import fetch_lock
 from rgstore.store import Store
+from tests.test_diskspace import small_disk  # noqa: F401  # the fixture: a 12 MiB tmpfs
 from tests.test_remote import FASTA, LONG, build_refget
 from tests.test_remotefetch import _cached, _recorded_bars, _remote_genome, _serving
 
@@ -174,3 +177,44 @@ def test_fetches_in_two_processes_waiting_for_the_fetch_lock_are_imported_at_onc
         assert _imports(bars) + int(out) == 1  # whichever took the lock first imported both
         assert store.getseq("tiny", "chr1") == LONG and store.getseq("tiny", "chrM") == RESIDUES["chrM"]
     assert _ready(store) == [] and store.verify().ok
+
+_BIG = 2_400_000
+"""Residues of the sequence fetched onto the small disk: its FASTA, and the one data file gtars writes, ~2.4 MB each."""
+
+
+@pytest.mark.parametrize(("free", "fetched"), [(2.6, True), (1.5, False)])
+def test_a_fetch_whose_group_import_finds_the_disk_full_imports_its_own_alone_or_says_the_disk_is_full(
+    small_disk: Path, tmp_path: Path, empty_refget: Path, free: float, fetched: bool  # noqa: F811
+) -> None:
+    # The combined FASTA (a copy of its own, then the others') stayed on the disk while the fetch imported its own
+    # alone, which then found no room (2.6); a disk too full for that copy raised a bare OSError (1.5).
+    import random
+
+    from rgstore.errors import DiskWriteError
+    from rgstore.fetchgroup import ready_name
+
+    big = "".join(random.Random(7).choices("ACGT", k=_BIG))
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, f">big\n{big}\n>chrM\n{RESIDUES['chrM']}\n")
+    shutil.copytree(empty_refget, small_disk / "store" / "refget")
+    with _serving(root) as server, Store.open(small_disk / "store", actor="tester@test") as store:
+        from rgstore import remote
+
+        remote.init_remote(store, server.url, ["tiny"], digest=digest)
+        waiting = store.path / ".remote-waiting"  # a fetch of chrM waiting for the fetch lock (or killed waiting)
+        waiting.mkdir()
+        chrm = RESIDUES["chrM"]
+        (waiting / ready_name(_digest(chrm), len(chrm))).write_text(f">SQ_{_digest(chrm)}\n{chrm}\n")
+        st = os.statvfs(small_disk)
+        filler = st.f_bavail * st.f_frsize - int(free * _BIG)
+        with open(small_disk / "filler", "wb") as fh:
+            fh.truncate(0)
+            fh.write(b"\0" * filler)
+        if fetched:
+            remotefetch.fetch_sequence(store, server.url, _digest(big), _BIG)
+            assert store.getseq("tiny", "big") == big
+        else:
+            with pytest.raises(DiskWriteError, match=r"free space"):
+                remotefetch.fetch_sequence(store, server.url, _digest(big), _BIG)
+            assert not _cached(store, _digest(big))
+        assert sorted(p.name for p in store.path.glob(".remote-*")) == [".remote-waiting"]

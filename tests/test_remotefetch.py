@@ -333,6 +333,20 @@ def test_a_sequence_an_encoded_remote_store_does_not_index_is_not_found_not_a_re
     assert not _cached(store, bare)
 
 
+def test_an_encoded_remote_store_index_line_without_end_is_a_remote_error_not_held_whole(
+    tmp_path: Path, store: Store
+) -> None:
+    # A line of the index was held whole in memory (up to the 4 GiB the index may take), copied once per piece.
+    root, bare = _chrm(tmp_path, encoded=True)
+    index = root / "sequences.rgsi"
+    header, rows = index.read_text().split("\n", 1)
+    index.write_text(f"{header}\n{'N' * ((1 << 20) + 1)}\n{rows}")  # one byte past encodedfetch.ROW_LIMIT
+    with _serving(root) as server, pytest.raises(
+            RemoteError, match=rf"^{re.escape(server.url)}/sequences\.rgsi: a line runs past 1,048,576 bytes"):
+        remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
+    assert not _cached(store, bare)
+
+
 def test_a_remote_store_manifest_nested_thousands_deep_is_a_remote_error_not_a_recursion_error(
     tmp_path: Path, store: Store
 ) -> None:
