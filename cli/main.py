@@ -170,13 +170,16 @@ class RgstoreGroup(click.Group):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            _usage_error(exc)
+            _usage_error(exc, " ".join(filter(None, (parent.command_path if parent else None, info_name))))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            _usage_error(exc)
+            # click's parser raises some mistakes (`--force=1`, `--width` without its value) without a context:
+            # they come from the sub-command being parsed, whose help is the one to read.
+            sub = ctx.invoked_subcommand
+            _usage_error(exc, f"{ctx.command_path} {sub}" if exc.ctx is None and sub else None)
         except RgstoreError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -215,13 +218,16 @@ class RgstoreGroup(click.Group):
             ctx.exit(1)
 
 
-def _usage_error(exc: click.UsageError) -> NoReturn:
-    """A mistyped option or argument: one line on stderr and exit 2, like every other error (not click's 4 lines)."""
+def _usage_error(exc: click.UsageError, where: str | None = None) -> NoReturn:
+    """A mistyped option or argument: one line on stderr and exit 2, like every other error (not click's 4 lines).
+
+    ``where`` is the command whose help to point at when ``exc`` carries no context.
+    """
     if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())) and exc.ctx is not None:
         # A bare `rgstore` or `rgstore genome`: the help itself, readable, not squeezed into one error line.
         click.echo(exc.ctx.get_help(), err=True)
         sys.exit(exc.exit_code)
-    where = exc.ctx.command_path if exc.ctx is not None else "rgstore"
+    where = exc.ctx.command_path if exc.ctx is not None else where or "rgstore"
     message = clip(" ".join(exc.format_message().split()).rstrip("."))
     click.echo(f"error: {message} (see `{where} --help`)", err=True)
     sys.exit(exc.exit_code)

@@ -18,7 +18,6 @@ right when the store is moved or copied whole. Editing the file in place still e
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable, Container
 from pathlib import Path
@@ -48,6 +47,8 @@ def named_path(root: Path, sha256: str, filename: str, blob_path: Path) -> Path:
         return blob_path
     names = root / NAMES_DIR
     link = names / sha256 / filename
+    import secrets  # lazily: it loads hmac and OpenSSL (~4 ms), which reading a refpkg never needs
+
     target = _target(sha256)
     for _ in range(_ATTEMPTS):  # gc may remove names/<sha256> between our mkdir and rename (a blob it removed)
         if _points_at(link, target):

@@ -10,7 +10,6 @@ view), so every copy of a log, mirrors included, can decode every record after t
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, cast
@@ -110,12 +109,17 @@ def decode_value(raw: bytes | memoryview) -> object:
 
 def genesis_hash(log_id: str) -> bytes:
     """h[0]: ties the chain to one log, so records cannot be spliced in from another."""
+    import hashlib  # here and in chain_hash: OpenSSL's ~3 ms import is not a short read's to pay
+
     return hashlib.sha256(b"rgstore-v1" + log_id.encode()).digest()
 
 
-def chain_hash(prev: bytes, seq: int, payload: bytes, _sha256: Any = hashlib.sha256, _pack: Any = _SEQ.pack) -> bytes:
+def chain_hash(prev: bytes, seq: int, payload: bytes, _sha256: Any = None, _pack: Any = _SEQ.pack) -> bytes:
     """h[n] = sha256(h[n-1] || seq as 8-byte big-endian || uncompressed payload)."""
-    # One hasher per record dominates the cost; defaults bind the lookups (hot in appends and replays).
+    # One hasher per record dominates the cost; defaults bind the lookups. A hot loop passes
+    # hashlib.sha256 as _sha256: the import statement below costs a call ~2 us.
+    if _sha256 is None:
+        from hashlib import sha256 as _sha256
     digest: bytes = _sha256(prev + _pack(seq) + payload).digest()
     return digest
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import random
 import struct
 import threading
 import time
@@ -186,6 +185,8 @@ class _SlotWait:
                 f"every LMDB reader slot of {self.path} stayed taken for {READER_SLOT_WAIT_S:g} s: too many processes "
                 "read this store at once; retry, or run fewer jobs on it at a time"
             )
+        import random  # only a store whose reader slots are all taken waits: not every open's import
+
         time.sleep(min(left, self.delay * (0.5 + random.random())))  # jitter: a burst of jobs must not retry in step
         self.delay = min(self.delay * 2, 1.0)
 

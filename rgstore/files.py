@@ -9,13 +9,10 @@ group-shared store narrows the umask after import, see ``rgstore.sharing``).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -56,6 +53,8 @@ def mkstemp(*, dir: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tupl
     made: tuple[int, str] | None = None
     try:
         with deferred():
+            import tempfile  # here, not at the top: a read-only command (getseq) never pays its ~4 ms import
+
             try:
                 made = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
             except PermissionError as exc:
@@ -122,6 +121,8 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
 
     Returns False (and leaves ``dest`` untouched, no temp file behind) when the hash differs.
     """
+    import hashlib  # lazily: OpenSSL's ~3 ms import is for writers, not for every short command
+
     fd, tmp = mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         digest = hashlib.sha256()
@@ -172,6 +173,8 @@ def remove_tree(path: Path) -> None:
         if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
             raise OSError(exc.errno, exc.strerror, where) from exc  # errno picks the subclass: PermissionError
         raise exc
+
+    import shutil  # lazily, as tempfile above
 
     if sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=lambda _func, where, exc: named(where, exc))

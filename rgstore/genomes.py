@@ -8,7 +8,6 @@ by default). Sequence reads are delegated to ``rgstore.sequences.SequenceReader`
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,8 +24,8 @@ from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
-from .gtf import gc_paused
-from .locus import Region, parse_locus, read_bed
+from .gcpause import gc_paused
+from .locus import Region, parse_locus, read_bed_rows
 from .log import NewEvent
 from .outputs import output_file, output_path
 from .pathtext import given_path, path_text
@@ -105,6 +104,8 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
 
 def read_fhr(path: Path) -> dict[str, Any]:
     """An FHR JSON document from a file, checked with ``check_fhr``."""
+    import json  # here: every genome read loads this module, only an FHR file is parsed as JSON (~1.5 ms)
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -440,8 +441,8 @@ class Genomes:
         and ``revcomp`` together are refused.
         """
         check_strand_choice(strand, revcomp)
-        regions = self._loci_regions(name, loci, bed, by_digest, one_based, strand)
-        with _zero_based_note(one_based):
+        regions, rows = self._loci_regions(name, loci, bed, by_digest, one_based, strand)
+        with _zero_based_note(one_based), self._naming_bed_rows(name, regions, rows, by_digest):
             residues = self.getseqs(name, regions, by_digest=by_digest, revcomp=revcomp)
         if strand:
             residues = [_reverse_complement(r) if region.strand == "-" else r for region, r in zip(regions, residues)]
@@ -459,22 +460,43 @@ class Genomes:
         """
         with gc_paused(), _zero_based_note(one_based):  # gc: a tuple and a generator per region, no cycles
             check_strand_choice(strand, revcomp)
-            regions = self._loci_regions(name, loci, bed, by_digest, one_based, strand)
-            streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk,
-                                             strand=strand)
+            regions, rows = self._loci_regions(name, loci, bed, by_digest, one_based, strand)
+            with self._naming_bed_rows(name, regions, rows, by_digest):
+                streamed = self.sequences.stream(name, regions, by_digest=by_digest, revcomp=revcomp, chunk=chunk,
+                                                 strand=strand)
             return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
 
     def _loci_regions(
         self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool, one_based: bool = False,
         strand: bool = False,
-    ) -> list[Region]:
+    ) -> tuple[list[Region], list[tuple[str, int]]]:
+        """The loci's regions then the BED's, and (file, line) of each BED region (they come last)."""
         names = self.sequences.genome_names(name, by_digest=by_digest)
         regions = [parse_locus(locus, names, one_based=one_based) for locus in loci]
+        rows: list[tuple[str, int]] = []
         if bed is not None:
-            regions += read_bed(bed, strand=strand)
+            for path, number, region in read_bed_rows(bed, strand=strand):
+                regions.append(region)
+                rows.append((path, number))
         if not regions:
             raise InvalidInputError("give at least one LOCUS or a --bed FILE with regions")
-        return regions
+        return regions, rows
+
+    @contextmanager
+    def _naming_bed_rows(
+        self, name: str, regions: list[Region], rows: list[tuple[str, int]], by_digest: bool
+    ) -> Iterator[None]:
+        """A BED row's unknown sequence or bad range names ``FILE: line N:``, as the BED parser's own errors do."""
+        try:
+            yield
+        except (NotFoundError, OutOfRangeError) as exc:
+            # Which region failed is worked out only on failure: the reads carry no line numbers.
+            at = self.sequences.region_at_fault(name, regions, str(exc), by_digest=by_digest) if rows else None
+            first = len(regions) - len(rows)
+            if at is None or at < first:
+                raise
+            path, number = rows[at - first]
+            raise type(exc)(f"{path}: line {number}: {exc}") from None
 
     def list(self) -> list[GenomeInfo]:
         """Every genome, ordered by first alias (genomes without one last, by digest)."""

@@ -7,10 +7,7 @@ sub-db is a view (``rgstore.views``) folded in the same write transaction as the
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import os
-import socket
 import struct
 import uuid
 from collections.abc import Iterator, Sequence
@@ -136,6 +133,9 @@ def _not_unicode(event: AnyEvent, exc: UnicodeEncodeError) -> InvalidInputError:
 
 def default_actor() -> str:
     """user@host of the calling process."""
+    import getpass  # only a writer names its actor: getpass and socket cost a short read ~4 ms
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -353,7 +353,9 @@ class EventLog:
         dict_id = self.current_dictionary(txn) if compress else 0
         eager_history = any(type(item.event) in _ZIPPER_EVENTS for item in batch)
         # The hot loop's lookups bound once; the chain hashed inline, as chain_hash does (a call per event is ~0.1 us).
-        encode, sha256, pack = encode_envelope, hashlib.sha256, SEQ.pack
+        from hashlib import sha256  # lazily, as getpass above; once per batch
+
+        encode, pack = encode_envelope, SEQ.pack
         add_payload, add_chain, add_envelope = encoded.append, chains.append, envelopes.append
         classes, zippers = _EVENT_CLASSES, _ZIPPER_EVENTS
         first = seq + 1
@@ -418,7 +420,9 @@ class EventLog:
         rows: list[tuple[bytes, bytes]] = []
         # The per-record work is mostly C (inflate, sha256, decode): calls and lookups are bound once,
         # payloads inflated in one loop (codec.payloads) and the chain hashed inline, as chain_hash does.
-        pack, decode, sha256, add_row, add_envelope = SEQ.pack, decode_envelope, hashlib.sha256, rows.append, envelopes.append
+        from hashlib import sha256
+
+        pack, decode, add_row, add_envelope = SEQ.pack, decode_envelope, rows.append, envelopes.append
         for (rseq, record), payload in zip(records, payloads(records)):
             if rseq != seq + 1:
                 raise ChainError(rseq, f"expected seq {seq + 1} next (a gap or overlap)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -88,6 +87,8 @@ def _make_locked(root: Path) -> tuple[int, Path] | None:
         return None
     linked: Path | None = None
     try:
+        import secrets  # lazily: it imports hmac, hence OpenSSL (~3 ms), which a read never needs
+
         fcntl.flock(fd, fcntl.LOCK_EX)
         for _ in range(100):
             path = root / (PREFIX + secrets.token_hex(6))

@@ -14,8 +14,6 @@ import builtins
 import fcntl
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +33,6 @@ from .errors import (
     StorePermissionError,
 )
 from .files import current_umask, open_lock
-from .gtarsimport import GtarsImport
 from .interrupts import deferred
 from .pathtext import user_path
 from .progress import Progress, ProgressFactory, null_progress
@@ -43,6 +40,7 @@ from .sharing import SHARED_DOC, access_hint
 
 if TYPE_CHECKING:
     from .fasta import FastaSummary
+    from .gtarsimport import GtarsImport
     from .store import Store
 
 __all__ = [
@@ -198,6 +196,8 @@ def _link_or_copy(source: Path, dest: Path) -> None:
         # Linux link() does not follow a symlink: linking one would copy its (maybe relative) target text.
         os.link(source.resolve(), dest)
     except OSError:  # another filesystem, or links not allowed: a private copy does as well
+        import shutil  # lazily in each writer: this module loads with every read (getseq), ~2 ms
+
         shutil.copyfile(source, dest)
 
 
@@ -249,6 +249,8 @@ class _InChild:
 
     def __init__(self, store: Store, link: Path, source: Path) -> None:
         open_refget(store, write=True)  # refuses a store that is not Raw before the child writes to it
+        from .gtarsimport import GtarsImport  # here: it loads subprocess and json, for an import only
+
         self._child = GtarsImport(gtars_path(store.refget_path), gtars_path(link))
         self._source = source
         self._store = store
@@ -413,6 +415,9 @@ def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
     An exception or SystemExit (the CLI turns SIGTERM into one) removes it; a process killed
     outright (SIGKILL, or a signal before the mark exists) leaves it for ``sweep_scratch``.
     """
+    import shutil  # lazily, as in _link_or_copy
+    import tempfile
+
     store.environment.check_in_place()  # a store deleted or moved under an open handle: say so, not ENOENT
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=store.path))
     fd = -1
@@ -535,6 +540,8 @@ def sweep_scratch(store: Store, *, older_than: float = STALE_SCRATCH_S) -> list[
     A directory goes only when it is older than ``older_than`` seconds and no live process holds
     its in-use lock (flock locks die with their process, whatever killed it).
     """
+    import shutil  # lazily, as in _link_or_copy
+
     removed = []
     now = time.time()
     for path in sorted(p for prefix in SCRATCH_PREFIXES for p in store.path.glob(prefix + "*")):

@@ -75,18 +75,31 @@ def _states(manifest: Manifest, history: bool) -> list[ManifestState]:
     return [*reversed(manifest.rollbacks), manifest.current, *manifest.rollforwards]
 
 
-def _needed(states: list[ManifestState]) -> dict[str, tuple[str, str]]:
+def _state_label(manifest: Manifest, index: int) -> str:
+    """Which state ``_states(manifest, True)[index]`` is, as a person finds it in CONTENTS.json."""
+    back = len(manifest.rollbacks)
+    if index < back:
+        return f"rollback state {back - index}"
+    return "the current state" if index == back else f"rollforward state {index - back}"
+
+
+def _needed(manifest: Manifest, history: bool) -> dict[str, tuple[str, str]]:
     """file name -> (md5, a key naming it), refusing unsafe names and one name with two contents."""
     needed: dict[str, tuple[str, str]] = {}
-    for state in states:
+    where: dict[str, int] = {}
+    for index, state in enumerate(_states(manifest, history)):
         for key, (filename, md5) in state.files.items():
             check_key(key, "file")
             check_filename(filename, key)
             seen = needed.setdefault(filename, (md5, key))
+            first = where.setdefault(filename, index)
             if seen[0] != md5:
+                # Only with history (one state cannot disagree with itself): say which states, so the user can
+                # find the wrong one, and that the current state alone may still import.
                 raise InvalidInputError(
-                    f"file {filename} is recorded with two MD5 sums "
-                    f"({seen[0]} for key {seen[1]}, {md5} for key {key})"
+                    f"file {filename} is recorded with two MD5 sums ({seen[0]} for key {seen[1]} in "
+                    f"{_state_label(manifest, first)}, {md5} for key {key} in {_state_label(manifest, index)}); "
+                    "correct CONTENTS.json, or import with --no-history to keep just the current state"
                 )
     return needed
 
@@ -145,7 +158,7 @@ def _import_files(stack: ExitStack, staged: StagedBlobs, source: Path, history: 
     manifest = parse_manifest(src.manifest)
     states = _states(manifest, history)
     _check_metadata(states)
-    needed = _needed(states)
+    needed = _needed(manifest, history)
     blobs: dict[str, BlobInfo] = {}
     order = src.read_order(needed)
     # In bytes, as declared by the source: a package is a few files, one of them often a GB alignment.
@@ -175,7 +188,7 @@ def _import_tar(staged: StagedBlobs, source: Path, history: bool,
     def wanted(raw: bytes) -> Collection[str] | None:
         if not parsed or parsed[0][0] is not raw:
             try:
-                names: Collection[str] | None = _needed(_states(parse_manifest(raw), history))
+                names: Collection[str] | None = _needed(parse_manifest(raw), history)
             except RgstoreError:  # refused again below, once the archive's own checks have run
                 names = None
             parsed[:] = [(raw, names)]
@@ -188,7 +201,7 @@ def _import_tar(staged: StagedBlobs, source: Path, history: bool,
     manifest = parse_manifest(pkg.manifest)
     states = _states(manifest, history)
     _check_metadata(states)
-    needed = _needed(states)
+    needed = _needed(manifest, history)
     blobs: dict[str, BlobInfo] = {}
     for filename in [*(fn for fn in pkg.files if fn in needed), *(fn for fn in needed if fn not in pkg.files)]:
         md5, key = needed[filename]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,6 +254,8 @@ def with_derived_phylo_model(
             pass  # the explicit phylo_model replaces the model anyway
         yield list(pairs)
         return
+    import tempfile  # lazily: `refpkg info` loads this module, only a write derives a model file (~4 ms)
+
     data = render_phylo_model(phylo_model_from_stats(dict(pairs)["tree_stats"]))
     with tempfile.TemporaryDirectory(prefix="rgstore-phylo-") as tmp:
         path = Path(tmp) / PHYLO_MODEL_NAME

@@ -73,7 +73,14 @@ def _refuse_newer_format(environment: Environment, root: Path) -> None:
     meta = environment.env.open_db(b"meta", create=False)
     with environment.env.begin(db=meta) as txn:
         raw = txn.get(b"format")
-    if raw is not None and int(raw) > FORMAT_VERSION:
+    if raw is None:
+        return
+    if not raw.isdigit():  # int() would be a traceback; no rgstore writes anything but digits there
+        raise StoreOpenError(
+            f"{root}: the log's format marker {bytes(raw)[:40]!r} is not a number (its meta table is damaged); "
+            "restore the store from a consistent backup (`rgstore backup`, or `rgstore replay backup.rglog --store NEW`)"
+        )
+    if int(raw) > FORMAT_VERSION:
         raise RgstoreError(
             f"{root} was written by a newer rgstore (log format {int(raw)}, this one reads "
             f"{FORMAT_VERSION}); upgrade rgstore"
@@ -152,10 +159,10 @@ def _event_filter(
 class Store:
     """An open rgstore store. Use ``Store.open``; close it (or use ``with``) when done."""
 
-    def __init__(self, path: Path, environment: Environment, actor: str) -> None:
+    def __init__(self, path: Path, environment: Environment, actor: str | None) -> None:
         self.path = path
         self.environment = environment
-        self.actor = actor
+        self._actor = actor
         self.views: list[View] = all_views()
         environment.open_dbs(EventLog.db_names(self.views))
         self.log = EventLog(environment, self.views)
@@ -171,6 +178,16 @@ class Store:
         """Views this open found out of step with the log (damaged or missing checkpoint) and rebuilt."""
         self.stale_views: list[str] = []
         """Views out of step with the log that this read-only open left to its caller (``catch_up_views=False``)."""
+
+    @property
+    def actor(self) -> str:
+        """Who this handle's events name: the one ``open`` was given, else user@host.
+
+        Resolved on first use: a read never writes an event, and user@host costs it ~4 ms of imports.
+        """
+        if self._actor is None:
+            self._actor = default_actor()
+        return self._actor
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -240,7 +257,7 @@ class Store:
                 environment.close()  # finish creating it, as any writing command would, then read
                 cls.open(root, actor=actor).close()
                 environment = Environment(root / "log", readonly=True)
-            store = cls(root, environment, actor or default_actor())
+            store = cls(root, environment, actor or None)
             if not readonly:
                 store.environment.write(lambda txn: store.log.initialise(txn))
             if not readonly:
@@ -262,7 +279,7 @@ class Store:
                     # (e.g. the RefgetStore stayed locked): the views read here are sound, verify names the marks.
                     repaired = []
                 environment = Environment(root / "log", readonly=True)
-                store = cls(root, environment, actor or default_actor())
+                store = cls(root, environment, actor or None)
                 store.repaired = repaired
             if readonly and not allow_stale_views:
                 store._refuse_stale_views()

@@ -101,7 +101,7 @@ def _check_log(store: Store, report: VerifyReport, progress: ProgressFactory) ->
                 if seq != expected:
                     raise ChainError(expected, f"missing (next record is seq {seq})")
                 chain, payload = unframe(record, seq)
-                if chain_hash(prev, seq, payload) != chain:
+                if chain_hash(prev, seq, payload, hashlib.sha256) != chain:
                     raise ChainError(seq, "hash chain mismatch: the record was altered")
                 try:
                     envelope = decode_envelope(payload)

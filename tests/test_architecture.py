@@ -96,6 +96,32 @@ def test_rgstore_help_lists_every_command_with_its_own_one_line_help_without_imp
     assert not {f"rgstore_cli.{m.split(':')[0].split('.')[1]}" for m in LAZY_COMMANDS.values()} & loaded
 
 
+def test_rgstore_getseq_loads_no_other_command_module_and_none_of_the_writers_stdlib(tmp_path: Path) -> None:
+    # A read's start-up is its latency (docs/benchmarks.md, session 19): hashing, temp files, host names,
+    # child processes and GTF parsing are for writers. Measured against what click, lmdb, msgspec, zstandard
+    # and gtars load themselves, so a dependency's own imports do not count against rgstore.
+    from rgstore_cli.main import LAZY_COMMANDS
+
+    from rgstore.store import Store
+
+    tiny = REPO / "rgstore" / "data" / "tiny.fa"
+    with Store.open(tmp_path / "s", actor="tester@test") as store:
+        store.genomes.init(tiny, ["tiny"])
+    deps = _modules_after("import click, lmdb, msgspec, zstandard, gtars.refget, platformdirs")
+    code = ("import sys; sys.argv = ['rgstore', '--store', sys.argv[1], 'getseq', 'tiny', 'chr1:0-4']\n"
+            "from rgstore_cli.main import main\ntry:\n main()\nexcept SystemExit:\n pass")
+    out = subprocess.run([sys.executable, "-c", code + "\nprint('\\n'.join(sys.modules))", str(tmp_path / "s")],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    lines = out.stdout.split()
+    assert lines[0] == "ATTT"  # the read itself ran
+    loaded = set(lines[1:]) - deps
+    commands = {f"rgstore_cli.{m.split(':')[0].split('.')[1]}" for m in LAZY_COMMANDS.values()} - {"rgstore_cli.getseq"}
+    assert not commands & loaded, sorted(commands & loaded)
+    writers = {"hashlib", "_hashlib", "hmac", "secrets", "tempfile", "shutil", "socket", "getpass", "subprocess",
+               "json", "random", "rgstore.gtf"}
+    assert not writers & loaded, sorted(writers & loaded)
+
+
 def test_the_distribution_installs_only_rgstore_named_top_level_packages() -> None:
     import tomllib
 

@@ -316,6 +316,16 @@ def test_odd_actors_are_refused_before_anything_is_opened(tmp_path) -> None:  # 
         assert s.events()[0].actor == "ünï cødé 🧬@lab"
 
 
+def test_a_store_opened_without_an_actor_names_user_at_host_on_its_events(tmp_path: Path) -> None:
+    # Store.actor is resolved on first use (a read never pays for getpass and socket): a write still names the user.
+    import getpass
+    import socket
+
+    with Store.open(tmp_path / "s") as s:
+        s.append([note("a")])
+        assert s.events()[0].actor == f"{getpass.getuser()}@{socket.gethostname()}" == s.actor
+
+
 def test_an_empty_store_path_or_a_second_handle_in_one_process_is_a_clear_error(store: Store) -> None:
     from rgstore.errors import StoreOpenError
 
@@ -341,6 +351,20 @@ def test_a_store_of_a_newer_log_format_is_refused_before_anything_is_written_to_
     with env.begin() as txn:
         assert txn.get(b"streams") is None
     env.close()
+
+
+def test_a_store_whose_format_marker_is_not_a_number_is_refused_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # int(b"x1") was a ValueError traceback from every command on such a store.
+    from rgstore.errors import StoreOpenError
+
+    Store.open(tmp_path / "s").close()
+    env = lmdb.open(str(tmp_path / "s" / "log"), max_dbs=64)
+    with env.begin(write=True) as txn:
+        txn.put(b"format", b"x1", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreOpenError, match=r"format marker b'x1' is not a number .*restore the store"):
+            Store.open(tmp_path / "s", readonly=readonly)
 
 
 def _older_release_appends(store: Store, texts: list[str]) -> None:

@@ -269,6 +269,27 @@ def test_import_verifies_every_md5_and_a_mismatch_leaves_no_trace(store: Store, 
     assert store.refpkgs.info(info.name).log == contents(package)["log"] and info.entry == contents(package)["log"][0]
 
 
+def test_a_file_recorded_with_two_md5s_names_both_states_and_the_way_out(store: Store, tmp_path: Path) -> None:
+    # It was "(<md5> for key a, <md5> for key a)": the same key twice, not saying which state of CONTENTS.json to fix.
+    import hashlib
+
+    pkg = tmp_path / "two.refpkg"
+    pkg.mkdir()
+    (pkg / "a.txt").write_bytes(b"fine")
+    good = hashlib.md5(b"fine").hexdigest()
+    old = {"metadata": {}, "files": {"a": "a.txt"}, "md5": {"a": "0" * 32}, "rollback": None, "rollforward": None}
+    (pkg / "CONTENTS.json").write_text(json.dumps({"metadata": {}, "files": {"a": "a.txt"}, "md5": {"a": good},
+                                                   "log": ["Updated a", "Loaded"], "rollback": old,
+                                                   "rollforward": None}))
+    with pytest.raises(InvalidInputError) as caught:
+        store.refpkgs.import_package(pkg)
+    assert str(caught.value) == (
+        f"file a.txt is recorded with two MD5 sums ({'0' * 32} for key a in rollback state 1, {good} for key a in "
+        "the current state); correct CONTENTS.json, or import with --no-history to keep just the current state")
+    assert store.head()[0] == 0 and list(store.blobs.all()) == []
+    assert store.refpkgs.import_package(pkg, history=False).rollbacks == 0
+
+
 @pytest.mark.parametrize("name", [None, "pkg"])
 def test_importing_dev_null_names_it_a_character_device_not_a_pipe_or_a_missing_package(
     store: Store, name: str | None

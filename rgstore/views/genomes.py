@@ -12,7 +12,6 @@ file gtars' ``get_fhr_metadata`` and ``pull_fhr`` read), rewritten by ``sync_ext
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,6 @@ from ..environment import Db, Environment, Txn
 from ..errors import ConflictError, ExternalSyncError
 from ..events import Envelope, Event, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, Redone, Undone
 from ..files import atomic_write_bytes
-from ..refgetlock import refget_write_lock
 from ..sharing import retry_condition
 from . import FoldContext, View, iter_prefix
 
@@ -234,6 +232,8 @@ def all_fhr(txn: Txn, environment: Environment) -> Iterator[tuple[str, dict[str,
 
 
 def _render_fhr(doc: dict[str, Any]) -> bytes:
+    import json  # here: every store open loads this view, only an FHR sync renders (~1.5 ms import)
+
     return json.dumps(doc, indent=2).encode()  # the layout gtars' own set_fhr_metadata writes
 
 
@@ -247,6 +247,8 @@ def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> Non
     directory = refget / _FHR_DIR
     if _fhr_files_agree(directory, wanted()):
         return
+    from ..refgetlock import refget_write_lock  # here: it loads json and socket, which a store's reads never need
+
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with refget_write_lock(refget, "rgstore-fhr-sync", timeout=_SYNC_LOCK_TIMEOUT_S):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -152,6 +151,8 @@ def file_key(prefix: bytes, filename: str) -> bytes:
     if len(key) <= _MAX_KEY:
         return key
     # 16 digest bytes: the longest package prefix (494 bytes) still fits, and a prefix scan finds it.
+    import hashlib  # here: only an over-long name needs it, and its import costs every command ~3 ms
+
     return prefix + b"\x01" + hashlib.sha256(filename.encode()).digest()[:16]
 
 
