@@ -70,6 +70,8 @@ def getseq_cmd(
         genome, by_digest = name, False
     if not loci and bed is None:
         raise click.UsageError("give at least one LOCUS or --bed FILE")
+    if stranded and bed is None:  # it reads the BED's 6th column: without one it was silently ignored
+        raise click.UsageError("--strand applies to --bed rows (their 6th column); for a LOCUS use --revcomp")
     if stranded and revcomp:
         raise click.UsageError("--strand and --revcomp cannot be combined: --revcomp reverse-complements every "
                                "region, --strand only the --bed rows on the - strand")

@@ -258,9 +258,13 @@ class _Parser:
         return self.records
 
 
+_WHITESPACE_NAMES = {b" ": "a space", b"\t": "a tab", b"\v": "a vertical tab, U+000B", b"\f": "a form feed, U+000C"}
+"""How an error names the whitespace it found (not Python's b' ' / b'\\t')."""
+
+
 def _residue_reason(byte: bytes) -> str:
-    if byte in (b" ", b"\t", b"\v", b"\f"):
-        return f"whitespace {byte!r} inside a sequence line"
+    if byte in _WHITESPACE_NAMES:
+        return f"whitespace ({_WHITESPACE_NAMES[byte]}) inside a sequence line"
     if 32 < byte[0] < 127:
         return f"invalid residue {byte.decode()!r}: not in the IUPAC nucleotide or protein alphabet"
     return f"invalid byte 0x{byte[0]:02x}: not in the IUPAC nucleotide or protein alphabet"
@@ -288,6 +292,14 @@ def _decompressed(path: Path, compression: str) -> BinaryIO:
     import gzip
 
     return gzip.open(path, "rb")  # type: ignore[return-value]
+
+
+def _starts_with_bom(path: Path, compression: str) -> bool:
+    with _decompressed(path, compression) as fh:
+        try:
+            return fh.read(3) == b"\xef\xbb\xbf"
+        except (OSError, EOFError):
+            return False
 
 
 def _line_col(path: Path, compression: str, offsets: list[int]) -> dict[int, tuple[int, int]]:
@@ -352,6 +364,11 @@ def validate_fasta(
                 inflater.finish()
             records = parser.finish()
         except _Fault as fault:
+            if fault.offset == 0 and _starts_with_bom(path, compression):
+                # Windows editors (Notepad) write one; "invalid byte 0xef" at line 1 would not say what to remove.
+                raise InvalidInputError(f"{path}: the file starts with a UTF-8 byte-order mark (bytes EF BB BF), "
+                                        "which is not FASTA; save it without one, e.g. "
+                                        "sed -i '1s/^\\xEF\\xBB\\xBF//' FILE") from None
             places = _line_col(path, compression, [fault.offset] + ([fault.first] if fault.first is not None else []))
             line, col = places[fault.offset]
             extra = f" (first seen on line {places[fault.first][0]})" if fault.first is not None else ""

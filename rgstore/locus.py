@@ -16,10 +16,12 @@ from typing import BinaryIO, NamedTuple
 from .errors import InvalidInputError
 from .pathtext import given_path
 
-__all__ = ["Region", "format_region", "parse_locus", "read_bed"]
+__all__ = ["Region", "format_region", "parse_locus", "read_bed", "read_bed_rows"]
 
 _BED_INT = re.compile(r"[0-9]+")
 _COORDS = re.compile(r"^(?P<seq>.+):(?P<start>[0-9][0-9,]*)(?:-(?P<end>[0-9][0-9,]*))?$")
+_ATTEMPTED_RANGE = re.compile(r":[0-9,.\- ]*[0-9][0-9,.\- ]*$")
+"""After the last ':', only digits, commas, '-', '.' and spaces (with a digit): a mistyped range, not a name."""
 
 
 class Region(NamedTuple):
@@ -50,7 +52,9 @@ def parse_locus(text: str, names: Container[str] = (), *, one_based: bool = Fals
         return Region(text)
     m = _COORDS.match(text)
     if m is None:
-        if text.endswith(":") or re.search(r":[0-9,]*-$|:-", text):
+        # Not a sequence name of the genome, and after its last ':' an attempt at a range
+        # (chr1:1.5-3, chr1: 1-3): a lookup as a name would only say the genome lacks it.
+        if text.endswith(":") or re.search(r":[0-9,]*-$|:-", text) or _ATTEMPTED_RANGE.search(text):
             raise InvalidInputError(f"malformed locus {text!r}: expected seq, seq:start or seq:start-end")
         return Region(text)
     where = f"locus {text!r}"
@@ -78,6 +82,17 @@ def _coordinate(digits: str, where: str) -> int:
 def read_bed(path: Path | str, *, strand: bool = False) -> Iterator[Region]:
     """Regions of a BED file or ``-`` (standard input): first three columns; header, track, browser, blank lines skipped.
 
+    See ``read_bed_rows``, which also says where each region was read.
+    """
+    for _, _, region in read_bed_rows(path, strand=strand):
+        yield region
+
+
+def read_bed_rows(path: Path | str, *, strand: bool = False) -> Iterator[tuple[str, int, Region]]:
+    """(file as errors name it, line number, region) for each row of a BED file or ``-`` (standard input).
+
+    Header, track, browser and blank lines are skipped; the first three columns are read.
+
     With ``strand`` the 6th column is read too (as ``bedtools getfasta -s`` does): ``+``, ``-``,
     ``.`` or none, kept in ``Region.strand``; any other value is an InvalidInputError naming the line.
     Pipes are read like files (``--bed <(bedtools merge ...)``, ``/dev/stdin``): workflows stream
@@ -102,8 +117,8 @@ def read_bed(path: Path | str, *, strand: bool = False) -> Iterator[Region]:
 _STRANDS = frozenset({"+", "-", ".", ""})
 
 
-def _bed_lines(fh: BinaryIO, path: str, stranded: bool = False) -> Iterator[Region]:
-    """The regions of an open BED stream; errors name ``path`` and the line."""
+def _bed_lines(fh: BinaryIO, path: str, stranded: bool = False) -> Iterator[tuple[str, int, Region]]:
+    """(path, line number, region) for each row of an open BED stream; errors name ``path`` and the line."""
     for number, raw in enumerate(fh, 1):
         try:
             line = raw.decode("utf-8")
@@ -125,12 +140,12 @@ def _bed_lines(fh: BinaryIO, path: str, stranded: bool = False) -> Iterator[Regi
             raise InvalidInputError(f"{path}: line {number}: start and end must be integers")
         where = f"{path}: line {number}"
         if not stranded:
-            yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
+            yield path, number, Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where))
             continue
         strand = fields[5].strip() if len(fields) > 5 else ""
         if strand not in _STRANDS:
             raise InvalidInputError(f"{where}: strand (6th column) must be +, - or ., not {strand!r}")
-        yield Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where), strand)
+        yield path, number, Region(fields[0], _coordinate(fields[1], where), _coordinate(fields[2], where), strand)
 
 
 def format_region(region: Region, length: int | None = None) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import lmdb
 
 from .errors import InvalidInputError, NotFoundError, OutOfRangeError, RgstoreError
-from .gtf import gc_paused
+from .gcpause import gc_paused
 from .locus import Region
 from .progress import ProgressFactory, null_progress
 from .refgetstore import SequenceFiles, strip_sq
@@ -259,6 +259,23 @@ class SequenceReader:
                 reverse = revcomp or (strand and len(region) > 3 and region[3] == "-")
                 out.append((size, self._pieces(name, seq, digest, spans, reverse, chunk, size, readers.get(digest))))
         return out
+
+    def region_at_fault(
+        self, name: str, regions: Sequence[Region | tuple[str, int | None, int | None]], error: str, *,
+        by_digest: bool = False,
+    ) -> int | None:
+        """The index of the first of ``regions`` whose lookup or range check fails with the message ``error``.
+
+        None when none does (the failure was elsewhere: a missing data file). Called after a
+        ``getseqs`` or ``stream`` failed, to say which region it was; the checks read no residues.
+        """
+        for at, region in enumerate(regions):
+            try:
+                self._spans(name, region[0], region[1], region[2], by_digest)
+            except RgstoreError as exc:
+                if str(exc) == error:
+                    return at
+        return None
 
     def _stream_reader(self, digest: str, length: int, opened: int) -> Callable[[int, int], str] | None:
         files = self.data_files() if opened < MAX_OPEN_FILES else None

@@ -133,14 +133,19 @@ BAD_CASES = [
     ("unnamed", b">chr1\nAC\n>\nGT\n", 3, "has no name"),
     ("space-before-name", b">chr1\nAC\n> chr2\nGT\n", 3, "has no name"),
     ("duplicate", b">chr1\nAC\n>chr2\nGG\n>chr1\nGT\n", 5, "duplicate sequence name 'chr1' (first seen on line 1)"),
-    ("space-in-sequence", b">chr1\nACGT\nAC GT\n", 3, "whitespace b' ' inside a sequence line"),
-    ("tab-in-sequence", b">chr1\nACGT\t\n", 2, "whitespace b'\\t'"),
+    ("space-in-sequence", b">chr1\nACGT\nAC GT\n", 3, "whitespace (a space) inside a sequence line"),
+    ("tab-in-sequence", b">chr1\nACGT\t\n", 2, "whitespace (a tab) inside a sequence line"),
+    # It was "whitespace b' '": Python's bytes repr, not words.
+    ("only-spaces", b"  \t \n", 1, "line 1, column 1: whitespace (a space) inside a sequence line"),
+    ("form-feed-in-sequence", b">chr1\nAC\fGT\n", 2, "whitespace (a form feed, U+000C)"),
     ("digit", b">chr1\nACGT\nAC1T\n", 3, "invalid residue '1'"),
     ("dot", b">chr1\nAC.T\n", 2, "invalid residue '.'"),
     ("gt-mid-line", b">chr1\nAC>GT\n", 2, "'>' inside a sequence line"),
     ("binary", b">chr1\nAC\xffGT\n", 2, "invalid byte 0xff"),
     ("lone-cr", b">chr1\nAC\rGT\n", 2, "carriage return"),
     ("bad-utf8-header", b">chr\xff1\nACGT\n", 1, "not valid UTF-8"),
+    # A Notepad-saved FASTA: it was "line 1, column 1: invalid byte 0xef", not saying what to remove.
+    ("utf8-bom", b"\xef\xbb\xbf>chr1\nACGT\n", None, "starts with a UTF-8 byte-order mark (bytes EF BB BF)"),
     # Readers disagree whether these end a name (gtars: U+00A0 does; Python: U+001C does).
     ("nbsp-in-name", ">chr1\nAC\n>chr2\u00a0x\nGT\n".encode(), 3, "'chr2\\xa0x' contains U+00A0"),
     ("file-separator-in-name", b">chr1\x1cx\nGT\n", 1, "contains U+001C, a whitespace or control character"),

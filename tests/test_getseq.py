@@ -189,6 +189,15 @@ def test_parse_locus_keeps_colons_in_names_and_rejects_malformed_loci() -> None:
             parse_locus(bad)
 
 
+@pytest.mark.parametrize("text", ["chr1:1.5-3", "chr1: 1-3", "chr1:,,1-2", "chr1:1 - 3", "HLA:01:1.5"])
+def test_a_mistyped_range_is_a_malformed_locus_unless_it_is_a_sequence_name(text: str) -> None:
+    # These were looked up as sequence names: "has no sequence 'chr1:1.5-3'", never saying the range was wrong.
+    with pytest.raises(InvalidInputError, match=f"^malformed locus {re.escape(repr(text))}: expected seq"):
+        parse_locus(text, {"chr1", "HLA:01"})
+    assert parse_locus(text, {text}) == Region(text)  # names may hold ':' and anything after it
+    assert parse_locus("chrUn:alt", {"chr1"}) == Region("chrUn:alt")  # not range-like: still a name to look up
+
+
 def test_read_bed_skips_headers_and_reports_bad_lines(tmp_path: Path) -> None:
     bed = tmp_path / "r.bed"
     bed.write_text("track name=x\n# c\n\nchr1\t0\t10\tname\nchr2 5 7\n")
@@ -280,8 +289,10 @@ def test_cli_conflicts_and_bad_input_exit_nonzero_with_one_line(cli, tmp_path: P
         (["getseq", "tiny", "chr9:0-5"], "has no sequence 'chr9'"),
         (["getseq", "tiny", "chr1:2990-3005"], "outside chr1"),
         (["getseq", "tiny", "chr1:5-"], "malformed locus"),
+        # It was "has no sequence 'chr1:1.5-3' (it has ...)": looked up as a name, the range never read.
+        (["getseq", "tiny", "chr1:1.5-3"], "malformed locus 'chr1:1.5-3': expected seq, seq:start or seq:start-end"),
     ],
-    ids=["unknown-genome", "unknown-sequence", "out-of-range", "malformed"],
+    ids=["unknown-genome", "unknown-sequence", "out-of-range", "malformed", "malformed-decimal"],
 )
 def test_getseq_process_failure_is_one_stderr_line_and_exit_1(rgstore_proc, store: Store, store_path: Path,  # type: ignore[no-untyped-def]
                                                               args: list[str], message: str) -> None:
@@ -678,6 +689,47 @@ def test_a_stranded_bed_row_with_another_strand_is_a_one_line_error_naming_the_l
     assert cli("getseq", "tiny", "--bed", str(bed)).exit_code == 0  # column 6 is read only with --strand
     both = cli("getseq", "tiny", "--bed", str(bed), "--strand", "--revcomp")
     assert both.exit_code == 2 and "--strand and --revcomp cannot be combined" in both.output
+
+
+def test_strand_without_bed_is_a_usage_error_not_silently_ignored(  # type: ignore[no-untyped-def]
+    rgstore_proc, store: Store, store_path: Path
+) -> None:
+    # It printed the loci forward, exit 0: --strand reads only a BED row's 6th column (bedtools getfasta -s).
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    for flag in ("--strand", "-s"):
+        done = rgstore_proc("--store", str(store_path), "getseq", "tiny", "chr1:0-5", flag)
+        assert done.returncode == 2 and done.stdout == b""
+        assert done.stderr.decode() == ("error: --strand applies to --bed rows (their 6th column); for a LOCUS use "
+                                        "--revcomp (see `rgstore getseq --help`)\n")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("chr1\t10\t5", "chr1:10-5 of genome tiny: start is after end (chr1 is not circular)"),
+        ("chr9\t0\t5", "genome tiny has no sequence 'chr9'"),
+        ("chr1\t2990\t3005", "chr1:2990-3005 of genome tiny is outside chr1 (length 3000)"),
+    ],
+    ids=["start-after-end", "unknown-contig", "past-the-end"],
+)
+def test_a_bed_row_naming_a_bad_region_is_an_error_naming_file_and_line(  # type: ignore[no-untyped-def]
+    cli, store: Store, tmp_path: Path, row: str, message: str
+) -> None:
+    # These named neither the file nor the line, unlike a short row, a non-integer or a bad strand.
+    store.genomes.init(TINY, ["tiny"])
+    bed = tmp_path / "r.bed"
+    bed.write_text(f"chr1\t0\t5\n# c\n{row}\nchr2\t0\t5\n")
+    where = f"^{re.escape(f'{bed}: line 3: {message}')}"
+    with pytest.raises((InvalidInputError, NotFoundError), match=where):
+        store.genomes.read_loci("tiny", [], bed=bed)
+    with pytest.raises((InvalidInputError, NotFoundError), match=where):
+        store.genomes.stream_loci("tiny", ["chr1:0-3"], bed=bed, strand=True)
+    with pytest.raises((InvalidInputError, NotFoundError), match=f"^{re.escape(message)}"):  # a LOCUS has no line
+        store.genomes.read_loci("tiny", [row.replace("\t", ":", 1).replace("\t", "-")], bed=bed)
+    store.close()
+    out = cli("getseq", "tiny", "--bed", str(bed))
+    assert out.exit_code == 1 and out.output.startswith(f"error: {bed}: line 3: {message}") and out.output.count("\n") == 1
 
 
 @pytest.mark.skipif(shutil.which("bedtools") is None, reason="bedtools is not installed")
