@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -31,7 +32,7 @@ from rgstore.store import Store
 
 from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
 from .app_info import app_version
-from .errors import install_error_handlers
+from .errors import install_error_handlers, problem
 from .fetchworker import FetchWorkers
 from .lazyfetch import FetchLimits, LazyFetcher
 from .queryparams import checked_query_values
@@ -73,6 +74,19 @@ def _one_line_validation_errors(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _JsonCorsMiddleware(CORSMiddleware):
+    """CORS whose refused preflight answers one line of JSON, like every other client error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """Starlette's preflight answer, its text/plain 400 (e.g. "Disallowed CORS method") as ``{"detail"}``."""
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        kept = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        detail = bytes(response.body).decode()
+        return problem(400, f"{detail}: any origin may use GET, HEAD, OPTIONS and POST", headers=kept)
 
 
 def create_app(store_path: str | None = None) -> FastAPI:
@@ -202,7 +216,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
     build_stack = app.build_middleware_stack
 
     def build_with_cors() -> ASGIApp:
-        return CORSMiddleware(
+        return _JsonCorsMiddleware(
             RevalidateByDefaultMiddleware(build_stack()),  # shared caches must not serve the log's head stale
             allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS", "POST"],
             allow_headers=["*"], expose_headers=["*"], allow_private_network=True,

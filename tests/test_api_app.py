@@ -131,6 +131,9 @@ def test_cors_allows_any_origin_to_read_but_not_to_delete(served: tuple[Server, 
     assert r.status_code == 200 and "GET" in r.headers["access-control-allow-methods"]
     r = httpx.options(f"{server.url}/events/head", headers={**pre, "Access-Control-Request-Method": "DELETE"})
     assert r.status_code == 400
+    assert r.headers["content-type"] == "application/json"  # one line of JSON, as every client error
+    assert r.json()["detail"].startswith("Disallowed CORS method")
+    assert r.headers["access-control-allow-origin"] == "*"
 
 
 @pytest.mark.parametrize(("path", "method"), [("/sequence/service-info", "GET"), ("/seqcol/comparison/x", "POST")])

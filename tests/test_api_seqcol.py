@@ -191,13 +191,18 @@ def test_collections_added_or_removed_while_serving_are_seen(tmp_path: Path) -> 
         assert httpx.get(f"{server.url}/seqcol/collection/{BASE['top_level_digest']}").status_code == 404
 
 
-def test_an_oversized_posted_collection_is_refused_before_it_is_read(served: Server) -> None:
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_posted_collection_is_refused_with_one_line_of_json(served: Server, chunked: bool) -> None:
     from rgstore_api.seqcol import MAX_POST_BYTES
 
     body = b'{"names": ["' + b"x" * (MAX_POST_BYTES + 1) + b'"]}'
-    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=body,
+    # A Content-Length past the cap is refused before the body is read; a chunked body once it passes it.
+    content = iter([body[i:i + (1 << 20)] for i in range(0, len(body), 1 << 20)]) if chunked else body
+    r = httpx.post(f"{served.url}/seqcol/comparison/{BASE['top_level_digest']}", content=content,
                    headers={"Content-Type": "application/json"}, timeout=60)
     assert r.status_code == 413
+    assert r.headers["content-type"] == "application/json"  # Starlette's own limiter answered text/plain
+    assert f"more than {MAX_POST_BYTES >> 20} MiB" in r.json()["detail"]
 
 
 def test_public_url_pins_the_advertised_store_and_organization_urls_whatever_the_host_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -213,6 +218,24 @@ def test_public_url_pins_the_advertised_store_and_organization_urls_whatever_the
         for route in ("/service-info", "/seqcol/service-info", "/sequence/service-info"):  # every absolute URL
             info = httpx.get(f"{server.url}{route}", headers={"Host": "evil:1"}).json()
             assert info["organization"]["url"] == "https://refs.example.org/", route
+
+
+def test_a_client_hanging_up_mid_body_leaves_no_traceback_in_the_server_log(tmp_path: Path) -> None:
+    import socket
+
+    from rgstore.store import Store
+
+    Store.open(tmp_path / "s").close()
+    with running_server(tmp_path / "s") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"POST /seqcol/comparison/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{}")
+            sock.shutdown(socket.SHUT_WR)  # 98 bytes short
+            while sock.recv(65536):  # the server answers (or closes) once it sees the hang-up
+                pass
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert "Traceback" not in server.log() and "ClientDisconnect" not in server.log()
 
 
 @pytest.mark.parametrize(("key", "value"), [(b"names", b"[]"), (b"lengths", b"1")], ids=["nested", "lengths"])
