@@ -20,6 +20,7 @@ a reboot (a full copy each, hidden, where a nightly cron job would pile them up)
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -27,9 +28,11 @@ import shutil
 import stat
 from pathlib import Path
 
+import lmdb
 import msgspec
 
 from .cachecopy import cache_files
+from .diskspace import WRITE_ERRNOS, refused_write
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .files import dead_work_dirs, hold_dir
 from .pathtext import given_path
@@ -163,10 +166,12 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
     work = dest.parent / f".{dest.name}.backup-{os.getpid()}-{secrets.token_hex(6)}"
     try:
         work.mkdir()
-    except PermissionError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):  # EROFS: else the error named the hidden path
+            raise
         raise ReadOnlyError(f"cannot write {dest.parent}: a backup is built beside {dest.name} under a hidden "
                             "name and renamed into place, so it needs write access to the directory "
-                            "holding DEST") from None
+                            f"holding DEST ({exc.strerror})") from None
     held = -1
     try:
         held = hold_dir(work)  # the mark of a live backup (see the module)
@@ -179,7 +184,7 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
         # genome, alias and gc command would wait that long. One gc removed meanwhile is a retry.
         with refget_write_lock(store.refget_path, "rgstore backup", heartbeat=True):
             with store.read() as txn:  # the snapshot: the copy holds exactly this transaction's state
-                store.environment.env.copy(str(work / "log"), compact=True, txn=txn)
+                _copy_log(store, work / "log", txn)
             sequences = _copy_refget_index(store, work / "refget", result=result)
         gone_sequences = _copy_sequences(store, work / "refget", sequences, link=link, result=result,
                                          progress=progress)
@@ -192,14 +197,35 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
         if dest.is_dir():
             dest.rmdir()  # an empty directory made for the backup
         os.rename(work, dest)
-    except BaseException:
+    except BaseException as exc:
+        # DEST's disk full: say so (with the free space before the partial copy goes), not the hidden
+        # work path (removed here) nor a copy's two ends.
+        refused = refused_write(exc, dest.parent, f"the backup {dest.name}")
         shutil.rmtree(work, ignore_errors=True)
+        if refused is not None:
+            raise refused from None
         raise
     finally:
         if held >= 0:
             os.close(held)
     result.path = str(dest)
     return result
+
+
+def _copy_log(store: Store, target: Path, txn: lmdb.Transaction) -> None:
+    """LMDB's compacting copy of the snapshot ``txn`` into ``target``; OSError when the copy's disk refused a write.
+
+    py-lmdb reports mdb_env_copy's errno only as text (``mdb_env_copy3: No space left on device``).
+    Left an lmdb.Error, it read as a broken store ("is --store an rgstore store?"), while the store
+    is fine and it is the backup's disk that is full.
+    """
+    try:
+        store.environment.env.copy(str(target), compact=True, txn=txn)
+    except lmdb.Error as exc:
+        for code in WRITE_ERRNOS:
+            if os.strerror(code) in str(exc):
+                raise OSError(code, os.strerror(code)) from None
+        raise
 
 
 def remove_abandoned_work(parent: Path, *, min_age_s: float | None = None) -> list[Path]:

@@ -381,3 +381,57 @@ def test_backup_takes_a_str_destination(tmp_path: Path) -> None:
         store.refpkgs.create("pkg", locus="16S", files=write_inputs(tmp_path / "in"))
         result = backup(store, str(tmp_path / "bk"))
     assert result.verified and (tmp_path / "bk" / "log" / "data.mdb").is_file()
+
+
+def _cli_with_file_limit(*args: str | Path, fsize: int) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess whose writes past ``fsize`` bytes fail with EFBIG (a full disk's stand-in)."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-m", "rgstore_cli", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, preexec_fn=limit)
+
+
+def test_a_backup_its_disk_has_no_room_for_names_dest_not_a_broken_store_and_leaves_nothing(
+        tmp_path: Path, store_path: Path) -> None:
+    # LMDB's copy failing for want of room read "the store's LMDB files cannot be used (mdb_env_copy3: No space
+    # left on device); is --store an rgstore store?": it blamed a sound store for the backup disk.
+    with Store.open(store_path) as store:
+        _fill(store, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _cli_with_file_limit("--store", store_path, "backup", out / "b", fsize=4096)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: no room for the backup b in {out} (File too large;"), proc.stderr
+    assert "rgstore store" not in proc.stderr and ".backup-" not in proc.stderr, proc.stderr
+    assert list(out.iterdir()) == []
+    with Store.open(store_path) as store:
+        assert store.verify().problems == []
+
+
+def test_a_backup_onto_a_read_only_file_system_says_it_cannot_write_there_not_a_hidden_path(
+        tmp_path: Path, store_path: Path) -> None:
+    # It said "error: Read-only file system: ro/.b.backup-PID-RANDOM", a path that never existed.
+    import shutil
+
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root and mount(8)")
+    with Store.open(store_path) as store:
+        _fill(store, tmp_path)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "backup",
+                               str(mnt / "b")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: cannot write {mnt}: a backup is built beside b"), proc.stderr
+    assert "(Read-only file system)" in proc.stderr and ".backup-" not in proc.stderr, proc.stderr
