@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .blobs import BlobInfo, hash_file
 from .cacheupstream import LOCAL_NAMES, UpstreamPlan
 from .checksums import verify_file
+from .diskspace import refused_write
 from .download import DEFAULT_RETRIES, download
 from .environment import fsync_dir
 from .errors import IntegrityError
@@ -67,7 +68,8 @@ def gunzip(src: Path, dest: Path, *, progress: ProgressFactory = null_progress) 
     except (EOFError, OSError, zlib.error) as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile):
-            raise
+            # A bare ENOSPC/EDQUOT/EFBIG names no file: say which disk is full (the download stays for a rerun).
+            raise refused_write(exc, dest.parent, f"the decompressed {dest.name}") or exc from None
         raise IntegrityError(f"{src.name} does not decompress ({exc}); nothing was cached") from None
     finally:
         bar.close()

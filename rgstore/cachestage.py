@@ -17,6 +17,7 @@ from .blobs import BlobInfo, hash_file
 from .cachekeys import RegionForm
 from .cacheraw import staging_dir
 from .cacheupstream import LOCAL_NAMES
+from .diskspace import refused_write
 from .environment import Environment, Txn, fsync_dir
 from .events import CacheEvicted, CacheInserted, CachePinned, FileRef
 from .extract import extract_regions, plan_region, plan_size
@@ -66,9 +67,12 @@ def stage_regions(
                 info = _hash_and_sync(staging / form.file, handles[form.region], progress)
                 ref = FileRef(name=f"{form.region}.fna", sha256=info.sha256, md5=info.md5, size=info.size)
                 staged[form.key] = (staging, {form.file: ref})
-    except BaseException:
+    except BaseException as exc:
         for form in forms:
             shutil.rmtree(staging_dir(root, form.key), ignore_errors=True)
+        refused = refused_write(exc, root, "a region FASTA")  # a bare errno names neither file nor disk
+        if refused is not None:
+            raise refused from None
         raise
     return staged
 

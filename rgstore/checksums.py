@@ -114,8 +114,18 @@ def parse_md5checksums(text: str, source: str = "md5checksums.txt") -> dict[str,
         if len(fields) != 2 or not _MD5.match(fields[0]):
             raise InvalidInputError(f"{source} line {lineno}: expected '<md5>  ./<file>', got {line[:80]!r}")
         name = fields[1].strip().removeprefix("./")
-        out[name] = Expected(algorithm="md5", value=fields[0].lower())
+        _add_once(out, name, Expected(algorithm="md5", value=fields[0].lower()), source, lineno)
     return out
+
+
+def _add_once(out: dict[str, Expected], name: str, expected: Expected, source: str, lineno: int) -> None:
+    """Record ``name``'s sum; a second, different sum for it is an error (no listing may silently win)."""
+    known = out.setdefault(name, expected)
+    if known != expected:
+        raise InvalidInputError(
+            f"{source} line {lineno}: lists {name} again with a different checksum "
+            f"({expected.value} after {known.value}); refusing to guess which is right"
+        )
 
 
 def parse_ensembl_checksums(text: str, source: str = "CHECKSUMS") -> dict[str, Expected]:
@@ -130,7 +140,7 @@ def parse_ensembl_checksums(text: str, source: str = "CHECKSUMS") -> dict[str, E
             raise InvalidInputError(
                 f"{source} line {lineno}: expected '<sum> <blocks> <file>', got {line[:80]!r}"
             )
-        out[fields[2]] = Expected(algorithm="sum", value=f"{int(fields[0])}/{int(fields[1])}")
+        _add_once(out, fields[2], Expected(algorithm="sum", value=f"{int(fields[0])}/{int(fields[1])}"), source, lineno)
     return out
 
 

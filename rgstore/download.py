@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .blobs import BlobInfo, hash_file
 from .checksums import Expected, verify_file
-from .diskspace import free_bytes
+from .diskspace import WRITE_ERRNOS, free_bytes
 from .environment import fsync_dir
 from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .httpclient import iter_body, read_capped, redact
@@ -229,6 +229,13 @@ def download(
             time.sleep(backoff * failures)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
             raise RemoteError(f"cannot download {redact(url)}: {exc or type(exc).__name__}") from None
+        except OSError as exc:  # the disk (or a quota) refused a write between two free-space checks
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            raise DiskWriteError(
+                f"stopped downloading {redact(url)}: the disk refused a write in {part.parent} ({exc.strerror}; "
+                f"{free_bytes(part.parent) or 0:,} bytes free); free space and run the command again to resume it"
+            ) from None
     info = hash_file(part)
     if expected is not None:
         try:

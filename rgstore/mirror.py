@@ -22,6 +22,7 @@ import msgspec
 from . import upstream
 from .blobfetch import fetch_referenced_blobs
 from .codec import chain_of, genesis_hash
+from .diskspace import os_error_text
 from .environment import Txn
 from .errors import (
     ChainError,
@@ -498,7 +499,10 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         try:
             up_seq, up_hash = _upstream_head(source)
         except (RgstoreError, OSError) as exc:
-            result.error, result.error_kind = redact(str(exc)), "upstream"
+            # A bare OSError printed as "[Errno 2] No such file or directory: '.../manifest.json'": say it as pull does.
+            text = (_no_source(source) if isinstance(exc, FileNotFoundError)
+                    else os_error_text(exc) if isinstance(exc, OSError) else str(exc))
+            result.error, result.error_kind = redact(text), "upstream"
             return result
         source = redact(source)
         result.upstream_head = up_seq

@@ -127,7 +127,13 @@ def segment_records(
         for seg in manifest.segments:
             if seg.last_seq <= head:
                 continue
-            data = fetch(seg.file)
+            try:
+                data = fetch(seg.file)
+            except (FileNotFoundError, NotFoundError):  # a directory's bare OSError named no seqs and no manifest
+                raise NotFoundError(
+                    f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} that the manifest lists "
+                    f"is missing (an incomplete copy?); first affected seq {max(seg.first_seq, head + 1)}"
+                ) from None
             if hashlib.sha256(data).hexdigest() != seg.sha256:
                 raise IntegrityError(
                     f"{origin}/{seg.file}: segment with seqs {seg.first_seq}-{seg.last_seq} fails its sha256 "

@@ -42,6 +42,22 @@ def test_md5checksums_rejects_a_malformed_line_naming_it() -> None:
         parse_md5checksums("2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c  ./a\nnot a checksum line\n")
 
 
+def test_a_file_listed_twice_with_different_sums_is_refused_whichever_comes_last() -> None:
+    # Last-wins would cache the file when only the later line matched, and blame the wrong line otherwise.
+    good, bad = "2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c", "ffffffffffffffffffffffffffffffff"
+    with pytest.raises(InvalidInputError, match="line 2: lists a.gz again"):
+        parse_md5checksums(f"{bad}  ./a.gz\n{good}  ./a.gz\n")
+    with pytest.raises(InvalidInputError, match="CHECKSUMS line 3: lists a.gz again"):
+        parse_ensembl_checksums("1 2 a.gz\n3 4 README\n5 2 a.gz\n")
+
+
+def test_a_file_listed_twice_with_the_same_sum_is_accepted() -> None:
+    assert parse_md5checksums("2A2C33EE0A2E5D1B3A4C0D9E8F7A6B5C  ./a\n2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c  a\n")["a"].value == (
+        "2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c"
+    )
+    assert parse_ensembl_checksums("7 1 a\n07 1 a\n")["a"].value == "7/1"
+
+
 def test_ensembl_checksums_accept_tabs_and_spaces() -> None:
     text = "55610 198719 Homo_sapiens.GRCh38.dna.alt.fa.gz\n00042\t3\tREADME\n"
     parsed = parse_ensembl_checksums(text)

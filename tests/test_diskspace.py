@@ -166,3 +166,34 @@ def test_an_alias_file_refresh_the_full_disk_refuses_after_the_commit_says_the_c
         tsv = reopened.refget_path / "aliases" / "collections" / "refgenie.tsv"
         assert f"other\t{digest}\n" in tsv.read_text()
         assert reopened.verify().ok
+
+
+_NCBI = ("--source", "ncbi", "--species", "synthetica_testii", "--taxon", "9606", "--release", "RS_2024_01",
+         "--assembly", "GCF_000001405.40")
+
+
+def test_a_cache_download_the_disk_refuses_is_one_line_and_the_rerun_resumes_it(store_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    # A quota (or a disk filling between two free-space checks) ended in a bare "error: File too large".
+    Store.open(store_path, actor="t@x").close()
+    args = ("--store", store_path, "cache", "fetch-raw", *_NCBI, "--base-url", f"{server.url}/ncbi")
+    line = _one_error_line(_rgstore(*args, fsize=20_000))
+    assert line.startswith("error: stopped downloading http://") and "the disk refused a write" in line
+    assert "run the command again to resume it" in line
+    assert _rgstore(*args).returncode == 0
+    assert [g.range for g in server.gets("_genomic.fna.gz")] == [None, "bytes=20000-"]
+
+
+def test_a_decompression_or_extraction_the_disk_refuses_is_one_line_and_caches_nothing(store_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    # gunzip's and the region writer's bare EFBIG/ENOSPC named neither the file nor the disk.
+    Store.open(store_path, actor="t@x").close()
+    fetch = ("--store", store_path, "cache", "fetch-raw", *_NCBI, "--base-url", f"{server.url}/ncbi")
+    line = _one_error_line(_rgstore(*fetch, fsize=60_000))  # the 43 kB download fits, the genome it unpacks not
+    assert line.startswith("error: no room for the decompressed genome.fna in ")
+    assert _rgstore(*fetch).returncode == 0
+    assert len(server.gets("_genomic.fna.gz")) == 1  # the verified download was kept and reused
+    regions = ("--store", store_path, "cache", "regions", *_NCBI, "--base-url", f"{server.url}/ncbi")
+    line = _one_error_line(_rgstore(*regions, fsize=1_000))
+    assert line.startswith("error: no room for a region FASTA in ")
+    assert list((store_path / "cache").glob(".tmp-*")) == []
+    with Store.open(store_path) as store:
+        assert store.verify().ok and store.cache.verify().ok

@@ -369,7 +369,8 @@ def test_status_reports_a_diverged_rolled_back_or_vanished_upstream_without_rais
         with Store.open(primary_path) as primary:
             primary_head = primary.head()[0]
         shutil.rmtree(tmp_path / "pub")
-        assert "No such file" in (status(mirror).error or "")
+        # Not Python's "[Errno 2] No such file or directory: '.../manifest.json'": pull's words.
+        assert status(mirror).error == f"{tmp_path / 'pub'}: no such export file or segment directory (no manifest.json)"
         assert status(mirror).local_head == 8 and primary_head == 8
 
 
@@ -410,6 +411,20 @@ def test_a_manifest_that_contradicts_itself_is_refused_naming_the_seq(tmp_path: 
         with pytest.raises(IntegrityError, match=message):
             pull(mirror, str(tmp_path / "pub"))
         assert mirror.head()[0] == 0
+
+
+def test_a_segment_the_manifest_lists_but_the_directory_lacks_is_named_with_its_seqs(tmp_path: Path) -> None:
+    # A local directory said only "No such file or directory: .../segments/...rgseg".
+    from rgstore.errors import NotFoundError
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 12)
+        publish(primary, tmp_path / "pub", segment_size=5)
+    (tmp_path / "pub" / "segments" / "000000000006-000000000010.rgseg").unlink()
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(NotFoundError, match=r"000000000006-000000000010\.rgseg: segment with seqs 6-10 that the "
+                                                r"manifest lists is missing .*first affected seq 6$"):
+            pull(mirror, str(tmp_path / "pub"))
 
 
 @pytest.mark.parametrize("fmt, hint", [(2, "published by a newer rgstore"), (0, "reads format 1$")])
