@@ -366,9 +366,11 @@ def validate_fasta(
         except _Fault as fault:
             if fault.offset == 0 and _starts_with_bom(path, compression):
                 # Windows editors (Notepad) write one; "invalid byte 0xef" at line 1 would not say what to remove.
+                # sed -i on a gzip file edits compressed bytes: the fix for one is a decompressed copy.
+                fix = ("sed -i '1s/^\\xEF\\xBB\\xBF//' FILE" if compression == "none" else
+                       "zcat FILE | sed '1s/^\\xEF\\xBB\\xBF//' | gzip > NEW.fa.gz")
                 raise InvalidInputError(f"{path}: the file starts with a UTF-8 byte-order mark (bytes EF BB BF), "
-                                        "which is not FASTA; save it without one, e.g. "
-                                        "sed -i '1s/^\\xEF\\xBB\\xBF//' FILE") from None
+                                        f"which is not FASTA; save it without one, e.g. {fix}") from None
             places = _line_col(path, compression, [fault.offset] + ([fault.first] if fault.first is not None else []))
             line, col = places[fault.offset]
             extra = f" (first seen on line {places[fault.first][0]})" if fault.first is not None else ""

@@ -172,6 +172,24 @@ def test_malformed_fasta_error_names_file_line_and_reason(tmp_path: Path, label:
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(("name", "fix"), [
+    ("plain.fa", "e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE"),
+    # It offered `sed -i` for a .fa.gz too, which edits the compressed bytes and leaves the mark.
+    ("packed.fa.gz", "e.g. zcat FILE | sed '1s/^\\xEF\\xBB\\xBF//' | gzip > NEW.fa.gz"),
+])
+def test_a_byte_order_mark_error_gives_a_fix_that_works_on_that_kind_of_file(
+    tmp_path: Path, name: str, fix: str
+) -> None:
+    import gzip
+
+    data = b"\xef\xbb\xbf>chr1\nACGT\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(InvalidInputError) as info:
+        validate_fasta(path)
+    assert str(info.value).endswith(fix)
+
+
 def test_error_column_points_at_the_offending_byte_across_chunks(tmp_path: Path) -> None:
     path = tmp_path / "late.fa"
     path.write_bytes(b">chr1\n" + b"ACGT" * 10 + b"\n" + b"ACGTACG7\n")
