@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .complete import genome_names
-from .main import Context, given_namespace, store_option
+from .main import Context, RgstoreGroup, given_namespace, store_option
 from .output import emit_json, emit_json_array, emit_table, emit_table_stream, json_option, note_shadows, when
 
 __all__ = ["alias_group"]
@@ -51,7 +51,7 @@ def _show_change(change: Any, as_json: bool) -> None:
         click.echo(f"{label} -> {digest}")
 
 
-@click.group("alias")
+@click.group("alias", cls=RgstoreGroup)
 def alias_group() -> None:
     """Human names for genome digests (and sequence digests), with history and undo.
 

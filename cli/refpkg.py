@@ -12,7 +12,7 @@ import click
 
 from .complete import refpkg_names
 from .getseq import signals_unwind
-from .main import Context, GivenPath, store_option
+from .main import Context, GivenPath, RgstoreGroup, store_option
 from .output import emit_json, emit_table, json_option, when
 
 __all__ = ["refpkg_group"]
@@ -54,7 +54,7 @@ def _show(info: Any, as_json: bool) -> None:
                f"can roll back {info.rollbacks}, forward {info.rollforwards}")
 
 
-@click.group("refpkg")
+@click.group("refpkg", cls=RgstoreGroup)
 def refpkg_group() -> None:
     """Reference packages for pplacer (taxtastic refpkgs), with taxit's undo/redo and safe interchange.
 
@@ -336,7 +336,19 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
     with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))
+    _note_dropped(info.dropped_keys)
     _show(info, as_json)
+
+
+def _note_dropped(keys: Any) -> None:
+    """One stderr line naming the CONTENTS.json keys the import did not keep (``keys``: a list, or
+    msgspec's UNSET when there were none), JSON output or not (as ``note_shadows``)."""
+    if not isinstance(keys, list) or not keys:
+        return
+    names = ", ".join(repr(key) for key in keys)
+    noun, verb, kept = ("keys", "are", "were") if len(keys) > 1 else ("key", "is", "was")
+    click.echo(f"note: CONTENTS.json {noun} {names} {verb} not part of the refpkg format and {kept} not kept",
+               err=True)
 
 
 @refpkg_group.command("export")

@@ -13,9 +13,24 @@ __all__ = ["serve_cmd"]
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def _bare_host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``value`` with the brackets of an IPv6 literal taken off ([::1] is ::1, as URLs and the start-up line write it)."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return value
+    import ipaddress
+
+    inner = value[1:-1]
+    try:
+        ipaddress.IPv6Address(inner)  # a scope (fe80::1%eth0) is allowed, as getaddrinfo takes it
+    except ValueError:
+        raise click.BadParameter(f"{value}: brackets hold an IPv6 address, e.g. [::1]") from None
+    return inner
+
+
 @click.command("serve")
 @store_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_bare_host,
+              help="Interface to bind (an IPv6 address with or without brackets).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (each opens the store read-only after the fork).")

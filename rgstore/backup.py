@@ -81,12 +81,30 @@ def _place(src: Path, dest: Path, *, link: bool, result: BackupResult) -> None:
     shutil.copy2(src, dest)
 
 
+def _kind(path: Path) -> str:
+    """What ``path`` (not a directory) is, as an error message names it: "a regular file", "a character device"..."""
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "an unusual kind of file"
+
+
 def _check_destination(store: Store, dest: Path) -> None:
     if dest.resolve().is_relative_to(store.path.resolve()):
         raise InvalidInputError(f"{dest} is inside the store {store.path}; back up to a directory outside it")
     if store.path.resolve().is_relative_to(dest.resolve()):
         raise InvalidInputError(f"{dest} contains the store {store.path}; name a new directory for the backup")
-    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+    if dest.is_symlink():  # refused even to an empty directory: the finished copy is renamed over DEST
+        target = os.readlink(dest)
+        what = f"a symlink to {target} that does not exist" if not dest.exists() else f"a symlink to {target}"
+        raise ConflictError(f"{dest} is {what}; a backup goes into a new directory, not through a link "
+                            "(name a path that does not exist yet)")
+    if dest.exists() and not dest.is_dir():
+        raise ConflictError(f"{dest} is not a directory ({_kind(dest)}); a backup goes into a new directory "
+                            "(name a path that does not exist yet)")
+    if dest.exists() and any(dest.iterdir()):
         raise ConflictError(f"{dest} already exists and is not an empty directory; a backup goes into a new one "
                             "(to restore, open the backup itself with --store, or copy it over a removed store)")
     if not dest.parent.is_dir():

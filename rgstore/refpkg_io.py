@@ -94,14 +94,28 @@ def _needed(manifest: Manifest, history: bool) -> dict[str, tuple[str, str]]:
             seen = needed.setdefault(filename, (md5, key))
             first = where.setdefault(filename, index)
             if seen[0] != md5:
-                # Only with history (one state cannot disagree with itself): say which states, so the user can
-                # find the wrong one, and that the current state alone may still import.
-                raise InvalidInputError(
-                    f"file {filename} is recorded with two MD5 sums ({seen[0]} for key {seen[1]} in "
-                    f"{_state_label(manifest, first)}, {md5} for key {key} in {_state_label(manifest, index)}); "
-                    "correct CONTENTS.json, or import with --no-history to keep just the current state"
-                )
+                raise _two_md5s(manifest, history, filename, (seen[1], seen[0], first), (key, md5, index))
     return needed
+
+
+def _two_md5s(manifest: Manifest, history: bool, filename: str, one: tuple[str, str, int],
+              other: tuple[str, str, int]) -> InvalidInputError:
+    """The error for ``filename`` recorded with two MD5 sums: (key, md5, index in ``_states``) of each.
+
+    It names the states, so the user can find the wrong one. When the current state itself
+    disagrees, those are its two keys, and --no-history (keeping just that state) is no way out.
+    """
+    current = [(key, md5) for key, (name, md5) in manifest.current.files.items() if name == filename]
+    if len({md5 for _, md5 in current}) > 1:
+        (key1, md5_1), (key2, md5_2) = current[0], next(kv for kv in current if kv[1] != current[0][1])
+        return InvalidInputError(f"file {filename} is recorded with two MD5 sums ({md5_1} for key {key1}, {md5_2} "
+                                 f"for key {key2}, both in the current state); correct CONTENTS.json")
+    (key1, md5_1, at1), (key2, md5_2, at2) = one, other
+    return InvalidInputError(
+        f"file {filename} is recorded with two MD5 sums ({md5_1} for key {key1} in {_state_label(manifest, at1)}, "
+        f"{md5_2} for key {key2} in {_state_label(manifest, at2)}); correct CONTENTS.json"
+        + (", or import with --no-history to keep just the current state" if history else "")
+    )
 
 
 def _check_metadata(states: list[ManifestState]) -> None:
@@ -266,7 +280,10 @@ def import_package(
             return events
 
         staged.commit(command)
-    return service.current(name)
+    state = service.current(name)
+    # Not an event field: the format has no such keys, so the import names them once and drops them.
+    dropped = list(dict.fromkeys(key for s in states for key in s.unknown))
+    return msgspec.structs.replace(state, dropped_keys=dropped) if dropped else state
 
 
 # --- export -----------------------------------------------------------------------------------

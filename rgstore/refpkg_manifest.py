@@ -24,6 +24,7 @@ from .errors import InvalidInputError
 
 __all__ = [
     "FORMAT_VERSION",
+    "KNOWN_KEYS",
     "MAX_NESTING",
     "ManifestState",
     "Manifest",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = "1.1"
+KNOWN_KEYS = frozenset({"metadata", "files", "md5", "log", "rollback", "rollforward"})
+"""Every key a state of CONTENTS.json may have (the current state all six; history states a subset)."""
 MAX_NESTING = 450
 """Deepest JSON nesting an export writes. taxtastic recurses over the whole manifest on every
 command (``json.load``, ``json.dump`` and, on rollback, ``copy.deepcopy`` at two frames per
@@ -51,6 +54,8 @@ class ManifestState(msgspec.Struct, kw_only=True):
     files: dict[str, tuple[str, str]]
     metadata: dict[str, str]
     message: str = ""
+    unknown: list[str] = []
+    """Keys of this state's object in CONTENTS.json that the format has not (``KNOWN_KEYS``): parsed, not kept."""
 
 
 class Manifest(msgspec.Struct, kw_only=True):
@@ -191,6 +196,7 @@ def _state(doc: Any, where: str, message: str = "") -> ManifestState:
         files={key: (files[key], md5[key].lower()) for key in files},
         metadata=dict(doc["metadata"]),
         message=message,
+        unknown=[key for key in doc if key not in KNOWN_KEYS],
     )
 
 

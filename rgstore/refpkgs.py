@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .blobnames import named_path
 from .blobs import BlobInfo
@@ -110,6 +111,9 @@ class RefpkgState(msgspec.Struct, frozen=True, kw_only=True):
     """The newest log entry (``info(name).log[0]``); None if the log is empty."""
     rollbacks: int
     rollforwards: int
+    dropped_keys: list[str] | UnsetType = UNSET
+    """Set by ``import_package`` when CONTENTS.json has keys the refpkg format has not (taxit keeps
+    them; rgstore does not): their names, first seen first, from every state imported."""
 
 
 class RefpkgSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -295,6 +295,13 @@ def test_serve_refuses_a_public_url_with_a_password_and_takes_any_scheme_case_be
     assert upper.exit_code == 1 and upper.output.startswith("error: no rgstore store at")
 
 
+def test_serve_host_brackets_hold_only_an_ipv6_address(cli) -> None:  # type: ignore[no-untyped-def]
+    named = cli("serve", "--host", "[localhost]")
+    assert named.exit_code == 2 and "[localhost]: brackets hold an IPv6 address, e.g. [::1]" in named.output
+    bare = cli("serve", "--host", "[::1]")  # accepted: fails later, on the missing store
+    assert bare.exit_code == 1 and bare.output.startswith("error: no rgstore store at")
+
+
 def test_every_answer_not_fixed_by_digests_tells_shared_caches_to_revalidate(served: tuple[Server, Path]) -> None:
     """A CDN or nginx proxy_cache keeps an answer without Cache-Control for its default lifetime: a stale
     /events/head made a mirror following through it take the primary for rolled back and stop."""
@@ -482,6 +489,8 @@ def _ipv6_loopback() -> bool:
 @pytest.mark.parametrize("host, shown", [
     ("127.0.0.1", "127.0.0.1"),
     pytest.param("::1", "[::1]", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")),
+    # --host as the line prints it: it was refused as "cannot resolve it"
+    pytest.param("[::1]", "[::1]", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")),
 ])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_start_up_line_gives_a_url_that_reaches_the_server_with_the_port_port_0_got(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -123,6 +124,29 @@ def test_backup_refuses_a_dest_that_exists_or_lies_inside_the_store_and_leaves_n
     empty = tmp_path / "empty"
     empty.mkdir()
     assert backup(store, empty).verified  # an empty directory made for it is fine
+    assert not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
+
+
+def test_backup_refusing_dest_says_what_dest_is_a_dangling_link_a_link_or_a_device(
+        tmp_path: Path, store: Store) -> None:
+    # All three said "already exists and is not an empty directory".
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ConflictError) as refused:
+        backup(store, dangling)
+    assert str(refused.value).startswith(f"{dangling} is a symlink to {tmp_path / 'nowhere'} that does not exist; ")
+    assert not (tmp_path / "nowhere").exists() and dangling.is_symlink()
+    (tmp_path / "empty").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "empty")
+    with pytest.raises(ConflictError, match=rf"^{re.escape(str(link))} is a symlink to {re.escape(str(tmp_path))}/empty; "):
+        backup(store, link)
+    assert list((tmp_path / "empty").iterdir()) == []
+    with pytest.raises(ConflictError, match=r"^/dev/null is not a directory \(a character device\); "):
+        backup(store, "/dev/null")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConflictError, match=r"file is not a directory \(a regular file\); "):
+        backup(store, tmp_path / "file")
     assert not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
 
 

@@ -227,6 +227,8 @@ def test_usage_mistakes_are_one_line_naming_the_help_to_read_and_exit_2(tmp_path
         ("genome", "init", "--force=1"): "does not take a value (see `rgstore genome init --help`)",
         ("getseq", "tiny", "--width"): "requires an argument (see `rgstore getseq --help`)",
         ("log", "--limit"): "requires an argument (see `rgstore log --help`)",
+        ("alias", "set", "--force=1", "a", "b"): "does not take a value (see `rgstore alias set --help`)",
+        ("refpkg", "info", "--json=1", "p"): "does not take a value (see `rgstore refpkg info --help`)",
     }
     for args, needle in cases.items():
         proc = run_rgstore("--store", str(tmp_path / "s"), *args)

@@ -10,6 +10,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -290,6 +291,30 @@ def test_a_file_recorded_with_two_md5s_names_both_states_and_the_way_out(store: 
     assert store.refpkgs.import_package(pkg, history=False).rollbacks == 0
 
 
+@pytest.mark.parametrize("history", [True, False])
+def test_two_keys_of_the_current_state_with_two_md5s_name_the_current_state_and_offer_no_history_way_out(
+    store: Store, tmp_path: Path, history: bool
+) -> None:
+    # It offered --no-history (which cannot help: the current state disagrees with itself), and without history
+    # it called the current state "rollback state 1" (indexing the states history would have replayed).
+    import hashlib
+
+    pkg = tmp_path / "two.refpkg"
+    pkg.mkdir()
+    (pkg / "a.txt").write_bytes(b"fine")
+    good = hashlib.md5(b"fine").hexdigest()
+    old = {"metadata": {}, "files": {"a": "a.txt"}, "md5": {"a": good}, "rollback": None, "rollforward": None}
+    (pkg / "CONTENTS.json").write_text(json.dumps({"metadata": {}, "files": {"a": "a.txt", "b": "a.txt"},
+                                                   "md5": {"a": good, "b": "0" * 32}, "log": ["Updated", "Loaded"],
+                                                   "rollback": old, "rollforward": None}))
+    with pytest.raises(InvalidInputError) as caught:
+        store.refpkgs.import_package(pkg, history=history)
+    assert str(caught.value) == (
+        f"file a.txt is recorded with two MD5 sums ({good} for key a, {'0' * 32} for key b, both in the current "
+        "state); correct CONTENTS.json")
+    assert store.head()[0] == 0
+
+
 @pytest.mark.parametrize("name", [None, "pkg"])
 def test_importing_dev_null_names_it_a_character_device_not_a_pipe_or_a_missing_package(
     store: Store, name: str | None
@@ -548,6 +573,43 @@ def test_import_refuses_metadata_keys_that_update_metadata_refuses(  # type: ign
     assert result.stderr == f"error: {refused.value}\n"
     with Store.open(store_path) as store:
         assert store.head()[0] == 0 and list(store.blobs.all()) == []
+
+
+def test_import_names_the_contents_keys_the_format_has_not_and_keeps_none_of_them(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, package: Path, tmp_path: Path
+) -> None:
+    def edit(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["x"] = {"tool": "other"}
+        doc["y"] = 1
+        doc["rollback"]["x"] = "copied by taxit's transactions"
+        doc["rollforward"][1]["z"] = []
+
+    _edit_manifest(package, edit)
+    result = cli("refpkg", "import", str(package), "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("note: CONTENTS.json keys 'x', 'y', 'z' are not part of the refpkg format "
+                             "and were not kept\n")
+    shown = json.loads(result.stdout)
+    assert shown["dropped_keys"] == ["x", "y", "z"] and shown["name"] == "made"
+    text = cli("refpkg", "import", str(package), "--name", "again")
+    assert text.exit_code == 0 and text.stderr.startswith("note: CONTENTS.json keys 'x', 'y', 'z' are not")
+    with Store.open(store_path) as store:
+        assert store.refpkgs.current("made").dropped_keys is msgspec.UNSET  # reported once, never stored
+        store.refpkgs.export("made", tmp_path / "out.refpkg")
+    doc = contents(tmp_path / "out.refpkg")
+    assert "x" not in doc and "x" not in doc["rollback"] and "z" not in doc["rollforward"][1]
+    _edit_manifest(package, lambda doc: [doc.pop("x"), doc.pop("y"), doc["rollback"].pop("x"),
+                                         doc["rollforward"][1].pop("z")])
+    plain = cli("refpkg", "import", str(package), "--name", "clean", "--json")
+    assert plain.stderr == "" and "dropped_keys" not in json.loads(plain.stdout)
+
+
+def test_import_names_one_unknown_key_in_the_singular(cli, package: Path) -> None:  # type: ignore[no-untyped-def]
+    _edit_manifest(package, lambda doc: doc.update(notes="kept by taxit"))
+    result = cli("refpkg", "import", str(package))
+    assert result.exit_code == 0
+    assert result.stderr == "note: CONTENTS.json key 'notes' is not part of the refpkg format and was not kept\n"
+    assert result.stdout.startswith("made: seq ")
 
 
 def test_a_minimal_manifest_without_format_version_exports_one_that_pplacer_accepts(
