@@ -32,8 +32,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def rgstore_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RgstoreError)
+        headers: dict[str, str] = {}
         retry_after = getattr(exc, "retry_after", None)  # a 503 that says when to come back
-        return problem(exc.http_status, str(exc), headers={"Retry-After": str(retry_after)} if retry_after else None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
+        if getattr(exc, "close_connection", False):  # a 408: the rest of the request is not read
+            headers["Connection"] = "close"
+        return problem(exc.http_status, str(exc), headers=headers or None)
 
     async def validation_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

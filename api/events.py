@@ -22,7 +22,7 @@ from rgstore.errors import LogMismatchError
 from rgstore.logfile import encode_frame
 
 from .errors import problem
-from .negotiation import negotiate
+from .negotiation import field_value, negotiate
 from .schemas import ErrorBody, EventsHead
 from .wire import json_bytes, json_response, store_of
 
@@ -74,7 +74,7 @@ def events(
 
     A page holding ``MAX_PAGE_BYTES`` stops early: the next page starts after ``X-Rgstore-Last-Seq``.
     """
-    accept = request.headers.get("accept")
+    accept = field_value(request.headers.getlist("accept"))
     media = negotiate(accept, _OFFERS)
     if media is None:
         return problem(406, f"cannot answer /events with any of Accept: {accept!r}; supported: "

@@ -36,7 +36,7 @@ from rgstore.blobs import BlobInfo
 from rgstore.errors import NotFoundError, OutOfRangeError
 
 from .errors import problem
-from .negotiation import parse_range
+from .negotiation import field_value, parse_range
 from .schemas import ErrorBody
 from .wire import HEAD_FLAG, send_until_disconnect
 
@@ -171,7 +171,7 @@ class StoredFileResponse(Response):
         self.headers.setdefault("etag", f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"')
         self.headers["last-modified"] = formatdate(st.st_mtime, usegmt=True)
         etag = self.headers["etag"]
-        if_none_match = request.get("if-none-match")
+        if_none_match = field_value(request.getlist("if-none-match"))
         if_modified_since = request.get("if-modified-since")
         if (if_none_match is not None and etag_matches(if_none_match, etag)) or (
             if_none_match is None and if_modified_since is not None

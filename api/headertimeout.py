@@ -8,18 +8,32 @@ request head without its closing blank line, held its socket for ever, so a few 
 Here a connection is closed, without an answer, once ``config.header_timeout`` seconds pass from
 connecting, or from the end of its previous response, without a complete request head. The clock
 stops at the end of the head: a request body, the app's work and a response streamed to a slow
-reader (a sequence download) are never timed by it.
+reader (a sequence download) are never timed by it. A route that reads a body times the gaps in it
+itself (``body_timeout``: the same value, which this protocol puts in each request's scope), since
+only the route can answer 408 for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HEADER_TIMEOUT_S", "HeaderTimeoutProtocol"]
+__all__ = ["HEADER_TIMEOUT_S", "HeaderTimeoutProtocol", "body_timeout"]
 
 HEADER_TIMEOUT_S = 30.0  # nginx allows 60 s, Apache's mod_reqtimeout 20-40 s; a real client needs well under 1 s
+_SCOPE_EXTENSION = "rgstore.header_timeout"  # ASGI: a server's own additions go under scope["extensions"]
+
+
+def body_timeout(scope: Mapping[str, Any]) -> float:
+    """Seconds a request body may go without a byte arriving: the server's header timeout.
+
+    ``HEADER_TIMEOUT_S`` when the request came through another server (a test client, another ASGI server).
+    """
+    extension = (scope.get("extensions") or {}).get(_SCOPE_EXTENSION) or {}
+    return float(extension.get("seconds", HEADER_TIMEOUT_S))
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -46,10 +60,12 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         """
         waiting = not self._handed_over and not self.transport.is_closing() and self._awaiting_head()
         if waiting and self._head_timer is None:
-            timeout = float(getattr(self.config, "header_timeout", HEADER_TIMEOUT_S))
-            self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+            self._head_timer = self.loop.call_later(self._timeout(), self._head_timed_out)
         elif not waiting:
             self._stop_head_clock()
+
+    def _timeout(self) -> float:
+        return float(getattr(self.config, "header_timeout", HEADER_TIMEOUT_S))
 
     def _stop_head_clock(self) -> None:
         if self._head_timer is not None:
@@ -76,6 +92,12 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         """Stop the clock, then as uvicorn does."""
         self._stop_head_clock()
         super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        """As uvicorn does (a new request's scope), then put the timeout in it for ``body_timeout``."""
+        super().on_message_begin()
+        extensions = self.scope.setdefault("extensions", {})
+        extensions[_SCOPE_EXTENSION] = {"seconds": self._timeout()}
 
     def on_response_complete(self) -> None:
         """As uvicorn does (which may start a pipelined request), then time the next head unless one is queued."""

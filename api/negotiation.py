@@ -19,6 +19,7 @@ __all__ = [
     "JSON_V1",
     "SEQUENCE_OFFERS",
     "JSON_OFFERS",
+    "field_value",
     "negotiate",
     "parse_coordinate",
     "parse_range",
@@ -54,6 +55,16 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 # Any size of number (a huge last byte is clamped, a huge first byte is 416); the cap only keeps
 # int() within CPython's limit on digits.
 _RANGE = re.compile(r"(?i:bytes)=(?:([0-9]{1,1000})-([0-9]{0,1000})|-([0-9]{1,1000}))")
+
+
+def field_value(lines: Sequence[str]) -> str | None:
+    """The value of a header field sent on these ``lines``, combined with ", " (RFC 9110 5.3); None for none.
+
+    A client (or a proxy adding its own) may send ``Accept`` twice: reading the first line alone
+    would refuse with 406 what the second accepts. Blank lines add nothing, as an empty list element adds nothing.
+    """
+    given = [line for line in lines if line.strip()]
+    return ", ".join(given) if given else None
 
 
 def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:

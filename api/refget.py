@@ -36,6 +36,7 @@ from .negotiation import (
     MAX_COORDINATE,
     SEQUENCE_OFFERS,
     SEQUENCE_V1,
+    field_value,
     negotiate,
     parse_coordinate,
     parse_range,
@@ -111,9 +112,10 @@ async def service_info(request: Request) -> Response:
 
     Answered in a v1 media type, it also carries refget v1's ``service`` section.
     """
-    media = negotiate(request.headers.get("accept"), JSON_OFFERS)
+    accept = field_value(request.headers.getlist("accept"))
+    media = negotiate(accept, JSON_OFFERS)
     if media is None:
-        return _not_acceptable(request.headers.get("accept"), JSON_OFFERS)
+        return _not_acceptable(accept, JSON_OFFERS)
     namespaces = sequence_index(request).manifest().get("sequence_alias_namespaces", [])
     info: dict[str, Any] = {
         "id": "org.rgstore.refget",
@@ -146,9 +148,10 @@ async def service_info(request: Request) -> Response:
 )
 async def metadata(request: Request, id: str) -> Response:
     """``{"metadata": {md5, ga4gh, trunc512, length, aliases}}``; aliases are the store's sequence aliases."""
-    media = negotiate(request.headers.get("accept"), JSON_OFFERS)
+    accept = field_value(request.headers.getlist("accept"))
+    media = negotiate(accept, JSON_OFFERS)
     if media is None:
-        return _not_acceptable(request.headers.get("accept"), JSON_OFFERS)
+        return _not_acceptable(accept, JSON_OFFERS)
     index = sequence_index(request)
     with store_of(request).read() as txn:
         seq = index.resolve(txn, id)
@@ -195,7 +198,7 @@ def _segments(seq: StoredSequence, start: int | None, end: int | None) -> list[t
 async def sequence(request: Request) -> Response:
     """Bases by any supported id, whole or by ``start``/``end`` (0-based, half-open) or a single ``Range``."""
     id = request.path_params["id"]
-    accept = request.headers.get("accept")
+    accept = field_value(request.headers.getlist("accept"))
     media = negotiate(accept, SEQUENCE_OFFERS)
     if media is None:
         return _not_acceptable(accept, SEQUENCE_OFFERS)
@@ -213,7 +216,7 @@ async def sequence(request: Request) -> Response:
     # combines Range answers only with one. Not for an alias (it may be repointed).
     etag = f'"{seq.digest}{"-v1" if media == SEQUENCE_V1 else ""}"' if is_checksum(id) else None
     if range_header is not None and etag is not None:
-        if_none_match = request.headers.get("if-none-match")
+        if_none_match = field_value(request.headers.getlist("if-none-match"))
         if if_none_match is not None and etag_matches(if_none_match, etag):  # preconditions before Range (RFC 9110 13.2.2)
             return Response(status_code=304, headers={**headers, **IMMUTABLE, "ETag": etag})
         if request.headers.get("if-range", etag) != etag:
@@ -236,7 +239,7 @@ async def sequence(request: Request) -> Response:
         headers.update(IMMUTABLE)
         if etag is not None:
             headers["ETag"] = etag
-            if_none_match = request.headers.get("if-none-match")
+            if_none_match = field_value(request.headers.getlist("if-none-match"))
             if if_none_match is not None and etag_matches(if_none_match, etag):
                 return Response(status_code=304, headers=headers)
     size = sum(b - a for a, b in segments)

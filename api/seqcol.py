@@ -11,6 +11,7 @@ API root.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -32,6 +33,7 @@ from rgstore.views.genomes import GenomeRecord, genome_record
 
 from .app_info import app_version, organization
 from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
+from .headertimeout import body_timeout
 from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, POSTED_COLLECTION, SEQCOL_SCHEMA, TRANSIENT
@@ -211,9 +213,17 @@ class _TooLarge(InvalidInputError):
     http_status = 413
 
 
+class _BodyTimedOut(InvalidInputError):
+    """No byte of a posted body arrived for the server's header timeout: 408, and the connection is closed."""
+
+    http_status = 408
+    close_connection = True  # RFC 9110 15.5.9: a late byte of this body must not be read as a new request
+
+
 async def _posted_body(request: Request) -> bytes:
     """The request body, refused (413, one line of JSON) once it is past ``MAX_POST_BYTES``, by its
-    Content-Length before any of it is read, or by its bytes as they arrive (a chunked body)."""
+    Content-Length before any of it is read, or by its bytes as they arrive (a chunked body); 408 (and
+    the connection closed) once no byte of it arrives for ``--header-timeout`` seconds."""
     # Not the route's max_body_size: Starlette's limiter swaps the answer to a too-long Content-Length
     # for a text/plain "Content Too Large", whatever the error handler made of it.
     refusal = f"the posted body is more than {MAX_POST_BYTES >> 20} MiB; post a level-2 collection's " \
@@ -221,9 +231,22 @@ async def _posted_body(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_POST_BYTES:
         raise _TooLarge(refusal)
+    # uvicorn never times a body: a Content-Length that is never made good held the request (and its
+    # socket) open for ever. The clock restarts with each byte, as nginx's client_body_timeout does, so a
+    # 64 MiB body on a slow link is never cut off while it moves.
+    timeout = body_timeout(request.scope)
     chunks, size = [], 0
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(stream), timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise _BodyTimedOut(f"no byte of the posted body arrived for {timeout:g} s "
+                                    f"({size:,} of {declared or 'an unknown number of'} bytes came); "
+                                    "send the body without pausing") from None
             size += len(chunk)
             if size > MAX_POST_BYTES:
                 raise _TooLarge(refusal)
@@ -236,8 +259,8 @@ async def _posted_body(request: Request) -> bytes:
 @router.post("/comparison/{digest1}", response_model=ComparisonResult,
              summary="Compare a stored collection with a posted level-2 collection",
              openapi_extra=_POSTED_BODY,
-             responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody},
-                        422: {"model": ErrorBody}})
+             responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 408: {"model": ErrorBody},
+                        413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 async def comparison_post(request: Request, digest1: str) -> Response:
     """Compare with the posted collection (at most ``MAX_POST_BYTES`` and ``MAX_POST_VALUES``, else 413); never stored.
 
@@ -245,7 +268,8 @@ async def comparison_post(request: Request, digest1: str) -> Response:
     or a schema attribute holding a wrong element, such as a length of -1, true or 1.5) gets 422.
     ``digests.b`` is the posted collection's level-0 digest, or null when it lacks ``names``,
     ``lengths`` or ``sequences``, or they differ in length. The body is parsed on a worker thread,
-    not on the event loop, and counted before it is parsed.
+    not on the event loop, and counted before it is parsed. A body that stops arriving for the server's
+    ``--header-timeout`` gets 408 and the connection is closed.
     """
     body = await _posted_body(request)
 

@@ -15,6 +15,16 @@ __all__ = ["cache_group"]
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def _given_taxon(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--taxon``'s callback: an empty value (``--taxon "$TAXON"`` with TAXON unset) is a usage error.
+
+    It read as no ``--taxon`` at all, so the download went under the species without a word.
+    """
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; name a taxon, e.g. 9606 (or leave the option out)", param=param)
+    return value
+
+
 def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], Any]:
     def wrap(fn: Any) -> Any:
         opts = [
@@ -31,6 +41,7 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
             ),
             click.option(
                 "--taxon",
+                callback=_given_taxon,
                 help="A label: for NCBI, the group a first download is stored under in ncbi_raw/ "
                 "(e.g. 9606) [default: the species]; the accession alone identifies the download, so "
                 "another taxon reuses it.",

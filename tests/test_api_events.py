@@ -126,6 +126,13 @@ def test_accept_chooses_frames_or_json_lines_by_q_value(served: tuple[Server, Pa
     assert r.status_code == 200 and r.headers["content-type"] == media
 
 
+def test_two_accept_lines_are_judged_together_as_rfc_9110_combines_them(served: tuple[Server, Path]) -> None:
+    """Only the second line names frames: judged on the first alone, it was a 406."""
+    server, _ = served
+    r = httpx.get(f"{server.url}/events", params={"limit": 2}, headers=[("Accept", "text/html"), ("Accept", FRAMES)])
+    assert r.status_code == 200 and r.headers["content-type"] == FRAMES, r.text
+
+
 @pytest.mark.parametrize("accept", ["application/json", "text/html", f"{FRAMES};q=0"])
 def test_an_accept_the_feed_cannot_answer_is_406_in_one_line(served: tuple[Server, Path], accept: str) -> None:
     server, _ = served

@@ -5,6 +5,7 @@ A real server on loopback with a 1 s timeout; every wait is bounded, nothing ass
 
 from __future__ import annotations
 
+import json
 import random
 import select
 import socket
@@ -134,6 +135,21 @@ def test_a_slow_reader_gets_a_whole_download_and_then_a_second_answer_on_the_sam
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the clock restarted at the response's end
         head, _ = _read_response(sock)
         assert head.startswith(b"HTTP/1.1 200"), head
+
+
+def test_a_posted_body_that_stops_arriving_gets_a_one_line_json_408_and_the_connection_closed(
+    served: tuple[Server, str, bytes],
+) -> None:
+    """A Content-Length never made good held the request open for ever: the head clock stops at the head."""
+    server, _, _ = served
+    with _connect(server) as sock:
+        sock.sendall(b"POST /seqcol/comparison/anything HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{}")
+        head, body = _read_response(sock)  # within BOUND_S (30 s), far past the 1 s timeout
+        assert head.startswith(b"HTTP/1.1 408"), head + body
+        assert b"connection: close" in head.lower(), head
+        assert body.count(b"\n") <= 1 and "2 of 100 bytes" in json.loads(body)["detail"], body
+        assert _closed_by_server(sock)
 
 
 def test_two_workers_close_an_idle_connection_too(tmp_path: Path) -> None:

@@ -173,6 +173,20 @@ def test_unsupported_sequence_media_types_are_406(served: Server, accept: str) -
     assert get(served, f"sequence/{I_MD5}", {"Accept": accept}).status_code == 406
 
 
+@pytest.mark.parametrize(("path", "acceptable"), [
+    (f"sequence/{I_MD5}?start=0&end=4", "text/plain"),
+    (f"sequence/{I_MD5}/metadata", "application/json"),
+    ("sequence/service-info", "application/json"),
+])
+def test_two_accept_lines_are_judged_together_as_rfc_9110_combines_them(
+    served: Server, path: str, acceptable: str,
+) -> None:
+    """Only the second line names a type served here: the first alone would be a 406."""
+    r = httpx.get(f"{served.url}/{path}", headers=[("Accept", "embl/some_json"), ("Accept", acceptable)], timeout=30)
+    assert r.status_code == 200, r.text
+    assert "v2.0.0" in r.headers["content-type"]
+
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -572,6 +586,10 @@ def test_a_checksum_ids_bases_carry_a_strong_etag_that_revalidates_and_guards_ra
     again = get(served, f"sequence/{ga4gh}", {"If-None-Match": f'"other", {etag}'})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert "immutable" in again.headers["cache-control"]
+    # The list on two lines, as RFC 9110 combines them: the first line alone does not match.
+    split = httpx.get(f"{served.url}/sequence/{ga4gh}", headers=[("If-None-Match", '"other"'),
+                                                                ("If-None-Match", etag)], timeout=30)
+    assert split.status_code == 304
     # If-Range: the range when the client's copy is this one, else the whole sequence (never a mixed file).
     part = get(served, f"sequence/{ga4gh}", {"Range": "bytes=10-19", "If-Range": etag})
     assert part.status_code == 206 and part.content == bases("I")[10:20] and part.headers["etag"] == etag

@@ -102,6 +102,10 @@ def test_bad_options_are_one_line_errors(cli) -> None:  # type: ignore[no-untype
     assert out.exit_code == 2 and "--max-size" in out.stderr and out.stderr.count("\n") == 1
     out = cli("cache", "gc", "--max-size", "")  # an unset variable: not "no size limit" and exit 0
     assert out.exit_code == 2 and "invalid size ''" in out.stderr and out.stderr.count("\n") == 1
+    for command in ("key", "regions", "fetch-raw"):  # `--taxon "$TAXON"`, TAXON unset: not the species by default
+        out = cli("cache", command, *NCBI[:5], "", *NCBI[6:])
+        assert out.exit_code == 2 and "--taxon" in out.stderr and "is empty" in out.stderr, (command, out.stderr)
+        assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
     out = cli("cache", "pin", "no-such-entry")
     assert out.exit_code == 1 and "no cache entry" in out.stderr
     out = cli("cache", "key", *NCBI[:7], "v110", *NCBI[8:])
