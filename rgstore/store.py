@@ -189,6 +189,12 @@ class Store:
             self._actor = default_actor()
         return self._actor
 
+    @actor.setter
+    def actor(self, actor: str) -> None:
+        """Name another actor on this handle's next events (checked as ``open`` checks it)."""
+        _check_actor(actor)
+        self._actor = actor
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     @classmethod

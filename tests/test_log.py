@@ -326,6 +326,17 @@ def test_a_store_opened_without_an_actor_names_user_at_host_on_its_events(tmp_pa
         assert s.events()[0].actor == f"{getpass.getuser()}@{socket.gethostname()}" == s.actor
 
 
+def test_a_handles_actor_can_be_changed_between_commands_and_is_checked_as_open_checks_it(tmp_path: Path) -> None:
+    # A plain attribute once; the lazy property must keep it settable (tests and scripts switch actors).
+    with Store.open(tmp_path / "s", actor="alice@lab") as s:
+        s.append([note("a")])
+        s.actor = "bob@lab"
+        s.append([note("b")])
+        with pytest.raises(InvalidInputError, match="invalid actor"):
+            s.actor = " padded "
+        assert [e.actor for e in s.events()] == ["alice@lab", "bob@lab"] and s.actor == "bob@lab"
+
+
 def test_an_empty_store_path_or_a_second_handle_in_one_process_is_a_clear_error(store: Store) -> None:
     from rgstore.errors import StoreOpenError
 
