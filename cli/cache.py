@@ -15,14 +15,21 @@ __all__ = ["cache_group"]
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def _given_taxon(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--taxon``'s callback: an empty value (``--taxon "$TAXON"`` with TAXON unset) is a usage error.
+def _not_blank(example: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """An option callback that makes an empty value (``--taxon "$TAXON"`` with TAXON unset) a usage error.
 
-    It read as no ``--taxon`` at all, so the download went under the species without a word.
+    An empty ``--taxon`` or ``--assembly`` read as no option at all, so the download went under the
+    species, or matched any assembly, without a word; an empty ``--species`` or ``--release`` failed
+    later with exit 1 instead of as the usage error it is.
     """
-    if value is not None and not value.strip():
-        raise click.BadParameter("is empty; name a taxon, e.g. 9606 (or leave the option out)", param=param)
-    return value
+
+    def check(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            hint = "" if param.required else " (or leave the option out)"
+            raise click.BadParameter(f"is empty; give one, e.g. {example}{hint}", param=param)
+        return value
+
+    return check
 
 
 def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], Any]:
@@ -37,11 +44,12 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
             click.option(
                 "--species",
                 required=True,
+                callback=_not_blank("homo_sapiens"),
                 help="Species, e.g. homo_sapiens. Ensembl: picks the files. NCBI: a label.",
             ),
             click.option(
                 "--taxon",
-                callback=_given_taxon,
+                callback=_not_blank("9606"),
                 help="A label: for NCBI, the group a first download is stored under in ncbi_raw/ "
                 "(e.g. 9606) [default: the species]; the accession alone identifies the download, so "
                 "another taxon reuses it.",
@@ -49,12 +57,14 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
             click.option(
                 "--release",
                 required=True,
+                callback=_not_blank("110"),
                 help="Ensembl: the release number (picks the files). NCBI: the annotation release "
                 "(110, 105.20220307 or RS_2023_10), checked for form only: a label, since "
                 "genomes/all/<accession> serves the accession's current annotation.",
             ),
             click.option(
                 "--assembly",
+                callback=_not_blank("GCF_000001405.40"),
                 help="NCBI: the assembly accession (required; it picks the download). Ensembl: the "
                 "assembly name (optional; picks among the release's genomes).",
             ),

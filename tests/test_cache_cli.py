@@ -106,6 +106,13 @@ def test_bad_options_are_one_line_errors(cli) -> None:  # type: ignore[no-untype
         out = cli("cache", command, *NCBI[:5], "", *NCBI[6:])
         assert out.exit_code == 2 and "--taxon" in out.stderr and "is empty" in out.stderr, (command, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    for option in ("--species", "--release", "--assembly"):  # empty: a usage error, never "any" or exit 1
+        for base in (ENS + ["--assembly", "GRCh38"], NCBI):
+            args = list(base)
+            args[args.index(option) + 1] = ""
+            out = cli("cache", "key", *args)
+            assert out.exit_code == 2 and option in out.stderr and "is empty" in out.stderr, (option, out.stderr)
+            assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
     out = cli("cache", "pin", "no-such-entry")
     assert out.exit_code == 1 and "no cache entry" in out.stderr
     out = cli("cache", "key", *NCBI[:7], "v110", *NCBI[8:])
