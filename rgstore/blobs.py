@@ -68,10 +68,23 @@ def _sha256_of(path: Path) -> str:
 class BlobStore:
     """The ``blobs/`` directory of a store."""
 
-    def __init__(self, root: Path, fetch_missing: Callable[[str, int | None], bool] | None = None) -> None:
-        """``fetch_missing(sha256, size)`` fetches a missing blob from elsewhere (a mirror's upstream); False: nowhere."""
+    def __init__(
+        self, root: Path, fetch_missing: Callable[[str, int | None], bool] | None = None,
+        check_in_place: Callable[[], None] | None = None,
+    ) -> None:
+        """``fetch_missing(sha256, size)`` fetches a missing blob from elsewhere (a mirror's upstream); False: nowhere.
+
+        ``check_in_place()`` raises if the whole store was moved or deleted meanwhile (then every blob is "missing").
+        """
         self.root = root
         self.fetch_missing = fetch_missing
+        self.check_in_place = check_in_place
+
+    def _missing(self, sha256: str) -> NotFoundError:
+        """The error for a blob not at its path: StoreClosedError first if the whole store moved away."""
+        if self.check_in_place is not None:
+            self.check_in_place()
+        return NotFoundError(f"blob {sha256} is missing from {self.root}")
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this sha256 lives (whether or not it exists)."""
@@ -85,8 +98,12 @@ class BlobStore:
         Not verified here: readers hash what they read (``verify``, a verified copy or response).
         """
         path = self.path(sha256)
-        if not path.is_file() and not (self.fetch_missing is not None and self.fetch_missing_here(sha256, size)):
-            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+        if path.is_file():
+            return path
+        if self.check_in_place is not None:
+            self.check_in_place()  # before a fetch, which would recreate blobs/ where the store no longer is
+        if not (self.fetch_missing is not None and self.fetch_missing_here(sha256, size)):
+            raise self._missing(sha256)
         return path
 
     def fetch_missing_here(self, sha256: str, size: int | None) -> bool:
@@ -171,7 +188,7 @@ class BlobStore:
         """Re-hash a blob; IntegrityError if it is corrupt, NotFoundError if it is missing."""
         path = self.path(sha256)
         if not path.is_file():
-            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+            raise self._missing(sha256)
         info = hash_file(path)
         if info.sha256 != sha256:
             raise IntegrityError(f"blob {sha256} is corrupt: its content hashes to {info.sha256}")
@@ -183,7 +200,7 @@ class BlobStore:
 
         data = self.path(sha256).read_bytes() if self.exists(sha256) else None
         if data is None:
-            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+            raise self._missing(sha256)
         if hashlib.sha256(data).hexdigest() != sha256:
             raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on read)")
         return data
@@ -192,7 +209,7 @@ class BlobStore:
         """Copy a blob to ``dest`` atomically, verifying the bytes as they are copied."""
         src = self.path(sha256)
         if not src.is_file():
-            raise NotFoundError(f"blob {sha256} is missing from {self.root}")
+            raise self._missing(sha256)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not write_verified(dest, read_chunks(src), sha256):
             raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")

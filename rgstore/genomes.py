@@ -513,6 +513,8 @@ class Genomes:
         it for long), and at most ``chunk`` records are in memory. A genome removed meanwhile is
         left out; each genome is shown as it stood when its chunk was read.
         """
+        if chunk < 1:
+            raise InvalidInputError(f"chunk must be a positive number of genomes, got {chunk}")
         env = self.store.environment
         with self.store.read() as txn:
             order = sorted((_sort_key(_alias_names(collection_aliases_of(txn, env, digest)), digest), digest)

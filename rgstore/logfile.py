@@ -19,7 +19,7 @@ import msgspec
 import zstandard
 
 from .codec import chain_of
-from .errors import ChainError, InvalidInputError
+from .errors import ChainError, InvalidInputError, NotFoundError
 from .outputs import output_file
 
 __all__ = [
@@ -150,8 +150,17 @@ def _header_problem(header: LogHeader) -> str:
 
 
 def read_log_file(path: Path) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:
-    """Open an exported log: its header, and an iterator over its (seq, record) frames."""
-    return read_log_stream(open(path, "rb"), str(path))
+    """Open an exported log: its header, and an iterator over its (seq, record) frames.
+
+    NotFoundError if there is no such file, InvalidInputError if this user may not read it.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such log export file") from None
+    except PermissionError:
+        raise InvalidInputError(f"{path}: permission denied; this user may not read the log export file") from None
+    return read_log_stream(fh, str(path))
 
 
 def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[int, bytes]]]:

@@ -167,7 +167,8 @@ class Store:
         environment.open_dbs(EventLog.db_names(self.views))
         self.log = EventLog(environment, self.views)
         # A mirror pulled without --with-blobs fetches a blob from its upstream when it is first read.
-        self.blobs = BlobStore(path / "blobs", fetch_missing=partial(fetch_missing_blob, self))
+        self.blobs = BlobStore(path / "blobs", fetch_missing=partial(fetch_missing_blob, self),
+                               check_in_place=environment.check_in_place)
         self._services: dict[str, Any] = {}
         with environment.read() as txn:
             self.log.load_dictionaries(txn)
@@ -216,6 +217,9 @@ class Store:
             _check_actor(actor)
         if path is not None and not str(path):
             raise InvalidInputError("the store path is empty; name a directory (or leave it out for the default store)")
+        if path is not None and "\0" in str(path):
+            # Said here, not as os.stat's bare "embedded null byte" ValueError from deep inside the open.
+            raise InvalidInputError(f"the store path {str(path)!r} contains a NUL character, which no file name can hold")
         # Absolute: a notebook's `%cd` (os.chdir) must not send blobs and sequence reads to another directory.
         root = (user_path(path) if path is not None else default_store_path()).absolute()
         try:
@@ -519,6 +523,8 @@ class Store:
         Memory stays that of one page however long the log (a million-event audit), and no read
         transaction is held while the caller writes output. Events appended meanwhile may be included.
         """
+        if page < 1:  # else an empty page would end nothing, and the next page start from batch[-1]
+            raise InvalidInputError(f"page must be a positive number of events, got {page}")
         if stream and any(c in stream for c in GLOB_CHARS) and literal_prefix(stream):
             # A glob over many streams: take its seqs from the index once, then read them page by page
             # (asking the index again per page would re-walk every matching stream's earlier seqs).
@@ -631,6 +637,8 @@ class Store:
         """Check the log, every view against a replay, every blob, cache file and sequence (see rgstore.verify)."""
         from .verify import verify_store
 
+        # A store moved or deleted under this handle is not a damaged one: say so, not "every blob missing".
+        self.environment.check_in_place()
         return verify_store(self, progress=progress)
 
     @property

@@ -73,3 +73,21 @@ def test_reading_or_copying_a_corrupt_blob_raises_and_copies_nothing(tmp_path: P
     assert not dest.exists() and list(dest.parent.iterdir()) == []
     with pytest.raises(NotFoundError):
         blobs.read_bytes("cd" * 32)
+
+
+def test_a_blob_read_through_a_handle_whose_store_moved_away_says_the_store_moved_not_blob_missing(
+    tmp_path: Path,
+) -> None:
+    from rgstore.errors import StoreClosedError
+    from rgstore.store import Store
+
+    store = Store.open(tmp_path / "s")
+    try:
+        sha = store.blobs.put_bytes(b"kept")[0].sha256
+        (tmp_path / "s").rename(tmp_path / "moved")
+        for read in (store.blobs.read_bytes, store.blobs.verify, store.blobs.ensure):
+            with pytest.raises(StoreClosedError, match="deleted, moved or replaced"):
+                read(sha)
+    finally:
+        store.close()
+    assert not (tmp_path / "s").exists()  # nothing recreated where the store was

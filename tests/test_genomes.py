@@ -1097,3 +1097,10 @@ def test_cli_seq_namespace_is_repeatable_and_keeps_every_namespace_given(  # typ
     with Store.open(store_path) as reopened:
         streams = sorted(e.stream for e in reopened.events() if isinstance(e.event, SequenceAliasSet))
     assert streams == ["seqalias:insdc/AB123.1", "seqalias:refseq/NC_1.1"]
+
+
+@pytest.mark.parametrize("chunk", [0, -1])
+def test_genome_stream_with_a_chunk_below_one_is_an_invalid_input_error(store: Store, chunk: int) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    with pytest.raises(InvalidInputError, match="chunk must be a positive number of genomes"):
+        list(store.genomes.stream(chunk=chunk))

@@ -618,3 +618,10 @@ def test_as_of_reads_records_compressed_with_a_dictionary_announced_in_the_same_
     assert out.returncode == 0, out.stderr
     (head, digests) = json.loads(out.stdout)
     assert (tuple(head), digests) == want
+
+
+def test_replaying_a_log_file_that_does_not_exist_is_a_not_found_error_naming_it(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s") as store:
+        with pytest.raises(NotFoundError, match="nope.rglog: no such log export file"):
+            replay_file(store, tmp_path / "nope.rglog")
+        assert store.head()[0] == 0 and store.verify().ok

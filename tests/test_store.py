@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rgstore.errors import StoreClosedError
+from rgstore.errors import InvalidInputError, StoreClosedError
 from rgstore.events import Noted
 from rgstore.log import NewEvent
 from rgstore.store import Store
@@ -248,3 +248,30 @@ def test_a_utf8_store_path_under_an_ascii_locale_is_refused_naming_the_locale_no
     assert made.stderr.startswith(b"error: the store path ") and b"run with a UTF-8 locale" in made.stderr, made.stderr
     assert b"not valid UTF-8" not in made.stderr  # it is: only this locale cannot name it
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_path_with_a_nul_character_is_an_invalid_input_error_not_a_bare_value_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="contains a NUL character"):
+        Store.open(f"{tmp_path}/a\0b")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("page", [0, -1])
+def test_iter_events_with_a_page_below_one_is_an_invalid_input_error_not_an_index_error(store: Store, page: int) -> None:
+    store.append([NewEvent(stream="audit:x", event=Noted(text="one"))])
+    with pytest.raises(InvalidInputError, match="page must be a positive number of events"):
+        list(store.iter_events(page=page))
+
+
+def test_verify_of_a_store_moved_under_its_handle_says_it_moved_instead_of_reporting_damage(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = Store.open(root)
+    try:
+        store.blobs.put_bytes(b"kept")
+        root.rename(tmp_path / "moved")
+        with pytest.raises(StoreClosedError, match="deleted, moved or replaced since it was opened"):
+            store.verify()
+    finally:
+        store.close()
+    with Store.open(tmp_path / "moved") as moved:
+        assert moved.verify().ok
