@@ -18,11 +18,14 @@ pass_ctx = click.make_pass_decorator(Context)
 def init_cmd(ctx: Context) -> None:
     """Create the store directory (log, refget, blobs, cache) if it does not exist.
 
+    Commands that add content create a store on first write too, but not in a directory that
+    already holds other files; init creates it there on purpose.
+
     \b
     Example:
         rgstore init --store ./store
     """
-    with ctx.open(create=True) as store:
+    with ctx.open(create=True, create_beside_files=True) as store:
         seq, _ = store.head()
         click.echo(f"store at {store.path}: log {store.log_id()}, head seq {seq}")
 

@@ -85,11 +85,14 @@ class Context:
             return True  # Store.open names the directory, its mode and owner
 
     def open(self, *, readonly: bool = False, create: bool = False, reads_if_unwritable: bool = False,
-             allow_stale_views: bool = False) -> Any:
+             allow_stale_views: bool = False, create_beside_files: bool = False) -> Any:
         """Open the store this invocation names (see ``rgstore.Store.open``).
 
         Only commands that add content pass ``create``: a command that changes or reads existing
         content on a store that does not exist (a mistyped --store) fails instead of creating one.
+        Nor does one create a store in a directory that already holds other files (``--store ~`` or
+        ``--store .`` in a project): its log, blobs, cache and refget would land among them. Only
+        ``rgstore init`` (``create_beside_files``) does that, on purpose.
         ``reads_if_unwritable`` opens an existing store this process may not write (a read-only
         mount, another user's store) read-only, for commands that can answer from what is there.
         """
@@ -101,6 +104,13 @@ class Context:
         present = self.exists()
         if not create and not present:
             raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
+        if create and not present and not create_beside_files and (others := _other_files(path)):
+            from rgstore.errors import StoreOpenError
+
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise StoreOpenError(f"{path} is not an rgstore store and already holds other files ({shown}); name a new "
+                                 f"or empty directory, or create the store there on purpose with "
+                                 f"`rgstore init --store {path}`")
         if reads_if_unwritable and present:
             readonly = readonly or not os.access(path / "log" / "data.mdb", os.W_OK)
         # A view rebuild at open is long work too, but --json asks for silence on the terminal as well.
@@ -111,6 +121,18 @@ class Context:
         for repair in store.repaired:  # damage the open found and mended: say so once (verify also reports it)
             click.echo(f"note: {repair}", err=True)
         return store
+
+
+def _other_files(path: Path) -> list[str]:
+    """The visible names in directory ``path`` that are not part of a store's layout (none if it is not a directory)."""
+    try:
+        names = os.listdir(path)
+    except OSError:  # missing, a file, or not listable: Store.open says what is wrong with it
+        return []
+    return sorted(name for name in names if not name.startswith(".") and name not in _STORE_LAYOUT)
+
+
+_STORE_LAYOUT = frozenset({"log", "blobs", "cache", "refget"})
 
 
 class RgstoreGroup(click.Group):

@@ -30,6 +30,25 @@ def test_init_creates_the_store_layout(tmp_path: Path, cli) -> None:  # type: ig
     assert RefgetStore.open_local(str(tmp_path / "store" / "refget")).storage_mode == StorageMode.Raw
 
 
+def test_a_first_write_refuses_a_directory_of_other_files_but_init_creates_the_store_there(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "hg38.fa").write_text(">chr1\nACGT\n")
+    (project / ".hidden").write_text("")  # dot files (.DS_Store, .git) do not count: they are not shown as content
+    proc = run_rgstore("--store", str(project), "demo")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1 and "holds other files (hg38.fa)" in err, err
+    assert f"rgstore init --store {project}" in err
+    assert sorted(p.name for p in project.iterdir()) == [".hidden", "hg38.fa"]  # nothing was created
+    assert run_rgstore("--store", str(project), "init").returncode == 0
+    proc = run_rgstore("--store", str(project), "demo")
+    assert proc.returncode == 0, proc.stderr.decode()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".keep").write_text("")
+    assert run_rgstore("--store", str(empty), "demo").returncode == 0  # an empty directory is a new store's place
+
+
 def test_log_lists_filters_and_prints_json_lines(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     _seed(store_path)
     text = cli("log").output
