@@ -59,9 +59,11 @@ router = APIRouter(tags=["store"])
 def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]:
     """The regular file ``relative`` names inside ``root``; NotFoundError for anything else."""
     parts = [p for p in relative.split("/") if p]  # "store//x" from clients joining "store/" + "/x"
+    if not parts:  # the directory itself, which the docs name: say where its files start (no listings)
+        raise NotFoundError("/store/ is the RefgetStore directory, which lists no files: its index is "
+                            "/store/rgstore.json, what gtars RefgetStore.open_remote reads")
     if (
-        not parts
-        or len(relative) > 1024
+        len(relative) > 1024
         or any(p in (".", "..") or p.startswith(".") or "\\" in p or "\x00" in p for p in parts)
     ):
         raise NotFoundError(f"no such store file: {relative!r}")

@@ -372,6 +372,8 @@ class Aliases:
         terminal, holds no transaction open), so a listing taken while the aliases change shows
         each alias as one of its states, not the whole store at one instant.
         """
+        if chunk < 1:  # else an empty chunk would never end the listing
+            raise InvalidInputError(f"chunk must be a positive number of aliases, got {chunk}")
         kind: Kind = SEQUENCE if sequence else COLLECTION
         if namespace is not None:
             check_namespace(namespace)

@@ -264,9 +264,24 @@ def publish_blobs(store: Store, directory: Path | str, *, progress: ProgressFact
 
     A file already there of the wrong size (a foreign or damaged file under a blob's name) is
     replaced; re-hashing every published blob on each run would cost too much for a cron job.
-    ``progress`` counts bytes, a blob at a time (refpkg alignments run to gigabytes).
+    ``progress`` counts bytes, a blob at a time (refpkg alignments run to gigabytes). A mirror that
+    has not fetched every blob its log references is refused (NotFoundError), as ``publish_refget``
+    refuses sequence holes.
     """
     directory = given_path(directory, "publish directory")
+    with store.read() as txn:
+        replica = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
+    if replica is not None:
+        from .verify import referenced_blobs
+
+        # blobs.all() lists only what a lazy mirror fetched: its followers would be refused the rest
+        # ("has no blob ... (publish with --with-blobs)") by a directory that was published so.
+        missing = sorted(sha for sha in referenced_blobs(store) if not store.blobs.exists(sha))
+        if missing:
+            raise NotFoundError(
+                f"{len(missing)} refpkg blobs of this mirror are not fetched yet (e.g. {missing[0]}); "
+                "run `rgstore mirror pull SOURCE --with-blobs` before publishing --with-blobs"
+            )
     todo: list[tuple[str, int]] = []
     for sha in store.blobs.all():
         dest = directory / "blobs" / sha[:2] / sha

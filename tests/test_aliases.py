@@ -116,6 +116,14 @@ def test_an_empty_namespace_is_invalid_not_the_default_one(store: Store, genomes
     assert store.head() == head and store.aliases.get("hg38") == genomes["a"]
 
 
+def test_an_overlong_alias_name_is_echoed_cut_in_the_middle_with_its_length(store: Store) -> None:
+    # It was quoted as its first 80 characters, unmarked: a valid name, shown as the invalid one.
+    with pytest.raises(InvalidInputError) as caught:
+        store.aliases.get("a" * 299 + "Z")
+    text = str(caught.value)
+    assert "characters left out" in text and "aZ' (300 characters)" in text, text
+
+
 def test_setting_the_same_target_again_appends_nothing(store: Store, genomes: Digests) -> None:
     store.aliases.set("hg38", genomes["a"])
     head = store.head()
@@ -953,3 +961,12 @@ def test_genome_stream_lists_what_genome_list_does(store: Store, genomes: Digest
     for chunk in (1, 2, 32):
         assert list(store.genomes.stream(chunk=chunk)) == store.genomes.list()
     assert [g.aliases for g in store.genomes.stream()] == [["ncbi:mm"], ["zz"], []]
+
+
+@pytest.mark.parametrize("chunk", [0, -1])
+def test_a_streamed_listing_with_a_chunk_below_one_is_an_invalid_input_error_not_an_index_error(
+    store: Store, genomes: Digests, chunk: int,
+) -> None:
+    store.aliases.set("a1", genomes["a"])
+    with pytest.raises(InvalidInputError, match="chunk must be a positive number of aliases"):
+        list(store.aliases.stream(chunk=chunk))

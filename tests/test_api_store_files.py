@@ -119,6 +119,14 @@ def test_nothing_outside_the_refget_directory_is_reachable(served: tuple[Server,
     assert raw_get(server, target) in (400, 404)
 
 
+def test_the_store_directory_itself_is_a_404_naming_its_index_file(served: tuple[Server, Path, str]) -> None:
+    # deployment.md names /store/; its answer was `no such store file: ''`, which told nothing.
+    server, _, _ = served
+    r = httpx.get(f"{server.url}/store/")
+    assert r.status_code == 404 and "/store/rgstore.json" in r.json()["detail"], r.text
+    assert httpx.get(f"{server.url}/store/rgstore.json").status_code == 200
+
+
 def test_gtars_open_remote_reads_the_same_bases_as_the_local_store(
     served: tuple[Server, Path, str], tmp_path: Path
 ) -> None:

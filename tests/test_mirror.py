@@ -620,6 +620,30 @@ def test_a_lazy_mirror_will_not_publish_a_refget_store_with_holes(tmp_path: Path
         assert chained.getseq("tiny", "chr1", 0, 30) == Store.open(tmp_path / "p", readonly=True).getseq("tiny", "chr1", 0, 30)
 
 
+def test_a_lazy_mirror_will_not_publish_with_blobs_while_it_lacks_a_blob_its_log_references(tmp_path: Path) -> None:
+    # It copied the blobs it had (none) and published a manifest whose followers were then told
+    # "has no blob ... (publish with --with-blobs)" by a directory published with --with-blobs.
+    from rgstore.errors import NotFoundError
+    from rgstore.segments import publish_blobs
+
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n")
+    with Store.open(tmp_path / "p") as primary:
+        primary.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+        publish_blobs(primary, tmp_path / "pub")
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))  # lazy: the blob stays upstream
+        with pytest.raises(NotFoundError, match="1 refpkg blobs of this mirror are not fetched yet"):
+            publish_blobs(mirror, tmp_path / "mpub")
+        pull(mirror, str(tmp_path / "pub"), with_blobs=True)
+        assert publish_blobs(mirror, tmp_path / "mpub") == 1
+        publish(mirror, tmp_path / "mpub")
+    with Store.open(tmp_path / "m2") as chained:
+        assert pull(chained, str(tmp_path / "mpub"), with_blobs=True).blobs_fetched == 1
+        assert chained.verify().ok
+
+
 def _follow_beside(store: Path, source: Path, meanwhile, max_rounds: int,  # type: ignore[no-untyped-def]
                    until_head: int) -> int:
     """``follow`` of ``source`` into ``store`` every 0.1 s while ``meanwhile`` runs in a thread; its exit code.

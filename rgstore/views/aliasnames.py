@@ -53,8 +53,11 @@ _MAX_NAME_BYTES = 400
 def check_name(name: str) -> str:
     """The alias name if valid (1-255 chars, at most 400 UTF-8 bytes, no whitespace, ':' or '/'), else InvalidInputError."""
     if not NAME_RE.fullmatch(name):
+        # The whole name: the error's clip() cuts a long one in the middle and says how much it left out
+        # (a bare name[:80] quoted a valid-looking name as if it were the one given).
+        length = f" ({len(name):,} characters)" if len(name) > 255 else ""
         raise InvalidInputError(
-            f"invalid alias name {name[:80]!r}: use 1-255 characters without whitespace, ':' or '/', "
+            f"invalid alias name {name!r}{length}: use 1-255 characters without whitespace, ':' or '/', "
             "starting with an ASCII letter, digit, '_' or '.'"
         )
     if len(name.encode()) > _MAX_NAME_BYTES:
