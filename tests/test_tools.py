@@ -15,13 +15,15 @@ from rgstore.verify import view_digests
 from tools.rebuild_mirror import main as rebuild_mirror
 
 
-def test_rebuild_mirror_replays_an_export_and_verifies(tmp_path: Path) -> None:
+def test_rebuild_mirror_replays_an_export_and_verifies(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     with Store.open(tmp_path / "p") as primary:
         for i in range(20):
             primary.append([NewEvent(stream=f"s{i % 3}", event=Noted(text=str(i)))])
         export_log(primary, tmp_path / "x.rglog")
         expected = view_digests(primary), primary.head()
     assert rebuild_mirror([str(tmp_path / "x.rglog"), str(tmp_path / "m"), "--verify"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"{tmp_path / 'm'}: verify ok (20 events, 0 blobs, 0 cache files, 0 sequences checked)"
     with Store.open(tmp_path / "m") as mirror:
         assert (view_digests(mirror), mirror.head()) == expected
         with pytest.raises(ReadOnlyError):  # it is a mirror now: its own writes are refused

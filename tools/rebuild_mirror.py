@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"FAIL {problem}", file=sys.stderr)
                 if not report.ok:
                     return 1
+                # Said on success too: a silent --verify reads as one that did not run.
+                print(f"{args.mirror}: verify ok ({report.events} events, {report.blobs} blobs, "
+                      f"{report.cache_files} cache files, {report.sequences} sequences checked)")
     except (RgstoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
