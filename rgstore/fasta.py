@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import unicodedata
@@ -277,6 +278,12 @@ def check_openable(path: Path) -> None:
 
 def _open(path: Path) -> BinaryIO:
     try:
+        # Checked before open(): opening a named pipe blocks until a writer comes, and ingest reads
+        # the file several times (validate, digest, import), which a pipe's one pass cannot serve.
+        if stat.S_ISFIFO(mode := os.stat(path).st_mode) or stat.S_ISSOCK(mode):
+            kind = "a pipe" if stat.S_ISFIFO(mode) else "a socket"
+            raise InvalidInputError(f"{path}: is {kind}, not a file; a FASTA is read more than once: "
+                                    "save it to a file first (gzip or BGZF input is read as it is)")
         return open(path, "rb")
     except FileNotFoundError:
         raise InvalidInputError(f"{path}: no such file") from None

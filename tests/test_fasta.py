@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,21 @@ def test_missing_file_and_directory_are_clear_errors(tmp_path: Path) -> None:
         validate_fasta(tmp_path / "absent.fa")
     with pytest.raises(InvalidInputError, match="is a directory"):
         validate_fasta(tmp_path)
+
+
+def test_a_pipe_is_refused_as_one_not_read_as_an_empty_or_unseekable_file(tmp_path: Path) -> None:
+    # `genome init --fasta <(zcat x.fa.gz)` gives /dev/fd/N, a pipe: ingest reads a FASTA more than
+    # once, so a pipe is named as such (a named one with no writer used to block open() forever).
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b">a\nACGT\n")
+        os.close(write_end)
+        for check in (validate_fasta, fasta.check_openable):
+            with pytest.raises(InvalidInputError, match="is a pipe, not a file; .* save it to a file first"):
+                check(Path(f"/dev/fd/{read_end}"))
+    finally:
+        os.close(read_end)
+    named = tmp_path / "named.fa"
+    os.mkfifo(named)
+    with pytest.raises(InvalidInputError, match=f"{named}: is a pipe"):
+        fasta.check_openable(named)  # no writer: refused without opening it
