@@ -10,6 +10,9 @@ as blobs are (``rgstore.blobfetch``): files outside the LMDB log, so no log writ
 
 from __future__ import annotations
 
+import glob
+import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +22,7 @@ from . import upstream
 from .cachekeys import is_entry_path
 from .errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError, UpstreamIntegrityError
 from .events import FileRef
-from .files import read_chunks, write_verified
+from .files import flock_held, read_chunks, temp_target, write_verified
 from .pathtext import given_path
 from .store import Store
 from .views.cache import CacheEntry, CacheView
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cache_files", "local_cache_file", "install_cache_file", "missing_cache_files", "publish_cache",
            "finish_upstream_evictions", "upstream_cache_chunks", "fetch_missing_entry_files",
-           "fetch_missing_cache_file"]
+           "fetch_missing_cache_file", "leftover_install_temps"]
 
 Fetch = Callable[[CacheEntry, str], Iterable[bytes]]
 """The bytes of one of an entry's files from an upstream, streamed in pieces."""
@@ -75,6 +78,32 @@ def install_cache_file(store: Store, entry: CacheEntry, relative: str, ref: File
     if not write_verified(dest, chunks, ref.sha256):
         raise UpstreamIntegrityError(f"cache file {entry.path}/{relative} of entry {entry.key} fails its sha256; "
                                      "not stored")
+
+
+def leftover_install_temps(store: Store, *, older_than: float) -> list[Path]:
+    """Temp files that killed installs of live entries' files left beside them (unlocked, ``older_than`` s old).
+
+    A mirror pull or lazy fetch killed mid-download leaves ``.<file>.<8 chars>.tmp`` inside a live
+    entry's directory, which no cache gc reaches (it removes whole stray directories); a live
+    install holds its temp file's flock (``write_verified``), and ``older_than`` covers the moment
+    before it takes it.
+    """
+    now = time.time()
+    found: list[Path] = []
+    for entry, relative, _ref in cache_files(store):
+        try:
+            dest = local_cache_file(store, entry, relative)
+        except InvalidInputError:
+            continue  # a hostile log's path: `cache verify` reports it
+        for tmp in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+            try:
+                info = tmp.lstat()
+            except FileNotFoundError:
+                continue  # renamed into place meanwhile
+            if (temp_target(tmp.name) == dest.name and stat.S_ISREG(info.st_mode)
+                    and now - info.st_mtime >= older_than and not flock_held(tmp)):
+                found.append(tmp)
+    return found
 
 
 def fetch_cache_files(store: Store, fetch: Fetch) -> int:
@@ -183,8 +212,23 @@ def finish_upstream_evictions(store: Store) -> list[str]:
 
 
 def publish_cache(store: Store, directory: Path | str) -> int:
-    """Copy every live entry's files into ``directory/cache/<entry path>/``; returns how many were new."""
+    """Copy every live entry's files into ``directory/cache/<entry path>/``; returns how many were new.
+
+    A mirror that has not fetched every live entry's files is refused (NotFoundError), as
+    ``publish_blobs`` refuses one lacking blobs.
+    """
     directory = given_path(directory, "publish directory")
+    with store.read() as txn:
+        replica = store.log.meta_get(txn, "replica_of") or store.log.meta_get(txn, "promoted_from")
+    if replica is not None:
+        # A lazy mirror's absent file was a bare FileNotFoundError naming a path in its own cache/.
+        missing = missing_cache_files(store)
+        if missing:
+            entry, relative, _ref = missing[0]
+            raise NotFoundError(
+                f"{len(missing)} cache files of this mirror are not fetched yet (e.g. {entry.key} {relative}); "
+                "run `rgstore mirror pull SOURCE --with-blobs` before publishing --with-blobs"
+            )
     copied = 0
     for entry, relative, ref in cache_files(store):
         src = local_cache_file(store, entry, relative)

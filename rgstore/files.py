@@ -119,7 +119,9 @@ def read_chunks(path: Path) -> Iterator[bytes]:
 def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
     """Stream ``chunks`` into ``dest`` via a durable temp file, renamed only if they hash to ``sha256``.
 
-    Returns False (and leaves ``dest`` untouched, no temp file behind) when the hash differs.
+    Returns False (and leaves ``dest`` untouched, no temp file behind) when the hash differs. The temp
+    file's flock is held while bytes arrive: a sweep (``rgstore gc``) leaves a live download's temp
+    file however long it stalls, and removes a killed writer's (the kernel dropped its lock).
     """
     import hashlib  # lazily: OpenSSL's ~3 ms import is for writers, not for every short command
 
@@ -127,6 +129,9 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
+            # Released at close, just before the rename: the file was written just now, and sweeps keep
+            # temp files that young whatever their lock.
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX)
             for chunk in chunks:
                 digest.update(chunk)
                 out.write(chunk)

@@ -16,7 +16,8 @@ nothing; gtars removes sequences only with a collection, so a later gc takes the
 directories of killed imports and sequence fetches (``STORE/.ingest-*``, ``STORE/.remote-*``) go
 once no process holds them, and so do the temp files of killed sequence-file rewrites
 (``refget/sequences/*/.tmp-*``, ``seqrestore``), gtars' own ``.rgstore.tmp.*`` of killed commits, and
-writer-lock files killed before they were linked into place (``refget/.rgstore.lock.*.new``).
+writer-lock files killed before they were linked into place (``refget/.rgstore.lock.*.new``), and
+the temp files of cache-file downloads killed inside a live entry's directory (unlocked, as in ``blobs/``).
 The ``refpkg rp`` name links of a removed blob go with it (``rgstore.blobnames``).
 """
 
@@ -98,7 +99,18 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace: float = 600.0
     _sweep_refget(store, report, dry_run=dry_run)
     _sweep_sequence_temps(store, report, grace=grace, dry_run=dry_run)
     _sweep_scratch(store, report, grace=grace, dry_run=dry_run)
+    _sweep_cache_install_temps(store, report, grace=grace, dry_run=dry_run)
     return report
+
+
+def _sweep_cache_install_temps(store: Store, report: GcReport, *, grace: float, dry_run: bool) -> None:
+    """Remove the temp files of cache-file downloads (mirror pulls, lazy fetches) that were killed mid-write."""
+    from .cachecopy import leftover_install_temps
+
+    for tmp in leftover_install_temps(store, older_than=max(grace, SCRATCH_FLOOR_S)):
+        report.temp_files_removed += 1
+        if not dry_run:
+            tmp.unlink(missing_ok=True)
 
 
 def _dead_blob_temp(tmp: Path, now: float, grace: float) -> bool:

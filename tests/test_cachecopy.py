@@ -56,6 +56,22 @@ def test_publish_refuses_a_corrupt_file_and_leaves_no_partial_copy(
     assert not published.exists() or list(published.iterdir()) == []
 
 
+def test_a_lazy_mirror_publishing_cache_files_it_never_fetched_is_refused_naming_the_pull_that_fetches_them(
+    store: Store, server: UpstreamServer, tmp_path: Path
+) -> None:
+    # It was a bare FileNotFoundError naming a path in the mirror's own cache/.
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    pub = tmp_path / "pub"
+    publish(store, pub)
+    publish_cache(store, pub)
+    with Store.open(tmp_path / "mirror") as mirror:
+        pull(mirror, str(pub))
+        with pytest.raises(NotFoundError, match=r"cache files of this mirror are not fetched yet .*--with-blobs"):
+            publish_cache(mirror, tmp_path / "mpub")
+        pull(mirror, str(pub), with_blobs=True)
+        assert publish_cache(mirror, tmp_path / "mpub") == len(list(cache_files(mirror))) > 0
+
+
 def test_a_mirror_serves_hits_unrecorded_and_refuses_misses_before_writing_files(
     store: Store, server: UpstreamServer, tmp_path: Path
 ) -> None:

@@ -121,6 +121,47 @@ def test_refpkg_import_killed_mid_copy_leaves_a_store_a_rerun_finishes(tmp_path:
                  [0.0, 0.05])
 
 
+def test_a_mirror_pull_killed_mid_cache_download_leaves_a_temp_file_gc_removes_but_never_a_live_ones(
+        tmp_path: Path, tree: Path) -> None:
+    # A pull --with-blobs SIGKILLed while a cache file streamed in left `.annotation.gtf.XXXXXXXX.tmp` inside the
+    # live entry's directory: no gc reached it (cache gc removes whole stray directories), a leak per kill.
+    primary, mirror, pub = tmp_path / "p", tmp_path / "m", tmp_path / "pub"
+    with UpstreamServer(tree) as srv:
+        rgstore_cli(primary, "cache", "fetch-raw", "--source", "ensembl", "--species", "synthetica_testii",
+                    "--release", "110", "--base-url", base(srv, "ensembl"))
+    rgstore_cli(primary, "log", "publish", "--with-blobs", str(pub))
+    args = [sys.executable, "-m", "rgstore_cli", "--store", str(mirror), "mirror", "pull", "--with-blobs"]
+
+    def temps() -> list[Path]:
+        return sorted((mirror / "cache").rglob(".*.tmp")) if (mirror / "cache").is_dir() else []
+
+    old = time.time() - 3600
+    with UpstreamServer(pub) as srv:
+        srv.slow(".gtf", 60.0)  # the decompressed annotation trickles in: the pull is mid-download for long
+        proc = subprocess.Popen([*args, srv.url], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not any(t.name.startswith(".annotation.gtf.") for t in temps()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert temps(), "the pull must be mid-download"
+        for tmp in temps():
+            os.utime(tmp, (old, old))  # a download stalled past any grace is still live work
+        rgstore_cli(mirror, "gc", "--grace", "0")
+        assert temps(), "gc removed a live download's temp file"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    for tmp in temps():
+        os.utime(tmp, (old, old))
+    rgstore_cli(mirror, "verify")
+    rgstore_cli(mirror, "gc", "--grace", "0")
+    assert temps() == []
+    with UpstreamServer(pub) as srv:
+        rgstore_cli(mirror, "mirror", "pull", srv.url, "--with-blobs")
+    rgstore_cli(mirror, "cache", "verify")
+    rgstore_cli(mirror, "verify")
+
+
 def test_a_store_whose_first_command_was_killed_before_committing_verifies_as_empty(tmp_path: Path) -> None:
     import lmdb
 
