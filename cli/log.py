@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import click
 import msgspec
 
 from .main import Context, GivenPath, RgstoreGroup, store_option
-from .output import emit_json, emit_json_lines, emit_table, json_option, when
+from .output import emit_json, emit_json_lines, emit_table, emit_table_stream, json_option, when
 
 __all__ = ["log_group", "replay_cmd", "summary"]
 
@@ -94,8 +96,52 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
         if as_json:
             emit_json_lines(_row(e) for e in envs)
             return
-        rows = [(e.seq, when(e.time), e.actor, e.event.__struct_config__.tag, e.stream, summary(e.event)) for e in envs]
-    emit_table(rows, headers=["SEQ", "TIME", "ACTOR", "TYPE", "STREAM", "SUMMARY"])
+        if limit is None:
+            # Up to _HELD_ROWS rows are held and printed in one pass (~20 MB); a longer listing is measured
+            # in one pass and printed in a second instead (~40% slower, but 400k held rows took ~175 MB).
+            rows = list(islice(map(_table_row, envs), _HELD_ROWS + 1))
+            if len(rows) > _HELD_ROWS:
+                del rows
+                emit_table_stream(_twice(store, query), headers=_HEADERS)
+                return
+        else:
+            rows = [_table_row(e) for e in envs]
+    emit_table(rows, headers=_HEADERS)
+
+
+_HEADERS = ["SEQ", "TIME", "ACTOR", "TYPE", "STREAM", "SUMMARY"]
+_HELD_ROWS = 50_000
+
+
+def _table_row(env: Any) -> tuple[Any, ...]:
+    return env.seq, when(env.time), env.actor, env.event.__struct_config__.tag, env.stream, summary(env.event)
+
+
+def _twice(store: Any, query: dict[str, Any]) -> Callable[[], Iterator[tuple[Any, ...]]]:
+    """Rows of ``store.iter_events(**query)`` for ``emit_table_stream``: the second call yields exactly
+    the first's, stopping at the last seq the first saw (events appended in between are not shown).
+
+    The first (measuring) call leaves SUMMARY out, half the cost of a row: as the last column it is
+    never padded (lines are right-stripped), and ``emit_table_stream`` prints a cell past the measured
+    columns as it is, so the bytes are ``emit_table``'s.
+    """
+    last: list[int] = []  # empty until the first call has run to its end
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        bound = last[0] if last else None
+        seq = 0
+        for env in store.iter_events(**query):
+            if bound is None:
+                seq = env.seq
+                yield env.seq, when(env.time), env.actor, env.event.__struct_config__.tag, env.stream
+            elif env.seq > bound:
+                return
+            else:
+                yield _table_row(env)
+        if bound is None:
+            last.append(seq)
+
+    return rows
 
 
 @log_group.command("show")

@@ -23,8 +23,9 @@ from .log import FORMAT_VERSION, EventLog
 from .mirror import MirrorStatus
 from .mirror import status as mirror_status
 from .pendingsync import PREFIX, abandoned_marks
+from .views import SEQ
 from .views.cache import CacheView
-from .views.refpkgstate import HEADS_DB, NAME_DECODER, NAMES_DB, STEPS_DB, list_heads
+from .views.refpkgstate import HEADS_DB, KEY_SEP, NAME_DECODER, NAMES_DB, STEPS_DB, list_heads
 
 if TYPE_CHECKING:
     from .environment import Txn
@@ -226,9 +227,10 @@ def _counts(store: Store, txn: Txn) -> tuple[Counts, int]:
 def _blobs(store: Store, txn: Txn) -> tuple[int, int]:
     """(distinct referenced blobs, their bytes): the names index, sized by the retained steps' FileRefs.
 
-    One pass over the steps sub-db reading only each file's sha256 and size (the size recorded
-    when the blob was verified on the way in): no step is decoded whole and no blob is
-    ``stat``-ed, so a lazy mirror without the files sizes them as well as the primary.
+    Each file's sha256 and size (the size recorded when the blob was verified on the way in) is
+    read from the packages' current steps, then from a pass over the other retained steps only
+    until every blob is sized: no step is decoded whole and no blob is ``stat``-ed, so a lazy
+    mirror without the files sizes them as well as the primary.
     """
     env = store.environment
     if not env.has_db(NAMES_DB) or not env.has_db(STEPS_DB):
@@ -236,10 +238,22 @@ def _blobs(store: Store, txn: Txn) -> tuple[int, int]:
     with txn.cursor(db=env.db(NAMES_DB)) as cur:
         wanted = {NAME_DECODER.decode(raw)[0] for _key, raw in cur}
     sizes: dict[str, int] = {}
-    with txn.cursor(db=env.db(STEPS_DB)) as cur:
-        for raw in cur.iternext(keys=False, values=True):
+    steps = env.db(STEPS_DB)
+    # Every metadata update retains a step (100k in a busy store), but the current steps name
+    # almost every blob: the pass over all of them is for blobs only older states name.
+    if env.has_db(HEADS_DB):
+        for name, head in list_heads(txn, env):
+            raw = txn.get(name.encode() + KEY_SEP + SEQ.pack(head.current), db=steps) if head.current else None
+            for ref in _STEP_FILES.decode(raw).files.values() if raw is not None else ():
+                sizes[ref.sha256] = ref.size
+    unsized = wanted.difference(sizes)
+    with txn.cursor(db=steps) as cur:
+        for raw in cur.iternext(keys=False, values=True) if unsized else ():
             for ref in _STEP_FILES.decode(raw).files.values():
                 sizes[ref.sha256] = ref.size
+                unsized.discard(ref.sha256)
+            if not unsized:
+                break
     # A file name's index entry keeps the blob that first claimed it, which no retained step may
     # name any more (commands never reuse a name for other bytes; a raw append may): its file's size, if any.
     for sha in wanted.difference(sizes):

@@ -393,3 +393,76 @@ def test_naive_time_bounds_in_the_python_api_mean_utc(store_path: Path) -> None:
         assert [e.seq for e in s.events(since=naive)] == [1, 2]
         assert s.events(until=naive) == [] and len(s.events(until=naive + timedelta(days=1))) == 2
         assert [e.seq for e in s.iter_events(since=datetime(2000, 1, 1), until=naive + timedelta(days=1))] == [1, 2]
+
+
+def _grow_log(path: Path, n: int, start: int) -> None:
+    """``n`` notes with streams, actors and summaries of varied widths (one wide CJK actor, control chars)."""
+    with Store.open(path, actor="bulk@lab") as s:
+        for at in range(start, start + n, 1000):
+            s.append([NewEvent(stream=f"note:{'x' * (i % 37)}{i}", event=Noted(text=f"n\t{i} " + "y" * (i % 50)))
+                      for i in range(at, min(at + 1000, start + n))])
+        s.actor = "ゲノム@lab"
+        s.append([NewEvent(stream="s", event=Noted(text="wide actor, late in the log"))])
+
+
+def _log_table(store_path: Path) -> tuple[str, int]:
+    """`rgstore log`'s text (through a real file, not a buffer) and the peak Python heap it took."""
+    import tracemalloc
+
+    from rgstore_cli.main import cli as root
+
+    out = store_path.parent / "log.txt"
+    argv = ["--store", str(store_path), "log", "--since", "2000-01-01"]
+    with open(out, "w", encoding="utf-8") as f:
+        real, sys.stdout = sys.stdout, f
+        tracemalloc.start()
+        try:
+            root.main(argv, prog_name="rgstore", standalone_mode=False)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            sys.stdout = real
+    return out.read_text(encoding="utf-8"), peak
+
+
+def test_log_table_is_emit_tables_bytes_and_its_memory_does_not_grow_with_the_log(  # type: ignore[no-untyped-def]
+    store_path: Path, monkeypatch
+) -> None:
+    from click.testing import CliRunner
+    from rgstore_cli import log
+    from rgstore_cli.log import _HEADERS, _table_row
+    from rgstore_cli.output import emit_table
+
+    monkeypatch.setattr(log, "_HELD_ROWS", 5_000)  # held below it (one pass), streamed above (two passes)
+    _grow_log(store_path, 4_000, 0)
+    few_text, _ = _log_table(store_path)
+    with Store.open(store_path, readonly=True) as s:
+        few_rows = [_table_row(e) for e in s.events()]
+    with CliRunner().isolation() as (held, _err, _):
+        emit_table(few_rows, headers=_HEADERS)
+    assert few_text == held.getvalue().decode() and len(few_text.splitlines()) == len(few_rows) + 1 > 4_000
+    _grow_log(store_path, 16_000, 4_000)  # past the first pages, so that both runs read full pages
+    small_text, small_peak = _log_table(store_path)
+    _grow_log(store_path, 20_000, 20_000)
+    text, peak = _log_table(store_path)
+    with Store.open(store_path, readonly=True) as s:
+        rows = [_table_row(e) for e in s.events()]
+    with CliRunner().isolation() as (held, _err, _):
+        emit_table(rows, headers=_HEADERS)  # what `log` printed when it held every row
+    assert text == held.getvalue().decode() and len(text.splitlines()) == len(rows) + 1 > 40_000
+    assert len(small_text.splitlines()) > 20_000
+    # Holding 20k more rows took ~14 MB more; a page of envelopes (10,000 at most) and a block of rows do not grow.
+    assert peak - small_peak < 3_000_000, (small_peak, peak)
+
+
+def test_log_table_prints_the_events_it_measured_and_none_appended_meanwhile(store_path: Path) -> None:
+    from rgstore_cli.log import _twice
+
+    _grow_log(store_path, 30, 0)
+    with Store.open(store_path, actor="late@lab") as s:
+        rows = _twice(s, {"stream": "note:*"})
+        measured = [row[0] for row in rows()]
+        s.append([NewEvent(stream="note:late", event=Noted(text="after the measuring pass"))])
+        printed = list(rows())
+    assert [row[0] for row in printed] == measured == list(range(1, 31))
+    assert all(len(row) == 6 for row in printed)
