@@ -20,6 +20,7 @@ a reboot (a full copy each, hidden, where a nightly cron job would pile them up)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -212,9 +213,16 @@ def backup(store: Store, dest: Path | str, *, link: bool = True, verify: bool = 
             if verify:
                 _verify(copy, progress)
                 result.verified = True
-        if dest.is_dir():
-            dest.rmdir()  # an empty directory made for the backup
-        os.rename(work, dest)
+        try:
+            if dest.is_dir():
+                with contextlib.suppress(FileNotFoundError):  # another backup to DEST removed it first
+                    dest.rmdir()  # an empty directory made for the backup
+            os.rename(work, dest)
+        except OSError:
+            # Something took DEST since the check (another backup to it finished first): the same one
+            # line the check gives, never a bare "Directory not empty"; a rename never replaces a full DEST.
+            _check_destination(store, dest)
+            raise
     except BaseException as exc:
         # DEST's disk full: say so (with the free space before the partial copy goes), not the hidden
         # work path (removed here) nor a copy's two ends.

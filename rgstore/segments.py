@@ -3,9 +3,9 @@
 ``DIR/manifest.json`` names the log, every segment (file, seq range, sha256, chain hashes at
 both ends) and the head. Segments reuse the export format (``rgstore.logfile``), so a segment
 is also a valid ``rgstore replay`` input. Publishing appends new segments for records past
-the last published one and rewrites only the manifest (atomically): a CDN may cache
-segments forever. Every run first sweeps the temp files a killed run left behind (a static host
-would serve them).
+the last published one and rewrites only the manifest (atomically, one run per directory at a
+time): a CDN may cache segments forever. Every run first sweeps the temp files a killed run
+left behind (a static host would serve them).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import msgspec
 from .codec import chain_of, genesis_hash
 from .environment import Txn
 from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
-from .files import atomic_write_bytes, mkstemp, read_chunks, temp_target
+from .files import atomic_write_bytes, hold_dir, mkstemp, read_chunks, temp_target
 from .logfile import LogHeader, write_log_file
 from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
@@ -162,6 +162,18 @@ def publish(store: Store, directory: Path | str, *, segment_size: int = 100_000,
         raise InvalidInputError("--segment-size must be at least 1")
     check_publish_target(store, directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # One run at a time per directory (a second waits): a run that read an older manifest and head
+    # would otherwise rewrite the manifest after a newer run listed more, and mirrors would miss those.
+    held = hold_dir(directory.resolve())  # a symlinked DIR is the user's choice (see sweep_stale_temps)
+    try:
+        return _publish_held(store, directory, segment_size=segment_size, progress=progress, upto=upto)
+    finally:
+        os.close(held)  # releases the flock
+
+
+def _publish_held(store: Store, directory: Path, *, segment_size: int, progress: ProgressFactory,
+                  upto: int | None) -> Manifest:
+    """``publish`` while holding ``directory``'s flock."""
     sweep_stale_temps(directory)
     (directory / "segments").mkdir(exist_ok=True)
     path = directory / MANIFEST
@@ -202,7 +214,7 @@ def publish(store: Store, directory: Path | str, *, segment_size: int = 100_000,
 def sweep_stale_temps(directory: Path, *, grace: float = TEMP_GRACE_S) -> list[Path]:
     """Delete the temp files killed publish runs left in ``directory``; returns those deleted.
 
-    Publish takes no lock (a second run may be writing right now), so only regular files go that
+    Copying content takes no lock (a second run may be writing right now), so only regular files go that
     are named exactly as publish's writers name them (``.<target>.<8 random>.tmp`` for a target
     publish writes in that folder: the manifest, segments, blobs, cache and RefgetStore files) and
     were last modified more than ``grace`` seconds ago. ``os.fwalk`` opens each folder relative to

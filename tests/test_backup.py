@@ -15,6 +15,7 @@ import pytest
 
 from rgstore.backup import backup
 from rgstore.errors import ConflictError, InvalidInputError
+from rgstore.progress import NullProgress
 from rgstore.replay import export_log, replay_file
 from rgstore.store import Store
 from tests.conftest import REPO
@@ -124,6 +125,30 @@ def test_backup_refuses_a_dest_that_exists_or_lies_inside_the_store_and_leaves_n
     empty = tmp_path / "empty"
     empty.mkdir()
     assert backup(store, empty).verified  # an empty directory made for it is fine
+    assert not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
+
+
+@pytest.mark.parametrize("made_empty", [False, True])
+def test_two_backups_to_one_new_dest_leave_the_first_and_refuse_the_second_in_the_one_line_of_the_check(
+        tmp_path: Path, store: Store, made_empty: bool) -> None:
+    store.genomes.init(TINY, ["tiny"])
+    dest = tmp_path / "bk"
+    if made_empty:
+        dest.mkdir()
+    first: list[Path] = []
+
+    def other_backup_finishes_meanwhile(desc: str, total: int | None = None, unit: str = "it") -> NullProgress:
+        # The window between the check of DEST and the rename into it: a second `rgstore backup DEST`
+        # started at the same moment completes here.
+        if not first:
+            first.append(Path(backup(store, dest).path))
+        return NullProgress()
+
+    with pytest.raises(ConflictError, match=r"bk already exists and is not an empty directory; a backup goes"):
+        backup(store, dest, progress=other_backup_finishes_meanwhile)
+    assert first == [dest]
+    with Store.open(dest) as copy:
+        assert copy.verify().ok
     assert not [p for p in tmp_path.iterdir() if ".backup-" in p.name]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -276,3 +278,62 @@ def test_publish_to_an_empty_directory_name_is_a_usage_error_not_the_working_dir
     result = cli("log", "publish", "")
     assert result.exit_code == 2 and "'DIRECTORY': is empty; name a path (see" in result.stderr
     assert list(work.iterdir()) == []
+
+
+_APPEND_ONE = (
+    "import sys\n"
+    "from rgstore.events import Noted\n"
+    "from rgstore.log import NewEvent\n"
+    "from rgstore.store import Store\n"
+    "with Store.open(sys.argv[1]) as s:\n"
+    "    s.append([NewEvent(stream='s', event=Noted(text='late'))])\n"
+)
+
+
+def _ended_or_waiting_on(directory: Path, proc: subprocess.Popen[bytes], limit: float = 60.0) -> None:
+    """Wait until ``proc`` has ended or waits for ``directory``'s flock (Linux ``/proc/locks`` marks waiters ``->``)."""
+    inode = os.stat(directory).st_ino
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "->" in fields and fields[-3].endswith(f":{inode}"):
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks to see lock waiters")
+def test_two_publishes_into_one_directory_never_take_its_manifest_back_to_an_older_head(  # type: ignore[no-untyped-def]
+        tmp_path: Path, monkeypatch) -> None:
+    # Two cron runs of `log publish` overlap while a writer commits: the one that read the older head
+    # must not rewrite the manifest after the newer run listed more (a mirror would miss those events).
+    import rgstore.segments as segments
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+
+    primary, pub = tmp_path / "p", tmp_path / "pub"
+    with Store.open(primary) as store:
+        store.append([NewEvent(stream="s", event=Noted(text=str(i))) for i in range(4)])
+        real_write = segments.write_log_file
+        others: list[subprocess.Popen[bytes]] = []
+
+        def another_run_meanwhile(path: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if not others:
+                appended = subprocess.run([sys.executable, "-c", _APPEND_ONE, str(primary)], cwd=REPO,
+                                          capture_output=True, timeout=120)
+                assert appended.returncode == 0, appended.stderr
+                others.append(subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(primary),
+                                                "log", "publish", str(pub)], cwd=REPO,
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                _ended_or_waiting_on(pub, others[0])
+            return real_write(path, *args, **kwargs)
+
+        monkeypatch.setattr(segments, "write_log_file", another_run_meanwhile)
+        assert publish(store, pub).head_seq == 4
+    out, err = others[0].communicate(timeout=120)
+    assert others[0].returncode == 0, err
+    assert published_head(pub) == 5
+    assert sorted(p.name for p in (pub / "segments").iterdir()) == [f"{1:012d}-{4:012d}.rgseg", f"{5:012d}-{5:012d}.rgseg"]
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(pub))
+        assert mirror.head()[0] == 5
