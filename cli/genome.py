@@ -39,8 +39,8 @@ def genome_group() -> None:
 
 
 @genome_group.command("init")
-@click.option("--fasta", type=GivenPath(path_type=Path, dir_okay=False),
-              help="FASTA file: plain, gzip or BGZF.")
+@click.option("--fasta", type=GivenPath(path_type=Path, dir_okay=False, allow_dash=True),
+              help="FASTA file: plain, gzip or BGZF; - reads standard input.")
 @click.option("--remote", metavar="URL",
               help="Instead of --fasta: a remote RefgetStore or seqcol/refgenie server holding the genome.")
 @click.option("--digest", "remote_digest", metavar="D", help="With --remote: the genome's seqcol digest.")
@@ -96,7 +96,9 @@ def init_cmd(
     if fasta is not None:
         from rgstore.fasta import check_openable
 
-        check_openable(fasta)  # before the store opens: a missing FASTA on a mistyped --store creates nothing
+        # Before the store opens: a missing FASTA on a mistyped --store creates nothing. A stream
+        # (-, a pipe) passes unread: the engine saves it into the store's scratch once it is open.
+        check_openable(fasta)
     with signals_unwind(), ctx.open(create=True) as store:
         if remote is not None:
             from rgstore.remote import init_remote

@@ -272,18 +272,26 @@ def _residue_reason(byte: bytes) -> str:
 
 
 def check_openable(path: Path) -> None:
-    """Raise the one-line InvalidInputError a read of ``path`` would (missing, a directory, unreadable)."""
-    _open(path).close()
+    """Raise the one-line InvalidInputError a read of ``path`` would (missing, a directory, unreadable).
+
+    A stream (``-``, a pipe: ``genome init`` spools it, see ``fastaspool``) passes unopened: opening a
+    named pipe would block until its writer comes, and a read would take bytes meant for the ingest.
+    """
+    from .fastaspool import stream_kind
+
+    if stream_kind(path) is None:
+        _open(path).close()
 
 
 def _open(path: Path) -> BinaryIO:
     try:
-        # Checked before open(): opening a named pipe blocks until a writer comes, and ingest reads
-        # the file several times (validate, digest, import), which a pipe's one pass cannot serve.
+        # Checked before open(): opening a named pipe blocks until a writer comes, and validation
+        # re-reads and seeks the file, which a pipe's one pass cannot serve (`genome init` spools one).
         if stat.S_ISFIFO(mode := os.stat(path).st_mode) or stat.S_ISSOCK(mode):
             kind = "a pipe" if stat.S_ISFIFO(mode) else "a socket"
             raise InvalidInputError(f"{path}: is {kind}, not a file; a FASTA is read more than once: "
-                                    "save it to a file first (gzip or BGZF input is read as it is)")
+                                    "give it to `rgstore genome init --fasta`, which saves it first, or save "
+                                    "it to a file (gzip or BGZF input is read as it is)")
         return open(path, "rb")
     except FileNotFoundError:
         raise InvalidInputError(f"{path}: no such file") from None

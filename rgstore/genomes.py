@@ -24,11 +24,12 @@ from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
+from .fastaspool import recorded_path, spooled
 from .gcpause import gc_paused
 from .locus import Region, parse_locus, read_bed_rows
 from .log import NewEvent
 from .outputs import output_file, output_path
-from .pathtext import given_path, path_text
+from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
 from .refgetstore import Ingested, collection_removed, ingest_fasta, strip_sq, sweep_scratch, write_fasta
 from .sequences import STREAM_CHUNK, SequenceReader, check_strand_choice, revcomp
@@ -175,11 +176,14 @@ class Genomes:
         that already points at another genome is refused (ConflictError) unless ``force``.
         Header tokens ``NS:ID`` of each namespace in ``seq_namespace`` (one, or several) are
         recorded as sequence aliases. Nothing is recorded if the FASTA is malformed or any check fails, and a collection the
-        import added to the RefgetStore is removed again when the command is refused.
+        import added to the RefgetStore is removed again when the command is refused. ``fasta`` may be ``-``
+        (standard input) or a pipe, socket or character device: it is read once into the store's scratch
+        area (``fastaspool.spooled``) and recorded as given.
         """
         # A lone str is one name, not its letters (list("hg38") would record aliases h, g, 3 and 8).
         names = [names] if isinstance(names, str) else names
         fasta = given_path(fasta, "FASTA file")
+        source_path = recorded_path(fasta)  # before a stream is read: ``-`` or its path, not the scratch copy's
         circular = [circular] if isinstance(circular, str) else circular
         # (namespace, name) pairs: "hg38" and "refgenie:hg38" are one alias, recorded once.
         aliases = list(dict.fromkeys(split_alias(n) for n in names))
@@ -234,7 +238,8 @@ class Genomes:
             else:
                 events.append(NewEvent(
                     stream=genome_stream(ingested.digest),
-                    event=_genome_added(ingested, fasta, description, species, list(dict.fromkeys(circular))),
+                    event=_genome_added(ingested, source_path, description, species,
+                                        list(dict.fromkeys(circular))),
                 ))
             for alias_ns, name in aliases:
                 target = collection_alias(txn, env, alias_ns, name)
@@ -269,7 +274,8 @@ class Genomes:
                 ))
             return events
 
-        ingested = ingest_fasta(self.store, fasta, progress=progress, before_import=precheck, then=record)
+        with spooled(self.store, fasta, progress=progress) as readable:  # a stream (``-``, a pipe) read once into scratch
+            ingested = ingest_fasta(self.store, readable, progress=progress, before_import=precheck, then=record)
         seqs = state["seqs"]
         self.sequences.drop_cache()
         return InitResult(
@@ -592,13 +598,13 @@ def _sequence_tokens(summary: FastaSummary, namespace: str) -> list[tuple[str, i
 
 
 def _genome_added(
-    ingested: Ingested, fasta: Path | str, description: str, species: str, circular: list[str]
+    ingested: Ingested, source_path: str, description: str, species: str, circular: list[str]
 ) -> GenomeAdded:
     return GenomeAdded(
         digest=ingested.digest, names=ingested.names, lengths=ingested.lengths, sequences=ingested.sequences,
         level1=ingested.level1, md5s=ingested.md5s, description=description, species=species,
         circular=circular,
-        source=GenomeSource(path=path_text(Path(fasta).expanduser().resolve()), size=ingested.source_size,
+        source=GenomeSource(path=source_path, size=ingested.source_size,
                             md5=ingested.source_md5),
     )
 
