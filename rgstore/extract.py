@@ -4,7 +4,9 @@ Regions (one record per feature, ``>ID|seq:start-end(strand)``, 1-based closed s
 
 - ``gene``: the gene's span (ID gene_id); what ``bedtools getfasta -s`` gives for the gene rows.
 - ``transcript``: the spliced exons (ID transcript_id); what ``gffread -w`` gives.
-- ``CDS``: the spliced coding segments including the stop codon (ID transcript_id); ``gffread -x``.
+- ``CDS``: the spliced coding segments including the stop codon (ID transcript_id); ``gffread -x``,
+  except that a 5'-partial CDS keeps the bases its phase skips (gffread trims them for translation;
+  a region holds every annotated base). Overlapping CDS rows (ribosomal slippage) repeat the shared base.
 - ``exon``, ``intron``, ``UTR``: each distinct interval of a gene once (ID gene_id); introns are the
   gaps between a transcript's exons, UTRs the exon parts outside its coding span (5' and 3').
 
@@ -35,7 +37,8 @@ __all__ = [
     "iter_fasta",
 ]
 
-EXTRACTOR_VERSION = "rgstore-extract/1"
+# 2: overlapping CDS rows kept apart (slippage base read twice), touching exons no longer merged.
+EXTRACTOR_VERSION = "rgstore-extract/2"
 LINE_WIDTH = 60
 
 _T = TypeVar("_T")
@@ -93,7 +96,9 @@ def _intervals(annotation: Annotation, region: str, bar: Progress | None = None)
     if region == "CDS":
         for t in _counted(annotation.transcripts.values(), bar):
             if t.coding:
-                yield Record(t.seqid, t.coding[0][0], t.coding[-1][1], t.strand, t.id, tuple(t.coding))
+                # Overlapping segments (slippage) are sorted by start, so the last need not end last.
+                end = max(e for _, e in t.coding)
+                yield Record(t.seqid, t.coding[0][0], end, t.strand, t.id, tuple(t.coding))
         return
     seen: set[tuple[str, int, int, str, str]] = set()
     for t in _counted(annotation.transcripts.values(), bar):
@@ -104,7 +109,7 @@ def _intervals(annotation: Annotation, region: str, bar: Progress | None = None)
         elif region == "UTR":
             if not t.coding:
                 continue
-            lo, hi = t.coding[0][0], t.coding[-1][1]
+            lo, hi = t.coding[0][0], max(e for _, e in t.coding)
             parts = [(s, min(e, lo - 1)) for s, e in t.exons if s < lo]
             parts += [(max(s, hi + 1), e) for s, e in t.exons if e > hi]
         else:

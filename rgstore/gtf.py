@@ -2,7 +2,11 @@
 
 Reads ``gene``, ``exon``, ``CDS`` and ``stop_codon`` rows (1-based, closed coordinates); transcript
 spans come from their exons. GTF CDS rows exclude the stop codon; a transcript's coding segments
-here are CDS plus ``stop_codon`` rows merged, which is what ``gffread -x`` outputs. A transcript
+here are its CDS rows plus the ``stop_codon`` bases no CDS row covers, which is what ``gffread -x``
+outputs. CDS rows that overlap stay separate segments, so a shared base is read twice: NCBI writes a
+-1 ribosomal slippage (SARS-CoV-2 ORF1ab, PEG10) as two CDS rows sharing one base. Exons that
+overlap are merged; exons that only touch stay apart (NCBI splits an exon where the RefSeq mRNA
+has an insertion), so each annotated exon is its own interval. A transcript
 with CDS but no exon rows gets its exons from the coding segments (gffread does the same). NCBI's
 empty ``transcript_id ""`` on gene rows and repeated keys (``db_xref``, ``tag``) are fine: only
 ``gene_id`` and ``transcript_id`` are read. The same id on two sequences (pseudo-autosomal copies)
@@ -19,7 +23,7 @@ from .errors import InvalidInputError
 from .gcpause import gc_paused  # its own module, so reads need not load this one
 from .progress import ProgressFactory, null_progress
 
-__all__ = ["Gene", "Transcript", "Annotation", "parse_gtf", "merge_intervals", "gc_paused"]
+__all__ = ["Gene", "Transcript", "Annotation", "parse_gtf", "merge_intervals", "coding_segments", "gc_paused"]
 
 _GENE_ID = re.compile(rb'(?:^|;)\s*gene_id\s+"([^"]*)"')
 _TRANSCRIPT_ID = re.compile(rb'(?:^|;)\s*transcript_id\s+"([^"]*)"')
@@ -42,7 +46,7 @@ class Gene:
 
 @dataclass(slots=True)
 class Transcript:
-    """A transcript: exons and coding segments (CDS plus stop codon), both sorted and merged."""
+    """A transcript: sorted exons (overlaps merged) and coding segments (CDS plus stop codon, sorted)."""
 
     id: str
     gene_id: str
@@ -74,13 +78,49 @@ class Annotation:
         return {g.seqid for g in self.genes.values()} | {t.seqid for t in self.transcripts.values()}
 
 
-def merge_intervals(intervals: list[Interval]) -> list[Interval]:
-    """Sort closed intervals and merge those that overlap or touch."""
+def merge_intervals(intervals: list[Interval], *, touching: bool = True) -> list[Interval]:
+    """Sort closed intervals and merge those that overlap, and (unless ``touching=False``) those that touch."""
+    gap = 1 if touching else 0
     out: list[Interval] = []
     for start, end in sorted(intervals):
-        if out and start <= out[-1][1] + 1:
+        if out and start <= out[-1][1] + gap:
             if end > out[-1][1]:
                 out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def coding_segments(cds: list[Interval], stops: list[Interval]) -> list[Interval]:
+    """CDS rows (overlapping ones kept apart) plus the stop-codon bases they do not cover, sorted.
+
+    Segments that only touch are joined (the same bytes either way); CDS rows that overlap partly are
+    not, because the shared base belongs to both reading frames (ribosomal slippage); a row inside
+    another, or repeated, adds nothing (as with ``gffread -x``).
+    """
+    segments: list[Interval] = []
+    reach = 0
+    # Longest first among rows starting together: a row inside an earlier one (or a repeated row) is read
+    # once, as `gffread -x` reads it; only rows that overlap partly keep their shared bases twice.
+    for start, end in sorted(set(cds), key=lambda row: (row[0], -row[1])):
+        if end > reach:
+            segments.append((start, end))
+            reach = end
+    for start, end in merge_intervals(stops):
+        for c_start, c_end in merge_intervals(segments):
+            if c_end < start or c_start > end:
+                continue
+            if c_start > start:
+                segments.append((start, c_start - 1))
+            start = max(start, c_end + 1)
+            if start > end:
+                break
+        if start <= end:
+            segments.append((start, end))
+    out: list[Interval] = []
+    for start, end in sorted(segments):
+        if out and start == out[-1][1] + 1:
+            out[-1] = (out[-1][0], end)
         else:
             out.append((start, end))
     return out
@@ -101,6 +141,7 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
     gene_rows: dict[tuple[str, str], tuple[str, int, int]] = {}
     exons: dict[tuple[str, str], list[Interval]] = {}
     coding: dict[tuple[str, str], list[Interval]] = {}
+    stops: dict[tuple[str, str], list[Interval]] = {}
     meta: dict[tuple[str, str], tuple[str, str]] = {}  # (tid, seqid) -> (gene_id, strand)
     bar = progress(f"parse {path.name}", total=path.stat().st_size, unit="B")
     # Work on bytes and decode only the few fields kept: ~2x faster than decoding every line.
@@ -151,8 +192,10 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
                     meta[tkey] = (gene_id, strand)
                 if kind == b"exon":
                     exons.setdefault(tkey, []).append((start, end))
-                else:
+                elif kind == b"CDS":
                     coding.setdefault(tkey, []).append((start, end))
+                else:
+                    stops.setdefault(tkey, []).append((start, end))
             bar.update(fh.tell() - seen)
     except UnicodeDecodeError:
         # Ids are matched against FASTA names and written into headers, so they must be text.
@@ -161,8 +204,8 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
         bar.close()
     transcripts: dict[tuple[str, str], Transcript] = {}
     for tkey, (gene_id, strand) in meta.items():
-        cds = merge_intervals(coding.get(tkey, []))
-        exon_list = merge_intervals(exons.get(tkey, [])) or list(cds)
+        cds = coding_segments(coding.get(tkey, []), stops.get(tkey, []))
+        exon_list = merge_intervals(exons.get(tkey, []), touching=False) or merge_intervals(cds)
         if not exon_list:
             continue  # a bare transcript row: nothing to extract
         transcripts[tkey] = Transcript(

@@ -164,6 +164,46 @@ def test_utrs_equal_bedtools_on_the_upstream_utr_rows(extracted: dict[str, Path]
     assert _by_bed_locus(extracted["UTR"]) == _bedtools(extracted["fasta"], utr_rows, tmp_path)
 
 
+def _edge_case_inputs(tmp: Path) -> dict[str, Path]:
+    """A soft-masked genome and a GTF of slippage, touching exons and sequence-end features."""
+    bases = "ACGGTCATTGCAAGTCCATGGATCCTTAGACGTTGCACAGTACGATcgatgcaTTGACCGATAGCAGTTCAGGCTAACGT"
+    fasta, gtf = tmp / "g.fa", tmp / "a.gtf"
+    fasta.write_text(f">c desc\n{bases[:40]}\n{bases[40:]}\n")
+    rows = [
+        ("exon", 1, 36, "+", "T"), ("CDS", 4, 18, "+", "T"), ("CDS", 18, 33, "+", "T"),  # -1 slippage
+        ("stop_codon", 34, 36, "+", "T"),
+        ("exon", 41, 80, "-", "M"), ("CDS", 45, 62, "-", "M"), ("CDS", 62, 80, "-", "M"),  # ends at the end
+        ("stop_codon", 42, 44, "-", "M"),
+        ("exon", 37, 50, "+", "N"), ("exon", 51, 70, "+", "N"),  # touching: no intron
+    ]
+    gtf.write_text(
+        "# comment\n"
+        + "".join(f'c\tx\t{k}\t{s}\t{e}\t.\t{st}\t.\tgene_id "G{t}"; note "a;b"; transcript_id "{t}";\n'
+                  for k, s, e, st, t in rows)
+    )
+    return {"fasta": fasta, "gtf": gtf}
+
+
+@needs_gffread
+def test_overlapping_cds_rows_repeat_the_shared_base_like_gffread_x(tmp_path: Path) -> None:
+    paths = _edge_case_inputs(tmp_path)
+    with open(tmp_path / "CDS.fna", "wb") as out:
+        extract_regions(paths["fasta"], {"CDS": plan_region(parse_gtf(paths["gtf"]), "CDS")}, {"CDS": out})
+    ours = _by_id(tmp_path / "CDS.fna")
+    assert ours == _gffread(paths, "-x", tmp_path)
+    assert (len(ours["T"]), len(ours["M"])) == (34, 40)  # the shared base twice on either strand
+
+
+@needs_bedtools
+def test_exons_that_only_touch_are_two_records_like_the_gtf_rows(tmp_path: Path) -> None:
+    paths = _edge_case_inputs(tmp_path)
+    with open(tmp_path / "exon.fna", "wb") as out:
+        extract_regions(paths["fasta"], {"exon": plan_region(parse_gtf(paths["gtf"]), "exon")}, {"exon": out})
+    exons = {(r[0], int(r[3]), int(r[4]), r[6]) for r in _gtf_rows(paths["gtf"]) if r[2] == "exon"}
+    assert _by_bed_locus(tmp_path / "exon.fna") == _bedtools(paths["fasta"], exons, tmp_path)
+    assert len(exons) == 4
+
+
 def test_soft_masking_survives_extraction(extracted: dict[str, Path]) -> None:
     genes = "".join(read_fasta(extracted["gene"]).values())
     assert any(c.islower() for c in genes) and any(c.isupper() for c in genes)

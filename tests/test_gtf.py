@@ -98,3 +98,44 @@ def test_a_row_that_is_not_utf8_is_reported_with_its_line_number(tmp_path: Path,
     path.write_bytes(b'c\tx\tgene\t1\t5\t.\t+\t.\tgene_id "G";\n' + row + b"\n")
     with pytest.raises(InvalidInputError, match="a.gtf line 2: not UTF-8 text"):
         parse_gtf(path)
+
+
+def test_overlapping_cds_rows_stay_apart_and_stop_codons_add_only_uncovered_bases(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            # NCBI's -1 ribosomal slippage: two CDS rows share base 30 (SARS-CoV-2 ORF1ab, PEG10).
+            'c\tx\texon\t1\t60\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+            'c\tx\tCDS\t1\t30\t.\t+\t0\tgene_id "G"; transcript_id "T";',
+            'c\tx\tCDS\t30\t54\t.\t+\t0\tgene_id "G"; transcript_id "T";',
+            'c\tx\tstop_codon\t55\t57\t.\t+\t0\tgene_id "G"; transcript_id "T";',
+            # A GFF3-derived CDS that already holds its stop codon: the stop adds nothing.
+            'c\tx\texon\t70\t99\t.\t-\t.\tgene_id "H"; transcript_id "U";',
+            'c\tx\tCDS\t73\t99\t.\t-\t0\tgene_id "H"; transcript_id "U";',
+            'c\tx\tstop_codon\t73\t75\t.\t-\t0\tgene_id "H"; transcript_id "U";',
+            # A row inside another, and a repeated row, are read once, as gffread -x reads them.
+            'c\tx\texon\t110\t200\t.\t+\t.\tgene_id "K"; transcript_id "V";',
+            'c\tx\tCDS\t120\t160\t.\t+\t0\tgene_id "K"; transcript_id "V";',
+            'c\tx\tCDS\t120\t140\t.\t+\t0\tgene_id "K"; transcript_id "V";',
+            'c\tx\tCDS\t130\t150\t.\t+\t0\tgene_id "K"; transcript_id "V";',
+            'c\tx\tCDS\t170\t180\t.\t+\t0\tgene_id "K"; transcript_id "V";',
+            'c\tx\tCDS\t170\t180\t.\t+\t0\tgene_id "K"; transcript_id "V";',
+        ],
+    )
+    ann = parse_gtf(path)
+    assert ann.transcripts[("T", "c")].coding == [(1, 30), (30, 57)]
+    assert ann.transcripts[("U", "c")].coding == [(73, 99)]
+    assert ann.transcripts[("V", "c")].coding == [(120, 160), (170, 180)]
+
+
+def test_exons_that_only_touch_stay_apart(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            # NCBI splits an exon where the RefSeq mRNA has an insertion: no intron between them.
+            'c\tx\texon\t1\t20\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+            'c\tx\texon\t21\t40\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+            'c\tx\texon\t35\t50\t.\t+\t.\tgene_id "G"; transcript_id "T";',
+        ],
+    )
+    assert parse_gtf(path).transcripts[("T", "c")].exons == [(1, 20), (21, 50)]
