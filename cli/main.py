@@ -104,13 +104,8 @@ class Context:
         present = self.exists()
         if not create and not present:
             raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
-        if create and not present and not create_beside_files and (others := _other_files(path)):
-            from rgstore.errors import StoreOpenError
-
-            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            raise StoreOpenError(f"{path} is not an rgstore store and already holds other files ({shown}); name a new "
-                                 f"or empty directory, or create the store there on purpose with "
-                                 f"`rgstore init --store {path}`")
+        if create and not present and not create_beside_files:
+            refuse_beside_files(path)
         if reads_if_unwritable and present:
             readonly = readonly or not os.access(path / "log" / "data.mdb", os.W_OK)
         # A view rebuild at open is long work too, but --json asks for silence on the terminal as well.
@@ -123,6 +118,17 @@ class Context:
         return store
 
 
+def refuse_beside_files(path: Path) -> None:
+    """StoreOpenError if directory ``path`` holds files a new store there would be mixed with (see ``Context.open``)."""
+    if others := _other_files(path):
+        from rgstore.errors import StoreOpenError
+
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise StoreOpenError(f"{path} is not an rgstore store and already holds other files ({shown}); name a new "
+                             f"or empty directory, or create the store there on purpose with "
+                             f"`rgstore init --store {path}`")
+
+
 def _other_files(path: Path) -> list[str]:
     """The visible names in directory ``path`` that are not part of a store's layout (none if it is not a directory)."""
     try:
@@ -132,7 +138,10 @@ def _other_files(path: Path) -> list[str]:
     return sorted(name for name in names if not name.startswith(".") and name not in _STORE_LAYOUT)
 
 
-_STORE_LAYOUT = frozenset({"log", "blobs", "cache", "refget"})
+# Every top-level name a store makes, ``names/`` too (``refpkg rp``'s links, ``rgstore.blobnames``): a store whose
+# log was removed, to replay an export into it, is no directory of other files.
+# lost+found: a store on a file system of its own (a fresh mount) shares its root with nothing else.
+_STORE_LAYOUT = frozenset({"log", "blobs", "cache", "refget", "names", "lost+found"})
 
 
 class RgstoreGroup(click.Group):

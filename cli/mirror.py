@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import Context, RgstoreGroup, store_option
+from .main import Context, RgstoreGroup, refuse_beside_files, store_option
 from .output import emit_json, json_option, when
 
 __all__ = ["mirror_group"]
@@ -48,8 +48,10 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
 
     progress = null_progress if as_json else terminal_progress
     if not ctx.exists():  # a first pull that fails before applying anything leaves no store behind
+        target = ctx.store_path if ctx.store_path is not None else default_store_path()
+        refuse_beside_files(target)  # as any first write: not into a directory of other files
         with signals_unwind():  # SIGTERM unwinds too: the staged store is removed (or, with events, kept)
-            result = pull_new_store(ctx.store_path if ctx.store_path is not None else default_store_path(), source,
+            result = pull_new_store(target, source,
                                     actor=ctx.actor, with_blobs=with_blobs, with_sequences=with_sequences,
                                     progress=progress)
     else:

@@ -129,18 +129,19 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
-            # Released at close, just before the rename: the file was written just now, and sweeps keep
-            # temp files that young whatever their lock.
+            # Held until the temp file is renamed or removed (the descriptor closes after both), as in
+            # BlobStore.put_chunks: a source that stalled after its last bytes leaves an old mtime, so
+            # an unlocked moment before the rename would let a sweep delete the finished download.
             fcntl.flock(out.fileno(), fcntl.LOCK_EX)
             for chunk in chunks:
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
-            Path(tmp).unlink()
-            return False
-        os.replace(tmp, dest)
+            if digest.hexdigest() != sha256:
+                Path(tmp).unlink()
+                return False
+            os.replace(tmp, dest)
         return True
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

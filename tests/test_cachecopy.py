@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -70,6 +72,40 @@ def test_a_lazy_mirror_publishing_cache_files_it_never_fetched_is_refused_naming
             publish_cache(mirror, tmp_path / "mpub")
         pull(mirror, str(pub), with_blobs=True)
         assert publish_cache(mirror, tmp_path / "mpub") == len(list(cache_files(mirror))) > 0
+
+
+def test_a_download_whose_source_stalled_after_its_last_bytes_survives_a_gc_at_its_rename(
+    store: Store, server: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # write_verified released its temp file's flock at close, before the rename: a gc sweeping then found an
+    # unlocked temp file whose mtime (its last bytes) was old, deleted it, and the finished download failed.
+    from rgstore.cachecopy import local_cache_file
+    from rgstore.files import write_verified
+    from rgstore.gc import collect_garbage
+
+    store.cache.regions(req(ENSEMBL, "gene"), base_url=base(server, "ensembl"))
+    entry, relative, ref = next(iter(cache_files(store)))
+    dest = local_cache_file(store, entry, relative)
+    data = dest.read_bytes()
+    dest.unlink()  # a lazy mirror's missing file, about to be installed
+
+    def stalled() -> Iterator[bytes]:
+        yield data
+        (tmp,) = dest.parent.glob(f".{dest.name}.*.tmp")
+        old = time.time() - 3600
+        os.utime(tmp, (old, old))  # the source took an hour to end after its last bytes
+
+    real_replace = os.replace
+    removed: list[int] = []
+
+    def gc_then_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == dest:
+            removed.append(collect_garbage(store, grace=0).temp_files_removed)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", gc_then_replace)
+    assert write_verified(dest, stalled(), ref.sha256)
+    assert removed == [0] and dest.read_bytes() == data
 
 
 def test_a_mirror_serves_hits_unrecorded_and_refuses_misses_before_writing_files(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rgstore.events import AliasSet, Noted
 from rgstore.log import NewEvent
+from rgstore.replay import export_log
 from rgstore.store import Store
 from tests.conftest import run_rgstore
 
@@ -40,12 +41,19 @@ def test_a_first_write_refuses_a_directory_of_other_files_but_init_creates_the_s
     assert proc.returncode == 1 and err.count("\n") == 1 and "holds other files (hg38.fa)" in err, err
     assert f"rgstore init --store {project}" in err
     assert sorted(p.name for p in project.iterdir()) == [".hidden", "hg38.fa"]  # nothing was created
+    with Store.open(tmp_path / "primary") as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text="x"))])
+        export_log(primary, tmp_path / "x.rglog")
+    proc = run_rgstore("--store", str(project), "mirror", "pull", str(tmp_path / "x.rglog"))  # a first pull too
+    assert proc.returncode == 1 and "holds other files (hg38.fa)" in proc.stderr.decode(), proc.stderr.decode()
+    assert sorted(p.name for p in project.iterdir()) == [".hidden", "hg38.fa"]
     assert run_rgstore("--store", str(project), "init").returncode == 0
     proc = run_rgstore("--store", str(project), "demo")
     assert proc.returncode == 0, proc.stderr.decode()
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / ".keep").write_text("")
+    (empty / "lost+found").mkdir()  # the root of a file system of its own
     assert run_rgstore("--store", str(empty), "demo").returncode == 0  # an empty directory is a new store's place
 
 
@@ -466,3 +474,22 @@ def test_log_table_prints_the_events_it_measured_and_none_appended_meanwhile(sto
         printed = list(rows())
     assert [row[0] for row in printed] == measured == list(range(1, 31))
     assert all(len(row) == 6 for row in printed)
+
+
+def test_a_store_left_without_its_log_takes_a_replay_with_its_rp_name_links_in_place(tmp_path: Path) -> None:
+    from rgstore.replay import export_log
+    from tests.refpkg_data import write_inputs
+
+    inputs = write_inputs(tmp_path / "inputs")
+    store = tmp_path / "store"
+    with Store.open(store) as s:
+        s.refpkgs.create("pkg", locus="L", files=[("tree", inputs["tree"])])
+        assert s.refpkgs.resource_path("pkg", "tree").is_symlink()  # made store/names/
+        export_log(s, tmp_path / "x.rglog")
+    import shutil
+
+    shutil.rmtree(store / "log")  # blobs/, refget/, cache/ and names/ stay: the store's own layout
+    proc = run_rgstore("replay", str(tmp_path / "x.rglog"), "--store", str(store))
+    assert proc.returncode == 0, proc.stderr.decode()
+    with Store.open(store, readonly=True) as s:
+        assert s.verify().ok
