@@ -736,7 +736,10 @@ def test_a_follower_whose_store_is_restored_over_by_mv_follows_into_the_restored
 
     def restore_then_publish() -> None:
         (tmp_path / "m").rename(tmp_path / "m.old")
-        shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # a restore by mv/cp under the running follower
+        # A restore by cp then mv under the running follower: copied in place, a half-copied store (its log
+        # there, its refget/ not yet) could be opened by the follower's next round, which creates refget/ first.
+        shutil.copytree(tmp_path / "m.old", tmp_path / "m.new")
+        (tmp_path / "m.new").rename(tmp_path / "m")
         _publish_two_more(tmp_path)
 
     code = _follow_beside(tmp_path / "m", tmp_path / "pub", lambda: _caught_up_then(tmp_path, restore_then_publish),
