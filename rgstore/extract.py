@@ -6,9 +6,13 @@ Regions (one record per feature, ``>ID|seq:start-end(strand)``, 1-based closed s
 - ``transcript``: the spliced exons (ID transcript_id); what ``gffread -w`` gives.
 - ``CDS``: the spliced coding segments including the stop codon (ID transcript_id); ``gffread -x``,
   except that a 5'-partial CDS keeps the bases its phase skips (gffread trims them for translation;
-  a region holds every annotated base). Overlapping CDS rows (ribosomal slippage) repeat the shared base.
+  a region holds every annotated base). CDS rows that overlap partly (ribosomal slippage) repeat the
+  shared base; a row inside another, or repeated, is read once (both as ``gffread -x`` does).
 - ``exon``, ``intron``, ``UTR``: each distinct interval of a gene once (ID gene_id); introns are the
   gaps between a transcript's exons, UTRs the exon parts outside its coding span (5' and 3').
+
+A feature must lie within its sequence: one that runs past the end (a gene across the origin of a
+circular chromosome, written with end > length) is an OutOfRangeError naming it, not a wrapped record.
 
 Minus-strand records are reverse-complemented (IUPAC codes included, case kept). Records are
 written per sequence in the FASTA's order, then by start, end, strand and ID, so the output is a
