@@ -77,10 +77,11 @@ def _check_kills(tmp_path: Path, args: list[str], ready: Callable[[Path], bool],
     prepare(reference)
     assert run_rgstore("--store", str(reference), *args).returncode == 0
     want, want_files = _state(reference), _collect(reference)
+    killed: list[bool] = []
     for n, delay in enumerate(delays):
         store = tmp_path / f"killed{n}"
         prepare(store)
-        _kill_when(store, args, lambda: ready(store), delay)
+        killed.append(_kill_when(store, args, lambda: ready(store), delay))
         if (store / "log" / "data.mdb").exists():  # else killed before it created anything
             rgstore_cli(store, "verify")
         if not (store / "log" / "data.mdb").exists() or _state(store) != want:  # else it finished before the kill
@@ -90,6 +91,8 @@ def _check_kills(tmp_path: Path, args: list[str], ready: Callable[[Path], bool],
         assert _collect(store) == want_files
         rgstore_cli(store, "verify")
         shutil.rmtree(store)
+    # Every run that finished before its kill proves nothing about kills: at least one must have died mid-run.
+    assert any(killed), f"every command finished before its SIGKILL (delays {delays})"
 
 
 @pytest.mark.slow
@@ -168,7 +171,9 @@ def test_a_store_whose_first_command_was_killed_before_committing_verifies_as_em
     store = tmp_path / "store"
     (store / "log").mkdir(parents=True)
     lmdb.open(str(store / "log"), max_dbs=64).close()  # what a first command killed inside its open leaves
-    verify = run_rgstore("--store", str(store), "verify")
+    verify = run_rgstore("--store", str(store), "verify", "--json")
     assert verify.returncode == 0, verify.stderr
-    log = run_rgstore("--store", str(store), "log")
-    assert log.returncode == 0, log.stderr
+    report = json.loads(verify.stdout)
+    assert (report["ok"], report["events"], report["blobs"], report["problems"]) == (True, 0, 0, [])
+    log = run_rgstore("--store", str(store), "log", "--json")
+    assert (log.returncode, log.stdout) == (0, b""), log.stderr  # one JSON line per event: none

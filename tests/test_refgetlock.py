@@ -89,7 +89,12 @@ def test_a_long_holder_with_a_heartbeat_is_never_judged_stale(
         holder = json.loads(path.read_text())
         path.write_text(json.dumps({**holder, "heartbeat_epoch": int(past)}))
         os.utime(path, (past, past))
-        time.sleep(0.6)  # a few heartbeats
+        if heartbeat:  # wait for a heartbeat itself, not a guess at how long one takes under load
+            deadline = time.monotonic() + 30
+            while path.stat().st_mtime <= past and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:
+            time.sleep(0.6)  # a few heartbeats' time: none may come
         holder = json.loads(path.read_text())
         assert refgetlock._stale(path, holder) is not heartbeat
         assert holder["pid"] == os.getpid() and holder["operation"] == "a long backup"
