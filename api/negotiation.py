@@ -71,12 +71,32 @@ def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:
     """The content type to answer with, or None when nothing acceptable is offered (406).
 
     No ``Accept`` (or an empty one) gets the first offer, the endpoint's default. Among
-    acceptable entries the highest q wins; on ties the v2 type is preferred over v1.
+    acceptable entries the highest q wins; on ties the v2 type is preferred over v1. A type the
+    client refuses with q=0 is never the answer (RFC 9110 12.5.1): ``text/plain`` is then answered
+    as ``text/plain`` itself, not as the refused v2 type it otherwise stands for.
     """
     default = next(iter(offers.values()))
     if accept is None or not accept.strip():
         return default
+    ranges = _media_ranges(accept)
     best: tuple[float, bool, str] | None = None
+    for media, q in ranges:
+        answer = offers.get(media)
+        if answer is None or q <= 0:
+            continue
+        for candidate in _candidates(media, answer, offers, default):
+            if _refused(candidate, ranges):
+                continue
+            rank = (q, candidate == default, candidate)
+            if best is None or rank[:2] > best[:2]:
+                best = rank
+            break
+    return best[2] if best is not None else None
+
+
+def _media_ranges(accept: str) -> list[tuple[str, float]]:
+    """(media range in lower case, q) of each ``Accept`` entry our ASCII bodies can satisfy, in order."""
+    ranges = []
     for item in accept.split(","):
         media, *params = (p.strip() for p in item.split(";"))
         q = 1.0
@@ -91,13 +111,36 @@ def negotiate(accept: str | None, offers: dict[str, str]) -> str | None:
                     acceptable = False
             elif key == "charset" and value not in _CHARSETS:
                 acceptable = False
-        answer = offers.get(media.lower())
-        if answer is None or not acceptable or q <= 0:
-            continue
-        rank = (q, answer == default, answer)
-        if best is None or rank[:2] > best[:2]:
-            best = rank
-    return best[2] if best is not None else None
+        if acceptable and media:
+            ranges.append((media.lower(), q))
+    return ranges
+
+
+def _candidates(media: str, answer: str, offers: dict[str, str], default: str) -> list[str]:
+    """The types that may answer an accepted ``media``, best first: its usual answer, then (for a name
+    that stands for the default type: ``text/plain``, ``*/*``) that name itself, with the default's parameters."""
+    if answer != default:
+        return [answer]
+    params = default[len(default.split(";")[0]):]  # "; charset=us-ascii"
+    kind = media.split("/")[0]
+    names = [media] if "*" not in media else [
+        name for name, to in offers.items()
+        if to == default and "*" not in name and (media == "*/*" or name.split("/")[0] == kind)
+    ]
+    return list(dict.fromkeys([answer, *(name + params for name in names)]))
+
+
+def _refused(candidate: str, ranges: list[tuple[str, float]]) -> bool:
+    """Whether the most specific range matching the ``candidate`` type (exact, ``type/*``, ``*/*``) gives it q=0.
+
+    A type no range names is not refused: ``text/plain`` alone is answered with the v2 type, as the spec says.
+    """
+    media = candidate.split(";")[0].strip().lower()
+    for name in (media, media.split("/")[0] + "/*", "*/*"):
+        found = [q for given, q in ranges if given == name]
+        if found:
+            return max(found) <= 0
+    return False
 
 
 def parse_coordinate(name: str, values: Sequence[str]) -> int | None:

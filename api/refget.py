@@ -36,6 +36,7 @@ from .negotiation import (
     MAX_COORDINATE,
     SEQUENCE_OFFERS,
     SEQUENCE_V1,
+    SEQUENCE_V2,
     field_value,
     negotiate,
     parse_coordinate,
@@ -214,7 +215,9 @@ async def sequence(request: Request) -> Response:
     status = 200
     # The bases of a checksum never change, so its digest is a strong validator: a browser keeps and
     # combines Range answers only with one. Not for an alias (it may be repointed).
-    etag = f'"{seq.digest}{"-v1" if media == SEQUENCE_V1 else ""}"' if is_checksum(id) else None
+    # Each content type is its own representation (text/plain when the v2 type is refused): its own tag.
+    tag = {SEQUENCE_V2: "", SEQUENCE_V1: "-v1"}.get(media, "-plain")
+    etag = f'"{seq.digest}{tag}"' if is_checksum(id) else None
     if range_header is not None and etag is not None:
         if_none_match = field_value(request.headers.getlist("if-none-match"))
         if if_none_match is not None and etag_matches(if_none_match, etag):  # preconditions before Range (RFC 9110 13.2.2)

@@ -52,7 +52,7 @@ def genome_group() -> None:
 @click.option("--description", "-d", default="", help="Free-text description.")
 @click.option("--species", "-s", default="", help="Species, e.g. 'Homo sapiens'.")
 @click.option("--fhr", type=GivenPath(path_type=Path, dir_okay=False),
-              help="FHR 1.0 JSON provenance document to attach.")
+              help="FHR 1.0 JSON provenance document to attach (replaces a different stored one).")
 @click.option("--circular", multiple=True, metavar="SEQ", help="A circular sequence (e.g. chrM); repeatable.")
 @click.option("--seq-namespace", metavar="NS", multiple=True, callback=given_namespace,
               help="Record header tokens NS:ID as sequence aliases (e.g. --seq-namespace insdc); "
@@ -69,8 +69,9 @@ def init_cmd(
     """Validate a FASTA, store its sequences and record it as a genome named by every --name.
 
     Re-running with the same content is safe: only new names are added (a --description,
-    --species or --circular differing from the stored genome is refused; FHR provenance is
-    changed with `rgstore genome fhr set`). A name that already names another genome is
+    --species or --circular differing from the stored genome is refused). A different --fhr
+    replaces the stored FHR document, as `rgstore genome fhr set` does, and says so; the old
+    one stays in `rgstore log`. A name that already names another genome is
     refused unless --force. With --remote URL (and --digest or --alias)
     the genome stays on a remote RefgetStore or seqcol server; each sequence is fetched,
     verified against its digest and cached when first read.
@@ -123,6 +124,10 @@ def init_cmd(
         click.echo(f"  alias {alias}")
     if result.sequence_aliases_added:
         click.echo(f"  {result.sequence_aliases_added} sequence aliases ({', '.join(dict.fromkeys(seq_namespace))})")
+    if result.fhr_replaced:  # a re-run with another --fhr: never silent, the old document is only in the log
+        click.echo(f"  fhr replaced (earlier documents: rgstore log --type fhr-set --stream genome:{g.digest})")
+    elif result.fhr_set:
+        click.echo("  fhr set")
 
 
 @genome_group.command("list")
@@ -264,7 +269,8 @@ def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) 
     from rgstore.progress import terminal_progress
 
     target: Any = sys.stdout.buffer if str(out) == "-" else out
-    with signals_unwind(), quiet_broken_pipe(), ctx.open(readonly=True) as store:
+    # A bare errno from a write to OUT is stdout's only for '-': a path's own error names it already.
+    with signals_unwind(), quiet_broken_pipe(to_stdout=str(out) == "-"), ctx.open(readonly=True) as store:
         store.genomes.export(name, target, width=width, by_digest=by_digest, progress=terminal_progress)
 
 

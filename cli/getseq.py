@@ -102,20 +102,40 @@ def getseq_cmd(
 
 
 @contextmanager
-def quiet_broken_pipe() -> Iterator[None]:
-    """A reader that stops early (``| head``) ends the command quietly with status 0, as `cat` does."""
+def quiet_broken_pipe(to_stdout: bool = True) -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the command quietly with status 0, as `cat` does.
+
+    When the block writes to stdout (``to_stdout``), a full disk or device behind it (``> /dev/full``)
+    is one line naming standard output and what it leads to, not a bare "No space left on device".
+    """
     try:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
-        # stdout now leads to /dev/null, so the interpreter's last flush cannot fail again.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):  # no real descriptor behind stdout (an in-process runner)
-            pass
+        _stdout_to_devnull()
         raise SystemExit(0) from None
+    except OSError as exc:
+        from rgstore.outputs import refused_output
+
+        try:
+            descriptor: int | None = sys.stdout.fileno()
+        except (OSError, ValueError):  # no real descriptor behind stdout (an in-process runner)
+            descriptor = None
+        refused = refused_output(exc, "standard output", descriptor) if to_stdout else None
+        if refused is None:
+            raise
+        _stdout_to_devnull()
+        raise refused from None
+
+
+def _stdout_to_devnull() -> None:
+    # stdout now leads to /dev/null, so the interpreter's last flush of what is left cannot fail again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real descriptor behind stdout (an in-process runner)
+        pass
 
 
 @contextmanager

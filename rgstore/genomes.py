@@ -101,6 +101,10 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     shadows: dict[str, str] | UnsetType = UNSET
     """Set when a new name took a bare name from other namespaces' aliases of other genomes:
     ``{"ncbi:hg38": digest}`` of each (see ``aliases.shadowed_by``)."""
+    fhr_set: bool = False
+    """This command recorded an FHR document (``--fhr`` given and not the stored one)."""
+    fhr_replaced: bool = False
+    """The FHR document it recorded replaced a different one (still in the log, as its FhrSet event)."""
 
 
 def read_fhr(path: Path) -> dict[str, Any]:
@@ -172,7 +176,8 @@ class Genomes:
 
         Re-initialising identical content only adds the names that are new; a ``description``,
         ``species`` or ``circular`` that differs from the stored one is refused (ConflictError,
-        see ``check_same_metadata``), and a different ``fhr`` replaces the FHR document. A name
+        see ``check_same_metadata``), and a different ``fhr`` replaces the FHR document (reported as
+        ``fhr_replaced``; the old one stays in the log). A name
         that already points at another genome is refused (ConflictError) unless ``force``.
         Header tokens ``NS:ID`` of each namespace in ``seq_namespace`` (one, or several) are
         recorded as sequence aliases. Nothing is recorded if the FASTA is malformed or any check fails, and a collection the
@@ -254,7 +259,10 @@ class Genomes:
                     stream=alias_stream(COLLECTION, alias_ns, name),
                     event=AliasSet(namespace=alias_ns, name=name, digest=ingested.digest),
                 ))
-            if fhr_doc is not None and genome_fhr(txn, env, ingested.digest) != fhr_doc:
+            previous_fhr = genome_fhr(txn, env, ingested.digest)
+            state["fhr_set"] = fhr_doc is not None and previous_fhr != fhr_doc
+            state["fhr_replaced"] = state["fhr_set"] and previous_fhr is not None
+            if fhr_doc is not None and state["fhr_set"]:
                 events.append(NewEvent(stream=genome_stream(ingested.digest),
                                        event=FhrSet(digest=ingested.digest, fhr=fhr_doc)))
             state["seq_aliases"] = 0
@@ -282,6 +290,7 @@ class Genomes:
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
             aliases_added=list(added),
             sequence_aliases_added=int(state["seq_aliases"]), seqs=seqs, shadows=state["shadows"] or UNSET,
+            fhr_set=bool(state["fhr_set"]), fhr_replaced=bool(state["fhr_replaced"]),
         )
 
     def remove(self, name: str, *, by_digest: bool = False) -> list[int]:

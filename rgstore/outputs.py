@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .diskspace import refused_write
+from .diskspace import WRITE_ERRNOS, free_bytes, refused_write
 from .environment import fsync_dir
-from .errors import InvalidInputError, NotFoundError
+from .errors import DiskWriteError, InvalidInputError, NotFoundError
 from .files import mkstemp
 from .pathtext import given_path
 
-__all__ = ["descriptor_of", "output_file", "output_path"]
+__all__ = ["descriptor_of", "output_file", "output_path", "refused_output"]
 
 _FD_LINK = re.compile(r"/proc/(?:self|thread-self|(\d+)(?:/task/\d+)?)/fd/(\d+)|/dev/fd/(\d+)")
 
@@ -80,6 +80,9 @@ def output_file(
             with fh:
                 yield fh
         except OSError as exc:
+            refused = refused_output(exc, str(path), descriptor)
+            if refused is not None:
+                raise refused from None
             if exc.errno != errno.EBADF:
                 raise
             raise InvalidInputError(f"cannot write {path}: descriptor {descriptor} is open for reading only") from None
@@ -91,8 +94,14 @@ def output_file(
     if stat.S_ISDIR(mode):  # os.replace onto it fails obscurely ("Device or resource busy" for ".")
         raise InvalidInputError(_directory_refusal(path, "file"))
     if mode and not stat.S_ISREG(mode):
-        with open(path, "wb") as fh:
-            yield fh
+        try:
+            with open(path, "wb") as fh:
+                yield fh
+        except OSError as exc:  # /dev/full, a full tape: a bare errno would name no file
+            refused = refused_output(exc, str(path))
+            if refused is not None:
+                raise refused from None
+            raise
         return
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if not target.parent.is_dir():
@@ -120,3 +129,41 @@ def output_file(
         raise
     if durable:
         fsync_dir(target.parent)
+
+
+def refused_output(exc: BaseException, shown: str, descriptor: int | None = None) -> DiskWriteError | None:
+    """The one-line error for output written in place (a device, standard output) that was refused for want of room.
+
+    None for any other failure. ``shown`` is what the user named (a path, "standard output");
+    ``descriptor``, when given, is the one written, whose file is named and, when it is a regular
+    file, the free space of its disk too. What reached the output before the refusal stays there.
+    """
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    behind = _file_behind(descriptor) if descriptor is not None else None
+    where = f"{behind}: " if behind is not None and behind != shown else ""
+    try:
+        mode = os.fstat(descriptor).st_mode if descriptor is not None else os.stat(shown).st_mode
+    except OSError:
+        mode = 0
+    free = ""
+    if stat.S_ISREG(mode):  # a device's filesystem (/dev) says nothing about the device's own room
+        try:
+            st = os.fstatvfs(descriptor) if descriptor is not None else None
+            room: int | None = st.f_bavail * st.f_frsize if st is not None else free_bytes(Path(shown).parent)
+        except OSError:
+            room = None
+        free = f"; {room or 0:,} bytes free"
+    return DiskWriteError(
+        f"no room for {shown} ({where}{exc.strerror}{free}); the output is incomplete: "
+        "free space and run the command again"
+    )
+
+
+def _file_behind(descriptor: int) -> str | None:
+    # Linux names a descriptor's file in /proc; a pipe's "pipe:[N]" or a socket's name is no path to show.
+    try:
+        name = os.readlink(f"/proc/self/fd/{descriptor}")
+    except OSError:
+        return None
+    return name if name.startswith("/") else None

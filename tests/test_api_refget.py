@@ -162,6 +162,30 @@ def test_accept_degrades_as_the_spec_requires(served: Server, accept: str | None
     assert r.content == bases("I")[:4]
 
 
+@pytest.mark.parametrize("accept", [
+    "text/vnd.ga4gh.refget.v2.0.0+plain;q=0, text/plain",
+    "*/*, text/vnd.ga4gh.refget.v2.0.0+plain; q=0",
+    "text/*;q=0, text/plain;q=0.5",
+])
+def test_a_type_refused_with_q_0_is_never_the_answer(served: Server, accept: str) -> None:
+    # The v2 type the client refused with q=0 was answered anyway (200 with that Content-Type).
+    r = get(served, f"sequence/{I_MD5}?start=0&end=4", {"Accept": accept})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/plain; charset=us-ascii", r.headers
+    assert r.content == bases("I")[:4]
+    whole = get(served, f"sequence/{I_MD5}", {"Accept": accept, "Range": "bytes=0-3"})
+    assert whole.status_code == 206 and whole.headers["etag"] != get(served, f"sequence/{I_MD5}", {
+        "Range": "bytes=0-3"}).headers["etag"]  # another representation, another tag
+
+
+@pytest.mark.parametrize(("path", "accept"), [
+    (f"sequence/{I_MD5}", "text/vnd.ga4gh.refget.v2.0.0+plain;q=0, text/plain;q=0"),
+    (f"sequence/{I_MD5}", "text/*;q=0, */*;q=0"),
+    (f"sequence/{I_MD5}/metadata", "application/vnd.ga4gh.refget.v2.0.0+json;q=0, application/json;q=0"),
+])
+def test_every_offered_type_refused_with_q_0_is_406(served: Server, path: str, accept: str) -> None:
+    assert get(served, path, {"Accept": accept}).status_code == 406
+
+
 def test_negotiated_answers_tell_caches_they_vary_by_accept(served: Server) -> None:
     for path in (f"sequence/{NC_MD5}", f"sequence/{NC_MD5}/metadata", "sequence/service-info"):
         assert "Accept" in get(served, path).headers["vary"], path

@@ -197,3 +197,40 @@ def test_a_decompression_or_extraction_the_disk_refuses_is_one_line_and_caches_n
     assert list((store_path / "cache").glob(".tmp-*")) == []
     with Store.open(store_path) as store:
         assert store.verify().ok and store.cache.verify().ok
+
+
+def _to_stdout(stdout: Path, *args: str | Path, fsize: int | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI with its stdout opened on ``stdout`` (``> /dev/full``), its files limited to ``fsize`` bytes."""
+
+    def limit() -> None:
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+    with open(stdout, "w") as out:
+        return subprocess.run([sys.executable, "-m", "rgstore_cli", *map(str, args)], cwd=REPO, stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=limit)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_a_full_device_or_disk_refuses_is_one_line_naming_where_it_went(store_path: Path,
+                                                                              tmp_path: Path) -> None:
+    # genome export to /dev/full (or `-`, or getseq, with stdout on /dev/full) said only
+    # "error: No space left on device", naming neither OUT nor standard output.
+    _genome(store_path, tmp_path)
+    packed = tmp_path / "full.fa.gz"  # BGZF, written in place into the device the link names
+    packed.symlink_to("/dev/full")
+    for out in ("/dev/full", packed):
+        line = _one_error_line(_to_stdout(tmp_path / "unused", "--store", store_path, "genome", "export", "g", out))
+        assert line == (f"error: no room for {out} (No space left on device); the output is incomplete: "
+                        "free space and run the command again\n")
+    for command in (("genome", "export", "g", "-"), ("getseq", "g", "c1")):
+        line = _one_error_line(_to_stdout(Path("/dev/full"), "--store", store_path, *command))
+        assert line.startswith("error: no room for standard output (/dev/full: No space left on device); "), line
+    line = _one_error_line(_to_stdout(Path("/dev/full"), "--store", store_path, "genome", "export", "g", "/dev/stdout"))
+    assert line.startswith("error: no room for /dev/stdout (/dev/full: No space left on device); "), line
+    # Standard output on a regular file of a full disk names the file and the free space of its disk.
+    shell_file = tmp_path / "redirected.fa"
+    line = _one_error_line(_to_stdout(shell_file, "--store", store_path, "genome", "export", "g", "-", fsize=64))
+    assert line.startswith(f"error: no room for standard output ({shell_file}: File too large; ") and "bytes free" in line
+    assert (tmp_path / "unused").read_text() == ""

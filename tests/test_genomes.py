@@ -381,6 +381,33 @@ def test_fhr_keeps_unknown_keys_and_undo_restores_the_previous_document(store: S
     assert [type(e.event) for e in store.events(stream=genome_stream(digest))].count(FhrSet) == 2
 
 
+def test_init_with_a_different_fhr_replaces_it_and_says_so(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A re-run of init with another --fhr replaced the stored document without a word, while the
+    # help said FHR provenance was changed only with `rgstore genome fhr set`.
+    first, second = tmp_path / "one.fhr.json", tmp_path / "two.fhr.json"
+    first.write_text(json.dumps(FHR))
+    second.write_text(json.dumps({**FHR, "version": "2"}))
+    init = ("genome", "init", "--fasta", str(TINY), "--name", "tiny", "--fhr")
+    made = cli(*init, str(first), "--json")
+    assert made.exit_code == 0, made.output
+    assert (json.loads(made.output)["fhr_set"], json.loads(made.output)["fhr_replaced"]) == (True, False)
+    same = json.loads(cli(*init, str(first), "--json").output)
+    assert (same["fhr_set"], same["fhr_replaced"], same["seqs"]) == (False, False, [])
+    replaced = cli(*init, str(second))
+    digest = json.loads(cli("genome", "show", "tiny", "--json").output)["digest"]
+    assert replaced.exit_code == 0 and replaced.output.splitlines()[1:] == [
+        f"  fhr replaced (earlier documents: rgstore log --type fhr-set --stream genome:{digest})"]
+    assert json.loads(cli("genome", "fhr", "get", "tiny").output)["version"] == "2"
+    again = json.loads(cli(*init, str(first), "--json").output)
+    assert (again["fhr_set"], again["fhr_replaced"]) == (True, True)
+    logged = [json.loads(line)["seq"] for line in cli("log", "--type", "fhr-set", "--stream", f"genome:{digest}",
+                                                      "--json").output.splitlines()]
+    shown = [json.loads(cli("log", "show", str(seq), "--json").output) for seq in logged]
+    assert [e["event"]["fhr"]["version"] for e in shown] == ["1", "2", "1"], shown
+    help_text = " ".join(cli("genome", "init", "--help").output.split())
+    assert "A different --fhr replaces the stored FHR document" in help_text
+
+
 @pytest.mark.parametrize(
     ("doc", "reason"),
     [([1, 2], "JSON object"), ({"genome": 5}, "not a valid FHR"), ({"schemaVersion": 3}, "not FHR 1.x"),
