@@ -375,8 +375,17 @@ def _fetch_into(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length
                 raise
             _forget_manifest(remote_url)  # whatever went wrong, the next read looks at the store afresh
             if not reused or not isinstance(exc, (NotFoundError, IntegrityError)):
+                _name_sequence(exc, remote_url, bare)
                 raise
             reused = False
+
+
+def _name_sequence(exc: RgstoreError, remote_url: str, bare: str) -> None:
+    """Reword a RemoteError that does not name ``bare`` (an upstream gone: its manifest unreachable) to name it, and the way out."""
+    if isinstance(exc, RemoteError) and bare not in str(exc):
+        exc.args = (f"cannot fetch sequence {bare} from {redact(remote_url)} ({exc}); it is not cached here: retry "
+                    "once that upstream answers (or, in a store that records genomes itself, add the genome's FASTA: "
+                    "`rgstore genome init --fasta FILE --name NAME`)",)
 
 
 def _import_fetched(store: Store, fasta: Path, lengths: dict[str, int], progress: ProgressFactory = null_progress,

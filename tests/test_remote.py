@@ -451,6 +451,25 @@ def test_export_of_a_remote_genome_whose_remote_is_gone_is_one_line_and_writes_n
     assert not list(tmp_path.glob(".tiny.fa.*"))
 
 
+def test_a_read_after_the_remote_is_gone_names_the_sequence_the_upstream_and_the_way_out(
+    tmp_path: Path, store: Store
+) -> None:
+    # An unreachable upstream fails on its rgstore.json: that error alone named neither the sequence nor a remedy.
+    root = tmp_path / "gone" / "store"
+    root.parent.mkdir()
+    digest = build_refget(root, FASTA)
+    with serve_directory(root) as server:
+        remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    chr2 = store.genomes.show("tiny").sequences[1][3:]
+    with pytest.raises(RemoteError) as caught:
+        store.genomes.getseq("tiny", "chr2")
+    message = str(caught.value)
+    assert f"cannot fetch sequence {chr2} from {server.url} (cannot reach {server.url}/rgstore.json" in message
+    assert "retry once that upstream answers" in message and "genome init --fasta" in message
+    assert "\n" not in message
+    assert not (store.refget_path / "sequences" / chr2[:2] / f"{chr2}.seq").exists()
+
+
 def test_remote_reinit_with_different_metadata_is_refused_and_same_metadata_accepted(
     served: Served, store: Store
 ) -> None:

@@ -353,8 +353,8 @@ def test_a_remote_store_manifest_nested_thousands_deep_is_a_remote_error_not_a_r
     # json.loads raises RecursionError (no ValueError) for it: a traceback from every read of that genome.
     root, bare = _chrm(tmp_path)
     (root / "rgstore.json").write_text("[" * 100_000)
-    with _serving(root) as server, pytest.raises(RemoteError, match=rf"^cannot open the RefgetStore at "
-                                                 rf"{re.escape(server.url)}: "):
+    with _serving(root) as server, pytest.raises(RemoteError, match=rf"^cannot fetch sequence {bare} .*\(cannot open the "
+                                                 rf"RefgetStore at {re.escape(server.url)}: "):
         remotefetch.fetch_sequence(store, server.url, bare, len(CHRM))
     assert not _cached(store, bare) and not list(store.path.glob(".remote-*"))
 
