@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .main import Context, store_option
-from .output import cell, emit_json, json_option
+from .output import cell, counted, emit_json, json_option
 
 __all__ = ["init_cmd", "rebuild_cmd", "verify_cmd", "gc_cmd"]
 
@@ -78,20 +78,22 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
         for path in report.stray_files:
             click.echo(f"note: {cell(path)} is not a blob (not named by its sha256 under blobs/<2 hex>/); ignored")
         if report.unfetched_blobs:
-            click.echo(f"note: this mirror has not fetched {len(report.unfetched_blobs)} referenced blobs yet "
+            click.echo(f"note: this mirror has not fetched {counted(len(report.unfetched_blobs), 'referenced blob')} yet "
                        "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
         if report.unfetched_cache_files:
-            click.echo(f"note: this mirror has not fetched {len(report.unfetched_cache_files)} cache files yet "
+            click.echo(f"note: this mirror has not fetched {counted(len(report.unfetched_cache_files), 'cache file')} yet "
                        "(`rgstore mirror pull SOURCE --with-blobs` fetches them)")
         if report.lagging_indexes:
             click.echo(f"note: the audit indexes {', '.join(report.lagging_indexes)} are behind the head (an older "
                        "rgstore appended); `log --stream/--since` read the log meanwhile, and a writable open (any "
                        "writing command) catches them up")
         if report.unfetched_sequences:
-            click.echo(f"note: {report.unfetched_sequences} sequences of remote genomes or of this mirror are not "
+            click.echo(f"note: {counted(report.unfetched_sequences, 'sequence')} of remote genomes or of this mirror "
+                       f"{'is' if report.unfetched_sequences == 1 else 'are'} not "
                        "fetched yet (read on first use, or `rgstore mirror pull SOURCE --with-sequences`)")
-        click.echo(f"{'ok' if report.ok else 'FAILED'}: {report.events} events, {report.blobs} blobs, "
-                   f"{report.cache_files} cache files, {report.sequences} sequences checked")
+        click.echo(f"{'ok' if report.ok else 'FAILED'}: {counted(report.events, 'event')}, "
+                   f"{counted(report.blobs, 'blob')}, {counted(report.cache_files, 'cache file')}, "
+                   f"{counted(report.sequences, 'sequence')} checked")
     if not report.ok:
         raise SystemExit(1)
 

@@ -13,8 +13,8 @@ import click
 import msgspec
 
 __all__ = [
-    "cell", "emit_json", "emit_json_array", "emit_json_lines", "emit_table", "emit_table_stream", "human_size",
-    "json_option", "note_shadows", "when", "width",
+    "cell", "counted", "emit_json", "emit_json_array", "emit_json_lines", "emit_table", "emit_table_stream",
+    "human_size", "json_option", "note_shadows", "when", "width",
 ]
 
 _JSON = msgspec.json.Encoder()
@@ -119,6 +119,11 @@ def when(moment: datetime | float | str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the number it takes: ``1 sequence``, ``2 sequences``, ``1 cache file``."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def human_size(n: int | None) -> str:

@@ -235,3 +235,19 @@ def test_a_residue_bar_on_a_terminal_scales_its_counts_as_a_byte_bar_does(
     shown = screen.getvalue()
     bar.close()
     assert scaled in shown and str(total) not in shown
+
+
+def test_counts_take_the_noun_in_their_number(tmp_path: Path) -> None:
+    from rgstore_cli.output import counted
+
+    assert [counted(0, "blob"), counted(1, "cache file"), counted(1234, "sequence")] == [
+        "0 blobs", "1 cache file", "1,234 sequences"]
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.store import Store
+    from tests.conftest import run_rgstore
+
+    with Store.open(tmp_path / "s") as store:
+        store.append([NewEvent(stream="s", event=Noted(text="one"))])
+    done = run_rgstore("--store", str(tmp_path / "s"), "verify")
+    assert done.stdout.decode() == "ok: 1 event, 0 blobs, 0 cache files, 0 sequences checked\n", done.stdout
