@@ -74,7 +74,9 @@ def init_cmd(
     one stays in `rgstore log`. A name that already names another genome is
     refused unless --force. With --remote URL (and --digest or --alias)
     the genome stays on a remote RefgetStore or seqcol server; each sequence is fetched,
-    verified against its digest and cached when first read.
+    verified against its digest and cached when first read. A genome
+    already recorded keeps its source: another --remote URL is not
+    recorded, and init says so.
 
     \b
     Example:
@@ -128,6 +130,10 @@ def init_cmd(
         click.echo(f"  fhr replaced (earlier documents: rgstore log --type fhr-set --stream genome:{g.digest})")
     elif result.fhr_set:
         click.echo("  fhr set")
+    if result.remote_not_recorded is not None:  # a re-run naming a new upstream: reads would still use the old one
+        was = g.source.remote_url or (f"the FASTA {g.source.path}" if g.source.path else "a FASTA")
+        click.echo(f"  remote {cell(result.remote_not_recorded)} not recorded: the genome stays recorded from "
+                   f"{cell(was)}" + (", where its unfetched sequences come from" if g.source.remote_url else ""))
 
 
 @genome_group.command("list")

@@ -105,6 +105,9 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     """This command recorded an FHR document (``--fhr`` given and not the stored one)."""
     fhr_replaced: bool = False
     """The FHR document it recorded replaced a different one (still in the log, as its FhrSet event)."""
+    remote_not_recorded: str | None = None
+    """``init --remote URL`` of a genome already recorded with another source: the store URL this command did
+    not record (the genome keeps ``genome.source``, where its unfetched sequences still come from); else None."""
 
 
 def read_fhr(path: Path) -> dict[str, Any]:

@@ -311,6 +311,8 @@ def init_remote(
     Sequences stay remote until read. Re-running for a recorded genome only adds new names (a
     different description, species or circular set is refused: ``genomes.check_same_metadata``);
     a name pointing at another genome is refused unless ``force``. Nothing is recorded on error.
+    A genome already recorded keeps its source: a ``url`` naming another store is not recorded,
+    and ``remote_not_recorded`` says so (a genome's source is part of its ``GenomeAdded`` event).
     ``fasta``, ``fhr`` and ``seq_namespace`` exist so `genome init` can hand over every option:
     they belong to FASTA genomes, and giving any of them here is an error.
     """
@@ -354,6 +356,7 @@ def init_remote(
     added: list[str] = []
     state: dict[str, bool] = {}
     shadows: dict[str, str] = {}
+    kept: list[str] = []
 
     def command(txn: Txn) -> list[NewEvent]:
         added.clear()
@@ -361,8 +364,11 @@ def init_remote(
         events: list[NewEvent] = []
         existing = genome_record(txn, env, collection.digest)
         state["new"] = existing is None
+        kept.clear()
         if existing is not None:
             check_same_metadata(existing, description=description, species=species, circular=circular)
+            if existing.source.remote_url != source.store_url:
+                kept.append(source.store_url)  # never silently: the user may think reads now come from url
         else:
             events.append(NewEvent(stream=genome_stream(collection.digest), event=GenomeAdded(
                 digest=collection.digest, names=collection.names, lengths=collection.lengths,
@@ -392,7 +398,7 @@ def init_remote(
     return InitResult(
         genome=store.genomes.show(collection.digest, by_digest=True), added=state["new"],
         aliases_added=list(added), sequence_aliases_added=0, seqs=seqs,
-        shadows=shadows or UNSET,
+        shadows=shadows or UNSET, remote_not_recorded=kept[0] if kept else None,
     )
 
 

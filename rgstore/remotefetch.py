@@ -340,18 +340,33 @@ def fetch_sequence(
     store republished meanwhile, its files moved, is picked up at once, not after the lifetime).
     """
     from .fetchgroup import ready_name
+    from .fetchonce import fetching
     from .refgetstore import scratch_dir, strip_sq
 
     bare = normalise_digest(strip_sq(digest))
     _refuse_unwritable(store, bare)
-    with scratch_dir(store, ".remote-") as scratch:
-        fasta = scratch / "sequence.fa"
-        with open(fasta, "wb") as out:
-            _fetch_into(out, remote_url, scratch, bare, length, md5, progress, via_refget_api)
-        # Verified: from now on whichever fetch holds the fetch lock first may import it along with its own.
-        ready = scratch / ready_name(bare, length)
-        os.rename(fasta, ready)
-        _import_fetched(store, ready, {bare: length}, progress, gather=True)
+    # Taken before any other lock (see fetchonce): another process fetching this sequence is waited for, not doubled.
+    with fetching(store, bare):
+        if _cached_file(store, bare, length):
+            return  # another process fetched it while this one waited (or just before it asked)
+        with scratch_dir(store, ".remote-") as scratch:
+            fasta = scratch / "sequence.fa"
+            with open(fasta, "wb") as out:
+                _fetch_into(out, remote_url, scratch, bare, length, md5, progress, via_refget_api)
+            # Verified: from now on whichever fetch holds the fetch lock first may import it along with its own.
+            ready = scratch / ready_name(bare, length)
+            os.rename(fasta, ready)
+            _import_fetched(store, ready, {bare: length}, progress, gather=True)
+
+
+def _cached_file(store: Store, bare: str, length: int) -> bool:
+    """Whether the RefgetStore holds ``bare``'s whole data file: what a read of it reads (``SequenceFiles``)."""
+    from .refgetstore import SequenceFiles
+
+    try:
+        return SequenceFiles(store.refget_path).readable(bare, length)
+    except RgstoreError:
+        return False  # no RefgetStore yet: this fetch creates it
 
 
 def _fetch_into(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length: int, md5: str,

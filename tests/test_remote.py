@@ -384,6 +384,35 @@ def test_cli_genome_init_remote(cli, served: Served) -> None:  # type: ignore[no
     assert source_line == [f"source       {server.url} (remote; sequences fetched when first read)"]
 
 
+def test_reinit_from_another_remote_records_nothing_new_and_says_which_source_the_genome_keeps(  # type: ignore[no-untyped-def]
+    cli, served: Served, remote_copy: Served
+) -> None:
+    # A re-run pointing at a new upstream kept the old one without a word: reads still went to the old URL.
+    old, _, digest = served
+    new, _, _ = remote_copy
+    init = ("genome", "init", "--digest", digest, "--name", "tiny", "--remote")
+    assert json.loads(cli(*init, old.url, "--json").output)["remote_not_recorded"] is None
+    assert json.loads(cli(*init, old.url, "--json").output)["remote_not_recorded"] is None  # the same upstream again
+    moved = cli(*init, new.url)
+    assert moved.exit_code == 0 and moved.output.splitlines()[1:] == [
+        f"  remote {new.url} not recorded: the genome stays recorded from {old.url}, where its unfetched sequences "
+        "come from"]
+    assert json.loads(cli(*init, new.url, "--json").output)["remote_not_recorded"] == new.url
+    assert json.loads(cli("genome", "show", "tiny", "--json").output)["source"]["remote_url"] == old.url
+    assert "another --remote URL is not recorded" in " ".join(cli("genome", "init", "--help").output.split())
+
+
+def test_remote_init_of_a_genome_recorded_from_its_fasta_says_the_url_is_not_recorded(
+    served: Served, store: Store, tmp_path: Path
+) -> None:
+    server, _, digest = served
+    (tmp_path / "tiny.fa").write_text(FASTA)
+    store.genomes.init(tmp_path / "tiny.fa", ["tiny"])
+    again = remote.init_remote(store, server.url, ["more"], digest=digest)
+    assert (again.added, again.aliases_added, again.remote_not_recorded) == (False, ["refgenie:more"], server.url)
+    assert again.genome.source.remote_url == "" and again.genome.source.path
+
+
 def test_cli_genome_init_remote_errors_are_one_line_and_option_mistakes_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
     unreachable = cli("genome", "init", "--remote", "http://127.0.0.1:9", "--digest", "A" * 32, "--name", "x")
     assert unreachable.exit_code == 1

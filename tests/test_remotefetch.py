@@ -52,6 +52,7 @@ def test_a_lazy_mirror_of_a_directory_with_a_space_and_non_ascii_in_its_path_rea
 CHRM = "TTTTGGGGCCCCAAAA"
 
 _SERVER = """
+import os
 import sys
 import time
 from functools import partial
@@ -93,6 +94,17 @@ class Served(_Handler):
             self.headers["Range"] = f"bytes={first}-{min(int(last), int(first) + 3)}"  # 4 bytes at most, as some CDNs cap
         if self.path.endswith(".seq") and sys.argv[3] == "fetch-first":
             time.sleep(3)  # a lazy rgstore server's /store fetches the sequence before it answers
+        if self.path.endswith(".seq") and sys.argv[3] in ("gate", "gate-fail"):
+            try:  # the first data-file GET is held (unlogged) until the test makes <log>.open, then served or failed
+                os.close(os.open(self.log_path + ".held", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                held = True
+            except FileExistsError:
+                held = False
+            while held and not os.path.exists(self.log_path + ".open"):
+                time.sleep(0.01)
+            if held and sys.argv[3] == "gate-fail":
+                self.send_error(503)
+                return
         plain = self.wfile
         try:
             super().do_GET()
@@ -600,3 +612,117 @@ def test_a_forked_child_reads_a_remote_store_over_its_own_connection_and_the_par
         child = _ports(server)[-1]
         assert store.getseq("tiny", "chr2") == chr2
         assert child != parent and _ports(server)[-1] == parent
+
+
+# -- two processes reading one unfetched sequence: one download (rgstore.fetchonce) --------------------------
+
+_LOCKS = Path("/proc/locks")
+
+
+def _waits_on(lock: Path) -> bool:
+    """Whether some process waits for ``lock``'s flock (Linux ``/proc/locks`` marks waiters ``->``)."""
+    try:
+        inode = os.stat(lock).st_ino
+    except FileNotFoundError:
+        return False
+    return any("->" in fields and fields[-3].endswith(f":{inode}")
+               for fields in (line.split() for line in _LOCKS.read_text().splitlines()))
+
+
+def _getseq(store_path: Path, region: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "getseq", "tiny", region],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _until(claim: Any, procs: list[subprocess.Popen[bytes]], what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while not claim():
+        assert time.monotonic() < deadline, f"never saw {what}"
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.02)
+
+
+def _first_fetch_held(tmp_path: Path, store: Store, server: RangeServer, digest: str
+                      ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], Path]:
+    """Process A fetching chr1 with its data-file GET held by the upstream, and B reading chr1 after it.
+
+    Returns once B waits on chr1's fetch lock; AssertionError if B's own GET of chr1 reached the upstream instead.
+    """
+    from gtars.refget import sha512t24u_digest  # type: ignore[import-untyped]
+
+    from rgstore.fetchonce import lock_path
+    from tests.test_remote import LONG
+
+    _remote_genome(store, server, digest)
+    lock = lock_path(store, sha512t24u_digest(LONG))
+    store.close()
+    first = _getseq(tmp_path / "store", "chr1:0-100")
+    _until(lambda: Path(f"{server.log}.held").exists(), [first], "the first fetch's GET")
+    second = _getseq(tmp_path / "store", "chr1:4900-5000")
+    _until(lambda: _waits_on(lock) or any(p.endswith(".seq") for p in server.paths()), [first, second],
+           "the second read wait for the first's fetch, or fetch itself")
+    assert [p for p in server.paths() if p.endswith(".seq")] == []  # B waits: it asked the upstream nothing
+    return first, second, lock
+
+
+@pytest.mark.skipif(not _LOCKS.exists(), reason="needs Linux /proc/locks to see lock waiters")
+def test_two_processes_reading_one_unfetched_sequence_download_it_once(tmp_path: Path, store: Store) -> None:
+    # Each downloaded the whole sequence: two 30 MB GETs for two `getseq chrBig:1-100` at once.
+    from tests.test_remote import FASTA, LONG, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root, "gate") as server:
+        first, second, lock = _first_fetch_held(tmp_path, store, server, digest)
+        Path(f"{server.log}.open").touch()
+        outcomes = [(p.wait(timeout=120), *p.communicate()) for p in (first, second)]
+        assert outcomes == [(0, f"{LONG[:100]}\n".encode(), b""), (0, f"{LONG[4900:]}\n".encode(), b"")]
+        assert sum(p.endswith(".seq") for p in server.paths()) == 1
+    assert not lock.exists() and not list((tmp_path / "store").glob(".remote-*"))
+
+
+@pytest.mark.skipif(not _LOCKS.exists(), reason="needs Linux /proc/locks to see lock waiters")
+@pytest.mark.parametrize("end", ["killed", "failed"])
+def test_a_reader_waiting_for_another_process_fetch_fetches_itself_when_that_one_is_killed_or_fails(
+    tmp_path: Path, store: Store, end: str
+) -> None:
+    import signal
+
+    from tests.test_remote import FASTA, LONG, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root, "gate-fail" if end == "failed" else "gate") as server:
+        first, second, lock = _first_fetch_held(tmp_path, store, server, digest)
+        if end == "killed":
+            first.send_signal(signal.SIGKILL)  # the kernel drops its flock: B never waits forever
+        else:
+            Path(f"{server.log}.open").touch()  # A's GET is answered 503
+        rc, out, err = (second.wait(timeout=120), *second.communicate())
+        assert (rc, out, err) == (0, f"{LONG[4900:]}\n".encode(), b"")
+        first_rc, _, first_err = (first.wait(timeout=120), *first.communicate())
+        if end == "killed":
+            assert first_rc == -signal.SIGKILL
+        else:
+            assert first_rc == 1 and b"503" in first_err and first_err.count(b"\n") == 1
+        assert sum(p.endswith(".seq") for p in server.paths()) == 1  # B's own GET (A's held one is not logged)
+    with Store.open(tmp_path / "store") as again:
+        assert again.getseq("tiny", "chr1") == LONG and again.verify().ok
+
+
+@pytest.mark.skipif(not _LOCKS.exists(), reason="needs Linux /proc/locks to see lock waiters")
+def test_ctrl_c_ends_a_read_waiting_for_another_process_fetch_in_one_line(tmp_path: Path, store: Store) -> None:
+    import signal
+
+    from tests.test_remote import FASTA, LONG, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root, "gate") as server:
+        first, second, _lock = _first_fetch_held(tmp_path, store, server, digest)
+        second.send_signal(signal.SIGINT)
+        assert (second.wait(timeout=60), *second.communicate()) == (130, b"", b"error: interrupted\n")
+        Path(f"{server.log}.open").touch()
+        assert (first.wait(timeout=120), *first.communicate()) == (0, f"{LONG[:100]}\n".encode(), b"")

@@ -1,0 +1,89 @@
+"""One download of a sequence at a time across processes: a per-sequence flock taken before fetching it.
+
+Two processes reading the same unfetched sequence (two ``rgstore getseq``, two API workers' fetch
+workers) each downloaded all of it: a 30 Mbp chromosome twice. ``fetching`` holds an flock on
+``STORE/.fetching/<digest>.lock`` around one fetch of the sequence; a second fetch of it waits
+there, then looks again and finds it cached instead of downloading it. Correctness never rests on
+this lock (a fetch verifies what it downloads and imports under ``refgetstore.fetch_lock``): where
+flock does nothing, or the lock file cannot be made, the worst case is the duplicate download.
+
+Lock order: this lock is taken first and never while holding another (not ``fetch_lock``, not the
+RefgetStore writer lock, which a fetch takes inside it), so it deadlocks with neither. A holder
+killed outright (SIGKILL, OOM) releases it with its process: the kernel drops the flock, and the
+waiter, finding the sequence still missing, fetches it itself, as it does after a holder's fetch
+failed. The wait is a blocking ``flock``, which CPython retries on EINTR after running the signal
+handlers: Ctrl-C (and the CLI's SIGTERM) interrupt it like any other wait.
+
+Lock files are rendezvous points only: the holder removes its own on the way out, while it still
+holds it, and a waiter that then gets the lock of a removed file (another inode than the one at
+the path) takes the file at the path instead (``cachelock``'s protocol). One left by a killed
+holder is taken and removed by the next fetch of that sequence.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .files import open_lock
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["FETCHING_DIR", "fetching", "lock_path"]
+
+FETCHING_DIR = ".fetching"
+"""Per-sequence fetch locks live in ``STORE/.fetching/``."""
+
+
+def lock_path(store: Store, bare: str) -> Path:
+    """The lock file of sequence ``bare``'s fetch (a bare sha512t24u: a safe file name)."""
+    return store.path / FETCHING_DIR / f"{bare}.lock"
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (its holder removes it before letting go)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def fetching(store: Store, bare: str) -> Iterator[None]:
+    """Hold sequence ``bare``'s fetch lock for the block: no other process fetches it meanwhile.
+
+    Waits (interruptibly) for another process's fetch of it to end. A lock that cannot be made
+    (a directory this user may not write) is skipped: the fetch then runs unguarded, as before.
+    """
+    path = lock_path(store, bare)
+    while True:
+        try:
+            path.parent.mkdir(exist_ok=True)
+            fd = open_lock(path)
+        except OSError:
+            fd = -1  # no single-flight here, never a failed read for want of a lock file
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _is_current(fd, path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # its holder removed it as it let go: the file at the path now is the lock
+    if fd < 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            path.unlink()  # still holding it: a waiter on this inode sees it gone and takes the path's next file
+        except OSError:
+            pass  # another user's directory: the file stays, reused by the next fetch
+        os.close(fd)
