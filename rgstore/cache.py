@@ -40,7 +40,7 @@ from .cachestage import InsertItem, insert_events, publish_staged, stage_regions
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
 from .environment import Db, Txn
-from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError, refuse_negative
 from .events import CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
 from .extract import EXTRACTOR_VERSION
 from .log import NewEvent
@@ -173,8 +173,7 @@ class Cache:
         ``last`` reads the stream index from the head down, so an entry touched hourly for years
         costs ``last`` records, not its whole history; ``older_events`` counts the ones left out.
         """
-        if last is not None and last < 0:
-            raise InvalidInputError(f"the number of events to show must be 0 or more, got {last}")
+        refuse_negative("last", last)
         key = self.resolve_ref(ref)
         with self.store.read() as txn:
             entry = CacheView.get(txn, self._db("cache.entries"), key)

@@ -11,6 +11,7 @@ import re
 
 __all__ = [
     "clip",
+    "refuse_negative",
     "RgstoreError",
     "NotFoundError",
     "InvalidInputError",
@@ -87,6 +88,15 @@ class InvalidInputError(RgstoreError, ValueError):
     """The caller's input is malformed: a bad FASTA, locus, key, path or option value."""
 
     http_status = 400
+
+
+def refuse_negative(name: str, count: int | None) -> None:
+    """InvalidInputError naming argument ``name`` if ``count`` (a number of results, or where they start) is below 0.
+
+    The public API's one rule for counts: a negative one is a caller's mistake, never an empty result.
+    """
+    if count is not None and count < 0:
+        raise InvalidInputError(f"{name} must be 0 or more, got {count}")
 
 
 class OutOfRangeError(InvalidInputError):

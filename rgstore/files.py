@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import stat
 import sys
 import time
@@ -20,9 +21,13 @@ from pathlib import Path
 from .interrupts import deferred
 
 __all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
-           "flock_held", "current_umask", "open_lock", "remove_tree"]
+           "flock_held", "current_umask", "open_lock", "remove_tree", "remove_dead_temps", "SCRATCH_FLOOR_S"]
 
 CHUNK = 1 << 20
+
+SCRATCH_FLOOR_S = 10.0
+"""Temps and scratch directories younger than this are kept whatever else holds: one is unlocked (or unmarked)
+for a moment after it is made, before its writer's flock (or in-use lock) is what protects it."""
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -165,6 +170,43 @@ def flock_held(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def remove_dead_temps(dest: Path, is_temp: Callable[[str], bool], *,
+                      older_than: float = SCRATCH_FLOOR_S) -> list[Path]:
+    """Remove the temps that killed writers of ``dest`` left beside it; returns those removed.
+
+    ``is_temp(name)`` says whether a name in ``dest``'s folder is one of its writer's temps (only names
+    starting ``.<dest name>.`` are asked). One goes only if it is this user's regular file or directory (never
+    a symlink), unmodified for ``older_than`` seconds and with no flock held on it: a live writer holds its
+    temp's flock from just after making it until it is renamed or removed, and the age covers the moment
+    before. Best effort: a temp that cannot be removed stays, and the caller's write goes on.
+    """
+    prefix = f".{dest.name}."
+    now = time.time()
+    removed: list[Path] = []
+    try:
+        with os.scandir(dest.parent) as entries:
+            names = [e.name for e in entries if e.name.startswith(prefix) and is_temp(e.name)]
+    except OSError:
+        return removed
+    for name in names:
+        tmp = dest.parent / name
+        try:
+            info = tmp.lstat()
+            # Another user's temp may be one we cannot open to test its lock: theirs to remove.
+            if info.st_uid != os.geteuid() or now - info.st_mtime < older_than or flock_held(tmp):
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(tmp)  # never follows a link inside it
+            elif stat.S_ISREG(info.st_mode):
+                tmp.unlink()
+            else:
+                continue
+        except OSError:  # renamed into place or removed by another export meanwhile, or not ours to remove
+            continue
+        removed.append(tmp)
+    return removed
 
 
 def remove_tree(path: Path) -> None:

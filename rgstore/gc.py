@@ -33,14 +33,10 @@ import msgspec
 from .blobnames import sweep_names
 from .environment import Txn
 from .errors import ConflictError, InvalidInputError
-from .files import flock_held
+from .files import SCRATCH_FLOOR_S, flock_held
 from .store import Store
 
 __all__ = ["GcReport", "collect_garbage", "SCRATCH_FLOOR_S"]
-
-SCRATCH_FLOOR_S = 10.0
-"""Scratch directories younger than this are kept whatever the grace: one is unmarked for a moment after
-it is made (its in-use lock is what protects it afterwards)."""
 _REFGET_LOCK_TIMEOUT_S = 120
 
 

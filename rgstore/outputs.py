@@ -1,8 +1,9 @@
 """Output paths a user names (``genome export OUT``, ``log export FILE``): written whole, or in place when special.
 
 An ordinary path gets a temp file beside it that replaces it only when complete (a symlink's
-target is replaced and the link kept). A FIFO or device is written in place: renaming over it
-would replace the node itself (as root, ``/dev/null``). A name for one of this process's open
+target is replaced and the link kept); the temps a SIGKILLed writer left there go first. A FIFO
+or device is written in place: renaming over it would replace the node itself (as root,
+``/dev/null``). A name for one of this process's open
 descriptors (``/dev/stdout``, ``/dev/fd/N``, a link to them) is written through that descriptor,
 at its offset: ``>> all.fa`` appends, where reopening would truncate and following the link would
 replace the shell's file.
@@ -11,6 +12,7 @@ replace the shell's file.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -22,7 +24,7 @@ from typing import BinaryIO
 from .diskspace import WRITE_ERRNOS, free_bytes, refused_write
 from .environment import fsync_dir
 from .errors import DiskWriteError, InvalidInputError, NotFoundError
-from .files import mkstemp
+from .files import mkstemp, remove_dead_temps, temp_target
 from .pathtext import given_path
 
 __all__ = ["descriptor_of", "output_file", "output_path", "refused_output"]
@@ -106,13 +108,17 @@ def output_file(
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if not target.parent.is_dir():
         raise NotFoundError(f"cannot write {path}: directory {target.parent} does not exist")
+    remove_dead_temps(target, lambda name: temp_target(name) == target.name)  # a SIGKILLed export's
     try:
         fd, tmp = mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except PermissionError as exc:  # the complete file is made beside ``path``: say so, not just the directory
         raise PermissionError(exc.errno, f"cannot write {path}: this user may not create files in {target.parent} "
                               f"({exc.strerror})") from None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        # Held until the temp is renamed or removed (``fd`` closes last), so the next export's sweep of a
+        # killed one's temps (above) leaves this one however long it stalls.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(fd, "wb", closefd=False) as fh:
             yield fh
             if durable:
                 os.fsync(fh.fileno())
@@ -127,6 +133,8 @@ def output_file(
         if isinstance(exc, PermissionError) and exc.filename2 is not None:  # os.replace: not the temp name they never chose
             raise PermissionError(exc.errno, f"cannot replace {path}: {exc.strerror}") from None
         raise
+    finally:
+        os.close(fd)
     if durable:
         fsync_dir(target.parent)
 

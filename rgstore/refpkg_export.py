@@ -1,17 +1,20 @@
 """Write a package as a directory, .tar.gz or .zip: atomically, and verified against its blobs.
 
-Writing goes to a temp sibling that is renamed into place only when complete; every blob is hashed
-while it is copied, so a corrupt blob fails the write. Archives hold one top-level folder (pplacer
+Writing goes to a flock-held temp sibling that is renamed into place only when complete (a SIGKILLed
+export's temps go at the next export to that name); every blob is hashed while it is copied, so a
+corrupt blob fails the write. Archives hold one top-level folder (pplacer
 and taxtastic expect exactly one directory entry). An exported directory gets the mode an ordinary
 ``mkdir`` would give it, its files those of an ordinary ``open``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
 import os
+import re
 import secrets
 import shutil
 import tarfile
@@ -24,7 +27,7 @@ from typing import IO
 from .diskspace import refused_write
 from .errors import IntegrityError
 from .events import FileRef
-from .files import FILE_MODE, mkstemp
+from .files import FILE_MODE, mkstemp, remove_dead_temps
 from .interrupts import deferred
 from .refpkg_archive import _CHUNK, Advance, strip_archive_suffix
 from .refpkg_names import MANIFEST
@@ -68,17 +71,23 @@ def write_package(
 ) -> None:
     """Write a package (``files``: file name -> blob) as a directory, "tar" (.tar.gz) or "zip"."""
     writer = {"dir": _write_dir, "tar": _write_tar, "zip": _write_zip}[fmt]
+    temp_name = re.compile(rf"\.{re.escape(dest.name)}\.tmp-(?:[0-9a-f]{{12}}|[a-z0-9_]{{8}})", re.DOTALL)
+    remove_dead_temps(dest, lambda name: temp_name.fullmatch(name) is not None)  # a SIGKILLed export's
     tmp: Path | None = None
+    held: int | None = None
     try:
         # A SIGTERM handled the moment the temp exists (CPython runs it right after the call that made it)
         # waits until its name is bound here, so the cleanup below removes it.
         with deferred():
             if fmt == "dir":
                 tmp = _mkdir_temp(dest)
+                held = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
             else:
-                fd, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-                os.close(fd)
+                held, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
                 tmp = Path(name)
+        # Held until the temp is renamed or removed (``held`` closes last), so another export's sweep of
+        # a killed one's temps (above) leaves this one however long it stalls.
+        fcntl.flock(held, fcntl.LOCK_EX)
         writer(tmp, strip_archive_suffix(dest.name) or "refpkg", manifest, files, open_blob, mtime, advance)
         os.rename(tmp, dest)
     except BaseException as exc:
@@ -92,6 +101,9 @@ def write_package(
         if refused is not None:
             raise refused from None
         raise
+    finally:
+        if held is not None:
+            os.close(held)
 
 
 def _mkdir_temp(dest: Path) -> Path:

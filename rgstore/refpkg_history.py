@@ -18,6 +18,7 @@ from itertools import islice
 from typing import NamedTuple
 
 from .environment import Environment, Txn
+from .errors import refuse_negative
 from .pagecursor import decode_row, encode_row
 from .views.refpkgstate import Head, Step, refpkg_log_chain, refpkg_step
 
@@ -47,8 +48,11 @@ def history_page(
     or after cursor ``after`` (then ``offset`` is ignored).
 
     Only the page's steps are read whole (each carries the package's file table); those before
-    it are walked for their links alone, and the walk stops one step past the page.
+    it are walked for their links alone, and the walk stops one step past the page. A negative
+    ``offset`` or ``limit`` is InvalidInputError.
     """
+    refuse_negative("offset", offset)
+    refuse_negative("limit", limit)
     fold, last = after if after is not None else (current.seq, None)
     listed: Iterator[tuple[int, str]] = _listing(txn, environment, name, head, current.seq, fold)
     if last is not None:

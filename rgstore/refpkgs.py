@@ -36,6 +36,7 @@ from .errors import (
     NotFoundError,
     NothingToRedoError,
     NothingToUndoError,
+    refuse_negative,
 )
 from .events import FileRef, HistoryStripped, Redone, RefpkgCreated, RefpkgRemoved, RefpkgUpdated, Undone
 from .log import NewEvent
@@ -372,8 +373,10 @@ class Refpkgs:
 
         ``after``: instead, those whose name sorts above it (it need not exist: keyset paging).
         Costs O(limit) head reads once the snapshot's index is built (one pass of the heads per
-        commit; see ``rgstore.refpkg_pages``).
+        commit; see ``rgstore.refpkg_pages``). A negative ``offset`` or ``limit`` is InvalidInputError.
         """
+        refuse_negative("offset", offset)
+        refuse_negative("limit", limit)
         return self._pages.page(txn, offset, limit, after=after)
 
     def names(self) -> list[str]:

@@ -25,7 +25,15 @@ from .blobs import BlobStore
 from .checkpoints import count_rebuild, out_of_step, stale_views_error
 from .codec import register_dictionary, train_dictionary, unframe
 from .environment import Environment, Txn
-from .errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, RgstoreError, StoreOpenError
+from .errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    RgstoreError,
+    StoreOpenError,
+    refuse_negative,
+)
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .pathtext import user_path
@@ -479,10 +487,12 @@ class Store:
     ) -> list[Envelope]:
         """Envelopes in seq order, filtered by stream (exact, or a glob: ``alias:*``, ``*/hg38``), event
         type tag, time (``since`` <= time < ``until``), actor (exact or a glob) and seq; ``limit`` keeps
-        the first N matches, ``last`` the most recent N."""
+        the first N matches, ``last`` the most recent N (0: none; below 0: InvalidInputError)."""
         keep = _event_filter(type, since, until, actor)
+        refuse_negative("limit", limit)
+        refuse_negative("last", last)
         after = max(after, 0)
-        if (last is not None and last <= 0) or (limit is not None and limit <= 0):
+        if last == 0 or limit == 0:
             return []
         match = _stream_matcher(stream)
         out: list[Envelope] = []
