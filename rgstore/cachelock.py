@@ -23,20 +23,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from .errors import ConflictError
-from .files import open_lock
+from .files import lock_is_current, open_lock
 
 __all__ = ["entry_lock", "entry_locks", "sweep_lock_files", "LOCK_DIR"]
 
 LOCK_DIR = ".locks"
 _SUFFIX = ".lock"
-
-
-def _is_current(fd: int, path: Path) -> bool:
-    """Whether ``fd`` is still the file at ``path`` (a remover may have unlinked it before we locked it)."""
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
 
 
 @contextmanager
@@ -65,7 +57,7 @@ def entry_lock(
                                 f"cache entry {key} is locked by another process; retry later"
                             ) from None
                         time.sleep(0.05)
-            if _is_current(fd, path):
+            if lock_is_current(fd, path):
                 break
         except BaseException:
             os.close(fd)
@@ -107,7 +99,7 @@ def sweep_lock_files(cache_root: Path, keep: Iterable[str] = ()) -> list[str]:
             continue  # gone already, or not ours to open
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if _is_current(fd, path):
+            if lock_is_current(fd, path):
                 path.unlink()
                 removed.append(key)
         except OSError:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import open_lock
+from .files import lock_is_current, open_lock
 
 if TYPE_CHECKING:
     from .store import Store
@@ -43,14 +43,6 @@ FETCHING_DIR = ".fetching"
 def lock_path(store: Store, bare: str) -> Path:
     """The lock file of sequence ``bare``'s fetch (a bare sha512t24u: a safe file name)."""
     return store.path / FETCHING_DIR / f"{bare}.lock"
-
-
-def _is_current(fd: int, path: Path) -> bool:
-    """Whether ``fd`` is still the file at ``path`` (its holder removes it before letting go)."""
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
 
 
 @contextmanager
@@ -70,7 +62,7 @@ def fetching(store: Store, bare: str) -> Iterator[None]:
             break
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if _is_current(fd, path):
+            if lock_is_current(fd, path):
                 break
         except BaseException:
             os.close(fd)

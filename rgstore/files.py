@@ -21,7 +21,8 @@ from pathlib import Path
 from .interrupts import deferred
 
 __all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
-           "flock_held", "current_umask", "open_lock", "remove_tree", "remove_dead_temps", "SCRATCH_FLOOR_S"]
+           "flock_held", "current_umask", "open_lock", "lock_is_current", "remove_tree", "remove_dead_temps",
+           "SCRATCH_FLOOR_S"]
 
 CHUNK = 1 << 20
 
@@ -72,6 +73,14 @@ def mkstemp(*, dir: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tupl
             os.unlink(made[1])
         raise
     return made
+
+
+def lock_is_current(fd: int, path: Path) -> bool:
+    """Whether lock descriptor ``fd`` is still the file at ``path`` (one removed meanwhile is no rendezvous any more)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def open_lock(path: Path, *, create: bool = True) -> int:
