@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from rgstore.events import AliasSet, Noted
+import msgspec
+
+from rgstore.events import AliasSet, Noted, RefpkgUpdated
 from rgstore.log import NewEvent
 from rgstore.replay import export_log
 from rgstore.store import Store
@@ -461,6 +464,39 @@ def test_log_table_is_emit_tables_bytes_and_its_memory_does_not_grow_with_the_lo
     assert len(small_text.splitlines()) > 20_000
     # Holding 20k more rows took ~14 MB more; a page of envelopes (10,000 at most) and a block of rows do not grow.
     assert peak - small_peak < 3_000_000, (small_peak, peak)
+
+
+class _Probe(msgspec.Struct, frozen=True):
+    """Field types no event has yet (a bool is an int to isinstance, and JSON's true, not True)."""
+
+    flag: bool
+    n: int
+    none: None = None
+    items: list[Any] = []
+    empty: dict[str, Any] = {}
+    ratio: float = 0.0
+
+
+def test_an_events_summary_names_each_field_and_its_shortened_value_as_json_for_what_is_not_text() -> None:
+    from rgstore_cli.log import summary
+
+    def field_by_field(event: object) -> str:
+        def short(value: object) -> str:
+            text = value if isinstance(value, str) else msgspec.json.encode(msgspec.to_builtins(value)).decode()
+            return text if len(text) <= 40 else text[:37] + "..."
+
+        return " ".join(f"{f}={short(getattr(event, f))}" for f in event.__struct_fields__)  # type: ignore[attr-defined]
+
+    events = [
+        AliasSet(namespace="refgenie", name="名前\t{0}", digest="d" * 41),
+        Noted(text="{}", data={}), Noted(text="", data={"n": 1, "big": 2**70, "flag": True, "none": None}),
+        RefpkgUpdated(name="p", files={}, metadata={"k": "v" * 50}, message="m", superseded=-(2**63)),
+        RefpkgUpdated(name="p", metadata={}, message="%s"),
+        _Probe(flag=True, n=0, none=None, items=[1, "a"], empty={}, ratio=0.5), _Probe(flag=False, n=-3),
+    ]
+    for event in events:
+        assert summary(event) == field_by_field(event)
+    assert summary(events[3]).endswith("superseded=-9223372036854775808")
 
 
 def test_log_table_prints_the_events_it_measured_and_none_appended_meanwhile(store_path: Path) -> None:

@@ -203,6 +203,55 @@ def test_a_streamed_table_prints_the_bytes_of_the_whole_table_read_twice_never_h
     assert len(reads) == 2
 
 
+def _cell_by_cell(rows: list[list[object]], headers: list[str]) -> bytes:
+    """The table as rendered one cell at a time: cell() each, width() each, padded by terminal columns."""
+    from rgstore_cli.output import cell, width
+
+    table = [list(headers)] + [[cell(c) for c in row] for row in rows]
+    widths = [0] * max(map(len, table))
+    for row in table:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], width(c))
+    return "".join("  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(row)).rstrip() + "\n"
+                   for row in table).encode()
+
+
+def test_tables_print_the_bytes_of_cell_by_cell_rendering_on_wide_combining_and_control_characters() -> None:
+    # The fast paths (whole-column escaping and measuring, %-padding of ASCII rows) must not move a byte.
+    from rgstore_cli.output import emit_table_stream
+
+    tricky: list[list[object]] = [
+        ["名前", 1, "a\tb"], ["e\u0301e\u0301", 22, "x\ny"], ["plain", 333, "trailing  "], ["\x1b[31m", -1, ""],
+        ["ｶﾀｶﾅ", None, "全角\u3000"], ["%s %d {} {0}", 4.5, "%"], ["\u2028\x7f\u200b", True, "é"],
+        ["ascii", 7, "ascii"],
+    ]
+    ascii_rows: list[list[object]] = [[f"name_{i}", i, "x" * (i % 9)] for i in range(3000)]
+    late_wide = ascii_rows[:2500] + [["ゲノム-in-a-later-block", 0, "\t"]] + ascii_rows[2500:]
+    for rows in (tricky, ascii_rows, late_wide, [r for r in tricky if r[2] != ""] * 300):
+        expected = _cell_by_cell(rows, ["NAME", "N", "TEXT"])
+        assert _bytes_of(lambda r=rows: emit_table(r, ["NAME", "N", "TEXT"])) == expected  # type: ignore[misc]
+        assert _bytes_of(lambda r=rows: emit_table_stream(lambda: iter(r), ["NAME", "N", "TEXT"])) == expected  # type: ignore[misc]
+    ragged: list[list[object]] = [["a"], ["名前", "b\tc", "d"], [], ["e", "f"]]
+    assert _bytes_of(lambda: emit_table(ragged, ["X", "Y"])) == _cell_by_cell(ragged, ["X", "Y"])
+
+
+def test_when_prints_strftimes_bytes_for_every_kind_of_time() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from rgstore_cli.output import when
+
+    def by_strftime(moment: datetime) -> str:
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    utc = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    moments = [utc, utc, utc.replace(microsecond=0), utc + timedelta(seconds=1), utc, datetime(999, 12, 31, tzinfo=timezone.utc),
+               datetime(1000, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+               utc.astimezone(timezone(timedelta(hours=5, minutes=30))), utc]
+    for moment in moments:
+        assert when(moment) == by_strftime(moment)
+    assert when(utc.replace(tzinfo=None)) == when(utc.timestamp()) == when(utc.isoformat()) == "2026-01-02T03:04:05Z"
+
+
 def test_a_streamed_json_array_prints_the_bytes_of_the_whole_list() -> None:
     import os
 
