@@ -90,7 +90,10 @@ def _pid_alive(pid: int) -> bool:
 def _stale(path: Path, holder: dict[str, Any] | None) -> bool:
     age = _age(path)
     if holder is None:
-        return age is None or age > STALE_AFTER_S  # unreadable payload: trust the mtime alone
+        # Unreadable payload: trust the mtime alone. A lock that is gone (its holder let go between our
+        # failed create and this read) is not stale: judging it so let a breaker rename away the live
+        # lock the next writer had just made (`_break` cannot tell "absent" from "absent, then made").
+        return age is not None and age > STALE_AFTER_S
     if holder.get("hostname") == socket.gethostname() and not _pid_alive(int(holder.get("pid", 0))):
         return True
     heartbeat_age = time.time() - float(holder.get("heartbeat_epoch", 0))

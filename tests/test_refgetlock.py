@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,22 @@ def test_gtars_waits_while_we_hold_the_break_claim(refget: Path) -> None:
     finally:
         (refget / BREAK_NAME).unlink()
     assert waiter.wait(timeout=60) == 0
+
+
+def test_a_lock_gone_between_a_failed_create_and_its_read_is_not_stale_so_no_one_breaks_its_successor(
+    refget: Path,
+) -> None:
+    # Its holder let go in between: judged stale, a breaker's check ("still what I read": nothing) passed, and
+    # its rename took away the live lock the next writer had just made, so both held it (seen under load).
+    import time
+
+    from rgstore import refgetlock
+
+    path = refget / LOCK_NAME
+    assert not path.exists()
+    assert refgetlock._stale(path, None) is False
+    path.write_bytes(b"")  # an unreadable payload of a lock still there is judged by its age alone
+    assert refgetlock._stale(path, None) is False
+    old = time.time() - refgetlock.STALE_AFTER_S - 60
+    os.utime(path, (old, old))
+    assert refgetlock._stale(path, None) is True
