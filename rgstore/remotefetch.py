@@ -548,9 +548,14 @@ def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFacto
     """
     from .refgetstore import strip_sq
 
-    bare = strip_sq(sequence_digest)
+    return _fetch_listed(store, strip_sq(sequence_digest), progress)
+
+
+def _fetch_listed(store: Store, bare: str, progress: ProgressFactory,
+                  bases: dict[str, str | None] | None = None) -> bool:
+    """``fetch_missing`` of bare digest ``bare``, an upstream's RefgetStore URL looked up in ``bases`` (see ``_candidates``)."""
     failure: RgstoreError | None = None
-    for url, length, md5, via_api in _candidates(store, bare):
+    for url, length, md5, via_api in _candidates(store, bare, bases):
         try:
             fetch_sequence(store, url, bare, length, md5=md5, progress=progress, via_refget_api=via_api)
             return True
@@ -567,6 +572,14 @@ BATCH_RESIDUES = 256 << 20
 """Residues ``fetch_many`` gathers before importing them, at most (a batch is written to scratch first)."""
 
 
+def _batch_locks() -> int:
+    """Fetch locks ``fetch_many`` holds before importing, at most: one descriptor each, a quarter of this process's allowance."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return BATCH_SEQUENCES if soft == resource.RLIM_INFINITY else max(16, soft // 4)
+
+
 def fetch_many(
     store: Store, digests: Sequence[str], *, progress: ProgressFactory = null_progress,
     batch_sequences: int = BATCH_SEQUENCES, batch_residues: int = BATCH_RESIDUES,
@@ -580,7 +593,13 @@ def fetch_many(
     downloaded before it are imported, so a retry fetches only the rest (should that import fail too,
     the download's error is raised, saying so). Progress: a bar over the
     sequences, and one per download in residues.
+
+    Each sequence's fetch lock (``fetchonce``) is held from before its download until it is imported:
+    a single fetch of it meanwhile waits, then finds it cached. One another process is fetching is
+    not waited for in the batch (no deadlock with another batch) but after it, as a single fetch:
+    usually found cached by then. A sequence found cached once its lock is held is not downloaded.
     """
+    from .fetchonce import Claims
     from .refgetstore import scratch_dir, strip_sq
 
     wanted = list(dict.fromkeys(normalise_digest(strip_sq(digest)) for digest in digests))
@@ -589,6 +608,8 @@ def fetch_many(
         return unlisted
     _refuse_unwritable(store, wanted[0])
     bar = progress("fetch sequences", total=len(wanted), unit="seq")
+    claims, busy, most_locks = Claims(store), [], _batch_locks()
+    bases: dict[str, str | None] = {}  # a mirror's upstream probed once, not once per sequence
     try:
         with scratch_dir(store, ".remote-") as scratch:
             fasta = scratch / "batch.fa"
@@ -597,7 +618,6 @@ def fetch_many(
             residues = 0
             try:
                 one = scratch / "one"
-                bases: dict[str, str | None] = {}  # a mirror's upstream probed once, not once per sequence
                 for bare in wanted:
                     # Each download's own scratch (an Encoded store's data file, gtars' cache): not the whole genome at once.
                     shutil.rmtree(one, ignore_errors=True)
@@ -605,6 +625,13 @@ def fetch_many(
                     candidates = _candidates(store, bare, bases)
                     if not candidates:
                         unlisted.append(bare)
+                        bar.update(1)
+                        continue
+                    if not claims.claim(bare):
+                        busy.append(bare)  # another process is fetching it: looked at once this batch is in
+                        continue
+                    if _cached_file(store, bare, candidates[0][1]):
+                        claims.release(bare)  # another process fetched it just before
                         bar.update(1)
                         continue
                     for i, (url, length, md5, via_api) in enumerate(candidates):
@@ -617,10 +644,11 @@ def fetch_many(
                     pending[bare] = length
                     residues += length
                     bar.update(1)
-                    if len(pending) >= batch_sequences or residues >= batch_residues:
+                    if len(pending) >= min(batch_sequences, most_locks) or residues >= batch_residues:
                         out.close()
                         batch, pending, residues = pending, {}, 0
                         _import_fetched(store, fasta, batch, progress)
+                        claims.release()  # imported: a single fetch waiting on one finds it cached
                         out = open(fasta, "wb")
             except RgstoreError as exc:
                 if pending:  # what arrived before the failure is kept: a retry fetches only the rest
@@ -637,6 +665,12 @@ def fetch_many(
                 out.close()
             if pending:
                 _import_fetched(store, fasta, pending, progress)
+        claims.release()
+        for bare in busy:  # its lock waited for holding none: another batch waiting the same way cannot deadlock this one
+            if not _fetch_listed(store, bare, progress, bases):
+                unlisted.append(bare)
+            bar.update(1)
     finally:
+        claims.release()  # after the import of what arrived before a failure: see the except above
         bar.close()
     return unlisted

@@ -726,3 +726,93 @@ def test_ctrl_c_ends_a_read_waiting_for_another_process_fetch_in_one_line(tmp_pa
         assert (second.wait(timeout=60), *second.communicate()) == (130, b"", b"error: interrupted\n")
         Path(f"{server.log}.open").touch()
         assert (first.wait(timeout=120), *first.communicate()) == (0, f"{LONG[:100]}\n".encode(), b"")
+
+
+# -- a batch fetch (genome export, mirror pull --with-sequences) and a single one: one download each --------
+
+
+def _export(store_path: Path, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "export", "tiny",
+                             str(out)], cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _tiny_sequences() -> dict[str, str]:
+    """The test genome's sequences by bare digest."""
+    from gtars.refget import sha512t24u_digest  # type: ignore[import-untyped]
+
+    from tests.test_remote import LONG
+
+    return {sha512t24u_digest(seq): seq for seq in (LONG, "GGGAAATTTCNNRYACGT", CHRM)}
+
+
+def _served_seq(server: RangeServer, bare: str) -> int:
+    return sum(path.endswith(f"/{bare}.seq") for path in server.paths())
+
+
+def _all_kept(store_path: Path) -> None:
+    from tests.test_remote import LONG
+
+    with Store.open(store_path) as again:
+        assert [again.getseq("tiny", name) for name in ("chr1", "chr2", "chrM")] == [LONG, "GGGAAATTTCNNRYACGT", CHRM]
+        assert again.verify().ok
+    assert not list((store_path / ".fetching").glob("*.lock")) and not list(store_path.glob(".remote-*"))
+
+
+@pytest.mark.skipif(not _LOCKS.exists(), reason="needs Linux /proc/locks to see lock waiters")
+def test_a_batch_fetch_leaves_a_sequence_another_process_is_fetching_to_it_and_downloads_only_the_rest(
+    tmp_path: Path, store: Store
+) -> None:
+    # fetch_many took no fetch lock: an export during a lazy read of chr1 downloaded chr1 a second time.
+    from rgstore.fetchonce import lock_path
+    from tests.test_remote import FASTA, LONG, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    with _serving(root, "gate") as server:
+        _remote_genome(store, server, digest)
+        store.close()
+        lock = lock_path(store, next(iter(_tiny_sequences())))
+        single = _getseq(tmp_path / "store", "chr1:0-100")
+        _until(lambda: Path(f"{server.log}.held").exists(), [single], "the single read's GET of chr1")
+        batch = _export(tmp_path / "store", tmp_path / "tiny.fa")
+        # The batch fetches chr2 and chrM, then waits for chr1's fetch (or, the old way, downloads chr1 itself).
+        _until(lambda: _waits_on(lock) or _served_seq(server, lock.stem) > 0, [single, batch],
+               "the batch wait for chr1's fetch, or fetch chr1 itself")
+        assert _served_seq(server, lock.stem) == 0
+        Path(f"{server.log}.open").touch()
+        assert (single.wait(timeout=120), *single.communicate()) == (0, f"{LONG[:100]}\n".encode(), b"")
+        assert (batch.wait(timeout=120), *batch.communicate())[::2] == (0, b"")
+        assert [_served_seq(server, bare) for bare in _tiny_sequences()] == [1, 1, 1]  # chr1's: the single read's
+    assert (tmp_path / "tiny.fa").read_text().startswith(">chr1\n")
+    _all_kept(tmp_path / "store")
+
+
+@pytest.mark.skipif(not _LOCKS.exists(), reason="needs Linux /proc/locks to see lock waiters")
+def test_a_single_fetch_of_a_sequence_a_batch_is_fetching_waits_until_it_is_imported_and_downloads_nothing(
+    tmp_path: Path, store: Store
+) -> None:
+    # A lazy read during an export downloaded again the sequence the export was downloading.
+    from tests.test_remote import FASTA, build_refget
+
+    root = tmp_path / "served" / "store"
+    digest = build_refget(root, FASTA)
+    sequences = _tiny_sequences()
+    names = dict(zip(sequences, ("chr1", "chr2", "chrM")))
+    with _serving(root, "gate") as server:
+        _remote_genome(store, server, digest)
+        store.close()
+        batch = _export(tmp_path / "store", tmp_path / "tiny.fa")
+        _until(lambda: Path(f"{server.log}.held").exists(), [batch], "the batch's first GET")
+        locks = tmp_path / "store" / ".fetching"
+        _until(lambda: len(list(locks.glob("*.lock"))) == 1, [batch], "the batch hold the fetch lock of what it fetches")
+        (lock,) = locks.glob("*.lock")
+        held = lock.stem
+        single = _getseq(tmp_path / "store", f"{names[held]}:0-4")
+        _until(lambda: _waits_on(lock) or _served_seq(server, held) > 0, [batch, single],
+               "the single read wait for the batch's fetch, or fetch itself")
+        Path(f"{server.log}.open").touch()
+        assert (batch.wait(timeout=120), *batch.communicate())[::2] == (0, b"")
+        assert (single.wait(timeout=120), *single.communicate()) == (0, f"{sequences[held][:4]}\n".encode(), b"")
+        assert [_served_seq(server, bare) for bare in sequences] == [1, 1, 1]  # the batch's; the single read asked nothing
+    _all_kept(tmp_path / "store")
