@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rgstore.errors import RgstoreError
+from rgstore.errors import RgstoreError, clip
 
 from .wire import json_response
 
@@ -15,8 +15,9 @@ __all__ = ["install_error_handlers", "problem"]
 
 
 def problem(status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response:
-    """An error response: ``{"detail": "..."}`` with the given status."""
-    return json_response({"detail": detail}, status_code=status_code, headers=headers)
+    """An error response: ``{"detail": "..."}`` with the given status, the detail one short line (``clip``)."""
+    # Details built here echo request headers too (a 406 quotes Accept): cut as RgstoreError messages are.
+    return json_response({"detail": clip(detail)}, status_code=status_code, headers=headers)
 
 
 def _validation_detail(exc: RequestValidationError) -> str:

@@ -184,7 +184,7 @@ class StoredFileResponse(Response):
         if self.verify is not None:
             await anyio.to_thread.run_sync(self.verify, fd)
         start, end, status = 0, st.st_size, 200
-        wanted = request.get("range") or None
+        wanted = field_value(request.getlist("range"))  # on two lines it is a list of two ranges (RFC 9110 5.3)
         if_range = request.get("if-range")
         current = if_range is None or if_range in (etag, self.headers["last-modified"])  # strong comparison
         if wanted is not None and "," not in wanted and current:

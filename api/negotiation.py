@@ -52,6 +52,7 @@ JSON_OFFERS: dict[str, str] = {
 _CHARSETS = {"us-ascii", "ascii", "utf-8", "utf8"}  # refget bodies are ASCII, a subset of each
 MAX_COORDINATE = 2**32 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")  # RFC 9110 12.4.2: 0 to 1, at most 3 decimals
 # Any size of number (a huge last byte is clamped, a huge first byte is 416); the cap only keeps
 # int() within CPython's limit on digits.
 _RANGE = re.compile(r"(?i:bytes)=(?:([0-9]{1,1000})-([0-9]{0,1000})|-([0-9]{1,1000}))")
@@ -105,9 +106,10 @@ def _media_ranges(accept: str) -> list[tuple[str, float]]:
             key, _, value = param.partition("=")
             key, value = key.strip().lower(), value.strip().strip('"').lower()
             if key == "q":
-                try:
+                # Not float(): "nan", "inf" or "2" would outrank every well-formed entry (nan even q=1).
+                if _QVALUE.fullmatch(value):
                     q = float(value)
-                except ValueError:
+                else:
                     acceptable = False
             elif key == "charset" and value not in _CHARSETS:
                 acceptable = False

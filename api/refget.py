@@ -205,7 +205,8 @@ async def sequence(request: Request) -> Response:
         return _not_acceptable(accept, SEQUENCE_OFFERS)
     start = parse_coordinate("start", request.query_params.getlist("start"))
     end = parse_coordinate("end", request.query_params.getlist("end"))
-    range_header = request.headers.get("range") or None  # an empty Range is no range (RFC 9110 14.2)
+    # An empty Range is no range (RFC 9110 14.2); Range sent on two lines is one list (RFC 9110 5.3), so two ranges.
+    range_header = field_value(request.headers.getlist("range"))
     if range_header is not None and (start is not None or end is not None):
         raise InvalidInputError("give either a Range header or start/end query parameters, not both")
     index = sequence_index(request)
@@ -224,6 +225,10 @@ async def sequence(request: Request) -> Response:
             return Response(status_code=304, headers={**headers, **IMMUTABLE, "ETag": etag})
         if request.headers.get("if-range", etag) != etag:
             range_header = None  # If-Range names another representation: the whole sequence (RFC 9110 13.1.5)
+    elif range_header is not None and "if-range" in request.headers:
+        # An alias's bases have no validator (it may be repointed), so no If-Range can match the ones
+        # served now: the whole sequence, never a range spliced onto a copy of another sequence.
+        range_header = None
     if range_header is not None:
         try:
             first, stop = parse_range(range_header, seq.length)

@@ -56,12 +56,15 @@ _MUTABLE = "no-cache"
 router = APIRouter(tags=["store"])
 
 
-def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]:
-    """The regular file ``relative`` names inside ``root``; NotFoundError for anything else."""
+def resolve_store_file(root: Path, relative: str, mount: str = "/store") -> tuple[Path, os.stat_result]:
+    """The regular file ``relative`` names inside ``root``; NotFoundError for anything else.
+
+    ``mount`` is where clients see ``root`` (``/store`` behind the server's root path): what a 404 names.
+    """
     parts = [p for p in relative.split("/") if p]  # "store//x" from clients joining "store/" + "/x"
     if not parts:  # the directory itself, which the docs name: say where its files start (no listings)
-        raise NotFoundError("/store/ is the RefgetStore directory, which lists no files: its index is "
-                            "/store/rgstore.json, what gtars RefgetStore.open_remote reads")
+        raise NotFoundError(f"{mount}/ is the RefgetStore directory, which lists no files: its index is "
+                            f"{mount}/rgstore.json, what gtars RefgetStore.open_remote reads")
     if (
         len(relative) > 1024
         or any(p in (".", "..") or p.startswith(".") or "\\" in p or "\x00" in p for p in parts)
@@ -89,9 +92,10 @@ def resolve_store_file(root: Path, relative: str) -> tuple[Path, os.stat_result]
 async def store_file(request: Request, path: str) -> Response:
     """Serve one RefgetStore file; ``Range: bytes=a-b`` gives 206 (what gtars open_remote needs)."""
     store = store_of(request)
+    mount = request.scope.get("root_path", "").rstrip("/") + "/store"  # behind a proxy, as its clients see it
     try:
         # Async so that a lazy fetch below waits on the fetch slots, not on a threadpool token.
-        real, st = await run_in_threadpool(resolve_store_file, store.refget_path, path)
+        real, st = await run_in_threadpool(resolve_store_file, store.refget_path, path, mount)
     except NotFoundError:
         if not await _fetched_lazily(request, path.strip("/")):
             raise

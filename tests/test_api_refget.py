@@ -177,6 +177,16 @@ def test_a_type_refused_with_q_0_is_never_the_answer(served: Server, accept: str
         "Range": "bytes=0-3"}).headers["etag"]  # another representation, another tag
 
 
+@pytest.mark.parametrize("bad_q", ["nan", "inf", "2", "1.5", "-1", "0.0001"])
+def test_an_entry_with_a_q_outside_rfc_9110s_grammar_never_outranks_a_well_formed_one(
+    served: Server, bad_q: str
+) -> None:
+    # float() took "nan" (which then beat q=1, as nan compares false both ways), "inf" and "2".
+    accept = f"text/vnd.ga4gh.refget.v2.0.0+plain;q={bad_q}, text/vnd.ga4gh.refget.v1.0.0+plain;q=0.9"
+    r = get(served, f"sequence/{I_MD5}?start=0&end=4", {"Accept": accept})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/vnd.ga4gh.refget.v1.0.0+plain; charset=us-ascii"
+
+
 @pytest.mark.parametrize(("path", "accept"), [
     (f"sequence/{I_MD5}", "text/vnd.ga4gh.refget.v2.0.0+plain;q=0, text/plain;q=0"),
     (f"sequence/{I_MD5}", "text/*;q=0, */*;q=0"),
@@ -184,6 +194,13 @@ def test_a_type_refused_with_q_0_is_never_the_answer(served: Server, accept: str
 ])
 def test_every_offered_type_refused_with_q_0_is_406(served: Server, path: str, accept: str) -> None:
     assert get(served, path, {"Accept": accept}).status_code == 406
+
+
+def test_a_406_quoting_a_huge_accept_is_one_short_line_as_every_error(served: Server) -> None:
+    accept = ",".join(f"text/x{i};q=0.1" for i in range(2000))  # ~30 kB, echoed whole before
+    for path in (f"sequence/{I_MD5}", "sequence/service-info"):
+        r = get(served, path, {"Accept": accept})
+        assert r.status_code == 406 and len(r.json()["detail"]) < 1100 and "characters left out" in r.json()["detail"]
 
 
 def test_negotiated_answers_tell_caches_they_vary_by_accept(served: Server) -> None:
@@ -377,6 +394,14 @@ def test_range_together_with_start_or_end_is_400(served: Server) -> None:
 def test_an_empty_range_header_is_no_range(served: Server) -> None:
     r = get(served, f"sequence/{NC_MD5}?start=0&end=12", {"Range": ""})
     assert r.status_code == 200 and r.content == bases("NC")[:12]
+
+
+def test_range_sent_on_two_lines_is_judged_as_the_list_rfc_9110_combines_them(served: Server) -> None:
+    url = f"{served.url}/sequence/{NC_MD5}"
+    two = httpx.get(url, headers=[("Range", "bytes=0-3"), ("Range", "bytes=10-13")], timeout=30)
+    assert two.status_code == 400 and "not a single byte range" in two.json()["detail"]  # two ranges, not the first
+    blank_first = httpx.get(url, headers=[("Range", ""), ("Range", "bytes=10-13")], timeout=30)
+    assert blank_first.status_code == 206 and blank_first.content == bases("NC")[10:14]
 
 
 def test_suffix_range_returns_the_last_bytes(served: Server) -> None:
@@ -628,3 +653,12 @@ def test_a_checksum_ids_bases_carry_a_strong_etag_that_revalidates_and_guards_ra
 def test_an_alias_ids_bases_carry_no_etag_because_the_alias_may_be_repointed(served: Server) -> None:
     r = get(served, f"sequence/{CHECKSUMS['I']['insdc']}?start=0&end=10", {"If-None-Match": "*"})
     assert r.status_code == 200 and "etag" not in r.headers and r.content == bases("I")[:10]
+
+
+@pytest.mark.parametrize("if_range", ['"other"', "Mon, 01 Jan 2001 00:00:00 GMT"])
+def test_an_alias_ids_range_under_if_range_is_the_whole_sequence_as_no_validator_can_match(
+    served: Server, if_range: str
+) -> None:
+    # The alias may have been repointed since the client's partial copy: RFC 9110 13.1.5 ignores the Range.
+    r = get(served, f"sequence/{CHECKSUMS['I']['insdc']}", {"Range": "bytes=10-19", "If-Range": if_range})
+    assert r.status_code == 200 and r.content == bases("I") and "content-range" not in r.headers

@@ -127,6 +127,18 @@ def test_the_store_directory_itself_is_a_404_naming_its_index_file(served: tuple
     assert httpx.get(f"{server.url}/store/rgstore.json").status_code == 200
 
 
+@pytest.mark.parametrize("root", ["/rg", "/rg/"])
+def test_the_store_directory_404_behind_a_root_path_names_the_paths_its_clients_see(tmp_path: Path, root: str) -> None:
+    # It named /store/ and /store/rgstore.json, which a client behind the proxy stripping /rg never reaches.
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path, extra_args=["--root-path", root]) as server:
+        r = httpx.get(f"{server.url}/store/")
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"] == ("/rg/store/ is the RefgetStore directory, which lists no files: its index is "
+                                  "/rg/store/rgstore.json, what gtars RefgetStore.open_remote reads")
+
+
 def test_gtars_open_remote_reads_the_same_bases_as_the_local_store(
     served: tuple[Server, Path, str], tmp_path: Path
 ) -> None:
@@ -237,6 +249,17 @@ def test_range_errors_are_one_line_json_as_on_the_refget_route(served: tuple[Ser
     current = httpx.head(url).headers["etag"]
     r = httpx.get(url, headers={"Range": "bytes=0-1", "If-Range": current})
     assert r.status_code == 206 and r.content == whole[:2]
+
+
+def test_range_sent_on_two_lines_is_one_list_of_two_ranges_so_the_whole_file(served: tuple[Server, Path, str]) -> None:
+    server, path, _ = served
+    whole = (path / "refget" / "rgstore.json").read_bytes()
+    url = f"{server.url}/store/rgstore.json"
+    # RFC 9110 5.3 combines the lines: two ranges, answered whole as a single-line list is, never the first alone.
+    r = httpx.get(url, headers=[("Range", "bytes=0-1"), ("Range", "bytes=4-5")])
+    assert r.status_code == 200 and r.content == whole
+    r = httpx.get(url, headers=[("Range", ""), ("Range", "bytes=4-5")])
+    assert r.status_code == 206 and r.content == whole[4:6]
 
 
 def test_an_unchanged_file_is_hashed_once_for_many_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
