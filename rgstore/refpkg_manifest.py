@@ -200,14 +200,33 @@ def _state(doc: Any, where: str, message: str = "") -> ManifestState:
     )
 
 
+class _DuplicateKey(Exception):
+    """An object of CONTENTS.json names one key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key, other readers the first: with
+    # {"files": {"tree": "../x", "tree": "t.nwk"}} the name checked and the MD5 verified
+    # would not be the file another tool opens, so an ambiguous manifest is refused.
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateKey(key)
+        doc[key] = value
+    return doc
+
+
 def parse_manifest(data: bytes) -> Manifest:
     """Parse CONTENTS.json; accepts minimal manifests (only files, md5 and metadata).
 
-    InvalidInputError on anything taxtastic would reject, and on a history that records more
-    rollback states than log entries (each rollback pops one entry).
+    InvalidInputError on anything taxtastic would reject, on an object naming one key twice
+    (readers disagree on which one counts), and on a history that records more rollback states
+    than log entries (each rollback pops one entry).
     """
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise _bad(f"key {exc.args[0][:200]!r} appears twice in one object") from None
     except RecursionError:
         raise _bad("its history nests too deeply to parse") from None
     except (ValueError, UnicodeDecodeError) as exc:

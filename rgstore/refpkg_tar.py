@@ -199,6 +199,8 @@ def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
         once = _Once(raw, advance)
         magic = once.magic()
         if magic.startswith(b"PK\x03\x04"):  # a zip on a pipe: its index is at its end
+            if path.is_file():  # zipfile found no index at the end of this file: it was cut short
+                raise InvalidInputError(f"{path} is damaged (truncated or corrupt): a zip without its central directory")
             raise InvalidInputError(f"{path} is a zip, which cannot be read from a pipe: import it from a file")
         opener: Callable[[Any], Any] = _Plain
         not_this: tuple[type[BaseException], ...] = ()

@@ -414,7 +414,15 @@ class Refpkgs:
 
     def check(self, name: str, *, progress: ProgressFactory = null_progress) -> list[str]:
         """Every problem that makes the package unusable by pplacer (taxtastic's rules); [] if none."""
-        return check_package(self._files(name), self.store.blobs, progress)
+        with self.store.read() as txn:
+            step = self._current(txn, name)[1]
+        problems = check_package(step.files, self.store.blobs, progress)
+        # taxit check never looks at metadata, but pplacer refuses any format_version but "1.1"
+        # (one set by `update --metadata` is exported as it is); an absent one is exported as "1.1".
+        version = step.metadata.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            problems.append(f"format_version is {version!r}; pplacer reads only {FORMAT_VERSION}.")
+        return problems
 
     def state(self, txn: Txn, name: str) -> tuple[Head, Step]:
         """(head, current step) of an existing package inside ``txn``; NotFoundError otherwise."""

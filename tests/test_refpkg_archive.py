@@ -112,6 +112,21 @@ def test_a_zip_member_with_a_bad_crc_is_refused_in_one_line(  # type: ignore[no-
         assert _untouched(store)
 
 
+@pytest.mark.parametrize("keep", [0.25, 0.5, 0.97])
+def test_a_truncated_zip_file_is_called_damaged_not_a_pipe(  # type: ignore[no-untyped-def]
+    cli, store_path: Path, taxit_dir: Path, tmp_path: Path, keep: float
+) -> None:
+    # Cut short, a zip has no central directory, so it is not recognised as one and is read as a tar.
+    whole = _zip(taxit_dir, tmp_path / "whole.zip", zipfile.ZIP_DEFLATED).read_bytes()
+    cut = tmp_path / "made.refpkg.zip"
+    cut.write_bytes(whole[: int(len(whole) * keep)])
+    result = cli("refpkg", "import", str(cut))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {cut} is damaged (truncated or corrupt): a zip without its central directory\n"
+    with Store.open(store_path) as store:
+        assert _untouched(store)
+
+
 def test_a_zip_whose_manifest_has_a_bad_crc_is_refused(store: Store, taxit_dir: Path, tmp_path: Path) -> None:
     archive = _zip(taxit_dir, tmp_path / "made.refpkg.zip", zipfile.ZIP_STORED)
     data = bytearray(archive.read_bytes())

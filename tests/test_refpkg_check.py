@@ -76,6 +76,18 @@ def test_missing_required_keys_are_each_reported(store: Store) -> None:
     ]
 
 
+def test_a_format_version_pplacer_refuses_is_reported_and_taxit_check_misses_it(
+    store: Store, make: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    assert make("v2") == []
+    store.refpkgs.update_metadata("v2", {"format_version": "2.0"})
+    assert store.refpkgs.check("v2") == ["format_version is '2.0'; pplacer reads only 1.1."]
+    store.refpkgs.export("v2", tmp_path / "v2.refpkg")  # exported as set, so pplacer would refuse it
+    assert taxit("check", tmp_path / "v2.refpkg", check=False).returncode == 0
+    store.refpkgs.rollback("v2")
+    assert store.refpkgs.check("v2") == []
+
+
 def test_uneven_seq_info_rows_are_reported(make: Callable[..., list[str]]) -> None:
     assert make("uneven", seq_info="seqname,tax_id\ns1,1\ns2,1,x\ns3,1\n") == [
         "some lines in seq_info differ in field count"]

@@ -459,6 +459,9 @@ def test_import_refuses_an_existing_name_and_accepts_a_new_one(store: Store, pac
     (b'{"files": {}, "md5": {}, "metadata": {}, "rollforward": [1, {}]}', "pair"),
     (b'{"files": {}, "md5": {}, "metadata": {}, "log": [], "rollback": '
      b'{"files": {}, "md5": {}, "metadata": {}}}', "1 rollback states but only 0 log entries"),
+    # json.loads keeps the last "tree", a first-wins reader the first: the checked name is not the one used
+    (b'{"files": {"tree": "../../etc/passwd", "tree": "t.nwk"}, "md5": {"tree": "' + b"0" * 32 + b'"}, '
+     b'"metadata": {}}', "key 'tree' appears twice in one object"),
 ])
 def test_malformed_manifests_are_refused_with_the_reason(text: bytes, why: str) -> None:
     with pytest.raises(InvalidInputError, match=why):
