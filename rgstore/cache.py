@@ -43,6 +43,7 @@ from .environment import Db, Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError, refuse_negative
 from .events import CachePinned, CacheTouched, CacheUnpinned, Envelope, FileRef
 from .extract import EXTRACTOR_VERSION
+from .httpclient import check_url
 from .log import NewEvent
 from .progress import ProgressFactory, null_progress
 from .views.cache import CacheEntry, CacheView, Tombstone
@@ -57,6 +58,12 @@ TOUCH_INTERVAL = 3600.0
 """Seconds between two recorded touches of one entry."""
 _ATTEMPTS = 3
 """Times ``regions`` recomputes its keys when level 2 changes under it before giving up."""
+
+
+def _check_base_url(base_url: str | None) -> None:
+    """InvalidInputError for an unusable upstream URL, before a hit could pass it over unread."""
+    if base_url:  # empty: the default upstream
+        check_url(base_url, "--base-url")
 
 
 def _touch_due(now: float, last_access: float) -> bool:
@@ -233,6 +240,7 @@ class Cache:
         progress: ProgressFactory = null_progress,
     ) -> RawResult:
         """Make sure the request's raw genome and GTF are cached (downloading and verifying them if not)."""
+        _check_base_url(base_url)
         recorded = self.entry(raw_identity(request).key)
         if recorded is not None and is_entry_path(recorded.path):
             self._fetched(recorded)
@@ -337,6 +345,7 @@ class Cache:
         keys are computed again) and that its decompressed inputs match their recorded sha256
         (else level 2 is fetched again first).
         """
+        _check_base_url(base_url)
         hits: set[str] = set()  # keys already found intact, so no file is hashed twice
         known = self._known_inputs(raw_identity(request).key)
         if known is not None:

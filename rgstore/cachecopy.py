@@ -168,13 +168,15 @@ def fetch_missing_entry_files(store: Store, entry: CacheEntry, *, only: str | No
     sha256 before it is renamed into place (UpstreamIntegrityError, nothing stored); NotFoundError when the
     upstream lacks it, RemoteError when it cannot be reached, each one line naming the file and what to do.
     """
-    missing = [(relative, ref) for relative, ref in sorted(entry.files.items())
-               if only in (None, relative) and not _present(local_cache_file(store, entry, relative), ref.size)]
-    if not missing:
-        return 0
     with store.read() as txn:
         replica_of = store.log.meta_get(txn, "replica_of")
     if replica_of is None:
+        # First: a primary fetches nothing, so it need not place the files (a raw tree symlinked to
+        # another disk resolves outside the cache root, and every fetch-raw hit was refused for it).
+        return 0
+    missing = [(relative, ref) for relative, ref in sorted(entry.files.items())
+               if only in (None, relative) and not _present(local_cache_file(store, entry, relative), ref.size)]
+    if not missing:
         return 0
     from .blobfetch import upstream_client
 
@@ -200,7 +202,7 @@ def _present(path: Path, size: int) -> bool:
     """Whether ``path`` is a file of ``size`` bytes (what ``missing_cache_files`` counts as there)."""
     try:
         return path.stat().st_size == size
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in the entry directory's place: not there either
         return False
 
 

@@ -92,7 +92,7 @@ def intact(
         try:
             if (directory / rel).stat().st_size != ref.size:
                 return False
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file in a directory's place is damage too
             return False
     if not deep:
         return True

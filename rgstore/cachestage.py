@@ -95,7 +95,7 @@ def publish_staged(root: Path, staging: Path, rel: str) -> None:
     """Rename a finished staging directory to its final place (replacing a stale copy)."""
     final = root / rel
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
+    if os.path.lexists(final):  # a dangling symlink in its place too: rename cannot replace it
         remove_tree(final)  # not a live, intact entry (checked under the entry lock)
     os.replace(staging, final)
     fsync_dir(final.parent)

@@ -113,7 +113,10 @@ def parse_md5checksums(text: str, source: str = "md5checksums.txt") -> dict[str,
         fields = line.split(maxsplit=1)
         if len(fields) != 2 or not _MD5.match(fields[0]):
             raise InvalidInputError(f"{source} line {lineno}: expected '<md5>  ./<file>', got {line[:80]!r}")
-        name = fields[1].strip().removeprefix("./")
+        name = fields[1].strip()
+        if line.lstrip()[32:34] == " *":  # `md5sum -b` (a mirror's own list) marks each name with '*'
+            name = name.removeprefix("*")
+        name = name.removeprefix("./")
         _add_once(out, name, Expected(algorithm="md5", value=fields[0].lower()), source, lineno)
     return out
 

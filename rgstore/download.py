@@ -222,9 +222,12 @@ def download(
             if isinstance(exc, httpx.UnsupportedProtocol):  # e.g. redirected to ftp://: no retry will do
                 raise RemoteError(f"cannot download {redact(url)}: {exc}") from None
             if failures > retries:
+                # Only a part holding bytes is resumed; after e.g. an HTTP 500 on every try there is none.
+                kept = part.exists() and part.stat().st_size > 0
                 raise RemoteError(
                     f"download of {redact(url)} failed {failures} times (last: {exc}); "
-                    "the partial file is kept and the next run resumes it"
+                    + ("the partial file is kept and the next run resumes it" if kept
+                       else "no byte of it arrived; run the command again later")
                 ) from None
             time.sleep(backoff * failures)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable

@@ -223,8 +223,12 @@ def remove_tree(path: Path) -> None:
 
     Python's descriptor-based rmtree raises with the entry's bare name (``Permission denied:
     gene.fna``), which tells a user whose cache directory another account made read-only nothing
-    about where the file is.
+    about where the file is. A file or symlink in the directory's place (a damaged cache entry) is
+    unlinked instead: rmtree refuses both, and a symlink's target is never entered.
     """
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+        return
 
     def named(where: str, exc: BaseException) -> None:
         if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:

@@ -170,6 +170,37 @@ def test_a_tampered_region_file_is_rebuilt_not_served(store: Store, server: Upst
     assert cache_events(store)[-2:] == ["cache-evicted", "cache-inserted"]
 
 
+def test_a_region_entry_whose_directory_became_a_file_is_rebuilt_not_a_not_a_directory_error(
+    store: Store, server: UpstreamServer
+) -> None:
+    # The hit check and the publish both failed with a bare "Not a directory" (stat, then rmtree).
+    first = store.cache.regions(req(ENSEMBL, "exon"), base_url=base(server, "ensembl"))[0]
+    original = Path(first.path).read_bytes()
+    directory = store.cache_path / f"cached_genomic_{first.key}"
+    for child in sorted(directory.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    directory.rmdir()
+    directory.write_text("not a directory\n")
+    again = store.cache.regions(req(ENSEMBL, "exon"), base_url=base(server, "ensembl"))[0]
+    assert (again.hit, again.key) == (False, first.key)
+    assert Path(again.path).read_bytes() == original
+    assert store.verify().ok
+
+
+def test_a_raw_tree_symlinked_to_another_disk_serves_fetch_raw_hits(
+    store: Store, server: UpstreamServer, tmp_path: Path
+) -> None:
+    # The mirror-only "fetch missing files" step ran on a primary too, and its placement check
+    # refused the symlinked tree as "a file outside the cache" although regions read it fine.
+    first = store.cache.fetch_raw(req(NCBI), base_url=base(server, "ncbi"))
+    raw = store.cache_path / "ncbi_raw"
+    raw.rename(tmp_path / "bigdisk")
+    raw.symlink_to(tmp_path / "bigdisk", target_is_directory=True)
+    again = store.cache.fetch_raw(req(NCBI), base_url=base(server, "ncbi"))
+    assert (again.hit, again.key) == (True, first.key)
+    assert store.verify().ok
+
+
 def test_keys_change_when_the_upstream_inputs_change(store: Store, tmp_path: Path) -> None:
     root = tmp_path / "up"
     write_ensembl_tree(root, make_genome(total_bp=60_000, genes=10, seed=1))

@@ -232,6 +232,18 @@ def test_fetch_raw_refuses_a_base_url_with_a_query_string_instead_of_building_br
         "that paths are appended to"]
 
 
+@pytest.mark.parametrize("bad", ["file:///etc", "not a url", "http://reader:s3cret@127.0.0.1/x"])
+def test_a_bad_base_url_is_a_one_line_error_even_when_everything_is_cached(cli, server: UpstreamServer, bad: str) -> None:  # type: ignore[no-untyped-def]
+    # A hit never read --base-url, so a typo (or a password) passed silently until the first miss.
+    good = ("--base-url", f"{server.url}/ensembl")
+    assert cli("cache", "regions", *ENS, *good).exit_code == 0
+    for command in ("fetch-raw", "regions"):
+        out = cli("cache", command, *ENS, "--base-url", bad)
+        assert out.exit_code == 1, out.output
+        [line] = out.output.strip().splitlines()
+        assert line.startswith("error: --base-url ") and "s3cret" not in line
+
+
 def test_fetch_raw_takes_an_uppercase_scheme(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
     out = cli("cache", "fetch-raw", *ENS, "--base-url", f"{server.url.replace('http://', 'HTTP://')}/ensembl", "--json")
     assert out.exit_code == 0, out.output

@@ -200,6 +200,32 @@ def test_gc_leaves_a_locked_stray_alone(filled: Store) -> None:
     assert filled.cache.gc(max_age=None).strays == [staging.name]
 
 
+@pytest.mark.parametrize("replacement", ["file", "symlink"])
+def test_gc_evicts_an_entry_whose_directory_became_a_file_or_symlink_and_never_enters_the_link(
+    filled: Store, tmp_path: Path, replacement: str
+) -> None:
+    # rmtree refused both ("Not a directory", "Cannot call rmtree on a symbolic link") after the
+    # eviction committed, so every later gc failed on the same pending deletion.
+    entry = next(e for e in filled.cache.ls() if e.level == 1)
+    directory = filled.cache_path / entry.path
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the cache's\n")
+    for child in sorted(directory.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    directory.rmdir()
+    if replacement == "file":
+        directory.write_text("not a directory\n")
+    else:
+        directory.symlink_to(outside, target_is_directory=True)
+    report = filled.cache.gc(max_age=None, max_size=0)
+    assert entry.key in {i.key for i in report.evicted}
+    assert not os.path.lexists(directory)
+    assert (outside / "keep.txt").read_text() == "not the cache's\n"
+    assert filled.cache.gc(max_age=None, max_size=0).completed == []
+    assert filled.verify().ok
+
+
 def test_evicting_a_raw_entry_prunes_its_empty_parents(filled: Store) -> None:
     raw = filled.cache.ls(level=2)[0]
     _later(filled, 40 * DAY)

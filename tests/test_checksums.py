@@ -37,6 +37,14 @@ def test_md5checksums_names_lose_only_the_leading_dot_slash() -> None:
     assert "Annotation_comparison/sub dir/file.txt" in parsed
 
 
+def test_md5checksums_written_by_md5sum_in_binary_mode_name_the_files_without_the_star() -> None:
+    # `md5sum -b` writes "<md5> *<file>"; the star stayed in the name, so the genome was "not listed".
+    parsed = parse_md5checksums("2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c *./a_genomic.fna.gz\n"
+                                "0123456789abcdef0123456789abcdef *b.gtf.gz\n")
+    assert sorted(parsed) == ["a_genomic.fna.gz", "b.gtf.gz"]
+    assert parse_md5checksums("2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c  ./*star.txt\n").keys() == {"*star.txt"}
+
+
 def test_md5checksums_rejects_a_malformed_line_naming_it() -> None:
     with pytest.raises(InvalidInputError, match="line 2"):
         parse_md5checksums("2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c  ./a\nnot a checksum line\n")

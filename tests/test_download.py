@@ -58,6 +58,17 @@ def test_a_dropped_connection_is_resumed_with_range(server: UpstreamServer, tmp_
     assert [(r.range, r.status) for r in log] == [(None, 200), ("bytes=100000-", 206)]
 
 
+def test_a_download_that_always_fails_before_its_body_does_not_promise_a_resume(tmp_path: Path) -> None:
+    # Every attempt answered HTTP 500: the message said "the partial file is kept" with none on disk.
+    with HostileServer({"/": fixed("500 Internal Server Error", b"oops")}) as srv, http_client() as client:
+        with pytest.raises(RemoteError) as caught:
+            download(client, f"{srv.url}/g.fa.gz", tmp_path / "g.fa.gz", expected=None, retries=1, backoff=0)
+    message = str(caught.value)
+    assert "failed 2 times (last: HTTP 500)" in message and "no byte of it arrived" in message
+    assert "partial file is kept" not in message
+    assert not (tmp_path / "g.fa.gz.part").exists() or (tmp_path / "g.fa.gz.part").stat().st_size == 0
+
+
 def test_an_interrupted_download_resumes_in_a_later_call(server: UpstreamServer, tmp_path: Path) -> None:
     server.drop_after("big.bin", 123_456)
     dest = tmp_path / "big.bin"
