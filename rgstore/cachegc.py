@@ -132,6 +132,15 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def _idle_text(seconds: float) -> str:
+    """How long an entry went unused, in the largest unit that reads as more than zero ("5.0 hours")."""
+    # "unused for 0.0 days" said nothing about an entry a `--max-age 12h` gc evicted.
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{max(0.0, seconds):.0f} seconds"
+
+
 def plan(
     entries: list[CacheEntry], *, now: float, max_age: float | None, max_size: int | None
 ) -> list[tuple[CacheEntry, str]]:
@@ -140,7 +149,7 @@ def plan(
     keep: list[CacheEntry] = []
     for e in entries:
         if max_age is not None and not e.pinned and now - e.last_access > max_age:
-            out.append((e, f"age: unused for {(now - e.last_access) / 86400:.1f} days"))
+            out.append((e, f"age: unused for {_idle_text(now - e.last_access)}"))
         else:
             keep.append(e)
     if max_size is not None:

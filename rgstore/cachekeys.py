@@ -268,6 +268,8 @@ def make_request(
     else:
         if not _RELEASE.fullmatch(rel):  # the same pattern entry paths are checked with
             raise InvalidInputError(f"invalid Ensembl release {rel!r}: expected a number of 1-9 digits, e.g. 110")
+        if rel != str(int(rel)):  # "0110" would be its own key and path, and upstream has no release-0110
+            raise InvalidInputError(f"invalid Ensembl release {rel!r}: write it without leading zeros ({int(rel)})")
         if asm:
             _check("assembly", asm, _NAME, "e.g. GRCh38")
         tax = _check("taxon", taxon, _NAME, "e.g. 9606") if taxon else ""

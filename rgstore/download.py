@@ -29,7 +29,7 @@ from .progress import ProgressFactory, null_progress
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["http_client", "download", "get_text", "DEFAULT_RETRIES", "DISK_RESERVE"]
+__all__ = ["http_client", "download", "get_text", "retry_after", "DEFAULT_RETRIES", "DISK_RESERVE", "RETRY_AFTER_CAP"]
 
 DEFAULT_RETRIES = 3
 TEXT_LIMIT = 64 << 20
@@ -38,13 +38,48 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 
 
+RETRY_AFTER_CAP = 60.0
+"""The longest an upstream's ``Retry-After`` makes a retry wait (a day-long one would look like a hang)."""
+_RETRIED = frozenset({429})
+"""Statuses below 500 worth a retry: 429 Too Many Requests (NCBI rate-limits per client)."""
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delay-seconds or an HTTP date), capped; None if absent or bad."""
+    from email.utils import parsedate_to_datetime
+
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def _transient(status: int) -> bool:
+    return status >= 500 or status in _RETRIED
+
+
 DISK_RESERVE = 256 << 20
 """A download stops rather than leave less than this free on its disk (an endless or oversized upstream answer)."""
 _SPACE_CHECK_EVERY = 64 << 20
 
 
 class _Incomplete(Exception):
-    """The body ended before the announced length (the server closed early)."""
+    """The body ended before the announced length (the server closed early), or a transient HTTP status."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+        """Seconds the server asked to wait before the retry (``Retry-After``), if it said."""
 
 
 def http_client(timeout: float = 60.0) -> httpx.Client:
@@ -78,9 +113,10 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
                         f"upstream has no {redact(url)} (HTTP 404); check the source, species, release and assembly"
                     )
                 if resp.status_code != 200:
-                    if attempt >= retries or resp.status_code < 500:
+                    if attempt >= retries or not _transient(resp.status_code):
                         raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code}")
-                    time.sleep(0.2 * (attempt + 1))
+                    wait = retry_after(resp.headers.get("retry-after"))
+                    time.sleep(0.2 * (attempt + 1) if wait is None else wait)
                     continue
                 body = read_capped(resp, TEXT_LIMIT, f"cannot fetch {redact(url)}: the answer exceeds "
                                    f"{TEXT_LIMIT >> 20} MiB, far more than a checksum file or listing; check the base URL")
@@ -140,8 +176,8 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
             offset = 0
             length = resp.headers.get("content-length")
             total = int(length) if length and length.isdigit() else None
-        elif status >= 500:
-            raise _Incomplete(f"HTTP {status}")  # a server-side hiccup: worth a retry
+        elif _transient(status):  # a server-side hiccup or a rate limit: worth a retry, when the server says
+            raise _Incomplete(f"HTTP {status}", wait=retry_after(resp.headers.get("retry-after")))
         else:
             raise RemoteError(f"cannot download {redact(url)}: HTTP {status}")
         meta.write_text(json.dumps({"url": url, "validator": _validator(resp)}))
@@ -229,7 +265,8 @@ def download(
                     + ("the partial file is kept and the next run resumes it" if kept
                        else "no byte of it arrived; run the command again later")
                 ) from None
-            time.sleep(backoff * failures)
+            wait = exc.wait if isinstance(exc, _Incomplete) else None
+            time.sleep(backoff * failures if wait is None else wait)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
             raise RemoteError(f"cannot download {redact(url)}: {exc or type(exc).__name__}") from None
         except OSError as exc:  # the disk (or a quota) refused a write between two free-space checks

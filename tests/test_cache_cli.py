@@ -96,6 +96,9 @@ def test_a_checksum_mismatch_is_a_one_line_error_and_nonzero_exit(cli, server: U
 def test_bad_options_are_one_line_errors(cli) -> None:  # type: ignore[no-untyped-def]
     out = cli("cache", "regions", "--source", "ensembl", "--species", "x", "--release", "current")
     assert out.exit_code == 1 and out.stderr.startswith("error: release 'current' is not a fixed release")
+    out = cli("cache", "regions", "--source", "ensembl", "--species", "x", "--release", "0110")  # not its own key
+    assert out.exit_code == 1 and out.stderr.startswith("error: invalid Ensembl release '0110'")
+    assert out.stderr.count("\n") == 1
     out = cli("cache", "gc", "--max-age", "soon")  # a malformed option is a usage error, as for `gc --grace`
     assert out.exit_code == 2 and "invalid duration" in out.stderr and out.stderr.count("\n") == 1
     out = cli("cache", "gc", "--max-size", "lots")

@@ -123,6 +123,17 @@ def test_verify_reports_a_missing_level2_file(filled: Store) -> None:
     assert [(p.key, p.problem) for p in problems] == [(raw.key, "missing")]
 
 
+@pytest.mark.parametrize(("idle", "said"), [(40 * DAY, "40.0 days"), (5 * 3600, "5.0 hours"),
+                                            (90 * 60, "1.5 hours"), (20 * 60, "20.0 minutes"), (42, "42 seconds")])
+def test_an_age_eviction_says_how_long_the_entry_went_unused_in_a_unit_that_is_not_zero(
+    filled: Store, idle: float, said: str
+) -> None:
+    # `--max-age 12h` evicted entries "unused for 0.0 days".
+    newest = max(filled.cache.ls(), key=lambda e: e.last_access)
+    chosen = {e.key: why for e, why in plan([newest], now=newest.last_access + idle, max_age=1.0, max_size=None)}
+    assert chosen == {newest.key: f"age: unused for {said}"}
+
+
 def test_plan_counts_pinned_bytes_but_never_picks_them(filled: Store) -> None:
     entries = filled.cache.ls()
     for e in entries:

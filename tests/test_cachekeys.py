@@ -152,6 +152,14 @@ def test_ensembl_releases_are_numbers() -> None:
         make_request("ensembl", species="homo_sapiens", release="RS_2023_10")
 
 
+@pytest.mark.parametrize("padded", ["0110", "00110", "01"])
+def test_an_ensembl_release_with_leading_zeros_is_refused_not_keyed_apart_from_the_release(padded: str) -> None:
+    # "0110" made its own key and ensembl_raw/<species>/0110 path, and upstream has no release-0110 (HTTP 404).
+    with pytest.raises(InvalidInputError, match=f"invalid Ensembl release '{padded}': .*without leading zeros"):
+        make_request("ensembl", species="homo_sapiens", release=padded)
+    assert make_request("ensembl", species="homo_sapiens", release="0").source_params.annotation_release == "0"
+
+
 def test_every_accepted_ensembl_release_makes_a_usable_entry_path() -> None:
     """A release too long for the entry-path check would make an entry that is refetched forever."""
     from rgstore.cachekeys import is_entry_path, raw_identity

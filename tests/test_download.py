@@ -13,7 +13,7 @@ import pytest
 
 from rgstore import download as download_module
 from rgstore.checksums import Expected
-from rgstore.download import download, get_text, http_client
+from rgstore.download import download, get_text, http_client, retry_after
 from rgstore.errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from tests.hostile_http import HostileServer, Reply, endless, fixed, response, stall_after, trickle
 from tests.upstream_fixture import UpstreamServer
@@ -246,3 +246,54 @@ def test_a_download_given_up_as_too_slow_resumes_from_its_part_when_the_upstream
         download(client, f"{server.url}/big.bin", dest, expected=MD5)
     assert dest.read_bytes() == PAYLOAD
     assert server.gets("big.bin")[-1].range == f"bytes={kept}-"
+
+
+# -- rate limits (HTTP 429) ----------------------------------------------------------------------------
+
+
+def test_a_rate_limited_download_is_retried_and_completes(server: UpstreamServer, tmp_path: Path) -> None:
+    # NCBI answers 429 Too Many Requests to a busy client: that was a RemoteError on the first answer.
+    server.throttle("big.bin", times=2, retry_after="0")
+    dest = tmp_path / "big.bin"
+    with http_client() as client:
+        download(client, f"{server.url}/big.bin", dest, expected=MD5, backoff=0)
+    assert dest.read_bytes() == PAYLOAD
+    assert [r.status for r in server.gets("big.bin")] == [429, 429, 200]
+
+
+def test_a_rate_limited_checksum_request_is_retried(server: UpstreamServer) -> None:
+    (server.root / "md5checksums.txt").write_text("abc  ./x.fna.gz\n")
+    server.throttle("md5checksums.txt", times=1, retry_after="0")
+    with http_client() as client:
+        assert get_text(client, f"{server.url}/md5checksums.txt") == "abc  ./x.fna.gz\n"
+    assert [r.status for r in server.gets("md5checksums.txt")] == [429, 200]
+
+
+def test_a_download_rate_limited_on_every_try_says_so_in_one_line(server: UpstreamServer, tmp_path: Path) -> None:
+    server.throttle("big.bin", times=10, retry_after="0")
+    with http_client() as client, pytest.raises(RemoteError, match=r"failed 2 times \(last: HTTP 429\)"):
+        download(client, f"{server.url}/big.bin", tmp_path / "big.bin", expected=MD5, retries=1, backoff=0)
+
+
+@pytest.mark.parametrize(("header", "waits"), [("7", [7.0, 7.0]), ("86400", [60.0, 60.0])])
+def test_a_retry_waits_as_long_as_retry_after_asks_but_at_most_a_minute(
+    server: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header: str, waits: list[float]
+) -> None:
+    # The waits are recorded, not slept: the claim is what the downloader asked the clock for.
+    import time
+    from types import SimpleNamespace
+
+    asked: list[float] = []
+    monkeypatch.setattr(download_module, "time", SimpleNamespace(sleep=asked.append, time=time.time))
+    server.throttle("big.bin", times=2, retry_after=header)
+    with http_client() as client:
+        download(client, f"{server.url}/big.bin", tmp_path / "big.bin", expected=MD5, backoff=0.5)
+    assert asked == waits
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("5", 5.0), ("0", 0.0), ("3600", 60.0), (None, None), ("", None), ("soon", None), ("-3", None),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date already past: retry now
+])
+def test_retry_after_is_read_as_seconds_or_a_date_and_capped(header: str | None, seconds: float | None) -> None:
+    assert retry_after(header) == seconds

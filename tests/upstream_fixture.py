@@ -5,7 +5,8 @@
 ``UpstreamServer(root)`` serves that tree on 127.0.0.1 with strong ETags, Last-Modified,
 ``Range``/``If-Range`` (206, 416) and HTML directory listings, and records every request. Tests can
 tell it to corrupt a file's bytes in transit (the checksum files stay honest), to drop the
-connection after N body bytes, or to send slowly (so two clients overlap).
+connection after N body bytes, to send slowly (so two clients overlap), or to rate-limit a file
+(HTTP 429 with ``Retry-After``, as NCBI does).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class UpstreamServer:
         self._corrupt: set[str] = set()
         self._drops: dict[str, list[int]] = {}
         self._delay: dict[str, float] = {}
+        self._throttle: dict[str, list[str]] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -156,6 +158,10 @@ class UpstreamServer:
         """Spread each response of that file over about ``seconds``."""
         self._delay[suffix] = seconds
 
+    def throttle(self, suffix: str, times: int = 1, retry_after: str = "0") -> None:
+        """Answer the next ``times`` requests of that file with 429 Too Many Requests and this ``Retry-After``."""
+        self._throttle[suffix] = [retry_after] * times
+
     def gets(self, suffix: str) -> list[Logged]:
         """Logged requests whose path ends with ``suffix``."""
         with self._lock:
@@ -186,6 +192,14 @@ class UpstreamServer:
                     return
                 if target.is_dir():
                     self._listing(target)
+                    return
+                throttled = server._match(server._throttle, self.path)
+                if throttled is not None and server._throttle[throttled]:
+                    self._log(429)
+                    self.send_response(429)
+                    self.send_header("Retry-After", server._throttle[throttled].pop(0))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 data = target.read_bytes()
                 etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
