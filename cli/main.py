@@ -232,6 +232,12 @@ class RgstoreGroup(click.Group):
                 shown = ascii(bad)
             click.echo(f"error: an argument holds {shown}, which cannot be encoded as {exc.encoding}; {fix}", err=True)
             ctx.exit(1)
+        except MemoryError:
+            # A memory limit (`ulimit -v`, a batch job's) reached: one line, not a traceback. Every command
+            # commits whole or not at all, so the line need not say what was kept.
+            click.echo("error: out of memory: this process reached its memory limit (ulimit -v, the job's) or the "
+                       "machine's memory; raise the limit and run the command again", err=True)
+            ctx.exit(1)
         except BrokenPipeError:
             # `rgstore getseq ... | head` closes the pipe early; that is not an error.
             sys.stderr.close()

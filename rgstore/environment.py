@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import mmap
 import os
 import struct
 import threading
@@ -283,6 +284,19 @@ class Environment:
                 wait.pause()
 
     def _open_once(self, path: Path, map_size: int) -> lmdb.Environment:
+        try:
+            return self._lmdb_open(path, map_size)
+        except lmdb.MemoryError:
+            # An address-space limit (`ulimit -v`, usual on cluster nodes) refuses the sparse 64 GiB
+            # reservation: a smaller map reads and writes the same, and doubles when a write fills it.
+            for size in _smaller_maps(map_size, path / "data.mdb"):
+                try:
+                    return self._lmdb_open(path, size)
+                except lmdb.MemoryError:
+                    continue
+            raise _address_space_error(path) from None
+
+    def _lmdb_open(self, path: Path, map_size: int) -> lmdb.Environment:
         return lmdb.open(
             str(path),
             map_size=map_size,
@@ -466,10 +480,34 @@ class Environment:
             try:
                 while self._open_txns:
                     self._gate.wait()
-                self.env.set_mapsize(size)
+                self._set_mapsize(size)
             finally:
                 self._resizing = False
                 self._gate.notify_all()
+
+    def _set_mapsize(self, size: int) -> None:
+        """``set_mapsize(size)``, or the largest smaller map an address-space limit (``ulimit -v``) allows.
+
+        py-lmdb drops the environment when a remap fails, so the size is tried first as a bare
+        reservation. A growth (``size`` above the current map) that finds no larger room is an error,
+        the map left as it was: retrying the write at the same size would only fill it again.
+        """
+        before = self.env.info()["map_size"]
+        data_file = Path(self._data_file)
+        wanted = size or max(INITIAL_MAP_SIZE, _file_size(data_file))  # 0: adopt another process's size
+        if _reservable(wanted):
+            self.env.set_mapsize(size)
+            return
+        fit = next((smaller for smaller in _smaller_maps(wanted, data_file) if _reservable(smaller)), None)
+        if size and (fit is None or fit <= before):
+            raise RgstoreError(
+                f"the store's log in {self.path} needs a map larger than {before:,} bytes, which this process's "
+                "address-space limit (ulimit -v) refuses; nothing was committed: raise the limit and run the "
+                "command again"
+            )
+        if fit is None:
+            raise _address_space_error(self.path)
+        self.env.set_mapsize(fit)
 
     def sync(self) -> None:
         """Force a flush to disk (after unsynced bulk loads)."""
@@ -479,6 +517,42 @@ class Environment:
         """LMDB statistics of one sub-db."""
         stats = txn.stat(self.db(name))
         return {key: int(stats[key]) for key in stats}  # type: ignore[literal-required]
+
+
+MIN_MAP_SIZE = 1 << 24
+"""The smallest map tried when an address-space limit refuses a larger one (LMDB raises it to the file's size)."""
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _reservable(size: int) -> bool:
+    """Whether this process may map ``size`` more bytes of address space now (``ulimit -v`` allowing)."""
+    try:
+        probe = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)  # PROT_NONE: no memory
+    except (OSError, OverflowError, ValueError):
+        return False
+    probe.close()
+    return True
+
+
+def _smaller_maps(size: int, data_file: Path) -> Iterator[int]:
+    """Ever smaller map sizes below ``size``, halving, down to the log file's size (at least ``MIN_MAP_SIZE``)."""
+    floor = max(_file_size(data_file), MIN_MAP_SIZE)
+    while size > floor:
+        size = max(size // 2, floor)
+        yield size
+
+
+def _address_space_error(path: Path) -> StoreOpenError:
+    return StoreOpenError(
+        f"the store's log in {path} cannot be mapped into memory: this process's address-space limit (ulimit -v) "
+        "leaves too little room; raise the limit and run the command again"
+    )
 
 
 def read_only_mount(path: Path) -> bool:

@@ -15,7 +15,7 @@ from rgstore.events import AliasSet, Noted, RefpkgUpdated
 from rgstore.log import NewEvent
 from rgstore.replay import export_log
 from rgstore.store import Store
-from tests.conftest import run_rgstore
+from tests.conftest import REPO, run_rgstore
 
 
 def _seed(path: Path) -> None:
@@ -529,3 +529,28 @@ def test_a_store_left_without_its_log_takes_a_replay_with_its_rp_name_links_in_p
     assert proc.returncode == 0, proc.stderr.decode()
     with Store.open(store, readonly=True) as s:
         assert s.verify().ok
+
+
+_LOW_MEMORY = """
+import resource, sys
+import gtars, gtars.refget, multiprocessing, rgstore_cli.main, rgstore_cli.genome, rgstore.fasta  # noqa: F401
+import rgstore.genomes, rgstore.refgetstore  # noqa: F401
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (32 << 20), resource.RLIM_INFINITY))
+sys.argv = ["rgstore", *sys.argv[1:]]
+rgstore_cli.main.main()
+"""
+
+
+def test_a_command_that_runs_out_of_memory_is_one_line_and_records_nothing(tmp_path: Path) -> None:
+    # A memory limit (ulimit -v) reached while validating a FASTA ended in a MemoryError traceback.
+    fasta = tmp_path / "big.fa"
+    fasta.write_text(">c1\n" + ("ACGTTGCAAC" * 6 + "\n") * 300_000)  # 18 MB: its 8 MiB reads outgrow the limit
+    store_path = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-c", _LOW_MEMORY, "--store", str(store_path), "genome", "init",
+                           "--fasta", str(fasta), "--name", "big"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: out of memory: "), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == 0 and store.verify().ok

@@ -445,3 +445,62 @@ def test_a_read_in_flight_when_another_thread_closes_the_store_raises_store_clos
     thread.join()
     assert len(outcome) == 1 and isinstance(outcome[0], StoreClosedError), outcome
     assert "it was closed; open the store again" in str(outcome[0])
+
+
+def test_a_store_opens_reads_and_writes_under_an_address_space_limit_below_its_map(tmp_path: Path) -> None:
+    # `ulimit -v` (usual on cluster nodes) refused the sparse 64 GiB map: every command, even status, failed with
+    # "the store's LMDB files cannot be used (...: Cannot allocate memory); is this an rgstore store?".
+    import resource
+
+    from rgstore.store import Store
+
+    store_path = tmp_path / "store"
+    fasta = tmp_path / "t.fa"
+    fasta.write_text(">c1\n" + "ACGT" * 50 + "\n")
+    with Store.open(store_path, actor="t@x") as store:
+        digest = store.genomes.init(fasta, ["t"]).genome.digest
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, resource.RLIM_INFINITY))
+
+    def rgstore(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120, preexec_fn=limit)
+
+    assert rgstore("getseq", "t", "c1:0-8").stdout == "ACGTACGT\n"
+    assert rgstore("alias", "set", "other", digest).returncode == 0
+    checked = rgstore("verify")
+    assert checked.returncode == 0, checked.stderr
+    with Store.open(store_path, readonly=True) as store:
+        assert store.aliases.get("other") == digest
+
+
+_GROW_LIMITED = """
+import resource, sys
+from pathlib import Path
+from rgstore.environment import Environment
+from rgstore.errors import RgstoreError
+env = Environment(Path(sys.argv[1]), readonly=False, map_size=1 << 20)
+env.open_dbs(["t"])
+db = env.db("t")
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (96 << 20), resource.RLIM_INFINITY))
+try:
+    for i in range(200):
+        env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * (1 << 20), db=db))
+except RgstoreError as exc:
+    print(exc)
+with env.read() as txn:
+    print(len(txn.get(b"k0000", db=db)))
+"""
+
+
+def test_a_map_growth_an_address_space_limit_refuses_is_an_error_and_the_store_stays_readable(tmp_path: Path) -> None:
+    # py-lmdb dropped the environment when the doubled map could not be mapped: the next use raised
+    # "Attempt to operate on closed/deleted/dropped object" (an lmdb.Error the CLI blamed on the store).
+    proc = subprocess.run([sys.executable, "-c", _GROW_LIMITED, str(tmp_path / "log")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    refused, read = proc.stdout.splitlines()
+    assert "needs a map larger than" in refused and "address-space limit (ulimit -v)" in refused
+    assert "nothing was committed" in refused and read == str(1 << 20)
