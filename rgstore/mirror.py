@@ -472,6 +472,7 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         last = store.log.meta_get(txn, "last_pull")
         failing = store.log.meta_get(txn, PULL_ERROR)
         head, head_hash = store.log.head(txn)
+        log_id = store.log.log_id(txn)
     from .httpclient import redact  # a store from before credentials in URLs were refused may hold some
 
     recorded = upstream or promoted
@@ -495,9 +496,9 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
     if result.error is not None:
         result.error_kind = "promoted" if result.promoted else "upstream"
     if check_upstream and upstream:
-        source = upstream.decode()
+        source = raw = upstream.decode()
         try:
-            up_seq, up_hash = _upstream_head(source)
+            up_log, up_seq, up_hash = _upstream_head(source)
         except (RgstoreError, OSError) as exc:
             # A bare OSError printed as "[Errno 2] No such file or directory: '.../manifest.json'": say it as pull does.
             text = (_no_source(source) if isinstance(exc, FileNotFoundError)
@@ -507,33 +508,80 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
         source = redact(source)
         result.upstream_head = up_seq
         result.lag = max(up_seq - head, 0)
-        if up_seq < head:
+        if head and up_log != log_id:  # first, as pull refuses it: seqs of another log say nothing of this one
+            result.error = f"{source} serves log {up_log}, not this mirror's {log_id}: it was replaced by another log"
+        elif up_seq < head:
             try:
                 _lagging_copy(store, source, up_seq, {up_seq: up_hash})  # same history: only behind, no error
             except LogMismatchError:
                 result.error = f"{source} is at seq {up_seq}, behind this mirror's {head}: it was rolled back or replaced"
         elif head and up_seq == head and up_hash != head_hash.hex():
             result.error = f"{source} has a different record at seq {head}: the upstream diverged"
+        elif head and up_seq > head:  # restored from a backup, then written past this mirror: not mere lag
+            try:
+                theirs = _upstream_hash_at(raw, head)
+            except (RgstoreError, OSError):
+                theirs = None  # unreadable there now: the next pull says why
+            if theirs is not None and theirs != head_hash.hex():
+                result.error = f"{source} has a different record at seq {head}: the upstream diverged"
         if result.error is not None:
             result.error_kind = "upstream"
     return result
 
 
-def _upstream_head(source: str) -> tuple[int, str]:
-    """(head seq, head chain hash hex) the upstream states; RgstoreError/OSError when it cannot say."""
+def _upstream_head(source: str) -> tuple[str, int, str]:
+    """(log id, head seq, head chain hash hex) the upstream states; RgstoreError/OSError when it cannot say."""
     if not upstream.is_url(source):
         path = Path(source)
         if path.is_file():
             header = read_log_file(path)[0]
-            return header.last_seq, header.head_hash
+            return header.log_id, header.last_seq, header.head_hash
         manifest = read_manifest((path / MANIFEST).read_bytes(), source)
-        return manifest.head_seq, manifest.head_hash
+        return manifest.log_id, manifest.head_seq, manifest.head_hash
     with upstream.client() as client:
         try:
             manifest = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
-            return manifest.head_seq, manifest.head_hash
+            return manifest.log_id, manifest.head_seq, manifest.head_hash
         except NotFoundError:
-            return _server_head(client, source)[1:]
+            return _server_head(client, source)
+        except RemoteError as exc:  # as pull says it: an unreachable server has no manifest.json to speak of
+            raise RemoteError(str(exc).replace(f"{source}/{MANIFEST}", source)) from None
+
+
+def _upstream_hash_at(source: str, seq: int) -> str | None:
+    """The chain hash (hex) of the upstream's record at ``seq`` (at most its head); None if it names none there."""
+    if upstream.is_url(source):
+        with upstream.client() as client:
+            try:
+                manifest = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
+            except NotFoundError:  # a server: one page from just before seq
+                page = next(upstream.server_pages(client, source, seq - 1, seq), [])
+                return chain_of(page[0][1]).hex() if page and page[0][0] == seq else None
+            if seq in (known := _manifest_hashes(manifest)):
+                return known[seq]
+            sizes = {seg.file: seg.size for seg in manifest.segments}
+            return _hash_at(upstream.segment_records(
+                seq - 1, manifest, lambda f: upstream.get(client, f"{source}/{f}", limit=sizes[f]), source), seq)
+    path = Path(source)
+    if path.is_file():
+        return _hash_at(read_log_file(path)[1], seq)
+    manifest = read_manifest((path / MANIFEST).read_bytes(), source)
+    if seq in (known := _manifest_hashes(manifest)):
+        return known[seq]
+    return _hash_at(upstream.segment_records(seq - 1, manifest, lambda f: (path / f).read_bytes(), source), seq)
+
+
+def _hash_at(records: Iterator[tuple[int, bytes]], seq: int) -> str | None:
+    """The chain hash (hex) of the record at ``seq`` among ``records`` (in seq order); None if it is not there."""
+    try:
+        for at, record in records:
+            if at >= seq:
+                return chain_of(record).hex() if at == seq else None
+        return None
+    finally:  # a generator left open would go on prefetching segments, through a client about to close
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
 
 
 def _server_head(client: httpx.Client, source: str) -> tuple[str, int, str]:

@@ -178,6 +178,9 @@ def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int
             raise
         if not page:
             raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
+        # A primary written to meanwhile answers past the head this pull read: stop there, so the pull's
+        # "head N of M" never reads N > M (taken for an upstream behind the mirror); the next pull gets the rest.
+        page = [(seq, record) for seq, record in page if seq <= upstream_head] or page
         after = page[-1][0]
         yield page
 

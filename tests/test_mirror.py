@@ -374,6 +374,70 @@ def test_status_reports_a_diverged_rolled_back_or_vanished_upstream_without_rais
         assert status(mirror).local_head == 8 and primary_head == 8
 
 
+def test_status_reports_an_upstream_diverged_and_written_past_the_mirror_not_as_lag(tmp_path: Path) -> None:
+    """A primary restored from a backup and written past the mirror's head: status said only "lag 2"."""
+    primary_path, mirror_path = _diverge(tmp_path, after_restore=5)
+    with Store.open(primary_path) as primary:
+        publish(primary, tmp_path / "pub2", segment_size=3)  # seq 8 mid-segment: the segment is read
+        publish(primary, tmp_path / "pub3", segment_size=4)  # seq 8 ends a segment: the manifest says
+        export_log(primary, tmp_path / "x.rglog")
+    with Store.open(tmp_path / "ahead") as ahead:  # the mirror's own history, further on: lag, no error
+        pull(ahead, str(tmp_path / "pub"))
+        promote(ahead)
+        _work(ahead, 8, 4)
+        export_log(ahead, tmp_path / "same.rglog")
+    with _static_server(tmp_path / "pub2") as url, Store.open(mirror_path) as mirror:
+        for source in (tmp_path / "pub2", tmp_path / "pub3", tmp_path / "x.rglog", url):
+            mirror.environment.write(lambda txn, s=str(source): mirror.log.meta_put(txn, "replica_of", s.encode()))
+            result = status(mirror)
+            assert (result.upstream_head, result.error_kind) == (10, "upstream"), source
+            assert result.error == f"{source} has a different record at seq 8: the upstream diverged"
+        mirror.environment.write(lambda txn: mirror.log.meta_put(txn, "replica_of", str(tmp_path / "same.rglog").encode()))
+        result = status(mirror)
+        assert (result.upstream_head, result.lag, result.error) == (12, 4, None)
+
+
+def test_status_of_an_upstream_now_serving_another_log_names_both_logs(tmp_path: Path) -> None:
+    """Status took another log at seq 3 for this one "rolled back", or at seq 20 for this one 15 events on."""
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 5)
+        publish(primary, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        ours = mirror.log_id()
+    for n in (3, 20):
+        with Store.open(tmp_path / f"other{n}") as other:
+            _work(other, 0, n)
+            export_log(other, tmp_path / f"other{n}.rglog")
+            theirs = other.log_id()
+        with Store.open(tmp_path / "m") as mirror:
+            source = str(tmp_path / f"other{n}.rglog")
+            mirror.environment.write(lambda txn, s=source: mirror.log.meta_put(txn, "replica_of", s.encode()))
+            result = status(mirror)
+        assert (result.error, result.error_kind) == (
+            f"{source} serves log {theirs}, not this mirror's {ours}: it was replaced by another log", "upstream")
+
+
+def test_status_of_an_unreachable_upstream_names_it_as_pull_does_not_a_manifest(tmp_path: Path) -> None:
+    """Status said "cannot reach URL/manifest.json" of a primary server that is down, unlike pull's error."""
+    import socket
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, 3)
+        publish(primary, tmp_path / "pub")
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))
+        mirror.environment.write(lambda txn: mirror.log.meta_put(txn, "replica_of", url.encode()))
+        with pytest.raises(RemoteError) as pulled:
+            pull(mirror, url)
+        error = status(mirror).error or ""
+    assert error.startswith(f"cannot reach {url}: ") and "manifest.json" not in error
+    assert error == str(pulled.value)
+
+
 def _tamper(pub: Path, change) -> None:  # type: ignore[no-untyped-def]
     import json
 

@@ -304,6 +304,20 @@ def test_a_primary_restored_from_a_backup_and_written_to_is_refused_by_a_server_
         assert (mirror.head(), view_digests(mirror)) == before
 
 
+def test_pages_of_a_server_written_to_during_a_pull_stop_at_the_head_the_pull_read(tmp_path: Path) -> None:
+    """Else a pull reported "head 8 of 5" and a note that the primary was behind the mirror."""
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.upstream import client, server_pages
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.append([NewEvent(stream="s", event=Noted(text=f"n{i}")) for i in range(8)])
+    # The pull read head 5 from /events/head; the primary has appended 3 more since.
+    with running_server(tmp_path / "primary") as server, client() as http:
+        seqs = [seq for page in server_pages(http, server.url, 2, 5) for seq, _ in page]
+    assert seqs == [3, 4, 5]
+
+
 def test_a_server_whose_store_becomes_another_logs_mid_pull_is_refused_and_nothing_is_applied(tmp_path: Path) -> None:
     import socket
 

@@ -30,10 +30,11 @@ def test_rebuild_mirror_replays_an_export_and_verifies(tmp_path: Path, capsys) -
             mirror.append([NewEvent(stream="s", event=Noted())])
 
 
-def test_rebuild_mirror_reports_a_missing_source_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_rebuild_mirror_reports_a_missing_source_in_one_line_and_leaves_no_store(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert rebuild_mirror([str(tmp_path / "nope.rglog"), str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()  # no empty store left for later commands to take for a real one
 
 
 def test_rebuild_mirror_refuses_a_foreign_mirror(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

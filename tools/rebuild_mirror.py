@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from rgstore.errors import RgstoreError
-from rgstore.mirror import pull
+from rgstore.firstpull import pull_new_store
 from rgstore.progress import terminal_progress
 from rgstore.store import Store
 
@@ -27,18 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="run a full verify afterwards")
     args = parser.parse_args(argv)
     try:
-        with Store.open(args.mirror) as store:
-            result = pull(store, args.source, progress=terminal_progress)
-            print(f"{args.mirror}: applied {result.applied} events, head {result.head_seq}")
-            if args.verify:
+        # As `mirror pull` does: a new MIRROR_DIR appears only once it holds the pulled log, so a bad
+        # SOURCE leaves no empty store there for later commands to take for a real one.
+        result = pull_new_store(args.mirror, args.source, progress=terminal_progress)
+        print(f"{args.mirror}: applied {result.applied} events, head {result.head_seq}")
+        if args.verify:
+            with Store.open(args.mirror) as store:
                 report = store.verify(progress=terminal_progress)
-                for problem in report.problems:
-                    print(f"FAIL {problem}", file=sys.stderr)
-                if not report.ok:
-                    return 1
-                # Said on success too: a silent --verify reads as one that did not run.
-                print(f"{args.mirror}: verify ok ({report.events} events, {report.blobs} blobs, "
-                      f"{report.cache_files} cache files, {report.sequences} sequences checked)")
+            for problem in report.problems:
+                print(f"FAIL {problem}", file=sys.stderr)
+            if not report.ok:
+                return 1
+            # Said on success too: a silent --verify reads as one that did not run.
+            print(f"{args.mirror}: verify ok ({report.events} events, {report.blobs} blobs, "
+                  f"{report.cache_files} cache files, {report.sequences} sequences checked)")
     except (RgstoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
