@@ -80,7 +80,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     Example:
         rgstore --store ./mirror mirror status --json
     """
-    from rgstore.mirror import status
+    from rgstore.mirrorstatus import status
 
     with ctx.open(readonly=True) as store:
         result = status(store)

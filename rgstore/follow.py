@@ -27,7 +27,7 @@ from .errors import (
     StoreClosedError,
 )
 from .mirror import pull, record_pull_error
-from .mirror import status as mirror_status
+from .mirrorstatus import status as mirror_status
 from .store import Store
 
 __all__ = ["follow", "parse_interval", "main", "FollowerProcess", "RESTART_DELAY_S"]

@@ -22,7 +22,6 @@ import msgspec
 from . import upstream
 from .blobfetch import fetch_referenced_blobs
 from .codec import chain_of, genesis_hash
-from .diskspace import os_error_text
 from .environment import Txn
 from .errors import (
     ChainError,
@@ -45,9 +44,18 @@ from .store import Store
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["PullResult", "MirrorStatus", "PullError", "PULL_ERROR", "probe_source", "pull", "record_pull_error", "status",
-           "promote", "missing_sequences"]
+__all__ = ["PullResult", "PullError", "PULL_ERROR", "probe_source", "pull", "record_pull_error", "promote",
+           "missing_sequences"]
 
+
+
+def __getattr__(name: str) -> object:
+    """``status`` and ``MirrorStatus``, documented here before they moved to ``rgstore.mirrorstatus``."""
+    if name in ("status", "MirrorStatus"):
+        from . import mirrorstatus  # not at import time: mirrorstatus imports this module
+
+        return getattr(mirrorstatus, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class PullResult(msgspec.Struct, kw_only=True):
@@ -63,22 +71,6 @@ class PullResult(msgspec.Struct, kw_only=True):
     sequences_fetched: int = 0
     cache_files_fetched: int = 0
     cache_entries_removed: int = 0
-
-
-class MirrorStatus(msgspec.Struct, kw_only=True):
-    """Where a mirror stands relative to its upstream (``head_seq`` and ``local_head``: the same local head)."""
-
-    upstream: str | None
-    promoted: bool
-    local_head: int
-    head_seq: int  # ``local_head`` in the word ``rgstore status`` and ``mirror pull`` use (both kept: scripts read either)
-    upstream_head: int | None = None
-    lag: int | None = None
-    last_pull: str | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    """What ``error`` is about: ``"upstream"`` (the upstream, or pulls from it, fail) or ``"promoted"`` (the store
-    was promoted to a primary and a ``serve --follow`` follower stopped pulling: nothing is wrong upstream)."""
 
 
 PULL_ERROR = "pull_error"
@@ -127,7 +119,7 @@ class _Upstream(msgspec.Struct, kw_only=True):
     hash: str
 
 
-def _lagging_copy(store: Store, source: str, upstream_head: int, known: dict[int, str]) -> bool:
+def lagging_copy(store: Store, source: str, upstream_head: int, known: dict[int, str]) -> bool:
     """Whether the upstream is behind this mirror on the same history (nothing to pull); else False.
 
     A load-balanced pool of mirrors or a CDN's edges answer from copies at different heads, so a
@@ -169,7 +161,7 @@ def _check_same_at_head(store: Store, source: str, known: dict[int, str]) -> Non
         )
 
 
-def _manifest_hashes(manifest: Manifest) -> dict[int, str]:
+def manifest_hashes(manifest: Manifest) -> dict[int, str]:
     """Chain hashes a manifest states without fetching anything: at each segment's ends and the head."""
     known = {seg.first_seq - 1: seg.prev_hash for seg in manifest.segments}
     known.update({seg.last_seq: seg.last_hash for seg in manifest.segments})
@@ -216,15 +208,15 @@ def probe_source(source: str | os.PathLike[str]) -> str:
     """
     source = _check_source(source)
     if not upstream.is_url(source) and not Path(source).is_file() and not (Path(source) / MANIFEST).is_file():
-        raise NotFoundError(_no_source(source))
+        raise NotFoundError(no_source(source))
     try:
-        _upstream_head(source)
+        upstream_head(source)
     except RemoteError as exc:  # as ``pull`` says it: the source, not the manifest.json it looked for first
         raise RemoteError(str(exc).replace(f"{source}/{MANIFEST}", source)) from None
     return source
 
 
-def _no_source(source: str) -> str:
+def no_source(source: str) -> str:
     if (Path(source) / "log" / "data.mdb").is_file():  # an operator's natural mistake: the primary's own directory
         return (f"{source} is a store, not a published directory: pull a directory `rgstore --store {source} "
                 "log publish DIR` wrote, or the URL `rgstore serve` serves it at")
@@ -270,7 +262,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             raise LogMismatchError(
                 f"{source} serves log {log_id}, not this mirror's {store.log_id()}: refusing to mix different logs"
             )
-        lagging = _lagging_copy(store, source, upstream_head, known)
+        lagging = lagging_copy(store, source, upstream_head, known)
         if not lagging:
             _check_same_at_head(store, source, known)
 
@@ -302,11 +294,11 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
             kind = "segments"
             base = Path(source)
             if not (base / MANIFEST).is_file():
-                raise NotFoundError(_no_source(source))
+                raise NotFoundError(no_source(source))
             manifest = read_manifest((base / MANIFEST).read_bytes(), source)
             upstream_head = manifest.head_seq
             applied, head = apply(manifest.log_id, upstream.segment_records(
-                _local_head(store), manifest, lambda f: (base / f).read_bytes(), source), upstream_head, _manifest_hashes(manifest))
+                _local_head(store), manifest, lambda f: (base / f).read_bytes(), source), upstream_head, manifest_hashes(manifest))
         else:
             client = upstream.client()
             try:
@@ -321,10 +313,10 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                 sizes = {seg.file: seg.size for seg in remote_manifest.segments}  # an endless answer stops there
                 applied, head = apply(remote_manifest.log_id, upstream.segment_records(
                     _local_head(store), remote_manifest, lambda f: upstream.get(client, f"{source}/{f}", limit=sizes[f]),
-                    source), upstream_head, _manifest_hashes(remote_manifest))
+                    source), upstream_head, manifest_hashes(remote_manifest))
             else:
                 kind = "server"
-                log_id, upstream_head, upstream_hash = _server_head(client, source)
+                log_id, upstream_head, upstream_hash = server_head(client, source)
                 known = {upstream_head: upstream_hash}
                 start = _local_head(store)
                 # Pages name the log: a server whose store is replaced mid-pull answers 409, not another log's records.
@@ -337,7 +329,7 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                     unconfirmed = RemoteError(f"{source}/events answered 409 for log {log_id}, but {source}/events/head "
                                               "names no other log (swapped back, or a proxy's own 409?); retry")
                     try:
-                        served = _server_head(client, source)[0]
+                        served = server_head(client, source)[0]
                     except RemoteError:
                         raise unconfirmed from None
                     if served == log_id:
@@ -460,76 +452,7 @@ def upstream_refget_base(source: str) -> str | None:
         return f"{source}/store"
 
 
-def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
-    """The mirror's upstream, local head, lag and last pull time (lag needs the upstream reachable).
-
-    An unreachable, unreadable, rolled-back or diverged upstream is reported in ``error``, never raised;
-    without that check (or when it finds nothing), ``error`` says why a follower's pulls have been failing.
-    """
-    with store.read() as txn:
-        upstream = store.log.meta_get(txn, "replica_of")
-        promoted = store.log.meta_get(txn, "promoted_from")
-        last = store.log.meta_get(txn, "last_pull")
-        failing = store.log.meta_get(txn, PULL_ERROR)
-        head, head_hash = store.log.head(txn)
-        log_id = store.log.log_id(txn)
-    from .httpclient import redact  # a store from before credentials in URLs were refused may hold some
-
-    recorded = upstream or promoted
-    result = MirrorStatus(
-        upstream=redact(recorded.decode()) if recorded else None,
-        promoted=promoted is not None and upstream is None, local_head=head, head_seq=head,
-        last_pull=last.decode().replace("+00:00", "Z") if last else None,  # Z like every other time rgstore prints
-    )
-    if upstream and failing:
-        try:
-            why = msgspec.json.decode(failing, type=PullError)
-            result.error = f"pulls have failed since {why.since} (the last at {why.last}): {why.error}"
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            result.error = "pulls have failed (the record of why is unreadable)"
-    elif result.promoted and failing:  # promote clears the record: this one is a follower's stop at the promotion
-        try:
-            why = msgspec.json.decode(failing, type=PullError)
-            result.error = f"the follower stopped at {why.last}: {why.error}"
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            result.error = "the follower stopped (the record of why is unreadable)"
-    if result.error is not None:
-        result.error_kind = "promoted" if result.promoted else "upstream"
-    if check_upstream and upstream:
-        source = raw = upstream.decode()
-        try:
-            up_log, up_seq, up_hash = _upstream_head(source)
-        except (RgstoreError, OSError) as exc:
-            # A bare OSError printed as "[Errno 2] No such file or directory: '.../manifest.json'": say it as pull does.
-            text = (_no_source(source) if isinstance(exc, FileNotFoundError)
-                    else os_error_text(exc) if isinstance(exc, OSError) else str(exc))
-            result.error, result.error_kind = redact(text), "upstream"
-            return result
-        source = redact(source)
-        result.upstream_head = up_seq
-        result.lag = max(up_seq - head, 0)
-        if head and up_log != log_id:  # first, as pull refuses it: seqs of another log say nothing of this one
-            result.error = f"{source} serves log {up_log}, not this mirror's {log_id}: it was replaced by another log"
-        elif up_seq < head:
-            try:
-                _lagging_copy(store, source, up_seq, {up_seq: up_hash})  # same history: only behind, no error
-            except LogMismatchError:
-                result.error = f"{source} is at seq {up_seq}, behind this mirror's {head}: it was rolled back or replaced"
-        elif head and up_seq == head and up_hash != head_hash.hex():
-            result.error = f"{source} has a different record at seq {head}: the upstream diverged"
-        elif head and up_seq > head:  # restored from a backup, then written past this mirror: not mere lag
-            try:
-                theirs = _upstream_hash_at(raw, head)
-            except (RgstoreError, OSError):
-                theirs = None  # unreadable there now: the next pull says why
-            if theirs is not None and theirs != head_hash.hex():
-                result.error = f"{source} has a different record at seq {head}: the upstream diverged"
-        if result.error is not None:
-            result.error_kind = "upstream"
-    return result
-
-
-def _upstream_head(source: str) -> tuple[str, int, str]:
+def upstream_head(source: str) -> tuple[str, int, str]:
     """(log id, head seq, head chain hash hex) the upstream states; RgstoreError/OSError when it cannot say."""
     if not upstream.is_url(source):
         path = Path(source)
@@ -543,48 +466,12 @@ def _upstream_head(source: str) -> tuple[str, int, str]:
             manifest = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
             return manifest.log_id, manifest.head_seq, manifest.head_hash
         except NotFoundError:
-            return _server_head(client, source)
+            return server_head(client, source)
         except RemoteError as exc:  # as pull says it: an unreachable server has no manifest.json to speak of
             raise RemoteError(str(exc).replace(f"{source}/{MANIFEST}", source)) from None
 
 
-def _upstream_hash_at(source: str, seq: int) -> str | None:
-    """The chain hash (hex) of the upstream's record at ``seq`` (at most its head); None if it names none there."""
-    if upstream.is_url(source):
-        with upstream.client() as client:
-            try:
-                manifest = read_manifest(upstream.get(client, f"{source}/{MANIFEST}"), source)
-            except NotFoundError:  # a server: one page from just before seq
-                page = next(upstream.server_pages(client, source, seq - 1, seq), [])
-                return chain_of(page[0][1]).hex() if page and page[0][0] == seq else None
-            if seq in (known := _manifest_hashes(manifest)):
-                return known[seq]
-            sizes = {seg.file: seg.size for seg in manifest.segments}
-            return _hash_at(upstream.segment_records(
-                seq - 1, manifest, lambda f: upstream.get(client, f"{source}/{f}", limit=sizes[f]), source), seq)
-    path = Path(source)
-    if path.is_file():
-        return _hash_at(read_log_file(path)[1], seq)
-    manifest = read_manifest((path / MANIFEST).read_bytes(), source)
-    if seq in (known := _manifest_hashes(manifest)):
-        return known[seq]
-    return _hash_at(upstream.segment_records(seq - 1, manifest, lambda f: (path / f).read_bytes(), source), seq)
-
-
-def _hash_at(records: Iterator[tuple[int, bytes]], seq: int) -> str | None:
-    """The chain hash (hex) of the record at ``seq`` among ``records`` (in seq order); None if it is not there."""
-    try:
-        for at, record in records:
-            if at >= seq:
-                return chain_of(record).hex() if at == seq else None
-        return None
-    finally:  # a generator left open would go on prefetching segments, through a client about to close
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()
-
-
-def _server_head(client: httpx.Client, source: str) -> tuple[str, int, str]:
+def server_head(client: httpx.Client, source: str) -> tuple[str, int, str]:
     """(log id, head seq, head chain hash hex) from a server's ``/events/head``; RemoteError if it is no such answer."""
     try:
         info = msgspec.json.decode(upstream.get(client, f"{source}/events/head"))

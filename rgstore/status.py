@@ -20,8 +20,8 @@ import msgspec
 from .checkpoints import out_of_step, read_checkpoint
 from .errors import RgstoreError, StoreClosedError
 from .log import FORMAT_VERSION, EventLog
-from .mirror import MirrorStatus
-from .mirror import status as mirror_status
+from .mirrorstatus import MirrorStatus
+from .mirrorstatus import status as mirror_status
 from .pendingsync import PREFIX, abandoned_marks
 from .views import SEQ
 from .views.cache import CacheView

@@ -24,7 +24,8 @@ from rgstore.errors import (
 )
 from rgstore.events import AliasSet, Noted, Undone
 from rgstore.log import NewEvent
-from rgstore.mirror import promote, pull, status
+from rgstore.mirror import promote, pull
+from rgstore.mirrorstatus import status
 from rgstore.replay import export_log, replay_file
 from rgstore.segments import MANIFEST, publish, read_manifest
 from rgstore.store import Store

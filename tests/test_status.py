@@ -408,7 +408,7 @@ def _mirror_of_a_primary(tmp_path: Path, *, unpublished_blob: bool = False) -> P
 
 def test_a_followers_failing_pulls_are_the_replicas_error_until_a_pull_succeeds(tmp_path: Path) -> None:
     from rgstore.mirror import record_pull_error
-    from rgstore.mirror import status as mirror_status
+    from rgstore.mirrorstatus import status as mirror_status
 
     with Store.open(_mirror_of_a_primary(tmp_path)) as mirror:
         assert mirror_status(mirror, check_upstream=False).error is None
@@ -431,7 +431,7 @@ def test_a_followers_pull_error_stays_failing_since_its_first_failed_round_while
     # Each round's log pull succeeded and cleared the record before its blob fetch failed again, so
     # "failing since" restarted every round: a mirror failing for days looked as if it had just begun.
     from rgstore.follow import follow
-    from rgstore.mirror import status as mirror_status
+    from rgstore.mirrorstatus import status as mirror_status
     from rgstore.segments import publish_blobs
 
     mirror_path = _mirror_of_a_primary(tmp_path, unpublished_blob=True)
