@@ -235,8 +235,14 @@ class RgstoreGroup(click.Group):
         except MemoryError:
             # A memory limit (`ulimit -v`, a batch job's) reached: one line, not a traceback. Every command
             # commits whole or not at all, so the line need not say what was kept.
-            click.echo("error: out of memory: this process reached its memory limit (ulimit -v, the job's) or the "
-                       "machine's memory; raise the limit and run the command again", err=True)
+            click.echo(_OUT_OF_MEMORY, err=True)
+            ctx.exit(1)
+        except RuntimeError as exc:
+            # A thread's stack cannot be mapped under the same limit (ours, or one a library starts): the same
+            # line. Any other RuntimeError is a bug, and its traceback is what a report needs.
+            if str(exc) != "can't start new thread":
+                raise
+            click.echo(_OUT_OF_MEMORY, err=True)
             ctx.exit(1)
         except BrokenPipeError:
             # `rgstore getseq ... | head` closes the pipe early; that is not an error.
@@ -253,6 +259,10 @@ class RgstoreGroup(click.Group):
             click.echo(f"error: the store's LMDB files cannot be used ({clip(str(exc))}); is --store an rgstore store?",
                        err=True)
             ctx.exit(1)
+
+
+_OUT_OF_MEMORY = ("error: out of memory: this process reached its memory limit (ulimit -v, the job's) or the "
+                  "machine's memory; raise the limit and run the command again")
 
 
 def _usage_error(exc: click.UsageError, where: str | None = None) -> NoReturn:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from . import upstream
 from .cachekeys import is_entry_path
+from .diskspace import no_room
 from .errors import IntegrityError, InvalidInputError, NotFoundError, RemoteError, UpstreamIntegrityError
 from .events import FileRef
 from .files import flock_held, read_chunks, temp_target, write_verified
@@ -232,14 +233,15 @@ def publish_cache(store: Store, directory: Path | str) -> int:
                 "run `rgstore mirror pull SOURCE --with-blobs` before publishing --with-blobs"
             )
     copied = 0
-    for entry, relative, ref in cache_files(store):
-        src = local_cache_file(store, entry, relative)
-        dest = directory / "cache" / entry.path / relative
-        if dest.is_file() and dest.stat().st_size == ref.size:
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _copy_verified(src, dest, ref.sha256)
-        copied += 1
+    with no_room(directory / "cache", "a published cache file"):
+        for entry, relative, ref in cache_files(store):
+            src = local_cache_file(store, entry, relative)
+            dest = directory / "cache" / entry.path / relative
+            if dest.is_file() and dest.stat().st_size == ref.size:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _copy_verified(src, dest, ref.sha256)
+            copied += 1
     return copied
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import DiskWriteError
 
-__all__ = ["free_bytes", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "FULL_BELOW",
+__all__ = ["free_bytes", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "no_room", "FULL_BELOW",
            "WRITE_ERRNOS"]
 
 FULL_BELOW = 1 << 20
@@ -75,3 +77,19 @@ def refused_write(exc: BaseException, where: Path, what: str) -> DiskWriteError 
         f"no room for {what} in {where} ({exc.strerror}; {free or 0:,} bytes free); it was not written: "
         "free space and run the command again"
     )
+
+
+@contextmanager
+def no_room(where: Path, what: str) -> Iterator[None]:
+    """Turn a write in the block that the disk refused for want of room into ``refused_write``'s DiskWriteError.
+
+    Any other error passes unchanged. For copies into a directory the user named (``log publish``),
+    whose bare ``write`` errno names no file.
+    """
+    try:
+        yield
+    except OSError as exc:
+        refused = refused_write(exc, where, what)
+        if refused is None:
+            raise
+        raise refused from None

@@ -231,12 +231,12 @@ def refget_write_lock(
         break
     stop = threading.Event()
     beater = threading.Thread(target=_beat, args=(path, mine, stop), name="refget-lock-heartbeat", daemon=True)
-    if heartbeat:
-        beater.start()
     try:
+        if heartbeat:
+            beater.start()  # inside: a thread that cannot start (a memory limit) must not leave the lock behind
         yield
     finally:
-        if heartbeat:
+        if beater.ident is not None:  # started
             stop.set()
             beater.join()
         holder = _read(path)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .diskspace import short_of_space
+from .diskspace import no_room, short_of_space
 from .errors import (
     ConflictError,
     DiskWriteError,
@@ -314,7 +314,8 @@ def ingest_fasta(
             before_import(summary)
         with scratch_dir(store, ".ingest-") as scratch:
             link = scratch / ("input.fa.gz" if summary.compression != "none" else "input.fa")
-            _link_or_copy(source, link)
+            with no_room(store.path, f"a copy of the FASTA {source}"):  # one from another filesystem: a full disk
+                _link_or_copy(source, link)
             # gtars reads the file once and writes each residue once (Raw): the bar counts both.
             work = summary.size + sum(summary.lengths)
             # gtars holds the GIL throughout: only from a child process can this one drive the bar.

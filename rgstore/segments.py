@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from .codec import chain_of, genesis_hash
+from .diskspace import no_room
 from .environment import Txn
 from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
 from .files import atomic_write_bytes, hold_dir, mkstemp, read_chunks, temp_target
@@ -166,7 +167,8 @@ def publish(store: Store, directory: Path | str, *, segment_size: int = 100_000,
     # would otherwise rewrite the manifest after a newer run listed more, and mirrors would miss those.
     held = hold_dir(directory.resolve())  # a symlinked DIR is the user's choice (see sweep_stale_temps)
     try:
-        return _publish_held(store, directory, segment_size=segment_size, progress=progress, upto=upto)
+        with no_room(directory, "the manifest"):  # segments say which one themselves
+            return _publish_held(store, directory, segment_size=segment_size, progress=progress, upto=upto)
     finally:
         os.close(held)  # releases the flock
 
@@ -306,17 +308,18 @@ def publish_blobs(store: Store, directory: Path | str, *, progress: ProgressFact
     bar = progress("publish blobs", total=sum(size for _sha, size in todo), unit="B")
     copied = 0
     try:
-        for sha, size in todo:
-            try:
-                store.blobs.copy_to(sha, directory / "blobs" / sha[:2] / sha)
-            except NotFoundError:
-                # A gc running during a long publish removed it: it was unreferenced, and an absent
-                # blob was never listed anyway. Failing here lost the whole run.
-                if store.blobs.exists(sha):
-                    raise
-                continue
-            copied += 1
-            bar.update(size)
+        with no_room(directory / "blobs", "a published blob"):
+            for sha, size in todo:
+                try:
+                    store.blobs.copy_to(sha, directory / "blobs" / sha[:2] / sha)
+                except NotFoundError:
+                    # A gc running during a long publish removed it: it was unreferenced, and an absent
+                    # blob was never listed anyway. Failing here lost the whole run.
+                    if store.blobs.exists(sha):
+                        raise
+                    continue
+                copied += 1
+                bar.update(size)
     finally:
         bar.close()
     return copied
@@ -350,16 +353,17 @@ def publish_refget(store: Store, directory: Path | str) -> int:
     written = 0
     files = sorted(p for p in src_root.rglob("*") if p.is_file() and not p.name.startswith("."))
     files.sort(key=lambda p: p.name == "rgstore.json")  # the manifest goes last: readers never see it early
-    for src in files:
-        rel = src.relative_to(src_root)
-        dest = dest_root / rel
-        immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
-        if dest.is_file() and dest.stat().st_size == src.stat().st_size and (
-                immutable or dest.read_bytes() == src.read_bytes()):  # only small index files are compared whole
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(src, dest)
-        written += 1
+    with no_room(dest_root, "a published RefgetStore file"):
+        for src in files:
+            rel = src.relative_to(src_root)
+            dest = dest_root / rel
+            immutable = rel.parts[0] == "sequences" and src.suffix == ".seq"
+            if dest.is_file() and dest.stat().st_size == src.stat().st_size and (
+                    immutable or dest.read_bytes() == src.read_bytes()):  # only small index files are compared whole
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _copy_atomic(src, dest)
+            written += 1
     return written
 
 

@@ -13,6 +13,7 @@ import msgspec
 
 from rgstore.events import AliasSet, Noted, RefpkgUpdated
 from rgstore.log import NewEvent
+from rgstore.refgetlock import LOCK_NAME
 from rgstore.replay import export_log
 from rgstore.store import Store
 from tests.conftest import REPO, run_rgstore
@@ -554,3 +555,27 @@ def test_a_command_that_runs_out_of_memory_is_one_line_and_records_nothing(tmp_p
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     with Store.open(store_path, readonly=True) as store:
         assert store.head()[0] == 0 and store.verify().ok
+
+
+_NO_THREAD_STACK = """
+import resource, sys, threading
+import gtars, gtars.refget, multiprocessing, rgstore_cli.main, rgstore_cli.backup, rgstore.backup  # noqa: F401
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+threading.stack_size(256 << 20)  # a new thread's stack cannot be mapped under the limit; nothing else is starved
+resource.setrlimit(resource.RLIMIT_AS, (vm + (64 << 20), resource.RLIM_INFINITY))
+sys.argv = ["rgstore", *sys.argv[1:]]
+rgstore_cli.main.main()
+"""
+
+
+def test_a_thread_that_cannot_start_under_a_memory_limit_is_the_out_of_memory_line_and_leaves_no_lock(
+        tmp_path: Path) -> None:
+    # backup's lock heartbeat thread failed to start with "RuntimeError: can't start new thread": a traceback,
+    # and the RefgetStore writer lock left behind.
+    store_path = tmp_path / "store"
+    assert run_rgstore("--store", str(store_path), "demo").returncode == 0
+    proc = subprocess.run([sys.executable, "-c", _NO_THREAD_STACK, "--store", str(store_path), "backup",
+                           str(tmp_path / "copy")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: out of memory: "), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (store_path / "refget" / LOCK_NAME).exists()

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +97,22 @@ def test_exports_the_disk_refuses_name_their_target_and_leave_nothing_behind(sto
     assert _rgstore("--store", store_path, "verify").returncode == 0
 
 
+def test_a_publish_whose_blob_or_refget_copies_the_disk_refuses_names_what_and_where_in_one_line(
+        store_path: Path, tmp_path: Path) -> None:
+    # `log publish --with-blobs` (and --with-refget) ended in a bare "error: File too large", naming nothing.
+    _genome(store_path, tmp_path)
+    seqs = tmp_path / "seqs.fasta"
+    seqs.write_text("".join(f">s{i}\n{'ACGT' * 60}\n" for i in range(400)))
+    assert _rgstore("--store", store_path, "refpkg", "create", "p", "-l", "16S", "-f", seqs).returncode == 0
+    published = tmp_path / "published"
+    for flag, what, where in (("--with-blobs", "a published blob", published / "blobs"),
+                              ("--with-refget", "a published RefgetStore file", published / "refget")):
+        line = _one_error_line(_rgstore("--store", store_path, "log", "publish", published, flag, fsize=0))
+        assert line.startswith(f"error: no room for {what} in {where} (File too large; "), line
+        assert list(published.rglob("*.tmp")) == [] and not (published / "manifest.json").exists()
+    assert _rgstore("--store", store_path, "log", "publish", published, "--with-blobs", "--with-refget").returncode == 0
+
+
 def test_a_copy_that_fails_names_both_of_its_ends() -> None:
     exc = OSError(28, "No space left on device", "in.fa", None, "store/.ingest-x/input.fa")
     assert os_error_text(exc) == "No space left on device: in.fa -> store/.ingest-x/input.fa"
@@ -141,6 +158,41 @@ def test_a_fasta_the_disk_has_no_room_for_is_called_a_full_disk_not_a_bad_fasta(
             store.genomes.init(fasta, ["big"])
         assert store.head()[0] == 0 and list(store_path.glob(".ingest-*")) == []
         assert store.verify().ok
+
+
+def test_a_fasta_copy_the_stores_disk_has_no_room_for_is_a_disk_error_naming_the_store_and_its_free_space(
+        small_disk: Path, tmp_path: Path) -> None:
+    # A FASTA on another filesystem is copied into the store's scratch area first; a full disk there
+    # raised shutil's bare OSError ("error: No space left on device: ..." without the free space).
+    fasta = tmp_path / "huge.fa"  # ~14 MB: more than the whole 12 MiB disk
+    with fasta.open("w") as fh:
+        fh.write(">c1\n" + ("ACGTTGCAAC" * 6 + "\n") * 230_000)
+    store_path = small_disk / "store"
+    with Store.open(store_path, actor="t@x") as store:
+        with pytest.raises(DiskWriteError, match=rf"^no room for a copy of the FASTA {fasta} in {store_path} "
+                                                 r"\(No space left on device; [\d,]+ bytes free\)"):
+            store.genomes.init(fasta, ["huge"])
+        assert store.head()[0] == 0 and list(store_path.glob(".ingest-*")) == []
+        assert store.verify().ok
+
+
+def test_a_fasta_copy_a_file_size_limit_refuses_is_one_cli_line_naming_the_store(store_path: Path) -> None:
+    # The same copy under RLIMIT_FSIZE, from the CLI: a bare "error: File too large: ... -> ..." before.
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK) or shm.stat().st_dev == store_path.parent.stat().st_dev:
+        pytest.skip("needs a writable /dev/shm on another filesystem than the store, so the FASTA is copied")
+    Store.open(store_path).close()
+    fasta = Path(tempfile.mkdtemp(dir=shm)) / "g.fa"
+    try:
+        fasta.write_text(">c1\n" + ("ACGTTGCAAC" * 6 + "\n") * 20_000)  # 1.2 MB, past the 1 MiB limit
+        line = _one_error_line(_rgstore("--store", store_path, "genome", "init", "--fasta", fasta, "--name", "g",
+                                        fsize=1 << 20))
+        assert line.startswith(f"error: no room for a copy of the FASTA {fasta} in {store_path} (File too large; ")
+    finally:
+        shutil.rmtree(fasta.parent)
+    assert list(store_path.glob(".ingest-*")) == []
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == 0
 
 
 def test_an_alias_file_refresh_the_full_disk_refuses_after_the_commit_says_the_change_was_recorded(
