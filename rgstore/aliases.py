@@ -42,7 +42,7 @@ from .views.aliases import (
     list_aliases,
     target_at,
 )
-from .views.aliasnames import DIGEST_RE
+from .views.aliasnames import DIGEST_RE, check_new_name, check_sequence_namespace
 from .views.genomes import genome_record, genomes_with_sequence
 from .views.history import HistoryView, done_stack, undone_stack
 
@@ -219,8 +219,10 @@ class Aliases:
         """
         kind: Kind = SEQUENCE if sequence else COLLECTION
         ns, local = split_alias(name, namespace)
+        check_new_name(local)
         target = normalise_digest(digest)
         if kind == SEQUENCE:
+            check_sequence_namespace(ns)
             target = self._existing_sequence(target)
         result: list[AliasChange] = []
 

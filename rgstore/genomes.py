@@ -40,12 +40,11 @@ from .views.aliases import (
     SEQUENCE,
     alias_names,
     alias_stream,
-    check_name,
-    check_namespace,
     collection_alias,
     collection_aliases_of,
     sequence_alias,
 )
+from .views.aliasnames import DIGEST_RE, check_new_name, check_sequence_namespace
 from .views.genomes import (
     GenomeRecord,
     all_genomes,
@@ -195,12 +194,14 @@ class Genomes:
         circular = [circular] if isinstance(circular, str) else circular
         # (namespace, name) pairs: "hg38" and "refgenie:hg38" are one alias, recorded once.
         aliases = list(dict.fromkeys(split_alias(n) for n in names))
+        for _ns, local in aliases:
+            check_new_name(local)
         if not aliases:
             raise InvalidInputError("a genome needs at least one name (--name)")
         sweep_scratch(self.store)  # what killed imports left behind
         # A lone str is one namespace, not its letters; a repeated one is recorded once.
         namespaces = [seq_namespace] if isinstance(seq_namespace, str) else list(seq_namespace or ())
-        namespaces = list(dict.fromkeys(check_namespace(ns) for ns in namespaces))
+        namespaces = list(dict.fromkeys(check_sequence_namespace(ns) for ns in namespaces))
         fhr_doc = _fhr_doc(fhr) if fhr is not None else None
         env = self.store.environment
         token_aliases: list[tuple[str, str, int]] = []  # (namespace, alias name, record index)
@@ -597,7 +598,7 @@ def _sequence_tokens(summary: FastaSummary, namespace: str) -> list[tuple[str, i
                 continue
             local = token[len(prefix):]
             try:
-                check_name(local)
+                check_new_name(local)
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{summary.path}: header token {token!r} of {record.name}: {exc}") from None
             if seen.get(local, i) != i:
@@ -644,8 +645,12 @@ def _info(record: GenomeRecord, aliases: list[tuple[str, str]], fhr: dict[str, A
 
 
 def _genome_hint(txn: Txn, env: Environment, name: str, ns: str, local: str) -> str:
-    """The "did you mean" for an unknown genome name: a close one in its namespace, else the same in another."""
+    """The "did you mean" for an unknown genome name: a close one in its namespace, else the same in another
+    (or, for a genome's digest given as a name, --digest)."""
     qualified = ":" in name
+    if not qualified and DIGEST_RE.fullmatch(name) and genome_exists(txn, env, name):
+        # refgenie users pass digests as names (its --genome-digest is a separate option, as our --digest is).
+        return f"{name} is a genome digest: give it with --digest"
     same: list[str] = []
     elsewhere: list[str] = []
     for alias_ns, alias_name in islice(alias_names(txn, env, COLLECTION), SCAN_LIMIT):

@@ -27,7 +27,7 @@ from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundEr
 from .events import AliasSet, GenomeAdded, GenomeSource
 from .log import NewEvent
 from .views.aliases import COLLECTION, DEFAULT_NAMESPACE, alias_stream, collection_alias
-from .views.aliasnames import NAMESPACE_RE
+from .views.aliasnames import NAMESPACE_RE, check_new_name
 from .views.genomes import genome_record, genome_stream
 
 if TYPE_CHECKING:
@@ -328,6 +328,8 @@ def init_remote(
     if (digest is None) == (alias is None):
         raise InvalidInputError("name the remote genome with exactly one of --digest or --alias")
     aliases = list(dict.fromkeys(split_alias(n) for n in names))  # (namespace, name) pairs
+    for _ns, local in aliases:
+        check_new_name(local)
     if not aliases:
         raise InvalidInputError("a genome needs at least one name (--name)")
     wanted = normalise_digest(digest) if digest is not None else None

@@ -186,6 +186,37 @@ def test_a_name_starting_with_a_non_ascii_letter_is_refused_saying_ascii(store: 
     assert store.aliases.set("x\u00fcber", genomes["a"]).digest == genomes["a"]  # non-ASCII later is fine
 
 
+@pytest.mark.parametrize("name", [".", "..", "ucsc:.."])
+def test_a_dot_segment_is_refused_as_a_new_alias_name(
+    store: Store, genomes: Digests, tmp_path: Path, name: str
+) -> None:
+    """HTTP clients drop dot-segments: GET /v4/aliases/. answered the alias listing with 200."""
+    head = store.head()
+    with pytest.raises(InvalidInputError, match="path segments"):
+        store.aliases.set(name, genomes["a"])
+    fasta = tmp_path / "a.fa"
+    fasta.write_text(FASTAS["a"])
+    with pytest.raises(InvalidInputError, match="path segments"):
+        store.genomes.init(fasta, [name])
+    assert store.head() == head
+    assert store.aliases.set("..x", genomes["a"]).name == "..x"  # only the bare segments
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u202e", "\u00ad", "\x9b"])
+def test_a_name_holding_an_invisible_character_is_refused_as_an_alias_name(
+    store: Store, genomes: Digests, tmp_path: Path, invisible: str
+) -> None:
+    head = store.head()
+    with pytest.raises(InvalidInputError, match="invalid alias name .*printable"):
+        store.aliases.set(f"x{invisible}y", genomes["a"])
+    # A FASTA header token is checked the same way: init names the token, not an internal stream.
+    fasta = tmp_path / "z.fa"
+    fasta.write_text(f">c1 insdc:X{invisible}Y.1\nACGTAAAAAAA\n")
+    with pytest.raises(InvalidInputError, match="header token .*invalid alias name"):
+        store.genomes.init(fasta, ["z"], seq_namespace="insdc")
+    assert store.head() == head
+
+
 def test_a_prefix_and_a_conflicting_namespace_option_are_refused(store: Store, genomes: Digests) -> None:
     with pytest.raises(InvalidInputError, match="--namespace"):
         store.aliases.set("ucsc:hg38", genomes["a"], namespace="ensembl")
@@ -438,6 +469,27 @@ def test_sequence_aliases_accept_sq_prefixed_and_md5_digests(store: Store, genom
     assert [e.name for e in store.aliases.list(sequence=True, digest=chr1)] == ["CHR1.1", "CHR1.2", "CHR1.3"]
     assert [e.name for e in store.aliases.list(sequence=True, digest=md5.upper())] == ["CHR1.1", "CHR1.2", "CHR1.3"]
     assert store.aliases.list() == []  # collection aliases are a separate kind
+
+
+@pytest.mark.parametrize("namespace", ["ga4gh", "md5", "trunc512", "GA4GH", "Md5"])
+def test_a_sequence_alias_in_a_checksum_namespace_is_refused(
+    store: Store, genomes: Digests, tmp_path: Path, namespace: str
+) -> None:
+    """refget reads ga4gh:/md5:/trunc512: ids as checksums: ``ga4gh:SQ.<chr1> -> chr2`` was recorded,
+    was unreachable (/sequence/ga4gh:SQ.<chr1> serves chr1) and made chr2's metadata list chr1's ids."""
+    level2 = open_gtars(store).get_collection_level2(genomes["a"])
+    chr1, chr2 = level2["sequences"][:2]
+    head = store.head()
+    with pytest.raises(InvalidInputError, match="checksum"):
+        store.aliases.set(f"{namespace}:{chr1}", chr2, sequence=True)
+    fasta = tmp_path / "md5.fa"
+    fasta.write_text(f">c1 {namespace}:0123456789abcdef0123456789abcdef\nACGTAAAAAAA\n")
+    with pytest.raises(InvalidInputError, match="checksum"):
+        store.genomes.init(fasta, ["z"], seq_namespace=namespace)
+    assert store.head() == head
+    # A genome alias has no checksum form to clash with, and insdc is any other namespace.
+    assert store.aliases.set(f"{namespace}:x", genomes["a"]).digest == genomes["a"]
+    assert store.aliases.set("insdc:x", chr2, sequence=True).digest == chr2[3:]
 
 
 def test_listing_sequence_aliases_by_an_md5_lists_the_aliases_of_its_sequence(  # type: ignore[no-untyped-def]

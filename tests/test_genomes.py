@@ -345,6 +345,15 @@ def test_a_bare_name_two_other_namespaces_point_at_different_genomes_is_refused_
     assert result.exit_code != 0 and "ambiguous" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_genome_digest_given_as_a_name_is_refused_pointing_at_digest(store: Store) -> None:
+    digest = store.genomes.init(TINY, ["hg38"]).genome.digest
+    with pytest.raises(NotFoundError, match=f"{digest} is a genome digest: give it with --digest"):
+        store.genomes.show(digest)
+    with pytest.raises(NotFoundError, match="see `rgstore genome list`"):
+        store.genomes.show("A" * 32)  # digest-shaped, but no genome's
+    assert store.genomes.show(digest, by_digest=True).digest == digest
+
+
 def test_a_repeated_remove_of_a_bare_name_never_removes_the_genome_another_namespace_names(
     store: Store, tmp_path: Path, cli  # type: ignore[no-untyped-def]
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Literal
 from ..errors import InvalidInputError
 
 __all__ = [
+    "CHECKSUM_NAMESPACES",
     "COLLECTION",
     "DEFAULT_NAMESPACE",
     "DIGEST_RE",
@@ -22,6 +23,8 @@ __all__ = [
     "alias_stream",
     "check_name",
     "check_namespace",
+    "check_new_name",
+    "check_sequence_namespace",
     "parse_alias_stream",
 ]
 
@@ -46,23 +49,61 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
+CHECKSUM_NAMESPACES = frozenset({"md5", "ga4gh", "trunc512"})
+"""CURIE prefixes refget reads as a sequence's checksum (any case): ``/sequence/md5:…`` never looks up an alias."""
+
+
+def check_sequence_namespace(namespace: str) -> str:
+    """``check_namespace``, also refusing the checksum prefixes (``CHECKSUM_NAMESPACES``) for a new sequence alias."""
+    # A sequence alias ga4gh:SQ.X -> Y would be unreachable (/sequence/ga4gh:SQ.X serves X), and Y's
+    # refget metadata would list SQ.X as one of Y's own identifiers.
+    if check_namespace(namespace).lower() in CHECKSUM_NAMESPACES:
+        raise InvalidInputError(
+            f"invalid sequence alias namespace {namespace!r}: refget reads {namespace}:… as a checksum of the "
+            "sequence itself, never as an alias; use another namespace"
+        )
+    return namespace
+
+
 _MAX_NAME_BYTES = 400
 """The by-digest index keys (digest, namespace, name) must fit LMDB's 511-byte keys."""
 
 
+def _invisible(name: str) -> bool:
+    """Whether ``name`` holds a character that does not print (U+200B, a bidi override, a C1 control).
+
+    Refused here, by name, not by the log's stream check, whose message names an internal stream
+    (and which aborted a whole genome init). Lone surrogates pass: they stand for bytes an argument
+    held that are not UTF-8 and fail when the name is encoded (the CLI then names those bytes and the fix).
+    """
+    return not name.isprintable() and any(not c.isprintable() and not "\ud800" <= c <= "\udfff" for c in name)
+
+
 def check_name(name: str) -> str:
-    """The alias name if valid (1-255 chars, at most 400 UTF-8 bytes, no whitespace, ':' or '/'), else InvalidInputError."""
-    if not NAME_RE.fullmatch(name):
+    """The alias name if valid (1-255 printable chars, at most 400 UTF-8 bytes, no whitespace, ':' or '/'), else
+    InvalidInputError."""
+    if not NAME_RE.fullmatch(name) or _invisible(name):
         # The whole name: the error's clip() cuts a long one in the middle and says how much it left out
         # (a bare name[:80] quoted a valid-looking name as if it were the one given).
         length = f" ({len(name):,} characters)" if len(name) > 255 else ""
         raise InvalidInputError(
-            f"invalid alias name {name!r}{length}: use 1-255 characters without whitespace, ':' or '/', "
-            "starting with an ASCII letter, digit, '_' or '.'"
+            f"invalid alias name {name!r}{length}: use 1-255 printable characters without whitespace, "
+            "':' or '/', starting with an ASCII letter, digit, '_' or '.'"
         )
     if len(name.encode()) > _MAX_NAME_BYTES:
         raise InvalidInputError(
             f"invalid alias name {name[:40]!r}...: {len(name.encode())} bytes in UTF-8, at most {_MAX_NAME_BYTES}"
+        )
+    return name
+
+
+def check_new_name(name: str) -> str:
+    """``check_name``, also refusing ``.`` and ``..`` for a new alias (existing ones stay readable and removable)."""
+    # HTTP clients drop dot-segments: /v4/aliases/.. asks for /v4 and /v4/aliases/. for the alias listing.
+    if check_name(name) in (".", ".."):
+        raise InvalidInputError(
+            f"invalid alias name {name!r}: '.' and '..' are path segments URLs drop (/v4/aliases/{name}); "
+            "use another name"
         )
     return name
 
