@@ -187,7 +187,9 @@ def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[
                 last_record = b""
                 for seq, record in iter_frames(reader):
                     if seq != last_seq + 1:
-                        raise ChainError(seq, f"{path}: expected seq {last_seq + 1} next (frames out of order)")
+                        # Named by the seq expected there: a damaged frame header's own seq can be any number.
+                        raise ChainError(last_seq + 1, f"{path}: the frame there says seq {seq} "
+                                                       "(damaged, or frames out of order)")
                     last_seq, last_record = seq, record
                     yield seq, record
                 if last_record:

@@ -39,6 +39,9 @@ def export_log(
     """
     # A str is a file name too (the Python caller's habit); checked before the log is read.
     target = output_path(path, "log export file") if isinstance(path, (str, os.PathLike)) else path
+    # A file inside the store could be the log's own data.mdb (or a blob): the rename would destroy it.
+    if isinstance(target, Path) and target.resolve().is_relative_to(store.path.resolve()):
+        raise InvalidInputError(f"{target} is inside the store {store.path}; export to a file outside it")
     from_seq = max(from_seq, 1)
     if to_seq is not None and to_seq < 1:
         raise InvalidInputError(f"--to {to_seq}: seqs start at 1")

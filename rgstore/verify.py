@@ -14,6 +14,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -443,6 +444,36 @@ def _check_refget_index(
         if handle.get_sequence_metadata(bare) is None:
             doubtful.append((bare, f"{refget}: sequence {where} ({bare}) is not in the RefgetStore's index, so it "
                                    "cannot be read (re-add the genome's FASTA with `rgstore genome init`)"))
+    _check_collections(store, report, handle)
+
+
+def _check_collections(store: Store, report: VerifyReport, handle: Any) -> None:
+    """Each genome's RefgetStore collection index (``collections/<digest>.rgsi``), where present, lists its sequences.
+
+    gtars reads that file to serve the collection and to re-check a re-added FASTA: a damaged one
+    made `genome init` of the same FASTA fail while verify said ok.
+    """
+    from .views.genomes import all_genomes
+
+    collections = store.refget_path / "collections"
+    with store.read() as txn:
+        genomes = [(g.digest, list(g.names), list(g.lengths), list(g.sequences))
+                   for g in all_genomes(txn, store.environment)]
+    for digest, names, lengths, sequences in genomes:
+        path = collections / f"{digest}.rgsi"
+        if not path.is_file():
+            continue  # fetched on first read (a mirror), or never kept: the sequence checks cover the content
+        try:
+            level2 = handle.get_collection_level2(digest)
+            theirs = (list(level2["names"]), list(level2["lengths"]), list(level2["sequences"]))
+        except Exception as exc:  # gtars refuses a damaged index with its own exception types
+            report.problems.append(f"{path}: collection index of genome {digest} is unreadable ({exc}); copy it back "
+                                   "from a backup or the store the log came from")
+            continue
+        if theirs != (names, lengths, sequences):
+            report.problems.append(f"{path}: collection index of genome {digest} disagrees with the log (names, "
+                                   "lengths or sequence digests); copy it back from a backup or the store the log "
+                                   "came from")
 
 
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:

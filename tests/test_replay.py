@@ -286,6 +286,39 @@ def test_empty_exports_replay_as_nothing_and_a_from_past_the_head_is_refused(tmp
         assert mirror.verify().ok
 
 
+def test_an_export_into_the_store_is_refused_and_the_logs_own_file_survives(tmp_path: Path) -> None:
+    # Exporting onto STORE/log/data.mdb used to rename the export over the LMDB file: the store was gone.
+    with _primary(tmp_path / "p", n=3) as primary:
+        data = primary.path / "log" / "data.mdb"
+        before = data.read_bytes()
+        (tmp_path / "link.rglog").symlink_to(data)
+        for target in (data, primary.path / "x.rglog", tmp_path / "link.rglog"):
+            with pytest.raises(InvalidInputError, match=r"is inside the store .*; export to a file outside it$"):
+                export_log(primary, target)
+        assert data.read_bytes() == before
+        assert not (primary.path / "x.rglog").exists()
+    with Store.open(tmp_path / "p") as reopened:
+        assert reopened.head()[0] == 4
+        assert reopened.verify().ok
+
+
+def test_a_frame_with_a_damaged_seq_is_named_by_the_seq_expected_there(tmp_path: Path) -> None:
+    from rgstore.logfile import write_log_file
+
+    with _primary(tmp_path / "p", n=3) as primary:
+        export_log(primary, tmp_path / "x.rglog")
+    header, frames = read_log_file(tmp_path / "x.rglog")
+    records = list(frames)
+    records[1] = (120263379255299, records[1][1])  # a flipped byte in the frame header's seq
+    write_log_file(tmp_path / "bad.rglog", header, records)
+    with Store.open(tmp_path / "m") as mirror:
+        with pytest.raises(ChainError, match=r"^log record seq 2: .*bad\.rglog: the frame there says seq "
+                                             r"120263379255299 \(damaged, or frames out of order\)$") as caught:
+            replay_file(mirror, tmp_path / "bad.rglog")
+        assert caught.value.seq == 2
+        assert mirror.head()[0] == 0
+
+
 def test_export_and_replay_take_str_paths(tmp_path: Path) -> None:
     with _primary(tmp_path / "p", n=3) as primary:
         export_log(primary, str(tmp_path / "x.rglog"))

@@ -120,6 +120,20 @@ def test_a_sequence_file_with_altered_bases_or_gone_is_named(store: Store, tmp_p
     assert "mirror pull" not in missing
 
 
+def test_a_collection_index_with_an_altered_length_is_named_by_file(store: Store, tmp_path: Path) -> None:
+    """gtars reads collections/<digest>.rgsi to serve a genome and re-check its FASTA: verify must read it too."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGTACGTTTGA\n>chr2\nGGGCCCAAATTT\n")
+    digest = store.genomes.init(fasta, ["g"]).genome.digest
+    assert store.verify().ok
+    index = store.refget_path / "collections" / f"{digest}.rgsi"
+    text = index.read_text()
+    assert text.count("chr2\t12\t") == 1
+    index.write_text(text.replace("chr2\t12\t", "chr2\t52\t"))  # one flipped bit in a digit
+    problems = store.verify().problems
+    assert len(problems) == 1 and problems[0].startswith(f"{index}: collection index of genome {digest} disagrees")
+
+
 def test_stray_files_under_blobs_are_named_and_neither_break_verify_nor_get_collected(store: Store) -> None:
     from rgstore.gc import collect_garbage
 
