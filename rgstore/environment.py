@@ -489,16 +489,19 @@ class Environment:
         """``set_mapsize(size)``, or the largest smaller map an address-space limit (``ulimit -v``) allows.
 
         py-lmdb drops the environment when a remap fails, so the size is tried first as a bare
-        reservation. A growth (``size`` above the current map) that finds no larger room is an error,
-        the map left as it was: retrying the write at the same size would only fill it again.
+        reservation of the room it adds (LMDB unmaps the old map before mapping the new one). A growth
+        (``size`` above the current map) that finds no larger room is an error, the map left as it
+        was: retrying the write at the same size would only fill it again.
         """
         before = self.env.info()["map_size"]
         data_file = Path(self._data_file)
         wanted = size or max(INITIAL_MAP_SIZE, _file_size(data_file))  # 0: adopt another process's size
-        if _reservable(wanted):
+        # The room a remap adds, and the heap a write still needs after it (its dirty pages are malloc'd):
+        # a map filling the limit to the byte fails the next put with a bare lmdb.MemoryError.
+        if _reservable(wanted - before + HEAP_ROOM):
             self.env.set_mapsize(size)
             return
-        fit = next((smaller for smaller in _smaller_maps(wanted, data_file) if _reservable(smaller)), None)
+        fit = next((smaller for smaller in _smaller_maps(wanted, data_file) if _reservable(smaller - before + HEAP_ROOM)), None)
         if size and (fit is None or fit <= before):
             raise RgstoreError(
                 f"the store's log in {self.path} needs a map larger than {before:,} bytes, which this process's "
@@ -523,6 +526,10 @@ MIN_MAP_SIZE = 1 << 24
 """The smallest map tried when an address-space limit refuses a larger one (LMDB raises it to the file's size)."""
 
 
+HEAP_ROOM = 1 << 24
+"""Address space a map growth leaves free for the heap under an address-space limit (a write's dirty pages)."""
+
+
 def _file_size(path: Path) -> int:
     try:
         return os.path.getsize(path)
@@ -532,6 +539,8 @@ def _file_size(path: Path) -> int:
 
 def _reservable(size: int) -> bool:
     """Whether this process may map ``size`` more bytes of address space now (``ulimit -v`` allowing)."""
+    if size <= 0:  # no more than it has mapped already (mmap refuses a length of 0)
+        return True
     try:
         probe = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)  # PROT_NONE: no memory
     except (OSError, OverflowError, ValueError):
