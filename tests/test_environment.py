@@ -475,51 +475,41 @@ def test_a_store_opens_reads_and_writes_under_an_address_space_limit_below_its_m
         assert store.aliases.get("other") == digest
 
 
-_GROW_LIMITED = """
+_GROW_UNDER_A_LIMIT = """
 import resource, sys
 from pathlib import Path
 from rgstore.environment import Environment
 from rgstore.errors import RgstoreError
-env = Environment(Path(sys.argv[1]), readonly=False, map_size=1 << 20)
+map_mib, room_mib, puts = (int(arg) for arg in sys.argv[2:])
+env = Environment(Path(sys.argv[1]), readonly=False, map_size=map_mib << 20)
 env.open_dbs(["t"])
 db = env.db("t")
 vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + (96 << 20), resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (room_mib << 20), resource.RLIM_INFINITY))
 try:
-    for i in range(200):
+    for i in range(puts):
         env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * (1 << 20), db=db))
 except RgstoreError as exc:
     print(exc)
 with env.read() as txn:
-    print(len(txn.get(b"k0000", db=db)))
+    print(sum(len(txn.get(b"k%04d" % i, db=db) or b"") for i in range(puts)) >> 20, env.env.info()["map_size"] >> 20)
 """
+
+
+def _grow_under_a_limit(tmp_path: Path, map_mib: int, room_mib: int, puts: int) -> list[str]:
+    """Output lines of 1 MiB puts into a ``map_mib`` map with ``room_mib`` of address space left (ulimit -v)."""
+    proc = subprocess.run([sys.executable, "-c", _GROW_UNDER_A_LIMIT, str(tmp_path / "log"), str(map_mib),
+                           str(room_mib), str(puts)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
 
 
 def test_a_map_growth_an_address_space_limit_refuses_is_an_error_and_the_store_stays_readable(tmp_path: Path) -> None:
     # py-lmdb dropped the environment when the doubled map could not be mapped: the next use raised
     # "Attempt to operate on closed/deleted/dropped object" (an lmdb.Error the CLI blamed on the store).
-    proc = subprocess.run([sys.executable, "-c", _GROW_LIMITED, str(tmp_path / "log")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    refused, read = proc.stdout.splitlines()
+    refused, read = _grow_under_a_limit(tmp_path, 1, 96, 200)
     assert "needs a map larger than" in refused and "address-space limit (ulimit -v)" in refused
-    assert "nothing was committed" in refused and read == str(1 << 20)
-
-
-_GROW_IN_ROOM = """
-import resource, sys
-from pathlib import Path
-from rgstore.environment import Environment
-env = Environment(Path(sys.argv[1]), readonly=False, map_size=64 << 20)
-env.open_dbs(["t"])
-db = env.db("t")
-vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + (100 << 20), resource.RLIM_INFINITY))
-for i in range(72):
-    env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * (1 << 20), db=db))
-with env.read() as txn:
-    print(sum(len(txn.get(b"k%04d" % i, db=db)) for i in range(72)) >> 20, env.env.info()["map_size"] >> 20)
-"""
+    assert "nothing was committed" in refused and int(read.split()[0]) > 0
 
 
 def test_a_map_growth_the_address_space_limit_has_room_for_once_the_old_map_is_unmapped_succeeds(
@@ -527,38 +517,11 @@ def test_a_map_growth_the_address_space_limit_has_room_for_once_the_old_map_is_u
 ) -> None:
     # LMDB unmaps the old map before mapping the new one, so doubling 64 MiB needs 64 MiB more room, not 128:
     # the probe asked for the whole new map beside the old one and refused a growth that fits in 100 MiB.
-    proc = subprocess.run([sys.executable, "-c", _GROW_IN_ROOM, str(tmp_path / "log")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["72", "128"]
-
-
-
-_GROW_TO_THE_LIMIT = """
-import resource, sys
-from pathlib import Path
-from rgstore.environment import Environment
-from rgstore.errors import RgstoreError
-env = Environment(Path(sys.argv[1]), readonly=False, map_size=64 << 20)
-env.open_dbs(["t"])
-db = env.db("t")
-vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + (65 << 20), resource.RLIM_INFINITY))
-try:
-    for i in range(72):
-        env.write(lambda txn, i=i: txn.put(b"k%04d" % i, b"x" * (1 << 20), db=db))
-except RgstoreError as exc:
-    print(exc)
-with env.read() as txn:
-    print(len(txn.get(b"k0000", db=db)))
-"""
+    assert _grow_under_a_limit(tmp_path, 64, 100, 72) == ["72 128"]
 
 
 def test_a_map_growth_that_would_leave_the_heap_no_room_under_the_limit_is_the_one_line_refusal(tmp_path: Path) -> None:
     # Doubling 64 MiB with 65 MiB of room left 1 MiB for the heap: the next put failed with a bare
     # "lmdb.MemoryError: mdb_put: Cannot allocate memory" (the CLI blamed the store's LMDB files).
-    proc = subprocess.run([sys.executable, "-c", _GROW_TO_THE_LIMIT, str(tmp_path / "log")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    refused, read = proc.stdout.splitlines()
-    assert "needs a map larger than 67,108,864 bytes" in refused and read == str(1 << 20)
+    refused, read = _grow_under_a_limit(tmp_path, 64, 65, 72)
+    assert "needs a map larger than 67,108,864 bytes" in refused and read.split() == ["63", "64"]
