@@ -32,7 +32,7 @@ from .headertimeout import HEADER_TIMEOUT_S, HeaderTimeoutProtocol
 from .lazyfetch import FetchLimits
 from .storepath import ENV_STORE
 
-__all__ = ["serve", "check_listen", "url_host", "access_log_config", "NoDelayConfig", "APP"]
+__all__ = ["serve", "check_listen", "raise_open_file_limit", "url_host", "access_log_config", "NoDelayConfig", "APP"]
 
 APP = "rgstore_api.app:create_app"
 
@@ -171,6 +171,36 @@ def check_listen(host: str, port: int) -> None:
             raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
+MIN_OPEN_FILES = 64
+"""Open files a server needs at least: the store's LMDB and RefgetStore files, the listening socket, a few clients."""
+
+
+def raise_open_file_limit(floor: int = MIN_OPEN_FILES) -> int:
+    """The soft RLIMIT_NOFILE, raised to the hard limit; ConflictError if it stays below ``floor``.
+
+    uvicorn keeps the soft limit it is given: under ``ulimit -n 16`` accept() fails with EMFILE after
+    start-up and every request hangs. Workers and the follower are started after this, and inherit it.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # A hard limit of "unlimited" (macOS) is not a soft one the kernel takes: it caps files at OPEN_MAX there.
+    for target in ((hard,) if hard != resource.RLIM_INFINITY else (1 << 20, 10240)):
+        if soft == resource.RLIM_INFINITY or soft >= target:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            continue
+        soft = target
+        break
+    if soft != resource.RLIM_INFINITY and soft < floor:
+        raise ConflictError(f"the open-file limit (ulimit -n) is {soft} and its hard limit (ulimit -Hn) allows no "
+                            f"more; serving needs at least {floor}: raise them, e.g. `ulimit -n 1024` (the hard "
+                            "limit as root) or LimitNOFILE=1024 in a systemd unit")
+    return soft
+
+
 def access_log_config() -> dict[str, Any]:
     """uvicorn's logging config with only the access log at INFO: one timestamped line per request on stdout."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -196,6 +226,7 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
     low_speed()  # and $RGSTORE_LOW_SPEED_*, which lazy fetches would otherwise answer 400 for
     check_listen(host, port)
+    raise_open_file_limit()  # the CLI did already, before starting a follower; a Python caller may not have
     os.environ[ENV_STORE] = str(store)
     if follow_interval is not None:
         os.environ[ENV_FOLLOW_INTERVAL] = follow_interval

@@ -122,8 +122,9 @@ def init_cmd(
     g = result.genome
     state = "added" if result.added else "already stored"
     click.echo(f"{g.digest}  {state}: {g.n_sequences} sequences, {g.total_length:,} bp")
+    moved_from = {m.alias: m.was for m in result.aliases_moved}  # said as `alias set --force` says a repoint
     for alias in result.aliases_added:
-        click.echo(f"  alias {alias}")
+        click.echo(f"  alias {alias}" + (f" (was {moved_from[alias]})" if alias in moved_from else ""))
     if result.sequence_aliases_added:
         click.echo(f"  {result.sequence_aliases_added} sequence aliases ({', '.join(dict.fromkeys(seq_namespace))})")
     if result.fhr_replaced:  # a re-run with another --fhr: never silent, the old document is only in the log
@@ -219,9 +220,10 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
         rgstore genome remove hg38
     """
     with ctx.open() as store:
-        seqs = store.genomes.remove(name, by_digest=by_digest)
-    if as_json:
-        emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs})
+        removal = store.genomes.remove_genome(name, by_digest=by_digest)
+    seqs = removal.seqs
+    if as_json:  # "removed" is the name as typed (kept as it always was); "digest" says which genome that was
+        emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs, "digest": removal.digest})
         return
     click.echo(f"removed genome {name} and {len(seqs) - 1} alias(es) naming it")
 
@@ -293,18 +295,22 @@ def fhr_group() -> None:
 
 @fhr_group.command("set")
 @click.argument("name", shell_complete=genome_names)
-@click.argument("file", type=GivenPath(path_type=Path, dir_okay=False))
+@click.argument("file", type=GivenPath(path_type=Path, dir_okay=False, allow_dash=True))
 @_digest_option
 @store_option
 @json_option
 @pass_ctx
 def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool, as_json: bool) -> None:
-    """Replace the genome's FHR document with FILE (JSON).
+    """Replace the genome's FHR document with FILE (JSON; - reads standard input).
 
     \b
     Example:
         rgstore genome fhr set hg38 hg38.fhr.json
+        curl -s https://example.org/hg38.json | rgstore genome fhr set hg38 -
     """
+    if str(file) == "-" and sys.stdin.isatty():  # else it waits, silent, for a document typed at the terminal
+        raise click.BadParameter("- reads the FHR document from standard input: pipe one in, e.g. "
+                                 "`... | rgstore genome fhr set NAME -`", param_hint="FILE")
     with ctx.open() as store:
         seqs = store.genomes.fhr_set(name, file, by_digest=by_digest)
     if as_json:

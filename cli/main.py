@@ -97,13 +97,14 @@ class Context:
         mount, another user's store) read-only, for commands that can answer from what is there.
         """
         from rgstore.errors import NotFoundError
+        from rgstore.pathtext import init_command
         from rgstore.progress import null_progress, terminal_progress
         from rgstore.store import Store, default_store_path
 
         path = self.store_path if self.store_path is not None else default_store_path()
         present = self.exists()
         if not create and not present:
-            raise NotFoundError(f"no rgstore store at {path}; create one with `rgstore init --store {path}`")
+            raise NotFoundError(f"no rgstore store at {path}; create one with `{init_command(path)}`")
         if create and not present and not create_beside_files:
             refuse_beside_files(path)
         if reads_if_unwritable and present:
@@ -122,11 +123,12 @@ def refuse_beside_files(path: Path) -> None:
     """StoreOpenError if directory ``path`` holds files a new store there would be mixed with (see ``Context.open``)."""
     if others := _other_files(path):
         from rgstore.errors import StoreOpenError
+        from rgstore.pathtext import init_command
 
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise StoreOpenError(f"{path} is not an rgstore store and already holds other files ({shown}); name a new "
                              f"or empty directory, or create the store there on purpose with "
-                             f"`rgstore init --store {path}`")
+                             f"`{init_command(path)}`")
 
 
 def _other_files(path: Path) -> list[str]:

@@ -70,7 +70,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         curl http://127.0.0.1:8000/sequence/service-info
     """
     from rgstore_api.lazyfetch import FetchLimits
-    from rgstore_api.server import check_listen, serve, url_host
+    from rgstore_api.server import check_listen, raise_open_file_limit, serve, url_host
     from rgstore_api.storepath import resolve_store_path
 
     from rgstore.httpclient import low_speed
@@ -100,6 +100,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         raise click.BadParameter(f"{header_timeout!r}: use e.g. 30s, 10s, 2m (100ms to 24h)",
                                  param_hint="--header-timeout") from None
     check_listen(host, port)  # a busy port is one line, before anything starts
+    raise_open_file_limit()  # so is a soft open-file limit too low to accept with; the follower inherits it
     FetchLimits.from_environment()  # so is a bad $RGSTORE_SERVE_FETCH_*
     low_speed()  # and a bad $RGSTORE_LOW_SPEED_* (else lazy fetches answer 400 for it, and follower pulls fail)
     follower = None

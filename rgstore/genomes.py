@@ -24,7 +24,7 @@ from .bgzf import BGZF_SUFFIXES, BgzfWriter
 from .environment import Environment, Txn
 from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeError
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
-from .fastaspool import recorded_path, spooled
+from .fastaspool import STDIN, recorded_path, spooled
 from .gcpause import gc_paused
 from .locus import Region, parse_locus, read_bed_rows
 from .log import NewEvent
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from .fasta import FastaSummary
     from .store import Store
 
-__all__ = ["GenomeInfo", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
+__all__ = ["AliasMoved", "GenomeInfo", "GenomeRemoval", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
 
 _reverse_complement = revcomp  # read_loci's ``revcomp`` parameter shadows the function
 
@@ -89,6 +89,13 @@ class GenomeInfo(msgspec.Struct, frozen=True, kw_only=True):
     fhr: dict[str, Any] | None = None
 
 
+class AliasMoved(msgspec.Struct, frozen=True, kw_only=True):
+    """An alias ``init --force`` repointed at its genome: ``alias`` (``ns:name``) and the genome digest it ``was``."""
+
+    alias: str
+    was: str
+
+
 class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     """What ``genome init`` did: the genome, whether it was new, and which aliases it added."""
 
@@ -107,27 +114,55 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     remote_not_recorded: str | None = None
     """``init --remote URL`` of a genome already recorded with another source: the store URL this command did
     not record (the genome keeps ``genome.source``, where its unfetched sequences still come from); else None."""
+    aliases_moved: list[AliasMoved] = []
+    """The aliases in ``aliases_added`` that ``force`` took from another genome, each with the digest it
+    left (as ``alias set --force`` reports ``previous``); the others are new."""
+
+
+class GenomeRemoval(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``remove_genome`` removed: the genome's digest, the aliases (``ns:name``) that named it, the seqs appended."""
+
+    digest: str
+    aliases: list[str]
+    seqs: list[int]
 
 
 def read_fhr(path: Path) -> dict[str, Any]:
-    """An FHR JSON document from a file, checked with ``check_fhr``."""
+    """An FHR JSON document from a file, or standard input for ``-`` (errors then name it), checked with ``check_fhr``."""
     import json  # here: every genome read loads this module, only an FHR file is parsed as JSON (~1.5 ms)
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError(f"{path}: no such FHR file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read the FHR file ({exc})") from None
+    if os.fspath(path) == STDIN:  # as `genome init --fasta -` reads a FASTA
+        shown, text = "standard input", _stdin_text()
+    else:
+        shown = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidInputError(f"{path}: no such FHR file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{path}: cannot read the FHR file ({exc})") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise InvalidInputError(f"{shown}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except ValueError:  # json.loads refuses an integer of 4,301+ digits (CPython's DoS guard)
-        raise InvalidInputError(f"{path}: a number in the JSON has more than 4,300 digits") from None
+        raise InvalidInputError(f"{shown}: a number in the JSON has more than 4,300 digits") from None
     except RecursionError:
-        raise InvalidInputError(f"{path}: JSON nested too deeply to be an FHR document") from None
-    return check_fhr(doc, where=str(path))
+        raise InvalidInputError(f"{shown}: JSON nested too deeply to be an FHR document") from None
+    return check_fhr(doc, where=shown)
+
+
+def _stdin_text() -> str:
+    """Standard input read whole as UTF-8 (an FHR document piped in); InvalidInputError naming it otherwise."""
+    import sys
+
+    stdin = getattr(sys.stdin, "buffer", None)
+    if stdin is None:
+        raise InvalidInputError("standard input is closed: pipe the FHR document into the command, or give its path")
+    try:
+        return cast(bytes, stdin.read()).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"standard input: cannot read the FHR document ({exc})") from None
 
 
 def check_fhr(doc: Any, *, where: str = "FHR document") -> dict[str, Any]:
@@ -224,6 +259,7 @@ class Genomes:
                         raise _taken(alias_ns, name, target)
 
         added: list[str] = []  # "ns:name" of each alias the command sets
+        moved: list[AliasMoved] = []  # those of them --force took from another genome
         state: dict[str, Any] = {}
 
         def record(ingested: Ingested) -> None:
@@ -237,6 +273,7 @@ class Genomes:
                 raise collection_removed(ingested.digest)
             seq_aliases = [(ns, local, strip_sq(ingested.sequences[i])) for ns, local, i in token_aliases]
             added.clear()
+            moved.clear()
             shadows: dict[str, str] = {}
             state["shadows"] = shadows
             events: list[NewEvent] = []
@@ -259,6 +296,8 @@ class Genomes:
                 if target is None and alias_ns == DEFAULT_NAMESPACE:  # only a refgenie name takes the bare name
                     shadows.update(shadowed_by(txn, env, name, ingested.digest))
                 added.append(f"{alias_ns}:{name}")
+                if target is not None:
+                    moved.append(AliasMoved(alias=f"{alias_ns}:{name}", was=target))
                 events.append(NewEvent(
                     stream=alias_stream(COLLECTION, alias_ns, name),
                     event=AliasSet(namespace=alias_ns, name=name, digest=ingested.digest),
@@ -294,29 +333,36 @@ class Genomes:
             genome=self.show(ingested.digest, by_digest=True), added=bool(state["new"]),
             aliases_added=list(added),
             sequence_aliases_added=int(state["seq_aliases"]), seqs=seqs, shadows=state["shadows"] or UNSET,
-            fhr_set=bool(state["fhr_set"]), fhr_replaced=bool(state["fhr_replaced"]),
+            fhr_set=bool(state["fhr_set"]), fhr_replaced=bool(state["fhr_replaced"]), aliases_moved=list(moved),
         )
 
     def remove(self, name: str, *, by_digest: bool = False) -> list[int]:
-        """Remove a genome from the catalogue with every collection alias pointing at it.
+        """Remove a genome from the catalogue with every collection alias pointing at it; returns seqs.
 
-        The sequences stay in the RefgetStore (content-addressed, possibly shared); returns seqs.
+        The sequences stay in the RefgetStore (content-addressed, possibly shared).
         A bare name is taken from the ``refgenie`` namespace only (``exact``): once its genome is
         gone, a retried removal must not fall through to the genome another namespace names.
         """
+        return self.remove_genome(name, by_digest=by_digest).seqs
+
+    def remove_genome(self, name: str, *, by_digest: bool = False) -> GenomeRemoval:
+        """``remove``, returning the removed genome's digest and aliases with the seqs (the name may be an alias)."""
         env = self.store.environment
+        removed: list[GenomeRemoval] = []  # of the transaction that committed (a retry recomputes it)
 
         def command(txn: Txn) -> list[NewEvent]:
             digest = self.resolve_in(txn, name, by_digest, exact=True)
             events = [NewEvent(stream=genome_stream(digest), event=GenomeRemoved(digest=digest))]
-            for ns, local in collection_aliases_of(txn, env, digest):
+            aliases = list(collection_aliases_of(txn, env, digest))
+            for ns, local in aliases:
                 events.append(NewEvent(stream=alias_stream(COLLECTION, ns, local),
                                        event=AliasRemoved(namespace=ns, name=local)))
+            removed[:] = [GenomeRemoval(digest=digest, aliases=[f"{ns}:{local}" for ns, local in aliases], seqs=[])]
             return events
 
         seqs = self.store.transact(command)
         self.sequences.drop_cache()
-        return seqs
+        return msgspec.structs.replace(removed[0], seqs=seqs)
 
     def fhr_set(self, name: str, fhr: dict[str, Any] | Path | str, *, by_digest: bool = False) -> list[int]:
         """Replace a genome's FHR document (a no-op if identical); returns the seqs appended."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
-__all__ = ["given_path", "path_text", "user_path"]
+__all__ = ["given_path", "init_command", "path_text", "user_path"]
 
 
 def path_text(path: Path | str) -> str:
@@ -18,6 +18,17 @@ def path_text(path: Path | str) -> str:
     whole import), and under a Latin-1 locale another text for the same file than under UTF-8.
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def init_command(root: str | os.PathLike[str]) -> str:
+    """The ``rgstore init --store ROOT`` command line that creates a store at ``root``, the path quoted for a shell.
+
+    Error messages suggest it to paste: ``/data/my refs`` or ``refs;old`` unquoted would create another
+    directory, or run another command.
+    """
+    import shlex
+
+    return f"rgstore init --store {shlex.quote(os.fspath(root))}"
 
 
 def given_path(path: str | os.PathLike[str], what: str) -> Path:

@@ -316,7 +316,7 @@ def init_remote(
     ``fasta``, ``fhr`` and ``seq_namespace`` exist so `genome init` can hand over every option:
     they belong to FASTA genomes, and giving any of them here is an error.
     """
-    from .genomes import InitResult, check_same_metadata
+    from .genomes import AliasMoved, InitResult, check_same_metadata
 
     if url is None:
         raise InvalidInputError("genome init needs --fasta PATH or --remote URL")
@@ -356,12 +356,14 @@ def init_remote(
         )
     env = store.environment
     added: list[str] = []
+    moved: list[AliasMoved] = []  # those of them force took from another genome
     state: dict[str, bool] = {}
     shadows: dict[str, str] = {}
     kept: list[str] = []
 
     def command(txn: Txn) -> list[NewEvent]:
         added.clear()
+        moved.clear()
         shadows.clear()
         events: list[NewEvent] = []
         existing = genome_record(txn, env, collection.digest)
@@ -390,6 +392,8 @@ def init_remote(
             if target is None and alias_ns == DEFAULT_NAMESPACE:  # only a refgenie name takes the bare name
                 shadows.update(shadowed_by(txn, env, name, collection.digest))
             added.append(f"{alias_ns}:{name}")
+            if target is not None:
+                moved.append(AliasMoved(alias=f"{alias_ns}:{name}", was=target))
             events.append(NewEvent(
                 stream=alias_stream(COLLECTION, alias_ns, name),
                 event=AliasSet(namespace=alias_ns, name=name, digest=collection.digest),
@@ -400,7 +404,7 @@ def init_remote(
     return InitResult(
         genome=store.genomes.show(collection.digest, by_digest=True), added=state["new"],
         aliases_added=list(added), sequence_aliases_added=0, seqs=seqs,
-        shadows=shadows or UNSET, remote_not_recorded=kept[0] if kept else None,
+        shadows=shadows or UNSET, remote_not_recorded=kept[0] if kept else None, aliases_moved=list(moved),
     )
 
 

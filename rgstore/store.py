@@ -36,7 +36,7 @@ from .errors import (
 )
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
 from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
-from .pathtext import user_path
+from .pathtext import init_command, user_path
 from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
 from .sharing import adopt_group_sharing, store_access_refusal
@@ -248,7 +248,7 @@ class Store:
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         try:
             if readonly and not _exists(root / "log" / "data.mdb"):
-                raise NotFoundError(f"no rgstore store at {root}; create one with `rgstore init --store {root}`")
+                raise NotFoundError(f"no rgstore store at {root}; create one with `{init_command(root)}`")
             if not readonly:
                 for sub in ("log", "blobs", "cache"):
                     (root / sub).mkdir(parents=True, exist_ok=True)
@@ -472,11 +472,14 @@ class Store:
 
     def event(self, seq: int) -> Envelope:
         """The envelope at ``seq``; NotFoundError if there is none."""
-        if not 1 <= seq < 1 << 64:
+        if seq < 1:
             raise NotFoundError(f"no event at seq {seq}; seqs start at 1 (see `rgstore log`)")
         with self.read() as txn:
-            envelope = self.log.get(txn, seq)
+            envelope = self.log.get(txn, seq) if seq < 1 << 64 else None  # past any key the log can hold
+            head = self.log.head(txn)[0] if envelope is None else seq
         if envelope is None:
+            if seq > head:  # the common miss: a seq from another store, or not appended yet
+                raise NotFoundError(f"no event at seq {seq}: the head is {head}; see `rgstore log`")
             raise NotFoundError(f"no event at seq {seq}; see `rgstore log`")
         return envelope
 

@@ -61,6 +61,33 @@ def test_a_first_write_refuses_a_directory_of_other_files_but_init_creates_the_s
     assert run_rgstore("--store", str(empty), "demo").returncode == 0  # an empty directory is a new store's place
 
 
+def test_every_suggested_init_command_pastes_into_a_shell_as_the_path_given(tmp_path: Path) -> None:
+    # Before: `rgstore init --store /x/my refs;old` -- pasted, it made a store at /x/my and ran `old`.
+    import re
+    import shlex
+
+    import pytest
+
+    from rgstore.errors import NotFoundError
+
+    def suggested(message: str) -> list[str]:
+        found = re.search(r"`(rgstore init --store [^`]*)`", message)
+        assert found is not None, message
+        return shlex.split(found.group(1))
+
+    missing = tmp_path / "my refs;old $HOME"
+    proc = run_rgstore("--store", str(missing), "genome", "list")  # cli/main.py: no store, not a creating command
+    assert proc.returncode != 0 and suggested(proc.stderr.decode()) == ["rgstore", "init", "--store", str(missing)]
+    project = tmp_path / "my project's files"
+    project.mkdir()
+    (project / "hg38.fa").write_text(">chr1\nACGT\n")
+    proc = run_rgstore("--store", str(project), "demo")  # cli/main.py: a first write beside other files
+    assert proc.returncode == 1 and suggested(proc.stderr.decode()) == ["rgstore", "init", "--store", str(project)]
+    with pytest.raises(NotFoundError) as caught:
+        Store.open(missing, readonly=True)  # rgstore/store.py: the Python API's own message
+    assert suggested(str(caught.value)) == ["rgstore", "init", "--store", str(missing)]
+
+
 def test_log_lists_filters_and_prints_json_lines(store_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     _seed(store_path)
     text = cli("log").output

@@ -208,6 +208,25 @@ def test_cli_init_names_a_genome_in_another_namespace_as_alias_set_does(cli) -> 
     assert again.exit_code == 0 and again.output.splitlines()[1:] == []
 
 
+def test_cli_init_force_says_which_alias_it_moved_and_from_where_as_alias_set_does(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    # Before: a repointed alias printed as "  alias ncbi:hg19", like a new one, and --json could not tell them apart.
+    old = json.loads(cli("genome", "init", "--fasta", str(TINY), "--name", "ncbi:hg19", "--json").output)
+    other = str(_write(tmp_path / "other.fa", {"c1": "ACGT"}))
+    out = cli("genome", "init", "--fasta", other, "--name", "ncbi:hg19", "--name", "fresh", "--force")
+    assert out.exit_code == 0, out.output
+    was = old["genome"]["digest"]
+    assert out.output.splitlines()[1:] == [f"  alias ncbi:hg19 (was {was})", "  alias refgenie:fresh"]
+    back = cli("alias", "set", "ncbi:hg19", was, "--force").output  # alias set --force's wording, moving it back
+    assert back == f"ncbi:hg19 -> {was} (was {out.output.split()[0]})\n"
+    again = json.loads(cli("genome", "init", "--fasta", other, "--name", "ncbi:hg19", "--force", "--json").output)
+    assert again["aliases_added"] == ["ncbi:hg19"]  # kept as it was: moved aliases are added ones too
+    assert again["aliases_moved"] == [{"alias": "ncbi:hg19", "was": was}]
+    fresh = json.loads(cli("genome", "init", "--fasta", other, "--name", "new2", "--force", "--json").output)
+    assert (fresh["aliases_added"], fresh["aliases_moved"]) == (["refgenie:new2"], [])
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [(b"", "empty"), (b">a\nAC GT\n", "whitespace"), (b">a\nAC\n>a\nGT\n", "duplicate"), (b"ACGT\n", "before the first")],
@@ -439,6 +458,42 @@ def test_an_fhr_file_with_a_5000_digit_number_is_one_line(store: Store, tmp_path
     result = cli("genome", "fhr", "set", "tiny", str(doc))
     assert result.exit_code == 1
     assert result.output == f"error: {doc}: a number in the JSON has more than 4,300 digits\n"
+
+
+def test_fhr_set_dash_reads_the_document_from_standard_input_and_names_it_when_bad(  # type: ignore[no-untyped-def]
+    store: Store, cli
+) -> None:
+    # Before: "-: no such FHR file", though `genome init --fasta -` reads standard input.
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    done = cli("genome", "fhr", "set", "tiny", "-", "--json", input=json.dumps(FHR))
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["changed"] is True
+    assert json.loads(cli("genome", "fhr", "get", "tiny").stdout) == FHR
+    bad = cli("genome", "fhr", "set", "tiny", "-", input="{not json")
+    assert (bad.exit_code, bad.output) == (1, "error: standard input: not JSON (line 1, column 2: "
+                                              "Expecting property name enclosed in double quotes)\n")
+    wrong = cli("genome", "fhr", "set", "tiny", "-", input='{"schemaVersion": 3}')
+    assert wrong.output.startswith("error: standard input: schemaVersion 3 is not FHR 1.x")
+
+
+def test_fhr_set_dash_from_a_terminal_is_refused_rather_than_waiting_for_typing(store: Store, store_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    leader, terminal = os.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "genome", "fhr", "set",
+                               "tiny", "-"], cwd=REPO, stdin=terminal, capture_output=True, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(leader)
+    assert done.returncode == 2 and b"pipe one in" in done.stderr
 
 
 def test_an_fhr_file_nested_too_deeply_for_the_json_parser_is_one_line(
@@ -995,6 +1050,20 @@ def test_genome_remove_and_fhr_set_take_json_like_the_rest_of_the_group(store: S
     removed = json.loads(cli("genome", "remove", "tiny", "--json").stdout)
     assert removed["removed"] == "tiny" and removed["aliases_removed"] == 2 and len(removed["seqs"]) == 3
     assert json.loads(cli("genome", "list", "--json").stdout) == []
+
+
+def test_genome_remove_json_names_the_digest_it_removed_beside_the_name_as_typed(store: Store, cli) -> None:  # type: ignore[no-untyped-def]
+    # Before: only "removed", the name as typed: a script could not tell which genome a bare name had meant.
+    digest = store.genomes.init(TINY, ["tiny", "ucsc:small"]).genome.digest
+    store.close()
+    removed = json.loads(cli("genome", "remove", "tiny", "--json").stdout)
+    assert (removed["removed"], removed["digest"], removed["aliases_removed"]) == ("tiny", digest, 2)
+    with Store.open(store.path) as reopened:
+        again = reopened.genomes.init(TINY, ["tiny", "ucsc:small"]).genome.digest
+        removal = reopened.genomes.remove_genome(again, by_digest=True)
+        assert (removal.digest, sorted(removal.aliases)) == (digest, ["refgenie:tiny", "ucsc:small"])
+        assert [type(e.event) for e in reopened.events() if e.seq in removal.seqs] == [
+            GenomeRemoved, AliasRemoved, AliasRemoved]
 
 
 class _GcWhenImportStarts:

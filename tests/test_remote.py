@@ -207,6 +207,18 @@ def test_init_remote_records_ns_names_in_their_namespace_and_repoints_one_only_w
         remote.init_remote(store, server.url, ["u/c:x"], digest=digest)
 
 
+def test_init_remote_force_reports_each_alias_it_moved_with_the_genome_it_left(
+    served: Served, store: Store, tmp_path: Path
+) -> None:
+    server, _, digest = served
+    other = tmp_path / "other.fa"
+    other.write_text(">x\nACGT\n")
+    was = store.genomes.init(other, ["ucsc:taken"]).genome.digest
+    forced = remote.init_remote(store, server.url, ["ucsc:taken", "new"], digest=digest, force=True)
+    assert forced.aliases_added == ["ucsc:taken", "refgenie:new"]
+    assert [(m.alias, m.was) for m in forced.aliases_moved] == [("ucsc:taken", was)]
+
+
 def test_an_unreachable_url_is_a_clear_error_and_records_nothing(store: Store) -> None:
     head = store.head()
     with pytest.raises(RemoteError, match="cannot reach http://127.0.0.1:9/rgstore.json"):
