@@ -15,7 +15,7 @@ from typing import Any
 import click
 import msgspec
 
-from .main import Context, GivenPath, RgstoreGroup, store_option
+from .main import Context, GivenPath, RgstoreGroup, refuse_beside_files, store_option
 from .output import emit_json, emit_json_lines, emit_table, emit_table_stream, json_option, when
 
 __all__ = ["log_group", "replay_cmd", "summary"]
@@ -113,6 +113,8 @@ def log_group(ctx: click.Context, stream: str | None, type_: str | None, since: 
         return
     since_time = _since(since)  # a malformed --since is a usage error whatever the store
     until_time = _since(until, "--until")
+    if since_time is not None and until_time is not None and since_time > until_time:
+        raise click.UsageError(f"--since {since} is after --until {until}: no event can match; swap them")
     for value, hint in ((stream, "'--stream'"), (type_, "'--type'"), (actor, "'--actor'")):  # as click quotes hints
         if value is not None and not value.strip():
             raise click.BadParameter("is empty; name one, or leave the option out for every event", param_hint=hint)
@@ -307,10 +309,24 @@ def replay_cmd(ctx: Context, file: Path, to_seq: int | None, as_of: str | None, 
                 f"this export starts at seq {header.first_seq}: it continues a store that holds seqs "
                 f"1-{header.first_seq - 1} of log {header.log_id}; replay an export from seq 1 to start one"
             ) from None
+        fresh = False
+    elif not ctx.exists():  # as a first `mirror pull`: a replay that applies nothing leaves no store behind
+        from rgstore.replay import replay_new_store
+        from rgstore.store import default_store_path
+
+        from .getseq import signals_unwind
+
+        target = ctx.store_path if ctx.store_path is not None else default_store_path()
+        refuse_beside_files(target)  # as any first write: not into a directory of other files
+        with signals_unwind():  # SIGTERM unwinds too: the staged store is removed (or, with events, kept)
+            applied, head = replay_new_store(target, header, frames, actor=ctx.actor, to_seq=to_seq,
+                                             as_of=as_of_time, progress=progress)
+        store_cm, fresh = ctx.open(), True
     else:
-        store_cm = ctx.open(create=True)
+        store_cm, fresh = ctx.open(create=True), False
     with store_cm as store:
-        applied, head = replay_export(store, header, frames, to_seq=to_seq, as_of=as_of_time, progress=progress)
+        if not fresh:
+            applied, head = replay_export(store, header, frames, to_seq=to_seq, as_of=as_of_time, progress=progress)
         head_hash = store.head()[1]
         reached = time_reached(store)
     if as_json:

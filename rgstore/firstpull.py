@@ -18,6 +18,9 @@ command), and a store deleted under an open LMDB environment loses that process'
 A pull holds an exclusive ``flock`` on its staging directory while it lives (the kernel drops it
 when the process dies, however it dies): a later first pull removes any staging directory whose
 lock it can take, the leftovers of a pull killed by SIGKILL, and never a live pull's.
+
+``build_new_store`` is that mechanism on its own: ``replay FILE --store NEW`` uses it too, so a
+replay whose file turns out damaged part-way, before any event is applied, leaves no store either.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .files import dead_work_dirs, hold_dir
 from .interrupts import deferred
@@ -37,7 +42,9 @@ from .progress import ProgressFactory, null_progress
 from .sharing import adopt_group_sharing
 from .store import Store
 
-__all__ = ["STAGING_PREFIX", "pull_new_store", "remove_abandoned_staging"]
+__all__ = ["STAGING_PREFIX", "build_new_store", "pull_new_store", "remove_abandoned_staging"]
+
+T = TypeVar("T")
 
 STAGING_PREFIX = ".rgstore-pull-"
 """The name a first pull's staging directory inside the new store starts with."""
@@ -63,12 +70,34 @@ def pull_new_store(
     """
     root = user_path(path).absolute()
     source = probe_source(source)
-    if _occupied(root):
+    staged = build_new_store(root, lambda store: pull(store, source, progress=progress, batch_size=batch_size),
+                             actor=actor)
+    if staged is None or not staged[1]:  # a store there already, or another process made one meanwhile
         return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
+    first = staged[0]
+    if not (with_blobs or with_sequences):
+        return first
+    result = _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
+    result.applied += first.applied
+    return result
+
+
+def build_new_store(root: Path, work: Callable[[Store], T], *, actor: str | None = None) -> tuple[T, bool] | None:
+    """Run ``work`` on a new store staged inside ``root`` and move it into place (see the module); None if it did not run.
+
+    None: ``root`` is a store or a directory holding anything, or a dead first write's staged events
+    were adopted as the store there; the caller works on the store at ``root`` in place. Otherwise
+    ``(result, placed)``: ``placed`` is False when another process made a store at ``root``
+    meanwhile (it wins; this copy was dropped). A ``work`` that raises (Ctrl-C and SIGTERM too)
+    after its store holds events moves them into place (a valid store, resumed by the next run)
+    and re-raises; one that raises before leaves nothing: not its staging, nor ``root`` if it made it.
+    """
+    if _occupied(root):
+        return None
     made = _make_dirs(root)
     adopt_group_sharing(root)  # the staged files are created as the store's own would be (a group's store)
-    if _sweep_staging(root, adopt=True):  # a first pull killed outright: resumed from what it had pulled
-        return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
+    if _sweep_staging(root, adopt=True):  # a first write killed outright: resumed from what it had applied
+        return None
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     held = hold_dir(staging)
     placed = has_events = False
@@ -76,18 +105,18 @@ def pull_new_store(
         try:
             with Store.open(staging, actor=actor) as store:
                 try:
-                    first = pull(store, source, progress=progress, batch_size=batch_size)
+                    result = work(store)
                 finally:
                     has_events = store.head()[0] > 0
         except BaseException:
-            if has_events:  # a replica begun: kept where the next pull resumes it (a racer's store wins)
+            if has_events:  # a store begun: kept where the next run resumes it (a racer's store wins)
                 with deferred():
                     placed = _move_into_place(staging, root)
             raise
         with deferred():  # a Ctrl-C mid-move would leave blobs/ and refget/ in NEW without log/
             placed = _move_into_place(staging, root)
     finally:
-        if not placed:  # only this pull's own directories: no other process knows the staging's name
+        if not placed:  # only this run's own directories: no other process knows the staging's name
             shutil.rmtree(staging, ignore_errors=True)
         os.close(held)
         if not placed:
@@ -96,13 +125,7 @@ def pull_new_store(
                     directory.rmdir()
                 except OSError:
                     break
-    if not placed:  # another process made a store at ``root`` meanwhile: pull into that one
-        return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
-    if not (with_blobs or with_sequences):
-        return first
-    result = _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
-    result.applied += first.applied
-    return result
+    return result, placed
 
 
 def remove_abandoned_staging(root: Path | str) -> None:

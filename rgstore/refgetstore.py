@@ -213,6 +213,7 @@ class _InProcess:
         self.digest: str | None = None
         self.was_new = False
         self._handle = open_refget(store, write=True)  # the import starts from the store as it is now
+        self._store = store
         self._fasta = gtars_path(link)
         self._batch = batch
         self._locked = False
@@ -230,6 +231,13 @@ class _InProcess:
     def remove_collection(self, digest: str) -> None:
         """Remove the collection (not its sequences), inside this import's batch lock when it holds one."""
         self._handle.remove_collection(digest, remove_orphan_sequences=False)
+
+    def reindex(self) -> None:
+        """Import the FASTA again with gtars' ``force``, rewriting its collection index (see ``_reindex``)."""
+        assert self.digest is not None
+        # Handles never refresh: unless this one's batch lock kept every other writer out, a fresh one
+        # sees a collection removed since the import (and gtars refuses a stale handle's commit).
+        _reindex(self._handle if self._locked else open_refget(self._store, write=True), self._fasta, self.digest)
 
     def release(self) -> None:
         """Release the batch lock if this import holds it (idempotent; before anything else takes gtars' lock)."""
@@ -254,6 +262,7 @@ class _InChild:
         self._child = GtarsImport(gtars_path(store.refget_path), gtars_path(link))
         self._source = source
         self._store = store
+        self._link = link
 
     @property
     def digest(self) -> str | None:
@@ -262,6 +271,11 @@ class _InChild:
     @property
     def was_new(self) -> bool:
         return self._child.was_new
+
+    def reindex(self) -> None:
+        """Import the FASTA again, in this process (a rare repair), rewriting its collection index (``_reindex``)."""
+        assert self.digest is not None
+        _reindex(open_refget(self._store, write=True), gtars_path(self._link), self.digest)
 
     def run(self, bar: Progress, work: int) -> None:
         try:
@@ -281,6 +295,31 @@ class _InChild:
     def wait(self) -> None:
         """Let the child end (one the bar's start kept from importing ends without importing)."""
         self._child.wait()
+
+
+def _index_agrees(store: Store, digest: str, independent: FastaSummary) -> bool:
+    """Whether the collection index ``collections/<digest>.rgsi`` is there and lists the FASTA's names, lengths, digests."""
+    try:
+        level2 = open_refget(store, write=True).get_collection_level2(digest)
+        theirs = (list(level2["names"]), list(level2["lengths"]), list(level2["sequences"]))
+    except Exception:  # noqa: BLE001  # missing (OSError) or damaged: gtars refuses it with its own exception types
+        return False
+    return theirs == (independent.names, independent.lengths, ["SQ." + r.digest for r in independent.records])
+
+
+def _reindex(handle: Any, fasta: str, digest: str) -> None:
+    """Re-import ``fasta`` with gtars' ``force``: it rewrites the collection's index file and its sequences.
+
+    gtars skips a collection its ``collections.rgci`` lists, so a missing or damaged
+    ``collections/<digest>.rgsi`` stays so through a plain re-import (verify names this repair).
+    A collection no longer listed was removed meanwhile (``gc``, ``discard_import``): left so, for
+    the read-back to refuse as ``collection_removed`` (forced, gtars says ``was_new`` either way).
+    """
+    if handle.get_collection_metadata(digest) is None:
+        return
+    meta, _ = handle.add_sequence_collection_from_fasta(fasta, force=True)
+    if str(meta.digest) != digest:  # the same file as the import before: gtars cannot differ, but never record it so
+        raise IntegrityError(f"the forced re-import gave collection {meta.digest}, the import {digest}")
 
 
 def ingest_fasta(
@@ -348,8 +387,12 @@ def ingest_fasta(
                 raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
             finally:
                 bar.close()
-        independent = job.result()
-        assert importer is not None and importer.digest is not None  # ``run`` raised otherwise
+            independent = job.result()
+            assert importer.digest is not None  # ``run`` raised otherwise
+            if not importer.was_new and not _index_agrees(store, importer.digest, independent):
+                with deferred():  # as the import: its outcome is known before an interrupt unwinds
+                    importer.reindex()  # a collection index deleted or damaged since: the repair verify names
+        assert importer is not None and importer.digest is not None
         digest, was_new = importer.digest, importer.was_new
         try:
             handle = open_refget(store, write=True)  # a handle opened before a child's commit would not see it

@@ -17,15 +17,15 @@ from typing import BinaryIO
 from .asof import bounded, check_bounds, check_growth, running_max
 from .codec import chain_of, genesis_hash
 from .environment import Txn
-from .errors import ChainError, InvalidInputError, LogMismatchError, NotFoundError, ReadOnlyError
+from .errors import ChainError, ConflictError, InvalidInputError, LogMismatchError, NotFoundError, ReadOnlyError
 from .logfile import LogHeader, read_log_file, read_log_stream, write_log_file, write_log_stream
 from .outputs import output_path
-from .pathtext import given_path
+from .pathtext import given_path, user_path
 from .pendingsync import PendingSync
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
 
-__all__ = ["export_log", "open_export", "replay_export", "replay_file", "apply_records", "BatchHook"]
+__all__ = ["export_log", "open_export", "replay_export", "replay_file", "replay_new_store", "apply_records", "BatchHook"]
 
 
 def export_log(
@@ -244,6 +244,35 @@ def replay_export(
     records = bounded(frames, head=head, to_seq=to_seq, as_of=as_of, seed=seed)
     return apply_records(store, header.log_id, records, progress=progress,
                          total=max(last - max(head, header.first_seq - 1), 0))
+
+
+def replay_new_store(
+    path: Path | str, header: LogHeader, frames: Iterable[tuple[int, bytes]], *, actor: str | None = None,
+    to_seq: int | None = None, as_of: datetime | None = None, progress: ProgressFactory = null_progress,
+) -> tuple[int, int]:
+    """Replay an opened export into the store at ``path``, creating it; a new store's replay that fails before applying anything leaves none.
+
+    As ``mirror pull`` into a new directory (``rgstore.firstpull.build_new_store``): where ``path``
+    is no store and no directory holding anything, the replay runs on a store staged inside it and
+    moved into place. A file found damaged part-way after whole batches were applied keeps them
+    (a valid store: replaying the file again appends the rest). A ``path`` that is a store, or a
+    directory holding anything (an old store's content copied in first), is replayed into in place.
+    """
+    from .firstpull import build_new_store
+
+    root = user_path(path).absolute()
+
+    def replay(store: Store) -> tuple[int, int]:
+        return replay_export(store, header, frames, to_seq=to_seq, as_of=as_of, progress=progress)
+
+    staged = build_new_store(root, replay, actor=actor)
+    if staged is None:
+        with Store.open(root, actor=actor, progress=progress) as store:
+            return replay(store)
+    if not staged[1]:  # the frames are read: this replay cannot run again on its own
+        raise ConflictError(f"another process created a store at {root} while this replay ran; run the replay "
+                            "again (it appends only what that store lacks)")
+    return staged[0]
 
 
 def replay_file(

@@ -447,11 +447,16 @@ def _check_refget_index(
     _check_collections(store, report, handle)
 
 
+_REINDEX = ("re-add the genome's FASTA with `rgstore genome init` to rewrite it, or copy it back from a backup or "
+            "the store the log came from")
+
+
 def _check_collections(store: Store, report: VerifyReport, handle: Any) -> None:
     """Each genome's RefgetStore collection index (``collections/<digest>.rgsi``), where present, lists its sequences.
 
     gtars reads that file to serve the collection and to re-check a re-added FASTA: a damaged one
-    made `genome init` of the same FASTA fail while verify said ok.
+    made `genome init` of the same FASTA fail while verify said ok. That re-add now rewrites it
+    (``refgetstore._reindex``): the hint names it first.
     """
     from .views.genomes import all_genomes
 
@@ -467,13 +472,11 @@ def _check_collections(store: Store, report: VerifyReport, handle: Any) -> None:
             level2 = handle.get_collection_level2(digest)
             theirs = (list(level2["names"]), list(level2["lengths"]), list(level2["sequences"]))
         except Exception as exc:  # gtars refuses a damaged index with its own exception types
-            report.problems.append(f"{path}: collection index of genome {digest} is unreadable ({exc}); copy it back "
-                                   "from a backup or the store the log came from")
+            report.problems.append(f"{path}: collection index of genome {digest} is unreadable ({exc}); {_REINDEX}")
             continue
         if theirs != (names, lengths, sequences):
             report.problems.append(f"{path}: collection index of genome {digest} disagrees with the log (names, "
-                                   "lengths or sequence digests); copy it back from a backup or the store the log "
-                                   "came from")
+                                   f"lengths or sequence digests); {_REINDEX}")
 
 
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:

@@ -306,6 +306,16 @@ def test_a_seq_outside_the_log_or_beyond_64_bits_is_not_found(store: Store) -> N
             store.event(seq)
 
 
+def test_a_seq_past_the_head_is_not_found_naming_the_head(store: Store) -> None:
+    from rgstore.errors import NotFoundError
+
+    store.append([note("a"), note("b")])
+    head = store.head()[0]
+    for seq in (head + 1, 1 << 64, 10**30):
+        with pytest.raises(NotFoundError, match=rf"^no event at seq {seq}: the head is {head}; see `rgstore log`$"):
+            store.event(seq)
+
+
 def test_odd_actors_are_refused_before_anything_is_opened(tmp_path) -> None:  # type: ignore[no-untyped-def]
     for actor in ("", " alice", "a\nb", "x" * 201, "tab\there"):
         with pytest.raises(InvalidInputError, match="invalid actor"):
@@ -597,3 +607,22 @@ def test_a_rebuild_of_more_than_64_events_folds_every_domain_views_streams(store
     store.rebuild()
     assert view_digests(store) == incremental
     assert store.verify().ok
+
+
+def test_cli_log_show_past_the_head_and_a_reversed_time_window_say_so_in_one_line(
+    store: Store, store_path: Path,
+) -> None:
+    from tests.conftest import run_rgstore
+
+    store.append([note("a")])
+    head = store.head()[0]
+    store.close()
+    proc = run_rgstore("--store", str(store_path), "log", "show", str(head + 5))
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == f"error: no event at seq {head + 5}: the head is {head}; see `rgstore log`\n"
+    for window in (("--since", "2026-02-01", "--until", "2026-01-01"), ("--since", "1d", "--until", "7d")):
+        proc = run_rgstore("--store", str(store_path), "log", *window)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and proc.stdout == b"", err
+        assert f"--since {window[1]} is after --until {window[3]}: no event can match; swap them" in err, err
+        assert err.startswith("error: ") and err.count("\n") == 1, err

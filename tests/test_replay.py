@@ -658,3 +658,51 @@ def test_replaying_a_log_file_that_does_not_exist_is_a_not_found_error_naming_it
         with pytest.raises(NotFoundError, match="nope.rglog: no such log export file"):
             replay_file(store, tmp_path / "nope.rglog")
         assert store.head()[0] == 0 and store.verify().ok
+
+
+def _damaged_at(tmp_path: Path, source: Path, at: int) -> Path:
+    """A copy of export ``source`` whose frame ``at`` (1-based) has a flipped byte in its seq: found part-way."""
+    from rgstore.logfile import write_log_file
+
+    header, frames = read_log_file(source)
+    records = list(frames)
+    records[at - 1] = (records[at - 1][0] ^ (1 << 40), records[at - 1][1])
+    write_log_file(tmp_path / "bad.rglog", header, records)
+    return tmp_path / "bad.rglog"
+
+
+def test_a_replay_into_a_new_store_that_fails_part_way_before_applying_anything_leaves_no_store(
+    tmp_path: Path,
+) -> None:
+    with _primary(tmp_path / "p") as primary:
+        export_log(primary, tmp_path / "x.rglog")
+    bad = _damaged_at(tmp_path, tmp_path / "x.rglog", 16)
+    (tmp_path / "prepared").mkdir()  # an administrator's empty directory stays, empty
+    for target in (tmp_path / "new" / "deeper", tmp_path / "prepared"):
+        proc = _run("replay", str(bad), "--store", str(target))
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and err.startswith("error: log record seq 16: ") and err.count("\n") == 1, err
+        assert not (tmp_path / "new").exists()
+        assert list((tmp_path / "prepared").iterdir()) == []
+    proc = _run("replay", str(tmp_path / "x.rglog"), "--store", str(tmp_path / "prepared"), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["head_seq"] == 31, proc.stderr
+
+
+def test_a_replay_into_a_new_store_keeps_the_batches_it_applied_before_a_damaged_frame_and_resumes(
+    tmp_path: Path,
+) -> None:
+    from rgstore.replay import open_export, replay_new_store
+    from rgstore.store import REBUILD_BATCH
+
+    with Store.open(tmp_path / "p") as primary:
+        primary.append([NewEvent(stream="note", event=Noted(text=f"n{i}")) for i in range(REBUILD_BATCH + 10)])
+        total = export_log(primary, tmp_path / "x.rglog").last_seq
+    bad = _damaged_at(tmp_path, tmp_path / "x.rglog", REBUILD_BATCH + 5)
+    header, frames = open_export(bad)
+    with pytest.raises(ChainError, match=rf"^log record seq {REBUILD_BATCH + 5}: "):
+        replay_new_store(tmp_path / "new", header, frames)
+    with Store.open(tmp_path / "new") as kept:  # the first whole batch: a valid store, as a first mirror pull's
+        assert kept.head()[0] == REBUILD_BATCH
+        assert [p.name for p in (tmp_path / "new").iterdir() if p.name.startswith(".")] == []
+    header, frames = open_export(tmp_path / "x.rglog")
+    assert replay_new_store(tmp_path / "new", header, frames) == (total - REBUILD_BATCH, total)

@@ -134,6 +134,30 @@ def test_a_collection_index_with_an_altered_length_is_named_by_file(store: Store
     assert len(problems) == 1 and problems[0].startswith(f"{index}: collection index of genome {digest} disagrees")
 
 
+@pytest.mark.parametrize("damage", ["altered", "truncated", "missing"])
+def test_genome_init_of_the_same_fasta_rewrites_a_damaged_or_missing_collection_index_as_verify_says(
+    store: Store, tmp_path: Path, damage: str,
+) -> None:
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGTACGTTTGA\n>chr2\nGGGCCCAAATTT\n")
+    digest = store.genomes.init(fasta, ["g"]).genome.digest
+    index = store.refget_path / "collections" / f"{digest}.rgsi"
+    intact = index.read_bytes()
+    if damage == "missing":
+        index.unlink()
+    else:
+        index.write_bytes(intact.replace(b"chr2\t12\t", b"chr2\t52\t") if damage == "altered" else intact[:40])
+        problems = store.verify().problems
+        assert len(problems) == 1 and problems[0].startswith(f"{index}: collection index of genome {digest}")
+        assert "re-add the genome's FASTA with `rgstore genome init` to rewrite it" in problems[0]
+    head = store.head()[0]
+    assert store.genomes.init(fasta, ["g"]).genome.digest == digest
+    assert index.read_bytes() == intact
+    assert store.head()[0] == head  # the log already held the genome: nothing recorded again
+    assert store.verify().ok
+    assert not (tmp_path / "g.rgsi").exists()  # no gtars sidecar next to the FASTA
+
+
 def test_stray_files_under_blobs_are_named_and_neither_break_verify_nor_get_collected(store: Store) -> None:
     from rgstore.gc import collect_garbage
 
