@@ -442,8 +442,9 @@ class SequenceReader:
             self._genomes[key0] = index
             self._generation = generation
             if self._watcher is None:
-                self._watcher = _HeadWatcher(self, head)
-                self._watcher.start()
+                watcher = _HeadWatcher(self, head)
+                watcher.start()  # kept only once started: close() joins it (a thread a memory limit refused cannot be)
+                self._watcher = watcher
         return index
 
     def _locate(self, name: str, seq: str, by_digest: bool) -> tuple[str, int, bool]:
