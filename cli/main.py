@@ -234,9 +234,10 @@ class RgstoreGroup(click.Group):
                 shown = ascii(bad)
             click.echo(f"error: an argument holds {shown}, which cannot be encoded as {exc.encoding}; {fix}", err=True)
             ctx.exit(1)
-        except MemoryError:
+        except (MemoryError, lmdb.MemoryError):
             # A memory limit (`ulimit -v`, a batch job's) reached: one line, not a traceback. Every command
-            # commits whole or not at all, so the line need not say what was kept.
+            # commits whole or not at all, so the line need not say what was kept. LMDB's ENOMEM (a put's
+            # dirty pages are malloc'd) is the same limit, not a broken store: never the lmdb.Error line below.
             click.echo(_OUT_OF_MEMORY, err=True)
             ctx.exit(1)
         except RuntimeError as exc:

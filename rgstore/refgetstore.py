@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .diskspace import no_room, short_of_space
+from .diskspace import WRITE_ERRNOS, no_room, short_of_space
 from .errors import (
     ConflictError,
     DiskWriteError,
@@ -365,33 +365,17 @@ def ingest_fasta(
                 with deferred():  # the import's outcome is known before an interrupt can unwind past it
                     importer.run(bar, work)
             except OSError as exc:
-                gone = removed_meanwhile(store, exc)
-                if gone is not None:
-                    raise collection_removed(gone) from None
-                conflict = sequence_removed(exc, source)
-                if conflict is not None:
-                    raise conflict from None
-                residues = sum(summary.lengths)  # a Raw RefgetStore keeps one byte per residue
-                free = short_of_space(store.refget_path, residues)
-                if free is not None:  # gtars names no errno: say what the disk has, not that the FASTA is bad
-                    raise DiskWriteError(
-                        f"{source}: the RefgetStore import failed ({exc}); its {residues:,} residues need about as "
-                        f"many bytes and the store's disk has {free:,} free: free space and run the command again"
-                    ) from None
-                refused = refget_access_hint(store.refget_path)
-                if refused:  # gtars names no errno either: say which of the store's files this user may not write
-                    raise StorePermissionError(
-                        f"{source}: the RefgetStore import failed ({exc}): {refused}; this user may not write the "
-                        f"store's RefgetStore (ask the store's owner; a store shared by a group: {SHARED_DOC})"
-                    ) from None
-                raise InvalidInputError(f"{source}: the RefgetStore import failed: {exc}") from None
+                raise _import_failed(store, exc, source, summary) from None
             finally:
                 bar.close()
             independent = job.result()
             assert importer.digest is not None  # ``run`` raised otherwise
             if not importer.was_new and not _index_agrees(store, importer.digest, independent):
-                with deferred():  # as the import: its outcome is known before an interrupt unwinds
-                    importer.reindex()  # a collection index deleted or damaged since: the repair verify names
+                try:
+                    with deferred():  # as the import: its outcome is known before an interrupt unwinds
+                        importer.reindex()  # a collection index deleted or damaged since: the repair verify names
+                except OSError as exc:  # the forced re-import writes as much as the import: it fails the same ways
+                    raise _import_failed(store, exc, source, summary) from None
         assert importer is not None and importer.digest is not None
         digest, was_new = importer.digest, importer.was_new
         try:
@@ -427,6 +411,45 @@ def ingest_fasta(
         if importer is not None and importer.digest is not None:
             discard_import(store, importer.digest, importer.was_new)
         raise
+
+
+_GTARS_ERRNO = re.compile(r"\(os error (\d+)\)")
+"""How gtars' messages carry the errno of a failed system call (its OSErrors have none of their own)."""
+
+
+def _import_failed(store: Store, exc: OSError, source: Path, summary: FastaSummary) -> RgstoreError:
+    """The one-line error for a gtars import (or forced re-import) of ``source`` that failed with ``exc``.
+
+    gtars' OSErrors carry no errno, so the cause is found: another process removed the collection or
+    a sequence meanwhile, the disk is full or refused a write, this user may not write the RefgetStore,
+    or else the input.
+    """
+    gone = removed_meanwhile(store, exc)
+    if gone is not None:
+        return collection_removed(gone)
+    conflict = sequence_removed(exc, source)
+    if conflict is not None:
+        return conflict
+    residues = sum(summary.lengths)  # a Raw RefgetStore keeps one byte per residue
+    free = short_of_space(store.refget_path, residues)
+    if free is not None:  # gtars names no errno: say what the disk has, not that the FASTA is bad
+        return DiskWriteError(
+            f"{source}: the RefgetStore import failed ({exc}); its {residues:,} residues need about as "
+            f"many bytes and the store's disk has {free:,} free: free space and run the command again"
+        )
+    code = _GTARS_ERRNO.search(str(exc))
+    if code is not None and int(code[1]) in WRITE_ERRNOS:  # gtars keeps the errno only in its text
+        return DiskWriteError(
+            f"{source}: the RefgetStore import failed ({exc}); the disk refused a write into {store.refget_path} "
+            "(full, a quota or a file size limit, ulimit -f): free space or raise the limit and run the command again"
+        )
+    refused = refget_access_hint(store.refget_path)
+    if refused:  # gtars names no errno either: say which of the store's files this user may not write
+        return StorePermissionError(
+            f"{source}: the RefgetStore import failed ({exc}): {refused}; this user may not write the "
+            f"store's RefgetStore (ask the store's owner; a store shared by a group: {SHARED_DOC})"
+        )
+    return InvalidInputError(f"{source}: the RefgetStore import failed: {exc}")
 
 
 def _raise_failure(child: GtarsImport, source: Path) -> None:

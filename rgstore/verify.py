@@ -452,22 +452,27 @@ _REINDEX = ("re-add the genome's FASTA with `rgstore genome init` to rewrite it,
 
 
 def _check_collections(store: Store, report: VerifyReport, handle: Any) -> None:
-    """Each genome's RefgetStore collection index (``collections/<digest>.rgsi``), where present, lists its sequences.
+    """Each genome's RefgetStore collection index (``collections/<digest>.rgsi``) is there and lists its sequences.
 
     gtars reads that file to serve the collection and to re-check a re-added FASTA: a damaged one
     made `genome init` of the same FASTA fail while verify said ok. That re-add now rewrites it
-    (``refgetstore._reindex``): the hint names it first.
+    (``refgetstore._reindex``): the hint names it first. A mirror's and a remote genome's index may
+    be absent (fetched on first read, or never kept): only a local genome's on a primary must be there.
     """
     from .views.genomes import all_genomes
 
     collections = store.refget_path / "collections"
     with store.read() as txn:
-        genomes = [(g.digest, list(g.names), list(g.lengths), list(g.sequences))
+        replica = store.log.meta_get(txn, "replica_of") is not None
+        genomes = [(g.digest, list(g.names), list(g.lengths), list(g.sequences), replica or bool(g.source.remote_url))
                    for g in all_genomes(txn, store.environment)]
-    for digest, names, lengths, sequences in genomes:
+    missing: list[str] = []
+    for digest, names, lengths, sequences, lazy in genomes:
         path = collections / f"{digest}.rgsi"
         if not path.is_file():
-            continue  # fetched on first read (a mirror), or never kept: the sequence checks cover the content
+            if not lazy:
+                missing.append(digest)
+            continue
         try:
             level2 = handle.get_collection_level2(digest)
             theirs = (list(level2["names"]), list(level2["lengths"]), list(level2["sequences"]))
@@ -477,6 +482,14 @@ def _check_collections(store: Store, report: VerifyReport, handle: Any) -> None:
         if theirs != (names, lengths, sequences):
             report.problems.append(f"{path}: collection index of genome {digest} disagrees with the log (names, "
                                    f"lengths or sequence digests); {_REINDEX}")
+    if missing:  # a `genome remove` and `gc` meanwhile would explain it: only genomes still recorded count
+        with store.read() as txn:
+            still = {g.digest for g in all_genomes(txn, store.environment)}
+        for digest in missing:
+            path = collections / f"{digest}.rgsi"
+            if digest in still and not path.is_file():
+                report.problems.append(f"{path}: collection index of genome {digest} is missing, so its sequences "
+                                       f"cannot be read; {_REINDEX}")
 
 
 def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> VerifyReport:

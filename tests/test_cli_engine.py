@@ -619,3 +619,37 @@ def test_a_read_whose_head_watcher_cannot_start_under_a_memory_limit_is_the_out_
                            "chr1:0-10"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.startswith("error: out of memory: "), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+_ROOM_MIB = """
+import resource, sys
+import gtars, gtars.refget, multiprocessing, rgstore_cli.main, rgstore_cli.log, rgstore.replay  # noqa: F401
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (int(sys.argv[1]) << 20), resource.RLIM_INFINITY))
+sys.argv = ["rgstore", *sys.argv[2:]]
+rgstore_cli.main.main()
+"""
+
+
+def test_an_lmdb_put_refused_for_memory_under_a_limit_is_the_out_of_memory_line_not_a_broken_store(
+    tmp_path: Path,
+) -> None:
+    # Replaying a 32 MiB event: its put mallocs the value's pages, and a limit that left Python room for the
+    # frame but not LMDB for those failed with lmdb.MemoryError ("mdb_cursor_put() ...: Cannot allocate memory"),
+    # which the CLI called unusable LMDB files ("is --store an rgstore store?"). Measured here: 136-148 and
+    # 164-184 MiB of room ended there; the scan spans the band so that other machines' baselines land in it.
+    import base64
+
+    with Store.open(tmp_path / "source") as s:
+        s.append([NewEvent(stream="s", event=Noted(text=base64.b64encode(os.urandom(24 << 20)).decode()))])
+        export_log(s, tmp_path / "big.rglog")
+    lines: set[str] = set()
+    for room in range(128, 200, 8):
+        proc = subprocess.run([sys.executable, "-c", _ROOM_MIB, str(room), "replay", str(tmp_path / "big.rglog"),
+                               "--store", str(tmp_path / f"r{room}")], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert "Traceback" not in proc.stderr and proc.stderr.count("\n") <= 1, proc.stderr
+        if proc.returncode:
+            lines.add(proc.stderr)
+    assert lines and all("LMDB files cannot be used" not in line for line in lines), lines
+    assert "error: out of memory: this process reached its memory limit" in "".join(lines)

@@ -176,6 +176,34 @@ def test_a_fasta_copy_the_stores_disk_has_no_room_for_is_a_disk_error_naming_the
         assert store.verify().ok
 
 
+def test_a_collection_index_repair_a_file_size_limit_refuses_is_one_cli_line_naming_the_fasta(
+        store_path: Path, tmp_path: Path) -> None:
+    # Re-adding a FASTA whose collections/<digest>.rgsi is gone re-imports it with gtars' force; that
+    # import's OSError reached the CLI bare ("error: Error importing FASTA: File too large (os error 27)").
+    import random
+
+    rng = random.Random(3)
+    fasta = tmp_path / "many.fa"  # 200 records: the collection index is the largest file the repair writes
+    fasta.write_text("".join(f">c{i}\n{''.join(rng.choices('ACGT', k=20))}\n" for i in range(200)))
+    with Store.open(store_path, actor="t@x") as store:
+        digest = store.genomes.init(fasta, ["g"]).genome.digest
+        head = store.head()[0]
+    index = store_path / "refget" / "collections" / f"{digest}.rgsi"
+    size, others = index.stat().st_size, max(p.stat().st_size for p in (store_path / "refget").iterdir() if p.is_file())
+    assert size > others + 100  # a limit between them lets the plain import through and refuses the repair
+    index.unlink()
+    refused = _rgstore("--store", store_path, "genome", "init", "--fasta", fasta, "--name", "g",
+                       fsize=(size + others) // 2)
+    line = _one_error_line(refused)
+    assert line.startswith(f"error: {fasta}: the RefgetStore import failed (")
+    assert "File too large" in line and "ulimit -f" in line
+    assert not index.exists()
+    assert _rgstore("--store", store_path, "genome", "init", "--fasta", fasta, "--name", "g").returncode == 0
+    assert index.is_file()
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == head and store.verify().ok
+
+
 def test_a_fasta_copy_a_file_size_limit_refuses_is_one_cli_line_naming_the_store(store_path: Path) -> None:
     # The same copy under RLIMIT_FSIZE, from the CLI: a bare "error: File too large: ... -> ..." before.
     shm = Path("/dev/shm")

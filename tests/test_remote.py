@@ -311,6 +311,23 @@ def test_sequences_are_fetched_on_first_read_verified_and_cached(
     assert handle.list_collections()["results"] == []
 
 
+def test_verify_does_not_ask_a_remote_genome_for_the_collection_index_only_a_local_one_keeps(
+    remote_copy: Served, store: Store, tmp_path: Path
+) -> None:
+    server, _, digest = remote_copy
+    remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    for seq in store.genomes.show("tiny").sequences:
+        assert remotefetch.fetch_missing(store, seq)
+    local = tmp_path / "local.fa"
+    local.write_text(">a\nACGTTTGA\n")  # a local genome: verify then reads the RefgetStore's collection indexes
+    mine = store.genomes.init(local, ["local"]).genome.digest
+    collections = store.refget_path / "collections"
+    assert (collections / f"{mine}.rgsi").is_file() and not (collections / f"{digest}.rgsi").exists()
+    report = store.verify()
+    assert report.ok, report.problems
+    assert report.sequences == 4
+
+
 def test_processes_reading_an_unfetched_sequence_at_once_all_get_it(
     remote_copy: Served, store: Store, store_path: Path
 ) -> None:
