@@ -123,6 +123,17 @@ def template(tmp_path_factory: pytest.TempPathFactory, tree: Path, empty_refget:
     yield out
 
 
+def _idle(seconds: float) -> str:
+    """The reason's age as gc states it: days from a day on, else hours, else minutes, else whole seconds."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} minutes"
+    return f"{seconds:.0f} seconds"
+
+
 class CacheModel(StoreMachine):
     """Random cache commands against the real store and the model, compared after every step."""
 
@@ -248,7 +259,7 @@ class CacheModel(StoreMachine):
         keep = []
         for e in live:
             if max_age is not None and not e.pinned and self.now - e.last_access > max_age:
-                chosen.append((e, f"age: unused for {(self.now - e.last_access) / 86400:.1f} days"))
+                chosen.append((e, f"age: unused for {_idle(self.now - e.last_access)}"))
             else:
                 keep.append(e)
         if max_size is not None:
