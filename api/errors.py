@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import lmdb
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
@@ -11,7 +14,13 @@ from rgstore.errors import RgstoreError, clip
 
 from .wire import json_response
 
-__all__ = ["install_error_handlers", "problem"]
+__all__ = ["install_error_handlers", "problem", "SERVER_OUT_OF_MEMORY"]
+
+SERVER_OUT_OF_MEMORY = ("out of memory: the server reached its memory limit (ulimit -v, the service's) or the "
+                        "machine's memory while answering; try again later")
+"""The 503 detail of a request that ran out of memory (``OutOfMemoryError`` keeps its own message)."""
+
+_log = logging.getLogger("uvicorn.error")
 
 
 def problem(status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -29,7 +38,7 @@ def _validation_detail(exc: RequestValidationError) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers: RgstoreError by its http_status, validation 422, anything else 500; one line each."""
+    """Register the handlers: RgstoreError by its http_status, validation 422, out of memory 503, anything else 500."""
 
     async def rgstore_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RgstoreError)
@@ -45,10 +54,18 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem(422, _validation_detail(exc))
 
+    async def out_of_memory(request: Request, exc: Exception) -> Response:
+        # A memory limit (the service's, ulimit -v) reached while answering: the request may well succeed once
+        # memory is free again, so 503, and one line in the server log rather than a traceback anywhere.
+        _log.warning("out of memory answering %s %s (%s)", request.method, request.url.path, type(exc).__name__)
+        return problem(503, SERVER_OUT_OF_MEMORY)
+
     async def unexpected_error(_request: Request, exc: Exception) -> Response:
         # Starlette still logs the traceback; the client gets the same one-line JSON shape as every error.
         return problem(500, f"internal server error ({type(exc).__name__}); see the server log")
 
     app.add_exception_handler(RgstoreError, rgstore_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(MemoryError, out_of_memory)
+    app.add_exception_handler(lmdb.MemoryError, out_of_memory)  # LMDB's ENOMEM: no Python MemoryError
     app.add_exception_handler(Exception, unexpected_error)

@@ -140,11 +140,13 @@ def _stdout_to_devnull() -> None:
 
 @contextmanager
 def signals_unwind() -> Iterator[None]:
-    """SIGTERM (SystemExit 143) and Ctrl-C (KeyboardInterrupt) unwind the block so its cleanup runs.
+    """SIGTERM (SystemExit 143), SIGHUP (129) and Ctrl-C (KeyboardInterrupt) unwind the block so its cleanup runs.
 
-    Both go through ``rgstore.interrupts.interrupt``: Python's own SIGINT handler would raise the
+    All go through ``rgstore.interrupts.interrupt``: Python's own SIGINT handler would raise the
     moment a gtars import returns, before the import's result is bound, and the collection it
-    added could then not be taken back. A SIGINT the parent set to be ignored stays ignored.
+    added could then not be taken back. SIGHUP (the terminal closed, an ssh session dropped) killed
+    the process outright, leaving scratch dirs and staged stores behind. A SIGINT or SIGHUP the parent
+    set to be ignored (``nohup``) stays ignored.
     """
     from rgstore.interrupts import interrupt
 
@@ -157,6 +159,8 @@ def signals_unwind() -> Iterator[None]:
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop_term)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, stop_int)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, stop_term)
     try:
         yield
     finally:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import lmdb
 
-from rgstore.errors import RgstoreError, clip
+from rgstore.errors import OUT_OF_MEMORY, RgstoreError, clip
 
 __all__ = ["cli", "main", "LAZY_COMMANDS", "SHORT_HELP", "STORE_META", "Context", "GivenPath", "given_namespace"]
 
@@ -264,8 +264,7 @@ class RgstoreGroup(click.Group):
             ctx.exit(1)
 
 
-_OUT_OF_MEMORY = ("error: out of memory: this process reached its memory limit (ulimit -v, the job's) or the "
-                  "machine's memory; raise the limit and run the command again")
+_OUT_OF_MEMORY = f"error: {OUT_OF_MEMORY}"
 
 
 def _usage_error(exc: click.UsageError, where: str | None = None) -> NoReturn:

@@ -29,7 +29,8 @@ from .progress import ProgressFactory, null_progress
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["http_client", "download", "get_text", "retry_after", "DEFAULT_RETRIES", "DISK_RESERVE", "RETRY_AFTER_CAP"]
+__all__ = ["http_client", "download", "get_text", "retry_after", "DEFAULT_RETRIES", "DISK_RESERVE", "RETRY_AFTER_CAP",
+           "RETRY_WAIT_BUDGET"]
 
 DEFAULT_RETRIES = 3
 TEXT_LIMIT = 64 << 20
@@ -40,6 +41,8 @@ _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 
 RETRY_AFTER_CAP = 60.0
 """The longest an upstream's ``Retry-After`` makes a retry wait (a day-long one would look like a hang)."""
+RETRY_WAIT_BUDGET = 90.0
+"""The most one download or ``get_text`` waits between its tries in all (three capped Retry-After waits were 3 min)."""
 _RETRIED = frozenset({429})
 """Statuses below 500 worth a retry: 429 Too Many Requests (NCBI rate-limits per client)."""
 
@@ -97,14 +100,18 @@ def http_client(timeout: float = 60.0) -> httpx.Client:
     )
 
 
-def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) -> str:
+def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES,
+             wait_budget: float = RETRY_WAIT_BUDGET) -> str:
     """A small upstream file (checksum list, directory listing) as text; NotFoundError on 404.
+
+    Transient failures are retried ``retries`` times, waiting at most ``wait_budget`` seconds in all.
 
     At most ``TEXT_LIMIT`` bytes are read: a URL answering with an endless or huge body (the wrong
     base URL, a misconfigured mirror) is refused instead of filling memory.
     """
     import httpx
 
+    waited = 0.0
     for attempt in range(retries + 1):
         try:
             with client.stream("GET", url) as resp:
@@ -116,7 +123,12 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
                     if attempt >= retries or not _transient(resp.status_code):
                         raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code}")
                     wait = retry_after(resp.headers.get("retry-after"))
-                    time.sleep(0.2 * (attempt + 1) if wait is None else wait)
+                    pause = 0.2 * (attempt + 1) if wait is None else wait
+                    if waited + pause > wait_budget:
+                        raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code} on try {attempt + 1}"
+                                          f"; {_past_budget(pause, wait_budget)}; run the command again later")
+                    waited += pause
+                    time.sleep(pause)
                     continue
                 body = read_capped(resp, TEXT_LIMIT, f"cannot fetch {redact(url)}: the answer exceeds "
                                    f"{TEXT_LIMIT >> 20} MiB, far more than a checksum file or listing; check the base URL")
@@ -131,6 +143,11 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES) 
         except httpx.HTTPError as exc:  # e.g. a redirect loop
             raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}") from None
     raise AssertionError("unreachable")
+
+
+def _past_budget(pause: float, budget: float) -> str:
+    """Why no retry was made: its wait would take the waits past ``budget`` seconds in all."""
+    return f"the upstream asks to wait {pause:.0f} s more, past the {budget:.0f} s rgstore waits in all"
 
 
 def _validator(resp: httpx.Response) -> str:
@@ -229,11 +246,13 @@ def download(
     progress: ProgressFactory = null_progress,
     retries: int = DEFAULT_RETRIES,
     backoff: float = 0.3,
+    wait_budget: float = RETRY_WAIT_BUDGET,
 ) -> BlobInfo:
     """Fetch ``url`` to ``dest``: resume a leftover part, retry drops, verify, then rename into place.
 
     A checksum mismatch deletes the part and raises IntegrityError (nothing is published). After
-    ``retries`` failed attempts RemoteError is raised and the part is kept for the next run.
+    ``retries`` failed attempts, or once the next wait (``Retry-After``, else ``backoff``) would take
+    the waits past ``wait_budget`` seconds in all, RemoteError is raised and the part is kept for the next run.
     Returns the published file's sha256, md5 and size.
     """
     import httpx
@@ -241,7 +260,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     meta = dest.with_name(dest.name + ".part.json")
-    failures = 0
+    failures, waited = 0, 0.0
     limit = expected.max_size() if expected is not None else None
     while True:
         try:
@@ -257,16 +276,19 @@ def download(
             failures += 1
             if isinstance(exc, httpx.UnsupportedProtocol):  # e.g. redirected to ftp://: no retry will do
                 raise RemoteError(f"cannot download {redact(url)}: {exc}") from None
-            if failures > retries:
+            wait = exc.wait if isinstance(exc, _Incomplete) else None
+            pause = backoff * failures if wait is None else wait
+            if failures > retries or waited + pause > wait_budget:
                 # Only a part holding bytes is resumed; after e.g. an HTTP 500 on every try there is none.
                 kept = part.exists() and part.stat().st_size > 0
+                over = "" if failures > retries else f"; {_past_budget(pause, wait_budget)}"
                 raise RemoteError(
-                    f"download of {redact(url)} failed {failures} times (last: {exc}); "
+                    f"download of {redact(url)} failed {failures} times (last: {exc}{over}); "
                     + ("the partial file is kept and the next run resumes it" if kept
                        else "no byte of it arrived; run the command again later")
                 ) from None
-            wait = exc.wait if isinstance(exc, _Incomplete) else None
-            time.sleep(backoff * failures if wait is None else wait)
+            waited += pause
+            time.sleep(pause)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
             raise RemoteError(f"cannot download {redact(url)}: {exc or type(exc).__name__}") from None
         except OSError as exc:  # the disk (or a quota) refused a write between two free-space checks

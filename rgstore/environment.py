@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, TypeVar
 import lmdb
 
 from .diskspace import log_write_failed
-from .errors import MissingSubDbError, ReadOnlyError, RgstoreError, StoreBusyError, StoreClosedError, StoreOpenError
+from .errors import (
+    MissingSubDbError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RgstoreError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreOpenError,
+)
 
 __all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE", "read_only_mount"]
 
@@ -376,6 +384,7 @@ class Environment:
         """Run ``fn`` in one write transaction; commit on return, abort on any exception.
 
         On a full map the transaction is aborted, the map doubled, and ``fn`` re-run from the start.
+        LMDB refusing memory (a limit such as ``ulimit -v`` reached) is OutOfMemoryError, nothing committed.
         """
         if self._closed:
             self._refuse_closed()
@@ -401,6 +410,10 @@ class Environment:
                     except lmdb.MapFullError:
                         txn.abort()
                         new_size = self.env.info()["map_size"] * 2
+                    except lmdb.MemoryError:
+                        txn.abort()
+                        # A put's dirty pages are malloc'd: ENOMEM is a memory limit reached, not a broken store.
+                        raise OutOfMemoryError() from None
                     except lmdb.Error as exc:
                         txn.abort()
                         if self._closed:  # closed by another thread during this write: nothing was committed

@@ -33,6 +33,8 @@ __all__ = [
     "MissingSubDbError",
     "StoreOpenError",
     "DiskWriteError",
+    "OutOfMemoryError",
+    "OUT_OF_MEMORY",
     "StoreClosedError",
     "StoreBusyError",
 ]
@@ -218,6 +220,24 @@ class DiskWriteError(RgstoreError):
     """The disk refused a write (full, over a quota or a file size limit, or an I/O error); the message says what was kept."""
 
     http_status = 507
+
+
+OUT_OF_MEMORY = ("out of memory: this process reached its memory limit (ulimit -v, the job's) or the "
+                 "machine's memory; raise the limit and run the command again")
+"""OutOfMemoryError's one line, also the CLI's (after ``error: ``) for a bare MemoryError."""
+
+
+class OutOfMemoryError(RgstoreError):
+    """This process reached its memory limit (``ulimit -v``, a batch job's) or the machine's memory; nothing was committed.
+
+    LMDB's ENOMEM (a put's dirty pages are malloc'd) is this limit, not a broken store. A server answers 503:
+    the request itself may be fine once memory is free again.
+    """
+
+    http_status = 503
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or OUT_OF_MEMORY)
 
 
 class StorePermissionError(RgstoreError):

@@ -7,8 +7,8 @@ for a human genome) and reports no progress, so in-process no bar can move. Run 
 and answers ``{"ready": true}``, then on a ``go`` line imports the FASTA and answers ``{"digest",
 "was_new"}`` (each answer a JSON line on the stdout it was started with; ``{"error": type name, "args"}``
 on failure). Its own fd 1 goes to stderr, so nothing gtars or another library prints can pass for
-an answer, and the parent skips any line that is not one regardless. It ignores SIGINT and SIGTERM
-(a terminal's Ctrl-C reaches the whole process group): the
+an answer, and the parent skips any line that is not one regardless. It ignores SIGINT, SIGTERM and
+SIGHUP (a terminal's Ctrl-C or hangup reaches the whole process group): the
 parent decides, after the import, what to take back; it dies with its parent (PDEATHSIG), as an
 in-process import would.
 """
@@ -210,5 +210,6 @@ class GtarsImport:
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a kill of the process group: the parent unwinds for both
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a terminal's hangup reaches the whole group too
     _die_with_parent(int(sys.argv[1]))
     run()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Server", "running_server", "free_port", "rgstore_cli", "init_genome", "REPO"]
+__all__ = ["Server", "running_server", "free_port", "refused_url", "rgstore_cli", "init_genome", "REPO"]
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60.0
@@ -43,6 +43,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def refused_url() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` that refuses every connection until the block ends.
+
+    The port stays bound by a socket that never listens, so a connect is refused and no other process
+    can take the port meanwhile (a port bound and released at once may be someone's server a moment later).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -533,3 +533,33 @@ def test_the_start_up_line_gives_a_url_that_reaches_the_server_with_the_port_por
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_a_request_that_runs_the_server_out_of_memory_is_a_one_line_503_and_the_server_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    # A memory limit (ulimit -v, a service's MemoryMax) reached while answering was a 500 "internal server error
+    # (MemoryError)", as if the server had a bug: the request may well succeed once memory is free again.
+    import resource
+
+    path = tmp_path / "store"
+    Store.open(path).close()
+    with running_server(path) as server:
+        url = f"{server.url}/seqcol/comparison/{'A' * 32}"
+        warm = httpx.post(url, json={"names": ["a"], "lengths": [1], "sequences": ["x"]}, timeout=60)
+        assert warm.status_code == 404  # the parsing thread and its malloc arena exist before the limit
+        pid = server.process.pid
+        vm = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmSize:")) << 10
+        # 64 MiB of room: the 14 MiB body is read and joined, but parsing its 3.9 million floats (~125 MiB) is not.
+        before = resource.prlimit(pid, resource.RLIMIT_AS, (vm + (64 << 20), resource.prlimit(pid, resource.RLIMIT_AS)[1]))
+        try:
+            body = b'{"lengths": [' + b",".join([b"0.5"] * 3_900_000) + b"]}"
+            refused = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=120)
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_AS, before)
+        assert refused.status_code == 503, refused.text
+        detail = refused.json()["detail"]
+        assert detail.startswith("out of memory: the server reached its memory limit") and "\n" not in detail
+        assert "Traceback" not in refused.text and "MemoryError" not in refused.text
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert "out of memory answering POST /seqcol/comparison/" in server.log() and "Traceback" not in server.log()

@@ -531,3 +531,34 @@ def test_a_map_growth_that_would_leave_the_heap_no_room_under_the_limit_is_the_o
     refused, read = _grow_under_a_limit(tmp_path, 64, 65, 72)
     kept, map_mib = read.split()  # kept: what fit in 64 MiB (63 puts with 4 KiB pages)
     assert "needs a map larger than 67,108,864 bytes" in refused and int(kept) > 0 and map_mib == "64"
+
+
+_PUT_UNDER_A_LIMIT = """
+import resource, sys
+from pathlib import Path
+from rgstore.environment import Environment
+from rgstore.errors import OutOfMemoryError
+env = Environment(Path(sys.argv[1]), readonly=False, map_size=256 << 20)  # room for the value: no map growth
+env.open_dbs(["t"])
+db = env.db("t")
+value = b"x" * (32 << 20)
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (16 << 20), resource.RLIM_INFINITY))
+try:
+    env.write(lambda txn: txn.put(b"big", value, db=db))
+except OutOfMemoryError as exc:
+    print(type(exc).__name__, exc.http_status, exc)
+with env.read() as txn:
+    print(txn.get(b"big", db=db) is None)
+"""
+
+
+def test_an_lmdb_put_refused_for_memory_is_the_typed_out_of_memory_error_and_commits_nothing(tmp_path: Path) -> None:
+    # A 32 MiB put mallocs its dirty pages; with 16 MiB of address space left LMDB fails with ENOMEM, which
+    # Environment.write re-raised as a bare lmdb.MemoryError: Python callers (and the API) got no rgstore error.
+    proc = subprocess.run([sys.executable, "-c", _PUT_UNDER_A_LIMIT, str(tmp_path / "log")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    refused, absent = proc.stdout.splitlines()
+    assert refused.startswith("OutOfMemoryError 503 out of memory: this process reached its memory limit"), refused
+    assert absent == "True"

@@ -851,7 +851,7 @@ def test_init_sweeps_stale_unused_scratch_dirs_and_keeps_live_or_young_ones(stor
 @pytest.mark.slow
 @pytest.mark.parametrize(("signame", "status", "group", "in_child"), [
     ("SIGTERM", 143, False, True), ("SIGINT", 130, False, True), ("SIGINT", 130, True, True),
-    ("SIGTERM", 143, False, False), ("SIGINT", 130, False, False)])
+    ("SIGTERM", 143, False, False), ("SIGINT", 130, False, False), ("SIGHUP", 129, True, True)])
 def test_sigterm_or_ctrl_c_during_the_import_removes_its_scratch_dir_and_records_nothing(
     tmp_path: Path, store_path: Path, signame: str, status: int, group: bool, in_child: bool
 ) -> None:

@@ -216,21 +216,24 @@ def _static_server(directory: Path) -> Iterator[str]:
 
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    static = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(directory)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
+    for _attempt in range(3):  # http.server takes no socket: the port freed here may be taken before it binds
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        static = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                   "--directory", str(directory)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and static.poll() is None:
             try:
                 httpx.get(f"{url}/{MANIFEST}", timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
+        if static.poll() is None:
+            break
+    try:
         yield url
     finally:
         static.terminate()
@@ -421,15 +424,12 @@ def test_status_of_an_upstream_now_serving_another_log_names_both_logs(tmp_path:
 
 def test_status_of_an_unreachable_upstream_names_it_as_pull_does_not_a_manifest(tmp_path: Path) -> None:
     """Status said "cannot reach URL/manifest.json" of a primary server that is down, unlike pull's error."""
-    import socket
+    from tests.server_fixture import refused_url
 
     with Store.open(tmp_path / "p") as primary:
         _work(primary, 0, 3)
         publish(primary, tmp_path / "pub")
-    with socket.socket() as sock:  # a port nothing listens on once closed
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    with Store.open(tmp_path / "m") as mirror:
+    with refused_url() as url, Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(tmp_path / "pub"))
         mirror.environment.write(lambda txn: mirror.log.meta_put(txn, "replica_of", url.encode()))
         with pytest.raises(RemoteError) as pulled:
@@ -1323,18 +1323,19 @@ def test_a_failed_first_pull_leaves_no_store_behind_and_a_good_one_still_creates
     from click.testing import CliRunner
     from rgstore_cli.main import cli
 
-    from tests.server_fixture import free_port
+    from tests.server_fixture import refused_url
 
     (tmp_path / "plain").mkdir()
     (tmp_path / "notes.txt").write_text("not a log\n")
-    bad = [str(tmp_path / "nowhere"), str(tmp_path / "plain"), str(tmp_path / "notes.txt"),
-           f"http://127.0.0.1:{free_port()}"]
     new = tmp_path / "new" / "mirror"
-    for source in bad:
-        for args in (["mirror", "pull", source], ["serve", "--port", "0", "--follow", source]):
-            result = CliRunner().invoke(cli, ["--store", str(new), *args])
-            assert result.exit_code == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, args
-            assert not (tmp_path / "new").exists(), args
+    with refused_url() as nobody:
+        bad = [str(tmp_path / "nowhere"), str(tmp_path / "plain"), str(tmp_path / "notes.txt"), nobody]
+        for source in bad:
+            for args in (["mirror", "pull", source], ["serve", "--port", "0", "--follow", source]):
+                result = CliRunner().invoke(cli, ["--store", str(new), *args])
+                assert result.exit_code == 1 and result.stderr.startswith("error: ") \
+                    and result.stderr.count("\n") == 1, args
+                assert not (tmp_path / "new").exists(), args
     with Store.open(tmp_path / "p", actor="primary@test") as primary:
         _work(primary, 0, 3)
         export_log(primary, tmp_path / "log.rglog")
@@ -1399,9 +1400,10 @@ def test_a_first_pull_failing_after_applying_events_keeps_them_in_place_and_the_
         assert mirror.head()[0] == 30 and mirror.verify().ok
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_first_pull_interrupted_before_applying_anything_leaves_no_store(tmp_path: Path, signum: int) -> None:
     # Ctrl-C or a TERM while the first segment is awaited: the store Store.open had made stayed at NEW, empty.
+    # A HUP (terminal closed, ssh dropped) killed the process outright: its staging was left in NEW.
     routes = _published_routes(tmp_path)
     first = next(path for path in routes if path.endswith("-000000000010.rgseg"))
     new = tmp_path / "new" / "mirror"
@@ -1415,6 +1417,8 @@ def test_a_first_pull_interrupted_before_applying_anything_leaves_no_store(tmp_p
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and not (tmp_path / "new").exists(), err
+    if signum == signal.SIGHUP:  # unwound like SIGTERM: the shell's 128 + SIGHUP, no traceback
+        assert proc.returncode == 129 and b"Traceback" not in err, err
 
 
 def test_a_first_pull_removes_the_staging_left_by_a_killed_pull_but_never_a_live_ones(tmp_path: Path) -> None:
