@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import random
@@ -47,6 +48,28 @@ def _wait_for_temp(proc: subprocess.Popen[bytes], out: Path, besides: list[Path]
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and not _temps(out, besides):
         time.sleep(0.001)
+
+
+def _stop_holding_its_lock(proc: subprocess.Popen[bytes], out: Path) -> Path:
+    """SIGSTOP ``proc`` once its temp beside ``out`` is flocked; returns that temp.
+
+    The temp is created a moment before it is locked: a stop in between (a loaded machine) would
+    leave an unlocked temp that is, rightly, anyone's to sweep, which is not the case claimed here.
+    """
+    for _attempt in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "Z"):
+            time.sleep(0.001)
+        [tmp] = _temps(out)
+        with open(tmp, "rb") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return tmp
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
+    raise AssertionError("the export never held its temp's lock")
 
 
 def _kill_mid_export(out: Path, *args: str, besides: list[Path] | None = None) -> list[Path]:
@@ -124,10 +147,7 @@ def test_a_stalled_live_export_s_temp_is_left_by_another_export_and_it_completes
     proc = _start("--store", str(store_path), "genome", "export", "g", str(out))
     try:
         _wait_for_temp(proc, out)
-        proc.send_signal(signal.SIGSTOP)
-        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "Z"):
-            time.sleep(0.001)
-        [tmp] = _temps(out)  # stopped mid-run: its temp is there, its flock held
+        tmp = _stop_holding_its_lock(proc, out)  # stopped mid-run: its temp is there, its flock held
         assert proc.poll() is None
         _age(tmp)  # stalled for an hour, as far as the temp's age tells
         with Store.open(store_path) as store:
