@@ -31,7 +31,7 @@ from rgstore.checkpoints import rebuild_count
 from rgstore.codec import payload_of
 from rgstore.environment import Txn
 from rgstore.errors import ChainError, NotFoundError
-from rgstore.events import GenomeAdded, GenomeRemoved
+from rgstore.events import GenomeAdded, GenomeRemoved, Redone, Undone
 from rgstore.log import undecodable
 from rgstore.store import Store
 from rgstore.views.genomes import GenomeRecord, all_genomes, genome_record
@@ -53,8 +53,10 @@ def _rebuild_gap(snap: CatalogSnapshot) -> int:
     return max(REBUILD_GAP, len(snap.md5) // 4)
 
 _GENOME_STREAM = "genome:"
-_RECORD_EVENTS = frozenset({GenomeAdded.__struct_config__.tag, GenomeRemoved.__struct_config__.tag})
-"""The event types that change a genome record (FHR steps and undo/redo of them do not)."""
+_RECORD_EVENTS = frozenset({GenomeAdded.__struct_config__.tag, GenomeRemoved.__struct_config__.tag,
+                            Undone.__struct_config__.tag, Redone.__struct_config__.tag})
+"""The event types that may change a genome record on a genome stream (FHR steps do not; undo and redo
+bring a removed genome back or remove it again, and those of an FHR step are cheap to re-read)."""
 
 
 class _Head(msgspec.Struct):

@@ -1,4 +1,4 @@
-"""``rgstore genome``: add FASTA genomes, list, show, compare, export and remove them, and their FHR."""
+"""``rgstore genome``: add FASTA genomes, list, show, compare, export, remove (and undo) them, and their FHR."""
 
 from __future__ import annotations
 
@@ -213,7 +213,8 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     """Remove a genome and every alias naming it (its sequences stay in the RefgetStore).
 
     A bare NAME is taken from the refgenie namespace only (a retried removal never reaches the
-    genome another namespace gives that name): remove ncbi:hg38 by that name.
+    genome another namespace gives that name): remove ncbi:hg38 by that name. `rgstore genome
+    undo --digest D` brings the genome back with those aliases.
 
     \b
     Example:
@@ -226,6 +227,67 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
         emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs, "digest": removal.digest})
         return
     click.echo(f"removed genome {name} and {len(seqs) - 1} alias(es) naming it")
+
+
+@genome_group.command("undo")
+@click.argument("name", shell_complete=genome_names)
+@_digest_option
+@store_option
+@json_option
+@pass_ctx
+def undo_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
+    """Take back the latest change to a genome: an FHR document set, or its removal.
+
+    Undoing a removal brings back the genome and every alias the removal took, in one
+    command; it is refused, changing nothing, if one of those aliases changed since, or
+    if `rgstore gc` deleted the genome's sequences. A removed genome has no names left:
+    give its digest with --digest. Names added by an init are alias changes (`rgstore
+    alias undo`); an init itself is taken back with `rgstore genome remove`.
+
+    \b
+    Example:
+        rgstore genome remove hg38
+        rgstore genome undo --digest iJ9EFsXJZZS5sG3ibEtwYhm8KZPp1pqA
+        rgstore genome fhr set hg38 new.fhr.json && rgstore genome undo hg38
+    """
+    with ctx.open() as store:
+        move = store.genomes.undo(name, by_digest=by_digest)
+    _show_move(move, as_json)
+
+
+@genome_group.command("redo")
+@click.argument("name", shell_complete=genome_names)
+@_digest_option
+@store_option
+@json_option
+@pass_ctx
+def redo_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
+    """Re-apply the change to a genome that `rgstore genome undo` took back last.
+
+    Redoing a removal removes the genome and its aliases again; it is refused, changing
+    nothing, if an alias naming the genome changed since the undo. A new change to the
+    genome (an FHR document set) discards what could be redone.
+
+    \b
+    Example:
+        rgstore genome redo hg38
+        rgstore genome redo --digest iJ9EFsXJZZS5sG3ibEtwYhm8KZPp1pqA --json
+    """
+    with ctx.open() as store:
+        move = store.genomes.redo(name, by_digest=by_digest)
+    _show_move(move, as_json)
+
+
+def _show_move(move: Any, as_json: bool) -> None:
+    note_shadows(move.shadows, move.digest)
+    if as_json:
+        emit_json(move)
+        return
+    done = "undid" if move.action == "undo" else "redid"
+    what = "the FHR document set" if move.step == "fhr-set" else "the removal" if move.step == "genome-removed" \
+        else move.step
+    moved = f" ({len(move.aliases)} alias(es) {'back' if move.present else 'removed'})" if move.aliases else ""
+    click.echo(f"{done} {what} of genome {move.digest} (seq {move.step_seq}){moved}")
 
 
 @genome_group.command("compare")

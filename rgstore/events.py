@@ -170,7 +170,13 @@ class GenomeSource(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class GenomeAdded(Event, frozen=True, tag="genome-added"):
-    """A sequence collection was stored: its seqcol digests, level-2 arrays and description."""
+    """A sequence collection was stored: its seqcol digests, level-2 arrays and description.
+
+    It starts the genome stream's undo zipper afresh (``ends_history``): an init after a removal is a
+    new genome, so neither that removal nor the FHR steps before it can be undone past it.
+    """
+
+    ends_history: ClassVar[bool] = True
 
     digest: str
     names: list[str]
@@ -185,7 +191,13 @@ class GenomeAdded(Event, frozen=True, tag="genome-added"):
 
 
 class GenomeRemoved(Event, frozen=True, tag="genome-removed"):
-    """A genome was removed from the catalogue (its aliases were removed in the same command)."""
+    """A genome was removed from the catalogue (its aliases were removed in the same command).
+
+    A step of the genome stream's zipper: ``genome undo`` brings the genome back with the aliases
+    whose ``AliasRemoved`` events follow it in that command (``rgstore.genomeundo``).
+    """
+
+    undoable: ClassVar[bool] = True
 
     digest: str
 

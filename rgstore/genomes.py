@@ -26,6 +26,7 @@ from .errors import ConflictError, InvalidInputError, NotFoundError, OutOfRangeE
 from .events import AliasRemoved, AliasSet, FhrSet, GenomeAdded, GenomeRemoved, GenomeSource, SequenceAliasSet
 from .fastaspool import STDIN, recorded_path, spooled
 from .gcpause import gc_paused
+from .genomeundo import GenomeMove, move_genome
 from .locus import Region, parse_locus, read_bed_rows
 from .log import NewEvent
 from .outputs import output_file, output_path
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from .fasta import FastaSummary
     from .store import Store
 
-__all__ = ["AliasMoved", "GenomeInfo", "GenomeRemoval", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
+__all__ = ["AliasMoved", "GenomeInfo", "GenomeMove", "GenomeRemoval", "Genomes", "InitResult", "check_fhr", "check_same_metadata", "read_fhr", "revcomp"]
 
 _reverse_complement = revcomp  # read_loci's ``revcomp`` parameter shadows the function
 
@@ -363,6 +364,21 @@ class Genomes:
         seqs = self.store.transact(command)
         self.sequences.drop_cache()
         return msgspec.structs.replace(removed[0], seqs=seqs)
+
+    def undo(self, name: str, *, by_digest: bool = False) -> GenomeMove:
+        """Take back the latest change to a genome: an FHR document set, or its removal with the aliases it
+        took (a removed genome is named by digest, ``by_digest``); see ``rgstore.genomeundo``."""
+        try:
+            return move_genome(self.store, name, by_digest=by_digest)
+        finally:
+            self.sequences.drop_cache()
+
+    def redo(self, name: str, *, by_digest: bool = False) -> GenomeMove:
+        """Re-apply the change to a genome that ``undo`` most recently took back (the same command shape)."""
+        try:
+            return move_genome(self.store, name, by_digest=by_digest, redo=True)
+        finally:
+            self.sequences.drop_cache()
 
     def fhr_set(self, name: str, fhr: dict[str, Any] | Path | str, *, by_digest: bool = False) -> list[int]:
         """Replace a genome's FHR document (a no-op if identical); returns the seqs appended."""

@@ -2,8 +2,8 @@
 
 A hypothesis state machine drives the real ``Store`` (real LMDB, real gtars) with random genome
 inits (duplicate content under other names, same names and lengths with other residues, shared
-sequences), removals (by bare name, ``ns:name`` and digest), genome and sequence alias
-set/remove/undo/redo (sequence digests given bare, as ``SQ.``, ``ga4gh:SQ.`` and as MD5), mirrors
+sequences), removals (by bare name, ``ns:name`` and digest), genome undo/redo (a removal and the
+aliases it took, by name or digest), genome and sequence alias set/remove/undo/redo (sequence digests given bare, as ``SQ.``, ``ga4gh:SQ.`` and as MD5), mirrors
 each in a model written from the documented semantics (docs/python-api.md, ``Genomes.init`` and
 ``Genomes.remove``), and compares every query and a few ``getseq`` reads after every step; every
 few steps it reopens the store, and once per run it rebuilds every view. ``tests/test_model.py``
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from rgstore.errors import ConflictError, NotFoundError, NothingToRedoError, NothingToUndoError
 from rgstore.store import Store
@@ -60,6 +60,23 @@ class GenomeModel:
     added_seq: int
 
 
+@dataclass
+class Removal:
+    """A step of a genome's zipper: its removal, the genome as it was and (alias key, step index) of each alias it took."""
+
+    seq: int
+    genome: GenomeModel
+    aliases: list[tuple[tuple[str, str], int]]
+
+
+@dataclass
+class GenomeSteps:
+    """A genome stream's zipper (the model has no FHR steps): an init empties it, a removal is a step."""
+
+    done: list[Removal] = field(default_factory=list)
+    undone: list[Removal] = field(default_factory=list)
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, empty_refget: Path) -> Iterator[tuple[Path, list[Content]]]:
     """An empty store, the FASTA files and what each one's genome is (learnt once from a scratch store)."""
@@ -92,6 +109,8 @@ class GenomesModel(StoreMachine):
 
     root: Path
     contents: list[Content]
+    moved: dict[str, int] = {}
+    """Genome undos and redos that succeeded, across runs: the test checks the rule reached both."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,6 +120,8 @@ class GenomesModel(StoreMachine):
         """Genome digests whose collection the RefgetStore holds (a removal leaves it there)."""
         self.aliases: dict[tuple[str, str], AliasModel] = {}
         self.seq_aliases: dict[tuple[str, str], AliasModel] = {}
+        self.genome_steps: dict[str, GenomeSteps] = {}
+        """Digest -> its genome stream's zipper, for every genome ever added."""
         self.steps = 0
         self.rebuilt = False
 
@@ -164,6 +185,7 @@ class GenomesModel(StoreMachine):
         if existing is None:
             seqs.append(self._take_seq())
             self.genomes[digest] = GenomeModel(genome, species, seqs[-1])
+            self.genome_steps[digest] = GenomeSteps()  # GenomeAdded ends the stream's history
         self.stored.add(digest)
         added, shadows = [], {}
         for name in wanted:
@@ -204,10 +226,69 @@ class GenomesModel(StoreMachine):
             return
         seqs = call()
         expected = [self._take_seq()]
-        del self.genomes[digest]
+        removal = Removal(expected[0], self.genomes.pop(digest), [])
         for key in sorted(k for k, m in self.aliases.items() if m.target == digest):
             expected.append(self._step(self.aliases[key], "alias-removed", None))
+            removal.aliases.append((key, len(self.aliases[key].events) - 1))
         assert seqs == expected
+        steps = self.genome_steps[digest]
+        steps.done.append(removal)
+        steps.undone.clear()
+
+    @rule(genome=st.integers(0, len(CONTENTS) - 1), redo=st.booleans(), by_digest=st.booleans())
+    def genome_undo_redo(self, genome: int, redo: bool, by_digest: bool) -> None:
+        movable = sorted(d for d, z in self.genome_steps.items() if (z.undone if redo else z.done))
+        # Mostly a genome with a step to move (else few moves succeed); genome 0 also tries one without.
+        digest = movable[genome % len(movable)] if movable and genome else self.contents[genome % len(self.contents)].digest
+        owned = sorted(k for k, m in self.aliases.items() if m.target == digest)
+        name, by_digest = (digest, True) if by_digest or not owned else (f"{owned[0][0]}:{owned[0][1]}", False)
+        move = self.store.genomes.redo if redo else self.store.genomes.undo
+        steps = self.genome_steps.get(digest)
+        if steps is None:
+            with pytest.raises(NotFoundError):
+                move(name, by_digest=by_digest)
+            return
+        stack = steps.undone if redo else steps.done
+        if not stack:
+            with pytest.raises(NothingToRedoError if redo else NothingToUndoError):
+                move(name, by_digest=by_digest)
+            return
+        removal = stack[-1]
+        takes = {key for key, _index in removal.aliases}
+        changed = any((self.aliases[key].undone[-1:] if redo else self.aliases[key].done[-1:]) != [index]
+                      for key, index in removal.aliases)
+        if changed or (redo and set(owned) - takes):
+            with pytest.raises(ConflictError):
+                move(name, by_digest=by_digest)
+            return
+        shadows = {} if redo else {k: v for key in removal.aliases if key[0][0] == "refgenie"
+                                   for k, v in self._shadows(key[0][1], digest).items()}
+        result = move(name, by_digest=by_digest)
+        expected = [self._take_seq()]
+        for key, _index in removal.aliases:
+            model = self.aliases[key]
+            if redo:
+                model.done.append(model.undone.pop())
+            else:
+                model.undone.append(model.done.pop())
+            expected.append(self._take_seq())
+            model.events.append((expected[-1], "redone" if redo else "undone", model.target))
+        if redo:
+            del self.genomes[digest]
+            steps.done.append(steps.undone.pop())
+        else:
+            self.genomes[digest] = removal.genome
+            steps.undone.append(steps.done.pop())
+        assert (result.digest, result.step_seq, result.present, result.seqs, result.shadows) == (
+            digest, removal.seq, not redo, expected, shadows or msgspec.UNSET)
+        assert result.aliases == [f"{ns}:{n}" for (ns, n), _index in removal.aliases]
+        GenomesModel.moved[result.action] = GenomesModel.moved.get(result.action, 0) + 1
+
+    @precondition(lambda self: any(z.done or z.undone for z in self.genome_steps.values()))
+    @rule(genome=st.integers(1, 8), redo=st.booleans(), by_digest=st.booleans())
+    def genome_step_moved(self, genome: int, redo: bool, by_digest: bool) -> None:
+        """``genome_undo_redo`` once there is a step to move: rule choice alone reached few of them."""
+        self.genome_undo_redo(genome, redo, by_digest)
 
     # -- genome aliases -------------------------------------------------------------------------
 
@@ -470,3 +551,4 @@ def test_genomes_and_sequence_aliases_match_the_model_after_any_commands(
     run_state_machine_as_test(GenomesModel, settings=settings(
         max_examples=15, stateful_step_count=30, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
+    assert GenomesModel.moved.get("undo") and GenomesModel.moved.get("redo"), GenomesModel.moved

@@ -1,10 +1,12 @@
 """The genome view: one record per stored genome (seqcol digests, level-2 arrays, source) and its FHR.
 
 Folds ``GenomeAdded`` / ``GenomeRemoved`` (stream ``genome:<digest>``) and ``FhrSet`` on the same
-stream, following that stream's undo/redo zipper for FHR documents: ``FhrSet`` carries the whole
-document, so undo restores the document of the step now current (or none) by reading that one
-event. Sub-dbs: ``genomes.records`` (digest -> GenomeRecord), ``genomes.fhr`` (digest -> FHR
-JSON object) and ``genomes.sequences`` (sequence digest NUL genome digest -> [name, length, md5]).
+stream, following that stream's undo/redo zipper: ``FhrSet`` carries the whole document, so undo
+restores the document of the step now current (or none) by reading that one event; undoing a
+``GenomeRemoved`` restores the record from the ``GenomeAdded`` its tombstone names, and redoing it
+removes the genome again. Sub-dbs: ``genomes.records`` (digest -> GenomeRecord), ``genomes.fhr``
+(digest -> FHR JSON object), ``genomes.sequences`` (sequence digest NUL genome digest -> [name,
+length, md5]) and ``genomes.removed`` (digest of a removed genome -> seq of its ``GenomeAdded``).
 
 FHR documents are also projected into the RefgetStore as ``refget/fhr/<digest>.fhr.json`` (the
 file gtars' ``get_fhr_metadata`` and ``pull_fhr`` read), rewritten by ``sync_external``.
@@ -12,6 +14,7 @@ file gtars' ``get_fhr_metadata`` and ``pull_fhr`` read), rewritten by ``sync_ext
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -42,12 +45,15 @@ __all__ = [
     "genome_record",
     "genome_stream",
     "genomes_with_sequence",
+    "removed_genome_added_seq",
     "write_fhr_files",
 ]
 
 _RECORDS = "genomes.records"
 _FHR = "genomes.fhr"
 _SEQUENCES = "genomes.sequences"
+_REMOVED = "genomes.removed"
+_ADDED_SEQ = struct.Struct(">Q")
 _STREAM_PREFIX = "genome:"
 _FHR_DIR = "fhr"
 _FHR_SUFFIX = ".fhr.json"
@@ -127,6 +133,13 @@ def genome_digests(txn: Txn, environment: Environment) -> list[str]:
         return [bytes(key).decode() for key in cur.iternext(keys=True, values=False)]
 
 
+def removed_genome_added_seq(txn: Txn, environment: Environment, digest: str) -> int:
+    """Seq of the ``GenomeAdded`` of a removed genome (what undoing its removal restores); 0 if none is kept."""
+    db = _db(environment, _REMOVED)
+    raw = txn.get(digest.encode(), db=db) if db is not None else None
+    return int(_ADDED_SEQ.unpack(raw)[0]) if raw is not None else 0
+
+
 def genomes_with_sequence(txn: Txn, environment: Environment, sequence: str) -> list[tuple[str, str, int, str]]:
     """(genome digest, name, length, md5) of every genome holding this sequence digest (no ``SQ.``)."""
     db = _db(environment, _SEQUENCES)
@@ -146,52 +159,83 @@ class GenomesView(View):
     """Genome records, their FHR documents and a sequence -> genome index."""
 
     name: ClassVar[str] = "genomes"
-    version: ClassVar[int] = 1
-    dbs: ClassVar[tuple[str, ...]] = (_RECORDS, _FHR, _SEQUENCES)
+    version: ClassVar[int] = 2  # 2: the removed sub-db, and undo/redo of a removal
+    dbs: ClassVar[tuple[str, ...]] = (_RECORDS, _FHR, _SEQUENCES, _REMOVED)
     streams: ClassVar[tuple[str, ...]] = ("genome:",)
     handles: ClassVar[tuple[type[Event], ...]] = (GenomeAdded, GenomeRemoved, FhrSet, Undone, Redone)
 
     def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
-        """Add or drop a genome, or switch its FHR document."""
+        """Add, drop or restore a genome, or switch its FHR document."""
         if not envelope.stream.startswith(_STREAM_PREFIX):
             return  # an undo/redo on another domain's stream, or a misfiled event
         event = envelope.event
         txn = ctx.txn
-        records, fhr, sequences = ctx.db(_RECORDS), ctx.db(_FHR), ctx.db(_SEQUENCES)
+        records, fhr, removed = ctx.db(_RECORDS), ctx.db(_FHR), ctx.db(_REMOVED)
         digest = envelope.stream[len(_STREAM_PREFIX):]
         if isinstance(event, GenomeAdded):
             if event.digest != digest:
                 return  # the stream names the aggregate; a mismatched payload changes nothing
-            old = txn.get(digest.encode(), db=records)
-            if old is not None:
-                self._drop_sequences(txn, sequences, _RECORD_DECODER.decode(old))
-            record = GenomeRecord(
-                digest=event.digest, names=event.names, lengths=event.lengths, sequences=event.sequences,
-                level1=event.level1, md5s=event.md5s, description=event.description, species=event.species,
-                circular=event.circular, source=event.source, added_seq=envelope.seq, added_at=envelope.time,
-                added_by=envelope.actor,
-            )
-            txn.put(digest.encode(), encode_value(record), db=records)
-            for i, (name, length, seq) in enumerate(zip(event.names, event.lengths, event.sequences)):
-                md5 = event.md5s[i] if i < len(event.md5s) else ""
-                txn.put(_seq_key(seq, digest), encode_value([name, length, md5]), db=sequences)
+            self._put_record(ctx, digest, envelope)
+            txn.delete(digest.encode(), db=removed)
             return
+        if isinstance(event, (Undone, Redone)):
+            # Only undo and redo of a removal change the record; the others switch the FHR document.
+            at = event.undone_seq if isinstance(event, Undone) else event.redone_seq
+            moved = ctx.event_at(at).event if at else None
+            if isinstance(moved, GenomeRemoved) and isinstance(event, Undone):
+                added = txn.get(digest.encode(), db=removed)
+                if added is None or txn.get(digest.encode(), db=records) is not None:
+                    return  # nothing kept to restore (a forged log): the record stays as it is
+                self._put_record(ctx, digest, ctx.event_at(_ADDED_SEQ.unpack(added)[0]))
+                txn.delete(digest.encode(), db=removed)
+                self._put_fhr(ctx, digest, event.restored_seq)
+                return
+            if isinstance(moved, GenomeRemoved):
+                event = moved  # a redone removal removes, as the removal did
         old = txn.get(digest.encode(), db=records)
         if old is None:
             return  # FHR steps of a removed genome stay in the log, not in the view
         if isinstance(event, GenomeRemoved):
-            self._drop_sequences(txn, sequences, _RECORD_DECODER.decode(old))
+            record = _RECORD_DECODER.decode(old)
+            self._drop_sequences(txn, ctx.db(_SEQUENCES), record)
             txn.delete(digest.encode(), db=records)
             txn.delete(digest.encode(), db=fhr)
+            txn.put(digest.encode(), _ADDED_SEQ.pack(record.added_seq), db=removed)
         elif isinstance(event, FhrSet):
             txn.put(digest.encode(), encode_value(event.fhr), db=fhr)
-        elif isinstance(event, (Undone, Redone)):
-            at = event.restored_seq if isinstance(event, Undone) else event.redone_seq
-            step = ctx.event_at(at).event if at else None
-            if isinstance(step, FhrSet):
-                txn.put(digest.encode(), encode_value(step.fhr), db=fhr)
-            else:
-                txn.delete(digest.encode(), db=fhr)
+        elif isinstance(event, Undone):
+            self._put_fhr(ctx, digest, event.restored_seq)
+        elif isinstance(event, Redone):
+            self._put_fhr(ctx, digest, event.redone_seq)
+
+    @staticmethod
+    def _put_record(ctx: FoldContext, digest: str, envelope: Envelope) -> None:
+        """Record the genome of ``envelope``'s ``GenomeAdded`` (when and by whom from the envelope)."""
+        event = envelope.event
+        assert isinstance(event, GenomeAdded)
+        txn, records, sequences = ctx.txn, ctx.db(_RECORDS), ctx.db(_SEQUENCES)
+        old = txn.get(digest.encode(), db=records)
+        if old is not None:
+            GenomesView._drop_sequences(txn, sequences, _RECORD_DECODER.decode(old))
+        record = GenomeRecord(
+            digest=event.digest, names=event.names, lengths=event.lengths, sequences=event.sequences,
+            level1=event.level1, md5s=event.md5s, description=event.description, species=event.species,
+            circular=event.circular, source=event.source, added_seq=envelope.seq, added_at=envelope.time,
+            added_by=envelope.actor,
+        )
+        txn.put(digest.encode(), encode_value(record), db=records)
+        for i, (name, length, seq) in enumerate(zip(event.names, event.lengths, event.sequences)):
+            md5 = event.md5s[i] if i < len(event.md5s) else ""
+            txn.put(_seq_key(seq, digest), encode_value([name, length, md5]), db=sequences)
+
+    @staticmethod
+    def _put_fhr(ctx: FoldContext, digest: str, at: int) -> None:
+        """Make the genome's FHR document that of the step at ``at`` (none unless it is an ``FhrSet``)."""
+        step = ctx.event_at(at).event if at else None
+        if isinstance(step, FhrSet):
+            ctx.txn.put(digest.encode(), encode_value(step.fhr), db=ctx.db(_FHR))
+        else:
+            ctx.txn.delete(digest.encode(), db=ctx.db(_FHR))
 
     @staticmethod
     def _drop_sequences(txn: Txn, db: Db, record: GenomeRecord) -> None:

@@ -107,7 +107,7 @@ class HistoryView(View):
     """Keeps each stream's zipper: which undoable steps are done and which are undone."""
 
     name: ClassVar[str] = "history"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: GenomeRemoved became a step and GenomeAdded ends its stream's history
     dbs: ClassVar[tuple[str, ...]] = ("history",)
     handles: ClassVar[tuple[type[Event], ...]] = tuple(
         cls for cls in EVENT_TYPES.values()
