@@ -201,7 +201,7 @@ def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
         if magic.startswith(b"PK\x03\x04"):  # a zip on a pipe: its index is at its end
             if path.is_file():  # zipfile found no index at the end of this file: it was cut short
                 raise InvalidInputError(f"{path} is damaged (truncated or corrupt): a zip without its central directory")
-            raise InvalidInputError(f"{path} is a zip, which cannot be read from a pipe: import it from a file")
+            raise InvalidInputError(f"{_shown(path)} is a zip, which cannot be read from a pipe: import it from a file")
         opener: Callable[[Any], Any] = _Plain
         not_this: tuple[type[BaseException], ...] = ()
         for prefix, make, errors in () if _is_tar_header(magic) else _decompressors():
@@ -214,7 +214,11 @@ def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
         except _OversizedHeader as exc:
             raise InvalidInputError(f"{path}: {exc}, which no refpkg needs") from None
         except not_tar:
-            raise InvalidInputError(f"{path} is not a refpkg directory, .tar.gz or .zip") from None
+            if path.is_file():  # a file, or standard input redirected from one (a .zip would do there too)
+                raise InvalidInputError(f"{_shown(path)} is not a refpkg directory, .tar.gz or .zip") from None
+            # A pipe (`curl URL | rgstore refpkg import -` fed an HTML error page) can only carry a tar.
+            raise InvalidInputError(f"{_shown(path)} is not a tar archive (plain, gzip, bzip2 or xz), the one form "
+                                    "a package can come through a pipe in") from None
         except _DAMAGE as exc:
             raise InvalidInputError(f"{path} is damaged (truncated or corrupt): {exc}") from None
         with stream, tarchive:
@@ -222,6 +226,11 @@ def _tar_once(path: Path, advance: Advance) -> Iterator[tarfile.TarFile]:
             # What is left past the end-of-archive blocks is padding: the whole file was read.
             if once.direct:
                 advance(max(os.fstat(raw.fileno()).st_size - once.pos, 0))
+
+
+def _shown(path: Path) -> str:
+    """How errors name ``path``: ``standard input`` for /dev/stdin (what `refpkg import -` reads), else the path."""
+    return "standard input" if str(path) == "/dev/stdin" else str(path)
 
 
 def _is_tar_header(block: bytes) -> bool:

@@ -325,6 +325,14 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Refuses with a TypeError saying what to do: a Store does not pickle (README, "Python first")."""
+        # Without this, pickling (a Pool.map argument, a service's store) fails deep inside on
+        # "cannot pickle 'Environment' object", which names nothing the user wrote.
+        raise TypeError(f"an rgstore Store ({str(self.path)!r}) does not pickle: its open LMDB handle cannot "
+                        "cross processes; open the store in each worker instead (e.g. a multiprocessing "
+                        "pool initializer calling Store.open)")
+
     @property
     def readonly(self) -> bool:
         """Whether this handle may write."""

@@ -7,6 +7,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -450,6 +451,17 @@ def test_a_tar_gz_through_a_pipe_imports_with_its_history(store: Store, tmp_path
     original = store.refpkgs.current("pkg")
     assert (state.files, state.metadata, state.rollbacks, state.rollforwards) == (
         original.files, original.metadata, original.rollbacks, original.rollforwards)
+
+
+@pytest.mark.parametrize(("piped", "said"), [
+    (b"<html><body>404 Not Found</body></html>\n",  # `curl -sL URL` of a moved package: an error page
+     "standard input is not a tar archive (plain, gzip, bzip2 or xz), the one form a package can come through a pipe in"),
+    (b"PK\x03\x04" + bytes(60), "standard input is a zip, which cannot be read from a pipe: import it from a file"),
+])
+def test_import_dash_of_a_pipe_that_holds_no_tar_names_standard_input_not_dev_stdin(
+        tmp_path: Path, rgstore_proc: Any, piped: bytes, said: str) -> None:
+    proc = rgstore_proc("--store", str(tmp_path / "s"), "refpkg", "import", "-", "--name", "p", input=piped)
+    assert (proc.returncode, proc.stderr.decode()) == (1, f"error: {said}\n")
 
 
 def test_a_tar_gz_file_is_read_once(store: Store, tmp_path: Path) -> None:

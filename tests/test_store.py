@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,15 @@ def test_a_closed_store_says_so_with_an_rgstore_error_on_every_read_and_write(st
     for use in uses:
         with pytest.raises(StoreClosedError, match=r"it was closed; open the store again"):
             use()
+
+
+def test_pickling_a_store_or_a_service_of_it_is_a_type_error_saying_to_open_it_in_each_worker(
+        store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        for what in (store, store.aliases):  # a Pool.map argument, or a service that holds the store
+            with pytest.raises(TypeError, match=r"Store .* does not pickle: .*open the store in each worker"):
+                pickle.dumps(what)
+        assert store.aliases.list() == []  # the refusal leaves the handle working
 
 
 def test_a_store_dropped_without_close_does_not_keep_its_path_from_opening_again(store_path: Path) -> None:
