@@ -196,7 +196,12 @@ class RgstoreGroup(click.Group):
             found = close_names(name, self.list_commands(ctx), limit=2)
             hint = f" Did you mean {' or '.join(repr(f) for f in found)}?" if found else ""
             ctx.fail(f"No such command {name!r}.{hint}")
-        return super().resolve_command(ctx, args)
+        cmd_name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and not ctx.resilient_parsing:
+            from .dashargs import protect_digests  # a digest starting with "-" is an argument, not an option
+
+            rest = protect_digests(cmd, ctx, rest)
+        return cmd_name, cmd, rest
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:

@@ -127,9 +127,10 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
 
     The choice and the removal happen in one write transaction: no genome can be recorded in
     between, so a command that checks its collection inside its own transaction never records
-    a genome whose sequences this run deleted.
+    a genome whose sequences this run deleted. While an import runs (``imports_paused``) every
+    unreferenced collection is kept, reported as recent: one it reuses looks as old as its first import.
     """
-    from .refgetstore import open_refget, strip_sq
+    from .refgetstore import import_running, imports_paused, open_refget, strip_sq
     from .views.aliases import sequence_aliases_of
     from .views.genomes import all_genomes, genomes_with_sequence
 
@@ -165,9 +166,15 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
         return any(genomes_with_sequence(txn, env, strip_sq(str(s))) or sequence_aliases_of(txn, env, strip_sq(str(s)))
                    for s in handle.plan_orphan_removal(digest))
 
+    def keep_all(candidates: list[str]) -> None:
+        report.collections_kept_recent = sorted({*report.collections_kept_recent, *candidates})
+
     if dry_run:
         with store.read() as txn:
             candidates = unwanted(txn)
+            if candidates and import_running(store):
+                keep_all(candidates)
+                candidates = []
             if candidates:  # what a real run would keep, it is not reported as removed
                 reader = open_refget(store, write=False)
                 candidates = [digest for digest in candidates if not needed(reader, txn, digest)]
@@ -189,8 +196,17 @@ def _prune_refget(store: Store, report: GcReport, *, now: float, grace: float, d
 
     def remove(txn: Txn) -> None:
         report.collections_removed = []
+        with imports_paused(store) as paused:
+            # Ages are read again here, under both locks: an import may have written its files since.
+            candidates = unwanted(txn)
+            if paused:
+                prune(txn, candidates)
+            else:
+                keep_all(candidates)
+
+    def prune(txn: Txn, candidates: list[str]) -> None:
         listed = _listed_collections(store.refget_path)
-        for digest in unwanted(txn):
+        for digest in candidates:
             if needed(handle, txn, digest):
                 continue
             if handle.remove_collection(digest, remove_orphan_sequences=True):

@@ -237,8 +237,34 @@ def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = Fal
     source = _check_source(source)
     with _pull_lock(store):
         remove_abandoned_staging(store.path)  # a first pull killed here, then overtaken: its copy is no use
-        return _pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress,
-                     batch_size=batch_size, clears_pull_error=clears_pull_error)
+        start = _local_head(store)
+        for round_ in range(1, _CONTENT_ROUNDS + 1):
+            before = _local_head(store)
+            try:
+                result = _pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences,
+                               progress=progress, batch_size=batch_size, clears_pull_error=clears_pull_error)
+            except _ContentGone as gone:
+                # The upstream freed it after the events this pull applied (`cache gc` evicting the entry,
+                # `refpkg strip` then `gc`): the events saying so follow, so pull them and fetch again,
+                # while each round brings new ones. A file still listed live and still absent is the error.
+                if round_ == _CONTENT_ROUNDS or (round_ > 1 and _local_head(store) == before):
+                    raise gone.error from None
+                continue
+            result.applied += before - start  # the earlier rounds' events too
+            return result
+        raise AssertionError("unreachable: the last round returns or raises")
+
+
+_CONTENT_ROUNDS = 5
+"""Rounds of a pull whose content fetch met a file the upstream freed meanwhile (each round pulls newer events)."""
+
+
+class _ContentGone(Exception):
+    """A content fetch found a file missing upstream (``error``): maybe freed by events after those applied."""
+
+    def __init__(self, error: NotFoundError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, progress: ProgressFactory,
@@ -337,8 +363,13 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
                     ours = f"this mirror's {store.log_id()}" if _local_head(store) else f"this pull's {log_id}"
                     raise LogMismatchError(
                         f"{source} serves log {served}, not {ours}: refusing to mix different logs") from None
-        fetched = fetch_referenced_blobs(store, client, source, kind, progress) if with_blobs else 0
-        cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
+        try:
+            fetched = fetch_referenced_blobs(store, client, source, kind, progress) if with_blobs else 0
+            cache_files = _fetch_cache(store, client, source, kind) if with_blobs else 0
+        except NotFoundError as exc:
+            if kind == "export":  # a file: no later events can come
+                raise
+            raise _ContentGone(exc) from None
     finally:
         if client is not None:
             client.close()

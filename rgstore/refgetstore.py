@@ -53,6 +53,8 @@ __all__ = [
     "collection_removed",
     "discard_import",
     "fetch_lock",
+    "import_running",
+    "imports_paused",
     "gtars_path",
     "ingest_fasta",
     "removed_meanwhile",
@@ -347,6 +349,7 @@ def ingest_fasta(
     source = user_path(path)
     job = start_digest(source)
     importer: _InProcess | _InChild | None = None
+    importing = -1
     try:
         summary = validate_fasta(source, progress=progress)
         if before_import is not None:
@@ -357,6 +360,9 @@ def ingest_fasta(
                 _link_or_copy(source, link)
             # gtars reads the file once and writes each residue once (Raw): the bar counts both.
             work = summary.size + sum(summary.lengths)
+            # Before gtars looks at the store, until the genome is recorded: gc removes no collection
+            # meanwhile (one this import reuses looks unreferenced and, by its files' age, old to it).
+            importing = _mark_import(store)
             # gtars holds the GIL throughout: only from a child process can this one drive the bar.
             importer = (_InChild(store, link, source) if work >= CHILD_IMPORT_MIN_BYTES
                         else _InProcess(store, link, batch=not keep_collection))
@@ -411,6 +417,9 @@ def ingest_fasta(
         if importer is not None and importer.digest is not None:
             discard_import(store, importer.digest, importer.was_new)
         raise
+    finally:
+        if importing >= 0:
+            os.close(importing)
 
 
 _GTARS_ERRNO = re.compile(r"\(os error (\d+)\)")
@@ -498,6 +507,57 @@ def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
         if fd >= 0:
             os.close(fd)
+
+
+_IMPORTING = ".import.lock"
+"""Imports hold a shared flock on ``STORE/.import.lock`` from before gtars runs until they recorded; gc an exclusive one."""
+
+
+def _mark_import(store: Store) -> int:
+    """Mark an import running (a shared flock, waiting out a gc removing collections): the descriptor to close."""
+    fd = open_lock(store.path / _IMPORTING)  # shared by every user of the store
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def imports_paused(store: Store) -> Iterator[bool]:
+    """Whether no import is running (then none starts until the block ends), without waiting for one.
+
+    gc removes RefgetStore collections only inside this (``True``): an import that reuses a
+    collection (its files as old as its first import, unreferenced since `genome remove`) holds
+    the mark from before gtars finds it until the genome is recorded, which a collection's age
+    cannot tell. The import's digest is known only once gtars has read the whole FASTA.
+    """
+    fd = open_lock(store.path / _IMPORTING)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
+def import_running(store: Store) -> bool:
+    """Whether an import holds its mark now (a look, creating nothing: for `gc --dry-run`)."""
+    try:
+        fd = open_lock(store.path / _IMPORTING, create=False)
+    except OSError:
+        return False  # no import ever marked one (or none this user could open: it cannot tell)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 @contextmanager

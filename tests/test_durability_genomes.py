@@ -4,6 +4,7 @@ whose sequences are gone."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rgstore.gc import collect_garbage
-from rgstore.refgetstore import discard_import, ingest_fasta
+from rgstore.refgetstore import Ingested, discard_import, ingest_fasta, open_refget
 from rgstore.store import Store
 from tests.conftest import REPO
 
@@ -100,3 +101,43 @@ def test_an_import_whose_collection_is_taken_back_meanwhile_never_records_a_geno
     with Store.open(store_path, readonly=True) as fresh:
         assert fresh.verify().ok
         assert len(fresh.getseq("b", "c0", 0, 600_000)) == 600_000
+
+
+def test_gc_run_while_an_import_reuses_an_old_unreferenced_collection_keeps_it_until_the_genome_is_recorded(
+    store_path: Path, tmp_path: Path
+) -> None:
+    # After `genome remove` the collection stays with its old mtime; an import of the same FASTA reuses it, and a
+    # gc between gtars' import and the record deleted it: `genome init` failed "...removed while this import ran"
+    # (8 of 20 inits measured). Here gc runs as its own process at the very point the genome is being recorded.
+    fasta = tmp_path / "g5.fa"
+    fasta.write_text(">c1\nACGTACGTTTGACCA\n>c2\nGGGATTACA\n")
+    seen: dict[str, object] = {}
+    with Store.open(store_path) as store:
+        store.genomes.init(fasta, ["g5"])
+        digest = store.genomes.resolve("g5")
+        store.genomes.remove("g5")
+        old = time.time() - 7200  # removed two hours ago: far past gc's default 10-minute grace
+        for path in (store.refget_path / "collections").glob(f"{digest}.*"):
+            os.utime(path, (old, old))
+
+        def at_record(ingested: Ingested) -> None:
+            gc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "gc", "--json"],
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+            assert gc.returncode == 0, gc.stderr
+            seen["gc"] = json.loads(gc.stdout)
+            seen["names"] = list(open_refget(store, write=False).get_collection_level2(ingested.digest)["names"])
+
+        ingested = ingest_fasta(store, fasta, then=at_record)
+        assert ingested.digest == digest and not ingested.was_new  # the old collection, reused
+        report = seen["gc"]
+        assert isinstance(report, dict)
+        assert digest not in report["collections_removed"] and digest in report["collections_kept_recent"]
+        assert seen["names"] == ["c1", "c2"]  # still whole at the record point
+        store.genomes.init(fasta, ["g5"])
+        assert store.genomes.getseq("g5", "c2", 0, 9) == "GGGATTACA" and store.verify().ok
+    # With no import running, the next gc removes an old unreferenced collection as before.
+    with Store.open(store_path) as store:
+        store.genomes.remove("g5")
+        for path in (store.refget_path / "collections").glob(f"{digest}.*"):
+            os.utime(path, (old, old))
+        assert collect_garbage(store).collections_removed == [digest]

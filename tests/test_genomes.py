@@ -1067,18 +1067,31 @@ def test_genome_remove_json_names_the_digest_it_removed_beside_the_name_as_typed
 
 
 class _GcWhenImportStarts:
-    """A progress factory that runs `rgstore gc --grace 0` (as another process would) once the import's
-    RefgetStore handle is open, before gtars imports: it deletes sequences the handle believes present."""
+    """A progress factory that, once the import's RefgetStore handle is open and before gtars imports, runs
+    `rgstore gc --grace 0` (as another process would), or with ``unmarked`` removes the collection ``digest``
+    as a gc that ignores the import mark would (an older rgstore): it deletes sequences the handle believes present."""
 
-    def __init__(self, store: Store) -> None:
-        self.store, self.fired = store, False
+    def __init__(self, store: Store, digest: str, *, unmarked: bool) -> None:
+        self.store, self.digest, self.unmarked, self.fired = store, digest, unmarked, False
+        self.kept: list[str] = []
 
     def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> _GcWhenImportStarts:
         from rgstore.gc import collect_garbage
+        from rgstore.refgetstore import open_refget
 
         if desc.startswith("import ") and not self.fired:
             self.fired = True
-            assert collect_garbage(self.store, grace=0).collections_removed
+            if self.unmarked:
+                handle = open_refget(self.store, write=True)
+                handle.lock_for_batch("an-unmarked-gc")
+                try:
+                    assert handle.remove_collection(self.digest, remove_orphan_sequences=True)
+                finally:
+                    handle.release_batch_lock()
+            else:
+                report = collect_garbage(self.store, grace=0)
+                assert report.collections_removed == []
+                self.kept = report.collections_kept_recent
         return self
 
     def update(self, n: int = 1) -> None:
@@ -1086,6 +1099,26 @@ class _GcWhenImportStarts:
 
     def close(self) -> None:
         pass
+
+
+@pytest.mark.parametrize("in_child", [False, True])
+def test_gc_while_an_import_runs_keeps_the_collections_it_may_reuse_and_the_import_records_its_genome(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_child: bool) -> None:
+    # gc judged an unreferenced collection by its files' age, and one an import reuses is as old as its
+    # first import: gc could delete its sequences between gtars' import and the genome being recorded.
+    from rgstore import refgetstore
+
+    monkeypatch.setattr(refgetstore, "CHILD_IMPORT_MIN_BYTES", 0 if in_child else 1 << 62)
+    chr1 = TINY.read_text().split(">chr2")[0]
+    other = tmp_path / "other.fa"
+    other.write_text(chr1 + ">extra\nACGTTGCAACGT\n")
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    store.genomes.remove("tiny")
+    hook = _GcWhenImportStarts(store, digest, unmarked=False)
+    store.genomes.init(other, ["other"], progress=hook)
+    assert hook.fired and digest in hook.kept
+    assert store.getseq("other", "chr1", 0, 10) == "".join(chr1.splitlines()[1:])[:10].upper()
+    assert store.verify().ok
 
 
 @pytest.mark.parametrize("in_child", [False, True])
@@ -1098,9 +1131,9 @@ def test_a_shared_sequence_gc_deletes_during_the_import_is_a_one_line_conflict_a
     chr1 = TINY.read_text().split(">chr2")[0]  # ">chr1\n..." shared with the removed genome
     other = tmp_path / "other.fa"
     other.write_text(chr1 + ">extra\nACGTTGCAACGT\n")
-    store.genomes.init(TINY, ["tiny"])
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
     store.genomes.remove("tiny")
-    hook = _GcWhenImportStarts(store)
+    hook = _GcWhenImportStarts(store, digest, unmarked=True)
     with pytest.raises(ConflictError) as caught:
         store.genomes.init(other, ["other"], progress=hook)
     message = str(caught.value)
