@@ -2,6 +2,8 @@
 
 Usage: python -m tests.append_worker STORE FIRST LAST BATCH STREAM [EXPECT]
 Batch k gets ids derived from (STREAM, k, i), so re-running appends nothing twice.
+FIRST and LAST given as "-" are read from stdin ("FIRST LAST" on one line; EOF: exit 0 without opening the
+store), so a caller can start the worker, and pay its imports, before it knows them.
 Prints "k seq..." after each committed batch. With EXPECT=1 each batch states the stream's
 expected version and retries on conflict (printing "conflict k").
 """
@@ -24,6 +26,11 @@ def event_id(stream: str, k: int, i: int) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:3] == ["-", "-"]:
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        argv = [argv[0], *line.split(), *argv[3:]]
     path, first, last, size, stream = argv[0], int(argv[1]), int(argv[2]), int(argv[3]), argv[4]
     expect = len(argv) > 5 and argv[5] == "1"
     with Store.open(path, actor=f"worker-{stream}") as store:

@@ -407,21 +407,32 @@ def test_an_unexpected_500_is_readable_by_a_browser_page_on_another_origin_and_n
     assert "access-control-allow-origin" not in plain.headers and plain.status_code == 500
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_second_sigterm_stops_a_server_draining_a_stalled_download_at_once(tmp_path: Path, workers: int) -> None:
-    """The first SIGTERM waits for a download whose client stopped reading; the second ends it, exit 0."""
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store holding one 16 Mbp sequence (far more than socket buffers hold) and its digest; servers only read it."""
     import random
-    import signal
-    import socket
 
     from tests.server_fixture import init_genome
 
-    fasta = tmp_path / "big.fa"
+    root = tmp_path_factory.mktemp("big")
+    fasta = root / "big.fa"
     rng = random.Random(7)
-    fasta.write_text(">big\n" + "".join(rng.choices("ACGT", k=16_000_000)) + "\n")  # far more than socket buffers hold
-    path = tmp_path / "store"
+    fasta.write_text(">big\n" + "".join(rng.choices("ACGT", k=16_000_000)) + "\n")
+    path = root / "store"
     digest = init_genome(path, fasta, "big")["sequences"][0]  # type: ignore[index]
-    with running_server(path, workers=workers) as server, socket.socket() as client:
+    return path, digest
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_sigterm_stops_a_server_draining_a_stalled_download_at_once(
+    tmp_path: Path, big_store: tuple[Path, str], workers: int
+) -> None:
+    """The first SIGTERM waits for a download whose client stopped reading; the second ends it, exit 0."""
+    import signal
+    import socket
+
+    path, digest = big_store
+    with running_server(path, workers=workers, log_dir=tmp_path) as server, socket.socket() as client:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         client.settimeout(60)  # a server that never answers fails the test instead of hanging the suite
         client.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))

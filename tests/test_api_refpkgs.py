@@ -97,16 +97,29 @@ def test_history_pages_across_done_and_undone_steps(served: Server) -> None:
     assert [s["state"] for s in two] == ["done", "undone"]
 
 
-@pytest.fixture
-def zipped(tmp_path: Path) -> Path:
-    """A package of 7 retained steps: the current one, 3 a rollback reaches and 3 a rollforward re-applies."""
-    (tmp_path / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
-    with Store.open(tmp_path / "store") as store:
-        store.refpkgs.create("z", locus="16S", files=[("tree", tmp_path / "tree.nwk")])
+def _zip(root: Path) -> Path:
+    """A store under ``root`` whose package z has 7 retained steps: the current one, 3 a rollback reaches and 3
+    a rollforward re-applies."""
+    (root / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    with Store.open(root / "store") as store:
+        store.refpkgs.create("z", locus="16S", files=[("tree", root / "tree.nwk")])
         for i in range(6):
             store.refpkgs.update_metadata("z", [f"k={i}"])
         store.refpkgs.rollback("z", 3)
-    return tmp_path / "store"
+    return root / "store"
+
+
+@pytest.fixture
+def zipped(tmp_path: Path) -> Path:
+    """`_zip`'s store, for one test to write to."""
+    return _zip(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def zipped_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on `_zip`'s store, shared by the tests that only read it."""
+    with running_server(_zip(tmp_path_factory.mktemp("zipped"))) as server:
+        yield server
 
 
 def _history_seqs(server: Server) -> list[int]:
@@ -131,10 +144,9 @@ def _history_walk(server: Server, limit: int, between: Any = None) -> list[dict[
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 6, 7])
-def test_history_walked_by_cursor_is_exactly_the_full_listing(zipped: Path, limit: int) -> None:
-    with running_server(zipped) as server:
-        full = httpx.get(f"{server.url}/refpkgs/z/history", params={"limit": 1000})
-        pages = _history_walk(server, limit)
+def test_history_walked_by_cursor_is_exactly_the_full_listing(zipped_served: Server, limit: int) -> None:
+    full = httpx.get(f"{zipped_served.url}/refpkgs/z/history", params={"limit": 1000})
+    pages = _history_walk(zipped_served, limit)
     assert "x-rgstore-next-after" not in full.headers
     assert [s["state"] for s in full.json()["steps"]] == ["current"] + ["done"] * 3 + ["undone"] * 3
     assert [s for p in pages for s in p["steps"]] == full.json()["steps"]

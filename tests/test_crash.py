@@ -26,16 +26,26 @@ def _worker(store: Path, first: int, last: int, stream: str = "crash", expect: b
     return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _waiting_worker(store: Path) -> subprocess.Popen[bytes]:
+    """An append worker that imports now and reads its FIRST and LAST from stdin: it starts while the last round's
+    store is being checked, and touches the store only once told where to begin."""
+    return subprocess.Popen([sys.executable, "-m", "tests.append_worker", str(store), "-", "-", str(BATCH), "crash"],
+                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def test_sigkill_at_random_points_never_leaves_a_partial_command(tmp_path: Path) -> None:
     store = tmp_path / "store"
     rng = random.Random(1234)
     acknowledged = 0
     first = 0
-    for _ in range(50):
+    waiting = _waiting_worker(store)
+    for round_ in range(50):
         # Each round appends fresh batches and is killed after a random number of acknowledgements,
         # so every SIGKILL lands while the worker is busy writing (not after it finished).
-        proc = _worker(store, first, first + 10_000)
-        assert proc.stdout is not None
+        proc = waiting
+        assert proc.stdout is not None and proc.stdin is not None
+        proc.stdin.write(f"{first} {first + 10_000}\n".encode())
+        proc.stdin.flush()
         for _ in range(rng.randint(1, 12)):
             if not proc.stdout.readline():
                 break
@@ -43,6 +53,8 @@ def test_sigkill_at_random_points_never_leaves_a_partial_command(tmp_path: Path)
         proc.send_signal(signal.SIGKILL)
         rest, _ = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, "the worker must die mid-run"
+        if round_ < 49:
+            waiting = _waiting_worker(store)  # its imports overlap this round's checks
         with Store.open(store) as s:
             head = s.head()[0]
             # Every acknowledged batch is durable, and nothing but whole batches is visible.

@@ -23,12 +23,24 @@ def stats(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def taxit_empty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`taxit create -P P -l L --no-reroot` run once; tests copy it instead of paying taxit's start-up each time.
+
+    The package is only CONTENTS.json (locus, create date, log), nothing depends on its path, so a copy is what
+    another `taxit create` would write there.
+    """
+    pkg = tmp_path_factory.mktemp("taxit-empty") / "empty.refpkg"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    return pkg
+
+
+@pytest.fixture(scope="module")
 def taxit_updates(
-    tmp_path_factory: pytest.TempPathFactory, stats: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory, stats: dict[str, Path], taxit_empty: Path
 ) -> dict[str, tuple[dict[str, Any], str]]:
     """name -> (phylo_model JSON, newest log entry) after `taxit update P tree_stats=F` for each log."""
     pkg = tmp_path_factory.mktemp("taxit") / "p.refpkg"
-    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    shutil.copytree(taxit_empty, pkg)
     out = {}
     for name, path in stats.items():
         taxit("update", pkg, f"tree_stats={path}")
@@ -88,7 +100,7 @@ def test_an_explicit_phylo_model_wins_over_the_derived_one(store: Store, stats: 
 
 @pytest.mark.parametrize("order", ["phylo_model first", "between two tree_stats", "phylo_model last"])
 def test_update_keeps_the_phylo_model_taxit_update_keeps_for_the_order_the_pairs_are_named_in(
-    store: Store, stats: dict[str, Path], tmp_path: Path, order: str,
+    store: Store, stats: dict[str, Path], tmp_path: Path, taxit_empty: Path, order: str,
 ) -> None:
     # taxit update re-derives phylo_model at each tree_stats pair, so the later of the two wins.
     f = write_inputs(tmp_path / "inputs")
@@ -97,7 +109,7 @@ def test_update_keeps_the_phylo_model_taxit_update_keeps_for_the_order_the_pairs
     items = {"phylo_model first": [explicit, last], "between two tree_stats": [first, explicit, last],
              "phylo_model last": [last, explicit]}[order]
     pkg = tmp_path / "theirs.refpkg"
-    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    shutil.copytree(taxit_empty, pkg)
     taxit("update", pkg, *items)
     theirs = contents(pkg)
     store.refpkgs.create("pkg", locus="L")
@@ -128,7 +140,7 @@ BAD_LOGS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_LOGS))
 def test_a_log_without_a_usable_model_is_refused_in_one_line_and_stores_nothing(  # type: ignore[no-untyped-def]
-    cli, store_path: Path, tmp_path: Path, case: str
+    cli, store_path: Path, tmp_path: Path, taxit_empty: Path, case: str
 ) -> None:
     text, why, taxit_refuses = BAD_LOGS[case]
     log = tmp_path / "stats.txt"
@@ -146,14 +158,14 @@ def test_a_log_without_a_usable_model_is_refused_in_one_line_and_stores_nothing(
         assert (store.head()[0], list(store.blobs.all())) == before
     if taxit_refuses:
         pkg = tmp_path / "theirs"
-        taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+        shutil.copytree(taxit_empty, pkg)
         assert taxit("update", pkg, f"tree_stats={log}", check=False).returncode != 0
         shutil.rmtree(pkg)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_LOGS))
 def test_a_log_taxit_cannot_read_is_refused_even_before_an_explicit_phylo_model(  # type: ignore[no-untyped-def]
-    cli, store_path: Path, tmp_path: Path, case: str
+    cli, store_path: Path, tmp_path: Path, taxit_empty: Path, case: str
 ) -> None:
     # taxit update reads each tree_stats log though a later phylo_model replaces what it derives.
     text, why, _taxit_refuses = BAD_LOGS[case]
@@ -161,7 +173,7 @@ def test_a_log_taxit_cannot_read_is_refused_even_before_an_explicit_phylo_model(
     log.write_text(text)
     model = write_inputs(tmp_path / "inputs")["phylo_model"]
     pkg = tmp_path / "theirs"
-    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    shutil.copytree(taxit_empty, pkg)
     refuses = taxit("update", pkg, f"tree_stats={log}", f"phylo_model={model}", check=False).returncode != 0
     assert cli("refpkg", "create", "pkg", "-l", "L").exit_code == 0
     with Store.open(store_path) as store:
@@ -222,12 +234,12 @@ def test_the_alpha_read_from_a_log_is_the_one_taxit_reads(
 
 @pytest.mark.parametrize(("name", "form", "expected"), _alpha_cases())
 def test_a_log_with_an_odd_alpha_is_accepted_where_taxit_accepts_it_with_the_same_model(  # type: ignore[no-untyped-def]
-    cli, store_path: Path, tmp_path: Path, name: str, form: str, expected: float | str | None,
+    cli, store_path: Path, tmp_path: Path, taxit_empty: Path, name: str, form: str, expected: float | str | None,
 ) -> None:
     log = tmp_path / "stats.txt"
     log.write_text(_with_alpha(name, form))
     pkg = tmp_path / "theirs"
-    taxit("create", "-P", pkg, "-l", "L", "--no-reroot")
+    shutil.copytree(taxit_empty, pkg)
     theirs = taxit("update", pkg, f"tree_stats={log}", check=False)
     assert (theirs.returncode != 0) == (expected == "fails"), theirs.stderr
     model = write_inputs(tmp_path / "inputs")["phylo_model"]

@@ -320,9 +320,26 @@ STRIP_HISTORIES = {
 }
 
 
+STRIP_CREATE = [("aln_fasta", "-f"), ("tree", "-t"), ("seq_info", "-i"), ("readme", "-R")]
+
+
+@pytest.fixture(scope="module")
+def taxit_created(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`taxit create` of the valid inputs (STRIP_CREATE's files) run once; tests copy it instead of paying taxit's
+    start-up each time. Its CONTENTS.json names files by key and basename only, so a copy is what another
+    `taxit create` of the same bytes would write."""
+    from .refpkg_data import taxit
+
+    root = tmp_path_factory.mktemp("taxit-created")
+    inputs = write_inputs(root / "inputs")
+    pkg = root / "created.refpkg"
+    taxit("create", "-P", pkg, "-l", "L", "--no-reroot", *(a for k, flag in STRIP_CREATE for a in (flag, inputs[k])))
+    return pkg
+
+
 @pytest.mark.parametrize("history", sorted(STRIP_HISTORIES))
 def test_strip_counts_removed_files_as_taxit_strip_does(
-    store: Store, inputs: dict[str, Path], tmp_path: Path, history: str
+    store: Store, inputs: dict[str, Path], tmp_path: Path, taxit_created: Path, history: str
 ) -> None:
     from .refpkg_data import contents, taxit, write_tree_stats
 
@@ -331,10 +348,9 @@ def test_strip_counts_removed_files_as_taxit_strip_does(
     for i in range(2, 6):
         for key in ("tree", "seq_info", "readme"):
             text_file(base, f"v{i}/{inputs[key].name}", f"{key} version {i}\n")
-    create = [("aln_fasta", "-f"), ("tree", "-t"), ("seq_info", "-i"), ("readme", "-R")]
     pkg = tmp_path / "theirs.refpkg"
-    taxit("create", "-P", pkg, "-l", "L", "--no-reroot", *(a for k, flag in create for a in (flag, inputs[k])))
-    store.refpkgs.create("ours", locus="L", files=[(k, inputs[k]) for k, _flag in create])
+    shutil.copytree(taxit_created, pkg)  # `taxit create -P pkg ...` of the same inputs
+    store.refpkgs.create("ours", locus="L", files=[(k, inputs[k]) for k, _flag in STRIP_CREATE])
     r = store.refpkgs
     for verb, arg in [*STRIP_HISTORIES[history], ("strip", "")]:
         items = [f"{item.split('=')[0]}={base / item.split('=')[1]}" if verb == "files" else item
