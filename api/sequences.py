@@ -2,8 +2,9 @@
 
 Identifiers: MD5 (32 hex, any case, optionally ``md5:``), ``SQ.…`` / ``ga4gh:SQ.…``, TRUNC512
 (48 hex, optionally ``trunc512:``) and namespaced CURIEs (``insdc:BK006935.2``) resolved through
-the store's sequence aliases. A sequence exists for the server when some genome in the genome
-view holds it; it is circular when a genome that holds it recorded it as circular.
+the store's sequence aliases (``rgstore.seqids``: ``getseq --sequence`` reads the same grammar).
+A sequence exists for the server when some genome in the genome view holds it; it is circular
+when a genome that holds it recorded it as circular.
 
 Bases are read straight from the RefgetStore's Raw-mode ``.seq`` files (rgstore creates only
 Raw stores, whose payload is the upper-case sequence itself): ``os.pread`` of exactly the bytes
@@ -16,10 +17,8 @@ a worker process of ``fetchworker``).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
-import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -29,8 +28,9 @@ import msgspec
 from rgstore.checkpoints import rebuild_count
 from rgstore.environment import Txn
 from rgstore.errors import IntegrityError, NotFoundError, RemoteError
+from rgstore.seqids import digest_of, is_checksum
 from rgstore.store import Store
-from rgstore.views.aliases import SEQUENCE, aliases_of, sequence_alias
+from rgstore.views.aliases import SEQUENCE, aliases_of
 from rgstore.views.genomes import genomes_with_sequence
 
 from .catalog import GenomeCatalog
@@ -51,9 +51,6 @@ __all__ = [
 ]
 
 CHUNK = 1 << 18
-_MD5 = re.compile(r"[0-9a-fA-F]{32}")
-_TRUNC512 = re.compile(r"[0-9a-fA-F]{48}")
-_SQ = re.compile(r"SQ\.[A-Za-z0-9_\-]{32}")
 _FOUND_MAX = 1 << 16
 """Resolved sequences kept per worker (a few hundred bytes each); the cache restarts when full."""
 
@@ -79,19 +76,6 @@ class StoredSequence(msgspec.Struct, frozen=True, kw_only=True):
         return base64.urlsafe_b64decode(self.digest).hex()
 
 
-def is_checksum(ident: str) -> bool:
-    """Whether ``ident`` is a checksum (MD5, ``SQ.``, TRUNC512, bare or namespaced), not an alias that may move."""
-    namespace, sep, local = ident.partition(":")
-    if not sep:
-        return bool(_MD5.fullmatch(ident) or _TRUNC512.fullmatch(ident) or _SQ.fullmatch(ident))
-    pattern = {"md5": _MD5, "ga4gh": _SQ, "trunc512": _TRUNC512}.get(namespace.lower())
-    return bool(pattern and pattern.fullmatch(local))
-
-
-def _trunc512_to_digest(hex48: str) -> str:
-    return base64.urlsafe_b64encode(binascii.unhexlify(hex48)).decode()
-
-
 class SequenceIndex:
     """Identifier resolution for one open store; cheap to share between request threads."""
 
@@ -114,25 +98,9 @@ class SequenceIndex:
         return found
 
     def _digest_of(self, txn: Txn, ident: str) -> str | None:
-        namespace, sep, local = ident.partition(":")
-        if not sep:
-            if _MD5.fullmatch(ident):
-                return self._by_md5(txn, ident.lower())
-            if _TRUNC512.fullmatch(ident):
-                return _trunc512_to_digest(ident)
-            if _SQ.fullmatch(ident):
-                return ident[3:]
-            return None
-        lowered = namespace.lower()
-        if lowered == "md5":
-            return self._by_md5(txn, local.lower()) if _MD5.fullmatch(local) else None
-        if lowered == "ga4gh":
-            return local[3:] if _SQ.fullmatch(local) else None
-        if lowered == "trunc512":
-            return _trunc512_to_digest(local) if _TRUNC512.fullmatch(local) else None
-        if not self.store.environment.has_db("aliases.sequences") or not local:
-            return None
-        return sequence_alias(txn, self.store.environment, namespace, local)
+        # The identifier grammar is the engine's (``rgstore getseq --sequence`` resolves the same way);
+        # MD5s are looked up in the catalogue, not by walking the genome view per request.
+        return digest_of(txn, self.store.environment, ident, lambda md5: self._by_md5(txn, md5))
 
     def lookup(self, txn: Txn, digest: str) -> StoredSequence | None:
         """The sequence with this bare sha512t24u, if a genome holds it."""

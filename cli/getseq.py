@@ -8,12 +8,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .complete import genome_names, sequence_names
 from .main import Context, GivenPath, store_option
+
+if TYPE_CHECKING:
+    from rgstore.locus import Region
 
 __all__ = ["getseq_cmd", "quiet_broken_pipe", "signals_unwind"]
 
@@ -24,6 +27,10 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.argument("name", required=False, shell_complete=genome_names)
 @click.argument("loci", nargs=-1, shell_complete=sequence_names)
 @click.option("--digest", metavar="D", help="Read from the genome with this digest (then every argument is a LOCUS).")
+@click.option("--sequence", "sequence_id", metavar="ID",
+              help="Read the sequence with this refget id (SQ.…, ga4gh:SQ.…, MD5, TRUNC512, or a sequence "
+                   "alias ns:name such as insdc:BK006935.2) from whichever genome holds it, as the server's "
+                   "/sequence/ID does; every argument is then a REGION, start-end or start (none: all of it).")
 @click.option("--bed", type=GivenPath(path_type=Path, dir_okay=False, allow_dash=True),
               help="Also read regions from a BED file (- for standard input).")
 @click.option("--revcomp", "-i", is_flag=True, help="Reverse-complement every region.")
@@ -39,8 +46,8 @@ pass_ctx = click.make_pass_decorator(Context)
 @store_option
 @pass_ctx
 def getseq_cmd(
-    ctx: Context, name: str | None, loci: tuple[str, ...], digest: str | None, bed: Path | None,
-    revcomp: bool, stranded: bool, as_fasta: bool, one_based: bool, width: int,
+    ctx: Context, name: str | None, loci: tuple[str, ...], digest: str | None, sequence_id: str | None,
+    bed: Path | None, revcomp: bool, stranded: bool, as_fasta: bool, one_based: bool, width: int,
 ) -> None:
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
@@ -49,7 +56,8 @@ def getseq_cmd(
     is looked up in the other namespaces (hg38 -> ncbi:hg38); if several name different genomes, it is
     refused: give ns:name. A LOCUS that is exactly a sequence name
     of the genome (HLA:01) is that whole sequence. Output is upper case, one line per region, or
-    FASTA with --fasta.
+    FASTA with --fasta. With --sequence ID (a CRAM M5, an INSDC accession as insdc:ACC) the
+    sequence is found by its id in whichever genome holds it; arguments are then REGIONs.
 
     \b
     Example:
@@ -57,10 +65,18 @@ def getseq_cmd(
         rgstore getseq hg38 --one-based chr1:11,874-14,409  # as UCSC shows it
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
             --revcomp --fasta
+        rgstore getseq --sequence insdc:BK006935.2 --one-based 1-60 --fasta
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
         rgstore getseq hg38 --bed genes.bed --strand --fasta
         bedtools merge -i peaks.bed | rgstore getseq hg38 --bed -
     """
+    if sequence_id is not None:
+        regions = ((name,) if name is not None else ()) + loci
+        _sequence_usage(digest, bed, stranded, regions)
+        with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read fetches
+            _write(store.genomes.stream_sequence(sequence_id, regions, one_based=one_based, revcomp=revcomp),
+                   as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=False, one_based=one_based)
+        return
     if digest is not None:
         loci = ((name,) if name is not None else ()) + loci
         genome, by_digest = digest, True
@@ -78,27 +94,45 @@ def getseq_cmd(
     with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read imports
         found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp,
                                           one_based=one_based, strand=stranded)
-        with quiet_broken_pipe():  # residues are read as they are written: a chromosome never sits in memory
-            write = sys.stdout.write
-            for region, size, pieces in found:
-                if not as_fasta:
-                    for piece in pieces:
-                        write(piece)
-                    write("\n")
-                    continue
-                start = region.start or 0
-                end = region.end if region.end is not None else start + size
-                # bedtools getfasta -s names: the strand in parentheses, empty for a row without one.
-                tag = "/rc" if revcomp else f"({region.strand or ''})" if stranded else ""
-                write(f">{region.seq}:{start + one_based}-{end}{tag}\n")
-                carry = ""  # a line split across two pieces
+        _write(found, as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=stranded, one_based=one_based)
+
+
+def _sequence_usage(digest: str | None, bed: Path | None, stranded: bool, regions: tuple[str, ...]) -> None:
+    """UsageError for what --sequence cannot take: it names one sequence, so no genome and no BED."""
+    if digest is not None or bed is not None:
+        raise click.UsageError("--sequence ID names one sequence of any genome: it takes no --digest or --bed")
+    if stranded:
+        raise click.UsageError("--strand applies to --bed rows (their 6th column); for a REGION use --revcomp")
+    named = [region for region in regions if not region[:1].isdigit()]
+    if named:
+        raise click.UsageError(f"--sequence ID takes REGIONs (start-end or start), not a genome NAME or LOCUS: "
+                               f"{named[0]!r}")
+
+
+def _write(found: list[tuple[Region, int, Iterator[str]]], *, as_fasta: bool, width: int, revcomp: bool,
+           stranded: bool, one_based: bool) -> None:
+    """Print regions as bare lines or FASTA, piece by piece: a chromosome never sits in memory."""
+    with quiet_broken_pipe():
+        write = sys.stdout.write
+        for region, size, pieces in found:
+            if not as_fasta:
                 for piece in pieces:
-                    text = carry + piece
-                    cut = len(text) - len(text) % width
-                    write("".join([text[i:i + width] + "\n" for i in range(0, cut, width)]))
-                    carry = text[cut:]
-                if carry:
-                    write(carry + "\n")
+                    write(piece)
+                write("\n")
+                continue
+            start = region.start or 0
+            end = region.end if region.end is not None else start + size
+            # bedtools getfasta -s names: the strand in parentheses, empty for a row without one.
+            tag = "/rc" if revcomp else f"({region.strand or ''})" if stranded else ""
+            write(f">{region.seq}:{start + one_based}-{end}{tag}\n")
+            carry = ""  # a line split across two pieces
+            for piece in pieces:
+                text = carry + piece
+                cut = len(text) - len(text) % width
+                write("".join([text[i:i + width] + "\n" for i in range(0, cut, width)]))
+                carry = text[cut:]
+            if carry:
+                write(carry + "\n")
 
 
 @contextmanager

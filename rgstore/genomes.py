@@ -547,6 +547,25 @@ class Genomes:
                                                  strand=strand)
             return [(region, size, pieces) for region, (size, pieces) in zip(regions, streamed)]
 
+    def read_sequence(self, ident: str, start: int | None = None, end: int | None = None, *,
+                      revcomp: bool = False) -> str:
+        """Residues ``[start, end)`` (0-based) of the sequence a refget id names (``SQ.…``, MD5, ``insdc:X``...).
+
+        Resolved as the server's ``/sequence/{id}`` does (``rgstore.seqids``), whichever genome holds it.
+        """
+        from .seqids import read_sequence
+
+        return read_sequence(self.store, ident, start, end, revcomp=revcomp)
+
+    def stream_sequence(
+        self, ident: str, regions: Sequence[str] = (), *, one_based: bool = False, revcomp: bool = False,
+        chunk: int = STREAM_CHUNK,
+    ) -> list[tuple[Region, int, Iterator[str]]]:
+        """``stream_loci`` for ``start-end`` / ``start`` regions of the sequence a refget id names (none: all of it)."""
+        from .seqids import stream_sequence
+
+        return stream_sequence(self.store, ident, regions, one_based=one_based, revcomp=revcomp, chunk=chunk)
+
     def _loci_regions(
         self, name: str, loci: Sequence[str], bed: Path | None, by_digest: bool, one_based: bool = False,
         strand: bool = False,

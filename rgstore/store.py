@@ -705,6 +705,11 @@ class Store:
             name, seq, start, end, by_digest=by_digest)
         return text
 
+    def read_sequence(self, ident: str, start: int | None = None, end: int | None = None, *,
+                      revcomp: bool = False) -> str:
+        """Residues ``[start, end)`` (0-based) of the sequence a refget id names (see ``Genomes.read_sequence``)."""
+        return self.genomes.read_sequence(ident, start, end, revcomp=revcomp)
+
     def getseqs(
         self, name: str, regions: Sequence[Region | tuple[str, int | None, int | None]], *,
         by_digest: bool = False, revcomp: bool = False,
