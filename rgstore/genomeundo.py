@@ -113,19 +113,19 @@ def _subject(store: Store, txn: Txn, name: str, by_digest: bool) -> str:
         if not genome_exists(txn, env, digest) and not removed_genome_added_seq(txn, env, digest):
             raise NotFoundError(f"no genome with digest {digest}, stored or removed; see `rgstore genome list`")
         return digest
-    try:
-        return store.genomes.resolve_in(txn, name)
-    except NotFoundError as exc:
-        # Its names went with a removal: point at the digest that brings it back.
-        ns, local = split_alias(name)
-        if collection_alias(txn, env, ns, local) is None:
-            once = [t for _seq, t in alias_snapshots(txn, env, COLLECTION, ns, local) if t is not None]
-            if once and removed_genome_added_seq(txn, env, once[-1]):
-                raise NotFoundError(
-                    f"no genome named {name!r}: genome {once[-1]}, once named {ns}:{local}, was removed; "
-                    f"a removed genome is addressed by digest: `rgstore genome undo --digest {once[-1]}`"
-                ) from exc
-        raise
+    ns, local = split_alias(name)
+    if collection_alias(txn, env, ns, local) is None:
+        # Its names went with a removal: point at the digest that brings it back. Checked before resolving:
+        # a bare name would fall through to the genome another namespace gives it, and `genome undo hg38`
+        # right after `genome remove hg38` must not take back that other genome's FHR document.
+        once = [t for _seq, t in alias_snapshots(txn, env, COLLECTION, ns, local) if t is not None]
+        if once and removed_genome_added_seq(txn, env, once[-1]):
+            raise NotFoundError(
+                f"no genome named {name!r}: genome {once[-1]}, once named {ns}:{local}, was removed; "
+                f"a removed genome is addressed by digest: `rgstore genome undo --digest {once[-1]}`"
+                + ("" if ":" in name else "; another namespace's genome of that name is given as ns:name")
+            )
+    return store.genomes.resolve_in(txn, name)
 
 
 def _removed_with(store: Store, txn: Txn, seq: int, digest: str) -> list[tuple[str, str, int]]:

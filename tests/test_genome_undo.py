@@ -8,17 +8,21 @@ the incremental ones.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from rgstore.errors import ConflictError, NotFoundError, NothingToRedoError, NothingToUndoError
-from rgstore.events import GenomeRemoved, Redone, Undone
+from rgstore.events import Envelope, GenomeAdded, GenomeRemoved, Redone, Undone
 from rgstore.gc import collect_garbage
+from rgstore.log import EventLog, NewEvent
 from rgstore.store import Store
 from rgstore.verify import verify_store, view_digests
+from rgstore.views import FoldContext
 from rgstore.views.genomes import genome_stream
+from rgstore.views.history import HistoryView
 
 TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
 FHR = {"schemaVersion": 1, "genome": "Tinyus testus", "version": "1"}
@@ -169,6 +173,27 @@ def test_unknown_names_say_which_removed_genome_had_them_and_unknown_digests_are
         store.genomes.redo("A" * 32, by_digest=True)
 
 
+def test_a_bare_name_of_a_removed_genome_never_undoes_the_genome_another_namespace_gives_that_name(
+        store: Store, tmp_path: Path) -> None:
+    digest = store.genomes.init(TINY, ["hg38"]).genome.digest
+    fasta = tmp_path / "other.fa"
+    fasta.write_text(">a\nACGTACGT\n")
+    other = store.genomes.init(fasta, ["ucsc:hg38"], fhr=FHR).genome.digest
+    store.genomes.remove("hg38")
+    head = _head(store)
+
+    with pytest.raises(NotFoundError, match=f"`rgstore genome undo --digest {digest}`; another namespace"):
+        store.genomes.undo("hg38")  # bare hg38 now resolves to ucsc:hg38: its FHR set is not what was meant
+    with pytest.raises(NotFoundError, match=f"--digest {digest}"):
+        store.genomes.redo("hg38")
+
+    assert _head(store) == head
+    assert store.genomes.fhr_get("ucsc:hg38", by_digest=False) == FHR
+    assert store.genomes.undo("ucsc:hg38").digest == other  # named in full, it is that genome's undo
+    assert store.genomes.undo(digest, by_digest=True).present
+    assert store.genomes.show("hg38").digest == digest
+
+
 def test_rebuilt_views_equal_the_incremental_ones_after_undo_and_redo_and_verify_passes(
         store: Store, tmp_path: Path) -> None:
     digest = store.genomes.init(TINY, ["tiny", "ncbi:t"], fhr=FHR).genome.digest
@@ -186,6 +211,45 @@ def test_rebuilt_views_equal_the_incremental_ones_after_undo_and_redo_and_verify
 
     assert view_digests(store) == before
     assert store.genomes.fhr_get("ncbi:t")["version"] == "2"
+    report = verify_store(store)
+    assert report.ok, report.problems
+
+
+class _PreviousHistory(HistoryView):
+    """The history view of the release before genome undo: GenomeAdded and GenomeRemoved were not its steps."""
+
+    def apply(self, ctx: FoldContext, envelope: Envelope) -> None:
+        if not isinstance(envelope.event, (GenomeAdded, GenomeRemoved)):
+            super().apply(ctx, envelope)
+
+    def apply_batch(self, ctx: FoldContext, envelopes: Sequence[Envelope]) -> None:
+        super().apply_batch(ctx, [e for e in envelopes if not isinstance(e.event, (GenomeAdded, GenomeRemoved))])
+
+
+def test_a_log_whose_previous_release_undid_an_fhr_step_after_a_reinit_rebuilds_and_verifies(store: Store) -> None:
+    # That release's zipper kept FHR steps across a removal and re-init, so its FHR undo after a re-init
+    # popped the step before the removal. History v2 empties the stack at GenomeAdded: the one-time
+    # rebuild on upgrade met an Undone with nothing to move, and every open failed (struct.error).
+    digest = store.genomes.init(TINY, ["tiny"], fhr=FHR).genome.digest
+    first = list(store.events(stream=genome_stream(digest)))
+    added, fhr_seq = first[0].event, first[-1].seq
+    previous = EventLog(store.environment, [_PreviousHistory() if isinstance(view, HistoryView) else view
+                                            for view in store.views])
+    store.environment.write(lambda txn: previous.append(txn, [
+        NewEvent(stream=genome_stream(digest), event=GenomeRemoved(digest=digest)),
+        NewEvent(stream=genome_stream(digest), event=added),
+        NewEvent(stream=genome_stream(digest), event=Undone()),
+        NewEvent(stream=genome_stream(digest), event=Redone()),
+        NewEvent(stream=genome_stream(digest), event=Undone()),
+    ], "old@lab"))
+    assert [e.event for e in store.events(stream=genome_stream(digest))][-3:] == [
+        Undone(undone_seq=fhr_seq), Redone(redone_seq=fhr_seq), Undone(undone_seq=fhr_seq)]  # the first init's FHR
+
+    store.rebuild()  # as the upgrade to history v2 does
+
+    assert store.genomes.show("tiny").fhr is None
+    with pytest.raises(NothingToUndoError):
+        store.genomes.undo("tiny")
     report = verify_store(store)
     assert report.ok, report.problems
 

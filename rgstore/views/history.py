@@ -121,6 +121,8 @@ class HistoryView(View):
             return
         txn, db, stream = ctx.txn, ctx.db("history"), envelope.stream
         n_done, n_undone = _heads(txn, db, stream)
+        if isinstance(event, (Undone, Redone)) and not (n_done if isinstance(event, Undone) else n_undone):
+            return  # nothing to move: see apply_batch
         if isinstance(event, Undone):
             seq = self._pop(txn, db, stream, b"D", n_done)
             txn.put(_key(stream, b"U", n_undone), _SEQ.pack(seq), db=db)
@@ -180,9 +182,14 @@ class HistoryView(View):
                 pair = stacks[stream] = self._stacks(txn, db, stream, pushes.pop(stream, None))
             done, undone = pair
             if cls is Undone:
-                undone.push(done.pop())
+                # A step to move is always there for an append (the engine refuses an undo of nothing), but not
+                # always for a rebuild under newer rules: an FHR undo the previous release took after a re-init
+                # finds the stack that GenomeAdded now empties. It moves nothing, rather than fail every open.
+                if done.n:
+                    undone.push(done.pop())
             elif cls is Redone:
-                done.push(undone.pop())
+                if undone.n:
+                    done.push(undone.pop())
             elif cls is HistoryStripped:
                 done.keep_top()
                 undone.clear()
