@@ -6,6 +6,7 @@ Sub-commands load on first use (``LAZY_COMMANDS``), so ``rgstore --help`` and
 
 from __future__ import annotations
 
+import errno
 import importlib
 import io
 import os
@@ -260,8 +261,12 @@ class RgstoreGroup(click.Group):
             # A path the user gave is missing, unreadable or not a directory (or a copy's target disk is full,
             # which names both ends): one line, not a traceback.
             from rgstore.diskspace import os_error_text
+            from rgstore.errors import too_many_open_files
 
-            click.echo(f"error: {clip(os_error_text(exc))}", err=True)
+            # Out of file descriptors (`ulimit -n`), whatever file was being opened (gtars' OSErrors carry the
+            # errno only in their text): the limit is the cause, not the file the message would name.
+            emfile = exc.errno == errno.EMFILE or f"(os error {errno.EMFILE})" in str(exc)
+            click.echo(f"error: {too_many_open_files() if emfile else clip(os_error_text(exc))}", err=True)
             ctx.exit(1)
         except lmdb.Error as exc:
             click.echo(f"error: the store's LMDB files cannot be used ({clip(str(exc))}); is --store an rgstore store?",

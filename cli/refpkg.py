@@ -168,6 +168,8 @@ def rollforward_cmd(ctx: Context, name: str, count: int, as_json: bool) -> None:
 def strip_cmd(ctx: Context, name: str, as_json: bool) -> None:
     """Drop NAME's undo/redo history; `rgstore gc` then frees files only that history held.
 
+    gc keeps files younger than its --grace (10 minutes by default) for a later run.
+
     \b
     Example:
         rgstore refpkg strip mypkg && rgstore gc
@@ -185,7 +187,8 @@ def strip_cmd(ctx: Context, name: str, as_json: bool) -> None:
 def remove_cmd(ctx: Context, name: str, as_json: bool) -> None:
     """Remove NAME with its whole history (no rollback); the name is free for create or import again.
 
-    `rgstore gc` then frees files no other package holds.
+    `rgstore gc` then frees files no other package holds, but keeps files younger than its
+    --grace (10 minutes by default) for a later run.
 
     \b
     Example:
@@ -332,7 +335,6 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)):  # a terminal, /dev/null
             raise click.BadParameter("- reads a tar archive from standard input: pipe one in, e.g. "
                                      "`curl -sL URL | rgstore refpkg import - --name pkg`", param_hint="PATH")
-        path = Path("/dev/stdin")  # the engine reads a pipe by path, once (rgstore.refpkg_tar.read_tar_once)
     with signals_unwind(), ctx.open(create=True) as store:
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))

@@ -34,6 +34,7 @@ from .errors import (
     StoreBusyError,
     StoreClosedError,
     StoreOpenError,
+    TooManyOpenFilesError,
 )
 
 __all__ = ["Environment", "Txn", "Db", "INITIAL_MAP_SIZE", "read_only_mount"]
@@ -239,6 +240,8 @@ class Environment:
             elif "already open" in text:
                 hint = ("; one process opens a store once: use the Store already open on it (threads may share "
                         "it), or close() that one first")
+            elif os.strerror(errno.EMFILE) in text:  # `ulimit -n`, not a store that is not one
+                raise TooManyOpenFilesError() from None
             elif not readonly and _refused_by_disk(exc):
                 raise log_write_failed(path, exc) from None
             elif not readonly and (os.strerror(errno.EROFS) in text

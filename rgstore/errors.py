@@ -35,6 +35,8 @@ __all__ = [
     "DiskWriteError",
     "OutOfMemoryError",
     "OUT_OF_MEMORY",
+    "TooManyOpenFilesError",
+    "too_many_open_files",
     "StoreClosedError",
     "StoreBusyError",
 ]
@@ -238,6 +240,25 @@ class OutOfMemoryError(RgstoreError):
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or OUT_OF_MEMORY)
+
+
+def too_many_open_files() -> str:
+    """The one line for this process reaching its limit of open files (EMFILE), naming that limit."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    shown = "" if soft == resource.RLIM_INFINITY else f" of {soft:,}"
+    return (f"too many open files: this process reached its limit{shown} (ulimit -n); raise the limit "
+            "and run the command again")
+
+
+class TooManyOpenFilesError(RgstoreError):
+    """This process reached its limit of open files (``ulimit -n``); nothing was committed. A server answers 503."""
+
+    http_status = 503
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or too_many_open_files())
 
 
 class StorePermissionError(RgstoreError):

@@ -245,8 +245,9 @@ def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = Fal
                                progress=progress, batch_size=batch_size, clears_pull_error=clears_pull_error)
             except _ContentGone as gone:
                 # The upstream freed it after the events this pull applied (`cache gc` evicting the entry,
-                # `refpkg strip` then `gc`): the events saying so follow, so pull them and fetch again,
-                # while each round brings new ones. A file still listed live and still absent is the error.
+                # `refpkg strip` or `genome remove` then `gc`): the events saying so follow, so pull them and
+                # fetch again, while each round brings new ones. A file still listed live and still absent is
+                # the error.
                 if round_ == _CONTENT_ROUNDS or (round_ > 1 and _local_head(store) == before):
                     raise gone.error from None
                 continue
@@ -376,7 +377,12 @@ def _pull(store: Store, source: str, *, with_blobs: bool, with_sequences: bool, 
     _finish_pending_syncs(store)
     now = datetime.now(timezone.utc).isoformat()
     store.environment.write(lambda txn: store.log.meta_put(txn, "last_pull", now.encode()))
-    sequences = _fetch_sequences(store, source, progress) if with_sequences else 0
+    try:
+        sequences = _fetch_sequences(store, source, progress) if with_sequences else 0
+    except NotFoundError as exc:  # a genome removed and its sequences gc'ed upstream meanwhile, as for blobs
+        if kind == "export":
+            raise
+        raise _ContentGone(exc) from None
     if with_sequences:  # every sequence is local now: gtars clients can resolve the genomes too
         from .mirrorcollections import complete_collections
 

@@ -11,6 +11,7 @@ reports are checked against an independent hashlib pass; handles print to stdout
 from __future__ import annotations
 
 import builtins
+import errno
 import fcntl
 import os
 import re
@@ -31,6 +32,7 @@ from .errors import (
     NotFoundError,
     RgstoreError,
     StorePermissionError,
+    TooManyOpenFilesError,
 )
 from .files import current_umask, open_lock
 from .interrupts import deferred
@@ -447,6 +449,8 @@ def _import_failed(store: Store, exc: OSError, source: Path, summary: FastaSumma
             f"many bytes and the store's disk has {free:,} free: free space and run the command again"
         )
     code = _GTARS_ERRNO.search(str(exc))
+    if code is not None and int(code[1]) == errno.EMFILE:  # `ulimit -n`, not the FASTA
+        return TooManyOpenFilesError()
     if code is not None and int(code[1]) in WRITE_ERRNOS:  # gtars keeps the errno only in its text
         return DiskWriteError(
             f"{source}: the RefgetStore import failed ({exc}); the disk refused a write into {store.refget_path} "

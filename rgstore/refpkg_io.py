@@ -229,6 +229,11 @@ def _import_tar(staged: StagedBlobs, source: Path, history: bool,
     return manifest, blobs
 
 
+STDIN = "-"
+"""The source that means standard input, as for ``genome init --fasta -``: recorded as given, read as /dev/stdin."""
+_STDIN_PATH = "/dev/stdin"
+
+
 def import_package(
     service: Refpkgs, source: Path, *, name: str | None, history: bool, progress: ProgressFactory
 ) -> RefpkgState:
@@ -236,8 +241,40 @@ def import_package(
 
     A tar is read once, front to back. Every MD5 is verified; with ``history`` the rollback/rollforward chain is replayed as
     events, else only the current state (with its full log) is imported. A failed import
-    leaves no event and no new blob.
+    leaves no event and no new blob. ``source`` ``-`` is standard input (a tar, named by ``name``),
+    recorded as ``-``; errors name /dev/stdin ``standard input``.
     """
+    recorded = path_text(source)
+    if recorded == STDIN:
+        if name is None:  # "-" would name it "-"; a redirected file's name is not known
+            raise InvalidInputError("standard input has no name to give the package; name it with --name NAME")
+        source = Path(_STDIN_PATH)
+    if os.fspath(source) != _STDIN_PATH:
+        return _import_package(service, source, recorded, name=name, history=history, progress=progress)
+    try:
+        return _import_package(service, source, recorded, name=name, history=history, progress=progress)
+    except RgstoreError as exc:
+        renamed = _stdin_named(exc)
+        if renamed is None:
+            raise
+        raise renamed.with_traceback(exc.__traceback__) from None
+
+
+def _stdin_named(exc: RgstoreError) -> RgstoreError | None:
+    """``exc`` again saying ``standard input`` for /dev/stdin (what `refpkg import -` reads, a name the user never
+    gave); None when it does not name it or cannot be rebuilt (as ``fastaspool`` renames its scratch copy)."""
+    if len(exc.args) != 1 or not isinstance(exc.args[0], str) or _STDIN_PATH not in exc.args[0]:
+        return None
+    try:
+        return type(exc)(exc.args[0].replace(_STDIN_PATH, "standard input"))
+    except TypeError:  # an error type whose constructor wants other arguments
+        return None
+
+
+def _import_package(
+    service: Refpkgs, source: Path, recorded: str, *, name: str | None, history: bool, progress: ProgressFactory
+) -> RefpkgState:
+    """``import_package`` of ``source`` (a path to read), recording ``recorded`` as the package's source."""
     if name is None:
         if source.exists() and not source.is_file() and not source.is_dir():
             package_kind(source)  # a device (/dev/null) is refused as that: what passes is a pipe or socket
@@ -265,7 +302,7 @@ def import_package(
         depth = len(manifest.rollbacks) if history else 0
         first = RefpkgImported(
             name=name, files={k: refs[fn] for k, (fn, _md5) in floor.files.items()},
-            metadata=floor.metadata, log=manifest.log[depth:], source=path_text(source),
+            metadata=floor.metadata, log=manifest.log[depth:], source=recorded,
         )
         events: list[NewEvent] = [NewEvent(stream=stream, event=first)]
         for old, new in zip(states, later, strict=False):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from rgstore.events import AliasSet, Noted, RefpkgUpdated
 from rgstore.log import NewEvent
@@ -653,3 +655,32 @@ def test_an_lmdb_put_refused_for_memory_under_a_limit_is_the_out_of_memory_line_
             lines.add(proc.stderr)
     assert lines and all("LMDB files cannot be used" not in line for line in lines), lines
     assert "error: out of memory: this process reached its memory limit" in "".join(lines)
+
+
+_FEW_FILES = """
+import os, resource, sys
+import gtars, gtars.refget, rgstore_cli.main, rgstore_cli.genome, rgstore.genomes  # noqa: F401
+# The limit counts from the descriptors this interpreter holds once imported: a few more than those.
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + int(sys.argv[1]),) * 2)
+sys.argv = ["rgstore", *sys.argv[2:]]
+rgstore_cli.main.main()
+"""
+
+
+@pytest.mark.parametrize("spare", [0, 1, 2])
+def test_a_command_out_of_file_descriptors_is_the_too_many_open_files_line_naming_the_limit(
+        tmp_path: Path, spare: int) -> None:
+    # `ulimit -n 8`: "Too many open files: STORE/.import.lock" or the store's "LMDB files cannot be used (...);
+    # is this an rgstore store?", naming a file or blaming the store where the limit is the cause.
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs Linux /proc/self/fd")
+    store_path = tmp_path / "store"
+    assert run_rgstore("--store", str(store_path), "init").returncode == 0
+    proc = subprocess.run([sys.executable, "-c", _FEW_FILES, str(spare), "--store", str(store_path), "genome", "init",
+                           "--fasta", str(REPO / "rgstore" / "data" / "tiny.fa"), "--name", "tiny"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    limit = re.fullmatch(r"error: too many open files: this process reached its limit of (\d+) \(ulimit -n\); "
+                         r"raise the limit and run the command again\n", proc.stderr)
+    assert proc.returncode == 1 and limit is not None, proc.stderr
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == 0  # nothing recorded

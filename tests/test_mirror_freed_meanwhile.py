@@ -75,3 +75,31 @@ def test_a_pull_with_blobs_whose_upstream_strips_and_gcs_a_refpkg_blob_meanwhile
             assert mirror.verify().ok
             with Store.open(tmp_path / "primary", readonly=True) as primary:
                 assert _views(mirror) == _views(primary)
+
+
+def test_a_pull_with_sequences_whose_upstream_removes_the_genome_and_gcs_meanwhile_succeeds_equal_to_it(
+    tmp_path: Path
+) -> None:
+    # Was: the sequence fetch's 404 from the upstream's /store failed the pull; only the next pull succeeded.
+    from rgstore.gc import collect_garbage as gc
+    from tests.conftest import REPO
+
+    with Store.open(tmp_path / "primary") as primary:
+        primary.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+    done: list[bool] = []
+
+    def remove_and_gc(desc: str, total: int | None = None, unit: str = "it") -> Progress:
+        if desc == "fetch sequences" and not done:  # the genome's events are applied, its sequences not fetched
+            done.append(True)
+            with Store.open(tmp_path / "primary") as primary:
+                primary.genomes.remove("tiny")
+                assert gc(primary, grace=0).collections_removed  # its sequences too, gone from the upstream's store
+        return null_progress(desc, total, unit)
+
+    with running_server(tmp_path / "primary") as upstream:
+        with Store.open(tmp_path / "mirror") as mirror:
+            result = pull(mirror, upstream.url, with_sequences=True, progress=remove_and_gc)
+            assert done and result.head_seq == result.applied == result.upstream_head
+            assert mirror.genomes.list() == [] and mirror.verify().ok
+            with Store.open(tmp_path / "primary", readonly=True) as primary:
+                assert mirror.head() == primary.head()

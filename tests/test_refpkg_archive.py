@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tarfile
@@ -462,6 +463,39 @@ def test_import_dash_of_a_pipe_that_holds_no_tar_names_standard_input_not_dev_st
         tmp_path: Path, rgstore_proc: Any, piped: bytes, said: str) -> None:
     proc = rgstore_proc("--store", str(tmp_path / "s"), "refpkg", "import", "-", "--name", "p", input=piped)
     assert (proc.returncode, proc.stderr.decode()) == (1, f"error: {said}\n")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "member missing"])
+def test_every_refusal_of_a_package_piped_to_import_dash_names_standard_input(
+        tmp_path: Path, rgstore_proc: Any, taxit_dir: Path, damage: str) -> None:
+    whole = _tar(taxit_dir, tmp_path / "whole.tar.gz").read_bytes()
+    if damage == "truncated":
+        piped, said = whole[: len(whole) // 2], "error: standard input is damaged (truncated or corrupt): "
+    else:
+        left_out = tmp_path / "lacking.tar.gz"
+        tree = json.loads((taxit_dir / "CONTENTS.json").read_text())["files"]["tree"]
+        with tarfile.open(left_out, "w:gz") as tar:
+            for path in sorted(taxit_dir.iterdir()):
+                if path.name != tree:
+                    tar.add(path, f"{taxit_dir.name}/{path.name}")
+        piped, said = left_out.read_bytes(), "error: File "
+    proc = rgstore_proc("--store", str(tmp_path / "s"), "refpkg", "import", "-", "--name", "p", input=piped)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.startswith(said) and err.count("\n") == 1, err
+    assert "/dev/stdin" not in err and (damage == "truncated" or " is missing from standard input " in err), err
+
+
+def test_a_package_piped_to_import_dash_records_its_source_as_dash_as_genome_init_does(
+        tmp_path: Path, rgstore_proc: Any, taxit_dir: Path) -> None:
+    piped = _tar(taxit_dir, tmp_path / "whole.tar.gz").read_bytes()
+    proc = rgstore_proc("--store", str(tmp_path / "s"), "refpkg", "import", "-", "--name", "p", input=piped)
+    assert proc.returncode == 0, proc.stderr.decode()
+    unnamed = rgstore_proc("--store", str(tmp_path / "s"), "refpkg", "import", "-", input=piped)
+    assert (unnamed.returncode, unnamed.stderr.decode()) == (
+        1, "error: standard input has no name to give the package; name it with --name NAME\n")
+    with Store.open(tmp_path / "s", readonly=True) as store:
+        [imported] = store.events(type="refpkg-imported")
+    assert imported.event.source == "-"  # type: ignore[attr-defined]
 
 
 def test_a_tar_gz_file_is_read_once(store: Store, tmp_path: Path) -> None:
