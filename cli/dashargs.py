@@ -13,6 +13,7 @@ word after an option that wants a value whatever it starts with.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 import click
 
@@ -49,6 +50,8 @@ def protect_digests(cmd: click.Command, ctx: click.Context, args: list[str]) -> 
         arg = args[i]
         i += 1
         if arg in values:
+            if i + values[arg] > len(args):  # the `--` added would be taken for its missing value
+                _missing_value(cmd, ctx, arg, values[arg])
             options += args[i - 1:i + values[arg]]
             i += values[arg]
         elif arg.startswith("-") and arg != "-" and (arg in known or not looks_like_digest(arg)):
@@ -59,9 +62,18 @@ def protect_digests(cmd: click.Command, ctx: click.Context, args: list[str]) -> 
                     wants = values.get(f"-{char}")
                     if wants is not None:
                         if at == len(arg):
+                            if i + wants > len(args):
+                                _missing_value(cmd, ctx, f"-{char}", wants)
                             options += args[i:i + wants]
                             i += wants
                         break
         else:
             arguments.append(arg)
     return [*options, "--", *arguments]
+
+
+def _missing_value(cmd: click.Command, ctx: click.Context, option: str, nargs: int) -> NoReturn:
+    """Refuse an option given last without its value, as click would (the digest before it is no option)."""
+    message = (f"Option {option!r} requires an argument." if nargs == 1
+               else f"Option {option!r} requires {nargs} arguments.")
+    raise click.BadOptionUsage(option, message, ctx=click.Context(cmd, info_name=cmd.name, parent=ctx))

@@ -50,3 +50,16 @@ def test_an_unknown_option_is_still_refused_by_name_beside_a_dash_digest(cli, tm
         flag = next(a for a in args if a in ("--bogus", "-x"))
         assert f"No such option '{flag}'" in result.output and "--help`)" in result.output, (args, result.output)
     assert cli("alias", "get", "z11").exit_code != 0  # nothing was set
+
+
+def test_an_option_left_without_its_value_after_a_dash_digest_is_refused_as_click_says(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Was "No such option '-v'": the `--` put before the arguments was taken for --namespace's missing value.
+    _, digest = _dash_genome(tmp_path)
+    for args, flag in ((["alias", "set", "z11", digest, "--namespace"], "--namespace"),
+                       (["alias", "set", "z11", digest, "-n"], "-n"),
+                       (["getseq", "g", f"{digest}:0-4", "--width"], "--width")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"Option '{flag}' requires an argument" in result.output, (args, result.output)
+        assert f"(see `cli {' '.join(args[:2 if args[0] == 'alias' else 1])} --help`)" in result.output, result.output
+    assert cli("alias", "get", "z11").exit_code != 0  # nothing was set
