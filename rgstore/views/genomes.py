@@ -14,6 +14,7 @@ file gtars' ``get_fhr_metadata`` and ``pull_fhr`` read), rewritten by ``sync_ext
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
@@ -57,6 +58,7 @@ _ADDED_SEQ = struct.Struct(">Q")
 _STREAM_PREFIX = "genome:"
 _FHR_DIR = "fhr"
 _FHR_SUFFIX = ".fhr.json"
+_FHR_NAME_RE = re.compile(r"[A-Za-z0-9_\-]{32}")  # a seqcol digest (sha512t24u)
 _SYNC_LOCK_TIMEOUT_S = 120
 
 
@@ -252,13 +254,36 @@ class GenomesView(View):
         return [f"refget/{_FHR_DIR}/{d}{_FHR_SUFFIX}" for d in stale]
 
     def sync_external(self, store: Store, streams: Collection[str] | None = None) -> None:
-        """Make ``refget/fhr/<digest>.fhr.json`` hold exactly the view's FHR documents (gtars reads them there)."""
+        """Make ``refget/fhr/<digest>.fhr.json`` hold the view's FHR documents (gtars reads them there).
 
-        def wanted() -> dict[str, bytes]:
+        With ``streams`` (a command's ``genome:<digest>`` streams), only the files of those genomes
+        are compared and rewritten (removed when the genome has no FHR now): a command costs its own
+        genomes, not a pass over every genome with FHR. The files matched the view before the command
+        (a refresh that did not finish leaves a mark, and the next writable open syncs everything),
+        so they match it after. Without ``streams`` (rebuild, replay, that open, a mirror pull) every
+        file is made to match and strays go; `verify` names a file changed behind rgstore's back.
+        """
+        env = store.environment
+        if streams is None:
+
+            def wanted() -> dict[str, bytes | None]:
+                with store.read() as txn:
+                    return {digest: _render_fhr(doc) for digest, doc in all_fhr(txn, env)}
+
+            write_fhr_files(store.refget_path, wanted)
+            return
+        # Only a seqcol digest names a file: a stream is any text a raw append chose.
+        digests = sorted({s[len(_STREAM_PREFIX):] for s in streams if s.startswith(_STREAM_PREFIX)
+                          and _FHR_NAME_RE.fullmatch(s[len(_STREAM_PREFIX):])})
+        if not digests:
+            return
+
+        def scoped() -> dict[str, bytes | None]:
             with store.read() as txn:
-                return {digest: _render_fhr(doc) for digest, doc in all_fhr(txn, store.environment)}
+                docs = {digest: genome_fhr(txn, env, digest) for digest in digests}
+            return {digest: None if doc is None else _render_fhr(doc) for digest, doc in docs.items()}
 
-        write_fhr_files(store.refget_path, wanted)
+        write_fhr_files(store.refget_path, scoped, complete=False)
 
 
 def all_fhr(txn: Txn, environment: Environment) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -281,31 +306,26 @@ def _render_fhr(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=2).encode()  # the layout gtars' own set_fhr_metadata writes
 
 
-def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes]]) -> None:
-    """Make ``refget/fhr/*.fhr.json`` exactly ``wanted()`` (genome digest -> file bytes).
+def write_fhr_files(refget: Path, wanted: Callable[[], dict[str, bytes | None]], *, complete: bool = True) -> None:
+    """Make ``refget/fhr/*.fhr.json`` match ``wanted()`` (genome digest -> file bytes, None: no file).
 
-    Files are replaced atomically (temp file + rename) and those of genomes without FHR are
-    removed, under the RefgetStore's writer lock with ``wanted`` re-read under it (and again
-    after writing), like the alias files (``views.aliasfiles.write_alias_files``). Nothing is touched when all agree.
+    Files are replaced atomically (temp file + rename); with ``complete`` the files of genomes
+    ``wanted`` does not name are removed, without it they are left as they are. The change happens
+    under the RefgetStore's writer lock with ``wanted`` re-read under it (and again after
+    writing), like the alias files (``views.aliasfiles.write_alias_files``). Nothing is touched
+    when all agree, and a file whose bytes already match is not rewritten.
     """
     directory = refget / _FHR_DIR
-    if _fhr_files_agree(directory, wanted()):
-        return
-    from ..refgetlock import refget_write_lock  # here: it loads json and socket, which a store's reads never need
-
     try:
+        if _fhr_files_agree(directory, wanted(), complete):
+            return
+        from ..refgetlock import refget_write_lock  # here: it loads json and socket, which a store's reads never need
+
         directory.mkdir(parents=True, exist_ok=True)
         with refget_write_lock(refget, "rgstore-fhr-sync", timeout=_SYNC_LOCK_TIMEOUT_S):
             files = wanted()
             while True:
-                existing = _fhr_files(directory)
-                for digest, content in files.items():
-                    path = directory / f"{digest}{_FHR_SUFFIX}"
-                    if digest not in existing or path.read_bytes() != content:
-                        atomic_write_bytes(path, content)
-                for digest, path in existing.items():
-                    if digest not in files:
-                        path.unlink(missing_ok=True)
+                _sync_fhr_dir(directory, files, complete)
                 # A writer that committed while we wrote may have found the old files equal to its
                 # state and skipped the lock: re-read after writing, so the newest state is left.
                 latest = wanted()
@@ -330,11 +350,32 @@ def _fhr_files(directory: Path) -> dict[str, Path]:
     return {p.name[: -len(_FHR_SUFFIX)]: p for p in directory.glob(f"*{_FHR_SUFFIX}")}
 
 
-def _fhr_files_agree(directory: Path, files: dict[str, bytes]) -> bool:
-    existing = _fhr_files(directory)
-    if existing.keys() != files.keys():
+def _fhr_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is none (nor an ``fhr/`` directory to hold it)."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _fhr_files_agree(directory: Path, files: dict[str, bytes | None], complete: bool) -> bool:
+    if complete and _fhr_files(directory).keys() != {d for d, content in files.items() if content is not None}:
         return False
-    return all(existing[d].read_bytes() == content for d, content in files.items())
+    return all(_fhr_bytes(directory / f"{d}{_FHR_SUFFIX}") == content for d, content in files.items())
+
+
+def _sync_fhr_dir(directory: Path, files: dict[str, bytes | None], complete: bool) -> None:
+    """Write the files of ``files`` whose bytes differ, remove those set to None (and, if ``complete``, strays)."""
+    existing = _fhr_files(directory) if complete else {}
+    for digest, content in files.items():
+        path = directory / f"{digest}{_FHR_SUFFIX}"
+        if content is None:
+            path.unlink(missing_ok=True)
+        elif _fhr_bytes(path) != content:
+            atomic_write_bytes(path, content)
+    for digest, path in existing.items():
+        if files.get(digest) is None:
+            path.unlink(missing_ok=True)
 
 
 def _seq_key(sequence: str, genome: str) -> bytes:
