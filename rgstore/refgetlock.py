@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError
+from .refgetgate import refget_gate
 
 __all__ = ["BREAK_NAME", "LOCK_NAME", "PENDING_SUFFIX", "STALE_AFTER_S", "refget_write_lock"]
 
@@ -206,6 +207,22 @@ def refget_write_lock(
     """
     path = root / LOCK_NAME
     deadline = time.monotonic() + timeout
+    gate = refget_gate(root)
+    # Another thread of this process first (rgstore.refgetgate): a gtars commit waiting for our lock holds the GIL.
+    if not gate.acquire(timeout=timeout):
+        raise ConflictError(f"the RefgetStore at {root} is locked by another thread of this process for more than "
+                            f"{timeout:.0f}s; retry when it finishes")
+    try:
+        with _file_lock(path, root, operation, deadline, timeout, heartbeat):
+            yield
+    finally:
+        gate.release()
+
+
+@contextmanager
+def _file_lock(path: Path, root: Path, operation: str, deadline: float, timeout: float,
+               heartbeat: bool) -> Iterator[None]:
+    """``refget_write_lock``'s lock file, taken by this thread (which holds the in-process gate)."""
     backoff = 0.005
     mine = _payload(operation)
     while True:

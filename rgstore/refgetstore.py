@@ -38,6 +38,7 @@ from .files import current_umask, open_lock
 from .interrupts import deferred
 from .pathtext import user_path
 from .progress import Progress, ProgressFactory, null_progress
+from .refgetgate import refget_gate
 from .sharing import SHARED_DOC, access_hint
 
 if TYPE_CHECKING:
@@ -221,36 +222,54 @@ class _InProcess:
         self._fasta = gtars_path(link)
         self._batch = batch
         self._locked = False
+        self._gate = refget_gate(store.refget_path)
+        self._gated = False
 
     def run(self, bar: Progress, work: int) -> None:
+        # gtars waits for its writer lock holding the GIL: no other thread of this process may hold it (refgetgate).
+        self._gate.acquire()
+        self._gated = True
         if self._batch:
             # Each gtars commit ends by joining its lock's heartbeat thread (~0.1 s, whatever the size):
             # one batch lock over the import and the carrier's removal pays that once, not twice.
             self._handle.lock_for_batch("rgstore-fetch")
             self._locked = True
-        meta, was_new = self._handle.add_sequence_collection_from_fasta(self._fasta)
+        else:
+            self._gated = False  # its own commit below takes and releases gtars' lock
+        try:
+            meta, was_new = self._handle.add_sequence_collection_from_fasta(self._fasta)
+        finally:
+            if not self._batch:
+                self._gate.release()
         self.digest, self.was_new = str(meta.digest), bool(was_new)
         bar.update(work)
 
     def remove_collection(self, digest: str) -> None:
         """Remove the collection (not its sequences), inside this import's batch lock when it holds one."""
-        self._handle.remove_collection(digest, remove_orphan_sequences=False)
+        with self._gate:
+            self._handle.remove_collection(digest, remove_orphan_sequences=False)
 
     def reindex(self) -> None:
         """Import the FASTA again with gtars' ``force``, rewriting its collection index (see ``_reindex``)."""
         assert self.digest is not None
         # Handles never refresh: unless this one's batch lock kept every other writer out, a fresh one
         # sees a collection removed since the import (and gtars refuses a stale handle's commit).
-        _reindex(self._handle if self._locked else open_refget(self._store, write=True), self._fasta, self.digest)
+        with self._gate:
+            _reindex(self._handle if self._locked else open_refget(self._store, write=True), self._fasta, self.digest)
 
     def release(self) -> None:
         """Release the batch lock if this import holds it (idempotent; before anything else takes gtars' lock)."""
-        if self._locked:
-            self._locked = False
-            try:
-                self._handle.release_batch_lock()
-            except OSError:
-                pass  # broken by another process as stale: nothing of ours is left to release
+        try:
+            if self._locked:
+                self._locked = False
+                try:
+                    self._handle.release_batch_lock()
+                except OSError:
+                    pass  # broken by another process as stale: nothing of ours is left to release
+        finally:
+            if self._gated:
+                self._gated = False
+                self._gate.release()
 
     def wait(self) -> None:
         """Nothing runs on after ``run``: gtars returned before any interrupt could unwind (``deferred``)."""
@@ -279,7 +298,8 @@ class _InChild:
     def reindex(self) -> None:
         """Import the FASTA again, in this process (a rare repair), rewriting its collection index (``_reindex``)."""
         assert self.digest is not None
-        _reindex(open_refget(self._store, write=True), gtars_path(self._link), self.digest)
+        with refget_gate(self._store.refget_path):
+            _reindex(open_refget(self._store, write=True), gtars_path(self._link), self.digest)
 
     def run(self, bar: Progress, work: int) -> None:
         try:
@@ -291,7 +311,8 @@ class _InChild:
 
     def remove_collection(self, digest: str) -> None:
         """Remove the collection (not its sequences): a commit of its own."""
-        open_refget(self._store, write=True).remove_collection(digest, remove_orphan_sequences=False)
+        with refget_gate(self._store.refget_path):
+            open_refget(self._store, write=True).remove_collection(digest, remove_orphan_sequences=False)
 
     def release(self) -> None:
         """Nothing to release: the child's commits took and released gtars' lock themselves."""
@@ -717,6 +738,10 @@ def discard_import(store: Store, digest: str, was_new: bool) -> None:
     env = store.environment
 
     def remove(txn: Any) -> None:
+        with refget_gate(store.refget_path):  # gtars waits for its lock holding the GIL (rgstore.refgetgate)
+            remove_locked(txn)
+
+    def remove_locked(txn: Any) -> None:
         try:
             handle = open_refget(store, write=True)
             handle.set_lock_timeout(_DISCARD_LOCK_TIMEOUT_S)
