@@ -162,8 +162,8 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> bool:
         raise
 
 
-def flock_held(path: Path) -> bool:
-    """Whether a live process holds an exclusive flock on ``path`` (False if it is free or gone).
+def flock_held(path: Path, *, shared: bool = False) -> bool:
+    """Whether a live process holds an exclusive flock on ``path`` (with ``shared``, any flock); False if free or gone.
 
     Marks and in-use files are held by their owner's flock for its lifetime, so a killed owner's
     mark reads as free at once: the kernel drops the lock with the process.
@@ -173,7 +173,7 @@ def flock_held(path: Path) -> bool:
     except OSError:
         return False  # removed: its owner is done
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if shared else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
         return True

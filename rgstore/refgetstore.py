@@ -34,7 +34,7 @@ from .errors import (
     StorePermissionError,
     TooManyOpenFilesError,
 )
-from .files import current_umask, open_lock
+from .files import current_umask, flock_held, open_lock
 from .interrupts import deferred
 from .pathtext import user_path
 from .progress import Progress, ProgressFactory, null_progress
@@ -572,17 +572,8 @@ def imports_paused(store: Store) -> Iterator[bool]:
 
 def import_running(store: Store) -> bool:
     """Whether an import holds its mark now (a look, creating nothing: for `gc --dry-run`)."""
-    try:
-        fd = open_lock(store.path / _IMPORTING, create=False)
-    except OSError:
-        return False  # no import ever marked one (or none this user could open: it cannot tell)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    # No mark file: no import ever marked one (or none this user could open: it cannot tell).
+    return flock_held(store.path / _IMPORTING, shared=True)
 
 
 @contextmanager
