@@ -182,13 +182,13 @@ def signals_unwind() -> Iterator[None]:
     the process outright, leaving scratch dirs and staged stores behind. A SIGINT or SIGHUP the parent
     set to be ignored (``nohup``) stays ignored.
     """
-    from rgstore.interrupts import interrupt
+    from rgstore.interrupts import interrupt, redelivered
 
     def stop_term(signum: int, _frame: Any) -> None:
-        interrupt(SystemExit(128 + signum))
+        interrupt(SystemExit(128 + signum), signum)
 
-    def stop_int(_signum: int, _frame: Any) -> None:
-        interrupt(KeyboardInterrupt())
+    def stop_int(signum: int, _frame: Any) -> None:
+        interrupt(KeyboardInterrupt(), signum)
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop_term)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -196,7 +196,8 @@ def signals_unwind() -> Iterator[None]:
     if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, stop_term)
     try:
-        yield
+        with redelivered():  # a signal handled inside a weakref callback (an import's lock) is not lost
+            yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

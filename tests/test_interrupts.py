@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rgstore.interrupts import deferred, interrupt
+from rgstore.interrupts import deferred, interrupt, redelivered
 from rgstore.refgetstore import ingest_fasta
 from rgstore.store import Store
 
@@ -42,6 +45,46 @@ def test_a_real_signal_during_a_deferred_block_is_raised_after_its_last_statemen
         assert done[-1] == "again"
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _Referent:
+    pass
+
+
+def test_a_signal_whose_exception_a_weakref_callback_dropped_is_sent_again() -> None:
+    # Seen in CI: SIGTERM landed in the import system's module-lock weakref callback, CPython printed
+    # "Exception ignored" and dropped the SystemExit, and `genome init` waited on a FIFO for good.
+    def stop(signum: int, _frame: Any) -> None:
+        interrupt(SystemExit(128 + signum), signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            with redelivered():
+                referent = _Referent()
+                ref = weakref.ref(referent, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+                del referent  # the callback runs here; the handler's SystemExit is raised inside it and dropped
+                assert ref() is None
+                time.sleep(30)  # the signal sent again wakes this (without it, the sleep ends and nothing raises)
+        assert caught.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_other_unraisable_exceptions_still_reach_the_previous_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+
+    def fail(_: object) -> None:
+        raise ValueError("a callback's own bug")
+
+    with redelivered():
+        referent = _Referent()
+        ref = weakref.ref(referent, fail)
+        del referent
+    assert ref() is None
+    assert [type(u.exc_value) for u in seen] == [ValueError]
+    assert sys.unraisablehook == seen.append  # restored on the way out
 
 
 @pytest.mark.parametrize("in_child", [False, True])
