@@ -287,6 +287,38 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     )
 
 
+@cache_group.command("evict")
+@store_option
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--dry-run", is_flag=True, help="Show what would be evicted; change nothing.")
+@json_option
+@pass_ctx
+def evict_cmd(ctx: Context, refs: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Evict the named cache entries now; a pinned, unknown or evicted one refuses them all.
+
+    REF is a key, its first 8+ hex digits (as `cache ls` prints them) or the entry's directory.
+    Each eviction is a CacheEvicted event; files are deleted only after it commits. The next
+    request that needs an evicted entry builds it again.
+
+    \b
+    Example:
+        rgstore cache evict 3f9a1c0b7e2d 81d0e4a2c9f1
+        rgstore cache evict --dry-run \\
+            ~/.local/share/rgstore/cache/ensembl_raw/homo_sapiens/110
+    """
+    with ctx.open(readonly=dry_run) as store:
+        report = store.cache.evict(refs, dry_run=dry_run)
+    if as_json:
+        emit_json({"dry_run": dry_run, "evicted": [_iso_fields(i, "last_access") for i in report.evicted],
+                   "bytes_freed": report.bytes_freed, "live_bytes": report.live_bytes})
+        return
+    verb = "would evict" if dry_run else "evicted"
+    for item in report.evicted:
+        click.echo(f"{verb}  {item.key[:12]}  L{item.level}  {human_size(item.size):>10}  {item.path}")
+    click.echo(f"{verb} {len(report.evicted)} entries, {human_size(report.bytes_freed)}; "
+               f"{human_size(report.live_bytes)} live")
+
+
 def _pin_command(name: str, pinned: bool) -> click.Command:
     verb = "pinned" if pinned else "unpinned"
 

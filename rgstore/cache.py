@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -514,6 +515,12 @@ class Cache:
         from .cachegc import collect
 
         return collect(self, max_age=max_age, max_size=max_size, dry_run=dry_run)
+
+    def evict(self, refs: Sequence[str], *, dry_run: bool = False) -> GcReport:
+        """Evict the named entries (keys, 8+ hex digit prefixes or directories) now; pinned ones are refused."""
+        from .cachegc import evict
+
+        return evict(self, refs, dry_run=dry_run)
 
     def verify(self, *, evict: bool = False, progress: ProgressFactory = null_progress) -> CacheVerifyReport:
         """Re-hash every cached file against its recorded sha256; optionally evict the entries that fail."""

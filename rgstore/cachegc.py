@@ -9,7 +9,8 @@ whose directories still exist; every run first finishes those (unless a live ent
 directory, e.g. an NCBI entry re-keyed without its taxon), and also removes directories no
 event describes (abandoned staging, a publish whose insert never committed) once they are a day
 old and unlocked, and lock files nobody holds of keys without a live entry (see ``cachelock``).
-``verify`` re-hashes every file against the sha256 its insert recorded.
+``evict`` evicts named entries at once, by the same commit-then-delete steps. ``verify``
+re-hashes every file against the sha256 its insert recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,7 @@ from .blobs import hash_file
 from .cachekeys import RawIdentity, is_entry_path, is_key
 from .cachelock import entry_lock, sweep_lock_files
 from .environment import Txn
-from .errors import ConflictError, InvalidInputError
+from .errors import ConflictError, InvalidInputError, NotFoundError
 from .events import CacheEvicted
 from .files import remove_tree
 from .log import NewEvent
@@ -43,6 +45,7 @@ __all__ = [
     "CacheVerifyReport",
     "MISSING",
     "collect",
+    "evict",
     "finish_evictions",
     "verify",
     "plan",
@@ -348,6 +351,51 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
     report.live_bytes = sum(e.size for e in live)
     # Last: every lock this run took is released, and a key being built right now is held.
     report.lock_files_removed = len(sweep_lock_files(cache.root, keep={e.key for e in live}))
+    return report
+
+
+REQUESTED = "evicted by request"
+"""The reason ``evict`` records: a user named the entry."""
+
+
+def evict(cache: Cache, refs: Sequence[str], *, dry_run: bool = False) -> GcReport:
+    """Evict the named live entries now, all or none: an unknown, evicted or pinned one refuses the lot.
+
+    A pinned entry is refused rather than evicted: a pin says servers or jobs rely on the entry,
+    so it is unpinned first, on purpose. Files are deleted after the evictions commit, as by gc.
+    """
+    keys = list(dict.fromkeys(cache.resolve_ref(ref) for ref in refs))
+    if not keys:
+        raise InvalidInputError("name at least one cache entry to evict")
+    report = GcReport(dry_run=dry_run)
+
+    def chosen(txn: Txn) -> list[CacheEntry]:
+        db = cache.store.environment.db("cache.entries")
+        entries = []
+        for key in keys:
+            entry = CacheView.get(txn, db, key)
+            if entry is None:
+                raise NotFoundError(f"no live cache entry {key}; see `rgstore cache ls`")
+            if entry.pinned:
+                raise ConflictError(f"cache entry {key} is pinned; `rgstore cache unpin {key[:12]}` first")
+            entries.append(entry)
+        report.evicted = [_item(e, REQUESTED) for e in entries]
+        report.bytes_freed = sum(e.size for e in entries)
+        return entries
+
+    if dry_run:
+        with cache.store.read() as txn:
+            chosen(txn)
+    else:
+        cache.store.transact(lambda txn: [
+            NewEvent(stream=f"cache:{e.key}", event=CacheEvicted(key=e.key, reason=REQUESTED)) for e in chosen(txn)
+        ])
+        live_paths = _LivePaths(cache)
+        for item in report.evicted:
+            _delete(cache, item.key, live_paths)
+    live = cache.ls()
+    report.pinned_kept = sum(1 for e in live if e.pinned)
+    report.live_bytes = sum(e.size for e in live)
     return report
 
 

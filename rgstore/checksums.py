@@ -107,7 +107,7 @@ def bsd_sum(path: Path) -> tuple[int, int]:
 def parse_md5checksums(text: str, source: str = "md5checksums.txt") -> dict[str, Expected]:
     """File name (relative path, leading ``./`` removed) -> expected md5, from NCBI ``md5checksums.txt``."""
     out: dict[str, Expected] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
         fields = line.split(maxsplit=1)
@@ -119,6 +119,12 @@ def parse_md5checksums(text: str, source: str = "md5checksums.txt") -> dict[str,
         name = name.removeprefix("./")
         _add_once(out, name, Expected(algorithm="md5", value=fields[0].lower()), source, lineno)
     return out
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of a checksum file, without the UTF-8 byte order mark an editor or mirror may have put first."""
+    # A BOM glued to the first md5 or sum made a well-formed line 1 "malformed" (shown as '\ufeff068c...').
+    return text.removeprefix("\ufeff").splitlines()
 
 
 def _add_once(out: dict[str, Expected], name: str, expected: Expected, source: str, lineno: int) -> None:
@@ -134,7 +140,7 @@ def _add_once(out: dict[str, Expected], name: str, expected: Expected, source: s
 def parse_ensembl_checksums(text: str, source: str = "CHECKSUMS") -> dict[str, Expected]:
     """File name -> expected BSD sum (``sum:<checksum>/<blocks>``), from an Ensembl ``CHECKSUMS`` file."""
     out: dict[str, Expected] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
         fields = line.split()

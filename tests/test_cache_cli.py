@@ -405,3 +405,20 @@ def test_a_cache_file_this_user_may_not_read_is_reported_by_both_verifies_and_is
         locked.chmod(0o644)
     assert json.loads(cli("cache", "ls", "--json").stdout) == before  # nothing evicted
     assert cli("cache", "verify").exit_code == 0
+
+
+def test_evict_through_the_cli_prints_each_entry_and_refuses_a_pinned_one_in_one_line(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    rows = json.loads(cli("cache", "regions", *ENS, "--regions", "gene,exon", "--base-url", f"{server.url}/ensembl",
+                          "--json").stdout)
+    gene, exon = rows[0]["key"], rows[1]["key"]
+    assert cli("cache", "pin", gene[:12]).exit_code == 0
+    refused = cli("cache", "evict", exon[:12], gene[:12])
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"cache entry {gene} is pinned" in refused.stderr and "Traceback" not in refused.stderr
+    dry = json.loads(cli("cache", "evict", exon[:12], "--dry-run", "--json").stdout)
+    assert dry["dry_run"] and [i["key"] for i in dry["evicted"]] == [exon]
+    done = cli("cache", "evict", exon[:12])
+    assert done.exit_code == 0 and done.stdout.startswith(f"evicted  {exon[:12]}  L1"), done.stdout
+    assert "evicted 1 entries" in done.stdout
+    assert json.loads(cli("cache", "show", exon, "--json").stdout)["state"] == "evicted"
+    assert cli("cache", "evict").exit_code == 2  # REF is required: a usage error

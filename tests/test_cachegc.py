@@ -13,7 +13,7 @@ import pytest
 
 from rgstore.cachegc import parse_duration, parse_size, plan
 from rgstore.cachelock import entry_lock
-from rgstore.errors import InvalidInputError
+from rgstore.errors import ConflictError, InvalidInputError, NotFoundError
 from rgstore.events import CacheEvicted, CacheInserted, FileRef
 from rgstore.log import NewEvent
 from rgstore.store import Store
@@ -411,3 +411,53 @@ def test_gc_refused_a_deletion_names_the_file_and_the_next_gc_finishes_it(tree: 
         for d, _, _ in os.walk(lab):
             os.chmod(d, 0o755)
         shutil.rmtree(lab, ignore_errors=True)
+
+
+def test_evict_by_key_prefix_and_directory_commits_events_then_deletes_only_those_entries(filled: Store) -> None:
+    by_region = {_region(e): e for e in filled.cache.ls()}
+    gene, raw = by_region["gene"], by_region["raw"]
+    report = filled.cache.evict([gene.key[:10], str(filled.cache_path / raw.path)])
+    assert sorted(i.key for i in report.evicted) == sorted([gene.key, raw.key])
+    assert all(i.reason == "evicted by request" for i in report.evicted)
+    assert report.bytes_freed == gene.size + raw.size
+    assert {e.key for e in filled.cache.ls()} == {by_region["exon"].key, by_region["CDS"].key}
+    assert not (filled.cache_path / gene.path).exists() and not (filled.cache_path / raw.path).exists()
+    assert (filled.cache_path / by_region["exon"].path).exists()
+    assert cache_events(filled).count("cache-evicted") == 2
+    assert filled.cache.show(gene.key).state == "evicted"
+
+
+@pytest.mark.parametrize("case", ["pinned", "unknown", "evicted"])
+def test_evict_refuses_the_lot_when_one_entry_is_pinned_unknown_or_already_evicted(filled: Store, case: str) -> None:
+    by_region = {_region(e): e for e in filled.cache.ls()}
+    other = by_region["CDS"].key
+    if case == "pinned":
+        filled.cache.pin(other)
+    elif case == "evicted":
+        filled.cache.evict([other])
+    head = filled.head()
+    ref = "0" * 64 if case == "unknown" else other
+    expected = {"pinned": ConflictError, "unknown": NotFoundError, "evicted": NotFoundError}[case]
+    with pytest.raises(expected, match="unpin" if case == "pinned" else "no live cache entry"):
+        filled.cache.evict([by_region["gene"].key, ref])
+    assert filled.head() == head  # nothing committed, not even the entry that could have gone
+    assert filled.cache.entry(by_region["gene"].key) is not None
+    assert (filled.cache_path / by_region["gene"].path).exists()
+
+
+def test_an_evict_dry_run_changes_nothing(filled: Store) -> None:
+    head = filled.head()
+    entry = filled.cache.ls()[0]
+    report = filled.cache.evict([entry.key], dry_run=True)
+    assert report.dry_run and [i.key for i in report.evicted] == [entry.key]
+    assert filled.head() == head and (filled.cache_path / entry.path).exists()
+
+
+def test_an_evicted_region_is_built_again_by_the_next_request(filled: Store, tree: Path) -> None:
+    gene = next(e for e in filled.cache.ls() if _region(e) == "gene")
+    filled.cache.evict([gene.key])
+    with UpstreamServer(tree) as srv:
+        again = filled.cache.regions(req(ENSEMBL, "gene"), base_url=base(srv, "ensembl"))
+    live = filled.cache.entry(gene.key)
+    assert live is not None and live.files == gene.files
+    assert again

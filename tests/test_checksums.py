@@ -73,6 +73,17 @@ def test_ensembl_checksums_accept_tabs_and_spaces() -> None:
     assert parsed["README"].value == "42/3"
 
 
+def test_checksum_files_saved_with_a_byte_order_mark_and_crlf_parse_like_plain_ones() -> None:
+    # A BOM glued to line 1's md5 or sum made that well-formed line "malformed": nothing could be fetched.
+    md5 = parse_md5checksums("\ufeff2A2C33EE0A2E5D1B3A4C0D9E8F7A6B5C \t ./a_genomic.fna.gz  \r\n"
+                             "0123456789abcdef0123456789abcdef  ./b.gtf.gz\r\n")
+    assert md5 == {"a_genomic.fna.gz": Expected(algorithm="md5", value="2a2c33ee0a2e5d1b3a4c0d9e8f7a6b5c"),
+                   "b.gtf.gz": Expected(algorithm="md5", value="0123456789abcdef0123456789abcdef")}
+    ensembl = parse_ensembl_checksums("\ufeff55610\t198719\tHomo_sapiens.GRCh38.dna.alt.fa.gz\r\n42 3 README\r\n")
+    assert ensembl == {"Homo_sapiens.GRCh38.dna.alt.fa.gz": Expected(algorithm="sum", value="55610/198719"),
+                       "README": Expected(algorithm="sum", value="42/3")}
+
+
 def test_ensembl_checksums_reject_a_line_without_three_fields() -> None:
     with pytest.raises(InvalidInputError, match="CHECKSUMS line 1"):
         parse_ensembl_checksums("55610 Homo_sapiens.fa.gz\n")
