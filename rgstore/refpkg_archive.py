@@ -30,6 +30,7 @@ from .refpkg_names import MANIFEST
 __all__ = ["PackageSource", "open_package", "package_kind", "strip_archive_suffix", "ARCHIVE_SUFFIXES"]
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+_READ_ONLY_SUFFIXES = (".tar.bz2", ".tbz2", ".tar.xz", ".txz")  # tars import reads (``refpkg_tar``), export never writes
 _CHUNK = 1 << 20
 
 Advance = Callable[[int], object]
@@ -48,8 +49,8 @@ except ImportError:
 
 
 def strip_archive_suffix(name: str) -> str:
-    """``name`` without a trailing .tar.gz, .tgz, .tar or .zip (any case)."""
-    for suffix in ARCHIVE_SUFFIXES:
+    """``name`` without a trailing .tar.gz, .tgz, .tar or .zip, or a bzip2 or xz tar's suffix (any case)."""
+    for suffix in ARCHIVE_SUFFIXES + _READ_ONLY_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -171,8 +172,12 @@ def _prefix(names: list[str], where: Path) -> str:
     """Where CONTENTS.json sits inside an archive: at the top, or in one top-level folder."""
     hits = [n for n in names if n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST))]
     if len(hits) != 1:
+        # `tar czf p.tar.gz /abs/p.refpkg`, `zip -r p.zip refs/p.refpkg`: the package folder sits deeper
+        deeper = [n for n in names if n.endswith("/" + MANIFEST)] if not hits else []
+        hint = f" (one is deeper, at {deeper[0]}: archive the package's folder from the folder holding it)" \
+            if len(deeper) == 1 else ""
         raise InvalidInputError(
-            f"{where}: expected one {MANIFEST} at the top or in one top-level folder, found {len(hits)}"
+            f"{where}: expected one {MANIFEST} at the top or in one top-level folder, found {len(hits)}{hint}"
         )
     return hits[0][: -len(MANIFEST)]
 

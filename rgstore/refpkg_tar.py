@@ -322,20 +322,37 @@ def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance,
         return TarPackage(manifest=manifest[1], files={})
     files: dict[str, BlobInfo | None] = {}
     skipped: dict[int, str] = {}  # position -> name: named, but its member was not stored as it passed
+    shared: dict[str, str] = {}  # name -> the skipped name whose member it is a hard link to
     why = ""
     for name, member in members.items():
         bare = name[len(prefix):]
         if not name.startswith(prefix) or "/" in bare or bare == MANIFEST or bare not in names:
             continue
         files[bare] = None
-        if member.isreg():
-            if name in staged:
-                files[bare] = staged[name]
+        # `tar` stores a second name of one inode (a package copied with `cp -al`) as a hard link to the first
+        source = _link_source(name, member, members, last)
+        if members[source].isreg():
+            if source in staged:
+                files[bare] = staged[source]
+            elif last[source] in skipped:
+                shared[bare] = skipped[last[source]]
             else:
-                skipped[last[name]] = bare
-                why = why or held.get(name, f"{path}: its {MANIFEST} is met twice, naming files the first one did not")
+                skipped[last[source]] = bare
+                why = why or held.get(source, f"{path}: its {MANIFEST} is met twice, naming files the first one did not"
+                                      if source == name else f"{path}: {bare} is a hard link to {source}, which "
+                                      "was not stored as it passed")
     files.update(_stage_again(path, skipped, stage, why) if skipped else {})
+    files.update({bare: files[other] for bare, other in shared.items()})
     return TarPackage(manifest=manifest[1], files=files)
+
+
+def _link_source(name: str, member: tarfile.TarInfo, members: dict[str, tarfile.TarInfo], last: dict[str, int]) -> str:
+    """The name whose member holds ``name``'s bytes: the earlier member a hard link names, else ``name`` itself."""
+    if member.islnk():
+        source = _norm(member.linkname)
+        if source in members and last[source] < last[name]:  # a name met again later is not what it linked to
+            return source
+    return name
 
 
 def _not_ahead(path: Path, bare: str, member: tarfile.TarInfo, ahead: int, room: Path) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rgstore.errors import IntegrityError, InvalidInputError
+from rgstore.errors import IntegrityError, InvalidInputError, NotFoundError
 from rgstore.files import FILE_MODE
 from rgstore.store import Store
 
@@ -796,3 +796,69 @@ def test_a_sparse_member_ahead_of_the_manifest_is_not_filled_in_unless_named(
         store.refpkgs.import_package(pkg if feeder is None else feeder.fifo, name="q")
     if feeder is not None:
         feeder.join()
+
+
+@pytest.mark.parametrize("through", ["file", "pipe"])
+def test_a_tar_gz_of_a_package_whose_files_share_an_inode_imports_like_its_directory(
+    store: Store, taxit_dir: Path, tmp_path: Path, through: str
+) -> None:
+    # A taxit package with one file under two keys, deduplicated on disk (`hardlink`, `cp -al`): tar
+    # stores the second name as a hard link member, which was refused as "not a regular file".
+    import shutil
+
+    pkg = tmp_path / "linked.refpkg"
+    shutil.copytree(taxit_dir, pkg)
+    taxit("update", pkg, f"tree_copy={pkg / 'tree.nwk'}")
+    copy = pkg / json.loads((pkg / "CONTENTS.json").read_text())["files"]["tree_copy"]
+    copy.unlink()
+    os.link(pkg / "tree.nwk", copy)
+    archive = _tar(pkg, tmp_path / "linked.tar.gz")
+    assert any(member.islnk() for member in tarfile.open(archive).getmembers())
+    from_dir = store.refpkgs.import_package(pkg, name="from-dir")
+    feeder = _Feeder(archive, tmp_path / "pipe") if through == "pipe" else None
+    state = store.refpkgs.import_package(archive if feeder is None else feeder.fifo, name="from-tar")
+    if feeder is not None:
+        feeder.join()
+    assert (state.files, state.rollbacks) == (from_dir.files, from_dir.rollbacks)
+    assert state.files["tree_copy"].sha256 == state.files["tree"].sha256
+
+
+def test_a_hard_link_member_to_a_name_the_tar_replaces_later_is_refused(store: Store, tmp_path: Path) -> None:
+    # tar resolves a hard link to the member before it; the name's later member is other bytes
+    import io
+
+    archive = tmp_path / "p.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in (("p/a.nwk", _TREE), ("p/b.nwk", None), ("p/a.nwk", b"(c);\n"),
+                           ("p/CONTENTS.json", _tree_manifest("b.nwk", _TREE))):
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.LNKTYPE, "p/a.nwk"
+            else:
+                info.size = len(data)
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+    with pytest.raises(NotFoundError, match="b.nwk referred to by key tree is missing"):
+        store.refpkgs.import_package(archive)
+    assert _untouched(store)
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "zip"])
+def test_an_archive_made_from_above_the_package_folder_says_where_its_manifest_is(
+    store: Store, taxit_dir: Path, tmp_path: Path, fmt: str
+) -> None:
+    # `tar czf p.tar.gz /abs/made.refpkg` or `zip -r p.zip refs/made.refpkg` nests the folder: "found 0" alone
+    # read as if the archive had no CONTENTS.json at all
+    archive = tmp_path / f"p.{fmt}"
+    if fmt == "zip":
+        with zipfile.ZipFile(archive, "w") as out:
+            for path in sorted(taxit_dir.iterdir()):
+                out.write(path, f"refs/{taxit_dir.name}/{path.name}")
+    else:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(taxit_dir, arcname=f"refs/{taxit_dir.name}")
+    with pytest.raises(InvalidInputError) as caught:
+        store.refpkgs.import_package(archive, name="p")
+    assert str(caught.value) == (
+        f"{archive}: expected one CONTENTS.json at the top or in one top-level folder, found 0 (one is deeper, "
+        f"at refs/{taxit_dir.name}/CONTENTS.json: archive the package's folder from the folder holding it)")
+    assert _untouched(store)

@@ -473,6 +473,12 @@ def test_default_import_names_drop_archive_and_refpkg_suffixes() -> None:
         "a", "a", "a", "b", "c"]
 
 
+def test_default_import_names_drop_the_bzip2_and_xz_tar_suffixes_import_reads_too() -> None:
+    # `rgstore refpkg import p.refpkg.tar.xz` named the package "p.refpkg.tar.xz"
+    assert [default_name(Path(p)) for p in ("a.refpkg.tar.bz2", "b.tbz2", "c.refpkg.TAR.XZ", "d.txz")] == [
+        "a", "b", "c", "d"]
+
+
 def test_importing_dot_names_the_package_after_its_folder(
     store: Store, package: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
