@@ -398,13 +398,20 @@ class Environment:
             # A process killed inside a read transaction leaves its reader slot pinning that snapshot:
             # no page freed since can be reused, so every commit grows the file. Checking only at open
             # lets a long-lived writer (the follower of `serve --follow`) grow it without bound.
-            self.env.reader_check()
+            try:
+                self.env.reader_check()  # mallocs its list of reader pids
+            except lmdb.MemoryError:
+                raise OutOfMemoryError() from None
             self._enter()
             try:
                 try:
                     txn = self.env.begin(write=True)
                 except lmdb.MapResizedError:
                     new_size = 0  # another process grew the map: adopt its size and retry
+                except lmdb.MemoryError:
+                    # Taking over the lock of a writer that died mallocs too (LMDB checks the readers then):
+                    # the same memory limit as a put's, before anything was written.
+                    raise OutOfMemoryError() from None
                 else:
                     try:
                         result = fn(txn)

@@ -67,3 +67,39 @@ def test_serve_under_a_low_soft_limit_raises_it_and_answers_many_clients_at_once
     finally:
         _stop(process)
     assert "rgstore: serving" in log_path.read_text(errors="replace")
+
+
+def test_a_request_that_runs_out_of_descriptors_opening_a_sequence_file_is_the_one_line_503(tmp_path: Path) -> None:
+    # Under hard and soft limits of 64, each kept-open client takes one of the server's descriptors; the
+    # request whose sequence file finds none left was a 500 "internal server error (OSError)", where opening
+    # the store under the same limit is the 503 "too many open files" line.
+    store = tmp_path / "store"
+    digest = init_genome(store, TINY, "tiny")["sequences"][0]  # type: ignore[index]
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(_serve(store, port), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_open_files(64, 64))
+    url = f"http://127.0.0.1:{port}"
+    clients: list[httpx.Client] = []
+    try:
+        _wait_healthy(url, process, log_path)
+        for _ in range(64):  # a new connection each time: the one taking the server's last descriptor answers
+            client = httpx.Client(base_url=url, timeout=BOUND_S)
+            clients.append(client)
+            answer = client.get(f"/sequence/{digest}", params={"start": 0, "end": 4})
+            if answer.status_code != 200:
+                break
+        assert answer.status_code == 503, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("too many open files: this process reached its limit of 64 (ulimit -n)"), detail
+        assert "\n" not in detail
+        for client in clients:
+            client.close()
+        clients = []
+        with httpx.Client(base_url=url, timeout=BOUND_S) as client:  # descriptors free again: answered as before
+            assert client.get(f"/sequence/{digest}", params={"start": 0, "end": 4}).text == "ATTT"
+    finally:
+        for client in clients:
+            client.close()
+        _stop(process)

@@ -562,3 +562,55 @@ def test_an_lmdb_put_refused_for_memory_is_the_typed_out_of_memory_error_and_com
     refused, absent = proc.stdout.splitlines()
     assert refused.startswith("OutOfMemoryError 503 out of memory: this process reached its memory limit"), refused
     assert absent == "True"
+
+
+_BEGIN_WITHOUT_MEMORY = """
+import ctypes, resource, sys
+from pathlib import Path
+from rgstore.environment import Environment
+from rgstore.errors import OutOfMemoryError
+env = Environment(Path(sys.argv[1]), readonly=False, map_size=16 << 20)
+env.open_dbs(["t"])
+db = env.db("t")
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+held = (ctypes.c_void_p * (1 << 20))()  # room for the pointers, allocated before the limit
+# Python's own small objects (the loop's ints, the exceptions) come from pymalloc's arenas: free every other
+# block of each size class, so they find room there while malloc has none (no arena empties to the OS).
+spare = [bytes(n) for n in range(0, 470, 8) for _ in range(400)]
+del spare[::2]
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (8 << 20), resource.RLIM_INFINITY))
+count = 0
+for size in (1 << 20, 1 << 16, 1 << 12, 1 << 8, 64, 16):  # malloc refuses even the reader check's few bytes
+    while count < len(held):
+        held[count] = libc.malloc(size)
+        if not held[count]:
+            break
+        count += 1
+outcome = "committed"
+try:
+    env.write(lambda txn: txn.put(b"k", b"v", db=db))
+except OutOfMemoryError:
+    outcome = "OutOfMemoryError"
+except BaseException as exc:
+    outcome = type(exc).__module__ + "." + type(exc).__name__
+for i in range(count):
+    libc.free(held[i])
+print(outcome)
+with env.read() as txn:
+    print(txn.get(b"k", db=db))
+env.write(lambda txn: txn.put(b"k", b"v", db=db))  # memory free again: the same write commits
+with env.read() as txn:
+    print(txn.get(b"k", db=db))
+"""
+
+
+def test_a_write_refused_memory_before_its_transaction_begins_is_the_typed_out_of_memory_error(tmp_path: Path) -> None:
+    # Before its transaction, a write checks LMDB's reader table, which mallocs: with no memory left that
+    # raised a bare lmdb.MemoryError ("mdb_reader_check: Cannot allocate memory"), not OutOfMemoryError.
+    proc = subprocess.run([sys.executable, "-c", _BEGIN_WITHOUT_MEMORY, str(tmp_path / "log")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["OutOfMemoryError", "None", "b'v'"], proc.stdout
