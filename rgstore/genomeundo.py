@@ -164,8 +164,7 @@ def _check_undo(store: Store, txn: Txn, digest: str, removed: list[tuple[str, st
     if not added.event.source.remote_url and not (
             store.refget_path / "collections" / f"{digest}.rgsi").is_file():
         raise NotFoundError(
-            f"genome {digest}'s sequences were deleted from the RefgetStore since its removal (`rgstore gc`); "
-            "add it again with `rgstore genome init`"
+            f"genome {digest}'s {_what_gc_deleted(store, added.event)}; add it again with `rgstore genome init`"
         )
     for ns, local, seq in removed:
         if HistoryView.top(txn, history, alias_stream(COLLECTION, ns, local))[0] != seq:
@@ -174,6 +173,30 @@ def _check_undo(store: Store, txn: Txn, digest: str, removed: list[tuple[str, st
                 f"alias {ns}:{local} changed since genome {digest} was removed "
                 f"({f'it now names {now}' if now else 'see `rgstore alias history`'}); undo refused, nothing changed"
             )
+
+
+def _what_gc_deleted(store: Store, added: GenomeAdded) -> str:
+    """What `rgstore gc` deleted of a removed genome: its collection index, and which of its sequences.
+
+    gc removes a removed genome's index, but its sequences only where no other genome shares them: the
+    refusal must not say the sequences were deleted while they are still stored.
+    """
+    from .refgetstore import SequenceFiles, strip_sq
+
+    try:
+        files: SequenceFiles | None = SequenceFiles(store.refget_path)
+    except NotFoundError:
+        files = None
+    total = len(added.sequences)
+    gone = sum(1 for sequence, length in zip(added.sequences, added.lengths)
+               if files is None or not files.readable(strip_sq(sequence), length))
+    since = "deleted from the RefgetStore since its removal (`rgstore gc`)"
+    if gone == 0:
+        kept = f"all {total:,} of its sequences are" if total != 1 else "its sequence is"
+        return f"collection index was {since}; {kept} still stored (another genome shares them)"
+    if gone == total:
+        return f"collection index and {f'all {total:,} of its sequences' if total != 1 else 'its sequence'} were {since}"
+    return f"collection index and {gone:,} of its {total:,} sequences were {since}"
 
 
 def _check_redo(store: Store, txn: Txn, digest: str, removed: list[tuple[str, str, int]], present: bool) -> None:

@@ -146,8 +146,31 @@ def test_undoing_a_removal_whose_sequences_gc_deleted_is_refused(store: Store) -
     assert collect_garbage(store, grace=0).collections_removed == [digest]
     head = _head(store)
 
-    with pytest.raises(NotFoundError, match="deleted from the RefgetStore since its removal"):
+    with pytest.raises(NotFoundError, match="collection index and all 3 of its sequences were deleted from the "
+                                            "RefgetStore since its removal"):
         store.genomes.undo(digest, by_digest=True)
+    assert _head(store) == head
+
+
+def test_undoing_a_removal_whose_index_alone_gc_deleted_says_its_sequences_are_still_stored(
+    tmp_path: Path, store: Store,
+) -> None:
+    # The same sequences under other names: gc deletes the removed genome's collection index but keeps the
+    # sequences the other genome shares. The refusal said "genome X's sequences were deleted" regardless.
+    renamed = tmp_path / "renamed.fa"
+    renamed.write_text(TINY.read_text().replace(">chr", ">seq"))
+    kept = store.genomes.init(TINY, ["tiny"]).genome
+    digest = store.genomes.init(renamed, ["renamed"]).genome.digest
+    store.genomes.remove("renamed")
+    assert collect_garbage(store, grace=0).collections_removed == [digest]
+    head = _head(store)
+
+    with pytest.raises(NotFoundError) as refused:
+        store.genomes.undo(digest, by_digest=True)
+    assert str(refused.value) == (
+        f"genome {digest}'s collection index was deleted from the RefgetStore since its removal (`rgstore gc`); "
+        f"all {len(kept.sequences)} of its sequences are still stored (another genome shares them); "
+        "add it again with `rgstore genome init`")
     assert _head(store) == head
 
 
