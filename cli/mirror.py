@@ -54,8 +54,8 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
             result = pull_new_store(target, source,
                                     actor=ctx.actor, with_blobs=with_blobs, with_sequences=with_sequences,
                                     progress=progress)
-    else:
-        with ctx.open(create=True) as store:
+    else:  # SIGTERM unwinds here too: a blob or cache file being fetched leaves no temp file behind
+        with signals_unwind(), ctx.open(create=True) as store:
             result = pull(store, source, with_blobs=with_blobs, with_sequences=with_sequences, progress=progress)
     if as_json:
         emit_json(result)

@@ -118,12 +118,13 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
             new_store = not (path / "log" / "data.mdb").exists()
         except PermissionError:
             new_store = False  # Store.open names the directory this user may not enter
-        if new_store:  # a first pull that fails before applying anything leaves no empty store behind
-            from .getseq import signals_unwind
+        from .getseq import signals_unwind
 
+        if new_store:  # a first pull that fails before applying anything leaves no empty store behind
             with signals_unwind():  # SIGTERM (systemd, docker stop) unwinds too: what was pulled is kept
                 pull_new_store(path, follow_source, actor=ctx.actor)
-        with Store.open(path, actor=ctx.actor) as store:  # the first pull lands before serving starts
+        # The first pull lands before serving starts; SIGTERM unwinds it too (a blob being fetched leaves no temp file).
+        with signals_unwind(), Store.open(path, actor=ctx.actor) as store:
             try:
                 # The log: a diverged or tampered upstream is refused here. Like a follower's round, only the whole
                 # pull ends a run of failing pulls (a restart in an outage keeps when it began).

@@ -98,10 +98,14 @@ def build_new_store(root: Path, work: Callable[[Store], T], *, actor: str | None
     adopt_group_sharing(root)  # the staged files are created as the store's own would be (a group's store)
     if _sweep_staging(root, adopt=True):  # a first write killed outright: resumed from what it had applied
         return None
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
-    held = hold_dir(staging)
+    staging: Path | None = None
+    held = -1
     placed = has_events = False
     try:
+        # A SIGTERM handled the moment the staging exists waits until it is named and held: the cleanup below runs.
+        with deferred():
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+            held = hold_dir(staging)
         try:
             with Store.open(staging, actor=actor) as store:
                 try:
@@ -116,9 +120,10 @@ def build_new_store(root: Path, work: Callable[[Store], T], *, actor: str | None
         with deferred():  # a Ctrl-C mid-move would leave blobs/ and refget/ in NEW without log/
             placed = _move_into_place(staging, root)
     finally:
-        if not placed:  # only this run's own directories: no other process knows the staging's name
+        if not placed and staging is not None:  # only this run's own directories: no other process knows its name
             shutil.rmtree(staging, ignore_errors=True)
-        os.close(held)
+        if held >= 0:
+            os.close(held)
         if not placed:
             for directory in made:  # deepest first; rmdir refuses one another process has put anything in
                 try:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +28,7 @@ from .errors import (
     RgstoreError,
     StoreClosedError,
 )
+from .interrupts import interrupt, redelivered
 from .mirror import pull, record_pull_error
 from .mirrorstatus import status as mirror_status
 from .store import Store
@@ -55,7 +58,7 @@ def parse_interval(text: str) -> float:
 
 def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | None = None,
            parent: int | None = None, with_sequences: bool = False) -> int:
-    """Pull from ``source`` into the store every ``interval`` seconds until SIGTERM/SIGINT.
+    """Pull from ``source`` into the store every ``interval`` seconds until SIGTERM/SIGINT (which cut a round short).
 
     Errors of one round (upstream down, transient HTTP failures) are reported on stderr once (and
     again when they change or clear) and retried next round; a refused upstream (foreign log,
@@ -69,16 +72,14 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
     """
     stopping = False
 
-    def stop(_sig: int, _frame: FrameType | None) -> None:
+    def stopped() -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     rounds = 0
     failing: str | None = None  # the error being retried: an outage is logged once, not every round
     replaced = False
-    with Store.open(store_path, actor="rgstore-follower") as store:
+    with _stoppable(stopped), Store.open(store_path, actor="rgstore-follower") as store:
         while not stopping:
             if parent is not None and os.getppid() != parent:
                 break
@@ -132,12 +133,43 @@ def follow(store_path: Path, source: str, interval: float, *, max_rounds: int | 
             deadline = time.monotonic() + interval
             while not stopping and time.monotonic() < deadline:
                 time.sleep(min(0.1, interval))
-    if replaced:
+    if replaced and not stopping:
         print(f"follow: the store at {store_path} was replaced; following {source} into the store there now",
               file=sys.stderr, flush=True)
         return follow(store_path, source, interval, max_rounds=None if max_rounds is None else max_rounds - rounds,
                       parent=parent, with_sequences=with_sequences)
     return 0
+
+
+class _Stopped(BaseException):
+    """A stop signal unwinding a follower's round (no ``except Exception`` takes it for a failed round)."""
+
+
+@contextmanager
+def _stoppable(stopped: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stopped`` and, while the block runs, end it at once (quietly).
+
+    A round can wait minutes on an upstream that trickles its answer (each read within the read
+    timeout), and a server's ``FollowerProcess.stop`` gave up on the follower after 30 s, leaving it
+    running. The round is unwound instead, as a Ctrl-C unwinds ``mirror pull``: through ``interrupt``,
+    so a ``deferred`` section (an import being recorded) ends first, and under ``redelivered``, so a
+    stop raised inside a weakref callback is not lost. What the round committed stays. The handlers
+    stay after the block (as before): an in-process caller's late SIGTERM only sets the flag.
+    """
+    active = True
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopped()
+        if active:  # once the block has ended, nothing is left to unwind: the caller sees ``stopped``
+            interrupt(_Stopped(), signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with suppress(_Stopped), redelivered():
+        try:
+            yield
+        finally:
+            active = False
 
 
 def _opens(path: Path) -> bool:
@@ -208,12 +240,16 @@ class FollowerProcess:
                 self.restarts += 1
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the follower (SIGTERM: it finishes its round) and never start it again."""
+        """Stop the follower (SIGTERM: its round is cut short) and never start it again; killed past ``timeout``."""
         with self._lock:
             self._stopping.set()
             process = self.process
         process.terminate()
-        process.wait(timeout=timeout)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # a server must not leave it running: a kill mid-round is safe (OOM)
+            process.kill()
+            process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

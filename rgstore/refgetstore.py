@@ -134,21 +134,46 @@ def open_refget(store: Store, *, write: bool) -> Any:
 
     path = store.refget_path
     exists = (path / "rgstore.json").exists()
-    if write:
-        handle = RefgetStore.on_disk(gtars_path(path))
-        handle.set_quiet(True)
-        if not exists:
-            handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
-    else:
-        if not exists:
-            raise NotFoundError(f"no sequences stored yet in {path}; add a genome with `rgstore genome init`")
-        handle = RefgetStore.open_local(gtars_path(path))
-        handle.set_quiet(True)
+    if not write and not exists:
+        raise NotFoundError(f"no sequences stored yet in {path}; add a genome with `rgstore genome init`")
+    try:
+        handle = (RefgetStore.on_disk if write else RefgetStore.open_local)(gtars_path(path))
+    except OSError:
+        # gtars says only "Failed to read rgstore.json" when it could not open it: out of descriptors
+        # (`ulimit -n`) the limit is the cause, not the RefgetStore.
+        if _few_files_left():
+            raise TooManyOpenFilesError() from None
+        raise
+    handle.set_quiet(True)
+    if write and not exists:
+        handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
     if exists and handle.storage_mode != StorageMode.Raw:
         raise IntegrityError(
             f"the RefgetStore at {path} is in {handle.storage_mode} mode; rgstore reads and writes Raw stores only"
         )
     return handle
+
+
+_FILES_HEADROOM = 16
+"""Descriptors a gtars call may need at once: with fewer free after it failed, the open-file limit is the cause."""
+
+
+def _few_files_left(headroom: int = _FILES_HEADROOM) -> bool:
+    """Whether this process could open fewer than ``headroom`` more files now (``ulimit -n`` nearly reached).
+
+    gtars' OSErrors often carry no errno ("creating temp file in ..."): a failure with this little
+    room left is the limit's, not the FASTA's or the store's. Probes by opening /dev/null, then closes them.
+    """
+    opened: list[int] = []
+    try:
+        while len(opened) < headroom:
+            opened.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return False
 
 
 def create_refget(path: Path) -> None:
@@ -472,6 +497,8 @@ def _import_failed(store: Store, exc: OSError, source: Path, summary: FastaSumma
     code = _GTARS_ERRNO.search(str(exc))
     if code is not None and int(code[1]) == errno.EMFILE:  # `ulimit -n`, not the FASTA
         return TooManyOpenFilesError()
+    if code is None and _few_files_left():  # gtars gave no reason, and this process is at its limit: not the FASTA
+        return TooManyOpenFilesError()
     if code is not None and int(code[1]) in WRITE_ERRNOS:  # gtars keeps the errno only in its text
         return DiskWriteError(
             f"{source}: the RefgetStore import failed ({exc}); the disk refused a write into {store.refget_path} "
@@ -514,22 +541,27 @@ def scratch_dir(store: Store, prefix: str) -> Iterator[Path]:
     """A scratch directory ``STORE/<prefix>*``, marked in use (flock) while the block runs, then removed.
 
     An exception or SystemExit (the CLI turns SIGTERM into one) removes it; a process killed
-    outright (SIGKILL, or a signal before the mark exists) leaves it for ``sweep_scratch``.
+    outright (SIGKILL, or a signal this process does not handle) leaves it for ``sweep_scratch``.
     """
     import shutil  # lazily, as in _link_or_copy
     import tempfile
 
     store.environment.check_in_place()  # a store deleted or moved under an open handle: say so, not ENOENT
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=store.path))
+    path: Path | None = None
     fd = -1
     try:
+        # A SIGTERM handled the moment the directory exists (inside mkdtemp, or right after it returns)
+        # waits until its name is bound here, so the cleanup below removes it.
+        with deferred():
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=store.path))
         # An ordinary directory's mode (keeping a setgid bit), not mkdtemp's 0700: another user's gc may sweep it.
         os.chmod(path, (path.stat().st_mode & 0o2000) | (0o777 & ~current_umask()))
         fd = open_lock(path / _IN_USE)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
         if fd >= 0:
             os.close(fd)
 
@@ -613,7 +645,11 @@ class SequenceFiles:
             manifest = msgspec.json.decode((root / "rgstore.json").read_bytes())
         except FileNotFoundError:
             raise NotFoundError(f"no sequences stored yet in {root}; add a genome with `rgstore genome init`") from None
-        except (OSError, msgspec.DecodeError) as exc:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):  # `ulimit -n` (or the system's table), not the store
+                raise TooManyOpenFilesError() from None
+            raise IntegrityError(f"{root / 'rgstore.json'} is unreadable: {exc}") from None
+        except msgspec.DecodeError as exc:
             raise IntegrityError(f"{root / 'rgstore.json'} is unreadable: {exc}") from None
         if not isinstance(manifest, dict) or manifest.get("mode") != "Raw":
             mode = manifest.get("mode") if isinstance(manifest, dict) else None

@@ -684,3 +684,27 @@ def test_a_command_out_of_file_descriptors_is_the_too_many_open_files_line_namin
     assert proc.returncode == 1 and limit is not None, proc.stderr
     with Store.open(store_path, readonly=True) as store:
         assert store.head()[0] == 0  # nothing recorded
+
+
+def test_genome_init_under_every_limit_too_low_for_it_blames_the_limit_never_the_fasta_or_the_store(
+        tmp_path: Path) -> None:
+    # With a few spare descriptors gtars itself fails without a reason: "Failed to read rgstore.json" (the
+    # store blamed) or "FASTA: the RefgetStore import failed: Error importing FASTA: creating temp file in ..."
+    # (the FASTA blamed). Each limit from none spare up to the first that suffices is the one line.
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs Linux /proc/self/fd")
+    store_path = tmp_path / "store"
+    assert run_rgstore("--store", str(store_path), "init").returncode == 0
+    refused: list[int] = []
+    for spare in range(32):
+        proc = subprocess.run([sys.executable, "-c", _FEW_FILES, str(spare), "--store", str(store_path), "genome",
+                               "init", "--fasta", str(REPO / "rgstore" / "data" / "tiny.fa"), "--name", "tiny"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        if proc.returncode == 0:
+            break
+        assert re.fullmatch(r"error: too many open files: this process reached its limit of \d+ \(ulimit -n\); "
+                            r"raise the limit and run the command again\n", proc.stderr), (spare, proc.stderr)
+        refused.append(spare)
+    assert proc.returncode == 0 and len(refused) >= 3, (refused, proc.stderr)  # up to gtars, which needs a few
+    with Store.open(store_path, readonly=True) as store:
+        assert len(store.genomes.list()) == 1  # and the limit that suffices records the genome

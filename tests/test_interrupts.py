@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +126,50 @@ def test_a_signal_while_a_temp_file_is_made_leaves_no_file(tmp_path: Path, monke
     with pytest.raises(SystemExit):
         files.mkstemp(dir=tmp_path, prefix=".tmp-")
     assert list(tmp_path.iterdir()) == []
+
+
+
+@contextmanager
+def _sigterm_as_mkdtemp_returns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """While the block runs, SIGTERM (handled through ``interrupt``) arrives once ``tempfile.mkdtemp`` has made its directory."""
+    import tempfile
+
+    real_mkdtemp = tempfile.mkdtemp
+
+    def made_then_signalled(*args: Any, **kwargs: Any) -> str:
+        made = real_mkdtemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here: the directory exists, its name not yet returned
+        return made
+
+    def stop(signum: int, _frame: Any) -> None:
+        interrupt(SystemExit(128 + signum), signum)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", made_then_signalled)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            yield
+        assert caught.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_while_a_scratch_directory_is_made_leaves_no_directory(store: Store,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # As with the temp file: a SIGTERM handled inside mkdtemp, once the directory existed, unwound before
+    # scratch_dir had bound its name, and the .ingest-* directory stayed behind.
+    from rgstore.refgetstore import scratch_dir
+
+    with _sigterm_as_mkdtemp_returns(monkeypatch), scratch_dir(store, ".ingest-"):
+        pass
+    assert list(store.path.glob(".ingest-*")) == []
+
+
+def test_a_signal_while_a_first_pull_makes_its_staging_leaves_neither_it_nor_the_directories_it_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rgstore.firstpull import build_new_store
+
+    ran: list[Store] = []
+    with _sigterm_as_mkdtemp_returns(monkeypatch):
+        build_new_store(tmp_path / "new" / "mirror", ran.append)
+    assert ran == [] and list(tmp_path.iterdir()) == []

@@ -714,7 +714,7 @@ def _follow_beside(store: Path, source: Path, meanwhile, max_rounds: int,  # typ
     """``follow`` of ``source`` into ``store`` every 0.1 s while ``meanwhile`` runs in a thread; its exit code.
 
     Once ``meanwhile`` has returned and the store's head (asked by another process) is ``until_head``,
-    the follower is stopped as an operator would, with SIGTERM (it finishes its round); ``max_rounds`` bounds it.
+    the follower is stopped as an operator would, with SIGTERM (its round is cut short); ``max_rounds`` bounds it.
     """
     import os
     import threading
@@ -838,6 +838,32 @@ def test_a_follower_whose_store_is_moved_away_waits_for_one_at_its_path_and_neve
     assert code == 0 and restored and err.count("no store opens at") == 1 and "was replaced; following" in err, err
     with Store.open(tmp_path / "m", readonly=True) as mirror:
         assert mirror.head()[0] == 5
+
+
+def test_a_follower_stopped_while_its_upstream_trickles_an_answer_ends_by_itself_without_finishing_the_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its SIGTERM only set a flag, read after the round: the round waited for the whole trickle (each read within
+    # the read timeout), a server's stop() raised TimeoutExpired after 30 s, and the follower went on running.
+    from rgstore.follow import FollowerProcess
+
+    monkeypatch.setenv("RGSTORE_LOW_SPEED_LIMIT", "0")  # no low-speed guard: this answer would take 14 hours
+    Store.open(tmp_path / "m").close()
+    with HostileServer({"/": trickle(b"x" * 100_000, every=0.5)}) as upstream:
+        follower = FollowerProcess([str(tmp_path / "m"), upstream.url, "1h"])
+        try:
+            deadline = time.monotonic() + 60
+            while not upstream.seen and follower.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert upstream.seen and follower.process.poll() is None  # its round is reading the trickle now
+            follower.stop(timeout=60)
+        finally:
+            if follower.process.poll() is None:
+                follower.process.kill()
+                follower.process.wait()
+    assert follower.process.returncode == 0  # ended by itself on the SIGTERM, not killed by stop()'s fallback
+    with Store.open(tmp_path / "m", readonly=True) as mirror:
+        assert mirror.verify().ok
 
 
 def test_a_refused_first_pull_leaves_the_new_store_unmarked_but_an_empty_upstream_marks_it(tmp_path: Path) -> None:
@@ -1120,6 +1146,51 @@ def test_an_events_head_with_a_negative_head_seq_is_an_invalid_answer_not_a_roll
         with pytest.raises(RemoteError, match=rf"^{srv.url}/events/head states head_seq -1: not an rgstore server's"):
             pull(mirror, srv.url)
         assert status(mirror, check_upstream=False).upstream is None
+
+
+@pytest.mark.parametrize("command", [["mirror", "pull", "{url}", "--with-blobs"],
+                                     ["serve", "--port", "0", "--follow", "{url}"]])
+def test_sigterm_while_a_pull_into_an_existing_mirror_fetches_a_blob_unwinds_and_leaves_no_temp_file(
+    store: Store, tmp_path: Path, command: list[str]
+) -> None:
+    # Only a first pull ran under signals_unwind: into an existing mirror (`mirror pull`, or the pull `serve --follow`
+    # makes before serving) SIGTERM killed the pull outright, and the blob's temp file stayed in blobs/.
+    from rgstore.segments import publish_blobs
+    from rgstore.verify import referenced_blobs
+    from tests.hostile_http import response
+
+    tree = tmp_path / "tree.nwk"
+    tree.write_text("(a:0.1,b:0.2);\n" * 10_000)
+    store.refpkgs.create("pkg", locus="16S", files=[("tree", tree)])
+    pub = tmp_path / "pub"
+    publish(store, pub)
+    publish_blobs(store, pub)
+    [sha] = referenced_blobs(store)
+    blob = f"/blobs/{sha[:2]}/{sha}"
+    whole = response("200 OK", (pub / blob[1:]).read_bytes())
+    mirror_path = tmp_path / "m"
+    with HostileServer({**_all_routes(pub), blob: stall_after(whole[:len(whole) // 2], 120)}) as srv:
+        with Store.open(mirror_path) as mirror:
+            pull(mirror, srv.url)  # the log only: the blob stays upstream
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(mirror_path),
+                                 *(arg.format(url=srv.url) for arg in command)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline and not (
+                    any(blob in line for line in srv.seen) and list((mirror_path / "blobs").rglob(".tmp-*"))):
+                time.sleep(0.02)
+            assert proc.poll() is None and list((mirror_path / "blobs").rglob(".tmp-*"))  # half the blob is in it
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err.decode()
+    assert list((mirror_path / "blobs").rglob(".tmp-*")) == []
+    with Store.open(mirror_path) as mirror:
+        assert not mirror.blobs.exists(sha) and mirror.verify().ok
 
 
 def test_a_blob_or_cache_file_longer_than_recorded_is_refused_before_it_fills_the_disk(
