@@ -744,7 +744,8 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
     Store.open(tmp_path / "m").close()
 
     def come_back() -> None:
-        time.sleep(0.5)  # several failing rounds first
+        _wait_for_stderr("no such export file or segment directory")  # a failing round first, however slow the machine
+        time.sleep(0.3)  # then, most likely, several more: each must not be logged again
         with Store.open(tmp_path / "p") as primary:
             publish(primary, tmp_path / "pub")
 
@@ -754,6 +755,15 @@ def test_a_follower_logs_an_outage_once_and_says_when_the_upstream_is_back(tmp_p
     assert any("is back; caught up to seq 3" in line for line in err), err
     with Store.open(tmp_path / "m") as mirror:
         assert mirror.head()[0] == 3
+
+
+def _wait_for_stderr(text: str) -> None:
+    """Wait (up to 60 s) until ``text`` is in what this test captured of stderr so far (capsys; read, not consumed)."""
+    import sys
+
+    deadline = time.monotonic() + 60
+    while text not in sys.stderr.getvalue() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
 
 
 def _wait_for_head(store: Path, head: int) -> None:
@@ -826,7 +836,8 @@ def test_a_follower_whose_store_is_moved_away_waits_for_one_at_its_path_and_neve
 
     def move_away_then_restore() -> None:
         (tmp_path / "m").rename(tmp_path / "m.old")
-        time.sleep(0.5)  # several rounds with nothing at the path
+        _wait_for_stderr("no store opens at")  # a round with nothing at the path, however slow the machine
+        time.sleep(0.3)  # then, most likely, several more: each must not be logged again
         shutil.copytree(tmp_path / "m.old", tmp_path / "m")  # fails if the follower had created a store there
         restored.append(True)
         _publish_two_more(tmp_path)
