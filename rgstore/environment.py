@@ -440,7 +440,7 @@ class Environment:
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
-        """A short read transaction (never blocks on writers)."""
+        """A short read transaction (never blocks on writers); OutOfMemoryError if LMDB cannot allocate one."""
         if self._closed:
             self._refuse_closed()
         wait: _SlotWait | None = None
@@ -454,9 +454,16 @@ class Environment:
                 self._resize(0)  # another process grew the map; adopt its size
             except lmdb.ReadersFullError:
                 self._leave()
-                self.env.reader_check()  # slots of killed processes first
+                try:
+                    self.env.reader_check()  # slots of killed processes first; mallocs its list of reader pids
+                except lmdb.MemoryError:
+                    raise OutOfMemoryError() from None
                 wait = wait or _SlotWait(self.path)
                 wait.pause()
+            except lmdb.MemoryError:
+                self._leave()
+                # A read transaction is malloc'd (no spare ones are kept): a memory limit reached, as in ``write``.
+                raise OutOfMemoryError() from None
             except BaseException:
                 self._leave()
                 raise

@@ -109,6 +109,9 @@ def _check_manifest_size(size: int, where: Path) -> None:
 class _DirSource(PackageSource):
     def __init__(self, root: Path) -> None:
         manifest = root / MANIFEST
+        if manifest.is_symlink():  # as every file it names: a package's bytes are its own, never read through a link
+            raise NotFoundError(f"manifest file {MANIFEST} in {root} is not a regular file "
+                                "(symlinks and folders are refused)")
         if not manifest.is_file():
             raise NotFoundError(f"couldn't find manifest file {MANIFEST} in {root}")
         _check_manifest_size(manifest.stat().st_size, root)

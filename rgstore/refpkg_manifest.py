@@ -4,9 +4,12 @@ Shape (taxtastic 1.0.1): the current state has ``metadata, files, md5, log, roll
 rollforward``; a rollback state has ``metadata, files, md5, rollback`` (no log); a
 rollforward entry is ``[log entry, state]`` whose state has ``metadata, files, md5, log,
 rollforward`` (its full log, no rollback). Text is ``json.dump(indent=4)`` plus a newline.
-Every state written carries ``metadata.format_version``: pplacer rejects a package without it
-as an "older, incompatible format", and minimal old-style manifests lack it, so rendering adds
-"1.1" where it is absent (an existing value is kept).
+A state written without ``metadata.format_version`` gets "1.1" unless its files name a pre-1.1
+key: pplacer rejects a package without a version as an "older, incompatible format", and
+minimal manifests of 1.1 packages (``tree``, ``phylo_model``) lack it. A state naming a pre-1.1
+key (``tree_file``, ``phylo_model_file``: pplacer 1.0's layout) keeps its absence, so pplacer
+says the package is of the older format instead of reading it as 1.1 and failing on a missing
+``tree``. An existing value is always kept.
 
 Histories nest one JSON level per step, so both directions are iterative: rendering builds
 the text from the innermost state outwards, and parsing walks the chains in loops.
@@ -15,7 +18,7 @@ the text from the innermost state outwards, and parsing walks the chains in loop
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -26,6 +29,7 @@ __all__ = [
     "FORMAT_VERSION",
     "KNOWN_KEYS",
     "MAX_NESTING",
+    "PRE_1_1_KEYS",
     "ManifestState",
     "Manifest",
     "render_manifest",
@@ -99,9 +103,18 @@ def check_nesting(name: str, rollbacks: int, rollforwards: int) -> None:
         raise InvalidInputError(f"{why}: export with --no-history, or `rgstore refpkg strip` first")
 
 
-def with_format_version(metadata: dict[str, str]) -> dict[str, str]:
-    """``metadata`` with ``format_version`` set to "1.1" if it has none (pplacer requires one)."""
-    return metadata if "format_version" in metadata else {**metadata, "format_version": FORMAT_VERSION}
+PRE_1_1_KEYS = frozenset({"tree_file", "phylo_model_file"})
+"""File keys of the layout before format 1.1 (pplacer 1.0 read ``tree_file``; 1.1 reads ``tree``)."""
+
+
+def with_format_version(metadata: dict[str, str], files: Iterable[str] = ()) -> dict[str, str]:
+    """``metadata`` with ``format_version`` "1.1" if it has none and no file key in ``files`` is a pre-1.1 one.
+
+    Stamping 1.1 on a pre-1.1 package would make pplacer read it as 1.1 and fail on a missing ``tree``.
+    """
+    if "format_version" in metadata or not PRE_1_1_KEYS.isdisjoint(files):
+        return metadata
+    return {**metadata, "format_version": FORMAT_VERSION}
 
 
 def _value(value: Any, level: int) -> str:
@@ -112,7 +125,7 @@ def _fields(state: ManifestState, level: int, log: list[str] | None) -> str:
     """The opening brace and the plain fields of a state at nesting ``level``, up to the nested key."""
     pad = "    " * (level + 1)
     items: list[tuple[str, Any]] = [
-        ("metadata", with_format_version(state.metadata)),
+        ("metadata", with_format_version(state.metadata, state.files)),
         ("files", {k: name for k, (name, _md5) in state.files.items()}),
         ("md5", {k: md5 for k, (_name, md5) in state.files.items()}),
     ]
@@ -159,7 +172,7 @@ def iter_manifest(manifest: Manifest) -> Iterator[str]:
 
 def render_manifest(manifest: Manifest) -> str:
     """CONTENTS.json text, byte-identical to taxtastic's ``json.dump(contents, indent=4)`` + newline
-    (of the states with ``format_version`` filled in where absent).
+    (of the states with ``format_version`` filled in where absent, except in pre-1.1 states).
 
     Linear in the output size (the output itself grows quadratically with history depth:
     each nested level is indented further, and every rollforward state repeats its log).

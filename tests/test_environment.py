@@ -614,3 +614,29 @@ def test_a_write_refused_memory_before_its_transaction_begins_is_the_typed_out_o
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["OutOfMemoryError", "None", "b'v'"], proc.stdout
+
+
+_READ_WITHOUT_MEMORY = _BEGIN_WITHOUT_MEMORY.split("outcome = ")[0] + """outcome = "read"
+try:
+    with env.read() as txn:
+        txn.get(b"k", db=db)
+except OutOfMemoryError:
+    outcome = "OutOfMemoryError"
+except BaseException as exc:
+    outcome = type(exc).__module__ + "." + type(exc).__name__
+for i in range(count):
+    libc.free(held[i])
+print(outcome)
+env.write(lambda txn: txn.put(b"k", b"v", db=db))  # memory free again: the store reads and writes as before
+with env.read() as txn:
+    print(txn.get(b"k", db=db))
+"""
+
+
+def test_a_read_refused_memory_for_its_transaction_is_the_typed_out_of_memory_error(tmp_path: Path) -> None:
+    # LMDB mallocs every read transaction (no spare ones are kept): with no memory left env.begin() raised a
+    # bare lmdb.MemoryError out of Environment.read, where a write gives OutOfMemoryError.
+    proc = subprocess.run([sys.executable, "-c", _READ_WITHOUT_MEMORY, str(tmp_path / "log")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["OutOfMemoryError", "b'v'"], proc.stdout

@@ -744,3 +744,47 @@ def test_cli_strand_fasta_equals_bedtools_getfasta_s(cli, tmp_path: Path) -> Non
     theirs = subprocess.run(["bedtools", "getfasta", "-fi", str(fasta), "-bed", str(bed), "-s"],
                             check=True, capture_output=True, text=True).stdout
     assert "(-)" in theirs and ours.output == theirs  # tiny.fa is upper case, as our output always is
+
+
+_GETSEQ_WITHOUT_DESCRIPTORS = """
+import os, resource, sys
+from pathlib import Path
+from rgstore.store import Store
+from rgstore.errors import TooManyOpenFilesError
+store = Store.open(Path(sys.argv[1]))
+store.genomes.show("tiny")  # loads the modules a read needs (a lazy import takes a descriptor too)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:
+    outcome = store.getseq("tiny", "chr1", 0, 4)
+except TooManyOpenFilesError as exc:
+    outcome = type(exc).__name__ + ": " + str(exc)
+except BaseException as exc:
+    outcome = type(exc).__module__ + "." + type(exc).__name__ + ": " + str(exc)
+for fd in held:
+    os.close(fd)
+print(outcome)
+print(store.getseq("tiny", "chr1", 0, 4))
+"""
+
+
+def test_a_first_read_out_of_descriptors_for_rgstore_json_is_too_many_open_files_not_a_damaged_store(
+    store: Store, store_path: Path
+) -> None:
+    # SequenceFiles turned every OSError reading rgstore.json into IntegrityError ("... is unreadable"): out
+    # of descriptors (`ulimit -n`) the CLI blamed the store and the server answered 500 instead of 503.
+    from tests.conftest import REPO
+
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    proc = subprocess.run([sys.executable, "-c", _GETSEQ_WITHOUT_DESCRIPTORS, str(store_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    refused, read = proc.stdout.splitlines()
+    assert refused.startswith("TooManyOpenFilesError: too many open files: this process reached its limit of 64"), refused
+    assert read == "ATTT"  # descriptors free again: the same read answers

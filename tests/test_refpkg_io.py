@@ -407,6 +407,20 @@ def test_import_does_not_follow_symlinks_out_of_the_package(store: Store, tmp_pa
     assert list(store.blobs.all()) == []
 
 
+def test_import_refuses_a_symlinked_manifest_as_it_refuses_a_symlinked_file(
+    store: Store, package: Path, tmp_path: Path
+) -> None:
+    # Every file a package names is refused when it is a symlink, but a symlinked CONTENTS.json was followed.
+    elsewhere = tmp_path / "elsewhere.json"
+    (package / "CONTENTS.json").rename(elsewhere)
+    (package / "CONTENTS.json").symlink_to(elsewhere)
+    with pytest.raises(NotFoundError) as refused:
+        store.refpkgs.import_package(package)
+    assert str(refused.value) == (f"manifest file CONTENTS.json in {package} is not a regular file "
+                                  "(symlinks and folders are refused)")
+    assert list(store.blobs.all()) == [] and store.refpkgs.list_all() == []
+
+
 def test_importing_a_hostile_tar_writes_nothing_outside_the_store(store: Store, tmp_path: Path) -> None:
     import hashlib
 
@@ -639,6 +653,40 @@ def test_a_minimal_manifest_without_format_version_exports_one_that_pplacer_acce
     assert taxit("check", tmp_path / "new.refpkg").stdout == ""
     with zipfile.ZipFile(tmp_path / "new.zip") as archive:
         assert json.loads(archive.read("new/CONTENTS.json"))["metadata"]["format_version"] == "1.1"
+
+
+def test_a_pre_1_1_package_without_format_version_exports_without_one(
+    store: Store, taxit_package: Path, tmp_path: Path
+) -> None:
+    # pplacer 1.0's layout (tree_file, phylo_model_file: pplacer's tests/data/COG0003.refpkg) had no
+    # format_version; export stamped "1.1" on it, so pplacer read it as 1.1 and failed on a missing `tree`
+    # instead of saying the package is of the older format.
+    old = tmp_path / "cog.refpkg"
+    old.mkdir()
+    current = contents(taxit_package)
+    renamed = {"tree": "tree_file", "phylo_model": "phylo_model_file"}
+    for name in current["files"].values():
+        shutil.copy(taxit_package / name, old / name)
+    files = {renamed.get(k, k): v for k, v in current["files"].items()}
+    md5 = {renamed.get(k, k): v for k, v in current["md5"].items()}
+    (old / "CONTENTS.json").write_text(json.dumps({"files": files, "md5": md5, "metadata": {"locus": "COG0003"}}))
+    store.refpkgs.import_package(old)
+    for fmt, dest in (("dir", tmp_path / "back.refpkg"), ("zip", tmp_path / "back.zip")):
+        store.refpkgs.export("cog", dest, fmt=fmt)
+    doc = contents(tmp_path / "back.refpkg")
+    assert doc["metadata"] == {"locus": "COG0003"} and doc["files"] == files  # as it came in
+    with zipfile.ZipFile(tmp_path / "back.zip") as archive:
+        assert "format_version" not in json.loads(archive.read("back/CONTENTS.json"))["metadata"]
+
+
+def test_format_version_is_filled_in_per_state_only_where_the_state_uses_the_1_1_keys() -> None:
+    old = ManifestState(files={"tree_file": ("t.nwk", "0" * 32)}, metadata={"locus": "x"})
+    new = ManifestState(files={"tree": ("t.nwk", "0" * 32)}, metadata={"locus": "x"})
+    kept = ManifestState(files={"tree_file": ("t.nwk", "0" * 32)}, metadata={"format_version": "1.0"})
+    doc = json.loads(render_manifest(Manifest(current=new, log=["moved"], rollbacks=[old, kept])))
+    assert doc["metadata"] == {"locus": "x", "format_version": "1.1"}
+    assert doc["rollback"]["metadata"] == {"locus": "x"}
+    assert doc["rollback"]["rollback"]["metadata"] == {"format_version": "1.0"}
 
 
 def test_every_exported_history_state_carries_format_version(
