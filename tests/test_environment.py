@@ -607,15 +607,6 @@ with env.read() as txn:
 """
 
 
-def test_a_write_refused_memory_before_its_transaction_begins_is_the_typed_out_of_memory_error(tmp_path: Path) -> None:
-    # Before its transaction, a write checks LMDB's reader table, which mallocs: with no memory left that
-    # raised a bare lmdb.MemoryError ("mdb_reader_check: Cannot allocate memory"), not OutOfMemoryError.
-    proc = subprocess.run([sys.executable, "-c", _BEGIN_WITHOUT_MEMORY, str(tmp_path / "log")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["OutOfMemoryError", "None", "b'v'"], proc.stdout
-
-
 _READ_WITHOUT_MEMORY = _BEGIN_WITHOUT_MEMORY.split("outcome = ")[0] + """outcome = "read"
 try:
     with env.read() as txn:
@@ -633,10 +624,16 @@ with env.read() as txn:
 """
 
 
-def test_a_read_refused_memory_for_its_transaction_is_the_typed_out_of_memory_error(tmp_path: Path) -> None:
-    # LMDB mallocs every read transaction (no spare ones are kept): with no memory left env.begin() raised a
-    # bare lmdb.MemoryError out of Environment.read, where a write gives OutOfMemoryError.
-    proc = subprocess.run([sys.executable, "-c", _READ_WITHOUT_MEMORY, str(tmp_path / "log")], cwd=REPO,
+@pytest.mark.parametrize(("script", "expected"), [
+    # Before its transaction, a write checks LMDB's reader table, which mallocs: with no memory left that
+    # raised a bare lmdb.MemoryError ("mdb_reader_check: Cannot allocate memory"), not OutOfMemoryError.
+    (_BEGIN_WITHOUT_MEMORY, ["OutOfMemoryError", "None", "b'v'"]),
+    # LMDB mallocs every read transaction (no spare ones are kept): env.begin() raised a bare lmdb.MemoryError.
+    (_READ_WITHOUT_MEMORY, ["OutOfMemoryError", "b'v'"]),
+], ids=["write", "read"])
+def test_a_transaction_refused_memory_as_it_begins_is_the_typed_out_of_memory_error(
+        tmp_path: Path, script: str, expected: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "log")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["OutOfMemoryError", "b'v'"], proc.stdout
+    assert proc.stdout.splitlines() == expected, proc.stdout
