@@ -32,6 +32,7 @@ _pending: BaseException | None = None
 _raised: tuple[BaseException, int] | None = None  # what a signal's handler raised last, and the signal
 _dropped: int | None = None  # a signal whose interrupt CPython dropped, until its handler runs again
 _in_hook = False
+_resending = threading.RLock()  # re-entrant: a handler may run while the main thread holds it
 
 
 def interrupt(exc: BaseException, signum: int | None = None) -> None:
@@ -44,7 +45,8 @@ def interrupt(exc: BaseException, signum: int | None = None) -> None:
     if signum is not None:
         if _in_hook:  # raised here it would be dropped again; the resending thread sends it once more
             return
-        _dropped = None
+        with _resending:  # a send the resending thread has checked for is not made after this
+            _dropped = None
     if _depth:
         if _pending is None:
             _pending = exc
@@ -60,9 +62,10 @@ def _resend(signum: int) -> None:
     assert main is not None
     time.sleep(RESEND_DELAY_S)
     for _ in range(RESEND_TRIES):
-        if _dropped is None:
-            return
-        signal.pthread_kill(main, signum)
+        with _resending:  # never sent once the handler has run again or the block has ended
+            if _dropped is None:
+                return
+            signal.pthread_kill(main, signum)
         time.sleep(RESEND_INTERVAL_S)
 
 
@@ -88,11 +91,18 @@ def redelivered() -> Iterator[None]:
         finally:
             _in_hook = False
 
+    global _dropped
     sys.unraisablehook = hook
     try:
         yield
     finally:
         sys.unraisablehook = previous
+        # Past the block its caller may restore SIG_DFL (a resent SIGTERM would kill it without cleanup),
+        # or keep a handler that no longer calls ``interrupt`` (nothing would tell the thread to stop resending).
+        with _resending:
+            outstanding, _dropped = _dropped, None
+    if outstanding is not None and _raised is not None:
+        raise _raised[0]  # the dropped signal was never handled again: it stops the block at its end
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import weakref
@@ -71,6 +72,56 @@ def test_a_signal_whose_exception_a_weakref_callback_dropped_is_sent_again() -> 
         assert caught.value.code == 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_DROPPED_AS_THE_BLOCK_ENDS = """
+import os, signal, sys, time, weakref
+from rgstore_cli.getseq import signals_unwind
+
+class Referent:
+    pass
+
+with signals_unwind():
+    referent = Referent()
+    ref = weakref.ref(referent, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+    del referent  # the last statement: the SIGTERM handled in the callback is dropped
+print("the block ran to its end", flush=True)
+time.sleep(2)  # (a signal resent now would meet the restored SIG_DFL)
+print("exiting", flush=True)
+"""
+
+
+def test_a_signal_dropped_as_its_block_ends_unwinds_it_there_not_killing_the_process_after() -> None:
+    # The resending thread outlived the block: signals_unwind had put SIG_DFL back, and the resent
+    # SIGTERM killed the process outright (no atexit, no flush), 10 ms after its command had finished.
+    done = subprocess.run([sys.executable, "-c", _DROPPED_AS_THE_BLOCK_ENDS], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=60)
+    assert (done.returncode, done.stdout) == (128 + signal.SIGTERM, "")
+
+
+def test_a_stop_dropped_as_a_followers_block_ends_is_not_sent_again_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A follower's handler only sets its flag once its block has ended, so nothing told the resending
+    # thread the signal was handled: it went on sending SIGTERM for 5 s after the block.
+    import threading
+
+    from rgstore import interrupts
+    from rgstore.follow import _stoppable
+
+    monkeypatch.setattr(interrupts, "RESEND_TRIES", 3)  # (the old code's resending ends within the test)
+    stops: list[None] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _stoppable(lambda: stops.append(None)):
+            referent = _Referent()
+            ref = weakref.ref(referent, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+            del referent  # the last statement: the stop raised in the callback is dropped
+        for thread in threading.enumerate():
+            if thread.name == "rgstore-redeliver":
+                thread.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert ref() is None and len(stops) == 1
 
 
 def test_other_unraisable_exceptions_still_reach_the_previous_hook(monkeypatch: pytest.MonkeyPatch) -> None:
