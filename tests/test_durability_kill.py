@@ -41,9 +41,12 @@ def _state(store: Path) -> dict[str, object]:
 
 
 def _collect(store: Path) -> set[str]:
-    """gc (scratch directories aged past gc's floor, as time would), then every path outside the LMDB files."""
+    """gc (scratch directories and temp files aged past gc's floor, as time would), then every path outside LMDB's."""
     old = time.time() - 3600
-    for scratch in [*store.glob(".ingest-*"), *store.glob(".remote-*")]:
+    # A kill inside a blob's or sequence's copy leaves its temp file, which gc keeps for SCRATCH_FLOOR_S (it
+    # cannot tell a killed writer's from one between its creation and its lock): age those too.
+    for scratch in [*store.glob(".ingest-*"), *store.glob(".remote-*"), *store.glob("blobs/.tmp-*"),
+                    *store.glob("refget/**/.tmp-*"), *store.glob("refget/**/.rgstore.tmp.*")]:
         os.utime(scratch, (old, old))
     rgstore_cli(store, "gc", "--grace", "0")
     return {p.relative_to(store).as_posix() for p in store.rglob("*") if p.relative_to(store).parts[0] != "log"}
