@@ -339,6 +339,7 @@ def import_cmd(ctx: Context, path: Path, name: str | None, no_history: bool, as_
         info = store.refpkgs.import_package(path, name=name, history=not no_history,
                                             progress=_progress(as_json))
     _note_dropped(info.dropped_keys)
+    _note_unnamed(info.unnamed_files)
     _show(info, as_json)
 
 
@@ -351,6 +352,17 @@ def _note_dropped(keys: Any) -> None:
     noun, verb, kept = ("keys", "are", "were") if len(keys) > 1 else ("key", "is", "was")
     click.echo(f"note: CONTENTS.json {noun} {names} {verb} not part of the refpkg format and {kept} not kept",
                err=True)
+
+
+def _note_unnamed(names: Any) -> None:
+    """One stderr line naming the package folder's entries that CONTENTS.json does not name (``names``: a list,
+    or UNSET when there were none): they were not imported, so a later strip does not count them."""
+    if not isinstance(names, list) or not names:
+        return
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    noun, verb = ("entries", "are") if len(names) > 1 else ("entry", "is")
+    click.echo(f"note: {len(names)} {noun} of the package {verb} named by no state of CONTENTS.json "
+               f"and not imported (taxit strip would delete them): {shown}", err=True)
 
 
 @refpkg_group.command("export")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import stat
 import tarfile
 import zipfile
@@ -89,6 +90,10 @@ class PackageSource:
         """Bytes member ``name`` holds, as the source declares them (0 if absent): for progress only."""
         return 0
 
+    def member_names(self) -> list[str]:
+        """Bare names of the package folder's entries but CONTENTS.json, sorted (files, folders, links alike)."""
+        return []
+
 
 MAX_MANIFEST_BYTES = 1 << 30
 """taxtastic's CONTENTS.json grows with every step it can roll back (18.8 MB after 1,000 updates);
@@ -128,6 +133,9 @@ class _DirSource(PackageSource):
         except OSError:
             return 0
 
+    def member_names(self) -> list[str]:
+        return sorted(name for name in os.listdir(self.root) if name != MANIFEST)
+
 
 class _ZipSource(PackageSource):
     def __init__(self, path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
@@ -144,6 +152,10 @@ class _ZipSource(PackageSource):
     def member_size(self, name: str) -> int:
         info = self.members.get(self.prefix + name)
         return info.file_size if info is not None else 0
+
+    def member_names(self) -> list[str]:
+        return sorted({name[len(self.prefix):].split("/", 1)[0] for name in self.members
+                       if name.startswith(self.prefix)} - {"", MANIFEST})
 
     def _chunks(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
         with _reading(self.path), self.archive.open(info) as fh:  # a bad CRC raises at the member's end

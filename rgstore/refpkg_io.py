@@ -166,8 +166,9 @@ def _hint(manifest: Manifest, filename: str) -> str:
 
 
 def _import_files(stack: ExitStack, staged: StagedBlobs, source: Path, history: bool,
-                  progress: ProgressFactory) -> tuple[Manifest, dict[str, BlobInfo]]:
-    """Stage the files of a package directory or .zip, each once its manifest has been checked to name it."""
+                  progress: ProgressFactory) -> tuple[Manifest, dict[str, BlobInfo], list[str]]:
+    """Stage the files of a package directory or .zip, each once its manifest has been checked to name it
+    (and the names of the folder's entries, as ``PackageSource.member_names``)."""
     src = stack.enter_context(open_package(source))
     manifest = parse_manifest(src.manifest)
     states = _states(manifest, history)
@@ -187,11 +188,11 @@ def _import_files(stack: ExitStack, staged: StagedBlobs, source: Path, history: 
             raise _mismatch(filename, key, info.md5, md5, _hint(manifest, filename))
         blobs[filename] = info
     bar.close()
-    return manifest, blobs
+    return manifest, blobs, src.member_names()
 
 
 def _import_tar(staged: StagedBlobs, source: Path, history: bool,
-                progress: ProgressFactory) -> tuple[Manifest, dict[str, BlobInfo]]:
+                progress: ProgressFactory) -> tuple[Manifest, dict[str, BlobInfo], list[str]]:
     """Stage the files of a tar (a file or a pipe) in one pass over it, then check them as the other containers'.
 
     The manifest is often the archive's last member: until it is met, every member that may be a
@@ -226,7 +227,7 @@ def _import_tar(staged: StagedBlobs, source: Path, history: bool,
             raise _mismatch(filename, key, info.md5, md5, _hint(manifest, filename))
         blobs[filename] = info
     staged.release({info.sha256 for info in blobs.values()})
-    return manifest, blobs
+    return manifest, blobs, list(pkg.names)
 
 
 STDIN = "-"
@@ -292,9 +293,9 @@ def _import_package(
     with ExitStack() as stack:
         staged = stack.enter_context(staged_blobs(service.store))
         if package_kind(source) == "tar":
-            manifest, blobs = _import_tar(staged, source, history, progress)
+            manifest, blobs, members = _import_tar(staged, source, history, progress)
         else:
-            manifest, blobs = _import_files(stack, staged, source, history, progress)
+            manifest, blobs, members = _import_files(stack, staged, source, history, progress)
         states = _states(manifest, history)
         refs = {fn: FileRef(name=fn, sha256=i.sha256, md5=i.md5, size=i.size) for fn, i in blobs.items()}
         stream = refpkg_stream(name)
@@ -320,7 +321,13 @@ def _import_package(
     state = service.current(name)
     # Not an event field: the format has no such keys, so the import names them once and drops them.
     dropped = list(dict.fromkeys(key for s in states for key in s.unknown))
-    return msgspec.structs.replace(state, dropped_keys=dropped) if dropped else state
+    if dropped:
+        state = msgspec.structs.replace(state, dropped_keys=dropped)
+    # Files no state names (taxit strip would delete them) are never stored: say so here, as a later
+    # `refpkg strip` counts only the files the package's history held and cannot name these.
+    named = {filename for s in _states(manifest, True) for filename, _md5 in s.files.values()}
+    unnamed = [member for member in members if member not in named]
+    return msgspec.structs.replace(state, unnamed_files=unnamed) if unnamed else state
 
 
 # --- export -----------------------------------------------------------------------------------

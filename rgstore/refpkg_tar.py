@@ -112,6 +112,8 @@ class TarPackage(NamedTuple):
     """File name -> its staged blob, or None if that member is not a regular file; names the archive
     lacks are absent (all are when ``wanted`` cannot tell: the caller refuses that manifest). In the
     archive's order (a name met twice is at its first place, with its last member)."""
+    names: tuple[str, ...] = ()
+    """Bare names of the package folder's entries but CONTENTS.json, sorted (as ``PackageSource.member_names``)."""
 
 
 class _Backwards(tarfile.ReadError):
@@ -343,7 +345,8 @@ def read_tar_once(path: Path, *, stage: Stage, wanted: Wanted, advance: Advance,
                                       "was not stored as it passed")
     files.update(_stage_again(path, skipped, stage, why) if skipped else {})
     files.update({bare: files[other] for bare, other in shared.items()})
-    return TarPackage(manifest=manifest[1], files=files)
+    listed = sorted({name[len(prefix):].split("/", 1)[0] for name in members if name.startswith(prefix)} - {"", MANIFEST})
+    return TarPackage(manifest=manifest[1], files=files, names=tuple(listed))
 
 
 def _link_source(name: str, member: tarfile.TarInfo, members: dict[str, tarfile.TarInfo], last: dict[str, int]) -> str:

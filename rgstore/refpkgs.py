@@ -44,7 +44,7 @@ from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
 from .refpkg_blobs import staged_blobs
 from .refpkg_check import check_package
-from .refpkg_manifest import FORMAT_VERSION
+from .refpkg_manifest import FORMAT_VERSION, PRE_1_1_KEYS, with_format_version
 from .refpkg_names import check_key, check_refpkg_name, choose_filename, split_assignments
 from .refpkg_pages import HeadPages
 from .refpkg_phylo import with_derived_phylo_model
@@ -115,6 +115,9 @@ class RefpkgState(msgspec.Struct, frozen=True, kw_only=True):
     dropped_keys: list[str] | UnsetType = UNSET
     """Set by ``import_package`` when CONTENTS.json has keys the refpkg format has not (taxit keeps
     them; rgstore does not): their names, first seen first, from every state imported."""
+    unnamed_files: list[str] | UnsetType = UNSET
+    """Set by ``import_package`` when the package's folder holds entries no state of its CONTENTS.json
+    names (taxit strip would delete them; rgstore never stores them): their names, sorted."""
 
 
 class RefpkgSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -418,9 +421,15 @@ class Refpkgs:
             step = self._current(txn, name)[1]
         problems = check_package(step.files, self.store.blobs, progress)
         # taxit check never looks at metadata, but pplacer refuses any format_version but "1.1"
-        # (one set by `update --metadata` is exported as it is); an absent one is exported as "1.1".
-        version = step.metadata.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+        # (one set by `update --metadata` is exported as it is), and an absent one: export
+        # writes "1.1" where it is absent except in a pre-1.1 package (tree_file, ...), which so
+        # stays one pplacer refuses, as it should (check judges what export writes).
+        version = with_format_version(step.metadata, step.files).get("format_version")
+        if version is None:
+            old = ", ".join(sorted(PRE_1_1_KEYS.intersection(step.files)))
+            problems.append(f"format_version is missing and the package has pre-1.1 file keys ({old}): "
+                            f"pplacer refuses it as an older, incompatible format; it reads only {FORMAT_VERSION}.")
+        elif version != FORMAT_VERSION:
             problems.append(f"format_version is {version!r}; pplacer reads only {FORMAT_VERSION}.")
         return problems
 

@@ -635,6 +635,35 @@ def test_import_names_one_unknown_key_in_the_singular(cli, package: Path) -> Non
     assert result.stdout.startswith("made: seq ")
 
 
+def test_import_names_the_files_no_state_names_and_strip_then_counts_only_history_files(
+    store: Store, package: Path, tmp_path: Path
+) -> None:
+    # taxit strip deletes every entry CONTENTS.json does not name, foreign files included; import never
+    # stores those, so `refpkg strip` counts fewer: the import says which it left, for every container.
+    (package / "notes.txt").write_text("mine\n")
+    (package / ".hidden").write_text("x\n")
+    shutil.make_archive(str(tmp_path / "made"), "zip", package.parent, package.name)
+    shutil.make_archive(str(tmp_path / "made"), "gztar", package.parent, package.name)
+    for source, name in ((package, "d"), (tmp_path / "made.zip", "z"), (tmp_path / "made.tar.gz", "t")):
+        assert store.refpkgs.import_package(source, name=name).unnamed_files == [".hidden", "notes.txt"]
+    assert store.refpkgs.strip("d").entry == "Stripped refpkg (removed 1 files)"  # tree.nwk of the undone update
+    taxit("strip", package)
+    assert contents(package)["log"][0] == "Stripped refpkg (removed 3 files)"
+
+
+def test_import_notes_the_files_it_left_on_stderr(cli, package: Path) -> None:  # type: ignore[no-untyped-def]
+    (package / "notes.txt").write_text("mine\n")
+    (package / ".hidden").write_text("x\n")
+    result = cli("refpkg", "import", str(package))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("note: 2 entries of the package are named by no state of CONTENTS.json and not "
+                             "imported (taxit strip would delete them): .hidden, notes.txt\n")
+
+
+def test_import_of_a_package_holding_only_named_files_names_none(store: Store, package: Path) -> None:
+    assert store.refpkgs.import_package(package).unnamed_files is msgspec.UNSET
+
+
 def test_a_minimal_manifest_without_format_version_exports_one_that_pplacer_accepts(
     store: Store, taxit_package: Path, tmp_path: Path
 ) -> None:
@@ -677,6 +706,40 @@ def test_a_pre_1_1_package_without_format_version_exports_without_one(
     assert doc["metadata"] == {"locus": "COG0003"} and doc["files"] == files  # as it came in
     with zipfile.ZipFile(tmp_path / "back.zip") as archive:
         assert "format_version" not in json.loads(archive.read("back/CONTENTS.json"))["metadata"]
+
+
+def _minimal_package(source: Path, dest: Path, renamed: dict[str, str]) -> Path:
+    """A copy of ``source``'s current state under a manifest of files, md5 and a locus only (no format_version)."""
+    dest.mkdir()
+    current = contents(source)
+    for name in current["files"].values():
+        shutil.copy(source / name, dest / name)
+    files = {renamed.get(k, k): v for k, v in current["files"].items()}
+    md5 = {renamed.get(k, k): v for k, v in current["md5"].items()}
+    (dest / "CONTENTS.json").write_text(json.dumps({"files": files, "md5": md5, "metadata": {"locus": "16S"}}))
+    return dest
+
+
+def test_check_accepts_a_1_1_package_without_format_version_as_export_writes_one(
+    store: Store, taxit_package: Path, tmp_path: Path
+) -> None:
+    store.refpkgs.import_package(_minimal_package(taxit_package, tmp_path / "min.refpkg", {}))
+    assert store.refpkgs.check("min") == []
+
+
+def test_check_says_pplacer_refuses_a_pre_1_1_package_without_format_version(
+    store: Store, taxit_package: Path, tmp_path: Path
+) -> None:
+    # pplacer refuses a package without format_version as "an older, incompatible format"; export keeps a
+    # pre-1.1 package's absence (it stamps none), so check, which treated an absent version as 1.1, missed it.
+    renamed = {"tree": "tree_file", "phylo_model": "phylo_model_file"}
+    store.refpkgs.import_package(_minimal_package(taxit_package, tmp_path / "cog.refpkg", renamed))
+    assert store.refpkgs.check("cog") == [
+        "RefPkg has no key tree",
+        "RefPkg has no key phylo_model",
+        "format_version is missing and the package has pre-1.1 file keys (phylo_model_file, tree_file): "
+        "pplacer refuses it as an older, incompatible format; it reads only 1.1.",
+    ]
 
 
 def test_format_version_is_filled_in_per_state_only_where_the_state_uses_the_1_1_keys() -> None:
