@@ -266,11 +266,17 @@ def _server_genome(source: RemoteSource, digest: str, http: _Http) -> dict[str, 
     """The refgenie ``/v4/genomes/{digest}`` record of a server source ({} for a bare store or none there)."""
     if source.kind != "seqcol-server":
         return {}
-    try:
-        record = http.json(f"{source.url}/v4/genomes/{digest}")
-    except RemoteError:
-        return {}
-    return record if isinstance(record, dict) else {}
+    roots = [source.url]
+    if source.url.endswith("/seqcol"):  # given the seqcol mount (http://host/seqcol), /v4 is at the server's root
+        roots.append(source.url.removesuffix("/seqcol"))
+    for root in roots:
+        try:
+            record = http.json(f"{root}/v4/genomes/{digest}")
+        except RemoteError:
+            return {}
+        if isinstance(record, dict):
+            return record
+    return {}
 
 
 def _check_records(url: str, digest: str, names: list[str], lengths: list[int]) -> None:
@@ -344,6 +350,9 @@ def init_remote(
         told = _server_genome(source, wanted, http)
     finally:
         http.close()
+    # Only what the user said is held against an already recorded genome: the server's record may
+    # differ from it (e.g. an FHR set there later) without the user asking for any change.
+    given_species, given_circular = species, list(circular)
     # What the user does not say, an rgstore/refgenie server may: its record's circular set and species.
     if not circular:
         circular = [c for c in told.get("circular", []) if isinstance(c, str) and c in set(collection.names)]
@@ -370,7 +379,7 @@ def init_remote(
         state["new"] = existing is None
         kept.clear()
         if existing is not None:
-            check_same_metadata(existing, description=description, species=species, circular=circular)
+            check_same_metadata(existing, description=description, species=given_species, circular=given_circular)
             if existing.source.remote_url != source.store_url:
                 kept.append(source.store_url)  # never silently: the user may think reads now come from url
         else:

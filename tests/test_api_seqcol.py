@@ -79,6 +79,21 @@ def test_level2_is_the_default_and_omits_the_transient_attribute(served: Server)
     assert "sorted_name_length_pairs" not in body
 
 
+def test_collated_false_answers_one_object_per_sequence_as_refgets_api_does(served: Server) -> None:
+    r = httpx.get(f"{served.url}/seqcol/collection/{BASE['top_level_digest']}", params={"collated": "false"})
+    assert r.status_code == 200
+    level2 = BASE["level2"]
+    assert r.json() == [{"names": n, "lengths": length, "sequences": s}
+                        for n, length, s in zip(level2["names"], level2["lengths"], level2["sequences"])]
+
+
+@pytest.mark.parametrize("attribute", ["names", "lengths", "sequences", "name_length_pairs"])
+def test_the_attribute_parameter_answers_just_that_level2_array(served: Server, attribute: str) -> None:
+    r = httpx.get(f"{served.url}/seqcol/collection/{BASE['top_level_digest']}", params={"attribute": attribute})
+    assert r.status_code == 200
+    assert r.json() == BASE["level2"][attribute]
+
+
 @pytest.mark.parametrize(("path", "status"), [
     ("/seqcol/collection/NoSuchDigest", 404),
     (f"/seqcol/collection/{BASE['top_level_digest']}?level=3", 422),
@@ -91,6 +106,11 @@ def test_level2_is_the_default_and_omits_the_transient_attribute(served: Server)
     ("/seqcol/list/collection?page=-1", 422),
     ("/seqcol/list/collection?page_size=0", 422),
     ("/seqcol/list/attributes/colours", 404),
+    (f"/seqcol/collection/{BASE['top_level_digest']}?attribute=sorted_name_length_pairs", 404),
+    (f"/seqcol/collection/{BASE['top_level_digest']}?attribute=colours", 404),
+    ("/seqcol/collection/NoSuchDigest?attribute=names", 404),
+    ("/seqcol/collection/NoSuchDigest?collated=false", 404),
+    (f"/seqcol/collection/{BASE['top_level_digest']}?collated=maybe", 422),
 ])
 def test_bad_requests_are_client_errors(served: Server, path: str, status: int) -> None:
     r = httpx.get(f"{served.url}{path}")

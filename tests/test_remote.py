@@ -561,6 +561,39 @@ def test_a_genome_from_an_rgstore_server_keeps_its_circular_set_and_species(stor
         assert other.digest == digest  # saying the same circular set again is accepted
 
 
+def test_a_genome_named_through_the_servers_seqcol_url_also_keeps_its_circular_set_and_species(
+    store: Store, tmp_path: Path
+) -> None:
+    """`--remote http://host/seqcol` (the URL refgenie's docs give) finds the genome record at the server's root."""
+    from tests.server_fixture import running_server
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(FASTA)
+    with Store.open(tmp_path / "primary") as primary:
+        digest = primary.genomes.init(fasta, ["g"], species="Homo sapiens", circular=["chrM"]).genome.digest
+    with running_server(tmp_path / "primary") as server:
+        genome = remote.init_remote(store, f"{server.url}/seqcol", ["g"], digest=digest).genome
+    assert (genome.circular, genome.species) == (["chrM"], "Homo sapiens")
+
+
+def test_reinit_adding_a_name_is_not_refused_for_metadata_only_the_server_supplied(
+    store: Store, tmp_path: Path
+) -> None:
+    """A genome first recorded from the bare store (no species) takes a new name through the server's root URL."""
+    from tests.server_fixture import running_server
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(FASTA)
+    with Store.open(tmp_path / "primary") as primary:
+        digest = primary.genomes.init(fasta, ["g"], species="Homo sapiens", circular=["chrM"]).genome.digest
+    with running_server(tmp_path / "primary") as server:
+        first = remote.init_remote(store, f"{server.url}/store", ["g"], digest=digest).genome
+        assert (first.species, first.circular) == ("", [])  # a bare RefgetStore has no genome record
+        again = remote.init_remote(store, server.url, ["g2"], digest=digest)
+    assert again.aliases_added == ["refgenie:g2"]
+    assert (again.genome.species, again.genome.circular) == ("", [])  # init never changes a stored genome
+
+
 _SEQ_FAILS = """
 import sys
 from functools import partial
