@@ -360,7 +360,10 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
     from rgstore.progress import null_progress, terminal_progress
     from rgstore.segments import check_publish_target, publish, publish_blobs, publish_refget, published_head
 
-    with ctx.open(readonly=True) as store:
+    from .getseq import signals_unwind
+
+    # SIGTERM unwinds: no temp file is left in DIRECTORY for a static host to serve until a later run's sweep.
+    with signals_unwind(), ctx.open(readonly=True) as store:
         check_publish_target(store, directory)
         before = published_head(directory)
         # Content first: a mirror that sees an event can always find what it references. Only the

@@ -337,3 +337,55 @@ def test_two_publishes_into_one_directory_never_take_its_manifest_back_to_an_old
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(pub))
         assert mirror.head()[0] == 5
+
+
+def test_sigterm_mid_publish_leaves_no_temp_file_nor_a_new_manifest_and_the_next_publish_completes(
+        tmp_path: Path) -> None:
+    # `log publish` ran without signals_unwind: a SIGTERM (a cron timeout, systemd) killed it outright, and
+    # the segment it was writing stayed in DIR as a temp file a static host served until a later run's sweep.
+    import signal
+
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.logfile import read_log_file
+
+    primary, pub = tmp_path / "p", tmp_path / "pub"
+    with Store.open(primary) as store:
+        store.append([NewEvent(stream="s", event=Noted(text="first"))])
+        publish(store, pub)
+        # 1,000 segments of 20, each written and fsynced through a temp file: a run long enough to stop midway.
+        store.append([NewEvent(stream=f"note:{i % 50}", event=Noted(text=f"{i}" * 16)) for i in range(20_000)])
+        head = store.head()[0]
+    before = (pub / "manifest.json").read_bytes()
+    args = [sys.executable, "-m", "rgstore_cli", "--store", str(primary), "log", "publish", str(pub),
+            "--segment-size", "20"]
+    segments = pub / "segments"
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        # Midway: one of this run's segments is in place and the next one is being written.
+        while proc.poll() is None and time.monotonic() < deadline and not (
+                len(list(segments.glob("*.rgseg"))) > 1 and list(segments.glob(".*.tmp"))):
+            time.sleep(0.002)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err.decode()
+    assert [p.name for p in pub.rglob("*.tmp")] == []
+    assert (pub / "manifest.json").read_bytes() == before  # the earlier run's, whole
+    written = sorted(segments.glob("*.rgseg"))
+    assert 1 < len(written) < 1 + (head - 1) // 20
+    for path in written:  # every segment in place is whole: its frames run from its first seq to its last
+        header, frames = read_log_file(path)
+        assert [seq for seq, _record in frames] == list(range(header.first_seq, header.last_seq + 1))
+
+    again = subprocess.run(args, cwd=REPO, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()
+    assert published_head(pub) == head and [p.name for p in pub.rglob("*.tmp")] == []
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(pub))
+        assert mirror.head()[0] == head and mirror.verify().ok
