@@ -30,7 +30,7 @@ from rgstore.readiness import ReadinessProbe
 from rgstore.servedstore import ServedStore
 from rgstore.store import Store
 
-from . import cache, events, refgenie, refget, refpkgs, seqcol, store_files
+from . import cache, events, refgenie, refget, refpkgs, seqcol, seqcol_extensions, store_files
 from .app_info import app_version
 from .errors import install_error_handlers, problem
 from .fetchworker import FetchWorkers
@@ -198,8 +198,8 @@ def create_app(store_path: str | None = None) -> FastAPI:
         return json_response(result)
 
     # FastAPI matches included routers in order: the hot lookups go first.
-    routers = [refget.router, refgenie.router, seqcol.router, refgenie.service_router, refpkgs.router, cache.router,
-               events.router, store_files.router]
+    routers = [refget.router, refgenie.router, seqcol.router, seqcol_extensions.router, refgenie.service_router,
+               refpkgs.router, cache.router, events.router, store_files.router]
     for router in routers:
         app.include_router(router)
     setattr(app.state, ROUTE_METHODS,

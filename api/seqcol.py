@@ -1,4 +1,5 @@
-"""GA4GH seqcol 1.0 under ``/seqcol``: service-info, collection, attribute, comparison and list endpoints.
+"""GA4GH seqcol 1.0 under ``/seqcol``: service-info, collection, attribute, comparison and list endpoints
+(plus refget's alias and FHR extensions, ``api.seqcol_extensions``).
 
 Collections are the genomes of the genome view; digests, level-1 and level-2 values are those
 ``rgstore.seqcol`` computed at ingest (and checked against gtars). A genome's level-1 and
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from rgstore import seqcol as seqcol_digests
+from rgstore import seqcolextras
 from rgstore.environment import Txn
 from rgstore.errors import InvalidInputError, NotFoundError
 from rgstore.pagecursor import decode_text, encode_text, window
@@ -36,6 +38,7 @@ from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
 from .headertimeout import body_timeout
 from .keyset import After, next_after, only_one_start, paged_responses
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
+from .seqcol_extensions import router as extensions_router
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, POSTED_COLLECTION, SEQCOL_SCHEMA, TRANSIENT
 from .wire import IMMUTABLE, json_response, store_of
 
@@ -94,7 +97,8 @@ def _paginate(items: list[str], page: int, page_size: int, after: str | None) ->
 
 @router.get("/service-info", response_model=SeqcolServiceInfo, summary="seqcol service-info with its schema")
 async def service_info(request: Request) -> Response:
-    """GA4GH service-info: the seqcol schema this server digests with, and the RefgetStore URL."""
+    """GA4GH service-info: the seqcol schema this server digests with, the RefgetStore URL, and refget's flags."""
+    features = seqcolextras.seqcol_features(store_of(request))
     return json_response({
         "id": "org.rgstore.seqcol",
         "name": "rgstore seqcol",
@@ -105,6 +109,9 @@ async def service_info(request: Request) -> Response:
         "seqcol": {
             "schema": SEQCOL_SCHEMA,
             "refget_store": {"enabled": True, "url": store_url(request)},
+            # refget's server flags (refget/seqcolapi/app.py): whether its alias and FHR routes have data.
+            "aliases": {"enabled": features.aliases},
+            "fhr_metadata": {"enabled": features.fhr_metadata},
         },
     })
 
@@ -349,7 +356,8 @@ def list_attributes(
 @router.get("/openapi.json", include_in_schema=False)
 def seqcol_openapi(request: Request) -> Response:
     """OpenAPI for the seqcol API alone, paths relative to ``/seqcol``."""
-    spec = get_openapi(title="rgstore seqcol", version=app_version(), routes=router.routes)
+    # refget's extensions too: the app includes their router beside this one, under the same prefix.
+    spec = get_openapi(title="rgstore seqcol", version=app_version(), routes=[*router.routes, *extensions_router.routes])
     spec["paths"] = {path.removeprefix(PREFIX) or "/": ops for path, ops in spec["paths"].items()}
     spec["servers"] = [{"url": f"{request.scope.get('root_path', '')}{PREFIX}"}]
     return json_response(spec)

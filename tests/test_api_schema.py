@@ -105,6 +105,10 @@ def test_real_answers_on_real_data_have_documented_statuses_media_types_and_bodi
         "/seqcol/service-info", f"/seqcol/collection/{digest}", f"/seqcol/collection/{digest}?level=1",
         f"/seqcol/attribute/collection/names/{names}", f"/seqcol/comparison/{digest}/{digest}",
         "/seqcol/list/collection", "/seqcol/list/attributes/names", "/refpkgs", "/refpkgs/pkg", "/refpkgs/pkg/history",
+        "/seqcol/alias/sequence/insdc/X1.1", "/seqcol/alias/sequence/insdc/nope", "/seqcol/alias/genome/insdc/X1.1",
+        "/seqcol/list/alias/sequence", "/seqcol/list/alias/sequence/insdc", "/seqcol/list/alias/sequence/nope",
+        f"/seqcol/aliases/collection/{digest}", f"/seqcol/aliases/sequence/{sequence}", f"/seqcol/collection/{digest}/fhr",
+        "/seqcol/list/fhr",
         "/refpkgs/pkg/files/tree", f"/blobs/{blob}", "/cache/entries", "/cache/entries/nope", "/events", "/events/head",
         "/store/rgstore.json", "/store/sequences.rgsi", f"/store/collections/{digest}.rgsi", "/store/nope",
     )]
