@@ -41,6 +41,7 @@ def entry_json(entry: CacheEntry) -> dict[str, Any]:
         "inserted_seq": entry.inserted_seq, "inserted_at": iso_time(entry.inserted_at),
         "last_access": iso_time(entry.last_access), "touches": entry.touches, "pinned": entry.pinned,
         "access_seq": entry.access_seq,  # the LRU order gc evicts by, as `rgstore cache ls/show --json` give it
+        "annotation_release": entry.annotation_release,  # NCBI: the release its GTF header names ("" if none)
     }
 
 
@@ -48,7 +49,7 @@ def _tombstone_json(tomb: Tombstone) -> dict[str, Any]:
     return {"key": tomb.key, "state": "evicted", "level": tomb.level, "path": tomb.path,
             "evicted_seq": tomb.evicted_seq, "evicted_at": iso_time(tomb.evicted_at), "reason": tomb.reason,
             # What was evicted, with its checksums, as `rgstore cache show --json` gives the tombstone.
-            "files": tomb.files, "pinned": tomb.pinned}
+            "files": tomb.files, "pinned": tomb.pinned, "annotation_release": tomb.annotation_release}
 
 
 @router.get("/entries", response_model=CacheList, summary="Live cache entries, by level then path",

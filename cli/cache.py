@@ -59,8 +59,8 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
                 required=True,
                 callback=_not_blank("110"),
                 help="Ensembl: the release number (picks the files). NCBI: the annotation release "
-                "(110, 105.20220307 or RS_2023_10), checked for form only: a label, since "
-                "genomes/all/<accession> serves the accession's current annotation.",
+                "(110, 105.20220307 or RS_2023_10); genomes/all/<accession> serves only the "
+                "current one, so a release other than the one the GTF header names is refused.",
             ),
             click.option(
                 "--assembly",
@@ -173,7 +173,11 @@ def fetch_raw_cmd(
         rgstore cache fetch-raw --source ncbi --species homo_sapiens \\
             --taxon 9606 --release RS_2023_10 --assembly GCF_000001405.40
     """
-    with ctx.open(create=True, reads_if_unwritable=True) as store:
+    from .getseq import signals_unwind
+
+    # SIGTERM unwinds as Ctrl-C does: a download's .part is kept for the next run to resume, with every
+    # byte received (a killed process lost what it had buffered), and the exit is 143 without a traceback.
+    with signals_unwind(), ctx.open(create=True, reads_if_unwritable=True) as store:
         result = store.cache.fetch_raw(
             _request(source, species, taxon, release, assembly),
             base_url=base_url,
@@ -406,6 +410,29 @@ def _entry_json(e: Any) -> dict[str, Any]:
             "size": e.size}
 
 
+def _echo_request(request: dict[str, Any]) -> None:
+    """Print what an entry was built from: its request's fields, labels and each upstream file with its checksum."""
+
+    # The help promised the request, but only --json printed it: the text said neither which
+    # release a cached_genomic_<key> holds nor which upstream URL and md5/sum a download was checked against.
+    def pairs(fields: Any) -> list[str]:
+        if not isinstance(fields, dict):
+            return []
+        return [f"{k}={v}" for k, v in fields.items() if isinstance(v, str | int) and not isinstance(v, bool) and v != ""]
+
+    regions = [k for k, v in (request.get("genomic_regions") or {}).items() if v is True]
+    what = pairs(request) + pairs(request.get("source_params")) + (["regions=" + ",".join(regions)] if regions else [])
+    if what:
+        click.echo("request    " + " ".join(what))
+    if labels := pairs(request.get("labels")):
+        click.echo("labels     " + " ".join(labels))
+    upstream = request.get("upstream")
+    if isinstance(upstream, dict) and upstream:
+        click.echo("upstream")
+        emit_table([(f"  {rel}", u.get("checksum", ""), u.get("url", ""))
+                    for rel, u in sorted(upstream.items()) if isinstance(u, dict)])
+
+
 @cache_group.command("show")
 @store_option
 @click.argument("ref")
@@ -440,6 +467,9 @@ def show_cmd(ctx: Context, ref: str, limit: int, as_json: bool) -> None:
             f"inserted   {when(e.inserted_at)}\nlast used  {when(e.last_access)} ({e.touches} touches)"
         )
         emit_table([(f"  {rel}", human_size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
+        _echo_request(e.request)
+        if e.annotation_release:  # what the GTF's header names, checked against every request
+            click.echo(f"holds      NCBI annotation release {e.annotation_release}")
     if details.tombstone is not None:
         click.echo(f"evicted    {when(details.tombstone.evicted_at)} ({details.tombstone.reason})")
     if details.older_events:

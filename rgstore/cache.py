@@ -8,8 +8,10 @@ lock, renamed into place, then recorded; a level-1 hit needs the file to exist a
 sha256 its insert recorded. Level-1 keys hold the raw inputs' checksums, which the view keeps
 after level 2 is evicted, so hits need neither level 2 nor the network; only misses do. Hits
 are recorded as ``CacheTouched`` at most once per entry per hour (from the view's last-access
-time; filesystem atime is never read). A rebuilt entry keeps its pin. Eviction and
-verification live in ``rgstore.cachegc``; staging, publishing and insert events in ``rgstore.cachestage``.
+time; filesystem atime is never read). A rebuilt entry keeps its pin. An NCBI entry records the
+annotation release its GTF names, and a request for another release is refused
+(``rgstore.cacherelease``). Eviction and verification live in ``rgstore.cachegc``; staging,
+publishing and insert events in ``rgstore.cachestage``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .cachekeys import (
 )
 from .cachelock import entry_lock, entry_locks
 from .cacheraw import build_raw, intact, sha256_matches, staging_dir
+from .cacherelease import gtf_release, release_mismatch
 from .cachestage import InsertItem, insert_events, publish_staged, stage_regions, stream_of
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
@@ -208,8 +211,8 @@ class Cache:
         ident = raw_identity(request)
         entry = self.entry(ident.key)
         if entry is not None:
-            self._check_assembly(request, entry)
-        known = self._known_inputs(ident.key)
+            self._check_held(request, entry)
+        known = self._known_inputs(ident.key, request)
         if known is None:
             raise NotFoundError(
                 f"the {request.source} inputs for this request were never fetched, and their checksums are "
@@ -217,14 +220,18 @@ class Cache:
             )
         return region_forms(request, known, EXTRACTOR_VERSION)
 
-    def _known_inputs(self, raw_key: str) -> dict[str, dict[str, Any]] | None:
-        """The raw inputs' checksums of a level-2 entry, live or evicted (None if never fetched)."""
+    def _known_inputs(self, raw_key: str, request: CacheRequest) -> dict[str, dict[str, Any]] | None:
+        """The raw inputs' checksums of a level-2 entry, live or evicted (None if never fetched).
+
+        None too for an evicted entry that held another annotation release than ``request`` asks:
+        its level-1 entries are not that release's, and a fetch finds what NCBI holds now.
+        """
         with self.store.read() as txn:
             entry = CacheView.get(txn, self._db("cache.entries"), raw_key)
             if entry is not None:
                 return _inputs(raw_key, entry.files)
             tomb = CacheView.tombstone(txn, self._db("cache.evicted"), raw_key)
-        if tomb is None or tomb.level != 2:
+        if tomb is None or tomb.level != 2 or _other_release(request, tomb.annotation_release):
             return None
         try:
             return _inputs(raw_key, tomb.files)
@@ -244,11 +251,20 @@ class Cache:
         _check_base_url(base_url)
         recorded = self.entry(raw_identity(request).key)
         if recorded is not None and is_entry_path(recorded.path):
+            self._check_held(request, recorded)  # before a mirror fetches files it would refuse
             self._fetched(recorded)
         entry, hit, _ = self._ensure_raw(request, base_url, progress)
         return RawResult(key=entry.key, path=str(self.root / entry.path), hit=hit, files=entry.files)
 
-    def _check_assembly(self, request: CacheRequest, entry: CacheEntry) -> None:
+    def _check_held(self, request: CacheRequest, entry: CacheEntry) -> None:
+        """Refuse a level-2 entry holding another Ensembl assembly or NCBI annotation release than asked."""
+        if _other_release(request, entry.annotation_release):
+            raise release_mismatch(
+                request.source_params.assembly,
+                request.source_params.annotation_release,
+                entry.annotation_release,
+                cached_key=entry.key,
+            )
         wanted = request.source_params.assembly
         have = str(entry.request.get("assembly_name", ""))
         if request.source == "ensembl" and wanted and wanted != have:
@@ -271,7 +287,7 @@ class Cache:
         # The path comes from the log (perhaps an upstream's): one that is no entry's shape is never used.
         usable = entry is not None and is_entry_path(entry.path)
         if not deep and entry is not None and usable and intact(self.root / entry.path, entry.files):
-            self._check_assembly(request, entry)
+            self._check_held(request, entry)
             self._touch([entry.key])
             return entry, True, False
         # Before the entry's lock file too: a read-only mount or another user's store refuses that in errno words.
@@ -284,19 +300,25 @@ class Cache:
                 and is_entry_path(entry.path)
                 and intact(self.root / entry.path, entry.files, deep=deep, progress=progress)
             ):
-                self._check_assembly(request, entry)
+                self._check_held(request, entry)
                 self._touch([entry.key])
                 return entry, True, deep
+            if entry is not None and is_entry_path(entry.path):
+                # Damaged, so rebuilt: refused first if it holds another release (a rebuild may not change it).
+                self._check_held(request, entry)
             path = self._raw_path(ident, entry)
+            check = None if request.source != "ncbi" else lambda gtf: self._check_download(request, gtf)
             with http_client() as client:
                 plan = resolve(client, ident, base_url=base_url, assembly=request.source_params.assembly)
                 try:
                     staging, files = build_raw(
-                        self.root, ident.key, plan, client, progress=progress, retries=self.retries
+                        self.root, ident.key, plan, client, progress=progress, retries=self.retries,
+                        check_annotation=check,
                     )
-                except IntegrityError:
+                except (IntegrityError, ConflictError):  # bad bytes, or another release: nothing is kept
                     shutil.rmtree(staging_dir(self.root, ident.key), ignore_errors=True)
                     raise
+            held = gtf_release(staging / "raw" / f"{LOCAL_NAMES['annotation']}.gz") if check else ""
             details: dict[str, Any] = {
                 **msgspec.to_builtins(ident),
                 "assembly_name": plan.assembly,
@@ -311,7 +333,7 @@ class Cache:
                 },
             }
             publish_staged(self.root, staging, path)
-            self._record_inserts([(ident.key, 2, path, files, details)], [])
+            self._record_inserts([(ident.key, 2, path, files, details, held)], [])
         new = self.entry(ident.key)
         assert new is not None
         return new, False, True
@@ -328,6 +350,13 @@ class Cache:
             tomb = CacheView.tombstone(txn, self._db("cache.evicted"), ident.key)
         # A path from the log (perhaps an upstream's) is replaced on publish: it must be an entry's.
         return tomb.path if tomb is not None and is_entry_path(tomb.path) else ident.path
+
+    def _check_download(self, request: CacheRequest, gtf: Path) -> None:
+        """Refuse a fresh NCBI GTF whose header names another annotation release than the request."""
+        held = gtf_release(gtf)
+        if _other_release(request, held):
+            p = request.source_params
+            raise release_mismatch(p.assembly, p.annotation_release, held)
 
     # -- level 1 ------------------------------------------------------------------------------
 
@@ -348,7 +377,10 @@ class Cache:
         """
         _check_base_url(base_url)
         hits: set[str] = set()  # keys already found intact, so no file is hashed twice
-        known = self._known_inputs(raw_identity(request).key)
+        live = self.entry(raw_identity(request).key)
+        if live is not None:  # its level-1 hits are served below without reading it: refused here
+            self._check_held(request, live)
+        known = self._known_inputs(raw_identity(request).key, request)
         if known is not None:
             forms = region_forms(request, known, EXTRACTOR_VERSION)
             hits = {f.key for f in forms if self._l1_hit(f, progress)}
@@ -387,7 +419,10 @@ class Cache:
                     publish_staged(self.root, staged[form.key][0], form.path)
                 details = {"labels": labels(request), "level2": raw.key}
                 self._record_inserts(
-                    [(f.key, 1, f.path, staged[f.key][1], {**f.form, **details}) for f in misses],
+                    [
+                        (f.key, 1, f.path, staged[f.key][1], {**f.form, **details}, current.annotation_release)
+                        for f in misses
+                    ],
                     self._touch_events([f.key for f in forms if f.key not in built]),
                 )
             return [self._result(f, f.key not in built) for f in forms]
@@ -527,6 +562,11 @@ class Cache:
         from .cachegc import verify
 
         return verify(self, evict=evict, progress=progress)
+
+
+def _other_release(request: CacheRequest, held: str) -> bool:
+    """Whether NCBI data known to hold annotation release ``held`` is not the release ``request`` asks for."""
+    return request.source == "ncbi" and bool(held) and held != request.source_params.annotation_release
 
 
 def _inputs(raw_key: str, files: dict[str, FileRef]) -> dict[str, dict[str, Any]]:

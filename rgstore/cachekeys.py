@@ -9,10 +9,14 @@ must name what it was built from (the seed's design hashed ``"current"`` literal
 
 Only what picks the downloaded bytes goes into a key. For NCBI that is the assembly accession
 (``genomes/all/<accession>`` holds the accession's current annotation): species, taxon and
-annotation release are *labels*, recorded with each entry but blanked in keys, so two spellings
-of the same download share its entries. For Ensembl, species, release and assembly pick the
-files and the taxon is the only label. NCBI releases must still look like one (``110``,
-``105.20220307``, ``RS_2023_10``; ``GCF_...-RS_2023_10`` is accepted and shortened).
+annotation release are blanked in keys, so two spellings of the same download share its
+entries. Species and taxon are mere *labels*, recorded with each entry. The release is not: the
+cache reads the release the downloaded GTF names (its ``#!annotation-source`` header, see
+``rgstore.cacherelease``) into the entry, and refuses a request for another release, whether the
+files are cached or fresh (nothing is cached then); only a GTF whose header names no release
+leaves it a label. For Ensembl, species, release and assembly pick the files and the taxon is
+the only label. NCBI releases must look like one (``110``, ``105.20220307``, ``RS_2023_10``;
+``GCF_...-RS_2023_10`` is accepted and shortened), the spelling the header is compared in.
 
 A level-2 entry (raw downloads) is identified the same way: NCBI by accession, Ensembl by
 species and release. Its key is the SHA-256 of that identity's canonical JSON. Its directory is
@@ -74,7 +78,8 @@ KEY_PREFIX_MIN = 8
 """Shortest key prefix ``cache show/pin/unpin`` accept (``cache ls`` prints 12)."""
 _KEY_PREFIX = re.compile(rf"^[0-9a-f]{{{KEY_PREFIX_MIN},64}}$")
 _LABELS = {"ncbi": ("species", "taxon", "annotation_release"), "ensembl": ("taxon",)}
-"""Request fields that do not choose the downloaded files, per source: recorded, never hashed."""
+"""Request fields that do not choose the downloaded files, per source: recorded, never hashed
+(an NCBI release is still checked against the one the GTF holds: see the module docstring)."""
 _UNRESOLVED = {"current", "latest", "newest"}
 
 

@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,17 +133,21 @@ def build_raw(
     *,
     progress: ProgressFactory = null_progress,
     retries: int = DEFAULT_RETRIES,
+    check_annotation: Callable[[Path], None] | None = None,
 ) -> tuple[Path, dict[str, FileRef]]:
     """Fill the entry's staging directory; returns it and relative path -> FileRef for every file.
 
     Raises IntegrityError on any checksum mismatch (the caller discards the staging directory)
     and RemoteError when the network gives up (the caller keeps it, so the next run resumes).
+    ``check_annotation``, if given, is called with the verified raw GTF before the genome is
+    fetched (the GTF then comes first), so a refusal it raises costs no genome download.
     """
     staging = staging_dir(cache_root, key)
     (staging / "raw").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(staging / "decompressed", ignore_errors=True)
-    files: dict[str, FileRef] = {}
-    for remote in plan.files:
+    refs: dict[str, FileRef] = {}
+    order = sorted(plan.files, key=lambda f: f.role != "annotation") if check_annotation else plan.files
+    for remote in order:
         dest = staging / "raw" / f"{LOCAL_NAMES[remote.role]}.gz"
         info: BlobInfo | None = None
         if dest.exists():  # finished by an interrupted earlier run; re-check before trusting it
@@ -156,7 +161,11 @@ def build_raw(
             info = download(
                 client, remote.url, dest, expected=remote.expected, progress=progress, retries=retries
             )
-        files[f"raw/{dest.name}"] = _ref(remote.name, info)
+        refs[remote.role] = _ref(remote.name, info)
+        if remote.role == "annotation" and check_annotation is not None:
+            check_annotation(dest)
+    # Recorded in the plan's order, whichever was fetched first.
+    files = {f"raw/{LOCAL_NAMES[f.role]}.gz": refs[f.role] for f in plan.files}
     for remote in plan.files:
         name = LOCAL_NAMES[remote.role]
         info = gunzip(staging / "raw" / f"{name}.gz", staging / "decompressed" / name, progress=progress)

@@ -29,8 +29,8 @@ from .views.cache import CacheEntry, CacheView
 
 __all__ = ["InsertItem", "insert_events", "publish_staged", "stage_regions", "stream_of"]
 
-InsertItem = tuple[str, int, str, dict[str, FileRef], dict[str, Any]]
-"""(key, level, path under the cache root, files, request details) of an entry to record."""
+InsertItem = tuple[str, int, str, dict[str, FileRef], dict[str, Any], str]
+"""(key, level, path under the cache root, files, request details, annotation release held) of an entry to record."""
 
 
 def stream_of(key: str) -> str:
@@ -110,7 +110,7 @@ def insert_events(txn: Txn, environment: Environment, items: list[InsertItem]) -
     """
     entries, evicted = environment.db("cache.entries"), environment.db("cache.evicted")
     events: list[NewEvent] = []
-    for key, level, path, files, request in items:
+    for key, level, path, files, request, release in items:
         current = CacheView.get(txn, entries, key)
         tomb = CacheView.tombstone(txn, evicted, key)
         # A rebuild keeps the pin: the entry's files were replaced, not its owner's wish.
@@ -127,7 +127,8 @@ def insert_events(txn: Txn, environment: Environment, items: list[InsertItem]) -
                     events.append(NewEvent(stream=stream_of(other.key),
                                            event=CacheEvicted(key=other.key, reason=f"superseded by {key}")))
         events.append(NewEvent(stream=stream_of(key),
-                               event=CacheInserted(key=key, level=level, path=path, files=files, request=request)))
+                               event=CacheInserted(key=key, level=level, path=path, files=files, request=request,
+                                                   annotation_release=release)))
         if pinned:
             events.append(NewEvent(stream=stream_of(key), event=CachePinned(key=key)))
     return events

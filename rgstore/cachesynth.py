@@ -29,6 +29,7 @@ __all__ = [
     "write_ensembl_tree",
     "NCBI_ACCESSION",
     "NCBI_ASSEMBLY_NAME",
+    "NCBI_RELEASE",
     "ENSEMBL_SPECIES",
     "ENSEMBL_ASSEMBLY",
     "ncbi_dir",
@@ -36,6 +37,8 @@ __all__ = [
 
 NCBI_ACCESSION = "GCF_000001405.40"
 NCBI_ASSEMBLY_NAME = "SYN1"
+NCBI_RELEASE = "RS_2024_01"
+"""The annotation release the NCBI tree's GTF header names unless told otherwise."""
 ENSEMBL_SPECIES = "synthetica_testii"
 ENSEMBL_ASSEMBLY = "SYN1"
 
@@ -251,19 +254,33 @@ def ncbi_dir(accession: str = NCBI_ACCESSION, name: str = NCBI_ASSEMBLY_NAME) ->
 
 
 def write_ncbi_tree(
-    root: Path, genome: SynthGenome, accession: str = NCBI_ACCESSION, name: str = NCBI_ASSEMBLY_NAME
+    root: Path,
+    genome: SynthGenome,
+    accession: str = NCBI_ACCESSION,
+    name: str = NCBI_ASSEMBLY_NAME,
+    release: str | None = NCBI_RELEASE,
 ) -> Path:
-    """Write the NCBI assembly directory under ``root``; returns it."""
+    """Write (or overwrite) the NCBI assembly directory under ``root``; returns it.
+
+    The GTF header names annotation release ``release`` as NCBI does: ``#!annotation-source NCBI
+    RefSeq <accession>-RS_2024_01`` for an ``RS_`` release, ``... Annotation Release 110`` for a
+    numbered one; ``None`` writes no ``#!annotation-source`` line.
+    """
     directory = root / ncbi_dir(accession, name)
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{accession}_{name}"
     names = [f"NC_{90001 + i:06d}.1" for i in range(len(genome.sequences))]
     descs = [f"Synthetica testii chromosome {i + 1}, {name} Primary Assembly" for i in range(len(names))]
     _fasta(directory / f"{stem}_genomic.fna.gz", names, descs, genome, 80)
-    _gz_text(
-        directory / f"{stem}_genomic.gtf.gz",
-        ["#gtf-version 2.2", f"#!genome-build {name}", *_gtf_rows(genome, names, ncbi=True)],
-    )
+    header = ["#gtf-version 2.2", f"#!genome-build {name}", f"#!genome-build-accession NCBI_Assembly:{accession}"]
+    if release is not None:
+        source = (
+            f"NCBI RefSeq {accession}-{release}"
+            if release.upper().startswith("RS_")
+            else f"NCBI Synthetica testii Annotation Release {release}"
+        )
+        header.append(f"#!annotation-source {source}")
+    _gz_text(directory / f"{stem}_genomic.gtf.gz", [*header, *_gtf_rows(genome, names, ncbi=True)])
     _gz_text(directory / f"{stem}_cds_from_genomic.fna.gz", [">decoy_cds", "ATG"])
     (directory / f"{stem}_assembly_report.txt").write_text(
         f"# Assembly name:  {name}\n# RefSeq assembly accession: {accession}\n"

@@ -285,6 +285,9 @@ class CacheInserted(Event, frozen=True, tag="cache-inserted"):
     path: str
     files: dict[str, FileRef] = {}
     request: dict[str, Any] = {}
+    annotation_release: str = ""
+    """The NCBI annotation release the entry's GTF names in its ``#!annotation-source`` header
+    (level 1: its level-2 inputs'); "" when it names none, for Ensembl, and before rgstore read it."""
 
 
 class CacheTouched(Event, frozen=True, tag="cache-touched"):

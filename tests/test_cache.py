@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -121,6 +122,53 @@ def test_an_interrupted_download_resumes_with_range_on_the_next_run(
     assert [g.range for g in genome_gets] == [None, "bytes=20000-"]
     assert genome_gets[-1].status == 206
     assert store.cache.verify().ok
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigterm_mid_download_keeps_the_part_as_ctrl_c_does_and_the_next_run_resumes_it(
+    store_path: Path, tmp_path: Path, signum: int
+) -> None:
+    # `cache fetch-raw` ran without signals_unwind: a SIGTERM killed it outright (exit -15) and the bytes its
+    # file object still buffered never reached the .part. Ctrl-C kept the part whole, with a one-line exit.
+    upstream_tree(tmp_path / "up", total_bp=1_000_000)  # each of the 20 trickled pieces outgrows a file buffer
+    with UpstreamServer(tmp_path / "up") as server:
+        server.slow(GENOME["ncbi"], 600.0)  # a piece every 30 s: the run waits for the second one
+        args = ["--store", str(store_path), "cache", "fetch-raw", "--source", "ncbi", "--species", NCBI["species"],
+                "--taxon", NCBI["taxon"], "--release", NCBI["release"], "--assembly", NCBI["assembly"],
+                "--base-url", base(server, "ncbi")]
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            parts: list[Path] = []
+            while proc.poll() is None and time.monotonic() < deadline and not (
+                    parts and parts[0].stat().st_size > 0):
+                parts = list(store_path.rglob("genome*.part"))  # the trickled file (the GTF comes whole, first)
+                time.sleep(0.01)
+            assert proc.poll() is None and parts, proc.communicate()
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 128 + signum and b"Traceback" not in err, err.decode()
+        if signum == signal.SIGINT:
+            assert err.decode().strip() == "error: interrupted"
+        (part,) = parts
+        kept = part.stat().st_size
+        assert kept > 0 and part.with_name(part.name + ".json").is_file()
+        with Store.open(store_path) as store:
+            assert store.head()[0] == 0
+
+        server.slow(GENOME["ncbi"], 0.0)
+        again = subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, capture_output=True,
+                               timeout=120)
+        assert again.returncode == 0, again.stderr.decode()
+        resumed = server.gets(GENOME["ncbi"])[-1]
+        assert (resumed.range, resumed.status) == (f"bytes={kept}-", 206)
+    with Store.open(store_path) as store:
+        assert store.cache.verify().ok and not part.exists()
 
 
 def _fetch_in_subprocess(store_path: Path, url: str) -> subprocess.Popen[bytes]:
@@ -285,8 +333,8 @@ def test_downloads_decompression_and_extraction_report_progress(store: Store, se
     store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"), progress=recorder)
     descs = [b[0] for b in recorder.totals()]
     assert descs == [
+        "download annotation.gtf.gz",  # first: its release is checked before the genome is fetched
         "download genome.fna.gz",
-        "download annotation.gtf.gz",
         "gunzip genome.fna.gz",
         "gunzip annotation.gtf.gz",
         "parse annotation.gtf",

@@ -71,6 +71,25 @@ def test_fetch_raw_then_ls_and_show(cli, server: UpstreamServer) -> None:  # typ
     assert "cache-inserted" in cli("cache", "show", listed[0]["key"]).stdout
 
 
+def test_show_text_names_what_an_entry_was_built_from_and_the_upstream_checksums_it_was_verified_against(
+    cli, server: UpstreamServer  # type: ignore[no-untyped-def]
+) -> None:
+    out = cli("cache", "regions", *NCBI, "--regions", "exon", "--base-url", f"{server.url}/ncbi", "--json")
+    assert out.exit_code == 0, out.output
+    [region] = json.loads(out.stdout)
+    [raw] = json.loads(cli("cache", "ls", "--level", "2", "--json").stdout)
+    upstream = json.loads(cli("cache", "show", raw["key"], "--json").stdout)["entry"]["request"]["upstream"]
+    shown = cli("cache", "show", raw["path"]).stdout.splitlines()
+    for rel, source in upstream.items():
+        assert source["checksum"].startswith("md5:")
+        assert [rel, source["checksum"], source["url"]] in [line.split() for line in shown]
+    assert "request    source=ncbi taxon=9606 assembly=GCF_000001405.40 assembly_name=SYN1" in "\n".join(shown)
+    level1 = cli("cache", "show", region["key"]).stdout.splitlines()
+    assert any(line.startswith("request    source=ncbi") and "regions=exon" in line for line in level1)
+    assert "labels     species=synthetica_testii taxon=9606 annotation_release=RS_2024_01" in level1
+    assert "holds      NCBI annotation release RS_2024_01" in level1 and "holds      NCBI annotation release RS_2024_01" in shown
+
+
 def test_show_and_gc_json_print_times_as_iso_utc_like_ls(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
     assert cli("cache", "fetch-raw", *ENS, "--base-url", f"{server.url}/ensembl").exit_code == 0
     [listed] = json.loads(cli("cache", "ls", "--json").stdout)

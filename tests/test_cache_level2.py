@@ -256,11 +256,12 @@ def test_a_genome_with_a_duplicate_sequence_name_is_refused_and_caches_no_region
 # -- 7. NCBI labels ------------------------------------------------------------------------------
 
 
-def test_another_ncbi_taxon_species_or_release_reuses_the_cached_accession(
+def test_another_ncbi_taxon_or_species_reuses_the_cached_accession(
     store: Store, server: UpstreamServer
 ) -> None:
+    # The release is no label: another one is refused (tests/test_cache_release.py).
     first = store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"))
-    relabelled = {**NCBI, "taxon": "other", "species": "homo_sapiens", "release": "110"}
+    relabelled = {**NCBI, "taxon": "other", "species": "homo_sapiens"}
     again = store.cache.regions(req(relabelled, "gene,exon"), base_url=base(server, "ncbi"))
     assert [(r.key, r.hit) for r in again[:1]] == [(first[0].key, True)] and not again[1].hit
     assert len(server.gets(GENOME["ncbi"])) == 1
@@ -270,7 +271,7 @@ def test_another_ncbi_taxon_species_or_release_reuses_the_cached_accession(
     assert exon is not None and exon.request["labels"] == {
         "species": "homo_sapiens",
         "taxon": "other",
-        "annotation_release": "110",
+        "annotation_release": NCBI["release"],
     }
 
 

@@ -1,7 +1,8 @@
 """A loopback HTTP server posing as NCBI and Ensembl: real layouts, checksum files, Range, fault injection.
 
 ``upstream_tree(path)`` writes a small seeded genome and GTF in both layouts (see
-``rgstore.cachesynth``): ``<root>/ncbi/genomes/all/GCF/...`` and ``<root>/ensembl/release-110/...``.
+``rgstore.cachesynth``): ``<root>/ncbi/genomes/all/GCF/...`` (its GTF header names annotation
+release RS_2024_01, as NCBI's ``#!annotation-source`` line does) and ``<root>/ensembl/release-110/...``.
 ``UpstreamServer(root)`` serves that tree on 127.0.0.1 with strong ETags, Last-Modified,
 ``Range``/``If-Range`` (206, 416) and HTML directory listings, and records every request. Tests can
 tell it to corrupt a file's bytes in transit (the checksum files stay honest), to drop the
@@ -26,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from rgstore.cachekeys import CacheRequest, make_request
-from rgstore.cachesynth import SynthGenome, make_genome, write_ensembl_tree, write_ncbi_tree
+from rgstore.cachesynth import NCBI_RELEASE, SynthGenome, make_genome, write_ensembl_tree, write_ncbi_tree
 from rgstore.checksums import bsd_sum
 from rgstore.store import Store
 
@@ -47,10 +48,10 @@ NCBI = {
     "source": "ncbi",
     "species": "synthetica_testii",
     "taxon": "9606",
-    "release": "RS_2024_01",
+    "release": NCBI_RELEASE,
     "assembly": "GCF_000001405.40",
 }
-"""Request options that match the NCBI tree ``upstream_tree`` writes."""
+"""Request options that match the NCBI tree ``upstream_tree`` writes (its GTF header names this release)."""
 ENSEMBL = {"source": "ensembl", "species": "Synthetica_testii", "release": "110"}
 """Request options that match the Ensembl tree ``upstream_tree`` writes."""
 GENOME = {"ncbi": "_genomic.fna.gz", "ensembl": ".dna_sm.toplevel.fa.gz"}
@@ -75,10 +76,20 @@ def cache_events(store: Store) -> list[str]:
     return [str(e.event.__struct_config__.tag) for e in store.events(stream="cache:*")]
 
 
-def upstream_tree(root: Path, *, total_bp: int = 120_000, genes: int = 30, seed: int = 5) -> SynthGenome:
-    """Write both upstream layouts under ``root`` (``ncbi/`` and ``ensembl/``); returns the genome."""
+def upstream_tree(
+    root: Path,
+    *,
+    total_bp: int = 120_000,
+    genes: int = 30,
+    seed: int = 5,
+    ncbi_release: str | None = NCBI_RELEASE,
+) -> SynthGenome:
+    """Write both upstream layouts under ``root`` (``ncbi/`` and ``ensembl/``); returns the genome.
+
+    The NCBI GTF's ``#!annotation-source`` header names ``ncbi_release`` (None: no such line).
+    """
     genome = make_genome(total_bp=total_bp, contigs=3, genes=genes, seed=seed)
-    write_ncbi_tree(root / "ncbi", genome)
+    write_ncbi_tree(root / "ncbi", genome, release=ncbi_release)
     write_ensembl_tree(root / "ensembl", genome, release=110)
     return genome
 

@@ -5,8 +5,10 @@ An eviction moves the entry to ``cache.evicted``; its files are deleted only aft
 so a tombstone whose directory still exists is an interrupted gc for the next run to finish.
 A tombstone keeps the evicted entry's file checksums (a level-2 entry's raw checksums are part of
 every level-1 key, so hits can be recognised after level 2 is gone) and its pin (so a rebuild of
-a pinned entry is pinned again). A later insert of the same key clears the tombstone. Times are
-the envelopes' times (POSIX seconds), so access tracking never depends on filesystem atime.
+a pinned entry is pinned again), and the NCBI annotation release it held (a request for another
+release is not served the level-1 entries built from it). A later insert of the same key clears
+the tombstone. Times are the envelopes' times (POSIX seconds), so access tracking never depends
+on filesystem atime.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
     pinned: bool = False
     access_seq: int = 0
     """Seq of the insert or the latest recorded touch: the LRU order, which a clock set back cannot reorder."""
+    annotation_release: str = ""
+    """The NCBI annotation release its GTF header names ("" if none or unknown; see ``CacheInserted``)."""
 
     @property
     def size(self) -> int:
@@ -77,6 +81,8 @@ class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
     """The files (and checksums) the entry recorded when it was evicted."""
     pinned: bool = False
     """Whether the entry was pinned when it was evicted (only ``cache verify --evict`` evicts pinned ones)."""
+    annotation_release: str = ""
+    """The NCBI annotation release the evicted entry held: a request for another is not served its level-1 hits."""
 
 
 _ENTRY = msgspec.msgpack.Decoder(CacheEntry)
@@ -87,7 +93,7 @@ class CacheView(View):
     """Folds CacheInserted/Touched/Pinned/Unpinned/Evicted into live entries and tombstones."""
 
     name: ClassVar[str] = "cache"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4  # 4: entries and tombstones record the annotation release
     dbs: ClassVar[tuple[str, ...]] = ("cache.entries", "cache.evicted")
     streams: ClassVar[tuple[str, ...]] = ("cache:",)
     handles: ClassVar[tuple[type[Event], ...]] = (
@@ -115,6 +121,7 @@ class CacheView(View):
                 inserted_at=when,
                 last_access=when,
                 access_seq=envelope.seq,
+                annotation_release=event.annotation_release,
             )
             txn.put(event.key.encode(), encode_value(entry), db=entries)
             txn.delete(event.key.encode(), db=evicted)
@@ -141,6 +148,7 @@ class CacheView(View):
                 reason=event.reason,
                 files=current.files,
                 pinned=current.pinned,
+                annotation_release=current.annotation_release,
             )
             txn.delete(event.key.encode(), db=entries)
             txn.put(event.key.encode(), encode_value(tomb), db=evicted)
@@ -164,7 +172,7 @@ class CacheView(View):
                 live[key] = CacheEntry(
                     key=key, level=event.level, path=event.path, files=dict(event.files),
                     request=dict(event.request), inserted_seq=envelope.seq, inserted_at=when, last_access=when,
-                    access_seq=envelope.seq,
+                    access_seq=envelope.seq, annotation_release=event.annotation_release,
                 )
                 changed.add(key)
                 tombs[key] = None
@@ -189,7 +197,7 @@ class CacheView(View):
                 tombs[key] = Tombstone(
                     key=key, level=current.level, path=current.path, evicted_seq=envelope.seq,
                     evicted_at=envelope.time.timestamp(), reason=event.reason, files=current.files,
-                    pinned=current.pinned,
+                    pinned=current.pinned, annotation_release=current.annotation_release,
                 )
                 live[key] = None
             changed.add(key)

@@ -1,0 +1,181 @@
+"""Claims about NCBI annotation releases: the release a download's GTF names is recorded and enforced.
+
+NCBI serves only an accession's current annotation and re-annotates it in place, so the release a
+request names is checked against the ``#!annotation-source`` header of the GTF actually fetched
+(or cached): another release is refused in one line and nothing is cached for it. Everything runs
+against the loopback NCBI fixture and a real store.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from rgstore.cacherelease import gtf_release
+from rgstore.cachesynth import make_genome, write_ncbi_tree
+from rgstore.errors import ConflictError
+from rgstore.events import CacheInserted
+from rgstore.store import Store
+from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
+    GENOME,
+    NCBI,
+    UpstreamServer,
+    base,
+    cache_events,
+    req,
+    upstream_tree,
+)
+
+MOVED_ON = "RS_2099_01"
+"""A release the fixture upstream re-annotates its accession to."""
+
+
+def _move_upstream_on(up: Path, release: str | None = MOVED_ON) -> None:
+    """Re-annotate the NCBI accession in place, as NCBI does: the same directory, a new GTF and md5checksums."""
+    write_ncbi_tree(up / "ncbi", make_genome(total_bp=120_000, contigs=3, genes=30, seed=5), release=release)
+
+
+def _leftovers(store: Store) -> list[str]:
+    """Staging directories and NCBI entry directories under the cache root."""
+    root = store.cache_path
+    return sorted(p.relative_to(root).as_posix() for p in [*root.glob(".tmp-*"), *root.glob("ncbi_raw/*/*")])
+
+
+# -- the header ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "release"),
+    [
+        ("NCBI RefSeq GCF_000001405.40-RS_2023_10", "RS_2023_10"),
+        ("NCBI Homo sapiens Updated Annotation Release 105.20220307", "105.20220307"),
+        ("NCBI Homo sapiens Annotation Release 110", "110"),
+        ("NCBI RefSeq", ""),
+        ("NCBI", ""),
+    ],
+)
+def test_the_release_is_read_from_a_real_ncbi_annotation_source_line(
+    tmp_path: Path, source: str, release: str
+) -> None:
+    gtf = tmp_path / "a.gtf.gz"
+    header = f"#gtf-version 2.2\n#!genome-build GRCh38.p14\n#!annotation-source {source}\n"
+    gtf.write_bytes(gzip.compress((header + "NC_000001.11\tBestRefSeq\tgene\t1\t9\t.\t+\t.\tgene_id \"A\";\n").encode()))
+    assert gtf_release(gtf) == release
+
+
+def test_a_gtf_without_an_annotation_source_line_names_no_release_and_its_rows_are_not_read(tmp_path: Path) -> None:
+    gtf = tmp_path / "a.gtf"  # plain text too; a row that looks like a header line after the first row is data
+    gtf.write_text("#gtf-version 2.2\nchr1\tx\tgene\t1\t9\t.\t+\t.\tgene_id \"A\";\n#!annotation-source NCBI RefSeq X-RS_2023_10\n")
+    assert gtf_release(gtf) == ""
+
+
+# -- fetches ------------------------------------------------------------------------------------
+
+
+def test_a_download_records_the_release_its_gtf_names_on_both_levels(store: Store, server: UpstreamServer) -> None:
+    results = store.cache.regions(req(NCBI, "gene,exon"), base_url=base(server, "ncbi"))
+    (raw,) = store.cache.ls(level=2)
+    assert raw.annotation_release == NCBI["release"]
+    assert [store.cache.entry(r.key).annotation_release for r in results] == [NCBI["release"]] * 2  # type: ignore[union-attr]
+    inserted = [e.event for e in store.events(stream="cache:*") if isinstance(e.event, CacheInserted)]
+    assert {e.annotation_release for e in inserted} == {NCBI["release"]}
+    again = store.cache.regions(req(NCBI, "gene,exon"), base_url=base(server, "ncbi"))
+    assert all(r.hit for r in again)
+
+
+def test_a_first_fetch_naming_a_release_upstream_does_not_hold_is_refused_and_caches_nothing(
+    store: Store, server: UpstreamServer
+) -> None:
+    wrong = {**NCBI, "release": "RS_2023_10"}
+    with pytest.raises(ConflictError) as refused:
+        store.cache.regions(req(wrong, "gene"), base_url=base(server, "ncbi"))
+    message = str(refused.value)
+    assert "\n" not in message and "RS_2024_01" in message and "RS_2023_10" in message
+    assert "--release RS_2024_01" in message and "nothing was cached" in message
+    with pytest.raises(ConflictError, match="holds annotation release RS_2024_01 of"):
+        store.cache.fetch_raw(req(wrong), base_url=base(server, "ncbi"))
+    assert store.cache.ls() == [] and cache_events(store) == [] and _leftovers(store) == []
+    assert server.gets(GENOME["ncbi"]) == []  # the GTF is checked before the genome is fetched
+    assert store.verify().ok
+    right = store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"))
+    assert [r.hit for r in right] == [False] and len(server.gets(GENOME["ncbi"])) == 1
+
+
+def test_a_numbered_release_matches_only_itself(store: Store, tmp_path: Path) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up, ncbi_release="105.20220307")
+    with UpstreamServer(up) as srv:
+        with pytest.raises(ConflictError, match="holds annotation release 105.20220307 of GCF_000001405.40, not 105 "):
+            store.cache.fetch_raw(req({**NCBI, "release": "105"}), base_url=base(srv, "ncbi"))
+        raw = store.cache.fetch_raw(req({**NCBI, "release": "105.20220307"}), base_url=base(srv, "ncbi"))
+    assert store.cache.entry(raw.key).annotation_release == "105.20220307"  # type: ignore[union-attr]
+
+
+def test_a_cached_download_is_refused_for_the_release_upstream_moved_on_to_until_it_is_evicted(
+    store: Store, tmp_path: Path
+) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up)
+    with UpstreamServer(up) as srv:
+        old = store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
+        (raw,) = store.cache.ls(level=2)
+        _move_upstream_on(up)
+        asked = len(srv.requests)
+        events = cache_events(store)
+        moved = {**NCBI, "release": MOVED_ON}
+        for call in (store.cache.regions, store.cache.fetch_raw):
+            with pytest.raises(ConflictError) as refused:
+                call(req(moved, "gene"), base_url=base(srv, "ncbi"))
+            message = str(refused.value)
+            assert "\n" not in message and f"holds annotation release RS_2024_01, not {MOVED_ON}" in message
+            assert "--release RS_2024_01" in message and f"rgstore cache evict {raw.key[:12]}" in message
+        with pytest.raises(ConflictError):
+            store.cache.keys(req(moved, "gene"))
+        assert len(srv.requests) == asked and cache_events(store) == events  # refused from the log alone
+        assert [r.hit for r in store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))] == [True]
+
+        store.cache.evict([raw.key])  # level 1 stays: its inputs were RS_2024_01's
+        new = store.cache.regions(req(moved, "gene"), base_url=base(srv, "ncbi"))
+    assert [r.hit for r in new] == [False] and new[0].key != old[0].key
+    (fresh,) = store.cache.ls(level=2)
+    assert fresh.key == raw.key and fresh.annotation_release == MOVED_ON
+    assert store.cache.entry(new[0].key).annotation_release == MOVED_ON  # type: ignore[union-attr]
+    with pytest.raises(ConflictError, match=f"holds annotation release {MOVED_ON}, not RS_2024_01"):
+        store.cache.regions(req(NCBI, "gene"), base_url="http://127.0.0.1:9")
+    assert store.verify().ok
+
+
+def test_after_level2_is_evicted_a_request_for_the_new_release_is_not_served_the_old_regions(
+    store: Store, tmp_path: Path
+) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up)
+    with UpstreamServer(up) as srv:
+        old = store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
+        store.cache.evict([store.cache.ls(level=2)[0].key])
+        _move_upstream_on(up, release="RS_2023_10")  # NCBI now serves an older one; asked for the newer: refused
+        with pytest.raises(ConflictError, match="NCBI now holds annotation release RS_2023_10"):
+            store.cache.regions(req({**NCBI, "release": MOVED_ON}, "gene"), base_url=base(srv, "ncbi"))
+        assert store.cache.ls(level=2) == [] and _leftovers(store) == []
+        assert [e.key for e in store.cache.ls(level=1)] == [old[0].key]
+
+
+def test_a_gtf_naming_no_release_keeps_the_release_a_label(store: Store, tmp_path: Path) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up, ncbi_release=None)
+    with UpstreamServer(up) as srv:
+        first = store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
+        other = store.cache.regions(req({**NCBI, "release": "110"}, "gene"), base_url=base(srv, "ncbi"))
+        assert len(srv.gets(GENOME["ncbi"])) == 1
+    assert [(r.key, r.hit) for r in other] == [(first[0].key, True)]
+    assert [e.annotation_release for e in store.cache.ls()] == ["", ""]
+
+
+def test_the_cli_refuses_another_release_in_one_line(cli, store_path: Path, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    opts = ["--source", "ncbi", "--species", "synthetica_testii", "--assembly", NCBI["assembly"],
+            "--base-url", base(server, "ncbi")]
+    out = cli("cache", "fetch-raw", *opts, "--release", "RS_2023_10")
+    assert out.exit_code == 1 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("error: NCBI now holds annotation release RS_2024_01 of GCF_000001405.40, not RS_2023_10")
