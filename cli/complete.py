@@ -90,8 +90,8 @@ def refpkg_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -
 
 
 def sequence_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    """The sequence names of the genome already on the command line (``getseq hg38 ch<TAB>``)."""
-    genome = ctx.params.get("name")
+    """The sequence names of the genome already on the command line (``getseq hg38 ch<TAB>``, ``-g hg38 -l ch<TAB>``)."""
+    genome = ctx.params.get("name") or ctx.params.get("genome_opt")
     if not genome:
         return []
     try:

@@ -26,6 +26,10 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.command("getseq")
 @click.argument("name", required=False, shell_complete=genome_names)
 @click.argument("loci", nargs=-1, shell_complete=sequence_names)
+@click.option("--genome", "-g", "genome_opt", metavar="NAME", shell_complete=genome_names,
+              help="The genome NAME, as refgenie's -g takes it (each LOCUS then goes with -l).")
+@click.option("--locus", "-l", "locus_opt", metavar="LOCUS", multiple=True, shell_complete=sequence_names,
+              help="A LOCUS as refgenie's -l gives it; repeatable.")
 @click.option("--digest", metavar="D", help="Read from the genome with this digest (then every argument is a LOCUS).")
 @click.option("--sequence", "sequence_id", metavar="ID",
               help="Read the sequence with this refget id (SQ.…, ga4gh:SQ.…, MD5, TRUNC512, or a sequence "
@@ -46,8 +50,9 @@ pass_ctx = click.make_pass_decorator(Context)
 @store_option
 @pass_ctx
 def getseq_cmd(
-    ctx: Context, name: str | None, loci: tuple[str, ...], digest: str | None, sequence_id: str | None,
-    bed: Path | None, revcomp: bool, stranded: bool, as_fasta: bool, one_based: bool, width: int,
+    ctx: Context, name: str | None, loci: tuple[str, ...], genome_opt: str | None, locus_opt: tuple[str, ...],
+    digest: str | None, sequence_id: str | None, bed: Path | None, revcomp: bool, stranded: bool, as_fasta: bool,
+    one_based: bool, width: int,
 ) -> None:
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
@@ -58,10 +63,12 @@ def getseq_cmd(
     of the genome (HLA:01) is that whole sequence. Output is upper case, one line per region, or
     FASTA with --fasta. With --sequence ID (a CRAM M5, an INSDC accession as insdc:ACC) the
     sequence is found by its id in whichever genome holds it; arguments are then REGIONs.
+    refgenie's form, -g NAME -l LOCUS, is the same as the arguments NAME LOCUS.
 
     \b
     Example:
         rgstore getseq hg38 chr1:0-60 chrM
+        rgstore getseq -g hg38 -l chr1:0-60  # refgenie's form, the same
         rgstore getseq hg38 --one-based chr1:11,874-14,409  # as UCSC shows it
         rgstore getseq --digest XZlrcEGi6mlopZ2uD8ObHkQB1d0oDwKk chrX:2-6 \\
             --revcomp --fasta
@@ -70,6 +77,7 @@ def getseq_cmd(
         rgstore getseq hg38 --bed genes.bed --strand --fasta
         bedtools merge -i peaks.bed | rgstore getseq hg38 --bed -
     """
+    name, loci = _refgenie_form(name, loci, genome_opt, locus_opt, digest=digest, sequence_id=sequence_id)
     if sequence_id is not None:
         regions = ((name,) if name is not None else ()) + loci
         _sequence_usage(digest, bed, stranded, regions)
@@ -95,6 +103,30 @@ def getseq_cmd(
         found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp,
                                           one_based=one_based, strand=stranded)
         _write(found, as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=stranded, one_based=one_based)
+
+
+def _refgenie_form(name: str | None, loci: tuple[str, ...], genome: str | None, locus: tuple[str, ...], *,
+                   digest: str | None, sequence_id: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """NAME and the loci, with refgenie's ``-g NAME -l LOCUS`` folded in; a UsageError for a form given twice.
+
+    Positional loci and -l LOCUS are not mixed: click keeps no order between them, so the output's would be guessed.
+    """
+    if sequence_id is not None and (genome is not None or locus):
+        raise click.UsageError("--sequence ID names one sequence of any genome: it takes no -g/--genome or "
+                               "-l/--locus (arguments are REGIONs)")
+    if genome is not None:
+        if digest is not None:
+            raise click.UsageError("-g/--genome and --digest both name the genome: give one")
+        if name is not None:
+            raise click.UsageError(f"-g {genome} names the genome and -l gives each LOCUS, so the argument "
+                                   f"{name!r} is one too many: `rgstore getseq {genome} LOCUS...` or "
+                                   f"`rgstore getseq -g {genome} -l LOCUS`")
+        return genome, locus
+    given = ((name,) if digest is not None and name is not None else ()) + loci  # --digest: every argument a LOCUS
+    if locus and given:
+        raise click.UsageError(f"give each LOCUS as an argument or with -l/--locus, not both ({given[0]!r} "
+                               f"and -l {locus[0]})")
+    return name, loci + locus
 
 
 def _sequence_usage(digest: str | None, bed: Path | None, stranded: bool, regions: tuple[str, ...]) -> None:

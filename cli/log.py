@@ -289,6 +289,8 @@ def replay_cmd(ctx: Context, file: Path, to_seq: int | None, as_of: str | None, 
     from rgstore.progress import ProgressFactory, null_progress, terminal_progress
     from rgstore.replay import open_export, replay_export
 
+    from .getseq import signals_unwind
+
     if to_seq is not None and as_of is not None:
         raise click.UsageError("--to and --as-of both bound the replay: give one of them")
     as_of_time = _since(as_of, "--as-of")
@@ -314,8 +316,6 @@ def replay_cmd(ctx: Context, file: Path, to_seq: int | None, as_of: str | None, 
         from rgstore.replay import replay_new_store
         from rgstore.store import default_store_path
 
-        from .getseq import signals_unwind
-
         target = ctx.store_path if ctx.store_path is not None else default_store_path()
         refuse_beside_files(target)  # as any first write: not into a directory of other files
         with signals_unwind():  # SIGTERM unwinds too: the staged store is removed (or, with events, kept)
@@ -324,7 +324,9 @@ def replay_cmd(ctx: Context, file: Path, to_seq: int | None, as_of: str | None, 
         store_cm, fresh = ctx.open(), True
     else:
         store_cm, fresh = ctx.open(create=True), False
-    with store_cm as store:
+    # SIGTERM unwinds as Ctrl-C does: the batch being written is not committed, the ones before it stay (a rerun
+    # appends the rest), and the process exits 143 without a traceback rather than being killed outright.
+    with signals_unwind(), store_cm as store:
         if not fresh:
             applied, head = replay_export(store, header, frames, to_seq=to_seq, as_of=as_of_time, progress=progress)
         head_hash = store.head()[1]

@@ -53,6 +53,7 @@ def test_sequence_names_complete_after_the_genome(tmp_path: Path) -> None:
     make_store(tmp_path / "s")
     assert complete(f"rgstore --store {tmp_path / 's'} getseq tiny ch") == ["chr1", "chr2", "chrM"]
     assert complete(f"rgstore --store {tmp_path / 's'} getseq tiny chr1:1-5 chrM") == ["chrM"]
+    assert complete(f"rgstore --store {tmp_path / 's'} getseq -g tiny -l ch") == ["chr1", "chr2", "chrM"]
 
 
 def test_refpkg_names_complete(tmp_path: Path) -> None:

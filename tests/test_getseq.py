@@ -704,6 +704,48 @@ def test_strand_without_bed_is_a_usage_error_not_silently_ignored(  # type: igno
                                         "--revcomp (see `rgstore getseq --help`)\n")
 
 
+
+def test_refgenies_g_and_l_options_print_what_the_arguments_do(  # type: ignore[no-untyped-def]
+    cli, store: Store,
+) -> None:
+    # `rgstore getseq -g hg38 -l chr1:1-100`, as refgenie users type it, was click's "No such option: -g".
+    digest = store.genomes.init(TINY, ["tiny"]).genome.digest
+    store.close()
+    expected = cli("getseq", "tiny", "chr1:0-10", "chr2:5-9", "--fasta")
+    assert expected.exit_code == 0 and expected.stdout.count(">") == 2
+    for form in (["-g", "tiny", "-l", "chr1:0-10", "-l", "chr2:5-9"],
+                 ["--genome", "tiny", "--locus", "chr1:0-10", "--locus", "chr2:5-9"],
+                 ["tiny", "-l", "chr1:0-10", "-l", "chr2:5-9"],
+                 ["--digest", digest, "-l", "chr1:0-10", "-l", "chr2:5-9"]):
+        out = cli("getseq", *form, "--fasta")
+        assert (out.exit_code, out.stdout) == (0, expected.stdout), form
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tiny", "-g", "tiny", "-l", "chr1:0-10"],
+         "-g tiny names the genome and -l gives each LOCUS, so the argument 'tiny' is one too many: "
+         "`rgstore getseq tiny LOCUS...` or `rgstore getseq -g tiny -l LOCUS`"),
+        (["-g", "tiny", "chr1:0-10"],
+         "-g tiny names the genome and -l gives each LOCUS, so the argument 'chr1:0-10' is one too many: "
+         "`rgstore getseq tiny LOCUS...` or `rgstore getseq -g tiny -l LOCUS`"),
+        (["-g", "tiny", "--digest", "D", "-l", "chr1"], "-g/--genome and --digest both name the genome: give one"),
+        (["tiny", "chr2", "-l", "chr1"], "give each LOCUS as an argument or with -l/--locus, not both ('chr2' and -l chr1)"),
+        (["--sequence", "insdc:X", "-l", "chr1"],
+         "--sequence ID names one sequence of any genome: it takes no -g/--genome or -l/--locus (arguments are "
+         "REGIONs)"),
+    ],
+    ids=["genome-twice", "positional-locus-with-g", "g-and-digest", "locus-both-ways", "sequence-and-l"],
+)
+def test_a_genome_or_locus_given_both_ways_is_a_usage_error_saying_so(  # type: ignore[no-untyped-def]
+    rgstore_proc, store_path: Path, args: list[str], message: str,
+) -> None:
+    done = rgstore_proc("--store", str(store_path), "getseq", *args)
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode() == f"error: {message} (see `rgstore getseq --help`)\n"
+    assert not store_path.exists()  # refused before any store is opened
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [

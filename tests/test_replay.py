@@ -267,6 +267,57 @@ def test_sigterm_during_export_leaves_neither_a_partial_file_nor_a_temp_file(tmp
     pytest.skip("export always finished before its temp file could be seen")
 
 
+def test_sigterm_mid_replay_into_an_existing_store_unwinds_whole_batches_and_a_rerun_completes(tmp_path: Path) -> None:
+    # Only a replay creating its store ran under signals_unwind: one appending to an existing store (the rest of
+    # a log) was killed outright by a SIGTERM (status -15) instead of unwinding as Ctrl-C does.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rgstore.store import REBUILD_BATCH
+    from tests.conftest import REPO
+
+    with Store.open(tmp_path / "p") as primary:
+        primary.append([NewEvent(stream="note:first", event=Noted(text="first"))])
+        export_log(primary, tmp_path / "first.rglog")
+        for b in range(6):  # six batches of the replay: a run long enough to stop midway
+            primary.append([NewEvent(stream=f"note:{i % 50}", event=Noted(text=f"{b}-{i}" * 8))
+                            for i in range(REBUILD_BATCH)])
+        export_log(primary, tmp_path / "all.rglog")
+        last, digests = primary.head()[0], view_digests(primary)
+    replica = tmp_path / "r"
+    with Store.open(replica) as store:
+        assert replay_file(store, tmp_path / "first.rglog") == (1, 1)
+
+    def head() -> int:
+        with Store.open(replica, readonly=True, allow_stale_views=True, catch_up_views=False) as store:
+            return store.head()[0]
+
+    args = [sys.executable, "-m", "rgstore_cli", "--store", str(replica), "replay", str(tmp_path / "all.rglog")]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and head() == 1:  # until a batch is in
+            time.sleep(0.002)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err.decode()
+    stopped = head()
+    assert 1 < stopped < last and (stopped - 1) % REBUILD_BATCH == 0  # whole batches only
+    with Store.open(replica) as store:
+        assert store.verify().ok
+    again = subprocess.run(args, cwd=REPO, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()
+    assert again.stdout.decode().startswith(f"applied {last - stopped} events; head {last} ")
+    with Store.open(replica) as store:
+        assert store.head()[0] == last and store.verify().ok and view_digests(store) == digests
+
 def test_empty_exports_replay_as_nothing_and_a_from_past_the_head_is_refused(tmp_path: Path) -> None:
     from rgstore.errors import NotFoundError
 
