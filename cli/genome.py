@@ -11,7 +11,17 @@ import click
 from .complete import genome_names
 from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, GivenPath, RgstoreGroup, given_namespace, store_option
-from .output import cell, emit_json, emit_json_array, emit_table, emit_table_stream, json_option, note_shadows, when
+from .output import (
+    cell,
+    counted,
+    emit_json,
+    emit_json_array,
+    emit_table,
+    emit_table_stream,
+    json_option,
+    note_shadows,
+    when,
+)
 
 __all__ = ["genome_group"]
 
@@ -99,6 +109,10 @@ def init_cmd(
     if fasta is not None:
         from rgstore.fasta import check_openable
 
+        if str(fasta) == "-" and sys.stdin.isatty():  # else it waits, silent, for a FASTA typed at the terminal
+            raise click.BadParameter("- reads the FASTA from standard input: pipe one in, e.g. "
+                                     "`zcat hg38.fa.gz | rgstore genome init --fasta - --name hg38`",
+                                     param_hint="--fasta")
         # Before the store opens: a missing FASTA on a mistyped --store creates nothing. A stream
         # (-, a pipe) passes unread: the engine saves it into the store's scratch once it is open.
         check_openable(fasta)
@@ -121,12 +135,13 @@ def init_cmd(
         return
     g = result.genome
     state = "added" if result.added else "already stored"
-    click.echo(f"{g.digest}  {state}: {g.n_sequences} sequences, {g.total_length:,} bp")
+    click.echo(f"{g.digest}  {state}: {counted(g.n_sequences, 'sequence')}, {g.total_length:,} bp")
     moved_from = {m.alias: m.was for m in result.aliases_moved}  # said as `alias set --force` says a repoint
     for alias in result.aliases_added:
         click.echo(f"  alias {alias}" + (f" (was {moved_from[alias]})" if alias in moved_from else ""))
     if result.sequence_aliases_added:
-        click.echo(f"  {result.sequence_aliases_added} sequence aliases ({', '.join(dict.fromkeys(seq_namespace))})")
+        click.echo(f"  {counted(result.sequence_aliases_added, 'sequence alias', 'sequence aliases')} "
+                   f"({', '.join(dict.fromkeys(seq_namespace))})")
     if result.fhr_replaced:  # a re-run with another --fhr: never silent, the old document is only in the log
         click.echo(f"  fhr replaced (earlier documents: rgstore log --type fhr-set --stream genome:{g.digest})")
     elif result.fhr_set:
@@ -226,7 +241,7 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     if as_json:  # "removed" is the name as typed (kept as it always was); "digest" says which genome that was
         emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs, "digest": removal.digest})
         return
-    click.echo(f"removed genome {name} and {len(seqs) - 1} alias(es) naming it")
+    click.echo(f"removed genome {name} and {counted(len(seqs) - 1, 'alias', 'aliases')} naming it")
 
 
 @genome_group.command("undo")
@@ -286,7 +301,8 @@ def _show_move(move: Any, as_json: bool) -> None:
     done = "undid" if move.action == "undo" else "redid"
     what = "the FHR document set" if move.step == "fhr-set" else "the removal" if move.step == "genome-removed" \
         else move.step
-    moved = f" ({len(move.aliases)} alias(es) {'back' if move.present else 'removed'})" if move.aliases else ""
+    moved = f" ({counted(len(move.aliases), 'alias', 'aliases')} {'back' if move.present else 'removed'})" \
+        if move.aliases else ""
     click.echo(f"{done} {what} of genome {move.digest} (seq {move.step_seq}){moved}")
 
 

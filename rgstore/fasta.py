@@ -96,6 +96,23 @@ class _Fault(Exception):
         self.offset, self.reason, self.first = offset, reason, first
 
 
+_OTHER_COMPRESSION = (
+    (b"BZh", "bzip2", "bzip2 -dc"), (b"\xfd7zXZ\x00", "xz", "xz -dc"), (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc"),
+    (b"\x04\x22\x4d\x18", "lz4", "lz4 -dc"), (b"PK\x03\x04", "zip", "unzip -p"), (b"7z\xbc\xaf\x27\x1c", "7-Zip", "7z e -so"),
+)
+"""Magic bytes of compressions ingest does not read, the format's name, and a command that decompresses it.
+None can start a FASTA file, which starts with '>' or a blank line."""
+
+
+def _refuse_other_compression(path: Path, head: bytes) -> None:
+    """InvalidInputError for a file compressed other than with gzip/BGZF ("invalid residue '9'" would not say so)."""
+    for magic, kind, unpack in _OTHER_COMPRESSION:
+        if head.startswith(magic):
+            raise InvalidInputError(f"{path}: is {kind}-compressed, which is not read (plain, gzip or BGZF FASTA "
+                                    f"only); decompress it first, e.g. {unpack} FILE | rgstore genome init --fasta - "
+                                    "--name NAME")
+
+
 def detect_compression(head: bytes) -> str:
     """``bgzf``, ``gzip`` or ``none`` from a file's first 18 bytes."""
     if head[:2] != b"\x1f\x8b":
@@ -214,8 +231,17 @@ class _Parser:
         self.at_line_start = seg.endswith(b"\n")
 
     def _header(self, line: bytes, at: int) -> None:
+        # Checked here, not only on a header carried across chunks: whether a file passes must not
+        # depend on where its chunk boundaries fall.
+        if len(line) > _MAX_HEADER:
+            raise _Fault(at, "header line longer than 1 MiB")
         if line.endswith(b"\r"):
             line = line[:-1]
+        if (cr := line.find(b"\r")) != -1:
+            # A classic Mac OS file (CR line ends only) is one long header line: it would be stored as
+            # a single empty record whose description holds the whole file.
+            raise _Fault(at + cr, "carriage return inside a header line (a file with classic Mac OS line "
+                                  "ends? convert them: tr '\\r' '\\n' < FILE > NEW.fa)")
         try:
             text = line[1:].decode("utf-8")
         except UnicodeDecodeError:
@@ -359,10 +385,12 @@ def validate_fasta(
     path = Path(path)
     with _open(path) as fh:
         size = os.fstat(fh.fileno()).st_size
-        compression = detect_compression(fh.read(18))
+        head = fh.read(18)
+        compression = detect_compression(head)
         fh.seek(0)
         if size == 0:
             raise InvalidInputError(f"{path}: the file is empty (no FASTA records)")
+        _refuse_other_compression(path, head)
         step = chunk_size or (_GZ_CHUNK if compression != "none" else _CHUNK)
         inflater = _Inflater(path) if compression != "none" else None
         parser = _Parser()

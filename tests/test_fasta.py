@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import bz2
 import gzip
 import hashlib
+import lzma
 import os
 from pathlib import Path
 
@@ -155,6 +157,10 @@ BAD_CASES = [
     # would be stored yet unreadable (and `rgstore verify` would fail) in every later process.
     ("hash-starts-name", b">chr1\nAC\n>#chr2\nGT\n", 3, "sequence name '#chr2' starts with '#'"),
     ("tab-in-description", b">chr1\tAC:1\tgi:2\nGT\n", 1, "tab inside the header's description"),
+    # A classic Mac OS file (CR line ends only) is one header line: it was stored as one empty record
+    # named chr1 whose description held the whole file.
+    ("classic-mac-line-ends", b">chr1 x\rACGT\r>chr2\rGG\r", 1, "column 8: carriage return inside a header line"),
+    ("cr-inside-header", b">chr1\nAC\n>chr2\rx\nGT\n", 3, "column 6: carriage return inside a header line"),
 ]
 
 
@@ -189,6 +195,31 @@ def test_a_byte_order_mark_error_gives_a_fix_that_works_on_that_kind_of_file(
     with pytest.raises(InvalidInputError) as info:
         validate_fasta(path)
     assert str(info.value).endswith(fix)
+
+
+@pytest.mark.parametrize("chunk", [None, 4096], ids=["whole-header-in-one-chunk", "header-across-chunks"])
+def test_a_header_over_1_mib_is_refused_wherever_chunks_end(tmp_path: Path, chunk: int | None) -> None:
+    # It was refused only when the header crossed a chunk boundary: a file's fate hung on read sizes.
+    path = tmp_path / "long.fa"
+    path.write_bytes(b">chr1\nAC\n>" + b"n" * (2 << 20) + b"\nGT\n")
+    with pytest.raises(InvalidInputError, match=r"line 3, column 1: header line longer than 1 MiB"):
+        validate_fasta(path, chunk_size=chunk)
+
+
+@pytest.mark.parametrize(("kind", "data"), [
+    ("bzip2", bz2.compress(b">chr1\nACGT\n")),
+    ("xz", lzma.compress(b">chr1\nACGT\n")),
+    ("zstd", bytes.fromhex("28b52ffd2409450000") + b">chr1\nACGT\n"),  # magic, then a raw block's bytes
+    ("zip", b"PK\x03\x04\x14\x00" + b"\x00" * 24),
+], ids=["bzip2", "xz", "zstd", "zip"])
+def test_another_compression_is_named_with_a_way_to_decompress(tmp_path: Path, kind: str, data: bytes) -> None:
+    # It was "line 1, column 4: invalid residue '9'" (bzip2's "BZh9"), not saying the file is compressed.
+    path = tmp_path / f"x.{kind}"
+    path.write_bytes(data)
+    with pytest.raises(InvalidInputError) as info:
+        validate_fasta(path)
+    assert str(info.value).startswith(f"{path}: is {kind}-compressed, which is not read (plain, gzip or BGZF")
+    assert "| rgstore genome init --fasta -" in str(info.value)
 
 
 def test_error_column_points_at_the_offending_byte_across_chunks(tmp_path: Path) -> None:

@@ -167,6 +167,23 @@ def test_a_fifo_without_a_writer_waits_for_one_and_a_sigterm_then_leaves_no_spoo
     assert run_rgstore("--store", str(store), "verify").returncode == 0
 
 
+def test_dash_from_a_terminal_is_refused_rather_than_waiting_for_typing(tmp_path: Path) -> None:
+    # It waited, silent, for a FASTA typed at the terminal (as `genome fhr set -` no longer does).
+    store = tmp_path / "s"
+    leader, terminal = os.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rgstore_cli", "--store", str(store), "genome", "init", "--fasta", "-", "--name",
+             "g"], cwd=REPO, stdin=terminal, capture_output=True, timeout=TIMEOUT_S)
+    finally:
+        os.close(terminal)
+        os.close(leader)
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert "- reads the FASTA from standard input: pipe one in" in lines[0]
+    assert not store.exists()  # refused before the store is created
+
+
 def test_a_disk_refusing_the_copy_is_a_one_line_disk_error_and_leaves_no_spool(tmp_path: Path) -> None:
     store = tmp_path / "s"
     good = tmp_path / "g.fa"

@@ -313,7 +313,7 @@ def test_cli_undo_and_redo_of_a_removal_with_json_and_one_line_errors(cli) -> No
 
     redone = cli("genome", "redo", "tiny")
     assert redone.exit_code == 0
-    assert redone.stdout == f"redid the removal of genome {digest} (seq {out['step_seq']}) (2 alias(es) removed)\n"
+    assert redone.stdout == f"redid the removal of genome {digest} (seq {out['step_seq']}) (2 aliases removed)\n"
     nothing = cli("genome", "redo", "--digest", digest)
     assert nothing.exit_code != 0 and nothing.stderr == f"error: genome {digest} has nothing to redo\n"
     assert cli("rebuild").exit_code == 0

@@ -1237,6 +1237,24 @@ def test_cli_seq_namespace_is_repeatable_and_keeps_every_namespace_given(  # typ
     assert streams == ["seqalias:insdc/AB123.1", "seqalias:refseq/NC_1.1"]
 
 
+def test_cli_counts_of_one_are_said_in_the_singular(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path,
+) -> None:
+    # A one-sequence genome printed "1 sequences" and "1 sequence aliases"; remove and undo "1 alias(es)".
+    path = tmp_path / "one.fa"
+    path.write_text(">chrM insdc:J01415.2\nGGCC\n")
+    out = cli("genome", "init", "--fasta", str(path), "--name", "one", "--seq-namespace", "insdc")
+    assert out.exit_code == 0, out.output
+    first, alias, seq_alias = out.stdout.splitlines()
+    assert first.endswith("  added: 1 sequence, 4 bp") and alias == "  alias refgenie:one"
+    assert seq_alias == "  1 sequence alias (insdc)"
+    digest = first.split()[0]
+    removed = cli("genome", "remove", "one")
+    assert removed.exit_code == 0 and removed.stdout == "removed genome one and 1 alias naming it\n"
+    undone = cli("genome", "undo", "--digest", digest)
+    assert undone.exit_code == 0 and undone.stdout.endswith(" (1 alias back)\n"), undone.output
+
+
 @pytest.mark.parametrize("chunk", [0, -1])
 def test_genome_stream_with_a_chunk_below_one_is_an_invalid_input_error(store: Store, chunk: int) -> None:
     store.genomes.init(TINY, ["tiny"])
