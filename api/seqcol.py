@@ -118,7 +118,9 @@ async def service_info(request: Request) -> Response:
 
 @router.get(
     "/collection/{digest}", summary="A sequence collection at level 1 (digests) or 2 (arrays)",
-    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}, 404: {"model": ErrorBody}},
+    # An object as collated (the default); an array for collated=false (one object per sequence) or attribute=A.
+    responses={200: {"content": {"application/json": {"schema": {"anyOf": [{"type": "object"}, {"type": "array"}]}}}},
+               404: {"model": ErrorBody}},
     response_class=Response,
 )
 async def collection(

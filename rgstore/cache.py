@@ -209,11 +209,18 @@ class Cache:
     def keys(self, request: CacheRequest) -> list[RegionForm]:
         """The level-1 keys of a request; needs its level-2 inputs fetched once (keys hold their checksums)."""
         ident = raw_identity(request)
-        entry = self.entry(ident.key)
-        if entry is not None:
-            self._check_held(request, entry)
         known = self._known_inputs(ident.key, request)
         if known is None:
+            with self.store.read() as txn:
+                tomb = CacheView.tombstone(txn, self._db("cache.evicted"), ident.key)
+            if tomb is not None and _other_release(request, tomb.annotation_release):
+                # Fetched, but as another release: "never fetched" would send the user round in circles.
+                p = request.source_params
+                raise NotFoundError(
+                    f"the NCBI inputs last fetched for {p.assembly} held annotation release "
+                    f"{tomb.annotation_release}, not {p.annotation_release}, and their checksums are part of every "
+                    f"key; run `rgstore cache fetch-raw --release {p.annotation_release}` with the same options first"
+                )
             raise NotFoundError(
                 f"the {request.source} inputs for this request were never fetched, and their checksums are "
                 f"part of every key; run `rgstore cache fetch-raw` with the same options first"
@@ -223,12 +230,17 @@ class Cache:
     def _known_inputs(self, raw_key: str, request: CacheRequest) -> dict[str, dict[str, Any]] | None:
         """The raw inputs' checksums of a level-2 entry, live or evicted (None if never fetched).
 
-        None too for an evicted entry that held another annotation release than ``request`` asks:
-        its level-1 entries are not that release's, and a fetch finds what NCBI holds now.
+        A live entry holding another Ensembl assembly or NCBI release than ``request`` is refused
+        (ConflictError), as level-1 hits are served without reading level 2. None too for an evicted
+        entry that held another annotation release than ``request`` asks: its level-1 entries are not
+        that release's, and a fetch finds what NCBI holds now.
         """
         with self.store.read() as txn:
             entry = CacheView.get(txn, self._db("cache.entries"), raw_key)
             if entry is not None:
+                # Checked in the read its inputs come from: a level-2 entry of another release published
+                # in between cannot lend its level-1 entries to this request.
+                self._check_held(request, entry)
                 return _inputs(raw_key, entry.files)
             tomb = CacheView.tombstone(txn, self._db("cache.evicted"), raw_key)
         if tomb is None or tomb.level != 2 or _other_release(request, tomb.annotation_release):
@@ -377,9 +389,6 @@ class Cache:
         """
         _check_base_url(base_url)
         hits: set[str] = set()  # keys already found intact, so no file is hashed twice
-        live = self.entry(raw_identity(request).key)
-        if live is not None:  # its level-1 hits are served below without reading it: refused here
-            self._check_held(request, live)
         known = self._known_inputs(raw_identity(request).key, request)
         if known is not None:
             forms = region_forms(request, known, EXTRACTOR_VERSION)

@@ -109,6 +109,8 @@ def test_real_answers_on_real_data_have_documented_statuses_media_types_and_bodi
         "/seqcol/list/alias/sequence", "/seqcol/list/alias/sequence/insdc", "/seqcol/list/alias/sequence/nope",
         f"/seqcol/aliases/collection/{digest}", f"/seqcol/aliases/sequence/{sequence}", f"/seqcol/collection/{digest}/fhr",
         "/seqcol/list/fhr",
+        # Arrays, not the collated object: the route documents both shapes.
+        f"/seqcol/collection/{digest}?collated=false", f"/seqcol/collection/{digest}?attribute=names",
         "/refpkgs/pkg/files/tree", f"/blobs/{blob}", "/cache/entries", "/cache/entries/nope", "/events", "/events/head",
         "/store/rgstore.json", "/store/sequences.rgsi", f"/store/collections/{digest}.rgsi", "/store/nope",
     )]

@@ -15,7 +15,7 @@ import pytest
 
 from rgstore.cacherelease import gtf_release
 from rgstore.cachesynth import make_genome, write_ncbi_tree
-from rgstore.errors import ConflictError
+from rgstore.errors import ConflictError, NotFoundError
 from rgstore.events import CacheInserted
 from rgstore.store import Store
 from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
@@ -160,6 +160,22 @@ def test_after_level2_is_evicted_a_request_for_the_new_release_is_not_served_the
             store.cache.regions(req({**NCBI, "release": MOVED_ON}, "gene"), base_url=base(srv, "ncbi"))
         assert store.cache.ls(level=2) == [] and _leftovers(store) == []
         assert [e.key for e in store.cache.ls(level=1)] == [old[0].key]
+
+
+def test_keys_for_another_release_after_level2_is_evicted_name_the_release_fetched_not_a_fetch_never_made(
+    store: Store, tmp_path: Path
+) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up)
+    with UpstreamServer(up) as srv:
+        store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
+    store.cache.evict([store.cache.ls(level=2)[0].key])
+    with pytest.raises(NotFoundError) as refused:
+        store.cache.keys(req({**NCBI, "release": MOVED_ON}, "gene"))
+    message = str(refused.value)
+    assert "never fetched" not in message and "\n" not in message
+    assert f"held annotation release RS_2024_01, not {MOVED_ON}" in message
+    assert f"fetch-raw --release {MOVED_ON}" in message
 
 
 def test_a_gtf_naming_no_release_keeps_the_release_a_label(store: Store, tmp_path: Path) -> None:
