@@ -29,7 +29,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     sequences = one["sequences"]
     assert isinstance(sequences, list)
     path_values = {"digest": str(one["digest"]), "digest1": str(one["digest"]), "digest2": str(one["digest"]),
-                   "name": "pkg", "attribute": "names", "id": str(sequences[0])}
+                   "name": "pkg", "attribute": "names", "id": str(sequences[0]),
+                   "kind": "collection", "namespace": "ucsc", "alias": "one"}
     with running_server(store) as server:
         yield server, path_values
 
@@ -65,7 +66,8 @@ def test_a_blank_query_value_is_a_422_naming_the_parameter_on_every_route(
         checked.append((path, name))
     # The filters whose blank value once meant something silently: nothing matched, or no filter at all.
     assert {("/v4/aliases", "namespace"), ("/v4/aliases", "name"), ("/v4/genomes", "digest"),
-            ("/seqcol/list/collection", "names"), ("/events", "log_id"), ("/refpkgs", "after")} <= set(checked)
+            ("/seqcol/list/collection", "names"), ("/events", "log_id"), ("/refpkgs", "after"),
+            ("/seqcol/list/alias/collection/ucsc", "after")} <= set(checked)
 
 
 def test_a_query_parameter_given_twice_is_a_422_not_the_last_value_silently(
