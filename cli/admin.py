@@ -48,7 +48,7 @@ def rebuild_cmd(ctx: Context, as_json: bool) -> None:
         if as_json:
             emit_json({"events": n, "views": [v.name for v in store.views]})
         else:
-            click.echo(f"rebuilt {len(store.views)} views from {n} events")
+            click.echo(f"rebuilt {counted(len(store.views), 'view')} from {counted(n, 'event')}")
 
 
 @click.command("verify")
@@ -126,8 +126,9 @@ def gc_cmd(ctx: Context, dry_run: bool, grace: str, as_json: bool) -> None:
         emit_json(report)
     else:
         verb = "would remove" if dry_run else "removed"
-        click.echo(f"{verb} {len(report.removed)} blobs ({report.bytes_freed:,} bytes), "
-                   f"{len(report.collections_removed)} unreferenced RefgetStore collections, "
-                   f"{report.temp_files_removed} temp files, {len(report.scratch_removed)} scratch directories of "
-                   f"killed imports; kept {len(report.kept_recent)} recent blobs and "
-                   f"{len(report.collections_kept_recent)} recent collections")
+        click.echo(f"{verb} {counted(len(report.removed), 'blob')} ({counted(report.bytes_freed, 'byte')}), "
+                   f"{counted(len(report.collections_removed), 'unreferenced RefgetStore collection')}, "
+                   f"{counted(report.temp_files_removed, 'temp file')}, "
+                   f"{counted(len(report.scratch_removed), 'scratch directory', 'scratch directories')} of "
+                   f"killed imports; kept {counted(len(report.kept_recent), 'recent blob')} and "
+                   f"{counted(len(report.collections_kept_recent), 'recent collection')}")

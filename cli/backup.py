@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .main import Context, GivenPath, store_option
-from .output import emit_json, json_option
+from .output import counted, emit_json, json_option
 
 __all__ = ["backup_cmd"]
 
@@ -45,5 +45,6 @@ def backup_cmd(ctx: Context, dest: Path, no_link: bool, no_verify: bool, as_json
         emit_json(result)
     else:
         click.echo(f"backed up seqs 1-{result.head_seq} of log {result.log_id} to {result.path}: "
-                   f"{result.blobs} blobs, {result.refget_files} RefgetStore files, {result.cache_files} cache files "
+                   f"{counted(result.blobs, 'blob')}, {counted(result.refget_files, 'RefgetStore file')}, "
+                   f"{counted(result.cache_files, 'cache file')} "
                    f"({result.linked} hard-linked); {'verified' if result.verified else 'not verified'}")

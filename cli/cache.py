@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .main import Context, RgstoreGroup, store_option
-from .output import emit_json, emit_table, human_size, json_option, when
+from .output import counted, emit_json, emit_table, human_size, json_option, when
 
 __all__ = ["cache_group"]
 
@@ -134,7 +134,8 @@ def key_cmd(
     """Print the level-1 key of each requested region (after `cache fetch-raw`: keys hold the raw checksums).
 
     Labels (NCBI species, taxon and release; the Ensembl taxon) are blank in keys, so requests
-    for the same download share entries.
+    for the same download share entries; an NCBI release other than the one the download's GTF
+    names is refused.
 
     \b
     Example:
@@ -215,7 +216,11 @@ def regions_cmd(
         rgstore cache regions --source ensembl --species homo_sapiens \\
             --release 110 --regions CDS --json
     """
-    with ctx.open(create=True, reads_if_unwritable=True) as store:
+    from .getseq import signals_unwind
+
+    # SIGTERM unwinds as Ctrl-C does (see `cache fetch-raw`): a download's .part is kept whole for the next
+    # run to resume, region files being extracted are discarded with their staging directories, exit 143.
+    with signals_unwind(), ctx.open(create=True, reads_if_unwritable=True) as store:
         results = store.cache.regions(
             _request(source, species, taxon, release, assembly, regions),
             base_url=base_url,
@@ -283,12 +288,15 @@ def gc_cmd(ctx: Context, max_age: str, max_size: str | None, dry_run: bool, as_j
     for key in report.completed:
         click.echo(f"{'would finish' if dry_run else 'finished'}  {key[:12]}  (evicted by an interrupted gc)")
     click.echo(
-        f"{verb} {len(report.evicted)} entries, {human_size(report.bytes_freed)}; "
-        f"{len(report.completed)} interrupted evictions; {report.pinned_kept} pinned kept; "
+        f"{verb} {counted(len(report.evicted), 'entry', 'entries')}, {human_size(report.bytes_freed)}; "
+        f"{counted(len(report.completed), 'interrupted eviction')}; {report.pinned_kept} pinned kept; "
         f"{human_size(report.live_bytes)} live"
         # A dry run plans evictions only; lock files are counted by the run that sweeps them.
-        + ("" if dry_run else f"; {report.lock_files_removed} idle lock files removed")
+        + ("" if dry_run else f"; {counted(report.lock_files_removed, 'idle lock file')} removed")
     )
+    if report.max_size_unmet:
+        click.echo(f"note: pinned entries alone hold {human_size(report.pinned_bytes)}, over --max-size "
+                   f"{human_size(report.max_size)}; `rgstore cache unpin` lets gc evict them")
 
 
 @cache_group.command("evict")
@@ -319,7 +327,7 @@ def evict_cmd(ctx: Context, refs: tuple[str, ...], dry_run: bool, as_json: bool)
     verb = "would evict" if dry_run else "evicted"
     for item in report.evicted:
         click.echo(f"{verb}  {item.key[:12]}  L{item.level}  {human_size(item.size):>10}  {item.path}")
-    click.echo(f"{verb} {len(report.evicted)} entries, {human_size(report.bytes_freed)}; "
+    click.echo(f"{verb} {counted(len(report.evicted), 'entry', 'entries')}, {human_size(report.bytes_freed)}; "
                f"{human_size(report.live_bytes)} live")
 
 
@@ -464,7 +472,7 @@ def show_cmd(ctx: Context, ref: str, limit: int, as_json: bool) -> None:
         e = details.entry
         click.echo(
             f"level      {e.level}\npinned     {'yes' if e.pinned else 'no'}\n"
-            f"inserted   {when(e.inserted_at)}\nlast used  {when(e.last_access)} ({e.touches} touches)"
+            f"inserted   {when(e.inserted_at)}\nlast used  {when(e.last_access)} ({counted(e.touches, 'touch', 'touches')})"
         )
         emit_table([(f"  {rel}", human_size(ref_.size), ref_.sha256) for rel, ref_ in sorted(e.files.items())])
         _echo_request(e.request)
@@ -503,8 +511,8 @@ def verify_cmd(ctx: Context, evict: bool, as_json: bool) -> None:
         for key in report.evicted:
             click.echo(f"evicted {key}")
         click.echo(
-            f"checked {report.entries} entries, {report.files} files, {human_size(report.bytes)}: "
-            + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
+            f"checked {counted(report.entries, 'entry', 'entries')}, {counted(report.files, 'file')}, "
+            f"{human_size(report.bytes)}: " + ("ok" if report.ok else counted(len(report.problems), 'problem'))
         )
     if not report.ok:
         ctx_ = click.get_current_context()

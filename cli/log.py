@@ -16,7 +16,7 @@ import click
 import msgspec
 
 from .main import Context, GivenPath, RgstoreGroup, refuse_beside_files, store_option
-from .output import emit_json, emit_json_lines, emit_table, emit_table_stream, json_option, when
+from .output import counted, emit_json, emit_json_lines, emit_table, emit_table_stream, json_option, when
 
 __all__ = ["log_group", "replay_cmd", "summary"]
 
@@ -381,6 +381,6 @@ def publish_cmd(ctx: Context, directory: Path, segment_size: int, with_blobs: bo
     else:
         new = (f"published seqs {before + 1}-{manifest.head_seq}" if manifest.head_seq > before
                else f"nothing new to publish (head {manifest.head_seq})")
-        click.echo(f"{new}; {directory} holds {len(manifest.segments)} segment{'' if len(manifest.segments) == 1 else 's'}"
-                   + (f"; copied {copied} blobs and cache files" if with_blobs else "")
-                   + (f"; wrote {refget} RefgetStore files" if with_refget else ""))
+        click.echo(f"{new}; {directory} holds {counted(len(manifest.segments), 'segment')}"
+                   + (f"; copied {counted(copied, 'blob or cache file', 'blobs and cache files')}" if with_blobs else "")
+                   + (f"; wrote {counted(refget, 'RefgetStore file')}" if with_refget else ""))

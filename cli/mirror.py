@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .main import Context, RgstoreGroup, refuse_beside_files, store_option
-from .output import emit_json, json_option, when
+from .output import counted, emit_json, json_option, when
 
 __all__ = ["mirror_group"]
 
@@ -60,10 +60,11 @@ def pull_cmd(ctx: Context, source: str, with_blobs: bool, with_sequences: bool, 
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"pulled {result.applied} events from {result.source} ({result.kind}); "
+        click.echo(f"pulled {counted(result.applied, 'event')} from {result.source} ({result.kind}); "
                    f"head {result.head_seq} of {result.upstream_head}"
-                   + (f"; fetched {result.blobs_fetched} blobs and {result.cache_files_fetched} cache files" if with_blobs else "")
-                   + (f"; {result.sequences_fetched} sequences" if with_sequences else ""))
+                   + (f"; fetched {counted(result.blobs_fetched, 'blob')} and "
+                      f"{counted(result.cache_files_fetched, 'cache file')}" if with_blobs else "")
+                   + (f"; {counted(result.sequences_fetched, 'sequence')}" if with_sequences else ""))
         if result.upstream_head < result.head_seq:
             click.echo(f"note: {result.source} is behind this mirror on the same history (a lagging replica or "
                        "cache); nothing to pull from it until it catches up")
@@ -90,7 +91,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     click.echo(f"upstream:      {result.upstream or '(none: not a mirror)'}{' [promoted]' if result.promoted else ''}")
     click.echo(f"local head:    {result.local_head}")
     if result.upstream_head is not None:
-        click.echo(f"upstream head: {result.upstream_head} (lag {result.lag} events)")
+        click.echo(f"upstream head: {result.upstream_head} (lag {counted(result.lag, 'event')})")
     if result.error:  # a promoted store's follower stopped at the promotion: nothing is wrong upstream
         click.echo(f"{'promoted:     ' if result.error_kind == 'promoted' else 'upstream problem:'} {result.error}")
     click.echo(f"last pull:     {when(result.last_pull) if result.last_pull else 'never'}")

@@ -13,7 +13,7 @@ import click
 from .complete import refpkg_names
 from .getseq import signals_unwind
 from .main import Context, GivenPath, RgstoreGroup, store_option
-from .output import emit_json, emit_table, json_option, when
+from .output import counted, emit_json, emit_table, json_option, when
 
 __all__ = ["refpkg_group"]
 
@@ -50,7 +50,8 @@ def _show(info: Any, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    click.echo(f"{info.name}: seq {info.seq}, {len(info.files)} files, {len(info.metadata)} metadata keys; "
+    click.echo(f"{info.name}: seq {info.seq}, {counted(len(info.files), 'file')}, "
+               f"{counted(len(info.metadata), 'metadata key')}; "
                f"can roll back {info.rollbacks}, forward {info.rollforwards}")
 
 
@@ -199,7 +200,8 @@ def remove_cmd(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(removed)
         return
-    click.echo(f"removed refpkg {name} ({removed.files} files, {removed.steps} retained steps); "
+    click.echo(f"removed refpkg {name} ({counted(removed.files, 'file')}, "
+               f"{counted(removed.steps, 'retained step')}); "
                "`rgstore gc` frees files no other package holds")
 
 
@@ -397,4 +399,4 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
     if as_json:
         emit_json(report)
     else:
-        click.echo(f"wrote {report.path} ({report.files} files, {report.bytes:,} bytes)")
+        click.echo(f"wrote {report.path} ({counted(report.files, 'file')}, {counted(report.bytes, 'byte')})")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .main import Context, store_option
-from .output import cell, emit_json, emit_table, human_size, json_option, when
+from .output import cell, counted, emit_json, emit_table, human_size, json_option, when
 
 if TYPE_CHECKING:
     from rgstore.status import StoreStatus
@@ -50,7 +50,7 @@ def _print(st: StoreStatus) -> None:
     c = st.counts
     rows: list[tuple[str, str]] = [
         ("store:", str(st.path)),
-        ("log:", f"{st.log_id} (format {st.format_version}), {st.streams} streams"),
+        ("log:", f"{st.log_id} (format {st.format_version}), {counted(st.streams, 'stream')}"),
         ("head:", f"seq {st.head_seq}" + (f" at {when(st.head_time)}" if st.head_time
                                          else "" if st.head_seq else " (empty log)")),
     ]
@@ -68,7 +68,7 @@ def _print(st: StoreStatus) -> None:
     rows += [
         ("genomes:", str(c.genomes)),
         ("aliases:", f"{c.collection_aliases} collection, {c.sequence_aliases} sequence"),
-        ("refpkgs:", f"{c.refpkgs} ({c.blobs} blobs)"),
+        ("refpkgs:", f"{c.refpkgs} ({counted(c.blobs, 'blob')})"),
         ("cache:", f"{c.cache_level1} level-1, {c.cache_level2} level-2 entries ({c.cache_pinned} pinned)"),
     ]
     for part in st.disk:
@@ -81,7 +81,7 @@ def _print(st: StoreStatus) -> None:
     current = sum(v.state == "current" for v in st.views)
     behind = ", ".join(f"{v.name} {v.state}" for v in st.views if v.state != "current")  # which, not just how many
     rows.append(("views:", f"{current} of {len(st.views)} current" + (f" ({behind})" if behind else "")))
-    rows.append(("health:", "ok" if st.healthy else f"{len(st.problems)} problem(s)"))
+    rows.append(("health:", "ok" if st.healthy else counted(len(st.problems), "problem")))
     emit_table([(label, cell(value)) for label, value in rows])
     for problem in st.problems:
         click.echo(f"  {cell(problem)}")

@@ -2,15 +2,16 @@
 
 ``collect`` evicts unpinned entries not accessed within ``max_age`` seconds, then unpinned entries
 in least-recently-used order until the live total fits ``max_size`` (pinned bytes count toward the
-total but are never evicted). The evictions commit in one transaction that re-checks each entry
-(still live, still unpinned, not touched since planning); files are deleted afterwards, one entry
-at a time under its lock. A run killed between the commit and the deletions leaves tombstones
-whose directories still exist; every run first finishes those (unless a live entry now owns the
-directory, e.g. an NCBI entry re-keyed without its taxon), and also removes directories no
-event describes (abandoned staging, a publish whose insert never committed) once they are a day
-old and unlocked, and lock files nobody holds of keys without a live entry (see ``cachelock``).
-``evict`` evicts named entries at once, by the same commit-then-delete steps. ``verify``
-re-hashes every file against the sha256 its insert recorded.
+total but are never evicted; the report says when they alone exceed ``max_size``). The evictions
+commit in one transaction that re-checks each entry (still live, still unpinned, not touched since
+planning); files are deleted afterwards, one entry at a time under its lock. A run killed
+between the commit and the deletions leaves tombstones whose directories still exist; every run
+first finishes those (unless a live entry now owns the directory, e.g. an NCBI entry re-keyed
+without its taxon), and also removes directories no event describes (abandoned staging, a
+publish whose insert never committed) once they are a day old and unlocked, and lock files nobody
+holds of keys without a live entry (see ``cachelock``). ``evict`` evicts named entries at once, by
+the same commit-then-delete steps. ``verify`` re-hashes every file against the sha256 its insert
+recorded.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class GcReport(msgspec.Struct, kw_only=True):
     pinned_kept: int = 0
     live_bytes: int = 0
     """Bytes of live entries after the run (before, for a dry run)."""
+    pinned_bytes: int = 0
+    """Bytes of the pinned entries among ``live_bytes``: gc never evicts them, whatever ``max_size`` says."""
+    max_size: int | None = None
+    """The size limit the run was given (None: no limit)."""
+    max_size_unmet: bool = False
+    """Pinned entries alone hold more than ``max_size``: no eviction can bring the cache within it."""
     strays: list[str] = []
     """Directories no event describes (abandoned staging, unrecorded publishes) that were removed."""
     lock_files_removed: int = 0
@@ -311,7 +318,7 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
         raise InvalidInputError("--max-age must not be negative")
     if max_size is not None and max_size < 0:
         raise InvalidInputError("--max-size must not be negative")
-    report = GcReport(dry_run=dry_run)
+    report = GcReport(dry_run=dry_run, max_size=max_size)
     report.strays = _sweep(cache, now=cache.clock(), dry_run=dry_run)
     pending = _pending(cache)
     if dry_run:
@@ -327,6 +334,7 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
         report.evicted = [_item(e, why) for e, why in chosen]
         report.bytes_freed = sum(e.size for e, _ in chosen)
         report.live_bytes = sum(e.size for e in entries)
+        _note_pinned(report, entries)
         return report
 
     def command(txn: Txn) -> list[NewEvent]:
@@ -349,9 +357,17 @@ def collect(cache: Cache, *, max_age: float | None, max_size: int | None, dry_ru
             report.bytes_freed += item.size
     live = cache.ls()
     report.live_bytes = sum(e.size for e in live)
+    _note_pinned(report, live)
     # Last: every lock this run took is released, and a key being built right now is held.
     report.lock_files_removed = len(sweep_lock_files(cache.root, keep={e.key for e in live}))
     return report
+
+
+def _note_pinned(report: GcReport, entries: list[CacheEntry]) -> None:
+    """Record the pinned entries' bytes, and whether they alone exceed the run's ``max_size``."""
+    report.pinned_bytes = sum(e.size for e in entries if e.pinned)
+    # Otherwise "evicted 0 entries" on a cache over its limit would read as if the limit were met.
+    report.max_size_unmet = report.max_size is not None and report.pinned_bytes > report.max_size
 
 
 REQUESTED = "evicted by request"
@@ -396,6 +412,7 @@ def evict(cache: Cache, refs: Sequence[str], *, dry_run: bool = False) -> GcRepo
     live = cache.ls()
     report.pinned_kept = sum(1 for e in live if e.pinned)
     report.live_bytes = sum(e.size for e in live)
+    _note_pinned(report, live)
     return report
 
 

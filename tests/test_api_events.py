@@ -172,7 +172,7 @@ def test_a_mirror_pulls_the_whole_store_through_the_server(tmp_path: Path) -> No
     rgstore_cli(primary, "refpkg", "create", "pkg", "-l", "16S", "-t", str(tmp_path / "tree.nwk"))
     with running_server(primary) as server:
         said = rgstore_cli(mirror, "mirror", "pull", server.url, "--with-blobs")
-        assert "fetched 1 blobs and 0 cache files" in said
+        assert "fetched 1 blob and 0 cache files" in said
         head = httpx.get(f"{server.url}/events/head").json()
     with Store.open(mirror, readonly=True) as store:
         assert store.head() == (head["head_seq"], head["head_hash"])

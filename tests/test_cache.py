@@ -171,6 +171,61 @@ def test_sigterm_mid_download_keeps_the_part_as_ctrl_c_does_and_the_next_run_res
         assert store.cache.verify().ok and not part.exists()
 
 
+def test_sigterm_mid_download_of_cache_regions_unwinds_keeping_only_the_part_and_the_rerun_completes(
+    store_path: Path, tmp_path: Path
+) -> None:
+    # `cache regions` ran without signals_unwind: a SIGTERM killed it outright (exit -15) mid-download, the bytes
+    # its file object still buffered never reached the .part, and nothing else of the run was cleaned up.
+    upstream_tree(tmp_path / "up", total_bp=1_000_000)  # each of the 20 trickled pieces outgrows a file buffer
+    with UpstreamServer(tmp_path / "up") as server:
+        server.slow(GENOME["ncbi"], 600.0)  # a piece every 30 s: the run waits for the second one
+        args = ["--store", str(store_path), "cache", "regions", "--source", "ncbi", "--species", NCBI["species"],
+                "--taxon", NCBI["taxon"], "--release", NCBI["release"], "--assembly", NCBI["assembly"],
+                "--regions", "gene,exon", "--base-url", base(server, "ncbi")]
+        proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            parts: list[Path] = []
+            while proc.poll() is None and time.monotonic() < deadline and not (
+                    parts and parts[0].stat().st_size > 0):
+                parts = list(store_path.rglob("genome*.part"))  # the trickled file (the GTF comes whole, first)
+                time.sleep(0.01)
+            assert proc.poll() is None and parts, proc.communicate()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 143 and b"Traceback" not in err, err.decode()
+        (part,) = parts
+        kept = part.stat().st_size
+        assert kept > 0 and part.with_name(part.name + ".json").is_file()
+        # Under cache/ only the download's staging directory is left, and in it only what a resume reads.
+        cache_root = store_path / "cache"
+        staged = [p for p in cache_root.iterdir() if p.name.startswith(".tmp-")]
+        assert staged == [part.parent.parent], staged
+        left = sorted(p.relative_to(part.parent) for p in part.parent.parent.rglob("*") if p.is_file())
+        assert part.relative_to(part.parent) in left and all(".part" in p.name or p.suffix == ".gz" for p in left), left
+        with Store.open(store_path) as store:
+            assert store.head()[0] == 0
+
+        server.slow(GENOME["ncbi"], 0.0)
+        again = subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, capture_output=True,
+                               timeout=120)
+        assert again.returncode == 0, again.stderr.decode()
+        resumed = server.gets(GENOME["ncbi"])[-1]
+        assert (resumed.range, resumed.status) == (f"bytes={kept}-", 206)
+    assert not [p for p in cache_root.iterdir() if p.name.startswith(".tmp-")]
+    with Store.open(store_path) as store:
+        assert store.cache.verify().ok and not part.exists()
+        assert len(store.cache.ls(level=1)) == 2 and len(store.cache.ls(level=2)) == 1
+    verified = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "verify"], cwd=REPO,
+                              capture_output=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
+
+
 def _fetch_in_subprocess(store_path: Path, url: str) -> subprocess.Popen[bytes]:
     args = [
         "--store",

@@ -438,6 +438,34 @@ def test_evict_through_the_cli_prints_each_entry_and_refuses_a_pinned_one_in_one
     assert dry["dry_run"] and [i["key"] for i in dry["evicted"]] == [exon]
     done = cli("cache", "evict", exon[:12])
     assert done.exit_code == 0 and done.stdout.startswith(f"evicted  {exon[:12]}  L1"), done.stdout
-    assert "evicted 1 entries" in done.stdout
+    assert "evicted 1 entry," in done.stdout
     assert json.loads(cli("cache", "show", exon, "--json").stdout)["state"] == "evicted"
     assert cli("cache", "evict").exit_code == 2  # REF is required: a usage error
+
+
+def test_gc_says_when_pinned_entries_alone_exceed_max_size_in_text_and_json(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    # Everything pinned and over --max-size: gc printed "would evict 0 entries ... live" and nothing said the
+    # limit could not be met.
+    from rgstore_cli.output import human_size
+
+    assert cli("cache", "regions", *ENS, "--regions", "gene,exon", "--base-url", f"{server.url}/ensembl").exit_code == 0
+    entries = json.loads(cli("cache", "ls", "--json").stdout)
+    assert len(entries) == 3
+    for e in entries:
+        assert cli("cache", "pin", e["key"]).exit_code == 0
+    pinned = sum(e["size"] for e in entries)
+    limit = pinned // 2
+    dry = json.loads(cli("cache", "gc", "--max-age", "none", "--max-size", str(limit), "--dry-run", "--json").stdout)
+    assert dry["evicted"] == [] and (dry["pinned_bytes"], dry["max_size"], dry["max_size_unmet"]) == (
+        pinned, limit, True)
+    assert dry["live_bytes"] == pinned and dry["pinned_kept"] == 3  # the fields it had are all still there
+    done = cli("cache", "gc", "--max-age", "none", "--max-size", str(limit))
+    lines = done.stdout.splitlines()
+    assert done.exit_code == 0 and lines[0].startswith("evicted 0 entries, "), done.stdout
+    assert lines[1:] == [f"note: pinned entries alone hold {human_size(pinned)}, over --max-size {human_size(limit)}; "
+                         "`rgstore cache unpin` lets gc evict them"], done.stdout
+    assert len(json.loads(cli("cache", "ls", "--json").stdout)) == 3
+    met = cli("cache", "gc", "--max-age", "none", "--max-size", str(pinned), "--json")
+    assert json.loads(met.stdout)["max_size_unmet"] is False
+    assert "note:" not in cli("cache", "gc", "--max-age", "none", "--max-size", str(pinned)).stdout
+    assert json.loads(cli("cache", "gc", "--max-age", "none", "--json").stdout)["max_size"] is None

@@ -300,3 +300,49 @@ def test_counts_take_the_noun_in_their_number(tmp_path: Path) -> None:
         store.append([NewEvent(stream="s", event=Noted(text="one"))])
     done = run_rgstore("--store", str(tmp_path / "s"), "verify")
     assert done.stdout.decode() == "ok: 1 event, 0 blobs, 0 cache files, 0 sequences checked\n", done.stdout
+
+
+def _one_event(root: Path) -> Path:
+    """A store whose log holds one event on one stream."""
+    from rgstore.events import Noted
+    from rgstore.log import NewEvent
+    from rgstore.store import Store
+
+    with Store.open(root / "s") as store:
+        store.append([NewEvent(stream="s", event=Noted(text="one"))])
+    return root / "s"
+
+
+def _one_file_package(root: Path) -> Path:
+    """A store holding one refpkg of one file (its tree): one blob."""
+    from tests.server_fixture import rgstore_cli
+
+    (root / "tree.nwk").write_text("(a:0.1,b:0.2);\n")
+    rgstore_cli(root / "p", "refpkg", "create", "pkg", "-l", "16S", "-t", str(root / "tree.nwk"))
+    return root / "p"
+
+
+def _one_event_published(root: Path) -> Path:
+    """An empty mirror store beside ``root/pub``, a published directory of one event."""
+    from tests.server_fixture import rgstore_cli
+
+    rgstore_cli(_one_event(root), "log", "publish", str(root / "pub"))
+    return root / "mirror"
+
+
+@pytest.mark.parametrize(("make", "args", "said"), [
+    (_one_event, ["status"], ", 1 stream\n"),
+    (_one_event, ["rebuild"], " from 1 event\n"),
+    (_one_event_published, ["mirror", "pull", "{root}/pub"], "pulled 1 event from "),
+    (_one_file_package, ["status"], " (1 blob)\n"),
+    (_one_file_package, ["backup", "{root}/bk"], ": 1 blob, "),
+    (_one_file_package, ["refpkg", "export", "pkg", "{root}/ex"], " (1 file, 15 bytes)\n"),
+    (_one_file_package, ["refpkg", "remove", "pkg"], " (1 file, 1 retained step); "),
+], ids=["status-streams", "rebuild", "mirror-pull", "status-blobs", "backup", "refpkg-export", "refpkg-remove"])
+def test_a_count_of_one_takes_the_singular_in_command_summaries(
+        tmp_path: Path, make: Callable[[Path], Path], args: list[str], said: str) -> None:
+    from tests.server_fixture import rgstore_cli
+
+    store = make(tmp_path)
+    out = rgstore_cli(store, *(a.format(root=tmp_path) for a in args))
+    assert said in out, out

@@ -1129,7 +1129,7 @@ def test_cli_remove_frees_the_name_and_prints_json_like_its_siblings(  # type: i
     assert cli("refpkg", "remove", "my").exit_code == 1
     assert cli("refpkg", "create", "my", "-l", "16S", "-t", str(tree)).exit_code == 0
     result = cli("refpkg", "remove", "my")
-    assert result.exit_code == 0 and result.stdout.startswith("removed refpkg my (1 files, 1 retained steps)")
+    assert result.exit_code == 0 and result.stdout.startswith("removed refpkg my (1 file, 1 retained step)")
     result = cli("gc", "--grace", "0", "--json")
     assert result.exit_code == 0 and len(json.loads(result.stdout)["removed"]) == 1
 
