@@ -62,7 +62,8 @@ def genome_group() -> None:
 @click.option("--description", "-d", default="", help="Free-text description.")
 @click.option("--species", "-s", default="", help="Species, e.g. 'Homo sapiens'.")
 @click.option("--fhr", type=GivenPath(path_type=Path, dir_okay=False),
-              help="FHR 1.0 JSON provenance document to attach (replaces a different stored one).")
+              help="FHR 1.0 JSON provenance document to attach (replaces a different stored one; "
+                   "without it, --remote takes the remote's own).")
 @click.option("--circular", multiple=True, metavar="SEQ", help="A circular sequence (e.g. chrM); repeatable.")
 @click.option("--seq-namespace", metavar="NS", multiple=True, callback=given_namespace,
               help="Record header tokens NS:ID as sequence aliases (e.g. --seq-namespace insdc); "
@@ -84,7 +85,9 @@ def init_cmd(
     one stays in `rgstore log`. A name that already names another genome is
     refused unless --force. With --remote URL (and --digest or --alias)
     the genome stays on a remote RefgetStore or seqcol server; each sequence is fetched,
-    verified against its digest and cached when first read. A genome
+    verified against its digest and cached when first read, and the
+    remote's FHR document comes along (never replacing a stored one; one
+    unreadable or not FHR 1.0 is skipped with a warning). A genome
     already recorded keeps its source: another --remote URL is not
     recorded, and init says so.
 
@@ -130,6 +133,8 @@ def init_cmd(
                 seq_namespace=seq_namespace, force=force, progress=null_progress if as_json else terminal_progress,
             )
     note_shadows(result.shadows, result.genome.digest)
+    if result.fhr_not_recorded is not None:  # the remote's provenance was unusable: said, never fatal
+        click.echo(f"warning: {cell(result.fhr_not_recorded)}; the genome is recorded without it", err=True)
     if as_json:
         emit_json(result)
         return
@@ -145,7 +150,7 @@ def init_cmd(
     if result.fhr_replaced:  # a re-run with another --fhr: never silent, the old document is only in the log
         click.echo(f"  fhr replaced (earlier documents: rgstore log --type fhr-set --stream genome:{g.digest})")
     elif result.fhr_set:
-        click.echo("  fhr set")
+        click.echo("  fhr set" + (" (the remote's)" if result.fhr_from_remote else ""))
     if result.remote_not_recorded is not None:  # a re-run naming a new upstream: reads would still use the old one
         was = g.source.remote_url or (f"the FASTA {g.source.path}" if g.source.path else "a FASTA")
         click.echo(f"  remote {cell(result.remote_not_recorded)} not recorded: the genome stays recorded from "

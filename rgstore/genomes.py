@@ -109,7 +109,8 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     """Set when a new name took a bare name from other namespaces' aliases of other genomes:
     ``{"ncbi:hg38": digest}`` of each (see ``aliases.shadowed_by``)."""
     fhr_set: bool = False
-    """This command recorded an FHR document (``--fhr`` given and not the stored one)."""
+    """This command recorded an FHR document (``--fhr`` given and not the stored one, or the remote's:
+    ``fhr_from_remote``)."""
     fhr_replaced: bool = False
     """The FHR document it recorded replaced a different one (still in the log, as its FhrSet event)."""
     remote_not_recorded: str | None = None
@@ -118,6 +119,11 @@ class InitResult(msgspec.Struct, frozen=True, kw_only=True):
     aliases_moved: list[AliasMoved] = []
     """The aliases in ``aliases_added`` that ``force`` took from another genome, each with the digest it
     left (as ``alias set --force`` reports ``previous``); the others are new."""
+    fhr_from_remote: bool = False
+    """``init --remote`` without ``fhr``: the FHR document ``fhr_set`` reports is the remote's own."""
+    fhr_not_recorded: str | None = None
+    """``init --remote`` without ``fhr``: why the remote's FHR document was not recorded (not FHR 1.0, not JSON,
+    unreadable), one line; the genome was recorded without it. None otherwise."""
 
 
 class GenomeRemoval(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,7 +4,8 @@
 with keys version, mode and seqdata_path_template; else a seqcol or refgenie server whose
 ``/service-info`` or ``/seqcol/service-info`` advertises ``seqcol.refget_store.url``), reads the
 genome's level-2 collection, checks that it hashes to the requested digest, and records it
-(``GenomeAdded`` with ``source.remote_url`` plus one ``AliasSet`` per name). No sequence is
+(``GenomeAdded`` with ``source.remote_url`` plus one ``AliasSet`` per name, and an ``FhrSet`` for the
+remote's FHR document, as ``init --fhr`` records one). No sequence is
 downloaded then: ``rgstore.remotefetch`` downloads each sequence when it is first read.
 Anything unreachable or non-conforming raises RemoteError, and nothing is recorded.
 """
@@ -24,13 +25,15 @@ from . import seqcol
 from .aliases import normalise_digest, shadowed_by, split_alias
 from .environment import Txn
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
-from .events import AliasSet, GenomeAdded, GenomeSource
+from .events import AliasSet, FhrSet, GenomeAdded, GenomeSource
 from .log import NewEvent
 from .views.aliases import COLLECTION, DEFAULT_NAMESPACE, alias_stream, collection_alias
 from .views.aliasnames import NAMESPACE_RE, check_new_name
-from .views.genomes import genome_record, genome_stream
+from .views.genomes import genome_fhr, genome_record, genome_stream
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .genomes import InitResult
     from .store import Store
 
@@ -279,6 +282,45 @@ def _server_genome(source: RemoteSource, digest: str, http: _Http) -> dict[str, 
     return {}
 
 
+def _remote_fhr(source: RemoteSource, digest: str, told: dict[str, Any], http: _Http) -> tuple[Any, str]:
+    """The remote's FHR document for ``digest`` (None: it has none) and where it came from, unchecked.
+
+    A server's genome record (``/v4/genomes/{digest}``) carries it as ``fhr``; a bare RefgetStore as the file
+    gtars writes (``fhr/{digest}.fhr.json``, also served under an rgstore server's ``/store/``), or the
+    ``collections/{digest}.fhr.json`` refget's format notes name. RemoteError when it cannot be read, InvalidInputError
+    when it is not JSON: ``init_remote`` warns and goes on, since provenance is no reason to refuse the genome.
+    """
+    from .httpclient import redact
+
+    if "fhr" in told:  # the server's own answer, null included: its store holds the same document
+        return told["fhr"], f"{source.url}'s genome record of {digest}"
+    for path in (f"fhr/{digest}.fhr.json", f"collections/{digest}.fhr.json"):
+        body = http.get(f"{source.store_url}/{path}")
+        if body is not None:
+            break
+    else:
+        return None, ""
+    where = redact(f"{source.store_url}/{path}")
+    try:
+        return json.loads(body), where
+    except (ValueError, RecursionError):  # ValueError: not UTF-8 or not JSON
+        raise InvalidInputError(f"{where}: the FHR document is not JSON") from None
+
+
+def _checked_remote_fhr(source: RemoteSource, digest: str, told: dict[str, Any], http: _Http) -> tuple[
+        dict[str, Any] | None, str | None]:
+    """The remote's FHR document checked as a user's ``--fhr`` is (``genomes.check_fhr``), or why it is not usable."""
+    from .genomes import check_fhr
+
+    try:
+        doc, where = _remote_fhr(source, digest, told, http)
+        if doc is None or doc == {}:  # an empty record field is no document, not an empty one to record
+            return None, None
+        return check_fhr(doc, where=f"the FHR document in {where}"), None
+    except (RemoteError, InvalidInputError) as exc:
+        return None, " ".join(str(exc).split())[:500]  # one line: gtars' messages may run over several
+
+
 def _check_records(url: str, digest: str, names: list[str], lengths: list[int]) -> None:
     """Hold a remote collection to the rules a local FASTA is validated against (RemoteError if not).
 
@@ -308,7 +350,8 @@ def _check_records(url: str, digest: str, names: list[str], lengths: list[int]) 
 def init_remote(
     store: Store, url: str | None, names: Sequence[str], *, digest: str | None = None,
     alias: str | None = None, description: str = "", species: str = "", circular: Sequence[str] = (),
-    force: bool = False, timeout: float = TIMEOUT_S, fasta: object = None, fhr: object = None,
+    force: bool = False, timeout: float = TIMEOUT_S, fasta: object = None,
+    fhr: dict[str, Any] | Path | str | None = None,
     seq_namespace: str | Sequence[str] | None = None,
 ) -> InitResult:
     """Record the genome ``digest`` (or the one remote ``alias`` names) held at ``url``, named ``names``.
@@ -319,16 +362,20 @@ def init_remote(
     a name pointing at another genome is refused unless ``force``. Nothing is recorded on error.
     A genome already recorded keeps its source: a ``url`` naming another store is not recorded,
     and ``remote_not_recorded`` says so (a genome's source is part of its ``GenomeAdded`` event).
-    ``fasta``, ``fhr`` and ``seq_namespace`` exist so `genome init` can hand over every option:
-    they belong to FASTA genomes, and giving any of them here is an error.
+    An ``fhr`` (a dict or a JSON file path) is recorded as ``Genomes.init`` records one, replacing a
+    different stored one (``fhr_replaced``). Without it the remote's FHR document, if it serves one, is
+    recorded for a genome that has none (``fhr_from_remote``; a stored one is never replaced); one that
+    is unreadable or not FHR 1.0 is skipped and ``fhr_not_recorded`` says why.
+    ``fasta`` and ``seq_namespace`` exist so `genome init` can hand over every option:
+    they belong to FASTA genomes, and giving either here is an error.
     """
-    from .genomes import AliasMoved, InitResult, check_same_metadata
+    from .genomes import AliasMoved, InitResult, _fhr_doc, check_same_metadata
 
     if url is None:
         raise InvalidInputError("genome init needs --fasta PATH or --remote URL")
     # An empty sequence of namespaces is none given (the CLI's repeatable option passes ()).
     namespaces = seq_namespace if isinstance(seq_namespace, str) or seq_namespace else None
-    for option, value in (("--fasta", fasta), ("--fhr", fhr), ("--seq-namespace", namespaces)):
+    for option, value in (("--fasta", fasta), ("--seq-namespace", namespaces)):
         if value is not None:
             raise InvalidInputError(f"{option} cannot be combined with --remote")
     if (digest is None) == (alias is None):
@@ -339,6 +386,7 @@ def init_remote(
     if not aliases:
         raise InvalidInputError("a genome needs at least one name (--name)")
     wanted = normalise_digest(digest) if digest is not None else None
+    given_fhr = _fhr_doc(fhr) if fhr is not None else None  # checked before any request
     http = _Http(timeout)
     try:
         source = detect(url, http=http)
@@ -348,6 +396,7 @@ def init_remote(
             wanted = resolve_alias(source, namespace, local, http, bare=":" not in alias)
         collection = remote_collection(source, wanted, http)
         told = _server_genome(source, wanted, http)
+        remote_fhr, fhr_problem = _checked_remote_fhr(source, wanted, told, http) if given_fhr is None else (None, None)
     finally:
         http.close()
     # Only what the user said is held against an already recorded genome: the server's record may
@@ -369,6 +418,7 @@ def init_remote(
     state: dict[str, bool] = {}
     shadows: dict[str, str] = {}
     kept: list[str] = []
+    fhr_doc = given_fhr if given_fhr is not None else remote_fhr
 
     def command(txn: Txn) -> list[NewEvent]:
         added.clear()
@@ -407,6 +457,15 @@ def init_remote(
                 stream=alias_stream(COLLECTION, alias_ns, name),
                 event=AliasSet(namespace=alias_ns, name=name, digest=collection.digest),
             ))
+        previous_fhr = genome_fhr(txn, env, collection.digest)
+        # A given fhr replaces a different stored one, as `init --fasta --fhr` does; the remote's only fills a
+        # genome that has none: the user did not ask to change what is stored (and may have set it).
+        state["fhr_set"] = fhr_doc is not None and previous_fhr != fhr_doc and (
+            given_fhr is not None or previous_fhr is None)
+        state["fhr_replaced"] = state["fhr_set"] and previous_fhr is not None
+        if fhr_doc is not None and state["fhr_set"]:
+            events.append(NewEvent(stream=genome_stream(collection.digest),
+                                   event=FhrSet(digest=collection.digest, fhr=fhr_doc)))
         return events
 
     seqs = store.transact(command)
@@ -414,6 +473,8 @@ def init_remote(
         genome=store.genomes.show(collection.digest, by_digest=True), added=state["new"],
         aliases_added=list(added), sequence_aliases_added=0, seqs=seqs,
         shadows=shadows or UNSET, remote_not_recorded=kept[0] if kept else None, aliases_moved=list(moved),
+        fhr_set=state["fhr_set"], fhr_replaced=state["fhr_replaced"],
+        fhr_from_remote=state["fhr_set"] and given_fhr is None, fhr_not_recorded=fhr_problem,
     )
 
 

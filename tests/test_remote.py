@@ -235,7 +235,7 @@ def test_an_unreachable_url_is_a_clear_error_and_records_nothing(store: Store) -
     [
         ({"digest": "A" * 32, "alias": "ucsc:tiny"}, "exactly one of --digest or --alias"),
         ({}, "exactly one of --digest or --alias"),
-        ({"digest": "A" * 32, "fhr": "x.json"}, "--fhr cannot be combined"),
+        ({"digest": "A" * 32, "fhr": "x.json"}, "x.json: no such FHR file"),  # read before any request
         ({"digest": "short"}, "invalid digest"),
     ],
 )
