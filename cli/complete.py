@@ -92,6 +92,9 @@ def refpkg_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -
 def sequence_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The sequence names of the genome already on the command line (``getseq hg38 ch<TAB>``, ``-g hg38 -l ch<TAB>``)."""
     genome = ctx.params.get("name") or ctx.params.get("genome_opt")
+    if not genome and ctx.args and ctx.params.get("digest") is None:
+        # `getseq hg38 -l ch<TAB>`: click stops at the -l awaiting its value before it binds positionals.
+        genome = ctx.args[0]
     if not genome:
         return []
     try:

@@ -104,6 +104,11 @@ _OTHER_COMPRESSION = (
 None can start a FASTA file, which starts with '>' or a blank line."""
 
 
+_CR_FIX = "tr '\\r' '\\n' < FILE > NEW.fa"
+_CR_FIX_GZ = "zcat FILE | tr '\\r' '\\n' | gzip > NEW.fa.gz"
+"""The fix a header's CR suggests, for a plain file and (``tr`` on compressed bytes would mangle them) a gzip one."""
+
+
 def _refuse_other_compression(path: Path, head: bytes) -> None:
     """InvalidInputError for a file compressed other than with gzip/BGZF ("invalid residue '9'" would not say so)."""
     for magic, kind, unpack in _OTHER_COMPRESSION:
@@ -241,7 +246,7 @@ class _Parser:
             # A classic Mac OS file (CR line ends only) is one long header line: it would be stored as
             # a single empty record whose description holds the whole file.
             raise _Fault(at + cr, "carriage return inside a header line (a file with classic Mac OS line "
-                                  "ends? convert them: tr '\\r' '\\n' < FILE > NEW.fa)")
+                                  f"ends? convert them: {_CR_FIX})")
         try:
             text = line[1:].decode("utf-8")
         except UnicodeDecodeError:
@@ -417,7 +422,8 @@ def validate_fasta(
             places = _line_col(path, compression, [fault.offset] + ([fault.first] if fault.first is not None else []))
             line, col = places[fault.offset]
             extra = f" (first seen on line {places[fault.first][0]})" if fault.first is not None else ""
-            raise InvalidInputError(f"{path}: line {line}, column {col}: {fault.reason}{extra}") from None
+            reason = fault.reason if compression == "none" else fault.reason.replace(_CR_FIX, _CR_FIX_GZ)
+            raise InvalidInputError(f"{path}: line {line}, column {col}: {reason}{extra}") from None
         finally:
             bar.close()
     if compression == "bgzf":

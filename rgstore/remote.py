@@ -396,7 +396,10 @@ def init_remote(
             wanted = resolve_alias(source, namespace, local, http, bare=":" not in alias)
         collection = remote_collection(source, wanted, http)
         told = _server_genome(source, wanted, http)
-        remote_fhr, fhr_problem = _checked_remote_fhr(source, wanted, told, http) if given_fhr is None else (None, None)
+        with store.read() as txn:  # the remote's never replaces a stored one: then it is neither read nor warned about
+            stored_fhr = genome_fhr(txn, store.environment, wanted) is not None
+        remote_fhr, fhr_problem = (_checked_remote_fhr(source, wanted, told, http) if given_fhr is None and not stored_fhr
+                                   else (None, None))
     finally:
         http.close()
     # Only what the user said is held against an already recorded genome: the server's record may

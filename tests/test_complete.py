@@ -56,6 +56,14 @@ def test_sequence_names_complete_after_the_genome(tmp_path: Path) -> None:
     assert complete(f"rgstore --store {tmp_path / 's'} getseq -g tiny -l ch") == ["chr1", "chr2", "chrM"]
 
 
+def test_sequence_names_complete_after_a_positional_genome_and_l(tmp_path: Path) -> None:
+    # `getseq tiny -l chr1` is accepted, but its TAB offered nothing: click stops parsing at the -l awaiting its
+    # value before it binds positionals, so NAME is still among the context's leftover arguments.
+    make_store(tmp_path / "s")
+    assert complete(f"rgstore --store {tmp_path / 's'} getseq tiny -l ch") == ["chr1", "chr2", "chrM"]
+    assert complete(f"rgstore --store {tmp_path / 's'} getseq tiny -l chr1 --locus chr") == ["chr1", "chr2", "chrM"]
+
+
 def test_refpkg_names_complete(tmp_path: Path) -> None:
     make_store(tmp_path / "s")
     assert complete(f"rgstore --store {tmp_path / 's'} refpkg info ") == ["bacteria", "fungi"]

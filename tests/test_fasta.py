@@ -305,3 +305,17 @@ def test_validate_fasta_refuses_a_pipe_naming_genome_init_which_saves_one_first(
         assert os.read(read_end, 100) == b">a\nACGT\n"
     finally:
         os.close(read_end)
+
+
+@pytest.mark.parametrize(("name", "fix"), [
+    ("plain.fa", "convert them: tr '\\r' '\\n' < FILE > NEW.fa)"),
+    # It offered `tr ... < FILE` for a .fa.gz too, which rewrites bytes of the compressed stream.
+    ("packed.fa.gz", "convert them: zcat FILE | tr '\\r' '\\n' | gzip > NEW.fa.gz)"),
+])
+def test_the_classic_mac_line_end_fix_suits_the_files_compression(tmp_path: Path, name: str, fix: str) -> None:
+    data = b">chr1\rACGT\r>chr2\rGG\r"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(InvalidInputError, match="carriage return inside a header line") as info:
+        validate_fasta(path)
+    assert str(info.value).endswith(fix), str(info.value)

@@ -180,3 +180,21 @@ def test_cli_reinit_with_a_different_fhr_replaces_the_stored_one_and_says_so(  #
     kept = json.loads(cli(*init, "--name", "g3", "--json").stdout)  # no --fhr: the remote's does not come back
     assert (kept["fhr_set"], kept["fhr_from_remote"], kept["fhr_not_recorded"]) == (False, False, None)
     assert json.loads(cli("genome", "fhr", "get", "g").stdout) == OURS
+
+
+def test_reinit_of_a_genome_with_a_stored_fhr_neither_reads_nor_warns_about_the_remotes(
+    tmp_path: Path, store: Store
+) -> None:
+    # The remote's FHR can never replace a stored one, yet it was fetched and, when unreadable, warned about
+    # ("...answered HTTP 500; the genome is recorded without it") on every re-run that only adds a name.
+    root = tmp_path / "site" / "store"
+    digest = static_store(root, None)
+    routes = {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes())
+              for p in root.rglob("*") if p.is_file()}
+    routes[f"/fhr/{digest}.fhr.json"] = fixed("500 Internal Server Error")
+    with HostileServer(routes) as server:
+        first = remote.init_remote(store, server.url, ["tiny"], digest=digest, fhr=OURS)
+        again = remote.init_remote(store, server.url, ["tiny2"], digest=digest)
+    assert first.fhr_set and (again.aliases_added, again.fhr_set, again.fhr_not_recorded) == (
+        ["refgenie:tiny2"], False, None)
+    assert store.genomes.fhr_get("tiny") == OURS
