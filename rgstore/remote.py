@@ -91,14 +91,15 @@ class _Http:
     def close(self) -> None:
         self.client.close()
 
-    def get(self, url: str) -> bytes | None:
-        """The body of ``url`` (``DOC_LIMIT`` bytes at most); None on 404; RemoteError when unreachable or on another failure."""
+    def get(self, url: str, absent: tuple[int, ...] = (404, 410)) -> bytes | None:
+        """The body of ``url`` (``DOC_LIMIT`` bytes at most); None on an ``absent`` status (404, 410); RemoteError
+        when unreachable or on another failure."""
         from .httpclient import failure, read_capped, redact
 
         shown = redact(url)
         try:
             with self.client.stream("GET", url) as response:
-                if response.status_code in (404, 410):
+                if response.status_code in absent:
                     return None
                 if response.status_code >= 400:
                     raise RemoteError(f"{shown} answered HTTP {response.status_code}")
@@ -295,7 +296,9 @@ def _remote_fhr(source: RemoteSource, digest: str, told: dict[str, Any], http: _
     if "fhr" in told:  # the server's own answer, null included: its store holds the same document
         return told["fhr"], f"{source.url}'s genome record of {digest}"
     for path in (f"fhr/{digest}.fhr.json", f"collections/{digest}.fhr.json"):
-        body = http.get(f"{source.store_url}/{path}")
+        # An S3 bucket that does not let anyone list it answers 403 for a key it lacks: for this optional
+        # file that is "none here", not a failure to warn about on every first init from such a store.
+        body = http.get(f"{source.store_url}/{path}", absent=(403, 404, 410))
         if body is not None:
             break
     else:

@@ -138,6 +138,20 @@ def test_a_remote_fhr_that_cannot_be_read_is_skipped_not_fatal(tmp_path: Path, s
     assert result.added and result.genome.fhr is None
     assert result.fhr_not_recorded is not None and "answered HTTP 500" in result.fhr_not_recorded
 
+def test_a_bucket_answering_403_for_a_missing_fhr_file_is_a_store_without_one(tmp_path: Path, store: Store) -> None:
+    """S3 without public listing answers 403, not 404, for a key it lacks: no FHR, and nothing to warn about."""
+    root = tmp_path / "site" / "store"
+    digest = static_store(root, None)
+    routes = {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes())
+              for p in root.rglob("*") if p.is_file()}
+    for path in (f"/fhr/{digest}.fhr.json", f"/collections/{digest}.fhr.json"):
+        routes[path] = fixed("403 Forbidden", b"<Error><Code>AccessDenied</Code></Error>")
+    with HostileServer(routes) as server:
+        result = remote.init_remote(store, server.url, ["tiny"], digest=digest)
+    assert result.added and result.genome.fhr is None
+    assert (result.fhr_set, result.fhr_not_recorded) == (False, None)
+
+
 def test_reinit_never_replaces_a_stored_fhr_with_the_remotes(
     primary: tuple[str, str], store: Store
 ) -> None:
