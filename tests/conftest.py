@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from rgstore.store import Store
+
+# A test run started in the background (`&` in a script, nohup) inherits SIGINT ignored and would pass
+# that on to every CLI it starts, which then rightly keeps ignoring it: the Ctrl-C tests would wait for a
+# signal that never lands. A shell starts a foreground command with SIGINT at its default; so do we (a
+# handled signal is reset to its default in an exec'd child).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 
