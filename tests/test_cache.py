@@ -19,6 +19,7 @@ from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import REPO
 from tests.progress_recorder import Bars
+from tests.signalled import signal_when
 from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
     ENSEMBL,
     GENOME,
@@ -124,6 +125,13 @@ def test_an_interrupted_download_resumes_with_range_on_the_next_run(
     assert store.cache.verify().ok
 
 
+def _trickled_part(store_path: Path) -> Path | None:
+    """The genome download's .part once it holds bytes (the trickled file: the GTF comes whole, first)."""
+    parts = [p for p in store_path.rglob("genome*.part") if p.stat().st_size > 0]
+    assert len(parts) <= 1, parts
+    return parts[0] if parts else None
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigterm_mid_download_keeps_the_part_as_ctrl_c_does_and_the_next_run_resumes_it(
     store_path: Path, tmp_path: Path, signum: int
@@ -138,24 +146,12 @@ def test_sigterm_mid_download_keeps_the_part_as_ctrl_c_does_and_the_next_run_res
                 "--base-url", base(server, "ncbi")]
         proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            parts: list[Path] = []
-            while proc.poll() is None and time.monotonic() < deadline and not (
-                    parts and parts[0].stat().st_size > 0):
-                parts = list(store_path.rglob("genome*.part"))  # the trickled file (the GTF comes whole, first)
-                time.sleep(0.01)
-            assert proc.poll() is None and parts, proc.communicate()
-            proc.send_signal(signum)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        err = signal_when(proc, lambda: _trickled_part(store_path) is not None, signum)
         assert proc.returncode == 128 + signum and b"Traceback" not in err, err.decode()
         if signum == signal.SIGINT:
             assert err.decode().strip() == "error: interrupted"
-        (part,) = parts
+        part = _trickled_part(store_path)
+        assert part is not None
         kept = part.stat().st_size
         assert kept > 0 and part.with_name(part.name + ".json").is_file()
         with Store.open(store_path) as store:
@@ -184,22 +180,10 @@ def test_sigterm_mid_download_of_cache_regions_unwinds_keeping_only_the_part_and
                 "--regions", "gene,exon", "--base-url", base(server, "ncbi")]
         proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            parts: list[Path] = []
-            while proc.poll() is None and time.monotonic() < deadline and not (
-                    parts and parts[0].stat().st_size > 0):
-                parts = list(store_path.rglob("genome*.part"))  # the trickled file (the GTF comes whole, first)
-                time.sleep(0.01)
-            assert proc.poll() is None and parts, proc.communicate()
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        err = signal_when(proc, lambda: _trickled_part(store_path) is not None, signal.SIGTERM)
         assert proc.returncode == 143 and b"Traceback" not in err, err.decode()
-        (part,) = parts
+        part = _trickled_part(store_path)
+        assert part is not None
         kept = part.stat().st_size
         assert kept > 0 and part.with_name(part.name + ".json").is_file()
         # Under cache/ only the download's staging directory is left, and in it only what a resume reads.

@@ -33,6 +33,7 @@ from rgstore.verify import view_digests
 from tests.conftest import REPO
 from tests.hostile_http import HostileServer, Reply, endless, fixed, stall_after, trickle
 from tests.progress_recorder import Bars
+from tests.signalled import signal_when
 
 
 def _work(store: Store, start: int, n: int) -> None:
@@ -1186,18 +1187,9 @@ def test_sigterm_while_a_pull_into_an_existing_mirror_fetches_a_blob_unwinds_and
         proc = subprocess.Popen([sys.executable, "-m", "rgstore_cli", "--store", str(mirror_path),
                                  *(arg.format(url=srv.url) for arg in command)],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline and not (
-                    any(blob in line for line in srv.seen) and list((mirror_path / "blobs").rglob(".tmp-*"))):
-                time.sleep(0.02)
-            assert proc.poll() is None and list((mirror_path / "blobs").rglob(".tmp-*"))  # half the blob is in it
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        # Once half the blob is in its temp file.
+        err = signal_when(proc, lambda: any(blob in line for line in srv.seen)
+                          and bool(list((mirror_path / "blobs").rglob(".tmp-*"))), signal.SIGTERM, poll=0.02)
     assert proc.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err.decode()
     assert list((mirror_path / "blobs").rglob(".tmp-*")) == []
     with Store.open(mirror_path) as mirror:

@@ -21,6 +21,7 @@ from rgstore.store import Store
 from rgstore.verify import view_digests
 from tests.conftest import seeded_store_path
 from tests.log_clock import LogClock
+from tests.signalled import signal_when
 
 
 def _primary(path: Path, n: int = 30) -> Store:
@@ -273,7 +274,6 @@ def test_sigterm_mid_replay_into_an_existing_store_unwinds_whole_batches_and_a_r
     import signal
     import subprocess
     import sys
-    import time
 
     from rgstore.store import REBUILD_BATCH
     from tests.conftest import REPO
@@ -296,17 +296,7 @@ def test_sigterm_mid_replay_into_an_existing_store_unwinds_whole_batches_and_a_r
 
     args = [sys.executable, "-m", "rgstore_cli", "--store", str(replica), "replay", str(tmp_path / "all.rglog")]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline and head() == 1:  # until a batch is in
-            time.sleep(0.002)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, lambda: head() > 1, signal.SIGTERM, poll=0.002)  # once a batch is in
     assert proc.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err.decode()
     stopped = head()
     assert 1 < stopped < last and (stopped - 1) % REBUILD_BATCH == 0  # whole batches only

@@ -24,6 +24,7 @@ from rgstore.segments import (
 from rgstore.store import Store
 from rgstore.verify import referenced_blobs
 from tests.conftest import REPO
+from tests.signalled import signal_when
 
 
 def _aged(path: Path, seconds: float) -> Path:
@@ -361,19 +362,9 @@ def test_sigterm_mid_publish_leaves_no_temp_file_nor_a_new_manifest_and_the_next
             "--segment-size", "20"]
     segments = pub / "segments"
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        # Midway: one of this run's segments is in place and the next one is being written.
-        while proc.poll() is None and time.monotonic() < deadline and not (
-                len(list(segments.glob("*.rgseg"))) > 1 and list(segments.glob(".*.tmp"))):
-            time.sleep(0.002)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # Midway: one of this run's segments is in place and the next one is being written.
+    err = signal_when(proc, lambda: len(list(segments.glob("*.rgseg"))) > 1 and bool(list(segments.glob(".*.tmp"))),
+                      signal.SIGTERM, poll=0.002)
     assert proc.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err.decode()
     assert [p.name for p in pub.rglob("*.tmp")] == []
     assert (pub / "manifest.json").read_bytes() == before  # the earlier run's, whole
