@@ -14,8 +14,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @click.command("init")
 @store_option
+@json_option
 @pass_ctx
-def init_cmd(ctx: Context) -> None:
+def init_cmd(ctx: Context, as_json: bool) -> None:
     """Create the store directory (log, refget, blobs, cache) if it does not exist.
 
     Commands that add content create a store on first write too, but not in a directory that
@@ -27,7 +28,10 @@ def init_cmd(ctx: Context) -> None:
     """
     with ctx.open(create=True, create_beside_files=True) as store:
         seq, _ = store.head()
-        click.echo(f"store at {store.path}: log {store.log_id()}, head seq {seq}")
+        if as_json:  # the keys `status --json` gives the same facts under
+            emit_json({"path": str(store.path), "log_id": store.log_id(), "head_seq": seq})
+        else:
+            click.echo(f"store at {store.path}: log {store.log_id()}, head seq {seq}")
 
 
 @click.command("rebuild")

@@ -243,8 +243,10 @@ def remove_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
     with ctx.open() as store:
         removal = store.genomes.remove_genome(name, by_digest=by_digest)
     seqs = removal.seqs
-    if as_json:  # "removed" is the name as typed (kept as it always was); "digest" says which genome that was
-        emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs, "digest": removal.digest})
+    if as_json:  # "removed" is the name as typed (kept as it always was); "digest" says which genome that was;
+        # "aliases" names them (ns:name) as `genome init`'s aliases_added and `genome undo`'s aliases do
+        emit_json({"removed": name, "aliases_removed": len(seqs) - 1, "seqs": seqs, "digest": removal.digest,
+                   "aliases": removal.aliases})
         return
     click.echo(f"removed genome {name} and {counted(len(seqs) - 1, 'alias', 'aliases')} naming it")
 
@@ -406,9 +408,10 @@ def fhr_set_cmd(ctx: Context, name: str, file: Path, by_digest: bool, as_json: b
 @click.argument("name", shell_complete=genome_names)
 @_digest_option
 @store_option
+@json_option
 @pass_ctx
-def fhr_get_cmd(ctx: Context, name: str, by_digest: bool) -> None:
-    """Print the genome's FHR document as JSON.
+def fhr_get_cmd(ctx: Context, name: str, by_digest: bool, as_json: bool) -> None:
+    """Print the genome's FHR document as JSON (--json is accepted for symmetry: the output is always JSON).
 
     \b
     Example:

@@ -37,6 +37,17 @@ def test_init_creates_the_store_layout(tmp_path: Path, cli) -> None:  # type: ig
     assert RefgetStore.open_local(str(tmp_path / "store" / "refget")).storage_mode == StorageMode.Raw
 
 
+def test_init_json_gives_the_log_id_and_head_under_the_keys_status_json_uses(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    # Before: init alone printed only a sentence, so a script creating a store scraped it for the log id.
+    created = cli("init", "--json")
+    again = cli("init", "--json")  # an existing store: the same facts, nothing added
+    assert created.exit_code == 0 and again.exit_code == 0
+    status = json.loads(cli("status", "--json").stdout)
+    for out in (json.loads(created.stdout), json.loads(again.stdout)):
+        assert out == {key: status[key] for key in ("path", "log_id", "head_seq")}
+    assert status["head_seq"] == 0
+
+
 def test_a_first_write_refuses_a_directory_of_other_files_but_init_creates_the_store_there(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()

@@ -1052,6 +1052,28 @@ def test_genome_remove_and_fhr_set_take_json_like_the_rest_of_the_group(store: S
     assert json.loads(cli("genome", "list", "--json").stdout) == []
 
 
+def test_genome_remove_json_lists_the_aliases_it_removed_as_init_and_undo_name_them(store: Store, cli) -> None:  # type: ignore[no-untyped-def]
+    # Before: only their count ("aliases_removed"); init's "aliases_added" and undo's "aliases" list ns:name.
+    store.genomes.init(TINY, ["tiny", "ucsc:small"])
+    store.close()
+    removed = json.loads(cli("genome", "remove", "tiny", "--json").stdout)
+    assert sorted(removed["aliases"]) == ["refgenie:tiny", "ucsc:small"] and removed["aliases_removed"] == 2
+    undone = json.loads(cli("genome", "undo", "--digest", removed["digest"], "--json").stdout)
+    assert sorted(undone["aliases"]) == sorted(removed["aliases"])
+
+
+def test_genome_fhr_get_accepts_json_as_log_show_does(store: Store, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    # Before: `fhr get --json` was a usage error (exit 2), though its output is JSON either way.
+    store.genomes.init(TINY, ["tiny"])
+    store.close()
+    doc = tmp_path / "fhr.json"
+    doc.write_text('{"schema": "https://example.org/fhr.json", "schemaVersion": 1.0, "genome": "tiny"}')
+    assert cli("genome", "fhr", "set", "tiny", str(doc)).exit_code == 0
+    plain, flagged = cli("genome", "fhr", "get", "tiny"), cli("genome", "fhr", "get", "tiny", "--json")
+    assert flagged.exit_code == 0 and flagged.stdout == plain.stdout
+    assert json.loads(flagged.stdout)["genome"] == "tiny"
+
+
 def test_genome_remove_json_names_the_digest_it_removed_beside_the_name_as_typed(store: Store, cli) -> None:  # type: ignore[no-untyped-def]
     # Before: only "removed", the name as typed: a script could not tell which genome a bare name had meant.
     digest = store.genomes.init(TINY, ["tiny", "ucsc:small"]).genome.digest
