@@ -213,7 +213,14 @@ class RgstoreGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except BaseException:
+                # A bar the error unwound past (no close on that path) would have the error line glued to it.
+                from rgstore.progress import clear_bars
+
+                clear_bars()
+                raise
         except click.UsageError as exc:
             # click's parser raises some mistakes (`--force=1`, `--width` without its value) without a context:
             # they come from the sub-command being parsed, whose help is the one to read.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any, Protocol
 
-__all__ = ["Progress", "ProgressFactory", "NullProgress", "terminal_progress", "null_progress"]
+__all__ = ["Progress", "ProgressFactory", "NullProgress", "terminal_progress", "null_progress", "clear_bars"]
+
+# Bars drawn and not yet closed: an error unwinding past a bar's close must not print its line glued to the bar.
+_DRAWN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class Progress(Protocol):
@@ -51,4 +55,11 @@ def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> 
         desc=desc, total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if unit == "B" else 1000,
         leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.2,
     )
+    _DRAWN.add(bar)
     return bar
+
+
+def clear_bars() -> None:
+    """Erase every terminal bar still drawn, so the next line (an error) starts on a clean line; closing twice is safe."""
+    for bar in list(_DRAWN):
+        bar.close()

@@ -32,7 +32,7 @@ from .pathtext import path_text
 from .progress import Progress, ProgressFactory
 from .refpkg_archive import PackageSource, open_package, package_kind, strip_archive_suffix
 from .refpkg_blobs import StagedBlobs, staged_blobs
-from .refpkg_export import write_package
+from .refpkg_export import stream_package, write_package
 from .refpkg_manifest import Manifest, ManifestState, check_nesting, parse_manifest, render_manifest
 from .refpkg_names import check_filename, check_key, check_refpkg_name, is_safe_filename
 from .refpkg_tar import read_tar_once
@@ -178,16 +178,18 @@ def _import_files(stack: ExitStack, staged: StagedBlobs, source: Path, history: 
     order = src.read_order(needed)
     # In bytes, as declared by the source: a package is a few files, one of them often a GB alignment.
     bar = progress("import files", total=sum(src.member_size(filename) for filename in order), unit="B")
-    for filename in order:
-        md5, key = needed[filename]
-        if src.member_chunks(filename) is None:
-            raise _missing(filename, key, source, _hint(manifest, filename))
-        # Streamed straight into the blob store: a temp copy would write every byte twice.
-        info = staged.put_stream(partial(_counted, src, filename, bar, [False]))
-        if info.md5 != md5:
-            raise _mismatch(filename, key, info.md5, md5, _hint(manifest, filename))
-        blobs[filename] = info
-    bar.close()
+    try:  # closed on an error too: its line would otherwise be glued to the bar
+        for filename in order:
+            md5, key = needed[filename]
+            if src.member_chunks(filename) is None:
+                raise _missing(filename, key, source, _hint(manifest, filename))
+            # Streamed straight into the blob store: a temp copy would write every byte twice.
+            info = staged.put_stream(partial(_counted, src, filename, bar, [False]))
+            if info.md5 != md5:
+                raise _mismatch(filename, key, info.md5, md5, _hint(manifest, filename))
+            blobs[filename] = info
+    finally:
+        bar.close()
     return manifest, blobs, src.member_names()
 
 
@@ -211,8 +213,11 @@ def _import_tar(staged: StagedBlobs, source: Path, history: bool,
 
     # In bytes of the archive as it is read (a pipe's size is not known): one pass, so no file's size is known ahead.
     bar = progress("import files", total=source.stat().st_size if source.is_file() else None, unit="B")
-    pkg = read_tar_once(source, stage=staged.put_stream, wanted=wanted, advance=bar.update, room=staged.store.blobs.root)
-    bar.close()
+    try:
+        pkg = read_tar_once(source, stage=staged.put_stream, wanted=wanted, advance=bar.update,
+                            room=staged.store.blobs.root)
+    finally:
+        bar.close()
     manifest = parse_manifest(pkg.manifest)
     states = _states(manifest, history)
     _check_metadata(states)
@@ -382,16 +387,21 @@ def _open_blob(service: Refpkgs, ref: FileRef) -> IO[bytes]:
 
 
 def export_package(
-    service: Refpkgs, name: str, dest: Path, *, fmt: str, history: bool, progress: ProgressFactory
+    service: Refpkgs, name: str, dest: Path | IO[bytes], *, fmt: str, history: bool, progress: ProgressFactory
 ) -> ExportReport:
-    """Write package ``name`` to ``dest`` (a new directory, or a .tar.gz / .zip file) for taxtastic.
+    """Write package ``name`` to ``dest`` (a new directory, a .tar.gz / .zip file, or a binary stream
+    given a tar or zip ``fmt``: its report's path is then ``-``) for taxtastic.
 
     With ``history`` the rollback and rollforward states and all their files go along, so
     ``taxit rollback`` works on the result; histories nesting deeper than taxtastic can read
-    are refused (strip, or export without history).
+    are refused (strip, or export without history). A stream's archive folder is named ``name``.
     """
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if not isinstance(dest, Path):
+        if fmt == "dir":
+            raise InvalidInputError("a directory cannot be written to a stream; export a tar or zip archive")
+        return _export_to_stream(service, name, dest, fmt=fmt, history=history, progress=progress)
     if dest.exists() or dest.is_symlink():
         raise ConflictError(f"{dest} already exists; export to a new path")
     plan = _plan(service, name, history)
@@ -405,3 +415,19 @@ def export_package(
         bar.close()
     return ExportReport(name=name, path=str(dest), format=fmt, files=len(plan.files), bytes=total,
                         history=history)
+
+
+def _export_to_stream(
+    service: Refpkgs, name: str, out: IO[bytes], *, fmt: str, history: bool, progress: ProgressFactory
+) -> ExportReport:
+    """``export_package`` to a binary stream (stdout): a file export named ``name``.tar.gz's bytes, or
+    ``name``.zip's members, order and times (a zip streamed carries data descriptors)."""
+    plan = _plan(service, name, history)
+    total = sum(r.size for r in plan.files.values())
+    bar = progress("export", total=total, unit="B")
+    try:
+        stream_package(out, fmt, name, render_manifest(plan.manifest).encode(), plan.files,
+                       lambda ref: _open_blob(service, ref), plan.time, bar.update)
+    finally:
+        bar.close()
+    return ExportReport(name=name, path="-", format=fmt, files=len(plan.files), bytes=total, history=history)
