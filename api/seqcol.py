@@ -12,7 +12,6 @@ API root.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -22,7 +21,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from rgstore import seqcol as seqcol_digests
@@ -35,8 +33,8 @@ from rgstore.views.genomes import GenomeRecord, genome_record
 
 from .app_info import app_version, organization
 from .catalog import CatalogSnapshot, CollectionCache, GenomeCatalog, level2
-from .headertimeout import body_timeout
 from .keyset import After, next_after, only_one_start, paged_responses
+from .postbody import posted_body
 from .schemas import AttributeList, ComparisonResult, ErrorBody, SeqcolList, SeqcolServiceInfo
 from .seqcol_extensions import router as extensions_router
 from .seqcol_schema import LEVEL1_ATTRIBUTES, LEVEL2_ATTRIBUTES, POSTED_COLLECTION, SEQCOL_SCHEMA, TRANSIENT
@@ -238,53 +236,10 @@ class _TooManyValues(InvalidInputError):
     http_status = 413
 
 
-class _TooLarge(InvalidInputError):
-    """A posted body over ``MAX_POST_BYTES``: 413."""
-
-    http_status = 413
-
-
-class _BodyTimedOut(InvalidInputError):
-    """No byte of a posted body arrived for the server's header timeout: 408, and the connection is closed."""
-
-    http_status = 408
-    close_connection = True  # RFC 9110 15.5.9: a late byte of this body must not be read as a new request
-
-
 async def _posted_body(request: Request) -> bytes:
-    """The request body, refused (413, one line of JSON) once it is past ``MAX_POST_BYTES``, by its
-    Content-Length before any of it is read, or by its bytes as they arrive (a chunked body); 408 (and
-    the connection closed) once no byte of it arrives for ``--header-timeout`` seconds."""
-    # Not the route's max_body_size: Starlette's limiter swaps the answer to a too-long Content-Length
-    # for a text/plain "Content Too Large", whatever the error handler made of it.
-    refusal = f"the posted body is more than {MAX_POST_BYTES >> 20} MiB; post a level-2 collection's " \
-              "names, lengths and sequences arrays"
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_POST_BYTES:
-        raise _TooLarge(refusal)
-    # uvicorn never times a body: a Content-Length that is never made good held the request (and its
-    # socket) open for ever. The clock restarts with each byte, as nginx's client_body_timeout does, so a
-    # 64 MiB body on a slow link is never cut off while it moves.
-    timeout = body_timeout(request.scope)
-    chunks, size = [], 0
-    stream = request.stream()
-    try:
-        while True:
-            try:
-                chunk = await asyncio.wait_for(anext(stream), timeout)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise _BodyTimedOut(f"no byte of the posted body arrived for {timeout:g} s "
-                                    f"({size:,} of {declared or 'an unknown number of'} bytes came); "
-                                    "send the body without pausing") from None
-            size += len(chunk)
-            if size > MAX_POST_BYTES:
-                raise _TooLarge(refusal)
-            chunks.append(chunk)
-    except ClientDisconnect:  # a client's hang-up mid-body is its mistake: no 500 and traceback in the log
-        raise InvalidInputError("the client hung up before the posted body was complete") from None
-    return b"".join(chunks)
+    """The request body (``api.postbody``): 413 past ``MAX_POST_BYTES``, 408 once it stops arriving."""
+    return await posted_body(request, MAX_POST_BYTES, f"the posted body is more than {MAX_POST_BYTES >> 20} MiB; "
+                             "post a level-2 collection's names, lengths and sequences arrays")
 
 
 @router.post("/comparison/{digest1}", response_model=ComparisonResult,

@@ -58,7 +58,7 @@ def _documented_methods(operations: dict[str, object]) -> set[str]:
 def test_options_allow_names_exactly_each_routes_methods(served: tuple[Server, Path]) -> None:
     server, _ = served
     spec = httpx.get(f"{server.url}/openapi.json").json()
-    assert "post" in spec["paths"]["/seqcol/comparison/{digest1}"]  # the one POST route, and a GET beside it
+    assert "post" in spec["paths"]["/seqcol/comparison/{digest1}"]  # a POST route, and a GET beside it
     for path, operations in spec["paths"].items():
         r = httpx.options(f"{server.url}{_concrete(path)}")
         assert r.status_code == 204
@@ -72,12 +72,13 @@ def test_no_route_accepts_a_writing_method_and_the_log_is_unchanged(served: tupl
     for path, operations in spec["paths"].items():
         for method in ("PUT", "PATCH", "DELETE", "POST"):
             if method.lower() in operations:
-                continue  # the seqcol comparison POST computes; it is checked below
+                continue  # the seqcol comparison and regions POSTs compute; they are checked below
             r = httpx.request(method, f"{server.url}{_concrete(path)}", content=b"{}")
             assert r.status_code == 405, (method, path, r.status_code)
             assert set(r.headers["allow"].split(", ")) == _documented_methods(operations), (method, path)
     writes = [(m, p) for p, ops in spec["paths"].items() for m in ops if m not in ("get", "head")]
-    assert all(p.startswith("/seqcol/comparison/") and m == "post" for m, p in writes), writes
+    computing = {"/seqcol/comparison/{digest1}", "/seqcol/collection/{digest}/regions"}  # they read, never store
+    assert {p for m, p in writes if m == "post"} == computing and all(m == "post" for m, _ in writes), writes
     assert httpx.get(f"{server.url}/events/head").json() == before
 
 
@@ -136,7 +137,8 @@ def test_cors_allows_any_origin_to_read_but_not_to_delete(served: tuple[Server, 
     assert r.headers["access-control-allow-origin"] == "*"
 
 
-@pytest.mark.parametrize(("path", "method"), [("/sequence/service-info", "GET"), ("/seqcol/comparison/x", "POST")])
+@pytest.mark.parametrize(("path", "method"), [("/sequence/service-info", "GET"), ("/seqcol/comparison/x", "POST"),
+                                             ("/seqcol/collection/x/regions", "POST")])
 def test_a_browser_preflight_asking_for_private_network_access_is_granted(
     served: tuple[Server, Path], path: str, method: str
 ) -> None:
