@@ -42,6 +42,10 @@ pass_ctx = click.make_pass_decorator(Context)
               help="Reverse-complement the --bed rows whose 6th column is - (as bedtools getfasta -s; "
                    "+, . or none: forward); --fasta headers end in (+), (-), (.) or ().")
 @click.option("--fasta", "as_fasta", is_flag=True, help="FASTA output with >seq:start-end headers.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON array, an object per region: name, start and end (0-based, half-open, "
+                   "whatever --one-based says), strand (- when reverse-complemented, else +), sequence "
+                   "and digest (its SQ. digest).")
 @click.option("--one-based", "-1", "one_based", is_flag=True,
               help="LOCUS coordinates (and --fasta headers) are 1-based and inclusive, as in samtools faidx, "
                    "IGV and the UCSC browser: chr1:1-10 is the first ten bases. BED stays 0-based.")
@@ -52,7 +56,7 @@ pass_ctx = click.make_pass_decorator(Context)
 def getseq_cmd(
     ctx: Context, name: str | None, loci: tuple[str, ...], genome_opt: str | None, locus_opt: tuple[str, ...],
     digest: str | None, sequence_id: str | None, bed: Path | None, revcomp: bool, stranded: bool, as_fasta: bool,
-    one_based: bool, width: int,
+    as_json: bool, one_based: bool, width: int,
 ) -> None:
     """Print regions of genome NAME (an alias: hg38 or ns:name); LOCUS is seq, seq:start or seq:start-end.
 
@@ -76,14 +80,20 @@ def getseq_cmd(
         rgstore getseq hg38 --bed regions.bed --fasta --width 80
         rgstore getseq hg38 --bed genes.bed --strand --fasta
         bedtools merge -i peaks.bed | rgstore getseq hg38 --bed -
+        rgstore getseq hg38 chr1:0-60 chrM --json
     """
+    if as_json and as_fasta:
+        raise click.UsageError("--json and --fasta are two outputs: give one")
     name, loci = _refgenie_form(name, loci, genome_opt, locus_opt, digest=digest, sequence_id=sequence_id)
     if sequence_id is not None:
         regions = ((name,) if name is not None else ()) + loci
         _sequence_usage(digest, bed, stranded, regions)
         with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read fetches
-            _write(store.genomes.stream_sequence(sequence_id, regions, one_based=one_based, revcomp=revcomp),
-                   as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=False, one_based=one_based)
+            found = store.genomes.stream_sequence(sequence_id, regions, one_based=one_based, revcomp=revcomp)
+            if as_json:
+                _write_json(found, revcomp=revcomp, stranded=False)
+            else:
+                _write(found, as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=False, one_based=one_based)
         return
     if digest is not None:
         loci = ((name,) if name is not None else ()) + loci
@@ -102,7 +112,10 @@ def getseq_cmd(
     with signals_unwind(), ctx.open(readonly=True) as store:  # a remote genome's first read imports
         found = store.genomes.stream_loci(genome, loci, bed=bed, by_digest=by_digest, revcomp=revcomp,
                                           one_based=one_based, strand=stranded)
-        _write(found, as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=stranded, one_based=one_based)
+        if as_json:
+            _write_json(found, revcomp=revcomp, stranded=stranded)
+        else:
+            _write(found, as_fasta=as_fasta, width=width, revcomp=revcomp, stranded=stranded, one_based=one_based)
 
 
 def _refgenie_form(name: str | None, loci: tuple[str, ...], genome: str | None, locus: tuple[str, ...], *,
@@ -165,6 +178,40 @@ def _write(found: list[tuple[Region, int, Iterator[str]]], *, as_fasta: bool, wi
                 carry = text[cut:]
             if carry:
                 write(carry + "\n")
+
+
+def _write_json(found: list[tuple[Region, int, Iterator[str]]], *, revcomp: bool, stranded: bool) -> None:
+    """Print one JSON array, an object per region, written whole only once every residue has been read:
+    a read failing midway (a remote genome's fetch) leaves stdout empty, as for every --json command.
+
+    The array is spooled (to a temp file past 32 MiB), so a chromosome never sits in memory whole.
+    """
+    import shutil
+    import tempfile
+
+    import msgspec
+
+    from rgstore.aliases import sequence_id
+    from rgstore.seqcol import Sha512t24u
+
+    encode = msgspec.json.encode
+    with tempfile.SpooledTemporaryFile(max_size=32 << 20) as spool:
+        spool.write(b"[")
+        for i, (region, size, pieces) in enumerate(found):
+            start = region.start or 0
+            end = region.end if region.end is not None else start + size
+            minus = revcomp or (stranded and region.strand == "-")
+            head = {"name": region.seq, "start": start, "end": end, "strand": "-" if minus else "+"}
+            spool.write((b"," if i else b"") + encode(head)[:-1] + b',"sequence":"')
+            digest = Sha512t24u()
+            for piece in pieces:
+                digest.update(piece)
+                spool.write(encode(piece)[1:-1])  # the piece as a JSON string's inside
+            spool.write(b'","digest":' + encode(sequence_id(digest.digest())) + b"}")
+        spool.write(b"]\n")
+        spool.seek(0)
+        with quiet_broken_pipe():
+            shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
 
 
 @contextmanager

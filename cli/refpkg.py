@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from .complete import refpkg_names
-from .getseq import signals_unwind
+from .getseq import quiet_broken_pipe, signals_unwind
 from .main import Context, GivenPath, RgstoreGroup, store_option
 from .output import counted, emit_json, emit_table, json_option, when
 
@@ -370,8 +371,10 @@ def _note_unnamed(names: Any) -> None:
 @refpkg_group.command("export")
 @click.argument("name", shell_complete=refpkg_names)
 @click.argument("directory", required=False, type=GivenPath(path_type=Path))
-@click.option("--tar", "tar_path", type=GivenPath(path_type=Path), help="Write one .tar.gz instead.")
-@click.option("--zip", "zip_path", type=GivenPath(path_type=Path), help="Write one .zip instead.")
+@click.option("--tar", "tar_path", type=GivenPath(path_type=Path, allow_dash=True),
+              help="Write one .tar.gz instead (- for standard output).")
+@click.option("--zip", "zip_path", type=GivenPath(path_type=Path, allow_dash=True),
+              help="Write one .zip instead (- for standard output).")
 @click.option("--no-history", is_flag=True, help="Leave out rollback/rollforward states and their files.")
 @store_option
 @json_option
@@ -381,22 +384,36 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
     """Write NAME as a taxtastic package: a new DIRECTORY, or --tar FILE.tar.gz / --zip FILE.zip.
 
     A DIRECTORY named *.tar.gz, *.tgz, *.tar or *.zip means that archive, as in the Python API.
+    --tar - and --zip - write the archive (its folder named NAME) to standard output; the
+    summary then goes to standard error.
 
     \b
     Example:
         rgstore refpkg export mypkg ./mypkg.refpkg
         rgstore refpkg export mypkg mypkg.tar.gz
         rgstore refpkg export mypkg --zip mypkg.refpkg.zip --no-history
+        rgstore refpkg export mypkg --tar - | tar -tz
     """
     # fmt None: the engine goes by the name ("pkg.tar.gz" made a directory of that name, unlike export() in Python).
     targets = [(p, f) for p, f in ((directory, None), (tar_path, "tar"), (zip_path, "zip")) if p is not None]
     if len(targets) != 1:
         raise click.UsageError("give exactly one of DIRECTORY, --tar FILE or --zip FILE")
     dest, fmt = targets[0]
-    with signals_unwind(), ctx.open(readonly=True) as store:
-        report = store.refpkgs.export(name, dest, fmt=fmt, history=not no_history,
+    to_stdout = str(dest) == "-"
+    if to_stdout and fmt is None:
+        raise click.UsageError("a DIRECTORY cannot go to standard output: use --tar - (or --zip -) to stream "
+                               "an archive")
+    if to_stdout and sys.stdout.isatty():  # as gzip does: binary bytes would garble the terminal
+        raise click.UsageError(f"--{fmt} - writes a binary archive: pipe or redirect standard output")
+    target: Any = sys.stdout.buffer if to_stdout else dest
+    with signals_unwind(), quiet_broken_pipe(to_stdout=to_stdout), ctx.open(readonly=True) as store:
+        report = store.refpkgs.export(name, target, fmt=fmt, history=not no_history,
                                       progress=_progress(as_json))
-    if as_json:
+    if as_json and to_stdout:  # standard output carries the archive: the report goes to stderr, as `log export -`'s
+        click.echo(msgspec.json.encode(report).decode(), err=True)
+    elif as_json:
         emit_json(report)
     else:
-        click.echo(f"wrote {report.path} ({counted(report.files, 'file')}, {counted(report.bytes, 'byte')})")
+        where = "standard output" if to_stdout else report.path
+        click.echo(f"wrote {where} ({counted(report.files, 'file')}, {counted(report.bytes, 'byte')})",
+                   err=to_stdout)

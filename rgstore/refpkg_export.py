@@ -1,5 +1,9 @@
 """Write a package as a directory, .tar.gz or .zip: atomically, and verified against its blobs.
 
+An archive can also go to a stream (``refpkg export --tar -``), front to back and never seeking:
+it then has the same members, order and times as the file, and a failed write leaves the stream
+without the archive's end, so a reader fails rather than take a short package whole.
+
 Writing goes to a flock-held temp sibling that is renamed into place only when complete (a SIGKILLed
 export's temps go at the next export to that name); every blob is hashed while it is copied, so a
 corrupt blob fails the write. Archives hold one top-level folder (pplacer
@@ -19,20 +23,21 @@ import secrets
 import shutil
 import tarfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
 from .diskspace import refused_write
-from .errors import IntegrityError
+from .errors import IntegrityError, InvalidInputError
 from .events import FileRef
 from .files import FILE_MODE, mkstemp, remove_dead_temps
 from .interrupts import deferred
 from .refpkg_archive import _CHUNK, Advance, strip_archive_suffix
 from .refpkg_names import MANIFEST
 
-__all__ = ["write_package"]
+__all__ = ["stream_package", "write_package"]
 
 _ZIP_EPOCH = 315532800  # 1980-01-01: the earliest time a zip entry can carry
 _LEVEL = 1
@@ -106,6 +111,52 @@ def write_package(
             os.close(held)
 
 
+class _Sink:
+    """A stream an archive goes to in one pass: no ``seek`` or ``tell`` (so zipfile writes data
+    descriptors, the same bytes to a pipe as to a redirected file), and once ``cut`` every later
+    write is dropped: the gzip trailer or zip central directory that closing would add never comes."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.cut = out, False
+
+    def write(self, data: bytes) -> int:
+        if not self.cut:
+            self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if not self.cut:
+            self.out.flush()
+
+    def close(self) -> None:
+        """Leave the stream open: its owner (the CLI's stdout) closes it."""
+
+
+@contextmanager
+def _cut_on_error(out: Path | _Sink) -> Iterator[None]:
+    """Cut a stream the moment its archive fails, before the enclosing writers close (a file's temp is removed instead)."""
+    try:
+        yield
+    except BaseException:
+        if isinstance(out, _Sink):
+            out.cut = True
+        raise
+
+
+def stream_package(
+    out: IO[bytes], fmt: str, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+    mtime: datetime, advance: Advance,
+) -> None:
+    """Write a package as "tar" (.tar.gz) or "zip" to ``out`` front to back, in one top-level folder ``stem``.
+
+    Every blob is verified as it goes; on a failure ``out`` holds a truncated archive (no gzip
+    trailer, no zip central directory) and the error is raised. A directory cannot be streamed.
+    """
+    if fmt not in ("tar", "zip"):
+        raise InvalidInputError(f"a package is streamed as a tar or zip archive, not as {fmt!r}")
+    {"tar": _write_tar, "zip": _write_zip}[fmt](_Sink(out), stem, manifest, files, open_blob, mtime, advance)
+
+
 def _mkdir_temp(dest: Path) -> Path:
     """A new empty sibling of ``dest`` made by a plain ``mkdir``, so it gets 0777 minus the umask
     (``tempfile.mkdtemp`` makes 0700, which the rename would carry into the export)."""
@@ -130,7 +181,7 @@ def _write_dir(tmp: Path, _stem: str, manifest: bytes, files: Mapping[str, FileR
     (tmp / MANIFEST).write_bytes(manifest)
 
 
-def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+def _write_tar(tmp: Path | _Sink, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
                mtime: datetime, advance: Advance) -> None:
     stamp = int(mtime.timestamp())
 
@@ -141,9 +192,10 @@ def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
 
     # The gzip header names no file and carries the package's time, not the temp file's name and
     # the clock: exporting the same package twice gives the same bytes (pipelines hash them).
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_LEVEL,
-                                              mtime=min(max(stamp, 0), 0xFFFFFFFF)) as gz, \
-            tarfile.open(fileobj=gz, mode="w") as tar:
+    with open(tmp, "wb") if isinstance(tmp, Path) else nullcontext(tmp) as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_LEVEL,
+                          mtime=min(max(stamp, 0), 0xFFFFFFFF)) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar, _cut_on_error(tmp):
         folder = entry(stem)
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(folder)
@@ -152,7 +204,9 @@ def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
                 reader = _Verifying(fh, advance)
                 try:
                     tar.addfile(entry(f"{stem}/{filename}", ref.size), reader)
-                except (OSError, tarfile.TarError):
+                except (OSError, tarfile.TarError) as exc:
+                    if isinstance(exc, OSError) and exc.errno is not None:
+                        raise  # the write failed (a full disk, a reader gone), not the blob: tarfile's short read has no errno
                     raise IntegrityError(
                         f"blob {ref.sha256} of file {ref.name} is corrupt (shorter than recorded)"
                     ) from None
@@ -160,7 +214,7 @@ def _write_tar(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
         tar.addfile(entry(f"{stem}/{MANIFEST}", len(manifest)), io.BytesIO(manifest))
 
 
-def _write_zip(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
+def _write_zip(tmp: Path | _Sink, stem: str, manifest: bytes, files: Mapping[str, FileRef], open_blob: OpenBlob,
                mtime: datetime, advance: Advance) -> None:
     # ZIP entries carry a wall-clock time from 1980 on with no zone: written in UTC (as wheels and
     # reproducible-build tools do), so the same package gives the same bytes in every time zone.
@@ -175,7 +229,7 @@ def _write_zip(tmp: Path, stem: str, manifest: bytes, files: Mapping[str, FileRe
         info._compresslevel = _LEVEL  # type: ignore[attr-defined]
         return info
 
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_LEVEL) as archive:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_LEVEL) as archive, _cut_on_error(tmp):
         folder = zipfile.ZipInfo(f"{stem}/", date_time=stamp)
         folder.external_attr = (0o40755 << 16) | 0x10  # a directory, for unzip and pplacer
         archive.writestr(folder, b"")

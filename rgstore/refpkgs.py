@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -317,7 +317,7 @@ class Refpkgs:
         return import_package(self, given_path(source, "refpkg directory or archive"), name=name, history=history, progress=progress)
 
     def export(
-        self, name: str, dest: Path | str, *, fmt: str | None = None, history: bool = True,
+        self, name: str, dest: Path | str | IO[bytes], *, fmt: str | None = None, history: bool = True,
         progress: ProgressFactory = null_progress,
     ) -> ExportReport:
         """Write the package as a taxtastic directory, .tar.gz or .zip (see ``rgstore.refpkg_io``).
@@ -325,9 +325,15 @@ class Refpkgs:
         ``fmt`` is ``dir``, ``tar`` or ``zip``; left out, it follows ``dest``'s name (``.zip``: zip,
         ``.tar.gz``, ``.tgz``, ``.tar``: tar, else a directory). The parent directory must exist
         (like `genome export` and `log export`): a mistyped path is an error, not a new directory tree.
+        ``dest`` may be a binary stream (``sys.stdout.buffer``) with ``fmt`` ``tar`` or ``zip``: written
+        front to back, never seeking, its blobs verified as they go (a failure leaves it cut short).
         """
         from .refpkg_io import export_package
 
+        if not isinstance(dest, (str, os.PathLike)):
+            if fmt not in ("tar", "zip"):
+                raise InvalidInputError(f"a stream takes a tar or zip archive: give fmt='tar' or 'zip', not {fmt!r}")
+            return export_package(self, name, dest, fmt=fmt, history=history, progress=progress)
         dest = given_path(dest, "refpkg export")
         if fmt is None:  # "pkg.tar.gz" meant an archive, not a directory of that name
             lowered = dest.name.lower()

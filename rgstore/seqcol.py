@@ -17,7 +17,7 @@ from typing import Any
 from .errors import MalformedCollectionError
 
 __all__ = ["canonical", "comparable_level2", "compare", "compare_posted", "level1", "posted_collection",
-           "posted_digest", "sha512t24u", "top_level_digest"]
+           "posted_digest", "sha512t24u", "Sha512t24u", "top_level_digest"]
 
 INHERENT = ("names", "sequences")
 MAX_LENGTH = 2**53 - 1
@@ -28,6 +28,20 @@ def sha512t24u(data: bytes | str) -> str:
     """base64url(sha512(data)[:24]): the GA4GH digest, 32 characters, no padding."""
     raw = data.encode() if isinstance(data, str) else data
     return base64.urlsafe_b64encode(hashlib.sha512(raw).digest()[:24]).decode()
+
+
+class Sha512t24u:
+    """``sha512t24u`` of data given in pieces (a streamed region's residues): ``update`` then ``digest``."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha512()
+
+    def update(self, data: bytes | str) -> None:
+        self._sha.update(data.encode() if isinstance(data, str) else data)
+
+    def digest(self) -> str:
+        """The 32-character digest of everything given so far."""
+        return base64.urlsafe_b64encode(self._sha.digest()[:24]).decode()
 
 
 def canonical(value: Any) -> bytes:
