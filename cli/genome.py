@@ -359,12 +359,14 @@ def export_cmd(ctx: Context, name: str, out: Path, width: int, by_digest: bool) 
         rgstore genome export hg38 hg38.fa --width 60
         rgstore genome export hg38 hg38.fa.gz && samtools faidx hg38.fa.gz
     """
-    from rgstore.progress import terminal_progress
+    from rgstore.progress import ProgressFactory, null_progress, terminal_progress
 
     target: Any = sys.stdout.buffer if str(out) == "-" else out
+    # FASTA streaming to the terminal that shows the bar: the bar's redraws would land amid the residues.
+    progress: ProgressFactory = null_progress if str(out) == "-" and sys.stdout.isatty() else terminal_progress
     # A bare errno from a write to OUT is stdout's only for '-': a path's own error names it already.
     with signals_unwind(), quiet_broken_pipe(to_stdout=str(out) == "-"), ctx.open(readonly=True) as store:
-        store.genomes.export(name, target, width=width, by_digest=by_digest, progress=terminal_progress)
+        store.genomes.export(name, target, width=width, by_digest=by_digest, progress=progress)
 
 
 @genome_group.group("fhr", cls=RgstoreGroup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import weakref
 from typing import Any, Protocol
@@ -42,9 +43,13 @@ def null_progress(desc: str, total: int | None = None, unit: str = "it") -> Prog
 
 
 def terminal_progress(desc: str, total: int | None = None, unit: str = "it") -> Progress:
-    """A tqdm bar on stderr when stderr is a terminal and there is work (``total`` is not 0); otherwise nothing."""
+    """A tqdm bar on stderr when stderr is a capable terminal and there is work (``total`` is not 0); otherwise nothing.
+
+    A terminal whose ``TERM`` is ``dumb`` or ``unknown`` (Emacs' shell, some CI consoles) gets no bar: tqdm
+    ignores ``TERM`` and moves the cursor up (``ESC[A``) to redraw stacked bars, which such terminals print as text.
+    """
     # total=0 (a fresh store's view rebuild, an empty log): a bar would only flash "0ev" on screen.
-    if total == 0 or not sys.stderr.isatty():
+    if total == 0 or not sys.stderr.isatty() or os.environ.get("TERM", "").lower() in ("dumb", "unknown"):
         return NullProgress()
     from tqdm import tqdm  # type: ignore[import-untyped]  # lazily: only interactive runs pay for it
 

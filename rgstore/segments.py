@@ -191,22 +191,24 @@ def _publish_held(store: Store, directory: Path, *, segment_size: int, progress:
         prev = bytes.fromhex(manifest.segments[-1].last_hash) if manifest.segments else genesis_hash(log_id)
         bar = progress("publish", total=head - done, unit="ev")
         segments = list(manifest.segments)
-        while done < head:
-            last = min(done + segment_size, head)
-            records = [(seq, bytes(rec)) for seq, rec in store.log.records(txn, after=done, upto=last)]
-            last_hash = chain_of(records[-1][1])
-            name = f"segments/{done + 1:012d}-{last:012d}.rgseg"
-            _clear_unpublished(directory / name)
-            header = LogHeader(log_id=log_id, first_seq=done + 1, last_seq=last, prev_hash=prev.hex(),
-                               head_hash=last_hash.hex())
-            write_log_file(directory / name, header, records)
-            data = (directory / name).read_bytes()
-            segments.append(SegmentInfo(file=name, first_seq=done + 1, last_seq=last,
-                                        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                                        prev_hash=prev.hex(), last_hash=last_hash.hex()))
-            bar.update(len(records))
-            done, prev = last, last_hash
-        bar.close()
+        try:
+            while done < head:
+                last = min(done + segment_size, head)
+                records = [(seq, bytes(rec)) for seq, rec in store.log.records(txn, after=done, upto=last)]
+                last_hash = chain_of(records[-1][1])
+                name = f"segments/{done + 1:012d}-{last:012d}.rgseg"
+                _clear_unpublished(directory / name)
+                header = LogHeader(log_id=log_id, first_seq=done + 1, last_seq=last, prev_hash=prev.hex(),
+                                   head_hash=last_hash.hex())
+                write_log_file(directory / name, header, records)
+                data = (directory / name).read_bytes()
+                segments.append(SegmentInfo(file=name, first_seq=done + 1, last_seq=last,
+                                            sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                            prev_hash=prev.hex(), last_hash=last_hash.hex()))
+                bar.update(len(records))
+                done, prev = last, last_hash
+        finally:
+            bar.close()
     manifest = Manifest(log_id=log_id, head_seq=done, head_hash=prev.hex() if done else head_hash.hex(),
                         segments=segments)
     atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(manifest)))

@@ -201,12 +201,18 @@ def _check_views(store: Store, report: VerifyReport, progress: ProgressFactory) 
                     bar.update(len(batch))
                     batch.clear()
 
-                for seq, record in store.log.records(txn, upto=head):
-                    batch.append((seq, bytes(record)))
-                    if len(batch) >= REBUILD_BATCH:
-                        flush()
-                flush()
-                bar.close()
+                # Batches grow from 1,000 events to REBUILD_BATCH: a 20,000-event first fold kept the bar at 0%
+                # for seconds, and only the first few (cheap) commits are added. Boundaries leave the folds' bytes alone.
+                size = min(1_000, REBUILD_BATCH)
+                try:  # closed on an error too: a Python caller's terminal is left without a stale bar
+                    for seq, record in store.log.records(txn, upto=head):
+                        batch.append((seq, bytes(record)))
+                        if len(batch) >= size:
+                            flush()
+                            size = min(size * 2, REBUILD_BATCH)
+                    flush()
+                finally:
+                    bar.close()
                 with scratch.read() as stx:
                     for view, fresh_view in zip(store.views, views):
                         if view.name in lagging:
@@ -281,19 +287,21 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
     present = list(store.blobs.all())
     vanished: set[str] = set()  # deleted since the listing: `rgstore gc` may run beside verify
     bar = progress("verify blobs", total=len(present), unit="blob")
-    for sha in present:
-        try:
-            store.blobs.verify(sha)
-        except NotFoundError:
-            vanished.add(sha)
-        except IntegrityError as exc:
-            report.problems.append(f"{store.blobs.path(sha)}: {exc} (adding the original file again, e.g. "
-                                   "`rgstore refpkg update NAME KEY=FILE`, replaces it)")
-        except OSError as exc:
-            report.problems.append(f"{store.blobs.path(sha)}: unreadable ({exc.strerror})")
-        report.blobs += 1
-        bar.update()
-    bar.close()
+    try:
+        for sha in present:
+            try:
+                store.blobs.verify(sha)
+            except NotFoundError:
+                vanished.add(sha)
+            except IntegrityError as exc:
+                report.problems.append(f"{store.blobs.path(sha)}: {exc} (adding the original file again, e.g. "
+                                       "`rgstore refpkg update NAME KEY=FILE`, replaces it)")
+            except OSError as exc:
+                report.problems.append(f"{store.blobs.path(sha)}: unreadable ({exc.strerror})")
+            report.blobs += 1
+            bar.update()
+    finally:
+        bar.close()
     have = set(present) - vanished
     with store.read() as txn:
         replica = store.log.meta_get(txn, "replica_of") is not None
@@ -383,35 +391,37 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
     refill = ("`rgstore mirror pull SOURCE --with-sequences`" if mirrored
               else "`rgstore genome init`, or copy refget/ from the store the log came from")
     bar = progress("verify sequences", total=sum(length for _, length, _, _ in wanted), unit="B")
-    for bare, length, where, lazy in wanted:
-        path = refget / template.replace("%s2", bare[:2]).replace("%s", bare)
-        if not path.is_file():
-            if lazy:
-                report.unfetched_sequences += 1
-            else:
-                doubtful.append((bare, f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
-                                       f"{refill})" if not mirrored else
-                                 f"{path}: sequence {where} is missing (fetch it with {refill})"))
-            bar.update(length)
-            continue
-        digest, size = hashlib.sha512(), 0
-        try:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(1 << 22):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    bar.update(len(chunk))
-        except OSError as exc:
-            doubtful.append((bare, f"{path}: sequence {where} is unreadable ({exc.strerror})"))
-            continue
-        got = base64.urlsafe_b64encode(digest.digest()[:24]).decode()
-        if size != length or got != bare:
-            report.problems.append(f"{path}: sequence {where} is corrupt (its bytes do not hash to its digest; "
-                                   "re-add the genome's FASTA with `rgstore genome init` to rewrite it)")
-        elif not lazy:
-            indexed.append((bare, where))
-        report.sequences += 1
-    bar.close()
+    try:
+        for bare, length, where, lazy in wanted:
+            path = refget / template.replace("%s2", bare[:2]).replace("%s", bare)
+            if not path.is_file():
+                if lazy:
+                    report.unfetched_sequences += 1
+                else:
+                    doubtful.append((bare, f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
+                                           f"{refill})" if not mirrored else
+                                     f"{path}: sequence {where} is missing (fetch it with {refill})"))
+                bar.update(length)
+                continue
+            digest, size = hashlib.sha512(), 0
+            try:
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(1 << 22):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        bar.update(len(chunk))
+            except OSError as exc:
+                doubtful.append((bare, f"{path}: sequence {where} is unreadable ({exc.strerror})"))
+                continue
+            got = base64.urlsafe_b64encode(digest.digest()[:24]).decode()
+            if size != length or got != bare:
+                report.problems.append(f"{path}: sequence {where} is corrupt (its bytes do not hash to its digest; "
+                                       "re-add the genome's FASTA with `rgstore genome init` to rewrite it)")
+            elif not lazy:
+                indexed.append((bare, where))
+            report.sequences += 1
+    finally:
+        bar.close()
     _check_refget_index(store, report, indexed, doubtful)
     if doubtful:
         still = {bare for bare, _, _, lazy in _sequence_files(store) if not lazy}

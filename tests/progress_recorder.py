@@ -4,11 +4,12 @@ from __future__ import annotations
 
 
 class Bars:
-    """Records each bar as ``[description, total, [updates]]``, and each bar's unit in ``units``."""
+    """Records each bar as ``[description, total, [updates]]``, each bar's unit in ``units``, and closes in ``closed``."""
 
     def __init__(self) -> None:
         self.bars: list[list[object]] = []
         self.units: list[str] = []
+        self.closed: list[str] = []  # the description of the latest bar opened, once per close
 
     def __call__(self, desc: str, total: int | None = None, unit: str = "it") -> Bars:
         self.bars.append([desc, total, []])
@@ -19,7 +20,7 @@ class Bars:
         self.bars[-1][2].append(n)  # type: ignore[union-attr]
 
     def close(self) -> None:
-        pass
+        self.closed.append(str(self.bars[-1][0]))
 
     def totals(self) -> list[list[object]]:
         """Each bar as ``[description, total, sum of its updates]``."""

@@ -24,6 +24,7 @@ from rgstore.segments import (
 from rgstore.store import Store
 from rgstore.verify import referenced_blobs
 from tests.conftest import REPO
+from tests.progress_recorder import Bars
 from tests.signalled import signal_when
 
 
@@ -380,3 +381,16 @@ def test_sigterm_mid_publish_leaves_no_temp_file_nor_a_new_manifest_and_the_next
     with Store.open(tmp_path / "m") as mirror:
         pull(mirror, str(pub))
         assert mirror.head()[0] == head and mirror.verify().ok
+
+
+def test_a_publish_that_fails_mid_segment_closes_its_bar(tmp_path: Path, store: Store) -> None:
+    # An error unwinding past an open bar left a Python caller's terminal_progress bar drawn on screen.
+    store.genomes.init(REPO / "rgstore" / "data" / "tiny.fa", ["tiny"])
+    head = store.head()[0]
+    pub = tmp_path / "pub"
+    (pub / "segments" / f"{1:012d}-{head:012d}.rgseg").mkdir(parents=True)  # refused: a directory in the way
+    bars = Bars()
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        publish(store, pub, progress=bars)
+    assert [desc for desc, _total, _steps in bars.bars] == ["publish"]
+    assert bars.closed == ["publish"]

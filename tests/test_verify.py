@@ -496,3 +496,23 @@ def test_a_mirror_notes_cache_files_it_has_not_fetched_yet_but_fails_on_one_it_h
     assert not report.ok and len(report.problems) == 1
     assert str(local) in report.problems[0] and "corrupt" in report.problems[0]
     assert "mirror pull SOURCE --with-blobs" in report.problems[0]
+
+
+def test_the_verify_views_bar_moves_within_the_first_thousand_events_and_still_finds_the_views_sound(
+        store: Store) -> None:
+    # Its first step came only after a whole REBUILD_BATCH (20,000 events) was folded: seconds at 0% on a big store.
+    from rgstore.store import REBUILD_BATCH
+    from rgstore.verify import verify_store
+    from tests.progress_recorder import Bars
+
+    n = REBUILD_BATCH + 5_000  # past one full batch: the ramp's batches and then a full-size one
+    for start in range(0, n, 5_000):
+        store.append([NewEvent(stream=f"s{i % 3}", event=Noted(text=f"event {i}")) for i in range(start, start + 5_000)])
+    bars = Bars()
+    report = verify_store(store, progress=bars)
+    assert report.ok, report.problems
+    head = store.head()[0]
+    assert ["verify views", head, head] in bars.totals()  # every event counted once
+    [steps] = [steps for desc, _total, steps in bars.bars if desc == "verify views"]
+    assert steps[0] <= 1_000  # type: ignore[index]
+    assert "verify views" in bars.closed
