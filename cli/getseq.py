@@ -192,23 +192,36 @@ def _write_json(found: list[tuple[Region, int, Iterator[str]]], *, revcomp: bool
     import msgspec
 
     from rgstore.aliases import sequence_id
+    from rgstore.diskspace import refused_write
     from rgstore.seqcol import Sha512t24u
 
     encode = msgspec.json.encode
+    temp = Path(tempfile.gettempdir())
     with tempfile.SpooledTemporaryFile(max_size=32 << 20) as spool:
-        spool.write(b"[")
+
+        def put(data: bytes) -> None:
+            # A full temp disk must say so, not "No space left on device" as if standard output's were full.
+            try:
+                spool.write(data)
+            except OSError as exc:
+                refused = refused_write(exc, temp, "getseq --json's spooled output (TMPDIR picks another disk)")
+                if refused is None:
+                    raise
+                raise refused from None
+
+        put(b"[")
         for i, (region, size, pieces) in enumerate(found):
             start = region.start or 0
             end = region.end if region.end is not None else start + size
             minus = revcomp or (stranded and region.strand == "-")
             head = {"name": region.seq, "start": start, "end": end, "strand": "-" if minus else "+"}
-            spool.write((b"," if i else b"") + encode(head)[:-1] + b',"sequence":"')
+            put((b"," if i else b"") + encode(head)[:-1] + b',"sequence":"')
             digest = Sha512t24u()
             for piece in pieces:
                 digest.update(piece)
-                spool.write(encode(piece)[1:-1])  # the piece as a JSON string's inside
-            spool.write(b'","digest":' + encode(sequence_id(digest.digest())) + b"}")
-        spool.write(b"]\n")
+                put(encode(piece)[1:-1])  # the piece as a JSON string's inside
+            put(b'","digest":' + encode(sequence_id(digest.digest())) + b"}")
+        put(b"]\n")
         spool.seek(0)
         with quiet_broken_pipe():
             shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)

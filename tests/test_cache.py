@@ -132,6 +132,24 @@ def _trickled_part(store_path: Path) -> Path | None:
     return parts[0] if parts else None
 
 
+def _kept_part(store_path: Path) -> tuple[Path, int]:
+    """The interrupted download's .part and its size: bytes kept, with the .json a resume reads."""
+    part = _trickled_part(store_path)
+    assert part is not None
+    kept = part.stat().st_size
+    assert kept > 0 and part.with_name(part.name + ".json").is_file()
+    return part, kept
+
+
+def _rerun_resumes(server: UpstreamServer, args: list[str], kept: int) -> None:
+    """The same command run again, untrickled, asks for the rest from ``kept`` (206) and succeeds."""
+    server.slow(GENOME["ncbi"], 0.0)
+    again = subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr.decode()
+    resumed = server.gets(GENOME["ncbi"])[-1]
+    assert (resumed.range, resumed.status) == (f"bytes={kept}-", 206)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigterm_mid_download_keeps_the_part_as_ctrl_c_does_and_the_next_run_resumes_it(
     store_path: Path, tmp_path: Path, signum: int
@@ -150,19 +168,11 @@ def test_sigterm_mid_download_keeps_the_part_as_ctrl_c_does_and_the_next_run_res
         assert proc.returncode == 128 + signum and b"Traceback" not in err, err.decode()
         if signum == signal.SIGINT:
             assert err.decode().strip() == "error: interrupted"
-        part = _trickled_part(store_path)
-        assert part is not None
-        kept = part.stat().st_size
-        assert kept > 0 and part.with_name(part.name + ".json").is_file()
+        part, kept = _kept_part(store_path)
         with Store.open(store_path) as store:
             assert store.head()[0] == 0
 
-        server.slow(GENOME["ncbi"], 0.0)
-        again = subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, capture_output=True,
-                               timeout=120)
-        assert again.returncode == 0, again.stderr.decode()
-        resumed = server.gets(GENOME["ncbi"])[-1]
-        assert (resumed.range, resumed.status) == (f"bytes={kept}-", 206)
+        _rerun_resumes(server, args, kept)
     with Store.open(store_path) as store:
         assert store.cache.verify().ok and not part.exists()
 
@@ -182,10 +192,7 @@ def test_sigterm_mid_download_of_cache_regions_unwinds_keeping_only_the_part_and
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         err = signal_when(proc, lambda: _trickled_part(store_path) is not None, signal.SIGTERM)
         assert proc.returncode == 143 and b"Traceback" not in err, err.decode()
-        part = _trickled_part(store_path)
-        assert part is not None
-        kept = part.stat().st_size
-        assert kept > 0 and part.with_name(part.name + ".json").is_file()
+        part, kept = _kept_part(store_path)
         # Under cache/ only the download's staging directory is left, and in it only what a resume reads.
         cache_root = store_path / "cache"
         staged = [p for p in cache_root.iterdir() if p.name.startswith(".tmp-")]
@@ -195,12 +202,7 @@ def test_sigterm_mid_download_of_cache_regions_unwinds_keeping_only_the_part_and
         with Store.open(store_path) as store:
             assert store.head()[0] == 0
 
-        server.slow(GENOME["ncbi"], 0.0)
-        again = subprocess.run([sys.executable, "-m", "rgstore_cli", *args], cwd=REPO, capture_output=True,
-                               timeout=120)
-        assert again.returncode == 0, again.stderr.decode()
-        resumed = server.gets(GENOME["ncbi"])[-1]
-        assert (resumed.range, resumed.status) == (f"bytes={kept}-", 206)
+        _rerun_resumes(server, args, kept)
     assert not [p for p in cache_root.iterdir() if p.name.startswith(".tmp-")]
     with Store.open(store_path) as store:
         assert store.cache.verify().ok and not part.exists()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
 from rgstore.genomes import revcomp
 from rgstore.seqcol import sha512t24u
 from rgstore.store import Store
+from tests.conftest import REPO
 
 TINY = Path(str(resources.files("rgstore") / "data" / "tiny.fa"))
 
@@ -57,3 +63,26 @@ def test_json_errors_leave_stdout_empty_with_one_stderr_line(rgstore_proc, store
     done = rgstore_proc("--store", str(store_path), "getseq", "tiny", "chr1:0-5", "--json", "--fasta")
     assert (done.returncode, done.stdout) == (2, b"")
     assert b"--json and --fasta are two outputs" in done.stderr
+
+
+def test_a_full_temp_disk_is_a_one_line_error_naming_the_spool_and_leaves_stdout_empty(
+    store: Store, store_path: Path, tmp_path: Path,
+) -> None:
+    """Past 32 MiB the array spools to $TMPDIR: a refusal there named no file, as if standard output's disk were full."""
+    (tmp_path / "mb.fa").write_text(">mb\n" + "ACGT" * (1 << 18) + "\n")  # 1 MiB: asked 34 times, past the spool
+    store.genomes.init(tmp_path / "mb.fa", ["mb"])
+    store.close()
+
+    def limit() -> None:  # a file size limit stands in for a full temp disk (writes past it fail with EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(store_path), "getseq", "mb",
+                           *["mb"] * 34, "--json"], cwd=REPO, capture_output=True, timeout=120, preexec_fn=limit,
+                          env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: no room for getseq --json's spooled output "
+                                                    f"(TMPDIR picks another disk) in {tmp_path / 'tmp'} "), lines
+    assert list((tmp_path / "tmp").iterdir()) == []  # the spool was an unnamed temp file
