@@ -10,8 +10,10 @@ after level 2 is evicted, so hits need neither level 2 nor the network; only mis
 are recorded as ``CacheTouched`` at most once per entry per hour (from the view's last-access
 time; filesystem atime is never read). A rebuilt entry keeps its pin. An NCBI entry records the
 annotation release its GTF names, and a request for another release is refused
-(``rgstore.cacherelease``). Eviction and verification live in ``rgstore.cachegc``; staging,
-publishing and insert events in ``rgstore.cachestage``.
+(``rgstore.cacherelease``); a live entry inserted before releases were recorded has its GTF's
+header read instead (no event is written), while an evicted one's release stays unknown and
+unchecked. Eviction and verification live in ``rgstore.cachegc``; staging, publishing and
+insert events in ``rgstore.cachestage``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .cachekeys import (
 )
 from .cachelock import entry_lock, entry_locks
 from .cacheraw import build_raw, intact, sha256_matches, staging_dir
-from .cacherelease import gtf_release, release_mismatch
+from .cacherelease import cached_release, gtf_release, release_mismatch
 from .cachestage import InsertItem, insert_events, publish_staged, stage_regions, stream_of
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
@@ -231,9 +233,11 @@ class Cache:
         """The raw inputs' checksums of a level-2 entry, live or evicted (None if never fetched).
 
         A live entry holding another Ensembl assembly or NCBI release than ``request`` is refused
-        (ConflictError), as level-1 hits are served without reading level 2. None too for an evicted
-        entry that held another annotation release than ``request`` asks: its level-1 entries are not
-        that release's, and a fetch finds what NCBI holds now.
+        (ConflictError), as level-1 hits are served without reading level 2 (its recorded release, or
+        for an entry inserted before releases were recorded, the one its cached GTF's header names).
+        None too for an evicted entry that held another annotation release than ``request`` asks: its
+        level-1 entries are not that release's, and a fetch finds what NCBI holds now. An evicted
+        entry inserted before releases were recorded held an unknown release and is not checked.
         """
         with self.store.read() as txn:
             entry = CacheView.get(txn, self._db("cache.entries"), raw_key)
@@ -270,11 +274,12 @@ class Cache:
 
     def _check_held(self, request: CacheRequest, entry: CacheEntry) -> None:
         """Refuse a level-2 entry holding another Ensembl assembly or NCBI annotation release than asked."""
-        if _other_release(request, entry.annotation_release):
+        held = self._held(request, entry)
+        if _other_release(request, held):
             raise release_mismatch(
                 request.source_params.assembly,
                 request.source_params.annotation_release,
-                entry.annotation_release,
+                held,
                 cached_key=entry.key,
             )
         wanted = request.source_params.assembly
@@ -285,6 +290,17 @@ class Cache:
                 f"release {request.source_params.annotation_release} "
                 f"is assembly {have}, not {wanted}"
             )
+
+    def _held(self, request: CacheRequest, entry: CacheEntry) -> str:
+        """The NCBI release a level-2 entry holds: recorded, else read from its cached GTF ("" if unknown).
+
+        An entry inserted by an rgstore that did not record releases has "": its GTF's header is read
+        (once per process; see ``cached_release``) so a stale download is not served under any label.
+        """
+        legacy = not entry.annotation_release and request.source == "ncbi" and entry.level == 2
+        if not legacy or not is_entry_path(entry.path):  # a path from the log that is no entry's is never read
+            return entry.annotation_release
+        return cached_release(self.root / entry.path, entry.files, entry.key)
 
     def _ensure_raw(
         self, request: CacheRequest, base_url: str | None, progress: ProgressFactory, *, deep: bool = False
@@ -429,7 +445,7 @@ class Cache:
                 details = {"labels": labels(request), "level2": raw.key}
                 self._record_inserts(
                     [
-                        (f.key, 1, f.path, staged[f.key][1], {**f.form, **details}, current.annotation_release)
+                        (f.key, 1, f.path, staged[f.key][1], {**f.form, **details}, self._held(request, current))
                         for f in misses
                     ],
                     self._touch_events([f.key for f in forms if f.key not in built]),

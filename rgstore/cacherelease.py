@@ -6,6 +6,10 @@ GCF_000001405.40-RS_2023_10`` (newer) or ``#!annotation-source NCBI Homo sapiens
 Annotation Release 105.20220307`` / ``... Annotation Release 110`` (older). Only the leading
 ``#`` lines are read (a few hundred bytes of a gzip stream). A GTF whose header names no
 release (``#!annotation-source NCBI RefSeq`` alone, or no such line) gives "".
+
+Entries inserted by an rgstore that did not record the release (``annotation_release == ""``)
+have theirs read from their cached GTF when a request needs it (``cached_release``), remembered
+per process by entry key and the GTF's recorded sha256, so hits do not read it again.
 """
 
 from __future__ import annotations
@@ -15,15 +19,23 @@ import re
 import zlib
 from pathlib import Path
 
+from .cacheupstream import LOCAL_NAMES
 from .errors import ConflictError, IntegrityError
+from .events import FileRef
 
-__all__ = ["gtf_release", "release_mismatch"]
+__all__ = ["gtf_release", "cached_release", "release_mismatch"]
 
 _SOURCE = "#!annotation-source"
 _RS = re.compile(r"(?:^|[\s-])(RS_\d{4}_\d{2})(?:\s|$)", re.IGNORECASE | re.ASCII)
 _NUMBERED = re.compile(r"\bAnnotation\s+Release\s+(\d{1,4}(?:\.\d{8})?)(?:\s|$)", re.IGNORECASE | re.ASCII)
 _MAX_HEADER_LINES = 1000
 """Header lines read at most: NCBI GTFs have about five; a file of comments alone is not read whole."""
+_GTF_FILES = (f"raw/{LOCAL_NAMES['annotation']}.gz", f"decompressed/{LOCAL_NAMES['annotation']}")
+"""A level-2 entry's GTF as downloaded, then decompressed, in the order they are read."""
+_READ: dict[tuple[str, str], str] = {}
+"""(entry key, recorded sha256 of its raw GTF) -> the release its header names: read once per process."""
+_READ_MAX = 4096
+"""Entries remembered at most (a store has a handful of level-2 entries; a server may open several stores)."""
 
 
 def _release_of(text: str) -> str:
@@ -50,6 +62,35 @@ def gtf_release(path: Path) -> str:
                     return _release_of(text.removeprefix(_SOURCE))
     except (EOFError, OSError, zlib.error) as exc:  # checked against its checksum before: damage since
         raise IntegrityError(f"{path.name} does not decompress ({exc}); nothing was cached") from None
+    return ""
+
+
+def cached_release(directory: Path, files: dict[str, FileRef], key: str) -> str:
+    """The release a level-2 entry's cached GTF names, for an entry whose insert did not record it ("" if unknown).
+
+    Only a file whose size is the one recorded is read; one that is missing, cut short or does not
+    decompress is passed over, and an entry with neither readable gives "" (not remembered: a
+    mirror may fetch its files later). Never writes anything: hits are served on read paths.
+    """
+    raw = files.get(_GTF_FILES[0])
+    if raw is None:
+        return ""
+    memo = (key, raw.sha256)
+    known = _READ.get(memo)  # one lookup: a server's other thread may clear the dict in between
+    if known is not None:
+        return known
+    for name in _GTF_FILES:
+        ref, path = files.get(name), directory / name
+        try:
+            if ref is None or path.stat().st_size != ref.size:
+                continue
+            held = gtf_release(path)
+        except (OSError, IntegrityError):
+            continue
+        if len(_READ) >= _READ_MAX:
+            _READ.clear()
+        _READ[memo] = held
+        return held
     return ""
 
 

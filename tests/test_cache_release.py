@@ -17,7 +17,9 @@ from rgstore.cacherelease import gtf_release
 from rgstore.cachesynth import make_genome, write_ncbi_tree
 from rgstore.errors import ConflictError, NotFoundError
 from rgstore.events import CacheInserted
+from rgstore.log import NewEvent
 from rgstore.store import Store
+from rgstore.views.cache import CacheEntry
 from tests.upstream_fixture import (  # noqa: F401 - tree and server are fixtures
     GENOME,
     NCBI,
@@ -41,6 +43,23 @@ def _leftovers(store: Store) -> list[str]:
     """Staging directories and NCBI entry directories under the cache root."""
     root = store.cache_path
     return sorted(p.relative_to(root).as_posix() for p in [*root.glob(".tmp-*"), *root.glob("ncbi_raw/*/*")])
+
+
+def _as_legacy(store: Store, level: int | None = None) -> list[CacheEntry]:
+    """Re-record the cache's entries as an rgstore before release checks wrote them: the same files, no release.
+
+    Its ``CacheInserted`` had no ``annotation_release`` field (as tests/golden/log-v1's), which decodes as "".
+    """
+    entries = store.cache.ls(level)
+    store.append([
+        NewEvent(stream=f"cache:{e.key}", event=CacheInserted(
+            key=e.key, level=e.level, path=e.path, files=e.files, request=e.request
+        ))
+        for e in entries
+    ])
+    legacy = store.cache.ls(level)
+    assert [e.annotation_release for e in legacy] == [""] * len(entries)
+    return legacy
 
 
 # -- the header ---------------------------------------------------------------------------------
@@ -195,3 +214,62 @@ def test_the_cli_refuses_another_release_in_one_line(cli, store_path: Path, serv
     out = cli("cache", "fetch-raw", *opts, "--release", "RS_2023_10")
     assert out.exit_code == 1 and out.stderr.count("\n") == 1
     assert out.stderr.startswith("error: NCBI now holds annotation release RS_2024_01 of GCF_000001405.40, not RS_2023_10")
+
+
+# -- entries inserted before releases were recorded -----------------------------------------------
+
+
+def test_a_live_legacy_download_is_refused_for_another_release_by_the_release_its_cached_gtf_names(
+    store: Store, tmp_path: Path
+) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up)
+    with UpstreamServer(up) as srv:
+        store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
+        _as_legacy(store)  # both levels, as an older rgstore left them
+        (raw,) = store.cache.ls(level=2)
+        _move_upstream_on(up)
+        asked, events = len(srv.requests), cache_events(store)
+        moved = {**NCBI, "release": MOVED_ON}
+        for call in (store.cache.regions, store.cache.fetch_raw):
+            with pytest.raises(ConflictError) as refused:
+                call(req(moved, "gene"), base_url=base(srv, "ncbi"))
+            message = str(refused.value)
+            assert "\n" not in message and f"holds annotation release RS_2024_01, not {MOVED_ON}" in message
+            assert "--release RS_2024_01" in message and f"rgstore cache evict {raw.key[:12]}" in message
+        with pytest.raises(ConflictError):
+            store.cache.keys(req(moved, "gene"))
+        assert len(srv.requests) == asked and cache_events(store) == events  # nothing fetched, nothing recorded
+        assert store.cache.entry(raw.key).annotation_release == ""  # type: ignore[union-attr]
+        served = store.cache.regions(req(NCBI, "gene,exon"), base_url=base(srv, "ncbi"))
+    assert [r.hit for r in served] == [True, False] and len(srv.requests) == asked
+    # A region extracted from it now records the release its GTF names.
+    assert store.cache.entry(served[1].key).annotation_release == NCBI["release"]  # type: ignore[union-attr]
+
+
+def test_a_legacy_download_without_its_raw_gtf_is_checked_by_its_decompressed_copy(
+    store: Store, tmp_path: Path
+) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up, seed=6, ncbi_release="RS_2023_10")  # bytes no other test caches (releases are remembered)
+    with UpstreamServer(up) as srv:
+        store.cache.regions(req({**NCBI, "release": "RS_2023_10"}, "gene"), base_url=base(srv, "ncbi"))
+    (raw,) = _as_legacy(store, level=2)
+    (store.cache_path / raw.path / "raw" / "annotation.gtf.gz").unlink()
+    with pytest.raises(ConflictError, match=f"holds annotation release RS_2023_10, not {NCBI['release']}:"):
+        store.cache.regions(req(NCBI, "gene"), base_url="http://127.0.0.1:9")
+
+
+def test_a_legacy_downloads_release_is_read_once_per_process_so_level1_hits_do_not_read_it_again(
+    store: Store, server: UpstreamServer
+) -> None:
+    store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"))
+    (raw,) = _as_legacy(store, level=2)
+    moved = req({**NCBI, "release": MOVED_ON}, "gene")
+    with pytest.raises(ConflictError, match="holds annotation release RS_2024_01"):
+        store.cache.regions(moved, base_url=base(server, "ncbi"))
+    for name in ("raw/annotation.gtf.gz", "decompressed/annotation.gtf"):
+        (store.cache_path / raw.path / name).unlink()
+    with pytest.raises(ConflictError, match="holds annotation release RS_2024_01"):
+        store.cache.regions(moved, base_url=base(server, "ncbi"))
+    assert [r.hit for r in store.cache.regions(req(NCBI, "gene"), base_url=base(server, "ncbi"))] == [True]

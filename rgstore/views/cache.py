@@ -82,7 +82,9 @@ class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
     pinned: bool = False
     """Whether the entry was pinned when it was evicted (only ``cache verify --evict`` evicts pinned ones)."""
     annotation_release: str = ""
-    """The NCBI annotation release the evicted entry held: a request for another is not served its level-1 hits."""
+    """The NCBI annotation release the evicted entry held: a request for another is not served its level-1 hits.
+
+    "" (unchecked) for an entry inserted before releases were recorded: its GTF went with it."""
 
 
 _ENTRY = msgspec.msgpack.Decoder(CacheEntry)
