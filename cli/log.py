@@ -233,6 +233,8 @@ def export_cmd(ctx: Context, file: Path, from_seq: int, to_seq: int | None, as_j
     from .getseq import signals_unwind
 
     dash = str(file) == "-"
+    if dash and sys.stdout.isatty():  # as gzip does (and `refpkg export --tar -`): zstd bytes would garble the terminal
+        raise click.UsageError("- writes the binary export to standard output: pipe or redirect it")
     to_stdout = dash or _is_stdout(file)  # then the summary goes to stderr: stdout carries the export
     progress: ProgressFactory = null_progress if as_json else terminal_progress
     with signals_unwind(), ctx.open(readonly=True) as store:  # SIGTERM unwinds: no temp file is left behind

@@ -242,6 +242,27 @@ def test_export_and_replay_stream_through_a_pipe_with_dash(tmp_path: Path) -> No
     assert again.stdout.decode().startswith("applied 0 events; head 31")
 
 
+def test_export_to_a_terminals_stdout_is_refused_as_binary(tmp_path: Path) -> None:
+    # It wrote zstd frames over the terminal, as gzip and `refpkg export --tar -` refuse to.
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    with _primary(tmp_path / "p"):
+        pass
+    leader, terminal = os.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rgstore_cli", "--store", str(tmp_path / "p"), "log", "export",
+                               "-"], cwd=REPO, stdout=terminal, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(leader)
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "pipe or redirect it" in lines[0], lines
+
+
 def test_sigterm_during_export_leaves_neither_a_partial_file_nor_a_temp_file(tmp_path: Path) -> None:
     import signal
     import subprocess
