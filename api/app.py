@@ -36,6 +36,7 @@ from .errors import install_error_handlers, problem
 from .fetchworker import FetchWorkers
 from .lazyfetch import FetchLimits, LazyFetcher
 from .queryparams import checked_query_values
+from .regionbudget import RegionBudget, RegionLimits
 from .schemas import ErrorBody, Health, StoreStatusView
 from .sequences import set_lazy_fetch
 from .storepath import ENV_STORE, resolve_store_path
@@ -96,6 +97,7 @@ def create_app(store_path: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = FetchLimits.from_environment()  # a bad $RGSTORE_SERVE_FETCH_* fails here, before serving
+        app.state.region_budget = RegionBudget(RegionLimits.from_environment())  # and $RGSTORE_SERVE_REGIONS_*
         # Views an upgrade left behind are caught up after the port is bound, not before (a load balancer
         # would see connection refused for that long): meanwhile only /healthz and /readyz (503) answer.
         store = Store.open(path, readonly=True, catch_up_views=False)

@@ -27,7 +27,7 @@ from rgstore.errors import InvalidInputError, RgstoreError
 from .fetchworker import cache_fetch_key
 from .sequences import FETCH_TIMEOUT_S, StoredSequence, fetch_and_open, open_stored
 
-__all__ = ["FetchLimits", "FetchSlotsBusyError", "LazyFetcher", "RETRY_AFTER_S", "lazy_fetcher"]
+__all__ = ["FetchLimits", "FetchSlotsBusyError", "LazyFetcher", "RETRY_AFTER_S", "env_number", "lazy_fetcher"]
 
 T = TypeVar("T")
 RETRY_AFTER_S = 30
@@ -54,13 +54,14 @@ class FetchLimits:
         """The limits ``$RGSTORE_SERVE_FETCH_{SLOTS,WAIT_S,TIMEOUT_S}`` set (defaults for unset ones)."""
         default = cls()
         return cls(
-            slots=int(_number(environ, "RGSTORE_SERVE_FETCH_SLOTS", default.slots, minimum=1, whole=True)),
-            wait_s=_number(environ, "RGSTORE_SERVE_FETCH_WAIT_S", default.wait_s, minimum=0),
-            timeout_s=_number(environ, "RGSTORE_SERVE_FETCH_TIMEOUT_S", default.timeout_s, minimum=1),
+            slots=int(env_number(environ, "RGSTORE_SERVE_FETCH_SLOTS", default.slots, minimum=1, whole=True)),
+            wait_s=env_number(environ, "RGSTORE_SERVE_FETCH_WAIT_S", default.wait_s, minimum=0),
+            timeout_s=env_number(environ, "RGSTORE_SERVE_FETCH_TIMEOUT_S", default.timeout_s, minimum=1),
         )
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float, whole: bool = False) -> float:
+def env_number(environ: Mapping[str, str], name: str, default: float, *, minimum: float, whole: bool = False) -> float:
+    """The server setting ``$name`` (``default`` when unset or blank); InvalidInputError unless a finite number >= ``minimum``."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default

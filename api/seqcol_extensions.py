@@ -40,6 +40,7 @@ from .keyset import After, next_after, only_one_start, paged_responses
 from .lazyfetch import lazy_fetcher
 from .postbody import posted_body
 from .refget import sequence_index
+from .regionbudget import ReservedAnswer, region_budget
 from .schemas import ErrorBody
 from .sequences import StoredSequence, open_stored
 from .wire import json_response, store_of
@@ -177,7 +178,7 @@ _REGIONS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"
 
 @router.post("/collection/{digest}/regions", response_model=list[RegionSequence], openapi_extra=_REGIONS_BODY,
              summary="Bases of regions of a collection's sequences (refget extension)",
-             responses={code: {"model": ErrorBody} for code in (400, 404, 408, 413, 416, 422)})
+             responses={code: {"model": ErrorBody} for code in (400, 404, 408, 413, 416, 422, 503)})
 async def collection_regions(request: Request, digest: str) -> Response:
     """``[{chrom_name, start, end, sequence}]`` for the posted ``[{chrom, start, end}]`` (0-based, half-open), in order.
 
@@ -185,13 +186,14 @@ async def collection_regions(request: Request, digest: str) -> Response:
     the sequence's end, 416 for an end past it or start > end on a sequence the collection does not
     record as circular (a circular one wraps), 422 for a body that is not a list of such objects,
     400 for one that is not JSON, 413 past ``MAX_REGIONS`` regions, ``MAX_REGION_BASES`` bases or
-    ``MAX_REGIONS_BYTES`` of body, 408 for a body that stops arriving.
+    ``MAX_REGIONS_BYTES`` of body or the worker's budget for answers in flight (``api.regionbudget``),
+    408 for a body that stops arriving, 503 (with Retry-After) while the answers in flight leave no room.
     """
     body = await posted_body(request, MAX_REGIONS_BYTES, f"the posted body is more than {MAX_REGIONS_BYTES >> 20} "
                              f"MiB; post at most {MAX_REGIONS:,} regions")
     store, index = store_of(request), sequence_index(request)
 
-    def plan() -> tuple[list[PlannedRegion], dict[str, StoredSequence]]:
+    def plan() -> tuple[list[PlannedRegion], dict[str, StoredSequence], list[StoredSequence]]:
         planned = seqcolregions.plan_regions(store, digest, _regions_json(body))
         seqs = {}
         with store.read() as txn:
@@ -201,10 +203,21 @@ async def collection_regions(request: Request, digest: str) -> Response:
                     if seq is None:  # its genome was removed since the plan was made
                         raise NotFoundError(f"no sequence collection {digest!r} in this store")
                     seqs[region.sequence] = seq
-        return planned, seqs
+        return planned, seqs, [seq for seq in seqs.values() if not os.path.exists(seq.path)]
 
-    planned, seqs = await run_in_threadpool(plan)
-    return Response(await _regions_body(request, planned, seqs), media_type="application/json")
+    planned, seqs, missing = await run_in_threadpool(plan)
+    heads, size = _layout(planned)
+    budget = region_budget(request)
+    budget.check(size)  # an answer larger than the whole budget: 413 before anything is fetched
+    for seq in missing:  # fetched (as the refget route fetches) before the answer's memory is taken, not while held
+        os.close(await lazy_fetcher(request).open(seq))
+    reservation = await budget.reserve(size)
+    try:
+        answer = await _regions_body(request, planned, heads, size, seqs)
+    except BaseException:
+        reservation.release()
+        raise
+    return ReservedAnswer(answer, reservation)  # gives the room back once sent, or its client is gone
 
 
 def _regions_json(body: bytes) -> Any:
@@ -222,11 +235,16 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-async def _regions_body(request: Request, planned: list[PlannedRegion], seqs: dict[str, StoredSequence]) -> memoryview:
-    """The JSON answer, laid out whole and the bases read into their places: one copy of them in memory."""
+def _layout(planned: list[PlannedRegion]) -> tuple[list[bytes], int]:
+    """Each region's JSON up to its bases, and the bytes of the whole answer."""
     heads = [b'{"chrom_name":%s,"start":%d,"end":%d,"sequence":"' % (json.dumps(r.chrom).encode(), r.start, r.end)
              for r in planned]
-    size = 2 + sum(len(h) + r.size + 2 for h, r in zip(heads, planned)) + max(len(planned) - 1, 0)
+    return heads, 2 + sum(len(h) + r.size + 2 for h, r in zip(heads, planned)) + max(len(planned) - 1, 0)
+
+
+async def _regions_body(request: Request, planned: list[PlannedRegion], heads: list[bytes], size: int,
+                        seqs: dict[str, StoredSequence]) -> memoryview:
+    """The JSON answer of ``size`` bytes, laid out whole and the bases read into their places: one copy in memory."""
     buf = bytearray(size)
     slots: dict[str, list[tuple[int, PlannedRegion]]] = {}
     at = 1

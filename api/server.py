@@ -30,6 +30,7 @@ from rgstore.store import Store
 from .app import ENV_FOLLOW_INTERVAL
 from .headertimeout import HEADER_TIMEOUT_S, HeaderTimeoutProtocol
 from .lazyfetch import FetchLimits
+from .regionbudget import RegionLimits
 from .storepath import ENV_STORE
 
 __all__ = ["serve", "check_listen", "raise_open_file_limit", "url_host", "access_log_config", "NoDelayConfig", "APP"]
@@ -224,6 +225,7 @@ def serve(store: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: in
     """
     Store.open(store, readonly=True, catch_up_views=False).close()  # one line here, not in every worker; views: after binding
     FetchLimits.from_environment()  # likewise for a bad $RGSTORE_SERVE_FETCH_*
+    RegionLimits.from_environment()  # and $RGSTORE_SERVE_REGIONS_*
     low_speed()  # and $RGSTORE_LOW_SPEED_*, which lazy fetches would otherwise answer 400 for
     check_listen(host, port)
     raise_open_file_limit()  # the CLI did already, before starting a follower; a Python caller may not have

@@ -70,6 +70,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
         curl http://127.0.0.1:8000/sequence/service-info
     """
     from rgstore_api.lazyfetch import FetchLimits
+    from rgstore_api.regionbudget import RegionLimits
     from rgstore_api.server import check_listen, raise_open_file_limit, serve, url_host
     from rgstore_api.storepath import resolve_store_path
 
@@ -102,6 +103,7 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
     check_listen(host, port)  # a busy port is one line, before anything starts
     raise_open_file_limit()  # so is a soft open-file limit too low to accept with; the follower inherits it
     FetchLimits.from_environment()  # so is a bad $RGSTORE_SERVE_FETCH_*
+    RegionLimits.from_environment()  # and $RGSTORE_SERVE_REGIONS_*
     low_speed()  # and a bad $RGSTORE_LOW_SPEED_* (else lazy fetches answer 400 for it, and follower pulls fail)
     follower = None
     if follow_source is not None:
