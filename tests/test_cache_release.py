@@ -132,6 +132,22 @@ def test_a_numbered_release_matches_only_itself(store: Store, tmp_path: Path) ->
     assert store.cache.entry(raw.key).annotation_release == "105.20220307"  # type: ignore[union-attr]
 
 
+def _refused_from_what_is_held(store: Store, srv: UpstreamServer, moved: dict[str, str], raw_key: str) -> int:
+    """``regions``, ``fetch_raw`` and ``keys`` refuse release ``moved`` of a download holding RS_2024_01, in one
+    line saying what to do, asking upstream nothing and recording nothing; the requests upstream has seen."""
+    asked, events = len(srv.requests), cache_events(store)
+    for call in (store.cache.regions, store.cache.fetch_raw):
+        with pytest.raises(ConflictError) as refused:
+            call(req(moved, "gene"), base_url=base(srv, "ncbi"))
+        message = str(refused.value)
+        assert "\n" not in message and f"holds annotation release RS_2024_01, not {moved['release']}" in message
+        assert "--release RS_2024_01" in message and f"rgstore cache evict {raw_key[:12]}" in message
+    with pytest.raises(ConflictError):
+        store.cache.keys(req(moved, "gene"))
+    assert len(srv.requests) == asked and cache_events(store) == events
+    return asked
+
+
 def test_a_cached_download_is_refused_for_the_release_upstream_moved_on_to_until_it_is_evicted(
     store: Store, tmp_path: Path
 ) -> None:
@@ -141,18 +157,8 @@ def test_a_cached_download_is_refused_for_the_release_upstream_moved_on_to_until
         old = store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
         (raw,) = store.cache.ls(level=2)
         _move_upstream_on(up)
-        asked = len(srv.requests)
-        events = cache_events(store)
         moved = {**NCBI, "release": MOVED_ON}
-        for call in (store.cache.regions, store.cache.fetch_raw):
-            with pytest.raises(ConflictError) as refused:
-                call(req(moved, "gene"), base_url=base(srv, "ncbi"))
-            message = str(refused.value)
-            assert "\n" not in message and f"holds annotation release RS_2024_01, not {MOVED_ON}" in message
-            assert "--release RS_2024_01" in message and f"rgstore cache evict {raw.key[:12]}" in message
-        with pytest.raises(ConflictError):
-            store.cache.keys(req(moved, "gene"))
-        assert len(srv.requests) == asked and cache_events(store) == events  # refused from the log alone
+        _refused_from_what_is_held(store, srv, moved, raw.key)
         assert [r.hit for r in store.cache.regions(req(NCBI, "gene"), base_url=base(srv, "ncbi"))] == [True]
 
         store.cache.evict([raw.key])  # level 1 stays: its inputs were RS_2024_01's
@@ -229,17 +235,8 @@ def test_a_live_legacy_download_is_refused_for_another_release_by_the_release_it
         _as_legacy(store)  # both levels, as an older rgstore left them
         (raw,) = store.cache.ls(level=2)
         _move_upstream_on(up)
-        asked, events = len(srv.requests), cache_events(store)
         moved = {**NCBI, "release": MOVED_ON}
-        for call in (store.cache.regions, store.cache.fetch_raw):
-            with pytest.raises(ConflictError) as refused:
-                call(req(moved, "gene"), base_url=base(srv, "ncbi"))
-            message = str(refused.value)
-            assert "\n" not in message and f"holds annotation release RS_2024_01, not {MOVED_ON}" in message
-            assert "--release RS_2024_01" in message and f"rgstore cache evict {raw.key[:12]}" in message
-        with pytest.raises(ConflictError):
-            store.cache.keys(req(moved, "gene"))
-        assert len(srv.requests) == asked and cache_events(store) == events  # nothing fetched, nothing recorded
+        asked = _refused_from_what_is_held(store, srv, moved, raw.key)
         assert store.cache.entry(raw.key).annotation_release == ""  # type: ignore[union-attr]
         served = store.cache.regions(req(NCBI, "gene,exon"), base_url=base(srv, "ncbi"))
     assert [r.hit for r in served] == [True, False] and len(srv.requests) == asked
