@@ -13,7 +13,7 @@ import pytest
 from rgstore import remote
 from rgstore.errors import NotFoundError
 from rgstore.store import Store
-from tests.hostile_http import HostileServer, fixed
+from tests.hostile_http import HostileServer, Reply, fixed
 from tests.httpfixture import serve_directory
 from tests.server_fixture import running_server
 from tests.test_remote import FASTA, build_refget
@@ -45,6 +45,13 @@ def static_store(root: Path, fhr_body: str | None) -> str:
         (root / "fhr").mkdir(exist_ok=True)
         (root / "fhr" / f"{digest}.fhr.json").write_text(fhr_body)
     return digest
+
+
+def _static_routes(root: Path) -> tuple[str, dict[str, Reply]]:
+    """A gtars RefgetStore at ``root`` without an FHR file, as HostileServer routes: (its genome's digest, routes)."""
+    digest = static_store(root, None)
+    return digest, {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes())
+                    for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("mount", ["", "/seqcol", "/store"], ids=["server", "seqcol-url", "its-bare-store"])
@@ -128,10 +135,7 @@ def test_a_malformed_remote_fhr_is_named_in_the_json_result(tmp_path: Path, stor
 
 def test_a_remote_fhr_that_cannot_be_read_is_skipped_not_fatal(tmp_path: Path, store: Store) -> None:
     """An outage of the FHR file alone (HTTP 500) leaves the genome recordable: provenance is not worth a refusal."""
-    root = tmp_path / "site" / "store"
-    digest = static_store(root, None)
-    routes = {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes())
-              for p in root.rglob("*") if p.is_file()}
+    digest, routes = _static_routes(tmp_path / "site" / "store")
     routes[f"/fhr/{digest}.fhr.json"] = fixed("500 Internal Server Error")
     with HostileServer(routes) as server:
         result = remote.init_remote(store, server.url, ["tiny"], digest=digest)
@@ -140,10 +144,7 @@ def test_a_remote_fhr_that_cannot_be_read_is_skipped_not_fatal(tmp_path: Path, s
 
 def test_a_bucket_answering_403_for_a_missing_fhr_file_is_a_store_without_one(tmp_path: Path, store: Store) -> None:
     """S3 without public listing answers 403, not 404, for a key it lacks: no FHR, and nothing to warn about."""
-    root = tmp_path / "site" / "store"
-    digest = static_store(root, None)
-    routes = {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes())
-              for p in root.rglob("*") if p.is_file()}
+    digest, routes = _static_routes(tmp_path / "site" / "store")
     for path in (f"/fhr/{digest}.fhr.json", f"/collections/{digest}.fhr.json"):
         routes[path] = fixed("403 Forbidden", b"<Error><Code>AccessDenied</Code></Error>")
     with HostileServer(routes) as server:
@@ -201,10 +202,7 @@ def test_reinit_of_a_genome_with_a_stored_fhr_neither_reads_nor_warns_about_the_
 ) -> None:
     # The remote's FHR can never replace a stored one, yet it was fetched and, when unreadable, warned about
     # ("...answered HTTP 500; the genome is recorded without it") on every re-run that only adds a name.
-    root = tmp_path / "site" / "store"
-    digest = static_store(root, None)
-    routes = {f"/{p.relative_to(root).as_posix()}": fixed("200 OK", p.read_bytes())
-              for p in root.rglob("*") if p.is_file()}
+    digest, routes = _static_routes(tmp_path / "site" / "store")
     routes[f"/fhr/{digest}.fhr.json"] = fixed("500 Internal Server Error")
     with HostileServer(routes) as server:
         first = remote.init_remote(store, server.url, ["tiny"], digest=digest, fhr=OURS)
