@@ -1,3 +1,3 @@
-from rgstore_cli.main import main
+from rgstore_cli.entry import main
 
 main()

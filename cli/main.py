@@ -210,6 +210,11 @@ class RgstoreGroup(click.Group):
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
             _usage_error(exc, " ".join(filter(None, (parent.command_path if parent else None, info_name))))
+        except KeyboardInterrupt:
+            # While parsing (--version, --help, a slow completion): click's own handler would say "Aborted!"
+            # and exit 1. SystemExit passes through click's handlers, so the line is the one a command gives.
+            click.echo(f"{chr(10) if sys.stderr.isatty() else ''}error: interrupted", err=True)
+            sys.exit(130)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

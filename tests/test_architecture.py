@@ -129,7 +129,7 @@ def test_the_distribution_installs_only_rgstore_named_top_level_packages() -> No
     packages = config["tool"]["setuptools"]["packages"]
     assert {p.split(".")[0] for p in packages} == {"rgstore", "rgstore_cli", "rgstore_api"}
     assert config["tool"]["setuptools"]["package-dir"] == {"rgstore_cli": "cli", "rgstore_api": "api"}
-    assert config["project"]["scripts"]["rgstore"] == "rgstore_cli.main:main"
+    assert config["project"]["scripts"]["rgstore"] == "rgstore_cli.entry:main"
     import rgstore_api.app
     import rgstore_cli.main
 

@@ -1,0 +1,40 @@
+"""Claims about the console script's entry: Ctrl-C while the command line loads is one line, not a traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ctrl_c_at_any_moment_of_start_up_prints_no_traceback() -> None:
+    # Signals land from before the interpreter has a SIGINT handler (it dies by the signal, silently) through
+    # the imports of click, lmdb and the engine (where a traceback used to come out) to the command's end.
+    # The console script, as a user runs it (`-m rgstore_cli` adds runpy's own start-up window).
+    script = Path(sys.executable).parent / "rgstore"
+    if not script.exists():
+        pytest.skip("no rgstore console script next to this interpreter (the package is not installed)")
+    seen: dict[int, int] = {}
+    for step in range(30):
+        proc = subprocess.Popen([str(script), "--version"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.004 * step)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        # Python's own start-up (streams, site.py, the script's import of this package) can still show a
+        # KeyboardInterrupt traceback: none of its frames may be rgstore's, where most signals used to land.
+        ours = [f'File "{REPO / part}/'.encode() for part in ("cli", "rgstore", "api")]
+        assert not any(frame in err for frame in ours), err.decode(errors="replace")
+        if b"Traceback" in err:
+            continue
+        assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
+        if proc.returncode == 130:
+            assert err.decode().strip() == "error: interrupted"
+        seen[proc.returncode] = seen.get(proc.returncode, 0) + 1
+    assert seen.get(130, 0) > 0, seen  # some signals did land while rgstore was loading
