@@ -32,6 +32,7 @@ __all__ = [
     "StaleViewsError",
     "MissingSubDbError",
     "StoreOpenError",
+    "NewerRgstoreError",
     "DiskWriteError",
     "OutOfMemoryError",
     "OUT_OF_MEMORY",
@@ -216,6 +217,16 @@ class StoreOpenError(RgstoreError):
     """The store's LMDB files cannot be opened (not a store, damaged, no permission, or already open here)."""
 
     http_status = 503
+
+
+class NewerRgstoreError(RgstoreError):
+    """Data written by a newer rgstore (an event type, envelope schema or file format this one does not know); nothing was changed.
+
+    Not an IntegrityError: the bytes are authentic, this version just cannot read them. The message
+    says "written by a newer rgstore" and "upgrade rgstore"; a server answers 501 (it cannot serve them).
+    """
+
+    http_status = 501
 
 
 class DiskWriteError(RgstoreError):

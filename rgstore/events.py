@@ -8,7 +8,7 @@ so old logs decode. No I/O lives here. The wire codec is in ``rgstore.codec``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Union
 
 import msgspec
 
@@ -359,4 +359,6 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     time: datetime
     actor: str
     event: AnyEvent
-    schema: int = SCHEMA_VERSION
+    # Bounded so that decoding a newer writer's envelope fails inside msgspec, at no cost per event
+    # to the hot decode loops; rgstore.log.decode_failure turns that into "written by a newer rgstore".
+    schema: Annotated[int, msgspec.Meta(le=SCHEMA_VERSION)] = SCHEMA_VERSION

@@ -35,12 +35,22 @@ from .errors import (
     ConcurrencyConflictError,
     IdempotencyConflictError,
     InvalidInputError,
+    NewerRgstoreError,
     NothingToRedoError,
     NothingToUndoError,
     StoreOpenError,
 )
 from .eventids import id_source, new_event_id
-from .events import EVENT_TYPES, AnyEvent, CodecDictionaryAdded, Envelope, HistoryStripped, Redone, Undone
+from .events import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    AnyEvent,
+    CodecDictionaryAdded,
+    Envelope,
+    HistoryStripped,
+    Redone,
+    Undone,
+)
 from .progress import ProgressFactory, null_progress
 from .views import SEQ, FoldContext, View
 from .views.history import HistoryView
@@ -101,20 +111,44 @@ def _by_seq(envelope: Envelope) -> int:
     return envelope.seq
 
 
-def undecodable(exc: Exception) -> str:
-    """Why a chained (so authentic) payload does not decode: usually a newer writer's event type."""
-    text = str(exc)
+def _newer(text: str) -> str:
+    """What in a decode error's text only a newer rgstore writes ("" if nothing): an unknown event tag, a higher schema."""
     if "Invalid value" in text and "$.event.type" in text:
-        return f"an event type this rgstore does not know ({text}); upgrade rgstore to read this log"
+        return f"an event type this rgstore does not know ({text})"
+    if text.startswith(f"Expected `int` <= {SCHEMA_VERSION}") and text.endswith("`$.schema`"):
+        return f"envelope schema above {SCHEMA_VERSION}, the newest this rgstore reads ({text})"
+    return ""
+
+
+def undecodable(exc: Exception) -> str:
+    """Why a chained (so authentic) payload does not decode: usually a newer writer's event type or schema."""
+    text = str(exc)
+    newer = _newer(text)
+    if newer:
+        return f"{newer}; upgrade rgstore to read this log"
     return f"payload does not decode ({text})"
 
 
+def decode_failure(seq: int, exc: Exception) -> NewerRgstoreError | ChainError:
+    """The one-line error for a payload at ``seq`` that does not decode (``exc`` from msgspec).
+
+    NewerRgstoreError when only a newer rgstore writes what failed (an event tag this one does not
+    know, an envelope schema above ``SCHEMA_VERSION``): every reader refuses such a log the same way,
+    before changing anything. Otherwise a ChainError: the record is damaged.
+    """
+    newer = _newer(str(exc))
+    if newer:
+        return NewerRgstoreError(f"log record seq {seq} was written by a newer rgstore: {newer}; "
+                                 "upgrade rgstore to read this log")
+    return ChainError(seq, undecodable(exc))
+
+
 def _decode(payload: bytes, seq: int) -> Envelope:
-    """``decode_envelope`` whose failure names the seq in one line (a ChainError), not a msgspec trace."""
+    """``decode_envelope`` whose failure names the seq in one line (``decode_failure``), not a msgspec trace."""
     try:
         return decode_envelope(payload)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: a str that is not UTF-8
-        raise ChainError(seq, undecodable(exc)) from None
+        raise decode_failure(seq, exc) from None
 
 
 def _not_unicode(event: AnyEvent, exc: UnicodeEncodeError) -> InvalidInputError:
@@ -297,7 +331,7 @@ class EventLog:
                         known.add(raw[1:5])
                     append(decode(payload_of(raw, seq)))
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                raise ChainError(seq, undecodable(exc)) from None
+                raise decode_failure(seq, exc) from None
         finally:
             cur.close()
         if out and (out[0].seq != after + 1 or out[-1].seq != after + len(out)):
@@ -434,7 +468,7 @@ class EventLog:
             try:
                 envelope = decode(payload)
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                raise ChainError(rseq, undecodable(exc)) from None
+                raise decode_failure(rseq, exc) from None
             if envelope.seq != rseq:
                 raise ChainError(rseq, f"payload claims seq {envelope.seq}")
             if type(envelope.event) is CodecDictionaryAdded:

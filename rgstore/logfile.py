@@ -19,7 +19,7 @@ import msgspec
 import zstandard
 
 from .codec import chain_of
-from .errors import ChainError, InvalidInputError, NotFoundError
+from .errors import ChainError, InvalidInputError, NewerRgstoreError, NotFoundError
 from .outputs import output_file
 
 __all__ = [
@@ -174,6 +174,10 @@ def read_log_stream(fh: BinaryIO, path: str) -> tuple[LogHeader, Iterator[tuple[
     except (struct.error, msgspec.DecodeError) as exc:
         fh.close()
         raise InvalidInputError(f"{path}: unreadable export header ({exc})") from None
+    if header.format > 1:
+        fh.close()
+        raise NewerRgstoreError(f"{path} was written by a newer rgstore (export format {header.format}, this one "
+                                "reads 1); upgrade rgstore to read it")
     problem = _header_problem(header)
     if problem:
         fh.close()

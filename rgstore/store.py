@@ -28,6 +28,7 @@ from .environment import Environment, Txn
 from .errors import (
     ConflictError,
     InvalidInputError,
+    NewerRgstoreError,
     NotFoundError,
     ReadOnlyError,
     RgstoreError,
@@ -89,10 +90,30 @@ def _refuse_newer_format(environment: Environment, root: Path) -> None:
             "restore the store from a consistent backup (`rgstore backup`, or `rgstore replay backup.rglog --store NEW`)"
         )
     if int(raw) > FORMAT_VERSION:
-        raise RgstoreError(
+        raise NewerRgstoreError(
             f"{root} was written by a newer rgstore (log format {int(raw)}, this one reads "
             f"{FORMAT_VERSION}); upgrade rgstore"
         )
+
+
+def _refuse_newer_head(store: Store) -> None:
+    """NewerRgstoreError if the log's newest record is one only a newer rgstore writes (an unknown event type, a higher schema).
+
+    One record, not the whole log (an open stays O(1)): the views such a writer folded may be current,
+    so no catch-up would decode its records, and this version would read or extend views it cannot
+    fold. Older records meet the same refusal wherever they are decoded. A record damaged otherwise
+    is left to ``verify``, which names it.
+    """
+    with store.read() as txn:
+        seq, _ = store.log.head(txn)
+        if not seq:
+            return
+        try:
+            store.log.get(txn, seq)
+        except NewerRgstoreError:
+            raise
+        except RgstoreError:
+            pass
 
 
 def _initialised(environment: Environment) -> bool:
@@ -276,6 +297,7 @@ class Store:
                 cls.open(root, actor=actor).close()
                 environment = Environment(root / "log", readonly=True)
             store = cls(root, environment, actor or None)
+            _refuse_newer_head(store)  # before anything is written: views a newer rgstore folded are not ours to touch
             if not readonly:
                 store.environment.write(lambda txn: store.log.initialise(txn))
             if not readonly:

@@ -24,7 +24,7 @@ from .diskspace import free_bytes
 from .environment import Db, Environment, Txn
 from .errors import ChainError, DiskWriteError, IntegrityError, NotFoundError, RgstoreError
 from .events import Envelope
-from .log import EventLog, undecodable
+from .log import EventLog, decode_failure
 from .progress import ProgressFactory, null_progress
 from .store import REBUILD_BATCH, Store
 from .views import SEQ, FoldContext, View
@@ -107,7 +107,7 @@ def _check_log(store: Store, report: VerifyReport, progress: ProgressFactory) ->
                 try:
                     envelope = decode_envelope(payload)
                 except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                    raise ChainError(seq, undecodable(exc)) from None
+                    raise decode_failure(seq, exc) from None  # a newer writer's record: refused, not a problem found
                 if envelope.seq != seq:
                     raise ChainError(seq, f"payload claims seq {envelope.seq}")
                 prev, expected = chain, expected + 1

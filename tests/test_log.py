@@ -14,6 +14,7 @@ from rgstore.errors import (
     ConcurrencyConflictError,
     IdempotencyConflictError,
     InvalidInputError,
+    NewerRgstoreError,
     NothingToRedoError,
     NothingToUndoError,
 )
@@ -271,11 +272,12 @@ def _append_unknown_event_type(store: Store) -> int:
     return store.environment.write(write)
 
 
-def test_a_record_of_an_unknown_event_type_fails_reads_and_rebuild_naming_its_seq(store: Store) -> None:
+def test_a_record_of_an_unknown_event_type_fails_reads_and_rebuild_as_a_newer_writers_naming_its_seq(store: Store) -> None:
     store.append([note("a")])
     seq = _append_unknown_event_type(store)
     for read in (store.events, lambda: store.event(seq), lambda: store.events(last=1), store.rebuild):
-        with pytest.raises(ChainError, match=f"seq {seq}: an event type this rgstore does not know.*upgrade"):
+        with pytest.raises(NewerRgstoreError,
+                           match=f"seq {seq} was written by a newer rgstore: an event type this rgstore does not know.*upgrade"):
             read()
 
 
