@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from rgstore.extractderived import DEFAULT_JUNCTION_BLOCK_SIZE
+
 from .main import Context, RgstoreGroup, store_option
 from .output import counted, emit_json, emit_table, human_size, json_option, when
 
@@ -30,6 +32,13 @@ def _not_blank(example: str) -> Callable[[click.Context, click.Parameter, str | 
         return value
 
     return check
+
+
+def _positive(_ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """An option callback refusing a count below 1 (the type already refused a non-integer)."""
+    if value < 1:
+        raise click.BadParameter(f"must be a positive integer, got {value}", param=param)
+    return value
 
 
 def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], Any]:
@@ -75,7 +84,20 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
                     "--regions",
                     default="gene",
                     show_default=True,
-                    help="Comma-separated: gene, transcript, exon, intron, CDS, UTR.",
+                    help="Comma-separated: gene, transcript, exon, intron, CDS, UTR, intergenic, "
+                    "exon_exon_junction.",
+                )
+            )
+            opts.append(
+                click.option(
+                    "--junction-block-size",
+                    type=int,
+                    callback=_positive,
+                    default=DEFAULT_JUNCTION_BLOCK_SIZE,
+                    show_default=True,
+                    metavar="N",
+                    help="exon_exon_junction: bases taken either side of each junction (part of that "
+                    "region's key only).",
                 )
             )
         if with_base_url:
@@ -88,12 +110,24 @@ def _source_options(with_regions: bool, with_base_url: bool) -> Callable[[Any], 
 
 
 def _request(
-    source: str, species: str, taxon: str | None, release: str, assembly: str | None, regions: str = "gene"
+    source: str,
+    species: str,
+    taxon: str | None,
+    release: str,
+    assembly: str | None,
+    regions: str = "gene",
+    junction_block_size: int = DEFAULT_JUNCTION_BLOCK_SIZE,
 ) -> Any:
     from rgstore.cachekeys import make_request
 
     return make_request(
-        source, species=species, release=release, taxon=taxon, assembly=assembly, regions=regions
+        source,
+        species=species,
+        release=release,
+        taxon=taxon,
+        assembly=assembly,
+        regions=regions,
+        junction_block_size=junction_block_size,
     )
 
 
@@ -129,6 +163,7 @@ def key_cmd(
     release: str,
     assembly: str | None,
     regions: str,
+    junction_block_size: int,
     as_json: bool,
 ) -> None:
     """Print the level-1 key of each requested region (after `cache fetch-raw`: keys hold the raw checksums).
@@ -143,7 +178,7 @@ def key_cmd(
             --release RS_2023_10 --assembly GCF_000001405.40 --regions gene,exon
     """
     with ctx.open(readonly=True) as store:
-        forms = store.cache.keys(_request(source, species, taxon, release, assembly, regions))
+        forms = store.cache.keys(_request(source, species, taxon, release, assembly, regions, junction_block_size))
     if as_json:
         emit_json([{"region": f.region, "key": f.key, "path": f.path, "form": f.form} for f in forms])
         return
@@ -204,6 +239,7 @@ def regions_cmd(
     release: str,
     assembly: str | None,
     regions: str,
+    junction_block_size: int,
     base_url: str | None,
     as_json: bool,
 ) -> None:
@@ -222,7 +258,7 @@ def regions_cmd(
     # run to resume, region files being extracted are discarded with their staging directories, exit 143.
     with signals_unwind(), ctx.open(create=True, reads_if_unwritable=True) as store:
         results = store.cache.regions(
-            _request(source, species, taxon, release, assembly, regions),
+            _request(source, species, taxon, release, assembly, regions, junction_block_size),
             base_url=base_url,
             progress=_progress(as_json),
         )

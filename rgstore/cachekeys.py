@@ -23,6 +23,11 @@ species and release. Its key is the SHA-256 of that identity's canonical JSON. I
 ``ncbi_raw/<taxon>/<accession>`` (the taxon of the request that first fetched it; later
 requests with another taxon reuse that entry) or ``ensembl_raw/<species>/<release>``;
 ``RawIdentity.from_path`` maps any such directory back to its key.
+
+The ``exon_exon_junction`` region's output depends on its block size, so that region's form (and
+only that one) holds ``exon_exon_junction_block_size``: two sizes never share an entry (the seed
+left it out of the key, so they collided), and every other region's key is what it was before the
+option existed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import msgspec
 
 from .errors import InvalidInputError
+from .extractderived import DEFAULT_JUNCTION_BLOCK_SIZE, check_block_size
 
 __all__ = [
     "SOURCES",
@@ -58,7 +64,7 @@ __all__ = [
 ]
 
 SOURCES = ("ncbi", "ensembl")
-REGIONS = ("gene", "transcript", "exon", "intron", "CDS", "UTR")
+REGIONS = ("gene", "transcript", "exon", "intron", "CDS", "UTR", "intergenic", "exon_exon_junction")
 """Region names in canonical spelling; input matching is case-insensitive."""
 
 _BY_LOWER = {r.lower(): r for r in REGIONS}
@@ -81,6 +87,7 @@ _LABELS = {"ncbi": ("species", "taxon", "annotation_release"), "ensembl": ("taxo
 """Request fields that do not choose the downloaded files, per source: recorded, never hashed
 (an NCBI release is still checked against the one the GTF holds: see the module docstring)."""
 _UNRESOLVED = {"current", "latest", "newest"}
+_BLOCK_SIZE_FIELD = "exon_exon_junction_block_size"  # ODT's config name for it
 
 
 class SourceParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,11 +100,13 @@ class SourceParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CacheRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated request: source, its parameters and region name -> wanted."""
+    """A validated request: source, its parameters, region name -> wanted, and the junction block size."""
 
     source: str
     source_params: SourceParams
     genomic_regions: dict[str, bool]
+    junction_block_size: int = DEFAULT_JUNCTION_BLOCK_SIZE
+    """Bases either side of an exon-exon junction; keyed only in the ``exon_exon_junction`` form."""
 
     def wanted(self) -> list[str]:
         """Region names set to true, in canonical order."""
@@ -161,6 +170,11 @@ class RegionForm(msgspec.Struct, frozen=True, kw_only=True):
     def file(self) -> str:
         """The region FASTA inside the entry directory."""
         return f"annotation/{self.region}.fna"
+
+    @property
+    def block_size(self) -> int:
+        """The junction block size this form was keyed with (the default for other regions, which ignore it)."""
+        return int(self.form.get(_BLOCK_SIZE_FIELD, DEFAULT_JUNCTION_BLOCK_SIZE))
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -246,8 +260,13 @@ def make_request(
     taxon: str | None = None,
     assembly: str | None = None,
     regions: str | list[str] | dict[str, Any] = "gene",
+    junction_block_size: int = DEFAULT_JUNCTION_BLOCK_SIZE,
 ) -> CacheRequest:
-    """Validate and normalise a request; every field that names a directory is checked to be path-safe."""
+    """Validate and normalise a request; every field that names a directory is checked to be path-safe.
+
+    ``junction_block_size`` (a positive int) is checked whatever the regions, but keyed only for
+    ``exon_exon_junction``.
+    """
     src = source.lower()
     if src not in SOURCES:
         raise InvalidInputError(f"unknown source {source!r}; choose ncbi or ensembl")
@@ -279,7 +298,12 @@ def make_request(
             _check("assembly", asm, _NAME, "e.g. GRCh38")
         tax = _check("taxon", taxon, _NAME, "e.g. 9606") if taxon else ""
     params = SourceParams(species=sp, annotation_release=rel, taxon=tax, assembly=asm)
-    return CacheRequest(source=src, source_params=params, genomic_regions=parse_regions(regions))
+    return CacheRequest(
+        source=src,
+        source_params=params,
+        genomic_regions=parse_regions(regions),
+        junction_block_size=check_block_size(junction_block_size),
+    )
 
 
 def _ncbi_release(rel: str, accession: str) -> str:
@@ -326,18 +350,22 @@ def region_forms(
 ) -> list[RegionForm]:
     """One form per wanted region, each keyed by SHA-256 over request, region, inputs and extractor.
 
+    The ``exon_exon_junction`` form also holds the block size; no other form does.
+
     ``inputs`` maps an input role (``genome``, ``annotation``) to facts identifying its bytes
     (sha256 and size of the raw download).
     """
     params = key_params(request)
     forms: list[RegionForm] = []
     for region in request.wanted():
-        form = {
+        form: dict[str, Any] = {
             "source": request.source,
             "source_params": params,
             "genomic_regions": {region: True},
             "extractor": extractor,
             "inputs": inputs,
         }
+        if region == "exon_exon_junction":
+            form[_BLOCK_SIZE_FIELD] = request.junction_block_size
         forms.append(RegionForm(region=region, key=sha256_key(form), form=form))
     return forms

@@ -49,7 +49,7 @@ def stage_regions(
         total = sum(plan_size(annotation, f.region) for f in forms)
         bar = progress(f"plan {','.join(f.region for f in forms)}", total=total, unit="feature")
         try:
-            plans = {f.region: plan_region(annotation, f.region, bar) for f in forms}
+            plans = {f.region: plan_region(annotation, f.region, bar, block_size=f.block_size) for f in forms}
         finally:
             bar.close()
     staged: dict[str, tuple[Path, dict[str, FileRef]]] = {}

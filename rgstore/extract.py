@@ -10,6 +10,8 @@ Regions (one record per feature, ``>ID|seq:start-end(strand)``, 1-based closed s
   shared base; a row inside another, or repeated, is read once (both as ``gffread -x`` does).
 - ``exon``, ``intron``, ``UTR``: each distinct interval of a gene once (ID gene_id); introns are the
   gaps between a transcript's exons, UTRs the exon parts outside its coding span (5' and 3').
+- ``intergenic`` (gaps between gene spans, per strand) and ``exon_exon_junction`` (``block_size``
+  bases either side of each splice junction): derived regions, defined in ``rgstore.extractderived``.
 
 A feature must lie within its sequence: one that runs past the end (a gene across the origin of a
 circular chromosome, written with end > length) is an OutOfRangeError naming it, not a wrapped record.
@@ -28,6 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple, TypeVar
 
 from .errors import InvalidInputError, OutOfRangeError
+from .extractderived import (
+    DEFAULT_JUNCTION_BLOCK_SIZE,
+    SEQUENCE_END,
+    intergenic_spans,
+    junction_spans,
+    resolve_end,
+)
 from .gtf import Annotation, Interval
 from .progress import Progress, ProgressFactory, null_progress
 
@@ -88,7 +97,20 @@ def _counted(items: Iterable[_T], bar: Progress | None) -> Iterator[_T]:
         bar.update(n % _PLAN_STEP)
 
 
-def _intervals(annotation: Annotation, region: str, bar: Progress | None = None) -> Iterator[Record]:
+def _intervals(
+    annotation: Annotation, region: str, bar: Progress | None = None, block_size: int = DEFAULT_JUNCTION_BLOCK_SIZE
+) -> Iterator[Record]:
+    if region == "intergenic":
+        # Planned from the genes; the bar counts them when they are read, as for ``gene``.
+        yield from map(Record._make, intergenic_spans(annotation))
+        if bar is not None:
+            bar.update(len(annotation.genes))
+        return
+    if region == "exon_exon_junction":
+        yield from map(Record._make, junction_spans(annotation, block_size))
+        if bar is not None:
+            bar.update(len(annotation.transcripts))
+        return
     if region == "gene":
         for g in _counted(annotation.genes.values(), bar):
             yield Record(g.seqid, g.start, g.end, g.strand, g.id, ((g.start, g.end),))
@@ -126,17 +148,26 @@ def _intervals(annotation: Annotation, region: str, bar: Progress | None = None)
 
 
 def plan_size(annotation: Annotation, region: str) -> int:
-    """How many features ``plan_region`` reads for ``region``: genes for ``gene``, else transcripts."""
-    return len(annotation.genes) if region == "gene" else len(annotation.transcripts)
+    """How many features ``plan_region`` reads for ``region``: genes for ``gene`` and ``intergenic``, else transcripts."""
+    return len(annotation.genes) if region in ("gene", "intergenic") else len(annotation.transcripts)
 
 
-def plan_region(annotation: Annotation, region: str, bar: Progress | None = None) -> dict[str, list[Record]]:
+def plan_region(
+    annotation: Annotation,
+    region: str,
+    bar: Progress | None = None,
+    *,
+    block_size: int = DEFAULT_JUNCTION_BLOCK_SIZE,
+) -> dict[str, list[Record]]:
     """The region's records grouped by sequence, each group sorted by start, end, strand, ID.
 
     Each feature read (``plan_size`` in all) is counted on ``bar``; the sort after them is not.
+    ``block_size`` is read by ``exon_exon_junction`` alone. An ``intergenic`` gap running to its
+    sequence's end is planned with end ``extractderived.SEQUENCE_END`` (it sorts last, as its real
+    end would) and resolved by ``extract_regions``.
     """
     by_seq: dict[str, list[Record]] = {}
-    for rec in _intervals(annotation, region, bar):
+    for rec in _intervals(annotation, region, bar, block_size):
         by_seq.setdefault(rec.seqid, []).append(rec)
     for recs in by_seq.values():
         recs.sort(key=lambda r: (r.start, r.end, r.strand, r.id))
@@ -247,6 +278,12 @@ def extract_regions(
                 records = plan.get(name, ())
                 out = outputs[region]
                 for rec in records:
+                    if rec.end == SEQUENCE_END:  # an intergenic gap to the sequence's end: now known
+                        resolved = resolve_end(rec, len(seq))
+                        if resolved is None:  # the last gene ends on the last base: no gap
+                            counts[region] -= 1
+                            continue
+                        rec = Record._make(resolved)
                     if rec.end > len(seq):
                         raise OutOfRangeError(
                             f"{region} {rec.id} ends at {name}:{rec.end}, "

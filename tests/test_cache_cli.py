@@ -469,3 +469,24 @@ def test_gc_says_when_pinned_entries_alone_exceed_max_size_in_text_and_json(cli,
     assert json.loads(met.stdout)["max_size_unmet"] is False
     assert "note:" not in cli("cache", "gc", "--max-age", "none", "--max-size", str(pinned)).stdout
     assert json.loads(cli("cache", "gc", "--max-age", "none", "--json").stdout)["max_size"] is None
+
+
+def test_junction_block_size_keys_only_the_junction_region_end_to_end(cli, server: UpstreamServer) -> None:  # type: ignore[no-untyped-def]
+    args = ["cache", "regions", *ENS, "--regions", "gene,intergenic,exon_exon_junction",
+            "--base-url", f"{server.url}/ensembl", "--json"]
+    first = json.loads(cli(*args).stdout)
+    assert [(r["region"], r["hit"]) for r in first] == [("gene", False), ("intergenic", False),
+                                                         ("exon_exon_junction", False)]
+    for r in first:
+        text = Path(r["path"]).read_text()
+        assert text.startswith(">") and text.count(">") > 5, r["region"]
+    other = json.loads(cli(*args, "--junction-block-size", "20").stdout)
+    assert [(r["region"], r["hit"]) for r in other] == [("gene", True), ("intergenic", True),
+                                                         ("exon_exon_junction", False)]
+    assert other[2]["key"] != first[2]["key"] and [r["key"] for r in other[:2]] == [r["key"] for r in first[:2]]
+    shorter = Path(other[2]["path"]).read_text()
+    assert len(shorter) < len(Path(first[2]["path"]).read_text())
+    for bad in ("0", "-2", "many"):
+        out = cli(*args, "--junction-block-size", bad)
+        assert out.exit_code == 2 and "--junction-block-size" in out.stderr, out.stderr
+        assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr

@@ -247,3 +247,49 @@ def test_every_directory_a_request_makes_is_an_entry_path() -> None:
 )
 def test_paths_that_could_leave_the_cache_are_not_entry_paths(path: str) -> None:
     assert not is_entry_path(path)
+
+
+GOLDEN_KEYS = {  # made before exon_exon_junction existed: adding it and its option must change none of them
+    "gene": "cc3360d432841b82aeef3fca7bc0f0657e3a1626843ffad1f4cc8dfbd71c54c9",
+    "transcript": "0489c807633c1a0b4571609209f4aac412fdf9debfa6851bbd01bb0767cd5046",
+    "exon": "e9b1abdf2ef99482889e89e13b8ec9809f84abe729c0ef9cc09786371d003899",
+    "intron": "b3801e3d24264e244dcf8ac8e8188b7e04486f76717661051cfad134f7ea7b7e",
+    "CDS": "0b5a36220411f57b2223c950667d2c600affb6f7f388b7bceb87fc9af535a28a",
+    "UTR": "e3c64a436f410b77eed39087aeebe5032c134352bed525c30f43744fe9cb9340",
+}
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 50, 120])
+def test_keys_of_regions_other_than_junctions_ignore_the_junction_block_size(block_size: int | None) -> None:
+    regions = ",".join([*GOLDEN_KEYS, "intergenic", "exon_exon_junction"])
+    extra = {} if block_size is None else {"junction_block_size": block_size}
+    request = make_request("ensembl", species="homo_sapiens", release="110", regions=regions, **extra)  # type: ignore[arg-type]
+    forms = {f.region: f for f in region_forms(request, INPUTS, "rgstore-extract/2")}
+    assert {r: forms[r].key for r in GOLDEN_KEYS} == GOLDEN_KEYS
+    assert "exon_exon_junction_block_size" not in forms["intergenic"].form
+    assert forms["exon_exon_junction"].form["exon_exon_junction_block_size"] == (block_size or 50)
+
+
+def test_the_junction_block_size_is_part_of_the_junction_key_so_sizes_never_share_an_entry() -> None:
+    def key(size: int) -> str:
+        request = make_request("ensembl", species="homo_sapiens", release="110", regions="exon_exon_junction",
+                               junction_block_size=size)
+        (form,) = region_forms(request, INPUTS, "x/1")
+        assert form.block_size == size and form.file == "annotation/exon_exon_junction.fna"
+        return form.key
+
+    assert len({key(25), key(50), key(51)}) == 3
+    assert key(50) == key(50)
+
+
+@pytest.mark.parametrize("bad", [0, -5, True, "50"])
+def test_a_junction_block_size_that_is_not_a_positive_integer_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="block size must be a positive integer"):
+        make_request("ensembl", species="homo_sapiens", release="110", regions="gene",
+                     junction_block_size=bad)  # type: ignore[arg-type]
+
+
+def test_the_new_regions_are_matched_case_insensitively_and_listed_in_errors() -> None:
+    assert parse_regions("Intergenic,EXON_EXON_JUNCTION") == {"intergenic": True, "exon_exon_junction": True}
+    with pytest.raises(InvalidInputError, match="intergenic, exon_exon_junction"):
+        parse_regions("junction")
