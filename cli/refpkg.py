@@ -248,6 +248,10 @@ def info_cmd(ctx: Context, name: str, as_json: bool) -> None:
         return
     click.echo(f"{info.name}  seq {info.seq}  {when(info.time)}  "
                f"rollbacks {info.rollbacks}  rollforwards {info.rollforwards}")
+    if "format_version" not in info.metadata:
+        # pplacer reads only a recorded format_version; say what the export will carry.
+        wrote = info.export_format_version or "none (pre-1.1 file keys)"
+        click.echo(f"format_version: none recorded; refpkg export writes {wrote}")
     emit_table([(k, v) for k, v in info.metadata.items()], ["METADATA", "VALUE"])
     emit_table([(k, r.name, r.md5, f"{r.size:,}") for k, r in info.files.items()],
                ["FILE KEY", "NAME", "MD5", "BYTES"])

@@ -63,7 +63,9 @@ class _Verifying(io.RawIOBase):
         return data
 
     def check(self, ref: FileRef) -> None:
-        """IntegrityError unless exactly the recorded bytes went through."""
+        """IntegrityError unless exactly the recorded bytes went through (a short blob named as the tar path names it)."""
+        if self.size < ref.size:
+            raise IntegrityError(f"blob {ref.sha256} of file {ref.name} is corrupt (shorter than recorded)")
         if self.sha.hexdigest() != ref.sha256 or self.size != ref.size:
             raise IntegrityError(
                 f"blob {ref.sha256} of file {ref.name} is corrupt (checksum mismatch on export)"
@@ -234,8 +236,10 @@ def _write_zip(tmp: Path | _Sink, stem: str, manifest: bytes, files: Mapping[str
         folder.external_attr = (0o40755 << 16) | 0x10  # a directory, for unzip and pplacer
         archive.writestr(folder, b"")
         for filename, ref in files.items():
+            # Cut inside the member: closing it on the way out would write its data descriptor (the
+            # short bytes' CRC and size), and a streaming unzip would take the truncated member as whole.
             with open_blob(ref) as fh, archive.open(entry(f"{stem}/{filename}"), "w",
-                                                    force_zip64=ref.size > 1 << 31) as out:
+                                                    force_zip64=ref.size > 1 << 31) as out, _cut_on_error(tmp):
                 reader = _Verifying(fh, advance)
                 while chunk := reader.read(_CHUNK):
                     out.write(chunk)

@@ -83,6 +83,12 @@ _SKIP_COPY_BYTES = 1 << 20
 """From this size, a file an update names again is hashed in place first and not copied if unchanged
 (re-reading a smaller one costs more than copying it)."""
 
+
+def _export_format_version(step: Step) -> str | None:
+    """The ``format_version`` export writes for ``step``: its own, else "1.1", else None (pre-1.1 file keys)."""
+    return with_format_version(step.metadata, step.files).get("format_version")
+
+
 class RefpkgInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A package's current state and how far it can be rolled back and forward."""
 
@@ -94,6 +100,10 @@ class RefpkgInfo(msgspec.Struct, frozen=True, kw_only=True):
     log: list[str]
     rollbacks: int
     rollforwards: int
+    export_format_version: str | None = None
+    """The ``format_version`` ``export`` writes for the current state: ``metadata``'s if it records one
+    (``metadata`` is only what the package records), else "1.1", or None (export writes none) if a
+    file key is a pre-1.1 one."""
 
 
 class RefpkgState(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +122,8 @@ class RefpkgState(msgspec.Struct, frozen=True, kw_only=True):
     """The newest log entry (``info(name).log[0]``); None if the log is empty."""
     rollbacks: int
     rollforwards: int
+    export_format_version: str | None = None
+    """As ``RefpkgInfo``'s: the ``format_version`` export writes (None: none, the package being pre-1.1)."""
     dropped_keys: list[str] | UnsetType = UNSET
     """Set by ``import_package`` when CONTENTS.json has keys the refpkg format has not (taxit keeps
     them; rgstore does not): their names, first seen first, from every state imported."""
@@ -351,7 +363,8 @@ class Refpkgs:
             log = refpkg_log(txn, self.environment, name, step.seq)
         return RefpkgInfo(name=name, seq=step.seq, time=step.time, files=step.files,
                           metadata=step.metadata, log=log, rollbacks=step.depth,
-                          rollforwards=len(head.redo))
+                          rollforwards=len(head.redo),
+                          export_format_version=_export_format_version(step))
 
     def current(self, name: str) -> RefpkgState:
         """The package's current state in O(1) steps read; NotFoundError if there is no such package."""
@@ -359,7 +372,8 @@ class Refpkgs:
             head, step = self._current(txn, name)
             entry = self._newest_entry(txn, name, step)
         return RefpkgState(name=name, seq=step.seq, time=step.time, files=step.files, metadata=step.metadata,
-                           entry=entry, rollbacks=step.depth, rollforwards=len(head.redo))
+                           entry=entry, rollbacks=step.depth, rollforwards=len(head.redo),
+                           export_format_version=_export_format_version(step))
 
     def list_all(self) -> list[RefpkgSummary]:
         """Every package that currently exists, by name."""

@@ -720,6 +720,28 @@ def _minimal_package(source: Path, dest: Path, renamed: dict[str, str]) -> Path:
     return dest
 
 
+def test_info_shows_the_recorded_format_version_and_says_what_export_writes_when_none_is_recorded(  # type: ignore[no-untyped-def]
+    cli, taxit_package: Path, tmp_path: Path
+) -> None:
+    # info showed no format_version for a package recorded without one, though export writes "1.1".
+    renamed = {"tree": "tree_file", "phylo_model": "phylo_model_file"}
+    for name, source, keys in (("min", _minimal_package(taxit_package, tmp_path / "min.refpkg", {}), {}),
+                               ("cog", _minimal_package(taxit_package, tmp_path / "cog.refpkg", renamed), renamed),
+                               ("made", taxit_package, {})):
+        assert cli("refpkg", "import", str(source), "--name", name).exit_code == 0
+    expected = {"min": ("1.1", "format_version: none recorded; refpkg export writes 1.1\n"),
+                "cog": (None, "format_version: none recorded; refpkg export writes none (pre-1.1 file keys)\n"),
+                "made": ("1.1", None)}
+    for name, (version, line) in expected.items():
+        doc = json.loads(cli("refpkg", "info", name, "--json").stdout)
+        assert doc["export_format_version"] == version
+        assert json.loads(cli("refpkg", "strip", name, "--json").stdout)["export_format_version"] == version
+        assert ("format_version" in doc["metadata"]) == (name == "made")  # metadata stays what was recorded
+        text = cli("refpkg", "info", name).stdout.splitlines(keepends=True)
+        assert [t for t in text if "none recorded" in t] == ([line] if line else [])
+        assert any(t.split() == ["format_version", "1.1"] for t in text) == (name == "made")
+
+
 def test_check_accepts_a_1_1_package_without_format_version_as_export_writes_one(
     store: Store, taxit_package: Path, tmp_path: Path
 ) -> None:

@@ -102,6 +102,27 @@ def test_a_corrupt_blob_streamed_fails_in_one_line_and_leaves_no_whole_archive(
             zipfile.ZipFile(io.BytesIO(done.stdout))
 
 
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+@pytest.mark.parametrize("to", ["-", "pkg.out"])
+def test_a_truncated_blob_is_named_shorter_than_recorded_by_tar_and_zip_streamed_or_to_a_file(
+    made: Path, tmp_path: Path, fmt: str, to: str
+) -> None:
+    # The zip writer called a short blob a "checksum mismatch"; the tar writer says "shorter than recorded".
+    with Store.open(made) as store:
+        ref = store.refpkgs.info("pkg").files["tree"]
+        blob = store.blobs.path(ref.sha256)
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[: ref.size // 2])
+    done = _export(made, f"--{fmt}", to, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.decode() == f"error: blob {ref.sha256} of file {ref.name} is corrupt (shorter than recorded)\n"
+    assert not (tmp_path / to).exists()
+    if fmt == "zip" and to == "-":
+        # Every member before the short one closed with its data descriptor; the short one never does,
+        # so a streaming reader cannot take its half as the whole file.
+        assert done.stdout.count(b"PK\x07\x08") == done.stdout.count(b"PK\x03\x04") - 1
+
+
 def test_a_reader_closing_the_pipe_early_ends_the_stream_quietly(tmp_path: Path) -> None:
     inputs = write_inputs(tmp_path / "inputs")
     inputs["readme"].write_bytes(os.urandom(3 << 20).hex().encode())  # far more than a pipe's buffer

@@ -766,7 +766,8 @@ def test_a_commands_json_is_infos_with_the_newest_entry_in_place_of_the_log(cli)
     assert cli("refpkg", "create", "pkg", "-l", "L").exit_code == 0
     shown = json.loads(cli("refpkg", "update", "pkg", "--metadata", "k=v", "--json").stdout)
     info = json.loads(cli("refpkg", "info", "pkg", "--json").stdout)
-    assert list(shown) == ["name", "seq", "time", "files", "metadata", "entry", "rollbacks", "rollforwards"]
+    assert list(shown) == ["name", "seq", "time", "files", "metadata", "entry", "rollbacks", "rollforwards",
+                           "export_format_version"]
     assert shown == {**{k: v for k, v in info.items() if k != "log"}, "entry": "Updated metadata: k=v"}
     assert cli("refpkg", "rollback", "pkg").stdout == (
         "pkg: seq 1, 0 files, 3 metadata keys; can roll back 0, forward 1\n")
