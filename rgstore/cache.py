@@ -41,7 +41,7 @@ from .cachekeys import (
 )
 from .cachelock import entry_lock, entry_locks
 from .cacheraw import build_raw, intact, sha256_matches, staging_dir
-from .cacherelease import cached_release, gtf_release, release_mismatch
+from .cacherelease import accession_mismatch, cached_release, gtf_release, gtf_source, release_mismatch
 from .cachestage import InsertItem, insert_events, publish_staged, stage_regions, stream_of
 from .cacheupstream import LOCAL_NAMES, resolve
 from .download import DEFAULT_RETRIES, http_client
@@ -380,10 +380,13 @@ class Cache:
         return tomb.path if tomb is not None and is_entry_path(tomb.path) else ident.path
 
     def _check_download(self, request: CacheRequest, gtf: Path) -> None:
-        """Refuse a fresh NCBI GTF whose header names another annotation release than the request."""
-        held = gtf_release(gtf)
+        """Refuse a fresh NCBI GTF whose header names another assembly or annotation release than the request."""
+        held, accession = gtf_source(gtf)
+        p = request.source_params
+        # Exact, version included: NCBI names a release after the one assembly version it annotates.
+        if accession and accession != p.assembly:
+            raise accession_mismatch(p.assembly, accession)
         if _other_release(request, held):
-            p = request.source_params
             raise release_mismatch(p.assembly, p.annotation_release, held)
 
     # -- level 1 ------------------------------------------------------------------------------

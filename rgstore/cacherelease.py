@@ -7,6 +7,11 @@ Annotation Release 105.20220307`` / ``... Annotation Release 110`` (older). Only
 ``#`` lines are read (a few hundred bytes of a gzip stream). A GTF whose header names no
 release (``#!annotation-source NCBI RefSeq`` alone, or no such line) gives "".
 
+The newer form also names the assembly accession the annotation is of (``GCF_000001405.40`` above):
+a fresh download whose header names another accession than the request is refused
+(``accession_mismatch``), exactly, version included (the release name pins one assembly
+version). The older form names none, and then nothing is compared.
+
 Entries inserted by an rgstore that did not record the release (``annotation_release == ""``)
 have theirs read from their cached GTF when a request needs it (``cached_release``), remembered
 per process by entry key and the GTF's recorded sha256, so hits do not read it again.
@@ -23,10 +28,11 @@ from .cacheupstream import LOCAL_NAMES
 from .errors import ConflictError, IntegrityError
 from .events import FileRef
 
-__all__ = ["gtf_release", "cached_release", "release_mismatch"]
+__all__ = ["gtf_release", "gtf_source", "cached_release", "release_mismatch", "accession_mismatch"]
 
 _SOURCE = "#!annotation-source"
 _RS = re.compile(r"(?:^|[\s-])(RS_\d{4}_\d{2})(?:\s|$)", re.IGNORECASE | re.ASCII)
+_ACCESSION = re.compile(r"(?:^|\s)(GC[AF]_\d{9}\.\d+)(?:-|\s|$)", re.IGNORECASE | re.ASCII)
 _NUMBERED = re.compile(r"\bAnnotation\s+Release\s+(\d{1,4}(?:\.\d{8})?)(?:\s|$)", re.IGNORECASE | re.ASCII)
 _MAX_HEADER_LINES = 1000
 """Header lines read at most: NCBI GTFs have about five; a file of comments alone is not read whole."""
@@ -49,6 +55,11 @@ def _release_of(text: str) -> str:
 
 def gtf_release(path: Path) -> str:
     """The annotation release a GTF (plain or gzip) names in its ``#!annotation-source`` header line, or ""."""
+    return gtf_source(path)[0]
+
+
+def gtf_source(path: Path) -> tuple[str, str]:
+    """(release, assembly accession) a GTF's ``#!annotation-source`` header line names; "" for what it names not."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
     try:
@@ -56,13 +67,15 @@ def gtf_release(path: Path) -> str:
             for _ in range(_MAX_HEADER_LINES):
                 line = fh.readline(1 << 16)
                 if not line.startswith(b"#"):
-                    return ""  # the first feature row (or the end): the header is over
+                    return "", ""  # the first feature row (or the end): the header is over
                 text = line.decode("utf-8", "replace").strip()
                 if text.startswith(_SOURCE):
-                    return _release_of(text.removeprefix(_SOURCE))
+                    value = text.removeprefix(_SOURCE)
+                    accession = _ACCESSION.search(value)
+                    return _release_of(value), accession.group(1).upper() if accession is not None else ""
     except (EOFError, OSError, zlib.error) as exc:  # checked against its checksum before: damage since
         raise IntegrityError(f"{path.name} does not decompress ({exc}); nothing was cached") from None
-    return ""
+    return "", ""
 
 
 def cached_release(directory: Path, files: dict[str, FileRef], key: str) -> str:
@@ -109,4 +122,12 @@ def release_mismatch(accession: str, requested: str, held: str, *, cached_key: s
     return ConflictError(
         f"NCBI now holds annotation release {held} of {accession}, not {requested} (genomes/all serves "
         f"only an accession's current annotation): ask for --release {held}; nothing was cached"
+    )
+
+
+def accession_mismatch(requested: str, held: str) -> ConflictError:
+    """The one-line refusal of a fresh NCBI GTF for assembly ``requested`` whose header names assembly ``held``."""
+    return ConflictError(
+        f"the NCBI GTF fetched for {requested} is annotation of assembly {held} (its #!annotation-source "
+        f"header names {held}), not of {requested}: check --assembly and --base-url; nothing was cached"
     )

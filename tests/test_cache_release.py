@@ -9,12 +9,13 @@ against the loopback NCBI fixture and a real store.
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from rgstore.cacherelease import gtf_release
-from rgstore.cachesynth import make_genome, write_ncbi_tree
+from rgstore.cacherelease import gtf_release, gtf_source
+from rgstore.cachesynth import make_genome, ncbi_dir, write_ncbi_tree
 from rgstore.errors import ConflictError, NotFoundError
 from rgstore.events import CacheInserted
 from rgstore.log import NewEvent
@@ -88,6 +89,56 @@ def test_a_gtf_without_an_annotation_source_line_names_no_release_and_its_rows_a
     gtf = tmp_path / "a.gtf"  # plain text too; a row that looks like a header line after the first row is data
     gtf.write_text("#gtf-version 2.2\nchr1\tx\tgene\t1\t9\t.\t+\t.\tgene_id \"A\";\n#!annotation-source NCBI RefSeq X-RS_2023_10\n")
     assert gtf_release(gtf) == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "accession"),
+    [
+        ("NCBI RefSeq GCF_000001405.40-RS_2023_10", "GCF_000001405.40"),
+        ("NCBI RefSeq GCA_000001405.29-RS_2023_10", "GCA_000001405.29"),
+        ("NCBI Homo sapiens Updated Annotation Release 105.20220307", ""),
+        ("NCBI RefSeq", ""),
+    ],
+)
+def test_the_accession_is_read_from_the_annotation_source_line_where_it_names_one(
+    tmp_path: Path, source: str, accession: str
+) -> None:
+    gtf = tmp_path / "a.gtf"
+    gtf.write_text(f"#gtf-version 2.2\n#!annotation-source {source}\nNC_1\tx\tgene\t1\t9\t.\t+\t.\tgene_id \"A\";\n")
+    assert gtf_source(gtf)[1] == accession
+
+
+def _annotate_as(up: Path, accession: str) -> None:
+    """Make the fixture's NCBI GTF name ``accession`` in its ``#!annotation-source`` line (md5checksums.txt kept true)."""
+    directory = up / "ncbi" / ncbi_dir()
+    gtf = next(directory.glob("*_genomic.gtf.gz"))
+    text = gzip.decompress(gtf.read_bytes()).decode()
+    wrong = text.replace(f"NCBI RefSeq {NCBI['assembly']}-", f"NCBI RefSeq {accession}-")
+    assert wrong != text
+    gtf.write_bytes(gzip.compress(wrong.encode()))
+    sums = {n: hashlib.md5((directory / n).read_bytes()).hexdigest()
+            for n in sorted(p.name for p in directory.iterdir() if p.name != "md5checksums.txt")}
+    (directory / "md5checksums.txt").write_text("".join(f"{md5}  ./{n}\n" for n, md5 in sums.items()))
+
+
+@pytest.mark.parametrize("other", ["GCF_000009999.1", "GCF_000001405.39"])  # another assembly; another version of it
+def test_a_fresh_gtf_annotating_another_assembly_than_asked_is_refused_in_one_line_and_caches_nothing(
+    store: Store, tmp_path: Path, other: str
+) -> None:
+    up = tmp_path / "up"
+    upstream_tree(up)
+    _annotate_as(up, other)
+    with UpstreamServer(up) as srv:
+        for call in (store.cache.fetch_raw, store.cache.regions):
+            with pytest.raises(ConflictError) as refused:
+                call(req(NCBI, "gene"), base_url=base(srv, "ncbi"))
+            assert str(refused.value) == (
+                f"the NCBI GTF fetched for {NCBI['assembly']} is annotation of assembly {other} (its "
+                f"#!annotation-source header names {other}), not of {NCBI['assembly']}: check --assembly and "
+                "--base-url; nothing was cached"
+            )
+        assert srv.gets(GENOME["ncbi"]) == []  # the GTF is checked before the genome is fetched
+    assert store.cache.ls() == [] and cache_events(store) == [] and _leftovers(store) == []
 
 
 # -- fetches ------------------------------------------------------------------------------------
