@@ -77,6 +77,8 @@ def verify_cmd(ctx: Context, as_json: bool) -> None:
     else:
         for problem in report.problems:
             click.echo(f"FAIL {problem}", err=True)
+        if report.hint:  # after the FAIL lines, however many: what they mean together and what to do
+            click.echo(f"hint: {report.hint}", err=True)
         for sha in report.unreferenced_blobs:
             click.echo(f"note: unreferenced blob {sha} (freed by `rgstore gc`)")
         for path in report.stray_files:

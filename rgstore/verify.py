@@ -5,7 +5,8 @@ environment and compared by digest (then key by key to name the first difference
 blob file is re-hashed, every live cache entry's files are re-hashed against the sha256 their
 insert recorded (a mirror's not-yet-fetched ones are noted, like its blobs), and every genome
 sequence file in the RefgetStore is re-hashed against its refget digest. The report names the
-first bad seq, view key or file.
+first bad seq, view key or file, and a kind of content missing wholesale (a store replayed from
+a log export without its blobs/, cache/ or refget/) gets one hint on top of its per-file problems.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     repaired: list[str] = []
     """Views the store's open found out of step with the log (a damaged or missing checkpoint) and rebuilt
     before these checks ran: the store was inconsistent when verify started, so each is also a problem."""
+    missing_content: dict[str, list[int]] = {}
+    """Kinds of content ("blobs", "cache_files", "sequences") the store holds none or nearly none of: each
+    maps to [missing, referenced]. The log's own store lacks them wholesale, as after `replay` of an export."""
+    hint: str = ""
+    """One line on what the problems mean together and what to do ("" if nothing to add): see ``missing_content``."""
 
     @property
     def ok(self) -> bool:
@@ -280,7 +286,8 @@ def _first_difference(
         return f"value of key {a[1]!r} in {a[0]} differs"
 
 
-def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
+def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) -> tuple[int, int]:
+    """Re-hash every blob file; (missing, referenced) counts the blobs the views need that are not there."""
     # References first, files second: a blob is on disk before any event names it, so a command that
     # commits while verify runs cannot make a referenced blob look missing.
     refs = referenced_blobs(store)
@@ -314,6 +321,7 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
         # A command that committed meanwhile may have dropped the reference, and gc the file: only
         # blobs the views still reference now are missing.
         missing &= referenced_blobs(store)
+    gone = 0
     for sha in sorted(missing):
         try:
             if store.blobs.exists(sha):
@@ -321,12 +329,17 @@ def _check_blobs(store: Store, report: VerifyReport, progress: ProgressFactory) 
             report.problems.append(f"{store.blobs.path(sha)}: referenced blob is missing")
         except NotFoundError:  # raised by both for a name that is no sha256 (a raw append can hold one)
             report.problems.append(f"a view references {sha!r}, which is not a sha256 digest")
+        gone += 1
     report.unreferenced_blobs = sorted(have - refs)
     report.stray_files = [str(path) for path in store.blobs.strays()]
+    return gone, len(refs)
 
 
-def _check_cache(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
-    """Every live cache entry's files, re-hashed by ``cache verify``'s own check (which evicts nothing here)."""
+def _check_cache(store: Store, report: VerifyReport, progress: ProgressFactory) -> tuple[int, int]:
+    """Every live cache entry's files, re-hashed by ``cache verify``'s own check (which evicts nothing here).
+
+    Returns (missing, checked): the live entries' files a primary lacks, and all their files.
+    """
     from .cachegc import MISSING, verify
 
     found = verify(store.cache, progress=progress)
@@ -337,6 +350,7 @@ def _check_cache(store: Store, report: VerifyReport, progress: ProgressFactory) 
     refetch = "move it aside and `rgstore mirror pull SOURCE --with-blobs` fetches it again" if replica else \
         "`rgstore cache verify --evict` evicts the entry, and the next request that needs it builds it again"
     live: set[str] | None = None
+    gone = 0
     for p in found.problems:
         if p.problem != MISSING:
             report.problems.append(f"{p.file}: cache file of entry {p.key} is corrupt ({p.problem}); {refetch}")
@@ -349,6 +363,8 @@ def _check_cache(store: Store, report: VerifyReport, progress: ProgressFactory) 
             report.unfetched_cache_files.append(p.file)
         else:
             report.problems.append(f"{p.file}: cache file of entry {p.key} is missing; {refetch}")
+            gone += 1
+    return gone, found.files
 
 
 _DEFAULT_SEQ_TEMPLATE = "sequences/%s2/%s.seq"
@@ -372,7 +388,8 @@ def _sequence_files(store: Store) -> Iterator[tuple[str, int, str, bool]]:
         yield bare, length, where, lazy
 
 
-def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFactory) -> None:
+def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFactory) -> tuple[int, int]:
+    """Re-hash every sequence file; (missing, required) counts the local genomes' files that are not there."""
     import base64
     import json
 
@@ -385,6 +402,7 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
     wanted = list(_sequence_files(store))
     indexed: list[tuple[str, str]] = []  # intact local files, to look up in the RefgetStore's index
     doubtful: list[tuple[str, str]] = []  # (digest, problem): a `genome remove` + gc meanwhile would explain it
+    absent: set[str] = set()  # digests of required files not there at all (among ``doubtful``)
     with store.read() as txn:
         mirrored = bool(store.log.meta_get(txn, "replica_of"))
     # A mirror gets missing sequences from its upstream; a primary or a replayed copy only from FASTA or a copy.
@@ -398,6 +416,7 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
                 if lazy:
                     report.unfetched_sequences += 1
                 else:
+                    absent.add(bare)
                     doubtful.append((bare, f"{path}: sequence {where} is missing (re-add the genome's FASTA with "
                                            f"{refill})" if not mirrored else
                                      f"{path}: sequence {where} is missing (fetch it with {refill})"))
@@ -423,9 +442,12 @@ def _check_sequences(store: Store, report: VerifyReport, progress: ProgressFacto
     finally:
         bar.close()
     _check_refget_index(store, report, indexed, doubtful)
-    if doubtful:
-        still = {bare for bare, _, _, lazy in _sequence_files(store) if not lazy}
-        report.problems.extend(problem for bare, problem in doubtful if bare in still)
+    required = sum(1 for _, _, _, lazy in wanted if not lazy)
+    if not doubtful:
+        return 0, required
+    still = {bare for bare, _, _, lazy in _sequence_files(store) if not lazy}
+    report.problems.extend(problem for bare, problem in doubtful if bare in still)
+    return len(absent & still), required
 
 
 def _check_refget_index(
@@ -515,8 +537,31 @@ def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> 
     _check_log(store, report, progress)
     if not report.problems:
         _check_views(store, report, progress)
-    _check_blobs(store, report, progress)
-    _check_cache(store, report, progress)
+    tallies = {"blobs": _check_blobs(store, report, progress), "cache_files": _check_cache(store, report, progress)}
     if not report.first_bad_seq:
-        _check_sequences(store, report, progress)
+        tallies["sequences"] = _check_sequences(store, report, progress)
+    report.missing_content = {kind: [gone, total] for kind, (gone, total) in tallies.items() if _wholesale(gone, total)}
+    report.hint = _content_hint(report.missing_content)
     return report
+
+
+def _wholesale(gone: int, total: int) -> bool:
+    """Missing all, or all but a tenth (content added since), of a kind: no file went astray, the tree never came."""
+    return gone > 0 and total - gone <= total // 10
+
+
+_KINDS = {"blobs": ("blobs/", "blob"), "cache_files": ("cache/", "cache file"), "sequences": ("refget/", "sequence")}
+
+
+def _content_hint(missing: dict[str, list[int]]) -> str:
+    """The one line that explains content missing wholesale: the log came without it, and how to bring it."""
+    if not missing:
+        return ""
+    held = [f"{_KINDS[kind][0]} {total - gone} of {total} {_KINDS[kind][1]}{'' if total == 1 else 's'}"
+            for kind, (gone, total) in missing.items()]
+    dirs = [_KINDS[kind][0] for kind in missing]
+    copy = dirs[0] if len(dirs) == 1 else f"{', '.join(dirs[:-1])} and {dirs[-1]}"
+    return (f"the log references content this store does not hold (present: {', '.join(held)}), as after "
+            f"`rgstore replay` of a `rgstore log export` (the log only): copy {copy} from the store the log came "
+            "from in place of these, then run `rgstore rebuild`; or there run `rgstore log publish DIR --with-blobs --with-refget`, "
+            "then `rgstore --store NEW mirror pull DIR --with-blobs` into a new, empty store")

@@ -516,3 +516,54 @@ def test_the_verify_views_bar_moves_within_the_first_thousand_events_and_still_f
     [steps] = [steps for desc, _total, steps in bars.bars if desc == "verify views"]
     assert steps[0] <= 1_000  # type: ignore[index]
     assert "verify views" in bars.closed
+
+
+def test_a_store_replayed_from_a_log_export_alone_gets_one_hint_to_copy_its_content_after_every_missing_file(
+        store: Store, server: Any, tmp_path: Path) -> None:
+    # Every blob, cache file and sequence was a FAIL of its own, with nothing saying the log came without them.
+    import json
+    import shutil
+
+    from tests.conftest import run_rgstore
+    from tests.test_genomes import TINY
+    from tests.upstream_fixture import ENSEMBL, base, req
+
+    (tmp_path / "tree.nwk").write_text("(a,b);\n")
+    store.genomes.init(TINY, ["tiny"])
+    store.refpkgs.create("rp", locus="16S", files=[("tree", tmp_path / "tree.nwk")])
+    store.cache.regions(req(ENSEMBL, "gene,CDS"), base_url=base(server, "ensembl"))
+    clean = store.verify()
+    assert clean.ok and clean.hint == "" and clean.missing_content == {}
+    blobs, cache_files, sequences = clean.blobs, clean.cache_files, clean.sequences
+    assert blobs and cache_files and sequences
+    export, new = tmp_path / "x.rglog", tmp_path / "new"
+    assert run_rgstore("--store", str(store.path), "log", "export", str(export)).returncode == 0
+    assert run_rgstore("replay", str(export), "--store", str(new)).returncode == 0
+
+    shown = run_rgstore("--store", str(new), "verify")
+    assert shown.returncode == 1
+    lines = shown.stderr.decode().splitlines()
+    fails = [line for line in lines if line.startswith("FAIL ")]
+    assert len(fails) == blobs + cache_files + sequences  # each missing file still named
+    [hint] = [line for line in lines if line.startswith("hint: ")]
+    assert lines.index(hint) == len(fails)  # one line, after the problems
+    assert f"blobs/ 0 of {blobs} blob" in hint and f"cache/ 0 of {cache_files} cache files" in hint
+    assert f"refget/ 0 of {sequences} sequences" in hint and "`rgstore replay`" in hint
+    assert "copy blobs/, cache/ and refget/ from the store the log came from" in hint
+    assert "`rgstore log publish DIR --with-blobs --with-refget`" in hint and "mirror pull DIR --with-blobs" in hint
+    as_json = json.loads(run_rgstore("--store", str(new), "verify", "--json").stdout)
+    assert as_json["ok"] is False and len(as_json["problems"]) == len(fails)
+    assert as_json["missing_content"] == {"blobs": [blobs, blobs], "cache_files": [cache_files, cache_files],
+                                          "sequences": [sequences, sequences]}
+    assert as_json["hint"] == hint.removeprefix("hint: ")
+
+    # Doing what it says mends the store; one file lost among those present then fails with no such hint.
+    shutil.rmtree(new / "refget")
+    for part in ("blobs", "cache", "refget"):
+        shutil.copytree(store.path / part, new / part, dirs_exist_ok=True)
+    assert run_rgstore("--store", str(new), "rebuild").returncode == 0
+    assert run_rgstore("--store", str(new), "verify").returncode == 0
+    next((new / "refget" / "sequences").rglob("*.seq")).unlink()
+    with Store.open(new, readonly=True) as copy:
+        one_gone = copy.verify()
+    assert len(one_gone.problems) == 1 and one_gone.hint == "" and one_gone.missing_content == {}
