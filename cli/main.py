@@ -284,9 +284,24 @@ class RgstoreGroup(click.Group):
             click.echo(f"error: the store's LMDB files cannot be used ({clip(str(exc))}); is --store an rgstore store?",
                        err=True)
             ctx.exit(1)
+        except BaseException as exc:
+            # gtars (Rust, through pyo3) panics when it cannot start a worker thread or allocate under the same
+            # memory limit: a PanicException, a BaseException. Any other panic is a bug: its traceback stays.
+            if not _out_of_memory_panic(exc):
+                raise
+            click.echo(_OUT_OF_MEMORY, err=True)
+            ctx.exit(1)
 
 
 _OUT_OF_MEMORY = f"error: {OUT_OF_MEMORY}"
+
+_MEMORY_PANICS = ("failed to spawn thread", "memory allocation of", "Cannot allocate memory")
+"""What a Rust panic says when this process reached its memory (or thread) limit."""
+
+
+def _out_of_memory_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust library's panic (pyo3's PanicException) for want of memory or a thread."""
+    return type(exc).__name__ == "PanicException" and any(text in str(exc) for text in _MEMORY_PANICS)
 
 
 def _usage_error(exc: click.UsageError, where: str | None = None) -> NoReturn:

@@ -33,7 +33,7 @@ import lmdb
 import msgspec
 
 from .cachecopy import cache_files
-from .diskspace import WRITE_ERRNOS, refused_write
+from .diskspace import WRITE_ERRNOS, file_size_limit, refused_write
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .files import dead_work_dirs, hold_dir
 from .pathtext import given_path
@@ -251,6 +251,10 @@ def _copy_log(store: Store, target: Path, txn: lmdb.Transaction) -> None:
         for code in WRITE_ERRNOS:
             if os.strerror(code) in str(exc):
                 raise OSError(code, os.strerror(code)) from None
+        limit = file_size_limit()
+        if limit is not None and limit < store.environment.path.joinpath("data.mdb").stat().st_size:
+            # LMDB's compacting copy calls a write past `ulimit -f` EINVAL: the limit, not the store.
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG)) from None
         raise
 
 

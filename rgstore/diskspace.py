@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import DiskWriteError
 
-__all__ = ["free_bytes", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "no_room", "FULL_BELOW",
+__all__ = ["free_bytes", "file_size_limit", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "no_room", "FULL_BELOW",
            "WRITE_ERRNOS"]
 
 FULL_BELOW = 1 << 20
@@ -34,6 +34,14 @@ def free_bytes(path: Path) -> int | None:
             continue
         return st.f_bavail * st.f_frsize
     return None
+
+
+def file_size_limit() -> int | None:
+    """This process's file size limit (``ulimit -f``, RLIMIT_FSIZE) in bytes; None when there is none."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def short_of_space(path: Path, needed: int = FULL_BELOW) -> int | None:

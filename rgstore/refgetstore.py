@@ -11,6 +11,7 @@ reports are checked against an independent hashlib pass; handles print to stdout
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import fcntl
 import os
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from .diskspace import WRITE_ERRNOS, no_room, short_of_space
+from .diskspace import WRITE_ERRNOS, file_size_limit, no_room, short_of_space
 from .errors import (
     ConflictError,
     DiskWriteError,
@@ -182,10 +183,29 @@ def create_refget(path: Path) -> None:
         return
     from gtars.refget import RefgetStore
 
-    handle = RefgetStore.on_disk(gtars_path(path))
-    handle.set_quiet(True)
-    handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
-    handle.write()
+    from .refgetlock import LOCK_NAME
+
+    lock = path / LOCK_NAME
+    locked_before = lock.exists()
+    try:
+        handle = RefgetStore.on_disk(gtars_path(path))
+        handle.set_quiet(True)
+        handle.disable_encoding()  # the mode is fixed at creation; Encoded corrupts IUPAC in 0.10.0
+        handle.write()
+    except OSError as exc:
+        # gtars creates its lock empty, then writes its owner: a write the disk refused left it empty, and an
+        # empty lock kept the next `rgstore init` waiting for STALE_AFTER_S. No RefgetStore exists here yet,
+        # so nobody else can be holding it for long (a concurrent creator fills its lock within microseconds).
+        with contextlib.suppress(OSError):
+            if not locked_before and lock.stat().st_size == 0:
+                lock.unlink()
+        code = _GTARS_ERRNO.search(str(exc))
+        if code is not None and int(code[1]) in WRITE_ERRNOS:
+            raise DiskWriteError(
+                f"creating the store's RefgetStore in {path} failed ({exc}); the disk refused a write (full, a quota "
+                "or a file size limit, ulimit -f): free space or raise the limit and run the command again"
+            ) from None
+        raise
 
 
 def collection_removed(digest: str) -> ConflictError:
@@ -499,6 +519,14 @@ def _import_failed(store: Store, exc: OSError, source: Path, summary: FastaSumma
         return TooManyOpenFilesError()
     if code is None and _few_files_left():  # gtars gave no reason, and this process is at its limit: not the FASTA
         return TooManyOpenFilesError()
+    limit = file_size_limit()
+    if code is None and limit is not None and limit < max(summary.lengths, default=0):
+        # gtars says "Inserter stopped receiving": its writer hit EFBIG on a sequence file (one byte per residue).
+        return DiskWriteError(
+            f"{source}: the RefgetStore import failed ({exc}); a sequence of {max(summary.lengths):,} residues "
+            f"needs a file larger than this process's file size limit ({limit:,} bytes, ulimit -f): "
+            "raise the limit and run the command again"
+        )
     if code is not None and int(code[1]) in WRITE_ERRNOS:  # gtars keeps the errno only in its text
         return DiskWriteError(
             f"{source}: the RefgetStore import failed ({exc}); the disk refused a write into {store.refget_path} "

@@ -462,6 +462,24 @@ def test_a_backup_its_disk_has_no_room_for_names_dest_not_a_broken_store_and_lea
         assert store.verify().problems == []
 
 
+
+def test_a_log_copy_the_file_size_limit_cuts_short_is_no_room_for_the_backup_not_a_broken_store(
+        tmp_path: Path, store_path: Path) -> None:
+    # LMDB's compacting copy calls a write past `ulimit -f` EINVAL: "the store's LMDB files cannot be used
+    # (mdb_env_copy3: Invalid argument); is --store an rgstore store?" blamed a sound store.
+    with Store.open(store_path) as store:
+        _fill(store, tmp_path)
+    size = (store_path / "log" / "data.mdb").stat().st_size
+    assert size >= 64 << 10  # the log copy needs more than the limit; the small files before it fit
+    out = tmp_path / "out"
+    out.mkdir()
+    # A limit inside a page: LMDB writes part of the page, and its copy calls the next write EINVAL.
+    proc = _cli_with_file_limit("--store", store_path, "backup", out / "b", fsize=50_000)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: no room for the backup b in {out} (File too large;"), proc.stderr
+    assert list(out.iterdir()) == []
+    assert _cli_with_file_limit("--store", store_path, "backup", out / "b", fsize=size * 64).returncode == 0
+
 def test_a_backup_onto_a_read_only_file_system_says_it_cannot_write_there_not_a_hidden_path(
         tmp_path: Path, store_path: Path) -> None:
     # It said "error: Read-only file system: ro/.b.backup-PID-RANDOM", a path that never existed.

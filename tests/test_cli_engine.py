@@ -623,6 +623,33 @@ def test_a_thread_that_cannot_start_under_a_memory_limit_is_the_out_of_memory_li
     assert not (store_path / "refget" / LOCK_NAME).exists()
 
 
+
+_LOW_MEMORY_IMPORT = """
+import resource, sys
+import gtars, gtars.refget, multiprocessing, rgstore_cli.main, rgstore_cli.genome  # noqa: F401
+import rgstore.genomes, rgstore.refgetstore  # noqa: F401
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (64 << 20), resource.RLIM_INFINITY))
+sys.argv = ["rgstore", *sys.argv[1:]]
+rgstore_cli.main.main()
+"""
+
+
+def test_a_gtars_thread_that_cannot_start_under_a_memory_limit_ends_in_the_out_of_memory_line(tmp_path: Path) -> None:
+    # gtars' import panics when its worker thread's stack cannot be mapped: pyo3's PanicException (a
+    # BaseException) went past every handler as a 40-line traceback. Rust prints its own panic lines first.
+    store_path = tmp_path / "store"
+    assert run_rgstore("--store", str(store_path), "init").returncode == 0
+    env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_MIN_STACK": str(256 << 20)}  # no such stack fits the limit
+    proc = subprocess.run([sys.executable, "-c", _LOW_MEMORY_IMPORT, "--store", str(store_path), "genome", "init",
+                           "--fasta", str(REPO / "rgstore" / "data" / "tiny.fa"), "--name", "tiny"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "failed to spawn thread" in proc.stderr  # the limit was reached where this test means it to be
+    assert proc.stderr.splitlines()[-1].startswith("error: out of memory: "), proc.stderr
+    with Store.open(store_path, readonly=True) as store:
+        assert store.head()[0] == 0 and store.verify().ok
+
 def test_a_read_whose_head_watcher_cannot_start_under_a_memory_limit_is_the_out_of_memory_line(tmp_path: Path) -> None:
     # getseq kept a watcher thread that never started; closing the store joined it: "RuntimeError: cannot join
     # thread before it is started", a traceback in place of the out-of-memory line.

@@ -314,3 +314,30 @@ def test_output_a_full_device_or_disk_refuses_is_one_line_naming_where_it_went(s
     line = _one_error_line(_to_stdout(shell_file, "--store", store_path, "genome", "export", "g", "-", fsize=64))
     assert line.startswith(f"error: no room for standard output ({shell_file}: File too large; ") and "bytes free" in line
     assert (tmp_path / "unused").read_text() == ""
+
+
+def test_a_store_creation_a_file_size_limit_refuses_is_one_line_and_leaves_no_refget_lock(tmp_path: Path) -> None:
+    # gtars' RefgetStore creation said "Error writing store: File too large (os error 27)" and left its lock
+    # file empty: the next `rgstore init` waited (silently) for the lock to go stale, STALE_AFTER_S.
+    store_path = tmp_path / "s"
+    line = _one_error_line(_rgstore("--store", store_path, "init", fsize=0))
+    assert f"creating the store's RefgetStore in {store_path / 'refget'} failed" in line and "ulimit -f" in line
+    assert list((store_path / "refget").glob(".rgstore.lock*")) == []
+    assert _rgstore("--store", store_path, "init").returncode == 0
+    with Store.open(store_path) as store:
+        assert store.verify().problems == []
+
+
+def test_a_sequence_larger_than_the_file_size_limit_is_a_disk_error_not_a_bad_fasta(store_path: Path,
+                                                                                   tmp_path: Path) -> None:
+    # gtars says only "Error importing FASTA: Inserter stopped receiving", which was shown as a bad input.
+    _genome(store_path, tmp_path)
+    fasta = tmp_path / "long.fa"
+    fasta.write_text(">long\n" + "ACGT" * 5000 + "\n")
+    line = _one_error_line(_rgstore("--store", store_path, "genome", "init", "--fasta", fasta, "--name", "long",
+                                    fsize=8192))
+    assert "a sequence of 20,000 residues needs a file larger than this process's file size limit" in line, line
+    assert "(8,192 bytes, ulimit -f)" in line
+    assert _rgstore("--store", store_path, "genome", "init", "--fasta", fasta, "--name", "long").returncode == 0
+    with Store.open(store_path) as store:
+        assert store.verify().problems == []
