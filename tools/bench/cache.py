@@ -7,6 +7,12 @@ the cold level-1 build of gene+exon+CDS (GTF parse, extraction, hashing, events)
 ``gffread -w -x`` on the same decompressed files (its .fai built beforehand), and the latency of an
 all-hit request in-process and through the CLI (bytecode cached, as after ``pip install``). Prints
 medians and the ratios (target: extraction <= 3x gffread).
+
+The derived regions are timed in the same run: ``intergenic`` extraction (parse GTF, plan, write)
+against its peer, ``bedtools complement`` per strand then ``bedtools getfasta -s`` (tools/bench/bedpeer.py,
+timed from the GTF to its FASTA), after checking both write the same sequences; and
+``exon_exon_junction`` extraction alone (no standard tool writes it), as time and records/s.
+A missing bedtools skips the intergenic peer row.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from rgstore.cachesynth import ENSEMBL_SPECIES, make_genome, write_ensembl_tree
 from rgstore.extract import extract_regions, plan_region
 from rgstore.gtf import gc_paused, parse_gtf
 from rgstore.store import Store
+from tools.bench.bedpeer import bedtools_intergenic, missing_peer_tools, sequence_digests
 from tools.bench.procenv import installed_env, warm_up
 
 REGIONS = "gene,exon,CDS"
@@ -48,19 +55,40 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def _extract_only(fasta: Path, gtf: Path, out: Path) -> None:
+class PeerMismatch(Exception):
+    """Our region and its peer wrote different sequences: their times would not compare equal work."""
+
+
+def _extract_only(fasta: Path, gtf: Path, out: Path, regions: str = REGIONS) -> dict[str, int]:
     ann = parse_gtf(gtf)
     with gc_paused():  # as rgstore.cache does
-        plans = {r: plan_region(ann, r) for r in REGIONS.split(",")}
+        plans = {r: plan_region(ann, r) for r in regions.split(",")}
     with ExitStack() as stack:
         handles = {r: stack.enter_context(open(out / f"{r}.fna", "wb")) for r in plans}
-        extract_regions(fasta, plans, handles)
+        return extract_regions(fasta, plans, handles)
+
+
+def _timed_records(fn: Callable[[], dict[str, int]], region: str, counts: dict[str, int]) -> float:
+    t = time.perf_counter()
+    counts[region] = fn()[region]
+    return time.perf_counter() - t
+
+
+def _check_intergenic(ours: Path, theirs: Path) -> None:
+    """Raise PeerMismatch unless both FASTAs hold the same sequences (headers differ by design)."""
+    a, b = sequence_digests(ours), sequence_digests(theirs)
+    if a != b:
+        raise PeerMismatch(
+            f"intergenic: rgstore wrote {len(a)} records, bedtools {len(b)}, "
+            f"{len(set(a) ^ set(b))} sequences in one only; the ratio would not compare equal work"
+        )
 
 
 def run(work: Path, mbp: float, genes: int, repeat: int) -> dict[str, float]:
     """Every measurement in seconds (medians), plus sizes and ratios.
 
-    Ours and gffread alternate within each repeat, so both see the same background load.
+    Ours and gffread alternate within each repeat, so both see the same background load; so do
+    intergenic and bedtools (whose keys are absent when bedtools is missing).
     """
     res: dict[str, float] = {}
     genome = make_genome(total_bp=int(mbp * 1_000_000), contigs=25 if mbp >= 10 else 3, genes=genes, seed=7)
@@ -76,7 +104,10 @@ def run(work: Path, mbp: float, genes: int, repeat: int) -> dict[str, float]:
     cli += ["ensembl", "--species", ENSEMBL_SPECIES, "--release", "110", "--regions", REGIONS]
     cli += ["--base-url", url, "--json"]
     env = installed_env(work)  # bytecode cached, as for an installed rgstore
-    times: dict[str, list[float]] = {k: [] for k in ("cold", "extract", "gffread", "hit", "hit_cli")}
+    names = ("cold", "extract", "gffread", "hit", "hit_cli", "intergenic", "bedtools", "junction")
+    times: dict[str, list[float]] = {k: [] for k in names}
+    counts: dict[str, int] = {}
+    peer = not missing_peer_tools()
     try:
         with Store.open(work / "store", actor="bench@host") as store:
             t = time.perf_counter()
@@ -101,6 +132,19 @@ def run(work: Path, mbp: float, genes: int, repeat: int) -> dict[str, float]:
                 times["hit_cli"].append(
                     _timed(lambda: subprocess.run(cli, check=True, capture_output=True, cwd=REPO, env=env))
                 )
+                times["intergenic"].append(
+                    _timed_records(lambda: _extract_only(fasta, gtf, scratch, "intergenic"), "intergenic", counts)
+                )
+                if peer:
+                    peer_fa = scratch / "bedtools" / "intergenic.fa"
+                    times["bedtools"].append(_timed(lambda: bedtools_intergenic(gtf, scratch / "genome.fa", peer_fa.parent)))
+                    if len(times["bedtools"]) == 1:
+                        _check_intergenic(scratch / "intergenic.fna", peer_fa)
+                times["junction"].append(
+                    _timed_records(
+                        lambda: _extract_only(fasta, gtf, scratch, "exon_exon_junction"), "exon_exon_junction", counts
+                    )
+                )
                 store.cache.gc(
                     max_age=0.0
                 )  # evict the level-1 entries (level 2 is pinned) for the next cold run
@@ -113,15 +157,24 @@ def run(work: Path, mbp: float, genes: int, repeat: int) -> dict[str, float]:
         ("gffread", "gffread_s"),
         ("hit", "hit_inprocess_s"),
         ("hit_cli", "hit_cli_s"),
+        ("intergenic", "intergenic_extract_s"),
+        ("bedtools", "intergenic_bedtools_s"),
+        ("junction", "junction_extract_s"),
     ):
-        res[key] = statistics.median(times[name])
+        if times[name]:
+            res[key] = statistics.median(times[name])
     res["ratio_cold_vs_gffread"] = res["cold_regions_s"] / res["gffread_s"]
     res["ratio_extract_vs_gffread"] = res["extract_only_s"] / res["gffread_s"]
+    res["intergenic_records"] = float(counts["intergenic"])
+    if "intergenic_bedtools_s" in res:
+        res["ratio_intergenic_vs_bedtools"] = res["intergenic_extract_s"] / res["intergenic_bedtools_s"]
+    res["junction_records"] = float(counts["exon_exon_junction"])
+    res["junction_records_per_s"] = res["junction_records"] / res["junction_extract_s"]
     return res
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark once and print a table (or JSON); 1 if gffread or samtools is missing."""
+    """Run the benchmark once and print a table (or JSON); 1 if gffread or samtools is missing, or a peer's output differs."""
     parser = argparse.ArgumentParser(prog="bench-cache", description=__doc__.splitlines()[0])
     parser.add_argument("--mbp", type=float, default=100.0, help="genome size in Mbp")
     parser.add_argument("--genes", type=int, default=20_000)
@@ -140,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         res = run(work, args.mbp, args.genes, args.repeat)
+    except PeerMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -162,6 +218,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<55} {seconds * 1000:>10.1f} ms")
     print(f"  ratio cold build / gffread   {res['ratio_cold_vs_gffread']:.2f}x  (target <= 3x)")
     print(f"  ratio extraction / gffread   {res['ratio_extract_vs_gffread']:.2f}x")
+    print(f"derived regions ({res['intergenic_records']:.0f} intergenic, {res['junction_records']:.0f} junction records)")
+    print(f"  {'intergenic extraction (parse GTF + write FASTA)':<55} {res['intergenic_extract_s'] * 1000:>10.1f} ms")
+    label = "bedtools complement per strand + getfasta -s"
+    if "intergenic_bedtools_s" in res:
+        print(f"  {label:<55} {res['intergenic_bedtools_s'] * 1000:>10.1f} ms  (same sequences)")
+        print(f"  ratio intergenic / bedtools  {res['ratio_intergenic_vs_bedtools']:.2f}x")
+    else:
+        print(f"  {label:<55} {'skipped':>10}     ({', '.join(missing_peer_tools())} not installed)")
+    print(
+        f"  {'exon_exon_junction extraction (parse GTF + write)':<55} {res['junction_extract_s'] * 1000:>10.1f} ms"
+        f"  ({res['junction_records_per_s']:,.0f} records/s; no standard peer)"
+    )
     return 0
 
 
