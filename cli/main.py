@@ -100,9 +100,10 @@ class Context:
         from rgstore.errors import NotFoundError
         from rgstore.pathtext import init_command
         from rgstore.progress import null_progress, terminal_progress
-        from rgstore.store import Store, default_store_path
+        from rgstore.store import Store, check_store_path, default_store_path
 
         path = self.store_path if self.store_path is not None else default_store_path()
+        check_store_path(path.absolute())  # before "no rgstore store ... create one with" a path init cannot use
         present = self.exists()
         if not create and not present:
             raise NotFoundError(f"no rgstore store at {path}; create one with `{init_command(path)}`")

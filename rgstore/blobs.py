@@ -19,7 +19,7 @@ import msgspec
 from .diskspace import refused_write
 from .environment import fsync_dir, read_only_mount
 from .errors import IntegrityError, NotFoundError, UnfetchableError
-from .files import CHUNK, mkstemp, read_chunks, write_verified
+from .files import CHUNK, dirs_for, mkstemp, read_chunks, write_verified
 from .progress import Progress
 
 __all__ = ["BlobStore", "BlobInfo", "hash_file"]
@@ -210,9 +210,9 @@ class BlobStore:
         src = self.path(sha256)
         if not src.is_file():
             raise self._missing(sha256)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not write_verified(dest, read_chunks(src), sha256):
-            raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")
+        with dirs_for(dest.parent):  # a refused copy leaves no empty folder (in a published directory)
+            if not write_verified(dest, read_chunks(src), sha256):
+                raise IntegrityError(f"blob {sha256} is corrupt (checksum mismatch on copy)")
         fsync_dir(dest.parent)
 
     def all(self) -> Iterator[str]:

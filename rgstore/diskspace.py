@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import DiskWriteError
 
-__all__ = ["free_bytes", "file_size_limit", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "no_room", "FULL_BELOW",
+__all__ = ["free_bytes", "file_size_limit", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "no_room", "limit_note", "refusal_fix", "FULL_BELOW",
            "WRITE_ERRNOS"]
 
 FULL_BELOW = 1 << 20
@@ -76,15 +76,35 @@ def refused_write(exc: BaseException, where: Path, what: str) -> DiskWriteError 
     """The one-line error for writing ``what`` into directory ``where`` when the disk refused it for want of room.
 
     None for any other failure. A bare errno from ``write``/``fsync`` names no file, so the caller
-    says which directory's disk is full and that ``what`` was not written.
+    says which directory's disk is full and that ``what`` was not written. EFBIG under a file size
+    limit (``ulimit -f``) with the disk not full names that limit instead: freeing space would not help.
     """
     if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
         return None
     free = free_bytes(where)
-    return DiskWriteError(
-        f"no room for {what} in {where} ({exc.strerror}; {free or 0:,} bytes free); it was not written: "
-        "free space and run the command again"
-    )
+    return DiskWriteError(f"no room for {what} in {where} ({exc.strerror}; {free or 0:,} bytes free"
+                          f"{limit_note(exc, free)}); it was not written: {refusal_fix(exc, free)}")
+
+
+def limit_note(exc: OSError, free: int | None) -> str:
+    """``; this process's file size limit is N bytes, ulimit -f`` when that limit, not the disk, refused ``exc``; else "".
+
+    EFBIG under RLIMIT_FSIZE with the disk not full: saying "free space" would send the user the wrong way.
+    """
+    limit = file_size_limit()
+    if exc.errno != errno.EFBIG or limit is None or (free is not None and free < FULL_BELOW):
+        return ""
+    return f"; this process's file size limit is {limit:,} bytes, ulimit -f"
+
+
+def refusal_fix(exc: OSError, free: int | None) -> str:
+    """What to do about a write refused with ``exc`` on a disk with ``free`` bytes free, ending "run the command again"."""
+    if limit_note(exc, free):
+        return "raise the file size limit (ulimit -f) and run the command again"
+    if exc.errno == errno.EFBIG:  # no limit of ours: the filesystem's largest file, or a full disk
+        return "free space or write to a filesystem that takes larger files, and run the command again"
+    return "free space and run the command again"
+
 
 
 @contextmanager

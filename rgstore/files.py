@@ -16,13 +16,14 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .interrupts import deferred
 
 __all__ = ["FILE_MODE", "mkstemp", "atomic_write_bytes", "write_verified", "read_chunks", "temp_target", "CHUNK",
            "flock_held", "current_umask", "open_lock", "lock_is_current", "remove_tree", "remove_dead_temps",
-           "SCRATCH_FLOOR_S"]
+           "SCRATCH_FLOOR_S", "dirs_for"]
 
 CHUNK = 1 << 20
 
@@ -216,6 +217,30 @@ def remove_dead_temps(dest: Path, is_temp: Callable[[str], bool], *,
             continue
         removed.append(tmp)
     return removed
+
+
+@contextmanager
+def dirs_for(path: Path) -> Iterator[None]:
+    """Make directory ``path`` (and missing parents) for a write in the block; if the block fails, remove those it made.
+
+    Only the ones still empty go (deepest first; another process's file in one keeps it): a refused
+    copy (a full disk, ``ulimit -f``) leaves no empty ``blobs/xx/`` behind in a published directory.
+    """
+    missing = []
+    at = path
+    while not os.path.lexists(at) and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for directory in missing:  # deepest first
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def remove_tree(path: Path) -> None:

@@ -40,7 +40,7 @@ from .mirror import PullResult, probe_source, pull
 from .pathtext import user_path
 from .progress import ProgressFactory, null_progress
 from .sharing import adopt_group_sharing
-from .store import Store
+from .store import Store, check_store_path
 
 __all__ = ["STAGING_PREFIX", "build_new_store", "pull_new_store", "remove_abandoned_staging"]
 
@@ -92,6 +92,7 @@ def build_new_store(root: Path, work: Callable[[Store], T], *, actor: str | None
     after its store holds events moves them into place (a valid store, resumed by the next run)
     and re-raises; one that raises before leaves nothing: not its staging, nor ``root`` if it made it.
     """
+    check_store_path(root)  # said of ROOT: Store.open would name the staging directory inside it
     if _occupied(root):
         return None
     made = _make_dirs(root)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .diskspace import WRITE_ERRNOS, free_bytes, refused_write
+from .diskspace import WRITE_ERRNOS, free_bytes, limit_note, refusal_fix, refused_write
 from .environment import fsync_dir
 from .errors import DiskWriteError, InvalidInputError, NotFoundError
 from .files import mkstemp, remove_dead_temps, temp_target
@@ -155,16 +155,17 @@ def refused_output(exc: BaseException, shown: str, descriptor: int | None = None
     except OSError:
         mode = 0
     free = ""
+    room: int | None = None
     if stat.S_ISREG(mode):  # a device's filesystem (/dev) says nothing about the device's own room
         try:
             st = os.fstatvfs(descriptor) if descriptor is not None else None
-            room: int | None = st.f_bavail * st.f_frsize if st is not None else free_bytes(Path(shown).parent)
+            room = st.f_bavail * st.f_frsize if st is not None else free_bytes(Path(shown).parent)
         except OSError:
             room = None
         free = f"; {room or 0:,} bytes free"
     return DiskWriteError(
-        f"no room for {shown} ({where}{exc.strerror}{free}); the output is incomplete: "
-        "free space and run the command again"
+        f"no room for {shown} ({where}{exc.strerror}{free}{limit_note(exc, room)}); the output is incomplete: "
+        f"{refusal_fix(exc, room)}"
     )
 
 

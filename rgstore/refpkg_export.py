@@ -86,12 +86,16 @@ def write_package(
         # A SIGTERM handled the moment the temp exists (CPython runs it right after the call that made it)
         # waits until its name is bound here, so the cleanup below removes it.
         with deferred():
-            if fmt == "dir":
-                tmp = _mkdir_temp(dest)
-                held = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-            else:
-                held, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-                tmp = Path(name)
+            try:
+                if fmt == "dir":
+                    tmp = _mkdir_temp(dest)
+                    held = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+                else:
+                    held, name = mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+                    tmp = Path(name)
+            except PermissionError as exc:  # the package is built beside ``dest``: name it, not the hidden temp
+                raise PermissionError(exc.errno, f"cannot write {dest}: this user may not create files in "
+                                      f"{dest.parent} ({exc.strerror})") from None
         # Held until the temp is renamed or removed (``held`` closes last), so another export's sweep of
         # a killed one's temps (above) leaves this one however long it stalls.
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -23,7 +23,7 @@ from .codec import chain_of, genesis_hash
 from .diskspace import no_room
 from .environment import Txn
 from .errors import IntegrityError, InvalidInputError, LogMismatchError, NotFoundError
-from .files import atomic_write_bytes, hold_dir, mkstemp, read_chunks, temp_target
+from .files import atomic_write_bytes, dirs_for, hold_dir, mkstemp, read_chunks, temp_target
 from .logfile import LogHeader, write_log_file
 from .pathtext import given_path
 from .progress import ProgressFactory, null_progress
@@ -363,8 +363,8 @@ def publish_refget(store: Store, directory: Path | str) -> int:
             if dest.is_file() and dest.stat().st_size == src.stat().st_size and (
                     immutable or dest.read_bytes() == src.read_bytes()):  # only small index files are compared whole
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _copy_atomic(src, dest)
+            with dirs_for(dest.parent):  # a refused copy leaves no empty sequences/xx/ behind
+                _copy_atomic(src, dest)
             written += 1
     return written
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from .refpkgs import Refpkgs
     from .verify import VerifyReport
 
-__all__ = ["Store", "default_store_path", "REBUILD_BATCH"]
+__all__ = ["Store", "check_store_path", "default_store_path", "REBUILD_BATCH"]
 
 REBUILD_BATCH = 20_000
 """Events folded per write transaction when rebuilding or replaying."""
@@ -140,6 +140,36 @@ def _exists(path: Path) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     return True
+
+
+def check_store_path(root: Path) -> None:
+    """Refuse, before anything is created, a store path LMDB and gtars cannot use or one that leads nowhere.
+
+    Not UTF-8 (InvalidInputError), or a symbolic link (``root`` or a directory above it) to nothing
+    (StoreOpenError naming the link and its target: ``mkdir`` there fails with "File exists").
+    """
+    try:
+        os.fsencode(root).decode("utf-8")  # the bytes on disk: a Latin-1 locale decodes any name without error
+    except UnicodeDecodeError:
+        # Bytes that are not UTF-8 in a name (a Latin-1 directory): LMDB and gtars take UTF-8 paths only.
+        # Said before anything is created there, whatever the locale.
+        shown = os.fsencode(root).decode("utf-8", "backslashreplace")
+        raise InvalidInputError(f"the store path {shown} is not valid UTF-8, which LMDB and gtars need; "
+                                "rename the directory or choose another") from None
+    try:
+        str(root).encode(sys.getfilesystemencoding())  # how LMDB encodes it (strict)
+    except UnicodeEncodeError:
+        # UTF-8 bytes under an ASCII locale without Python's UTF-8 mode (PYTHONUTF8=0 LC_ALL=C): LMDB refuses them.
+        shown = os.fsencode(root).decode("utf-8")
+        raise InvalidInputError(f"the store path {shown} is not {sys.getfilesystemencoding()}, this locale's encoding "
+                                "of file names, which LMDB needs; run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8") from None
+    for at in (root, *root.parents):
+        if os.path.islink(at) and not os.path.exists(at):
+            shown = os.fsencode(at).decode("utf-8", "backslashreplace")
+            target = os.fsencode(os.readlink(at)).decode("utf-8", "backslashreplace")
+            raise StoreOpenError(f"cannot open a store at {os.fsencode(root).decode('utf-8', 'backslashreplace')}: "
+                                 f"{shown} is a symbolic link to {target}, which does not exist; create that "
+                                 "directory or name another store directory")
 
 
 def _check_actor(actor: str) -> None:
@@ -251,21 +281,7 @@ class Store:
             raise InvalidInputError(f"the store path {str(path)!r} contains a NUL character, which no file name can hold")
         # Absolute: a notebook's `%cd` (os.chdir) must not send blobs and sequence reads to another directory.
         root = (user_path(path) if path is not None else default_store_path()).absolute()
-        try:
-            os.fsencode(root).decode("utf-8")  # the bytes on disk: a Latin-1 locale decodes any name without error
-        except UnicodeDecodeError:
-            # Bytes that are not UTF-8 in a name (a Latin-1 directory): LMDB and gtars take UTF-8 paths only.
-            # Said before anything is created there, whatever the locale.
-            shown = os.fsencode(root).decode("utf-8", "backslashreplace")
-            raise InvalidInputError(f"the store path {shown} is not valid UTF-8, which LMDB and gtars need; "
-                                    "rename the directory or choose another") from None
-        try:
-            str(root).encode(sys.getfilesystemencoding())  # how LMDB encodes it (strict)
-        except UnicodeEncodeError:
-            # UTF-8 bytes under an ASCII locale without Python's UTF-8 mode (PYTHONUTF8=0 LC_ALL=C): LMDB refuses them.
-            shown = os.fsencode(root).decode("utf-8")
-            raise InvalidInputError(f"the store path {shown} is not {sys.getfilesystemencoding()}, this locale's encoding "
-                                    "of file names, which LMDB needs; run with a UTF-8 locale, e.g. LC_ALL=C.UTF-8") from None
+        check_store_path(root)
         adopt_group_sharing(root)  # a group-writable store stays so, whatever this user's umask (rgstore.sharing)
         try:
             if readonly and not _exists(root / "log" / "data.mdb"):

@@ -70,7 +70,7 @@ def test_reading_or_copying_a_corrupt_blob_raises_and_copies_nothing(tmp_path: P
     dest = tmp_path / "out" / "file.txt"
     with pytest.raises(IntegrityError, match="checksum mismatch on copy"):
         blobs.copy_to(info.sha256, dest)
-    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists()  # nor the folder made for it
     with pytest.raises(NotFoundError):
         blobs.read_bytes("cd" * 32)
 
