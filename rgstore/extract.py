@@ -42,6 +42,7 @@ from .progress import Progress, ProgressFactory, null_progress
 
 __all__ = [
     "EXTRACTOR_VERSION",
+    "GENE_SPAN_REGIONS",
     "Record",
     "plan_region",
     "plan_size",
@@ -53,6 +54,8 @@ __all__ = [
 # 2: overlapping CDS rows kept apart (slippage base read twice), touching exons no longer merged.
 EXTRACTOR_VERSION = "rgstore-extract/2"
 LINE_WIDTH = 60
+GENE_SPAN_REGIONS = frozenset({"gene", "intergenic"})
+"""Regions planned from gene spans alone: ``parse_gtf(genes_only=True)`` is enough for them."""
 
 _T = TypeVar("_T")
 _COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHNSWacgturykmbvdhnsw", b"TGCAAYRMKVBHDNSWtgcaayrmkvbhdnsw")
@@ -149,7 +152,7 @@ def _intervals(
 
 def plan_size(annotation: Annotation, region: str) -> int:
     """How many features ``plan_region`` reads for ``region``: genes for ``gene`` and ``intergenic``, else transcripts."""
-    return len(annotation.genes) if region in ("gene", "intergenic") else len(annotation.transcripts)
+    return len(annotation.genes) if region in GENE_SPAN_REGIONS else len(annotation.transcripts)
 
 
 def plan_region(
@@ -166,6 +169,9 @@ def plan_region(
     sequence's end is planned with end ``extractderived.SEQUENCE_END`` (it sorts last, as its real
     end would) and resolved by ``extract_regions``.
     """
+    if annotation.genes_only and region not in GENE_SPAN_REGIONS:
+        # A transcript region planned from an annotation without transcripts would silently come out empty.
+        raise ValueError(f"region {region!r} needs transcripts, and this annotation was parsed genes_only")
     by_seq: dict[str, list[Record]] = {}
     for rec in _intervals(annotation, region, bar, block_size):
         by_seq.setdefault(rec.seqid, []).append(rec)

@@ -68,10 +68,12 @@ class Transcript:
 
 @dataclass(slots=True)
 class Annotation:
-    """Genes and transcripts of one GTF, keyed by (id, seqid)."""
+    """Genes and transcripts of one GTF, keyed by (id, seqid); no transcripts from ``parse_gtf(genes_only=True)``."""
 
     genes: dict[tuple[str, str], Gene]
     transcripts: dict[tuple[str, str], Transcript]
+    genes_only: bool = False
+    """Parsed with ``genes_only``: ``transcripts`` is empty because none were built, not because the GTF has none."""
 
     def seqids(self) -> set[str]:
         """Every sequence a gene or transcript lies on."""
@@ -130,13 +132,36 @@ def _bad(path: Path, lineno: int, why: str) -> InvalidInputError:
     return InvalidInputError(f"{path.name} line {lineno}: {why}")
 
 
-def parse_gtf(path: Path, *, progress: ProgressFactory = null_progress) -> Annotation:
-    """Parse a plain-text GTF; InvalidInputError names the first malformed line."""
+def parse_gtf(path: Path, *, progress: ProgressFactory = null_progress, genes_only: bool = False) -> Annotation:
+    """Parse a plain-text GTF; InvalidInputError names the first malformed line.
+
+    ``genes_only`` gives the same genes and no transcripts (for regions planned from gene spans
+    alone): every row is still read and checked, but intervals are kept only for transcripts whose
+    gene has no gene row so far, and only those become spans.
+    """
     with gc_paused():
-        return _parse(path, progress)
+        return _parse(path, progress, genes_only)
 
 
-def _parse(path: Path, progress: ProgressFactory) -> Annotation:
+def _attr(attrs: bytes, key: bytes, pattern: re.Pattern[bytes]) -> bytes | None:
+    """The value ``pattern`` (``(?:^|;)\\s*key\\s+"([^"]*)"``) finds first, without the regex when the layout is plain.
+
+    The regex has no literal prefix, so it is tried at every position; ``find`` jumps to the key's
+    first occurrence. When that occurrence starts the text or follows ``"; "`` and is followed by
+    ``' "'`` and a closing quote, no match can start earlier (one would need whitespace where the
+    ``;`` or the key's own letters are), so it is the regex's match. Any other layout asks the regex.
+    """
+    j = attrs.find(key)
+    k = j + len(key)
+    if (j == 0 or (j >= 2 and attrs[j - 2 : j] == b"; ")) and attrs[k : k + 2] == b' "':
+        q = attrs.find(b'"', k + 2)
+        if q >= 0:
+            return attrs[k + 2 : q]
+    m = pattern.search(attrs)
+    return None if m is None else m.group(1)
+
+
+def _parse(path: Path, progress: ProgressFactory, genes_only: bool) -> Annotation:
     genes: dict[tuple[str, str], Gene] = {}
     gene_rows: dict[tuple[str, str], tuple[str, int, int]] = {}
     exons: dict[tuple[str, str], list[Interval]] = {}
@@ -176,20 +201,23 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
                 if strand is None:
                     raise _bad(path, lineno, f"strand must be +, - or ., got {fields[6].decode()!r}")
                 attrs = fields[8]
-                gm = _GENE_ID.search(attrs)
-                if gm is None:
+                gid = _attr(attrs, b"gene_id", _GENE_ID)
+                if gid is None:
                     raise _bad(path, lineno, "no gene_id attribute")
-                gene_id = gm.group(1).decode()
+                gene_id = gid.decode()
                 seqid = fields[0].decode()
                 if kind == b"gene":
                     gene_rows[(gene_id, seqid)] = (strand, start, end)
                     continue
-                tm = _TRANSCRIPT_ID.search(attrs)
-                if tm is None or not tm.group(1):
+                tid = _attr(attrs, b"transcript_id", _TRANSCRIPT_ID)
+                if not tid:
                     raise _bad(path, lineno, f"{kind.decode()} row without a transcript_id")
-                tkey = (tm.group(1).decode(), seqid)
-                if tkey not in meta:
-                    meta[tkey] = (gene_id, strand)
+                tkey = (tid.decode(), seqid)
+                owner = meta.get(tkey)
+                if owner is None:
+                    owner = meta[tkey] = (gene_id, strand)
+                if genes_only and (owner[0], seqid) in gene_rows:
+                    continue  # its gene's span is the gene row's: this row's bases are never read
                 if kind == b"exon":
                     exons.setdefault(tkey, []).append((start, end))
                 elif kind == b"CDS":
@@ -202,6 +230,11 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
         raise _bad(path, lineno, "not UTF-8 text") from None
     finally:
         bar.close()
+    for (gene_id, seqid), (strand, start, end) in gene_rows.items():
+        genes[(gene_id, seqid)] = Gene(id=gene_id, seqid=seqid, strand=strand, start=start, end=end)
+    if genes_only:
+        _spans_from_transcripts(genes, gene_rows, meta, exons, coding, stops)
+        return Annotation(genes=genes, transcripts={}, genes_only=True)
     transcripts: dict[tuple[str, str], Transcript] = {}
     for tkey, (gene_id, strand) in meta.items():
         cds = coding_segments(coding.get(tkey, []), stops.get(tkey, []))
@@ -211,16 +244,47 @@ def _parse(path: Path, progress: ProgressFactory) -> Annotation:
         transcripts[tkey] = Transcript(
             id=tkey[0], gene_id=gene_id, seqid=tkey[1], strand=strand, exons=exon_list, coding=cds
         )
-    for (gene_id, seqid), (strand, start, end) in gene_rows.items():
-        genes[(gene_id, seqid)] = Gene(id=gene_id, seqid=seqid, strand=strand, start=start, end=end)
     for t in transcripts.values():
         # GTFs without gene rows (allowed by the format) get gene spans from their transcripts.
-        gkey = (t.gene_id, t.seqid)
-        if gkey in gene_rows:
-            continue
-        g = genes.get(gkey)
-        if g is None:
-            genes[gkey] = Gene(id=t.gene_id, seqid=t.seqid, strand=t.strand, start=t.start, end=t.end)
-        else:
-            g.start, g.end = min(g.start, t.start), max(g.end, t.end)
+        _widen(genes, gene_rows, t.gene_id, t.seqid, t.strand, t.start, t.end)
     return Annotation(genes=genes, transcripts=transcripts)
+
+
+def _widen(
+    genes: dict[tuple[str, str], Gene],
+    gene_rows: dict[tuple[str, str], tuple[str, int, int]],
+    gene_id: str,
+    seqid: str,
+    strand: str,
+    start: int,
+    end: int,
+) -> None:
+    """Widen (or make) the span of a gene without a gene row to take in one transcript's span."""
+    gkey = (gene_id, seqid)
+    if gkey in gene_rows:
+        return
+    g = genes.get(gkey)
+    if g is None:
+        genes[gkey] = Gene(id=gene_id, seqid=seqid, strand=strand, start=start, end=end)
+    else:
+        g.start, g.end = min(g.start, start), max(g.end, end)
+
+
+def _spans_from_transcripts(
+    genes: dict[tuple[str, str], Gene],
+    gene_rows: dict[tuple[str, str], tuple[str, int, int]],
+    meta: dict[tuple[str, str], tuple[str, str]],
+    exons: dict[tuple[str, str], list[Interval]],
+    coding: dict[tuple[str, str], list[Interval]],
+    stops: dict[tuple[str, str], list[Interval]],
+) -> None:
+    """The genes-only parse's spans of genes without gene rows: those the full parse derives, in its order.
+
+    A transcript's span is its exons' (first start, last end, which merging keeps), or without exons
+    that of its CDS and stop-codon rows (``coding_segments`` covers exactly their union).
+    """
+    for tkey, (gene_id, strand) in meta.items():
+        if (gene_id, tkey[1]) in gene_rows:
+            continue
+        rows = exons.get(tkey) or coding.get(tkey, []) + stops.get(tkey, [])
+        _widen(genes, gene_rows, gene_id, tkey[1], strand, min(s for s, _ in rows), max(e for _, e in rows))

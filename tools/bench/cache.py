@@ -34,7 +34,7 @@ from pathlib import Path
 
 from rgstore.cachekeys import make_request
 from rgstore.cachesynth import ENSEMBL_SPECIES, make_genome, write_ensembl_tree
-from rgstore.extract import extract_regions, plan_region
+from rgstore.extract import GENE_SPAN_REGIONS, extract_regions, plan_region
 from rgstore.gtf import gc_paused, parse_gtf
 from rgstore.store import Store
 from tools.bench.bedpeer import bedtools_intergenic, missing_peer_tools, sequence_digests
@@ -60,7 +60,7 @@ class PeerMismatch(Exception):
 
 
 def _extract_only(fasta: Path, gtf: Path, out: Path, regions: str = REGIONS) -> dict[str, int]:
-    ann = parse_gtf(gtf)
+    ann = parse_gtf(gtf, genes_only=all(r in GENE_SPAN_REGIONS for r in regions.split(",")))  # as cachestage does
     with gc_paused():  # as rgstore.cache does
         plans = {r: plan_region(ann, r) for r in regions.split(",")}
     with ExitStack() as stack:
