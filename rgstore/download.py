@@ -23,7 +23,7 @@ from .checksums import Expected, verify_file
 from .diskspace import WRITE_ERRNOS, free_bytes
 from .environment import fsync_dir
 from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
-from .httpclient import iter_body, read_capped, redact
+from .httpclient import describe, iter_body, read_capped, redact
 from .progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:
@@ -138,11 +138,25 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES,
         except (httpx.TransportError, httpx.DecodingError) as exc:
             # A redirect to another scheme, or a body that does not decode, will not change on retry.
             if attempt >= retries or isinstance(exc, (httpx.UnsupportedProtocol, httpx.DecodingError)):
-                raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}") from None
+                raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}"
+                                  f"{_tries(client, exc, attempt + 1)}") from None
             time.sleep(0.2 * (attempt + 1))
         except httpx.HTTPError as exc:  # e.g. a redirect loop
-            raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}") from None
+            raise RemoteError(f"cannot fetch {redact(url)}: {describe(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def _tries(client: httpx.Client, exc: Exception, tries: int) -> str:
+    """What to add to a failure that was retried, ``(tried N times ...)``; "" after one try.
+
+    A bare "timed out" after four tries of a minute each reads as one minute's wait.
+    """
+    import httpx
+
+    if tries < 2:
+        return ""
+    read = client.timeout.read if isinstance(exc, httpx.TimeoutException) else None
+    return f" (tried {tries} times" + (f", each waiting {read:g} s for an answer)" if read else ")")
 
 
 def _past_budget(pause: float, budget: float) -> str:
@@ -155,6 +169,15 @@ def _validator(resp: httpx.Response) -> str:
     if etag and not etag.startswith("W/"):
         return etag
     return str(resp.headers.get("last-modified", ""))
+
+
+def _sent_encoding(meta: Path) -> str:
+    """The Content-Encoding other than identity the last answer recorded in ``meta`` carried; "" if none."""
+    try:
+        encoding = str(json.loads(meta.read_text()).get("encoding", "")).strip()
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return "" if encoding.lower() in ("", "identity") else encoding
 
 
 def _load_meta(meta: Path, url: str) -> str:
@@ -197,7 +220,9 @@ def _attempt(client: httpx.Client, url: str, part: Path, meta: Path, progress: P
             raise _Incomplete(f"HTTP {status}", wait=retry_after(resp.headers.get("retry-after")))
         else:
             raise RemoteError(f"cannot download {redact(url)}: HTTP {status}")
-        meta.write_text(json.dumps({"url": url, "validator": _validator(resp)}))
+        # The encoding is kept to explain a checksum mismatch: rgstore asked for identity, so a gzip here is a proxy's.
+        meta.write_text(json.dumps({"url": url, "validator": _validator(resp),
+                                    "encoding": resp.headers.get("content-encoding", "")}))
         bar = progress(f"download {part.name.removesuffix('.part')}", total=total, unit="B")
         try:
             bar.update(offset)
@@ -290,7 +315,7 @@ def download(
             waited += pause
             time.sleep(pause)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
-            raise RemoteError(f"cannot download {redact(url)}: {exc or type(exc).__name__}") from None
+            raise RemoteError(f"cannot download {redact(url)}: {describe(exc)}") from None
         except OSError as exc:  # the disk (or a quota) refused a write between two free-space checks
             if exc.errno not in WRITE_ERRNOS:
                 raise
@@ -302,9 +327,16 @@ def download(
     if expected is not None:
         try:
             verify_file(part, expected, md5=info.md5, what=url)
-        except BaseException:
+        except BaseException as exc:
+            encoding = _sent_encoding(meta)
             part.unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
+            if isinstance(exc, IntegrityError) and encoding:
+                said, tail = str(exc), "; nothing was cached"
+                said, ending = (said.removesuffix(tail), tail) if said.endswith(tail) else (said, "")
+                raise IntegrityError(
+                    f"{said} (the upstream sent it with Content-Encoding: {encoding} although rgstore asked for "
+                    f"identity: a proxy or server compressing it on the way?){ending}") from None
             raise
     os.replace(part, dest)
     meta.unlink(missing_ok=True)

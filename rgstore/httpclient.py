@@ -42,7 +42,7 @@ from .errors import InvalidInputError, RemoteError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["check_url", "failure", "is_http_url", "iter_body", "kept_client", "low_speed", "new_client", "read_capped",
+__all__ = ["check_url", "describe", "failure", "is_http_url", "iter_body", "kept_client", "low_speed", "new_client", "read_capped",
            "redact", "streamed"]
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -319,12 +319,28 @@ def _too_slow() -> type[httpx.ReadTimeout]:
 def failure(url: str, exc: Exception) -> str:
     """The one-line message for ``exc`` (an httpx error) fetching ``url``, credentials redacted.
 
-    "cannot reach URL: ..." except when the low-speed guard gave up the body: that server was
-    reached, so "gave up on URL: the transfer averaged ...".
+    "cannot reach URL: ..." except when that server was reached: the low-speed guard gave up the
+    body ("gave up on URL: the transfer averaged ...") or it redirects in a loop.
     """
     if isinstance(exc, _too_slow()):
         return redact(f"gave up on {url}: {exc}")
-    return redact(f"cannot reach {url}: {exc or type(exc).__name__}")
+    if _is_redirect_loop(exc):  # the server was reached: it kept sending rgstore elsewhere
+        return redact(f"gave up on {url}: {describe(exc)}")
+    return redact(f"cannot reach {url}: {describe(exc)}")
+
+
+def _is_redirect_loop(exc: Exception) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.TooManyRedirects)
+
+
+def describe(exc: Exception) -> str:
+    """What went wrong in ``exc`` (an httpx error), for after a URL and a colon; a redirect loop says so."""
+    if _is_redirect_loop(exc):
+        # httpx says "Exceeded maximum allowed redirects.", which reads as a limit of rgstore's to raise.
+        return "too many redirects (a redirect loop?)"
+    return str(exc) or type(exc).__name__
 
 
 @contextmanager

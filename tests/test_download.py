@@ -148,6 +148,25 @@ def test_redirect_loops_other_schemes_and_undecodable_bodies_are_one_line_remote
     assert asked == {"/loop": 2 * 21, "/to-ftp": 2, "/badgz": 1}[path]
 
 
+def test_a_body_compressed_again_on_the_way_fails_its_checksum_naming_the_encoding_rgstore_did_not_ask_for(
+    tmp_path: Path
+) -> None:
+    import gzip
+
+    routes = {
+        # Apache's `AddEncoding x-gzip .gz`: the raw bytes are the file itself, only labelled gzip.
+        "/labelled": fixed("200 OK", PAYLOAD, headers=("Content-Encoding: gzip", 'ETag: "l"')),
+        # A proxy compressing the answer although rgstore sent Accept-Encoding: identity.
+        "/recompressed": fixed("200 OK", gzip.compress(PAYLOAD), headers=("Content-Encoding: gzip", 'ETag: "r"')),
+    }
+    with HostileServer(routes) as srv, http_client(timeout=5.0) as client:
+        assert download(client, f"{srv.url}/labelled", tmp_path / "l.gz", expected=MD5).size == len(PAYLOAD)
+        with pytest.raises(IntegrityError, match=r"checksum mismatch .*\(the upstream sent it with Content-Encoding: "
+                           r"gzip although rgstore asked for identity"):
+            download(client, f"{srv.url}/recompressed", tmp_path / "r.gz", expected=MD5, retries=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.gz"]
+
+
 def test_a_malformed_upstream_url_is_invalid_input_not_a_traceback(tmp_path: Path) -> None:
     with http_client(timeout=5.0) as client:
         with pytest.raises(InvalidInputError, match="invalid upstream URL"):
@@ -176,6 +195,14 @@ def test_a_server_that_stalls_mid_headers_or_mid_body_times_out_and_keeps_the_pa
     assert not (tmp_path / "b.gz").exists()
 
 
+def test_a_checksum_request_retried_into_silence_says_how_often_and_how_long_each_try_waited() -> None:
+    with HostileServer({"/": stall_after(b"", seconds=10)}) as srv, http_client(timeout=0.3) as client:
+        with pytest.raises(RemoteError, match=rf"^cannot fetch {srv.url}/md5checksums.txt: timed out "
+                           r"\(tried 3 times, each waiting 0.3 s for an answer\)$"):
+            get_text(client, f"{srv.url}/md5checksums.txt", retries=2)
+    assert len(srv.seen) == 3
+
+
 def test_cli_fetch_raw_against_a_redirect_loop_is_one_line_and_leaves_no_entry(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with HostileServer({"/": fixed("302 Found", headers=("Location: /",))}) as srv:
         result = cli("cache", "fetch-raw", "--source", "ensembl", "--species", "homo_sapiens", "--release", "110",
@@ -183,7 +210,7 @@ def test_cli_fetch_raw_against_a_redirect_loop_is_one_line_and_leaves_no_entry(c
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"error: cannot fetch {srv.url}/release-110/fasta/homo_sapiens/dna/CHECKSUMS: "
-        "Exceeded maximum allowed redirects."]
+        "too many redirects (a redirect loop?)"]
     assert cli("cache", "ls", "--json").output.strip() in ("[]", "")
 
 

@@ -1082,6 +1082,17 @@ def test_a_stalled_upstream_times_out_with_the_url_and_changes_nothing(
             assert mirror.head()[0] == 0
 
 
+def test_a_redirect_loop_is_given_up_as_one_not_called_unreachable_and_changes_nothing(tmp_path: Path) -> None:
+    routes = _published_routes(tmp_path)
+    segment = next(path for path in routes if path.endswith("-000000000020.rgseg"))
+    with HostileServer({**routes, segment: fixed("302 Found", headers=(f"Location: {segment}",))}) as srv:
+        with Store.open(tmp_path / "m") as mirror:
+            with pytest.raises(RemoteError, match=rf"^gave up on {srv.url}{segment}: too many redirects "
+                               r"\(a redirect loop\?\)$"):
+                pull(mirror, srv.url)
+            assert mirror.head()[0] == 0
+
+
 def test_a_trickling_segment_is_given_up_with_its_url_and_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
