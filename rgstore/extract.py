@@ -290,6 +290,11 @@ def extract_regions(
                             counts[region] -= 1
                             continue
                         rec = Record._make(resolved)
+                    if rec.end > len(seq) and region == "intergenic":
+                        # A gap is bounded by genes: the one past the end is the user's to fix, not the gap.
+                        at = (f"ends at {name}:{rec.start - 1}" if rec.start - 1 > len(seq)
+                              else f"starts at {name}:{rec.end + 1}")
+                        raise OutOfRangeError(f"intergenic: a gene {at}, past the sequence's length {len(seq)}")
                     if rec.end > len(seq):
                         raise OutOfRangeError(
                             f"{region} {rec.id} ends at {name}:{rec.end}, "

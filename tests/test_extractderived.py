@@ -104,6 +104,16 @@ def test_a_gene_past_the_sequence_end_is_an_out_of_range_error_not_a_gap(tmp_pat
         _extract(tmp_path, _annotation([Gene("a", "chr1", "+", 30, 45)]), "intergenic")
 
 
+def test_a_gene_past_the_end_with_genes_after_it_is_named_by_its_coordinates_not_by_a_gap(tmp_path: Path) -> None:
+    # chr1 is 40 long: the gap after "a" (ends at 45) and the gap before "c" (starts at 60) both lie past it.
+    runs_past = [Gene("a", "chr1", "+", 30, 45), Gene("b", "chr1", "+", 60, 70)]
+    with pytest.raises(OutOfRangeError, match=r"^intergenic: a gene ends at chr1:45, past the sequence's length 40$"):
+        _extract(tmp_path, _annotation(runs_past), "intergenic")
+    wholly_past = [Gene("a", "chr1", "+", 1, 10), Gene("b", "chr1", "+", 50, 55)]
+    with pytest.raises(OutOfRangeError, match=r"^intergenic: a gene starts at chr1:50, past the sequence's length 40$"):
+        _extract(tmp_path, _annotation(wholly_past), "intergenic")
+
+
 needs_bedtools = pytest.mark.skipif(shutil.which("bedtools") is None, reason="bedtools is not installed")
 
 
