@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .errors import DiskWriteError
 
-__all__ = ["free_bytes", "file_size_limit", "os_error_text", "short_of_space", "log_write_failed", "refused_write", "no_room", "limit_note", "refusal_fix", "FULL_BELOW",
-           "WRITE_ERRNOS"]
+__all__ = ["free_bytes", "file_size_limit", "os_error_text", "short_of_space", "log_write_failed", "refused_write",
+           "no_room", "limit_note", "refusal_fix", "FULL_BELOW", "WRITE_ERRNOS"]
 
 FULL_BELOW = 1 << 20
 """A disk with less free space than this (1 MiB) is called full after a failed write."""

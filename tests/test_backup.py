@@ -462,7 +462,6 @@ def test_a_backup_its_disk_has_no_room_for_names_dest_not_a_broken_store_and_lea
         assert store.verify().problems == []
 
 
-
 def test_a_log_copy_the_file_size_limit_cuts_short_is_no_room_for_the_backup_not_a_broken_store(
         tmp_path: Path, store_path: Path) -> None:
     # LMDB's compacting copy calls a write past `ulimit -f` EINVAL: "the store's LMDB files cannot be used

@@ -623,7 +623,6 @@ def test_a_thread_that_cannot_start_under_a_memory_limit_is_the_out_of_memory_li
     assert not (store_path / "refget" / LOCK_NAME).exists()
 
 
-
 _LOW_MEMORY_IMPORT = """
 import resource, sys
 import gtars, gtars.refget, multiprocessing, rgstore_cli.main, rgstore_cli.genome  # noqa: F401
