@@ -118,6 +118,8 @@ class Context:
                            progress=null_progress if as_json else terminal_progress)
         for repair in store.repaired:  # damage the open found and mended: say so once (verify also reports it)
             click.echo(f"note: {repair}", err=True)
+        for warning in store.warnings:  # left undone, but this command can go ahead without it
+            click.echo(f"warning: {warning}", err=True)
         return store
 
 

@@ -140,6 +140,7 @@ def apply_records(
             def write(txn: Txn, chunk: list[tuple[int, bytes]] = chunk) -> int:
                 nonlocal mark
                 if mark is None:
+                    store.refuse_unwritable_copies()  # the refresh at the end writes refget/: before any commit
                     mark = PendingSync(store.path)  # before the first commit (see rgstore.pendingsync)
                 store.log.adopt_identity(txn, log_id)
                 new_head = store.log.append_records(txn, chunk, log_id)

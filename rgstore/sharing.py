@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .files import current_umask
 
-__all__ = ["group_shared", "adopt_group_sharing", "access_hint"]
+__all__ = ["group_shared", "adopt_group_sharing", "access_hint", "outside_copies_hint"]
 
 SHARED_DOC = "docs/deployment.md, 'A store shared by a group'"
 
@@ -70,6 +70,13 @@ def access_hint(checks: list[tuple[Path, bool]]) -> str:
         if not os.access(path, wanted):
             return f"{path} is {stat.filemode(st.st_mode)} {_owner(st)}"
     return ""
+
+
+def outside_copies_hint(refget: Path) -> str:
+    """The first RefgetStore directory a view's outside copy (alias TSVs, FHR files) is written in that this
+    user may not write, with mode and owner ('' if none; a missing one is made in its parent, checked first)."""
+    return access_hint([(refget / name, True) for name in (
+        "", "aliases", "aliases/collections", "aliases/sequences", "fhr")])
 
 
 def store_access_refusal(root: Path, *, readonly: bool) -> str:

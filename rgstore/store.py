@@ -27,12 +27,14 @@ from .codec import register_dictionary, train_dictionary, unframe
 from .environment import Environment, Txn
 from .errors import (
     ConflictError,
+    ExternalSyncError,
     InvalidInputError,
     NewerRgstoreError,
     NotFoundError,
     ReadOnlyError,
     RgstoreError,
     StoreOpenError,
+    StorePermissionError,
     refuse_negative,
 )
 from .events import EVENT_TYPES, CodecDictionaryAdded, Envelope
@@ -40,7 +42,7 @@ from .log import FORMAT_VERSION, EventLog, NewEvent, default_actor
 from .pathtext import init_command, user_path
 from .pendingsync import PendingSync, abandoned_marks
 from .progress import ProgressFactory, null_progress
-from .sharing import adopt_group_sharing, store_access_refusal
+from .sharing import SHARED_DOC, adopt_group_sharing, outside_copies_hint, store_access_refusal
 from .streamreads import envelopes_at, indexed_seqs, since_floor
 from .views import FoldContext, View
 from .views.registry import all_views
@@ -236,6 +238,8 @@ class Store:
         """Bumped by every commit through this handle, so services can drop cached reads."""
         self.repaired: list[str] = []
         """Views this open found out of step with the log (damaged or missing checkpoint) and rebuilt."""
+        self.warnings: list[str] = []
+        """What this open left undone but went ahead without (an earlier command's outside copies still stale)."""
         self.stale_views: list[str] = []
         """Views out of step with the log that this read-only open left to its caller (``catch_up_views=False``)."""
 
@@ -414,6 +418,8 @@ class Store:
                 if not self.blobs.exists(sha):
                     raise ConflictError(f"blob {sha} vanished before commit (concurrent gc?); retry")
             syncs[:] = self._syncs({(type(item.event), item.stream) for item in batch})
+            if syncs:
+                self.refuse_unwritable_copies()
             if syncs and not marks:
                 marks.append(PendingSync(self.path))  # before the commit: a kill after it leaves the mark
             return self.log.append(txn, batch, self.actor)
@@ -478,12 +484,42 @@ class Store:
             view.sync_external(self)
 
     def _finish_abandoned_syncs(self) -> None:
-        """Refresh every outside copy if a command died between its commit and its refresh (see pendingsync)."""
+        """Refresh every outside copy if a command died between its commit and its refresh (see pendingsync).
+
+        If they cannot be refreshed now, the open goes ahead with a note in ``warnings``: the log and
+        the views agree, the copies are an outside projection whose marks stay for a later writer,
+        and a command of this handle that changes them is refused before it commits (``transact``).
+        """
         marks = abandoned_marks(self.path)
-        if marks:
+        if not marks:
+            return
+        refused = outside_copies_hint(self.refget_path)
+        if refused:  # not tried: its failure would only name a lock file's temporary name
+            self.warnings.append(
+                f"an earlier command's alias or FHR change is recorded, but the RefgetStore's alias TSVs / FHR files "
+                f"are not refreshed yet: {refused}; run any command that writes the store (e.g. `rgstore rebuild`) "
+                f"as a user who may write there (a store shared by a group: {SHARED_DOC})")
+            return
+        try:
             self.sync_external_views()
-            for mark in marks:
-                mark.unlink(missing_ok=True)
+        except ExternalSyncError as exc:  # a full disk, the RefgetStore locked: the marks stay for the next open
+            self.warnings.append(f"an earlier command's change is not yet copied into the RefgetStore: {exc}")
+            return
+        for mark in marks:
+            mark.unlink(missing_ok=True)
+
+    def refuse_unwritable_copies(self) -> None:
+        """StorePermissionError unless this process may write where views keep outside copies (refget/).
+
+        Called before a commit whose events such a view folds: the refresh runs after the commit,
+        so without this the change would be recorded and its copies left stale behind a mark.
+        """
+        refused = outside_copies_hint(self.refget_path)
+        if refused:
+            raise StorePermissionError(
+                f"nothing was recorded: {refused}, and this change must refresh the alias TSVs / FHR files there; "
+                f"this user may not write the store's RefgetStore (ask the store's owner; a store shared by a "
+                f"group: {SHARED_DOC})")
 
     def append(self, batch: Sequence[NewEvent], *, blobs: Sequence[str] = ()) -> list[int]:
         """Append a command's events (see ``transact``)."""
@@ -634,7 +670,10 @@ class Store:
         left = self.environment.write(lambda txn: self.log.catch_up_views(txn, behind, progress)) if behind else []
         stale = [(view, why) for view, why in stale if view in left or view not in behind]
         if stale:
-            self.rebuild([view for view, _ in stale], progress=progress)
+            try:
+                self._rebuild([view for view, _ in stale], progress=progress)
+            except ExternalSyncError:
+                pass  # the views are rebuilt; their copies' mark stays, and _finish_abandoned_syncs (next) says so
             self.repaired.extend(f"view {view.name!r} was out of step with the log ({why}); rebuilt from the log"
                                  for view, why in stale if why)
 
@@ -648,6 +687,12 @@ class Store:
         """
         if self.readonly:
             raise ReadOnlyError("rebuild needs a writable store")
+        if any(type(v).sync_external is not View.sync_external for v in (views if views is not None else self.views)):
+            self.refuse_unwritable_copies()
+        return self._rebuild(views, progress=progress)
+
+    def _rebuild(self, views: Sequence[View] | None = None, *, progress: ProgressFactory = null_progress) -> int:
+        """``rebuild``, also where this process may not write the outside copies (they stay marked as pending)."""
         targets = list(views) if views is not None else list(self.views)
 
         def run(txn: Txn) -> int:

@@ -531,9 +531,13 @@ def verify_store(store: Store, *, progress: ProgressFactory = null_progress) -> 
     from .pendingsync import abandoned_marks
 
     if abandoned_marks(store.path):  # left only when this process may not write the store
+        from .sharing import outside_copies_hint
+
+        refused = outside_copies_hint(store.refget_path)
         report.problems.append("a command was killed (or refused by the disk or permissions) before refreshing the "
                                "alias TSVs / FHR files under refget/; they may be stale until a writable open "
-                               "(e.g. `rgstore rebuild`) refreshes them")
+                               "(e.g. `rgstore rebuild`) refreshes them"
+                               + (f", run by a user who may write there ({refused})" if refused else ""))
     _check_log(store, report, progress)
     if not report.problems:
         _check_views(store, report, progress)

@@ -231,7 +231,7 @@ def test_a_user_who_may_not_enter_the_stores_directories_is_told_which_one_and_w
 
 @needs_root
 def test_a_member_who_may_not_write_the_refget_files_is_told_which_directory_and_why(lab: Path, tmp_path: Path) -> None:
-    from rgstore.errors import ExternalSyncError
+    from rgstore.errors import StorePermissionError
     from rgstore.refgetstore import refget_access_hint
     from rgstore.store import Store
 
@@ -243,16 +243,18 @@ def test_a_member_who_may_not_write_the_refget_files_is_told_which_directory_and
     def member() -> str:
         hint = refget_access_hint(Path("refget"))
         with Store.open(".", actor="bob@lab") as store:
+            head = store.head()
             try:
                 store.aliases.set("lab:bob", store.genomes.resolve("tiny"))
-            except ExternalSyncError as exc:
-                return f"{hint} | {exc}"
+            except StorePermissionError as exc:  # refused before it is recorded: no stale alias files left behind
+                return f"{hint} | {exc} | recorded: {store.head() != head}"
         return hint
 
     result = _as_user(root, _MEMBER, [_GROUP], member)
     assert result.startswith("ok: refget is drwxr-s--- root:"), result
     # The store's path is absolute once opened (Store.open("."), then any chdir, names the same store).
-    assert f"once this user may write there ({root}/refget is drwxr-s--- root:" in result and "docs/deployment.md" in result
+    assert f"nothing was recorded: {root}/refget is drwxr-s--- root:" in result and "docs/deployment.md" in result
+    assert result.endswith(" | recorded: False"), result
 
 
 def test_adopting_a_shared_store_never_lets_others_write_even_for_an_instant(tmp_path: Path) -> None:
