@@ -288,23 +288,33 @@ class RgstoreGroup(click.Group):
                        err=True)
             ctx.exit(1)
         except BaseException as exc:
-            # gtars (Rust, through pyo3) panics when it cannot start a worker thread or allocate under the same
-            # memory limit: a PanicException, a BaseException. Any other panic is a bug: its traceback stays.
-            if not _out_of_memory_panic(exc):
+            # gtars (Rust, through pyo3) panics when it cannot start a worker thread or allocate: a PanicException,
+            # a BaseException. Any other panic is a bug: its traceback stays.
+            line = _resource_panic(exc)
+            if line is None:
                 raise
-            click.echo(_OUT_OF_MEMORY, err=True)
+            click.echo(line, err=True)
             ctx.exit(1)
 
 
 _OUT_OF_MEMORY = f"error: {OUT_OF_MEMORY}"
 
-_MEMORY_PANICS = ("failed to spawn thread", "memory allocation of", "Cannot allocate memory")
-"""What a Rust panic says when this process reached its memory (or thread) limit."""
+_NO_THREAD = ("error: could not start a thread: this process reached its memory limit (ulimit -v) or its limit "
+              "of processes and threads (ulimit -u); raise the limit and run the command again")
 
 
-def _out_of_memory_panic(exc: BaseException) -> bool:
-    """Whether ``exc`` is a Rust library's panic (pyo3's PanicException) for want of memory or a thread."""
-    return type(exc).__name__ == "PanicException" and any(text in str(exc) for text in _MEMORY_PANICS)
+def _resource_panic(exc: BaseException) -> str | None:
+    """The one line for a Rust library's panic (pyo3's PanicException) for want of a thread or memory; None if not one.
+
+    Rust aborts the process on a failed allocation (no panic to catch); "Cannot allocate memory" is an
+    OS error a panic carries, and a thread may be refused for memory or for RLIMIT_NPROC.
+    """
+    if type(exc).__name__ != "PanicException":
+        return None
+    text = str(exc)
+    if "failed to spawn thread" in text:
+        return _NO_THREAD
+    return _OUT_OF_MEMORY if "Cannot allocate memory" in text else None
 
 
 def _usage_error(exc: click.UsageError, where: str | None = None) -> NoReturn:

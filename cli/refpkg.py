@@ -419,5 +419,5 @@ def export_cmd(ctx: Context, name: str, directory: Path | None, tar_path: Path |
         emit_json(report)
     else:
         where = "standard output" if to_stdout else report.path
-        click.echo(f"wrote {where} ({counted(report.files, 'file')}, {counted(report.bytes, 'byte')})",
+        click.echo(f"wrote {where} ({counted(report.files, 'file')} holding {counted(report.bytes, 'byte')})",
                    err=to_stdout)

@@ -568,4 +568,6 @@ def _content_hint(missing: dict[str, list[int]]) -> str:
     return (f"the log references content this store does not hold (present: {', '.join(held)}), as after "
             f"`rgstore replay` of a `rgstore log export` (the log only): copy {copy} from the store the log came "
             "from in place of these, then run `rgstore rebuild`; or there run `rgstore log publish DIR --with-blobs --with-refget`, "
-            "then `rgstore --store NEW mirror pull DIR --with-blobs` into a new, empty store")
+            "then `rgstore --store NEW mirror pull DIR --with-blobs --with-sequences` into a new, empty store"
+            + ("; or, if this is the log's own store and its cache files were deleted, `rgstore cache verify --evict` "
+               "forgets those entries" if "cache_files" in missing else ""))

@@ -336,7 +336,7 @@ def _one_event_published(root: Path) -> Path:
     (_one_event_published, ["mirror", "pull", "{root}/pub"], "pulled 1 event from "),
     (_one_file_package, ["status"], " (1 blob)\n"),
     (_one_file_package, ["backup", "{root}/bk"], ": 1 blob, "),
-    (_one_file_package, ["refpkg", "export", "pkg", "{root}/ex"], " (1 file, 15 bytes)\n"),
+    (_one_file_package, ["refpkg", "export", "pkg", "{root}/ex"], " (1 file holding 15 bytes)\n"),
     (_one_file_package, ["refpkg", "remove", "pkg"], " (1 file, 1 retained step); "),
 ], ids=["status-streams", "rebuild", "mirror-pull", "status-blobs", "backup", "refpkg-export", "refpkg-remove"])
 def test_a_count_of_one_takes_the_singular_in_command_summaries(

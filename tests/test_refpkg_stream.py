@@ -43,7 +43,7 @@ def test_a_tar_to_standard_output_is_the_file_exports_bytes_and_imports_into_ano
     streamed = _export(made, "--tar", "-", cwd=run)
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == (tmp_path / "pkg.tar.gz").read_bytes()
-    assert streamed.stderr == b"wrote standard output (7 files, 845 bytes)\n"
+    assert streamed.stderr == b"wrote standard output (7 files holding 845 bytes)\n"
     assert os.listdir(run) == []  # no file named "-"
     with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
         assert tar.getnames()[0] == "pkg" and tar.getnames()[-1] == "pkg/CONTENTS.json"

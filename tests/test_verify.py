@@ -550,7 +550,8 @@ def test_a_store_replayed_from_a_log_export_alone_gets_one_hint_to_copy_its_cont
     assert f"blobs/ 0 of {blobs} blob" in hint and f"cache/ 0 of {cache_files} cache files" in hint
     assert f"refget/ 0 of {sequences} sequences" in hint and "`rgstore replay`" in hint
     assert "copy blobs/, cache/ and refget/ from the store the log came from" in hint
-    assert "`rgstore log publish DIR --with-blobs --with-refget`" in hint and "mirror pull DIR --with-blobs" in hint
+    assert "`rgstore log publish DIR --with-blobs --with-refget`" in hint
+    assert "mirror pull DIR --with-blobs --with-sequences" in hint and "`rgstore cache verify --evict`" in hint
     as_json = json.loads(run_rgstore("--store", str(new), "verify", "--json").stdout)
     assert as_json["ok"] is False and len(as_json["problems"]) == len(fails)
     assert as_json["missing_content"] == {"blobs": [blobs, blobs], "cache_files": [cache_files, cache_files],
