@@ -14,7 +14,6 @@ from rgstore.errors import (
     ConcurrencyConflictError,
     IdempotencyConflictError,
     InvalidInputError,
-    NewerRgstoreError,
     NothingToRedoError,
     NothingToUndoError,
 )
@@ -248,37 +247,6 @@ def test_an_event_id_that_is_not_a_uuid_is_a_clear_input_error(store: Store) -> 
     assert store.head()[0] == 0
     uid = new_event_id()
     assert store.append([note("a", id=uid)]) == store.append([note("a", id=uid)]) == [1]
-
-
-def _append_unknown_event_type(store: Store) -> int:
-    """Append, as a newer rgstore would, a chained record of an event type this one does not know."""
-    import msgspec
-
-    from rgstore.codec import frame
-
-    def write(txn: lmdb.Transaction) -> int:
-        seq, prev = store.log.head(txn)
-        payload = msgspec.msgpack.encode({
-            "seq": seq + 1, "id": new_event_id(), "stream": "future:x", "stream_version": 1,
-            "time": store.events()[-1].time, "actor": "new@host", "event": {"type": "from-the-future"}, "schema": 1,
-        })
-        digest = chain_hash(prev, seq + 1, payload)
-        txn.put((seq + 1).to_bytes(8, "big"), frame(payload, digest, compress=False), db=store.environment.db("log"))
-        txn.put(b"head", (seq + 1).to_bytes(8, "big") + digest, db=store.environment.db("meta"))
-        for view in store.views:
-            store.log.set_checkpoint(txn, view, seq + 1)
-        return seq + 1
-
-    return store.environment.write(write)
-
-
-def test_a_record_of_an_unknown_event_type_fails_reads_and_rebuild_as_a_newer_writers_naming_its_seq(store: Store) -> None:
-    store.append([note("a")])
-    seq = _append_unknown_event_type(store)
-    for read in (store.events, lambda: store.event(seq), lambda: store.events(last=1), store.rebuild):
-        with pytest.raises(NewerRgstoreError,
-                           match=f"seq {seq} was written by a newer rgstore: an event type this rgstore does not know.*upgrade"):
-            read()
 
 
 def test_the_most_recent_matches_are_found_from_the_head_in_seq_order(store: Store) -> None:
