@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -120,19 +121,25 @@ def serve_cmd(ctx: Context, host: str, port: int, workers: int, root_path: str, 
             new_store = not (path / "log" / "data.mdb").exists()
         except PermissionError:
             new_store = False  # Store.open names the directory this user may not enter
+        from rgstore.progress import terminal_progress
+
         from .getseq import signals_unwind
 
+        # On a terminal the pulls before serving show their bars (and retries); piped, they stay quiet.
+        progress = terminal_progress
         if new_store:  # a first pull that fails before applying anything leaves no empty store behind
+            if sys.stderr.isatty():  # a first pull of a big log takes a while: say what the wait is for
+                click.echo(f"pulling {follow_source} before serving ...", err=True)
             with signals_unwind():  # SIGTERM (systemd, docker stop) unwinds too: what was pulled is kept
-                pull_new_store(path, follow_source, actor=ctx.actor)
+                pull_new_store(path, follow_source, actor=ctx.actor, progress=progress)
         # The first pull lands before serving starts; SIGTERM unwinds it too (a blob being fetched leaves no temp file).
         with signals_unwind(), Store.open(path, actor=ctx.actor) as store:
             try:
                 # The log: a diverged or tampered upstream is refused here. Like a follower's round, only the whole
                 # pull ends a run of failing pulls (a restart in an outage keeps when it began).
-                pull(store, follow_source, clears_pull_error=False)
+                pull(store, follow_source, clears_pull_error=False, progress=progress)
                 try:
-                    pull(store, follow_source, with_blobs=True, with_sequences=with_sequences)
+                    pull(store, follow_source, with_blobs=True, with_sequences=with_sequences, progress=progress)
                 except IntegrityError as exc:  # content failing its digest: never stored, retried
                     raise RemoteError(f"content from {follow_source} failed its check, not stored: {exc}") from None
             except (LogMismatchError, IntegrityError):

@@ -25,6 +25,8 @@ from .environment import fsync_dir
 from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .httpclient import describe, iter_body, read_capped, redact
 from .progress import ProgressFactory, null_progress
+from .retries import DEFAULT_RETRIES, RETRY_AFTER_CAP, RETRY_WAIT_BUDGET, Budget, retry_after
+from .retries import transient as _transient
 
 if TYPE_CHECKING:
     import httpx
@@ -32,43 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["http_client", "download", "get_text", "retry_after", "DEFAULT_RETRIES", "DISK_RESERVE", "RETRY_AFTER_CAP",
            "RETRY_WAIT_BUDGET"]
 
-DEFAULT_RETRIES = 3
 TEXT_LIMIT = 64 << 20
 """The most ``get_text`` reads (a human genome's NCBI md5checksums.txt is a few KiB)."""
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
-
-
-RETRY_AFTER_CAP = 60.0
-"""The longest an upstream's ``Retry-After`` makes a retry wait (a day-long one would look like a hang)."""
-RETRY_WAIT_BUDGET = 90.0
-"""The most one download or ``get_text`` waits between its tries in all (three capped Retry-After waits were 3 min)."""
-_RETRIED = frozenset({429})
-"""Statuses below 500 worth a retry: 429 Too Many Requests (NCBI rate-limits per client)."""
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delay-seconds or an HTTP date), capped; None if absent or bad."""
-    from email.utils import parsedate_to_datetime
-
-    text = (value or "").strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        seconds = float(text)
-    else:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
-
-
-def _transient(status: int) -> bool:
-    return status >= 500 or status in _RETRIED
 
 
 DISK_RESERVE = 256 << 20
@@ -101,18 +70,20 @@ def http_client(timeout: float = 60.0) -> httpx.Client:
 
 
 def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES,
-             wait_budget: float = RETRY_WAIT_BUDGET) -> str:
+             wait_budget: float | None = None) -> str:
     """A small upstream file (checksum list, directory listing) as text; NotFoundError on 404.
 
-    Transient failures are retried ``retries`` times, waiting at most ``wait_budget`` seconds in all.
+    Transient failures are retried ``retries`` times, waiting at most ``wait_budget`` seconds in all
+    (default ``$RGSTORE_RETRY_BUDGET_S``), tries that timed out included.
 
     At most ``TEXT_LIMIT`` bytes are read: a URL answering with an endless or huge body (the wrong
     base URL, a misconfigured mirror) is refused instead of filling memory.
     """
     import httpx
 
-    waited = 0.0
+    budget = Budget(wait_budget)
     for attempt in range(retries + 1):
+        started = time.monotonic()
         try:
             with client.stream("GET", url) as resp:
                 if resp.status_code == 404:
@@ -124,10 +95,9 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES,
                         raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code}")
                     wait = retry_after(resp.headers.get("retry-after"))
                     pause = 0.2 * (attempt + 1) if wait is None else wait
-                    if waited + pause > wait_budget:
+                    if not budget.take(pause):
                         raise RemoteError(f"cannot fetch {redact(url)}: HTTP {resp.status_code} on try {attempt + 1}"
-                                          f"; {_past_budget(pause, wait_budget)}; run the command again later")
-                    waited += pause
+                                          f"; {budget.past(pause)}; run the command again later")
                     time.sleep(pause)
                     continue
                 body = read_capped(resp, TEXT_LIMIT, f"cannot fetch {redact(url)}: the answer exceeds "
@@ -137,10 +107,15 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES,
             raise InvalidInputError(f"invalid upstream URL {redact(url)!r}: {exc}") from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             # A redirect to another scheme, or a body that does not decode, will not change on retry.
-            if attempt >= retries or isinstance(exc, (httpx.UnsupportedProtocol, httpx.DecodingError)):
+            if isinstance(exc, httpx.TimeoutException):  # a silent server's tries count: the wait stays bounded
+                budget.charge(time.monotonic() - started)
+            pause = 0.2 * (attempt + 1)
+            if attempt >= retries or isinstance(exc, (httpx.UnsupportedProtocol, httpx.DecodingError)) or (
+                    not budget.take(pause)):
+                over = "" if attempt >= retries or budget.spent + pause <= budget.seconds else f"; {budget.past(0)}"
                 raise RemoteError(f"cannot fetch {redact(url)}: {exc or type(exc).__name__}"
-                                  f"{_tries(client, exc, attempt + 1)}") from None
-            time.sleep(0.2 * (attempt + 1))
+                                  f"{_tries(client, exc, attempt + 1)}{over}") from None
+            time.sleep(pause)
         except httpx.HTTPError as exc:  # e.g. a redirect loop
             raise RemoteError(f"cannot fetch {redact(url)}: {describe(exc)}") from None
     raise AssertionError("unreachable")
@@ -157,11 +132,6 @@ def _tries(client: httpx.Client, exc: Exception, tries: int) -> str:
         return ""
     read = client.timeout.read if isinstance(exc, httpx.TimeoutException) else None
     return f" (tried {tries} times" + (f", each waiting {read:g} s for an answer)" if read else ")")
-
-
-def _past_budget(pause: float, budget: float) -> str:
-    """Why no retry was made: its wait would take the waits past ``budget`` seconds in all."""
-    return f"the upstream asks to wait {pause:.0f} s more, past the {budget:.0f} s rgstore waits in all"
 
 
 def _validator(resp: httpx.Response) -> str:
@@ -271,13 +241,15 @@ def download(
     progress: ProgressFactory = null_progress,
     retries: int = DEFAULT_RETRIES,
     backoff: float = 0.3,
-    wait_budget: float = RETRY_WAIT_BUDGET,
+    wait_budget: float | None = None,
 ) -> BlobInfo:
     """Fetch ``url`` to ``dest``: resume a leftover part, retry drops, verify, then rename into place.
 
     A checksum mismatch deletes the part and raises IntegrityError (nothing is published). After
     ``retries`` failed attempts, or once the next wait (``Retry-After``, else ``backoff``) would take
-    the waits past ``wait_budget`` seconds in all, RemoteError is raised and the part is kept for the next run.
+    the waits past ``wait_budget`` seconds in all (default ``$RGSTORE_RETRY_BUDGET_S``; time spent in tries that
+    timed out counts too, so a silent server costs at most that plus one read timeout), RemoteError is raised and
+    the part is kept for the next run.
     Returns the published file's sha256, md5 and size.
     """
     import httpx
@@ -285,9 +257,10 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     meta = dest.with_name(dest.name + ".part.json")
-    failures, waited = 0, 0.0
+    failures, budget = 0, Budget(wait_budget)
     limit = expected.max_size() if expected is not None else None
     while True:
+        started = time.monotonic()
         try:
             _attempt(client, url, part, meta, progress, limit)
             break
@@ -301,18 +274,19 @@ def download(
             failures += 1
             if isinstance(exc, httpx.UnsupportedProtocol):  # e.g. redirected to ftp://: no retry will do
                 raise RemoteError(f"cannot download {redact(url)}: {exc}") from None
+            if isinstance(exc, httpx.TimeoutException):  # a silent server's tries count: the wait stays bounded
+                budget.charge(time.monotonic() - started)
             wait = exc.wait if isinstance(exc, _Incomplete) else None
             pause = backoff * failures if wait is None else wait
-            if failures > retries or waited + pause > wait_budget:
+            if failures > retries or not budget.take(pause):
                 # Only a part holding bytes is resumed; after e.g. an HTTP 500 on every try there is none.
                 kept = part.exists() and part.stat().st_size > 0
-                over = "" if failures > retries else f"; {_past_budget(pause, wait_budget)}"
+                over = "" if failures > retries else f"; {budget.past(0 if wait is None else pause)}"
                 raise RemoteError(
                     f"download of {redact(url)} failed {failures} times (last: {exc}{over}); "
                     + ("the partial file is kept and the next run resumes it" if kept
                        else "no byte of it arrived; run the command again later")
                 ) from None
-            waited += pause
             time.sleep(pause)
         except httpx.HTTPError as exc:  # a redirect loop: retrying will not help, but the part stays resumable
             raise RemoteError(f"cannot download {redact(url)}: {describe(exc)}") from None

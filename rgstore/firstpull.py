@@ -34,11 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from . import retries
 from .files import dead_work_dirs, hold_dir
 from .interrupts import deferred
 from .mirror import PullResult, probe_source, pull
 from .pathtext import user_path
-from .progress import ProgressFactory, null_progress
+from .progress import ProgressFactory, note, null_progress
 from .sharing import adopt_group_sharing
 from .store import Store, check_store_path
 
@@ -69,9 +70,10 @@ def pull_new_store(
     ``batch_size``: records per write transaction, as ``pull`` takes it.
     """
     root = user_path(path).absolute()
-    source = probe_source(source)
-    staged = build_new_store(root, lambda store: pull(store, source, progress=progress, batch_size=batch_size),
-                             actor=actor)
+    with retries.scope(lambda text: note(progress, f"note: {text}")):  # the probe shares the first pull's budget
+        source = probe_source(source)
+        staged = build_new_store(root, lambda store: pull(store, source, progress=progress, batch_size=batch_size),
+                                 actor=actor)
     if staged is None or not staged[1]:  # a store there already, or another process made one meanwhile
         return _pull_in_place(root, source, actor, with_blobs, with_sequences, progress, batch_size)
     first = staged[0]

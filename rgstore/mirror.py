@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from . import upstream
+from . import retries, upstream
 from .blobfetch import fetch_referenced_blobs
 from .codec import chain_of, genesis_hash
 from .environment import Txn
@@ -36,7 +36,7 @@ from .files import open_lock
 from .logfile import read_log_file
 from .pathtext import user_path
 from .pendingsync import abandoned_marks
-from .progress import ProgressFactory, null_progress
+from .progress import ProgressFactory, note, null_progress
 from .replay import apply_records
 from .segments import MANIFEST, Manifest, read_manifest
 from .store import Store
@@ -235,7 +235,8 @@ def pull(store: Store, source: str | os.PathLike[str], *, with_blobs: bool = Fal
     from .firstpull import remove_abandoned_staging
 
     source = _check_source(source)
-    with _pull_lock(store):
+    # Every request of the pull shares one retry budget, and a retry is a short line on a terminal.
+    with _pull_lock(store), retries.scope(lambda text: note(progress, f"note: {text}")):
         remove_abandoned_staging(store.path)  # a first pull killed here, then overtaken: its copy is no use
         start = _local_head(store)
         for round_ in range(1, _CONTENT_ROUNDS + 1):
@@ -483,7 +484,8 @@ def upstream_refget_base(source: str) -> str | None:
     try:
         # Asked once per sequence a lazy mirror fetches: the process's kept client, not a connection each time.
         with kept_client(source) as client:
-            upstream.get(client, f"{source}/{MANIFEST}", timeout=upstream.timeout())
+            # No retries: asked on a lazy read, where a slow answer is worse than the fallback guess.
+            upstream.get(client, f"{source}/{MANIFEST}", timeout=upstream.timeout(), retries=0)
         return f"{source}/refget"
     except (NotFoundError, RemoteError):
         return f"{source}/store"

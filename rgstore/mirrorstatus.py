@@ -45,7 +45,15 @@ def status(store: Store, *, check_upstream: bool = True) -> MirrorStatus:
 
     An unreachable, unreadable, rolled-back or diverged upstream is reported in ``error``, never raised;
     without that check (or when it finds nothing), ``error`` says why a follower's pulls have been failing.
+    A status answers now: an upstream's 503 is reported as it is, not waited out as a pull waits it out.
     """
+    from .retries import scope
+
+    with scope(seconds=0):
+        return _status(store, check_upstream=check_upstream)
+
+
+def _status(store: Store, *, check_upstream: bool) -> MirrorStatus:
     with store.read() as txn:
         upstream = store.log.meta_get(txn, "replica_of")
         promoted = store.log.meta_get(txn, "promoted_from")

@@ -7,7 +7,7 @@ import sys
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["Progress", "ProgressFactory", "NullProgress", "terminal_progress", "null_progress", "clear_bars"]
+__all__ = ["Progress", "ProgressFactory", "NullProgress", "terminal_progress", "null_progress", "clear_bars", "note"]
 
 # Bars drawn and not yet closed: an error unwinding past a bar's close must not print its line glued to the bar.
 _DRAWN: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -68,3 +68,19 @@ def clear_bars() -> None:
     """Erase every terminal bar still drawn, so the next line (an error) starts on a clean line; closing twice is safe."""
     for bar in list(_DRAWN):
         bar.close()
+
+
+def note(progress: ProgressFactory, text: str) -> None:
+    """Print ``text`` as a short line on stderr when ``progress`` is ``terminal_progress`` and stderr a terminal.
+
+    Quiet otherwise (``--json``, piped output): a note, such as a retry after a network blip, is for
+    someone watching. A bar being drawn is kept intact (the line goes above it).
+    """
+    if progress is not terminal_progress or not sys.stderr.isatty():
+        return
+    if _DRAWN:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)

@@ -6,14 +6,17 @@ segment digests; the chain, log id and applying records are the mirror's busines
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import io
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .files import CHUNK
 from .logfile import MAX_RECORD, frame_list, read_log_stream
+from .retries import DEFAULT_RETRIES, Transient, current, pause_or_raise, retried, retry_after, transient
 from .segments import Manifest
 
 if TYPE_CHECKING:
@@ -62,60 +65,108 @@ def client() -> httpx.Client:
     return new_client(timeout=timeout(), follow_redirects=True)
 
 
-def get(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any) -> bytes:
-    """The body of ``url`` (``SMALL_LIMIT`` bytes at most by default); NotFoundError for 404, RemoteError otherwise."""
-    return fetch(client, url, limit=limit, **kw)[0]
+def get(client: httpx.Client, url: str, *, limit: int | None = None, retries: int = DEFAULT_RETRIES,
+        **kw: Any) -> bytes:
+    """The body of ``url`` (``SMALL_LIMIT`` bytes at most by default); NotFoundError for 404, RemoteError otherwise.
+
+    Transient failures (5xx, 408, 429, connection errors, short bodies) are retried as ``rgstore.retries`` says.
+    """
+    return fetch(client, url, limit=limit, retries=retries, **kw)[0]
 
 
-def fetch(client: httpx.Client, url: str, *, limit: int | None = None, **kw: Any) -> tuple[bytes, str]:
+def fetch(client: httpx.Client, url: str, *, limit: int | None = None, retries: int = DEFAULT_RETRIES,
+          **kw: Any) -> tuple[bytes, str]:
     """(body, media type) of ``url``; a body beyond ``limit`` bytes is refused, never buffered; errors as ``get``."""
+    return retried(lambda: _fetch_once(client, url, limit=limit, **kw), retries=retries)
+
+
+def _failed(url: str, exc: Exception) -> RemoteError:
+    """An httpx failure as the RemoteError to raise: ``Transient`` unless no retry can help."""
     import httpx
 
-    from .httpclient import failure, read_capped, redact
+    from .httpclient import failure
+
+    message = failure(url, exc)
+    if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol):
+        return Transient(message, timed_out=isinstance(exc, httpx.TimeoutException))
+    return RemoteError(message)  # a redirect loop, a redirect to ftp://: the same again on a retry
+
+
+def _check_status(resp: httpx.Response, shown: str) -> None:
+    """NotFoundError for 404, ``_Conflict`` for 409, ``Transient`` for a status worth a retry, else RemoteError."""
+    status = resp.status_code
+    if status == 404:
+        raise NotFoundError(f"{shown}: 404 Not Found")
+    if status == 409:
+        raise _Conflict(f"{shown}: HTTP 409")
+    if transient(status):
+        raise Transient(f"{shown}: HTTP {status}", wait=retry_after(resp.headers.get("retry-after")))
+    if status >= 400:
+        raise RemoteError(f"{shown}: HTTP {status}")
+
+
+def _fetch_once(client: httpx.Client, url: str, *, limit: int | None, **kw: Any) -> tuple[bytes, str]:
+    import httpx
+
+    from .httpclient import read_capped, redact
 
     limit = SMALL_LIMIT if limit is None else limit
     shown = redact(url)
     try:
         with client.stream("GET", url, **kw) as resp:
-            if resp.status_code == 404:
-                raise NotFoundError(f"{shown}: 404 Not Found")
-            if resp.status_code == 409:
-                raise _Conflict(f"{shown}: HTTP 409")
-            if resp.status_code >= 400:
-                raise RemoteError(f"{shown}: HTTP {resp.status_code}")
+            _check_status(resp, shown)
             body = read_capped(resp, limit, f"{shown}: the answer runs past {limit:,} bytes, more than it can hold; "
                                "is this an rgstore upstream?")
             return body, resp.headers.get("content-type", "").partition(";")[0].strip()
     except httpx.HTTPError as exc:
-        raise RemoteError(failure(url, exc)) from None
+        raise _failed(url, exc) from None
 
 
 def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[bytes]:
     """The body of ``url`` in pieces (cache files and blobs can be gigabytes); errors as ``get``.
 
     ``limit`` is the size the caller expects (None: unknown): a longer answer raises RemoteError
-    before its excess is handed over, so an endless one cannot fill the disk.
+    before its excess is handed over, so an endless one cannot fill the disk. A transient failure
+    is retried as ``fetch`` retries: the body is asked for again and the bytes already handed
+    over are skipped (what is fetched so is content-addressed, and the caller checks its digest).
     """
     import httpx
 
-    from .httpclient import failure, iter_body, redact
+    from .httpclient import iter_body, redact
 
     shown = redact(url)
-    try:
-        with client.stream("GET", url) as resp:
-            if resp.status_code == 404:
-                raise NotFoundError(f"{shown}: 404 Not Found")
-            if resp.status_code >= 400:
-                raise RemoteError(f"{shown}: HTTP {resp.status_code}")
-            got = 0
-            for chunk in iter_body(resp, chunk_size=CHUNK):
-                got += len(chunk)
-                if limit is not None and got > limit:
-                    raise RemoteError(f"{shown}: the answer runs past the {limit:,} bytes recorded for it; "
-                                      "is this an rgstore upstream?")
-                yield chunk
-    except httpx.HTTPError as exc:
-        raise RemoteError(failure(url, exc)) from None
+    got = 0
+
+    def attempt() -> Iterator[bytes]:
+        nonlocal got
+        skip = got  # handed over by an earlier try
+        try:
+            with client.stream("GET", url) as resp:
+                _check_status(resp, shown)
+                for chunk in iter_body(resp, chunk_size=CHUNK):
+                    if skip:
+                        chunk, skip = chunk[skip:], max(skip - len(chunk), 0)
+                        if not chunk:
+                            continue
+                    got += len(chunk)
+                    if limit is not None and got > limit:
+                        raise RemoteError(f"{shown}: the answer runs past the {limit:,} bytes recorded for it; "
+                                          "is this an rgstore upstream?")
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise _failed(url, exc) from None
+        if skip:
+            raise Transient(f"{shown}: the answer ended after {got - skip:,} bytes, before the {got:,} already read")
+
+    budget, failures = current(), 0
+    while True:
+        started = time.monotonic()
+        try:
+            yield from attempt()
+            return
+        except Transient as exc:
+            failures += 1
+            pause_or_raise(exc, failures, started, budget)
 
 
 def segment_records(
@@ -161,21 +212,11 @@ def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int
     cursor = {"log_id": log_id} if log_id else {}
     while after < upstream_head:
         try:
-            body, media = fetch(client, f"{base}/events", params={"after": after, "limit": PAGE, **cursor},
-                                headers={"Accept": FRAMES_MEDIA_TYPE}, limit=PAGE_LIMIT)
+            # A page is asked for by position: a retry asks for the same records again, nothing is applied twice.
+            page = retried(lambda: _page(client, base, after, cursor))
         except _Conflict:
             raise LogReplacedError(f"{base} no longer serves log {log_id} (its store was replaced during the pull?): "
                                    "refusing to mix different logs") from None
-        try:
-            page = frame_list(body)
-        except ChainError as exc:
-            if media and media != FRAMES_MEDIA_TYPE:  # a login page or a proxy's error page, not the log
-                raise RemoteError(
-                    f"{base}/events answered {media}, not rgstore records (a proxy or login page in the way?)"
-                ) from None
-            if exc.seq == 0:  # a short body: the connection broke, not the log
-                raise RemoteError(f"{base}/events: truncated response after seq {after}; retry") from None
-            raise
         if not page:
             raise RemoteError(f"{base}/events returned no records after seq {after} (head {upstream_head})")
         # A primary written to meanwhile answers past the head this pull read: stop there, so the pull's
@@ -183,6 +224,22 @@ def server_pages(client: httpx.Client, base: str, start: int, upstream_head: int
         page = [(seq, record) for seq, record in page if seq <= upstream_head] or page
         after = page[-1][0]
         yield page
+
+
+def _page(client: httpx.Client, base: str, after: int, cursor: dict[str, str]) -> list[tuple[int, bytes]]:
+    """One ``/events`` page after ``after``, as stored frames; a short body is ``Transient``."""
+    body, media = _fetch_once(client, f"{base}/events", params={"after": after, "limit": PAGE, **cursor},
+                              headers={"Accept": FRAMES_MEDIA_TYPE}, limit=PAGE_LIMIT)
+    try:
+        return frame_list(body)
+    except ChainError as exc:
+        if media and media != FRAMES_MEDIA_TYPE:  # a login page or a proxy's error page, not the log
+            raise RemoteError(
+                f"{base}/events answered {media}, not rgstore records (a proxy or login page in the way?)"
+            ) from None
+        if exc.seq == 0:  # a short body: the connection broke, not the log
+            raise Transient(f"{base}/events: truncated response after seq {after}") from None
+        raise
 
 
 def server_records(client: httpx.Client, base: str, start: int, upstream_head: int,
@@ -226,7 +283,9 @@ def prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
         except BaseException as exc:  # handed to the consumer, which raises it
             offer(exc)
 
-    worker = threading.Thread(target=produce, name="rgstore-prefetch", daemon=True)
+    # The caller's context: requests made here share its pull's retry budget and report retries as it does.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(produce,), name="rgstore-prefetch", daemon=True)
     worker.start()
     try:
         while True:

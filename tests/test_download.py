@@ -311,7 +311,7 @@ def test_a_retry_waits_as_long_as_retry_after_asks_but_at_most_a_minute(
     from types import SimpleNamespace
 
     asked: list[float] = []
-    monkeypatch.setattr(download_module, "time", SimpleNamespace(sleep=asked.append, time=time.time))
+    monkeypatch.setattr(download_module, "time", SimpleNamespace(sleep=asked.append, time=time.time, monotonic=time.monotonic))
     server.throttle("big.bin", times=len(waits), retry_after=header)
     with http_client() as client:
         download(client, f"{server.url}/big.bin", tmp_path / "big.bin", expected=MD5, backoff=0.5)
@@ -329,7 +329,7 @@ def test_retries_stop_once_their_waits_would_pass_the_total_budget(
     from rgstore.download import RETRY_WAIT_BUDGET
 
     asked: list[float] = []
-    monkeypatch.setattr(download_module, "time", SimpleNamespace(sleep=asked.append, time=time.time))
+    monkeypatch.setattr(download_module, "time", SimpleNamespace(sleep=asked.append, time=time.time, monotonic=time.monotonic))
     assert RETRY_WAIT_BUDGET == 90.0  # room for one capped wait, not two
     server.throttle("big.bin", times=10, retry_after="86400")
     with http_client() as client, pytest.raises(RemoteError) as failed:
@@ -354,3 +354,14 @@ def test_retries_stop_once_their_waits_would_pass_the_total_budget(
 ])
 def test_retry_after_is_read_as_seconds_or_a_date_and_capped(header: str | None, seconds: float | None) -> None:
     assert retry_after(header) == seconds
+
+
+def test_tries_that_time_out_count_against_the_retry_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A silent server costs about the budget plus one read timeout, not a read timeout per try."""
+    monkeypatch.setenv("RGSTORE_RETRY_BUDGET_S", "0.5")
+    with HostileServer({"/": stall_after(b"", seconds=3)}) as srv, http_client(timeout=0.4) as client:
+        with pytest.raises(RemoteError, match=r"failed 1 times .*RGSTORE_RETRY_BUDGET_S"):
+            download(client, f"{srv.url}/big.bin", tmp_path / "big.bin", expected=None)
+        assert len(srv.seen) == 1  # 0.4 s silent plus a pause is past 0.5 s: no second, third or fourth try
+        with pytest.raises(RemoteError, match=r"timed out.*RGSTORE_RETRY_BUDGET_S"):
+            get_text(client, f"{srv.url}/md5checksums.txt")

@@ -437,7 +437,7 @@ def test_status_of_an_unreachable_upstream_names_it_as_pull_does_not_a_manifest(
             pull(mirror, url)
         error = status(mirror).error or ""
     assert error.startswith(f"cannot reach {url}: ") and "manifest.json" not in error
-    assert error == str(pulled.value)
+    assert str(pulled.value) == f"{error} (tried 4 times)"  # the same failure; a status does not retry it
 
 
 def _tamper(pub: Path, change) -> None:  # type: ignore[no-untyped-def]
@@ -1603,3 +1603,77 @@ def test_a_first_pull_interrupted_while_moving_into_place_finishes_the_move_firs
     with Store.open(tmp_path / "p", readonly=True) as primary, Store.open(new, readonly=True) as mirror:
         assert mirror.head() == primary.head() and mirror.verify().ok
     assert not [name for name in os.listdir(new) if name.startswith(firstpull.STAGING_PREFIX)]
+
+
+def _published_on_http(tmp_path: Path, n: int = 25):  # type: ignore[no-untyped-def]
+    """A primary with ``n`` events published in segments of 10, served by a fault-injecting loopback server."""
+    from tests.upstream_fixture import UpstreamServer
+
+    with Store.open(tmp_path / "p") as primary:
+        _work(primary, 0, n)
+        publish(primary, tmp_path / "pub", segment_size=10)
+        expected = primary.head(), view_digests(primary)
+    return UpstreamServer(tmp_path / "pub"), expected
+
+
+def test_a_pull_rides_out_an_upstream_answering_503_then_recovering(tmp_path: Path) -> None:
+    server, expected = _published_on_http(tmp_path)
+    with server:
+        server.throttle(MANIFEST, times=2, retry_after="0", status=503)
+        server.throttle("0011-000000000020.rgseg", times=1, retry_after="1", status=503)
+        server.throttle("0021-000000000025.rgseg", times=1, retry_after="0", status=502)
+        with Store.open(tmp_path / "m") as mirror:
+            result = pull(mirror, server.url)
+            assert (result.applied, mirror.head(), view_digests(mirror)) == (25, *expected)
+            assert mirror.verify().ok
+        assert [r.status for r in server.gets("0011-000000000020.rgseg")] == [503, 200]  # asked again, once
+
+
+def test_a_pull_from_an_upstream_that_always_answers_503_fails_in_one_line_within_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGSTORE_RETRY_BUDGET_S", "0.5")
+    server, _ = _published_on_http(tmp_path)
+    with server, Store.open(tmp_path / "m") as mirror:
+        server.throttle("0011-000000000020.rgseg", times=100, retry_after="1", status=503)
+        with pytest.raises(RemoteError) as caught:
+            pull(mirror, server.url)
+        message = str(caught.value)
+        assert "\n" not in message and "HTTP 503" in message and "rgstore waits in all" in message
+        assert len(server.gets("0011-000000000020.rgseg")) == 1  # its 1 s Retry-After is past the 0.5 s budget
+        assert mirror.head()[0] <= 10 and mirror.verify().ok  # nothing past the failing segment, and sound
+        server.throttle("0011-000000000020.rgseg", times=100, retry_after="0", status=500)
+        with pytest.raises(RemoteError, match=r"HTTP 500 \(tried 4 times\)"):
+            pull(mirror, server.url)
+
+
+def test_mirror_status_reports_an_upstream_answering_503_at_once_instead_of_waiting_it_out(tmp_path: Path) -> None:
+    from rgstore.mirrorstatus import status
+
+    server, _ = _published_on_http(tmp_path)
+    with server, Store.open(tmp_path / "m") as mirror:
+        pull(mirror, server.url)
+        asked = len(server.gets("manifest.json"))
+        server.throttle("manifest.json", times=100, retry_after="30", status=503)
+        report = status(mirror)  # a pull would wait 30 s (within the default 90 s budget) and try again
+        assert report.error is not None and "HTTP 503" in report.error and report.error_kind == "upstream"
+        assert len(server.gets("manifest.json")) == asked + 1
+
+
+def test_a_pull_whose_segment_download_is_cut_once_retries_and_succeeds(tmp_path: Path) -> None:
+    server, expected = _published_on_http(tmp_path)
+    with server, Store.open(tmp_path / "m") as mirror:
+        server.drop_after("0011-000000000020.rgseg", 40, times=1)
+        assert pull(mirror, server.url).applied == 25
+        assert (mirror.head(), view_digests(mirror)) == expected
+        assert mirror.verify().ok
+        assert len(server.gets("0011-000000000020.rgseg")) == 2
+
+
+def test_a_tampered_segment_over_http_fails_at_once_naming_its_seqs_without_a_retry(tmp_path: Path) -> None:
+    server, _ = _published_on_http(tmp_path)
+    with server, Store.open(tmp_path / "m") as mirror:
+        server.corrupt("0011-000000000020.rgseg")
+        with pytest.raises(IntegrityError, match="seqs 11-20.*first affected seq 11"):
+            pull(mirror, server.url)
+        assert len(server.gets("0011-000000000020.rgseg")) == 1
+        assert mirror.head()[0] <= 10 and mirror.verify().ok  # nothing of the bad segment landed

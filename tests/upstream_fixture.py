@@ -129,7 +129,7 @@ class UpstreamServer:
         self._corrupt: set[str] = set()
         self._drops: dict[str, list[int]] = {}
         self._delay: dict[str, float] = {}
-        self._throttle: dict[str, list[str]] = {}
+        self._throttle: dict[str, list[tuple[int, str]]] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -169,9 +169,9 @@ class UpstreamServer:
         """Spread each response of that file over about ``seconds``."""
         self._delay[suffix] = seconds
 
-    def throttle(self, suffix: str, times: int = 1, retry_after: str = "0") -> None:
-        """Answer the next ``times`` requests of that file with 429 Too Many Requests and this ``Retry-After``."""
-        self._throttle[suffix] = [retry_after] * times
+    def throttle(self, suffix: str, times: int = 1, retry_after: str = "0", status: int = 429) -> None:
+        """Answer the next ``times`` requests of that file with ``status`` (429 Too Many Requests) and this ``Retry-After``."""
+        self._throttle[suffix] = [(status, retry_after)] * times
 
     def gets(self, suffix: str) -> list[Logged]:
         """Logged requests whose path ends with ``suffix``."""
@@ -206,9 +206,10 @@ class UpstreamServer:
                     return
                 throttled = server._match(server._throttle, self.path)
                 if throttled is not None and server._throttle[throttled]:
-                    self._log(429)
-                    self.send_response(429)
-                    self.send_header("Retry-After", server._throttle[throttled].pop(0))
+                    status, after = server._throttle[throttled].pop(0)
+                    self._log(status)
+                    self.send_response(status)
+                    self.send_header("Retry-After", after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
