@@ -344,3 +344,30 @@ def test_planning_counts_each_feature_once_in_steps_as_it_goes(region: str) -> N
     plan = plan_region(annotation, region, recorder("plan", total=plan_size(annotation, region), unit="feature"))
     assert len(plan["chr1"]) == 20_000
     assert recorder.bars == [["plan", 20_000, [8192, 8192, 20_000 - 2 * 8192]]]
+
+
+@pytest.mark.parametrize("eol", [b"\n", b" \r\n"])
+def test_records_of_any_length_are_cut_into_60_column_lines_on_both_strands(tmp_path: Path, eol: bytes) -> None:
+    # Lengths around a line and around the 256 lines cut per call; features from base 1 and to the last base.
+    size = 256 * 60 * 2 + 7
+    body = bytes(b"ACGTNacgtnRYKM"[(i * 7 + i // 5) % 14] for i in range(size))
+    lines = eol.join(body[i : i + 70] for i in range(0, size, 70)) + eol
+    (tmp_path / "g.fa").write_bytes(b">c1 desc" + eol + lines)
+    spans = [(1, n) for n in (1, 59, 60, 61, 120, 256 * 60, 256 * 60 + 1, 256 * 60 * 2 + 6)]
+    spans += [(size - n + 1, size) for n in (60, 256 * 60 + 61)] + [(1, size)]
+    rows = [
+        f'c1\tx\texon\t{s}\t{e}\t.\t{strand}\t.\tgene_id "G{i}"; transcript_id "T{i}{strand}";\n'
+        for i, (s, e) in enumerate(spans)
+        for strand in "+-"
+    ]
+    (tmp_path / "a.gtf").write_text("".join(rows))
+    with open(tmp_path / "o.fna", "wb") as out:
+        extract_regions(tmp_path / "g.fa", {"exon": plan_region(parse_gtf(tmp_path / "a.gtf"), "exon")}, {"exon": out})
+    expected = []
+    for s, e in sorted(spans):
+        for strand in "+-":
+            seq = body[s - 1 : e] if strand == "+" else reverse_complement(body[s - 1 : e])
+            i = spans.index((s, e))
+            expected.append(f">G{i}|c1:{s}-{e}({strand})\n".encode())
+            expected.append(b"".join(seq[j : j + 60] + b"\n" for j in range(0, len(seq), 60)))
+    assert (tmp_path / "o.fna").read_bytes() == b"".join(expected)
