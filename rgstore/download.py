@@ -25,7 +25,7 @@ from .environment import fsync_dir
 from .errors import DiskWriteError, IntegrityError, InvalidInputError, NotFoundError, RemoteError
 from .httpclient import describe, iter_body, read_capped, redact
 from .progress import ProgressFactory, null_progress
-from .retries import DEFAULT_RETRIES, RETRY_AFTER_CAP, RETRY_WAIT_BUDGET, Budget, retry_after
+from .retries import DEFAULT_RETRIES, RETRY_AFTER_CAP, RETRY_WAIT_BUDGET, Budget, retry_after, silence
 from .retries import transient as _transient
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def get_text(client: httpx.Client, url: str, *, retries: int = DEFAULT_RETRIES,
         except (httpx.TransportError, httpx.DecodingError) as exc:
             # A redirect to another scheme, or a body that does not decode, will not change on retry.
             if isinstance(exc, httpx.TimeoutException):  # a silent server's tries count: the wait stays bounded
-                budget.charge(time.monotonic() - started)
+                budget.charge(min(time.monotonic() - started, silence(exc)))
             pause = 0.2 * (attempt + 1)
             if attempt >= retries or isinstance(exc, (httpx.UnsupportedProtocol, httpx.DecodingError)) or (
                     not budget.take(pause)):
@@ -274,8 +274,8 @@ def download(
             failures += 1
             if isinstance(exc, httpx.UnsupportedProtocol):  # e.g. redirected to ftp://: no retry will do
                 raise RemoteError(f"cannot download {redact(url)}: {exc}") from None
-            if isinstance(exc, httpx.TimeoutException):  # a silent server's tries count: the wait stays bounded
-                budget.charge(time.monotonic() - started)
+            if isinstance(exc, httpx.TimeoutException):  # a silent server's tries count (its silence, not the bytes)
+                budget.charge(min(time.monotonic() - started, silence(exc)))
             wait = exc.wait if isinstance(exc, _Incomplete) else None
             pause = backoff * failures if wait is None else wait
             if failures > retries or not budget.take(pause):

@@ -25,7 +25,7 @@ from typing import TypeVar
 from .errors import InvalidInputError, RemoteError
 
 __all__ = ["Budget", "DEFAULT_RETRIES", "RETRY_AFTER_CAP", "RETRY_WAIT_BUDGET", "Transient", "current", "retried",
-           "pause_or_raise", "retry_after", "scope", "transient", "wait_budget"]
+           "pause_or_raise", "retry_after", "scope", "silence", "transient", "wait_budget"]
 
 DEFAULT_RETRIES = 3
 RETRY_AFTER_CAP = 60.0
@@ -136,12 +136,30 @@ def current() -> Budget:
     return active.budget if active is not None else Budget()
 
 
-class Transient(RemoteError):
-    """A failure worth a retry: ``wait`` is the server's Retry-After, ``timed_out`` whether the try timed out."""
+def silence(exc: BaseException) -> float:
+    """The longest a request that raised httpx's ``exc`` waited on a silent server: its longest timeout (inf: unknown).
 
-    def __init__(self, message: str, *, wait: float | None = None, timed_out: bool = False) -> None:
+    A try that streamed a large body for minutes and then timed out was silent only that long: charging
+    the whole try would spend the budget on bytes that did arrive, and no retry would be left to resume them.
+    """
+    try:
+        timeouts = exc.request.extensions.get("timeout") or {}  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # no request attached
+        return float("inf")
+    values = [float(v) for v in timeouts.values() if isinstance(v, (int, float))]
+    return max(values) if values else float("inf")
+
+
+class Transient(RemoteError):
+    """A failure worth a retry: ``wait`` is the server's Retry-After, ``timed_out`` whether the try timed out.
+
+    ``silent``: the most of the try the server was silent (``silence``); only that much of it is charged.
+    """
+
+    def __init__(self, message: str, *, wait: float | None = None, timed_out: bool = False,
+                 silent: float = float("inf")) -> None:
         super().__init__(message)
-        self.wait, self.timed_out = wait, timed_out
+        self.wait, self.timed_out, self.silent = wait, timed_out, silent
 
 
 def retried(attempt: Callable[[], T], *, retries: int = DEFAULT_RETRIES, budget: Budget | None = None) -> T:
@@ -167,7 +185,7 @@ def pause_or_raise(exc: Transient, failures: int, started: float, budget: Budget
     The RemoteError raised once no try is left, or the next one's wait is past the budget, says so.
     """
     if exc.timed_out:  # a silent server's tries count: the whole wait stays bounded
-        budget.charge(time.monotonic() - started)
+        budget.charge(min(time.monotonic() - started, exc.silent))
     pause = backoff * failures if exc.wait is None else exc.wait
     tries = f" (tried {failures} times)" if failures > 1 else ""
     if failures > retries or budget.seconds == 0:  # no retry allowed at all: the failure as it is

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .files import CHUNK
 from .logfile import MAX_RECORD, frame_list, read_log_stream
-from .retries import DEFAULT_RETRIES, Transient, current, pause_or_raise, retried, retry_after, transient
+from .retries import DEFAULT_RETRIES, Transient, current, pause_or_raise, retried, retry_after, silence, transient
 from .segments import Manifest
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def _failed(url: str, exc: Exception) -> RemoteError:
 
     message = failure(url, exc)
     if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol):
-        return Transient(message, timed_out=isinstance(exc, httpx.TimeoutException))
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        return Transient(message, timed_out=timed_out, silent=silence(exc) if timed_out else float("inf"))
     return RemoteError(message)  # a redirect loop, a redirect to ftp://: the same again on a retry
 
 
