@@ -120,7 +120,7 @@ def scope(note: Callable[[str], None] = lambda _text: None, *, seconds: float | 
     ``seconds`` overrides ``$RGSTORE_RETRY_BUDGET_S`` (0: nothing is retried, each failure raised as it is).
     """
     outer = _SCOPE.get()
-    if outer is not None:  # a pull inside a pull (promote's): the outer budget and note stay
+    if outer is not None and seconds is None:  # a pull inside a pull (promote's): the outer budget and note stay
         yield outer.budget
         return
     token = _SCOPE.set(_Scope(Budget(seconds), note))

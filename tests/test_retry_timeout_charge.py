@@ -52,3 +52,14 @@ def test_a_long_stream_that_then_times_out_is_still_resumed(monkeypatch: pytest.
         got = b"".join(upstream.stream(client, f"{srv.url}/f", limit=len(BODY)))
     assert got == BODY
     assert len(tries) == 2
+
+
+def test_an_explicit_budget_inside_a_pulls_scope_is_its_own_and_the_outer_one_comes_back() -> None:
+    from rgstore.retries import current, scope
+
+    with scope(seconds=30) as outer:
+        with scope(seconds=0) as inner:  # a status asked for inside a pull: no retries, whatever the pull allows
+            assert inner is not outer and inner.seconds == 0 and current() is inner
+        with scope() as shared:  # a pull inside a pull (promote's) shares the outer budget
+            assert shared is outer
+        assert current() is outer
