@@ -1,4 +1,5 @@
-"""Claims about what a try that timed out costs the retry budget: its silence, not the bytes that did arrive."""
+"""Claims about rgstore.retries: what a try that timed out costs the budget (its silence, not the bytes that
+did arrive), and which scope a request draws on."""
 
 from __future__ import annotations
 
