@@ -31,6 +31,7 @@ from .events import FileRef
 __all__ = ["gtf_release", "gtf_source", "cached_release", "release_mismatch", "accession_mismatch"]
 
 _SOURCE = "#!annotation-source"
+_BUILD = "#!genome-build-accession"
 _RS = re.compile(r"(?:^|[\s-])(RS_\d{4}_\d{2})(?:\s|$)", re.IGNORECASE | re.ASCII)
 _ACCESSION = re.compile(r"(?:^|\s)(GC[AF]_\d{9}\.\d+)(?:-|\s|$)", re.IGNORECASE | re.ASCII)
 _NUMBERED = re.compile(r"\bAnnotation\s+Release\s+(\d{1,4}(?:\.\d{8})?)(?:\s|$)", re.IGNORECASE | re.ASCII)
@@ -59,23 +60,31 @@ def gtf_release(path: Path) -> str:
 
 
 def gtf_source(path: Path) -> tuple[str, str]:
-    """(release, assembly accession) a GTF's ``#!annotation-source`` header line names; "" for what it names not."""
+    """(release, assembly accession) a GTF's header names; "" for what it names not.
+
+    The release comes from ``#!annotation-source``; the accession from that line where it names one,
+    else from ``#!genome-build-accession NCBI_Assembly:GCF_...``, which NCBI GTFs of every era carry.
+    """
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
+    release = source_accession = build_accession = ""
     try:
         with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
             for _ in range(_MAX_HEADER_LINES):
                 line = fh.readline(1 << 16)
                 if not line.startswith(b"#"):
-                    return "", ""  # the first feature row (or the end): the header is over
+                    break  # the first feature row (or the end): the header is over
                 text = line.decode("utf-8", "replace").strip()
                 if text.startswith(_SOURCE):
                     value = text.removeprefix(_SOURCE)
-                    accession = _ACCESSION.search(value)
-                    return _release_of(value), accession.group(1).upper() if accession is not None else ""
+                    found = _ACCESSION.search(value)
+                    release, source_accession = _release_of(value), found.group(1).upper() if found else ""
+                elif text.startswith(_BUILD):
+                    found = _ACCESSION.search(text.removeprefix(_BUILD).replace(":", " "))
+                    build_accession = found.group(1).upper() if found else ""
     except (EOFError, OSError, zlib.error) as exc:  # checked against its checksum before: damage since
         raise IntegrityError(f"{path.name} does not decompress ({exc}); nothing was cached") from None
-    return "", ""
+    return release, source_accession or build_accession
 
 
 def cached_release(directory: Path, files: dict[str, FileRef], key: str) -> str:

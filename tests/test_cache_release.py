@@ -108,6 +108,24 @@ def test_the_accession_is_read_from_the_annotation_source_line_where_it_names_on
     assert gtf_source(gtf)[1] == accession
 
 
+@pytest.mark.parametrize(
+    ("header", "accession"),
+    [
+        ("#!genome-build-accession NCBI_Assembly:GCF_000001405.25\n#!annotation-source \n", "GCF_000001405.25"),
+        ("#!genome-build-accession NCBI_Assembly:GCF_013753865.1\n"
+         "#!annotation-source NCBI Acropora millepora Annotation Release 101\n", "GCF_013753865.1"),
+        ("#!genome-build-accession NCBI_Assembly:GCF_000001405.39\n"
+         "#!annotation-source NCBI RefSeq GCF_000001405.40-RS_2023_10\n", "GCF_000001405.40"),
+    ],
+)
+def test_without_an_accession_in_the_annotation_source_the_genome_build_accession_line_names_it(
+    tmp_path: Path, header: str, accession: str
+) -> None:
+    gtf = tmp_path / "a.gtf"
+    gtf.write_text(f"#gtf-version 2.2\n#!genome-build X\n{header}NC_1\tx\tgene\t1\t9\t.\t+\t.\tgene_id \"A\";\n")
+    assert gtf_source(gtf)[1] == accession
+
+
 def _annotate_as(up: Path, accession: str) -> None:
     """Make the fixture's NCBI GTF name ``accession`` in its ``#!annotation-source`` line (md5checksums.txt kept true)."""
     directory = up / "ncbi" / ncbi_dir()
