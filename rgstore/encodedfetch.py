@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError, RemoteError
-from .httpclient import iter_body, redact, streamed
+from .httpclient import iter_body, redact, status_error, streamed
 
 if TYPE_CHECKING:
     import httpx
@@ -72,9 +72,9 @@ def _alphabet(client: httpx.Client, store_url: str, index_url: str, bare: str, t
     columns = {"alphabet": 2, "sha512t24u": 3}  # gtars' order, when the index has no header line
     carry = b""
     with streamed(client, index_url, timeout=timeout) as resp:
-        if resp.status_code >= 400:
-            raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {index_url} answered HTTP "
-                                     f"{resp.status_code}"))
+        if resp.status_code >= 400:  # a 5xx is a ``Transient``: the caller downloads the sequence again
+            raise status_error(resp, redact(f"cannot open the RefgetStore at {store_url}: {index_url} answered "
+                                            f"HTTP {resp.status_code}"))
         read = 0
         for piece in iter_body(resp):
             read += len(piece)
@@ -110,8 +110,8 @@ def _download(client: httpx.Client, store_url: str, seq_url: str, bare: str, des
         if resp.status_code in (404, 410):
             raise NotFoundError(f"the RefgetStore at {redact(store_url)} has no sequence {bare}")
         if resp.status_code != 200:
-            raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
-                                     f"http status: {resp.status_code}"))
+            raise status_error(resp, redact(f"fetching sequence {bare} from {store_url} failed: "
+                                            f"http status: {resp.status_code}"))
         got = 0
         for piece in iter_body(resp):
             got += len(piece)

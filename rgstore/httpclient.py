@@ -347,14 +347,38 @@ def describe(exc: Exception) -> str:
 def streamed(
     client: httpx.Client, url: str, *, timeout: float, headers: dict[str, str] | None = None
 ) -> Iterator[httpx.Response]:
-    """A streamed GET of ``url`` (connect timeout 5 s); an httpx failure opening or reading it is a RemoteError saying so."""
+    """A streamed GET of ``url`` (connect timeout 5 s); an httpx failure opening or reading it is a RemoteError saying so.
+
+    A failure a retry may get past (a reset, a timeout, a body cut short) is a ``retries.Transient``
+    (see ``failed``); nothing here retries: the caller decides, since only it knows what to redo.
+    """
     import httpx
 
     try:
         with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0)) as resp:
             yield resp
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise RemoteError(failure(url, exc)) from None
+        raise failed(url, exc) from None
+
+
+def failed(url: str, exc: Exception) -> RemoteError:
+    """An httpx failure fetching ``url`` as the RemoteError to raise: a ``retries.Transient`` unless no retry can help."""
+    import httpx
+
+    from .retries import Transient
+
+    if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol):
+        return Transient(failure(url, exc), timed_out=isinstance(exc, httpx.TimeoutException))
+    return RemoteError(failure(url, exc))  # a redirect loop, a redirect to ftp://: the same again on a retry
+
+
+def status_error(resp: httpx.Response, message: str) -> RemoteError:
+    """The RemoteError ``message`` for ``resp``'s error status: a ``retries.Transient`` (with its Retry-After) if worth a retry."""
+    from .retries import Transient, retry_after, transient
+
+    if transient(resp.status_code):
+        return Transient(message, wait=retry_after(resp.headers.get("retry-after")))
+    return RemoteError(message)
 
 
 def iter_body(response: httpx.Response, *, raw: bool = False, chunk_size: int | None = None) -> Iterator[bytes]:

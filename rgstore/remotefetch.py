@@ -8,6 +8,12 @@ file is downloaded whole and gtars decodes it offline (``encodedfetch``); any ot
 ``fetch_missing`` finds where a missing sequence can come from (a remote genome listing it, or
 the primary a mirror replays). Anything unreachable or non-conforming raises, and nothing is cached.
 A store's ``rgstore.json`` is read once per ``MANIFEST_TTL_S`` per process, not once per sequence.
+
+A request failing as ``rgstore.retries`` calls a blip (5xx, 408, 429, a reset, a timeout, a short
+body) makes the sequence be downloaded again from its start, never kept unverified; a digest or
+length mismatch is not retried. ``fetch_many`` (a pull's ``--with-sequences``, an export) waits
+on retries within the pull's budget (``$RGSTORE_RETRY_BUDGET_S``); ``fetch_missing``, a read
+fetching what it lacks (a getseq, a server's request), within ``LAZY_RETRY_BUDGET_S`` at most.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ from urllib.parse import unquote_to_bytes
 from .aliases import normalise_digest
 from .environment import read_only_mount
 from .errors import IntegrityError, NotFoundError, RemoteError, RgstoreError, UnfetchableError, UpstreamIntegrityError
-from .httpclient import failure, is_http_url, iter_body, kept_client, read_capped, redact, streamed
-from .progress import ProgressFactory, null_progress
+from .httpclient import failed, is_http_url, iter_body, kept_client, read_capped, redact, status_error, streamed
+from .progress import ProgressFactory, note, null_progress
+from .retries import Transient, current, pause_or_raise, scope, wait_budget
 from .views.genomes import genome_record
 
 if TYPE_CHECKING:
@@ -60,6 +67,9 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 MANIFEST_TTL_S = 300.0
 """How long a remote RefgetStore's parsed ``rgstore.json`` is reused for its sequence reads in this process."""
 _MANIFESTS_KEPT = 64
+LAZY_RETRY_BUDGET_S = 2.0
+"""The most a read fetching a sequence on first use waits on retries in all: a blip is ridden out,
+but a server's request (and its client) is not held for an upstream that asks for longer."""
 """Remote RefgetStores whose parsed manifest is kept at once (the least recently read goes first)."""
 
 
@@ -219,8 +229,8 @@ def _layout(client: httpx.Client, store_url: str) -> _Layout | None:
     url = f"{store_url}/rgstore.json"
     with streamed(client, url, timeout=STORE_READ_TIMEOUT_S) as resp:
         if resp.status_code >= 400:
-            raise RemoteError(redact(f"cannot open the RefgetStore at {store_url}: {url} answered HTTP "
-                                     f"{resp.status_code}"))
+            raise status_error(resp, redact(f"cannot open the RefgetStore at {store_url}: {url} answered HTTP "
+                                            f"{resp.status_code}"))
         body = read_capped(resp, DOC_LIMIT, redact(f"{url}: the answer runs past {DOC_LIMIT:,} bytes, far "
                                                    "more than a RefgetStore manifest"))
     try:
@@ -265,8 +275,8 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
                 raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the server ignored "
                                          f"the Range header (HTTP 200) for bytes {start}-{end - 1}"))
             if resp.status_code != 206 and not whole:
-                raise RemoteError(redact(f"fetching sequence {bare} from {store_url} failed: "
-                                         f"http status: {resp.status_code}"))
+                raise status_error(resp, redact(f"fetching sequence {bare} from {store_url} failed: "
+                                                f"http status: {resp.status_code}"))
             want = length if whole else _answered_bytes(resp, seq_url, bare, start, end, length)
             got = 0
             for piece in iter_body(resp):
@@ -278,9 +288,9 @@ def _ranged_residues(client: httpx.Client, store_url: str, seq_url: str, bare: s
             if got < want and whole:
                 raise UpstreamIntegrityError(f"{redact(store_url)}: sequence {bare} is shorter than its recorded "
                                      f"{length} residues")
-            if got < want:
-                raise RemoteError(redact(f"fetching sequence {bare} from {seq_url} failed: the answer ended "
-                                         f"after {got:,} of the {want:,} bytes its Content-Range announced"))
+            if got < want:  # the connection cut: the sequence is asked for again
+                raise Transient(redact(f"fetching sequence {bare} from {seq_url} failed: the answer ended "
+                                       f"after {got:,} of the {want:,} bytes its Content-Range announced"))
         if whole:
             return
         start += got  # a server (a CDN) may answer fewer bytes than asked: the next request starts where it stopped
@@ -317,11 +327,15 @@ def _api_residues(server: str, bare: str, length: int) -> Iterator[bytes]:
                     if resp.status_code == 404:
                         raise NotFoundError(f"{redact(server)} has no sequence {bare}")
                     if resp.status_code != 200:
-                        raise RemoteError(f"fetching sequence {bare} from {redact(url)} failed: HTTP {resp.status_code}")
+                        raise status_error(resp, f"fetching sequence {bare} from {redact(url)} failed: "
+                                           f"HTTP {resp.status_code}")
                     window = read_capped(resp, end - start, f"{redact(url)} answers more than the {end - start:,} "
                                          f"residues asked for ({start}-{end}); nothing was cached")
             except httpx.HTTPError as exc:
-                raise RemoteError(failure(url, exc)) from None
+                raise failed(url, exc) from None
+            if len(window) < end - start:  # the answer cut short: the sequence is asked for again
+                raise Transient(f"fetching sequence {bare} from {redact(url)} failed: the answer ended after "
+                                f"{len(window):,} of the {end - start:,} residues asked for")
             yield window
 
 
@@ -375,11 +389,14 @@ def _fetch_into(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length
 
     A sequence read through a manifest kept from earlier that is missing or corrupt is read once
     more with the manifest as it is now (the store republished meanwhile: its files moved, Raw
-    turned Encoded).
+    turned Encoded). One that failed as a blip (``Transient``) is downloaded again from its start,
+    as ``rgstore.retries`` allows within the scope's budget; the last failure is raised saying so.
     """
     start = out.tell()
     reused = not via_refget_api and _manifest_kept(remote_url)
+    budget, failures = current(), 0
     while True:
+        began = time.monotonic()
         try:
             _download(out, remote_url, scratch, bare, length, md5, progress, via_refget_api)
             return
@@ -389,6 +406,14 @@ def _fetch_into(out: BinaryIO, remote_url: str, scratch: Path, bare: str, length
             if not isinstance(exc, RgstoreError):
                 raise
             _forget_manifest(remote_url)  # whatever went wrong, the next read looks at the store afresh
+            if isinstance(exc, Transient):
+                failures += 1
+                try:
+                    pause_or_raise(exc, failures, began, budget)
+                except RemoteError as last:
+                    _name_sequence(last, remote_url, bare)
+                    raise last from None
+                continue
             if not reused or not isinstance(exc, (NotFoundError, IntegrityError)):
                 _name_sequence(exc, remote_url, bare)
                 raise
@@ -544,11 +569,14 @@ def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFacto
     """Fetch a sequence the RefgetStore lacks from the remote of a genome that lists it.
 
     Returns False when no remote genome lists the sequence (the caller's "missing" error
-    stands); raises what ``fetch_sequence`` raises when the fetch itself fails.
+    stands); raises what ``fetch_sequence`` raises when the fetch itself fails. Its retries wait
+    ``LAZY_RETRY_BUDGET_S`` at most in all (less if ``$RGSTORE_RETRY_BUDGET_S`` says so): a read is
+    waiting on it (a getseq, a server's request). Within a pull's scope, the pull's budget.
     """
     from .refgetstore import strip_sq
 
-    return _fetch_listed(store, strip_sq(sequence_digest), progress)
+    with scope(lambda text: note(progress, f"note: {text}"), seconds=min(wait_budget(), LAZY_RETRY_BUDGET_S)):
+        return _fetch_listed(store, strip_sq(sequence_digest), progress)
 
 
 def _fetch_listed(store: Store, bare: str, progress: ProgressFactory,
@@ -598,7 +626,15 @@ def fetch_many(
     a single fetch of it meanwhile waits, then finds it cached. One another process is fetching is
     not waited for in the batch (no deadlock with another batch) but after it, as a single fetch:
     usually found cached by then. A sequence found cached once its lock is held is not downloaded.
+    Retries share one budget (``$RGSTORE_RETRY_BUDGET_S``; a pull's, within one), each a note on a terminal.
     """
+    with scope(lambda text: note(progress, f"note: {text}")):
+        return _fetch_many(store, digests, progress, batch_sequences, batch_residues)
+
+
+def _fetch_many(store: Store, digests: Sequence[str], progress: ProgressFactory, batch_sequences: int,
+                batch_residues: int) -> list[str]:
+    """``fetch_many``'s work, inside its retry scope."""
     from .fetchonce import Claims
     from .refgetstore import scratch_dir, strip_sq
 
