@@ -365,10 +365,11 @@ def failed(url: str, exc: Exception) -> RemoteError:
     """An httpx failure fetching ``url`` as the RemoteError to raise: a ``retries.Transient`` unless no retry can help."""
     import httpx
 
-    from .retries import Transient
+    from .retries import Transient, silence
 
     if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol):
-        return Transient(failure(url, exc), timed_out=isinstance(exc, httpx.TimeoutException))
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        return Transient(failure(url, exc), timed_out=timed_out, silent=silence(exc) if timed_out else float("inf"))
     return RemoteError(failure(url, exc))  # a redirect loop, a redirect to ftp://: the same again on a retry
 
 

@@ -102,7 +102,7 @@ class Budget:
         """Why no retry was made: its wait would take the waits past the budget."""
         if pause <= 0 or self.spent >= self.seconds:
             return f"past the {self.seconds:g} s rgstore waits on retries in all (${BUDGET_VAR})"
-        return f"the upstream asks to wait {pause:.0f} s more, past the {self.seconds:.0f} s rgstore waits in all"
+        return f"the upstream asks to wait {pause:g} s more, past the {self.seconds:g} s rgstore waits in all"
 
 
 class _Scope:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .errors import ChainError, IntegrityError, LogMismatchError, NotFoundError, RemoteError
 from .files import CHUNK
 from .logfile import MAX_RECORD, frame_list, read_log_stream
-from .retries import DEFAULT_RETRIES, Transient, current, pause_or_raise, retried, retry_after, silence, transient
+from .retries import DEFAULT_RETRIES, Transient, current, pause_or_raise, retried, retry_after, transient
 from .segments import Manifest
 
 if TYPE_CHECKING:
@@ -80,19 +80,6 @@ def fetch(client: httpx.Client, url: str, *, limit: int | None = None, retries: 
     return retried(lambda: _fetch_once(client, url, limit=limit, **kw), retries=retries)
 
 
-def _failed(url: str, exc: Exception) -> RemoteError:
-    """An httpx failure as the RemoteError to raise: ``Transient`` unless no retry can help."""
-    import httpx
-
-    from .httpclient import failure
-
-    message = failure(url, exc)
-    if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol):
-        timed_out = isinstance(exc, httpx.TimeoutException)
-        return Transient(message, timed_out=timed_out, silent=silence(exc) if timed_out else float("inf"))
-    return RemoteError(message)  # a redirect loop, a redirect to ftp://: the same again on a retry
-
-
 def _check_status(resp: httpx.Response, shown: str) -> None:
     """NotFoundError for 404, ``_Conflict`` for 409, ``Transient`` for a status worth a retry, else RemoteError."""
     status = resp.status_code
@@ -109,7 +96,7 @@ def _check_status(resp: httpx.Response, shown: str) -> None:
 def _fetch_once(client: httpx.Client, url: str, *, limit: int | None, **kw: Any) -> tuple[bytes, str]:
     import httpx
 
-    from .httpclient import read_capped, redact
+    from .httpclient import failed, read_capped, redact
 
     limit = SMALL_LIMIT if limit is None else limit
     shown = redact(url)
@@ -120,7 +107,7 @@ def _fetch_once(client: httpx.Client, url: str, *, limit: int | None, **kw: Any)
                                "is this an rgstore upstream?")
             return body, resp.headers.get("content-type", "").partition(";")[0].strip()
     except httpx.HTTPError as exc:
-        raise _failed(url, exc) from None
+        raise failed(url, exc) from None
 
 
 def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[bytes]:
@@ -133,7 +120,7 @@ def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[byt
     """
     import httpx
 
-    from .httpclient import iter_body, redact
+    from .httpclient import failed, iter_body, redact
 
     shown = redact(url)
     got = 0
@@ -155,7 +142,7 @@ def stream(client: httpx.Client, url: str, *, limit: int | None) -> Iterator[byt
                                           "is this an rgstore upstream?")
                     yield chunk
         except httpx.HTTPError as exc:
-            raise _failed(url, exc) from None
+            raise failed(url, exc) from None
         if skip:
             raise Transient(f"{shown}: the answer ended after {got - skip:,} bytes, before the {got:,} already read")
 
