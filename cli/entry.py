@@ -25,13 +25,29 @@ def main() -> None:
             import signal  # here, not at the top: building its enums takes a millisecond of the start-up window
 
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if not _interrupted(exc):
+            raise
         try:
             sys.stderr.write(f"{chr(10) if sys.stderr.isatty() else ''}error: interrupted\n")
             sys.stderr.flush()
         except (OSError, ValueError):  # stderr closed or gone: the exit status still says what happened
             pass
         sys.exit(130)
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a Ctrl-C or an error raised from one.
+
+    Python 3.11 raises what a descriptor's ``__set_name__`` raises, while a class is built, as
+    ``RuntimeError("Error calling __set_name__ ...")`` from it; the stdlib builds such classes all through
+    click's imports (every enum), so a Ctrl-C landing there arrives as that RuntimeError.
+    """
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 if __name__ == "__main__":
