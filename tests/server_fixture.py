@@ -1,16 +1,19 @@
 """A real `rgstore serve` (uvicorn) subprocess on a free loopback port, for tests and benchmarks.
 
-``running_server(store)`` starts ``python -m cli --store STORE serve --port P``, waits until
-``/healthz`` answers, yields a ``Server`` (base URL and process), and stops it afterwards.
+``running_server(store)`` starts ``python -m rgstore_cli --store STORE serve --port 0``, reads the port
+it bound, waits until ``/healthz`` answers, yields a ``Server`` (base URL and process), and stops it
+afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -82,35 +85,47 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=15)
 
 
+_ANNOUNCED = re.compile(rb"read-only at http://127\.0\.0\.1:(\d+)")
+
+
+def _bound_url(process: subprocess.Popen[bytes], log_path: Path) -> str:
+    """The URL a server started with ``--port 0`` announces once bound (no other server can hold that port)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = _ANNOUNCED.search(log_path.read_bytes())
+        if found:
+            return f"http://127.0.0.1:{int(found[1])}"
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.02)
+    raise RuntimeError(f"server announced no port after {STARTUP_TIMEOUT_S}s:\n{log_path.read_text()}")
+
+
 @contextmanager
 def running_server(
     store: Path, *, workers: int = 1, extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
     log_dir: Path | None = None,
 ) -> Iterator[Server]:
-    """Run `rgstore serve` on ``store`` until the block ends; retries once if the port was taken."""
+    """Run `rgstore serve` on ``store`` until the block ends, on a port the kernel picks (``--port 0``).
+
+    A port picked here and handed over could be taken by another test's server in between, whose
+    /healthz would then answer for this one; the server binds port 0 and announces what it got.
+    """
     log_dir = log_dir or store.parent
-    for attempt in range(3):
-        port = free_port()
-        log_path = log_dir / f"server-{port}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "rgstore_cli", "--store", str(store), "serve", "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", str(workers), *extra_args],
-                cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, process, log_path)
-        except RuntimeError:
-            _stop(process)
-            if attempt == 2 or "address already in use" not in log_path.read_text(errors="replace"):
-                raise
-            continue
-        try:
-            yield Server(url=url, process=process, log_path=log_path)
-        finally:
-            _stop(process)
-        return
+    fd, name = tempfile.mkstemp(prefix="server-", suffix=".log", dir=log_dir)
+    log_path = Path(name)
+    with os.fdopen(fd, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rgstore_cli", "--store", str(store), "serve", "--host", "127.0.0.1",
+             "--port", "0", "--workers", str(workers), *extra_args],
+            cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = _bound_url(process, log_path)
+        _wait_healthy(url, process, log_path)
+        yield Server(url=url, process=process, log_path=log_path)
+    finally:
+        _stop(process)
 
 
 def rgstore_cli(store: Path, *args: str) -> str:
