@@ -274,11 +274,11 @@ def test_log_show_and_filters_refuse_odd_values_in_one_line(store_path: Path) ->
 
 
 def test_a_newer_rgstore_event_in_the_log_is_one_line_naming_its_seq_and_upgrade(store_path: Path) -> None:
-    from tests.test_log import _append_unknown_event_type
+    from tests.test_newer_writer import NEWER_PAYLOADS, append_as_newer_writer
 
     _seed(store_path)
     with Store.open(store_path) as s:
-        seq = _append_unknown_event_type(s)
+        seq = append_as_newer_writer(s, NEWER_PAYLOADS["unknown event tag"])
     for args in (["log"], ["rebuild"], ["log", "show", str(seq)]):
         proc = run_rgstore("--store", str(store_path), *args)
         err = proc.stderr.decode()
