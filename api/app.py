@@ -197,6 +197,8 @@ def create_app(store_path: str | None = None) -> FastAPI:
             replica.upstream = "(a local path)"  # a mirror of a directory or file: the same reason
         if replica is not None and replica.error is not None and here:
             replica.error = replica.error.replace(here, "(the store)")
+        if here:  # a warning names the directory it may not write
+            result.warnings = [warning.replace(here, "(the store)") for warning in result.warnings]
         return json_response(result)
 
     # FastAPI matches included routers in order: the hot lookups go first.

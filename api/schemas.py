@@ -280,3 +280,5 @@ class StoreStatusView(_Open):
     replica: dict[str, Any] | None
     problems: list[str]
     healthy: bool
+    warnings: list[str] = Field(default=[], description="what opening the store left undone (not problems alone)")
+    missing_content: list[str] = Field(default=[], description="content kinds referenced but none held (see verify)")

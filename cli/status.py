@@ -81,7 +81,9 @@ def _print(st: StoreStatus) -> None:
     current = sum(v.state == "current" for v in st.views)
     behind = ", ".join(f"{v.name} {v.state}" for v in st.views if v.state != "current")  # which, not just how many
     rows.append(("views:", f"{current} of {len(st.views)} current" + (f" ({behind})" if behind else "")))
-    rows.append(("health:", "ok" if st.healthy else counted(len(st.problems), "problem")))
+    health = "ok" if st.healthy else counted(len(st.problems), "problem")
+    # Opening the store printed them (`warning:` lines on stderr): counted here, not repeated.
+    rows.append(("health:", health + (f", {counted(len(st.warnings), 'warning')}" if st.warnings else "")))
     emit_table([(label, cell(value)) for label, value in rows])
     for problem in st.problems:
         click.echo(f"  {cell(problem)}")

@@ -5,7 +5,9 @@ come from LMDB's own statistics or small view scans, disk use from LMDB's page a
 the sizes views recorded (cache entries, refpkg blobs, the RefgetStore index). It never walks
 the blob, cache or sequence trees and never hashes anything, so it stays fast on big stores;
 what only such a walk could tell (files nothing references any more) is left to ``gc`` and
-``verify``. It works on a read-only handle, a fresh store, and a store without ``refget/``.
+``verify``. Whether a content tree (``blobs/``, ``cache/``, the sequences under ``refget/``) is there
+at all when the views reference content in it is one ``scandir`` step each (a store replayed from
+a log export alone holds none). It works on a read-only handle, a fresh store, and a store without ``refget/``.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from .mirrorstatus import status as mirror_status
 from .pendingsync import PREFIX, abandoned_marks
 from .views import SEQ
 from .views.cache import CacheView
+from .views.genomes import all_genomes
 from .views.refpkgstate import HEADS_DB, KEY_SEP, NAME_DECODER, NAMES_DB, STEPS_DB, list_heads
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .environment import Txn
     from .servedstore import ServedStore
     from .store import Store
@@ -88,6 +93,10 @@ class StoreStatus(msgspec.Struct, kw_only=True):
     """Set when the store is (or was, until promoted) a mirror; the upstream is not contacted."""
     problems: list[str]
     healthy: bool
+    warnings: list[str] = []
+    """What opening the store left undone but went ahead without (``Store.warnings``): not problems by themselves."""
+    missing_content: list[str] = []
+    """Kinds of content (``verify``'s names: blobs, cache_files, sequences) the views reference and none is held."""
 
 
 class _Size(msgspec.Struct):
@@ -161,12 +170,69 @@ def store_status(store: Store, *, served: ServedStore | None = None) -> StoreSta
                  "writable (any writing command) to finish it" for name in marks if name not in unreadable]
     problems += [f"pending sync {name}: another user's mark this user may not open (its command may still be "
                  "running); a writable open finishes it if not" for name in unreadable]
+    missing = [] if unreadable_counts or replica.upstream is not None else _missing_content(store, counts)
+    if missing:
+        problems.append(f"the views reference content this store holds none of ({', '.join(_TREES[k] for k in missing)} "
+                        "empty), as after `rgstore replay` of a `rgstore log export` (the log only); run `rgstore "
+                        "verify` for the files and how to bring them")
     return StoreStatus(
         path=str(store.path), log_id=log_id, format_version=int(raw_format) if raw_format else FORMAT_VERSION,
         head_seq=head, head_time=head_time, streams=streams, counts=counts, disk=disk, views=views,
         pending_syncs=marks, replica=replica if replica.upstream is not None else None,
-        problems=problems, healthy=not problems,
+        problems=problems, healthy=not problems, warnings=list(store.warnings), missing_content=missing,
     )
+
+
+_TREES = {"blobs": "blobs/", "cache_files": "cache/", "sequences": "refget/ sequences"}
+
+
+def _missing_content(store: Store, counts: Counts) -> list[str]:
+    """The kinds of content the views reference while their tree holds no entry at all (verify names the files).
+
+    One ``scandir`` step per tree, and a genome scan only when the sequence tree is empty. A mirror
+    (or a promoted one) is never asked: it fetches blobs, cache files and sequences lazily.
+    """
+    missing = []
+    if counts.blobs and not _holds_any(store.blobs.root):
+        missing.append("blobs")
+    if counts.cache_level1 + counts.cache_level2 and not _holds_any(store.cache_path):
+        missing.append("cache_files")
+    sequences = _sequence_tree(store)
+    if sequences is not None and not _holds_any(sequences) and _has_local_sequences(store):
+        missing.append("sequences")
+    return missing
+
+
+def _holds_any(directory: Path) -> bool:
+    """Whether ``directory`` holds an entry besides dot-named ones (temporary files, lock directories).
+
+    Stops at the first such entry; a directory this process cannot list counts as holding some (no claim).
+    """
+    try:
+        with os.scandir(directory) as entries:
+            return any(not entry.name.startswith(".") for entry in entries)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _sequence_tree(store: Store) -> Path | None:
+    """The RefgetStore's directory of sequence files (its index's path template), None if it cannot tell."""
+    try:
+        meta = json.loads((store.refget_path / "rgstore.json").read_bytes())
+        template = meta.get("seqdata_path_template") if isinstance(meta, dict) else None
+    except (OSError, ValueError):
+        return None
+    fixed = str(template or "sequences/%s2/%s.seq").split("%", 1)[0]
+    top = fixed.split("/", 1)[0] if "/" in fixed else ""
+    return store.refget_path / top if top else None  # files right in refget/: its index is there anyway
+
+
+def _has_local_sequences(store: Store) -> bool:
+    """Whether some recorded genome has sequences that must be local (not fetched from a remote URL)."""
+    with store.read() as txn:
+        return any(g.sequences and not g.source.remote_url for g in all_genomes(txn, store.environment))
 
 
 def _moved(served: ServedStore | None) -> str:

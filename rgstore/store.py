@@ -331,16 +331,17 @@ class Store:
                 environment.close()
                 try:
                     with cls.open(root, actor=actor, progress=progress) as writer:  # rebuilds them, then read-only again
-                        repaired = writer.repaired
+                        repaired, warnings = writer.repaired, writer.warnings
                 except (RgstoreError, OSError):
                     if any(not view.reads_fall_back for view, _ in stale) and not allow_stale_views:
                         raise
                     # Only outside copies (alias TSVs, FHR files) were pending and could not be refreshed now
                     # (e.g. the RefgetStore stayed locked): the views read here are sound, verify names the marks.
-                    repaired = []
+                    repaired, warnings = [], []
                 environment = Environment(root / "log", readonly=True)
                 store = cls(root, environment, actor or None)
-                store.repaired = repaired
+                # What the writer left undone (e.g. copies it may not refresh): this handle's callers say so too.
+                store.repaired, store.warnings = repaired, warnings
             if readonly and not allow_stale_views:
                 store._refuse_stale_views()
         except BaseException:

@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from rgstore.pendingsync import PendingSync
 from rgstore.segments import publish
 from rgstore.status import StoreStatus, store_status
 from rgstore.store import Store
-from tests.conftest import run_rgstore
+from tests.conftest import REPO, run_rgstore
 from tests.server_fixture import init_genome, rgstore_cli, running_server
 from tests.test_sharing import _OUTSIDER, _as_user, needs_root, outsiders_lab, readers_may_lock
 from tests.upstream_fixture import UpstreamServer
@@ -503,3 +505,87 @@ def test_blobs_the_current_steps_name_are_sized_without_reading_any_older_step(t
         after = store_status(store)
     assert (after.counts, _part(after, "blobs")) == (before.counts, _part(before, "blobs"))
     assert _part(after, "blobs")[0] == tax.stat().st_size and after.counts.blobs == 1
+
+
+def test_a_store_replayed_from_a_log_export_alone_is_a_problem_naming_its_empty_content_trees(
+    tmp_path: Path, server: UpstreamServer
+) -> None:
+    # It said `health: ok`: only `rgstore verify`, which reads every file, told the store holds none of its content.
+    import shutil
+
+    primary, new = tmp_path / "p", tmp_path / "new"
+    _populate(tmp_path, primary, server)
+    at_primary = msgspec.json.decode(rgstore_cli(primary, "status", "--json"), type=StoreStatus)
+    assert at_primary.healthy and at_primary.missing_content == [] and at_primary.warnings == []
+    assert run_rgstore("--store", str(primary), "log", "export", str(tmp_path / "x.rglog")).returncode == 0
+    assert run_rgstore("replay", str(tmp_path / "x.rglog"), "--store", str(new)).returncode == 0
+
+    checked = run_rgstore("--store", str(new), "status", "--json", "--check")
+    assert checked.returncode == 1
+    status = msgspec.json.decode(checked.stdout, type=StoreStatus)
+    assert status.missing_content == ["blobs", "cache_files", "sequences"] and not status.healthy
+    [problem] = status.problems
+    assert "(blobs/, cache/, refget/ sequences empty)" in problem and "`rgstore replay`" in problem
+    assert "run `rgstore verify`" in problem
+    assert "health:       1 problem" in rgstore_cli(new, "status")
+    with running_server(new) as served:
+        body = httpx.get(f"{served.url}/status", timeout=10).json()
+    assert body["missing_content"] == status.missing_content and body["healthy"] is False
+    assert body["problems"] == status.problems and body["warnings"] == []
+
+    # Copying the trees back (what verify's hint says) clears it.
+    shutil.rmtree(new / "refget")
+    for part in ("blobs", "cache", "refget"):
+        shutil.copytree(primary / part, new / part, dirs_exist_ok=True)
+    assert run_rgstore("--store", str(new), "rebuild").returncode == 0
+    mended = msgspec.json.decode(rgstore_cli(new, "status", "--json"), type=StoreStatus)
+    assert mended.healthy and mended.missing_content == []
+
+
+def test_a_lazy_mirror_holding_no_blobs_or_sequences_and_a_fresh_store_are_not_missing_content(
+    tmp_path: Path,
+) -> None:
+    primary = tmp_path / "p"
+    _populate(tmp_path, primary)
+    with Store.open(primary, readonly=True) as store:
+        publish(store, tmp_path / "pub")
+    with Store.open(tmp_path / "m") as mirror:
+        pull(mirror, str(tmp_path / "pub"))  # neither --with-blobs nor --with-sequences: both fetched on first read
+        assert not [p for p in (tmp_path / "m" / "blobs").rglob("*") if p.is_file()]
+        assert not list((tmp_path / "m" / "refget").rglob("*.seq"))
+        status = store_status(mirror)
+        assert status.counts.blobs and status.counts.genomes
+        assert status.healthy and status.missing_content == [], status.problems
+    with Store.open(tmp_path / "fresh") as fresh:
+        status = store_status(fresh)
+        assert status.healthy and status.missing_content == [] and status.warnings == []
+
+
+def test_status_carries_the_warning_of_alias_files_this_user_may_not_refresh(tmp_path: Path) -> None:
+    # `status --json` had only the pending mark, whose advice (any writing command) this user had just followed.
+    from tests.privileges import modes_bind_prefix
+
+    store = tmp_path / "store"
+    (tmp_path / "g.fa").write_text(FASTA)
+    init_genome(store, tmp_path / "g.fa", "g")
+    refget = store / "refget"
+    (refget / "aliases" / "collections" / "refgenie.tsv").unlink()  # a command killed before its refresh leaves
+    (store / ".sync-pending-0123456789ab").touch()  # a stale copy and a mark
+    prefix = modes_bind_prefix()
+    argv = [*prefix, sys.executable, "-m", "rgstore_cli", "--store", str(store), "status"]
+    refget.chmod(0o555)
+    try:
+        as_json = subprocess.run([*argv, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        text = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    finally:
+        refget.chmod(0o755)
+    assert as_json.returncode == 0, as_json.stderr
+    status = msgspec.json.decode(as_json.stdout, type=StoreStatus)
+    [warning] = status.warnings
+    assert warning.startswith("an earlier command's alias or FHR change is recorded, but the RefgetStore's alias "
+                              "TSVs / FHR files are not refreshed yet: ") and f"{refget} is dr-xr-xr-x " in warning
+    assert not status.healthy and status.pending_syncs == [".sync-pending-0123456789ab"]
+    assert "health:       1 problem, 1 warning" in text.stdout
+    assert text.stderr == f"warning: {warning}\n"  # said once, by the open, not again in the report
+    after = msgspec.json.decode(rgstore_cli(store, "status", "--json"), type=StoreStatus)  # a user who may write
+    assert after.healthy and after.warnings == [] and after.pending_syncs == []
