@@ -166,8 +166,10 @@ def store_status(store: Store, *, served: ServedStore | None = None) -> StoreSta
     problems += [f"view {v.name!r} is {v.state}: {v.detail}" for v in views
                  if v.state != "current" and not (v.state in ("lagging", "stale") and v.name in falls_back)]
     problems += [unreadable_counts] if unreadable_counts else []
+    # Said of who can finish it: a writing command by a user who may not write refget/ leaves it (Store.warnings).
+    finisher = " by a user who may write refget/" if store.warnings else ""
     problems += [f"pending sync {name}: a command died before refreshing alias/FHR files; open the store "
-                 "writable (any writing command) to finish it" for name in marks if name not in unreadable]
+                 f"writable (any writing command{finisher}) to finish it" for name in marks if name not in unreadable]
     problems += [f"pending sync {name}: another user's mark this user may not open (its command may still be "
                  "running); a writable open finishes it if not" for name in unreadable]
     missing = [] if unreadable_counts or replica.upstream is not None else _missing_content(store, counts)

@@ -585,6 +585,8 @@ def test_status_carries_the_warning_of_alias_files_this_user_may_not_refresh(tmp
     assert warning.startswith("an earlier command's alias or FHR change is recorded, but the RefgetStore's alias "
                               "TSVs / FHR files are not refreshed yet: ") and f"{refget} is dr-xr-xr-x " in warning
     assert not status.healthy and status.pending_syncs == [".sync-pending-0123456789ab"]
+    [pending] = [p for p in status.problems if p.startswith("pending sync")]  # whose command can finish it
+    assert pending.endswith("(any writing command by a user who may write refget/) to finish it"), pending
     assert "health:       1 problem, 1 warning" in text.stdout
     assert text.stderr == f"warning: {warning}\n"  # said once, by the open, not again in the report
     after = msgspec.json.decode(rgstore_cli(store, "status", "--json"), type=StoreStatus)  # a user who may write
