@@ -67,10 +67,10 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 MANIFEST_TTL_S = 300.0
 """How long a remote RefgetStore's parsed ``rgstore.json`` is reused for its sequence reads in this process."""
 _MANIFESTS_KEPT = 64
+"""Remote RefgetStores whose parsed manifest is kept at once (the least recently read goes first)."""
 LAZY_RETRY_BUDGET_S = 2.0
 """The most a read fetching a sequence on first use waits on retries in all: a blip is ridden out,
 but a server's request (and its client) is not held for an upstream that asks for longer."""
-"""Remote RefgetStores whose parsed manifest is kept at once (the least recently read goes first)."""
 
 
 class _Layout(NamedTuple):
@@ -571,7 +571,7 @@ def fetch_missing(store: Store, sequence_digest: str, *, progress: ProgressFacto
     Returns False when no remote genome lists the sequence (the caller's "missing" error
     stands); raises what ``fetch_sequence`` raises when the fetch itself fails. Its retries wait
     ``LAZY_RETRY_BUDGET_S`` at most in all (less if ``$RGSTORE_RETRY_BUDGET_S`` says so): a read is
-    waiting on it (a getseq, a server's request). Within a pull's scope, the pull's budget.
+    waiting on it (a getseq, a server's request). Inside a pull's scope too: an explicit budget is its own.
     """
     from .refgetstore import strip_sq
 

@@ -25,7 +25,7 @@ from rgstore.mirror import pull
 from rgstore.segments import publish, publish_refget
 from rgstore.store import Store
 from tests.conftest import REPO
-from tests.server_fixture import free_port, running_server
+from tests.server_fixture import running_server
 from tests.upstream_fixture import UpstreamServer
 
 _FASTA = ">chr1\nACGTACGTNNNNACGTRYKMACG\n>chr2\nGGGGCCCCAAAATTTT\n>chrM\nacgtacgtac\n"
@@ -108,7 +108,7 @@ def _serve_follow_on_a_terminal(store: Path, source: Path) -> bytes:
     fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-m", "rgstore_cli", "--store", str(store), "serve", "--host", "127.0.0.1",
-         "--port", str(free_port()), "--follow", str(source), "--interval", "1h"],
+         "--port", "0", "--follow", str(source), "--interval", "1h"],
         cwd=REPO, stdin=subprocess.DEVNULL, stdout=replica, stderr=replica, env={**os.environ, "TERM": "xterm"})
     os.close(replica)
     seen, deadline, termed = b"", time.monotonic() + 60, False
