@@ -12,7 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rgstore.errors import RgstoreError, TooManyOpenFilesError, clip
+from rgstore.errors import (
+    IntegrityError,
+    NewerRgstoreError,
+    ReadOnlyError,
+    RgstoreError,
+    TooManyOpenFilesError,
+    clip,
+)
+from rgstore.retries import NOT_TRANSIENT_HEADER
 
 from .wire import json_response
 
@@ -58,6 +66,9 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Retry-After"] = str(retry_after)
         if getattr(exc, "close_connection", False):  # a 408: the rest of the request is not read
             headers["Connection"] = "close"
+        if isinstance(exc, (IntegrityError, ReadOnlyError, NewerRgstoreError)):
+            # Bad bytes (its upstream's or its own), a log too new, a store it may not write: the same on a retry.
+            headers[NOT_TRANSIENT_HEADER] = "0"
         return problem(exc.http_status, str(exc), headers=headers or None)
 
     async def validation_error(_request: Request, exc: Exception) -> Response:

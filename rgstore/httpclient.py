@@ -377,7 +377,7 @@ def status_error(resp: httpx.Response, message: str) -> RemoteError:
     """The RemoteError ``message`` for ``resp``'s error status: a ``retries.Transient`` (with its Retry-After) if worth a retry."""
     from .retries import Transient, retry_after, transient
 
-    if transient(resp.status_code):
+    if transient(resp.status_code, resp.headers):
         return Transient(message, wait=retry_after(resp.headers.get("retry-after")))
     return RemoteError(message)
 

@@ -18,13 +18,13 @@ import contextvars
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
 from .errors import InvalidInputError, RemoteError
 
-__all__ = ["Budget", "DEFAULT_RETRIES", "RETRY_AFTER_CAP", "RETRY_WAIT_BUDGET", "Transient", "current", "retried",
+__all__ = ["Budget", "DEFAULT_RETRIES", "NOT_TRANSIENT_HEADER", "RETRY_AFTER_CAP", "RETRY_WAIT_BUDGET", "Transient", "current", "retried",
            "pause_or_raise", "retry_after", "scope", "silence", "transient", "wait_budget"]
 
 DEFAULT_RETRIES = 3
@@ -72,8 +72,15 @@ def retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
-def transient(status: int) -> bool:
-    """Whether an HTTP status is worth a retry: 5xx, 408, 429."""
+NOT_TRANSIENT_HEADER = "X-Rgstore-Transient"
+"""Set to "0" by an rgstore server on an error no retry can mend (bad bytes from its upstream, a newer log,
+a store it may not write), whatever its 5xx status says: a mirror of it then fails at once."""
+
+
+def transient(status: int, headers: Mapping[str, str] | None = None) -> bool:
+    """Whether an HTTP answer is worth a retry: 5xx, 408, 429, unless an rgstore server says it is not."""
+    if headers is not None and headers.get(NOT_TRANSIENT_HEADER) == "0":
+        return False
     return status >= 500 or status in _RETRIED
 
 

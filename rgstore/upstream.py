@@ -87,7 +87,7 @@ def _check_status(resp: httpx.Response, shown: str) -> None:
         raise NotFoundError(f"{shown}: 404 Not Found")
     if status == 409:
         raise _Conflict(f"{shown}: HTTP 409")
-    if transient(status):
+    if transient(status, resp.headers):
         raise Transient(f"{shown}: HTTP {status}", wait=retry_after(resp.headers.get("retry-after")))
     if status >= 400:
         raise RemoteError(f"{shown}: HTTP {status}")

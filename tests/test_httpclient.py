@@ -49,6 +49,7 @@ def test_a_socks5_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{proxy.getsockname()[1]}")
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.setenv("RGSTORE_RETRY_BUDGET_S", "0")  # one try: this proxy answers one connection only
         with upstream.client() as client, pytest.raises(RemoteError, match="^cannot reach .*SOCKS proxy failed"):
             upstream.get(client, "http://example.invalid/manifest.json")
         thread.join(timeout=5)
@@ -251,7 +252,9 @@ def test_a_get_through_a_proxy_from_the_environment_is_sent_again_too(monkeypatc
     assert proxy.seen == ["GET http://example.invalid/a HTTP/1.1", *["GET http://example.invalid/b HTTP/1.1"] * 2]
 
 
-def test_a_server_that_always_hangs_up_is_asked_twice_then_one_line_error() -> None:
+def test_a_server_that_always_hangs_up_is_asked_twice_then_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The transport's own second send, alone: rgstore.retries' tries (each asking twice) are turned off here.
+    monkeypatch.setenv("RGSTORE_RETRY_BUDGET_S", "0")
     with HostileServer({"/": _hangs_up}) as srv, upstream.client() as client:
         with pytest.raises(RemoteError, match=rf"^cannot reach {srv.url}/x: Server disconnected without sending a "
                            r"response\.$"):

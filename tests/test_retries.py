@@ -64,3 +64,15 @@ def test_an_explicit_budget_inside_a_pulls_scope_is_its_own_and_the_outer_one_co
         with scope() as shared:  # a pull inside a pull (promote's) shares the outer budget
             assert shared is outer
         assert current() is outer
+
+
+def test_an_rgstore_servers_5xx_marked_not_transient_is_not_retried_and_a_bare_5xx_is() -> None:
+    import httpx
+
+    from rgstore.httpclient import status_error
+    from rgstore.retries import NOT_TRANSIENT_HEADER, Transient
+
+    bad_bytes = httpx.Response(502, headers={NOT_TRANSIENT_HEADER: "0"})  # its upstream sent bytes failing a digest
+    assert not isinstance(status_error(bad_bytes, "x"), Transient)
+    assert isinstance(status_error(httpx.Response(502), "x"), Transient)  # a proxy's 502: a blip
+    assert isinstance(status_error(httpx.Response(503, headers={"Retry-After": "1"}), "x"), Transient)
